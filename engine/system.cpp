@@ -1,0 +1,106 @@
+#include "engine/system.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string_view>
+
+#include "tabula/build_info.h"
+
+#if TABULA_HAVE_CUDA
+#include "engine/cuda/runtime.h"
+#endif
+
+namespace tabula {
+
+static CpuFeatures detect() {
+  CpuFeatures f;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  f.avx2 = __builtin_cpu_supports("avx2");
+  f.fma = __builtin_cpu_supports("fma");
+  f.f16c = __builtin_cpu_supports("f16c");
+  f.avx512f = __builtin_cpu_supports("avx512f");
+  f.avx512bw = __builtin_cpu_supports("avx512bw");
+  f.avx512dq = __builtin_cpu_supports("avx512dq");
+  f.avx512vl = __builtin_cpu_supports("avx512vl");
+#endif
+  if (const char* cap = std::getenv("TABULA_CPU")) {
+    std::string_view c(cap);
+    if (c == "generic") f = CpuFeatures{};
+    if (c == "generic" || c == "avx2") f.avx512f = f.avx512bw = f.avx512dq = f.avx512vl = false;
+  }
+  return f;
+}
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures f = detect();
+  return f;
+}
+
+std::string cpu_features_string() {
+  const CpuFeatures& f = cpu_features();
+  std::string s;
+  auto add = [&](bool on, const char* name) {
+    if (!on) return;
+    if (!s.empty()) s += ' ';
+    s += name;
+  };
+  add(f.avx2, "avx2");
+  add(f.fma, "fma");
+  add(f.f16c, "f16c");
+  add(f.avx512f, "avx512f");
+  add(f.avx512bw, "avx512bw");
+  add(f.avx512dq, "avx512dq");
+  add(f.avx512vl, "avx512vl");
+  return s.empty() ? "generic" : s;
+}
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
+    }
+  }
+  return "unknown";
+}
+
+bool cuda_built() { return TABULA_HAVE_CUDA != 0; }
+bool mpi_built() { return TABULA_HAVE_MPI != 0; }
+
+std::vector<CudaDeviceInfo> cuda_devices() {
+#if TABULA_HAVE_CUDA
+  return cuda::list_devices();
+#else
+  return {};
+#endif
+}
+
+std::string build_summary() {
+  std::ostringstream o;
+  o << "tabula " << TABULA_VERSION << " (git " << TABULA_GIT_HASH << ", " << TABULA_BUILD_TYPE << " build";
+  if (std::string_view(TABULA_SANITIZE_FLAGS).size()) o << ", sanitize=" << TABULA_SANITIZE_FLAGS;
+  o << ")\n";
+  o << "cpu: " << cpu_model_name() << "; features: " << cpu_features_string() << "\n";
+  o << "cuda: ";
+  if (!cuda_built()) {
+    o << "not built\n";
+  } else {
+#if TABULA_HAVE_CUDA
+    o << "built (runtime " << cuda::runtime_version_string() << ", cuDNN " << cuda::cudnn_version_string() << ")";
+#endif
+    auto devs = cuda_devices();
+    if (devs.empty()) o << "; no device visible\n";
+    for (const auto& d : devs)
+      o << "; device " << d.index << ": " << d.name << " (sm_" << d.sm_major << d.sm_minor << ", "
+        << d.total_memory / (1024 * 1024) << " MiB)";
+    if (!devs.empty()) o << "\n";
+  }
+  o << "mpi: " << (mpi_built() ? "built" : "not built") << "\n";
+  return o.str();
+}
+
+}  // namespace tabula

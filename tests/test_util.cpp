@@ -1,0 +1,50 @@
+#include "tests/test_util.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace tabula::test {
+
+namespace fs = std::filesystem;
+
+fs::path fixture(const std::string& rel) { return fs::path(TABULA_FIXTURES_DIR) / rel; }
+
+fs::path scratch_dir() {
+  const char* base = std::getenv("TABULA_TEST_TMP");
+  fs::path root = base ? fs::path(base) : fs::temp_directory_path() / "tabula-tests";
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "no-test";
+  for (char& c : name)
+    if (c == '/') c = '_';
+  fs::path dir = root / (name + "." + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+static std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+RunResult run_tabula(const std::string& args) {
+  fs::path dir = scratch_dir() / "run";
+  fs::create_directories(dir);
+  std::string cmd = std::string("'") + TABULA_BINARY + "' " + args + " >'" + (dir / "out").string() + "' 2>'" +
+                    (dir / "err").string() + "' </dev/null";
+  int status = std::system(cmd.c_str());
+  RunResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = slurp(dir / "out");
+  r.err = slurp(dir / "err");
+  return r;
+}
+
+}  // namespace tabula::test
