@@ -1,0 +1,36 @@
+// Whole-file reads and atomic writes: a reader never sees a half-written output (temp file + fsync + rename).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tabula {
+
+// Throws std::runtime_error naming the file on any failure.
+std::vector<uint8_t> read_file_bytes(const std::string& path);
+std::string read_file_text(const std::string& path);
+
+// Writes `path` atomically: `path.tmp.<pid>` is written, fsync'ed and renamed over `path`; on failure the temp
+// file is removed and an existing `path` is left untouched.
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path);
+  ~AtomicFile();  // not committed: the temp file is removed
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  void write(const void* data, size_t n);
+  void write(std::string_view s) { write(s.data(), s.size()); }
+  void commit();  // fsync + rename; throws on failure (disk full is reported here or in write)
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+void write_file_atomic(const std::string& path, const void* data, size_t n);
+inline void write_file_atomic(const std::string& path, std::string_view s) { write_file_atomic(path, s.data(), s.size()); }
+
+}  // namespace tabula
