@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_LABELS := $(if $(filter true,$(CI)),-LE "gpu|long",)
 DEMO_ARGS ?=
 
-.PHONY: all deps configure build test test-long test-gpu demo sanitize clean
+.PHONY: all deps configure build test test-long test-gpu demo sanitize fuzz clean
 
 all: build
 
@@ -38,5 +38,15 @@ demo: build
 sanitize:
 	$(MAKE) test BUILD=build-asan BUILD_TYPE=RelWithDebInfo CMAKE_ARGS="-DTABULA_SANITIZE=address,undefined -DTABULA_CUDA=OFF $(CMAKE_ARGS)"
 
+# libFuzzer targets (clang, ASan+UBSan), each run FUZZ_SECONDS on its corpus: make fuzz FUZZ_SECONDS=1800
+FUZZ_SECONDS ?= 60
+fuzz:
+	@bash .ci/deps fuzz
+	cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+	  -DCMAKE_CXX_COMPILER=clang++ -DTABULA_FUZZ=ON -DTABULA_SANITIZE=address,undefined -DTABULA_CUDA=OFF \
+	  -DTABULA_BENCH=OFF -DTABULA_FUZZ_SECONDS=$(FUZZ_SECONDS)
+	cmake --build build-fuzz -j $(JOBS)
+	cd build-fuzz && ctest --output-on-failure -L fuzz
+
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-fuzz

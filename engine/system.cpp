@@ -1,5 +1,6 @@
 #include "engine/system.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -7,28 +8,45 @@
 
 #include "tabula/build_info.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #if TABULA_HAVE_CUDA
 #include "engine/cuda/runtime.h"
 #endif
 
 namespace tabula {
 
+// cpuid + xgetbv (the OS must save the YMM/ZMM state too), so gcc and clang builds agree.
 static CpuFeatures detect() {
   CpuFeatures f;
 #if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  f.avx2 = __builtin_cpu_supports("avx2");
-  f.fma = __builtin_cpu_supports("fma");
-  f.f16c = __builtin_cpu_supports("f16c");
-  f.avx512f = __builtin_cpu_supports("avx512f");
-  f.avx512bw = __builtin_cpu_supports("avx512bw");
-  f.avx512dq = __builtin_cpu_supports("avx512dq");
-  f.avx512vl = __builtin_cpu_supports("avx512vl");
+  unsigned a, b, c, d;
+  if (__get_cpuid(1, &a, &b, &c, &d)) {
+    bool osxsave = c & bit_OSXSAVE;
+    uint64_t xcr0 = 0;
+    if (osxsave) {
+      uint32_t lo, hi;
+      __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+      xcr0 = (uint64_t(hi) << 32) | lo;
+    }
+    bool ymm = (xcr0 & 0x6) == 0x6, zmm = (xcr0 & 0xe6) == 0xe6;
+    f.fma = ymm && (c & bit_FMA);
+    f.f16c = ymm && (c & bit_F16C);
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+      f.avx2 = ymm && (b & bit_AVX2);
+      f.avx512f = zmm && (b & bit_AVX512F);
+      f.avx512bw = zmm && (b & bit_AVX512BW);
+      f.avx512dq = zmm && (b & bit_AVX512DQ);
+      f.avx512vl = zmm && (b & bit_AVX512VL);
+    }
+  }
 #endif
   if (const char* cap = std::getenv("TABULA_CPU")) {
-    std::string_view c(cap);
-    if (c == "generic") f = CpuFeatures{};
-    if (c == "generic" || c == "avx2") f.avx512f = f.avx512bw = f.avx512dq = f.avx512vl = false;
+    std::string_view cap_name(cap);
+    if (cap_name == "generic") f = CpuFeatures{};
+    if (cap_name == "generic" || cap_name == "avx2") f.avx512f = f.avx512bw = f.avx512dq = f.avx512vl = false;
   }
   return f;
 }
