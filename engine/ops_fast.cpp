@@ -9,37 +9,10 @@
 
 #include "engine/ops.h"
 #include "engine/ops_common.h"
-#include "engine/ops_fast.h"
+#include "engine/rowops.h"
 #include "engine/threads.h"
 
 namespace tabula {
-namespace detail {
-
-void activation_inplace(float* x, int64_t n, Activation act) {
-  switch (act) {
-    case Activation::none: return;
-    case Activation::relu:
-      for (int64_t i = 0; i < n; ++i) x[i] = x[i] > 0.f ? x[i] : 0.f;
-      return;
-    case Activation::gelu:
-      // nn.GELU(): x * 0.5 * (1 + erf(x / sqrt(2))), in float as torch's CPU kernel
-      for (int64_t i = 0; i < n; ++i) x[i] = x[i] * 0.5f * (1.f + std::erf(x[i] * static_cast<float>(M_SQRT1_2)));
-      return;
-    case Activation::gelu_tanh: {
-      const float k = 0.7978845608028654f;  // sqrt(2/pi)
-      for (int64_t i = 0; i < n; ++i) {
-        float v = x[i];
-        x[i] = 0.5f * v * (1.f + std::tanh(k * (v + 0.044715f * v * v * v)));
-      }
-      return;
-    }
-    case Activation::silu:
-      for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.f + fast_exp(-x[i]));
-      return;
-  }
-}
-
-}  // namespace detail
 
 namespace ops {
 
@@ -166,7 +139,7 @@ Tensor swiglu(const Tensor& x_in) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* a = x.data<float>() + r * C2;
       float* yr = y.data<float>() + r * C;
-      for (int64_t c = 0; c < C; ++c) yr[c] = a[c] / (1.f + detail::fast_exp(-a[c])) * a[C + c];
+      detail::row_kernels().silu_mul(a, a + C, yr, C);
     }
   });
   return y;
@@ -299,7 +272,6 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Row ops: 16 partial sums (vectorisable without -ffast-math), combined in a fixed order.
-static constexpr int kLanes = 16;
 
 Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, double eps) {
   check_f32_cpu("ops::layer_norm", x_in, "input");
@@ -315,51 +287,13 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, do
     for (int64_t r = r0; r < r1; ++r) {
       const float* xr = x.data<float>() + r * C;
       float* yr = y.data<float>() + r * C;
-      // two-pass mean / variance (more stable than E[x^2]-E[x]^2 for large-mean activations)
-      float part[kLanes] = {};
-      int64_t c = 0;
-      for (; c + kLanes <= C; c += kLanes)
-        for (int l = 0; l < kLanes; ++l) part[l] += xr[c + l];
-      double sum = 0;
-      for (int l = 0; l < kLanes; ++l) sum += part[l];
-      for (; c < C; ++c) sum += xr[c];
-      const float mean = static_cast<float>(sum / static_cast<double>(C));
-      float vpart[kLanes] = {};
-      c = 0;
-      for (; c + kLanes <= C; c += kLanes)
-        for (int l = 0; l < kLanes; ++l) {
-          const float d = xr[c + l] - mean;
-          vpart[l] += d * d;
-        }
-      double var = 0;
-      for (int l = 0; l < kLanes; ++l) var += vpart[l];
-      for (; c < C; ++c) var += static_cast<double>(xr[c] - mean) * (xr[c] - mean);
-      const float rstd = static_cast<float>(1.0 / std::sqrt(var / static_cast<double>(C) + eps));
-      for (c = 0; c < C; ++c) {
-        float v = (xr[c] - mean) * rstd;
-        if (wp) v *= wp[c];
-        if (bp) v += bp[c];
-        yr[c] = v;
-      }
+      detail::row_kernels().layer_norm(xr, yr, C, wp, bp, eps);
     }
   });
   return y;
 }
 
-// softmax of one contiguous row, in place
-static void softmax_row(float* r, int64_t C) {
-  float mx = -std::numeric_limits<float>::infinity();
-  for (int64_t c = 0; c < C; ++c) mx = r[c] > mx ? r[c] : mx;
-  float part[kLanes] = {};
-  int64_t c = 0;
-  for (; c + kLanes <= C; c += kLanes)
-    for (int l = 0; l < kLanes; ++l) part[l] += (r[c + l] = detail::fast_exp(r[c + l] - mx));
-  float sum = 0;
-  for (int l = 0; l < kLanes; ++l) sum += part[l];
-  for (; c < C; ++c) sum += (r[c] = detail::fast_exp(r[c] - mx));
-  const float inv = 1.f / sum;
-  for (c = 0; c < C; ++c) r[c] *= inv;
-}
+static void softmax_row(float* r, int64_t C) { detail::row_kernels().softmax(r, C); }
 
 Tensor softmax(const Tensor& x_in, int64_t dim) {
   check_f32_cpu("ops::softmax", x_in, "input");
@@ -404,10 +338,13 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
     *attn_probs = probs;
     return out;
   }
-  constexpr int64_t kBQ = 32, kBK = 64;
-  const int64_t qblocks = (Nq + kBQ - 1) / kBQ;
+  // Query blocks of kBQ rows; keys in blocks of up to kBK (one block for the usual <= 512 tokens, where this is
+  // exactly softmax(QK^T)V computed strip by strip). Both products use the packed GEMM micro-kernels.
+  constexpr int64_t kBQ = 64, kBK = 512;
+  const int64_t qblocks = (Nq + kBQ - 1) / kBQ, bk = std::min(kBK, Nk);
+  const detail::RowKernels& rk = detail::row_kernels();
   parallel_for(B * H * qblocks, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<float> kt(static_cast<size_t>(D * kBK)), s(static_cast<size_t>(kBQ * kBK)),
+    std::vector<float> s(static_cast<size_t>(kBQ * bk)), pv(static_cast<size_t>(kBQ * Dv)),
         acc(static_cast<size_t>(kBQ * Dv)), m(kBQ), l(kBQ);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t bh = t / qblocks, i0 = (t % qblocks) * kBQ, nq = std::min(kBQ, Nq - i0);
@@ -416,44 +353,28 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
       const float* vb = v.data<float>() + bh * Nk * Dv;
       std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
       std::fill(l.begin(), l.end(), 0.f);
-      std::fill(acc.begin(), acc.end(), 0.f);
       for (int64_t j0 = 0; j0 < Nk; j0 += kBK) {
         const int64_t nk = std::min(kBK, Nk - j0);
-        // K block transposed to [D][nk] so the score loop runs along keys (vectorises, no reduction)
-        for (int64_t j = 0; j < nk; ++j)
-          for (int64_t d = 0; d < D; ++d) kt[d * kBK + j] = kb[(j0 + j) * D + d];
+        // S = Q_blk K_blk^T  [nq, nk]   (runs on this thread: gemm's parallel_for is inline inside a chunk)
+        gemm(nq, nk, D, qb, D, false, kb + j0 * D, D, true, s.data(), nk);
         for (int64_t i = 0; i < nq; ++i) {
-          float* si = s.data() + i * kBK;
-          std::fill_n(si, nk, 0.f);
-          const float* qi = qb + i * D;
-          for (int64_t d = 0; d < D; ++d) {
-            const float qd = qi[d];
-            const float* kd = kt.data() + d * kBK;
-            for (int64_t j = 0; j < nk; ++j) si[j] += qd * kd[j];
-          }
-          float mx = m[i];
-          for (int64_t j = 0; j < nk; ++j) {
-            si[j] *= scale;
-            mx = si[j] > mx ? si[j] : mx;
-          }
-          const float corr = detail::fast_exp(m[i] - mx);  // 0 on the first block (m = -inf)
-          float part[kLanes] = {};
-          int64_t j = 0;
-          for (; j + kLanes <= nk; j += kLanes)
-            for (int ln = 0; ln < kLanes; ++ln) part[ln] += (si[j + ln] = detail::fast_exp(si[j + ln] - mx));
-          float sum = 0;
-          for (int ln = 0; ln < kLanes; ++ln) sum += part[ln];
-          for (; j < nk; ++j) sum += (si[j] = detail::fast_exp(si[j] - mx));
+          float* si = s.data() + i * nk;
+          const float blk_max = rk.scale_max(si, nk, scale);
+          const float mx = blk_max > m[i] ? blk_max : m[i];
+          const float sum = rk.exp_sum(si, nk, mx);
+          const float corr = rk.exp(m[i] - mx);  // 0 on the first block (m = -inf)
           l[i] = l[i] * corr + sum;
           m[i] = mx;
-          float* ai = acc.data() + i * Dv;
-          for (int64_t d = 0; d < Dv; ++d) ai[d] *= corr;
-          for (int64_t jj = 0; jj < nk; ++jj) {
-            const float p = si[jj];
-            const float* vj = vb + (j0 + jj) * Dv;
-            for (int64_t d = 0; d < Dv; ++d) ai[d] += p * vj[d];
+          if (j0 > 0) {
+            float* ai = acc.data() + i * Dv;
+            for (int64_t d = 0; d < Dv; ++d) ai[d] *= corr;
           }
         }
+        // acc (+)= P V_blk  [nq, Dv]
+        float* dst = j0 == 0 ? acc.data() : pv.data();
+        gemm(nq, Dv, nk, s.data(), nk, false, vb + j0 * Dv, Dv, false, dst, Dv);
+        if (j0 > 0)
+          for (int64_t e = 0; e < nq * Dv; ++e) acc[e] += pv[e];
       }
       for (int64_t i = 0; i < nq; ++i) {
         float* o = out.data<float>() + (bh * Nq + i0 + i) * Dv;
