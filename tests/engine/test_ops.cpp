@@ -334,3 +334,44 @@ TEST(Validator, CatchesUnwrittenElementsAndErrors) {
   EXPECT_FALSE(validate::compare(want, want.view({5, 4})).ok);
   for (float v : random_tensor({1000}, g).to_vector()) EXPECT_GE(std::fabs(v), 1.0f / 64);
 }
+
+// The vectorised math behind softmax / attention / GELU / SiLU, for every ISA this CPU can run, against double
+// precision over a dense grid: exp within 2 ulp, SiLU / tanh-GELU within a few ulp, GELU within 5e-6 relative
+// down to x = -6 (the erfc form avoids float's 1 + erf(x) cancellation; the rest is exp's argument rounding).
+#include "engine/rowops.h"
+#include "engine/system.h"
+
+TEST(Ops, VectorMathAccuracyEveryIsa) {
+  std::vector<detail::RowKernels> isas = {detail::row_kernels_generic()};
+  if (cpu_features().has_avx2_fma()) isas.push_back(detail::row_kernels_avx2());
+  if (cpu_features().has_avx512()) isas.push_back(detail::row_kernels_avx512());
+  const int n = 400001;
+  std::vector<float> xs(n);
+  for (int i = 0; i < n; ++i) xs[i] = -20.f + 40.f * static_cast<float>(i) / (n - 1);
+  for (const auto& k : isas) {
+    double worst_exp = 0, worst_gelu = 0, worst_gelu_tail = 0, worst_silu = 0, worst_tanh = 0;
+    std::vector<float> e(xs), gl(xs), sl(xs), th(xs);
+    k.exp_sum(e.data(), n, 0.f);
+    k.activation(gl.data(), n, Activation::gelu);
+    k.activation(sl.data(), n, Activation::silu);
+    k.activation(th.data(), n, Activation::gelu_tanh);
+    for (int i = 0; i < n; ++i) {
+      const double x = xs[i];
+      auto rel = [](double got, double want) { return std::fabs(got - want) / std::max(std::fabs(want), 1e-30); };
+      worst_exp = std::max(worst_exp, rel(e[i], std::exp(x)));
+      const double g = 0.5 * x * std::erfc(-x / std::sqrt(2.0));
+      if (x >= -6) worst_gelu = std::max(worst_gelu, rel(gl[i], g));
+      else worst_gelu_tail = std::max(worst_gelu_tail, std::fabs(gl[i] - g));
+      worst_silu = std::max(worst_silu, rel(sl[i], x / (1 + std::exp(-x))));
+      const double gt = x / (1 + std::exp(-2 * std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));  // = 0.5x(1+tanh)
+      worst_tanh = std::max(worst_tanh, rel(th[i], gt));
+    }
+    EXPECT_LT(worst_exp, 2.5e-7) << k.name;
+    EXPECT_LT(worst_gelu, 5e-6) << k.name;
+    EXPECT_LT(worst_gelu_tail, 1e-12) << k.name;  // x < -6 (|gelu| < 1e-8): absolute
+    EXPECT_LT(worst_silu, 1e-6) << k.name;
+    EXPECT_LT(worst_tanh, 2e-5) << k.name;  // exp of a cubic argument: its rounding dominates on the tail
+    std::printf("[ %s ] max rel err: exp %.3g, gelu %.3g, silu %.3g, gelu_tanh %.3g\n", k.name, worst_exp, worst_gelu,
+                worst_silu, worst_tanh);
+  }
+}
