@@ -19,9 +19,48 @@ namespace ops {
 using detail::check_4d;
 
 // ---------------------------------------------------------------------------------------------------------------
-// conv2d: per image and group one GEMM, out[Cout_g, Ho*Wo] = W[Cout_g, Cin_g*kh*kw] @ col[Cin_g*kh*kw, Ho*Wo],
-// with bias (folded BN), residual and activation fused into the GEMM epilogue. 1x1 stride-1 convs use the input
-// itself as `col` (no copy).
+// conv2d as GEMM: out[Cout_g, P] = W[Cout_g, Cin_g*kh*kw] @ col[Cin_g*kh*kw, P] per group, P = Ho*Wo, with bias
+// (folded BN), residual and activation fused into the GEMM epilogue. 1x1 stride-1 convs use the input itself as
+// `col` (no copy). Small maps (P < 256: ResNet's 14x14 and 7x7 stages) fold several images into the GEMM's N
+// dimension, so the micro-kernel's 32-wide panels are not mostly padding; their epilogue then runs in the pass
+// that scatters the [Cout, images * P] result back to NCHW.
+
+namespace {
+// im2col of one image's group: row r = (ic, i, j) of `dst` (row stride ldd) holds
+// x[ic, oh*sh - ph + i*dh, ow*sw - pw + j*dw] over (oh, ow), 0 outside the input.
+void im2col(const float* xg, const detail::ConvShapes& s, const Conv2dOptions& o, int64_t cin_g, float* dst,
+            int64_t ldd) {
+  const int64_t K = cin_g * s.kh * s.kw, HW = s.H * s.W;
+  parallel_for(K, grain_for(K, s.Ho * s.Wo, 1 << 14), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t ic = r / (s.kh * s.kw), i = (r / s.kw) % s.kh, j = r % s.kw;
+      const float* src = xg + ic * HW;
+      for (int64_t oh = 0; oh < s.Ho; ++oh) {
+        const int64_t ih = oh * o.stride[0] - o.padding[0] + i * o.dilation[0];
+        float* d = dst + r * ldd + oh * s.Wo;
+        if (ih < 0 || ih >= s.H) {
+          std::fill_n(d, s.Wo, 0.f);
+          continue;
+        }
+        const float* srow = src + ih * s.W;
+        const int64_t off = j * o.dilation[1] - o.padding[1];
+        if (o.stride[1] == 1) {  // one contiguous run of valid columns [lo, hi)
+          const int64_t lo = std::clamp<int64_t>(-off, 0, s.Wo), hi = std::clamp<int64_t>(s.W - off, lo, s.Wo);
+          std::fill_n(d, lo, 0.f);
+          std::memcpy(d + lo, srow + lo + off, static_cast<size_t>(hi - lo) * sizeof(float));
+          std::fill_n(d + hi, s.Wo - hi, 0.f);
+        } else {
+          for (int64_t ow = 0; ow < s.Wo; ++ow) {
+            const int64_t iw = ow * o.stride[1] + off;
+            d[ow] = (iw >= 0 && iw < s.W) ? srow[iw] : 0.f;
+          }
+        }
+      }
+    }
+  });
+}
+}  // namespace
+
 Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dOptions& o, Activation act,
               const Tensor& residual) {
   auto s = detail::conv2d_shapes("ops::conv2d", x_in, w_in, b_in, o, residual);
@@ -33,52 +72,59 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
   const int64_t K = cin_g * s.kh * s.kw, P = s.Ho * s.Wo, HW = s.H * s.W;
   const bool direct = s.kh == 1 && s.kw == 1 && o.stride[0] == 1 && o.stride[1] == 1 && o.padding[0] == 0 &&
                       o.padding[1] == 0;
-  std::vector<float> col(direct ? 0 : static_cast<size_t>(K * P));
-  for (int64_t n = 0; n < s.N; ++n)
+  // images per GEMM (a fixed function of the shapes: part of the deterministic definition of the result)
+  const int64_t nb = P < 256 ? std::min<int64_t>(s.N, (512 + P - 1) / P) : 1;
+  std::vector<float> col(direct && nb == 1 ? 0 : static_cast<size_t>(K * P * nb));
+  std::vector<float> tmp(nb > 1 ? static_cast<size_t>(cout_g * P * nb) : 0);
+  for (int64_t n0 = 0; n0 < s.N; n0 += nb) {
+    const int64_t nbb = std::min(nb, s.N - n0), cols = nbb * P;
     for (int64_t g = 0; g < G; ++g) {
-      const float* xg = x.data<float>() + (n * s.C + g * cin_g) * HW;
-      const float* bmat = xg;
-      if (!direct) {
-        // im2col: row (ic, i, j) holds x[ic, oh*sh - ph + i*dh, ow*sw - pw + j*dw] (0 outside).
-        parallel_for(K, grain_for(K, P, 1 << 14), [&](int64_t r0, int64_t r1) {
-          for (int64_t r = r0; r < r1; ++r) {
-            const int64_t ic = r / (s.kh * s.kw), i = (r / s.kw) % s.kh, j = r % s.kw;
-            float* dst = col.data() + r * P;
-            const float* src = xg + ic * HW;
-            for (int64_t oh = 0; oh < s.Ho; ++oh) {
-              const int64_t ih = oh * o.stride[0] - o.padding[0] + i * o.dilation[0];
-              float* d = dst + oh * s.Wo;
-              if (ih < 0 || ih >= s.H) {
-                std::fill_n(d, s.Wo, 0.f);
-                continue;
-              }
-              const float* srow = src + ih * s.W;
-              const int64_t off = j * o.dilation[1] - o.padding[1];
-              if (o.stride[1] == 1) {
-                // contiguous run of valid columns [lo, hi)
-                const int64_t lo = std::clamp<int64_t>(-off, 0, s.Wo), hi = std::clamp<int64_t>(s.W - off, lo, s.Wo);
-                std::fill_n(d, lo, 0.f);
-                std::memcpy(d + lo, srow + lo + off, static_cast<size_t>(hi - lo) * sizeof(float));
-                std::fill_n(d + hi, s.Wo - hi, 0.f);
-              } else {
-                for (int64_t ow = 0; ow < s.Wo; ++ow) {
-                  const int64_t iw = ow * o.stride[1] + off;
-                  d[ow] = (iw >= 0 && iw < s.W) ? srow[iw] : 0.f;
-                }
-              }
-            }
-          }
-        });
-        bmat = col.data();
+      const float* bmat = nullptr;
+      for (int64_t n = 0; n < nbb; ++n) {
+        const float* xg = x.data<float>() + ((n0 + n) * s.C + g * cin_g) * HW;
+        if (direct && nbb == 1) {
+          bmat = xg;
+        } else if (direct) {
+          for (int64_t r = 0; r < K; ++r)
+            std::memcpy(col.data() + r * cols + n * P, xg + r * HW, static_cast<size_t>(P) * sizeof(float));
+        } else {
+          im2col(xg, s, o, cin_g, col.data() + n * P, cols);
+        }
+      }
+      if (!bmat) bmat = col.data();
+      const float* bias_g = bias.defined() ? bias.data<float>() + g * cout_g : nullptr;
+      const float* wg = w.data<float>() + g * cout_g * K;
+      if (nbb == 1) {
+        GemmEpilogue ep;
+        ep.bias_row = bias_g;
+        ep.residual = res.defined() ? res.data<float>() + (n0 * s.Cout + g * cout_g) * P : nullptr;
+        ep.ldr = P;
+        ep.act = act;
+        gemm(cout_g, P, K, wg, K, false, bmat, cols, false, y.data<float>() + (n0 * s.Cout + g * cout_g) * P, P, ep);
+        continue;
       }
       GemmEpilogue ep;
-      ep.bias_row = bias.defined() ? bias.data<float>() + g * cout_g : nullptr;
-      ep.residual = res.defined() ? res.data<float>() + (n * s.Cout + g * cout_g) * P : nullptr;
-      ep.ldr = P;
-      ep.act = act;
-      gemm(cout_g, P, K, w.data<float>() + g * cout_g * K, K, false, bmat, P, false,
-           y.data<float>() + (n * s.Cout + g * cout_g) * P, P, ep);
+      ep.bias_row = bias_g;
+      ep.act = res.defined() ? Activation::none : act;
+      gemm(cout_g, cols, K, wg, K, false, bmat, cols, false, tmp.data(), cols, ep);
+      // scatter [cout_g, (n, p)] -> y[n, g*cout_g + co, p], adding the residual then the activation
+      parallel_for(nbb * cout_g, grain_for(nbb * cout_g, P), [&](int64_t q0, int64_t q1) {
+        for (int64_t q = q0; q < q1; ++q) {
+          const int64_t n = q / cout_g, co = q % cout_g;
+          const int64_t yo = ((n0 + n) * s.Cout + g * cout_g + co) * P;
+          float* yp = y.data<float>() + yo;
+          const float* tp = tmp.data() + co * cols + n * P;
+          if (res.defined()) {
+            const float* rp = res.data<float>() + yo;
+            for (int64_t p = 0; p < P; ++p) yp[p] = tp[p] + rp[p];
+            detail::activation_inplace(yp, P, act);
+          } else {
+            std::memcpy(yp, tp, static_cast<size_t>(P) * sizeof(float));
+          }
+        }
+      });
     }
+  }
   return y;
 }
 
