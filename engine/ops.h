@@ -117,6 +117,10 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool tra
           bool trans_b, float* c, int64_t ldc, const GemmEpilogue& ep = {});
 // Which micro-kernel gemm() dispatches to on this machine: "avx512", "avx2" or "generic".
 const char* gemm_kernel_name();
+// conv2d uses Winograd F(2x2, 3x3) for 3x3 stride-1 convs with >= 16 channels (on by default; off gives the
+// im2col path everywhere, e.g. for comparisons). Process-wide.
+void set_winograd_enabled(bool on);
+bool winograd_enabled();
 }  // namespace ops
 
 // Folds an eval-mode BatchNorm that follows a conv into the conv (at weight-load time):

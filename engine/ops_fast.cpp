@@ -2,6 +2,7 @@
 // tests/engine/test_ops.cpp checks each against its reference. Parallel loops split work with parallel_for's
 // thread-count-independent chunks and never reduce across chunks, so the bits do not depend on --threads.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -11,6 +12,7 @@
 #include "engine/ops_common.h"
 #include "engine/rowops.h"
 #include "engine/threads.h"
+#include "engine/winograd.h"
 
 namespace tabula {
 
@@ -24,6 +26,12 @@ using detail::check_4d;
 // `col` (no copy). Small maps (P < 256: ResNet's 14x14 and 7x7 stages) fold several images into the GEMM's N
 // dimension, so the micro-kernel's 32-wide panels are not mostly padding; their epilogue then runs in the pass
 // that scatters the [Cout, images * P] result back to NCHW.
+
+namespace {
+std::atomic<bool> g_winograd{true};
+}  // namespace
+void set_winograd_enabled(bool on) { g_winograd.store(on); }
+bool winograd_enabled() { return g_winograd.load(std::memory_order_relaxed); }
 
 namespace {
 // im2col of one image's group: row r = (ic, i, j) of `dst` (row stride ldd) holds
@@ -68,6 +76,11 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
   Tensor bias = b_in.defined() ? b_in.contiguous() : Tensor();
   Tensor res = residual.defined() ? residual.contiguous() : Tensor();
   Tensor y = Tensor::empty({s.N, s.Cout, s.Ho, s.Wo});
+  if (detail::winograd_applies(s, o) && winograd_enabled()) {
+    detail::winograd_conv3x3(x.data<float>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr,
+                             res.defined() ? res.data<float>() : nullptr, y.data<float>(), s, o, act);
+    return y;
+  }
   const int64_t G = o.groups, cin_g = s.C / G, cout_g = s.Cout / G;
   const int64_t K = cin_g * s.kh * s.kw, P = s.Ho * s.Wo, HW = s.H * s.W;
   const bool direct = s.kh == 1 && s.kw == 1 && o.stride[0] == 1 && o.stride[1] == 1 && o.padding[0] == 0 &&
