@@ -103,20 +103,29 @@ void BM_Conv(benchmark::State& state) {
   o.stride = {s, s};
   o.padding = {k / 2, k / 2};
   const int64_t Ho = (H + 2 * (k / 2) - k) / s + 1;
+  const bool wino = state.range(5) != 0;
+  ops::set_winograd_enabled(wino);
+  // FLOPs of the direct convolution (also for Winograd, which does fewer: an effective rate)
   run_timed(state, 2.0 * batch() * cout * Ho * Ho * cin * k * k,
             [&] { benchmark::DoNotOptimize(ops::conv2d(x, w, b, o, Activation::relu)); });
-  state.SetLabel(ops::gemm_kernel_name());
+  ops::set_winograd_enabled(false);
+  state.SetLabel(std::string(ops::gemm_kernel_name()) + (wino && k == 3 && s == 1 ? " winograd" : " im2col"));
 }
+// last arg: 1 = Winograd allowed (3x3 stride 1), 0 = im2col + GEMM
 BENCHMARK(BM_Conv)
-    ->Args({3, 64, 7, 2, 224})      // conv1
-    ->Args({64, 64, 1, 1, 56})      // layer1 conv1
-    ->Args({64, 64, 3, 1, 56})      // layer1 conv2
-    ->Args({64, 256, 1, 1, 56})     // layer1 conv3
-    ->Args({128, 128, 3, 1, 28})    // layer2 conv2
-    ->Args({256, 256, 3, 1, 14})    // layer3 conv2
-    ->Args({1024, 256, 1, 1, 14})   // layer3 conv1
-    ->Args({512, 512, 3, 1, 7})     // layer4 conv2 (7x7)
-    ->Args({512, 2048, 1, 1, 7})    // layer4 conv3
+    ->Args({3, 64, 7, 2, 224, 1})      // conv1
+    ->Args({64, 64, 1, 1, 56, 1})      // layer1 conv1
+    ->Args({64, 64, 3, 1, 56, 1})      // layer1 conv2
+    ->Args({64, 64, 3, 1, 56, 0})
+    ->Args({64, 256, 1, 1, 56, 1})     // layer1 conv3
+    ->Args({128, 128, 3, 1, 28, 1})    // layer2 conv2
+    ->Args({128, 128, 3, 1, 28, 0})
+    ->Args({256, 256, 3, 1, 14, 1})    // layer3 conv2
+    ->Args({256, 256, 3, 1, 14, 0})
+    ->Args({1024, 256, 1, 1, 14, 1})   // layer3 conv1
+    ->Args({512, 512, 3, 1, 7, 1})     // layer4 conv2 (7x7)
+    ->Args({512, 512, 3, 1, 7, 0})
+    ->Args({512, 2048, 1, 1, 7, 1})    // layer4 conv3
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // ViT-B/16 attention: heads 12, head_dim 64, tokens as given (197 at 224 px; 257 / 261 for DINOv2 /14 (+reg))

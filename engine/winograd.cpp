@@ -50,8 +50,10 @@ void winograd_conv3x3(const float* x, const float* w, const float* bias, const f
   // Images per chunk: bounds V and M to about 64 MiB together (a function of the shapes only).
   const int64_t per_image = 16 * tiles_per_image * (C + Co);
   const int64_t nb = std::clamp<int64_t>((int64_t{16} << 20) / std::max<int64_t>(per_image, 1), 1, s.N);
-  std::vector<float> V(static_cast<size_t>(16 * C * tiles_per_image * nb)),
-      M(static_cast<size_t>(16 * Co * tiles_per_image * nb));
+  // scratch reused across calls (no re-zeroing or fresh pages per conv)
+  thread_local std::vector<float> V, M;
+  if (V.size() < static_cast<size_t>(16 * C * tiles_per_image * nb)) V.resize(static_cast<size_t>(16 * C * tiles_per_image * nb));
+  if (M.size() < static_cast<size_t>(16 * Co * tiles_per_image * nb)) M.resize(static_cast<size_t>(16 * Co * tiles_per_image * nb));
   for (int64_t n0 = 0; n0 < s.N; n0 += nb) {
     const int64_t nbb = std::min(nb, s.N - n0), T = nbb * tiles_per_image;
     // V = B^T d B, B^T = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]

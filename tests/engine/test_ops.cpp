@@ -107,7 +107,8 @@ TEST(Ops, Conv2d) {
 // 0/1/2, residual + ReLU epilogue, batch 1.
 TEST(Ops, Conv2dWinograd) {
   auto g = rng_for("winograd");
-  ASSERT_TRUE(ops::winograd_enabled());
+  ASSERT_FALSE(ops::winograd_enabled());  // off by default (see ops.h)
+  ops::set_winograd_enabled(true);
   for (int c = 0; c < kCases; ++c) {
     const int64_t N = pick(g, {1, 1, 2, 3}), cin = pick(g, {16, 19, 32, 64}), cout = pick(g, {16, 17, 48});
     const int64_t H = pick(g, {7, 8, 14, 15, 28, uni(g, 3, 20)}), W = pick(g, {7, 9, 14, uni(g, 3, 20)});
@@ -130,7 +131,6 @@ TEST(Ops, Conv2dWinograd) {
   Tensor a = ops::conv2d(x, w, {}, o);
   ops::set_winograd_enabled(false);
   Tensor d = ops::conv2d(x, w, {}, o);
-  ops::set_winograd_enabled(true);
   EXPECT_NE(std::memcmp(a.raw(), d.raw(), a.nbytes()), 0);
   EXPECT_TRUE(validate::compare(a, d, {1e-4, 1e-4}).ok);
 }
@@ -282,10 +282,10 @@ TEST(Ops, DeterministicAcrossThreadCounts) {
   o.padding = {1, 1};
   auto run_all = [&] {
     std::vector<Tensor> r;
+    ops::set_winograd_enabled(true);
     r.push_back(ops::conv2d(x, w, b, o, Activation::relu));  // Winograd (19 -> 37 channels, 3x3)
     ops::set_winograd_enabled(false);
     r.push_back(ops::conv2d(x, w, b, o, Activation::relu));  // im2col + GEMM, two images per GEMM
-    ops::set_winograd_enabled(true);
     r.push_back(ops::linear(tok, lw, lb, Activation::gelu));
     r.push_back(ops::matmul(big_a, big_b));
     r.push_back(ops::scaled_dot_product_attention(q, k, v));
