@@ -51,9 +51,12 @@ void winograd_conv3x3(const float* x, const float* w, const float* bias, const f
   const int64_t per_image = 16 * tiles_per_image * (C + Co);
   const int64_t nb = std::clamp<int64_t>((int64_t{16} << 20) / std::max<int64_t>(per_image, 1), 1, s.N);
   // scratch reused across calls (no re-zeroing or fresh pages per conv)
-  thread_local std::vector<float> V, M;
-  if (V.size() < static_cast<size_t>(16 * C * tiles_per_image * nb)) V.resize(static_cast<size_t>(16 * C * tiles_per_image * nb));
-  if (M.size() < static_cast<size_t>(16 * Co * tiles_per_image * nb)) M.resize(static_cast<size_t>(16 * Co * tiles_per_image * nb));
+  // (raw pointers: the worker threads below must use this thread's buffers, not their own thread_locals)
+  thread_local std::vector<float> v_buf, m_buf;
+  if (v_buf.size() < static_cast<size_t>(16 * C * tiles_per_image * nb)) v_buf.resize(static_cast<size_t>(16 * C * tiles_per_image * nb));
+  if (m_buf.size() < static_cast<size_t>(16 * Co * tiles_per_image * nb)) m_buf.resize(static_cast<size_t>(16 * Co * tiles_per_image * nb));
+  float* const V = v_buf.data();
+  float* const M = m_buf.data();
   for (int64_t n0 = 0; n0 < s.N; n0 += nb) {
     const int64_t nbb = std::min(nb, s.N - n0), T = nbb * tiles_per_image;
     // V = B^T d B, B^T = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]
@@ -86,8 +89,8 @@ void winograd_conv3x3(const float* x, const float* w, const float* bias, const f
       }
     });
     for (int xi = 0; xi < 16; ++xi)
-      ops::gemm(Co, T, C, U.data() + static_cast<size_t>(xi) * Co * C, C, false, V.data() + static_cast<size_t>(xi) * C * T,
-                T, false, M.data() + static_cast<size_t>(xi) * Co * T, T);
+      ops::gemm(Co, T, C, U.data() + static_cast<size_t>(xi) * Co * C, C, false, V + static_cast<size_t>(xi) * C * T,
+                T, false, M + static_cast<size_t>(xi) * Co * T, T);
     // Y = A^T m A, A^T = [[1,1,1,0],[0,1,-1,-1]]
     parallel_for(nbb * Co, grain_for(nbb * Co, tiles_per_image * 32), [&](int64_t q0, int64_t q1) {
       for (int64_t q = q0; q < q1; ++q) {
