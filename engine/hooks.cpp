@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "engine/arena.h"
+
 namespace tabula {
 
 bool Hook::matches(std::string_view name) const {
@@ -149,7 +151,10 @@ bool TapSet::tap(std::string_view name, Tensor& x, const TapContext& ctx) {
   }
   for (const Hook& h : hooks_) {
     if (h.action != HookAction::capture || !h.matches(name)) continue;
+    // captures outlive the batch: never from the activation arena
+    ArenaScope heap_only(nullptr);
     Tensor pooled = h.pool == Pool::none ? x.contiguous().clone() : ops::pool(x, h.pool, ctx.num_prefix_tokens);
+    if (pooled.shares_storage_with(x) || pooled.storage()->kind == Storage::Kind::arena) pooled = heap_copy(pooled);
     captured_[key_for(name, h)] = pooled;
   }
   if (index >= 0 && stop_after_ >= 0 && index >= stop_after_) done_ = true;

@@ -117,3 +117,57 @@ TEST(Threads, ChunksCoverEveryIndexOnceAndErrorsPropagate) {
   set_num_threads(saved);
   EXPECT_EQ(grain_for(1000, 1 << 20), 1);
 }
+
+// A forward run inside an ArenaScope: op outputs come from the arena, the first batch measures, reserve() sizes
+// the arena once, later batches allocate nothing from the heap and give the same results; hook captures and
+// heap_copy() results survive the arena's reset.
+#include <random>
+
+#include "engine/hooks.h"
+#include "engine/ops.h"
+#include "engine/validate.h"
+
+TEST(Arena, ScopeServesOpOutputsAndCapturesStayOnTheHeap) {
+  std::mt19937_64 g(11);
+  Tensor x = validate::random_tensor({2, 3, 9, 9}, g), w = validate::random_tensor({8, 3, 3, 3}, g);
+  Tensor lw = validate::random_tensor({5, 8}, g);
+  auto forward = [&](TapSet& taps) {
+    Conv2dOptions o;
+    o.padding = {1, 1};
+    Tensor y = ops::conv2d(x, w, {}, o, Activation::relu);
+    taps.tap("conv", y);
+    Tensor t = ops::linear(y.flatten(2).transpose(1, 2), lw);  // [2, 81, 5]
+    taps.tap("head", t);
+    return ops::pool(t, Pool::mean, 0);
+  };
+  TapSet plain_taps;
+  plain_taps.capture("conv", Pool::avg);
+  Tensor want = forward(plain_taps);
+  Tensor want_cap = plain_taps.captured().at("conv");
+
+  Arena arena;
+  for (int batch = 0; batch < 3; ++batch) {
+    arena.reset();
+    TapSet taps;
+    taps.capture("conv", Pool::avg);
+    Tensor out;
+    {
+      ArenaScope scope(&arena);
+      Tensor y = forward(taps);
+      EXPECT_EQ(y.storage()->kind, batch == 0 ? Storage::Kind::heap : Storage::Kind::arena);
+      out = heap_copy(y);
+    }
+    if (batch == 0) {
+      EXPECT_GT(arena.overflow_bytes(), 0u);
+      arena.reserve(arena.high_water());
+    } else {
+      EXPECT_EQ(arena.overflow_bytes(), 0u) << "batch " << batch;
+    }
+    arena.reset();  // the arena's bytes are now free: captures and heap copies must not live there
+    EXPECT_EQ(out.storage()->kind, Storage::Kind::heap);
+    EXPECT_NE(taps.captured().at("conv").storage()->kind, Storage::Kind::arena);
+    EXPECT_TRUE(validate::compare(out, want, {0, 0}).ok);
+    EXPECT_TRUE(validate::compare(taps.captured().at("conv"), want_cap, {0, 0}).ok);
+  }
+  EXPECT_EQ(Tensor::empty({4}).storage()->kind, Storage::Kind::heap);  // scope ended
+}
