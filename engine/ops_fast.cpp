@@ -210,8 +210,7 @@ Tensor max_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64
                   std::array<int64_t, 2> d, bool ceil_mode) {
   auto [N, C, H, W] = check_4d("ops::max_pool2d", x_in);
   detail::check_pool_args("ops::max_pool2d", k, s, p, d);
-  const int64_t Ho = pooling_output_size(H, k[0], p[0], s[0], d[0], ceil_mode);
-  const int64_t Wo = pooling_output_size(W, k[1], p[1], s[1], d[1], ceil_mode);
+  auto [Ho, Wo] = detail::pool_output_hw("ops::max_pool2d", H, W, k, s, p, d, ceil_mode);
   Tensor x = x_in.contiguous(), y = Tensor::empty({N, C, Ho, Wo});
   parallel_for(N * C, grain_for(N * C, Ho * Wo * k[0] * k[1]), [&](int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; ++q) {
@@ -241,8 +240,7 @@ Tensor avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64
                   bool ceil_mode, bool count_include_pad) {
   auto [N, C, H, W] = check_4d("ops::avg_pool2d", x_in);
   detail::check_pool_args("ops::avg_pool2d", k, s, p, {1, 1});
-  const int64_t Ho = pooling_output_size(H, k[0], p[0], s[0], 1, ceil_mode);
-  const int64_t Wo = pooling_output_size(W, k[1], p[1], s[1], 1, ceil_mode);
+  auto [Ho, Wo] = detail::pool_output_hw("ops::avg_pool2d", H, W, k, s, p, {1, 1}, ceil_mode);
   Tensor x = x_in.contiguous(), y = Tensor::empty({N, C, Ho, Wo});
   parallel_for(N * C, grain_for(N * C, Ho * Wo * k[0] * k[1]), [&](int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; ++q) {
@@ -502,7 +500,7 @@ Tensor pool(const Tensor& x_in, Pool p, int64_t num_prefix) {
     if (p == Pool::max) return adaptive_max_pool2d(x_in, {1, 1}).flatten(1);
     return ref::pool(x_in, p, num_prefix);  // gem on maps and the errors: the reference
   }
-  if (x_in.dim() != 3 || p == Pool::gem || p == Pool::max) return ref::pool(x_in, p, num_prefix);
+  if (x_in.dim() != 3 || p == Pool::gem || p == Pool::max || num_prefix < 0) return ref::pool(x_in, p, num_prefix);
   const int64_t B = x_in.size(0), L = x_in.size(1), C = x_in.size(2);
   if (p != Pool::cls && num_prefix >= L) return ref::pool(x_in, p, num_prefix);  // the reference's error
   if ((p == Pool::cls || p == Pool::cls_mean) && num_prefix < 1) return ref::pool(x_in, p, num_prefix);

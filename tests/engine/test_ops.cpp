@@ -342,6 +342,10 @@ TEST(Ops, ErrorsNameTheOpAndArgument) {
   EXPECT_THROW(ops::pool(Tensor::zeros({2, 3, 4, 4}), Pool::cls), std::invalid_argument);
   EXPECT_THROW(ops::conv2d(Tensor::zeros({1, 3, 8, 8}, DType::f16), Tensor::zeros({4, 3, 3, 3}), {}), std::invalid_argument);
   EXPECT_THROW(ops::interpolate(x, {}), std::invalid_argument);  // neither size nor scale_factor
+  EXPECT_THROW(ops::max_pool2d(Tensor::zeros({1, 1, 2, 2}), {3, 3}, {1, 1}), std::invalid_argument);
+  EXPECT_THROW(ref::avg_pool2d(Tensor::zeros({1, 1, 2, 2}), {3, 3}, {1, 1}), std::invalid_argument);
+  EXPECT_THROW(ops::pool(Tensor::zeros({1, 4, 3}), Pool::mean, -1), std::invalid_argument);
+  EXPECT_THROW(ops::pool(Tensor::zeros({1, 4, 3}), Pool::mean, 4), std::invalid_argument);  // no patch tokens
   EXPECT_THROW(ops::scaled_dot_product_attention(Tensor::zeros({1, 2, 3, 4}), Tensor::zeros({1, 2, 3, 5}),
                                                  Tensor::zeros({1, 2, 3, 4})),
                std::invalid_argument);
