@@ -87,8 +87,15 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
                       o.padding[1] == 0;
   // images per GEMM (a fixed function of the shapes: part of the deterministic definition of the result)
   const int64_t nb = P < 256 ? std::min<int64_t>(s.N, (512 + P - 1) / P) : 1;
-  std::vector<float> col(direct && nb == 1 ? 0 : static_cast<size_t>(K * P * nb));
-  std::vector<float> tmp(nb > 1 ? static_cast<size_t>(cout_g * P * nb) : 0);
+  // Scratch reused across calls (fresh multi-MB buffers would page-fault on every conv). Raw pointers below:
+  // the parallel_for workers must use this thread's buffers.
+  thread_local std::vector<float> col_buf, tmp_buf;
+  const size_t col_n = direct && nb == 1 ? 0 : static_cast<size_t>(K * P * nb);
+  const size_t tmp_n = nb > 1 ? static_cast<size_t>(cout_g * P * nb) : 0;
+  if (col_buf.size() < col_n) col_buf.resize(col_n);
+  if (tmp_buf.size() < tmp_n) tmp_buf.resize(tmp_n);
+  float* const col = col_buf.data();
+  float* const tmp = tmp_buf.data();
   for (int64_t n0 = 0; n0 < s.N; n0 += nb) {
     const int64_t nbb = std::min(nb, s.N - n0), cols = nbb * P;
     for (int64_t g = 0; g < G; ++g) {
@@ -99,12 +106,12 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
           bmat = xg;
         } else if (direct) {
           for (int64_t r = 0; r < K; ++r)
-            std::memcpy(col.data() + r * cols + n * P, xg + r * HW, static_cast<size_t>(P) * sizeof(float));
+            std::memcpy(col + r * cols + n * P, xg + r * HW, static_cast<size_t>(P) * sizeof(float));
         } else {
-          im2col(xg, s, o, cin_g, col.data() + n * P, cols);
+          im2col(xg, s, o, cin_g, col + n * P, cols);
         }
       }
-      if (!bmat) bmat = col.data();
+      if (!bmat) bmat = col;
       const float* bias_g = bias.defined() ? bias.data<float>() + g * cout_g : nullptr;
       const float* wg = w.data<float>() + g * cout_g * K;
       if (nbb == 1) {
@@ -119,14 +126,14 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
       GemmEpilogue ep;
       ep.bias_row = bias_g;
       ep.act = res.defined() ? Activation::none : act;
-      gemm(cout_g, cols, K, wg, K, false, bmat, cols, false, tmp.data(), cols, ep);
+      gemm(cout_g, cols, K, wg, K, false, bmat, cols, false, tmp, cols, ep);
       // scatter [cout_g, (n, p)] -> y[n, g*cout_g + co, p], adding the residual then the activation
       parallel_for(nbb * cout_g, grain_for(nbb * cout_g, P), [&](int64_t q0, int64_t q1) {
         for (int64_t q = q0; q < q1; ++q) {
           const int64_t n = q / cout_g, co = q % cout_g;
           const int64_t yo = ((n0 + n) * s.Cout + g * cout_g + co) * P;
           float* yp = y.data<float>() + yo;
-          const float* tp = tmp.data() + co * cols + n * P;
+          const float* tp = tmp + co * cols + n * P;
           if (res.defined()) {
             const float* rp = res.data<float>() + yo;
             for (int64_t p = 0; p < P; ++p) yp[p] = tp[p] + rp[p];
