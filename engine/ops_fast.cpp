@@ -57,11 +57,13 @@ void im2col(const float* xg, const detail::ConvShapes& s, const Conv2dOptions& o
           std::fill_n(d, lo, 0.f);
           std::memcpy(d + lo, srow + lo + off, static_cast<size_t>(hi - lo) * sizeof(float));
           std::fill_n(d + hi, s.Wo - hi, 0.f);
-        } else {
-          for (int64_t ow = 0; ow < s.Wo; ++ow) {
-            const int64_t iw = ow * o.stride[1] + off;
-            d[ow] = (iw >= 0 && iw < s.W) ? srow[iw] : 0.f;
-          }
+        } else {  // strided: valid ow are those with 0 <= ow * sw + off < W, i.e. [lo, hi)
+          const int64_t sw = o.stride[1];
+          const int64_t lo = std::clamp<int64_t>(off >= 0 ? 0 : (-off + sw - 1) / sw, 0, s.Wo);
+          const int64_t hi = std::clamp<int64_t>(s.W - off <= 0 ? 0 : (s.W - off + sw - 1) / sw, lo, s.Wo);
+          std::fill_n(d, lo, 0.f);
+          for (int64_t ow = lo; ow < hi; ++ow) d[ow] = srow[ow * sw + off];
+          std::fill_n(d + hi, s.Wo - hi, 0.f);
         }
       }
     }
