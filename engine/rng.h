@@ -53,8 +53,9 @@ void uniform_(float* data, size_t n, double from, double to, TorchGenerator& gen
 // Tensor.normal_(mean, std) on n contiguous float32 values.
 void normal_(float* data, size_t n, double mean, double std, TorchGenerator& gen);
 // Tensor.erfinv_() on float32. torch computes this with MKL's vsErfInv (high-accuracy mode), which we cannot
-// replay; we compute erfinv in double (torch's calc_erfinv algorithm with two Newton steps) and round once,
-// which agrees with torch bitwise on ~99.3% of inputs and within 1 ULP on the rest.
+// replay; we compute erfinv in double (torch's calc_erfinv algorithm, Newton-refined) and round once, which
+// agrees with torch bitwise on ~99.3% of inputs and within 1 ULP on the rest. Large buffers use all cores
+// (element-wise, so the result does not depend on the thread count).
 void erfinv_(float* data, size_t n);
 double calc_erfinv(double y);
 
