@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -161,6 +163,9 @@ bool normal_fill_uses_fma() { return cpu_features().has_avx2_fma(); }
 }  // namespace detail
 
 void uniform_(float* data, size_t n, double from_d, double to_d, TorchGenerator& gen) {
+  if (!(from_d <= to_d))
+    throw std::invalid_argument("uniform_ expects to return a [from, to) range, but found from=" + std::to_string(from_d) +
+                                " > to=" + std::to_string(to_d));
   const float from = static_cast<float>(from_d), to = static_cast<float>(to_d);
   for (size_t i = 0; i < n; ++i) {
     const float v = uniform_float(gen, from, to);
@@ -169,6 +174,7 @@ void uniform_(float* data, size_t n, double from_d, double to_d, TorchGenerator&
 }
 
 void normal_(float* data, size_t n, double mean_d, double std_d, TorchGenerator& gen) {
+  if (!(std_d >= 0.0)) throw std::invalid_argument("normal expects std >= 0.0, but found std " + std::to_string(std_d));
   if (n >= 16) {
     const float mean = static_cast<float>(mean_d), std = static_cast<float>(std_d);
     auto fill16 = detail::normal_fill_uses_fma() ? detail::normal_fill_16_fma : detail::normal_fill_16_portable;

@@ -48,7 +48,8 @@ class TorchGenerator {
   uint64_t seed_ = 0;
 };
 
-// Tensor.uniform_(from, to) on n contiguous float32 values.
+// Tensor.uniform_(from, to) on n contiguous float32 values. Like torch, throws std::invalid_argument for
+// from > to (uniform_) or std < 0 (normal_).
 void uniform_(float* data, size_t n, double from, double to, TorchGenerator& gen);
 // Tensor.normal_(mean, std) on n contiguous float32 values.
 void normal_(float* data, size_t n, double mean, double std, TorchGenerator& gen);

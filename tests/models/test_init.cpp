@@ -132,6 +132,8 @@ TEST(Init, FansAndGains) {
   TorchGenerator g(0);
   float w[4];
   EXPECT_THROW(trunc_normal_(w, 4, g, 0.0, 1.0, 2.0, 3.0), std::invalid_argument);  // 2% of the mass
+  EXPECT_THROW(uniform_(w, 4, 1.0, 0.0, g), std::invalid_argument);
+  EXPECT_THROW(normal_(w, 4, 0.0, -1.0, g), std::invalid_argument);
 }
 
 // One torch call per fixture line, replayed here.
