@@ -46,7 +46,7 @@ inline double uniform_double(TorchGenerator& gen) {
 
 // ---- avx_mathfun.h (Cephes single precision, as compiled into torch's AVX2 kernels), one lane ----------
 // log256_ps. The FMAs are where GCC contracted torch's _mm256_mul_ps/_mm256_add_ps pairs.
-__attribute__((always_inline)) inline float cephes_logf(float x) {
+inline float cephes_logf(float x) {
   const bool invalid = x <= 0.0f;
   const float min_norm = float_of(0x00800000u);
   x = x > min_norm ? x : min_norm;  // _mm256_max_ps(x, min_norm_pos)
@@ -78,7 +78,7 @@ __attribute__((always_inline)) inline float cephes_logf(float x) {
 }
 
 // sincos256_ps for 0 <= x < 8192 (Box-Muller angles lie in [0, 2*pi)).
-__attribute__((always_inline)) inline void cephes_sincosf(float x, float* s, float* c) {
+inline void cephes_sincosf(float x, float* s, float* c) {
   uint32_t sign_bit_sin = bits_of(x) & 0x80000000u;
   x = float_of(bits_of(x) & 0x7fffffffu);
   float y = x * 1.27323954473516f;  // 4 / pi
@@ -116,7 +116,7 @@ __attribute__((always_inline)) inline void cephes_sincosf(float x, float* s, flo
 }
 
 // NormalFill16<float> (AVX2): u1 = 1 - data[j], u2 = data[j + 8] for the 8 lanes.
-__attribute__((always_inline)) inline void normal_fill_16_body(float* data, float mean, float std) {
+inline void normal_fill_16_body(float* data, float mean, float std) {
   const float two_pi = static_cast<float>(2.0f * 3.14159265358979323846);  // _mm256_set1_ps(2.0f * pi<double>)
   for (int j = 0; j < 8; ++j) {
     const float u1 = 1.0f - data[j];
@@ -154,11 +154,8 @@ void parallel_chunks(size_t n, size_t grain, Fn fn) {
 
 namespace detail {
 
-__attribute__((target("avx2,fma"))) void normal_fill_16_fma(float* data, float mean, float std) {
-  normal_fill_16_body(data, mean, std);
-}
 void normal_fill_16_portable(float* data, float mean, float std) { normal_fill_16_body(data, mean, std); }
-bool normal_fill_uses_fma() { return cpu_features().has_avx2_fma(); }
+bool normal_fill_uses_avx2() { return cpu_features().has_avx2_fma(); }
 
 }  // namespace detail
 
@@ -177,7 +174,7 @@ void normal_(float* data, size_t n, double mean_d, double std_d, TorchGenerator&
   if (!(std_d >= 0.0)) throw std::invalid_argument("normal expects std >= 0.0, but found std " + std::to_string(std_d));
   if (n >= 16) {
     const float mean = static_cast<float>(mean_d), std = static_cast<float>(std_d);
-    auto fill16 = detail::normal_fill_uses_fma() ? detail::normal_fill_16_fma : detail::normal_fill_16_portable;
+    auto fill16 = detail::normal_fill_uses_avx2() ? detail::normal_fill_16_avx2 : detail::normal_fill_16_portable;
     for (size_t i = 0; i < n; ++i) data[i] = uniform_float(gen, 0.0f, 1.0f);
     // Box-Muller blocks are independent once the uniforms are drawn.
     parallel_chunks(n / 16, 1 << 15, [&](size_t b, size_t e) {

@@ -61,11 +61,12 @@ void erfinv_(float* data, size_t n);
 double calc_erfinv(double y);
 
 namespace detail {
-// One 16-element Box-Muller block as torch's AVX2 NormalFill16 computes it. Two builds of the same code:
-// one with hardware FMA (used when the CPU has it), one portable; tests check they agree bitwise.
-void normal_fill_16_fma(float* data, float mean, float std);
+// One 16-element Box-Muller block as torch's AVX2 NormalFill16 computes it: 8-wide AVX2 intrinsics
+// (engine/rng_avx2.cpp, used when the CPU has AVX2+FMA) and a portable lane-by-lane replay (explicit fmaf
+// calls). Tests check they agree bitwise.
+void normal_fill_16_avx2(float* data, float mean, float std);
 void normal_fill_16_portable(float* data, float mean, float std);
-bool normal_fill_uses_fma();
+bool normal_fill_uses_avx2();
 }  // namespace detail
 
 }  // namespace tabula
