@@ -374,6 +374,8 @@ TEST(Archs, BadNamesAndKeysAreClearErrors) {
   EXPECT_NE(message("vit:class_token=0").find("global_pool=token needs the class token"), std::string::npos);
   EXPECT_NE(message("vit:flavor=dinov2,no_embed_class=1").find("flavor=dinov2"), std::string::npos);
   EXPECT_NE(message("resnet18:").find("nothing after ':'"), std::string::npos);
+  EXPECT_NE(message("dinov2_vits14:legacy_init=1").find("timm setting"), std::string::npos);
+  EXPECT_NE(message("resnet50:legacy_init=1").find("unknown key 'legacy_init'"), std::string::npos);
 }
 
 TEST(Archs, BatchNormBuffersAreInt64ZeroAndOnes) {
