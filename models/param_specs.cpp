@@ -21,11 +21,12 @@ bool ViTConfig::use_fc_norm() const {
 
 namespace {
 
-ResNetConfig resnet(ResNetConfig::Block block, std::array<int, 4> layers, int width_per_group = 64) {
+ResNetConfig resnet(ResNetConfig::Block block, std::array<int, 4> layers, int width_per_group = 64, int groups = 1) {
   ResNetConfig c;
   c.block = block;
   c.layers = layers;
   c.width_per_group = width_per_group;
+  c.groups = groups;
   return c;
 }
 
@@ -79,6 +80,9 @@ const std::vector<std::pair<std::string, Named>>& named_table() {
       {"resnet152", resnet(B::bottleneck, {3, 8, 36, 3})},
       {"wide_resnet50_2", resnet(B::bottleneck, {3, 4, 6, 3}, 128)},
       {"wide_resnet101_2", resnet(B::bottleneck, {3, 4, 23, 3}, 128)},
+      {"resnext50_32x4d", resnet(B::bottleneck, {3, 4, 6, 3}, 4, 32)},
+      {"resnext101_32x8d", resnet(B::bottleneck, {3, 4, 23, 3}, 8, 32)},
+      {"resnext101_64x4d", resnet(B::bottleneck, {3, 4, 23, 3}, 4, 64)},
       {"vit_tiny_patch16_224", timm_vit(16, 192, 12, 3)},
       {"vit_small_patch16_224", timm_vit(16, 384, 12, 6)},
       {"vit_base_patch16_224", timm_vit(16, 768, 12, 12)},

@@ -3,7 +3,8 @@
 // of each arch: the state_dict PyTorch builds after `torch.manual_seed(seed)` and the model constructor,
 // under the reference's own key names and in its state_dict order.
 //
-// Arch names: torchvision (resnet18/34/50/101/152, wide_resnet50_2, wide_resnet101_2), timm
+// Arch names: torchvision (resnet18/34/50/101/152, wide_resnet50_2, wide_resnet101_2, resnext50_32x4d,
+// resnext101_32x8d, resnext101_64x4d), timm
 // (vit_tiny/small/base/large_patch16_224, vit_small/base_patch14_dinov2, vit_small/base_patch14_reg4_dinov2),
 // DINOv2 hub (dinov2_vits14, dinov2_vitb14, dinov2_vitl14 and their _reg variants), or a key=value form:
 //   resnet:layers=2,2,2,2,block=basic,width=64,groups=1,classes=1000,zero_init_residual=0

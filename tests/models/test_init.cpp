@@ -239,10 +239,12 @@ std::vector<ModelFixture> model_fixtures(bool long_ones) {
     const auto f = split(line, '\t');
     if (f.size() != 4) continue;  // reported by Init.FixtureIndexIsReadable
     ModelFixture m{f[0], f[2], std::stoull(f[1]), f[3] == "full"};
-    // ViT-B (86M values) and the second seed of the ViT-S timm models take seconds each (timm's trunc_normal_
-    // goes through a double-precision erfinv): the `long` label. Every arch keeps one quick seed.
-    const bool timm_vit = m.arch.rfind("vit_", 0) == 0;
-    const bool is_long = m.arch == "vit_base_patch16_224" || (timm_vit && m.seed != 0);
+    // Full-size models take a second or more each (ViT-B several): the quick run keeps seed 0 of each named
+    // arch below 30M parameters; other seeds, ViT-B and the full-size legacy ViT-S get the `long` label. The
+    // small key=value configs (every init path at a fraction of the cost) always run.
+    const bool key_value = m.arch.rfind("vit:", 0) == 0 || m.arch.rfind("resnet:", 0) == 0;
+    const bool is_long = !key_value && (m.seed != 0 || m.arch == "vit_base_patch16_224" ||
+                                        m.arch.find("legacy_init") != std::string::npos);
     if (is_long == long_ones) out.push_back(m);
   }
   return out;
@@ -340,6 +342,8 @@ TEST(Archs, ParamCountsMatchReferences) {
       {"resnet50", 25557032},          {"resnet101", 44549160},
       {"resnet152", 60192808},         {"wide_resnet50_2", 68883240},
       {"wide_resnet101_2", 126886696}, {"vit_tiny_patch16_224", 5717416},
+      {"resnext50_32x4d", 25028904},   {"resnext101_32x8d", 88791336},
+      {"resnext101_64x4d", 83455272},
       {"vit_small_patch16_224", 22050664}, {"vit_base_patch16_224", 86567656},
       {"vit_large_patch16_224", 304326632}, {"vit_small_patch14_dinov2", 22056192},
       {"vit_base_patch14_dinov2", 86579712}, {"vit_small_patch14_reg4_dinov2", 22057344},
