@@ -22,9 +22,32 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
-#include <random>
 
 namespace tabula {
+
+// MT19937 (Matsumoto & Nishimura), the sequence of std::mt19937 / at::mt19937 for a 32-bit seed. Own
+// implementation on 32-bit words so the twist vectorises, and so discard() skips tempering: replaying a
+// constructor throws away tens of millions of draws.
+class Mt19937 {
+ public:
+  static constexpr int kN = 624;
+  explicit Mt19937(uint32_t seed = 5489u) { seed_with(seed); }
+  void seed_with(uint32_t seed);
+  uint32_t operator()() {
+    if (index_ >= kN) twist();
+    uint32_t y = state_[index_++];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    return y ^ (y >> 18);
+  }
+  void discard(uint64_t n);
+
+ private:
+  void twist();
+  uint32_t state_[kN];
+  int index_ = kN;
+};
 
 class TorchGenerator {
  public:
@@ -47,7 +70,7 @@ class TorchGenerator {
   std::optional<double> next_double_normal_sample;  // at::normal_distribution<double>'s cached sine half
 
  private:
-  std::mt19937 engine_;
+  Mt19937 engine_;
   uint64_t seed_ = 0;
 };
 
