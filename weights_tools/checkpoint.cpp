@@ -155,15 +155,17 @@ std::string join(const std::vector<std::string>& v, size_t max = 12) {
 
 bool starts_with(const std::string& s, const std::string& p) { return s.size() >= p.size() && s.compare(0, p.size(), p) == 0; }
 
-// Keeps only the tensors whose names start with `prefix` (stripped); the others are listed in `dropped`.
-void keep_prefix(StateDict& sd, const std::string& prefix, std::vector<std::string>& dropped) {
+// Keeps only the tensors whose names start with `prefix` (stripped); the others are listed in `dropped` under
+// their names in the file (`removed` = what earlier steps already stripped).
+void keep_prefix(StateDict& sd, const std::string& prefix, std::vector<std::string>& dropped,
+                 const std::string& removed = "") {
   std::vector<WeightTensor> kept;
   for (WeightTensor& t : sd.tensors) {
     if (starts_with(t.name, prefix)) {
       t.name = t.name.substr(prefix.size());
       kept.push_back(std::move(t));
     } else {
-      dropped.push_back(t.name);
+      dropped.push_back(removed + t.name);
     }
   }
   sd.tensors = std::move(kept);
@@ -177,21 +179,22 @@ size_t count_prefix(const StateDict& sd, const std::string& p) {
 
 void strip_wrappers(Checkpoint& ck) {
   StateDict& sd = ck.sd;
+  std::string removed;  // prefixes stripped so far by this function, to name dropped tensors as in the file
   for (int guard = 0; guard < 8 && !sd.tensors.empty(); ++guard) {
     const size_t n = sd.tensors.size();
+    std::string p;
     if (count_prefix(sd, "module.") == n) {
-      keep_prefix(sd, "module.", ck.dropped);
-      ck.stripped.push_back("module.");
+      p = "module.";
     } else if (count_prefix(sd, "teacher.") > 0 && count_prefix(sd, "teacher.") + count_prefix(sd, "student.") == n) {
-      // DINO/DINOv2 training checkpoints hold both networks; the teacher is the one evaluated.
-      keep_prefix(sd, "teacher.", ck.dropped);
-      ck.stripped.push_back("teacher.");
+      p = "teacher.";  // DINO/DINOv2 training checkpoints hold both networks; the teacher is the one evaluated
     } else if (count_prefix(sd, "backbone.") > 0) {
-      keep_prefix(sd, "backbone.", ck.dropped);
-      ck.stripped.push_back("backbone.");
+      p = "backbone.";  // DINO heads (head.*, dino_head.*) are not part of the backbone
     } else {
       break;
     }
+    keep_prefix(sd, p, ck.dropped, removed);
+    ck.stripped.push_back(p);
+    removed += p;
   }
 }
 

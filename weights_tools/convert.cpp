@@ -62,7 +62,7 @@ std::string inspect_weights(const std::string& path, const InspectOptions& opts)
   o << "dtypes:";
   for (const auto& [d, e] : by_dtype) o << " " << d << " (" << e.first << " tensors, " << with_commas(e.second) << " values)";
   o << "\n";
-  if (ck.copied_tensors) o << "non-contiguous tensors (copied on load): " << ck.copied_tensors << "\n";
+  if (ck.copied_tensors) o << "tensors copied on load (non-contiguous or unaligned views): " << ck.copied_tensors << "\n";
   if (!ck.sd.metadata.empty()) {
     o << "metadata:";
     for (const auto& [k, v] : ck.sd.metadata) o << " " << k << "=" << v;

@@ -225,6 +225,49 @@ def malicious_files():
     del buf
 
 
+class _FakeStorage:
+    def __init__(self, key, numel):
+        self.key, self.numel = key, numel
+
+
+class _FakeTensor:
+    """Pickles exactly as torch.save pickles a tensor, with whatever (lying) view and storage we ask for."""
+    def __init__(self, storage, offset, size, stride):
+        self.args = (storage, offset, size, stride, False, collections.OrderedDict())
+
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2, self.args)
+
+
+class _TorchLikePickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        if isinstance(obj, _FakeStorage):
+            return ("storage", torch.FloatStorage, obj.key, "cpu", obj.numel)
+        return None
+
+
+def torch_like_zip(name: str, obj, records: dict):
+    buf = io.BytesIO()
+    _TorchLikePickler(buf, protocol=2).dump(obj)
+    with zipfile.ZipFile(OUT / name, "w", compression=zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", buf.getvalue())
+        z.writestr("archive/byteorder", "little")
+        z.writestr("archive/version", "3\n")
+        for k, v in records.items():
+            z.writestr(f"archive/data/{k}", v)
+
+
+def lying_checkpoints():
+    four = struct.pack("<4f", 1, 2, 3, 4)
+    # the control: a well-formed file of this construction loads in torch
+    torch_like_zip("ok_handmade.pth", {"w": _FakeTensor(_FakeStorage("0", 4), 1, (3,), (1,))}, {"0": four})
+    assert torch.equal(torch.load(OUT / "ok_handmade.pth", weights_only=True)["w"], torch.tensor([2.0, 3, 4]))
+    torch_like_zip("bad_storage_size.pth", {"w": _FakeTensor(_FakeStorage("0", 1000), 0, (4,), (1,))}, {"0": four})
+    torch_like_zip("bad_view.pth", {"w": _FakeTensor(_FakeStorage("0", 4), 0, (100,), (1,))}, {"0": four})
+    torch_like_zip("bad_view_offset.pth", {"w": _FakeTensor(_FakeStorage("0", 4), 2, (2, 2), (2, 1))}, {"0": four})
+    torch_like_zip("missing_record.pth", {"w": _FakeTensor(_FakeStorage("7", 4), 0, (4,), (1,))}, {"0": four})
+
+
 # ---- layouts ----------------------------------------------------------------------------------------------
 
 def keys_shapes(sd):
@@ -419,6 +462,7 @@ def main():
     safetensors_files()
     torch_files()
     malicious_files()
+    lying_checkpoints()
     layout_files()
     with open(OUT / "expected.json", "w") as f:
         json.dump(EXPECTED, f, indent=1, ensure_ascii=False)
