@@ -327,6 +327,21 @@ def layout_files():
     EXPECTED["layouts"]["hub_dinov2_reg_chunked.pth"] = {"layout": "dinov2-hub",
                                                          "expect": "hub_dinov2_reg.expected.safetensors"}
 
+    # the register conversion in half types: timm adds cls_token + pos_embed[:, 0] in the tensors' own dtype
+    from timm.models.vision_transformer import _convert_dinov2
+    for dt, tag in [(torch.float16, "f16"), (torch.bfloat16, "bf16")]:
+        torch.manual_seed(5)
+        toks = collections.OrderedDict([("cls_token", torch.randn(1, 1, 8).to(dt)),
+                                        ("pos_embed", torch.randn(1, 1 + 4, 8).to(dt)),
+                                        ("register_tokens", torch.randn(1, 2, 8).to(dt)),
+                                        ("mask_token", torch.zeros(1, 8, dtype=dt))])
+        save_torch(f"hub_reg_tokens_{tag}.pth", toks)
+        conv = _convert_dinov2(collections.OrderedDict((k, v.clone()) for k, v in toks.items()), None)
+        safetensors.torch.save_file(conv, str(OUT / f"hub_reg_tokens_{tag}.expected.safetensors"))
+        record(f"hub_reg_tokens_{tag}.expected.safetensors", conv)
+        EXPECTED["layouts"][f"hub_reg_tokens_{tag}.pth"] = {"layout": "dinov2-hub",
+                                                          "expect": f"hub_reg_tokens_{tag}.expected.safetensors"}
+
     # Hugging Face Dinov2Model, tiny config; the mapping to timm is proven by equal forward outputs.
     torch.manual_seed(2)
     cfg = transformers.Dinov2Config(hidden_size=D, num_hidden_layers=depth, num_attention_heads=2, mlp_ratio=4,
