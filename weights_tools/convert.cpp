@@ -100,11 +100,18 @@ ConvertResult convert_weights(const ConvertOptions& opts) {
   if (auto expected = arch_keys(opts.arch)) {
     r.arch_checked = true;
     r.check = check_keys(shaped_names(sd), *expected);
-    for (const std::string& m : r.check.shape_mismatches)
-      if (m.rfind("pos_embed:", 0) == 0)
-        throw std::runtime_error("pos_embed has a different grid than arch '" + opts.arch + "' (" + m +
+    // A pos_embed for another image size differs only in its token count: name the missing feature.
+    const WeightTensor* pos = sd.find("pos_embed");
+    for (const ShapedName& e : *expected) {
+      if (e.name != "pos_embed" || !pos || pos->shape == e.shape) continue;
+      WeightTensor model_pos;
+      model_pos.shape = e.shape;
+      if (pos->shape.size() == 3 && e.shape.size() == 3 && pos->shape[0] == e.shape[0] && pos->shape[2] == e.shape[2])
+        throw std::runtime_error("pos_embed has a different grid than arch '" + opts.arch + "' (file " +
+                                 pos->shape_string() + " vs model " + model_pos.shape_string() +
                                  "); resampling pos_embed (timm's resample_abs_pos_embed) is not implemented in "
                                  "weights_tools yet: pick the arch whose image size matches the file");
+    }
     require_loadable(r.check, opts.allow_missing);
     std::set<std::string> unused(r.check.unused.begin(), r.check.unused.end());
     std::vector<WeightTensor> kept;
