@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import timm
 import safetensors.torch
 import transformers
@@ -469,6 +470,27 @@ def hf_to_timm(sd):
     return out
 
 
+def pos_embed_files():
+    """timm.layers.resample_abs_pos_embed (bicubic, antialias, size-based) on small grids, up and down."""
+    from timm.layers import resample_abs_pos_embed
+    torch.manual_seed(11)
+    out = collections.OrderedDict()
+    cases = [("up_4_to_6", 4, (6, 6), 1), ("down_6_to_3", 6, (3, 3), 1), ("down_37_to_16", 37, (16, 16), 1),
+             ("rect_5_to_7x3", 5, (7, 3), 1), ("noprefix_8_to_5", 8, (5, 5), 0), ("reg_5_to_9", 5, (9, 9), 5)]
+    for name, old, new, prefix in cases:
+        x = torch.randn(1, prefix + old * old, 6)
+        y = resample_abs_pos_embed(x, list(new), num_prefix_tokens=prefix)
+        out[name + ".in"] = x
+        out[name + ".out"] = y.contiguous()
+    meta = {n: f"{o} {nw[0]} {nw[1]} {p}" for n, o, nw, p in cases}
+    # torch's 1-D antialiased bicubic weights, read back by interpolating one-hot rows: w[i, o]
+    for i, o in [(4, 6), (6, 3), (37, 16), (5, 7), (8, 5), (5, 9), (16, 37)]:
+        eye = torch.eye(i).reshape(1, i, 1, i)
+        out[f"aa_weights.{i}_{o}"] = F.interpolate(eye, size=(1, o), mode="bicubic", antialias=True)[0, :, 0, :].contiguous()
+        meta[f"aa_weights.{i}_{o}"] = "weights"
+    safetensors.torch.save_file(out, str(OUT / "pos_embed_resample.safetensors"), metadata=meta)
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     for f in OUT.iterdir():
@@ -479,6 +501,7 @@ def main():
     malicious_files()
     lying_checkpoints()
     layout_files()
+    pos_embed_files()
     with open(OUT / "expected.json", "w") as f:
         json.dump(EXPECTED, f, indent=1, ensure_ascii=False)
     total = sum(f.stat().st_size for f in OUT.iterdir())
