@@ -1,5 +1,6 @@
 #include "weights_tools/convert.h"
 
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -8,6 +9,7 @@
 
 #include "engine/sha256.h"
 #include "weights_tools/arch_keys.h"
+#include "weights_tools/pos_embed.h"
 #include "weights_tools/safetensors.h"
 
 namespace tabula::weights {
@@ -100,17 +102,24 @@ ConvertResult convert_weights(const ConvertOptions& opts) {
   if (auto expected = arch_keys(opts.arch)) {
     r.arch_checked = true;
     r.check = check_keys(shaped_names(sd), *expected);
-    // A pos_embed for another image size differs only in its token count: name the missing feature.
-    const WeightTensor* pos = sd.find("pos_embed");
+    // A pos_embed for another image size differs only in its token count: resample its grid as timm's
+    // loader does (checkpoint_filter_fn -> resample_abs_pos_embed), keeping the prefix tokens.
+    WeightTensor* pos = sd.find("pos_embed");
     for (const ShapedName& e : *expected) {
       if (e.name != "pos_embed" || !pos || pos->shape == e.shape) continue;
-      WeightTensor model_pos;
-      model_pos.shape = e.shape;
-      if (pos->shape.size() == 3 && e.shape.size() == 3 && pos->shape[0] == e.shape[0] && pos->shape[2] == e.shape[2])
-        throw std::runtime_error("pos_embed has a different grid than arch '" + opts.arch + "' (file " +
-                                 pos->shape_string() + " vs model " + model_pos.shape_string() +
-                                 "); resampling pos_embed (timm's resample_abs_pos_embed) is not implemented in "
-                                 "weights_tools yet: pick the arch whose image size matches the file");
+      if (pos->shape.size() != 3 || e.shape.size() != 3 || pos->shape[0] != 1 || pos->shape[2] != e.shape[2]) continue;
+      const int64_t tokens = e.shape[1];
+      const int64_t grid = static_cast<int64_t>(std::sqrt(static_cast<double>(tokens)));
+      const int64_t prefix = tokens - grid * grid;
+      const int64_t old_grid = static_cast<int64_t>(std::sqrt(static_cast<double>(pos->shape[1] - prefix)));
+      if (pos->shape[1] - prefix <= 0 || old_grid * old_grid != pos->shape[1] - prefix)
+        throw std::runtime_error("pos_embed " + pos->shape_string() + " cannot be resampled to arch '" + opts.arch +
+                                 "' (" + std::to_string(prefix) + " prefix tokens leave no square grid)");
+      *pos = resample_abs_pos_embed(*pos, grid, grid, prefix);
+      r.resampled_pos_embed = true;
+      o << "pos_embed resampled from " << old_grid << "x" << old_grid << " to " << grid << "x" << grid
+        << " patches (timm resample_abs_pos_embed: bicubic, antialias; " << prefix << " prefix tokens kept)\n";
+      r.check = check_keys(shaped_names(sd), *expected);
     }
     require_loadable(r.check, opts.allow_missing);
     std::set<std::string> unused(r.check.unused.begin(), r.check.unused.end());

@@ -29,6 +29,7 @@ struct ConvertResult {
   LayoutPlan plan;          // how names were mapped
   bool arch_checked = false;  // false: no key list for this arch (reported, not passed)
   KeyCheck check;
+  bool resampled_pos_embed = false;  // pos_embed grid resized to the arch's (timm resample_abs_pos_embed)
   std::vector<std::string> dropped_unused;  // provided keys the arch does not have, left out of the output
   size_t tensors_written = 0;
   int64_t params_written = 0;

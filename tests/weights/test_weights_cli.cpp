@@ -1,9 +1,12 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 
 #include "engine/sha256.h"
 #include "tests/weights/weights_test_util.h"
+#include "weights_tools/pos_embed.h"
 #include "weights_tools/safetensors.h"
 
 using namespace tabula;
@@ -88,13 +91,34 @@ TEST(WeightsCli, ConvertRefusesMissingKeysUnlessAllowed) {
   EXPECT_EQ(read_safetensors(out).tensors.size(), 30u);
 }
 
-TEST(WeightsCli, ConvertErrorsAreClear) {
+TEST(WeightsCli, ConvertResamplesPosEmbedToTheArchGrid) {
   std::string out = (tabula::test::input_dir() / "o.safetensors").string();
   auto r = run_tabula("weights convert " + q(wfix("hf_dinov2.bin")) + " --arch vit:dim=32,depth=2,patch=8,img=64,ls=1 --out " + q(out));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(has(r.out, "pos_embed resampled from 4x4 to 8x8 patches")) << r.out;
+  StateDict got = read_safetensors(out), src = read_safetensors(wfix("hf_dinov2.expected.safetensors"));
+  const WeightTensor& pos = got.at("pos_embed");
+  EXPECT_EQ(pos.shape, (std::vector<int64_t>{1, 65, 32}));
+  // the class token's position is kept as is; the rest equals resample_abs_pos_embed of the source
+  EXPECT_EQ(0, std::memcmp(pos.data, src.at("pos_embed").data, 32 * 4));
+  WeightTensor want = resample_abs_pos_embed(src.at("pos_embed"), 8, 8, 1);
+  EXPECT_EQ(0, std::memcmp(pos.data, want.data, want.nbytes()));
+  // end to end against timm's own loader (checkpoint_filter_fn into a model for 48 px images)
+  r = run_tabula("weights convert " + q(wfix("timm_vit.safetensors")) + " --arch vit:dim=32,depth=2,patch=8,img=48 --out " + q(out));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<float> mine = read_safetensors(out).at("pos_embed").to_f32();
+  std::vector<float> timm = read_safetensors(wfix("timm_vit_img48_pos_embed.safetensors")).at("pos_embed").to_f32();
+  ASSERT_EQ(mine.size(), timm.size());
+  for (size_t i = 0; i < mine.size(); ++i) EXPECT_NEAR(mine[i], timm[i], 4e-7f * std::max(1.0f, std::abs(timm[i]))) << i;
+  // a prefix layout that leaves no square grid is an error, not a guess
+  r = run_tabula("weights convert " + q(wfix("hf_dinov2.bin")) + " --arch vit:dim=32,depth=2,patch=8,img=64,ls=1,reg=4 --allow-missing --out " + q(out));
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_TRUE(has(r.err, "(file [1, 17, 32] vs model [1, 65, 32])")) << r.err;
-  EXPECT_TRUE(has(r.err, "resample_abs_pos_embed) is not implemented")) << r.err;
-  r = run_tabula("weights convert " + q(wfix("hf_dinov2.bin")) + " --arch vit:dim=48,depth=2,patch=8,img=32,ls=1 --out " + q(out));
+  EXPECT_TRUE(has(r.err, "cannot be resampled")) << r.err;
+}
+
+TEST(WeightsCli, ConvertErrorsAreClear) {
+  std::string out = (tabula::test::input_dir() / "o.safetensors").string();
+  auto r = run_tabula("weights convert " + q(wfix("hf_dinov2.bin")) + " --arch vit:dim=48,depth=2,patch=8,img=32,ls=1 --out " + q(out));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(has(r.err, "shape mismatches: ")) << r.err;
   EXPECT_TRUE(has(r.err, "cls_token: file [1, 1, 32] vs model [1, 1, 48]")) << r.err;

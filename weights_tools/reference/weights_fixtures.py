@@ -284,6 +284,12 @@ def layout_files():
     safetensors.torch.save_file(vit_sd, str(OUT / "timm_vit.safetensors"))
     record("timm_vit.safetensors", vit_sd)
     EXPECTED["layouts"]["timm_vit.safetensors"] = {"layout": "timm-vit", "expect": "timm_vit.safetensors"}
+    # the same weights loaded by timm into a model for 48 px images: its loader resamples pos_embed 4x4 -> 6x6
+    vit48 = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=48, patch_size=8, embed_dim=32,
+                              depth=2, num_heads=2, num_classes=0)
+    f48 = checkpoint_filter_fn(collections.OrderedDict((k, v.clone()) for k, v in vit_sd.items()), vit48)
+    vit48.load_state_dict(f48, strict=True)
+    safetensors.torch.save_file({"pos_embed": vit48.pos_embed.detach().clone()}, str(OUT / "timm_vit_img48_pos_embed.safetensors"))
 
     # DINOv2 hub layout (torch.hub dinov2_*): written from the hub's parameter names, converted by timm's own
     # checkpoint_filter_fn into the timm model -> the expected canonical dict.
