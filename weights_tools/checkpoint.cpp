@@ -171,6 +171,19 @@ void keep_prefix(StateDict& sd, const std::string& prefix, std::vector<std::stri
   sd.tensors = std::move(kept);
 }
 
+// "model/teacher" -> {"model", "teacher"} (empty segments ignored).
+std::vector<std::string> split_key_path(const std::string& key) {
+  std::vector<std::string> segs;
+  size_t s = 0;
+  while (s <= key.size()) {
+    size_t e = key.find('/', s);
+    if (e == std::string::npos) e = key.size();
+    if (e > s) segs.push_back(key.substr(s, e - s));
+    s = e + 1;
+  }
+  return segs;
+}
+
 size_t count_prefix(const StateDict& sd, const std::string& p) {
   size_t n = 0;
   for (const WeightTensor& t : sd.tensors) n += starts_with(t.name, p);
@@ -209,25 +222,13 @@ Checkpoint load_checkpoint(const std::string& path, const LoadOptions& opts) {
     case FileFormat::safetensors:
       ck.sd = parse_safetensors(file->data(), file->size(), file, path, true);
       if (!opts.key.empty()) {
-        // safetensors is flat; a key can only select a name prefix.
-        size_t before = ck.sd.tensors.size();
-        for (const std::string& seg : [&] {
-               std::vector<std::string> segs;
-               size_t s = 0;
-               while (s <= opts.key.size()) {
-                 size_t e = opts.key.find('/', s);
-                 if (e == std::string::npos) e = opts.key.size();
-                 if (e > s) segs.push_back(opts.key.substr(s, e - s));
-                 s = e + 1;
-               }
-               return segs;
-             }()) {
+        // safetensors is flat: each key segment can only select a name prefix.
+        for (const std::string& seg : split_key_path(opts.key)) {
           if (count_prefix(ck.sd, seg + ".") == 0)
             throw std::runtime_error(path + ": --key '" + opts.key + "': no tensor name starts with '" + seg + ".'");
           keep_prefix(ck.sd, seg + ".", ck.dropped);
           ck.stripped.push_back(seg + ".");
         }
-        (void)before;
         ck.selected = opts.key;
       }
       if (opts.strip_prefixes) strip_wrappers(ck);
@@ -246,13 +247,7 @@ Checkpoint load_checkpoint(const std::string& path, const LoadOptions& opts) {
 
   std::string pending_prefix;  // key segments that name a tensor-name prefix rather than a dict entry
   if (!opts.key.empty()) {
-    size_t s = 0;
-    while (s <= opts.key.size()) {
-      size_t e = opts.key.find('/', s);
-      if (e == std::string::npos) e = opts.key.size();
-      std::string seg = opts.key.substr(s, e - s);
-      s = e + 1;
-      if (seg.empty()) continue;
+    for (const std::string& seg : split_key_path(opts.key)) {
       if (!obj->is(Object::Kind::dict))
         throw std::runtime_error(path + ": --key '" + opts.key + "': '" + seg + "' is looked up in a " + obj->describe());
       Ref next;
@@ -278,13 +273,8 @@ Checkpoint load_checkpoint(const std::string& path, const LoadOptions& opts) {
                                       "network",    "net",   "ema",     "student"};
     Ref chosen;
     for (const char* name : preferred) {
-      for (const auto& [k, v] : obj->entries) {
-        if (key_text(k) != name) continue;
-        if (is_tensor_dict(v) || (v->is(Object::Kind::dict) && v->entries.size() && !chosen)) {
-          // a nested state dict (possibly nested once more: {"model": {"state_dict": ...}} is not auto-resolved)
-          if (is_tensor_dict(v)) chosen = v, ck.selected = name;
-        }
-      }
+      for (const auto& [k, v] : obj->entries)
+        if (key_text(k) == name && is_tensor_dict(v)) chosen = v, ck.selected = name;
       if (chosen) break;
     }
     if (!chosen)

@@ -1,6 +1,7 @@
 #include "weights_tools/layout.h"
 
 #include <cstring>
+#include <algorithm>
 #include <map>
 #include <regex>
 #include <set>
@@ -169,13 +170,17 @@ struct Compiled {
   const Rule* rule;
 };
 
-const std::vector<Compiled>& compiled(const std::vector<Rule>& rules) {
-  static std::map<const std::vector<Rule>*, std::vector<Compiled>> cache;
-  auto it = cache.find(&rules);
-  if (it != cache.end()) return it->second;
+std::vector<Compiled> compile(const std::vector<Rule>& rules) {
   std::vector<Compiled> c;
   for (const Rule& r : rules) c.push_back({std::regex(r.pattern), &r});
-  return cache.emplace(&rules, std::move(c)).first->second;
+  return c;
+}
+
+// Compiled once (function-local statics: thread-safe initialisation).
+const std::vector<Compiled>& compiled(const std::vector<Rule>& rules) {
+  static const std::vector<Compiled> hf = compile(hf_rules());
+  static const std::vector<Compiled> hub = compile(hub_rules());
+  return &rules == &hf_rules() ? hf : hub;
 }
 
 }  // namespace
