@@ -10,6 +10,7 @@ int cmd_weights_inspect(const Args& args) {
   weights::InspectOptions o;
   o.key = args.get("key");
   o.list_tensors = args.has("tensors");
+  o.hash = !args.has("no-hash");
   std::cout << weights::inspect_weights(args.positional()[0], o);
   return 0;
 }

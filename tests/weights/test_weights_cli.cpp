@@ -36,6 +36,9 @@ TEST(WeightsCli, InspectReportsFormatLayoutCountsDtypesAndSha) {
   EXPECT_TRUE(has(r.out, "  1.num_batches_tracked  i64 []\n")) << r.out;
   EXPECT_TRUE(has(r.out, "  0.weight  f32 [4, 3, 3, 3]\n")) << r.out;
 
+  r = run_tabula("weights inspect --no-hash " + q(wfix("hf_dinov2.bin")));
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_FALSE(has(r.out, "sha256")) << r.out;
   r = run_tabula("weights inspect " + q(wfix("st_meta.safetensors")));
   EXPECT_TRUE(has(r.out, "metadata: a=1 note=quote \" and \\")) << r.out;
   r = run_tabula("weights inspect " + q(wfix("pt_dino_teacher.pth")) + " --key nope");
