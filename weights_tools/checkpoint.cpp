@@ -79,7 +79,8 @@ TorchArchive read_torch_zip(const std::string& path) {
     s->data = zip.data(*rec).data();
     return s;
   };
-  out.root = pickle::unpickle(pkl_bytes.data(), pkl_bytes.size(), path + ": " + pkl->name, load);
+  out.objects = pickle::unpickle(pkl_bytes.data(), pkl_bytes.size(), path + ": " + pkl->name, load);
+  out.root = out.objects->root;
   return out;
 }
 
@@ -128,7 +129,7 @@ WeightTensor tensor_from_ref(const std::string& name, const pickle::TensorRef& t
 
 namespace {
 
-bool is_tensor_dict(const Ref& o) {
+bool is_tensor_dict(Ref o) {
   if (!o->is(Object::Kind::dict)) return false;
   bool any = false;
   for (const auto& [k, v] : o->entries) {
@@ -138,9 +139,9 @@ bool is_tensor_dict(const Ref& o) {
   return any;
 }
 
-std::string key_text(const Ref& k) { return k->is(Object::Kind::string) ? k->s : std::to_string(k->i); }
+std::string key_text(Ref k) { return k->is(Object::Kind::string) ? k->s : std::to_string(k->i); }
 
-std::vector<std::string> dict_keys(const Ref& o) {
+std::vector<std::string> dict_keys(Ref o) {
   std::vector<std::string> out;
   for (const auto& [k, v] : o->entries) out.push_back(key_text(k));
   return out;
@@ -250,7 +251,7 @@ Checkpoint load_checkpoint(const std::string& path, const LoadOptions& opts) {
     for (const std::string& seg : split_key_path(opts.key)) {
       if (!obj->is(Object::Kind::dict))
         throw std::runtime_error(path + ": --key '" + opts.key + "': '" + seg + "' is looked up in a " + obj->describe());
-      Ref next;
+      Ref next = nullptr;
       for (const auto& [k, v] : obj->entries)
         if (key_text(k) == seg) next = v;
       if (next) {
@@ -271,7 +272,7 @@ Checkpoint load_checkpoint(const std::string& path, const LoadOptions& opts) {
       throw std::runtime_error(path + ": the checkpoint holds a " + obj->describe() + ", not a state dict");
     static const char* preferred[] = {"state_dict", "model", "teacher", "model_state_dict", "module",
                                       "network",    "net",   "ema",     "student"};
-    Ref chosen;
+    Ref chosen = nullptr;
     for (const char* name : preferred) {
       for (const auto& [k, v] : obj->entries)
         if (key_text(k) == name && is_tensor_dict(v)) chosen = v, ck.selected = name;

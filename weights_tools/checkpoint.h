@@ -44,7 +44,8 @@ Checkpoint load_checkpoint(const std::string& path, const LoadOptions& opts = {}
 // The raw unpickled object of a torch zip checkpoint with storages resolved (for inspect and tests).
 struct TorchArchive {
   std::shared_ptr<const MappedFile> file;
-  pickle::Ref root;
+  std::shared_ptr<const pickle::Unpickled> objects;  // owns every object; root points into it
+  pickle::Ref root = nullptr;
 };
 TorchArchive read_torch_zip(const std::string& path);
 // A tensor reference as a WeightTensor: a zero-copy view when the view is contiguous, else a gathered copy.

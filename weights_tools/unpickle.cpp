@@ -98,7 +98,7 @@ class Unpickler {
   Unpickler(const uint8_t* d, size_t n, const std::string& source, const PersistentLoad& pl)
       : d_(d), n_(n), source_(source), persistent_load_(pl) {}
 
-  Ref run() {
+  std::shared_ptr<const Unpickled> run() {
     while (true) {
       op_pos_ = pos_;
       uint8_t op = byte();
@@ -106,7 +106,8 @@ class Unpickler {
         case 0x80: proto_ = byte(); break;  // PROTO
         case '.': {                         // STOP
           if (stack_.size() != 1 || !marks_.empty()) fail("malformed pickle: STOP with a stack of " + std::to_string(stack_.size()));
-          return stack_.back();
+          out_->root = stack_.back();
+          return out_;
         }
         case 'c': global(); break;           // GLOBAL
         case 'R': reduce(); break;           // REDUCE
@@ -219,15 +220,16 @@ class Unpickler {
     return s;
   }
 
-  static Ref make(Object::Kind k) {
-    auto o = std::make_shared<Object>();
+  Ref make(Object::Kind k) {
+    out_->objects.push_back(std::make_unique<Object>());
+    Ref o = out_->objects.back().get();
     o->kind = k;
     return o;
   }
-  static Ref boolean(bool b) { Ref o = make(Object::Kind::boolean); o->b = b; return o; }
-  static Ref integer(int64_t i) { Ref o = make(Object::Kind::integer); o->i = i; return o; }
-  static Ref str(std::string s) { Ref o = make(Object::Kind::string); o->s = std::move(s); return o; }
-  static Ref seq(Object::Kind k, std::vector<Ref> items) { Ref o = make(k); o->items = std::move(items); return o; }
+  Ref boolean(bool b) { Ref o = make(Object::Kind::boolean); o->b = b; return o; }
+  Ref integer(int64_t i) { Ref o = make(Object::Kind::integer); o->i = i; return o; }
+  Ref str(std::string s) { Ref o = make(Object::Kind::string); o->s = std::move(s); return o; }
+  Ref seq(Object::Kind k, std::vector<Ref> items) { Ref o = make(k); o->items = std::move(items); return o; }
 
   void push(Ref o) {
     if (stack_.size() > (1u << 24)) fail("pickle stack too deep");
@@ -261,7 +263,7 @@ class Unpickler {
     memo_[idx] = top();
   }
 
-  void set_item(Ref& dict, const Ref& k, const Ref& v) {
+  void set_item(Ref dict, Ref k, Ref v) {
     if (!dict->is(Object::Kind::dict)) fail("SETITEM on a " + dict->describe() + " (dict/OrderedDict only)");
     if (!(k->is(Object::Kind::string) || k->is(Object::Kind::integer)))
       fail("dict key of type " + std::string(kind_name(k->kind)) + " (str or int keys only)");
@@ -291,7 +293,7 @@ class Unpickler {
          "may run arbitrary code when unpickled by Python; tabula never executes pickled code and nothing was run");
   }
 
-  static std::vector<int64_t> int_tuple(const Ref& o, bool& ok) {
+  static std::vector<int64_t> int_tuple(Ref o, bool& ok) {
     std::vector<int64_t> out;
     ok = o->is(Object::Kind::tuple) || o->is(Object::Kind::list);
     if (!ok) return out;
@@ -341,7 +343,7 @@ class Unpickler {
     if (!args->is(Object::Kind::tuple)) fail("REDUCE of " + fn->s + " with non-tuple arguments");
     const std::vector<Ref>& a = args->items;
     const std::string& f = fn->s;
-    Ref result;
+    Ref result = nullptr;
     if (f == "collections.OrderedDict") {
       result = make(Object::Kind::dict);
       result->ordered = true;
@@ -374,6 +376,7 @@ class Unpickler {
         result->items = a[0]->items;
       }
     }
+    if (!result) fail("REDUCE of " + f + " produced nothing");  // every allowed callable is handled above
     fn = result;
   }
 
@@ -421,6 +424,7 @@ class Unpickler {
   const PersistentLoad& persistent_load_;
   size_t pos_ = 0, op_pos_ = 0;
   int proto_ = 0;
+  std::shared_ptr<Unpickled> out_ = std::make_shared<Unpickled>();
   std::vector<Ref> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint32_t, Ref> memo_;
@@ -434,7 +438,8 @@ bool is_allowed_global(const std::string& q) {
 }
 bool torch_allows_global(const std::string& q) { return is_allowed_global(q) || torch_only_globals().count(q); }
 
-Ref unpickle(const uint8_t* data, size_t size, const std::string& source, const PersistentLoad& persistent_load) {
+std::shared_ptr<const Unpickled> unpickle(const uint8_t* data, size_t size, const std::string& source,
+                                          const PersistentLoad& persistent_load) {
   return Unpickler(data, size, source, persistent_load).run();
 }
 

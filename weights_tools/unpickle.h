@@ -23,7 +23,9 @@ struct UnpickleError : std::runtime_error {
 };
 
 struct Object;
-using Ref = std::shared_ptr<Object>;
+// Objects refer to each other by plain pointers: a pickle may build cycles (a list containing itself via the
+// memo), so ownership lives in one place, the Unpickled arena, never in the objects.
+using Ref = Object*;
 
 // A storage as a persistent id names it: ('storage', torch.FloatStorage, '0', 'cpu', numel).
 struct StorageRef {
@@ -68,7 +70,14 @@ using PersistentLoad = std::function<std::shared_ptr<StorageRef>(DType dtype, co
 bool is_allowed_global(const std::string& qualified);
 bool torch_allows_global(const std::string& qualified);  // in torch's weights_only list (for clearer errors)
 
+// Every object of one unpickled file; `root` is what the pickle returned.
+struct Unpickled {
+  std::vector<std::unique_ptr<Object>> objects;
+  Ref root = nullptr;
+};
+
 // Unpickles `data` (`source` names it in errors). Throws UnpickleError.
-Ref unpickle(const uint8_t* data, size_t size, const std::string& source, const PersistentLoad& persistent_load);
+std::shared_ptr<const Unpickled> unpickle(const uint8_t* data, size_t size, const std::string& source,
+                                          const PersistentLoad& persistent_load);
 
 }  // namespace tabula::weights::pickle
