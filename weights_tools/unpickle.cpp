@@ -82,7 +82,10 @@ const std::set<std::string>& torch_only_globals() {
       "torch._tensor._rebuild_from_type_v2", "torch.per_tensor_affine", "torch.per_tensor_symmetric",
       "torch.per_channel_affine", "torch.per_channel_symmetric", "torch.per_channel_affine_float_qparams",
       "torch.complex64", "torch.complex128", "torch.uint16", "torch.uint32", "torch.uint64",
-      "torch.float8_e4m3fn", "torch.float8_e5m2"};
+      "torch.float8_e4m3fn", "torch.float8_e5m2", "torch.ComplexFloatStorage", "torch.ComplexDoubleStorage",
+      "torch.QInt8Storage", "torch.QUInt8Storage", "torch.QInt32Storage", "torch.QUInt4x2Storage",
+      "torch.QUInt2x4Storage", "torch.storage.UntypedStorage", "torch.storage.TypedStorage", "torch.FloatTensor",
+      "torch.HalfTensor", "torch.BFloat16Tensor", "torch.DoubleTensor", "torch.LongTensor", "torch.IntTensor"};
   return s;
 }
 

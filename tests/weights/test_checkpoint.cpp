@@ -204,6 +204,7 @@ TEST(TorchCheckpoint, UnpicklerRefusesHandWrittenAbuse) {
   EXPECT_TRUE(contains(run("\x80\x02}q\x00"s), "truncated pickle")) << run("\x80\x02}q\x00"s);
   EXPECT_TRUE(contains(run("\x80\x02h\x05."), "memo key 5 was never stored"));
   EXPECT_TRUE(contains(run("\x80\x02" "ccollections\nCounter\n)R."), "allowed by torch.load(weights_only=True) but tabula does not support it"));
+  EXPECT_TRUE(contains(run("\x80\x02" "ctorch\nComplexFloatStorage\n."), "allowed by torch.load(weights_only=True) but tabula does not support it"));
   EXPECT_TRUE(contains(run("\x80\x02" "ctorch\nfloat32\n)R."), "REDUCE of global torch.float32, which is not an allowed callable"));
   EXPECT_TRUE(contains(run("\x80\x02X\x03\x00\x00\x00" "abc)R."s), "REDUCE of str 'abc'"));
   EXPECT_TRUE(contains(run("\x80\x02(X\x07\x00\x00\x00storageK\x01tQ."s), "malformed storage reference"));
