@@ -50,7 +50,9 @@ bool looks_like_safetensors(const uint8_t* data, size_t size) {
   if (size < 9) return false;
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | data[i];
-  return n > 0 && n <= size - 8 && data[8] == '{';
+  // The length is not checked against the file here: a truncated file should reach the parser, whose error
+  // says it is truncated, rather than be called "not a safetensors file".
+  return n > 0 && n <= kSafetensorsMaxHeader && data[8] == '{';
 }
 
 StateDict parse_safetensors(const uint8_t* data, size_t size, std::shared_ptr<const void> owner,

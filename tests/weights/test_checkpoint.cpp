@@ -92,6 +92,15 @@ TEST(TorchCheckpoint, StripsModulePrefix) {
   EXPECT_EQ(ck.stripped, strings(e.find("stripped")));
 }
 
+TEST(TorchCheckpoint, StateDictUnderAKeyIsFound) {
+  Checkpoint ck = load_checkpoint(wfix("pt_state_dict_key.pth"));
+  const json::Value& e = expected_file("pt_state_dict_key.pth");
+  tabula::test::expect_tensors_match(ck.sd, *e.find("tensors"), "state_dict key");
+  EXPECT_EQ(ck.selected, "state_dict");
+  EXPECT_EQ(ck.stripped, strings(e.find("stripped")));
+  EXPECT_EQ(ck.top_level_keys, (std::vector<std::string>{"epoch", "state_dict", "hyper_parameters"}));
+}
+
 TEST(TorchCheckpoint, DinoCheckpointUsesTheTeacherBackbone) {
   Checkpoint ck = load_checkpoint(wfix("pt_dino_teacher.pth"));
   const json::Value& e = expected_file("pt_dino_teacher.pth");

@@ -142,3 +142,45 @@ TEST(WeightsCli, ConvertErrorsAreClear) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(has(r.out, "NOT checked")) << r.out;
 }
+
+TEST(WeightsCli, BrokenFilesFailWithExitCodeOneAndTheFileName) {
+  // One file per kind of damage; every one must be a one-line error naming the file, exit code 1, no crash.
+  auto dir = tabula::test::input_dir();
+  auto cut = [&](const std::string& src, size_t keep, const std::string& name) {
+    auto b = tabula::test::slurp_bytes(wfix(src));
+    b.resize(std::min(b.size(), keep));
+    tabula::test::write_bytes((dir / name).string(), b);
+    return (dir / name).string();
+  };
+  auto header = [&](const std::string& json, size_t data, const std::string& name) {
+    std::vector<uint8_t> b(8);
+    for (int i = 0; i < 8; ++i) b[static_cast<size_t>(i)] = static_cast<uint8_t>(json.size() >> (8 * i));
+    b.insert(b.end(), json.begin(), json.end());
+    b.resize(b.size() + data);
+    tabula::test::write_bytes((dir / name).string(), b);
+    return (dir / name).string();
+  };
+  struct Case {
+    std::string path, expect;
+  };
+  std::vector<Case> cases = {
+      {cut("st_f32.safetensors", 100, "truncated.safetensors"), "runs past"},
+      {cut("pt_plain.pth", 500, "truncated.pth"), "truncated"},
+      {header(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 8, "lying.safetensors"), "run past the data section"},
+      {header(R"({"w":{"dtype":"F32","shape":[9223372036854775807,9],"data_offsets":[0,8]}})", 8, "huge.safetensors"), "overflows 64 bits"},
+      {header(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8, "dup.safetensors"), "duplicate key \"w\""},
+      {header(R"({"w":{"dtype":"Q4_K","shape":[1],"data_offsets":[0,4]}})", 4, "dtype.safetensors"), "unsupported dtype 'Q4_K'"},
+      {wfix("bad_storage_size.pth"), "declares 1000 f32 elements"},
+      {wfix("bad_view.pth"), "runs past its storage"},
+      {wfix("pt_legacy.pth"), "legacy (pre-1.6, non-zip)"},
+  };
+  for (const Case& c : cases) {
+    for (const char* cmd : {"weights inspect ", "weights convert --arch vit_tiny_patch16_224 --out /dev/null/x.safetensors "}) {
+      auto r = run_tabula(std::string(cmd) + q(c.path));
+      EXPECT_EQ(r.exit_code, 1) << cmd << c.path << "\n" << r.err;
+      EXPECT_TRUE(has(r.err, std::filesystem::path(c.path).filename().string())) << r.err;
+      EXPECT_TRUE(has(r.err, c.expect)) << c.path << ": " << r.err;
+      EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line: " << r.err;
+    }
+  }
+}

@@ -148,6 +148,12 @@ def torch_files():
     save_torch("pt_dinov2_train.pth", {"model": model, "iteration": 1249})
     record("pt_dinov2_train.pth", t2, selected="model", stripped=["teacher.", "backbone."])
 
+    # HEST-style / Lightning-style: {'state_dict': {'model.<name>': ...}, 'epoch': ..., 'hyper_parameters': {...}}
+    hest = small_model_sd(8)
+    save_torch("pt_state_dict_key.pth", {"epoch": 12, "state_dict": collections.OrderedDict(("module." + k, v) for k, v in hest.items()),
+                                         "hyper_parameters": {"lr": 1e-3, "arch": "resnet"}})
+    record("pt_state_dict_key.pth", hest, selected="state_dict", stripped=["module."])
+
     # a non-contiguous view: torch.save keeps the whole storage plus the view's strides
     base = torch.arange(24, dtype=torch.float32).reshape(4, 6) / 7
     nc = {"transposed": base.t(), "sliced": base[:, 1::2], "plain": torch.randn(3)}
