@@ -11,6 +11,8 @@ namespace tabula::cli {
 
 // Each subcommand's implementation lives in its own cmd_*.cpp file.
 int cmd_demo(const Args&);
+int cmd_weights_inspect(const Args&);
+int cmd_weights_convert(const Args&);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
@@ -21,6 +23,22 @@ const std::vector<Command>& commands() {
         {"quick", "", "a smaller run (CI)", false, ""},
         {"force", "", "overwrite an existing output folder", false, ""}},
        0, 0, cmd_demo},
+      {"weights inspect", "format, layout, tensors, parameters, dtypes and sha256 of a weight file", "FILE [--key K]",
+       "tabula weights inspect dinov2_vits14_pretrain.pth",
+       {{"key", "K", "nested state dict to use, e.g. teacher or model/teacher (default: detected)", false, ""},
+        {"tensors", "", "list every tensor with dtype and shape", false, ""},
+        {"no-hash", "", "skip the SHA-256 of the file (it reads every byte; the rest only maps the file)", false, ""}},
+       1, 1, cmd_weights_inspect},
+      {"weights convert", "map a checkpoint to tabula's names for ARCH and write safetensors",
+       "IN --arch ARCH --out OUT.safetensors [--dtype f32|f16|bf16] [--key K]",
+       "tabula weights convert dinov2_vits14_pretrain.pth --arch dinov2_vits14 --out vits14.safetensors",
+       {{"arch", "ARCH", "architecture the weights are for (resnet50, vit_small_patch16_224, dinov2_vits14, vit:...)", true, ""},
+        {"out", "OUT", "output .safetensors file (written atomically)", true, ""},
+        {"dtype", "DTYPE", "f32, f16 or bf16 for floating-point tensors (default: keep)", false, ""},
+        {"key", "K", "nested state dict to use, e.g. teacher or model/teacher (default: detected)", false, ""},
+        {"layout", "L", "source layout instead of detecting it: torchvision-resnet, timm-vit, dinov2-hub, hf-dinov2, hf-vit", false, ""},
+        {"allow-missing", "", "write even when the file lacks keys the arch has", false, ""}},
+       1, 1, cmd_weights_convert},
   };
   return table;
 }
