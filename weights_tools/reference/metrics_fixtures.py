@@ -104,6 +104,86 @@ def map_fixtures():
     copairs_case("map_overlap", feats, meta, pos_sameby=["g"], pos_diffby=[], neg_sameby=["plate"], neg_diffby=[])
 
 
+# ---------------------------------------------------------------------------------------------- EFAAR recall
+def efaar_compute_recall(null_distribution, query_distribution, recall_threshold_pairs):
+    """EFAAR_benchmarking benchmarking.compute_recall, line by line."""
+    metrics = {}
+    metrics["null_distribution_size"] = null_distribution.shape[0]
+    metrics["query_distribution_size"] = query_distribution.shape[0]
+    sorted_null_distribution = np.sort(null_distribution)
+    query_percentage_ranks_left = np.searchsorted(sorted_null_distribution, query_distribution, side="left") / len(
+        sorted_null_distribution)
+    query_percentage_ranks_right = np.searchsorted(sorted_null_distribution, query_distribution, side="right") / len(
+        sorted_null_distribution)
+    for threshold_pair in recall_threshold_pairs:
+        left_threshold, right_threshold = np.min(threshold_pair), np.max(threshold_pair)
+        metrics[f"recall_{left_threshold}_{right_threshold}"] = sum(
+            (query_percentage_ranks_right <= left_threshold) | (query_percentage_ranks_left >= right_threshold)
+        ) / len(query_distribution)
+    return metrics
+
+
+def efaar_filter_relationships(df):
+    df["sorted_entities"] = df.apply(lambda row: tuple(sorted([row.entity1, row.entity2])), axis=1)
+    df["entity1"] = df.sorted_entities.apply(lambda x: x[0])
+    df["entity2"] = df.sorted_entities.apply(lambda x: x[1])
+    return df[["entity1", "entity2"]].query("entity1!=entity2").drop_duplicates()
+
+
+def efaar_aggregate(embeddings, metadata, pert_col, method="mean"):
+    """EFAAR efaar.aggregate (keys_to_remove empty)."""
+    final_embeddings, unique_perts = [], []
+    metadata = metadata.reset_index(drop=True)
+    aggr_func = np.mean if method == "mean" else np.median
+    for pert, group in metadata.groupby(pert_col):
+        final_embeddings.append(aggr_func(embeddings[group.index.values, :], axis=0))
+        unique_perts.append(pert)
+    return np.vstack(final_embeddings), pd.DataFrame({pert_col: unique_perts})
+
+
+def recall_fixtures():
+    from sklearn.metrics.pairwise import cosine_similarity
+    rng = np.random.default_rng(11)
+    n_genes, reps, d = 90, 3, 16
+    genes = [f"G{g:03d}" for g in range(n_genes)]
+    # Complexes of 3 genes share a direction, so annotated pairs inside a complex are retrievable.
+    centers = rng.normal(size=(n_genes // 3, d))
+    rows, feats = [], []
+    for g in range(n_genes):
+        for r in range(reps):
+            rows.append(dict(gene=genes[g], plate=f"P{r}"))
+            feats.append(centers[g // 3] * (1.0 if g % 2 else 0.2) + rng.normal(size=d))
+    meta = pd.DataFrame(rows)
+    feats = np.asarray(feats, dtype=np.float32)
+    rels = []
+    for c in range(n_genes // 3):
+        a, b, e = genes[3 * c], genes[3 * c + 1], genes[3 * c + 2]
+        rels += [(a, b), (b, e), (e, a)]
+    for _ in range(60):
+        i, j = rng.integers(0, n_genes, 2)
+        rels.append((genes[i], genes[j]))
+    rels += [(genes[1], genes[0]), (genes[5], genes[5]), ("NOTINMAP", genes[3])]  # reversed dup, self, unknown
+    rel_df = pd.DataFrame(rels, columns=["entity1", "entity2"])
+    thr = [(0.05, 0.95), (0.1, 0.9)]
+    out = {}
+    for method in ["mean", "median"]:
+        agg, agg_meta = efaar_aggregate(feats, meta, "gene", method)
+        agg = agg.astype(np.float32)
+        features = pd.DataFrame(agg).set_index(agg_meta["gene"]).rename_axis(index=None)
+        cossim_matrix = pd.DataFrame(cosine_similarity(features, features), index=features.index,
+                                     columns=features.index)
+        cossim_values = cossim_matrix.values[np.triu_indices(cossim_matrix.shape[0], k=1)]
+        r = efaar_filter_relationships(rel_df.copy())
+        r = r[r.entity1.isin(features.index) & r.entity2.isin(features.index)]
+        query = np.array([cossim_matrix.loc[e1, e2] for e1, e2 in r.itertuples(index=False)])
+        m = efaar_compute_recall(cossim_values, query, thr)
+        out[method] = m
+        save_case("recall", **{f"agg_{method}__npy": agg})
+    res = pd.DataFrame([dict(aggregate=k, **v) for k, v in out.items()])
+    save_case("recall", features__npy=feats, meta__csv=meta, relationships__csv=rel_df, expected__csv=res)
+
+
+# ---- main
 if __name__ == "__main__":
     import copairs, sklearn
     os.makedirs(OUT, exist_ok=True)
