@@ -182,6 +182,55 @@ def recall_fixtures():
     res = pd.DataFrame([dict(aggregate=k, **v) for k, v in out.items()])
     save_case("recall", features__npy=feats, meta__csv=meta, relationships__csv=rel_df, expected__csv=res)
 
+# ------------------------------------------------------------------------------------------------------ kNN
+def dinov2_knn_probas(train, train_labels, test, ks, T, num_classes):
+    """dinov2/eval/knn.py KnnModule.forward on one rank, features normalised as ModelWithNormalize does."""
+    import torch
+    from torch.nn.functional import normalize, one_hot, softmax
+    train = normalize(torch.from_numpy(train), dim=1, p=2)
+    test = normalize(torch.from_numpy(test), dim=1, p=2)
+    similarity = torch.mm(test, train.T)
+    candidates = torch.from_numpy(train_labels).view(1, -1).expand(len(similarity), -1)
+    topk_sims, indices = similarity.topk(max(ks), largest=True, sorted=True)
+    neighbors_labels = torch.gather(candidates, 1, indices)
+    topk_sims_transform = softmax(topk_sims / T, 1)
+    matmul = torch.mul(one_hot(neighbors_labels, num_classes=num_classes),
+                       topk_sims_transform.view(len(test), -1, 1))
+    return {k: torch.sum(matmul[:, :k, :], 1).numpy() for k in ks}
+
+
+def knn_fixtures():
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.metrics import top_k_accuracy_score
+    rng = np.random.default_rng(21)
+    n, d, n_classes = 320, 24, 7
+    classes = np.array([f"c{i}" for i in rng.permutation(n_classes)])
+    y = rng.integers(0, n_classes, n)
+    centers = rng.normal(size=(n_classes, d))
+    x = (centers[y] * 0.6 + rng.normal(size=(n, d))).astype(np.float32)
+    split = np.where(rng.random(n) < 0.7, "train", "test")
+    meta = pd.DataFrame(dict(label=classes[y], split=split, plate=rng.integers(0, 4, n)))
+    codes = np.searchsorted(np.sort(classes), classes[y])  # sorted-label class codes (LabelEncoder order)
+    tr, te = split == "train", split == "test"
+    ks = [10, 20, 50]
+    probas = dinov2_knn_probas(x[tr], codes[tr], x[te], ks, 0.07, n_classes)
+    rows = []
+    preds = {}
+    for k in ks:
+        p = probas[k]
+        preds[f"dinov2_k{k}"] = p.argmax(1)
+        top5 = np.argsort(-p, axis=1, kind="stable")[:, :5]
+        rows.append(dict(method="dinov2", k=k, top1=float((p.argmax(1) == codes[te]).mean()),
+                         top5=float((top5 == codes[te][:, None]).any(1).mean())))
+    clf = KNeighborsClassifier().fit(x[tr], codes[tr])
+    pred = clf.predict(x[te])
+    preds["sklearn_k5"] = pred
+    rows.append(dict(method="sklearn", k=5, top1=float((pred == codes[te]).mean()),
+                     top5=float(top_k_accuracy_score(codes[te], clf.predict_proba(x[te]), k=5,
+                                                     labels=np.arange(n_classes)))))
+    save_case("knn", features__npy=x, meta__csv=meta, expected__csv=pd.DataFrame(rows),
+              predictions__csv=pd.DataFrame(preds))
+
 
 # ---- main
 if __name__ == "__main__":
