@@ -231,6 +231,53 @@ def knn_fixtures():
     save_case("knn", features__npy=x, meta__csv=meta, expected__csv=pd.DataFrame(rows),
               predictions__csv=pd.DataFrame(preds))
 
+# ------------------------------------------------------------------------------------------------------ CKA
+def np_linear_cka(x, y):
+    x = x.astype(np.float64) - x.astype(np.float64).mean(0)
+    y = y.astype(np.float64) - y.astype(np.float64).mean(0)
+    return np.linalg.norm(y.T @ x) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
+
+
+def np_hsic1(k, l):
+    """Unbiased HSIC (Song et al. 2012, eq. 5) as used by Nguyen et al.'s minibatch CKA."""
+    n = k.shape[0]
+    k, l = k.copy(), l.copy()
+    np.fill_diagonal(k, 0)
+    np.fill_diagonal(l, 0)
+    ones = np.ones(n)
+    return (np.trace(k @ l) + (ones @ k @ ones) * (ones @ l @ ones) / ((n - 1) * (n - 2))
+            - 2.0 / (n - 2) * (ones @ k @ l @ ones)) / (n * (n - 3))
+
+
+def np_minibatch_cka(x, y, batch):
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    kl = kk = ll = 0.0
+    for b in range(0, len(x), batch):
+        xb, yb = x[b:b + batch], y[b:b + batch]
+        if len(xb) < 4:
+            break
+        k, l = xb @ xb.T, yb @ yb.T
+        kl += np_hsic1(k, l); kk += np_hsic1(k, k); ll += np_hsic1(l, l)
+    return kl / np.sqrt(kk * ll)
+
+
+def cka_fixtures():
+    from scipy.stats import pearsonr, spearmanr
+    rng = np.random.default_rng(31)
+    n = 150
+    x = rng.normal(size=(n, 20)).astype(np.float32)
+    y = (x @ rng.normal(size=(20, 12)) + 0.5 * rng.normal(size=(n, 12))).astype(np.float32)
+    z = rng.normal(size=(n, 9)).astype(np.float32) + 3.0
+    rows = []
+    for a, b, name in [(x, y, "x_y"), (x, z, "x_z"), (y, z, "y_z"), (x, x, "x_x")]:
+        rows.append(dict(pair=name, linear=np_linear_cka(a, b), unbiased=np_minibatch_cka(a, b, n),
+                         minibatch_32=np_minibatch_cka(a, b, 32)))
+    s1 = np.round(rng.normal(size=60), 1)  # rounded: ties for Spearman's average ranks
+    s2 = np.round(s1 + rng.normal(size=60), 1)
+    corr = pd.DataFrame([dict(pearson=pearsonr(s1, s2)[0], spearman=spearmanr(s1, s2)[0])])
+    save_case("cka", x__npy=x, y__npy=y, z__npy=z, expected__csv=pd.DataFrame(rows), corr__csv=corr,
+              scores__csv=pd.DataFrame(dict(a=s1, b=s2)))
+
 
 # ---- main
 if __name__ == "__main__":
