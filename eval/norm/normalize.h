@@ -45,6 +45,8 @@ void spherize(RowMatrixF& x, const Table& meta, const NormSpec& spec, Whiten how
 // n_components <= 0 keeps min(n_fit, D). Returns [N, k].
 RowMatrixF pca(const RowMatrixF& x, const std::vector<size_t>& fit_rows, int64_t n_components,
                std::vector<double>* explained_variance = nullptr);
+RowMatrixD pca_f64(const RowMatrixD& x, const std::vector<size_t>& fit_rows, int64_t n_components,
+                   std::vector<double>* explained_variance = nullptr);
 
 // EFAAR efaar.py.
 void centerscale_on_controls(RowMatrixF& x, const Table& meta, const std::string& pert_col,

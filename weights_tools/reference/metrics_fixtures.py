@@ -278,6 +278,69 @@ def cka_fixtures():
     save_case("cka", x__npy=x, y__npy=y, z__npy=z, expected__csv=pd.DataFrame(rows), corr__csv=corr,
               scores__csv=pd.DataFrame(dict(a=s1, b=s2)))
 
+# ----------------------------------------------------------------------------------------------- HEST probe
+def hest_train_test_reg(X_train, X_test, y_train, y_test, max_iter=1000, random_state=0):
+    """HEST src/hest/bench/trainer.py train_test_reg, method='ridge' (Pearson part), line by line."""
+    from scipy.stats import pearsonr
+    from sklearn.linear_model import Ridge
+    alpha = 100 / (X_train.shape[1] * y_train.shape[1])
+    reg = Ridge(solver='lsqr', alpha=alpha, random_state=random_state, fit_intercept=False, max_iter=max_iter)
+    reg.fit(X_train, y_train)
+    preds_all = reg.predict(X_test)
+    return [pearsonr(y_test[:, t], preds_all[:, t])[0] for t in range(y_test.shape[1])]
+
+
+def regress_fixtures():
+    import torch
+    from scipy.stats import pearsonr
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import KNeighborsRegressor
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    rng = np.random.default_rng(41)
+    n_pat, per, d, g = 4, 90, 260, 50
+    n = n_pat * per
+    patient = np.repeat([f"pat{i}" for i in range(n_pat)], per)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    x[:, :8] += (np.arange(n_pat).repeat(per)[:, None] * 0.3)  # patient batch effect
+    w = rng.normal(size=(d, g)) * 0.08
+    counts = rng.poisson(np.exp(np.clip(x @ w, -3, 3)) * 3)
+    y = np.log1p(counts).astype(np.float64)
+    rows = []
+    for pat in sorted(set(patient)):
+        te, tr = patient == pat, patient != pat
+        # benchmark.py: Pipeline(StandardScaler, PCA(latent_dim=256, random_state=seed)) -> torch.Tensor (float32)
+        pipe = Pipeline([('scaler', StandardScaler()), ('PCA', PCA(n_components=256, random_state=0))])
+        X_train, X_test = torch.Tensor(pipe.fit_transform(x[tr])), torch.Tensor(pipe.transform(x[te]))
+        r = hest_train_test_reg(X_train, X_test, y[tr], y[te], random_state=0)
+        rows.append(dict(method="ridge_hest_f32", fold=pat, **{f"t{t}": r[t] for t in range(g)}))
+        # The same pipeline in float64: HEST's float32 LSQR stops early (tol 1e-4) on float32 round-off, so its
+        # numbers move by ~1e-3 with the precision alone; the float64 run is the reference for tight parity.
+        pipe = Pipeline([('scaler', StandardScaler()), ('PCA', PCA(n_components=256, random_state=0))])
+        X_train, X_test = pipe.fit_transform(x[tr].astype(np.float64)), pipe.transform(x[te].astype(np.float64))
+        r = hest_train_test_reg(X_train, X_test, y[tr], y[te], random_state=0)
+        rows.append(dict(method="ridge", fold=pat, **{f"t{t}": r[t] for t in range(g)}))
+        # Converged ridge (same alpha, no intercept): well defined to round-off, the tight parity reference.
+        from sklearn.linear_model import Ridge
+        alpha = 100 / (X_train.shape[1] * g)
+        pred = Ridge(solver="cholesky", alpha=alpha, fit_intercept=False).fit(X_train, y[tr]).predict(X_test)
+        r = [pearsonr(y[te][:, t], pred[:, t])[0] for t in range(g)]
+        rows.append(dict(method="ridge_exact", fold=pat, **{f"t{t}": r[t] for t in range(g)}))
+        for k in (1, 5):
+            pred = KNeighborsRegressor(n_neighbors=k).fit(x[tr], y[tr]).predict(x[te])
+            r = [pearsonr(y[te][:, t], pred[:, t])[0] for t in range(g)]
+            rows.append(dict(method=f"knn{k}", fold=pat, **{f"t{t}": r[t] for t in range(g)}))
+    # scipy's lsqr on a small well-conditioned problem: iterates are stable there, so the transcription can be
+    # checked to round-off, iteration count included.
+    from scipy.sparse.linalg import lsqr
+    a_small = rng.normal(size=(40, 7))
+    b_small = rng.normal(size=40)
+    sol = lsqr(a_small, b_small, damp=0.3, atol=1e-6, btol=1e-6, iter_lim=100)
+    save_case("regress", lsqr_a__npy=a_small, lsqr_b__npy=b_small, lsqr_x__npy=sol[0],
+              lsqr__csv=pd.DataFrame(dict(damp=[0.3], tol=[1e-6], itn=[sol[2]])))
+    save_case("regress", features__npy=x, targets__npy=y, meta__csv=pd.DataFrame(dict(patient=patient)),
+              expected__csv=pd.DataFrame(rows))
+
 
 # ---- main
 if __name__ == "__main__":
