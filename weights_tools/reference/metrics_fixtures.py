@@ -341,6 +341,109 @@ def regress_fixtures():
     save_case("regress", features__npy=x, targets__npy=y, meta__csv=pd.DataFrame(dict(patient=patient)),
               expected__csv=pd.DataFrame(rows))
 
+# ----------------------------------------------------------------------------------------------- normalisation
+def np_spherize(xc, x, method, eps):
+    """Whitening fitted on control rows xc, applied to x (full eigendecomposition; pycytominer issue #747 fixed).
+    Eigenvectors: eigenvalues descending, largest-|.| loading positive (sklearn's svd_flip convention)."""
+    mu = xc.mean(0)
+    cov = np.cov(xc, rowvar=False, ddof=1)
+
+    def eigh_sorted(a):
+        lam, u = np.linalg.eigh(a)
+        lam, u = lam[::-1], u[:, ::-1]
+        signs = np.sign(u[np.argmax(np.abs(u), axis=0), range(u.shape[1])])
+        return lam, u * signs
+
+    if method in ("pca", "zca"):
+        lam, u = eigh_sorted(cov)
+        w = u @ np.diag(1 / np.sqrt(np.maximum(lam, 0) + eps))
+        if method == "zca":
+            w = w @ u.T
+    else:
+        sd = np.sqrt(np.diag(cov))
+        corr = cov / np.outer(sd, sd)
+        lam, u = eigh_sorted(corr)
+        w = np.diag(1 / sd) @ u @ np.diag(1 / np.sqrt(np.maximum(lam, 0) + eps))
+        if method == "zca-cor":
+            w = w @ u.T
+    return (x - mu) @ w
+
+
+def efaar_centerscale_on_controls(embeddings, metadata, pert_col, control_key, batch_col=None):
+    from sklearn.preprocessing import StandardScaler
+    embeddings = embeddings.copy()
+    if batch_col is not None:
+        for batch in metadata[batch_col].unique():
+            batch_ind = metadata[batch_col] == batch
+            batch_control_ind = batch_ind & (metadata[pert_col] == control_key)
+            embeddings[batch_ind] = StandardScaler().fit(embeddings[batch_control_ind]).transform(embeddings[batch_ind])
+        return embeddings
+    control_ind = metadata[pert_col] == control_key
+    return StandardScaler().fit(embeddings[control_ind]).transform(embeddings)
+
+
+def efaar_tvn_on_controls(embeddings, metadata, pert_col, control_key, batch_col=None):
+    from scipy import linalg
+    from sklearn.decomposition import PCA
+    embeddings = embeddings.copy()
+    embeddings = efaar_centerscale_on_controls(embeddings, metadata, pert_col, control_key)
+    ctrl_ind = metadata[pert_col] == control_key
+    embeddings = PCA().fit(embeddings[ctrl_ind]).transform(embeddings)
+    embeddings = efaar_centerscale_on_controls(embeddings, metadata, pert_col, control_key)
+    if batch_col is not None:
+        for batch in metadata[batch_col].unique():
+            batch_ind = metadata[batch_col] == batch
+            batch_control_ind = batch_ind & (metadata[pert_col] == control_key)
+            source_cov = np.cov(embeddings[batch_control_ind], rowvar=False, ddof=1) + 0.5 * np.eye(embeddings.shape[1])
+            source_cov_half_inv = linalg.fractional_matrix_power(source_cov, -0.5)
+            embeddings[batch_ind] = np.matmul(embeddings[batch_ind], source_cov_half_inv)
+    return embeddings
+
+
+def efaar_embed_by_pca(features, metadata, variance_or_ncomp, batch_col):
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+    features = features.copy()
+    for batch in metadata[batch_col].unique():
+        ind = (metadata[batch_col] == batch).values
+        features[ind, :] = StandardScaler().fit_transform(features[ind, :])
+    return PCA(variance_or_ncomp).fit_transform(features)
+
+
+def norm_fixtures():
+    from scipy.stats import median_abs_deviation
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+    rng = np.random.default_rng(51)
+    n, d = 120, 6
+    plate = np.repeat(["P1", "P2"], n // 2)
+    pert = np.where(rng.random(n) < 0.3, "DMSO", [f"c{i}" for i in rng.integers(0, 10, n)])
+    mix = rng.normal(size=(d, d))
+    x = (rng.normal(size=(n, d)) @ mix + (plate == "P2")[:, None] * 2.0).astype(np.float32)
+    meta = pd.DataFrame(dict(plate=plate, pert=pert))
+    out = {}
+    std = np.empty_like(x, dtype=np.float64); mad = std.copy(); madr = std.copy()
+    sph = {m: std.copy() for m in ["pca", "zca", "pca-cor", "zca-cor"]}
+    for p in ["P1", "P2"]:
+        rows = plate == p
+        ctrl = rows & (pert == "DMSO")
+        std[rows] = StandardScaler().fit(x[ctrl]).transform(x[rows])
+        med = np.median(x[ctrl].astype(np.float64), axis=0)
+        # pycytominer RobustMAD: (x - median) / (MAD + epsilon), MAD with scale="normal" (x1.4826) or raw
+        mad[rows] = (x[rows] - med) / (median_abs_deviation(x[ctrl].astype(np.float64), scale="normal") + 1e-18)
+        madr[rows] = (x[rows] - med) / (median_abs_deviation(x[ctrl].astype(np.float64), scale=1.0) + 1e-18)
+        for m in sph:
+            sph[m][rows] = np_spherize(x[ctrl].astype(np.float64), x[rows].astype(np.float64), m, 1e-6)
+    out["standardize"], out["mad"], out["mad_raw"] = std, mad, madr
+    for m in sph:
+        out["spherize_" + m] = sph[m]
+    out["tvn"] = efaar_tvn_on_controls(x, meta, "pert", "DMSO", "plate")
+    out["pca_centerscale"] = efaar_embed_by_pca(x, meta, 4, "plate")
+    ctrl = pert == "DMSO"
+    out["pca_controls"] = PCA(3).fit(x[ctrl]).transform(x)
+    save_case("norm", features__npy=x, meta__csv=meta,
+              **{f"{k}__npy": v.astype(np.float32) for k, v in out.items()})
+
 
 # ---- main
 if __name__ == "__main__":
