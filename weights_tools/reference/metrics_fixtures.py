@@ -444,6 +444,37 @@ def norm_fixtures():
     save_case("norm", features__npy=x, meta__csv=meta,
               **{f"{k}__npy": v.astype(np.float32) for k, v in out.items()})
 
+# ----------------------------------------------------------------------------------------------- linear probe
+def linear_fixtures():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    rng = np.random.default_rng(61)
+    n, d, k = 300, 10, 4
+    y = rng.integers(0, k, n)
+    x = (rng.normal(size=(k, d))[y] * 0.8 + rng.normal(size=(n, d)) * 1.5 + 3.0).astype(np.float32)
+    split = rng.choice(["train", "val", "test"], size=n, p=[0.6, 0.2, 0.2])
+    labels = np.array([f"k{i}" for i in range(k)])[y]
+    # sklearn fits float32 input in float32 (its L-BFGS then stops on float32 noise); the features are float32 on
+    # disk, the fits here run on their exact float64 values, which is what tabula computes in.
+    x64 = x.astype(np.float64)
+    lr = LogisticRegression(C=0.5, max_iter=100000, tol=1e-12).fit(x64[split == "train"], y[split == "train"])
+    proba = lr.predict_proba(x64[split == "test"])
+    # The probe protocol: z-score on train, sweep C on val, refit on train+val (z-scored on it), score test.
+    cs = [1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100, 1000, 10000]
+    tr, va, te = split == "train", split == "val", split == "test"
+    sc = StandardScaler().fit(x64[tr])
+    val_acc = [LogisticRegression(C=c, max_iter=100000, tol=1e-12).fit(sc.transform(x64[tr]), y[tr])
+               .score(sc.transform(x64[va]), y[va]) for c in cs]
+    best = cs[int(np.argmax(val_acc))]
+    trva = tr | va
+    sc = StandardScaler().fit(x64[trva])
+    final = LogisticRegression(C=best, max_iter=100000, tol=1e-12).fit(sc.transform(x64[trva]), y[trva])
+    test_acc = final.score(sc.transform(x64[te]), y[te])
+    save_case("linear", features__npy=x, meta__csv=pd.DataFrame(dict(label=labels, split=split)),
+              proba_c05__npy=proba, sweep__csv=pd.DataFrame(dict(c=cs, val_top1=val_acc)),
+              probe__csv=pd.DataFrame(dict(best_c=[best], test_top1=[test_acc])),
+              test_pred__npy=final.predict(sc.transform(x64[te])).astype(np.int64))
+
 
 # ---- main
 if __name__ == "__main__":
