@@ -128,4 +128,43 @@ int cmd_eval_corr(const Args& a) {
   return 0;
 }
 
+int cmd_eval_linear(const Args& a) {
+  eval::LinearJob job;
+  job.in = inputs(a);
+  job.label_col = a.get("label-col");
+  job.split_col = a.get("split-col");
+  job.train_value = a.get("train-value");
+  job.val_value = a.get("val-value");
+  job.test_value = a.get("test-value");
+  for (const auto& c : split_list(a.get("C"))) {
+    try {
+      job.cs.push_back(std::stod(c));
+    } catch (const std::exception&) {
+      throw UsageError("tabula eval linear: --C expects numbers, got '" + c + "'");
+    }
+  }
+  job.out_dir = a.get("out");
+  eval::run_linear(job);
+  done(a);
+  return 0;
+}
+
+int cmd_eval_normalize(const Args& a) {
+  eval::NormalizeJob job;
+  job.in = inputs(a);
+  job.method = a.get("method");
+  job.group_col = a.get("group-col");
+  job.control = a.get("control");
+  job.eps = a.has("eps") ? a.get_double("eps") : -1.0;
+  job.n_components = a.get_int("n-components");
+  job.by = split_list(a.get("by"));
+  job.agg = a.get("agg");
+  job.min_variance = a.get_double("min-variance");
+  job.zero_mad = !a.has("keep-zero-mad");
+  job.out_dir = a.get("out");
+  eval::run_normalize(job);
+  done(a);
+  return 0;
+}
+
 }  // namespace tabula::cli

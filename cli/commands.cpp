@@ -17,6 +17,8 @@ int cmd_eval_knn(const Args&);
 int cmd_eval_regress(const Args&);
 int cmd_eval_cka(const Args&);
 int cmd_eval_corr(const Args&);
+int cmd_eval_linear(const Args&);
+int cmd_eval_normalize(const Args&);
 
 // Flags every `tabula eval` metric shares.
 static const Flag kFeatures{"features", "DIR[:LAYER]|X.npy", "embeddings: DIR:LAYER reads DIR/LAYER.npy", true, ""};
@@ -112,6 +114,37 @@ const std::vector<Command>& commands() {
         {"b", "CSV:COL|X.npy", "second score vector (same samples, same order)", true, ""},
         kOut},
        0, 0, cmd_eval_corr},
+      {"eval linear", "linear probe: multinomial logistic regression (L-BFGS), L2 strength chosen on validation",
+       "--features DIR[:LAYER] --label-col C --split-col C --out DIR",
+       "tabula eval linear --features emb:layer4 --label-col moa --split-col split --out linear-out",
+       {kFeatures, kMeta,
+        {"label-col", "C", "class label column", true, ""},
+        {"split-col", "C", "column with train / val / test values", true, ""},
+        {"train-value", "V", "training rows", false, "train"},
+        {"val-value", "V", "validation rows (choose C)", false, "val"},
+        {"test-value", "V", "test rows (scored)", false, "test"},
+        {"C", "C,..", "inverse L2 strengths to sweep [default: 1e-4 .. 1e4, x10]", false, ""},
+        kOut},
+       0, 0, cmd_eval_linear},
+      {"eval normalize", "normalise / aggregate / filter an embedding on controls; writes OUT/LAYER.npy + index.csv",
+       "--features DIR[:LAYER] --method M [--group-col C] [--control COL=VALUE] --out DIR",
+       "tabula eval normalize --features emb:layer4 --method mad --group-col Metadata_Plate "
+       "--control Metadata_negcon=True --out emb-mad",
+       {kFeatures, kMeta,
+        {"method", "M",
+         "standardize | mad | mad-raw | spherize-pca | spherize-zca | spherize-pca-cor | spherize-zca-cor | pca | "
+         "tvn | centerscale | pca-centerscale | aggregate | filter",
+         true, ""},
+        {"group-col", "C", "fit per group (plate / batch)", false, ""},
+        {"control", "COL=VALUE", "rows the transform is fitted on (negative controls) [default: all rows]", false, ""},
+        {"eps", "E", "regulariser (spherize 1e-6, MAD 1e-18, standardize 0)", false, ""},
+        {"n-components", "N", "components for pca / pca-centerscale (0 = all / 128)", false, "0"},
+        {"by", "C,..", "aggregate: group columns", false, ""},
+        {"agg", "mean|median", "aggregate: statistic", false, "mean"},
+        {"min-variance", "V", "filter: drop features with variance <= V (negative: off)", false, "0"},
+        {"keep-zero-mad", "", "filter: keep zero-MAD features", false, ""},
+        kOut},
+       0, 0, cmd_eval_normalize},
   };
   return table;
 }

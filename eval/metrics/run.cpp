@@ -10,6 +10,7 @@
 #include "engine/fileio.h"
 #include "engine/npy.h"
 #include "eval/metrics/cka.h"
+#include "eval/metrics/linear.h"
 #include "eval/metrics/recall.h"
 #include "eval/norm/normalize.h"
 
@@ -347,6 +348,104 @@ void run_corr(const CorrJob& job) {
   j.num("pearson", p);
   j.num("spearman", s);
   j.write(out_path(job.out_dir, "summary.json"));
+}
+
+void run_linear(const LinearJob& job) {
+  RowMatrixF x;
+  Table meta;
+  std::string layer;
+  load_inputs(job.in, &x, &meta, &layer);
+  std::vector<std::string> classes;
+  KnnProblem p = knn_problem(meta, job.label_col, "", "", "", "", &classes);
+  const auto& split = meta.column(job.split_col);
+  std::vector<int64_t> train, val, test;
+  for (size_t r = 0; r < meta.rows(); ++r) {
+    if (p.label[r] < 0) continue;
+    if (split[r] == job.train_value) train.push_back(static_cast<int64_t>(r));
+    else if (split[r] == job.val_value) val.push_back(static_cast<int64_t>(r));
+    else if (split[r] == job.test_value) test.push_back(static_cast<int64_t>(r));
+  }
+  LinearProbeOptions opt;
+  if (!job.cs.empty()) opt.cs = job.cs;
+  LinearProbeResult r = linear_probe(x, p.label, p.n_classes, train, val, test, opt);
+  Table sweep({"C", "val_top1"});
+  for (size_t i = 0; i < r.cs.size(); ++i) sweep.add_row({format_number(r.cs[i]), format_number(r.val_top1[i])});
+  write_csv(out_path(job.out_dir, "linear_sweep.csv"), sweep);
+  Table out({"best_C", "test_top1", "test_top5", "n_train", "n_val", "n_test"});
+  out.add_row({format_number(r.best_c), format_number(r.test_top1), format_number(r.test_top5),
+               std::to_string(train.size()), std::to_string(val.size()), std::to_string(test.size())});
+  write_csv(out_path(job.out_dir, "linear.csv"), out);
+  Json j;
+  j.str("metric", "linear");
+  j.str("features", job.in.features);
+  j.str("layer", layer);
+  j.num("best_C", r.best_c);
+  j.num("test_top1", r.test_top1);
+  j.num("test_top5", r.test_top5);
+  j.write(out_path(job.out_dir, "summary.json"));
+}
+
+void run_normalize(const NormalizeJob& job) {
+  RowMatrixF x;
+  Table meta;
+  std::string layer;
+  load_inputs(job.in, &x, &meta, &layer);
+  NormSpec spec;
+  spec.group_column = job.group_col;
+  if (!job.control.empty()) {
+    size_t eq = job.control.find('=');
+    if (eq == std::string::npos || eq == 0) throw std::runtime_error("--control expects COLUMN=VALUE, got '" + job.control + "'");
+    spec.control_column = job.control.substr(0, eq);
+    spec.control_value = job.control.substr(eq + 1);
+    meta.column(spec.control_column);  // names the column when it is missing
+  }
+  auto need_control = [&] {
+    if (spec.control_column.empty()) throw std::runtime_error(job.method + " needs --control COLUMN=VALUE");
+  };
+  const std::string& m = job.method;
+  if (m == "standardize" || m == "mad" || m == "mad-raw") {
+    Scale how = m == "standardize" ? Scale::standard : m == "mad" ? Scale::mad : Scale::mad_raw;
+    scale_on_controls(x, meta, spec, how, job.eps >= 0 ? job.eps : (how == Scale::standard ? 0.0 : 1e-18));
+  } else if (m.rfind("spherize-", 0) == 0) {
+    std::string w = m.substr(9);
+    Whiten how = w == "pca" ? Whiten::pca : w == "zca" ? Whiten::zca : w == "pca-cor" ? Whiten::pca_cor
+               : w == "zca-cor" ? Whiten::zca_cor : throw std::runtime_error("unknown spherize variant '" + w + "'");
+    spherize(x, meta, spec, how, job.eps >= 0 ? job.eps : 1e-6);
+  } else if (m == "pca") {
+    std::vector<size_t> fit = fit_groups(meta, NormSpec{"", spec.control_column, spec.control_value}).controls[0];
+    x = pca(x, fit, job.n_components);
+  } else if (m == "tvn") {
+    need_control();
+    x = tvn_on_controls(x, meta, spec.control_column, spec.control_value, job.group_col);
+  } else if (m == "centerscale") {
+    need_control();
+    centerscale_on_controls(x, meta, spec.control_column, spec.control_value, job.group_col);
+  } else if (m == "pca-centerscale") {
+    x = pca_centerscale(x, meta, job.group_col, job.n_components > 0 ? job.n_components : 128);
+  } else if (m == "aggregate") {
+    Table agg_meta;
+    x = aggregate(x, meta, job.by, job.agg, &agg_meta);
+    meta = agg_meta;
+  } else if (m == "filter") {
+    std::vector<int64_t> keep = filter_features(x, job.zero_mad, job.min_variance);
+    RowMatrixF k(x.rows(), static_cast<int64_t>(keep.size()));
+    for (size_t c = 0; c < keep.size(); ++c) k.col(c) = x.col(keep[c]);
+    x = std::move(k);
+  } else {
+    throw std::runtime_error("unknown normalisation method '" + m + "'");
+  }
+  std::string name = layer.empty() ? "features" : layer;
+  write_npy(out_path(job.out_dir, name + ".npy"), {x.rows(), x.cols()}, x.data());
+  write_csv(out_path(job.out_dir, "index.csv"), meta);
+  Json j;
+  j.str("step", "normalize");
+  j.str("method", m);
+  j.str("features", job.in.features);
+  j.str("group_col", job.group_col);
+  j.str("control", job.control);
+  j.num("rows", static_cast<double>(x.rows()));
+  j.num("cols", static_cast<double>(x.cols()));
+  j.write(out_path(job.out_dir, "normalize.json"));
 }
 
 }  // namespace tabula::eval

@@ -77,6 +77,33 @@ struct CorrJob {
 };
 void run_corr(const CorrJob& job);
 
+struct LinearJob {
+  Inputs in;
+  std::string label_col, split_col, train_value = "train", val_value = "val", test_value = "test";
+  std::vector<double> cs;  // empty: LinearProbeOptions' default sweep
+  std::string out_dir;
+};
+void run_linear(const LinearJob& job);
+
+// One normalisation step on an embedding; writes OUT/LAYER.npy and OUT/index.csv, so every other `eval` command
+// can read the result with --features OUT:LAYER.
+struct NormalizeJob {
+  Inputs in;
+  // standardize | mad | mad-raw | spherize-pca | spherize-zca | spherize-pca-cor | spherize-zca-cor | pca | tvn |
+  // centerscale | pca-centerscale | aggregate | filter
+  std::string method;
+  std::string group_col;  // plate / batch
+  std::string control;    // COL=VALUE selecting negative controls (empty: all rows)
+  double eps = -1;        // < 0: the method's default (1e-6 spherize, 1e-18 MAD, 0 standardize)
+  int64_t n_components = 0;
+  std::vector<std::string> by;    // aggregate
+  std::string agg = "mean";       // aggregate
+  double min_variance = 0;        // filter: drop features with variance <= this (< 0: off)
+  bool zero_mad = true;           // filter: drop zero-MAD features
+  std::string out_dir;
+};
+void run_normalize(const NormalizeJob& job);
+
 // Minimal JSON writing for summary.json.
 std::string json_escape(const std::string& s);
 

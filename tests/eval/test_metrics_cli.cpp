@@ -116,3 +116,33 @@ TEST(MetricsCli, RecallKnnRegressCkaCorrRun) {
                  ":b --out " + (dir / "corr").string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
 }
+
+TEST(MetricsCli, NormalizeThenMapAndLinear) {
+  fs::path dir = work_dir();
+  fs::copy_file(metrics_fixture("norm/features.npy"), dir / "emb.npy");
+  fs::copy_file(metrics_fixture("norm/meta.csv"), dir / "index.csv");
+  auto r = run_tabula("eval normalize --features " + (dir / "emb.npy").string() +
+                      " --method mad --group-col plate --control pert=DMSO --out " + (dir / "mad").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  RowMatrixF y = load_features((dir / "mad/emb.npy").string());
+  RowMatrixF want = load_features(metrics_fixture("norm/mad.npy"));
+  EXPECT_LT((y - want).cwiseAbs().maxCoeff(), 1e-4);
+  r = run_tabula("eval normalize --features " + (dir / "mad").string() + ":emb --method aggregate --by pert --out " +
+                 (dir / "agg").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_csv((dir / "agg/index.csv").string()).columns(), (std::vector<std::string>{"pert"}));
+  r = run_tabula("eval normalize --features " + (dir / "emb.npy").string() + " --method tvn --out " + (dir / "t").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("needs --control"), std::string::npos) << r.err;
+  r = run_tabula("eval normalize --features " + (dir / "emb.npy").string() +
+                 " --method standardize --control nope=1 --out " + (dir / "t").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("no column 'nope'"), std::string::npos) << r.err;
+
+  r = run_tabula("eval linear --features " + metrics_fixture("linear/features.npy") + " --meta " +
+                 metrics_fixture("linear/meta.csv") + " --label-col label --split-col split --out " + (dir / "lin").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Table lin = read_csv((dir / "lin/linear.csv").string());
+  Table probe = read_csv(metrics_fixture("linear/probe.csv"));
+  EXPECT_DOUBLE_EQ(lin.number(0, lin.index("test_top1")), probe.number(0, probe.index("test_top1")));
+}
