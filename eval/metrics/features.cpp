@@ -1,6 +1,8 @@
 #include "eval/metrics/features.h"
 
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <stdexcept>
 #include <mutex>
@@ -59,7 +61,55 @@ std::string find_non_finite(const RowMatrixF& x) {
   return "";
 }
 
+namespace {
+// Fast path for the common case (little-endian float32, C order, 2-D): the data goes straight from the file into
+// the matrix, so loading needs one copy of the features in memory, not two. Anything else returns false and takes
+// engine/npy's general reader.
+bool load_f32_direct(const std::string& path, RowMatrixF* out) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  unsigned char pre[10];
+  bool ok = std::fread(pre, 1, 10, f) == 10 && std::memcmp(pre, "\x93NUMPY", 6) == 0 && (pre[6] == 1 || pre[6] == 2);
+  size_t hlen = 0, prefix = 10;
+  if (ok && pre[6] == 1) {
+    hlen = pre[8] | (pre[9] << 8);
+  } else if (ok) {
+    unsigned char more[2];
+    ok = std::fread(more, 1, 2, f) == 2;
+    hlen = pre[8] | (pre[9] << 8) | (size_t(more[0]) << 16) | (size_t(more[1]) << 24);
+    prefix = 12;
+  }
+  std::string header(hlen, '\0');
+  ok = ok && hlen < (1u << 20) && std::fread(header.data(), 1, hlen, f) == hlen;
+  long long rows = -1, cols = -1;
+  if (ok) {
+    auto has = [&](const char* s) { return header.find(s) != std::string::npos; };
+    size_t sp = header.find("'shape': (");
+    ok = has("'descr': '<f4'") && has("'fortran_order': False") && sp != std::string::npos &&
+         std::sscanf(header.c_str() + sp + 10, "%lld, %lld)", &rows, &cols) == 2 && rows >= 0 && cols >= 0;
+  }
+  if (ok) {
+    std::fseek(f, 0, SEEK_END);
+    long long size = std::ftell(f);
+    ok = size == static_cast<long long>(prefix + hlen) + rows * cols * 4;
+    std::fseek(f, static_cast<long>(prefix + hlen), SEEK_SET);
+  }
+  if (ok) {
+    out->resize(rows, cols);
+    ok = std::fread(out->data(), 4, static_cast<size_t>(rows * cols), f) == static_cast<size_t>(rows * cols);
+  }
+  std::fclose(f);
+  return ok;
+}
+}  // namespace
+
 RowMatrixF load_features(const std::string& npy_path) {
+  RowMatrixF direct;
+  if (load_f32_direct(npy_path, &direct)) {
+    std::string bad = find_non_finite(direct);
+    if (!bad.empty()) throw std::runtime_error(npy_path + ": " + bad + " (features must be finite)");
+    return direct;
+  }
   NpyArray a = read_npy(npy_path);
   if (a.shape.size() != 2)
     throw std::runtime_error(npy_path + ": features must be a 2-D array [N, D], found " +
@@ -82,8 +132,7 @@ void check_rows_match(const RowMatrixF& x, const Table& meta, const std::string&
                              std::to_string(meta.rows()) + " (one metadata row per feature row is needed)");
 }
 
-RowMatrixF l2_normalize_rows(const RowMatrixF& x, const std::string& what) {
-  RowMatrixF out(x.rows(), x.cols());
+void l2_normalize_rows_inplace(RowMatrixF& x, const std::string& what) {
   for (int64_t r = 0; r < x.rows(); ++r) {
     double ss = 0;
     for (int64_t c = 0; c < x.cols(); ++c) ss += static_cast<double>(x(r, c)) * x(r, c);
@@ -91,8 +140,13 @@ RowMatrixF l2_normalize_rows(const RowMatrixF& x, const std::string& what) {
     if (!(norm > 0))
       throw std::runtime_error(what + ": row " + std::to_string(r) +
                                " is all zeros; its cosine similarity is undefined");
-    for (int64_t c = 0; c < x.cols(); ++c) out(r, c) = x(r, c) / norm;
+    for (int64_t c = 0; c < x.cols(); ++c) x(r, c) = x(r, c) / norm;
   }
+}
+
+RowMatrixF l2_normalize_rows(const RowMatrixF& x, const std::string& what) {
+  RowMatrixF out = x;
+  l2_normalize_rows_inplace(out, what);
   return out;
 }
 

@@ -34,6 +34,7 @@ std::string find_non_finite(const RowMatrixF& x);
 // Rows scaled to unit L2 norm in float32 (as numpy's x / np.linalg.norm(x, axis=1)). A zero row throws naming it,
 // since its cosine similarity to anything is undefined.
 RowMatrixF l2_normalize_rows(const RowMatrixF& x, const std::string& what = "features");
+void l2_normalize_rows_inplace(RowMatrixF& x, const std::string& what = "features");
 
 // Deterministic float32 dot product with a fixed accumulation order (16 lanes then a fixed tree): the same pair of
 // vectors gives the same bits wherever it is called from, so exact ties stay ties.

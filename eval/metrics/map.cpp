@@ -135,6 +135,11 @@ double normalize_ap(double ap, int64_t n_pos, int64_t n_neg) {
 }
 
 AveragePrecision average_precision(const RowMatrixF& features, const Table& meta, const MapOptions& opt) {
+  RowMatrixF copy = features;
+  return average_precision(std::move(copy), meta, opt);
+}
+
+AveragePrecision average_precision(RowMatrixF&& features, const Table& meta, const MapOptions& opt) {
   check_rows_match(features, meta, "features");
   auto check_rule = [](const std::vector<std::string>& same, const std::vector<std::string>& diff, const char* which) {
     if (same.empty() && diff.empty())
@@ -158,7 +163,9 @@ AveragePrecision average_precision(const RowMatrixF& features, const Table& meta
   for (const auto& c : opt.neg_diffby) neg.diff.push_back(codes[c].code.data());
   build_buckets(pos, n);
   build_buckets(neg, n);
-  RowMatrixF xn = l2_normalize_rows(features, "features");
+  // Normalised in place: the only copy of the features is the one the caller handed over.
+  RowMatrixF xn = std::move(features);
+  l2_normalize_rows_inplace(xn, "features");
 
   AveragePrecision out;
   out.ap.assign(n, std::numeric_limits<double>::quiet_NaN());

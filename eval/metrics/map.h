@@ -49,6 +49,8 @@ struct AveragePrecision {
 // Per-profile AP. Throws for missing/empty metadata cells (naming column and line), a row-count mismatch,
 // non-finite or all-zero feature rows, overlapping sameby/diffby, and when no positive or no negative pair exists.
 AveragePrecision average_precision(const RowMatrixF& features, const Table& meta, const MapOptions& opt);
+// Same, consuming the matrix (normalised in place: peak memory is one copy of the features).
+AveragePrecision average_precision(RowMatrixF&& features, const Table& meta, const MapOptions& opt);
 
 struct MeanAveragePrecision {
   Table table;  // group columns, mean_average_precision, mean_normalized_average_precision, p_value,

@@ -95,7 +95,8 @@ void run_map(const MapJob& job) {
   std::string layer;
   load_inputs(job.in, &x, &meta, &layer);
   if (!job.reference_index.empty()) assign_reference_index(meta, job.reference_index, "Metadata_Reference_Index");
-  AveragePrecision ap = average_precision(x, meta, job.opt);
+  const int64_t n_profiles = x.rows();
+  AveragePrecision ap = average_precision(std::move(x), meta, job.opt);
   MeanAveragePrecision m = mean_average_precision(meta, ap, job.opt);
   write_csv(out_path(job.out_dir, "average_precision.csv"), average_precision_table(meta, ap));
   write_csv(out_path(job.out_dir, "mean_average_precision.csv"), m.table);
@@ -107,7 +108,7 @@ void run_map(const MapJob& job) {
   j.list("pos_diffby", job.opt.pos_diffby);
   j.list("neg_sameby", job.opt.neg_sameby);
   j.list("neg_diffby", job.opt.neg_diffby);
-  j.num("n_profiles", static_cast<double>(x.rows()));
+  j.num("n_profiles", static_cast<double>(n_profiles));
   j.num("n_groups", static_cast<double>(m.map.size()));
   double mean = 0, below = 0, below_c = 0;
   for (size_t g = 0; g < m.map.size(); ++g) {
