@@ -200,6 +200,22 @@ AveragePrecision average_precision(RowMatrixF&& features, const Table& meta, con
         auto sim = [&](int64_t j) -> float {
           return dense ? sims(q - q0, j) : dot_f32(xi, xn.row(j).data(), xn.cols());
         };
+        // A profile without positives has AP NaN whatever the ranking: only its pair count is needed, so no
+        // similarity is computed (in JUMP's preset these are the controls, each paired with a whole plate).
+        auto count = [&](const Rule& r) {
+          int64_t c = 0;
+          if (r.dense()) {
+            for (int64_t j = 0; j < n; ++j) c += j != i && r.diff_ok(i, j);
+          } else {
+            for (int32_t j : r.members[r.bucket[i]]) c += j != i && r.diff_ok(i, j);
+          }
+          return c;
+        };
+        if (count(pos) == 0) {
+          out.n_pos[i] = 0;
+          out.n_total[i] = count(neg);
+          continue;
+        }
         list.clear();
         auto visit = [&](const Rule& r, uint8_t label) {
           if (r.dense()) {
