@@ -13,6 +13,20 @@ namespace tabula::cli {
 int cmd_demo(const Args&);
 int cmd_weights_inspect(const Args&);
 int cmd_weights_convert(const Args&);
+int cmd_eval_map(const Args&);
+int cmd_eval_recall(const Args&);
+int cmd_eval_knn(const Args&);
+int cmd_eval_regress(const Args&);
+int cmd_eval_cka(const Args&);
+int cmd_eval_corr(const Args&);
+int cmd_eval_linear(const Args&);
+int cmd_eval_normalize(const Args&);
+
+// Flags every `tabula eval` metric shares.
+static const Flag kFeatures{"features", "DIR[:LAYER]|X.npy", "embeddings: DIR:LAYER reads DIR/LAYER.npy", true, ""};
+static const Flag kMeta{"meta", "CSV", "metadata, one row per feature row [default: DIR/index.csv]", false, ""};
+static const Flag kOut{"out", "DIR", "output folder (tidy CSV + summary.json)", true, ""};
+static const Flag kThreads{"threads", "N", "worker threads (0 = all cores; results do not depend on it)", false, "0"};
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
@@ -39,6 +53,116 @@ const std::vector<Command>& commands() {
         {"layout", "L", "source layout instead of detecting it: torchvision-resnet, timm-vit, dinov2-hub, hf-dinov2, hf-vit", false, ""},
         {"allow-missing", "", "write even when the file lacks keys the arch has", false, ""}},
        1, 1, cmd_weights_convert},
+      {"eval map", "replicate-retrieval mAP with copairs semantics (AP, mAP, p-values, BH)",
+       "--features DIR[:LAYER]|X.npy --pos-sameby C,.. [--neg-sameby ..] [--neg-diffby ..] --out DIR",
+       "tabula eval map --features emb:layer4 --pos-sameby Metadata_JCP2022,Metadata_Reference_Index "
+       "--neg-sameby Metadata_Plate --neg-diffby Metadata_negcon,Metadata_Reference_Index "
+       "--reference-index Metadata_negcon=True --out map-out",
+       {kFeatures, kMeta,
+        {"pos-sameby", "C,..", "positive pairs share all these columns", true, ""},
+        {"pos-diffby", "C,..", "positive pairs differ in all these columns", false, ""},
+        {"neg-sameby", "C,..", "negative pairs share all these columns", false, ""},
+        {"neg-diffby", "C,..", "negative pairs differ in all these columns", false, ""},
+        {"reference-index", "COL=VALUE",
+         "add Metadata_Reference_Index (-1, or the row index where COL == VALUE), copairs' assign_reference_index",
+         false, ""},
+        {"groupby", "C,..", "columns of the mAP groups [default: --pos-sameby]", false, ""},
+        {"null-size", "N", "random-ranking null samples per (n_pos, n_total)", false, "10000"},
+        {"seed", "S", "null seed", false, "0"},
+        {"threshold", "T", "significance threshold for below_p / below_corrected_p", false, "0.05"},
+        kThreads, kOut},
+       0, 0, cmd_eval_map},
+      {"eval recall", "known-relationship recall with EFAAR semantics on the aggregated map",
+       "--features DIR[:LAYER] --pert-col C --relationships FILE[,..] --out DIR",
+       "tabula eval recall --features emb:layer4 --pert-col gene --relationships CORUM.csv --out recall-out",
+       {kFeatures, kMeta,
+        {"pert-col", "C", "perturbation column (one map row per value after aggregation)", true, ""},
+        {"relationships", "FILE,..", "two-column CSV/TSV files of related pairs (entity1,entity2)", true, ""},
+        {"aggregate", "mean|median|none", "how replicates are aggregated", false, "mean"},
+        {"drop", "V,..", "perturbations removed before aggregation (e.g. controls)", false, ""},
+        {"thresholds", "LO:HI,..", "recall threshold pairs", false, "0.05:0.95,0.1:0.9"},
+        kThreads, kOut},
+       0, 0, cmd_eval_recall},
+      {"eval knn", "k-NN classification accuracy (DINOv2 weighted or sklearn default), group held out",
+       "--features DIR[:LAYER] --label-col C [--split-col C] [--group-col C] --out DIR",
+       "tabula eval knn --features emb:layer4 --label-col moa --group-col plate --out knn-out",
+       {kFeatures, kMeta,
+        {"label-col", "C", "class label column", true, ""},
+        {"split-col", "C", "train/test column (without it: leave-one-out)", false, ""},
+        {"train-value", "V", "value of --split-col marking training rows", false, "train"},
+        {"test-value", "V", "value of --split-col marking query rows", false, "test"},
+        {"group-col", "C", "hold out each query's group (plate/batch) from its neighbours", false, ""},
+        {"kind", "dinov2|sklearn", "DINOv2 softmax-weighted cosine kNN or sklearn's KNeighborsClassifier()", false,
+         "dinov2"},
+        {"k", "K,..", "neighbour counts [default: 10,20,100,200 for dinov2, 5 for sklearn]", false, ""},
+        {"temperature", "T", "DINOv2 softmax temperature", false, "0.07"},
+        kThreads, kOut},
+       0, 0, cmd_eval_knn},
+      {"eval regress", "HEST regression: ridge probe (scaler, PCA, ridge) or k-NN, Pearson r per target and fold",
+       "--features DIR[:LAYER] --targets Y.npy|Y.csv --fold-col C --out DIR",
+       "tabula eval regress --features emb:layer4 --targets expr.csv --log1p --top-variable 50 --fold-col patient "
+       "--out hest-out",
+       {kFeatures, kMeta,
+        {"targets", "Y.npy|Y.csv", "targets, one row per feature row ([N, G] .npy or CSV columns)", true, ""},
+        {"target-cols", "C,..", "CSV target columns [default: all]", false, ""},
+        {"log1p", "", "apply log1p to the targets (HEST)", false, ""},
+        {"top-variable", "G", "keep the G most variable targets (HEST: 50; 0 = all)", false, "0"},
+        {"fold-col", "C", "each distinct value is held out once (HEST: patient)", true, ""},
+        {"method", "ridge|knn", "HEST ridge probe or k-NN regression", false, "ridge"},
+        {"solver", "lsqr|exact", "ridge solver: HEST's LSQR (tol 1e-4) or the converged solution", false, "lsqr"},
+        {"pca", "N", "PCA components before ridge (0 = none)", false, "256"},
+        {"k", "K", "neighbours for --method knn", false, "1"},
+        kThreads, kOut},
+       0, 0, cmd_eval_regress},
+      {"eval cka", "layer x layer CKA between two embedding runs (linear or unbiased minibatch)",
+       "--features RUN_A --other RUN_B [--layers ..] [--other-layers ..] --out DIR",
+       "tabula eval cka --features run-untrained --other run-trained --kind unbiased --batch 256 --out cka-out",
+       {{"features", "DIR|X.npy", "first run (embedding folder or one .npy)", true, ""},
+        {"other", "DIR|X.npy", "second run, same samples in the same order", true, ""},
+        {"layers", "L,..", "layers of the first run [default: every .npy]", false, ""},
+        {"other-layers", "L,..", "layers of the second run [default: every .npy]", false, ""},
+        {"kind", "linear|unbiased", "linear CKA or unbiased (minibatch) CKA", false, "linear"},
+        {"batch", "N", "minibatch size for --kind unbiased (0 = all rows)", false, "0"},
+        kOut},
+       0, 0, cmd_eval_cka},
+      {"eval corr", "Pearson and Spearman correlation of per-sample scores from two runs",
+       "--a FILE.csv:COL|X.npy --b FILE.csv:COL|X.npy --out DIR",
+       "tabula eval corr --a run1/ap.csv:average_precision --b run2/ap.csv:average_precision --out corr-out",
+       {{"a", "CSV:COL|X.npy", "first score vector", true, ""},
+        {"b", "CSV:COL|X.npy", "second score vector (same samples, same order)", true, ""},
+        kOut},
+       0, 0, cmd_eval_corr},
+      {"eval linear", "linear probe: multinomial logistic regression (L-BFGS), L2 strength chosen on validation",
+       "--features DIR[:LAYER] --label-col C --split-col C --out DIR",
+       "tabula eval linear --features emb:layer4 --label-col moa --split-col split --out linear-out",
+       {kFeatures, kMeta,
+        {"label-col", "C", "class label column", true, ""},
+        {"split-col", "C", "column with train / val / test values", true, ""},
+        {"train-value", "V", "training rows", false, "train"},
+        {"val-value", "V", "validation rows (choose C)", false, "val"},
+        {"test-value", "V", "test rows (scored)", false, "test"},
+        {"C", "C,..", "inverse L2 strengths to sweep [default: 1e-4 .. 1e4, x10]", false, ""},
+        kOut},
+       0, 0, cmd_eval_linear},
+      {"eval normalize", "normalise / aggregate / filter an embedding on controls; writes OUT/LAYER.npy + index.csv",
+       "--features DIR[:LAYER] --method M [--group-col C] [--control COL=VALUE] --out DIR",
+       "tabula eval normalize --features emb:layer4 --method mad --group-col Metadata_Plate "
+       "--control Metadata_negcon=True --out emb-mad",
+       {kFeatures, kMeta,
+        {"method", "M",
+         "standardize | mad | mad-raw | spherize-pca | spherize-zca | spherize-pca-cor | spherize-zca-cor | pca | "
+         "tvn | centerscale | pca-centerscale | aggregate | filter",
+         true, ""},
+        {"group-col", "C", "fit per group (plate / batch)", false, ""},
+        {"control", "COL=VALUE", "rows the transform is fitted on (negative controls) [default: all rows]", false, ""},
+        {"eps", "E", "regulariser (spherize 1e-6, MAD 1e-18, standardize 0)", false, ""},
+        {"n-components", "N", "components for pca / pca-centerscale (0 = all / 128)", false, "0"},
+        {"by", "C,..", "aggregate: group columns", false, ""},
+        {"agg", "mean|median", "aggregate: statistic", false, "mean"},
+        {"min-variance", "V", "filter: drop features with variance <= V (negative: off)", false, "0"},
+        {"keep-zero-mad", "", "filter: keep zero-MAD features", false, ""},
+        kOut},
+       0, 0, cmd_eval_normalize},
   };
   return table;
 }

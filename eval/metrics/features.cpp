@@ -1,0 +1,200 @@
+#include "eval/metrics/features.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+#include <mutex>
+#include <thread>
+
+#include "engine/npy.h"
+
+namespace tabula::eval {
+
+namespace fs = std::filesystem;
+
+FeatureSource resolve_features(const std::string& features_arg, const std::string& meta_arg) {
+  FeatureSource s;
+  std::string dir, layer;
+  if (features_arg.size() > 4 && features_arg.substr(features_arg.size() - 4) == ".npy") {
+    s.npy_path = features_arg;
+    s.layer = fs::path(features_arg).stem().string();
+    dir = fs::path(features_arg).parent_path().string();
+  } else {
+    size_t colon = features_arg.rfind(':');
+    if (colon != std::string::npos && fs::is_directory(features_arg.substr(0, colon))) {
+      dir = features_arg.substr(0, colon);
+      layer = features_arg.substr(colon + 1);
+      s.npy_path = (fs::path(dir) / (layer + ".npy")).string();
+      s.layer = layer;
+    } else if (fs::is_directory(features_arg)) {
+      dir = features_arg;
+      std::vector<std::string> found;
+      for (const auto& e : fs::directory_iterator(dir))
+        if (e.path().extension() == ".npy") found.push_back(e.path().string());
+      if (found.size() != 1)
+        throw std::runtime_error("--features " + features_arg + ": the folder holds " + std::to_string(found.size()) +
+                                 " .npy files; name one as DIR:LAYER");
+      s.npy_path = found[0];
+      s.layer = fs::path(found[0]).stem().string();
+    } else {
+      throw std::runtime_error("--features " + features_arg + ": not a .npy file, a folder or DIR:LAYER");
+    }
+  }
+  if (!fs::exists(s.npy_path)) throw std::runtime_error("--features: " + s.npy_path + " does not exist");
+  if (!meta_arg.empty()) {
+    s.meta_path = meta_arg;
+  } else if (!dir.empty() && fs::exists(fs::path(dir) / "index.csv")) {
+    s.meta_path = (fs::path(dir) / "index.csv").string();
+  }
+  return s;
+}
+
+std::string find_non_finite(const RowMatrixF& x) {
+  for (int64_t r = 0; r < x.rows(); ++r)
+    for (int64_t c = 0; c < x.cols(); ++c) {
+      float v = x(r, c);
+      if (!std::isfinite(v))
+        return "row " + std::to_string(r) + ", column " + std::to_string(c) + " is " + (std::isnan(v) ? "NaN" : "inf");
+    }
+  return "";
+}
+
+namespace {
+// Fast path for the common case (little-endian float32, C order, 2-D): the data goes straight from the file into
+// the matrix, so loading needs one copy of the features in memory, not two. Anything else returns false and takes
+// engine/npy's general reader.
+bool load_f32_direct(const std::string& path, RowMatrixF* out) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  unsigned char pre[10];
+  bool ok = std::fread(pre, 1, 10, f) == 10 && std::memcmp(pre, "\x93NUMPY", 6) == 0 && (pre[6] == 1 || pre[6] == 2);
+  size_t hlen = 0, prefix = 10;
+  if (ok && pre[6] == 1) {
+    hlen = pre[8] | (pre[9] << 8);
+  } else if (ok) {
+    unsigned char more[2];
+    ok = std::fread(more, 1, 2, f) == 2;
+    hlen = pre[8] | (pre[9] << 8) | (size_t(more[0]) << 16) | (size_t(more[1]) << 24);
+    prefix = 12;
+  }
+  std::string header(hlen, '\0');
+  ok = ok && hlen < (1u << 20) && std::fread(header.data(), 1, hlen, f) == hlen;
+  long long rows = -1, cols = -1;
+  if (ok) {
+    auto has = [&](const char* s) { return header.find(s) != std::string::npos; };
+    size_t sp = header.find("'shape': (");
+    ok = has("'descr': '<f4'") && has("'fortran_order': False") && sp != std::string::npos &&
+         std::sscanf(header.c_str() + sp + 10, "%lld, %lld)", &rows, &cols) == 2 && rows >= 0 && cols >= 0;
+  }
+  if (ok) {
+    std::fseek(f, 0, SEEK_END);
+    long long size = std::ftell(f);
+    ok = size == static_cast<long long>(prefix + hlen) + rows * cols * 4;
+    std::fseek(f, static_cast<long>(prefix + hlen), SEEK_SET);
+  }
+  if (ok) {
+    out->resize(rows, cols);
+    ok = std::fread(out->data(), 4, static_cast<size_t>(rows * cols), f) == static_cast<size_t>(rows * cols);
+  }
+  std::fclose(f);
+  return ok;
+}
+}  // namespace
+
+RowMatrixF load_features(const std::string& npy_path) {
+  RowMatrixF direct;
+  if (load_f32_direct(npy_path, &direct)) {
+    std::string bad = find_non_finite(direct);
+    if (!bad.empty()) throw std::runtime_error(npy_path + ": " + bad + " (features must be finite)");
+    return direct;
+  }
+  NpyArray a = read_npy(npy_path);
+  if (a.shape.size() != 2)
+    throw std::runtime_error(npy_path + ": features must be a 2-D array [N, D], found " +
+                             std::to_string(a.shape.size()) + " dimensions");
+  RowMatrixF x(a.shape[0], a.shape[1]);
+  if (a.dtype == DType::f32) {
+    std::copy(a.as<float>(), a.as<float>() + a.numel(), x.data());
+  } else {
+    std::vector<float> v = a.to_f32();
+    std::copy(v.begin(), v.end(), x.data());
+  }
+  std::string bad = find_non_finite(x);
+  if (!bad.empty()) throw std::runtime_error(npy_path + ": " + bad + " (features must be finite)");
+  return x;
+}
+
+void check_rows_match(const RowMatrixF& x, const Table& meta, const std::string& what) {
+  if (static_cast<size_t>(x.rows()) != meta.rows())
+    throw std::runtime_error(what + " has " + std::to_string(x.rows()) + " rows but " + meta.source() + " has " +
+                             std::to_string(meta.rows()) + " (one metadata row per feature row is needed)");
+}
+
+void l2_normalize_rows_inplace(RowMatrixF& x, const std::string& what) {
+  for (int64_t r = 0; r < x.rows(); ++r) {
+    double ss = 0;
+    for (int64_t c = 0; c < x.cols(); ++c) ss += static_cast<double>(x(r, c)) * x(r, c);
+    float norm = static_cast<float>(std::sqrt(ss));
+    if (!(norm > 0))
+      throw std::runtime_error(what + ": row " + std::to_string(r) +
+                               " is all zeros; its cosine similarity is undefined");
+    for (int64_t c = 0; c < x.cols(); ++c) x(r, c) = x(r, c) / norm;
+  }
+}
+
+RowMatrixF l2_normalize_rows(const RowMatrixF& x, const std::string& what) {
+  RowMatrixF out = x;
+  l2_normalize_rows_inplace(out, what);
+  return out;
+}
+
+float dot_f32(const float* a, const float* b, int64_t n) {
+  float acc[16] = {0};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int k = 0; k < 16; ++k) acc[k] += a[i + k] * b[i + k];
+  for (int k = 0; i < n; ++i, ++k) acc[k] += a[i] * b[i];
+  for (int w = 8; w >= 1; w /= 2)
+    for (int k = 0; k < w; ++k) acc[k] += acc[k + w];
+  return acc[0];
+}
+
+void similarity_block(const RowMatrixF& a_normed, int64_t q0, int64_t q1, const RowMatrixF& b_normed, RowMatrixF& out) {
+  out.resize(q1 - q0, b_normed.rows());
+  out.noalias() = a_normed.middleRows(q0, q1 - q0) * b_normed.transpose();
+}
+
+int default_threads() {
+  unsigned n = std::thread::hardware_concurrency();
+  return n ? static_cast<int>(n) : 1;
+}
+
+void parallel_for(int64_t n, int threads, const std::function<void(int64_t, int64_t)>& fn) {
+  if (threads <= 0) threads = default_threads();
+  if (n <= 0) return;
+  int64_t t = std::min<int64_t>(threads, n);
+  if (t == 1) {
+    fn(0, n);
+    return;
+  }
+  std::vector<std::thread> pool;
+  std::exception_ptr err;
+  std::mutex m;
+  for (int64_t k = 0; k < t; ++k) {
+    int64_t b = n * k / t, e = n * (k + 1) / t;
+    pool.emplace_back([&, b, e] {
+      try {
+        fn(b, e);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(m);
+        if (!err) err = std::current_exception();
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  if (err) std::rethrow_exception(err);
+}
+
+}  // namespace tabula::eval

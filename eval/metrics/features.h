@@ -1,0 +1,52 @@
+// Feature matrices for the evaluator: float32, one row per profile (image, well, spot), row-major, as written by
+// `tabula embed` (LAYER.npy) or any numpy array [N, D]. Everything in eval/metrics works on these plain matrices
+// plus a metadata Table with one row per profile.
+#pragma once
+#include <Eigen/Core>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "eval/table.h"
+
+namespace tabula::eval {
+
+using RowMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using RowMatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Where `--features` and `--meta` point: "DIR:LAYER" reads DIR/LAYER.npy with DIR/index.csv as the default
+// metadata, "DIR" alone works when DIR holds exactly one .npy, "X.npy" needs --meta.
+struct FeatureSource {
+  std::string npy_path;
+  std::string meta_path;  // empty when none was given and none could be inferred
+  std::string layer;      // the LAYER part (or the .npy stem)
+};
+FeatureSource resolve_features(const std::string& features_arg, const std::string& meta_arg);
+
+// Reads a 2-D numeric .npy as float32. Throws naming the file for a wrong rank and naming the first NaN/Inf
+// cell ("X.npy: row 12, column 3 is NaN") so bad embeddings are caught before any metric runs.
+RowMatrixF load_features(const std::string& npy_path);
+// Throws naming both files when the row counts differ.
+void check_rows_match(const RowMatrixF& x, const Table& meta, const std::string& what);
+// First non-finite cell, as "row R, column C is NaN|inf"; empty when all are finite.
+std::string find_non_finite(const RowMatrixF& x);
+
+// Rows scaled to unit L2 norm in float32 (as numpy's x / np.linalg.norm(x, axis=1)). A zero row throws naming it,
+// since its cosine similarity to anything is undefined.
+RowMatrixF l2_normalize_rows(const RowMatrixF& x, const std::string& what = "features");
+void l2_normalize_rows_inplace(RowMatrixF& x, const std::string& what = "features");
+
+// Deterministic float32 dot product with a fixed accumulation order (16 lanes then a fixed tree): the same pair of
+// vectors gives the same bits wherever it is called from, so exact ties stay ties.
+float dot_f32(const float* a, const float* b, int64_t n);
+
+// Cosine (or plain dot, for pre-normalised rows) similarity of rows [q0, q1) of A against all rows of B, computed
+// as a blocked Eigen GEMM into `out` ((q1-q0) x B.rows()).
+void similarity_block(const RowMatrixF& a_normed, int64_t q0, int64_t q1, const RowMatrixF& b_normed, RowMatrixF& out);
+
+// Runs fn(i) for i in [0, n) on `threads` std::threads (0 = hardware concurrency) with a static contiguous split;
+// fn must write only to its own outputs, so results never depend on the thread count.
+void parallel_for(int64_t n, int threads, const std::function<void(int64_t begin, int64_t end)>& fn);
+int default_threads();
+
+}  // namespace tabula::eval

@@ -1,0 +1,223 @@
+#include "eval/metrics/recall.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "engine/fileio.h"
+
+namespace tabula::eval {
+
+namespace {
+
+// Order-preserving unsigned key of a float (-0 folded onto +0, since searchsorted sees them equal).
+uint32_t sort_key(float v) {
+  if (v == 0.0f) v = 0.0f;
+  uint32_t b;
+  std::memcpy(&b, &v, 4);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+float from_key(uint32_t k) {
+  uint32_t b = (k & 0x80000000u) ? (k & 0x7FFFFFFFu) : ~k;
+  float v;
+  std::memcpy(&v, &b, 4);
+  return v;
+}
+
+}  // namespace
+
+std::string python_float_repr(double v) {
+  char buf[64];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  std::string s(buf, p);
+  if (s.find_first_of(".en") == std::string::npos) s += ".0";
+  return s;
+}
+
+std::string recall_column_name(double lo, double hi) {
+  return "recall_" + python_float_repr(lo) + "_" + python_float_repr(hi);
+}
+
+std::vector<std::pair<std::string, std::string>> read_relationships(const std::string& path) {
+  std::string text = read_file_text(path);
+  // A tab in the header line means TSV; parse it as CSV after swapping separators only when no comma is present.
+  size_t eol = text.find('\n');
+  std::string header = text.substr(0, eol);
+  if (header.find('\t') != std::string::npos && header.find(',') == std::string::npos)
+    std::replace(text.begin(), text.end(), '\t', ',');
+  Table t = parse_csv(text, path);
+  if (t.cols() < 2) throw std::runtime_error(path + ": a relationship file needs two columns (entity1, entity2)");
+  std::vector<std::pair<std::string, std::string>> out;
+  for (size_t r = 0; r < t.rows(); ++r) {
+    if (t.at(r, 0).empty() || t.at(r, 1).empty())
+      throw std::runtime_error(t.where(r, t.at(r, 0).empty() ? 0 : 1) + ": empty entity in a relationship");
+    out.emplace_back(t.at(r, 0), t.at(r, 1));
+  }
+  return out;
+}
+
+std::vector<std::pair<int64_t, int64_t>> relationship_pairs(const std::vector<std::string>& labels,
+                                                            const std::vector<std::pair<std::string, std::string>>& rels) {
+  std::unordered_map<std::string, int64_t> row;
+  for (size_t i = 0; i < labels.size(); ++i)
+    if (!row.emplace(labels[i], static_cast<int64_t>(i)).second)
+      throw std::runtime_error("duplicate perturbation label '" + labels[i] +
+                               "' in the map (aggregate replicates first)");
+  std::set<std::pair<std::string, std::string>> seen;
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (const auto& [a0, b0] : rels) {
+    std::string a = a0, b = b0;
+    if (b < a) std::swap(a, b);  // EFAAR: tuple(sorted([e1, e2]))
+    if (a == b || !seen.insert({a, b}).second) continue;
+    auto ia = row.find(a), ib = row.find(b);
+    if (ia == row.end() || ib == row.end()) continue;
+    out.emplace_back(std::min(ia->second, ib->second), std::max(ia->second, ib->second));
+  }
+  return out;
+}
+
+RecallResult relationship_recall(const RowMatrixF& map, const std::vector<std::pair<int64_t, int64_t>>& pairs,
+                                 const std::vector<std::pair<double, double>>& thresholds, int threads,
+                                 int64_t collect_limit) {
+  const int64_t n = map.rows();
+  if (n < 2) throw std::runtime_error("relationship recall needs at least two perturbations in the map");
+  if (pairs.empty()) throw std::runtime_error("no annotated relationship has both entities in the map");
+  RecallResult res;
+  res.null_size = n * (n - 1) / 2;
+  res.query_size = static_cast<int64_t>(pairs.size());
+  res.pairs = pairs;
+  res.query_similarity.assign(pairs.size(), 0.0f);
+  RowMatrixF xn = l2_normalize_rows(map, "map");
+
+  // Order statistics (0-based ranks in the sorted null) each threshold needs; see the header.
+  const double nn = static_cast<double>(res.null_size);
+  struct Need {
+    int64_t lo_rank = -1, hi_rank = -1;  // -1: condition always false (lo) / always true (hi)
+    bool lo_all = false, hi_never = false;
+  };
+  std::vector<Need> needs;
+  std::vector<int64_t> ranks;
+  for (auto [a, b] : thresholds) {
+    double lo = std::min(a, b), hi = std::max(a, b);
+    Need nd;
+    int64_t c = std::clamp<int64_t>(static_cast<int64_t>(lo * nn), 0, res.null_size);
+    while (c > 0 && static_cast<double>(c) / nn > lo) --c;
+    while (c < res.null_size && static_cast<double>(c + 1) / nn <= lo) ++c;
+    if (static_cast<double>(c) / nn > lo) nd.lo_rank = -1;  // lo < 0: never
+    else if (c >= res.null_size) nd.lo_all = true;
+    else nd.lo_rank = c;
+    int64_t k = std::clamp<int64_t>(static_cast<int64_t>(hi * nn), 0, res.null_size);
+    while (k > 0 && static_cast<double>(k - 1) / nn >= hi) --k;
+    while (k <= res.null_size && static_cast<double>(k) / nn < hi) ++k;
+    if (k > res.null_size) nd.hi_never = true;
+    else nd.hi_rank = k - 1;  // -1 when k == 0: always
+    if (nd.lo_rank >= 0) ranks.push_back(nd.lo_rank);
+    if (nd.hi_rank >= 0) ranks.push_back(nd.hi_rank);
+    needs.push_back(nd);
+    res.thresholds.emplace_back(lo, hi);
+  }
+
+  // Pairs by their first row, so each row block finds its queries.
+  std::vector<std::vector<std::pair<int64_t, size_t>>> by_row(n);
+  for (size_t q = 0; q < pairs.size(); ++q) by_row[pairs[q].first].emplace_back(pairs[q].second, q);
+
+  if (threads <= 0) threads = default_threads();
+  const int64_t block = 256;
+  const int64_t n_blocks = (n + block - 1) / block;
+  // Streams every upper-triangle similarity s(i, j), i < j, to visit(thread, s); blocks are dealt round-robin so
+  // the triangle's uneven rows balance across threads.
+  auto sweep = [&](auto&& visit, bool record_queries) {
+    parallel_for(threads, threads, [&](int64_t t0, int64_t t1) {
+      RowMatrixF s;
+      for (int64_t t = t0; t < t1; ++t)
+        for (int64_t b = t; b < n_blocks; b += threads) {
+          int64_t r0 = b * block, r1 = std::min(n, r0 + block);
+          s.resize(r1 - r0, n - r0);
+          s.noalias() = xn.middleRows(r0, r1 - r0) * xn.middleRows(r0, n - r0).transpose();
+          for (int64_t i = r0; i < r1; ++i) {
+            const float* row = s.row(i - r0).data() - r0;  // row[j] = s(i, j)
+            for (int64_t j = i + 1; j < n; ++j) visit(t, row[j]);
+            if (record_queries)
+              for (auto [j, q] : by_row[i]) res.query_similarity[q] = row[j];
+          }
+        }
+    });
+  };
+
+  // Pass 1: histogram of the top 16 key bits.
+  std::vector<std::vector<int64_t>> hist(threads, std::vector<int64_t>(1 << 16, 0));
+  sweep([&](int64_t t, float v) { ++hist[t][sort_key(v) >> 16]; }, true);
+  std::vector<int64_t> total(1 << 16, 0);
+  for (auto& h : hist)
+    for (size_t k = 0; k < h.size(); ++k) total[k] += h[k];
+  hist.clear();
+  // For each needed rank: its bin and its offset inside the bin.
+  std::map<int64_t, std::pair<uint32_t, int64_t>> where;
+  for (int64_t r : ranks) {
+    int64_t cum = 0;
+    for (uint32_t k = 0; k < (1u << 16); ++k) {
+      if (cum + total[k] > r) {
+        where[r] = {k, r - cum};
+        break;
+      }
+      cum += total[k];
+    }
+  }
+  // Pass 2: bins small enough are collected and the rank picked with nth_element; a huge bin (many equal values)
+  // is resolved by a histogram of the low 16 bits, which pins the exact float.
+  std::set<uint32_t> collect_bins, refine_bins;
+  for (auto& [r, w] : where) (total[w.first] <= collect_limit ? collect_bins : refine_bins).insert(w.first);
+  std::map<int64_t, float> order_stat;
+  if (!where.empty()) {
+    std::vector<std::map<uint32_t, std::vector<float>>> got(threads);
+    std::vector<std::map<uint32_t, std::vector<int64_t>>> low(threads);
+    for (int t = 0; t < threads; ++t)
+      for (uint32_t b : refine_bins) low[t][b].assign(1 << 16, 0);
+    sweep(
+        [&](int64_t t, float v) {
+          uint32_t k = sort_key(v), hi = k >> 16;
+          if (collect_bins.count(hi)) got[t][hi].push_back(v);
+          else if (refine_bins.count(hi)) ++low[t][hi][k & 0xFFFF];
+        },
+        false);
+    for (auto& [r, w] : where) {
+      auto [bin, off] = w;
+      if (collect_bins.count(bin)) {
+        std::vector<float> vals;
+        for (auto& g : got) vals.insert(vals.end(), g[bin].begin(), g[bin].end());
+        std::nth_element(vals.begin(), vals.begin() + off, vals.end());
+        order_stat[r] = vals[off];
+      } else {
+        int64_t cum = 0;
+        for (uint32_t k = 0; k < (1u << 16); ++k) {
+          int64_t c = 0;
+          for (auto& l : low) c += l[bin][k];
+          if (cum + c > off) {
+            order_stat[r] = from_key((bin << 16) | k);
+            break;
+          }
+          cum += c;
+        }
+      }
+    }
+  }
+
+  for (size_t t = 0; t < needs.size(); ++t) {
+    const Need& nd = needs[t];
+    int64_t hits = 0;
+    for (float q : res.query_similarity) {
+      if (q == 0.0f) q = 0.0f;
+      bool low_hit = nd.lo_all || (nd.lo_rank >= 0 && q < order_stat[nd.lo_rank]);
+      bool high_hit = !nd.hi_never && (nd.hi_rank < 0 || q > order_stat[nd.hi_rank]);
+      hits += low_hit || high_hit;
+    }
+    res.recall.push_back(static_cast<double>(hits) / static_cast<double>(res.query_size));
+  }
+  return res;
+}
+
+}  // namespace tabula::eval

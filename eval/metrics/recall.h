@@ -1,0 +1,45 @@
+// Known-relationship recall with EFAAR semantics (recursionpharma/EFAAR_benchmarking, benchmarking.py
+// known_relationship_benchmark + compute_recall): on a map with one row per perturbation, the null is every
+// upper-triangle cosine similarity (i < j); each annotated pair's similarity q is ranked in it with
+// searchsorted: left = #{null < q} / n, right = #{null <= q} / n; recall at (lo, hi) is the fraction of pairs
+// with right <= lo or left >= hi. Relationship pairs are filtered as EFAAR does: each pair sorted, self pairs
+// and duplicates dropped, pairs whose entities are not both in the map dropped.
+//
+// The null is never materialised: the similarity matrix is streamed in row blocks (GEMM) twice, first into a
+// histogram of the order-preserving bit pattern of each float, then collecting only the values in the bins that
+// hold the order statistics the thresholds need, so memory is O(N x D + block) for any map size.
+#pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "eval/metrics/features.h"
+#include "eval/table.h"
+
+namespace tabula::eval {
+
+struct RecallResult {
+  int64_t null_size = 0, query_size = 0;
+  std::vector<std::pair<double, double>> thresholds;  // (lo, hi) as given, sorted within the pair
+  std::vector<double> recall;                         // one per threshold pair
+  std::vector<float> query_similarity;                // per kept relationship, in the order of `pairs`
+  std::vector<std::pair<int64_t, int64_t>> pairs;     // kept relationships as map rows (i < j)
+};
+
+// Keeps relationships whose entities are labels of the map, EFAAR's filter_relationships order rules.
+std::vector<std::pair<int64_t, int64_t>> relationship_pairs(const std::vector<std::string>& labels,
+                                                            const std::vector<std::pair<std::string, std::string>>& rels);
+// Reads a relationship file: the first two columns of a CSV (EFAAR's entity1,entity2) or a TSV.
+std::vector<std::pair<std::string, std::string>> read_relationships(const std::string& path);
+
+RecallResult relationship_recall(const RowMatrixF& map, const std::vector<std::pair<int64_t, int64_t>>& pairs,
+                                 const std::vector<std::pair<double, double>>& thresholds = {{0.05, 0.95}, {0.1, 0.9}},
+                                 int threads = 0, int64_t collect_limit = int64_t(1) << 24);
+// collect_limit: a histogram bin holding more similarities than this is resolved by a second histogram instead of
+// being collected (bounds memory when a map has many equal similarities; tests lower it to cover that path).
+
+// EFAAR's column name for a threshold pair: recall_0.05_0.95 (Python's repr of the floats).
+std::string recall_column_name(double lo, double hi);
+std::string python_float_repr(double v);
+
+}  // namespace tabula::eval

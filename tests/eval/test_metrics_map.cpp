@@ -1,0 +1,258 @@
+// copairs parity for replicate-retrieval mAP: fixtures written by copairs 0.5.5 (weights_tools/reference/
+// metrics_fixtures.py), including rank lists with positive/negative ties and pairs that are both.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "engine/npy.h"
+#include "eval/metrics/map.h"
+#include "tests/eval/metrics_test_util.h"
+
+using namespace tabula;
+using namespace tabula::eval;
+using tabula::test::metrics_fixture;
+
+namespace {
+
+struct CopairsCase {
+  RowMatrixF x;
+  Table meta, ap, map;
+  MapOptions opt;
+  std::vector<std::pair<int64_t, int64_t>> confs;
+  std::vector<std::vector<float>> nulls;
+};
+
+CopairsCase load_case(const std::string& name) {
+  CopairsCase c;
+  c.x = load_features(metrics_fixture(name + "/features.npy"));
+  c.meta = read_csv(metrics_fixture(name + "/meta.csv"));
+  c.ap = read_csv(metrics_fixture(name + "/ap.csv"));
+  c.map = read_csv(metrics_fixture(name + "/map.csv"));
+  auto p = tabula::test::read_params(metrics_fixture(name + "/params.csv"));
+  auto split = [](const std::string& s) {
+    std::vector<std::string> v;
+    size_t a = 0;
+    while (a < s.size()) {
+      size_t b = s.find(',', a);
+      if (b == std::string::npos) b = s.size();
+      if (b > a) v.push_back(s.substr(a, b - a));
+      a = b + 1;
+    }
+    return v;
+  };
+  c.opt.pos_sameby = split(p["pos_sameby"]);
+  c.opt.pos_diffby = split(p["pos_diffby"]);
+  c.opt.neg_sameby = split(p["neg_sameby"]);
+  c.opt.neg_diffby = split(p["neg_diffby"]);
+  c.opt.null_size = std::stoll(p["null_size"]);
+  c.opt.seed = std::stoull(p["seed"]);
+  NpyArray confs = read_npy(metrics_fixture(name + "/null_confs.npy"));
+  NpyArray nulls = read_npy(metrics_fixture(name + "/nulls.npy"));
+  for (int64_t k = 0; k < confs.shape[0]; ++k) {
+    c.confs.emplace_back(confs.as<int64_t>()[2 * k], confs.as<int64_t>()[2 * k + 1]);
+    const float* v = nulls.as<float>() + k * nulls.shape[1];
+    c.nulls.emplace_back(v, v + nulls.shape[1]);
+  }
+  return c;
+}
+
+double cell(const Table& t, size_t r, const std::string& col) {
+  const std::string& s = t.column(col)[r];
+  return s.empty() ? NAN : t.number(r, t.index(col));
+}
+
+void expect_ap_matches(const std::string& name, int threads) {
+  CopairsCase c = load_case(name);
+  c.opt.threads = threads;
+  AveragePrecision ap = average_precision(c.x, c.meta, c.opt);
+  ASSERT_EQ(ap.ap.size(), c.ap.rows());
+  int nan_rows = 0;
+  for (size_t i = 0; i < c.ap.rows(); ++i) {
+    SCOPED_TRACE(name + " row " + std::to_string(i));
+    EXPECT_EQ(ap.n_pos[i], static_cast<int64_t>(cell(c.ap, i, "n_pos_pairs")));
+    EXPECT_EQ(ap.n_total[i], static_cast<int64_t>(cell(c.ap, i, "n_total_pairs")));
+    double want = cell(c.ap, i, "average_precision");
+    if (std::isnan(want)) {
+      ++nan_rows;
+      EXPECT_TRUE(std::isnan(ap.ap[i]));
+      EXPECT_TRUE(std::isnan(ap.nap[i]));
+    } else {
+      EXPECT_NEAR(ap.ap[i], want, 1e-6);
+      EXPECT_NEAR(ap.nap[i], cell(c.ap, i, "normalized_average_precision"), 1e-6);
+    }
+  }
+  if (name == "map_jump" || name == "map_ties") {
+    EXPECT_GT(nan_rows, 0) << "DMSO rows have no positives";
+  }
+
+  MeanAveragePrecision m = mean_average_precision(c.meta, ap, c.opt);
+  ASSERT_EQ(m.table.rows(), c.map.rows());
+  for (size_t g = 0; g < c.map.rows(); ++g) {
+    SCOPED_TRACE(name + " group " + std::to_string(g));
+    for (const auto& col : c.opt.pos_sameby) EXPECT_EQ(m.table.column(col)[g], c.map.column(col)[g]);
+    EXPECT_NEAR(m.map[g], cell(c.map, g, "mean_average_precision"), 1e-6);
+    EXPECT_NEAR(cell(m.table, g, "mean_normalized_average_precision"),
+                cell(c.map, g, "mean_normalized_average_precision"), 1e-6);
+  }
+}
+
+}  // namespace
+
+TEST(MetricsMap, JumpPresetMatchesCopairs) { expect_ap_matches("map_jump", 2); }
+TEST(MetricsMap, TiesMatchCopairs) { expect_ap_matches("map_ties", 2); }
+TEST(MetricsMap, DenseNegativesWithDiffbyMatchCopairs) { expect_ap_matches("map_dense", 2); }
+TEST(MetricsMap, PairsThatAreBothPositiveAndNegativeMatchCopairs) { expect_ap_matches("map_overlap", 1); }
+
+TEST(MetricsMap, TiedPositiveRanksBeforeNegative) {
+  // Query 0: one positive and one negative at exactly the same similarity -> AP 1 (positive first).
+  RowMatrixF x(3, 2);
+  x << 1, 0, 1, 1, 1, 1;
+  Table meta({"cpd", "plate"});
+  meta.add_row({"a", "p"});
+  meta.add_row({"a", "p"});
+  meta.add_row({"b", "p"});
+  MapOptions opt;
+  opt.pos_sameby = {"cpd"};
+  opt.neg_sameby = {"plate"};
+  opt.neg_diffby = {"cpd"};
+  AveragePrecision ap = average_precision(x, meta, opt);
+  EXPECT_EQ(ap.ap[0], 1.0);
+  EXPECT_EQ(ap.n_total[0], 2);
+}
+
+TEST(MetricsMap, ResultsIndependentOfThreadCount) {
+  CopairsCase c = load_case("map_jump");
+  c.opt.threads = 1;
+  AveragePrecision a = average_precision(c.x, c.meta, c.opt);
+  MeanAveragePrecision ma = mean_average_precision(c.meta, a, c.opt);
+  c.opt.threads = 3;
+  AveragePrecision b = average_precision(c.x, c.meta, c.opt);
+  MeanAveragePrecision mb = mean_average_precision(c.meta, b, c.opt);
+  for (size_t i = 0; i < a.ap.size(); ++i)
+    EXPECT_TRUE(a.ap[i] == b.ap[i] || (std::isnan(a.ap[i]) && std::isnan(b.ap[i])));
+  EXPECT_EQ(ma.p_value, mb.p_value);
+}
+
+TEST(MetricsMap, PValueFormulaWithCopairsNulls) {
+  // Given copairs' own null vectors, the p-value and its BH correction must be copairs' to the last bit.
+  for (const char* name : {"map_jump", "map_ties", "map_dense", "map_overlap"}) {
+    SCOPED_TRACE(name);
+    CopairsCase c = load_case(name);
+    AveragePrecision ap = average_precision(c.x, c.meta, c.opt);
+    MeanAveragePrecision m = mean_average_precision(c.meta, ap, c.opt);
+    std::vector<double> copairs_p;
+    for (size_t g = 0; g < c.map.rows(); ++g) {
+      std::vector<const float*> nulls;
+      for (size_t i : m.members[g]) {
+        auto it = std::find(c.confs.begin(), c.confs.end(), std::make_pair(ap.n_pos[i], ap.n_total[i]));
+        ASSERT_NE(it, c.confs.end());
+        nulls.push_back(c.nulls[it - c.confs.begin()].data());
+      }
+      double want = cell(c.map, g, "p_value");
+      copairs_p.push_back(want);
+      EXPECT_DOUBLE_EQ(map_p_value(cell(c.map, g, "mean_average_precision"), nulls, c.opt.null_size), want) << g;
+    }
+    std::vector<double> bh = benjamini_hochberg(copairs_p);
+    for (size_t g = 0; g < bh.size(); ++g) EXPECT_DOUBLE_EQ(bh[g], cell(c.map, g, "corrected_p_value")) << g;
+    // Our own null is a different random stream: p-values agree in distribution only; with a planted signal the
+    // strongly active compounds are significant in both.
+    for (size_t g = 0; g < bh.size(); ++g)
+      if (copairs_p[g] < 0.01) {
+        EXPECT_LT(m.p_value[g], 0.05) << g;
+      }
+  }
+}
+
+TEST(MetricsMap, NullDistributionMatchesExpectedAp) {
+  // The mean of the random-ranking null is the exact expected AP (copairs' normalisation constant).
+  for (auto [k, n] : {std::pair<int64_t, int64_t>{1, 10}, {3, 40}, {5, 5}, {4, 300}}) {
+    std::vector<float> v = null_distribution(k, n, 20000, 1);
+    double mean = 0;
+    for (float f : v) mean += f;
+    mean /= v.size();
+    EXPECT_NEAR(mean, expected_ap(k, n - k), 0.01) << k << " " << n;
+  }
+  EXPECT_EQ(null_distribution(3, 40, 100, 5), null_distribution(3, 40, 100, 5));
+  EXPECT_NE(null_distribution(3, 40, 100, 5), null_distribution(3, 40, 100, 6));
+}
+
+TEST(MetricsMap, PValuesUniformUnderRandomLabels) {
+  // Random features, random compound labels: per-profile p-values (each profile its own group) must be uniform.
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal;
+  const int n_cpd = 600, reps = 4, n_ctrl = 200;
+  const int n = n_cpd * reps + n_ctrl;
+  RowMatrixF x(n, 8);
+  for (int i = 0; i < n; ++i)
+    for (int d = 0; d < 8; ++d) x(i, d) = normal(rng);
+  Table meta({"cpd", "well", "plate"});
+  for (int i = 0; i < n; ++i) {
+    std::string cpd = "DMSO";
+    if (i < n_cpd * reps) cpd = std::to_string(i % n_cpd);
+    meta.add_row({cpd, std::to_string(i), "P1"});
+  }
+  MapOptions opt;
+  opt.pos_sameby = {"cpd"};
+  opt.pos_diffby = {"well"};
+  opt.neg_sameby = {"plate"};
+  opt.neg_diffby = {"cpd"};
+  opt.null_size = 1000;
+  AveragePrecision ap = average_precision(x, meta, opt);
+  // DMSO rows are positives of each other here; keep only compound profiles.
+  for (int i = n_cpd * reps; i < n; ++i) ap.ap[i] = NAN, ap.n_pos[i] = 0;
+  opt.map_groupby = {"well"};
+  MeanAveragePrecision m = mean_average_precision(meta, ap, opt);
+  ASSERT_EQ(m.p_value.size(), static_cast<size_t>(n_cpd * reps));
+  for (double alpha : {0.05, 0.1, 0.25, 0.5, 0.75}) {
+    double frac = 0;
+    for (double p : m.p_value) frac += p <= alpha;
+    frac /= m.p_value.size();
+    EXPECT_NEAR(frac, alpha, 4 * std::sqrt(alpha * (1 - alpha) / m.p_value.size()) + 0.005) << alpha;
+  }
+}
+
+TEST(MetricsMap, BadInputNamesTheProblem) {
+  CopairsCase c = load_case("map_jump");
+  auto message = [&](auto&& fn) {
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  MapOptions o = c.opt;
+  o.pos_sameby = {"Metadata_Nope"};
+  EXPECT_NE(message([&] { average_precision(c.x, c.meta, o); }).find("no column 'Metadata_Nope'"), std::string::npos);
+  RowMatrixF short_x = c.x.topRows(10);
+  EXPECT_NE(message([&] { average_precision(short_x, c.meta, c.opt); }).find("rows"), std::string::npos);
+  Table holes = c.meta;
+  Table t2(holes.columns());
+  for (size_t r = 0; r < holes.rows(); ++r) {
+    std::vector<std::string> row;
+    for (size_t k = 0; k < holes.cols(); ++k) row.push_back(r == 5 && k == 2 ? "" : holes.at(r, k));
+    t2.add_row(row);
+  }
+  t2.set_source("meta.csv");
+  std::string msg = message([&] { average_precision(c.x, t2, c.opt); });
+  EXPECT_NE(msg.find("meta.csv:7: column 'Metadata_negcon'"), std::string::npos) << msg;
+  o = c.opt;
+  o.pos_sameby = {"Metadata_Reference_Index", "Metadata_Plate", "Metadata_JCP2022"};
+  o.pos_diffby = {};
+  Table single({"cpd", "plate"});
+  RowMatrixF x2(3, 2);
+  x2 << 1, 0, 0, 1, 1, 1;
+  single.add_row({"a", "p"});
+  single.add_row({"b", "p"});
+  single.add_row({"c", "p"});
+  MapOptions o2;
+  o2.pos_sameby = {"cpd"};
+  o2.neg_sameby = {"plate"};
+  o2.neg_diffby = {"cpd"};
+  EXPECT_NE(message([&] { average_precision(x2, single, o2); }).find("no positive pairs"), std::string::npos);
+  x2(1, 0) = 0, x2(1, 1) = 0;
+  EXPECT_NE(message([&] { average_precision(x2, single, o2); }).find("row 1 is all zeros"), std::string::npos);
+  o2.pos_diffby = {"cpd"};
+  EXPECT_NE(message([&] { average_precision(x2, single, o2); }).find("both sameby and diffby"), std::string::npos);
+}

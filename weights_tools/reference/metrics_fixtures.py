@@ -1,0 +1,490 @@
+"""Fixtures for tests/eval/test_metrics*.cpp, written by the real tools.
+
+Run from the repository root with the reference venv:
+    /work/venv/bin/python weights_tools/reference/metrics_fixtures.py
+Writes tests/fixtures/metrics/<case>/... (small .npy/.csv/.json files). Versions are recorded in versions.json.
+copairs 0.5.5, scikit-learn, numpy; EFAAR's compute_recall and HEST's ridge probe are reimplemented below line by
+line from their published sources (recht-lab/EFAAR_benchmarking efaar_benchmarking/benchmarking.py,
+mahmoodlab/HEST src/hest/bench/trainer.py).
+"""
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+import pandas as pd
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "metrics")
+
+
+def save_case(name, **files):
+    d = os.path.join(OUT, name)
+    os.makedirs(d, exist_ok=True)
+    for fname, obj in files.items():
+        path = os.path.join(d, fname.replace("__", "."))
+        if isinstance(obj, pd.DataFrame):
+            obj.to_csv(path, index=False)
+        elif isinstance(obj, np.ndarray):
+            np.save(path, obj)
+        else:
+            with open(path, "w") as f:
+                json.dump(obj, f, indent=1, sort_keys=True)
+
+
+# ---------------------------------------------------------------------------------------------------- copairs mAP
+def copairs_case(name, feats, meta, pos_sameby, pos_diffby, neg_sameby, neg_diffby, null_size=200, seed=0):
+    from copairs.map import average_precision, mean_average_precision
+
+    ap = average_precision(meta, feats, pos_sameby, pos_diffby, neg_sameby, neg_diffby, progress_bar=False)
+    cache = tempfile.mkdtemp()
+    try:
+        m = mean_average_precision(ap, pos_sameby, null_size=null_size, threshold=0.05, seed=seed,
+                                   progress_bar=False, cache_dir=cache)
+        # The null vectors copairs used (read back from its cache), so the test can check the p-value formula.
+        kept = ap.query("~average_precision.isna() and n_pos_pairs > 0")
+        confs = np.unique(kept[["n_pos_pairs", "n_total_pairs"]].values, axis=0)
+        nulls = np.stack([np.load(os.path.join(cache, f"seed{seed}", f"ns{null_size}", f"n{t}_k{k}.npy"))
+                          for k, t in confs]).astype(np.float32)
+    finally:
+        shutil.rmtree(cache)
+    m = m.drop(columns=["indices"])
+    params = pd.DataFrame(dict(key=["pos_sameby", "pos_diffby", "neg_sameby", "neg_diffby", "null_size", "seed"],
+                               value=[",".join(pos_sameby), ",".join(pos_diffby), ",".join(neg_sameby),
+                                      ",".join(neg_diffby), str(null_size), str(seed)]))
+    save_case(name, features__npy=feats.astype(np.float32), meta__csv=meta, ap__csv=ap, map__csv=m,
+              null_confs__npy=confs.astype(np.int64), nulls__npy=nulls, params__csv=params)
+
+
+def jump_meta(rng, n_cpd, reps, n_plates, dmso_per_plate):
+    rows = []
+    for c in range(n_cpd):
+        plates = rng.choice(n_plates, size=reps, replace=reps > n_plates)
+        for p in plates:
+            rows.append(dict(Metadata_JCP2022=f"JCP{c:04d}", Metadata_Plate=f"P{p}", Metadata_negcon=False))
+    for p in range(n_plates):
+        for _ in range(dmso_per_plate):
+            rows.append(dict(Metadata_JCP2022="DMSO", Metadata_Plate=f"P{p}", Metadata_negcon=True))
+    meta = pd.DataFrame(rows).sample(frac=1.0, random_state=int(rng.integers(1 << 30))).reset_index(drop=True)
+    # JUMP's phenotypic-activity preset: each DMSO well is its own reference (never a positive of another DMSO).
+    from copairs.matching import assign_reference_index
+    meta = assign_reference_index(meta, "Metadata_negcon", reference_col="Metadata_Reference_Index")
+    return meta
+
+
+def map_fixtures():
+    rng = np.random.default_rng(7)
+    jump = dict(pos_sameby=["Metadata_JCP2022", "Metadata_Reference_Index"], pos_diffby=[],
+                neg_sameby=["Metadata_Plate"], neg_diffby=["Metadata_negcon", "Metadata_Reference_Index"])
+    # 1. JUMP preset on random features with a planted signal for some compounds.
+    meta = jump_meta(rng, n_cpd=30, reps=4, n_plates=4, dmso_per_plate=6)
+    feats = rng.normal(size=(len(meta), 16))
+    codes = meta["Metadata_JCP2022"].astype("category").cat.codes.values
+    centers = rng.normal(size=(codes.max() + 1, 16))
+    strength = (codes % 3) * 0.7
+    feats += centers[codes] * strength[:, None]
+    copairs_case("map_jump", feats.astype(np.float32), meta, **jump)
+    # 2. Ties: tiny integer features, many identical rows, so positives tie with negatives at many ranks.
+    meta = jump_meta(rng, n_cpd=12, reps=3, n_plates=2, dmso_per_plate=5)
+    feats = rng.integers(0, 2, size=(len(meta), 3)).astype(np.float32)
+    feats[feats.sum(1) == 0, 0] = 1  # no zero rows (cosine undefined)
+    copairs_case("map_ties", feats, meta, **jump)
+    # 3. No sameby for negatives (dense path), a pos_diffby column, and numeric metadata.
+    n = 48
+    meta = pd.DataFrame(dict(cpd=rng.integers(0, 8, n), batch=rng.integers(0, 3, n), well=np.arange(n)))
+    feats = rng.normal(size=(n, 6)).astype(np.float32)
+    feats[:, 0] += meta["cpd"].values * 0.5
+    copairs_case("map_dense", feats, meta, pos_sameby=["cpd"], pos_diffby=["batch"], neg_sameby=[],
+                 neg_diffby=["cpd"])
+    # 4. Overlapping rules: pairs that are both positive and negative count twice (with ties from rounding).
+    meta = pd.DataFrame(dict(g=rng.integers(0, 4, 30), plate=rng.integers(0, 2, 30)))
+    feats = np.round(rng.normal(size=(30, 2)), 1).astype(np.float32)
+    feats[np.abs(feats).sum(1) == 0, 0] = 1
+    copairs_case("map_overlap", feats, meta, pos_sameby=["g"], pos_diffby=[], neg_sameby=["plate"], neg_diffby=[])
+
+
+# ---------------------------------------------------------------------------------------------- EFAAR recall
+def efaar_compute_recall(null_distribution, query_distribution, recall_threshold_pairs):
+    """EFAAR_benchmarking benchmarking.compute_recall, line by line."""
+    metrics = {}
+    metrics["null_distribution_size"] = null_distribution.shape[0]
+    metrics["query_distribution_size"] = query_distribution.shape[0]
+    sorted_null_distribution = np.sort(null_distribution)
+    query_percentage_ranks_left = np.searchsorted(sorted_null_distribution, query_distribution, side="left") / len(
+        sorted_null_distribution)
+    query_percentage_ranks_right = np.searchsorted(sorted_null_distribution, query_distribution, side="right") / len(
+        sorted_null_distribution)
+    for threshold_pair in recall_threshold_pairs:
+        left_threshold, right_threshold = np.min(threshold_pair), np.max(threshold_pair)
+        metrics[f"recall_{left_threshold}_{right_threshold}"] = sum(
+            (query_percentage_ranks_right <= left_threshold) | (query_percentage_ranks_left >= right_threshold)
+        ) / len(query_distribution)
+    return metrics
+
+
+def efaar_filter_relationships(df):
+    df["sorted_entities"] = df.apply(lambda row: tuple(sorted([row.entity1, row.entity2])), axis=1)
+    df["entity1"] = df.sorted_entities.apply(lambda x: x[0])
+    df["entity2"] = df.sorted_entities.apply(lambda x: x[1])
+    return df[["entity1", "entity2"]].query("entity1!=entity2").drop_duplicates()
+
+
+def efaar_aggregate(embeddings, metadata, pert_col, method="mean"):
+    """EFAAR efaar.aggregate (keys_to_remove empty)."""
+    final_embeddings, unique_perts = [], []
+    metadata = metadata.reset_index(drop=True)
+    aggr_func = np.mean if method == "mean" else np.median
+    for pert, group in metadata.groupby(pert_col):
+        final_embeddings.append(aggr_func(embeddings[group.index.values, :], axis=0))
+        unique_perts.append(pert)
+    return np.vstack(final_embeddings), pd.DataFrame({pert_col: unique_perts})
+
+
+def recall_fixtures():
+    from sklearn.metrics.pairwise import cosine_similarity
+    rng = np.random.default_rng(11)
+    n_genes, reps, d = 90, 3, 16
+    genes = [f"G{g:03d}" for g in range(n_genes)]
+    # Complexes of 3 genes share a direction, so annotated pairs inside a complex are retrievable.
+    centers = rng.normal(size=(n_genes // 3, d))
+    rows, feats = [], []
+    for g in range(n_genes):
+        for r in range(reps):
+            rows.append(dict(gene=genes[g], plate=f"P{r}"))
+            feats.append(centers[g // 3] * (1.0 if g % 2 else 0.2) + rng.normal(size=d))
+    meta = pd.DataFrame(rows)
+    feats = np.asarray(feats, dtype=np.float32)
+    rels = []
+    for c in range(n_genes // 3):
+        a, b, e = genes[3 * c], genes[3 * c + 1], genes[3 * c + 2]
+        rels += [(a, b), (b, e), (e, a)]
+    for _ in range(60):
+        i, j = rng.integers(0, n_genes, 2)
+        rels.append((genes[i], genes[j]))
+    rels += [(genes[1], genes[0]), (genes[5], genes[5]), ("NOTINMAP", genes[3])]  # reversed dup, self, unknown
+    rel_df = pd.DataFrame(rels, columns=["entity1", "entity2"])
+    thr = [(0.05, 0.95), (0.1, 0.9)]
+    out = {}
+    for method in ["mean", "median"]:
+        agg, agg_meta = efaar_aggregate(feats, meta, "gene", method)
+        agg = agg.astype(np.float32)
+        features = pd.DataFrame(agg).set_index(agg_meta["gene"]).rename_axis(index=None)
+        cossim_matrix = pd.DataFrame(cosine_similarity(features, features), index=features.index,
+                                     columns=features.index)
+        cossim_values = cossim_matrix.values[np.triu_indices(cossim_matrix.shape[0], k=1)]
+        r = efaar_filter_relationships(rel_df.copy())
+        r = r[r.entity1.isin(features.index) & r.entity2.isin(features.index)]
+        query = np.array([cossim_matrix.loc[e1, e2] for e1, e2 in r.itertuples(index=False)])
+        m = efaar_compute_recall(cossim_values, query, thr)
+        out[method] = m
+        save_case("recall", **{f"agg_{method}__npy": agg})
+    res = pd.DataFrame([dict(aggregate=k, **v) for k, v in out.items()])
+    save_case("recall", features__npy=feats, meta__csv=meta, relationships__csv=rel_df, expected__csv=res)
+
+# ------------------------------------------------------------------------------------------------------ kNN
+def dinov2_knn_probas(train, train_labels, test, ks, T, num_classes):
+    """dinov2/eval/knn.py KnnModule.forward on one rank, features normalised as ModelWithNormalize does."""
+    import torch
+    from torch.nn.functional import normalize, one_hot, softmax
+    train = normalize(torch.from_numpy(train), dim=1, p=2)
+    test = normalize(torch.from_numpy(test), dim=1, p=2)
+    similarity = torch.mm(test, train.T)
+    candidates = torch.from_numpy(train_labels).view(1, -1).expand(len(similarity), -1)
+    topk_sims, indices = similarity.topk(max(ks), largest=True, sorted=True)
+    neighbors_labels = torch.gather(candidates, 1, indices)
+    topk_sims_transform = softmax(topk_sims / T, 1)
+    matmul = torch.mul(one_hot(neighbors_labels, num_classes=num_classes),
+                       topk_sims_transform.view(len(test), -1, 1))
+    return {k: torch.sum(matmul[:, :k, :], 1).numpy() for k in ks}
+
+
+def knn_fixtures():
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.metrics import top_k_accuracy_score
+    rng = np.random.default_rng(21)
+    n, d, n_classes = 320, 24, 7
+    classes = np.array([f"c{i}" for i in rng.permutation(n_classes)])
+    y = rng.integers(0, n_classes, n)
+    centers = rng.normal(size=(n_classes, d))
+    x = (centers[y] * 0.6 + rng.normal(size=(n, d))).astype(np.float32)
+    split = np.where(rng.random(n) < 0.7, "train", "test")
+    meta = pd.DataFrame(dict(label=classes[y], split=split, plate=rng.integers(0, 4, n)))
+    codes = np.searchsorted(np.sort(classes), classes[y])  # sorted-label class codes (LabelEncoder order)
+    tr, te = split == "train", split == "test"
+    ks = [10, 20, 50]
+    probas = dinov2_knn_probas(x[tr], codes[tr], x[te], ks, 0.07, n_classes)
+    rows = []
+    preds = {}
+    for k in ks:
+        p = probas[k]
+        preds[f"dinov2_k{k}"] = p.argmax(1)
+        top5 = np.argsort(-p, axis=1, kind="stable")[:, :5]
+        rows.append(dict(method="dinov2", k=k, top1=float((p.argmax(1) == codes[te]).mean()),
+                         top5=float((top5 == codes[te][:, None]).any(1).mean())))
+    clf = KNeighborsClassifier().fit(x[tr], codes[tr])
+    pred = clf.predict(x[te])
+    preds["sklearn_k5"] = pred
+    rows.append(dict(method="sklearn", k=5, top1=float((pred == codes[te]).mean()),
+                     top5=float(top_k_accuracy_score(codes[te], clf.predict_proba(x[te]), k=5,
+                                                     labels=np.arange(n_classes)))))
+    save_case("knn", features__npy=x, meta__csv=meta, expected__csv=pd.DataFrame(rows),
+              predictions__csv=pd.DataFrame(preds))
+
+# ------------------------------------------------------------------------------------------------------ CKA
+def np_linear_cka(x, y):
+    x = x.astype(np.float64) - x.astype(np.float64).mean(0)
+    y = y.astype(np.float64) - y.astype(np.float64).mean(0)
+    return np.linalg.norm(y.T @ x) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
+
+
+def np_hsic1(k, l):
+    """Unbiased HSIC (Song et al. 2012, eq. 5) as used by Nguyen et al.'s minibatch CKA."""
+    n = k.shape[0]
+    k, l = k.copy(), l.copy()
+    np.fill_diagonal(k, 0)
+    np.fill_diagonal(l, 0)
+    ones = np.ones(n)
+    return (np.trace(k @ l) + (ones @ k @ ones) * (ones @ l @ ones) / ((n - 1) * (n - 2))
+            - 2.0 / (n - 2) * (ones @ k @ l @ ones)) / (n * (n - 3))
+
+
+def np_minibatch_cka(x, y, batch):
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    kl = kk = ll = 0.0
+    for b in range(0, len(x), batch):
+        xb, yb = x[b:b + batch], y[b:b + batch]
+        if len(xb) < 4:
+            break
+        k, l = xb @ xb.T, yb @ yb.T
+        kl += np_hsic1(k, l); kk += np_hsic1(k, k); ll += np_hsic1(l, l)
+    return kl / np.sqrt(kk * ll)
+
+
+def cka_fixtures():
+    from scipy.stats import pearsonr, spearmanr
+    rng = np.random.default_rng(31)
+    n = 150
+    x = rng.normal(size=(n, 20)).astype(np.float32)
+    y = (x @ rng.normal(size=(20, 12)) + 0.5 * rng.normal(size=(n, 12))).astype(np.float32)
+    z = rng.normal(size=(n, 9)).astype(np.float32) + 3.0
+    rows = []
+    for a, b, name in [(x, y, "x_y"), (x, z, "x_z"), (y, z, "y_z"), (x, x, "x_x")]:
+        rows.append(dict(pair=name, linear=np_linear_cka(a, b), unbiased=np_minibatch_cka(a, b, n),
+                         minibatch_32=np_minibatch_cka(a, b, 32)))
+    s1 = np.round(rng.normal(size=60), 1)  # rounded: ties for Spearman's average ranks
+    s2 = np.round(s1 + rng.normal(size=60), 1)
+    corr = pd.DataFrame([dict(pearson=pearsonr(s1, s2)[0], spearman=spearmanr(s1, s2)[0])])
+    save_case("cka", x__npy=x, y__npy=y, z__npy=z, expected__csv=pd.DataFrame(rows), corr__csv=corr,
+              scores__csv=pd.DataFrame(dict(a=s1, b=s2)))
+
+# ----------------------------------------------------------------------------------------------- HEST probe
+def hest_train_test_reg(X_train, X_test, y_train, y_test, max_iter=1000, random_state=0):
+    """HEST src/hest/bench/trainer.py train_test_reg, method='ridge' (Pearson part), line by line."""
+    from scipy.stats import pearsonr
+    from sklearn.linear_model import Ridge
+    alpha = 100 / (X_train.shape[1] * y_train.shape[1])
+    reg = Ridge(solver='lsqr', alpha=alpha, random_state=random_state, fit_intercept=False, max_iter=max_iter)
+    reg.fit(X_train, y_train)
+    preds_all = reg.predict(X_test)
+    return [pearsonr(y_test[:, t], preds_all[:, t])[0] for t in range(y_test.shape[1])]
+
+
+def regress_fixtures():
+    import torch
+    from scipy.stats import pearsonr
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import KNeighborsRegressor
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    rng = np.random.default_rng(41)
+    n_pat, per, d, g = 4, 90, 260, 50
+    n = n_pat * per
+    patient = np.repeat([f"pat{i}" for i in range(n_pat)], per)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    x[:, :8] += (np.arange(n_pat).repeat(per)[:, None] * 0.3)  # patient batch effect
+    w = rng.normal(size=(d, g)) * 0.08
+    counts = rng.poisson(np.exp(np.clip(x @ w, -3, 3)) * 3)
+    y = np.log1p(counts).astype(np.float64)
+    rows = []
+    for pat in sorted(set(patient)):
+        te, tr = patient == pat, patient != pat
+        # benchmark.py: Pipeline(StandardScaler, PCA(latent_dim=256, random_state=seed)) -> torch.Tensor (float32)
+        pipe = Pipeline([('scaler', StandardScaler()), ('PCA', PCA(n_components=256, random_state=0))])
+        X_train, X_test = torch.Tensor(pipe.fit_transform(x[tr])), torch.Tensor(pipe.transform(x[te]))
+        r = hest_train_test_reg(X_train, X_test, y[tr], y[te], random_state=0)
+        rows.append(dict(method="ridge_hest_f32", fold=pat, **{f"t{t}": r[t] for t in range(g)}))
+        # The same pipeline in float64: HEST's float32 LSQR stops early (tol 1e-4) on float32 round-off, so its
+        # numbers move by ~1e-3 with the precision alone; the float64 run is the reference for tight parity.
+        pipe = Pipeline([('scaler', StandardScaler()), ('PCA', PCA(n_components=256, random_state=0))])
+        X_train, X_test = pipe.fit_transform(x[tr].astype(np.float64)), pipe.transform(x[te].astype(np.float64))
+        r = hest_train_test_reg(X_train, X_test, y[tr], y[te], random_state=0)
+        rows.append(dict(method="ridge", fold=pat, **{f"t{t}": r[t] for t in range(g)}))
+        # Converged ridge (same alpha, no intercept): well defined to round-off, the tight parity reference.
+        from sklearn.linear_model import Ridge
+        alpha = 100 / (X_train.shape[1] * g)
+        pred = Ridge(solver="cholesky", alpha=alpha, fit_intercept=False).fit(X_train, y[tr]).predict(X_test)
+        r = [pearsonr(y[te][:, t], pred[:, t])[0] for t in range(g)]
+        rows.append(dict(method="ridge_exact", fold=pat, **{f"t{t}": r[t] for t in range(g)}))
+        for k in (1, 5):
+            pred = KNeighborsRegressor(n_neighbors=k).fit(x[tr], y[tr]).predict(x[te])
+            r = [pearsonr(y[te][:, t], pred[:, t])[0] for t in range(g)]
+            rows.append(dict(method=f"knn{k}", fold=pat, **{f"t{t}": r[t] for t in range(g)}))
+    # scipy's lsqr on a small well-conditioned problem: iterates are stable there, so the transcription can be
+    # checked to round-off, iteration count included.
+    from scipy.sparse.linalg import lsqr
+    a_small = rng.normal(size=(40, 7))
+    b_small = rng.normal(size=40)
+    sol = lsqr(a_small, b_small, damp=0.3, atol=1e-6, btol=1e-6, iter_lim=100)
+    save_case("regress", lsqr_a__npy=a_small, lsqr_b__npy=b_small, lsqr_x__npy=sol[0],
+              lsqr__csv=pd.DataFrame(dict(damp=[0.3], tol=[1e-6], itn=[sol[2]])))
+    save_case("regress", features__npy=x, targets__npy=y, meta__csv=pd.DataFrame(dict(patient=patient)),
+              expected__csv=pd.DataFrame(rows))
+
+# ----------------------------------------------------------------------------------------------- normalisation
+def np_spherize(xc, x, method, eps):
+    """Whitening fitted on control rows xc, applied to x (full eigendecomposition; pycytominer issue #747 fixed).
+    Eigenvectors: eigenvalues descending, largest-|.| loading positive (sklearn's svd_flip convention)."""
+    mu = xc.mean(0)
+    cov = np.cov(xc, rowvar=False, ddof=1)
+
+    def eigh_sorted(a):
+        lam, u = np.linalg.eigh(a)
+        lam, u = lam[::-1], u[:, ::-1]
+        signs = np.sign(u[np.argmax(np.abs(u), axis=0), range(u.shape[1])])
+        return lam, u * signs
+
+    if method in ("pca", "zca"):
+        lam, u = eigh_sorted(cov)
+        w = u @ np.diag(1 / np.sqrt(np.maximum(lam, 0) + eps))
+        if method == "zca":
+            w = w @ u.T
+    else:
+        sd = np.sqrt(np.diag(cov))
+        corr = cov / np.outer(sd, sd)
+        lam, u = eigh_sorted(corr)
+        w = np.diag(1 / sd) @ u @ np.diag(1 / np.sqrt(np.maximum(lam, 0) + eps))
+        if method == "zca-cor":
+            w = w @ u.T
+    return (x - mu) @ w
+
+
+def efaar_centerscale_on_controls(embeddings, metadata, pert_col, control_key, batch_col=None):
+    from sklearn.preprocessing import StandardScaler
+    embeddings = embeddings.copy()
+    if batch_col is not None:
+        for batch in metadata[batch_col].unique():
+            batch_ind = metadata[batch_col] == batch
+            batch_control_ind = batch_ind & (metadata[pert_col] == control_key)
+            embeddings[batch_ind] = StandardScaler().fit(embeddings[batch_control_ind]).transform(embeddings[batch_ind])
+        return embeddings
+    control_ind = metadata[pert_col] == control_key
+    return StandardScaler().fit(embeddings[control_ind]).transform(embeddings)
+
+
+def efaar_tvn_on_controls(embeddings, metadata, pert_col, control_key, batch_col=None):
+    from scipy import linalg
+    from sklearn.decomposition import PCA
+    embeddings = embeddings.copy()
+    embeddings = efaar_centerscale_on_controls(embeddings, metadata, pert_col, control_key)
+    ctrl_ind = metadata[pert_col] == control_key
+    embeddings = PCA().fit(embeddings[ctrl_ind]).transform(embeddings)
+    embeddings = efaar_centerscale_on_controls(embeddings, metadata, pert_col, control_key)
+    if batch_col is not None:
+        for batch in metadata[batch_col].unique():
+            batch_ind = metadata[batch_col] == batch
+            batch_control_ind = batch_ind & (metadata[pert_col] == control_key)
+            source_cov = np.cov(embeddings[batch_control_ind], rowvar=False, ddof=1) + 0.5 * np.eye(embeddings.shape[1])
+            source_cov_half_inv = linalg.fractional_matrix_power(source_cov, -0.5)
+            embeddings[batch_ind] = np.matmul(embeddings[batch_ind], source_cov_half_inv)
+    return embeddings
+
+
+def efaar_embed_by_pca(features, metadata, variance_or_ncomp, batch_col):
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+    features = features.copy()
+    for batch in metadata[batch_col].unique():
+        ind = (metadata[batch_col] == batch).values
+        features[ind, :] = StandardScaler().fit_transform(features[ind, :])
+    return PCA(variance_or_ncomp).fit_transform(features)
+
+
+def norm_fixtures():
+    from scipy.stats import median_abs_deviation
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+    rng = np.random.default_rng(51)
+    n, d = 120, 6
+    plate = np.repeat(["P1", "P2"], n // 2)
+    pert = np.where(rng.random(n) < 0.3, "DMSO", [f"c{i}" for i in rng.integers(0, 10, n)])
+    mix = rng.normal(size=(d, d))
+    x = (rng.normal(size=(n, d)) @ mix + (plate == "P2")[:, None] * 2.0).astype(np.float32)
+    meta = pd.DataFrame(dict(plate=plate, pert=pert))
+    out = {}
+    std = np.empty_like(x, dtype=np.float64); mad = std.copy(); madr = std.copy()
+    sph = {m: std.copy() for m in ["pca", "zca", "pca-cor", "zca-cor"]}
+    for p in ["P1", "P2"]:
+        rows = plate == p
+        ctrl = rows & (pert == "DMSO")
+        std[rows] = StandardScaler().fit(x[ctrl]).transform(x[rows])
+        med = np.median(x[ctrl].astype(np.float64), axis=0)
+        # pycytominer RobustMAD: (x - median) / (MAD + epsilon), MAD with scale="normal" (x1.4826) or raw
+        mad[rows] = (x[rows] - med) / (median_abs_deviation(x[ctrl].astype(np.float64), scale="normal") + 1e-18)
+        madr[rows] = (x[rows] - med) / (median_abs_deviation(x[ctrl].astype(np.float64), scale=1.0) + 1e-18)
+        for m in sph:
+            sph[m][rows] = np_spherize(x[ctrl].astype(np.float64), x[rows].astype(np.float64), m, 1e-6)
+    out["standardize"], out["mad"], out["mad_raw"] = std, mad, madr
+    for m in sph:
+        out["spherize_" + m] = sph[m]
+    out["tvn"] = efaar_tvn_on_controls(x, meta, "pert", "DMSO", "plate")
+    out["pca_centerscale"] = efaar_embed_by_pca(x, meta, 4, "plate")
+    ctrl = pert == "DMSO"
+    out["pca_controls"] = PCA(3).fit(x[ctrl]).transform(x)
+    save_case("norm", features__npy=x, meta__csv=meta,
+              **{f"{k}__npy": v.astype(np.float32) for k, v in out.items()})
+
+# ----------------------------------------------------------------------------------------------- linear probe
+def linear_fixtures():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    rng = np.random.default_rng(61)
+    n, d, k = 300, 10, 4
+    y = rng.integers(0, k, n)
+    x = (rng.normal(size=(k, d))[y] * 0.8 + rng.normal(size=(n, d)) * 1.5 + 3.0).astype(np.float32)
+    split = rng.choice(["train", "val", "test"], size=n, p=[0.6, 0.2, 0.2])
+    labels = np.array([f"k{i}" for i in range(k)])[y]
+    # sklearn fits float32 input in float32 (its L-BFGS then stops on float32 noise); the features are float32 on
+    # disk, the fits here run on their exact float64 values, which is what tabula computes in.
+    x64 = x.astype(np.float64)
+    lr = LogisticRegression(C=0.5, max_iter=100000, tol=1e-12).fit(x64[split == "train"], y[split == "train"])
+    proba = lr.predict_proba(x64[split == "test"])
+    # The probe protocol: z-score on train, sweep C on val, refit on train+val (z-scored on it), score test.
+    cs = [1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100, 1000, 10000]
+    tr, va, te = split == "train", split == "val", split == "test"
+    sc = StandardScaler().fit(x64[tr])
+    val_acc = [LogisticRegression(C=c, max_iter=100000, tol=1e-12).fit(sc.transform(x64[tr]), y[tr])
+               .score(sc.transform(x64[va]), y[va]) for c in cs]
+    best = cs[int(np.argmax(val_acc))]
+    trva = tr | va
+    sc = StandardScaler().fit(x64[trva])
+    final = LogisticRegression(C=best, max_iter=100000, tol=1e-12).fit(sc.transform(x64[trva]), y[trva])
+    test_acc = final.score(sc.transform(x64[te]), y[te])
+    save_case("linear", features__npy=x, meta__csv=pd.DataFrame(dict(label=labels, split=split)),
+              proba_c05__npy=proba, sweep__csv=pd.DataFrame(dict(c=cs, val_top1=val_acc)),
+              probe__csv=pd.DataFrame(dict(best_c=[best], test_top1=[test_acc])),
+              test_pred__npy=final.predict(sc.transform(x64[te])).astype(np.int64))
+
+
+# ---- main
+if __name__ == "__main__":
+    import copairs, sklearn
+    os.makedirs(OUT, exist_ok=True)
+    which = sys.argv[1:] or ["map", "recall", "knn", "cka", "regress", "norm", "linear"]
+    for w in which:
+        globals()[f"{w}_fixtures"]()
+    from importlib.metadata import version
+    versions = dict(copairs=version("copairs"), sklearn=sklearn.__version__, numpy=np.__version__,
+                    pandas=pd.__version__)
+    with open(os.path.join(OUT, "versions.json"), "w") as f:
+        json.dump(versions, f, indent=1, sort_keys=True)
