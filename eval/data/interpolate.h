@@ -30,6 +30,7 @@ struct InterpWeights {
   std::vector<int64_t> count;   // taps per output index
   std::vector<double> weights;  // out_size * max_taps, row i holds count[i] weights
   int64_t max_taps = 0;
+  bool float_accumulate = false;  // antialias: ATen keeps weights and sums in float (see interpolate.cpp)
 };
 InterpWeights torch_interp_weights(int64_t in_size, int64_t out_size, Interp mode, bool antialias);
 
