@@ -11,6 +11,7 @@ namespace tabula::cli {
 
 // Each subcommand's implementation lives in its own cmd_*.cpp file.
 int cmd_demo(const Args&);
+int cmd_synth(const Args&);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
@@ -21,6 +22,20 @@ const std::vector<Command>& commands() {
         {"quick", "", "a smaller run (CI)", false, ""},
         {"force", "", "overwrite an existing output folder", false, ""}},
        0, 0, cmd_demo},
+      {"synth", "write a synthetic dataset (Cell Painting 16-bit TIFFs or H&E-like tissue patches) from a seed",
+       "cellpainting|tissue --out DIR [--seed N] [--quick]", "tabula synth cellpainting --out cp --seed 0",
+       {{"out", "DIR", "output folder", true, ""},
+        {"seed", "N", "random seed (same seed, same bytes)", false, "0"},
+        {"quick", "", "a small dataset for CI (cellpainting: 1 batch x 2 plates, 128 px; tissue: 3 x 12 patches)", false, ""},
+        {"batches", "N", "cellpainting: batches", false, "3"},
+        {"plates", "N", "cellpainting: plates per batch", false, "2"},
+        {"sites", "N", "cellpainting: sites (fields) per well", false, "2"},
+        {"size", "PX", "field side (cellpainting, default 256) or patch side (tissue, default 224)", false, ""},
+        {"patients", "N", "tissue: patients", false, "6"},
+        {"patches", "N", "tissue: patches per patient", false, "60"},
+        {"threads", "T", "worker threads (0: all cores)", false, "0"},
+        {"force", "", "write into a non-empty output folder", false, ""}},
+       1, 1, cmd_synth},
   };
   return table;
 }
