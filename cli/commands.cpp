@@ -12,6 +12,7 @@ namespace tabula::cli {
 // Each subcommand's implementation lives in its own cmd_*.cpp file.
 int cmd_demo(const Args&);
 int cmd_synth(const Args&);
+int cmd_preprocess(const Args&);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
@@ -36,6 +37,26 @@ const std::vector<Command>& commands() {
         {"threads", "T", "worker threads (0: all cores)", false, "0"},
         {"force", "", "write into a non-empty output folder", false, ""}},
        1, 1, cmd_synth},
+      {"preprocess", "write the exact model input tensors of a manifest to a .npy (with an index.csv)",
+       "--data MANIFEST --out X.npy [--preset torchvision|dinov2|timm|none] [--channels per-channel|rgb:i,j,k|mean|all]",
+       "tabula preprocess --data cp/load_data.csv --out x.npy --preset dinov2 --intensity percentile --limit 8",
+       {{"data", "MANIFEST", "load_data.csv, RxRx metadata.csv, a CSV of image paths, an image folder or HEST .h5", true, ""},
+        {"out", "X.npy", "output array (float32 [N, C, H, W]); X.index.csv is written beside it", true, ""},
+        {"preset", "NAME", "eval transform: torchvision (resize 256 bilinear, crop 224), dinov2 (256 bicubic, 224), timm (crop_pct 0.9 bicubic), none", false, "torchvision"},
+        {"resize", "N|HxW", "shorter side N, or exact size HxW (0: none)", false, ""},
+        {"crop", "N", "centre crop (0: none)", false, ""},
+        {"interp", "MODE", "bilinear or bicubic", false, ""},
+        {"no-antialias", "", "resize without antialiasing (torchvision antialias=False)", false, ""},
+        {"intensity", "MODE", "unit (x / type max), percentile (per image and channel), minmax, none", false, "unit"},
+        {"percentiles", "LO,HI", "percentiles for --intensity percentile", false, "1,99"},
+        {"mean", "M,..", "Normalize mean (1 or C values)", false, ""},
+        {"std", "S,..", "Normalize std (1 or C values)", false, ""},
+        {"no-normalize", "", "skip Normalize", false, ""},
+        {"channels", "STRATEGY", "per-channel, rgb:i,j,k, mean or all", false, "per-channel"},
+        {"no-illum", "", "ignore the illumination functions of a load_data.csv", false, ""},
+        {"limit", "N", "first N samples only (-1: all)", false, "-1"},
+        {"threads", "T", "decode/preprocess threads", false, "2"}},
+       0, 0, cmd_preprocess},
   };
   return table;
 }

@@ -94,6 +94,8 @@ HestPatches read_hest_index(const std::string& path) {
       std::vector<char> buf(n * len);
       H5Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
       H5Tset_size(mem, len);
+      // Null-padded in memory: a null-terminated memory type would drop a full-length string's last byte.
+      H5Tset_strpad(mem, H5T_STR_NULLPAD);
       if (H5Dread(bc, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) < 0) fail(path, "cannot read dataset 'barcode'");
       for (hsize_t i = 0; i < n; ++i) {
         const char* p = buf.data() + i * len;
