@@ -48,7 +48,9 @@ Image decode_jp2(const uint8_t* bytes, size_t n, const std::string& name, const 
 // TIFF: one page per channel, samples rounded and clamped to the type (bits 8 or 16), deflate-compressed
 // with the horizontal predictor when `compress`.
 void write_tiff(const std::string& path, const Image& img, int bits, bool compress);
+std::vector<uint8_t> encode_tiff(const Image& img, int bits, bool compress, const std::string& name);
 // PNG (8-bit): 1 channel = grey, 3 = RGB; samples rounded and clamped to 0..255.
 void write_png(const std::string& path, const Image& img);
+std::vector<uint8_t> encode_png(const Image& img, const std::string& name);
 
 }  // namespace tabula::data

@@ -501,6 +501,11 @@ Image read_image(const std::string& path, const DecodeLimits& lim) {
 
 // ---- writers --------------------------------------------------------------------------------------------
 void write_tiff(const std::string& path, const Image& img, int bits, bool compress) {
+  std::vector<uint8_t> out = encode_tiff(img, bits, compress, path);
+  write_file_atomic(path, out.data(), out.size());
+}
+
+std::vector<uint8_t> encode_tiff(const Image& img, int bits, bool compress, const std::string& path) {
   if (bits != 8 && bits != 16) throw std::runtime_error(path + ": TIFF writer supports 8 or 16 bits");
   install_tiff_handlers();
   tiff_error.clear();
@@ -545,10 +550,15 @@ void write_tiff(const std::string& path, const Image& img, int bits, bool compre
   }
   TIFFClose(t);
   if (!ok) throw std::runtime_error(path + ": TIFF encoding failed (" + tiff_error + ")");
-  write_file_atomic(path, out.data(), out.size());
+  return out;
 }
 
 void write_png(const std::string& path, const Image& img) {
+  std::vector<uint8_t> out = encode_png(img, path);
+  write_file_atomic(path, out.data(), out.size());
+}
+
+std::vector<uint8_t> encode_png(const Image& img, const std::string& path) {
   if (img.channels != 1 && img.channels != 3) throw std::runtime_error(path + ": PNG writer takes 1 or 3 channels");
   std::vector<uint8_t> hwc(img.plane_size() * img.channels);
   for (int c = 0; c < img.channels; ++c) {
@@ -562,7 +572,7 @@ void write_png(const std::string& path, const Image& img) {
   };
   if (!stbi_write_png_to_func(sink, &out, img.width, img.height, img.channels, hwc.data(), img.width * img.channels))
     throw std::runtime_error(path + ": PNG encoding failed");
-  write_file_atomic(path, out.data(), out.size());
+  return out;
 }
 
 }  // namespace tabula::data

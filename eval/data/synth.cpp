@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <filesystem>
 #include <functional>
@@ -106,6 +107,22 @@ std::string fmt(double v, int digits = 6) {
 std::string pad(int v, int w) {
   std::string s = std::to_string(v);
   return std::string(size_t(std::max(0, w - int(s.size()))), '0') + s;
+}
+
+// Dataset files are written with temp + rename but without fsync: thousands of small files, and a dataset
+// interrupted half-way is simply generated again (same seed, same bytes).
+void write_dataset_file(const fs::path& path, const std::vector<uint8_t>& bytes) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (!f) throw std::runtime_error(path.string() + ": cannot create file");
+    const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+    if (std::fclose(f) != 0 || !ok) {
+      fs::remove(tmp);
+      throw std::runtime_error(path.string() + ": write failed (disk full?)");
+    }
+  }
+  fs::rename(tmp, path);
 }
 
 // Runs f(i) for i in [0, n) on `threads` workers; the first exception is rethrown.
@@ -463,7 +480,8 @@ SynthSummary synth_cellpainting(const std::string& dir, const CellPaintingConfig
     for (int c = 0; c < kChannels; ++c) {
       Image one(1, cfg.size, cfg.size);
       std::copy(img.plane(c), img.plane(c) + img.plane_size(), one.pixels.begin());
-      write_tiff((fs::path(dir) / rel_dir(f) / file_name(f, c)).string(), one, 16, cfg.compress);
+      const fs::path p = fs::path(dir) / rel_dir(f) / file_name(f, c);
+      write_dataset_file(p, encode_tiff(one, 16, cfg.compress, p.string()));
     }
   });
 
@@ -698,7 +716,8 @@ SynthSummary synth_tissue(const std::string& dir, const TissueConfig& cfg_in) {
     img.max_value = 255;
     img.bits = 8;
     truth[size_t(i)] = render_patch(cfg.seed, it.patient, it.gx, it.gy, cfg.size, stain[size_t(it.patient)].data(), img);
-    write_png((fs::path(dir) / rel_path(it)).string(), img);
+    const fs::path p = fs::path(dir) / rel_path(it);
+    write_dataset_file(p, encode_png(img, p.string()));
     if (cfg.write_h5) images[size_t(i)] = std::move(img);
   });
   // Standardise the structure features over the dataset, then expression.
