@@ -153,6 +153,34 @@ TEST(DataPreprocess, SixteenBitScalingAndPercentiles) {
   }
 }
 
+TEST(DataPreprocess, PercentilesMatchNumpy) {
+  std::ifstream in(pre("percentiles.csv"));
+  std::string line;
+  std::getline(in, line);
+  Image u16 = from_npy(read_npy(pre("u16_input.npy")));
+  Image flt = from_npy([] {
+    NpyArray a = read_npy(pre("float_channel.npy"));
+    a.shape.insert(a.shape.begin(), 1);
+    return a;
+  }());
+  int checked = 0;
+  while (std::getline(in, line)) {
+    std::stringstream s(line);
+    std::string array, c, q, v;
+    std::getline(s, array, ',');
+    std::getline(s, c, ',');
+    std::getline(s, q, ',');
+    std::getline(s, v, ',');
+    const Image& img = array == "u16_input" ? u16 : flt;
+    const int ch = std::stoi(c);
+    std::vector<float> plane(img.plane(ch), img.plane(ch) + img.plane_size());
+    const double want = std::stod(v), got = percentile_linear(plane, std::stod(q));
+    EXPECT_NEAR(got, want, 1e-9 * std::max(1.0, std::fabs(want))) << line;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 27);
+}
+
 TEST(DataPreprocess, ReflectPaddingMatchesNumpy) {
   Image small = from_npy(read_npy(pre("small_input.npy")));  // 13 x 17, padded by 6 -> 25 x 29
   EXPECT_EQ(max_abs_diff(crop_reflect(small, -6, -6, 25, 29), read_npy(pre("small_reflect_pad6.npy"))), 0.0f);

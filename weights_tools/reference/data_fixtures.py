@@ -5,7 +5,8 @@ OpenJPEG) with the pixel values they decode to, and torchvision preprocessing ou
 Run from the repository root with the venv that has torch/torchvision/timm/tifffile/pillow:
     /work/venv/bin/python weights_tools/reference/data_fixtures.py
 Everything is generated from fixed seeds; re-running rewrites identical arrays (encoders may differ in bytes
-across library versions, which does not matter: the tests compare decoded values).
+across library versions, and tifffile puts a random UUID into OME-XML, which does not matter: the tests
+compare decoded values).
 """
 import json
 import math
@@ -178,6 +179,16 @@ def preprocess_fixtures():
     np.save(os.path.join(PRE, "u16_unit.npy"), torch.from_numpy(u16.astype(np.int32)).float().div(65535).numpy())
     pct = {str(q): [float(np.percentile(u16[c].astype(np.float32), q)) for c in range(2)] for q in (0.1, 1, 50, 99, 99.9)}
     manifest["preprocess"]["u16_percentiles"] = pct
+    # numpy.percentile oracle for the C++ test: u16 channels (many ties) and a float channel (after
+    # illumination correction values are not integers), several q.
+    flt = (rng.standard_normal((37, 41)) * 300 + 1000).astype(np.float32)
+    np.save(os.path.join(PRE, "float_channel.npy"), flt)
+    with open(os.path.join(PRE, "percentiles.csv"), "w") as f:
+        f.write("array,channel,q,value\n")
+        for q in (0, 0.1, 1, 2.5, 50, 97.5, 99, 99.9, 100):
+            for c in range(2):
+                f.write("u16_input,%d,%r,%.17g\n" % (c, q, np.percentile(u16[c].astype(np.float32), q)))
+            f.write("float_channel,0,%r,%.17g\n" % (q, np.percentile(flt, q)))
     lo = np.percentile(u16.astype(np.float32), 1, axis=(1, 2), keepdims=True)
     hi = np.percentile(u16.astype(np.float32), 99, axis=(1, 2), keepdims=True)
     np.save(os.path.join(PRE, "u16_percentile_1_99.npy"), np.clip((u16 - lo) / (hi - lo), 0, 1).astype(np.float32))
