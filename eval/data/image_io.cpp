@@ -359,8 +359,35 @@ Image decode_tiff(const uint8_t* bytes, size_t n, const std::string& name, const
 }
 
 // ---- PNG / JPEG (stb_image) -----------------------------------------------------------------------------
+namespace {
+// stb_image 2.27 (Debian 12) trusts the symbol counts of a JPEG Huffman table (DHT): more than 256 symbols
+// write past its 256-entry table (found by UBSan on a corrupted file). stb acts on a DHT marker wherever it
+// meets one — in the header, between scans, or where corruption put FF C4 inside entropy-coded data (a
+// valid file never has FF C4 there, thanks to byte stuffing) — so every FF C4 in the file is checked, replaying
+// stb's own loop over the segment (bytes past the end read as 0, as stbi__get8 returns them).
+void check_jpeg_huffman_tables(const uint8_t* b, size_t n, const std::string& name) {
+  auto byte = [&](size_t i) -> int { return i < n ? b[i] : 0; };
+  for (size_t pos = 0; pos + 1 < n; ++pos) {
+    if (b[pos] != 0xFF || b[pos + 1] != 0xC4) continue;
+    long L = long(byte(pos + 2) << 8 | byte(pos + 3)) - 2;
+    size_t p = pos + 4;
+    while (L > 0) {
+      const int q = byte(p);
+      if ((q >> 4) > 1 || (q & 15) > 3) break;  // stb rejects this table itself
+      long symbols = 0;
+      for (size_t i = 1; i <= 16; ++i) symbols += byte(p + i);
+      if (symbols > 256)
+        fail(name, "corrupt JPEG Huffman table (" + std::to_string(symbols) + " symbols, at most 256)");
+      L -= 17 + symbols;
+      p += 17 + size_t(symbols);
+    }
+  }
+}
+}  // namespace
+
 Image decode_stb(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim) {
   if (n > size_t(INT32_MAX)) fail(name, "file too large for the PNG/JPEG decoder");
+  if (n >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8) check_jpeg_huffman_tables(bytes, n, name);
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(bytes, int(n), &w, &h, &comp))
     fail(name, std::string("not a readable PNG/JPEG (") + stbi_failure_reason() + ")");
