@@ -121,10 +121,21 @@ namespace {
 // ordered), then only that bin's elements are selected. O(n), about 3x faster than nth_element on a
 // megapixel plane.
 std::vector<double> order_statistics(const float* v, size_t n, const std::vector<size_t>& ranks) {
-  auto [mn, mx] = std::minmax_element(v, v + n);
-  const float lo = *mn, hi = *mx;
+  float lo = v[0], hi = v[0];
+  for (size_t i = 0; i < n; ++i) {
+    if (std::isnan(v[i])) return std::vector<double>(ranks.size(), std::nan(""));  // numpy: NaN in, NaN out
+    lo = std::min(lo, v[i]), hi = std::max(hi, v[i]);
+  }
   std::vector<double> out(ranks.size(), double(lo));
   if (!(hi > lo)) return out;
+  if (std::isinf(lo) || std::isinf(hi)) {  // no finite bin width: plain selection on a copy
+    std::vector<float> c(v, v + n);
+    for (size_t k = 0; k < ranks.size(); ++k) {
+      std::nth_element(c.begin(), c.begin() + long(ranks[k]), c.end());
+      out[k] = c[ranks[k]];
+    }
+    return out;
+  }
   constexpr int kBins = 4096;
   const float scale = float(kBins) / (hi - lo);
   auto bin_of = [&](float x) { return std::min(kBins - 1, int((x - lo) * scale)); };
@@ -248,21 +259,25 @@ std::vector<CellCentre> detect_nuclei(const Image& img, int c, int min_area) {
   if (c < 0 || c >= img.channels) throw std::invalid_argument(where(img) + ": nuclei channel " + std::to_string(c) + " out of range");
   const float* p = img.plane(c);
   const size_t n = img.plane_size();
-  auto [mn, mx] = std::minmax_element(p, p + n);
-  if (*mx <= *mn) return {};
+  // Non-finite pixels (NaN in a float TIFF) are background and stay out of the histogram.
+  float mn = INFINITY, mx = -INFINITY;
+  for (size_t i = 0; i < n; ++i)
+    if (std::isfinite(p[i])) mn = std::min(mn, p[i]), mx = std::max(mx, p[i]);
+  if (!(mx > mn)) return {};
   // Otsu on a 256-bin histogram between min and max.
   const int bins = 256;
-  const double lo = *mn, width = (double(*mx) - lo) / bins;
+  const double lo = mn, width = (double(mx) - lo) / bins;
   std::vector<double> hist(bins, 0.0);
-  for (size_t i = 0; i < n; ++i) hist[size_t(std::min(bins - 1, int((p[i] - lo) / width)))] += 1;
-  double total_mean = 0;
-  for (int b = 0; b < bins; ++b) total_mean += b * hist[size_t(b)];
-  total_mean /= double(n);
+  for (size_t i = 0; i < n; ++i)
+    if (std::isfinite(p[i])) hist[size_t(std::min(bins - 1, int((p[i] - lo) / width)))] += 1;
+  double total_mean = 0, total = 0;
+  for (int b = 0; b < bins; ++b) total_mean += b * hist[size_t(b)], total += hist[size_t(b)];
+  total_mean /= total;
   double w0 = 0, m0 = 0, best = -1;
   int best_b = 0;
   for (int b = 0; b < bins - 1; ++b) {
-    w0 += hist[size_t(b)] / double(n);
-    m0 += b * hist[size_t(b)] / double(n);
+    w0 += hist[size_t(b)] / total;
+    m0 += b * hist[size_t(b)] / total;
     if (w0 <= 0 || w0 >= 1) continue;
     const double mu0 = m0 / w0, mu1 = (total_mean - m0) / (1 - w0);
     const double between = w0 * (1 - w0) * (mu0 - mu1) * (mu0 - mu1);
@@ -274,7 +289,7 @@ std::vector<CellCentre> detect_nuclei(const Image& img, int c, int min_area) {
   std::vector<size_t> stack;
   int next = 0;
   for (size_t s = 0; s < n; ++s) {
-    if (label[s] || p[s] < thr) continue;
+    if (label[s] || !(p[s] >= thr) || !std::isfinite(p[s])) continue;
     ++next;
     double sy = 0, sx = 0;
     int area = 0;
@@ -290,7 +305,7 @@ std::vector<CellCentre> detect_nuclei(const Image& img, int c, int min_area) {
           const int yy = y + dy, xx = x + dx;
           if (yy < 0 || xx < 0 || yy >= img.height || xx >= img.width) continue;
           const size_t j = size_t(yy) * img.width + xx;
-          if (!label[j] && p[j] >= thr) label[j] = next, stack.push_back(j);
+          if (!label[j] && p[j] >= thr && std::isfinite(p[j])) label[j] = next, stack.push_back(j);
         }
     }
     if (area >= min_area) out.push_back({sy / area, sx / area, area});

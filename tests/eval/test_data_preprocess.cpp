@@ -85,7 +85,7 @@ void expect_chain(const std::string& name, const Image& got) {
       for (int x = 0; x < got.width; x += 4) worst = std::max(worst, std::fabs(got.at(c, y, x) - g[k++]));
   ASSERT_EQ(int64_t(k), grid.numel());
   EXPECT_LE(worst, 1e-5f) << name;
-  std::printf("  %s: max |tabula - torchvision| = %.3g\n", name.c_str(), double(worst));
+  std::printf("  %s: max |tabula - torchvision| = %.3g\n", name.c_str(), double(worst));  // shown in the report
   double sum = 0, abs_sum = 0;
   for (float v : got.pixels) sum += v, abs_sum += std::fabs(v);
   // 1e-5 per element bounds the sum difference by 1e-5 * numel.
@@ -179,6 +179,10 @@ TEST(DataPreprocess, PercentilesMatchNumpy) {
     ++checked;
   }
   EXPECT_EQ(checked, 27);
+  // Non-finite values: NaN gives NaN (as numpy), infinities are ordered like any value.
+  EXPECT_TRUE(std::isnan(percentile_linear({1.0f, NAN, 3.0f}, 50)));
+  EXPECT_EQ(percentile_linear({1.0f, INFINITY, 3.0f, -INFINITY, 2.0f}, 50), 2.0);
+  EXPECT_EQ(percentile_linear({5.0f}, 99), 5.0);
 }
 
 TEST(DataPreprocess, ReflectPaddingMatchesNumpy) {
@@ -226,6 +230,8 @@ TEST(DataPreprocess, TilesAndNucleusCrops) {
   EXPECT_NEAR(nuclei[0].y, 20.0, 1e-9);
   EXPECT_NEAR(nuclei[0].x, 30.0, 1e-9);
   EXPECT_EQ(nuclei[0].area, 113);  // lattice points in a disc of radius 6
+  img.at(0, 50, 50) = NAN;  // a float TIFF may hold NaN: ignored, not undefined behaviour
+  EXPECT_EQ(detect_nuclei(img, 0, 5).size(), 2u);
   auto crops = cell_crops(img, nuclei, 24);
   ASSERT_EQ(crops.size(), 2u);
   EXPECT_EQ(crops[0].at(0, 12, 12), 1000.0f);  // centred on the nucleus
