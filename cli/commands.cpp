@@ -27,6 +27,8 @@ static const Flag kFeatures{"features", "DIR[:LAYER]|X.npy", "embeddings: DIR:LA
 static const Flag kMeta{"meta", "CSV", "metadata, one row per feature row [default: DIR/index.csv]", false, ""};
 static const Flag kOut{"out", "DIR", "output folder (tidy CSV + summary.json)", true, ""};
 static const Flag kThreads{"threads", "N", "worker threads (0 = all cores; results do not depend on it)", false, "0"};
+int cmd_synth(const Args&);
+int cmd_preprocess(const Args&);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
@@ -163,6 +165,40 @@ const std::vector<Command>& commands() {
         {"keep-zero-mad", "", "filter: keep zero-MAD features", false, ""},
         kOut},
        0, 0, cmd_eval_normalize},
+      {"synth", "write a synthetic dataset (Cell Painting 16-bit TIFFs or H&E-like tissue patches) from a seed",
+       "cellpainting|tissue --out DIR [--seed N] [--quick]", "tabula synth cellpainting --out cp --seed 0",
+       {{"out", "DIR", "output folder", true, ""},
+        {"seed", "N", "random seed (same seed, same bytes)", false, "0"},
+        {"quick", "", "a small dataset for CI (cellpainting: 1 batch x 2 plates, 128 px; tissue: 3 x 12 patches)", false, ""},
+        {"batches", "N", "cellpainting: batches", false, "3"},
+        {"plates", "N", "cellpainting: plates per batch", false, "2"},
+        {"sites", "N", "cellpainting: sites (fields) per well", false, "2"},
+        {"size", "PX", "field side (cellpainting, default 256) or patch side (tissue, default 224)", false, ""},
+        {"patients", "N", "tissue: patients", false, "6"},
+        {"patches", "N", "tissue: patches per patient", false, "60"},
+        {"threads", "T", "worker threads (0: all cores)", false, "0"},
+        {"force", "", "write into a non-empty output folder", false, ""}},
+       1, 1, cmd_synth},
+      {"preprocess", "write the exact model input tensors of a manifest to a .npy (with an index.csv)",
+       "--data MANIFEST --out X.npy [--preset torchvision|dinov2|timm|none] [--channels per-channel|rgb:i,j,k|mean|all]",
+       "tabula preprocess --data cp/load_data.csv --out x.npy --preset dinov2 --intensity percentile --limit 8",
+       {{"data", "MANIFEST", "load_data.csv, RxRx metadata.csv, a CSV of image paths, an image folder or HEST .h5", true, ""},
+        {"out", "X.npy", "output array (float32 [N, C, H, W]); X.index.csv is written beside it", true, ""},
+        {"preset", "NAME", "eval transform: torchvision (resize 256 bilinear, crop 224), dinov2 (256 bicubic, 224), timm (crop_pct 0.9 bicubic), none", false, "torchvision"},
+        {"resize", "N|HxW", "shorter side N, or exact size HxW (0: none)", false, ""},
+        {"crop", "N", "centre crop (0: none)", false, ""},
+        {"interp", "MODE", "bilinear or bicubic", false, ""},
+        {"no-antialias", "", "resize without antialiasing (torchvision antialias=False)", false, ""},
+        {"intensity", "MODE", "unit (x / type max), percentile (per image and channel), minmax, none", false, "unit"},
+        {"percentiles", "LO,HI", "percentiles for --intensity percentile", false, "1,99"},
+        {"mean", "M,..", "Normalize mean (1 or C values)", false, ""},
+        {"std", "S,..", "Normalize std (1 or C values)", false, ""},
+        {"no-normalize", "", "skip Normalize", false, ""},
+        {"channels", "STRATEGY", "per-channel, rgb:i,j,k, mean or all", false, "per-channel"},
+        {"no-illum", "", "ignore the illumination functions of a load_data.csv", false, ""},
+        {"limit", "N", "first N samples only (-1: all)", false, "-1"},
+        {"threads", "T", "decode/preprocess threads", false, "2"}},
+       0, 0, cmd_preprocess},
   };
   return table;
 }

@@ -1,0 +1,56 @@
+// Images as tabula's data layer sees them: float planes (CHW, row-major) holding the file's sample values
+// unchanged (a 16-bit 40000 stays 40000.0f: every u16 is exact in float), plus what the file said about them.
+// Decoders for TIFF (libtiff), PNG/JPEG (stb_image), JPEG 2000 (OpenJPEG); every header is checked against
+// limits before anything is allocated, and every failure is a std::runtime_error that names the file.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tabula::data {
+
+struct Image {
+  int channels = 0, height = 0, width = 0;
+  std::vector<float> pixels;          // channels * height * width, plane after plane
+  float max_value = 1.0f;             // full scale of the source type: 255, 65535, 1 (float data)
+  int bits = 32;                      // bits per sample in the file (8, 16, 32; 32 also for float)
+  bool is_float = false;              // the file stored floating-point samples
+  std::vector<std::string> channel_names;  // from OME-XML when present, else empty
+  std::string source;                 // where it came from (file path), for error messages
+
+  Image() = default;
+  Image(int c, int h, int w) : channels(c), height(h), width(w), pixels(size_t(c) * h * w, 0.0f) {}
+  size_t plane_size() const { return size_t(height) * width; }
+  float* plane(int c) { return pixels.data() + c * plane_size(); }
+  const float* plane(int c) const { return pixels.data() + c * plane_size(); }
+  float& at(int c, int y, int x) { return pixels[c * plane_size() + size_t(y) * width + x]; }
+  const float& at(int c, int y, int x) const { return pixels[c * plane_size() + size_t(y) * width + x]; }
+};
+
+// What a decoder accepts before it allocates: a header claiming more is an error, not an allocation.
+struct DecodeLimits {
+  int64_t max_side = 1 << 17;             // pixels per side
+  int64_t max_samples = int64_t(1) << 31;  // channels * height * width of the decoded image
+  int max_channels = 4096;                // pages * samples per pixel
+};
+
+// Decodes by content (magic bytes), not by extension: TIFF (II*/MM*), PNG, JPEG, JPEG 2000 (JP2 box or raw
+// J2K codestream). Multi-page TIFFs become one channel per page (OME-TIFF: the Z=0, T=0 plane of each
+// channel, in the OME-XML's channel order); multi-sample pixels (RGB) become channels.
+Image read_image(const std::string& path, const DecodeLimits& limits = {});
+Image decode_image(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
+
+Image decode_tiff(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
+Image decode_stb(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
+Image decode_jp2(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
+
+// Writers used by `tabula synth` and the tests. Deterministic: the same image gives the same bytes.
+// TIFF: one page per channel, samples rounded and clamped to the type (bits 8 or 16), deflate-compressed
+// with the horizontal predictor when `compress`.
+void write_tiff(const std::string& path, const Image& img, int bits, bool compress);
+std::vector<uint8_t> encode_tiff(const Image& img, int bits, bool compress, const std::string& name);
+// PNG (8-bit): 1 channel = grey, 3 = RGB; samples rounded and clamped to 0..255.
+void write_png(const std::string& path, const Image& img);
+std::vector<uint8_t> encode_png(const Image& img, const std::string& name);
+
+}  // namespace tabula::data
