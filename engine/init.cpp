@@ -1,0 +1,140 @@
+#include "engine/init.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#pragma GCC optimize("fp-contract=off")  // torch's scalar ops here are plain float multiplies and adds
+
+namespace tabula {
+
+int64_t shape_numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+Fans calculate_fan_in_and_fan_out(const Shape& shape) {
+  if (shape.size() < 2)
+    throw std::invalid_argument("Fan in and fan out can not be computed for tensor with fewer than 2 dimensions");
+  int64_t receptive_field_size = 1;
+  for (size_t i = 2; i < shape.size(); ++i) receptive_field_size *= shape[i];
+  return {shape[1] * receptive_field_size, shape[0] * receptive_field_size};
+}
+
+double calculate_gain(std::string_view nonlinearity, std::optional<double> param) {
+  static constexpr std::string_view linear_fns[] = {"linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
+                                                     "conv_transpose2d", "conv_transpose3d"};
+  for (auto f : linear_fns)
+    if (nonlinearity == f) return 1.0;
+  if (nonlinearity == "sigmoid") return 1.0;
+  if (nonlinearity == "tanh") return 5.0 / 3;
+  if (nonlinearity == "relu") return std::sqrt(2.0);
+  if (nonlinearity == "leaky_relu") {
+    const double negative_slope = param.value_or(0.01);
+    return std::sqrt(2.0 / (1 + std::pow(negative_slope, 2)));  // Python's negative_slope**2
+  }
+  if (nonlinearity == "selu") return 3.0 / 4;
+  throw std::invalid_argument("Unsupported nonlinearity " + std::string(nonlinearity));
+}
+
+namespace {
+int64_t correct_fan(const Shape& shape, FanMode mode) {
+  const Fans f = calculate_fan_in_and_fan_out(shape);
+  return mode == FanMode::fan_in ? f.fan_in : f.fan_out;
+}
+}  // namespace
+
+void uniform_init(float* w, const Shape& shape, double a, double b, TorchGenerator& gen) {
+  uniform_(w, static_cast<size_t>(shape_numel(shape)), a, b, gen);
+}
+void normal_init(float* w, const Shape& shape, double mean, double std, TorchGenerator& gen) {
+  normal_(w, static_cast<size_t>(shape_numel(shape)), mean, std, gen);
+}
+
+void kaiming_uniform_(float* w, const Shape& shape, TorchGenerator& gen, double a, FanMode mode,
+                      std::string_view nonlinearity) {
+  if (shape_numel(shape) == 0) return;  // torch warns and returns
+  const double gain = calculate_gain(nonlinearity, a);
+  const double std = gain / std::sqrt(static_cast<double>(correct_fan(shape, mode)));
+  const double bound = std::sqrt(3.0) * std;
+  uniform_init(w, shape, -bound, bound, gen);
+}
+
+void kaiming_normal_(float* w, const Shape& shape, TorchGenerator& gen, double a, FanMode mode,
+                     std::string_view nonlinearity) {
+  if (shape_numel(shape) == 0) return;
+  const double gain = calculate_gain(nonlinearity, a);
+  const double std = gain / std::sqrt(static_cast<double>(correct_fan(shape, mode)));
+  normal_init(w, shape, 0.0, std, gen);
+}
+
+void xavier_uniform_(float* w, const Shape& shape, TorchGenerator& gen, double gain) {
+  const Fans f = calculate_fan_in_and_fan_out(shape);
+  const double std = gain * std::sqrt(2.0 / static_cast<double>(f.fan_in + f.fan_out));
+  const double a = std::sqrt(3.0) * std;
+  uniform_init(w, shape, -a, a, gen);
+}
+
+void xavier_normal_(float* w, const Shape& shape, TorchGenerator& gen, double gain) {
+  const Fans f = calculate_fan_in_and_fan_out(shape);
+  const double std = gain * std::sqrt(2.0 / static_cast<double>(f.fan_in + f.fan_out));
+  normal_init(w, shape, 0.0, std, gen);
+}
+
+namespace {
+double norm_cdf(double x) { return (1.0 + std::erf(x / std::sqrt(2.0))) / 2.0; }
+}  // namespace
+
+void trunc_normal_(float* w, size_t n, TorchGenerator& gen, double mean, double std, double a, double b) {
+  const double p = norm_cdf((b - mean) / std) - norm_cdf((a - mean) / std);
+  if (!(p > 0.3))
+    throw std::invalid_argument("trunc_normal_: [a, b] = [" + std::to_string(a) + ", " + std::to_string(b) +
+                                "] holds <= 30% of the normal's mass; torch 2.15 then samples by uniform "
+                                "rejection, which tabula does not replay");
+  // Bounds are rounded to the tensor's dtype first (tensor.new_tensor(a).item()).
+  const float lo = static_cast<float>(a), hi = static_cast<float>(b);
+  normal_(w, n, mean, std, gen);
+  std::vector<float> redraw;
+  for (;;) {
+    bool any = false;
+    for (size_t i = 0; i < n && !any; ++i) any = w[i] < lo || w[i] > hi;
+    if (!any) break;
+    redraw.resize(n);
+    normal_(redraw.data(), n, mean, std, gen);  // torch.empty_like(result).normal_(mean, std)
+    for (size_t i = 0; i < n; ++i)
+      if (w[i] < lo || w[i] > hi) w[i] = redraw[i];
+  }
+}
+
+void timm_trunc_normal_(float* w, size_t n, TorchGenerator& gen, double mean, double std, double a, double b) {
+  const double l = norm_cdf((a - mean) / std);
+  const double u = norm_cdf((b - mean) / std);
+  uniform_(w, n, 2 * l - 1, 2 * u - 1, gen);
+  erfinv_(w, n);
+  const float scale = static_cast<float>(std * std::sqrt(2.0));
+  const float shift = static_cast<float>(mean);
+  const float fa = static_cast<float>(a), fb = static_cast<float>(b);
+  for (size_t i = 0; i < n; ++i) {
+    float v = w[i] * scale;
+    v = v + shift;
+    w[i] = std::min(std::max(v, fa), fb);  // clamp_(min=a, max=b)
+  }
+}
+
+void default_reset_parameters(float* weight, const Shape& weight_shape, float* bias, TorchGenerator& gen) {
+  kaiming_uniform_(weight, weight_shape, gen, std::sqrt(5.0));
+  if (bias) {
+    const int64_t fan_in = calculate_fan_in_and_fan_out(weight_shape).fan_in;
+    const double bound = fan_in > 0 ? 1 / std::sqrt(static_cast<double>(fan_in)) : 0;
+    uniform_(bias, static_cast<size_t>(weight_shape[0]), -bound, bound, gen);
+  }
+}
+
+uint64_t default_reset_draws(const Shape& weight_shape, bool has_bias) {
+  // uniform_ on float takes one 32-bit draw per element.
+  return static_cast<uint64_t>(shape_numel(weight_shape)) + (has_bias ? static_cast<uint64_t>(weight_shape[0]) : 0);
+}
+
+}  // namespace tabula
