@@ -12,7 +12,7 @@ namespace {
 // tests/models checks each one's parameter count against timm's).
 const std::vector<std::pair<std::string, std::string>>& extra_names() {
   static const std::vector<std::pair<std::string, std::string>> t = {
-      {"vit_small_patch8_224", "vit_small_patch16_224:patch=8"},  // DINO v1 ViT-S/8
+      {"vit_small_patch8_224", "vit_small_patch16_224:patch=8,classes=0"},  // timm default cfg: DINO v1 ViT-S/8, no head
       {"vit_base_patch8_224", "vit_base_patch16_224:patch=8"},    // DINO v1 ViT-B/8
       {"vit_small_patch32_224", "vit_small_patch16_224:patch=32"},
       {"vit_base_patch32_224", "vit_base_patch16_224:patch=32"},

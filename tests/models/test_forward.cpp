@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -37,13 +38,18 @@ void check_case(const ForwardCase& c) {
   // 1. With every stored tap requested: tapped modules run unfused, values are torch's module outputs.
   TapSet taps(c.taps);
   model->forward(x, taps);
+  double worst = 0;
+  std::string worst_tap;
   for (const auto& f : c.expected) {
     if (f.tap == "__out__") continue;
     std::string why;
     ASSERT_TRUE(taps.captured().count(f.tap)) << "tap " << f.tap << " not captured";
     const double err = test::tap_error(taps.at(f.tap), c.id, f, &why);
     EXPECT_LE(err, kTol) << "tap " << f.tap << ": " << why;
+    if (err >= worst) worst = err, worst_tap = f.tap;
   }
+  std::printf("  %s: %zu taps, worst max-rel error %.2e (%s)\n", c.id.c_str(), c.expected.size(), worst,
+              worst_tap.c_str());
   // 2. No taps: the fused fast path (BN folded, fused epilogues, flash attention) gives the forward output.
   TapSet none;
   const Tensor out = model->forward(x, none);
