@@ -13,7 +13,7 @@ namespace {
 const std::vector<std::pair<std::string, std::string>>& extra_names() {
   static const std::vector<std::pair<std::string, std::string>> t = {
       {"vit_small_patch8_224", "vit_small_patch16_224:patch=8,classes=0"},  // timm default cfg: DINO v1 ViT-S/8, no head
-      {"vit_base_patch8_224", "vit_base_patch16_224:patch=8"},    // DINO v1 ViT-B/8
+      {"vit_base_patch8_224", "vit_base_patch16_224:patch=8"},  // timm default cfg has a head (DINO v1 B/8: classes=0)
       {"vit_small_patch32_224", "vit_small_patch16_224:patch=32"},
       {"vit_base_patch32_224", "vit_base_patch16_224:patch=32"},
       {"vit_large_patch32_224", "vit_large_patch16_224:patch=32,classes=0"},  // timm: no head (in21k cfg)
