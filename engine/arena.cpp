@@ -38,7 +38,14 @@ Tensor Arena::alloc(const Shape& shape, DType dtype) {
     return t;
   }
   overflow_bytes_ += bytes;
-  return Tensor::empty(shape, dtype);
+  Tensor t = Tensor::heap(shape, dtype);
+  return t;
+}
+
+Tensor heap_copy(const Tensor& t) {
+  Tensor h = Tensor::heap(t.shape(), t.dtype());
+  h.copy_(t);
+  return h;
 }
 
 void Arena::reset() {

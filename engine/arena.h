@@ -12,6 +12,27 @@
 
 namespace tabula {
 
+// While alive, every Tensor::empty on this thread (so every op output) comes from `arena`; nests, restores the
+// previous arena on destruction. ArenaScope(nullptr) suspends arena allocation (used for results that must
+// outlive the batch, e.g. hook captures).
+//
+//   Arena arena;                        // per (model, batch size, taps)
+//   for (each batch) {
+//     arena.reset();
+//     { ArenaScope scope(&arena); y = model.forward(x, taps); y = heap_copy(y); }
+//     if (arena.overflow_bytes()) arena.reserve(arena.high_water());   // sized once, after the first batch
+//   }
+class ArenaScope {
+ public:
+  explicit ArenaScope(Arena* arena) : prev_(detail::thread_arena()) { detail::thread_arena() = arena; }
+  ~ArenaScope() { detail::thread_arena() = prev_; }
+  ArenaScope(const ArenaScope&) = delete;
+  ArenaScope& operator=(const ArenaScope&) = delete;
+
+ private:
+  Arena* prev_;
+};
+
 class Arena {
  public:
   explicit Arena(size_t capacity_bytes = 0) { reserve(capacity_bytes); }
@@ -37,5 +58,8 @@ class Arena {
   std::shared_ptr<Storage> block_;
   size_t capacity_ = 0, used_ = 0, high_water_ = 0, overflow_bytes_ = 0;
 };
+
+// A heap copy of `t` (leaves the arena): for results kept after the batch.
+Tensor heap_copy(const Tensor& t);
 
 }  // namespace tabula

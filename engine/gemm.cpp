@@ -13,7 +13,7 @@
 
 #include "engine/gemm_kernels.h"
 #include "engine/ops.h"
-#include "engine/ops_fast.h"
+#include "engine/rowops.h"
 #include "engine/system.h"
 #include "engine/threads.h"
 
@@ -79,10 +79,13 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool tra
   } else {
     // Pack B: panel p (columns p*NR ..), block pc: bp[p][pc*NR*.. ] laid out k-major, zero-padded columns.
     const int64_t panels = (N + NR - 1) / NR;
-    std::vector<float> bpack(static_cast<size_t>(panels * NR * K));
+    // Scratch reused across calls (attention calls gemm per block): grows, never shrinks, never re-zeroed.
+    thread_local std::vector<float> bpack_buf;
+    if (bpack_buf.size() < static_cast<size_t>(panels * NR * K)) bpack_buf.resize(static_cast<size_t>(panels * NR * K));
+    float* const bpack = bpack_buf.data();
     parallel_for(panels, grain_for(panels, K * NR, 1 << 16), [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
-        float* dst = bpack.data() + p * NR * K;
+        float* dst = bpack + p * NR * K;
         const int64_t j0 = p * NR, nj = std::min(NR, N - j0);
         for (int64_t k = 0; k < K; ++k) {
           float* row = dst + k * NR;
@@ -98,7 +101,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool tra
 
     const int64_t mtiles = (M + MC - 1) / MC, ntiles = (N + kNC - 1) / kNC;
     parallel_for(mtiles * ntiles, 1, [&](int64_t t0, int64_t t1) {
-      std::vector<float> apack(static_cast<size_t>(MC * KC));
+      thread_local std::vector<float> apack(static_cast<size_t>(16 * 8 * KC));  // >= MC * KC for every kernel
       alignas(64) float tile[16 * 32];
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t ic = (t / ntiles) * MC, jc = (t % ntiles) * kNC;
@@ -126,7 +129,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool tra
           }
           const bool accumulate = pc > 0;
           for (int64_t jr = 0; jr < nc; jr += NR) {
-            const float* bp = bpack.data() + ((jc + jr) / NR) * NR * K + pc * NR;
+            const float* bp = bpack + ((jc + jr) / NR) * NR * K + pc * NR;
             const int64_t nj = std::min(NR, nc - jr);
             for (int64_t ir = 0; ir < mc; ir += MR) {
               const int64_t ni = std::min(MR, mc - ir);

@@ -5,7 +5,12 @@
 #include <stdexcept>
 #include <string>
 
-#pragma GCC optimize("fp-contract=off")  // torch's scalar ops here are plain float multiplies and adds
+// torch's scalar ops here are plain float multiplies and adds: no contraction into FMAs.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#else
+#pragma GCC optimize("fp-contract=off")
+#endif
 
 namespace tabula {
 

@@ -117,6 +117,12 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool tra
           bool trans_b, float* c, int64_t ldc, const GemmEpilogue& ep = {});
 // Which micro-kernel gemm() dispatches to on this machine: "avx512", "avx2" or "generic".
 const char* gemm_kernel_name();
+// When enabled, conv2d uses Winograd F(2x2, 3x3) for 3x3 stride-1 convs with >= 16 channels. Off by default:
+// on the 2-core AVX-512 build machine it measured slower than im2col + GEMM at every ResNet-50 3x3 shape
+// (bench/RESULTS_engine.md), mostly because the weights are transformed on every call (a load-time transform
+// cache would be the next step). Process-wide.
+void set_winograd_enabled(bool on);
+bool winograd_enabled();
 }  // namespace ops
 
 // Folds an eval-mode BatchNorm that follows a conv into the conv (at weight-load time):

@@ -2,6 +2,7 @@
 // tests/engine/test_ops.cpp checks each against its reference. Parallel loops split work with parallel_for's
 // thread-count-independent chunks and never reduce across chunks, so the bits do not depend on --threads.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -9,46 +10,65 @@
 
 #include "engine/ops.h"
 #include "engine/ops_common.h"
-#include "engine/ops_fast.h"
+#include "engine/rowops.h"
 #include "engine/threads.h"
+#include "engine/winograd.h"
 
 namespace tabula {
-namespace detail {
-
-void activation_inplace(float* x, int64_t n, Activation act) {
-  switch (act) {
-    case Activation::none: return;
-    case Activation::relu:
-      for (int64_t i = 0; i < n; ++i) x[i] = x[i] > 0.f ? x[i] : 0.f;
-      return;
-    case Activation::gelu:
-      // nn.GELU(): x * 0.5 * (1 + erf(x / sqrt(2))), in float as torch's CPU kernel
-      for (int64_t i = 0; i < n; ++i) x[i] = x[i] * 0.5f * (1.f + std::erf(x[i] * static_cast<float>(M_SQRT1_2)));
-      return;
-    case Activation::gelu_tanh: {
-      const float k = 0.7978845608028654f;  // sqrt(2/pi)
-      for (int64_t i = 0; i < n; ++i) {
-        float v = x[i];
-        x[i] = 0.5f * v * (1.f + std::tanh(k * (v + 0.044715f * v * v * v)));
-      }
-      return;
-    }
-    case Activation::silu:
-      for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.f + fast_exp(-x[i]));
-      return;
-  }
-}
-
-}  // namespace detail
 
 namespace ops {
 
 using detail::check_4d;
 
 // ---------------------------------------------------------------------------------------------------------------
-// conv2d: per image and group one GEMM, out[Cout_g, Ho*Wo] = W[Cout_g, Cin_g*kh*kw] @ col[Cin_g*kh*kw, Ho*Wo],
-// with bias (folded BN), residual and activation fused into the GEMM epilogue. 1x1 stride-1 convs use the input
-// itself as `col` (no copy).
+// conv2d as GEMM: out[Cout_g, P] = W[Cout_g, Cin_g*kh*kw] @ col[Cin_g*kh*kw, P] per group, P = Ho*Wo, with bias
+// (folded BN), residual and activation fused into the GEMM epilogue. 1x1 stride-1 convs use the input itself as
+// `col` (no copy). Small maps (P < 256: ResNet's 14x14 and 7x7 stages) fold several images into the GEMM's N
+// dimension, so the micro-kernel's 32-wide panels are not mostly padding; their epilogue then runs in the pass
+// that scatters the [Cout, images * P] result back to NCHW.
+
+namespace {
+std::atomic<bool> g_winograd{false};  // measured slower here: see ops.h
+}  // namespace
+void set_winograd_enabled(bool on) { g_winograd.store(on); }
+bool winograd_enabled() { return g_winograd.load(std::memory_order_relaxed); }
+
+namespace {
+// im2col of one image's group: row r = (ic, i, j) of `dst` (row stride ldd) holds
+// x[ic, oh*sh - ph + i*dh, ow*sw - pw + j*dw] over (oh, ow), 0 outside the input.
+void im2col(const float* xg, const detail::ConvShapes& s, const Conv2dOptions& o, int64_t cin_g, float* dst,
+            int64_t ldd) {
+  const int64_t K = cin_g * s.kh * s.kw, HW = s.H * s.W;
+  parallel_for(K, grain_for(K, s.Ho * s.Wo, 1 << 14), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t ic = r / (s.kh * s.kw), i = (r / s.kw) % s.kh, j = r % s.kw;
+      const float* src = xg + ic * HW;
+      for (int64_t oh = 0; oh < s.Ho; ++oh) {
+        const int64_t ih = oh * o.stride[0] - o.padding[0] + i * o.dilation[0];
+        float* d = dst + r * ldd + oh * s.Wo;
+        if (ih < 0 || ih >= s.H) {
+          std::fill_n(d, s.Wo, 0.f);
+          continue;
+        }
+        const float* srow = src + ih * s.W;
+        const int64_t off = j * o.dilation[1] - o.padding[1];
+        if (o.stride[1] == 1) {  // one contiguous run of valid columns [lo, hi)
+          const int64_t lo = std::clamp<int64_t>(-off, 0, s.Wo), hi = std::clamp<int64_t>(s.W - off, lo, s.Wo);
+          std::fill_n(d, lo, 0.f);
+          std::memcpy(d + lo, srow + lo + off, static_cast<size_t>(hi - lo) * sizeof(float));
+          std::fill_n(d + hi, s.Wo - hi, 0.f);
+        } else {
+          for (int64_t ow = 0; ow < s.Wo; ++ow) {
+            const int64_t iw = ow * o.stride[1] + off;
+            d[ow] = (iw >= 0 && iw < s.W) ? srow[iw] : 0.f;
+          }
+        }
+      }
+    }
+  });
+}
+}  // namespace
+
 Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dOptions& o, Activation act,
               const Tensor& residual) {
   auto s = detail::conv2d_shapes("ops::conv2d", x_in, w_in, b_in, o, residual);
@@ -56,56 +76,68 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
   Tensor bias = b_in.defined() ? b_in.contiguous() : Tensor();
   Tensor res = residual.defined() ? residual.contiguous() : Tensor();
   Tensor y = Tensor::empty({s.N, s.Cout, s.Ho, s.Wo});
+  if (detail::winograd_applies(s, o) && winograd_enabled()) {
+    detail::winograd_conv3x3(x.data<float>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr,
+                             res.defined() ? res.data<float>() : nullptr, y.data<float>(), s, o, act);
+    return y;
+  }
   const int64_t G = o.groups, cin_g = s.C / G, cout_g = s.Cout / G;
   const int64_t K = cin_g * s.kh * s.kw, P = s.Ho * s.Wo, HW = s.H * s.W;
   const bool direct = s.kh == 1 && s.kw == 1 && o.stride[0] == 1 && o.stride[1] == 1 && o.padding[0] == 0 &&
                       o.padding[1] == 0;
-  std::vector<float> col(direct ? 0 : static_cast<size_t>(K * P));
-  for (int64_t n = 0; n < s.N; ++n)
+  // images per GEMM (a fixed function of the shapes: part of the deterministic definition of the result)
+  const int64_t nb = P < 256 ? std::min<int64_t>(s.N, (512 + P - 1) / P) : 1;
+  std::vector<float> col(direct && nb == 1 ? 0 : static_cast<size_t>(K * P * nb));
+  std::vector<float> tmp(nb > 1 ? static_cast<size_t>(cout_g * P * nb) : 0);
+  for (int64_t n0 = 0; n0 < s.N; n0 += nb) {
+    const int64_t nbb = std::min(nb, s.N - n0), cols = nbb * P;
     for (int64_t g = 0; g < G; ++g) {
-      const float* xg = x.data<float>() + (n * s.C + g * cin_g) * HW;
-      const float* bmat = xg;
-      if (!direct) {
-        // im2col: row (ic, i, j) holds x[ic, oh*sh - ph + i*dh, ow*sw - pw + j*dw] (0 outside).
-        parallel_for(K, grain_for(K, P, 1 << 14), [&](int64_t r0, int64_t r1) {
-          for (int64_t r = r0; r < r1; ++r) {
-            const int64_t ic = r / (s.kh * s.kw), i = (r / s.kw) % s.kh, j = r % s.kw;
-            float* dst = col.data() + r * P;
-            const float* src = xg + ic * HW;
-            for (int64_t oh = 0; oh < s.Ho; ++oh) {
-              const int64_t ih = oh * o.stride[0] - o.padding[0] + i * o.dilation[0];
-              float* d = dst + oh * s.Wo;
-              if (ih < 0 || ih >= s.H) {
-                std::fill_n(d, s.Wo, 0.f);
-                continue;
-              }
-              const float* srow = src + ih * s.W;
-              const int64_t off = j * o.dilation[1] - o.padding[1];
-              if (o.stride[1] == 1) {
-                // contiguous run of valid columns [lo, hi)
-                const int64_t lo = std::clamp<int64_t>(-off, 0, s.Wo), hi = std::clamp<int64_t>(s.W - off, lo, s.Wo);
-                std::fill_n(d, lo, 0.f);
-                std::memcpy(d + lo, srow + lo + off, static_cast<size_t>(hi - lo) * sizeof(float));
-                std::fill_n(d + hi, s.Wo - hi, 0.f);
-              } else {
-                for (int64_t ow = 0; ow < s.Wo; ++ow) {
-                  const int64_t iw = ow * o.stride[1] + off;
-                  d[ow] = (iw >= 0 && iw < s.W) ? srow[iw] : 0.f;
-                }
-              }
-            }
-          }
-        });
-        bmat = col.data();
+      const float* bmat = nullptr;
+      for (int64_t n = 0; n < nbb; ++n) {
+        const float* xg = x.data<float>() + ((n0 + n) * s.C + g * cin_g) * HW;
+        if (direct && nbb == 1) {
+          bmat = xg;
+        } else if (direct) {
+          for (int64_t r = 0; r < K; ++r)
+            std::memcpy(col.data() + r * cols + n * P, xg + r * HW, static_cast<size_t>(P) * sizeof(float));
+        } else {
+          im2col(xg, s, o, cin_g, col.data() + n * P, cols);
+        }
+      }
+      if (!bmat) bmat = col.data();
+      const float* bias_g = bias.defined() ? bias.data<float>() + g * cout_g : nullptr;
+      const float* wg = w.data<float>() + g * cout_g * K;
+      if (nbb == 1) {
+        GemmEpilogue ep;
+        ep.bias_row = bias_g;
+        ep.residual = res.defined() ? res.data<float>() + (n0 * s.Cout + g * cout_g) * P : nullptr;
+        ep.ldr = P;
+        ep.act = act;
+        gemm(cout_g, P, K, wg, K, false, bmat, cols, false, y.data<float>() + (n0 * s.Cout + g * cout_g) * P, P, ep);
+        continue;
       }
       GemmEpilogue ep;
-      ep.bias_row = bias.defined() ? bias.data<float>() + g * cout_g : nullptr;
-      ep.residual = res.defined() ? res.data<float>() + (n * s.Cout + g * cout_g) * P : nullptr;
-      ep.ldr = P;
-      ep.act = act;
-      gemm(cout_g, P, K, w.data<float>() + g * cout_g * K, K, false, bmat, P, false,
-           y.data<float>() + (n * s.Cout + g * cout_g) * P, P, ep);
+      ep.bias_row = bias_g;
+      ep.act = res.defined() ? Activation::none : act;
+      gemm(cout_g, cols, K, wg, K, false, bmat, cols, false, tmp.data(), cols, ep);
+      // scatter [cout_g, (n, p)] -> y[n, g*cout_g + co, p], adding the residual then the activation
+      parallel_for(nbb * cout_g, grain_for(nbb * cout_g, P), [&](int64_t q0, int64_t q1) {
+        for (int64_t q = q0; q < q1; ++q) {
+          const int64_t n = q / cout_g, co = q % cout_g;
+          const int64_t yo = ((n0 + n) * s.Cout + g * cout_g + co) * P;
+          float* yp = y.data<float>() + yo;
+          const float* tp = tmp.data() + co * cols + n * P;
+          if (res.defined()) {
+            const float* rp = res.data<float>() + yo;
+            for (int64_t p = 0; p < P; ++p) yp[p] = tp[p] + rp[p];
+            detail::activation_inplace(yp, P, act);
+          } else {
+            std::memcpy(yp, tp, static_cast<size_t>(P) * sizeof(float));
+          }
+        }
+      });
     }
+  }
   return y;
 }
 
@@ -166,7 +198,7 @@ Tensor swiglu(const Tensor& x_in) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* a = x.data<float>() + r * C2;
       float* yr = y.data<float>() + r * C;
-      for (int64_t c = 0; c < C; ++c) yr[c] = a[c] / (1.f + detail::fast_exp(-a[c])) * a[C + c];
+      detail::row_kernels().silu_mul(a, a + C, yr, C);
     }
   });
   return y;
@@ -299,7 +331,6 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Row ops: 16 partial sums (vectorisable without -ffast-math), combined in a fixed order.
-static constexpr int kLanes = 16;
 
 Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, double eps) {
   check_f32_cpu("ops::layer_norm", x_in, "input");
@@ -315,51 +346,13 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, do
     for (int64_t r = r0; r < r1; ++r) {
       const float* xr = x.data<float>() + r * C;
       float* yr = y.data<float>() + r * C;
-      // two-pass mean / variance (more stable than E[x^2]-E[x]^2 for large-mean activations)
-      float part[kLanes] = {};
-      int64_t c = 0;
-      for (; c + kLanes <= C; c += kLanes)
-        for (int l = 0; l < kLanes; ++l) part[l] += xr[c + l];
-      double sum = 0;
-      for (int l = 0; l < kLanes; ++l) sum += part[l];
-      for (; c < C; ++c) sum += xr[c];
-      const float mean = static_cast<float>(sum / static_cast<double>(C));
-      float vpart[kLanes] = {};
-      c = 0;
-      for (; c + kLanes <= C; c += kLanes)
-        for (int l = 0; l < kLanes; ++l) {
-          const float d = xr[c + l] - mean;
-          vpart[l] += d * d;
-        }
-      double var = 0;
-      for (int l = 0; l < kLanes; ++l) var += vpart[l];
-      for (; c < C; ++c) var += static_cast<double>(xr[c] - mean) * (xr[c] - mean);
-      const float rstd = static_cast<float>(1.0 / std::sqrt(var / static_cast<double>(C) + eps));
-      for (c = 0; c < C; ++c) {
-        float v = (xr[c] - mean) * rstd;
-        if (wp) v *= wp[c];
-        if (bp) v += bp[c];
-        yr[c] = v;
-      }
+      detail::row_kernels().layer_norm(xr, yr, C, wp, bp, eps);
     }
   });
   return y;
 }
 
-// softmax of one contiguous row, in place
-static void softmax_row(float* r, int64_t C) {
-  float mx = -std::numeric_limits<float>::infinity();
-  for (int64_t c = 0; c < C; ++c) mx = r[c] > mx ? r[c] : mx;
-  float part[kLanes] = {};
-  int64_t c = 0;
-  for (; c + kLanes <= C; c += kLanes)
-    for (int l = 0; l < kLanes; ++l) part[l] += (r[c + l] = detail::fast_exp(r[c + l] - mx));
-  float sum = 0;
-  for (int l = 0; l < kLanes; ++l) sum += part[l];
-  for (; c < C; ++c) sum += (r[c] = detail::fast_exp(r[c] - mx));
-  const float inv = 1.f / sum;
-  for (c = 0; c < C; ++c) r[c] *= inv;
-}
+static void softmax_row(float* r, int64_t C) { detail::row_kernels().softmax(r, C); }
 
 Tensor softmax(const Tensor& x_in, int64_t dim) {
   check_f32_cpu("ops::softmax", x_in, "input");
@@ -404,10 +397,13 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
     *attn_probs = probs;
     return out;
   }
-  constexpr int64_t kBQ = 32, kBK = 64;
-  const int64_t qblocks = (Nq + kBQ - 1) / kBQ;
+  // Query blocks of kBQ rows; keys in blocks of up to kBK (one block for the usual <= 512 tokens, where this is
+  // exactly softmax(QK^T)V computed strip by strip). Both products use the packed GEMM micro-kernels.
+  constexpr int64_t kBQ = 64, kBK = 512;
+  const int64_t qblocks = (Nq + kBQ - 1) / kBQ, bk = std::min(kBK, Nk);
+  const detail::RowKernels& rk = detail::row_kernels();
   parallel_for(B * H * qblocks, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<float> kt(static_cast<size_t>(D * kBK)), s(static_cast<size_t>(kBQ * kBK)),
+    std::vector<float> s(static_cast<size_t>(kBQ * bk)), pv(static_cast<size_t>(kBQ * Dv)),
         acc(static_cast<size_t>(kBQ * Dv)), m(kBQ), l(kBQ);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t bh = t / qblocks, i0 = (t % qblocks) * kBQ, nq = std::min(kBQ, Nq - i0);
@@ -416,44 +412,28 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
       const float* vb = v.data<float>() + bh * Nk * Dv;
       std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
       std::fill(l.begin(), l.end(), 0.f);
-      std::fill(acc.begin(), acc.end(), 0.f);
       for (int64_t j0 = 0; j0 < Nk; j0 += kBK) {
         const int64_t nk = std::min(kBK, Nk - j0);
-        // K block transposed to [D][nk] so the score loop runs along keys (vectorises, no reduction)
-        for (int64_t j = 0; j < nk; ++j)
-          for (int64_t d = 0; d < D; ++d) kt[d * kBK + j] = kb[(j0 + j) * D + d];
+        // S = Q_blk K_blk^T  [nq, nk]   (runs on this thread: gemm's parallel_for is inline inside a chunk)
+        gemm(nq, nk, D, qb, D, false, kb + j0 * D, D, true, s.data(), nk);
         for (int64_t i = 0; i < nq; ++i) {
-          float* si = s.data() + i * kBK;
-          std::fill_n(si, nk, 0.f);
-          const float* qi = qb + i * D;
-          for (int64_t d = 0; d < D; ++d) {
-            const float qd = qi[d];
-            const float* kd = kt.data() + d * kBK;
-            for (int64_t j = 0; j < nk; ++j) si[j] += qd * kd[j];
-          }
-          float mx = m[i];
-          for (int64_t j = 0; j < nk; ++j) {
-            si[j] *= scale;
-            mx = si[j] > mx ? si[j] : mx;
-          }
-          const float corr = detail::fast_exp(m[i] - mx);  // 0 on the first block (m = -inf)
-          float part[kLanes] = {};
-          int64_t j = 0;
-          for (; j + kLanes <= nk; j += kLanes)
-            for (int ln = 0; ln < kLanes; ++ln) part[ln] += (si[j + ln] = detail::fast_exp(si[j + ln] - mx));
-          float sum = 0;
-          for (int ln = 0; ln < kLanes; ++ln) sum += part[ln];
-          for (; j < nk; ++j) sum += (si[j] = detail::fast_exp(si[j] - mx));
+          float* si = s.data() + i * nk;
+          const float blk_max = rk.scale_max(si, nk, scale);
+          const float mx = blk_max > m[i] ? blk_max : m[i];
+          const float sum = rk.exp_sum(si, nk, mx);
+          const float corr = rk.exp(m[i] - mx);  // 0 on the first block (m = -inf)
           l[i] = l[i] * corr + sum;
           m[i] = mx;
-          float* ai = acc.data() + i * Dv;
-          for (int64_t d = 0; d < Dv; ++d) ai[d] *= corr;
-          for (int64_t jj = 0; jj < nk; ++jj) {
-            const float p = si[jj];
-            const float* vj = vb + (j0 + jj) * Dv;
-            for (int64_t d = 0; d < Dv; ++d) ai[d] += p * vj[d];
+          if (j0 > 0) {
+            float* ai = acc.data() + i * Dv;
+            for (int64_t d = 0; d < Dv; ++d) ai[d] *= corr;
           }
         }
+        // acc (+)= P V_blk  [nq, Dv]
+        float* dst = j0 == 0 ? acc.data() : pv.data();
+        gemm(nq, Dv, nk, s.data(), nk, false, vb + j0 * Dv, Dv, false, dst, Dv);
+        if (j0 > 0)
+          for (int64_t e = 0; e < nq * Dv; ++e) acc[e] += pv[e];
       }
       for (int64_t i = 0; i < nq; ++i) {
         float* o = out.data<float>() + (bh * Nq + i0 + i) * Dv;

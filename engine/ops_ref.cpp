@@ -21,7 +21,8 @@ static float apply_act(double v, Activation act) {
     case Activation::gelu: return static_cast<float>(0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))));
     case Activation::gelu_tanh: {
       const double k = std::sqrt(2.0 / M_PI);
-      return static_cast<float>(0.5 * v * (1.0 + std::tanh(k * (v + 0.044715 * v * v * v))));
+      // 0.5 v (1 + tanh(u)) written as v / (1 + exp(-2u)): equal, without cancellation for v << 0
+      return static_cast<float>(v / (1.0 + std::exp(-2.0 * k * (v + 0.044715 * v * v * v))));
     }
     case Activation::silu: return static_cast<float>(v / (1.0 + std::exp(-v)));
   }

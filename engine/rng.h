@@ -48,22 +48,25 @@ class TorchGenerator {
   uint64_t seed_ = 0;
 };
 
-// Tensor.uniform_(from, to) on n contiguous float32 values.
+// Tensor.uniform_(from, to) on n contiguous float32 values. Like torch, throws std::invalid_argument for
+// from > to (uniform_) or std < 0 (normal_).
 void uniform_(float* data, size_t n, double from, double to, TorchGenerator& gen);
 // Tensor.normal_(mean, std) on n contiguous float32 values.
 void normal_(float* data, size_t n, double mean, double std, TorchGenerator& gen);
 // Tensor.erfinv_() on float32. torch computes this with MKL's vsErfInv (high-accuracy mode), which we cannot
-// replay; we compute erfinv in double (torch's calc_erfinv algorithm with two Newton steps) and round once,
-// which agrees with torch bitwise on ~99.3% of inputs and within 1 ULP on the rest.
+// replay; we compute erfinv in double (torch's calc_erfinv algorithm, Newton-refined) and round once, which
+// agrees with torch bitwise on ~99.3% of inputs and within 1 ULP on the rest. Large buffers use all cores
+// (element-wise, so the result does not depend on the thread count).
 void erfinv_(float* data, size_t n);
 double calc_erfinv(double y);
 
 namespace detail {
-// One 16-element Box-Muller block as torch's AVX2 NormalFill16 computes it. Two builds of the same code:
-// one with hardware FMA (used when the CPU has it), one portable; tests check they agree bitwise.
-void normal_fill_16_fma(float* data, float mean, float std);
+// One 16-element Box-Muller block as torch's AVX2 NormalFill16 computes it: 8-wide AVX2 intrinsics
+// (engine/rng_avx2.cpp, used when the CPU has AVX2+FMA) and a portable lane-by-lane replay (explicit fmaf
+// calls). Tests check they agree bitwise.
+void normal_fill_16_avx2(float* data, float mean, float std);
 void normal_fill_16_portable(float* data, float mean, float std);
-bool normal_fill_uses_fma();
+bool normal_fill_uses_avx2();
 }  // namespace detail
 
 }  // namespace tabula

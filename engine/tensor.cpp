@@ -1,5 +1,7 @@
 #include "engine/tensor.h"
 
+#include "engine/arena.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -52,9 +54,20 @@ static std::atomic<bool> g_poison{false};
 void set_poison_allocations(bool on) { g_poison.store(on); }
 bool poison_allocations() { return g_poison.load(std::memory_order_relaxed); }
 
+Arena*& detail::thread_arena() {
+  thread_local Arena* a = nullptr;
+  return a;
+}
+
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   check_shape(shape, "Tensor::empty");
   if (device != Device::cpu) op_error("Tensor::empty", "cuda tensors are allocated by the CUDA backend");
+  if (Arena* a = detail::thread_arena()) return a->alloc(shape, dtype);
+  return heap(shape, dtype);
+}
+
+Tensor Tensor::heap(const Shape& shape, DType dtype) {
+  check_shape(shape, "Tensor::heap");
   size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
   size_t alloc = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
   void* p = std::aligned_alloc(64, alloc);

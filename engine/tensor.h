@@ -15,6 +15,11 @@
 
 namespace tabula {
 
+class Arena;
+namespace detail {
+Arena*& thread_arena();  // the arena Tensor::empty draws from on this thread (ArenaScope sets it)
+}  // namespace detail
+
 enum class Device : uint8_t { cpu, cuda };
 std::string_view device_name(Device d);
 
@@ -36,8 +41,11 @@ class Tensor {
  public:
   Tensor() = default;  // undefined (like an empty torch::optional<Tensor>): defined() is false
 
-  // Fresh 64-byte-aligned heap storage (contents unspecified for empty()).
+  // Fresh 64-byte-aligned storage (contents unspecified for empty()): from the thread's current arena when an
+  // ArenaScope is active (see arena.h), else from the heap.
   static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu);
+  // Always heap storage, whatever arena is active (results that must outlive the batch).
+  static Tensor heap(const Shape& shape, DType dtype = DType::f32);
   static Tensor zeros(const Shape& shape, DType dtype = DType::f32);
   static Tensor full(const Shape& shape, float value);
   // Copies `values` (f32) into a new tensor of `shape`; throws when the element count differs.

@@ -216,6 +216,7 @@ void apply_vit_keys(const std::string& arch, ViTConfig& c, const std::string& ke
       else c.fc_norm = parse_bool(arch, k, v);
     } else if (k == "pre_norm") c.pre_norm = parse_bool(arch, k, v);
     else if (k == "final_norm") c.final_norm = parse_bool(arch, k, v);
+    else if (k == "legacy_init") c.legacy_init = parse_bool(arch, k, v);
     else if (k == "flavor") {
       if (v == "timm") c.flavor = ViTConfig::Flavor::timm;
       else if (v == "dinov2") {
@@ -227,7 +228,7 @@ void apply_vit_keys(const std::string& arch, ViTConfig& c, const std::string& ke
     } else {
       bad_arch(arch, "unknown key '" + k + "' (vit keys: dim, depth, heads, patch, img, chans, classes, mlp_ratio, "
                      "qkv_bias, init_values, class_token, no_embed_class, reg, global_pool, fc_norm, pre_norm, "
-                     "final_norm, flavor)");
+                     "final_norm, flavor, legacy_init)");
     }
   }
   if (c.embed_dim % c.num_heads != 0)
@@ -236,6 +237,7 @@ void apply_vit_keys(const std::string& arch, ViTConfig& c, const std::string& ke
     bad_arch(arch, "img " + std::to_string(c.img_size) + " is not a multiple of patch " + std::to_string(c.patch_size));
   if (c.global_pool == "token" && !c.class_token) bad_arch(arch, "global_pool=token needs the class token");
   if (c.flavor == ViTConfig::Flavor::dinov2) {
+    if (c.legacy_init) bad_arch(arch, "legacy_init is a timm setting (timm < 1.0.23), not a DINOv2 one");
     if (!c.class_token || c.no_embed_class || c.pre_norm || !c.final_norm || c.num_classes != 0 || c.fc_norm.value_or(false))
       bad_arch(arch, "flavor=dinov2 (DinoVisionTransformer) always has a class token, a pos-embed covering it, a "
                      "final norm and no head: class_token/no_embed_class/pre_norm/final_norm/classes/fc_norm "
@@ -490,6 +492,12 @@ std::vector<NamedTensor> init_vit(const ViTConfig& c, uint64_t seed) {
   {
     float* bias = sd.has("patch_embed.proj.bias") ? sd.f32("patch_embed.proj.bias") : nullptr;
     default_reset_parameters(sd.f32("patch_embed.proj.weight"), sd.at("patch_embed.proj.weight").shape, bias, gen);
+  }
+  if (c.legacy_init) {
+    // timm <= 1.0.22: pos_embed = nn.Parameter(torch.randn(1, L, D) * .02), between PatchEmbed and the blocks.
+    // Replayed with normal_ itself: for L*D < 16 torch's scalar path also leaves a cached sample behind.
+    std::vector<float> scratch(static_cast<size_t>(sd.at("pos_embed").numel()));
+    normal_(scratch.data(), scratch.size(), 0.0, 1.0, gen);
   }
   std::vector<std::string> linears;  // module order = named_apply order for leaves
   for (int i = 0; i < c.depth; ++i) {

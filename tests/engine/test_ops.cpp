@@ -103,6 +103,38 @@ TEST(Ops, Conv2d) {
   }
 }
 
+// 3x3 stride-1 convs with >= 16 channels take Winograd F(2x2, 3x3): odd maps (tiles cut at the edge), padding
+// 0/1/2, residual + ReLU epilogue, batch 1.
+TEST(Ops, Conv2dWinograd) {
+  auto g = rng_for("winograd");
+  ASSERT_FALSE(ops::winograd_enabled());  // off by default (see ops.h)
+  ops::set_winograd_enabled(true);
+  for (int c = 0; c < kCases; ++c) {
+    const int64_t N = pick(g, {1, 1, 2, 3}), cin = pick(g, {16, 19, 32, 64}), cout = pick(g, {16, 17, 48});
+    const int64_t H = pick(g, {7, 8, 14, 15, 28, uni(g, 3, 20)}), W = pick(g, {7, 9, 14, uni(g, 3, 20)});
+    Conv2dOptions o;
+    const int64_t pad = pick(g, {0, 1, 1, 2});
+    o.padding = {pad, pad};
+    if (H + 2 * pad < 3 || W + 2 * pad < 3) continue;
+    Tensor x = random_tensor({N, cin, H, W}, g), w = random_tensor({cout, cin, 3, 3}, g, 0.3f);
+    Tensor b = c % 3 ? random_tensor({cout}, g) : Tensor();
+    Tensor res = c % 2 ? random_tensor({N, cout, H + 2 * pad - 2, W + 2 * pad - 2}, g) : Tensor();
+    const Activation act = c % 4 < 2 ? Activation::relu : Activation::none;
+    EXPECT_VALID(validate::check([&] { return ops::conv2d(x, w, b, o, act, res); },
+                                 [&] { return ref::conv2d(x, w, b, o, act, res); }, {2e-4, 2e-4}),
+                 "winograd conv x=" << x.str() << " w=" << w.str() << " pad=" << pad);
+  }
+  // the Winograd path really ran: its bits differ from the im2col path's (same values to rounding)
+  Tensor x = random_tensor({1, 16, 9, 9}, g), w = random_tensor({16, 16, 3, 3}, g);
+  Conv2dOptions o;
+  o.padding = {1, 1};
+  Tensor a = ops::conv2d(x, w, {}, o);
+  ops::set_winograd_enabled(false);
+  Tensor d = ops::conv2d(x, w, {}, o);
+  EXPECT_NE(std::memcmp(a.raw(), d.raw(), a.nbytes()), 0);
+  EXPECT_TRUE(validate::compare(a, d, {1e-4, 1e-4}).ok);
+}
+
 TEST(Ops, LinearWithFusedActivationAndMatmul) {
   auto g = rng_for("linear");
   for (int c = 0; c < kCases; ++c) {
@@ -157,7 +189,8 @@ TEST(Ops, ScaledDotProductAttention) {
   auto g = rng_for("sdpa");
   for (int c = 0; c < kCases; ++c) {
     const int64_t B = pick(g, {1, 2}), H = pick(g, {1, 3, 6}), N = pick(g, {1, 7, 50, 197, 257, 261, uni(g, 1, 300)});
-    const int64_t Nk = c % 5 == 4 ? uni(g, 1, 130) : N, D = pick(g, {8, 16, 33, 64});
+    int64_t Nk = c % 5 == 4 ? uni(g, 1, 130) : N, D = pick(g, {8, 16, 33, 64});
+    if (c < 2) Nk = c == 0 ? 1100 : 1025;  // several key blocks: the online-softmax rescaling path
     Tensor q = random_tensor({B, H, N, D}, g, 2.f), k = random_tensor({B, H, Nk, D}, g, 2.f);
     Tensor v = random_tensor({B, H, Nk, D}, g);
     std::optional<double> scale;
@@ -249,7 +282,10 @@ TEST(Ops, DeterministicAcrossThreadCounts) {
   o.padding = {1, 1};
   auto run_all = [&] {
     std::vector<Tensor> r;
-    r.push_back(ops::conv2d(x, w, b, o, Activation::relu));
+    ops::set_winograd_enabled(true);
+    r.push_back(ops::conv2d(x, w, b, o, Activation::relu));  // Winograd (19 -> 37 channels, 3x3)
+    ops::set_winograd_enabled(false);
+    r.push_back(ops::conv2d(x, w, b, o, Activation::relu));  // im2col + GEMM, two images per GEMM
     r.push_back(ops::linear(tok, lw, lb, Activation::gelu));
     r.push_back(ops::matmul(big_a, big_b));
     r.push_back(ops::scaled_dot_product_attention(q, k, v));
@@ -332,4 +368,45 @@ TEST(Validator, CatchesUnwrittenElementsAndErrors) {
   EXPECT_TRUE(validate::compare(want, want, {0, 0}).ok);
   EXPECT_FALSE(validate::compare(want, want.view({5, 4})).ok);
   for (float v : random_tensor({1000}, g).to_vector()) EXPECT_GE(std::fabs(v), 1.0f / 64);
+}
+
+// The vectorised math behind softmax / attention / GELU / SiLU, for every ISA this CPU can run, against double
+// precision over a dense grid: exp within 2 ulp, SiLU / tanh-GELU within a few ulp, GELU within 5e-6 relative
+// down to x = -6 (the erfc form avoids float's 1 + erf(x) cancellation; the rest is exp's argument rounding).
+#include "engine/rowops.h"
+#include "engine/system.h"
+
+TEST(Ops, VectorMathAccuracyEveryIsa) {
+  std::vector<detail::RowKernels> isas = {detail::row_kernels_generic()};
+  if (cpu_features().has_avx2_fma()) isas.push_back(detail::row_kernels_avx2());
+  if (cpu_features().has_avx512()) isas.push_back(detail::row_kernels_avx512());
+  const int n = 400001;
+  std::vector<float> xs(n);
+  for (int i = 0; i < n; ++i) xs[i] = -20.f + 40.f * static_cast<float>(i) / (n - 1);
+  for (const auto& k : isas) {
+    double worst_exp = 0, worst_gelu = 0, worst_gelu_tail = 0, worst_silu = 0, worst_tanh = 0;
+    std::vector<float> e(xs), gl(xs), sl(xs), th(xs);
+    k.exp_sum(e.data(), n, 0.f);
+    k.activation(gl.data(), n, Activation::gelu);
+    k.activation(sl.data(), n, Activation::silu);
+    k.activation(th.data(), n, Activation::gelu_tanh);
+    for (int i = 0; i < n; ++i) {
+      const double x = xs[i];
+      auto rel = [](double got, double want) { return std::fabs(got - want) / std::max(std::fabs(want), 1e-30); };
+      worst_exp = std::max(worst_exp, rel(e[i], std::exp(x)));
+      const double g = 0.5 * x * std::erfc(-x / std::sqrt(2.0));
+      if (x >= -6) worst_gelu = std::max(worst_gelu, rel(gl[i], g));
+      else worst_gelu_tail = std::max(worst_gelu_tail, std::fabs(gl[i] - g));
+      worst_silu = std::max(worst_silu, rel(sl[i], x / (1 + std::exp(-x))));
+      const double gt = x / (1 + std::exp(-2 * std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));  // = 0.5x(1+tanh)
+      worst_tanh = std::max(worst_tanh, rel(th[i], gt));
+    }
+    EXPECT_LT(worst_exp, 2.5e-7) << k.name;
+    EXPECT_LT(worst_gelu, 5e-6) << k.name;
+    EXPECT_LT(worst_gelu_tail, 1e-12) << k.name;  // x < -6 (|gelu| < 1e-8): absolute
+    EXPECT_LT(worst_silu, 1e-6) << k.name;
+    EXPECT_LT(worst_tanh, 2e-5) << k.name;  // exp of a cubic argument: its rounding dominates on the tail
+    std::printf("[ %s ] max rel err: exp %.3g, gelu %.3g, silu %.3g, gelu_tanh %.3g\n", k.name, worst_exp, worst_gelu,
+                worst_silu, worst_tanh);
+  }
 }

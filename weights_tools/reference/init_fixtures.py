@@ -8,11 +8,13 @@ of timm ViTs the whole state_dict is also written, flattened, to <id>_s<seed>.f3
 (timm's erfinv-based trunc_normal_ is only matched within 2 ULP).
 
 Usage (writes tests/fixtures/init/):
-    /work/venv/bin/python weights_tools/reference/init_fixtures.py --dinov2 /path/to/dinov2-checkout
+    pip install --no-deps --target /tmp/timm-1.0.22 timm==1.0.22   # for the legacy_init fixtures
+    /work/venv/bin/python weights_tools/reference/init_fixtures.py --dinov2 /path/to/dinov2-checkout \
+        --timm-legacy /tmp/timm-1.0.22
 
 The DINOv2 hub models are built from a checkout of github.com/facebookresearch/dinov2 (the folder holding the
 `dinov2` package; matched: commit b8931f7, 2025-08-14), with pretrained=False (no network).
-Versions matched: torch 2.15.0, torchvision 0.29.2, timm 1.0.31.
+Versions matched: torch 2.15.0, torchvision 0.29.2, timm 1.0.31 (and timm 1.0.22 for `legacy_init=1`).
 """
 import argparse
 import hashlib
@@ -46,6 +48,14 @@ SMALL = [  # (fixture id, arch, seeds)
     ("dinov2_tiny", "vit:flavor=dinov2,dim=32,depth=2,heads=4,patch=8,img=32,init_values=1.0", [0]),
     ("dinov2_tiny_reg", "vit:flavor=dinov2,dim=32,depth=2,heads=4,patch=8,img=32,init_values=1.0,reg=4", [1]),
     ("dinov2_dim8", "vit:flavor=dinov2,dim=8,depth=1,heads=2,patch=4,img=8,init_values=1e-5", [2]),
+]
+
+
+# timm <= 1.0.22 (before commit b5ffe5bd), built by a second interpreter with --timm-legacy on its path.
+LEGACY = [
+    ("vit_small_patch16_224_legacy", "vit_small_patch16_224:legacy_init=1", [0]),
+    ("vit_tiny_legacy", "vit:dim=32,depth=2,heads=4,patch=8,img=32,classes=10,legacy_init=1", [0]),
+    ("vit_dim4_legacy", "vit:dim=4,depth=1,heads=2,patch=8,img=8,classes=2,legacy_init=1", [3]),  # randn < 16 values
 ]
 
 
@@ -83,7 +93,7 @@ def build_kv(spec, dinov2_mod):
             num_heads=int(kv["heads"]), mlp_ratio=float(kv.get("mlp_ratio", 4)), qkv_bias=as_bool(kv.get("qkv_bias", "1")),
             init_values=float(kv["init_values"]) if "init_values" in kv else None,
             num_register_tokens=int(kv.get("reg", 0)),
-            block_fn=partial(NestedTensorBlock, attn_class=MemEffAttention))
+            block_fn=partial(NestedTensorBlock, attn_class=MemEffAttention), block_chunks=0)  # as the hub
     from timm.models.vision_transformer import VisionTransformer
     args = dict(img_size=int(kv["img"]), patch_size=int(kv["patch"]), embed_dim=int(kv["dim"]), depth=int(kv["depth"]),
                 num_heads=int(kv["heads"]), num_classes=int(kv.get("classes", 1000)),
@@ -97,6 +107,7 @@ def build_kv(spec, dinov2_mod):
 
 
 def build_named(name):
+    name = name.split(":")[0]  # "vit_small_patch16_224:legacy_init=1": the timm on sys.path decides
     if name.startswith("dinov2_"):
         from dinov2.hub import backbones
         return getattr(backbones, name)(pretrained=False)
@@ -164,7 +175,7 @@ def distribution_cases():
     case("torch_trunc_normal_std1", 7, [5000], lambda t: nn_init.trunc_normal_(t, std=1.0))
     case("torch_trunc_normal_narrow", 8, [3000], lambda t: nn_init.trunc_normal_(t, mean=0.5, std=2.0, a=-1.0, b=3.0))
     case("timm_trunc_normal", 9, [2000], lambda t: timm_trunc_normal_(t, std=0.02))
-    case("erfinv", 0, [4001], lambda t: t.copy_(torch.linspace(-1, 1, 4001)).erfinv_())
+    case("erfinv", 0, [4001], lambda t: t.uniform_(-1, 1).erfinv_())
     lines = []
     for cid, seed, t in cases:
         flat = t.reshape(-1)
@@ -178,9 +189,35 @@ def distribution_cases():
     return lines
 
 
+def write_fixtures(entries, out, dinov2_vits, versions):
+    index = []
+    for fid, spec, seeds in entries:
+        small = spec.startswith(("vit:", "resnet:"))
+        # Full values only where tabula is not bit-exact by design: timm's erfinv-based trunc_normal_.
+        full = small and spec.startswith("vit:") and "flavor=dinov2" not in spec
+        for seed in seeds:
+            torch.manual_seed(seed)
+            model = build_kv(spec, dinov2_vits) if small else build_named(spec)
+            nparams = sum(p.numel() for p in model.parameters())
+            fname = f"{fid}_s{seed}.tsv"
+            with open(os.path.join(out, fname), "w") as f:
+                f.write(f"# arch\t{spec}\n# seed\t{seed}\n# params\t{nparams}\n# made by\t{versions}\n")
+                f.write("# name\tshape\tdtype\tsha256\tsum\tsum_abs\tindex:float32 bits,...\n")
+                f.write("\n".join(describe(model)) + "\n")
+            if full:
+                flat = [t.detach().reshape(-1).float() for t in model.state_dict().values() if t.dtype == torch.float32]
+                np.save(os.path.join(out, f"{fid}_s{seed}.f32.npy"), torch.cat(flat).numpy())
+            index.append(f"{spec}\t{seed}\t{fname}\t{'full' if full else '-'}")
+            print(fname, nparams, file=sys.stderr, flush=True)
+    return index
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dinov2", required=True, help="folder holding the dinov2 package (a facebookresearch/dinov2 checkout)")
+    ap.add_argument("--timm-legacy", help="a folder with timm 1.0.22 installed (pip install --no-deps --target DIR "
+                                          "timm==1.0.22): also write the legacy_init fixtures")
+    ap.add_argument("--legacy-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "init"))
     a = ap.parse_args()
     sys.path.insert(0, a.dinov2)
@@ -193,28 +230,20 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     versions = f"torch {torch.__version__} torchvision {torchvision.__version__} timm {timm.__version__} " \
                f"cpu_capability {torch.backends.cpu.get_cpu_capability()}"
+    if a.legacy_worker:
+        assert timm.__version__ == "1.0.22", timm.__version__
+        print("\n".join(write_fixtures(LEGACY, a.out, dinov2_vits, versions)))
+        return
     with open(os.path.join(a.out, "distributions.tsv"), "w") as f:
         f.write(f"# made by\t{versions}\n# id\tseed\tshape\tsha256\tindex:float32 bits,...\n")
         f.write("\n".join(distribution_cases()) + "\n")
-    index = []
-    for fid, spec, seeds in [(n, n, s) for n, s in NAMED] + SMALL:
-        small = spec.startswith(("vit:", "resnet:"))
-        # Full values only where tabula is not bit-exact by design: timm's erfinv-based trunc_normal_.
-        full = small and spec.startswith("vit:") and "flavor=dinov2" not in spec
-        for seed in seeds:
-            torch.manual_seed(seed)
-            model = build_kv(spec, dinov2_vits) if small else build_named(spec)
-            nparams = sum(p.numel() for p in model.parameters())
-            fname = f"{fid}_s{seed}.tsv"
-            with open(os.path.join(a.out, fname), "w") as f:
-                f.write(f"# arch\t{spec}\n# seed\t{seed}\n# params\t{nparams}\n# made by\t{versions}\n")
-                f.write("# name\tshape\tdtype\tsha256\tsum\tsum_abs\tindex:float32 bits,...\n")
-                f.write("\n".join(describe(model)) + "\n")
-            if full:
-                flat = [t.detach().reshape(-1).float() for t in model.state_dict().values() if t.dtype == torch.float32]
-                np.save(os.path.join(a.out, f"{fid}_s{seed}.f32.npy"), torch.cat(flat).numpy())
-            index.append(f"{spec}\t{seed}\t{fname}\t{'full' if full else '-'}")
-            print(fname, nparams, flush=True)
+    index = write_fixtures([(n, n, s) for n, s in NAMED] + SMALL, a.out, dinov2_vits, versions)
+    if a.timm_legacy:
+        import subprocess
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([a.timm_legacy, os.environ.get("PYTHONPATH", "")]))
+        res = subprocess.run([sys.executable, __file__, "--legacy-worker", "--dinov2", a.dinov2, "--out", a.out],
+                             env=env, check=True, stdout=subprocess.PIPE, text=True)
+        index += res.stdout.strip().splitlines()
     with open(os.path.join(a.out, "index.tsv"), "w") as f:
         f.write("# arch\tseed\tfile\tfull values (<file without .tsv>.f32.npy)\n" + "\n".join(index) + "\n")
 
