@@ -74,6 +74,28 @@ const Tensor& ParamStore::operator[](const std::string& key) const {
   return it->second;
 }
 
+std::vector<std::string> Model::tap_order(const Shape& input) const {
+  std::vector<std::string> order, open;  // open: containers whose children are still being listed
+  auto inside = [](const std::string& child, const std::string& parent) {
+    return child.size() > parent.size() && child.compare(0, parent.size(), parent) == 0 && child[parent.size()] == '.';
+  };
+  const auto taps = list_taps(input);
+  for (size_t i = 0; i < taps.size(); ++i) {
+    const std::string& n = taps[i].name;
+    while (!open.empty() && !inside(n, open.back())) {
+      order.push_back(open.back());
+      open.pop_back();
+    }
+    if (i + 1 < taps.size() && inside(taps[i + 1].name, n)) open.push_back(n);
+    else order.push_back(n);
+  }
+  while (!open.empty()) {
+    order.push_back(open.back());
+    open.pop_back();
+  }
+  return order;
+}
+
 WeightMap to_weight_map(std::vector<NamedTensor> tensors) {
   WeightMap m;
   for (NamedTensor& nt : tensors) {

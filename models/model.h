@@ -7,7 +7,7 @@
 
 #include "engine/tensor.h"
 #include "models/param_specs.h"
-#include "models/taps.h"
+#include "engine/hooks.h"
 
 namespace tabula {
 
@@ -25,8 +25,10 @@ class Model {
   virtual const ArchConfig& arch() const = 0;
   // [batch, C, H, W] at the model's default (pretrained) input size.
   virtual Shape default_input_shape(int64_t batch = 1) const = 0;
-  // Runs the forward on x [B, C, H, W] (f32, CPU). Every module output passes through `taps`; the forward
-  // returns early (with the value of the last tap reached) once every tap `taps` wants has been captured.
+  // Runs the forward on x [B, C, H, W] (f32, CPU). Binds `taps` to tap_order(x.shape()) (so a hook pattern
+  // that names no tap throws, listing the taps that exist), then passes every module output through it; the
+  // forward returns early (with the value of the last tap reached) once the deepest capture has been taken.
+  // Captures from an earlier forward are cleared (TapSet::bind resets).
   virtual Tensor forward(const Tensor& x, TapSet& taps) = 0;
   Tensor forward(const Tensor& x) {
     TapSet none;
@@ -35,6 +37,9 @@ class Model {
   // Every tap the forward passes, in the reference's named_modules() order, with its output shape for `input`
   // (computed from the config, no forward run). Throws std::invalid_argument for an input the model rejects.
   virtual std::vector<TapInfo> list_taps(const Shape& input) const = 0;
+  // The same names in the order the forward first passes them (what TapSet::bind needs): list_taps in
+  // post-order, i.e. a container module ("layer1", "blocks.3", "blocks.3.attn") after everything inside it.
+  std::vector<std::string> tap_order(const Shape& input) const;
   // The taps `tabula embed` captures when none are given (the model's feature output).
   virtual std::vector<std::string> default_taps() const = 0;
   // Multiply-accumulates of one image's forward, in billions, as torchvision's "GFLOPS" column counts
@@ -43,6 +48,12 @@ class Model {
   // Checks an input shape before running (message names the expected shape).
   virtual void check_input(const Shape& input) const = 0;
 };
+
+// A tap point: passes x through `taps` (which may replace it) and returns what the forward continues with.
+inline Tensor tap(TapSet& taps, std::string_view name, Tensor x, const TapContext& ctx = {}) {
+  taps.tap(name, x, ctx);
+  return x;
+}
 
 // Missing and unexpected keys when loading a state_dict (num_batches_tracked is never required).
 struct LoadReport {

@@ -28,8 +28,8 @@ struct ConvBN {
   }
   // conv -> tap -> bn -> tap, as the two torch modules.
   Tensor unfused(const Tensor& x, TapSet& taps) const {
-    Tensor y = taps(conv, ops::conv2d(x, w, Tensor(), opt));
-    return taps(bn, ops::batch_norm(y, gamma, beta, mean, var, 1e-5));
+    Tensor y = tap(taps, conv, ops::conv2d(x, w, Tensor(), opt));
+    return tap(taps, bn, ops::batch_norm(y, gamma, beta, mean, var, 1e-5));
   }
   // act(bn(conv(x)) + residual) in one conv.
   Tensor fused(const Tensor& x, Activation act, const Tensor& residual = {}) const {
@@ -104,29 +104,30 @@ class ResNet final : public Model {
   Tensor forward(const Tensor& x_in, TapSet& taps) override {
     if (skeleton_) throw std::logic_error("arch '" + arch_.name + "': model built without weights (structure only)");
     check_input(x_in.shape());
+    taps.bind(tap_order(x_in.shape()));
     Tensor x;
     if (taps.wants("conv1") || taps.wants("bn1")) {
       x = stem_.unfused(x_in, taps);
-      x = taps("relu", ops::relu(x));
+      x = tap(taps, "relu", ops::relu(x));
     } else {
-      x = taps("relu", stem_.fused(x_in, Activation::relu));
+      x = tap(taps, "relu", stem_.fused(x_in, Activation::relu));
     }
     if (taps.done()) return x;
-    x = taps("maxpool", ops::max_pool2d(x, {3, 3}, {2, 2}, {1, 1}));
+    x = tap(taps, "maxpool", ops::max_pool2d(x, {3, 3}, {2, 2}, {1, 1}));
     if (taps.done()) return x;
     size_t bi = 0;
     for (int li = 0; li < 4; ++li) {
       for (int k = 0; k < c_.layers[static_cast<size_t>(li)]; ++k, ++bi) {
-        x = taps(blocks_[bi].name, block_forward(blocks_[bi], x, taps));
+        x = tap(taps, blocks_[bi].name, block_forward(blocks_[bi], x, taps));
         if (taps.done()) return x;
       }
-      x = taps("layer" + std::to_string(li + 1), x);
+      x = tap(taps, "layer" + std::to_string(li + 1), x);
       if (taps.done()) return x;
     }
-    x = taps("avgpool", ops::adaptive_avg_pool2d(x, {1, 1}));
+    x = tap(taps, "avgpool", ops::adaptive_avg_pool2d(x, {1, 1}));
     if (taps.done()) return x;
     x = x.flatten(1);  // torch.flatten(x, 1)
-    return taps("fc", ops::linear(x, fc_w_, fc_b_));
+    return tap(taps, "fc", ops::linear(x, fc_w_, fc_b_));
   }
 
   std::vector<TapInfo> list_taps(const Shape& input) const override {
@@ -216,10 +217,18 @@ class ResNet final : public Model {
     return nullptr;
   }
 
+  // Does any hook act inside the block (on a pre-fold output, the shared ReLU or the downsample)?
+  static bool wants_inside(const Block& b, const TapSet& taps) {
+    if (taps.wants(b.name + ".relu") || taps.wants(b.name + ".downsample")) return true;
+    for (const ConvBN* cb : {&b.c1, &b.c2, &b.c3, &b.down})
+      if (!cb->conv.empty() && (taps.wants(cb->conv) || taps.wants(cb->bn))) return true;
+    return false;
+  }
+
   // torchvision BasicBlock.forward / Bottleneck.forward.
   Tensor block_forward(const Block& b, const Tensor& x, TapSet& taps) const {
     const std::string& n = b.name;
-    if (!taps.wants_inside(n)) {
+    if (!wants_inside(b, taps)) {
       Tensor identity = b.has_down ? b.down.fused(x, Activation::none) : x;
       Tensor out = b.c1.fused(x, Activation::relu);
       if (!b.bottleneck) return b.c2.fused(out, Activation::relu, identity);
@@ -227,15 +236,15 @@ class ResNet final : public Model {
       return b.c3.fused(out, Activation::relu, identity);
     }
     const std::string relu = n + ".relu";
-    Tensor out = taps(relu, ops::relu(b.c1.unfused(x, taps)));
+    Tensor out = tap(taps, relu, ops::relu(b.c1.unfused(x, taps)));
     out = b.c2.unfused(out, taps);
     if (b.bottleneck) {
-      out = taps(relu, ops::relu(out));
+      out = tap(taps, relu, ops::relu(out));
       out = b.c3.unfused(out, taps);
     }
     Tensor identity = x;
-    if (b.has_down) identity = taps(n + ".downsample", b.down.unfused(x, taps));
-    return taps(relu, ops::relu(ops::add(out, identity)));
+    if (b.has_down) identity = tap(taps, n + ".downsample", b.down.unfused(x, taps));
+    return tap(taps, relu, ops::relu(ops::add(out, identity)));
   }
 
   ArchConfig arch_;

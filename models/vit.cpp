@@ -88,31 +88,32 @@ class ViT final : public Model {
   Tensor forward(const Tensor& x_in, TapSet& taps) override {
     if (skeleton_) throw std::logic_error("arch '" + arch_.name + "': model built without weights (structure only)");
     check_input(x_in.shape());
+    taps.bind(tap_order(x_in.shape()));
     const int64_t B = x_in.size(0), D = c_.embed_dim;
     const int64_t gh = x_in.size(2) / c_.patch_size, gw = x_in.size(3) / c_.patch_size;
     // PatchEmbed: proj (conv k=s=patch), flatten(2).transpose(1, 2) (NHWC for dynamic_img_size), norm (Identity).
     Conv2dOptions po;
     po.stride = {c_.patch_size, c_.patch_size};
-    Tensor x = taps("patch_embed.proj", ops::conv2d(x_in, patch_w_, patch_b_, po));
+    Tensor x = T(taps, "patch_embed.proj", ops::conv2d(x_in, patch_w_, patch_b_, po));
     x = opt_.dynamic_img_size ? x.permute({0, 2, 3, 1}).contiguous() : x.flatten(2).transpose(1, 2).contiguous();
-    x = taps("patch_embed.norm", x);
-    x = taps("patch_embed", x);
+    x = T(taps, "patch_embed.norm", x, kPatches);
+    x = T(taps, "patch_embed", x, kPatches);
     if (taps.done()) return x;
     x = hub_ ? hub_prepare_tokens(x, gh, gw) : timm_pos_embed(x.reshape({B, gh * gw, D}), gh, gw, taps);
     if (taps.done()) return x;
     for (const BlockP& b : blocks_) {
-      x = taps(b.name, block_forward(b, x, taps));
+      x = T(taps, b.name, block_forward(b, x, taps));
       if (taps.done()) return x;
     }
-    x = taps("blocks", x);
-    x = taps("norm", norm_(x));
+    x = T(taps, "blocks", x);
+    x = T(taps, "norm", norm_(x));
     if (taps.done()) return x;
     const int64_t prefix = c_.num_prefix_tokens();
     if (hub_) {
       // forward_features()["x_norm_clstoken"] / ["x_norm_patchtokens"]; forward() = head(x_norm_clstoken).
-      Tensor cls = taps("x_norm_clstoken", x.select(1, 0).contiguous());
-      taps("x_norm_patchtokens", x.slice(1, prefix, x.size(1)));
-      return taps("head", cls);
+      Tensor cls = T(taps, "x_norm_clstoken", x.select(1, 0).contiguous());
+      T(taps, "x_norm_patchtokens", x.slice(1, prefix, x.size(1)), kPatches);
+      return T(taps, "head", cls);
     }
     // forward_head: pool -> fc_norm -> head_drop -> head.
     Tensor pooled = x;
@@ -122,10 +123,10 @@ class ViT final : public Model {
     else if (gp == "max") pooled = ops::pool(x, Pool::max, prefix);
     else if (gp == "avgmax")  // 0.5 * (x.amax(dim=1) + x.mean(dim=1))
       pooled = ops::mul(ops::add(ops::pool(x, Pool::max, prefix), ops::pool(x, Pool::avg, prefix)), 0.5f);
-    x = taps("fc_norm", fc_norm_(pooled));
-    x = taps("head_drop", x);
+    x = T(taps, "fc_norm", fc_norm_(pooled));
+    x = T(taps, "head_drop", x);
     if (head_.w.defined()) x = head_(x);
-    return taps("head", x);
+    return T(taps, "head", x);
   }
 
   std::vector<TapInfo> list_taps(const Shape& input) const override {
@@ -214,6 +215,17 @@ class ViT final : public Model {
   }
 
  private:
+  // Tap point with what hooks need to pool tokens and ablate heads. Patch-only outputs (patch_embed,
+  // x_norm_patchtokens) have no prefix tokens.
+  enum Tokens { kWithPrefix, kPatches };
+  Tensor T(TapSet& taps, const std::string& name, Tensor x, Tokens t = kWithPrefix) const {
+    TapContext ctx;
+    ctx.num_prefix_tokens = t == kPatches ? 0 : c_.num_prefix_tokens();
+    ctx.num_heads = c_.num_heads;
+    taps.tap(name, x, ctx);
+    return x;
+  }
+
   // timm VisionTransformer._pos_embed (+ pos_drop, patch_drop, norm_pre). x: [B, gh*gw, D].
   Tensor timm_pos_embed(Tensor x, int64_t gh, int64_t gw, TapSet& taps) const {
     const int64_t B = x.size(0), D = c_.embed_dim;
@@ -247,9 +259,9 @@ class ViT final : public Model {
       }
       x = ops::add(x, pos);
     }
-    x = taps("pos_drop", x);
-    x = taps("patch_drop", x);
-    return taps("norm_pre", norm_pre_(x));
+    x = T(taps, "pos_drop", x);
+    x = T(taps, "patch_drop", x);
+    return T(taps, "norm_pre", norm_pre_(x));
   }
 
   // DinoVisionTransformer.prepare_tokens_with_masks (no masks) with interpolate_pos_encoding. x: [B, gh*gw, D].
@@ -288,13 +300,13 @@ class ViT final : public Model {
   //   x = x + ls1(attn(norm1(x))); x = x + ls2(mlp(norm2(x)))
   Tensor block_forward(const BlockP& b, const Tensor& x, TapSet& taps) const {
     const std::string& n = b.name;
-    Tensor a = attention(b, taps(n + ".norm1", b.norm1(x)), taps);
-    a = taps(n + ".ls1", b.ls1.defined() ? ops::layer_scale(a, b.ls1) : a);
-    a = taps(n + ".drop_path1", a);
+    Tensor a = attention(b, T(taps, n + ".norm1", b.norm1(x)), taps);
+    a = T(taps, n + ".ls1", b.ls1.defined() ? ops::layer_scale(a, b.ls1) : a);
+    a = T(taps, n + ".drop_path1", a);
     Tensor y = ops::add(x, a);
-    Tensor m = taps(n + ".mlp", mlp(b, taps(n + ".norm2", b.norm2(y)), taps));
-    m = taps(n + ".ls2", b.ls2.defined() ? ops::layer_scale(m, b.ls2) : m);
-    m = taps(n + ".drop_path2", m);
+    Tensor m = T(taps, n + ".mlp", mlp(b, T(taps, n + ".norm2", b.norm2(y)), taps));
+    m = T(taps, n + ".ls2", b.ls2.defined() ? ops::layer_scale(m, b.ls2) : m);
+    m = T(taps, n + ".drop_path2", m);
     return ops::add(y, m);
   }
 
@@ -302,11 +314,11 @@ class ViT final : public Model {
     const std::string n = b.name + ".attn";
     const int64_t B = x.size(0), N = x.size(1), D = c_.embed_dim, H = c_.num_heads, hd = D / H;
     // qkv(x).reshape(B, N, 3, H, hd).permute(2, 0, 3, 1, 4) -> q, k, v: [B, H, N, hd] (strided views)
-    Tensor qkv = taps(n + ".qkv", b.qkv(x)).reshape({B, N, 3, H, hd}).permute({2, 0, 3, 1, 4});
+    Tensor qkv = T(taps, n + ".qkv", b.qkv(x)).reshape({B, N, 3, H, hd}).permute({2, 0, 3, 1, 4});
     Tensor q = qkv.select(0, 0), k = qkv.select(0, 1), v = qkv.select(0, 2);
     if (!hub_) {
-      q = taps(n + ".q_norm", q);
-      k = taps(n + ".k_norm", k);
+      q = T(taps, n + ".q_norm", q);
+      k = T(taps, n + ".k_norm", k);
     }
     const bool want_probs = taps.wants(n + ".softmax") || taps.wants(n + ".attn_drop");
     Tensor probs;
@@ -314,32 +326,32 @@ class ViT final : public Model {
     if (want_probs) {
       // The attention maps are materialised (and may be replaced by an intervention): o = probs @ v.
       o = ops::scaled_dot_product_attention(q, k, v, std::nullopt, &probs);
-      Tensor p2 = taps(n + ".softmax", probs);
-      if (!hub_) p2 = taps(n + ".attn_drop", p2);
+      Tensor p2 = T(taps, n + ".softmax", probs);
+      if (!hub_) p2 = T(taps, n + ".attn_drop", p2);
       if (!p2.shares_storage_with(probs)) o = ops::matmul(p2, v);
     } else {
       o = ops::scaled_dot_product_attention(q, k, v);
     }
     o = o.transpose(1, 2).reshape({B, N, D});
-    if (!hub_) o = taps(n + ".norm", o);
-    o = taps(n + ".proj", b.proj(o));
-    o = taps(n + ".proj_drop", o);
-    return taps(n, o);
+    if (!hub_) o = T(taps, n + ".norm", o);
+    o = T(taps, n + ".proj", b.proj(o));
+    o = T(taps, n + ".proj_drop", o);
+    return T(taps, n, o);
   }
 
   Tensor mlp(const BlockP& b, const Tensor& x, TapSet& taps) const {
     const std::string n = b.name + ".mlp";
     Tensor h;
     if (taps.wants(n + ".fc1")) {
-      h = ops::gelu(taps(n + ".fc1", b.fc1(x)));
+      h = ops::gelu(T(taps, n + ".fc1", b.fc1(x)));
     } else {
       h = b.fc1(x, Activation::gelu);  // bias + exact GELU fused into the GEMM epilogue
     }
-    h = taps(n + ".act", h);
-    h = taps(hub_ ? n + ".drop" : n + ".drop1", h);
-    if (!hub_) h = taps(n + ".norm", h);
-    Tensor y = taps(n + ".fc2", b.fc2(h));
-    return taps(hub_ ? n + ".drop" : n + ".drop2", y);
+    h = T(taps, n + ".act", h);
+    h = T(taps, hub_ ? n + ".drop" : n + ".drop1", h);
+    if (!hub_) h = T(taps, n + ".norm", h);
+    Tensor y = T(taps, n + ".fc2", b.fc2(h));
+    return T(taps, hub_ ? n + ".drop" : n + ".drop2", y);
   }
 
   ArchConfig arch_;

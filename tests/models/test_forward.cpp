@@ -20,6 +20,19 @@ using test::ForwardCase;
 
 constexpr double kTol = 1e-5;
 
+// Full-resolution captures of these taps (engine/hooks.h TapSet).
+TapSet capture_none(const std::vector<std::string>& names) {
+  TapSet t;
+  for (const auto& n : names) t.capture(n, Pool::none);
+  return t;
+}
+
+const Tensor& captured(const TapSet& t, const std::string& name) {
+  auto it = t.captured().find(name);
+  if (it == t.captured().end()) throw std::out_of_range("tap '" + name + "' was not captured");
+  return it->second;
+}
+
 std::unique_ptr<Model> build_case(const ForwardCase& c) {
   ModelArch m = parse_model_arch(c.arch);
   std::vector<NamedTensor> sd = init_weights(m.arch, c.seed);
@@ -36,7 +49,7 @@ void check_case(const ForwardCase& c) {
   auto model = build_case(c);
   const Tensor x = test::hash_input(c.input, c.seed);
   // 1. With every stored tap requested: tapped modules run unfused, values are torch's module outputs.
-  TapSet taps(c.taps);
+  TapSet taps = capture_none(c.taps);
   model->forward(x, taps);
   double worst = 0;
   std::string worst_tap;
@@ -44,7 +57,7 @@ void check_case(const ForwardCase& c) {
     if (f.tap == "__out__") continue;
     std::string why;
     ASSERT_TRUE(taps.captured().count(f.tap)) << "tap " << f.tap << " not captured";
-    const double err = test::tap_error(taps.at(f.tap), c.id, f, &why);
+    const double err = test::tap_error(captured(taps, f.tap), c.id, f, &why);
     EXPECT_LE(err, kTol) << "tap " << f.tap << ": " << why;
     if (err >= worst) worst = err, worst_tap = f.tap;
   }
@@ -92,12 +105,15 @@ TEST(ModelForward, FixturesCoverTheIssueCases) {
 void check_list_matches_forward(const std::string& arch, const Shape& input) {
   SCOPED_TRACE(arch);
   auto model = build_model_seed(arch, 0);
-  TapSet all = TapSet::all();
-  all.set_record_order(true);
+  TapSet all = capture_none({"all"});
+  // The forward binds the TapSet to tap_order(): a tap the forward passes but list_taps lacks throws there.
   model->forward(test::hash_input(input, 1), all);
   std::map<std::string, Shape> seen;  // last call wins, as a forward hook
-  for (const auto& [n, s] : all.order()) seen[n] = s;
+  for (const auto& [n, t] : all.captured()) seen[n] = t.shape();
   const auto listed = model->list_taps(input);
+  const auto order = model->tap_order(input);
+  EXPECT_EQ(order.size(), listed.size());
+  EXPECT_EQ(std::set<std::string>(order.begin(), order.end()).size(), listed.size());
   std::set<std::string> listed_names;
   for (const auto& t : listed) {
     EXPECT_TRUE(listed_names.insert(t.name).second) << "listed twice: " << t.name;
@@ -107,7 +123,6 @@ void check_list_matches_forward(const std::string& arch, const Shape& input) {
       continue;
     }
     EXPECT_EQ(shape_str(it->second), shape_str(t.shape)) << t.name;
-    EXPECT_EQ(shape_str(all.at(t.name).shape()), shape_str(t.shape)) << t.name;
   }
   for (const auto& [n, s] : seen) EXPECT_TRUE(listed_names.count(n)) << "passed but not listed: " << n;
 }
@@ -269,23 +284,23 @@ float max_abs_diff(const Tensor& a, const Tensor& b) {
 TEST(ModelForwardBehaviour, EarlyStopReturnsTheDeepestTap) {
   auto m = build_model_seed("resnet:layers=1,1,1,1,block=basic,classes=3", 2);
   const Tensor x = test::hash_input({1, 3, 32, 32}, 2);
-  TapSet t({"layer2"});
+  TapSet t = capture_none({"layer2"});
   const Tensor y = m->forward(x, t);
   EXPECT_EQ(shape_str(y.shape()), "[1, 128, 4, 4]");
-  EXPECT_EQ(max_abs_diff(y, t.at("layer2")), 0.f);
+  EXPECT_EQ(max_abs_diff(y, captured(t, "layer2")), 0.f);
   EXPECT_EQ(t.captured().size(), 1u);
-  TapSet full;
-  full.add("layer2");
-  full.add("fc");
+  TapSet full = capture_none({"layer2", "fc"});
   EXPECT_EQ(shape_str(m->forward(x, full).shape()), "[1, 3]");
+  // An intervention alone never stops the forward.
+  TapSet z;
+  z.scale("layer1", 2.f);
+  EXPECT_EQ(shape_str(m->forward(x, z).shape()), "[1, 3]");
 }
 
 TEST(ModelForwardBehaviour, InterventionReplacesDownstream) {
   auto m = build_model_seed("resnet:layers=1,1,1,1,block=basic,classes=3", 2);
-  TapSet t({"avgpool", "fc"});
-  t.set_intervention([](const std::string& name, const Tensor& v) {
-    return name == "avgpool" ? Tensor::zeros(v.shape()) : v;
-  });
+  TapSet t;
+  t.zero("avgpool");
   const Tensor y = m->forward(test::hash_input({2, 3, 32, 32}, 3), t);
   // fc(0) = its bias.
   const auto bias = init_weights("resnet:layers=1,1,1,1,block=basic,classes=3", 2).back();
@@ -294,19 +309,49 @@ TEST(ModelForwardBehaviour, InterventionReplacesDownstream) {
     for (int64_t j = 0; j < 3; ++j) EXPECT_EQ(y.at({b, j}), bias.f32()[j]);
   // Replaced attention maps feed the attention output (o = probs @ v): uniform maps give the mean of v.
   auto v = build_model_seed("vit:dim=16,depth=1,heads=2,patch=8,img=16,classes=2", 1);
-  TapSet a({"blocks.0.attn.softmax", "blocks.0.attn", "head"});
-  a.set_intervention([](const std::string& name, const Tensor& p) {
-    return name == "blocks.0.attn.softmax" ? Tensor::full(p.shape(), 1.0f / static_cast<float>(p.size(-1))) : p;
-  });
+  TapSet a = capture_none({"blocks.0.attn"});
+  a.replace("blocks.0.attn.softmax", Tensor::full({1, 2, 5, 5}, 0.2f));  // 4 patches + CLS, 2 heads
   const Tensor xa = test::hash_input({1, 3, 16, 16}, 4);
   v->forward(xa, a);
-  TapSet plain({"blocks.0.attn"});
+  TapSet plain = capture_none({"blocks.0.attn"});
   v->forward(xa, plain);
-  EXPECT_GT(max_abs_diff(a.at("blocks.0.attn"), plain.at("blocks.0.attn")), 0.f);
+  EXPECT_GT(max_abs_diff(captured(a, "blocks.0.attn"), captured(plain, "blocks.0.attn")), 0.f);
   // Every token attends uniformly: the attention output is the same for every token.
-  const Tensor o = a.at("blocks.0.attn");
+  const Tensor o = captured(a, "blocks.0.attn");
   for (int64_t n = 1; n < o.size(1); ++n)
     for (int64_t d = 0; d < o.size(2); ++d) EXPECT_NEAR(o.at({0, n, d}), o.at({0, 0, d}), 1e-5f);
+}
+
+TEST(ModelForwardBehaviour, HooksPoolAblateAndNameErrors) {
+  auto v = build_model_seed("vit:dim=16,depth=1,heads=2,patch=8,img=16,classes=2,reg=2", 1);
+  const Tensor x = test::hash_input({2, 3, 16, 16}, 6);
+  TapSet t = capture_none({"blocks.0", "patch_embed"});
+  t.capture("blocks.0", Pool::mean);
+  t.capture("patch_embed", Pool::mean);
+  v->forward(x, t);
+  // mean pools the patch tokens: after the CLS + 2 registers in blocks.N, all tokens of patch_embed.
+  const Tensor blk = captured(t, "blocks.0:none"), pe = captured(t, "patch_embed:none");
+  const Tensor blk_mean = captured(t, "blocks.0:mean"), pe_mean = captured(t, "patch_embed:mean");
+  for (int64_t d = 0; d < 16; ++d) {
+    double a = 0, b = 0;
+    for (int64_t n = 3; n < 7; ++n) a += blk.at({1, n, d});
+    for (int64_t n = 0; n < 4; ++n) b += pe.at({1, n, d});
+    EXPECT_NEAR(blk_mean.at({1, d}), a / 4, 1e-5);
+    EXPECT_NEAR(pe_mean.at({1, d}), b / 4, 1e-5);
+  }
+  // Ablating every head before proj leaves proj's bias.
+  TapSet ab = capture_none({"blocks.0.attn.proj"});
+  ab.ablate_heads("blocks.0.attn.norm", {0, 1});
+  v->forward(x, ab);
+  const auto sd = init_weights("vit:dim=16,depth=1,heads=2,patch=8,img=16,classes=2,reg=2", 1);
+  const float* bias = nullptr;
+  for (const auto& nt : sd)
+    if (nt.name == "blocks.0.attn.proj.bias") bias = nt.f32();
+  ASSERT_NE(bias, nullptr);
+  EXPECT_EQ(captured(ab, "blocks.0.attn.proj").at({1, 3, 5}), bias[5]);
+  // A hook naming no tap is an error that names it.
+  TapSet bad = capture_none({"blocks.7"});
+  EXPECT_NE(error_of([&] { v->forward(x, bad); }).find("no tap named 'blocks.7'"), std::string::npos);
 }
 
 TEST(ModelForwardBehaviour, FusedAndUnfusedAgree) {
@@ -314,11 +359,11 @@ TEST(ModelForwardBehaviour, FusedAndUnfusedAgree) {
   const Tensor x = test::hash_input({2, 3, 40, 40}, 5);
   TapSet none;
   const Tensor fused = m->forward(x, none);
-  TapSet all = TapSet::all();
+  TapSet all = capture_none({"all"});
   const Tensor unfused = m->forward(x, all);
   const float scale = max_abs_diff(fused, Tensor::zeros(fused.shape()));
   EXPECT_LE(max_abs_diff(fused, unfused), 1e-5f * scale);
-  EXPECT_GT(max_abs_diff(all.at("layer1.0.bn1"), all.at("layer1.0.conv1")), 0.f);
+  EXPECT_GT(max_abs_diff(captured(all, "layer1.0.bn1"), captured(all, "layer1.0.conv1")), 0.f);
 }
 
 TEST(ModelForwardBehaviour, SameBitsForAnyThreadCount) {
