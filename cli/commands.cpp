@@ -29,6 +29,9 @@ static const Flag kOut{"out", "DIR", "output folder (tidy CSV + summary.json)", 
 static const Flag kThreads{"threads", "N", "worker threads (0 = all cores; results do not depend on it)", false, "0"};
 int cmd_synth(const Args&);
 int cmd_preprocess(const Args&);
+int cmd_models(const Args&);
+int cmd_hooks(const Args&);
+int cmd_bench(const Args&);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
@@ -199,6 +202,25 @@ const std::vector<Command>& commands() {
         {"limit", "N", "first N samples only (-1: all)", false, "-1"},
         {"threads", "T", "decode/preprocess threads", false, "2"}},
        0, 0, cmd_preprocess},
+      {"models", "list architectures: parameters, GFLOPs at the default size, default taps", "[ARCH...]",
+       "tabula models", {}, 0, 1000, cmd_models},
+      {"hooks", "list every tap of an architecture with its output shape", "ARCH [--size S] [--batch B]",
+       "tabula hooks vit_base_patch16_224",
+       {{"size", "S", "input height = width (default: the arch's default input size)", false, ""},
+        {"batch", "B", "batch size in the shapes", false, "1"}},
+       1, 1, cmd_hooks},
+      {"bench", "forward throughput of an architecture (images/s, ms/batch, peak RSS)",
+       "ARCH [--batch B] [--threads T] [--seed N] [--iters I] [--warmup W]",
+       "tabula bench resnet50 --batch 16 --threads 2",
+       {{"batch", "B", "images per forward", false, "16"},
+        {"threads", "T", "CPU threads (0: TABULA_THREADS or all cores)", false, "0"},
+        {"seed", "N", "untrained weights of this seed (torch.manual_seed)", false, "0"},
+        {"iters", "I", "timed forwards (the median is reported)", false, "5"},
+        {"warmup", "W", "untimed forwards first", false, "2"},
+        {"size", "S", "input height = width (0: the arch's default)", false, "0"},
+        {"device", "D", "cpu", false, "cpu"},
+        {"precision", "P", "fp32", false, "fp32"}},
+       1, 1, cmd_bench},
   };
   return table;
 }

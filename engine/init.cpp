@@ -14,12 +14,6 @@
 
 namespace tabula {
 
-int64_t shape_numel(const Shape& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
-}
-
 Fans calculate_fan_in_and_fan_out(const Shape& shape) {
   if (shape.size() < 2)
     throw std::invalid_argument("Fan in and fan out can not be computed for tensor with fewer than 2 dimensions");

@@ -8,11 +8,9 @@
 #include <vector>
 
 #include "engine/rng.h"
+#include "engine/tensor.h"  // Shape, shape_numel
 
 namespace tabula {
-
-using Shape = std::vector<int64_t>;
-int64_t shape_numel(const Shape& shape);
 
 struct Fans {
   int64_t fan_in = 0, fan_out = 0;

@@ -1,0 +1,28 @@
+// `tabula bench ARCH`: forward throughput of the untrained model of a seed ("... images/s ..." on one line).
+#include <iostream>
+
+#include "cli/args.h"
+#include "models/bench.h"
+
+namespace tabula::cli {
+
+int cmd_bench(const Args& args) {
+  if (args.get("device") != "cpu")
+    throw UsageError("tabula bench: --device " + args.get("device") + ": the model forwards run on cpu in this build");
+  if (args.get("precision") != "fp32")
+    throw UsageError("tabula bench: --precision " + args.get("precision") + ": cpu forwards are fp32");
+  BenchOptions o;
+  o.batch = args.get_int("batch");
+  o.threads = static_cast<int>(args.get_int("threads"));
+  o.seed = static_cast<uint64_t>(args.get_int("seed"));
+  o.iters = static_cast<int>(args.get_int("iters"));
+  o.warmup = static_cast<int>(args.get_int("warmup"));
+  o.size = args.get_int("size");
+  if (o.batch < 1 || o.iters < 1 || o.warmup < 0 || o.threads < 0 || o.size < 0)
+    throw UsageError("tabula bench: --batch and --iters must be >= 1, --warmup, --threads and --size >= 0");
+  const BenchResult r = bench_model(args.positional().at(0), o);
+  std::cout << r.summary() << "\n";
+  return 0;
+}
+
+}  // namespace tabula::cli

@@ -1,0 +1,84 @@
+#include "models/bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <vector>
+
+#include "engine/ops.h"
+#include "engine/threads.h"
+#include "models/registry.h"
+
+namespace tabula {
+
+double peak_rss_mb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) {
+      std::istringstream in(line.substr(6));
+      double kb = 0;
+      in >> kb;
+      return kb / 1024.0;
+    }
+  }
+  return 0;
+}
+
+std::string BenchResult::summary() const {
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "%s: batch %lld at %lldx%lld, %d threads, fp32 cpu (%s gemm): %.1f ms/batch (median; min %.1f), "
+                "%.2f images/s, %.1f GMAC/s, peak RSS %.0f MiB",
+                arch.c_str(), static_cast<long long>(batch), static_cast<long long>(size),
+                static_cast<long long>(size), threads, gemm_kernel.c_str(), median_ms, min_ms, images_per_s,
+                gmacs_per_image * images_per_s, peak_rss_mb);
+  return buf;
+}
+
+BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
+  if (opt.batch < 1) throw std::invalid_argument("bench: --batch must be >= 1");
+  if (opt.iters < 1 || opt.warmup < 0) throw std::invalid_argument("bench: --iters must be >= 1 and --warmup >= 0");
+  if (opt.threads < 0) throw std::invalid_argument("bench: --threads must be >= 0");
+  set_num_threads(opt.threads);
+  auto model = build_model_seed(arch, opt.seed);
+  Shape in = model->default_input_shape(opt.batch);
+  if (opt.size > 0) in[2] = in[3] = opt.size;
+  model->check_input(in);
+  // A fixed standard-normal batch (what preprocessed images look like), the same for every run.
+  Tensor x = Tensor::empty(in);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd;
+  float* p = x.data<float>();
+  for (int64_t i = 0; i < x.numel(); ++i) p[i] = nd(rng);
+
+  for (int i = 0; i < opt.warmup; ++i) model->forward(x);
+  std::vector<double> ms;
+  for (int i = 0; i < opt.iters; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Tensor y = model->forward(x);
+    const auto t1 = std::chrono::steady_clock::now();
+    ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  BenchResult r;
+  r.arch = arch;
+  r.batch = opt.batch;
+  r.size = in[2];
+  r.threads = get_num_threads();
+  r.median_ms = ms[ms.size() / 2];
+  r.min_ms = ms.front();
+  r.images_per_s = static_cast<double>(opt.batch) / (r.median_ms / 1000.0);
+  r.peak_rss_mb = peak_rss_mb();
+  Shape one = in;
+  one[0] = 1;
+  r.gmacs_per_image = model->gmacs(one);
+  r.gemm_kernel = ops::gemm_kernel_name();
+  return r;
+}
+
+}  // namespace tabula

@@ -1,0 +1,33 @@
+// Model throughput on this machine: `tabula bench`, and bench/compare_cpu.py's tabula column.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace tabula {
+
+struct BenchOptions {
+  int64_t batch = 16;
+  int threads = 0;  // 0: the default (TABULA_THREADS or hardware concurrency)
+  uint64_t seed = 0;
+  int iters = 5, warmup = 2;
+  int64_t size = 0;  // input height = width; 0: the arch's default input size
+};
+
+struct BenchResult {
+  std::string arch;
+  int64_t batch = 0, size = 0;
+  int threads = 0;
+  double median_ms = 0, min_ms = 0;  // per batch
+  double images_per_s = 0;           // batch / median
+  double peak_rss_mb = 0;            // VmHWM of this process
+  double gmacs_per_image = 0;
+  std::string gemm_kernel;
+  std::string summary() const;  // one line: "... ms/batch ... images/s ... peak RSS ..."
+};
+
+// Builds the untrained model of `seed`, runs `warmup` then `iters` forwards of a fixed random batch.
+BenchResult bench_model(const std::string& arch, const BenchOptions& opt);
+// VmHWM from /proc/self/status in MiB (0 when unavailable).
+double peak_rss_mb();
+
+}  // namespace tabula

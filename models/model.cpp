@@ -1,0 +1,109 @@
+#include "models/model.h"
+
+#include <cstring>
+#include <set>
+#include <stdexcept>
+
+namespace tabula {
+
+std::string LoadReport::message() const {
+  std::string m;
+  auto list = [](const std::vector<std::string>& v) {
+    std::string s;
+    const size_t shown = v.size() < 8 ? v.size() : 8;
+    for (size_t i = 0; i < shown; ++i) s += (i ? ", " : "") + v[i];
+    if (v.size() > shown) s += ", ... (" + std::to_string(v.size()) + " in all)";
+    return s;
+  };
+  if (!missing.empty()) m += "missing keys: " + list(missing);
+  if (!unexpected.empty()) m += std::string(m.empty() ? "" : "; ") + "unexpected keys: " + list(unexpected);
+  return m;
+}
+
+namespace {
+bool is_batch_counter(const std::string& k) {
+  static const std::string suffix = "num_batches_tracked";
+  return k.size() >= suffix.size() && k.compare(k.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+}  // namespace
+
+ParamStore::ParamStore(const ArchConfig& arch, const WeightMap& weights, bool strict, LoadReport* report)
+    : arch_(arch.name) {
+  LoadReport r;
+  std::set<std::string> expected;
+  for (const ParamSpec& sp : param_specs(arch)) {
+    expected.insert(sp.name);
+    if (is_batch_counter(sp.name)) continue;  // BatchNorm's step counter: unused in eval
+    auto it = weights.find(sp.name);
+    if (it == weights.end()) {
+      r.missing.push_back(sp.name);
+      continue;
+    }
+    const Tensor& t = it->second;
+    if (t.shape() != sp.shape)
+      throw std::invalid_argument("arch '" + arch_ + "': weight '" + sp.name + "' has shape " + shape_str(t.shape()) +
+                                  ", the model needs " + shape_str(sp.shape));
+    if (t.dtype() != DType::f32 && t.dtype() != DType::f16 && t.dtype() != DType::bf16 && t.dtype() != DType::f64)
+      throw std::invalid_argument("arch '" + arch_ + "': weight '" + sp.name + "' has dtype " +
+                                  std::string(dtype_name(t.dtype())) + ", expected a float type");
+    t_[sp.name] = t.to(DType::f32).contiguous();
+  }
+  for (const auto& [k, v] : weights)
+    if (!expected.count(k) && !is_batch_counter(k)) r.unexpected.push_back(k);
+  if (report) *report = r;
+  if (!r.missing.empty() || (strict && !r.unexpected.empty()))
+    throw std::invalid_argument("arch '" + arch_ + "': the weights do not match the model: " + r.message());
+}
+
+ParamStore ParamStore::skeleton(const ArchConfig& arch) {
+  ParamStore p;
+  p.arch_ = arch.name;
+  p.skeleton_ = true;
+  const Tensor zero = Tensor::zeros({1});
+  for (const ParamSpec& sp : param_specs(arch)) {
+    if (is_batch_counter(sp.name)) continue;
+    Shape ones(sp.shape.size(), 1);
+    p.t_[sp.name] = sp.shape.empty() ? zero.view({}) : zero.view(ones).expand(sp.shape);
+  }
+  return p;
+}
+
+const Tensor& ParamStore::operator[](const std::string& key) const {
+  auto it = t_.find(key);
+  if (it == t_.end()) throw std::invalid_argument("arch '" + arch_ + "': no weight '" + key + "'");
+  return it->second;
+}
+
+std::vector<std::string> Model::tap_order(const Shape& input) const {
+  std::vector<std::string> order, open;  // open: containers whose children are still being listed
+  auto inside = [](const std::string& child, const std::string& parent) {
+    return child.size() > parent.size() && child.compare(0, parent.size(), parent) == 0 && child[parent.size()] == '.';
+  };
+  const auto taps = list_taps(input);
+  for (size_t i = 0; i < taps.size(); ++i) {
+    const std::string& n = taps[i].name;
+    while (!open.empty() && !inside(n, open.back())) {
+      order.push_back(open.back());
+      open.pop_back();
+    }
+    if (i + 1 < taps.size() && inside(taps[i + 1].name, n)) open.push_back(n);
+    else order.push_back(n);
+  }
+  while (!open.empty()) {
+    order.push_back(open.back());
+    open.pop_back();
+  }
+  return order;
+}
+
+WeightMap to_weight_map(std::vector<NamedTensor> tensors) {
+  WeightMap m;
+  for (NamedTensor& nt : tensors) {
+    Tensor t = Tensor::empty(nt.shape, nt.dtype);
+    if (!nt.bytes.empty()) std::memcpy(t.raw(), nt.bytes.data(), nt.bytes.size());
+    m[nt.name] = std::move(t);
+  }
+  return m;
+}
+
+}  // namespace tabula

@@ -1,0 +1,88 @@
+// The interface every model implements (ResNet, ViT/DINOv2), and what the registry hands out.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/tensor.h"
+#include "models/param_specs.h"
+#include "engine/hooks.h"
+
+namespace tabula {
+
+struct TapInfo {
+  std::string name;  // PyTorch module name ("layer2.3.conv2", "blocks.0.attn.softmax")
+  Shape shape;       // output shape for the given input
+};
+
+// Weights by state_dict key. Any float dtype is accepted (converted to f32 at load).
+using WeightMap = std::map<std::string, Tensor>;
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual const ArchConfig& arch() const = 0;
+  // [batch, C, H, W] at the model's default (pretrained) input size.
+  virtual Shape default_input_shape(int64_t batch = 1) const = 0;
+  // Runs the forward on x [B, C, H, W] (f32, CPU). Binds `taps` to tap_order(x.shape()) (so a hook pattern
+  // that names no tap throws, listing the taps that exist), then passes every module output through it; the
+  // forward returns early (with the value of the last tap reached) once the deepest capture has been taken.
+  // Captures from an earlier forward are cleared (TapSet::bind resets).
+  virtual Tensor forward(const Tensor& x, TapSet& taps) = 0;
+  Tensor forward(const Tensor& x) {
+    TapSet none;
+    return forward(x, none);
+  }
+  // Every tap the forward passes, in the reference's named_modules() order, with its output shape for `input`
+  // (computed from the config, no forward run). Throws std::invalid_argument for an input the model rejects.
+  virtual std::vector<TapInfo> list_taps(const Shape& input) const = 0;
+  // The same names in the order the forward first passes them (what TapSet::bind needs): list_taps in
+  // post-order, i.e. a container module ("layer1", "blocks.3", "blocks.3.attn") after everything inside it.
+  std::vector<std::string> tap_order(const Shape& input) const;
+  // The taps `tabula embed` captures when none are given (the model's feature output).
+  virtual std::vector<std::string> default_taps() const = 0;
+  // Multiply-accumulates of one image's forward, in billions, as torchvision's "GFLOPS" column counts
+  // (conv/linear/attention matmuls; elementwise ops excluded).
+  virtual double gmacs(const Shape& input) const = 0;
+  // Checks an input shape before running (message names the expected shape).
+  virtual void check_input(const Shape& input) const = 0;
+};
+
+// A tap point: passes x through `taps` (which may replace it) and returns what the forward continues with.
+inline Tensor tap(TapSet& taps, std::string_view name, Tensor x, const TapContext& ctx = {}) {
+  taps.tap(name, x, ctx);
+  return x;
+}
+
+// Missing and unexpected keys when loading a state_dict (num_batches_tracked is never required).
+struct LoadReport {
+  std::vector<std::string> missing, unexpected;
+  bool ok() const { return missing.empty() && unexpected.empty(); }
+  std::string message() const;  // "missing keys: a, b; unexpected keys: c"
+};
+
+// Weights resolved against the arch's param_specs: shape-checked f32 tensors by key.
+class ParamStore {
+ public:
+  // Throws std::invalid_argument naming the key for a shape mismatch or a non-float tensor; with strict, also
+  // for any missing or unexpected key (LoadReport::message()).
+  ParamStore(const ArchConfig& arch, const WeightMap& weights, bool strict, LoadReport* report = nullptr);
+  // A skeleton: every parameter a zero-stride view of one zero (shapes only, no memory), for list_taps and
+  // gmacs of models too large to initialise just to print their structure.
+  static ParamStore skeleton(const ArchConfig& arch);
+  const Tensor& operator[](const std::string& key) const;  // throws naming the key when absent
+  bool has(const std::string& key) const { return t_.count(key) != 0; }
+  bool is_skeleton() const { return skeleton_; }
+
+ private:
+  ParamStore() = default;
+  std::string arch_;
+  std::map<std::string, Tensor> t_;
+  bool skeleton_ = false;
+};
+
+// init_weights() as a WeightMap (the untrained weights of a seed).
+WeightMap to_weight_map(std::vector<NamedTensor> tensors);
+
+}  // namespace tabula

@@ -1,0 +1,117 @@
+#include "models/registry.h"
+
+#include <stdexcept>
+#include <utility>
+
+#include "models/resnet.h"
+
+namespace tabula {
+namespace {
+
+// timm names users type that parse_arch does not know, as overrides of a name it does (timm model_args;
+// tests/models checks each one's parameter count against timm's).
+const std::vector<std::pair<std::string, std::string>>& extra_names() {
+  static const std::vector<std::pair<std::string, std::string>> t = {
+      {"vit_small_patch8_224", "vit_small_patch16_224:patch=8,classes=0"},  // timm default cfg: DINO v1 ViT-S/8, no head
+      {"vit_base_patch8_224", "vit_base_patch16_224:patch=8"},  // timm default cfg has a head (DINO v1 B/8: classes=0)
+      {"vit_small_patch32_224", "vit_small_patch16_224:patch=32"},
+      {"vit_base_patch32_224", "vit_base_patch16_224:patch=32"},
+      {"vit_large_patch32_224", "vit_large_patch16_224:patch=32,classes=0"},  // timm: no head (in21k cfg)
+      {"vit_large_patch14_224", "vit_large_patch16_224:patch=14"},
+      {"vit_huge_patch14_224", "vit_large_patch16_224:patch=14,dim=1280,depth=32,heads=16,classes=0"},
+      {"vit_large_patch14_dinov2", "vit_base_patch14_dinov2:dim=1024,depth=24,heads=16"},
+      {"vit_large_patch14_reg4_dinov2", "vit_base_patch14_reg4_dinov2:dim=1024,depth=24,heads=16"},
+  };
+  return t;
+}
+
+}  // namespace
+
+std::vector<std::string> model_names() {
+  std::vector<std::string> names = named_archs();
+  for (const auto& [n, def] : extra_names()) names.push_back(n);
+  return names;
+}
+
+ModelArch parse_model_arch(const std::string& arch) {
+  ModelArch m;
+  std::string head = arch.substr(0, arch.find(':'));
+  std::string keys = arch.size() > head.size() ? arch.substr(head.size() + 1) : "";
+  // Take the forward-only key out (its value is one token, so a piece-wise filter cannot split a list value).
+  std::string kept;
+  size_t pos = 0;
+  while (!keys.empty() && pos <= keys.size()) {
+    size_t comma = keys.find(',', pos);
+    if (comma == std::string::npos) comma = keys.size();
+    const std::string piece = keys.substr(pos, comma - pos);
+    if (piece.rfind("dynamic_img_size=", 0) == 0) {
+      const std::string v = piece.substr(17);
+      if (v == "1" || v == "true" || v == "True") m.vit.dynamic_img_size = true;
+      else if (v == "0" || v == "false" || v == "False") m.vit.dynamic_img_size = false;
+      else throw std::invalid_argument("arch '" + arch + "': key 'dynamic_img_size' needs 0/1 or true/false, got '" + v + "'");
+    } else {
+      kept += (kept.empty() ? "" : ",") + piece;
+    }
+    pos = comma + 1;
+  }
+  for (const auto& [n, def] : extra_names()) {
+    if (n == head) {
+      head = def;
+      break;
+    }
+  }
+  std::string full = head;
+  if (!kept.empty()) full += (head.find(':') == std::string::npos ? ":" : ",") + kept;
+  try {
+    m.arch = parse_arch(full);
+  } catch (const std::invalid_argument& e) {
+    if (full == arch) throw;
+    throw std::invalid_argument(std::string(e.what()) + " (arch '" + arch + "' read as '" + full + "')");
+  }
+  m.arch.name = arch;
+  if (m.arch.is_resnet() && m.vit.dynamic_img_size)
+    throw std::invalid_argument("arch '" + arch + "': dynamic_img_size is a ViT key (ResNets take any input size)");
+  return m;
+}
+
+namespace {
+std::unique_ptr<Model> make(const ModelArch& m, const ParamStore& p) {
+  if (m.arch.is_resnet()) return make_resnet(m.arch, p);
+  return make_vit(m.arch, p, m.vit);
+}
+}  // namespace
+
+std::unique_ptr<Model> build_model(const std::string& arch, const WeightMap& weights, bool strict, LoadReport* report) {
+  ModelArch m = parse_model_arch(arch);
+  return make(m, ParamStore(m.arch, weights, strict, report));
+}
+
+std::unique_ptr<Model> build_model_seed(const std::string& arch, uint64_t seed) {
+  ModelArch m = parse_model_arch(arch);
+  return make(m, ParamStore(m.arch, to_weight_map(init_weights(m.arch, seed)), true));
+}
+
+std::unique_ptr<Model> build_model_skeleton(const std::string& arch) {
+  ModelArch m = parse_model_arch(arch);
+  return make(m, ParamStore::skeleton(m.arch));
+}
+
+}  // namespace tabula
+
+namespace tabula {
+
+ModelInfo model_info(const std::string& arch) {
+  ModelArch m = parse_model_arch(arch);
+  auto model = build_model_skeleton(arch);
+  ModelInfo info;
+  info.arch = arch;
+  if (m.arch.is_resnet()) info.family = "torchvision ResNet";
+  else info.family = m.arch.vit().flavor == ViTConfig::Flavor::dinov2 ? "DINOv2 hub" : "timm ViT";
+  info.params = param_count(m.arch);
+  info.input = model->default_input_shape(1);
+  info.gmacs = model->gmacs(info.input);
+  info.default_taps = model->default_taps();
+  return info;
+}
+
+}  // namespace tabula

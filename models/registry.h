@@ -1,0 +1,50 @@
+// Arch name -> model. Names are parse_arch()'s (torchvision / timm / DINOv2 hub names and the key=value forms),
+// plus a few more timm names defined here as key=value overrides of those, plus one forward-only key for ViTs:
+// `dynamic_img_size=1` (timm's constructor flag; it adds no parameters), e.g.
+// `vit:dim=64,depth=2,heads=4,patch=8,img=32,dynamic_img_size=1`.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/model.h"
+#include "models/vit.h"
+
+namespace tabula {
+
+struct ModelArch {
+  ArchConfig arch;  // arch.name is the name as the user typed it
+  ViTOptions vit;
+};
+
+// Throws std::invalid_argument naming the arch and the offending key (parse_arch's messages).
+ModelArch parse_model_arch(const std::string& arch);
+// Every named arch `tabula models` lists (parse_arch's names and the registry's extra timm names).
+std::vector<std::string> model_names();
+
+// Builds the model and loads `weights` (state_dict keys of the reference; f16/bf16 converted). Missing keys
+// and shape mismatches always throw naming the key; unexpected keys throw when strict (else only reported).
+std::unique_ptr<Model> build_model(const std::string& arch, const WeightMap& weights, bool strict = true,
+                                   LoadReport* report = nullptr);
+// The untrained model of `seed` (init_weights: the weights PyTorch builds after torch.manual_seed(seed)).
+std::unique_ptr<Model> build_model_seed(const std::string& arch, uint64_t seed);
+// The structure without weights (no memory): list_taps, gmacs, default_taps; its forward throws.
+std::unique_ptr<Model> build_model_skeleton(const std::string& arch);
+
+}  // namespace tabula
+
+namespace tabula {
+
+// One row of `tabula models`.
+struct ModelInfo {
+  std::string arch;
+  std::string family;  // "torchvision ResNet", "timm ViT", "DINOv2 hub"
+  int64_t params = 0;  // sum(p.numel() for p in model.parameters())
+  double gmacs = 0;    // at the default input size, one image
+  Shape input;         // default input [1, C, H, W]
+  std::vector<std::string> default_taps;
+};
+ModelInfo model_info(const std::string& arch);
+
+}  // namespace tabula

@@ -1,0 +1,265 @@
+#include "models/resnet.h"
+
+#include <stdexcept>
+
+#include "engine/ops.h"
+
+namespace tabula {
+namespace {
+
+// nn.Conv2d(bias=False) followed by nn.BatchNorm2d: the original weights (unfused path) and the folded pair.
+struct ConvBN {
+  std::string conv, bn;  // module names
+  Tensor w, gamma, beta, mean, var;
+  Tensor wf, bf;  // folded
+  Conv2dOptions opt;
+
+  void load(const ParamStore& p, const std::string& conv_name, const std::string& bn_name, Conv2dOptions o) {
+    // (a skeleton has shapes only: nothing to fold)
+    conv = conv_name;
+    bn = bn_name;
+    opt = o;
+    w = p[conv + ".weight"];
+    gamma = p[bn + ".weight"];
+    beta = p[bn + ".bias"];
+    mean = p[bn + ".running_mean"];
+    var = p[bn + ".running_var"];
+    if (!p.is_skeleton()) std::tie(wf, bf) = fold_batch_norm(w, Tensor(), gamma, beta, mean, var, 1e-5);
+  }
+  // conv -> tap -> bn -> tap, as the two torch modules.
+  Tensor unfused(const Tensor& x, TapSet& taps) const {
+    Tensor y = tap(taps, conv, ops::conv2d(x, w, Tensor(), opt));
+    return tap(taps, bn, ops::batch_norm(y, gamma, beta, mean, var, 1e-5));
+  }
+  // act(bn(conv(x)) + residual) in one conv.
+  Tensor fused(const Tensor& x, Activation act, const Tensor& residual = {}) const {
+    return ops::conv2d(x, wf, bf, opt, act, residual);
+  }
+};
+
+Conv2dOptions conv_opt(int64_t stride, int64_t pad, int64_t groups = 1) {
+  Conv2dOptions o;
+  o.stride = {stride, stride};
+  o.padding = {pad, pad};
+  o.groups = groups;
+  return o;
+}
+
+struct Block {
+  std::string name;  // "layer1.0"
+  bool bottleneck = false;
+  ConvBN c1, c2, c3;  // c3 only for Bottleneck
+  bool has_down = false;
+  ConvBN down;  // downsample.0 / downsample.1
+};
+
+int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
+
+class ResNet final : public Model {
+ public:
+  ResNet(const ArchConfig& arch, const ParamStore& p) : arch_(arch), c_(arch.resnet()), skeleton_(p.is_skeleton()) {
+    stem_.load(p, "conv1", "bn1", conv_opt(2, 3));
+    int64_t inplanes = 64;
+    const int64_t e = c_.expansion();
+    const bool bottleneck = c_.block == ResNetConfig::Block::bottleneck;
+    for (int li = 0; li < 4; ++li) {
+      const int64_t planes = int64_t{64} << li;
+      for (int bi = 0; bi < c_.layers[static_cast<size_t>(li)]; ++bi) {
+        Block b;
+        b.name = "layer" + std::to_string(li + 1) + "." + std::to_string(bi);
+        b.bottleneck = bottleneck;
+        const int64_t stride = (bi == 0 && li > 0) ? 2 : 1;
+        const std::string& n = b.name;
+        if (bottleneck) {
+          // torchvision Bottleneck: 1x1, 3x3 (stride, groups), 1x1 expansion.
+          b.c1.load(p, n + ".conv1", n + ".bn1", conv_opt(1, 0));
+          b.c2.load(p, n + ".conv2", n + ".bn2", conv_opt(stride, 1, c_.groups));
+          b.c3.load(p, n + ".conv3", n + ".bn3", conv_opt(1, 0));
+        } else {
+          b.c1.load(p, n + ".conv1", n + ".bn1", conv_opt(stride, 1));
+          b.c2.load(p, n + ".conv2", n + ".bn2", conv_opt(1, 1));
+        }
+        b.has_down = bi == 0 && (stride != 1 || inplanes != planes * e);
+        if (b.has_down) b.down.load(p, n + ".downsample.0", n + ".downsample.1", conv_opt(stride, 0));
+        blocks_.push_back(std::move(b));
+        inplanes = planes * e;
+      }
+    }
+    fc_w_ = p["fc.weight"];
+    fc_b_ = p["fc.bias"];
+  }
+
+  const ArchConfig& arch() const override { return arch_; }
+  Shape default_input_shape(int64_t batch) const override { return {batch, c_.in_chans, 224, 224}; }
+
+  void check_input(const Shape& s) const override {
+    if (s.size() != 4 || s[1] != c_.in_chans || s[2] < 1 || s[3] < 1)
+      throw std::invalid_argument("arch '" + arch_.name + "': input must be [B, " + std::to_string(c_.in_chans) +
+                                  ", H, W], got " + shape_str(s));
+    // conv1 (7x7 s2 p3) then maxpool (3x3 s2 p1) must leave at least one pixel.
+    if (s[2] < 2 || s[3] < 2)
+      throw std::invalid_argument("arch '" + arch_.name + "': input " + shape_str(s) + " is too small");
+  }
+
+  Tensor forward(const Tensor& x_in, TapSet& taps) override {
+    if (skeleton_) throw std::logic_error("arch '" + arch_.name + "': model built without weights (structure only)");
+    check_input(x_in.shape());
+    taps.bind(tap_order(x_in.shape()));
+    Tensor x;
+    if (taps.wants("conv1") || taps.wants("bn1")) {
+      x = stem_.unfused(x_in, taps);
+      x = tap(taps, "relu", ops::relu(x));
+    } else {
+      x = tap(taps, "relu", stem_.fused(x_in, Activation::relu));
+    }
+    if (taps.done()) return x;
+    x = tap(taps, "maxpool", ops::max_pool2d(x, {3, 3}, {2, 2}, {1, 1}));
+    if (taps.done()) return x;
+    size_t bi = 0;
+    for (int li = 0; li < 4; ++li) {
+      for (int k = 0; k < c_.layers[static_cast<size_t>(li)]; ++k, ++bi) {
+        x = tap(taps, blocks_[bi].name, block_forward(blocks_[bi], x, taps));
+        if (taps.done()) return x;
+      }
+      x = tap(taps, "layer" + std::to_string(li + 1), x);
+      if (taps.done()) return x;
+    }
+    x = tap(taps, "avgpool", ops::adaptive_avg_pool2d(x, {1, 1}));
+    if (taps.done()) return x;
+    x = x.flatten(1);  // torch.flatten(x, 1)
+    return tap(taps, "fc", ops::linear(x, fc_w_, fc_b_));
+  }
+
+  std::vector<TapInfo> list_taps(const Shape& input) const override {
+    check_input(input);
+    const int64_t B = input[0];
+    std::vector<TapInfo> t;
+    int64_t h = conv_out(input[2], 7, 2, 3), w = conv_out(input[3], 7, 2, 3);
+    t.push_back({"conv1", {B, 64, h, w}});
+    t.push_back({"bn1", {B, 64, h, w}});
+    t.push_back({"relu", {B, 64, h, w}});
+    h = conv_out(h, 3, 2, 1);
+    w = conv_out(w, 3, 2, 1);
+    t.push_back({"maxpool", {B, 64, h, w}});
+    size_t bi = 0;
+    for (int li = 0; li < 4; ++li) {
+      const std::string layer = "layer" + std::to_string(li + 1);
+      const size_t layer_pos = t.size();
+      t.push_back({layer, {}});
+      Shape out;
+      for (int k = 0; k < c_.layers[static_cast<size_t>(li)]; ++k, ++bi) {
+        const Block& b = blocks_[bi];
+        const size_t block_pos = t.size();
+        t.push_back({b.name, {}});
+        auto conv = [&](const ConvBN& cb, int64_t kk) {
+          const int64_t s = cb.opt.stride[0], p = cb.opt.padding[0];
+          Shape sh{B, cb.w.size(0), conv_out(h, kk, s, p), conv_out(w, kk, s, p)};
+          return sh;
+        };
+        // named_modules order = registration order: conv1, bn1, [relu,] conv2, bn2, [conv3, bn3,] [relu,] downsample
+        Shape s1 = conv(b.c1, b.bottleneck ? 1 : 3);
+        t.push_back({b.c1.conv, s1});
+        t.push_back({b.c1.bn, s1});
+        const int64_t h1 = s1[2], w1 = s1[3];
+        Shape s2{B, b.c2.w.size(0), conv_out(h1, 3, b.c2.opt.stride[0], 1), conv_out(w1, 3, b.c2.opt.stride[0], 1)};
+        Shape block_out = s2;
+        if (!b.bottleneck) {
+          t.push_back({b.name + ".relu", s2});
+          t.push_back({b.c2.conv, s2});
+          t.push_back({b.c2.bn, s2});
+        } else {
+          t.push_back({b.c2.conv, s2});
+          t.push_back({b.c2.bn, s2});
+          block_out = {B, b.c3.w.size(0), s2[2], s2[3]};
+          t.push_back({b.c3.conv, block_out});
+          t.push_back({b.c3.bn, block_out});
+          t.push_back({b.name + ".relu", block_out});
+        }
+        if (b.has_down) {
+          t.push_back({b.name + ".downsample", block_out});
+          t.push_back({b.down.conv, block_out});
+          t.push_back({b.down.bn, block_out});
+        }
+        t[block_pos].shape = block_out;
+        h = block_out[2];
+        w = block_out[3];
+        out = block_out;
+      }
+      t[layer_pos].shape = out;
+    }
+    t.push_back({"avgpool", {B, 512 * c_.expansion(), 1, 1}});
+    t.push_back({"fc", {B, c_.num_classes}});
+    return t;
+  }
+
+  std::vector<std::string> default_taps() const override { return {"avgpool"}; }
+
+  double gmacs(const Shape& input) const override {
+    Shape one = input;
+    one[0] = 1;
+    double macs = 0;
+    for (const TapInfo& ti : list_taps(one)) {
+      const ConvBN* cb = find_conv(ti.name);
+      if (cb) macs += static_cast<double>(shape_numel(ti.shape)) * static_cast<double>(cb->w.numel() / cb->w.size(0));
+    }
+    macs += static_cast<double>(fc_w_.numel());
+    return macs / 1e9;
+  }
+
+ private:
+  const ConvBN* find_conv(const std::string& name) const {
+    if (name == stem_.conv) return &stem_;
+    for (const Block& b : blocks_) {
+      if (name.compare(0, b.name.size() + 1, b.name + ".") != 0) continue;
+      for (const ConvBN* cb : {&b.c1, &b.c2, &b.c3, &b.down})
+        if (!cb->conv.empty() && cb->conv == name) return cb;
+    }
+    return nullptr;
+  }
+
+  // Does any hook act inside the block (on a pre-fold output, the shared ReLU or the downsample)?
+  static bool wants_inside(const Block& b, const TapSet& taps) {
+    if (taps.wants(b.name + ".relu") || taps.wants(b.name + ".downsample")) return true;
+    for (const ConvBN* cb : {&b.c1, &b.c2, &b.c3, &b.down})
+      if (!cb->conv.empty() && (taps.wants(cb->conv) || taps.wants(cb->bn))) return true;
+    return false;
+  }
+
+  // torchvision BasicBlock.forward / Bottleneck.forward.
+  Tensor block_forward(const Block& b, const Tensor& x, TapSet& taps) const {
+    const std::string& n = b.name;
+    if (!wants_inside(b, taps)) {
+      Tensor identity = b.has_down ? b.down.fused(x, Activation::none) : x;
+      Tensor out = b.c1.fused(x, Activation::relu);
+      if (!b.bottleneck) return b.c2.fused(out, Activation::relu, identity);
+      out = b.c2.fused(out, Activation::relu);
+      return b.c3.fused(out, Activation::relu, identity);
+    }
+    const std::string relu = n + ".relu";
+    Tensor out = tap(taps, relu, ops::relu(b.c1.unfused(x, taps)));
+    out = b.c2.unfused(out, taps);
+    if (b.bottleneck) {
+      out = tap(taps, relu, ops::relu(out));
+      out = b.c3.unfused(out, taps);
+    }
+    Tensor identity = x;
+    if (b.has_down) identity = tap(taps, n + ".downsample", b.down.unfused(x, taps));
+    return tap(taps, relu, ops::relu(ops::add(out, identity)));
+  }
+
+  ArchConfig arch_;
+  ResNetConfig c_;
+  bool skeleton_;
+  ConvBN stem_;
+  std::vector<Block> blocks_;
+  Tensor fc_w_, fc_b_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> make_resnet(const ArchConfig& arch, const ParamStore& params) {
+  if (!arch.is_resnet()) throw std::invalid_argument("arch '" + arch.name + "' is not a ResNet");
+  return std::make_unique<ResNet>(arch, params);
+}
+
+}  // namespace tabula

@@ -1,0 +1,374 @@
+#include "models/vit.h"
+
+#include <stdexcept>
+
+#include "engine/ops.h"
+
+namespace tabula {
+namespace {
+
+struct LayerNormP {
+  Tensor w, b;
+  bool on = false;
+  void load(const ParamStore& p, const std::string& n) {
+    on = true;
+    w = p[n + ".weight"];
+    b = p[n + ".bias"];
+  }
+  Tensor operator()(const Tensor& x) const { return on ? ops::layer_norm(x, w, b, 1e-6) : x; }
+};
+
+struct LinearP {
+  Tensor w, b;
+  void load(const ParamStore& p, const std::string& n) {
+    w = p[n + ".weight"];
+    if (p.has(n + ".bias")) b = p[n + ".bias"];
+  }
+  Tensor operator()(const Tensor& x, Activation act = Activation::none) const { return ops::linear(x, w, b, act); }
+};
+
+struct BlockP {
+  std::string name;
+  LayerNormP norm1, norm2;
+  LinearP qkv, proj, fc1, fc2;
+  Tensor ls1, ls2;  // LayerScale gamma, undefined when init_values is None (nn.Identity)
+};
+
+class ViT final : public Model {
+ public:
+  ViT(const ArchConfig& arch, const ParamStore& p, const ViTOptions& opt)
+      : arch_(arch), c_(arch.vit()), opt_(opt), hub_(c_.flavor == ViTConfig::Flavor::dinov2),
+        skeleton_(p.is_skeleton()) {
+    if (hub_ && opt_.dynamic_img_size)
+      throw std::invalid_argument("arch '" + arch.name + "': dynamic_img_size is a timm option; the DINOv2 hub "
+                                  "model always interpolates its pos-embed");
+    if (p.has("cls_token")) cls_ = p["cls_token"];
+    if (p.has("reg_token")) reg_ = p["reg_token"];
+    if (p.has("register_tokens")) reg_ = p["register_tokens"];
+    pos_ = p["pos_embed"];
+    patch_w_ = p["patch_embed.proj.weight"];
+    if (p.has("patch_embed.proj.bias")) patch_b_ = p["patch_embed.proj.bias"];
+    if (!hub_ && c_.pre_norm) norm_pre_.load(p, "norm_pre");
+    for (int i = 0; i < c_.depth; ++i) {
+      BlockP b;
+      b.name = "blocks." + std::to_string(i);
+      b.norm1.load(p, b.name + ".norm1");
+      b.norm2.load(p, b.name + ".norm2");
+      b.qkv.load(p, b.name + ".attn.qkv");
+      b.proj.load(p, b.name + ".attn.proj");
+      b.fc1.load(p, b.name + ".mlp.fc1");
+      b.fc2.load(p, b.name + ".mlp.fc2");
+      if (p.has(b.name + ".ls1.gamma")) b.ls1 = p[b.name + ".ls1.gamma"];
+      if (p.has(b.name + ".ls2.gamma")) b.ls2 = p[b.name + ".ls2.gamma"];
+      blocks_.push_back(std::move(b));
+    }
+    if (p.has("norm.weight")) norm_.load(p, "norm");
+    if (p.has("fc_norm.weight")) fc_norm_.load(p, "fc_norm");
+    if (p.has("head.weight")) head_.load(p, "head");
+  }
+
+  const ArchConfig& arch() const override { return arch_; }
+  Shape default_input_shape(int64_t batch) const override { return {batch, c_.in_chans, c_.img_size, c_.img_size}; }
+
+  void check_input(const Shape& s) const override {
+    const std::string what = "arch '" + arch_.name + "': ";
+    if (s.size() != 4 || s[1] != c_.in_chans || s[0] < 1)
+      throw std::invalid_argument(what + "input must be [B, " + std::to_string(c_.in_chans) + ", H, W], got " +
+                                  shape_str(s));
+    const bool any_size = hub_ || opt_.dynamic_img_size;
+    if (!any_size && (s[2] != c_.img_size || s[3] != c_.img_size))
+      throw std::invalid_argument(what + "input must be " + std::to_string(c_.img_size) + "x" +
+                                  std::to_string(c_.img_size) + " (timm strict_img_size; add dynamic_img_size=1 "
+                                  "for other sizes), got " + shape_str(s));
+    if (s[2] % c_.patch_size != 0 || s[3] % c_.patch_size != 0 || s[2] < c_.patch_size || s[3] < c_.patch_size)
+      throw std::invalid_argument(what + "input height and width must be multiples of the patch size " +
+                                  std::to_string(c_.patch_size) + ", got " + shape_str(s));
+  }
+
+  Tensor forward(const Tensor& x_in, TapSet& taps) override {
+    if (skeleton_) throw std::logic_error("arch '" + arch_.name + "': model built without weights (structure only)");
+    check_input(x_in.shape());
+    taps.bind(tap_order(x_in.shape()));
+    const int64_t B = x_in.size(0), D = c_.embed_dim;
+    const int64_t gh = x_in.size(2) / c_.patch_size, gw = x_in.size(3) / c_.patch_size;
+    // PatchEmbed: proj (conv k=s=patch), flatten(2).transpose(1, 2) (NHWC for dynamic_img_size), norm (Identity).
+    Conv2dOptions po;
+    po.stride = {c_.patch_size, c_.patch_size};
+    Tensor x = T(taps, "patch_embed.proj", ops::conv2d(x_in, patch_w_, patch_b_, po));
+    x = opt_.dynamic_img_size ? x.permute({0, 2, 3, 1}).contiguous() : x.flatten(2).transpose(1, 2).contiguous();
+    x = T(taps, "patch_embed.norm", x, kPatches);
+    x = T(taps, "patch_embed", x, kPatches);
+    if (taps.done()) return x;
+    x = hub_ ? hub_prepare_tokens(x, gh, gw) : timm_pos_embed(x.reshape({B, gh * gw, D}), gh, gw, taps);
+    if (taps.done()) return x;
+    for (const BlockP& b : blocks_) {
+      x = T(taps, b.name, block_forward(b, x, taps));
+      if (taps.done()) return x;
+    }
+    x = T(taps, "blocks", x);
+    x = T(taps, "norm", norm_(x));
+    if (taps.done()) return x;
+    const int64_t prefix = c_.num_prefix_tokens();
+    if (hub_) {
+      // forward_features()["x_norm_clstoken"] / ["x_norm_patchtokens"]; forward() = head(x_norm_clstoken).
+      Tensor cls = T(taps, "x_norm_clstoken", x.select(1, 0).contiguous());
+      T(taps, "x_norm_patchtokens", x.slice(1, prefix, x.size(1)), kPatches);
+      return T(taps, "head", cls);
+    }
+    // forward_head: pool -> fc_norm -> head_drop -> head.
+    Tensor pooled = x;
+    const std::string& gp = c_.global_pool;
+    if (gp == "token") pooled = ops::pool(x, Pool::cls, prefix);
+    else if (gp == "avg") pooled = ops::pool(x, Pool::avg, prefix);
+    else if (gp == "max") pooled = ops::pool(x, Pool::max, prefix);
+    else if (gp == "avgmax")  // 0.5 * (x.amax(dim=1) + x.mean(dim=1))
+      pooled = ops::mul(ops::add(ops::pool(x, Pool::max, prefix), ops::pool(x, Pool::avg, prefix)), 0.5f);
+    x = T(taps, "fc_norm", fc_norm_(pooled));
+    x = T(taps, "head_drop", x);
+    if (head_.w.defined()) x = head_(x);
+    return T(taps, "head", x);
+  }
+
+  std::vector<TapInfo> list_taps(const Shape& input) const override {
+    check_input(input);
+    const int64_t B = input[0], D = c_.embed_dim, C = c_.in_chans;
+    (void)C;
+    const int64_t gh = input[2] / c_.patch_size, gw = input[3] / c_.patch_size;
+    const int64_t N = gh * gw + c_.num_prefix_tokens(), H = c_.num_heads, hd = D / H, Hm = c_.mlp_hidden();
+    const Shape tok{B, N, D};
+    const Shape pe = opt_.dynamic_img_size ? Shape{B, gh, gw, D} : Shape{B, gh * gw, D};
+    std::vector<TapInfo> t;
+    t.push_back({"patch_embed", pe});
+    t.push_back({"patch_embed.proj", {B, D, gh, gw}});
+    t.push_back({"patch_embed.norm", pe});
+    if (!hub_) {
+      t.push_back({"pos_drop", tok});
+      t.push_back({"patch_drop", tok});
+      t.push_back({"norm_pre", tok});
+    }
+    t.push_back({"blocks", tok});
+    for (const BlockP& b : blocks_) {
+      const std::string& n = b.name;
+      t.push_back({n, tok});
+      t.push_back({n + ".norm1", tok});
+      t.push_back({n + ".attn", tok});
+      t.push_back({n + ".attn.qkv", {B, N, 3 * D}});
+      if (!hub_) {
+        t.push_back({n + ".attn.q_norm", {B, H, N, hd}});
+        t.push_back({n + ".attn.k_norm", {B, H, N, hd}});
+      }
+      t.push_back({n + ".attn.softmax", {B, H, N, N}});
+      if (!hub_) {
+        t.push_back({n + ".attn.attn_drop", {B, H, N, N}});
+        t.push_back({n + ".attn.norm", tok});
+      }
+      t.push_back({n + ".attn.proj", tok});
+      t.push_back({n + ".attn.proj_drop", tok});
+      t.push_back({n + ".ls1", tok});
+      t.push_back({n + ".drop_path1", tok});
+      t.push_back({n + ".norm2", tok});
+      t.push_back({n + ".mlp", tok});
+      t.push_back({n + ".mlp.fc1", {B, N, Hm}});
+      t.push_back({n + ".mlp.act", {B, N, Hm}});
+      if (hub_) {
+        t.push_back({n + ".mlp.fc2", tok});
+        t.push_back({n + ".mlp.drop", tok});  // Mlp's one Dropout, called after act and after fc2: the last call
+      } else {
+        t.push_back({n + ".mlp.drop1", {B, N, Hm}});
+        t.push_back({n + ".mlp.norm", {B, N, Hm}});
+        t.push_back({n + ".mlp.fc2", tok});
+        t.push_back({n + ".mlp.drop2", tok});
+      }
+      t.push_back({n + ".ls2", tok});
+      t.push_back({n + ".drop_path2", tok});
+    }
+    t.push_back({"norm", tok});
+    if (hub_) {
+      t.push_back({"x_norm_clstoken", {B, D}});
+      t.push_back({"x_norm_patchtokens", {B, gh * gw, D}});
+      t.push_back({"head", {B, D}});
+      return t;
+    }
+    const Shape pooled = c_.global_pool.empty() ? tok : Shape{B, D};
+    t.push_back({"fc_norm", pooled});
+    t.push_back({"head_drop", pooled});
+    Shape head = pooled;
+    if (c_.num_classes > 0) head.back() = c_.num_classes;
+    t.push_back({"head", head});
+    return t;
+  }
+
+  std::vector<std::string> default_taps() const override {
+    if (hub_) return {"x_norm_clstoken"};
+    return {c_.num_classes > 0 ? "head_drop" : "head"};
+  }
+
+  double gmacs(const Shape& input) const override {
+    check_input(input);
+    const double D = c_.embed_dim, Hm = c_.mlp_hidden();
+    const double P = static_cast<double>((input[2] / c_.patch_size) * (input[3] / c_.patch_size));
+    const double N = P + c_.num_prefix_tokens();
+    double macs = P * D * c_.in_chans * c_.patch_size * c_.patch_size;
+    macs += c_.depth * (N * D * 3 * D + 2 * N * N * D + N * D * D + 2 * N * D * Hm);
+    if (!hub_ && c_.num_classes > 0) macs += (c_.global_pool.empty() ? N : 1.0) * D * c_.num_classes;
+    return macs / 1e9;
+  }
+
+ private:
+  // Tap point with what hooks need to pool tokens and ablate heads. Patch-only outputs (patch_embed,
+  // x_norm_patchtokens) have no prefix tokens.
+  enum Tokens { kWithPrefix, kPatches };
+  Tensor T(TapSet& taps, const std::string& name, Tensor x, Tokens t = kWithPrefix) const {
+    TapContext ctx;
+    ctx.num_prefix_tokens = t == kPatches ? 0 : c_.num_prefix_tokens();
+    ctx.num_heads = c_.num_heads;
+    taps.tap(name, x, ctx);
+    return x;
+  }
+
+  // timm VisionTransformer._pos_embed (+ pos_drop, patch_drop, norm_pre). x: [B, gh*gw, D].
+  Tensor timm_pos_embed(Tensor x, int64_t gh, int64_t gw, TapSet& taps) const {
+    const int64_t B = x.size(0), D = c_.embed_dim;
+    Tensor pos = pos_;
+    const int64_t g = c_.grid();
+    if (opt_.dynamic_img_size && (gh != g || gw != g)) {
+      // resample_abs_pos_embed(new_size=(gh, gw), old_size=grid, bicubic, antialias=True); prefix kept.
+      const int64_t np = c_.no_embed_class ? 0 : c_.num_prefix_tokens();
+      Tensor grid = pos_.slice(1, np, pos_.size(1)).reshape({1, g, g, D}).permute({0, 3, 1, 2});
+      InterpolateOptions io;
+      io.size = std::array<int64_t, 2>{gh, gw};
+      io.mode = InterpMode::bicubic;
+      io.antialias = true;
+      Tensor r = ops::interpolate(grid, io).permute({0, 2, 3, 1}).reshape({1, gh * gw, D});
+      pos = np ? ops::cat({pos_.slice(1, 0, np), r}, 1) : r;
+    }
+    std::vector<Tensor> prefix;
+    if (cls_.defined()) prefix.push_back(cls_.expand({B, -1, -1}));
+    if (reg_.defined()) prefix.push_back(reg_.expand({B, -1, -1}));
+    if (c_.no_embed_class) {
+      // deit-3 / big_vision: pos-embed covers the patches only; add, then prepend the prefix tokens.
+      x = ops::add(x, pos);
+      if (!prefix.empty()) {
+        prefix.push_back(x);
+        x = ops::cat(prefix, 1);
+      }
+    } else {
+      if (!prefix.empty()) {
+        prefix.push_back(x);
+        x = ops::cat(prefix, 1);
+      }
+      x = ops::add(x, pos);
+    }
+    x = T(taps, "pos_drop", x);
+    x = T(taps, "patch_drop", x);
+    return T(taps, "norm_pre", norm_pre_(x));
+  }
+
+  // DinoVisionTransformer.prepare_tokens_with_masks (no masks) with interpolate_pos_encoding. x: [B, gh*gw, D].
+  Tensor hub_prepare_tokens(const Tensor& x_patches, int64_t gh, int64_t gw) const {
+    const int64_t B = x_patches.size(0), D = c_.embed_dim;
+    Tensor x = ops::cat({cls_.expand({B, -1, -1}), x_patches}, 1);
+    const int64_t N = pos_.size(1) - 1, npatch = gh * gw;
+    Tensor pos = pos_;
+    if (npatch != N || gh != gw) {
+      const int64_t M = c_.grid();  // int(sqrt(N)); param_specs makes the pos-embed grid square
+      Tensor patch_pos = pos_.slice(1, 1, pos_.size(1)).reshape({1, M, M, D}).permute({0, 3, 1, 2});
+      InterpolateOptions io;
+      io.mode = InterpMode::bicubic;
+      io.antialias = c_.interpolate_antialias;
+      if (c_.interpolate_offset != 0.0) {
+        // The hub's "historical kludge": a scale factor (g + offset) / M, so floor(M * s) == g.
+        io.scale_factor = std::array<double, 2>{(static_cast<double>(gh) + c_.interpolate_offset) / static_cast<double>(M),
+                                                (static_cast<double>(gw) + c_.interpolate_offset) / static_cast<double>(M)};
+      } else {
+        io.size = std::array<int64_t, 2>{gh, gw};
+      }
+      Tensor r = ops::interpolate(patch_pos, io);
+      if (r.size(2) != gh || r.size(3) != gw)
+        throw std::runtime_error("arch '" + arch_.name + "': pos-embed interpolation gave " + shape_str(r.shape()) +
+                                 " for a " + std::to_string(gh) + "x" + std::to_string(gw) + " patch grid");
+      r = r.permute({0, 2, 3, 1}).reshape({1, npatch, D});
+      pos = ops::cat({pos_.slice(1, 0, 1), r}, 1);
+    }
+    x = ops::add(x, pos);
+    if (reg_.defined())
+      x = ops::cat({x.slice(1, 0, 1), reg_.expand({B, -1, -1}), x.slice(1, 1, x.size(1))}, 1);
+    return x;
+  }
+
+  // timm Block.forward / DINOv2 NestedTensorBlock.forward (eval: drop paths are identities):
+  //   x = x + ls1(attn(norm1(x))); x = x + ls2(mlp(norm2(x)))
+  Tensor block_forward(const BlockP& b, const Tensor& x, TapSet& taps) const {
+    const std::string& n = b.name;
+    Tensor a = attention(b, T(taps, n + ".norm1", b.norm1(x)), taps);
+    a = T(taps, n + ".ls1", b.ls1.defined() ? ops::layer_scale(a, b.ls1) : a);
+    a = T(taps, n + ".drop_path1", a);
+    Tensor y = ops::add(x, a);
+    Tensor m = T(taps, n + ".mlp", mlp(b, T(taps, n + ".norm2", b.norm2(y)), taps));
+    m = T(taps, n + ".ls2", b.ls2.defined() ? ops::layer_scale(m, b.ls2) : m);
+    m = T(taps, n + ".drop_path2", m);
+    return ops::add(y, m);
+  }
+
+  Tensor attention(const BlockP& b, const Tensor& x, TapSet& taps) const {
+    const std::string n = b.name + ".attn";
+    const int64_t B = x.size(0), N = x.size(1), D = c_.embed_dim, H = c_.num_heads, hd = D / H;
+    // qkv(x).reshape(B, N, 3, H, hd).permute(2, 0, 3, 1, 4) -> q, k, v: [B, H, N, hd] (strided views)
+    Tensor qkv = T(taps, n + ".qkv", b.qkv(x)).reshape({B, N, 3, H, hd}).permute({2, 0, 3, 1, 4});
+    Tensor q = qkv.select(0, 0), k = qkv.select(0, 1), v = qkv.select(0, 2);
+    if (!hub_) {
+      q = T(taps, n + ".q_norm", q);
+      k = T(taps, n + ".k_norm", k);
+    }
+    const bool want_probs = taps.wants(n + ".softmax") || taps.wants(n + ".attn_drop");
+    Tensor probs;
+    Tensor o;
+    if (want_probs) {
+      // The attention maps are materialised (and may be replaced by an intervention): o = probs @ v.
+      o = ops::scaled_dot_product_attention(q, k, v, std::nullopt, &probs);
+      Tensor p2 = T(taps, n + ".softmax", probs);
+      if (!hub_) p2 = T(taps, n + ".attn_drop", p2);
+      if (!p2.shares_storage_with(probs)) o = ops::matmul(p2, v);
+    } else {
+      o = ops::scaled_dot_product_attention(q, k, v);
+    }
+    o = o.transpose(1, 2).reshape({B, N, D});
+    if (!hub_) o = T(taps, n + ".norm", o);
+    o = T(taps, n + ".proj", b.proj(o));
+    o = T(taps, n + ".proj_drop", o);
+    return T(taps, n, o);
+  }
+
+  Tensor mlp(const BlockP& b, const Tensor& x, TapSet& taps) const {
+    const std::string n = b.name + ".mlp";
+    Tensor h;
+    if (taps.wants(n + ".fc1")) {
+      h = ops::gelu(T(taps, n + ".fc1", b.fc1(x)));
+    } else {
+      h = b.fc1(x, Activation::gelu);  // bias + exact GELU fused into the GEMM epilogue
+    }
+    h = T(taps, n + ".act", h);
+    h = T(taps, hub_ ? n + ".drop" : n + ".drop1", h);
+    if (!hub_) h = T(taps, n + ".norm", h);
+    Tensor y = T(taps, n + ".fc2", b.fc2(h));
+    return T(taps, hub_ ? n + ".drop" : n + ".drop2", y);
+  }
+
+  ArchConfig arch_;
+  ViTConfig c_;
+  ViTOptions opt_;
+  bool hub_, skeleton_;
+  Tensor cls_, reg_, pos_, patch_w_, patch_b_;
+  LayerNormP norm_pre_, norm_, fc_norm_;
+  std::vector<BlockP> blocks_;
+  LinearP head_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> make_vit(const ArchConfig& arch, const ParamStore& params, const ViTOptions& opt) {
+  if (arch.is_resnet()) throw std::invalid_argument("arch '" + arch.name + "' is not a ViT");
+  return std::make_unique<ViT>(arch, params, opt);
+}
+
+}  // namespace tabula

@@ -1,0 +1,71 @@
+// `tabula models`, `tabula hooks ARCH`, `tabula bench ARCH` as users type them.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "models/registry.h"
+#include "tests/test_util.h"
+
+using tabula::test::run_tabula;
+
+TEST(ModelCli, ModelsListsEveryArchWithParamsAndGflops) {
+  auto r = run_tabula("models");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const auto& n : tabula::model_names()) EXPECT_NE(r.out.find(n + " "), std::string::npos) << n;
+  // resnet50: 25.56 M parameters, 4.09 GFLOPs at 224, default tap avgpool.
+  std::istringstream in(r.out);
+  std::string line;
+  bool found = false;
+  while (std::getline(in, line)) {
+    if (line.rfind("resnet50 ", 0) != 0) continue;
+    found = true;
+    EXPECT_NE(line.find("25.56"), std::string::npos) << line;
+    EXPECT_NE(line.find("4.09"), std::string::npos) << line;
+    EXPECT_NE(line.find("avgpool"), std::string::npos) << line;
+  }
+  EXPECT_TRUE(found);
+}
+
+TEST(ModelCli, HooksVitBaseListsEveryTorchModule) {
+  auto r = run_tabula("hooks vit_base_patch16_224");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream f(tabula::test::fixture("models/named_modules_vit_base_patch16_224.tsv"));
+  ASSERT_TRUE(f);
+  std::string line;
+  int n = 0;
+  while (std::getline(f, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    const std::string name = line.substr(0, line.find('\t'));
+    EXPECT_NE(r.out.find("\n" + name + " "), std::string::npos) << name;
+    ++n;
+  }
+  EXPECT_EQ(n, 275);  // named_modules() without the root
+  EXPECT_NE(r.out.find("blocks.11.attn.softmax"), std::string::npos);
+  EXPECT_NE(r.out.find("[1, 12, 197, 197]"), std::string::npos);
+}
+
+TEST(ModelCli, HooksSizeAndErrors) {
+  auto r = run_tabula("hooks resnet18 --size 64 --batch 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("layer4"), std::string::npos);
+  EXPECT_NE(r.out.find("[2, 512, 2, 2]"), std::string::npos) << r.out;
+  auto bad = run_tabula("hooks no_such_arch");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("unknown architecture 'no_such_arch'"), std::string::npos) << bad.err;
+  auto size = run_tabula("hooks vit_base_patch16_224 --size 200");
+  EXPECT_EQ(size.exit_code, 1);
+  EXPECT_NE(size.err.find("dynamic_img_size"), std::string::npos) << size.err;
+  EXPECT_EQ(run_tabula("hooks").exit_code, 2);
+}
+
+TEST(ModelCli, BenchPrintsImagesPerSecond) {
+  auto r = run_tabula("bench resnet:layers=1,1,1,1,block=basic,classes=10 --batch 2 --size 32 --iters 2 --warmup 1 --threads 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(" images/s"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ms/batch"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("peak RSS"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("batch 2 at 32x32, 1 threads"), std::string::npos) << r.out;
+  EXPECT_EQ(run_tabula("bench resnet18 --batch 0").exit_code, 2);
+  EXPECT_EQ(run_tabula("bench resnet18 --device cuda").exit_code, 2);
+}
