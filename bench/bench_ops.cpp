@@ -1,0 +1,205 @@
+// Google Benchmark micro-benchmarks of the fast CPU ops at ResNet-50 and ViT-B/16 shapes (batch 16 unless
+// BENCH_BATCH says otherwise), reporting GFLOP/s and % of the machine's measured FMA peak
+// (per-core FMA-chain peak x threads). Threads: TABULA_THREADS (default: all cores).
+//
+//   ./build/tabula_bench_ops --benchmark_filter=Gemm   (see bench/RESULTS_engine.md for recorded numbers)
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <random>
+
+#include "engine/arena.h"
+#include "engine/fma_peak.h"
+#include "engine/ops.h"
+#include "engine/system.h"
+#include "engine/threads.h"
+#include "engine/validate.h"
+
+using namespace tabula;
+
+namespace {
+
+int64_t batch() {
+  const char* e = std::getenv("BENCH_BATCH");
+  return e ? std::atoll(e) : 16;
+}
+
+double machine_peak_gflops() {
+  static const double peak = measure_fma_peak_gflops_per_core(0.3) * get_num_threads();
+  return peak;
+}
+
+// Times the loop itself so that GFLOP/s and % of peak come from the same measurement.
+// The build machine is shared, so besides wall-clock rates the CPU-time rate is reported:
+// flop / (process CPU seconds / threads) estimates what the threads achieve while they actually run.
+double process_cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// Outputs come from an activation arena, as in a model's forward (ArenaScope): sized by a first untimed call,
+// so the timed calls do not pay for fresh pages (page faults of a 50 MB output cost as much as the conv).
+template <class F>
+void run_timed(benchmark::State& state, double flop, F&& f) {
+  Arena arena;
+  {
+    ArenaScope scope(&arena);
+    f();
+  }
+  arena.reserve(arena.high_water());
+  double seconds = 0, cpu = 0;
+  for (auto _ : state) {
+    arena.reset();
+    ArenaScope scope(&arena);
+    auto t0 = std::chrono::steady_clock::now();
+    double c0 = process_cpu_seconds();
+    f();
+    cpu += process_cpu_seconds() - c0;
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  const double total = flop * static_cast<double>(state.iterations()) / 1e9;
+  const double gflops = total / seconds, gflops_cpu = total / (cpu / get_num_threads());
+  state.counters["GFLOP/s"] = gflops;
+  state.counters["%peak"] = 100.0 * gflops / machine_peak_gflops();
+  state.counters["GFLOP/s(cpu)"] = gflops_cpu;
+  state.counters["%peak(cpu)"] = 100.0 * gflops_cpu / machine_peak_gflops();
+  state.counters["threads"] = get_num_threads();
+}
+
+void BM_FmaPeak(benchmark::State& state) {
+  double per_core = 0;
+  for (auto _ : state) per_core = measure_fma_peak_gflops_per_core(0.2);
+  state.counters["GFLOP/s/core"] = per_core;
+  state.counters["GFLOP/s(machine)"] = per_core * get_num_threads();
+  state.SetLabel(fma_peak_isa());
+}
+BENCHMARK(BM_FmaPeak)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// linear: [M, K] x [N, K]^T, M = batch * tokens
+void BM_Linear(benchmark::State& state) {
+  const int64_t M = batch() * state.range(0), K = state.range(1), N = state.range(2);
+  std::mt19937_64 g(1);
+  Tensor x = validate::random_tensor({M, K}, g), w = validate::random_tensor({N, K}, g), b = validate::random_tensor({N}, g);
+  const Activation act = state.range(3) ? Activation::gelu : Activation::none;
+  run_timed(state, 2.0 * M * N * K, [&] { benchmark::DoNotOptimize(ops::linear(x, w, b, act)); });
+  state.SetLabel(std::string(ops::gemm_kernel_name()) + (state.range(3) ? " +bias+gelu" : " +bias"));
+}
+// ViT-B/16 at 224: 197 tokens, dim 768: qkv, proj, fc1 (+GELU), fc2
+BENCHMARK(BM_Linear)->Args({197, 768, 2304, 0})->Args({197, 768, 768, 0})->Args({197, 768, 3072, 1})
+    ->Args({197, 3072, 768, 0})->Args({197, 768, 3072, 0})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Square GEMM (no epilogue): the kernel's ceiling
+void BM_GemmSquare(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  std::mt19937_64 g(2);
+  Tensor a = validate::random_tensor({n, n}, g), b = validate::random_tensor({n, n}, g), c = Tensor::empty({n, n});
+  run_timed(state, 2.0 * n * n * n, [&] {
+    ops::gemm(n, n, n, a.data<float>(), n, false, b.data<float>(), n, false, c.data<float>(), n);
+    benchmark::ClobberMemory();
+  });
+  state.SetLabel(ops::gemm_kernel_name());
+}
+BENCHMARK(BM_GemmSquare)->Arg(512)->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ResNet-50 convolutions (BN folded: bias + ReLU fused): args Cin, Cout, k, stride, H
+void BM_Conv(benchmark::State& state) {
+  const int64_t cin = state.range(0), cout = state.range(1), k = state.range(2), s = state.range(3), H = state.range(4);
+  std::mt19937_64 g(3);
+  Tensor x = validate::random_tensor({batch(), cin, H, H}, g), w = validate::random_tensor({cout, cin, k, k}, g, 0.1f);
+  Tensor b = validate::random_tensor({cout}, g);
+  Conv2dOptions o;
+  o.stride = {s, s};
+  o.padding = {k / 2, k / 2};
+  const int64_t Ho = (H + 2 * (k / 2) - k) / s + 1;
+  const bool wino = state.range(5) != 0;
+  ops::set_winograd_enabled(wino);
+  // FLOPs of the direct convolution (also for Winograd, which does fewer: an effective rate)
+  run_timed(state, 2.0 * batch() * cout * Ho * Ho * cin * k * k,
+            [&] { benchmark::DoNotOptimize(ops::conv2d(x, w, b, o, Activation::relu)); });
+  ops::set_winograd_enabled(false);
+  state.SetLabel(std::string(ops::gemm_kernel_name()) + (wino && k == 3 && s == 1 ? " winograd" : " im2col"));
+}
+// last arg: 1 = Winograd allowed (3x3 stride 1), 0 = im2col + GEMM
+BENCHMARK(BM_Conv)
+    ->Args({3, 64, 7, 2, 224, 1})      // conv1
+    ->Args({64, 64, 1, 1, 56, 1})      // layer1 conv1
+    ->Args({64, 64, 3, 1, 56, 1})      // layer1 conv2
+    ->Args({64, 64, 3, 1, 56, 0})
+    ->Args({64, 256, 1, 1, 56, 1})     // layer1 conv3
+    ->Args({128, 128, 3, 1, 28, 1})    // layer2 conv2
+    ->Args({128, 128, 3, 1, 28, 0})
+    ->Args({256, 256, 3, 1, 14, 1})    // layer3 conv2
+    ->Args({256, 256, 3, 1, 14, 0})
+    ->Args({1024, 256, 1, 1, 14, 1})   // layer3 conv1
+    ->Args({512, 512, 3, 1, 7, 1})     // layer4 conv2 (7x7)
+    ->Args({512, 512, 3, 1, 7, 0})
+    ->Args({512, 2048, 1, 1, 7, 1})    // layer4 conv3
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ViT-B/16 attention: heads 12, head_dim 64, tokens as given (197 at 224 px; 257 / 261 for DINOv2 /14 (+reg))
+void BM_Attention(benchmark::State& state) {
+  const int64_t N = state.range(0), H = 12, D = 64;
+  std::mt19937_64 g(4);
+  Tensor q = validate::random_tensor({batch(), H, N, D}, g), k = validate::random_tensor({batch(), H, N, D}, g);
+  Tensor v = validate::random_tensor({batch(), H, N, D}, g);
+  run_timed(state, 4.0 * batch() * H * N * N * D,
+            [&] { benchmark::DoNotOptimize(ops::scaled_dot_product_attention(q, k, v)); });
+  state.SetLabel("flash (no NxN)");
+}
+BENCHMARK(BM_Attention)->Arg(197)->Arg(257)->Arg(261)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_LayerNorm(benchmark::State& state) {
+  std::mt19937_64 g(5);
+  Tensor x = validate::random_tensor({batch(), 197, 768}, g), w = validate::random_tensor({768}, g);
+  run_timed(state, 8.0 * x.numel(), [&] { benchmark::DoNotOptimize(ops::layer_norm(x, w, w, 1e-6)); });
+}
+BENCHMARK(BM_LayerNorm)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// One ViT-B/16 encoder block written with the op API the way a model's forward is (timm Block: x + attn(norm1(x)),
+// x + mlp(norm2(x))), at batch 16 x 197 tokens: the whole-block rate, all ops included.
+void BM_VitBBlock(benchmark::State& state) {
+  const int64_t B = batch(), N = state.range(0), C = 768, H = 12, D = 64;
+  std::mt19937_64 g(6);
+  auto rnd = [&](Shape s, float sc) { return validate::random_tensor(s, g, sc); };
+  Tensor x = rnd({B, N, C}, 1.f), ln1w = rnd({C}, 1.f), ln1b = rnd({C}, .1f), ln2w = rnd({C}, 1.f), ln2b = rnd({C}, .1f);
+  Tensor qkv_w = rnd({3 * C, C}, .03f), qkv_b = rnd({3 * C}, .01f), proj_w = rnd({C, C}, .03f), proj_b = rnd({C}, .01f);
+  Tensor fc1_w = rnd({4 * C, C}, .03f), fc1_b = rnd({4 * C}, .01f), fc2_w = rnd({C, 4 * C}, .02f), fc2_b = rnd({C}, .01f);
+  auto block = [&] {
+    Tensor h = ops::layer_norm(x, ln1w, ln1b, 1e-6);
+    Tensor qkv = ops::linear(h, qkv_w, qkv_b).view({B, N, 3, H, D}).permute({2, 0, 3, 1, 4});  // [3, B, H, N, D]
+    Tensor a = ops::scaled_dot_product_attention(qkv.select(0, 0), qkv.select(0, 1), qkv.select(0, 2));
+    a = a.transpose(1, 2).reshape({B, N, C});
+    Tensor x1 = ops::add(x, ops::linear(a, proj_w, proj_b));
+    Tensor m = ops::linear(ops::layer_norm(x1, ln2w, ln2b, 1e-6), fc1_w, fc1_b, Activation::gelu);
+    return ops::add(x1, ops::linear(m, fc2_w, fc2_b));
+  };
+  const double flop = 2.0 * B * N * C * (3 * C + C + 8 * C) + 4.0 * B * H * N * N * D;
+  run_timed(state, flop, [&] { benchmark::DoNotOptimize(block()); });
+}
+BENCHMARK(BM_VitBBlock)->Arg(197)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// One ResNet-50 bottleneck (layer3: 1024 -> 256 -> 256 -> 1024 at 14x14, BN folded, ReLU and residual fused).
+void BM_ResNet50Bottleneck(benchmark::State& state) {
+  const int64_t B = batch(), C = 1024, W = 256, S = 14;
+  std::mt19937_64 g(7);
+  auto rnd = [&](Shape s, float sc) { return validate::random_tensor(s, g, sc); };
+  Tensor x = rnd({B, C, S, S}, 1.f), w1 = rnd({W, C, 1, 1}, .03f), w2 = rnd({W, W, 3, 3}, .02f), w3 = rnd({C, W, 1, 1}, .06f);
+  Tensor b1 = rnd({W}, .1f), b2 = rnd({W}, .1f), b3 = rnd({C}, .1f);
+  Conv2dOptions pad1;
+  pad1.padding = {1, 1};
+  auto block = [&] {
+    Tensor h = ops::conv2d(x, w1, b1, {}, Activation::relu);
+    h = ops::conv2d(h, w2, b2, pad1, Activation::relu);
+    return ops::conv2d(h, w3, b3, {}, Activation::relu, /*residual=*/x);
+  };
+  const double flop = 2.0 * B * S * S * (C * W + W * W * 9 + W * C);
+  run_timed(state, flop, [&] { benchmark::DoNotOptimize(block()); });
+}
+BENCHMARK(BM_ResNet50Bottleneck)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();

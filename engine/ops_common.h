@@ -1,0 +1,46 @@
+// Argument checks and shape rules shared by the reference and fast implementations of every op, so both reject
+// the same inputs with the same messages.
+#pragma once
+#include <array>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+#include "engine/ops.h"
+
+namespace tabula::detail {
+
+inline constexpr double kGemP = 3.0;     // GeM exponent (Radenović et al.; cirtorch default)
+inline constexpr double kGemEps = 1e-6;  // clamp before the power, as cirtorch's gem()
+
+Shape broadcast_shape(std::string_view op, const Shape& a, const Shape& b);
+std::tuple<int64_t, int64_t, int64_t, int64_t> check_4d(std::string_view op, const Tensor& x);
+
+struct ConvShapes {
+  int64_t N, C, H, W, Cout, kh, kw, Ho, Wo;
+};
+ConvShapes conv2d_shapes(std::string_view op, const Tensor& x, const Tensor& w, const Tensor& b,
+                         const Conv2dOptions& o, const Tensor& residual);
+void check_pool_args(std::string_view op, std::array<int64_t, 2> k, std::array<int64_t, 2> s,
+                     std::array<int64_t, 2> p, std::array<int64_t, 2> d);
+// Output size of a pooling window sweep; throws when it is empty (kernel larger than the padded input).
+std::pair<int64_t, int64_t> pool_output_hw(std::string_view op, int64_t H, int64_t W, std::array<int64_t, 2> k,
+                                           std::array<int64_t, 2> s, std::array<int64_t, 2> p,
+                                           std::array<int64_t, 2> d, bool ceil_mode);
+void check_linear(std::string_view op, const Tensor& x, const Tensor& w, const Tensor& b);
+
+struct MatmulShapes {
+  int64_t batch, M, K, N;
+  Shape out;
+};
+MatmulShapes matmul_shapes(std::string_view op, const Tensor& a, const Tensor& b);
+
+struct SdpaShapes {
+  int64_t B, H, Nq, Nk, D, Dv;
+};
+SdpaShapes sdpa_shapes(std::string_view op, const Tensor& q, const Tensor& k, const Tensor& v);
+
+Shape cat_shape(std::string_view op, const std::vector<Tensor>& xs, int64_t dim);
+std::pair<int64_t, int64_t> interpolate_size(std::string_view op, int64_t H, int64_t W, const InterpolateOptions& o);
+
+}  // namespace tabula::detail

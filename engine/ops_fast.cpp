@@ -1,0 +1,540 @@
+// Fast CPU implementations (tabula::ops). Same signatures and semantics as tabula::ref (the specification);
+// tests/engine/test_ops.cpp checks each against its reference. Parallel loops split work with parallel_for's
+// thread-count-independent chunks and never reduce across chunks, so the bits do not depend on --threads.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "engine/ops.h"
+#include "engine/ops_common.h"
+#include "engine/rowops.h"
+#include "engine/threads.h"
+#include "engine/winograd.h"
+
+namespace tabula {
+
+namespace ops {
+
+using detail::check_4d;
+
+// ---------------------------------------------------------------------------------------------------------------
+// conv2d as GEMM: out[Cout_g, P] = W[Cout_g, Cin_g*kh*kw] @ col[Cin_g*kh*kw, P] per group, P = Ho*Wo, with bias
+// (folded BN), residual and activation fused into the GEMM epilogue. 1x1 stride-1 convs use the input itself as
+// `col` (no copy). Small maps (P < 256: ResNet's 14x14 and 7x7 stages) fold several images into the GEMM's N
+// dimension, so the micro-kernel's 32-wide panels are not mostly padding; their epilogue then runs in the pass
+// that scatters the [Cout, images * P] result back to NCHW.
+
+namespace {
+std::atomic<bool> g_winograd{false};  // measured slower here: see ops.h
+}  // namespace
+void set_winograd_enabled(bool on) { g_winograd.store(on); }
+bool winograd_enabled() { return g_winograd.load(std::memory_order_relaxed); }
+
+namespace {
+// im2col of one image's group: row r = (ic, i, j) of `dst` (row stride ldd) holds
+// x[ic, oh*sh - ph + i*dh, ow*sw - pw + j*dw] over (oh, ow), 0 outside the input.
+void im2col(const float* xg, const detail::ConvShapes& s, const Conv2dOptions& o, int64_t cin_g, float* dst,
+            int64_t ldd) {
+  const int64_t K = cin_g * s.kh * s.kw, HW = s.H * s.W;
+  parallel_for(K, grain_for(K, s.Ho * s.Wo, 1 << 14), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t ic = r / (s.kh * s.kw), i = (r / s.kw) % s.kh, j = r % s.kw;
+      const float* src = xg + ic * HW;
+      for (int64_t oh = 0; oh < s.Ho; ++oh) {
+        const int64_t ih = oh * o.stride[0] - o.padding[0] + i * o.dilation[0];
+        float* d = dst + r * ldd + oh * s.Wo;
+        if (ih < 0 || ih >= s.H) {
+          std::fill_n(d, s.Wo, 0.f);
+          continue;
+        }
+        const float* srow = src + ih * s.W;
+        const int64_t off = j * o.dilation[1] - o.padding[1];
+        if (o.stride[1] == 1) {  // one contiguous run of valid columns [lo, hi)
+          const int64_t lo = std::clamp<int64_t>(-off, 0, s.Wo), hi = std::clamp<int64_t>(s.W - off, lo, s.Wo);
+          std::fill_n(d, lo, 0.f);
+          std::memcpy(d + lo, srow + lo + off, static_cast<size_t>(hi - lo) * sizeof(float));
+          std::fill_n(d + hi, s.Wo - hi, 0.f);
+        } else {  // strided: valid ow are those with 0 <= ow * sw + off < W, i.e. [lo, hi)
+          const int64_t sw = o.stride[1];
+          const int64_t lo = std::clamp<int64_t>(off >= 0 ? 0 : (-off + sw - 1) / sw, 0, s.Wo);
+          const int64_t hi = std::clamp<int64_t>(s.W - off <= 0 ? 0 : (s.W - off + sw - 1) / sw, lo, s.Wo);
+          std::fill_n(d, lo, 0.f);
+          for (int64_t ow = lo; ow < hi; ++ow) d[ow] = srow[ow * sw + off];
+          std::fill_n(d + hi, s.Wo - hi, 0.f);
+        }
+      }
+    }
+  });
+}
+}  // namespace
+
+Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dOptions& o, Activation act,
+              const Tensor& residual) {
+  auto s = detail::conv2d_shapes("ops::conv2d", x_in, w_in, b_in, o, residual);
+  Tensor x = x_in.contiguous(), w = w_in.contiguous();
+  Tensor bias = b_in.defined() ? b_in.contiguous() : Tensor();
+  Tensor res = residual.defined() ? residual.contiguous() : Tensor();
+  Tensor y = Tensor::empty({s.N, s.Cout, s.Ho, s.Wo});
+  if (detail::winograd_applies(s, o) && winograd_enabled()) {
+    detail::winograd_conv3x3(x.data<float>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr,
+                             res.defined() ? res.data<float>() : nullptr, y.data<float>(), s, o, act);
+    return y;
+  }
+  const int64_t G = o.groups, cin_g = s.C / G, cout_g = s.Cout / G;
+  const int64_t K = cin_g * s.kh * s.kw, P = s.Ho * s.Wo, HW = s.H * s.W;
+  const bool direct = s.kh == 1 && s.kw == 1 && o.stride[0] == 1 && o.stride[1] == 1 && o.padding[0] == 0 &&
+                      o.padding[1] == 0;
+  // images per GEMM (a fixed function of the shapes: part of the deterministic definition of the result)
+  const int64_t nb = P < 256 ? std::min<int64_t>(s.N, (512 + P - 1) / P) : 1;
+  // Scratch reused across calls (fresh multi-MB buffers would page-fault on every conv). Raw pointers below:
+  // the parallel_for workers must use this thread's buffers.
+  thread_local std::vector<float> col_buf, tmp_buf;
+  const size_t col_n = direct && nb == 1 ? 0 : static_cast<size_t>(K * P * nb);
+  const size_t tmp_n = nb > 1 ? static_cast<size_t>(cout_g * P * nb) : 0;
+  if (col_buf.size() < col_n) col_buf.resize(col_n);
+  if (tmp_buf.size() < tmp_n) tmp_buf.resize(tmp_n);
+  float* const col = col_buf.data();
+  float* const tmp = tmp_buf.data();
+  for (int64_t n0 = 0; n0 < s.N; n0 += nb) {
+    const int64_t nbb = std::min(nb, s.N - n0), cols = nbb * P;
+    for (int64_t g = 0; g < G; ++g) {
+      const float* bmat = nullptr;
+      for (int64_t n = 0; n < nbb; ++n) {
+        const float* xg = x.data<float>() + ((n0 + n) * s.C + g * cin_g) * HW;
+        if (direct && nbb == 1) {
+          bmat = xg;
+        } else if (direct) {
+          for (int64_t r = 0; r < K; ++r)
+            std::memcpy(col + r * cols + n * P, xg + r * HW, static_cast<size_t>(P) * sizeof(float));
+        } else {
+          im2col(xg, s, o, cin_g, col + n * P, cols);
+        }
+      }
+      if (!bmat) bmat = col;
+      const float* bias_g = bias.defined() ? bias.data<float>() + g * cout_g : nullptr;
+      const float* wg = w.data<float>() + g * cout_g * K;
+      if (nbb == 1) {
+        GemmEpilogue ep;
+        ep.bias_row = bias_g;
+        ep.residual = res.defined() ? res.data<float>() + (n0 * s.Cout + g * cout_g) * P : nullptr;
+        ep.ldr = P;
+        ep.act = act;
+        gemm(cout_g, P, K, wg, K, false, bmat, cols, false, y.data<float>() + (n0 * s.Cout + g * cout_g) * P, P, ep);
+        continue;
+      }
+      GemmEpilogue ep;
+      ep.bias_row = bias_g;
+      ep.act = res.defined() ? Activation::none : act;
+      gemm(cout_g, cols, K, wg, K, false, bmat, cols, false, tmp, cols, ep);
+      // scatter [cout_g, (n, p)] -> y[n, g*cout_g + co, p], adding the residual then the activation
+      parallel_for(nbb * cout_g, grain_for(nbb * cout_g, P), [&](int64_t q0, int64_t q1) {
+        for (int64_t q = q0; q < q1; ++q) {
+          const int64_t n = q / cout_g, co = q % cout_g;
+          const int64_t yo = ((n0 + n) * s.Cout + g * cout_g + co) * P;
+          float* yp = y.data<float>() + yo;
+          const float* tp = tmp + co * cols + n * P;
+          if (res.defined()) {
+            const float* rp = res.data<float>() + yo;
+            for (int64_t p = 0; p < P; ++p) yp[p] = tp[p] + rp[p];
+            detail::activation_inplace(yp, P, act);
+          } else {
+            std::memcpy(yp, tp, static_cast<size_t>(P) * sizeof(float));
+          }
+        }
+      });
+    }
+  }
+  return y;
+}
+
+Tensor batch_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, const Tensor& mean, const Tensor& var,
+                  double eps) {
+  check_f32_cpu("ops::batch_norm", x_in, "input");
+  if (x_in.dim() < 2) op_error("ops::batch_norm", "input must have a channel dim, got " + x_in.str());
+  const int64_t N = x_in.size(0), C = x_in.size(1);
+  for (const Tensor* t : {&mean, &var})
+    if (!t->defined() || t->numel() != C) op_error("ops::batch_norm", "running stats must have " + std::to_string(C) + " elements");
+  // y = x * scale + shift with scale, shift computed once per channel in double (as the folded conv would)
+  std::vector<float> scale(C), shift(C);
+  Tensor m = mean.contiguous(), v = var.contiguous();
+  Tensor w = weight.defined() ? weight.contiguous() : Tensor(), b = bias.defined() ? bias.contiguous() : Tensor();
+  for (int64_t c = 0; c < C; ++c) {
+    double sc = (w.defined() ? w.data<float>()[c] : 1.0) / std::sqrt(static_cast<double>(v.data<float>()[c]) + eps);
+    scale[c] = static_cast<float>(sc);
+    shift[c] = static_cast<float>((b.defined() ? b.data<float>()[c] : 0.0) - m.data<float>()[c] * sc);
+  }
+  Tensor x = x_in.contiguous(), y = Tensor::empty(x.shape());
+  const int64_t inner = x.numel() / std::max<int64_t>(N * C, 1);
+  parallel_for(N * C, grain_for(N * C, inner), [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const float sc = scale[p % C], sh = shift[p % C];
+      const float* xp = x.data<float>() + p * inner;
+      float* yp = y.data<float>() + p * inner;
+      for (int64_t i = 0; i < inner; ++i) yp[i] = xp[i] * sc + sh;
+    }
+  });
+  return y;
+}
+
+static Tensor map_act(std::string_view op, const Tensor& x_in, Activation act) {
+  check_f32_cpu(op, x_in, "input");
+  Tensor x = x_in.contiguous();
+  Tensor y = x.clone();
+  const int64_t n = y.numel();
+  parallel_for(n, 1 << 14, [&](int64_t a, int64_t b) { detail::activation_inplace(y.data<float>() + a, b - a, act); });
+  return y;
+}
+Tensor relu(const Tensor& x) { return map_act("ops::relu", x, Activation::relu); }
+Tensor gelu(const Tensor& x, bool tanh_approximation) {
+  return map_act("ops::gelu", x, tanh_approximation ? Activation::gelu_tanh : Activation::gelu);
+}
+Tensor silu(const Tensor& x) { return map_act("ops::silu", x, Activation::silu); }
+Tensor activation(const Tensor& x, Activation act) { return map_act("ops::activation", x, act); }
+
+Tensor swiglu(const Tensor& x_in) {
+  check_f32_cpu("ops::swiglu", x_in, "input");
+  const int64_t C2 = x_in.size(-1), C = C2 / 2;
+  if (C2 % 2) op_error("ops::swiglu", "last dim must be even, got " + x_in.str());
+  Tensor x = x_in.contiguous();
+  const int64_t rows = x.numel() / std::max<int64_t>(C2, 1);
+  Shape ys = x.shape();
+  ys.back() = C;
+  Tensor y = Tensor::empty(ys);
+  parallel_for(rows, grain_for(rows, C), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* a = x.data<float>() + r * C2;
+      float* yr = y.data<float>() + r * C;
+      detail::row_kernels().silu_mul(a, a + C, yr, C);
+    }
+  });
+  return y;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Pooling: one (n, c) plane per work item.
+Tensor max_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64_t, 2> s, std::array<int64_t, 2> p,
+                  std::array<int64_t, 2> d, bool ceil_mode) {
+  auto [N, C, H, W] = check_4d("ops::max_pool2d", x_in);
+  detail::check_pool_args("ops::max_pool2d", k, s, p, d);
+  auto [Ho, Wo] = detail::pool_output_hw("ops::max_pool2d", H, W, k, s, p, d, ceil_mode);
+  Tensor x = x_in.contiguous(), y = Tensor::empty({N, C, Ho, Wo});
+  parallel_for(N * C, grain_for(N * C, Ho * Wo * k[0] * k[1]), [&](int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; ++q) {
+      const float* xp = x.data<float>() + q * H * W;
+      float* yp = y.data<float>() + q * Ho * Wo;
+      for (int64_t oh = 0; oh < Ho; ++oh)
+        for (int64_t ow = 0; ow < Wo; ++ow) {
+          float best = -std::numeric_limits<float>::infinity();
+          for (int64_t i = 0; i < k[0]; ++i) {
+            const int64_t ih = oh * s[0] - p[0] + i * d[0];
+            if (ih < 0 || ih >= H) continue;
+            for (int64_t j = 0; j < k[1]; ++j) {
+              const int64_t iw = ow * s[1] - p[1] + j * d[1];
+              if (iw < 0 || iw >= W) continue;
+              const float v = xp[ih * W + iw];
+              if (v > best || std::isnan(v)) best = v;
+            }
+          }
+          yp[oh * Wo + ow] = best;
+        }
+    }
+  });
+  return y;
+}
+
+Tensor avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64_t, 2> s, std::array<int64_t, 2> p,
+                  bool ceil_mode, bool count_include_pad) {
+  auto [N, C, H, W] = check_4d("ops::avg_pool2d", x_in);
+  detail::check_pool_args("ops::avg_pool2d", k, s, p, {1, 1});
+  auto [Ho, Wo] = detail::pool_output_hw("ops::avg_pool2d", H, W, k, s, p, {1, 1}, ceil_mode);
+  Tensor x = x_in.contiguous(), y = Tensor::empty({N, C, Ho, Wo});
+  parallel_for(N * C, grain_for(N * C, Ho * Wo * k[0] * k[1]), [&](int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; ++q) {
+      const float* xp = x.data<float>() + q * H * W;
+      float* yp = y.data<float>() + q * Ho * Wo;
+      for (int64_t oh = 0; oh < Ho; ++oh)
+        for (int64_t ow = 0; ow < Wo; ++ow) {
+          int64_t h0 = oh * s[0] - p[0], w0 = ow * s[1] - p[1];
+          int64_t h1 = std::min(h0 + k[0], H + p[0]), w1 = std::min(w0 + k[1], W + p[1]);
+          const int64_t pool_size = (h1 - h0) * (w1 - w0);
+          h0 = std::max<int64_t>(h0, 0), w0 = std::max<int64_t>(w0, 0);
+          h1 = std::min(h1, H), w1 = std::min(w1, W);
+          float sum = 0.f;
+          for (int64_t ih = h0; ih < h1; ++ih)
+            for (int64_t iw = w0; iw < w1; ++iw) sum += xp[ih * W + iw];
+          const int64_t divisor = count_include_pad ? pool_size : (h1 - h0) * (w1 - w0);
+          yp[oh * Wo + ow] = (h0 >= h1 || w0 >= w1) ? 0.f : sum / static_cast<float>(divisor);
+        }
+    }
+  });
+  return y;
+}
+
+template <bool kMax>
+static Tensor adaptive_pool(std::string_view op, const Tensor& x_in, std::array<int64_t, 2> os) {
+  auto [N, C, H, W] = check_4d(op, x_in);
+  if (os[0] <= 0 || os[1] <= 0) op_error(op, "output size must be positive");
+  Tensor x = x_in.contiguous(), y = Tensor::empty({N, C, os[0], os[1]});
+  parallel_for(N * C, grain_for(N * C, H * W), [&](int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; ++q) {
+      const float* xp = x.data<float>() + q * H * W;
+      float* yp = y.data<float>() + q * os[0] * os[1];
+      for (int64_t oh = 0; oh < os[0]; ++oh)
+        for (int64_t ow = 0; ow < os[1]; ++ow) {
+          const int64_t h0 = oh * H / os[0], h1 = ((oh + 1) * H + os[0] - 1) / os[0];
+          const int64_t w0 = ow * W / os[1], w1 = ((ow + 1) * W + os[1] - 1) / os[1];
+          float acc = kMax ? -std::numeric_limits<float>::infinity() : 0.f;
+          for (int64_t ih = h0; ih < h1; ++ih)
+            for (int64_t iw = w0; iw < w1; ++iw) {
+              const float v = xp[ih * W + iw];
+              if (kMax) acc = (v > acc || std::isnan(v)) ? v : acc;
+              else acc += v;
+            }
+          yp[oh * os[1] + ow] = kMax ? acc : acc / static_cast<float>((h1 - h0) * (w1 - w0));
+        }
+    }
+  });
+  return y;
+}
+Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> os) {
+  return adaptive_pool<false>("ops::adaptive_avg_pool2d", x, os);
+}
+Tensor adaptive_max_pool2d(const Tensor& x, std::array<int64_t, 2> os) {
+  return adaptive_pool<true>("ops::adaptive_max_pool2d", x, os);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Activation act) {
+  detail::check_linear("ops::linear", x_in, w_in, b_in);
+  const int64_t K = x_in.size(-1), Nout = w_in.size(0), M = x_in.numel() / std::max<int64_t>(K, 1);
+  Tensor x = x_in.contiguous(), w = w_in.contiguous();
+  Tensor b = b_in.defined() ? b_in.contiguous() : Tensor();
+  Shape ys = x.shape();
+  ys.back() = Nout;
+  Tensor y = Tensor::empty(ys);
+  GemmEpilogue ep;
+  ep.bias_col = b.defined() ? b.data<float>() : nullptr;
+  ep.act = act;
+  gemm(M, Nout, K, x.data<float>(), K, false, w.data<float>(), K, /*trans_b=*/true, y.data<float>(), Nout, ep);
+  return y;
+}
+
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  auto [batch, M, K, N, out_shape] = detail::matmul_shapes("ops::matmul", a_in, b_in);
+  Tensor a = a_in.contiguous(), b = b_in.contiguous();
+  Tensor y = Tensor::empty(out_shape);
+  if (b.dim() == 2) {  // one GEMM with the batch folded into M
+    gemm(batch * M, N, K, a.data<float>(), K, false, b.data<float>(), N, false, y.data<float>(), N);
+    return y;
+  }
+  for (int64_t p = 0; p < batch; ++p)
+    gemm(M, N, K, a.data<float>() + p * M * K, K, false, b.data<float>() + p * K * N, N, false,
+         y.data<float>() + p * M * N, N);
+  return y;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Row ops: 16 partial sums (vectorisable without -ffast-math), combined in a fixed order.
+
+Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, double eps) {
+  check_f32_cpu("ops::layer_norm", x_in, "input");
+  const int64_t C = x_in.size(-1), rows = x_in.numel() / std::max<int64_t>(C, 1);
+  for (const Tensor* t : {&w_in, &b_in})
+    if (t->defined() && t->numel() != C)
+      op_error("ops::layer_norm", "weight/bias must have " + std::to_string(C) + " elements, got " + t->str());
+  Tensor x = x_in.contiguous(), y = Tensor::empty(x.shape());
+  Tensor w = w_in.defined() ? w_in.contiguous() : Tensor(), b = b_in.defined() ? b_in.contiguous() : Tensor();
+  const float* wp = w.defined() ? w.data<float>() : nullptr;
+  const float* bp = b.defined() ? b.data<float>() : nullptr;
+  parallel_for(rows, grain_for(rows, C * 4), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = x.data<float>() + r * C;
+      float* yr = y.data<float>() + r * C;
+      detail::row_kernels().layer_norm(xr, yr, C, wp, bp, eps);
+    }
+  });
+  return y;
+}
+
+static void softmax_row(float* r, int64_t C) { detail::row_kernels().softmax(r, C); }
+
+Tensor softmax(const Tensor& x_in, int64_t dim) {
+  check_f32_cpu("ops::softmax", x_in, "input");
+  dim = x_in.wrap_dim(dim);
+  const bool last = dim == x_in.dim() - 1;
+  Tensor y = last ? x_in.contiguous().clone() : x_in.transpose(dim, -1).contiguous();
+  const int64_t C = y.size(-1), rows = y.numel() / std::max<int64_t>(C, 1);
+  parallel_for(rows, grain_for(rows, C * 8), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) softmax_row(y.data<float>() + r * C, C);
+  });
+  return last ? y : y.transpose(dim, -1).contiguous();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Flash-style attention: per (batch*head, block of kBQ queries), stream over keys in blocks of kBK with an online
+// softmax (running max m, running sum l, rescaled accumulator), so only a kBQ x kBK score tile ever exists.
+Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
+                                    std::optional<double> scale_opt, Tensor* attn_probs) {
+  auto [B, H, Nq, Nk, D, Dv] = detail::sdpa_shapes("ops::scaled_dot_product_attention", q_in, k_in, v_in);
+  const float scale = static_cast<float>(scale_opt ? *scale_opt : 1.0 / std::sqrt(static_cast<double>(D)));
+  Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
+  Tensor out = Tensor::empty({B, H, Nq, Dv});
+  if (attn_probs) {
+    // A hook asked for the attention map: materialise it (scores by GEMM, row softmax), then P @ V.
+    Tensor probs = Tensor::empty({B, H, Nq, Nk});
+    for (int64_t bh = 0; bh < B * H; ++bh) {
+      GemmEpilogue none;
+      gemm(Nq, Nk, D, q.data<float>() + bh * Nq * D, D, false, k.data<float>() + bh * Nk * D, D, true,
+           probs.data<float>() + bh * Nq * Nk, Nk, none);
+    }
+    const int64_t rows = B * H * Nq;
+    parallel_for(rows, grain_for(rows, Nk * 8), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        float* pr = probs.data<float>() + r * Nk;
+        for (int64_t j = 0; j < Nk; ++j) pr[j] *= scale;
+        softmax_row(pr, Nk);
+      }
+    });
+    for (int64_t bh = 0; bh < B * H; ++bh)
+      gemm(Nq, Dv, Nk, probs.data<float>() + bh * Nq * Nk, Nk, false, v.data<float>() + bh * Nk * Dv, Dv, false,
+           out.data<float>() + bh * Nq * Dv, Dv);
+    *attn_probs = probs;
+    return out;
+  }
+  // Query blocks of kBQ rows; keys in blocks of up to kBK (one block for the usual <= 512 tokens, where this is
+  // exactly softmax(QK^T)V computed strip by strip). Both products use the packed GEMM micro-kernels.
+  constexpr int64_t kBQ = 64, kBK = 512;
+  const int64_t qblocks = (Nq + kBQ - 1) / kBQ, bk = std::min(kBK, Nk);
+  const detail::RowKernels& rk = detail::row_kernels();
+  parallel_for(B * H * qblocks, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> s(static_cast<size_t>(kBQ * bk)), pv(static_cast<size_t>(kBQ * Dv)),
+        acc(static_cast<size_t>(kBQ * Dv)), m(kBQ), l(kBQ);
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t bh = t / qblocks, i0 = (t % qblocks) * kBQ, nq = std::min(kBQ, Nq - i0);
+      const float* qb = q.data<float>() + (bh * Nq + i0) * D;
+      const float* kb = k.data<float>() + bh * Nk * D;
+      const float* vb = v.data<float>() + bh * Nk * Dv;
+      std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
+      std::fill(l.begin(), l.end(), 0.f);
+      for (int64_t j0 = 0; j0 < Nk; j0 += kBK) {
+        const int64_t nk = std::min(kBK, Nk - j0);
+        // S = Q_blk K_blk^T  [nq, nk]   (runs on this thread: gemm's parallel_for is inline inside a chunk)
+        gemm(nq, nk, D, qb, D, false, kb + j0 * D, D, true, s.data(), nk);
+        for (int64_t i = 0; i < nq; ++i) {
+          float* si = s.data() + i * nk;
+          const float blk_max = rk.scale_max(si, nk, scale);
+          const float mx = blk_max > m[i] ? blk_max : m[i];
+          const float sum = rk.exp_sum(si, nk, mx);
+          const float corr = rk.exp(m[i] - mx);  // 0 on the first block (m = -inf)
+          l[i] = l[i] * corr + sum;
+          m[i] = mx;
+          if (j0 > 0) {
+            float* ai = acc.data() + i * Dv;
+            for (int64_t d = 0; d < Dv; ++d) ai[d] *= corr;
+          }
+        }
+        // acc (+)= P V_blk  [nq, Dv]
+        float* dst = j0 == 0 ? acc.data() : pv.data();
+        gemm(nq, Dv, nk, s.data(), nk, false, vb + j0 * Dv, Dv, false, dst, Dv);
+        if (j0 > 0)
+          for (int64_t e = 0; e < nq * Dv; ++e) acc[e] += pv[e];
+      }
+      for (int64_t i = 0; i < nq; ++i) {
+        float* o = out.data<float>() + (bh * Nq + i0 + i) * Dv;
+        const float inv = 1.f / l[i];
+        for (int64_t d = 0; d < Dv; ++d) o[d] = acc[i * Dv + d] * inv;
+      }
+    }
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Elementwise binary ops: same shape, or b broadcast along leading dims (bias / LayerScale / residual); other
+// broadcasts take the reference path.
+template <class F>
+static Tensor binary(std::string_view op, const Tensor& a_in, const Tensor& b_in, F f) {
+  check_f32_cpu(op, a_in, "a");
+  check_f32_cpu(op, b_in, "b");
+  Shape s = detail::broadcast_shape(op, a_in.shape(), b_in.shape());
+  if (s != a_in.shape()) return op == "ops::add" ? ref::add(a_in, b_in) : ref::mul(a_in, b_in);
+  // b's shape must be a suffix of a's (after dropping leading 1s) for the fast path
+  Shape bs = b_in.shape();
+  while (!bs.empty() && bs.front() == 1) bs.erase(bs.begin());
+  const bool suffix = bs.size() <= s.size() && std::equal(bs.begin(), bs.end(), s.end() - static_cast<int64_t>(bs.size()));
+  if (!suffix) return op == "ops::add" ? ref::add(a_in, b_in) : ref::mul(a_in, b_in);
+  Tensor a = a_in.contiguous(), b = b_in.contiguous();
+  Tensor y = Tensor::empty(s);
+  const int64_t n = y.numel(), period = std::max<int64_t>(b.numel(), 1);
+  const float* ap = a.data<float>();
+  const float* bp = b.data<float>();
+  float* yp = y.data<float>();
+  parallel_for((n + period - 1) / period, grain_for(n / period, period), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t i = 0; i < period; ++i) yp[r * period + i] = f(ap[r * period + i], bp[i]);
+  });
+  return y;
+}
+Tensor add(const Tensor& a, const Tensor& b) { return binary("ops::add", a, b, [](float u, float v) { return u + v; }); }
+Tensor mul(const Tensor& a, const Tensor& b) { return binary("ops::mul", a, b, [](float u, float v) { return u * v; }); }
+Tensor mul(const Tensor& a_in, float s) {
+  check_f32_cpu("ops::mul", a_in, "a");
+  Tensor y = a_in.contiguous().clone();
+  float* yp = y.data<float>();
+  parallel_for(y.numel(), 1 << 15, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) yp[i] *= s;
+  });
+  return y;
+}
+
+Tensor layer_scale(const Tensor& x, const Tensor& gamma) {
+  if (!gamma.defined() || gamma.dim() != 1 || gamma.numel() != x.size(-1))
+    op_error("ops::layer_scale", "gamma must be [" + std::to_string(x.size(-1)) + "], got " + gamma.str());
+  return ops::mul(x, gamma);
+}
+
+// cat and interpolate are memory-bound copies / preprocessing: the reference is already the right algorithm.
+Tensor cat(const std::vector<Tensor>& xs, int64_t dim) { return ref::cat(xs, dim); }
+Tensor interpolate(const Tensor& x, const InterpolateOptions& opt) { return ref::interpolate(x, opt); }
+
+// ---------------------------------------------------------------------------------------------------------------
+Tensor pool(const Tensor& x_in, Pool p, int64_t num_prefix) {
+  check_f32_cpu("ops::pool", x_in, "input");
+  if (p == Pool::none) return x_in;
+  if (x_in.dim() == 4) {
+    if (p == Pool::avg) return adaptive_avg_pool2d(x_in, {1, 1}).flatten(1);
+    if (p == Pool::max) return adaptive_max_pool2d(x_in, {1, 1}).flatten(1);
+    return ref::pool(x_in, p, num_prefix);  // gem on maps and the errors: the reference
+  }
+  if (x_in.dim() != 3 || p == Pool::gem || p == Pool::max || num_prefix < 0) return ref::pool(x_in, p, num_prefix);
+  const int64_t B = x_in.size(0), L = x_in.size(1), C = x_in.size(2);
+  if (p != Pool::cls && num_prefix >= L) return ref::pool(x_in, p, num_prefix);  // the reference's error
+  if ((p == Pool::cls || p == Pool::cls_mean) && num_prefix < 1) return ref::pool(x_in, p, num_prefix);
+  Tensor x = x_in.contiguous();
+  const int64_t D = p == Pool::cls_mean ? 2 * C : C;
+  Tensor y = Tensor::empty({B, D});
+  parallel_for(B, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<double> sum(C);
+    for (int64_t b = b0; b < b1; ++b) {
+      const float* xb = x.data<float>() + b * L * C;
+      float* yb = y.data<float>() + b * D;
+      if (p == Pool::cls) {
+        std::memcpy(yb, xb, C * sizeof(float));
+        continue;
+      }
+      std::fill(sum.begin(), sum.end(), 0.0);
+      for (int64_t l = num_prefix; l < L; ++l)
+        for (int64_t c = 0; c < C; ++c) sum[c] += xb[l * C + c];
+      float* mean = p == Pool::cls_mean ? yb + C : yb;
+      for (int64_t c = 0; c < C; ++c) mean[c] = static_cast<float>(sum[c] / static_cast<double>(L - num_prefix));
+      if (p == Pool::cls_mean) std::memcpy(yb, xb, C * sizeof(float));
+    }
+  });
+  return y;
+}
+
+}  // namespace ops
+}  // namespace tabula

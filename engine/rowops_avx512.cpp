@@ -1,0 +1,6 @@
+#define TABULA_ROWOPS_NS avx512
+#include "engine/rowops_impl.h"
+
+namespace tabula::detail {
+RowKernels row_kernels_avx512() { return avx512::kernels("avx512"); }
+}  // namespace tabula::detail

@@ -1,0 +1,424 @@
+// Every fast path (tabula::ops) against its reference (tabula::ref) on >= 20 random shapes per op, including the
+// odd sizes models meet (7x7 maps, 197/257/261 tokens, channels not a multiple of 16, batch 1), through the one
+// validator (fresh inputs per run, poisoned outputs). A failing case prints the run seed: rerun with
+// TABULA_TEST_SEED=<seed> to replay it.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "engine/ops.h"
+#include "engine/threads.h"
+#include "engine/validate.h"
+
+using namespace tabula;
+using validate::random_tensor;
+
+namespace {
+
+constexpr int kCases = 24;
+
+std::mt19937_64 rng_for(const char* op) {
+  std::seed_seq seq{validate::run_seed(), static_cast<uint64_t>(std::hash<std::string>{}(op))};
+  return std::mt19937_64(seq);
+}
+
+int64_t pick(std::mt19937_64& g, std::initializer_list<int64_t> v) {
+  return *(v.begin() + std::uniform_int_distribution<size_t>(0, v.size() - 1)(g));
+}
+int64_t uni(std::mt19937_64& g, int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(g); }
+
+#define EXPECT_VALID(report, what)                                                                           \
+  do {                                                                                                       \
+    auto r_ = (report);                                                                                      \
+    EXPECT_TRUE(r_.ok) << what << ": " << r_.message << " (seed " << validate::run_seed()                   \
+                       << "; replay with TABULA_TEST_SEED)";                                                 \
+  } while (0)
+
+}  // namespace
+
+TEST(Ops, GemmAllTranspositionsAndEpilogues) {
+  auto g = rng_for("gemm");
+  for (int c = 0; c < kCases; ++c) {
+    const int64_t M = c == 0 ? 1 : pick(g, {1, 7, 13, 49, 64, 97, 197, uni(g, 1, 300)});
+    const int64_t N = pick(g, {1, 15, 16, 33, 64, 197, 261, uni(g, 1, 600)});
+    const int64_t K = pick(g, {1, 3, 27, 64, 255, 256, 257, 600, uni(g, 1, 700)});
+    const bool ta = uni(g, 0, 1), tb = uni(g, 0, 1);
+    Tensor a = random_tensor(ta ? Shape{K, M} : Shape{M, K}, g);
+    Tensor b = random_tensor(tb ? Shape{N, K} : Shape{K, N}, g);
+    Tensor br = random_tensor({M}, g), bc = random_tensor({N}, g), res = random_tensor({M, N}, g);
+    ops::GemmEpilogue ep;
+    const int variant = c % 4;
+    if (variant >= 1) ep.bias_col = bc.data<float>();
+    if (variant >= 2) ep.bias_row = br.data<float>(), ep.residual = res.data<float>(), ep.ldr = N;
+    if (variant == 3) ep.act = c % 8 == 3 ? Activation::gelu : Activation::relu;
+    auto fast = [&] {
+      Tensor y = Tensor::empty({M, N});
+      ops::gemm(M, N, K, a.data<float>(), ta ? M : K, ta, b.data<float>(), tb ? K : N, tb, y.data<float>(), N, ep);
+      return y;
+    };
+    auto reference = [&] {
+      Tensor at = ta ? a.transpose(0, 1) : a, bt = tb ? b.transpose(0, 1) : b;
+      Tensor y = ref::matmul(at, bt);
+      Tensor pre = y;
+      if (ep.bias_col) pre = ref::add(pre, bc);
+      if (ep.bias_row) pre = ref::add(ref::add(pre, br.view({M, 1})), res);
+      return ref::activation(pre, ep.act);
+    };
+    EXPECT_VALID(validate::check(fast, reference, {1e-4, 1e-4}),
+                 "gemm M=" << M << " N=" << N << " K=" << K << " ta=" << ta << " tb=" << tb << " variant=" << variant);
+  }
+}
+
+TEST(Ops, Conv2d) {
+  auto g = rng_for("conv2d");
+  for (int c = 0; c < kCases; ++c) {
+    const int64_t N = pick(g, {1, 1, 2, 3});
+    const int64_t groups = pick(g, {1, 1, 1, 2, 3});
+    const int64_t cin = groups * pick(g, {1, 3, 5, 8, 17});
+    const int64_t cout = groups * pick(g, {1, 4, 7, 16, 19});
+    const int64_t k = pick(g, {1, 1, 3, 3, 5, 7});
+    Conv2dOptions o;
+    o.groups = groups;
+    o.stride = {pick(g, {1, 1, 2}), pick(g, {1, 2})};
+    o.dilation = {pick(g, {1, 1, 2}), pick(g, {1, 1, 3})};
+    o.padding = {uni(g, 0, k / 2 + 1), uni(g, 0, k / 2)};
+    int64_t H = pick(g, {7, 7, 9, 14, 15, uni(g, 5, 20)}), W = pick(g, {7, 8, 13, uni(g, 5, 20)});
+    H = std::max(H, o.dilation[0] * (k - 1) + 1), W = std::max(W, o.dilation[1] * (k - 1) + 1);
+    if (c == 0) o = {}, o.groups = 1;  // plain 1x1 path (input used as the GEMM operand directly)
+    if (c == 1) { o = {}; o.groups = cin; }  // depthwise
+    int64_t kk = c == 0 ? 1 : k;
+    if (c == 2 || c == 3) {  // ViT patch embedding: kernel = stride = patch (16; DINOv2's 14), 3 channels
+      kk = c == 2 ? 16 : 14;
+      o = {};
+      o.stride = {kk, kk};
+      H = kk * pick(g, {1, 2, 3}), W = kk * pick(g, {1, 2});
+    }
+    const int64_t cin2 = c == 2 || c == 3 ? 3 : cin;
+    const int64_t cout2 = c == 1 ? cin * 2 : cout;
+    Tensor x = random_tensor({N, cin2, H, W}, g);
+    Tensor w = random_tensor({cout2, cin2 / o.groups, kk, kk}, g, 0.5f);
+    Tensor b = c % 3 == 0 ? Tensor() : random_tensor({cout2}, g);
+    const Activation act = c % 2 ? Activation::relu : Activation::none;
+    const int64_t Ho = (H + 2 * o.padding[0] - o.dilation[0] * (kk - 1) - 1) / o.stride[0] + 1;
+    const int64_t Wo = (W + 2 * o.padding[1] - o.dilation[1] * (kk - 1) - 1) / o.stride[1] + 1;
+    Tensor res = c % 4 == 1 ? random_tensor({N, cout2, Ho, Wo}, g) : Tensor();
+    EXPECT_VALID(validate::check([&] { return ops::conv2d(x, w, b, o, act, res); },
+                                 [&] { return ref::conv2d(x, w, b, o, act, res); }, {1e-4, 1e-4}),
+                 "conv2d x=" << x.str() << " w=" << w.str() << " stride=" << o.stride[0] << "," << o.stride[1]
+                             << " pad=" << o.padding[0] << "," << o.padding[1] << " dil=" << o.dilation[0] << ","
+                             << o.dilation[1] << " groups=" << o.groups);
+  }
+}
+
+// 3x3 stride-1 convs with >= 16 channels take Winograd F(2x2, 3x3): odd maps (tiles cut at the edge), padding
+// 0/1/2, residual + ReLU epilogue, batch 1.
+TEST(Ops, Conv2dWinograd) {
+  auto g = rng_for("winograd");
+  ASSERT_FALSE(ops::winograd_enabled());  // off by default (see ops.h)
+  ops::set_winograd_enabled(true);
+  for (int c = 0; c < kCases; ++c) {
+    const int64_t N = pick(g, {1, 1, 2, 3}), cin = pick(g, {16, 19, 32, 64}), cout = pick(g, {16, 17, 48});
+    const int64_t H = pick(g, {7, 8, 14, 15, 28, uni(g, 3, 20)}), W = pick(g, {7, 9, 14, uni(g, 3, 20)});
+    Conv2dOptions o;
+    const int64_t pad = pick(g, {0, 1, 1, 2});
+    o.padding = {pad, pad};
+    if (H + 2 * pad < 3 || W + 2 * pad < 3) continue;
+    Tensor x = random_tensor({N, cin, H, W}, g), w = random_tensor({cout, cin, 3, 3}, g, 0.3f);
+    Tensor b = c % 3 ? random_tensor({cout}, g) : Tensor();
+    Tensor res = c % 2 ? random_tensor({N, cout, H + 2 * pad - 2, W + 2 * pad - 2}, g) : Tensor();
+    const Activation act = c % 4 < 2 ? Activation::relu : Activation::none;
+    EXPECT_VALID(validate::check([&] { return ops::conv2d(x, w, b, o, act, res); },
+                                 [&] { return ref::conv2d(x, w, b, o, act, res); }, {2e-4, 2e-4}),
+                 "winograd conv x=" << x.str() << " w=" << w.str() << " pad=" << pad);
+  }
+  // the Winograd path really ran: its bits differ from the im2col path's (same values to rounding)
+  Tensor x = random_tensor({1, 16, 9, 9}, g), w = random_tensor({16, 16, 3, 3}, g);
+  Conv2dOptions o;
+  o.padding = {1, 1};
+  Tensor a = ops::conv2d(x, w, {}, o);
+  ops::set_winograd_enabled(false);
+  Tensor d = ops::conv2d(x, w, {}, o);
+  EXPECT_NE(std::memcmp(a.raw(), d.raw(), a.nbytes()), 0);
+  EXPECT_TRUE(validate::compare(a, d, {1e-4, 1e-4}).ok);
+}
+
+TEST(Ops, LinearWithFusedActivationAndMatmul) {
+  auto g = rng_for("linear");
+  for (int c = 0; c < kCases; ++c) {
+    const int64_t B = pick(g, {1, 2, 3}), Ntok = pick(g, {1, 7, 197, 257, 261, uni(g, 1, 300)});
+    const int64_t in = pick(g, {8, 19, 64, 100, 384}), out = pick(g, {1, 17, 48, 96, 200});
+    Tensor x = random_tensor({B, Ntok, in}, g);
+    Tensor w = random_tensor({out, in}, g, 0.2f);
+    Tensor b = c % 3 ? random_tensor({out}, g) : Tensor();
+    const Activation act = static_cast<Activation>(c % 5);
+    EXPECT_VALID(validate::check([&] { return ops::linear(x, w, b, act); },
+                                 [&] { return ref::linear(x, w, b, act); }, {1e-5, 1e-4}),
+                 "linear x=" << x.str() << " w=" << w.str() << " act=" << static_cast<int>(act));
+    Tensor bm = c % 2 ? random_tensor({in, out}, g) : random_tensor({B, in, out}, g);
+    EXPECT_VALID(validate::check([&] { return ops::matmul(x, bm); }, [&] { return ref::matmul(x, bm); }, {1e-4, 1e-4}),
+                 "matmul " << x.str() << " @ " << bm.str());
+  }
+}
+
+TEST(Ops, LayerNormSoftmaxActivations) {
+  auto g = rng_for("rows");
+  for (int c = 0; c < kCases; ++c) {
+    const int64_t B = pick(g, {1, 2, 4}), L = pick(g, {1, 7, 197, 257, 261}), C = pick(g, {1, 5, 15, 64, 384, 769});
+    Tensor x = random_tensor({B, L, C}, g, 3.0f);
+    // a large common offset: layer_norm must not lose the variance to cancellation
+    Tensor xo = ref::add(x, Tensor::full({1}, c % 2 ? 50.f : 0.f));
+    Tensor w = random_tensor({C}, g), b = random_tensor({C}, g);
+    EXPECT_VALID(validate::check([&] { return ops::layer_norm(xo, w, b, 1e-6); },
+                                 [&] { return ref::layer_norm(xo, w, b, 1e-6); }, {2e-5, 2e-4}),
+                 "layer_norm " << x.str());
+    EXPECT_VALID(validate::check([&] { return ops::layer_norm(x, {}, {}, 1e-5); },
+                                 [&] { return ref::layer_norm(x, {}, {}, 1e-5); }, {2e-5, 2e-4}),
+                 "layer_norm (no affine) " << x.str());
+    const int64_t dim = pick(g, {-1, -1, 1, 0});
+    EXPECT_VALID(validate::check([&] { return ops::softmax(x, dim); }, [&] { return ref::softmax(x, dim); }, {1e-6, 1e-5}),
+                 "softmax dim=" << dim << " " << x.str());
+    for (Activation act : {Activation::relu, Activation::gelu, Activation::gelu_tanh, Activation::silu})
+      EXPECT_VALID(validate::check([&] { return ops::activation(x, act); }, [&] { return ref::activation(x, act); },
+                                   {1e-6, 1e-5}),
+                   "activation " << static_cast<int>(act) << " " << x.str());
+    Tensor x2 = random_tensor({B, L, 2 * C}, g, 4.0f);
+    EXPECT_VALID(validate::check([&] { return ops::swiglu(x2); }, [&] { return ref::swiglu(x2); }, {1e-6, 1e-5}),
+                 "swiglu " << x2.str());
+    // strided (non-contiguous) input: the transpose of a [B, C, L] tensor
+    Tensor xt = random_tensor({B, C, L}, g).transpose(1, 2);
+    EXPECT_VALID(validate::check([&] { return ops::layer_norm(xt, w, b, 1e-6); },
+                                 [&] { return ref::layer_norm(xt, w, b, 1e-6); }, {2e-5, 2e-4}),
+                 "layer_norm strided " << xt.str());
+  }
+}
+
+TEST(Ops, ScaledDotProductAttention) {
+  auto g = rng_for("sdpa");
+  for (int c = 0; c < kCases; ++c) {
+    const int64_t B = pick(g, {1, 2}), H = pick(g, {1, 3, 6}), N = pick(g, {1, 7, 50, 197, 257, 261, uni(g, 1, 300)});
+    int64_t Nk = c % 5 == 4 ? uni(g, 1, 130) : N, D = pick(g, {8, 16, 33, 64});
+    if (c < 2) Nk = c == 0 ? 1100 : 1025;  // several key blocks: the online-softmax rescaling path
+    Tensor q = random_tensor({B, H, N, D}, g, 2.f), k = random_tensor({B, H, Nk, D}, g, 2.f);
+    Tensor v = random_tensor({B, H, Nk, D}, g);
+    std::optional<double> scale;
+    if (c % 3 == 2) scale = 0.3;
+    EXPECT_VALID(validate::check([&] { return ops::scaled_dot_product_attention(q, k, v, scale); },
+                                 [&] { return ref::scaled_dot_product_attention(q, k, v, scale); }, {1e-5, 1e-4}),
+                 "sdpa q=" << q.str() << " k=" << k.str());
+    if (c % 4 == 0) {  // the hook path that materialises the attention map
+      Tensor pf, pr;
+      EXPECT_VALID(validate::check([&] { return ops::scaled_dot_product_attention(q, k, v, scale, &pf); },
+                                   [&] { return ref::scaled_dot_product_attention(q, k, v, scale, &pr); }, {1e-5, 1e-4}),
+                   "sdpa with probs q=" << q.str());
+      EXPECT_VALID(validate::compare(pf, pr, {1e-6, 1e-4}), "sdpa probs q=" << q.str());
+    }
+  }
+}
+
+TEST(Ops, PoolsAndBatchNorm) {
+  auto g = rng_for("pools");
+  for (int c = 0; c < kCases; ++c) {
+    const int64_t N = pick(g, {1, 2}), C = pick(g, {1, 3, 17, 64}), H = pick(g, {7, 8, 15, 56, uni(g, 2, 30)});
+    const int64_t W = pick(g, {7, 9, 15, uni(g, 2, 30)});
+    Tensor x = random_tensor({N, C, H, W}, g);
+    const int64_t k = std::min<int64_t>(pick(g, {1, 2, 3, 3, 5}), std::min(H, W));
+    std::array<int64_t, 2> s{pick(g, {1, 2, 2, 3}), pick(g, {1, 2})}, p{uni(g, 0, k / 2), uni(g, 0, k / 2)};
+    const bool ceil_mode = c % 2;
+    std::array<int64_t, 2> d{c % 5 == 3 ? 2 : 1, 1};
+    if (d[0] * (k - 1) + 1 > H + 2 * p[0]) d[0] = 1;
+    EXPECT_VALID(validate::check([&] { return ops::max_pool2d(x, {k, k}, s, p, d, ceil_mode); },
+                                 [&] { return ref::max_pool2d(x, {k, k}, s, p, d, ceil_mode); }, {0, 0}),
+                 "max_pool2d " << x.str() << " k=" << k << " s=" << s[0] << " p=" << p[0] << " ceil=" << ceil_mode);
+    const bool cip = c % 3 != 0;
+    EXPECT_VALID(validate::check([&] { return ops::avg_pool2d(x, {k, k}, s, p, ceil_mode, cip); },
+                                 [&] { return ref::avg_pool2d(x, {k, k}, s, p, ceil_mode, cip); }, {1e-6, 1e-5}),
+                 "avg_pool2d " << x.str() << " k=" << k << " ceil=" << ceil_mode << " count_include_pad=" << cip);
+    std::array<int64_t, 2> os{pick(g, {1, 1, 3, 7}), pick(g, {1, 2, 7})};
+    EXPECT_VALID(validate::check([&] { return ops::adaptive_avg_pool2d(x, os); },
+                                 [&] { return ref::adaptive_avg_pool2d(x, os); }, {1e-6, 1e-5}),
+                 "adaptive_avg_pool2d " << x.str() << " -> " << os[0] << "x" << os[1]);
+    EXPECT_VALID(validate::check([&] { return ops::adaptive_max_pool2d(x, os); },
+                                 [&] { return ref::adaptive_max_pool2d(x, os); }, {0, 0}),
+                 "adaptive_max_pool2d " << x.str());
+    Tensor gm = random_tensor({C}, g), bt = random_tensor({C}, g), mu = random_tensor({C}, g);
+    Tensor var = validate::uniform_tensor({C}, g, 0.1f, 2.f);
+    EXPECT_VALID(validate::check([&] { return ops::batch_norm(x, gm, bt, mu, var, 1e-5); },
+                                 [&] { return ref::batch_norm(x, gm, bt, mu, var, 1e-5); }, {1e-5, 1e-5}),
+                 "batch_norm " << x.str());
+    for (Pool pl : {Pool::avg, Pool::max, Pool::gem})
+      EXPECT_VALID(validate::check([&] { return ops::pool(x, pl); }, [&] { return ref::pool(x, pl); }, {1e-6, 1e-5}),
+                   "pool " << pool_name(pl) << " " << x.str());
+  }
+}
+
+TEST(Ops, TokenPoolingElementwiseCat) {
+  auto g = rng_for("tokens");
+  for (int c = 0; c < kCases; ++c) {
+    const int64_t B = pick(g, {1, 2, 5}), L = pick(g, {2, 7, 197, 257, 261}), C = pick(g, {1, 15, 64, 100});
+    const int64_t prefix = std::min<int64_t>(pick(g, {1, 1, 5}), L - 1);
+    Tensor x = random_tensor({B, L, C}, g);
+    for (Pool pl : {Pool::avg, Pool::cls, Pool::mean, Pool::cls_mean, Pool::max, Pool::gem})
+      EXPECT_VALID(validate::check([&] { return ops::pool(x, pl, prefix); }, [&] { return ref::pool(x, pl, prefix); },
+                                   {1e-6, 1e-5}),
+                   "pool " << pool_name(pl) << " " << x.str() << " prefix=" << prefix);
+    Tensor y = random_tensor({B, L, C}, g), gamma = random_tensor({C}, g), row = random_tensor({1, L, 1}, g);
+    EXPECT_VALID(validate::check([&] { return ops::add(x, y); }, [&] { return ref::add(x, y); }, {0, 0}), "add");
+    EXPECT_VALID(validate::check([&] { return ops::add(x, gamma); }, [&] { return ref::add(x, gamma); }, {0, 0}),
+                 "add (bias broadcast)");
+    EXPECT_VALID(validate::check([&] { return ops::mul(x, row); }, [&] { return ref::mul(x, row); }, {0, 0}),
+                 "mul (general broadcast)");
+    EXPECT_VALID(validate::check([&] { return ops::layer_scale(x, gamma); }, [&] { return ref::layer_scale(x, gamma); },
+                                 {0, 0}),
+                 "layer_scale");
+    EXPECT_VALID(validate::check([&] { return ops::mul(x, 0.37f); }, [&] { return ref::mul(x, 0.37f); }, {0, 0}), "mul scalar");
+    const int64_t dim = pick(g, {0, 1, 2});
+    EXPECT_VALID(validate::check([&] { return ops::cat({x, y.narrow(dim, 0, 1), x}, dim); },
+                                 [&] { return ref::cat({x, y.narrow(dim, 0, 1), x}, dim); }, {0, 0}),
+                 "cat dim=" << dim);
+  }
+}
+
+// Same bits whatever the thread count: 1 vs 2 (and 3, an odd split) for every parallel op.
+TEST(Ops, DeterministicAcrossThreadCounts) {
+  auto g = rng_for("determinism");
+  Tensor x = random_tensor({2, 19, 15, 15}, g), w = random_tensor({37, 19, 3, 3}, g), b = random_tensor({37}, g);
+  Tensor tok = random_tensor({2, 197, 96}, g), lw = random_tensor({200, 96}, g), lb = random_tensor({200}, g);
+  Tensor q = random_tensor({2, 3, 261, 32}, g), k = random_tensor({2, 3, 261, 32}, g), v = random_tensor({2, 3, 261, 32}, g);
+  Tensor big_a = random_tensor({300, 700}, g), big_b = random_tensor({700, 520}, g);
+  Conv2dOptions o;
+  o.padding = {1, 1};
+  auto run_all = [&] {
+    std::vector<Tensor> r;
+    ops::set_winograd_enabled(true);
+    r.push_back(ops::conv2d(x, w, b, o, Activation::relu));  // Winograd (19 -> 37 channels, 3x3)
+    ops::set_winograd_enabled(false);
+    r.push_back(ops::conv2d(x, w, b, o, Activation::relu));  // im2col + GEMM, two images per GEMM
+    r.push_back(ops::linear(tok, lw, lb, Activation::gelu));
+    r.push_back(ops::matmul(big_a, big_b));
+    r.push_back(ops::scaled_dot_product_attention(q, k, v));
+    r.push_back(ops::layer_norm(tok, {}, {}, 1e-6));
+    r.push_back(ops::softmax(tok, -1));
+    r.push_back(ops::max_pool2d(x, {3, 3}, {2, 2}, {1, 1}, {1, 1}, true));
+    r.push_back(ops::pool(tok, Pool::cls_mean, 1));
+    return r;
+  };
+  const int saved = get_num_threads();
+  set_num_threads(1);
+  auto one = run_all();
+  for (int t : {2, 3}) {
+    set_num_threads(t);
+    auto many = run_all();
+    for (size_t i = 0; i < one.size(); ++i) {
+      ASSERT_EQ(one[i].shape(), many[i].shape());
+      EXPECT_EQ(std::memcmp(one[i].raw(), many[i].raw(), one[i].nbytes()), 0) << "op #" << i << " with " << t << " threads";
+    }
+  }
+  set_num_threads(saved);
+}
+
+TEST(Ops, FoldBatchNormMatchesConvThenBatchNorm) {
+  auto g = rng_for("fold");
+  for (int c = 0; c < kCases; ++c) {
+    const int64_t cin = pick(g, {3, 8, 17}), cout = pick(g, {4, 19}), k = pick(g, {1, 3});
+    Tensor x = random_tensor({1, cin, 9, 7}, g), w = random_tensor({cout, cin, k, k}, g);
+    Tensor cb = c % 2 ? random_tensor({cout}, g) : Tensor();
+    Tensor gm = random_tensor({cout}, g), bt = random_tensor({cout}, g), mu = random_tensor({cout}, g);
+    Tensor var = validate::uniform_tensor({cout}, g, 0.05f, 3.f);
+    Conv2dOptions o;
+    o.padding = {k / 2, k / 2};
+    auto [wf, bf] = fold_batch_norm(w, cb, gm, bt, mu, var, 1e-5);
+    EXPECT_VALID(validate::check([&] { return ops::conv2d(x, wf, bf, o, Activation::relu); },
+                                 [&] { return ref::relu(ref::batch_norm(ref::conv2d(x, w, cb, o), gm, bt, mu, var, 1e-5)); },
+                                 {1e-4, 1e-4}),
+                 "folded conv+bn+relu " << w.str());
+  }
+}
+
+TEST(Ops, ErrorsNameTheOpAndArgument) {
+  Tensor x = Tensor::zeros({1, 3, 8, 8}), w = Tensor::zeros({4, 2, 3, 3});
+  try {
+    ops::conv2d(x, w, {});
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("ops::conv2d"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(ref::conv2d(x, w, {}), std::invalid_argument);
+  EXPECT_THROW(ops::linear(Tensor::zeros({2, 5}), Tensor::zeros({3, 4})), std::invalid_argument);
+  EXPECT_THROW(ops::layer_norm(Tensor::zeros({2, 5}), Tensor::zeros({4}), {}), std::invalid_argument);
+  EXPECT_THROW(ops::add(Tensor::zeros({2, 5}), Tensor::zeros({3})), std::invalid_argument);
+  EXPECT_THROW(ops::pool(Tensor::zeros({2, 3, 4, 4}), Pool::cls), std::invalid_argument);
+  EXPECT_THROW(ops::conv2d(Tensor::zeros({1, 3, 8, 8}, DType::f16), Tensor::zeros({4, 3, 3, 3}), {}), std::invalid_argument);
+  EXPECT_THROW(ops::interpolate(x, {}), std::invalid_argument);  // neither size nor scale_factor
+  EXPECT_THROW(ops::max_pool2d(Tensor::zeros({1, 1, 2, 2}), {3, 3}, {1, 1}), std::invalid_argument);
+  EXPECT_THROW(ref::avg_pool2d(Tensor::zeros({1, 1, 2, 2}), {3, 3}, {1, 1}), std::invalid_argument);
+  EXPECT_THROW(ops::pool(Tensor::zeros({1, 4, 3}), Pool::mean, -1), std::invalid_argument);
+  EXPECT_THROW(ops::pool(Tensor::zeros({1, 4, 3}), Pool::mean, 4), std::invalid_argument);  // no patch tokens
+  EXPECT_THROW(ops::scaled_dot_product_attention(Tensor::zeros({1, 2, 3, 4}), Tensor::zeros({1, 2, 3, 5}),
+                                                 Tensor::zeros({1, 2, 3, 4})),
+               std::invalid_argument);
+}
+
+// The validator itself must catch what it exists to catch.
+TEST(Validator, CatchesUnwrittenElementsAndErrors) {
+  auto g = rng_for("validator");
+  Tensor want = random_tensor({4, 5}, g);
+  auto forgets_last = [&] {
+    Tensor y = Tensor::empty({4, 5});  // poisoned inside check()
+    std::memcpy(y.raw(), want.raw(), (want.numel() - 1) * sizeof(float));
+    return y;
+  };
+  auto r = validate::check(forgets_last, [&] { return want; });
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.unwritten, 1);
+  Tensor off = want.clone();
+  off.data<float>()[7] += 1e-2f;
+  auto r2 = validate::compare(off, want, {1e-5, 1e-4});
+  EXPECT_FALSE(r2.ok);
+  EXPECT_EQ(r2.worst, 7);
+  EXPECT_NEAR(r2.max_abs, 1e-2, 1e-6);
+  EXPECT_TRUE(validate::compare(want, want, {0, 0}).ok);
+  EXPECT_FALSE(validate::compare(want, want.view({5, 4})).ok);
+  for (float v : random_tensor({1000}, g).to_vector()) EXPECT_GE(std::fabs(v), 1.0f / 64);
+}
+
+// The vectorised math behind softmax / attention / GELU / SiLU, for every ISA this CPU can run, against double
+// precision over a dense grid: exp within 2 ulp, SiLU / tanh-GELU within a few ulp, GELU within 5e-6 relative
+// down to x = -6 (the erfc form avoids float's 1 + erf(x) cancellation; the rest is exp's argument rounding).
+#include "engine/rowops.h"
+#include "engine/system.h"
+
+TEST(Ops, VectorMathAccuracyEveryIsa) {
+  std::vector<detail::RowKernels> isas = {detail::row_kernels_generic()};
+  if (cpu_features().has_avx2_fma()) isas.push_back(detail::row_kernels_avx2());
+  if (cpu_features().has_avx512()) isas.push_back(detail::row_kernels_avx512());
+  const int n = 400001;
+  std::vector<float> xs(n);
+  for (int i = 0; i < n; ++i) xs[i] = -20.f + 40.f * static_cast<float>(i) / (n - 1);
+  for (const auto& k : isas) {
+    double worst_exp = 0, worst_gelu = 0, worst_gelu_tail = 0, worst_silu = 0, worst_tanh = 0;
+    std::vector<float> e(xs), gl(xs), sl(xs), th(xs);
+    k.exp_sum(e.data(), n, 0.f);
+    k.activation(gl.data(), n, Activation::gelu);
+    k.activation(sl.data(), n, Activation::silu);
+    k.activation(th.data(), n, Activation::gelu_tanh);
+    for (int i = 0; i < n; ++i) {
+      const double x = xs[i];
+      auto rel = [](double got, double want) { return std::fabs(got - want) / std::max(std::fabs(want), 1e-30); };
+      worst_exp = std::max(worst_exp, rel(e[i], std::exp(x)));
+      const double g = 0.5 * x * std::erfc(-x / std::sqrt(2.0));
+      if (x >= -6) worst_gelu = std::max(worst_gelu, rel(gl[i], g));
+      else worst_gelu_tail = std::max(worst_gelu_tail, std::fabs(gl[i] - g));
+      worst_silu = std::max(worst_silu, rel(sl[i], x / (1 + std::exp(-x))));
+      const double gt = x / (1 + std::exp(-2 * std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));  // = 0.5x(1+tanh)
+      worst_tanh = std::max(worst_tanh, rel(th[i], gt));
+    }
+    EXPECT_LT(worst_exp, 2.5e-7) << k.name;
+    EXPECT_LT(worst_gelu, 5e-6) << k.name;
+    EXPECT_LT(worst_gelu_tail, 1e-12) << k.name;  // x < -6 (|gelu| < 1e-8): absolute
+    EXPECT_LT(worst_silu, 1e-6) << k.name;
+    EXPECT_LT(worst_tanh, 2e-5) << k.name;  // exp of a cubic argument: its rounding dominates on the tail
+    std::printf("[ %s ] max rel err: exp %.3g, gelu %.3g, silu %.3g, gelu_tanh %.3g\n", k.name, worst_exp, worst_gelu,
+                worst_silu, worst_tanh);
+  }
+}
