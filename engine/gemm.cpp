@@ -55,7 +55,8 @@ const char* gemm_kernel_name() { return detail::selected_kernel().name; }
 
 namespace {
 constexpr int64_t KC = 256;  // fixed: part of the numerical definition of the result (see above)
-constexpr int64_t kNC = 512;
+// Upper bound of a task's column block: its KC x NC slice of packed B stays in L2 (2 MiB on the build machine).
+constexpr int64_t kMaxNC = 1536;
 
 struct Operand {
   const float* p;
@@ -118,13 +119,19 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool tra
       }
     });
 
-    const int64_t mtiles = (M + MC - 1) / MC, ntiles = (N + kNC - 1) / kNC;
+    // Column blocks as wide as possible (A is re-packed once per column block) while leaving >= 4 tasks per
+    // thread. The tiling does not change any element's arithmetic (that is fixed by KC), so it may depend on
+    // the thread count without affecting the bits.
+    const int64_t mtiles = (M + MC - 1) / MC;
+    const int64_t want_ntiles = std::max<int64_t>(1, (4 * get_num_threads() + mtiles - 1) / mtiles);
+    const int64_t NC = std::min(kMaxNC, (((N + want_ntiles - 1) / want_ntiles + NR - 1) / NR) * NR);
+    const int64_t ntiles = (N + NC - 1) / NC;
     parallel_for(mtiles * ntiles, 1, [&](int64_t t0, int64_t t1) {
       thread_local std::vector<float> apack(static_cast<size_t>(16 * 8 * KC));  // >= MC * KC for every kernel
       alignas(64) float tile[16 * 32];
       for (int64_t t = t0; t < t1; ++t) {
-        const int64_t ic = (t / ntiles) * MC, jc = (t % ntiles) * kNC;
-        const int64_t mc = std::min(MC, M - ic), nc = std::min(kNC, N - jc);
+        const int64_t ic = (t / ntiles) * MC, jc = (t % ntiles) * NC;
+        const int64_t mc = std::min(MC, M - ic), nc = std::min(NC, N - jc);
         for (int64_t pc = 0; pc < K; pc += KC) {
           const int64_t kc = std::min(KC, K - pc);
           // Pack A rows [ic, ic+mc) x [pc, pc+kc) into MR-row panels, k-major, zero-padded rows.

@@ -371,10 +371,11 @@ static Taps axis_taps(int64_t in, int64_t out, std::optional<double> scale_facto
   if (o.align_corners) scale = out > 1 ? static_cast<double>(in - 1) / static_cast<double>(out - 1) : 0.0;
   else scale = (scale_factor && *scale_factor > 0) ? 1.0 / *scale_factor : static_cast<double>(in) / out;
   if (o.mode == InterpMode::nearest) {
-    // legacy 'nearest': floor(dst * scale), scale = in/out or 1/scale_factor
-    double s = (scale_factor && *scale_factor > 0) ? 1.0 / *scale_factor : static_cast<double>(in) / out;
+    // legacy 'nearest' (nearest_idx): floorf(dst * scale) in float, scale = in/out or 1/scale_factor as float
+    const float s = (scale_factor && *scale_factor > 0) ? static_cast<float>(1.0 / *scale_factor)
+                                                        : static_cast<float>(in) / static_cast<float>(out);
     for (int64_t i = 0; i < out; ++i) {
-      t.index[i] = {std::min<int64_t>(static_cast<int64_t>(std::floor(static_cast<float>(i * s))), in - 1)};
+      t.index[i] = {std::min<int64_t>(static_cast<int64_t>(std::floor(static_cast<float>(i) * s)), in - 1)};
       t.weight[i] = {1.0};
     }
     return t;
