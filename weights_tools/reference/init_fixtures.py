@@ -48,6 +48,9 @@ SMALL = [  # (fixture id, arch, seeds)
     ("dinov2_tiny", "vit:flavor=dinov2,dim=32,depth=2,heads=4,patch=8,img=32,init_values=1.0", [0]),
     ("dinov2_tiny_reg", "vit:flavor=dinov2,dim=32,depth=2,heads=4,patch=8,img=32,init_values=1.0,reg=4", [1]),
     ("dinov2_dim8", "vit:flavor=dinov2,dim=8,depth=1,heads=2,patch=4,img=8,init_values=1e-5", [2]),
+    # 5-channel microscopy inputs (Cell Painting): only the patch embedding's shape and fan-in change.
+    ("vit_chans5", "vit:dim=16,depth=1,heads=2,patch=4,img=8,chans=5,classes=3", [0]),
+    ("dinov2_chans5", "vit:flavor=dinov2,dim=16,depth=1,heads=2,patch=4,img=8,chans=5,init_values=1.0,reg=4", [0]),
 ]
 
 
@@ -89,13 +92,15 @@ def build_kv(spec, dinov2_mod):
         vits = dinov2_mod
         from dinov2.layers import MemEffAttention, NestedTensorBlock
         return vits.DinoVisionTransformer(
-            img_size=int(kv["img"]), patch_size=int(kv["patch"]), embed_dim=int(kv["dim"]), depth=int(kv["depth"]),
-            num_heads=int(kv["heads"]), mlp_ratio=float(kv.get("mlp_ratio", 4)), qkv_bias=as_bool(kv.get("qkv_bias", "1")),
+            img_size=int(kv["img"]), patch_size=int(kv["patch"]), in_chans=int(kv.get("chans", 3)), embed_dim=int(kv["dim"]),
+            depth=int(kv["depth"]), num_heads=int(kv["heads"]), mlp_ratio=float(kv.get("mlp_ratio", 4)),
+            qkv_bias=as_bool(kv.get("qkv_bias", "1")),
             init_values=float(kv["init_values"]) if "init_values" in kv else None,
             num_register_tokens=int(kv.get("reg", 0)),
             block_fn=partial(NestedTensorBlock, attn_class=MemEffAttention), block_chunks=0)  # as the hub
     from timm.models.vision_transformer import VisionTransformer
-    args = dict(img_size=int(kv["img"]), patch_size=int(kv["patch"]), embed_dim=int(kv["dim"]), depth=int(kv["depth"]),
+    args = dict(img_size=int(kv["img"]), patch_size=int(kv["patch"]), in_chans=int(kv.get("chans", 3)),
+                embed_dim=int(kv["dim"]), depth=int(kv["depth"]),
                 num_heads=int(kv["heads"]), num_classes=int(kv.get("classes", 1000)),
                 mlp_ratio=float(kv.get("mlp_ratio", 4)), qkv_bias=as_bool(kv.get("qkv_bias", "1")),
                 class_token=as_bool(kv.get("class_token", "1")), no_embed_class=as_bool(kv.get("no_embed_class", "0")),
