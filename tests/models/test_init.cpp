@@ -269,6 +269,9 @@ std::vector<ModelFixture> model_fixtures(bool long_ones) {
 bool timm_trunc_normal_tensor(const ArchConfig& arch, const std::string& name) {
   if (arch.is_resnet() || arch.vit().flavor != ViTConfig::Flavor::timm) return false;
   if (name == "pos_embed") return true;
+  const std::string& mode = arch.vit().weight_init;
+  if (mode == "jax" || mode == "jax_nlhb") return name == "patch_embed.proj.weight";  // lecun_normal_
+  if (mode == "moco") return false;  // uniform / xavier_uniform_ only
   for (const char* suffix : {".qkv.weight", "attn.proj.weight", ".fc1.weight", ".fc2.weight"})
     if (name.size() >= std::strlen(suffix) && name.compare(name.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
       return true;
@@ -411,6 +414,8 @@ TEST(Archs, BadNamesAndKeysAreClearErrors) {
   EXPECT_NE(message("resnet18:").find("nothing after ':'"), std::string::npos);
   EXPECT_NE(message("dinov2_vits14:legacy_init=1").find("timm setting"), std::string::npos);
   EXPECT_NE(message("resnet50:legacy_init=1").find("unknown key 'legacy_init'"), std::string::npos);
+  EXPECT_NE(message("vit_small_patch14_dinov2:weight_init=jax_nlhb").find("needs classes > 0"), std::string::npos);
+  EXPECT_NE(message("vit:weight_init=xavier").find("key 'weight_init'"), std::string::npos);
 }
 
 TEST(Archs, BatchNormBuffersAreInt64ZeroAndOnes) {

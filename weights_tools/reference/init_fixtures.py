@@ -48,6 +48,11 @@ SMALL = [  # (fixture id, arch, seeds)
     ("dinov2_tiny", "vit:flavor=dinov2,dim=32,depth=2,heads=4,patch=8,img=32,init_values=1.0", [0]),
     ("dinov2_tiny_reg", "vit:flavor=dinov2,dim=32,depth=2,heads=4,patch=8,img=32,init_values=1.0,reg=4", [1]),
     ("dinov2_dim8", "vit:flavor=dinov2,dim=8,depth=1,heads=2,patch=4,img=8,init_values=1e-5", [2]),
+    # timm weight_init modes (xavier / lecun via trunc_normal_tf_ / moco's split qkv / head bias -log(classes))
+    ("vit_jax", "vit:dim=32,depth=2,heads=4,patch=8,img=32,classes=10,weight_init=jax", [0]),
+    ("vit_jax_nlhb", "vit:dim=16,depth=1,heads=2,patch=4,img=8,classes=7,weight_init=jax_nlhb,reg=1,init_values=0.5", [1]),
+    ("vit_jax_dim8", "vit:dim=8,depth=1,heads=2,patch=8,img=16,classes=3,weight_init=jax", [3]),
+    ("vit_moco", "vit:dim=32,depth=2,heads=4,patch=8,img=32,classes=10,weight_init=moco", [2]),
     # 5-channel microscopy inputs (Cell Painting): only the patch embedding's shape and fan-in change.
     ("vit_chans5", "vit:dim=16,depth=1,heads=2,patch=4,img=8,chans=5,classes=3", [0]),
     ("dinov2_chans5", "vit:flavor=dinov2,dim=16,depth=1,heads=2,patch=4,img=8,chans=5,init_values=1.0,reg=4", [0]),
@@ -105,7 +110,7 @@ def build_kv(spec, dinov2_mod):
                 mlp_ratio=float(kv.get("mlp_ratio", 4)), qkv_bias=as_bool(kv.get("qkv_bias", "1")),
                 class_token=as_bool(kv.get("class_token", "1")), no_embed_class=as_bool(kv.get("no_embed_class", "0")),
                 reg_tokens=int(kv.get("reg", 0)), global_pool=kv.get("global_pool", "token"),
-                pre_norm=as_bool(kv.get("pre_norm", "0")))
+                pre_norm=as_bool(kv.get("pre_norm", "0")), weight_init=kv.get("weight_init", ""))
     if "init_values" in kv:
         args["init_values"] = float(kv["init_values"])
     return VisionTransformer(**args)
