@@ -10,7 +10,7 @@
 //   resnet:layers=2,2,2,2,block=basic,width=64,groups=1,classes=1000,zero_init_residual=0
 //   vit:dim=64,depth=2,heads=4,patch=8,img=32,classes=10,mlp_ratio=4,qkv_bias=1,init_values=1e-5,
 //       class_token=1,no_embed_class=0,reg=0,global_pool=token,fc_norm=auto,pre_norm=0,final_norm=1,
-//       chans=3,flavor=timm|dinov2,legacy_init=0
+//       chans=3,flavor=timm|dinov2,legacy_init=0,weight_init=|jax|jax_nlhb|moco
 // (a named arch may be followed by ':' and keys to override, e.g. `resnet50:classes=10`).
 //
 // Init replay, what it matches: torch 2.15 / torchvision 0.29 / timm 1.0.31 (VisionTransformer.init_weights
@@ -82,6 +82,8 @@ struct ViTConfig {
   // timm before 1.0.23 (before commit b5ffe5bd): the constructor drew pos_embed with torch.randn(...) * .02
   // (then overwritten by init_weights), which shifts every later draw. Key `legacy_init=1`.
   bool legacy_init = false;
+  // timm VisionTransformer(weight_init=...): "" (timm's default), "jax", "jax_nlhb" or "moco".
+  std::string weight_init;
   // DINOv2 hub forward-time settings (no parameters; kept so the model code can reuse this struct).
   bool interpolate_antialias = false;
   double interpolate_offset = 0.1;
