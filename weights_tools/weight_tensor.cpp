@@ -53,6 +53,7 @@ int64_t WeightTensor::numel() const {
 std::vector<float> WeightTensor::to_f32() const {
   size_t n = static_cast<size_t>(numel());
   std::vector<float> out(n);
+  if (n == 0) return out;  // an empty tensor may have no storage at all
   const uint8_t* p = data;
   switch (dtype) {
     case DType::f32: std::memcpy(out.data(), p, n * 4); break;
@@ -101,7 +102,7 @@ WeightTensor WeightTensor::to_dtype(DType target) const {
   }
   std::vector<float> f = to_f32();
   if (target == DType::f32) {
-    std::memcpy(bytes.data(), f.data(), n * 4);
+    if (n) std::memcpy(bytes.data(), f.data(), n * 4);
   } else {
     for (size_t i = 0; i < n; ++i) {
       uint16_t h = target == DType::f16 ? f32_to_f16(f[i]) : f32_to_bf16(f[i]);
@@ -126,6 +127,7 @@ WeightTensor make_owned_tensor(std::string name, DType dtype, std::vector<int64_
     throw std::logic_error(t.name + ": owned buffer of " + std::to_string(bytes.size()) + " bytes for shape " +
                            t.shape_string());
   auto buf = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
+  if (buf->empty()) buf->reserve(1);  // `data` is never null, even for an empty tensor
   t.data = buf->data();
   t.storage = buf;
   return t;

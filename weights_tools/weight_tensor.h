@@ -37,7 +37,8 @@ struct WeightTensor {
   std::string name;
   DType dtype = DType::f32;
   std::vector<int64_t> shape;
-  const uint8_t* data = nullptr;         // C-contiguous, little-endian, numel() * dtype_size(dtype) bytes
+  const uint8_t* data = nullptr;         // C-contiguous, little-endian, numel() * dtype_size(dtype) bytes;
+                                         // never null once loaded (also for empty tensors)
   std::shared_ptr<const void> storage;   // keeps `data` alive (a MappedFile or an owned buffer)
   bool mapped = false;                   // `data` points into a file mapping (zero-copy), not an owned buffer
 
