@@ -63,7 +63,14 @@ TEST(MetricsCli, MapPortableKernelMatchesCopairsToo) {
                       metrics_fixture("map_ties/meta.csv") + " --pos-sameby Metadata_JCP2022,Metadata_Reference_Index "
                       "--neg-sameby Metadata_Plate --neg-diffby Metadata_negcon,Metadata_Reference_Index --out " +
                       (dir / "g").string());
+  auto rr = run_tabula("eval recall --features " + metrics_fixture("recall/features.npy") + " --meta " +
+                       metrics_fixture("recall/meta.csv") + " --pert-col gene --relationships " +
+                       metrics_fixture("recall/relationships.csv") + " --out " + (dir / "recall").string());
   ::unsetenv("TABULA_CPU");
+  ASSERT_EQ(rr.exit_code, 0) << rr.err;
+  Table rec = read_csv((dir / "recall/recall.csv").string());
+  Table want_rec = read_csv(metrics_fixture("recall/expected.csv"));
+  EXPECT_EQ(rec.number(0, rec.index("recall_0.1_0.9")), want_rec.number(0, want_rec.index("recall_0.1_0.9")));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   Table ap = read_csv((dir / "g/average_precision.csv").string());
   Table want = read_csv(metrics_fixture("map_ties/ap.csv"));
