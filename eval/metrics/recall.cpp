@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
-#include <cstdio>
-#include <cstdlib>
 #include <limits>
 #include <map>
 #include <set>
@@ -283,7 +281,6 @@ RecallResult relationship_recall(const RowMatrixF& map, const std::vector<std::p
         still.push_back(r);
       }
     }
-    if (std::getenv("TABULA_DEBUG_RECALL")) std::fprintf(stderr, "banded: %zu of %zu ranks resolved\n", nb - still.size(), nb);
     pending = std::move(still);
   }
 
