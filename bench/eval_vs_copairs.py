@@ -32,6 +32,10 @@ work, null_size = sys.argv[1], int(sys.argv[2])
 feats = np.load(f"{work}/features.npy")
 meta = pd.read_csv(f"{work}/index.csv")
 rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+c0 = cpu()
 t0 = time.perf_counter()
 ap = average_precision(meta, feats, ["Metadata_JCP2022", "Metadata_Reference_Index"], [], ["Metadata_Plate"],
                        ["Metadata_negcon", "Metadata_Reference_Index"], progress_bar=False)
@@ -41,7 +45,7 @@ m = mean_average_precision(ap, ["Metadata_JCP2022", "Metadata_Reference_Index"],
 t2 = time.perf_counter()
 np.save(f"{work}/copairs_ap.npy", ap["average_precision"].to_numpy(np.float64))
 np.save(f"{work}/copairs_counts.npy", ap[["n_pos_pairs", "n_total_pairs"]].to_numpy(np.int64))
-json.dump(dict(ap_s=t1 - t0, map_s=t2 - t1, peak_rss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+json.dump(dict(ap_s=t1 - t0, map_s=t2 - t1, cpu_s=cpu() - c0, peak_rss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                loaded_rss_kb=rss_loaded, n_groups=len(m), mean_map=float(m.mean_average_precision.mean())),
           open(f"{work}/copairs.json", "w"))
 '''
@@ -56,6 +60,10 @@ work = sys.argv[1]
 x = np.load(f"{work}/map.npy")
 genes = pd.read_csv(f"{work}/map_index.csv")["gene"]
 rels = pd.read_csv(f"{work}/rels.csv")
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+c0 = cpu()
 t0 = time.perf_counter()
 features = pd.DataFrame(x).set_index(genes).rename_axis(index=None)
 cossim_matrix = pd.DataFrame(cosine_similarity(features, features), index=features.index, columns=features.index)
@@ -66,20 +74,21 @@ query = np.array([cossim_matrix.loc[e1, e2] for e1, e2 in r.itertuples(index=Fal
 res = efaar_compute_recall(cossim_values, query, [(0.05, 0.95), (0.1, 0.9)])
 t1 = time.perf_counter()
 res = {k: float(v) for k, v in res.items()}
-res.update(seconds=t1 - t0, peak_rss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+res.update(seconds=t1 - t0, cpu_seconds=cpu() - c0, peak_rss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 json.dump(res, open(f"{work}/efaar.json", "w"))
 '''
 
 
 def run_timed(cmd):
-    """Runs cmd under /usr/bin/time -v; returns (wall seconds, peak RSS kB, stdout+stderr)."""
+    """Runs cmd under /usr/bin/time -v; returns (wall seconds, peak RSS kB, CPU seconds (user + system))."""
     t0 = time.perf_counter()
     p = subprocess.run(["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{p.stderr[-3000:]}")
-    rss = int([l for l in p.stderr.splitlines() if "Maximum resident set size" in l][0].split()[-1])
-    return wall, rss, p.stderr
+    lines = p.stderr.splitlines()
+    field = lambda name: float([l for l in lines if name in l][0].split()[-1])
+    return wall, int(field("Maximum resident set size")), field("User time (seconds)") + field("System time (seconds)")
 
 
 def make_map_data(work, groups, reps, dims, seed=0):
@@ -135,12 +144,12 @@ def main():
 
     n = make_map_data(args.work, args.groups, args.reps, args.dims)
     print(f"mAP data: {n} profiles x {args.dims}, {args.groups} compounds x {args.reps}", flush=True)
-    wall, rss, _ = run_timed([args.tabula, "eval", "map", "--features", f"{args.work}/features.npy", "--meta",
+    wall, rss, cpu = run_timed([args.tabula, "eval", "map", "--features", f"{args.work}/features.npy", "--meta",
                               f"{args.work}/index.csv", "--pos-sameby", "Metadata_JCP2022,Metadata_Reference_Index",
                               "--neg-sameby", "Metadata_Plate", "--neg-diffby",
                               "Metadata_negcon,Metadata_Reference_Index", "--null-size", str(args.null_size),
                               "--out", f"{args.work}/tabula_map"])
-    out["tabula_map"] = dict(seconds=wall, peak_rss_mb=rss / 1024)
+    out["tabula_map"] = dict(seconds=wall, cpu_seconds=cpu, peak_rss_mb=rss / 1024)
     print("tabula", out["tabula_map"], flush=True)
     if not args.skip_copairs:
         p = subprocess.run([sys.executable, "-c", COPAIRS_RUN, args.work, str(args.null_size)], capture_output=True,
@@ -148,7 +157,8 @@ def main():
         if p.returncode != 0:
             sys.exit(p.stderr[-3000:])
         c = json.load(open(f"{args.work}/copairs.json"))
-        out["copairs_map"] = dict(seconds=c["ap_s"] + c["map_s"], ap_seconds=c["ap_s"], map_seconds=c["map_s"],
+        out["copairs_map"] = dict(seconds=c["ap_s"] + c["map_s"], cpu_seconds=c["cpu_s"], ap_seconds=c["ap_s"],
+                                  map_seconds=c["map_s"],
                                   peak_rss_mb=c["peak_rss_kb"] / 1024, loaded_rss_mb=c["loaded_rss_kb"] / 1024)
         t = pd.read_csv(f"{args.work}/tabula_map/average_precision.csv")
         ca = np.load(f"{args.work}/copairs_ap.npy")
@@ -158,6 +168,7 @@ def main():
         out["ap_nan_pattern_equal"] = bool((np.isnan(t["average_precision"].to_numpy()) == ~both).all())
         out["counts_equal"] = bool((t[["n_pos_pairs", "n_total_pairs"]].to_numpy() == cc).all())
         out["speedup"] = out["copairs_map"]["seconds"] / out["tabula_map"]["seconds"]
+        out["cpu_speedup"] = out["copairs_map"]["cpu_seconds"] / out["tabula_map"]["cpu_seconds"]
         out["memory_ratio"] = out["tabula_map"]["peak_rss_mb"] / out["copairs_map"]["peak_rss_mb"]
         print("copairs", out["copairs_map"], "max|dAP|", out["ap_max_abs_diff"], flush=True)
 
@@ -170,11 +181,11 @@ def main():
     pairs = rng.integers(0, rn, size=(50000, 2))
     pd.DataFrame(dict(entity1=genes[pairs[:, 0]], entity2=genes[pairs[:, 1]])).to_csv(f"{args.work}/rels.csv",
                                                                                       index=False)
-    wall, rss, _ = run_timed([args.tabula, "eval", "recall", "--features", f"{args.work}/map.npy", "--meta",
+    wall, rss, cpu = run_timed([args.tabula, "eval", "recall", "--features", f"{args.work}/map.npy", "--meta",
                               f"{args.work}/map_index.csv", "--pert-col", "gene", "--aggregate", "none",
                               "--relationships", f"{args.work}/rels.csv", "--out", f"{args.work}/tabula_recall"])
     rec = pd.read_csv(f"{args.work}/tabula_recall/recall.csv")
-    out["tabula_recall"] = dict(n=rn, seconds=wall, peak_rss_mb=rss / 1024,
+    out["tabula_recall"] = dict(n=rn, seconds=wall, cpu_seconds=cpu, peak_rss_mb=rss / 1024,
                                 recall_0_05_0_95=float(rec["recall_0.05_0.95"][0]),
                                 recall_0_1_0_9=float(rec["recall_0.1_0.9"][0]))
     print("tabula recall", out["tabula_recall"], flush=True)
@@ -185,7 +196,7 @@ def main():
             print("EFAAR run failed:", p.stderr[-2000:], flush=True)
         else:
             e = json.load(open(f"{args.work}/efaar.json"))
-            out["efaar_recall"] = dict(seconds=e["seconds"], peak_rss_mb=e["peak_rss_kb"] / 1024,
+            out["efaar_recall"] = dict(seconds=e["seconds"], cpu_seconds=e["cpu_seconds"], peak_rss_mb=e["peak_rss_kb"] / 1024,
                                        recall_0_05_0_95=e["recall_0.05_0.95"], recall_0_1_0_9=e["recall_0.1_0.9"])
             print("efaar recall", out["efaar_recall"], flush=True)
     print(json.dumps(out, indent=1))

@@ -1,5 +1,7 @@
 #include "eval/metrics/features.h"
 
+#include <immintrin.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -9,6 +11,7 @@
 #include <thread>
 
 #include "engine/npy.h"
+#include "engine/system.h"
 
 namespace tabula::eval {
 
@@ -52,12 +55,23 @@ FeatureSource resolve_features(const std::string& features_arg, const std::strin
 }
 
 std::string find_non_finite(const RowMatrixF& x) {
-  for (int64_t r = 0; r < x.rows(); ++r)
-    for (int64_t c = 0; c < x.cols(); ++c) {
-      float v = x(r, c);
-      if (!std::isfinite(v))
-        return "row " + std::to_string(r) + ", column " + std::to_string(c) + " is " + (std::isnan(v) ? "NaN" : "inf");
+  // Parallel scan; the first bad row of each chunk is kept and the lowest reported, so the message does not
+  // depend on the thread count.
+  const int threads = default_threads();
+  std::vector<int64_t> first(threads, -1);
+  parallel_for(threads, threads, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      int64_t r0 = x.rows() * t / threads, r1 = x.rows() * (t + 1) / threads;
+      for (int64_t r = r0; r < r1 && first[t] < 0; ++r)
+        if (!x.row(r).allFinite()) first[t] = r;
     }
+  });
+  for (int64_t r : first)
+    if (r >= 0)
+      for (int64_t c = 0; c < x.cols(); ++c)
+        if (!std::isfinite(x(r, c)))
+          return "row " + std::to_string(r) + ", column " + std::to_string(c) + " is " +
+                 (std::isnan(x(r, c)) ? "NaN" : "inf");
   return "";
 }
 
@@ -133,15 +147,17 @@ void check_rows_match(const RowMatrixF& x, const Table& meta, const std::string&
 }
 
 void l2_normalize_rows_inplace(RowMatrixF& x, const std::string& what) {
-  for (int64_t r = 0; r < x.rows(); ++r) {
-    double ss = 0;
-    for (int64_t c = 0; c < x.cols(); ++c) ss += static_cast<double>(x(r, c)) * x(r, c);
-    float norm = static_cast<float>(std::sqrt(ss));
-    if (!(norm > 0))
-      throw std::runtime_error(what + ": row " + std::to_string(r) +
-                               " is all zeros; its cosine similarity is undefined");
-    for (int64_t c = 0; c < x.cols(); ++c) x(r, c) = x(r, c) / norm;
-  }
+  parallel_for(x.rows(), 0, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      double ss = 0;
+      for (int64_t c = 0; c < x.cols(); ++c) ss += static_cast<double>(x(r, c)) * x(r, c);
+      float norm = static_cast<float>(std::sqrt(ss));
+      if (!(norm > 0))
+        throw std::runtime_error(what + ": row " + std::to_string(r) +
+                                 " is all zeros; its cosine similarity is undefined");
+      for (int64_t c = 0; c < x.cols(); ++c) x(r, c) = x(r, c) / norm;
+    }
+  });
 }
 
 RowMatrixF l2_normalize_rows(const RowMatrixF& x, const std::string& what) {
@@ -150,7 +166,26 @@ RowMatrixF l2_normalize_rows(const RowMatrixF& x, const std::string& what) {
   return out;
 }
 
-float dot_f32(const float* a, const float* b, int64_t n) {
+namespace {
+// AVX-512 build of the same 16-lane scheme (one zmm accumulator per lane group, FMA), compiled for that target only
+// and called after the runtime CPU check; its bits differ from the portable path by FMA rounding, but on one machine
+// a pair of vectors always gives the same bits.
+__attribute__((target("avx512f,fma"))) float dot_f32_avx512(const float* a, const float* b, int64_t n) {
+  __m512 acc = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
+  if (i < n) {
+    __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc);
+  }
+  alignas(64) float lane[16];
+  _mm512_store_ps(lane, acc);
+  for (int w = 8; w >= 1; w /= 2)
+    for (int k = 0; k < w; ++k) lane[k] += lane[k + w];
+  return lane[0];
+}
+
+float dot_f32_portable(const float* a, const float* b, int64_t n) {
   float acc[16] = {0};
   int64_t i = 0;
   for (; i + 16 <= n; i += 16)
@@ -159,6 +194,12 @@ float dot_f32(const float* a, const float* b, int64_t n) {
   for (int w = 8; w >= 1; w /= 2)
     for (int k = 0; k < w; ++k) acc[k] += acc[k + w];
   return acc[0];
+}
+}  // namespace
+
+float dot_f32(const float* a, const float* b, int64_t n) {
+  static const bool avx512 = cpu_features().has_avx512();
+  return avx512 ? dot_f32_avx512(a, b, n) : dot_f32_portable(a, b, n);
 }
 
 void similarity_block(const RowMatrixF& a_normed, int64_t q0, int64_t q1, const RowMatrixF& b_normed, RowMatrixF& out) {

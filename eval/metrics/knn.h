@@ -6,6 +6,8 @@
 //  - scikit-learn KNeighborsClassifier() defaults: k = 5, Euclidean distance, uniform votes; prediction = the
 //    most voted class, ties to the lowest class index (scipy mode); top-5 as top_k_accuracy_score on
 //    predict_proba (stable argsort reversed: among tied scores the higher class index ranks first).
+// DINOv2 with fewer eligible neighbours than max(k) (small sets, held-out groups) uses those it has (torch.topk
+// would fail); sklearn mode refuses, naming the query row, as KNeighborsClassifier does.
 // Classes are the sorted distinct labels (sklearn's LabelEncoder order). Queries never see themselves, and with a
 // group column never see a training sample of their own group (plate/batch held out), so replicates on the same
 // plate cannot leak into the neighbour set.

@@ -38,6 +38,11 @@ RecallResult relationship_recall(const RowMatrixF& map, const std::vector<std::p
 // collect_limit: a histogram bin holding more similarities than this is resolved by a second histogram instead of
 // being collected (bounds memory when a map has many equal similarities; tests lower it to cover that path).
 
+// Dot products of rows [r0, r1) of xn with rows [c0, N) into out ((r1 - r0) x (N - c0)): an AVX-512 FMA tile
+// kernel where the CPU has it (the library's Eigen is compiled for SSE2), Eigen's GEMM otherwise. Each pair's value
+// is computed by the same operation sequence wherever it sits in a block.
+void similarity_rows(const RowMatrixF& xn, int64_t r0, int64_t r1, int64_t c0, RowMatrixF& out);
+
 // EFAAR's column name for a threshold pair: recall_0.05_0.95 (Python's repr of the floats).
 std::string recall_column_name(double lo, double hi);
 std::string python_float_repr(double v);

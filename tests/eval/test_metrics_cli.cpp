@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -52,6 +53,34 @@ TEST(MetricsCli, MapWritesCopairsColumnsAndMatches) {
                         "below_corrected_p"})
     EXPECT_TRUE(m.has(c)) << c;
   EXPECT_TRUE(fs::exists(dir / "out/summary.json"));
+}
+
+TEST(MetricsCli, MapPortableKernelMatchesCopairsToo) {
+  // TABULA_CPU=generic caps dispatch to the portable dot product (the AVX-512 one runs by default on such CPUs).
+  fs::path dir = work_dir();
+  ::setenv("TABULA_CPU", "generic", 1);
+  auto r = run_tabula("eval map --features " + metrics_fixture("map_ties/features.npy") + " --meta " +
+                      metrics_fixture("map_ties/meta.csv") + " --pos-sameby Metadata_JCP2022,Metadata_Reference_Index "
+                      "--neg-sameby Metadata_Plate --neg-diffby Metadata_negcon,Metadata_Reference_Index --out " +
+                      (dir / "g").string());
+  auto rr = run_tabula("eval recall --features " + metrics_fixture("recall/features.npy") + " --meta " +
+                       metrics_fixture("recall/meta.csv") + " --pert-col gene --relationships " +
+                       metrics_fixture("recall/relationships.csv") + " --out " + (dir / "recall").string());
+  ::unsetenv("TABULA_CPU");
+  ASSERT_EQ(rr.exit_code, 0) << rr.err;
+  Table rec = read_csv((dir / "recall/recall.csv").string());
+  Table want_rec = read_csv(metrics_fixture("recall/expected.csv"));
+  EXPECT_EQ(rec.number(0, rec.index("recall_0.1_0.9")), want_rec.number(0, want_rec.index("recall_0.1_0.9")));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Table ap = read_csv((dir / "g/average_precision.csv").string());
+  Table want = read_csv(metrics_fixture("map_ties/ap.csv"));
+  ASSERT_EQ(ap.rows(), want.rows());
+  for (size_t i = 0; i < ap.rows(); ++i) {
+    ASSERT_EQ(ap.column("average_precision")[i].empty(), want.column("average_precision")[i].empty()) << i;
+    if (!want.column("average_precision")[i].empty()) {
+      EXPECT_NEAR(ap.number(i, ap.index("average_precision")), want.number(i, want.index("average_precision")), 1e-6);
+    }
+  }
 }
 
 TEST(MetricsCli, MapErrorsNameColumnAndRow) {

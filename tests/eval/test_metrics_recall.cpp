@@ -44,8 +44,10 @@ TEST(MetricsRecall, OrderStatisticsAgreeWithSortedNull) {
   // thresholds, including a map with many exactly equal similarities (duplicated rows) and -0/+0.
   std::mt19937 rng(5);
   std::normal_distribution<float> normal;
-  for (int dup : {0, 1}) {
-    const int n = 120;
+  // n = 1500 (null > 2^20 values) takes the one-pass banded path, n = 120 the two-pass histogram path.
+  for (int cfg = 0; cfg < 4; ++cfg) {
+    const int dup = cfg % 2;
+    const int n = cfg < 2 ? 120 : 1500;
     RowMatrixF x(n, 6);
     for (int i = 0; i < n; ++i)
       for (int d = 0; d < 6; ++d) x(i, d) = dup ? static_cast<float>((i % 4) - 1.5f) * (d < 3 ? 1 : -1) : normal(rng);
@@ -58,11 +60,11 @@ TEST(MetricsRecall, OrderStatisticsAgreeWithSortedNull) {
     RecallResult res = relationship_recall(x, pairs, thr, 2, dup ? 16 : int64_t(1) << 24);
     RowMatrixF xn = l2_normalize_rows(x);
     std::vector<float> null;
-    for (int b0 = 0; b0 < n; b0 += 256) {
-      RowMatrixF s = xn * xn.transpose();
-      for (int i = 0; i < n; ++i)
-        for (int j = i + 1; j < n; ++j) null.push_back(s(i, j));
-    }
+    RowMatrixF s;
+    similarity_rows(xn, 0, n, 0, s);  // the kernel the sweep uses, so values are bit-identical
+    EXPECT_LT((s - xn * xn.transpose()).cwiseAbs().maxCoeff(), 1e-6);
+    for (int i = 0; i < n; ++i)
+      for (int j = i + 1; j < n; ++j) null.push_back(s(i, j));
     std::sort(null.begin(), null.end());
     for (size_t t = 0; t < thr.size(); ++t) {
       int64_t hits = 0;
@@ -71,7 +73,7 @@ TEST(MetricsRecall, OrderStatisticsAgreeWithSortedNull) {
         double right = double(std::upper_bound(null.begin(), null.end(), q) - null.begin()) / null.size();
         hits += right <= thr[t].first || left >= thr[t].second;
       }
-      EXPECT_EQ(res.recall[t], double(hits) / res.query_size) << "dup " << dup << " thr " << t;
+      EXPECT_EQ(res.recall[t], double(hits) / res.query_size) << "n " << n << " dup " << dup << " thr " << t;
     }
   }
 }
