@@ -271,7 +271,10 @@ Image load_sample(const Manifest& m, size_t i, const DecodeLimits& limits) {
     Image one = read_image(s.channel_paths[c], limits);
     if (c == 0) {
       out = std::move(one);
-      if (s.channel_paths.size() > 1) out.channel_names.clear();
+      if (s.channel_paths.size() > 1) {
+        out.channel_names.clear();
+        out.pixels.reserve(out.pixels.size() * s.channel_paths.size());  // one allocation for all channels
+      }
       continue;
     }
     if (one.height != out.height || one.width != out.width)
