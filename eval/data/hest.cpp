@@ -114,7 +114,7 @@ HestPatches read_hest_index(const std::string& path) {
   return out;
 }
 
-Image read_hest_patch(const std::string& path, int64_t index) {
+Image read_hest_patch(const std::string& path, int64_t index, const DecodeLimits& limits) {
   std::lock_guard<std::mutex> lock(h5_mutex());
   quiet_hdf5();
   H5Handle f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
@@ -123,6 +123,8 @@ Image read_hest_patch(const std::string& path, int64_t index) {
   std::vector<hsize_t> d = dims_of(img, path, "img");
   if (d.size() != 4 || d[3] != 3 || d[1] == 0 || d[2] == 0 || d[1] > 65536 || d[2] > 65536)
     fail(path, "dataset 'img' must be N x H x W x 3 with sides <= 65536");
+  if (int64_t(d[1]) > limits.max_side || int64_t(d[2]) > limits.max_side || int64_t(d[1] * d[2] * 3) > limits.max_samples)
+    fail(path, "patch size " + std::to_string(d[2]) + "x" + std::to_string(d[1]) + " exceeds the decode limits");
   if (index < 0 || hsize_t(index) >= d[0]) fail(path, "patch " + std::to_string(index) + " out of range (N = " + std::to_string(d[0]) + ")");
   H5Handle space(H5Dget_space(img), H5Sclose);
   hsize_t start[4] = {hsize_t(index), 0, 0, 0}, count[4] = {1, d[1], d[2], 3};
@@ -163,7 +165,14 @@ void write_hest_h5(const std::string& path, const HestPatches& h) {
     {
       hsize_t dims[4] = {n, hsize_t(H), hsize_t(W), 3};
       H5Handle space(H5Screate_simple(4, dims, nullptr), H5Sclose);
-      H5Handle ds(H5Dcreate2(f, "img", H5T_STD_U8LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT), H5Dclose);
+      // One chunk per patch, deflated: a patch is read with one chunk decompression.
+      H5Handle img_dcpl(H5Pcopy(dcpl), H5Pclose);
+      if (n > 0) {
+        hsize_t chunk[4] = {1, hsize_t(H), hsize_t(W), 3};
+        H5Pset_chunk(img_dcpl, 4, chunk);
+        H5Pset_deflate(img_dcpl, 4);
+      }
+      H5Handle ds(H5Dcreate2(f, "img", H5T_STD_U8LE, space, H5P_DEFAULT, img_dcpl, H5P_DEFAULT), H5Dclose);
       std::vector<uint8_t> buf(n * size_t(H) * W * 3);
       for (size_t k = 0; k < n; ++k)
         for (int c = 0; c < 3; ++c) {

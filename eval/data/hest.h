@@ -21,7 +21,7 @@ struct HestPatches {
 // Barcodes, coords and patch size without reading the pixels; checks that the three datasets agree in N.
 HestPatches read_hest_index(const std::string& path);
 // One patch (0-based) as an RGB Image, read by hyperslab (the rest of the file is not touched).
-Image read_hest_patch(const std::string& path, int64_t index);
+Image read_hest_patch(const std::string& path, int64_t index, const DecodeLimits& limits = {});
 // Writes the file (atomically: temp + rename); byte-identical for identical input (no object timestamps).
 void write_hest_h5(const std::string& path, const HestPatches& patches);
 

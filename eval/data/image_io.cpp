@@ -110,6 +110,7 @@ struct PageInfo {
   uint32_t width = 0, height = 0;
   uint16_t spp = 1, bps = 0, format = SAMPLEFORMAT_UINT, planar = PLANARCONFIG_CONTIG, photometric = 0;
   uint16_t compression = COMPRESSION_NONE;
+  uint32_t subfile = 0;  // NewSubfileType: bit 0 = reduced-resolution copy (thumbnail, pyramid level)
 };
 
 PageInfo page_info(TIFF* t) {
@@ -122,6 +123,7 @@ PageInfo page_info(TIFF* t) {
   TIFFGetFieldDefaulted(t, TIFFTAG_PLANARCONFIG, &p.planar);
   TIFFGetFieldDefaulted(t, TIFFTAG_COMPRESSION, &p.compression);
   if (!TIFFGetField(t, TIFFTAG_PHOTOMETRIC, &p.photometric)) p.photometric = PHOTOMETRIC_MINISBLACK;
+  TIFFGetFieldDefaulted(t, TIFFTAG_SUBFILETYPE, &p.subfile);
   return p;
 }
 
@@ -326,7 +328,10 @@ Image decode_tiff(const uint8_t* bytes, size_t n, const std::string& name, const
   OmeLayout ome = ome_layout(description, int(pages.size()), name);
   std::vector<int> use;  // pages that become channels, in channel order
   if (!ome.channel_ifd.empty()) use = ome.channel_ifd;
-  else for (int i = 0; i < int(pages.size()); ++i) use.push_back(i);
+  else
+    for (int i = 0; i < int(pages.size()); ++i)
+      if (!(pages[size_t(i)].subfile & FILETYPE_REDUCEDIMAGE)) use.push_back(i);  // thumbnails are not channels
+  if (use.empty()) fail(name, "every page is marked as a reduced-resolution copy");
 
   const PageInfo& first = pages[size_t(use[0])];
   int64_t channels = 0;

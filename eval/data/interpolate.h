@@ -11,7 +11,11 @@
 //  * antialias=False: source x = scale * (i + 0.5) - 0.5; bilinear clamps x at 0 and takes 2 taps,
 //    bicubic takes 4 taps at floor(x) - 1 .. floor(x) + 2 (indices clamped to the edge) with a = -0.75.
 //  scale = in / out (no scale_factor given: torchvision passes the size). A dimension whose size does not
-//  change is copied, as ATen skips it.
+//  change is copied, as ATen skips it. Arithmetic follows ATen's float path step by step (tap centres,
+//  weights and sums in float, same order); what remains is FMA contraction in the compiled ATen kernel:
+//  outputs agree to ~1e-6 (see tests/eval/test_data_preprocess.cpp).
+//  Not covered: interpolate(scale_factor=...) (scale = 1 / scale_factor, as DINOv2's hub pos-embed resize
+//  with interpolate_offset uses) and align_corners=True.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -24,7 +28,10 @@ enum class Interp { bilinear, bicubic };
 void torch_interpolate(const float* in, int64_t planes, int64_t in_h, int64_t in_w, float* out, int64_t out_h,
                        int64_t out_w, Interp mode, bool antialias);
 
-// The 1-D weights torch uses along one dimension: for each output index, the first input index and its taps.
+// The 1-D weights along one dimension: for each output index, the first input index and its taps. With
+// antialias these are exactly ATen's float weights (what torch_interpolate uses); without, the same taps and
+// Keys coefficients computed in double with clamped edge taps merged (torch_interpolate's non-antialiased
+// path uses its own float tables, replaying ATen's non-separable kernel).
 struct InterpWeights {
   std::vector<int64_t> first;   // per output index
   std::vector<int64_t> count;   // taps per output index

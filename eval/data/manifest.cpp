@@ -265,13 +265,16 @@ Image load_sample(const Manifest& m, size_t i, const DecodeLimits& limits) {
   if (i >= m.samples.size()) throw std::out_of_range(m.source + ": sample " + std::to_string(i) + " out of range");
   const Sample& s = m.samples[i];
   const std::string row = m.source + " (sample " + std::to_string(i) + ")";
-  if (!s.h5_path.empty()) return read_hest_patch(s.h5_path, s.h5_index);
+  if (!s.h5_path.empty()) return read_hest_patch(s.h5_path, s.h5_index, limits);
   Image out;
   for (size_t c = 0; c < s.channel_paths.size(); ++c) {
     Image one = read_image(s.channel_paths[c], limits);
     if (c == 0) {
       out = std::move(one);
-      if (s.channel_paths.size() > 1) out.channel_names.clear();
+      if (s.channel_paths.size() > 1) {
+        out.channel_names.clear();
+        out.pixels.reserve(out.pixels.size() * s.channel_paths.size());  // one allocation for all channels
+      }
       continue;
     }
     if (one.height != out.height || one.width != out.width)

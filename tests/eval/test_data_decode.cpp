@@ -50,7 +50,8 @@ TEST(DataDecode, TiffVariantsMatchTifffileAndLibtiff) {
                         Case{"u16_lzw.tif", 16, 0, 65535}, Case{"u8_packbits.tif", 8, 0, 255},
                         Case{"u16_tiled.tif", 16, 0, 65535}, Case{"u16_tiled_deflate.tif", 16, 0, 65535},
                         Case{"f32.tif", 32, 0, 1}, Case{"i16.tif", 16, 0, 32767},
-                        Case{"u16_multipage.tif", 16, 0, 65535}, Case{"rgb_contig.tif", 8, 0, 255},
+                        Case{"u16_multipage.tif", 16, 0, 65535}, Case{"u16_with_thumbnail.tif", 16, 0, 65535},
+                        Case{"rgb_contig.tif", 8, 0, 255},
                         Case{"rgb_separate.tif", 8, 0, 255}})
     expect_matches(c);
 }

@@ -177,6 +177,9 @@ TEST(DataManifest, HestH5RoundTripAndErrors) {
   EXPECT_EQ(m.kind, "hest");
   EXPECT_EQ(m.samples[1].meta, (std::vector<std::string>{"s1", "AAACCTG-1", "100", "201"}));
   EXPECT_NE(error_of([&] { read_hest_patch(p, 3); }).find("out of range"), std::string::npos);
+  DecodeLimits small;
+  small.max_samples = 50;  // a 6 x 5 x 3 patch is 90 samples
+  EXPECT_NE(error_of([&] { read_hest_patch(p, 0, small); }).find("exceeds the decode limits"), std::string::npos);
   std::vector<uint8_t> bytes = read_file_bytes(p);
   write_file_atomic((dir / "cut.h5").string(), bytes.data(), bytes.size() / 3);
   std::string e = error_of([&] { read_hest_index((dir / "cut.h5").string()); });

@@ -75,6 +75,12 @@ def decode_fixtures():
         for p in pages:
             tw.write(p, contiguous=False)
     expect("u16_multipage.tif", pages, bits=16)
+    # A full-resolution page followed by a reduced-resolution one (NewSubfileType = 1, a thumbnail as
+    # microscope software writes): the thumbnail is not a channel.
+    with tifffile.TiffWriter(os.path.join(DEC, "u16_with_thumbnail.tif")) as tw:
+        tw.write(u16s, contiguous=False)
+        tw.write(u16s[::2, ::2].copy(), subfiletype=1, contiguous=False)
+    expect("u16_with_thumbnail.tif", u16s, bits=16)
     # Multi-sample: RGB interleaved and planar-separate.
     rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
     tifffile.imwrite(os.path.join(DEC, "rgb_contig.tif"), rgb, photometric="rgb")
