@@ -27,7 +27,8 @@ class Model {
   virtual Shape default_input_shape(int64_t batch = 1) const = 0;
   // Runs the forward on x [B, C, H, W] (f32, CPU). Binds `taps` to tap_order(x.shape()) (so a hook pattern
   // that names no tap throws, listing the taps that exist), then passes every module output through it; the
-  // forward returns early (with the value of the last tap reached) once the deepest capture has been taken.
+  // forward stops at the first block boundary after the deepest capture (returning the value there rather than
+  // the model output), so a layer sweep never runs the layers after its last tap.
   // Captures from an earlier forward are cleared (TapSet::bind resets).
   virtual Tensor forward(const Tensor& x, TapSet& taps) = 0;
   Tensor forward(const Tensor& x) {

@@ -65,8 +65,14 @@ ModelArch parse_model_arch(const std::string& arch) {
   try {
     m.arch = parse_arch(full);
   } catch (const std::invalid_argument& e) {
-    if (full == arch) throw;
-    throw std::invalid_argument(std::string(e.what()) + " (arch '" + arch + "' read as '" + full + "')");
+    std::string msg = e.what();
+    if (msg.find("unknown architecture") != std::string::npos) {
+      std::string extra;
+      for (const auto& [n, def] : extra_names()) extra += (extra.empty() ? "" : ", ") + n;
+      msg += "; also: " + extra;
+    }
+    if (full != arch) msg += " (arch '" + arch + "' read as '" + full + "')";
+    throw std::invalid_argument(msg);
   }
   m.arch.name = arch;
   if (m.arch.is_resnet() && m.vit.dynamic_img_size)

@@ -96,9 +96,8 @@ class ResNet final : public Model {
     if (s.size() != 4 || s[1] != c_.in_chans || s[2] < 1 || s[3] < 1)
       throw std::invalid_argument("arch '" + arch_.name + "': input must be [B, " + std::to_string(c_.in_chans) +
                                   ", H, W], got " + shape_str(s));
-    // conv1 (7x7 s2 p3) then maxpool (3x3 s2 p1) must leave at least one pixel.
-    if (s[2] < 2 || s[3] < 2)
-      throw std::invalid_argument("arch '" + arch_.name + "': input " + shape_str(s) + " is too small");
+    // Any H, W >= 1 works, as in torchvision: every padded window keeps at least one output pixel.
+    if (s[0] < 1) throw std::invalid_argument("arch '" + arch_.name + "': empty batch in input " + shape_str(s));
   }
 
   Tensor forward(const Tensor& x_in, TapSet& taps) override {

@@ -131,8 +131,7 @@ class ViT final : public Model {
 
   std::vector<TapInfo> list_taps(const Shape& input) const override {
     check_input(input);
-    const int64_t B = input[0], D = c_.embed_dim, C = c_.in_chans;
-    (void)C;
+    const int64_t B = input[0], D = c_.embed_dim;
     const int64_t gh = input[2] / c_.patch_size, gw = input[3] / c_.patch_size;
     const int64_t N = gh * gw + c_.num_prefix_tokens(), H = c_.num_heads, hd = D / H, Hm = c_.mlp_hidden();
     const Shape tok{B, N, D};

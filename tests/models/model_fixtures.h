@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,9 @@ struct ForwardCase {
   std::vector<std::string> taps;
   std::vector<TapFixture> expected;  // the taps and "__out__"
 };
+
+// gtest prints a parameter with this (test names in ctest stay readable and stable).
+inline void PrintTo(const ForwardCase& c, std::ostream* os) { *os << c.id << " (" << c.arch << ")"; }
 
 std::vector<ForwardCase> forward_cases();  // tests/fixtures/models/cases.tsv + taps.tsv
 // models_fixtures.py hash_input: uniform [-1, 1) from an integer hash of the flat index.

@@ -130,6 +130,7 @@ void check_list_matches_forward(const std::string& arch, const Shape& input) {
 TEST(ModelTaps, ListMatchesForwardResNet) {
   check_list_matches_forward("resnet:layers=1,1,1,1,block=basic,classes=3", {2, 3, 40, 32});
   check_list_matches_forward("resnet:layers=1,2,1,1,width=16,groups=2,classes=3", {1, 3, 33, 47});
+  check_list_matches_forward("resnet:layers=1,1,1,1,block=basic,classes=3", {1, 3, 1, 3});  // any size >= 1
 }
 
 TEST(ModelTaps, ListMatchesForwardViT) {

@@ -55,6 +55,11 @@ CASES = [
      VIT_TAPS),
     ("vit_dynamic_rect_noembed", f"vit:{TINY},classes=0,reg=2,no_embed_class=1,global_pool=avg,dynamic_img_size=1", 6,
      [1, 3, 16, 48], VIT_TAPS),
+    ("vit_nopool_nofinalnorm", f"vit:{TINY},classes=6,global_pool=,final_norm=0,mlp_ratio=2.5", 9, [2, 3, 32, 32],
+     VIT_TAPS),
+    ("resnet_wide_zero_init", "resnet:layers=1,1,1,1,width=128,classes=5,zero_init_residual=1", 10, [1, 3, 32, 32],
+     ["layer1.0.conv2", "layer1.0.bn3", "layer4", "fc"]),
+    ("dinov2_no_layerscale", f"vit:flavor=dinov2,{TINY}", 11, [2, 3, 40, 40], HUB_TAPS),
     ("dinov2_native", f"vit:flavor=dinov2,{TINY},init_values=1.0", 7, [3, 3, 32, 32], HUB_TAPS),
     ("dinov2_interp", f"vit:flavor=dinov2,{TINY},init_values=1.0", 7, [2, 3, 48, 48], HUB_TAPS),
     ("dinov2_interp_rect", f"vit:flavor=dinov2,{TINY},init_values=1e-5,reg=4", 8, [1, 3, 40, 24], HUB_TAPS),
@@ -148,6 +153,7 @@ def build(spec):
         block = BasicBlock if kv.get("block", "bottleneck") == "basic" else Bottleneck
         return ResNet(block, [int(x) for x in kv.get("layers", "3,4,6,3").split(",")],
                       num_classes=int(kv.get("classes", 1000)), groups=int(kv.get("groups", 1)),
+                      zero_init_residual=as_bool(kv.get("zero_init_residual", "0")),
                       width_per_group=int(kv.get("width", 64)))
     if head == "vit" and kv.get("flavor") == "dinov2":
         from dinov2.layers import MemEffAttention, NestedTensorBlock
@@ -165,6 +171,7 @@ def build(spec):
                     class_token=as_bool(kv.get("class_token", "1")),
                     no_embed_class=as_bool(kv.get("no_embed_class", "0")), reg_tokens=int(kv.get("reg", 0)),
                     global_pool=kv.get("global_pool", "token"), pre_norm=as_bool(kv.get("pre_norm", "0")),
+                    final_norm=as_bool(kv.get("final_norm", "1")),
                     dynamic_img_size=as_bool(kv.get("dynamic_img_size", "0")))
         if "init_values" in kv:
             args["init_values"] = float(kv["init_values"])
