@@ -11,6 +11,8 @@ namespace tabula::cli {
 
 // Each subcommand's implementation lives in its own cmd_*.cpp file.
 int cmd_demo(const Args&);
+int cmd_embed(const Args&);
+int cmd_merge(const Args&);
 int cmd_weights_inspect(const Args&);
 int cmd_weights_convert(const Args&);
 int cmd_eval_map(const Args&);
@@ -35,6 +37,33 @@ int cmd_bench(const Args&);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
+      {"embed", "embed images (or a preprocessed .npy) with a model's layers into an embedding folder",
+       "--arch ARCH (--weights FILE | --seed N) --data MANIFEST --out DIR [--layers T1,T2|all] [--pool P]",
+       "tabula embed --arch resnet50 --seed 0 --data synth/load_data.csv --out emb/resnet50-s0 --layers layer3,avgpool",
+       {{"arch", "ARCH", "model arch (tabula models), or a baseline: pixels[:hist=16,grid=4], nuclei[:dna=0]", true, ""},
+        {"weights", "FILE", "safetensors or PyTorch checkpoint (torchvision/timm/DINOv2 hub/HF layouts)", false, ""},
+        {"key", "K", "nested checkpoint entry (teacher, model, ...)", false, ""},
+        {"seed", "N", "untrained weights: those torch.manual_seed(N) + the reference constructor give", false, ""},
+        {"data", "MANIFEST", "load_data.csv / RxRx metadata.csv / CSV / image folder / HEST .h5, or X.npy [N,C,H,W]", true, ""},
+        {"out", "DIR", "embedding folder: LAYER.npy, index.csv, run.json", true, ""},
+        {"layers", "T1,T2|all", "taps by PyTorch module name (tabula hooks ARCH); all = every stage/block", false, ""},
+        {"pool", "P", "avg|cls|mean|cls+mean|max|gem|none (default: avg for maps, cls for tokens)", false, ""},
+        {"channels", "S", "per-channel|rgb:i,j,k|mean|all (default: rgb for 3 channels, else per-channel)", false, ""},
+        {"size", "S", "input (crop) size; the resize scales with it", false, "0"},
+        {"intensity", "M", "unit|percentile|minmax|none scaling of raw pixels", false, ""},
+        {"device", "D", "cpu (cuda[:N] when the GPU model path lands)", false, "cpu"},
+        {"precision", "P", "fp32 (tf32|bf16|fp16 on GPU)", false, "fp32"},
+        {"batch", "B", "model inputs per batch", false, "16"},
+        {"shard", "I/N", "embed only shard I (0-based) of N; combine with tabula merge", false, ""},
+        {"resume", "", "continue an interrupted run in DIR", false, ""},
+        {"force", "", "overwrite a finished embedding in DIR", false, ""},
+        {"threads", "T", "model threads (0: all cores)", false, "0"},
+        {"quiet", "", "no progress output", false, ""}},
+       0, 0, cmd_embed},
+      {"merge", "concatenate the shard folders of one embed run, checking nothing is missing or duplicated",
+       "DIR... --out DIR", "tabula merge emb/s0 emb/s1 emb/s2 --out emb/all",
+       {{"out", "DIR", "merged embedding folder", true, ""}, {"force", "", "overwrite a finished folder", false, ""}},
+       1, 1 << 20, cmd_merge},
       {"demo", "run the study on the embedded synthetic datasets and write a report", "[--out DIR]",
        "tabula demo --out demo-out",
        {{"out", "DIR", "output folder", false, "tabula-demo"},

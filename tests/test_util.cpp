@@ -22,7 +22,12 @@ fs::path scratch_dir() {
   for (char& c : name)
     if (c == '/') c = '_';
   fs::path dir = root / (name + "." + std::to_string(::getpid()));
-  fs::remove_all(dir);
+  // Emptied the first time a test asks (left over from an earlier run), then the same folder for the whole test.
+  static std::string current;
+  if (current != dir.string()) {
+    current = dir.string();
+    fs::remove_all(dir);
+  }
   fs::create_directories(dir);
   return dir;
 }
@@ -35,7 +40,8 @@ static std::string slurp(const fs::path& p) {
 }
 
 RunResult run_tabula(const std::string& args) {
-  fs::path dir = scratch_dir() / "run";
+  static int calls = 0;
+  fs::path dir = scratch_dir() / (".run" + std::to_string(++calls));
   fs::create_directories(dir);
   std::string cmd = std::string("'") + TABULA_BINARY + "' " + args + " >'" + (dir / "out").string() + "' 2>'" +
                     (dir / "err").string() + "' </dev/null";

@@ -7,7 +7,8 @@ namespace tabula::test {
 
 // tests/fixtures/<rel>
 std::filesystem::path fixture(const std::string& rel);
-// A fresh empty folder unique to the running test (under TABULA_TEST_TMP or the system temp dir).
+// A folder unique to the running test (under TABULA_TEST_TMP or the system temp dir): empty at the test's first
+// call, the same folder (with what the test put there) at later calls.
 std::filesystem::path scratch_dir();
 
 struct RunResult {

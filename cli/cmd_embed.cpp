@@ -1,0 +1,55 @@
+// `tabula embed` and `tabula merge`: argument parsing only; the work is run_embed / merge_embeddings.
+#include <cstdio>
+#include <iostream>
+#include <regex>
+
+#include "cli/args.h"
+#include "eval/embed/embed.h"
+
+namespace tabula::cli {
+
+int cmd_embed(const Args& a) {
+  EmbedOptions o;
+  o.arch = a.get("arch");
+  o.weights = a.get("weights");
+  o.weights_key = a.get("key");
+  if (a.has("seed")) o.seed = static_cast<uint64_t>(a.get_int("seed"));
+  o.data = a.get("data");
+  o.out = a.get("out");
+  if (a.has("layers")) o.layers = split_list(a.get("layers"));
+  o.pool = a.get("pool");
+  o.channels = a.get("channels");
+  o.size = static_cast<int>(a.get_int("size"));
+  o.intensity = a.get("intensity");
+  o.device = a.get("device");
+  o.precision = a.get("precision");
+  o.batch = static_cast<int>(a.get_int("batch"));
+  o.threads = static_cast<int>(a.get_int("threads"));
+  o.resume = a.has("resume");
+  o.force = a.has("force");
+  o.quiet = a.has("quiet");
+  if (a.has("shard")) {
+    std::smatch m;
+    std::string s = a.get("shard");
+    if (!std::regex_match(s, m, std::regex(R"((\d+)/(\d+))")))
+      throw UsageError("tabula embed: --shard expects I/N (0-based shard I of N), got '" + s + "'");
+    o.shard_index = std::stoi(m[1]);
+    o.shard_count = std::stoi(m[2]);
+    if (o.shard_count < 1 || o.shard_index >= o.shard_count)
+      throw UsageError("tabula embed: --shard " + s + ": need 0 <= I < N");
+  }
+  if (a.has("weights") && a.has("seed")) throw UsageError("tabula embed: give --weights or --seed, not both");
+  EmbedSummary s = run_embed(o);
+  std::cout << s.out << ": " << s.rows << " rows";
+  for (size_t i = 0; i < s.layers.size(); ++i) std::cout << (i ? ", " : "; ") << s.layers[i] << " [" << s.dims[i] << "]";
+  std::printf(" (%.1f s)\n", s.seconds);
+  return 0;
+}
+
+int cmd_merge(const Args& a) {
+  merge_embeddings(a.positional(), a.get("out"), a.has("force"));
+  std::cout << a.get("out") << ": merged " << a.positional().size() << " shards\n";
+  return 0;
+}
+
+}  // namespace tabula::cli

@@ -1,0 +1,51 @@
+// `tabula embed`: manifest (or a preprocessed .npy) -> prefetching decoder -> batches -> model with the
+// requested taps and pooling -> one LAYER.npy per tap + index.csv + run.json in an embedding folder
+// (DESIGN.md §4). Resumable (EmbeddingStore's journal), shardable (--shard I/N, whole chunks per shard, so a
+// merge of shards is byte-identical to the unsharded run), never overwriting a finished folder without --force.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tabula {
+
+struct EmbedOptions {
+  std::string arch;                 // any registry arch, or a baseline: pixels[:hist=..,grid=..], nuclei[:dna=..]
+  std::string weights;              // safetensors / torch checkpoint (any supported layout); empty: --seed
+  std::string weights_key;          // nested checkpoint entry (--key)
+  std::optional<uint64_t> seed;     // untrained weights of this seed (torch.manual_seed(seed))
+  std::string data;                 // manifest (JUMP/RxRx/CSV/folder/HEST) or a float32 [N, C, H, W] .npy
+  std::string out;
+  std::vector<std::string> layers;  // tap names or patterns; empty: the model's default taps; {"all"}: every stage
+  std::string pool;                 // avg|cls|mean|cls+mean|max|gem|none; empty: the arch's natural pooling
+  std::string channels;             // per-channel|rgb:i,j,k|mean|all; empty: rgb for 3-channel data, else per-channel
+  int size = 0;                     // crop size override (resize scales with it); 0: the arch's default
+  std::string intensity;            // unit|percentile|minmax|none; empty: unit
+  std::string device = "cpu";
+  std::string precision = "fp32";
+  int batch = 16;
+  int shard_index = 0, shard_count = 1;
+  bool resume = false, force = false;
+  int threads = 0;                  // model threads (0: default); decode workers are separate
+  int64_t chunk_rows = 0;           // rows per journal chunk; 0: 4 batches' worth of samples
+  bool quiet = false;
+};
+
+struct EmbedSummary {
+  std::string out;
+  int64_t rows = 0, computed_rows = 0;
+  std::vector<std::string> layers;
+  std::vector<int64_t> dims;
+  double seconds = 0;
+};
+
+EmbedSummary run_embed(const EmbedOptions& opt);
+
+// `tabula merge`: concatenates shard folders (each a finished embed with --shard) in manifest order into `out`,
+// checking that they come from the same run (same settings) and cover every row exactly once.
+void merge_embeddings(const std::vector<std::string>& shards, const std::string& out, bool force);
+
+// The run.json text of a finished run (also written by merge); deterministic (no timestamps), so a resumed or
+// merged run's run.json equals the uninterrupted run's.
+}  // namespace tabula
