@@ -119,8 +119,9 @@ std::vector<ParamSpec> param_specs(const ArchConfig& arch);
 int64_t param_count(const ArchConfig& arch);
 int64_t param_count(const std::string& arch);
 
-// The untrained state_dict, bit-identical to PyTorch's for the same seed (timm's erfinv-based trunc_normal_
-// within 2 ULP, see engine/init.h).
+// The untrained state_dict, bit-identical to PyTorch's for the same seed, except the tensors timm draws
+// through erfinv (torch uses MKL's): trunc_normal_ ones (pos_embed, Linear weights) within 2 ULP and, with
+// weight_init=jax, the patch embedding (lecun_normal_) within 3 ULP; see engine/rng.h.
 std::vector<NamedTensor> init_weights(const ArchConfig& arch, uint64_t seed);
 std::vector<NamedTensor> init_weights(const std::string& arch, uint64_t seed);
 
