@@ -264,6 +264,30 @@ def torch_like_zip(name: str, obj, records: dict):
             z.writestr(f"archive/data/{k}", v)
 
 
+def zip64_checkpoint():
+    """pt_plain.pth re-packed with ZIP64 records (as torch.save writes files over 4 GiB): zipfile's limits are
+    lowered so that every size and offset goes through the ZIP64 extra fields and end-of-directory records."""
+    with zipfile.ZipFile(OUT / "pt_plain.pth") as src:
+        records = [(i.filename, src.read(i.filename)) for i in src.infolist()]
+    saved = zipfile.ZIP64_LIMIT, zipfile.ZIP_FILECOUNT_LIMIT
+    zipfile.ZIP64_LIMIT, zipfile.ZIP_FILECOUNT_LIMIT = 16, 2
+    try:
+        with zipfile.ZipFile(OUT / "pt_plain_zip64.pth", "w", compression=zipfile.ZIP_STORED) as z:
+            for name, data in records:
+                z.writestr(name, data)
+    finally:
+        zipfile.ZIP64_LIMIT, zipfile.ZIP_FILECOUNT_LIMIT = saved
+    raw = bytearray((OUT / "pt_plain_zip64.pth").read_bytes())
+    assert b"PK\x06\x06" in raw and b"PK\x06\x07" in raw, "no ZIP64 end records written"
+    # saturate the classic end record, as a writer must for > 65535 entries or > 4 GiB: readers then have to
+    # take count, size and offset from the ZIP64 end record
+    e = raw.rfind(b"PK\x05\x06")
+    raw[e + 8:e + 20] = struct.pack("<HHII", 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
+    (OUT / "pt_plain_zip64.pth").write_bytes(bytes(raw))
+    back = torch.load(OUT / "pt_plain_zip64.pth", weights_only=True)
+    record("pt_plain_zip64.pth", back)
+
+
 def lying_checkpoints():
     four = struct.pack("<4f", 1, 2, 3, 4)
     # the control: a well-formed file of this construction loads in torch
@@ -546,6 +570,7 @@ def main():
     torch_files()
     malicious_files()
     lying_checkpoints()
+    zip64_checkpoint()
     layout_files()
     pos_embed_files()
     with open(OUT / "expected.json", "w") as f:
