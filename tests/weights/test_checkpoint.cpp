@@ -41,7 +41,7 @@ bool contains(const std::string& s, const std::string& part) { return s.find(par
 
 TEST(TorchCheckpoint, ReadsTorchSaveFilesBitForBit) {
   for (const char* f : {"pt_plain.pth", "pt_f16.pth", "pt_bf16.pth", "pt_noncontig.pth", "pt_shared.pth",
-                        "pt_params.pth", "hub_dinov2_reg.pth", "ok_handmade.pth"}) {
+                        "pt_params.pth", "hub_dinov2_reg.pth", "pt_plain_zip64.pth", "ok_handmade.pth"}) {
     if (!expected_json().find("files")->find(f)) continue;  // ok_handmade is checked below
     Checkpoint ck = load_checkpoint(wfix(f));
     EXPECT_EQ(ck.format, FileFormat::torch_zip) << f;

@@ -51,7 +51,7 @@ TEST(WeightsCli, InspectReportsFormatLayoutCountsDtypesAndSha) {
 TEST(WeightsCli, ConvertHubCheckpointMatchesTimmBitForBit) {
   std::string out = (tabula::test::input_dir() / "vit.safetensors").string();
   auto r = run_tabula("weights convert " + q(wfix("hub_dinov2_reg_chunked.pth")) +
-                      " --arch vit:dim=32,depth=2,heads=2,patch=14,img=28,reg=4,ls=1 --out " + q(out));
+                      " --arch vit:dim=32,depth=2,heads=2,patch=14,img=28,reg=4,ls=1,in_chans=1,mlp=2 --out " + q(out));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(has(r.out, "layout: dinov2-hub -> timm-vit names")) << r.out;
   EXPECT_TRUE(has(r.out, "dropped mask_token")) << r.out;

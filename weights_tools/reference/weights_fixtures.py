@@ -264,6 +264,30 @@ def torch_like_zip(name: str, obj, records: dict):
             z.writestr(f"archive/data/{k}", v)
 
 
+def zip64_checkpoint():
+    """pt_plain.pth re-packed with ZIP64 records (as torch.save writes files over 4 GiB): zipfile's limits are
+    lowered so that every size and offset goes through the ZIP64 extra fields and end-of-directory records."""
+    with zipfile.ZipFile(OUT / "pt_plain.pth") as src:
+        records = [(i.filename, src.read(i.filename)) for i in src.infolist()]
+    saved = zipfile.ZIP64_LIMIT, zipfile.ZIP_FILECOUNT_LIMIT
+    zipfile.ZIP64_LIMIT, zipfile.ZIP_FILECOUNT_LIMIT = 16, 2
+    try:
+        with zipfile.ZipFile(OUT / "pt_plain_zip64.pth", "w", compression=zipfile.ZIP_STORED) as z:
+            for name, data in records:
+                z.writestr(name, data)
+    finally:
+        zipfile.ZIP64_LIMIT, zipfile.ZIP_FILECOUNT_LIMIT = saved
+    raw = bytearray((OUT / "pt_plain_zip64.pth").read_bytes())
+    assert b"PK\x06\x06" in raw and b"PK\x06\x07" in raw, "no ZIP64 end records written"
+    # saturate the classic end record, as a writer must for > 65535 entries or > 4 GiB: readers then have to
+    # take count, size and offset from the ZIP64 end record
+    e = raw.rfind(b"PK\x05\x06")
+    raw[e + 8:e + 20] = struct.pack("<HHII", 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
+    (OUT / "pt_plain_zip64.pth").write_bytes(bytes(raw))
+    back = torch.load(OUT / "pt_plain_zip64.pth", weights_only=True)
+    record("pt_plain_zip64.pth", back)
+
+
 def lying_checkpoints():
     four = struct.pack("<4f", 1, 2, 3, 4)
     # the control: a well-formed file of this construction loads in torch
@@ -306,20 +330,20 @@ def layout_files():
     hub["pos_embed"] = torch.randn(1, 1 + grid * grid, D)
     hub["register_tokens"] = torch.randn(1, R, D)
     hub["mask_token"] = torch.zeros(1, D)
-    hub["patch_embed.proj.weight"] = torch.randn(D, 3, 14, 14)
+    hub["patch_embed.proj.weight"] = torch.randn(D, 1, 14, 14)  # one input channel, MLP ratio 2: small fixture
     hub["patch_embed.proj.bias"] = torch.randn(D)
     for i in range(depth):
         p = f"blocks.{i}."
         for n, shape in [("norm1.weight", [D]), ("norm1.bias", [D]), ("attn.qkv.weight", [3 * D, D]),
                          ("attn.qkv.bias", [3 * D]), ("attn.proj.weight", [D, D]), ("attn.proj.bias", [D]),
                          ("ls1.gamma", [D]), ("norm2.weight", [D]), ("norm2.bias", [D]),
-                         ("mlp.fc1.weight", [4 * D, D]), ("mlp.fc1.bias", [4 * D]), ("mlp.fc2.weight", [D, 4 * D]),
+                         ("mlp.fc1.weight", [2 * D, D]), ("mlp.fc1.bias", [2 * D]), ("mlp.fc2.weight", [D, 2 * D]),
                          ("mlp.fc2.bias", [D]), ("ls2.gamma", [D])]:
             hub[p + n] = torch.randn(*shape)
     hub["norm.weight"] = torch.randn(D)
     hub["norm.bias"] = torch.randn(D)
     timm_reg = timm.create_model("vit_small_patch14_reg4_dinov2", pretrained=False, img_size=14 * grid, embed_dim=D,
-                                 depth=depth, num_heads=2, num_classes=0)
+                                 depth=depth, num_heads=2, num_classes=0, in_chans=1, mlp_ratio=2)
     expect = checkpoint_filter_fn(collections.OrderedDict((k, v.clone()) for k, v in hub.items()), timm_reg)
     missing, unexpected = timm_reg.load_state_dict(expect, strict=True), None
     expect = collections.OrderedDict((k, expect[k]) for k in timm_reg.state_dict().keys())
@@ -387,6 +411,40 @@ def layout_files():
     EXPECTED["layouts"]["hf_dinov2.bin"] = {"layout": "hf-dinov2", "expect": "hf_dinov2.expected.safetensors"}
     legacy = hf_to_timm(safetensors.torch.load_file(str(OUT / "hf_dinov2.safetensors")))
     assert all(torch.equal(legacy[k], mapped[k]) for k in mapped) and len(legacy) == len(mapped)
+
+    # Hugging Face Dinov2WithRegistersModel: its position_embeddings include the CLS position like the hub's,
+    # so the same register conversion applies; proven by equal outputs of the timm register model.
+    torch.manual_seed(4)
+    rcfg = transformers.Dinov2WithRegistersConfig(hidden_size=D, num_hidden_layers=depth, num_attention_heads=2,
+                                                  mlp_ratio=2, patch_size=8, image_size=32, num_register_tokens=2,
+                                                  layerscale_value=0.5)
+    hr = transformers.Dinov2WithRegistersModel(rcfg).eval()
+    with torch.no_grad():
+        for n, prm in hr.named_parameters():
+            prm.copy_(torch.randn_like(prm) * 0.2)
+    hr.save_pretrained(OUT / "hf_reg_tmp", safe_serialization=True)
+    os.replace(OUT / "hf_reg_tmp" / "model.safetensors", OUT / "hf_dinov2_reg.safetensors")
+    for f in (OUT / "hf_reg_tmp").iterdir():
+        f.unlink()
+    (OUT / "hf_reg_tmp").rmdir()
+    hr_sd = safetensors.torch.load_file(str(OUT / "hf_dinov2_reg.safetensors"))
+    record("hf_dinov2_reg.safetensors", hr_sd)
+    mr = hf_to_timm({k: v for k, v in hr_sd.items() if k != "embeddings.register_tokens"})
+    mr["reg_token"] = hr_sd["embeddings.register_tokens"]
+    mr["cls_token"] = mr["cls_token"] + mr["pos_embed"][:, 0]
+    mr["pos_embed"] = mr["pos_embed"][:, 1:]
+    tr = timm.create_model("vit_small_patch14_reg4_dinov2", pretrained=False, img_size=32, patch_size=8, embed_dim=D,
+                           depth=depth, num_heads=2, reg_tokens=2, num_classes=0, mlp_ratio=2)
+    tr.load_state_dict(mr, strict=True)
+    with torch.no_grad():
+        a = hr(pixel_values=x).last_hidden_state
+        b = tr.forward_features(x)
+    assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+    mr = collections.OrderedDict((k, mr[k]) for k in tr.state_dict().keys())
+    safetensors.torch.save_file(mr, str(OUT / "hf_dinov2_reg.expected.safetensors"))
+    record("hf_dinov2_reg.expected.safetensors", mr)
+    EXPECTED["layouts"]["hf_dinov2_reg.safetensors"] = {"layout": "hf-dinov2",
+                                                        "expect": "hf_dinov2_reg.expected.safetensors"}
 
     # Hugging Face ViTModel (with its pooler, which timm does not have)
     torch.manual_seed(3)
@@ -512,6 +570,7 @@ def main():
     torch_files()
     malicious_files()
     lying_checkpoints()
+    zip64_checkpoint()
     layout_files()
     pos_embed_files()
     with open(OUT / "expected.json", "w") as f:
