@@ -5,9 +5,11 @@
 // with right <= lo or left >= hi. Relationship pairs are filtered as EFAAR does: each pair sorted, self pairs
 // and duplicates dropped, pairs whose entities are not both in the map dropped.
 //
-// The null is never materialised: the similarity matrix is streamed in row blocks (GEMM) twice, first into a
-// histogram of the order-preserving bit pattern of each float, then collecting only the values in the bins that
-// hold the order statistics the thresholds need, so memory is O(N x D + block) for any map size.
+// The null is never materialised. The upper triangle is streamed in row blocks (AVX-512 tile kernel or Eigen GEMM):
+// for maps with >= 2^20 null values, one pass counts the values below a band around each needed order statistic
+// (the band from a 1,024-row sample's quantiles, +-1 %) and keeps the values inside it; counts prove the rank is
+// inside, else (and for small maps) two passes resolve it exactly: a histogram of each float's order-preserving bit
+// pattern, then only the bins holding the needed ranks. Memory is O(N x D + block + bands) for any map size.
 #pragma once
 #include <string>
 #include <utility>
