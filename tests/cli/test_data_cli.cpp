@@ -36,6 +36,9 @@ TEST(CliData, SynthIsByteIdenticalAndRefusesToOverwrite) {
   r = run_tabula("synth cellpainting --quick --out '" + (dir / "a").string() + "'");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("exists and is not empty"), std::string::npos) << r.err;
+  r = run_tabula("synth cellpainting --quick --size 64 --out '" + (dir / "d").string() + "'");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("drop --quick to set --size"), std::string::npos) << r.err;
   r = run_tabula("synth retina --out '" + (dir / "c").string() + "'");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("unknown dataset 'retina'"), std::string::npos) << r.err;
