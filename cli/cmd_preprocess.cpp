@@ -33,10 +33,19 @@ int cmd_preprocess(const Args& args) {
   else if (preset == "none") t.resize = 0, t.crop = 0, t.do_normalize = false;
   else throw UsageError("--preset must be torchvision, dinov2, timm or none");
   if (args.has("resize")) {
-    auto v = split_list(args.get("resize"), 'x');
-    if (v.size() == 1) t.resize = int(args.get_int("resize")), t.resize_h = t.resize_w = 0;
-    else if (v.size() == 2) t.resize_h = std::stoi(v[0]), t.resize_w = std::stoi(v[1]);
-    else throw UsageError("--resize takes N (shorter side) or HxW");
+    const std::string r = args.get("resize");
+    auto side = [&](const std::string& x) {
+      try {
+        size_t used = 0;
+        const int n = std::stoi(x, &used);
+        if (used == x.size() && n >= 0) return n;
+      } catch (const std::exception&) {
+      }
+      throw UsageError("--resize takes N (shorter side) or HxW, got '" + r + "'");
+    };
+    const size_t x = r.find('x');
+    if (x == std::string::npos) t.resize = side(r), t.resize_h = t.resize_w = 0;
+    else t.resize_h = side(r.substr(0, x)), t.resize_w = side(r.substr(x + 1));
   }
   if (args.has("crop")) t.crop = int(args.get_int("crop"));
   if (args.has("interp")) {

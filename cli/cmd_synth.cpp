@@ -16,6 +16,10 @@ int cmd_synth(const Args& args) {
   const long long seed = args.get_int("seed");
   if (seed < 0) throw UsageError("synth: --seed must be >= 0");
   const int threads = int(args.get_int("threads"));
+  // --quick is a fixed small layout; silently ignoring a size flag next to it would surprise.
+  if (args.has("quick"))
+    for (const char* f : {"batches", "plates", "sites", "size", "patients", "patches"})
+      if (args.has(f)) throw UsageError(std::string("synth: --quick fixes the layout; drop --quick to set --") + f);
   data::SynthSummary s;
   if (kind == "cellpainting") {
     data::CellPaintingConfig c;

@@ -36,6 +36,9 @@ TEST(CliData, SynthIsByteIdenticalAndRefusesToOverwrite) {
   r = run_tabula("synth cellpainting --quick --out '" + (dir / "a").string() + "'");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("exists and is not empty"), std::string::npos) << r.err;
+  r = run_tabula("synth cellpainting --quick --size 64 --out '" + (dir / "d").string() + "'");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("drop --quick to set --size"), std::string::npos) << r.err;
   r = run_tabula("synth retina --out '" + (dir / "c").string() + "'");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("unknown dataset 'retina'"), std::string::npos) << r.err;
@@ -55,6 +58,9 @@ TEST(CliData, PreprocessWritesModelInputs) {
   r = run_tabula("preprocess --data '" + (dir / "t").string() + "' --out '" + (dir / "y.npy").string() + "' --channels rgb:0,1");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--channels"), std::string::npos) << r.err;
+  r = run_tabula("preprocess --data '" + (dir / "t").string() + "' --out '" + (dir / "y.npy").string() + "' --resize 2x");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--resize takes N"), std::string::npos) << r.err;
   r = run_tabula("preprocess --data '" + (dir / "missing").string() + "' --out '" + (dir / "y.npy").string() + "'");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("missing: no such file or folder"), std::string::npos) << r.err;
