@@ -12,6 +12,7 @@ namespace tabula::cli {
 // Each subcommand's implementation lives in its own cmd_*.cpp file.
 int cmd_demo(const Args&);
 int cmd_embed(const Args&);
+int cmd_init(const Args&);
 int cmd_merge(const Args&);
 int cmd_weights_inspect(const Args&);
 int cmd_weights_convert(const Args&);
@@ -60,6 +61,10 @@ const std::vector<Command>& commands() {
         {"threads", "T", "model threads (0: all cores)", false, "0"},
         {"quiet", "", "no progress output", false, ""}},
        0, 0, cmd_embed},
+      {"init", "write the untrained weights PyTorch builds for a seed (torch.manual_seed + the constructor)",
+       "ARCH --seed N --out W.safetensors", "tabula init resnet50 --seed 0 --out resnet50-s0.safetensors",
+       {{"seed", "N", "torch.manual_seed(N)", true, ""}, {"out", "FILE", "safetensors file (reference key names)", true, ""}},
+       1, 1, cmd_init},
       {"merge", "concatenate the shard folders of one embed run, checking nothing is missing or duplicated",
        "DIR... --out DIR", "tabula merge emb/s0 emb/s1 emb/s2 --out emb/all",
        {{"out", "DIR", "merged embedding folder", true, ""}, {"force", "", "overwrite a finished folder", false, ""}},
