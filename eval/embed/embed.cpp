@@ -292,8 +292,8 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
     tf.do_normalize = false;  // baselines see the intensity-scaled field at full resolution
   }
   if (!opt.intensity.empty()) tf.intensity = opt.intensity;
-  const int data_channels = in.from_npy ? static_cast<int>(in.npy.shape[1])
-                                        : static_cast<int>(in.manifest.channel_names.empty() ? 3 : in.manifest.channel_names.size());
+  // Channels as decoded (an RGB file listed once in a CSV is 3 channels): read from the first sample.
+  const int data_channels = in.from_npy ? static_cast<int>(in.npy.shape[1]) : data::load_sample(in.manifest, 0).channels;
   if (baseline) strategy = data::parse_channel_strategy("all");
   else if (!opt.channels.empty()) strategy = data::parse_channel_strategy(opt.channels);
   else strategy = data::parse_channel_strategy(data_channels == 3 ? "rgb" : "per-channel");
