@@ -1,0 +1,18 @@
+// key=value arch strings (`--arch vit:dim=64,...`): a config, or std::invalid_argument naming the key.
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "models/param_specs.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size > 256) return 0;
+  std::string arch(reinterpret_cast<const char*>(data), size);
+  try {
+    tabula::ArchConfig a = tabula::parse_arch(arch);
+    // Shapes only: no weights are drawn (a fuzzed config may be huge).
+    (void)tabula::param_specs(a);
+  } catch (const std::invalid_argument&) {
+  }
+  return 0;
+}
