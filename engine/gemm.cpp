@@ -55,7 +55,8 @@ const char* gemm_kernel_name() { return detail::selected_kernel().name; }
 
 namespace {
 constexpr int64_t KC = 256;  // fixed: part of the numerical definition of the result (see above)
-constexpr int64_t kNC = 512;
+// Upper bound of a task's column block: its KC x NC slice of packed B stays in L2 (2 MiB on the build machine).
+constexpr int64_t kMaxNC = 1536;
 
 struct Operand {
   const float* p;
@@ -66,6 +67,24 @@ struct Operand {
 };
 }  // namespace
 
+// C[i0:i0+ni, j0:j0+nj] = act(C + bias_row + bias_col + residual), in that order (torch's conv/linear + add + act).
+static void apply_epilogue(const GemmEpilogue& ep, float* c, int64_t ldc, int64_t i0, int64_t ni, int64_t j0,
+                           int64_t nj) {
+  for (int64_t i = i0; i < i0 + ni; ++i) {
+    float* ci = c + i * ldc + j0;
+    const float br = ep.bias_row ? ep.bias_row[i] : 0.f;
+    const float* bc = ep.bias_col ? ep.bias_col + j0 : nullptr;
+    const float* r = ep.residual ? ep.residual + i * ep.ldr + j0 : nullptr;
+    for (int64_t j = 0; j < nj; ++j) {
+      float v = ci[j] + br;
+      if (bc) v += bc[j];
+      if (r) v += r[j];
+      ci[j] = v;
+    }
+    detail::activation_inplace(ci, nj, ep.act);
+  }
+}
+
 void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool trans_a, const float* b, int64_t ldb,
           bool trans_b, float* c, int64_t ldc, const GemmEpilogue& ep) {
   if (M <= 0 || N <= 0) return;
@@ -73,6 +92,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool tra
   const int64_t MR = kern.mr, NR = kern.nr;
   const int64_t MC = MR * 8;
   const Operand A{a, lda, trans_a}, B{b, ldb, trans_b};
+  const bool has_epilogue = ep.bias_row || ep.bias_col || ep.residual || ep.act != Activation::none;
 
   if (K == 0) {
     for (int64_t i = 0; i < M; ++i) std::fill_n(c + i * ldc, N, 0.f);
@@ -99,13 +119,19 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool tra
       }
     });
 
-    const int64_t mtiles = (M + MC - 1) / MC, ntiles = (N + kNC - 1) / kNC;
+    // Column blocks as wide as possible (A is re-packed once per column block) while leaving >= 4 tasks per
+    // thread. The tiling does not change any element's arithmetic (that is fixed by KC), so it may depend on
+    // the thread count without affecting the bits.
+    const int64_t mtiles = (M + MC - 1) / MC;
+    const int64_t want_ntiles = std::max<int64_t>(1, (4 * get_num_threads() + mtiles - 1) / mtiles);
+    const int64_t NC = std::min(kMaxNC, (((N + want_ntiles - 1) / want_ntiles + NR - 1) / NR) * NR);
+    const int64_t ntiles = (N + NC - 1) / NC;
     parallel_for(mtiles * ntiles, 1, [&](int64_t t0, int64_t t1) {
       thread_local std::vector<float> apack(static_cast<size_t>(16 * 8 * KC));  // >= MC * KC for every kernel
       alignas(64) float tile[16 * 32];
       for (int64_t t = t0; t < t1; ++t) {
-        const int64_t ic = (t / ntiles) * MC, jc = (t % ntiles) * kNC;
-        const int64_t mc = std::min(MC, M - ic), nc = std::min(kNC, N - jc);
+        const int64_t ic = (t / ntiles) * MC, jc = (t % ntiles) * NC;
+        const int64_t mc = std::min(MC, M - ic), nc = std::min(NC, N - jc);
         for (int64_t pc = 0; pc < K; pc += KC) {
           const int64_t kc = std::min(KC, K - pc);
           // Pack A rows [ic, ic+mc) x [pc, pc+kc) into MR-row panels, k-major, zero-padded rows.
@@ -127,7 +153,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool tra
               for (int64_t k = 0; k < kc; ++k)
                 for (int64_t i = ni; i < MR; ++i) dst[k * MR + i] = 0.f;
           }
-          const bool accumulate = pc > 0;
+          const bool accumulate = pc > 0, last = pc + kc == K;
           for (int64_t jr = 0; jr < nc; jr += NR) {
             const float* bp = bpack + ((jc + jr) / NR) * NR * K + pc * NR;
             const int64_t nj = std::min(NR, nc - jr);
@@ -143,35 +169,18 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool tra
                 kern.fn(kc, apack.data() + ir * kc, bp, tile, NR, accumulate);
                 for (int64_t i = 0; i < ni; ++i) std::memcpy(cp + i * ldc, tile + i * NR, nj * sizeof(float));
               }
+              // Epilogue on the tile just finished, while it is in L1 (a separate pass over C would cost a
+              // full extra read and write of the output, which dominates convs with small K).
+              if (last && has_epilogue) apply_epilogue(ep, c, ldc, ic + ir, ni, jc + jr, nj);
             }
           }
         }
-        if (ep.bias_row || ep.bias_col || ep.residual || ep.act != Activation::none)
-          for (int64_t i = ic; i < ic + mc; ++i) {
-            float* ci = c + i * ldc + jc;
-            const float br = ep.bias_row ? ep.bias_row[i] : 0.f;
-            const float* bc = ep.bias_col ? ep.bias_col + jc : nullptr;
-            const float* r = ep.residual ? ep.residual + i * ep.ldr + jc : nullptr;
-            for (int64_t j = 0; j < nc; ++j) {
-              float v = ci[j] + br;
-              if (bc) v += bc[j];
-              if (r) v += r[j];
-              ci[j] = v;
-            }
-            detail::activation_inplace(ci, nc, ep.act);
-          }
       }
     });
     return;
   }
-  // K == 0: epilogue only.
-  for (int64_t i = 0; i < M; ++i) {
-    float* ci = c + i * ldc;
-    for (int64_t j = 0; j < N; ++j)
-      ci[j] += (ep.bias_row ? ep.bias_row[i] : 0.f) + (ep.bias_col ? ep.bias_col[j] : 0.f) +
-               (ep.residual ? ep.residual[i * ep.ldr + j] : 0.f);
-    detail::activation_inplace(ci, N, ep.act);
-  }
+  // K == 0: C is zero, epilogue only.
+  apply_epilogue(ep, c, ldc, 0, M, 0, N);
 }
 
 }  // namespace ops

@@ -122,6 +122,22 @@ void timm_trunc_normal_(float* w, size_t n, TorchGenerator& gen, double mean, do
   }
 }
 
+void timm_trunc_normal_tf_(float* w, size_t n, TorchGenerator& gen, double mean, double std, double a, double b) {
+  timm_trunc_normal_(w, n, gen, 0.0, 1.0, a, b);
+  const float scale = static_cast<float>(std), shift = static_cast<float>(mean);
+  for (size_t i = 0; i < n; ++i) {
+    const float v = w[i] * scale;  // mul_(std)
+    w[i] = v + shift;              // add_(mean)
+  }
+}
+
+void lecun_normal_(float* w, const Shape& shape, TorchGenerator& gen) {
+  // variance_scaling_(mode='fan_in', distribution='truncated_normal'); .8796... is the standard deviation of
+  // a standard normal truncated to (-2, 2).
+  const double variance = 1.0 / static_cast<double>(calculate_fan_in_and_fan_out(shape).fan_in);
+  timm_trunc_normal_tf_(w, static_cast<size_t>(shape_numel(shape)), gen, 0.0, std::sqrt(variance) / .87962566103423978);
+}
+
 void default_reset_parameters(float* weight, const Shape& weight_shape, float* bias, TorchGenerator& gen) {
   kaiming_uniform_(weight, weight_shape, gen, std::sqrt(5.0));
   if (bias) {

@@ -42,6 +42,13 @@ void trunc_normal_(float* w, size_t n, TorchGenerator& gen, double mean = 0.0, d
 void timm_trunc_normal_(float* w, size_t n, TorchGenerator& gen, double mean = 0.0, double std = 1.0,
                         double a = -2.0, double b = 2.0);
 
+// timm.layers.trunc_normal_tf_: timm_trunc_normal_(0, 1, a, b), then mul_(std), add_(mean) (bounds apply to
+// the standard normal). And timm.layers.lecun_normal_: trunc_normal_tf_(std = sqrt(1/fan_in) / .8796...).
+// One more float multiply than trunc_normal_: within 3 ULP of torch.
+void timm_trunc_normal_tf_(float* w, size_t n, TorchGenerator& gen, double mean = 0.0, double std = 1.0,
+                           double a = -2.0, double b = 2.0);
+void lecun_normal_(float* w, const Shape& shape, TorchGenerator& gen);
+
 // nn.Linear / nn.Conv2d reset_parameters(): kaiming_uniform_(a=sqrt(5)) then bias U(-1/sqrt(fan_in), ..).
 // `bias` may be null (bias=False).
 void default_reset_parameters(float* weight, const Shape& weight_shape, float* bias, TorchGenerator& gen);

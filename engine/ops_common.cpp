@@ -124,6 +124,18 @@ void check_pool_args(std::string_view op, std::array<int64_t, 2> k, std::array<i
   }
 }
 
+std::pair<int64_t, int64_t> pool_output_hw(std::string_view op, int64_t H, int64_t W, std::array<int64_t, 2> k,
+                                           std::array<int64_t, 2> s, std::array<int64_t, 2> p,
+                                           std::array<int64_t, 2> d, bool ceil_mode) {
+  const int64_t Ho = pooling_output_size(H, k[0], p[0], s[0], d[0], ceil_mode);
+  const int64_t Wo = pooling_output_size(W, k[1], p[1], s[1], d[1], ceil_mode);
+  if (Ho <= 0 || Wo <= 0)
+    op_error(op, "output size " + std::to_string(Ho) + "x" + std::to_string(Wo) + " is too small for input " +
+                     std::to_string(H) + "x" + std::to_string(W) + " and kernel " + std::to_string(k[0]) + "x" +
+                     std::to_string(k[1]));
+  return {Ho, Wo};
+}
+
 void check_linear(std::string_view op, const Tensor& x, const Tensor& w, const Tensor& b) {
   check_f32_cpu(op, x, "input");
   check_f32_cpu(op, w, "weight");

@@ -23,6 +23,10 @@ ConvShapes conv2d_shapes(std::string_view op, const Tensor& x, const Tensor& w, 
                          const Conv2dOptions& o, const Tensor& residual);
 void check_pool_args(std::string_view op, std::array<int64_t, 2> k, std::array<int64_t, 2> s,
                      std::array<int64_t, 2> p, std::array<int64_t, 2> d);
+// Output size of a pooling window sweep; throws when it is empty (kernel larger than the padded input).
+std::pair<int64_t, int64_t> pool_output_hw(std::string_view op, int64_t H, int64_t W, std::array<int64_t, 2> k,
+                                           std::array<int64_t, 2> s, std::array<int64_t, 2> p,
+                                           std::array<int64_t, 2> d, bool ceil_mode);
 void check_linear(std::string_view op, const Tensor& x, const Tensor& w, const Tensor& b);
 
 struct MatmulShapes {

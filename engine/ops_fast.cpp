@@ -57,11 +57,13 @@ void im2col(const float* xg, const detail::ConvShapes& s, const Conv2dOptions& o
           std::fill_n(d, lo, 0.f);
           std::memcpy(d + lo, srow + lo + off, static_cast<size_t>(hi - lo) * sizeof(float));
           std::fill_n(d + hi, s.Wo - hi, 0.f);
-        } else {
-          for (int64_t ow = 0; ow < s.Wo; ++ow) {
-            const int64_t iw = ow * o.stride[1] + off;
-            d[ow] = (iw >= 0 && iw < s.W) ? srow[iw] : 0.f;
-          }
+        } else {  // strided: valid ow are those with 0 <= ow * sw + off < W, i.e. [lo, hi)
+          const int64_t sw = o.stride[1];
+          const int64_t lo = std::clamp<int64_t>(off >= 0 ? 0 : (-off + sw - 1) / sw, 0, s.Wo);
+          const int64_t hi = std::clamp<int64_t>(s.W - off <= 0 ? 0 : (s.W - off + sw - 1) / sw, lo, s.Wo);
+          std::fill_n(d, lo, 0.f);
+          for (int64_t ow = lo; ow < hi; ++ow) d[ow] = srow[ow * sw + off];
+          std::fill_n(d + hi, s.Wo - hi, 0.f);
         }
       }
     }
@@ -87,8 +89,15 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
                       o.padding[1] == 0;
   // images per GEMM (a fixed function of the shapes: part of the deterministic definition of the result)
   const int64_t nb = P < 256 ? std::min<int64_t>(s.N, (512 + P - 1) / P) : 1;
-  std::vector<float> col(direct && nb == 1 ? 0 : static_cast<size_t>(K * P * nb));
-  std::vector<float> tmp(nb > 1 ? static_cast<size_t>(cout_g * P * nb) : 0);
+  // Scratch reused across calls (fresh multi-MB buffers would page-fault on every conv). Raw pointers below:
+  // the parallel_for workers must use this thread's buffers.
+  thread_local std::vector<float> col_buf, tmp_buf;
+  const size_t col_n = direct && nb == 1 ? 0 : static_cast<size_t>(K * P * nb);
+  const size_t tmp_n = nb > 1 ? static_cast<size_t>(cout_g * P * nb) : 0;
+  if (col_buf.size() < col_n) col_buf.resize(col_n);
+  if (tmp_buf.size() < tmp_n) tmp_buf.resize(tmp_n);
+  float* const col = col_buf.data();
+  float* const tmp = tmp_buf.data();
   for (int64_t n0 = 0; n0 < s.N; n0 += nb) {
     const int64_t nbb = std::min(nb, s.N - n0), cols = nbb * P;
     for (int64_t g = 0; g < G; ++g) {
@@ -99,12 +108,12 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
           bmat = xg;
         } else if (direct) {
           for (int64_t r = 0; r < K; ++r)
-            std::memcpy(col.data() + r * cols + n * P, xg + r * HW, static_cast<size_t>(P) * sizeof(float));
+            std::memcpy(col + r * cols + n * P, xg + r * HW, static_cast<size_t>(P) * sizeof(float));
         } else {
-          im2col(xg, s, o, cin_g, col.data() + n * P, cols);
+          im2col(xg, s, o, cin_g, col + n * P, cols);
         }
       }
-      if (!bmat) bmat = col.data();
+      if (!bmat) bmat = col;
       const float* bias_g = bias.defined() ? bias.data<float>() + g * cout_g : nullptr;
       const float* wg = w.data<float>() + g * cout_g * K;
       if (nbb == 1) {
@@ -119,14 +128,14 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
       GemmEpilogue ep;
       ep.bias_row = bias_g;
       ep.act = res.defined() ? Activation::none : act;
-      gemm(cout_g, cols, K, wg, K, false, bmat, cols, false, tmp.data(), cols, ep);
+      gemm(cout_g, cols, K, wg, K, false, bmat, cols, false, tmp, cols, ep);
       // scatter [cout_g, (n, p)] -> y[n, g*cout_g + co, p], adding the residual then the activation
       parallel_for(nbb * cout_g, grain_for(nbb * cout_g, P), [&](int64_t q0, int64_t q1) {
         for (int64_t q = q0; q < q1; ++q) {
           const int64_t n = q / cout_g, co = q % cout_g;
           const int64_t yo = ((n0 + n) * s.Cout + g * cout_g + co) * P;
           float* yp = y.data<float>() + yo;
-          const float* tp = tmp.data() + co * cols + n * P;
+          const float* tp = tmp + co * cols + n * P;
           if (res.defined()) {
             const float* rp = res.data<float>() + yo;
             for (int64_t p = 0; p < P; ++p) yp[p] = tp[p] + rp[p];
@@ -210,8 +219,7 @@ Tensor max_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64
                   std::array<int64_t, 2> d, bool ceil_mode) {
   auto [N, C, H, W] = check_4d("ops::max_pool2d", x_in);
   detail::check_pool_args("ops::max_pool2d", k, s, p, d);
-  const int64_t Ho = pooling_output_size(H, k[0], p[0], s[0], d[0], ceil_mode);
-  const int64_t Wo = pooling_output_size(W, k[1], p[1], s[1], d[1], ceil_mode);
+  auto [Ho, Wo] = detail::pool_output_hw("ops::max_pool2d", H, W, k, s, p, d, ceil_mode);
   Tensor x = x_in.contiguous(), y = Tensor::empty({N, C, Ho, Wo});
   parallel_for(N * C, grain_for(N * C, Ho * Wo * k[0] * k[1]), [&](int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; ++q) {
@@ -241,8 +249,7 @@ Tensor avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64
                   bool ceil_mode, bool count_include_pad) {
   auto [N, C, H, W] = check_4d("ops::avg_pool2d", x_in);
   detail::check_pool_args("ops::avg_pool2d", k, s, p, {1, 1});
-  const int64_t Ho = pooling_output_size(H, k[0], p[0], s[0], 1, ceil_mode);
-  const int64_t Wo = pooling_output_size(W, k[1], p[1], s[1], 1, ceil_mode);
+  auto [Ho, Wo] = detail::pool_output_hw("ops::avg_pool2d", H, W, k, s, p, {1, 1}, ceil_mode);
   Tensor x = x_in.contiguous(), y = Tensor::empty({N, C, Ho, Wo});
   parallel_for(N * C, grain_for(N * C, Ho * Wo * k[0] * k[1]), [&](int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; ++q) {
@@ -502,7 +509,7 @@ Tensor pool(const Tensor& x_in, Pool p, int64_t num_prefix) {
     if (p == Pool::max) return adaptive_max_pool2d(x_in, {1, 1}).flatten(1);
     return ref::pool(x_in, p, num_prefix);  // gem on maps and the errors: the reference
   }
-  if (x_in.dim() != 3 || p == Pool::gem || p == Pool::max) return ref::pool(x_in, p, num_prefix);
+  if (x_in.dim() != 3 || p == Pool::gem || p == Pool::max || num_prefix < 0) return ref::pool(x_in, p, num_prefix);
   const int64_t B = x_in.size(0), L = x_in.size(1), C = x_in.size(2);
   if (p != Pool::cls && num_prefix >= L) return ref::pool(x_in, p, num_prefix);  // the reference's error
   if ((p == Pool::cls || p == Pool::cls_mean) && num_prefix < 1) return ref::pool(x_in, p, num_prefix);

@@ -119,8 +119,7 @@ Tensor max_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64
                   std::array<int64_t, 2> d, bool ceil_mode) {
   auto [N, C, H, W] = check_4d("ref::max_pool2d", x_in);
   detail::check_pool_args("ref::max_pool2d", k, s, p, d);
-  const int64_t Ho = pooling_output_size(H, k[0], p[0], s[0], d[0], ceil_mode);
-  const int64_t Wo = pooling_output_size(W, k[1], p[1], s[1], d[1], ceil_mode);
+  auto [Ho, Wo] = detail::pool_output_hw("ref::max_pool2d", H, W, k, s, p, d, ceil_mode);
   Tensor x = x_in.contiguous();
   Tensor y = Tensor::empty({N, C, Ho, Wo});
   for (int64_t nc = 0; nc < N * C; ++nc)
@@ -143,8 +142,7 @@ Tensor avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64
                   bool ceil_mode, bool count_include_pad) {
   auto [N, C, H, W] = check_4d("ref::avg_pool2d", x_in);
   detail::check_pool_args("ref::avg_pool2d", k, s, p, {1, 1});
-  const int64_t Ho = pooling_output_size(H, k[0], p[0], s[0], 1, ceil_mode);
-  const int64_t Wo = pooling_output_size(W, k[1], p[1], s[1], 1, ceil_mode);
+  auto [Ho, Wo] = detail::pool_output_hw("ref::avg_pool2d", H, W, k, s, p, {1, 1}, ceil_mode);
   Tensor x = x_in.contiguous();
   Tensor y = Tensor::empty({N, C, Ho, Wo});
   for (int64_t nc = 0; nc < N * C; ++nc)
@@ -373,10 +371,11 @@ static Taps axis_taps(int64_t in, int64_t out, std::optional<double> scale_facto
   if (o.align_corners) scale = out > 1 ? static_cast<double>(in - 1) / static_cast<double>(out - 1) : 0.0;
   else scale = (scale_factor && *scale_factor > 0) ? 1.0 / *scale_factor : static_cast<double>(in) / out;
   if (o.mode == InterpMode::nearest) {
-    // legacy 'nearest': floor(dst * scale), scale = in/out or 1/scale_factor
-    double s = (scale_factor && *scale_factor > 0) ? 1.0 / *scale_factor : static_cast<double>(in) / out;
+    // legacy 'nearest' (nearest_idx): floorf(dst * scale) in float, scale = in/out or 1/scale_factor as float
+    const float s = (scale_factor && *scale_factor > 0) ? static_cast<float>(1.0 / *scale_factor)
+                                                        : static_cast<float>(in) / static_cast<float>(out);
     for (int64_t i = 0; i < out; ++i) {
-      t.index[i] = {std::min<int64_t>(static_cast<int64_t>(std::floor(static_cast<float>(i * s))), in - 1)};
+      t.index[i] = {std::min<int64_t>(static_cast<int64_t>(std::floor(static_cast<float>(i) * s)), in - 1)};
       t.weight[i] = {1.0};
     }
     return t;
@@ -464,6 +463,7 @@ Tensor pool(const Tensor& x_in, Pool p, int64_t num_prefix) {
     at = [&](int64_t b, int64_t l, int64_t c) { return x.data<float>()[(b * C + c) * L + l]; };
   } else if (x.dim() == 3) {
     B = x.size(0), L = x.size(1), C = x.size(2), first = num_prefix;
+    if (num_prefix < 0) op_error("ref::pool", "negative number of prefix tokens");
     if (p != Pool::cls && first >= L)
       op_error("ref::pool", "no patch tokens to pool: " + std::to_string(L) + " tokens, " + std::to_string(num_prefix) + " prefix");
     if ((p == Pool::cls || p == Pool::cls_mean) && num_prefix < 1)

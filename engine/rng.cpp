@@ -22,9 +22,40 @@
 
 namespace tabula {
 
+void Mt19937::seed_with(uint32_t seed) {
+  state_[0] = seed;
+  for (int i = 1; i < kN; ++i)
+    state_[i] = 1812433253u * (state_[i - 1] ^ (state_[i - 1] >> 30)) + static_cast<uint32_t>(i);
+  index_ = kN;
+}
+
+void Mt19937::twist() {
+  constexpr int kM = 397;
+  constexpr uint32_t kMatrixA = 0x9908b0dfu, kUpper = 0x80000000u, kLower = 0x7fffffffu;
+  auto step = [](uint32_t cur, uint32_t next, uint32_t far) {
+    const uint32_t y = (cur & kUpper) | (next & kLower);
+    return far ^ (y >> 1) ^ ((y & 1u) ? kMatrixA : 0u);
+  };
+  // Three independent stretches (no element is read after it is rewritten within one), so each loop
+  // vectorises.
+  for (int i = 0; i < kN - kM; ++i) state_[i] = step(state_[i], state_[i + 1], state_[i + kM]);
+  for (int i = kN - kM; i < kN - 1; ++i) state_[i] = step(state_[i], state_[i + 1], state_[i + kM - kN]);
+  state_[kN - 1] = step(state_[kN - 1], state_[0], state_[kM - 1]);
+  index_ = 0;
+}
+
+void Mt19937::discard(uint64_t n) {
+  while (n > 0) {
+    if (index_ >= kN) twist();
+    const uint64_t take = std::min<uint64_t>(n, static_cast<uint64_t>(kN - index_));
+    index_ += static_cast<int>(take);
+    n -= take;
+  }
+}
+
 void TorchGenerator::manual_seed(uint64_t seed) {
   seed_ = seed;
-  engine_.seed(static_cast<uint32_t>(seed & 0xffffffffu));  // at::mt19937 keeps the low 32 bits
+  engine_.seed_with(static_cast<uint32_t>(seed & 0xffffffffu));  // at::mt19937 keeps the low 32 bits
   next_double_normal_sample.reset();
 }
 

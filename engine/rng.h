@@ -9,19 +9,45 @@
 //  * float uniform_(from, to): u = (draw & (2^24-1)) * 2^-24, value = fma(u, to - from, from) in float (the
 //    compiler contracts torch's `x * (to - from) + from`), and a value equal to `to` becomes `from`;
 //  * float normal_ on >= 16 contiguous elements: all uniforms first, then Box-Muller over blocks of 16
-//    (pairs j, j+8), the last partial block recomputed from 16 fresh uniforms. torch dispatches this kernel
-//    to its AVX2 build on every AVX2/AVX-512 machine, whose log/sin/cos are avx_mathfun's Cephes
-//    polynomials (not libm, not Sleef); we replay those polynomials lane by lane with the same FMA
-//    contractions GCC made in torch's build (checked bitwise on 10^5 values);
+//    (pairs j, j+8), the last partial block recomputed from 16 fresh uniforms. On x86-64 with AVX2 (also
+//    when torch reports capability AVX512, as checked here) torch runs the AVX2 NormalFill16, whose
+//    log/sin/cos are avx_mathfun's Cephes polynomials (not libm, not Sleef). We run the same polynomials
+//    with the same FMA contractions GCC made in torch's build (found by experiment, bitwise on 10^5 values):
+//    8-wide with AVX2 when the CPU has it, lane by lane otherwise, with identical bits either way. (torch
+//    itself, on a CPU without AVX2 or on ARM, takes a libm/NEON path and gets other bits; tabula always
+//    gives the AVX2 torch's.)
 //  * normal_ on < 16 elements: at::normal_distribution<double> per element (53-bit uniforms from two draws,
 //    log1p/sin/cos in double, the sine half cached in the generator for the next scalar call).
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <optional>
-#include <random>
 
 namespace tabula {
+
+// MT19937 (Matsumoto & Nishimura), the sequence of std::mt19937 / at::mt19937 for a 32-bit seed. Own
+// implementation on 32-bit words so the twist vectorises, and so discard() skips tempering: replaying a
+// constructor throws away tens of millions of draws.
+class Mt19937 {
+ public:
+  static constexpr int kN = 624;
+  explicit Mt19937(uint32_t seed = 5489u) { seed_with(seed); }
+  void seed_with(uint32_t seed);
+  uint32_t operator()() {
+    if (index_ >= kN) twist();
+    uint32_t y = state_[index_++];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    return y ^ (y >> 18);
+  }
+  void discard(uint64_t n);
+
+ private:
+  void twist();
+  uint32_t state_[kN];
+  int index_ = kN;
+};
 
 class TorchGenerator {
  public:
@@ -44,7 +70,7 @@ class TorchGenerator {
   std::optional<double> next_double_normal_sample;  // at::normal_distribution<double>'s cached sine half
 
  private:
-  std::mt19937 engine_;
+  Mt19937 engine_;
   uint64_t seed_ = 0;
 };
 

@@ -21,11 +21,12 @@ bool ViTConfig::use_fc_norm() const {
 
 namespace {
 
-ResNetConfig resnet(ResNetConfig::Block block, std::array<int, 4> layers, int width_per_group = 64) {
+ResNetConfig resnet(ResNetConfig::Block block, std::array<int, 4> layers, int width_per_group = 64, int groups = 1) {
   ResNetConfig c;
   c.block = block;
   c.layers = layers;
   c.width_per_group = width_per_group;
+  c.groups = groups;
   return c;
 }
 
@@ -79,6 +80,9 @@ const std::vector<std::pair<std::string, Named>>& named_table() {
       {"resnet152", resnet(B::bottleneck, {3, 8, 36, 3})},
       {"wide_resnet50_2", resnet(B::bottleneck, {3, 4, 6, 3}, 128)},
       {"wide_resnet101_2", resnet(B::bottleneck, {3, 4, 23, 3}, 128)},
+      {"resnext50_32x4d", resnet(B::bottleneck, {3, 4, 6, 3}, 4, 32)},
+      {"resnext101_32x8d", resnet(B::bottleneck, {3, 4, 23, 3}, 8, 32)},
+      {"resnext101_64x4d", resnet(B::bottleneck, {3, 4, 23, 3}, 4, 64)},
       {"vit_tiny_patch16_224", timm_vit(16, 192, 12, 3)},
       {"vit_small_patch16_224", timm_vit(16, 384, 12, 6)},
       {"vit_base_patch16_224", timm_vit(16, 768, 12, 12)},
@@ -217,6 +221,11 @@ void apply_vit_keys(const std::string& arch, ViTConfig& c, const std::string& ke
     } else if (k == "pre_norm") c.pre_norm = parse_bool(arch, k, v);
     else if (k == "final_norm") c.final_norm = parse_bool(arch, k, v);
     else if (k == "legacy_init") c.legacy_init = parse_bool(arch, k, v);
+    else if (k == "weight_init") {
+      if (v != "" && v != "jax" && v != "jax_nlhb" && v != "moco")
+        bad_arch(arch, "key 'weight_init' is one of '', jax, jax_nlhb, moco; got '" + v + "'");
+      c.weight_init = v;
+    }
     else if (k == "flavor") {
       if (v == "timm") c.flavor = ViTConfig::Flavor::timm;
       else if (v == "dinov2") {
@@ -228,7 +237,7 @@ void apply_vit_keys(const std::string& arch, ViTConfig& c, const std::string& ke
     } else {
       bad_arch(arch, "unknown key '" + k + "' (vit keys: dim, depth, heads, patch, img, chans, classes, mlp_ratio, "
                      "qkv_bias, init_values, class_token, no_embed_class, reg, global_pool, fc_norm, pre_norm, "
-                     "final_norm, flavor, legacy_init)");
+                     "final_norm, flavor, legacy_init, weight_init)");
     }
   }
   if (c.embed_dim % c.num_heads != 0)
@@ -236,8 +245,11 @@ void apply_vit_keys(const std::string& arch, ViTConfig& c, const std::string& ke
   if (c.img_size % c.patch_size != 0)
     bad_arch(arch, "img " + std::to_string(c.img_size) + " is not a multiple of patch " + std::to_string(c.patch_size));
   if (c.global_pool == "token" && !c.class_token) bad_arch(arch, "global_pool=token needs the class token");
+  if (c.weight_init == "jax_nlhb" && c.num_classes <= 0)
+    bad_arch(arch, "weight_init=jax_nlhb sets the head bias to -log(classes): it needs classes > 0");
   if (c.flavor == ViTConfig::Flavor::dinov2) {
     if (c.legacy_init) bad_arch(arch, "legacy_init is a timm setting (timm < 1.0.23), not a DINOv2 one");
+    if (!c.weight_init.empty()) bad_arch(arch, "weight_init is a timm setting, not a DINOv2 one");
     if (!c.class_token || c.no_embed_class || c.pre_norm || !c.final_norm || c.num_classes != 0 || c.fc_norm.value_or(false))
       bad_arch(arch, "flavor=dinov2 (DinoVisionTransformer) always has a class token, a pos-embed covering it, a "
                      "final norm and no head: class_token/no_embed_class/pre_norm/final_norm/classes/fc_norm "
@@ -527,9 +539,40 @@ std::vector<NamedTensor> init_vit(const ViTConfig& c, uint64_t seed) {
   if (sd.has("cls_token")) normal_(sd.f32("cls_token"), static_cast<size_t>(sd.at("cls_token").numel()), 0.0, 1e-6, gen);
   const std::string reg = dinov2 ? "register_tokens" : "reg_token";
   if (sd.has(reg)) normal_(sd.f32(reg), static_cast<size_t>(sd.at(reg).numel()), 0.0, 1e-6, gen);
-  for (const auto& l : linears) {
-    trunc(sd.at(l + ".weight"));
-    if (sd.has(l + ".bias")) sd.fill(l + ".bias", 0.0f);
+  if (c.weight_init.empty()) {  // init_weights_vit_timm
+    for (const auto& l : linears) {
+      trunc(sd.at(l + ".weight"));
+      if (sd.has(l + ".bias")) sd.fill(l + ".bias", 0.0f);
+    }
+  } else if (c.weight_init == "moco") {  // init_weights_vit_moco: Conv2d keeps its default init
+    for (const auto& l : linears) {
+      NamedTensor& w = sd.at(l + ".weight");
+      if (l.find("qkv") != std::string::npos) {  // q, k and v treated as separate matrices
+        const double val = std::sqrt(6.0 / static_cast<double>(w.shape[0] / 3 + w.shape[1]));
+        uniform_init(w.f32(), w.shape, -val, val, gen);
+      } else {
+        xavier_uniform_(w.f32(), w.shape, gen);
+      }
+      if (sd.has(l + ".bias")) sd.fill(l + ".bias", 0.0f);
+    }
+  } else {  // init_weights_vit_jax, in named_apply order: the patch embedding's Conv2d, then the Linears
+    NamedTensor& pw = sd.at("patch_embed.proj.weight");
+    lecun_normal_(pw.f32(), pw.shape, gen);
+    if (sd.has("patch_embed.proj.bias")) sd.fill("patch_embed.proj.bias", 0.0f);
+    const double head_bias = c.weight_init == "jax_nlhb" ? -std::log(static_cast<double>(c.num_classes)) : 0.0;
+    for (const auto& l : linears) {
+      NamedTensor& w = sd.at(l + ".weight");
+      if (l == "head") {
+        sd.fill("head.weight", 0.0f);
+        sd.fill("head.bias", static_cast<float>(head_bias));
+        continue;
+      }
+      xavier_uniform_(w.f32(), w.shape, gen);
+      if (!sd.has(l + ".bias")) continue;
+      NamedTensor& b = sd.at(l + ".bias");
+      if (l.find("mlp") != std::string::npos) normal_(b.f32(), static_cast<size_t>(b.numel()), 0.0, 1e-6, gen);
+      else sd.fill(l + ".bias", 0.0f);
+    }
   }
   return sd.take();
 }

@@ -3,13 +3,14 @@
 // of each arch: the state_dict PyTorch builds after `torch.manual_seed(seed)` and the model constructor,
 // under the reference's own key names and in its state_dict order.
 //
-// Arch names: torchvision (resnet18/34/50/101/152, wide_resnet50_2, wide_resnet101_2), timm
+// Arch names: torchvision (resnet18/34/50/101/152, wide_resnet50_2, wide_resnet101_2, resnext50_32x4d,
+// resnext101_32x8d, resnext101_64x4d), timm
 // (vit_tiny/small/base/large_patch16_224, vit_small/base_patch14_dinov2, vit_small/base_patch14_reg4_dinov2),
 // DINOv2 hub (dinov2_vits14, dinov2_vitb14, dinov2_vitl14 and their _reg variants), or a key=value form:
 //   resnet:layers=2,2,2,2,block=basic,width=64,groups=1,classes=1000,zero_init_residual=0
 //   vit:dim=64,depth=2,heads=4,patch=8,img=32,classes=10,mlp_ratio=4,qkv_bias=1,init_values=1e-5,
 //       class_token=1,no_embed_class=0,reg=0,global_pool=token,fc_norm=auto,pre_norm=0,final_norm=1,
-//       chans=3,flavor=timm|dinov2,legacy_init=0
+//       chans=3,flavor=timm|dinov2,legacy_init=0,weight_init=|jax|jax_nlhb|moco
 // (a named arch may be followed by ':' and keys to override, e.g. `resnet50:classes=10`).
 //
 // Init replay, what it matches: torch 2.15 / torchvision 0.29 / timm 1.0.31 (VisionTransformer.init_weights
@@ -81,6 +82,8 @@ struct ViTConfig {
   // timm before 1.0.23 (before commit b5ffe5bd): the constructor drew pos_embed with torch.randn(...) * .02
   // (then overwritten by init_weights), which shifts every later draw. Key `legacy_init=1`.
   bool legacy_init = false;
+  // timm VisionTransformer(weight_init=...): "" (timm's default), "jax", "jax_nlhb" or "moco".
+  std::string weight_init;
   // DINOv2 hub forward-time settings (no parameters; kept so the model code can reuse this struct).
   bool interpolate_antialias = false;
   double interpolate_offset = 0.1;
@@ -116,8 +119,9 @@ std::vector<ParamSpec> param_specs(const ArchConfig& arch);
 int64_t param_count(const ArchConfig& arch);
 int64_t param_count(const std::string& arch);
 
-// The untrained state_dict, bit-identical to PyTorch's for the same seed (timm's erfinv-based trunc_normal_
-// within 2 ULP, see engine/init.h).
+// The untrained state_dict, bit-identical to PyTorch's for the same seed, except the tensors timm draws
+// through erfinv (torch uses MKL's): trunc_normal_ ones (pos_embed, Linear weights) within 2 ULP and, with
+// weight_init=jax, the patch embedding (lecun_normal_) within 3 ULP; see engine/rng.h.
 std::vector<NamedTensor> init_weights(const ArchConfig& arch, uint64_t seed);
 std::vector<NamedTensor> init_weights(const std::string& arch, uint64_t seed);
 

@@ -87,13 +87,21 @@ TEST(Ops, Conv2d) {
     H = std::max(H, o.dilation[0] * (k - 1) + 1), W = std::max(W, o.dilation[1] * (k - 1) + 1);
     if (c == 0) o = {}, o.groups = 1;  // plain 1x1 path (input used as the GEMM operand directly)
     if (c == 1) { o = {}; o.groups = cin; }  // depthwise
+    int64_t kk = c == 0 ? 1 : k;
+    if (c == 2 || c == 3) {  // ViT patch embedding: kernel = stride = patch (16; DINOv2's 14), 3 channels
+      kk = c == 2 ? 16 : 14;
+      o = {};
+      o.stride = {kk, kk};
+      H = kk * pick(g, {1, 2, 3}), W = kk * pick(g, {1, 2});
+    }
+    const int64_t cin2 = c == 2 || c == 3 ? 3 : cin;
     const int64_t cout2 = c == 1 ? cin * 2 : cout;
-    Tensor x = random_tensor({N, cin, H, W}, g);
-    Tensor w = random_tensor({cout2, cin / o.groups, k, k}, g, 0.5f);
+    Tensor x = random_tensor({N, cin2, H, W}, g);
+    Tensor w = random_tensor({cout2, cin2 / o.groups, kk, kk}, g, 0.5f);
     Tensor b = c % 3 == 0 ? Tensor() : random_tensor({cout2}, g);
     const Activation act = c % 2 ? Activation::relu : Activation::none;
-    const int64_t Ho = (H + 2 * o.padding[0] - o.dilation[0] * (k - 1) - 1) / o.stride[0] + 1;
-    const int64_t Wo = (W + 2 * o.padding[1] - o.dilation[1] * (k - 1) - 1) / o.stride[1] + 1;
+    const int64_t Ho = (H + 2 * o.padding[0] - o.dilation[0] * (kk - 1) - 1) / o.stride[0] + 1;
+    const int64_t Wo = (W + 2 * o.padding[1] - o.dilation[1] * (kk - 1) - 1) / o.stride[1] + 1;
     Tensor res = c % 4 == 1 ? random_tensor({N, cout2, Ho, Wo}, g) : Tensor();
     EXPECT_VALID(validate::check([&] { return ops::conv2d(x, w, b, o, act, res); },
                                  [&] { return ref::conv2d(x, w, b, o, act, res); }, {1e-4, 1e-4}),
@@ -342,6 +350,10 @@ TEST(Ops, ErrorsNameTheOpAndArgument) {
   EXPECT_THROW(ops::pool(Tensor::zeros({2, 3, 4, 4}), Pool::cls), std::invalid_argument);
   EXPECT_THROW(ops::conv2d(Tensor::zeros({1, 3, 8, 8}, DType::f16), Tensor::zeros({4, 3, 3, 3}), {}), std::invalid_argument);
   EXPECT_THROW(ops::interpolate(x, {}), std::invalid_argument);  // neither size nor scale_factor
+  EXPECT_THROW(ops::max_pool2d(Tensor::zeros({1, 1, 2, 2}), {3, 3}, {1, 1}), std::invalid_argument);
+  EXPECT_THROW(ref::avg_pool2d(Tensor::zeros({1, 1, 2, 2}), {3, 3}, {1, 1}), std::invalid_argument);
+  EXPECT_THROW(ops::pool(Tensor::zeros({1, 4, 3}), Pool::mean, -1), std::invalid_argument);
+  EXPECT_THROW(ops::pool(Tensor::zeros({1, 4, 3}), Pool::mean, 4), std::invalid_argument);  // no patch tokens
   EXPECT_THROW(ops::scaled_dot_product_attention(Tensor::zeros({1, 2, 3, 4}), Tensor::zeros({1, 2, 3, 5}),
                                                  Tensor::zeros({1, 2, 3, 4})),
                std::invalid_argument);

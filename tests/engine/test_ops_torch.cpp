@@ -37,7 +37,12 @@ TEST(OpsTorch, Interpolate) {
     const char* name;
     InterpolateOptions o;
   };
-  InterpolateOptions sf_cubic, sf_lin;
+  InterpolateOptions sf_cubic, sf_lin, sf_nearest, sf_cubic_aa;
+  sf_nearest.scale_factor = std::array<double, 2>{1.5, 0.7};
+  sf_nearest.mode = InterpMode::nearest;
+  sf_cubic_aa.scale_factor = std::array<double, 2>{0.45, 0.6};
+  sf_cubic_aa.mode = InterpMode::bicubic;
+  sf_cubic_aa.antialias = true;
   sf_cubic.scale_factor = std::array<double, 2>{(7 + 0.1) / 8, (7 + 0.1) / 8};
   sf_cubic.mode = InterpMode::bicubic;
   sf_lin.scale_factor = std::array<double, 2>{1.7, 0.6};
@@ -53,6 +58,8 @@ TEST(OpsTorch, Interpolate) {
       {"interp_bicubic_scale_factor", sf_cubic},
       {"interp_bilinear_scale_factor", sf_lin},
       {"interp_nearest", sized(7, 4, InterpMode::nearest, false)},
+      {"interp_nearest_scale", sf_nearest},
+      {"interp_bicubic_aa_scale", sf_cubic_aa},
   };
   for (const Case& c : cases) {
     Tensor x = load(c.name, "x");
@@ -103,4 +110,14 @@ TEST(OpsTorch, Attention261Tokens) {
   Tensor q = load("sdpa", "q"), k = load("sdpa", "k"), v = load("sdpa", "v");
   expect_close(ref::scaled_dot_product_attention(q, k, v), "sdpa");
   expect_close(ops::scaled_dot_product_attention(q, k, v), "sdpa");
+}
+
+// fold_batch_norm against torch.nn.utils.fusion.fuse_conv_bn_weights.
+TEST(OpsTorch, FoldBatchNorm) {
+  auto [w, b] = fold_batch_norm(load("fold_bn", "w"), load("fold_bn", "b"), load("fold_bn", "bn_w"),
+                                load("fold_bn", "bn_b"), load("fold_bn", "mean"), load("fold_bn", "var"), 1e-5);
+  auto rw = validate::compare(w, load("fold_bn", "fw"), {1e-6, 1e-6});
+  auto rb = validate::compare(b, load("fold_bn", "fb"), {1e-6, 1e-6});
+  EXPECT_TRUE(rw.ok) << rw.message;
+  EXPECT_TRUE(rb.ok) << rb.message;
 }

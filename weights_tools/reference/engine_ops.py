@@ -77,6 +77,19 @@ def main():
     q, k, v = rnd(1, 2, 261, 16), rnd(1, 2, 261, 16), rnd(1, 2, 261, 16)
     save("sdpa", q=q, k=k, v=v, y=F.scaled_dot_product_attention(q, k, v))
 
+    # ---- added later (drawn after the cases above, so their arrays are unchanged) ----
+    xs2 = rnd(1, 2, 5, 6)
+    save("interp_nearest_scale", x=xs2, y=F.interpolate(xs2, scale_factor=(1.5, 0.7), mode="nearest"))
+    x2 = rnd(1, 2, 13, 11)
+    save("interp_bicubic_aa_scale", x=x2,
+         y=F.interpolate(x2, scale_factor=(0.45, 0.6), mode="bicubic", antialias=True))
+    # BN folded into the preceding conv, as torch.nn.utils.fusion.fuse_conv_bn_weights does at load time
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+    cw, cb = rnd(6, 4, 3, 3), rnd(6)
+    bm, bv, bw, bb = rnd(6), torch.rand(6, generator=g) + 0.05, rnd(6), rnd(6)
+    fw, fb = fuse_conv_bn_weights(cw, cb, bm, bv, 1e-5, bw, bb)
+    save("fold_bn", w=cw, b=cb, mean=bm, var=bv, bn_w=bw, bn_b=bb, fw=fw, fb=fb)
+
 
 if __name__ == "__main__":
     torch.set_num_threads(1)

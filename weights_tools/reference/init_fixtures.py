@@ -48,13 +48,21 @@ SMALL = [  # (fixture id, arch, seeds)
     ("dinov2_tiny", "vit:flavor=dinov2,dim=32,depth=2,heads=4,patch=8,img=32,init_values=1.0", [0]),
     ("dinov2_tiny_reg", "vit:flavor=dinov2,dim=32,depth=2,heads=4,patch=8,img=32,init_values=1.0,reg=4", [1]),
     ("dinov2_dim8", "vit:flavor=dinov2,dim=8,depth=1,heads=2,patch=4,img=8,init_values=1e-5", [2]),
+    # timm weight_init modes (xavier / lecun via trunc_normal_tf_ / moco's split qkv / head bias -log(classes))
+    ("vit_jax", "vit:dim=16,depth=2,heads=2,patch=8,img=32,classes=10,weight_init=jax", [0]),
+    ("vit_jax_nlhb", "vit:dim=16,depth=1,heads=2,patch=4,img=8,classes=7,weight_init=jax_nlhb,reg=1,init_values=0.5", [1]),
+    ("vit_jax_dim8", "vit:dim=8,depth=1,heads=2,patch=8,img=16,classes=3,weight_init=jax", [3]),
+    ("vit_moco", "vit:dim=16,depth=2,heads=2,patch=8,img=32,classes=10,weight_init=moco", [2]),
+    # 5-channel microscopy inputs (Cell Painting): only the patch embedding's shape and fan-in change.
+    ("vit_chans5", "vit:dim=16,depth=1,heads=2,patch=4,img=8,chans=5,classes=3", [0]),
+    ("dinov2_chans5", "vit:flavor=dinov2,dim=16,depth=1,heads=2,patch=4,img=8,chans=5,init_values=1.0,reg=4", [0]),
 ]
 
 
 # timm <= 1.0.22 (before commit b5ffe5bd), built by a second interpreter with --timm-legacy on its path.
 LEGACY = [
     ("vit_small_patch16_224_legacy", "vit_small_patch16_224:legacy_init=1", [0]),
-    ("vit_tiny_legacy", "vit:dim=32,depth=2,heads=4,patch=8,img=32,classes=10,legacy_init=1", [0]),
+    ("vit_tiny_legacy", "vit:dim=16,depth=2,heads=2,patch=8,img=32,classes=10,legacy_init=1", [0]),
     ("vit_dim4_legacy", "vit:dim=4,depth=1,heads=2,patch=8,img=8,classes=2,legacy_init=1", [3]),  # randn < 16 values
 ]
 
@@ -89,18 +97,20 @@ def build_kv(spec, dinov2_mod):
         vits = dinov2_mod
         from dinov2.layers import MemEffAttention, NestedTensorBlock
         return vits.DinoVisionTransformer(
-            img_size=int(kv["img"]), patch_size=int(kv["patch"]), embed_dim=int(kv["dim"]), depth=int(kv["depth"]),
-            num_heads=int(kv["heads"]), mlp_ratio=float(kv.get("mlp_ratio", 4)), qkv_bias=as_bool(kv.get("qkv_bias", "1")),
+            img_size=int(kv["img"]), patch_size=int(kv["patch"]), in_chans=int(kv.get("chans", 3)), embed_dim=int(kv["dim"]),
+            depth=int(kv["depth"]), num_heads=int(kv["heads"]), mlp_ratio=float(kv.get("mlp_ratio", 4)),
+            qkv_bias=as_bool(kv.get("qkv_bias", "1")),
             init_values=float(kv["init_values"]) if "init_values" in kv else None,
             num_register_tokens=int(kv.get("reg", 0)),
             block_fn=partial(NestedTensorBlock, attn_class=MemEffAttention), block_chunks=0)  # as the hub
     from timm.models.vision_transformer import VisionTransformer
-    args = dict(img_size=int(kv["img"]), patch_size=int(kv["patch"]), embed_dim=int(kv["dim"]), depth=int(kv["depth"]),
+    args = dict(img_size=int(kv["img"]), patch_size=int(kv["patch"]), in_chans=int(kv.get("chans", 3)),
+                embed_dim=int(kv["dim"]), depth=int(kv["depth"]),
                 num_heads=int(kv["heads"]), num_classes=int(kv.get("classes", 1000)),
                 mlp_ratio=float(kv.get("mlp_ratio", 4)), qkv_bias=as_bool(kv.get("qkv_bias", "1")),
                 class_token=as_bool(kv.get("class_token", "1")), no_embed_class=as_bool(kv.get("no_embed_class", "0")),
                 reg_tokens=int(kv.get("reg", 0)), global_pool=kv.get("global_pool", "token"),
-                pre_norm=as_bool(kv.get("pre_norm", "0")))
+                pre_norm=as_bool(kv.get("pre_norm", "0")), weight_init=kv.get("weight_init", ""))
     if "init_values" in kv:
         args["init_values"] = float(kv["init_values"])
     return VisionTransformer(**args)
@@ -176,12 +186,14 @@ def distribution_cases():
     case("torch_trunc_normal_narrow", 8, [3000], lambda t: nn_init.trunc_normal_(t, mean=0.5, std=2.0, a=-1.0, b=3.0))
     case("timm_trunc_normal", 9, [2000], lambda t: timm_trunc_normal_(t, std=0.02))
     case("erfinv", 0, [4001], lambda t: t.uniform_(-1, 1).erfinv_())
+    from timm.layers import lecun_normal_
+    case("lecun_normal", 10, [24, 5, 4, 4], lambda t: (lecun_normal_(t), t)[1])  # returns None
     lines = []
     for cid, seed, t in cases:
         flat = t.reshape(-1)
         bits = flat.numpy().view(np.uint32)
         # Every value where tabula is within 2 ULP rather than exact (erfinv), so the test can check each one.
-        every = flat.numel() <= 64 or cid in ("timm_trunc_normal", "erfinv")
+        every = flat.numel() <= 64 or cid in ("timm_trunc_normal", "erfinv", "lecun_normal")
         idx = range(flat.numel()) if every else sample_indices(flat.numel())
         vals = ",".join(f"{i}:{bits[i]:08x}" for i in idx)
         shape = ",".join(str(d) for d in t.shape)
@@ -200,10 +212,11 @@ def write_fixtures(entries, out, dinov2_vits, versions):
             model = build_kv(spec, dinov2_vits) if small else build_named(spec)
             nparams = sum(p.numel() for p in model.parameters())
             fname = f"{fid}_s{seed}.tsv"
+            lines = describe(model)
             with open(os.path.join(out, fname), "w") as f:
                 f.write(f"# arch\t{spec}\n# seed\t{seed}\n# params\t{nparams}\n# made by\t{versions}\n")
                 f.write("# name\tshape\tdtype\tsha256\tsum\tsum_abs\tindex:float32 bits,...\n")
-                f.write("\n".join(describe(model)) + "\n")
+                f.write("\n".join(lines) + "\n")
             if full:
                 flat = [t.detach().reshape(-1).float() for t in model.state_dict().values() if t.dtype == torch.float32]
                 np.save(os.path.join(out, f"{fid}_s{seed}.f32.npy"), torch.cat(flat).numpy())
@@ -234,9 +247,10 @@ def main():
         assert timm.__version__ == "1.0.22", timm.__version__
         print("\n".join(write_fixtures(LEGACY, a.out, dinov2_vits, versions)))
         return
+    cases = distribution_cases()  # computed before the file is opened: a failure leaves the old file intact
     with open(os.path.join(a.out, "distributions.tsv"), "w") as f:
         f.write(f"# made by\t{versions}\n# id\tseed\tshape\tsha256\tindex:float32 bits,...\n")
-        f.write("\n".join(distribution_cases()) + "\n")
+        f.write("\n".join(cases) + "\n")
     index = write_fixtures([(n, n, s) for n, s in NAMED] + SMALL, a.out, dinov2_vits, versions)
     if a.timm_legacy:
         import subprocess
