@@ -18,6 +18,7 @@ Writes tests/fixtures/models/:
   params.tsv                    parameter counts of named archs (tabula's registry must agree)
 
 Usage: /work/venv/bin/python weights_tools/reference/models_fixtures.py --dinov2 /path/to/dinov2-checkout
+       [--only cases|named_modules|params ...]
 (the folder holding the `dinov2` package, facebookresearch/dinov2; matched at commit b8931f7).
 Versions matched: torch 2.15, torchvision 0.29.2, timm 1.0.31.
 """
@@ -77,6 +78,7 @@ LONG_CASES = [
 ]
 NAMED_MODULES = {"vit_base_patch16_224": 224, "resnet50": 224, "dinov2_vits14_reg": 518}  # arch: default size
 PARAM_ARCHS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2", "wide_resnet101_2",
+               "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
                "vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224", "vit_large_patch16_224",
                "vit_small_patch8_224", "vit_base_patch8_224", "vit_small_patch32_224", "vit_base_patch32_224",
                "vit_large_patch32_224", "vit_large_patch14_224", "vit_huge_patch14_224", "vit_small_patch14_dinov2",
@@ -248,7 +250,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dinov2", required=True, help="folder holding the dinov2 package")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "models"))
+    ap.add_argument("--only", choices=["cases", "named_modules", "params"], action="append",
+                    help="write only these parts (default: all)")
     a = ap.parse_args()
+    parts = set(a.only or ["cases", "named_modules", "params"])
     sys.path.insert(0, a.dinov2)
     import warnings
     warnings.filterwarnings("ignore")
@@ -258,7 +263,7 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     versions = f"torch {torch.__version__} torchvision {torchvision.__version__} timm {timm.__version__}"
     rows, tap_rows = [], []
-    for cid, spec, seed, shape, taps in CASES + LONG_CASES:
+    for cid, spec, seed, shape, taps in (CASES + LONG_CASES if "cases" in parts else []):
         torch.manual_seed(seed)
         model = build(spec).eval()
         wsum = perturb(model)
@@ -271,24 +276,26 @@ def main():
             tap_rows.append(f"{cid}\t{t}\t{','.join(map(str, outs[t].shape))}\t{st}\t{float(v.abs().max())!r}")
         rows.append(f"{cid}\t{spec}\t{seed}\t{','.join(map(str, shape))}\t{wsum!r}\t{','.join(taps)}")
         print(cid, flush=True)
-    with open(os.path.join(a.out, "cases.tsv"), "w") as f:
-        f.write(f"# made by\t{versions}\n# id\tarch\tseed\tinput shape (LCG values)\tsum|w| after perturb\ttaps\n")
-        f.write("\n".join(rows) + "\n")
-    with open(os.path.join(a.out, "taps.tsv"), "w") as f:
-        f.write("# case\ttap\tshape\tstride (the .npy holds flat values 0, stride, 2*stride, ...)\tmax|x| of the full tap\n")
-        f.write("\n".join(tap_rows) + "\n")
-    for arch, size in NAMED_MODULES.items():
+    if "cases" in parts:
+        with open(os.path.join(a.out, "cases.tsv"), "w") as f:
+            f.write(f"# made by\t{versions}\n# id\tarch\tseed\tinput shape (hash_input values)\tsum|w| after perturb\ttaps\n")
+            f.write("\n".join(rows) + "\n")
+        with open(os.path.join(a.out, "taps.tsv"), "w") as f:
+            f.write("# case\ttap\tshape\tstride (the .npy holds flat values 0, stride, 2*stride, ...)\tmax|x| of the full tap\n")
+            f.write("\n".join(tap_rows) + "\n")
+    for arch, size in (NAMED_MODULES.items() if "named_modules" in parts else []):
         model = build(arch).eval()
         with open(os.path.join(a.out, f"named_modules_{arch}.tsv"), "w") as f:
             f.write(f"# {arch}: named_modules() at [1, 3, {size}, {size}] ('-': module not called)\t{versions}\n")
             for n, s in named_module_shapes(model, [1, 3, size, size]):
                 f.write(f"{n}\t{s}\n")
-    with open(os.path.join(a.out, "params.tsv"), "w") as f:
-        f.write(f"# arch\tsum(p.numel() for p in parameters())\t{versions}\n")
-        for arch in PARAM_ARCHS:
-            model = build(arch)
-            f.write(f"{arch}\t{sum(p.numel() for p in model.parameters())}\n")
-            del model
+    if "params" in parts:
+        with open(os.path.join(a.out, "params.tsv"), "w") as f:
+            f.write(f"# arch\tsum(p.numel() for p in parameters())\t{versions}\n")
+            for arch in PARAM_ARCHS:
+                model = build(arch)
+                f.write(f"{arch}\t{sum(p.numel() for p in model.parameters())}\n")
+                del model
 
 
 if __name__ == "__main__":
