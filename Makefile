@@ -38,12 +38,12 @@ demo: build
 sanitize:
 	$(MAKE) test BUILD=build-asan BUILD_TYPE=RelWithDebInfo CMAKE_ARGS="-DTABULA_SANITIZE=address,undefined -DTABULA_CUDA=OFF $(CMAKE_ARGS)"
 
-# libFuzzer targets (clang, ASan+UBSan), each run FUZZ_SECONDS on its corpus: make fuzz FUZZ_SECONDS=1800
+# libFuzzer targets (clang 16: C++20 lambda captures of structured bindings; ASan+UBSan), each run FUZZ_SECONDS on its corpus: make fuzz FUZZ_SECONDS=1800
 FUZZ_SECONDS ?= 60
 fuzz:
 	@bash .ci/deps fuzz
-	cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
-	  -DCMAKE_CXX_COMPILER=clang++ -DTABULA_FUZZ=ON -DTABULA_SANITIZE=address,undefined -DTABULA_CUDA=OFF \
+	cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang-16 \
+	  -DCMAKE_CXX_COMPILER=clang++-16 -DTABULA_FUZZ=ON -DTABULA_SANITIZE=address,undefined -DTABULA_CUDA=OFF \
 	  -DTABULA_BENCH=OFF -DTABULA_FUZZ_SECONDS=$(FUZZ_SECONDS)
 	cmake --build build-fuzz -j $(JOBS)
 	cd build-fuzz && ctest --output-on-failure -L fuzz

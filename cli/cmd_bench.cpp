@@ -2,6 +2,9 @@
 #include <iostream>
 
 #include "cli/args.h"
+#include <chrono>
+
+#include "eval/embed/embed.h"
 #include "models/bench.h"
 
 namespace tabula::cli {
@@ -20,6 +23,12 @@ int cmd_bench(const Args& args) {
   o.size = args.get_int("size");
   if (o.batch < 1 || o.iters < 1 || o.warmup < 0 || o.threads < 0 || o.size < 0)
     throw UsageError("tabula bench: --batch and --iters must be >= 1, --warmup, --threads and --size >= 0");
+  if (args.has("weights")) {
+    if (args.has("seed")) throw UsageError("tabula bench: give --weights or --seed, not both");
+    const auto t0 = std::chrono::steady_clock::now();
+    o.weights = std::make_shared<const WeightMap>(load_weight_map(args.get("weights"), args.get("key")));
+    o.weights_read_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  }
   const BenchResult r = bench_model(args.positional().at(0), o);
   std::cout << r.summary() << "\n";
   return 0;

@@ -37,7 +37,12 @@ std::string BenchResult::summary() const {
                 arch.c_str(), static_cast<long long>(batch), static_cast<long long>(size),
                 static_cast<long long>(size), threads, gemm_kernel.c_str(), median_ms, min_ms, images_per_s,
                 gmacs_per_image * images_per_s, peak_rss_mb);
-  return buf;
+  std::string out = buf;
+  if (load_ms > 0) {
+    std::snprintf(buf, sizeof buf, ", weights loaded in %.0f ms", load_ms);
+    out += buf;
+  }
+  return out;
 }
 
 BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
@@ -45,7 +50,9 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
   if (opt.iters < 1 || opt.warmup < 0) throw std::invalid_argument("bench: --iters must be >= 1 and --warmup >= 0");
   if (opt.threads < 0) throw std::invalid_argument("bench: --threads must be >= 0");
   set_num_threads(opt.threads);
-  auto model = build_model_seed(arch, opt.seed);
+  const auto l0 = std::chrono::steady_clock::now();
+  auto model = opt.weights ? build_model(arch, *opt.weights) : build_model_seed(arch, opt.seed);
+  const double build_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - l0).count();
   Shape in = model->default_input_shape(opt.batch);
   if (opt.size > 0) in[2] = in[3] = opt.size;
   model->check_input(in);
@@ -78,6 +85,7 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
   one[0] = 1;
   r.gmacs_per_image = model->gmacs(one);
   r.gemm_kernel = ops::gemm_kernel_name();
+  if (opt.weights) r.load_ms = opt.weights_read_ms + build_ms;
   return r;
 }
 

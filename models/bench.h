@@ -1,7 +1,10 @@
 // Model throughput on this machine: `tabula bench`, and bench/compare_cpu.py's tabula column.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
+
+#include "models/model.h"
 
 namespace tabula {
 
@@ -11,6 +14,8 @@ struct BenchOptions {
   uint64_t seed = 0;
   int iters = 5, warmup = 2;
   int64_t size = 0;  // input height = width; 0: the arch's default input size
+  std::shared_ptr<const WeightMap> weights;  // trained weights (already read); null: the untrained model of `seed`
+  double weights_read_ms = 0;                // time the caller spent reading the weight file (reported)
 };
 
 struct BenchResult {
@@ -22,6 +27,7 @@ struct BenchResult {
   double peak_rss_mb = 0;            // VmHWM of this process
   double gmacs_per_image = 0;
   std::string gemm_kernel;
+  double load_ms = 0;  // weights: reading the file + building the model (folding BN, converting dtypes); 0 for seeds
   std::string summary() const;  // one line: "... ms/batch ... images/s ... peak RSS ..."
 };
 

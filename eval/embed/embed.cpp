@@ -214,6 +214,10 @@ struct Inputs {
   std::string describe;
 };
 
+std::string json_str(const json::Value& v) { return json::dump(v); }
+
+}  // namespace
+
 WeightMap load_weight_map(const std::string& path, const std::string& key) {
   weights::LoadOptions lo;
   lo.key = key;
@@ -230,10 +234,6 @@ WeightMap load_weight_map(const std::string& path, const std::string& key) {
   }
   return wm;
 }
-
-std::string json_str(const json::Value& v) { return json::dump(v); }
-
-}  // namespace
 
 // ---- run_embed -------------------------------------------------------------------------------------------------
 

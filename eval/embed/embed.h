@@ -8,7 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "models/model.h"
+
 namespace tabula {
+
+// A weight file (safetensors or torch.save checkpoint, any supported layout) as reference-named tensors: zero-copy
+// views into the file mapping where the bytes allow. `key` picks a nested checkpoint entry (teacher, model, ...).
+WeightMap load_weight_map(const std::string& path, const std::string& key = "");
 
 struct EmbedOptions {
   std::string arch;                 // any registry arch, or a baseline: pixels[:hist=..,grid=..], nuclei[:dna=..]
@@ -46,6 +52,4 @@ EmbedSummary run_embed(const EmbedOptions& opt);
 // checking that they come from the same run (same settings) and cover every row exactly once.
 void merge_embeddings(const std::vector<std::string>& shards, const std::string& out, bool force);
 
-// The run.json text of a finished run (also written by merge); deterministic (no timestamps), so a resumed or
-// merged run's run.json equals the uninterrupted run's.
 }  // namespace tabula

@@ -179,3 +179,28 @@ TEST(Embed, BaselinesRunAsArchs) {
   EXPECT_EQ(read_npy((root / "nuclei" / "nuclei.npy").string()).shape[0], 32);
   EXPECT_EQ(read_npy((root / "pixels" / "pixels.npy").string()).shape[0], 32);
 }
+
+// --weights: a file written by `tabula init` for a seed gives the same embedding bytes as --seed itself, and
+// `tabula bench --weights` reports the load time.
+TEST(Embed, WeightsFileEqualsSeed) {
+  auto root = test::scratch_dir();
+  std::string w = (root / "w.safetensors").string();
+  ASSERT_EQ(test::run_tabula(std::string("init '") + kArch + "' --seed 3 --out '" + w + "'").exit_code, 0);
+  std::string a = (root / "seed").string(), b = (root / "file").string();
+  ASSERT_EQ(test::run_tabula(embed_args(a)).exit_code, 0);
+  std::string args = embed_args(b);
+  args.replace(args.find("--seed 3"), 8, "--weights '" + w + "'");
+  auto r = test::run_tabula(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* f : {"layer2.npy", "avgpool.npy", "index.csv"})
+    EXPECT_EQ(read_file_bytes(a + "/" + f), read_file_bytes(b + "/" + f)) << f;
+  EXPECT_NE(read_file_text(b + "/run.json").find("\"sha256\""), std::string::npos);
+  auto bench = test::run_tabula(std::string("bench '") + kArch + "' --weights '" + w + "' --batch 2 --size 32 --iters 1 --warmup 0");
+  ASSERT_EQ(bench.exit_code, 0) << bench.err;
+  EXPECT_NE(bench.out.find("weights loaded in"), std::string::npos) << bench.out;
+  EXPECT_NE(bench.out.find("images/s"), std::string::npos) << bench.out;
+  // Weights of another arch: refused naming a key.
+  auto wrong = test::run_tabula("bench resnet18 --weights '" + w + "' --batch 1 --iters 1 --warmup 0");
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_NE(wrong.err.find("weight 'layer1.0.conv1.weight'"), std::string::npos) << wrong.err;
+}
