@@ -452,8 +452,7 @@ void lt_matmul(int dev, bool trans_a, const Tensor& A, int64_t lda, int64_t stri
   const Precision p = g_precision;
   const cudaDataType_t in_type = p == Precision::bf16 ? CUDA_R_16BF : p == Precision::fp16 ? CUDA_R_16F : CUDA_R_32F;
   const cublasComputeType_t compute = p == Precision::tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                      : p == Precision::fp32 ? CUBLAS_COMPUTE_32F_PEDANTIC
-                                                             : CUBLAS_COMPUTE_32F;
+                                                             : CUBLAS_COMPUTE_32F;  // Lt never uses TF32 here
   cublasLtMatmulDesc_t desc;
   TABULA_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, compute, CUDA_R_32F));
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
@@ -909,15 +908,24 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
     if (it != dn.algos.end()) {
       choice = it->second;
     } else {
-      // Heuristics only (no timing), first deterministic algorithm that cuDNN reports usable: the same choice
-      // every run, cached per shape.
+      // Heuristics only (no timing), so the choice is the same every run; cached per shape. Fidelity first: the
+      // first usable implicit-GEMM/GEMM algorithm (a plain dot product per output, like the reference), and only
+      // when cuDNN offers none of those, any deterministic one (FFT/Winograd round differently).
       cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
       int found = 0;
       TABULA_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(dn.h, xd, wd, cd, yd, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &found, perf));
+      auto usable = [&](const cudnnConvolutionFwdAlgoPerf_t& a) {
+        return a.status == CUDNN_STATUS_SUCCESS && a.determinism == CUDNN_DETERMINISTIC && a.memory <= (size_t{1} << 30);
+      };
+      auto gemm_like = [](cudnnConvolutionFwdAlgo_t a) {
+        return a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM || a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM ||
+               a == CUDNN_CONVOLUTION_FWD_ALGO_GEMM;
+      };
       bool ok = false;
       for (int i = 0; i < found && !ok; ++i)
-        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC && perf[i].memory <= (size_t{1} << 30))
-          choice = {perf[i].algo, perf[i].memory}, ok = true;
+        if (usable(perf[i]) && gemm_like(perf[i].algo)) choice = {perf[i].algo, perf[i].memory}, ok = true;
+      for (int i = 0; i < found && !ok; ++i)
+        if (usable(perf[i])) choice = {perf[i].algo, perf[i].memory}, ok = true;
       if (!ok) op_error(op, "cuDNN offers no deterministic algorithm for " + x.str() + " * " + w.str());
       dn.algos.emplace(key, choice);
     }
