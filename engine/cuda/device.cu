@@ -48,6 +48,8 @@ struct Cache {
   std::map<void*, size_t> live;
   AllocatorStats stats;
   void* stream = nullptr;
+  bool capturing = false;           // a Graph is being captured on this device
+  std::vector<void*> capture_freed;  // blocks released while capturing (the graph's kernels may use them)
 };
 
 Cache& cache(int device) {
@@ -102,8 +104,30 @@ void cache_free(int device, void* p) {
   auto it = c.live.find(p);
   if (it == c.live.end()) return;  // not ours (cannot happen through empty()); never free foreign memory
   c.stats.bytes_in_use -= it->second;
+  if (c.capturing) c.capture_freed.push_back(p);
   c.free_blocks.emplace(it->second, p);
   c.live.erase(it);
+}
+
+// Ends capture bookkeeping: every block released during capture that is still cached is taken back out (marked
+// live, owned by the graph) so that nothing allocated later can alias memory the graph writes on replay.
+std::vector<void*> end_capture(int device) {
+  Cache& c = cache(device);
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.capturing = false;
+  std::vector<void*> held;
+  for (void* p : c.capture_freed) {
+    for (auto it = c.free_blocks.begin(); it != c.free_blocks.end(); ++it) {
+      if (it->second != p) continue;
+      c.live[p] = it->first;
+      c.stats.bytes_in_use += it->first;
+      c.free_blocks.erase(it);
+      held.push_back(p);
+      break;
+    }
+  }
+  c.capture_freed.clear();
+  return held;
 }
 
 }  // namespace
@@ -211,6 +235,52 @@ void upload_async(const Tensor& host_in, PinnedBuffer& pinned, Tensor& dst) {
   std::memcpy(pinned.data(), host.raw(), host.nbytes());
   TABULA_CUDA_CHECK(cudaMemcpyAsync(dst.raw(), pinned.data(), host.nbytes(), cudaMemcpyHostToDevice,
                                     static_cast<cudaStream_t>(stream_for(device))));
+}
+
+Graph::Graph(int device, const std::function<Tensor()>& forward) : device_(device) {
+  cudaStream_t s = static_cast<cudaStream_t>(stream_for(device));
+  TABULA_CUDA_CHECK(cudaSetDevice(device));
+  TABULA_CUDA_CHECK(cudaStreamSynchronize(s));
+  {
+    Cache& c = cache(device);
+    std::lock_guard<std::mutex> lock(c.mu);
+    c.capturing = true;
+    c.capture_freed.clear();
+  }
+  // Relaxed mode: a cache miss may still cudaMalloc (not a stream operation) instead of failing the capture.
+  TABULA_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
+  cudaGraph_t graph = nullptr;
+  try {
+    out_ = forward();
+  } catch (...) {
+    cudaStreamEndCapture(s, &graph);
+    if (graph) cudaGraphDestroy(graph);
+    cudaGetLastError();
+    held_ = end_capture(device);
+    throw;
+  }
+  const cudaError_t e = cudaStreamEndCapture(s, &graph);
+  held_ = end_capture(device);
+  TABULA_CUDA_CHECK(e);
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t ei = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  TABULA_CUDA_CHECK(ei);
+  exec_ = exec;
+  if (!out_.defined() || out_.device() != Device::cuda)
+    op_error("cuda::Graph", "the captured forward must return a cuda tensor");
+}
+
+Graph::~Graph() {
+  if (exec_) {
+    cudaStreamSynchronize(static_cast<cudaStream_t>(stream_for(device_)));  // a replay may still be running
+    cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+  }
+  for (void* p : held_) cache_free(device_, p);
+}
+
+void Graph::replay() {
+  TABULA_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), static_cast<cudaStream_t>(stream_for(device_))));
 }
 
 }  // namespace tabula::cuda

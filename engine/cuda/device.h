@@ -6,6 +6,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <vector>
 #include <string>
 #include <string_view>
 
@@ -67,5 +69,30 @@ class PinnedBuffer {
 };
 // Copies `host` (contiguous f32 CPU) into `pinned`, then queues pinned -> `dst` (same numel, contiguous device).
 void upload_async(const Tensor& host, PinnedBuffer& pinned, Tensor& dst);
+
+// A whole forward captured once as a CUDA graph and replayed per batch (no per-op launch cost, no host work).
+// Usage: run the forward eagerly once first (warm-up: fills the allocator cache and the cuBLASLt/cuDNN algorithm
+// caches), write each batch into the same input tensor (upload_async), then replay() and read output().
+// The forward must only issue device work on the device's stream: no to_host/to_device inside it (they
+// synchronise), and no cuda::interpolate (it uploads tap tables) - resize position embeddings at load time.
+// Memory the captured kernels use stays reserved for the graph's lifetime: blocks freed during capture are
+// taken out of the cache and returned when the Graph dies, so no later allocation can alias them.
+// Tensors the forward reads but does not create (inputs, weights) are captured by address: keep them alive, and
+// at the same address, as long as the Graph (as with torch.cuda.graphs).
+class Graph {
+ public:
+  Graph(int device, const std::function<Tensor()>& forward);
+  ~Graph();
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+  void replay();                                  // queued on the device's stream; synchronize() to wait
+  const Tensor& output() const { return out_; }   // written by every replay
+
+ private:
+  int device_;
+  void* exec_ = nullptr;  // cudaGraphExec_t
+  Tensor out_;
+  std::vector<void*> held_;
+};
 
 }  // namespace tabula::cuda

@@ -375,4 +375,36 @@ TEST(GpuOps, BitwiseDeterministicRunToRun) {
   }
 }
 
+TEST(GpuGraph, ReplayMatchesEagerForEachNewBatch) {
+  REQUIRE_GPU();
+  auto g = rng_for("graph");
+  Tensor w = dev(random_tensor({64, 3, 8, 8}, g)), b = dev(random_tensor({64}, g));
+  Tensor lw = dev(random_tensor({128, 64}, g)), lb = dev(random_tensor({128}, g));
+  Tensor x = cuda::empty({4, 3, 32, 32}, 0);  // the graph's input slot: each batch is uploaded into it
+  auto forward = [&] {
+    Tensor f = cuda::conv2d(x, w, b, {{8, 8}, {0, 0}, {1, 1}, 1}, Activation::relu);   // [4, 64, 4, 4]
+    Tensor t = cuda::contiguous(f.flatten(2).transpose(1, 2));                           // [4, 16, 64]
+    t = cuda::linear(cuda::layer_norm(t, {}, {}), lw, lb, Activation::gelu);            // [4, 16, 128]
+    return cuda::pool(t, Pool::mean, 0);
+  };
+  cuda::PinnedBuffer pinned(x.nbytes());
+  Tensor first = random_tensor(x.shape(), g);
+  cuda::upload_async(first, pinned, x);
+  cuda::to_host(forward());  // warm-up
+  cuda::Graph graph(0, forward);
+  for (int batch = 0; batch < 3; ++batch) {
+    Tensor h = random_tensor(x.shape(), g);
+    cuda::synchronize(0);  // the pinned buffer is free again once the previous copy has run
+    cuda::upload_async(h, pinned, x);
+    const auto before = cuda::allocator_stats(0);
+    graph.replay();
+    cuda::synchronize(0);
+    EXPECT_EQ(cuda::allocator_stats(0).device_mallocs, before.device_mallocs);
+    Tensor replayed = cuda::to_host(graph.output());
+    Tensor eager = cuda::to_host(forward());
+    ASSERT_EQ(replayed.shape(), eager.shape());
+    EXPECT_EQ(std::memcmp(replayed.data<float>(), eager.data<float>(), eager.nbytes()), 0) << "batch " << batch;
+  }
+}
+
 #endif  // TABULA_HAVE_CUDA
