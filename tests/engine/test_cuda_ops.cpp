@@ -265,8 +265,9 @@ TEST(GpuOps, LinearAndMatmulEveryPrecision) {
   for (cuda::Precision p : kAllPrecisions) {
     PrecisionScope ps(p);
     for (int c = 0; c < 8; ++c) {
-      const int64_t M = pick(g, {1, 7, 197, 2 * 257, uni(g, 1, 300)}), K = pick(g, {8, 64, 96, 768, 1024, 8 * uni(g, 1, 100)});
-      const int64_t N = pick(g, {8, 16, 384, 3 * 768, 8 * uni(g, 1, 100)});
+      // sizes keep the double-precision reference under ~0.3 s per case
+      const int64_t M = pick(g, {1, 7, 197, uni(g, 1, 300)}), K = pick(g, {8, 64, 96, 768, 8 * uni(g, 1, 100)});
+      const int64_t N = pick(g, {8, 16, 384, 8 * uni(g, 1, 100)});
       Tensor x = random_tensor({M, K}, g), w = random_tensor({N, K}, g), b = random_tensor({N}, g);
       const Activation act = c % 3 == 0 ? Activation::gelu : Activation::none;
       const bool with_bias = c % 4 != 3;
