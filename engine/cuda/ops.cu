@@ -770,8 +770,36 @@ Tensor interpolate(const Tensor& x_in, const InterpolateOptions& o) {
   return y;
 }
 
+namespace {
+// The 16-bit storage type GEMM operands have in the current precision (f32 for fp32/tf32).
+DType operand_dtype() {
+  return g_precision == Precision::bf16 ? DType::bf16 : g_precision == Precision::fp16 ? DType::f16 : DType::f32;
+}
+
+// A linear weight as the GEMM consumes it: f32 weights are rounded here (per call), weights from convert_weight
+// are used as they are after checking they were converted for the current precision.
+Tensor weight_operand(std::string_view op, const Tensor& w, int dev) {
+  if (!w.defined()) op_error(op, "weight is undefined");
+  const int d = device_of(op, w);
+  if (d != dev) op_error(op, "weight on cuda:" + std::to_string(d) + ", input on cuda:" + std::to_string(dev));
+  if (w.dtype() == DType::f32) return lowered(dense(w, dev), dev, g_precision);
+  if (w.dtype() != operand_dtype())
+    op_error(op, "weight " + w.str() + " was converted for another precision: " + std::string(precision_name(g_precision)) +
+                     " needs " + std::string(dtype_name(operand_dtype())) + " (or f32)");
+  if (!w.is_contiguous() || reinterpret_cast<uintptr_t>(w.raw()) % 256 != 0)
+    op_error(op, "a converted weight must be the contiguous tensor convert_weight returned, got a view " + w.str());
+  return w;
+}
+
+}  // namespace
+
+Tensor convert_weight(const Tensor& w) {
+  const int dev = common_device("cuda::convert_weight", {&w});
+  return lowered(dense(w, dev), dev, g_precision);
+}
+
 Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Activation act) {
-  const int dev = common_device("cuda::linear", {&x_in, &w_in, &b_in});
+  const int dev = common_device("cuda::linear", {&x_in, &b_in});
   if (w_in.dim() != 2 || x_in.dim() < 1 || x_in.size(-1) != w_in.size(1))
     op_error("cuda::linear", "input " + x_in.str() + " does not match weight " + w_in.str());
   const int64_t K = w_in.size(1), N = w_in.size(0), M = K ? x_in.numel() / K : 0;
@@ -780,9 +808,9 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Activa
   os.back() = N;
   Tensor y = empty(os, dev);
   if (M == 0 || N == 0) return y;
-  Tensor x = lowered(dense(x_in, dev), dev, g_precision), w = lowered(dense(w_in, dev), dev, g_precision);
-  Tensor b = b_in.defined() ? dense(b_in, dev) : Tensor();
   if (K == 0) op_error("cuda::linear", "in_features is 0");
+  Tensor x = lowered(dense(x_in, dev), dev, g_precision), w = weight_operand("cuda::linear", w_in, dev);
+  Tensor b = b_in.defined() ? dense(b_in, dev) : Tensor();
   // Row-major Y[M, N] = X[M, K] W[N, K]^T  <=>  column-major Y^T[N, M] = W^T . X^T with W stored K x N (ld K).
   lt_matmul(dev, true, w, K, 0, x, K, 0, fptr_mut(y), N, M, K, 1, b.defined() ? fptr(b) : nullptr);
   if (act != Activation::none) {
@@ -875,12 +903,16 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
   if (y.numel() == 0) return y;
   Dnn& dn = dnn(dev);
   TABULA_CUDNN_CHECK(cudnnSetStream(dn.h, stream(dev)));
-  cudnnTensorDescriptor_t xd = nullptr, yd = nullptr;
+  cudnnTensorDescriptor_t xd = nullptr, yd = nullptr, bd = nullptr;
   cudnnFilterDescriptor_t wd = nullptr;
   cudnnConvolutionDescriptor_t cd = nullptr;
+  cudnnActivationDescriptor_t ad = nullptr;
+  bool fused = false;
   auto cleanup = [&] {
     if (xd) cudnnDestroyTensorDescriptor(xd);
     if (yd) cudnnDestroyTensorDescriptor(yd);
+    if (bd) cudnnDestroyTensorDescriptor(bd);
+    if (ad) cudnnDestroyActivationDescriptor(ad);
     if (wd) cudnnDestroyFilterDescriptor(wd);
     if (cd) cudnnDestroyConvolutionDescriptor(cd);
   };
@@ -931,14 +963,41 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
     }
     Tensor ws = choice.second ? empty({static_cast<int64_t>(choice.second)}, dev, DType::u8) : Tensor();
     const float alpha = 1.f, beta = 0.f;
-    TABULA_CUDNN_CHECK(cudnnConvolutionForward(dn.h, &alpha, xd, x.raw(), wd, w.raw(), cd, choice.first,
-                                               ws.defined() ? ws.raw() : nullptr, choice.second, &beta, yd, y.raw()));
+    // cuDNN's fused form y = act(conv(x) + alpha2 * z + bias) is exactly act(conv + bias + residual) for ReLU or
+    // none; cuDNN runs it with the implicit-precomputed-GEMM algorithm (the only one allowed for identity).
+    fused = (act == Activation::none || act == Activation::relu) && (b_in.defined() || residual.defined()) &&
+            choice.first == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+    if (fused) {
+      Tensor b;
+      if (b_in.defined()) {
+        b = dense(b_in, dev);
+      } else {
+        b = empty({Cout}, dev);
+        TABULA_CUDA_CHECK(cudaMemsetAsync(b.raw(), 0, b.nbytes(), stream(dev)));
+      }
+      Tensor r = residual.defined() ? dense(residual, dev) : Tensor();
+      TABULA_CUDNN_CHECK(cudnnCreateTensorDescriptor(&bd));
+      TABULA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(bd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, I(Cout), 1, 1));
+      TABULA_CUDNN_CHECK(cudnnCreateActivationDescriptor(&ad));
+      TABULA_CUDNN_CHECK(cudnnSetActivationDescriptor(
+          ad, act == Activation::relu ? CUDNN_ACTIVATION_RELU : CUDNN_ACTIVATION_IDENTITY, CUDNN_PROPAGATE_NAN, 0.0));
+      const float alpha2 = r.defined() ? 1.f : 0.f;
+      // Without a residual z is y itself with alpha2 = 0; cuDNN does not promise to skip reading z then, and
+      // 0 * NaN (an uninitialised or poisoned y) would be NaN, so y starts as zeros.
+      if (!r.defined()) TABULA_CUDA_CHECK(cudaMemsetAsync(y.raw(), 0, y.nbytes(), stream(dev)));
+      TABULA_CUDNN_CHECK(cudnnConvolutionBiasActivationForward(
+          dn.h, &alpha, xd, x.raw(), wd, w.raw(), cd, choice.first, ws.defined() ? ws.raw() : nullptr, choice.second,
+          &alpha2, yd, r.defined() ? r.raw() : y.raw(), bd, b.raw(), ad, yd, y.raw()));
+    } else {
+      TABULA_CUDNN_CHECK(cudnnConvolutionForward(dn.h, &alpha, xd, x.raw(), wd, w.raw(), cd, choice.first,
+                                                 ws.defined() ? ws.raw() : nullptr, choice.second, &beta, yd, y.raw()));
+    }
   } catch (...) {
     cleanup();
     throw;
   }
   cleanup();
-  if (b_in.defined() || residual.defined() || act != Activation::none) {
+  if (!fused && (b_in.defined() || residual.defined() || act != Activation::none)) {
     Tensor b = b_in.defined() ? dense(b_in, dev) : Tensor(), r = residual.defined() ? dense(residual, dev) : Tensor();
     epilogue_kernel<<<blocks_for(y.numel()), 256, 0, stream(dev)>>>(fptr_mut(y), y.numel(), b.defined() ? fptr(b) : nullptr,
                                                                     Ho * Wo, Cout, r.defined() ? fptr(r) : nullptr, act);

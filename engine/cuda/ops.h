@@ -43,7 +43,12 @@ Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> kernel, std::array<int
                   std::array<int64_t, 2> padding = {0, 0}, std::array<int64_t, 2> dilation = {1, 1},
                   bool ceil_mode = false);
 Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> output_size);
+// weight: f32 (rounded to the precision on every call) or the tensor convert_weight returned (rounded once).
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {}, Activation act = Activation::none);
+// A linear weight converted once, at load, to the storage type GEMMs use in the current precision: a bf16/fp16
+// copy for bf16/fp16, the f32 tensor itself (made dense) for fp32/tf32. linear() rejects a converted weight
+// when the precision has changed since.
+Tensor convert_weight(const Tensor& weight);
 Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
 Tensor softmax(const Tensor& x, int64_t dim = -1);

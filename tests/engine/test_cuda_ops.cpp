@@ -275,6 +275,16 @@ TEST(GpuOps, LinearAndMatmulEveryPrecision) {
                          ref::linear(rounded(x, p), rounded(w, p), with_bias ? b : Tensor(), act), gemm_tol(p, K),
                          "linear " << cuda::precision_name(p) << " M=" << M << " K=" << K << " N=" << N);
     }
+    // a weight converted once (convert_weight) gives the same bits as rounding it on every call
+    Tensor x = random_tensor({13, 96}, g), w = random_tensor({40, 96}, g), b = random_tensor({40}, g);
+    Tensor wc = cuda::convert_weight(dev(w));
+    EXPECT_EQ(wc.dtype(), p == cuda::Precision::bf16 ? DType::bf16 : p == cuda::Precision::fp16 ? DType::f16 : DType::f32);
+    Tensor once = cuda::to_host(cuda::linear(dev(x), wc, dev(b))), per_call = cuda::to_host(cuda::linear(dev(x), dev(w), dev(b)));
+    EXPECT_EQ(std::memcmp(once.data<float>(), per_call.data<float>(), once.nbytes()), 0) << cuda::precision_name(p);
+    if (p == cuda::Precision::bf16) {
+      PrecisionScope other(cuda::Precision::fp16);
+      EXPECT_THROW(cuda::linear(dev(x), wc, dev(b)), std::invalid_argument);  // converted for another precision
+    }
     // attention-style batched matmul, and a 2-D right operand broadcast over the batch
     Tensor a = random_tensor({2, 3, 197, 64}, g), bt = random_tensor({2, 3, 64, 197}, g), b2 = random_tensor({64, 40}, g);
     EXPECT_GPU_MATCHES(cuda::matmul(dev(a), dev(bt)), ref::matmul(rounded(a, p), rounded(bt, p)), gemm_tol(p, 64),
@@ -307,9 +317,16 @@ TEST(GpuOps, Conv2dEveryPrecision) {
       const Tolerance tol = gemm_tol(p == cuda::Precision::fp32 ? p : cuda::Precision::tf32, K);
       EXPECT_GPU_MATCHES(cuda::conv2d(dev(x), dev(w), dev(b), c.o), y0, tol,
                          "conv2d " << cuda::precision_name(p) << " " << x.str() << " * " << w.str());
-      EXPECT_GPU_MATCHES(cuda::conv2d(dev(x), dev(w), {}, c.o, Activation::relu, dev(res)),
-                         ref::conv2d(x, w, {}, c.o, Activation::relu, res), tol,
-                         "conv2d+residual+relu " << cuda::precision_name(p) << " " << x.str() << " * " << w.str());
+      // with and without bias, residual and activation: the cuDNN-fused path (none/ReLU) and the separate
+      // epilogue kernel (GELU/SiLU) both run
+      for (Activation a : {Activation::relu, Activation::none, Activation::gelu, Activation::silu}) {
+        EXPECT_GPU_MATCHES(cuda::conv2d(dev(x), dev(w), {}, c.o, a, dev(res)), ref::conv2d(x, w, {}, c.o, a, res), tol,
+                           "conv2d+residual act " << static_cast<int>(a) << " " << cuda::precision_name(p) << " " << x.str() << " * " << w.str());
+        EXPECT_GPU_MATCHES(cuda::conv2d(dev(x), dev(w), dev(b), c.o, a, dev(res)), ref::conv2d(x, w, b, c.o, a, res), tol,
+                           "conv2d+bias+residual act " << static_cast<int>(a) << " " << cuda::precision_name(p) << " " << x.str() << " * " << w.str());
+      }
+      EXPECT_GPU_MATCHES(cuda::conv2d(dev(x), dev(w), {}, c.o), ref::conv2d(x, w, {}, c.o), tol,
+                         "conv2d without bias " << cuda::precision_name(p) << " " << x.str() << " * " << w.str());
     }
   }
 }
