@@ -10,6 +10,18 @@
 //         attention inputs rounded the same way, fp32 accumulation and softmax statistics.
 // Activations are stored in f32 between ops in every precision; row ops (LayerNorm, softmax, pooling) always
 // compute their statistics in fp32.
+//
+// Wiring a model forward to the GPU (models are not part of this backend): the signatures equal ops::, so a model
+// written against ops:: runs here by calling cuda::<op> instead when its input is on Device::cuda, with
+//   - weights uploaded once (cuda::to_device), BatchNorm folded first (fold_batch_norm on the CPU), linear weights
+//     passed through cuda::convert_weight after cuda::set_precision, position embeddings resized on the CPU or
+//     with cuda::interpolate at load time;
+//   - host-side tensor work replaced: views (slice/select/transpose/permute/unsqueeze/flatten of a contiguous
+//     tensor) are free on device tensors, but anything that reads data on the host (contiguous(), to_vector(),
+//     data<float>()) must become cuda::contiguous / cuda::to_host;
+//   - taps pooled on the device (cuda::pool) and only the pooled [B, C] features brought back with to_host;
+//   - for throughput, the forward run once eagerly, then captured with cuda::Graph and replayed per batch, each
+//     batch uploaded into the graph's input tensor with upload_async from a PinnedBuffer.
 #pragma once
 #include <optional>
 #include <string_view>
