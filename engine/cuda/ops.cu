@@ -331,44 +331,59 @@ Tensor lowered(const Tensor& x, int dev, Precision p) {
 
 // ---- attention ----
 // Flash-style forward: one warp per query row, keys streamed with an online softmax (running max m, running
-// sum l, output rescaled when m grows), so the Nq x Nk matrix never exists. Lane t owns output dims t, t+32, ...
-// Inputs are rounded to the precision's storage type on load; every sum is fp32.
+// sum l, output rescaled when m grows), so the Nq x Nk matrix never exists. A block holds kFlashRows query rows
+// of one (batch, head) and stages kFlashKeys keys/values at a time in shared memory, so each K/V element is read
+// from global memory once per block instead of once per row. Lane t owns dims t, t+32, ... of its row.
+// Inputs are rounded to the precision's storage type on load; every sum is fp32, in a fixed order.
 constexpr int kMaxHeadDim = 256;
-__global__ void attention_flash_kernel(float* out, const float* q, const float* k, const float* v, int64_t BH,
-                                       int64_t Nq, int64_t Nk, int D, int Dv, float scale, Precision p) {
-  const int64_t row = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) >> 5;
-  const int lane = threadIdx.x & 31;
-  if (row >= BH * Nq) return;  // whole warps exit together (row is per warp)
-  const int64_t bh = row / Nq;
-  const float* qr = q + row * D;
+constexpr int kFlashRows = 8;   // warps per block
+constexpr int kFlashKeys = 16;  // keys per shared-memory tile: 2 x 16 x 256 x 4 B = 32 KiB at most
+__global__ void attention_flash_kernel(float* out, const float* q, const float* k, const float* v, int64_t Nq,
+                                       int64_t Nk, int D, int Dv, float scale, Precision p) {
+  __shared__ float ks[kFlashKeys * kMaxHeadDim];
+  __shared__ float vs[kFlashKeys * kMaxHeadDim];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t chunks = (Nq + kFlashRows - 1) / kFlashRows;
+  const int64_t bh = blockIdx.x / chunks, i = (blockIdx.x % chunks) * kFlashRows + warp;
+  const bool active = i < Nq;  // uniform per warp; inactive warps still help load tiles and meet the barriers
+  const int64_t row = bh * Nq + i;
   float qreg[kMaxHeadDim / 32], acc[kMaxHeadDim / 32];
   const int nd = (D + 31) / 32, nv = (Dv + 31) / 32;
   for (int t = 0; t < nd; ++t) {
     const int d = lane + 32 * t;
-    qreg[t] = d < D ? round_to(qr[d], p) : 0.f;
+    qreg[t] = active && d < D ? round_to(q[row * D + d], p) : 0.f;
   }
   for (int t = 0; t < nv; ++t) acc[t] = 0.f;
   float m = -INFINITY, l = 0.f;
-  for (int64_t j = 0; j < Nk; ++j) {
-    const float* kj = k + (bh * Nk + j) * D;
-    float s = 0.f;
-    for (int t = 0; t < nd; ++t) {
-      const int d = lane + 32 * t;
-      if (d < D) s += qreg[t] * round_to(kj[d], p);
+  for (int64_t j0 = 0; j0 < Nk; j0 += kFlashKeys) {
+    const int nt = static_cast<int>(Nk - j0 < kFlashKeys ? Nk - j0 : kFlashKeys);
+    __syncthreads();  // every warp is done with the previous tile
+    const float* kt = k + (bh * Nk + j0) * D;
+    const float* vt = v + (bh * Nk + j0) * Dv;
+    for (int idx = threadIdx.x; idx < nt * D; idx += blockDim.x) ks[idx] = round_to(kt[idx], p);
+    for (int idx = threadIdx.x; idx < nt * Dv; idx += blockDim.x) vs[idx] = round_to(vt[idx], p);
+    __syncthreads();
+    if (!active) continue;
+    for (int jj = 0; jj < nt; ++jj) {
+      float s = 0.f;
+      for (int t = 0; t < nd; ++t) {
+        const int d = lane + 32 * t;
+        if (d < D) s += qreg[t] * ks[jj * D + d];
+      }
+      for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+      s *= scale;
+      const float m_new = fmaxf(m, s);
+      const float corr = expf(m - m_new);  // 0 on the first key (m = -inf)
+      const float e = expf(s - m_new);
+      l = l * corr + e;
+      for (int t = 0; t < nv; ++t) {
+        const int d = lane + 32 * t;
+        acc[t] = acc[t] * corr + (d < Dv ? e * vs[jj * Dv + d] : 0.f);
+      }
+      m = m_new;
     }
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    s *= scale;
-    const float m_new = fmaxf(m, s);
-    const float corr = expf(m - m_new);  // 0 on the first key (m = -inf)
-    const float e = expf(s - m_new);
-    l = l * corr + e;
-    const float* vj = v + (bh * Nk + j) * Dv;
-    for (int t = 0; t < nv; ++t) {
-      const int d = lane + 32 * t;
-      acc[t] = acc[t] * corr + (d < Dv ? e * round_to(vj[d], p) : 0.f);
-    }
-    m = m_new;
   }
+  if (!active) return;
   for (int t = 0; t < nv; ++t) {
     const int d = lane + 32 * t;
     if (d < Dv) out[row * Dv + d] = acc[t] / l;
@@ -877,9 +892,10 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
     if (attn_probs) *attn_probs = probs;
     return out;
   }
-  attention_flash_kernel<<<blocks_for(rows * 32, 256), 256, 0, stream(dev)>>>(
-      fptr_mut(out), fptr(q), fptr(k), fptr(v), B * H, Nq, Nk, static_cast<int>(D), static_cast<int>(Dv), scale,
-      g_precision);
+  const int64_t blocks = B * H * ((Nq + kFlashRows - 1) / kFlashRows);
+  if (blocks > 0x7fffffff) op_error(op, "too many query rows for one launch: " + q_in.str());
+  attention_flash_kernel<<<static_cast<unsigned>(blocks), kFlashRows * 32, 0, stream(dev)>>>(
+      fptr_mut(out), fptr(q), fptr(k), fptr(v), Nq, Nk, static_cast<int>(D), static_cast<int>(Dv), scale, g_precision);
   LAUNCH_CHECK();
   return out;
 }
