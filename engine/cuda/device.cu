@@ -14,21 +14,6 @@
 
 namespace tabula::cuda {
 
-int parse_device(std::string_view text) {
-  if (text == "cpu") return -1;
-  if (text == "cuda") return 0;
-  if (text.substr(0, 5) == "cuda:" && text.size() > 5 && text.size() < 9) {
-    int n = 0;
-    for (char c : text.substr(5)) {
-      if (c < '0' || c > '9') n = -1;
-      if (n < 0) break;
-      n = n * 10 + (c - '0');
-    }
-    if (n >= 0) return n;
-  }
-  throw std::invalid_argument("--device: expected cpu, cuda or cuda:N, got '" + std::string(text) + "'");
-}
-
 namespace {
 
 constexpr int kMaxDevices = 64;

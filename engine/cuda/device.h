@@ -11,12 +11,12 @@
 #include <string>
 #include <string_view>
 
+#include "engine/cuda/device_name.h"
 #include "engine/tensor.h"
 
 namespace tabula::cuda {
 
-// "cpu" -> -1, "cuda" -> 0, "cuda:N" -> N. Throws std::invalid_argument naming the text otherwise.
-int parse_device(std::string_view text);
+// parse_device("cpu" | "cuda" | "cuda:N") lives in device_name.h (header-only, usable without the backend).
 
 // The stream every tabula::cuda op on `device` is issued on (created on first use; cudaStream_t as void*).
 // One stream per device keeps execution order = issue order, which is what makes block reuse in the cache safe

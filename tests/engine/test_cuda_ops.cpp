@@ -19,6 +19,21 @@
 #include "engine/system.h"
 #include "engine/validate.h"
 
+#include "engine/cuda/device_name.h"
+
+// Needs no device and no CUDA build: `--device` is parsed the same way everywhere.
+TEST(CudaDevice, ParsesDeviceNames) {
+  using tabula::cuda::parse_device;
+  EXPECT_EQ(parse_device("cpu"), -1);
+  EXPECT_EQ(parse_device("cuda"), 0);
+  EXPECT_EQ(parse_device("cuda:0"), 0);
+  EXPECT_EQ(parse_device("cuda:3"), 3);
+  EXPECT_EQ(parse_device("cuda:12"), 12);
+  EXPECT_EQ(parse_device("cuda:999"), 999);
+  for (const char* bad : {"", "gpu", "cuda:", "cuda:x", "cuda:-1", "cuda:1a", "CUDA:0", "cuda:1000", "cuda:123456", " cuda"})
+    EXPECT_THROW(parse_device(bad), std::invalid_argument) << bad;
+}
+
 #if TABULA_HAVE_CUDA
 #include "engine/cuda/ops.h"
 
@@ -83,16 +98,6 @@ Tolerance gemm_tol(cuda::Precision p, int64_t K) {
 }
 
 }  // namespace
-
-TEST(CudaDevice, ParsesDeviceNames) {
-  EXPECT_EQ(cuda::parse_device("cpu"), -1);
-  EXPECT_EQ(cuda::parse_device("cuda"), 0);
-  EXPECT_EQ(cuda::parse_device("cuda:0"), 0);
-  EXPECT_EQ(cuda::parse_device("cuda:3"), 3);
-  EXPECT_EQ(cuda::parse_device("cuda:12"), 12);
-  for (const char* bad : {"", "gpu", "cuda:", "cuda:x", "cuda:-1", "cuda:1a", "CUDA:0", "cuda:123456"})
-    EXPECT_THROW(cuda::parse_device(bad), std::invalid_argument) << bad;
-}
 
 TEST(CudaDevice, PrecisionNamesRoundTrip) {
   for (cuda::Precision p : kAllPrecisions) EXPECT_EQ(cuda::precision_from_name(cuda::precision_name(p)), p);
