@@ -401,6 +401,95 @@ TEST(GpuOps, BitwiseDeterministicRunToRun) {
   }
 }
 
+// Whole blocks assembled from the ops, written once for both backends (the namespace is the only difference),
+// compared by cosine similarity of the pooled features (>= 0.9999 in every precision) and elementwise in fp32.
+namespace {
+double cosine(const Tensor& a, const Tensor& b) {
+  const auto x = a.to_vector(), y = b.to_vector();
+  double xy = 0, xx = 0, yy = 0;
+  for (size_t i = 0; i < x.size(); ++i) xy += double(x[i]) * y[i], xx += double(x[i]) * x[i], yy += double(y[i]) * y[i];
+  return xy / std::sqrt(xx * yy);
+}
+
+struct VitBlockWeights {
+  Tensor ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ls1, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, ls2;
+};
+
+// timm's ViT Block (DINOv2 flavour with LayerScale): x + ls1 * attn(norm1(x)); x + ls2 * mlp(norm2(x)).
+#define TABULA_VIT_BLOCK(NS, CONTIG)                                                                          \
+  [](const Tensor& xb, const VitBlockWeights& wb, int64_t heads) {                                                 \
+    const int64_t nb = xb.size(0), nt = xb.size(1), nc = xb.size(2);                                                \
+    Tensor h = NS::layer_norm(xb, wb.ln1_w, wb.ln1_b, 1e-6);                                                    \
+    Tensor qkv = NS::linear(h, wb.qkv_w, wb.qkv_b).view({nb, nt, 3, heads, nc / heads}).permute({2, 0, 3, 1, 4});         \
+    Tensor q = CONTIG(qkv.select(0, 0)), k = CONTIG(qkv.select(0, 1)), v = CONTIG(qkv.select(0, 2));          \
+    Tensor a = CONTIG(NS::scaled_dot_product_attention(q, k, v).transpose(1, 2)).view({nb, nt, nc});             \
+    Tensor y = NS::add(xb, NS::layer_scale(NS::linear(a, wb.proj_w, wb.proj_b), wb.ls1));                         \
+    Tensor m = NS::linear(NS::linear(NS::layer_norm(y, wb.ln2_w, wb.ln2_b, 1e-6), wb.fc1_w, wb.fc1_b, Activation::gelu), \
+                          wb.fc2_w, wb.fc2_b);                                                                  \
+    return NS::pool(NS::add(y, NS::layer_scale(m, wb.ls2)), Pool::cls_mean, 1);                               \
+  }
+
+Tensor host_contig(const Tensor& t) { return t.contiguous(); }
+}  // namespace
+
+TEST(GpuModels, VitBlockMatchesReferenceEveryPrecision) {
+  REQUIRE_GPU();
+  auto g = rng_for("vit_block");
+  const int64_t B = 2, N = 197, C = 192, H = 3;  // ViT-Ti/16 width: 1 CLS + 196 patch tokens
+  auto lin = [&](int64_t o, int64_t i) { return random_tensor({o, i}, g, 1.f / std::sqrt(float(i))); };
+  VitBlockWeights w{validate::uniform_tensor({C}, g, 0.5f, 1.5f), random_tensor({C}, g, 0.1f), lin(3 * C, C),
+                    random_tensor({3 * C}, g, 0.1f), lin(C, C), random_tensor({C}, g, 0.1f), random_tensor({C}, g, 0.5f),
+                    validate::uniform_tensor({C}, g, 0.5f, 1.5f), random_tensor({C}, g, 0.1f), lin(4 * C, C),
+                    random_tensor({4 * C}, g, 0.1f), lin(C, 4 * C), random_tensor({C}, g, 0.1f), random_tensor({C}, g, 0.5f)};
+  Tensor x = random_tensor({B, N, C}, g);
+  auto ref_block = TABULA_VIT_BLOCK(ref, host_contig);
+  auto gpu_block = TABULA_VIT_BLOCK(cuda, cuda::contiguous);
+  const Tensor want = ref_block(x, w, H);
+  VitBlockWeights wd;
+  Tensor* src[] = {&w.ln1_w, &w.ln1_b, &w.qkv_w, &w.qkv_b, &w.proj_w, &w.proj_b, &w.ls1, &w.ln2_w, &w.ln2_b, &w.fc1_w, &w.fc1_b, &w.fc2_w, &w.fc2_b, &w.ls2};
+  Tensor* dst[] = {&wd.ln1_w, &wd.ln1_b, &wd.qkv_w, &wd.qkv_b, &wd.proj_w, &wd.proj_b, &wd.ls1, &wd.ln2_w, &wd.ln2_b, &wd.fc1_w, &wd.fc1_b, &wd.fc2_w, &wd.fc2_b, &wd.ls2};
+  for (size_t i = 0; i < std::size(src); ++i) *dst[i] = dev(*src[i]);
+  for (cuda::Precision p : kAllPrecisions) {
+    PrecisionScope ps(p);
+    const Tensor got = cuda::to_host(gpu_block(dev(x), wd, H));
+    ASSERT_EQ(got.shape(), want.shape());
+    EXPECT_GE(cosine(got, want), 0.9999) << "ViT block pooled features, " << cuda::precision_name(p);
+    if (p == cuda::Precision::fp32) {
+      auto r = validate::compare(got, want, Tolerance{1e-4, 1e-3});
+      EXPECT_TRUE(r.ok) << "ViT block fp32: " << r.message;
+    }
+  }
+}
+
+TEST(GpuModels, ResNetBottleneckMatchesReferenceEveryPrecision) {
+  REQUIRE_GPU();
+  auto g = rng_for("bottleneck");
+  // torchvision Bottleneck (BN folded into the convs), after the stem's max-pool, then global average pooling
+  Tensor x = random_tensor({2, 64, 29, 29}, g);
+  auto conv_w = [&](int64_t o, int64_t i, int64_t k) { return random_tensor({o, i, k, k}, g, 1.f / std::sqrt(float(i * k * k))); };
+  Tensor w1 = conv_w(32, 64, 1), b1 = random_tensor({32}, g, 0.1f), w2 = conv_w(32, 32, 3), b2 = random_tensor({32}, g, 0.1f);
+  Tensor w3 = conv_w(64, 32, 1), b3 = random_tensor({64}, g, 0.1f);
+  const Conv2dOptions pad1{{1, 1}, {1, 1}, {1, 1}, 1};
+  auto ref_block = [&] {
+    Tensor s = ref::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
+    Tensor h = ref::conv2d(ref::conv2d(s, w1, b1, {}, Activation::relu), w2, b2, pad1, Activation::relu);
+    return ref::pool(ref::conv2d(h, w3, b3, {}, Activation::relu, s), Pool::avg);
+  };
+  const Tensor want = ref_block();
+  Tensor xd = dev(x), w1d = dev(w1), b1d = dev(b1), w2d = dev(w2), b2d = dev(b2), w3d = dev(w3), b3d = dev(b3);
+  for (cuda::Precision p : kAllPrecisions) {
+    PrecisionScope ps(p);
+    Tensor s = cuda::max_pool2d(xd, {3, 3}, {2, 2}, {1, 1});
+    Tensor h = cuda::conv2d(cuda::conv2d(s, w1d, b1d, {}, Activation::relu), w2d, b2d, pad1, Activation::relu);
+    const Tensor got = cuda::to_host(cuda::pool(cuda::conv2d(h, w3d, b3d, {}, Activation::relu, s), Pool::avg));
+    EXPECT_GE(cosine(got, want), 0.9999) << "bottleneck pooled features, " << cuda::precision_name(p);
+    if (p == cuda::Precision::fp32) {
+      auto r = validate::compare(got, want, Tolerance{1e-4, 1e-3});
+      EXPECT_TRUE(r.ok) << "bottleneck fp32: " << r.message;
+    }
+  }
+}
+
 TEST(GpuGraph, ReplayMatchesEagerForEachNewBatch) {
   REQUIRE_GPU();
   auto g = rng_for("graph");
