@@ -910,6 +910,10 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
   if (g < 1 || C % g || Cout % g || w_in.size(1) != C / g)
     op_error(op, "weight " + w_in.str() + " does not match input " + x_in.str() + " with groups=" + std::to_string(g));
   if (b_in.defined() && b_in.numel() != Cout) op_error(op, "bias must have " + std::to_string(Cout) + " elements, got " + b_in.str());
+  for (int a = 0; a < 2; ++a)
+    if (o.stride[a] < 1 || o.dilation[a] < 1 || o.padding[a] < 0)
+      op_error(op, "stride and dilation must be >= 1 and padding >= 0, got stride " + std::to_string(o.stride[a]) +
+                       ", dilation " + std::to_string(o.dilation[a]) + ", padding " + std::to_string(o.padding[a]));
   const int64_t Ho = pooling_output_size(H, kh, o.padding[0], o.stride[0], o.dilation[0], false);
   const int64_t Wo = pooling_output_size(W, kw, o.padding[1], o.stride[1], o.dilation[1], false);
   if (Ho <= 0 || Wo <= 0) op_error(op, "empty output for input " + x_in.str() + " and kernel " + w_in.str());

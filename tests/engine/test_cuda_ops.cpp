@@ -490,6 +490,45 @@ TEST(GpuModels, ResNetBottleneckMatchesReferenceEveryPrecision) {
   }
 }
 
+TEST(GpuOps, NanPropagatesAsInTorch) {
+  REQUIRE_GPU();
+  auto g = rng_for("nan");
+  Tensor x = random_tensor({1, 2, 6, 6}, g);
+  x.at_f32({0, 1, 2, 3}) = std::nanf("");
+  EXPECT_GPU_MATCHES(cuda::max_pool2d(dev(x), {3, 3}, {2, 2}, {1, 1}), ref::max_pool2d(x, {3, 3}, {2, 2}, {1, 1}), Tolerance{}, "max_pool2d NaN");
+  EXPECT_GPU_MATCHES(cuda::relu(dev(x)), ref::relu(x), Tolerance{}, "relu NaN");
+  EXPECT_GPU_MATCHES(cuda::pool(dev(x), Pool::max), ref::pool(x, Pool::max), Tolerance{}, "pool max NaN");
+  EXPECT_GPU_MATCHES(cuda::pool(dev(x), Pool::avg), ref::pool(x, Pool::avg), Tolerance{}, "pool avg NaN");
+}
+
+TEST(GpuOps, BadShapesThrowNamingTheOp) {
+  REQUIRE_GPU();
+  auto g = rng_for("errors");
+  auto d = [&](Shape s) { return dev(random_tensor(s, g)); };
+  auto expect_error = [](const std::function<void()>& f, const std::string& op) {
+    try {
+      f();
+      ADD_FAILURE() << op << ": no error";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(op), std::string::npos) << e.what();
+    }
+  };
+  expect_error([&] { cuda::linear(d({3, 8}), d({4, 9})); }, "cuda::linear");
+  expect_error([&] { cuda::linear(d({3, 8}), d({4, 8}), d({5})); }, "cuda::linear");
+  expect_error([&] { cuda::matmul(d({2, 3, 4}), d({2, 5, 6})); }, "cuda::matmul");
+  expect_error([&] { cuda::conv2d(d({1, 6, 8, 8}), d({4, 4, 3, 3}), {}, {{1, 1}, {0, 0}, {1, 1}, 2}); }, "cuda::conv2d");
+  expect_error([&] { cuda::conv2d(d({1, 3, 2, 2}), d({4, 3, 3, 3}), {}); }, "cuda::conv2d");
+  expect_error([&] { cuda::conv2d(d({1, 3, 8, 8}), d({4, 3, 3, 3}), {}, {{0, 1}, {0, 0}, {1, 1}, 1}); }, "cuda::conv2d");
+  expect_error([&] { cuda::scaled_dot_product_attention(d({1, 2, 5, 64}), d({1, 2, 6, 64}), d({1, 2, 5, 64})); }, "cuda::scaled_dot_product_attention");
+  expect_error([&] { cuda::scaled_dot_product_attention(d({1, 1, 2, 300}), d({1, 1, 2, 300}), d({1, 1, 2, 300})); }, "cuda::scaled_dot_product_attention");
+  expect_error([&] { cuda::layer_norm(d({2, 8}), d({7}), {}); }, "cuda::layer_norm");
+  expect_error([&] { cuda::swiglu(d({2, 7})); }, "cuda::swiglu");
+  expect_error([&] { cuda::layer_scale(d({2, 8}), d({4})); }, "cuda::layer_scale");
+  expect_error([&] { cuda::pool(d({2, 3}), Pool::avg); }, "cuda::pool");
+  expect_error([&] { cuda::max_pool2d(d({1, 1, 2, 2}), {5, 5}, {1, 1}); }, "cuda::max_pool2d");
+  expect_error([&] { cuda::cat({}, 0); }, "cuda::cat");
+}
+
 TEST(GpuGraph, ReplayMatchesEagerForEachNewBatch) {
   REQUIRE_GPU();
   auto g = rng_for("graph");
