@@ -2,6 +2,7 @@
 // the same inputs with the same messages.
 #pragma once
 #include <array>
+#include <optional>
 #include <string_view>
 #include <tuple>
 #include <vector>
@@ -42,5 +43,13 @@ SdpaShapes sdpa_shapes(std::string_view op, const Tensor& q, const Tensor& k, co
 
 Shape cat_shape(std::string_view op, const std::vector<Tensor>& xs, int64_t dim);
 std::pair<int64_t, int64_t> interpolate_size(std::string_view op, int64_t H, int64_t W, const InterpolateOptions& o);
+
+// One axis of ref::interpolate's separable resampling: out[i] = sum_t weight[i][t] * in[index[i][t]]. Exposed so
+// other backends (CUDA) resample with exactly the reference's taps.
+struct InterpTaps {
+  std::vector<std::vector<int64_t>> index;
+  std::vector<std::vector<double>> weight;
+};
+InterpTaps interpolate_taps(int64_t in, int64_t out, std::optional<double> scale_factor, const InterpolateOptions& o);
 
 }  // namespace tabula::detail

@@ -498,3 +498,10 @@ Tensor pool(const Tensor& x_in, Pool p, int64_t num_prefix) {
 }
 
 }  // namespace tabula::ref
+
+namespace tabula::detail {
+InterpTaps interpolate_taps(int64_t in, int64_t out, std::optional<double> scale_factor, const InterpolateOptions& o) {
+  ref::Taps t = ref::axis_taps(in, out, scale_factor, o);
+  return {std::move(t.index), std::move(t.weight)};
+}
+}  // namespace tabula::detail

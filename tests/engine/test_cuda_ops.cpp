@@ -1,0 +1,564 @@
+// The CUDA backend against the CPU reference: every tabula::cuda op vs tabula::ref::<op> of the same name on fresh
+// random inputs (engine/validate.h: per-run seed, NaN-poisoned outputs, worst-element report), at several shapes
+// including the odd sizes models meet. Suites named Gpu* carry the ctest label `gpu` and skip without a device;
+// CudaDevice* tests need no device (argument parsing) and run everywhere the backend is built.
+//
+// Tolerances by precision. fp32 ops: ~1e-5. bf16/fp16 GEMMs and attention round their inputs to 16 bits and
+// accumulate in fp32, so they are compared with the reference run on the same rounded inputs (only the
+// summation order differs: a tight tolerance that still catches layout or epilogue bugs). tf32 (and cuDNN's
+// tensor-op math used for conv in the 16-bit precisions) rounds inside the hardware: compared with a tolerance
+// that grows with sqrt(K), the size of the rounding noise of a K-long dot product.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <random>
+
+#include "engine/ops.h"
+#include "engine/system.h"
+#include "engine/validate.h"
+
+#include "engine/cuda/device_name.h"
+
+// Needs no device and no CUDA build: `--device` is parsed the same way everywhere.
+TEST(CudaDevice, ParsesDeviceNames) {
+  using tabula::cuda::parse_device;
+  EXPECT_EQ(parse_device("cpu"), -1);
+  EXPECT_EQ(parse_device("cuda"), 0);
+  EXPECT_EQ(parse_device("cuda:0"), 0);
+  EXPECT_EQ(parse_device("cuda:3"), 3);
+  EXPECT_EQ(parse_device("cuda:12"), 12);
+  EXPECT_EQ(parse_device("cuda:999"), 999);
+  for (const char* bad : {"", "gpu", "cuda:", "cuda:x", "cuda:-1", "cuda:1a", "CUDA:0", "cuda:1000", "cuda:123456", " cuda"})
+    EXPECT_THROW(parse_device(bad), std::invalid_argument) << bad;
+}
+
+#if TABULA_HAVE_CUDA
+#include "engine/cuda/ops.h"
+
+using namespace tabula;
+using validate::random_tensor;
+using validate::Tolerance;
+
+namespace {
+
+std::mt19937_64 rng_for(const char* op) {
+  std::seed_seq seq{validate::run_seed(), static_cast<uint64_t>(std::hash<std::string>{}(op))};
+  return std::mt19937_64(seq);
+}
+int64_t pick(std::mt19937_64& g, std::initializer_list<int64_t> v) {
+  return *(v.begin() + std::uniform_int_distribution<size_t>(0, v.size() - 1)(g));
+}
+int64_t uni(std::mt19937_64& g, int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(g); }
+
+#define REQUIRE_GPU()                                                          \
+  do {                                                                         \
+    if (cuda_devices().empty()) GTEST_SKIP() << "no CUDA device on this machine"; \
+  } while (0)
+
+// Sets the process precision for one scope (tests must not leak it into each other).
+struct PrecisionScope {
+  explicit PrecisionScope(cuda::Precision p) : saved(cuda::precision()) { cuda::set_precision(p); }
+  ~PrecisionScope() { cuda::set_precision(saved); }
+  cuda::Precision saved;
+};
+
+Tensor dev(const Tensor& h) { return cuda::to_device(h, 0); }
+
+// Runs the device op (outputs poisoned), brings the result back and compares with the reference.
+#define EXPECT_GPU_MATCHES(gpu_expr, ref_expr, tol, what)                                                      \
+  do {                                                                                                       \
+    auto r_ = validate::check([&] { return cuda::to_host(gpu_expr); }, [&] { return ref_expr; }, tol);       \
+    EXPECT_TRUE(r_.ok) << what << ": " << r_.message << " (seed " << validate::run_seed()                   \
+                       << "; replay with TABULA_TEST_SEED)";                                                 \
+  } while (0)
+
+// The 16-bit rounding the device applies to GEMM/attention operands, done on the host (torch rounding).
+Tensor rounded(const Tensor& x, cuda::Precision p) {
+  if (p == cuda::Precision::bf16) return x.to(DType::bf16).to(DType::f32);
+  if (p == cuda::Precision::fp16) return x.to(DType::f16).to(DType::f32);
+  return x;
+}
+
+const cuda::Precision kAllPrecisions[] = {cuda::Precision::fp32, cuda::Precision::tf32, cuda::Precision::bf16,
+                                          cuda::Precision::fp16};
+
+// Tolerance of a K-long product in precision p, inputs in [-1, 1] (see the header comment).
+Tolerance gemm_tol(cuda::Precision p, int64_t K) {
+  const double rk = std::sqrt(static_cast<double>(std::max<int64_t>(K, 1)));
+  switch (p) {
+    // fp32 summation noise of K terms whose partial sums reach ~sqrt(K)/3: ~6e-8 sqrt(K) x sqrt(K)/3 per
+    // element; 1e-5 sqrt(K) leaves room for the worst of ~1e5 elements and is still ~3e-5 of the output scale.
+    case cuda::Precision::fp32: return {1e-5 * rk, 1e-4};
+    // tf32 keeps 10 mantissa bits (rounding or truncating, unspecified): ~1e-3 per product, random signs.
+    case cuda::Precision::tf32: return {4e-3 * rk, 2e-3};
+    default: return {1e-5 * rk, 1e-4};  // 16-bit products are exact in fp32: only the summation order differs
+  }
+}
+
+}  // namespace
+
+TEST(CudaDevice, PrecisionNamesRoundTrip) {
+  for (cuda::Precision p : kAllPrecisions) EXPECT_EQ(cuda::precision_from_name(cuda::precision_name(p)), p);
+  EXPECT_FALSE(cuda::precision_from_name("fp8").has_value());
+}
+
+TEST(GpuDevice, CopiesRoundTripAndRejectHostTensorsInOps) {
+  REQUIRE_GPU();
+  auto g = rng_for("copies");
+  Tensor h = random_tensor({3, 5, 7}, g);
+  Tensor back = cuda::to_host(dev(h));
+  ASSERT_EQ(back.shape(), h.shape());
+  EXPECT_EQ(std::memcmp(back.data<float>(), h.data<float>(), h.nbytes()), 0);
+  // a strided host view is uploaded in logical order
+  Tensor t = h.transpose(0, 2);
+  EXPECT_EQ(cuda::to_host(dev(t)).to_vector(), t.to_vector());
+  EXPECT_THROW(cuda::relu(h), std::invalid_argument);                  // a cpu tensor given to a cuda op
+  EXPECT_THROW(cuda::to_host(dev(h).transpose(0, 1)), std::invalid_argument);  // non-contiguous download
+}
+
+TEST(GpuDevice, PinnedUploadMatches) {
+  REQUIRE_GPU();
+  auto g = rng_for("pinned");
+  Tensor h = random_tensor({4, 3, 9, 9}, g);
+  cuda::PinnedBuffer pinned(h.nbytes());
+  Tensor d = cuda::empty(h.shape(), 0);
+  cuda::upload_async(h, pinned, d);
+  EXPECT_EQ(cuda::to_host(d).to_vector(), h.to_vector());
+}
+
+TEST(GpuDevice, CachingAllocatorServesAWarmForwardWithoutMalloc) {
+  REQUIRE_GPU();
+  auto g = rng_for("allocator");
+  Tensor x = dev(random_tensor({2, 197, 96}, g)), w = dev(random_tensor({384, 96}, g)), b = dev(random_tensor({384}, g));
+  auto step = [&] { return cuda::pool(cuda::layer_norm(cuda::linear(x, w, b, Activation::gelu), {}, {}), Pool::avg, 1); };
+  cuda::to_host(step());  // warm-up: fills the cache and the cuBLASLt algorithm cache
+  const auto before = cuda::allocator_stats(0);
+  for (int i = 0; i < 3; ++i) cuda::to_host(step());
+  const auto after = cuda::allocator_stats(0);
+  EXPECT_EQ(after.device_mallocs, before.device_mallocs);
+  EXPECT_GT(after.cache_hits, before.cache_hits);
+}
+
+TEST(GpuOps, Activations) {
+  REQUIRE_GPU();
+  auto g = rng_for("activations");
+  for (Shape s : {Shape{1}, Shape{7, 13}, Shape{2, 197, 768}, Shape{3, 5, 9, 11}}) {
+    Tensor x = random_tensor(s, g, 6.f);
+    Tensor xd = dev(x);
+    for (Activation a : {Activation::relu, Activation::gelu, Activation::gelu_tanh, Activation::silu})
+      EXPECT_GPU_MATCHES(cuda::activation(xd, a), ref::activation(x, a), Tolerance{}, "activation " << static_cast<int>(a) << " " << x.str());
+    EXPECT_GPU_MATCHES(cuda::gelu(xd), ref::gelu(x), Tolerance{}, "gelu " << x.str());
+    EXPECT_GPU_MATCHES(cuda::silu(xd), ref::silu(x), Tolerance{}, "silu " << x.str());
+    EXPECT_GPU_MATCHES(cuda::relu(xd), ref::relu(x), Tolerance{}, "relu " << x.str());
+  }
+  Tensor sw = random_tensor({3, 7, 2 * 37}, g, 4.f);
+  EXPECT_GPU_MATCHES(cuda::swiglu(dev(sw)), ref::swiglu(sw), Tolerance{}, "swiglu");
+}
+
+TEST(GpuOps, BroadcastingElementwise) {
+  REQUIRE_GPU();
+  auto g = rng_for("elementwise");
+  const std::pair<Shape, Shape> cases[] = {{{2, 3, 5}, {5}}, {{4, 1, 7}, {1, 6, 1}}, {{1}, {9, 2}},
+                                           {{2, 197, 768}, {2, 197, 768}}, {{3, 64, 7, 7}, {64, 1, 1}}};
+  for (const auto& [sa, sb] : cases) {
+    Tensor a = random_tensor(sa, g), b = random_tensor(sb, g);
+    EXPECT_GPU_MATCHES(cuda::add(dev(a), dev(b)), ref::add(a, b), Tolerance{}, "add " << a.str() << " " << b.str());
+    EXPECT_GPU_MATCHES(cuda::mul(dev(a), dev(b)), ref::mul(a, b), Tolerance{}, "mul " << a.str() << " " << b.str());
+  }
+  Tensor a = random_tensor({5, 8, 3}, g);
+  Tensor at = a.transpose(0, 2);  // strided operands take the general index path
+  Tensor bt = random_tensor({3, 8, 5}, g);
+  EXPECT_GPU_MATCHES(cuda::add(dev(a).transpose(0, 2), dev(bt)), ref::add(at, bt), Tolerance{}, "add of a strided view");
+  EXPECT_GPU_MATCHES(cuda::mul(dev(a), -2.5f), ref::mul(a, -2.5f), Tolerance{}, "mul scalar");
+  Tensor x = random_tensor({2, 11, 96}, g), gamma = random_tensor({96}, g);
+  EXPECT_GPU_MATCHES(cuda::layer_scale(dev(x), dev(gamma)), ref::layer_scale(x, gamma), Tolerance{}, "layer_scale");
+  EXPECT_THROW(cuda::add(dev(random_tensor({2, 3}, g)), dev(random_tensor({4}, g))), std::invalid_argument);
+}
+
+TEST(GpuOps, LayerNormSoftmaxBatchNorm) {
+  REQUIRE_GPU();
+  auto g = rng_for("rows");
+  for (int64_t C : {1, 7, 96, 384, 768, 1024, 1025}) {
+    Tensor x = random_tensor({3, uni(g, 1, 40), C}, g, 3.f);
+    x = ref::add(x, Tensor::full({1}, 0.75f));  // a non-zero mean, as real activations have
+    Tensor w = random_tensor({C}, g), b = random_tensor({C}, g);
+    EXPECT_GPU_MATCHES(cuda::layer_norm(dev(x), dev(w), dev(b), 1e-6), ref::layer_norm(x, w, b, 1e-6),
+                       (Tolerance{2e-5, 1e-4}), "layer_norm C=" << C);
+    EXPECT_GPU_MATCHES(cuda::layer_norm(dev(x), {}, {}), ref::layer_norm(x, {}, {}), (Tolerance{2e-5, 1e-4}), "layer_norm no affine C=" << C);
+    EXPECT_GPU_MATCHES(cuda::softmax(dev(x), -1), ref::softmax(x, -1), (Tolerance{1e-6, 1e-4}), "softmax C=" << C);
+    EXPECT_GPU_MATCHES(cuda::softmax(dev(x), 1), ref::softmax(x, 1), (Tolerance{1e-6, 1e-4}), "softmax dim 1 C=" << C);
+  }
+  Tensor s = random_tensor({2, 12, 1370}, g, 8.f);
+  EXPECT_GPU_MATCHES(cuda::softmax(dev(s)), ref::softmax(s), (Tolerance{1e-6, 1e-4}), "softmax 1370");
+  Tensor x = random_tensor({2, 13, 5, 7}, g);
+  Tensor w = random_tensor({13}, g), b = random_tensor({13}, g), m = random_tensor({13}, g);
+  Tensor v = validate::uniform_tensor({13}, g, 0.1f, 2.f);
+  EXPECT_GPU_MATCHES(cuda::batch_norm(dev(x), dev(w), dev(b), dev(m), dev(v)), ref::batch_norm(x, w, b, m, v),
+                     Tolerance{}, "batch_norm");
+}
+
+TEST(GpuOps, PoolingAllModes) {
+  REQUIRE_GPU();
+  auto g = rng_for("pool");
+  for (Pool p : {Pool::avg, Pool::cls, Pool::mean, Pool::cls_mean, Pool::max, Pool::gem}) {
+    for (int64_t prefix : {1, 5}) {
+      Tensor t = random_tensor({3, pick(g, {197, 257, 261, 50}), pick(g, {7, 96, 384})}, g);
+      EXPECT_GPU_MATCHES(cuda::pool(dev(t), p, prefix), ref::pool(t, p, prefix), (Tolerance{1e-5, 1e-4}),
+                         "pool " << pool_name(p) << " prefix " << prefix << " " << t.str());
+    }
+    if (p == Pool::avg || p == Pool::max || p == Pool::gem) {
+      Tensor f = random_tensor({2, 33, 7, 7}, g);
+      EXPECT_GPU_MATCHES(cuda::pool(dev(f), p), ref::pool(f, p), (Tolerance{1e-5, 1e-4}), "pool map " << pool_name(p));
+    }
+  }
+  Tensor t = random_tensor({2, 10, 8}, g);
+  EXPECT_GPU_MATCHES(cuda::pool(dev(t), Pool::avg, 0), ref::pool(t, Pool::avg, 0), Tolerance{}, "pool without prefix");
+  EXPECT_THROW(cuda::pool(dev(t), Pool::cls, 0), std::invalid_argument);
+  EXPECT_THROW(cuda::pool(dev(t), Pool::mean, 10), std::invalid_argument);
+}
+
+TEST(GpuOps, MaxAndAdaptivePool2d) {
+  REQUIRE_GPU();
+  auto g = rng_for("pool2d");
+  for (int c = 0; c < 8; ++c) {
+    Tensor x = random_tensor({uni(g, 1, 3), uni(g, 1, 9), uni(g, 3, 20), uni(g, 3, 20)}, g);
+    const int64_t k = pick(g, {2, 3}), s = pick(g, {1, 2}), p = k / 2;
+    const bool ceil = c % 2;
+    EXPECT_GPU_MATCHES(cuda::max_pool2d(dev(x), {k, k}, {s, s}, {p, p}, {1, 1}, ceil),
+                       ref::max_pool2d(x, {k, k}, {s, s}, {p, p}, {1, 1}, ceil), Tolerance{}, "max_pool2d " << x.str());
+    const std::array<int64_t, 2> os{uni(g, 1, 5), uni(g, 1, 5)};
+    EXPECT_GPU_MATCHES(cuda::adaptive_avg_pool2d(dev(x), os), ref::adaptive_avg_pool2d(x, os), Tolerance{},
+                       "adaptive_avg_pool2d " << x.str());
+  }
+}
+
+TEST(GpuOps, CatAndContiguous) {
+  REQUIRE_GPU();
+  auto g = rng_for("cat");
+  Tensor cls = random_tensor({2, 1, 96}, g), reg = random_tensor({2, 4, 96}, g), patches = random_tensor({2, 256, 96}, g);
+  EXPECT_GPU_MATCHES(cuda::cat({dev(cls), dev(reg), dev(patches)}, 1), ref::cat({cls, reg, patches}, 1), Tolerance{}, "token cat");
+  Tensor a = random_tensor({3, 5}, g), b = random_tensor({3, 2}, g);
+  EXPECT_GPU_MATCHES(cuda::cat({dev(a), dev(b)}, -1), ref::cat({a, b}, -1), Tolerance{}, "cat last dim");
+  Tensor x = random_tensor({2, 3, 4, 5}, g);
+  EXPECT_GPU_MATCHES(cuda::contiguous(dev(x).permute({0, 2, 3, 1})), x.permute({0, 2, 3, 1}).contiguous(), Tolerance{}, "permute");
+  EXPECT_GPU_MATCHES(cuda::contiguous(dev(patches).slice(1, 1, 200, 3)), patches.slice(1, 1, 200, 3).contiguous(), Tolerance{}, "slice");
+  EXPECT_THROW(cuda::cat({dev(a), dev(random_tensor({4, 2}, g))}, 1), std::invalid_argument);
+}
+
+TEST(GpuOps, Interpolate) {
+  REQUIRE_GPU();
+  auto g = rng_for("interpolate");
+  Tensor x = random_tensor({1, 5, 14, 14}, g);  // a ViT position-embedding grid
+  for (InterpMode m : {InterpMode::nearest, InterpMode::bilinear, InterpMode::bicubic})
+    for (bool ac : {false, true})
+      for (bool aa : {false, true}) {
+        if (m == InterpMode::nearest && (ac || aa)) continue;
+        for (std::array<int64_t, 2> size : {std::array<int64_t, 2>{37, 37}, std::array<int64_t, 2>{16, 9}, std::array<int64_t, 2>{5, 5}}) {
+          InterpolateOptions o;
+          o.size = size, o.mode = m, o.align_corners = ac, o.antialias = aa;
+          EXPECT_GPU_MATCHES(cuda::interpolate(dev(x), o), ref::interpolate(x, o), (Tolerance{2e-5, 1e-4}),
+                             "interpolate mode " << static_cast<int>(m) << " ac " << ac << " aa " << aa << " -> " << size[0] << "x" << size[1]);
+        }
+      }
+  InterpolateOptions o;
+  o.scale_factor = std::array<double, 2>{2.6, 0.7}, o.mode = InterpMode::bicubic;
+  EXPECT_GPU_MATCHES(cuda::interpolate(dev(x), o), ref::interpolate(x, o), (Tolerance{2e-5, 1e-4}), "interpolate scale_factor");
+}
+
+TEST(GpuOps, LinearAndMatmulEveryPrecision) {
+  REQUIRE_GPU();
+  auto g = rng_for("linear");
+  for (cuda::Precision p : kAllPrecisions) {
+    PrecisionScope ps(p);
+    for (int c = 0; c < 8; ++c) {
+      // sizes keep the double-precision reference under ~0.3 s per case
+      const int64_t M = pick(g, {1, 7, 197, uni(g, 1, 300)}), K = pick(g, {8, 64, 96, 768, 8 * uni(g, 1, 100)});
+      const int64_t N = pick(g, {8, 16, 384, 8 * uni(g, 1, 100)});
+      Tensor x = random_tensor({M, K}, g), w = random_tensor({N, K}, g), b = random_tensor({N}, g);
+      const Activation act = c % 3 == 0 ? Activation::gelu : Activation::none;
+      const bool with_bias = c % 4 != 3;
+      EXPECT_GPU_MATCHES(cuda::linear(dev(x), dev(w), with_bias ? dev(b) : Tensor(), act),
+                         ref::linear(rounded(x, p), rounded(w, p), with_bias ? b : Tensor(), act), gemm_tol(p, K),
+                         "linear " << cuda::precision_name(p) << " M=" << M << " K=" << K << " N=" << N);
+    }
+    // a weight converted once (convert_weight) gives the same bits as rounding it on every call
+    Tensor x = random_tensor({13, 96}, g), w = random_tensor({40, 96}, g), b = random_tensor({40}, g);
+    Tensor wc = cuda::convert_weight(dev(w));
+    EXPECT_EQ(wc.dtype(), p == cuda::Precision::bf16 ? DType::bf16 : p == cuda::Precision::fp16 ? DType::f16 : DType::f32);
+    Tensor once = cuda::to_host(cuda::linear(dev(x), wc, dev(b))), per_call = cuda::to_host(cuda::linear(dev(x), dev(w), dev(b)));
+    EXPECT_EQ(std::memcmp(once.data<float>(), per_call.data<float>(), once.nbytes()), 0) << cuda::precision_name(p);
+    if (p == cuda::Precision::bf16) {
+      PrecisionScope other(cuda::Precision::fp16);
+      EXPECT_THROW(cuda::linear(dev(x), wc, dev(b)), std::invalid_argument);  // converted for another precision
+    }
+    // attention-style batched matmul, and a 2-D right operand broadcast over the batch
+    Tensor a = random_tensor({2, 3, 197, 64}, g), bt = random_tensor({2, 3, 64, 197}, g), b2 = random_tensor({64, 40}, g);
+    EXPECT_GPU_MATCHES(cuda::matmul(dev(a), dev(bt)), ref::matmul(rounded(a, p), rounded(bt, p)), gemm_tol(p, 64),
+                       "batched matmul " << cuda::precision_name(p));
+    EXPECT_GPU_MATCHES(cuda::matmul(dev(a), dev(b2)), ref::matmul(rounded(a, p), rounded(b2, p)), gemm_tol(p, 64),
+                       "broadcast matmul " << cuda::precision_name(p));
+  }
+}
+
+TEST(GpuOps, Conv2dEveryPrecision) {
+  REQUIRE_GPU();
+  auto g = rng_for("conv2d");
+  struct Case { Shape x, w; Conv2dOptions o; };
+  const Case cases[] = {
+      {{2, 3, 37, 37}, {16, 3, 7, 7}, {{2, 2}, {3, 3}, {1, 1}, 1}},        // ResNet stem (odd size)
+      {{1, 24, 14, 14}, {24, 24, 3, 3}, {{1, 1}, {1, 1}, {1, 1}, 1}},      // 3x3 body conv
+      {{2, 32, 9, 9}, {32, 8, 3, 3}, {{2, 2}, {1, 1}, {1, 1}, 4}},         // grouped, strided
+      {{2, 64, 7, 7}, {40, 64, 1, 1}, {}},                                 // 1x1 projection
+      {{1, 3, 64, 48}, {32, 3, 16, 16}, {{16, 16}, {0, 0}, {1, 1}, 1}},    // ViT patch embedding
+      {{1, 8, 11, 11}, {8, 8, 3, 3}, {{1, 1}, {2, 2}, {2, 2}, 1}},         // dilated
+  };
+  for (cuda::Precision p : kAllPrecisions) {
+    PrecisionScope ps(p);
+    for (const Case& c : cases) {
+      Tensor x = random_tensor(c.x, g), w = random_tensor(c.w, g, 0.5f), b = random_tensor({c.w[0]}, g);
+      Tensor y0 = ref::conv2d(x, w, b, c.o);
+      Tensor res = random_tensor(y0.shape(), g);
+      const int64_t K = c.w[1] * c.w[2] * c.w[3];
+      // cuDNN runs f32 data in every precision (tensor-op math outside fp32), so the tf32 tolerance applies.
+      const Tolerance tol = gemm_tol(p == cuda::Precision::fp32 ? p : cuda::Precision::tf32, K);
+      EXPECT_GPU_MATCHES(cuda::conv2d(dev(x), dev(w), dev(b), c.o), y0, tol,
+                         "conv2d " << cuda::precision_name(p) << " " << x.str() << " * " << w.str());
+      // with and without bias, residual and activation: the cuDNN-fused path (none/ReLU) and the separate
+      // epilogue kernel (GELU/SiLU) both run
+      for (Activation a : {Activation::relu, Activation::none, Activation::gelu, Activation::silu}) {
+        EXPECT_GPU_MATCHES(cuda::conv2d(dev(x), dev(w), {}, c.o, a, dev(res)), ref::conv2d(x, w, {}, c.o, a, res), tol,
+                           "conv2d+residual act " << static_cast<int>(a) << " " << cuda::precision_name(p) << " " << x.str() << " * " << w.str());
+        EXPECT_GPU_MATCHES(cuda::conv2d(dev(x), dev(w), dev(b), c.o, a, dev(res)), ref::conv2d(x, w, b, c.o, a, res), tol,
+                           "conv2d+bias+residual act " << static_cast<int>(a) << " " << cuda::precision_name(p) << " " << x.str() << " * " << w.str());
+      }
+      EXPECT_GPU_MATCHES(cuda::conv2d(dev(x), dev(w), {}, c.o), ref::conv2d(x, w, {}, c.o), tol,
+                         "conv2d without bias " << cuda::precision_name(p) << " " << x.str() << " * " << w.str());
+    }
+  }
+}
+
+TEST(GpuOps, AttentionEveryPrecisionHeadDimAndLength) {
+  REQUIRE_GPU();
+  auto g = rng_for("sdpa");
+  for (cuda::Precision p : kAllPrecisions) {
+    PrecisionScope ps(p);
+    for (int64_t D : {64, 80, 96, 128}) {
+      for (int64_t N : {1, 197, 257, 261}) {
+        Tensor q = random_tensor({1, 2, N, D}, g), k = random_tensor({1, 2, N, D}, g), v = random_tensor({1, 2, N, D}, g);
+        // tf32 does not change attention (no tensor cores in these kernels): fp32 tolerance.
+        const Tolerance tol{1e-5, 2e-4};  // streaming softmax: sqrt(N) roundings of the running sums
+        EXPECT_GPU_MATCHES(cuda::scaled_dot_product_attention(dev(q), dev(k), dev(v)),
+                           ref::scaled_dot_product_attention(rounded(q, p), rounded(k, p), rounded(v, p)), tol,
+                           "sdpa " << cuda::precision_name(p) << " D=" << D << " N=" << N);
+      }
+    }
+    // the probabilities tap (exact kernel) and a cross-attention shape with Nq != Nk and Dv != D
+    Tensor q = random_tensor({2, 3, 261, 64}, g), k = random_tensor({2, 3, 261, 64}, g), v = random_tensor({2, 3, 261, 64}, g);
+    Tensor probs_ref, probs_dev;
+    Tensor want = ref::scaled_dot_product_attention(rounded(q, p), rounded(k, p), rounded(v, p), std::nullopt, &probs_ref);
+    EXPECT_GPU_MATCHES(cuda::scaled_dot_product_attention(dev(q), dev(k), dev(v), std::nullopt, &probs_dev), want,
+                       (Tolerance{1e-5, 2e-4}), "sdpa with probs " << cuda::precision_name(p));
+    ASSERT_TRUE(probs_dev.defined());
+    auto rep = validate::compare(cuda::to_host(probs_dev), probs_ref, Tolerance{1e-7, 1e-4});
+    EXPECT_TRUE(rep.ok) << "attention probabilities " << cuda::precision_name(p) << ": " << rep.message;
+    Tensor qc = random_tensor({1, 2, 5, 80}, g), kc = random_tensor({1, 2, 33, 80}, g), vc = random_tensor({1, 2, 33, 48}, g);
+    EXPECT_GPU_MATCHES(cuda::scaled_dot_product_attention(dev(qc), dev(kc), dev(vc), 0.3),
+                       ref::scaled_dot_product_attention(rounded(qc, p), rounded(kc, p), rounded(vc, p), 0.3),
+                       (Tolerance{1e-5, 2e-4}), "cross attention " << cuda::precision_name(p));
+  }
+  // DINOv2 ViT-L/14 at 518 px: 1370 tokens (one head keeps the CPU reference fast)
+  PrecisionScope ps(cuda::Precision::bf16);
+  Tensor q = random_tensor({1, 1, 1370, 64}, g), k = random_tensor({1, 1, 1370, 64}, g), v = random_tensor({1, 1, 1370, 64}, g);
+  EXPECT_GPU_MATCHES(cuda::scaled_dot_product_attention(dev(q), dev(k), dev(v)),
+                     ref::scaled_dot_product_attention(rounded(q, cuda::Precision::bf16), rounded(k, cuda::Precision::bf16),
+                                                       rounded(v, cuda::Precision::bf16)),
+                     (Tolerance{1e-5, 2e-4}), "sdpa 1370 tokens");
+}
+
+TEST(GpuOps, BitwiseDeterministicRunToRun) {
+  REQUIRE_GPU();
+  auto g = rng_for("determinism");
+  Tensor x = random_tensor({2, 3, 32, 32}, g), w = random_tensor({32, 3, 4, 4}, g), b = random_tensor({32}, g);
+  Tensor lw = random_tensor({96, 32}, g), lb = random_tensor({96}, g);
+  for (cuda::Precision p : kAllPrecisions) {
+    PrecisionScope ps(p);
+    auto forward = [&] {
+      Tensor f = cuda::conv2d(dev(x), dev(w), dev(b), {{4, 4}, {0, 0}, {1, 1}, 1});   // [2, 32, 8, 8]
+      Tensor t = cuda::contiguous(f.flatten(2).transpose(1, 2));                     // [2, 64, 32] tokens
+      t = cuda::layer_norm(t, {}, {});
+      Tensor qkv = cuda::linear(t, dev(lw), dev(lb), Activation::gelu);               // [2, 64, 96]
+      Tensor q = cuda::contiguous(qkv.slice(2, 0, 32).unsqueeze(1));
+      Tensor k = cuda::contiguous(qkv.slice(2, 32, 64).unsqueeze(1));
+      Tensor v = cuda::contiguous(qkv.slice(2, 64, 96).unsqueeze(1));
+      Tensor o = cuda::scaled_dot_product_attention(q, k, v);
+      return cuda::to_host(cuda::pool(cuda::contiguous(o.squeeze(1)), Pool::gem, 1));
+    };
+    Tensor a = forward(), c = forward();
+    ASSERT_EQ(a.nbytes(), c.nbytes());
+    EXPECT_EQ(std::memcmp(a.data<float>(), c.data<float>(), a.nbytes()), 0) << "two runs differ in " << cuda::precision_name(p);
+  }
+}
+
+// Whole blocks assembled from the ops, written once for both backends (the namespace is the only difference),
+// compared by cosine similarity of the pooled features (>= 0.9999 in every precision) and elementwise in fp32.
+namespace {
+double cosine(const Tensor& a, const Tensor& b) {
+  const auto x = a.to_vector(), y = b.to_vector();
+  double xy = 0, xx = 0, yy = 0;
+  for (size_t i = 0; i < x.size(); ++i) xy += double(x[i]) * y[i], xx += double(x[i]) * x[i], yy += double(y[i]) * y[i];
+  return xy / std::sqrt(xx * yy);
+}
+
+struct VitBlockWeights {
+  Tensor ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ls1, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, ls2;
+};
+
+// timm's ViT Block (DINOv2 flavour with LayerScale): x + ls1 * attn(norm1(x)); x + ls2 * mlp(norm2(x)).
+#define TABULA_VIT_BLOCK(NS, CONTIG)                                                                          \
+  [](const Tensor& xb, const VitBlockWeights& wb, int64_t heads) {                                                 \
+    const int64_t nb = xb.size(0), nt = xb.size(1), nc = xb.size(2);                                                \
+    Tensor h = NS::layer_norm(xb, wb.ln1_w, wb.ln1_b, 1e-6);                                                    \
+    Tensor qkv = NS::linear(h, wb.qkv_w, wb.qkv_b).view({nb, nt, 3, heads, nc / heads}).permute({2, 0, 3, 1, 4});         \
+    Tensor q = CONTIG(qkv.select(0, 0)), k = CONTIG(qkv.select(0, 1)), v = CONTIG(qkv.select(0, 2));          \
+    Tensor a = CONTIG(NS::scaled_dot_product_attention(q, k, v).transpose(1, 2)).view({nb, nt, nc});             \
+    Tensor y = NS::add(xb, NS::layer_scale(NS::linear(a, wb.proj_w, wb.proj_b), wb.ls1));                         \
+    Tensor m = NS::linear(NS::linear(NS::layer_norm(y, wb.ln2_w, wb.ln2_b, 1e-6), wb.fc1_w, wb.fc1_b, Activation::gelu), \
+                          wb.fc2_w, wb.fc2_b);                                                                  \
+    return NS::pool(NS::add(y, NS::layer_scale(m, wb.ls2)), Pool::cls_mean, 1);                               \
+  }
+
+Tensor host_contig(const Tensor& t) { return t.contiguous(); }
+}  // namespace
+
+TEST(GpuModels, VitBlockMatchesReferenceEveryPrecision) {
+  REQUIRE_GPU();
+  auto g = rng_for("vit_block");
+  const int64_t B = 2, N = 197, C = 192, H = 3;  // ViT-Ti/16 width: 1 CLS + 196 patch tokens
+  auto lin = [&](int64_t o, int64_t i) { return random_tensor({o, i}, g, 1.f / std::sqrt(float(i))); };
+  VitBlockWeights w{validate::uniform_tensor({C}, g, 0.5f, 1.5f), random_tensor({C}, g, 0.1f), lin(3 * C, C),
+                    random_tensor({3 * C}, g, 0.1f), lin(C, C), random_tensor({C}, g, 0.1f), random_tensor({C}, g, 0.5f),
+                    validate::uniform_tensor({C}, g, 0.5f, 1.5f), random_tensor({C}, g, 0.1f), lin(4 * C, C),
+                    random_tensor({4 * C}, g, 0.1f), lin(C, 4 * C), random_tensor({C}, g, 0.1f), random_tensor({C}, g, 0.5f)};
+  Tensor x = random_tensor({B, N, C}, g);
+  auto ref_block = TABULA_VIT_BLOCK(ref, host_contig);
+  auto gpu_block = TABULA_VIT_BLOCK(cuda, cuda::contiguous);
+  const Tensor want = ref_block(x, w, H);
+  VitBlockWeights wd;
+  Tensor* src[] = {&w.ln1_w, &w.ln1_b, &w.qkv_w, &w.qkv_b, &w.proj_w, &w.proj_b, &w.ls1, &w.ln2_w, &w.ln2_b, &w.fc1_w, &w.fc1_b, &w.fc2_w, &w.fc2_b, &w.ls2};
+  Tensor* dst[] = {&wd.ln1_w, &wd.ln1_b, &wd.qkv_w, &wd.qkv_b, &wd.proj_w, &wd.proj_b, &wd.ls1, &wd.ln2_w, &wd.ln2_b, &wd.fc1_w, &wd.fc1_b, &wd.fc2_w, &wd.fc2_b, &wd.ls2};
+  for (size_t i = 0; i < std::size(src); ++i) *dst[i] = dev(*src[i]);
+  for (cuda::Precision p : kAllPrecisions) {
+    PrecisionScope ps(p);
+    const Tensor got = cuda::to_host(gpu_block(dev(x), wd, H));
+    ASSERT_EQ(got.shape(), want.shape());
+    EXPECT_GE(cosine(got, want), 0.9999) << "ViT block pooled features, " << cuda::precision_name(p);
+    if (p == cuda::Precision::fp32) {
+      auto r = validate::compare(got, want, Tolerance{1e-4, 1e-3});
+      EXPECT_TRUE(r.ok) << "ViT block fp32: " << r.message;
+    }
+  }
+}
+
+TEST(GpuModels, ResNetBottleneckMatchesReferenceEveryPrecision) {
+  REQUIRE_GPU();
+  auto g = rng_for("bottleneck");
+  // torchvision Bottleneck (BN folded into the convs), after the stem's max-pool, then global average pooling
+  Tensor x = random_tensor({2, 64, 29, 29}, g);
+  auto conv_w = [&](int64_t o, int64_t i, int64_t k) { return random_tensor({o, i, k, k}, g, 1.f / std::sqrt(float(i * k * k))); };
+  Tensor w1 = conv_w(32, 64, 1), b1 = random_tensor({32}, g, 0.1f), w2 = conv_w(32, 32, 3), b2 = random_tensor({32}, g, 0.1f);
+  Tensor w3 = conv_w(64, 32, 1), b3 = random_tensor({64}, g, 0.1f);
+  const Conv2dOptions pad1{{1, 1}, {1, 1}, {1, 1}, 1};
+  auto ref_block = [&] {
+    Tensor s = ref::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
+    Tensor h = ref::conv2d(ref::conv2d(s, w1, b1, {}, Activation::relu), w2, b2, pad1, Activation::relu);
+    return ref::pool(ref::conv2d(h, w3, b3, {}, Activation::relu, s), Pool::avg);
+  };
+  const Tensor want = ref_block();
+  Tensor xd = dev(x), w1d = dev(w1), b1d = dev(b1), w2d = dev(w2), b2d = dev(b2), w3d = dev(w3), b3d = dev(b3);
+  for (cuda::Precision p : kAllPrecisions) {
+    PrecisionScope ps(p);
+    Tensor s = cuda::max_pool2d(xd, {3, 3}, {2, 2}, {1, 1});
+    Tensor h = cuda::conv2d(cuda::conv2d(s, w1d, b1d, {}, Activation::relu), w2d, b2d, pad1, Activation::relu);
+    const Tensor got = cuda::to_host(cuda::pool(cuda::conv2d(h, w3d, b3d, {}, Activation::relu, s), Pool::avg));
+    EXPECT_GE(cosine(got, want), 0.9999) << "bottleneck pooled features, " << cuda::precision_name(p);
+    if (p == cuda::Precision::fp32) {
+      auto r = validate::compare(got, want, Tolerance{1e-4, 1e-3});
+      EXPECT_TRUE(r.ok) << "bottleneck fp32: " << r.message;
+    }
+  }
+}
+
+TEST(GpuOps, NanPropagatesAsInTorch) {
+  REQUIRE_GPU();
+  auto g = rng_for("nan");
+  Tensor x = random_tensor({1, 2, 6, 6}, g);
+  x.at_f32({0, 1, 2, 3}) = std::nanf("");
+  EXPECT_GPU_MATCHES(cuda::max_pool2d(dev(x), {3, 3}, {2, 2}, {1, 1}), ref::max_pool2d(x, {3, 3}, {2, 2}, {1, 1}), Tolerance{}, "max_pool2d NaN");
+  EXPECT_GPU_MATCHES(cuda::relu(dev(x)), ref::relu(x), Tolerance{}, "relu NaN");
+  EXPECT_GPU_MATCHES(cuda::pool(dev(x), Pool::max), ref::pool(x, Pool::max), Tolerance{}, "pool max NaN");
+  EXPECT_GPU_MATCHES(cuda::pool(dev(x), Pool::avg), ref::pool(x, Pool::avg), Tolerance{}, "pool avg NaN");
+}
+
+TEST(GpuOps, BadShapesThrowNamingTheOp) {
+  REQUIRE_GPU();
+  auto g = rng_for("errors");
+  auto d = [&](Shape s) { return dev(random_tensor(s, g)); };
+  auto expect_error = [](const std::function<void()>& f, const std::string& op) {
+    try {
+      f();
+      ADD_FAILURE() << op << ": no error";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(op), std::string::npos) << e.what();
+    }
+  };
+  expect_error([&] { cuda::linear(d({3, 8}), d({4, 9})); }, "cuda::linear");
+  expect_error([&] { cuda::linear(d({3, 8}), d({4, 8}), d({5})); }, "cuda::linear");
+  expect_error([&] { cuda::matmul(d({2, 3, 4}), d({2, 5, 6})); }, "cuda::matmul");
+  expect_error([&] { cuda::conv2d(d({1, 6, 8, 8}), d({4, 4, 3, 3}), {}, {{1, 1}, {0, 0}, {1, 1}, 2}); }, "cuda::conv2d");
+  expect_error([&] { cuda::conv2d(d({1, 3, 2, 2}), d({4, 3, 3, 3}), {}); }, "cuda::conv2d");
+  expect_error([&] { cuda::conv2d(d({1, 3, 8, 8}), d({4, 3, 3, 3}), {}, {{0, 1}, {0, 0}, {1, 1}, 1}); }, "cuda::conv2d");
+  expect_error([&] { cuda::scaled_dot_product_attention(d({1, 2, 5, 64}), d({1, 2, 6, 64}), d({1, 2, 5, 64})); }, "cuda::scaled_dot_product_attention");
+  expect_error([&] { cuda::scaled_dot_product_attention(d({1, 1, 2, 300}), d({1, 1, 2, 300}), d({1, 1, 2, 300})); }, "cuda::scaled_dot_product_attention");
+  expect_error([&] { cuda::layer_norm(d({2, 8}), d({7}), {}); }, "cuda::layer_norm");
+  expect_error([&] { cuda::swiglu(d({2, 7})); }, "cuda::swiglu");
+  expect_error([&] { cuda::layer_scale(d({2, 8}), d({4})); }, "cuda::layer_scale");
+  expect_error([&] { cuda::pool(d({2, 3}), Pool::avg); }, "cuda::pool");
+  expect_error([&] { cuda::max_pool2d(d({1, 1, 2, 2}), {5, 5}, {1, 1}); }, "cuda::max_pool2d");
+  expect_error([&] { cuda::cat({}, 0); }, "cuda::cat");
+}
+
+TEST(GpuGraph, ReplayMatchesEagerForEachNewBatch) {
+  REQUIRE_GPU();
+  auto g = rng_for("graph");
+  Tensor w = dev(random_tensor({64, 3, 8, 8}, g)), b = dev(random_tensor({64}, g));
+  Tensor lw = dev(random_tensor({128, 64}, g)), lb = dev(random_tensor({128}, g));
+  Tensor x = cuda::empty({4, 3, 32, 32}, 0);  // the graph's input slot: each batch is uploaded into it
+  auto forward = [&] {
+    Tensor f = cuda::conv2d(x, w, b, {{8, 8}, {0, 0}, {1, 1}, 1}, Activation::relu);   // [4, 64, 4, 4]
+    Tensor t = cuda::contiguous(f.flatten(2).transpose(1, 2));                           // [4, 16, 64]
+    t = cuda::linear(cuda::layer_norm(t, {}, {}), lw, lb, Activation::gelu);            // [4, 16, 128]
+    return cuda::pool(t, Pool::mean, 0);
+  };
+  cuda::PinnedBuffer pinned(x.nbytes());
+  Tensor first = random_tensor(x.shape(), g);
+  cuda::upload_async(first, pinned, x);
+  cuda::to_host(forward());  // warm-up
+  cuda::Graph graph(0, forward);
+  for (int batch = 0; batch < 3; ++batch) {
+    Tensor h = random_tensor(x.shape(), g);
+    cuda::synchronize(0);  // the pinned buffer is free again once the previous copy has run
+    cuda::upload_async(h, pinned, x);
+    const auto before = cuda::allocator_stats(0);
+    graph.replay();
+    cuda::synchronize(0);
+    EXPECT_EQ(cuda::allocator_stats(0).device_mallocs, before.device_mallocs);
+    Tensor replayed = cuda::to_host(graph.output());
+    Tensor eager = cuda::to_host(forward());
+    ASSERT_EQ(replayed.shape(), eager.shape());
+    EXPECT_EQ(std::memcmp(replayed.data<float>(), eager.data<float>(), eager.nbytes()), 0) << "batch " << batch;
+  }
+}
+
+#endif  // TABULA_HAVE_CUDA
