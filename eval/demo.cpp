@@ -65,7 +65,8 @@ double summary_number(const std::string& file, const std::string& key) {
   json::Value v = json::parse_file(file);
   const json::Value* x = v.find(key);
   if (!x) throw std::runtime_error(file + ": no '" + key + "'");
-  return x->as_double();
+  // null: the metric is undefined there (e.g. Pearson r of a constant prediction in some fold), shown as a gap.
+  return x->is_null() ? NAN : x->as_double();
 }
 
 std::vector<std::string> run_layers(const std::string& dir) {
