@@ -410,8 +410,11 @@ DemoResult run_demo(const DemoOptions& opt) {
 
   // The short table: for each model and metric, the value at the model's last layer (its feature output).
   std::ostringstream tab;
+  size_t width = 10;
+  for (const auto& l : labels) width = std::max(width, l.size() + 2);
+  const int w = static_cast<int>(width);
   tab << std::left << std::setw(40) << "metric (last layer)";
-  for (const auto& l : labels) tab << std::setw(16) << l.substr(0, 15);
+  for (const auto& l : labels) tab << std::setw(w) << l;
   tab << "\n";
   for (const auto& [ds, metric] : metrics) {
     tab << std::setw(40) << (ds + ": " + metric).substr(0, 39);
@@ -421,7 +424,7 @@ DemoResult run_demo(const DemoOptions& opt) {
         if (r.dataset == ds && r.metric == metric && r.model == l && r.layer_index == r.layers - 1) v = r.value;
       std::ostringstream c;
       c << std::fixed << std::setprecision(3) << v;
-      tab << std::setw(16) << c.str();
+      tab << std::setw(w) << c.str();
     }
     tab << "\n";
   }
