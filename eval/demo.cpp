@@ -76,6 +76,13 @@ std::vector<std::string> run_layers(const std::string& dir) {
   return out;
 }
 
+int64_t layer_dim(const std::string& dir, const std::string& layer) {
+  json::Value run = json::parse_file(dir + "/run.json");
+  for (const json::Value& l : run.find("layers")->as_array())
+    if (l.find("name")->as_string() == layer) return l.find("dim")->as_int64();
+  throw std::runtime_error(dir + "/run.json: no layer " + layer);
+}
+
 // Runs `fn` unless `marker` exists (a finished step of an earlier run), then writes the marker.
 template <class F>
 void step(const std::string& marker, F fn) {
@@ -361,7 +368,8 @@ DemoResult run_demo(const DemoOptions& opt) {
           j.opt.method = method;
           j.opt.ridge_solver = "exact";
           j.opt.k = 1;
-          j.opt.pca_components = opt.quick ? 16 : 256;
+          // HEST's PCA(256); a narrower representation (the baselines) keeps all its dimensions.
+          j.opt.pca_components = std::min<int64_t>(opt.quick ? 16 : 256, layer_dim(tdir, layer));
           j.opt.threads = opt.threads;
           j.out_dir = ev + "/" + method;
           eval::run_regress(j);
