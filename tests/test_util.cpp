@@ -12,7 +12,12 @@ namespace tabula::test {
 
 namespace fs = std::filesystem;
 
-fs::path fixture(const std::string& rel) { return fs::path(TABULA_FIXTURES_DIR) / rel; }
+// TABULA_FIXTURES / TABULA_BINARY override the build-time paths, so test binaries built here can run from a
+// copy of the tree elsewhere (bench/gpu_device.sh on a lent GPU machine).
+fs::path fixture(const std::string& rel) {
+  const char* dir = std::getenv("TABULA_FIXTURES");
+  return fs::path(dir ? dir : TABULA_FIXTURES_DIR) / rel;
+}
 
 fs::path scratch_dir() {
   const char* base = std::getenv("TABULA_TEST_TMP");
@@ -43,7 +48,8 @@ RunResult run_tabula(const std::string& args) {
   static int calls = 0;
   fs::path dir = scratch_dir() / (".run" + std::to_string(++calls));
   fs::create_directories(dir);
-  std::string cmd = std::string("'") + TABULA_BINARY + "' " + args + " >'" + (dir / "out").string() + "' 2>'" +
+  const char* bin = std::getenv("TABULA_BINARY");
+  std::string cmd = std::string("'") + (bin ? bin : TABULA_BINARY) + "' " + args + " >'" + (dir / "out").string() + "' 2>'" +
                     (dir / "err").string() + "' </dev/null";
   int status = std::system(cmd.c_str());
   RunResult r;

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Runs tabula's GPU checks on a machine with a CUDA device, from binaries built elsewhere.
+#
+# The build machine (no GPU) packs the binaries and the shared libraries they need (except glibc and the CUDA
+# libraries, which the GPU machine has) into one folder:
+#     bench/gpu_device.sh pack build .devbin
+# and the GPU machine, in a copy of the source tree with that folder beside it, runs
+#     bench/gpu_device.sh run .devbin OUT_DIR [STEPS]
+# STEPS (default "tests bench"): any of
+#     tests    every Gpu*/Cuda* test (ctest label gpu) plus the model tests that take --device cuda
+#     sanitize the Gpu* op tests under compute-sanitizer memcheck
+#     bench    the Gpu op micro-benchmarks (TFLOP/s per op and precision)
+#     compare  bench/gpu_compare.py: tabula vs PyTorch eager (+ torch.compile unless NO_COMPILE=1) in one run
+# Logs land in OUT_DIR (gtest.log, sanitize.log, bench_ops.log, gpu_compare.md/.json).
+set -u
+
+pack() {
+  local build=$1 dest=$2
+  rm -rf "$dest" && mkdir -p "$dest/lib"
+  cp "$build/tabula" "$build/tests/test_engine" "$build/tests/test_models" "$build/tabula_bench_ops" "$dest/" 2>/dev/null
+  # Every shared library the binaries load, except glibc's and CUDA's (taken from the GPU machine).
+  ldd "$dest"/tabula "$dest"/test_* "$dest"/tabula_bench_ops | awk '/=> \//{print $1, $3}' | sort -u |
+    grep -vE '^(libc|libm|libdl|libpthread|librt|libresolv|libcudart|libcublasLt|libcublas|libcudnn[a-z_]*)\.so' |
+    while read -r _ path; do cp -L "$path" "$dest/lib/"; done
+  du -sh "$dest"
+}
+
+find_cuda_libs() {
+  # cuDNN and cuBLAS(Lt) from the toolkit or from PyTorch's pip wheels, whichever the machine has.
+  local dirs="" f
+  for lib in libcudnn.so.9 libcublasLt.so.13 libcudart.so.13; do
+    f=$(find /usr/local/cuda*/ /usr/lib/x86_64-linux-gnu /opt /usr/local/lib -name "$lib" 2>/dev/null | head -1)
+    [ -n "$f" ] && dirs="$dirs:$(dirname "$f")" || echo "gpu_device.sh: $lib not found on this machine" >&2
+  done
+  echo "${dirs#:}"
+}
+
+run() {
+  local bin=$1 out=$2 steps=${3:-tests bench}
+  bin=$(cd "$bin" && pwd)
+  mkdir -p "$out"
+  export LD_LIBRARY_PATH="$bin/lib:$(find_cuda_libs)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export TABULA_FIXTURES="$PWD/tests/fixtures" TABULA_BINARY="$bin/tabula" TABULA_TEST_TMP=/tmp/tabula-tests
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$out/device.txt"
+  "$bin/tabula" --version | tee -a "$out/device.txt"
+  if ldd "$bin/tabula" | grep -q "not found"; then ldd "$bin/tabula" | grep "not found"; fi
+  for step in $steps; do
+    echo "=== $step ($(date +%T))"
+    case $step in
+      tests)
+        timeout 300 "$bin/test_engine" --gtest_filter='Gpu*:Cuda*' 2>&1 | tee "$out/gtest.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |OK \]|Failure|error|rel|abs" | head -150
+        [ -x "$bin/test_models" ] && timeout 300 "$bin/test_models" --gtest_filter='Gpu*' 2>&1 | tee -a "$out/gtest.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |OK \]|Failure|error" | head -80
+        ;;
+      sanitize)
+        timeout 240 compute-sanitizer --tool memcheck --print-limit 20 "$bin/test_engine" --gtest_filter='GpuOps*:GpuDevice*' >"$out/sanitize.log" 2>&1
+        grep -E "ERROR SUMMARY|Invalid|FAILED|PASSED" "$out/sanitize.log" | head -40
+        ;;
+      bench)
+        timeout 240 "$bin/tabula_bench_ops" --benchmark_filter=Gpu --benchmark_min_time=0.05s 2>&1 | tee "$out/bench_ops.log" | tail -80
+        ;;
+      compare)
+        PYTHONUNBUFFERED=1 timeout 500 python3 bench/gpu_compare.py --tabula "$bin/tabula" --out "$out/gpu_compare.md" \
+          ${NO_COMPILE:+--no-compile} ${COMPARE_ARGS:-} 2>&1 | tail -60
+        ;;
+    esac
+  done
+}
+
+case ${1:-} in
+  pack) pack "$2" "$3" ;;
+  run) run "$2" "$3" "${4:-}" ;;
+  *) echo "usage: $0 pack BUILD_DIR DEST | run BIN_DIR OUT_DIR [STEPS]" >&2; exit 2 ;;
+esac
