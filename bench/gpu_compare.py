@@ -9,9 +9,10 @@ For every (arch, batch, precision) in ARCHS x --batches (default 1,64,256) x --p
   torch eager    timm model, eval, channels_last, torch.backends.cuda.matmul/cudnn.allow_tf32 set per precision,
                  bf16 via torch.autocast (fp32 accumulate), timm's fused attention = F.scaled_dot_product_attention;
   torch.compile  the same module through torch.compile(mode="max-autotune-no-cudagraphs") (skip with --no-compile);
-  tabula         `TABULA --quiet bench ARCH --batch B --device cuda:N --precision P --iters I` in a subprocess.
+  tabula         `TABULA bench ARCH --batch B --device cuda:N --precision P --iters I` in a subprocess, eagerly
+                 and with --graph (the forward captured once as a CUDA graph and replayed).
 
-What the script expects from `tabula bench` (cli/cmd_bench.cpp; --device/--precision may not exist yet there):
+What the script reads from `tabula bench` (cli/cmd_bench.cpp, models/bench.cpp BenchResult::key_values):
   stdout lines of the form `key: value` (any order, extra lines ignored), at least
       images/s: 1234.5
   and, when available,
@@ -112,9 +113,9 @@ def torch_row(timm_name, size, batch, precision, compile_, iters):
     return {"images_s": batch / (ms * 1e-3), "latency_ms": ms, "peak_gpu_mem_mb": peak}
 
 
-def tabula_row(binary, arch, batch, precision, device, iters):
-    cmd = [binary, "--quiet", "bench", arch, "--batch", str(batch), "--device", device, "--precision", precision,
-           "--iters", str(iters)]
+def tabula_row(binary, arch, batch, precision, device, iters, graph=False):
+    cmd = [binary, "bench", arch, "--batch", str(batch), "--device", device, "--precision", precision,
+           "--iters", str(iters)] + (["--graph"] if graph else [])
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -163,6 +164,8 @@ def main():
                 if not args.no_compile:
                     impls.append(("torch.compile", lambda: torch_row(timm_name, size, batch, precision, True, args.iters)))
                 impls.append(("tabula", lambda: tabula_row(args.tabula, arch, batch, precision, args.device, args.iters)))
+                impls.append(("tabula graph", lambda: tabula_row(args.tabula, arch, batch, precision, args.device,
+                                                                 args.iters, graph=True)))
                 for impl, run in impls:
                     t0 = time.time()
                     try:

@@ -56,7 +56,7 @@ run() {
         grep -E "ERROR SUMMARY|Invalid|FAILED|PASSED" "$out/sanitize.log" | head -40
         ;;
       bench)
-        timeout 240 "$bin/tabula_bench_ops" --benchmark_filter=Gpu --benchmark_min_time=0.05s 2>&1 | tee "$out/bench_ops.log" | tail -80
+        timeout 240 "$bin/tabula_bench_ops" --benchmark_filter=Gpu --benchmark_min_time=0.05 2>&1 | tee "$out/bench_ops.log" | tail -80
         ;;
       compare)
         PYTHONUNBUFFERED=1 timeout 500 python3 bench/gpu_compare.py --tabula "$bin/tabula" --out "$out/gpu_compare.md" \

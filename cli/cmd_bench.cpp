@@ -10,11 +10,10 @@
 namespace tabula::cli {
 
 int cmd_bench(const Args& args) {
-  if (args.get("device") != "cpu")
-    throw UsageError("tabula bench: --device " + args.get("device") + ": the model forwards run on cpu in this build");
-  if (args.get("precision") != "fp32")
-    throw UsageError("tabula bench: --precision " + args.get("precision") + ": cpu forwards are fp32");
   BenchOptions o;
+  o.device = args.get("device");
+  o.precision = args.get("precision");
+  o.graph = args.has("graph");
   o.batch = args.get_int("batch");
   o.threads = static_cast<int>(args.get_int("threads"));
   o.seed = static_cast<uint64_t>(args.get_int("seed"));
@@ -30,7 +29,7 @@ int cmd_bench(const Args& args) {
     o.weights_read_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   }
   const BenchResult r = bench_model(args.positional().at(0), o);
-  std::cout << r.summary() << "\n";
+  std::cout << r.summary() << "\n" << r.key_values();
   return 0;
 }
 

@@ -52,7 +52,7 @@ const std::vector<Command>& commands() {
         {"channels", "S", "per-channel|rgb:i,j,k|mean|all (default: rgb for 3 channels, else per-channel)", false, ""},
         {"size", "S", "input (crop) size; the resize scales with it", false, "0"},
         {"intensity", "M", "unit|percentile|minmax|none scaling of raw pixels", false, ""},
-        {"device", "D", "cpu (cuda[:N] when the GPU model path lands)", false, "cpu"},
+        {"device", "D", "cpu | cuda[:N] (the networks; baselines run on the cpu)", false, "cpu"},
         {"precision", "P", "fp32 (tf32|bf16|fp16 on GPU)", false, "fp32"},
         {"batch", "B", "model inputs per batch", false, "16"},
         {"shard", "I/N", "embed only shard I (0-based) of N; combine with tabula merge", false, ""},
@@ -258,8 +258,9 @@ const std::vector<Command>& commands() {
         {"iters", "I", "timed forwards (the median is reported)", false, "5"},
         {"warmup", "W", "untimed forwards first", false, "2"},
         {"size", "S", "input height = width (0: the arch's default)", false, "0"},
-        {"device", "D", "cpu", false, "cpu"},
-        {"precision", "P", "fp32", false, "fp32"}},
+        {"device", "D", "cpu | cuda[:N]", false, "cpu"},
+        {"precision", "P", "fp32 (cpu); fp32|tf32|bf16|fp16 on cuda", false, "fp32"},
+        {"graph", "", "cuda: capture the forward as one CUDA graph and time its replays", false, ""}},
        1, 1, cmd_bench},
   };
   return table;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engine/arena.h"
+#include "engine/device_ops.h"
 
 namespace tabula {
 
@@ -116,17 +117,20 @@ bool TapSet::tap(std::string_view name, Tensor& x, const TapContext& ctx) {
     index = it - order_.begin();
   }
   const std::string where = "tap '" + std::string(name) + "'";
+  // Interventions build their value on the host; a GPU forward gets it back on its device.
+  const bool gpu = on_gpu(x);
+  auto place = [&](const Tensor& host) { return gpu ? device_ops("TapSet", x.device()).to_device_like(host, x) : host; };
   // Interventions first, in the order given; each replaces x (never writes into storage others may share).
   for (const Hook& h : hooks_) {
     if (h.action == HookAction::capture || !h.matches(name)) continue;
     switch (h.action) {
       case HookAction::zero:
-        x = Tensor::zeros(x.shape());
+        x = place(Tensor::zeros(x.shape()));
         break;
       case HookAction::replace:
         if (h.value.shape() != x.shape())
           op_error("TapSet", "replace at " + where + ": value " + h.value.str() + " does not match the output " + x.str());
-        x = h.value.to(DType::f32).contiguous().clone();
+        x = place(h.value.to(DType::f32).contiguous().clone());
         break;
       case HookAction::scale:
         x = ops::mul(x, h.factor);
@@ -135,7 +139,7 @@ bool TapSet::tap(std::string_view name, Tensor& x, const TapContext& ctx) {
         if (ctx.num_heads <= 0 || x.size(-1) % ctx.num_heads)
           op_error("TapSet", "ablate_heads at " + where + ": not an attention output with heads (" + x.str() + ")");
         const int64_t hd = x.size(-1) / ctx.num_heads;
-        Tensor y = x.contiguous().clone();
+        Tensor y = gpu ? to_host(x) : x.contiguous().clone();
         Tensor rows = y.view({-1, y.size(-1)});
         for (int64_t head : h.heads) {
           if (head < 0 || head >= ctx.num_heads)
@@ -143,7 +147,7 @@ bool TapSet::tap(std::string_view name, Tensor& x, const TapContext& ctx) {
                                    std::to_string(ctx.num_heads) + ")");
           rows.narrow(1, head * hd, hd).fill_(0.f);
         }
-        x = y;
+        x = place(y);
         break;
       }
       case HookAction::capture: break;
@@ -153,7 +157,9 @@ bool TapSet::tap(std::string_view name, Tensor& x, const TapContext& ctx) {
     if (h.action != HookAction::capture || !h.matches(name)) continue;
     // captures outlive the batch: never from the activation arena
     ArenaScope heap_only(nullptr);
-    Tensor pooled = h.pool == Pool::none ? x.contiguous().clone() : ops::pool(x, h.pool, ctx.num_prefix_tokens);
+    // pooled where x lives (on the GPU only the [B, C] result crosses to the host)
+    Tensor pooled = h.pool == Pool::none ? (gpu ? to_host(x) : x.contiguous().clone())
+                                         : to_host(ops::pool(x, h.pool, ctx.num_prefix_tokens));
     if (pooled.shares_storage_with(x) || pooled.storage()->kind == Storage::Kind::arena) pooled = heap_copy(pooled);
     captured_[key_for(name, h)] = pooled;
   }

@@ -8,11 +8,24 @@
 #include <limits>
 #include <vector>
 
+#include "engine/device_ops.h"
 #include "engine/ops.h"
 #include "engine/ops_common.h"
 #include "engine/rowops.h"
 #include "engine/threads.h"
 #include "engine/winograd.h"
+
+// A tensor on a GPU goes to its device's backend (engine/device_ops.h); the CPU code below never sees one.
+#define TABULA_ON_GPU(op, tensors, ...) \
+  do {                                 \
+    for (const Tensor* t_ : std::initializer_list<const Tensor*> tensors) \
+      if (on_gpu(*t_)) return device_ops("ops::" #op, t_->device()).op(__VA_ARGS__); \
+  } while (0)
+#define TABULA_NOT_ON_GPU(op, tensors) \
+  do {                                 \
+    for (const Tensor* t_ : std::initializer_list<const Tensor*> tensors) \
+      if (on_gpu(*t_)) op_error("ops::" #op, "not implemented on " + std::string(device_name(t_->device()))); \
+  } while (0)
 
 namespace tabula {
 
@@ -73,6 +86,7 @@ void im2col(const float* xg, const detail::ConvShapes& s, const Conv2dOptions& o
 
 Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dOptions& o, Activation act,
               const Tensor& residual) {
+  TABULA_ON_GPU(conv2d, ({&x_in, &w_in, &b_in, &residual}), x_in, w_in, b_in, o, act, residual);
   auto s = detail::conv2d_shapes("ops::conv2d", x_in, w_in, b_in, o, residual);
   Tensor x = x_in.contiguous(), w = w_in.contiguous();
   Tensor bias = b_in.defined() ? b_in.contiguous() : Tensor();
@@ -152,6 +166,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
 
 Tensor batch_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, const Tensor& mean, const Tensor& var,
                   double eps) {
+  TABULA_ON_GPU(batch_norm, ({&x_in, &weight, &bias, &mean, &var}), x_in, weight, bias, mean, var, eps);
   check_f32_cpu("ops::batch_norm", x_in, "input");
   if (x_in.dim() < 2) op_error("ops::batch_norm", "input must have a channel dim, got " + x_in.str());
   const int64_t N = x_in.size(0), C = x_in.size(1);
@@ -187,14 +202,25 @@ static Tensor map_act(std::string_view op, const Tensor& x_in, Activation act) {
   parallel_for(n, 1 << 14, [&](int64_t a, int64_t b) { detail::activation_inplace(y.data<float>() + a, b - a, act); });
   return y;
 }
-Tensor relu(const Tensor& x) { return map_act("ops::relu", x, Activation::relu); }
+Tensor relu(const Tensor& x) {
+  TABULA_ON_GPU(activation, ({&x}), x, Activation::relu);
+  return map_act("ops::relu", x, Activation::relu);
+}
 Tensor gelu(const Tensor& x, bool tanh_approximation) {
+  TABULA_ON_GPU(gelu, ({&x}), x, tanh_approximation);
   return map_act("ops::gelu", x, tanh_approximation ? Activation::gelu_tanh : Activation::gelu);
 }
-Tensor silu(const Tensor& x) { return map_act("ops::silu", x, Activation::silu); }
-Tensor activation(const Tensor& x, Activation act) { return map_act("ops::activation", x, act); }
+Tensor silu(const Tensor& x) {
+  TABULA_ON_GPU(activation, ({&x}), x, Activation::silu);
+  return map_act("ops::silu", x, Activation::silu);
+}
+Tensor activation(const Tensor& x, Activation act) {
+  TABULA_ON_GPU(activation, ({&x}), x, act);
+  return map_act("ops::activation", x, act);
+}
 
 Tensor swiglu(const Tensor& x_in) {
+  TABULA_ON_GPU(swiglu, ({&x_in}), x_in);
   check_f32_cpu("ops::swiglu", x_in, "input");
   const int64_t C2 = x_in.size(-1), C = C2 / 2;
   if (C2 % 2) op_error("ops::swiglu", "last dim must be even, got " + x_in.str());
@@ -217,6 +243,7 @@ Tensor swiglu(const Tensor& x_in) {
 // Pooling: one (n, c) plane per work item.
 Tensor max_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64_t, 2> s, std::array<int64_t, 2> p,
                   std::array<int64_t, 2> d, bool ceil_mode) {
+  TABULA_ON_GPU(max_pool2d, ({&x_in}), x_in, k, s, p, d, ceil_mode);
   auto [N, C, H, W] = check_4d("ops::max_pool2d", x_in);
   detail::check_pool_args("ops::max_pool2d", k, s, p, d);
   auto [Ho, Wo] = detail::pool_output_hw("ops::max_pool2d", H, W, k, s, p, d, ceil_mode);
@@ -247,6 +274,7 @@ Tensor max_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64
 
 Tensor avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64_t, 2> s, std::array<int64_t, 2> p,
                   bool ceil_mode, bool count_include_pad) {
+  TABULA_NOT_ON_GPU(avg_pool2d, ({&x_in}));
   auto [N, C, H, W] = check_4d("ops::avg_pool2d", x_in);
   detail::check_pool_args("ops::avg_pool2d", k, s, p, {1, 1});
   auto [Ho, Wo] = detail::pool_output_hw("ops::avg_pool2d", H, W, k, s, p, {1, 1}, ceil_mode);
@@ -300,14 +328,17 @@ static Tensor adaptive_pool(std::string_view op, const Tensor& x_in, std::array<
   return y;
 }
 Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> os) {
+  TABULA_ON_GPU(adaptive_avg_pool2d, ({&x}), x, os);
   return adaptive_pool<false>("ops::adaptive_avg_pool2d", x, os);
 }
 Tensor adaptive_max_pool2d(const Tensor& x, std::array<int64_t, 2> os) {
+  TABULA_NOT_ON_GPU(adaptive_max_pool2d, ({&x}));
   return adaptive_pool<true>("ops::adaptive_max_pool2d", x, os);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Activation act) {
+  TABULA_ON_GPU(linear, ({&x_in, &w_in, &b_in}), x_in, w_in, b_in, act);
   detail::check_linear("ops::linear", x_in, w_in, b_in);
   const int64_t K = x_in.size(-1), Nout = w_in.size(0), M = x_in.numel() / std::max<int64_t>(K, 1);
   Tensor x = x_in.contiguous(), w = w_in.contiguous();
@@ -323,6 +354,7 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Activa
 }
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  TABULA_ON_GPU(matmul, ({&a_in, &b_in}), a_in, b_in);
   auto [batch, M, K, N, out_shape] = detail::matmul_shapes("ops::matmul", a_in, b_in);
   Tensor a = a_in.contiguous(), b = b_in.contiguous();
   Tensor y = Tensor::empty(out_shape);
@@ -340,6 +372,7 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
 // Row ops: 16 partial sums (vectorisable without -ffast-math), combined in a fixed order.
 
 Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, double eps) {
+  TABULA_ON_GPU(layer_norm, ({&x_in, &w_in, &b_in}), x_in, w_in, b_in, eps);
   check_f32_cpu("ops::layer_norm", x_in, "input");
   const int64_t C = x_in.size(-1), rows = x_in.numel() / std::max<int64_t>(C, 1);
   for (const Tensor* t : {&w_in, &b_in})
@@ -362,6 +395,7 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, do
 static void softmax_row(float* r, int64_t C) { detail::row_kernels().softmax(r, C); }
 
 Tensor softmax(const Tensor& x_in, int64_t dim) {
+  TABULA_ON_GPU(softmax, ({&x_in}), x_in, dim);
   check_f32_cpu("ops::softmax", x_in, "input");
   dim = x_in.wrap_dim(dim);
   const bool last = dim == x_in.dim() - 1;
@@ -378,6 +412,7 @@ Tensor softmax(const Tensor& x_in, int64_t dim) {
 // softmax (running max m, running sum l, rescaled accumulator), so only a kBQ x kBK score tile ever exists.
 Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
                                     std::optional<double> scale_opt, Tensor* attn_probs) {
+  TABULA_ON_GPU(scaled_dot_product_attention, ({&q_in, &k_in, &v_in}), q_in, k_in, v_in, scale_opt, attn_probs);
   auto [B, H, Nq, Nk, D, Dv] = detail::sdpa_shapes("ops::scaled_dot_product_attention", q_in, k_in, v_in);
   const float scale = static_cast<float>(scale_opt ? *scale_opt : 1.0 / std::sqrt(static_cast<double>(D)));
   Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
@@ -478,9 +513,16 @@ static Tensor binary(std::string_view op, const Tensor& a_in, const Tensor& b_in
   });
   return y;
 }
-Tensor add(const Tensor& a, const Tensor& b) { return binary("ops::add", a, b, [](float u, float v) { return u + v; }); }
-Tensor mul(const Tensor& a, const Tensor& b) { return binary("ops::mul", a, b, [](float u, float v) { return u * v; }); }
+Tensor add(const Tensor& a, const Tensor& b) {
+  TABULA_ON_GPU(add, ({&a, &b}), a, b);
+  return binary("ops::add", a, b, [](float u, float v) { return u + v; });
+}
+Tensor mul(const Tensor& a, const Tensor& b) {
+  TABULA_ON_GPU(mul, ({&a, &b}), a, b);
+  return binary("ops::mul", a, b, [](float u, float v) { return u * v; });
+}
 Tensor mul(const Tensor& a_in, float s) {
+  TABULA_ON_GPU(mul_scalar, ({&a_in}), a_in, s);
   check_f32_cpu("ops::mul", a_in, "a");
   Tensor y = a_in.contiguous().clone();
   float* yp = y.data<float>();
@@ -491,17 +533,26 @@ Tensor mul(const Tensor& a_in, float s) {
 }
 
 Tensor layer_scale(const Tensor& x, const Tensor& gamma) {
+  TABULA_ON_GPU(layer_scale, ({&x, &gamma}), x, gamma);
   if (!gamma.defined() || gamma.dim() != 1 || gamma.numel() != x.size(-1))
     op_error("ops::layer_scale", "gamma must be [" + std::to_string(x.size(-1)) + "], got " + gamma.str());
   return ops::mul(x, gamma);
 }
 
 // cat and interpolate are memory-bound copies / preprocessing: the reference is already the right algorithm.
-Tensor cat(const std::vector<Tensor>& xs, int64_t dim) { return ref::cat(xs, dim); }
-Tensor interpolate(const Tensor& x, const InterpolateOptions& opt) { return ref::interpolate(x, opt); }
+Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
+  for (const Tensor& t : xs)
+    if (on_gpu(t)) return device_ops("ops::cat", t.device()).cat(xs, dim);
+  return ref::cat(xs, dim);
+}
+Tensor interpolate(const Tensor& x, const InterpolateOptions& opt) {
+  TABULA_ON_GPU(interpolate, ({&x}), x, opt);
+  return ref::interpolate(x, opt);
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 Tensor pool(const Tensor& x_in, Pool p, int64_t num_prefix) {
+  TABULA_ON_GPU(pool, ({&x_in}), x_in, p, num_prefix);
   check_f32_cpu("ops::pool", x_in, "input");
   if (p == Pool::none) return x_in;
   if (x_in.dim() == 4) {

@@ -17,7 +17,7 @@ using detail::check_4d;
 static float apply_act(double v, Activation act) {
   switch (act) {
     case Activation::none: return static_cast<float>(v);
-    case Activation::relu: return static_cast<float>(v > 0 ? v : 0.0);
+    case Activation::relu: return static_cast<float>(v < 0 ? 0.0 : v);  // torch: NaN and -0.0 pass through
     case Activation::gelu: return static_cast<float>(0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))));
     case Activation::gelu_tanh: {
       const double k = std::sqrt(2.0 / M_PI);

@@ -77,7 +77,7 @@ inline void activation(float* x, int64_t n, Activation act) {
   switch (act) {
     case Activation::none: return;
     case Activation::relu:
-      for (int64_t i = 0; i < n; ++i) x[i] = x[i] > 0.f ? x[i] : 0.f;
+      for (int64_t i = 0; i < n; ++i) x[i] = x[i] < 0.f ? 0.f : x[i];  // NaN and -0.0 pass, as torch.relu
       return;
     case Activation::gelu:
       for (int64_t i = 0; i < n; ++i) x[i] = gelu_f(x[i]);

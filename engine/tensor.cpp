@@ -1,6 +1,7 @@
 #include "engine/tensor.h"
 
 #include "engine/arena.h"
+#include "engine/device_ops.h"
 
 #include <algorithm>
 #include <atomic>
@@ -378,6 +379,7 @@ Tensor Tensor::expand(const Shape& shape) const {
 Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }
 
 Tensor Tensor::clone() const {
+  if (on_gpu(*this)) return device_ops("Tensor::clone", device()).clone(*this);  // a dense copy on that device
   Tensor out = empty(shape_, dtype_);
   out.copy_(*this);
   return out;
@@ -385,6 +387,7 @@ Tensor Tensor::clone() const {
 
 Tensor Tensor::to(DType dt) const {
   if (dt == dtype_) return *this;
+  if (on_gpu(*this)) op_error("Tensor::to", "dtype conversion of a " + std::string(device_name(device())) + " tensor " + str());
   Tensor out = empty(shape_, dt);
   out.copy_(*this);
   return out;

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -11,7 +13,11 @@
 
 #include "engine/ops.h"
 #include "engine/threads.h"
+#include "models/device.h"
 #include "models/registry.h"
+#if TABULA_HAVE_CUDA
+#include "engine/cuda/device.h"
+#endif
 
 namespace tabula {
 
@@ -29,15 +35,36 @@ double peak_rss_mb() {
   return 0;
 }
 
+std::string BenchResult::where() const {
+  if (device == "cpu") return std::to_string(threads) + " threads, fp32 cpu (" + gemm_kernel + " gemm)";
+  return precision + " " + device + (graph ? " (CUDA graph)" : " (eager)");
+}
+
+std::string BenchResult::key_values() const {
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "images/s: %.3f\nlatency_ms: %.4f\npeak_rss_mb: %.1f\n", images_per_s, median_ms,
+                peak_rss_mb);
+  std::string out = buf;
+  if (device != "cpu") {
+    std::snprintf(buf, sizeof buf, "peak_gpu_mem_mb: %.1f\n", peak_gpu_mem_mb);
+    out += buf;
+  }
+  return out;
+}
+
 std::string BenchResult::summary() const {
   char buf[512];
   std::snprintf(buf, sizeof buf,
-                "%s: batch %lld at %lldx%lld, %d threads, fp32 cpu (%s gemm): %.1f ms/batch (median; min %.1f), "
+                "%s: batch %lld at %lldx%lld, %s: %.1f ms/batch (median; min %.1f), "
                 "%.2f images/s, %.1f GMAC/s, peak RSS %.0f MiB",
                 arch.c_str(), static_cast<long long>(batch), static_cast<long long>(size),
-                static_cast<long long>(size), threads, gemm_kernel.c_str(), median_ms, min_ms, images_per_s,
+                static_cast<long long>(size), where().c_str(), median_ms, min_ms, images_per_s,
                 gmacs_per_image * images_per_s, peak_rss_mb);
   std::string out = buf;
+  if (device != "cpu") {
+    std::snprintf(buf, sizeof buf, ", peak GPU memory %.0f MiB", peak_gpu_mem_mb);
+    out += buf;
+  }
   if (load_ms > 0) {
     std::snprintf(buf, sizeof buf, ", weights loaded in %.0f ms", load_ms);
     out += buf;
@@ -63,11 +90,29 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
   float* p = x.data<float>();
   for (int64_t i = 0; i < x.numel(); ++i) p[i] = nd(rng);
 
-  for (int i = 0; i < opt.warmup; ++i) model->forward(x);
+  const int dev = select_device(opt.device, opt.precision);
+  if (dev >= 0) {
+    model->to_device(dev);
+    x = upload(x, dev);
+  }
+  if (opt.graph && dev < 0) throw std::invalid_argument("bench: --graph is for --device cuda");
+  std::function<void()> step = [&] { model->forward(x); };
+#if TABULA_HAVE_CUDA
+  std::unique_ptr<cuda::Graph> graph;
+  if (opt.graph) {
+    model->forward(x);  // eager first: fills the allocator and the cuBLASLt/cuDNN algorithm caches
+    synchronize_device(dev);
+    graph = std::make_unique<cuda::Graph>(dev, [&] { return model->forward(x); });
+    step = [&] { graph->replay(); };
+  }
+#endif
+  for (int i = 0; i < opt.warmup; ++i) step();
+  synchronize_device(dev);
   std::vector<double> ms;
   for (int i = 0; i < opt.iters; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
-    Tensor y = model->forward(x);
+    step();
+    synchronize_device(dev);
     const auto t1 = std::chrono::steady_clock::now();
     ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
@@ -81,6 +126,10 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
   r.min_ms = ms.front();
   r.images_per_s = static_cast<double>(opt.batch) / (r.median_ms / 1000.0);
   r.peak_rss_mb = peak_rss_mb();
+  r.device = opt.device;
+  r.precision = opt.precision;
+  r.graph = opt.graph;
+  r.peak_gpu_mem_mb = peak_device_mem_mb(dev);
   Shape one = in;
   one[0] = 1;
   r.gmacs_per_image = model->gmacs(one);

@@ -16,6 +16,8 @@ struct BenchOptions {
   int64_t size = 0;  // input height = width; 0: the arch's default input size
   std::shared_ptr<const WeightMap> weights;  // trained weights (already read); null: the untrained model of `seed`
   double weights_read_ms = 0;                // time the caller spent reading the weight file (reported)
+  std::string device = "cpu", precision = "fp32";  // --device cpu|cuda[:N], --precision (see select_device)
+  bool graph = false;  // cuda: capture the forward once as a CUDA graph and time its replays
 };
 
 struct BenchResult {
@@ -25,13 +27,19 @@ struct BenchResult {
   double median_ms = 0, min_ms = 0;  // per batch
   double images_per_s = 0;           // batch / median
   double peak_rss_mb = 0;            // VmHWM of this process
+  std::string device = "cpu", precision = "fp32";
+  bool graph = false;
+  double peak_gpu_mem_mb = 0;        // the caching allocator's peak bytes in use (cuda)
   double gmacs_per_image = 0;
   std::string gemm_kernel;
   double load_ms = 0;  // weights: reading the file + building the model (folding BN, converting dtypes); 0 for seeds
   std::string summary() const;  // one line: "... ms/batch ... images/s ... peak RSS ..."
+  std::string key_values() const;
+  std::string where() const;       // "2 threads, fp32 cpu (avx512 gemm)" / "bf16 cuda:0 (CUDA graph)"  // "images/s: N", "latency_ms: N", ... one per line (bench/gpu_compare.py reads them)
 };
 
-// Builds the untrained model of `seed`, runs `warmup` then `iters` forwards of a fixed random batch.
+// Builds the untrained model of `seed`, runs `warmup` then `iters` forwards of a fixed random batch, on the CPU or
+// (opt.device cuda) on a GPU with the weights and the batch uploaded once and each forward synchronised.
 BenchResult bench_model(const std::string& arch, const BenchOptions& opt);
 // VmHWM from /proc/self/status in MiB (0 when unavailable).
 double peak_rss_mb();

@@ -106,4 +106,9 @@ WeightMap to_weight_map(std::vector<NamedTensor> tensors) {
   return m;
 }
 
+void Model::to_device(int device) {
+  throw std::invalid_argument("arch '" + arch().name + "' runs on the cpu only (--device cuda:" + std::to_string(device) +
+                              " is for the networks)");
+}
+
 }  // namespace tabula

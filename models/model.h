@@ -48,6 +48,11 @@ class Model {
   virtual double gmacs(const Shape& input) const = 0;
   // Checks an input shape before running (message names the expected shape).
   virtual void check_input(const Shape& input) const = 0;
+  // Moves the weights to GPU `device` (cuda:N), once, before the first forward there; every later forward then
+  // takes inputs on that device and runs each op there (ops:: dispatches on the tensor's device), and captures
+  // come back to the host pooled. Call cuda::set_precision first: linear weights are converted for it. Models
+  // that only run on the CPU (the baselines) throw.
+  virtual void to_device(int device);
 };
 
 // A tap point: passes x through `taps` (which may replace it) and returns what the forward continues with.

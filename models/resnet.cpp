@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "engine/ops.h"
+#include "models/device.h"
 
 namespace tabula {
 namespace {
@@ -30,6 +31,9 @@ struct ConvBN {
   Tensor unfused(const Tensor& x, TapSet& taps) const {
     Tensor y = tap(taps, conv, ops::conv2d(x, w, Tensor(), opt));
     return tap(taps, bn, ops::batch_norm(y, gamma, beta, mean, var, 1e-5));
+  }
+  void to_device(int dev) {
+    for (Tensor* t : {&w, &gamma, &beta, &mean, &var, &wf, &bf}) *t = upload(*t, dev);
   }
   // act(bn(conv(x)) + residual) in one conv.
   Tensor fused(const Tensor& x, Activation act, const Tensor& residual = {}) const {
@@ -91,6 +95,15 @@ class ResNet final : public Model {
 
   const ArchConfig& arch() const override { return arch_; }
   Shape default_input_shape(int64_t batch) const override { return {batch, c_.in_chans, 224, 224}; }
+
+  void to_device(int dev) override {
+    if (skeleton_) throw std::logic_error("arch '" + arch_.name + "': model built without weights (structure only)");
+    stem_.to_device(dev);
+    for (Block& b : blocks_)
+      for (ConvBN* c : {&b.c1, &b.c2, &b.c3, &b.down}) c->to_device(dev);
+    fc_w_ = upload_linear_weight(fc_w_, dev);
+    fc_b_ = upload(fc_b_, dev);
+  }
 
   void check_input(const Shape& s) const override {
     if (s.size() != 4 || s[1] != c_.in_chans || s[2] < 1 || s[3] < 1)

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "engine/ops.h"
+#include "models/device.h"
 
 namespace tabula {
 namespace {
@@ -16,6 +17,10 @@ struct LayerNormP {
     b = p[n + ".bias"];
   }
   Tensor operator()(const Tensor& x) const { return on ? ops::layer_norm(x, w, b, 1e-6) : x; }
+  void to_device(int dev) {
+    w = upload(w, dev);
+    b = upload(b, dev);
+  }
 };
 
 struct LinearP {
@@ -25,6 +30,10 @@ struct LinearP {
     if (p.has(n + ".bias")) b = p[n + ".bias"];
   }
   Tensor operator()(const Tensor& x, Activation act = Activation::none) const { return ops::linear(x, w, b, act); }
+  void to_device(int dev) {
+    w = upload_linear_weight(w, dev);
+    b = upload(b, dev);
+  }
 };
 
 struct BlockP {
@@ -69,6 +78,20 @@ class ViT final : public Model {
 
   const ArchConfig& arch() const override { return arch_; }
   Shape default_input_shape(int64_t batch) const override { return {batch, c_.in_chans, c_.img_size, c_.img_size}; }
+
+  void to_device(int dev) override {
+    if (skeleton_) throw std::logic_error("arch '" + arch_.name + "': model built without weights (structure only)");
+    for (Tensor* t : {&cls_, &reg_, &pos_, &patch_w_, &patch_b_}) *t = upload(*t, dev);
+    for (LayerNormP* n : {&norm_pre_, &norm_, &fc_norm_}) n->to_device(dev);
+    for (BlockP& b : blocks_) {
+      b.norm1.to_device(dev);
+      b.norm2.to_device(dev);
+      for (LinearP* l : {&b.qkv, &b.proj, &b.fc1, &b.fc2}) l->to_device(dev);
+      b.ls1 = upload(b.ls1, dev);
+      b.ls2 = upload(b.ls2, dev);
+    }
+    head_.to_device(dev);
+  }
 
   void check_input(const Shape& s) const override {
     const std::string what = "arch '" + arch_.name + "': ";

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "engine/cuda/runtime.h"
+#include "engine/device_ops.h"
 #include "engine/ops_common.h"
 
 #define TABULA_CUBLAS_CHECK(call) check_cublas((call), #call, __FILE__, __LINE__)
@@ -104,7 +105,7 @@ Tensor dense(const Tensor& x, int dev) {
 // ---- activations (same formulas as the CPU reference, in fp32) ----
 __device__ __forceinline__ float act_apply(float v, Activation a) {
   switch (a) {
-    case Activation::relu: return v > 0.f ? v : (v != v ? v : 0.f);  // NaN propagates, as torch.relu
+    case Activation::relu: return v < 0.f ? 0.f : v;  // NaN and -0.0 pass through, as torch.relu
     case Activation::gelu: return 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
     case Activation::gelu_tanh: {
       const float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
@@ -881,7 +882,9 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
   // fp32 without a probabilities request also takes the exact kernel: it is the precision reference path.
   if (attn_probs || g_precision == Precision::fp32) {
     Tensor probs = attn_probs ? empty({B, H, Nq, Nk}, dev) : Tensor();
-    const size_t shm = static_cast<size_t>(Nk) * sizeof(float);
+    // The row of Nk scores, plus 16 bytes: compute-sanitizer saw the compiler's vectorised reads of the row's
+    // tail (LDS of 3 floats at the last element) step past an allocation of exactly Nk floats.
+    const size_t shm = (static_cast<size_t>(Nk) + 4) * sizeof(float);
     if (shm > 200 * 1024) op_error(op, "exact attention keeps a row of scores in shared memory: Nk=" + std::to_string(Nk) + " is too long");
     if (shm > 48 * 1024)
       TABULA_CUDA_CHECK(cudaFuncSetAttribute(attention_exact_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shm)));
@@ -1026,4 +1029,47 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
   return y;
 }
 
+}  // namespace tabula::cuda
+
+// ---- ops:: dispatch (engine/device_ops.h): ops::<op> on a cuda tensor lands here ----
+namespace tabula::cuda {
+namespace {
+Tensor clone_dense(const Tensor& x) {
+  const int dev = common_device("Tensor::clone", {&x});
+  Tensor y = empty(x.shape(), dev);
+  copy_into("Tensor::clone", y, x, dev);
+  return y;
+}
+Tensor host_copy(const Tensor& x) { return cuda::to_host(cuda::contiguous(x)); }
+Tensor device_copy_like(const Tensor& host, const Tensor& like) { return to_device(host, device_of("to_device", like)); }
+Tensor relu_or_act(const Tensor& x, Activation a) { return activation(x, a); }
+Tensor mul_tensor(const Tensor& a, const Tensor& b) { return mul(a, b); }
+Tensor mul_scalar(const Tensor& a, float s) { return mul(a, s); }
+Tensor gelu_any(const Tensor& x, bool t) { return gelu(x, t); }
+Tensor max_pool(const Tensor& x, std::array<int64_t, 2> k, std::array<int64_t, 2> s, std::array<int64_t, 2> p,
+                std::array<int64_t, 2> d, bool c) {
+  return max_pool2d(x, k, s, p, d, c);
+}
+Tensor conv(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& o, Activation a, const Tensor& r) {
+  return conv2d(x, w, b, o, a, r);
+}
+Tensor lin(const Tensor& x, const Tensor& w, const Tensor& b, Activation a) { return linear(x, w, b, a); }
+Tensor bn(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& m, const Tensor& v, double eps) {
+  return batch_norm(x, w, b, m, v, eps);
+}
+Tensor ln(const Tensor& x, const Tensor& w, const Tensor& b, double eps) { return layer_norm(x, w, b, eps); }
+Tensor sm(const Tensor& x, int64_t d) { return softmax(x, d); }
+Tensor sdpa(const Tensor& q, const Tensor& k, const Tensor& v, std::optional<double> s, Tensor* p) {
+  return scaled_dot_product_attention(q, k, v, s, p);
+}
+Tensor pooled(const Tensor& x, Pool p, int64_t n) { return pool(x, p, n); }
+
+const DeviceOps kTable = {
+    conv,        bn,       gelu_any,   relu_or_act, swiglu, max_pool, adaptive_avg_pool2d, lin,         matmul, ln, sm,
+    sdpa,        add,      mul_tensor, mul_scalar,  cat,    layer_scale, interpolate,       pooled,      clone_dense,
+    host_copy,   device_copy_like,
+};
+}  // namespace
+
+void register_ops_dispatch() { register_device_ops(Device::cuda, &kTable); }
 }  // namespace tabula::cuda

@@ -22,6 +22,7 @@
 #include "eval/embed/progress.h"
 #include "eval/embed/store.h"
 #include "models/baselines.h"
+#include "models/device.h"
 #include "models/registry.h"
 #include "tabula/build_info.h"
 #include "weights_tools/checkpoint.h"
@@ -56,9 +57,11 @@ Pool natural_pool(const Shape& tap_shape, bool has_cls) {
 
 class NetworkExtractor : public Extractor {
  public:
+  // device: -1 for the CPU, else the GPU the weights move to (select_device has set the precision).
   NetworkExtractor(std::unique_ptr<Model> model, const Shape& input, std::vector<std::string> requested,
-                   const std::string& pool)
-      : model_(std::move(model)) {
+                   const std::string& pool, int device)
+      : model_(std::move(model)), device_(device) {
+    if (device_ >= 0) model_->to_device(device_);
     auto taps = model_->list_taps(input);
     std::map<std::string, Shape> shape_of;
     for (const TapInfo& t : taps) shape_of[t.name] = t.shape;
@@ -92,7 +95,7 @@ class NetworkExtractor : public Extractor {
     }
     // Widths from a 1-image forward of zeros: exact, whatever the pooling does to the shape.
     Tensor probe = Tensor::zeros({1, input[1], input[2], input[3]});
-    model_->forward(probe, taps_);
+    model_->forward(on_device(probe), taps_);
     for (const std::string& key : taps_.capture_keys()) {
       const Tensor& t = taps_.captured().at(key);
       layers_.push_back({key, t.numel() / t.size(0)});
@@ -111,7 +114,7 @@ class NetworkExtractor : public Extractor {
         throw std::runtime_error("model inputs of one batch differ in shape (" + im->source + ")");
       p = std::copy(im->pixels.begin(), im->pixels.end(), p);
     }
-    model_->forward(x, taps_);
+    model_->forward(on_device(x), taps_);  // captures come back to the host pooled
     std::vector<std::vector<float>> out;
     for (const auto& [key, dim] : layers_) {
       Tensor t = taps_.captured().at(key).contiguous();
@@ -129,7 +132,10 @@ class NetworkExtractor : public Extractor {
   }
 
  private:
+  Tensor on_device(const Tensor& x) const { return device_ >= 0 ? upload(x, device_) : x; }
+
   std::unique_ptr<Model> model_;
+  int device_ = -1;
   TapSet taps_;
   std::map<std::string, Pool> pools_;
   std::vector<std::pair<std::string, int64_t>> layers_;
@@ -239,11 +245,7 @@ WeightMap load_weight_map(const std::string& path, const std::string& key) {
 
 EmbedSummary run_embed(const EmbedOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
-  if (opt.device != "cpu")
-    throw std::invalid_argument("--device " + opt.device + ": models run on the CPU in this build (the CUDA model "
-                                "path is not wired yet); use --device cpu");
-  if (opt.precision != "fp32")
-    throw std::invalid_argument("--precision " + opt.precision + ": the CPU runs fp32 only (tf32/bf16/fp16 are GPU precisions)");
+  const int device = select_device(opt.device, opt.precision);
   if (opt.batch < 1) throw std::invalid_argument("--batch must be >= 1");
   if (opt.weights.empty() == !opt.seed.has_value() && !is_baseline(opt.arch))
     throw std::invalid_argument("give exactly one of --weights FILE and --seed N");
@@ -303,13 +305,14 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
   // The extractor and the shape of one model input.
   std::unique_ptr<Extractor> ex;
   if (baseline) {
+    if (device >= 0) throw std::invalid_argument("--device " + opt.device + ": the " + opt.arch + " baseline runs on the cpu");
     ex = std::make_unique<BaselineExtractor>(opt.arch, data_channels);
   } else {
     Shape input;
     if (in.from_npy) input = {1, in.npy.shape[1], in.npy.shape[2], in.npy.shape[3]};
     else input = {1, strategy.mode == data::ChannelMode::all ? data_channels : 3, tf.crop, tf.crop};
     weights_desc = opt.weights.empty() ? "" : sha256_file(opt.weights);
-    ex = std::make_unique<NetworkExtractor>(std::move(model), input, opt.layers, opt.pool);
+    ex = std::make_unique<NetworkExtractor>(std::move(model), input, opt.layers, opt.pool, device);
   }
 
   // Settings that determine the numbers: they make the run key (resume refuses a different one) and run.json.

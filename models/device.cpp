@@ -1,0 +1,72 @@
+#include "models/device.h"
+
+#include <stdexcept>
+
+#include "engine/cuda/device_name.h"
+#include "engine/system.h"
+#if TABULA_HAVE_CUDA
+#include "engine/cuda/ops.h"
+#endif
+
+namespace tabula {
+
+Tensor upload(const Tensor& host, int device) {
+  if (!host.defined()) return {};
+#if TABULA_HAVE_CUDA
+  return cuda::to_device(host.to(DType::f32), device);
+#else
+  (void)device;
+  throw std::invalid_argument("--device cuda: this tabula was built without the CUDA backend");
+#endif
+}
+
+Tensor upload_linear_weight(const Tensor& host, int device) {
+  if (!host.defined()) return {};
+#if TABULA_HAVE_CUDA
+  return cuda::convert_weight(upload(host, device));
+#else
+  return upload(host, device);
+#endif
+}
+
+int select_device(const std::string& device, const std::string& precision) {
+  const int index = cuda::parse_device(device);
+  if (index < 0) {
+    if (precision != "fp32")
+      throw std::invalid_argument("--precision " + precision + ": cpu forwards are fp32 (tf32/bf16/fp16 are for --device cuda)");
+    return -1;
+  }
+#if TABULA_HAVE_CUDA
+  const auto p = cuda::precision_from_name(precision);
+  if (!p) throw std::invalid_argument("--precision: expected fp32, tf32, bf16 or fp16, got '" + precision + "'");
+  const auto devices = cuda_devices();
+  if (devices.empty()) throw std::invalid_argument("--device " + device + ": no CUDA device on this machine");
+  if (index >= static_cast<int>(devices.size()))
+    throw std::invalid_argument("--device " + device + ": this machine has " + std::to_string(devices.size()) +
+                                " CUDA device(s), cuda:0 to cuda:" + std::to_string(devices.size() - 1));
+  cuda::set_precision(*p);
+  cuda::set_current_device(index);
+  return index;
+#else
+  throw std::invalid_argument("--device " + device + ": this tabula was built without the CUDA backend");
+#endif
+}
+
+void synchronize_device(int device) {
+#if TABULA_HAVE_CUDA
+  if (device >= 0) cuda::synchronize(device);
+#else
+  (void)device;
+#endif
+}
+
+double peak_device_mem_mb(int device) {
+#if TABULA_HAVE_CUDA
+  if (device >= 0) return static_cast<double>(cuda::allocator_stats(device).peak_bytes_in_use) / (1024.0 * 1024.0);
+#else
+  (void)device;
+#endif
+  return 0;
+}
+
+}  // namespace tabula
