@@ -113,11 +113,11 @@ def torch_row(timm_name, size, batch, precision, compile_, iters):
     return {"images_s": batch / (ms * 1e-3), "latency_ms": ms, "peak_gpu_mem_mb": peak}
 
 
-def tabula_row(binary, arch, batch, precision, device, iters, graph=False):
+def tabula_row(binary, arch, batch, precision, device, iters, graph=False, timeout=600):
     cmd = [binary, "bench", arch, "--batch", str(batch), "--device", device, "--precision", precision,
            "--iters", str(iters)] + (["--graph"] if graph else [])
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as e:
         return {"error": f"{' '.join(cmd)}: {e}"}
     if p.returncode != 0:
@@ -143,6 +143,7 @@ def main():
     ap.add_argument("--archs", default=",".join(a for a, _, _ in ARCHS))
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    ap.add_argument("--tabula-timeout", type=float, default=600, help="seconds one tabula bench run may take")
     ap.add_argument("--out", default=None, help="markdown file to write (also prints it); JSON goes next to it")
     args = ap.parse_args()
 
@@ -163,9 +164,10 @@ def main():
                 impls = [("torch eager", lambda: torch_row(timm_name, size, batch, precision, False, args.iters))]
                 if not args.no_compile:
                     impls.append(("torch.compile", lambda: torch_row(timm_name, size, batch, precision, True, args.iters)))
-                impls.append(("tabula", lambda: tabula_row(args.tabula, arch, batch, precision, args.device, args.iters)))
+                impls.append(("tabula", lambda: tabula_row(args.tabula, arch, batch, precision, args.device, args.iters,
+                                                           timeout=args.tabula_timeout)))
                 impls.append(("tabula graph", lambda: tabula_row(args.tabula, arch, batch, precision, args.device,
-                                                                 args.iters, graph=True)))
+                                                                 args.iters, graph=True, timeout=args.tabula_timeout)))
                 for impl, run in impls:
                     t0 = time.time()
                     try:
