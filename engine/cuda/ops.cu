@@ -217,6 +217,20 @@ __global__ void softmax_kernel(float* y, const float* x, int64_t C) {
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) yr[c] = expf(xr[c] - m) * inv;
 }
 
+// softmax(x * scale) over rows of C, in place (attention scores): the same sums as softmax_kernel.
+__global__ void scaled_softmax_kernel(float* x, int64_t C, float scale) {
+  __shared__ float shm[32];
+  float* xr = x + blockIdx.x * C;
+  float m = -INFINITY;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) m = fmaxf(m, xr[c] * scale);
+  m = block_max(m, shm);
+  float s = 0.f;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += expf(xr[c] * scale - m);
+  const float inv = 1.f / block_sum(s, shm);
+  __syncthreads();  // every thread has read its scores before any is overwritten
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) xr[c] = expf(xr[c] * scale - m) * inv;
+}
+
 // swiglu: x [rows, 2H] -> silu(x[:, :H]) * x[:, H:]
 __global__ void swiglu_kernel(float* y, const float* x, int64_t rows, int64_t H) {
   int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
@@ -328,6 +342,12 @@ Tensor lowered(const Tensor& x, int dev, Precision p) {
     to_f16_kernel<<<blocks_for(n), 256, 0, stream(dev)>>>(static_cast<__half*>(y.raw()), fptr(x), n);
   LAUNCH_CHECK();
   return y;
+}
+
+// f32 values rounded to the precision's storage type, kept in f32 (the V operand of the fp32 P @ V product).
+__global__ void round_kernel(float* y, const float* x, int64_t n, Precision p) {
+  int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) y[i] = round_to(x[i], p);
 }
 
 // ---- attention ----
@@ -462,10 +482,11 @@ Blas& blas(int dev) {
 
 // Column-major D[m, n] = op(A)[m, k] @ B[k, n] (+ bias[m]) for `batch` strided problems; A/B are f32 or the
 // precision's 16-bit copy, D is f32. Row-major callers swap operands (see linear/matmul).
+// `p` is the precision the operands are stored in (f32 for fp32/tf32, bf16/fp16 copies) and the math runs in.
 void lt_matmul(int dev, bool trans_a, const Tensor& A, int64_t lda, int64_t stride_a, const Tensor& B, int64_t ldb,
-               int64_t stride_b, float* D, int64_t m, int64_t n, int64_t k, int64_t batch, const float* bias) {
+               int64_t stride_b, float* D, int64_t m, int64_t n, int64_t k, int64_t batch, const float* bias,
+               Precision p) {
   Blas& bl = blas(dev);
-  const Precision p = g_precision;
   const cudaDataType_t in_type = p == Precision::bf16 ? CUDA_R_16BF : p == Precision::fp16 ? CUDA_R_16F : CUDA_R_32F;
   const cublasComputeType_t compute = p == Precision::tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
                                                              : CUBLAS_COMPUTE_32F;  // Lt never uses TF32 here
@@ -828,7 +849,7 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Activa
   Tensor x = lowered(dense(x_in, dev), dev, g_precision), w = weight_operand("cuda::linear", w_in, dev);
   Tensor b = b_in.defined() ? dense(b_in, dev) : Tensor();
   // Row-major Y[M, N] = X[M, K] W[N, K]^T  <=>  column-major Y^T[N, M] = W^T . X^T with W stored K x N (ld K).
-  lt_matmul(dev, true, w, K, 0, x, K, 0, fptr_mut(y), N, M, K, 1, b.defined() ? fptr(b) : nullptr);
+  lt_matmul(dev, true, w, K, 0, x, K, 0, fptr_mut(y), N, M, K, 1, b.defined() ? fptr(b) : nullptr, g_precision);
   if (act != Activation::none) {
     act_kernel<<<blocks_for(y.numel()), 256, 0, stream(dev)>>>(fptr_mut(y), fptr(y), y.numel(), act);
     LAUNCH_CHECK();
@@ -856,9 +877,9 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   Tensor a = lowered(dense(a_in, dev), dev, g_precision), b = lowered(dense(b_in, dev), dev, g_precision);
   // Row-major C = A B  <=>  column-major C^T[N, M] = B^T[N, K] . A^T[K, M] (B as N x K with ld N, A as K x M, ld K).
   if (b_in.dim() == 2)  // broadcast b: fold the batch into M
-    lt_matmul(dev, false, b, N, 0, a, K, 0, fptr_mut(y), N, batch * M, K, 1, nullptr);
+    lt_matmul(dev, false, b, N, 0, a, K, 0, fptr_mut(y), N, batch * M, K, 1, nullptr, g_precision);
   else
-    lt_matmul(dev, false, b, N, K * N, a, K, M * K, fptr_mut(y), N, M, K, batch, nullptr);
+    lt_matmul(dev, false, b, N, K * N, a, K, M * K, fptr_mut(y), N, M, K, batch, nullptr, g_precision);
   return y;
 }
 
@@ -879,7 +900,35 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
   Tensor q = dense(q_in, dev), k = dense(k_in, dev), v = dense(v_in, dev), out = empty({B, H, Nq, Dv}, dev);
   const int64_t rows = B * H * Nq;
   if (rows == 0) return out;
-  // fp32 without a probabilities request also takes the exact kernel: it is the precision reference path.
+  // The fast path: two cuBLASLt batched GEMMs around a row softmax, S = Q K^T (q, k rounded to the precision,
+  // fp32 accumulation), P = softmax(S * scale) in fp32 (it is also the attention-probabilities tap), O = P V in
+  // full fp32 with v rounded to the precision -- so only q, k, v are rounded, exactly as the reference is given
+  // them, and tf32 leaves attention in fp32. It materialises S (B*H*Nq*Nk floats); past kAttnScoresBudget the
+  // streaming kernels below take over.
+  constexpr size_t kAttnScoresBudget = size_t{4} << 30;
+  const Precision qk_p = g_precision == Precision::bf16 || g_precision == Precision::fp16 ? g_precision : Precision::fp32;
+  const int64_t BH = B * H;
+  if (static_cast<size_t>(BH * Nq * Nk) * sizeof(float) <= kAttnScoresBudget) {
+    Tensor probs = empty({B, H, Nq, Nk}, dev);
+    Tensor ql = lowered(q, dev, qk_p), kl = lowered(k, dev, qk_p);
+    // column-major S^T[Nk, Nq] = K[Nk, D] . Q^T[D, Nq] per (batch, head)
+    lt_matmul(dev, true, kl, D, Nk * D, ql, D, Nq * D, fptr_mut(probs), Nk, Nq, D, BH, nullptr, qk_p);
+    const unsigned threads = Nk >= 256 ? 256 : 128;
+    scaled_softmax_kernel<<<static_cast<unsigned>(BH * Nq), threads, 0, stream(dev)>>>(fptr_mut(probs), Nk, scale);
+    LAUNCH_CHECK();
+    Tensor vr = v;
+    if (qk_p != Precision::fp32) {
+      vr = empty(v.shape(), dev);
+      round_kernel<<<blocks_for(v.numel()), 256, 0, stream(dev)>>>(fptr_mut(vr), fptr(v), v.numel(), qk_p);
+      LAUNCH_CHECK();
+    }
+    // column-major O^T[Dv, Nq] = V^T[Dv, Nk] . P^T[Nk, Nq]
+    lt_matmul(dev, false, vr, Dv, Nk * Dv, probs, Nk, Nq * Nk, fptr_mut(out), Dv, Nq, Nk, BH, nullptr, Precision::fp32);
+    if (attn_probs) *attn_probs = probs;
+    return out;
+  }
+  // Too long for the scores in memory: fp32 or a probabilities request take the exact kernel (one row of scores
+  // in shared memory), the rest the flash-style streaming kernel.
   if (attn_probs || g_precision == Precision::fp32) {
     Tensor probs = attn_probs ? empty({B, H, Nq, Nk}, dev) : Tensor();
     // The row of Nk scores, plus 16 bytes: compute-sanitizer saw the compiler's vectorised reads of the row's

@@ -78,8 +78,10 @@ void expect_gpu_matches_cpu(const std::string& arch, const Shape& input, const s
   Tensor x = normal_batch(input, 7);
   TapSet cpu_taps, gpu_taps;
   for (const std::string& t : taps) {
-    cpu_taps.capture(t);
-    gpu_taps.capture(t);
+    // feature maps and token sequences pooled on the device; [B, C] outputs (fc, head, cls) as they are
+    const Pool p = t == "fc" || t == "head" || t == "x_norm_clstoken" ? Pool::none : Pool::avg;
+    cpu_taps.capture(t, p);
+    gpu_taps.capture(t, p);
   }
   if (interventions) {
     interventions(cpu_taps);
