@@ -253,7 +253,11 @@ DemoResult run_demo(const DemoOptions& opt) {
     e.seed = m.seed;
     e.data = manifest;
     e.out = dir;
-    if (!m.baseline) e.layers = {"all"};
+    if (!m.baseline) {
+      e.layers = {"all"};
+      e.device = opt.device;  // the networks; the baselines always run on the cpu
+      e.precision = opt.precision;
+    }
     e.size = opt.size;
     e.threads = opt.threads;
     e.resume = true;

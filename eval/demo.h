@@ -20,6 +20,7 @@ struct DemoOptions {
   int threads = 0;
   uint64_t data_seed = 0;
   bool quiet = false;
+  std::string device = "cpu", precision = "fp32";  // where the networks run (--device cuda[:N], --precision)
 };
 
 struct DemoResult {
