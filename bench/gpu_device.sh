@@ -60,7 +60,7 @@ run() {
         ;;
       compare)
         PYTHONUNBUFFERED=1 timeout 500 python3 bench/gpu_compare.py --tabula "$bin/tabula" --out "$out/gpu_compare.md" \
-          ${NO_COMPILE:+--no-compile} ${COMPARE_ARGS:-} 2>&1 | tail -60
+          ${NO_COMPILE:+--no-compile} ${COMPARE_ARGS:-} 2>&1 | tee "$out/compare.log" | grep -v '^{' 
         ;;
     esac
   done
