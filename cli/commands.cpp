@@ -5,6 +5,7 @@
 #include <iostream>
 #include <string>
 
+#include "engine/mpi.h"
 #include "engine/system.h"
 
 namespace tabula::cli {
@@ -323,11 +324,21 @@ int run_tabula(int argc, char** argv) {
       if (a == "--") break;
     }
     Args args = parse_args(*cmd, argc, argv, 1 + consumed);
-    return cmd->run(args);
+    int rc = cmd->run(args);
+    mpi::finalize();
+    return rc;
   } catch (const UsageError& e) {
     std::cerr << e.what() << "\n";
+    if (mpi::active()) mpi::abort(2);
     return 2;
   } catch (const std::exception& e) {
+    // One rank of an MPI job: say which, and stop the others (they would wait for it forever); the journals keep
+    // what was done for --resume.
+    if (mpi::active()) {
+      std::cerr << "tabula: error (rank " << mpi::world().rank << "/" << mpi::world().size << " on "
+                << mpi::world().host << "): " << e.what() << "\n";
+      mpi::abort(1);
+    }
     std::cerr << "tabula: error: " << e.what() << "\n";
     return 1;
   }
