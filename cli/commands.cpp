@@ -59,7 +59,7 @@ const std::vector<Command>& commands() {
         {"shard", "I/N", "embed only shard I (0-based) of N; combine with tabula merge", false, ""},
         {"resume", "", "continue an interrupted run in DIR", false, ""},
         {"force", "", "overwrite a finished embedding in DIR", false, ""},
-        {"threads", "T", "model threads (0: all cores)", false, "0"},
+        {"threads", "T", "model threads (0: all cores; under mpirun/srun: this rank's share of its node)", false, "0"},
         {"quiet", "", "no progress output", false, ""}},
        0, 0, cmd_embed},
       {"init", "write the untrained weights PyTorch builds for a seed (torch.manual_seed + the constructor)",
