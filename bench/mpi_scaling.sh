@@ -7,7 +7,7 @@
 set -euo pipefail
 BUILD=${1:-build}
 NP=${2:-2}
-TABULA=$(readlink -f "$BUILD/cli/tabula" 2>/dev/null || readlink -f "$BUILD/tabula")
+TABULA=$(readlink -f "$BUILD/tabula")
 PY=${PYTHON:-/work/venv/bin/python}
 [ -x "$PY" ] || PY=python3
 W=$(mktemp -d /tmp/tabula-mpi-bench.XXXXXX)
@@ -20,8 +20,8 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$TABULA" --version | grep -i mpi || true
 
-# ---- embed: ResNet-18 (untrained, seed 0), 96 fields x 5 channels of 256 px, per-channel 224 crops ------------------
-"$TABULA" synth cellpainting --out "$W/cp" --batches 1 --plates 1 --sites 3 --seed 1 >/dev/null 2>&1
+# ---- embed: ResNet-18 (untrained, seed 0), 32 fields x 5 channels of 256 px, per-channel 224 crops ------------------
+"$TABULA" synth cellpainting --out "$W/cp" --batches 1 --plates 1 --sites 1 --seed 1 >/dev/null 2>&1
 ROWS=$(($(wc -l < "$W/cp/load_data.csv") - 1))
 E="embed --arch resnet18 --seed 0 --data $W/cp/load_data.csv --layers layer3,avgpool --batch 16 --quiet"
 t1=$(secs "$TABULA" $E --out "$W/one" --threads "$NP")
@@ -31,12 +31,12 @@ echo "embed resnet18, $ROWS fields x 5 channels: 1 process x $NP threads ${t1}s,
 # run.json differs only in "threads" (here: 2 vs 1 per rank)
 rm -rf "$W/one" "$W/many"
 
-# ---- eval map: 20,000 profiles x 256 features, 400 compounds x 50 replicates over 40 plates, JUMP preset -----------
+# ---- eval map: 10,000 profiles x 256 features, 200 compounds x 50 replicates over 25 plates -----------
 "$PY" - "$W" <<'EOF'
 import sys, numpy as np
 w = sys.argv[1]
 rng = np.random.default_rng(0)
-n, d, comps, plates = 20000, 256, 400, 40
+n, d, comps, plates = 10000, 256, 200, 25
 comp = np.arange(n) % comps
 x = rng.standard_normal((n, d)).astype(np.float32) + 0.5 * rng.standard_normal((comps, d)).astype(np.float32)[comp]
 np.save(f"{w}/x.npy", x)
@@ -48,12 +48,12 @@ EOF
 M="eval map --features $W/x.npy --meta $W/meta.csv --pos-sameby Metadata_Compound --neg-diffby Metadata_Compound --null-size 10000"
 t1=$(secs "$TABULA" $M --threads "$NP" --out "$W/one")
 tn=$(secs $MPIRUN "$TABULA" $M --threads 1 --out "$W/many")
-echo "eval map dense (negatives: every other compound), 20000 x 256: 1 process x $NP threads ${t1}s, $NP ranks x 1 thread ${tn}s," \
+echo "eval map dense (negatives: every other compound), 10000 x 256: 1 process x $NP threads ${t1}s, $NP ranks x 1 thread ${tn}s," \
      "speed-up $(echo "scale=2; $t1 / $tn" | bc); $(same average_precision.csv mean_average_precision.csv summary.json)"
 rm -rf "$W/one" "$W/many"
 M="eval map --features $W/x.npy --meta $W/meta.csv --pos-sameby Metadata_Compound --neg-sameby Metadata_Plate --neg-diffby Metadata_Compound --null-size 10000"
 t1=$(secs "$TABULA" $M --threads "$NP" --out "$W/one")
 tn=$(secs $MPIRUN "$TABULA" $M --threads 1 --out "$W/many")
-echo "eval map sparse (negatives within the plate), 20000 x 256: 1 process x $NP threads ${t1}s, $NP ranks x 1 thread ${tn}s," \
+echo "eval map sparse (negatives within the plate), 10000 x 256: 1 process x $NP threads ${t1}s, $NP ranks x 1 thread ${tn}s," \
      "speed-up $(echo "scale=2; $t1 / $tn" | bc); $(same average_precision.csv mean_average_precision.csv summary.json)"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

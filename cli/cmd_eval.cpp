@@ -54,8 +54,9 @@ int cmd_eval_recall(const Args& a) {
   }
   job.threads = threads(a);
   job.out_dir = a.get("out");
+  job.use_mpi = true;  // under mpirun/srun the ranks split the similarity sweep; rank 0 writes
   eval::run_recall(job);
-  done(a);
+  if (mpi::world().rank == 0) done(a);
   return 0;
 }
 

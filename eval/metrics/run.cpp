@@ -170,7 +170,13 @@ void run_recall(const RecallJob& job) {
   j.num("n_perturbations", static_cast<double>(map.rows()));
   for (const auto& file : job.relationships) {
     auto pairs = relationship_pairs(labels, read_relationships(file));
-    RecallResult r = relationship_recall(map, pairs, job.thresholds, job.threads);
+    RecallParts parts;
+    if (job.use_mpi && mpi::distributed()) {
+      parts.part = mpi::world().rank;
+      parts.parts = mpi::world().size;
+      parts.allgather = [](const std::string& mine) { return mpi::allgather(mine); };
+    }
+    RecallResult r = relationship_recall(map, pairs, job.thresholds, job.threads, int64_t(1) << 24, parts);
     std::vector<std::string> row = {fs::path(file).stem().string(), std::to_string(r.null_size),
                                     std::to_string(r.query_size)};
     for (size_t t = 0; t < r.recall.size(); ++t) {
@@ -179,6 +185,7 @@ void run_recall(const RecallJob& job) {
     }
     out.add_row(row);
   }
+  if (job.use_mpi && mpi::world().rank != 0) return;  // rank 0 writes
   write_csv(out_path(job.out_dir, "recall.csv"), out);
   j.write(out_path(job.out_dir, "summary.json"));
 }

@@ -42,6 +42,9 @@ struct RecallJob {
   std::vector<std::pair<double, double>> thresholds = {{0.05, 0.95}, {0.1, 0.9}};
   int threads = 0;
   std::string out_dir;
+  // Under mpirun/srun: the ranks split the similarity sweep (RecallParts) and rank 0 writes. `tabula eval recall`
+  // sets it.
+  bool use_mpi = false;
 };
 void run_recall(const RecallJob& job);
 

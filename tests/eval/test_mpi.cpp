@@ -20,6 +20,7 @@
 #include "eval/embed/ranks.h"
 #include "eval/embed/store.h"
 #include "eval/metrics/map.h"
+#include "eval/metrics/recall.h"
 #include "tests/eval/metrics_test_util.h"
 #include "tests/test_util.h"
 
@@ -168,6 +169,43 @@ TEST(MpiEvalMap, AnErrorNamesTheRankAndStopsTheJob) {
   EXPECT_FALSE(fs::exists(root / "o" / "summary.json"));
 }
 
+TEST(MpiEvalRecall, RanksGiveTheSingleProcessBytes) {
+  if (auto why = mpi_unavailable(); !why.empty()) GTEST_SKIP() << why;
+  auto root = test::scratch_dir();
+  // A map of 600 perturbations = 3 row blocks of the sweep, with 400 annotated pairs.
+  const int n = 600, d = 8;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal;
+  std::vector<float> x(static_cast<size_t>(n * d));
+  for (float& v : x) v = normal(rng);
+  write_npy((root / "x.npy").string(), {n, d}, x.data());
+  auto gene = [](unsigned long i) {
+    std::string g = "G";  // (appending, not "G" + ...: GCC 12's -Wrestrict false positive)
+    g += std::to_string(1000 + i);
+    return g;
+  };
+  std::string meta = "gene\n", rels = "entity1,entity2\n";
+  for (int i = 0; i < n; ++i) meta += gene(static_cast<unsigned long>(i)) + "\n";
+  for (int k = 0; k < 400; ++k) {
+    const unsigned long a = rng() % n, b = rng() % n;
+    rels += gene(a) + "," + gene(b) + "\n";
+  }
+  write_file_atomic((root / "meta.csv").string(), meta);
+  write_file_atomic((root / "rels.csv").string(), rels);
+  const std::string args = "eval recall --features " + (root / "x.npy").string() + " --meta " +
+                           (root / "meta.csv").string() + " --pert-col gene --aggregate none --relationships " +
+                           (root / "rels.csv").string() + " --out ";
+  std::string one = (root / "one").string();
+  auto r1 = test::run_tabula(args + one);
+  ASSERT_EQ(r1.exit_code, 0) << r1.err;
+  for (int np : {2, 3}) {
+    std::string many = (root / ("np" + std::to_string(np))).string();
+    auto r = run_shell(mpirun(np) + args + many);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    expect_same_files(one, many, {"recall.csv", "summary.json"});
+  }
+}
+
 // ---- without mpirun: the pieces -------------------------------------------------------------------------------------
 
 // The split of MapOptions::part/parts, run as 3 threads that exchange bytes through an in-process allgather, equals
@@ -235,6 +273,55 @@ TEST(MpiEvalMap, PartsEqualOneProcessInProcess) {
       EXPECT_EQ(got[p].map, want.map);
       EXPECT_EQ(got[p].p_value, want.p_value);
       EXPECT_EQ(got[p].corrected_p_value, want.corrected_p_value);
+    }
+  }
+}
+
+// In-process parts (threads exchanging bytes) for recall: the histogram path, the one-pass band path (>= 2^20 null
+// values) and the refine path for bins of many equal values, each equal to one process bit for bit.
+TEST(MpiEvalRecall, PartsEqualOneProcessInProcess) {
+  struct Case {
+    int n;
+    bool dup;
+  };
+  for (Case c : {Case{600, false}, Case{1500, false}, Case{600, true}}) {
+    std::mt19937 rng(static_cast<unsigned>(c.n + c.dup));
+    std::normal_distribution<float> normal;
+    eval::RowMatrixF x(c.n, 6);
+    for (int i = 0; i < c.n; ++i)
+      for (int d = 0; d < 6; ++d) x(i, d) = c.dup ? static_cast<float>((i % 4) - 1.5f) * (d < 3 ? 1 : -1) : normal(rng);
+    std::vector<std::pair<int64_t, int64_t>> pairs;
+    for (int k = 0; k < 300; ++k) {
+      int64_t a = rng() % c.n, b = rng() % c.n;
+      if (a != b) pairs.emplace_back(std::min(a, b), std::max(a, b));
+    }
+    const std::vector<std::pair<double, double>> thr = {{0.05, 0.95}, {0.1, 0.9}, {0.25, 0.5}};
+    const int64_t collect = c.dup ? 16 : int64_t(1) << 24;
+    eval::RecallResult want = eval::relationship_recall(x, pairs, thr, 1, collect);
+    const int parts = 3;
+    std::barrier sync(parts);
+    std::vector<std::string> board(parts);
+    std::vector<eval::RecallResult> got(parts);
+    std::vector<std::thread> ts;
+    for (int p = 0; p < parts; ++p)
+      ts.emplace_back([&, p] {
+        eval::RecallParts rp;
+        rp.part = p;
+        rp.parts = parts;
+        rp.allgather = [&, p](const std::string& mine) {
+          board[static_cast<size_t>(p)] = mine;
+          sync.arrive_and_wait();
+          std::vector<std::string> all = board;
+          sync.arrive_and_wait();
+          return all;
+        };
+        got[p] = eval::relationship_recall(x, pairs, thr, 1, collect, rp);
+      });
+    for (auto& t : ts) t.join();
+    for (int p = 0; p < parts; ++p) {
+      SCOPED_TRACE(testing::Message() << "n=" << c.n << " dup=" << c.dup << " part " << p);
+      EXPECT_EQ(got[p].recall, want.recall);
+      EXPECT_EQ(got[p].query_similarity, want.query_similarity);
     }
   }
 }
