@@ -23,7 +23,7 @@ echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 # ---- embed: ResNet-18 (untrained, seed 0), 32 fields x 5 channels of 256 px, per-channel 224 crops ------------------
 "$TABULA" synth cellpainting --out "$W/cp" --batches 1 --plates 1 --sites 1 --seed 1 >/dev/null 2>&1
 ROWS=$(($(wc -l < "$W/cp/load_data.csv") - 1))
-E="embed --arch resnet18 --seed 0 --data $W/cp/load_data.csv --layers layer3,avgpool --batch 16 --quiet"
+E="embed --arch resnet18 --seed 0 --data $W/cp/load_data.csv --layers layer3,avgpool --batch 5 --quiet"   # batch 5: 4-field chunks, 8 of them, 4 per rank
 t1=$(secs "$TABULA" $E --out "$W/one" --threads "$NP")
 tn=$(secs $MPIRUN "$TABULA" $E --out "$W/many")   # each rank: its share of the cores (1 thread here)
 echo "embed resnet18, $ROWS fields x 5 channels: 1 process x $NP threads ${t1}s, $NP ranks x 1 thread ${tn}s," \

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -45,22 +46,41 @@ void check(int rc, const char* what) {
   }
 }
 
+// Waits for a nonblocking operation by testing it with growing sleeps (up to 20 ms) instead of MPI's blocking
+// calls, which spin at 100 % of a core: a rank that finished its share would otherwise take a core from ranks
+// still computing (oversubscribed nodes, a workstation, CI). The collectives here are rare, so the added latency
+// (at most the last sleep) is noise.
+void wait_lazily(MPI_Request& req, const char* what) {
+  int done = 0;
+  for (int spins = 0;; ++spins) {
+    check(MPI_Test(&req, &done, MPI_STATUS_IGNORE), what);
+    if (done) return;
+    if (spins >= 100) std::this_thread::sleep_for(std::chrono::microseconds(std::min(20000, 50 * (spins - 99))));
+  }
+}
+
 void send_bytes(const std::string& bytes, int to) {
   uint64_t n = bytes.size();
-  check(MPI_Send(&n, 1, MPI_UINT64_T, to, kBytesTag, MPI_COMM_WORLD), "MPI_Send");
+  MPI_Request req;
+  check(MPI_Isend(&n, 1, MPI_UINT64_T, to, kBytesTag, MPI_COMM_WORLD, &req), "MPI_Isend");
+  wait_lazily(req, "MPI_Isend");
   for (int64_t off = 0; off < static_cast<int64_t>(n); off += kPiece) {
     int len = static_cast<int>(std::min<int64_t>(kPiece, static_cast<int64_t>(n) - off));
-    check(MPI_Send(bytes.data() + off, len, MPI_BYTE, to, kBytesTag, MPI_COMM_WORLD), "MPI_Send");
+    check(MPI_Isend(bytes.data() + off, len, MPI_BYTE, to, kBytesTag, MPI_COMM_WORLD, &req), "MPI_Isend");
+    wait_lazily(req, "MPI_Isend");
   }
 }
 
 std::string recv_bytes(int from) {
   uint64_t n = 0;
-  check(MPI_Recv(&n, 1, MPI_UINT64_T, from, kBytesTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE), "MPI_Recv");
+  MPI_Request req;
+  check(MPI_Irecv(&n, 1, MPI_UINT64_T, from, kBytesTag, MPI_COMM_WORLD, &req), "MPI_Irecv");
+  wait_lazily(req, "MPI_Irecv");
   std::string out(n, '\0');
   for (int64_t off = 0; off < static_cast<int64_t>(n); off += kPiece) {
     int len = static_cast<int>(std::min<int64_t>(kPiece, static_cast<int64_t>(n) - off));
-    check(MPI_Recv(out.data() + off, len, MPI_BYTE, from, kBytesTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE), "MPI_Recv");
+    check(MPI_Irecv(out.data() + off, len, MPI_BYTE, from, kBytesTag, MPI_COMM_WORLD, &req), "MPI_Irecv");
+    wait_lazily(req, "MPI_Irecv");
   }
   return out;
 }
@@ -136,7 +156,11 @@ void abort(int code) {
 
 void barrier() {
 #if TABULA_HAVE_MPI
-  if (g_mpi_up) check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+  if (g_mpi_up) {
+    MPI_Request req;
+    check(MPI_Ibarrier(MPI_COMM_WORLD, &req), "MPI_Ibarrier");
+    wait_lazily(req, "MPI_Ibarrier");
+  }
 #endif
 }
 
@@ -144,11 +168,14 @@ std::string broadcast(const std::string& bytes, int root) {
 #if TABULA_HAVE_MPI
   if (g_mpi_up) {
     uint64_t n = bytes.size();
-    check(MPI_Bcast(&n, 1, MPI_UINT64_T, root, MPI_COMM_WORLD), "MPI_Bcast");
+    MPI_Request req;
+    check(MPI_Ibcast(&n, 1, MPI_UINT64_T, root, MPI_COMM_WORLD, &req), "MPI_Ibcast");
+    wait_lazily(req, "MPI_Ibcast");
     std::string out = g_world.rank == root ? bytes : std::string(n, '\0');
     for (int64_t off = 0; off < static_cast<int64_t>(n); off += kPiece) {
       int len = static_cast<int>(std::min<int64_t>(kPiece, static_cast<int64_t>(n) - off));
-      check(MPI_Bcast(out.data() + off, len, MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
+      check(MPI_Ibcast(out.data() + off, len, MPI_BYTE, root, MPI_COMM_WORLD, &req), "MPI_Ibcast");
+      wait_lazily(req, "MPI_Ibcast");
     }
     return out;
   }
@@ -185,7 +212,9 @@ int64_t allreduce_sum(int64_t v) {
 #if TABULA_HAVE_MPI
   if (g_mpi_up) {
     int64_t out = 0;
-    check(MPI_Allreduce(&v, &out, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+    MPI_Request req;
+    check(MPI_Iallreduce(&v, &out, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD, &req), "MPI_Iallreduce");
+    wait_lazily(req, "MPI_Iallreduce");
     return out;
   }
 #endif
@@ -196,7 +225,9 @@ int64_t allreduce_max(int64_t v) {
 #if TABULA_HAVE_MPI
   if (g_mpi_up) {
     int64_t out = 0;
-    check(MPI_Allreduce(&v, &out, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+    MPI_Request req;
+    check(MPI_Iallreduce(&v, &out, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD, &req), "MPI_Iallreduce");
+    wait_lazily(req, "MPI_Iallreduce");
     return out;
   }
 #endif
@@ -222,7 +253,9 @@ void post_finished() {
 #if TABULA_HAVE_MPI
 static int64_t receive_progress(int* finished) {
   int64_t v = 0;
-  check(MPI_Recv(&v, 1, MPI_INT64_T, MPI_ANY_SOURCE, kProgressTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE), "MPI_Recv");
+  MPI_Request req;
+  check(MPI_Irecv(&v, 1, MPI_INT64_T, MPI_ANY_SOURCE, kProgressTag, MPI_COMM_WORLD, &req), "MPI_Irecv");
+  wait_lazily(req, "MPI_Irecv");
   if (v < 0) {
     ++*finished;
     return 0;
