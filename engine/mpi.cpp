@@ -29,7 +29,7 @@ int env_int(const char* name) {
 }
 
 World g_world;
-bool g_started = false;  // world() ran
+bool g_started = false;  // world() succeeded (a refusal is repeated at every call)
 bool g_mpi_up = false;   // MPI_Init ran and MPI_Finalize did not
 
 #if TABULA_HAVE_MPI
@@ -102,9 +102,11 @@ int launched_size() {
 
 const World& world() {
   if (g_started) return g_world;
-  g_started = true;
   const int n = launched_size();
-  if (n <= 1) return g_world;
+  if (n <= 1) {
+    g_started = true;
+    return g_world;
+  }
 #if TABULA_HAVE_MPI
   int provided = 0;
   // Only the main thread calls MPI (decode/model threads never do).
@@ -123,6 +125,7 @@ const World& world() {
   int len = 0;
   MPI_Get_processor_name(name, &len);
   g_world.host.assign(name, static_cast<size_t>(len));
+  g_started = true;
   return g_world;
 #else
   throw std::runtime_error("this process is one of " + std::to_string(n) +
