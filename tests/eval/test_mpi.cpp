@@ -100,6 +100,12 @@ TEST(MpiEmbed, ThreeRanksGiveTheSingleProcessBytes) {
   expect_same_files(one, three, kEmbedFiles);
   EXPECT_FALSE(fs::exists(EmbeddingStore::partial_dir(three)));
   for (const char* rank : {"rank 0/3", "rank 1/3", "rank 2/3"}) EXPECT_NE(r3.err.find(rank), std::string::npos) << r3.err;
+  // One progress bar, rank 0's, counting every rank's chunks (rank 0 computed 3 of the 7 chunks itself).
+  size_t at = r3.err.find("32/32 images");
+  EXPECT_NE(at, std::string::npos) << r3.err;
+  if (at != std::string::npos) {
+    EXPECT_EQ(r3.err.find("32/32 images", at + 1), std::string::npos) << r3.err;
+  }
   EXPECT_EQ(std::count(r3.out.begin(), r3.out.end(), '\n'), 1) << r3.out;
 }
 
