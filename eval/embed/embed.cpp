@@ -428,18 +428,35 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
     }
   }
   if (root) fs::create_directories(out);
-  // Rank 0 reads every journal (re-hashing its chunks) and tells the others what is pending; they only write.
+  // Rank 0 opens the run (and with --resume reads every journal); the other ranks join once it has. On --resume
+  // each rank re-hashes a share of the journalled chunks (chunk k: rank k mod size) and the pending chunks are the
+  // union of what the ranks found missing or damaged; a fresh run's pending chunks are all of them.
+  auto my_share = [&](int64_t chunk_index) { return chunk_index % world.size == world.rank; };
   std::optional<EmbeddingStore> opened;
-  if (root) opened.emplace(out, rows.size(), chunk_rows, run_key,
-                           opt.resume ? EmbeddingStore::Mode::resume : EmbeddingStore::Mode::fresh);
-  const std::string all_pending = mpi::broadcast(root ? encode_chunks(opened->pending()) : std::string());
-  if (!root) opened.emplace(out, rows.size(), chunk_rows, run_key, EmbeddingStore::Mode::attach, world.rank);
+  if (root)
+    opened.emplace(out, rows.size(), chunk_rows, run_key,
+                   opt.resume ? EmbeddingStore::Mode::resume : EmbeddingStore::Mode::fresh, 0,
+                   dist ? std::function<bool(int64_t)>(my_share) : nullptr);
+  mpi::barrier();
+  if (!root)
+    opened.emplace(out, rows.size(), chunk_rows, run_key,
+                   opt.resume ? EmbeddingStore::Mode::resume : EmbeddingStore::Mode::attach, world.rank, my_share);
   EmbeddingStore& store = *opened;
-  const int64_t rows_done_before = root ? store.rows_done() : 0;
+  std::vector<RowRange> pending_all = store.pending();
+  if (dist) {
+    // Every rank's view (no rank writes before this exchange, so all read the same journals).
+    std::set<int64_t> missing;
+    for (const std::string& view : mpi::allgather(encode_chunks(pending_all)))
+      for (const RowRange& c : decode_chunks(view)) missing.insert(c.begin);
+    pending_all.clear();
+    for (const RowRange& c : store.chunks())
+      if (missing.count(c.begin)) pending_all.push_back(c);
+  }
+  int64_t rows_done_before = rows.size();
+  for (const RowRange& c : pending_all) rows_done_before -= c.size();
 
   // Work: this rank's share of the pending chunks (relative to the shard), as one stream through the prefetching
   // pipeline.
-  const std::vector<RowRange> pending_all = decode_chunks(all_pending);
   std::vector<RowRange> pending = chunks_of_rank(pending_all, world.rank, world.size);
   if (dist && !opt.quiet)
     std::fprintf(stderr, "tabula embed: rank %d/%d on %s (node-local %d/%d): device %s, %d threads, %zu of %zu pending chunks\n",

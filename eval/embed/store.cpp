@@ -54,8 +54,13 @@ std::vector<std::string> journal_files(const std::string& partial) {
 }  // namespace
 
 EmbeddingStore::EmbeddingStore(std::string dir, int64_t rows, int64_t chunk_rows, std::string run_key, Mode mode,
-                               int writer)
-    : dir_(std::move(dir)), run_key_(std::move(run_key)), rows_(rows), chunk_rows_(chunk_rows), writer_(writer) {
+                               int writer, std::function<bool(int64_t)> verify)
+    : dir_(std::move(dir)),
+      run_key_(std::move(run_key)),
+      rows_(rows),
+      chunk_rows_(chunk_rows),
+      writer_(writer),
+      verify_(std::move(verify)) {
   if (rows < 0 || chunk_rows < 1) throw std::invalid_argument("EmbeddingStore: rows >= 0 and chunk_rows >= 1 needed");
   if (writer < 0) throw std::invalid_argument("EmbeddingStore: writer rank must be >= 0");
   if (run_key_.find_first_of(" \n") != std::string::npos)
@@ -151,8 +156,15 @@ void EmbeddingStore::load_journal(const std::string& path) {
     RowRange r;
     Done d;
     // A line whose files do not match leaves the chunk as another journal's line (or pending) has it: a chunk
-    // recomputed after damage has a newer line, possibly in another rank's journal.
-    if (parse_done(line, path + ":" + std::to_string(lineno), true, &r, &d)) done_[r.begin] = d;
+    // recomputed after damage has a newer line, possibly in another rank's journal. The chunk index is known
+    // before the files are read: parse once without hashing to learn it.
+    const std::string where = path + ":" + std::to_string(lineno);
+    if (!parse_done(line, where, false, &r, &d)) continue;
+    if (!verify_ || verify_(r.begin / chunk_rows_)) {
+      Done checked;
+      if (!parse_done(line, where, true, &r, &checked)) continue;
+    }
+    done_[r.begin] = d;
   }
 }
 

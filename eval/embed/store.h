@@ -15,6 +15,7 @@
 // the file on disk, so a run resumed with a different number of ranks (or none) reads every journal there.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -40,8 +41,11 @@ class EmbeddingStore {
   // journal started with the same run_key (else an error says what differs); a DIR with no journal starts fresh.
   // attach: another process (MPI rank 0) opened the run in DIR and decides which chunks are pending; this store
   // reads no journal and only put()s chunks. `writer` is the rank whose journal put() appends to (0: "journal").
+  // `verify` (resume): which journalled chunks (by index in chunks()) this store re-hashes; the others are taken as
+  // their journal says. Ranks resuming together each verify a share and agree on the union of what failed.
   // Throws std::runtime_error naming DIR.
-  EmbeddingStore(std::string dir, int64_t rows, int64_t chunk_rows, std::string run_key, Mode mode, int writer = 0);
+  EmbeddingStore(std::string dir, int64_t rows, int64_t chunk_rows, std::string run_key, Mode mode, int writer = 0,
+                 std::function<bool(int64_t chunk_index)> verify = nullptr);
 
   int64_t rows() const { return rows_; }
   const std::vector<RowRange>& chunks() const { return chunks_; }  // all chunks, in row order
@@ -75,6 +79,7 @@ class EmbeddingStore {
   std::string dir_, run_key_;
   int64_t rows_, chunk_rows_;
   int writer_ = 0;
+  std::function<bool(int64_t)> verify_;
   bool journal_ready_ = false;  // this writer's journal exists and ends with a complete line
   std::string written_;
   std::vector<RowRange> chunks_;

@@ -122,6 +122,15 @@ TEST(MpiEmbed, KilledRankThenResumeWithAnotherRankCount) {
   EXPECT_NE(killed.exit_code, 0) << killed.err;
   ASSERT_TRUE(fs::exists(EmbeddingStore::partial_dir(a) + "/journal.1")) << killed.err;
   EXPECT_FALSE(fs::exists(a + "/run.json"));
+  // Damage the chunk rank 1 stored before dying (chunk 1, rows [5, 10)): on resume under 2 ranks it is rank 1's share
+  // of the re-hashing, so only the ranks' union of failed checks brings it back (else the bytes below differ).
+  {
+    const std::string chunk = EmbeddingStore::partial_dir(a) + "/000000000005-000000000010/avgpool.npy";
+    ASSERT_TRUE(fs::exists(chunk));
+    std::string bytes = read_file_text(chunk);
+    bytes[bytes.size() - 3] ^= 0x40;
+    write_file_atomic(chunk, bytes);
+  }
   // Without --resume the unfinished run is refused, naming the way on.
   auto refused = run_shell(mpirun(2) + embed_args(a));
   EXPECT_NE(refused.exit_code, 0);
