@@ -1,6 +1,7 @@
 // How `tabula embed` shares one run among the MPI ranks of a job (mpirun/srun), kept apart from the embedding
-// pipeline itself. Rank 0 opens the output folder (checks, --force, the journal) and decides which chunks are
-// pending; the pending chunks go round-robin to the ranks (pending[i] to rank i mod size: deterministic, and
+// pipeline itself. Rank 0 opens the output folder (checks, --force, the journal); with --resume every rank re-hashes
+// a share of the journalled chunks and the pending chunks are the union of what they found missing or damaged.
+// The pending chunks go round-robin to the ranks (pending[i] to rank i mod size: deterministic, and
 // balanced whatever an earlier run left); every rank computes its chunks and appends to its own journal
 // (journal.<rank>); rank 0 collects the journal lines, assembles the files and writes run.json. Chunks and batches
 // are those of a single-process run, so the bytes are the same; a killed rank leaves journals that --resume with any
