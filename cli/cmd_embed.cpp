@@ -4,6 +4,7 @@
 #include <regex>
 
 #include "cli/args.h"
+#include "engine/mpi.h"
 #include "eval/embed/embed.h"
 
 namespace tabula::cli {
@@ -28,6 +29,7 @@ int cmd_embed(const Args& a) {
   o.resume = a.has("resume");
   o.force = a.has("force");
   o.quiet = a.has("quiet");
+  o.use_mpi = true;  // under mpirun/srun the ranks share the run (one launcher-less process: no MPI at all)
   if (a.has("shard")) {
     std::smatch m;
     std::string s = a.get("shard");
@@ -40,6 +42,7 @@ int cmd_embed(const Args& a) {
   }
   if (a.has("weights") && a.has("seed")) throw UsageError("tabula embed: give --weights or --seed, not both");
   EmbedSummary s = run_embed(o);
+  if (mpi::world().rank != 0) return 0;  // rank 0 reports the run
   std::cout << s.out << ": " << s.rows << " rows";
   for (size_t i = 0; i < s.layers.size(); ++i) std::cout << (i ? ", " : "; ") << s.layers[i] << " [" << s.dims[i] << "]";
   std::printf(" (%.1f s)\n", s.seconds);

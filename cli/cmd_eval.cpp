@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "cli/args.h"
+#include "engine/mpi.h"
 #include "eval/metrics/run.h"
 
 namespace tabula::cli {
@@ -28,8 +29,9 @@ int cmd_eval_map(const Args& a) {
   job.opt.threads = threads(a);
   job.reference_index = a.get("reference-index");
   job.out_dir = a.get("out");
+  job.use_mpi = true;  // under mpirun/srun the ranks split the queries; rank 0 writes
   eval::run_map(job);
-  done(a);
+  if (mpi::world().rank == 0) done(a);
   return 0;
 }
 
@@ -52,8 +54,9 @@ int cmd_eval_recall(const Args& a) {
   }
   job.threads = threads(a);
   job.out_dir = a.get("out");
+  job.use_mpi = true;  // under mpirun/srun the ranks split the similarity sweep; rank 0 writes
   eval::run_recall(job);
-  done(a);
+  if (mpi::world().rank == 0) done(a);
   return 0;
 }
 

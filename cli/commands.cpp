@@ -5,6 +5,7 @@
 #include <iostream>
 #include <string>
 
+#include "engine/mpi.h"
 #include "engine/system.h"
 
 namespace tabula::cli {
@@ -58,7 +59,7 @@ const std::vector<Command>& commands() {
         {"shard", "I/N", "embed only shard I (0-based) of N; combine with tabula merge", false, ""},
         {"resume", "", "continue an interrupted run in DIR", false, ""},
         {"force", "", "overwrite a finished embedding in DIR", false, ""},
-        {"threads", "T", "model threads (0: all cores)", false, "0"},
+        {"threads", "T", "model threads (0: all cores; under mpirun/srun: this rank's share of its node)", false, "0"},
         {"quiet", "", "no progress output", false, ""}},
        0, 0, cmd_embed},
       {"init", "write the untrained weights PyTorch builds for a seed (torch.manual_seed + the constructor)",
@@ -325,11 +326,21 @@ int run_tabula(int argc, char** argv) {
       if (a == "--") break;
     }
     Args args = parse_args(*cmd, argc, argv, 1 + consumed);
-    return cmd->run(args);
+    int rc = cmd->run(args);
+    mpi::finalize();
+    return rc;
   } catch (const UsageError& e) {
     std::cerr << e.what() << "\n";
+    if (mpi::active()) mpi::abort(2);
     return 2;
   } catch (const std::exception& e) {
+    // One rank of an MPI job: say which, and stop the others (they would wait for it forever); the journals keep
+    // what was done for --resume.
+    if (mpi::active()) {
+      std::cerr << "tabula: error (rank " << mpi::world().rank << "/" << mpi::world().size << " on "
+                << mpi::world().host << "): " << e.what() << "\n";
+      mpi::abort(1);
+    }
     std::cerr << "tabula: error: " << e.what() << "\n";
     return 1;
   }

@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "engine/fileio.h"
+#include "engine/mpi.h"
 #include "engine/npy.h"
 #include "engine/ops.h"
 #include "engine/sha256.h"
@@ -20,6 +21,7 @@
 #include "eval/data/pipeline.h"
 #include "eval/data/preprocess.h"
 #include "eval/embed/progress.h"
+#include "eval/embed/ranks.h"
 #include "eval/embed/store.h"
 #include "models/baselines.h"
 #include "models/device.h"
@@ -245,11 +247,20 @@ WeightMap load_weight_map(const std::string& path, const std::string& key) {
 
 EmbedSummary run_embed(const EmbedOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
-  const int device = select_device(opt.device, opt.precision);
+  // Under mpirun/srun: this process is one rank of the run (eval/embed/ranks.h).
+  const mpi::World single;
+  const mpi::World& world = opt.use_mpi ? mpi::world() : single;
+  const bool dist = world.size > 1;
+  const bool root = world.rank == 0;
+  // Each rank takes one GPU of its node (by node-local rank) when --device cuda names none.
+  const std::string device_name =
+      dist ? mpi::bind_device(opt.device, world.local_rank, static_cast<int>(cuda_devices().size())) : opt.device;
+  const int device = select_device(device_name, opt.precision);
   if (opt.batch < 1) throw std::invalid_argument("--batch must be >= 1");
   if (opt.weights.empty() == !opt.seed.has_value() && !is_baseline(opt.arch))
     throw std::invalid_argument("give exactly one of --weights FILE and --seed N");
   if (opt.threads > 0) set_num_threads(opt.threads);
+  else if (dist) set_num_threads(mpi::default_threads_per_rank());  // the node's cores shared among its ranks
 
   // Inputs.
   Inputs in;
@@ -374,19 +385,33 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
     s.set("end", json::Value::integer(rows.end));
     run.set("shard", s);
   }
-  const std::string run_key = sha256_hex(json_str(run).data(), json_str(run).size());
+  // The thread count does not change a single bit (engine/threads.h), so it is not part of the key: a run resumed
+  // with other threads or another number of ranks continues the same journal.
+  json::Value keyed = json::Value::object();
+  for (const auto& [k, v] : run.as_object())
+    if (k != "threads") keyed.set(k, v);
+  const std::string run_key = sha256_hex(json_str(keyed).data(), json_str(keyed).size());
 
-  // The output folder: never overwrite a finished run or foreign files without --force.
+  // The output folder: never overwrite a finished run or foreign files without --force. Rank 0 alone looks and
+  // decides; the other ranks learn the outcome (and the pending chunks) from its broadcast.
   const std::string out = opt.out;
-  const bool finished = fs::exists(out + "/run.json") && !fs::exists(EmbeddingStore::partial_dir(out));
-  if (finished && opt.resume && !opt.force) {
+  const bool finished = root && fs::exists(out + "/run.json") && !fs::exists(EmbeddingStore::partial_dir(out));
+  const bool complete = finished && opt.resume && !opt.force;
+  if (dist && mpi::broadcast(complete ? "complete" : "open") == "complete") {
+    EmbedSummary s;
+    s.out = out;
+    s.rows = rows.size();
+    if (root && !opt.quiet) std::fprintf(stderr, "tabula embed: %s is already complete\n", out.c_str());
+    return s;
+  }
+  if (complete) {
     EmbedSummary s;
     s.out = out;
     s.rows = rows.size();
     if (!opt.quiet) std::fprintf(stderr, "tabula embed: %s is already complete\n", out.c_str());
     return s;
   }
-  if (fs::exists(out)) {
+  if (root && fs::exists(out)) {
     if (!fs::is_directory(out)) throw std::runtime_error(out + ": exists and is not a folder");
     std::set<std::string> ours = {"run.json", "index.csv", ".partial"};
     for (const auto& [name, dim] : ex->layers()) ours.insert(name + ".npy");
@@ -405,19 +430,53 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
       throw std::runtime_error(out + ": holds an unfinished run; continue it with --resume or start over with --force");
     }
   }
-  fs::create_directories(out);
-  EmbeddingStore store(out, rows.size(), chunk_rows, run_key,
-                       opt.resume ? EmbeddingStore::Mode::resume : EmbeddingStore::Mode::fresh);
+  if (root) fs::create_directories(out);
+  // Rank 0 opens the run (and with --resume reads every journal); the other ranks join once it has. On --resume
+  // each rank re-hashes a share of the journalled chunks (chunk k: rank k mod size) and the pending chunks are the
+  // union of what the ranks found missing or damaged; a fresh run's pending chunks are all of them.
+  auto my_share = [&](int64_t chunk_index) { return chunk_index % world.size == world.rank; };
+  std::optional<EmbeddingStore> opened;
+  if (root)
+    opened.emplace(out, rows.size(), chunk_rows, run_key,
+                   opt.resume ? EmbeddingStore::Mode::resume : EmbeddingStore::Mode::fresh, 0,
+                   dist ? std::function<bool(int64_t)>(my_share) : nullptr);
+  mpi::barrier();
+  if (!root)
+    opened.emplace(out, rows.size(), chunk_rows, run_key,
+                   opt.resume ? EmbeddingStore::Mode::resume : EmbeddingStore::Mode::attach, world.rank, my_share);
+  EmbeddingStore& store = *opened;
+  std::vector<RowRange> pending_all = store.pending();
+  if (dist) {
+    // Every rank's view (no rank writes before this exchange, so all read the same journals).
+    std::set<int64_t> missing;
+    for (const std::string& view : mpi::allgather(encode_chunks(pending_all)))
+      for (const RowRange& c : decode_chunks(view)) missing.insert(c.begin);
+    pending_all.clear();
+    for (const RowRange& c : store.chunks())
+      if (missing.count(c.begin)) pending_all.push_back(c);
+  }
+  int64_t rows_done_before = rows.size();
+  for (const RowRange& c : pending_all) rows_done_before -= c.size();
 
-  // Work: the pending chunks (relative to the shard), as one stream through the prefetching pipeline.
-  std::vector<RowRange> pending = store.pending();
+  // Work: this rank's share of the pending chunks (relative to the shard), as one stream through the prefetching
+  // pipeline.
+  std::vector<RowRange> pending = chunks_of_rank(pending_all, world.rank, world.size);
+  if (dist && !opt.quiet)
+    std::fprintf(stderr, "tabula embed: rank %d/%d on %s (node-local %d/%d): device %s, %d threads, %zu of %zu pending chunks\n",
+                 world.rank, world.size, world.host.c_str(), world.local_rank, world.local_size, device_name.c_str(),
+                 get_num_threads(), pending.size(), pending_all.size());
   std::vector<int64_t> global_rows;
   for (const RowRange& c : pending)
     for (int64_t r = c.begin; r < c.end; ++r) global_rows.push_back(rows.begin + r);
 
-  Progress progress("embed " + opt.arch, rows.size(), "images", opt.quiet);
-  if (opt.shard_count > 1) progress.set_note("shard " + std::to_string(opt.shard_index + 1) + "/" + std::to_string(opt.shard_count));
-  progress.skip(store.rows_done());
+  // One bar for the whole run, on rank 0: its own chunks plus what the other ranks report.
+  Progress progress("embed " + opt.arch, rows.size(), "images", opt.quiet || !root);
+  std::string note;
+  if (opt.shard_count > 1) note = "shard " + std::to_string(opt.shard_index + 1) + "/" + std::to_string(opt.shard_count);
+  if (dist) note += (note.empty() ? "" : ", ") + std::to_string(world.size) + " ranks";
+  if (!note.empty()) progress.set_note(note);
+  progress.skip(rows_done_before);
+  int ranks_finished = 0;
 
   const auto& layer_dims = ex->layers();
   size_t chunk_i = 0;
@@ -442,7 +501,9 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
       rows_out.push_back(std::move(lr));
     }
     store.put(c, rows_out);
-    progress.advance(c.size());
+    exit_if_test_hook(world.rank, static_cast<int64_t>(chunk_i) + 1);
+    if (root) progress.advance(c.size() + mpi::poll_progress(&ranks_finished));
+    else mpi::post_progress(c.size());
     chunk_inputs.clear();
     ++chunk_i;
   };
@@ -472,6 +533,29 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
       if (static_cast<int64_t>(chunk_inputs.size()) == pending[chunk_i].size()) flush_chunk();
     });
   }
+  if (dist) {
+    // Rank 0 keeps the bar moving until every rank is done, then adopts their journal lines and assembles.
+    if (root) {
+      while (ranks_finished < world.size - 1) progress.advance(mpi::wait_progress(&ranks_finished));
+    } else {
+      mpi::post_finished();
+    }
+    std::vector<std::string> lines = mpi::gather(store.written());
+    for (size_t r = 1; r < lines.size(); ++r) store.adopt(lines[r]);
+    if (!root) {
+      mpi::barrier();  // returns once rank 0 has written the folder: the job ends complete
+      EmbedSummary s;
+      s.out = out;
+      s.rows = rows.size();
+      s.computed_rows = static_cast<int64_t>(global_rows.size());
+      for (const auto& [name, dim] : ex->layers()) {
+        s.layers.push_back(name);
+        s.dims.push_back(dim * inputs_per_sample);
+      }
+      s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      return s;
+    }
+  }
   std::vector<std::string> layer_names = store.finalize();
 
   // index.csv, then run.json last: its presence marks the folder complete.
@@ -487,6 +571,7 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
   write_file_atomic(out + "/index.csv", index);
   write_file_atomic(out + "/run.json", json_str(run) + "\n");
   progress.finish();
+  if (dist) mpi::barrier();
 
   EmbedSummary s;
   s.out = out;

@@ -36,6 +36,9 @@ struct EmbedOptions {
   int threads = 0;                  // model threads (0: default); decode workers are separate
   int64_t chunk_rows = 0;           // rows per journal chunk; 0: 4 batches' worth of samples
   bool quiet = false;
+  // Share the run among the MPI ranks the launcher started (mpirun/srun; eval/embed/ranks.h). Off for library
+  // callers (the demo), which would otherwise take part in collectives they do not expect; `tabula embed` sets it.
+  bool use_mpi = false;
 };
 
 struct EmbedSummary {

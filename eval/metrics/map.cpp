@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <random>
@@ -186,12 +187,17 @@ AveragePrecision average_precision(RowMatrixF&& features, const Table& meta, con
       return neg.bucket[a] != neg.bucket[b] ? neg.bucket[a] < neg.bucket[b] : pos.bucket[a] < pos.bucket[b];
     });
 
-  const int64_t block = 64;
+  if (opt.parts < 1 || opt.part < 0 || opt.part >= opt.parts) throw std::invalid_argument("MapOptions: need 0 <= part < parts");
+  if (opt.parts > 1 && !opt.allgather) throw std::invalid_argument("MapOptions: parts > 1 needs allgather");
+  const int64_t block = kQueryBlock;
   const int64_t n_blocks = (n + block - 1) / block;
-  parallel_for(n_blocks, opt.threads, [&](int64_t b0, int64_t b1) {
+  std::vector<int64_t> blocks;  // this part's blocks (all of them in one process)
+  for (int64_t b = opt.part; b < n_blocks; b += opt.parts) blocks.push_back(b);
+  parallel_for(static_cast<int64_t>(blocks.size()), opt.threads, [&](int64_t bk0, int64_t bk1) {
     std::vector<Entry> list;
     RowMatrixF sims;
-    for (int64_t b = b0; b < b1; ++b) {
+    for (int64_t bk = bk0; bk < bk1; ++bk) {
+      const int64_t b = blocks[bk];
       int64_t q0 = b * block, q1 = std::min(n, q0 + block);
       if (dense) similarity_block(xn, q0, q1, xn, sims);
       for (int64_t q = q0; q < q1; ++q) {
@@ -244,6 +250,36 @@ AveragePrecision average_precision(RowMatrixF&& features, const Table& meta, con
       }
     }
   });
+
+  if (opt.parts > 1) {
+    // Every part's queries to every part: (ap, n_pos, n_total) per query, in block order, as raw bytes (exact).
+    struct Result {
+      double ap;
+      int64_t n_pos, n_total;
+    };
+    std::string mine;
+    for (int64_t b : blocks)
+      for (int64_t q = b * block; q < std::min(n, (b + 1) * block); ++q) {
+        const int64_t i = order[q];
+        Result r{out.ap[i], out.n_pos[i], out.n_total[i]};
+        mine.append(reinterpret_cast<const char*>(&r), sizeof r);
+      }
+    std::vector<std::string> all = opt.allgather(mine);
+    for (int p = 0; p < opt.parts; ++p) {
+      size_t at = 0;
+      const std::string& bytes = all.at(static_cast<size_t>(p));
+      for (int64_t b = p; b < n_blocks; b += opt.parts)
+        for (int64_t q = b * block; q < std::min(n, (b + 1) * block); ++q) {
+          if (at + sizeof(Result) > bytes.size()) throw std::runtime_error("eval map: part " + std::to_string(p) + " sent too few results");
+          Result r;
+          std::memcpy(&r, bytes.data() + at, sizeof r);
+          at += sizeof r;
+          const int64_t i = order[q];
+          out.ap[i] = r.ap, out.n_pos[i] = r.n_pos, out.n_total[i] = r.n_total;
+        }
+      if (at != bytes.size()) throw std::runtime_error("eval map: part " + std::to_string(p) + " sent too many results");
+    }
+  }
 
   int64_t any_pos = 0, any_total = 0;
   for (int64_t i = 0; i < n; ++i) any_pos += out.n_pos[i], any_total += out.n_total[i];
@@ -367,10 +403,34 @@ MeanAveragePrecision mean_average_precision(const Table& meta, const AveragePrec
   std::vector<std::pair<int64_t, int64_t>> confs;
   for (auto& [k, v] : conf_index) v = confs.size(), confs.push_back(k);
   std::vector<std::vector<float>> nulls(confs.size());
-  parallel_for(static_cast<int64_t>(confs.size()), opt.threads, [&](int64_t b, int64_t e) {
-    for (int64_t c = b; c < e; ++c)
+  // Configuration c belongs to part c mod parts; its stream is seeded by the configuration alone, never the part.
+  const int64_t n_confs = static_cast<int64_t>(confs.size());
+  const int64_t my_confs = opt.parts > 1 ? (n_confs - opt.part + opt.parts - 1) / opt.parts : n_confs;
+  parallel_for(std::max<int64_t>(0, my_confs), opt.threads, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) {
+      const int64_t c = opt.part + k * opt.parts;
       nulls[c] = null_distribution(confs[c].first, confs[c].second, opt.null_size, opt.seed);
+    }
   });
+  if (opt.parts > 1) {
+    std::string mine;
+    for (int64_t c = opt.part; c < n_confs; c += opt.parts)
+      mine.append(reinterpret_cast<const char*>(nulls[c].data()), nulls[c].size() * sizeof(float));
+    std::vector<std::string> all = opt.allgather(mine);
+    for (int p = 0; p < opt.parts; ++p) {
+      const std::string& bytes = all.at(static_cast<size_t>(p));
+      size_t at = 0;
+      for (int64_t c = p; c < n_confs; c += opt.parts) {
+        const size_t len = static_cast<size_t>(opt.null_size) * sizeof(float);
+        if (at + len > bytes.size()) throw std::runtime_error("eval map: part " + std::to_string(p) + " sent too few null values");
+        if (p != opt.part) {
+          nulls[c].resize(static_cast<size_t>(opt.null_size));
+          std::memcpy(nulls[c].data(), bytes.data() + at, len);
+        }
+        at += len;
+      }
+    }
+  }
 
   const size_t g = out.members.size();
   out.map.resize(g);

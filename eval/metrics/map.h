@@ -21,6 +21,7 @@
 // distribution, not bitwise; the formula is the same and tested with copairs' own null vectors.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -37,7 +38,16 @@ struct MapOptions {
   int threads = 0;  // 0 = all cores
   // Groups for mean_average_precision.csv; empty = pos_sameby (what copairs' users pass).
   std::vector<std::string> map_groupby;
+  // A distributed run (`tabula eval map` under mpirun/srun): this process computes the queries of part `part` of
+  // `parts` (blocks of kQueryBlock query positions, round-robin: block b to part b mod parts) and the null vectors of
+  // every parts-th configuration; `allgather` (this part's bytes in, every part's bytes out, in part order) merges
+  // them. Each query and each null vector is computed exactly as in one process, so every part ends with the
+  // single-process numbers, bit for bit. parts == 1: no allgather needed.
+  int part = 0, parts = 1;
+  std::function<std::vector<std::string>(const std::string&)> allgather;
 };
+// Queries per block of the all-pairs loop (the unit of threads and of MPI parts).
+inline constexpr int64_t kQueryBlock = 64;
 
 struct AveragePrecision {
   std::vector<double> ap;       // NaN where n_pos == 0

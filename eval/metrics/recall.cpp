@@ -152,8 +152,39 @@ std::vector<std::pair<int64_t, int64_t>> relationship_pairs(const std::vector<st
 
 RecallResult relationship_recall(const RowMatrixF& map, const std::vector<std::pair<int64_t, int64_t>>& pairs,
                                  const std::vector<std::pair<double, double>>& thresholds, int threads,
-                                 int64_t collect_limit) {
+                                 int64_t collect_limit, const RecallParts& parts) {
   const int64_t n = map.rows();
+  if (parts.parts < 1 || parts.part < 0 || parts.part >= parts.parts)
+    throw std::invalid_argument("RecallParts: need 0 <= part < parts");
+  if (parts.parts > 1 && !parts.allgather) throw std::invalid_argument("RecallParts: parts > 1 needs allgather");
+  const bool dist = parts.parts > 1;
+  // Exchanges between parts (no-ops in one process): integer sums are exact in any order; collected floats are
+  // joined in part order (only their order statistics are used, which do not depend on the order).
+  auto sum_over_parts = [&](std::vector<int64_t>& v) {
+    if (!dist) return;
+    std::string mine(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(int64_t));
+    std::vector<std::string> all = parts.allgather(mine);
+    std::fill(v.begin(), v.end(), 0);
+    for (const std::string& a : all) {
+      if (a.size() != mine.size()) throw std::runtime_error("eval recall: a part sent counts of another size");
+      for (size_t k = 0; k < v.size(); ++k) {
+        int64_t x;
+        std::memcpy(&x, a.data() + k * sizeof(int64_t), sizeof x);
+        v[k] += x;
+      }
+    }
+  };
+  auto join_over_parts = [&](std::vector<float>& v) {
+    if (!dist) return;
+    std::vector<std::string> all =
+        parts.allgather(std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float)));
+    v.clear();
+    for (const std::string& a : all) {
+      const size_t at = v.size();
+      v.resize(at + a.size() / sizeof(float));
+      std::memcpy(v.data() + at, a.data(), a.size() / sizeof(float) * sizeof(float));
+    }
+  };
   if (n < 2) throw std::runtime_error("relationship recall needs at least two perturbations in the map");
   if (pairs.empty()) throw std::runtime_error("no annotated relationship has both entities in the map");
   RecallResult res;
@@ -200,11 +231,12 @@ RecallResult relationship_recall(const RowMatrixF& map, const std::vector<std::p
   const int64_t n_blocks = (n + block - 1) / block;
   // Streams every upper-triangle similarity s(i, j), i < j, to visit(thread, s); blocks are dealt round-robin so
   // the triangle's uneven rows balance across threads.
+  // A distributed run sweeps only its part's blocks (b mod parts == part), dealt the same way over its threads.
   auto sweep = [&](auto&& visit, bool record_queries) {
     parallel_for(threads, threads, [&](int64_t t0, int64_t t1) {
       RowMatrixF s;
       for (int64_t t = t0; t < t1; ++t)
-        for (int64_t b = t; b < n_blocks; b += threads) {
+        for (int64_t b = parts.part + t * parts.parts; b < n_blocks; b += static_cast<int64_t>(threads) * parts.parts) {
           int64_t r0 = b * block, r1 = std::min(n, r0 + block);
           similarity_rows(xn, r0, r1, r0, s);
           for (int64_t i = r0; i < r1; ++i) {
@@ -215,6 +247,19 @@ RecallResult relationship_recall(const RowMatrixF& map, const std::vector<std::p
           }
         }
     });
+  };
+
+  // The annotated pairs' similarities, recorded by the part that owns the pair's first row.
+  auto share_queries = [&]() {
+    if (!dist) return;
+    std::vector<std::string> all = parts.allgather(std::string(
+        reinterpret_cast<const char*>(res.query_similarity.data()), res.query_similarity.size() * sizeof(float)));
+    for (size_t q = 0; q < pairs.size(); ++q) {
+      const std::string& a = all.at(static_cast<size_t>((pairs[q].first / block) % parts.parts));
+      if (a.size() != res.query_similarity.size() * sizeof(float))
+        throw std::runtime_error("eval recall: a part sent another number of pair similarities");
+      std::memcpy(&res.query_similarity[q], a.data() + q * sizeof(float), sizeof(float));
+    }
   };
 
   std::map<int64_t, float> order_stat;
@@ -264,15 +309,20 @@ RecallResult relationship_recall(const RowMatrixF& map, const std::vector<std::p
         },
         true);
     queries_recorded = true;
+    share_queries();
+    std::vector<int64_t> below_all(nb, 0);
+    for (size_t b = 0; b < nb; ++b)
+      for (int t = 0; t < threads; ++t) below_all[b] += below[t][b];
+    sum_over_parts(below_all);
     std::vector<int64_t> still;
     for (size_t b = 0; b < nb; ++b) {
-      int64_t cnt = 0;
+      int64_t cnt = below_all[b];
       std::vector<float> vals;
       for (int t = 0; t < threads; ++t) {
-        cnt += below[t][b];
         vals.insert(vals.end(), inside[t][b].begin(), inside[t][b].end());
         std::vector<float>().swap(inside[t][b]);
       }
+      join_over_parts(vals);
       int64_t r = bands[b].rank;
       if (cnt <= r && r < cnt + static_cast<int64_t>(vals.size())) {
         std::nth_element(vals.begin(), vals.begin() + (r - cnt), vals.end());
@@ -287,10 +337,12 @@ RecallResult relationship_recall(const RowMatrixF& map, const std::vector<std::p
   // Pass 1: histogram of the top 16 key bits.
   std::vector<std::vector<int64_t>> hist(threads, std::vector<int64_t>(1 << 16, 0));
   sweep([&](int64_t t, float v) { ++hist[t][sort_key(v) >> 16]; }, !queries_recorded);
+  if (!queries_recorded) share_queries();
   std::vector<int64_t> total(1 << 16, 0);
   for (auto& h : hist)
     for (size_t k = 0; k < h.size(); ++k) total[k] += h[k];
   hist.clear();
+  sum_over_parts(total);
   // For each needed rank: its bin and its offset inside the bin.
   std::map<int64_t, std::pair<uint32_t, int64_t>> where;
   for (int64_t r : pending) {
@@ -324,13 +376,17 @@ RecallResult relationship_recall(const RowMatrixF& map, const std::vector<std::p
       if (collect_bins.count(bin)) {
         std::vector<float> vals;
         for (auto& g : got) vals.insert(vals.end(), g[bin].begin(), g[bin].end());
+        join_over_parts(vals);
         std::nth_element(vals.begin(), vals.begin() + off, vals.end());
         order_stat[r] = vals[off];
       } else {
+        std::vector<int64_t> counts(1 << 16, 0);
+        for (auto& l : low)
+          for (uint32_t k = 0; k < (1u << 16); ++k) counts[k] += l[bin][k];
+        sum_over_parts(counts);
         int64_t cum = 0;
         for (uint32_t k = 0; k < (1u << 16); ++k) {
-          int64_t c = 0;
-          for (auto& l : low) c += l[bin][k];
+          const int64_t c = counts[k];
           if (cum + c > off) {
             order_stat[r] = from_key((bin << 16) | k);
             break;

@@ -11,6 +11,7 @@
 // inside, else (and for small maps) two passes resolve it exactly: a histogram of each float's order-preserving bit
 // pattern, then only the bins holding the needed ranks. Memory is O(N x D + block + bands) for any map size.
 #pragma once
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,9 +35,20 @@ std::vector<std::pair<int64_t, int64_t>> relationship_pairs(const std::vector<st
 // Reads a relationship file: the first two columns of a CSV (EFAAR's entity1,entity2) or a TSV.
 std::vector<std::pair<std::string, std::string>> read_relationships(const std::string& path);
 
+// A distributed run (`tabula eval recall` under mpirun/srun): this process sweeps the row blocks b with
+// b mod parts == part; `allgather` (this part's bytes in, every part's bytes out, in part order) sums the counts and
+// histograms and joins the collected similarities and the annotated pairs' values. Every similarity is computed by
+// the same operations as in one process and order statistics do not depend on the order values arrive in, so every
+// part ends with the single-process result, bit for bit.
+struct RecallParts {
+  int part = 0, parts = 1;
+  std::function<std::vector<std::string>(const std::string&)> allgather;
+};
+
 RecallResult relationship_recall(const RowMatrixF& map, const std::vector<std::pair<int64_t, int64_t>>& pairs,
                                  const std::vector<std::pair<double, double>>& thresholds = {{0.05, 0.95}, {0.1, 0.9}},
-                                 int threads = 0, int64_t collect_limit = int64_t(1) << 24);
+                                 int threads = 0, int64_t collect_limit = int64_t(1) << 24,
+                                 const RecallParts& parts = {});
 // collect_limit: a histogram bin holding more similarities than this is resolved by a second histogram instead of
 // being collected (bounds memory when a map has many equal similarities; tests lower it to cover that path).
 

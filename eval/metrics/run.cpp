@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "engine/fileio.h"
+#include "engine/mpi.h"
 #include "engine/npy.h"
 #include "eval/metrics/cka.h"
 #include "eval/metrics/linear.h"
@@ -96,8 +97,16 @@ void run_map(const MapJob& job) {
   load_inputs(job.in, &x, &meta, &layer);
   if (!job.reference_index.empty()) assign_reference_index(meta, job.reference_index, "Metadata_Reference_Index");
   const int64_t n_profiles = x.rows();
-  AveragePrecision ap = average_precision(std::move(x), meta, job.opt);
-  MeanAveragePrecision m = mean_average_precision(meta, ap, job.opt);
+  MapOptions opt = job.opt;
+  if (job.use_mpi && mpi::distributed()) {
+    // Every rank holds the features (each query needs all candidates); the queries and nulls are split.
+    opt.part = mpi::world().rank;
+    opt.parts = mpi::world().size;
+    opt.allgather = [](const std::string& mine) { return mpi::allgather(mine); };
+  }
+  AveragePrecision ap = average_precision(std::move(x), meta, opt);
+  MeanAveragePrecision m = mean_average_precision(meta, ap, opt);
+  if (opt.part != 0) return;  // rank 0 writes
   write_csv(out_path(job.out_dir, "average_precision.csv"), average_precision_table(meta, ap));
   write_csv(out_path(job.out_dir, "mean_average_precision.csv"), m.table);
   Json j;
@@ -161,7 +170,13 @@ void run_recall(const RecallJob& job) {
   j.num("n_perturbations", static_cast<double>(map.rows()));
   for (const auto& file : job.relationships) {
     auto pairs = relationship_pairs(labels, read_relationships(file));
-    RecallResult r = relationship_recall(map, pairs, job.thresholds, job.threads);
+    RecallParts parts;
+    if (job.use_mpi && mpi::distributed()) {
+      parts.part = mpi::world().rank;
+      parts.parts = mpi::world().size;
+      parts.allgather = [](const std::string& mine) { return mpi::allgather(mine); };
+    }
+    RecallResult r = relationship_recall(map, pairs, job.thresholds, job.threads, int64_t(1) << 24, parts);
     std::vector<std::string> row = {fs::path(file).stem().string(), std::to_string(r.null_size),
                                     std::to_string(r.query_size)};
     for (size_t t = 0; t < r.recall.size(); ++t) {
@@ -170,6 +185,7 @@ void run_recall(const RecallJob& job) {
     }
     out.add_row(row);
   }
+  if (job.use_mpi && mpi::world().rank != 0) return;  // rank 0 writes
   write_csv(out_path(job.out_dir, "recall.csv"), out);
   j.write(out_path(job.out_dir, "summary.json"));
 }

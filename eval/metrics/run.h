@@ -24,6 +24,9 @@ struct MapJob {
   MapOptions opt;
   std::string reference_index;  // "COL=VALUE": add Metadata_Reference_Index as copairs.assign_reference_index
   std::string out_dir;
+  // Under mpirun/srun: the ranks split the queries and the nulls (MapOptions::part/parts) and rank 0 writes the
+  // files, identical to one process's. `tabula eval map` sets it; library callers keep one process.
+  bool use_mpi = false;
 };
 void run_map(const MapJob& job);
 // copairs.matching.assign_reference_index: the column is -1 except on rows matching col == value, which get their
@@ -39,6 +42,9 @@ struct RecallJob {
   std::vector<std::pair<double, double>> thresholds = {{0.05, 0.95}, {0.1, 0.9}};
   int threads = 0;
   std::string out_dir;
+  // Under mpirun/srun: the ranks split the similarity sweep (RecallParts) and rank 0 writes. `tabula eval recall`
+  // sets it.
+  bool use_mpi = false;
 };
 void run_recall(const RecallJob& job);
 
