@@ -21,6 +21,20 @@ const std::vector<std::pair<std::string, std::string>>& extra_names() {
       {"vit_huge_patch14_224", "vit_large_patch16_224:patch=14,dim=1280,depth=32,heads=16,classes=0"},
       {"vit_large_patch14_dinov2", "vit_base_patch14_dinov2:dim=1024,depth=24,heads=16"},
       {"vit_large_patch14_reg4_dinov2", "vit_base_patch14_reg4_dinov2:dim=1024,depth=24,heads=16"},
+      {"vit_tiny_patch16_384", "vit_tiny_patch16_224:img=384"},
+      {"vit_small_patch16_384", "vit_small_patch16_224:img=384"},
+      {"vit_base_patch16_384", "vit_base_patch16_224:img=384"},
+      {"vit_large_patch16_384", "vit_large_patch16_224:img=384"},
+      // timm's *_gap_* models: no class token, mean of the patch tokens, final norm before the pool (fc_norm=False)
+      {"vit_base_patch16_gap_224", "vit_base_patch16_224:heads=16,class_token=0,global_pool=avg,fc_norm=0"},
+      {"vit_huge_patch14_gap_224",
+       "vit_large_patch16_224:patch=14,dim=1280,depth=32,heads=16,class_token=0,global_pool=avg,fc_norm=0,classes=0"},
+      // ViT-g/14 of "Scaling Vision Transformers": mlp_ratio=48/11 (repr of the float, so int(1408 * r) = 6144)
+      {"vit_giant_patch14_224", "vit_large_patch16_224:patch=14,dim=1408,depth=40,heads=16,mlp_ratio=4.363636363636363"},
+      // SigLIP image towers: no class token, attention-pool head (AttentionPoolLatent) or patch mean, no classifier
+      {"vit_base_patch16_siglip_224", "vit_base_patch16_224:class_token=0,global_pool=map,classes=0"},
+      {"vit_base_patch16_siglip_gap_224", "vit_base_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0"},
+      {"vit_base_patch16_224_miil", "vit_base_patch16_224:qkv_bias=0,classes=11221"},  // timm default cfg: in21k head
   };
   return t;
 }

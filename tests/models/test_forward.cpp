@@ -96,7 +96,8 @@ TEST(ModelForward, FixturesCoverTheIssueCases) {
   for (const auto& c : test::forward_cases()) ids.insert(c.id);
   for (const char* id : {"resnet_basic_b3", "resnet_basic_b1", "resnet_bottleneck", "vit_b3", "vit_b1",
                          "vit_dynamic_rect", "dinov2_native", "dinov2_interp", "long_dinov2_vits14_518",
-                         "long_dinov2_vits14_224"})
+                         "long_dinov2_vits14_224", "vit_qknorm_packed_b3", "vit_swiglu_map_rect",
+                         "vit_map_gelu_tanh_nocls", "dinov2_g_native_518", "dinov2_g_interp_224", "dinov2_g_reg_rect"})
     EXPECT_TRUE(ids.count(id)) << id;
 }
 
@@ -139,6 +140,12 @@ TEST(ModelTaps, ListMatchesForwardViT) {
                              {1, 3, 24, 40});
   check_list_matches_forward("vit:flavor=dinov2,dim=32,depth=1,heads=2,patch=8,img=32,reg=4,init_values=1.0",
                              {1, 3, 48, 32});
+  // qk_norm, the gated MLPs, the attention-pool head
+  check_list_matches_forward("vit:dim=32,depth=1,heads=2,patch=8,img=32,classes=3,qk_norm=1,mlp=swiglu_packed",
+                             {2, 3, 32, 32});
+  check_list_matches_forward("vit:dim=32,depth=1,heads=2,patch=8,img=32,classes=3,reg=1,mlp=swiglu,global_pool=map,"
+                             "dynamic_img_size=1", {1, 3, 40, 16});
+  check_list_matches_forward("vit:flavor=dinov2,dim=32,depth=1,heads=2,patch=8,img=32,mlp=swiglufused", {1, 3, 32, 32});
 }
 
 // `tabula hooks ARCH` lists every module torch's named_modules() lists, with torch's output shape.
@@ -185,6 +192,15 @@ TEST(ModelTaps, NamedModulesVitBase) { check_named_modules("vit_base_patch16_224
 TEST(ModelTaps, NamedModulesResNet50) { check_named_modules("resnet50", {}); }
 TEST(ModelTaps, NamedModulesDinov2Reg) {
   check_named_modules("dinov2_vits14_reg", {".attn.softmax", "x_norm_clstoken", "x_norm_patchtokens"});
+}
+// ViT-g (SwiGLUPacked, SwiGLUFFNFused) and a SigLIP tower (attention-pool head): torch's names from models built
+// on the meta device; here from a skeleton (no weights allocated).
+TEST(ModelTaps, NamedModulesGiantDinov2) {
+  check_named_modules("vit_giant_patch14_reg4_dinov2", {".attn.softmax"});
+  check_named_modules("dinov2_vitg14", {".attn.softmax", "x_norm_clstoken", "x_norm_patchtokens"});
+}
+TEST(ModelTaps, NamedModulesSiglipAttentionPool) {
+  check_named_modules("vit_base_patch16_siglip_224", {".attn.softmax", "attn_pool.softmax"});
 }
 
 // ---- registry: parameter counts, GFLOPs ------------------------------------------------------------------------
