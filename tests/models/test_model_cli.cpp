@@ -2,10 +2,13 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <sstream>
 
+#include "engine/sha256.h"
 #include "models/registry.h"
 #include "tests/test_util.h"
+#include "weights_tools/safetensors.h"
 
 using tabula::test::run_tabula;
 
@@ -68,4 +71,27 @@ TEST(ModelCli, BenchPrintsImagesPerSecond) {
   EXPECT_NE(r.out.find("batch 2 at 32x32, 1 threads"), std::string::npos) << r.out;
   EXPECT_EQ(run_tabula("bench resnet18 --batch 0").exit_code, 2);
   EXPECT_EQ(run_tabula("bench resnet18 --device cuda").exit_code, 2);
+}
+
+// `tabula init` takes every name `tabula models` lists (the registry's extra timm names and the forward-only
+// dynamic_img_size key too), writing init_weights' tensors (checked against torch in test_init).
+TEST(ModelCli, InitTakesRegistryNamesAndKeys) {
+  auto dir = tabula::test::scratch_dir();
+  for (const std::string arch : {"vit_base_patch16_siglip_224:dim=16,depth=1,heads=2",
+                                 "vit:dim=16,depth=1,heads=2,patch=8,img=16,mlp=swiglu,qk_norm=1,dynamic_img_size=1",
+                                 "dinov2_vitg14:dim=16,depth=1,heads=2"}) {
+    SCOPED_TRACE(arch);
+    const std::string out = (dir / "w.safetensors").string();
+    auto r = run_tabula("init '" + arch + "' --seed 3 --out '" + out + "'");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto want = tabula::init_weights(tabula::parse_model_arch(arch).arch, 3);
+    const auto sd = tabula::weights::read_safetensors(out);
+    ASSERT_EQ(sd.tensors.size(), want.size());
+    std::map<std::string, std::string> got;  // the file lists tensors by name
+    for (const auto& t : sd.tensors) got[t.name] = tabula::sha256_hex(t.data, t.nbytes());
+    for (const auto& t : want) {
+      ASSERT_TRUE(got.count(t.name)) << t.name;
+      EXPECT_EQ(got[t.name], tabula::sha256_hex(t.bytes.data(), t.bytes.size())) << t.name;
+    }
+  }
 }
