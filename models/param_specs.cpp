@@ -272,7 +272,8 @@ void apply_vit_keys(const std::string& arch, ViTConfig& c, const std::string& ke
       if (v != "gelu" && v != "silu" && v != "gelu_tanh")
         bad_arch(arch, "key 'act' is one of gelu, silu, gelu_tanh; got '" + v + "'");
       c.act = v;
-    } else if (k == "interpolate_antialias") c.interpolate_antialias = parse_bool(arch, k, v);
+    } else if (k == "dynamic_img_size") c.dynamic_img_size = parse_bool(arch, k, v);
+    else if (k == "interpolate_antialias") c.interpolate_antialias = parse_bool(arch, k, v);
     else if (k == "interpolate_offset") c.interpolate_offset = parse_double(arch, k, v);
     else if (k == "pre_norm") c.pre_norm = parse_bool(arch, k, v);
     else if (k == "final_norm") c.final_norm = parse_bool(arch, k, v);
@@ -293,8 +294,8 @@ void apply_vit_keys(const std::string& arch, ViTConfig& c, const std::string& ke
     } else {
       bad_arch(arch, "unknown key '" + k + "' (vit keys: dim, depth, heads, patch, img, chans, classes, mlp_ratio, "
                      "qkv_bias, qk_norm, mlp, act, init_values, class_token, no_embed_class, reg, global_pool, "
-                     "fc_norm, pre_norm, final_norm, flavor, legacy_init, weight_init, interpolate_antialias, "
-                     "interpolate_offset)");
+                     "fc_norm, pre_norm, final_norm, flavor, legacy_init, weight_init, dynamic_img_size, "
+                     "interpolate_antialias, interpolate_offset)");
     }
   }
   if (c.embed_dim % c.num_heads != 0)
@@ -313,6 +314,8 @@ void apply_vit_keys(const std::string& arch, ViTConfig& c, const std::string& ke
     if (c.legacy_init) bad_arch(arch, "legacy_init is a timm setting (timm < 1.0.23), not a DINOv2 one");
     if (!c.weight_init.empty()) bad_arch(arch, "weight_init is a timm setting, not a DINOv2 one");
     if (c.qk_norm) bad_arch(arch, "qk_norm is a timm setting: DINOv2's MemEffAttention has no q/k norm");
+    if (c.dynamic_img_size)
+      bad_arch(arch, "dynamic_img_size is a timm option; the DINOv2 hub model always interpolates its pos-embed");
     if (c.mlp == ViTConfig::Mlp::swiglu_packed || c.mlp == ViTConfig::Mlp::swiglu)
       bad_arch(arch, "flavor=dinov2 takes mlp=mlp or mlp=swiglufused (the hub's ffn_layer), not a timm MLP");
     if (act_given) bad_arch(arch, "flavor=dinov2 fixes the activation (GELU in Mlp, SiLU in SwiGLUFFNFused)");

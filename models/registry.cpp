@@ -91,6 +91,7 @@ ModelArch parse_model_arch(const std::string& arch) {
   m.arch.name = arch;
   if (m.arch.is_resnet() && m.vit.dynamic_img_size)
     throw std::invalid_argument("arch '" + arch + "': dynamic_img_size is a ViT key (ResNets take any input size)");
+  if (!m.arch.is_resnet() && m.vit.dynamic_img_size) std::get<ViTConfig>(m.arch.config).dynamic_img_size = true;
   return m;
 }
 

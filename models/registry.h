@@ -1,7 +1,7 @@
 // Arch name -> model. Names are parse_arch()'s (torchvision / timm / DINOv2 hub names and the key=value forms),
-// plus a few more timm names defined here as key=value overrides of those, plus one forward-only key for ViTs:
+// plus a few more timm names defined here as key=value overrides of those. The forward-only ViT key
 // `dynamic_img_size=1` (timm's constructor flag; it adds no parameters), e.g.
-// `vit:dim=64,depth=2,heads=4,patch=8,img=32,dynamic_img_size=1`.
+// `vit:dim=64,depth=2,heads=4,patch=8,img=32,dynamic_img_size=1`, ends up in both ModelArch::vit and ViTConfig.
 #pragma once
 #include <cstdint>
 #include <memory>

@@ -55,6 +55,7 @@ class ViT final : public Model {
   ViT(const ArchConfig& arch, const ParamStore& p, const ViTOptions& opt)
       : arch_(arch), c_(arch.vit()), opt_(opt), hub_(c_.flavor == ViTConfig::Flavor::dinov2),
         skeleton_(p.is_skeleton()), act_(activation_of(c_.act)) {
+    opt_.dynamic_img_size = opt_.dynamic_img_size || c_.dynamic_img_size;  // the ViTConfig key or the option
     if (hub_ && opt_.dynamic_img_size)
       throw std::invalid_argument("arch '" + arch.name + "': dynamic_img_size is a timm option; the DINOv2 hub "
                                   "model always interpolates its pos-embed");

@@ -237,6 +237,9 @@ TEST(ModelRegistry, ExtraTimmNamesAndDynamicKey) {
   EXPECT_EQ(parse_model_arch("vit_small_patch8_224").arch.name, "vit_small_patch8_224");
   ModelArch m = parse_model_arch("vit_base_patch16_224:dynamic_img_size=1,classes=3");
   EXPECT_TRUE(m.vit.dynamic_img_size);
+  EXPECT_TRUE(m.arch.vit().dynamic_img_size);
+  EXPECT_TRUE(parse_arch("vit:dynamic_img_size=1").vit().dynamic_img_size);  // a ViTConfig key too
+  EXPECT_THROW(parse_arch("vit:flavor=dinov2,dynamic_img_size=1"), std::invalid_argument);
   EXPECT_EQ(m.arch.vit().num_classes, 3);
   EXPECT_THROW(parse_model_arch("resnet18:dynamic_img_size=1"), std::invalid_argument);
   EXPECT_THROW(parse_model_arch("vit:dynamic_img_size=maybe"), std::invalid_argument);

@@ -96,6 +96,7 @@ LONG_CASES = [
     ("long_dinov2_vits14_518", "dinov2_vits14", 0, [1, 3, 518, 518], ["x_norm_clstoken"]),
     ("long_dinov2_vits14_224", "dinov2_vits14", 0, [2, 3, 224, 224], ["x_norm_clstoken"]),
     ("long_dinov2_vits14_reg_224", "dinov2_vits14_reg", 0, [1, 3, 224, 224], ["x_norm_clstoken"]),
+    ("long_siglip_base", "vit_base_patch16_siglip_224", 0, [2, 3, 224, 224], ["blocks.11", "attn_pool.kv", "attn_pool"]),
 ]
 NAMED_MODULES = {"vit_base_patch16_224": 224, "resnet50": 224, "dinov2_vits14_reg": 518,  # arch: default size
                  "vit_giant_patch14_reg4_dinov2": 518, "dinov2_vitg14": 518, "vit_base_patch16_siglip_224": 224}
