@@ -273,6 +273,10 @@ void apply_vit_keys(const std::string& arch, ViTConfig& c, const std::string& ke
         bad_arch(arch, "key 'act' is one of gelu, silu, gelu_tanh; got '" + v + "'");
       c.act = v;
     } else if (k == "dynamic_img_size") c.dynamic_img_size = parse_bool(arch, k, v);
+    else if (k == "norm_eps") {
+      c.norm_eps = parse_double(arch, k, v);
+      if (!(c.norm_eps > 0)) bad_arch(arch, "key 'norm_eps' needs a positive number, got '" + v + "'");
+    }
     else if (k == "interpolate_antialias") c.interpolate_antialias = parse_bool(arch, k, v);
     else if (k == "interpolate_offset") c.interpolate_offset = parse_double(arch, k, v);
     else if (k == "pre_norm") c.pre_norm = parse_bool(arch, k, v);
@@ -294,7 +298,7 @@ void apply_vit_keys(const std::string& arch, ViTConfig& c, const std::string& ke
     } else {
       bad_arch(arch, "unknown key '" + k + "' (vit keys: dim, depth, heads, patch, img, chans, classes, mlp_ratio, "
                      "qkv_bias, qk_norm, mlp, act, init_values, class_token, no_embed_class, reg, global_pool, "
-                     "fc_norm, pre_norm, final_norm, flavor, legacy_init, weight_init, dynamic_img_size, "
+                     "fc_norm, pre_norm, final_norm, flavor, legacy_init, weight_init, dynamic_img_size, norm_eps, "
                      "interpolate_antialias, interpolate_offset)");
     }
   }
@@ -316,6 +320,7 @@ void apply_vit_keys(const std::string& arch, ViTConfig& c, const std::string& ke
     if (c.qk_norm) bad_arch(arch, "qk_norm is a timm setting: DINOv2's MemEffAttention has no q/k norm");
     if (c.dynamic_img_size)
       bad_arch(arch, "dynamic_img_size is a timm option; the DINOv2 hub model always interpolates its pos-embed");
+    if (c.norm_eps != 1e-6) bad_arch(arch, "norm_eps is a timm setting: DinoVisionTransformer's LayerNorms use 1e-6");
     if (c.mlp == ViTConfig::Mlp::swiglu_packed || c.mlp == ViTConfig::Mlp::swiglu)
       bad_arch(arch, "flavor=dinov2 takes mlp=mlp or mlp=swiglufused (the hub's ffn_layer), not a timm MLP");
     if (act_given) bad_arch(arch, "flavor=dinov2 fixes the activation (GELU in Mlp, SiLU in SwiGLUFFNFused)");

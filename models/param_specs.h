@@ -12,7 +12,7 @@
 //   vit:dim=64,depth=2,heads=4,patch=8,img=32,classes=10,mlp_ratio=4,qkv_bias=1,init_values=1e-5,
 //       class_token=1,no_embed_class=0,reg=0,global_pool=token,fc_norm=auto,pre_norm=0,final_norm=1,
 //       chans=3,flavor=timm|dinov2,legacy_init=0,weight_init=|jax|jax_nlhb|moco,qk_norm=0,
-//       mlp=mlp|swiglu_packed|swiglu|swiglufused,act=gelu|silu|gelu_tanh,dynamic_img_size=0
+//       mlp=mlp|swiglu_packed|swiglu|swiglufused,act=gelu|silu|gelu_tanh,dynamic_img_size=0,norm_eps=1e-6
 //       (global_pool also takes map)
 //       (flavor=dinov2 also: interpolate_antialias=0, interpolate_offset=0.1, as DinoVisionTransformer's)
 // (a named arch may be followed by ':' and keys to override, e.g. `resnet50:classes=10`).
@@ -95,6 +95,9 @@ struct ViTConfig {
   //                 (int(hidden * 2 / 3) + 7) // 8 * 8 (dinov2/layers/swiglu_ffn.py). DINOv2 flavour only.
   enum class Mlp { mlp, swiglu_packed, swiglu, swiglufused };
   Mlp mlp = Mlp::mlp;
+  // eps of every LayerNorm (timm norm_layer=partial(LayerNorm, eps=...)): 1e-6 (timm, DINOv2), 1e-5 (CLIP towers).
+  // Key `norm_eps`.
+  double norm_eps = 1e-6;
   // timm dynamic_img_size=True: any input that is a multiple of the patch size; the pos-embed is resampled at run
   // time (resample_abs_pos_embed: bicubic, antialias, by size) and patch_embed outputs NHWC. Adds no parameters.
   bool dynamic_img_size = false;

@@ -35,6 +35,23 @@ const std::vector<std::pair<std::string, std::string>>& extra_names() {
       {"vit_base_patch16_siglip_224", "vit_base_patch16_224:class_token=0,global_pool=map,classes=0"},
       {"vit_base_patch16_siglip_gap_224", "vit_base_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0"},
       {"vit_base_patch16_224_miil", "vit_base_patch16_224:qkv_bias=0,classes=11221"},  // timm default cfg: in21k head
+      {"vit_base_patch16_siglip_256", "vit_base_patch16_224:class_token=0,global_pool=map,classes=0,img=256"},
+      {"vit_base_patch16_siglip_gap_256", "vit_base_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0,img=256"},
+      {"vit_base_patch16_siglip_384", "vit_base_patch16_224:class_token=0,global_pool=map,classes=0,img=384"},
+      {"vit_base_patch16_siglip_gap_384", "vit_base_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0,img=384"},
+      {"vit_base_patch16_siglip_512", "vit_base_patch16_224:class_token=0,global_pool=map,classes=0,img=512"},
+      {"vit_base_patch16_siglip_gap_512", "vit_base_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0,img=512"},
+      {"vit_large_patch16_siglip_256", "vit_large_patch16_224:class_token=0,global_pool=map,classes=0,img=256"},
+      {"vit_large_patch16_siglip_gap_256", "vit_large_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0,img=256"},
+      {"vit_large_patch16_siglip_384", "vit_large_patch16_224:class_token=0,global_pool=map,classes=0,img=384"},
+      {"vit_large_patch16_siglip_gap_384", "vit_large_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0,img=384"},
+      {"vit_large_patch16_siglip_512", "vit_large_patch16_224:class_token=0,global_pool=map,classes=0,img=512"},
+      {"vit_large_patch16_siglip_gap_512", "vit_large_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0,img=512"},
+      {"vit_base_patch16_plus_240", "vit_base_patch16_224:dim=896,heads=14,img=240,init_values=1e-5"},
+      // CLIP image towers (timm's, quick_gelu variants excluded): pre_norm (no patch bias), LayerNorm eps 1e-5
+      {"vit_base_patch16_clip_224", "vit_base_patch16_224:pre_norm=1,norm_eps=1e-5"},
+      {"vit_large_patch14_clip_224", "vit_large_patch16_224:patch=14,pre_norm=1,norm_eps=1e-5"},
+      {"vit_huge_patch14_clip_224", "vit_large_patch16_224:patch=14,dim=1280,depth=32,heads=16,pre_norm=1,norm_eps=1e-5"},
   };
   return t;
 }

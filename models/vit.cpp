@@ -15,7 +15,8 @@ struct LayerNormP {
     w = p[n + ".weight"];
     b = p[n + ".bias"];
   }
-  Tensor operator()(const Tensor& x) const { return on ? ops::layer_norm(x, w, b, 1e-6) : x; }
+  double eps = 1e-6;  // timm's LayerNorm and DINOv2's: 1e-6; CLIP towers 1e-5 (ViTConfig::norm_eps)
+  Tensor operator()(const Tensor& x) const { return on ? ops::layer_norm(x, w, b, eps) : x; }
 };
 
 struct LinearP {
@@ -103,6 +104,10 @@ class ViT final : public Model {
       attn_pool_.fc1.load(p, "attn_pool.mlp.fc1");
       attn_pool_.fc2.load(p, "attn_pool.mlp.fc2");
     }
+    // timm builds every norm with the one norm_layer (partial(LayerNorm, eps=...)).
+    for (LayerNormP* ln : {&norm_pre_, &norm_, &fc_norm_, &attn_pool_.norm}) ln->eps = c_.norm_eps;
+    for (BlockP& b : blocks_)
+      for (LayerNormP* ln : {&b.norm1, &b.norm2, &b.q_norm, &b.k_norm}) ln->eps = c_.norm_eps;
     if (p.has("head.weight")) head_.load(p, "head");
   }
 

@@ -76,6 +76,9 @@ CASES = [
                       "attn_pool.q", "attn_pool.kv", "attn_pool.proj", "attn_pool.mlp", "attn_pool", "head"]),
     ("vit_map_gelu_tanh_nocls", f"vit:{TINY},classes=0,class_token=0,global_pool=map,act=gelu_tanh,init_values=0.5", 14,
      [2, 3, 32, 32], ["blocks.0.mlp.act", "blocks.1", "attn_pool.mlp.fc1", "attn_pool.mlp.act", "attn_pool", "head"]),
+    # CLIP towers: pre_norm (no patch-embed bias) and LayerNorm eps 1e-5 everywhere; inputs scaled small so eps matters.
+    ("vit_clip_like", f"vit:{TINY},classes=3,pre_norm=1,norm_eps=1e-5", 17, [2, 3, 32, 32],
+     ["norm_pre", "blocks.0.norm1", "blocks.0", "blocks.1", "norm", "head"]),
     # DINOv2 geometry (patch 14, 518 px: a 37x37 pos-embed grid) at a tiny width, with SwiGLUFFNFused (ViT-g's FFN,
     # hidden int(128 * 2 / 3) = 85 rounded up to 88): native 518, interpolated to 224 (batch 3), and the _reg
     # models' antialiased, offset-free interpolation on a rectangular input.
@@ -111,7 +114,10 @@ PARAM_ARCHS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wi
                "vit_giant_patch14_dinov2", "vit_giant_patch14_reg4_dinov2", "dinov2_vitg14", "dinov2_vitg14_reg",
                "vit_tiny_patch16_384", "vit_small_patch16_384", "vit_base_patch16_384", "vit_large_patch16_384",
                "vit_base_patch16_gap_224", "vit_huge_patch14_gap_224", "vit_giant_patch14_224",
-               "vit_base_patch16_siglip_224", "vit_base_patch16_siglip_gap_224", "vit_base_patch16_224_miil"]
+               "vit_base_patch16_siglip_224", "vit_base_patch16_siglip_gap_224", "vit_base_patch16_224_miil"] + \
+              [f"vit_{s}_patch16_siglip_{g}{i}" for s in ("base", "large") for g in ("", "gap_") for i in (256, 384, 512)] + \
+              ["vit_base_patch16_plus_240", "vit_base_patch16_clip_224", "vit_large_patch14_clip_224",
+               "vit_huge_patch14_clip_224"]
 
 
 def hash_input(shape, seed):
@@ -185,6 +191,9 @@ def timm_mlp_args(kv):
                 mlp_layer={"mlp": Mlp, "swiglu_packed": SwiGLUPacked, "swiglu": SwiGLU}[mlp], act_layer=act)
     if kv.get("fc_norm", "auto") not in ("auto", "none", "None"):
         args["fc_norm"] = as_bool(kv["fc_norm"])
+    if "norm_eps" in kv:
+        from timm.layers import LayerNorm
+        args["norm_layer"] = partial(LayerNorm, eps=float(kv["norm_eps"]))
     return args
 
 
