@@ -3,6 +3,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "engine/ops.h"
 #include "models/resnet.h"
 
 namespace tabula {
@@ -119,8 +120,44 @@ std::unique_ptr<Model> make(const ModelArch& m, const ParamStore& p) {
 }
 }  // namespace
 
+namespace {
+
+// Checkpoints reach models in tabula's canonical (timm) names: weights_tools' to_canonical maps a DINOv2 hub
+// file onto them (mask_token dropped, register_tokens -> reg_token, w12/w3 -> fc1/fc2, and for register models
+// the CLS position folded into cls_token as timm's _convert_dinov2 does). A hub-flavour model takes such weights
+// back under its own names. The folded CLS position loses nothing: the hub adds pos_embed[:, 0] to the class
+// token only (it is never interpolated), so cls_token' = cls_token + pos_embed[:, 0] with a zero CLS row gives
+// the same bits. mask_token is used in training only and comes back as zeros.
+WeightMap hub_names_from_canonical(const ViTConfig& c, const WeightMap& w) {
+  WeightMap out;
+  const int64_t D = c.embed_dim;
+  for (const auto& [k, t] : w) {
+    std::string name = k;
+    if (k == "reg_token") name = "register_tokens";
+    if (c.mlp == ViTConfig::Mlp::swiglufused && k.rfind("blocks.", 0) == 0) {
+      for (const auto& [from, to] : {std::pair<std::string, std::string>{".mlp.fc1.", ".mlp.w12."}, {".mlp.fc2.", ".mlp.w3."}}) {
+        const size_t at = name.find(from);
+        if (at != std::string::npos) name.replace(at, from.size(), to);
+      }
+    }
+    out[name] = t;
+  }
+  auto pos = out.find("pos_embed");
+  if (pos != out.end() && pos->second.dim() == 3 && pos->second.size(1) == c.num_patches() && pos->second.size(2) == D) {
+    Tensor cls_row = Tensor::zeros({1, 1, D});
+    pos->second = ops::cat({cls_row, pos->second.to(DType::f32).contiguous()}, 1);
+  }
+  out.emplace("mask_token", Tensor::zeros({1, D}));
+  return out;
+}
+
+}  // namespace
+
 std::unique_ptr<Model> build_model(const std::string& arch, const WeightMap& weights, bool strict, LoadReport* report) {
   ModelArch m = parse_model_arch(arch);
+  if (!m.arch.is_resnet() && m.arch.vit().flavor == ViTConfig::Flavor::dinov2 && !weights.count("mask_token") &&
+      !weights.count("register_tokens") && (m.arch.vit().reg_tokens == 0 || weights.count("reg_token")))
+    return make(m, ParamStore(m.arch, hub_names_from_canonical(m.arch.vit(), weights), strict, report));
   return make(m, ParamStore(m.arch, weights, strict, report));
 }
 

@@ -25,6 +25,8 @@ std::vector<std::string> model_names();
 
 // Builds the model and loads `weights` (state_dict keys of the reference; f16/bf16 converted). Missing keys
 // and shape mismatches always throw naming the key; unexpected keys throw when strict (else only reported).
+// A DINOv2 hub arch also takes tabula's canonical (timm-named) form of a hub checkpoint, as load_weight_map /
+// `tabula weights convert` write it (no mask_token; reg_token; fc1/fc2 for w12/w3; CLS position in cls_token).
 std::unique_ptr<Model> build_model(const std::string& arch, const WeightMap& weights, bool strict = true,
                                    LoadReport* report = nullptr);
 // The untrained model of `seed` (init_weights: the weights PyTorch builds after torch.manual_seed(seed)).

@@ -4,12 +4,14 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
 
 #include "engine/threads.h"
 #include "models/registry.h"
+#include "weights_tools/layout.h"
 #include "tests/models/model_fixtures.h"
 #include "tests/test_util.h"
 
@@ -400,6 +402,36 @@ TEST(ModelForwardBehaviour, SameBitsForAnyThreadCount) {
     set_num_threads(0);
     EXPECT_EQ(max_abs_diff(a, b), 0.f) << arch;
     EXPECT_EQ(max_abs_diff(a, c), 0.f) << arch;
+  }
+}
+
+// A DINOv2 hub checkpoint as load_weight_map hands it over (weights_tools' canonical timm names: no mask_token,
+// reg_token, fc1/fc2 for w12/w3, the CLS position folded into cls_token) gives the hub model the same bits.
+TEST(ModelLoad, HubArchTakesCanonicalNames) {
+  for (const std::string arch : {"vit:flavor=dinov2,dim=16,depth=1,heads=2,patch=8,img=16,mlp=swiglufused,reg=4,init_values=1.0",
+                                 "vit:flavor=dinov2,dim=16,depth=2,heads=2,patch=8,img=16"}) {
+    SCOPED_TRACE(arch);
+    std::vector<NamedTensor> sd = init_weights(arch, 3);
+    test::perturb(sd);  // non-zero cls / register tokens
+    weights::StateDict file;
+    for (const NamedTensor& t : sd)
+      file.tensors.push_back(weights::make_owned_tensor(t.name, t.dtype, t.shape, t.bytes));
+    weights::LayoutPlan plan;
+    const weights::StateDict canon = weights::to_canonical(file, &plan);
+    ASSERT_EQ(plan.from, weights::Layout::dinov2_hub);
+    WeightMap w;
+    for (const auto& t : canon.tensors) {
+      Tensor x = Tensor::empty(Shape(t.shape.begin(), t.shape.end()), t.dtype);
+      std::memcpy(x.raw(), t.data, t.nbytes());
+      w[t.name] = x;
+    }
+    EXPECT_FALSE(w.count("mask_token"));
+    auto from_canon = build_model(arch, w);
+    auto from_hub = build_model(arch, to_weight_map(sd));
+    for (const Shape& in : {Shape{2, 3, 16, 16}, Shape{1, 3, 24, 40}}) {  // native and interpolated
+      const Tensor x = test::hash_input(in, 5);
+      EXPECT_EQ(max_abs_diff(from_canon->forward(x), from_hub->forward(x)), 0.f) << shape_str(in);
+    }
   }
 }
 
