@@ -79,6 +79,11 @@ CASES = [
     # CLIP towers: pre_norm (no patch-embed bias) and LayerNorm eps 1e-5 everywhere; inputs scaled small so eps matters.
     ("vit_clip_like", f"vit:{TINY},classes=3,pre_norm=1,norm_eps=1e-5", 17, [2, 3, 32, 32],
      ["norm_pre", "blocks.0.norm1", "blocks.0", "blocks.1", "norm", "head"]),
+    # timm's ViT-g/14 DINOv2 layout at a tiny width (SwiGLUPacked, mlp_ratio 2.66667 * 2, 4 registers outside the
+    # pos-embed, LayerScale) run at 224 with dynamic_img_size: resample_abs_pos_embed 37x37 -> 16x16 (antialias).
+    ("vit_g_like_reg4_224", "vit:dim=32,depth=1,heads=2,patch=14,img=518,classes=0,init_values=1e-5,reg=4,"
+                            "no_embed_class=1,mlp=swiglu_packed,mlp_ratio=5.33334,dynamic_img_size=1", 18,
+     [1, 3, 224, 224], ["pos_drop", "blocks.0.mlp.fc1", "blocks.0.mlp.act", "blocks.0", "norm", "head"]),
     # DINOv2 geometry (patch 14, 518 px: a 37x37 pos-embed grid) at a tiny width, with SwiGLUFFNFused (ViT-g's FFN,
     # hidden int(128 * 2 / 3) = 85 rounded up to 88): native 518, interpolated to 224 (batch 3), and the _reg
     # models' antialiased, offset-free interpolation on a rectangular input.
