@@ -390,7 +390,10 @@ TEST(ModelForwardBehaviour, FusedAndUnfusedAgree) {
 
 TEST(ModelForwardBehaviour, SameBitsForAnyThreadCount) {
   for (const std::string arch : {"resnet:layers=1,1,1,1,block=basic,classes=3",
-                                 "vit:dim=32,depth=2,heads=4,patch=8,img=32,classes=3,reg=1"}) {
+                                 "vit:dim=32,depth=2,heads=4,patch=8,img=32,classes=3,reg=1",
+                                 "vit:dim=32,depth=2,heads=4,patch=8,img=32,classes=3,qk_norm=1,mlp=swiglu_packed,"
+                                 "class_token=0,global_pool=map",
+                                 "vit:flavor=dinov2,dim=32,depth=1,heads=2,patch=8,img=32,mlp=swiglufused"}) {
     auto m = build_model_seed(arch, 9);
     const Tensor x = test::hash_input({3, 3, 32, 32}, 9);
     set_num_threads(1);
