@@ -11,6 +11,8 @@
 
 #include "engine/threads.h"
 #include "models/registry.h"
+#include "eval/embed/embed.h"
+#include "weights_tools/checkpoint.h"
 #include "weights_tools/layout.h"
 #include "tests/models/model_fixtures.h"
 #include "tests/test_util.h"
@@ -435,6 +437,26 @@ TEST(ModelLoad, HubArchTakesCanonicalNames) {
       const Tensor x = test::hash_input(in, 5);
       EXPECT_EQ(max_abs_diff(from_canon->forward(x), from_hub->forward(x)), 0.f) << shape_str(in);
     }
+  }
+}
+
+// A real torch.hub-layout checkpoint (torch.save'd by weights_tools/reference/weights_fixtures.py, chunked blocks
+// under teacher.backbone.) goes through `embed --weights`' loader into the hub arch: same bits as the plain hub file.
+TEST(ModelLoad, HubCheckpointThroughLoadWeightMap) {
+  const std::string arch = "vit:flavor=dinov2,dim=32,depth=2,heads=2,patch=14,img=28,chans=1,mlp_ratio=2,reg=4,init_values=1.0";
+  auto via_loader = build_model(arch, load_weight_map(test::fixture("weights/hub_dinov2_reg_chunked.pth").string()));
+  WeightMap raw;  // the unchunked hub file, names as the hub writes them
+  const weights::Checkpoint ck = weights::load_checkpoint(test::fixture("weights/hub_dinov2_reg.pth").string());
+  for (const auto& t : ck.sd.tensors) {
+    Tensor x = Tensor::empty(Shape(t.shape.begin(), t.shape.end()), t.dtype);
+    std::memcpy(x.raw(), t.data, t.nbytes());
+    raw[t.name] = x;
+  }
+  ASSERT_TRUE(raw.count("mask_token") && raw.count("register_tokens"));
+  auto direct = build_model(arch, raw);
+  for (const Shape& in : {Shape{2, 1, 28, 28}, Shape{1, 1, 42, 56}}) {
+    const Tensor x = test::hash_input(in, 2);
+    EXPECT_EQ(max_abs_diff(via_loader->forward(x), direct->forward(x)), 0.f) << shape_str(in);
   }
 }
 
