@@ -1,5 +1,6 @@
 #include "models/registry.h"
 
+#include <map>
 #include <stdexcept>
 #include <utility>
 
@@ -187,6 +188,80 @@ ModelInfo model_info(const std::string& arch) {
   info.gmacs = model->gmacs(info.input);
   info.default_taps = model->default_taps();
   return info;
+}
+
+std::optional<TimmPretrainedCfg> timm_pretrained_cfg(const std::string& arch) {
+  struct Norm {
+    std::array<float, 3> mean, std;
+  };
+  static const Norm kHalf{{0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}};
+  static const Norm kImageNet{{0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
+  static const Norm kOpenAiClip{{0.48145466f, 0.4578275f, 0.40821073f}, {0.26862954f, 0.26130258f, 0.27577711f}};
+  static const Norm kNone{{0.0f, 0.0f, 0.0f}, {1.0f, 1.0f, 1.0f}};
+  struct Row {
+    int size;
+    double crop_pct;
+    const char* interpolation;
+    const Norm& norm;
+  };
+  // timm 1.0.31 get_pretrained_cfg(name) (tests/fixtures/models/pretrained_cfgs.tsv, written by
+  // weights_tools/reference/models_fixtures.py --only pretrained, checks every row); the tag in the comment.
+  static const std::map<std::string, Row> table = {
+      {"vit_tiny_patch16_224", {224, 0.9, "bicubic", kHalf}},  // augreg_in21k_ft_in1k
+      {"vit_small_patch16_224", {224, 0.9, "bicubic", kHalf}},  // augreg_in21k_ft_in1k
+      {"vit_base_patch16_224", {224, 0.9, "bicubic", kHalf}},  // augreg2_in21k_ft_in1k
+      {"vit_large_patch16_224", {224, 0.9, "bicubic", kHalf}},  // augreg_in21k_ft_in1k
+      {"vit_small_patch8_224", {224, 0.9, "bicubic", kImageNet}},  // dino
+      {"vit_base_patch8_224", {224, 0.9, "bicubic", kHalf}},  // augreg2_in21k_ft_in1k
+      {"vit_small_patch32_224", {224, 0.9, "bicubic", kHalf}},  // augreg_in21k_ft_in1k
+      {"vit_base_patch32_224", {224, 0.9, "bicubic", kHalf}},  // augreg_in21k_ft_in1k
+      {"vit_large_patch32_224", {224, 0.9, "bicubic", kHalf}},  // orig_in21k
+      {"vit_large_patch14_224", {224, 0.9, "bicubic", kHalf}},  // untrained
+      {"vit_huge_patch14_224", {224, 0.9, "bicubic", kHalf}},  // orig_in21k
+      {"vit_small_patch14_dinov2", {518, 1.0, "bicubic", kImageNet}},  // lvd142m
+      {"vit_base_patch14_dinov2", {518, 1.0, "bicubic", kImageNet}},  // lvd142m
+      {"vit_large_patch14_dinov2", {518, 1.0, "bicubic", kImageNet}},  // lvd142m
+      {"vit_small_patch14_reg4_dinov2", {518, 1.0, "bicubic", kImageNet}},  // lvd142m
+      {"vit_base_patch14_reg4_dinov2", {518, 1.0, "bicubic", kImageNet}},  // lvd142m
+      {"vit_large_patch14_reg4_dinov2", {518, 1.0, "bicubic", kImageNet}},  // lvd142m
+      {"vit_giant_patch14_dinov2", {518, 1.0, "bicubic", kImageNet}},  // lvd142m
+      {"vit_giant_patch14_reg4_dinov2", {518, 1.0, "bicubic", kImageNet}},  // lvd142m
+      {"vit_tiny_patch16_384", {384, 1.0, "bicubic", kHalf}},  // augreg_in21k_ft_in1k
+      {"vit_small_patch16_384", {384, 1.0, "bicubic", kHalf}},  // augreg_in21k_ft_in1k
+      {"vit_base_patch16_384", {384, 1.0, "bicubic", kHalf}},  // augreg_in21k_ft_in1k
+      {"vit_large_patch16_384", {384, 1.0, "bicubic", kHalf}},  // augreg_in21k_ft_in1k
+      {"vit_base_patch16_gap_224", {224, 0.9, "bicubic", kHalf}},  // untrained
+      {"vit_huge_patch14_gap_224", {224, 0.9, "bicubic", kImageNet}},  // in1k_ijepa
+      {"vit_giant_patch14_224", {224, 0.9, "bicubic", kHalf}},  // untrained
+      {"vit_base_patch16_siglip_224", {224, 0.9, "bicubic", kHalf}},  // v2_webli
+      {"vit_base_patch16_siglip_gap_224", {224, 0.9, "bicubic", kHalf}},  // v2_webli
+      {"vit_base_patch16_224_miil", {224, 0.875, "bilinear", kNone}},  // in21k
+      {"vit_base_patch16_siglip_256", {256, 0.9, "bicubic", kHalf}},  // v2_webli
+      {"vit_base_patch16_siglip_384", {384, 0.9, "bicubic", kHalf}},  // v2_webli
+      {"vit_base_patch16_siglip_512", {512, 0.9, "bicubic", kHalf}},  // v2_webli
+      {"vit_base_patch16_siglip_gap_256", {256, 0.9, "bicubic", kHalf}},  // v2_webli
+      {"vit_base_patch16_siglip_gap_384", {384, 0.9, "bicubic", kHalf}},  // v2_webli
+      {"vit_base_patch16_siglip_gap_512", {512, 0.9, "bicubic", kHalf}},  // v2_webli
+      {"vit_large_patch16_siglip_256", {256, 0.9, "bicubic", kHalf}},  // v2_webli
+      {"vit_large_patch16_siglip_384", {384, 0.9, "bicubic", kHalf}},  // v2_webli
+      {"vit_large_patch16_siglip_512", {512, 0.9, "bicubic", kHalf}},  // v2_webli
+      {"vit_large_patch16_siglip_gap_256", {256, 0.9, "bicubic", kHalf}},  // v2_webli
+      {"vit_large_patch16_siglip_gap_384", {384, 0.9, "bicubic", kHalf}},  // v2_webli
+      {"vit_large_patch16_siglip_gap_512", {512, 0.9, "bicubic", kHalf}},  // v2_webli
+      {"vit_base_patch16_plus_240", {240, 0.95, "bicubic", kHalf}},  // untrained
+      {"vit_base_patch16_clip_224", {224, 0.95, "bicubic", kOpenAiClip}},  // laion2b_ft_in12k_in1k
+      {"vit_large_patch14_clip_224", {224, 1.0, "bicubic", kHalf}},  // laion2b_ft_in12k_in1k
+      {"vit_huge_patch14_clip_224", {224, 1.0, "bicubic", kOpenAiClip}},  // laion2b_ft_in12k_in1k
+  };
+  const auto it = table.find(arch.substr(0, arch.find(':')));
+  if (it == table.end()) return std::nullopt;
+  TimmPretrainedCfg c;
+  c.input_size = it->second.size;
+  c.crop_pct = it->second.crop_pct;
+  c.interpolation = it->second.interpolation;
+  c.mean = it->second.norm.mean;
+  c.std = it->second.norm.std;
+  return c;
 }
 
 }  // namespace tabula

@@ -3,7 +3,9 @@
 // `dynamic_img_size=1` (timm's constructor flag; it adds no parameters), e.g.
 // `vit:dim=64,depth=2,heads=4,patch=8,img=32,dynamic_img_size=1`, ends up in both ModelArch::vit and ViTConfig.
 #pragma once
+#include <array>
 #include <cstdint>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,5 +50,17 @@ struct ModelInfo {
   std::vector<std::string> default_taps;
 };
 ModelInfo model_info(const std::string& arch);
+
+// timm's eval transform for a timm arch name: the default pretrained_cfg (the first tag timm lists for the name,
+// e.g. vit_base_patch16_224.augreg2_in21k_ft_in1k): Resize(floor(input_size / crop_pct), interpolation) ->
+// CenterCrop(input_size) -> Normalize(mean, std). Keys after ':' are ignored (the name decides); nullopt for
+// anything that is not one of the registry's timm names (torchvision, DINOv2 hub, key=value forms).
+struct TimmPretrainedCfg {
+  int input_size = 224;
+  double crop_pct = 0.9;
+  std::string interpolation;  // "bicubic" or "bilinear"
+  std::array<float, 3> mean{}, std{};
+};
+std::optional<TimmPretrainedCfg> timm_pretrained_cfg(const std::string& arch);
 
 }  // namespace tabula

@@ -224,6 +224,49 @@ TEST(ModelRegistry, ParamCountsMatchTorch) {
   for (const auto& n : model_names()) EXPECT_TRUE(checked.count(n)) << "no torch parameter count for " << n;
 }
 
+// Every timm name's eval transform equals timm's default pretrained_cfg, and every timm name has one.
+TEST(ModelRegistry, TimmPretrainedCfgsMatchTimm) {
+  std::ifstream f(test::fixture("models/pretrained_cfgs.tsv"));
+  ASSERT_TRUE(f);
+  std::string line;
+  std::set<std::string> checked;
+  auto floats = [](const std::string& csv) {
+    std::vector<float> v;
+    std::istringstream in(csv);
+    for (std::string x; std::getline(in, x, ',');) v.push_back(static_cast<float>(std::stod(x)));
+    return v;
+  };
+  while (std::getline(f, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<std::string> c;
+    std::istringstream in(line);
+    for (std::string x; std::getline(in, x, '\t');) c.push_back(x);
+    ASSERT_EQ(c.size(), 7u) << line;
+    SCOPED_TRACE(c[0]);
+    const auto cfg = timm_pretrained_cfg(c[0] + ":classes=0");  // keys after ':' do not matter
+    ASSERT_TRUE(cfg.has_value());
+    EXPECT_EQ(cfg->input_size, std::stoi(c[2]));
+    EXPECT_EQ(cfg->crop_pct, std::stod(c[3]));
+    EXPECT_EQ(cfg->interpolation, c[4]);
+    const auto mean = floats(c[5]), sd = floats(c[6]);
+    ASSERT_EQ(mean.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(cfg->mean[i], mean[i]);
+      EXPECT_EQ(cfg->std[i], sd[i]);
+    }
+    // The model's default input is the pretrained input size.
+    EXPECT_EQ(build_model_skeleton(c[0])->default_input_shape(1)[2], cfg->input_size);
+    checked.insert(c[0]);
+  }
+  for (const auto& n : model_names())
+    if (n.rfind("vit_", 0) == 0) {
+      EXPECT_TRUE(checked.count(n)) << "no timm pretrained_cfg fixture row for " << n;
+    }
+  EXPECT_FALSE(timm_pretrained_cfg("resnet50").has_value());
+  EXPECT_FALSE(timm_pretrained_cfg("dinov2_vits14").has_value());
+  EXPECT_FALSE(timm_pretrained_cfg("vit:dim=16").has_value());
+}
+
 TEST(ModelRegistry, GmacsAsTorchvisionReports) {
   // torchvision's model docs ("GFLOPS", multiply-adds): resnet18 1.81, resnet50 4.09, wide_resnet50_2 11.4,
   // vit_b_16 17.56, vit_b_32 4.41, vit_l_16 61.55.

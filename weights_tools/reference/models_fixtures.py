@@ -308,13 +308,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dinov2", required=True, help="folder holding the dinov2 package")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "models"))
-    ap.add_argument("--only", choices=["cases", "named_modules", "params"], action="append",
+    ap.add_argument("--only", choices=["cases", "named_modules", "params", "pretrained"], action="append",
                     help="write only these parts (default: all)")
     ap.add_argument("--cases", nargs="+", metavar="ID",
                     help="with --only cases: run only these case ids and merge their rows into the existing "
                          "cases.tsv / taps.tsv (other cases' files are left as they are)")
     a = ap.parse_args()
-    parts = set(a.only or ["cases", "named_modules", "params"])
+    parts = set(a.only or ["cases", "named_modules", "params", "pretrained"])
     sys.path.insert(0, a.dinov2)
     import warnings
     warnings.filterwarnings("ignore")
@@ -371,6 +371,14 @@ def main():
             f.write(f"# {arch}: named_modules() at [1, 3, {size}, {size}] ('-': module not called)\t{versions}\n")
             for n, s in named_module_shapes(model, [1, 3, size, size], "meta"):
                 f.write(f"{n}\t{s}\n")
+    if "pretrained" in parts:  # timm's default pretrained_cfg (first tag) of every timm name: the eval transform
+        with open(os.path.join(a.out, "pretrained_cfgs.tsv"), "w") as f:
+            f.write(f"# arch\ttag\tinput size\tcrop_pct\tinterpolation\tmean\tstd\t{versions}\n")
+            for arch in [n for n in PARAM_ARCHS if n.startswith("vit_")]:
+                c = timm.models.get_pretrained_cfg(arch)
+                assert c.crop_mode == "center" and c.input_size[1] == c.input_size[2], arch
+                f.write(f"{arch}\t{c.tag}\t{c.input_size[1]}\t{c.crop_pct!r}\t{c.interpolation}\t"
+                        f"{','.join(repr(float(v)) for v in c.mean)}\t{','.join(repr(float(v)) for v in c.std)}\n")
     if "params" in parts:
         with open(os.path.join(a.out, "params.tsv"), "w") as f:
             f.write(f"# arch\tsum(p.numel() for p in parameters())\t{versions}\n")
