@@ -95,3 +95,20 @@ TEST(ModelCli, InitTakesRegistryNamesAndKeys) {
     }
   }
 }
+
+// `tabula embed` preprocesses for a timm name with that name's pretrained_cfg (vit_base_patch16_224_miil:
+// Resize(floor(224 / 0.875) = 256, bilinear) -> CenterCrop(224) -> Normalize(0, 1)), not the ViT default.
+TEST(ModelCli, EmbedUsesTheTimmNamesPretrainedCfg) {
+  auto dir = tabula::test::scratch_dir();
+  const std::string data = (dir / "t").string(), out = (dir / "o").string();
+  auto s = run_tabula("synth tissue --quick --out '" + data + "'");
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  auto r = run_tabula("embed --arch vit_base_patch16_224_miil:dim=16,depth=1,heads=2 --seed 0 --data '" + data +
+                      "/metadata.csv' --out '" + out + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream f(out + "/run.json");
+  std::stringstream run;
+  run << f.rdbuf();
+  EXPECT_NE(run.str().find("resize=256 interp=bilinear antialias=1 crop=224 mean=0,0,0 std=1,1,1"), std::string::npos)
+      << run.str();
+}
