@@ -269,8 +269,8 @@ void apply_vit_keys(const std::string& arch, ViTConfig& c, const std::string& ke
       else bad_arch(arch, "key 'mlp' is one of mlp, swiglu_packed, swiglu (timm) or swiglufused (DINOv2); got '" + v + "'");
       if (!act_given) c.act = c.mlp == ViTConfig::Mlp::mlp ? "gelu" : "silu";
     } else if (k == "act" || k == "act_layer") {
-      if (v != "gelu" && v != "silu" && v != "gelu_tanh")
-        bad_arch(arch, "key 'act' is one of gelu, silu, gelu_tanh; got '" + v + "'");
+      if (v != "gelu" && v != "silu" && v != "gelu_tanh" && v != "quick_gelu")
+        bad_arch(arch, "key 'act' is one of gelu, silu, gelu_tanh, quick_gelu; got '" + v + "'");
       c.act = v;
     } else if (k == "dynamic_img_size") c.dynamic_img_size = parse_bool(arch, k, v);
     else if (k == "norm_eps") {

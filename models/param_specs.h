@@ -12,7 +12,7 @@
 //   vit:dim=64,depth=2,heads=4,patch=8,img=32,classes=10,mlp_ratio=4,qkv_bias=1,init_values=1e-5,
 //       class_token=1,no_embed_class=0,reg=0,global_pool=token,fc_norm=auto,pre_norm=0,final_norm=1,
 //       chans=3,flavor=timm|dinov2,legacy_init=0,weight_init=|jax|jax_nlhb|moco,qk_norm=0,
-//       mlp=mlp|swiglu_packed|swiglu|swiglufused,act=gelu|silu|gelu_tanh,dynamic_img_size=0,norm_eps=1e-6
+//       mlp=mlp|swiglu_packed|swiglu|swiglufused,act=gelu|silu|gelu_tanh|quick_gelu,dynamic_img_size=0,norm_eps=1e-6
 //       (global_pool also takes map)
 //       (flavor=dinov2 also: interpolate_antialias=0, interpolate_offset=0.1, as DinoVisionTransformer's)
 // (a named arch may be followed by ':' and keys to override, e.g. `resnet50:classes=10`).
@@ -102,7 +102,8 @@ struct ViTConfig {
   // time (resample_abs_pos_embed: bicubic, antialias, by size) and patch_embed outputs NHWC. Adds no parameters.
   bool dynamic_img_size = false;
   // The MLP activation (timm act_layer; also AttentionPoolLatent's MLP): gelu (exact erf, nn.GELU), silu,
-  // gelu_tanh (GELU(approximate='tanh')). Key `act=`; defaults to silu for the SwiGLU MLPs, gelu otherwise.
+  // gelu_tanh (GELU(approximate='tanh')), quick_gelu (x * sigmoid(1.702 x), OpenAI CLIP). Key `act=`; defaults
+  // to silu for the SwiGLU MLPs, gelu otherwise.
   std::string act = "gelu";
   // timm before 1.0.23 (before commit b5ffe5bd): the constructor drew pos_embed with torch.randn(...) * .02
   // (then overwritten by init_weights), which shifts every later draw. Key `legacy_init=1`.

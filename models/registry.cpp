@@ -54,6 +54,13 @@ const std::vector<std::pair<std::string, std::string>>& extra_names() {
       {"vit_base_patch16_clip_224", "vit_base_patch16_224:pre_norm=1,norm_eps=1e-5"},
       {"vit_large_patch14_clip_224", "vit_large_patch16_224:patch=14,pre_norm=1,norm_eps=1e-5"},
       {"vit_huge_patch14_clip_224", "vit_large_patch16_224:patch=14,dim=1280,depth=32,heads=16,pre_norm=1,norm_eps=1e-5"},
+      {"vit_huge_patch14_clip_378", "vit_large_patch16_224:patch=14,dim=1280,depth=32,heads=16,pre_norm=1,norm_eps=1e-5,img=378,classes=1024"},
+      // QuickGELU CLIP towers (OpenAI / MetaCLIP / DFN weights); timm's default cfgs keep the projection as `head`
+      {"vit_base_patch16_clip_quickgelu_224", "vit_base_patch16_224:pre_norm=1,norm_eps=1e-5,act=quick_gelu,classes=512"},
+      {"vit_large_patch14_clip_quickgelu_224", "vit_large_patch16_224:patch=14,pre_norm=1,norm_eps=1e-5,act=quick_gelu,classes=768"},
+      {"vit_large_patch14_clip_quickgelu_336", "vit_large_patch16_224:patch=14,pre_norm=1,norm_eps=1e-5,act=quick_gelu,classes=768,img=336"},
+      {"vit_huge_patch14_clip_quickgelu_224", "vit_large_patch16_224:patch=14,dim=1280,depth=32,heads=16,pre_norm=1,norm_eps=1e-5,act=quick_gelu,classes=1024"},
+      {"vit_huge_patch14_clip_quickgelu_378", "vit_large_patch16_224:patch=14,dim=1280,depth=32,heads=16,pre_norm=1,norm_eps=1e-5,act=quick_gelu,classes=1024,img=378"},
   };
   return t;
 }
@@ -252,6 +259,12 @@ std::optional<TimmPretrainedCfg> timm_pretrained_cfg(const std::string& arch) {
       {"vit_base_patch16_clip_224", {224, 0.95, "bicubic", kOpenAiClip}},  // laion2b_ft_in12k_in1k
       {"vit_large_patch14_clip_224", {224, 1.0, "bicubic", kHalf}},  // laion2b_ft_in12k_in1k
       {"vit_huge_patch14_clip_224", {224, 1.0, "bicubic", kOpenAiClip}},  // laion2b_ft_in12k_in1k
+      {"vit_huge_patch14_clip_378", {378, 1.0, "bicubic", kOpenAiClip}},  // dfn5b
+      {"vit_base_patch16_clip_quickgelu_224", {224, 1.0, "bicubic", kOpenAiClip}},  // metaclip_2pt5b
+      {"vit_large_patch14_clip_quickgelu_224", {224, 1.0, "bicubic", kOpenAiClip}},  // dfn2b
+      {"vit_large_patch14_clip_quickgelu_336", {336, 1.0, "bicubic", kOpenAiClip}},  // openai
+      {"vit_huge_patch14_clip_quickgelu_224", {224, 1.0, "bicubic", kOpenAiClip}},  // dfn5b
+      {"vit_huge_patch14_clip_quickgelu_378", {378, 1.0, "bicubic", kOpenAiClip}},  // dfn5b
   };
   const auto it = table.find(arch.substr(0, arch.find(':')));
   if (it == table.end()) return std::nullopt;

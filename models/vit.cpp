@@ -55,7 +55,7 @@ class ViT final : public Model {
  public:
   ViT(const ArchConfig& arch, const ParamStore& p, const ViTOptions& opt)
       : arch_(arch), c_(arch.vit()), opt_(opt), hub_(c_.flavor == ViTConfig::Flavor::dinov2),
-        skeleton_(p.is_skeleton()), act_(activation_of(c_.act)) {
+        skeleton_(p.is_skeleton()), act_(activation_of(c_.act)), quick_gelu_(c_.act == "quick_gelu") {
     opt_.dynamic_img_size = opt_.dynamic_img_size || c_.dynamic_img_size;  // the ViTConfig key or the option
     if (hub_ && opt_.dynamic_img_size)
       throw std::invalid_argument("arch '" + arch.name + "': dynamic_img_size is a timm option; the DINOv2 hub "
@@ -402,9 +402,10 @@ class ViT final : public Model {
     const std::string n = b.name + ".mlp";
     Tensor h;
     if (taps.wants(n + ".fc1")) {
-      h = ops::activation(T(taps, n + ".fc1", b.fc1(x)), act_);
+      h = activation(T(taps, n + ".fc1", b.fc1(x)));
     } else {
-      h = b.fc1(x, act_);  // bias + activation (exact GELU by default) fused into the GEMM epilogue
+      // bias + activation (exact GELU by default) fused into the GEMM epilogue
+      h = quick_gelu_ ? activation(b.fc1(x)) : b.fc1(x, act_);
     }
     h = T(taps, n + ".act", h);
     h = T(taps, hub_ ? n + ".drop" : n + ".drop1", h);
@@ -421,13 +422,13 @@ class ViT final : public Model {
       // x_gate = fc1_g(x); x = fc1_x(x); x = act(x_gate) * x
       Tensor gate = T(taps, n + ".fc1_g", b.fc1(x));
       Tensor val = T(taps, n + ".fc1_x", b.fc1_x(x));
-      h = ops::mul(T(taps, n + ".act", ops::activation(gate, act_)), val);
+      h = ops::mul(T(taps, n + ".act", activation(gate)), val);
     } else {
       // GluMlp(gate_last=False) / SwiGLUFFN: x1, x2 = fc1(x).chunk(2, dim=-1); act(x1) * x2
       Tensor f = T(taps, n + (hub_ ? ".w12" : ".fc1"), b.fc1(x));
       const int64_t last = f.dim() - 1, half = f.size(last) / 2;
-      if (!hub_ && (act_ != Activation::silu || taps.wants(n + ".act"))) {
-        Tensor a = T(taps, n + ".act", ops::activation(f.slice(last, 0, half), act_));
+      if (!hub_ && (act_ != Activation::silu || quick_gelu_ || taps.wants(n + ".act"))) {
+        Tensor a = T(taps, n + ".act", activation(f.slice(last, 0, half)));
         h = ops::mul(a, f.slice(last, half, 2 * half));
       } else {  // no hook on act: the fused op
         h = ops::swiglu(f);  // silu(x1) * x2
@@ -488,7 +489,7 @@ class ViT final : public Model {
     y = TP(taps, "attn_pool.proj_drop", y);
     // x = x + self.mlp(self.norm(x)); timm Mlp: fc1 -> act -> drop1 -> norm -> fc2 -> drop2
     Tensor m = TP(taps, "attn_pool.norm", a.norm(y));
-    m = ops::activation(TP(taps, "attn_pool.mlp.fc1", a.fc1(m)), act_);
+    m = activation(TP(taps, "attn_pool.mlp.fc1", a.fc1(m)));
     m = TP(taps, "attn_pool.mlp.act", m);
     m = TP(taps, "attn_pool.mlp.drop1", m);
     m = TP(taps, "attn_pool.mlp.norm", m);
@@ -520,6 +521,13 @@ class ViT final : public Model {
     t.push_back({"attn_pool.mlp.drop2", one});
   }
 
+  // The MLP activation (ViTConfig::act). timm's quick_gelu, x * sigmoid(1.702 * x) (CLIP's QuickGELU), is written
+  // as silu(1.702 x) / 1.702: the engine has no sigmoid op; the two roundings more stay within a few ULP.
+  Tensor activation(const Tensor& x) const {
+    if (!quick_gelu_) return ops::activation(x, act_);
+    return ops::mul(ops::silu(ops::mul(x, 1.702f)), 1.0f / 1.702f);
+  }
+
   // A tap inside the attention pool: its tensors hold no prefix tokens.
   Tensor TP(TapSet& taps, const std::string& name, Tensor x) const { return T(taps, name, std::move(x), kPatches); }
 
@@ -528,6 +536,7 @@ class ViT final : public Model {
   ViTOptions opt_;
   bool hub_, skeleton_;
   Activation act_;
+  bool quick_gelu_;
   AttnPoolP attn_pool_;
   Tensor cls_, reg_, pos_, patch_w_, patch_b_;
   LayerNormP norm_pre_, norm_, fc_norm_;

@@ -79,6 +79,8 @@ CASES = [
     # CLIP towers: pre_norm (no patch-embed bias) and LayerNorm eps 1e-5 everywhere; inputs scaled small so eps matters.
     ("vit_clip_like", f"vit:{TINY},classes=3,pre_norm=1,norm_eps=1e-5", 17, [2, 3, 32, 32],
      ["norm_pre", "blocks.0.norm1", "blocks.0", "blocks.1", "norm", "head"]),
+    ("vit_clip_quickgelu", f"vit:{TINY},classes=3,pre_norm=1,norm_eps=1e-5,act=quick_gelu", 19, [2, 3, 32, 32],
+     ["blocks.0.mlp.fc1", "blocks.0.mlp.act", "blocks.0", "blocks.1", "head"]),
     # timm's ViT-g/14 DINOv2 layout at a tiny width (SwiGLUPacked, mlp_ratio 2.66667 * 2, 4 registers outside the
     # pos-embed, LayerScale) run at 224 with dynamic_img_size: resample_abs_pos_embed 37x37 -> 16x16 (antialias).
     ("vit_g_like_reg4_224", "vit:dim=32,depth=1,heads=2,patch=14,img=518,classes=0,init_values=1e-5,reg=4,"
@@ -122,7 +124,9 @@ PARAM_ARCHS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wi
                "vit_base_patch16_siglip_224", "vit_base_patch16_siglip_gap_224", "vit_base_patch16_224_miil"] + \
               [f"vit_{s}_patch16_siglip_{g}{i}" for s in ("base", "large") for g in ("", "gap_") for i in (256, 384, 512)] + \
               ["vit_base_patch16_plus_240", "vit_base_patch16_clip_224", "vit_large_patch14_clip_224",
-               "vit_huge_patch14_clip_224"]
+               "vit_huge_patch14_clip_224", "vit_huge_patch14_clip_378", "vit_base_patch16_clip_quickgelu_224", "vit_large_patch14_clip_quickgelu_224",
+               "vit_large_patch14_clip_quickgelu_336", "vit_huge_patch14_clip_quickgelu_224",
+               "vit_huge_patch14_clip_quickgelu_378"]
 
 
 def hash_input(shape, seed):
