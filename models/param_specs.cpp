@@ -17,6 +17,25 @@ bool ViTConfig::use_fc_norm() const {
   return global_pool == "avg" || global_pool == "avgmax" || global_pool == "max";
 }
 
+int64_t ViTConfig::mlp_fc1_out() const {
+  const int64_t h = mlp_hidden();
+  if (mlp == Mlp::swiglufused) return 2 * mlp_fc2_in();  // w12 packs both halves
+  return h;  // Mlp fc1, GluMlp fc1 (both halves), SwiGLU fc1_g and fc1_x each
+}
+
+int64_t ViTConfig::mlp_fc2_in() const {
+  const int64_t h = mlp_hidden();
+  switch (mlp) {
+    case Mlp::swiglu_packed: return h / 2;
+    case Mlp::swiglufused: {
+      // SwiGLUFFNFused: hidden_features = (int(hidden_features * 2 / 3) + 7) // 8 * 8 (Python true division).
+      const int64_t d = static_cast<int64_t>(static_cast<double>(h * 2) / 3.0);
+      return (d + 7) / 8 * 8;
+    }
+    default: return h;
+  }
+}
+
 // ---- arch names --------------------------------------------------------------------------------------------
 
 namespace {
@@ -52,6 +71,16 @@ ViTConfig timm_dinov2(int dim, int depth, int heads, int reg) {
   return c;
 }
 
+// timm vit_giant_patch14_dinov2 / _reg4_dinov2: embed 1536, depth 40, 24 heads, mlp_ratio 2.66667 * 2 with
+// SwiGLUPacked and SiLU (hidden 8192 = 2 x 4096, the hub's rounded SwiGLU width).
+ViTConfig timm_dinov2_giant(int reg) {
+  ViTConfig c = timm_dinov2(1536, 40, 24, reg);
+  c.mlp_ratio = 2.66667 * 2;
+  c.mlp = ViTConfig::Mlp::swiglu_packed;
+  c.act = "silu";
+  return c;
+}
+
 // dinov2/hub/backbones.py _make_dinov2_model: img 518, patch 14, init_values 1.0, mlp FFN; the _reg models
 // add 4 register tokens, antialiased pos-embed interpolation and no interpolate offset.
 ViTConfig hub_dinov2(int dim, int depth, int heads, bool reg) {
@@ -66,6 +95,14 @@ ViTConfig hub_dinov2(int dim, int depth, int heads, bool reg) {
     c.interpolate_antialias = true;
     c.interpolate_offset = 0.0;
   }
+  return c;
+}
+
+// dinov2_vitg14 / _reg: vit_giant2 (embed 1536, depth 40, 24 heads) with ffn_layer="swiglufused".
+ViTConfig hub_dinov2_giant(bool reg) {
+  ViTConfig c = hub_dinov2(1536, 40, 24, reg);
+  c.mlp = ViTConfig::Mlp::swiglufused;
+  c.act = "silu";
   return c;
 }
 
@@ -91,12 +128,16 @@ const std::vector<std::pair<std::string, Named>>& named_table() {
       {"vit_base_patch14_dinov2", timm_dinov2(768, 12, 12, 0)},
       {"vit_small_patch14_reg4_dinov2", timm_dinov2(384, 12, 6, 4)},
       {"vit_base_patch14_reg4_dinov2", timm_dinov2(768, 12, 12, 4)},
+      {"vit_giant_patch14_dinov2", timm_dinov2_giant(0)},
+      {"vit_giant_patch14_reg4_dinov2", timm_dinov2_giant(4)},
       {"dinov2_vits14", hub_dinov2(384, 12, 6, false)},
       {"dinov2_vitb14", hub_dinov2(768, 12, 12, false)},
       {"dinov2_vitl14", hub_dinov2(1024, 24, 16, false)},
       {"dinov2_vits14_reg", hub_dinov2(384, 12, 6, true)},
       {"dinov2_vitb14_reg", hub_dinov2(768, 12, 12, true)},
       {"dinov2_vitl14_reg", hub_dinov2(1024, 24, 16, true)},
+      {"dinov2_vitg14", hub_dinov2_giant(false)},
+      {"dinov2_vitg14_reg", hub_dinov2_giant(true)},
   };
   return table;
 }
@@ -190,10 +231,11 @@ void apply_resnet_keys(const std::string& arch, ResNetConfig& c, const std::stri
 
 void apply_vit_keys(const std::string& arch, ViTConfig& c, const std::string& keys) {
   const auto kv = split_keys(arch, keys);
-  bool classes_given = false, pool_given = false;
+  bool classes_given = false, pool_given = false, act_given = false;
   for (const auto& [k, v] : kv) {
     classes_given |= k == "classes" || k == "num_classes";
     pool_given |= k == "global_pool";
+    act_given |= k == "act" || k == "act_layer";
   }
   for (const auto& [k, v] : kv) {
     if (k == "dim" || k == "embed_dim") c.embed_dim = parse_int(arch, k, v, 1);
@@ -212,13 +254,32 @@ void apply_vit_keys(const std::string& arch, ViTConfig& c, const std::string& ke
     else if (k == "no_embed_class") c.no_embed_class = parse_bool(arch, k, v);
     else if (k == "reg" || k == "reg_tokens") c.reg_tokens = parse_int(arch, k, v, 0);
     else if (k == "global_pool") {
-      if (v != "" && v != "token" && v != "avg" && v != "avgmax" && v != "max")
-        bad_arch(arch, "key 'global_pool' is one of '', token, avg, avgmax, max; got '" + v + "'");
+      if (v != "" && v != "token" && v != "avg" && v != "avgmax" && v != "max" && v != "map")
+        bad_arch(arch, "key 'global_pool' is one of '', token, avg, avgmax, max, map; got '" + v + "'");
       c.global_pool = v;
     } else if (k == "fc_norm") {
       if (v == "auto" || v == "none" || v == "None") c.fc_norm.reset();
       else c.fc_norm = parse_bool(arch, k, v);
-    } else if (k == "pre_norm") c.pre_norm = parse_bool(arch, k, v);
+    } else if (k == "qk_norm") c.qk_norm = parse_bool(arch, k, v);
+    else if (k == "mlp" || k == "mlp_layer") {
+      if (v == "mlp") c.mlp = ViTConfig::Mlp::mlp;
+      else if (v == "swiglu_packed") c.mlp = ViTConfig::Mlp::swiglu_packed;
+      else if (v == "swiglu") c.mlp = ViTConfig::Mlp::swiglu;
+      else if (v == "swiglufused") c.mlp = ViTConfig::Mlp::swiglufused;
+      else bad_arch(arch, "key 'mlp' is one of mlp, swiglu_packed, swiglu (timm) or swiglufused (DINOv2); got '" + v + "'");
+      if (!act_given) c.act = c.mlp == ViTConfig::Mlp::mlp ? "gelu" : "silu";
+    } else if (k == "act" || k == "act_layer") {
+      if (v != "gelu" && v != "silu" && v != "gelu_tanh" && v != "quick_gelu")
+        bad_arch(arch, "key 'act' is one of gelu, silu, gelu_tanh, quick_gelu; got '" + v + "'");
+      c.act = v;
+    } else if (k == "dynamic_img_size") c.dynamic_img_size = parse_bool(arch, k, v);
+    else if (k == "norm_eps") {
+      c.norm_eps = parse_double(arch, k, v);
+      if (!(c.norm_eps > 0)) bad_arch(arch, "key 'norm_eps' needs a positive number, got '" + v + "'");
+    }
+    else if (k == "interpolate_antialias") c.interpolate_antialias = parse_bool(arch, k, v);
+    else if (k == "interpolate_offset") c.interpolate_offset = parse_double(arch, k, v);
+    else if (k == "pre_norm") c.pre_norm = parse_bool(arch, k, v);
     else if (k == "final_norm") c.final_norm = parse_bool(arch, k, v);
     else if (k == "legacy_init") c.legacy_init = parse_bool(arch, k, v);
     else if (k == "weight_init") {
@@ -236,8 +297,9 @@ void apply_vit_keys(const std::string& arch, ViTConfig& c, const std::string& ke
       else bad_arch(arch, "key 'flavor' is timm or dinov2, got '" + v + "'");
     } else {
       bad_arch(arch, "unknown key '" + k + "' (vit keys: dim, depth, heads, patch, img, chans, classes, mlp_ratio, "
-                     "qkv_bias, init_values, class_token, no_embed_class, reg, global_pool, fc_norm, pre_norm, "
-                     "final_norm, flavor, legacy_init, weight_init)");
+                     "qkv_bias, qk_norm, mlp, act, init_values, class_token, no_embed_class, reg, global_pool, "
+                     "fc_norm, pre_norm, final_norm, flavor, legacy_init, weight_init, dynamic_img_size, norm_eps, "
+                     "interpolate_antialias, interpolate_offset)");
     }
   }
   if (c.embed_dim % c.num_heads != 0)
@@ -245,15 +307,34 @@ void apply_vit_keys(const std::string& arch, ViTConfig& c, const std::string& ke
   if (c.img_size % c.patch_size != 0)
     bad_arch(arch, "img " + std::to_string(c.img_size) + " is not a multiple of patch " + std::to_string(c.patch_size));
   if (c.global_pool == "token" && !c.class_token) bad_arch(arch, "global_pool=token needs the class token");
+  if (c.mlp == ViTConfig::Mlp::swiglu_packed && c.mlp_hidden() % 2 != 0)
+    bad_arch(arch, "mlp=swiglu_packed splits fc1's output in two halves: int(dim * mlp_ratio) = " +
+                       std::to_string(c.mlp_hidden()) + " must be even (timm GluMlp asserts it)");
+  if (c.mlp_hidden() < 1)
+    bad_arch(arch, "int(dim * mlp_ratio) must be >= 1 (timm would silently widen a 0-wide MLP to dim)");
   if (c.weight_init == "jax_nlhb" && c.num_classes <= 0)
     bad_arch(arch, "weight_init=jax_nlhb sets the head bias to -log(classes): it needs classes > 0");
   if (c.flavor == ViTConfig::Flavor::dinov2) {
     if (c.legacy_init) bad_arch(arch, "legacy_init is a timm setting (timm < 1.0.23), not a DINOv2 one");
     if (!c.weight_init.empty()) bad_arch(arch, "weight_init is a timm setting, not a DINOv2 one");
-    if (!c.class_token || c.no_embed_class || c.pre_norm || !c.final_norm || c.num_classes != 0 || c.fc_norm.value_or(false))
+    if (c.qk_norm) bad_arch(arch, "qk_norm is a timm setting: DINOv2's MemEffAttention has no q/k norm");
+    if (c.dynamic_img_size)
+      bad_arch(arch, "dynamic_img_size is a timm option; the DINOv2 hub model always interpolates its pos-embed");
+    if (c.norm_eps != 1e-6) bad_arch(arch, "norm_eps is a timm setting: DinoVisionTransformer's LayerNorms use 1e-6");
+    if (c.mlp == ViTConfig::Mlp::swiglu_packed || c.mlp == ViTConfig::Mlp::swiglu)
+      bad_arch(arch, "flavor=dinov2 takes mlp=mlp or mlp=swiglufused (the hub's ffn_layer), not a timm MLP");
+    if (act_given) bad_arch(arch, "flavor=dinov2 fixes the activation (GELU in Mlp, SiLU in SwiGLUFFNFused)");
+    if (c.interpolate_offset < 0) bad_arch(arch, "interpolate_offset must be >= 0");
+    if (!c.class_token || c.no_embed_class || c.pre_norm || !c.final_norm || c.num_classes != 0 ||
+        c.fc_norm.value_or(false) || c.global_pool == "map")
       bad_arch(arch, "flavor=dinov2 (DinoVisionTransformer) always has a class token, a pos-embed covering it, a "
                      "final norm and no head: class_token/no_embed_class/pre_norm/final_norm/classes/fc_norm "
-                     "cannot be changed");
+                     "cannot be changed, and global_pool=map (a timm head) does not apply");
+  } else if (c.interpolate_antialias || c.interpolate_offset != 0.1) {
+    bad_arch(arch, "interpolate_antialias / interpolate_offset are DINOv2 hub settings (flavor=dinov2); timm "
+                   "resamples the pos-embed by size with antialias");
+  } else if (c.mlp == ViTConfig::Mlp::swiglufused) {
+    bad_arch(arch, "mlp=swiglufused is DINOv2's SwiGLUFFNFused (flavor=dinov2); timm's are swiglu_packed and swiglu");
   }
 }
 
@@ -402,22 +483,49 @@ std::vector<ParamSpec> vit_specs(const ViTConfig& c) {
   s.param("patch_embed.proj.weight", {D, c.in_chans, c.patch_size, c.patch_size});
   if (patch_bias) s.param("patch_embed.proj.bias", {D});
   if (!dinov2 && c.pre_norm) s.layernorm("norm_pre", D);
-  const int64_t H = c.mlp_hidden();
+  const int64_t H1 = c.mlp_fc1_out(), H2 = c.mlp_fc2_in(), hd = D / c.num_heads;
   for (int i = 0; i < c.depth; ++i) {
     const std::string p = "blocks." + std::to_string(i);
     s.layernorm(p + ".norm1", D);
     s.linear(p + ".attn.qkv", D, 3 * D, c.qkv_bias);
+    if (c.qk_norm) {
+      s.layernorm(p + ".attn.q_norm", hd);
+      s.layernorm(p + ".attn.k_norm", hd);
+    }
     s.linear(p + ".attn.proj", D, D, true);
     if (c.init_values) s.param(p + ".ls1.gamma", {D});
     s.layernorm(p + ".norm2", D);
-    s.linear(p + ".mlp.fc1", D, H, true);
-    s.linear(p + ".mlp.fc2", H, D, true);
+    switch (c.mlp) {
+      case ViTConfig::Mlp::swiglu:
+        s.linear(p + ".mlp.fc1_g", D, H1, true);
+        s.linear(p + ".mlp.fc1_x", D, H1, true);
+        s.linear(p + ".mlp.fc2", H2, D, true);
+        break;
+      case ViTConfig::Mlp::swiglufused:
+        s.linear(p + ".mlp.w12", D, H1, true);
+        s.linear(p + ".mlp.w3", H2, D, true);
+        break;
+      default:  // Mlp, GluMlp
+        s.linear(p + ".mlp.fc1", D, H1, true);
+        s.linear(p + ".mlp.fc2", H2, D, true);
+    }
     if (c.init_values) s.param(p + ".ls2.gamma", {D});
   }
   if (dinov2) {
     s.layernorm("norm", D);
   } else {
     if (c.final_norm && !c.use_fc_norm()) s.layernorm("norm", D);
+    if (c.global_pool == "map") {
+      // AttentionPoolLatent(embed_dim, num_heads, mlp_ratio, norm_layer, act_layer): latent [1, 1, D], q, kv,
+      // proj, norm, mlp (timm Mlp, hidden int(D * mlp_ratio)).
+      s.param("attn_pool.latent", {1, 1, D});
+      s.linear("attn_pool.q", D, D, true);
+      s.linear("attn_pool.kv", D, 2 * D, true);
+      s.linear("attn_pool.proj", D, D, true);
+      s.layernorm("attn_pool.norm", D);
+      s.linear("attn_pool.mlp.fc1", D, c.mlp_hidden(), true);
+      s.linear("attn_pool.mlp.fc2", c.mlp_hidden(), D, true);
+    }
     if (c.final_norm && c.use_fc_norm()) s.layernorm("fc_norm", D);
     if (c.num_classes > 0) s.linear("head", D, c.num_classes, true);
   }
@@ -511,13 +619,71 @@ std::vector<NamedTensor> init_vit(const ViTConfig& c, uint64_t seed) {
     std::vector<float> scratch(static_cast<size_t>(sd.at("pos_embed").numel()));
     normal_(scratch.data(), scratch.size(), 0.0, 1.0, gen);
   }
-  std::vector<std::string> linears;  // module order = named_apply order for leaves
+  // The modules that draw, in construction order, which is also named_apply's (post-)order: a module's Linears
+  // come before the module's own init_weights() (GluMlp, SwiGLU, AttentionPoolLatent).
+  struct Step {
+    enum Kind { linear, glu_mlp, swiglu_mlp, attn_pool } kind;
+    std::string name;
+  };
+  std::vector<Step> steps;
+  auto linear = [&](const std::string& n) { steps.push_back({Step::linear, n}); };
   for (int i = 0; i < c.depth; ++i) {
     const std::string p = "blocks." + std::to_string(i);
-    for (const char* l : {".attn.qkv", ".attn.proj", ".mlp.fc1", ".mlp.fc2"}) linears.push_back(p + l);
+    linear(p + ".attn.qkv");
+    linear(p + ".attn.proj");
+    switch (c.mlp) {
+      case ViTConfig::Mlp::swiglu:
+        linear(p + ".mlp.fc1_g");
+        linear(p + ".mlp.fc1_x");
+        linear(p + ".mlp.fc2");
+        steps.push_back({Step::swiglu_mlp, p + ".mlp"});
+        break;
+      case ViTConfig::Mlp::swiglufused:  // DINOv2's SwiGLUFFN has no init_weights of its own
+        linear(p + ".mlp.w12");
+        linear(p + ".mlp.w3");
+        break;
+      case ViTConfig::Mlp::swiglu_packed:
+        linear(p + ".mlp.fc1");
+        linear(p + ".mlp.fc2");
+        steps.push_back({Step::glu_mlp, p + ".mlp"});
+        break;
+      case ViTConfig::Mlp::mlp:
+        linear(p + ".mlp.fc1");
+        linear(p + ".mlp.fc2");
+    }
   }
-  if (sd.has("head.weight")) linears.push_back("head");
-  for (const auto& l : linears) gen.discard(default_reset_draws(sd.at(l + ".weight").shape, sd.has(l + ".bias")));
+  if (sd.has("attn_pool.latent")) {
+    for (const char* l : {"attn_pool.q", "attn_pool.kv", "attn_pool.proj", "attn_pool.mlp.fc1", "attn_pool.mlp.fc2"})
+      linear(l);
+    steps.push_back({Step::attn_pool, "attn_pool"});
+  }
+  if (sd.has("head.weight")) linear("head");
+  // AttentionPoolLatent.init_weights: trunc_normal_tf_(latent, std=latent_dim ** -0.5); called by its
+  // constructor and again by VisionTransformer.init_weights (named_apply finds the method).
+  auto attn_pool_init = [&] {
+    NamedTensor& lat = sd.at("attn_pool.latent");
+    timm_trunc_normal_tf_(lat.f32(), static_cast<size_t>(lat.numel()), gen, 0.0,
+                          std::pow(static_cast<double>(c.embed_dim), -0.5));
+  };
+  // GluMlp.init_weights / SwiGLU.init_weights: the gate's bias 1 and its weight normal_(std=1e-6). GluMlp's
+  // gate is the second half of fc1 (rows hidden/2 onwards, one contiguous block of the [out, in] weight).
+  auto gate_init = [&](const Step& st) {
+    const std::string fc = st.name + (st.kind == Step::glu_mlp ? ".fc1" : ".fc1_g");
+    NamedTensor& w = sd.at(fc + ".weight");
+    const int64_t skip_rows = st.kind == Step::glu_mlp ? w.shape[0] / 2 : 0;
+    if (sd.has(fc + ".bias")) {
+      NamedTensor& b = sd.at(fc + ".bias");
+      std::fill(b.f32() + skip_rows, b.f32() + b.numel(), 1.0f);
+    }
+    const int64_t off = skip_rows * w.shape[1];
+    normal_(w.f32() + off, static_cast<size_t>(w.numel() - off), 0.0, 1e-6, gen);
+  };
+  for (const Step& st : steps) {  // constructors (module init_weights() are not called there, except the pool's)
+    if (st.kind == Step::linear)
+      gen.discard(default_reset_draws(sd.at(st.name + ".weight").shape, sd.has(st.name + ".bias")));
+    else if (st.kind == Step::attn_pool)
+      attn_pool_init();
+  }
   if (c.init_values) {
     for (int i = 0; i < c.depth; ++i) {
       const std::string p = "blocks." + std::to_string(i);
@@ -539,13 +705,28 @@ std::vector<NamedTensor> init_vit(const ViTConfig& c, uint64_t seed) {
   if (sd.has("cls_token")) normal_(sd.f32("cls_token"), static_cast<size_t>(sd.at("cls_token").numel()), 0.0, 1e-6, gen);
   const std::string reg = dinov2 ? "register_tokens" : "reg_token";
   if (sd.has(reg)) normal_(sd.f32(reg), static_cast<size_t>(sd.at(reg).numel()), 0.0, 1e-6, gen);
+  // Every mode's function initialises a Linear its own way and otherwise calls a module's init_weights().
+  auto module_init = [&](const Step& st) {
+    if (st.kind == Step::attn_pool) attn_pool_init();
+    else gate_init(st);
+  };
   if (c.weight_init.empty()) {  // init_weights_vit_timm
-    for (const auto& l : linears) {
+    for (const Step& st : steps) {
+      if (st.kind != Step::linear) {
+        module_init(st);
+        continue;
+      }
+      const std::string& l = st.name;
       trunc(sd.at(l + ".weight"));
       if (sd.has(l + ".bias")) sd.fill(l + ".bias", 0.0f);
     }
   } else if (c.weight_init == "moco") {  // init_weights_vit_moco: Conv2d keeps its default init
-    for (const auto& l : linears) {
+    for (const Step& st : steps) {
+      if (st.kind != Step::linear) {
+        module_init(st);
+        continue;
+      }
+      const std::string& l = st.name;
       NamedTensor& w = sd.at(l + ".weight");
       if (l.find("qkv") != std::string::npos) {  // q, k and v treated as separate matrices
         const double val = std::sqrt(6.0 / static_cast<double>(w.shape[0] / 3 + w.shape[1]));
@@ -560,7 +741,12 @@ std::vector<NamedTensor> init_vit(const ViTConfig& c, uint64_t seed) {
     lecun_normal_(pw.f32(), pw.shape, gen);
     if (sd.has("patch_embed.proj.bias")) sd.fill("patch_embed.proj.bias", 0.0f);
     const double head_bias = c.weight_init == "jax_nlhb" ? -std::log(static_cast<double>(c.num_classes)) : 0.0;
-    for (const auto& l : linears) {
+    for (const Step& st : steps) {
+      if (st.kind != Step::linear) {
+        module_init(st);
+        continue;
+      }
+      const std::string& l = st.name;
       NamedTensor& w = sd.at(l + ".weight");
       if (l == "head") {
         sd.fill("head.weight", 0.0f);

@@ -5,12 +5,16 @@
 //
 // Arch names: torchvision (resnet18/34/50/101/152, wide_resnet50_2, wide_resnet101_2, resnext50_32x4d,
 // resnext101_32x8d, resnext101_64x4d), timm
-// (vit_tiny/small/base/large_patch16_224, vit_small/base_patch14_dinov2, vit_small/base_patch14_reg4_dinov2),
-// DINOv2 hub (dinov2_vits14, dinov2_vitb14, dinov2_vitl14 and their _reg variants), or a key=value form:
+// (vit_tiny/small/base/large_patch16_224, vit_small/base/giant_patch14_dinov2,
+// vit_small/base/giant_patch14_reg4_dinov2), DINOv2 hub (dinov2_vits14, dinov2_vitb14, dinov2_vitl14,
+// dinov2_vitg14 and their _reg variants), or a key=value form:
 //   resnet:layers=2,2,2,2,block=basic,width=64,groups=1,classes=1000,zero_init_residual=0
 //   vit:dim=64,depth=2,heads=4,patch=8,img=32,classes=10,mlp_ratio=4,qkv_bias=1,init_values=1e-5,
 //       class_token=1,no_embed_class=0,reg=0,global_pool=token,fc_norm=auto,pre_norm=0,final_norm=1,
-//       chans=3,flavor=timm|dinov2,legacy_init=0,weight_init=|jax|jax_nlhb|moco
+//       chans=3,flavor=timm|dinov2,legacy_init=0,weight_init=|jax|jax_nlhb|moco,qk_norm=0,
+//       mlp=mlp|swiglu_packed|swiglu|swiglufused,act=gelu|silu|gelu_tanh|quick_gelu,dynamic_img_size=0,norm_eps=1e-6
+//       (global_pool also takes map)
+//       (flavor=dinov2 also: interpolate_antialias=0, interpolate_offset=0.1, as DinoVisionTransformer's)
 // (a named arch may be followed by ':' and keys to override, e.g. `resnet50:classes=10`).
 //
 // Init replay, what it matches: torch 2.15 / torchvision 0.29 / timm 1.0.31 (VisionTransformer.init_weights
@@ -66,7 +70,7 @@ struct ViTConfig {
   int patch_size = 16;
   int in_chans = 3;
   int num_classes = 1000;  // 0: head is nn.Identity
-  std::string global_pool = "token";  // timm: '', 'token', 'avg', 'avgmax', 'max'
+  std::string global_pool = "token";  // timm: '', 'token', 'avg', 'avgmax', 'max', 'map' (AttentionPoolLatent)
   int embed_dim = 768;
   int depth = 12;
   int num_heads = 12;
@@ -79,6 +83,28 @@ struct ViTConfig {
   bool pre_norm = false;
   bool final_norm = true;
   std::optional<bool> fc_norm;  // timm: None -> global_pool in (avg, avgmax, max)
+  // timm Attention(qk_norm=True): a LayerNorm(head_dim) on the queries and keys of every head (attn.q_norm,
+  // attn.k_norm), applied after the qkv split and before the scaled dot product. Key `qk_norm=1`.
+  bool qk_norm = false;
+  // The block's MLP (key `mlp=`):
+  //   mlp           timm Mlp / DINOv2 Mlp: fc1 -> act -> fc2 (hidden = int(dim * mlp_ratio)).
+  //   swiglu_packed timm SwiGLUPacked = GluMlp(act=SiLU, gate_last=False): fc1 -> [B, N, hidden], chunk(2) into
+  //                 x1, x2, act(x1) * x2 -> fc2 (hidden / 2 -> dim). What vit_giant_patch14_dinov2 uses.
+  //   swiglu        timm.layers.SwiGLU: act(fc1_g(x)) * fc1_x(x) -> norm (Identity) -> fc2.
+  //   swiglufused   DINOv2 hub SwiGLUFFNFused: w12 -> chunk(2), silu(x1) * x2 -> w3, with the hidden width
+  //                 (int(hidden * 2 / 3) + 7) // 8 * 8 (dinov2/layers/swiglu_ffn.py). DINOv2 flavour only.
+  enum class Mlp { mlp, swiglu_packed, swiglu, swiglufused };
+  Mlp mlp = Mlp::mlp;
+  // eps of every LayerNorm (timm norm_layer=partial(LayerNorm, eps=...)): 1e-6 (timm, DINOv2), 1e-5 (CLIP towers).
+  // Key `norm_eps`.
+  double norm_eps = 1e-6;
+  // timm dynamic_img_size=True: any input that is a multiple of the patch size; the pos-embed is resampled at run
+  // time (resample_abs_pos_embed: bicubic, antialias, by size) and patch_embed outputs NHWC. Adds no parameters.
+  bool dynamic_img_size = false;
+  // The MLP activation (timm act_layer; also AttentionPoolLatent's MLP): gelu (exact erf, nn.GELU), silu,
+  // gelu_tanh (GELU(approximate='tanh')), quick_gelu (x * sigmoid(1.702 x), OpenAI CLIP). Key `act=`; defaults
+  // to silu for the SwiGLU MLPs, gelu otherwise.
+  std::string act = "gelu";
   // timm before 1.0.23 (before commit b5ffe5bd): the constructor drew pos_embed with torch.randn(...) * .02
   // (then overwritten by init_weights), which shifts every later draw. Key `legacy_init=1`.
   bool legacy_init = false;
@@ -91,7 +117,10 @@ struct ViTConfig {
   int grid() const { return img_size / patch_size; }
   int num_patches() const { return grid() * grid(); }
   int num_prefix_tokens() const { return (class_token ? 1 : 0) + reg_tokens; }
-  int mlp_hidden() const { return static_cast<int>(embed_dim * mlp_ratio); }
+  int mlp_hidden() const { return static_cast<int>(embed_dim * mlp_ratio); }  // Block: int(dim * mlp_ratio)
+  // Output width of the first MLP linear (fc1 / w12; each of fc1_g, fc1_x) and input width of the second (fc2 / w3).
+  int64_t mlp_fc1_out() const;
+  int64_t mlp_fc2_in() const;
   bool use_fc_norm() const;
 };
 

@@ -1,9 +1,11 @@
 // Arch name -> model. Names are parse_arch()'s (torchvision / timm / DINOv2 hub names and the key=value forms),
-// plus a few more timm names defined here as key=value overrides of those, plus one forward-only key for ViTs:
+// plus a few more timm names defined here as key=value overrides of those. The forward-only ViT key
 // `dynamic_img_size=1` (timm's constructor flag; it adds no parameters), e.g.
-// `vit:dim=64,depth=2,heads=4,patch=8,img=32,dynamic_img_size=1`.
+// `vit:dim=64,depth=2,heads=4,patch=8,img=32,dynamic_img_size=1`, ends up in both ModelArch::vit and ViTConfig.
 #pragma once
+#include <array>
 #include <cstdint>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +27,8 @@ std::vector<std::string> model_names();
 
 // Builds the model and loads `weights` (state_dict keys of the reference; f16/bf16 converted). Missing keys
 // and shape mismatches always throw naming the key; unexpected keys throw when strict (else only reported).
+// A DINOv2 hub arch also takes tabula's canonical (timm-named) form of a hub checkpoint, as load_weight_map /
+// `tabula weights convert` write it (no mask_token; reg_token; fc1/fc2 for w12/w3; CLS position in cls_token).
 std::unique_ptr<Model> build_model(const std::string& arch, const WeightMap& weights, bool strict = true,
                                    LoadReport* report = nullptr);
 // The untrained model of `seed` (init_weights: the weights PyTorch builds after torch.manual_seed(seed)).
@@ -46,5 +50,17 @@ struct ModelInfo {
   std::vector<std::string> default_taps;
 };
 ModelInfo model_info(const std::string& arch);
+
+// timm's eval transform for a timm arch name: the default pretrained_cfg (the first tag timm lists for the name,
+// e.g. vit_base_patch16_224.augreg2_in21k_ft_in1k): Resize(floor(input_size / crop_pct), interpolation) ->
+// CenterCrop(input_size) -> Normalize(mean, std). Keys after ':' are ignored (the name decides); nullopt for
+// anything that is not one of the registry's timm names (torchvision, DINOv2 hub, key=value forms).
+struct TimmPretrainedCfg {
+  int input_size = 224;
+  double crop_pct = 0.9;
+  std::string interpolation;  // "bicubic" or "bilinear"
+  std::array<float, 3> mean{}, std{};
+};
+std::optional<TimmPretrainedCfg> timm_pretrained_cfg(const std::string& arch);
 
 }  // namespace tabula

@@ -16,7 +16,8 @@ struct LayerNormP {
     w = p[n + ".weight"];
     b = p[n + ".bias"];
   }
-  Tensor operator()(const Tensor& x) const { return on ? ops::layer_norm(x, w, b, 1e-6) : x; }
+  double eps = 1e-6;  // timm's LayerNorm and DINOv2's: 1e-6; CLIP towers 1e-5 (ViTConfig::norm_eps)
+  Tensor operator()(const Tensor& x) const { return on ? ops::layer_norm(x, w, b, eps) : x; }
   void to_device(int dev) {
     w = upload(w, dev);
     b = upload(b, dev);
@@ -41,13 +42,30 @@ struct BlockP {
   LayerNormP norm1, norm2;
   LinearP qkv, proj, fc1, fc2;
   Tensor ls1, ls2;  // LayerScale gamma, undefined when init_values is None (nn.Identity)
+  LayerNormP q_norm, k_norm;  // qk_norm (off: nn.Identity)
+  LinearP fc1_x;              // timm SwiGLU's value branch (fc1 holds its gate, fc1_g); DINOv2: fc1 = w12, fc2 = w3
 };
+
+// timm AttentionPoolLatent (global_pool='map'): one latent query attends over the patch tokens, then
+// x + mlp(norm(x)), pooled as the latent token.
+struct AttnPoolP {
+  Tensor latent;
+  LinearP q, kv, proj, fc1, fc2;
+  LayerNormP norm;
+};
+
+Activation activation_of(const std::string& act) {
+  if (act == "silu") return Activation::silu;
+  if (act == "gelu_tanh") return Activation::gelu_tanh;
+  return Activation::gelu;
+}
 
 class ViT final : public Model {
  public:
   ViT(const ArchConfig& arch, const ParamStore& p, const ViTOptions& opt)
       : arch_(arch), c_(arch.vit()), opt_(opt), hub_(c_.flavor == ViTConfig::Flavor::dinov2),
-        skeleton_(p.is_skeleton()) {
+        skeleton_(p.is_skeleton()), act_(activation_of(c_.act)), quick_gelu_(c_.act == "quick_gelu") {
+    opt_.dynamic_img_size = opt_.dynamic_img_size || c_.dynamic_img_size;  // the ViTConfig key or the option
     if (hub_ && opt_.dynamic_img_size)
       throw std::invalid_argument("arch '" + arch.name + "': dynamic_img_size is a timm option; the DINOv2 hub "
                                   "model always interpolates its pos-embed");
@@ -65,14 +83,40 @@ class ViT final : public Model {
       b.norm2.load(p, b.name + ".norm2");
       b.qkv.load(p, b.name + ".attn.qkv");
       b.proj.load(p, b.name + ".attn.proj");
-      b.fc1.load(p, b.name + ".mlp.fc1");
-      b.fc2.load(p, b.name + ".mlp.fc2");
+      if (c_.mlp == ViTConfig::Mlp::swiglu) {
+        b.fc1.load(p, b.name + ".mlp.fc1_g");
+        b.fc1_x.load(p, b.name + ".mlp.fc1_x");
+        b.fc2.load(p, b.name + ".mlp.fc2");
+      } else if (c_.mlp == ViTConfig::Mlp::swiglufused) {
+        b.fc1.load(p, b.name + ".mlp.w12");
+        b.fc2.load(p, b.name + ".mlp.w3");
+      } else {
+        b.fc1.load(p, b.name + ".mlp.fc1");
+        b.fc2.load(p, b.name + ".mlp.fc2");
+      }
+      if (c_.qk_norm) {
+        b.q_norm.load(p, b.name + ".attn.q_norm");
+        b.k_norm.load(p, b.name + ".attn.k_norm");
+      }
       if (p.has(b.name + ".ls1.gamma")) b.ls1 = p[b.name + ".ls1.gamma"];
       if (p.has(b.name + ".ls2.gamma")) b.ls2 = p[b.name + ".ls2.gamma"];
       blocks_.push_back(std::move(b));
     }
     if (p.has("norm.weight")) norm_.load(p, "norm");
     if (p.has("fc_norm.weight")) fc_norm_.load(p, "fc_norm");
+    if (p.has("attn_pool.latent")) {
+      attn_pool_.latent = p["attn_pool.latent"];
+      attn_pool_.q.load(p, "attn_pool.q");
+      attn_pool_.kv.load(p, "attn_pool.kv");
+      attn_pool_.proj.load(p, "attn_pool.proj");
+      attn_pool_.norm.load(p, "attn_pool.norm");
+      attn_pool_.fc1.load(p, "attn_pool.mlp.fc1");
+      attn_pool_.fc2.load(p, "attn_pool.mlp.fc2");
+    }
+    // timm builds every norm with the one norm_layer (partial(LayerNorm, eps=...)).
+    for (LayerNormP* ln : {&norm_pre_, &norm_, &fc_norm_, &attn_pool_.norm}) ln->eps = c_.norm_eps;
+    for (BlockP& b : blocks_)
+      for (LayerNormP* ln : {&b.norm1, &b.norm2, &b.q_norm, &b.k_norm}) ln->eps = c_.norm_eps;
     if (p.has("head.weight")) head_.load(p, "head");
   }
 
@@ -82,14 +126,15 @@ class ViT final : public Model {
   void to_device(int dev) override {
     if (skeleton_) throw std::logic_error("arch '" + arch_.name + "': model built without weights (structure only)");
     for (Tensor* t : {&cls_, &reg_, &pos_, &patch_w_, &patch_b_}) *t = upload(*t, dev);
-    for (LayerNormP* n : {&norm_pre_, &norm_, &fc_norm_}) n->to_device(dev);
+    for (LayerNormP* n : {&norm_pre_, &norm_, &fc_norm_, &attn_pool_.norm}) n->to_device(dev);
     for (BlockP& b : blocks_) {
-      b.norm1.to_device(dev);
-      b.norm2.to_device(dev);
-      for (LinearP* l : {&b.qkv, &b.proj, &b.fc1, &b.fc2}) l->to_device(dev);
+      for (LayerNormP* n : {&b.norm1, &b.norm2, &b.q_norm, &b.k_norm}) n->to_device(dev);
+      for (LinearP* l : {&b.qkv, &b.proj, &b.fc1, &b.fc2, &b.fc1_x}) l->to_device(dev);
       b.ls1 = upload(b.ls1, dev);
       b.ls2 = upload(b.ls2, dev);
     }
+    attn_pool_.latent = upload(attn_pool_.latent, dev);
+    for (LinearP* l : {&attn_pool_.q, &attn_pool_.kv, &attn_pool_.proj, &attn_pool_.fc1, &attn_pool_.fc2}) l->to_device(dev);
     head_.to_device(dev);
   }
 
@@ -146,6 +191,8 @@ class ViT final : public Model {
     else if (gp == "max") pooled = ops::pool(x, Pool::max, prefix);
     else if (gp == "avgmax")  // 0.5 * (x.amax(dim=1) + x.mean(dim=1))
       pooled = ops::mul(ops::add(ops::pool(x, Pool::max, prefix), ops::pool(x, Pool::avg, prefix)), 0.5f);
+    else if (gp == "map")  // attn_pool(x[:, num_prefix_tokens:]) (pool_include_prefix=False)
+      pooled = attention_pool(x.slice(1, prefix, x.size(1)), taps);
     x = T(taps, "fc_norm", fc_norm_(pooled));
     x = T(taps, "head_drop", x);
     if (head_.w.defined()) x = head_(x);
@@ -190,6 +237,9 @@ class ViT final : public Model {
       t.push_back({n + ".drop_path1", tok});
       t.push_back({n + ".norm2", tok});
       t.push_back({n + ".mlp", tok});
+      if (c_.mlp != ViTConfig::Mlp::mlp) {
+        mlp_glu_taps(t, n + ".mlp", {B, N, D});
+      } else {
       t.push_back({n + ".mlp.fc1", {B, N, Hm}});
       t.push_back({n + ".mlp.act", {B, N, Hm}});
       if (hub_) {
@@ -200,6 +250,7 @@ class ViT final : public Model {
         t.push_back({n + ".mlp.norm", {B, N, Hm}});
         t.push_back({n + ".mlp.fc2", tok});
         t.push_back({n + ".mlp.drop2", tok});
+      }
       }
       t.push_back({n + ".ls2", tok});
       t.push_back({n + ".drop_path2", tok});
@@ -212,6 +263,7 @@ class ViT final : public Model {
       return t;
     }
     const Shape pooled = c_.global_pool.empty() ? tok : Shape{B, D};
+    if (attn_pool_.latent.defined()) attn_pool_taps(t, B, gh * gw);
     t.push_back({"fc_norm", pooled});
     t.push_back({"head_drop", pooled});
     Shape head = pooled;
@@ -231,7 +283,15 @@ class ViT final : public Model {
     const double P = static_cast<double>((input[2] / c_.patch_size) * (input[3] / c_.patch_size));
     const double N = P + c_.num_prefix_tokens();
     double macs = P * D * c_.in_chans * c_.patch_size * c_.patch_size;
-    macs += c_.depth * (N * D * 3 * D + 2 * N * N * D + N * D * D + 2 * N * D * Hm);
+    if (c_.mlp == ViTConfig::Mlp::mlp) {
+      macs += c_.depth * (N * D * 3 * D + 2 * N * N * D + N * D * D + 2 * N * D * Hm);
+    } else {  // fc1 (both halves / fc1_g + fc1_x / w12) and fc2 (w3)
+      const double h1 = static_cast<double>(c_.mlp_fc1_out()) * (c_.mlp == ViTConfig::Mlp::swiglu ? 2 : 1);
+      const double h2 = static_cast<double>(c_.mlp_fc2_in());
+      macs += c_.depth * (N * D * 3 * D + 2 * N * N * D + N * D * D + N * D * (h1 + h2));
+    }
+    if (attn_pool_.latent.defined())  // q (one latent), kv over the patches, attention, proj, mlp
+      macs += D * D + P * D * 2 * D + 2 * P * D + D * D + 2 * D * Hm;
     if (!hub_ && c_.num_classes > 0) macs += (c_.global_pool.empty() ? N : 1.0) * D * c_.num_classes;
     return macs / 1e9;
   }
@@ -339,8 +399,8 @@ class ViT final : public Model {
     Tensor qkv = T(taps, n + ".qkv", b.qkv(x)).reshape({B, N, 3, H, hd}).permute({2, 0, 3, 1, 4});
     Tensor q = qkv.select(0, 0), k = qkv.select(0, 1), v = qkv.select(0, 2);
     if (!hub_) {
-      q = T(taps, n + ".q_norm", q);
-      k = T(taps, n + ".k_norm", k);
+      q = T(taps, n + ".q_norm", b.q_norm(q));  // LayerNorm(head_dim) per head when qk_norm, else Identity
+      k = T(taps, n + ".k_norm", b.k_norm(k));
     }
     const bool want_probs = taps.wants(n + ".softmax") || taps.wants(n + ".attn_drop");
     Tensor probs;
@@ -362,12 +422,14 @@ class ViT final : public Model {
   }
 
   Tensor mlp(const BlockP& b, const Tensor& x, TapSet& taps) const {
+    if (c_.mlp != ViTConfig::Mlp::mlp) return glu_mlp(b, x, taps);
     const std::string n = b.name + ".mlp";
     Tensor h;
     if (taps.wants(n + ".fc1")) {
-      h = ops::gelu(T(taps, n + ".fc1", b.fc1(x)));
+      h = activation(T(taps, n + ".fc1", b.fc1(x)));
     } else {
-      h = b.fc1(x, Activation::gelu);  // bias + exact GELU fused into the GEMM epilogue
+      // bias + activation (exact GELU by default) fused into the GEMM epilogue
+      h = quick_gelu_ ? activation(b.fc1(x)) : b.fc1(x, act_);
     }
     h = T(taps, n + ".act", h);
     h = T(taps, hub_ ? n + ".drop" : n + ".drop1", h);
@@ -376,10 +438,130 @@ class ViT final : public Model {
     return T(taps, hub_ ? n + ".drop" : n + ".drop2", y);
   }
 
+  // The gated MLPs (ViTConfig::Mlp): timm GluMlp (SwiGLUPacked) and SwiGLU, DINOv2 SwiGLUFFNFused.
+  Tensor glu_mlp(const BlockP& b, const Tensor& x, TapSet& taps) const {
+    const std::string n = b.name + ".mlp";
+    Tensor h;
+    if (c_.mlp == ViTConfig::Mlp::swiglu) {
+      // x_gate = fc1_g(x); x = fc1_x(x); x = act(x_gate) * x
+      Tensor gate = T(taps, n + ".fc1_g", b.fc1(x));
+      Tensor val = T(taps, n + ".fc1_x", b.fc1_x(x));
+      h = ops::mul(T(taps, n + ".act", activation(gate)), val);
+    } else {
+      // GluMlp(gate_last=False) / SwiGLUFFN: x1, x2 = fc1(x).chunk(2, dim=-1); act(x1) * x2
+      Tensor f = T(taps, n + (hub_ ? ".w12" : ".fc1"), b.fc1(x));
+      const int64_t last = f.dim() - 1, half = f.size(last) / 2;
+      if (!hub_ && (act_ != Activation::silu || quick_gelu_ || taps.wants(n + ".act"))) {
+        Tensor a = T(taps, n + ".act", activation(f.slice(last, 0, half)));
+        h = ops::mul(a, f.slice(last, half, 2 * half));
+      } else {  // no hook on act: the fused op
+        h = ops::swiglu(f);  // silu(x1) * x2
+      }
+    }
+    if (!hub_) {
+      h = T(taps, n + ".drop1", h);
+      h = T(taps, n + ".norm", h);
+    }
+    Tensor y = T(taps, n + (hub_ ? ".w3" : ".fc2"), b.fc2(h));
+    return hub_ ? y : T(taps, n + ".drop2", y);
+  }
+
+  void mlp_glu_taps(std::vector<TapInfo>& t, const std::string& n, const Shape& tok) const {
+    const int64_t B = tok[0], N = tok[1];
+    const int64_t h1 = c_.mlp_fc1_out(), h2 = c_.mlp_fc2_in();
+    if (hub_) {  // SwiGLUFFN: w12, w3 (F.silu is not a module)
+      t.push_back({n + ".w12", {B, N, h1}});
+      t.push_back({n + ".w3", tok});
+      return;
+    }
+    if (c_.mlp == ViTConfig::Mlp::swiglu) {
+      t.push_back({n + ".fc1_g", {B, N, h1}});
+      t.push_back({n + ".fc1_x", {B, N, h1}});
+    } else {
+      t.push_back({n + ".fc1", {B, N, h1}});
+    }
+    t.push_back({n + ".act", {B, N, h2}});
+    t.push_back({n + ".drop1", {B, N, h2}});
+    t.push_back({n + ".norm", {B, N, h2}});
+    t.push_back({n + ".fc2", tok});
+    t.push_back({n + ".drop2", tok});
+  }
+
+  // AttentionPoolLatent.forward (latent_len 1, pool_type 'token', no pos_embed, q_norm/k_norm Identity).
+  // x: the patch tokens [B, P, D]. Returns [B, D].
+  Tensor attention_pool(const Tensor& x, TapSet& taps) const {
+    const AttnPoolP& a = attn_pool_;
+    const int64_t B = x.size(0), P = x.size(1), D = c_.embed_dim, H = c_.num_heads, hd = D / H;
+    // q = self.q(latent.expand(B, -1, -1)).reshape(B, 1, H, hd).transpose(1, 2)
+    Tensor q = TP(taps, "attn_pool.q", a.q(a.latent.expand({B, -1, -1}))).reshape({B, 1, H, hd}).transpose(1, 2);
+    // kv = self.kv(x).reshape(B, P, 2, H, hd).permute(2, 0, 3, 1, 4)
+    Tensor kv = TP(taps, "attn_pool.kv", a.kv(x)).reshape({B, P, 2, H, hd}).permute({2, 0, 3, 1, 4});
+    Tensor k = kv.select(0, 0), v = kv.select(0, 1);
+    q = TP(taps, "attn_pool.q_norm", q);
+    k = TP(taps, "attn_pool.k_norm", k);
+    Tensor o;
+    if (taps.wants("attn_pool.softmax")) {
+      Tensor probs;
+      o = ops::scaled_dot_product_attention(q, k, v, std::nullopt, &probs);
+      Tensor p2 = TP(taps, "attn_pool.softmax", probs);
+      if (!p2.shares_storage_with(probs)) o = ops::matmul(p2, v);
+    } else {
+      o = ops::scaled_dot_product_attention(q, k, v);
+    }
+    Tensor y = o.transpose(1, 2).reshape({B, 1, D});
+    y = TP(taps, "attn_pool.proj", a.proj(y));
+    y = TP(taps, "attn_pool.proj_drop", y);
+    // x = x + self.mlp(self.norm(x)); timm Mlp: fc1 -> act -> drop1 -> norm -> fc2 -> drop2
+    Tensor m = TP(taps, "attn_pool.norm", a.norm(y));
+    m = activation(TP(taps, "attn_pool.mlp.fc1", a.fc1(m)));
+    m = TP(taps, "attn_pool.mlp.act", m);
+    m = TP(taps, "attn_pool.mlp.drop1", m);
+    m = TP(taps, "attn_pool.mlp.norm", m);
+    m = TP(taps, "attn_pool.mlp.fc2", a.fc2(m));
+    m = TP(taps, "attn_pool.mlp.drop2", m);
+    m = TP(taps, "attn_pool.mlp", m);
+    y = ops::add(y, m);
+    return TP(taps, "attn_pool", y.select(1, 0).contiguous());  // pool_type 'token': x[:, 0]
+  }
+
+  void attn_pool_taps(std::vector<TapInfo>& t, int64_t B, int64_t P) const {
+    const int64_t D = c_.embed_dim, H = c_.num_heads, hd = D / H, Hm = c_.mlp_hidden();
+    const Shape one{B, 1, D};
+    t.push_back({"attn_pool", {B, D}});
+    t.push_back({"attn_pool.q", one});
+    t.push_back({"attn_pool.kv", {B, P, 2 * D}});
+    t.push_back({"attn_pool.q_norm", {B, H, 1, hd}});
+    t.push_back({"attn_pool.k_norm", {B, H, P, hd}});
+    t.push_back({"attn_pool.softmax", {B, H, 1, P}});  // the latent's attention map (tabula's extra tap)
+    t.push_back({"attn_pool.proj", one});
+    t.push_back({"attn_pool.proj_drop", one});
+    t.push_back({"attn_pool.norm", one});
+    t.push_back({"attn_pool.mlp", one});
+    t.push_back({"attn_pool.mlp.fc1", {B, 1, Hm}});
+    t.push_back({"attn_pool.mlp.act", {B, 1, Hm}});
+    t.push_back({"attn_pool.mlp.drop1", {B, 1, Hm}});
+    t.push_back({"attn_pool.mlp.norm", {B, 1, Hm}});
+    t.push_back({"attn_pool.mlp.fc2", one});
+    t.push_back({"attn_pool.mlp.drop2", one});
+  }
+
+  // The MLP activation (ViTConfig::act). timm's quick_gelu, x * sigmoid(1.702 * x) (CLIP's QuickGELU), is written
+  // as silu(1.702 x) / 1.702: the engine has no sigmoid op; the two roundings more stay within a few ULP.
+  Tensor activation(const Tensor& x) const {
+    if (!quick_gelu_) return ops::activation(x, act_);
+    return ops::mul(ops::silu(ops::mul(x, 1.702f)), 1.0f / 1.702f);
+  }
+
+  // A tap inside the attention pool: its tensors hold no prefix tokens.
+  Tensor TP(TapSet& taps, const std::string& name, Tensor x) const { return T(taps, name, std::move(x), kPatches); }
+
   ArchConfig arch_;
   ViTConfig c_;
   ViTOptions opt_;
   bool hub_, skeleton_;
+  Activation act_;
+  bool quick_gelu_;
+  AttnPoolP attn_pool_;
   Tensor cls_, reg_, pos_, patch_w_, patch_b_;
   LayerNormP norm_pre_, norm_, fc_norm_;
   std::vector<BlockP> blocks_;

@@ -295,6 +295,11 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
     } else if (ac.vit().flavor == ViTConfig::Flavor::dinov2 || ac.name.find("dinov2") != std::string::npos) {
       tf = data::transform_dinov2(crop);
       tf.resize = static_cast<int>(std::lround(crop * 256.0 / 224.0));
+    } else if (const auto cfg = timm_pretrained_cfg(ac.name)) {
+      // The timm name's own pretrained_cfg (e.g. crop_pct 1.0 for *_384, CLIP mean/std, ImageNet mean for DINO).
+      tf = data::transform_timm(crop, cfg->crop_pct,
+                                cfg->interpolation == "bilinear" ? data::Interp::bilinear : data::Interp::bicubic,
+                                {cfg->mean.begin(), cfg->mean.end()}, {cfg->std.begin(), cfg->std.end()});
     } else {
       // timm's default pretrained config for ViTs: crop_pct 0.9, bicubic, mean = std = 0.5.
       tf = data::transform_timm(crop, 0.9, data::Interp::bicubic, {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f});

@@ -4,12 +4,16 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
 
 #include "engine/threads.h"
 #include "models/registry.h"
+#include "eval/embed/embed.h"
+#include "weights_tools/checkpoint.h"
+#include "weights_tools/layout.h"
 #include "tests/models/model_fixtures.h"
 #include "tests/test_util.h"
 
@@ -96,7 +100,8 @@ TEST(ModelForward, FixturesCoverTheIssueCases) {
   for (const auto& c : test::forward_cases()) ids.insert(c.id);
   for (const char* id : {"resnet_basic_b3", "resnet_basic_b1", "resnet_bottleneck", "vit_b3", "vit_b1",
                          "vit_dynamic_rect", "dinov2_native", "dinov2_interp", "long_dinov2_vits14_518",
-                         "long_dinov2_vits14_224"})
+                         "long_dinov2_vits14_224", "vit_qknorm_packed_b3", "vit_swiglu_map_rect",
+                         "vit_map_gelu_tanh_nocls", "dinov2_g_native_518", "dinov2_g_interp_224", "dinov2_g_reg_rect"})
     EXPECT_TRUE(ids.count(id)) << id;
 }
 
@@ -139,6 +144,12 @@ TEST(ModelTaps, ListMatchesForwardViT) {
                              {1, 3, 24, 40});
   check_list_matches_forward("vit:flavor=dinov2,dim=32,depth=1,heads=2,patch=8,img=32,reg=4,init_values=1.0",
                              {1, 3, 48, 32});
+  // qk_norm, the gated MLPs, the attention-pool head
+  check_list_matches_forward("vit:dim=32,depth=1,heads=2,patch=8,img=32,classes=3,qk_norm=1,mlp=swiglu_packed",
+                             {2, 3, 32, 32});
+  check_list_matches_forward("vit:dim=32,depth=1,heads=2,patch=8,img=32,classes=3,reg=1,mlp=swiglu,global_pool=map,"
+                             "dynamic_img_size=1", {1, 3, 40, 16});
+  check_list_matches_forward("vit:flavor=dinov2,dim=32,depth=1,heads=2,patch=8,img=32,mlp=swiglufused", {1, 3, 32, 32});
 }
 
 // `tabula hooks ARCH` lists every module torch's named_modules() lists, with torch's output shape.
@@ -186,6 +197,15 @@ TEST(ModelTaps, NamedModulesResNet50) { check_named_modules("resnet50", {}); }
 TEST(ModelTaps, NamedModulesDinov2Reg) {
   check_named_modules("dinov2_vits14_reg", {".attn.softmax", "x_norm_clstoken", "x_norm_patchtokens"});
 }
+// ViT-g (SwiGLUPacked, SwiGLUFFNFused) and a SigLIP tower (attention-pool head): torch's names from models built
+// on the meta device; here from a skeleton (no weights allocated).
+TEST(ModelTaps, NamedModulesGiantDinov2) {
+  check_named_modules("vit_giant_patch14_reg4_dinov2", {".attn.softmax"});
+  check_named_modules("dinov2_vitg14", {".attn.softmax", "x_norm_clstoken", "x_norm_patchtokens"});
+}
+TEST(ModelTaps, NamedModulesSiglipAttentionPool) {
+  check_named_modules("vit_base_patch16_siglip_224", {".attn.softmax", "attn_pool.softmax"});
+}
 
 // ---- registry: parameter counts, GFLOPs ------------------------------------------------------------------------
 
@@ -202,6 +222,49 @@ TEST(ModelRegistry, ParamCountsMatchTorch) {
     checked.insert(arch);
   }
   for (const auto& n : model_names()) EXPECT_TRUE(checked.count(n)) << "no torch parameter count for " << n;
+}
+
+// Every timm name's eval transform equals timm's default pretrained_cfg, and every timm name has one.
+TEST(ModelRegistry, TimmPretrainedCfgsMatchTimm) {
+  std::ifstream f(test::fixture("models/pretrained_cfgs.tsv"));
+  ASSERT_TRUE(f);
+  std::string line;
+  std::set<std::string> checked;
+  auto floats = [](const std::string& csv) {
+    std::vector<float> v;
+    std::istringstream in(csv);
+    for (std::string x; std::getline(in, x, ',');) v.push_back(static_cast<float>(std::stod(x)));
+    return v;
+  };
+  while (std::getline(f, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<std::string> c;
+    std::istringstream in(line);
+    for (std::string x; std::getline(in, x, '\t');) c.push_back(x);
+    ASSERT_EQ(c.size(), 7u) << line;
+    SCOPED_TRACE(c[0]);
+    const auto cfg = timm_pretrained_cfg(c[0] + ":classes=0");  // keys after ':' do not matter
+    ASSERT_TRUE(cfg.has_value());
+    EXPECT_EQ(cfg->input_size, std::stoi(c[2]));
+    EXPECT_EQ(cfg->crop_pct, std::stod(c[3]));
+    EXPECT_EQ(cfg->interpolation, c[4]);
+    const auto mean = floats(c[5]), sd = floats(c[6]);
+    ASSERT_EQ(mean.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(cfg->mean[i], mean[i]);
+      EXPECT_EQ(cfg->std[i], sd[i]);
+    }
+    // The model's default input is the pretrained input size.
+    EXPECT_EQ(build_model_skeleton(c[0])->default_input_shape(1)[2], cfg->input_size);
+    checked.insert(c[0]);
+  }
+  for (const auto& n : model_names())
+    if (n.rfind("vit_", 0) == 0) {
+      EXPECT_TRUE(checked.count(n)) << "no timm pretrained_cfg fixture row for " << n;
+    }
+  EXPECT_FALSE(timm_pretrained_cfg("resnet50").has_value());
+  EXPECT_FALSE(timm_pretrained_cfg("dinov2_vits14").has_value());
+  EXPECT_FALSE(timm_pretrained_cfg("vit:dim=16").has_value());
 }
 
 TEST(ModelRegistry, GmacsAsTorchvisionReports) {
@@ -221,6 +284,9 @@ TEST(ModelRegistry, ExtraTimmNamesAndDynamicKey) {
   EXPECT_EQ(parse_model_arch("vit_small_patch8_224").arch.name, "vit_small_patch8_224");
   ModelArch m = parse_model_arch("vit_base_patch16_224:dynamic_img_size=1,classes=3");
   EXPECT_TRUE(m.vit.dynamic_img_size);
+  EXPECT_TRUE(m.arch.vit().dynamic_img_size);
+  EXPECT_TRUE(parse_arch("vit:dynamic_img_size=1").vit().dynamic_img_size);  // a ViTConfig key too
+  EXPECT_THROW(parse_arch("vit:flavor=dinov2,dynamic_img_size=1"), std::invalid_argument);
   EXPECT_EQ(m.arch.vit().num_classes, 3);
   EXPECT_THROW(parse_model_arch("resnet18:dynamic_img_size=1"), std::invalid_argument);
   EXPECT_THROW(parse_model_arch("vit:dynamic_img_size=maybe"), std::invalid_argument);
@@ -369,7 +435,10 @@ TEST(ModelForwardBehaviour, FusedAndUnfusedAgree) {
 
 TEST(ModelForwardBehaviour, SameBitsForAnyThreadCount) {
   for (const std::string arch : {"resnet:layers=1,1,1,1,block=basic,classes=3",
-                                 "vit:dim=32,depth=2,heads=4,patch=8,img=32,classes=3,reg=1"}) {
+                                 "vit:dim=32,depth=2,heads=4,patch=8,img=32,classes=3,reg=1",
+                                 "vit:dim=32,depth=2,heads=4,patch=8,img=32,classes=3,qk_norm=1,mlp=swiglu_packed,"
+                                 "class_token=0,global_pool=map",
+                                 "vit:flavor=dinov2,dim=32,depth=1,heads=2,patch=8,img=32,mlp=swiglufused"}) {
     auto m = build_model_seed(arch, 9);
     const Tensor x = test::hash_input({3, 3, 32, 32}, 9);
     set_num_threads(1);
@@ -381,6 +450,56 @@ TEST(ModelForwardBehaviour, SameBitsForAnyThreadCount) {
     set_num_threads(0);
     EXPECT_EQ(max_abs_diff(a, b), 0.f) << arch;
     EXPECT_EQ(max_abs_diff(a, c), 0.f) << arch;
+  }
+}
+
+// A DINOv2 hub checkpoint as load_weight_map hands it over (weights_tools' canonical timm names: no mask_token,
+// reg_token, fc1/fc2 for w12/w3, the CLS position folded into cls_token) gives the hub model the same bits.
+TEST(ModelLoad, HubArchTakesCanonicalNames) {
+  for (const std::string arch : {"vit:flavor=dinov2,dim=16,depth=1,heads=2,patch=8,img=16,mlp=swiglufused,reg=4,init_values=1.0",
+                                 "vit:flavor=dinov2,dim=16,depth=2,heads=2,patch=8,img=16"}) {
+    SCOPED_TRACE(arch);
+    std::vector<NamedTensor> sd = init_weights(arch, 3);
+    test::perturb(sd);  // non-zero cls / register tokens
+    weights::StateDict file;
+    for (const NamedTensor& t : sd)
+      file.tensors.push_back(weights::make_owned_tensor(t.name, t.dtype, t.shape, t.bytes));
+    weights::LayoutPlan plan;
+    const weights::StateDict canon = weights::to_canonical(file, &plan);
+    ASSERT_EQ(plan.from, weights::Layout::dinov2_hub);
+    WeightMap w;
+    for (const auto& t : canon.tensors) {
+      Tensor x = Tensor::empty(Shape(t.shape.begin(), t.shape.end()), t.dtype);
+      std::memcpy(x.raw(), t.data, t.nbytes());
+      w[t.name] = x;
+    }
+    EXPECT_FALSE(w.count("mask_token"));
+    auto from_canon = build_model(arch, w);
+    auto from_hub = build_model(arch, to_weight_map(sd));
+    for (const Shape& in : {Shape{2, 3, 16, 16}, Shape{1, 3, 24, 40}}) {  // native and interpolated
+      const Tensor x = test::hash_input(in, 5);
+      EXPECT_EQ(max_abs_diff(from_canon->forward(x), from_hub->forward(x)), 0.f) << shape_str(in);
+    }
+  }
+}
+
+// A real torch.hub-layout checkpoint (torch.save'd by weights_tools/reference/weights_fixtures.py, chunked blocks
+// under teacher.backbone.) goes through `embed --weights`' loader into the hub arch: same bits as the plain hub file.
+TEST(ModelLoad, HubCheckpointThroughLoadWeightMap) {
+  const std::string arch = "vit:flavor=dinov2,dim=32,depth=2,heads=2,patch=14,img=28,chans=1,mlp_ratio=2,reg=4,init_values=1.0";
+  auto via_loader = build_model(arch, load_weight_map(test::fixture("weights/hub_dinov2_reg_chunked.pth").string()));
+  WeightMap raw;  // the unchunked hub file, names as the hub writes them
+  const weights::Checkpoint ck = weights::load_checkpoint(test::fixture("weights/hub_dinov2_reg.pth").string());
+  for (const auto& t : ck.sd.tensors) {
+    Tensor x = Tensor::empty(Shape(t.shape.begin(), t.shape.end()), t.dtype);
+    std::memcpy(x.raw(), t.data, t.nbytes());
+    raw[t.name] = x;
+  }
+  ASSERT_TRUE(raw.count("mask_token") && raw.count("register_tokens"));
+  auto direct = build_model(arch, raw);
+  for (const Shape& in : {Shape{2, 1, 28, 28}, Shape{1, 1, 42, 56}}) {
+    const Tensor x = test::hash_input(in, 2);
+    EXPECT_EQ(max_abs_diff(via_loader->forward(x), direct->forward(x)), 0.f) << shape_str(in);
   }
 }
 

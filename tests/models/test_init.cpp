@@ -273,10 +273,14 @@ std::vector<ModelFixture> model_fixtures(bool long_ones) {
 int64_t ulp_tolerance(const ArchConfig& arch, const std::string& name) {
   if (arch.is_resnet() || arch.vit().flavor != ViTConfig::Flavor::timm) return 0;
   if (name == "pos_embed") return 2;
+  if (name == "attn_pool.latent") return 3;  // AttentionPoolLatent: trunc_normal_tf_ in every mode
   const std::string& mode = arch.vit().weight_init;
   if (mode == "jax" || mode == "jax_nlhb") return name == "patch_embed.proj.weight" ? 3 : 0;
   if (mode == "moco") return 0;  // uniform / xavier_uniform_ only
-  for (const char* suffix : {".qkv.weight", "attn.proj.weight", ".fc1.weight", ".fc2.weight"})
+  // Linear weights (blocks, SwiGLU's fc1_g / fc1_x, the attention pool's q / kv / proj / mlp, head). The gated
+  // halves GluMlp / SwiGLU redraw with normal_(std=1e-6) are bit-exact, within the same tensors.
+  for (const char* suffix : {".qkv.weight", ".proj.weight", ".fc1.weight", ".fc2.weight", ".fc1_g.weight",
+                             ".fc1_x.weight", ".q.weight", ".kv.weight"})
     if (name.size() >= std::strlen(suffix) && name.compare(name.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
       return 2;
   return name == "head.weight" ? 2 : 0;
@@ -380,6 +384,8 @@ TEST(Archs, ParamCountsMatchReferences) {
       {"dinov2_vitb14", 86580480},     {"dinov2_vitl14", 304368640},
       {"dinov2_vits14_reg", 22058112}, {"dinov2_vitb14_reg", 86583552},
       {"dinov2_vitl14_reg", 304372736},
+      {"vit_giant_patch14_dinov2", 1136479232}, {"vit_giant_patch14_reg4_dinov2", 1136483840},
+      {"dinov2_vitg14", 1136480768},   {"dinov2_vitg14_reg", 1136486912},
   };
   EXPECT_EQ(named_archs().size(), expected.size());
   for (const auto& name : named_archs()) {
@@ -402,6 +408,49 @@ TEST(Archs, KeyValueForms) {
   const ArchConfig d = parse_arch("vit:flavor=dinov2,dim=32,depth=1,heads=2,patch=8,img=16");
   EXPECT_EQ(d.vit().num_classes, 0);
   EXPECT_EQ(param_specs(d).at(2).name, "mask_token");  // cls_token, pos_embed, mask_token, patch_embed...
+}
+
+// The options added for qk_norm, the gated MLPs and the attention pool: key parsing and the widths they imply.
+TEST(Archs, GatedMlpQkNormAndMapKeys) {
+  const ViTConfig g = parse_arch("dinov2_vitg14").vit();
+  EXPECT_EQ(g.mlp, ViTConfig::Mlp::swiglufused);
+  EXPECT_EQ(g.mlp_fc2_in(), 4096);  // (int(6144 * 2 / 3) + 7) // 8 * 8
+  EXPECT_EQ(g.mlp_fc1_out(), 8192);
+  const ViTConfig t = parse_arch("vit_giant_patch14_dinov2").vit();
+  EXPECT_EQ(t.mlp, ViTConfig::Mlp::swiglu_packed);
+  EXPECT_EQ(t.act, "silu");
+  EXPECT_EQ(t.mlp_hidden(), 8192);  // int(1536 * 2.66667 * 2)
+  EXPECT_EQ(t.mlp_fc2_in(), 4096);
+  // Rounding up to a multiple of 8: int(80 * 2 / 3) = 53 -> 56.
+  EXPECT_EQ(parse_arch("vit:flavor=dinov2,dim=20,depth=1,heads=2,patch=4,img=8,mlp=swiglufused").vit().mlp_fc2_in(), 56);
+  const auto specs = param_specs(parse_arch("vit:dim=16,depth=1,heads=2,patch=8,img=16,qk_norm=1,mlp=swiglu,global_pool=map"));
+  std::map<std::string, Shape> by_name;
+  for (const auto& sp : specs) by_name[sp.name] = sp.shape;
+  EXPECT_EQ(by_name.at("blocks.0.attn.q_norm.weight"), (Shape{8}));  // LayerNorm(head_dim)
+  EXPECT_EQ(by_name.at("blocks.0.mlp.fc1_g.weight"), (Shape{64, 16}));
+  EXPECT_EQ(by_name.at("blocks.0.mlp.fc1_x.weight"), (Shape{64, 16}));
+  EXPECT_EQ(by_name.at("blocks.0.mlp.fc2.weight"), (Shape{16, 64}));
+  EXPECT_EQ(by_name.at("attn_pool.latent"), (Shape{1, 1, 16}));
+  EXPECT_EQ(by_name.at("attn_pool.kv.weight"), (Shape{32, 16}));
+  EXPECT_EQ(parse_arch("vit:mlp=swiglu").vit().act, "silu");  // the SwiGLU default; act= overrides
+  EXPECT_EQ(parse_arch("vit:act=gelu,mlp=swiglu_packed").vit().act, "gelu");
+  auto message = [](const std::string& arch) {
+    try {
+      parse_arch(arch);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  EXPECT_NE(message("vit:mlp=swiglufused").find("flavor=dinov2"), std::string::npos);
+  EXPECT_NE(message("vit:flavor=dinov2,mlp=swiglu").find("not a timm MLP"), std::string::npos);
+  EXPECT_NE(message("vit:flavor=dinov2,qk_norm=1").find("qk_norm"), std::string::npos);
+  EXPECT_NE(message("vit:flavor=dinov2,global_pool=map").find("global_pool=map"), std::string::npos);
+  EXPECT_NE(message("vit:mlp=geglu").find("key 'mlp' is one of"), std::string::npos);
+  EXPECT_NE(message("vit:act=relu").find("key 'act' is one of"), std::string::npos);
+  EXPECT_NE(message("vit:dim=6,heads=2,mlp_ratio=2.5,mlp=swiglu_packed").find("must be even"), std::string::npos);
+  EXPECT_NE(message("vit:interpolate_offset=0").find("DINOv2 hub settings"), std::string::npos);
+  EXPECT_NE(message("vit:global_pool=mean").find("map"), std::string::npos);
 }
 
 TEST(Archs, BadNamesAndKeysAreClearErrors) {

@@ -2,11 +2,14 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <sstream>
 
+#include "engine/sha256.h"
 #include "engine/system.h"
 #include "models/registry.h"
 #include "tests/test_util.h"
+#include "weights_tools/safetensors.h"
 
 using tabula::test::run_tabula;
 
@@ -77,4 +80,44 @@ TEST(ModelCli, BenchPrintsImagesPerSecond) {
     EXPECT_NE(c.exit_code, 0);
     EXPECT_NE(c.err.find("--device cuda:0"), std::string::npos) << c.err;
   }
+}
+
+// `tabula init` takes every name `tabula models` lists (the registry's extra timm names and the forward-only
+// dynamic_img_size key too), writing init_weights' tensors (checked against torch in test_init).
+TEST(ModelCli, InitTakesRegistryNamesAndKeys) {
+  auto dir = tabula::test::scratch_dir();
+  for (const std::string arch : {"vit_base_patch16_siglip_224:dim=16,depth=1,heads=2",
+                                 "vit:dim=16,depth=1,heads=2,patch=8,img=16,mlp=swiglu,qk_norm=1,dynamic_img_size=1",
+                                 "dinov2_vitg14:dim=16,depth=1,heads=2"}) {
+    SCOPED_TRACE(arch);
+    const std::string out = (dir / "w.safetensors").string();
+    auto r = run_tabula("init '" + arch + "' --seed 3 --out '" + out + "'");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto want = tabula::init_weights(tabula::parse_model_arch(arch).arch, 3);
+    const auto sd = tabula::weights::read_safetensors(out);
+    ASSERT_EQ(sd.tensors.size(), want.size());
+    std::map<std::string, std::string> got;  // the file lists tensors by name
+    for (const auto& t : sd.tensors) got[t.name] = tabula::sha256_hex(t.data, t.nbytes());
+    for (const auto& t : want) {
+      ASSERT_TRUE(got.count(t.name)) << t.name;
+      EXPECT_EQ(got[t.name], tabula::sha256_hex(t.bytes.data(), t.bytes.size())) << t.name;
+    }
+  }
+}
+
+// `tabula embed` preprocesses for a timm name with that name's pretrained_cfg (vit_base_patch16_224_miil:
+// Resize(floor(224 / 0.875) = 256, bilinear) -> CenterCrop(224) -> Normalize(0, 1)), not the ViT default.
+TEST(ModelCli, EmbedUsesTheTimmNamesPretrainedCfg) {
+  auto dir = tabula::test::scratch_dir();
+  const std::string data = (dir / "t").string(), out = (dir / "o").string();
+  auto s = run_tabula("synth tissue --quick --out '" + data + "'");
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  auto r = run_tabula("embed --arch vit_base_patch16_224_miil:dim=16,depth=1,heads=2 --seed 0 --data '" + data +
+                      "/metadata.csv' --out '" + out + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream f(out + "/run.json");
+  std::stringstream run;
+  run << f.rdbuf();
+  EXPECT_NE(run.str().find("resize=256 interp=bilinear antialias=1 crop=224 mean=0,0,0 std=1,1,1"), std::string::npos)
+      << run.str();
 }

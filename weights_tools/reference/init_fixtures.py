@@ -56,6 +56,21 @@ SMALL = [  # (fixture id, arch, seeds)
     # 5-channel microscopy inputs (Cell Painting): only the patch embedding's shape and fan-in change.
     ("vit_chans5", "vit:dim=16,depth=1,heads=2,patch=4,img=8,chans=5,classes=3", [0]),
     ("dinov2_chans5", "vit:flavor=dinov2,dim=16,depth=1,heads=2,patch=4,img=8,chans=5,init_values=1.0,reg=4", [0]),
+    # qk_norm, the gated MLPs (GluMlp / SwiGLU init_weights: gate bias 1, gate weight normal_(1e-6)) and the
+    # attention-pool head (AttentionPoolLatent draws its latent in the constructor and again in init_weights),
+    # in every weight_init mode; DINOv2's SwiGLUFFNFused (hidden int(80 * 2 / 3) = 53 rounded up to 56).
+    ("vit_qknorm_packed", "vit:dim=16,depth=2,heads=2,patch=8,img=16,classes=5,qk_norm=1,mlp=swiglu_packed", [0]),
+    ("vit_swiglu_ls", "vit:dim=16,depth=2,heads=2,patch=8,img=16,classes=3,mlp=swiglu,init_values=0.1,reg=1", [2]),
+    ("vit_map", "vit:dim=16,depth=1,heads=2,patch=8,img=16,classes=4,global_pool=map,class_token=0,qk_norm=1", [3]),
+    ("vit_map_jax", "vit:dim=16,depth=1,heads=2,patch=8,img=16,classes=4,global_pool=map,mlp=swiglu_packed,"
+                    "weight_init=jax", [4]),
+    ("vit_swiglu_moco", "vit:dim=16,depth=1,heads=2,patch=8,img=16,classes=4,mlp=swiglu,global_pool=map,"
+                        "weight_init=moco", [5]),
+    ("vit_packed_jax_nlhb", "vit:dim=8,depth=1,heads=2,patch=8,img=16,classes=3,mlp=swiglu_packed,act=gelu,"
+                            "weight_init=jax_nlhb", [6]),
+    ("dinov2_swiglufused", "vit:flavor=dinov2,dim=20,depth=2,heads=2,patch=4,img=8,init_values=1.0,mlp=swiglufused",
+     [0, 1]),
+    ("dinov2_swiglufused_reg", "vit:flavor=dinov2,dim=16,depth=1,heads=2,patch=4,img=8,mlp=swiglufused,reg=4", [2]),
 ]
 
 
@@ -83,6 +98,15 @@ def as_bool(v):
     return v in ("1", "true", "True")
 
 
+def timm_mlp_args(kv):
+    """tabula's qk_norm / mlp / act keys as timm arguments (act defaults to SiLU for the SwiGLU MLPs, as tabula)."""
+    from timm.layers import SwiGLU, SwiGLUPacked, Mlp
+    mlp = kv.get("mlp", "mlp")
+    return dict(qk_norm=as_bool(kv.get("qk_norm", "0")),
+                mlp_layer={"mlp": Mlp, "swiglu_packed": SwiGLUPacked, "swiglu": SwiGLU}[mlp],
+                act_layer=kv.get("act", "gelu" if mlp == "mlp" else "silu"))
+
+
 def build_kv(spec, dinov2_mod):
     head, kv = parse_kv(spec)
     if head == "resnet":
@@ -101,7 +125,7 @@ def build_kv(spec, dinov2_mod):
             depth=int(kv["depth"]), num_heads=int(kv["heads"]), mlp_ratio=float(kv.get("mlp_ratio", 4)),
             qkv_bias=as_bool(kv.get("qkv_bias", "1")),
             init_values=float(kv["init_values"]) if "init_values" in kv else None,
-            num_register_tokens=int(kv.get("reg", 0)),
+            num_register_tokens=int(kv.get("reg", 0)), ffn_layer=kv.get("mlp", "mlp"),
             block_fn=partial(NestedTensorBlock, attn_class=MemEffAttention), block_chunks=0)  # as the hub
     from timm.models.vision_transformer import VisionTransformer
     args = dict(img_size=int(kv["img"]), patch_size=int(kv["patch"]), in_chans=int(kv.get("chans", 3)),
@@ -110,7 +134,8 @@ def build_kv(spec, dinov2_mod):
                 mlp_ratio=float(kv.get("mlp_ratio", 4)), qkv_bias=as_bool(kv.get("qkv_bias", "1")),
                 class_token=as_bool(kv.get("class_token", "1")), no_embed_class=as_bool(kv.get("no_embed_class", "0")),
                 reg_tokens=int(kv.get("reg", 0)), global_pool=kv.get("global_pool", "token"),
-                pre_norm=as_bool(kv.get("pre_norm", "0")), weight_init=kv.get("weight_init", ""))
+                pre_norm=as_bool(kv.get("pre_norm", "0")), weight_init=kv.get("weight_init", ""),
+                **timm_mlp_args(kv))
     if "init_values" in kv:
         args["init_values"] = float(kv["init_values"])
     return VisionTransformer(**args)
@@ -231,6 +256,9 @@ def main():
     ap.add_argument("--timm-legacy", help="a folder with timm 1.0.22 installed (pip install --no-deps --target DIR "
                                           "timm==1.0.22): also write the legacy_init fixtures")
     ap.add_argument("--legacy-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--only", nargs="+", metavar="ID",
+                    help="rewrite only these fixture ids (NAMED / SMALL) and merge their rows into the existing "
+                         "index.tsv (no distributions.tsv, no legacy run)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "init"))
     a = ap.parse_args()
     sys.path.insert(0, a.dinov2)
@@ -246,6 +274,23 @@ def main():
     if a.legacy_worker:
         assert timm.__version__ == "1.0.22", timm.__version__
         print("\n".join(write_fixtures(LEGACY, a.out, dinov2_vits, versions)))
+        return
+    if a.only:
+        chosen = [(n, n, s) for n, s in NAMED if n in a.only] + [e for e in SMALL if e[0] in a.only]
+        unknown = set(a.only) - {e[0] for e in chosen}
+        if unknown:
+            raise SystemExit(f"unknown fixture ids: {sorted(unknown)}")
+        new_rows = write_fixtures(chosen, a.out, dinov2_vits, versions)
+        path = os.path.join(a.out, "index.tsv")
+        with open(path) as f:
+            lines = f.read().splitlines()
+        header = [l for l in lines if l.startswith("#")]
+        rows = [l for l in lines if l and not l.startswith("#")]
+        new_files = {r.split("\t")[2] for r in new_rows}
+        rows = [r for r in rows if r.split("\t")[2] not in new_files] + new_rows
+        with open(path + ".tmp", "w") as f:
+            f.write("\n".join(header + rows) + "\n")
+        os.replace(path + ".tmp", path)
         return
     cases = distribution_cases()  # computed before the file is opened: a failure leaves the old file intact
     with open(os.path.join(a.out, "distributions.tsv"), "w") as f:

@@ -67,6 +67,37 @@ CASES = [
     # Named hub models at small sizes: interpolation from the 37x37 grid (offset kludge; antialias for _reg).
     ("dinov2_vits14_small", "dinov2_vits14", 0, [1, 3, 70, 70], ["patch_embed", "blocks.0", "norm", "x_norm_clstoken"]),
     ("dinov2_vits14_reg_rect", "dinov2_vits14_reg", 1, [2, 3, 56, 42], ["blocks.0", "x_norm_patchtokens", "x_norm_clstoken"]),
+    # qk_norm, the gated MLPs (timm SwiGLUPacked / SwiGLU), the attention-pool head (global_pool=map), act keys.
+    ("vit_qknorm_packed_b3", f"vit:{TINY},classes=5,qk_norm=1,mlp=swiglu_packed", 12, [3, 3, 32, 32],
+     ["blocks.0.attn.q_norm", "blocks.0.attn.k_norm", "blocks.0.attn.softmax", "blocks.0.attn", "blocks.0.mlp.fc1",
+      "blocks.0.mlp.act", "blocks.0.mlp.drop1", "blocks.0.mlp", "blocks.1", "head"]),
+    ("vit_swiglu_map_rect", f"vit:{TINY},classes=4,reg=1,mlp=swiglu,global_pool=map,dynamic_img_size=1", 13,
+     [1, 3, 24, 40], ["blocks.0.mlp.fc1_g", "blocks.0.mlp.fc1_x", "blocks.0.mlp.act", "blocks.0.mlp", "blocks.1", "norm",
+                      "attn_pool.q", "attn_pool.kv", "attn_pool.proj", "attn_pool.mlp", "attn_pool", "head"]),
+    ("vit_map_gelu_tanh_nocls", f"vit:{TINY},classes=0,class_token=0,global_pool=map,act=gelu_tanh,init_values=0.5", 14,
+     [2, 3, 32, 32], ["blocks.0.mlp.act", "blocks.1", "attn_pool.mlp.fc1", "attn_pool.mlp.act", "attn_pool", "head"]),
+    # CLIP towers: pre_norm (no patch-embed bias) and LayerNorm eps 1e-5 everywhere; inputs scaled small so eps matters.
+    ("vit_clip_like", f"vit:{TINY},classes=3,pre_norm=1,norm_eps=1e-5", 17, [2, 3, 32, 32],
+     ["norm_pre", "blocks.0.norm1", "blocks.0", "blocks.1", "norm", "head"]),
+    ("vit_clip_quickgelu", f"vit:{TINY},classes=3,pre_norm=1,norm_eps=1e-5,act=quick_gelu", 19, [2, 3, 32, 32],
+     ["blocks.0.mlp.fc1", "blocks.0.mlp.act", "blocks.0", "blocks.1", "head"]),
+    # timm's ViT-g/14 DINOv2 layout at a tiny width (SwiGLUPacked, mlp_ratio 2.66667 * 2, 4 registers outside the
+    # pos-embed, LayerScale) run at 224 with dynamic_img_size: resample_abs_pos_embed 37x37 -> 16x16 (antialias).
+    ("vit_g_like_reg4_224", "vit:dim=32,depth=1,heads=2,patch=14,img=518,classes=0,init_values=1e-5,reg=4,"
+                            "no_embed_class=1,mlp=swiglu_packed,mlp_ratio=5.33334,dynamic_img_size=1", 18,
+     [1, 3, 224, 224], ["pos_drop", "blocks.0.mlp.fc1", "blocks.0.mlp.act", "blocks.0", "norm", "head"]),
+    # DINOv2 geometry (patch 14, 518 px: a 37x37 pos-embed grid) at a tiny width, with SwiGLUFFNFused (ViT-g's FFN,
+    # hidden int(128 * 2 / 3) = 85 rounded up to 88): native 518, interpolated to 224 (batch 3), and the _reg
+    # models' antialiased, offset-free interpolation on a rectangular input.
+    ("dinov2_g_native_518", "vit:flavor=dinov2,dim=32,depth=2,heads=2,patch=14,img=518,init_values=1.0,mlp=swiglufused",
+     15, [1, 3, 518, 518], ["patch_embed", "blocks.0.attn.softmax", "blocks.0.mlp.w12", "blocks.0.mlp", "blocks.1",
+                            "x_norm_clstoken", "x_norm_patchtokens"]),
+    ("dinov2_g_interp_224", "vit:flavor=dinov2,dim=32,depth=2,heads=2,patch=14,img=518,init_values=1.0,mlp=swiglufused",
+     15, [3, 3, 224, 224], ["patch_embed", "blocks.0.mlp.w12", "blocks.0", "blocks.1", "x_norm_clstoken",
+                            "x_norm_patchtokens"]),
+    ("dinov2_g_reg_rect", "vit:flavor=dinov2,dim=32,depth=1,heads=2,patch=14,img=518,reg=4,init_values=1.0,"
+                          "mlp=swiglufused,interpolate_antialias=1,interpolate_offset=0", 16, [1, 3, 224, 168],
+     ["blocks.0", "x_norm_clstoken", "x_norm_patchtokens"]),
 ]
 # Full-size checks (tests named Long*: run by `ctest -L long`): pooled outputs only.
 LONG_CASES = [
@@ -75,8 +106,10 @@ LONG_CASES = [
     ("long_dinov2_vits14_518", "dinov2_vits14", 0, [1, 3, 518, 518], ["x_norm_clstoken"]),
     ("long_dinov2_vits14_224", "dinov2_vits14", 0, [2, 3, 224, 224], ["x_norm_clstoken"]),
     ("long_dinov2_vits14_reg_224", "dinov2_vits14_reg", 0, [1, 3, 224, 224], ["x_norm_clstoken"]),
+    ("long_siglip_base", "vit_base_patch16_siglip_224", 0, [2, 3, 224, 224], ["blocks.11", "attn_pool.kv", "attn_pool"]),
 ]
-NAMED_MODULES = {"vit_base_patch16_224": 224, "resnet50": 224, "dinov2_vits14_reg": 518}  # arch: default size
+NAMED_MODULES = {"vit_base_patch16_224": 224, "resnet50": 224, "dinov2_vits14_reg": 518,  # arch: default size
+                 "vit_giant_patch14_reg4_dinov2": 518, "dinov2_vitg14": 518, "vit_base_patch16_siglip_224": 224}
 PARAM_ARCHS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2", "wide_resnet101_2",
                "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
                "vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224", "vit_large_patch16_224",
@@ -84,7 +117,16 @@ PARAM_ARCHS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wi
                "vit_large_patch32_224", "vit_large_patch14_224", "vit_huge_patch14_224", "vit_small_patch14_dinov2",
                "vit_base_patch14_dinov2", "vit_large_patch14_dinov2", "vit_small_patch14_reg4_dinov2",
                "vit_base_patch14_reg4_dinov2", "vit_large_patch14_reg4_dinov2", "dinov2_vits14", "dinov2_vitb14",
-               "dinov2_vitl14", "dinov2_vits14_reg", "dinov2_vitb14_reg", "dinov2_vitl14_reg"]
+               "dinov2_vitl14", "dinov2_vits14_reg", "dinov2_vitb14_reg", "dinov2_vitl14_reg",
+               "vit_giant_patch14_dinov2", "vit_giant_patch14_reg4_dinov2", "dinov2_vitg14", "dinov2_vitg14_reg",
+               "vit_tiny_patch16_384", "vit_small_patch16_384", "vit_base_patch16_384", "vit_large_patch16_384",
+               "vit_base_patch16_gap_224", "vit_huge_patch14_gap_224", "vit_giant_patch14_224",
+               "vit_base_patch16_siglip_224", "vit_base_patch16_siglip_gap_224", "vit_base_patch16_224_miil"] + \
+              [f"vit_{s}_patch16_siglip_{g}{i}" for s in ("base", "large") for g in ("", "gap_") for i in (256, 384, 512)] + \
+              ["vit_base_patch16_plus_240", "vit_base_patch16_clip_224", "vit_large_patch14_clip_224",
+               "vit_huge_patch14_clip_224", "vit_huge_patch14_clip_378", "vit_base_patch16_clip_quickgelu_224", "vit_large_patch14_clip_quickgelu_224",
+               "vit_large_patch14_clip_quickgelu_336", "vit_huge_patch14_clip_quickgelu_224",
+               "vit_huge_patch14_clip_quickgelu_378"]
 
 
 def hash_input(shape, seed):
@@ -148,6 +190,22 @@ def as_bool(v):
     return v in ("1", "true", "True")
 
 
+def timm_mlp_args(kv):
+    """tabula's qk_norm / mlp / act / fc_norm keys as timm VisionTransformer arguments (the act default follows
+    tabula: SiLU for the SwiGLU MLPs; timm's own default would be GELU, so the fixtures always pass it)."""
+    from timm.layers import SwiGLU, SwiGLUPacked, Mlp
+    mlp = kv.get("mlp", "mlp")
+    act = kv.get("act", "gelu" if mlp == "mlp" else "silu")
+    args = dict(qk_norm=as_bool(kv.get("qk_norm", "0")),
+                mlp_layer={"mlp": Mlp, "swiglu_packed": SwiGLUPacked, "swiglu": SwiGLU}[mlp], act_layer=act)
+    if kv.get("fc_norm", "auto") not in ("auto", "none", "None"):
+        args["fc_norm"] = as_bool(kv["fc_norm"])
+    if "norm_eps" in kv:
+        from timm.layers import LayerNorm
+        args["norm_layer"] = partial(LayerNorm, eps=float(kv["norm_eps"]))
+    return args
+
+
 def build(spec):
     head, kv = parse_kv(spec)
     if head == "resnet":
@@ -163,7 +221,9 @@ def build(spec):
         return vits.DinoVisionTransformer(
             img_size=int(kv["img"]), patch_size=int(kv["patch"]), embed_dim=int(kv["dim"]), depth=int(kv["depth"]),
             num_heads=int(kv["heads"]), init_values=float(kv["init_values"]) if "init_values" in kv else None,
-            num_register_tokens=int(kv.get("reg", 0)), block_chunks=0,
+            num_register_tokens=int(kv.get("reg", 0)), block_chunks=0, ffn_layer=kv.get("mlp", "mlp"),
+            interpolate_antialias=as_bool(kv.get("interpolate_antialias", "0")),
+            interpolate_offset=float(kv.get("interpolate_offset", 0.1)),
             block_fn=partial(NestedTensorBlock, attn_class=MemEffAttention))
     if head == "vit":
         from timm.models.vision_transformer import VisionTransformer
@@ -174,7 +234,7 @@ def build(spec):
                     no_embed_class=as_bool(kv.get("no_embed_class", "0")), reg_tokens=int(kv.get("reg", 0)),
                     global_pool=kv.get("global_pool", "token"), pre_norm=as_bool(kv.get("pre_norm", "0")),
                     final_norm=as_bool(kv.get("final_norm", "1")),
-                    dynamic_img_size=as_bool(kv.get("dynamic_img_size", "0")))
+                    dynamic_img_size=as_bool(kv.get("dynamic_img_size", "0")), **timm_mlp_args(kv))
         if "init_values" in kv:
             args["init_values"] = float(kv["init_values"])
         return VisionTransformer(**args)
@@ -209,6 +269,8 @@ def capture(model, x, taps):
                 H = attn.num_heads
                 qkv = o.reshape(B, N, 3, H, -1).permute(2, 0, 3, 1, 4)
                 q, k = qkv[0], qkv[1]
+                if hasattr(attn, "q_norm"):  # timm Attention: q_norm / k_norm (Identity unless qk_norm)
+                    q, k = attn.q_norm(q), attn.k_norm(k)
                 out[name] = torch.softmax((q * attn.scale) @ k.transpose(-2, -1), dim=-1).detach().clone()
             handles.append(mods[blk + ".attn.qkv"].register_forward_hook(qkv_hook))
         elif t in ("x_norm_clstoken", "x_norm_patchtokens"):
@@ -227,7 +289,7 @@ def capture(model, x, taps):
     return out
 
 
-def named_module_shapes(model, shape):
+def named_module_shapes(model, shape, device="cpu"):
     shapes = {}
 
     def keep(name):
@@ -240,7 +302,7 @@ def named_module_shapes(model, shape):
     mods = dict(model.named_modules())
     hs = [mods[n].register_forward_hook(keep(n)) for n in names]
     with torch.no_grad():
-        model(torch.zeros(shape))
+        model(torch.zeros(shape, device=device))
     for h in hs:
         h.remove()
     return [(n, shapes.get(n, "-")) for n in names]
@@ -250,10 +312,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dinov2", required=True, help="folder holding the dinov2 package")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "models"))
-    ap.add_argument("--only", choices=["cases", "named_modules", "params"], action="append",
+    ap.add_argument("--only", choices=["cases", "named_modules", "params", "pretrained"], action="append",
                     help="write only these parts (default: all)")
+    ap.add_argument("--cases", nargs="+", metavar="ID",
+                    help="with --only cases: run only these case ids and merge their rows into the existing "
+                         "cases.tsv / taps.tsv (other cases' files are left as they are)")
     a = ap.parse_args()
-    parts = set(a.only or ["cases", "named_modules", "params"])
+    parts = set(a.only or ["cases", "named_modules", "params", "pretrained"])
     sys.path.insert(0, a.dinov2)
     import warnings
     warnings.filterwarnings("ignore")
@@ -263,7 +328,13 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     versions = f"torch {torch.__version__} torchvision {torchvision.__version__} timm {timm.__version__}"
     rows, tap_rows = [], []
-    for cid, spec, seed, shape, taps in (CASES + LONG_CASES if "cases" in parts else []):
+    todo = CASES + LONG_CASES if "cases" in parts else []
+    if a.cases:
+        unknown = set(a.cases) - {c[0] for c in todo}
+        if unknown:
+            raise SystemExit(f"unknown case ids: {sorted(unknown)}")
+        todo = [c for c in todo if c[0] in a.cases]
+    for cid, spec, seed, shape, taps in todo:
         torch.manual_seed(seed)
         model = build(spec).eval()
         wsum = perturb(model)
@@ -276,7 +347,21 @@ def main():
             tap_rows.append(f"{cid}\t{t}\t{','.join(map(str, outs[t].shape))}\t{st}\t{float(v.abs().max())!r}")
         rows.append(f"{cid}\t{spec}\t{seed}\t{','.join(map(str, shape))}\t{wsum!r}\t{','.join(taps)}")
         print(cid, flush=True)
-    if "cases" in parts:
+    if "cases" in parts and a.cases:  # merge: replace the rows of these cases, keep the others in CASES order
+        order = [c[0] for c in CASES + LONG_CASES]
+
+        def merge(name, new_rows):
+            with open(os.path.join(a.out, name)) as f:
+                lines = f.read().splitlines()
+            header = [l for l in lines if l.startswith("#")]
+            old = [l for l in lines if l and not l.startswith("#") and l.split("\t")[0] not in a.cases]
+            rows_all = sorted(old + new_rows, key=lambda l: order.index(l.split("\t")[0]))  # stable within a case
+            with open(os.path.join(a.out, name + ".tmp"), "w") as f:
+                f.write("\n".join(header + rows_all) + "\n")
+            os.replace(os.path.join(a.out, name + ".tmp"), os.path.join(a.out, name))
+        merge("cases.tsv", rows)
+        merge("taps.tsv", tap_rows)
+    elif "cases" in parts:
         with open(os.path.join(a.out, "cases.tsv"), "w") as f:
             f.write(f"# made by\t{versions}\n# id\tarch\tseed\tinput shape (hash_input values)\tsum|w| after perturb\ttaps\n")
             f.write("\n".join(rows) + "\n")
@@ -284,16 +369,26 @@ def main():
             f.write("# case\ttap\tshape\tstride (the .npy holds flat values 0, stride, 2*stride, ...)\tmax|x| of the full tap\n")
             f.write("\n".join(tap_rows) + "\n")
     for arch, size in (NAMED_MODULES.items() if "named_modules" in parts else []):
-        model = build(arch).eval()
+        with torch.device("meta"):  # shapes only: ViT-g never allocates its 1.1e9 parameters
+            model = build(arch).eval()
         with open(os.path.join(a.out, f"named_modules_{arch}.tsv"), "w") as f:
             f.write(f"# {arch}: named_modules() at [1, 3, {size}, {size}] ('-': module not called)\t{versions}\n")
-            for n, s in named_module_shapes(model, [1, 3, size, size]):
+            for n, s in named_module_shapes(model, [1, 3, size, size], "meta"):
                 f.write(f"{n}\t{s}\n")
+    if "pretrained" in parts:  # timm's default pretrained_cfg (first tag) of every timm name: the eval transform
+        with open(os.path.join(a.out, "pretrained_cfgs.tsv"), "w") as f:
+            f.write(f"# arch\ttag\tinput size\tcrop_pct\tinterpolation\tmean\tstd\t{versions}\n")
+            for arch in [n for n in PARAM_ARCHS if n.startswith("vit_")]:
+                c = timm.models.get_pretrained_cfg(arch)
+                assert c.crop_mode == "center" and c.input_size[1] == c.input_size[2], arch
+                f.write(f"{arch}\t{c.tag}\t{c.input_size[1]}\t{c.crop_pct!r}\t{c.interpolation}\t"
+                        f"{','.join(repr(float(v)) for v in c.mean)}\t{','.join(repr(float(v)) for v in c.std)}\n")
     if "params" in parts:
         with open(os.path.join(a.out, "params.tsv"), "w") as f:
             f.write(f"# arch\tsum(p.numel() for p in parameters())\t{versions}\n")
             for arch in PARAM_ARCHS:
-                model = build(arch)
+                with torch.device("meta"):
+                    model = build(arch)
                 f.write(f"{arch}\t{sum(p.numel() for p in model.parameters())}\n")
                 del model
 
