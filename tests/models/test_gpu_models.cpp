@@ -79,7 +79,7 @@ void expect_gpu_matches_cpu(const std::string& arch, const Shape& input, const s
   TapSet cpu_taps, gpu_taps;
   for (const std::string& t : taps) {
     // feature maps and token sequences pooled on the device; [B, C] outputs (fc, head, cls) as they are
-    const Pool p = t == "fc" || t == "head" || t == "x_norm_clstoken" ? Pool::none : Pool::avg;
+    const Pool p = t == "fc" || t == "head" || t == "x_norm_clstoken" || t == "attn_pool" ? Pool::none : Pool::avg;
     cpu_taps.capture(t, p);
     gpu_taps.capture(t, p);
   }
@@ -135,6 +135,17 @@ TEST(GpuModels, ViTEveryTapMatchesCpuInEachPrecision) {
   expect_gpu_matches_cpu(kViT, {3, 3, 64, 64}, taps, "fp32", 0.999999, 1e-4);
   expect_gpu_matches_cpu(kViT, {3, 3, 64, 64}, taps, "tf32", 0.9999, 1e-2);
   expect_gpu_matches_cpu(kViT, {3, 3, 64, 64}, taps, "bf16", 0.9999, 5e-2);
+}
+
+TEST(GpuModels, ViTOptionsMatchCpu) {
+  REQUIRE_GPU();
+  // qk_norm (LayerNorm per head on strided q/k views), timm SwiGLU, the attention-pool head; DINOv2's fused SwiGLU.
+  const char* timm_opts = "vit:dim=96,depth=2,heads=3,patch=16,img=64,qk_norm=1,mlp=swiglu,global_pool=map,classes=10";
+  expect_gpu_matches_cpu(timm_opts, {2, 3, 64, 64}, {"blocks.0.attn.q_norm", "blocks.1", "attn_pool", "head"}, "fp32",
+                         0.999999, 1e-4);
+  expect_gpu_matches_cpu(timm_opts, {2, 3, 64, 64}, {"blocks.1", "head"}, "bf16", 0.9999, 5e-2);
+  const char* fused = "vit:flavor=dinov2,dim=64,depth=2,heads=2,patch=14,img=56,mlp=swiglufused,init_values=1.0";
+  expect_gpu_matches_cpu(fused, {2, 3, 56, 56}, {"blocks.1", "x_norm_clstoken"}, "fp32", 0.999999, 1e-4);
 }
 
 TEST(GpuModels, Dinov2InterpolatesPosEmbedOnTheDevice) {
