@@ -33,9 +33,19 @@ class ArenaScope {
   Arena* prev_;
 };
 
+//
+// Mode::reuse (what a model forward uses): a tensor's bytes return to the arena when its last view dies, and the
+// next request takes the first free range that fits (first fit over offsets that are the same for every batch of
+// the same shapes). high_water() is then the batch's peak of live activation bytes plus fragmentation, and the
+// arena, sized once to it, is all the activation memory the forward touches: resident pages are reused batch
+// after batch instead of being faulted in per op, and peak RSS stays near weights + the largest live set.
+// Requests beyond the capacity get their offsets all the same (so the measured layout is the final one) and
+// heap memory, counted in overflow_bytes(). mark()/release() are for Mode::bump only.
 class Arena {
  public:
-  explicit Arena(size_t capacity_bytes = 0) { reserve(capacity_bytes); }
+  enum class Mode { bump, reuse };
+  explicit Arena(size_t capacity_bytes = 0, Mode mode = Mode::bump) : mode_(mode) { reserve(capacity_bytes); }
+  ~Arena();
 
   // (Re)allocates the block; tensors handed out earlier keep the old block alive through their storage.
   void reserve(size_t bytes);
@@ -50,12 +60,16 @@ class Arena {
   void release(size_t m);
 
   size_t capacity() const { return capacity_; }
-  size_t used() const { return used_; }
+  size_t used() const;  // bytes handed out and still live (bump: up to the current position)
   size_t high_water() const { return high_water_; }        // bytes the largest batch so far needed
   size_t overflow_bytes() const { return overflow_bytes_; }  // served from the heap since reset()
 
  private:
+  struct FreeList;  // Mode::reuse: free ranges, shared with the deleters of the tensors handed out
+  Tensor alloc_reuse(size_t bytes, const Shape& shape, DType dtype);
+  Mode mode_;
   std::shared_ptr<Storage> block_;
+  std::shared_ptr<FreeList> free_;
   size_t capacity_ = 0, used_ = 0, high_water_ = 0, overflow_bytes_ = 0;
 };
 

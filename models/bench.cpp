@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <random>
@@ -9,18 +10,20 @@
 #include <stdexcept>
 #include <vector>
 
+#include "engine/arena.h"
 #include "engine/ops.h"
 #include "engine/threads.h"
 #include "models/registry.h"
 
 namespace tabula {
 
-double peak_rss_mb() {
+static double status_mb(const char* key) {
   std::ifstream f("/proc/self/status");
   std::string line;
+  const size_t n = std::strlen(key);
   while (std::getline(f, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) {
-      std::istringstream in(line.substr(6));
+    if (line.compare(0, n, key) == 0) {
+      std::istringstream in(line.substr(n));
       double kb = 0;
       in >> kb;
       return kb / 1024.0;
@@ -28,15 +31,24 @@ double peak_rss_mb() {
   }
   return 0;
 }
+double peak_rss_mb() { return status_mb("VmHWM:"); }
+double current_rss_mb() { return status_mb("VmRSS:"); }
+
+bool reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+  f.flush();
+  return static_cast<bool>(f);
+}
 
 std::string BenchResult::summary() const {
   char buf[512];
   std::snprintf(buf, sizeof buf,
                 "%s: batch %lld at %lldx%lld, %d threads, fp32 cpu (%s gemm): %.1f ms/batch (median; min %.1f), "
-                "%.2f images/s, %.1f GMAC/s, peak RSS %.0f MiB",
+                "%.2f images/s, %.1f GMAC/s, peak RSS %.0f MiB (after load %.0f MiB, activation arena %.0f MiB)",
                 arch.c_str(), static_cast<long long>(batch), static_cast<long long>(size),
                 static_cast<long long>(size), threads, gemm_kernel.c_str(), median_ms, min_ms, images_per_s,
-                gmacs_per_image * images_per_s, peak_rss_mb);
+                gmacs_per_image * images_per_s, peak_rss_mb, load_rss_mb, arena_mb);
   std::string out = buf;
   if (load_ms > 0) {
     std::snprintf(buf, sizeof buf, ", weights loaded in %.0f ms", load_ms);
@@ -63,11 +75,26 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
   float* p = x.data<float>();
   for (int64_t i = 0; i < x.numel(); ++i) p[i] = nd(rng);
 
-  for (int i = 0; i < opt.warmup; ++i) model->forward(x);
+  const double load_rss = current_rss_mb();
+  // Activations come from a reuse arena (engine/arena.h) sized by the first forward: later forwards touch no
+  // fresh memory, and the peak RSS measured over the timed forwards is weights + the live activation set.
+  Arena arena(0, Arena::Mode::reuse);
+  auto run = [&] {
+    Tensor y;
+    {
+      ArenaScope scope(&arena);
+      y = model->forward(x);
+    }
+    if (arena.overflow_bytes()) arena.reserve(arena.high_water());
+    arena.reset();
+    return y;
+  };
+  for (int i = 0; i < opt.warmup; ++i) run();
+  reset_peak_rss();
   std::vector<double> ms;
   for (int i = 0; i < opt.iters; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
-    Tensor y = model->forward(x);
+    Tensor y = run();
     const auto t1 = std::chrono::steady_clock::now();
     ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
@@ -81,6 +108,8 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
   r.min_ms = ms.front();
   r.images_per_s = static_cast<double>(opt.batch) / (r.median_ms / 1000.0);
   r.peak_rss_mb = peak_rss_mb();
+  r.load_rss_mb = load_rss;
+  r.arena_mb = static_cast<double>(arena.capacity()) / (1024.0 * 1024.0);
   Shape one = in;
   one[0] = 1;
   r.gmacs_per_image = model->gmacs(one);

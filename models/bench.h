@@ -24,7 +24,9 @@ struct BenchResult {
   int threads = 0;
   double median_ms = 0, min_ms = 0;  // per batch
   double images_per_s = 0;           // batch / median
-  double peak_rss_mb = 0;            // VmHWM of this process
+  double peak_rss_mb = 0;            // VmHWM over the timed forwards (the high-water mark is reset after warm-up)
+  double load_rss_mb = 0;            // VmRSS once the model is built (weights, code, libraries)
+  double arena_mb = 0;               // the activation arena's size: the forward's peak of live activations
   double gmacs_per_image = 0;
   std::string gemm_kernel;
   double load_ms = 0;  // weights: reading the file + building the model (folding BN, converting dtypes); 0 for seeds
@@ -35,5 +37,9 @@ struct BenchResult {
 BenchResult bench_model(const std::string& arch, const BenchOptions& opt);
 // VmHWM from /proc/self/status in MiB (0 when unavailable).
 double peak_rss_mb();
+// VmRSS in MiB (0 when unavailable).
+double current_rss_mb();
+// Resets VmHWM to the current RSS (Linux >= 4.0: "5" > /proc/self/clear_refs); false when not possible.
+bool reset_peak_rss();
 
 }  // namespace tabula

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "engine/ops.h"
+#include "engine/packed.h"
 
 namespace tabula {
 namespace {
@@ -19,9 +20,10 @@ struct LayerNormP {
 };
 
 struct LinearP {
-  Tensor w, b;
+  PackedLinear w;  // packed once at load for the fast CPU path; the only copy of the weight kept
+  Tensor b;
   void load(const ParamStore& p, const std::string& n) {
-    w = p[n + ".weight"];
+    if (!p.is_skeleton()) w = PackedLinear(p[n + ".weight"]);
     if (p.has(n + ".bias")) b = p[n + ".bias"];
   }
   Tensor operator()(const Tensor& x, Activation act = Activation::none) const { return ops::linear(x, w, b, act); }
