@@ -260,16 +260,26 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
       if (A.kind == ASource::Kind::im2col) {
         // rows i0 .. i0 + mc of the im2col matrix, k = (i * kw + j) * C + c as the packed weight
         cols.resize(static_cast<size_t>(mc * K));
+        // (plain loops, not memcpy: a tap is only C < 16 floats; with dilation 1 a tap row's kw pixels are one
+        // contiguous run of kw * C floats in the channels-last input)
         for (int64_t r = 0; r < mc; ++r) {
           const int64_t p = i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
           float* dst = cols.data() + r * K;
-          for (int64_t i = 0; i < A.kh; ++i)
-            for (int64_t j = 0; j < A.kw; ++j, dst += A.C) {
-              const float* src = A.pixel(n, oh * A.o.stride[0] - A.o.padding[0] + i * A.o.dilation[0],
-                                         ow * A.o.stride[1] - A.o.padding[1] + j * A.o.dilation[1]);
-              if (src) std::memcpy(dst, src, static_cast<size_t>(A.C) * sizeof(float));
-              else std::fill_n(dst, A.C, 0.f);
+          const int64_t iw0 = ow * A.o.stride[1] - A.o.padding[1];
+          const bool row_inside = A.o.dilation[1] == 1 && iw0 >= 0 && iw0 + A.kw <= A.W;
+          for (int64_t i = 0; i < A.kh; ++i) {
+            const int64_t ih = oh * A.o.stride[0] - A.o.padding[0] + i * A.o.dilation[0];
+            if (row_inside && ih >= 0 && ih < A.H) {
+              const float* src = A.a + ((n * A.H + ih) * A.W + iw0) * A.C;
+              for (int64_t e = 0; e < A.kw * A.C; ++e) dst[e] = src[e];
+              dst += A.kw * A.C;
+              continue;
             }
+            for (int64_t j = 0; j < A.kw; ++j, dst += A.C) {
+              const float* src = A.pixel(n, ih, iw0 + j * A.o.dilation[1]);
+              for (int64_t c = 0; c < A.C; ++c) dst[c] = src ? src[c] : 0.f;
+            }
+          }
         }
       }
       for (size_t bi = 0; bi < plan.blocks.size(); ++bi) {

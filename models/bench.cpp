@@ -5,6 +5,9 @@
 #include <cstring>
 #include <cstdio>
 #include <fstream>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -90,6 +93,9 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
     return y;
   };
   for (int i = 0; i < opt.warmup; ++i) run();
+#ifdef __GLIBC__
+  malloc_trim(0);  // heap pages the sizing forward freed go back to the system before the peak is measured
+#endif
   reset_peak_rss();
   std::vector<double> ms;
   for (int i = 0; i < opt.iters; ++i) {

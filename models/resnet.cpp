@@ -1,6 +1,7 @@
 #include "models/resnet.h"
 
 #include <stdexcept>
+#include <utility>
 
 #include "engine/ops.h"
 #include "engine/packed.h"
@@ -134,7 +135,7 @@ class ResNet final : public Model {
     size_t bi = 0;
     for (int li = 0; li < 4; ++li) {
       for (int k = 0; k < c_.layers[static_cast<size_t>(li)]; ++k, ++bi) {
-        x = tap(taps, blocks_[bi].name, block_forward(blocks_[bi], x, taps));
+        x = tap(taps, blocks_[bi].name, block_forward(blocks_[bi], std::move(x), taps));
         if (taps.done()) return x;
       }
       x = tap(taps, "layer" + std::to_string(li + 1), x);
@@ -242,11 +243,14 @@ class ResNet final : public Model {
   }
 
   // torchvision BasicBlock.forward / Bottleneck.forward.
-  Tensor block_forward(const Block& b, const Tensor& x, TapSet& taps) const {
+  // Takes the block input by value so that it is freed as soon as it is no longer needed (after conv1 and the
+  // downsample): the live activations at conv3 are then identity, conv2's output and the block output only.
+  Tensor block_forward(const Block& b, Tensor x, TapSet& taps) const {
     const std::string& n = b.name;
     if (!wants_inside(b, taps)) {
       Tensor identity = b.has_down ? b.down.fused(x, Activation::none) : x;
       Tensor out = b.c1.fused(x, Activation::relu);
+      x = Tensor();
       if (!b.bottleneck) return b.c2.fused(out, Activation::relu, identity);
       out = b.c2.fused(out, Activation::relu);
       return b.c3.fused(out, Activation::relu, identity);
