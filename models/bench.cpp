@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstring>
 #include <cstdio>
 #include <fstream>
@@ -37,6 +38,14 @@ static double status_mb(const char* key) {
 double peak_rss_mb() { return status_mb("VmHWM:"); }
 double current_rss_mb() { return status_mb("VmRSS:"); }
 
+// CPU time of the whole process (every thread), in ms: on a shared machine the CPU time a forward needs is a
+// steadier measure than its wall time (bench/compare_cpu.py reports both).
+static double process_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return 1e3 * static_cast<double>(ts.tv_sec) + 1e-6 * static_cast<double>(ts.tv_nsec);
+}
+
 bool reset_peak_rss() {
   std::ofstream f("/proc/self/clear_refs");
   f << "5";
@@ -47,10 +56,10 @@ bool reset_peak_rss() {
 std::string BenchResult::summary() const {
   char buf[512];
   std::snprintf(buf, sizeof buf,
-                "%s: batch %lld at %lldx%lld, %d threads, fp32 cpu (%s gemm): %.1f ms/batch (median; min %.1f), "
+                "%s: batch %lld at %lldx%lld, %d threads, fp32 cpu (%s gemm): %.1f ms/batch (median; min %.1f; cpu %.1f), "
                 "%.2f images/s, %.1f GMAC/s, peak RSS %.0f MiB (after load %.0f MiB, activation arena %.0f MiB)",
                 arch.c_str(), static_cast<long long>(batch), static_cast<long long>(size),
-                static_cast<long long>(size), threads, gemm_kernel.c_str(), median_ms, min_ms, images_per_s,
+                static_cast<long long>(size), threads, gemm_kernel.c_str(), median_ms, min_ms, cpu_ms, images_per_s,
                 gmacs_per_image * images_per_s, peak_rss_mb, load_rss_mb, arena_mb);
   std::string out = buf;
   if (load_ms > 0) {
@@ -98,12 +107,14 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
 #endif
   reset_peak_rss();
   std::vector<double> ms;
+  const double cpu0 = process_cpu_ms();
   for (int i = 0; i < opt.iters; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
     Tensor y = run();
     const auto t1 = std::chrono::steady_clock::now();
     ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
+  const double cpu_total = process_cpu_ms() - cpu0;
   std::sort(ms.begin(), ms.end());
   BenchResult r;
   r.arch = arch;
@@ -112,6 +123,7 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
   r.threads = get_num_threads();
   r.median_ms = ms[ms.size() / 2];
   r.min_ms = ms.front();
+  r.cpu_ms = cpu_total / opt.iters;
   r.images_per_s = static_cast<double>(opt.batch) / (r.median_ms / 1000.0);
   r.peak_rss_mb = peak_rss_mb();
   r.load_rss_mb = load_rss;

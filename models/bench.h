@@ -23,6 +23,7 @@ struct BenchResult {
   int64_t batch = 0, size = 0;
   int threads = 0;
   double median_ms = 0, min_ms = 0;  // per batch
+  double cpu_ms = 0;                 // process CPU time per batch over the timed forwards (all threads)
   double images_per_s = 0;           // batch / median
   double peak_rss_mb = 0;            // VmHWM over the timed forwards (the high-water mark is reset after warm-up)
   double load_rss_mb = 0;            // VmRSS once the model is built (weights, code, libraries)
