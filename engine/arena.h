@@ -34,13 +34,16 @@ class ArenaScope {
 };
 
 //
-// Mode::reuse (what a model forward uses): a tensor's bytes return to the arena when its last view dies, and the
-// next request takes the first free range that fits (first fit over offsets that are the same for every batch of
-// the same shapes). high_water() is then the batch's peak of live activation bytes plus fragmentation, and the
-// arena, sized once to it, is all the activation memory the forward touches: resident pages are reused batch
-// after batch instead of being faulted in per op, and peak RSS stays near weights + the largest live set.
-// Requests beyond the capacity get their offsets all the same (so the measured layout is the final one) and
-// heap memory, counted in overflow_bytes(). mark()/release() are for Mode::bump only.
+// Mode::reuse (what a model forward uses): a tensor's bytes return to the arena when its last view dies. A batch
+// is the sequence of allocations between two reset() calls; the arena records each one's size and lifetime, and
+// at reset() lays the batch out offline (greedy by size: largest first, each at the lowest offset that no tensor
+// alive at the same time uses) and grows its block to that layout. The next batches of the same shapes replay the
+// layout (the i-th allocation gets the i-th offset), so the block is the batch's peak of live activation bytes
+// with little fragmentation, is touched once, and stays resident: no page faults per op, and peak RSS near
+// weights + the largest live set. An allocation that does not match the recorded sequence (other taps, other
+// shapes), or whose planned range is still in use, falls back to first fit and the batch is re-planned at the
+// next reset(); a request beyond the block is served from the heap and counted in overflow_bytes().
+// mark()/release() are for Mode::bump only.
 class Arena {
  public:
   enum class Mode { bump, reuse };
@@ -53,6 +56,7 @@ class Arena {
   Tensor alloc(const Shape& shape, DType dtype = DType::f32);
   // Starts a new batch: everything allocated before is free again. Tensors from the previous batch must no
   // longer be used (they alias new allocations), as with any arena.
+  // Bump: starts a new batch (everything allocated before is free again). Reuse: ends a batch (see above).
   void reset();
 
   // Scoped reuse inside a forward: mark() before temporaries, release(m) when they are dead.
@@ -65,7 +69,7 @@ class Arena {
   size_t overflow_bytes() const { return overflow_bytes_; }  // served from the heap since reset()
 
  private:
-  struct FreeList;  // Mode::reuse: free ranges, shared with the deleters of the tensors handed out
+  struct FreeList;  // Mode::reuse: free ranges + the batch's record and plan, shared with the tensors' deleters
   Tensor alloc_reuse(size_t bytes, const Shape& shape, DType dtype);
   Mode mode_;
   std::shared_ptr<Storage> block_;
