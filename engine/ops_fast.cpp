@@ -438,9 +438,9 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
                                     std::optional<double> scale_opt, Tensor* attn_probs) {
   auto [B, H, Nq, Nk, D, Dv] = detail::sdpa_shapes("ops::scaled_dot_product_attention", q_in, k_in, v_in);
   const float scale = static_cast<float>(scale_opt ? *scale_opt : 1.0 / std::sqrt(static_cast<double>(D)));
-  Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
-  Tensor out = Tensor::empty({B, H, Nq, Dv});
   if (attn_probs) {
+    Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
+    Tensor out = Tensor::empty({B, H, Nq, Dv});
     // A hook asked for the attention map: materialise it (scores by GEMM, row softmax), then P @ V.
     Tensor probs = Tensor::empty({B, H, Nq, Nk});
     for (int64_t bh = 0; bh < B * H; ++bh) {
@@ -462,6 +462,15 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
     *attn_probs = probs;
     return out;
   }
+  // q, k, v are read in place when their rows are contiguous, as the [B, H, N, hd] views of a ViT's qkv output
+  // are; the output is written as [B, Nq, H, Dv] (what the caller's transpose(1, 2).reshape wants: then a view)
+  // and returned as its [B, H, Nq, Dv] permutation.
+  const Tensor q = q_in.stride(3) == 1 ? q_in : q_in.contiguous();
+  const Tensor k = k_in.stride(3) == 1 ? k_in : k_in.contiguous();
+  const Tensor v = v_in.stride(3) == 1 ? v_in : v_in.contiguous();
+  Tensor out_bnhd = Tensor::empty({B, Nq, H, Dv});
+  float* const outp = out_bnhd.data<float>();
+  const int64_t ldo = H * Dv;
   // Per (batch, head): K^T and V packed once into the GEMM micro-kernel's panels (engine/packed.h), then query
   // blocks of kBQ rows: S = Q_blk K^T (a full row of Nk scores per query: kBQ x Nk, never Nq x Nk), the row
   // softmax's exponentials, O_blk = P V, and the rows scaled by 1 / sum. Exact (one pass over all keys per row).
@@ -471,25 +480,28 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
     std::vector<float> kt(static_cast<size_t>(detail::packed_b_floats(D, Nk))),
         vp(static_cast<size_t>(detail::packed_b_floats(Nk, Dv))), s(static_cast<size_t>(kBQ * Nk)), inv(kBQ);
     for (int64_t bh = t0; bh < t1; ++bh) {
-      const float* qb = q.data<float>() + bh * Nq * D;
-      detail::pack_b_panels(D, Nk, k.data<float>() + bh * Nk * D, 1, D, kt.data());  // B[d, j] = K[j, d]
-      detail::pack_b_panels(Nk, Dv, v.data<float>() + bh * Nk * Dv, Dv, 1, vp.data());
+      const int64_t b = bh / H, h = bh % H;
+      const float* qb = q.data<float>() + b * q.stride(0) + h * q.stride(1);
+      const float* kb = k.data<float>() + b * k.stride(0) + h * k.stride(1);
+      const float* vb = v.data<float>() + b * v.stride(0) + h * v.stride(1);
+      detail::pack_b_panels(D, Nk, kb, 1, k.stride(2), kt.data());  // B[d, j] = K[j, d]
+      detail::pack_b_panels(Nk, Dv, vb, v.stride(2), 1, vp.data());
       for (int64_t i0 = 0; i0 < Nq; i0 += kBQ) {
         const int64_t nq = std::min(kBQ, Nq - i0);
-        detail::gemm_packed_b(nq, Nk, D, qb + i0 * D, D, kt.data(), s.data(), Nk);
+        detail::gemm_packed_b(nq, Nk, D, qb + i0 * q.stride(2), q.stride(2), kt.data(), s.data(), Nk);
         for (int64_t i = 0; i < nq; ++i) {
           float* si = s.data() + i * Nk;
           const float mx = rk.scale_max(si, Nk, scale);
           inv[static_cast<size_t>(i)] = 1.f / rk.exp_sum(si, Nk, mx);
         }
-        float* o = out.data<float>() + (bh * Nq + i0) * Dv;
-        detail::gemm_packed_b(nq, Dv, Nk, s.data(), Nk, vp.data(), o, Dv);
+        float* o = outp + (b * Nq + i0) * ldo + h * Dv;
+        detail::gemm_packed_b(nq, Dv, Nk, s.data(), Nk, vp.data(), o, ldo);
         for (int64_t i = 0; i < nq; ++i)
-          for (int64_t d = 0; d < Dv; ++d) o[i * Dv + d] *= inv[static_cast<size_t>(i)];
+          for (int64_t d = 0; d < Dv; ++d) o[i * ldo + d] *= inv[static_cast<size_t>(i)];
       }
     }
   });
-  return out;
+  return out_bnhd.permute({0, 2, 1, 3});
 }
 
 // ---------------------------------------------------------------------------------------------------------------

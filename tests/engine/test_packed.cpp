@@ -152,6 +152,22 @@ TEST(Packed, ChannelsLastPoolsAndLayout) {
   }
 }
 
+// Attention reads q/k/v in place as the strided [B, H, N, hd] views of a qkv projection (timm's reshape +
+// permute), and its [B, H, N, hd] result is a view of [B, N, H, hd] memory.
+TEST(Packed, AttentionOnQkvViews) {
+  auto g = rng_for("packed_attention");
+  for (int64_t N : {7, 197, 261}) {
+    const int64_t B = 2, H = 3, hd = 16;
+    Tensor qkv = random_tensor({B, N, 3 * H * hd}, g).reshape({B, N, 3, H, hd}).permute({2, 0, 3, 1, 4});
+    Tensor q = qkv.select(0, 0), k = qkv.select(0, 1), v = qkv.select(0, 2);
+    Tensor got;
+    EXPECT_VALID(validate::check([&] { return got = ops::scaled_dot_product_attention(q, k, v); },
+                                 [&] { return ref::scaled_dot_product_attention(q, k, v); }, {1e-5, 1e-4}),
+                 "attention on qkv views, N=" << N);
+    EXPECT_TRUE(got.transpose(1, 2).is_contiguous());
+  }
+}
+
 TEST(Packed, DeterministicAcrossThreadCounts) {
   auto g = rng_for("packed_determinism");
   Tensor x = random_tensor({2, 19, 15, 15}, g), w3 = random_tensor({37, 19, 3, 3}, g);
