@@ -474,7 +474,7 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
   // Per (batch, head): K^T and V packed once into the GEMM micro-kernel's panels (engine/packed.h), then query
   // blocks of kBQ rows: S = Q_blk K^T (a full row of Nk scores per query: kBQ x Nk, never Nq x Nk), the row
   // softmax's exponentials, O_blk = P V, and the rows scaled by 1 / sum. Exact (one pass over all keys per row).
-  constexpr int64_t kBQ = 64;
+  constexpr int64_t kBQ = 96;  // a multiple of the micro-kernel rows (12, AVX2: 6): only the last block has a partial panel
   const detail::RowKernels& rk = detail::row_kernels();
   parallel_for(B * H, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> kt(static_cast<size_t>(detail::packed_b_floats(D, Nk))),
