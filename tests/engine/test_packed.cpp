@@ -6,10 +6,14 @@
 // batch 1.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 
+#include "engine/gemm_kernels.h"
 #include "engine/ops.h"
+#include "engine/system.h"
 #include "engine/packed.h"
 #include "engine/threads.h"
 #include "engine/validate.h"
@@ -165,6 +169,57 @@ TEST(Packed, AttentionOnQkvViews) {
                                  [&] { return ref::scaled_dot_product_attention(q, k, v); }, {1e-5, 1e-4}),
                  "attention on qkv views, N=" << N);
     EXPECT_TRUE(got.transpose(1, 2).is_contiguous());
+  }
+}
+
+// Every indirect micro-kernel this CPU can run (not only the dispatched one: the AVX2 and generic kernels are the
+// fast path elsewhere), against a double-precision dot product: several segments of row pointers (one of them the
+// zero row), accumulate into C, and the register epilogue (scale, shift, residual, ReLU keeping NaN).
+TEST(Packed, EveryIndirectKernelAgainstScalar) {
+  auto g = rng_for("packed_kernels");
+  std::vector<detail::GemmIndirectKernelInfo> kernels{detail::gemm_indirect_kernel_generic()};
+  if (cpu_features().has_avx2_fma()) kernels.push_back(detail::gemm_indirect_kernel_avx2());
+  if (cpu_features().has_avx512()) kernels.push_back(detail::gemm_indirect_kernel_avx512());
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (const auto& k : kernels) {
+    const int64_t MR = k.mr, NR = k.nr, nseg = 3, len = 37, ldc = NR + 5, ldr = NR + 3;
+    std::vector<float> rows(static_cast<size_t>(nseg * MR * len)), zero(static_cast<size_t>(len), 0.f);
+    std::vector<float> bp(static_cast<size_t>(nseg * len * NR)), c0(static_cast<size_t>(MR * ldc));
+    std::vector<float> scale(static_cast<size_t>(NR)), shift(static_cast<size_t>(NR)), res(static_cast<size_t>(MR * ldr));
+    for (auto* v : {&rows, &bp, &c0, &scale, &shift, &res})
+      for (float& x : *v) x = u(g);
+    std::vector<const float*> a(static_cast<size_t>(nseg * MR));
+    for (int64_t s = 0; s < nseg; ++s)
+      for (int64_t i = 0; i < MR; ++i)
+        a[static_cast<size_t>(s * MR + i)] = (s == 1 && i == 2) ? zero.data() : rows.data() + (s * MR + i) * len;
+    c0[static_cast<size_t>(ldc + 1)] = std::numeric_limits<float>::quiet_NaN();  // row 1, col 1: ReLU keeps NaN
+    for (int variant = 0; variant < 3; ++variant) {  // store; accumulate; accumulate + full epilogue
+      const bool accumulate = variant > 0, with_ep = variant == 2;
+      std::vector<float> c = c0;
+      detail::TileEpilogue ep;
+      ep.scale = scale.data(), ep.shift = shift.data(), ep.residual = res.data(), ep.ldr = ldr, ep.relu = true;
+      k.fn(nseg, len, a.data(), bp.data(), c.data(), ldc, accumulate, with_ep ? &ep : nullptr);
+      for (int64_t i = 0; i < MR; ++i)
+        for (int64_t j = 0; j < NR; ++j) {
+          double want = 0;
+          for (int64_t s = 0; s < nseg; ++s)
+            for (int64_t kk = 0; kk < len; ++kk)
+              want += static_cast<double>(a[static_cast<size_t>(s * MR + i)][kk]) * bp[static_cast<size_t>((s * len + kk) * NR + j)];
+          if (accumulate) want += c0[static_cast<size_t>(i * ldc + j)];
+          if (with_ep) {
+            want = want * scale[static_cast<size_t>(j)] + shift[static_cast<size_t>(j)] + res[static_cast<size_t>(i * ldr + j)];
+            if (!(want > 0) && !std::isnan(want)) want = 0;
+          }
+          const float got = c[static_cast<size_t>(i * ldc + j)];
+          if (std::isnan(want)) {
+            EXPECT_TRUE(std::isnan(got)) << k.name << " variant " << variant << " (" << i << ", " << j << ")";
+          } else {
+            EXPECT_NEAR(got, want, 1e-4 * (1 + std::fabs(want))) << k.name << " variant " << variant << " (" << i << ", " << j << ")";
+          }
+        }
+      for (int64_t i = 0; i < MR; ++i)  // columns past the tile are never written
+        for (int64_t j = NR; j < ldc; ++j) EXPECT_EQ(c[static_cast<size_t>(i * ldc + j)], c0[static_cast<size_t>(i * ldc + j)]);
+    }
   }
 }
 
