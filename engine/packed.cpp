@@ -150,7 +150,8 @@ namespace {
 // The K blocking: segments of `len` consecutive k (for a conv: one tap, a chunk of input channels), grouped into
 // blocks of equal-length segments of at most KC k in all.
 struct Segment {
-  int64_t tap, c0;  // conv: tap index (i * kw + j) and first input channel; dense A: tap = 0, c0 = k offset
+  int64_t c0;      // conv: first input channel of the chunk; dense A: the k offset
+  int64_t dh, dw;  // conv: the tap's offset from the window origin (i * dilation_h, j * dilation_w)
 };
 struct KBlock {
   int64_t seg0, nseg, len, k0;
@@ -165,18 +166,18 @@ KPlan dense_plan(int64_t K) {
   KPlan p;
   for (int64_t k0 = 0; k0 < K; k0 += KC) {
     p.blocks.push_back({static_cast<int64_t>(p.segs.size()), 1, std::min(KC, K - k0), k0});
-    p.segs.push_back({0, k0});
+    p.segs.push_back({k0, 0, 0});
   }
   return p;
 }
 
 // Conv taps: every tap's Cin channels in chunks of at most KC, consecutive equal chunks grouped up to KC.
-KPlan tap_plan(int64_t taps, int64_t cin) {
+KPlan tap_plan(int64_t kh, int64_t kw, const Conv2dOptions& o, int64_t cin) {
   KPlan p;
   std::vector<int64_t> lens;
-  for (int64_t t = 0; t < taps; ++t)
+  for (int64_t t = 0; t < kh * kw; ++t)
     for (int64_t c0 = 0; c0 < cin; c0 += KC) {
-      p.segs.push_back({t, c0});
+      p.segs.push_back({c0, (t / kw) * o.dilation[0], (t % kw) * o.dilation[1]});
       lens.push_back(std::min(KC, cin - c0));
     }
   int64_t k0 = 0;
@@ -250,10 +251,23 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
   parallel_for(mtiles * ntiles, 1, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<const float*> ptrs;
     thread_local std::vector<float> cols;  // im2col rows of this task (Cin < 16 convs)
+    // taps: each row's output pixel as (n, first input row, first input column), computed once per task so that
+    // the per-segment pointer setup below does no integer division
+    struct RowOrigin {
+      int64_t n, ih0, iw0;
+    };
+    thread_local std::vector<RowOrigin> origin;
     alignas(64) float tile[16 * 32];
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t i0 = (t / ntiles) * MC, j0 = (t % ntiles) * NC;
       const int64_t mc = std::min(MC, M - i0), nc = std::min(NC, N - j0);
+      if (A.kind == ASource::Kind::taps) {
+        origin.resize(static_cast<size_t>(mc));
+        for (int64_t r = 0; r < mc; ++r) {
+          const int64_t p = i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
+          origin[static_cast<size_t>(r)] = {n, oh * A.o.stride[0] - A.o.padding[0], ow * A.o.stride[1] - A.o.padding[1]};
+        }
+      }
       if (A.kind == ASource::Kind::im2col) {
         // rows i0 .. i0 + mc of the im2col matrix, k = (i * kw + j) * C + c as the packed weight
         cols.resize(static_cast<size_t>(mc * K));
@@ -300,10 +314,8 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
                 case ASource::Kind::dense: dst[i] = A.a + r * A.lda + sg.c0; break;
                 case ASource::Kind::im2col: dst[i] = cols.data() + (ir + i) * K + sg.c0; break;
                 case ASource::Kind::taps: {
-                  const int64_t n = r / (A.Ho * A.Wo), oh = (r / A.Wo) % A.Ho, ow = r % A.Wo;
-                  const int64_t ti = sg.tap / A.kw, tj = sg.tap % A.kw;
-                  const float* px = A.pixel(n, oh * A.o.stride[0] - A.o.padding[0] + ti * A.o.dilation[0],
-                                            ow * A.o.stride[1] - A.o.padding[1] + tj * A.o.dilation[1]);
+                  const RowOrigin& o = origin[static_cast<size_t>(ir + i)];
+                  const float* px = A.pixel(o.n, o.ih0 + sg.dh, o.iw0 + sg.dw);
                   dst[i] = px ? px + sg.c0 : kZeroRow;
                   break;
                 }
@@ -405,7 +417,7 @@ Tensor conv2d(const Tensor& x_in, const PackedConv2d& w, const Tensor& scale_in,
     plan = dense_plan(s.C);
   } else if (s.C >= kMinTapCin) {
     A.kind = ASource::Kind::taps;
-    plan = tap_plan(s.kh * s.kw, s.C);
+    plan = tap_plan(s.kh, s.kw, w.opt, s.C);
   } else {
     A.kind = ASource::Kind::im2col;
     plan = dense_plan(s.C * s.kh * s.kw);
