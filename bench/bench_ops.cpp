@@ -12,7 +12,9 @@
 
 #include "engine/arena.h"
 #include "engine/fma_peak.h"
+#include "engine/gemm_kernels.h"
 #include "engine/ops.h"
+#include "engine/packed.h"
 #include "engine/system.h"
 #include "engine/threads.h"
 #include "engine/validate.h"
@@ -91,6 +93,80 @@ void BM_Linear(benchmark::State& state) {
 BENCHMARK(BM_Linear)->Args({197, 768, 2304, 0})->Args({197, 768, 768, 0})->Args({197, 768, 3072, 1})
     ->Args({197, 3072, 768, 0})->Args({197, 768, 3072, 0})->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// The same linears with the weight packed once (engine/packed.h), as the ViT runs them.
+void BM_LinearPacked(benchmark::State& state) {
+  const int64_t M = batch() * state.range(0), K = state.range(1), N = state.range(2);
+  std::mt19937_64 g(1);
+  Tensor x = validate::random_tensor({M, K}, g), w = validate::random_tensor({N, K}, g), b = validate::random_tensor({N}, g);
+  const PackedLinear pw(w);
+  const Activation act = state.range(3) ? Activation::gelu : Activation::none;
+  run_timed(state, 2.0 * M * N * K, [&] { benchmark::DoNotOptimize(ops::linear(x, pw, b, act)); });
+  state.SetLabel(std::string(ops::gemm_kernel_name()) + (state.range(3) ? " packed +bias+gelu" : " packed +bias"));
+}
+BENCHMARK(BM_LinearPacked)->Args({197, 768, 2304, 0})->Args({197, 768, 768, 0})->Args({197, 768, 3072, 1})
+    ->Args({197, 3072, 768, 0})->Args({197, 768, 3072, 0})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The indirect micro-kernel alone on one thread: 12 A rows and a 256 x 32 B panel resident in L1, no epilogue;
+// its rate over the measured FMA peak of one core is the ceiling of every packed conv / linear.
+void BM_IndirectKernel(benchmark::State& state) {
+  const detail::GemmIndirectKernelInfo& k = detail::gemm_indirect_kernel();
+  const int64_t kc = state.range(0);
+  std::mt19937_64 g(8);
+  Tensor a = validate::random_tensor({k.mr, kc}, g), b = validate::random_tensor({kc, k.nr}, g);
+  std::vector<const float*> rows;
+  for (int i = 0; i < k.mr; ++i) rows.push_back(a.data<float>() + i * kc);
+  alignas(64) float c[16 * 32];
+  const int64_t reps = 2000;
+  const double t_cpu0 = process_cpu_seconds();
+  double seconds = 0;
+  for (auto _ : state) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (int64_t r = 0; r < reps; ++r) k.fn(1, kc, rows.data(), b.data<float>(), c, k.nr, r > 0, nullptr);
+    benchmark::DoNotOptimize(c[0]);
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  const double cpu = process_cpu_seconds() - t_cpu0;
+  const double flop = 2.0 * k.mr * k.nr * kc * reps * static_cast<double>(state.iterations());
+  const double per_core = measure_fma_peak_gflops_per_core(0.1);
+  state.counters["GFLOP/s"] = flop / seconds / 1e9;
+  state.counters["%peak(core)"] = 100.0 * flop / seconds / 1e9 / per_core;
+  state.counters["%peak(core,cpu)"] = 100.0 * flop / cpu / 1e9 / per_core;
+  state.SetLabel(k.name);
+}
+BENCHMARK(BM_IndirectKernel)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ResNet-50 convolutions as the model runs them: weights packed once, channels-last activations, the whole batch
+// in one GEMM, BN scale/shift + ReLU in the epilogue. Args: Cin, Cout, k, stride, H (input).
+void BM_ConvPacked(benchmark::State& state) {
+  const int64_t cin = state.range(0), cout = state.range(1), k = state.range(2), s = state.range(3), H = state.range(4);
+  std::mt19937_64 g(3);
+  Tensor x = to_channels_last(validate::random_tensor({batch(), cin, H, H}, g));
+  Tensor w = validate::random_tensor({cout, cin, k, k}, g, 0.1f);
+  Tensor sc = validate::random_tensor({cout}, g), sh = validate::random_tensor({cout}, g);
+  Conv2dOptions o;
+  o.stride = {s, s};
+  o.padding = {k / 2, k / 2};
+  const PackedConv2d pw(w, o);
+  const int64_t Ho = (H + 2 * (k / 2) - k) / s + 1;
+  run_timed(state, 2.0 * batch() * cout * Ho * Ho * cin * k * k,
+            [&] { benchmark::DoNotOptimize(ops::conv2d(x, pw, sc, sh, Activation::relu)); });
+  state.SetLabel(std::string(ops::gemm_kernel_name()) + " packed NHWC");
+}
+BENCHMARK(BM_ConvPacked)
+    ->Args({3, 64, 7, 2, 224})      // conv1 (im2col rows: 3 channels)
+    ->Args({64, 64, 1, 1, 56})      // layer1 conv1
+    ->Args({64, 64, 3, 1, 56})      // layer1 conv2
+    ->Args({64, 256, 1, 1, 56})     // layer1 conv3 / downsample
+    ->Args({256, 64, 1, 1, 56})     // layer1 conv1 (blocks 1, 2)
+    ->Args({128, 128, 3, 2, 56})    // layer2.0 conv2 (stride 2)
+    ->Args({256, 512, 1, 2, 56})    // layer2.0 downsample (1x1 stride 2)
+    ->Args({128, 128, 3, 1, 28})    // layer2 conv2
+    ->Args({256, 256, 3, 1, 14})    // layer3 conv2
+    ->Args({1024, 256, 1, 1, 14})   // layer3 conv1
+    ->Args({512, 512, 3, 1, 7})     // layer4 conv2 (7x7)
+    ->Args({512, 2048, 1, 1, 7})    // layer4 conv3
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // Square GEMM (no epilogue): the kernel's ceiling
 void BM_GemmSquare(benchmark::State& state) {
   const int64_t n = state.range(0);
@@ -167,14 +243,16 @@ void BM_VitBBlock(benchmark::State& state) {
   Tensor x = rnd({B, N, C}, 1.f), ln1w = rnd({C}, 1.f), ln1b = rnd({C}, .1f), ln2w = rnd({C}, 1.f), ln2b = rnd({C}, .1f);
   Tensor qkv_w = rnd({3 * C, C}, .03f), qkv_b = rnd({3 * C}, .01f), proj_w = rnd({C, C}, .03f), proj_b = rnd({C}, .01f);
   Tensor fc1_w = rnd({4 * C, C}, .03f), fc1_b = rnd({4 * C}, .01f), fc2_w = rnd({C, 4 * C}, .02f), fc2_b = rnd({C}, .01f);
+  // weights packed once, as models/vit.cpp does at load
+  const PackedLinear qkv_p(qkv_w), proj_p(proj_w), fc1_p(fc1_w), fc2_p(fc2_w);
   auto block = [&] {
     Tensor h = ops::layer_norm(x, ln1w, ln1b, 1e-6);
-    Tensor qkv = ops::linear(h, qkv_w, qkv_b).view({B, N, 3, H, D}).permute({2, 0, 3, 1, 4});  // [3, B, H, N, D]
+    Tensor qkv = ops::linear(h, qkv_p, qkv_b).view({B, N, 3, H, D}).permute({2, 0, 3, 1, 4});  // [3, B, H, N, D]
     Tensor a = ops::scaled_dot_product_attention(qkv.select(0, 0), qkv.select(0, 1), qkv.select(0, 2));
     a = a.transpose(1, 2).reshape({B, N, C});
-    Tensor x1 = ops::add(x, ops::linear(a, proj_w, proj_b));
-    Tensor m = ops::linear(ops::layer_norm(x1, ln2w, ln2b, 1e-6), fc1_w, fc1_b, Activation::gelu);
-    return ops::add(x1, ops::linear(m, fc2_w, fc2_b));
+    Tensor x1 = ops::add(x, ops::linear(a, proj_p, proj_b));
+    Tensor m = ops::linear(ops::layer_norm(x1, ln2w, ln2b, 1e-6), fc1_p, fc1_b, Activation::gelu);
+    return ops::add(x1, ops::linear(m, fc2_p, fc2_b));
   };
   const double flop = 2.0 * B * N * C * (3 * C + C + 8 * C) + 4.0 * B * H * N * N * D;
   run_timed(state, flop, [&] { benchmark::DoNotOptimize(block()); });
@@ -190,10 +268,13 @@ void BM_ResNet50Bottleneck(benchmark::State& state) {
   Tensor b1 = rnd({W}, .1f), b2 = rnd({W}, .1f), b3 = rnd({C}, .1f);
   Conv2dOptions pad1;
   pad1.padding = {1, 1};
+  // packed weights and channels-last maps, as models/resnet.cpp runs it
+  const PackedConv2d p1(w1, {}), p2(w2, pad1), p3(w3, {});
+  const Tensor xc = to_channels_last(x);
   auto block = [&] {
-    Tensor h = ops::conv2d(x, w1, b1, {}, Activation::relu);
-    h = ops::conv2d(h, w2, b2, pad1, Activation::relu);
-    return ops::conv2d(h, w3, b3, {}, Activation::relu, /*residual=*/x);
+    Tensor h = ops::conv2d(xc, p1, Tensor(), b1, Activation::relu);
+    h = ops::conv2d(h, p2, Tensor(), b2, Activation::relu);
+    return ops::conv2d(h, p3, Tensor(), b3, Activation::relu, /*residual=*/xc);
   };
   const double flop = 2.0 * B * S * S * (C * W + W * W * 9 + W * C);
   run_timed(state, flop, [&] { benchmark::DoNotOptimize(block()); });

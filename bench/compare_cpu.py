@@ -8,6 +8,12 @@ Peers are measured in one process run, one after the other, on the same machine,
   * tabula: `tabula bench ARCH --seed SEED --batch B --threads T`, whose weights equal torch's for the seed.
 Prints a Markdown table row per peer with images/s and the ratio tabula/peer.
 
+The build machine is shared, so the peers run in interleaved rounds (ORT, PyTorch, tabula, then again) and the
+table gives, per engine, the best and the median wall time per batch over all rounds and the median process CPU
+time per batch (every thread of the engine; ORT's idle spinning is off with --no-ort-spin, the default, so its CPU
+time is work, as tabula's pool sleeps when idle). On a quiet machine best and median agree; under load the best
+wall time and the CPU time are the steadier estimates.
+
 Needs (outside the build, never at tabula run time): pip install torch torchvision timm onnx onnxruntime
 Usage: python bench/compare_cpu.py --arch resnet50 --batch 16 --threads 2 --tabula build/tabula
 """
@@ -42,15 +48,20 @@ def build_torch_model(arch, seed):
 
 
 def time_loop(fn, iters, warmup):
+    """(wall seconds, process CPU seconds) per timed batch."""
     for _ in range(warmup):
         fn()
-    times = []
+    out = []
     for _ in range(iters):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]  # median seconds per batch
+        out.append((time.perf_counter() - t0, time.process_time() - c0))
+    return out
+
+
+def median(v):
+    v = sorted(v)
+    return v[len(v) // 2]
 
 
 def main():
@@ -63,6 +74,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--tabula", default="build/tabula")
     ap.add_argument("--skip-torch", action="store_true")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every engine")
+    ap.add_argument("--ort-spin", action="store_true", help="leave ORT's intra-op spinning on (its default)")
     args = ap.parse_args()
 
     import numpy as np
@@ -72,7 +85,8 @@ def main():
     torch.set_num_threads(args.threads)
     model, size = build_torch_model(args.arch, args.seed)
     x = torch.randn(args.batch, 3, size, size, generator=torch.Generator().manual_seed(1))
-    rows = []
+    samples = {}  # engine -> list of (wall s, cpu s) per batch
+    tabula_out = ""
 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = os.path.join(tmp, "model.onnx")
@@ -82,31 +96,41 @@ def main():
         so.intra_op_num_threads = args.threads
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not args.ort_spin:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
         xn = x.numpy()
-        t = time_loop(lambda: sess.run(None, {"x": xn}), args.iters, args.warmup)
-        rows.append(("ONNX Runtime " + ort.__version__, args.batch / t, t))
+        ort_name = "ONNX Runtime " + ort.__version__ + ("" if args.ort_spin else " (no spin)")
+        torch_name = "PyTorch " + torch.__version__ + " eager"
+        cmd = [args.tabula, "bench", args.arch, "--seed", str(args.seed), "--batch", str(args.batch),
+               "--threads", str(args.threads), "--iters", str(args.iters), "--warmup", str(args.warmup)]
+        for _ in range(args.rounds):
+            samples.setdefault(ort_name, []).extend(
+                time_loop(lambda: sess.run(None, {"x": xn}), args.iters, args.warmup))
+            if not args.skip_torch:
+                with torch.inference_mode():
+                    samples.setdefault(torch_name, []).extend(time_loop(lambda: model(x), args.iters, args.warmup))
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            m = re.search(r"([0-9.]+) ms/batch \(median; min ([0-9.]+); cpu ([0-9.]+)\)", out)
+            if not m:
+                raise SystemExit("could not parse tabula bench output:\n" + out)
+            # tabula reports median / min / mean CPU per round: keep the round's median and min as samples
+            med, mn, cpu = (float(g) / 1000 for g in m.groups())
+            samples.setdefault("tabula", []).extend([(med, cpu), (mn, cpu)])
+            tabula_out = out
 
-    if not args.skip_torch:
-        with torch.inference_mode():
-            t = time_loop(lambda: model(x), args.iters, args.warmup)
-        rows.append(("PyTorch " + torch.__version__ + " eager", args.batch / t, t))
-
-    cmd = [args.tabula, "bench", args.arch, "--seed", str(args.seed), "--batch", str(args.batch),
-           "--threads", str(args.threads), "--iters", str(args.iters), "--warmup", str(args.warmup)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    m = re.search(r"([0-9.]+) images/s", out)
-    if not m:
-        raise SystemExit("could not parse tabula bench output:\n" + out)
-    tab = float(m.group(1))
-    rows.append(("tabula", tab, args.batch / tab))
-
-    print(f"\n{args.arch}, fp32, batch {args.batch}, {args.threads} threads, {cpu_model()}")
-    print("| engine | images/s | ms/batch | tabula ÷ engine |")
-    print("|---|---:|---:|---:|")
-    for name, ips, t in rows:
-        print(f"| {name} | {ips:.2f} | {t * 1000:.0f} | {tab / ips:.2f}× |")
-    print("\n" + out.strip())
+    best = {k: min(w for w, _ in v) for k, v in samples.items()}
+    med = {k: median([w for w, _ in v]) for k, v in samples.items()}
+    cpu = {k: median([c for _, c in v]) for k, v in samples.items()}
+    print(f"\n{args.arch}, fp32, batch {args.batch}, {args.threads} threads, {cpu_model()}, "
+          f"{args.rounds} interleaved rounds, load average {os.getloadavg()[0]:.1f}")
+    print("| engine | images/s (best) | images/s (median) | CPU s/batch | tabula ÷ engine (best) | "
+          "tabula ÷ engine (CPU time) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in samples:
+        print(f"| {name} | {args.batch / best[name]:.2f} | {args.batch / med[name]:.2f} | {cpu[name]:.2f} | "
+              f"{best[name] / best['tabula']:.2f}× | {cpu[name] / cpu['tabula']:.2f}× |")
+    print("\n" + tabula_out.strip())
 
 
 if __name__ == "__main__":

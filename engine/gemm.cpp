@@ -37,6 +37,40 @@ void kernel_generic(int64_t kc, const float* ap, const float* bp, float* c, int6
 
 GemmKernelInfo gemm_kernel_generic() { return {kernel_generic, kGenericMR, kGenericNR, "generic"}; }
 
+namespace {
+void igemm_generic(int64_t nseg, int64_t len, const float* const* a, const float* bp, float* c, int64_t ldc,
+                   bool accumulate, const TileEpilogue* ep) {
+  float acc[kGenericMR][kGenericNR] = {};
+  for (int64_t s = 0; s < nseg; ++s, a += kGenericMR)
+    for (int64_t k = 0; k < len; ++k, bp += kGenericNR)
+      for (int i = 0; i < kGenericMR; ++i)
+        for (int j = 0; j < kGenericNR; ++j) acc[i][j] = std::fma(a[i][k], bp[j], acc[i][j]);
+  for (int i = 0; i < kGenericMR; ++i)
+    for (int j = 0; j < kGenericNR; ++j) {
+      float v = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
+      if (ep) {
+        if (ep->scale) v = std::fma(v, ep->scale[j], ep->shift ? ep->shift[j] : 0.f);
+        else if (ep->shift) v += ep->shift[j];
+        if (ep->residual) v += ep->residual[i * ep->ldr + j];
+        if (ep->relu) v = v > 0.f || std::isnan(v) ? v : 0.f;
+      }
+      c[i * ldc + j] = v;
+    }
+}
+}  // namespace
+
+GemmIndirectKernelInfo gemm_indirect_kernel_generic() { return {igemm_generic, kGenericMR, kGenericNR, "generic"}; }
+
+const GemmIndirectKernelInfo& gemm_indirect_kernel() {
+  static const GemmIndirectKernelInfo k = [] {
+    const CpuFeatures& f = cpu_features();
+    if (f.has_avx512()) return gemm_indirect_kernel_avx512();
+    if (f.has_avx2_fma()) return gemm_indirect_kernel_avx2();
+    return gemm_indirect_kernel_generic();
+  }();
+  return k;
+}
+
 static const GemmKernelInfo& selected_kernel() {
   static const GemmKernelInfo k = [] {
     const CpuFeatures& f = cpu_features();

@@ -33,8 +33,58 @@ void kernel_12x32(int64_t kc, const float* ap, const float* bp, float* c, int64_
     _mm512_storeu_ps(ci + 16, acc[i][1]);
   }
 }
+
+// The indirect kernel (see gemm_kernels.h): the same 12 x 32 register tile, A broadcast straight from 12 row
+// pointers (kept in registers for a segment), so activations are never packed; the epilogue runs on the
+// accumulators before the one store.
+void igemm_12x32(int64_t nseg, int64_t len, const float* const* a, const float* bp, float* c, int64_t ldc,
+                 bool accumulate, const TileEpilogue* ep) {
+  __m512 acc[MR][2];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < nseg; ++s, a += MR) {
+    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
+    const float *a6 = a[6], *a7 = a[7], *a8 = a[8], *a9 = a[9], *a10 = a[10], *a11 = a[11];
+    for (int64_t k = 0; k < len; ++k, bp += NR) {
+      const __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
+#define TABULA_IGEMM_ROW(i)                                     \
+  {                                                             \
+    const __m512 ai = _mm512_set1_ps(a##i[k]);                  \
+    acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);             \
+    acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);             \
+  }
+      TABULA_IGEMM_ROW(0) TABULA_IGEMM_ROW(1) TABULA_IGEMM_ROW(2) TABULA_IGEMM_ROW(3)
+      TABULA_IGEMM_ROW(4) TABULA_IGEMM_ROW(5) TABULA_IGEMM_ROW(6) TABULA_IGEMM_ROW(7)
+      TABULA_IGEMM_ROW(8) TABULA_IGEMM_ROW(9) TABULA_IGEMM_ROW(10) TABULA_IGEMM_ROW(11)
+#undef TABULA_IGEMM_ROW
+    }
+  }
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 sc0 = zero, sc1 = zero, sh0 = zero, sh1 = zero;
+  if (ep && ep->scale) sc0 = _mm512_loadu_ps(ep->scale), sc1 = _mm512_loadu_ps(ep->scale + 16);
+  if (ep && ep->shift) sh0 = _mm512_loadu_ps(ep->shift), sh1 = _mm512_loadu_ps(ep->shift + 16);
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i) {
+    float* ci = c + i * ldc;
+    __m512 v0 = acc[i][0], v1 = acc[i][1];
+    if (accumulate) v0 = _mm512_add_ps(_mm512_loadu_ps(ci), v0), v1 = _mm512_add_ps(_mm512_loadu_ps(ci + 16), v1);
+    if (ep) {
+      if (ep->scale) v0 = _mm512_fmadd_ps(v0, sc0, sh0), v1 = _mm512_fmadd_ps(v1, sc1, sh1);
+      else if (ep->shift) v0 = _mm512_add_ps(v0, sh0), v1 = _mm512_add_ps(v1, sh1);
+      if (ep->residual) {
+        const float* r = ep->residual + i * ep->ldr;
+        v0 = _mm512_add_ps(v0, _mm512_loadu_ps(r)), v1 = _mm512_add_ps(v1, _mm512_loadu_ps(r + 16));
+      }
+      // max(0, v) keeps a NaN (the second operand is returned when either is NaN), as torch.relu does
+      // (the masked form: GCC 12 warns about _mm512_max_ps's undefined pass-through operand)
+      if (ep->relu) v0 = _mm512_mask_max_ps(v0, 0xffff, zero, v0), v1 = _mm512_mask_max_ps(v1, 0xffff, zero, v1);
+    }
+    _mm512_storeu_ps(ci, v0);
+    _mm512_storeu_ps(ci + 16, v1);
+  }
+}
 }  // namespace
 
 GemmKernelInfo gemm_kernel_avx512() { return {kernel_12x32, MR, NR, "avx512"}; }
+GemmIndirectKernelInfo gemm_indirect_kernel_avx512() { return {igemm_12x32, MR, NR, "avx512"}; }
 
 }  // namespace tabula::detail

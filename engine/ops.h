@@ -7,8 +7,10 @@
 //                      It is the specification; tests/engine proves it against numbers torch produced.
 //   tabula::ops::<op>  the fast CPU path (blocked GEMM with AVX-512/AVX2 micro-kernels, fused epilogues,
 //                      flash-style attention, vectorised row ops, thread-parallel with a deterministic split).
-// Inputs may be any strided f32 CPU tensor; outputs are fresh contiguous tensors. Bad shapes throw
-// std::invalid_argument naming the op and the offending argument.
+// Inputs may be any strided f32 CPU tensor; outputs are fresh tensors, contiguous except where the fast path keeps
+// a layout for the next op: ops::max_pool2d of a channels-last map is channels-last (packed.h), and
+// ops::scaled_dot_product_attention returns its [B, H, Nq, D] result as a view of [B, Nq, H, D] memory. Bad shapes
+// throw std::invalid_argument naming the op and the offending argument.
 #pragma once
 #include <array>
 #include <cmath>

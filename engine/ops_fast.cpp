@@ -11,6 +11,7 @@
 #include "engine/device_ops.h"
 #include "engine/ops.h"
 #include "engine/ops_common.h"
+#include "engine/packed.h"
 #include "engine/rowops.h"
 #include "engine/threads.h"
 #include "engine/winograd.h"
@@ -247,6 +248,34 @@ Tensor max_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64
   auto [N, C, H, W] = check_4d("ops::max_pool2d", x_in);
   detail::check_pool_args("ops::max_pool2d", k, s, p, d);
   auto [Ho, Wo] = detail::pool_output_hw("ops::max_pool2d", H, W, k, s, p, d, ceil_mode);
+  if (is_channels_last(x_in)) {
+    // Channels-last in, channels-last out (the ResNet stem's maxpool between two channels-last convs): per output
+    // pixel, a running max over the window's input pixels, vectorised across channels. Same comparisons in the
+    // same window order as below, so the same bits.
+    Tensor y = empty_channels_last(N, C, Ho, Wo);
+    const float* xp = x_in.data<float>();
+    float* yp = y.data<float>();
+    parallel_for(N * Ho, grain_for(N * Ho, Wo * C * k[0] * k[1]), [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q) {
+        const int64_t n = q / Ho, oh = q % Ho;
+        for (int64_t ow = 0; ow < Wo; ++ow) {
+          float* best = yp + ((n * Ho + oh) * Wo + ow) * C;
+          std::fill_n(best, C, -std::numeric_limits<float>::infinity());
+          for (int64_t i = 0; i < k[0]; ++i) {
+            const int64_t ih = oh * s[0] - p[0] + i * d[0];
+            if (ih < 0 || ih >= H) continue;
+            for (int64_t j = 0; j < k[1]; ++j) {
+              const int64_t iw = ow * s[1] - p[1] + j * d[1];
+              if (iw < 0 || iw >= W) continue;
+              const float* v = xp + ((n * H + ih) * W + iw) * C;
+              for (int64_t c = 0; c < C; ++c) best[c] = (v[c] > best[c] || v[c] != v[c]) ? v[c] : best[c];
+            }
+          }
+        }
+      }
+    });
+    return y;
+  }
   Tensor x = x_in.contiguous(), y = Tensor::empty({N, C, Ho, Wo});
   parallel_for(N * C, grain_for(N * C, Ho * Wo * k[0] * k[1]), [&](int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; ++q) {
@@ -305,6 +334,35 @@ template <bool kMax>
 static Tensor adaptive_pool(std::string_view op, const Tensor& x_in, std::array<int64_t, 2> os) {
   auto [N, C, H, W] = check_4d(op, x_in);
   if (os[0] <= 0 || os[1] <= 0) op_error(op, "output size must be positive");
+  if (is_channels_last(x_in)) {
+    // Channels-last input (ResNet's head and layer taps): per (image, output cell), sums / maxima over the
+    // window's pixels in the same order as below, vectorised across channels. Output in NCHW order.
+    Tensor y = Tensor::empty({N, C, os[0], os[1]});
+    const float* xp = x_in.data<float>();
+    float* yp = y.data<float>();
+    parallel_for(N, 1, [&](int64_t n0, int64_t n1) {
+      std::vector<float> acc(static_cast<size_t>(C));
+      for (int64_t n = n0; n < n1; ++n)
+        for (int64_t oh = 0; oh < os[0]; ++oh)
+          for (int64_t ow = 0; ow < os[1]; ++ow) {
+            const int64_t h0 = oh * H / os[0], h1 = ((oh + 1) * H + os[0] - 1) / os[0];
+            const int64_t w0 = ow * W / os[1], w1 = ((ow + 1) * W + os[1] - 1) / os[1];
+            std::fill(acc.begin(), acc.end(), kMax ? -std::numeric_limits<float>::infinity() : 0.f);
+            for (int64_t ih = h0; ih < h1; ++ih)
+              for (int64_t iw = w0; iw < w1; ++iw) {
+                const float* v = xp + ((n * H + ih) * W + iw) * C;
+                if (kMax)
+                  for (int64_t c = 0; c < C; ++c) acc[c] = (v[c] > acc[c] || v[c] != v[c]) ? v[c] : acc[c];
+                else
+                  for (int64_t c = 0; c < C; ++c) acc[c] += v[c];
+              }
+            const float cnt = static_cast<float>((h1 - h0) * (w1 - w0));
+            for (int64_t c = 0; c < C; ++c)
+              yp[((n * C + c) * os[0] + oh) * os[1] + ow] = kMax ? acc[c] : acc[c] / cnt;
+          }
+    });
+    return y;
+  }
   Tensor x = x_in.contiguous(), y = Tensor::empty({N, C, os[0], os[1]});
   parallel_for(N * C, grain_for(N * C, H * W), [&](int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; ++q) {
@@ -415,9 +473,9 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
   TABULA_ON_GPU(scaled_dot_product_attention, ({&q_in, &k_in, &v_in}), q_in, k_in, v_in, scale_opt, attn_probs);
   auto [B, H, Nq, Nk, D, Dv] = detail::sdpa_shapes("ops::scaled_dot_product_attention", q_in, k_in, v_in);
   const float scale = static_cast<float>(scale_opt ? *scale_opt : 1.0 / std::sqrt(static_cast<double>(D)));
-  Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
-  Tensor out = Tensor::empty({B, H, Nq, Dv});
   if (attn_probs) {
+    Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
+    Tensor out = Tensor::empty({B, H, Nq, Dv});
     // A hook asked for the attention map: materialise it (scores by GEMM, row softmax), then P @ V.
     Tensor probs = Tensor::empty({B, H, Nq, Nk});
     for (int64_t bh = 0; bh < B * H; ++bh) {
@@ -439,52 +497,46 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
     *attn_probs = probs;
     return out;
   }
-  // Query blocks of kBQ rows; keys in blocks of up to kBK (one block for the usual <= 512 tokens, where this is
-  // exactly softmax(QK^T)V computed strip by strip). Both products use the packed GEMM micro-kernels.
-  constexpr int64_t kBQ = 64, kBK = 512;
-  const int64_t qblocks = (Nq + kBQ - 1) / kBQ, bk = std::min(kBK, Nk);
+  // q, k, v are read in place when their rows are contiguous, as the [B, H, N, hd] views of a ViT's qkv output
+  // are; the output is written as [B, Nq, H, Dv] (what the caller's transpose(1, 2).reshape wants: then a view)
+  // and returned as its [B, H, Nq, Dv] permutation.
+  const Tensor q = q_in.stride(3) == 1 ? q_in : q_in.contiguous();
+  const Tensor k = k_in.stride(3) == 1 ? k_in : k_in.contiguous();
+  const Tensor v = v_in.stride(3) == 1 ? v_in : v_in.contiguous();
+  Tensor out_bnhd = Tensor::empty({B, Nq, H, Dv});
+  float* const outp = out_bnhd.data<float>();
+  const int64_t ldo = H * Dv;
+  // Per (batch, head): K^T and V packed once into the GEMM micro-kernel's panels (engine/packed.h), then query
+  // blocks of kBQ rows: S = Q_blk K^T (a full row of Nk scores per query: kBQ x Nk, never Nq x Nk), the row
+  // softmax's exponentials, O_blk = P V, and the rows scaled by 1 / sum. Exact (one pass over all keys per row).
+  constexpr int64_t kBQ = 96;  // a multiple of the micro-kernel rows (12, AVX2: 6): only the last block has a partial panel
   const detail::RowKernels& rk = detail::row_kernels();
-  parallel_for(B * H * qblocks, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<float> s(static_cast<size_t>(kBQ * bk)), pv(static_cast<size_t>(kBQ * Dv)),
-        acc(static_cast<size_t>(kBQ * Dv)), m(kBQ), l(kBQ);
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t bh = t / qblocks, i0 = (t % qblocks) * kBQ, nq = std::min(kBQ, Nq - i0);
-      const float* qb = q.data<float>() + (bh * Nq + i0) * D;
-      const float* kb = k.data<float>() + bh * Nk * D;
-      const float* vb = v.data<float>() + bh * Nk * Dv;
-      std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
-      std::fill(l.begin(), l.end(), 0.f);
-      for (int64_t j0 = 0; j0 < Nk; j0 += kBK) {
-        const int64_t nk = std::min(kBK, Nk - j0);
-        // S = Q_blk K_blk^T  [nq, nk]   (runs on this thread: gemm's parallel_for is inline inside a chunk)
-        gemm(nq, nk, D, qb, D, false, kb + j0 * D, D, true, s.data(), nk);
+  parallel_for(B * H, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> kt(static_cast<size_t>(detail::packed_b_floats(D, Nk))),
+        vp(static_cast<size_t>(detail::packed_b_floats(Nk, Dv))), s(static_cast<size_t>(kBQ * Nk)), inv(kBQ);
+    for (int64_t bh = t0; bh < t1; ++bh) {
+      const int64_t b = bh / H, h = bh % H;
+      const float* qb = q.data<float>() + b * q.stride(0) + h * q.stride(1);
+      const float* kb = k.data<float>() + b * k.stride(0) + h * k.stride(1);
+      const float* vb = v.data<float>() + b * v.stride(0) + h * v.stride(1);
+      detail::pack_b_panels(D, Nk, kb, 1, k.stride(2), kt.data());  // B[d, j] = K[j, d]
+      detail::pack_b_panels(Nk, Dv, vb, v.stride(2), 1, vp.data());
+      for (int64_t i0 = 0; i0 < Nq; i0 += kBQ) {
+        const int64_t nq = std::min(kBQ, Nq - i0);
+        detail::gemm_packed_b(nq, Nk, D, qb + i0 * q.stride(2), q.stride(2), kt.data(), s.data(), Nk);
         for (int64_t i = 0; i < nq; ++i) {
-          float* si = s.data() + i * nk;
-          const float blk_max = rk.scale_max(si, nk, scale);
-          const float mx = blk_max > m[i] ? blk_max : m[i];
-          const float sum = rk.exp_sum(si, nk, mx);
-          const float corr = rk.exp(m[i] - mx);  // 0 on the first block (m = -inf)
-          l[i] = l[i] * corr + sum;
-          m[i] = mx;
-          if (j0 > 0) {
-            float* ai = acc.data() + i * Dv;
-            for (int64_t d = 0; d < Dv; ++d) ai[d] *= corr;
-          }
+          float* si = s.data() + i * Nk;
+          const float mx = rk.scale_max(si, Nk, scale);
+          inv[static_cast<size_t>(i)] = 1.f / rk.exp_sum(si, Nk, mx);
         }
-        // acc (+)= P V_blk  [nq, Dv]
-        float* dst = j0 == 0 ? acc.data() : pv.data();
-        gemm(nq, Dv, nk, s.data(), nk, false, vb + j0 * Dv, Dv, false, dst, Dv);
-        if (j0 > 0)
-          for (int64_t e = 0; e < nq * Dv; ++e) acc[e] += pv[e];
-      }
-      for (int64_t i = 0; i < nq; ++i) {
-        float* o = out.data<float>() + (bh * Nq + i0 + i) * Dv;
-        const float inv = 1.f / l[i];
-        for (int64_t d = 0; d < Dv; ++d) o[d] = acc[i * Dv + d] * inv;
+        float* o = outp + (b * Nq + i0) * ldo + h * Dv;
+        detail::gemm_packed_b(nq, Dv, Nk, s.data(), Nk, vp.data(), o, ldo);
+        for (int64_t i = 0; i < nq; ++i)
+          for (int64_t d = 0; d < Dv; ++d) o[i * ldo + d] *= inv[static_cast<size_t>(i)];
       }
     }
   });
-  return out;
+  return out_bnhd.permute({0, 2, 1, 3});
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -539,15 +591,76 @@ Tensor layer_scale(const Tensor& x, const Tensor& gamma) {
   return ops::mul(x, gamma);
 }
 
-// cat and interpolate are memory-bound copies / preprocessing: the reference is already the right algorithm.
+// torch.cat: every input is a run of `rows` contiguous blocks (one per index of the dims before `dim`); the output
+// row r is the inputs' blocks r side by side. One memcpy per (row, input); rows split across threads.
 Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
   for (const Tensor& t : xs)
     if (on_gpu(t)) return device_ops("ops::cat", t.device()).cat(xs, dim);
-  return ref::cat(xs, dim);
+  const Shape out = detail::cat_shape("ops::cat", xs, dim);
+  dim = xs[0].wrap_dim(dim);
+  int64_t rows = 1, inner = 1;
+  for (int64_t d = 0; d < dim; ++d) rows *= out[static_cast<size_t>(d)];
+  for (size_t d = static_cast<size_t>(dim) + 1; d < out.size(); ++d) inner *= out[d];
+  std::vector<Tensor> xc;
+  std::vector<int64_t> width, offset;  // per input: floats per row, and where they go in the output row
+  int64_t at = 0;
+  for (const Tensor& x : xs) {
+    xc.push_back(x.contiguous());
+    width.push_back(x.size(dim) * inner);
+    offset.push_back(at);
+    at += width.back();
+  }
+  Tensor y = Tensor::empty(out);
+  float* yp = y.data<float>();
+  parallel_for(rows, grain_for(rows, at), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (size_t i = 0; i < xc.size(); ++i)
+        if (width[i])
+          std::memcpy(yp + r * at + offset[i], xc[i].data<float>() + r * width[i],
+                      static_cast<size_t>(width[i]) * sizeof(float));
+  });
+  return y;
 }
-Tensor interpolate(const Tensor& x, const InterpolateOptions& opt) {
-  TABULA_ON_GPU(interpolate, ({&x}), x, opt);
-  return ref::interpolate(x, opt);
+
+// F.interpolate, separable: the reference's taps (detail::interpolate_taps), applied along W into a double
+// buffer, then along H, per (n, c) plane. The reference sums the same products in double in one 2-D loop; both
+// round once to f32 at the end, so the two agree to within an ulp or so.
+Tensor interpolate(const Tensor& x_in, const InterpolateOptions& o) {
+  TABULA_ON_GPU(interpolate, ({&x_in}), x_in, o);
+  auto [N, C, H, W] = check_4d("ops::interpolate", x_in);
+  auto [Ho, Wo] = detail::interpolate_size("ops::interpolate", H, W, o);
+  std::optional<double> sh, sw;
+  if (o.scale_factor) sh = (*o.scale_factor)[0], sw = (*o.scale_factor)[1];
+  const detail::InterpTaps th = detail::interpolate_taps(H, Ho, sh, o), tw = detail::interpolate_taps(W, Wo, sw, o);
+  const Tensor x = x_in.contiguous();
+  Tensor y = Tensor::empty({N, C, Ho, Wo});
+  const float* xp = x.data<float>();
+  float* yp = y.data<float>();
+  parallel_for(N * C, grain_for(N * C, H * Wo * 8 + Ho * Wo * 8), [&](int64_t q0, int64_t q1) {
+    std::vector<double> tmp(static_cast<size_t>(H * Wo));
+    for (int64_t q = q0; q < q1; ++q) {
+      const float* plane = xp + q * H * W;
+      for (int64_t ih = 0; ih < H; ++ih)
+        for (int64_t ow = 0; ow < Wo; ++ow) {
+          double acc = 0;
+          const auto& idx = tw.index[static_cast<size_t>(ow)];
+          const auto& wt = tw.weight[static_cast<size_t>(ow)];
+          for (size_t b = 0; b < idx.size(); ++b) acc += wt[b] * plane[ih * W + idx[b]];
+          tmp[static_cast<size_t>(ih * Wo + ow)] = acc;
+        }
+      float* out = yp + q * Ho * Wo;
+      for (int64_t oh = 0; oh < Ho; ++oh) {
+        const auto& idx = th.index[static_cast<size_t>(oh)];
+        const auto& wt = th.weight[static_cast<size_t>(oh)];
+        for (int64_t ow = 0; ow < Wo; ++ow) {
+          double acc = 0;
+          for (size_t a = 0; a < idx.size(); ++a) acc += wt[a] * tmp[static_cast<size_t>(idx[a] * Wo + ow)];
+          out[oh * Wo + ow] = static_cast<float>(acc);
+        }
+      }
+    }
+  });
+  return y;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

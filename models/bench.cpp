@@ -2,15 +2,21 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <functional>
 #include <memory>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <random>
 #include <sstream>
 #include <stdexcept>
 #include <vector>
 
+#include "engine/arena.h"
 #include "engine/ops.h"
 #include "engine/threads.h"
 #include "models/device.h"
@@ -21,18 +27,36 @@
 
 namespace tabula {
 
-double peak_rss_mb() {
+static double status_mb(const char* key) {
   std::ifstream f("/proc/self/status");
   std::string line;
+  const size_t n = std::strlen(key);
   while (std::getline(f, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) {
-      std::istringstream in(line.substr(6));
+    if (line.compare(0, n, key) == 0) {
+      std::istringstream in(line.substr(n));
       double kb = 0;
       in >> kb;
       return kb / 1024.0;
     }
   }
   return 0;
+}
+double peak_rss_mb() { return status_mb("VmHWM:"); }
+double current_rss_mb() { return status_mb("VmRSS:"); }
+
+// CPU time of the whole process (every thread), in ms: on a shared machine the CPU time a forward needs is a
+// steadier measure than its wall time (bench/compare_cpu.py reports both).
+static double process_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return 1e3 * static_cast<double>(ts.tv_sec) + 1e-6 * static_cast<double>(ts.tv_nsec);
+}
+
+bool reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+  f.flush();
+  return static_cast<bool>(f);
 }
 
 std::string BenchResult::where() const {
@@ -55,11 +79,11 @@ std::string BenchResult::key_values() const {
 std::string BenchResult::summary() const {
   char buf[512];
   std::snprintf(buf, sizeof buf,
-                "%s: batch %lld at %lldx%lld, %s: %.1f ms/batch (median; min %.1f), "
-                "%.2f images/s, %.1f GMAC/s, peak RSS %.0f MiB",
+                "%s: batch %lld at %lldx%lld, %s: %.1f ms/batch (median; min %.1f; cpu %.1f), "
+                "%.2f images/s, %.1f GMAC/s, peak RSS %.0f MiB (after load %.0f MiB, activation arena %.0f MiB)",
                 arch.c_str(), static_cast<long long>(batch), static_cast<long long>(size),
-                static_cast<long long>(size), where().c_str(), median_ms, min_ms, images_per_s,
-                gmacs_per_image * images_per_s, peak_rss_mb);
+                static_cast<long long>(size), where().c_str(), median_ms, min_ms, cpu_ms, images_per_s,
+                gmacs_per_image * images_per_s, peak_rss_mb, load_rss_mb, arena_mb);
   std::string out = buf;
   if (device != "cpu") {
     std::snprintf(buf, sizeof buf, ", peak GPU memory %.0f MiB", peak_gpu_mem_mb);
@@ -91,31 +115,53 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
   for (int64_t i = 0; i < x.numel(); ++i) p[i] = nd(rng);
 
   const int dev = select_device(opt.device, opt.precision);
+  if (opt.graph && dev < 0) throw std::invalid_argument("bench: --graph is for --device cuda");
   if (dev >= 0) {
     model->to_device(dev);
     x = upload(x, dev);
   }
-  if (opt.graph && dev < 0) throw std::invalid_argument("bench: --graph is for --device cuda");
-  std::function<void()> step = [&] { model->forward(x); };
+  const double load_rss = current_rss_mb();
+  // CPU: activations come from a reuse arena (engine/arena.h) laid out from the first forward: later forwards
+  // touch no fresh memory, and the peak RSS measured over the timed forwards is weights + the live activation set.
+  // GPU: the caching allocator plays that part; each forward is synchronised so the wall time is the device's.
+  Arena arena(0, Arena::Mode::reuse);
+  std::function<void()> run = [&] {
+    if (dev >= 0) {
+      model->forward(x);
+      synchronize_device(dev);
+      return;
+    }
+    {
+      ArenaScope scope(&arena);
+      Tensor y = heap_copy(model->forward(x));  // the output leaves the arena before the batch ends
+    }
+    arena.reset();
+  };
 #if TABULA_HAVE_CUDA
   std::unique_ptr<cuda::Graph> graph;
   if (opt.graph) {
-    model->forward(x);  // eager first: fills the allocator and the cuBLASLt/cuDNN algorithm caches
-    synchronize_device(dev);
+    run();  // eager first: fills the allocator and the cuBLASLt/cuDNN algorithm caches
     graph = std::make_unique<cuda::Graph>(dev, [&] { return model->forward(x); });
-    step = [&] { graph->replay(); };
+    run = [&] {
+      graph->replay();
+      synchronize_device(dev);
+    };
   }
 #endif
-  for (int i = 0; i < opt.warmup; ++i) step();
-  synchronize_device(dev);
+  for (int i = 0; i < opt.warmup; ++i) run();
+#ifdef __GLIBC__
+  malloc_trim(0);  // heap pages the sizing forward freed go back to the system before the peak is measured
+#endif
+  reset_peak_rss();
   std::vector<double> ms;
+  const double cpu0 = process_cpu_ms();
   for (int i = 0; i < opt.iters; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
-    step();
-    synchronize_device(dev);
+    run();
     const auto t1 = std::chrono::steady_clock::now();
     ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
+  const double cpu_total = process_cpu_ms() - cpu0;
   std::sort(ms.begin(), ms.end());
   BenchResult r;
   r.arch = arch;
@@ -124,8 +170,11 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
   r.threads = get_num_threads();
   r.median_ms = ms[ms.size() / 2];
   r.min_ms = ms.front();
+  r.cpu_ms = cpu_total / opt.iters;
   r.images_per_s = static_cast<double>(opt.batch) / (r.median_ms / 1000.0);
   r.peak_rss_mb = peak_rss_mb();
+  r.load_rss_mb = load_rss;
+  r.arena_mb = static_cast<double>(arena.capacity()) / (1024.0 * 1024.0);
   r.device = opt.device;
   r.precision = opt.precision;
   r.graph = opt.graph;

@@ -25,8 +25,11 @@ struct BenchResult {
   int64_t batch = 0, size = 0;
   int threads = 0;
   double median_ms = 0, min_ms = 0;  // per batch
+  double cpu_ms = 0;                 // process CPU time per batch over the timed forwards (all threads)
   double images_per_s = 0;           // batch / median
-  double peak_rss_mb = 0;            // VmHWM of this process
+  double peak_rss_mb = 0;            // VmHWM over the timed forwards (the high-water mark is reset after warm-up)
+  double load_rss_mb = 0;            // VmRSS once the model is built (weights, code, libraries)
+  double arena_mb = 0;               // the activation arena's size: the forward's peak of live activations
   std::string device = "cpu", precision = "fp32";
   bool graph = false;
   double peak_gpu_mem_mb = 0;        // the caching allocator's peak bytes in use (cuda)
@@ -43,5 +46,9 @@ struct BenchResult {
 BenchResult bench_model(const std::string& arch, const BenchOptions& opt);
 // VmHWM from /proc/self/status in MiB (0 when unavailable).
 double peak_rss_mb();
+// VmRSS in MiB (0 when unavailable).
+double current_rss_mb();
+// Resets VmHWM to the current RSS (Linux >= 4.0: "5" > /proc/self/clear_refs); false when not possible.
+bool reset_peak_rss();
 
 }  // namespace tabula

@@ -1,42 +1,68 @@
 #include "models/resnet.h"
 
 #include <stdexcept>
+#include <utility>
 
 #include "engine/ops.h"
+#include "engine/packed.h"
 #include "models/device.h"
 
 namespace tabula {
 namespace {
 
-// nn.Conv2d(bias=False) followed by nn.BatchNorm2d: the original weights (unfused path) and the folded pair.
+// nn.Conv2d(bias=False) followed by nn.BatchNorm2d. Ungrouped convs keep one copy of the weights, packed at load
+// for the fast CPU path (engine/packed.h), with the BatchNorm applied as a per-channel scale/shift in the conv's
+// epilogue; grouped convs (ResNeXt) keep the original and the BN-folded weights for the generic conv path.
 struct ConvBN {
   std::string conv, bn;  // module names
-  Tensor w, gamma, beta, mean, var;
-  Tensor wf, bf;  // folded
   Conv2dOptions opt;
+  Shape wshape;  // [Cout, Cin / groups, kh, kw]
+  Tensor gamma, beta, mean, var;
+  PackedConv2d packed;  // groups == 1
+  Tensor scale, shift;  // BatchNorm as y = conv * scale + shift (groups == 1)
+  Tensor w, wf, bf;     // groups > 1 (and every conv after to_device): original and folded
 
   void load(const ParamStore& p, const std::string& conv_name, const std::string& bn_name, Conv2dOptions o) {
-    // (a skeleton has shapes only: nothing to fold)
     conv = conv_name;
     bn = bn_name;
     opt = o;
-    w = p[conv + ".weight"];
+    const Tensor& weight = p[conv + ".weight"];
+    wshape = weight.shape();
     gamma = p[bn + ".weight"];
     beta = p[bn + ".bias"];
     mean = p[bn + ".running_mean"];
     var = p[bn + ".running_var"];
-    if (!p.is_skeleton()) std::tie(wf, bf) = fold_batch_norm(w, Tensor(), gamma, beta, mean, var, 1e-5);
+    if (p.is_skeleton()) return;  // shapes only: nothing to pack or fold
+    if (o.groups == 1) {
+      packed = PackedConv2d(weight, o);
+      std::tie(scale, shift) = batch_norm_scale_shift(gamma, beta, mean, var, 1e-5);
+    } else {
+      w = weight;
+      std::tie(wf, bf) = fold_batch_norm(w, Tensor(), gamma, beta, mean, var, 1e-5);
+    }
   }
+  int64_t out_channels() const { return wshape[0]; }
+  int64_t macs_per_output() const { return wshape[1] * wshape[2] * wshape[3]; }
   // conv -> tap -> bn -> tap, as the two torch modules.
   Tensor unfused(const Tensor& x, TapSet& taps) const {
-    Tensor y = tap(taps, conv, ops::conv2d(x, w, Tensor(), opt));
+    Tensor y = packed.defined() ? ops::conv2d(x, packed, Tensor(), Tensor()) : ops::conv2d(x, w, Tensor(), opt);
+    y = tap(taps, conv, y);
     return tap(taps, bn, ops::batch_norm(y, gamma, beta, mean, var, 1e-5));
   }
+  // The GPU takes the torch layout: the weight comes back out of the packed copy (exactly), BN is folded as for
+  // grouped convs, and the CPU-only packed copy is released.
   void to_device(int dev) {
+    if (packed.defined()) {
+      w = packed.weight();
+      std::tie(wf, bf) = fold_batch_norm(w, Tensor(), gamma, beta, mean, var, 1e-5);
+      packed = PackedConv2d();
+      scale = shift = Tensor();
+    }
     for (Tensor* t : {&w, &gamma, &beta, &mean, &var, &wf, &bf}) *t = upload(*t, dev);
   }
   // act(bn(conv(x)) + residual) in one conv.
   Tensor fused(const Tensor& x, Activation act, const Tensor& residual = {}) const {
+    if (packed.defined()) return ops::conv2d(x, packed, scale, shift, act, residual);
     return ops::conv2d(x, wf, bf, opt, act, residual);
   }
 };
@@ -130,7 +156,7 @@ class ResNet final : public Model {
     size_t bi = 0;
     for (int li = 0; li < 4; ++li) {
       for (int k = 0; k < c_.layers[static_cast<size_t>(li)]; ++k, ++bi) {
-        x = tap(taps, blocks_[bi].name, block_forward(blocks_[bi], x, taps));
+        x = tap(taps, blocks_[bi].name, block_forward(blocks_[bi], std::move(x), taps));
         if (taps.done()) return x;
       }
       x = tap(taps, "layer" + std::to_string(li + 1), x);
@@ -165,7 +191,7 @@ class ResNet final : public Model {
         t.push_back({b.name, {}});
         auto conv = [&](const ConvBN& cb, int64_t kk) {
           const int64_t s = cb.opt.stride[0], p = cb.opt.padding[0];
-          Shape sh{B, cb.w.size(0), conv_out(h, kk, s, p), conv_out(w, kk, s, p)};
+          Shape sh{B, cb.out_channels(), conv_out(h, kk, s, p), conv_out(w, kk, s, p)};
           return sh;
         };
         // named_modules order = registration order: conv1, bn1, [relu,] conv2, bn2, [conv3, bn3,] [relu,] downsample
@@ -173,7 +199,7 @@ class ResNet final : public Model {
         t.push_back({b.c1.conv, s1});
         t.push_back({b.c1.bn, s1});
         const int64_t h1 = s1[2], w1 = s1[3];
-        Shape s2{B, b.c2.w.size(0), conv_out(h1, 3, b.c2.opt.stride[0], 1), conv_out(w1, 3, b.c2.opt.stride[0], 1)};
+        Shape s2{B, b.c2.out_channels(), conv_out(h1, 3, b.c2.opt.stride[0], 1), conv_out(w1, 3, b.c2.opt.stride[0], 1)};
         Shape block_out = s2;
         if (!b.bottleneck) {
           t.push_back({b.name + ".relu", s2});
@@ -182,7 +208,7 @@ class ResNet final : public Model {
         } else {
           t.push_back({b.c2.conv, s2});
           t.push_back({b.c2.bn, s2});
-          block_out = {B, b.c3.w.size(0), s2[2], s2[3]};
+          block_out = {B, b.c3.out_channels(), s2[2], s2[3]};
           t.push_back({b.c3.conv, block_out});
           t.push_back({b.c3.bn, block_out});
           t.push_back({b.name + ".relu", block_out});
@@ -212,7 +238,7 @@ class ResNet final : public Model {
     double macs = 0;
     for (const TapInfo& ti : list_taps(one)) {
       const ConvBN* cb = find_conv(ti.name);
-      if (cb) macs += static_cast<double>(shape_numel(ti.shape)) * static_cast<double>(cb->w.numel() / cb->w.size(0));
+      if (cb) macs += static_cast<double>(shape_numel(ti.shape)) * static_cast<double>(cb->macs_per_output());
     }
     macs += static_cast<double>(fc_w_.numel());
     return macs / 1e9;
@@ -238,11 +264,14 @@ class ResNet final : public Model {
   }
 
   // torchvision BasicBlock.forward / Bottleneck.forward.
-  Tensor block_forward(const Block& b, const Tensor& x, TapSet& taps) const {
+  // Takes the block input by value so that it is freed as soon as it is no longer needed (after conv1 and the
+  // downsample): the live activations at conv3 are then identity, conv2's output and the block output only.
+  Tensor block_forward(const Block& b, Tensor x, TapSet& taps) const {
     const std::string& n = b.name;
     if (!wants_inside(b, taps)) {
       Tensor identity = b.has_down ? b.down.fused(x, Activation::none) : x;
       Tensor out = b.c1.fused(x, Activation::relu);
+      x = Tensor();
       if (!b.bottleneck) return b.c2.fused(out, Activation::relu, identity);
       out = b.c2.fused(out, Activation::relu);
       return b.c3.fused(out, Activation::relu, identity);

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "engine/ops.h"
+#include "engine/packed.h"
 #include "models/device.h"
 
 namespace tabula {
@@ -25,14 +26,20 @@ struct LayerNormP {
 };
 
 struct LinearP {
-  Tensor w, b;
+  PackedLinear w;  // packed once at load for the fast CPU path; the only copy of the weight kept
+  Tensor b;
+  Tensor dw;  // after to_device: the torch-layout weight on the GPU (converted for the precision), w released
   void load(const ParamStore& p, const std::string& n) {
-    w = p[n + ".weight"];
+    if (!p.is_skeleton()) w = PackedLinear(p[n + ".weight"]);
     if (p.has(n + ".bias")) b = p[n + ".bias"];
   }
-  Tensor operator()(const Tensor& x, Activation act = Activation::none) const { return ops::linear(x, w, b, act); }
+  bool defined() const { return w.defined() || dw.defined(); }
+  Tensor operator()(const Tensor& x, Activation act = Activation::none) const {
+    return dw.defined() ? ops::linear(x, dw, b, act) : ops::linear(x, w, b, act);
+  }
   void to_device(int dev) {
-    w = upload_linear_weight(w, dev);
+    if (w.defined()) dw = upload_linear_weight(w.weight(), dev);
+    w = PackedLinear();
     b = upload(b, dev);
   }
 };
@@ -195,7 +202,7 @@ class ViT final : public Model {
       pooled = attention_pool(x.slice(1, prefix, x.size(1)), taps);
     x = T(taps, "fc_norm", fc_norm_(pooled));
     x = T(taps, "head_drop", x);
-    if (head_.w.defined()) x = head_(x);
+    if (head_.defined()) x = head_(x);
     return T(taps, "head", x);
   }
 

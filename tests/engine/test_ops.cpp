@@ -279,6 +279,30 @@ TEST(Ops, TokenPoolingElementwiseCat) {
   }
 }
 
+// The separable fast interpolate against the reference's 2-D double sum: every mode, align_corners, antialias
+// (up and down), size- and scale-factor-based, odd sizes (DINOv2's 37 -> 16 pos-embed grids, 7x7 maps).
+TEST(Ops, Interpolate) {
+  auto g = rng_for("interpolate");
+  for (int c = 0; c < kCases; ++c) {
+    const int64_t N = pick(g, {1, 2}), C = pick(g, {1, 3, 17});
+    const int64_t H = pick(g, {7, 16, 37, uni(g, 1, 40)}), W = pick(g, {7, 16, 37, uni(g, 1, 40)});
+    Tensor x = random_tensor({N, C, H, W}, g);
+    InterpolateOptions o;
+    o.mode = static_cast<InterpMode>(c % 3);
+    if (o.mode != InterpMode::nearest) o.align_corners = c % 4 == 1, o.antialias = !o.align_corners && c % 2 == 0;
+    if (c % 5 == 0) {
+      const double s = pick(g, {2, 3, 4}) / 2.0 + 0.1;  // >= 1.1: a 1-pixel input keeps a non-empty output
+      o.scale_factor = std::array<double, 2>{s, s};
+    } else {
+      o.size = std::array<int64_t, 2>{pick(g, {1, 7, 16, 37, uni(g, 1, 50)}), pick(g, {7, 16, 37, uni(g, 1, 50)})};
+    }
+    EXPECT_VALID(validate::check([&] { return ops::interpolate(x, o); }, [&] { return ref::interpolate(x, o); },
+                                 {1e-6, 1e-5}),
+                 "interpolate " << x.str() << " mode=" << static_cast<int>(o.mode) << " align_corners="
+                                << o.align_corners << " antialias=" << o.antialias);
+  }
+}
+
 // Same bits whatever the thread count: 1 vs 2 (and 3, an odd split) for every parallel op.
 TEST(Ops, DeterministicAcrossThreadCounts) {
   auto g = rng_for("determinism");
@@ -301,6 +325,12 @@ TEST(Ops, DeterministicAcrossThreadCounts) {
     r.push_back(ops::softmax(tok, -1));
     r.push_back(ops::max_pool2d(x, {3, 3}, {2, 2}, {1, 1}, {1, 1}, true));
     r.push_back(ops::pool(tok, Pool::cls_mean, 1));
+    InterpolateOptions io;
+    io.size = std::array<int64_t, 2>{16, 16};
+    io.mode = InterpMode::bicubic;
+    io.antialias = true;
+    r.push_back(ops::interpolate(x, io));
+    r.push_back(ops::cat({tok, tok.narrow(1, 0, 5)}, 1));
     return r;
   };
   const int saved = get_num_threads();

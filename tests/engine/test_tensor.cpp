@@ -100,6 +100,56 @@ TEST(Arena, SizedOnceThenReusedPerBatch) {
   EXPECT_LE(arena.used(), arena.capacity());
 }
 
+// Reuse mode: tensors give their bytes back when they die; the first batch is recorded and laid out at reset(),
+// later batches replay the layout inside one block of the batch's peak live size (here the ResNet stem/bottleneck
+// pattern that fragments a first-fit heap), and a batch that deviates stays correct and is re-planned.
+TEST(Arena, ReuseModeReplaysAPlannedLayout) {
+  Arena arena(0, Arena::Mode::reuse);
+  const size_t MB = 1 << 20;
+  auto overlap = [](const Tensor& a, const Tensor& b) {
+    auto pa = static_cast<const char*>(a.raw()), pb = static_cast<const char*>(b.raw());
+    return pa < pb + b.nbytes() && pb < pa + a.nbytes();
+  };
+  auto mb = [&](size_t n) { return arena.alloc({static_cast<int64_t>(n * MB / 4)}); };
+  size_t peak = 0;
+  auto batch = [&](bool deviate) {
+    auto note = [&](const std::vector<Tensor>& live) {  // (a temporary list: must not extend lifetimes)
+      size_t bytes = 0;
+      for (const Tensor& t : live) bytes += t.nbytes();
+      peak = std::max(peak, bytes);
+      for (size_t i = 0; i < live.size(); ++i)
+        for (size_t j = i + 1; j < live.size(); ++j) EXPECT_FALSE(overlap(live[i], live[j])) << i << " " << j;
+    };
+    Tensor in = mb(2);                   // input, channels-last copy
+    Tensor stem = mb(8);                 // conv1
+    in = Tensor();
+    Tensor x = mb(deviate ? 3 : 2);      // maxpool
+    stem = Tensor();
+    Tensor identity = mb(8), h = mb(2);  // downsample, conv1
+    x = Tensor();
+    Tensor h2 = mb(2);                   // conv2
+    note({identity, h, h2});
+    h = Tensor();
+    Tensor out = mb(8);                  // conv3 (+ identity)
+    note({identity, h2, out});
+    return out.storage()->kind;
+  };
+  batch(false);
+  EXPECT_GT(arena.overflow_bytes(), 0u);  // first batch: no block yet, served from the heap and recorded
+  arena.reset();
+  EXPECT_EQ(arena.capacity(), 18 * MB);  // the peak live set (identity + conv2 + out), no fragmentation
+  EXPECT_EQ(batch(false), Storage::Kind::arena);
+  EXPECT_EQ(arena.overflow_bytes(), 0u);
+  EXPECT_EQ(peak, 18 * MB);
+  arena.reset();
+  batch(true);  // other shapes: correct (no overlap, checked inside), then re-planned
+  arena.reset();
+  EXPECT_EQ(batch(true), Storage::Kind::arena);
+  EXPECT_EQ(arena.overflow_bytes(), 0u);
+  EXPECT_EQ(arena.used(), 0u);
+  EXPECT_THROW(arena.release(0), std::invalid_argument);
+}
+
 TEST(Threads, ChunksCoverEveryIndexOnceAndErrorsPropagate) {
   const int saved = get_num_threads();
   for (int t : {1, 2, 5}) {

@@ -1,0 +1,487 @@
+// Packed weights and the indirect GEMM driver behind ops::conv2d / ops::linear on packed weights (packed.h).
+//
+// C[M, N] = A[M, K] @ B[K, N] with B packed once (the weights) and A read in place through row pointers:
+//   linear / 1x1 stride-1 conv   A row r = token or pixel r of a row-major / channels-last tensor
+//   k x k conv, Cin >= 16        A row r = output pixel r, K = taps x Cin: one pointer per (tap, channel chunk)
+//                                into the channels-last input (a shared zero row where the tap is in the padding)
+//   k x k conv, Cin < 16         (the RGB stem) the task's rows are gathered into a small im2col buffer first
+// K is cut into blocks of at most KC = 256 k (for convs: whole (tap, channel chunk) segments) in a fixed way that
+// depends only on the shapes; each C element is the micro-kernel's FMA chain over one block, added to C block by
+// block in order. The tiling into tasks may depend on the thread count; the arithmetic of an element never does.
+#include "engine/packed.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "engine/device_ops.h"
+#include "engine/gemm_kernels.h"
+#include "engine/ops_common.h"
+#include "engine/rowops.h"
+#include "engine/threads.h"
+
+namespace tabula {
+
+namespace {
+constexpr int64_t KC = 256;       // k per block: fixed, part of the numerical definition of the result
+constexpr int64_t kMaxNC = 512;   // columns per task: a KC x NC block of packed weights stays in L2
+constexpr int64_t kMinTapCin = 16;  // below this a conv gathers im2col rows instead of one pointer per tap
+
+alignas(64) const float kZeroRow[KC] = {};  // the A row of a tap in the padding (segments are <= KC long)
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+namespace detail {
+int64_t packed_b_floats(int64_t K, int64_t N) {
+  const int64_t nr = gemm_indirect_kernel().nr;
+  return (N + nr - 1) / nr * nr * K;
+}
+
+void pack_b_panels(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn, float* dst) {
+  const int64_t nr = gemm_indirect_kernel().nr, panels = (N + nr - 1) / nr;
+  parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p)
+      for (int64_t k = 0; k < K; ++k) {
+        float* row = dst + (p * K + k) * nr;
+        const int64_t n0 = p * nr, nn = std::min(nr, N - n0);
+        if (sn == 1) {
+          std::memcpy(row, src + k * sk + n0, static_cast<size_t>(nn) * sizeof(float));
+        } else {
+          for (int64_t j = 0; j < nn; ++j) row[j] = src[k * sk + (n0 + j) * sn];
+        }
+        for (int64_t j = nn; j < nr; ++j) row[j] = 0.f;
+      }
+  });
+}
+}  // namespace detail
+
+PackedMatrix PackedMatrix::pack(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn) {
+  PackedMatrix m;
+  m.K_ = K;
+  m.N_ = N;
+  m.nr_ = detail::gemm_indirect_kernel().nr;
+  m.data_ = Tensor::heap({std::max<int64_t>(detail::packed_b_floats(K, N), 1)});
+  detail::pack_b_panels(K, N, src, sk, sn, m.data_.data<float>());
+  return m;
+}
+
+PackedConv2d::PackedConv2d(const Tensor& weight, const Conv2dOptions& o) : opt(o) {
+  check_f32_cpu("PackedConv2d", weight, "weight");
+  if (weight.dim() != 4) op_error("PackedConv2d", "weight must be [Cout, Cin, kh, kw], got " + weight.str());
+  if (o.groups != 1) op_error("PackedConv2d", "grouped convolutions are not packed (groups=" + std::to_string(o.groups) + ")");
+  cout = weight.size(0), cin = weight.size(1), kh = weight.size(2), kw = weight.size(3);
+  const Tensor w = weight.contiguous();
+  const float* wp = w.data<float>();
+  // B[k = (i * kw + j) * cin + ci, co] = w[co, ci, i, j]: pack from a K x N view with a per-k offset table.
+  const int64_t K = cin * kh * kw;
+  std::vector<float> bt(static_cast<size_t>(K * cout));  // B row-major, then packed
+  for (int64_t co = 0; co < cout; ++co)
+    for (int64_t ci = 0; ci < cin; ++ci)
+      for (int64_t i = 0; i < kh; ++i)
+        for (int64_t j = 0; j < kw; ++j)
+          bt[static_cast<size_t>(((i * kw + j) * cin + ci) * cout + co)] = wp[((co * cin + ci) * kh + i) * kw + j];
+  b = PackedMatrix::pack(K, cout, bt.data(), cout, 1);
+  shape_only = Tensor::zeros({1, 1, 1, 1}).expand({cout, cin, kh, kw});
+}
+
+PackedLinear::PackedLinear(const Tensor& weight) {
+  check_f32_cpu("PackedLinear", weight, "weight");
+  if (weight.dim() != 2) op_error("PackedLinear", "weight must be [out, in], got " + weight.str());
+  out_features = weight.size(0), in_features = weight.size(1);
+  const Tensor w = weight.contiguous();
+  b = PackedMatrix::pack(in_features, out_features, w.data<float>(), 1, in_features);
+}
+
+std::pair<Tensor, Tensor> batch_norm_scale_shift(const Tensor& gamma, const Tensor& beta, const Tensor& mean,
+                                                 const Tensor& var, double eps) {
+  const int64_t C = mean.numel();
+  for (const Tensor* t : {&gamma, &beta, &mean, &var})
+    if (t->defined() && t->numel() != C)
+      op_error("batch_norm_scale_shift", "BatchNorm parameters must all have " + std::to_string(C) + " elements");
+  Tensor scale = Tensor::heap({C}), shift = Tensor::heap({C});
+  const Tensor g = gamma.defined() ? gamma.contiguous() : Tensor(), b = beta.defined() ? beta.contiguous() : Tensor();
+  const Tensor m = mean.contiguous(), v = var.contiguous();
+  for (int64_t c = 0; c < C; ++c) {
+    // the same expression as ops::batch_norm, so the fused and the tapped (unfused) paths agree
+    const double sc = (g.defined() ? g.data<float>()[c] : 1.0) / std::sqrt(static_cast<double>(v.data<float>()[c]) + eps);
+    scale.data<float>()[c] = static_cast<float>(sc);
+    shift.data<float>()[c] = static_cast<float>((b.defined() ? b.data<float>()[c] : 0.0) - m.data<float>()[c] * sc);
+  }
+  return {scale, shift};
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+bool is_channels_last(const Tensor& x) {
+  if (x.dim() != 4) return false;
+  const int64_t C = x.size(1), H = x.size(2), W = x.size(3);
+  return x.stride(1) == 1 && x.stride(3) == C && x.stride(2) == W * C && x.stride(0) == H * W * C;
+}
+
+Tensor empty_channels_last(int64_t N, int64_t C, int64_t H, int64_t W) {
+  return Tensor::empty({N, H, W, C}).permute({0, 3, 1, 2});
+}
+
+Tensor to_channels_last(const Tensor& x_in) {
+  auto [N, C, H, W] = detail::check_4d("to_channels_last", x_in);
+  if (is_channels_last(x_in)) return x_in;
+  const Tensor x = x_in.contiguous();
+  Tensor y = empty_channels_last(N, C, H, W);
+  const float* xp = x.data<float>();
+  float* yp = y.data<float>();
+  const int64_t HW = H * W;
+  // per (image, block of 64 pixels): a [C, 64] -> [64, C] transpose, both sides touching whole cache lines
+  constexpr int64_t kB = 64;
+  const int64_t blocks = (HW + kB - 1) / kB;
+  parallel_for(N * blocks, grain_for(N * blocks, kB * C), [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n = t / blocks, p0 = (t % blocks) * kB, p1 = std::min(HW, p0 + kB);
+      const float* src = xp + n * C * HW;
+      float* dst = yp + n * HW * C;
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t p = p0; p < p1; ++p) dst[p * C + c] = src[c * HW + p];
+    }
+  });
+  return y;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+namespace {
+
+// The K blocking: segments of `len` consecutive k (for a conv: one tap, a chunk of input channels), grouped into
+// blocks of equal-length segments of at most KC k in all.
+struct Segment {
+  int64_t c0;      // conv: first input channel of the chunk; dense A: the k offset
+  int64_t dh, dw;  // conv: the tap's offset from the window origin (i * dilation_h, j * dilation_w)
+};
+struct KBlock {
+  int64_t seg0, nseg, len, k0;
+};
+struct KPlan {
+  std::vector<Segment> segs;
+  std::vector<KBlock> blocks;
+};
+
+// Dense A (rows of K contiguous values): blocks of KC.
+KPlan dense_plan(int64_t K) {
+  KPlan p;
+  for (int64_t k0 = 0; k0 < K; k0 += KC) {
+    p.blocks.push_back({static_cast<int64_t>(p.segs.size()), 1, std::min(KC, K - k0), k0});
+    p.segs.push_back({k0, 0, 0});
+  }
+  return p;
+}
+
+// Conv taps: every tap's Cin channels in chunks of at most KC, consecutive equal chunks grouped up to KC.
+KPlan tap_plan(int64_t kh, int64_t kw, const Conv2dOptions& o, int64_t cin) {
+  KPlan p;
+  std::vector<int64_t> lens;
+  for (int64_t t = 0; t < kh * kw; ++t)
+    for (int64_t c0 = 0; c0 < cin; c0 += KC) {
+      p.segs.push_back({c0, (t / kw) * o.dilation[0], (t % kw) * o.dilation[1]});
+      lens.push_back(std::min(KC, cin - c0));
+    }
+  int64_t k0 = 0;
+  for (size_t s = 0; s < p.segs.size();) {
+    KBlock b{static_cast<int64_t>(s), 0, lens[s], k0};
+    while (s < p.segs.size() && lens[s] == b.len && (b.nseg + 1) * b.len <= KC) ++b.nseg, ++s;
+    k0 += b.nseg * b.len;
+    p.blocks.push_back(b);
+  }
+  return p;
+}
+
+// Where the rows of A are.
+struct ASource {
+  enum class Kind { dense, taps, im2col } kind = Kind::dense;
+  const float* a = nullptr;  // dense: row r at a + r * lda; taps / im2col: the channels-last input
+  int64_t lda = 0;
+  // conv geometry (taps / im2col)
+  int64_t H = 0, W = 0, C = 0, Ho = 0, Wo = 0, kh = 0, kw = 0;
+  Conv2dOptions o;
+  // Pointer to input pixel row (n, ih, iw)'s channels, or nullptr in the padding.
+  const float* pixel(int64_t n, int64_t ih, int64_t iw) const {
+    if (ih < 0 || ih >= H || iw < 0 || iw >= W) return nullptr;
+    return a + ((n * H + ih) * W + iw) * C;
+  }
+};
+
+struct Epilogue {
+  const float* scale = nullptr;
+  const float* shift = nullptr;
+  const float* residual = nullptr;  // row r at residual + r * ldr
+  int64_t ldr = 0;
+  Activation act = Activation::none;
+};
+
+// act(v * scale + shift + residual) for one element (partial tiles; the kernels do the same in registers).
+inline float epilogue_scalar(float v, const Epilogue& ep, int64_t r, int64_t j) {
+  if (ep.scale) v = std::fma(v, ep.scale[j], ep.shift ? ep.shift[j] : 0.f);
+  else if (ep.shift) v += ep.shift[j];
+  if (ep.residual) v += ep.residual[r * ep.ldr + j];
+  if (ep.act == Activation::relu) v = v > 0.f || std::isnan(v) ? v : 0.f;
+  return v;
+}
+
+// B as packed panels (a PackedMatrix's, or a scratch buffer packed by detail::pack_b_panels).
+struct BPanels {
+  const float* data;
+  int64_t K, N, nr;
+  const float* panel(int64_t p) const { return data + p * K * nr; }
+  int64_t rows() const { return K; }
+  int64_t cols() const { return N; }
+};
+BPanels panels_of(const PackedMatrix& m) { return {m.panel(0), m.rows(), m.cols(), m.nr()}; }
+
+void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels& B, float* C, int64_t ldc,
+                   const Epilogue& ep) {
+  const detail::GemmIndirectKernelInfo& kern = detail::gemm_indirect_kernel();
+  const int64_t MR = kern.mr, NR = kern.nr, N = B.cols();
+  if (B.nr != NR) op_error("indirect_gemm", "weights were packed for another micro-kernel");
+  if (M <= 0 || N <= 0) return;
+  const int64_t ntiles = (N + kMaxNC - 1) / kMaxNC;
+  const int64_t NC = ((N + ntiles - 1) / ntiles + NR - 1) / NR * NR;
+  // Rows per task: as many micro-panels as keep >= 8 tasks per thread (dynamic scheduling evens out the rest).
+  int64_t MC = 8 * MR;
+  const int64_t want = 8 * static_cast<int64_t>(get_num_threads());
+  while (MC > MR && ((M + MC - 1) / MC) * ntiles < want) MC -= MR;
+  const int64_t mtiles = (M + MC - 1) / MC;
+  const bool relu_in_kernel = ep.act == Activation::relu || ep.act == Activation::none;
+  const int64_t K = B.rows();
+
+  parallel_for(mtiles * ntiles, 1, [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<const float*> ptrs;
+    thread_local std::vector<float> cols;  // im2col rows of this task (Cin < 16 convs)
+    // taps: each row's output pixel as (n, first input row, first input column), computed once per task so that
+    // the per-segment pointer setup below does no integer division
+    struct RowOrigin {
+      int64_t n, ih0, iw0;
+    };
+    thread_local std::vector<RowOrigin> origin;
+    alignas(64) float tile[16 * 32];
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t i0 = (t / ntiles) * MC, j0 = (t % ntiles) * NC;
+      const int64_t mc = std::min(MC, M - i0), nc = std::min(NC, N - j0);
+      if (A.kind == ASource::Kind::taps) {
+        origin.resize(static_cast<size_t>(mc));
+        for (int64_t r = 0; r < mc; ++r) {
+          const int64_t p = i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
+          origin[static_cast<size_t>(r)] = {n, oh * A.o.stride[0] - A.o.padding[0], ow * A.o.stride[1] - A.o.padding[1]};
+        }
+      }
+      if (A.kind == ASource::Kind::im2col) {
+        // rows i0 .. i0 + mc of the im2col matrix, k = (i * kw + j) * C + c as the packed weight
+        cols.resize(static_cast<size_t>(mc * K));
+        // (plain loops, not memcpy: a tap is only C < 16 floats; with dilation 1 a tap row's kw pixels are one
+        // contiguous run of kw * C floats in the channels-last input)
+        for (int64_t r = 0; r < mc; ++r) {
+          const int64_t p = i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
+          float* dst = cols.data() + r * K;
+          const int64_t iw0 = ow * A.o.stride[1] - A.o.padding[1];
+          const bool row_inside = A.o.dilation[1] == 1 && iw0 >= 0 && iw0 + A.kw <= A.W;
+          for (int64_t i = 0; i < A.kh; ++i) {
+            const int64_t ih = oh * A.o.stride[0] - A.o.padding[0] + i * A.o.dilation[0];
+            if (row_inside && ih >= 0 && ih < A.H) {
+              const float* src = A.a + ((n * A.H + ih) * A.W + iw0) * A.C;
+              for (int64_t e = 0; e < A.kw * A.C; ++e) dst[e] = src[e];
+              dst += A.kw * A.C;
+              continue;
+            }
+            for (int64_t j = 0; j < A.kw; ++j, dst += A.C) {
+              const float* src = A.pixel(n, ih, iw0 + j * A.o.dilation[1]);
+              for (int64_t c = 0; c < A.C; ++c) dst[c] = src ? src[c] : 0.f;
+            }
+          }
+        }
+      }
+      const int64_t panels = (mc + MR - 1) / MR;
+      for (size_t bi = 0; bi < plan.blocks.size(); ++bi) {
+        const KBlock& kb = plan.blocks[bi];
+        const bool accumulate = bi > 0, last = bi + 1 == plan.blocks.size();
+        // row pointers of every micro-panel of the task for every segment of the block
+        ptrs.resize(static_cast<size_t>(panels * kb.nseg * MR));
+        for (int64_t pi = 0; pi < panels; ++pi) {
+          const int64_t ir = pi * MR, r0 = i0 + ir, ni = std::min(MR, mc - ir);
+          for (int64_t s = 0; s < kb.nseg; ++s) {
+            const Segment& sg = plan.segs[static_cast<size_t>(kb.seg0 + s)];
+            const float** dst = ptrs.data() + (pi * kb.nseg + s) * MR;
+            for (int64_t i = 0; i < MR; ++i) {
+              if (i >= ni) {
+                dst[i] = kZeroRow;
+                continue;
+              }
+              const int64_t r = r0 + i;
+              switch (A.kind) {
+                case ASource::Kind::dense: dst[i] = A.a + r * A.lda + sg.c0; break;
+                case ASource::Kind::im2col: dst[i] = cols.data() + (ir + i) * K + sg.c0; break;
+                case ASource::Kind::taps: {
+                  const RowOrigin& o = origin[static_cast<size_t>(ir + i)];
+                  const float* px = A.pixel(o.n, o.ih0 + sg.dh, o.iw0 + sg.dw);
+                  dst[i] = px ? px + sg.c0 : kZeroRow;
+                  break;
+                }
+              }
+            }
+          }
+        }
+        auto tile_at = [&](int64_t pi, int64_t jr) {
+          const int64_t r0 = i0 + pi * MR, ni = std::min(MR, mc - pi * MR);
+          const int64_t j = j0 + jr, nj = std::min(NR, nc - jr);
+          const float* bp = B.panel(j / NR) + kb.k0 * NR;
+          const float* const* ap = ptrs.data() + pi * kb.nseg * MR;
+          float* cp = C + r0 * ldc + j;
+          if (ni == MR && nj == NR) {
+            detail::TileEpilogue te;
+            const bool use_ep = last && (ep.scale || ep.shift || ep.residual || ep.act == Activation::relu);
+            if (use_ep) {
+              te.scale = ep.scale ? ep.scale + j : nullptr;
+              te.shift = ep.shift ? ep.shift + j : nullptr;
+              te.residual = ep.residual ? ep.residual + r0 * ep.ldr + j : nullptr;
+              te.ldr = ep.ldr;
+              te.relu = ep.act == Activation::relu;
+            }
+            kern.fn(kb.nseg, kb.len, ap, bp, cp, ldc, accumulate, use_ep ? &te : nullptr);
+          } else {
+            // partial tile: through a scratch tile, epilogue on the valid part
+            if (accumulate)
+              for (int64_t i = 0; i < ni; ++i) std::memcpy(tile + i * NR, cp + i * ldc, nj * sizeof(float));
+            kern.fn(kb.nseg, kb.len, ap, bp, tile, NR, accumulate, nullptr);
+            for (int64_t i = 0; i < ni; ++i)
+              for (int64_t jj = 0; jj < nj; ++jj)
+                cp[i * ldc + jj] = last ? epilogue_scalar(tile[i * NR + jj], ep, r0 + i, j + jj) : tile[i * NR + jj];
+          }
+        };
+        // A micro-panel (12 rows x the block's k) stays in L1 while the block's packed weight panels stream from
+        // L2. (The BLIS order, weight panel in L1 and A from L2, measured the same here.)
+        for (int64_t pi = 0; pi < panels; ++pi)
+          for (int64_t jr = 0; jr < nc; jr += NR) tile_at(pi, jr);
+        // activations the kernels do not apply (GELU, SiLU): on the finished rows while they are in cache
+        if (last && !relu_in_kernel)
+          for (int64_t i = 0; i < mc; ++i) detail::activation_inplace(C + (i0 + i) * ldc + j0, nc, ep.act);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+namespace detail {
+void gemm_packed_b(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* bpanels, float* c,
+                   int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K == 0) {
+    for (int64_t i = 0; i < M; ++i) std::fill_n(c + i * ldc, N, 0.f);
+    return;
+  }
+  ASource A;
+  A.a = a;
+  A.lda = lda;
+  indirect_gemm(M, A, dense_plan(K), BPanels{bpanels, K, N, gemm_indirect_kernel().nr}, c, ldc, Epilogue{});
+}
+}  // namespace detail
+
+namespace {
+void check_channel_vector(std::string_view op, const Tensor& t, int64_t C, std::string_view name) {
+  if (!t.defined()) return;
+  check_f32_cpu(op, t, name);
+  if (t.numel() != C)
+    op_error(op, std::string(name) + " " + t.str() + " must have " + std::to_string(C) + " elements (one per output channel)");
+}
+
+}  // namespace
+
+Tensor PackedConv2d::weight() const {
+  Tensor w = Tensor::heap({cout, cin, kh, kw});
+  float* p = w.data<float>();
+  for (int64_t n = 0; n < cout; ++n)
+    for (int64_t ci = 0; ci < cin; ++ci)
+      for (int64_t i = 0; i < kh; ++i)
+        for (int64_t j = 0; j < kw; ++j) p[((n * cin + ci) * kh + i) * kw + j] = b.at((i * kw + j) * cin + ci, n);
+  return w;
+}
+
+Tensor PackedLinear::weight() const {
+  Tensor w = Tensor::heap({out_features, in_features});
+  float* p = w.data<float>();
+  for (int64_t o = 0; o < out_features; ++o)
+    for (int64_t i = 0; i < in_features; ++i) p[o * in_features + i] = b.at(i, o);
+  return w;
+}
+
+namespace ops {
+
+Tensor conv2d(const Tensor& x_in, const PackedConv2d& w, const Tensor& scale_in, const Tensor& shift_in,
+              Activation act, const Tensor& residual) {
+  constexpr std::string_view op = "ops::conv2d(packed)";
+  if (!w.defined()) op_error(op, "weights were not packed");
+  if (on_gpu(x_in)) op_error(op, "packed weights are a CPU layout (Model::to_device uploads the torch layout)");
+  const detail::ConvShapes s = detail::conv2d_shapes(op, x_in, w.shape_only, Tensor(), w.opt, residual);
+  check_channel_vector(op, scale_in, s.Cout, "scale");
+  check_channel_vector(op, shift_in, s.Cout, "shift");
+  const Tensor x = to_channels_last(x_in);
+  const Tensor res = residual.defined() ? to_channels_last(residual) : Tensor();
+  const Tensor scale = scale_in.defined() ? scale_in.contiguous() : Tensor();
+  const Tensor shift = shift_in.defined() ? shift_in.contiguous() : Tensor();
+  Tensor y = empty_channels_last(s.N, s.Cout, s.Ho, s.Wo);
+
+  ASource A;
+  A.a = x.data<float>();
+  A.H = s.H, A.W = s.W, A.C = s.C, A.Ho = s.Ho, A.Wo = s.Wo, A.kh = s.kh, A.kw = s.kw;
+  A.o = w.opt;
+  const bool pointwise = s.kh == 1 && s.kw == 1 && w.opt.stride[0] == 1 && w.opt.stride[1] == 1 &&
+                         w.opt.padding[0] == 0 && w.opt.padding[1] == 0;
+  KPlan plan;
+  if (pointwise) {  // a 1x1 conv on a channels-last map is a GEMM on [N*H*W, Cin]
+    A.kind = ASource::Kind::dense;
+    A.lda = s.C;
+    plan = dense_plan(s.C);
+  } else if (s.C >= kMinTapCin) {
+    A.kind = ASource::Kind::taps;
+    plan = tap_plan(s.kh, s.kw, w.opt, s.C);
+  } else {
+    A.kind = ASource::Kind::im2col;
+    plan = dense_plan(s.C * s.kh * s.kw);
+  }
+  Epilogue ep;
+  ep.scale = scale.defined() ? scale.data<float>() : nullptr;
+  ep.shift = shift.defined() ? shift.data<float>() : nullptr;
+  ep.residual = res.defined() ? res.data<float>() : nullptr;
+  ep.ldr = s.Cout;
+  ep.act = act;
+  indirect_gemm(s.N * s.Ho * s.Wo, A, plan, panels_of(w.b), y.data<float>(), s.Cout, ep);
+  return y;
+}
+
+Tensor linear(const Tensor& x_in, const PackedLinear& w, const Tensor& b_in, Activation act) {
+  constexpr std::string_view op = "ops::linear(packed)";
+  if (!w.defined()) op_error(op, "weights were not packed");
+  if (on_gpu(x_in)) op_error(op, "packed weights are a CPU layout (Model::to_device uploads the torch layout)");
+  check_f32_cpu(op, x_in, "input");
+  if (x_in.dim() < 1 || x_in.size(-1) != w.in_features)
+    op_error(op, "input " + x_in.str() + " must end in " + std::to_string(w.in_features) + " features");
+  check_channel_vector(op, b_in, w.out_features, "bias");
+  const int64_t K = w.in_features, M = x_in.numel() / std::max<int64_t>(K, 1);
+  const Tensor x = x_in.contiguous();
+  const Tensor b = b_in.defined() ? b_in.contiguous() : Tensor();
+  Shape ys = x.shape();
+  ys.back() = w.out_features;
+  Tensor y = Tensor::empty(ys);
+  if (K == 0) {  // an empty sum: bias only
+    for (int64_t r = 0; r < M; ++r)
+      for (int64_t j = 0; j < w.out_features; ++j) y.data<float>()[r * w.out_features + j] = b.defined() ? b.data<float>()[j] : 0.f;
+    if (act != Activation::none) detail::activation_inplace(y.data<float>(), y.numel(), act);
+    return y;
+  }
+  ASource A;
+  A.kind = ASource::Kind::dense;
+  A.a = x.data<float>();
+  A.lda = K;
+  Epilogue ep;
+  ep.shift = b.defined() ? b.data<float>() : nullptr;
+  ep.act = act;
+  indirect_gemm(M, A, dense_plan(K), panels_of(w.b), y.data<float>(), w.out_features, ep);
+  return y;
+}
+
+}  // namespace ops
+}  // namespace tabula

@@ -1,0 +1,98 @@
+// Weights prepared once, at load time, for the fast CPU path, and the ops that take them.
+//
+// A model's conv and linear weights are packed once into the layout the GEMM micro-kernel reads (k-major panels
+// of NR output channels), so no forward call re-packs or re-transposes a weight. Activations are never packed:
+// the indirect GEMM (gemm_kernels.h) reads them in place through row pointers, which makes a 1x1 conv on a
+// channels-last map exactly a GEMM and a k x k conv a GEMM over (tap, input channel) without an im2col buffer.
+// Convolutions run over the whole batch (M = N * Ho * Wo rows) in channels-last layout ("NHWC", torch's
+// channels_last memory format): the output is a tensor of logical shape [N, C, H, W] with strides
+// (H*W*C, 1, W*C, C), which every op accepts like any strided tensor.
+//
+// The reference of a packed op is the unpacked one: ops::conv2d(x, packed, scale, shift, act, residual) equals
+// act(ref::conv2d(x, weight) * scale + shift + residual) per output channel, tested by the op validator.
+#pragma once
+#include <cstdint>
+#include <utility>
+
+#include "engine/ops.h"
+
+namespace tabula {
+
+// The B operand [K, N] of C = A @ B in the indirect micro-kernel's layout: panel p holds columns
+// [p * nr, p * nr + nr) as K consecutive rows of nr floats, columns past N zero. nr is the kernel's (32 for
+// AVX-512), chosen when packing on the machine that runs it.
+class PackedMatrix {
+ public:
+  PackedMatrix() = default;
+  // element (k, n) of B is src[k * sk + n * sn]
+  static PackedMatrix pack(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn);
+  bool defined() const { return data_.defined(); }
+  int64_t rows() const { return K_; }
+  int64_t cols() const { return N_; }
+  int64_t nr() const { return nr_; }
+  const float* panel(int64_t p) const { return data_.data<float>() + p * K_ * nr_; }
+  float at(int64_t k, int64_t n) const { return panel(n / nr_)[k * nr_ + n % nr_]; }  // element (k, n) of B
+  size_t nbytes() const { return data_.defined() ? data_.nbytes() : 0; }
+
+ private:
+  Tensor data_;
+  int64_t K_ = 0, N_ = 0, nr_ = 0;
+};
+
+// nn.Conv2d weight [Cout, Cin, kh, kw] (groups = 1) packed with k = (i * kw + j) * Cin + ci, the order in which a
+// channels-last input holds one output pixel's receptive field.
+struct PackedConv2d {
+  PackedConv2d() = default;
+  PackedConv2d(const Tensor& weight, const Conv2dOptions& opt);
+  bool defined() const { return b.defined(); }
+  // The weight it was packed from, [Cout, Cin, kh, kw] (exact: packing only moves floats). Model::to_device
+  // uploads this, since the GPU path takes the torch layout.
+  Tensor weight() const;
+  int64_t cout = 0, cin = 0, kh = 0, kw = 0;
+  Conv2dOptions opt;
+  PackedMatrix b;
+  Tensor shape_only;  // zero-stride [Cout, Cin, kh, kw] view (argument checks share ops_common's rules)
+};
+
+// nn.Linear weight [out, in] packed as B = weight^T [in, out].
+struct PackedLinear {
+  PackedLinear() = default;
+  explicit PackedLinear(const Tensor& weight);
+  bool defined() const { return b.defined(); }
+  Tensor weight() const;  // the [out, in] weight it was packed from (exact)
+  int64_t out_features = 0, in_features = 0;
+  PackedMatrix b;
+};
+
+// Eval-mode BatchNorm as per-channel y = x * scale + shift, scale = gamma / sqrt(var + eps), shift = beta -
+// mean * scale, computed in double and rounded once (the form torch's CPU batch_norm evaluates in inference).
+std::pair<Tensor, Tensor> batch_norm_scale_shift(const Tensor& gamma, const Tensor& beta, const Tensor& mean,
+                                                 const Tensor& var, double eps = 1e-5);
+
+// Channels-last layout of a 4-D [N, C, H, W] tensor: strides (H*W*C, 1, W*C, C).
+bool is_channels_last(const Tensor& x);
+Tensor empty_channels_last(int64_t N, int64_t C, int64_t H, int64_t W);
+Tensor to_channels_last(const Tensor& x);  // x itself when already channels-last
+
+namespace detail {
+// Scratch packing for operands that change per call (attention's K^T and V per head): the B layout above into
+// `dst` (packed_b_floats(K, N) floats), and C[M, N] (row stride ldc) = A[M, K] (row r at a + r * lda) @ B.
+// gemm_packed_b parallelises over rows unless called from inside a parallel_for chunk (then it runs inline).
+int64_t packed_b_floats(int64_t K, int64_t N);
+void pack_b_panels(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn, float* dst);
+void gemm_packed_b(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* bpanels, float* c,
+                   int64_t ldc);
+}  // namespace detail
+
+namespace ops {
+// act(conv2d(x, w) * scale + shift + residual), scale and shift per output channel ([Cout]; undefined = 1 and 0):
+// a conv with a bias (shift = bias), or a conv followed by an eval-mode BatchNorm (batch_norm_scale_shift), then
+// the block's residual add and ReLU, in one pass. x: [N, Cin, H, W] in any layout (channels-last is read in
+// place, anything else is converted first); residual [N, Cout, Ho, Wo] likewise. Returns a channels-last tensor.
+Tensor conv2d(const Tensor& x, const PackedConv2d& w, const Tensor& scale, const Tensor& shift,
+              Activation act = Activation::none, const Tensor& residual = {});
+// F.linear with a packed weight: x [..., in] -> [..., out], + bias, then act (fused).
+Tensor linear(const Tensor& x, const PackedLinear& w, const Tensor& bias = {}, Activation act = Activation::none);
+}  // namespace ops
+
+}  // namespace tabula
