@@ -28,6 +28,8 @@ int cmd_embed(const Args& a) {
   o.resume = a.has("resume");
   o.force = a.has("force");
   o.quiet = a.has("quiet");
+  o.format = a.get("format");
+  o.aggregate = a.get("aggregate");
   if (a.has("shard")) {
     std::smatch m;
     std::string s = a.get("shard");
