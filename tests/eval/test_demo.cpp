@@ -67,7 +67,9 @@ TEST(Demo, QuickRunWritesEveryMetricAndAWellFormedReport) {
       for (size_t k = 0; k < o.size(); ++k)
         sop += (o[k] - mo) * (p[k] - mp), soo += (o[k] - mo) * (o[k] - mo), spp += (p[k] - mp) * (p[k] - mp);
       const double want = reg.number(i, reg.index("pearson"));
-      if (std::isfinite(want)) EXPECT_NEAR(sop / std::sqrt(soo * spp), want, 1e-9) << reg.at(i, 0) << " " << reg.at(i, 1);
+      if (std::isfinite(want)) {
+        EXPECT_NEAR(sop / std::sqrt(soo * spp), want, 1e-9) << reg.at(i, 0) << " " << reg.at(i, 1);
+      }
     }
   }
   // `tabula report` on the demo's folder writes the same report the demo wrote.

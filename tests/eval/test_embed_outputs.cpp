@@ -213,7 +213,7 @@ TEST(Aggregate, WellColumnsOfEachManifestKind) {
 TEST(Aggregate, EmbedAggregateWellAndFormatH5ad) {
   const auto root = test::scratch_dir();
   const std::string synth = (root / "synth").string();
-  auto r = test::run_tabula("synth cellpainting --quick --out '" + synth + "'");
+  auto r = test::run_tabula("synth cellpainting --batches 1 --plates 1 --sites 2 --size 96 --out '" + synth + "'");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string site = (root / "site").string(), well = (root / "well").string();
   r = test::run_tabula("embed --arch pixels --data '" + synth + "/load_data.csv' --quiet --out '" + site + "'");
@@ -223,7 +223,7 @@ TEST(Aggregate, EmbedAggregateWellAndFormatH5ad) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const int64_t sites = static_cast<int64_t>(eval::read_csv(site + "/index.csv").rows());
   const int64_t wells = aggregate_embedding(site, {"pixels"}, well_columns(eval::read_csv(site + "/index.csv").columns()));
-  EXPECT_LT(wells, sites) << "the quick synthetic plates have several sites per well";
+  EXPECT_EQ(wells * 2, sites) << "two sites per well";
   EXPECT_EQ(read_file_text(well + "/pixels.npy"), read_file_text(site + "/pixels.npy"));
   EXPECT_EQ(read_file_text(well + "/index.csv"), read_file_text(site + "/index.csv"));
   EXPECT_NE(read_file_text(well + "/run.json").find("\"aggregate\":{\"by\":[\"Metadata_Source\""), std::string::npos);

@@ -54,16 +54,16 @@ std::string make_study(const std::string& name) {
   std::string summary = "dataset,model,layer,layer_index,n_layers,metric,value\n";
   for (const M& m : models) {
     for (const char* ds : {"cellpainting", "tissue"}) {
-      std::string w = m.kind == "untrained" ? R"({"kind":"untrained","seed":)" + std::string(1, m.label.back()) +
-                                                  R"(,"init":"torch.manual_seed(seed)"})"
-                      : m.kind == "file" ? R"({"kind":"file","path":"/w/resnet.safetensors","sha256":"ab12cd34"})"
-                                         : R"({"kind":"none (baseline)"})";
+      std::string w = m.kind == "untrained" ? R"J({"kind":"untrained","seed":)J" + std::string(1, m.label.back()) +
+                                                  R"J(,"init":"torch.manual_seed(seed)"})J"
+                      : m.kind == "file" ? R"J({"kind":"file","path":"/w/resnet.safetensors","sha256":"ab12cd34"})J"
+                                         : R"J({"kind":"none (baseline)"})J";
       std::string layers;
-      for (const auto& l : m.layers) layers += std::string(layers.empty() ? "" : ",") + R"({"name":")" + l + R"(","dim":8})";
+      for (const auto& l : m.layers) layers += std::string(layers.empty() ? "" : ",") + R"J({"name":")J" + l + R"J(","dim":8})J";
       put(d / "embed" / ds / m.label / "run.json",
-          R"({"tabula":{"version":"0.1.0","git":"deadbeef"},"arch":")" + std::string(m.kind == "baseline" ? m.label : "resnet18") +
-              R"(","weights":)" + w + R"(,"data":{"rows":12,"sha256":"00ff"},"preprocessing":"resize=256 crop=224",)" +
-              R"("channels":"per-channel","pool":"avg","precision":"fp32","device":"cpu","threads":2,"layers":[)" + layers + "]}\n");
+          R"J({"tabula":{"version":"0.1.0","git":"deadbeef"},"arch":")J" + std::string(m.kind == "baseline" ? m.label : "resnet18") +
+              R"J(","weights":)J" + w + R"J(,"data":{"rows":12,"sha256":"00ff"},"preprocessing":"resize=256 crop=224",)J" +
+              R"J("channels":"per-channel","pool":"avg","precision":"fp32","device":"cpu","threads":2,"layers":[)J" + layers + "]}\n");
     }
     for (size_t li = 0; li < m.layers.size(); ++li) {
       const std::string& layer = m.layers[li];
@@ -76,8 +76,8 @@ std::string make_study(const std::string& name) {
         const double v = c <= 3 ? level + 0.01 * (c - 2) : 0.2 + 0.01 * c;
         if (c <= 3) morph += v / 3;
         const bool sig = c <= 3 && v > 0.5;
-        mean += "C" + std::to_string(c) + ",-1," + num(v) + ",0.01," + (sig ? "0.02" : "0.5") + ",True," + (sig ? "True" : "False") + "\n";
-        for (int r = 0; r < 4; ++r) ap += "C" + std::to_string(c) + ",-1,3,20," + num(v + 0.03 * (r - 1.5)) + "\n";
+        mean += std::string("C") + std::to_string(c) + ",-1," + num(v) + ",0.01," + (sig ? "0.02" : "0.5") + ",True," + (sig ? "True" : "False") + "\n";
+        for (int r = 0; r < 4; ++r) ap += std::string("C") + std::to_string(c) + ",-1,3,20," + num(v + 0.03 * (r - 1.5)) + "\n";
       }
       put(d / "eval/cellpainting" / m.label / layer / "map/mean_average_precision.csv", mean);
       put(d / "eval/cellpainting" / m.label / layer / "map/average_precision.csv", ap);
@@ -97,7 +97,7 @@ std::string make_study(const std::string& name) {
         for (int p = 0; p < 20; ++p)
           for (int g = 0; g < 5; ++g) {
             const double truth = std::sin(p * 1.3 + g);
-            pred += "p" + std::to_string(p) + "," + (p < 10 ? "P1" : "P2") + ",G" + std::to_string(g) + "," + num(truth) + "," +
+            pred += std::string("p") + std::to_string(p) + "," + (p < 10 ? "P1" : "P2") + ",G" + std::to_string(g) + "," + num(truth) + "," +
                     num(truth * m.level + 0.1 * std::cos(p * 7.1 + g * m.level * 10)) + "\n";
           }
         put(d / "eval/tissue" / m.label / layer / "predictions/predictions.csv", pred);
