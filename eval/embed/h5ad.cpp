@@ -1,5 +1,6 @@
 #include "eval/embed/h5ad.h"
 
+#include <fcntl.h>
 #include <hdf5.h>
 #include <unistd.h>
 
@@ -259,7 +260,6 @@ void write_h5ad(const std::string& path, const H5adContent& c) {
   std::lock_guard<std::mutex> lock(data::hdf5_lock());
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  bool ok = false;
   try {
     H5 fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
     H5Pset_obj_track_times(fcpl, false);
@@ -299,12 +299,19 @@ void write_h5ad(const std::string& path, const H5adContent& c) {
       }
     }
     if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) fail("flushing the HDF5 file failed");
-    ok = true;
   } catch (...) {
     std::remove(tmp.c_str());
     throw;
   }
-  (void)ok;
+  // Like AtomicFile: the bytes are on disk before the name points at them.
+  if (int fd = ::open(tmp.c_str(), O_RDONLY); fd >= 0) {
+    const bool synced = ::fsync(fd) == 0;
+    ::close(fd);
+    if (!synced) {
+      std::remove(tmp.c_str());
+      fail("fsync of the written file failed");
+    }
+  }
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   if (ec) {
