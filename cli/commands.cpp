@@ -61,7 +61,7 @@ const std::vector<Command>& commands() {
         {"force", "", "overwrite a finished embedding in DIR", false, ""},
         {"threads", "T", "model threads (0: all cores)", false, "0"},
         {"format", "F", "npy, or h5ad: also DIR/embedding.h5ad for anndata/scanpy (X = last layer, obsm = others, "
-                        "obs = index.csv, uns = run.json)", false, "npy"},
+                        "obs = index.csv, uns = run.json); with --resume on a finished DIR, adds the file", false, "npy"},
         {"aggregate", "well|C1,C2", "one row per well (mean over its sites/crops; plate + well columns found in the "
                                     "metadata) or per group of the named columns; not with --shard", false, ""},
         {"quiet", "", "no progress output", false, ""}},

@@ -407,6 +407,8 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
     s.out = out;
     s.rows = rows.size();
     if (!opt.quiet) std::fprintf(stderr, "tabula embed: %s is already complete\n", out.c_str());
+    // --resume --format h5ad on a finished folder adds the AnnData file from what the folder holds.
+    if (opt.format == "h5ad" && !fs::exists(out + "/embedding.h5ad")) write_embedding_h5ad(out);
     return s;
   }
   if (fs::exists(out)) {

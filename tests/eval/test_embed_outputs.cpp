@@ -231,7 +231,12 @@ TEST(Aggregate, EmbedAggregateWellAndFormatH5ad) {
   auto d = describe(well + "/embedding.h5ad");
   EXPECT_NE(d["X"].find("(" + std::to_string(wells) + ","), std::string::npos) << d["X"];
   EXPECT_NE(d["uns/run_json"].find("aggregate"), std::string::npos);
-  // Refusals, before any work: aggregation of shards, of a .npy input, by an unknown column.
+  // --resume --format h5ad on a finished folder without one adds it.
+  ASSERT_FALSE(fs::exists(site + "/embedding.h5ad"));
+  r = test::run_tabula("embed --arch pixels --data '" + synth + "/load_data.csv' --quiet --resume --format h5ad --out '" + site + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(site + "/embedding.h5ad"));
+  // Refusals, before any work: aggregation of shards, by an unknown column, an unknown format.
   r = test::run_tabula("embed --arch pixels --data '" + synth + "/load_data.csv' --quiet --aggregate well --shard 0/2 --out '" +
                        (root / "x").string() + "'");
   EXPECT_NE(r.exit_code, 0);
