@@ -261,3 +261,35 @@ TEST(Report, RendersInHeadlessChromiumWithoutConsoleErrors) {
   EXPECT_EQ(svg_seen, r.panels) << read_file_text(err);
   EXPECT_NE(read_file_text(dom).find("Per-compound replicate mAP"), std::string::npos);
 }
+
+// Optional inputs missing (no phenotype classes, no predictions, no CKA, no per-compound files for one model): the
+// panels that need them are left out, the rest is still written and well-formed; a broken run.json names its file.
+TEST(Report, MissingOptionalInputsDropTheirPanels) {
+  const std::string study = make_study("sparse");
+  fs::remove(fs::path(study) / "data/cellpainting/compounds.csv");
+  fs::remove_all(fs::path(study) / "eval/cka");
+  for (const char* m : {"resnet-s0", "resnet-s1", "resnet-trained", "pixels", "nuclei"})
+    for (const char* l : {"avgpool", "pixels", "nuclei"}) fs::remove_all(fs::path(study) / "eval/tissue" / m / l / "predictions");
+  fs::remove_all(fs::path(study) / "eval/cellpainting/pixels");
+  ReportOptions o;
+  o.runs = {study};
+  o.out = study + "/report.html";
+  ReportResult r = write_report(o);
+  const std::string html = read_file_text(o.out);
+  EXPECT_EQ(test::well_formed(html), "");
+  EXPECT_EQ(r.panels, 4);  // 3 metric curves + the bars (without class labels); no scatter, no CKA
+  EXPECT_EQ(html.find("Do different representations"), std::string::npos);
+  EXPECT_EQ(html.find("Layer × layer CKA"), std::string::npos);
+  EXPECT_EQ(html.find("C1 pixels:"), std::string::npos);  // no map files for pixels: no bar
+  // mAP notes need the phenotype classes; the tissue ridge notes remain.
+  for (const NoiseNote& n : r.notes) EXPECT_EQ(n.metric, "tissue: expression Pearson r (ridge)");
+  EXPECT_FALSE(r.notes.empty());
+  // A run.json that is not JSON: the error names it.
+  std::ofstream(study + "/embed/cellpainting/nuclei/run.json") << "{not json";
+  try {
+    write_report(o);
+    FAIL();
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("nuclei/run.json"), std::string::npos) << e.what();
+  }
+}
