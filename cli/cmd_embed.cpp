@@ -30,6 +30,8 @@ int cmd_embed(const Args& a) {
   o.force = a.has("force");
   o.quiet = a.has("quiet");
   o.use_mpi = true;  // under mpirun/srun the ranks share the run (one launcher-less process: no MPI at all)
+  o.format = a.get("format");
+  o.aggregate = a.get("aggregate");
   if (a.has("shard")) {
     std::smatch m;
     std::string s = a.get("shard");

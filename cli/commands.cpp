@@ -15,6 +15,7 @@ int cmd_demo(const Args&);
 int cmd_embed(const Args&);
 int cmd_init(const Args&);
 int cmd_merge(const Args&);
+int cmd_report(const Args&);
 int cmd_weights_inspect(const Args&);
 int cmd_weights_convert(const Args&);
 int cmd_eval_map(const Args&);
@@ -60,6 +61,10 @@ const std::vector<Command>& commands() {
         {"resume", "", "continue an interrupted run in DIR", false, ""},
         {"force", "", "overwrite a finished embedding in DIR", false, ""},
         {"threads", "T", "model threads (0: all cores; under mpirun/srun: this rank's share of its node)", false, "0"},
+        {"format", "F", "npy, or h5ad: also DIR/embedding.h5ad for anndata/scanpy (X = last layer, obsm = others, "
+                        "obs = index.csv, uns = run.json); with --resume on a finished DIR, adds the file", false, "npy"},
+        {"aggregate", "well|C1,C2", "one row per well (mean over its sites/crops; plate + well columns found in the "
+                                    "metadata) or per group of the named columns; not with --shard", false, ""},
         {"quiet", "", "no progress output", false, ""}},
        0, 0, cmd_embed},
       {"init", "write the untrained weights PyTorch builds for a seed (torch.manual_seed + the constructor)",
@@ -82,6 +87,14 @@ const std::vector<Command>& commands() {
         {"threads", "T", "threads (0: all cores)", false, "0"},
         {"quiet", "", "no progress output", false, ""}},
        0, 0, cmd_demo},
+      {"report", "build the HTML report (figures, within-noise notes, provenance) from study folders",
+       "RUN_DIR... --out report.html [--title T]",
+       "tabula report tabula-demo --out report.html",
+       {{"out", "FILE", "the report (one self-contained HTML file, written atomically)", true, ""},
+        {"title", "T", "heading of the report", false, ""},
+        {"bootstrap", "N", "resamples for the 95 % intervals (error bars, within-noise notes)", false, "2000"},
+        {"seed", "S", "bootstrap seed (same inputs + seed = same bytes)", false, "0"}},
+       1, 1 << 20, cmd_report},
       {"weights inspect", "format, layout, tensors, parameters, dtypes and sha256 of a weight file", "FILE [--key K]",
        "tabula weights inspect dinov2_vits14_pretrain.pth",
        {{"key", "K", "nested state dict to use, e.g. teacher or model/teacher (default: detected)", false, ""},

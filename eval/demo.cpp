@@ -14,6 +14,7 @@
 #include "eval/data/synth.h"
 #include "eval/embed/embed.h"
 #include "eval/metrics/run.h"
+#include "eval/report.h"
 #include "eval/table.h"
 #include "weights_tools/json.h"
 
@@ -92,114 +93,52 @@ void step(const std::string& marker, F fn) {
   write_file_atomic(marker, "done\n");
 }
 
-std::string svg_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '<') o += "&lt;";
-    else if (c == '>') o += "&gt;";
-    else if (c == '&') o += "&amp;";
-    else if (c == '"') o += "&quot;";
-    else o += c;
+// Held-out ridge predictions of log1p expression, fitted as the demo's ridge step fits them (StandardScaler -> PCA
+// -> exact ridge), each fold (patient) predicted by the model of the other folds. The report's prediction scatter
+// compares two models' predictions patch by patch (the paper's Figure 1b). Long format: patch_id, fold, target,
+// observed, predicted.
+void write_predictions(const std::string& features, const std::string& expression_csv, const std::string& fold_col,
+                       int64_t pca_components, int threads, const std::string& out_csv) {
+  eval::RowMatrixF x;
+  eval::Table meta;
+  eval::load_inputs({features, ""}, &x, &meta);
+  eval::Table ex = eval::read_csv(expression_csv);
+  std::vector<std::string> genes;
+  for (const auto& c : ex.columns())
+    if (c != "patch_id") genes.push_back(c);
+  if (static_cast<int64_t>(ex.rows()) != x.rows())
+    throw std::runtime_error(expression_csv + ": " + std::to_string(ex.rows()) + " rows, the features have " +
+                             std::to_string(x.rows()));
+  eval::RowMatrixD y(x.rows(), static_cast<int64_t>(genes.size()));
+  for (size_t g = 0; g < genes.size(); ++g) {
+    std::vector<double> col = ex.numbers(genes[g]);
+    for (size_t r = 0; r < col.size(); ++r) y(static_cast<int64_t>(r), static_cast<int64_t>(g)) = std::log1p(col[r]);
   }
-  return o;
-}
-
-const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-                         "#bcbd22", "#17becf"};
-
-// A per-layer curve per model (x = relative depth), baselines as dashed horizontal lines.
-std::string line_chart(const std::string& title, const std::string& ylabel, const std::vector<Row>& rows,
-                       const std::vector<std::string>& models) {
-  const double W = 460, H = 280, L = 56, R = 150, T = 30, B = 44;
-  double lo = INFINITY, hi = -INFINITY;
-  for (const Row& r : rows)
-    if (std::isfinite(r.value)) lo = std::min(lo, r.value), hi = std::max(hi, r.value);
-  if (!std::isfinite(lo)) return "";
-  if (hi - lo < 1e-9) hi = lo + 1;
-  double pad = 0.05 * (hi - lo);
-  lo -= pad, hi += pad;
-  auto X = [&](double t) { return L + t * (W - L - R); };
-  auto Y = [&](double v) { return T + (1 - (v - lo) / (hi - lo)) * (H - T - B); };
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(1);
-  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H << "\" role=\"img\">"
-    << "<title>" << svg_escape(title) << "</title>"
-    << "<text x=\"" << W / 2 - R / 2 << "\" y=\"18\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\">"
-    << svg_escape(title) << "</text>"
-    << "<line x1=\"" << L << "\" y1=\"" << H - B << "\" x2=\"" << W - R << "\" y2=\"" << H - B << "\" stroke=\"#333\"/>"
-    << "<line x1=\"" << L << "\" y1=\"" << T << "\" x2=\"" << L << "\" y2=\"" << H - B << "\" stroke=\"#333\"/>";
-  for (int k = 0; k <= 4; ++k) {
-    double v = lo + (hi - lo) * k / 4;
-    s << "<text x=\"" << L - 6 << "\" y=\"" << Y(v) + 4 << "\" text-anchor=\"end\" font-size=\"10\">"
-      << std::setprecision(2) << v << std::setprecision(1) << "</text>"
-      << "<line x1=\"" << L << "\" y1=\"" << Y(v) << "\" x2=\"" << W - R << "\" y2=\"" << Y(v)
-      << "\" stroke=\"#ddd\"/>";
+  const std::vector<std::string>& fold = meta.column(fold_col);
+  std::vector<std::string> folds;
+  for (const std::string& f : fold)
+    if (!f.empty() && std::find(folds.begin(), folds.end(), f) == folds.end()) folds.push_back(f);
+  eval::RegressOptions ro;
+  ro.method = "ridge";
+  ro.ridge_solver = "exact";
+  ro.pca_components = pca_components;
+  ro.threads = threads;
+  eval::Table t({"patch_id", "fold", "target", "observed", "predicted"});
+  for (const std::string& f : folds) {
+    std::vector<int64_t> train, test;
+    for (int64_t r = 0; r < x.rows(); ++r) (fold[static_cast<size_t>(r)] == f ? test : train).push_back(r);
+    eval::RowMatrixF xtr(static_cast<int64_t>(train.size()), x.cols()), xte(static_cast<int64_t>(test.size()), x.cols());
+    eval::RowMatrixD ytr(static_cast<int64_t>(train.size()), y.cols());
+    for (size_t i = 0; i < train.size(); ++i) xtr.row(static_cast<int64_t>(i)) = x.row(train[i]), ytr.row(static_cast<int64_t>(i)) = y.row(train[i]);
+    for (size_t i = 0; i < test.size(); ++i) xte.row(static_cast<int64_t>(i)) = x.row(test[i]);
+    eval::RowMatrixD pred = eval::regress_predict(xtr, ytr, xte, ro);
+    for (size_t i = 0; i < test.size(); ++i)
+      for (size_t g = 0; g < genes.size(); ++g)
+        t.add_row({ex.at(static_cast<size_t>(test[i]), ex.index("patch_id")), f, genes[g],
+                   eval::format_number(y(test[i], static_cast<int64_t>(g))),
+                   eval::format_number(pred(static_cast<int64_t>(i), static_cast<int64_t>(g)))});
   }
-  s << "<text x=\"" << (L + W - R) / 2 << "\" y=\"" << H - 10 << "\" text-anchor=\"middle\" font-size=\"11\">"
-    << "relative depth (first layer = 0, last = 1)</text>"
-    << "<text transform=\"translate(14," << (T + H - B) / 2 << ") rotate(-90)\" text-anchor=\"middle\" font-size=\"11\">"
-    << svg_escape(ylabel) << "</text>";
-  int legend = 0;
-  for (size_t m = 0; m < models.size(); ++m) {
-    std::vector<const Row*> pts;
-    for (const Row& r : rows)
-      if (r.model == models[m] && std::isfinite(r.value)) pts.push_back(&r);
-    if (pts.empty()) continue;
-    const char* color = kColors[m % 10];
-    bool flat = pts.size() == 1 && pts[0]->layers == 1;
-    if (flat) {  // a baseline: one number
-      s << "<line x1=\"" << L << "\" y1=\"" << Y(pts[0]->value) << "\" x2=\"" << W - R << "\" y2=\"" << Y(pts[0]->value)
-        << "\" stroke=\"" << color << "\" stroke-width=\"2\" stroke-dasharray=\"6,4\"/>";
-    } else {
-      s << "<polyline fill=\"none\" stroke=\"" << color << "\" stroke-width=\"2\" points=\"";
-      for (const Row* r : pts)
-        s << X(r->layers > 1 ? double(r->layer_index) / (r->layers - 1) : 0) << "," << Y(r->value) << " ";
-      s << "\"/>";
-      for (const Row* r : pts)
-        s << "<circle cx=\"" << X(r->layers > 1 ? double(r->layer_index) / (r->layers - 1) : 0) << "\" cy=\""
-          << Y(r->value) << "\" r=\"2.5\" fill=\"" << color << "\"><title>" << svg_escape(r->model + " " + r->layer)
-          << ": " << r->value << "</title></circle>";
-    }
-    double ly = T + 8 + 16 * legend++;
-    s << "<line x1=\"" << W - R + 10 << "\" y1=\"" << ly << "\" x2=\"" << W - R + 30 << "\" y2=\"" << ly << "\" stroke=\""
-      << color << "\" stroke-width=\"2\"" << (flat ? " stroke-dasharray=\"6,4\"" : "") << "/>"
-      << "<text x=\"" << W - R + 34 << "\" y=\"" << ly + 4 << "\" font-size=\"10\">" << svg_escape(models[m]) << "</text>";
-  }
-  s << "</svg>";
-  return s.str();
-}
-
-std::string cka_heatmap(const std::string& title, const eval::Table& t) {
-  std::vector<std::string> la, lb;
-  for (size_t r = 0; r < t.rows(); ++r) {
-    if (std::find(la.begin(), la.end(), t.at(r, 0)) == la.end()) la.push_back(t.at(r, 0));
-    if (std::find(lb.begin(), lb.end(), t.at(r, 1)) == lb.end()) lb.push_back(t.at(r, 1));
-  }
-  const double cell = std::max(8.0, std::min(28.0, 300.0 / std::max<size_t>(la.size(), lb.size())));
-  const double L = 110, T = 30;
-  const double W = L + cell * lb.size() + 20, H = T + cell * la.size() + 100;
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(1);
-  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H << "\" role=\"img\"><title>"
-    << svg_escape(title) << "</title><text x=\"" << 4 << "\" y=\"18\" font-size=\"14\" font-weight=\"bold\">"
-    << svg_escape(title) << "</text>";
-  for (size_t r = 0; r < t.rows(); ++r) {
-    size_t i = std::find(la.begin(), la.end(), t.at(r, 0)) - la.begin();
-    size_t j = std::find(lb.begin(), lb.end(), t.at(r, 1)) - lb.begin();
-    double v = std::clamp(t.number(r, 2), 0.0, 1.0);
-    int shade = static_cast<int>(255 - 200 * v);
-    s << "<rect x=\"" << L + cell * j << "\" y=\"" << T + cell * i << "\" width=\"" << cell << "\" height=\"" << cell
-      << "\" fill=\"rgb(" << shade << "," << shade << ",255)\"><title>" << svg_escape(la[i] + " vs " + lb[j]) << ": "
-      << std::setprecision(3) << v << std::setprecision(1) << "</title></rect>";
-  }
-  for (size_t i = 0; i < la.size(); ++i)
-    s << "<text x=\"" << L - 4 << "\" y=\"" << T + cell * (i + 0.7) << "\" text-anchor=\"end\" font-size=\"9\">"
-      << svg_escape(la[i]) << "</text>";
-  for (size_t j = 0; j < lb.size(); ++j)
-    s << "<text transform=\"translate(" << L + cell * (j + 0.6) << "," << T + cell * la.size() + 6
-      << ") rotate(60)\" font-size=\"9\">" << svg_escape(lb[j]) << "</text>";
-  s << "</svg>";
-  return s.str();
+  eval::write_csv(out_csv, t);
 }
 
 }  // namespace
@@ -382,11 +321,16 @@ DemoResult run_demo(const DemoOptions& opt) {
                         std::string(method) == "ridge" ? "expression Pearson r (ridge)" : "expression Pearson r (1-NN)",
                         summary_number(ev + "/" + method + "/summary.json", "pearson_mean")});
       }
+      if (li + 1 == tlayers.size())
+        step(ev + "/predictions/.done", [&] {
+          write_predictions(tdir + ":" + layer, tissue + "/expression.csv", "patient",
+                            std::min<int64_t>(opt.quick ? 16 : 256, layer_dim(tdir, layer)), opt.threads,
+                            ev + "/predictions/predictions.csv");
+        });
     }
   }
 
   // 4. CKA between the two seeds of each untrained family (layer x layer).
-  std::vector<std::pair<std::string, std::string>> cka_files;
   for (size_t a = 0; a < models.size(); ++a)
     for (size_t b = a + 1; b < models.size(); ++b) {
       if (models[a].baseline || models[b].baseline || models[a].family != models[b].family) continue;
@@ -400,7 +344,6 @@ DemoResult run_demo(const DemoOptions& opt) {
         j.out_dir = ev;
         eval::run_cka(j);
       });
-      cka_files.push_back({models[a].label + " vs " + models[b].label, ev + "/cka.csv"});
     }
 
   // 5. summary.csv and the report.
@@ -443,55 +386,10 @@ DemoResult run_demo(const DemoOptions& opt) {
   }
   res.table = tab.str();
 
-  std::ostringstream html;
-  html << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>tabula demo report</title>"
-       << "<style>body{font-family:sans-serif;max-width:1200px;margin:20px auto;color:#222}"
-       << ".grid{display:flex;flex-wrap:wrap;gap:12px}table{border-collapse:collapse;font-size:12px}"
-       << "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}"
-       << "td:first-child,td:nth-child(2),td:nth-child(3){text-align:left}</style></head><body>\n"
-       << "<h1>What do untrained networks and simple baselines retrieve?</h1>\n"
-       << "<p>Synthetic Cell Painting fields (5 channels, DMSO on every plate, compounds with morphological, "
-       << "density-only and intensity-only phenotypes, and inactive ones) and H&amp;E-like tissue patches with "
-       << "structure-driven expression. Networks are <b>untrained</b> (random init identical to PyTorch's for the "
-       << "seed); <code>pixels</code> and <code>nuclei</code> are non-learned baselines (dashed lines). Each curve "
-       << "shows a metric at every layer, from the first stage (left) to the feature output (right).</p>\n";
-  std::string last_ds;
-  for (const auto& [ds, metric] : metrics) {
-    if (ds != last_ds) {
-      html << (last_ds.empty() ? "" : "</div>\n") << "<h2>" << (ds == "tissue" ? "Tissue: expression prediction" : "Cell Painting: replicate retrieval, MoA recall and classification")
-           << "</h2><div class=\"grid\">\n";
-      last_ds = ds;
-    }
-    std::vector<Row> sel;
-    for (const Row& r : rows)
-      if (r.dataset == ds && r.metric == metric) sel.push_back(r);
-    html << line_chart(metric, metric.rfind("retrieved", 0) == 0 ? "fraction of compounds (BH p < 0.05)" : metric, sel, labels)
-         << "\n";
-  }
-  if (!last_ds.empty()) html << "</div>\n";
-  if (!cka_files.empty()) {
-    html << "<h2>Layer × layer CKA between two random seeds</h2><div class=\"grid\">\n";
-    for (const auto& [title, file] : cka_files) html << cka_heatmap("linear CKA: " + title, eval::read_csv(file)) << "\n";
-    html << "</div>\n";
-  }
-  html << "<h2>How to read it</h2><ul>"
-       << "<li><b>retrieved morphology / density / intensity</b>: fraction of compounds of that phenotype whose "
-       << "replicates are retrieved against DMSO (copairs mAP, Benjamini–Hochberg p &lt; 0.05). Density-only compounds "
-       << "change only the cell count, so the <code>nuclei</code> baseline retrieves them too; intensity-only compounds "
-       << "are a shortcut any representation sees.</li>"
-       << "<li><b>retrieved none</b>: inactive compounds; anything above 0 is a false positive.</li>"
-       << "<li>A baseline line at or above a network's curve means the network's score can be explained without "
-       << "learned features.</li></ul>\n";
-  html << "<h2>Every number</h2><table><tr><th>dataset</th><th>model</th><th>layer</th><th>metric</th><th>value</th></tr>\n";
-  for (const Row& r : rows)
-    html << "<tr><td>" << r.dataset << "</td><td>" << svg_escape(r.model) << "</td><td>" << svg_escape(r.layer)
-         << "</td><td>" << svg_escape(r.metric) << "</td><td>" << std::fixed << std::setprecision(4) << r.value
-         << "</td></tr>\n";
-  html << "</table>\n<p>Provenance: each embedding folder under <code>embed/</code> holds its <code>run.json</code> "
-       << "(arch, seed or weights sha256, preprocessing, tabula version); each metric folder under <code>eval/</code> "
-       << "holds its tidy CSV and <code>summary.json</code>.</p>\n</body></html>\n";
-  res.report_html = out + "/report.html";
-  write_file_atomic(res.report_html, html.str());
+  ReportOptions ro;
+  ro.runs = {out};
+  ro.out = out + "/report.html";
+  res.report_html = write_report(ro).html_path;
   return res;
 }
 

@@ -10,13 +10,14 @@
 
 namespace tabula::data {
 
-namespace {
-
-// The HDF5 library is not built thread-safe on Debian: every call goes through this lock.
-std::mutex& h5_mutex() {
+std::mutex& hdf5_lock() {
   static std::mutex m;
   return m;
 }
+
+namespace {
+
+std::mutex& h5_mutex() { return hdf5_lock(); }
 void quiet_hdf5() {
   static std::once_flag once;
   std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });

@@ -9,7 +9,12 @@
 
 #include "eval/data/image.h"
 
+#include <mutex>
+
 namespace tabula::data {
+
+// Debian's HDF5 is not built thread-safe: every HDF5 call in tabula (HEST patches, .h5ad output) holds this lock.
+std::mutex& hdf5_lock();
 
 struct HestPatches {
   std::vector<Image> images;  // 3 x H x W each (empty when only the index was read)

@@ -98,8 +98,10 @@ Manifest read_rxrx_manifest(const std::string& csv, const ManifestOptions& opt) 
   const fs::path base = fs::path(csv).parent_path();
   const fs::path root = opt.images_root.empty() ? base / "images" : fs::path(opt.images_root);
   const std::string well_col = t.has("well") ? "well" : "address";
-  for (const char* need : {"experiment", "plate"})
-    if (!t.has(need)) throw std::runtime_error(csv + ": RxRx metadata needs column '" + std::string(need) + "'");
+  // RxRx1 names the experiment `experiment`; RxRx3-core's metadata_rxrx3_core.csv names it `experiment_name`.
+  const std::string exp_col = t.has("experiment") ? "experiment" : "experiment_name";
+  if (!t.has(exp_col)) throw std::runtime_error(csv + ": RxRx metadata needs column 'experiment' or 'experiment_name'");
+  if (!t.has("plate")) throw std::runtime_error(csv + ": RxRx metadata needs column 'plate'");
   if (!t.has(well_col)) throw std::runtime_error(csv + ": RxRx metadata needs column 'well' or 'address'");
   Manifest m;
   m.kind = "rxrx";
@@ -113,7 +115,7 @@ Manifest read_rxrx_manifest(const std::string& csv, const ManifestOptions& opt) 
   auto path_of = [&](size_t r, const Pattern& p, int ch) {
     std::string plate = t.at(r, "plate");
     std::string site = t.has("site") ? t.at(r, "site") : "1";
-    return (root / t.at(r, "experiment") / ("Plate" + plate) / (t.at(r, well_col) + "_s" + site + p.sep + std::to_string(ch) + p.ext)).string();
+    return (root / t.at(r, exp_col) / ("Plate" + plate) / (t.at(r, well_col) + "_s" + site + p.sep + std::to_string(ch) + p.ext)).string();
   };
   if (!t.rows.empty()) {
     for (const Pattern& p : patterns)
@@ -237,7 +239,8 @@ Manifest read_manifest(const std::string& path, const ManifestOptions& opt) {
   CsvTable t = read_csv_table(path);
   for (const auto& h : t.header)
     if (h.rfind("FileName_Orig", 0) == 0) return read_jump_manifest(path, opt);
-  if (t.has("experiment") && t.has("plate") && (t.has("well") || t.has("address"))) return read_rxrx_manifest(path, opt);
+  if ((t.has("experiment") || t.has("experiment_name")) && t.has("plate") && (t.has("well") || t.has("address")))
+    return read_rxrx_manifest(path, opt);
   return read_csv_manifest(path, opt);
 }
 

@@ -20,6 +20,7 @@
 #include "eval/data/manifest.h"
 #include "eval/data/pipeline.h"
 #include "eval/data/preprocess.h"
+#include "eval/embed/h5ad.h"
 #include "eval/embed/progress.h"
 #include "eval/embed/ranks.h"
 #include "eval/embed/store.h"
@@ -37,6 +38,15 @@ namespace fs = std::filesystem;
 using data::Image;
 
 namespace {
+
+std::vector<std::string> split_csv_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
 
 // ---- the thing that turns model inputs into features: a network with taps, or a baseline ----------------------
 
@@ -278,6 +288,22 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
     if (in.rows == 0) throw std::invalid_argument(opt.data + ": the manifest lists no images");
   }
 
+  // Output options, checked before any work.
+  if (opt.format != "npy" && opt.format != "h5ad")
+    throw std::invalid_argument("--format " + opt.format + ": expected npy or h5ad");
+  std::vector<std::string> aggregate_by;
+  if (!opt.aggregate.empty()) {
+    if (in.from_npy) throw std::invalid_argument("--aggregate needs a manifest's metadata; a .npy input has none");
+    if (opt.shard_count > 1)
+      throw std::invalid_argument("--aggregate with --shard: a well's sites may fall in different shards; embed the "
+                                  "shards without it, merge them, then aggregate with `tabula eval normalize "
+                                  "--method aggregate --by COLS`");
+    aggregate_by = opt.aggregate == "well" ? well_columns(in.manifest.meta_columns) : split_csv_list(opt.aggregate);
+    for (const auto& c : aggregate_by)
+      if (std::find(in.manifest.meta_columns.begin(), in.manifest.meta_columns.end(), c) == in.manifest.meta_columns.end())
+        throw std::invalid_argument("--aggregate: " + opt.data + " has no metadata column '" + c + "'");
+  }
+
   // Preprocessing: the arch's reference eval transform, with the user's overrides.
   const bool baseline = is_baseline(opt.arch);
   data::Transform tf;
@@ -414,11 +440,13 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
     s.out = out;
     s.rows = rows.size();
     if (!opt.quiet) std::fprintf(stderr, "tabula embed: %s is already complete\n", out.c_str());
+    // --resume --format h5ad on a finished folder adds the AnnData file from what the folder holds.
+    if (opt.format == "h5ad" && !fs::exists(out + "/embedding.h5ad")) write_embedding_h5ad(out);
     return s;
   }
   if (root && fs::exists(out)) {
     if (!fs::is_directory(out)) throw std::runtime_error(out + ": exists and is not a folder");
-    std::set<std::string> ours = {"run.json", "index.csv", ".partial"};
+    std::set<std::string> ours = {"run.json", "index.csv", ".partial", "embedding.h5ad"};
     for (const auto& [name, dim] : ex->layers()) ours.insert(name + ".npy");
     bool foreign = false, any = false;
     for (const auto& e : fs::directory_iterator(out)) {
@@ -574,13 +602,25 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
     index = data::index_csv(in.manifest, idx);
   }
   write_file_atomic(out + "/index.csv", index);
+  int64_t out_rows = rows.size();
+  if (!aggregate_by.empty()) {
+    out_rows = aggregate_embedding(out, layer_names, aggregate_by);
+    json::Value agg = json::Value::object();
+    json::Value by = json::Value::array();
+    for (const auto& c : aggregate_by) by.as_array().push_back(json::Value::string(c));
+    agg.set("by", by);
+    agg.set("method", json::Value::string("mean"));
+    agg.set("rows", json::Value::integer(out_rows));
+    run.set("aggregate", agg);
+  }
+  if (opt.format == "h5ad") write_embedding_h5ad(out, "", "", json_str(run));
   write_file_atomic(out + "/run.json", json_str(run) + "\n");
   progress.finish();
   if (dist) mpi::barrier();
 
   EmbedSummary s;
   s.out = out;
-  s.rows = rows.size();
+  s.rows = out_rows;
   s.computed_rows = static_cast<int64_t>(global_rows.size());
   for (const auto& [name, dim] : layer_dims) {
     s.layers.push_back(name);

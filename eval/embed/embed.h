@@ -35,6 +35,10 @@ struct EmbedOptions {
   bool resume = false, force = false;
   int threads = 0;                  // model threads (0: default); decode workers are separate
   int64_t chunk_rows = 0;           // rows per journal chunk; 0: 4 batches' worth of samples
+  std::string format = "npy";       // npy | h5ad (also DIR/embedding.h5ad: X = last layer, obsm = the others)
+  // Mean over the rows of each group before writing: "well" (plate + well, see well_columns) or "C1,C2,..."
+  // (index.csv columns); empty: one row per image. The folder then holds one row per group.
+  std::string aggregate;
   bool quiet = false;
   // Share the run among the MPI ranks the launcher started (mpirun/srun; eval/embed/ranks.h). Off for library
   // callers (the demo), which would otherwise take part in collectives they do not expect; `tabula embed` sets it.
@@ -50,6 +54,17 @@ struct EmbedSummary {
 };
 
 EmbedSummary run_embed(const EmbedOptions& opt);
+
+// The columns that identify a well among a manifest's metadata columns: RxRx3's `well_id` alone when present, else
+// the plate column (Metadata_Plate | plate | Plate) and the well column (Metadata_Well | well | Well | address),
+// preceded by whichever of Metadata_Source, Metadata_Batch, experiment, experiment_name exist (plate names repeat
+// across sources and experiments). Throws naming the columns when no plate or well column is found.
+std::vector<std::string> well_columns(const std::vector<std::string>& columns);
+
+// Replaces DIR's LAYER.npy files and index.csv (a finished store's output) by their group means over `by`:
+// numpy's float32 mean over the rows of each group, groups in pandas groupby(sort=True) order; index.csv keeps
+// the columns constant within every group plus `n_aggregated` (rows per group). Returns the number of groups.
+int64_t aggregate_embedding(const std::string& dir, const std::vector<std::string>& layers, const std::vector<std::string>& by);
 
 // `tabula merge`: concatenates shard folders (each a finished embed with --shard) in manifest order into `out`,
 // checking that they come from the same run (same settings) and cover every row exactly once.

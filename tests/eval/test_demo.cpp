@@ -2,47 +2,20 @@
 // summary.csv, the report is well-formed HTML with one SVG per metric, and a rerun resumes without recomputing.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
+#include <map>
 #include <regex>
 #include <set>
 #include <vector>
 
 #include "engine/fileio.h"
 #include "eval/table.h"
+#include "tests/eval/html_check.h"
 #include "tests/test_util.h"
 
 using namespace tabula;
 
-namespace {
-// Tags balance (HTML void elements and <!DOCTYPE> aside), attributes are quoted, entities are closed: what a
-// browser or an XML parser needs to read the inline SVG without recovery.
-std::string well_formed(const std::string& html) {
-  static const std::set<std::string> void_tags = {"meta", "br", "img", "hr", "link", "input"};
-  std::vector<std::string> stack;
-  size_t i = 0;
-  while ((i = html.find('<', i)) != std::string::npos) {
-    size_t end = html.find('>', i);
-    if (end == std::string::npos) return "unclosed '<' at " + std::to_string(i);
-    std::string tag = html.substr(i + 1, end - i - 1);
-    i = end + 1;
-    if (tag.rfind("!", 0) == 0) continue;
-    if (std::count(tag.begin(), tag.end(), '"') % 2) return "odd quotes in <" + tag + ">";
-    bool closing = tag[0] == '/', self = tag.back() == '/';
-    std::string name = tag.substr(closing ? 1 : 0);
-    name = name.substr(0, name.find_first_of(" /"));
-    if (closing) {
-      if (stack.empty() || stack.back() != name) return "</" + name + "> closes <" + (stack.empty() ? "" : stack.back()) + ">";
-      stack.pop_back();
-    } else if (!self && !void_tags.count(name)) {
-      stack.push_back(name);
-    }
-  }
-  if (!stack.empty()) return "<" + stack.back() + "> never closed";
-  std::regex bad_amp("&(?![a-z]+;|#[0-9]+;)");
-  if (std::regex_search(html, bad_amp)) return "bare '&'";
-  return "";
-}
-}  // namespace
 
 TEST(Demo, QuickRunWritesEveryMetricAndAWellFormedReport) {
   auto dir = (test::scratch_dir() / "demo").string();
@@ -64,10 +37,45 @@ TEST(Demo, QuickRunWritesEveryMetricAndAWellFormedReport) {
                         "expression Pearson r (1-NN)"})
     EXPECT_TRUE(metrics.count(m)) << m;
   std::string html = read_file_text(dir + "/report.html");
-  EXPECT_EQ(well_formed(html), "");
+  EXPECT_EQ(test::well_formed(html), "");
   size_t svgs = 0;
   for (size_t p = 0; (p = html.find("<svg", p)) != std::string::npos; ++p) ++svgs;
-  EXPECT_EQ(svgs, metrics.size() + 1) << "one chart per metric plus the seed-vs-seed CKA heatmap";
+  // One chart per metric, the per-compound bars, one prediction scatter (the untrained family vs nuclei: no trained
+  // weights in this run) and the seed-vs-seed CKA heatmap.
+  EXPECT_EQ(svgs, metrics.size() + 3);
+  EXPECT_NE(html.find("Per-compound replicate mAP"), std::string::npos);
+  EXPECT_NE(html.find("Predictions: nuclei vs resnet-s0"), std::string::npos);
+  EXPECT_NE(html.find("<b>Within noise</b> means"), std::string::npos);
+  EXPECT_NE(html.find("<h2>Provenance</h2>"), std::string::npos);
+  {
+    // The scatter's held-out predictions are the ridge step's: their per-fold, per-gene Pearson r is regress.csv's.
+    const std::string ev = dir + "/eval/tissue/resnet-s0/avgpool";
+    eval::Table pred = eval::read_csv(ev + "/predictions/predictions.csv");
+    eval::Table reg = eval::read_csv(ev + "/ridge/regress.csv");
+    std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> by;
+    for (size_t i = 0; i < pred.rows(); ++i) {
+      auto& [o, p] = by[pred.at(i, pred.index("fold")) + "|" + pred.at(i, pred.index("target"))];
+      o.push_back(pred.number(i, pred.index("observed")));
+      p.push_back(pred.number(i, pred.index("predicted")));
+    }
+    ASSERT_EQ(by.size(), reg.rows());
+    for (size_t i = 0; i < reg.rows(); ++i) {
+      const auto& [o, p] = by.at(reg.at(i, reg.index("fold")) + "|" + reg.at(i, reg.index("target")));
+      double mo = 0, mp = 0;
+      for (size_t k = 0; k < o.size(); ++k) mo += o[k] / o.size(), mp += p[k] / p.size();
+      double sop = 0, soo = 0, spp = 0;
+      for (size_t k = 0; k < o.size(); ++k)
+        sop += (o[k] - mo) * (p[k] - mp), soo += (o[k] - mo) * (o[k] - mo), spp += (p[k] - mp) * (p[k] - mp);
+      const double want = reg.number(i, reg.index("pearson"));
+      if (std::isfinite(want)) {
+        EXPECT_NEAR(sop / std::sqrt(soo * spp), want, 1e-9) << reg.at(i, 0) << " " << reg.at(i, 1);
+      }
+    }
+  }
+  // `tabula report` on the demo's folder writes the same report the demo wrote.
+  auto rep = test::run_tabula("report '" + dir + "' --out '" + dir + "/again.html'");
+  ASSERT_EQ(rep.exit_code, 0) << rep.err;
+  EXPECT_EQ(read_file_text(dir + "/again.html"), html);
   // Rerun: every step is found done (no embedding is rewritten); the numbers are the same.
   const std::string before = read_file_text(dir + "/summary.csv");
   const auto stamp = std::filesystem::last_write_time(dir + "/embed/cellpainting/pixels/pixels.npy");
@@ -78,8 +86,8 @@ TEST(Demo, QuickRunWritesEveryMetricAndAWellFormedReport) {
 }
 
 TEST(Demo, WellFormednessCheckerCatchesBrokenMarkup) {
-  EXPECT_EQ(well_formed("<html><body><svg><rect x=\"1\"/></svg></body></html>"), "");
-  EXPECT_NE(well_formed("<html><body><svg></body></html>"), "");
-  EXPECT_NE(well_formed("<p a=\"1>x</p>"), "");
-  EXPECT_NE(well_formed("<p>a & b</p>"), "");
+  EXPECT_EQ(test::well_formed("<html><body><svg><rect x=\"1\"/></svg></body></html>"), "");
+  EXPECT_NE(test::well_formed("<html><body><svg></body></html>"), "");
+  EXPECT_NE(test::well_formed("<p a=\"1>x</p>"), "");
+  EXPECT_NE(test::well_formed("<p>a & b</p>"), "");
 }
