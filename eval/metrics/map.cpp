@@ -1,6 +1,7 @@
 #include "eval/metrics/map.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -134,44 +135,153 @@ double normalize_ap(double ap, int64_t n_pos, int64_t n_neg) {
   return std::clamp(v, -1.0, 1.0);
 }
 
-AveragePrecision average_precision(const RowMatrixF& features, const Table& meta, const MapOptions& opt) {
-  RowMatrixF copy = features;
-  return average_precision(std::move(copy), meta, opt);
-}
+namespace {
 
-AveragePrecision average_precision(RowMatrixF&& features, const Table& meta, const MapOptions& opt) {
-  check_rows_match(features, meta, "features");
-  auto check_rule = [](const std::vector<std::string>& same, const std::vector<std::string>& diff, const char* which) {
-    if (same.empty() && diff.empty())
-      throw std::runtime_error(std::string(which) + ": give at least one sameby or diffby column");
-    for (const auto& s : same)
-      if (std::find(diff.begin(), diff.end(), s) != diff.end())
-        throw std::runtime_error(std::string(which) + ": column '" + s + "' is in both sameby and diffby");
-  };
-  check_rule(opt.pos_sameby, opt.pos_diffby, "positive pairs");
-  check_rule(opt.neg_sameby, opt.neg_diffby, "negative pairs");
-
-  const int64_t n = features.rows();
-  std::map<std::string, ColumnCodes> codes;
-  for (const auto* list : {&opt.pos_sameby, &opt.pos_diffby, &opt.neg_sameby, &opt.neg_diffby})
-    for (const auto& c : *list)
-      if (!codes.count(c)) codes.emplace(c, column_codes(meta, c));
+// The pair rules of one run, built from the metadata once.
+struct Pairing {
+  std::map<std::string, ColumnCodes> codes;  // node-based: the rules point into it
   Rule pos, neg;
-  for (const auto& c : opt.pos_sameby) pos.same.push_back(codes[c].code.data());
-  for (const auto& c : opt.pos_diffby) pos.diff.push_back(codes[c].code.data());
-  for (const auto& c : opt.neg_sameby) neg.same.push_back(codes[c].code.data());
-  for (const auto& c : opt.neg_diffby) neg.diff.push_back(codes[c].code.data());
-  build_buckets(pos, n);
-  build_buckets(neg, n);
-  // Normalised in place: the only copy of the features is the one the caller handed over.
-  RowMatrixF xn = std::move(features);
-  l2_normalize_rows_inplace(xn, "features");
+  int64_t n = 0;
 
+  Pairing(const Table& meta, const MapOptions& opt, int64_t rows) : n(rows) {
+    auto check_rule = [](const std::vector<std::string>& same, const std::vector<std::string>& diff,
+                         const char* which) {
+      if (same.empty() && diff.empty())
+        throw std::runtime_error(std::string(which) + ": give at least one sameby or diffby column");
+      for (const auto& s : same)
+        if (std::find(diff.begin(), diff.end(), s) != diff.end())
+          throw std::runtime_error(std::string(which) + ": column '" + s + "' is in both sameby and diffby");
+    };
+    check_rule(opt.pos_sameby, opt.pos_diffby, "positive pairs");
+    check_rule(opt.neg_sameby, opt.neg_diffby, "negative pairs");
+    for (const auto* list : {&opt.pos_sameby, &opt.pos_diffby, &opt.neg_sameby, &opt.neg_diffby})
+      for (const auto& c : *list)
+        if (!codes.count(c)) codes.emplace(c, column_codes(meta, c));
+    for (const auto& c : opt.pos_sameby) pos.same.push_back(codes[c].code.data());
+    for (const auto& c : opt.pos_diffby) pos.diff.push_back(codes[c].code.data());
+    for (const auto& c : opt.neg_sameby) neg.same.push_back(codes[c].code.data());
+    for (const auto& c : opt.neg_diffby) neg.diff.push_back(codes[c].code.data());
+    build_buckets(pos, n);
+    build_buckets(neg, n);
+  }
+  Pairing(const Pairing&) = delete;
+  Pairing& operator=(const Pairing&) = delete;
+
+  bool dense() const { return pos.dense() || neg.dense(); }
+  // Pairs of profile i under rule r (r must have sameby columns).
+  int64_t count(const Rule& r, int64_t i) const {
+    int64_t c = 0;
+    for (int32_t j : r.members[r.bucket[i]]) c += j != i && r.diff_ok(i, j);
+    return c;
+  }
+};
+
+AveragePrecision empty_result(int64_t n) {
   AveragePrecision out;
   out.ap.assign(n, std::numeric_limits<double>::quiet_NaN());
   out.nap.assign(n, std::numeric_limits<double>::quiet_NaN());
   out.n_pos.assign(n, 0);
   out.n_total.assign(n, 0);
+  return out;
+}
+
+// The errors copairs raises for a run without positive or negative pairs, then the normalised AP.
+void finish(AveragePrecision& out) {
+  const int64_t n = static_cast<int64_t>(out.ap.size());
+  int64_t any_pos = 0, any_total = 0;
+  for (int64_t i = 0; i < n; ++i) any_pos += out.n_pos[i], any_total += out.n_total[i];
+  if (any_pos == 0)
+    throw std::runtime_error("no positive pairs: no two profiles satisfy pos_sameby/pos_diffby "
+                             "(check the column names and that replicates exist)");
+  if (any_total == any_pos)
+    throw std::runtime_error("no negative pairs: no two profiles satisfy neg_sameby/neg_diffby");
+
+  std::map<std::pair<int64_t, int64_t>, double> mu0;  // expected AP per configuration, computed once
+  for (int64_t i = 0; i < n; ++i)
+    if (out.n_pos[i] > 0) {
+      auto key = std::make_pair(out.n_pos[i], out.n_total[i]);
+      auto it = mu0.find(key);
+      if (it == mu0.end()) it = mu0.emplace(key, expected_ap(key.first, key.second - key.first)).first;
+      double v = (out.ap[i] - it->second) / std::max(1.0 - it->second, 1e-10);
+      out.nap[i] = std::clamp(v, -1.0, 1.0);
+    }
+}
+
+// Work of one pass of the counting path: the queries in members[q0, q1) of one bucket against every member of
+// that bucket.
+struct TileJob {
+  int32_t bucket;
+  int64_t q0, q1;
+};
+
+// Rows of `ids` read from x and divided by their norms: the same float32 bits as l2_normalize_rows_inplace.
+void read_normalized(const FeatureRows& x, const std::vector<float>& norms, const int32_t* ids, int64_t k, float* dst) {
+  x.read(ids, k, dst);
+  const int64_t d = x.cols();
+  for (int64_t r = 0; r < k; ++r) {
+    const float norm = norms[ids[r]];
+    float* row = dst + r * d;
+    for (int64_t c = 0; c < d; ++c) row[c] = row[c] / norm;
+  }
+}
+
+// Runs fn(job, query_rows, q_count, cand_rows, c0, c_count) over the rule's buckets in tiles of at most `tile`
+// rows: each job holds the rows of its queries, and each candidate tile of the bucket is read in turn (the query
+// tile itself is reused). Jobs are handed out dynamically, but every query belongs to exactly one job and its
+// results are written only there, so the output does not depend on the thread count or the schedule.
+template <class Fn>
+void for_each_tile(const FeatureRows& x, const std::vector<float>& norms, const Rule& r,
+                   const std::vector<uint8_t>& is_query, int64_t tile, int threads, Fn&& fn) {
+  std::vector<TileJob> jobs;
+  for (size_t b = 0; b < r.members.size(); ++b) {
+    const auto& m = r.members[b];
+    if (m.size() < 2) continue;
+    for (int64_t q0 = 0; q0 < static_cast<int64_t>(m.size()); q0 += tile) {
+      int64_t q1 = std::min<int64_t>(static_cast<int64_t>(m.size()), q0 + tile);
+      bool any = false;
+      for (int64_t k = q0; k < q1 && !any; ++k) any = is_query[m[k]];
+      if (any) jobs.push_back({static_cast<int32_t>(b), q0, q1});
+    }
+  }
+  if (threads <= 0) threads = default_threads();
+  std::atomic<int64_t> next{0};
+  const int64_t d = x.cols();
+  parallel_for(threads, threads, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      std::vector<float> qbuf(static_cast<size_t>(tile * d)), cbuf(static_cast<size_t>(tile * d));
+      for (int64_t j = next++; j < static_cast<int64_t>(jobs.size()); j = next++) {
+        const TileJob& job = jobs[j];
+        const auto& m = r.members[job.bucket];
+        const int64_t size = static_cast<int64_t>(m.size());
+        read_normalized(x, norms, m.data() + job.q0, job.q1 - job.q0, qbuf.data());
+        for (int64_t c0 = 0; c0 < size; c0 += tile) {
+          const int64_t c1 = std::min(size, c0 + tile);
+          const float* cand = qbuf.data();
+          if (c0 != job.q0) {
+            read_normalized(x, norms, m.data() + c0, c1 - c0, cbuf.data());
+            cand = cbuf.data();
+          }
+          fn(job, qbuf.data(), cand, c0, c1);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+AveragePrecision average_precision_ranked(RowMatrixF&& features, const Table& meta, const MapOptions& opt) {
+  check_rows_match(features, meta, "features");
+  Pairing pairing(meta, opt, features.rows());
+  const Rule& pos = pairing.pos;
+  const Rule& neg = pairing.neg;
+  const int64_t n = features.rows();
+  // Normalised in place: the only copy of the features is the one the caller handed over.
+  RowMatrixF xn = std::move(features);
+  std::string bad = find_non_finite(xn);
+  if (!bad.empty()) throw std::runtime_error("features: " + bad + " (features must be finite)");
+  l2_normalize_rows_inplace(xn, "features");
+  AveragePrecision out = empty_result(n);
 
   // Without a sameby column a rule pairs a profile with (almost) every other one: similarities then come from a
   // blocked GEMM over all rows. With sameby on both rules only each profile's buckets are visited, one dot
@@ -245,24 +355,123 @@ AveragePrecision average_precision(RowMatrixF&& features, const Table& meta, con
     }
   });
 
-  int64_t any_pos = 0, any_total = 0;
-  for (int64_t i = 0; i < n; ++i) any_pos += out.n_pos[i], any_total += out.n_total[i];
-  if (any_pos == 0)
-    throw std::runtime_error("no positive pairs: no two profiles satisfy pos_sameby/pos_diffby "
-                             "(check the column names and that replicates exist)");
-  if (any_total == any_pos)
-    throw std::runtime_error("no negative pairs: no two profiles satisfy neg_sameby/neg_diffby");
-
-  std::map<std::pair<int64_t, int64_t>, double> mu0;  // expected AP per configuration, computed once
-  for (int64_t i = 0; i < n; ++i)
-    if (out.n_pos[i] > 0) {
-      auto key = std::make_pair(out.n_pos[i], out.n_total[i]);
-      auto it = mu0.find(key);
-      if (it == mu0.end()) it = mu0.emplace(key, expected_ap(key.first, key.second - key.first)).first;
-      double v = (out.ap[i] - it->second) / std::max(1.0 - it->second, 1e-10);
-      out.nap[i] = std::clamp(v, -1.0, 1.0);
-    }
+  finish(out);
   return out;
+}
+
+AveragePrecision average_precision(const FeatureRows& x, const Table& meta, const MapOptions& opt) {
+  if (static_cast<size_t>(x.rows()) != meta.rows())
+    throw std::runtime_error(x.name() + " has " + std::to_string(x.rows()) + " rows but " + meta.source() +
+                             " has " + std::to_string(meta.rows()) + " (one metadata row per feature row is needed)");
+  if (x.rows() > std::numeric_limits<int32_t>::max())
+    throw std::runtime_error(x.name() + ": more than 2^31 - 1 profiles");
+  // A rule without sameby columns pairs every profile with (almost) every other: rank lists over whole rows.
+  if (opt.pos_sameby.empty() || opt.neg_sameby.empty()) return average_precision_ranked(x.load_all(), meta, opt);
+  Pairing pairing(meta, opt, x.rows());
+  const Rule& pos = pairing.pos;
+  const Rule& neg = pairing.neg;
+  const int64_t n = x.rows();
+  const int64_t tile = std::max<int64_t>(1, opt.tile_rows);
+  StageTimer timer(opt.timings);
+  timer.stage("pair rules from metadata");
+  const std::vector<float> norms = checked_row_norms(x, opt.threads);
+  timer.stage("norms + finite check (1 pass)");
+  AveragePrecision out = empty_result(n);
+
+  // AP needs, for each positive of a query, how many negatives rank above it; a negative ranks above a positive
+  // exactly when its key (1 - sim, float32) is smaller (a tie goes to the positive, as copairs' stable sort with
+  // positives first). So: pass 1 stores each query's positive keys (O(positive pairs), the replicates), sorted;
+  // pass 2 streams the negatives and only counts them in the gaps between those keys. No rank list is built and no
+  // negative similarity is kept. Each pass visits the rows bucket by bucket (a compound's replicates, a plate's
+  // wells), so only one tile of rows per thread is in memory.
+  std::vector<int64_t> n_neg(n, 0);
+  parallel_for(n, opt.threads, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      out.n_pos[i] = pairing.count(pos, i);
+      n_neg[i] = pairing.count(neg, i);
+      out.n_total[i] = out.n_pos[i] + n_neg[i];
+    }
+  });
+  // A profile without positives has AP NaN whatever the ranking: only its pair counts are needed.
+  std::vector<uint8_t> has_pos(n), needs_neg(n);
+  std::vector<int64_t> key_at(n + 1, 0), gap_at(n + 1, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    has_pos[i] = out.n_pos[i] > 0;
+    needs_neg[i] = has_pos[i] && n_neg[i] > 0;
+    key_at[i + 1] = key_at[i] + out.n_pos[i];
+    gap_at[i + 1] = gap_at[i] + (has_pos[i] ? out.n_pos[i] + 1 : 0);
+  }
+  std::vector<float> pos_key(key_at[n]);
+  std::vector<int32_t> gap(gap_at[n], 0);  // gap[g]: negatives with exactly g positive keys <= theirs
+  timer.stage("pair counts");
+
+  const int64_t d = x.cols();
+  for_each_tile(x, norms, pos, has_pos, tile, opt.threads,
+                [&](const TileJob& job, const float* q, const float* cand, int64_t c0, int64_t c1) {
+                  const auto& m = pos.members[job.bucket];
+                  for (int64_t a = job.q0; a < job.q1; ++a) {
+                    const int32_t i = m[a];
+                    if (!has_pos[i]) continue;
+                    const float* xi = q + (a - job.q0) * d;
+                    // Positives of i before this candidate tile: those in earlier tiles of the bucket.
+                    int64_t w = key_at[i];
+                    for (int64_t b = 0; b < c0; ++b) w += m[b] != i && pos.diff_ok(i, m[b]);
+                    for (int64_t b = c0; b < c1; ++b) {
+                      const int32_t j = m[b];
+                      if (j != i && pos.diff_ok(i, j)) pos_key[w++] = 1.0f - dot_f32(xi, cand + (b - c0) * d, d);
+                    }
+                  }
+                });
+  parallel_for(n, opt.threads, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) std::sort(pos_key.begin() + key_at[i], pos_key.begin() + key_at[i + 1]);
+  });
+  timer.stage("positive similarities (pass 1)");
+  for_each_tile(x, norms, neg, needs_neg, tile, opt.threads,
+                [&](const TileJob& job, const float* q, const float* cand, int64_t c0, int64_t c1) {
+                  const auto& m = neg.members[job.bucket];
+                  for (int64_t a = job.q0; a < job.q1; ++a) {
+                    const int32_t i = m[a];
+                    if (!needs_neg[i]) continue;
+                    const float* xi = q + (a - job.q0) * d;
+                    const float* k0 = pos_key.data() + key_at[i];
+                    const float* k1 = pos_key.data() + key_at[i + 1];
+                    int32_t* g = gap.data() + gap_at[i];
+                    for (int64_t b = c0; b < c1; ++b) {
+                      const int32_t j = m[b];
+                      if (j == i || !neg.diff_ok(i, j)) continue;
+                      const float key = 1.0f - dot_f32(xi, cand + (b - c0) * d, d);
+                      ++g[std::upper_bound(k0, k1, key) - k0];
+                    }
+                  }
+                });
+  timer.stage("negatives counted (pass 2)");
+  // AP = sum over positives in rank order of TP_k / k, k = t + (negatives above the t-th positive): the same terms
+  // in the same order as the sum over a sorted rank list (average_precision_ranked), so the same bits.
+  parallel_for(n, opt.threads, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      if (!has_pos[i]) continue;
+      const int64_t p = out.n_pos[i];
+      const int32_t* g = gap.data() + gap_at[i];
+      int64_t above = 0;
+      double sum = 0;
+      for (int64_t t = 1; t <= p; ++t) {
+        above += g[t - 1];
+        sum += static_cast<double>(t) / static_cast<double>(t + above);
+      }
+      out.ap[i] = sum / static_cast<double>(p);
+    }
+  });
+  finish(out);
+  return out;
+}
+
+AveragePrecision average_precision(const RowMatrixF& features, const Table& meta, const MapOptions& opt) {
+  return average_precision(FeatureRows::borrow(features), meta, opt);
+}
+
+AveragePrecision average_precision(RowMatrixF&& features, const Table& meta, const MapOptions& opt) {
+  if (opt.pos_sameby.empty() || opt.neg_sameby.empty()) return average_precision_ranked(std::move(features), meta, opt);
+  return average_precision(FeatureRows::borrow(features), meta, opt);
 }
 
 std::vector<float> null_distribution(int64_t n_pos, int64_t n_total, int64_t null_size, uint64_t seed) {
@@ -289,6 +498,169 @@ std::vector<float> null_distribution(int64_t n_pos, int64_t n_total, int64_t nul
       sum += static_cast<float>(k + 1) / static_cast<float>(ranks[k] + 1);
     }
     out[s] = sum / static_cast<float>(n_pos);
+  }
+  return out;
+}
+
+namespace {
+
+// numpy/random/bit_generator.pyx SeedSequence constants.
+constexpr uint32_t kInitA = 0x43b0d7e5, kMultA = 0x931e8875, kInitB = 0x8b51f9dd, kMultB = 0x58f38ded;
+constexpr uint32_t kMixMultL = 0xca01f9dd, kMixMultR = 0x4973f715;
+
+uint32_t hashmix(uint32_t value, uint32_t& hash_const) {
+  value ^= hash_const;
+  hash_const *= kMultA;
+  value *= hash_const;
+  return value ^ (value >> 16);
+}
+
+uint32_t mix(uint32_t x, uint32_t y) {
+  uint32_t r = kMixMultL * x - kMixMultR * y;
+  return r ^ (r >> 16);
+}
+
+// SeedSequence(seed).generate_state(n_words, np.uint32) for a non-negative integer seed (no spawn key).
+std::vector<uint32_t> seed_sequence_state(uint64_t seed, size_t n_words) {
+  std::vector<uint32_t> entropy;  // the integer as little-endian 32-bit words, [0] for 0
+  do {
+    entropy.push_back(static_cast<uint32_t>(seed));
+    seed >>= 32;
+  } while (seed);
+  uint32_t pool[4];
+  uint32_t hash_const = kInitA;
+  for (size_t i = 0; i < 4; ++i) pool[i] = hashmix(i < entropy.size() ? entropy[i] : 0, hash_const);
+  for (size_t src = 0; src < 4; ++src)
+    for (size_t dst = 0; dst < 4; ++dst)
+      if (src != dst) pool[dst] = mix(pool[dst], hashmix(pool[src], hash_const));
+  for (size_t src = 4; src < entropy.size(); ++src)
+    for (size_t dst = 0; dst < 4; ++dst) pool[dst] = mix(pool[dst], hashmix(entropy[src], hash_const));
+  std::vector<uint32_t> out(n_words);
+  hash_const = kInitB;
+  for (size_t i = 0; i < n_words; ++i) {
+    uint32_t v = pool[i % 4] ^ hash_const;
+    hash_const *= kMultB;
+    v *= hash_const;
+    out[i] = v ^ (v >> 16);
+  }
+  return out;
+}
+
+// numpy/core/src/umath/loops_utils.h.src pairwise summation for float32, which np.sum(axis=1) runs per row (after
+// the reduction's identity 0, which adds nothing).
+float pairwise_sum(const float* a, int64_t n) {
+  if (n < 8) {
+    float res = 0.f;
+    for (int64_t i = 0; i < n; ++i) res += a[i];
+    return res;
+  }
+  if (n <= 128) {
+    float r[8];
+    for (int j = 0; j < 8; ++j) r[j] = a[j];
+    int64_t i = 8;
+    for (; i < n - (n % 8); i += 8)
+      for (int j = 0; j < 8; ++j) r[j] += a[i + j];
+    float res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for (; i < n; ++i) res += a[i];
+    return res;
+  }
+  int64_t n2 = n / 2;
+  n2 -= n2 % 8;
+  return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
+}
+
+}  // namespace
+
+NumpyPcg64::NumpyPcg64(uint64_t seed) {
+  // PCG64(SeedSequence(seed)): generate_state(4, uint64) -> initstate = s[0] << 64 | s[1], initseq = s[2] << 64 | s[3]
+  // (each uint64 the little-endian pair of 32-bit words), then pcg_setseq_128_srandom_r.
+  std::vector<uint32_t> w = seed_sequence_state(seed, 8);
+  uint64_t v[4];
+  for (int i = 0; i < 4; ++i) v[i] = static_cast<uint64_t>(w[2 * i]) | (static_cast<uint64_t>(w[2 * i + 1]) << 32);
+  const u128 initstate = (static_cast<u128>(v[0]) << 64) | v[1];
+  const u128 initseq = (static_cast<u128>(v[2]) << 64) | v[3];
+  inc_ = (initseq << 1) | 1u;
+  state_ = 0;
+  next64();
+  state_ += initstate;
+  next64();
+  has32_ = false;
+}
+
+uint64_t NumpyPcg64::next64() {
+  static const u128 kMult = (static_cast<u128>(0x2360ED051FC65DA4ull) << 64) | 0x4385DF649FCCF645ull;
+  state_ = state_ * kMult + inc_;
+  const uint64_t x = static_cast<uint64_t>(state_ >> 64) ^ static_cast<uint64_t>(state_);
+  const unsigned rot = static_cast<unsigned>(state_ >> 122);
+  return (x >> rot) | (x << ((64 - rot) & 63));
+}
+
+uint32_t NumpyPcg64::next32() {
+  if (has32_) {
+    has32_ = false;
+    return buf32_;
+  }
+  const uint64_t next = next64();
+  has32_ = true;
+  buf32_ = static_cast<uint32_t>(next >> 32);
+  return static_cast<uint32_t>(next);
+}
+
+uint64_t NumpyPcg64::integers(uint64_t high) {
+  if (high < 1 || high > (uint64_t{1} << 32)) throw std::invalid_argument("NumpyPcg64::integers: high out of range");
+  const uint64_t rng = high - 1;
+  if (rng == 0) return 0;
+  if (rng == 0xFFFFFFFFull) return next32();
+  const uint32_t rng_excl = static_cast<uint32_t>(rng) + 1;
+  uint64_t m = static_cast<uint64_t>(next32()) * rng_excl;
+  uint32_t leftover = static_cast<uint32_t>(m);
+  if (leftover < rng_excl) {
+    const uint32_t threshold = (0xFFFFFFFFu - static_cast<uint32_t>(rng)) % rng_excl;
+    while (leftover < threshold) {
+      m = static_cast<uint64_t>(next32()) * rng_excl;
+      leftover = static_cast<uint32_t>(m);
+    }
+  }
+  return m >> 32;
+}
+
+uint64_t NumpyPcg64::interval(uint64_t max) {
+  if (max == 0) return 0;
+  uint64_t mask = max;
+  for (int s : {1, 2, 4, 8, 16, 32}) mask |= mask >> s;
+  uint64_t value;
+  if (max <= 0xFFFFFFFFull) {
+    while ((value = (next32() & mask)) > max) {
+    }
+  } else {
+    while ((value = (next64() & mask)) > max) {
+    }
+  }
+  return value;
+}
+
+std::vector<uint64_t> copairs_null_seeds(uint64_t seed, size_t n_confs) {
+  NumpyPcg64 rng(seed);
+  std::vector<uint64_t> out(n_confs);
+  for (uint64_t& s : out) s = rng.integers(8096);
+  return out;
+}
+
+std::vector<float> copairs_random_ap(int64_t null_size, int64_t n_pos, int64_t n_total, uint64_t seed) {
+  if (n_pos < 1 || n_total < n_pos) throw std::invalid_argument("copairs_random_ap: need 1 <= n_pos <= n_total");
+  NumpyPcg64 rng(seed);
+  std::vector<float> out(null_size);
+  std::vector<int64_t> row(n_total), first(n_pos);
+  std::vector<float> pr(n_pos);
+  for (int64_t s = 0; s < null_size; ++s) {
+    // One row of Generator.permuted(..., axis=1): numpy's _shuffle_raw, a Fisher-Yates pass from the end.
+    for (int64_t k = 0; k < n_total; ++k) row[k] = k;
+    for (int64_t i = n_total - 1; i >= 1; --i) std::swap(row[i], row[rng.interval(static_cast<uint64_t>(i))]);
+    std::copy(row.begin(), row.begin() + n_pos, first.begin());
+    std::sort(first.begin(), first.end());
+    // average_precision(rel_k): arange(1, k+1, float32) / (rel_k + 1), summed per row, / num_pos, in float32.
+    for (int64_t k = 0; k < n_pos; ++k) pr[k] = static_cast<float>(k + 1) / static_cast<float>(first[k] + 1);
+    out[s] = pairwise_sum(pr.data(), n_pos) / static_cast<float>(n_pos);
   }
   return out;
 }
@@ -366,10 +738,15 @@ MeanAveragePrecision mean_average_precision(const Table& meta, const AveragePrec
   for (size_t i : kept) conf_index.emplace(std::make_pair(ap.n_pos[i], ap.n_total[i]), 0);
   std::vector<std::pair<int64_t, int64_t>> confs;
   for (auto& [k, v] : conf_index) v = confs.size(), confs.push_back(k);
+  // Configurations in np.unique's order (by n_pos, then n_total), as copairs numbers them for its seeds.
   std::vector<std::vector<float>> nulls(confs.size());
+  const std::vector<uint64_t> conf_seeds =
+      opt.null_rng == NullRng::copairs ? copairs_null_seeds(opt.seed, confs.size()) : std::vector<uint64_t>{};
   parallel_for(static_cast<int64_t>(confs.size()), opt.threads, [&](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c)
-      nulls[c] = null_distribution(confs[c].first, confs[c].second, opt.null_size, opt.seed);
+      nulls[c] = opt.null_rng == NullRng::copairs
+                     ? copairs_random_ap(opt.null_size, confs[c].first, confs[c].second, conf_seeds[c])
+                     : null_distribution(confs[c].first, confs[c].second, opt.null_size, opt.seed);
   });
 
   const size_t g = out.members.size();
@@ -437,9 +814,13 @@ MeanAveragePrecision mean_average_precision(const Table& meta, const AveragePrec
 }
 
 Table average_precision_table(const Table& meta, const AveragePrecision& ap) {
-  Table t = meta;
-  std::vector<std::string> np(meta.rows()), nt(meta.rows()), a(meta.rows()), na(meta.rows());
-  for (size_t i = 0; i < meta.rows(); ++i) {
+  return average_precision_table(Table(meta), ap);
+}
+
+Table average_precision_table(Table&& meta, const AveragePrecision& ap) {
+  Table t = std::move(meta);
+  std::vector<std::string> np(t.rows()), nt(t.rows()), a(t.rows()), na(t.rows());
+  for (size_t i = 0; i < t.rows(); ++i) {
     np[i] = std::to_string(ap.n_pos[i]);
     nt[i] = std::to_string(ap.n_total[i]);
     a[i] = std::isnan(ap.ap[i]) ? "" : format_number(ap.ap[i]);

@@ -2,7 +2,10 @@
 // metrics_fixtures.py), including rank lists with positive/negative ties and pairs that are both.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
+#include <filesystem>
+#include <map>
 #include <random>
 
 #include "engine/npy.h"
@@ -12,6 +15,7 @@
 using namespace tabula;
 using namespace tabula::eval;
 using tabula::test::metrics_fixture;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -139,6 +143,7 @@ TEST(MetricsMap, PValueFormulaWithCopairsNulls) {
   for (const char* name : {"map_jump", "map_ties", "map_dense", "map_overlap"}) {
     SCOPED_TRACE(name);
     CopairsCase c = load_case(name);
+    c.opt.null_rng = NullRng::floyd;  // tabula's own stream here; NullAndPValuesEqualCopairsBitwise checks the replay
     AveragePrecision ap = average_precision(c.x, c.meta, c.opt);
     MeanAveragePrecision m = mean_average_precision(c.meta, ap, c.opt);
     std::vector<double> copairs_p;
@@ -210,13 +215,17 @@ TEST(MetricsMap, PValuesUniformUnderRandomLabels) {
   // DMSO rows are positives of each other here; keep only compound profiles.
   for (int i = n_cpd * reps; i < n; ++i) ap.ap[i] = NAN, ap.n_pos[i] = 0;
   opt.map_groupby = {"well"};
-  MeanAveragePrecision m = mean_average_precision(meta, ap, opt);
-  ASSERT_EQ(m.p_value.size(), static_cast<size_t>(n_cpd * reps));
-  for (double alpha : {0.05, 0.1, 0.25, 0.5, 0.75}) {
-    double frac = 0;
-    for (double p : m.p_value) frac += p <= alpha;
-    frac /= m.p_value.size();
-    EXPECT_NEAR(frac, alpha, 4 * std::sqrt(alpha * (1 - alpha) / m.p_value.size()) + 0.005) << alpha;
+  for (NullRng null_rng : {NullRng::copairs, NullRng::floyd}) {
+    SCOPED_TRACE(null_rng == NullRng::copairs ? "copairs null" : "floyd null");
+    opt.null_rng = null_rng;
+    MeanAveragePrecision m = mean_average_precision(meta, ap, opt);
+    ASSERT_EQ(m.p_value.size(), static_cast<size_t>(n_cpd * reps));
+    for (double alpha : {0.05, 0.1, 0.25, 0.5, 0.75}) {
+      double frac = 0;
+      for (double p : m.p_value) frac += p <= alpha;
+      frac /= m.p_value.size();
+      EXPECT_NEAR(frac, alpha, 4 * std::sqrt(alpha * (1 - alpha) / m.p_value.size()) + 0.005) << alpha;
+    }
   }
 }
 
@@ -263,4 +272,190 @@ TEST(MetricsMap, BadInputNamesTheProblem) {
   EXPECT_NE(message([&] { average_precision(x2, single, o2); }).find("row 1 is all zeros"), std::string::npos);
   o2.pos_diffby = {"cpd"};
   EXPECT_NE(message([&] { average_precision(x2, single, o2); }).find("both sameby and diffby"), std::string::npos);
+}
+
+namespace {
+
+// Random JUMP-like metadata and features with exact ties: features drawn from a few quantised values (many equal
+// dot products), duplicated rows (a positive tied with a negative), and an extra sameby/diffby column.
+struct RandomCase {
+  RowMatrixF x;
+  Table meta;
+};
+
+RandomCase random_case(uint32_t seed, int n_cpd, int reps, int n_plates, int dmso_per_plate, int dims) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> level(-2, 2), plate_of(0, n_plates - 1);
+  RandomCase c;
+  c.meta = Table({"cpd", "plate", "negcon", "ref", "batch"});
+  std::vector<std::array<std::string, 5>> rows;
+  for (int k = 0; k < n_cpd; ++k)
+    for (int r = 0; r < reps; ++r) {
+      int p = plate_of(rng);
+      std::string cpd = "c";
+      cpd += std::to_string(k);  // (not "c" + ...: GCC 12's -Wrestrict false positive)
+      rows.push_back({cpd, std::to_string(p), "False", "-1", std::to_string(p % 2)});
+    }
+  for (int p = 0; p < n_plates; ++p)
+    for (int d = 0; d < dmso_per_plate; ++d)
+      rows.push_back({"DMSO", std::to_string(p), "True", "", std::to_string(p % 2)});
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i][3].empty()) rows[i][3] = std::to_string(i);
+    c.meta.add_row({rows[i].begin(), rows[i].end()});
+  }
+  const int64_t n = static_cast<int64_t>(rows.size());
+  c.x.resize(n, dims);
+  for (int64_t i = 0; i < n; ++i)
+    for (int d = 0; d < dims; ++d) c.x(i, d) = static_cast<float>(level(rng));
+  for (int64_t i = 0; i < n; ++i) {
+    if (c.x.row(i).squaredNorm() == 0) c.x(i, 0) = 1;
+    if (i % 7 == 3) c.x.row(i) = c.x.row((i * 13) % n);  // duplicates: exact ties across labels
+  }
+  return c;
+}
+
+bool same_bits(const AveragePrecision& a, const AveragePrecision& b) {
+  if (a.ap.size() != b.ap.size()) return false;
+  for (size_t i = 0; i < a.ap.size(); ++i) {
+    bool ap = a.ap[i] == b.ap[i] || (std::isnan(a.ap[i]) && std::isnan(b.ap[i]));
+    bool nap = a.nap[i] == b.nap[i] || (std::isnan(a.nap[i]) && std::isnan(b.nap[i]));
+    if (!ap || !nap || a.n_pos[i] != b.n_pos[i] || a.n_total[i] != b.n_total[i]) {
+      ADD_FAILURE() << "row " << i << ": ap " << a.ap[i] << " vs " << b.ap[i] << ", n_pos " << a.n_pos[i] << " vs "
+                    << b.n_pos[i] << ", n_total " << a.n_total[i] << " vs " << b.n_total[i];
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST(MetricsMap, CountingPathEqualsRankedReferenceBitwise) {
+  // The streaming/counting fast path against the full-rank-list reference, on data full of exact ties, for several
+  // pair rules, tile sizes (buckets split across tiles) and thread counts.
+  RandomCase c = random_case(11, 60, 4, 5, 6, 6);
+  struct Rules {
+    std::vector<std::string> ps, pd, ns, nd;
+  };
+  for (const Rules& r : {Rules{{"cpd", "ref"}, {}, {"plate"}, {"negcon", "ref"}},  // JUMP phenotypic activity
+                         Rules{{"cpd"}, {"plate"}, {"batch"}, {"cpd"}},           // replicates across plates
+                         Rules{{"cpd"}, {}, {"plate"}, {}}}) {                    // pairs both positive and negative
+    MapOptions opt;
+    opt.pos_sameby = r.ps, opt.pos_diffby = r.pd, opt.neg_sameby = r.ns, opt.neg_diffby = r.nd;
+    AveragePrecision want = average_precision_ranked(RowMatrixF(c.x), c.meta, opt);
+    for (int64_t tile : {1, 3, 7, 1024})
+      for (int threads : {1, 2, 3}) {
+        SCOPED_TRACE(r.ps[0] + "/" + r.ns[0] + " tile " + std::to_string(tile) + " threads " + std::to_string(threads));
+        opt.tile_rows = tile;
+        opt.threads = threads;
+        EXPECT_TRUE(same_bits(average_precision(c.x, c.meta, opt), want));
+      }
+  }
+}
+
+TEST(MetricsMap, StreamsFeaturesFromTheNpyFile) {
+  // `tabula eval map` reads rows from the .npy as it needs them; the result is the in-memory one, bit for bit, and a
+  // float64 file (not streamable) is converted on load to the same numbers.
+  RandomCase c = random_case(5, 40, 3, 4, 5, 9);
+  fs::path dir = tabula::test::scratch_dir();
+  write_npy((dir / "x.npy").string(), {c.x.rows(), c.x.cols()}, c.x.data());
+  MapOptions opt;
+  opt.pos_sameby = {"cpd", "ref"}, opt.neg_sameby = {"plate"}, opt.neg_diffby = {"negcon", "ref"};
+  opt.tile_rows = 4;
+  AveragePrecision want = average_precision(c.x, c.meta, opt);
+  FeatureRows file = FeatureRows::open_npy((dir / "x.npy").string());
+  EXPECT_FALSE(file.in_memory());
+  EXPECT_TRUE(same_bits(average_precision(file, c.meta, opt), want));
+  std::vector<double> d(c.x.data(), c.x.data() + c.x.size());
+  write_npy((dir / "x64.npy").string(), DType::f64, {c.x.rows(), c.x.cols()}, d.data());
+  FeatureRows conv = FeatureRows::open_npy((dir / "x64.npy").string());
+  EXPECT_TRUE(conv.in_memory());
+  EXPECT_TRUE(same_bits(average_precision(conv, c.meta, opt), want));
+}
+
+TEST(MetricsMap, NumpyPcg64StreamMatchesNumpy) {
+  Table s = read_csv(metrics_fixture("map_null/stream.csv"));
+  std::map<std::pair<std::string, uint64_t>, std::vector<uint64_t>> want;
+  for (size_t r = 0; r < s.rows(); ++r)
+    want[{s.column("what")[r], std::stoull(s.column("seed")[r])}].push_back(std::stoull(s.column("value")[r]));
+  ASSERT_EQ(want.size(), 7u);
+  for (const auto& [key, values] : want) {
+    SCOPED_TRACE(key.first + " seed " + std::to_string(key.second));
+    NumpyPcg64 rng(key.second);
+    for (uint64_t v : values) EXPECT_EQ(key.first == "raw64" ? rng.next64() : rng.integers(8096), v);
+  }
+  EXPECT_EQ(copairs_null_seeds(12345, 24), (want[{"integers8096", 12345}]));
+}
+
+TEST(MetricsMap, CopairsRandomApBitwise) {
+  // copairs.compute.random_ap: numpy's permuted() rows, float32 precisions, numpy's pairwise float32 sum (the
+  // cases cover < 8 terms, the 8-accumulator block and the recursive halves).
+  Table cases = read_csv(metrics_fixture("map_null/cases.csv"));
+  NpyArray want = read_npy(metrics_fixture("map_null/random_ap.npy"));
+  ASSERT_EQ(want.shape[0], static_cast<int64_t>(cases.rows()));
+  for (size_t k = 0; k < cases.rows(); ++k) {
+    int64_t n_pos = std::stoll(cases.column("n_pos")[k]), n_total = std::stoll(cases.column("n_total")[k]);
+    SCOPED_TRACE(std::to_string(n_pos) + " of " + std::to_string(n_total));
+    std::vector<float> got = copairs_random_ap(want.shape[1], n_pos, n_total, std::stoull(cases.column("seed")[k]));
+    const float* w = want.as<float>() + k * want.shape[1];
+    for (int64_t s = 0; s < want.shape[1]; ++s) EXPECT_EQ(got[s], w[s]) << s;
+  }
+}
+
+TEST(MetricsMap, NullAndPValuesEqualCopairsBitwise) {
+  // copairs run with a fresh cache: its null vectors, p-values and BH-corrected p-values, to the last bit.
+  for (const char* name : {"map_jump", "map_ties", "map_dense", "map_overlap"}) {
+    SCOPED_TRACE(name);
+    CopairsCase c = load_case(name);
+    std::vector<uint64_t> seeds = copairs_null_seeds(c.opt.seed, c.confs.size());
+    for (size_t k = 0; k < c.confs.size(); ++k)
+      EXPECT_EQ(copairs_random_ap(c.opt.null_size, c.confs[k].first, c.confs[k].second, seeds[k]), c.nulls[k]) << k;
+    AveragePrecision ap = average_precision(c.x, c.meta, c.opt);
+    MeanAveragePrecision m = mean_average_precision(c.meta, ap, c.opt);
+    ASSERT_EQ(m.p_value.size(), c.map.rows());
+    for (size_t g = 0; g < c.map.rows(); ++g) {
+      EXPECT_EQ(m.p_value[g], cell(c.map, g, "p_value")) << g;
+      EXPECT_EQ(m.corrected_p_value[g], cell(c.map, g, "corrected_p_value")) << g;
+      EXPECT_EQ(m.table.column("below_corrected_p")[g], c.map.column("below_corrected_p")[g]) << g;
+    }
+  }
+}
+
+TEST(MetricsMap, NaNFeaturesNamed) {
+  CopairsCase c = load_case("map_jump");
+  c.x(17, 5) = NAN;
+  try {
+    average_precision(c.x, c.meta, c.opt);
+    ADD_FAILURE() << "no error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("row 17, column 5 is NaN"), std::string::npos) << e.what();
+  }
+  fs::path dir = tabula::test::scratch_dir();
+  c.x(17, 5) = INFINITY;
+  c.x(40, 0) = NAN;
+  write_npy((dir / "x.npy").string(), {c.x.rows(), c.x.cols()}, c.x.data());
+  for (int threads : {1, 2, 5}) {
+    c.opt.threads = threads;
+    try {
+      average_precision(FeatureRows::open_npy((dir / "x.npy").string()), c.meta, c.opt);
+      ADD_FAILURE() << "no error";
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find("x.npy: row 17, column 5 is inf"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(MetricsMap, RowCountMismatchNamesBothFiles) {
+  CopairsCase c = load_case("map_jump");
+  fs::path dir = tabula::test::scratch_dir();
+  RowMatrixF short_x = c.x.topRows(10);
+  write_npy((dir / "x.npy").string(), {short_x.rows(), short_x.cols()}, short_x.data());
+  try {
+    average_precision(FeatureRows::open_npy((dir / "x.npy").string()), c.meta, c.opt);
+    ADD_FAILURE() << "no error";
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("x.npy has 10 rows but"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("meta.csv has " + std::to_string(c.meta.rows())), std::string::npos) << msg;
+  }
 }
