@@ -54,11 +54,19 @@ class FeatureRows {
   const RowMatrixF* mem_ = nullptr;
 };
 
-// L2 norm of every row in float32 (the float of a float64 sum of squares, as l2_normalize_rows uses), computed
-// in one streaming pass that also rejects bad input: the first non-finite cell ("X.npy: row 12, column 3 is NaN")
-// and the first all-zero row are named. The result does not depend on the thread count.
+// np.sum(a * b) and np.linalg.norm(a) of float32 vectors, bit for bit: each product rounded to float32, then
+// numpy's pairwise summation (loops_utils.h.src: plain below 8 terms, 8 accumulators in blocks of up to 128, halves
+// above). copairs' cosine (compute.pairwise_cosine) is numpy_dot_f32(a / |a|, b / |b|) with |.| = numpy_norm_f32.
+// Vectorised (AVX2, no FMA: numpy rounds the product) after a runtime check; the portable path gives the same bits.
+float numpy_dot_f32(const float* a, const float* b, int64_t n);
+float numpy_dot_f32_reference(const float* a, const float* b, int64_t n);  // portable scalar code, same bits
+float numpy_norm_f32(const float* x, int64_t n);
+
+// numpy_norm_f32 of every row, computed in one streaming pass that also rejects bad input: the first non-finite
+// cell ("X.npy: row 12, column 3 is NaN") and the first all-zero row are named. The result does not depend on the
+// thread count.
 std::vector<float> checked_row_norms(const FeatureRows& x, int threads = 0);
-// The norm l2_normalize_rows divides by.
+// The norm l2_normalize_rows divides by (the float of a float64 sum of squares).
 float row_l2_norm(const float* x, int64_t n);
 
 // Throws naming both files when the row counts differ.
@@ -79,8 +87,8 @@ float dot_f32(const float* a, const float* b, int64_t n);
 // as a blocked Eigen GEMM into `out` ((q1-q0) x B.rows()).
 void similarity_block(const RowMatrixF& a_normed, int64_t q0, int64_t q1, const RowMatrixF& b_normed, RowMatrixF& out);
 
-// `--timings`: prints the wall seconds of each stage and the process's resident memory after it (VmRSS, and VmHWM
-// = the peak so far) to stderr. Does nothing when off.
+// `--timings`: prints the wall and CPU (user + system, all threads) seconds of each stage and the process's resident
+// memory after it (VmRSS, and VmHWM = the peak so far) to stderr. Does nothing when off.
 class StageTimer {
  public:
   explicit StageTimer(bool on);
@@ -88,7 +96,7 @@ class StageTimer {
 
  private:
   bool on_;
-  double t_;
+  double t_ = 0, cpu_ = 0;
 };
 
 // Runs fn(i) for i in [0, n) on `threads` std::threads (0 = hardware concurrency) with a static contiguous split;

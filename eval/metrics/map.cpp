@@ -97,6 +97,41 @@ uint64_t bounded(std::mt19937_64& rng, uint64_t n) {
   return x % n;
 }
 
+// numpy's pairwise summation (numpy/_core/src/umath/loops_utils.h.src), which np.sum / np.add.reduce run along a
+// contiguous axis: plain below 8 terms, 8 accumulators in blocks of up to 128, halves above.
+template <class T>
+T pairwise_sum(const T* a, int64_t n) {
+  if (n < 8) {
+    T res = 0;
+    for (int64_t i = 0; i < n; ++i) res += a[i];
+    return res;
+  }
+  if (n <= 128) {
+    T r[8];
+    for (int j = 0; j < 8; ++j) r[j] = a[j];
+    int64_t i = 8;
+    for (; i < n - (n % 8); i += 8)
+      for (int j = 0; j < 8; ++j) r[j] += a[i + j];
+    T res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for (; i < n; ++i) res += a[i];
+    return res;
+  }
+  int64_t n2 = n / 2;
+  n2 -= n2 % 8;
+  return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
+}
+
+// copairs' AP of one rank list (compute.ap_contiguous): TP_k / k in float64 at each positive's rank k, 0 elsewhere,
+// summed by np.add.reduceat (the first term, plus numpy's pairwise sum of the others), / the number of positives.
+// `ranks`: the positives' 1-based ranks, ascending. `scratch` holds n_total zeros on entry and on return.
+double copairs_ap(const int64_t* ranks, int64_t p, int64_t n_total, std::vector<double>& scratch) {
+  if (static_cast<int64_t>(scratch.size()) < n_total) scratch.resize(n_total, 0.0);
+  for (int64_t t = 0; t < p; ++t) scratch[ranks[t] - 1] = static_cast<double>(t + 1) / static_cast<double>(ranks[t]);
+  const double sum = scratch[0] + pairwise_sum(scratch.data() + 1, n_total - 1);
+  for (int64_t t = 0; t < p; ++t) scratch[ranks[t] - 1] = 0.0;
+  return sum / static_cast<double>(p);
+}
+
 struct Entry {
   float key;      // 1 - sim in float32, as copairs sorts
   uint8_t label;  // 1 positive, 0 negative
@@ -105,15 +140,12 @@ struct Entry {
 }  // namespace
 
 double ap_from_ranked(const std::vector<uint8_t>& rel) {
-  int64_t tp = 0, n_pos = 0;
-  double sum = 0;
+  std::vector<int64_t> ranks;
   for (size_t k = 0; k < rel.size(); ++k)
-    if (rel[k]) {
-      ++tp;
-      ++n_pos;
-      sum += static_cast<double>(tp) / static_cast<double>(k + 1);
-    }
-  return n_pos ? sum / static_cast<double>(n_pos) : std::numeric_limits<double>::quiet_NaN();
+    if (rel[k]) ranks.push_back(static_cast<int64_t>(k + 1));
+  if (ranks.empty()) return std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> scratch;
+  return copairs_ap(ranks.data(), static_cast<int64_t>(ranks.size()), static_cast<int64_t>(rel.size()), scratch);
 }
 
 double expected_ap(int64_t m, int64_t n) {
@@ -277,10 +309,11 @@ AveragePrecision average_precision_ranked(RowMatrixF&& features, const Table& me
   const Rule& neg = pairing.neg;
   const int64_t n = features.rows();
   // Normalised in place: the only copy of the features is the one the caller handed over.
+  // Cosine as copairs computes it: x / np.linalg.norm(x) in float32, then np.sum(x * y) (numpy_dot_f32).
   RowMatrixF xn = std::move(features);
-  std::string bad = find_non_finite(xn);
-  if (!bad.empty()) throw std::runtime_error("features: " + bad + " (features must be finite)");
-  l2_normalize_rows_inplace(xn, "features");
+  const std::vector<float> norms = checked_row_norms(FeatureRows::borrow(xn), opt.threads);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < xn.cols(); ++c) xn(i, c) = xn(i, c) / norms[i];
   AveragePrecision out = empty_result(n);
 
   // Without a sameby column a rule pairs a profile with (almost) every other one: similarities then come from a
@@ -300,6 +333,8 @@ AveragePrecision average_precision_ranked(RowMatrixF&& features, const Table& me
   const int64_t n_blocks = (n + block - 1) / block;
   parallel_for(n_blocks, opt.threads, [&](int64_t b0, int64_t b1) {
     std::vector<Entry> list;
+    std::vector<int64_t> ranks;
+    std::vector<double> scratch;
     RowMatrixF sims;
     for (int64_t b = b0; b < b1; ++b) {
       int64_t q0 = b * block, q1 = std::min(n, q0 + block);
@@ -308,7 +343,7 @@ AveragePrecision average_precision_ranked(RowMatrixF&& features, const Table& me
         const int64_t i = order[q];
         const float* xi = xn.row(i).data();
         auto sim = [&](int64_t j) -> float {
-          return dense ? sims(q - q0, j) : dot_f32(xi, xn.row(j).data(), xn.cols());
+          return dense ? sims(q - q0, j) : numpy_dot_f32(xi, xn.row(j).data(), xn.cols());
         };
         // A profile without positives has AP NaN whatever the ranking: only its pair count is needed, so no
         // similarity is computed (in JUMP's preset these are the controls, each paired with a whole plate).
@@ -341,16 +376,13 @@ AveragePrecision average_precision_ranked(RowMatrixF&& features, const Table& me
         std::sort(list.begin(), list.end(), [](const Entry& a, const Entry& c) {
           return a.key < c.key || (a.key == c.key && a.label > c.label);
         });
-        int64_t tp = 0;
-        double sum = 0;
+        ranks.clear();
         for (size_t k = 0; k < list.size(); ++k)
-          if (list[k].label) {
-            ++tp;
-            sum += static_cast<double>(tp) / static_cast<double>(k + 1);
-          }
+          if (list[k].label) ranks.push_back(static_cast<int64_t>(k + 1));
+        const int64_t tp = static_cast<int64_t>(ranks.size());
         out.n_pos[i] = tp;
         out.n_total[i] = static_cast<int64_t>(list.size());
-        if (tp) out.ap[i] = sum / static_cast<double>(tp);
+        if (tp) out.ap[i] = copairs_ap(ranks.data(), tp, out.n_total[i], scratch);
       }
     }
   });
@@ -367,12 +399,12 @@ AveragePrecision average_precision(const FeatureRows& x, const Table& meta, cons
     throw std::runtime_error(x.name() + ": more than 2^31 - 1 profiles");
   // A rule without sameby columns pairs every profile with (almost) every other: rank lists over whole rows.
   if (opt.pos_sameby.empty() || opt.neg_sameby.empty()) return average_precision_ranked(x.load_all(), meta, opt);
+  StageTimer timer(opt.timings);
   Pairing pairing(meta, opt, x.rows());
   const Rule& pos = pairing.pos;
   const Rule& neg = pairing.neg;
   const int64_t n = x.rows();
   const int64_t tile = std::max<int64_t>(1, opt.tile_rows);
-  StageTimer timer(opt.timings);
   timer.stage("pair rules from metadata");
   const std::vector<float> norms = checked_row_norms(x, opt.threads);
   timer.stage("norms + finite check (1 pass)");
@@ -418,7 +450,7 @@ AveragePrecision average_precision(const FeatureRows& x, const Table& meta, cons
                     for (int64_t b = 0; b < c0; ++b) w += m[b] != i && pos.diff_ok(i, m[b]);
                     for (int64_t b = c0; b < c1; ++b) {
                       const int32_t j = m[b];
-                      if (j != i && pos.diff_ok(i, j)) pos_key[w++] = 1.0f - dot_f32(xi, cand + (b - c0) * d, d);
+                      if (j != i && pos.diff_ok(i, j)) pos_key[w++] = 1.0f - numpy_dot_f32(xi, cand + (b - c0) * d, d);
                     }
                   }
                 });
@@ -439,26 +471,28 @@ AveragePrecision average_precision(const FeatureRows& x, const Table& meta, cons
                     for (int64_t b = c0; b < c1; ++b) {
                       const int32_t j = m[b];
                       if (j == i || !neg.diff_ok(i, j)) continue;
-                      const float key = 1.0f - dot_f32(xi, cand + (b - c0) * d, d);
+                      const float key = 1.0f - numpy_dot_f32(xi, cand + (b - c0) * d, d);
                       ++g[std::upper_bound(k0, k1, key) - k0];
                     }
                   }
                 });
   timer.stage("negatives counted (pass 2)");
-  // AP = sum over positives in rank order of TP_k / k, k = t + (negatives above the t-th positive): the same terms
-  // in the same order as the sum over a sorted rank list (average_precision_ranked), so the same bits.
+  // The t-th positive's rank is t + (negatives above it); AP from those ranks as copairs sums it (copairs_ap), as the
+  // ranked reference does, so the same bits.
   parallel_for(n, opt.threads, [&](int64_t i0, int64_t i1) {
+    std::vector<int64_t> ranks;
+    std::vector<double> scratch;
     for (int64_t i = i0; i < i1; ++i) {
       if (!has_pos[i]) continue;
       const int64_t p = out.n_pos[i];
       const int32_t* g = gap.data() + gap_at[i];
       int64_t above = 0;
-      double sum = 0;
+      ranks.resize(p);
       for (int64_t t = 1; t <= p; ++t) {
         above += g[t - 1];
-        sum += static_cast<double>(t) / static_cast<double>(t + above);
+        ranks[t - 1] = t + above;
       }
-      out.ap[i] = sum / static_cast<double>(p);
+      out.ap[i] = copairs_ap(ranks.data(), p, out.n_total[i], scratch);
     }
   });
   finish(out);
@@ -544,29 +578,6 @@ std::vector<uint32_t> seed_sequence_state(uint64_t seed, size_t n_words) {
     out[i] = v ^ (v >> 16);
   }
   return out;
-}
-
-// numpy/core/src/umath/loops_utils.h.src pairwise summation for float32, which np.sum(axis=1) runs per row (after
-// the reduction's identity 0, which adds nothing).
-float pairwise_sum(const float* a, int64_t n) {
-  if (n < 8) {
-    float res = 0.f;
-    for (int64_t i = 0; i < n; ++i) res += a[i];
-    return res;
-  }
-  if (n <= 128) {
-    float r[8];
-    for (int j = 0; j < 8; ++j) r[j] = a[j];
-    int64_t i = 8;
-    for (; i < n - (n % 8); i += 8)
-      for (int j = 0; j < 8; ++j) r[j] += a[i + j];
-    float res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-    for (; i < n; ++i) res += a[i];
-    return res;
-  }
-  int64_t n2 = n / 2;
-  n2 -= n2 % 8;
-  return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
 }
 
 }  // namespace

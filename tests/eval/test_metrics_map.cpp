@@ -84,6 +84,10 @@ void expect_ap_matches(const std::string& name, int threads) {
     } else {
       EXPECT_NEAR(ap.ap[i], want, 1e-6);
       EXPECT_NEAR(ap.nap[i], cell(c.ap, i, "normalized_average_precision"), 1e-6);
+      // With sameby on both rules the cosine, the ranking and the AP sum are copairs' own operations: same bits.
+      if (!c.opt.neg_sameby.empty()) {
+        EXPECT_EQ(ap.ap[i], want);
+      }
     }
   }
   if (name == "map_jump" || name == "map_ties") {
@@ -458,4 +462,42 @@ TEST(MetricsMap, RowCountMismatchNamesBothFiles) {
     EXPECT_NE(msg.find("x.npy has 10 rows but"), std::string::npos) << msg;
     EXPECT_NE(msg.find("meta.csv has " + std::to_string(c.meta.rows())), std::string::npos) << msg;
   }
+}
+
+TEST(MetricsMap, CosineIsCopairsBitwise) {
+  // copairs.compute.pairwise_cosine and np.sum(x * y) for lengths on each path of numpy's pairwise summation; the
+  // vectorised and the portable dot give the same bits.
+  for (int d : {5, 8, 100, 130, 300, 768}) {
+    SCOPED_TRACE("d = " + std::to_string(d));
+    auto load = [&](const char* what) {
+      return read_npy(metrics_fixture("map_null/cos_" + std::to_string(d) + "_" + what + ".npy"));
+    };
+    NpyArray x = load("x"), y = load("y"), sim = load("sim"), dot = load("dot");
+    for (int64_t r = 0; r < x.shape[0]; ++r) {
+      const float* a = x.as<float>() + r * d;
+      const float* b = y.as<float>() + r * d;
+      EXPECT_EQ(numpy_dot_f32(a, b, d), dot.as<float>()[r]) << r;
+      EXPECT_EQ(numpy_dot_f32_reference(a, b, d), dot.as<float>()[r]) << r;
+      std::vector<float> an(a, a + d), bn(b, b + d);
+      const float na = numpy_norm_f32(a, d), nb = numpy_norm_f32(b, d);
+      for (float& v : an) v = v / na;
+      for (float& v : bn) v = v / nb;
+      EXPECT_EQ(numpy_dot_f32(an.data(), bn.data(), d), sim.as<float>()[r]) << r;
+    }
+  }
+}
+
+TEST(MetricsMap, ApSumIsCopairs) {
+  // copairs sums TP_k / k over the whole rank list with np.add.reduceat: first term + pairwise sum of the rest.
+  // For 3 positives in a list of 36 that is not the left-to-right sum; check against that sum written out.
+  std::vector<uint8_t> rel(36, 0);
+  rel[1] = rel[17] = rel[30] = 1;
+  std::vector<double> pr(36, 0.0);
+  pr[1] = 1.0 / 2, pr[17] = 2.0 / 18, pr[30] = 3.0 / 31;
+  // Blocks of 8 over pr[1..35] (35 terms: 32 in the block loop, 3 after): r[j] = sum of pr[1 + j + 8m].
+  double r[8] = {0};
+  for (int k = 0; k < 32; ++k) r[k % 8] += pr[1 + k];
+  double rest = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+  for (int k = 32; k < 35; ++k) rest += pr[1 + k];
+  EXPECT_EQ(ap_from_ranked(rel), (pr[0] + rest) / 3.0);
 }
