@@ -361,6 +361,55 @@ __attribute__((target("avx2"))) float numpy_block_avx2(const float* a, const flo
   return res;
 }
 
+// Four blocks of the same length at once, each with its own accumulator and the same operations as
+// numpy_block_avx2 (so the same bits): independent add chains instead of one 4-cycle-latency chain per block.
+__attribute__((target("avx2"))) void numpy_block4_avx2(const float* a, const float* b, const int64_t* off, int64_t n,
+                                                       float* res) {
+  __m256 r0 = _mm256_mul_ps(_mm256_loadu_ps(a + off[0]), _mm256_loadu_ps(b + off[0]));
+  __m256 r1 = _mm256_mul_ps(_mm256_loadu_ps(a + off[1]), _mm256_loadu_ps(b + off[1]));
+  __m256 r2 = _mm256_mul_ps(_mm256_loadu_ps(a + off[2]), _mm256_loadu_ps(b + off[2]));
+  __m256 r3 = _mm256_mul_ps(_mm256_loadu_ps(a + off[3]), _mm256_loadu_ps(b + off[3]));
+  int64_t i = 8;
+  for (; i < n - (n % 8); i += 8) {
+    r0 = _mm256_add_ps(r0, _mm256_mul_ps(_mm256_loadu_ps(a + off[0] + i), _mm256_loadu_ps(b + off[0] + i)));
+    r1 = _mm256_add_ps(r1, _mm256_mul_ps(_mm256_loadu_ps(a + off[1] + i), _mm256_loadu_ps(b + off[1] + i)));
+    r2 = _mm256_add_ps(r2, _mm256_mul_ps(_mm256_loadu_ps(a + off[2] + i), _mm256_loadu_ps(b + off[2] + i)));
+    r3 = _mm256_add_ps(r3, _mm256_mul_ps(_mm256_loadu_ps(a + off[3] + i), _mm256_loadu_ps(b + off[3] + i)));
+  }
+  alignas(32) float l[4][8];
+  _mm256_store_ps(l[0], r0);
+  _mm256_store_ps(l[1], r1);
+  _mm256_store_ps(l[2], r2);
+  _mm256_store_ps(l[3], r3);
+  for (int k = 0; k < 4; ++k) {
+    float v = ((l[k][0] + l[k][1]) + (l[k][2] + l[k][3])) + ((l[k][4] + l[k][5]) + (l[k][6] + l[k][7]));
+    for (int64_t j = i; j < n; ++j) v += a[off[k] + j] * b[off[k] + j];
+    res[k] = v;
+  }
+}
+
+// The leaves (blocks of 8..128 terms) of numpy's pairwise recursion over n >= 8 terms, left to right.
+void pairwise_leaves(int64_t off, int64_t n, std::vector<int64_t>& leaf_off, std::vector<int64_t>& leaf_len) {
+  if (n <= 128) {
+    leaf_off.push_back(off);
+    leaf_len.push_back(n);
+    return;
+  }
+  int64_t n2 = n / 2;
+  n2 -= n2 % 8;
+  pairwise_leaves(off, n2, leaf_off, leaf_len);
+  pairwise_leaves(off + n2, n - n2, leaf_off, leaf_len);
+}
+
+// Adds the leaf sums back up in the recursion's order.
+float pairwise_combine(int64_t n, const float* leaf, size_t& k) {
+  if (n <= 128) return leaf[k++];
+  int64_t n2 = n / 2;
+  n2 -= n2 % 8;
+  float left = pairwise_combine(n2, leaf, k);
+  return left + pairwise_combine(n - n2, leaf, k);
+}
+
 float numpy_pairwise_dot(const float* a, const float* b, int64_t n, bool avx2) {
   if (n < 8) {
     float res = 0.f;
@@ -368,9 +417,33 @@ float numpy_pairwise_dot(const float* a, const float* b, int64_t n, bool avx2) {
     return res;
   }
   if (n <= 128) return avx2 ? numpy_block_avx2(a, b, n) : numpy_block_portable(a, b, n);
-  int64_t n2 = n / 2;
-  n2 -= n2 % 8;
-  return numpy_pairwise_dot(a, b, n2, avx2) + numpy_pairwise_dot(a + n2, b + n2, n - n2, avx2);
+  if (!avx2) {
+    int64_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return numpy_pairwise_dot(a, b, n2, false) + numpy_pairwise_dot(a + n2, b + n2, n - n2, false);
+  }
+  // The recursion's shape depends on n only: its leaves are computed once per length (the feature width).
+  thread_local int64_t plan_n = -1;
+  thread_local std::vector<int64_t> leaf_off, leaf_len;
+  thread_local std::vector<float> leaf;
+  if (plan_n != n) {
+    leaf_off.clear();
+    leaf_len.clear();
+    pairwise_leaves(0, n, leaf_off, leaf_len);
+    leaf.resize(leaf_off.size());
+    plan_n = n;
+  }
+  size_t k = 0;
+  for (; k + 4 <= leaf_off.size(); k += 4) {
+    if (leaf_len[k] == leaf_len[k + 1] && leaf_len[k] == leaf_len[k + 2] && leaf_len[k] == leaf_len[k + 3]) {
+      numpy_block4_avx2(a, b, leaf_off.data() + k, leaf_len[k], leaf.data() + k);
+    } else {
+      for (size_t j = k; j < k + 4; ++j) leaf[j] = numpy_block_avx2(a + leaf_off[j], b + leaf_off[j], leaf_len[j]);
+    }
+  }
+  for (; k < leaf_off.size(); ++k) leaf[k] = numpy_block_avx2(a + leaf_off[k], b + leaf_off[k], leaf_len[k]);
+  size_t at = 0;
+  return pairwise_combine(n, leaf.data(), at);
 }
 }  // namespace
 

@@ -416,20 +416,19 @@ AveragePrecision average_precision(const FeatureRows& x, const Table& meta, cons
   // pass 2 streams the negatives and only counts them in the gaps between those keys. No rank list is built and no
   // negative similarity is kept. Each pass visits the rows bucket by bucket (a compound's replicates, a plate's
   // wells), so only one tile of rows per thread is in memory.
+  // A profile without positives has AP NaN whatever the ranking: only its pair counts are needed (counted here);
+  // the others' negatives are counted in pass 2, which visits them anyway.
   std::vector<int64_t> n_neg(n, 0);
   parallel_for(n, opt.threads, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       out.n_pos[i] = pairing.count(pos, i);
-      n_neg[i] = pairing.count(neg, i);
-      out.n_total[i] = out.n_pos[i] + n_neg[i];
+      if (out.n_pos[i] == 0) n_neg[i] = pairing.count(neg, i);
     }
   });
-  // A profile without positives has AP NaN whatever the ranking: only its pair counts are needed.
-  std::vector<uint8_t> has_pos(n), needs_neg(n);
+  std::vector<uint8_t> has_pos(n);
   std::vector<int64_t> key_at(n + 1, 0), gap_at(n + 1, 0);
   for (int64_t i = 0; i < n; ++i) {
     has_pos[i] = out.n_pos[i] > 0;
-    needs_neg[i] = has_pos[i] && n_neg[i] > 0;
     key_at[i + 1] = key_at[i] + out.n_pos[i];
     gap_at[i + 1] = gap_at[i] + (has_pos[i] ? out.n_pos[i] + 1 : 0);
   }
@@ -458,12 +457,12 @@ AveragePrecision average_precision(const FeatureRows& x, const Table& meta, cons
     for (int64_t i = i0; i < i1; ++i) std::sort(pos_key.begin() + key_at[i], pos_key.begin() + key_at[i + 1]);
   });
   timer.stage("positive similarities (pass 1)");
-  for_each_tile(x, norms, neg, needs_neg, tile, opt.threads,
+  for_each_tile(x, norms, neg, has_pos, tile, opt.threads,
                 [&](const TileJob& job, const float* q, const float* cand, int64_t c0, int64_t c1) {
                   const auto& m = neg.members[job.bucket];
                   for (int64_t a = job.q0; a < job.q1; ++a) {
                     const int32_t i = m[a];
-                    if (!needs_neg[i]) continue;
+                    if (!has_pos[i]) continue;
                     const float* xi = q + (a - job.q0) * d;
                     const float* k0 = pos_key.data() + key_at[i];
                     const float* k1 = pos_key.data() + key_at[i + 1];
@@ -473,9 +472,11 @@ AveragePrecision average_precision(const FeatureRows& x, const Table& meta, cons
                       if (j == i || !neg.diff_ok(i, j)) continue;
                       const float key = 1.0f - numpy_dot_f32(xi, cand + (b - c0) * d, d);
                       ++g[std::upper_bound(k0, k1, key) - k0];
+                      ++n_neg[i];
                     }
                   }
                 });
+  for (int64_t i = 0; i < n; ++i) out.n_total[i] = out.n_pos[i] + n_neg[i];
   timer.stage("negatives counted (pass 2)");
   // The t-th positive's rank is t + (negatives above it); AP from those ranks as copairs sums it (copairs_ap), as the
   // ranked reference does, so the same bits.
