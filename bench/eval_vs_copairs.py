@@ -173,20 +173,23 @@ def main():
         out["copairs_map"] = dict(seconds=c["ap_s"] + c["map_s"], cpu_seconds=c["cpu_s"], ap_seconds=c["ap_s"],
                                   map_seconds=c["map_s"],
                                   peak_rss_mb=c["peak_rss_kb"] / 1024, loaded_rss_mb=c["loaded_rss_kb"] / 1024)
-        t = pd.read_csv(f"{args.work}/tabula_map/average_precision.csv")
+        # round_trip: pandas' default float parser is not correctly rounded (1e-17 errors that are not the tools').
+        t = pd.read_csv(f"{args.work}/tabula_map/average_precision.csv", float_precision="round_trip")
         ca = np.load(f"{args.work}/copairs_ap.npy")
         cc = np.load(f"{args.work}/copairs_counts.npy")
         both = ~np.isnan(ca)
         out["ap_max_abs_diff"] = float(np.nanmax(np.abs(t["average_precision"].to_numpy()[both] - ca[both])))
+        out["ap_identical"] = bool((t["average_precision"].to_numpy()[both] == ca[both]).all())
         out["ap_nan_pattern_equal"] = bool((np.isnan(t["average_precision"].to_numpy()) == ~both).all())
         out["counts_equal"] = bool((t[["n_pos_pairs", "n_total_pairs"]].to_numpy() == cc).all())
         # p-values: copairs ran with a fresh cache, so tabula's default null (--null-rng copairs) is the same one.
         keys = ["Metadata_JCP2022", "Metadata_Reference_Index"]
-        tm = pd.read_csv(f"{args.work}/tabula_map/mean_average_precision.csv")
-        cm = pd.read_csv(f"{args.work}/copairs_map.csv")
+        tm = pd.read_csv(f"{args.work}/tabula_map/mean_average_precision.csv", float_precision="round_trip")
+        cm = pd.read_csv(f"{args.work}/copairs_map.csv", float_precision="round_trip")
         both_m = cm.merge(tm, on=keys, suffixes=("_c", "_t"), validate="one_to_one")
         out["n_groups"] = [len(cm), len(tm), len(both_m)]
         out["map_max_abs_diff"] = float(np.abs(both_m.mean_average_precision_c - both_m.mean_average_precision_t).max())
+        out["map_identical"] = bool((both_m.mean_average_precision_c == both_m.mean_average_precision_t).all())
         out["p_value_max_abs_diff"] = float(np.abs(both_m.p_value_c - both_m.p_value_t).max())
         out["p_values_identical"] = bool((both_m.p_value_c == both_m.p_value_t).all())
         out["corrected_p_max_abs_diff"] = float(np.abs(both_m.corrected_p_value_c - both_m.corrected_p_value_t).max())

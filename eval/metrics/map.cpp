@@ -132,6 +132,18 @@ double copairs_ap(const int64_t* ranks, int64_t p, int64_t n_total, std::vector<
   return sum / static_cast<double>(p);
 }
 
+// pandas/_libs/groupby.pyx group_mean's compensated summation.
+struct KahanSum {
+  double sum = 0, compensation = 0;
+  void add(double val) {
+    const double y = val - compensation;
+    const double t = sum + y;
+    compensation = t - sum - y;
+    if (compensation != compensation) compensation = 0;  // an infinite value (GH#50367)
+    sum = t;
+  }
+};
+
 struct Entry {
   float key;      // 1 - sim in float32, as copairs sorts
   uint8_t label;  // 1 positive, 0 negative
@@ -679,12 +691,15 @@ std::vector<float> copairs_random_ap(int64_t null_size, int64_t n_pos, int64_t n
 
 double map_p_value(double map, const std::vector<const float*>& member_nulls, int64_t null_size) {
   const float m = static_cast<float>(member_nulls.size());
+  // copairs compares `null_dist > map_score` with map_score a Python float, which numpy casts to the null's
+  // float32 (NEP 50; numpy 1's value-based casting did the same): the comparison is in float32.
+  const float map32 = static_cast<float>(map);
   int64_t num = 0;
   for (int64_t s = 0; s < null_size; ++s) {
     float acc = 0;
     for (const float* v : member_nulls) acc += v[s];
     float mean = acc / m;
-    if (static_cast<double>(mean) > map) ++num;
+    if (mean > map32) ++num;
   }
   return static_cast<double>(num + 1) / static_cast<double>(null_size + 1);
 }
@@ -792,14 +807,16 @@ MeanAveragePrecision mean_average_precision(const Table& meta, const AveragePrec
   });
   parallel_for(static_cast<int64_t>(g), opt.threads, [&](int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k) {
-      double s = 0, sn = 0;
-      for (size_t i : out.members[k]) s += ap.ap[i], sn += ap.nap[i];
+      // pandas' groupby mean (copairs aggregates with it): Kahan-compensated sum in row order, / count. The same
+      // bits matter beyond the mAP itself: a p-value counts null values above it, and a 1-ulp difference can move
+      // the mAP across a null value.
+      KahanSum s, sn;
+      for (size_t i : out.members[k]) s.add(ap.ap[i]), sn.add(ap.nap[i]);
       double cnt = static_cast<double>(out.members[k].size());
-      out.map[k] = s / cnt;
-      mean_nap[k] = sn / cnt;
+      out.map[k] = s.sum / cnt;
+      mean_nap[k] = sn.sum / cnt;
       const std::vector<float>& v = sorted_null[group_seq[k]];
-      auto first_above = std::upper_bound(v.begin(), v.end(), out.map[k],
-                                          [](double m, float x) { return m < static_cast<double>(x); });
+      auto first_above = std::upper_bound(v.begin(), v.end(), static_cast<float>(out.map[k]));  // see map_p_value
       int64_t num = v.end() - first_above;
       out.p_value[k] = static_cast<double>(num + 1) / static_cast<double>(opt.null_size + 1);
     }

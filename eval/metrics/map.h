@@ -3,14 +3,18 @@
 //  - a pair (i, j), i < j, is positive when every pos_sameby column is equal and every pos_diffby column differs,
 //    negative when every neg_sameby column is equal and every neg_diffby column differs (copairs' find_pairs, a SQL
 //    join with `A.x = B.x` / `NOT A.x = B.x`, i.e. "all" semantics); a pair can be both and then counts twice;
-//  - each pair enters the rank lists of both its profiles; similarity is cosine in float32;
+//  - each pair enters the rank lists of both its profiles; similarity is cosine in float32 computed with copairs'
+//    own operations (x / np.linalg.norm(x), then np.sum(x * y): float32 products, numpy's pairwise summation), so
+//    the same bits as copairs (numpy_dot_f32); only the dense path (a rule without sameby) uses a GEMM instead;
 //  - a profile's list is ordered by the float32 key 1 - sim ascending, stable with positives before negatives
 //    (copairs concatenates positives first and uses np.lexsort), so a positive tied with a negative ranks first;
-//  - AP = sum_k (TP_k / k) rel_k / n_pos in float64; n_total_pairs = list length; no positive -> AP NaN;
+//  - AP = sum_k (TP_k / k) rel_k / n_pos in float64, summed as np.add.reduceat does (first term + numpy's pairwise
+//    sum of the rest): the same bits as copairs; n_total_pairs = list length; no positive -> AP NaN;
 //  - normalized AP = (AP - mu0) / (1 - mu0), mu0 the exact expected AP under random ranking, clipped to [-1, 1];
 //  - mAP per pos_sameby group over profiles with n_pos > 0; null per (n_pos, n_total) of null_size random AP
-//    values in float32; group null = element-wise float32 mean of its members' nulls; p = (#{null > mAP} + 1) /
-//    (null_size + 1); Benjamini-Hochberg across groups; below_p = p < threshold.
+//    values in float32; group null = element-wise float32 mean of its members' nulls; mAP = pandas' (Kahan) mean;
+//    p = (#{null > mAP} + 1) / (null_size + 1), compared in float32 (numpy casts the Python-float mAP to the
+//    null's dtype); Benjamini-Hochberg across groups; below_p = p < threshold.
 // Memory: pairs are never materialised; see average_precision() for what is held.
 //
 // The null (NullRng::copairs, the default) replays copairs 0.5.5's random numbers bit for bit: the sorted list of

@@ -100,6 +100,9 @@ void expect_ap_matches(const std::string& name, int threads) {
     SCOPED_TRACE(name + " group " + std::to_string(g));
     for (const auto& col : c.opt.pos_sameby) EXPECT_EQ(m.table.column(col)[g], c.map.column(col)[g]);
     EXPECT_NEAR(m.map[g], cell(c.map, g, "mean_average_precision"), 1e-6);
+    if (!c.opt.neg_sameby.empty()) {
+      EXPECT_EQ(m.map[g], cell(c.map, g, "mean_average_precision"));  // pandas' Kahan mean of copairs' APs
+    }
     EXPECT_NEAR(cell(m.table, g, "mean_normalized_average_precision"),
                 cell(c.map, g, "mean_normalized_average_precision"), 1e-6);
   }
@@ -500,4 +503,16 @@ TEST(MetricsMap, ApSumIsCopairs) {
   double rest = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
   for (int k = 32; k < 35; ++k) rest += pr[1 + k];
   EXPECT_EQ(ap_from_ranked(rel), (pr[0] + rest) / 3.0);
+}
+
+TEST(MetricsMap, PValueComparesInFloat32LikeCopairs) {
+  // copairs: `(null_dist > map_score).sum()` with a float32 null and a Python-float mAP, which numpy casts to
+  // float32. A null value just above the mAP in float64 but equal to it in float32 does not count. (Seen in the
+  // 100,000-profile benchmark: 3 of 20,000 groups differ by one count when compared in float64.)
+  const float x = 0.2515151f;
+  const double map = std::nextafter(static_cast<double>(x), 0.0);
+  ASSERT_EQ(static_cast<float>(map), x);
+  ASSERT_GT(static_cast<double>(x), map);
+  std::vector<float> null = {x, 0.1f, 0.9f};
+  EXPECT_EQ(map_p_value(map, {null.data()}, 3), 2.0 / 4.0);  // only 0.9 is above
 }
