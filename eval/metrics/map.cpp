@@ -842,6 +842,20 @@ MeanAveragePrecision mean_average_precision(const Table& meta, const AveragePrec
   return out;
 }
 
+void write_average_precision_csv(const std::string& path, const Table& meta, const AveragePrecision& ap) {
+  std::vector<std::string> header = meta.columns();
+  for (const char* c : {"n_pos_pairs", "n_total_pairs", "average_precision", "normalized_average_precision"})
+    header.push_back(c);
+  const size_t k = meta.cols();
+  write_csv_rows(path, header, meta.rows(), [&](size_t i, std::vector<std::string>& f) {
+    for (size_t c = 0; c < k; ++c) f[c] = meta.at(i, c);
+    f[k] = std::to_string(ap.n_pos[i]);
+    f[k + 1] = std::to_string(ap.n_total[i]);
+    f[k + 2] = std::isnan(ap.ap[i]) ? "" : format_number(ap.ap[i]);
+    f[k + 3] = std::isnan(ap.nap[i]) ? "" : format_number(ap.nap[i]);
+  });
+}
+
 Table average_precision_table(const Table& meta, const AveragePrecision& ap) {
   return average_precision_table(Table(meta), ap);
 }

@@ -87,6 +87,8 @@ MeanAveragePrecision mean_average_precision(const Table& meta, const AveragePrec
 // normalized_average_precision.
 Table average_precision_table(const Table& meta, const AveragePrecision& ap);
 Table average_precision_table(Table&& meta, const AveragePrecision& ap);  // reuses the metadata's cells
+// The same table written straight to `path` as CSV (to_csv's text), without building it in memory.
+void write_average_precision_csv(const std::string& path, const Table& meta, const AveragePrecision& ap);
 
 // Pieces, exposed for tests and for the benchmark.
 double expected_ap(int64_t n_pos, int64_t n_neg);           // copairs.map.normalization.expected_ap

@@ -107,7 +107,7 @@ void run_map(const MapJob& job) {
   MeanAveragePrecision m = mean_average_precision(meta, ap, job.opt);
   timer.stage("mAP + null + p-values + BH");
   write_csv(out_path(job.out_dir, "mean_average_precision.csv"), m.table);
-  write_csv(out_path(job.out_dir, "average_precision.csv"), average_precision_table(std::move(meta), ap));
+  write_average_precision_csv(out_path(job.out_dir, "average_precision.csv"), meta, ap);
   timer.stage("write CSVs");
   Json j;
   j.str("metric", "map");

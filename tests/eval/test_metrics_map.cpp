@@ -8,6 +8,7 @@
 #include <map>
 #include <random>
 
+#include "engine/fileio.h"
 #include "engine/npy.h"
 #include "eval/metrics/map.h"
 #include "tests/eval/metrics_test_util.h"
@@ -515,4 +516,12 @@ TEST(MetricsMap, PValueComparesInFloat32LikeCopairs) {
   ASSERT_GT(static_cast<double>(x), map);
   std::vector<float> null = {x, 0.1f, 0.9f};
   EXPECT_EQ(map_p_value(map, {null.data()}, 3), 2.0 / 4.0);  // only 0.9 is above
+}
+
+TEST(MetricsMap, StreamedApCsvEqualsTableCsv) {
+  CopairsCase c = load_case("map_ties");
+  AveragePrecision ap = average_precision(c.x, c.meta, c.opt);
+  fs::path dir = tabula::test::scratch_dir();
+  write_average_precision_csv((dir / "ap.csv").string(), c.meta, ap);
+  EXPECT_EQ(read_file_text((dir / "ap.csv").string()), to_csv(average_precision_table(c.meta, ap)));
 }
