@@ -525,3 +525,26 @@ TEST(MetricsMap, StreamedApCsvEqualsTableCsv) {
   write_average_precision_csv((dir / "ap.csv").string(), c.meta, ap);
   EXPECT_EQ(read_file_text((dir / "ap.csv").string()), to_csv(average_precision_table(c.meta, ap)));
 }
+
+TEST(MetricsMap, GroupWithoutPositivesIsLeftOutLikeCopairs) {
+  // A compound with a single replicate has no positive pair: its AP is NaN (an empty cell in
+  // average_precision.csv) and its group is absent from mean_average_precision.csv, as copairs drops rows with
+  // n_pos_pairs == 0 before grouping. Not an error while other groups have positives.
+  RowMatrixF x(7, 3);
+  x << 1, 0, 0, 0.9f, 0.1f, 0, 0, 1, 0, 0.1f, 0.9f, 0, 0, 0, 1, 1, 1, 0, 0, 1, 1;
+  Table meta({"cpd", "plate"});
+  for (const char* c : {"a", "a", "b", "b", "lonely", "DMSO", "DMSO"}) meta.add_row({c, "P1"});
+  MapOptions opt;
+  opt.pos_sameby = {"cpd"};
+  opt.neg_sameby = {"plate"};
+  opt.neg_diffby = {"cpd"};
+  opt.null_size = 50;
+  AveragePrecision ap = average_precision(x, meta, opt);
+  EXPECT_EQ(ap.n_pos[4], 0);
+  EXPECT_EQ(ap.n_total[4], 6);
+  EXPECT_TRUE(std::isnan(ap.ap[4]));
+  EXPECT_EQ(average_precision_table(meta, ap).column("average_precision")[4], "");
+  MeanAveragePrecision m = mean_average_precision(meta, ap, opt);
+  std::vector<std::string> groups = m.table.column("cpd");
+  EXPECT_EQ(groups, (std::vector<std::string>{"DMSO", "a", "b"}));
+}
