@@ -25,8 +25,13 @@ int cmd_eval_map(const Args& a) {
   long long seed = a.get_int("seed");
   if (seed < 0) throw UsageError("tabula eval map: --seed must be >= 0");
   job.opt.seed = static_cast<uint64_t>(seed);
+  const std::string rng = a.get("null-rng");
+  if (rng != "copairs" && rng != "floyd")
+    throw UsageError("tabula eval map: --null-rng must be copairs or floyd, got '" + rng + "'");
+  job.opt.null_rng = rng == "copairs" ? eval::NullRng::copairs : eval::NullRng::floyd;
   job.opt.threshold = a.get_double("threshold");
   job.opt.threads = threads(a);
+  job.opt.timings = a.has("timings");
   job.reference_index = a.get("reference-index");
   job.out_dir = a.get("out");
   job.use_mpi = true;  // under mpirun/srun the ranks split the queries; rank 0 writes

@@ -127,7 +127,12 @@ const std::vector<Command>& commands() {
         {"groupby", "C,..", "columns of the mAP groups [default: --pos-sameby]", false, ""},
         {"null-size", "N", "random-ranking null samples per (n_pos, n_total)", false, "10000"},
         {"seed", "S", "null seed", false, "0"},
+        {"null-rng", "copairs|floyd",
+         "copairs: the very null copairs 0.5.5 draws (same p-values; O(n_total) per sample); floyd: the same "
+         "distribution from tabula's own stream, O(n_pos) per sample",
+         false, "copairs"},
         {"threshold", "T", "significance threshold for below_p / below_corrected_p", false, "0.05"},
+        {"timings", "", "print each stage's wall time and resident memory to stderr", false, ""},
         kThreads, kOut},
        0, 0, cmd_eval_map},
       {"eval recall", "known-relationship recall with EFAAR semantics on the aggregated map",

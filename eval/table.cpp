@@ -228,6 +228,32 @@ std::string to_csv(const Table& t) {
 
 void write_csv(const std::string& path, const Table& t) { write_file_atomic(path, to_csv(t)); }
 
+void write_csv_rows(const std::string& path, const std::vector<std::string>& header, size_t rows,
+                    const std::function<void(size_t, std::vector<std::string>&)>& row) {
+  AtomicFile f(path);
+  std::string out;
+  for (size_t c = 0; c < header.size(); ++c) {
+    if (c) out += ',';
+    append_field(out, header[c]);
+  }
+  out += '\n';
+  std::vector<std::string> fields(header.size());
+  for (size_t r = 0; r < rows; ++r) {
+    row(r, fields);
+    for (size_t c = 0; c < fields.size(); ++c) {
+      if (c) out += ',';
+      append_field(out, fields[c]);
+    }
+    out += '\n';
+    if (out.size() > (1u << 20)) {
+      f.write(out);
+      out.clear();
+    }
+  }
+  f.write(out);
+  f.commit();
+}
+
 std::string format_number(double v) {
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";

@@ -3,6 +3,7 @@
 // error can name the file, line and column of the offending cell.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,10 @@ Table read_csv(const std::string& path);
 // Quotes a field only when it needs it (comma, quote, CR/LF, leading/trailing space). Atomic write.
 std::string to_csv(const Table& t);
 void write_csv(const std::string& path, const Table& t);
+// The same text written row by row (atomically, through a 1 MiB buffer) without building a Table: row(r, fields)
+// fills the header.size() fields of row r. For large outputs derived from other data.
+void write_csv_rows(const std::string& path, const std::vector<std::string>& header, size_t rows,
+                    const std::function<void(size_t, std::vector<std::string>&)>& row);
 
 // Shortest decimal text that reads back to the same double (round-trip), "nan", "inf", "-inf".
 std::string format_number(double v);

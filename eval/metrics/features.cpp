@@ -2,10 +2,17 @@
 
 #include <immintrin.h>
 
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <mutex>
 #include <thread>
@@ -76,12 +83,12 @@ std::string find_non_finite(const RowMatrixF& x) {
 }
 
 namespace {
-// Fast path for the common case (little-endian float32, C order, 2-D): the data goes straight from the file into
-// the matrix, so loading needs one copy of the features in memory, not two. Anything else returns false and takes
-// engine/npy's general reader.
-bool load_f32_direct(const std::string& path, RowMatrixF* out) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) return false;
+// Layout of the common case (little-endian float32, C order, 2-D, file size consistent with the header): where the
+// data starts and its shape. Anything else returns false and takes engine/npy's general reader.
+struct NpyF32Layout {
+  int64_t offset = 0, rows = 0, cols = 0;
+};
+bool npy_f32_layout(std::FILE* f, NpyF32Layout* out) {
   unsigned char pre[10];
   bool ok = std::fread(pre, 1, 10, f) == 10 && std::memcmp(pre, "\x93NUMPY", 6) == 0 && (pre[6] == 1 || pre[6] == 2);
   size_t hlen = 0, prefix = 10;
@@ -106,11 +113,20 @@ bool load_f32_direct(const std::string& path, RowMatrixF* out) {
     std::fseek(f, 0, SEEK_END);
     long long size = std::ftell(f);
     ok = size == static_cast<long long>(prefix + hlen) + rows * cols * 4;
-    std::fseek(f, static_cast<long>(prefix + hlen), SEEK_SET);
   }
+  if (ok) *out = {static_cast<int64_t>(prefix + hlen), rows, cols};
+  return ok;
+}
+
+// The data goes straight from the file into the matrix, so loading needs one copy of the features, not two.
+bool load_f32_direct(const std::string& path, RowMatrixF* out) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  NpyF32Layout l;
+  bool ok = npy_f32_layout(f, &l) && std::fseek(f, static_cast<long>(l.offset), SEEK_SET) == 0;
   if (ok) {
-    out->resize(rows, cols);
-    ok = std::fread(out->data(), 4, static_cast<size_t>(rows * cols), f) == static_cast<size_t>(rows * cols);
+    out->resize(l.rows, l.cols);
+    ok = std::fread(out->data(), 4, static_cast<size_t>(l.rows * l.cols), f) == static_cast<size_t>(l.rows * l.cols);
   }
   std::fclose(f);
   return ok;
@@ -146,18 +162,141 @@ void check_rows_match(const RowMatrixF& x, const Table& meta, const std::string&
                              std::to_string(meta.rows()) + " (one metadata row per feature row is needed)");
 }
 
+float row_l2_norm(const float* x, int64_t n) {
+  double ss = 0;
+  for (int64_t c = 0; c < n; ++c) ss += static_cast<double>(x[c]) * x[c];
+  return static_cast<float>(std::sqrt(ss));
+}
+
 void l2_normalize_rows_inplace(RowMatrixF& x, const std::string& what) {
   parallel_for(x.rows(), 0, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      double ss = 0;
-      for (int64_t c = 0; c < x.cols(); ++c) ss += static_cast<double>(x(r, c)) * x(r, c);
-      float norm = static_cast<float>(std::sqrt(ss));
+      float norm = row_l2_norm(x.row(r).data(), x.cols());
       if (!(norm > 0))
         throw std::runtime_error(what + ": row " + std::to_string(r) +
                                  " is all zeros; its cosine similarity is undefined");
       for (int64_t c = 0; c < x.cols(); ++c) x(r, c) = x(r, c) / norm;
     }
   });
+}
+
+FeatureRows FeatureRows::open_npy(const std::string& npy_path) {
+  FeatureRows r;
+  r.name_ = npy_path;
+  std::FILE* f = std::fopen(npy_path.c_str(), "rb");
+  if (!f) throw std::runtime_error(npy_path + ": cannot open: " + std::strerror(errno));
+  NpyF32Layout l;
+  bool direct = npy_f32_layout(f, &l);
+  std::fclose(f);
+  if (!direct) {
+    r.owned_ = std::make_shared<RowMatrixF>(load_features(npy_path));
+    r.mem_ = r.owned_.get();
+    r.rows_ = r.mem_->rows();
+    r.cols_ = r.mem_->cols();
+    return r;
+  }
+  int fd = ::open(npy_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error(npy_path + ": cannot open: " + std::strerror(errno));
+  r.fd_ = std::shared_ptr<const int>(new int(fd), [](const int* p) {
+    ::close(*p);
+    delete p;
+  });
+  r.data_offset_ = l.offset;
+  r.rows_ = l.rows;
+  r.cols_ = l.cols;
+  return r;
+}
+
+FeatureRows FeatureRows::borrow(const RowMatrixF& x, std::string name) {
+  FeatureRows r;
+  r.name_ = std::move(name);
+  r.mem_ = &x;
+  r.rows_ = x.rows();
+  r.cols_ = x.cols();
+  return r;
+}
+
+void FeatureRows::read_range(int64_t r0, int64_t r1, float* dst) const {
+  if (r0 < 0 || r1 > rows_ || r0 > r1) throw std::out_of_range(name_ + ": rows out of range");
+  if (mem_) {
+    std::memcpy(dst, mem_->data() + r0 * cols_, static_cast<size_t>((r1 - r0) * cols_) * sizeof(float));
+    return;
+  }
+  char* p = reinterpret_cast<char*>(dst);
+  size_t left = static_cast<size_t>((r1 - r0) * cols_) * sizeof(float);
+  off_t at = static_cast<off_t>(data_offset_ + r0 * cols_ * static_cast<int64_t>(sizeof(float)));
+  while (left > 0) {
+    ssize_t got = ::pread(*fd_, p, left, at);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0)
+      throw std::runtime_error(name_ + ": read failed at row " + std::to_string(r0) + ": " +
+                               (got < 0 ? std::strerror(errno) : "file shorter than its header says"));
+    p += got, at += got, left -= static_cast<size_t>(got);
+  }
+}
+
+void FeatureRows::read(const int32_t* ids, int64_t k, float* dst) const {
+  for (int64_t a = 0; a < k;) {
+    int64_t b = a + 1;
+    while (b < k && ids[b] == ids[b - 1] + 1) ++b;
+    read_range(ids[a], ids[a] + (b - a), dst + a * cols_);
+    a = b;
+  }
+}
+
+RowMatrixF FeatureRows::load_all() const {
+  if (mem_) return *mem_;
+  RowMatrixF x(rows_, cols_);
+  read_range(0, rows_, x.data());
+  std::string bad = find_non_finite(x);
+  if (!bad.empty()) throw std::runtime_error(name_ + ": " + bad + " (features must be finite)");
+  return x;
+}
+
+std::vector<float> checked_row_norms(const FeatureRows& x, int threads) {
+  const int64_t n = x.rows(), d = x.cols(), chunk = 1024;
+  std::vector<float> norms(n);
+  const int64_t n_chunks = (n + chunk - 1) / chunk;
+  if (threads <= 0) threads = default_threads();
+  const int64_t t = std::max<int64_t>(1, std::min<int64_t>(threads, n_chunks));
+  // Each thread scans a contiguous range of chunks and stops at its first bad row; the lowest of those is the first
+  // bad row of the file whatever the thread count.
+  std::vector<int64_t> bad_row(t, -1), bad_col(t, -1), zero_row(t, -1);
+  parallel_for(t, static_cast<int>(t), [&](int64_t t0, int64_t t1) {
+    std::vector<float> buf(static_cast<size_t>(chunk * d));
+    for (int64_t th = t0; th < t1; ++th)
+      for (int64_t c = n_chunks * th / t; c < n_chunks * (th + 1) / t && bad_row[th] < 0; ++c) {
+        int64_t r0 = c * chunk, r1 = std::min(n, r0 + chunk);
+        x.read_range(r0, r1, buf.data());
+        for (int64_t r = r0; r < r1 && bad_row[th] < 0; ++r) {
+          const float* row = buf.data() + (r - r0) * d;
+          for (int64_t k = 0; k < d; ++k)
+            if (!std::isfinite(row[k])) {
+              bad_row[th] = r, bad_col[th] = k;
+              break;
+            }
+          if (bad_row[th] >= 0) break;
+          norms[r] = numpy_norm_f32(row, d);
+          if (!(norms[r] > 0) && zero_row[th] < 0) zero_row[th] = r;
+        }
+      }
+  });
+  for (int64_t th = 0; th < t; ++th)
+    if (bad_row[th] >= 0) {
+      float v;
+      int32_t r = static_cast<int32_t>(bad_row[th]);
+      std::vector<float> row(d);
+      x.read(&r, 1, row.data());
+      v = row[bad_col[th]];
+      throw std::runtime_error(x.name() + ": row " + std::to_string(bad_row[th]) + ", column " +
+                               std::to_string(bad_col[th]) + " is " + (std::isnan(v) ? "NaN" : "inf") +
+                               " (features must be finite)");
+    }
+  for (int64_t th = 0; th < t; ++th)
+    if (zero_row[th] >= 0)
+      throw std::runtime_error(x.name() + ": row " + std::to_string(zero_row[th]) +
+                               " is all zeros; its cosine similarity is undefined");
+  return norms;
 }
 
 RowMatrixF l2_normalize_rows(const RowMatrixF& x, const std::string& what) {
@@ -197,6 +336,128 @@ float dot_f32_portable(const float* a, const float* b, int64_t n) {
 }
 }  // namespace
 
+namespace {
+// One block of numpy's pairwise sum (8 <= n <= 128) over the rounded products a[i] * b[i].
+float numpy_block_portable(const float* a, const float* b, int64_t n) {
+  float r[8];
+  for (int j = 0; j < 8; ++j) r[j] = a[j] * b[j];
+  int64_t i = 8;
+  for (; i < n - (n % 8); i += 8)
+    for (int j = 0; j < 8; ++j) r[j] += a[i + j] * b[i + j];
+  float res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+  for (; i < n; ++i) res += a[i] * b[i];
+  return res;
+}
+
+// The same block with the 8 accumulators in one ymm register; AVX2 without FMA, so the product is rounded first.
+__attribute__((target("avx2"))) float numpy_block_avx2(const float* a, const float* b, int64_t n) {
+  __m256 r = _mm256_mul_ps(_mm256_loadu_ps(a), _mm256_loadu_ps(b));
+  int64_t i = 8;
+  for (; i < n - (n % 8); i += 8) r = _mm256_add_ps(r, _mm256_mul_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+  alignas(32) float l[8];
+  _mm256_store_ps(l, r);
+  float res = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+  for (; i < n; ++i) res += a[i] * b[i];
+  return res;
+}
+
+// Four blocks of the same length at once, each with its own accumulator and the same operations as
+// numpy_block_avx2 (so the same bits): independent add chains instead of one 4-cycle-latency chain per block.
+__attribute__((target("avx2"))) void numpy_block4_avx2(const float* a, const float* b, const int64_t* off, int64_t n,
+                                                       float* res) {
+  __m256 r0 = _mm256_mul_ps(_mm256_loadu_ps(a + off[0]), _mm256_loadu_ps(b + off[0]));
+  __m256 r1 = _mm256_mul_ps(_mm256_loadu_ps(a + off[1]), _mm256_loadu_ps(b + off[1]));
+  __m256 r2 = _mm256_mul_ps(_mm256_loadu_ps(a + off[2]), _mm256_loadu_ps(b + off[2]));
+  __m256 r3 = _mm256_mul_ps(_mm256_loadu_ps(a + off[3]), _mm256_loadu_ps(b + off[3]));
+  int64_t i = 8;
+  for (; i < n - (n % 8); i += 8) {
+    r0 = _mm256_add_ps(r0, _mm256_mul_ps(_mm256_loadu_ps(a + off[0] + i), _mm256_loadu_ps(b + off[0] + i)));
+    r1 = _mm256_add_ps(r1, _mm256_mul_ps(_mm256_loadu_ps(a + off[1] + i), _mm256_loadu_ps(b + off[1] + i)));
+    r2 = _mm256_add_ps(r2, _mm256_mul_ps(_mm256_loadu_ps(a + off[2] + i), _mm256_loadu_ps(b + off[2] + i)));
+    r3 = _mm256_add_ps(r3, _mm256_mul_ps(_mm256_loadu_ps(a + off[3] + i), _mm256_loadu_ps(b + off[3] + i)));
+  }
+  alignas(32) float l[4][8];
+  _mm256_store_ps(l[0], r0);
+  _mm256_store_ps(l[1], r1);
+  _mm256_store_ps(l[2], r2);
+  _mm256_store_ps(l[3], r3);
+  for (int k = 0; k < 4; ++k) {
+    float v = ((l[k][0] + l[k][1]) + (l[k][2] + l[k][3])) + ((l[k][4] + l[k][5]) + (l[k][6] + l[k][7]));
+    for (int64_t j = i; j < n; ++j) v += a[off[k] + j] * b[off[k] + j];
+    res[k] = v;
+  }
+}
+
+// The leaves (blocks of 8..128 terms) of numpy's pairwise recursion over n >= 8 terms, left to right.
+void pairwise_leaves(int64_t off, int64_t n, std::vector<int64_t>& leaf_off, std::vector<int64_t>& leaf_len) {
+  if (n <= 128) {
+    leaf_off.push_back(off);
+    leaf_len.push_back(n);
+    return;
+  }
+  int64_t n2 = n / 2;
+  n2 -= n2 % 8;
+  pairwise_leaves(off, n2, leaf_off, leaf_len);
+  pairwise_leaves(off + n2, n - n2, leaf_off, leaf_len);
+}
+
+// Adds the leaf sums back up in the recursion's order.
+float pairwise_combine(int64_t n, const float* leaf, size_t& k) {
+  if (n <= 128) return leaf[k++];
+  int64_t n2 = n / 2;
+  n2 -= n2 % 8;
+  float left = pairwise_combine(n2, leaf, k);
+  return left + pairwise_combine(n - n2, leaf, k);
+}
+
+float numpy_pairwise_dot(const float* a, const float* b, int64_t n, bool avx2) {
+  if (n < 8) {
+    float res = 0.f;
+    for (int64_t i = 0; i < n; ++i) res += a[i] * b[i];
+    return res;
+  }
+  if (n <= 128) return avx2 ? numpy_block_avx2(a, b, n) : numpy_block_portable(a, b, n);
+  if (!avx2) {
+    int64_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return numpy_pairwise_dot(a, b, n2, false) + numpy_pairwise_dot(a + n2, b + n2, n - n2, false);
+  }
+  // The recursion's shape depends on n only: its leaves are computed once per length (the feature width).
+  thread_local int64_t plan_n = -1;
+  thread_local std::vector<int64_t> leaf_off, leaf_len;
+  thread_local std::vector<float> leaf;
+  if (plan_n != n) {
+    leaf_off.clear();
+    leaf_len.clear();
+    pairwise_leaves(0, n, leaf_off, leaf_len);
+    leaf.resize(leaf_off.size());
+    plan_n = n;
+  }
+  size_t k = 0;
+  for (; k + 4 <= leaf_off.size(); k += 4) {
+    if (leaf_len[k] == leaf_len[k + 1] && leaf_len[k] == leaf_len[k + 2] && leaf_len[k] == leaf_len[k + 3]) {
+      numpy_block4_avx2(a, b, leaf_off.data() + k, leaf_len[k], leaf.data() + k);
+    } else {
+      for (size_t j = k; j < k + 4; ++j) leaf[j] = numpy_block_avx2(a + leaf_off[j], b + leaf_off[j], leaf_len[j]);
+    }
+  }
+  for (; k < leaf_off.size(); ++k) leaf[k] = numpy_block_avx2(a + leaf_off[k], b + leaf_off[k], leaf_len[k]);
+  size_t at = 0;
+  return pairwise_combine(n, leaf.data(), at);
+}
+}  // namespace
+
+float numpy_dot_f32_reference(const float* a, const float* b, int64_t n) {
+  return numpy_pairwise_dot(a, b, n, false);
+}
+
+float numpy_dot_f32(const float* a, const float* b, int64_t n) {
+  static const bool avx2 = cpu_features().avx2;
+  return numpy_pairwise_dot(a, b, n, avx2);
+}
+
+float numpy_norm_f32(const float* x, int64_t n) { return std::sqrt(numpy_dot_f32(x, x, n)); }
+
 float dot_f32(const float* a, const float* b, int64_t n) {
   static const bool avx512 = cpu_features().has_avx512();
   return avx512 ? dot_f32_avx512(a, b, n) : dot_f32_portable(a, b, n);
@@ -205,6 +466,37 @@ float dot_f32(const float* a, const float* b, int64_t n) {
 void similarity_block(const RowMatrixF& a_normed, int64_t q0, int64_t q1, const RowMatrixF& b_normed, RowMatrixF& out) {
   out.resize(q1 - q0, b_normed.rows());
   out.noalias() = a_normed.middleRows(q0, q1 - q0) * b_normed.transpose();
+}
+
+namespace {
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+}  // namespace
+
+StageTimer::StageTimer(bool on) : on_(on) {
+  if (on_) t_ = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  if (on_) cpu_ = cpu_seconds();
+}
+
+void StageTimer::stage(const char* name) {
+  if (!on_) return;
+  const double now = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  std::string rss = "?", hwm = "?", line;
+  std::ifstream st("/proc/self/status");
+  auto value = [](const std::string& l) { return l.substr(l.find_first_not_of(" \t", 6)); };
+  while (std::getline(st, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) rss = value(line);
+    if (line.rfind("VmHWM:", 0) == 0) hwm = value(line);
+  }
+  const double cpu = cpu_seconds();
+  std::fprintf(stderr, "  %-36s %8.3f s  cpu %7.3f s   rss %s   peak %s\n", name, now - t_, cpu - cpu_, rss.c_str(),
+               hwm.c_str());
+  t_ = now;
+  cpu_ = cpu;
 }
 
 int default_threads() {

@@ -4,6 +4,7 @@
 #pragma once
 #include <Eigen/Core>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,48 @@ FeatureSource resolve_features(const std::string& features_arg, const std::strin
 // Reads a 2-D numeric .npy as float32. Throws naming the file for a wrong rank and naming the first NaN/Inf
 // cell ("X.npy: row 12, column 3 is NaN") so bad embeddings are caught before any metric runs.
 RowMatrixF load_features(const std::string& npy_path);
+// Rows of a feature matrix read on demand, so a metric that visits profiles group by group never holds the whole
+// matrix: a little-endian float32 C-order .npy is read with pread() (its pages stay in the OS page cache, shared and
+// evictable, not in this process's resident set); any other .npy is loaded with load_features() and served from
+// memory; a matrix already in memory is borrowed (no copy). Reads are thread-safe.
+class FeatureRows {
+ public:
+  static FeatureRows open_npy(const std::string& npy_path);
+  static FeatureRows borrow(const RowMatrixF& x, std::string name = "features");
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  const std::string& name() const { return name_; }
+  bool in_memory() const { return mem_ != nullptr; }
+  // Copies rows ids[0..k) into dst (k x cols, row-major); runs of consecutive ids are read in one call.
+  void read(const int32_t* ids, int64_t k, float* dst) const;
+  void read_range(int64_t r0, int64_t r1, float* dst) const;
+  // The whole matrix (for metrics that need every row at once).
+  RowMatrixF load_all() const;
+
+ private:
+  std::string name_;
+  int64_t rows_ = 0, cols_ = 0;
+  std::shared_ptr<const int> fd_;    // open .npy (closed with the last copy)
+  int64_t data_offset_ = 0;
+  std::shared_ptr<RowMatrixF> owned_;  // a non-f32 .npy converted on load
+  const RowMatrixF* mem_ = nullptr;
+};
+
+// np.sum(a * b) and np.linalg.norm(a) of float32 vectors, bit for bit: each product rounded to float32, then
+// numpy's pairwise summation (loops_utils.h.src: plain below 8 terms, 8 accumulators in blocks of up to 128, halves
+// above). copairs' cosine (compute.pairwise_cosine) is numpy_dot_f32(a / |a|, b / |b|) with |.| = numpy_norm_f32.
+// Vectorised (AVX2, no FMA: numpy rounds the product) after a runtime check; the portable path gives the same bits.
+float numpy_dot_f32(const float* a, const float* b, int64_t n);
+float numpy_dot_f32_reference(const float* a, const float* b, int64_t n);  // portable scalar code, same bits
+float numpy_norm_f32(const float* x, int64_t n);
+
+// numpy_norm_f32 of every row, computed in one streaming pass that also rejects bad input: the first non-finite
+// cell ("X.npy: row 12, column 3 is NaN") and the first all-zero row are named. The result does not depend on the
+// thread count.
+std::vector<float> checked_row_norms(const FeatureRows& x, int threads = 0);
+// The norm l2_normalize_rows divides by (the float of a float64 sum of squares).
+float row_l2_norm(const float* x, int64_t n);
+
 // Throws naming both files when the row counts differ.
 void check_rows_match(const RowMatrixF& x, const Table& meta, const std::string& what);
 // First non-finite cell, as "row R, column C is NaN|inf"; empty when all are finite.
@@ -43,6 +86,18 @@ float dot_f32(const float* a, const float* b, int64_t n);
 // Cosine (or plain dot, for pre-normalised rows) similarity of rows [q0, q1) of A against all rows of B, computed
 // as a blocked Eigen GEMM into `out` ((q1-q0) x B.rows()).
 void similarity_block(const RowMatrixF& a_normed, int64_t q0, int64_t q1, const RowMatrixF& b_normed, RowMatrixF& out);
+
+// `--timings`: prints the wall and CPU (user + system, all threads) seconds of each stage and the process's resident
+// memory after it (VmRSS, and VmHWM = the peak so far) to stderr. Does nothing when off.
+class StageTimer {
+ public:
+  explicit StageTimer(bool on);
+  void stage(const char* name);
+
+ private:
+  bool on_;
+  double t_ = 0, cpu_ = 0;
+};
 
 // Runs fn(i) for i in [0, n) on `threads` std::threads (0 = hardware concurrency) with a static contiguous split;
 // fn must write only to its own outputs, so results never depend on the thread count.

@@ -1,6 +1,7 @@
 #include "eval/metrics/map.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -97,6 +98,53 @@ uint64_t bounded(std::mt19937_64& rng, uint64_t n) {
   return x % n;
 }
 
+// numpy's pairwise summation (numpy/_core/src/umath/loops_utils.h.src), which np.sum / np.add.reduce run along a
+// contiguous axis: plain below 8 terms, 8 accumulators in blocks of up to 128, halves above.
+template <class T>
+T pairwise_sum(const T* a, int64_t n) {
+  if (n < 8) {
+    T res = 0;
+    for (int64_t i = 0; i < n; ++i) res += a[i];
+    return res;
+  }
+  if (n <= 128) {
+    T r[8];
+    for (int j = 0; j < 8; ++j) r[j] = a[j];
+    int64_t i = 8;
+    for (; i < n - (n % 8); i += 8)
+      for (int j = 0; j < 8; ++j) r[j] += a[i + j];
+    T res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for (; i < n; ++i) res += a[i];
+    return res;
+  }
+  int64_t n2 = n / 2;
+  n2 -= n2 % 8;
+  return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
+}
+
+// copairs' AP of one rank list (compute.ap_contiguous): TP_k / k in float64 at each positive's rank k, 0 elsewhere,
+// summed by np.add.reduceat (the first term, plus numpy's pairwise sum of the others), / the number of positives.
+// `ranks`: the positives' 1-based ranks, ascending. `scratch` holds n_total zeros on entry and on return.
+double copairs_ap(const int64_t* ranks, int64_t p, int64_t n_total, std::vector<double>& scratch) {
+  if (static_cast<int64_t>(scratch.size()) < n_total) scratch.resize(n_total, 0.0);
+  for (int64_t t = 0; t < p; ++t) scratch[ranks[t] - 1] = static_cast<double>(t + 1) / static_cast<double>(ranks[t]);
+  const double sum = scratch[0] + pairwise_sum(scratch.data() + 1, n_total - 1);
+  for (int64_t t = 0; t < p; ++t) scratch[ranks[t] - 1] = 0.0;
+  return sum / static_cast<double>(p);
+}
+
+// pandas/_libs/groupby.pyx group_mean's compensated summation.
+struct KahanSum {
+  double sum = 0, compensation = 0;
+  void add(double val) {
+    const double y = val - compensation;
+    const double t = sum + y;
+    compensation = t - sum - y;
+    if (compensation != compensation) compensation = 0;  // an infinite value (GH#50367)
+    sum = t;
+  }
+};
+
 struct Entry {
   float key;      // 1 - sim in float32, as copairs sorts
   uint8_t label;  // 1 positive, 0 negative
@@ -105,15 +153,12 @@ struct Entry {
 }  // namespace
 
 double ap_from_ranked(const std::vector<uint8_t>& rel) {
-  int64_t tp = 0, n_pos = 0;
-  double sum = 0;
+  std::vector<int64_t> ranks;
   for (size_t k = 0; k < rel.size(); ++k)
-    if (rel[k]) {
-      ++tp;
-      ++n_pos;
-      sum += static_cast<double>(tp) / static_cast<double>(k + 1);
-    }
-  return n_pos ? sum / static_cast<double>(n_pos) : std::numeric_limits<double>::quiet_NaN();
+    if (rel[k]) ranks.push_back(static_cast<int64_t>(k + 1));
+  if (ranks.empty()) return std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> scratch;
+  return copairs_ap(ranks.data(), static_cast<int64_t>(ranks.size()), static_cast<int64_t>(rel.size()), scratch);
 }
 
 double expected_ap(int64_t m, int64_t n) {
@@ -135,44 +180,154 @@ double normalize_ap(double ap, int64_t n_pos, int64_t n_neg) {
   return std::clamp(v, -1.0, 1.0);
 }
 
-AveragePrecision average_precision(const RowMatrixF& features, const Table& meta, const MapOptions& opt) {
-  RowMatrixF copy = features;
-  return average_precision(std::move(copy), meta, opt);
-}
+namespace {
 
-AveragePrecision average_precision(RowMatrixF&& features, const Table& meta, const MapOptions& opt) {
-  check_rows_match(features, meta, "features");
-  auto check_rule = [](const std::vector<std::string>& same, const std::vector<std::string>& diff, const char* which) {
-    if (same.empty() && diff.empty())
-      throw std::runtime_error(std::string(which) + ": give at least one sameby or diffby column");
-    for (const auto& s : same)
-      if (std::find(diff.begin(), diff.end(), s) != diff.end())
-        throw std::runtime_error(std::string(which) + ": column '" + s + "' is in both sameby and diffby");
-  };
-  check_rule(opt.pos_sameby, opt.pos_diffby, "positive pairs");
-  check_rule(opt.neg_sameby, opt.neg_diffby, "negative pairs");
-
-  const int64_t n = features.rows();
-  std::map<std::string, ColumnCodes> codes;
-  for (const auto* list : {&opt.pos_sameby, &opt.pos_diffby, &opt.neg_sameby, &opt.neg_diffby})
-    for (const auto& c : *list)
-      if (!codes.count(c)) codes.emplace(c, column_codes(meta, c));
+// The pair rules of one run, built from the metadata once.
+struct Pairing {
+  std::map<std::string, ColumnCodes> codes;  // node-based: the rules point into it
   Rule pos, neg;
-  for (const auto& c : opt.pos_sameby) pos.same.push_back(codes[c].code.data());
-  for (const auto& c : opt.pos_diffby) pos.diff.push_back(codes[c].code.data());
-  for (const auto& c : opt.neg_sameby) neg.same.push_back(codes[c].code.data());
-  for (const auto& c : opt.neg_diffby) neg.diff.push_back(codes[c].code.data());
-  build_buckets(pos, n);
-  build_buckets(neg, n);
-  // Normalised in place: the only copy of the features is the one the caller handed over.
-  RowMatrixF xn = std::move(features);
-  l2_normalize_rows_inplace(xn, "features");
+  int64_t n = 0;
 
+  Pairing(const Table& meta, const MapOptions& opt, int64_t rows) : n(rows) {
+    auto check_rule = [](const std::vector<std::string>& same, const std::vector<std::string>& diff,
+                         const char* which) {
+      if (same.empty() && diff.empty())
+        throw std::runtime_error(std::string(which) + ": give at least one sameby or diffby column");
+      for (const auto& s : same)
+        if (std::find(diff.begin(), diff.end(), s) != diff.end())
+          throw std::runtime_error(std::string(which) + ": column '" + s + "' is in both sameby and diffby");
+    };
+    check_rule(opt.pos_sameby, opt.pos_diffby, "positive pairs");
+    check_rule(opt.neg_sameby, opt.neg_diffby, "negative pairs");
+    for (const auto* list : {&opt.pos_sameby, &opt.pos_diffby, &opt.neg_sameby, &opt.neg_diffby})
+      for (const auto& c : *list)
+        if (!codes.count(c)) codes.emplace(c, column_codes(meta, c));
+    for (const auto& c : opt.pos_sameby) pos.same.push_back(codes[c].code.data());
+    for (const auto& c : opt.pos_diffby) pos.diff.push_back(codes[c].code.data());
+    for (const auto& c : opt.neg_sameby) neg.same.push_back(codes[c].code.data());
+    for (const auto& c : opt.neg_diffby) neg.diff.push_back(codes[c].code.data());
+    build_buckets(pos, n);
+    build_buckets(neg, n);
+  }
+  Pairing(const Pairing&) = delete;
+  Pairing& operator=(const Pairing&) = delete;
+
+  bool dense() const { return pos.dense() || neg.dense(); }
+  // Pairs of profile i under rule r (r must have sameby columns).
+  int64_t count(const Rule& r, int64_t i) const {
+    int64_t c = 0;
+    for (int32_t j : r.members[r.bucket[i]]) c += j != i && r.diff_ok(i, j);
+    return c;
+  }
+};
+
+AveragePrecision empty_result(int64_t n) {
   AveragePrecision out;
   out.ap.assign(n, std::numeric_limits<double>::quiet_NaN());
   out.nap.assign(n, std::numeric_limits<double>::quiet_NaN());
   out.n_pos.assign(n, 0);
   out.n_total.assign(n, 0);
+  return out;
+}
+
+// The errors copairs raises for a run without positive or negative pairs, then the normalised AP.
+void finish(AveragePrecision& out) {
+  const int64_t n = static_cast<int64_t>(out.ap.size());
+  int64_t any_pos = 0, any_total = 0;
+  for (int64_t i = 0; i < n; ++i) any_pos += out.n_pos[i], any_total += out.n_total[i];
+  if (any_pos == 0)
+    throw std::runtime_error("no positive pairs: no two profiles satisfy pos_sameby/pos_diffby "
+                             "(check the column names and that replicates exist)");
+  if (any_total == any_pos)
+    throw std::runtime_error("no negative pairs: no two profiles satisfy neg_sameby/neg_diffby");
+
+  std::map<std::pair<int64_t, int64_t>, double> mu0;  // expected AP per configuration, computed once
+  for (int64_t i = 0; i < n; ++i)
+    if (out.n_pos[i] > 0) {
+      auto key = std::make_pair(out.n_pos[i], out.n_total[i]);
+      auto it = mu0.find(key);
+      if (it == mu0.end()) it = mu0.emplace(key, expected_ap(key.first, key.second - key.first)).first;
+      double v = (out.ap[i] - it->second) / std::max(1.0 - it->second, 1e-10);
+      out.nap[i] = std::clamp(v, -1.0, 1.0);
+    }
+}
+
+// Work of one pass of the counting path: the queries in members[q0, q1) of one bucket against every member of
+// that bucket.
+struct TileJob {
+  int32_t bucket;
+  int64_t q0, q1;
+};
+
+// Rows of `ids` read from x and divided by their norms: the same float32 bits as l2_normalize_rows_inplace.
+void read_normalized(const FeatureRows& x, const std::vector<float>& norms, const int32_t* ids, int64_t k, float* dst) {
+  x.read(ids, k, dst);
+  const int64_t d = x.cols();
+  for (int64_t r = 0; r < k; ++r) {
+    const float norm = norms[ids[r]];
+    float* row = dst + r * d;
+    for (int64_t c = 0; c < d; ++c) row[c] = row[c] / norm;
+  }
+}
+
+// Runs fn(job, query_rows, q_count, cand_rows, c0, c_count) over the rule's buckets in tiles of at most `tile`
+// rows: each job holds the rows of its queries, and each candidate tile of the bucket is read in turn (the query
+// tile itself is reused). Jobs are handed out dynamically, but every query belongs to exactly one job and its
+// results are written only there, so the output does not depend on the thread count or the schedule.
+template <class Fn>
+void for_each_tile(const FeatureRows& x, const std::vector<float>& norms, const Rule& r,
+                   const std::vector<uint8_t>& is_query, int64_t tile, int threads, Fn&& fn) {
+  std::vector<TileJob> jobs;
+  for (size_t b = 0; b < r.members.size(); ++b) {
+    const auto& m = r.members[b];
+    if (m.size() < 2) continue;
+    for (int64_t q0 = 0; q0 < static_cast<int64_t>(m.size()); q0 += tile) {
+      int64_t q1 = std::min<int64_t>(static_cast<int64_t>(m.size()), q0 + tile);
+      bool any = false;
+      for (int64_t k = q0; k < q1 && !any; ++k) any = is_query[m[k]];
+      if (any) jobs.push_back({static_cast<int32_t>(b), q0, q1});
+    }
+  }
+  if (threads <= 0) threads = default_threads();
+  std::atomic<int64_t> next{0};
+  const int64_t d = x.cols();
+  parallel_for(threads, threads, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      std::vector<float> qbuf(static_cast<size_t>(tile * d)), cbuf(static_cast<size_t>(tile * d));
+      for (int64_t j = next++; j < static_cast<int64_t>(jobs.size()); j = next++) {
+        const TileJob& job = jobs[j];
+        const auto& m = r.members[job.bucket];
+        const int64_t size = static_cast<int64_t>(m.size());
+        read_normalized(x, norms, m.data() + job.q0, job.q1 - job.q0, qbuf.data());
+        for (int64_t c0 = 0; c0 < size; c0 += tile) {
+          const int64_t c1 = std::min(size, c0 + tile);
+          const float* cand = qbuf.data();
+          if (c0 != job.q0) {
+            read_normalized(x, norms, m.data() + c0, c1 - c0, cbuf.data());
+            cand = cbuf.data();
+          }
+          fn(job, qbuf.data(), cand, c0, c1);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+AveragePrecision average_precision_ranked(RowMatrixF&& features, const Table& meta, const MapOptions& opt) {
+  check_rows_match(features, meta, "features");
+  Pairing pairing(meta, opt, features.rows());
+  const Rule& pos = pairing.pos;
+  const Rule& neg = pairing.neg;
+  const int64_t n = features.rows();
+  // Normalised in place: the only copy of the features is the one the caller handed over.
+  // Cosine as copairs computes it: x / np.linalg.norm(x) in float32, then np.sum(x * y) (numpy_dot_f32).
+  RowMatrixF xn = std::move(features);
+  const std::vector<float> norms = checked_row_norms(FeatureRows::borrow(xn), opt.threads);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < xn.cols(); ++c) xn(i, c) = xn(i, c) / norms[i];
+  AveragePrecision out = empty_result(n);
 
   // Without a sameby column a rule pairs a profile with (almost) every other one: similarities then come from a
   // blocked GEMM over all rows. With sameby on both rules only each profile's buckets are visited, one dot
@@ -195,6 +350,8 @@ AveragePrecision average_precision(RowMatrixF&& features, const Table& meta, con
   for (int64_t b = opt.part; b < n_blocks; b += opt.parts) blocks.push_back(b);
   parallel_for(static_cast<int64_t>(blocks.size()), opt.threads, [&](int64_t bk0, int64_t bk1) {
     std::vector<Entry> list;
+    std::vector<int64_t> ranks;
+    std::vector<double> scratch;
     RowMatrixF sims;
     for (int64_t bk = bk0; bk < bk1; ++bk) {
       const int64_t b = blocks[bk];
@@ -204,7 +361,7 @@ AveragePrecision average_precision(RowMatrixF&& features, const Table& meta, con
         const int64_t i = order[q];
         const float* xi = xn.row(i).data();
         auto sim = [&](int64_t j) -> float {
-          return dense ? sims(q - q0, j) : dot_f32(xi, xn.row(j).data(), xn.cols());
+          return dense ? sims(q - q0, j) : numpy_dot_f32(xi, xn.row(j).data(), xn.cols());
         };
         // A profile without positives has AP NaN whatever the ranking: only its pair count is needed, so no
         // similarity is computed (in JUMP's preset these are the controls, each paired with a whole plate).
@@ -237,16 +394,13 @@ AveragePrecision average_precision(RowMatrixF&& features, const Table& meta, con
         std::sort(list.begin(), list.end(), [](const Entry& a, const Entry& c) {
           return a.key < c.key || (a.key == c.key && a.label > c.label);
         });
-        int64_t tp = 0;
-        double sum = 0;
+        ranks.clear();
         for (size_t k = 0; k < list.size(); ++k)
-          if (list[k].label) {
-            ++tp;
-            sum += static_cast<double>(tp) / static_cast<double>(k + 1);
-          }
+          if (list[k].label) ranks.push_back(static_cast<int64_t>(k + 1));
+        const int64_t tp = static_cast<int64_t>(ranks.size());
         out.n_pos[i] = tp;
         out.n_total[i] = static_cast<int64_t>(list.size());
-        if (tp) out.ap[i] = sum / static_cast<double>(tp);
+        if (tp) out.ap[i] = copairs_ap(ranks.data(), tp, out.n_total[i], scratch);
       }
     }
   });
@@ -281,24 +435,162 @@ AveragePrecision average_precision(RowMatrixF&& features, const Table& meta, con
     }
   }
 
-  int64_t any_pos = 0, any_total = 0;
-  for (int64_t i = 0; i < n; ++i) any_pos += out.n_pos[i], any_total += out.n_total[i];
-  if (any_pos == 0)
-    throw std::runtime_error("no positive pairs: no two profiles satisfy pos_sameby/pos_diffby "
-                             "(check the column names and that replicates exist)");
-  if (any_total == any_pos)
-    throw std::runtime_error("no negative pairs: no two profiles satisfy neg_sameby/neg_diffby");
-
-  std::map<std::pair<int64_t, int64_t>, double> mu0;  // expected AP per configuration, computed once
-  for (int64_t i = 0; i < n; ++i)
-    if (out.n_pos[i] > 0) {
-      auto key = std::make_pair(out.n_pos[i], out.n_total[i]);
-      auto it = mu0.find(key);
-      if (it == mu0.end()) it = mu0.emplace(key, expected_ap(key.first, key.second - key.first)).first;
-      double v = (out.ap[i] - it->second) / std::max(1.0 - it->second, 1e-10);
-      out.nap[i] = std::clamp(v, -1.0, 1.0);
-    }
+  finish(out);
   return out;
+}
+
+AveragePrecision average_precision(const FeatureRows& x, const Table& meta, const MapOptions& opt) {
+  if (static_cast<size_t>(x.rows()) != meta.rows())
+    throw std::runtime_error(x.name() + " has " + std::to_string(x.rows()) + " rows but " + meta.source() +
+                             " has " + std::to_string(meta.rows()) + " (one metadata row per feature row is needed)");
+  if (x.rows() > std::numeric_limits<int32_t>::max())
+    throw std::runtime_error(x.name() + ": more than 2^31 - 1 profiles");
+  // A rule without sameby columns pairs every profile with (almost) every other: rank lists over whole rows.
+  if (opt.pos_sameby.empty() || opt.neg_sameby.empty()) return average_precision_ranked(x.load_all(), meta, opt);
+  StageTimer timer(opt.timings);
+  Pairing pairing(meta, opt, x.rows());
+  const Rule& pos = pairing.pos;
+  const Rule& neg = pairing.neg;
+  const int64_t n = x.rows();
+  const int64_t tile = std::max<int64_t>(1, opt.tile_rows);
+  timer.stage("pair rules from metadata");
+  const std::vector<float> norms = checked_row_norms(x, opt.threads);
+  timer.stage("norms + finite check (1 pass)");
+  AveragePrecision out = empty_result(n);
+
+  // AP needs, for each positive of a query, how many negatives rank above it; a negative ranks above a positive
+  // exactly when its key (1 - sim, float32) is smaller (a tie goes to the positive, as copairs' stable sort with
+  // positives first). So: pass 1 stores each query's positive keys (O(positive pairs), the replicates), sorted;
+  // pass 2 streams the negatives and only counts them in the gaps between those keys. No rank list is built and no
+  // negative similarity is kept. Each pass visits the rows bucket by bucket (a compound's replicates, a plate's
+  // wells), so only one tile of rows per thread is in memory.
+  // A profile without positives has AP NaN whatever the ranking: only its pair counts are needed (counted here);
+  // the others' negatives are counted in pass 2, which visits them anyway.
+  std::vector<int64_t> n_neg(n, 0);
+  parallel_for(n, opt.threads, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      out.n_pos[i] = pairing.count(pos, i);
+      if (out.n_pos[i] == 0) n_neg[i] = pairing.count(neg, i);
+    }
+  });
+  if (opt.parts < 1 || opt.part < 0 || opt.part >= opt.parts) throw std::invalid_argument("MapOptions: need 0 <= part < parts");
+  if (opt.parts > 1 && !opt.allgather) throw std::invalid_argument("MapOptions: parts > 1 needs allgather");
+  // A distributed run splits the queries: profile i is this part's when its block of kQueryBlock profiles is
+  // (block b to part b mod parts). Pair counts are cheap and computed everywhere; both passes and the AP only for
+  // this part's queries, whose results are then exchanged. A query's numbers never depend on the other queries.
+  auto owned = [&](int64_t i) { return (i / kQueryBlock) % opt.parts == opt.part; };
+  std::vector<uint8_t> has_pos(n);
+  std::vector<int64_t> key_at(n + 1, 0), gap_at(n + 1, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    has_pos[i] = out.n_pos[i] > 0 && owned(i);
+    key_at[i + 1] = key_at[i] + (has_pos[i] ? out.n_pos[i] : 0);
+    gap_at[i + 1] = gap_at[i] + (has_pos[i] ? out.n_pos[i] + 1 : 0);
+  }
+  std::vector<float> pos_key(key_at[n]);
+  std::vector<int32_t> gap(gap_at[n], 0);  // gap[g]: negatives with exactly g positive keys <= theirs
+  timer.stage("pair counts");
+
+  const int64_t d = x.cols();
+  for_each_tile(x, norms, pos, has_pos, tile, opt.threads,
+                [&](const TileJob& job, const float* q, const float* cand, int64_t c0, int64_t c1) {
+                  const auto& m = pos.members[job.bucket];
+                  for (int64_t a = job.q0; a < job.q1; ++a) {
+                    const int32_t i = m[a];
+                    if (!has_pos[i]) continue;
+                    const float* xi = q + (a - job.q0) * d;
+                    // Positives of i before this candidate tile: those in earlier tiles of the bucket.
+                    int64_t w = key_at[i];
+                    for (int64_t b = 0; b < c0; ++b) w += m[b] != i && pos.diff_ok(i, m[b]);
+                    for (int64_t b = c0; b < c1; ++b) {
+                      const int32_t j = m[b];
+                      if (j != i && pos.diff_ok(i, j)) pos_key[w++] = 1.0f - numpy_dot_f32(xi, cand + (b - c0) * d, d);
+                    }
+                  }
+                });
+  parallel_for(n, opt.threads, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) std::sort(pos_key.begin() + key_at[i], pos_key.begin() + key_at[i + 1]);
+  });
+  timer.stage("positive similarities (pass 1)");
+  for_each_tile(x, norms, neg, has_pos, tile, opt.threads,
+                [&](const TileJob& job, const float* q, const float* cand, int64_t c0, int64_t c1) {
+                  const auto& m = neg.members[job.bucket];
+                  for (int64_t a = job.q0; a < job.q1; ++a) {
+                    const int32_t i = m[a];
+                    if (!has_pos[i]) continue;
+                    const float* xi = q + (a - job.q0) * d;
+                    const float* k0 = pos_key.data() + key_at[i];
+                    const float* k1 = pos_key.data() + key_at[i + 1];
+                    int32_t* g = gap.data() + gap_at[i];
+                    for (int64_t b = c0; b < c1; ++b) {
+                      const int32_t j = m[b];
+                      if (j == i || !neg.diff_ok(i, j)) continue;
+                      const float key = 1.0f - numpy_dot_f32(xi, cand + (b - c0) * d, d);
+                      ++g[std::upper_bound(k0, k1, key) - k0];
+                      ++n_neg[i];
+                    }
+                  }
+                });
+  for (int64_t i = 0; i < n; ++i)
+    if (out.n_pos[i] == 0 || has_pos[i]) out.n_total[i] = out.n_pos[i] + n_neg[i];
+  timer.stage("negatives counted (pass 2)");
+  // The t-th positive's rank is t + (negatives above it); AP from those ranks as copairs sums it (copairs_ap), as the
+  // ranked reference does, so the same bits.
+  parallel_for(n, opt.threads, [&](int64_t i0, int64_t i1) {
+    std::vector<int64_t> ranks;
+    std::vector<double> scratch;
+    for (int64_t i = i0; i < i1; ++i) {
+      if (!has_pos[i]) continue;
+      const int64_t p = out.n_pos[i];
+      const int32_t* g = gap.data() + gap_at[i];
+      int64_t above = 0;
+      ranks.resize(p);
+      for (int64_t t = 1; t <= p; ++t) {
+        above += g[t - 1];
+        ranks[t - 1] = t + above;
+      }
+      out.ap[i] = copairs_ap(ranks.data(), p, out.n_total[i], scratch);
+    }
+  });
+  if (opt.parts > 1) {
+    // (ap, n_total) of every part's queries with positives, in profile order, as raw bytes (exact).
+    struct Result {
+      double ap;
+      int64_t n_total;
+    };
+    std::string mine;
+    for (int64_t i = 0; i < n; ++i)
+      if (has_pos[i]) {
+        const Result r{out.ap[i], out.n_total[i]};
+        mine.append(reinterpret_cast<const char*>(&r), sizeof r);
+      }
+    const std::vector<std::string> all = opt.allgather(mine);
+    std::vector<size_t> at(static_cast<size_t>(opt.parts), 0);
+    for (int64_t i = 0; i < n; ++i) {
+      if (out.n_pos[i] == 0) continue;
+      const int part = static_cast<int>((i / kQueryBlock) % opt.parts);
+      const std::string& bytes = all.at(static_cast<size_t>(part));
+      size_t& k = at[static_cast<size_t>(part)];
+      if (k + sizeof(Result) > bytes.size()) throw std::runtime_error("eval map: part " + std::to_string(part) + " sent too few results");
+      Result r;
+      std::memcpy(&r, bytes.data() + k, sizeof r);
+      k += sizeof r;
+      out.ap[i] = r.ap, out.n_total[i] = r.n_total;
+    }
+    for (int p = 0; p < opt.parts; ++p)
+      if (at[static_cast<size_t>(p)] != all[static_cast<size_t>(p)].size())
+        throw std::runtime_error("eval map: part " + std::to_string(p) + " sent too many results");
+  }
+  finish(out);
+  return out;
+}
+
+AveragePrecision average_precision(const RowMatrixF& features, const Table& meta, const MapOptions& opt) {
+  return average_precision(FeatureRows::borrow(features), meta, opt);
+}
+
+AveragePrecision average_precision(RowMatrixF&& features, const Table& meta, const MapOptions& opt) {
+  if (opt.pos_sameby.empty() || opt.neg_sameby.empty()) return average_precision_ranked(std::move(features), meta, opt);
+  return average_precision(FeatureRows::borrow(features), meta, opt);
 }
 
 std::vector<float> null_distribution(int64_t n_pos, int64_t n_total, int64_t null_size, uint64_t seed) {
@@ -329,14 +621,157 @@ std::vector<float> null_distribution(int64_t n_pos, int64_t n_total, int64_t nul
   return out;
 }
 
+namespace {
+
+// numpy/random/bit_generator.pyx SeedSequence constants.
+constexpr uint32_t kInitA = 0x43b0d7e5, kMultA = 0x931e8875, kInitB = 0x8b51f9dd, kMultB = 0x58f38ded;
+constexpr uint32_t kMixMultL = 0xca01f9dd, kMixMultR = 0x4973f715;
+
+uint32_t hashmix(uint32_t value, uint32_t& hash_const) {
+  value ^= hash_const;
+  hash_const *= kMultA;
+  value *= hash_const;
+  return value ^ (value >> 16);
+}
+
+uint32_t mix(uint32_t x, uint32_t y) {
+  uint32_t r = kMixMultL * x - kMixMultR * y;
+  return r ^ (r >> 16);
+}
+
+// SeedSequence(seed).generate_state(n_words, np.uint32) for a non-negative integer seed (no spawn key).
+std::vector<uint32_t> seed_sequence_state(uint64_t seed, size_t n_words) {
+  std::vector<uint32_t> entropy;  // the integer as little-endian 32-bit words, [0] for 0
+  do {
+    entropy.push_back(static_cast<uint32_t>(seed));
+    seed >>= 32;
+  } while (seed);
+  uint32_t pool[4];
+  uint32_t hash_const = kInitA;
+  for (size_t i = 0; i < 4; ++i) pool[i] = hashmix(i < entropy.size() ? entropy[i] : 0, hash_const);
+  for (size_t src = 0; src < 4; ++src)
+    for (size_t dst = 0; dst < 4; ++dst)
+      if (src != dst) pool[dst] = mix(pool[dst], hashmix(pool[src], hash_const));
+  for (size_t src = 4; src < entropy.size(); ++src)
+    for (size_t dst = 0; dst < 4; ++dst) pool[dst] = mix(pool[dst], hashmix(entropy[src], hash_const));
+  std::vector<uint32_t> out(n_words);
+  hash_const = kInitB;
+  for (size_t i = 0; i < n_words; ++i) {
+    uint32_t v = pool[i % 4] ^ hash_const;
+    hash_const *= kMultB;
+    v *= hash_const;
+    out[i] = v ^ (v >> 16);
+  }
+  return out;
+}
+
+}  // namespace
+
+NumpyPcg64::NumpyPcg64(uint64_t seed) {
+  // PCG64(SeedSequence(seed)): generate_state(4, uint64) -> initstate = s[0] << 64 | s[1], initseq = s[2] << 64 | s[3]
+  // (each uint64 the little-endian pair of 32-bit words), then pcg_setseq_128_srandom_r.
+  std::vector<uint32_t> w = seed_sequence_state(seed, 8);
+  uint64_t v[4];
+  for (int i = 0; i < 4; ++i) v[i] = static_cast<uint64_t>(w[2 * i]) | (static_cast<uint64_t>(w[2 * i + 1]) << 32);
+  const u128 initstate = (static_cast<u128>(v[0]) << 64) | v[1];
+  const u128 initseq = (static_cast<u128>(v[2]) << 64) | v[3];
+  inc_ = (initseq << 1) | 1u;
+  state_ = 0;
+  next64();
+  state_ += initstate;
+  next64();
+  has32_ = false;
+}
+
+uint64_t NumpyPcg64::next64() {
+  static const u128 kMult = (static_cast<u128>(0x2360ED051FC65DA4ull) << 64) | 0x4385DF649FCCF645ull;
+  state_ = state_ * kMult + inc_;
+  const uint64_t x = static_cast<uint64_t>(state_ >> 64) ^ static_cast<uint64_t>(state_);
+  const unsigned rot = static_cast<unsigned>(state_ >> 122);
+  return (x >> rot) | (x << ((64 - rot) & 63));
+}
+
+uint32_t NumpyPcg64::next32() {
+  if (has32_) {
+    has32_ = false;
+    return buf32_;
+  }
+  const uint64_t next = next64();
+  has32_ = true;
+  buf32_ = static_cast<uint32_t>(next >> 32);
+  return static_cast<uint32_t>(next);
+}
+
+uint64_t NumpyPcg64::integers(uint64_t high) {
+  if (high < 1 || high > (uint64_t{1} << 32)) throw std::invalid_argument("NumpyPcg64::integers: high out of range");
+  const uint64_t rng = high - 1;
+  if (rng == 0) return 0;
+  if (rng == 0xFFFFFFFFull) return next32();
+  const uint32_t rng_excl = static_cast<uint32_t>(rng) + 1;
+  uint64_t m = static_cast<uint64_t>(next32()) * rng_excl;
+  uint32_t leftover = static_cast<uint32_t>(m);
+  if (leftover < rng_excl) {
+    const uint32_t threshold = (0xFFFFFFFFu - static_cast<uint32_t>(rng)) % rng_excl;
+    while (leftover < threshold) {
+      m = static_cast<uint64_t>(next32()) * rng_excl;
+      leftover = static_cast<uint32_t>(m);
+    }
+  }
+  return m >> 32;
+}
+
+uint64_t NumpyPcg64::interval(uint64_t max) {
+  if (max == 0) return 0;
+  uint64_t mask = max;
+  for (int s : {1, 2, 4, 8, 16, 32}) mask |= mask >> s;
+  uint64_t value;
+  if (max <= 0xFFFFFFFFull) {
+    while ((value = (next32() & mask)) > max) {
+    }
+  } else {
+    while ((value = (next64() & mask)) > max) {
+    }
+  }
+  return value;
+}
+
+std::vector<uint64_t> copairs_null_seeds(uint64_t seed, size_t n_confs) {
+  NumpyPcg64 rng(seed);
+  std::vector<uint64_t> out(n_confs);
+  for (uint64_t& s : out) s = rng.integers(8096);
+  return out;
+}
+
+std::vector<float> copairs_random_ap(int64_t null_size, int64_t n_pos, int64_t n_total, uint64_t seed) {
+  if (n_pos < 1 || n_total < n_pos) throw std::invalid_argument("copairs_random_ap: need 1 <= n_pos <= n_total");
+  NumpyPcg64 rng(seed);
+  std::vector<float> out(null_size);
+  std::vector<int64_t> row(n_total), first(n_pos);
+  std::vector<float> pr(n_pos);
+  for (int64_t s = 0; s < null_size; ++s) {
+    // One row of Generator.permuted(..., axis=1): numpy's _shuffle_raw, a Fisher-Yates pass from the end.
+    for (int64_t k = 0; k < n_total; ++k) row[k] = k;
+    for (int64_t i = n_total - 1; i >= 1; --i) std::swap(row[i], row[rng.interval(static_cast<uint64_t>(i))]);
+    std::copy(row.begin(), row.begin() + n_pos, first.begin());
+    std::sort(first.begin(), first.end());
+    // average_precision(rel_k): arange(1, k+1, float32) / (rel_k + 1), summed per row, / num_pos, in float32.
+    for (int64_t k = 0; k < n_pos; ++k) pr[k] = static_cast<float>(k + 1) / static_cast<float>(first[k] + 1);
+    out[s] = pairwise_sum(pr.data(), n_pos) / static_cast<float>(n_pos);
+  }
+  return out;
+}
+
 double map_p_value(double map, const std::vector<const float*>& member_nulls, int64_t null_size) {
   const float m = static_cast<float>(member_nulls.size());
+  // copairs compares `null_dist > map_score` with map_score a Python float, which numpy casts to the null's
+  // float32 (NEP 50; numpy 1's value-based casting did the same): the comparison is in float32.
+  const float map32 = static_cast<float>(map);
   int64_t num = 0;
   for (int64_t s = 0; s < null_size; ++s) {
     float acc = 0;
     for (const float* v : member_nulls) acc += v[s];
     float mean = acc / m;
-    if (static_cast<double>(mean) > map) ++num;
+    if (mean > map32) ++num;
   }
   return static_cast<double>(num + 1) / static_cast<double>(null_size + 1);
 }
@@ -402,14 +837,19 @@ MeanAveragePrecision mean_average_precision(const Table& meta, const AveragePrec
   for (size_t i : kept) conf_index.emplace(std::make_pair(ap.n_pos[i], ap.n_total[i]), 0);
   std::vector<std::pair<int64_t, int64_t>> confs;
   for (auto& [k, v] : conf_index) v = confs.size(), confs.push_back(k);
+  // Configurations in np.unique's order (by n_pos, then n_total), as copairs numbers them for its seeds.
   std::vector<std::vector<float>> nulls(confs.size());
+  const std::vector<uint64_t> conf_seeds =
+      opt.null_rng == NullRng::copairs ? copairs_null_seeds(opt.seed, confs.size()) : std::vector<uint64_t>{};
   // Configuration c belongs to part c mod parts; its stream is seeded by the configuration alone, never the part.
   const int64_t n_confs = static_cast<int64_t>(confs.size());
   const int64_t my_confs = opt.parts > 1 ? (n_confs - opt.part + opt.parts - 1) / opt.parts : n_confs;
   parallel_for(std::max<int64_t>(0, my_confs), opt.threads, [&](int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k) {
       const int64_t c = opt.part + k * opt.parts;
-      nulls[c] = null_distribution(confs[c].first, confs[c].second, opt.null_size, opt.seed);
+      nulls[c] = opt.null_rng == NullRng::copairs
+                     ? copairs_random_ap(opt.null_size, confs[c].first, confs[c].second, conf_seeds[c])
+                     : null_distribution(confs[c].first, confs[c].second, opt.null_size, opt.seed);
     }
   });
   if (opt.parts > 1) {
@@ -463,14 +903,16 @@ MeanAveragePrecision mean_average_precision(const Table& meta, const AveragePrec
   });
   parallel_for(static_cast<int64_t>(g), opt.threads, [&](int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k) {
-      double s = 0, sn = 0;
-      for (size_t i : out.members[k]) s += ap.ap[i], sn += ap.nap[i];
+      // pandas' groupby mean (copairs aggregates with it): Kahan-compensated sum in row order, / count. The same
+      // bits matter beyond the mAP itself: a p-value counts null values above it, and a 1-ulp difference can move
+      // the mAP across a null value.
+      KahanSum s, sn;
+      for (size_t i : out.members[k]) s.add(ap.ap[i]), sn.add(ap.nap[i]);
       double cnt = static_cast<double>(out.members[k].size());
-      out.map[k] = s / cnt;
-      mean_nap[k] = sn / cnt;
+      out.map[k] = s.sum / cnt;
+      mean_nap[k] = sn.sum / cnt;
       const std::vector<float>& v = sorted_null[group_seq[k]];
-      auto first_above = std::upper_bound(v.begin(), v.end(), out.map[k],
-                                          [](double m, float x) { return m < static_cast<double>(x); });
+      auto first_above = std::upper_bound(v.begin(), v.end(), static_cast<float>(out.map[k]));  // see map_p_value
       int64_t num = v.end() - first_above;
       out.p_value[k] = static_cast<double>(num + 1) / static_cast<double>(opt.null_size + 1);
     }
@@ -496,10 +938,28 @@ MeanAveragePrecision mean_average_precision(const Table& meta, const AveragePrec
   return out;
 }
 
+void write_average_precision_csv(const std::string& path, const Table& meta, const AveragePrecision& ap) {
+  std::vector<std::string> header = meta.columns();
+  for (const char* c : {"n_pos_pairs", "n_total_pairs", "average_precision", "normalized_average_precision"})
+    header.push_back(c);
+  const size_t k = meta.cols();
+  write_csv_rows(path, header, meta.rows(), [&](size_t i, std::vector<std::string>& f) {
+    for (size_t c = 0; c < k; ++c) f[c] = meta.at(i, c);
+    f[k] = std::to_string(ap.n_pos[i]);
+    f[k + 1] = std::to_string(ap.n_total[i]);
+    f[k + 2] = std::isnan(ap.ap[i]) ? "" : format_number(ap.ap[i]);
+    f[k + 3] = std::isnan(ap.nap[i]) ? "" : format_number(ap.nap[i]);
+  });
+}
+
 Table average_precision_table(const Table& meta, const AveragePrecision& ap) {
-  Table t = meta;
-  std::vector<std::string> np(meta.rows()), nt(meta.rows()), a(meta.rows()), na(meta.rows());
-  for (size_t i = 0; i < meta.rows(); ++i) {
+  return average_precision_table(Table(meta), ap);
+}
+
+Table average_precision_table(Table&& meta, const AveragePrecision& ap) {
+  Table t = std::move(meta);
+  std::vector<std::string> np(t.rows()), nt(t.rows()), a(t.rows()), na(t.rows());
+  for (size_t i = 0; i < t.rows(); ++i) {
     np[i] = std::to_string(ap.n_pos[i]);
     nt[i] = std::to_string(ap.n_total[i]);
     a[i] = std::isnan(ap.ap[i]) ? "" : format_number(ap.ap[i]);

@@ -90,25 +90,34 @@ void assign_reference_index(Table& meta, const std::string& condition, const std
   meta.add_column(column, std::move(ref));
 }
 
+
 void run_map(const MapJob& job) {
-  RowMatrixF x;
-  Table meta;
-  std::string layer;
-  load_inputs(job.in, &x, &meta, &layer);
+  StageTimer timer(job.opt.timings);
+  FeatureSource src = resolve_features(job.in.features, job.in.meta);
+  if (src.meta_path.empty())
+    throw std::runtime_error("no metadata: pass --meta index.csv (none found beside " + src.npy_path + ")");
+  const std::string& layer = src.layer;
+  // The features are read from the file as the metric visits them (FeatureRows), not loaded.
+  FeatureRows x = FeatureRows::open_npy(src.npy_path);
+  Table meta = read_csv(src.meta_path);
   if (!job.reference_index.empty()) assign_reference_index(meta, job.reference_index, "Metadata_Reference_Index");
+  timer.stage("open .npy + read metadata");
   const int64_t n_profiles = x.rows();
   MapOptions opt = job.opt;
   if (job.use_mpi && mpi::distributed()) {
-    // Every rank holds the features (each query needs all candidates); the queries and nulls are split.
+    // Every rank reads the features (each query needs all candidates); the queries and nulls are split.
     opt.part = mpi::world().rank;
     opt.parts = mpi::world().size;
     opt.allgather = [](const std::string& mine) { return mpi::allgather(mine); };
   }
-  AveragePrecision ap = average_precision(std::move(x), meta, opt);
+  AveragePrecision ap = average_precision(x, meta, opt);
+  timer.stage("average precision (total)");
   MeanAveragePrecision m = mean_average_precision(meta, ap, opt);
+  timer.stage("mAP + null + p-values + BH");
   if (opt.part != 0) return;  // rank 0 writes
-  write_csv(out_path(job.out_dir, "average_precision.csv"), average_precision_table(meta, ap));
   write_csv(out_path(job.out_dir, "mean_average_precision.csv"), m.table);
+  write_average_precision_csv(out_path(job.out_dir, "average_precision.csv"), meta, ap);
+  timer.stage("write CSVs");
   Json j;
   j.str("metric", "map");
   j.str("features", job.in.features);
@@ -131,6 +140,7 @@ void run_map(const MapJob& job) {
   j.num("fraction_below_corrected_p", below_c / n);
   j.num("null_size", static_cast<double>(job.opt.null_size));
   j.num("seed", static_cast<double>(job.opt.seed));
+  j.str("null_rng", job.opt.null_rng == NullRng::copairs ? "copairs" : "floyd");
   j.num("threshold", job.opt.threshold);
   j.write(out_path(job.out_dir, "summary.json"));
 }

@@ -105,6 +105,34 @@ def map_fixtures():
 
 
 # ---------------------------------------------------------------------------------------------- EFAAR recall
+def map_null_fixtures():
+    """numpy's Generator(PCG64) stream and copairs' null, for the bit-exact replay in eval/metrics/map.cpp."""
+    from copairs.compute import random_ap
+    rows = []
+    for seed in [0, 1, 8095, 2**40 + 5]:
+        for k, v in enumerate(np.random.PCG64(seed).random_raw(6)):
+            rows.append(dict(what="raw64", seed=seed, k=k, value=str(int(v))))
+    for seed in [0, 1, 12345]:
+        for k, v in enumerate(np.random.default_rng(seed).integers(8096, size=24)):
+            rows.append(dict(what="integers8096", seed=seed, k=k, value=str(int(v))))
+    # (n_pos, n_total, seed): single positive, < 8 terms, 8..128 terms (8 accumulators), > 128 (recursive halves).
+    cases = [(1, 2, 3), (4, 36, 7), (5, 5, 0), (9, 50, 11), (17, 40, 8095), (130, 300, 5), (300, 700, 1)]
+    nulls = np.stack([random_ap(64, k, m, seed) for k, m, seed in cases]).astype(np.float32)
+    # copairs' cosine (x / np.linalg.norm, then np.sum(x * y)) for lengths on every path of numpy's pairwise sum.
+    from copairs.compute import pairwise_cosine
+    crng = np.random.default_rng(3)
+    cos = {}
+    for d in [5, 8, 100, 130, 300, 768]:
+        x = crng.normal(size=(8, d)).astype(np.float32)
+        y = crng.normal(size=(8, d)).astype(np.float32)
+        cos[f"cos_{d}_x__npy"], cos[f"cos_{d}_y__npy"] = x, y
+        cos[f"cos_{d}_sim__npy"] = pairwise_cosine(x, y).astype(np.float32)
+        cos[f"cos_{d}_dot__npy"] = np.sum(x * y, axis=1).astype(np.float32)
+    save_case("map_null", **cos)
+    save_case("map_null", stream__csv=pd.DataFrame(rows),
+              cases__csv=pd.DataFrame(cases, columns=["n_pos", "n_total", "seed"]), random_ap__npy=nulls)
+
+
 def efaar_compute_recall(null_distribution, query_distribution, recall_threshold_pairs):
     """EFAAR_benchmarking benchmarking.compute_recall, line by line."""
     metrics = {}
