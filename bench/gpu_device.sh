@@ -11,6 +11,7 @@
 #     sanitize the Gpu* op tests under compute-sanitizer memcheck
 #     bench    the Gpu op micro-benchmarks (TFLOP/s per op and precision)
 #     compare  bench/gpu_compare.py: tabula vs PyTorch eager (+ torch.compile unless NO_COMPILE=1) in one run
+#     giant    DINOv2 ViT-g/14 (dinov2_vitg14) forwards in bf16 (tabula bench, batch GIANT_BATCH, default 32)
 # Logs land in OUT_DIR (gtest.log, sanitize.log, bench_ops.log, gpu_compare.md/.json).
 set -u
 
@@ -57,6 +58,10 @@ run() {
         ;;
       bench)
         timeout 240 "$bin/tabula_bench_ops" --benchmark_filter=Gpu --benchmark_min_time=0.05 2>&1 | tee "$out/bench_ops.log" | tail -80
+        ;;
+      giant)
+        timeout 150 "$bin/tabula" bench dinov2_vitg14 --device cuda --precision bf16 --batch "${GIANT_BATCH:-32}" \
+          --iters 3 --warmup 1 2>&1 | tee "$out/giant.log"
         ;;
       compare)
         PYTHONUNBUFFERED=1 timeout 500 python3 bench/gpu_compare.py --tabula "$bin/tabula" --out "$out/gpu_compare.md" \
