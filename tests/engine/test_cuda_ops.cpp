@@ -18,6 +18,7 @@
 #include "engine/ops.h"
 #include "engine/system.h"
 #include "engine/validate.h"
+#include "tests/engine/op_test_util.h"
 
 #include "engine/cuda/device_name.h"
 
@@ -39,18 +40,13 @@ TEST(CudaDevice, ParsesDeviceNames) {
 
 using namespace tabula;
 using validate::random_tensor;
+using test::pick;
+using test::rng_for;
+using test::uni;
 using validate::Tolerance;
 
 namespace {
 
-std::mt19937_64 rng_for(const char* op) {
-  std::seed_seq seq{validate::run_seed(), static_cast<uint64_t>(std::hash<std::string>{}(op))};
-  return std::mt19937_64(seq);
-}
-int64_t pick(std::mt19937_64& g, std::initializer_list<int64_t> v) {
-  return *(v.begin() + std::uniform_int_distribution<size_t>(0, v.size() - 1)(g));
-}
-int64_t uni(std::mt19937_64& g, int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(g); }
 
 #define REQUIRE_GPU()                                                          \
   do {                                                                         \
