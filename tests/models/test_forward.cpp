@@ -8,10 +8,14 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <set>
 #include <sstream>
 
+#include "engine/hooks.h"
+#include "engine/ops.h"
 #include "engine/threads.h"
+#include "engine/validate.h"
 #include "models/registry.h"
 #include "eval/embed/embed.h"
 #include "weights_tools/checkpoint.h"
@@ -510,3 +514,41 @@ TEST(ModelLoad, HubCheckpointThroughLoadWeightMap) {
 
 }  // namespace
 }  // namespace tabula
+
+TEST(ModelTaps, PooledCapturesEqualTheReferencePoolOfTheFullTap) {
+  using namespace tabula;
+  // A capture pools where the tensor lives, whatever its layout (per-head q/k views, channels-last maps): the
+  // result must be ref::pool of the full tap.
+  const std::string arch = "vit:dim=48,depth=1,heads=3,patch=8,img=32,qk_norm=1,classes=0";
+  auto m = build_model_seed(arch, 1);
+  Tensor x = Tensor::empty({2, 3, 32, 32});
+  std::mt19937 g(3);
+  std::normal_distribution<float> nd;
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = nd(g);
+  for (const char* tap : {"blocks.0.attn.q_norm", "blocks.0.attn.k_norm", "blocks.0.attn.qkv", "blocks.0"})
+    for (Pool p : {Pool::avg, Pool::max}) {  // max too: a LayerNorm output's mean is ~0 whatever its layout
+      TapSet full, pooled;
+      full.capture(tap, Pool::none);
+      pooled.capture(tap, p);
+      m->forward(x, full);
+      m->forward(x, pooled);
+      const Tensor& f = full.captured().begin()->second;
+      const Tensor want = ref::pool(f, p, f.dim() == 3 ? 1 : 0);
+      const Tensor& got = pooled.captured().begin()->second;
+      auto rep = validate::compare(got, want, {1e-6, 1e-5});
+      EXPECT_TRUE(rep.ok) << tap << " " << pool_name(p) << ": " << rep.message;
+    }
+  auto r = build_model_seed("resnet:layers=1,1,1,1,block=bottleneck,classes=3", 0);
+  Tensor xr = Tensor::empty({2, 3, 64, 64});
+  for (int64_t i = 0; i < xr.numel(); ++i) xr.data<float>()[i] = nd(g);
+  for (const char* tap : {"maxpool", "layer1.0.conv2", "layer2", "layer4"}) {
+    TapSet full, pooled;
+    full.capture(tap, Pool::none);
+    pooled.capture(tap, Pool::avg);
+    r->forward(xr, full);
+    r->forward(xr, pooled);
+    const Tensor& f = full.captured().begin()->second;
+    auto rep = validate::compare(pooled.captured().begin()->second, ref::pool(f, Pool::avg), {1e-6, 1e-5});
+    EXPECT_TRUE(rep.ok) << tap << ": " << rep.message;
+  }
+}
