@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <exception>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -258,6 +260,19 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
       throw std::invalid_argument(opt.data + ": --data .npy must be float32 [N, C, H, W], got " +
                                   std::string(dtype_name(in.npy.dtype)) + " with " + std::to_string(in.npy.shape.size()) + " dims");
     in.rows = in.npy.shape[0];
+    if (in.rows == 0 || in.npy.shape[1] == 0 || in.npy.shape[2] == 0 || in.npy.shape[3] == 0)
+      throw std::invalid_argument(opt.data + ": --data .npy has shape [" + std::to_string(in.npy.shape[0]) + ", " +
+                                  std::to_string(in.npy.shape[1]) + ", " + std::to_string(in.npy.shape[2]) + ", " +
+                                  std::to_string(in.npy.shape[3]) + "]; every dimension must be at least 1");
+    {
+      const float* v = in.npy.as<float>();
+      const size_t n = static_cast<size_t>(in.npy.data.size() / sizeof(float));
+      for (size_t i = 0; i < n; ++i)
+        if (!std::isfinite(v[i]))
+          throw std::invalid_argument(opt.data + ": element " + std::to_string(i) + " (row " +
+                                      std::to_string(static_cast<int64_t>(i) / (in.npy.shape[1] * in.npy.shape[2] * in.npy.shape[3])) +
+                                      ") is NaN or infinite; replace or mask such values before embedding");
+    }
     in.describe = "preprocessed tensor (used as is)";
   } else {
     in.manifest = data::read_manifest(opt.data);
@@ -272,8 +287,16 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
   std::unique_ptr<Model> model;
   std::string weights_desc;
   if (!baseline) {
-    model = opt.weights.empty() ? build_model_seed(opt.arch, *opt.seed)
-                                : build_model(opt.arch, load_weight_map(opt.weights, opt.weights_key));
+    if (opt.weights.empty()) {
+      model = build_model_seed(opt.arch, *opt.seed);
+    } else {
+      WeightMap wm = load_weight_map(opt.weights, opt.weights_key);  // its errors name the file already
+      try {
+        model = build_model(opt.arch, wm);
+      } catch (const std::exception& e) {  // weights for another arch: say which file
+        throw std::runtime_error(opt.weights + ": " + e.what());
+      }
+    }
     const ArchConfig& ac = model->arch();
     const int default_size = static_cast<int>(model->default_input_shape()[2]);
     const int crop = opt.size > 0 ? opt.size : default_size;
@@ -402,6 +425,22 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
       throw std::runtime_error(out + ": holds an unfinished run; continue it with --resume or start over with --force");
     }
   }
+  // A run that fails before it has finished a chunk leaves nothing behind: the folder is removed if this run
+  // created it (or emptied of what this run wrote). Once a chunk is journalled, the folder is kept: `--resume`
+  // continues from it.
+  struct RemoveOnError {
+    std::string dir;
+    bool created, armed = true;
+    int exceptions = std::uncaught_exceptions();
+    ~RemoveOnError() {
+      if (!armed || std::uncaught_exceptions() <= exceptions) return;
+      std::error_code ec;
+      if (created) fs::remove_all(dir, ec);
+      else fs::remove_all(EmbeddingStore::partial_dir(dir), ec);
+    }
+  } remove_on_error{out, !fs::exists(out)};
+  const bool had_partial = fs::exists(EmbeddingStore::partial_dir(out));
+  if (had_partial) remove_on_error.armed = false;  // an earlier run's progress is not ours to delete
   fs::create_directories(out);
   EmbeddingStore store(out, rows.size(), chunk_rows, run_key,
                        opt.resume ? EmbeddingStore::Mode::resume : EmbeddingStore::Mode::fresh);
@@ -417,6 +456,9 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
   progress.skip(store.rows_done());
 
   const auto& layer_dims = ex->layers();
+  using Clock = std::chrono::steady_clock;
+  auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+  double forward_s = 0, write_s = 0, loop_s = 0;
   size_t chunk_i = 0;
   std::vector<std::vector<Image>> chunk_inputs;  // per sample of the current chunk
   auto flush_chunk = [&]() {
@@ -429,7 +471,9 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
     for (size_t b = 0; b < flat.size(); b += static_cast<size_t>(opt.batch)) {
       std::vector<const Image*> batch(flat.begin() + static_cast<std::ptrdiff_t>(b),
                                       flat.begin() + static_cast<std::ptrdiff_t>(std::min(flat.size(), b + static_cast<size_t>(opt.batch))));
+      const auto tf0 = Clock::now();
       auto feats = ex->run(batch);
+      forward_s += since(tf0);
       for (size_t l = 0; l < feats.size(); ++l) per_layer[l].insert(per_layer[l].end(), feats[l].begin(), feats[l].end());
     }
     // Per sample: its inputs' features concatenated in channel order (per-channel strategy), per layer.
@@ -438,12 +482,17 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
       LayerRows lr{layer_dims[l].first, layer_dims[l].second * inputs_per_sample, std::move(per_layer[l])};
       rows_out.push_back(std::move(lr));
     }
+    const auto tw0 = Clock::now();
     store.put(c, rows_out);
+    write_s += since(tw0);
+    remove_on_error.armed = false;  // progress worth keeping for --resume
     progress.advance(c.size());
     chunk_inputs.clear();
     ++chunk_i;
   };
+  int summary_decode_threads = 0, summary_prefetch = 0;
   if (in.from_npy) {
+    const auto tl0 = Clock::now();
     const int64_t per = in.npy.shape[1] * in.npy.shape[2] * in.npy.shape[3];
     const float* base = in.npy.as<float>();
     for (const RowRange& c : pending) {
@@ -456,11 +505,20 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
       }
       flush_chunk();
     }
+    loop_s = since(tl0);
   } else if (!global_rows.empty()) {
     data::Manifest sub = in.manifest;
     sub.samples.clear();
     for (int64_t r : global_rows) sub.samples.push_back(in.manifest.samples[static_cast<size_t>(r)]);
     data::PipelineOptions po;
+    // Decode ahead by two chunks: a chunk's samples are all needed before its forward passes start, so with a
+    // shallower queue the workers stall while the model runs and the model then waits for the rest of the next
+    // chunk (measured in bench/RESULTS_data.md). Memory: 2 chunks of model inputs (ResNet-50, 5 channels,
+    // batch 16: 24 samples, ~72 MB).
+    po.capacity = static_cast<int>(std::clamp<int64_t>(2 * chunk_rows, 8, 256));
+    summary_decode_threads = po.threads;
+    summary_prefetch = po.capacity;
+    const auto tl0 = Clock::now();
     data::for_each_preprocessed(sub, tf, strategy, po, [&](size_t, std::vector<Image>& inputs) {
       if (static_cast<int>(inputs.size()) != inputs_per_sample)
         throw std::runtime_error(opt.data + ": a sample gave " + std::to_string(inputs.size()) + " model inputs, expected " +
@@ -468,6 +526,7 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
       chunk_inputs.push_back(std::move(inputs));
       if (static_cast<int64_t>(chunk_inputs.size()) == pending[chunk_i].size()) flush_chunk();
     });
+    loop_s = since(tl0);
   }
   std::vector<std::string> layer_names = store.finalize();
 
@@ -494,6 +553,11 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
     s.dims.push_back(dim * inputs_per_sample);
   }
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  s.forward_seconds = forward_s;
+  s.write_seconds = write_s;
+  s.wait_seconds = std::max(0.0, loop_s - forward_s - write_s);  // the rest of the loop: waiting for inputs (+ copies)
+  s.decode_threads = summary_decode_threads;
+  s.prefetch_samples = summary_prefetch;
   (void)run_for_key;
   return s;
 }
