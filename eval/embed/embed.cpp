@@ -460,22 +460,34 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
   auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
   double forward_s = 0, write_s = 0, loop_s = 0;
   size_t chunk_i = 0;
-  std::vector<std::vector<Image>> chunk_inputs;  // per sample of the current chunk
-  auto flush_chunk = [&]() {
-    const RowRange& c = pending[chunk_i];
-    // Model inputs of the chunk in order; batches never span chunks.
-    std::vector<const Image*> flat;
-    for (auto& s : chunk_inputs)
-      for (auto& im : s) flat.push_back(&im);
-    std::vector<std::vector<float>> per_layer(layer_dims.size());
-    for (size_t b = 0; b < flat.size(); b += static_cast<size_t>(opt.batch)) {
-      std::vector<const Image*> batch(flat.begin() + static_cast<std::ptrdiff_t>(b),
-                                      flat.begin() + static_cast<std::ptrdiff_t>(std::min(flat.size(), b + static_cast<size_t>(opt.batch))));
+  // The current chunk's model inputs in order (per sample, its inputs in channel order). Batches never span
+  // chunks, so they are the same whatever is resumed or sharded; within a chunk, each batch runs as soon as its
+  // inputs have arrived (the model starts on the first batch instead of waiting for the whole chunk to decode).
+  std::vector<Image> chunk_flat;
+  size_t chunk_done = 0;  // inputs of chunk_flat already through the model
+  int64_t chunk_samples = 0;
+  std::vector<std::vector<float>> per_layer(layer_dims.size());
+  auto run_batches = [&](bool chunk_complete) {
+    const size_t B = static_cast<size_t>(opt.batch);
+    while (chunk_flat.size() - chunk_done >= B || (chunk_complete && chunk_done < chunk_flat.size())) {
+      const size_t end = std::min(chunk_flat.size(), chunk_done + B);
+      std::vector<const Image*> batch;
+      for (size_t i = chunk_done; i < end; ++i) batch.push_back(&chunk_flat[i]);
       const auto tf0 = Clock::now();
       auto feats = ex->run(batch);
       forward_s += since(tf0);
       for (size_t l = 0; l < feats.size(); ++l) per_layer[l].insert(per_layer[l].end(), feats[l].begin(), feats[l].end());
+      for (size_t i = chunk_done; i < end; ++i) chunk_flat[i] = Image();  // free the pixels early
+      chunk_done = end;
     }
+  };
+  auto add_sample = [&](std::vector<Image>& inputs) {
+    for (Image& im : inputs) chunk_flat.push_back(std::move(im));
+    ++chunk_samples;
+    const RowRange& c = pending[chunk_i];
+    const bool complete = chunk_samples == c.size();
+    run_batches(complete);
+    if (!complete) return;
     // Per sample: its inputs' features concatenated in channel order (per-channel strategy), per layer.
     std::vector<LayerRows> rows_out;
     for (size_t l = 0; l < layer_dims.size(); ++l) {
@@ -487,7 +499,10 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
     write_s += since(tw0);
     remove_on_error.armed = false;  // progress worth keeping for --resume
     progress.advance(c.size());
-    chunk_inputs.clear();
+    chunk_flat.clear();
+    chunk_done = 0;
+    chunk_samples = 0;
+    per_layer.assign(layer_dims.size(), {});
     ++chunk_i;
   };
   int summary_decode_threads = 0, summary_prefetch = 0;
@@ -501,9 +516,10 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
         const float* src = base + (rows.begin + r) * per;
         std::copy(src, src + per, im.pixels.begin());
         im.source = opt.data + " row " + std::to_string(rows.begin + r);
-        chunk_inputs.push_back({std::move(im)});
+        std::vector<Image> one;
+        one.push_back(std::move(im));
+        add_sample(one);
       }
-      flush_chunk();
     }
     loop_s = since(tl0);
   } else if (!global_rows.empty()) {
@@ -511,10 +527,9 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
     sub.samples.clear();
     for (int64_t r : global_rows) sub.samples.push_back(in.manifest.samples[static_cast<size_t>(r)]);
     data::PipelineOptions po;
-    // Decode ahead by two chunks: a chunk's samples are all needed before its forward passes start, so with a
-    // shallower queue the workers stall while the model runs and the model then waits for the rest of the next
-    // chunk (measured in bench/RESULTS_data.md). Memory: 2 chunks of model inputs (ResNet-50, 5 channels,
-    // batch 16: 24 samples, ~72 MB).
+    // Decode up to two chunks ahead, so the workers keep decoding while the model runs and a slow field (or a
+    // burst of them) does not starve it (bench/RESULTS_data.md). Memory: 2 chunks of model inputs (ResNet-50,
+    // 5 channels, batch 16: 24 samples, ~72 MB).
     po.capacity = static_cast<int>(std::clamp<int64_t>(2 * chunk_rows, 8, 256));
     summary_decode_threads = po.threads;
     summary_prefetch = po.capacity;
@@ -523,8 +538,7 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
       if (static_cast<int>(inputs.size()) != inputs_per_sample)
         throw std::runtime_error(opt.data + ": a sample gave " + std::to_string(inputs.size()) + " model inputs, expected " +
                                  std::to_string(inputs_per_sample) + " (all images need the same channels)");
-      chunk_inputs.push_back(std::move(inputs));
-      if (static_cast<int64_t>(chunk_inputs.size()) == pending[chunk_i].size()) flush_chunk();
+      add_sample(inputs);
     });
     loop_s = since(tl0);
   }
