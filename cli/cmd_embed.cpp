@@ -48,6 +48,13 @@ int cmd_embed(const Args& a) {
   std::cout << s.out << ": " << s.rows << " rows";
   for (size_t i = 0; i < s.layers.size(); ++i) std::cout << (i ? ", " : "; ") << s.layers[i] << " [" << s.dims[i] << "]";
   std::printf(" (%.1f s)\n", s.seconds);
+  // Whether the data pipeline keeps the model busy (issue #6's criterion), for the rows computed in this run.
+  const double loop = s.forward_seconds + s.wait_seconds + s.write_seconds;
+  if (!o.quiet && loop > 0)
+    std::fprintf(stderr, "tabula embed: model busy %.1f %% of the compute loop (forward %.2f s, waiting for data %.2f s, "
+                         "writing %.2f s; %d decode threads, %d samples prefetched)\n",
+                 100.0 * s.forward_seconds / loop, s.forward_seconds, s.wait_seconds, s.write_seconds, s.decode_threads,
+                 s.prefetch_samples);
   return 0;
 }
 

@@ -1,15 +1,70 @@
 #include "engine/fileio.h"
 
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
 
 namespace tabula {
+
+// ---- temp files of AtomicFiles in flight, removed if the process is interrupted --------------------------------
+// The handler may only make async-signal-safe calls, so the paths live in fixed slots (no allocation, no locks):
+// state 0 = free, 1 = being filled, 2 = holds a temp file's path.
+namespace {
+constexpr int kTempSlots = 64;
+struct TempSlot {
+  std::atomic<int> state{0};
+  char path[PATH_MAX];
+};
+TempSlot g_temp_slots[kTempSlots];
+static_assert(std::atomic<int>::is_always_lock_free, "the interrupt handler needs lock-free atomics");
+
+void register_temp(const std::string& p) {
+  if (p.size() >= PATH_MAX) return;
+  for (TempSlot& s : g_temp_slots) {
+    int free_state = 0;
+    if (s.state.compare_exchange_strong(free_state, 1)) {
+      std::memcpy(s.path, p.c_str(), p.size() + 1);
+      s.state.store(2);
+      return;
+    }
+  }
+  // More than kTempSlots files in flight at once: this one is not cleaned up on an interrupt (never seen).
+}
+
+void unregister_temp(const std::string& p) {
+  for (TempSlot& s : g_temp_slots)
+    if (s.state.load() == 2 && std::strcmp(s.path, p.c_str()) == 0) {
+      s.state.store(0);
+      return;
+    }
+}
+
+extern "C" void remove_temps_and_reraise(int sig) {
+  for (TempSlot& s : g_temp_slots)
+    if (s.state.load() == 2) ::unlink(s.path);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+}  // namespace
+
+void install_interrupt_cleanup() {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction old {};
+    if (::sigaction(sig, nullptr, &old) != 0 || old.sa_handler == SIG_IGN) continue;  // keep nohup's ignore
+    struct sigaction sa {};
+    sa.sa_handler = remove_temps_and_reraise;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(sig, &sa, nullptr);
+  }
+}
 
 static std::runtime_error io_error(const std::string& path, const std::string& what) {
   return std::runtime_error(path + ": " + what + ": " + std::strerror(errno));
@@ -53,11 +108,13 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   tmp_ = path_ + ".tmp." + std::to_string(::getpid());
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) throw io_error(tmp_, "cannot create");
+  register_temp(tmp_);
 }
 
 AtomicFile::~AtomicFile() {
   if (fd_ >= 0) ::close(fd_);
   if (!committed_) ::unlink(tmp_.c_str());
+  unregister_temp(tmp_);
 }
 
 void AtomicFile::write(const void* data, size_t n) {
@@ -82,6 +139,7 @@ void AtomicFile::commit() {
   fd_ = -1;
   if (::rename(tmp_.c_str(), path_.c_str()) != 0) throw io_error(path_, "rename failed");
   committed_ = true;
+  unregister_temp(tmp_);
 }
 
 void write_file_atomic(const std::string& path, const void* data, size_t n) {

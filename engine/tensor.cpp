@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -204,20 +205,33 @@ static double load_any(const void* base, DType dt, int64_t off) {
   return 0;
 }
 
-// Writes like torch's `copy_` / `.to()`: floats round to nearest, integers truncate toward zero.
+// Float -> integer as torch does it on x86 (SSE cvtt*): truncation toward zero; NaN and values outside the
+// range give the "integer indefinite" value (the type's minimum). Written out because a C++ cast of such a value
+// is undefined behaviour (UBSan: float-cast-overflow).
+static int64_t to_i64_like_torch(double v) {
+  if (!(v >= -9223372036854775808.0 && v < 9223372036854775808.0)) return INT64_MIN;
+  return static_cast<int64_t>(v);
+}
+static int32_t to_i32_like_torch(double v) {
+  if (!(v > -2147483649.0 && v < 2147483648.0)) return INT32_MIN;
+  return static_cast<int32_t>(v);
+}
+
+// Writes like torch's `copy_` / `.to()`: floats round to nearest, integers truncate toward zero; 8- and 16-bit
+// integers take the low bits of the 32-bit conversion (torch: uint8(-2.7) = 254, int8(-300.2) = -44).
 static void store_any(void* base, DType dt, int64_t off, double v) {
   switch (dt) {
     case DType::f32: static_cast<float*>(base)[off] = static_cast<float>(v); break;
     case DType::f64: static_cast<double*>(base)[off] = v; break;
     case DType::f16: static_cast<uint16_t*>(base)[off] = f32_to_f16(static_cast<float>(v)); break;
     case DType::bf16: static_cast<uint16_t*>(base)[off] = f32_to_bf16(static_cast<float>(v)); break;
-    case DType::i64: static_cast<int64_t*>(base)[off] = static_cast<int64_t>(v); break;
-    case DType::i32: static_cast<int32_t*>(base)[off] = static_cast<int32_t>(v); break;
-    case DType::i16: static_cast<int16_t*>(base)[off] = static_cast<int16_t>(v); break;
-    case DType::i8: static_cast<int8_t*>(base)[off] = static_cast<int8_t>(v); break;
-    case DType::u8: static_cast<uint8_t*>(base)[off] = static_cast<uint8_t>(v); break;
+    case DType::i64: static_cast<int64_t*>(base)[off] = to_i64_like_torch(v); break;
+    case DType::i32: static_cast<int32_t*>(base)[off] = to_i32_like_torch(v); break;
+    case DType::i16: static_cast<int16_t*>(base)[off] = static_cast<int16_t>(to_i32_like_torch(v)); break;
+    case DType::i8: static_cast<int8_t*>(base)[off] = static_cast<int8_t>(to_i32_like_torch(v)); break;
+    case DType::u8: static_cast<uint8_t*>(base)[off] = static_cast<uint8_t>(to_i32_like_torch(v)); break;
     case DType::boolean: static_cast<uint8_t*>(base)[off] = v != 0; break;
-    case DType::u16: static_cast<uint16_t*>(base)[off] = static_cast<uint16_t>(v); break;
+    case DType::u16: static_cast<uint16_t*>(base)[off] = static_cast<uint16_t>(to_i32_like_torch(v)); break;
   }
 }
 

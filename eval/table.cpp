@@ -77,8 +77,7 @@ Table Table::select_columns(const std::vector<std::string>& names) const {
 }
 
 std::string Table::where(size_t row, size_t col) const {
-  size_t line = row < line_.size() ? line_[row] : row + 2;
-  return source_ + ":" + std::to_string(line) + ": column '" + (col < names_.size() ? names_[col] : "?") + "'";
+  return source_ + ":" + std::to_string(line(row)) + ": column '" + (col < names_.size() ? names_[col] : "?") + "'";
 }
 
 static bool parse_double(const std::string& s, double* out) {

@@ -39,6 +39,8 @@ class Table {
   std::vector<double> numbers(const std::string& column) const;
   // Where a cell came from, "file:LINE:column 'name'", for messages.
   std::string where(size_t row, size_t col) const;
+  // The 1-based source line a row starts on (header = line 1; rows built in memory count from line 2).
+  size_t line(size_t row) const { return row < line_.size() ? line_[row] : row + 2; }
 
   void set_source(std::string s) { source_ = std::move(s); }
 

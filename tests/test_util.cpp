@@ -1,9 +1,12 @@
 #include "tests/test_util.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -44,19 +47,41 @@ static std::string slurp(const fs::path& p) {
   return s.str();
 }
 
-RunResult run_tabula(const std::string& args) {
+static RunResult run_command(const std::string& prefix, const std::string& args, long long max_file_bytes) {
   static int calls = 0;
   fs::path dir = scratch_dir() / (".run" + std::to_string(++calls));
   fs::create_directories(dir);
   const char* bin = std::getenv("TABULA_BINARY");
-  std::string cmd = std::string("'") + (bin ? bin : TABULA_BINARY) + "' " + args + " >'" + (dir / "out").string() + "' 2>'" +
+  std::string cmd = prefix + "'" + (bin ? bin : TABULA_BINARY) + "' " + args + " >'" + (dir / "out").string() + "' 2>'" +
                     (dir / "err").string() + "' </dev/null";
-  int status = std::system(cmd.c_str());
+  int status = -1;
+  if (max_file_bytes < 0) {
+    status = std::system(cmd.c_str());
+  } else {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      struct rlimit rl;
+      rl.rlim_cur = rl.rlim_max = static_cast<rlim_t>(max_file_bytes);
+      ::signal(SIGXFSZ, SIG_IGN);  // ignored dispositions survive exec: writes fail with EFBIG instead
+      if (::setrlimit(RLIMIT_FSIZE, &rl) != 0) ::_exit(125);
+      ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    if (pid > 0)
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+  }
   RunResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   r.out = slurp(dir / "out");
   r.err = slurp(dir / "err");
   return r;
 }
+
+RunResult run_tabula(const std::string& args) { return run_command("", args, -1); }
+RunResult run_tabula_file_limit(const std::string& args, long long max_file_bytes) {
+  return run_command("", args, max_file_bytes);
+}
+RunResult run_tabula_prefixed(const std::string& prefix, const std::string& args) { return run_command(prefix + " ", args, -1); }
 
 }  // namespace tabula::test

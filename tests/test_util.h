@@ -17,5 +17,10 @@ struct RunResult {
 };
 // Runs the built `tabula` binary with `args` (a shell-quoted string), capturing stdout and stderr.
 RunResult run_tabula(const std::string& args);
+// The same with RLIMIT_FSIZE = max_file_bytes and SIGXFSZ ignored: a write past the limit fails with EFBIG, as
+// on a full disk, instead of killing the process.
+RunResult run_tabula_file_limit(const std::string& args, long long max_file_bytes);
+// `prefix` (a shell command that execs its arguments, e.g. "setpriv --reuid=65534 ...") runs the binary.
+RunResult run_tabula_prefixed(const std::string& prefix, const std::string& args);
 
 }  // namespace tabula::test

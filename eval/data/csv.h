@@ -1,5 +1,5 @@
-// The data layer's own minimal CSV reader (RFC 4180: quoted fields, doubled quotes, CRLF), for manifests.
-// Errors name the file, line and column. (eval/table.h is the evaluator's CSV; the two may be unified later.)
+// Manifests as rows of strings: a row-major view of the one CSV parser, eval::parse_csv (eval/table.h: RFC 4180,
+// quoted fields, doubled quotes, CRLF, BOM; errors name the file, line and column).
 #pragma once
 #include <string>
 #include <vector>

@@ -1,6 +1,6 @@
 // Images as tabula's data layer sees them: float planes (CHW, row-major) holding the file's sample values
 // unchanged (a 16-bit 40000 stays 40000.0f: every u16 is exact in float), plus what the file said about them.
-// Decoders for TIFF (libtiff), PNG/JPEG (stb_image), JPEG 2000 (OpenJPEG); every header is checked against
+// Decoders for TIFF (libtiff), PNG (stb_image), JPEG (libjpeg-turbo, as Pillow), JPEG 2000 (OpenJPEG); every header is checked against
 // limits before anything is allocated, and every failure is a std::runtime_error that names the file.
 #pragma once
 #include <cstdint>
@@ -41,11 +41,12 @@ Image read_image(const std::string& path, const DecodeLimits& limits = {});
 Image decode_image(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
 
 Image decode_tiff(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
-Image decode_stb(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
+Image decode_stb(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});  // PNG
+Image decode_jpeg(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
 Image decode_jp2(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
 
 // Writers used by `tabula synth` and the tests. Deterministic: the same image gives the same bytes.
-// TIFF: one page per channel, samples rounded and clamped to the type (bits 8 or 16), deflate-compressed
+// TIFF: one page per channel, samples rounded and clamped to the type (bits 8 or 16; 32 = float32 as is), deflate-compressed
 // with the horizontal predictor when `compress`.
 void write_tiff(const std::string& path, const Image& img, int bits, bool compress);
 std::vector<uint8_t> encode_tiff(const Image& img, int bits, bool compress, const std::string& name);

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <csetjmp>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -14,11 +16,14 @@
 #include "engine/fileio.h"
 #include "eval/data/image.h"
 
+// libjpeg's headers need FILE and size_t declared first (cstdio above).
+#include <jpeglib.h>
+#include <jerror.h>
+
 #define STB_IMAGE_STATIC
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_NO_STDIO
 #define STBI_ONLY_PNG
-#define STBI_ONLY_JPEG
 #include <stb_image.h>
 #define STB_IMAGE_WRITE_STATIC
 #define STB_IMAGE_WRITE_IMPLEMENTATION
@@ -363,39 +368,12 @@ Image decode_tiff(const uint8_t* bytes, size_t n, const std::string& name, const
   return img;
 }
 
-// ---- PNG / JPEG (stb_image) -----------------------------------------------------------------------------
-namespace {
-// stb_image 2.27 (Debian 12) trusts the symbol counts of a JPEG Huffman table (DHT): more than 256 symbols
-// write past its 256-entry table (found by UBSan on a corrupted file). stb acts on a DHT marker wherever it
-// meets one — in the header, between scans, or where corruption put FF C4 inside entropy-coded data (a
-// valid file never has FF C4 there, thanks to byte stuffing) — so every FF C4 in the file is checked, replaying
-// stb's own loop over the segment (bytes past the end read as 0, as stbi__get8 returns them).
-void check_jpeg_huffman_tables(const uint8_t* b, size_t n, const std::string& name) {
-  auto byte = [&](size_t i) -> int { return i < n ? b[i] : 0; };
-  for (size_t pos = 0; pos + 1 < n; ++pos) {
-    if (b[pos] != 0xFF || b[pos + 1] != 0xC4) continue;
-    long L = long(byte(pos + 2) << 8 | byte(pos + 3)) - 2;
-    size_t p = pos + 4;
-    while (L > 0) {
-      const int q = byte(p);
-      if ((q >> 4) > 1 || (q & 15) > 3) break;  // stb rejects this table itself
-      long symbols = 0;
-      for (size_t i = 1; i <= 16; ++i) symbols += byte(p + i);
-      if (symbols > 256)
-        fail(name, "corrupt JPEG Huffman table (" + std::to_string(symbols) + " symbols, at most 256)");
-      L -= 17 + symbols;
-      p += 17 + size_t(symbols);
-    }
-  }
-}
-}  // namespace
-
+// ---- PNG (stb_image) ----------------------------------------------------------------------------------
 Image decode_stb(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim) {
-  if (n > size_t(INT32_MAX)) fail(name, "file too large for the PNG/JPEG decoder");
-  if (n >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8) check_jpeg_huffman_tables(bytes, n, name);
+  if (n > size_t(INT32_MAX)) fail(name, "file too large for the PNG decoder");
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(bytes, int(n), &w, &h, &comp))
-    fail(name, std::string("not a readable PNG/JPEG (") + stbi_failure_reason() + ")");
+    fail(name, std::string("not a readable PNG (") + stbi_failure_reason() + ")");
   check_shape(name, comp, h, w, lim);
   bool is16 = stbi_is_16_bit_from_memory(bytes, int(n));
   int got = 0;
@@ -420,6 +398,128 @@ Image decode_stb(const uint8_t* bytes, size_t n, const std::string& name, const 
     }
   }
   stbi_image_free(data);
+  return img;
+}
+
+// ---- JPEG (libjpeg-turbo) --------------------------------------------------------------------------------
+// libjpeg-turbo is what Pillow decodes JPEG with, so with the same settings (islow IDCT, fancy upsampling:
+// both libjpeg's and Pillow's defaults) the samples are Pillow's. (stb_image, used before, differed by up to
+// 3 levels, and Debian's 2.27 has undefined behaviour on corrupt entropy data: tests/fuzz/corpus/image/
+// stb_jpeg_grow_buffer_shift_ub.bin.)
+//
+// libjpeg reports fatal errors by calling error_exit, which must not return; the standard way out is longjmp
+// back to a setjmp. A longjmp must not skip C++ destructors, so everything with one lives in JpegState (owned
+// by the caller of jpeg_decode_into) and jpeg_decode_into itself holds only trivially destructible locals.
+namespace {
+struct JpegError {
+  jpeg_error_mgr pub;  // first member: libjpeg hands back a jpeg_error_mgr* that is cast to JpegError*
+  std::jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+  bool truncated;
+};
+
+// Pillow refuses a truncated JPEG ("image file is truncated") while libjpeg only warns and pads the rest
+// with grey; a truncated file is an error here too. Other corrupt-data warnings are left as libjpeg (and
+// Pillow) treat them: the decoder resynchronises and goes on.
+void jpeg_error_exit(j_common_ptr cinfo) {
+  auto* e = reinterpret_cast<JpegError*>(cinfo->err);
+  (*cinfo->err->format_message)(cinfo, e->message);
+  std::longjmp(e->jump, 1);
+}
+void jpeg_emit_message(j_common_ptr cinfo, int level) {
+  auto* e = reinterpret_cast<JpegError*>(cinfo->err);
+  if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) {
+    e->truncated = true;
+    (*cinfo->err->format_message)(cinfo, e->message);
+    std::longjmp(e->jump, 1);
+  }
+  if (level < 0) ++cinfo->err->num_warnings;
+}
+
+// A progressive JPEG may hold thousands of tiny scans, each a full pass over the coefficients (a known
+// decompression-time bomb); libjpeg-turbo's own tools cap them the same way (djpeg -maxscans).
+constexpr int kMaxJpegScans = 1000;
+void jpeg_progress(j_common_ptr cinfo) {
+  if (cinfo->is_decompressor) {
+    auto* d = reinterpret_cast<j_decompress_ptr>(cinfo);
+    if (d->inputctl && d->input_scan_number > kMaxJpegScans) {
+      auto* e = reinterpret_cast<JpegError*>(cinfo->err);
+      std::snprintf(e->message, sizeof e->message, "more than %d progressive scans", kMaxJpegScans);
+      std::longjmp(e->jump, 1);
+    }
+  }
+}
+
+struct JpegState {
+  jpeg_decompress_struct cinfo;
+  JpegError err;
+  jpeg_progress_mgr progress;
+  bool created = false;
+  const uint8_t* bytes = nullptr;
+  size_t n = 0;
+  const DecodeLimits* lim = nullptr;
+  const std::string* name = nullptr;
+  Image* img = nullptr;
+  std::vector<uint8_t> row;
+  ~JpegState() {
+    if (created) jpeg_destroy_decompress(&cinfo);
+  }
+};
+
+// Decodes st.bytes into *st.img; returns false when libjpeg reported an error (message in st.err). A C++
+// exception (limits, allocation) may propagate: nothing here needs unwinding, and ~JpegState cleans up.
+bool jpeg_decode_into(JpegState& st) {
+  jpeg_decompress_struct& ci = st.cinfo;
+  ci.err = jpeg_std_error(&st.err.pub);
+  st.err.pub.error_exit = jpeg_error_exit;
+  st.err.pub.emit_message = jpeg_emit_message;
+  st.err.message[0] = 0;
+  st.err.truncated = false;
+  if (setjmp(st.err.jump)) return false;
+  jpeg_create_decompress(&ci);
+  st.created = true;
+  st.progress.progress_monitor = jpeg_progress;
+  ci.progress = &st.progress;
+  jpeg_mem_src(&ci, st.bytes, static_cast<unsigned long>(st.n));
+  jpeg_read_header(&ci, TRUE);
+  if (ci.num_components == 1) ci.out_color_space = JCS_GRAYSCALE;
+  else if (ci.num_components == 3) ci.out_color_space = JCS_RGB;  // YCbCr (or RGB) -> RGB, as Pillow
+  else
+    fail(*st.name, "JPEG with " + std::to_string(ci.num_components) +
+                       " components (CMYK/YCCK) is not supported; 1 (grey) and 3 (RGB) are read");
+  check_shape(*st.name, ci.num_components, ci.image_height, ci.image_width, *st.lim);
+  jpeg_start_decompress(&ci);
+  const int c = ci.output_components, h = int(ci.output_height), w = int(ci.output_width);
+  check_shape(*st.name, c, h, w, *st.lim);
+  *st.img = Image(c, h, w);
+  st.row.resize(size_t(w) * c);
+  const size_t hw = size_t(h) * w;
+  while (ci.output_scanline < ci.output_height) {
+    const size_t y = ci.output_scanline;
+    JSAMPROW rows[1] = {st.row.data()};
+    if (jpeg_read_scanlines(&ci, rows, 1) != 1) break;
+    float* dst = st.img->pixels.data() + y * size_t(w);
+    for (int k = 0; k < c; ++k)
+      for (int x = 0; x < w; ++x) dst[size_t(k) * hw + size_t(x)] = st.row[size_t(x) * c + k];
+  }
+  jpeg_finish_decompress(&ci);
+  return true;
+}
+}  // namespace
+
+Image decode_jpeg(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim) {
+  Image img;
+  JpegState st;
+  st.bytes = bytes;
+  st.n = n;
+  st.lim = &lim;
+  st.name = &name;
+  st.img = &img;
+  if (!jpeg_decode_into(st))
+    fail(name, std::string(st.err.truncated ? "truncated JPEG" : "corrupt JPEG") + " (" + st.err.message + ")");
+  img.source = name;
+  img.bits = 8;
+  img.max_value = 255.0f;
   return img;
 }
 
@@ -520,7 +620,7 @@ Image decode_image(const uint8_t* b, size_t n, const std::string& name, const De
                  (b[0] == 'M' && b[1] == 'M' && b[2] == 0 && (b[3] == 42 || b[3] == 43))))
     return decode_tiff(b, n, name, lim);
   if (n >= 8 && std::memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0) return decode_stb(b, n, name, lim);
-  if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return decode_stb(b, n, name, lim);
+  if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return decode_jpeg(b, n, name, lim);
   if (n >= 4 && ((b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 0x0C) || (b[0] == 0xFF && b[1] == 0x4F)))
     return decode_jp2(b, n, name, lim);
   fail(name, "unrecognised image format (TIFF, PNG, JPEG and JPEG 2000 are read)");
@@ -538,7 +638,7 @@ void write_tiff(const std::string& path, const Image& img, int bits, bool compre
 }
 
 std::vector<uint8_t> encode_tiff(const Image& img, int bits, bool compress, const std::string& path) {
-  if (bits != 8 && bits != 16) throw std::runtime_error(path + ": TIFF writer supports 8 or 16 bits");
+  if (bits != 8 && bits != 16 && bits != 32) throw std::runtime_error(path + ": TIFF writer supports 8, 16 or 32 (float) bits");
   install_tiff_handlers();
   tiff_error.clear();
   std::vector<uint8_t> out;
@@ -546,7 +646,7 @@ std::vector<uint8_t> encode_tiff(const Image& img, int bits, bool compress, cons
   mf.out = &out;
   TIFF* t = TIFFClientOpen(path.c_str(), "w", &mf, mem_read, mem_write, mem_seek, mem_close, mem_size, mem_map, mem_unmap);
   if (!t) throw std::runtime_error(path + ": cannot create TIFF (" + tiff_error + ")");
-  const float maxv = float((1u << bits) - 1);
+  const float maxv = bits == 32 ? 0.0f : float((1u << bits) - 1);
   const uint32_t rows_per_strip = std::max(1, 8192 / std::max(1, img.width * bits / 8));
   std::vector<uint8_t> row(size_t(img.width) * bits / 8);
   bool ok = true;
@@ -555,7 +655,7 @@ std::vector<uint8_t> encode_tiff(const Image& img, int bits, bool compress, cons
     TIFFSetField(t, TIFFTAG_IMAGELENGTH, uint32_t(img.height));
     TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, uint16_t(bits));
     TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, uint16_t(1));
-    TIFFSetField(t, TIFFTAG_SAMPLEFORMAT, uint16_t(SAMPLEFORMAT_UINT));
+    TIFFSetField(t, TIFFTAG_SAMPLEFORMAT, uint16_t(bits == 32 ? SAMPLEFORMAT_IEEEFP : SAMPLEFORMAT_UINT));
     TIFFSetField(t, TIFFTAG_PHOTOMETRIC, uint16_t(PHOTOMETRIC_MINISBLACK));
     TIFFSetField(t, TIFFTAG_PLANARCONFIG, uint16_t(PLANARCONFIG_CONTIG));
     TIFFSetField(t, TIFFTAG_ROWSPERSTRIP, rows_per_strip);
@@ -572,6 +672,10 @@ std::vector<uint8_t> encode_tiff(const Image& img, int bits, bool compress, cons
     for (int y = 0; y < img.height && ok; ++y) {
       const float* src = img.plane(c) + size_t(y) * img.width;
       for (int x = 0; x < img.width; ++x) {
+        if (bits == 32) {  // float samples as they are (NaN and Inf included)
+          std::memcpy(&row[4 * size_t(x)], &src[x], 4);
+          continue;
+        }
         float v = std::nearbyint(std::clamp(src[x], 0.0f, maxv));
         if (bits == 8) row[size_t(x)] = uint8_t(v);
         else { uint16_t u = uint16_t(v); std::memcpy(&row[2 * size_t(x)], &u, 2); }

@@ -97,8 +97,9 @@ Manifest read_rxrx_manifest(const std::string& csv, const ManifestOptions& opt) 
   CsvTable t = read_csv_table(csv);
   const fs::path base = fs::path(csv).parent_path();
   const fs::path root = opt.images_root.empty() ? base / "images" : fs::path(opt.images_root);
+  // RxRx1/2/3 metadata.csv name the columns experiment/plate/well; RxRx3-core's metadata_rxrx3_core.csv names
+  // them experiment_name/plate/address (and has no site: one site per well, files `_s1_`).
   const std::string well_col = t.has("well") ? "well" : "address";
-  // RxRx1 names the experiment `experiment`; RxRx3-core's metadata_rxrx3_core.csv names it `experiment_name`.
   const std::string exp_col = t.has("experiment") ? "experiment" : "experiment_name";
   if (!t.has(exp_col)) throw std::runtime_error(csv + ": RxRx metadata needs column 'experiment' or 'experiment_name'");
   if (!t.has("plate")) throw std::runtime_error(csv + ": RxRx metadata needs column 'plate'");
@@ -225,6 +226,7 @@ Manifest read_manifest(const std::string& path, const ManifestOptions& opt) {
     const fs::path d(path);
     if (fs::exists(d / "load_data.csv")) return read_jump_manifest((d / "load_data.csv").string(), opt);
     if (fs::exists(d / "metadata.csv")) return read_manifest((d / "metadata.csv").string(), opt);
+    if (fs::exists(d / "metadata_rxrx3_core.csv")) return read_manifest((d / "metadata_rxrx3_core.csv").string(), opt);
     bool h5 = false, other = false;
     for (const auto& e : fs::directory_iterator(d)) {
       if (!e.is_regular_file()) continue;
@@ -270,8 +272,20 @@ Image load_sample(const Manifest& m, size_t i, const DecodeLimits& limits) {
   const std::string row = m.source + " (sample " + std::to_string(i) + ")";
   if (!s.h5_path.empty()) return read_hest_patch(s.h5_path, s.h5_index, limits);
   Image out;
+  // Channels of one sample stacked from one file each must each be one plane of the same sample type: an RGB
+  // file among grey ones would shift every later channel, and an 8-bit channel stacked with 16-bit ones would
+  // be scaled by the wrong full-scale value (unit intensity divides by the type's maximum).
+  auto type_of = [](const Image& im) {
+    return im.is_float ? std::string("floating-point") : std::to_string(im.bits) + "-bit";
+  };
   for (size_t c = 0; c < s.channel_paths.size(); ++c) {
     Image one = read_image(s.channel_paths[c], limits);
+    if (s.channel_paths.size() > 1 && one.channels != 1)
+      throw std::runtime_error(row + ": " + s.channel_paths[c] + " holds " + std::to_string(one.channels) +
+                               " channels; each channel file of a multi-channel sample must hold one");
+    if (c > 0 && (one.bits != out.bits || one.is_float != out.is_float || one.max_value != out.max_value))
+      throw std::runtime_error(row + ": " + s.channel_paths[c] + " is " + type_of(one) + " but " + s.channel_paths[0] +
+                               " is " + type_of(out) + "; the channels of one sample must share a sample type");
     if (c == 0) {
       out = std::move(one);
       if (s.channel_paths.size() > 1) {
@@ -286,8 +300,6 @@ Image load_sample(const Manifest& m, size_t i, const DecodeLimits& limits) {
                                std::to_string(out.width) + "x" + std::to_string(out.height));
     out.pixels.insert(out.pixels.end(), one.pixels.begin(), one.pixels.end());
     out.channels += one.channels;
-    out.max_value = std::max(out.max_value, one.max_value);
-    out.bits = std::max(out.bits, one.bits);
   }
   if (s.channel_paths.size() > 1 && int(m.channel_names.size()) == out.channels) out.channel_names = m.channel_names;
   out.source = s.channel_paths.size() == 1 ? s.channel_paths[0] : row;

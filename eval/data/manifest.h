@@ -4,14 +4,17 @@
 //           path / file:// URL), optional FileName_Illum<Ch> + PathName_Illum<Ch> (.npy, divided out);
 //           metadata = the Metadata_* columns. Relative paths are relative to the CSV's folder.
 //   rxrx    RxRx metadata.csv (experiment, plate, well or address, [site]) + images/<experiment>/Plate<plate>/
-//           <well>_s<site>_w<ch>.png (RxRx1) or <well>_s<site>_<ch>.jp2 / .png (RxRx3-core); channels probed.
+//           <well>_s<site>_w<ch>.png (RxRx1/2) or <well>_s<site>_<ch>.jp2 / .png; RxRx3-core's
+//           metadata_rxrx3_core.csv (experiment_name, plate, address; one site) + images/<experiment_name>/
+//           Plate<plate>/<address>_s1_<ch>.jp2 (its Hugging Face keys, <experiment>/Plate<n>/<address>_s1_<ch>,
+//           as files); channels probed.
 //   csv     one row per image, one column per channel path (columns chosen explicitly, or every column whose
 //           values are all image file names); every other column is metadata.
 //   folder  every image file under a folder (sorted); metadata path, name, folder (e.g. a class label).
 //   hest    HEST patch .h5 files (one file or a folder of them); metadata sample, barcode, x, y.
 // read_manifest(path) picks the kind: a .h5 -> hest; a CSV with FileName_Orig* -> jump, with experiment/plate/
-// well -> rxrx, else csv; a folder with load_data.csv -> jump, metadata.csv -> rxrx or csv, *.h5 only -> hest,
-// else folder.
+// well -> rxrx, else csv; a folder with load_data.csv -> jump, metadata.csv or metadata_rxrx3_core.csv -> rxrx
+// or csv, *.h5 only -> hest, else folder.
 #pragma once
 #include <cstdint>
 #include <string>

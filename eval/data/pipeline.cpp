@@ -1,6 +1,7 @@
 #include "eval/data/pipeline.h"
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <stdexcept>
 
@@ -10,11 +11,25 @@
 
 namespace tabula::data {
 
+void check_finite(const Image& img) {
+  const size_t hw = img.plane_size();
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < img.pixels.size(); ++i)
+    if (!std::isfinite(img.pixels[i]) && bad++ == 0) first = i;
+  if (bad == 0) return;
+  const size_t c = first / hw, y = (first % hw) / size_t(img.width), x = first % size_t(img.width);
+  throw std::runtime_error(img.source + ": " + std::to_string(bad) + " pixel value" + (bad == 1 ? " is" : "s are") +
+                           " NaN or infinite (the first at channel " + std::to_string(c) + ", row " + std::to_string(y) +
+                           ", column " + std::to_string(x) + "); replace or mask them before embedding");
+}
+
 void for_each_preprocessed(const Manifest& m, const Transform& t, const ChannelStrategy& s, const PipelineOptions& o,
                            const std::function<void(size_t, std::vector<Image>&)>& sink) {
   const int64_t n = o.limit >= 0 ? std::min<int64_t>(o.limit, int64_t(m.samples.size())) : int64_t(m.samples.size());
   Prefetcher<std::vector<Image>> pf(n, o.threads, o.capacity, [&](int64_t i) {
-    return preprocess_image(load_sample(m, size_t(i), o.decode), t, s);
+    Image img = load_sample(m, size_t(i), o.decode);
+    check_finite(img);
+    return preprocess_image(img, t, s);
   });
   for (int64_t i = 0; i < n; ++i) {
     std::optional<std::vector<Image>> inputs = pf.next();

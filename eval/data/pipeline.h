@@ -18,8 +18,13 @@ struct PipelineOptions {
   DecodeLimits decode;
 };
 
+// Throws naming img.source when a pixel is NaN or infinite (a float TIFF may hold them): features of such an
+// input are NaN or meaningless, so the data pipeline refuses them rather than embedding them silently.
+void check_finite(const Image& img);
+
 // Calls sink(sample, inputs) for each sample in order; inputs are the model inputs of that sample (one per
-// channel under per-channel, else one), each C x H x W float. Errors name the sample's file.
+// channel under per-channel, else one), each C x H x W float. Errors name the sample's file; samples with
+// NaN/Inf pixels are errors (check_finite).
 void for_each_preprocessed(const Manifest& m, const Transform& t, const ChannelStrategy& s, const PipelineOptions& o,
                            const std::function<void(size_t, std::vector<Image>&)>& sink);
 

@@ -6,6 +6,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "models/baselines.h"
+
 namespace tabula::data {
 
 namespace {
@@ -265,36 +267,20 @@ std::vector<CellCentre> detect_nuclei(const Image& img, int c, int min_area) {
   const float* p = img.plane(c);
   const size_t n = img.plane_size();
   // Non-finite pixels (NaN in a float TIFF) are background and stay out of the histogram.
-  float mn = INFINITY, mx = -INFINITY;
+  std::vector<float> finite;
+  finite.reserve(n);
   for (size_t i = 0; i < n; ++i)
-    if (std::isfinite(p[i])) mn = std::min(mn, p[i]), mx = std::max(mx, p[i]);
-  if (!(mx > mn)) return {};
-  // Otsu on a 256-bin histogram between min and max.
-  const int bins = 256;
-  const double lo = mn, width = (double(mx) - lo) / bins;
-  std::vector<double> hist(bins, 0.0);
-  for (size_t i = 0; i < n; ++i)
-    if (std::isfinite(p[i])) hist[size_t(std::min(bins - 1, int((p[i] - lo) / width)))] += 1;
-  double total_mean = 0, total = 0;
-  for (int b = 0; b < bins; ++b) total_mean += b * hist[size_t(b)], total += hist[size_t(b)];
-  total_mean /= total;
-  double w0 = 0, m0 = 0, best = -1;
-  int best_b = 0;
-  for (int b = 0; b < bins - 1; ++b) {
-    w0 += hist[size_t(b)] / total;
-    m0 += b * hist[size_t(b)] / total;
-    if (w0 <= 0 || w0 >= 1) continue;
-    const double mu0 = m0 / w0, mu1 = (total_mean - m0) / (1 - w0);
-    const double between = w0 * (1 - w0) * (mu0 - mu1) * (mu0 - mu1);
-    if (between > best) best = between, best_b = b;
-  }
-  const double thr = lo + (best_b + 1) * width;
+    if (std::isfinite(p[i])) finite.push_back(p[i]);
+  if (finite.empty()) return {};
+  // skimage.filters.threshold_otsu (the one Otsu in tabula, shared with the `nuclei` baseline); foreground is
+  // `image > threshold`, as skimage's examples and the baseline use it. A constant image has no foreground.
+  const float thr = baselines::otsu_threshold(finite.data(), finite.size());
   std::vector<int> label(n, 0);
   std::vector<CellCentre> out;
   std::vector<size_t> stack;
   int next = 0;
   for (size_t s = 0; s < n; ++s) {
-    if (label[s] || !(p[s] >= thr) || !std::isfinite(p[s])) continue;
+    if (label[s] || !(p[s] > thr) || !std::isfinite(p[s])) continue;
     ++next;
     double sy = 0, sx = 0;
     int area = 0;
@@ -310,7 +296,7 @@ std::vector<CellCentre> detect_nuclei(const Image& img, int c, int min_area) {
           const int yy = y + dy, xx = x + dx;
           if (yy < 0 || xx < 0 || yy >= img.height || xx >= img.width) continue;
           const size_t j = size_t(yy) * img.width + xx;
-          if (!label[j] && p[j] >= thr && std::isfinite(p[j])) label[j] = next, stack.push_back(j);
+          if (!label[j] && p[j] > thr && std::isfinite(p[j])) label[j] = next, stack.push_back(j);
         }
     }
     if (area >= min_area) out.push_back({sy / area, sx / area, area});
@@ -450,6 +436,13 @@ Image apply_geometry(const Image& img, const Transform& t) {
   else throw std::invalid_argument("unknown intensity scaling '" + t.intensity + "' (unit, percentile, minmax, none)");
   if (t.resize_h > 0 && t.resize_w > 0) x = resize_exact(x, t.resize_h, t.resize_w, t.interp, t.antialias);
   else if (t.resize > 0) x = resize_shorter(x, t.resize, t.interp, t.antialias);
+  // torchvision's CenterCrop zero-pads an image smaller than the crop; here that is an error, since a padded
+  // field is mostly zeros and almost surely a missing --resize (center_crop itself pads, as torchvision).
+  if (t.crop > 0 && (x.height < t.crop || x.width < t.crop))
+    throw std::invalid_argument(where(img) + ": " + std::to_string(x.width) + "x" + std::to_string(x.height) +
+                                (t.resize > 0 || t.resize_h > 0 ? " after resizing" : "") + " is smaller than the " +
+                                std::to_string(t.crop) + "x" + std::to_string(t.crop) +
+                                " crop; resize it first (--resize) or choose a smaller --crop");
   if (t.crop > 0) x = center_crop(x, t.crop, t.crop);
   return x;
 }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <exception>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -281,6 +283,19 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
       throw std::invalid_argument(opt.data + ": --data .npy must be float32 [N, C, H, W], got " +
                                   std::string(dtype_name(in.npy.dtype)) + " with " + std::to_string(in.npy.shape.size()) + " dims");
     in.rows = in.npy.shape[0];
+    if (in.rows == 0 || in.npy.shape[1] == 0 || in.npy.shape[2] == 0 || in.npy.shape[3] == 0)
+      throw std::invalid_argument(opt.data + ": --data .npy has shape [" + std::to_string(in.npy.shape[0]) + ", " +
+                                  std::to_string(in.npy.shape[1]) + ", " + std::to_string(in.npy.shape[2]) + ", " +
+                                  std::to_string(in.npy.shape[3]) + "]; every dimension must be at least 1");
+    {
+      const float* v = in.npy.as<float>();
+      const size_t n = static_cast<size_t>(in.npy.data.size() / sizeof(float));
+      for (size_t i = 0; i < n; ++i)
+        if (!std::isfinite(v[i]))
+          throw std::invalid_argument(opt.data + ": element " + std::to_string(i) + " (row " +
+                                      std::to_string(static_cast<int64_t>(i) / (in.npy.shape[1] * in.npy.shape[2] * in.npy.shape[3])) +
+                                      ") is NaN or infinite; replace or mask such values before embedding");
+    }
     in.describe = "preprocessed tensor (used as is)";
   } else {
     in.manifest = data::read_manifest(opt.data);
@@ -311,8 +326,16 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
   std::unique_ptr<Model> model;
   std::string weights_desc;
   if (!baseline) {
-    model = opt.weights.empty() ? build_model_seed(opt.arch, *opt.seed)
-                                : build_model(opt.arch, load_weight_map(opt.weights, opt.weights_key));
+    if (opt.weights.empty()) {
+      model = build_model_seed(opt.arch, *opt.seed);
+    } else {
+      WeightMap wm = load_weight_map(opt.weights, opt.weights_key);  // its errors name the file already
+      try {
+        model = build_model(opt.arch, wm);
+      } catch (const std::exception& e) {  // weights for another arch: say which file
+        throw std::runtime_error(opt.weights + ": " + e.what());
+      }
+    }
     const ArchConfig& ac = model->arch();
     const int default_size = static_cast<int>(model->default_input_shape()[2]);
     const int crop = opt.size > 0 ? opt.size : default_size;
@@ -463,6 +486,22 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
       throw std::runtime_error(out + ": holds an unfinished run; continue it with --resume or start over with --force");
     }
   }
+  // A run that fails before it has finished a chunk leaves nothing behind: the folder is removed if this run
+  // created it (or emptied of what this run wrote). Once a chunk is journalled, the folder is kept: `--resume`
+  // continues from it.
+  struct RemoveOnError {
+    std::string dir;
+    bool created, armed = true;
+    int exceptions = std::uncaught_exceptions();
+    ~RemoveOnError() {
+      if (!armed || std::uncaught_exceptions() <= exceptions) return;
+      std::error_code ec;
+      if (created) fs::remove_all(dir, ec);
+      else fs::remove_all(EmbeddingStore::partial_dir(dir), ec);
+    }
+  } remove_on_error{out, root && !fs::exists(out)};
+  // Only rank 0 owns the folder; an earlier run's progress is not ours to delete.
+  if (!root || fs::exists(EmbeddingStore::partial_dir(out))) remove_on_error.armed = false;
   if (root) fs::create_directories(out);
   // Rank 0 opens the run (and with --resume reads every journal); the other ranks join once it has. On --resume
   // each rank re-hashes a share of the journalled chunks (chunk k: rank k mod size) and the pending chunks are the
@@ -512,35 +551,60 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
   int ranks_finished = 0;
 
   const auto& layer_dims = ex->layers();
+  using Clock = std::chrono::steady_clock;
+  auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+  double forward_s = 0, write_s = 0, loop_s = 0;
   size_t chunk_i = 0;
-  std::vector<std::vector<Image>> chunk_inputs;  // per sample of the current chunk
-  auto flush_chunk = [&]() {
-    const RowRange& c = pending[chunk_i];
-    // Model inputs of the chunk in order; batches never span chunks.
-    std::vector<const Image*> flat;
-    for (auto& s : chunk_inputs)
-      for (auto& im : s) flat.push_back(&im);
-    std::vector<std::vector<float>> per_layer(layer_dims.size());
-    for (size_t b = 0; b < flat.size(); b += static_cast<size_t>(opt.batch)) {
-      std::vector<const Image*> batch(flat.begin() + static_cast<std::ptrdiff_t>(b),
-                                      flat.begin() + static_cast<std::ptrdiff_t>(std::min(flat.size(), b + static_cast<size_t>(opt.batch))));
+  // The current chunk's model inputs in order (per sample, its inputs in channel order). Batches never span
+  // chunks, so they are the same whatever is resumed or sharded; within a chunk, each batch runs as soon as its
+  // inputs have arrived (the model starts on the first batch instead of waiting for the whole chunk to decode).
+  std::vector<Image> chunk_flat;
+  size_t chunk_done = 0;  // inputs of chunk_flat already through the model
+  int64_t chunk_samples = 0;
+  std::vector<std::vector<float>> per_layer(layer_dims.size());
+  auto run_batches = [&](bool chunk_complete) {
+    const size_t B = static_cast<size_t>(opt.batch);
+    while (chunk_flat.size() - chunk_done >= B || (chunk_complete && chunk_done < chunk_flat.size())) {
+      const size_t end = std::min(chunk_flat.size(), chunk_done + B);
+      std::vector<const Image*> batch;
+      for (size_t i = chunk_done; i < end; ++i) batch.push_back(&chunk_flat[i]);
+      const auto tf0 = Clock::now();
       auto feats = ex->run(batch);
+      forward_s += since(tf0);
       for (size_t l = 0; l < feats.size(); ++l) per_layer[l].insert(per_layer[l].end(), feats[l].begin(), feats[l].end());
+      for (size_t i = chunk_done; i < end; ++i) chunk_flat[i] = Image();  // free the pixels early
+      chunk_done = end;
     }
+  };
+  auto add_sample = [&](std::vector<Image>& inputs) {
+    for (Image& im : inputs) chunk_flat.push_back(std::move(im));
+    ++chunk_samples;
+    const RowRange& c = pending[chunk_i];
+    const bool complete = chunk_samples == c.size();
+    run_batches(complete);
+    if (!complete) return;
     // Per sample: its inputs' features concatenated in channel order (per-channel strategy), per layer.
     std::vector<LayerRows> rows_out;
     for (size_t l = 0; l < layer_dims.size(); ++l) {
       LayerRows lr{layer_dims[l].first, layer_dims[l].second * inputs_per_sample, std::move(per_layer[l])};
       rows_out.push_back(std::move(lr));
     }
+    const auto tw0 = Clock::now();
     store.put(c, rows_out);
+    write_s += since(tw0);
+    remove_on_error.armed = false;  // progress worth keeping for --resume
     exit_if_test_hook(world.rank, static_cast<int64_t>(chunk_i) + 1);
     if (root) progress.advance(c.size() + mpi::poll_progress(&ranks_finished));
     else mpi::post_progress(c.size());
-    chunk_inputs.clear();
+    chunk_flat.clear();
+    chunk_done = 0;
+    chunk_samples = 0;
+    per_layer.assign(layer_dims.size(), {});
     ++chunk_i;
   };
+  int summary_decode_threads = 0, summary_prefetch = 0;
   if (in.from_npy) {
+    const auto tl0 = Clock::now();
     const int64_t per = in.npy.shape[1] * in.npy.shape[2] * in.npy.shape[3];
     const float* base = in.npy.as<float>();
     for (const RowRange& c : pending) {
@@ -549,22 +613,31 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
         const float* src = base + (rows.begin + r) * per;
         std::copy(src, src + per, im.pixels.begin());
         im.source = opt.data + " row " + std::to_string(rows.begin + r);
-        chunk_inputs.push_back({std::move(im)});
+        std::vector<Image> one;
+        one.push_back(std::move(im));
+        add_sample(one);
       }
-      flush_chunk();
     }
+    loop_s = since(tl0);
   } else if (!global_rows.empty()) {
     data::Manifest sub = in.manifest;
     sub.samples.clear();
     for (int64_t r : global_rows) sub.samples.push_back(in.manifest.samples[static_cast<size_t>(r)]);
     data::PipelineOptions po;
+    // Decode up to two chunks ahead, so the workers keep decoding while the model runs and a slow field (or a
+    // burst of them) does not starve it (bench/RESULTS_data.md). Memory: 2 chunks of model inputs (ResNet-50,
+    // 5 channels, batch 16: 24 samples, ~72 MB).
+    po.capacity = static_cast<int>(std::clamp<int64_t>(2 * chunk_rows, 8, 256));
+    summary_decode_threads = po.threads;
+    summary_prefetch = po.capacity;
+    const auto tl0 = Clock::now();
     data::for_each_preprocessed(sub, tf, strategy, po, [&](size_t, std::vector<Image>& inputs) {
       if (static_cast<int>(inputs.size()) != inputs_per_sample)
         throw std::runtime_error(opt.data + ": a sample gave " + std::to_string(inputs.size()) + " model inputs, expected " +
                                  std::to_string(inputs_per_sample) + " (all images need the same channels)");
-      chunk_inputs.push_back(std::move(inputs));
-      if (static_cast<int64_t>(chunk_inputs.size()) == pending[chunk_i].size()) flush_chunk();
+      add_sample(inputs);
     });
+    loop_s = since(tl0);
   }
   if (dist) {
     // Rank 0 keeps the bar moving until every rank is done, then adopts their journal lines and assembles.
@@ -627,6 +700,11 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
     s.dims.push_back(dim * inputs_per_sample);
   }
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  s.forward_seconds = forward_s;
+  s.write_seconds = write_s;
+  s.wait_seconds = std::max(0.0, loop_s - forward_s - write_s);  // the rest of the loop: waiting for inputs (+ copies)
+  s.decode_threads = summary_decode_threads;
+  s.prefetch_samples = summary_prefetch;
   (void)run_for_key;
   return s;
 }

@@ -51,6 +51,10 @@ struct EmbedSummary {
   std::vector<std::string> layers;
   std::vector<int64_t> dims;
   double seconds = 0;
+  // Where the compute loop's wall time went: the model's forward passes, waiting for the prefetcher to deliver
+  // decoded + preprocessed samples, and journalling chunks. busy = forward / (forward + waiting + writing).
+  double forward_seconds = 0, wait_seconds = 0, write_seconds = 0;
+  int decode_threads = 0, prefetch_samples = 0;
 };
 
 EmbedSummary run_embed(const EmbedOptions& opt);

@@ -40,9 +40,9 @@ TEST(DataCsv, QuotesCrlfAndErrorsWithLineNumbers) {
   EXPECT_EQ(t.line_of_row[1], 4);
   EXPECT_EQ(t.at(1, "c"), "6");
   EXPECT_NE(error_of([] { parse_csv_table("a,b\n1,2\n3\n", "r.csv"); }).find("r.csv:3: 1 fields, the header has 2"), std::string::npos);
-  EXPECT_NE(error_of([] { parse_csv_table("a,b\n1,\"open\n", "q.csv"); }).find("q.csv:2:3: unterminated"), std::string::npos);
-  EXPECT_NE(error_of([] { parse_csv_table("a,a\n", "d.csv"); }).find("duplicate column 'a'"), std::string::npos);
-  EXPECT_NE(error_of([] { parse_csv_table("", "e.csv"); }).find("e.csv: empty CSV"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_csv_table("a,b\n1,\"open\n", "q.csv"); }).find("q.csv:2:2: unterminated"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_csv_table("a,a\n", "d.csv"); }).find("d.csv:1:2: duplicate column name 'a'"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_csv_table("", "e.csv"); }).find("e.csv: empty file (no header row)"), std::string::npos);
 }
 
 TEST(DataManifest, JumpLoadDataWithIlluminationFromSynth) {
@@ -122,6 +122,34 @@ TEST(DataManifest, RxRxLayoutIsProbed) {
   EXPECT_EQ(img.at(2, 0, 0), 30.0f);
 }
 
+// RxRx3-core as documented (rxrx-datasets/rxrx3-core/README.md): metadata_rxrx3_core.csv (experiment_name, plate,
+// address; no site column) and 8-bit <address>_s1_<1..6>.jp2 per well under <experiment_name>/Plate<plate>/.
+// Fixtures written by Pillow/OpenJPEG (weights_tools/reference/rxrx3_fixtures.py), one of them lossy; the decoded
+// samples must be Pillow's exactly and the metadata (a quoted SMILES with commas) must reach index.csv unchanged.
+TEST(DataManifest, RxRx3CoreLayoutLoads) {
+  const std::string dir = test::fixture("data/rxrx3_core").string();
+  Manifest m = read_manifest(dir);
+  EXPECT_EQ(m.kind, "rxrx");
+  ASSERT_EQ(m.samples.size(), 3u);
+  EXPECT_EQ(m.channel_names, (std::vector<std::string>{"w1", "w2", "w3", "w4", "w5", "w6"}));
+  EXPECT_EQ(m.samples[1].channel_paths[2], dir + "/images/compound-001/Plate19/AD20_s1_3.jp2");
+  for (size_t i = 0; i < m.samples.size(); ++i) {
+    const std::string well_id = m.samples[i].meta[0];
+    NpyArray want = read_npy(dir + "/" + well_id + ".npy");
+    Image img = load_sample(m, i);
+    ASSERT_EQ(img.channels, 6) << well_id;
+    ASSERT_EQ((std::vector<int64_t>{img.channels, img.height, img.width}), want.shape) << well_id;
+    EXPECT_EQ(img.bits, 8);
+    EXPECT_EQ(img.pixels, want.to_f32()) << well_id;
+  }
+  std::string idx = index_csv(m, {0, 1, 2});
+  EXPECT_EQ(idx.rfind("well_id,experiment_name,plate,address,gene,treatment,SMILES,concentration,perturbation_type,cell_type\n", 0), 0u) << idx;
+  EXPECT_NE(idx.find("\"CC1=[N+](CCCCCCCCCC[N+]2=C(C)C=C(N)C3=CC=CC=C23)C2=CC=CC=C2C(N)=C1 |c:1,13,21,29,31,35,t:16,19,23,27|\",0.25,COMPOUND"),
+            std::string::npos) << idx;
+  // The metadata file given directly picks the same layout.
+  EXPECT_EQ(read_manifest(dir + "/metadata_rxrx3_core.csv").samples.size(), 3u);
+}
+
 TEST(DataManifest, GenericCsvAndFolder) {
   fs::path dir = test::scratch_dir();
   fs::create_directories(dir / "imgs" / "classA");
@@ -130,7 +158,8 @@ TEST(DataManifest, GenericCsvAndFolder) {
     std::fill(g.pixels.begin(), g.pixels.end(), float(k + 1));
     write_png((dir / "imgs" / "classA" / ("c0_" + std::to_string(k) + ".png")).string(), g);
     std::fill(g.pixels.begin(), g.pixels.end(), float(100 + k));
-    write_tiff((dir / "imgs" / ("c1_" + std::to_string(k) + ".tif")).string(), g, 16, true);
+    // 8-bit like the PNGs: channels of one sample must share a sample type (BadInput.MixedDtypes).
+    write_tiff((dir / "imgs" / ("c1_" + std::to_string(k) + ".tif")).string(), g, 8, true);
   }
   write_file_atomic((dir / "list.csv").string(),
                     "treatment,path_nuclei,path_actin,dose\n"

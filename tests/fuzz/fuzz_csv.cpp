@@ -1,4 +1,4 @@
-// CSV readers: the evaluator's table (metadata, index.csv) and the data layer's manifest reader.
+// The CSV parser (eval/table.h: metadata, index.csv, manifests) and the manifest view over it (eval/data/csv.h).
 #include <cstdint>
 #include <stdexcept>
 #include <string>

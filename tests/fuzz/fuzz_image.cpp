@@ -1,4 +1,5 @@
-// Image decoders (TIFF via libtiff, PNG/JPEG via stb_image, JPEG 2000 via OpenJPEG), dispatched by content.
+// Image decoders (TIFF via libtiff, PNG via stb_image, JPEG via libjpeg-turbo, JPEG 2000 via OpenJPEG), dispatched by
+// content.
 #include <cstdint>
 #include <stdexcept>
 

@@ -110,7 +110,7 @@ def decode_fixtures():
     rgba = np.concatenate([rgb, rng.integers(0, 256, (H, W, 1), dtype=np.uint8)], axis=2)
     Image.fromarray(rgba).save(os.path.join(DEC, "rgba8.png"))
     expect("rgba8.png", rgb.transpose(2, 0, 1), bits=8)
-    # JPEG: decoders may differ in IDCT rounding; the test allows a small tolerance (libjpeg vs stb_image).
+    # JPEG (more cases in jpeg_fixtures.py; tabula decodes with libjpeg-turbo as Pillow does, the test is exact).
     smooth = np.stack([((np.sin(yy / 4.0 + k) + 1) * 100 + xx).clip(0, 255) for k in range(3)], axis=2).astype(np.uint8)
     Image.fromarray(smooth).save(os.path.join(DEC, "rgb.jpg"), quality=95)
     expect("rgb.jpg", np.asarray(Image.open(os.path.join(DEC, "rgb.jpg"))).transpose(2, 0, 1), bits=8, tolerance=3)
