@@ -580,9 +580,9 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
     for (Image& im : inputs) chunk_flat.push_back(std::move(im));
     ++chunk_samples;
     const RowRange& c = pending[chunk_i];
-    const bool complete = chunk_samples == c.size();
-    run_batches(complete);
-    if (!complete) return;
+    const bool chunk_complete = chunk_samples == c.size();
+    run_batches(chunk_complete);
+    if (!chunk_complete) return;
     // Per sample: its inputs' features concatenated in channel order (per-channel strategy), per layer.
     std::vector<LayerRows> rows_out;
     for (size_t l = 0; l < layer_dims.size(); ++l) {
