@@ -113,9 +113,10 @@ def torch_row(timm_name, size, batch, precision, compile_, iters):
     return {"images_s": batch / (ms * 1e-3), "latency_ms": ms, "peak_gpu_mem_mb": peak}
 
 
-def tabula_row(binary, arch, batch, precision, device, iters, graph=False, timeout=600):
-    cmd = [binary, "bench", arch, "--batch", str(batch), "--device", device, "--precision", precision,
-           "--iters", str(iters)] + (["--graph"] if graph else [])
+def tabula_row(binary, arch, size, batch, precision, device, iters, graph=False, timeout=600):
+    # --size: the same input size as the torch row (timm's DINOv2 names default to 518 px, the table uses 224)
+    cmd = [binary, "bench", arch, "--batch", str(batch), "--size", str(size), "--device", device, "--precision",
+           precision, "--iters", str(iters)] + (["--graph"] if graph else [])
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -164,9 +165,9 @@ def main():
                 impls = [("torch eager", lambda: torch_row(timm_name, size, batch, precision, False, args.iters))]
                 if not args.no_compile:
                     impls.append(("torch.compile", lambda: torch_row(timm_name, size, batch, precision, True, args.iters)))
-                impls.append(("tabula", lambda: tabula_row(args.tabula, arch, batch, precision, args.device, args.iters,
+                impls.append(("tabula", lambda: tabula_row(args.tabula, arch, size, batch, precision, args.device, args.iters,
                                                            timeout=args.tabula_timeout)))
-                impls.append(("tabula graph", lambda: tabula_row(args.tabula, arch, batch, precision, args.device,
+                impls.append(("tabula graph", lambda: tabula_row(args.tabula, arch, size, batch, precision, args.device,
                                                                  args.iters, graph=True, timeout=args.tabula_timeout)))
                 for impl, run in impls:
                     t0 = time.time()
