@@ -43,7 +43,8 @@ ZipArchive::ZipArchive(std::shared_ptr<const MappedFile> file) : file_(std::move
   if (count == 0xFFFF || cd_size == 0xFFFFFFFF || cd_offset == 0xFFFFFFFF) {
     if (eocd < 20 || u32(d + eocd - 20) != kZip64LocatorSig) fail("ZIP64 end-of-central-directory locator missing");
     uint64_t z64 = u64(d + eocd - 20 + 8);
-    if (z64 > n - 56 || u32(d + z64) != kZip64EndSig) fail("ZIP64 end-of-central-directory record out of place");
+    // (n < 56 first: n - 56 would wrap around -- found by fuzz_checkpoint, corpus regression)
+    if (n < 56 || z64 > n - 56 || u32(d + z64) != kZip64EndSig) fail("ZIP64 end-of-central-directory record out of place");
     count = u64(d + z64 + 32);
     cd_size = u64(d + z64 + 40);
     cd_offset = u64(d + z64 + 48);
@@ -87,7 +88,7 @@ ZipArchive::ZipArchive(std::shared_ptr<const MappedFile> file) : file_(std::move
       x += 4 + len;
     }
     if (flags & 1) fail("entry '" + e.name + "' is encrypted");
-    if (local > n - 30 || u32(d + local) != kLocalSig) fail("entry '" + e.name + "': local header out of place (truncated?)");
+    if (n < 30 || local > n - 30 || u32(d + local) != kLocalSig) fail("entry '" + e.name + "': local header out of place (truncated?)");
     uint64_t data_off = local + 30 + u16(d + local + 26) + u16(d + local + 28);
     if (data_off > n || csize > n - data_off)
       fail("entry '" + e.name + "' (" + std::to_string(csize) + " bytes) runs past the end of the file (truncated?)");
