@@ -39,6 +39,9 @@ struct DeviceOps {
   Tensor (*clone)(const Tensor&);
   Tensor (*to_host)(const Tensor&);
   Tensor (*to_device_like)(const Tensor& host, const Tensor& like);  // host -> the device `like` lives on
+  Tensor (*to_dtype)(const Tensor&, DType);                          // Tensor::to on the device
+  // x W^T + bias + residual with the add inside the GEMM (models/device.h linear_residual)
+  Tensor (*linear_residual)(const Tensor&, const Tensor&, const Tensor&, const Tensor&);
 };
 
 void register_device_ops(Device d, const DeviceOps* table);

@@ -401,7 +401,7 @@ Tensor Tensor::clone() const {
 
 Tensor Tensor::to(DType dt) const {
   if (dt == dtype_) return *this;
-  if (on_gpu(*this)) op_error("Tensor::to", "dtype conversion of a " + std::string(device_name(device())) + " tensor " + str());
+  if (on_gpu(*this)) return device_ops("Tensor::to", device()).to_dtype(*this, dt);
   Tensor out = empty(shape_, dt);
   out.copy_(*this);
   return out;

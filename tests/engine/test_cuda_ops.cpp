@@ -15,6 +15,7 @@
 #include <functional>
 #include <random>
 
+#include "engine/device_ops.h"
 #include "engine/ops.h"
 #include "engine/system.h"
 #include "engine/validate.h"
@@ -554,6 +555,176 @@ TEST(GpuGraph, ReplayMatchesEagerForEachNewBatch) {
     Tensor eager = cuda::to_host(forward());
     ASSERT_EQ(replayed.shape(), eager.shape());
     EXPECT_EQ(std::memcmp(replayed.data<float>(), eager.data<float>(), eager.nbytes()), 0) << "batch " << batch;
+  }
+}
+
+// ---- 16-bit activations (a forward in bf16/fp16 keeps its activations in 16 bits between ops) ----
+namespace {
+// Brings a device result of any storage type back as f32 on the host.
+Tensor host_f32(const Tensor& d) { return cuda::to_host(cuda::contiguous(d)).to(DType::f32); }
+// The host value a 16-bit device tensor holds: x rounded to bf16/fp16, as f32.
+DType half_of(cuda::Precision p) { return p == cuda::Precision::bf16 ? DType::bf16 : DType::f16; }
+// Output rounding to 16 bits (unit roundoff u = 2^-8 for bf16, 2^-11 for fp16; 2u allowed) on top of the fp32 noise `abs`.
+double unit_roundoff(cuda::Precision p) { return p == cuda::Precision::bf16 ? 1.0 / 256 : 1.0 / 2048; }
+Tolerance half_tol(cuda::Precision p, double abs) { return {abs, 2 * unit_roundoff(p)}; }
+// A GEMM/conv result rounded to 16 bits before its bias/residual/activation epilogue (cuBLASLt and cuDNN write the
+// 16-bit product, then the epilogue adds in fp32 and rounds again, as torch's bf16 addmm/conv + BN do): the first
+// rounding is relative to the product's magnitude `amax`, not to the final value (cancellation with the bias).
+Tolerance epilogue_tol(cuda::Precision p, double amax, double abs) {
+  return {2 * unit_roundoff(p) * (amax + 2) + abs, 2 * unit_roundoff(p)};
+}
+double max_abs(const Tensor& t) {
+  double m = 0;
+  for (float v : t.contiguous().to_vector()) m = std::max(m, static_cast<double>(std::abs(v)));
+  return m;
+}
+#define EXPECT_GPU16_MATCHES(gpu_expr, ref_expr, tol, what)                                                   \
+  do {                                                                                                       \
+    auto r_ = validate::check([&] { return host_f32(gpu_expr); }, [&] { return ref_expr; }, tol);            \
+    EXPECT_TRUE(r_.ok) << what << ": " << r_.message << " (seed " << validate::run_seed()                   \
+                       << "; replay with TABULA_TEST_SEED)";                                                 \
+  } while (0)
+}  // namespace
+
+TEST(GpuOps16, ConversionsAndCopiesKeepTheStorageType) {
+  REQUIRE_GPU();
+  auto g = rng_for("half-copies");
+  for (cuda::Precision p : {cuda::Precision::bf16, cuda::Precision::fp16}) {
+    const DType h = half_of(p);
+    Tensor x = random_tensor({2, 5, 7, 16}, g, 3.f);
+    Tensor xd = dev(x).to(h);
+    ASSERT_EQ(xd.dtype(), h);
+    EXPECT_EQ(host_f32(xd).to_vector(), rounded(x, p).to_vector()) << "Tensor::to on the device rounds as the host";
+    EXPECT_EQ(xd.to(DType::f32).dtype(), DType::f32);
+    // strided views of every rank through the copy kernel (vectorised and element paths)
+    for (const std::vector<int64_t>& perm : {std::vector<int64_t>{0, 2, 1, 3}, {3, 1, 2, 0}, {0, 1, 3, 2}}) {
+      Tensor got = host_f32(cuda::contiguous(xd.permute(perm)));
+      EXPECT_EQ(got.to_vector(), rounded(x, p).permute(perm).contiguous().to_vector()) << "permute";
+    }
+    Tensor c = cuda::cat({dev(random_tensor({2, 1, 16}, g)), xd.select(1, 0).reshape({2, 7, 16})}, 1);
+    EXPECT_EQ(c.dtype(), h) << "an f32 class token joined to 16-bit tokens gives 16-bit tokens";
+    EXPECT_EQ(to_host(xd).dtype(), DType::f32) << "host copies of 16-bit device tensors are f32";
+  }
+}
+
+TEST(GpuOps16, ElementwiseRowOpsAndPools) {
+  REQUIRE_GPU();
+  auto g = rng_for("half-rows");
+  for (cuda::Precision p : {cuda::Precision::bf16, cuda::Precision::fp16}) {
+    PrecisionScope ps(p);
+    const DType h = half_of(p);
+    Tensor x = rounded(random_tensor({3, 197, 96}, g, 3.f), p), pos = random_tensor({1, 197, 96}, g);
+    Tensor w = random_tensor({96}, g), b = random_tensor({96}, g);
+    Tensor xd = dev(x).to(h);
+    EXPECT_GPU16_MATCHES(cuda::add(xd, dev(pos)), ref::add(x, pos), half_tol(p, 1e-6), "add 16-bit + f32 broadcast");
+    EXPECT_GPU16_MATCHES(cuda::add(xd, xd), ref::add(x, x), half_tol(p, 1e-6), "add same layout");
+    EXPECT_GPU16_MATCHES(cuda::layer_scale(xd, dev(w)), ref::layer_scale(x, w), half_tol(p, 1e-6), "layer_scale");
+    EXPECT_GPU16_MATCHES(cuda::mul(xd, 0.5f), ref::mul(x, 0.5f), half_tol(p, 1e-6), "mul scalar");
+    EXPECT_GPU16_MATCHES(cuda::layer_norm(xd, dev(w), dev(b), 1e-6), ref::layer_norm(x, w, b, 1e-6), half_tol(p, 1e-4), "layer_norm");
+    EXPECT_GPU16_MATCHES(cuda::softmax(xd), ref::softmax(x), half_tol(p, 1e-6), "softmax");
+    for (Activation a : {Activation::relu, Activation::gelu, Activation::silu})
+      EXPECT_GPU16_MATCHES(cuda::activation(xd, a), ref::activation(x, a), half_tol(p, 1e-6), "activation " << static_cast<int>(a));
+    EXPECT_EQ(cuda::layer_norm(xd, dev(w), dev(b)).dtype(), h);
+    for (Pool pl : {Pool::avg, Pool::cls, Pool::max, Pool::gem}) {
+      Tensor got = cuda::pool(xd, pl, 1);
+      EXPECT_EQ(got.dtype(), DType::f32) << "pooled features are f32";
+      EXPECT_GPU_MATCHES(got, ref::pool(x, pl, 1), (Tolerance{1e-5, 1e-4}), "pool " << static_cast<int>(pl));
+    }
+    // channels-last feature maps (what 16-bit convolutions return): pools read them in place
+    Tensor m = rounded(random_tensor({2, 24, 9, 11}, g, 2.f), p);
+    Tensor md = cuda::contiguous(dev(m).to(h).permute({0, 2, 3, 1})).permute({0, 3, 1, 2});
+    Tensor mp = cuda::max_pool2d(md, {3, 3}, {2, 2}, {1, 1});
+    EXPECT_EQ(mp.stride(1), 1) << "max_pool2d keeps channels-last";
+    EXPECT_GPU16_MATCHES(mp, ref::max_pool2d(m, {3, 3}, {2, 2}, {1, 1}), (Tolerance{0, 0}), "max_pool2d channels-last");
+    EXPECT_GPU16_MATCHES(cuda::adaptive_avg_pool2d(md, {1, 1}), ref::adaptive_avg_pool2d(m, {1, 1}), half_tol(p, 1e-6), "global avg");
+    EXPECT_GPU16_MATCHES(cuda::adaptive_avg_pool2d(md, {2, 3}), ref::adaptive_avg_pool2d(m, {2, 3}), half_tol(p, 1e-6), "adaptive avg");
+    EXPECT_GPU_MATCHES(cuda::pool(md, Pool::avg), ref::pool(m, Pool::avg), (Tolerance{1e-5, 1e-4}), "pool channels-last");
+    EXPECT_GPU16_MATCHES(cuda::relu(md), ref::relu(m), (Tolerance{0, 0}), "relu channels-last");
+  }
+}
+
+TEST(GpuOps16, LinearConvAttentionIn16Bits) {
+  REQUIRE_GPU();
+  auto g = rng_for("half-gemm");
+  for (cuda::Precision p : {cuda::Precision::bf16, cuda::Precision::fp16}) {
+    PrecisionScope ps(p);
+    const DType h = half_of(p);
+    for (int64_t K : {96, 768, 100}) {
+      Tensor x = rounded(random_tensor({2, 197, K}, g), p), w = random_tensor({3 * 96, K}, g, 0.2f), b = random_tensor({3 * 96}, g);
+      Tensor wd = cuda::convert_weight(dev(w));
+      const double rk = std::sqrt(static_cast<double>(K));
+      for (Activation a : {Activation::none, Activation::gelu}) {
+        Tensor y = cuda::linear(dev(x).to(h), wd, dev(b).to(h), a);
+        EXPECT_EQ(y.dtype(), h);
+        // the bias is stored in 16 bits as the model keeps it (upload_activation_param)
+        const double amax = max_abs(ref::linear(x, rounded(w, p), {}));
+        EXPECT_GPU16_MATCHES(y, ref::linear(x, rounded(w, p), rounded(b, p), a), epilogue_tol(p, amax, 2e-5 * rk), "linear K=" << K);
+      }
+      // the residual add inside the GEMM (cuBLASLt's C operand), as a ViT block's x + proj(...)
+      Tensor res = rounded(random_tensor({2, 197, 3 * 96}, g), p);
+      EXPECT_GPU16_MATCHES(cuda::linear(dev(x).to(h), wd, dev(b).to(h), Activation::none, dev(res).to(h)),
+                           ref::add(ref::linear(x, rounded(w, p), rounded(b, p)), res), epilogue_tol(p, max_abs(ref::linear(x, rounded(w, p), {})), 2e-5 * rk),
+                           "linear + residual K=" << K);
+      {
+        PrecisionScope f32(cuda::Precision::fp32);  // the f32 form of the same
+        Tensor xf = random_tensor({3, 5, K}, g), rf = random_tensor({3, 5, 3 * 96}, g);
+        EXPECT_GPU_MATCHES(cuda::linear(dev(xf), dev(w), dev(b), Activation::none, dev(rf)), ref::add(ref::linear(xf, w, b), rf),
+                           gemm_tol(cuda::Precision::fp32, K), "f32 linear + residual K=" << K);
+      }
+    }
+    struct Case { Shape x, w; Conv2dOptions o; };
+    const Case cases[] = {
+        {{2, 3, 37, 37}, {16, 3, 7, 7}, {{2, 2}, {3, 3}, {1, 1}, 1}},      // stem: 3 input channels
+        {{2, 64, 14, 14}, {64, 64, 3, 3}, {{1, 1}, {1, 1}, {1, 1}, 1}},    // 3x3 body conv
+        {{2, 64, 9, 9}, {128, 64, 1, 1}, {{2, 2}, {0, 0}, {1, 1}, 1}},     // strided 1x1 downsample
+        {{2, 32, 9, 9}, {32, 8, 3, 3}, {{2, 2}, {1, 1}, {1, 1}, 4}},       // grouped
+        {{2, 3, 64, 48}, {48, 3, 16, 16}, {{16, 16}, {0, 0}, {1, 1}, 1}},  // ViT patch embedding
+    };
+    for (const Case& c : cases) {
+      Tensor x = rounded(random_tensor(c.x, g), p), w = random_tensor(c.w, g, 0.5f), b = random_tensor({c.w[0]}, g);
+      Tensor y0 = ref::conv2d(x, rounded(w, p), b, c.o);
+      Tensor res = rounded(random_tensor(y0.shape(), g), p);
+      const double rk = std::sqrt(static_cast<double>(c.w[1] * c.w[2] * c.w[3]));
+      const Tolerance tol = epilogue_tol(p, max_abs(ref::conv2d(x, rounded(w, p), {}, c.o)), 2e-5 * rk);
+      Tensor y = cuda::conv2d(dev(x).to(h), dev(w), dev(b), c.o);
+      EXPECT_EQ(y.dtype(), h);
+      EXPECT_EQ(y.stride(1), 1) << "16-bit convolutions return channels-last";
+      EXPECT_GPU16_MATCHES(y, y0, tol, "conv2d " << x.str() << " * " << w.str());
+      for (Activation a : {Activation::relu, Activation::none})
+        EXPECT_GPU16_MATCHES(cuda::conv2d(dev(x).to(h), dev(w), dev(b), c.o, a, dev(res).to(h)),
+                             ref::conv2d(x, rounded(w, p), b, c.o, a, res), tol,
+                             "conv2d+bias+residual act " << static_cast<int>(a) << " " << x.str() << " * " << w.str());
+      // a channels-last 16-bit input is read in place: the result of one conv feeds the next
+      Tensor w2 = random_tensor({8, c.w[0], 1, 1}, g, 0.5f);
+      EXPECT_GPU16_MATCHES(cuda::conv2d(y, dev(w2), {}, {}), ref::conv2d(host_f32(y), rounded(w2, p), {}, {}),
+                           half_tol(p, 2e-5 * std::sqrt(static_cast<double>(c.w[0]))), "conv2d of a channels-last result");
+    }
+    for (int64_t N : {197, 257, 50}) {
+      for (int64_t D : {64, 80, 128, 32}) {  // 64-128: the tensor-core flash kernel; 32: the GEMM path
+        Tensor q = rounded(random_tensor({2, 3, N, D}, g), p), k = rounded(random_tensor({2, 3, N, D}, g), p);
+        Tensor v = rounded(random_tensor({2, 3, N, D}, g), p);
+        Tensor o = cuda::scaled_dot_product_attention(dev(q).to(h), dev(k).to(h), dev(v).to(h));
+        EXPECT_EQ(o.dtype(), h);
+        EXPECT_GPU16_MATCHES(o, ref::scaled_dot_product_attention(q, k, v),
+                             (Tolerance{p == cuda::Precision::bf16 ? 3e-3 : 5e-4, p == cuda::Precision::bf16 ? 8e-3 : 1e-3}),
+                             "sdpa 16-bit N=" << N << " D=" << D);
+        // strided q/k/v views of one packed qkv tensor, as the ViT forward passes them
+        Tensor qkv = rounded(random_tensor({2, N, 3, 3, D}, g), p);
+        Tensor qv = qkv.permute({2, 0, 3, 1, 4});
+        Tensor dq = dev(qkv).to(h).permute({2, 0, 3, 1, 4});
+        EXPECT_GPU16_MATCHES(cuda::scaled_dot_product_attention(dq.select(0, 0), dq.select(0, 1), dq.select(0, 2)),
+                             ref::scaled_dot_product_attention(qv.select(0, 0).contiguous(), qv.select(0, 1).contiguous(),
+                                                               qv.select(0, 2).contiguous()),
+                             (Tolerance{p == cuda::Precision::bf16 ? 3e-3 : 5e-4, p == cuda::Precision::bf16 ? 8e-3 : 1e-3}),
+                             "sdpa 16-bit strided views N=" << N);
+      }
+    }
+    // the attention-probabilities tap stays exact (fp32 probabilities) and the output takes the inputs' type
+    Tensor q = rounded(random_tensor({1, 2, 33, 64}, g), p);
+    Tensor probs;
+    Tensor o = cuda::scaled_dot_product_attention(dev(q).to(h), dev(q).to(h), dev(q).to(h), std::nullopt, &probs);
+    EXPECT_EQ(o.dtype(), h);
+    EXPECT_EQ(probs.dtype(), DType::f32);
   }
 }
 
