@@ -8,7 +8,8 @@ Run on a CUDA machine where torch + timm are installed and tabula was built with
 For every (arch, batch, precision) in ARCHS x --batches (default 1,64,256) x --precisions (default fp32,tf32,bf16):
   torch eager    timm model, eval, channels_last, torch.backends.cuda.matmul/cudnn.allow_tf32 set per precision,
                  bf16 via torch.autocast (fp32 accumulate), timm's fused attention = F.scaled_dot_product_attention;
-  torch.compile  the same module through torch.compile(mode="max-autotune-no-cudagraphs") (skip with --no-compile);
+  torch.compile  the same module through torch.compile(mode=--compile-mode, default "max-autotune-no-cudagraphs";
+                 "default" skips inductor's autotuning when time is short) (skip with --no-compile);
   tabula         `TABULA bench ARCH --batch B --device cuda:N --precision P --iters I` in a subprocess, eagerly
                  and with --graph (the forward captured once as a CUDA graph and replayed).
 
@@ -32,11 +33,12 @@ import subprocess
 import sys
 import time
 
-# (tabula arch name, timm name, input size)
+# (name in the table and --archs, timm name, input size, tabula arch): timm builds the DINOv2 ViT-L at
+# img_size=224 (pos-embed on a 16x16 grid); tabula's timm name takes the same key (its default is timm's 518).
 ARCHS = [
-    ("resnet50", "resnet50.tv_in1k", 224),
-    ("vit_base_patch16_224", "vit_base_patch16_224", 224),
-    ("vit_large_patch14_dinov2", "vit_large_patch14_dinov2", 224),
+    ("resnet50", "resnet50.tv_in1k", 224, "resnet50"),
+    ("vit_base_patch16_224", "vit_base_patch16_224", 224, "vit_base_patch16_224"),
+    ("vit_large_patch14_dinov2", "vit_large_patch14_dinov2", 224, "vit_large_patch14_dinov2:img=224"),
 ]
 
 
@@ -87,7 +89,7 @@ def set_precision_flags(precision):
     torch.backends.cudnn.allow_tf32 = tf32
 
 
-def torch_row(timm_name, size, batch, precision, compile_, iters):
+def torch_row(timm_name, size, batch, precision, compile_, iters, compile_mode="max-autotune-no-cudagraphs"):
     import timm
     import torch
 
@@ -95,7 +97,7 @@ def torch_row(timm_name, size, batch, precision, compile_, iters):
     kwargs = {"img_size": size} if "vit" in timm_name else {}
     m = timm.create_model(timm_name, pretrained=False, **kwargs).cuda().eval().to(memory_format=torch.channels_last)
     if compile_:
-        m = torch.compile(m, mode="max-autotune-no-cudagraphs")
+        m = torch.compile(m, mode=compile_mode)
     x = torch.randn(batch, 3, size, size, device="cuda").to(memory_format=torch.channels_last)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
@@ -141,9 +143,10 @@ def main():
     ap.add_argument("--device", default="cuda:0")
     ap.add_argument("--batches", default="1,64,256")
     ap.add_argument("--precisions", default="fp32,tf32,bf16")
-    ap.add_argument("--archs", default=",".join(a for a, _, _ in ARCHS))
+    ap.add_argument("--archs", default=",".join(a[0] for a in ARCHS))
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    ap.add_argument("--compile-mode", default="max-autotune-no-cudagraphs", help="torch.compile mode")
     ap.add_argument("--tabula-timeout", type=float, default=600, help="seconds one tabula bench run may take")
     ap.add_argument("--out", default=None, help="markdown file to write (also prints it); JSON goes next to it")
     args = ap.parse_args()
@@ -156,7 +159,7 @@ def main():
     gpu = torch.cuda.get_device_name()
     peak = bf16_peak_tflops()
     rows = []
-    for arch, timm_name, size in ARCHS:
+    for arch, timm_name, size, tabula_arch in ARCHS:
         if arch not in args.archs.split(","):
             continue
         flops = model_flops(timm_name, size)
@@ -164,10 +167,11 @@ def main():
             for precision in args.precisions.split(","):
                 impls = [("torch eager", lambda: torch_row(timm_name, size, batch, precision, False, args.iters))]
                 if not args.no_compile:
-                    impls.append(("torch.compile", lambda: torch_row(timm_name, size, batch, precision, True, args.iters)))
-                impls.append(("tabula", lambda: tabula_row(args.tabula, arch, size, batch, precision, args.device, args.iters,
-                                                           timeout=args.tabula_timeout)))
-                impls.append(("tabula graph", lambda: tabula_row(args.tabula, arch, size, batch, precision, args.device,
+                    impls.append((f"torch.compile ({args.compile_mode})",
+                                  lambda: torch_row(timm_name, size, batch, precision, True, args.iters, args.compile_mode)))
+                impls.append(("tabula", lambda: tabula_row(args.tabula, tabula_arch, size, batch, precision, args.device,
+                                                           args.iters, timeout=args.tabula_timeout)))
+                impls.append(("tabula graph", lambda: tabula_row(args.tabula, tabula_arch, size, batch, precision, args.device,
                                                                  args.iters, graph=True, timeout=args.tabula_timeout)))
                 for impl, run in impls:
                     t0 = time.time()

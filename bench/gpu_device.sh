@@ -12,6 +12,8 @@
 #     bench    the Gpu op micro-benchmarks (TFLOP/s per op and precision)
 #     compare  bench/gpu_compare.py: tabula vs PyTorch eager (+ torch.compile unless NO_COMPILE=1) in one run
 #     giant    DINOv2 ViT-g/14 (dinov2_vitg14) forwards in bf16 (tabula bench, batch GIANT_BATCH, default 32)
+#     profile  device time per op (TABULA_CUDA_PROFILE) of `tabula bench` for PROFILE_ARCHS (default resnet50 and
+#              vit_base_patch16_224) at batch PROFILE_BATCH (256) in PROFILE_PRECISION (bf16), eager forwards
 # Logs land in OUT_DIR (gtest.log, sanitize.log, bench_ops.log, gpu_compare.md/.json).
 set -u
 
@@ -62,6 +64,12 @@ run() {
       giant)
         timeout 150 "$bin/tabula" bench dinov2_vitg14 --device cuda --precision bf16 --batch "${GIANT_BATCH:-32}" \
           --iters 3 --warmup 1 2>&1 | tee "$out/giant.log"
+        ;;
+      profile)
+        for a in ${PROFILE_ARCHS:-resnet50 vit_base_patch16_224}; do
+          TABULA_CUDA_PROFILE=1 timeout 120 "$bin/tabula" bench "$a" --device cuda --precision "${PROFILE_PRECISION:-bf16}" \
+            --batch "${PROFILE_BATCH:-256}" --iters 3 --warmup 1 2>&1 | tee -a "$out/profile.log" | head -40
+        done
         ;;
       compare)
         PYTHONUNBUFFERED=1 timeout 500 python3 bench/gpu_compare.py --tabula "$bin/tabula" --out "$out/gpu_compare.md" \

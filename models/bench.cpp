@@ -23,6 +23,7 @@
 #include "models/registry.h"
 #if TABULA_HAVE_CUDA
 #include "engine/cuda/device.h"
+#include "engine/cuda/ops.h"
 #endif
 
 namespace tabula {
@@ -154,6 +155,9 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
 #endif
   reset_peak_rss();
   std::vector<double> ms;
+#if TABULA_HAVE_CUDA
+  if (dev >= 0) cuda::clear_op_profile();  // TABULA_CUDA_PROFILE: only the timed forwards are reported
+#endif
   const double cpu0 = process_cpu_ms();
   for (int i = 0; i < opt.iters; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -162,6 +166,9 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
     ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
   const double cpu_total = process_cpu_ms() - cpu0;
+#if TABULA_HAVE_CUDA
+  if (dev >= 0) cuda::print_op_profile(opt.iters);
+#endif
   std::sort(ms.begin(), ms.end());
   BenchResult r;
   r.arch = arch;

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "engine/cuda/device_name.h"
+#include "engine/device_ops.h"
 #include "engine/system.h"
 #if TABULA_HAVE_CUDA
 #include "engine/cuda/ops.h"
@@ -27,6 +28,41 @@ Tensor upload_linear_weight(const Tensor& host, int device) {
 #else
   return upload(host, device);
 #endif
+}
+
+DType activation_dtype(int device) {
+#if TABULA_HAVE_CUDA
+  if (device >= 0) {
+    const cuda::Precision p = cuda::precision();
+    if (p == cuda::Precision::bf16) return DType::bf16;
+    if (p == cuda::Precision::fp16) return DType::f16;
+  }
+#else
+  (void)device;
+#endif
+  return DType::f32;
+}
+
+Tensor upload_activation_param(const Tensor& host, int device) {
+  if (!host.defined()) return {};
+  return upload(host, device).to(activation_dtype(device));
+}
+
+Tensor upload_conv_weight(const Tensor& host, int device) {
+  if (!host.defined()) return {};
+  const DType dt = activation_dtype(device);
+  if (dt == DType::f32 || host.dim() != 4) return upload(host, device);
+  // [Cout, Cin/g, kh, kw] -> KRSC storage in the 16-bit type, viewed back in the torch shape.
+  Tensor krsc = host.to(DType::f32).permute({0, 2, 3, 1}).contiguous().to(dt);
+#if TABULA_HAVE_CUDA
+  return cuda::to_device(krsc, device).permute({0, 3, 1, 2});
+#else
+  return upload(krsc, device);
+#endif
+}
+
+Tensor linear_residual(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual) {
+  return device_ops("linear_residual", x.device()).linear_residual(x, weight, bias, residual);
 }
 
 int select_device(const std::string& device, const std::string& precision) {

@@ -58,7 +58,8 @@ struct ConvBN {
       packed = PackedConv2d();
       scale = shift = Tensor();
     }
-    for (Tensor* t : {&w, &gamma, &beta, &mean, &var, &wf, &bf}) *t = upload(*t, dev);
+    for (Tensor* t : {&gamma, &beta, &mean, &var, &bf}) *t = upload(*t, dev);
+    for (Tensor* t : {&w, &wf}) *t = upload_conv_weight(*t, dev);  // 16-bit channels-last once, in those precisions
   }
   // act(bn(conv(x)) + residual) in one conv.
   Tensor fused(const Tensor& x, Activation act, const Tensor& residual = {}) const {
@@ -124,11 +125,12 @@ class ResNet final : public Model {
 
   void to_device(int dev) override {
     if (skeleton_) throw std::logic_error("arch '" + arch_.name + "': model built without weights (structure only)");
+    act_dtype_ = activation_dtype(dev);
     stem_.to_device(dev);
     for (Block& b : blocks_)
       for (ConvBN* c : {&b.c1, &b.c2, &b.c3, &b.down}) c->to_device(dev);
     fc_w_ = upload_linear_weight(fc_w_, dev);
-    fc_b_ = upload(fc_b_, dev);
+    fc_b_ = upload_activation_param(fc_b_, dev);
   }
 
   void check_input(const Shape& s) const override {
@@ -143,12 +145,14 @@ class ResNet final : public Model {
     if (skeleton_) throw std::logic_error("arch '" + arch_.name + "': model built without weights (structure only)");
     check_input(x_in.shape());
     taps.bind(tap_order(x_in.shape()));
+    // The input in the activations' storage type (f32 on the CPU; bf16/fp16 on a GPU in those precisions).
+    const Tensor xa = x_in.to(act_dtype_);
     Tensor x;
     if (taps.wants("conv1") || taps.wants("bn1")) {
-      x = stem_.unfused(x_in, taps);
+      x = stem_.unfused(xa, taps);
       x = tap(taps, "relu", ops::relu(x));
     } else {
-      x = tap(taps, "relu", stem_.fused(x_in, Activation::relu));
+      x = tap(taps, "relu", stem_.fused(xa, Activation::relu));
     }
     if (taps.done()) return x;
     x = tap(taps, "maxpool", ops::max_pool2d(x, {3, 3}, {2, 2}, {1, 1}));
@@ -291,6 +295,7 @@ class ResNet final : public Model {
   ArchConfig arch_;
   ResNetConfig c_;
   bool skeleton_;
+  DType act_dtype_ = DType::f32;  // storage type of the activations (to_device: bf16/f16 in those precisions)
   ConvBN stem_;
   std::vector<Block> blocks_;
   Tensor fc_w_, fc_b_;

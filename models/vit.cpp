@@ -1,7 +1,9 @@
 #include "models/vit.h"
 
+#include <algorithm>
 #include <stdexcept>
 
+#include "engine/device_ops.h"
 #include "engine/ops.h"
 #include "engine/packed.h"
 #include "models/device.h"
@@ -37,10 +39,16 @@ struct LinearP {
   Tensor operator()(const Tensor& x, Activation act = Activation::none) const {
     return dw.defined() ? ops::linear(x, dw, b, act) : ops::linear(x, w, b, act);
   }
+  // x W^T + b + residual with the add in the GEMM (GPU weights only: see ViT::block_forward).
+  Tensor operator()(const Tensor& x, const Tensor& residual) const {
+    if (!residual.defined()) return (*this)(x);
+    if (!dw.defined()) throw std::logic_error("LinearP: the fused residual add is a GPU path");
+    return linear_residual(x, dw, b, residual);
+  }
   void to_device(int dev) {
     if (w.defined()) dw = upload_linear_weight(w.weight(), dev);
     w = PackedLinear();
-    b = upload(b, dev);
+    b = upload_activation_param(b, dev);
   }
 };
 
@@ -132,7 +140,9 @@ class ViT final : public Model {
 
   void to_device(int dev) override {
     if (skeleton_) throw std::logic_error("arch '" + arch_.name + "': model built without weights (structure only)");
-    for (Tensor* t : {&cls_, &reg_, &pos_, &patch_w_, &patch_b_}) *t = upload(*t, dev);
+    act_dtype_ = activation_dtype(dev);
+    for (Tensor* t : {&cls_, &reg_, &pos_, &patch_b_}) *t = upload(*t, dev);
+    patch_w_ = upload_conv_weight(patch_w_, dev);
     for (LayerNormP* n : {&norm_pre_, &norm_, &fc_norm_, &attn_pool_.norm}) n->to_device(dev);
     for (BlockP& b : blocks_) {
       for (LayerNormP* n : {&b.norm1, &b.norm2, &b.q_norm, &b.k_norm}) n->to_device(dev);
@@ -169,8 +179,11 @@ class ViT final : public Model {
     // PatchEmbed: proj (conv k=s=patch), flatten(2).transpose(1, 2) (NHWC for dynamic_img_size), norm (Identity).
     Conv2dOptions po;
     po.stride = {c_.patch_size, c_.patch_size};
-    Tensor x = T(taps, "patch_embed.proj", ops::conv2d(x_in, patch_w_, patch_b_, po));
-    x = opt_.dynamic_img_size ? x.permute({0, 2, 3, 1}).contiguous() : x.flatten(2).transpose(1, 2).contiguous();
+    // The input in the activations' storage type (f32 on the CPU; bf16/fp16 on a GPU in those precisions).
+    Tensor x = T(taps, "patch_embed.proj", ops::conv2d(x_in.to(act_dtype_), patch_w_, patch_b_, po));
+    // flatten(2).transpose(1, 2) as the [B, gh, gw, D] permute reshaped: no copy when the conv returned
+    // channels-last (the CPU fast path and 16-bit GPU convs do), one copy otherwise.
+    x = opt_.dynamic_img_size ? x.permute({0, 2, 3, 1}).contiguous() : x.permute({0, 2, 3, 1}).reshape({B, gh * gw, D});
     x = T(taps, "patch_embed.norm", x, kPatches);
     x = T(taps, "patch_embed", x, kPatches);
     if (taps.done()) return x;
@@ -387,19 +400,31 @@ class ViT final : public Model {
 
   // timm Block.forward / DINOv2 NestedTensorBlock.forward (eval: drop paths are identities):
   //   x = x + ls1(attn(norm1(x))); x = x + ls2(mlp(norm2(x)))
+  //
+  // On a GPU each residual add runs inside the GEMM that ends its branch (proj, fc2/w3: cuBLASLt's C operand) when
+  // nothing observes the branch before the add: no LayerScale and no hook on the modules in between. The hooks
+  // that are not asked for pass the value through, so those names then carry x + branch -- never seen by anyone.
   Tensor block_forward(const BlockP& b, const Tensor& x, TapSet& taps) const {
     const std::string& n = b.name;
-    Tensor a = attention(b, T(taps, n + ".norm1", b.norm1(x)), taps);
+    auto unobserved = [&](std::initializer_list<const char*> modules) {
+      return std::none_of(modules.begin(), modules.end(), [&](const char* m) { return taps.wants(n + m); });
+    };
+    const bool gpu = on_gpu(x);
+    const bool fuse1 = gpu && !b.ls1.defined() && unobserved({".attn", ".attn.proj", ".attn.proj_drop", ".ls1", ".drop_path1"});
+    Tensor a = attention(b, T(taps, n + ".norm1", b.norm1(x)), taps, fuse1 ? x : Tensor());
     a = T(taps, n + ".ls1", b.ls1.defined() ? ops::layer_scale(a, b.ls1) : a);
     a = T(taps, n + ".drop_path1", a);
-    Tensor y = ops::add(x, a);
-    Tensor m = T(taps, n + ".mlp", mlp(b, T(taps, n + ".norm2", b.norm2(y)), taps));
+    Tensor y = fuse1 ? a : ops::add(x, a);
+    const bool fuse2 = gpu && !b.ls2.defined() &&
+                       unobserved({".mlp", ".mlp.fc2", ".mlp.w3", ".mlp.drop", ".mlp.drop2", ".ls2", ".drop_path2"});
+    Tensor m = T(taps, n + ".mlp", mlp(b, T(taps, n + ".norm2", b.norm2(y)), taps, fuse2 ? y : Tensor()));
     m = T(taps, n + ".ls2", b.ls2.defined() ? ops::layer_scale(m, b.ls2) : m);
     m = T(taps, n + ".drop_path2", m);
-    return ops::add(y, m);
+    return fuse2 ? m : ops::add(y, m);
   }
 
-  Tensor attention(const BlockP& b, const Tensor& x, TapSet& taps) const {
+  // residual (GPU, see block_forward): added by the proj GEMM.
+  Tensor attention(const BlockP& b, const Tensor& x, TapSet& taps, const Tensor& residual = {}) const {
     const std::string n = b.name + ".attn";
     const int64_t B = x.size(0), N = x.size(1), D = c_.embed_dim, H = c_.num_heads, hd = D / H;
     // qkv(x).reshape(B, N, 3, H, hd).permute(2, 0, 3, 1, 4) -> q, k, v: [B, H, N, hd] (strided views)
@@ -423,13 +448,13 @@ class ViT final : public Model {
     }
     o = o.transpose(1, 2).reshape({B, N, D});
     if (!hub_) o = T(taps, n + ".norm", o);
-    o = T(taps, n + ".proj", b.proj(o));
+    o = T(taps, n + ".proj", b.proj(o, residual));
     o = T(taps, n + ".proj_drop", o);
     return T(taps, n, o);
   }
 
-  Tensor mlp(const BlockP& b, const Tensor& x, TapSet& taps) const {
-    if (c_.mlp != ViTConfig::Mlp::mlp) return glu_mlp(b, x, taps);
+  Tensor mlp(const BlockP& b, const Tensor& x, TapSet& taps, const Tensor& residual = {}) const {
+    if (c_.mlp != ViTConfig::Mlp::mlp) return glu_mlp(b, x, taps, residual);
     const std::string n = b.name + ".mlp";
     Tensor h;
     if (taps.wants(n + ".fc1")) {
@@ -441,12 +466,12 @@ class ViT final : public Model {
     h = T(taps, n + ".act", h);
     h = T(taps, hub_ ? n + ".drop" : n + ".drop1", h);
     if (!hub_) h = T(taps, n + ".norm", h);
-    Tensor y = T(taps, n + ".fc2", b.fc2(h));
+    Tensor y = T(taps, n + ".fc2", b.fc2(h, residual));
     return T(taps, hub_ ? n + ".drop" : n + ".drop2", y);
   }
 
   // The gated MLPs (ViTConfig::Mlp): timm GluMlp (SwiGLUPacked) and SwiGLU, DINOv2 SwiGLUFFNFused.
-  Tensor glu_mlp(const BlockP& b, const Tensor& x, TapSet& taps) const {
+  Tensor glu_mlp(const BlockP& b, const Tensor& x, TapSet& taps, const Tensor& residual = {}) const {
     const std::string n = b.name + ".mlp";
     Tensor h;
     if (c_.mlp == ViTConfig::Mlp::swiglu) {
@@ -469,7 +494,7 @@ class ViT final : public Model {
       h = T(taps, n + ".drop1", h);
       h = T(taps, n + ".norm", h);
     }
-    Tensor y = T(taps, n + (hub_ ? ".w3" : ".fc2"), b.fc2(h));
+    Tensor y = T(taps, n + (hub_ ? ".w3" : ".fc2"), b.fc2(h, residual));
     return hub_ ? y : T(taps, n + ".drop2", y);
   }
 
@@ -568,6 +593,7 @@ class ViT final : public Model {
   bool hub_, skeleton_;
   Activation act_;
   bool quick_gelu_;
+  DType act_dtype_ = DType::f32;  // storage type of the activations (to_device: bf16/f16 in those precisions)
   AttnPoolP attn_pool_;
   Tensor cls_, reg_, pos_, patch_w_, patch_b_;
   LayerNormP norm_pre_, norm_, fc_norm_;
