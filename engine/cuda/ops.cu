@@ -16,6 +16,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -443,21 +444,9 @@ __global__ void softmax_kernel(void* y, ET yt, const void* x, ET xt, int64_t C) 
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) st(y, r0 + c, expf(ld(x, r0 + c, xt) - m) * inv, yt);
 }
 
-// softmax(x * scale) over rows of C, in place (attention scores): the same sums as softmax_kernel.
-__global__ void scaled_softmax_kernel(float* x, int64_t C, float scale) {
-  __shared__ float shm[32];
-  float* xr = x + blockIdx.x * C;
-  float m = -INFINITY;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) m = fmaxf(m, xr[c] * scale);
-  m = block_max(m, shm);
-  float s = 0.f;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += expf(xr[c] * scale - m);
-  const float inv = 1.f / block_sum(s, shm);
-  __syncthreads();  // every thread has read its scores before any is overwritten
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) xr[c] = expf(xr[c] * scale - m) * inv;
-}
-// The same from fp32 scores into a separate 16-bit P (the operand of the 16-bit P @ V product).
-__global__ void scaled_softmax_out_kernel(void* p, ET pt, const float* x, int64_t C, float scale) {
+// softmax(x * scale) over rows of C of fp32 attention scores into p, any storage type: the f32 probabilities in
+// place (p == x: each element is read and written by the same thread only) or a 16-bit P for the P @ V product.
+__global__ void scaled_softmax_kernel(void* p, ET pt, const float* x, int64_t C, float scale) {
   __shared__ float shm[32];
   const int64_t r0 = blockIdx.x * C;
   const float* xr = x + r0;
@@ -1653,7 +1642,7 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
         launch_warp_rows<SoftmaxWarp>(cnt * Nq, static_cast<int>(Nk), dev, P.raw(), et(P), static_cast<const float*>(S.raw()), cnt * Nq,
                                       static_cast<int>(Nk), scale);
       else
-        scaled_softmax_out_kernel<<<static_cast<unsigned>(cnt * Nq), threads, 0, stream(dev)>>>(P.raw(), et(P), fptr(S), Nk, scale);
+        scaled_softmax_kernel<<<static_cast<unsigned>(cnt * Nq), threads, 0, stream(dev)>>>(P.raw(), et(P), fptr(S), Nk, scale);
       LAUNCH_CHECK();
       // column-major O^T[Dv, Nq] = V^T[Dv, Nk] . P^T[Nk, Nq]
       lt_matmul(dev, false, at_elem(v, c0 * Nk * Dv), Dv, Nk * Dv, P.raw(), Nk, Nq * Nk, at_elem(out, c0 * Nq * Dv), ydt, Dv, Nq,
@@ -1678,7 +1667,7 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
     Tensor ql = lowered(q, dev, qk_p), kl = lowered(k, dev, qk_p);
     lt_matmul(dev, true, kl.raw(), D, Nk * D, ql.raw(), D, Nq * D, probs.raw(), DType::f32, Nk, Nq, D, BH, nullptr, qk_p);
     const unsigned threads = Nk >= 256 ? 256 : 128;
-    scaled_softmax_kernel<<<static_cast<unsigned>(BH * Nq), threads, 0, stream(dev)>>>(fptr_mut(probs), Nk, scale);
+    scaled_softmax_kernel<<<static_cast<unsigned>(BH * Nq), threads, 0, stream(dev)>>>(probs.raw(), ET::f32, fptr(probs), Nk, scale);
     LAUNCH_CHECK();
     Tensor vr = v;
     if (qk_p != Precision::fp32) {
@@ -1715,6 +1704,80 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
   LAUNCH_CHECK();
   return result(out);
 }
+
+namespace {
+// The cuDNN descriptors of one forward convolution (released with the object) and the algorithm for it: cuDNN's
+// heuristics only (no timing, so the choice is the same every run), deterministic algorithms only, cached per
+// shape and precision. gemm_first (fp32 fidelity): the first usable implicit-GEMM/GEMM algorithm -- a plain dot
+// product per output, like the reference -- and only when cuDNN offers none, any deterministic one (FFT/Winograd
+// round differently); otherwise cuDNN's own order.
+struct ConvPlan {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+  cudnnFilterDescriptor_t w = nullptr;
+  cudnnConvolutionDescriptor_t c = nullptr;
+  cudnnConvolutionFwdAlgo_t algo{};
+  size_t workspace = 0;
+
+  ConvPlan(Dnn& dn, const char* op, cudnnTensorFormat_t fmt, cudnnDataType_t dt, cudnnMathType_t math, const std::string& key_prefix,
+           const Shape& xs, const Shape& ws, int64_t Ho, int64_t Wo, const Conv2dOptions& o, bool gemm_first) {
+    try {
+      auto I = [](int64_t v) { return static_cast<int>(v); };
+      TABULA_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
+      TABULA_CUDNN_CHECK(cudnnCreateTensorDescriptor(&y));
+      TABULA_CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
+      TABULA_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&c));
+      TABULA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, fmt, dt, I(xs[0]), I(xs[1]), I(xs[2]), I(xs[3])));
+      TABULA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, fmt, dt, I(xs[0]), I(ws[0]), I(Ho), I(Wo)));
+      TABULA_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, dt, fmt, I(ws[0]), I(ws[1]), I(ws[2]), I(ws[3])));
+      TABULA_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(c, I(o.padding[0]), I(o.padding[1]), I(o.stride[0]), I(o.stride[1]),
+                                                         I(o.dilation[0]), I(o.dilation[1]), CUDNN_CROSS_CORRELATION,
+                                                         CUDNN_DATA_FLOAT));
+      TABULA_CUDNN_CHECK(cudnnSetConvolutionGroupCount(c, I(o.groups)));
+      TABULA_CUDNN_CHECK(cudnnSetConvolutionMathType(c, math));
+      const std::string key = key_prefix + ":" + shape_str(xs) + shape_str(ws) + std::to_string(o.stride[0]) + "," +
+                              std::to_string(o.stride[1]) + "," + std::to_string(o.padding[0]) + "," + std::to_string(o.padding[1]) +
+                              "," + std::to_string(o.dilation[0]) + "," + std::to_string(o.dilation[1]) + "," +
+                              std::to_string(o.groups);
+      auto it = dn.algos.find(key);
+      if (it != dn.algos.end()) {
+        std::tie(algo, workspace) = it->second;
+        return;
+      }
+      cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+      int found = 0;
+      TABULA_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(dn.h, x, w, c, y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &found, perf));
+      auto usable = [&](const cudnnConvolutionFwdAlgoPerf_t& a) {
+        return a.status == CUDNN_STATUS_SUCCESS && a.determinism == CUDNN_DETERMINISTIC && a.memory <= (size_t{1} << 30);
+      };
+      auto gemm_like = [](cudnnConvolutionFwdAlgo_t a) {
+        return a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM || a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM ||
+               a == CUDNN_CONVOLUTION_FWD_ALGO_GEMM;
+      };
+      bool ok = false;
+      for (int i = 0; i < found && !ok && gemm_first; ++i)
+        if (usable(perf[i]) && gemm_like(perf[i].algo)) algo = perf[i].algo, workspace = perf[i].memory, ok = true;
+      for (int i = 0; i < found && !ok; ++i)
+        if (usable(perf[i])) algo = perf[i].algo, workspace = perf[i].memory, ok = true;
+      if (!ok) op_error(op, "cuDNN offers no deterministic algorithm for " + key_prefix + " " + shape_str(xs) + " * " + shape_str(ws));
+      dn.algos.emplace(key, std::make_pair(algo, workspace));
+    } catch (...) {
+      release();
+      throw;
+    }
+  }
+  ~ConvPlan() { release(); }
+  ConvPlan(const ConvPlan&) = delete;
+  ConvPlan& operator=(const ConvPlan&) = delete;
+
+ private:
+  void release() {
+    if (x) cudnnDestroyTensorDescriptor(x), x = nullptr;
+    if (y) cudnnDestroyTensorDescriptor(y), y = nullptr;
+    if (w) cudnnDestroyFilterDescriptor(w), w = nullptr;
+    if (c) cudnnDestroyConvolutionDescriptor(c), c = nullptr;
+  }
+};
+}  // namespace
 
 namespace {
 // 16-bit activations: NHWC convolution on the tensor cores. x channels-last in its 16-bit type, the weight
@@ -1758,59 +1821,12 @@ Tensor conv2d_nhwc(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, c
   Tensor y = empty_channels_last(N, Cout, Ho, Wo, dev, dt);
   Dnn& dn = dnn(dev);
   TABULA_CUDNN_CHECK(cudnnSetStream(dn.h, stream(dev)));
-  cudnnTensorDescriptor_t xd = nullptr, yd = nullptr;
-  cudnnFilterDescriptor_t wd = nullptr;
-  cudnnConvolutionDescriptor_t cd = nullptr;
-  auto cleanup = [&] {
-    if (xd) cudnnDestroyTensorDescriptor(xd);
-    if (yd) cudnnDestroyTensorDescriptor(yd);
-    if (wd) cudnnDestroyFilterDescriptor(wd);
-    if (cd) cudnnDestroyConvolutionDescriptor(cd);
-  };
-  try {
-    const cudnnDataType_t cdt = dt == DType::bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;
-    auto I = [](int64_t v) { return static_cast<int>(v); };
-    TABULA_CUDNN_CHECK(cudnnCreateTensorDescriptor(&xd));
-    TABULA_CUDNN_CHECK(cudnnCreateTensorDescriptor(&yd));
-    TABULA_CUDNN_CHECK(cudnnCreateFilterDescriptor(&wd));
-    TABULA_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&cd));
-    TABULA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NHWC, cdt, I(N), I(C), I(H), I(W)));
-    TABULA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NHWC, cdt, I(N), I(Cout), I(Ho), I(Wo)));
-    TABULA_CUDNN_CHECK(cudnnSetFilter4dDescriptor(wd, cdt, CUDNN_TENSOR_NHWC, I(Cout), I(Cg), I(kh), I(kw)));
-    TABULA_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(cd, I(o.padding[0]), I(o.padding[1]), I(o.stride[0]), I(o.stride[1]),
-                                                       I(o.dilation[0]), I(o.dilation[1]), CUDNN_CROSS_CORRELATION,
-                                                       CUDNN_DATA_FLOAT));
-    TABULA_CUDNN_CHECK(cudnnSetConvolutionGroupCount(cd, I(g)));
-    TABULA_CUDNN_CHECK(cudnnSetConvolutionMathType(cd, CUDNN_TENSOR_OP_MATH));
-    const std::string key = "nhwc" + std::string(dtype_name(dt)) + ":" + shape_str(x.shape()) + shape_str(w_in.shape()) +
-                            std::to_string(o.stride[0]) + "," + std::to_string(o.stride[1]) + "," + std::to_string(o.padding[0]) +
-                            "," + std::to_string(o.padding[1]) + "," + std::to_string(o.dilation[0]) + "," +
-                            std::to_string(o.dilation[1]) + "," + std::to_string(g);
-    std::pair<cudnnConvolutionFwdAlgo_t, size_t> choice;
-    auto it = dn.algos.find(key);
-    if (it != dn.algos.end()) {
-      choice = it->second;
-    } else {
-      // Heuristics only (no timing: the same choice every run), deterministic algorithms only, cuDNN's order.
-      cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-      int found = 0;
-      TABULA_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(dn.h, xd, wd, cd, yd, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &found, perf));
-      bool ok = false;
-      for (int i = 0; i < found && !ok; ++i)
-        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC && perf[i].memory <= (size_t{1} << 30))
-          choice = {perf[i].algo, perf[i].memory}, ok = true;
-      if (!ok) op_error(op, "cuDNN offers no deterministic NHWC " + std::string(dtype_name(dt)) + " algorithm for " + x_in.str() + " * " + w_in.str());
-      dn.algos.emplace(key, choice);
-    }
-    Tensor ws = choice.second ? empty({static_cast<int64_t>(choice.second)}, dev, DType::u8) : Tensor();
-    const float alpha = 1.f, beta = 0.f;
-    TABULA_CUDNN_CHECK(cudnnConvolutionForward(dn.h, &alpha, xd, x.raw(), wd, w.raw(), cd, choice.first,
-                                               ws.defined() ? ws.raw() : nullptr, choice.second, &beta, yd, y.raw()));
-  } catch (...) {
-    cleanup();
-    throw;
-  }
-  cleanup();
+  const ConvPlan plan(dn, op, CUDNN_TENSOR_NHWC, dt == DType::bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF, CUDNN_TENSOR_OP_MATH,
+                      "nhwc" + std::string(dtype_name(dt)), x.shape(), w_in.shape(), Ho, Wo, o, /*gemm_first=*/false);
+  Tensor ws = plan.workspace ? empty({static_cast<int64_t>(plan.workspace)}, dev, DType::u8) : Tensor();
+  const float alpha = 1.f, beta = 0.f;
+  TABULA_CUDNN_CHECK(cudnnConvolutionForward(dn.h, &alpha, plan.x, x.raw(), plan.w, w.raw(), plan.c, plan.algo,
+                                             ws.defined() ? ws.raw() : nullptr, plan.workspace, &beta, plan.y, y.raw()));
   if (b_in.defined() || residual.defined() || act != Activation::none) {
     Tensor b = b_in.defined() ? dense_as(b_in, dev, DType::f32) : Tensor();
     Tensor r = residual.defined() ? dense_channels_last(residual, dev, residual.dtype()) : Tensor();
@@ -1844,81 +1860,33 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
   Tensor x = dense(x_in, dev), w = dense_as(w_in, dev, DType::f32), y = empty({N, Cout, Ho, Wo}, dev);
   Dnn& dn = dnn(dev);
   TABULA_CUDNN_CHECK(cudnnSetStream(dn.h, stream(dev)));
-  cudnnTensorDescriptor_t xd = nullptr, yd = nullptr, bd = nullptr;
-  cudnnFilterDescriptor_t wd = nullptr;
-  cudnnConvolutionDescriptor_t cd = nullptr;
-  cudnnActivationDescriptor_t ad = nullptr;
-  bool fused = false;
-  auto cleanup = [&] {
-    if (xd) cudnnDestroyTensorDescriptor(xd);
-    if (yd) cudnnDestroyTensorDescriptor(yd);
-    if (bd) cudnnDestroyTensorDescriptor(bd);
-    if (ad) cudnnDestroyActivationDescriptor(ad);
-    if (wd) cudnnDestroyFilterDescriptor(wd);
-    if (cd) cudnnDestroyConvolutionDescriptor(cd);
-  };
-  try {
-    TABULA_CUDNN_CHECK(cudnnCreateTensorDescriptor(&xd));
-    TABULA_CUDNN_CHECK(cudnnCreateTensorDescriptor(&yd));
-    TABULA_CUDNN_CHECK(cudnnCreateFilterDescriptor(&wd));
-    TABULA_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&cd));
-    auto I = [](int64_t v) { return static_cast<int>(v); };
-    TABULA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, I(N), I(C), I(H), I(W)));
-    TABULA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, I(N), I(Cout), I(Ho), I(Wo)));
-    TABULA_CUDNN_CHECK(cudnnSetFilter4dDescriptor(wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, I(Cout), I(C / g), I(kh), I(kw)));
-    TABULA_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(cd, I(o.padding[0]), I(o.padding[1]), I(o.stride[0]), I(o.stride[1]),
-                                                       I(o.dilation[0]), I(o.dilation[1]), CUDNN_CROSS_CORRELATION,
-                                                       CUDNN_DATA_FLOAT));
-    TABULA_CUDNN_CHECK(cudnnSetConvolutionGroupCount(cd, I(g)));
-    // fp32: plain FMA math (no TF32); every other precision lets cuDNN use tensor cores on the f32 data.
-    TABULA_CUDNN_CHECK(cudnnSetConvolutionMathType(cd, g_precision == Precision::fp32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH));
-    const std::string key = std::to_string(static_cast<int>(g_precision)) + ":" + shape_str(x.shape()) + shape_str(w.shape()) +
-                            std::to_string(o.stride[0]) + "," + std::to_string(o.stride[1]) + "," + std::to_string(o.padding[0]) +
-                            "," + std::to_string(o.padding[1]) + "," + std::to_string(o.dilation[0]) + "," +
-                            std::to_string(o.dilation[1]) + "," + std::to_string(g);
-    std::pair<cudnnConvolutionFwdAlgo_t, size_t> choice;
-    auto it = dn.algos.find(key);
-    if (it != dn.algos.end()) {
-      choice = it->second;
+  // fp32: plain FMA math (no TF32); every other precision lets cuDNN use tensor cores on the f32 data.
+  const ConvPlan plan(dn, op, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, g_precision == Precision::fp32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH,
+                      std::to_string(static_cast<int>(g_precision)), x.shape(), w.shape(), Ho, Wo, o, /*gemm_first=*/true);
+  Tensor ws = plan.workspace ? empty({static_cast<int64_t>(plan.workspace)}, dev, DType::u8) : Tensor();
+  const float alpha = 1.f, beta = 0.f;
+  // cuDNN's fused form y = act(conv(x) + alpha2 * z + bias) is exactly act(conv + bias + residual) for ReLU or
+  // none; cuDNN runs it with the implicit-precomputed-GEMM algorithm (the only one allowed for identity).
+  const bool fused = (act == Activation::none || act == Activation::relu) && (b_in.defined() || residual.defined()) &&
+                     plan.algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+  if (fused) {
+    Tensor b;
+    if (b_in.defined()) {
+      b = dense_as(b_in, dev, DType::f32);
     } else {
-      // Heuristics only (no timing), so the choice is the same every run; cached per shape. Fidelity first: the
-      // first usable implicit-GEMM/GEMM algorithm (a plain dot product per output, like the reference), and only
-      // when cuDNN offers none of those, any deterministic one (FFT/Winograd round differently).
-      cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-      int found = 0;
-      TABULA_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(dn.h, xd, wd, cd, yd, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &found, perf));
-      auto usable = [&](const cudnnConvolutionFwdAlgoPerf_t& a) {
-        return a.status == CUDNN_STATUS_SUCCESS && a.determinism == CUDNN_DETERMINISTIC && a.memory <= (size_t{1} << 30);
-      };
-      auto gemm_like = [](cudnnConvolutionFwdAlgo_t a) {
-        return a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM || a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM ||
-               a == CUDNN_CONVOLUTION_FWD_ALGO_GEMM;
-      };
-      bool ok = false;
-      for (int i = 0; i < found && !ok; ++i)
-        if (usable(perf[i]) && gemm_like(perf[i].algo)) choice = {perf[i].algo, perf[i].memory}, ok = true;
-      for (int i = 0; i < found && !ok; ++i)
-        if (usable(perf[i])) choice = {perf[i].algo, perf[i].memory}, ok = true;
-      if (!ok) op_error(op, "cuDNN offers no deterministic algorithm for " + x.str() + " * " + w.str());
-      dn.algos.emplace(key, choice);
+      b = empty({Cout}, dev);
+      TABULA_CUDA_CHECK(cudaMemsetAsync(b.raw(), 0, b.nbytes(), stream(dev)));
     }
-    Tensor ws = choice.second ? empty({static_cast<int64_t>(choice.second)}, dev, DType::u8) : Tensor();
-    const float alpha = 1.f, beta = 0.f;
-    // cuDNN's fused form y = act(conv(x) + alpha2 * z + bias) is exactly act(conv + bias + residual) for ReLU or
-    // none; cuDNN runs it with the implicit-precomputed-GEMM algorithm (the only one allowed for identity).
-    fused = (act == Activation::none || act == Activation::relu) && (b_in.defined() || residual.defined()) &&
-            choice.first == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
-    if (fused) {
-      Tensor b;
-      if (b_in.defined()) {
-        b = dense_as(b_in, dev, DType::f32);
-      } else {
-        b = empty({Cout}, dev);
-        TABULA_CUDA_CHECK(cudaMemsetAsync(b.raw(), 0, b.nbytes(), stream(dev)));
-      }
-      Tensor r = residual.defined() ? dense_as(residual, dev, DType::f32) : Tensor();
+    Tensor r = residual.defined() ? dense_as(residual, dev, DType::f32) : Tensor();
+    cudnnTensorDescriptor_t bd = nullptr;
+    cudnnActivationDescriptor_t ad = nullptr;
+    auto cleanup = [&] {
+      if (bd) cudnnDestroyTensorDescriptor(bd);
+      if (ad) cudnnDestroyActivationDescriptor(ad);
+    };
+    try {
       TABULA_CUDNN_CHECK(cudnnCreateTensorDescriptor(&bd));
-      TABULA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(bd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, I(Cout), 1, 1));
+      TABULA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(bd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, static_cast<int>(Cout), 1, 1));
       TABULA_CUDNN_CHECK(cudnnCreateActivationDescriptor(&ad));
       TABULA_CUDNN_CHECK(cudnnSetActivationDescriptor(
           ad, act == Activation::relu ? CUDNN_ACTIVATION_RELU : CUDNN_ACTIVATION_IDENTITY, CUDNN_PROPAGATE_NAN, 0.0));
@@ -1927,17 +1895,17 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
       // 0 * NaN (an uninitialised or poisoned y) would be NaN, so y starts as zeros.
       if (!r.defined()) TABULA_CUDA_CHECK(cudaMemsetAsync(y.raw(), 0, y.nbytes(), stream(dev)));
       TABULA_CUDNN_CHECK(cudnnConvolutionBiasActivationForward(
-          dn.h, &alpha, xd, x.raw(), wd, w.raw(), cd, choice.first, ws.defined() ? ws.raw() : nullptr, choice.second,
-          &alpha2, yd, r.defined() ? r.raw() : y.raw(), bd, b.raw(), ad, yd, y.raw()));
-    } else {
-      TABULA_CUDNN_CHECK(cudnnConvolutionForward(dn.h, &alpha, xd, x.raw(), wd, w.raw(), cd, choice.first,
-                                                 ws.defined() ? ws.raw() : nullptr, choice.second, &beta, yd, y.raw()));
+          dn.h, &alpha, plan.x, x.raw(), plan.w, w.raw(), plan.c, plan.algo, ws.defined() ? ws.raw() : nullptr, plan.workspace,
+          &alpha2, plan.y, r.defined() ? r.raw() : y.raw(), bd, b.raw(), ad, plan.y, y.raw()));
+    } catch (...) {
+      cleanup();
+      throw;
     }
-  } catch (...) {
     cleanup();
-    throw;
+  } else {
+    TABULA_CUDNN_CHECK(cudnnConvolutionForward(dn.h, &alpha, plan.x, x.raw(), plan.w, w.raw(), plan.c, plan.algo,
+                                               ws.defined() ? ws.raw() : nullptr, plan.workspace, &beta, plan.y, y.raw()));
   }
-  cleanup();
   if (!fused && (b_in.defined() || residual.defined() || act != Activation::none)) {
     Tensor b = b_in.defined() ? dense_as(b_in, dev, DType::f32) : Tensor();
     Tensor r = residual.defined() ? dense_as(residual, dev, DType::f32) : Tensor();
