@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <random>
 #include <string>
 
@@ -14,6 +15,7 @@
 #include "engine/hooks.h"
 #include "engine/npy.h"
 #include "engine/system.h"
+#include "eval/table.h"
 #include "models/device.h"
 #include "models/registry.h"
 #include "tests/test_util.h"
@@ -225,5 +227,33 @@ TEST(GpuModels, EmbedOnCudaEqualsCpuWithinPrecision) {
       const Agreement a = agree(got, want);
       EXPECT_GE(a.min_cosine, std::string(p) == "fp32" ? 0.999999 : 0.9999) << p << " " << layer;
     }
+  }
+  // The evaluator's numbers on those embeddings agree: per-compound replicate-retrieval mAP (copairs semantics,
+  // DMSO negatives per plate) from the GPU runs vs the CPU run. fp32: the same ranks, so the same mAP; bf16: a
+  // near-tie may swap two neighbours of a query, so the mean over compounds is compared.
+  auto map_of = [&](const std::string& run) {
+    const std::string mdir = (dir / ("map_" + run)).string();
+    auto r = test::run_tabula("eval map --features '" + (dir / run).string() + "':avgpool --pos-sameby Metadata_JCP2022 "
+                              "--neg-sameby Metadata_Plate --neg-diffby Metadata_JCP2022 --reference-index "
+                              "Metadata_pert_type=negcon --out '" + mdir + "'");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    eval::Table t = eval::read_csv(mdir + "/mean_average_precision.csv");
+    std::map<std::string, double> m;
+    for (size_t i = 0; i < t.rows(); ++i)
+      m[t.column("Metadata_JCP2022")[i]] = std::stod(t.column("mean_average_precision")[i]);
+    return m;
+  };
+  const auto cpu_map = map_of("cpu");
+  ASSERT_GE(cpu_map.size(), 5u);
+  for (const char* p : {"fp32", "bf16"}) {
+    const auto gpu_map = map_of(std::string("cuda_") + p);
+    ASSERT_EQ(gpu_map.size(), cpu_map.size()) << p;
+    double worst = 0, sum_cpu = 0, sum_gpu = 0;
+    for (const auto& [compound, v] : cpu_map) {
+      worst = std::max(worst, std::abs(gpu_map.at(compound) - v));
+      sum_cpu += v, sum_gpu += gpu_map.at(compound);
+    }
+    if (std::string(p) == "fp32") EXPECT_LE(worst, 1e-6) << "per-compound mAP, fp32";
+    else EXPECT_LE(std::abs(sum_gpu - sum_cpu) / static_cast<double>(cpu_map.size()), 0.02) << "mean mAP, bf16";
   }
 }
