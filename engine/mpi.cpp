@@ -211,28 +211,28 @@ std::vector<std::string> gather(const std::string& bytes, int root) {
   return out;
 }
 
+#if TABULA_HAVE_MPI
+namespace {
+int64_t allreduce(int64_t v, MPI_Op op) {
+  int64_t out = 0;
+  MPI_Request req;
+  check(MPI_Iallreduce(&v, &out, 1, MPI_INT64_T, op, MPI_COMM_WORLD, &req), "MPI_Iallreduce");
+  wait_lazily(req, "MPI_Iallreduce");
+  return out;
+}
+}  // namespace
+#endif
+
 int64_t allreduce_sum(int64_t v) {
 #if TABULA_HAVE_MPI
-  if (g_mpi_up) {
-    int64_t out = 0;
-    MPI_Request req;
-    check(MPI_Iallreduce(&v, &out, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD, &req), "MPI_Iallreduce");
-    wait_lazily(req, "MPI_Iallreduce");
-    return out;
-  }
+  if (g_mpi_up) return allreduce(v, MPI_SUM);
 #endif
   return v;
 }
 
 int64_t allreduce_max(int64_t v) {
 #if TABULA_HAVE_MPI
-  if (g_mpi_up) {
-    int64_t out = 0;
-    MPI_Request req;
-    check(MPI_Iallreduce(&v, &out, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD, &req), "MPI_Iallreduce");
-    wait_lazily(req, "MPI_Iallreduce");
-    return out;
-  }
+  if (g_mpi_up) return allreduce(v, MPI_MAX);
 #endif
   return v;
 }
