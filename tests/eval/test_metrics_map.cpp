@@ -491,6 +491,39 @@ TEST(MetricsMap, CosineIsCopairsBitwise) {
   }
 }
 
+TEST(MetricsMap, DotPanelIsNumpyDotBitwise) {
+  // The panel kernel (16 candidates per SIMD register) against the scalar numpy_dot_f32_reference, for lengths on
+  // every path of numpy's pairwise summation (plain, one block with and without a tail, unequal halves, 768), with
+  // the AVX-512 and the portable loop, lanes partly filled, refilled, and the same query in both slots.
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  for (int64_t n : {0, 1, 5, 7, 8, 9, 15, 16, 100, 128, 129, 130, 255, 300, 383, 768, 1000, 1536}) {
+    SCOPED_TRACE("n = " + std::to_string(n));
+    std::vector<float> rows(static_cast<size_t>(20 * n)), qs(static_cast<size_t>(2 * n));
+    for (float& v : rows) v = normal(rng);
+    for (float& v : qs) v = normal(rng);
+    for (bool simd : {true, false}) {
+      DotPanel panel(n, simd);
+      for (int filled : {11, 16, 3}) {
+        for (int l = 0; l < filled; ++l) panel.set(l, rows.data() + (l + filled) % 20 * n);
+        float o0[DotPanel::kLanes], o1[DotPanel::kLanes];
+        panel.dot2(qs.data(), qs.data() + n, o0, o1);
+        for (int l = 0; l < filled; ++l) {
+          const float* r = rows.data() + (l + filled) % 20 * n;
+          EXPECT_EQ(o0[l], numpy_dot_f32_reference(qs.data(), r, n)) << "lane " << l << " simd " << simd;
+          EXPECT_EQ(o1[l], numpy_dot_f32_reference(qs.data() + n, r, n)) << "lane " << l << " simd " << simd;
+        }
+        panel.dot2(qs.data() + n, qs.data() + n, o0, o1);
+        for (int l = 0; l < filled; ++l) EXPECT_EQ(o0[l], o1[l]);
+      }
+    }
+    DotPanel empty(n);
+    float o0[DotPanel::kLanes], o1[DotPanel::kLanes];
+    empty.dot2(qs.data(), qs.data() + n, o0, o1);
+    for (int l = 0; l < DotPanel::kLanes; ++l) EXPECT_EQ(o0[l], 0.f);
+  }
+}
+
 TEST(MetricsMap, ApSumIsCopairs) {
   // copairs sums TP_k / k over the whole rank list with np.add.reduceat: first term + pairwise sum of the rest.
   // For 3 positives in a list of 36 that is not the left-to-right sum; check against that sum written out.
