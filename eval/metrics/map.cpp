@@ -314,9 +314,6 @@ void read_normalized(const FeatureRows& x, LazyNorms& norms, const int32_t* ids,
   }
 }
 
-// Below this many candidates in a tile the pairs are computed one dot at a time instead of on a DotPanel.
-constexpr int64_t kMinPanel = 8;
-
 // Per-thread scratch of the tile loops: the rows of the job's queries and of one candidate tile, and the panel the
 // dot products run on.
 struct TileScratch {
@@ -381,7 +378,7 @@ void for_each_tile(const FeatureRows& x, LazyNorms& norms, const Rule& r,
 template <class Visit>
 void tile_pairs(const Rule& r, const std::vector<int32_t>& m, const TileJob& job, TileScratch& s,
                 const std::vector<uint8_t>& is_query, const float* q, const float* cand, int64_t c0, int64_t c1,
-                int64_t d, Visit&& visit) {
+                int64_t d, int64_t min_panel, Visit&& visit) {
   const size_t n_diff = r.diff.size();
   s.queries.clear();
   s.tuple_of.clear();
@@ -417,7 +414,7 @@ void tile_pairs(const Rule& r, const std::vector<int32_t>& m, const TileJob& job
   }
   const int64_t nc = static_cast<int64_t>(s.cands.size());
   const int64_t nq = static_cast<int64_t>(s.queries.size());
-  if (nc < kMinPanel) {
+  if (nc < min_panel) {
     // Few candidates (a compound's replicates): a panel would run mostly empty lanes, so one dot per pair, each
     // computed once: numpy's dot is symmetric bit for bit (the same rounded products, the same order), so when
     // both rows are queries of this tile the second visit reuses the first's value.
@@ -651,7 +648,7 @@ AveragePrecision average_precision(const FeatureRows& x, const Table& meta, cons
                   const auto& m = pos.members[job.bucket];
                   // A query's candidate tiles come in ascending order, all in its own job: its keys fill its
                   // slots left to right.
-                  tile_pairs(pos, m, job, s, has_pos, q, cand, c0, c1, d, [&](int64_t a, int64_t, float sim) {
+                  tile_pairs(pos, m, job, s, has_pos, q, cand, c0, c1, d, opt.panel_min_candidates, [&](int64_t a, int64_t, float sim) {
                     pos_key[pos_written[m[a]]++] = 1.0f - sim;
                   });
                 });
@@ -662,11 +659,20 @@ AveragePrecision average_precision(const FeatureRows& x, const Table& meta, cons
   for_each_tile(x, norms, neg, has_pos, tile, opt.threads,
                 [&](const TileJob& job, TileScratch& s, const float* q, const float* cand, int64_t c0, int64_t c1) {
                   const auto& m = neg.members[job.bucket];
-                  tile_pairs(neg, m, job, s, has_pos, q, cand, c0, c1, d, [&](int64_t a, int64_t, float sim) {
+                  tile_pairs(neg, m, job, s, has_pos, q, cand, c0, c1, d, opt.panel_min_candidates, [&](int64_t a, int64_t, float sim) {
                     const int32_t i = m[a];
                     const float* k0 = pos_key.data() + key_at[i];
                     const float* k1 = pos_key.data() + key_at[i + 1];
-                    ++gap[gap_at[i] + (std::upper_bound(k0, k1, 1.0f - sim) - k0)];
+                    const float key = 1.0f - sim;
+                    // upper_bound: the number of positive keys <= key. Counted without branches for a few keys
+                    // (replicates), where a binary search mostly mispredicts.
+                    int64_t below = 0;
+                    if (k1 - k0 <= 16) {
+                      for (const float* k = k0; k < k1; ++k) below += !(key < *k);
+                    } else {
+                      below = std::upper_bound(k0, k1, key) - k0;
+                    }
+                    ++gap[gap_at[i] + below];
                     ++n_neg[i];
                   });
                 });
