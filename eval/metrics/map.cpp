@@ -319,7 +319,8 @@ void read_normalized(const FeatureRows& x, LazyNorms& norms, const int32_t* ids,
 struct TileScratch {
   std::vector<float> qbuf, cbuf;
   DotPanel panel;
-  std::vector<int32_t> queries, cands, tuple_of, mask, slot;
+  std::vector<int32_t> queries, cands, tuple_of, slot, codes;
+  std::vector<uint8_t> mask, ok;
   std::vector<float> sims;
   std::vector<std::vector<int32_t>> tuples;
   TileScratch(int64_t tile, int64_t d)
@@ -383,34 +384,34 @@ void tile_pairs(const Rule& r, const std::vector<int32_t>& m, const TileJob& job
   s.queries.clear();
   s.tuple_of.clear();
   s.tuples.clear();
-  std::vector<int32_t> codes(n_diff);
+  s.codes.resize(n_diff);
   for (int64_t a = job.q0; a < job.q1; ++a) {
     if (!is_query[m[a]]) continue;
-    for (size_t k = 0; k < n_diff; ++k) codes[k] = r.diff[k][m[a]];
+    for (size_t k = 0; k < n_diff; ++k) s.codes[k] = r.diff[k][m[a]];
     size_t t = 0;
-    while (t < s.tuples.size() && s.tuples[t] != codes) ++t;
-    if (t == s.tuples.size()) s.tuples.push_back(codes);
+    while (t < s.tuples.size() && s.tuples[t] != s.codes) ++t;
+    if (t == s.tuples.size()) s.tuples.push_back(s.codes);
     s.queries.push_back(static_cast<int32_t>(a));
     s.tuple_of.push_back(static_cast<int32_t>(t));
   }
   if (s.queries.empty()) return;
-  // mask[t * cands + k]: candidate k differs from tuple t in every diffby column.
+  // mask[k * tuples + t]: candidate k differs from tuple t in every diffby column.
   const size_t nt = s.tuples.size();
   s.cands.clear();
   s.mask.clear();
-  std::vector<uint8_t> ok(nt);
+  s.ok.resize(nt);
   for (int64_t b = c0; b < c1; ++b) {
     const int32_t j = m[b];
     bool any = false;
     for (size_t t = 0; t < nt; ++t) {
       bool all = true;
       for (size_t k = 0; k < n_diff && all; ++k) all = r.diff[k][j] != s.tuples[t][k];
-      ok[t] = all;
+      s.ok[t] = all;
       any |= all;
     }
     if (!any) continue;
     s.cands.push_back(static_cast<int32_t>(b));
-    for (size_t t = 0; t < nt; ++t) s.mask.push_back(ok[t]);
+    for (size_t t = 0; t < nt; ++t) s.mask.push_back(s.ok[t]);
   }
   const int64_t nc = static_cast<int64_t>(s.cands.size());
   const int64_t nq = static_cast<int64_t>(s.queries.size());
