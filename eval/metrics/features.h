@@ -74,6 +74,9 @@ class DotPanel {
   // n: the vector length; simd = false forces the portable loop (tests compare the two).
   explicit DotPanel(int64_t n, bool simd = true);
   int64_t length() const { return n_; }
+  // Whether dot2() runs the AVX-512 kernel. The portable loop gives the same bits but is slower than one
+  // numpy_dot_f32 (AVX2) per pair, so callers without it compute pairs one at a time.
+  bool simd() const { return simd_; }
   // Lane `lane` holds row[0, n) from now on (lanes never set hold zeros).
   void set(int lane, const float* row);
   // out0[c] = numpy_dot_f32(q0, lane c), out1[c] = numpy_dot_f32(q1, lane c) for all kLanes lanes.

@@ -415,10 +415,11 @@ void tile_pairs(const Rule& r, const std::vector<int32_t>& m, const TileJob& job
   }
   const int64_t nc = static_cast<int64_t>(s.cands.size());
   const int64_t nq = static_cast<int64_t>(s.queries.size());
-  if (nc < min_panel) {
+  if (nc < min_panel || !s.panel.simd()) {
     // Few candidates (a compound's replicates): a panel would run mostly empty lanes, so one dot per pair, each
     // computed once: numpy's dot is symmetric bit for bit (the same rounded products, the same order), so when
-    // both rows are queries of this tile the second visit reuses the first's value.
+    // both rows are queries of this tile the second visit reuses the first's value. Also the path on CPUs without
+    // AVX-512 (the portable panel loop is slower than numpy_dot_f32's AVX2 blocks).
     const bool same_tile = cand == q;
     s.slot.assign(static_cast<size_t>(c1 - c0), -1);  // candidate index of member position c0 + k
     for (int64_t k = 0; k < nc; ++k) s.slot[static_cast<size_t>(s.cands[k] - c0)] = static_cast<int32_t>(k);
