@@ -458,6 +458,137 @@ float numpy_dot_f32(const float* a, const float* b, int64_t n) {
 
 float numpy_norm_f32(const float* x, int64_t n) { return std::sqrt(numpy_dot_f32(x, x, n)); }
 
+namespace {
+constexpr int kPanel = DotPanel::kLanes;
+
+// Lane-wise sum of the products q[i] * t[i][lane] over terms [off, off + n) in numpy's pairwise order (the structure
+// of numpy_pairwise_dot / numpy_block_portable, with every scalar widened to kPanel lanes).
+void panel_sum_portable(const float* t, const float* q, int64_t off, int64_t n, float* res) {
+  if (n < 8) {
+    for (int c = 0; c < kPanel; ++c) res[c] = 0.f;
+    for (int64_t i = off; i < off + n; ++i)
+      for (int c = 0; c < kPanel; ++c) res[c] += q[i] * t[i * kPanel + c];
+    return;
+  }
+  if (n <= 128) {
+    float r[8][kPanel];
+    for (int j = 0; j < 8; ++j)
+      for (int c = 0; c < kPanel; ++c) r[j][c] = q[off + j] * t[(off + j) * kPanel + c];
+    int64_t i = 8;
+    for (; i < n - (n % 8); i += 8)
+      for (int j = 0; j < 8; ++j)
+        for (int c = 0; c < kPanel; ++c) r[j][c] += q[off + i + j] * t[(off + i + j) * kPanel + c];
+    for (int c = 0; c < kPanel; ++c)
+      res[c] = ((r[0][c] + r[1][c]) + (r[2][c] + r[3][c])) + ((r[4][c] + r[5][c]) + (r[6][c] + r[7][c]));
+    for (; i < n; ++i)
+      for (int c = 0; c < kPanel; ++c) res[c] += q[off + i] * t[(off + i) * kPanel + c];
+    return;
+  }
+  int64_t n2 = n / 2;
+  n2 -= n2 % 8;
+  float right[kPanel];
+  panel_sum_portable(t, q, off, n2, res);
+  panel_sum_portable(t, q, off + n2, n - n2, right);
+  for (int c = 0; c < kPanel; ++c) res[c] = res[c] + right[c];
+}
+
+// The AVX-512 build: one zmm = the 16 lanes. The masked forms (all lanes on) are builtins, not plain vector
+// arithmetic, so the compiler cannot contract a multiply and an add into an FMA (numpy rounds the product before
+// adding it; _mm512_mul_ps/_mm512_add_ps are plain vector operators that GCC may fuse under -ffp-contract=fast).
+__attribute__((target("avx512f"))) inline __m512 panel_mul(__m512 a, __m512 b) {
+  return _mm512_maskz_mul_ps(static_cast<__mmask16>(0xFFFF), a, b);
+}
+__attribute__((target("avx512f"))) inline __m512 panel_add(__m512 a, __m512 b) {
+  return _mm512_maskz_add_ps(static_cast<__mmask16>(0xFFFF), a, b);
+}
+
+// Two queries against the panel at once: each loaded panel row feeds both (half the loads of one query at a time).
+__attribute__((target("avx512f"))) void panel_sum2_avx512(const float* t, const float* q0, const float* q1,
+                                                          int64_t off, int64_t n, __m512& res0, __m512& res1) {
+  const float* tt = t + off * kPanel;
+  const float* a = q0 + off;
+  const float* b = q1 + off;
+  if (n < 8) {
+    res0 = _mm512_setzero_ps();
+    res1 = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; ++i) {
+      const __m512 c = _mm512_load_ps(tt + i * kPanel);
+      res0 = panel_add(res0, panel_mul(_mm512_set1_ps(a[i]), c));
+      res1 = panel_add(res1, panel_mul(_mm512_set1_ps(b[i]), c));
+    }
+    return;
+  }
+  if (n <= 128) {
+    __m512 r0[8], r1[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      const __m512 c = _mm512_load_ps(tt + j * kPanel);
+      r0[j] = panel_mul(_mm512_set1_ps(a[j]), c);
+      r1[j] = panel_mul(_mm512_set1_ps(b[j]), c);
+    }
+    int64_t i = 8;
+    for (; i < n - (n % 8); i += 8) {
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) {
+        const __m512 c = _mm512_load_ps(tt + (i + j) * kPanel);
+        r0[j] = panel_add(r0[j], panel_mul(_mm512_set1_ps(a[i + j]), c));
+        r1[j] = panel_add(r1[j], panel_mul(_mm512_set1_ps(b[i + j]), c));
+      }
+    }
+    res0 = panel_add(panel_add(panel_add(r0[0], r0[1]), panel_add(r0[2], r0[3])),
+                     panel_add(panel_add(r0[4], r0[5]), panel_add(r0[6], r0[7])));
+    res1 = panel_add(panel_add(panel_add(r1[0], r1[1]), panel_add(r1[2], r1[3])),
+                     panel_add(panel_add(r1[4], r1[5]), panel_add(r1[6], r1[7])));
+    for (; i < n; ++i) {
+      const __m512 c = _mm512_load_ps(tt + i * kPanel);
+      res0 = panel_add(res0, panel_mul(_mm512_set1_ps(a[i]), c));
+      res1 = panel_add(res1, panel_mul(_mm512_set1_ps(b[i]), c));
+    }
+    return;
+  }
+  int64_t n2 = n / 2;
+  n2 -= n2 % 8;
+  __m512 l0, l1, h0, h1;
+  panel_sum2_avx512(t, q0, q1, off, n2, l0, l1);
+  panel_sum2_avx512(t, q0, q1, off + n2, n - n2, h0, h1);
+  res0 = panel_add(l0, h0);
+  res1 = panel_add(l1, h1);
+}
+
+__attribute__((target("avx512f"))) void panel_dot2_avx512(const float* t, const float* q0, const float* q1, int64_t n,
+                                                          float* out0, float* out1) {
+  __m512 r0, r1;
+  panel_sum2_avx512(t, q0, q1, 0, n, r0, r1);
+  _mm512_storeu_ps(out0, r0);
+  _mm512_storeu_ps(out1, r1);
+}
+
+// 64-byte aligned start inside a vector with kPanel floats of slack.
+float* aligned64(std::vector<float>& v) {
+  auto p = reinterpret_cast<uintptr_t>(v.data());
+  return reinterpret_cast<float*>((p + 63) & ~static_cast<uintptr_t>(63));
+}
+const float* aligned64(const std::vector<float>& v) { return aligned64(const_cast<std::vector<float>&>(v)); }
+}  // namespace
+
+DotPanel::DotPanel(int64_t n, bool simd)
+    : n_(n), simd_(simd && cpu_features().avx512f), t_(static_cast<size_t>(n * kPanel + kPanel), 0.f) {
+  if (n < 0) throw std::invalid_argument("DotPanel: negative length");
+}
+
+void DotPanel::set(int lane, const float* row) {
+  if (lane < 0 || lane >= kPanel) throw std::out_of_range("DotPanel::set: lane out of range");
+  float* t = aligned64(t_) + lane;
+  for (int64_t i = 0; i < n_; ++i) t[i * kPanel] = row[i];
+}
+
+void DotPanel::dot2(const float* q0, const float* q1, float* out0, float* out1) const {
+  const float* t = aligned64(t_);
+  if (simd_) return panel_dot2_avx512(t, q0, q1, n_, out0, out1);
+  panel_sum_portable(t, q0, 0, n_, out0);
+  panel_sum_portable(t, q1, 0, n_, out1);
+}
+
 float dot_f32(const float* a, const float* b, int64_t n) {
   static const bool avx512 = cpu_features().has_avx512();
   return avx512 ? dot_f32_avx512(a, b, n) : dot_f32_portable(a, b, n);

@@ -62,6 +62,32 @@ float numpy_dot_f32(const float* a, const float* b, int64_t n);
 float numpy_dot_f32_reference(const float* a, const float* b, int64_t n);  // portable scalar code, same bits
 float numpy_norm_f32(const float* x, int64_t n);
 
+// numpy_dot_f32 of query vectors against a panel of up to 16 candidate vectors, the same bits as numpy_dot_f32 for
+// every pair. The candidates are stored term-major (term i of the 16 lanes contiguous), so each SIMD lane carries one
+// candidate through numpy's exact order (8 accumulators per block, the block's tree, the tail, the halves) while the
+// query's term is broadcast: one multiply and one add per term for 16 pairs, instead of a horizontal reduction per
+// pair. AVX-512 after a runtime check (mul and add kept separate: numpy rounds the product); a portable loop with the
+// same operations otherwise. A panel is not thread-safe to fill; dot2() may run concurrently on a filled panel.
+class DotPanel {
+ public:
+  static constexpr int kLanes = 16;
+  // n: the vector length; simd = false forces the portable loop (tests compare the two).
+  explicit DotPanel(int64_t n, bool simd = true);
+  int64_t length() const { return n_; }
+  // Whether dot2() runs the AVX-512 kernel. The portable loop gives the same bits but is slower than one
+  // numpy_dot_f32 (AVX2) per pair, so callers without it compute pairs one at a time.
+  bool simd() const { return simd_; }
+  // Lane `lane` holds row[0, n) from now on (lanes never set hold zeros).
+  void set(int lane, const float* row);
+  // out0[c] = numpy_dot_f32(q0, lane c), out1[c] = numpy_dot_f32(q1, lane c) for all kLanes lanes.
+  void dot2(const float* q0, const float* q1, float* out0, float* out1) const;
+
+ private:
+  int64_t n_;
+  bool simd_;
+  std::vector<float> t_;  // n x kLanes, term-major
+};
+
 // numpy_norm_f32 of every row, computed in one streaming pass that also rejects bad input: the first non-finite
 // cell ("X.npy: row 12, column 3 is NaN") and the first all-zero row are named. The result does not depend on the
 // thread count.

@@ -259,23 +259,80 @@ struct TileJob {
   int64_t q0, q1;
 };
 
+// Row norms computed when a row is first read instead of in a separate pass over the file: 0 = not read yet (a
+// valid norm is > 0). A row can be read by two jobs at once (a bucket split into tiles); both compute the same bits,
+// and the slots are accessed atomically.
+struct LazyNorms {
+  const FeatureRows& x;
+  std::vector<float> norm;
+  explicit LazyNorms(const FeatureRows& rows) : x(rows), norm(static_cast<size_t>(rows.rows()), 0.f) {}
+
+  float of(int32_t i, const float* row) {
+    std::atomic_ref<float> slot(norm[static_cast<size_t>(i)]);
+    float v = slot.load(std::memory_order_relaxed);
+    if (v > 0) return v;
+    v = numpy_norm_f32(row, x.cols());
+    // NaN/inf cells give a NaN/inf norm, an all-zero row a zero one: then the whole file is scanned so the error
+    // names the file's first bad row, as checking before any pass did. An infinite norm from finite cells (squares
+    // overflowing float32) is not an error, as before: the row divides to zeros, like numpy's.
+    if (!(v > 0 && v < std::numeric_limits<float>::infinity())) {
+      bool finite = true;
+      for (int64_t c = 0; c < x.cols(); ++c) finite = finite && std::isfinite(row[c]);
+      if (!finite || !(v > 0)) {
+        checked_row_norms(x, 1);  // throws naming the first bad row
+        throw std::logic_error(x.name() + ": row " + std::to_string(i) + " is not finite but the full scan passed");
+      }
+    }
+    slot.store(v, std::memory_order_relaxed);
+    return v;
+  }
+  // Rows never read by the passes (no pair of theirs needed a similarity) are still checked, so bad input is
+  // refused whatever the pair rules: the rows not read yet, in runs.
+  void check_unread(int threads) {
+    const int64_t n = x.rows();
+    std::vector<int32_t> ids;
+    for (int64_t i = 0; i < n; ++i)
+      if (!(norm[static_cast<size_t>(i)] > 0)) ids.push_back(static_cast<int32_t>(i));
+    parallel_for(static_cast<int64_t>(ids.size()), threads, [&](int64_t k0, int64_t k1) {
+      std::vector<float> row(static_cast<size_t>(x.cols()));
+      for (int64_t k = k0; k < k1; ++k) {
+        x.read(&ids[k], 1, row.data());
+        of(ids[k], row.data());
+      }
+    });
+  }
+};
+
 // Rows of `ids` read from x and divided by their norms: the same float32 bits as l2_normalize_rows_inplace.
-void read_normalized(const FeatureRows& x, const std::vector<float>& norms, const int32_t* ids, int64_t k, float* dst) {
+void read_normalized(const FeatureRows& x, LazyNorms& norms, const int32_t* ids, int64_t k, float* dst) {
   x.read(ids, k, dst);
   const int64_t d = x.cols();
   for (int64_t r = 0; r < k; ++r) {
-    const float norm = norms[ids[r]];
     float* row = dst + r * d;
+    const float norm = norms.of(ids[r], row);
     for (int64_t c = 0; c < d; ++c) row[c] = row[c] / norm;
   }
 }
 
-// Runs fn(job, query_rows, q_count, cand_rows, c0, c_count) over the rule's buckets in tiles of at most `tile`
-// rows: each job holds the rows of its queries, and each candidate tile of the bucket is read in turn (the query
-// tile itself is reused). Jobs are handed out dynamically, but every query belongs to exactly one job and its
-// results are written only there, so the output does not depend on the thread count or the schedule.
+// Per-thread scratch of the tile loops: the rows of the job's queries and of one candidate tile, and the panel the
+// dot products run on.
+struct TileScratch {
+  std::vector<float> qbuf, cbuf;
+  DotPanel panel;
+  std::vector<int32_t> queries, cands, tuple_of, slot, codes;
+  std::vector<uint8_t> mask, ok;
+  std::vector<float> sims;
+  std::vector<std::vector<int32_t>> tuples;
+  TileScratch(int64_t tile, int64_t d)
+      : qbuf(static_cast<size_t>(tile * d)), cbuf(static_cast<size_t>(tile * d)), panel(d) {}
+};
+
+// Runs fn(job, scratch, query_rows, cand_rows, c0, c1) over the rule's buckets in tiles of at most `tile` rows: each
+// job holds the rows of its queries, and each candidate tile [c0, c1) of the bucket is read in turn (the query tile
+// itself is reused). Jobs are handed out dynamically, but every query belongs to exactly one job and its results are
+// written only there, so the output does not depend on the thread count or the schedule.
 template <class Fn>
-void for_each_tile(const FeatureRows& x, const std::vector<float>& norms, const Rule& r,
+void for_each_tile(const FeatureRows& x, LazyNorms& norms, const Rule& r,
                    const std::vector<uint8_t>& is_query, int64_t tile, int threads, Fn&& fn) {
   std::vector<TileJob> jobs;
   for (size_t b = 0; b < r.members.size(); ++b) {
@@ -293,24 +350,121 @@ void for_each_tile(const FeatureRows& x, const std::vector<float>& norms, const 
   const int64_t d = x.cols();
   parallel_for(threads, threads, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      std::vector<float> qbuf(static_cast<size_t>(tile * d)), cbuf(static_cast<size_t>(tile * d));
+      TileScratch s(tile, d);
       for (int64_t j = next++; j < static_cast<int64_t>(jobs.size()); j = next++) {
         const TileJob& job = jobs[j];
         const auto& m = r.members[job.bucket];
         const int64_t size = static_cast<int64_t>(m.size());
-        read_normalized(x, norms, m.data() + job.q0, job.q1 - job.q0, qbuf.data());
+        read_normalized(x, norms, m.data() + job.q0, job.q1 - job.q0, s.qbuf.data());
         for (int64_t c0 = 0; c0 < size; c0 += tile) {
           const int64_t c1 = std::min(size, c0 + tile);
-          const float* cand = qbuf.data();
+          const float* cand = s.qbuf.data();
           if (c0 != job.q0) {
-            read_normalized(x, norms, m.data() + c0, c1 - c0, cbuf.data());
-            cand = cbuf.data();
+            read_normalized(x, norms, m.data() + c0, c1 - c0, s.cbuf.data());
+            cand = s.cbuf.data();
           }
-          fn(job, qbuf.data(), cand, c0, c1);
+          fn(job, s, s.qbuf.data(), cand, c0, c1);
         }
       }
     }
   });
+}
+
+// The pairs of one tile under rule r: visit(a, b, sim) for every query a in [job.q0, job.q1) (member positions of the
+// bucket, is_query) and every candidate b in [c0, c1) with members i = m[a] != j = m[b] and r.diff_ok(i, j), in
+// ascending b for each a; sim = numpy_dot_f32 of the two normalised rows, bit for bit (computed on a DotPanel).
+// Which candidates pair with a query depends only on the query's diffby codes, so the queries are grouped by
+// those codes (one group per plate in JUMP's preset: every compound well has negcon 0 and no reference index) and
+// only candidates pairing with some group enter the panels.
+template <class Visit>
+void tile_pairs(const Rule& r, const std::vector<int32_t>& m, const TileJob& job, TileScratch& s,
+                const std::vector<uint8_t>& is_query, const float* q, const float* cand, int64_t c0, int64_t c1,
+                int64_t d, int64_t min_panel, Visit&& visit) {
+  const size_t n_diff = r.diff.size();
+  s.queries.clear();
+  s.tuple_of.clear();
+  s.tuples.clear();
+  s.codes.resize(n_diff);
+  for (int64_t a = job.q0; a < job.q1; ++a) {
+    if (!is_query[m[a]]) continue;
+    for (size_t k = 0; k < n_diff; ++k) s.codes[k] = r.diff[k][m[a]];
+    size_t t = 0;
+    while (t < s.tuples.size() && s.tuples[t] != s.codes) ++t;
+    if (t == s.tuples.size()) s.tuples.push_back(s.codes);
+    s.queries.push_back(static_cast<int32_t>(a));
+    s.tuple_of.push_back(static_cast<int32_t>(t));
+  }
+  if (s.queries.empty()) return;
+  // mask[k * tuples + t]: candidate k differs from tuple t in every diffby column.
+  const size_t nt = s.tuples.size();
+  s.cands.clear();
+  s.mask.clear();
+  s.ok.resize(nt);
+  for (int64_t b = c0; b < c1; ++b) {
+    const int32_t j = m[b];
+    bool any = false;
+    for (size_t t = 0; t < nt; ++t) {
+      bool all = true;
+      for (size_t k = 0; k < n_diff && all; ++k) all = r.diff[k][j] != s.tuples[t][k];
+      s.ok[t] = all;
+      any |= all;
+    }
+    if (!any) continue;
+    s.cands.push_back(static_cast<int32_t>(b));
+    for (size_t t = 0; t < nt; ++t) s.mask.push_back(s.ok[t]);
+  }
+  const int64_t nc = static_cast<int64_t>(s.cands.size());
+  const int64_t nq = static_cast<int64_t>(s.queries.size());
+  if (nc < min_panel || !s.panel.simd()) {
+    // Few candidates (a compound's replicates): a panel would run mostly empty lanes, so one dot per pair, each
+    // computed once: numpy's dot is symmetric bit for bit (the same rounded products, the same order), so when
+    // both rows are queries of this tile the second visit reuses the first's value. Also the path on CPUs without
+    // AVX-512 (the portable panel loop is slower than numpy_dot_f32's AVX2 blocks).
+    const bool same_tile = cand == q;
+    s.slot.assign(static_cast<size_t>(c1 - c0), -1);  // candidate index of member position c0 + k
+    for (int64_t k = 0; k < nc; ++k) s.slot[static_cast<size_t>(s.cands[k] - c0)] = static_cast<int32_t>(k);
+    s.sims.assign(static_cast<size_t>(nq * nc), std::numeric_limits<float>::quiet_NaN());
+    for (int64_t u = 0; u < nq; ++u) {
+      const int64_t a = s.queries[u];
+      const int32_t i = m[a];
+      const size_t t = static_cast<size_t>(s.tuple_of[u]);
+      const int32_t a_slot = same_tile ? s.slot[static_cast<size_t>(a - c0)] : -1;
+      for (int64_t k = 0; k < nc; ++k) {
+        const int64_t b = s.cands[k];
+        if (!s.mask[k * nt + t] || m[b] == i) continue;
+        float sim = std::numeric_limits<float>::quiet_NaN();
+        if (a_slot >= 0) {
+          // (b, a) was visited first when b is an earlier query of this tile.
+          const auto it = std::lower_bound(s.queries.begin(), s.queries.begin() + u, static_cast<int32_t>(b));
+          if (it != s.queries.begin() + u && *it == b) sim = s.sims[static_cast<size_t>((it - s.queries.begin()) * nc + a_slot)];
+        }
+        if (sim != sim) sim = numpy_dot_f32(q + (a - job.q0) * d, cand + (b - c0) * d, d);
+        s.sims[static_cast<size_t>(u * nc + k)] = sim;
+        visit(a, b, sim);
+      }
+    }
+    return;
+  }
+  float sim0[DotPanel::kLanes], sim1[DotPanel::kLanes];
+  for (int64_t p0 = 0; p0 < nc; p0 += DotPanel::kLanes) {
+    const int64_t p1 = std::min<int64_t>(nc, p0 + DotPanel::kLanes);
+    for (int64_t k = p0; k < p1; ++k) s.panel.set(static_cast<int>(k - p0), cand + (s.cands[k] - c0) * d);
+    for (int64_t u = 0; u < nq; u += 2) {
+      const int64_t v = std::min(u + 1, nq - 1);  // an odd query count pairs the last query with itself
+      const int64_t a0 = s.queries[u], a1 = s.queries[v];
+      s.panel.dot2(q + (a0 - job.q0) * d, q + (a1 - job.q0) * d, sim0, sim1);
+      for (int64_t w = u; w <= v; ++w) {
+        const int64_t a = s.queries[w];
+        const int32_t i = m[a];
+        const float* sim = w == u ? sim0 : sim1;
+        const size_t t = static_cast<size_t>(s.tuple_of[w]);
+        for (int64_t k = p0; k < p1; ++k) {
+          const int64_t b = s.cands[k];
+          if (s.mask[k * nt + t] && m[b] != i) visit(a, b, sim[k - p0]);
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -454,8 +608,7 @@ AveragePrecision average_precision(const FeatureRows& x, const Table& meta, cons
   const int64_t n = x.rows();
   const int64_t tile = std::max<int64_t>(1, opt.tile_rows);
   timer.stage("pair rules from metadata");
-  const std::vector<float> norms = checked_row_norms(x, opt.threads);
-  timer.stage("norms + finite check (1 pass)");
+  LazyNorms norms(x);  // each row's norm and finite check when it is first read
   AveragePrecision out = empty_result(n);
 
   // AP needs, for each positive of a query, how many negatives rank above it; a negative ranks above a positive
@@ -491,48 +644,45 @@ AveragePrecision average_precision(const FeatureRows& x, const Table& meta, cons
   timer.stage("pair counts");
 
   const int64_t d = x.cols();
+  std::vector<int64_t> pos_written(key_at.begin(), key_at.end() - 1);  // next free slot of each query's keys
   for_each_tile(x, norms, pos, has_pos, tile, opt.threads,
-                [&](const TileJob& job, const float* q, const float* cand, int64_t c0, int64_t c1) {
+                [&](const TileJob& job, TileScratch& s, const float* q, const float* cand, int64_t c0, int64_t c1) {
                   const auto& m = pos.members[job.bucket];
-                  for (int64_t a = job.q0; a < job.q1; ++a) {
-                    const int32_t i = m[a];
-                    if (!has_pos[i]) continue;
-                    const float* xi = q + (a - job.q0) * d;
-                    // Positives of i before this candidate tile: those in earlier tiles of the bucket.
-                    int64_t w = key_at[i];
-                    for (int64_t b = 0; b < c0; ++b) w += m[b] != i && pos.diff_ok(i, m[b]);
-                    for (int64_t b = c0; b < c1; ++b) {
-                      const int32_t j = m[b];
-                      if (j != i && pos.diff_ok(i, j)) pos_key[w++] = 1.0f - numpy_dot_f32(xi, cand + (b - c0) * d, d);
-                    }
-                  }
+                  // A query's candidate tiles come in ascending order, all in its own job: its keys fill its
+                  // slots left to right.
+                  tile_pairs(pos, m, job, s, has_pos, q, cand, c0, c1, d, opt.panel_min_candidates, [&](int64_t a, int64_t, float sim) {
+                    pos_key[pos_written[m[a]]++] = 1.0f - sim;
+                  });
                 });
   parallel_for(n, opt.threads, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) std::sort(pos_key.begin() + key_at[i], pos_key.begin() + key_at[i + 1]);
   });
   timer.stage("positive similarities (pass 1)");
   for_each_tile(x, norms, neg, has_pos, tile, opt.threads,
-                [&](const TileJob& job, const float* q, const float* cand, int64_t c0, int64_t c1) {
+                [&](const TileJob& job, TileScratch& s, const float* q, const float* cand, int64_t c0, int64_t c1) {
                   const auto& m = neg.members[job.bucket];
-                  for (int64_t a = job.q0; a < job.q1; ++a) {
+                  tile_pairs(neg, m, job, s, has_pos, q, cand, c0, c1, d, opt.panel_min_candidates, [&](int64_t a, int64_t, float sim) {
                     const int32_t i = m[a];
-                    if (!has_pos[i]) continue;
-                    const float* xi = q + (a - job.q0) * d;
                     const float* k0 = pos_key.data() + key_at[i];
                     const float* k1 = pos_key.data() + key_at[i + 1];
-                    int32_t* g = gap.data() + gap_at[i];
-                    for (int64_t b = c0; b < c1; ++b) {
-                      const int32_t j = m[b];
-                      if (j == i || !neg.diff_ok(i, j)) continue;
-                      const float key = 1.0f - numpy_dot_f32(xi, cand + (b - c0) * d, d);
-                      ++g[std::upper_bound(k0, k1, key) - k0];
-                      ++n_neg[i];
+                    const float key = 1.0f - sim;
+                    // upper_bound: the number of positive keys <= key. Counted without branches for a few keys
+                    // (replicates), where a binary search mostly mispredicts.
+                    int64_t below = 0;
+                    if (k1 - k0 <= 16) {
+                      for (const float* k = k0; k < k1; ++k) below += !(key < *k);
+                    } else {
+                      below = std::upper_bound(k0, k1, key) - k0;
                     }
-                  }
+                    ++gap[gap_at[i] + below];
+                    ++n_neg[i];
+                  });
                 });
   for (int64_t i = 0; i < n; ++i)
     if (out.n_pos[i] == 0 || has_pos[i]) out.n_total[i] = out.n_pos[i] + n_neg[i];
   timer.stage("negatives counted (pass 2)");
+  norms.check_unread(opt.threads);
+  timer.stage("rows not read by the passes checked");
   // The t-th positive's rank is t + (negatives above it); AP from those ranks as copairs sums it (copairs_ap), as the
   // ranked reference does, so the same bits.
   parallel_for(n, opt.threads, [&](int64_t i0, int64_t i1) {
@@ -796,18 +946,36 @@ std::vector<double> benjamini_hochberg(const std::vector<double>& p) {
 
 std::vector<std::vector<size_t>> group_rows(const Table& meta, const std::vector<std::string>& by,
                                             const std::vector<size_t>& rows) {
-  std::vector<ColumnCodes> cols;
-  std::vector<const std::vector<std::string>*> text;
+  // Each column's distinct values are ordered once (numbers by value, text by bytes) and every row compares by the
+  // ranks of its values: integer comparisons instead of string ones in the row sort.
+  std::vector<std::vector<uint32_t>> rank_of_row;
   for (const auto& c : by) {
-    cols.push_back(column_codes(meta, c));
-    text.push_back(&meta.column(c));
+    const ColumnCodes cc = column_codes(meta, c);
+    const std::vector<std::string>& text = meta.column(c);
+    int32_t n_codes = 0;
+    for (int32_t v : cc.code) n_codes = std::max(n_codes, v + 1);
+    std::vector<size_t> rep(static_cast<size_t>(n_codes));  // a row holding each code
+    for (size_t r = cc.code.size(); r-- > 0;) rep[static_cast<size_t>(cc.code[r])] = r;
+    auto value_less = [&](int32_t x, int32_t y) {
+      const size_t rx = rep[static_cast<size_t>(x)], ry = rep[static_cast<size_t>(y)];
+      return cc.numeric ? cc.value[rx] < cc.value[ry] : text[rx] < text[ry];
+    };
+    std::vector<int32_t> order(static_cast<size_t>(n_codes));
+    for (int32_t k = 0; k < n_codes; ++k) order[static_cast<size_t>(k)] = k;
+    std::sort(order.begin(), order.end(), value_less);
+    std::vector<uint32_t> rank(static_cast<size_t>(n_codes));
+    uint32_t at = 0;
+    for (size_t k = 0; k < order.size(); ++k) {
+      if (k > 0 && value_less(order[k - 1], order[k])) ++at;  // equal values (0 and -0) share a rank
+      rank[static_cast<size_t>(order[k])] = at;
+    }
+    std::vector<uint32_t> per_row(cc.code.size());
+    for (size_t r = 0; r < per_row.size(); ++r) per_row[r] = rank[static_cast<size_t>(cc.code[r])];
+    rank_of_row.push_back(std::move(per_row));
   }
   auto less = [&](size_t a, size_t b) {
-    for (size_t k = 0; k < cols.size(); ++k) {
-      if (cols[k].code[a] == cols[k].code[b]) continue;
-      if (cols[k].numeric) return cols[k].value[a] < cols[k].value[b];
-      return (*text[k])[a] < (*text[k])[b];
-    }
+    for (const auto& rk : rank_of_row)
+      if (rk[a] != rk[b]) return rk[a] < rk[b];
     return false;
   };
   std::vector<size_t> sorted = rows;

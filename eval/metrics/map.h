@@ -47,6 +47,10 @@ struct MapOptions {
   int threads = 0;  // 0 = all cores
   // Rows read at a time per thread when profiles are visited bucket by bucket (a larger bucket is tiled).
   int64_t tile_rows = 1024;
+  // A tile with at least this many candidates computes its dot products on a DotPanel (16 candidates per AVX-512
+  // register; CPUs without AVX-512 never do); with fewer (a compound's replicates) one dot per pair, reused for the
+  // symmetric pair. Both give the same bits; tests force each path.
+  int64_t panel_min_candidates = 8;
   bool timings = false;  // print each stage's wall time and resident memory to stderr (StageTimer)
   // Groups for mean_average_precision.csv; empty = pos_sameby (what copairs' users pass).
   std::vector<std::string> map_groupby;

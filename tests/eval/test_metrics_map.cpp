@@ -67,9 +67,10 @@ double cell(const Table& t, size_t r, const std::string& col) {
   return s.empty() ? NAN : t.number(r, t.index(col));
 }
 
-void expect_ap_matches(const std::string& name, int threads) {
+void expect_ap_matches(const std::string& name, int threads, int64_t panel_min_candidates = 8) {
   CopairsCase c = load_case(name);
   c.opt.threads = threads;
+  c.opt.panel_min_candidates = panel_min_candidates;
   AveragePrecision ap = average_precision(c.x, c.meta, c.opt);
   ASSERT_EQ(ap.ap.size(), c.ap.rows());
   int nan_rows = 0;
@@ -115,6 +116,15 @@ TEST(MetricsMap, JumpPresetMatchesCopairs) { expect_ap_matches("map_jump", 2); }
 TEST(MetricsMap, TiesMatchCopairs) { expect_ap_matches("map_ties", 2); }
 TEST(MetricsMap, DenseNegativesWithDiffbyMatchCopairs) { expect_ap_matches("map_dense", 2); }
 TEST(MetricsMap, PairsThatAreBothPositiveAndNegativeMatchCopairs) { expect_ap_matches("map_overlap", 1); }
+
+TEST(MetricsMap, BothDotPathsMatchCopairs) {
+  // Every tile on a DotPanel, then every pair one dot at a time (reusing the symmetric pair): copairs' bits both ways.
+  for (int64_t min_panel : {1, 1 << 30})
+    for (const char* name : {"map_jump", "map_ties", "map_overlap"}) {
+      SCOPED_TRACE(std::string(name) + " panel_min_candidates " + std::to_string(min_panel));
+      expect_ap_matches(name, 2, min_panel);
+    }
+}
 
 TEST(MetricsMap, TiedPositiveRanksBeforeNegative) {
   // Query 0: one positive and one negative at exactly the same similarity -> AP 1 (positive first).
@@ -352,12 +362,15 @@ TEST(MetricsMap, CountingPathEqualsRankedReferenceBitwise) {
     opt.pos_sameby = r.ps, opt.pos_diffby = r.pd, opt.neg_sameby = r.ns, opt.neg_diffby = r.nd;
     AveragePrecision want = average_precision_ranked(RowMatrixF(c.x), c.meta, opt);
     for (int64_t tile : {1, 3, 7, 1024})
-      for (int threads : {1, 2, 3}) {
-        SCOPED_TRACE(r.ps[0] + "/" + r.ns[0] + " tile " + std::to_string(tile) + " threads " + std::to_string(threads));
-        opt.tile_rows = tile;
-        opt.threads = threads;
-        EXPECT_TRUE(same_bits(average_precision(c.x, c.meta, opt), want));
-      }
+      for (int threads : {1, 2, 3})
+        for (int64_t min_panel : {1, 8, 1 << 30}) {
+          SCOPED_TRACE(r.ps[0] + "/" + r.ns[0] + " tile " + std::to_string(tile) + " threads " +
+                       std::to_string(threads) + " panel_min_candidates " + std::to_string(min_panel));
+          opt.tile_rows = tile;
+          opt.threads = threads;
+          opt.panel_min_candidates = min_panel;
+          EXPECT_TRUE(same_bits(average_precision(c.x, c.meta, opt), want));
+        }
   }
 }
 
@@ -453,6 +466,36 @@ TEST(MetricsMap, NaNFeaturesNamed) {
   }
 }
 
+TEST(MetricsMap, BadRowsWithoutPairsAreStillRefused) {
+  // Norms are computed when the passes first read a row; rows no pass reads (here row 3: its own compound and its
+  // own plate, so no pair) are checked at the end, and a bad row read mid-pass still names the file's first bad row.
+  RowMatrixF x(5, 2);
+  x << 1, 0, 1, 1, 0, 1, 2, 2, 1, 2;
+  Table meta({"cpd", "plate"});
+  for (auto [cpd, plate] : {std::pair{"a", "p"}, {"a", "p"}, {"b", "p"}, {"c", "q"}, {"b", "p"}}) meta.add_row({cpd, plate});
+  MapOptions opt;
+  opt.pos_sameby = {"cpd"};
+  opt.neg_sameby = {"plate"};
+  opt.neg_diffby = {"cpd"};
+  AveragePrecision ok = average_precision(x, meta, opt);
+  EXPECT_EQ(ok.n_total[3], 0);
+  auto expect_error = [&](const std::string& what) {
+    try {
+      average_precision(x, meta, opt);
+      ADD_FAILURE() << "no error, expected " << what;
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  x(3, 1) = NAN;
+  expect_error("row 3, column 1 is NaN");
+  x(3, 1) = 0, x(3, 0) = 0;
+  expect_error("row 3 is all zeros");
+  x(3, 0) = 1, x(4, 0) = INFINITY;  // read by pass 1, but row 3 comes first in the file
+  x(3, 1) = NAN;
+  expect_error("row 3, column 1 is NaN");
+}
+
 TEST(MetricsMap, RowCountMismatchNamesBothFiles) {
   CopairsCase c = load_case("map_jump");
   fs::path dir = tabula::test::scratch_dir();
@@ -488,6 +531,39 @@ TEST(MetricsMap, CosineIsCopairsBitwise) {
       for (float& v : bn) v = v / nb;
       EXPECT_EQ(numpy_dot_f32(an.data(), bn.data(), d), sim.as<float>()[r]) << r;
     }
+  }
+}
+
+TEST(MetricsMap, DotPanelIsNumpyDotBitwise) {
+  // The panel kernel (16 candidates per SIMD register) against the scalar numpy_dot_f32_reference, for lengths on
+  // every path of numpy's pairwise summation (plain, one block with and without a tail, unequal halves, 768), with
+  // the AVX-512 and the portable loop, lanes partly filled, refilled, and the same query in both slots.
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  for (int64_t n : {0, 1, 5, 7, 8, 9, 15, 16, 100, 128, 129, 130, 255, 300, 383, 768, 1000, 1536}) {
+    SCOPED_TRACE("n = " + std::to_string(n));
+    std::vector<float> rows(static_cast<size_t>(20 * n)), qs(static_cast<size_t>(2 * n));
+    for (float& v : rows) v = normal(rng);
+    for (float& v : qs) v = normal(rng);
+    for (bool simd : {true, false}) {
+      DotPanel panel(n, simd);
+      for (int filled : {11, 16, 3}) {
+        for (int l = 0; l < filled; ++l) panel.set(l, rows.data() + (l + filled) % 20 * n);
+        float o0[DotPanel::kLanes], o1[DotPanel::kLanes];
+        panel.dot2(qs.data(), qs.data() + n, o0, o1);
+        for (int l = 0; l < filled; ++l) {
+          const float* r = rows.data() + (l + filled) % 20 * n;
+          EXPECT_EQ(o0[l], numpy_dot_f32_reference(qs.data(), r, n)) << "lane " << l << " simd " << simd;
+          EXPECT_EQ(o1[l], numpy_dot_f32_reference(qs.data() + n, r, n)) << "lane " << l << " simd " << simd;
+        }
+        panel.dot2(qs.data() + n, qs.data() + n, o0, o1);
+        for (int l = 0; l < filled; ++l) EXPECT_EQ(o0[l], o1[l]);
+      }
+    }
+    DotPanel empty(n);
+    float o0[DotPanel::kLanes], o1[DotPanel::kLanes];
+    empty.dot2(qs.data(), qs.data() + n, o0, o1);
+    for (int l = 0; l < DotPanel::kLanes; ++l) EXPECT_EQ(o0[l], 0.f);
   }
 }
 
