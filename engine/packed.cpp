@@ -20,6 +20,7 @@
 #include "engine/ops_common.h"
 #include "engine/rowops.h"
 #include "engine/threads.h"
+#include "engine/winograd.h"
 
 namespace tabula {
 
@@ -29,6 +30,9 @@ constexpr int64_t kMaxNC = 512;   // columns per task: a KC x NC block of packed
 constexpr int64_t kMinTapCin = 16;  // below this a conv gathers im2col rows instead of one pointer per tap
 
 alignas(64) const float kZeroRow[KC] = {};  // the A row of a tap in the padding (segments are <= KC long)
+// Winograd weights take 4x the direct ones (36 vs 9 values per (Cin, Cout) pair); above 256 x 256 channels (ResNet
+// layer4's 512 x 512 on 7x7 maps) they measured no faster, see bench/RESULTS_engine.md.
+constexpr int64_t kWinoMaxWeights = 512 * 512;
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -82,7 +86,16 @@ PackedConv2d::PackedConv2d(const Tensor& weight, const Conv2dOptions& o) : opt(o
         for (int64_t j = 0; j < kw; ++j)
           bt[static_cast<size_t>(((i * kw + j) * cin + ci) * cout + co)] = wp[((co * cin + ci) * kh + i) * kw + j];
   b = PackedMatrix::pack(K, cout, bt.data(), cout, 1);
+  if (ops::winograd_enabled() && winograd_conv_eligible(cout, cin, kh, kw, o)) {
+    const std::vector<float> u = detail::winograd_weight_transform(wp, cout, cin);
+    wino = PackedMatrix::pack(detail::kWinoPoints * cin, cout, u.data(), cout, 1);
+  }
   shape_only = Tensor::zeros({1, 1, 1, 1}).expand({cout, cin, kh, kw});
+}
+
+bool winograd_conv_eligible(int64_t cout, int64_t cin, int64_t kh, int64_t kw, const Conv2dOptions& o) {
+  return kh == 3 && kw == 3 && o.stride[0] == 1 && o.stride[1] == 1 && o.dilation[0] == 1 && o.dilation[1] == 1 &&
+         o.groups == 1 && cin >= 16 && cout >= 16 && cin * cout <= kWinoMaxWeights;
 }
 
 PackedLinear::PackedLinear(const Tensor& weight) {
@@ -233,8 +246,14 @@ struct BPanels {
 };
 BPanels panels_of(const PackedMatrix& m) { return {m.panel(0), m.rows(), m.cols(), m.nr()}; }
 
-void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels& B, float* C, int64_t ldc,
-                   const Epilogue& ep) {
+// `count` independent GEMMs of the same shape in one parallel loop (Winograd's 36 transform points): GEMM b reads
+// the dense A at a + b * a_step, the rows k_step * b .. of B, and writes C + b * c_step.
+struct GemmBatch {
+  int64_t count = 1, a_step = 0, k_step = 0, c_step = 0;
+};
+
+void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels& B, float* C_all,
+                   int64_t ldc, const Epilogue& ep, const GemmBatch& batch = {}) {
   const detail::GemmIndirectKernelInfo& kern = detail::gemm_indirect_kernel();
   const int64_t MR = kern.mr, NR = kern.nr, N = B.cols();
   if (B.nr != NR) op_error("indirect_gemm", "weights were packed for another micro-kernel");
@@ -244,12 +263,12 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
   // Rows per task: as many micro-panels as keep >= 8 tasks per thread (dynamic scheduling evens out the rest).
   int64_t MC = 8 * MR;
   const int64_t want = 8 * static_cast<int64_t>(get_num_threads());
-  while (MC > MR && ((M + MC - 1) / MC) * ntiles < want) MC -= MR;
+  while (MC > MR && ((M + MC - 1) / MC) * ntiles * batch.count < want) MC -= MR;
   const int64_t mtiles = (M + MC - 1) / MC;
   const bool relu_in_kernel = ep.act == Activation::relu || ep.act == Activation::none;
   const int64_t K = B.rows();
 
-  parallel_for(mtiles * ntiles, 1, [&](int64_t t0, int64_t t1) {
+  parallel_for(batch.count * mtiles * ntiles, 1, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<const float*> ptrs;
     thread_local std::vector<float> cols;  // im2col rows of this task (Cin < 16 convs)
     // taps: each row's output pixel as (n, first input row, first input column), computed once per task so that
@@ -259,7 +278,11 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
     };
     thread_local std::vector<RowOrigin> origin;
     alignas(64) float tile[16 * 32];
-    for (int64_t t = t0; t < t1; ++t) {
+    for (int64_t bt = t0; bt < t1; ++bt) {
+      const int64_t gb = bt / (mtiles * ntiles), t = bt % (mtiles * ntiles);
+      const float* const abase = A.a + gb * batch.a_step;
+      float* const C = C_all + gb * batch.c_step;
+      const int64_t kbase = gb * batch.k_step;
       const int64_t i0 = (t / ntiles) * MC, j0 = (t % ntiles) * NC;
       const int64_t mc = std::min(MC, M - i0), nc = std::min(NC, N - j0);
       if (A.kind == ASource::Kind::taps) {
@@ -312,7 +335,7 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
               }
               const int64_t r = r0 + i;
               switch (A.kind) {
-                case ASource::Kind::dense: dst[i] = A.a + r * A.lda + sg.c0; break;
+                case ASource::Kind::dense: dst[i] = abase + r * A.lda + sg.c0; break;
                 case ASource::Kind::im2col: dst[i] = cols.data() + (ir + i) * K + sg.c0; break;
                 case ASource::Kind::taps: {
                   const RowOrigin& o = origin[static_cast<size_t>(ir + i)];
@@ -327,7 +350,7 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
         auto tile_at = [&](int64_t pi, int64_t jr) {
           const int64_t r0 = i0 + pi * MR, ni = std::min(MR, mc - pi * MR);
           const int64_t j = j0 + jr, nj = std::min(NR, nc - jr);
-          const float* bp = B.panel(j / NR) + kb.k0 * NR;
+          const float* bp = B.panel(j / NR) + (kbase + kb.k0) * NR;
           const float* const* ap = ptrs.data() + pi * kb.nseg * MR;
           float* cp = C + r0 * ldc + j;
           if (ni == MR && nj == NR) {
@@ -381,6 +404,49 @@ void gemm_packed_b(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda,
 }  // namespace detail
 
 namespace {
+// Winograd F(4x4, 3x3) (winograd.h) over the whole batch: the tiles are taken in chunks whose transformed input
+// V and GEMM results M ([tiles][36][C] and [tiles][36][Cout]) stay within a few MiB, so they are written and read
+// back through the caches rather than memory; per chunk the input transform, the 36 GEMMs (one parallel loop,
+// K = Cin read densely from V) and the output transform with the epilogue. The chunking changes no arithmetic:
+// each output element is one tile's transforms around the GEMM's fixed K blocking.
+constexpr int64_t kWinoChunkBytes = int64_t{8} << 20;
+
+void winograd_conv(const Tensor& x, const PackedConv2d& w, const detail::ConvShapes& s, const Epilogue& ep,
+                   float* y) {
+  using namespace detail;
+  WinogradGeometry g;
+  g.N = s.N, g.H = s.H, g.W = s.W, g.C = s.C, g.Cout = s.Cout, g.Ho = s.Ho, g.Wo = s.Wo;
+  g.pad_h = w.opt.padding[0], g.pad_w = w.opt.padding[1];
+  g.th = (s.Ho + kWinoTile - 1) / kWinoTile, g.tw = (s.Wo + kWinoTile - 1) / kWinoTile;
+  const int64_t T = g.tiles(), C = s.C, Co = s.Cout;
+  const int64_t MR = gemm_indirect_kernel().mr;
+  const int64_t per_tile = kWinoPoints * (C + Co) * static_cast<int64_t>(sizeof(float));
+  const int64_t chunk = std::min(T, std::max<int64_t>(8 * MR, kWinoChunkBytes / per_tile / MR * MR));
+  // scratch from the activation allocator (the reuse arena plans it with the rest of the forward)
+  Tensor scratch = Tensor::empty({chunk * kWinoPoints * (C + Co)});
+  float* const V = scratch.data<float>();
+  float* const M = V + chunk * kWinoPoints * C;
+  WinogradEpilogue wep;
+  wep.scale = ep.scale, wep.shift = ep.shift, wep.residual = ep.residual, wep.act = ep.act;
+  const float* xp = x.data<float>();
+  ASource A;
+  A.kind = ASource::Kind::dense;
+  A.a = V;
+  A.lda = kWinoPoints * C;
+  const KPlan plan = dense_plan(C);
+  const GemmBatch batch{kWinoPoints, C, C, Co};
+  for (int64_t t0 = 0; t0 < T; t0 += chunk) {
+    const int64_t tc = std::min(chunk, T - t0);
+    parallel_for(tc, grain_for(tc, kWinoPoints * C * 4), [&](int64_t a, int64_t b) {
+      winograd_input_transform(g, xp, t0 + a, t0 + b, V + a * kWinoPoints * C);
+    });
+    indirect_gemm(tc, A, plan, panels_of(w.wino), M, kWinoPoints * Co, Epilogue{}, batch);
+    parallel_for(tc, grain_for(tc, kWinoPoints * Co * 4), [&](int64_t a, int64_t b) {
+      winograd_output_transform(g, M + a * kWinoPoints * Co, t0 + a, t0 + b, wep, y);
+    });
+  }
+}
+
 void check_channel_vector(std::string_view op, const Tensor& t, int64_t C, std::string_view name) {
   if (!t.defined()) return;
   check_f32_cpu(op, t, name);
@@ -423,6 +489,16 @@ Tensor conv2d(const Tensor& x_in, const PackedConv2d& w, const Tensor& scale_in,
   const Tensor scale = scale_in.defined() ? scale_in.contiguous() : Tensor();
   const Tensor shift = shift_in.defined() ? shift_in.contiguous() : Tensor();
   Tensor y = empty_channels_last(s.N, s.Cout, s.Ho, s.Wo);
+  Epilogue ep;
+  ep.scale = scale.defined() ? scale.data<float>() : nullptr;
+  ep.shift = shift.defined() ? shift.data<float>() : nullptr;
+  ep.residual = res.defined() ? res.data<float>() : nullptr;
+  ep.ldr = s.Cout;
+  ep.act = act;
+  if (w.wino.defined()) {  // 3x3 stride 1 (winograd_conv_eligible)
+    winograd_conv(x, w, s, ep, y.data<float>());
+    return y;
+  }
 
   ASource A;
   A.a = x.data<float>();
@@ -442,12 +518,6 @@ Tensor conv2d(const Tensor& x_in, const PackedConv2d& w, const Tensor& scale_in,
     A.kind = ASource::Kind::im2col;
     plan = dense_plan(s.C * s.kh * s.kw);
   }
-  Epilogue ep;
-  ep.scale = scale.defined() ? scale.data<float>() : nullptr;
-  ep.shift = shift.defined() ? shift.data<float>() : nullptr;
-  ep.residual = res.defined() ? res.data<float>() : nullptr;
-  ep.ldr = s.Cout;
-  ep.act = act;
   indirect_gemm(s.N * s.Ho * s.Wo, A, plan, panels_of(w.b), y.data<float>(), s.Cout, ep);
   return y;
 }

@@ -43,9 +43,19 @@ Tensor reference_conv(const Tensor& x, const Tensor& w, const Conv2dOptions& o, 
   return ref::activation(y, act);
 }
 
+// The direct (tap / GEMM / im2col) paths: 3x3 stride-1 convs are packed without the Winograd copy here (that path
+// has its own tests in test_winograd.cpp).
+struct WinogradOff {
+  WinogradOff() { ops::set_winograd_enabled(false); }
+  ~WinogradOff() { ops::set_winograd_enabled(true); }
+  WinogradOff(const WinogradOff&) = delete;
+  WinogradOff& operator=(const WinogradOff&) = delete;
+};
+
 }  // namespace
 
 TEST(Packed, Conv2dEveryPathAgainstReference) {
+  const WinogradOff direct_paths;
   auto g = rng_for("packed_conv2d");
   for (int c = 0; c < kCases; ++c) {
     const int64_t N = pick(g, {1, 1, 2, 3});
@@ -215,6 +225,7 @@ TEST(Packed, EveryIndirectKernelAgainstScalar) {
 }
 
 TEST(Packed, DeterministicAcrossThreadCounts) {
+  const WinogradOff direct_paths;
   auto g = rng_for("packed_determinism");
   Tensor x = random_tensor({2, 19, 15, 15}, g), w3 = random_tensor({37, 19, 3, 3}, g);
   Tensor w1 = random_tensor({70, 19, 1, 1}, g), rgb = random_tensor({2, 3, 30, 30}, g);
