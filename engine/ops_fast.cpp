@@ -3,6 +3,7 @@
 // thread-count-independent chunks and never reduce across chunks, so the bits do not depend on --threads.
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -41,7 +42,11 @@ using detail::check_4d;
 // that scatters the [Cout, images * P] result back to NCHW.
 
 namespace {
-std::atomic<bool> g_winograd{true};  // read by PackedConv2d at construction (ops.h)
+// read by PackedConv2d at construction (ops.h); TABULA_WINOGRAD=0 starts the process with it off
+std::atomic<bool> g_winograd{[] {
+  const char* e = std::getenv("TABULA_WINOGRAD");
+  return !(e && std::string_view(e) == "0");
+}()};
 }  // namespace
 void set_winograd_enabled(bool on) { g_winograd.store(on); }
 bool winograd_enabled() { return g_winograd.load(std::memory_order_relaxed); }

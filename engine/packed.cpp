@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -30,9 +31,11 @@ constexpr int64_t kMaxNC = 512;   // columns per task: a KC x NC block of packed
 constexpr int64_t kMinTapCin = 16;  // below this a conv gathers im2col rows instead of one pointer per tap
 
 alignas(64) const float kZeroRow[KC] = {};  // the A row of a tap in the padding (segments are <= KC long)
-// Winograd weights take 4x the direct ones (36 vs 9 values per (Cin, Cout) pair); above 256 x 256 channels (ResNet
-// layer4's 512 x 512 on 7x7 maps) they measured no faster, see bench/RESULTS_engine.md.
-constexpr int64_t kWinoMaxWeights = 512 * 512;
+// Winograd weights take 4x the memory of the direct ones (36 vs 9 values per (Cin, Cout) pair), and they are kept
+// in addition (PackedConv2d::weight() must return the exact torch weights). ResNet-50's layer4 3x3 convs
+// (512 x 512 on 7x7 maps) ran 1.7x faster with Winograd but would add 75 MiB of weights for ~2 % of the forward
+// time: above 256 x 256 channels a conv keeps the direct path (bench/RESULTS_engine.md).
+constexpr int64_t kWinoMaxWeights = 256 * 256;
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -405,11 +408,12 @@ void gemm_packed_b(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda,
 
 namespace {
 // Winograd F(4x4, 3x3) (winograd.h) over the whole batch: the tiles are taken in chunks whose transformed input
-// V and GEMM results M ([tiles][36][C] and [tiles][36][Cout]) stay within a few MiB, so they are written and read
-// back through the caches rather than memory; per chunk the input transform, the 36 GEMMs (one parallel loop,
-// K = Cin read densely from V) and the output transform with the epilogue. The chunking changes no arithmetic:
-// each output element is one tile's transforms around the GEMM's fixed K blocking.
-constexpr int64_t kWinoChunkBytes = int64_t{8} << 20;
+// V and GEMM results M (point-major: [36][tiles][C] and [36][tiles][Cout]) stay within a few MiB, so they are
+// written and read back through the caches rather than memory; per chunk the input transform, the 36 GEMMs (one
+// parallel loop; GEMM xi reads the dense [tiles, Cin] block of point xi) and the output transform with the
+// epilogue. The chunking changes no arithmetic: each output element is one tile's transforms around the GEMM's
+// fixed K blocking.
+constexpr int64_t kWinoChunkBytes = int64_t{2} << 20;  // 0.5-8 MiB measured alike; 32 MiB 1.3-1.9x slower
 
 void winograd_conv(const Tensor& x, const PackedConv2d& w, const detail::ConvShapes& s, const Epilogue& ep,
                    float* y) {
@@ -420,8 +424,12 @@ void winograd_conv(const Tensor& x, const PackedConv2d& w, const detail::ConvSha
   g.th = (s.Ho + kWinoTile - 1) / kWinoTile, g.tw = (s.Wo + kWinoTile - 1) / kWinoTile;
   const int64_t T = g.tiles(), C = s.C, Co = s.Cout;
   const int64_t MR = gemm_indirect_kernel().mr;
+  static const int64_t chunk_bytes = [] {  // (tuning override, read once)
+    const char* e = std::getenv("TABULA_WINO_CHUNK_KB");
+    return e ? std::atoll(e) << 10 : kWinoChunkBytes;
+  }();
   const int64_t per_tile = kWinoPoints * (C + Co) * static_cast<int64_t>(sizeof(float));
-  const int64_t chunk = std::min(T, std::max<int64_t>(8 * MR, kWinoChunkBytes / per_tile / MR * MR));
+  const int64_t chunk = std::min(T, std::max<int64_t>(8 * MR, chunk_bytes / per_tile / MR * MR));
   // scratch from the activation allocator (the reuse arena plans it with the rest of the forward)
   Tensor scratch = Tensor::empty({chunk * kWinoPoints * (C + Co)});
   float* const V = scratch.data<float>();
@@ -432,17 +440,16 @@ void winograd_conv(const Tensor& x, const PackedConv2d& w, const detail::ConvSha
   ASource A;
   A.kind = ASource::Kind::dense;
   A.a = V;
-  A.lda = kWinoPoints * C;
+  A.lda = C;
   const KPlan plan = dense_plan(C);
-  const GemmBatch batch{kWinoPoints, C, C, Co};
   for (int64_t t0 = 0; t0 < T; t0 += chunk) {
     const int64_t tc = std::min(chunk, T - t0);
     parallel_for(tc, grain_for(tc, kWinoPoints * C * 4), [&](int64_t a, int64_t b) {
-      winograd_input_transform(g, xp, t0 + a, t0 + b, V + a * kWinoPoints * C);
+      winograd_input_transform(g, xp, t0 + a, t0 + b, V + a * C, tc * C);
     });
-    indirect_gemm(tc, A, plan, panels_of(w.wino), M, kWinoPoints * Co, Epilogue{}, batch);
+    indirect_gemm(tc, A, plan, panels_of(w.wino), M, Co, Epilogue{}, GemmBatch{kWinoPoints, tc * C, C, tc * Co});
     parallel_for(tc, grain_for(tc, kWinoPoints * Co * 4), [&](int64_t a, int64_t b) {
-      winograd_output_transform(g, M + a * kWinoPoints * Co, t0 + a, t0 + b, wep, y);
+      winograd_output_transform(g, M + a * Co, tc * Co, t0 + a, t0 + b, wep, y);
     });
   }
 }

@@ -22,13 +22,14 @@ const WinogradKernels& winograd_kernels() {
 }
 }  // namespace
 
-void winograd_input_transform(const WinogradGeometry& g, const float* x, int64_t t0, int64_t t1, float* v) {
-  winograd_kernels().input(g, x, t0, t1, v);
+void winograd_input_transform(const WinogradGeometry& g, const float* x, int64_t t0, int64_t t1, float* v,
+                              int64_t ps) {
+  winograd_kernels().input(g, x, t0, t1, v, ps);
 }
 
-void winograd_output_transform(const WinogradGeometry& g, const float* m, int64_t t0, int64_t t1,
+void winograd_output_transform(const WinogradGeometry& g, const float* m, int64_t ps, int64_t t0, int64_t t1,
                                const WinogradEpilogue& ep, float* y) {
-  winograd_kernels().output(g, m, t0, t1, ep, y);
+  winograd_kernels().output(g, m, ps, t0, t1, ep, y);
 }
 
 std::vector<float> winograd_weight_transform(const float* w, int64_t cout, int64_t cin) {

@@ -40,18 +40,20 @@ struct WinogradEpilogue {
   Activation act = Activation::none;
 };
 
-// Tiles [t0, t1) (t = (n * th + ty) * tw + tx) of the channels-last input x [N, H, W, C]: V row
-// (t - t0) * 36 + xi holds the C transformed values of point xi.
-void winograd_input_transform(const WinogradGeometry& g, const float* x, int64_t t0, int64_t t1, float* v);
-// The GEMM results m (row (t - t0) * 36 + xi: Cout values) of tiles [t0, t1) back to the channels-last output
-// y [N, Ho, Wo, Cout] (pixels past Ho / Wo are dropped), epilogue applied.
-void winograd_output_transform(const WinogradGeometry& g, const float* m, int64_t t0, int64_t t1,
+// Tiles [t0, t1) (t = (n * th + ty) * tw + tx) of the channels-last input x [N, H, W, C]: the C transformed
+// values of point xi of tile t at v + xi * ps + (t - t0) * C (point-major: each point's rows are one dense
+// [tiles, C] GEMM operand).
+void winograd_input_transform(const WinogradGeometry& g, const float* x, int64_t t0, int64_t t1, float* v,
+                              int64_t ps);
+// The GEMM results of tiles [t0, t1) (point xi of tile t: Cout values at m + xi * ps + (t - t0) * Cout) back to
+// the channels-last output y [N, Ho, Wo, Cout] (pixels past Ho / Wo are dropped), epilogue applied.
+void winograd_output_transform(const WinogradGeometry& g, const float* m, int64_t ps, int64_t t0, int64_t t1,
                                const WinogradEpilogue& ep, float* y);
 
-// The per-ISA bodies (winograd_impl.h), chosen once by the two functions above.
+// The per-ISA bodies (winograd_impl.h, winograd_avx512.cpp), chosen once by the two functions above.
 struct WinogradKernels {
-  void (*input)(const WinogradGeometry&, const float*, int64_t, int64_t, float*);
-  void (*output)(const WinogradGeometry&, const float*, int64_t, int64_t, const WinogradEpilogue&, float*);
+  void (*input)(const WinogradGeometry&, const float*, int64_t, int64_t, float*, int64_t);
+  void (*output)(const WinogradGeometry&, const float*, int64_t, int64_t, int64_t, const WinogradEpilogue&, float*);
 };
 WinogradKernels winograd_kernels_generic();
 WinogradKernels winograd_kernels_avx2();

@@ -36,7 +36,7 @@ inline void at6(const __m512* m, __m512* o) {
 
 __mmask16 lanes(int64_t n) { return n >= L ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << n) - 1); }
 
-void input_transform(const WinogradGeometry& g, const float* x, int64_t t0, int64_t t1, float* v) {
+void input_transform(const WinogradGeometry& g, const float* x, int64_t t0, int64_t t1, float* v, int64_t ps) {
   const int64_t C = g.C, per_image = g.th * g.tw;
   alignas(64) float wbuf[kWinoPoints * L];  // d B, row-major [i][k]
   for (int64_t t = t0; t < t1; ++t) {
@@ -46,7 +46,7 @@ void input_transform(const WinogradGeometry& g, const float* x, int64_t t0, int6
     for (int64_t i = 0; i < 6; ++i) row_in[i] = ih0 + i >= 0 && ih0 + i < g.H;
     for (int64_t j = 0; j < 6; ++j) col_in[j] = iw0 + j >= 0 && iw0 + j < g.W;
     const int64_t off0 = ((n * g.H + ih0) * g.W + iw0) * C;  // pixel (ih0, iw0), maybe outside the map
-    float* vt = v + (t - t0) * kWinoPoints * C;
+    float* vt = v + (t - t0) * C;  // + xi * ps
     for (int64_t c0 = 0; c0 < C; c0 += L) {
       const __mmask16 m = lanes(C - c0);
       for (int i = 0; i < 6; ++i) {
@@ -60,13 +60,13 @@ void input_transform(const WinogradGeometry& g, const float* x, int64_t t0, int6
         __m512 d[6], o[6];
         for (int i = 0; i < 6; ++i) d[i] = _mm512_load_ps(wbuf + (i * 6 + k) * L);
         bt6(d, o);  // B^T (d B) along the column
-        for (int i = 0; i < 6; ++i) _mm512_mask_storeu_ps(vt + (i * 6 + k) * C + c0, m, o[i]);
+        for (int i = 0; i < 6; ++i) _mm512_mask_storeu_ps(vt + (i * 6 + k) * ps + c0, m, o[i]);
       }
     }
   }
 }
 
-void output_transform(const WinogradGeometry& g, const float* mres, int64_t t0, int64_t t1, const WinogradEpilogue& ep,
+void output_transform(const WinogradGeometry& g, const float* mres, int64_t ps, int64_t t0, int64_t t1, const WinogradEpilogue& ep,
                       float* y) {
   const int64_t Co = g.Cout, per_image = g.th * g.tw;
   const bool relu = ep.act == Activation::relu, other_act = !relu && ep.act != Activation::none;
@@ -76,12 +76,12 @@ void output_transform(const WinogradGeometry& g, const float* mres, int64_t t0, 
     const int64_t n = t / per_image, ty = (t % per_image) / g.tw, tx = t % g.tw;
     const int64_t oh0 = ty * kWinoTile, ow0 = tx * kWinoTile;
     const int64_t nh = std::min(kWinoTile, g.Ho - oh0), nw = std::min(kWinoTile, g.Wo - ow0);
-    const float* mt = mres + (t - t0) * kWinoPoints * Co;
+    const float* mt = mres + (t - t0) * Co;  // + xi * ps
     for (int64_t c0 = 0; c0 < Co; c0 += L) {
       const __mmask16 m = lanes(Co - c0);
       for (int i = 0; i < 6; ++i) {
         __m512 s[6], o[4];
-        for (int j = 0; j < 6; ++j) s[j] = _mm512_maskz_loadu_ps(m, mt + (i * 6 + j) * Co + c0);
+        for (int j = 0; j < 6; ++j) s[j] = _mm512_maskz_loadu_ps(m, mt + (i * 6 + j) * ps + c0);
         at6(s, o);
         for (int jo = 0; jo < 4; ++jo) _mm512_store_ps(tbuf + (i * 4 + jo) * L, o[jo]);
       }

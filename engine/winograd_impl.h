@@ -53,13 +53,13 @@ inline void at_1d(const float* s, int64_t st, float* o, int64_t ot) {
   }
 }
 
-inline void input_transform(const WinogradGeometry& g, const float* x, int64_t t0, int64_t t1, float* v) {
+inline void input_transform(const WinogradGeometry& g, const float* x, int64_t t0, int64_t t1, float* v, int64_t ps) {
   const int64_t C = g.C, per_image = g.th * g.tw;
   alignas(64) float d[kWinoPoints * L], tmp[kWinoPoints * L], out[kWinoPoints * L];
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t n = t / per_image, ty = (t % per_image) / g.tw, tx = t % g.tw;
     const int64_t ih0 = ty * kWinoTile - g.pad_h, iw0 = tx * kWinoTile - g.pad_w;
-    float* vt = v + (t - t0) * kWinoPoints * C;
+    float* vt = v + (t - t0) * C;  // + xi * ps
     for (int64_t c0 = 0; c0 < C; c0 += L) {
       const int64_t nl = std::min<int64_t>(L, C - c0);
       // the 6x6 patch, 16 channels per element; zero in the padding and in the lanes past C
@@ -84,14 +84,14 @@ inline void input_transform(const WinogradGeometry& g, const float* x, int64_t t
       for (int64_t j = 0; j < kWinoAlpha; ++j) bt_1d(d + j * L, kWinoAlpha * L, tmp + j * L, kWinoAlpha * L);  // B^T d
       for (int64_t i = 0; i < kWinoAlpha; ++i) bt_1d(tmp + i * kWinoAlpha * L, L, out + i * kWinoAlpha * L, L);  // (.) B
       for (int64_t xi = 0; xi < kWinoPoints; ++xi) {
-        if (nl == L) std::memcpy(vt + xi * C + c0, out + xi * L, sizeof(float) * L);  // (a fixed-size copy)
-        else std::memcpy(vt + xi * C + c0, out + xi * L, sizeof(float) * static_cast<size_t>(nl));
+        if (nl == L) std::memcpy(vt + xi * ps + c0, out + xi * L, sizeof(float) * L);  // (a fixed-size copy)
+        else std::memcpy(vt + xi * ps + c0, out + xi * L, sizeof(float) * static_cast<size_t>(nl));
       }
     }
   }
 }
 
-inline void output_transform(const WinogradGeometry& g, const float* m, int64_t t0, int64_t t1,
+inline void output_transform(const WinogradGeometry& g, const float* m, int64_t ps, int64_t t0, int64_t t1,
                              const WinogradEpilogue& ep, float* y) {
   const int64_t Co = g.Cout, per_image = g.th * g.tw;
   alignas(64) float s[kWinoPoints * L], tmp[4 * kWinoAlpha * L], o[16 * L];
@@ -101,15 +101,15 @@ inline void output_transform(const WinogradGeometry& g, const float* m, int64_t 
     const int64_t n = t / per_image, ty = (t % per_image) / g.tw, tx = t % g.tw;
     const int64_t oh0 = ty * kWinoTile, ow0 = tx * kWinoTile;
     const int64_t nh = std::min(kWinoTile, g.Ho - oh0), nw = std::min(kWinoTile, g.Wo - ow0);
-    const float* mt = m + (t - t0) * kWinoPoints * Co;
+    const float* mt = m + (t - t0) * Co;  // + xi * ps
     for (int64_t c0 = 0; c0 < Co; c0 += L) {
       const int64_t nl = std::min<int64_t>(L, Co - c0);
       for (int64_t xi = 0; xi < kWinoPoints; ++xi) {
         if (nl == L) {
-          std::memcpy(s + xi * L, mt + xi * Co + c0, sizeof(float) * L);
+          std::memcpy(s + xi * L, mt + xi * ps + c0, sizeof(float) * L);
         } else {
           std::fill_n(s + xi * L, L, 0.f);
-          std::memcpy(s + xi * L, mt + xi * Co + c0, sizeof(float) * static_cast<size_t>(nl));
+          std::memcpy(s + xi * L, mt + xi * ps + c0, sizeof(float) * static_cast<size_t>(nl));
         }
       }
       for (int64_t j = 0; j < kWinoAlpha; ++j) at_1d(s + j * L, kWinoAlpha * L, tmp + j * L, kWinoAlpha * L);  // A^T m

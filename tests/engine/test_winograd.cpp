@@ -153,6 +153,8 @@ TEST(Winograd, WhichConvsTakeIt) {
   EXPECT_FALSE(winograd_conv_eligible(64, 64, 1, 1, {}));     // 1x1
   EXPECT_FALSE(winograd_conv_eligible(64, 3, 3, 3, s1));      // RGB input: im2col rows
   EXPECT_FALSE(winograd_conv_eligible(8, 64, 3, 3, s1));      // too few output channels to fill the panels
+  EXPECT_FALSE(winograd_conv_eligible(512, 512, 3, 3, s1));   // ResNet layer4: 4x the weight memory for ~2 % time
+  EXPECT_TRUE(winograd_conv_eligible(256, 256, 3, 3, s1));    // ResNet layer3
   // switched off: packed without the transformed copy; the torch-layout weight comes back exactly either way
   auto g = rng_for("winograd_switch");
   Tensor w = random_tensor({24, 20, 3, 3}, g);
