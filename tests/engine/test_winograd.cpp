@@ -9,9 +9,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "engine/ops.h"
 #include "engine/packed.h"
+#include "engine/system.h"
+#include "engine/winograd.h"
 #include "engine/threads.h"
 #include "engine/validate.h"
 #include "tests/engine/op_test_util.h"
@@ -166,4 +170,69 @@ TEST(Winograd, WhichConvsTakeIt) {
   EXPECT_TRUE(on.wino.defined());
   EXPECT_EQ(on.wino.rows(), 36 * 20);
   EXPECT_EQ(std::memcmp(on.weight().raw(), w.raw(), w.nbytes()), 0);
+}
+
+// Every transform body this CPU can run (generic, AVX2, AVX-512: only one is dispatched here, the others are the
+// fast path elsewhere) against B^T d B and A^T m A evaluated in double from the matrices in winograd.h, including
+// padding, partial tiles at the map's edge, a channel tail (19 / 21 channels) and the full epilogue.
+TEST(Winograd, EveryTransformBodyAgainstDouble) {
+  static constexpr double BT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+                                      {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+  static constexpr double AT[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+  auto g = rng_for("winograd_bodies");
+  detail::WinogradGeometry geo;
+  geo.N = 2, geo.H = 9, geo.W = 7, geo.C = 19, geo.Cout = 21, geo.pad_h = 1, geo.pad_w = 1;
+  geo.Ho = 9, geo.Wo = 7, geo.th = 3, geo.tw = 2;
+  const int64_t T = geo.tiles(), C = geo.C, Co = geo.Cout;
+  const Tensor x = random_tensor({geo.N * geo.H * geo.W * C}, g), m = random_tensor({36 * T * Co}, g);
+  const Tensor sc = random_tensor({Co}, g), sh = random_tensor({Co}, g);
+  const Tensor res = random_tensor({geo.N * geo.Ho * geo.Wo * Co}, g);
+  std::vector<std::pair<const char*, detail::WinogradKernels>> bodies{{"generic", detail::winograd_kernels_generic()}};
+  if (cpu_features().has_avx2_fma()) bodies.emplace_back("avx2", detail::winograd_kernels_avx2());
+  if (cpu_features().has_avx512()) bodies.emplace_back("avx512", detail::winograd_kernels_avx512());
+  const float* xp = x.data<float>();
+  for (const auto& [name, k] : bodies) {
+    std::vector<float> v(static_cast<size_t>(36 * T * C), std::nanf(""));
+    k.input(geo, xp, 0, T, v.data(), T * C);
+    std::vector<float> y(static_cast<size_t>(geo.N * geo.Ho * geo.Wo * Co), std::nanf(""));
+    detail::WinogradEpilogue ep;
+    ep.scale = sc.data<float>(), ep.shift = sh.data<float>(), ep.residual = res.data<float>(), ep.act = Activation::relu;
+    k.output(geo, m.data<float>(), T * Co, 0, T, ep, y.data());
+    int bad = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t n = t / 6, ty = (t % 6) / 2, tx = t % 2;
+      for (int64_t c = 0; c < C; ++c) {
+        double d[6][6], u[6][6];
+        for (int i = 0; i < 6; ++i)
+          for (int j = 0; j < 6; ++j) {
+            const int64_t ih = ty * 4 - 1 + i, iw = tx * 4 - 1 + j;
+            d[i][j] = ih < 0 || ih >= geo.H || iw < 0 || iw >= geo.W ? 0.0 : xp[((n * geo.H + ih) * geo.W + iw) * C + c];
+          }
+        for (int i = 0; i < 6; ++i)
+          for (int j = 0; j < 6; ++j) {
+            u[i][j] = 0;
+            for (int a = 0; a < 6; ++a)
+              for (int b = 0; b < 6; ++b) u[i][j] += BT[i][a] * d[a][b] * BT[j][b];
+            const float got = v[static_cast<size_t>((i * 6 + j) * T * C + t * C + c)];
+            if (!(std::fabs(got - u[i][j]) <= 1e-5 * (1 + std::fabs(u[i][j])))) ++bad;
+          }
+      }
+      for (int64_t c = 0; c < Co; ++c)
+        for (int io = 0; io < 4; ++io)
+          for (int jo = 0; jo < 4; ++jo) {
+            const int64_t oh = ty * 4 + io, ow = tx * 4 + jo;
+            if (oh >= geo.Ho || ow >= geo.Wo) continue;
+            double want = 0;
+            for (int a = 0; a < 6; ++a)
+              for (int b = 0; b < 6; ++b) want += AT[io][a] * m.data<float>()[(a * 6 + b) * T * Co + t * Co + c] * AT[jo][b];
+            const int64_t p = (n * geo.Ho + oh) * geo.Wo + ow;
+            want = want * sc.data<float>()[c] + sh.data<float>()[c] + res.data<float>()[p * Co + c];
+            want = std::max(want, 0.0);
+            const float got = y[static_cast<size_t>(p * Co + c)];
+            if (!(std::fabs(got - want) <= 1e-5 * (1 + std::fabs(want)))) ++bad;
+          }
+    }
+    EXPECT_EQ(bad, 0) << name << " transforms";
+    EXPECT_TRUE(std::none_of(y.begin(), y.end(), [](float f) { return std::isnan(f); })) << name << ": unwritten output";
+  }
 }
