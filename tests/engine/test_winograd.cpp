@@ -81,9 +81,9 @@ TEST(Winograd, AgainstReferenceOnRandomShapes) {
 }
 
 // The error bound quoted in bench/RESULTS_engine.md: at ResNet-like channel counts (K = 9 * Cin up to 2304) and
-// He-scaled weights, max |winograd - reference| measured 5e-6 .. 1.2e-5 of the output's largest magnitude (the
-// direct path: ~4e-7), i.e. the transforms' coefficients (up to 8 per dimension in A^T) amplify fp32 rounding
-// 13-32x. Bound checked: 3e-5 of max |y| and 50x the direct path's error.
+// He-scaled weights, max |winograd - reference| measured 4e-6 .. 1.4e-5 of the output's largest magnitude over 30
+// seeds (the direct path: 3-5e-7), i.e. the transforms' coefficients (up to 8 per dimension in A^T) amplify fp32
+// rounding 10-40x. Bound checked: 4e-5 of max |y| and 100x the direct path's error.
 TEST(Winograd, ErrorAtResNetChannelCounts) {
   auto g = rng_for("winograd_error");
   for (int64_t cin : {64, 128, 256}) {
@@ -106,8 +106,8 @@ TEST(Winograd, ErrorAtResNetChannelCounts) {
       err_w = std::max(err_w, std::fabs(a.data<float>()[i] - r));
       err_d = std::max(err_d, std::fabs(d.data<float>()[i] - r));
     }
-    EXPECT_LT(err_w / peak, 3e-5) << "Cin " << cin << ": winograd max error " << err_w << " of peak " << peak;
-    EXPECT_LT(err_w, 50 * err_d + 1e-7) << "Cin " << cin << ": direct path's error " << err_d;
+    EXPECT_LT(err_w / peak, 4e-5) << "Cin " << cin << ": winograd max error " << err_w << " of peak " << peak;
+    EXPECT_LT(err_w, 100 * err_d + 1e-7) << "Cin " << cin << ": direct path's error " << err_d;
     std::printf("  Cin %4lld: max |err| / max |y|: winograd %.2e, direct %.2e\n", static_cast<long long>(cin),
                 err_w / peak, err_d / peak);
   }
