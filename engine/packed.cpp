@@ -4,7 +4,9 @@
 //   linear / 1x1 stride-1 conv   A row r = token or pixel r of a row-major / channels-last tensor
 //   k x k conv, Cin >= 16        A row r = output pixel r, K = taps x Cin: one pointer per (tap, channel chunk)
 //                                into the channels-last input (a shared zero row where the tap is in the padding)
-//   k x k conv, Cin < 16         (the RGB stem) the task's rows are gathered into a small im2col buffer first
+//   k x k conv, Cin < 16         (the RGB stem) one pointer per kernel row (kw * Cin consecutive floats), gathered
+//                                only where the window crosses the map's left/right edge; with a horizontal
+//                                dilation the task's rows are gathered into a small im2col buffer first
 // K is cut into blocks of at most KC = 256 k (for convs: whole (tap, channel chunk) segments) in a fixed way that
 // depends only on the shapes; each C element is the micro-kernel's FMA chain over one block, added to C block by
 // block in order. The tiling into tasks may depend on the thread count; the arithmetic of an element never does.
@@ -207,10 +209,21 @@ KPlan tap_plan(int64_t kh, int64_t kw, const Conv2dOptions& o, int64_t cin) {
   return p;
 }
 
+// Rows of a k x k window over few channels: kernel row i is one segment of len = kw * C k (c0 = i * len), grouped
+// into blocks of at most KC.
+KPlan row_plan(int64_t kh, int64_t len, int64_t dilation_h) {
+  KPlan p;
+  for (int64_t i = 0; i < kh; ++i) p.segs.push_back({i * len, i * dilation_h, 0});
+  const int64_t per_block = std::max<int64_t>(1, KC / len);
+  for (int64_t s0 = 0; s0 < kh; s0 += per_block)
+    p.blocks.push_back({s0, std::min(per_block, kh - s0), len, s0 * len});
+  return p;
+}
+
 // Where the rows of A are.
 struct ASource {
-  enum class Kind { dense, taps, im2col } kind = Kind::dense;
-  const float* a = nullptr;  // dense: row r at a + r * lda; taps / im2col: the channels-last input
+  enum class Kind { dense, taps, tap_rows, im2col } kind = Kind::dense;
+  const float* a = nullptr;  // dense: row r at a + r * lda; taps / tap_rows / im2col: the channels-last input
   int64_t lda = 0;
   // conv geometry (taps / im2col)
   int64_t H = 0, W = 0, C = 0, Ho = 0, Wo = 0, kh = 0, kw = 0;
@@ -273,7 +286,7 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
 
   parallel_for(batch.count * mtiles * ntiles, 1, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<const float*> ptrs;
-    thread_local std::vector<float> cols;  // im2col rows of this task (Cin < 16 convs)
+    thread_local std::vector<float> cols;  // im2col rows / border kernel rows of this task (Cin < 16 convs)
     // taps: each row's output pixel as (n, first input row, first input column), computed once per task so that
     // the per-segment pointer setup below does no integer division
     struct RowOrigin {
@@ -290,13 +303,14 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
       // L2 while the rows stream (for ViT-B's fc1, N = 3072: +10 % over row-major, the other shapes alike)
       const int64_t i0 = (t % mtiles) * MC, j0 = (t / mtiles) * NC;
       const int64_t mc = std::min(MC, M - i0), nc = std::min(NC, N - j0);
-      if (A.kind == ASource::Kind::taps) {
+      if (A.kind == ASource::Kind::taps || A.kind == ASource::Kind::tap_rows) {
         origin.resize(static_cast<size_t>(mc));
         for (int64_t r = 0; r < mc; ++r) {
           const int64_t p = i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
           origin[static_cast<size_t>(r)] = {n, oh * A.o.stride[0] - A.o.padding[0], ow * A.o.stride[1] - A.o.padding[1]};
         }
       }
+      if (A.kind == ASource::Kind::tap_rows) cols.resize(static_cast<size_t>(mc * K));  // border rows' gathers
       if (A.kind == ASource::Kind::im2col) {
         // rows i0 .. i0 + mc of the im2col matrix, k = (i * kw + j) * C + c as the packed weight
         cols.resize(static_cast<size_t>(mc * K));
@@ -342,6 +356,25 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
               switch (A.kind) {
                 case ASource::Kind::dense: dst[i] = abase + r * A.lda + sg.c0; break;
                 case ASource::Kind::im2col: dst[i] = cols.data() + (ir + i) * K + sg.c0; break;
+                case ASource::Kind::tap_rows: {
+                  // one kernel row of the window: kw * C consecutive floats of the channels-last input, in place
+                  // when the row is inside the map, else gathered with its zeros into this task's buffer
+                  const RowOrigin& o = origin[static_cast<size_t>(ir + i)];
+                  const int64_t ih = o.ih0 + sg.dh;
+                  if (ih < 0 || ih >= A.H) {
+                    dst[i] = kZeroRow;
+                  } else if (o.iw0 >= 0 && o.iw0 + A.kw <= A.W) {
+                    dst[i] = A.a + ((o.n * A.H + ih) * A.W + o.iw0) * A.C;
+                  } else {
+                    float* g = cols.data() + (ir + i) * K + sg.c0;
+                    for (int64_t j = 0; j < A.kw; ++j, g += A.C) {
+                      const float* src = A.pixel(o.n, ih, o.iw0 + j);
+                      for (int64_t c = 0; c < A.C; ++c) g[c] = src ? src[c] : 0.f;
+                    }
+                    dst[i] = cols.data() + (ir + i) * K + sg.c0;
+                  }
+                  break;
+                }
                 case ASource::Kind::taps: {
                   const RowOrigin& o = origin[static_cast<size_t>(ir + i)];
                   const float* px = A.pixel(o.n, o.ih0 + sg.dh, o.iw0 + sg.dw);
@@ -524,8 +557,15 @@ Tensor conv2d(const Tensor& x_in, const PackedConv2d& w, const Tensor& scale_in,
     A.kind = ASource::Kind::taps;
     plan = tap_plan(s.kh, s.kw, w.opt, s.C);
   } else {
-    A.kind = ASource::Kind::im2col;
-    plan = dense_plan(s.C * s.kh * s.kw);
+    if (w.opt.dilation[1] == 1 && s.kw * s.C <= KC) {
+      // (the RGB stem) one segment per kernel row: its kw pixels are kw * C consecutive floats, read in place
+      // except where the window crosses the map's left or right edge (gathered) -- no im2col copy of every row
+      A.kind = ASource::Kind::tap_rows;
+      plan = row_plan(s.kh, s.kw * s.C, w.opt.dilation[0]);
+    } else {
+      A.kind = ASource::Kind::im2col;
+      plan = dense_plan(s.C * s.kh * s.kw);
+    }
   }
   indirect_gemm(s.N * s.Ho * s.Wo, A, plan, panels_of(w.b), y.data<float>(), s.Cout, ep);
   return y;
