@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -459,12 +458,8 @@ void winograd_conv(const Tensor& x, const PackedConv2d& w, const detail::ConvSha
   g.th = (s.Ho + kWinoTile - 1) / kWinoTile, g.tw = (s.Wo + kWinoTile - 1) / kWinoTile;
   const int64_t T = g.tiles(), C = s.C, Co = s.Cout;
   const int64_t MR = gemm_indirect_kernel().mr;
-  static const int64_t chunk_bytes = [] {  // (tuning override, read once)
-    const char* e = std::getenv("TABULA_WINO_CHUNK_KB");
-    return e ? std::atoll(e) << 10 : kWinoChunkBytes;
-  }();
   const int64_t per_tile = kWinoPoints * (C + Co) * static_cast<int64_t>(sizeof(float));
-  const int64_t chunk = std::min(T, std::max<int64_t>(8 * MR, chunk_bytes / per_tile / MR * MR));
+  const int64_t chunk = std::min(T, std::max<int64_t>(8 * MR, kWinoChunkBytes / per_tile / MR * MR));
   // scratch from the activation allocator (the reuse arena plans it with the rest of the forward)
   Tensor scratch = Tensor::empty({chunk * kWinoPoints * (C + Co)});
   float* const V = scratch.data<float>();
