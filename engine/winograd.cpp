@@ -5,6 +5,7 @@
 #include "engine/winograd_impl.h"
 
 #include "engine/system.h"
+#include "engine/threads.h"
 
 namespace tabula::detail {
 
@@ -46,7 +47,8 @@ std::vector<float> winograd_weight_transform(const float* w, int64_t cout, int64
                                      {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                      {0, 0, 1}};
   std::vector<float> b(static_cast<size_t>(kWinoPoints * cin * cout));
-  for (int64_t co = 0; co < cout; ++co)
+  parallel_for(cout, grain_for(cout, cin * 300), [&](int64_t co0, int64_t co1) {  // (load time: per output channel)
+  for (int64_t co = co0; co < co1; ++co)
     for (int64_t ci = 0; ci < cin; ++ci) {
       const float* g = w + (co * cin + ci) * 9;
       double t[6][3];  // G g
@@ -58,6 +60,7 @@ std::vector<float> winograd_weight_transform(const float* w, int64_t cout, int64
           b[static_cast<size_t>(((i * 6 + k) * cin + ci) * cout + co)] = static_cast<float>(u);
         }
     }
+  });
   return b;
 }
 
