@@ -56,6 +56,8 @@ TEST(Winograd, AgainstReferenceOnRandomShapes) {
     const int64_t pad = pick(g, {0, 1, 1, 1, 2});
     int64_t H = pick(g, {7, 7, 13, 14, 8, uni(g, 3, 20)}), W = pick(g, {7, 13, 9, uni(g, 3, 20)});
     if (c == 0) H = W = 3, N = 1;  // pad 0 gives a 1x1 output: one tile, 15 of its 16 outputs dropped
+    if (c == 1) H = W = 7;    // ResNet layer4's map: 2x2 tiles covering 8x8
+    if (c == 2) H = W = 13;   // odd: the last tile row and column are partial
     const Conv2dOptions o = padded(c == 0 ? 0 : pad);
     H = std::max<int64_t>(H, 3 - 2 * o.padding[0]), W = std::max<int64_t>(W, 3 - 2 * o.padding[1]);
     Tensor x = random_tensor({N, cin, H, W}, g);
