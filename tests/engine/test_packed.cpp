@@ -236,6 +236,9 @@ TEST(Packed, DeterministicAcrossThreadCounts) {
   stem.stride = {2, 2};
   stem.padding = {3, 3};
   const PackedConv2d p3(w3, pad1), p1(w1, {}), p7(w7, stem);
+  // ResNet layer4-like: 2 x 7x7 = 98 rows, K = 9 * 32, 320 columns (split into blocks of >= 128 columns)
+  const Tensor small = random_tensor({2, 32, 7, 7}, g);
+  const PackedConv2d p4(random_tensor({320, 32, 3, 3}, g), pad1);
   const PackedLinear pl(lw);
   auto run_all = [&] {
     std::vector<Tensor> r;
@@ -244,6 +247,7 @@ TEST(Packed, DeterministicAcrossThreadCounts) {
     r.push_back(ops::conv2d(rgb, p7, Tensor(), Tensor(), Activation::relu));  // im2col (3 channels)
     r.push_back(ops::linear(tok, pl, lb, Activation::gelu));
     r.push_back(ops::max_pool2d(r[2], {3, 3}, {2, 2}, {1, 1}));
+    r.push_back(ops::conv2d(small, p4, Tensor(), Tensor(), Activation::relu));  // few rows: columns split first
     return r;
   };
   const int saved = get_num_threads();
