@@ -421,8 +421,18 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
         };
         // A micro-panel (12 rows x the block's k) stays in L1 while the block's packed weight panels stream from
         // L2. (The BLIS order, weight panel in L1 and A from L2, measured the same here.)
-        for (int64_t pi = 0; pi < panels; ++pi)
+        // With at most two column panels per task (N <= 64 on AVX-512: layer1's 256 -> 64 convs) a micro-panel's rows
+        // serve only two kernel calls, so the next micro-panel's rows are prefetched while this one computes
+        // (ResNet-50 layer1 conv1: +9 %; N = 128 and wider measured the same or up to 3 % slower with it).
+        const bool prefetch_next = nc <= 2 * NR;
+        for (int64_t pi = 0; pi < panels; ++pi) {
+          if (prefetch_next && pi + 1 < panels) {
+            const float* const* nx = ptrs.data() + (pi + 1) * kb.nseg * MR;
+            for (int64_t q = 0; q < kb.nseg * MR; ++q)
+              for (int64_t off = 0; off < kb.len; off += 16) __builtin_prefetch(nx[q] + off, 0, 3);
+          }
           for (int64_t jr = 0; jr < nc; jr += NR) tile_at(pi, jr);
+        }
         // activations the kernels do not apply (GELU, SiLU): on the finished rows while they are in cache
         if (last && !relu_in_kernel)
           for (int64_t i = 0; i < mc; ++i) detail::activation_inplace(C + (i0 + i) * ldc + j0, nc, ep.act);
