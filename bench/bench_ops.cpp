@@ -136,7 +136,8 @@ void BM_IndirectKernel(benchmark::State& state) {
 BENCHMARK(BM_IndirectKernel)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // ResNet-50 convolutions as the model runs them: weights packed once, channels-last activations, the whole batch
-// in one GEMM, BN scale/shift + ReLU in the epilogue. Args: Cin, Cout, k, stride, H (input).
+// in one GEMM, BN scale/shift + ReLU in the epilogue. Args: Cin, Cout, k, stride, H (input), and 1 = Winograd
+// F(4x4, 3x3) weights where the conv is eligible (as models load them), 0 = the direct path.
 void BM_ConvPacked(benchmark::State& state) {
   const int64_t cin = state.range(0), cout = state.range(1), k = state.range(2), s = state.range(3), H = state.range(4);
   std::mt19937_64 g(3);
@@ -146,25 +147,32 @@ void BM_ConvPacked(benchmark::State& state) {
   Conv2dOptions o;
   o.stride = {s, s};
   o.padding = {k / 2, k / 2};
+  ops::set_winograd_enabled(state.range(5) != 0);
   const PackedConv2d pw(w, o);
+  ops::set_winograd_enabled(true);
   const int64_t Ho = (H + 2 * (k / 2) - k) / s + 1;
+  // FLOPs of the direct convolution also for Winograd (which does ~4x fewer): an effective rate
   run_timed(state, 2.0 * batch() * cout * Ho * Ho * cin * k * k,
             [&] { benchmark::DoNotOptimize(ops::conv2d(x, pw, sc, sh, Activation::relu)); });
-  state.SetLabel(std::string(ops::gemm_kernel_name()) + " packed NHWC");
+  state.SetLabel(std::string(ops::gemm_kernel_name()) + (pw.wino.defined() ? " winograd F(4,3) NHWC" : " packed NHWC"));
 }
 BENCHMARK(BM_ConvPacked)
-    ->Args({3, 64, 7, 2, 224})      // conv1 (im2col rows: 3 channels)
-    ->Args({64, 64, 1, 1, 56})      // layer1 conv1
-    ->Args({64, 64, 3, 1, 56})      // layer1 conv2
-    ->Args({64, 256, 1, 1, 56})     // layer1 conv3 / downsample
-    ->Args({256, 64, 1, 1, 56})     // layer1 conv1 (blocks 1, 2)
-    ->Args({128, 128, 3, 2, 56})    // layer2.0 conv2 (stride 2)
-    ->Args({256, 512, 1, 2, 56})    // layer2.0 downsample (1x1 stride 2)
-    ->Args({128, 128, 3, 1, 28})    // layer2 conv2
-    ->Args({256, 256, 3, 1, 14})    // layer3 conv2
-    ->Args({1024, 256, 1, 1, 14})   // layer3 conv1
-    ->Args({512, 512, 3, 1, 7})     // layer4 conv2 (7x7)
-    ->Args({512, 2048, 1, 1, 7})    // layer4 conv3
+    ->Args({3, 64, 7, 2, 224, 1})      // conv1 (im2col rows: 3 channels)
+    ->Args({64, 64, 1, 1, 56, 1})      // layer1 conv1
+    ->Args({64, 64, 3, 1, 56, 1})      // layer1 conv2 (Winograd)
+    ->Args({64, 64, 3, 1, 56, 0})      //   direct
+    ->Args({64, 256, 1, 1, 56, 1})     // layer1 conv3 / downsample
+    ->Args({256, 64, 1, 1, 56, 1})     // layer1 conv1 (blocks 1, 2)
+    ->Args({128, 128, 3, 2, 56, 1})    // layer2.0 conv2 (stride 2)
+    ->Args({256, 512, 1, 2, 56, 1})    // layer2.0 downsample (1x1 stride 2)
+    ->Args({128, 128, 3, 1, 28, 1})    // layer2 conv2 (Winograd)
+    ->Args({128, 128, 3, 1, 28, 0})    //   direct
+    ->Args({256, 256, 3, 1, 14, 1})    // layer3 conv2 (Winograd)
+    ->Args({256, 256, 3, 1, 14, 0})    //   direct
+    ->Args({1024, 256, 1, 1, 14, 1})   // layer3 conv1
+    ->Args({512, 512, 3, 1, 7, 1})     // layer4 conv2 (7x7; Winograd if eligible)
+    ->Args({512, 512, 3, 1, 7, 0})     //   direct
+    ->Args({512, 2048, 1, 1, 7, 1})    // layer4 conv3
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Square GEMM (no epilogue): the kernel's ceiling
@@ -190,29 +198,21 @@ void BM_Conv(benchmark::State& state) {
   o.stride = {s, s};
   o.padding = {k / 2, k / 2};
   const int64_t Ho = (H + 2 * (k / 2) - k) / s + 1;
-  const bool wino = state.range(5) != 0;
-  ops::set_winograd_enabled(wino);
   // FLOPs of the direct convolution (also for Winograd, which does fewer: an effective rate)
   run_timed(state, 2.0 * batch() * cout * Ho * Ho * cin * k * k,
             [&] { benchmark::DoNotOptimize(ops::conv2d(x, w, b, o, Activation::relu)); });
-  ops::set_winograd_enabled(false);
-  state.SetLabel(std::string(ops::gemm_kernel_name()) + (wino && k == 3 && s == 1 ? " winograd" : " im2col"));
+  state.SetLabel(std::string(ops::gemm_kernel_name()) + " im2col");
 }
-// last arg: 1 = Winograd allowed (3x3 stride 1), 0 = im2col + GEMM
 BENCHMARK(BM_Conv)
-    ->Args({3, 64, 7, 2, 224, 1})      // conv1
-    ->Args({64, 64, 1, 1, 56, 1})      // layer1 conv1
-    ->Args({64, 64, 3, 1, 56, 1})      // layer1 conv2
-    ->Args({64, 64, 3, 1, 56, 0})
-    ->Args({64, 256, 1, 1, 56, 1})     // layer1 conv3
-    ->Args({128, 128, 3, 1, 28, 1})    // layer2 conv2
-    ->Args({128, 128, 3, 1, 28, 0})
-    ->Args({256, 256, 3, 1, 14, 1})    // layer3 conv2
-    ->Args({256, 256, 3, 1, 14, 0})
-    ->Args({1024, 256, 1, 1, 14, 1})   // layer3 conv1
-    ->Args({512, 512, 3, 1, 7, 1})     // layer4 conv2 (7x7)
-    ->Args({512, 512, 3, 1, 7, 0})
-    ->Args({512, 2048, 1, 1, 7, 1})    // layer4 conv3
+    ->Args({3, 64, 7, 2, 224})      // conv1
+    ->Args({64, 64, 1, 1, 56})      // layer1 conv1
+    ->Args({64, 64, 3, 1, 56})      // layer1 conv2
+    ->Args({64, 256, 1, 1, 56})     // layer1 conv3
+    ->Args({128, 128, 3, 1, 28})    // layer2 conv2
+    ->Args({256, 256, 3, 1, 14})    // layer3 conv2
+    ->Args({1024, 256, 1, 1, 14})   // layer3 conv1
+    ->Args({512, 512, 3, 1, 7})     // layer4 conv2 (7x7)
+    ->Args({512, 2048, 1, 1, 7})    // layer4 conv3
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // ViT-B/16 attention: heads 12, head_dim 64, tokens as given (197 at 224 px; 257 / 261 for DINOv2 /14 (+reg))

@@ -119,10 +119,10 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool tra
           bool trans_b, float* c, int64_t ldc, const GemmEpilogue& ep = {});
 // Which micro-kernel gemm() dispatches to on this machine: "avx512", "avx2" or "generic".
 const char* gemm_kernel_name();
-// When enabled, conv2d uses Winograd F(2x2, 3x3) for 3x3 stride-1 convs with >= 16 channels. Off by default:
-// on the 2-core AVX-512 build machine it measured slower than im2col + GEMM at every ResNet-50 3x3 shape
-// (bench/RESULTS_engine.md), mostly because the weights are transformed on every call (a load-time transform
-// cache would be the next step). Process-wide.
+// Whether PackedConv2d (engine/packed.h) transforms the weights of eligible 3x3 stride-1 convs for the Winograd
+// F(4x4, 3x3) path at construction (winograd_conv_eligible). On by default; a conv packed while it is off runs
+// the direct path (no transformed copy: 4x less memory for those weights). Process-wide; affects weights packed
+// afterwards only. The environment variable TABULA_WINOGRAD=0 makes off the initial state.
 void set_winograd_enabled(bool on);
 bool winograd_enabled();
 }  // namespace ops

@@ -3,6 +3,7 @@
 // thread-count-independent chunks and never reduce across chunks, so the bits do not depend on --threads.
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -14,7 +15,6 @@
 #include "engine/packed.h"
 #include "engine/rowops.h"
 #include "engine/threads.h"
-#include "engine/winograd.h"
 
 // A tensor on a GPU goes to its device's backend (engine/device_ops.h); the CPU code below never sees one.
 #define TABULA_ON_GPU(op, tensors, ...) \
@@ -42,7 +42,11 @@ using detail::check_4d;
 // that scatters the [Cout, images * P] result back to NCHW.
 
 namespace {
-std::atomic<bool> g_winograd{false};  // measured slower here: see ops.h
+// read by PackedConv2d at construction (ops.h); TABULA_WINOGRAD=0 starts the process with it off
+std::atomic<bool> g_winograd{[] {
+  const char* e = std::getenv("TABULA_WINOGRAD");
+  return !(e && std::string_view(e) == "0");
+}()};
 }  // namespace
 void set_winograd_enabled(bool on) { g_winograd.store(on); }
 bool winograd_enabled() { return g_winograd.load(std::memory_order_relaxed); }
@@ -93,11 +97,6 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
   Tensor bias = b_in.defined() ? b_in.contiguous() : Tensor();
   Tensor res = residual.defined() ? residual.contiguous() : Tensor();
   Tensor y = Tensor::empty({s.N, s.Cout, s.Ho, s.Wo});
-  if (detail::winograd_applies(s, o) && winograd_enabled()) {
-    detail::winograd_conv3x3(x.data<float>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr,
-                             res.defined() ? res.data<float>() : nullptr, y.data<float>(), s, o, act);
-    return y;
-  }
   const int64_t G = o.groups, cin_g = s.C / G, cout_g = s.Cout / G;
   const int64_t K = cin_g * s.kh * s.kw, P = s.Ho * s.Wo, HW = s.H * s.W;
   const bool direct = s.kh == 1 && s.kw == 1 && o.stride[0] == 1 && o.stride[1] == 1 && o.padding[0] == 0 &&

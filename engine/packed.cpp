@@ -4,7 +4,9 @@
 //   linear / 1x1 stride-1 conv   A row r = token or pixel r of a row-major / channels-last tensor
 //   k x k conv, Cin >= 16        A row r = output pixel r, K = taps x Cin: one pointer per (tap, channel chunk)
 //                                into the channels-last input (a shared zero row where the tap is in the padding)
-//   k x k conv, Cin < 16         (the RGB stem) the task's rows are gathered into a small im2col buffer first
+//   k x k conv, Cin < 16         (the RGB stem) one pointer per kernel row (kw * Cin consecutive floats), gathered
+//                                only where the window crosses the map's left/right edge; with a horizontal
+//                                dilation the task's rows are gathered into a small im2col buffer first
 // K is cut into blocks of at most KC = 256 k (for convs: whole (tap, channel chunk) segments) in a fixed way that
 // depends only on the shapes; each C element is the micro-kernel's FMA chain over one block, added to C block by
 // block in order. The tiling into tasks may depend on the thread count; the arithmetic of an element never does.
@@ -20,6 +22,7 @@
 #include "engine/ops_common.h"
 #include "engine/rowops.h"
 #include "engine/threads.h"
+#include "engine/winograd.h"
 
 namespace tabula {
 
@@ -29,6 +32,11 @@ constexpr int64_t kMaxNC = 512;   // columns per task: a KC x NC block of packed
 constexpr int64_t kMinTapCin = 16;  // below this a conv gathers im2col rows instead of one pointer per tap
 
 alignas(64) const float kZeroRow[KC] = {};  // the A row of a tap in the padding (segments are <= KC long)
+// Winograd weights take 4x the memory of the direct ones (36 vs 9 values per (Cin, Cout) pair), and they are kept
+// in addition (PackedConv2d::weight() must return the exact torch weights). ResNet-50's layer4 3x3 convs
+// (512 x 512 on 7x7 maps) ran 1.7x faster with Winograd but would add 75 MiB of weights for ~2 % of the forward
+// time: above 256 x 256 channels a conv keeps the direct path (bench/RESULTS_engine.md).
+constexpr int64_t kWinoMaxWeights = 256 * 256;
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -82,7 +90,16 @@ PackedConv2d::PackedConv2d(const Tensor& weight, const Conv2dOptions& o) : opt(o
         for (int64_t j = 0; j < kw; ++j)
           bt[static_cast<size_t>(((i * kw + j) * cin + ci) * cout + co)] = wp[((co * cin + ci) * kh + i) * kw + j];
   b = PackedMatrix::pack(K, cout, bt.data(), cout, 1);
+  if (ops::winograd_enabled() && winograd_conv_eligible(cout, cin, kh, kw, o)) {
+    const std::vector<float> u = detail::winograd_weight_transform(wp, cout, cin);
+    wino = PackedMatrix::pack(detail::kWinoPoints * cin, cout, u.data(), cout, 1);
+  }
   shape_only = Tensor::zeros({1, 1, 1, 1}).expand({cout, cin, kh, kw});
+}
+
+bool winograd_conv_eligible(int64_t cout, int64_t cin, int64_t kh, int64_t kw, const Conv2dOptions& o) {
+  return kh == 3 && kw == 3 && o.stride[0] == 1 && o.stride[1] == 1 && o.dilation[0] == 1 && o.dilation[1] == 1 &&
+         o.groups == 1 && cin >= 16 && cout >= 16 && cin * cout <= kWinoMaxWeights;
 }
 
 PackedLinear::PackedLinear(const Tensor& weight) {
@@ -191,10 +208,21 @@ KPlan tap_plan(int64_t kh, int64_t kw, const Conv2dOptions& o, int64_t cin) {
   return p;
 }
 
+// Rows of a k x k window over few channels: kernel row i is one segment of len = kw * C k (c0 = i * len), grouped
+// into blocks of at most KC.
+KPlan row_plan(int64_t kh, int64_t len, int64_t dilation_h) {
+  KPlan p;
+  for (int64_t i = 0; i < kh; ++i) p.segs.push_back({i * len, i * dilation_h, 0});
+  const int64_t per_block = std::max<int64_t>(1, KC / len);
+  for (int64_t s0 = 0; s0 < kh; s0 += per_block)
+    p.blocks.push_back({s0, std::min(per_block, kh - s0), len, s0 * len});
+  return p;
+}
+
 // Where the rows of A are.
 struct ASource {
-  enum class Kind { dense, taps, im2col } kind = Kind::dense;
-  const float* a = nullptr;  // dense: row r at a + r * lda; taps / im2col: the channels-last input
+  enum class Kind { dense, taps, tap_rows, im2col } kind = Kind::dense;
+  const float* a = nullptr;  // dense: row r at a + r * lda; taps / tap_rows / im2col: the channels-last input
   int64_t lda = 0;
   // conv geometry (taps / im2col)
   int64_t H = 0, W = 0, C = 0, Ho = 0, Wo = 0, kh = 0, kw = 0;
@@ -233,25 +261,39 @@ struct BPanels {
 };
 BPanels panels_of(const PackedMatrix& m) { return {m.panel(0), m.rows(), m.cols(), m.nr()}; }
 
-void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels& B, float* C, int64_t ldc,
-                   const Epilogue& ep) {
+// `count` independent GEMMs of the same shape in one parallel loop (Winograd's 36 transform points): GEMM b reads
+// the dense A at a + b * a_step, the rows k_step * b .. of B, and writes C + b * c_step.
+struct GemmBatch {
+  int64_t count = 1, a_step = 0, k_step = 0, c_step = 0;
+};
+
+void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels& B, float* C_all,
+                   int64_t ldc, const Epilogue& ep, const GemmBatch& batch = {}) {
   const detail::GemmIndirectKernelInfo& kern = detail::gemm_indirect_kernel();
   const int64_t MR = kern.mr, NR = kern.nr, N = B.cols();
   if (B.nr != NR) op_error("indirect_gemm", "weights were packed for another micro-kernel");
   if (M <= 0 || N <= 0) return;
-  const int64_t ntiles = (N + kMaxNC - 1) / kMaxNC;
-  const int64_t NC = ((N + ntiles - 1) / ntiles + NR - 1) / NR * NR;
-  // Rows per task: as many micro-panels as keep >= 8 tasks per thread (dynamic scheduling evens out the rest).
-  int64_t MC = 8 * MR;
+  // >= 8 tasks per thread (dynamic scheduling evens out the rest). Few rows (ResNet layer4: M = 784) are made up
+  // for by narrower column blocks first (down to 128 columns), rows per task (MC) only then: every task streams
+  // its column block of the weights over all of K, so a task of few rows reads many weight bytes per FLOP
+  // (layer4's 3x3 convs, K = 4608: +12-24 %).
   const int64_t want = 8 * static_cast<int64_t>(get_num_threads());
-  while (MC > MR && ((M + MC - 1) / MC) * ntiles < want) MC -= MR;
+  int64_t ntiles = (N + kMaxNC - 1) / kMaxNC;
+  auto nc_for = [&](int64_t nt) { return ((N + nt - 1) / nt + NR - 1) / NR * NR; };
+  while (((M + 8 * MR - 1) / (8 * MR)) * ntiles * batch.count < want && nc_for(ntiles + 1) >= 128 &&
+         nc_for(ntiles + 1) < nc_for(ntiles))
+    ++ntiles;
+  const int64_t NC = nc_for(ntiles);
+  ntiles = (N + NC - 1) / NC;
+  int64_t MC = 8 * MR;
+  while (MC > MR && ((M + MC - 1) / MC) * ntiles * batch.count < want) MC -= MR;
   const int64_t mtiles = (M + MC - 1) / MC;
   const bool relu_in_kernel = ep.act == Activation::relu || ep.act == Activation::none;
   const int64_t K = B.rows();
 
-  parallel_for(mtiles * ntiles, 1, [&](int64_t t0, int64_t t1) {
+  parallel_for(batch.count * mtiles * ntiles, 1, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<const float*> ptrs;
-    thread_local std::vector<float> cols;  // im2col rows of this task (Cin < 16 convs)
+    thread_local std::vector<float> cols;  // im2col rows / border kernel rows of this task (Cin < 16 convs)
     // taps: each row's output pixel as (n, first input row, first input column), computed once per task so that
     // the per-segment pointer setup below does no integer division
     struct RowOrigin {
@@ -259,16 +301,23 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
     };
     thread_local std::vector<RowOrigin> origin;
     alignas(64) float tile[16 * 32];
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t i0 = (t / ntiles) * MC, j0 = (t % ntiles) * NC;
+    for (int64_t bt = t0; bt < t1; ++bt) {
+      const int64_t gb = bt / (mtiles * ntiles), t = bt % (mtiles * ntiles);
+      const float* const abase = A.a + gb * batch.a_step;
+      float* const C = C_all + gb * batch.c_step;
+      const int64_t kbase = gb * batch.k_step;
+      // column-block-major: consecutive tasks (on both threads) share one KC x NC block of weights, which stays in
+      // L2 while the rows stream (for ViT-B's fc1, N = 3072: +10 % over row-major, the other shapes alike)
+      const int64_t i0 = (t % mtiles) * MC, j0 = (t / mtiles) * NC;
       const int64_t mc = std::min(MC, M - i0), nc = std::min(NC, N - j0);
-      if (A.kind == ASource::Kind::taps) {
+      if (A.kind == ASource::Kind::taps || A.kind == ASource::Kind::tap_rows) {
         origin.resize(static_cast<size_t>(mc));
         for (int64_t r = 0; r < mc; ++r) {
           const int64_t p = i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
           origin[static_cast<size_t>(r)] = {n, oh * A.o.stride[0] - A.o.padding[0], ow * A.o.stride[1] - A.o.padding[1]};
         }
       }
+      if (A.kind == ASource::Kind::tap_rows) cols.resize(static_cast<size_t>(mc * K));  // border rows' gathers
       if (A.kind == ASource::Kind::im2col) {
         // rows i0 .. i0 + mc of the im2col matrix, k = (i * kw + j) * C + c as the packed weight
         cols.resize(static_cast<size_t>(mc * K));
@@ -312,8 +361,27 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
               }
               const int64_t r = r0 + i;
               switch (A.kind) {
-                case ASource::Kind::dense: dst[i] = A.a + r * A.lda + sg.c0; break;
+                case ASource::Kind::dense: dst[i] = abase + r * A.lda + sg.c0; break;
                 case ASource::Kind::im2col: dst[i] = cols.data() + (ir + i) * K + sg.c0; break;
+                case ASource::Kind::tap_rows: {
+                  // one kernel row of the window: kw * C consecutive floats of the channels-last input, in place
+                  // when the row is inside the map, else gathered with its zeros into this task's buffer
+                  const RowOrigin& o = origin[static_cast<size_t>(ir + i)];
+                  const int64_t ih = o.ih0 + sg.dh;
+                  if (ih < 0 || ih >= A.H) {
+                    dst[i] = kZeroRow;
+                  } else if (o.iw0 >= 0 && o.iw0 + A.kw <= A.W) {
+                    dst[i] = A.a + ((o.n * A.H + ih) * A.W + o.iw0) * A.C;
+                  } else {
+                    float* g = cols.data() + (ir + i) * K + sg.c0;
+                    for (int64_t j = 0; j < A.kw; ++j, g += A.C) {
+                      const float* src = A.pixel(o.n, ih, o.iw0 + j);
+                      for (int64_t c = 0; c < A.C; ++c) g[c] = src ? src[c] : 0.f;
+                    }
+                    dst[i] = cols.data() + (ir + i) * K + sg.c0;
+                  }
+                  break;
+                }
                 case ASource::Kind::taps: {
                   const RowOrigin& o = origin[static_cast<size_t>(ir + i)];
                   const float* px = A.pixel(o.n, o.ih0 + sg.dh, o.iw0 + sg.dw);
@@ -327,7 +395,7 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
         auto tile_at = [&](int64_t pi, int64_t jr) {
           const int64_t r0 = i0 + pi * MR, ni = std::min(MR, mc - pi * MR);
           const int64_t j = j0 + jr, nj = std::min(NR, nc - jr);
-          const float* bp = B.panel(j / NR) + kb.k0 * NR;
+          const float* bp = B.panel(j / NR) + (kbase + kb.k0) * NR;
           const float* const* ap = ptrs.data() + pi * kb.nseg * MR;
           float* cp = C + r0 * ldc + j;
           if (ni == MR && nj == NR) {
@@ -353,8 +421,18 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
         };
         // A micro-panel (12 rows x the block's k) stays in L1 while the block's packed weight panels stream from
         // L2. (The BLIS order, weight panel in L1 and A from L2, measured the same here.)
-        for (int64_t pi = 0; pi < panels; ++pi)
+        // With at most two column panels per task (N <= 64 on AVX-512: layer1's 256 -> 64 convs) a micro-panel's rows
+        // serve only two kernel calls, so the next micro-panel's rows are prefetched while this one computes
+        // (ResNet-50 layer1 conv1: +9 %; N = 128 and wider measured the same or up to 3 % slower with it).
+        const bool prefetch_next = nc <= 2 * NR;
+        for (int64_t pi = 0; pi < panels; ++pi) {
+          if (prefetch_next && pi + 1 < panels) {
+            const float* const* nx = ptrs.data() + (pi + 1) * kb.nseg * MR;
+            for (int64_t q = 0; q < kb.nseg * MR; ++q)
+              for (int64_t off = 0; off < kb.len; off += 16) __builtin_prefetch(nx[q] + off, 0, 3);
+          }
           for (int64_t jr = 0; jr < nc; jr += NR) tile_at(pi, jr);
+        }
         // activations the kernels do not apply (GELU, SiLU): on the finished rows while they are in cache
         if (last && !relu_in_kernel)
           for (int64_t i = 0; i < mc; ++i) detail::activation_inplace(C + (i0 + i) * ldc + j0, nc, ep.act);
@@ -381,6 +459,49 @@ void gemm_packed_b(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda,
 }  // namespace detail
 
 namespace {
+// Winograd F(4x4, 3x3) (winograd.h) over the whole batch: the tiles are taken in chunks whose transformed input
+// V and GEMM results M (point-major: [36][tiles][C] and [36][tiles][Cout]) stay within a few MiB, so they are
+// written and read back through the caches rather than memory; per chunk the input transform, the 36 GEMMs (one
+// parallel loop; GEMM xi reads the dense [tiles, Cin] block of point xi) and the output transform with the
+// epilogue. The chunking changes no arithmetic: each output element is one tile's transforms around the GEMM's
+// fixed K blocking.
+constexpr int64_t kWinoChunkBytes = int64_t{2} << 20;  // 0.5-8 MiB measured alike; the whole batch up to 1.6x slower
+
+void winograd_conv(const Tensor& x, const PackedConv2d& w, const detail::ConvShapes& s, const Epilogue& ep,
+                   float* y) {
+  using namespace detail;
+  WinogradGeometry g;
+  g.N = s.N, g.H = s.H, g.W = s.W, g.C = s.C, g.Cout = s.Cout, g.Ho = s.Ho, g.Wo = s.Wo;
+  g.pad_h = w.opt.padding[0], g.pad_w = w.opt.padding[1];
+  g.th = (s.Ho + kWinoTile - 1) / kWinoTile, g.tw = (s.Wo + kWinoTile - 1) / kWinoTile;
+  const int64_t T = g.tiles(), C = s.C, Co = s.Cout;
+  const int64_t MR = gemm_indirect_kernel().mr;
+  const int64_t per_tile = kWinoPoints * (C + Co) * static_cast<int64_t>(sizeof(float));
+  const int64_t chunk = std::min(T, std::max<int64_t>(8 * MR, kWinoChunkBytes / per_tile / MR * MR));
+  // scratch from the activation allocator (the reuse arena plans it with the rest of the forward)
+  Tensor scratch = Tensor::empty({chunk * kWinoPoints * (C + Co)});
+  float* const V = scratch.data<float>();
+  float* const M = V + chunk * kWinoPoints * C;
+  WinogradEpilogue wep;
+  wep.scale = ep.scale, wep.shift = ep.shift, wep.residual = ep.residual, wep.act = ep.act;
+  const float* xp = x.data<float>();
+  ASource A;
+  A.kind = ASource::Kind::dense;
+  A.a = V;
+  A.lda = C;
+  const KPlan plan = dense_plan(C);
+  for (int64_t t0 = 0; t0 < T; t0 += chunk) {
+    const int64_t tc = std::min(chunk, T - t0);
+    parallel_for(tc, grain_for(tc, kWinoPoints * C * 4), [&](int64_t a, int64_t b) {
+      winograd_input_transform(g, xp, t0 + a, t0 + b, V + a * C, tc * C);
+    });
+    indirect_gemm(tc, A, plan, panels_of(w.wino), M, Co, Epilogue{}, GemmBatch{kWinoPoints, tc * C, C, tc * Co});
+    parallel_for(tc, grain_for(tc, kWinoPoints * Co * 4), [&](int64_t a, int64_t b) {
+      winograd_output_transform(g, M + a * Co, tc * Co, t0 + a, t0 + b, wep, y);
+    });
+  }
+}
+
 void check_channel_vector(std::string_view op, const Tensor& t, int64_t C, std::string_view name) {
   if (!t.defined()) return;
   check_f32_cpu(op, t, name);
@@ -423,6 +544,16 @@ Tensor conv2d(const Tensor& x_in, const PackedConv2d& w, const Tensor& scale_in,
   const Tensor scale = scale_in.defined() ? scale_in.contiguous() : Tensor();
   const Tensor shift = shift_in.defined() ? shift_in.contiguous() : Tensor();
   Tensor y = empty_channels_last(s.N, s.Cout, s.Ho, s.Wo);
+  Epilogue ep;
+  ep.scale = scale.defined() ? scale.data<float>() : nullptr;
+  ep.shift = shift.defined() ? shift.data<float>() : nullptr;
+  ep.residual = res.defined() ? res.data<float>() : nullptr;
+  ep.ldr = s.Cout;
+  ep.act = act;
+  if (w.wino.defined()) {  // 3x3 stride 1 (winograd_conv_eligible)
+    winograd_conv(x, w, s, ep, y.data<float>());
+    return y;
+  }
 
   ASource A;
   A.a = x.data<float>();
@@ -439,15 +570,16 @@ Tensor conv2d(const Tensor& x_in, const PackedConv2d& w, const Tensor& scale_in,
     A.kind = ASource::Kind::taps;
     plan = tap_plan(s.kh, s.kw, w.opt, s.C);
   } else {
-    A.kind = ASource::Kind::im2col;
-    plan = dense_plan(s.C * s.kh * s.kw);
+    if (w.opt.dilation[1] == 1 && s.kw * s.C <= KC) {
+      // (the RGB stem) one segment per kernel row: its kw pixels are kw * C consecutive floats, read in place
+      // except where the window crosses the map's left or right edge (gathered) -- no im2col copy of every row
+      A.kind = ASource::Kind::tap_rows;
+      plan = row_plan(s.kh, s.kw * s.C, w.opt.dilation[0]);
+    } else {
+      A.kind = ASource::Kind::im2col;
+      plan = dense_plan(s.C * s.kh * s.kw);
+    }
   }
-  Epilogue ep;
-  ep.scale = scale.defined() ? scale.data<float>() : nullptr;
-  ep.shift = shift.defined() ? shift.data<float>() : nullptr;
-  ep.residual = res.defined() ? res.data<float>() : nullptr;
-  ep.ldr = s.Cout;
-  ep.act = act;
   indirect_gemm(s.N * s.Ho * s.Wo, A, plan, panels_of(w.b), y.data<float>(), s.Cout, ep);
   return y;
 }

@@ -51,8 +51,18 @@ struct PackedConv2d {
   int64_t cout = 0, cin = 0, kh = 0, kw = 0;
   Conv2dOptions opt;
   PackedMatrix b;
+  // Winograd F(4x4, 3x3) weights (engine/winograd.h), transformed and packed at load for the 3x3 stride-1 convs
+  // where that path is faster (winograd_conv_eligible); K = 36 * Cin rows, point-major (rows xi * Cin + ci).
+  // Undefined otherwise, or when ops::set_winograd_enabled(false) was in effect at construction.
+  PackedMatrix wino;
   Tensor shape_only;  // zero-stride [Cout, Cin, kh, kw] view (argument checks share ops_common's rules)
 };
+
+// Whether a conv of these weights gets the Winograd F(4x4, 3x3) path: 3x3, stride 1, dilation 1, groups 1,
+// Cin >= 16 and Cout >= 16, and Cin * Cout <= 256 * 256. A fixed rule from the weight shape (measured per ResNet-50
+// shape in bench/RESULTS_engine.md), never from timings taken at run time, so a model computes the same bits on
+// every run and machine with the same ISA.
+bool winograd_conv_eligible(int64_t cout, int64_t cin, int64_t kh, int64_t kw, const Conv2dOptions& opt);
 
 // nn.Linear weight [out, in] packed as B = weight^T [in, out].
 struct PackedLinear {

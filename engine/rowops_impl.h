@@ -4,6 +4,9 @@
 #ifndef TABULA_ROWOPS_NS
 #error "define TABULA_ROWOPS_NS before including rowops_impl.h"
 #endif
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -98,6 +101,29 @@ inline float lane_sum(const float* part) {
 }
 
 inline float scale_max(float* r, int64_t n, float scale) {
+#if defined(__AVX512F__)
+  // GCC does not vectorise the conditional max reduction below; max_ps(v, m) is exactly `v > m ? v : m` (it returns
+  // the second operand when one is NaN), and max is exact in any order, so this gives the loop's result.
+  const __m512 sc = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  __m512 m = ninf;
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(r + i), sc);
+    _mm512_storeu_ps(r + i, v);
+    m = _mm512_mask_max_ps(m, 0xffff, v, m);  // (masked form: GCC 12 warns on max_ps's pass-through operand)
+  }
+  if (i < n) {  // the tail: inactive lanes read as -inf
+    const __mmask16 k = static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512 v = _mm512_mul_ps(_mm512_mask_loadu_ps(ninf, k, r + i), sc);
+    _mm512_mask_storeu_ps(r + i, k, v);
+    m = _mm512_mask_max_ps(m, 0xffff, v, m);
+  }
+  alignas(64) float part[kLanes];  // (not _mm512_reduce_max_ps: GCC 12 warns inside it)
+  _mm512_store_ps(part, m);
+  float mx = part[0];
+  for (int l = 1; l < kLanes; ++l) mx = part[l] > mx ? part[l] : mx;
+  return mx;
+#else
   float part[kLanes];
   for (int l = 0; l < kLanes; ++l) part[l] = -std::numeric_limits<float>::infinity();
   int64_t i = 0;
@@ -114,6 +140,7 @@ inline float scale_max(float* r, int64_t n, float scale) {
     mx = r[i] > mx ? r[i] : mx;
   }
   return mx;
+#endif
 }
 
 inline float exp_sum(float* r, int64_t n, float shift) {
@@ -121,9 +148,13 @@ inline float exp_sum(float* r, int64_t n, float shift) {
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
     for (int l = 0; l < kLanes; ++l) part[l] += (r[i + l] = exp_f(r[i + l] - shift));
-  float s = lane_sum(part);
-  for (; i < n; ++i) s += (r[i] = exp_f(r[i] - shift));
-  return s;
+  if (i < n) {  // the tail as one more vector, padded with -inf (whose exp is 0): no scalar exp per element
+    float t[kLanes];
+    for (int l = 0; l < kLanes; ++l) t[l] = i + l < n ? r[i + l] : -std::numeric_limits<float>::infinity();
+    for (int l = 0; l < kLanes; ++l) part[l] += (t[l] = exp_f(t[l] - shift));
+    for (int64_t l = 0; l < n - i; ++l) r[i + l] = t[l];
+  }
+  return lane_sum(part);
 }
 
 inline void softmax(float* r, int64_t n) {

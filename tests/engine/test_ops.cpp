@@ -100,38 +100,6 @@ TEST(Ops, Conv2d) {
   }
 }
 
-// 3x3 stride-1 convs with >= 16 channels take Winograd F(2x2, 3x3): odd maps (tiles cut at the edge), padding
-// 0/1/2, residual + ReLU epilogue, batch 1.
-TEST(Ops, Conv2dWinograd) {
-  auto g = rng_for("winograd");
-  ASSERT_FALSE(ops::winograd_enabled());  // off by default (see ops.h)
-  ops::set_winograd_enabled(true);
-  for (int c = 0; c < kCases; ++c) {
-    const int64_t N = pick(g, {1, 1, 2, 3}), cin = pick(g, {16, 19, 32, 64}), cout = pick(g, {16, 17, 48});
-    const int64_t H = pick(g, {7, 8, 14, 15, 28, uni(g, 3, 20)}), W = pick(g, {7, 9, 14, uni(g, 3, 20)});
-    Conv2dOptions o;
-    const int64_t pad = pick(g, {0, 1, 1, 2});
-    o.padding = {pad, pad};
-    if (H + 2 * pad < 3 || W + 2 * pad < 3) continue;
-    Tensor x = random_tensor({N, cin, H, W}, g), w = random_tensor({cout, cin, 3, 3}, g, 0.3f);
-    Tensor b = c % 3 ? random_tensor({cout}, g) : Tensor();
-    Tensor res = c % 2 ? random_tensor({N, cout, H + 2 * pad - 2, W + 2 * pad - 2}, g) : Tensor();
-    const Activation act = c % 4 < 2 ? Activation::relu : Activation::none;
-    EXPECT_VALID(validate::check([&] { return ops::conv2d(x, w, b, o, act, res); },
-                                 [&] { return ref::conv2d(x, w, b, o, act, res); }, {2e-4, 2e-4}),
-                 "winograd conv x=" << x.str() << " w=" << w.str() << " pad=" << pad);
-  }
-  // the Winograd path really ran: its bits differ from the im2col path's (same values to rounding)
-  Tensor x = random_tensor({1, 16, 9, 9}, g), w = random_tensor({16, 16, 3, 3}, g);
-  Conv2dOptions o;
-  o.padding = {1, 1};
-  Tensor a = ops::conv2d(x, w, {}, o);
-  ops::set_winograd_enabled(false);
-  Tensor d = ops::conv2d(x, w, {}, o);
-  EXPECT_NE(std::memcmp(a.raw(), d.raw(), a.nbytes()), 0);
-  EXPECT_TRUE(validate::compare(a, d, {1e-4, 1e-4}).ok);
-}
-
 TEST(Ops, LinearWithFusedActivationAndMatmul) {
   auto g = rng_for("linear");
   for (int c = 0; c < kCases; ++c) {
@@ -303,9 +271,6 @@ TEST(Ops, DeterministicAcrossThreadCounts) {
   o.padding = {1, 1};
   auto run_all = [&] {
     std::vector<Tensor> r;
-    ops::set_winograd_enabled(true);
-    r.push_back(ops::conv2d(x, w, b, o, Activation::relu));  // Winograd (19 -> 37 channels, 3x3)
-    ops::set_winograd_enabled(false);
     r.push_back(ops::conv2d(x, w, b, o, Activation::relu));  // im2col + GEMM, two images per GEMM
     r.push_back(ops::linear(tok, lw, lb, Activation::gelu));
     r.push_back(ops::matmul(big_a, big_b));

@@ -43,9 +43,19 @@ Tensor reference_conv(const Tensor& x, const Tensor& w, const Conv2dOptions& o, 
   return ref::activation(y, act);
 }
 
+// The direct (tap / GEMM / im2col) paths: 3x3 stride-1 convs are packed without the Winograd copy here (that path
+// has its own tests in test_winograd.cpp).
+struct WinogradOff {
+  WinogradOff() { ops::set_winograd_enabled(false); }
+  ~WinogradOff() { ops::set_winograd_enabled(true); }
+  WinogradOff(const WinogradOff&) = delete;
+  WinogradOff& operator=(const WinogradOff&) = delete;
+};
+
 }  // namespace
 
 TEST(Packed, Conv2dEveryPathAgainstReference) {
+  const WinogradOff direct_paths;
   auto g = rng_for("packed_conv2d");
   for (int c = 0; c < kCases; ++c) {
     const int64_t N = pick(g, {1, 1, 2, 3});
@@ -215,6 +225,7 @@ TEST(Packed, EveryIndirectKernelAgainstScalar) {
 }
 
 TEST(Packed, DeterministicAcrossThreadCounts) {
+  const WinogradOff direct_paths;
   auto g = rng_for("packed_determinism");
   Tensor x = random_tensor({2, 19, 15, 15}, g), w3 = random_tensor({37, 19, 3, 3}, g);
   Tensor w1 = random_tensor({70, 19, 1, 1}, g), rgb = random_tensor({2, 3, 30, 30}, g);
@@ -225,6 +236,9 @@ TEST(Packed, DeterministicAcrossThreadCounts) {
   stem.stride = {2, 2};
   stem.padding = {3, 3};
   const PackedConv2d p3(w3, pad1), p1(w1, {}), p7(w7, stem);
+  // ResNet layer4-like: 2 x 7x7 = 98 rows, K = 9 * 32, 320 columns (split into blocks of >= 128 columns)
+  const Tensor small = random_tensor({2, 32, 7, 7}, g);
+  const PackedConv2d p4(random_tensor({320, 32, 3, 3}, g), pad1);
   const PackedLinear pl(lw);
   auto run_all = [&] {
     std::vector<Tensor> r;
@@ -233,6 +247,7 @@ TEST(Packed, DeterministicAcrossThreadCounts) {
     r.push_back(ops::conv2d(rgb, p7, Tensor(), Tensor(), Activation::relu));  // im2col (3 channels)
     r.push_back(ops::linear(tok, pl, lb, Activation::gelu));
     r.push_back(ops::max_pool2d(r[2], {3, 3}, {2, 2}, {1, 1}));
+    r.push_back(ops::conv2d(small, p4, Tensor(), Tensor(), Activation::relu));  // few rows: columns split first
     return r;
   };
   const int saved = get_num_threads();
