@@ -34,7 +34,7 @@ namespace {
     if (cuda_devices().empty()) GTEST_SKIP() << "no CUDA device on this machine"; \
   } while (0)
 
-Tensor normal_batch(const Shape& s, uint32_t seed) {
+[[maybe_unused]] Tensor normal_batch(const Shape& s, uint32_t seed) {  // unused without the CUDA backend
   Tensor x = Tensor::empty(s);
   std::mt19937 g(seed);
   std::normal_distribution<float> nd;
