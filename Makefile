@@ -43,7 +43,7 @@ sanitize:
 
 # libFuzzer targets (clang 16: C++20 lambda captures of structured bindings; ASan+UBSan), each run FUZZ_SECONDS on its corpus: make fuzz FUZZ_SECONDS=1800
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= npy safetensors checkpoint image tiff jp2 csv relationships arch cli_args
+FUZZ_TARGETS ?= npy safetensors checkpoint image tiff jp2 json csv relationships arch cli_args
 FUZZ_RUNS ?= 10000000
 fuzz:
 	@bash .ci/deps fuzz

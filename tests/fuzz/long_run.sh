@@ -12,7 +12,7 @@ shift 2 || true
 runs=${FUZZ_RUNS:-10000000}
 src=$(cd "$(dirname "$0")" && pwd)
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(npy safetensors checkpoint image tiff jp2 csv relationships arch cli_args)
+[ ${#targets[@]} -eq 0 ] && targets=(npy safetensors checkpoint image tiff jp2 json csv relationships arch cli_args)
 work=$(mktemp -d "${TMPDIR:-/tmp}/tabula-fuzz-long.XXXXXX")
 echo "fuzz campaign: until ${runs} executions or ${seconds}s per target, scratch $work, started $(date -u +%H:%M:%S)," \
      "load: $(cut -d' ' -f1-3 /proc/loadavg)"
