@@ -43,7 +43,8 @@ sanitize:
 
 # libFuzzer targets (clang 16: C++20 lambda captures of structured bindings; ASan+UBSan), each run FUZZ_SECONDS on its corpus: make fuzz FUZZ_SECONDS=1800
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= npy safetensors checkpoint image csv relationships arch cli_args
+FUZZ_TARGETS ?= npy safetensors checkpoint image tiff jp2 json csv relationships arch cli_args
+FUZZ_RUNS ?= 10000000
 fuzz:
 	@bash .ci/deps fuzz
 	cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang-16 \
@@ -52,15 +53,16 @@ fuzz:
 	cmake --build build-fuzz -j $(JOBS)
 	cd build-fuzz && ctest --output-on-failure -L fuzz
 
-# The long campaign (issue #11: >= 10M executions or 30 min per target): the targets one after the other, each
-# FUZZ_SECONDS on a scratch copy of its corpus, niced; one line per target with executions and exec/s.
+# The long campaign (issue #11: >= 10M executions or 30 min per target): the targets one after the other, each until
+# FUZZ_RUNS executions or FUZZ_SECONDS, on a scratch copy of its corpus, niced; one line per target with executions,
+# wall and CPU time, exec/s and corpus size: make fuzz-long FUZZ_SECONDS=1800
 fuzz-long:
 	@bash .ci/deps fuzz
 	cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang-16 \
 	  -DCMAKE_CXX_COMPILER=clang++-16 -DTABULA_FUZZ=ON -DTABULA_SANITIZE=address,undefined -DTABULA_CUDA=OFF \
 	  -DTABULA_BENCH=OFF -DTABULA_FUZZ_SECONDS=$(FUZZ_SECONDS)
 	cmake --build build-fuzz -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
-	bash tests/fuzz/long_run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	FUZZ_RUNS=$(FUZZ_RUNS) bash tests/fuzz/long_run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz

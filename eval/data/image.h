@@ -1,6 +1,6 @@
 // Images as tabula's data layer sees them: float planes (CHW, row-major) holding the file's sample values
 // unchanged (a 16-bit 40000 stays 40000.0f: every u16 is exact in float), plus what the file said about them.
-// Decoders for TIFF (libtiff), PNG (stb_image), JPEG (libjpeg-turbo, as Pillow), JPEG 2000 (OpenJPEG); every header is checked against
+// Decoders for TIFF (libtiff), PNG (libpng), JPEG (libjpeg-turbo, as Pillow), JPEG 2000 (OpenJPEG); every header is checked against
 // limits before anything is allocated, and every failure is a std::runtime_error that names the file.
 #pragma once
 #include <cstdint>
@@ -41,7 +41,7 @@ Image read_image(const std::string& path, const DecodeLimits& limits = {});
 Image decode_image(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
 
 Image decode_tiff(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
-Image decode_stb(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});  // PNG
+Image decode_png(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
 Image decode_jpeg(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
 Image decode_jp2(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
 

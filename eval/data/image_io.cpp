@@ -1,6 +1,7 @@
 // Image decoders and writers. Everything decodes from memory (the file is read once, its size known), so a
 // header's claims can be checked against both the limits and the bytes actually present.
 #include <openjpeg.h>
+#include <png.h>
 #include <tiffio.h>
 
 #include <algorithm>
@@ -20,15 +21,6 @@
 #include <jpeglib.h>
 #include <jerror.h>
 
-#define STB_IMAGE_STATIC
-#define STB_IMAGE_IMPLEMENTATION
-#define STBI_NO_STDIO
-#define STBI_ONLY_PNG
-#include <stb_image.h>
-#define STB_IMAGE_WRITE_STATIC
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#define STBI_WRITE_NO_STDIO
-#include <stb_image_write.h>
 
 namespace tabula::data {
 
@@ -37,6 +29,10 @@ namespace {
 [[noreturn]] void fail(const std::string& name, const std::string& what) {
   throw std::runtime_error(name + ": " + what);
 }
+
+// A sample clamped to [0, hi] for an integer writer; NaN becomes 0 (std::clamp would pass it through, and
+// converting NaN to an integer is undefined behaviour).
+float clamp_sample(float v, float hi) { return v > 0.0f ? std::min(v, hi) : 0.0f; }
 
 void check_shape(const std::string& name, int64_t c, int64_t h, int64_t w, const DecodeLimits& lim) {
   if (w <= 0 || h <= 0 || c <= 0)
@@ -368,36 +364,114 @@ Image decode_tiff(const uint8_t* bytes, size_t n, const std::string& name, const
   return img;
 }
 
-// ---- PNG (stb_image) ----------------------------------------------------------------------------------
-Image decode_stb(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim) {
-  if (n > size_t(INT32_MAX)) fail(name, "file too large for the PNG decoder");
-  int w = 0, h = 0, comp = 0;
-  if (!stbi_info_from_memory(bytes, int(n), &w, &h, &comp))
-    fail(name, std::string("not a readable PNG (") + stbi_failure_reason() + ")");
-  check_shape(name, comp, h, w, lim);
-  bool is16 = stbi_is_16_bit_from_memory(bytes, int(n));
-  int got = 0;
-  // Alpha is dropped (grey+alpha -> grey, RGBA -> RGB), as PIL's convert("RGB") / convert("L") do.
-  int want = comp == 2 ? 1 : comp == 4 ? 3 : comp;
-  void* data = is16 ? static_cast<void*>(stbi_load_16_from_memory(bytes, int(n), &w, &h, &got, want))
-                    : static_cast<void*>(stbi_load_from_memory(bytes, int(n), &w, &h, &got, want));
-  if (!data) fail(name, std::string("corrupt or truncated image (") + stbi_failure_reason() + ")");
-  Image img(want, h, w);
-  img.source = name;
-  img.bits = is16 ? 16 : 8;
-  img.max_value = is16 ? 65535.0f : 255.0f;
-  const size_t hw = size_t(h) * w;
-  for (int c = 0; c < want; ++c) {
-    float* dst = img.plane(c);
-    if (is16) {
-      const uint16_t* src = static_cast<const uint16_t*>(data);
-      for (size_t i = 0; i < hw; ++i) dst[i] = src[i * want + c];
-    } else {
-      const uint8_t* src = static_cast<const uint8_t*>(data);
-      for (size_t i = 0; i < hw; ++i) dst[i] = src[i * want + c];
-    }
+// ---- PNG (libpng) ----------------------------------------------------------------------------------------
+// libpng reports fatal errors through an error function that must not return; as for libjpeg below, the way
+// out is a longjmp back to the setjmp in png_decode_into, so everything with a destructor lives in PngState
+// (owned by the caller) and png_decode_into holds only trivially destructible locals. (stb_image, used before,
+// has undefined behaviour on corrupt PNGs in Debian's 2.27: tests/fuzz/corpus/image/stb_png_getn_memcpy_null.bin.)
+//
+// Samples as Pillow/stb give them: grey and RGB at 8 or 16 bits as stored; palette expanded to RGB; 1/2/4-bit
+// grey scaled to 8 bits (x255, x85, x17, as Pillow's "L;1/2/4" unpackers); alpha (an alpha channel or a tRNS
+// transparency entry) dropped, as convert("RGB") / convert("L"); gAMA/sBIT/iCCP are not applied.
+namespace {
+struct PngState {
+  png_structp png = nullptr;
+  png_infop info = nullptr;
+  const uint8_t* bytes = nullptr;
+  size_t n = 0, pos = 0;
+  bool truncated = false;
+  char message[256] = {};
+  const DecodeLimits* lim = nullptr;
+  const std::string* name = nullptr;
+  Image* img = nullptr;
+  std::vector<uint8_t> buf;          // the decoded rows, height * rowbytes
+  std::vector<png_bytep> rows;
+  ~PngState() {
+    if (png) png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
   }
-  stbi_image_free(data);
+};
+
+void png_error_fn(png_structp png, png_const_charp msg) {
+  auto* st = static_cast<PngState*>(png_get_error_ptr(png));
+  std::snprintf(st->message, sizeof st->message, "%s", msg ? msg : "unknown error");
+  png_longjmp(png, 1);
+}
+void png_warning_fn(png_structp, png_const_charp) {}  // ancillary-chunk problems: libpng skips the chunk and goes on
+
+void png_read_fn(png_structp png, png_bytep out, size_t k) {
+  auto* st = static_cast<PngState*>(png_get_io_ptr(png));
+  if (k > st->n - st->pos) {
+    st->truncated = true;
+    png_error(png, "unexpected end of file");
+  }
+  std::memcpy(out, st->bytes + st->pos, k);
+  st->pos += k;
+}
+
+// Decodes st.bytes into *st.img; returns false when libpng reported an error (message in st.message). A C++
+// exception (limits, allocation) may propagate: nothing here needs unwinding, and ~PngState cleans up.
+bool png_decode_into(PngState& st) {
+  st.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &st, png_error_fn, png_warning_fn);
+  if (!st.png) throw std::bad_alloc();
+  st.info = png_create_info_struct(st.png);
+  if (!st.info) throw std::bad_alloc();
+  if (setjmp(png_jmpbuf(st.png))) return false;
+  png_set_read_fn(st.png, &st, png_read_fn);
+  // png_read_info allocates nothing per pixel; the header's size is checked against our limits right after
+  // (libpng's own default limit, 1000000 pixels per side, is above ours).
+  png_read_info(st.png, st.info);
+  png_uint_32 w = 0, h = 0;
+  int depth = 0, color = 0, interlace = 0;
+  png_get_IHDR(st.png, st.info, &w, &h, &depth, &color, &interlace, nullptr, nullptr);
+  const int c = (color & PNG_COLOR_MASK_COLOR) ? 3 : 1;  // palette -> RGB; alpha dropped
+  check_shape(*st.name, c, int64_t(h), int64_t(w), *st.lim);
+  if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(st.png);
+  if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(st.png);
+  // Transparency, as an alpha channel or a tRNS chunk (which libpng's palette expansion turns into alpha
+  // anyway), becomes alpha and is then stripped.
+  if (png_get_valid(st.png, st.info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(st.png);
+  if ((color & PNG_COLOR_MASK_ALPHA) || png_get_valid(st.png, st.info, PNG_INFO_tRNS)) png_set_strip_alpha(st.png);
+  png_set_interlace_handling(st.png);
+  png_read_update_info(st.png, st.info);
+  const int channels = png_get_channels(st.png, st.info);
+  const int bits = png_get_bit_depth(st.png, st.info);
+  const size_t rowbytes = png_get_rowbytes(st.png, st.info);
+  if (channels != c || (bits != 8 && bits != 16) || rowbytes != size_t(w) * c * size_t(bits / 8))
+    png_error(st.png, "unexpected row layout after the transformations");
+  *st.img = Image(c, int(h), int(w));
+  st.buf.resize(rowbytes * h);
+  st.rows.resize(h);
+  for (png_uint_32 y = 0; y < h; ++y) st.rows[y] = st.buf.data() + size_t(y) * rowbytes;
+  png_read_image(st.png, st.rows.data());
+  png_read_end(st.png, nullptr);  // checks the CRCs and zlib stream of the chunks after the image data
+  st.img->bits = bits;
+  st.img->max_value = bits == 16 ? 65535.0f : 255.0f;
+  const size_t hw = size_t(h) * w;
+  for (int k = 0; k < c; ++k) {
+    float* dst = st.img->plane(k);
+    if (bits == 16)
+      for (size_t i = 0; i < hw; ++i) {
+        const uint8_t* s = st.buf.data() + 2 * (i * size_t(c) + size_t(k));
+        dst[i] = float((unsigned(s[0]) << 8) | s[1]);  // PNG stores 16-bit samples big-endian
+      }
+    else
+      for (size_t i = 0; i < hw; ++i) dst[i] = st.buf[i * size_t(c) + size_t(k)];
+  }
+  return true;
+}
+}  // namespace
+
+Image decode_png(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim) {
+  Image img;
+  PngState st;
+  st.bytes = bytes;
+  st.n = n;
+  st.lim = &lim;
+  st.name = &name;
+  st.img = &img;
+  if (!png_decode_into(st))
+    fail(name, std::string(st.truncated ? "truncated PNG" : "corrupt PNG") + " (" + st.message + ")");
+  img.source = name;
   return img;
 }
 
@@ -619,7 +693,7 @@ Image decode_image(const uint8_t* b, size_t n, const std::string& name, const De
   if (n >= 4 && ((b[0] == 'I' && b[1] == 'I' && (b[2] == 42 || b[2] == 43) && b[3] == 0) ||
                  (b[0] == 'M' && b[1] == 'M' && b[2] == 0 && (b[3] == 42 || b[3] == 43))))
     return decode_tiff(b, n, name, lim);
-  if (n >= 8 && std::memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0) return decode_stb(b, n, name, lim);
+  if (n >= 8 && std::memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0) return decode_png(b, n, name, lim);
   if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return decode_jpeg(b, n, name, lim);
   if (n >= 4 && ((b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 0x0C) || (b[0] == 0xFF && b[1] == 0x4F)))
     return decode_jp2(b, n, name, lim);
@@ -676,7 +750,7 @@ std::vector<uint8_t> encode_tiff(const Image& img, int bits, bool compress, cons
           std::memcpy(&row[4 * size_t(x)], &src[x], 4);
           continue;
         }
-        float v = std::nearbyint(std::clamp(src[x], 0.0f, maxv));
+        float v = std::nearbyint(clamp_sample(src[x], maxv));
         if (bits == 8) row[size_t(x)] = uint8_t(v);
         else { uint16_t u = uint16_t(v); std::memcpy(&row[2 * size_t(x)], &u, 2); }
       }
@@ -694,20 +768,65 @@ void write_png(const std::string& path, const Image& img) {
   write_file_atomic(path, out.data(), out.size());
 }
 
+namespace {
+// The writer's side of the same longjmp discipline as png_decode_into: objects with destructors live in
+// PngWriteState, png_encode_into holds trivially destructible locals only.
+struct PngWriteState {
+  png_structp png = nullptr;
+  png_infop info = nullptr;
+  char message[256] = {};
+  const Image* img = nullptr;
+  std::vector<uint8_t> hwc;
+  std::vector<png_bytep> rows;
+  std::vector<uint8_t>* out = nullptr;
+  ~PngWriteState() {
+    if (png) png_destroy_write_struct(&png, info ? &info : nullptr);
+  }
+};
+void png_write_error_fn(png_structp png, png_const_charp msg) {
+  auto* st = static_cast<PngWriteState*>(png_get_error_ptr(png));
+  std::snprintf(st->message, sizeof st->message, "%s", msg ? msg : "unknown error");
+  png_longjmp(png, 1);
+}
+void png_write_fn(png_structp png, png_bytep data, size_t k) {
+  auto* o = static_cast<std::vector<uint8_t>*>(png_get_io_ptr(png));
+  o->insert(o->end(), data, data + k);
+}
+void png_flush_fn(png_structp) {}
+
+bool png_encode_into(PngWriteState& st) {
+  st.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &st, png_write_error_fn, png_warning_fn);
+  if (!st.png) throw std::bad_alloc();
+  st.info = png_create_info_struct(st.png);
+  if (!st.info) throw std::bad_alloc();
+  if (setjmp(png_jmpbuf(st.png))) return false;
+  png_set_write_fn(st.png, st.out, png_write_fn, png_flush_fn);
+  const Image& img = *st.img;
+  png_set_IHDR(st.png, st.info, png_uint_32(img.width), png_uint_32(img.height), 8,
+               img.channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(st.png, st.info);  // no tIME chunk: the same image gives the same bytes
+  png_write_image(st.png, st.rows.data());
+  png_write_end(st.png, nullptr);
+  return true;
+}
+}  // namespace
+
 std::vector<uint8_t> encode_png(const Image& img, const std::string& path) {
   if (img.channels != 1 && img.channels != 3) throw std::runtime_error(path + ": PNG writer takes 1 or 3 channels");
-  std::vector<uint8_t> hwc(img.plane_size() * img.channels);
+  if (img.width <= 0 || img.height <= 0) throw std::runtime_error(path + ": PNG writer needs a non-empty image");
+  std::vector<uint8_t> out;
+  PngWriteState st;
+  st.img = &img;
+  st.out = &out;
+  st.hwc.resize(img.plane_size() * img.channels);
   for (int c = 0; c < img.channels; ++c) {
     const float* p = img.plane(c);
-    for (size_t i = 0; i < img.plane_size(); ++i) hwc[i * img.channels + c] = uint8_t(std::nearbyint(std::clamp(p[i], 0.0f, 255.0f)));
+    for (size_t i = 0; i < img.plane_size(); ++i) st.hwc[i * img.channels + c] = uint8_t(std::nearbyint(clamp_sample(p[i], 255.0f)));
   }
-  std::vector<uint8_t> out;
-  auto sink = [](void* ctx, void* data, int size) {
-    auto* o = static_cast<std::vector<uint8_t>*>(ctx);
-    o->insert(o->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + size);
-  };
-  if (!stbi_write_png_to_func(sink, &out, img.width, img.height, img.channels, hwc.data(), img.width * img.channels))
-    throw std::runtime_error(path + ": PNG encoding failed");
+  st.rows.resize(size_t(img.height));
+  for (int y = 0; y < img.height; ++y) st.rows[size_t(y)] = st.hwc.data() + size_t(y) * img.width * img.channels;
+  if (!png_encode_into(st)) throw std::runtime_error(path + ": PNG encoding failed (" + st.message + ")");
   return out;
 }
 

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -82,6 +83,63 @@ TEST(DataDecode, PngJpegJpeg2000MatchPillow) {
     expect_matches(c);
 }
 
+// PNG is decoded with libpng: the variants decoders treat differently (weights_tools/reference/png_fixtures.py).
+// Palette -> RGB, 1/2/4-bit grey scaled to 8 bits and alpha/tRNS dropped, as Pillow's convert("RGB"/"L"); 16-bit
+// samples kept whole (also for grey+alpha and RGB(A), where Pillow would keep only the high byte); Adam7.
+TEST(DataDecode, PngVariantsMatchPillow) {
+  for (const Case& c : {Case{"palette8.png", 8, 0, 255}, Case{"palette8_trns.png", 8, 0, 255},
+                        Case{"palette4.png", 8, 0, 255}, Case{"grey1.png", 8, 0, 255}, Case{"grey2.png", 8, 0, 255},
+                        Case{"grey4.png", 8, 0, 255}, Case{"grey8_trns.png", 8, 0, 255},
+                        Case{"greyalpha16.png", 16, 0, 65535}, Case{"rgb16.png", 16, 0, 65535},
+                        Case{"rgba16.png", 16, 0, 65535}, Case{"rgb8_interlaced.png", 8, 0, 255},
+                        Case{"grey16_interlaced.png", 16, 0, 65535}})
+    expect_matches(c);
+}
+
+// libpng's errors become one message naming the file: a cut file says "truncated PNG", a damaged image-data
+// CRC "corrupt PNG" with libpng's reason.
+TEST(DataDecode, TruncatedOrCorruptPngIsAnErrorNamingTheFile) {
+  std::vector<uint8_t> bytes = read_file_bytes(fixture("data/decode/rgb8_interlaced.png").string());
+  auto message = [](const std::vector<uint8_t>& b, size_t n) -> std::string {
+    try {
+      (void)decode_image(b.data(), n, "cut/x.png");
+    } catch (const std::runtime_error& e) {
+      return e.what();
+    }
+    return "decoded";
+  };
+  for (size_t cut : {size_t(12), size_t(40), bytes.size() / 2, bytes.size() - 13})
+    EXPECT_EQ(message(bytes, cut).rfind("cut/x.png: truncated PNG (", 0), 0u) << cut << ": " << message(bytes, cut);
+  // The IDAT chunk starts after the 8-byte signature and the 25-byte IHDR chunk; flip a byte of its data.
+  std::vector<uint8_t> bad = bytes;
+  ASSERT_EQ(std::memcmp(bad.data() + 37, "IDAT", 4), 0);
+  bad[45] ^= 0x5A;
+  EXPECT_EQ(message(bad, bad.size()).rfind("cut/x.png: corrupt PNG (", 0), 0u) << message(bad, bad.size());
+  // A header claim beyond the limits is refused before decoding.
+  DecodeLimits lim;
+  lim.max_side = 10;  // the fixture is 19 x 13
+  try {
+    (void)decode_image(bytes.data(), bytes.size(), "big.png", lim);
+    ADD_FAILURE() << "limit not enforced";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("big.png: image size 19x13 exceeds the limit", 0), 0u) << e.what();
+  }
+}
+
+// The UBSan finding in stb_image's PNG path (tests/fuzz/corpus/image/stb_png_getn_memcpy_null.bin: a zero-length
+// chunk made stbi__getn call memcpy(NULL, p, 0)): libpng names the file; the sanitizer build checks there is no
+// undefined behaviour on the way.
+TEST(DataDecode, FormerStbPngFindingIsHandled) {
+  const auto path = fixture("../fuzz/corpus/image/stb_png_getn_memcpy_null.bin");
+  std::vector<uint8_t> bytes = read_file_bytes(path.string());
+  try {
+    Image img = decode_image(bytes.data(), bytes.size(), "finding.png");
+    EXPECT_GT(img.pixels.size(), 0u);
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("finding.png: ", 0), 0u) << e.what();
+  }
+}
+
 // JPEG is decoded with libjpeg-turbo at Pillow's settings, so the samples are Pillow's exactly: 4:4:4 and
 // 4:2:0 chroma (fancy upsampling) at sizes that are not a multiple of the MCU, progressive, greyscale.
 TEST(DataDecode, JpegMatchesPillowExactly) {
@@ -132,13 +190,24 @@ TEST(DataDecode, WritersRoundTrip) {
   for (size_t i = 0; i < rgb.pixels.size(); ++i) rgb.pixels[i] = float((i * 37) % 256);
   write_png((dir / "x.png").string(), rgb);
   EXPECT_EQ(read_image((dir / "x.png").string()).pixels, rgb.pixels);
+  // Grey; out-of-range samples clamp and NaN writes as 0 (an integer conversion of NaN would be undefined).
+  Image grey(1, 3, 4);
+  for (size_t i = 0; i < grey.pixels.size(); ++i) grey.pixels[i] = float(i * 20);
+  grey.pixels[1] = -5.0f, grey.pixels[2] = 300.0f, grey.pixels[3] = std::nanf("");
+  const std::vector<uint8_t> a = encode_png(grey, "g.png"), b = encode_png(grey, "g.png");
+  EXPECT_EQ(a, b);  // deterministic bytes (no time stamp)
+  std::vector<float> want = grey.pixels;
+  want[1] = 0, want[2] = 255, want[3] = 0;
+  EXPECT_EQ(decode_image(a.data(), a.size(), "g.png").pixels, want);
+  write_tiff((dir / "n.tif").string(), grey, 8, false);
+  EXPECT_EQ(read_image((dir / "n.tif").string()).pixels, want);
 }
 
 // Every prefix of a valid file, and files with bytes flipped in the header, must fail with an error that
 // names the file (or, for flips that happen to stay valid, decode) — never crash or allocate wildly.
 TEST(DataDecode, TruncatedAndCorruptFilesGiveErrorsNamingTheFile) {
-  for (const char* f : {"u16_deflate.tif", "u16_tiled.tif", "u16_lzw.tif", "grey16.png", "rgb.jpg", "grey8.jp2",
-                        "ome_zcyx.ome.tif"}) {
+  for (const char* f : {"u16_deflate.tif", "u16_tiled.tif", "u16_lzw.tif", "grey16.png", "palette8.png", "rgb.jpg",
+                        "grey8.jp2", "ome_zcyx.ome.tif"}) {
     std::vector<uint8_t> bytes = read_file_bytes(fixture(std::string("data/decode/") + f).string());
     const std::string name = std::string("broken/") + f;
     int errors = 0;
@@ -220,7 +289,8 @@ TEST(DataDecode, HeaderClaimsAreCheckedBeforeAllocation) {
 TEST(LongDataDecode, MutationFuzzNeverCrashes) {
   int errors = 0, decoded = 0;
   for (const char* f : {"u8_strip.tif", "u16_deflate.tif", "u16_tiled.tif", "u16_lzw.tif", "u8_packbits.tif",
-                        "rgb_separate.tif", "ome_zcyx.ome.tif", "f32.tif", "grey16.png", "rgba8.png", "rgb.jpg",
+                        "rgb_separate.tif", "ome_zcyx.ome.tif", "f32.tif", "grey16.png", "rgba8.png", "palette8_trns.png",
+                        "grey2.png", "rgb8_interlaced.png", "rgb.jpg",
                         "grey8.jp2", "grey16.jp2", "grey8.j2k"}) {
     std::vector<uint8_t> bytes = read_file_bytes(fixture(std::string("data/decode/") + f).string());
     uint64_t s = 0x9E3779B97F4A7C15ULL ^ bytes.size();

@@ -1,4 +1,4 @@
-// Image decoders (TIFF via libtiff, PNG via stb_image, JPEG via libjpeg-turbo, JPEG 2000 via OpenJPEG), dispatched by
+// Image decoders (TIFF via libtiff, PNG via libpng, JPEG via libjpeg-turbo, JPEG 2000 via OpenJPEG), dispatched by
 // content.
 #include <cstdint>
 #include <stdexcept>
