@@ -17,14 +17,20 @@
 #include "engine/threads.h"
 
 // A tensor on a GPU goes to its device's backend (engine/device_ops.h); the CPU code below never sees one.
+// `tensors` is a parenthesised braced list, ({&x, &w}); it becomes a named array that lives for the whole loop
+// (std::initializer_list<T>({...}) would copy a temporary list whose backing array dies before the loop reads it:
+// AddressSanitizer's stack-use-after-scope, found by the session-3 sanitizer run).
+#define TABULA_UNPAREN(...) __VA_ARGS__
 #define TABULA_ON_GPU(op, tensors, ...) \
   do {                                 \
-    for (const Tensor* t_ : std::initializer_list<const Tensor*> tensors) \
+    const Tensor* const tensors_[] = TABULA_UNPAREN tensors; \
+    for (const Tensor* t_ : tensors_) \
       if (on_gpu(*t_)) return device_ops("ops::" #op, t_->device()).op(__VA_ARGS__); \
   } while (0)
 #define TABULA_NOT_ON_GPU(op, tensors) \
   do {                                 \
-    for (const Tensor* t_ : std::initializer_list<const Tensor*> tensors) \
+    const Tensor* const tensors_[] = TABULA_UNPAREN tensors; \
+    for (const Tensor* t_ : tensors_) \
       if (on_gpu(*t_)) op_error("ops::" #op, "not implemented on " + std::string(device_name(t_->device()))); \
   } while (0)
 
