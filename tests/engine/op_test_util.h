@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 
+#include "engine/ops.h"
 #include "engine/validate.h"
 
 namespace tabula::test {
@@ -22,6 +23,18 @@ inline int64_t pick(std::mt19937_64& g, std::initializer_list<int64_t> v) {
 }
 inline int64_t uni(std::mt19937_64& g, int64_t lo, int64_t hi) {
   return std::uniform_int_distribution<int64_t>(lo, hi)(g);
+}
+
+// The specification of a packed conv (direct or Winograd): act(ref::conv2d(x, w) * scale + shift + residual) per
+// output channel; scale/shift/residual may be undefined.
+inline Tensor reference_packed_conv(const Tensor& x, const Tensor& w, const Conv2dOptions& o, const Tensor& scale,
+                                    const Tensor& shift, Activation act, const Tensor& residual) {
+  Tensor y = ref::conv2d(x, w, Tensor(), o);
+  const int64_t C = w.size(0);
+  if (scale.defined()) y = ref::mul(y, scale.reshape({1, C, 1, 1}));
+  if (shift.defined()) y = ref::add(y, shift.reshape({1, C, 1, 1}));
+  if (residual.defined()) y = ref::add(y, residual);
+  return ref::activation(y, act);
 }
 
 }  // namespace tabula::test

@@ -32,16 +32,6 @@ constexpr int kCases = 24;
 
 
 
-// The specification of the packed conv: act(ref::conv2d(x, w) * scale + shift + residual) per output channel.
-Tensor reference_conv(const Tensor& x, const Tensor& w, const Conv2dOptions& o, const Tensor& scale,
-                      const Tensor& shift, Activation act, const Tensor& residual) {
-  Tensor y = ref::conv2d(x, w, Tensor(), o);
-  const int64_t C = w.size(0);
-  if (scale.defined()) y = ref::mul(y, scale.reshape({1, C, 1, 1}));
-  if (shift.defined()) y = ref::add(y, shift.reshape({1, C, 1, 1}));
-  if (residual.defined()) y = ref::add(y, residual);
-  return ref::activation(y, act);
-}
 
 // The direct (tap / GEMM / im2col) paths: 3x3 stride-1 convs are packed without the Winograd copy here (that path
 // has its own tests in test_winograd.cpp).
@@ -86,7 +76,7 @@ TEST(Packed, Conv2dEveryPathAgainstReference) {
     if (res.defined() && c % 8 == 1) res = to_channels_last(res);
     Tensor got;
     EXPECT_VALID(validate::check([&] { return got = ops::conv2d(x, pw, scale, shift, act, res); },
-                                 [&] { return reference_conv(x, w, o, scale, shift, act, res); }, {1e-4, 1e-4}),
+                                 [&] { return test::reference_packed_conv(x, w, o, scale, shift, act, res); }, {1e-4, 1e-4}),
                  "packed conv2d x=" << x.str() << " w=" << w.str() << " stride=" << o.stride[0] << ","
                                     << o.stride[1] << " pad=" << o.padding[0] << "," << o.padding[1]
                                     << " dil=" << o.dilation[0] << "," << o.dilation[1]

@@ -28,16 +28,6 @@ using validate::random_tensor;
 
 namespace {
 
-// The specification, as for every packed conv: act(ref::conv2d(x, w) * scale + shift + residual).
-Tensor reference_conv(const Tensor& x, const Tensor& w, const Conv2dOptions& o, const Tensor& scale,
-                      const Tensor& shift, Activation act, const Tensor& residual) {
-  Tensor y = ref::conv2d(x, w, Tensor(), o);
-  const int64_t C = w.size(0);
-  if (scale.defined()) y = ref::mul(y, scale.reshape({1, C, 1, 1}));
-  if (shift.defined()) y = ref::add(y, shift.reshape({1, C, 1, 1}));
-  if (residual.defined()) y = ref::add(y, residual);
-  return ref::activation(y, act);
-}
 
 Conv2dOptions padded(int64_t p) {
   Conv2dOptions o;
@@ -74,7 +64,7 @@ TEST(Winograd, AgainstReferenceOnRandomShapes) {
     if (res.defined() && c % 2) res = to_channels_last(res);
     Tensor got;
     const auto report = validate::check([&] { return got = ops::conv2d(x, pw, scale, shift, act, res); },
-                                        [&] { return reference_conv(x, w, o, scale, shift, act, res); },
+                                        [&] { return test::reference_packed_conv(x, w, o, scale, shift, act, res); },
                                         {1e-4, 1e-4});
     EXPECT_VALID(report, "winograd conv x=" << x.str() << " w=" << w.str() << " pad=" << o.padding[0]
                                             << " act=" << static_cast<int>(act) << " res=" << res.defined());
