@@ -146,12 +146,20 @@ const std::vector<std::pair<std::string, Named>>& named_table() {
   throw std::invalid_argument("arch '" + arch + "': " + why);
 }
 
-int parse_int(const std::string& arch, const std::string& key, const std::string& v, int min_value) {
+// Sizes up to 2^24; counts of blocks up to kMaxBlocks (the deepest published ResNets and ViTs have ~200 blocks per
+// stage and ~50 blocks): a typo such as depth=222422 would otherwise build millions of modules before anything
+// else could fail (found by fuzz_arch: a 25-second parse).
+constexpr int kMaxSize = 1 << 24;
+constexpr int kMaxBlocks = 1024;
+
+int parse_int(const std::string& arch, const std::string& key, const std::string& v, int min_value,
+              int max_value = kMaxSize) {
   char* end = nullptr;
   errno = 0;
   const long x = std::strtol(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || errno != 0 || x < min_value || x > (1 << 24))
-    bad_arch(arch, "key '" + key + "' needs an integer >= " + std::to_string(min_value) + ", got '" + v + "'");
+  if (v.empty() || *end != '\0' || errno != 0 || x < min_value || x > max_value)
+    bad_arch(arch, "key '" + key + "' needs an integer from " + std::to_string(min_value) + " to " +
+                       std::to_string(max_value) + ", got '" + v + "'");
   return static_cast<int>(x);
 }
 
@@ -201,7 +209,7 @@ void apply_resnet_keys(const std::string& arch, ResNetConfig& c, const std::stri
       while (p <= v.size()) {
         size_t q = v.find(',', p);
         if (q == std::string::npos) q = v.size();
-        xs.push_back(parse_int(arch, k, v.substr(p, q - p), 1));
+        xs.push_back(parse_int(arch, k, v.substr(p, q - p), 1, kMaxBlocks));
         p = q + 1;
       }
       if (xs.size() != 4) bad_arch(arch, "key 'layers' needs 4 block counts (e.g. layers=2,2,2,2), got '" + v + "'");
@@ -239,7 +247,7 @@ void apply_vit_keys(const std::string& arch, ViTConfig& c, const std::string& ke
   }
   for (const auto& [k, v] : kv) {
     if (k == "dim" || k == "embed_dim") c.embed_dim = parse_int(arch, k, v, 1);
-    else if (k == "depth") c.depth = parse_int(arch, k, v, 0);
+    else if (k == "depth") c.depth = parse_int(arch, k, v, 0, kMaxBlocks);
     else if (k == "heads" || k == "num_heads") c.num_heads = parse_int(arch, k, v, 1);
     else if (k == "patch" || k == "patch_size") c.patch_size = parse_int(arch, k, v, 1);
     else if (k == "img" || k == "img_size") c.img_size = parse_int(arch, k, v, 1);

@@ -465,6 +465,12 @@ TEST(Archs, BadNamesAndKeysAreClearErrors) {
   EXPECT_NE(message("resnet51").find("unknown architecture 'resnet51'"), std::string::npos);
   EXPECT_NE(message("vit:dim=64,depht=2").find("unknown key 'depht'"), std::string::npos);
   EXPECT_NE(message("vit:dim=6x").find("key 'dim' needs an integer"), std::string::npos);
+  // Block counts are bounded (fuzz_arch: depth=222422 took 25 s to build its module list); sizes up to 2^24.
+  EXPECT_NE(message("vit:depth=222422,heads=4").find("key 'depth' needs an integer from 0 to 1024, got '222422'"),
+            std::string::npos);
+  EXPECT_NE(message("resnet:layers=2,2,2000,2").find("key 'layers' needs an integer from 1 to 1024"), std::string::npos);
+  EXPECT_NE(message("vit:dim=16777217").find("from 1 to 16777216"), std::string::npos);
+  EXPECT_EQ(message("vit:depth=1024,dim=8,heads=2,patch=4,img=8"), "(no error)");
   EXPECT_NE(message("vit:dim=30,heads=4").find("not divisible"), std::string::npos);
   EXPECT_NE(message("resnet:layers=2,2,2").find("4 block counts"), std::string::npos);
   EXPECT_NE(message("resnet:block=basic,groups=2").find("BasicBlock"), std::string::npos);
