@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -142,8 +143,20 @@ const std::vector<std::pair<std::string, Named>>& named_table() {
   return table;
 }
 
+// The message quotes the user's bytes: control bytes (a NUL would end what() early) are shown as \xNN.
 [[noreturn]] void bad_arch(const std::string& arch, const std::string& why) {
-  throw std::invalid_argument("arch '" + arch + "': " + why);
+  std::string msg;
+  for (const char ch : "arch '" + arch + "': " + why) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c != 0x7f) {
+      msg += ch;
+    } else {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      msg += hex;
+    }
+  }
+  throw std::invalid_argument(msg);
 }
 
 // Sizes up to 2^24; counts of blocks up to kMaxBlocks (the deepest published ResNets and ViTs have ~200 blocks per
@@ -151,13 +164,14 @@ const std::vector<std::pair<std::string, Named>>& named_table() {
 // else could fail (found by fuzz_arch: a 25-second parse).
 constexpr int kMaxSize = 1 << 24;
 constexpr int kMaxBlocks = 1024;
+constexpr double kMaxParams = 68719476736.0;  // 2^36
 
 int parse_int(const std::string& arch, const std::string& key, const std::string& v, int min_value,
               int max_value = kMaxSize) {
   char* end = nullptr;
   errno = 0;
   const long x = std::strtol(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || errno != 0 || x < min_value || x > max_value)
+  if (v.empty() || end != v.c_str() + v.size() || errno != 0 || x < min_value || x > max_value)
     bad_arch(arch, "key '" + key + "' needs an integer from " + std::to_string(min_value) + " to " +
                        std::to_string(max_value) + ", got '" + v + "'");
   return static_cast<int>(x);
@@ -166,7 +180,7 @@ int parse_int(const std::string& arch, const std::string& key, const std::string
 double parse_double(const std::string& arch, const std::string& key, const std::string& v) {
   char* end = nullptr;
   const double x = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end != '\0' || !std::isfinite(x))
+  if (v.empty() || end != v.c_str() + v.size() || !std::isfinite(x))
     bad_arch(arch, "key '" + key + "' needs a number, got '" + v + "'");
   return x;
 }
@@ -235,6 +249,10 @@ void apply_resnet_keys(const std::string& arch, ResNetConfig& c, const std::stri
   }
   if (c.block == ResNetConfig::Block::basic && (c.groups != 1 || c.width_per_group != 64))
     bad_arch(arch, "BasicBlock only supports groups=1 and width=64 (as torchvision)");
+  // layer4's 3x3 conv is int(512 * width / 64) * groups channels wide.
+  if (int64_t{8} * c.width_per_group * c.groups > kMaxSize)
+    bad_arch(arch, "width * groups must be at most " + std::to_string(kMaxSize / 8) + " (layer4 would be " +
+                       std::to_string(int64_t{8} * c.width_per_group * c.groups) + " channels wide)");
 }
 
 void apply_vit_keys(const std::string& arch, ViTConfig& c, const std::string& keys) {
@@ -314,12 +332,20 @@ void apply_vit_keys(const std::string& arch, ViTConfig& c, const std::string& ke
     bad_arch(arch, "dim " + std::to_string(c.embed_dim) + " is not divisible by heads " + std::to_string(c.num_heads));
   if (c.img_size % c.patch_size != 0)
     bad_arch(arch, "img " + std::to_string(c.img_size) + " is not a multiple of patch " + std::to_string(c.patch_size));
+  const int64_t grid = c.img_size / c.patch_size;
+  if (grid * grid + c.num_prefix_tokens() > kMaxSize)
+    bad_arch(arch, std::to_string(grid * grid + c.num_prefix_tokens()) + " tokens (img / patch = " + std::to_string(grid) +
+                       " squared, + prefix tokens): at most " + std::to_string(kMaxSize));
+  // int(dim * mlp_ratio), range-checked before anything converts it (fuzz_arch: mlp_ratio=4.4e107).
+  const double hidden = static_cast<double>(c.embed_dim) * c.mlp_ratio;
+  if (!(hidden >= 1.0 && hidden < kMaxSize + 1.0))
+    bad_arch(arch, "int(dim * mlp_ratio) must be from 1 to " + std::to_string(kMaxSize) + " (timm would silently "
+                   "widen a 0-wide MLP to dim), got dim " + std::to_string(c.embed_dim) + " * mlp_ratio " +
+                   std::to_string(c.mlp_ratio));
   if (c.global_pool == "token" && !c.class_token) bad_arch(arch, "global_pool=token needs the class token");
   if (c.mlp == ViTConfig::Mlp::swiglu_packed && c.mlp_hidden() % 2 != 0)
     bad_arch(arch, "mlp=swiglu_packed splits fc1's output in two halves: int(dim * mlp_ratio) = " +
                        std::to_string(c.mlp_hidden()) + " must be even (timm GluMlp asserts it)");
-  if (c.mlp_hidden() < 1)
-    bad_arch(arch, "int(dim * mlp_ratio) must be >= 1 (timm would silently widen a 0-wide MLP to dim)");
   if (c.weight_init == "jax_nlhb" && c.num_classes <= 0)
     bad_arch(arch, "weight_init=jax_nlhb sets the head bias to -log(classes): it needs classes > 0");
   if (c.flavor == ViTConfig::Flavor::dinov2) {
@@ -383,6 +409,20 @@ ArchConfig parse_arch(const std::string& arch) {
     if (keys.empty()) bad_arch(arch, "nothing after ':'");
     if (out.is_resnet()) apply_resnet_keys(arch, std::get<ResNetConfig>(out.config), keys);
     else apply_vit_keys(arch, std::get<ViTConfig>(out.config), keys);
+    // Every size is at most 2^24, but their products are not: a bound on the whole model (counted in double, so
+    // nothing overflows) keeps param_count, init and loading in int64 range. 2^36 parameters (275 GB in fp32) is
+    // three times ViT-22B.
+    double total = 0;
+    for (const auto& spec : param_specs(out)) {
+      double n = 1;
+      for (const int64_t d : spec.shape) n *= static_cast<double>(d);
+      total += n;
+    }
+    if (total > kMaxParams) {
+      char n[64];
+      std::snprintf(n, sizeof n, "%.3g", total);
+      bad_arch(arch, std::string(n) + " parameters and buffers; tabula builds models of up to 2^36 (6.87e+10)");
+    }
   }
   return out;
 }

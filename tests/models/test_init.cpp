@@ -471,6 +471,21 @@ TEST(Archs, BadNamesAndKeysAreClearErrors) {
   EXPECT_NE(message("resnet:layers=2,2,2000,2").find("key 'layers' needs an integer from 1 to 1024"), std::string::npos);
   EXPECT_NE(message("vit:dim=16777217").find("from 1 to 16777216"), std::string::npos);
   EXPECT_EQ(message("vit:depth=1024,dim=8,heads=2,patch=4,img=8"), "(no error)");
+  // fuzz_arch: int(dim * mlp_ratio) of 4.4e107 was converted to int (undefined behaviour) before any check.
+  EXPECT_NE(message("vit:mlp_ratio=4444444444444444444444444444444444444444444444444444444444444444444444444444444444")
+                .find("int(dim * mlp_ratio) must be from 1 to 16777216"),
+            std::string::npos);
+  EXPECT_NE(message("vit:dim=8,heads=2,mlp_ratio=0.1").find("must be from 1"), std::string::npos);
+  // A NUL inside a value is not the end of the number (the fuzzer's input was "mlp_ratio=4444...\0\0\0\x1e").
+  EXPECT_NE(message(std::string("vit:mlp_ratio=4\0x", 17)).find("key 'mlp_ratio' needs a number"), std::string::npos);
+  EXPECT_NE(message(std::string("vit:depth=2\0", 12)).find("key 'depth' needs an integer from 0 to 1024, got '2\\x00'"),
+            std::string::npos);  // control bytes are shown, not left to end the message
+  // Products of sizes: tokens, resnet widths, the whole model.
+  EXPECT_NE(message("vit:img=16777216,patch=1").find("tokens (img / patch = 16777216 squared"), std::string::npos);
+  EXPECT_NE(message("resnet:width=16777216,groups=16777216").find("width * groups must be at most 2097152"),
+            std::string::npos);
+  EXPECT_NE(message("vit:dim=1048576,heads=1,depth=1024").find("tabula builds models of up to 2^36"), std::string::npos);
+  EXPECT_EQ(message("vit:dim=64,heads=1,depth=2,img=4095,patch=1"), "(no error)");  // 16.77 M tokens, under 2^24
   EXPECT_NE(message("vit:dim=30,heads=4").find("not divisible"), std::string::npos);
   EXPECT_NE(message("resnet:layers=2,2,2").find("4 block counts"), std::string::npos);
   EXPECT_NE(message("resnet:block=basic,groups=2").find("BasicBlock"), std::string::npos);
