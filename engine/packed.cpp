@@ -529,11 +529,11 @@ Tensor PackedLinear::weight() const {
   return w;
 }
 
-namespace ops {
+namespace {
 
-Tensor conv2d(const Tensor& x_in, const PackedConv2d& w, const Tensor& scale_in, const Tensor& shift_in,
-              Activation act, const Tensor& residual) {
-  constexpr std::string_view op = "ops::conv2d(packed)";
+// ops::conv2d and ops::conv2d_into_residual (reuse_residual: the result may be written over the residual).
+Tensor packed_conv2d(std::string_view op, const Tensor& x_in, const PackedConv2d& w, const Tensor& scale_in,
+                     const Tensor& shift_in, Activation act, const Tensor& residual, bool reuse_residual) {
   if (!w.defined()) op_error(op, "weights were not packed");
   if (on_gpu(x_in)) op_error(op, "packed weights are a CPU layout (Model::to_device uploads the torch layout)");
   const detail::ConvShapes s = detail::conv2d_shapes(op, x_in, w.shape_only, Tensor(), w.opt, residual);
@@ -543,7 +543,14 @@ Tensor conv2d(const Tensor& x_in, const PackedConv2d& w, const Tensor& scale_in,
   const Tensor res = residual.defined() ? to_channels_last(residual) : Tensor();
   const Tensor scale = scale_in.defined() ? scale_in.contiguous() : Tensor();
   const Tensor shift = shift_in.defined() ? shift_in.contiguous() : Tensor();
-  Tensor y = empty_channels_last(s.N, s.Cout, s.Ho, s.Wo);
+  // The output over the residual: every output element is written once, by the tile or tile transform that read
+  // its residual element just before (the kernels' epilogue, epilogue_scalar, the Winograd output transform), so
+  // the values are those of a fresh output, unless the input is the residual itself or the GEMM stores partial
+  // sums first (K in more than one block).
+  auto output = [&](bool one_pass) {
+    if (reuse_residual && res.defined() && one_pass && !res.shares_storage_with(x)) return res;
+    return empty_channels_last(s.N, s.Cout, s.Ho, s.Wo);
+  };
   Epilogue ep;
   ep.scale = scale.defined() ? scale.data<float>() : nullptr;
   ep.shift = shift.defined() ? shift.data<float>() : nullptr;
@@ -551,6 +558,7 @@ Tensor conv2d(const Tensor& x_in, const PackedConv2d& w, const Tensor& scale_in,
   ep.ldr = s.Cout;
   ep.act = act;
   if (w.wino.defined()) {  // 3x3 stride 1 (winograd_conv_eligible)
+    Tensor y = output(true);
     winograd_conv(x, w, s, ep, y.data<float>());
     return y;
   }
@@ -580,8 +588,23 @@ Tensor conv2d(const Tensor& x_in, const PackedConv2d& w, const Tensor& scale_in,
       plan = dense_plan(s.C * s.kh * s.kw);
     }
   }
+  Tensor y = output(plan.blocks.size() == 1);
   indirect_gemm(s.N * s.Ho * s.Wo, A, plan, panels_of(w.b), y.data<float>(), s.Cout, ep);
   return y;
+}
+
+}  // namespace
+
+namespace ops {
+
+Tensor conv2d(const Tensor& x, const PackedConv2d& w, const Tensor& scale, const Tensor& shift, Activation act,
+              const Tensor& residual) {
+  return packed_conv2d("ops::conv2d(packed)", x, w, scale, shift, act, residual, false);
+}
+
+Tensor conv2d_into_residual(const Tensor& x, const PackedConv2d& w, const Tensor& scale, const Tensor& shift,
+                            Activation act, Tensor residual) {
+  return packed_conv2d("ops::conv2d_into_residual", x, w, scale, shift, act, residual, true);
 }
 
 Tensor linear(const Tensor& x_in, const PackedLinear& w, const Tensor& b_in, Activation act) {

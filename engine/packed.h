@@ -101,6 +101,14 @@ namespace ops {
 // place, anything else is converted first); residual [N, Cout, Ho, Wo] likewise. Returns a channels-last tensor.
 Tensor conv2d(const Tensor& x, const PackedConv2d& w, const Tensor& scale, const Tensor& shift,
               Activation act = Activation::none, const Tensor& residual = {});
+// The same, with the residual given up by the caller: the result is written over the residual's memory when that
+// changes no value (always for a 1x1 conv with K <= 256 and for the Winograd path; otherwise a fresh tensor is
+// returned and the residual is left as it was). A block's output then needs no memory of its own, and the stores
+// find the residual's lines already in cache instead of fetching a cold line first (ResNet-50's conv3 + identity:
+// layer1 -x %). The residual must be writable memory that nothing else reads afterwards (models check that its
+// storage has no other owner); it must not be the input x (then a fresh tensor is returned).
+Tensor conv2d_into_residual(const Tensor& x, const PackedConv2d& w, const Tensor& scale, const Tensor& shift,
+                            Activation act, Tensor residual);
 // F.linear with a packed weight: x [..., in] -> [..., out], + bias, then act (fused).
 Tensor linear(const Tensor& x, const PackedLinear& w, const Tensor& bias = {}, Activation act = Activation::none);
 }  // namespace ops

@@ -66,6 +66,13 @@ struct ConvBN {
     if (packed.defined()) return ops::conv2d(x, packed, scale, shift, act, residual);
     return ops::conv2d(x, wf, bf, opt, act, residual);
   }
+  // The same for a block's last conv, which is given the identity: when nothing else holds the identity, the
+  // output is written over it (ops::conv2d_into_residual; the same values, no fresh map to fetch into cache).
+  Tensor fused_into(const Tensor& x, Activation act, Tensor residual) const {
+    if (packed.defined() && residual.storage().use_count() == 1)
+      return ops::conv2d_into_residual(x, packed, scale, shift, act, std::move(residual));
+    return fused(x, act, residual);
+  }
 };
 
 Conv2dOptions conv_opt(int64_t stride, int64_t pad, int64_t groups = 1) {
@@ -276,9 +283,9 @@ class ResNet final : public Model {
       Tensor identity = b.has_down ? b.down.fused(x, Activation::none) : x;
       Tensor out = b.c1.fused(x, Activation::relu);
       x = Tensor();
-      if (!b.bottleneck) return b.c2.fused(out, Activation::relu, identity);
+      if (!b.bottleneck) return b.c2.fused_into(out, Activation::relu, std::move(identity));
       out = b.c2.fused(out, Activation::relu);
-      return b.c3.fused(out, Activation::relu, identity);
+      return b.c3.fused_into(out, Activation::relu, std::move(identity));
     }
     const std::string relu = n + ".relu";
     Tensor out = tap(taps, relu, ops::relu(b.c1.unfused(x, taps)));

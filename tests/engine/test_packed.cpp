@@ -85,6 +85,58 @@ TEST(Packed, Conv2dEveryPathAgainstReference) {
   }
 }
 
+// The output written over the residual has the bits of the fresh-output conv: in place when K is one block (1x1 with
+// Cin <= 256, 3x3 over 16 channels: 144 k) and for Winograd; a fresh tensor (the residual untouched) when K takes
+// several blocks (Cin 300; 3x3 over 32 channels: 288 k) or the residual is the input; a residual that had to be
+// converted to channels-last first is converted into a private copy, which is written.
+TEST(Packed, Conv2dIntoResidualSameBitsInPlace) {
+  auto g = rng_for("packed_into_residual");
+  struct Case {
+    int64_t cin, cout, k, H;
+    bool winograd, in_place;
+  };
+  for (const Case& c : {Case{64, 96, 1, 9, false, true}, Case{256, 37, 1, 7, false, true},
+                        Case{300, 40, 1, 6, false, false}, Case{16, 32, 3, 7, false, true},
+                        Case{32, 32, 3, 7, false, false},
+                        Case{24, 40, 3, 9, true, true}}) {
+    ops::set_winograd_enabled(c.winograd);
+    Conv2dOptions o;
+    o.padding = {c.k / 2, c.k / 2};
+    const PackedConv2d pw(random_tensor({c.cout, c.cin, c.k, c.k}, g, 0.3f), o);
+    ops::set_winograd_enabled(true);
+    ASSERT_EQ(pw.wino.defined(), c.winograd);
+    const Tensor x = to_channels_last(random_tensor({2, c.cin, c.H, c.H}, g));
+    const Tensor sc = random_tensor({c.cout}, g), sh = random_tensor({c.cout}, g);
+    const Tensor res = to_channels_last(random_tensor({2, c.cout, c.H, c.H}, g));
+    const Tensor want = ops::conv2d(x, pw, sc, sh, Activation::relu, res);
+    Tensor given = to_channels_last(res.clone());  // (clone() is contiguous: back to channels-last)
+    ASSERT_TRUE(is_channels_last(given));
+    const Tensor kept = to_channels_last(given.clone());
+    const float* const given_data = given.data<float>();
+    const Tensor got = ops::conv2d_into_residual(x, pw, sc, sh, Activation::relu, given);
+    EXPECT_EQ(got.data<float>() == given_data, c.in_place) << "cin " << c.cin << " k " << c.k;
+    ASSERT_TRUE(is_channels_last(got));
+    EXPECT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0) << "cin " << c.cin << " k " << c.k;
+    if (!c.in_place) {
+      EXPECT_EQ(std::memcmp(given.raw(), kept.raw(), kept.nbytes()), 0) << "residual changed";
+    }
+  }
+  // a residual in the default layout is converted into a private copy, which is written; the caller's stays as it was
+  const PackedConv2d p1(random_tensor({32, 16, 1, 1}, g), {});
+  const Tensor x = to_channels_last(random_tensor({1, 16, 5, 5}, g));
+  const Tensor nchw = random_tensor({1, 32, 5, 5}, g), kept = nchw.clone();
+  const Tensor got = ops::conv2d_into_residual(x, p1, Tensor(), Tensor(), Activation::none, nchw);
+  EXPECT_EQ(std::memcmp(nchw.raw(), kept.raw(), kept.nbytes()), 0);
+  const Tensor want = ops::conv2d(x, p1, Tensor(), Tensor(), Activation::none, nchw);
+  EXPECT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0);
+  // the input as its own residual (1x1, Cin = Cout): never written over while it is read
+  const PackedConv2d sq(random_tensor({16, 16, 1, 1}, g), {});
+  const Tensor xs = to_channels_last(x.clone()), want_sq = ops::conv2d(xs, sq, Tensor(), Tensor(), Activation::none, xs);
+  const Tensor got_sq = ops::conv2d_into_residual(xs, sq, Tensor(), Tensor(), Activation::none, xs);
+  EXPECT_NE(got_sq.data<float>(), xs.data<float>());
+  EXPECT_EQ(std::memcmp(got_sq.raw(), want_sq.raw(), want_sq.nbytes()), 0);
+}
+
 // ResNet's BatchNorm as the epilogue's scale/shift agrees with conv -> ops::batch_norm (the tapped path).
 TEST(Packed, BatchNormScaleShiftMatchesBatchNorm) {
   auto g = rng_for("packed_bn");
