@@ -298,6 +298,8 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
     // the per-segment pointer setup below does no integer division
     struct RowOrigin {
       int64_t n, ih0, iw0;
+      int64_t off;        // tap_rows: offset of input pixel (n, ih0, iw0) in floats (used only inside the map)
+      bool inside_w;      // tap_rows: the window's kw columns are all inside the map
     };
     thread_local std::vector<RowOrigin> origin;
     alignas(64) float tile[16 * 32];
@@ -314,7 +316,8 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
         origin.resize(static_cast<size_t>(mc));
         for (int64_t r = 0; r < mc; ++r) {
           const int64_t p = i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
-          origin[static_cast<size_t>(r)] = {n, oh * A.o.stride[0] - A.o.padding[0], ow * A.o.stride[1] - A.o.padding[1]};
+          const int64_t ih0 = oh * A.o.stride[0] - A.o.padding[0], iw0 = ow * A.o.stride[1] - A.o.padding[1];
+          origin[static_cast<size_t>(r)] = {n, ih0, iw0, ((n * A.H + ih0) * A.W + iw0) * A.C, iw0 >= 0 && iw0 + A.kw <= A.W};
         }
       }
       if (A.kind == ASource::Kind::tap_rows) cols.resize(static_cast<size_t>(mc * K));  // border rows' gathers
@@ -370,8 +373,8 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
                   const int64_t ih = o.ih0 + sg.dh;
                   if (ih < 0 || ih >= A.H) {
                     dst[i] = kZeroRow;
-                  } else if (o.iw0 >= 0 && o.iw0 + A.kw <= A.W) {
-                    dst[i] = A.a + ((o.n * A.H + ih) * A.W + o.iw0) * A.C;
+                  } else if (o.inside_w) {
+                    dst[i] = A.a + o.off + sg.dh * A.W * A.C;
                   } else {
                     float* g = cols.data() + (ir + i) * K + sg.c0;
                     for (int64_t j = 0; j < A.kw; ++j, g += A.C) {
@@ -423,8 +426,10 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
         // L2. (The BLIS order, weight panel in L1 and A from L2, measured the same here.)
         // With at most two column panels per task (N <= 64 on AVX-512: layer1's 256 -> 64 convs) a micro-panel's rows
         // serve only two kernel calls, so the next micro-panel's rows are prefetched while this one computes
-        // (ResNet-50 layer1 conv1: +9 %; N = 128 and wider measured the same or up to 3 % slower with it).
-        const bool prefetch_next = nc <= 2 * NR;
+        // (ResNet-50 layer1 conv1: +9 %; N = 128 and wider measured the same or up to 3 % slower with it). Not for the
+        // RGB stem's kernel rows: its input image is small enough to stay in L2, and the 168 prefetches per
+        // micro-panel cost more than they save (stem +2.7 %).
+        const bool prefetch_next = nc <= 2 * NR && A.kind != ASource::Kind::tap_rows;
         for (int64_t pi = 0; pi < panels; ++pi) {
           if (prefetch_next && pi + 1 < panels) {
             const float* const* nx = ptrs.data() + (pi + 1) * kb.nseg * MR;
