@@ -423,20 +423,33 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
           }
         };
         // A micro-panel (12 rows x the block's k) stays in L1 while the block's packed weight panels stream from
-        // L2. (The BLIS order, weight panel in L1 and A from L2, measured the same here.)
+        // L2. (The BLIS order, weight panel in L1 and A from L2, measured the same here; with KC = 128 for dense A,
+        // so that a weight panel fits L1 beside the streaming rows, 1-3 % slower on ResNet-50's 1x1 convs.)
         // With at most two column panels per task (N <= 64 on AVX-512: layer1's 256 -> 64 convs) a micro-panel's rows
         // serve only two kernel calls, so the next micro-panel's rows are prefetched while this one computes
         // (ResNet-50 layer1 conv1: +9 %; N = 128 and wider measured the same or up to 3 % slower with it). Not for the
         // RGB stem's kernel rows: its input image is small enough to stay in L2, and the 168 prefetches per
         // micro-panel cost more than they save (stem +2.7 %).
-        const bool prefetch_next = nc <= 2 * NR && A.kind != ASource::Kind::tap_rows;
+        // With 3-8 column panels, a dense A and K in one block (layer1's 64 -> 256 and 256 -> 128 convs on 56x56
+        // maps) the prefetches are spread over the micro-panel's kernel calls instead, a share before each call
+        // (those convs +2-6 %; a burst before the first call did less there, and with K in several blocks, e.g.
+        // layer3's 1024 -> 256, spreading them cost 3-5 %).
+        const int64_t calls = (nc + NR - 1) / NR;
+        const bool burst = nc <= 2 * NR && A.kind != ASource::Kind::tap_rows;
+        const bool spread = !burst && calls <= 8 && plan.blocks.size() == 1 && A.kind == ASource::Kind::dense;
+        const int64_t lines_per_row = (kb.len + 15) / 16, lines = kb.nseg * MR * lines_per_row;
         for (int64_t pi = 0; pi < panels; ++pi) {
-          if (prefetch_next && pi + 1 < panels) {
-            const float* const* nx = ptrs.data() + (pi + 1) * kb.nseg * MR;
+          const float* const* nx = pi + 1 < panels ? ptrs.data() + (pi + 1) * kb.nseg * MR : nullptr;
+          if (burst && nx) {
             for (int64_t q = 0; q < kb.nseg * MR; ++q)
               for (int64_t off = 0; off < kb.len; off += 16) __builtin_prefetch(nx[q] + off, 0, 3);
           }
-          for (int64_t jr = 0; jr < nc; jr += NR) tile_at(pi, jr);
+          for (int64_t c = 0; c < calls; ++c) {
+            if (spread && nx)
+              for (int64_t e = c * lines / calls, e1 = (c + 1) * lines / calls; e < e1; ++e)
+                __builtin_prefetch(nx[e / lines_per_row] + (e % lines_per_row) * 16, 0, 3);
+            tile_at(pi, c * NR);
+          }
         }
         // activations the kernels do not apply (GELU, SiLU): on the finished rows while they are in cache
         if (last && !relu_in_kernel)
