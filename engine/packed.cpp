@@ -13,6 +13,9 @@
 #include "engine/packed.h"
 
 #include <algorithm>
+#include <memory>
+#include <atomic>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -224,6 +227,7 @@ struct ASource {
   enum class Kind { dense, taps, tap_rows, im2col } kind = Kind::dense;
   const float* a = nullptr;  // dense: row r at a + r * lda; taps / tap_rows / im2col: the channels-last input
   int64_t lda = 0;
+  int64_t row0 = 0;  // the GEMM's row r is row (output pixel) row0 + r of this source (a band of a conv's output)
   // conv geometry (taps / im2col)
   int64_t H = 0, W = 0, C = 0, Ho = 0, Wo = 0, kh = 0, kw = 0;
   Conv2dOptions o;
@@ -315,7 +319,7 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
       if (A.kind == ASource::Kind::taps || A.kind == ASource::Kind::tap_rows) {
         origin.resize(static_cast<size_t>(mc));
         for (int64_t r = 0; r < mc; ++r) {
-          const int64_t p = i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
+          const int64_t p = A.row0 + i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
           const int64_t ih0 = oh * A.o.stride[0] - A.o.padding[0], iw0 = ow * A.o.stride[1] - A.o.padding[1];
           origin[static_cast<size_t>(r)] = {n, ih0, iw0, ((n * A.H + ih0) * A.W + iw0) * A.C, iw0 >= 0 && iw0 + A.kw <= A.W};
         }
@@ -327,7 +331,7 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
         // (plain loops, not memcpy: a tap is only C < 16 floats; with dilation 1 a tap row's kw pixels are one
         // contiguous run of kw * C floats in the channels-last input)
         for (int64_t r = 0; r < mc; ++r) {
-          const int64_t p = i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
+          const int64_t p = A.row0 + i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
           float* dst = cols.data() + r * K;
           const int64_t iw0 = ow * A.o.stride[1] - A.o.padding[1];
           const bool row_inside = A.o.dilation[1] == 1 && iw0 >= 0 && iw0 + A.kw <= A.W;
@@ -364,7 +368,7 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
               }
               const int64_t r = r0 + i;
               switch (A.kind) {
-                case ASource::Kind::dense: dst[i] = abase + r * A.lda + sg.c0; break;
+                case ASource::Kind::dense: dst[i] = abase + (A.row0 + r) * A.lda + sg.c0; break;
                 case ASource::Kind::im2col: dst[i] = cols.data() + (ir + i) * K + sg.c0; break;
                 case ASource::Kind::tap_rows: {
                   // one kernel row of the window: kw * C consecutive floats of the channels-last input, in place
@@ -549,6 +553,36 @@ Tensor PackedLinear::weight() const {
 
 namespace {
 
+// The packed conv's A operand and K plan for a direct (non-Winograd) conv of these shapes.
+std::pair<ASource, KPlan> direct_conv_source(const Tensor& x, const PackedConv2d& w, const detail::ConvShapes& s) {
+  ASource A;
+  A.a = x.data<float>();
+  A.H = s.H, A.W = s.W, A.C = s.C, A.Ho = s.Ho, A.Wo = s.Wo, A.kh = s.kh, A.kw = s.kw;
+  A.o = w.opt;
+  const bool pointwise = s.kh == 1 && s.kw == 1 && w.opt.stride[0] == 1 && w.opt.stride[1] == 1 &&
+                         w.opt.padding[0] == 0 && w.opt.padding[1] == 0;
+  KPlan plan;
+  if (pointwise) {  // a 1x1 conv on a channels-last map is a GEMM on [N*H*W, Cin]
+    A.kind = ASource::Kind::dense;
+    A.lda = s.C;
+    plan = dense_plan(s.C);
+  } else if (s.C >= kMinTapCin) {
+    A.kind = ASource::Kind::taps;
+    plan = tap_plan(s.kh, s.kw, w.opt, s.C);
+  } else {
+    if (w.opt.dilation[1] == 1 && s.kw * s.C <= KC) {
+      // (the RGB stem) one segment per kernel row: its kw pixels are kw * C consecutive floats, read in place
+      // except where the window crosses the map's left or right edge (gathered) -- no im2col copy of every row
+      A.kind = ASource::Kind::tap_rows;
+      plan = row_plan(s.kh, s.kw * s.C, w.opt.dilation[0]);
+    } else {
+      A.kind = ASource::Kind::im2col;
+      plan = dense_plan(s.C * s.kh * s.kw);
+    }
+  }
+  return {A, plan};
+}
+
 // ops::conv2d and ops::conv2d_into_residual (reuse_residual: the result may be written over the residual).
 Tensor packed_conv2d(std::string_view op, const Tensor& x_in, const PackedConv2d& w, const Tensor& scale_in,
                      const Tensor& shift_in, Activation act, const Tensor& residual, bool reuse_residual) {
@@ -581,31 +615,7 @@ Tensor packed_conv2d(std::string_view op, const Tensor& x_in, const PackedConv2d
     return y;
   }
 
-  ASource A;
-  A.a = x.data<float>();
-  A.H = s.H, A.W = s.W, A.C = s.C, A.Ho = s.Ho, A.Wo = s.Wo, A.kh = s.kh, A.kw = s.kw;
-  A.o = w.opt;
-  const bool pointwise = s.kh == 1 && s.kw == 1 && w.opt.stride[0] == 1 && w.opt.stride[1] == 1 &&
-                         w.opt.padding[0] == 0 && w.opt.padding[1] == 0;
-  KPlan plan;
-  if (pointwise) {  // a 1x1 conv on a channels-last map is a GEMM on [N*H*W, Cin]
-    A.kind = ASource::Kind::dense;
-    A.lda = s.C;
-    plan = dense_plan(s.C);
-  } else if (s.C >= kMinTapCin) {
-    A.kind = ASource::Kind::taps;
-    plan = tap_plan(s.kh, s.kw, w.opt, s.C);
-  } else {
-    if (w.opt.dilation[1] == 1 && s.kw * s.C <= KC) {
-      // (the RGB stem) one segment per kernel row: its kw pixels are kw * C consecutive floats, read in place
-      // except where the window crosses the map's left or right edge (gathered) -- no im2col copy of every row
-      A.kind = ASource::Kind::tap_rows;
-      plan = row_plan(s.kh, s.kw * s.C, w.opt.dilation[0]);
-    } else {
-      A.kind = ASource::Kind::im2col;
-      plan = dense_plan(s.C * s.kh * s.kw);
-    }
-  }
+  const auto [A, plan] = direct_conv_source(x, w, s);
   Tensor y = output(plan.blocks.size() == 1);
   indirect_gemm(s.N * s.Ho * s.Wo, A, plan, panels_of(w.b), y.data<float>(), s.Cout, ep);
   return y;
@@ -623,6 +633,63 @@ Tensor conv2d(const Tensor& x, const PackedConv2d& w, const Tensor& scale, const
 Tensor conv2d_into_residual(const Tensor& x, const PackedConv2d& w, const Tensor& scale, const Tensor& shift,
                             Activation act, Tensor residual) {
   return packed_conv2d("ops::conv2d_into_residual", x, w, scale, shift, act, residual, true);
+}
+
+Tensor conv2d_max_pool2d(const Tensor& x_in, const PackedConv2d& w, const Tensor& scale_in, const Tensor& shift_in,
+                         Activation act, std::array<int64_t, 2> k, std::array<int64_t, 2> st,
+                         std::array<int64_t, 2> pad) {
+  constexpr std::string_view op = "ops::conv2d_max_pool2d";
+  if (!w.defined()) op_error(op, "weights were not packed");
+  if (on_gpu(x_in)) op_error(op, "packed weights are a CPU layout (Model::to_device uploads the torch layout)");
+  const detail::ConvShapes s = detail::conv2d_shapes(op, x_in, w.shape_only, Tensor(), w.opt, Tensor());
+  check_channel_vector(op, scale_in, s.Cout, "scale");
+  check_channel_vector(op, shift_in, s.Cout, "shift");
+  detail::check_pool_args(op, k, st, pad, {1, 1});
+  const auto [Hp, Wp] = detail::pool_output_hw(op, s.Ho, s.Wo, k, st, pad, {1, 1}, false);
+  if (w.wino.defined())  // Winograd works on tiles of the whole batch: no bands
+    return max_pool2d(conv2d(x_in, w, scale_in, shift_in, act), k, st, pad);
+  const Tensor x = to_channels_last(x_in);
+  const Tensor scale = scale_in.defined() ? scale_in.contiguous() : Tensor();
+  const Tensor shift = shift_in.defined() ? shift_in.contiguous() : Tensor();
+  Epilogue ep;
+  ep.scale = scale.defined() ? scale.data<float>() : nullptr;
+  ep.shift = shift.defined() ? shift.data<float>() : nullptr;
+  ep.act = act;
+  ep.ldr = s.Cout;
+  const auto [A0, plan] = direct_conv_source(x, w, s);
+  // Bands of pooled rows whose conv rows (~1 MiB, the rows shared by two bands computed by both) stay in L2 from the
+  // conv's stores to the pooling's loads: a fixed rule from the shapes (ResNet-50's stem: 17 pooled rows from 35
+  // conv rows, 3 % of the conv recomputed).
+  const int64_t row_bytes = s.Wo * s.Cout * static_cast<int64_t>(sizeof(float));
+  const int64_t band = std::max<int64_t>(1, ((int64_t{1} << 20) / row_bytes - k[0]) / st[0] + 1);
+  const int64_t bands = (Hp + band - 1) / band;
+  Tensor y = empty_channels_last(s.N, s.Cout, Hp, Wp);
+  float* const yp = y.data<float>();
+  // one band of conv rows per thread, from the activation allocator (planned with the rest of the forward); a task
+  // takes a free slot (at most one task per thread runs at a time)
+  const int64_t slot_floats = std::min(s.Ho, (band - 1) * st[0] + k[0]) * s.Wo * s.Cout;
+  const int nslots = get_num_threads();
+  Tensor scratch = Tensor::empty({nslots * slot_floats});
+  std::unique_ptr<std::atomic<bool>[]> busy(new std::atomic<bool>[static_cast<size_t>(nslots)]());
+  parallel_for(s.N * bands, 1, [&](int64_t t0, int64_t t1) {
+    int slot = 0;
+    while (busy[static_cast<size_t>(slot)].exchange(true)) slot = (slot + 1) % nslots;
+    float* const conv_rows = scratch.data<float>() + slot * slot_floats;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n = t / bands, ph0 = (t % bands) * band, ph1 = std::min(Hp, ph0 + band);
+      // the conv rows the band's windows reach inside the map
+      const int64_t r0 = std::max<int64_t>(0, ph0 * st[0] - pad[0]);
+      const int64_t r1 = std::min(s.Ho, (ph1 - 1) * st[0] - pad[0] + k[0]);
+      ASource A = A0;
+      A.row0 = (n * s.Ho + r0) * s.Wo;
+      // (inside a parallel_for chunk the GEMM runs on this thread: each band is one task)
+      indirect_gemm((r1 - r0) * s.Wo, A, plan, panels_of(w.b), conv_rows, s.Cout, ep);
+      detail::max_pool_rows_channels_last(conv_rows, r0, r1, s.Wo, s.Cout, yp + (n * Hp + ph0) * Wp * s.Cout, ph0,
+                                          ph1, Wp, k, st, pad, {1, 1});
+    }
+    busy[static_cast<size_t>(slot)].store(false);
+  });
+  return y;
 }
 
 Tensor linear(const Tensor& x_in, const PackedLinear& w, const Tensor& b_in, Activation act) {

@@ -11,6 +11,7 @@
 // The reference of a packed op is the unpacked one: ops::conv2d(x, packed, scale, shift, act, residual) equals
 // act(ref::conv2d(x, weight) * scale + shift + residual) per output channel, tested by the op validator.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <utility>
 
@@ -109,6 +110,11 @@ Tensor conv2d(const Tensor& x, const PackedConv2d& w, const Tensor& scale, const
 // storage has no other owner); it must not be the input x (then a fresh tensor is returned).
 Tensor conv2d_into_residual(const Tensor& x, const PackedConv2d& w, const Tensor& scale, const Tensor& shift,
                             Activation act, Tensor residual);
+// ops::max_pool2d(ops::conv2d(x, w, scale, shift, act), k, s, p) (dilation 1, floor mode) with the same bits, in bands
+// of output rows whose conv rows are pooled while they are in L2, so the conv's output map is never written out
+// and read back (ResNet's stem + max-pool: a 51 MB map at batch 16). The Winograd path has no bands: conv, then pool.
+Tensor conv2d_max_pool2d(const Tensor& x, const PackedConv2d& w, const Tensor& scale, const Tensor& shift,
+                         Activation act, std::array<int64_t, 2> k, std::array<int64_t, 2> s, std::array<int64_t, 2> p);
 // F.linear with a packed weight: x [..., in] -> [..., out], + bias, then act (fused).
 Tensor linear(const Tensor& x, const PackedLinear& w, const Tensor& bias = {}, Activation act = Activation::none);
 }  // namespace ops

@@ -137,6 +137,41 @@ TEST(Packed, Conv2dIntoResidualSameBitsInPlace) {
   EXPECT_EQ(std::memcmp(got_sq.raw(), want_sq.raw(), want_sq.nbytes()), 0);
 }
 
+// The stem's conv + max-pool in bands of rows has the bits of conv, then pool: odd map sizes (bands that end early,
+// windows in the padding), several bands per image (a wide map and many channels), 1x1 and 3x3 convs, batch 1-2,
+// 1-3 threads.
+TEST(Packed, Conv2dMaxPoolSameBitsAsConvThenPool) {
+  const WinogradOff direct_paths;
+  auto g = rng_for("packed_conv_maxpool");
+  struct Case {
+    int64_t N, cin, cout, k, stride, H, W;
+    std::array<int64_t, 2> pk, ps, pp;
+  };
+  const int saved = get_num_threads();
+  for (const Case& c : {Case{2, 3, 64, 7, 2, 37, 29, {3, 3}, {2, 2}, {1, 1}},    // the stem, odd sizes
+                        Case{1, 3, 32, 7, 2, 224, 224, {3, 3}, {2, 2}, {1, 1}},  // 112 rows x 32 ch: several bands
+                        Case{1, 20, 40, 3, 1, 11, 13, {2, 3}, {2, 1}, {0, 1}},   // taps, asymmetric pool
+                        Case{2, 16, 24, 1, 1, 9, 9, {3, 3}, {3, 3}, {0, 0}}}) {   // 1x1, non-overlapping windows
+    Conv2dOptions o;
+    o.stride = {c.stride, c.stride};
+    o.padding = {c.k / 2, c.k / 2};
+    const PackedConv2d pw(random_tensor({c.cout, c.cin, c.k, c.k}, g, 0.3f), o);
+    const Tensor x = random_tensor({c.N, c.cin, c.H, c.W}, g);
+    const Tensor sc = random_tensor({c.cout}, g), sh = random_tensor({c.cout}, g);
+    const Tensor want =
+        to_channels_last(ops::max_pool2d(ops::conv2d(x, pw, sc, sh, Activation::relu), c.pk, c.ps, c.pp));
+    for (int t : {1, 2, 3}) {
+      set_num_threads(t);
+      const Tensor got = ops::conv2d_max_pool2d(x, pw, sc, sh, Activation::relu, c.pk, c.ps, c.pp);
+      ASSERT_EQ(got.shape(), want.shape());
+      ASSERT_TRUE(is_channels_last(got));
+      EXPECT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0)
+          << "x " << x.str() << " k " << c.k << " pool " << c.pk[0] << "x" << c.pk[1] << ", " << t << " threads";
+    }
+  }
+  set_num_threads(saved);
+}
+
 // ResNet's BatchNorm as the epilogue's scale/shift agrees with conv -> ops::batch_norm (the tapped path).
 TEST(Packed, BatchNormScaleShiftMatchesBatchNorm) {
   auto g = rng_for("packed_bn");
