@@ -360,6 +360,17 @@ TEST(Packed, ErrorsNameTheOpAndArgument) {
   EXPECT_NE(msg([&] { ops::conv2d(random_tensor({1, 4, 8, 8}, g), PackedConv2d(), Tensor(), Tensor()); })
                 .find("not packed"),
             std::string::npos);
+  // the fused conv + max-pool: the conv's checks and the pool's, under its own name
+  const std::string pool_msg = msg([&] {
+    ops::conv2d_max_pool2d(random_tensor({1, 4, 8, 8}, g), pw, Tensor(), Tensor(), Activation::relu, {9, 9}, {2, 2},
+                           {0, 0});
+  });
+  EXPECT_NE(pool_msg.find("ops::conv2d_max_pool2d"), std::string::npos) << pool_msg;
+  EXPECT_NE(msg([&] {
+              ops::conv2d_max_pool2d(random_tensor({1, 5, 8, 8}, g), pw, Tensor(), Tensor(), Activation::relu, {3, 3},
+                                     {2, 2}, {1, 1});
+            }).find("ops::conv2d_max_pool2d"),
+            std::string::npos);
   Conv2dOptions grouped;
   grouped.groups = 2;
   EXPECT_NE(msg([&] { PackedConv2d(random_tensor({8, 2, 3, 3}, g), grouped); }).find("grouped"), std::string::npos);
