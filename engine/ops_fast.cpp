@@ -710,8 +710,7 @@ void max_pool_rows_channels_last(const float* x, int64_t ih0, int64_t ih1, int64
         for (int64_t j = 0; j < k[1]; ++j) {
           const int64_t iw = ow * s[1] - p[1] + j * d[1];
           if (iw < 0 || iw >= W) continue;
-          const float* v = x + ((ih - ih0) * W + iw) * C;
-          for (int64_t c = 0; c < C; ++c) best[c] = (v[c] > best[c] || v[c] != v[c]) ? v[c] : best[c];
+          row_kernels().max_into(best, x + ((ih - ih0) * W + iw) * C, C);
         }
       }
     }
