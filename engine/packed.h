@@ -103,11 +103,12 @@ namespace ops {
 Tensor conv2d(const Tensor& x, const PackedConv2d& w, const Tensor& scale, const Tensor& shift,
               Activation act = Activation::none, const Tensor& residual = {});
 // The same, with the residual given up by the caller: the result is written over the residual's memory when that
-// changes no value (always for a 1x1 conv with K <= 256 and for the Winograd path; otherwise a fresh tensor is
-// returned and the residual is left as it was). A block's output then needs no memory of its own, and the stores
-// find the residual's lines already in cache instead of fetching a cold line first (ResNet-50, batch 16, CPU time
-// per forward: layer1's three conv3 57 -> 41 ms, layer2's four 54 -> 45 ms, layer3's six 69 -> 66 ms). The residual must be writable memory that nothing else reads afterwards (models check that its
-// storage has no other owner); it must not be the input x (then a fresh tensor is returned).
+// changes no value -- when K is one 256-block (a 1x1 conv with Cin <= 256, a k x k conv with k * k * Cin <= 256)
+// and on the Winograd path; otherwise a fresh tensor is returned and the residual is left as it was. A block's
+// output then needs no memory of its own, and the stores find the residual's lines already in cache instead of
+// fetching a cold line first (ResNet-50, batch 16, CPU time per forward: layer1's three conv3 57 -> 41 ms, layer2's
+// four 54 -> 45 ms, layer3's six 69 -> 66 ms). The residual must be writable memory that nothing else reads
+// afterwards (models check that its storage has no other owner); if it is the input x, a fresh tensor is returned.
 Tensor conv2d_into_residual(const Tensor& x, const PackedConv2d& w, const Tensor& scale, const Tensor& shift,
                             Activation act, Tensor residual);
 // ops::max_pool2d(ops::conv2d(x, w, scale, shift, act), k, s, p) (dilation 1, floor mode) with the same bits, in bands
