@@ -175,6 +175,32 @@ BENCHMARK(BM_ConvPacked)
     ->Args({512, 2048, 1, 1, 7, 1})    // layer4 conv3
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// Every 1x1 conv shape of ResNet-50 (torchvision v1.5: the stride on conv2 and the downsample) with the epilogue the
+// model runs it with: BN scale/shift, then ReLU (conv1), residual + ReLU (conv3), nothing (downsample).
+// Args: Cin, Cout, stride, H (input), role (0 conv1, 1 conv3, 2 downsample).
+void BM_ResNet50Pointwise(benchmark::State& state) {
+  const int64_t cin = state.range(0), cout = state.range(1), s = state.range(2), H = state.range(3), Ho = (H - 1) / s + 1;
+  const int64_t role = state.range(4);
+  std::mt19937_64 g(4);
+  Tensor x = to_channels_last(validate::random_tensor({batch(), cin, H, H}, g));
+  Tensor w = validate::random_tensor({cout, cin, 1, 1}, g, 0.05f);
+  Tensor sc = validate::random_tensor({cout}, g), sh = validate::random_tensor({cout}, g);
+  Tensor res = role == 1 ? to_channels_last(validate::random_tensor({batch(), cout, Ho, Ho}, g)) : Tensor();
+  Conv2dOptions o;
+  o.stride = {s, s};
+  const PackedConv2d pw(w, o);
+  const Activation act = role == 2 ? Activation::none : Activation::relu;
+  run_timed(state, 2.0 * batch() * cout * Ho * Ho * cin,
+            [&] { benchmark::DoNotOptimize(ops::conv2d(x, pw, sc, sh, act, res)); });
+  state.SetLabel(role == 0 ? "conv1 +bn+relu" : role == 1 ? "conv3 +bn+residual+relu" : "downsample +bn");
+}
+BENCHMARK(BM_ResNet50Pointwise)
+    ->Args({64, 64, 1, 56, 0})->Args({256, 64, 1, 56, 0})->Args({64, 256, 1, 56, 1})->Args({64, 256, 1, 56, 2})
+    ->Args({256, 128, 1, 56, 0})->Args({512, 128, 1, 28, 0})->Args({128, 512, 1, 28, 1})->Args({256, 512, 2, 56, 2})
+    ->Args({512, 256, 1, 28, 0})->Args({1024, 256, 1, 14, 0})->Args({256, 1024, 1, 14, 1})->Args({512, 1024, 2, 28, 2})
+    ->Args({1024, 512, 1, 14, 0})->Args({2048, 512, 1, 7, 0})->Args({512, 2048, 1, 7, 1})->Args({1024, 2048, 2, 14, 2})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // Square GEMM (no epilogue): the kernel's ceiling
 void BM_GemmSquare(benchmark::State& state) {
   const int64_t n = state.range(0);

@@ -43,6 +43,21 @@ void igemm_12x32(int64_t nseg, int64_t len, const float* const* a, const float* 
                  bool accumulate, const TileEpilogue* ep) {
   __m512 acc[MR][2];
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  // The tile's output lines (for writing) and residual lines, requested now so that they arrive while the FMAs
+  // run: a conv's output is a fresh map whose lines are in no cache yet, and with a short K (layer1's K = 64:
+  // 64 k per call) the misses of the 24 stores and 24 residual loads would otherwise stall the epilogue (ResNet-50
+  // layer1 1x1 convs +5-13 %, the other 1x1 convs unchanged; measured in bench/RESULTS_engine.md, session 4).
+  // When accumulating (a later K block) the tile was written by the previous block and is still cached.
+  if (!accumulate)
+    for (int i = 0; i < MR; ++i) {
+      __builtin_prefetch(c + i * ldc, 1, 3);
+      __builtin_prefetch(c + i * ldc + 16, 1, 3);
+    }
+  if (ep && ep->residual)
+    for (int i = 0; i < MR; ++i) {
+      __builtin_prefetch(ep->residual + i * ep->ldr, 0, 3);
+      __builtin_prefetch(ep->residual + i * ep->ldr + 16, 0, 3);
+    }
   for (int64_t s = 0; s < nseg; ++s, a += MR) {
     const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
     const float *a6 = a[6], *a7 = a[7], *a8 = a[8], *a9 = a[9], *a10 = a[10], *a11 = a[11];

@@ -28,6 +28,14 @@ void check_pool_args(std::string_view op, std::array<int64_t, 2> k, std::array<i
 std::pair<int64_t, int64_t> pool_output_hw(std::string_view op, int64_t H, int64_t W, std::array<int64_t, 2> k,
                                            std::array<int64_t, 2> s, std::array<int64_t, 2> p,
                                            std::array<int64_t, 2> d, bool ceil_mode);
+// Channels-last max pooling of output rows [oh0, oh1) of one image whose input rows [ih0, ih1) are at x (row ih at
+// x + (ih - ih0) * W * C; every row a window of these outputs needs inside the image must be there: rows outside
+// [ih0, ih1) count as padding), written to y (row oh at y + (oh - oh0) * Wo * C). A running max per channel in the
+// window's order, NaN propagating, as torch: the one body of ops::max_pool2d's channels-last path and of the fused
+// ops::conv2d_max_pool2d.
+void max_pool_rows_channels_last(const float* x, int64_t ih0, int64_t ih1, int64_t W, int64_t C, float* y,
+                                 int64_t oh0, int64_t oh1, int64_t Wo, std::array<int64_t, 2> k,
+                                 std::array<int64_t, 2> s, std::array<int64_t, 2> p, std::array<int64_t, 2> d);
 void check_linear(std::string_view op, const Tensor& x, const Tensor& w, const Tensor& b);
 
 struct MatmulShapes {

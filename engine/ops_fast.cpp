@@ -263,20 +263,8 @@ Tensor max_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64
     parallel_for(N * Ho, grain_for(N * Ho, Wo * C * k[0] * k[1]), [&](int64_t q0, int64_t q1) {
       for (int64_t q = q0; q < q1; ++q) {
         const int64_t n = q / Ho, oh = q % Ho;
-        for (int64_t ow = 0; ow < Wo; ++ow) {
-          float* best = yp + ((n * Ho + oh) * Wo + ow) * C;
-          std::fill_n(best, C, -std::numeric_limits<float>::infinity());
-          for (int64_t i = 0; i < k[0]; ++i) {
-            const int64_t ih = oh * s[0] - p[0] + i * d[0];
-            if (ih < 0 || ih >= H) continue;
-            for (int64_t j = 0; j < k[1]; ++j) {
-              const int64_t iw = ow * s[1] - p[1] + j * d[1];
-              if (iw < 0 || iw >= W) continue;
-              const float* v = xp + ((n * H + ih) * W + iw) * C;
-              for (int64_t c = 0; c < C; ++c) best[c] = (v[c] > best[c] || v[c] != v[c]) ? v[c] : best[c];
-            }
-          }
-        }
+        detail::max_pool_rows_channels_last(xp + n * H * W * C, 0, H, W, C, yp + (n * Ho + oh) * Wo * C, oh, oh + 1,
+                                            Wo, k, s, p, d);
       }
     });
     return y;
@@ -707,3 +695,24 @@ Tensor pool(const Tensor& x_in, Pool p, int64_t num_prefix) {
 
 }  // namespace ops
 }  // namespace tabula
+
+namespace tabula::detail {
+void max_pool_rows_channels_last(const float* x, int64_t ih0, int64_t ih1, int64_t W, int64_t C, float* y,
+                                 int64_t oh0, int64_t oh1, int64_t Wo, std::array<int64_t, 2> k,
+                                 std::array<int64_t, 2> s, std::array<int64_t, 2> p, std::array<int64_t, 2> d) {
+  for (int64_t oh = oh0; oh < oh1; ++oh)
+    for (int64_t ow = 0; ow < Wo; ++ow) {
+      float* best = y + ((oh - oh0) * Wo + ow) * C;
+      std::fill_n(best, C, -std::numeric_limits<float>::infinity());
+      for (int64_t i = 0; i < k[0]; ++i) {
+        const int64_t ih = oh * s[0] - p[0] + i * d[0];
+        if (ih < ih0 || ih >= ih1) continue;
+        for (int64_t j = 0; j < k[1]; ++j) {
+          const int64_t iw = ow * s[1] - p[1] + j * d[1];
+          if (iw < 0 || iw >= W) continue;
+          row_kernels().max_into(best, x + ((ih - ih0) * W + iw) * C, C);
+        }
+      }
+    }
+}
+}  // namespace tabula::detail

@@ -13,6 +13,9 @@
 #include "engine/packed.h"
 
 #include <algorithm>
+#include <memory>
+#include <atomic>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -224,6 +227,7 @@ struct ASource {
   enum class Kind { dense, taps, tap_rows, im2col } kind = Kind::dense;
   const float* a = nullptr;  // dense: row r at a + r * lda; taps / tap_rows / im2col: the channels-last input
   int64_t lda = 0;
+  int64_t row0 = 0;  // the GEMM's row r is row (output pixel) row0 + r of this source (a band of a conv's output)
   // conv geometry (taps / im2col)
   int64_t H = 0, W = 0, C = 0, Ho = 0, Wo = 0, kh = 0, kw = 0;
   Conv2dOptions o;
@@ -298,6 +302,8 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
     // the per-segment pointer setup below does no integer division
     struct RowOrigin {
       int64_t n, ih0, iw0;
+      int64_t off;        // tap_rows: offset of input pixel (n, ih0, iw0) in floats (used only inside the map)
+      bool inside_w;      // tap_rows: the window's kw columns are all inside the map
     };
     thread_local std::vector<RowOrigin> origin;
     alignas(64) float tile[16 * 32];
@@ -313,8 +319,9 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
       if (A.kind == ASource::Kind::taps || A.kind == ASource::Kind::tap_rows) {
         origin.resize(static_cast<size_t>(mc));
         for (int64_t r = 0; r < mc; ++r) {
-          const int64_t p = i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
-          origin[static_cast<size_t>(r)] = {n, oh * A.o.stride[0] - A.o.padding[0], ow * A.o.stride[1] - A.o.padding[1]};
+          const int64_t p = A.row0 + i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
+          const int64_t ih0 = oh * A.o.stride[0] - A.o.padding[0], iw0 = ow * A.o.stride[1] - A.o.padding[1];
+          origin[static_cast<size_t>(r)] = {n, ih0, iw0, ((n * A.H + ih0) * A.W + iw0) * A.C, iw0 >= 0 && iw0 + A.kw <= A.W};
         }
       }
       if (A.kind == ASource::Kind::tap_rows) cols.resize(static_cast<size_t>(mc * K));  // border rows' gathers
@@ -324,7 +331,7 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
         // (plain loops, not memcpy: a tap is only C < 16 floats; with dilation 1 a tap row's kw pixels are one
         // contiguous run of kw * C floats in the channels-last input)
         for (int64_t r = 0; r < mc; ++r) {
-          const int64_t p = i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
+          const int64_t p = A.row0 + i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
           float* dst = cols.data() + r * K;
           const int64_t iw0 = ow * A.o.stride[1] - A.o.padding[1];
           const bool row_inside = A.o.dilation[1] == 1 && iw0 >= 0 && iw0 + A.kw <= A.W;
@@ -361,7 +368,7 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
               }
               const int64_t r = r0 + i;
               switch (A.kind) {
-                case ASource::Kind::dense: dst[i] = abase + r * A.lda + sg.c0; break;
+                case ASource::Kind::dense: dst[i] = abase + (A.row0 + r) * A.lda + sg.c0; break;
                 case ASource::Kind::im2col: dst[i] = cols.data() + (ir + i) * K + sg.c0; break;
                 case ASource::Kind::tap_rows: {
                   // one kernel row of the window: kw * C consecutive floats of the channels-last input, in place
@@ -370,8 +377,8 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
                   const int64_t ih = o.ih0 + sg.dh;
                   if (ih < 0 || ih >= A.H) {
                     dst[i] = kZeroRow;
-                  } else if (o.iw0 >= 0 && o.iw0 + A.kw <= A.W) {
-                    dst[i] = A.a + ((o.n * A.H + ih) * A.W + o.iw0) * A.C;
+                  } else if (o.inside_w) {
+                    dst[i] = A.a + o.off + sg.dh * A.W * A.C;
                   } else {
                     float* g = cols.data() + (ir + i) * K + sg.c0;
                     for (int64_t j = 0; j < A.kw; ++j, g += A.C) {
@@ -420,18 +427,33 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
           }
         };
         // A micro-panel (12 rows x the block's k) stays in L1 while the block's packed weight panels stream from
-        // L2. (The BLIS order, weight panel in L1 and A from L2, measured the same here.)
+        // L2. (The BLIS order, weight panel in L1 and A from L2, measured the same here; with KC = 128 for dense A,
+        // so that a weight panel fits L1 beside the streaming rows, 1-3 % slower on ResNet-50's 1x1 convs.)
         // With at most two column panels per task (N <= 64 on AVX-512: layer1's 256 -> 64 convs) a micro-panel's rows
         // serve only two kernel calls, so the next micro-panel's rows are prefetched while this one computes
-        // (ResNet-50 layer1 conv1: +9 %; N = 128 and wider measured the same or up to 3 % slower with it).
-        const bool prefetch_next = nc <= 2 * NR;
+        // (ResNet-50 layer1 conv1: +9 %; N = 128 and wider measured the same or up to 3 % slower with it). Not for the
+        // RGB stem's kernel rows: its input image is small enough to stay in L2, and the 168 prefetches per
+        // micro-panel cost more than they save (stem +2.7 %).
+        // With 3-8 column panels, a dense A and K in one block (layer1's 64 -> 256 and 256 -> 128 convs on 56x56
+        // maps) the prefetches are spread over the micro-panel's kernel calls instead, a share before each call
+        // (those convs +2-6 %; a burst before the first call did less there, and with K in several blocks, e.g.
+        // layer3's 1024 -> 256, spreading them cost 3-5 %).
+        const int64_t calls = (nc + NR - 1) / NR;
+        const bool burst = nc <= 2 * NR && A.kind != ASource::Kind::tap_rows;
+        const bool spread = !burst && calls <= 8 && plan.blocks.size() == 1 && A.kind == ASource::Kind::dense;
+        const int64_t lines_per_row = (kb.len + 15) / 16, lines = kb.nseg * MR * lines_per_row;
         for (int64_t pi = 0; pi < panels; ++pi) {
-          if (prefetch_next && pi + 1 < panels) {
-            const float* const* nx = ptrs.data() + (pi + 1) * kb.nseg * MR;
+          const float* const* nx = pi + 1 < panels ? ptrs.data() + (pi + 1) * kb.nseg * MR : nullptr;
+          if (burst && nx) {
             for (int64_t q = 0; q < kb.nseg * MR; ++q)
               for (int64_t off = 0; off < kb.len; off += 16) __builtin_prefetch(nx[q] + off, 0, 3);
           }
-          for (int64_t jr = 0; jr < nc; jr += NR) tile_at(pi, jr);
+          for (int64_t c = 0; c < calls; ++c) {
+            if (spread && nx)
+              for (int64_t e = c * lines / calls, e1 = (c + 1) * lines / calls; e < e1; ++e)
+                __builtin_prefetch(nx[e / lines_per_row] + (e % lines_per_row) * 16, 0, 3);
+            tile_at(pi, c * NR);
+          }
         }
         // activations the kernels do not apply (GELU, SiLU): on the finished rows while they are in cache
         if (last && !relu_in_kernel)
@@ -529,32 +551,10 @@ Tensor PackedLinear::weight() const {
   return w;
 }
 
-namespace ops {
+namespace {
 
-Tensor conv2d(const Tensor& x_in, const PackedConv2d& w, const Tensor& scale_in, const Tensor& shift_in,
-              Activation act, const Tensor& residual) {
-  constexpr std::string_view op = "ops::conv2d(packed)";
-  if (!w.defined()) op_error(op, "weights were not packed");
-  if (on_gpu(x_in)) op_error(op, "packed weights are a CPU layout (Model::to_device uploads the torch layout)");
-  const detail::ConvShapes s = detail::conv2d_shapes(op, x_in, w.shape_only, Tensor(), w.opt, residual);
-  check_channel_vector(op, scale_in, s.Cout, "scale");
-  check_channel_vector(op, shift_in, s.Cout, "shift");
-  const Tensor x = to_channels_last(x_in);
-  const Tensor res = residual.defined() ? to_channels_last(residual) : Tensor();
-  const Tensor scale = scale_in.defined() ? scale_in.contiguous() : Tensor();
-  const Tensor shift = shift_in.defined() ? shift_in.contiguous() : Tensor();
-  Tensor y = empty_channels_last(s.N, s.Cout, s.Ho, s.Wo);
-  Epilogue ep;
-  ep.scale = scale.defined() ? scale.data<float>() : nullptr;
-  ep.shift = shift.defined() ? shift.data<float>() : nullptr;
-  ep.residual = res.defined() ? res.data<float>() : nullptr;
-  ep.ldr = s.Cout;
-  ep.act = act;
-  if (w.wino.defined()) {  // 3x3 stride 1 (winograd_conv_eligible)
-    winograd_conv(x, w, s, ep, y.data<float>());
-    return y;
-  }
-
+// The packed conv's A operand and K plan for a direct (non-Winograd) conv of these shapes.
+std::pair<ASource, KPlan> direct_conv_source(const Tensor& x, const PackedConv2d& w, const detail::ConvShapes& s) {
   ASource A;
   A.a = x.data<float>();
   A.H = s.H, A.W = s.W, A.C = s.C, A.Ho = s.Ho, A.Wo = s.Wo, A.kh = s.kh, A.kw = s.kw;
@@ -580,7 +580,115 @@ Tensor conv2d(const Tensor& x_in, const PackedConv2d& w, const Tensor& scale_in,
       plan = dense_plan(s.C * s.kh * s.kw);
     }
   }
+  return {A, plan};
+}
+
+// ops::conv2d and ops::conv2d_into_residual (reuse_residual: the result may be written over the residual).
+Tensor packed_conv2d(std::string_view op, const Tensor& x_in, const PackedConv2d& w, const Tensor& scale_in,
+                     const Tensor& shift_in, Activation act, const Tensor& residual, bool reuse_residual) {
+  if (!w.defined()) op_error(op, "weights were not packed");
+  if (on_gpu(x_in)) op_error(op, "packed weights are a CPU layout (Model::to_device uploads the torch layout)");
+  const detail::ConvShapes s = detail::conv2d_shapes(op, x_in, w.shape_only, Tensor(), w.opt, residual);
+  check_channel_vector(op, scale_in, s.Cout, "scale");
+  check_channel_vector(op, shift_in, s.Cout, "shift");
+  const Tensor x = to_channels_last(x_in);
+  const Tensor res = residual.defined() ? to_channels_last(residual) : Tensor();
+  const Tensor scale = scale_in.defined() ? scale_in.contiguous() : Tensor();
+  const Tensor shift = shift_in.defined() ? shift_in.contiguous() : Tensor();
+  // The output over the residual: every output element is written once, by the tile or tile transform that read
+  // its residual element just before (the kernels' epilogue, epilogue_scalar, the Winograd output transform), so
+  // the values are those of a fresh output, unless the input is the residual itself or the GEMM stores partial
+  // sums first (K in more than one block).
+  auto output = [&](bool one_pass) {
+    if (reuse_residual && res.defined() && one_pass && !res.shares_storage_with(x)) return res;
+    return empty_channels_last(s.N, s.Cout, s.Ho, s.Wo);
+  };
+  Epilogue ep;
+  ep.scale = scale.defined() ? scale.data<float>() : nullptr;
+  ep.shift = shift.defined() ? shift.data<float>() : nullptr;
+  ep.residual = res.defined() ? res.data<float>() : nullptr;
+  ep.ldr = s.Cout;
+  ep.act = act;
+  if (w.wino.defined()) {  // 3x3 stride 1 (winograd_conv_eligible)
+    Tensor y = output(true);
+    winograd_conv(x, w, s, ep, y.data<float>());
+    return y;
+  }
+
+  const auto [A, plan] = direct_conv_source(x, w, s);
+  Tensor y = output(plan.blocks.size() == 1);
   indirect_gemm(s.N * s.Ho * s.Wo, A, plan, panels_of(w.b), y.data<float>(), s.Cout, ep);
+  return y;
+}
+
+}  // namespace
+
+namespace ops {
+
+Tensor conv2d(const Tensor& x, const PackedConv2d& w, const Tensor& scale, const Tensor& shift, Activation act,
+              const Tensor& residual) {
+  return packed_conv2d("ops::conv2d(packed)", x, w, scale, shift, act, residual, false);
+}
+
+Tensor conv2d_into_residual(const Tensor& x, const PackedConv2d& w, const Tensor& scale, const Tensor& shift,
+                            Activation act, Tensor residual) {
+  return packed_conv2d("ops::conv2d_into_residual", x, w, scale, shift, act, residual, true);
+}
+
+Tensor conv2d_max_pool2d(const Tensor& x_in, const PackedConv2d& w, const Tensor& scale_in, const Tensor& shift_in,
+                         Activation act, std::array<int64_t, 2> k, std::array<int64_t, 2> st,
+                         std::array<int64_t, 2> pad) {
+  constexpr std::string_view op = "ops::conv2d_max_pool2d";
+  if (!w.defined()) op_error(op, "weights were not packed");
+  if (on_gpu(x_in)) op_error(op, "packed weights are a CPU layout (Model::to_device uploads the torch layout)");
+  const detail::ConvShapes s = detail::conv2d_shapes(op, x_in, w.shape_only, Tensor(), w.opt, Tensor());
+  check_channel_vector(op, scale_in, s.Cout, "scale");
+  check_channel_vector(op, shift_in, s.Cout, "shift");
+  detail::check_pool_args(op, k, st, pad, {1, 1});
+  const auto [Hp, Wp] = detail::pool_output_hw(op, s.Ho, s.Wo, k, st, pad, {1, 1}, false);
+  if (w.wino.defined())  // Winograd works on tiles of the whole batch: no bands
+    return max_pool2d(conv2d(x_in, w, scale_in, shift_in, act), k, st, pad);
+  const Tensor x = to_channels_last(x_in);
+  const Tensor scale = scale_in.defined() ? scale_in.contiguous() : Tensor();
+  const Tensor shift = shift_in.defined() ? shift_in.contiguous() : Tensor();
+  Epilogue ep;
+  ep.scale = scale.defined() ? scale.data<float>() : nullptr;
+  ep.shift = shift.defined() ? shift.data<float>() : nullptr;
+  ep.act = act;
+  ep.ldr = s.Cout;
+  const auto [A0, plan] = direct_conv_source(x, w, s);
+  // Bands of pooled rows whose conv rows (~1 MiB, the rows shared by two bands computed by both) stay in L2 from the
+  // conv's stores to the pooling's loads: a fixed rule from the shapes (ResNet-50's stem: 17 pooled rows from 35
+  // conv rows, 3 % of the conv recomputed).
+  const int64_t row_bytes = s.Wo * s.Cout * static_cast<int64_t>(sizeof(float));
+  const int64_t band = std::max<int64_t>(1, ((int64_t{1} << 20) / row_bytes - k[0]) / st[0] + 1);
+  const int64_t bands = (Hp + band - 1) / band;
+  Tensor y = empty_channels_last(s.N, s.Cout, Hp, Wp);
+  float* const yp = y.data<float>();
+  // one band of conv rows per thread, from the activation allocator (planned with the rest of the forward); a task
+  // takes a free slot (at most one task per thread runs at a time)
+  const int64_t slot_floats = std::min(s.Ho, (band - 1) * st[0] + k[0]) * s.Wo * s.Cout;
+  const int nslots = get_num_threads();
+  Tensor scratch = Tensor::empty({nslots * slot_floats});
+  std::unique_ptr<std::atomic<bool>[]> busy(new std::atomic<bool>[static_cast<size_t>(nslots)]());
+  parallel_for(s.N * bands, 1, [&](int64_t t0, int64_t t1) {
+    int slot = 0;
+    while (busy[static_cast<size_t>(slot)].exchange(true)) slot = (slot + 1) % nslots;
+    float* const conv_rows = scratch.data<float>() + slot * slot_floats;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n = t / bands, ph0 = (t % bands) * band, ph1 = std::min(Hp, ph0 + band);
+      // the conv rows the band's windows reach inside the map
+      const int64_t r0 = std::max<int64_t>(0, ph0 * st[0] - pad[0]);
+      const int64_t r1 = std::min(s.Ho, (ph1 - 1) * st[0] - pad[0] + k[0]);
+      ASource A = A0;
+      A.row0 = (n * s.Ho + r0) * s.Wo;
+      // (inside a parallel_for chunk the GEMM runs on this thread: each band is one task)
+      indirect_gemm((r1 - r0) * s.Wo, A, plan, panels_of(w.b), conv_rows, s.Cout, ep);
+      detail::max_pool_rows_channels_last(conv_rows, r0, r1, s.Wo, s.Cout, yp + (n * Hp + ph0) * Wp * s.Cout, ph0,
+                                          ph1, Wp, k, st, pad, {1, 1});
+    }
+    busy[static_cast<size_t>(slot)].store(false);
+  });
   return y;
 }
 

@@ -16,6 +16,7 @@ struct RowKernels {
   void (*layer_norm)(const float* x, float* y, int64_t C, const float* w, const float* b, double eps);
   void (*silu_mul)(const float* a, const float* g, float* y, int64_t n);  // y = silu(a) * g
   float (*exp)(float);
+  void (*max_into)(float* best, const float* v, int64_t n);  // best = v where v > best or v is NaN (max-pool)
   const char* name;
 };
 

@@ -198,8 +198,13 @@ inline void silu_mul(const float* a, const float* g, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = silu_f(a[i]) * g[i];
 }
 
+// One step of a running max-pool: exact compare-and-select, so every ISA gives the same bits; a NaN wins (torch).
+inline void max_into(float* best, const float* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) best[i] = (v[i] > best[i] || v[i] != v[i]) ? v[i] : best[i];
+}
+
 inline RowKernels kernels(const char* name) {
-  return {activation, softmax, scale_max, exp_sum, layer_norm, silu_mul, exp_f, name};
+  return {activation, softmax, scale_max, exp_sum, layer_norm, silu_mul, exp_f, max_into, name};
 }
 
 }  // namespace tabula::detail::TABULA_ROWOPS_NS

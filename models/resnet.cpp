@@ -66,6 +66,19 @@ struct ConvBN {
     if (packed.defined()) return ops::conv2d(x, packed, scale, shift, act, residual);
     return ops::conv2d(x, wf, bf, opt, act, residual);
   }
+  // max_pool2d(relu(bn(conv(x)))), the ResNet stem, in one pass where the weights are packed.
+  Tensor fused_max_pool(const Tensor& x, std::array<int64_t, 2> k, std::array<int64_t, 2> s,
+                        std::array<int64_t, 2> p) const {
+    if (packed.defined()) return ops::conv2d_max_pool2d(x, packed, scale, shift, Activation::relu, k, s, p);
+    return ops::max_pool2d(fused(x, Activation::relu), k, s, p);
+  }
+  // The same for a block's last conv, which is given the identity: when nothing else holds the identity, the
+  // output is written over it (ops::conv2d_into_residual; the same values, no fresh map to fetch into cache).
+  Tensor fused_into(const Tensor& x, Activation act, Tensor residual) const {
+    if (packed.defined() && residual.storage().use_count() == 1)
+      return ops::conv2d_into_residual(x, packed, scale, shift, act, std::move(residual));
+    return fused(x, act, residual);
+  }
 };
 
 Conv2dOptions conv_opt(int64_t stride, int64_t pad, int64_t groups = 1) {
@@ -148,14 +161,21 @@ class ResNet final : public Model {
     // The input in the activations' storage type (f32 on the CPU; bf16/fp16 on a GPU in those precisions).
     const Tensor xa = x_in.to(act_dtype_);
     Tensor x;
-    if (taps.wants("conv1") || taps.wants("bn1")) {
-      x = stem_.unfused(xa, taps);
-      x = tap(taps, "relu", ops::relu(x));
+    if (taps.wants("conv1") || taps.wants("bn1") || taps.wants("relu")) {
+      if (taps.wants("conv1") || taps.wants("bn1")) {
+        x = stem_.unfused(xa, taps);
+        x = tap(taps, "relu", ops::relu(x));
+      } else {
+        x = tap(taps, "relu", stem_.fused(xa, Activation::relu));
+      }
+      if (taps.done()) return x;
+      x = ops::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
     } else {
-      x = tap(taps, "relu", stem_.fused(xa, Activation::relu));
+      // nothing observes the stem's conv, BN or ReLU: conv + BN + ReLU and the max-pool in bands of rows, so the
+      // 112x112x64 map never leaves L2 (ops::conv2d_max_pool2d, the same bits)
+      x = stem_.fused_max_pool(xa, {3, 3}, {2, 2}, {1, 1});
     }
-    if (taps.done()) return x;
-    x = tap(taps, "maxpool", ops::max_pool2d(x, {3, 3}, {2, 2}, {1, 1}));
+    x = tap(taps, "maxpool", x);
     if (taps.done()) return x;
     size_t bi = 0;
     for (int li = 0; li < 4; ++li) {
@@ -276,9 +296,9 @@ class ResNet final : public Model {
       Tensor identity = b.has_down ? b.down.fused(x, Activation::none) : x;
       Tensor out = b.c1.fused(x, Activation::relu);
       x = Tensor();
-      if (!b.bottleneck) return b.c2.fused(out, Activation::relu, identity);
+      if (!b.bottleneck) return b.c2.fused_into(out, Activation::relu, std::move(identity));
       out = b.c2.fused(out, Activation::relu);
-      return b.c3.fused(out, Activation::relu, identity);
+      return b.c3.fused_into(out, Activation::relu, std::move(identity));
     }
     const std::string relu = n + ".relu";
     Tensor out = tap(taps, relu, ops::relu(b.c1.unfused(x, taps)));

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <limits>
 #include <random>
 
 #include "engine/ops.h"
@@ -404,5 +405,34 @@ TEST(Ops, VectorMathAccuracyEveryIsa) {
     EXPECT_LT(worst_tanh, 2e-5) << k.name;  // exp of a cubic argument: its rounding dominates on the tail
     std::printf("[ %s ] max rel err: exp %.3g, gelu %.3g, silu %.3g, gelu_tanh %.3g\n", k.name, worst_exp, worst_gelu,
                 worst_silu, worst_tanh);
+  }
+}
+
+// The max-pool step of every ISA keeps exactly the scalar rule's values (a NaN wins, ties keep the running max, so
+// +0 / -0 stay as they came), on lengths that leave vector tails.
+TEST(Ops, MaxIntoEveryIsaSameBits) {
+  std::vector<detail::RowKernels> isas = {detail::row_kernels_generic()};
+  if (cpu_features().has_avx2_fma()) isas.push_back(detail::row_kernels_avx2());
+  if (cpu_features().has_avx512()) isas.push_back(detail::row_kernels_avx512());
+  std::mt19937_64 g(11);
+  std::uniform_real_distribution<float> u(-2.f, 2.f);
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(), 0.f, -0.f};
+  for (int64_t n : {1, 7, 16, 37, 64, 100}) {
+    std::vector<float> best0(static_cast<size_t>(n)), v(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      best0[static_cast<size_t>(i)] = i % 9 == 0 ? specials[i % 5] : u(g);
+      v[static_cast<size_t>(i)] = i % 7 == 0 ? specials[(i / 7) % 5] : u(g);
+    }
+    std::vector<float> want(best0);
+    for (int64_t i = 0; i < n; ++i) {
+      const float a = v[static_cast<size_t>(i)], b = want[static_cast<size_t>(i)];
+      if (a > b || std::isnan(a)) want[static_cast<size_t>(i)] = a;
+    }
+    for (const auto& k : isas) {
+      std::vector<float> got(best0);
+      k.max_into(got.data(), v.data(), n);
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), sizeof(float) * static_cast<size_t>(n)), 0) << k.name << " n " << n;
+    }
   }
 }

@@ -85,6 +85,93 @@ TEST(Packed, Conv2dEveryPathAgainstReference) {
   }
 }
 
+// The output written over the residual has the bits of the fresh-output conv: in place when K is one block (1x1 with
+// Cin <= 256, 3x3 over 16 channels: 144 k) and for Winograd; a fresh tensor (the residual untouched) when K takes
+// several blocks (Cin 300; 3x3 over 32 channels: 288 k) or the residual is the input; a residual that had to be
+// converted to channels-last first is converted into a private copy, which is written.
+TEST(Packed, Conv2dIntoResidualSameBitsInPlace) {
+  auto g = rng_for("packed_into_residual");
+  struct Case {
+    int64_t cin, cout, k, H;
+    bool winograd, in_place;
+  };
+  for (const Case& c : {Case{64, 96, 1, 9, false, true}, Case{256, 37, 1, 7, false, true},
+                        Case{300, 40, 1, 6, false, false}, Case{16, 32, 3, 7, false, true},
+                        Case{32, 32, 3, 7, false, false},
+                        Case{24, 40, 3, 9, true, true}}) {
+    ops::set_winograd_enabled(c.winograd);
+    Conv2dOptions o;
+    o.padding = {c.k / 2, c.k / 2};
+    const PackedConv2d pw(random_tensor({c.cout, c.cin, c.k, c.k}, g, 0.3f), o);
+    ops::set_winograd_enabled(true);
+    ASSERT_EQ(pw.wino.defined(), c.winograd);
+    const Tensor x = to_channels_last(random_tensor({2, c.cin, c.H, c.H}, g));
+    const Tensor sc = random_tensor({c.cout}, g), sh = random_tensor({c.cout}, g);
+    const Tensor res = to_channels_last(random_tensor({2, c.cout, c.H, c.H}, g));
+    const Tensor want = ops::conv2d(x, pw, sc, sh, Activation::relu, res);
+    Tensor given = to_channels_last(res.clone());  // (clone() is contiguous: back to channels-last)
+    ASSERT_TRUE(is_channels_last(given));
+    const Tensor kept = to_channels_last(given.clone());
+    const float* const given_data = given.data<float>();
+    const Tensor got = ops::conv2d_into_residual(x, pw, sc, sh, Activation::relu, given);
+    EXPECT_EQ(got.data<float>() == given_data, c.in_place) << "cin " << c.cin << " k " << c.k;
+    ASSERT_TRUE(is_channels_last(got));
+    EXPECT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0) << "cin " << c.cin << " k " << c.k;
+    if (!c.in_place) {
+      EXPECT_EQ(std::memcmp(given.raw(), kept.raw(), kept.nbytes()), 0) << "residual changed";
+    }
+  }
+  // a residual in the default layout is converted into a private copy, which is written; the caller's stays as it was
+  const PackedConv2d p1(random_tensor({32, 16, 1, 1}, g), {});
+  const Tensor x = to_channels_last(random_tensor({1, 16, 5, 5}, g));
+  const Tensor nchw = random_tensor({1, 32, 5, 5}, g), kept = nchw.clone();
+  const Tensor got = ops::conv2d_into_residual(x, p1, Tensor(), Tensor(), Activation::none, nchw);
+  EXPECT_EQ(std::memcmp(nchw.raw(), kept.raw(), kept.nbytes()), 0);
+  const Tensor want = ops::conv2d(x, p1, Tensor(), Tensor(), Activation::none, nchw);
+  EXPECT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0);
+  // the input as its own residual (1x1, Cin = Cout): never written over while it is read
+  const PackedConv2d sq(random_tensor({16, 16, 1, 1}, g), {});
+  const Tensor xs = to_channels_last(x.clone()), want_sq = ops::conv2d(xs, sq, Tensor(), Tensor(), Activation::none, xs);
+  const Tensor got_sq = ops::conv2d_into_residual(xs, sq, Tensor(), Tensor(), Activation::none, xs);
+  EXPECT_NE(got_sq.data<float>(), xs.data<float>());
+  EXPECT_EQ(std::memcmp(got_sq.raw(), want_sq.raw(), want_sq.nbytes()), 0);
+}
+
+// The stem's conv + max-pool in bands of rows has the bits of conv, then pool: odd map sizes (bands that end early,
+// windows in the padding), several bands per image (a wide map and many channels), 1x1 and 3x3 convs, batch 1-2,
+// 1-3 threads.
+TEST(Packed, Conv2dMaxPoolSameBitsAsConvThenPool) {
+  const WinogradOff direct_paths;
+  auto g = rng_for("packed_conv_maxpool");
+  struct Case {
+    int64_t N, cin, cout, k, stride, H, W;
+    std::array<int64_t, 2> pk, ps, pp;
+  };
+  const int saved = get_num_threads();
+  for (const Case& c : {Case{2, 3, 64, 7, 2, 37, 29, {3, 3}, {2, 2}, {1, 1}},    // the stem, odd sizes
+                        Case{1, 3, 32, 7, 2, 224, 224, {3, 3}, {2, 2}, {1, 1}},  // 112 rows x 32 ch: several bands
+                        Case{1, 20, 40, 3, 1, 11, 13, {2, 3}, {2, 1}, {0, 1}},   // taps, asymmetric pool
+                        Case{2, 16, 24, 1, 1, 9, 9, {3, 3}, {3, 3}, {0, 0}}}) {   // 1x1, non-overlapping windows
+    Conv2dOptions o;
+    o.stride = {c.stride, c.stride};
+    o.padding = {c.k / 2, c.k / 2};
+    const PackedConv2d pw(random_tensor({c.cout, c.cin, c.k, c.k}, g, 0.3f), o);
+    const Tensor x = random_tensor({c.N, c.cin, c.H, c.W}, g);
+    const Tensor sc = random_tensor({c.cout}, g), sh = random_tensor({c.cout}, g);
+    const Tensor want =
+        to_channels_last(ops::max_pool2d(ops::conv2d(x, pw, sc, sh, Activation::relu), c.pk, c.ps, c.pp));
+    for (int t : {1, 2, 3}) {
+      set_num_threads(t);
+      const Tensor got = ops::conv2d_max_pool2d(x, pw, sc, sh, Activation::relu, c.pk, c.ps, c.pp);
+      ASSERT_EQ(got.shape(), want.shape());
+      ASSERT_TRUE(is_channels_last(got));
+      EXPECT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0)
+          << "x " << x.str() << " k " << c.k << " pool " << c.pk[0] << "x" << c.pk[1] << ", " << t << " threads";
+    }
+  }
+  set_num_threads(saved);
+}
+
 // ResNet's BatchNorm as the epilogue's scale/shift agrees with conv -> ops::batch_norm (the tapped path).
 TEST(Packed, BatchNormScaleShiftMatchesBatchNorm) {
   auto g = rng_for("packed_bn");
@@ -272,6 +359,17 @@ TEST(Packed, ErrorsNameTheOpAndArgument) {
             std::string::npos);
   EXPECT_NE(msg([&] { ops::conv2d(random_tensor({1, 4, 8, 8}, g), PackedConv2d(), Tensor(), Tensor()); })
                 .find("not packed"),
+            std::string::npos);
+  // the fused conv + max-pool: the conv's checks and the pool's, under its own name
+  const std::string pool_msg = msg([&] {
+    ops::conv2d_max_pool2d(random_tensor({1, 4, 8, 8}, g), pw, Tensor(), Tensor(), Activation::relu, {9, 9}, {2, 2},
+                           {0, 0});
+  });
+  EXPECT_NE(pool_msg.find("ops::conv2d_max_pool2d"), std::string::npos) << pool_msg;
+  EXPECT_NE(msg([&] {
+              ops::conv2d_max_pool2d(random_tensor({1, 5, 8, 8}, g), pw, Tensor(), Tensor(), Activation::relu, {3, 3},
+                                     {2, 2}, {1, 1});
+            }).find("ops::conv2d_max_pool2d"),
             std::string::npos);
   Conv2dOptions grouped;
   grouped.groups = 2;
