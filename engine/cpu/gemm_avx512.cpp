@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "engine/gemm_kernels.h"
+#include "engine/cpu/gemm_kernels.h"
 
 namespace tabula::detail {
 
