@@ -68,6 +68,8 @@ using Int2 = std::array<int64_t, 2>;
   /* exact erf form by default, as nn.GELU() */                                                                     \
   OP(gelu, (const Tensor& x, bool tanh_approximation = false), (x, tanh_approximation))                             \
   OP(silu, (const Tensor& x), (x))                                                                                  \
+  /* F.hardswish: x * relu6(x + 3) / 6 (MobileNetV3) */                                                             \
+  OP(hardswish, (const Tensor& x), (x))                                                                             \
   OP(activation, (const Tensor& x, Activation act), (x, act))                                                       \
   /* SwiGLU as DINOv2's SwiGLUFFN: x1, x2 = x.chunk(2, dim=-1); silu(x1) * x2. */                                    \
   OP(swiglu, (const Tensor& x), (x))                                                                                \

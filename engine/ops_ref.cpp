@@ -103,6 +103,18 @@ Tensor gelu(const Tensor& x, bool tanh_approximation) {
 Tensor silu(const Tensor& x) { return map1("ref::silu", x, Activation::silu); }
 Tensor activation(const Tensor& x, Activation act) { return map1("ref::activation", x, act); }
 
+// torch.nn.functional.hardswish: x * min(max(x + 3, 0), 6) / 6
+Tensor hardswish(const Tensor& x_in) {
+  check_f32_cpu("ref::hardswish", x_in, "input");
+  Tensor x = x_in.contiguous();
+  Tensor y = Tensor::empty(x.shape());
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const double v = x.data<float>()[i];
+    y.data<float>()[i] = static_cast<float>(v * std::min(std::max(v + 3.0, 0.0), 6.0) / 6.0);
+  }
+  return y;
+}
+
 Tensor swiglu(const Tensor& x_in) {
   check_f32_cpu("ref::swiglu", x_in, "input");
   const int64_t C2 = x_in.size(-1);

@@ -205,6 +205,17 @@ Tensor CpuBackend::activation(const Tensor& x, Activation act) {
   return map_act("ops::activation", x, act);
 }
 
+// torch's CPU kernel in float: x * min(max(x + 3, 0), 6) / 6
+Tensor CpuBackend::hardswish(const Tensor& x_in) {
+  check_f32_cpu("ops::hardswish", x_in, "input");
+  Tensor y = x_in.contiguous().clone();
+  float* yp = y.data<float>();
+  parallel_for(y.numel(), 1 << 15, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) yp[i] = yp[i] * std::min(std::max(yp[i] + 3.f, 0.f), 6.f) / 6.f;
+  });
+  return y;
+}
+
 Tensor CpuBackend::swiglu(const Tensor& x_in) {
   check_f32_cpu("ops::swiglu", x_in, "input");
   const int64_t C2 = x_in.size(-1), C = C2 / 2;

@@ -127,6 +127,13 @@ __global__ void swiglu_kernel(void* y, ET yt, const void* x, ET xt, int64_t rows
   st(y, i, a / (1.f + expf(-a)) * g, yt);
 }
 
+__global__ void hardswish_kernel(void* y, ET yt, const void* x, ET xt, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  const float v = ld(x, i, xt);
+  st(y, i, v * fminf(fmaxf(v + 3.f, 0.f), 6.f) / 6.f, yt);
+}
+
 }  // namespace
 
 // ---- epilogue after cuDNN/cuBLAS: y = act(y + bias[channel] + residual), residual laid out like y ----
@@ -201,6 +208,16 @@ Tensor CudaBackend::gelu(const Tensor& x, bool tanh_approximation) {
 Tensor CudaBackend::silu(const Tensor& x) {
   const OpTimer timer("silu", x);
   return activation(x, Activation::silu);
+}
+
+Tensor CudaBackend::hardswish(const Tensor& x_in) {
+  const OpTimer timer("hardswish", x_in);
+  const int dev = common_device("cuda::hardswish", {&x_in});
+  Tensor x = dense_any_layout(x_in) ? x_in : dense(x_in, dev);
+  Tensor y = empty_like_layout(x, dev, x.dtype());
+  if (x.numel()) hardswish_kernel<<<blocks_for(x.numel()), 256, 0, stream(dev)>>>(y.raw(), et(y), x.raw(), et(x), x.numel());
+  LAUNCH_CHECK();
+  return y;
 }
 
 Tensor CudaBackend::swiglu(const Tensor& x_in) {

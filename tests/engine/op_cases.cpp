@@ -142,6 +142,8 @@ std::vector<OpCase> row_cases() {
       ac.cuda_tol = Tolerance{};  // erff/expf/tanhf in fp32
       cases.push_back(ac);
     }
+    cases.push_back({"hardswish " + x.str(), {x}, [](In t) { return ops::hardswish(t[0]); },
+                     [](In t) { return ref::hardswish(t[0]); }, {1e-6, 1e-5}});
     Tensor x2 = random_tensor({B, L, 2 * C}, g, 4.0f);
     OpCase sw{"swiglu " + x2.str(), {x2}, [](In t) { return ops::swiglu(t[0]); }, [](In t) { return ref::swiglu(t[0]); },
               {1e-6, 1e-5}};
