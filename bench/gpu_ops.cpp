@@ -1,6 +1,7 @@
-// Google Benchmark cases for the CUDA ops at ResNet-50 / ViT-B/16 / DINOv2 ViT-L/14 shapes, in each precision
-// (arg: 0 fp32, 1 tf32, 2 bf16, 3 fp16), reporting TFLOP/s. Every case skips (with a message) on a machine without
-// a CUDA device or a build without the backend. Batch: BENCH_BATCH (default 64).
+// Google Benchmark cases for the CUDA backend's ops (ops:: on device tensors) at ResNet-50 / ViT-B/16 / DINOv2
+// ViT-L/14 shapes, in each precision (arg: 0 fp32, 1 tf32, 2 bf16, 3 fp16), reporting TFLOP/s. Every case skips
+// (with a message) on a machine without a CUDA device or a build without the backend. Batch: BENCH_BATCH (default
+// 64).
 //
 //   ./build/tabula_bench_ops --benchmark_filter=Gpu
 //
@@ -17,6 +18,7 @@
 
 #if TABULA_HAVE_CUDA
 #include "engine/cuda/ops.h"
+#include "engine/ops.h"
 
 using namespace tabula;
 
