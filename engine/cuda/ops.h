@@ -6,7 +6,8 @@
 // Precision (process-wide, set once by --precision) chooses how the matrix products run:
 //   fp32  cuBLASLt/cuDNN in full fp32 (no TF32), the exact attention kernel path in fp32;
 //   tf32  cuBLASLt CUBLAS_COMPUTE_32F_FAST_TF32, cuDNN tensor-op math;
-//   bf16 / fp16  GEMM operands rounded to bf16/fp16 (weights once per call today), fp32 accumulation and output;
+//   bf16 / fp16  GEMM operands rounded to bf16/fp16 (f32 weights on every call, converted ones once: convert_weight),
+//         fp32 accumulation and output;
 //         attention inputs rounded the same way, fp32 accumulation and softmax statistics.
 // Storage type of activations: an op's result has its inputs' type -- f32 in, f32 out (the op tests), and a
 // forward whose input was cast to bf16/fp16 (Model::to_device in those precisions, as torch's model.to(bf16))
