@@ -11,10 +11,10 @@
 #include <random>
 
 #include "engine/arena.h"
-#include "engine/fma_peak.h"
-#include "engine/gemm_kernels.h"
+#include "engine/cpu/fma_peak.h"
+#include "engine/cpu/gemm_kernels.h"
 #include "engine/ops.h"
-#include "engine/packed.h"
+#include "engine/cpu/packed.h"
 #include "engine/system.h"
 #include "engine/threads.h"
 #include "engine/validate.h"

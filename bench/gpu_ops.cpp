@@ -1,6 +1,7 @@
-// Google Benchmark cases for the CUDA ops at ResNet-50 / ViT-B/16 / DINOv2 ViT-L/14 shapes, in each precision
-// (arg: 0 fp32, 1 tf32, 2 bf16, 3 fp16), reporting TFLOP/s. Every case skips (with a message) on a machine without
-// a CUDA device or a build without the backend. Batch: BENCH_BATCH (default 64).
+// Google Benchmark cases for the CUDA backend's ops (ops:: on device tensors) at ResNet-50 / ViT-B/16 / DINOv2
+// ViT-L/14 shapes, in each precision (arg: 0 fp32, 1 tf32, 2 bf16, 3 fp16), reporting TFLOP/s. Every case skips
+// (with a message) on a machine without a CUDA device or a build without the backend. Batch: BENCH_BATCH (default
+// 64).
 //
 //   ./build/tabula_bench_ops --benchmark_filter=Gpu
 //
@@ -17,6 +18,7 @@
 
 #if TABULA_HAVE_CUDA
 #include "engine/cuda/ops.h"
+#include "engine/ops.h"
 
 using namespace tabula;
 
@@ -59,7 +61,7 @@ void BM_GpuMatmul(benchmark::State& state) {
   std::mt19937_64 g(1);
   const int64_t n = state.range(0);
   Tensor a = gpu_random({n, n}, g), b = gpu_random({n, n}, g);
-  time_op(state, 2.0 * n * n * n, [&] { cuda::matmul(a, b); });
+  time_op(state, 2.0 * n * n * n, [&] { ops::matmul(a, b); });
 }
 BENCHMARK(BM_GpuMatmul)->ArgsProduct({{4096, 8192}, {0, 1, 2, 3}})->UseManualTime()->Unit(benchmark::kMillisecond);
 
@@ -69,7 +71,7 @@ void BM_GpuLinear(benchmark::State& state) {
   std::mt19937_64 g(2);
   const int64_t M = gpu_batch() * state.range(0), K = 768, N = state.range(1);
   Tensor x = gpu_random({M, K}, g), w = cuda::convert_weight(gpu_random({N, K}, g)), b = gpu_random({N}, g);
-  time_op(state, 2.0 * M * N * K, [&] { cuda::linear(x, w, b, N == 3072 ? Activation::gelu : Activation::none); });
+  time_op(state, 2.0 * M * N * K, [&] { ops::linear(x, w, b, N == 3072 ? Activation::gelu : Activation::none); });
 }
 BENCHMARK(BM_GpuLinear)->ArgsProduct({{197}, {2304, 3072}, {0, 1, 2}})->UseManualTime()->Unit(benchmark::kMillisecond);
 
@@ -84,7 +86,7 @@ void BM_GpuConv(benchmark::State& state) {
   Tensor x = gpu_random({B, c.cin, c.hw, c.hw}, g), w = gpu_random({c.cout, c.cin, c.k, c.k}, g), b = gpu_random({c.cout}, g);
   Tensor r = gpu_random({B, c.cout, ho, ho}, g);
   Conv2dOptions o{{c.stride, c.stride}, {c.pad, c.pad}, {1, 1}, 1};
-  time_op(state, 2.0 * B * c.cout * ho * ho * c.cin * c.k * c.k, [&] { cuda::conv2d(x, w, b, o, Activation::relu, r); });
+  time_op(state, 2.0 * B * c.cout * ho * ho * c.cin * c.k * c.k, [&] { ops::conv2d(x, w, b, o, Activation::relu, r); });
 }
 BENCHMARK(BM_GpuConv)->ArgsProduct({{0, 1, 2}, {0, 1, 2}})->UseManualTime()->Unit(benchmark::kMillisecond);
 
@@ -95,7 +97,7 @@ void BM_GpuAttention(benchmark::State& state) {
   std::mt19937_64 g(4);
   const int64_t B = gpu_batch(), H = state.range(1), N = state.range(0), D = 64;
   Tensor q = gpu_random({B, H, N, D}, g), k = gpu_random({B, H, N, D}, g), v = gpu_random({B, H, N, D}, g);
-  time_op(state, 4.0 * B * H * N * N * D, [&] { cuda::scaled_dot_product_attention(q, k, v); });
+  time_op(state, 4.0 * B * H * N * N * D, [&] { ops::scaled_dot_product_attention(q, k, v); });
 }
 BENCHMARK(BM_GpuAttention)->ArgsProduct({{197}, {12}, {0, 2}})->Args({257, 16, 2})->UseManualTime()->Unit(benchmark::kMillisecond);
 
@@ -105,7 +107,7 @@ void BM_GpuLayerNorm(benchmark::State& state) {
   std::mt19937_64 g(5);
   const int64_t rows = gpu_batch() * 197, C = state.range(0);
   Tensor x = gpu_random({rows, C}, g), w = gpu_random({C}, g), b = gpu_random({C}, g);
-  time_op(state, 5.0 * rows * C, [&] { cuda::layer_norm(x, w, b, 1e-6); });
+  time_op(state, 5.0 * rows * C, [&] { ops::layer_norm(x, w, b, 1e-6); });
 }
 BENCHMARK(BM_GpuLayerNorm)->Arg(768)->Arg(1024)->UseManualTime()->Unit(benchmark::kMillisecond);
 

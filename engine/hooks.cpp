@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "engine/arena.h"
-#include "engine/device_ops.h"
+#include "engine/backend.h"
 
 namespace tabula {
 
@@ -119,7 +119,7 @@ bool TapSet::tap(std::string_view name, Tensor& x, const TapContext& ctx) {
   const std::string where = "tap '" + std::string(name) + "'";
   // Interventions build their value on the host; a GPU forward gets it back on its device.
   const bool gpu = on_gpu(x);
-  auto place = [&](const Tensor& host) { return gpu ? device_ops("TapSet", x.device()).to_device_like(host, x) : host; };
+  auto place = [&](const Tensor& host) { return gpu ? backend("TapSet", x.device()).to_device_like(host, x) : host; };
   // Interventions first, in the order given; each replaces x (never writes into storage others may share).
   for (const Hook& h : hooks_) {
     if (h.action == HookAction::capture || !h.matches(name)) continue;

@@ -148,6 +148,13 @@ void check_linear(std::string_view op, const Tensor& x, const Tensor& w, const T
   }
 }
 
+Tensor linear_residual(std::string_view op, const Tensor& residual, const Shape& out) {
+  if (!residual.defined()) return {};
+  check_f32_cpu(op, residual, "residual");
+  if (residual.shape() != out) op_error(op, "residual must be " + shape_str(out) + ", got " + residual.str());
+  return residual.contiguous();
+}
+
 MatmulShapes matmul_shapes(std::string_view op, const Tensor& a, const Tensor& b) {
   check_f32_cpu(op, a, "a");
   check_f32_cpu(op, b, "b");

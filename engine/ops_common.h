@@ -37,6 +37,8 @@ void max_pool_rows_channels_last(const float* x, int64_t ih0, int64_t ih1, int64
                                  int64_t oh0, int64_t oh1, int64_t Wo, std::array<int64_t, 2> k,
                                  std::array<int64_t, 2> s, std::array<int64_t, 2> p, std::array<int64_t, 2> d);
 void check_linear(std::string_view op, const Tensor& x, const Tensor& w, const Tensor& b);
+// linear's residual as a contiguous f32 tensor of the result's shape `out` (undefined when `residual` is).
+Tensor linear_residual(std::string_view op, const Tensor& residual, const Shape& out);
 
 struct MatmulShapes {
   int64_t batch, M, K, N;

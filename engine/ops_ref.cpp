@@ -103,6 +103,18 @@ Tensor gelu(const Tensor& x, bool tanh_approximation) {
 Tensor silu(const Tensor& x) { return map1("ref::silu", x, Activation::silu); }
 Tensor activation(const Tensor& x, Activation act) { return map1("ref::activation", x, act); }
 
+// torch.nn.functional.hardswish: x * min(max(x + 3, 0), 6) / 6
+Tensor hardswish(const Tensor& x_in) {
+  check_f32_cpu("ref::hardswish", x_in, "input");
+  Tensor x = x_in.contiguous();
+  Tensor y = Tensor::empty(x.shape());
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const double v = x.data<float>()[i];
+    y.data<float>()[i] = static_cast<float>(v * std::min(std::max(v + 3.0, 0.0), 6.0) / 6.0);
+  }
+  return y;
+}
+
 Tensor swiglu(const Tensor& x_in) {
   check_f32_cpu("ref::swiglu", x_in, "input");
   const int64_t C2 = x_in.size(-1);
@@ -198,19 +210,21 @@ Tensor adaptive_max_pool2d(const Tensor& x, std::array<int64_t, 2> os) {
   return adaptive_pool<true>("ref::adaptive_max_pool2d", x, os);
 }
 
-Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Activation act) {
+Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Activation act, const Tensor& residual) {
   detail::check_linear("ref::linear", x_in, w_in, b_in);
   const int64_t K = x_in.size(-1), Nout = w_in.size(0), M = x_in.numel() / std::max<int64_t>(K, 1);
   Tensor x = x_in.contiguous(), w = w_in.contiguous();
   Tensor b = b_in.defined() ? b_in.contiguous() : Tensor();
   Shape ys = x.shape();
   ys.back() = Nout;
+  const Tensor r = detail::linear_residual("ref::linear", residual, ys);
   Tensor y = Tensor::empty(ys);
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < Nout; ++j) {
       double acc = b.defined() ? b.data<float>()[j] : 0.0;
       for (int64_t k = 0; k < K; ++k)
         acc += static_cast<double>(x.data<float>()[i * K + k]) * w.data<float>()[j * K + k];
+      if (r.defined()) acc += r.data<float>()[i * Nout + j];
       y.data<float>()[i * Nout + j] = apply_act(acc, act);
     }
   return y;

@@ -12,9 +12,7 @@
 #include <cpuid.h>
 #endif
 
-#if TABULA_HAVE_CUDA
-#include "engine/cuda/runtime.h"
-#endif
+#include "engine/backend.h"
 
 namespace tabula {
 
@@ -90,11 +88,8 @@ bool cuda_built() { return TABULA_HAVE_CUDA != 0; }
 bool mpi_built() { return TABULA_HAVE_MPI != 0; }
 
 std::vector<CudaDeviceInfo> cuda_devices() {
-#if TABULA_HAVE_CUDA
-  return cuda::list_devices();
-#else
-  return {};
-#endif
+  const Backend* b = find_backend(Device::cuda);
+  return b ? b->devices() : std::vector<CudaDeviceInfo>{};
 }
 
 std::string build_summary() {
@@ -107,9 +102,8 @@ std::string build_summary() {
   if (!cuda_built()) {
     o << "not built\n";
   } else {
-#if TABULA_HAVE_CUDA
-    o << "built (runtime " << cuda::runtime_version_string() << ", cuDNN " << cuda::cudnn_version_string() << ")";
-#endif
+    const Backend* b = find_backend(Device::cuda);
+    o << "built (" << (b ? b->runtime_version() : std::string("backend not registered")) << ")";
     auto devs = cuda_devices();
     if (devs.empty()) o << "; no device visible\n";
     for (const auto& d : devs)

@@ -1,7 +1,7 @@
 #include "engine/tensor.h"
 
 #include "engine/arena.h"
-#include "engine/device_ops.h"
+#include "engine/backend.h"
 
 #include <algorithm>
 #include <atomic>
@@ -393,7 +393,7 @@ Tensor Tensor::expand(const Shape& shape) const {
 Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }
 
 Tensor Tensor::clone() const {
-  if (on_gpu(*this)) return device_ops("Tensor::clone", device()).clone(*this);  // a dense copy on that device
+  if (on_gpu(*this)) return backend("Tensor::clone", device()).clone(*this);  // a dense copy on that device
   Tensor out = empty(shape_, dtype_);
   out.copy_(*this);
   return out;
@@ -401,7 +401,7 @@ Tensor Tensor::clone() const {
 
 Tensor Tensor::to(DType dt) const {
   if (dt == dtype_) return *this;
-  if (on_gpu(*this)) return device_ops("Tensor::to", device()).to_dtype(*this, dt);
+  if (on_gpu(*this)) return backend("Tensor::to", device()).to_dtype(*this, dt);
   Tensor out = empty(shape_, dt);
   out.copy_(*this);
   return out;

@@ -3,7 +3,7 @@
 #include <stdexcept>
 
 #include "engine/cuda/device_name.h"
-#include "engine/device_ops.h"
+#include "engine/ops.h"
 #include "engine/system.h"
 #if TABULA_HAVE_CUDA
 #include "engine/cuda/ops.h"
@@ -62,7 +62,7 @@ Tensor upload_conv_weight(const Tensor& host, int device) {
 }
 
 Tensor linear_residual(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual) {
-  return device_ops("linear_residual", x.device()).linear_residual(x, weight, bias, residual);
+  return ops::linear(x, weight, bias, Activation::none, residual);
 }
 
 int select_device(const std::string& device, const std::string& precision) {

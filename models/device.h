@@ -23,7 +23,7 @@ Tensor upload_conv_weight(const Tensor& host, int device);
 // precision process-wide). Returns the GPU index, -1 for the CPU. Throws std::invalid_argument naming the value
 // for a bad name, a precision other than fp32 on the CPU, cuda in a build without the backend or a device index
 // this machine does not have.
-// act(x W^T + bias + residual) on the GPU with the add inside the GEMM (cuda::linear's residual); x on a GPU.
+// x W^T + bias + residual with the add inside the GEMM (ops::linear's residual), on either device.
 Tensor linear_residual(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual);
 
 int select_device(const std::string& device, const std::string& precision);

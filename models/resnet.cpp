@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "engine/ops.h"
-#include "engine/packed.h"
+#include "engine/cpu/packed.h"
 #include "models/device.h"
 
 namespace tabula {

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "engine/device_ops.h"
+#include "engine/backend.h"
 #include "engine/ops.h"
-#include "engine/packed.h"
+#include "engine/cpu/packed.h"
 #include "models/device.h"
 
 namespace tabula {
@@ -39,11 +39,10 @@ struct LinearP {
   Tensor operator()(const Tensor& x, Activation act = Activation::none) const {
     return dw.defined() ? ops::linear(x, dw, b, act) : ops::linear(x, w, b, act);
   }
-  // x W^T + b + residual with the add in the GEMM (GPU weights only: see ViT::block_forward).
+  // x W^T + b + residual with the add in the GEMM's epilogue (see ViT::block_forward).
   Tensor operator()(const Tensor& x, const Tensor& residual) const {
-    if (!residual.defined()) return (*this)(x);
-    if (!dw.defined()) throw std::logic_error("LinearP: the fused residual add is a GPU path");
-    return linear_residual(x, dw, b, residual);
+    return dw.defined() ? ops::linear(x, dw, b, Activation::none, residual)
+                        : ops::linear(x, w, b, Activation::none, residual);
   }
   void to_device(int dev) {
     if (w.defined()) dw = upload_linear_weight(w.weight(), dev);
@@ -401,21 +400,21 @@ class ViT final : public Model {
   // timm Block.forward / DINOv2 NestedTensorBlock.forward (eval: drop paths are identities):
   //   x = x + ls1(attn(norm1(x))); x = x + ls2(mlp(norm2(x)))
   //
-  // On a GPU each residual add runs inside the GEMM that ends its branch (proj, fc2/w3: cuBLASLt's C operand) when
-  // nothing observes the branch before the add: no LayerScale and no hook on the modules in between. The hooks
-  // that are not asked for pass the value through, so those names then carry x + branch -- never seen by anyone.
+  // Each residual add runs inside the GEMM that ends its branch (proj, fc2/w3: the GEMM epilogue, cuBLASLt's C
+  // operand on a GPU) when nothing observes the branch before the add: no LayerScale and no hook on the modules in
+  // between. The hooks that are not asked for pass the value through, so those names then carry x + branch --
+  // never seen by anyone. (acc + bias) + x is the bits of x + (acc + bias): the fusion changes no value.
   Tensor block_forward(const BlockP& b, const Tensor& x, TapSet& taps) const {
     const std::string& n = b.name;
     auto unobserved = [&](std::initializer_list<const char*> modules) {
       return std::none_of(modules.begin(), modules.end(), [&](const char* m) { return taps.wants(n + m); });
     };
-    const bool gpu = on_gpu(x);
-    const bool fuse1 = gpu && !b.ls1.defined() && unobserved({".attn", ".attn.proj", ".attn.proj_drop", ".ls1", ".drop_path1"});
+    const bool fuse1 = !b.ls1.defined() && unobserved({".attn", ".attn.proj", ".attn.proj_drop", ".ls1", ".drop_path1"});
     Tensor a = attention(b, T(taps, n + ".norm1", b.norm1(x)), taps, fuse1 ? x : Tensor());
     a = T(taps, n + ".ls1", b.ls1.defined() ? ops::layer_scale(a, b.ls1) : a);
     a = T(taps, n + ".drop_path1", a);
     Tensor y = fuse1 ? a : ops::add(x, a);
-    const bool fuse2 = gpu && !b.ls2.defined() &&
+    const bool fuse2 = !b.ls2.defined() &&
                        unobserved({".mlp", ".mlp.fc2", ".mlp.w3", ".mlp.drop", ".mlp.drop2", ".ls2", ".drop_path2"});
     Tensor m = T(taps, n + ".mlp", mlp(b, T(taps, n + ".norm2", b.norm2(y)), taps, fuse2 ? y : Tensor()));
     m = T(taps, n + ".ls2", b.ls2.defined() ? ops::layer_scale(m, b.ls2) : m);
@@ -423,7 +422,7 @@ class ViT final : public Model {
     return fuse2 ? m : ops::add(y, m);
   }
 
-  // residual (GPU, see block_forward): added by the proj GEMM.
+  // residual (see block_forward): added by the proj GEMM.
   Tensor attention(const BlockP& b, const Tensor& x, TapSet& taps, const Tensor& residual = {}) const {
     const std::string n = b.name + ".attn";
     const int64_t B = x.size(0), N = x.size(1), D = c_.embed_dim, H = c_.num_heads, hd = D / H;

@@ -162,12 +162,7 @@ __global__ void fill_u32(uint32_t* p, size_t n, uint32_t v) {
 }
 }  // namespace
 
-void register_ops_dispatch();  // ops.cu: makes ops::<op> on a cuda tensor call cuda::<op>
-
 Tensor empty(const Shape& shape, int device, DType dtype) {
-  // Every cuda tensor starts here, so ops:: can always find the backend of one.
-  static const bool dispatch_registered = (register_ops_dispatch(), true);
-  (void)dispatch_registered;
   const size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
   void* p = cache_alloc(device, bytes);
   std::shared_ptr<void> owner(p, [device](void* q) { cache_free(device, q); });

@@ -12,10 +12,10 @@
 #include <random>
 #include <tuple>
 
-#include "engine/gemm_kernels.h"
+#include "engine/cpu/gemm_kernels.h"
 #include "engine/ops.h"
 #include "engine/system.h"
-#include "engine/packed.h"
+#include "engine/cpu/packed.h"
 #include "engine/threads.h"
 #include "engine/validate.h"
 #include "tests/engine/op_test_util.h"

@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "engine/ops.h"
-#include "engine/packed.h"
+#include "engine/cpu/packed.h"
 #include "engine/system.h"
-#include "engine/winograd.h"
+#include "engine/cpu/winograd.h"
 #include "engine/threads.h"
 #include "engine/validate.h"
 #include "tests/engine/op_test_util.h"

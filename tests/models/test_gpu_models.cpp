@@ -11,7 +11,7 @@
 #include <random>
 #include <string>
 
-#include "engine/device_ops.h"
+#include "engine/backend.h"
 #include "engine/hooks.h"
 #include "util/npy.h"
 #include "engine/system.h"

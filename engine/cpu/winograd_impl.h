@@ -9,8 +9,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "engine/rowops.h"
-#include "engine/winograd.h"
+#include "engine/cpu/rowops.h"
+#include "engine/cpu/winograd.h"
 
 namespace tabula::detail::TABULA_WINO_NS {
 

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 
-#include "engine/rowops.h"
-#include "engine/winograd.h"
+#include "engine/cpu/rowops.h"
+#include "engine/cpu/winograd.h"
 
 namespace tabula::detail {
 

@@ -1,7 +1,7 @@
 // AVX2 + FMA GEMM micro-kernel: 6 x 16 tile in 12 ymm accumulators (the classic Haswell shape).
 #include <immintrin.h>
 
-#include "engine/gemm_kernels.h"
+#include "engine/cpu/gemm_kernels.h"
 
 namespace tabula::detail {
 

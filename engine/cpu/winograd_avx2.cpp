@@ -1,5 +1,5 @@
 #define TABULA_WINO_NS avx2
-#include "engine/winograd_impl.h"
+#include "engine/cpu/winograd_impl.h"
 
 namespace tabula::detail {
 WinogradKernels winograd_kernels_avx2() { return avx2::kernels(); }

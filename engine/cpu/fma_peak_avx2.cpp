@@ -1,6 +1,6 @@
 #include <immintrin.h>
 
-#include "engine/fma_peak.h"
+#include "engine/cpu/fma_peak.h"
 
 namespace tabula::detail {
 

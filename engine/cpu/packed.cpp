@@ -10,7 +10,7 @@
 // K is cut into blocks of at most KC = 256 k (for convs: whole (tap, channel chunk) segments) in a fixed way that
 // depends only on the shapes; each C element is the micro-kernel's FMA chain over one block, added to C block by
 // block in order. The tiling into tasks may depend on the thread count; the arithmetic of an element never does.
-#include "engine/packed.h"
+#include "engine/cpu/packed.h"
 
 #include <algorithm>
 #include <memory>
@@ -20,12 +20,12 @@
 #include <cstring>
 #include <vector>
 
-#include "engine/device_ops.h"
-#include "engine/gemm_kernels.h"
+#include "engine/backend.h"
+#include "engine/cpu/gemm_kernels.h"
 #include "engine/ops_common.h"
-#include "engine/rowops.h"
+#include "engine/cpu/rowops.h"
 #include "engine/threads.h"
-#include "engine/winograd.h"
+#include "engine/cpu/winograd.h"
 
 namespace tabula {
 
@@ -692,7 +692,7 @@ Tensor conv2d_max_pool2d(const Tensor& x_in, const PackedConv2d& w, const Tensor
   return y;
 }
 
-Tensor linear(const Tensor& x_in, const PackedLinear& w, const Tensor& b_in, Activation act) {
+Tensor linear(const Tensor& x_in, const PackedLinear& w, const Tensor& b_in, Activation act, const Tensor& residual) {
   constexpr std::string_view op = "ops::linear(packed)";
   if (!w.defined()) op_error(op, "weights were not packed");
   if (on_gpu(x_in)) op_error(op, "packed weights are a CPU layout (Model::to_device uploads the torch layout)");
@@ -705,10 +705,14 @@ Tensor linear(const Tensor& x_in, const PackedLinear& w, const Tensor& b_in, Act
   const Tensor b = b_in.defined() ? b_in.contiguous() : Tensor();
   Shape ys = x.shape();
   ys.back() = w.out_features;
+  const Tensor r = detail::linear_residual(op, residual, ys);
   Tensor y = Tensor::empty(ys);
-  if (K == 0) {  // an empty sum: bias only
-    for (int64_t r = 0; r < M; ++r)
-      for (int64_t j = 0; j < w.out_features; ++j) y.data<float>()[r * w.out_features + j] = b.defined() ? b.data<float>()[j] : 0.f;
+  if (K == 0) {  // an empty sum: bias (and residual) only
+    for (int64_t i = 0; i < M * w.out_features; ++i) {
+      float v = b.defined() ? b.data<float>()[i % w.out_features] : 0.f;
+      if (r.defined()) v += r.data<float>()[i];
+      y.data<float>()[i] = v;
+    }
     if (act != Activation::none) detail::activation_inplace(y.data<float>(), y.numel(), act);
     return y;
   }
@@ -718,6 +722,8 @@ Tensor linear(const Tensor& x_in, const PackedLinear& w, const Tensor& b_in, Act
   A.lda = K;
   Epilogue ep;
   ep.shift = b.defined() ? b.data<float>() : nullptr;
+  ep.residual = r.defined() ? r.data<float>() : nullptr;
+  ep.ldr = w.out_features;
   ep.act = act;
   indirect_gemm(M, A, dense_plan(K), panels_of(w.b), y.data<float>(), w.out_features, ep);
   return y;

@@ -1,5 +1,5 @@
 #define TABULA_ROWOPS_NS generic
-#include "engine/rowops_impl.h"
+#include "engine/cpu/rowops_impl.h"
 #include "engine/system.h"
 
 namespace tabula::detail {

@@ -2,7 +2,7 @@
 // widest ISA this CPU has (the bodies are in winograd_impl.h). The GEMMs and the tiling over the batch are in
 // packed.cpp, next to the micro-kernel driver they share with every other packed conv.
 #define TABULA_WINO_NS generic
-#include "engine/winograd_impl.h"
+#include "engine/cpu/winograd_impl.h"
 
 #include "engine/system.h"
 #include "engine/threads.h"

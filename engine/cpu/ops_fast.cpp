@@ -1,6 +1,7 @@
-// Fast CPU implementations (tabula::ops). Same signatures and semantics as tabula::ref (the specification);
-// tests/engine/test_ops.cpp checks each against its reference. Parallel loops split work with parallel_for's
-// thread-count-independent chunks and never reduce across chunks, so the bits do not depend on --threads.
+// The CPU backend's ops (engine/cpu/backend.h): what ops::<op> runs on CPU tensors. Same signatures and semantics
+// as tabula::ref (the specification); tests/engine/op_cases.cpp checks each against its reference. Parallel loops
+// split work with parallel_for's thread-count-independent chunks and never reduce across chunks, so the bits do not
+// depend on --threads.
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -9,36 +10,20 @@
 #include <limits>
 #include <vector>
 
-#include "engine/device_ops.h"
+#include "engine/cpu/backend.h"
 #include "engine/ops.h"
 #include "engine/ops_common.h"
-#include "engine/packed.h"
-#include "engine/rowops.h"
+#include "engine/cpu/packed.h"
+#include "engine/cpu/rowops.h"
 #include "engine/threads.h"
-
-// A tensor on a GPU goes to its device's backend (engine/device_ops.h); the CPU code below never sees one.
-// `tensors` is a parenthesised braced list, ({&x, &w}); it becomes a named array that lives for the whole loop
-// (std::initializer_list<T>({...}) would copy a temporary list whose backing array dies before the loop reads it:
-// AddressSanitizer's stack-use-after-scope, found by the session-3 sanitizer run).
-#define TABULA_UNPAREN(...) __VA_ARGS__
-#define TABULA_ON_GPU(op, tensors, ...) \
-  do {                                 \
-    const Tensor* const tensors_[] = TABULA_UNPAREN tensors; \
-    for (const Tensor* t_ : tensors_) \
-      if (on_gpu(*t_)) return device_ops("ops::" #op, t_->device()).op(__VA_ARGS__); \
-  } while (0)
-#define TABULA_NOT_ON_GPU(op, tensors) \
-  do {                                 \
-    const Tensor* const tensors_[] = TABULA_UNPAREN tensors; \
-    for (const Tensor* t_ : tensors_) \
-      if (on_gpu(*t_)) op_error("ops::" #op, "not implemented on " + std::string(device_name(t_->device()))); \
-  } while (0)
 
 namespace tabula {
 
-namespace ops {
-
 using detail::check_4d;
+using ops::gemm;
+using ops::GemmEpilogue;
+
+namespace ops {
 
 // ---------------------------------------------------------------------------------------------------------------
 // conv2d as GEMM: out[Cout_g, P] = W[Cout_g, Cin_g*kh*kw] @ col[Cin_g*kh*kw, P] per group, P = Ho*Wo, with bias
@@ -56,6 +41,7 @@ std::atomic<bool> g_winograd{[] {
 }  // namespace
 void set_winograd_enabled(bool on) { g_winograd.store(on); }
 bool winograd_enabled() { return g_winograd.load(std::memory_order_relaxed); }
+}  // namespace ops
 
 namespace {
 // im2col of one image's group: row r = (ic, i, j) of `dst` (row stride ldd) holds
@@ -95,9 +81,8 @@ void im2col(const float* xg, const detail::ConvShapes& s, const Conv2dOptions& o
 }
 }  // namespace
 
-Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dOptions& o, Activation act,
+Tensor CpuBackend::conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dOptions& o, Activation act,
               const Tensor& residual) {
-  TABULA_ON_GPU(conv2d, ({&x_in, &w_in, &b_in, &residual}), x_in, w_in, b_in, o, act, residual);
   auto s = detail::conv2d_shapes("ops::conv2d", x_in, w_in, b_in, o, residual);
   Tensor x = x_in.contiguous(), w = w_in.contiguous();
   Tensor bias = b_in.defined() ? b_in.contiguous() : Tensor();
@@ -170,9 +155,8 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
   return y;
 }
 
-Tensor batch_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, const Tensor& mean, const Tensor& var,
+Tensor CpuBackend::batch_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, const Tensor& mean, const Tensor& var,
                   double eps) {
-  TABULA_ON_GPU(batch_norm, ({&x_in, &weight, &bias, &mean, &var}), x_in, weight, bias, mean, var, eps);
   check_f32_cpu("ops::batch_norm", x_in, "input");
   if (x_in.dim() < 2) op_error("ops::batch_norm", "input must have a channel dim, got " + x_in.str());
   const int64_t N = x_in.size(0), C = x_in.size(1);
@@ -208,25 +192,31 @@ static Tensor map_act(std::string_view op, const Tensor& x_in, Activation act) {
   parallel_for(n, 1 << 14, [&](int64_t a, int64_t b) { detail::activation_inplace(y.data<float>() + a, b - a, act); });
   return y;
 }
-Tensor relu(const Tensor& x) {
-  TABULA_ON_GPU(activation, ({&x}), x, Activation::relu);
+Tensor CpuBackend::relu(const Tensor& x) {
   return map_act("ops::relu", x, Activation::relu);
 }
-Tensor gelu(const Tensor& x, bool tanh_approximation) {
-  TABULA_ON_GPU(gelu, ({&x}), x, tanh_approximation);
+Tensor CpuBackend::gelu(const Tensor& x, bool tanh_approximation) {
   return map_act("ops::gelu", x, tanh_approximation ? Activation::gelu_tanh : Activation::gelu);
 }
-Tensor silu(const Tensor& x) {
-  TABULA_ON_GPU(activation, ({&x}), x, Activation::silu);
+Tensor CpuBackend::silu(const Tensor& x) {
   return map_act("ops::silu", x, Activation::silu);
 }
-Tensor activation(const Tensor& x, Activation act) {
-  TABULA_ON_GPU(activation, ({&x}), x, act);
+Tensor CpuBackend::activation(const Tensor& x, Activation act) {
   return map_act("ops::activation", x, act);
 }
 
-Tensor swiglu(const Tensor& x_in) {
-  TABULA_ON_GPU(swiglu, ({&x_in}), x_in);
+// torch's CPU kernel in float: x * min(max(x + 3, 0), 6) / 6
+Tensor CpuBackend::hardswish(const Tensor& x_in) {
+  check_f32_cpu("ops::hardswish", x_in, "input");
+  Tensor y = x_in.contiguous().clone();
+  float* yp = y.data<float>();
+  parallel_for(y.numel(), 1 << 15, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) yp[i] = yp[i] * std::min(std::max(yp[i] + 3.f, 0.f), 6.f) / 6.f;
+  });
+  return y;
+}
+
+Tensor CpuBackend::swiglu(const Tensor& x_in) {
   check_f32_cpu("ops::swiglu", x_in, "input");
   const int64_t C2 = x_in.size(-1), C = C2 / 2;
   if (C2 % 2) op_error("ops::swiglu", "last dim must be even, got " + x_in.str());
@@ -247,9 +237,8 @@ Tensor swiglu(const Tensor& x_in) {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Pooling: one (n, c) plane per work item.
-Tensor max_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64_t, 2> s, std::array<int64_t, 2> p,
+Tensor CpuBackend::max_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64_t, 2> s, std::array<int64_t, 2> p,
                   std::array<int64_t, 2> d, bool ceil_mode) {
-  TABULA_ON_GPU(max_pool2d, ({&x_in}), x_in, k, s, p, d, ceil_mode);
   auto [N, C, H, W] = check_4d("ops::max_pool2d", x_in);
   detail::check_pool_args("ops::max_pool2d", k, s, p, d);
   auto [Ho, Wo] = detail::pool_output_hw("ops::max_pool2d", H, W, k, s, p, d, ceil_mode);
@@ -294,9 +283,8 @@ Tensor max_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64
   return y;
 }
 
-Tensor avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64_t, 2> s, std::array<int64_t, 2> p,
+Tensor CpuBackend::avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64_t, 2> s, std::array<int64_t, 2> p,
                   bool ceil_mode, bool count_include_pad) {
-  TABULA_NOT_ON_GPU(avg_pool2d, ({&x_in}));
   auto [N, C, H, W] = check_4d("ops::avg_pool2d", x_in);
   detail::check_pool_args("ops::avg_pool2d", k, s, p, {1, 1});
   auto [Ho, Wo] = detail::pool_output_hw("ops::avg_pool2d", H, W, k, s, p, {1, 1}, ceil_mode);
@@ -378,34 +366,34 @@ static Tensor adaptive_pool(std::string_view op, const Tensor& x_in, std::array<
   });
   return y;
 }
-Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> os) {
-  TABULA_ON_GPU(adaptive_avg_pool2d, ({&x}), x, os);
+Tensor CpuBackend::adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> os) {
   return adaptive_pool<false>("ops::adaptive_avg_pool2d", x, os);
 }
-Tensor adaptive_max_pool2d(const Tensor& x, std::array<int64_t, 2> os) {
-  TABULA_NOT_ON_GPU(adaptive_max_pool2d, ({&x}));
+Tensor CpuBackend::adaptive_max_pool2d(const Tensor& x, std::array<int64_t, 2> os) {
   return adaptive_pool<true>("ops::adaptive_max_pool2d", x, os);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Activation act) {
-  TABULA_ON_GPU(linear, ({&x_in, &w_in, &b_in}), x_in, w_in, b_in, act);
+Tensor CpuBackend::linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Activation act,
+                          const Tensor& residual) {
   detail::check_linear("ops::linear", x_in, w_in, b_in);
   const int64_t K = x_in.size(-1), Nout = w_in.size(0), M = x_in.numel() / std::max<int64_t>(K, 1);
   Tensor x = x_in.contiguous(), w = w_in.contiguous();
   Tensor b = b_in.defined() ? b_in.contiguous() : Tensor();
   Shape ys = x.shape();
   ys.back() = Nout;
+  const Tensor r = detail::linear_residual("ops::linear", residual, ys);
   Tensor y = Tensor::empty(ys);
   GemmEpilogue ep;
   ep.bias_col = b.defined() ? b.data<float>() : nullptr;
+  ep.residual = r.defined() ? r.data<float>() : nullptr;
+  ep.ldr = Nout;
   ep.act = act;
   gemm(M, Nout, K, x.data<float>(), K, false, w.data<float>(), K, /*trans_b=*/true, y.data<float>(), Nout, ep);
   return y;
 }
 
-Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
-  TABULA_ON_GPU(matmul, ({&a_in, &b_in}), a_in, b_in);
+Tensor CpuBackend::matmul(const Tensor& a_in, const Tensor& b_in) {
   auto [batch, M, K, N, out_shape] = detail::matmul_shapes("ops::matmul", a_in, b_in);
   Tensor a = a_in.contiguous(), b = b_in.contiguous();
   Tensor y = Tensor::empty(out_shape);
@@ -422,8 +410,7 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
 // ---------------------------------------------------------------------------------------------------------------
 // Row ops: 16 partial sums (vectorisable without -ffast-math), combined in a fixed order.
 
-Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, double eps) {
-  TABULA_ON_GPU(layer_norm, ({&x_in, &w_in, &b_in}), x_in, w_in, b_in, eps);
+Tensor CpuBackend::layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, double eps) {
   check_f32_cpu("ops::layer_norm", x_in, "input");
   const int64_t C = x_in.size(-1), rows = x_in.numel() / std::max<int64_t>(C, 1);
   for (const Tensor* t : {&w_in, &b_in})
@@ -445,8 +432,7 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, do
 
 static void softmax_row(float* r, int64_t C) { detail::row_kernels().softmax(r, C); }
 
-Tensor softmax(const Tensor& x_in, int64_t dim) {
-  TABULA_ON_GPU(softmax, ({&x_in}), x_in, dim);
+Tensor CpuBackend::softmax(const Tensor& x_in, int64_t dim) {
   check_f32_cpu("ops::softmax", x_in, "input");
   dim = x_in.wrap_dim(dim);
   const bool last = dim == x_in.dim() - 1;
@@ -461,9 +447,8 @@ Tensor softmax(const Tensor& x_in, int64_t dim) {
 // ---------------------------------------------------------------------------------------------------------------
 // Flash-style attention: per (batch*head, block of kBQ queries), stream over keys in blocks of kBK with an online
 // softmax (running max m, running sum l, rescaled accumulator), so only a kBQ x kBK score tile ever exists.
-Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
+Tensor CpuBackend::scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
                                     std::optional<double> scale_opt, Tensor* attn_probs) {
-  TABULA_ON_GPU(scaled_dot_product_attention, ({&q_in, &k_in, &v_in}), q_in, k_in, v_in, scale_opt, attn_probs);
   auto [B, H, Nq, Nk, D, Dv] = detail::sdpa_shapes("ops::scaled_dot_product_attention", q_in, k_in, v_in);
   const float scale = static_cast<float>(scale_opt ? *scale_opt : 1.0 / std::sqrt(static_cast<double>(D)));
   if (attn_probs) {
@@ -558,16 +543,13 @@ static Tensor binary(std::string_view op, const Tensor& a_in, const Tensor& b_in
   });
   return y;
 }
-Tensor add(const Tensor& a, const Tensor& b) {
-  TABULA_ON_GPU(add, ({&a, &b}), a, b);
+Tensor CpuBackend::add(const Tensor& a, const Tensor& b) {
   return binary("ops::add", a, b, [](float u, float v) { return u + v; });
 }
-Tensor mul(const Tensor& a, const Tensor& b) {
-  TABULA_ON_GPU(mul, ({&a, &b}), a, b);
+Tensor CpuBackend::mul(const Tensor& a, const Tensor& b) {
   return binary("ops::mul", a, b, [](float u, float v) { return u * v; });
 }
-Tensor mul(const Tensor& a_in, float s) {
-  TABULA_ON_GPU(mul_scalar, ({&a_in}), a_in, s);
+Tensor CpuBackend::mul(const Tensor& a_in, float s) {
   check_f32_cpu("ops::mul", a_in, "a");
   Tensor y = a_in.contiguous().clone();
   float* yp = y.data<float>();
@@ -577,8 +559,7 @@ Tensor mul(const Tensor& a_in, float s) {
   return y;
 }
 
-Tensor layer_scale(const Tensor& x, const Tensor& gamma) {
-  TABULA_ON_GPU(layer_scale, ({&x, &gamma}), x, gamma);
+Tensor CpuBackend::layer_scale(const Tensor& x, const Tensor& gamma) {
   if (!gamma.defined() || gamma.dim() != 1 || gamma.numel() != x.size(-1))
     op_error("ops::layer_scale", "gamma must be [" + std::to_string(x.size(-1)) + "], got " + gamma.str());
   return ops::mul(x, gamma);
@@ -586,9 +567,7 @@ Tensor layer_scale(const Tensor& x, const Tensor& gamma) {
 
 // torch.cat: every input is a run of `rows` contiguous blocks (one per index of the dims before `dim`); the output
 // row r is the inputs' blocks r side by side. One memcpy per (row, input); rows split across threads.
-Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
-  for (const Tensor& t : xs)
-    if (on_gpu(t)) return device_ops("ops::cat", t.device()).cat(xs, dim);
+Tensor CpuBackend::cat(const std::vector<Tensor>& xs, int64_t dim) {
   const Shape out = detail::cat_shape("ops::cat", xs, dim);
   dim = xs[0].wrap_dim(dim);
   int64_t rows = 1, inner = 1;
@@ -618,8 +597,7 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
 // F.interpolate, separable: the reference's taps (detail::interpolate_taps), applied along W into a double
 // buffer, then along H, per (n, c) plane. The reference sums the same products in double in one 2-D loop; both
 // round once to f32 at the end, so the two agree to within an ulp or so.
-Tensor interpolate(const Tensor& x_in, const InterpolateOptions& o) {
-  TABULA_ON_GPU(interpolate, ({&x_in}), x_in, o);
+Tensor CpuBackend::interpolate(const Tensor& x_in, const InterpolateOptions& o) {
   auto [N, C, H, W] = check_4d("ops::interpolate", x_in);
   auto [Ho, Wo] = detail::interpolate_size("ops::interpolate", H, W, o);
   std::optional<double> sh, sw;
@@ -657,8 +635,7 @@ Tensor interpolate(const Tensor& x_in, const InterpolateOptions& o) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-Tensor pool(const Tensor& x_in, Pool p, int64_t num_prefix) {
-  TABULA_ON_GPU(pool, ({&x_in}), x_in, p, num_prefix);
+Tensor CpuBackend::pool(const Tensor& x_in, Pool p, int64_t num_prefix) {
   check_f32_cpu("ops::pool", x_in, "input");
   if (p == Pool::none) return x_in;
   if (x_in.dim() == 4) {
@@ -693,7 +670,6 @@ Tensor pool(const Tensor& x_in, Pool p, int64_t num_prefix) {
   return y;
 }
 
-}  // namespace ops
 }  // namespace tabula
 
 namespace tabula::detail {

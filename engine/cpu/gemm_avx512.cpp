@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "engine/gemm_kernels.h"
+#include "engine/cpu/gemm_kernels.h"
 
 namespace tabula::detail {
 
@@ -46,7 +46,7 @@ void igemm_12x32(int64_t nseg, int64_t len, const float* const* a, const float* 
   // The tile's output lines (for writing) and residual lines, requested now so that they arrive while the FMAs
   // run: a conv's output is a fresh map whose lines are in no cache yet, and with a short K (layer1's K = 64:
   // 64 k per call) the misses of the 24 stores and 24 residual loads would otherwise stall the epilogue (ResNet-50
-  // layer1 1x1 convs +5-13 %, the other 1x1 convs unchanged; measured in bench/RESULTS_engine.md, session 4).
+  // layer1 1x1 convs +5-13 %, the other 1x1 convs unchanged; measured in bench/RESULTS_engine.md).
   // When accumulating (a later K block) the tile was written by the previous block and is still cached.
   if (!accumulate)
     for (int i = 0; i < MR; ++i) {

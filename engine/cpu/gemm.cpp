@@ -11,9 +11,9 @@
 #include <cstring>
 #include <vector>
 
-#include "engine/gemm_kernels.h"
+#include "engine/cpu/gemm_kernels.h"
 #include "engine/ops.h"
-#include "engine/rowops.h"
+#include "engine/cpu/rowops.h"
 #include "engine/system.h"
 #include "engine/threads.h"
 

@@ -1,4 +1,4 @@
-#include "engine/fma_peak.h"
+#include "engine/cpu/fma_peak.h"
 
 #include <algorithm>
 #include <chrono>

@@ -11,7 +11,7 @@
 #include <cstring>
 #include <limits>
 
-#include "engine/rowops.h"
+#include "engine/cpu/rowops.h"
 
 namespace tabula::detail::TABULA_ROWOPS_NS {
 

@@ -116,8 +116,10 @@ Tensor conv2d_into_residual(const Tensor& x, const PackedConv2d& w, const Tensor
 // and read back (ResNet's stem + max-pool: a 51 MB map at batch 16). The Winograd path has no bands: conv, then pool.
 Tensor conv2d_max_pool2d(const Tensor& x, const PackedConv2d& w, const Tensor& scale, const Tensor& shift,
                          Activation act, std::array<int64_t, 2> k, std::array<int64_t, 2> s, std::array<int64_t, 2> p);
-// F.linear with a packed weight: x [..., in] -> [..., out], + bias, then act (fused).
-Tensor linear(const Tensor& x, const PackedLinear& w, const Tensor& bias = {}, Activation act = Activation::none);
+// F.linear with a packed weight: act(x [..., in] @ W^T + bias + residual) -> [..., out], all fused in the GEMM
+// (residual: the result's shape or undefined, as ops::linear).
+Tensor linear(const Tensor& x, const PackedLinear& w, const Tensor& bias = {}, Activation act = Activation::none,
+              const Tensor& residual = {});
 }  // namespace ops
 
 }  // namespace tabula

@@ -1,0 +1,28 @@
+// The CUDA backend (tabula_engine_cuda): every op of engine/op_list.h on device tensors, same semantics as
+// tabula::ref, issued on the device's stream (device.h) so a sequence of ops runs in order with no host
+// synchronisation. Each op's definition lives in the file of its family (elementwise, norm, pool, attention, blas,
+// conv, interpolate, copy .cu); dispatch.cu holds the device primitives and registers the backend at start-up.
+// Precision and storage types: engine/cuda/ops.h.
+#pragma once
+#include "engine/backend.h"
+
+namespace tabula::cuda {
+
+class CudaBackend final : public Backend {
+ public:
+  Device device() const override { return Device::cuda; }
+  TABULA_OPS(TABULA_BACKEND_OVERRIDE)
+
+  Tensor clone(const Tensor& x) override;
+  Tensor to_dtype(const Tensor& x, DType dt) override;
+  Tensor to_host(const Tensor& x) override;
+  Tensor to_device(const Tensor& host, int index) override;
+  Tensor to_device_like(const Tensor& host, const Tensor& like) override;
+  void set_precision(Precision p) override;
+  Precision precision() const override;
+  Tensor convert_weight(const Tensor& weight) override;
+  std::vector<CudaDeviceInfo> devices() const override;
+  std::string runtime_version() const override;
+};
+
+}  // namespace tabula::cuda
