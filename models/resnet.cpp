@@ -168,7 +168,7 @@ class ResNet final : public Model {
         inplanes = planes * e;
       }
     }
-    fc_ = &t.layer<Linear>(root, "fc", 512 * e, c_.num_classes);
+    fc_ = &t.layer<Linear>(root, "fc", 512 * e, c_.num_classes, true, /*pack=*/false);  // one row per image
   }
 
   Shape default_input_shape(int64_t batch) const override { return {batch, c_.in_chans, 224, 224}; }
