@@ -61,10 +61,6 @@ Tensor upload_conv_weight(const Tensor& host, int device) {
 #endif
 }
 
-Tensor linear_residual(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual) {
-  return ops::linear(x, weight, bias, Activation::none, residual);
-}
-
 int select_device(const std::string& device, const std::string& precision) {
   const int index = cuda::parse_device(device);
   if (index < 0) {

@@ -23,9 +23,6 @@ Tensor upload_conv_weight(const Tensor& host, int device);
 // precision process-wide). Returns the GPU index, -1 for the CPU. Throws std::invalid_argument naming the value
 // for a bad name, a precision other than fp32 on the CPU, cuda in a build without the backend or a device index
 // this machine does not have.
-// x W^T + bias + residual with the add inside the GEMM (ops::linear's residual), on either device.
-Tensor linear_residual(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual);
-
 int select_device(const std::string& device, const std::string& precision);
 // Waits until the work queued on GPU `device` is done (no-op for -1), so host timings measure it.
 void synchronize_device(int device);
