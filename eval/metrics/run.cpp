@@ -171,7 +171,8 @@ void run_recall(const RecallJob& job) {
     labels = agg_meta.column(job.pert_col);
   }
   std::vector<std::string> cols = {"source", "null_distribution_size", "query_distribution_size"};
-  for (auto [lo, hi] : job.thresholds) cols.push_back(recall_column_name(lo, hi));
+  // EFAAR names a pair by its sorted values (compute_recall: np.min, np.max), whatever order it was given in.
+  for (auto [a, b] : job.thresholds) cols.push_back(recall_column_name(std::min(a, b), std::max(a, b)));
   Table out(cols);
   Json j;
   j.str("metric", "recall");
@@ -282,11 +283,12 @@ void run_regress(const RegressJob& job) {
   }
   std::vector<FoldScore> folds = regress_folds(x, y, meta.column(job.fold_col), job.opt);
   Table per({"fold", "target", "pearson"});
-  Table fold_t({"fold", "n_train", "n_test", "pearson_mean"});
+  Table fold_t({"fold", "n_train", "n_test", "pearson_mean", "pca_solver"});
   double mean = 0;
   for (const auto& f : folds) {
     for (size_t g = 0; g < f.pearson.size(); ++g) per.add_row({f.fold, names[g], format_number(f.pearson[g])});
-    fold_t.add_row({f.fold, std::to_string(f.n_train), std::to_string(f.n_test), format_number(f.pearson_mean)});
+    fold_t.add_row({f.fold, std::to_string(f.n_train), std::to_string(f.n_test), format_number(f.pearson_mean),
+                    f.pca_solver});
     mean += f.pearson_mean;
   }
   mean /= static_cast<double>(folds.size());
@@ -303,6 +305,12 @@ void run_regress(const RegressJob& job) {
   j.num("n_folds", static_cast<double>(folds.size()));
   j.num("pearson_mean", mean);
   j.num("pearson_std", std::sqrt(var / static_cast<double>(folds.size())));  // np.std over folds (ddof 0)
+  if (job.opt.method == "ridge" && job.opt.pca_components > 0) {
+    std::vector<std::string> solvers;
+    for (const auto& f : folds) solvers.push_back(f.pca_solver);
+    j.list("pca_solver", solvers);  // per fold, the solver scikit-learn runs (or the one forced)
+    j.num("seed", job.opt.seed);
+  }
   j.write(out_path(job.out_dir, "summary.json"));
 }
 
@@ -430,8 +438,9 @@ void run_normalize(const NormalizeJob& job) {
     if (spec.control_column.empty()) throw std::runtime_error(job.method + " needs --control COLUMN=VALUE");
   };
   const std::string& m = job.method;
-  if (m == "standardize" || m == "mad" || m == "mad-raw") {
-    Scale how = m == "standardize" ? Scale::standard : m == "mad" ? Scale::mad : Scale::mad_raw;
+  if (m == "standardize" || m == "mad" || m == "mad-normal" || m == "mad-raw") {
+    Scale how = m == "standardize" ? Scale::standard : m == "mad" ? Scale::mad : m == "mad-normal" ? Scale::mad_normal
+                                                                                                     : Scale::mad_raw;
     scale_on_controls(x, meta, spec, how, job.eps >= 0 ? job.eps : (how == Scale::standard ? 0.0 : 1e-18));
   } else if (m.rfind("spherize-", 0) == 0) {
     std::string w = m.substr(9);
