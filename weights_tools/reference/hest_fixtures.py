@@ -12,7 +12,8 @@ dependency tree), and runs the two pipeline lines of predict_single_split itself
 
 Writes tests/fixtures/metrics/hest/: numpy's legacy RandomState stream, sklearn PCA(randomized) outputs on small
 matrices (both orientations of randomized_svd), and the HEST pipeline on a 4-patient dataset with 540 training rows
-per fold. Versions (HEST commit, scikit-learn, numpy, scipy) go to hest/versions.json.
+per fold; and tests/fixtures/metrics/regress/: a smaller case (exact PCA regime) with k-NN regression and scipy's
+lsqr. Versions (HEST commit, scikit-learn, numpy, scipy) go to hest/versions.json.
 """
 import argparse
 import importlib.util
@@ -122,6 +123,65 @@ def hest_pipeline_fixtures(train_test_reg):
     save("solvers.csv", pd.DataFrame(solvers))
 
 
+def regress_fixtures(train_test_reg):
+    """tests/fixtures/metrics/regress/: a smaller HEST case (270 training rows: PCA's exact solver), with k-NN
+    regression (sklearn KNeighborsRegressor) and scipy's lsqr on a small problem for the LSQR transcription."""
+    import torch
+    from scipy.sparse.linalg import lsqr
+    from scipy.stats import pearsonr
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import Ridge
+    from sklearn.neighbors import KNeighborsRegressor
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    out = os.path.join(OUT, "..", "regress")
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(41)
+    n_pat, per, d, g, seed = 4, 90, 260, 50, 1
+    n = n_pat * per
+    patient = np.repeat([f"pat{i}" for i in range(n_pat)], per)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    x[:, :8] += (np.arange(n_pat).repeat(per)[:, None] * 0.3)  # patient batch effect
+    w = rng.normal(size=(d, g)) * 0.08
+    counts = rng.poisson(np.exp(np.clip(x @ w, -3, 3)) * 3)
+    y = np.log1p(counts).astype(np.float64)
+    genes = [f"g{t}" for t in range(g)]
+    rows = []
+
+    def pearsons(method, fold, r):
+        rows.append(dict(method=method, fold=fold, **{f"t{t}": r[t] for t in range(g)}))
+
+    for pat in sorted(set(patient)):
+        te, tr = patient == pat, patient != pat
+        for method, as_published in [("ridge_hest_f32", True), ("ridge", False)]:
+            pipe = Pipeline([('scaler', StandardScaler()), ('PCA', PCA(n_components=256, random_state=seed))])
+            if as_published:
+                X_train, X_test = torch.Tensor(pipe.fit_transform(x[tr])), torch.Tensor(pipe.transform(x[te]))
+            else:
+                X_train, X_test = pipe.fit_transform(x[tr].astype(np.float64)), pipe.transform(x[te].astype(np.float64))
+            res, _ = train_test_reg(X_train, X_test, y[tr], y[te], random_state=seed, genes=genes, method="ridge")
+            pearsons(method, pat, [p["pearson_corr"] for p in res["pearson_corrs"]])
+        # Converged ridge (same alpha, no intercept) on the float64 scores: well defined to round-off.
+        alpha = 100 / (X_train.shape[1] * g)
+        pred = Ridge(solver="cholesky", alpha=alpha, fit_intercept=False).fit(X_train, y[tr]).predict(X_test)
+        pearsons("ridge_exact", pat, [pearsonr(y[te][:, t], pred[:, t])[0] for t in range(g)])
+        for k in (1, 5):
+            pred = KNeighborsRegressor(n_neighbors=k).fit(x[tr], y[tr]).predict(x[te])
+            pearsons(f"knn{k}", pat, [pearsonr(y[te][:, t], pred[:, t])[0] for t in range(g)])
+    # scipy's lsqr on a small well-conditioned problem: the transcription checked to round-off, iterations included.
+    a_small = rng.normal(size=(40, 7))
+    b_small = rng.normal(size=40)
+    sol = lsqr(a_small, b_small, damp=0.3, atol=1e-6, btol=1e-6, iter_lim=100)
+    np.save(os.path.join(out, "lsqr_a.npy"), a_small)
+    np.save(os.path.join(out, "lsqr_b.npy"), b_small)
+    np.save(os.path.join(out, "lsqr_x.npy"), sol[0])
+    pd.DataFrame(dict(damp=[0.3], tol=[1e-6], itn=[sol[2]])).to_csv(os.path.join(out, "lsqr.csv"), index=False)
+    np.save(os.path.join(out, "features.npy"), x)
+    np.save(os.path.join(out, "targets.npy"), y)
+    pd.DataFrame(dict(patient=patient)).to_csv(os.path.join(out, "meta.csv"), index=False)
+    pd.DataFrame(rows).to_csv(os.path.join(out, "expected.csv"), index=False)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hest", required=True, help="a checkout of github.com/mahmoodlab/HEST")
@@ -133,7 +193,9 @@ def main():
         commit = subprocess.run(["git", "-C", args.hest, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
     random_state_fixtures()
     pca_fixtures()
-    hest_pipeline_fixtures(load_train_test_reg(args.hest))
+    train_test_reg = load_train_test_reg(args.hest)
+    hest_pipeline_fixtures(train_test_reg)
+    regress_fixtures(train_test_reg)
     import scipy
     import sklearn
     with open(os.path.join(OUT, "versions.json"), "w") as f:

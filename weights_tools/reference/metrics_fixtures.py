@@ -1,7 +1,9 @@
 """Fixtures for tests/eval/test_metrics*.cpp, written by the real tools.
 
 Run from the repository root with the reference venv:
-    /work/venv/bin/python weights_tools/reference/metrics_fixtures.py
+    /work/venv/bin/python weights_tools/reference/metrics_fixtures.py --dinov2 /path/to/dinov2-checkout [CASE ...]
+(the kNN case imports DINOv2's KnnModule from the checkout; matched: commit b8931f7; it also needs torchmetrics and
+omegaconf, which dinov2.eval imports.)
 Writes tests/fixtures/metrics/<case>/... (small .npy/.csv/.json files). Versions are recorded in versions.json.
 Every reference number comes from the field's own code, called here: copairs, pycytominer (normalize), EFAAR's
 efaar_benchmarking (PyPI 1.0: aggregate, known_relationship_benchmark, centerscale/TVN, embed_by_pca), DINOv2's kNN
@@ -180,19 +182,19 @@ def recall_fixtures():
 
 # ------------------------------------------------------------------------------------------------------ kNN
 def dinov2_knn_probas(train, train_labels, test, ks, T, num_classes):
-    """dinov2/eval/knn.py KnnModule.forward on one rank, features normalised as ModelWithNormalize does."""
+    """dinov2/eval/knn.py's own KnnModule (a checkout passed with --dinov2) in one process: a one-rank gloo group
+    serves its broadcast/gather; features L2-normalised as its ModelWithNormalize does."""
     import torch
-    from torch.nn.functional import normalize, one_hot, softmax
+    import torch.distributed as dist
+    from torch.nn.functional import normalize
+    from dinov2.eval.knn import KnnModule
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", init_method="file://" + tempfile.mktemp(), rank=0, world_size=1)
     train = normalize(torch.from_numpy(train), dim=1, p=2)
     test = normalize(torch.from_numpy(test), dim=1, p=2)
-    similarity = torch.mm(test, train.T)
-    candidates = torch.from_numpy(train_labels).view(1, -1).expand(len(similarity), -1)
-    topk_sims, indices = similarity.topk(max(ks), largest=True, sorted=True)
-    neighbors_labels = torch.gather(candidates, 1, indices)
-    topk_sims_transform = softmax(topk_sims / T, 1)
-    matmul = torch.mul(one_hot(neighbors_labels, num_classes=num_classes),
-                       topk_sims_transform.view(len(test), -1, 1))
-    return {k: torch.sum(matmul[:, :k, :], 1).numpy() for k in ks}
+    knn = KnnModule(train, torch.from_numpy(train_labels), ks, T, torch.device("cpu"), num_classes=num_classes)
+    with torch.no_grad():
+        return {k: v.numpy() for k, v in knn(test).items()}
 
 
 def knn_fixtures():
@@ -273,69 +275,6 @@ def cka_fixtures():
     corr = pd.DataFrame([dict(pearson=pearsonr(s1, s2)[0], spearman=spearmanr(s1, s2)[0])])
     save_case("cka", x__npy=x, y__npy=y, z__npy=z, expected__csv=pd.DataFrame(rows), corr__csv=corr,
               scores__csv=pd.DataFrame(dict(a=s1, b=s2)))
-
-# ----------------------------------------------------------------------------------------------- HEST probe
-def hest_train_test_reg(X_train, X_test, y_train, y_test, max_iter=1000, random_state=0):
-    """HEST src/hest/bench/trainer.py train_test_reg, method='ridge' (Pearson part), line by line."""
-    from scipy.stats import pearsonr
-    from sklearn.linear_model import Ridge
-    alpha = 100 / (X_train.shape[1] * y_train.shape[1])
-    reg = Ridge(solver='lsqr', alpha=alpha, random_state=random_state, fit_intercept=False, max_iter=max_iter)
-    reg.fit(X_train, y_train)
-    preds_all = reg.predict(X_test)
-    return [pearsonr(y_test[:, t], preds_all[:, t])[0] for t in range(y_test.shape[1])]
-
-
-def regress_fixtures():
-    import torch
-    from scipy.stats import pearsonr
-    from sklearn.decomposition import PCA
-    from sklearn.neighbors import KNeighborsRegressor
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-    rng = np.random.default_rng(41)
-    n_pat, per, d, g = 4, 90, 260, 50
-    n = n_pat * per
-    patient = np.repeat([f"pat{i}" for i in range(n_pat)], per)
-    x = rng.normal(size=(n, d)).astype(np.float32)
-    x[:, :8] += (np.arange(n_pat).repeat(per)[:, None] * 0.3)  # patient batch effect
-    w = rng.normal(size=(d, g)) * 0.08
-    counts = rng.poisson(np.exp(np.clip(x @ w, -3, 3)) * 3)
-    y = np.log1p(counts).astype(np.float64)
-    rows = []
-    for pat in sorted(set(patient)):
-        te, tr = patient == pat, patient != pat
-        # benchmark.py: Pipeline(StandardScaler, PCA(latent_dim=256, random_state=seed)) -> torch.Tensor (float32)
-        pipe = Pipeline([('scaler', StandardScaler()), ('PCA', PCA(n_components=256, random_state=0))])
-        X_train, X_test = torch.Tensor(pipe.fit_transform(x[tr])), torch.Tensor(pipe.transform(x[te]))
-        r = hest_train_test_reg(X_train, X_test, y[tr], y[te], random_state=0)
-        rows.append(dict(method="ridge_hest_f32", fold=pat, **{f"t{t}": r[t] for t in range(g)}))
-        # The same pipeline in float64: HEST's float32 LSQR stops early (tol 1e-4) on float32 round-off, so its
-        # numbers move by ~1e-3 with the precision alone; the float64 run is the reference for tight parity.
-        pipe = Pipeline([('scaler', StandardScaler()), ('PCA', PCA(n_components=256, random_state=0))])
-        X_train, X_test = pipe.fit_transform(x[tr].astype(np.float64)), pipe.transform(x[te].astype(np.float64))
-        r = hest_train_test_reg(X_train, X_test, y[tr], y[te], random_state=0)
-        rows.append(dict(method="ridge", fold=pat, **{f"t{t}": r[t] for t in range(g)}))
-        # Converged ridge (same alpha, no intercept): well defined to round-off, the tight parity reference.
-        from sklearn.linear_model import Ridge
-        alpha = 100 / (X_train.shape[1] * g)
-        pred = Ridge(solver="cholesky", alpha=alpha, fit_intercept=False).fit(X_train, y[tr]).predict(X_test)
-        r = [pearsonr(y[te][:, t], pred[:, t])[0] for t in range(g)]
-        rows.append(dict(method="ridge_exact", fold=pat, **{f"t{t}": r[t] for t in range(g)}))
-        for k in (1, 5):
-            pred = KNeighborsRegressor(n_neighbors=k).fit(x[tr], y[tr]).predict(x[te])
-            r = [pearsonr(y[te][:, t], pred[:, t])[0] for t in range(g)]
-            rows.append(dict(method=f"knn{k}", fold=pat, **{f"t{t}": r[t] for t in range(g)}))
-    # scipy's lsqr on a small well-conditioned problem: iterates are stable there, so the transcription can be
-    # checked to round-off, iteration count included.
-    from scipy.sparse.linalg import lsqr
-    a_small = rng.normal(size=(40, 7))
-    b_small = rng.normal(size=40)
-    sol = lsqr(a_small, b_small, damp=0.3, atol=1e-6, btol=1e-6, iter_lim=100)
-    save_case("regress", lsqr_a__npy=a_small, lsqr_b__npy=b_small, lsqr_x__npy=sol[0],
-              lsqr__csv=pd.DataFrame(dict(damp=[0.3], tol=[1e-6], itn=[sol[2]])))
-    save_case("regress", features__npy=x, targets__npy=y, meta__csv=pd.DataFrame(dict(patient=patient)),
-              expected__csv=pd.DataFrame(rows))
 
 # ----------------------------------------------------------------------------------------------- normalisation
 def import_efaar():
@@ -451,7 +390,12 @@ def linear_fixtures():
 if __name__ == "__main__":
     import copairs, sklearn
     os.makedirs(OUT, exist_ok=True)
-    which = sys.argv[1:] or ["map", "recall", "knn", "cka", "regress", "norm", "linear"]
+    args = sys.argv[1:]
+    if "--dinov2" in args:  # a checkout of github.com/facebookresearch/dinov2, for the kNN fixture
+        i = args.index("--dinov2")
+        sys.path.insert(0, args[i + 1])
+        del args[i:i + 2]
+    which = args or ["map", "recall", "knn", "cka", "norm", "linear"]
     for w in which:
         globals()[f"{w}_fixtures"]()
     from importlib.metadata import version
