@@ -146,7 +146,8 @@ RowMatrixD regress_predict(const RowMatrixF& x_train, const RowMatrixD& y_train,
     });
     return pred;
   }
-  if (opt.method != "ridge") throw std::runtime_error("regression method must be ridge or knn, not '" + opt.method + "'");
+  if (opt.method != "ridge")
+    throw std::runtime_error("regression method must be ridge or knn, not '" + opt.method + "'");
   // StandardScaler fitted on the training rows (population std; a constant feature keeps scale 1, as sklearn).
   const int64_t d = x_train.cols();
   Eigen::RowVectorXd mean = x_train.cast<double>().colwise().mean();

@@ -54,7 +54,8 @@ struct Json {
   }
   void write(const std::string& path) const {
     std::string s = "{\n";
-    for (size_t i = 0; i < kv.size(); ++i) s += "  " + json_escape(kv[i].first) + ": " + kv[i].second + (i + 1 < kv.size() ? ",\n" : "\n");
+    for (size_t i = 0; i < kv.size(); ++i)
+      s += "  " + json_escape(kv[i].first) + ": " + kv[i].second + (i + 1 < kv.size() ? ",\n" : "\n");
     write_file_atomic(path, s + "}\n");
   }
 };
@@ -207,7 +208,8 @@ void run_knn(const KnnJob& job) {
   std::string layer;
   load_inputs(job.in, &x, &meta, &layer);
   std::vector<std::string> classes;
-  KnnProblem p = knn_problem(meta, job.label_col, job.split_col, job.train_value, job.test_value, job.group_col, &classes);
+  KnnProblem p =
+      knn_problem(meta, job.label_col, job.split_col, job.train_value, job.test_value, job.group_col, &classes);
   KnnResult r = knn_classify(x, p, job.opt);
   const char* kind = job.opt.kind == KnnKind::dinov2 ? "dinov2" : "sklearn";
   Table out({"kind", "k", "top1", "top5", "n_queries"});
@@ -265,7 +267,8 @@ void run_regress(const RegressJob& job) {
   for (int64_t r = 0; r < y.rows(); ++r)
     for (int64_t g = 0; g < y.cols(); ++g)
       if (!std::isfinite(y(r, g)))
-        throw std::runtime_error(job.targets + ": row " + std::to_string(r) + ", target '" + names[g] + "' is not finite");
+        throw std::runtime_error(job.targets + ": row " + std::to_string(r) + ", target '" + names[g] +
+                                 "' is not finite");
   if (job.log1p) y = y.array().log1p().matrix();
   if (job.top_variable > 0 && job.top_variable < y.cols()) {
     std::vector<double> var(y.cols());
@@ -315,7 +318,8 @@ void run_regress(const RegressJob& job) {
 }
 
 namespace {
-std::vector<std::pair<std::string, std::string>> layer_files(const std::string& run, const std::vector<std::string>& layers) {
+std::vector<std::pair<std::string, std::string>> layer_files(const std::string& run,
+                                                             const std::vector<std::string>& layers) {
   std::vector<std::pair<std::string, std::string>> out;
   if (fs::is_regular_file(run)) return {{fs::path(run).stem().string(), run}};
   if (!fs::is_directory(run)) throw std::runtime_error(run + ": not an embedding folder or .npy file");
@@ -364,7 +368,8 @@ std::vector<double> read_scores(const std::string& spec) {
     return a.to_f64();
   }
   size_t colon = spec.rfind(':');
-  if (colon == std::string::npos) throw std::runtime_error("scores '" + spec + "': expected FILE.csv:COLUMN or FILE.npy");
+  if (colon == std::string::npos)
+    throw std::runtime_error("scores '" + spec + "': expected FILE.csv:COLUMN or FILE.npy");
   return read_csv(spec.substr(0, colon)).numbers(spec.substr(colon + 1));
 }
 }  // namespace
@@ -429,7 +434,8 @@ void run_normalize(const NormalizeJob& job) {
   spec.group_column = job.group_col;
   if (!job.control.empty()) {
     size_t eq = job.control.find('=');
-    if (eq == std::string::npos || eq == 0) throw std::runtime_error("--control expects COLUMN=VALUE, got '" + job.control + "'");
+    if (eq == std::string::npos || eq == 0)
+      throw std::runtime_error("--control expects COLUMN=VALUE, got '" + job.control + "'");
     spec.control_column = job.control.substr(0, eq);
     spec.control_value = job.control.substr(eq + 1);
     meta.column(spec.control_column);  // names the column when it is missing

@@ -7,7 +7,6 @@
 #include <limits>
 #include <stdexcept>
 
-#include "eval/metrics/map.h"
 
 namespace tabula::eval {
 
@@ -61,7 +60,8 @@ FitGroups fit_groups(const Table& meta, const NormSpec& spec) {
     for (size_t r : rows)
       if (!ctrl || (*ctrl)[r] == spec.control_value) c.push_back(r);
     if (c.empty())
-      throw std::runtime_error(meta.source() + ": group '" + (spec.group_column.empty() ? "all" : meta.column(spec.group_column)[rows[0]]) +
+      throw std::runtime_error(meta.source() + ": group '" +
+                               (spec.group_column.empty() ? "all" : meta.column(spec.group_column)[rows[0]]) +
                                "' has no control rows (" + spec.control_column + " == " + spec.control_value + ")");
     g.controls.push_back(std::move(c));
   }
@@ -140,8 +140,9 @@ Sphering fit_sphering(RowMatrixD c, Whiten how, double eps) {
     int64_t r = 0;
     while (r < sv.size() && sv(r) > tol) ++r;
     if (r != n - 1 && r != n)
-      throw std::runtime_error("spherize: the control rows of a group have rank " + std::to_string(r) + " with n = " +
-                               std::to_string(n) + " <= d = " + std::to_string(d) + " (pycytominer requires n - 1 or n)");
+      throw std::runtime_error("spherize: the control rows of a group have rank " + std::to_string(r) +
+                               " with n = " + std::to_string(n) + " <= d = " + std::to_string(d) +
+                               " (pycytominer requires n - 1 or n)");
     for (int64_t k = r; k < d; ++k) sigma(k) = sv(r - 1);
   }
   Eigen::MatrixXd v = svd.matrixV();
@@ -202,7 +203,8 @@ RowMatrixF tvn_on_controls(const RowMatrixF& x_in, const Table& meta, const std:
   return x;
 }
 
-RowMatrixF pca_centerscale(const RowMatrixF& x_in, const Table& meta, const std::string& batch_col, int64_t n_components) {
+RowMatrixF pca_centerscale(const RowMatrixF& x_in, const Table& meta, const std::string& batch_col,
+                           int64_t n_components) {
   RowMatrixF x = x_in;
   scale_on_controls(x, meta, NormSpec{batch_col, "", ""}, Scale::standard, 0.0);
   std::vector<size_t> all(x.rows());

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "eval/metrics/features.h"
+#include "eval/profiles.h"
 #include "eval/norm/pca.h"
 #include "util/table.h"
 

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "eval/metrics/features.h"
+#include "eval/profiles.h"
 #include "eval/norm/numpy_random.h"
 
 namespace tabula::eval {
