@@ -225,6 +225,12 @@ TEST(MetricsCli, RegressRunsHestsPipeline) {
   r = run_tabula(base + (dir / "exact").string() + " --pca-solver exact");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(read_csv((dir / "exact/folds.csv").string()).column("pca_solver"), std::vector<std::string>(4, "full"));
+  // Another random_state draws another randomized SVD: HEST's --seed is part of its result.
+  r = run_tabula(base + (dir / "seed2").string() + " --seed 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(read_csv((dir / "seed2/folds.csv").string()).column("pearson_mean"), folds.column("pearson_mean"));
+  r = run_tabula(base + (dir / "bad").string() + " --seed -1");
+  EXPECT_EQ(r.exit_code, 2);
   r = run_tabula(base + (dir / "bad").string() + " --pca-solver arpack");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("auto, exact or randomized"), std::string::npos) << r.err;
