@@ -104,6 +104,14 @@ int cmd_eval_regress(const Args& a) {
   job.opt.method = a.get("method");
   job.opt.ridge_solver = a.get("solver");
   job.opt.pca_components = a.get_int("pca");
+  try {
+    job.opt.pca_solver = eval::parse_pca_solver(a.get("pca-solver"));
+  } catch (const std::exception& e) {
+    throw UsageError(std::string("tabula eval regress: --pca-solver: ") + e.what());
+  }
+  long long seed = a.get_int("seed");
+  if (seed < 0 || seed > 0xffffffffLL) throw UsageError("tabula eval regress: --seed must be in [0, 2^32 - 1]");
+  job.opt.seed = static_cast<uint32_t>(seed);
   job.opt.k = static_cast<int>(a.get_int("k"));
   job.opt.threads = threads(a);
   job.out_dir = a.get("out");

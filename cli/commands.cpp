@@ -174,6 +174,10 @@ const std::vector<Command>& commands() {
         {"method", "ridge|knn", "HEST ridge probe or k-NN regression", false, "ridge"},
         {"solver", "lsqr|exact", "ridge solver: HEST's LSQR (tol 1e-4) or the converged solution", false, "lsqr"},
         {"pca", "N", "PCA components before ridge (0 = none)", false, "256"},
+        {"pca-solver", "auto|exact|randomized",
+         "PCA solver: scikit-learn's svd_solver=\"auto\" rule (randomized SVD above 500 rows), the exact SVD, or "
+         "randomized", false, "auto"},
+        {"seed", "N", "PCA random_state (HEST's --seed)", false, "1"},
         {"k", "K", "neighbours for --method knn", false, "1"},
         kThreads, kOut},
        0, 0, cmd_eval_regress},
@@ -213,7 +217,8 @@ const std::vector<Command>& commands() {
        "--control Metadata_negcon=True --out emb-mad",
        {kFeatures, kMeta,
         {"method", "M",
-         "standardize | mad | mad-raw | spherize-pca | spherize-zca | spherize-pca-cor | spherize-zca-cor | pca | "
+         "standardize | mad (pycytominer mad_robustize) | mad-normal (scipy scale=normal) | mad-raw | spherize-pca | "
+         "spherize-zca | spherize-pca-cor | spherize-zca-cor | pca | "
          "tvn | centerscale | pca-centerscale | aggregate | filter",
          true, ""},
         {"group-col", "C", "fit per group (plate / batch)", false, ""},

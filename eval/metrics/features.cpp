@@ -156,12 +156,6 @@ RowMatrixF load_features(const std::string& npy_path) {
   return x;
 }
 
-void check_rows_match(const RowMatrixF& x, const Table& meta, const std::string& what) {
-  if (static_cast<size_t>(x.rows()) != meta.rows())
-    throw std::runtime_error(what + " has " + std::to_string(x.rows()) + " rows but " + meta.source() + " has " +
-                             std::to_string(meta.rows()) + " (one metadata row per feature row is needed)");
-}
-
 float row_l2_norm(const float* x, int64_t n) {
   double ss = 0;
   for (int64_t c = 0; c < n; ++c) ss += static_cast<double>(x[c]) * x[c];

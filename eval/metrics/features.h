@@ -8,12 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "eval/profiles.h"
 #include "util/table.h"
 
 namespace tabula::eval {
-
-using RowMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using RowMatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 // Where `--features` and `--meta` point: "DIR:LAYER" reads DIR/LAYER.npy with DIR/index.csv as the default
 // metadata, "DIR" alone works when DIR holds exactly one .npy, "X.npy" needs --meta.
@@ -95,8 +93,6 @@ std::vector<float> checked_row_norms(const FeatureRows& x, int threads = 0);
 // The norm l2_normalize_rows divides by (the float of a float64 sum of squares).
 float row_l2_norm(const float* x, int64_t n);
 
-// Throws naming both files when the row counts differ.
-void check_rows_match(const RowMatrixF& x, const Table& meta, const std::string& what);
 // First non-finite cell, as "row R, column C is NaN|inf"; empty when all are finite.
 std::string find_non_finite(const RowMatrixF& x);
 

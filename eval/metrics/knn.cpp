@@ -45,7 +45,9 @@ struct Neighbor {
   float score;  // similarity (dinov2) or -distance (sklearn): larger is nearer
   int64_t index;
 };
-bool nearer(const Neighbor& a, const Neighbor& b) { return a.score > b.score || (a.score == b.score && a.index < b.index); }
+bool nearer(const Neighbor& a, const Neighbor& b) {
+  return a.score > b.score || (a.score == b.score && a.index < b.index);
+}
 }  // namespace
 
 KnnResult knn_classify(const RowMatrixF& x_in, const KnnProblem& p, const KnnOptions& opt) {
@@ -103,7 +105,8 @@ KnnResult knn_classify(const RowMatrixF& x_in, const KnnProblem& p, const KnnOpt
         if (dino && k_avail) {
           float mx = cand[0].score / static_cast<float>(opt.temperature);
           float z = 0;
-          for (size_t k = 0; k < k_avail; ++k) z += (w[k] = std::exp(cand[k].score / static_cast<float>(opt.temperature) - mx));
+          for (size_t k = 0; k < k_avail; ++k)
+            z += (w[k] = std::exp(cand[k].score / static_cast<float>(opt.temperature) - mx));
           for (size_t k = 0; k < k_avail; ++k) w[k] /= z;
         }
         const int32_t truth = p.label[row];

@@ -59,7 +59,8 @@ LogisticModel fit_logistic(const RowMatrixF& xf, const std::vector<int32_t>& y, 
       alpha[j] = rho_hist[j] * s_hist[j].dot(q);
       q -= alpha[j] * y_hist[j];
     }
-    double gamma = s_hist.empty() ? 1.0 / std::max(1.0, g.norm()) : s_hist.back().dot(y_hist.back()) / y_hist.back().squaredNorm();
+    double gamma =
+        s_hist.empty() ? 1.0 / std::max(1.0, g.norm()) : s_hist.back().dot(y_hist.back()) / y_hist.back().squaredNorm();
     Eigen::VectorXd r = gamma * q;
     for (size_t j = 0; j < s_hist.size(); ++j) {
       double beta = rho_hist[j] * y_hist[j].dot(r);

@@ -10,45 +10,11 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "eval/metrics/numpy_sum.h"
+
 namespace tabula::eval {
 
 namespace {
-
-// Codes of a metadata column for pair matching and grouping. A column whose cells all parse as numbers is compared
-// by value ("1" == "1.0"), as pandas would after reading the CSV; otherwise by string. Empty cells are an error:
-// copairs refuses null metadata in the columns it matches on.
-struct ColumnCodes {
-  std::vector<int32_t> code;
-  bool numeric = false;
-  std::vector<double> value;  // when numeric
-};
-
-ColumnCodes column_codes(const Table& meta, const std::string& name) {
-  size_t c = meta.index(name);
-  const auto& cells = meta.column(c);
-  ColumnCodes out;
-  for (size_t r = 0; r < cells.size(); ++r)
-    if (cells[r].empty() || cells[r] == "NA" || cells[r] == "NaN" || cells[r] == "nan")
-      throw std::runtime_error(meta.where(r, c) + ": empty/NA value in a column used to build pairs");
-  out.numeric = !cells.empty();
-  out.value.resize(cells.size());
-  for (size_t r = 0; r < cells.size() && out.numeric; ++r) {
-    try {
-      out.value[r] = meta.number(r, c);
-    } catch (const std::exception&) {
-      out.numeric = false;
-    }
-  }
-  if (out.numeric) {
-    std::vector<std::string> canon(cells.size());
-    for (size_t r = 0; r < cells.size(); ++r) canon[r] = format_number(out.value[r]);
-    out.code = factorize(canon);
-  } else {
-    out.value.clear();
-    out.code = factorize(cells);
-  }
-  return out;
-}
 
 // One pair rule (positive or negative): all `same` codes equal, all `diff` codes different.
 struct Rule {
@@ -80,46 +46,6 @@ void build_buckets(Rule& r, int64_t n) {
   r.members.assign(nb, {});
   for (int64_t i = 0; i < n; ++i) r.members[key[i]].push_back(static_cast<int32_t>(i));
   r.bucket = std::move(key);
-}
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-// Unbiased integer in [0, n) by rejection (portable, unlike std::uniform_int_distribution).
-uint64_t bounded(std::mt19937_64& rng, uint64_t n) {
-  uint64_t limit = std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % n;
-  uint64_t x;
-  do x = rng();
-  while (x >= limit);
-  return x % n;
-}
-
-// numpy's pairwise summation (numpy/_core/src/umath/loops_utils.h.src), which np.sum / np.add.reduce run along a
-// contiguous axis: plain below 8 terms, 8 accumulators in blocks of up to 128, halves above.
-template <class T>
-T pairwise_sum(const T* a, int64_t n) {
-  if (n < 8) {
-    T res = 0;
-    for (int64_t i = 0; i < n; ++i) res += a[i];
-    return res;
-  }
-  if (n <= 128) {
-    T r[8];
-    for (int j = 0; j < 8; ++j) r[j] = a[j];
-    int64_t i = 8;
-    for (; i < n - (n % 8); i += 8)
-      for (int j = 0; j < 8; ++j) r[j] += a[i + j];
-    T res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-    for (; i < n; ++i) res += a[i];
-    return res;
-  }
-  int64_t n2 = n / 2;
-  n2 -= n2 % 8;
-  return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
 }
 
 // copairs' AP of one rank list (compute.ap_contiguous): TP_k / k in float64 at each positive's rank k, 0 elsewhere,
@@ -436,7 +362,8 @@ void tile_pairs(const Rule& r, const std::vector<int32_t>& m, const TileJob& job
         if (a_slot >= 0) {
           // (b, a) was visited first when b is an earlier query of this tile.
           const auto it = std::lower_bound(s.queries.begin(), s.queries.begin() + u, static_cast<int32_t>(b));
-          if (it != s.queries.begin() + u && *it == b) sim = s.sims[static_cast<size_t>((it - s.queries.begin()) * nc + a_slot)];
+          if (it != s.queries.begin() + u && *it == b)
+            sim = s.sims[static_cast<size_t>((it - s.queries.begin()) * nc + a_slot)];
         }
         if (sim != sim) sim = numpy_dot_f32(q + (a - job.q0) * d, cand + (b - c0) * d, d);
         s.sims[static_cast<size_t>(u * nc + k)] = sim;
@@ -496,7 +423,8 @@ AveragePrecision average_precision_ranked(RowMatrixF&& features, const Table& me
       return neg.bucket[a] != neg.bucket[b] ? neg.bucket[a] < neg.bucket[b] : pos.bucket[a] < pos.bucket[b];
     });
 
-  if (opt.parts < 1 || opt.part < 0 || opt.part >= opt.parts) throw std::invalid_argument("MapOptions: need 0 <= part < parts");
+  if (opt.parts < 1 || opt.part < 0 || opt.part >= opt.parts)
+    throw std::invalid_argument("MapOptions: need 0 <= part < parts");
   if (opt.parts > 1 && !opt.allgather) throw std::invalid_argument("MapOptions: parts > 1 needs allgather");
   const int64_t block = kQueryBlock;
   const int64_t n_blocks = (n + block - 1) / block;
@@ -578,14 +506,16 @@ AveragePrecision average_precision_ranked(RowMatrixF&& features, const Table& me
       const std::string& bytes = all.at(static_cast<size_t>(p));
       for (int64_t b = p; b < n_blocks; b += opt.parts)
         for (int64_t q = b * block; q < std::min(n, (b + 1) * block); ++q) {
-          if (at + sizeof(Result) > bytes.size()) throw std::runtime_error("eval map: part " + std::to_string(p) + " sent too few results");
+          if (at + sizeof(Result) > bytes.size())
+            throw std::runtime_error("eval map: part " + std::to_string(p) + " sent too few results");
           Result r;
           std::memcpy(&r, bytes.data() + at, sizeof r);
           at += sizeof r;
           const int64_t i = order[q];
           out.ap[i] = r.ap, out.n_pos[i] = r.n_pos, out.n_total[i] = r.n_total;
         }
-      if (at != bytes.size()) throw std::runtime_error("eval map: part " + std::to_string(p) + " sent too many results");
+      if (at != bytes.size())
+        throw std::runtime_error("eval map: part " + std::to_string(p) + " sent too many results");
     }
   }
 
@@ -626,7 +556,8 @@ AveragePrecision average_precision(const FeatureRows& x, const Table& meta, cons
       if (out.n_pos[i] == 0) n_neg[i] = pairing.count(neg, i);
     }
   });
-  if (opt.parts < 1 || opt.part < 0 || opt.part >= opt.parts) throw std::invalid_argument("MapOptions: need 0 <= part < parts");
+  if (opt.parts < 1 || opt.part < 0 || opt.part >= opt.parts)
+    throw std::invalid_argument("MapOptions: need 0 <= part < parts");
   if (opt.parts > 1 && !opt.allgather) throw std::invalid_argument("MapOptions: parts > 1 needs allgather");
   // A distributed run splits the queries: profile i is this part's when its block of kQueryBlock profiles is
   // (block b to part b mod parts). Pair counts are cheap and computed everywhere; both passes and the AP only for
@@ -650,9 +581,8 @@ AveragePrecision average_precision(const FeatureRows& x, const Table& meta, cons
                   const auto& m = pos.members[job.bucket];
                   // A query's candidate tiles come in ascending order, all in its own job: its keys fill its
                   // slots left to right.
-                  tile_pairs(pos, m, job, s, has_pos, q, cand, c0, c1, d, opt.panel_min_candidates, [&](int64_t a, int64_t, float sim) {
-                    pos_key[pos_written[m[a]]++] = 1.0f - sim;
-                  });
+                  tile_pairs(pos, m, job, s, has_pos, q, cand, c0, c1, d, opt.panel_min_candidates,
+                             [&](int64_t a, int64_t, float sim) { pos_key[pos_written[m[a]]++] = 1.0f - sim; });
                 });
   parallel_for(n, opt.threads, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) std::sort(pos_key.begin() + key_at[i], pos_key.begin() + key_at[i + 1]);
@@ -661,22 +591,23 @@ AveragePrecision average_precision(const FeatureRows& x, const Table& meta, cons
   for_each_tile(x, norms, neg, has_pos, tile, opt.threads,
                 [&](const TileJob& job, TileScratch& s, const float* q, const float* cand, int64_t c0, int64_t c1) {
                   const auto& m = neg.members[job.bucket];
-                  tile_pairs(neg, m, job, s, has_pos, q, cand, c0, c1, d, opt.panel_min_candidates, [&](int64_t a, int64_t, float sim) {
-                    const int32_t i = m[a];
-                    const float* k0 = pos_key.data() + key_at[i];
-                    const float* k1 = pos_key.data() + key_at[i + 1];
-                    const float key = 1.0f - sim;
-                    // upper_bound: the number of positive keys <= key. Counted without branches for a few keys
-                    // (replicates), where a binary search mostly mispredicts.
-                    int64_t below = 0;
-                    if (k1 - k0 <= 16) {
-                      for (const float* k = k0; k < k1; ++k) below += !(key < *k);
-                    } else {
-                      below = std::upper_bound(k0, k1, key) - k0;
-                    }
-                    ++gap[gap_at[i] + below];
-                    ++n_neg[i];
-                  });
+                  tile_pairs(neg, m, job, s, has_pos, q, cand, c0, c1, d, opt.panel_min_candidates,
+                             [&](int64_t a, int64_t, float sim) {
+                               const int32_t i = m[a];
+                               const float* k0 = pos_key.data() + key_at[i];
+                               const float* k1 = pos_key.data() + key_at[i + 1];
+                               const float key = 1.0f - sim;
+                               // upper_bound: the number of positive keys <= key. Counted without branches for a few
+                               // keys (replicates), where a binary search mostly mispredicts.
+                               int64_t below = 0;
+                               if (k1 - k0 <= 16) {
+                                 for (const float* k = k0; k < k1; ++k) below += !(key < *k);
+                               } else {
+                                 below = std::upper_bound(k0, k1, key) - k0;
+                               }
+                               ++gap[gap_at[i] + below];
+                               ++n_neg[i];
+                             });
                 });
   for (int64_t i = 0; i < n; ++i)
     if (out.n_pos[i] == 0 || has_pos[i]) out.n_total[i] = out.n_pos[i] + n_neg[i];
@@ -720,7 +651,8 @@ AveragePrecision average_precision(const FeatureRows& x, const Table& meta, cons
       const int part = static_cast<int>((i / kQueryBlock) % opt.parts);
       const std::string& bytes = all.at(static_cast<size_t>(part));
       size_t& k = at[static_cast<size_t>(part)];
-      if (k + sizeof(Result) > bytes.size()) throw std::runtime_error("eval map: part " + std::to_string(part) + " sent too few results");
+      if (k + sizeof(Result) > bytes.size())
+        throw std::runtime_error("eval map: part " + std::to_string(part) + " sent too few results");
       Result r;
       std::memcpy(&r, bytes.data() + k, sizeof r);
       k += sizeof r;
@@ -741,251 +673,6 @@ AveragePrecision average_precision(const RowMatrixF& features, const Table& meta
 AveragePrecision average_precision(RowMatrixF&& features, const Table& meta, const MapOptions& opt) {
   if (opt.pos_sameby.empty() || opt.neg_sameby.empty()) return average_precision_ranked(std::move(features), meta, opt);
   return average_precision(FeatureRows::borrow(features), meta, opt);
-}
-
-std::vector<float> null_distribution(int64_t n_pos, int64_t n_total, int64_t null_size, uint64_t seed) {
-  if (n_pos < 1 || n_total < n_pos) throw std::invalid_argument("null_distribution: need 1 <= n_pos <= n_total");
-  uint64_t conf = (static_cast<uint64_t>(n_pos) << 32) ^ static_cast<uint64_t>(n_total);
-  std::mt19937_64 rng(splitmix64(seed ^ splitmix64(conf)));
-  std::vector<float> out(null_size);
-  std::vector<uint8_t> taken(n_total, 0);
-  std::vector<int64_t> ranks;
-  ranks.reserve(n_pos);
-  for (int64_t s = 0; s < null_size; ++s) {
-    // Floyd's algorithm: n_pos distinct ranks out of n_total, uniformly.
-    ranks.clear();
-    for (int64_t j = n_total - n_pos; j < n_total; ++j) {
-      int64_t t = static_cast<int64_t>(bounded(rng, static_cast<uint64_t>(j) + 1));
-      int64_t pick = taken[t] ? j : t;
-      taken[pick] = 1;
-      ranks.push_back(pick);
-    }
-    std::sort(ranks.begin(), ranks.end());
-    float sum = 0;
-    for (int64_t k = 0; k < n_pos; ++k) {
-      taken[ranks[k]] = 0;
-      sum += static_cast<float>(k + 1) / static_cast<float>(ranks[k] + 1);
-    }
-    out[s] = sum / static_cast<float>(n_pos);
-  }
-  return out;
-}
-
-namespace {
-
-// numpy/random/bit_generator.pyx SeedSequence constants.
-constexpr uint32_t kInitA = 0x43b0d7e5, kMultA = 0x931e8875, kInitB = 0x8b51f9dd, kMultB = 0x58f38ded;
-constexpr uint32_t kMixMultL = 0xca01f9dd, kMixMultR = 0x4973f715;
-
-uint32_t hashmix(uint32_t value, uint32_t& hash_const) {
-  value ^= hash_const;
-  hash_const *= kMultA;
-  value *= hash_const;
-  return value ^ (value >> 16);
-}
-
-uint32_t mix(uint32_t x, uint32_t y) {
-  uint32_t r = kMixMultL * x - kMixMultR * y;
-  return r ^ (r >> 16);
-}
-
-// SeedSequence(seed).generate_state(n_words, np.uint32) for a non-negative integer seed (no spawn key).
-std::vector<uint32_t> seed_sequence_state(uint64_t seed, size_t n_words) {
-  std::vector<uint32_t> entropy;  // the integer as little-endian 32-bit words, [0] for 0
-  do {
-    entropy.push_back(static_cast<uint32_t>(seed));
-    seed >>= 32;
-  } while (seed);
-  uint32_t pool[4];
-  uint32_t hash_const = kInitA;
-  for (size_t i = 0; i < 4; ++i) pool[i] = hashmix(i < entropy.size() ? entropy[i] : 0, hash_const);
-  for (size_t src = 0; src < 4; ++src)
-    for (size_t dst = 0; dst < 4; ++dst)
-      if (src != dst) pool[dst] = mix(pool[dst], hashmix(pool[src], hash_const));
-  for (size_t src = 4; src < entropy.size(); ++src)
-    for (size_t dst = 0; dst < 4; ++dst) pool[dst] = mix(pool[dst], hashmix(entropy[src], hash_const));
-  std::vector<uint32_t> out(n_words);
-  hash_const = kInitB;
-  for (size_t i = 0; i < n_words; ++i) {
-    uint32_t v = pool[i % 4] ^ hash_const;
-    hash_const *= kMultB;
-    v *= hash_const;
-    out[i] = v ^ (v >> 16);
-  }
-  return out;
-}
-
-}  // namespace
-
-NumpyPcg64::NumpyPcg64(uint64_t seed) {
-  // PCG64(SeedSequence(seed)): generate_state(4, uint64) -> initstate = s[0] << 64 | s[1], initseq = s[2] << 64 | s[3]
-  // (each uint64 the little-endian pair of 32-bit words), then pcg_setseq_128_srandom_r.
-  std::vector<uint32_t> w = seed_sequence_state(seed, 8);
-  uint64_t v[4];
-  for (int i = 0; i < 4; ++i) v[i] = static_cast<uint64_t>(w[2 * i]) | (static_cast<uint64_t>(w[2 * i + 1]) << 32);
-  const u128 initstate = (static_cast<u128>(v[0]) << 64) | v[1];
-  const u128 initseq = (static_cast<u128>(v[2]) << 64) | v[3];
-  inc_ = (initseq << 1) | 1u;
-  state_ = 0;
-  next64();
-  state_ += initstate;
-  next64();
-  has32_ = false;
-}
-
-uint64_t NumpyPcg64::next64() {
-  static const u128 kMult = (static_cast<u128>(0x2360ED051FC65DA4ull) << 64) | 0x4385DF649FCCF645ull;
-  state_ = state_ * kMult + inc_;
-  const uint64_t x = static_cast<uint64_t>(state_ >> 64) ^ static_cast<uint64_t>(state_);
-  const unsigned rot = static_cast<unsigned>(state_ >> 122);
-  return (x >> rot) | (x << ((64 - rot) & 63));
-}
-
-uint32_t NumpyPcg64::next32() {
-  if (has32_) {
-    has32_ = false;
-    return buf32_;
-  }
-  const uint64_t next = next64();
-  has32_ = true;
-  buf32_ = static_cast<uint32_t>(next >> 32);
-  return static_cast<uint32_t>(next);
-}
-
-uint64_t NumpyPcg64::integers(uint64_t high) {
-  if (high < 1 || high > (uint64_t{1} << 32)) throw std::invalid_argument("NumpyPcg64::integers: high out of range");
-  const uint64_t rng = high - 1;
-  if (rng == 0) return 0;
-  if (rng == 0xFFFFFFFFull) return next32();
-  const uint32_t rng_excl = static_cast<uint32_t>(rng) + 1;
-  uint64_t m = static_cast<uint64_t>(next32()) * rng_excl;
-  uint32_t leftover = static_cast<uint32_t>(m);
-  if (leftover < rng_excl) {
-    const uint32_t threshold = (0xFFFFFFFFu - static_cast<uint32_t>(rng)) % rng_excl;
-    while (leftover < threshold) {
-      m = static_cast<uint64_t>(next32()) * rng_excl;
-      leftover = static_cast<uint32_t>(m);
-    }
-  }
-  return m >> 32;
-}
-
-uint64_t NumpyPcg64::interval(uint64_t max) {
-  if (max == 0) return 0;
-  uint64_t mask = max;
-  for (int s : {1, 2, 4, 8, 16, 32}) mask |= mask >> s;
-  uint64_t value;
-  if (max <= 0xFFFFFFFFull) {
-    while ((value = (next32() & mask)) > max) {
-    }
-  } else {
-    while ((value = (next64() & mask)) > max) {
-    }
-  }
-  return value;
-}
-
-std::vector<uint64_t> copairs_null_seeds(uint64_t seed, size_t n_confs) {
-  NumpyPcg64 rng(seed);
-  std::vector<uint64_t> out(n_confs);
-  for (uint64_t& s : out) s = rng.integers(8096);
-  return out;
-}
-
-std::vector<float> copairs_random_ap(int64_t null_size, int64_t n_pos, int64_t n_total, uint64_t seed) {
-  if (n_pos < 1 || n_total < n_pos) throw std::invalid_argument("copairs_random_ap: need 1 <= n_pos <= n_total");
-  NumpyPcg64 rng(seed);
-  std::vector<float> out(null_size);
-  std::vector<int64_t> row(n_total), first(n_pos);
-  std::vector<float> pr(n_pos);
-  for (int64_t s = 0; s < null_size; ++s) {
-    // One row of Generator.permuted(..., axis=1): numpy's _shuffle_raw, a Fisher-Yates pass from the end.
-    for (int64_t k = 0; k < n_total; ++k) row[k] = k;
-    for (int64_t i = n_total - 1; i >= 1; --i) std::swap(row[i], row[rng.interval(static_cast<uint64_t>(i))]);
-    std::copy(row.begin(), row.begin() + n_pos, first.begin());
-    std::sort(first.begin(), first.end());
-    // average_precision(rel_k): arange(1, k+1, float32) / (rel_k + 1), summed per row, / num_pos, in float32.
-    for (int64_t k = 0; k < n_pos; ++k) pr[k] = static_cast<float>(k + 1) / static_cast<float>(first[k] + 1);
-    out[s] = pairwise_sum(pr.data(), n_pos) / static_cast<float>(n_pos);
-  }
-  return out;
-}
-
-double map_p_value(double map, const std::vector<const float*>& member_nulls, int64_t null_size) {
-  const float m = static_cast<float>(member_nulls.size());
-  // copairs compares `null_dist > map_score` with map_score a Python float, which numpy casts to the null's
-  // float32 (NEP 50; numpy 1's value-based casting did the same): the comparison is in float32.
-  const float map32 = static_cast<float>(map);
-  int64_t num = 0;
-  for (int64_t s = 0; s < null_size; ++s) {
-    float acc = 0;
-    for (const float* v : member_nulls) acc += v[s];
-    float mean = acc / m;
-    if (mean > map32) ++num;
-  }
-  return static_cast<double>(num + 1) / static_cast<double>(null_size + 1);
-}
-
-std::vector<double> benjamini_hochberg(const std::vector<double>& p) {
-  const size_t n = p.size();
-  std::vector<size_t> idx(n);
-  for (size_t i = 0; i < n; ++i) idx[i] = i;
-  std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return p[a] < p[b]; });
-  std::vector<double> raw(n), out(n);
-  for (size_t k = 0; k < n; ++k) {
-    double ecdf = static_cast<double>(k + 1) / static_cast<double>(n);
-    raw[k] = p[idx[k]] / ecdf;
-  }
-  double running = std::numeric_limits<double>::infinity();
-  for (size_t k = n; k-- > 0;) {
-    running = std::min(running, raw[k]);
-    out[idx[k]] = std::min(running, 1.0);
-  }
-  return out;
-}
-
-std::vector<std::vector<size_t>> group_rows(const Table& meta, const std::vector<std::string>& by,
-                                            const std::vector<size_t>& rows) {
-  // Each column's distinct values are ordered once (numbers by value, text by bytes) and every row compares by the
-  // ranks of its values: integer comparisons instead of string ones in the row sort.
-  std::vector<std::vector<uint32_t>> rank_of_row;
-  for (const auto& c : by) {
-    const ColumnCodes cc = column_codes(meta, c);
-    const std::vector<std::string>& text = meta.column(c);
-    int32_t n_codes = 0;
-    for (int32_t v : cc.code) n_codes = std::max(n_codes, v + 1);
-    std::vector<size_t> rep(static_cast<size_t>(n_codes));  // a row holding each code
-    for (size_t r = cc.code.size(); r-- > 0;) rep[static_cast<size_t>(cc.code[r])] = r;
-    auto value_less = [&](int32_t x, int32_t y) {
-      const size_t rx = rep[static_cast<size_t>(x)], ry = rep[static_cast<size_t>(y)];
-      return cc.numeric ? cc.value[rx] < cc.value[ry] : text[rx] < text[ry];
-    };
-    std::vector<int32_t> order(static_cast<size_t>(n_codes));
-    for (int32_t k = 0; k < n_codes; ++k) order[static_cast<size_t>(k)] = k;
-    std::sort(order.begin(), order.end(), value_less);
-    std::vector<uint32_t> rank(static_cast<size_t>(n_codes));
-    uint32_t at = 0;
-    for (size_t k = 0; k < order.size(); ++k) {
-      if (k > 0 && value_less(order[k - 1], order[k])) ++at;  // equal values (0 and -0) share a rank
-      rank[static_cast<size_t>(order[k])] = at;
-    }
-    std::vector<uint32_t> per_row(cc.code.size());
-    for (size_t r = 0; r < per_row.size(); ++r) per_row[r] = rank[static_cast<size_t>(cc.code[r])];
-    rank_of_row.push_back(std::move(per_row));
-  }
-  auto less = [&](size_t a, size_t b) {
-    for (const auto& rk : rank_of_row)
-      if (rk[a] != rk[b]) return rk[a] < rk[b];
-    return false;
-  };
-  std::vector<size_t> sorted = rows;
-  std::stable_sort(sorted.begin(), sorted.end(), less);
-  std::vector<std::vector<size_t>> groups;
-  for (size_t k = 0; k < sorted.size(); ++k) {
-    if (k == 0 || less(sorted[k - 1], sorted[k])) groups.emplace_back();
-    groups.back().push_back(sorted[k]);
-  }
-  return groups;
 }
 
 MeanAveragePrecision mean_average_precision(const Table& meta, const AveragePrecision& ap, const MapOptions& opt) {
@@ -1030,7 +717,8 @@ MeanAveragePrecision mean_average_precision(const Table& meta, const AveragePrec
       size_t at = 0;
       for (int64_t c = p; c < n_confs; c += opt.parts) {
         const size_t len = static_cast<size_t>(opt.null_size) * sizeof(float);
-        if (at + len > bytes.size()) throw std::runtime_error("eval map: part " + std::to_string(p) + " sent too few null values");
+        if (at + len > bytes.size())
+          throw std::runtime_error("eval map: part " + std::to_string(p) + " sent too few null values");
         if (p != opt.part) {
           nulls[c].resize(static_cast<size_t>(opt.null_size));
           std::memcpy(nulls[c].data(), bytes.data() + at, len);

@@ -140,9 +140,4 @@ double map_p_value(double map, const std::vector<const float*>& member_nulls, in
 // statsmodels multipletests(method="fdr_bh") corrected p-values.
 std::vector<double> benjamini_hochberg(const std::vector<double>& p);
 
-// Sort order of table rows by the given columns like pandas' groupby(sort=True): a column whose cells all parse
-// as numbers compares numerically, otherwise as strings.
-std::vector<std::vector<size_t>> group_rows(const Table& meta, const std::vector<std::string>& by,
-                                            const std::vector<size_t>& rows);
-
 }  // namespace tabula::eval

@@ -30,8 +30,8 @@ struct RecallResult {
 };
 
 // Keeps relationships whose entities are labels of the map, EFAAR's filter_relationships order rules.
-std::vector<std::pair<int64_t, int64_t>> relationship_pairs(const std::vector<std::string>& labels,
-                                                            const std::vector<std::pair<std::string, std::string>>& rels);
+std::vector<std::pair<int64_t, int64_t>> relationship_pairs(
+    const std::vector<std::string>& labels, const std::vector<std::pair<std::string, std::string>>& rels);
 // Reads a relationship file: the first two columns of a CSV (EFAAR's entity1,entity2) or a TSV.
 std::vector<std::pair<std::string, std::string>> read_relationships(const std::string& path);
 

@@ -9,7 +9,7 @@
 #include <stdexcept>
 
 #include "eval/metrics/cka.h"
-#include "eval/norm/normalize.h"
+#include "eval/norm/pca.h"
 
 namespace tabula::eval {
 
@@ -124,7 +124,7 @@ Eigen::VectorXd lsqr(const RowMatrixD& a, const Eigen::VectorXd& b, double damp,
 }
 
 RowMatrixD regress_predict(const RowMatrixF& x_train, const RowMatrixD& y_train, const RowMatrixF& x_test,
-                           const RegressOptions& opt) {
+                           const RegressOptions& opt, std::string* pca_solver) {
   if (x_train.rows() != y_train.rows()) throw std::runtime_error("regression: features and targets differ in rows");
   if (x_train.rows() < 2) throw std::runtime_error("regression: fewer than two training rows");
   const int64_t ntr = x_train.rows(), nte = x_test.rows(), g = y_train.cols();
@@ -146,7 +146,8 @@ RowMatrixD regress_predict(const RowMatrixF& x_train, const RowMatrixD& y_train,
     });
     return pred;
   }
-  if (opt.method != "ridge") throw std::runtime_error("regression method must be ridge or knn, not '" + opt.method + "'");
+  if (opt.method != "ridge")
+    throw std::runtime_error("regression method must be ridge or knn, not '" + opt.method + "'");
   // StandardScaler fitted on the training rows (population std; a constant feature keeps scale 1, as sklearn).
   const int64_t d = x_train.cols();
   Eigen::RowVectorXd mean = x_train.cast<double>().colwise().mean();
@@ -167,7 +168,9 @@ RowMatrixD regress_predict(const RowMatrixF& x_train, const RowMatrixD& y_train,
   if (opt.pca_components > 0) {
     std::vector<size_t> fit(ntr);
     for (int64_t i = 0; i < ntr; ++i) fit[i] = i;
-    z = pca_f64(both, fit, opt.pca_components);
+    PcaResult p = pca_fit_transform(both, fit, PcaOptions{opt.pca_components, opt.pca_solver, opt.seed});
+    z = std::move(p.scores);
+    if (pca_solver) *pca_solver = p.solver;
   } else {
     z = both;
   }
@@ -212,8 +215,8 @@ std::vector<FoldScore> regress_folds(const RowMatrixF& x, const RowMatrixD& y,
     RowMatrixD ytr(train.size(), y.cols());
     for (size_t i = 0; i < train.size(); ++i) xtr.row(i) = x.row(train[i]), ytr.row(i) = y.row(train[i]);
     for (size_t i = 0; i < test.size(); ++i) xte.row(i) = x.row(test[i]);
-    RowMatrixD pred = regress_predict(xtr, ytr, xte, opt);
     FoldScore f;
+    RowMatrixD pred = regress_predict(xtr, ytr, xte, opt, &f.pca_solver);
     f.fold = name;
     f.n_train = static_cast<int64_t>(train.size());
     f.n_test = static_cast<int64_t>(test.size());

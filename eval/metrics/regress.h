@@ -1,6 +1,8 @@
 // Regression of per-sample targets (HEST gene expression) from embeddings.
 //  - HEST's ridge probe (mahmoodlab/HEST src/hest/bench/benchmark.py + trainer.py train_test_reg): StandardScaler
-//    -> PCA(n_components, 256 in HEST) fitted on the training split, then sklearn Ridge(solver="lsqr",
+//    -> PCA(n_components, 256 in HEST, random_state = HEST's seed, 1 by default) fitted on the training split, with
+//    scikit-learn's solver choice (randomized SVD for more than 500 training rows in HEST's usual shapes,
+//    eval/norm/pca.h), then sklearn Ridge(solver="lsqr",
 //    alpha = 100 / (D * G), fit_intercept=False, max_iter=1000, tol=1e-4) where D is the reduced dimension and G the
 //    number of targets; LSQR is scipy's (Paige & Saunders) with damp = sqrt(alpha), atol = btol = tol, run in
 //    float64 here (HEST runs it on float32 tensors, so results agree to float32 rounding);
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "eval/metrics/features.h"
+#include "eval/norm/pca.h"
 #include "util/table.h"
 
 namespace tabula::eval {
@@ -23,6 +26,9 @@ struct RegressOptions {
   // exact: the converged ridge solution (ZᵀZ + alpha I)^-1 Zᵀy by Cholesky, reproducible to round-off.
   std::string ridge_solver = "lsqr";
   int64_t pca_components = 256;  // <= 0: no PCA (StandardScaler only)
+  // HEST's PCA(n_components, random_state=seed): sklearn's solver rule (auto), the exact SVD, or randomized.
+  PcaSolver pca_solver = PcaSolver::auto_rule;
+  uint32_t seed = 1;  // HEST's default --seed
   int k = 1;                     // knn
   int max_iter = 1000;
   double tol = 1e-4;
@@ -34,11 +40,13 @@ struct FoldScore {
   std::vector<double> pearson;       // per target
   double pearson_mean = 0;
   int64_t n_train = 0, n_test = 0;
+  std::string pca_solver;            // the PCA solver sklearn would run on this fold (ridge with PCA only)
 };
 
-// Predictions for x_test given a model fitted on (x_train, y_train); y is [N, G] row-major.
+// Predictions for x_test given a model fitted on (x_train, y_train); y is [N, G] row-major. `pca_solver` (optional)
+// receives the PCA solver that ran.
 RowMatrixD regress_predict(const RowMatrixF& x_train, const RowMatrixD& y_train, const RowMatrixF& x_test,
-                           const RegressOptions& opt);
+                           const RegressOptions& opt, std::string* pca_solver = nullptr);
 
 // One score per fold. `fold_of_row` gives each row's fold label; every distinct label is held out once (HEST's
 // patient-level splits). Rows with an empty label are always in training.

@@ -54,7 +54,8 @@ struct Json {
   }
   void write(const std::string& path) const {
     std::string s = "{\n";
-    for (size_t i = 0; i < kv.size(); ++i) s += "  " + json_escape(kv[i].first) + ": " + kv[i].second + (i + 1 < kv.size() ? ",\n" : "\n");
+    for (size_t i = 0; i < kv.size(); ++i)
+      s += "  " + json_escape(kv[i].first) + ": " + kv[i].second + (i + 1 < kv.size() ? ",\n" : "\n");
     write_file_atomic(path, s + "}\n");
   }
 };
@@ -171,7 +172,8 @@ void run_recall(const RecallJob& job) {
     labels = agg_meta.column(job.pert_col);
   }
   std::vector<std::string> cols = {"source", "null_distribution_size", "query_distribution_size"};
-  for (auto [lo, hi] : job.thresholds) cols.push_back(recall_column_name(lo, hi));
+  // EFAAR names a pair by its sorted values (compute_recall: np.min, np.max), whatever order it was given in.
+  for (auto [a, b] : job.thresholds) cols.push_back(recall_column_name(std::min(a, b), std::max(a, b)));
   Table out(cols);
   Json j;
   j.str("metric", "recall");
@@ -206,7 +208,8 @@ void run_knn(const KnnJob& job) {
   std::string layer;
   load_inputs(job.in, &x, &meta, &layer);
   std::vector<std::string> classes;
-  KnnProblem p = knn_problem(meta, job.label_col, job.split_col, job.train_value, job.test_value, job.group_col, &classes);
+  KnnProblem p =
+      knn_problem(meta, job.label_col, job.split_col, job.train_value, job.test_value, job.group_col, &classes);
   KnnResult r = knn_classify(x, p, job.opt);
   const char* kind = job.opt.kind == KnnKind::dinov2 ? "dinov2" : "sklearn";
   Table out({"kind", "k", "top1", "top5", "n_queries"});
@@ -264,7 +267,8 @@ void run_regress(const RegressJob& job) {
   for (int64_t r = 0; r < y.rows(); ++r)
     for (int64_t g = 0; g < y.cols(); ++g)
       if (!std::isfinite(y(r, g)))
-        throw std::runtime_error(job.targets + ": row " + std::to_string(r) + ", target '" + names[g] + "' is not finite");
+        throw std::runtime_error(job.targets + ": row " + std::to_string(r) + ", target '" + names[g] +
+                                 "' is not finite");
   if (job.log1p) y = y.array().log1p().matrix();
   if (job.top_variable > 0 && job.top_variable < y.cols()) {
     std::vector<double> var(y.cols());
@@ -282,11 +286,12 @@ void run_regress(const RegressJob& job) {
   }
   std::vector<FoldScore> folds = regress_folds(x, y, meta.column(job.fold_col), job.opt);
   Table per({"fold", "target", "pearson"});
-  Table fold_t({"fold", "n_train", "n_test", "pearson_mean"});
+  Table fold_t({"fold", "n_train", "n_test", "pearson_mean", "pca_solver"});
   double mean = 0;
   for (const auto& f : folds) {
     for (size_t g = 0; g < f.pearson.size(); ++g) per.add_row({f.fold, names[g], format_number(f.pearson[g])});
-    fold_t.add_row({f.fold, std::to_string(f.n_train), std::to_string(f.n_test), format_number(f.pearson_mean)});
+    fold_t.add_row({f.fold, std::to_string(f.n_train), std::to_string(f.n_test), format_number(f.pearson_mean),
+                    f.pca_solver});
     mean += f.pearson_mean;
   }
   mean /= static_cast<double>(folds.size());
@@ -303,11 +308,18 @@ void run_regress(const RegressJob& job) {
   j.num("n_folds", static_cast<double>(folds.size()));
   j.num("pearson_mean", mean);
   j.num("pearson_std", std::sqrt(var / static_cast<double>(folds.size())));  // np.std over folds (ddof 0)
+  if (job.opt.method == "ridge" && job.opt.pca_components > 0) {
+    std::vector<std::string> solvers;
+    for (const auto& f : folds) solvers.push_back(f.pca_solver);
+    j.list("pca_solver", solvers);  // per fold, the solver scikit-learn runs (or the one forced)
+    j.num("seed", job.opt.seed);
+  }
   j.write(out_path(job.out_dir, "summary.json"));
 }
 
 namespace {
-std::vector<std::pair<std::string, std::string>> layer_files(const std::string& run, const std::vector<std::string>& layers) {
+std::vector<std::pair<std::string, std::string>> layer_files(const std::string& run,
+                                                             const std::vector<std::string>& layers) {
   std::vector<std::pair<std::string, std::string>> out;
   if (fs::is_regular_file(run)) return {{fs::path(run).stem().string(), run}};
   if (!fs::is_directory(run)) throw std::runtime_error(run + ": not an embedding folder or .npy file");
@@ -356,7 +368,8 @@ std::vector<double> read_scores(const std::string& spec) {
     return a.to_f64();
   }
   size_t colon = spec.rfind(':');
-  if (colon == std::string::npos) throw std::runtime_error("scores '" + spec + "': expected FILE.csv:COLUMN or FILE.npy");
+  if (colon == std::string::npos)
+    throw std::runtime_error("scores '" + spec + "': expected FILE.csv:COLUMN or FILE.npy");
   return read_csv(spec.substr(0, colon)).numbers(spec.substr(colon + 1));
 }
 }  // namespace
@@ -421,7 +434,8 @@ void run_normalize(const NormalizeJob& job) {
   spec.group_column = job.group_col;
   if (!job.control.empty()) {
     size_t eq = job.control.find('=');
-    if (eq == std::string::npos || eq == 0) throw std::runtime_error("--control expects COLUMN=VALUE, got '" + job.control + "'");
+    if (eq == std::string::npos || eq == 0)
+      throw std::runtime_error("--control expects COLUMN=VALUE, got '" + job.control + "'");
     spec.control_column = job.control.substr(0, eq);
     spec.control_value = job.control.substr(eq + 1);
     meta.column(spec.control_column);  // names the column when it is missing
@@ -430,8 +444,9 @@ void run_normalize(const NormalizeJob& job) {
     if (spec.control_column.empty()) throw std::runtime_error(job.method + " needs --control COLUMN=VALUE");
   };
   const std::string& m = job.method;
-  if (m == "standardize" || m == "mad" || m == "mad-raw") {
-    Scale how = m == "standardize" ? Scale::standard : m == "mad" ? Scale::mad : Scale::mad_raw;
+  if (m == "standardize" || m == "mad" || m == "mad-normal" || m == "mad-raw") {
+    Scale how = m == "standardize" ? Scale::standard : m == "mad" ? Scale::mad : m == "mad-normal" ? Scale::mad_normal
+                                                                                                     : Scale::mad_raw;
     scale_on_controls(x, meta, spec, how, job.eps >= 0 ? job.eps : (how == Scale::standard ? 0.0 : 1e-18));
   } else if (m.rfind("spherize-", 0) == 0) {
     std::string w = m.substr(9);

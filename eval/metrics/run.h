@@ -95,8 +95,8 @@ void run_linear(const LinearJob& job);
 // can read the result with --features OUT:LAYER.
 struct NormalizeJob {
   Inputs in;
-  // standardize | mad | mad-raw | spherize-pca | spherize-zca | spherize-pca-cor | spherize-zca-cor | pca | tvn |
-  // centerscale | pca-centerscale | aggregate | filter
+  // standardize | mad | mad-normal | mad-raw | spherize-pca | spherize-zca | spherize-pca-cor | spherize-zca-cor |
+  // pca | tvn | centerscale | pca-centerscale | aggregate | filter
   std::string method;
   std::string group_col;  // plate / batch
   std::string control;    // COL=VALUE selecting negative controls (empty: all rows)

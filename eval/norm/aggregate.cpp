@@ -1,7 +1,6 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "eval/metrics/map.h"
 #include "eval/norm/normalize.h"
 
 namespace tabula::eval {

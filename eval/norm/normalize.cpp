@@ -1,18 +1,21 @@
 #include "eval/norm/normalize.h"
 
 #include <Eigen/Eigenvalues>
+#include <Eigen/SVD>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
-#include "eval/metrics/map.h"
 
 namespace tabula::eval {
 
 namespace {
 
-// scipy.stats.median_abs_deviation(scale="normal") factor: 1 / Phi^-1(3/4).
-constexpr double kMadNormal = 1.482602218505602;
+// pycytominer 1.7.1 RobustMAD.fit: scipy.stats.median_abs_deviation(X, scale=1 / 1.4826), i.e. MAD / (1 / 1.4826).
+constexpr double kPycytominerMadScale = 1 / 1.4826;
+// scipy.stats.median_abs_deviation(scale="normal"): MAD / Phi^-1(3/4), i.e. MAD x 1.482602218505602.
+constexpr double kNormalMadScale = 0.6744897501960817;
 
 double median(std::vector<double>& v) {
   size_t m = v.size();
@@ -57,7 +60,8 @@ FitGroups fit_groups(const Table& meta, const NormSpec& spec) {
     for (size_t r : rows)
       if (!ctrl || (*ctrl)[r] == spec.control_value) c.push_back(r);
     if (c.empty())
-      throw std::runtime_error(meta.source() + ": group '" + (spec.group_column.empty() ? "all" : meta.column(spec.group_column)[rows[0]]) +
+      throw std::runtime_error(meta.source() + ": group '" +
+                               (spec.group_column.empty() ? "all" : meta.column(spec.group_column)[rows[0]]) +
                                "' has no control rows (" + spec.control_column + " == " + spec.control_value + ")");
     g.controls.push_back(std::move(c));
   }
@@ -86,7 +90,10 @@ void scale_on_controls(RowMatrixF& x, const Table& meta, const NormSpec& spec, S
       } else {
         center = median(col);
         for (double& v : col) v = std::abs(v - center);
-        scale = median(col) * (how == Scale::mad ? kMadNormal : 1.0) + eps;  // pycytominer RobustMAD: / (mad + eps)
+        // scipy divides the raw MAD by its `scale` argument; RobustMAD.transform divides by (mad + epsilon).
+        const double mad_scale = how == Scale::mad ? kPycytominerMadScale : how == Scale::mad_normal ? kNormalMadScale
+                                                                                                       : 1.0;
+        scale = median(col) / mad_scale + eps;
         if (scale == 0) throw std::runtime_error("feature " + std::to_string(d) + " has zero MAD on the controls; "
                                                  "filter it (zero-MAD feature filter) or pass an epsilon");
       }
@@ -95,36 +102,72 @@ void scale_on_controls(RowMatrixF& x, const Table& meta, const NormSpec& spec, S
   }
 }
 
+namespace {
+
+// pycytominer 1.7.1 Spherize.fit on one group's control rows: X centred (PCA/ZCA) or standardised with the
+// population std (the -cor variants, sklearn's StandardScaler); np.linalg.svd(X) = U S Vt; when n <= d the
+// singular values past the rank r are replaced by S[r-1]; W = V diag(sqrt(n - 1) / (S + eps)) (PCA), times Vt
+// (ZCA). Returns W and the centre/scale to apply before it.
+struct Sphering {
+  Eigen::RowVectorXd center, scale;
+  Eigen::MatrixXd w;
+};
+
+Sphering fit_sphering(RowMatrixD c, Whiten how, double eps) {
+  const int64_t n = c.rows(), d = c.cols();
+  if (n < 2) throw std::runtime_error("spherize: a group has fewer than two control rows");
+  Sphering s;
+  s.center = c.colwise().mean();
+  c.rowwise() -= s.center;
+  s.scale = Eigen::RowVectorXd::Ones(d);
+  if (how == Whiten::pca_cor || how == Whiten::zca_cor) {
+    for (int64_t j = 0; j < d; ++j) {
+      double sd = std::sqrt(c.col(j).squaredNorm() / static_cast<double>(n));
+      if (!(sd > 0))
+        throw std::runtime_error("spherize (correlation): feature " + std::to_string(j) +
+                                 " has zero variance on the controls; remove low-variance features first");
+      s.scale(j) = sd;
+    }
+    for (int64_t r = 0; r < n; ++r) c.row(r).array() /= s.scale.array();
+  }
+  Eigen::BDCSVD<Eigen::MatrixXd> svd(c, Eigen::ComputeFullV);
+  Eigen::VectorXd sigma = Eigen::VectorXd::Zero(d);
+  const Eigen::VectorXd& sv = svd.singularValues();
+  sigma.head(sv.size()) = sv;
+  if (n <= d) {
+    // numpy.linalg.matrix_rank's tolerance: S.max() * max(n, d) * eps.
+    const double tol = sv(0) * static_cast<double>(std::max(n, d)) * std::numeric_limits<double>::epsilon();
+    int64_t r = 0;
+    while (r < sv.size() && sv(r) > tol) ++r;
+    if (r != n - 1 && r != n)
+      throw std::runtime_error("spherize: the control rows of a group have rank " + std::to_string(r) +
+                               " with n = " + std::to_string(n) + " <= d = " + std::to_string(d) +
+                               " (pycytominer requires n - 1 or n)");
+    for (int64_t k = r; k < d; ++k) sigma(k) = sv(r - 1);
+  }
+  Eigen::MatrixXd v = svd.matrixV();
+  // Component signs are LAPACK's choice in pycytominer; here the largest-|.| loading is positive (svd_flip), which
+  // changes the sign of PCA-whitened columns only (ZCA does not depend on it).
+  for (int64_t k = 0; k < d; ++k) {
+    Eigen::Index arg;
+    v.col(k).cwiseAbs().maxCoeff(&arg);
+    if (v(arg, k) < 0) v.col(k) *= -1.0;
+  }
+  Eigen::VectorXd inv = std::sqrt(static_cast<double>(n - 1)) * (sigma.array() + eps).inverse();
+  s.w = v * inv.asDiagonal();
+  if (how == Whiten::zca || how == Whiten::zca_cor) s.w = s.w * v.transpose();
+  return s;
+}
+
+}  // namespace
+
 void spherize(RowMatrixF& x, const Table& meta, const NormSpec& spec, Whiten how, double eps) {
   check_rows_match(x, meta, "features");
   FitGroups g = fit_groups(meta, spec);
-  const int64_t d = x.cols();
   for (size_t k = 0; k < g.rows.size(); ++k) {
-    RowMatrixD c = gather(x, g.controls[k]);
-    if (c.rows() < 2) throw std::runtime_error("spherize: a group has fewer than two control rows");
-    Eigen::RowVectorXd mu = c.colwise().mean();
-    c.rowwise() -= mu;
-    Eigen::MatrixXd cov = (c.transpose() * c) / static_cast<double>(c.rows() - 1);
-    Eigen::MatrixXd w;  // applied as z = (x - mu) * w
-    Eigen::VectorXd lam;
-    Eigen::MatrixXd u;
-    if (how == Whiten::pca || how == Whiten::zca) {
-      sorted_eigh(cov, lam, u);
-      Eigen::VectorXd inv = (lam.array().max(0.0) + eps).rsqrt();
-      w = u * inv.asDiagonal();
-      if (how == Whiten::zca) w = w * u.transpose();
-    } else {
-      Eigen::VectorXd sd = cov.diagonal().array().sqrt();
-      for (int64_t j = 0; j < d; ++j)
-        if (!(sd(j) > 0)) throw std::runtime_error("spherize (correlation): feature " + std::to_string(j) +
-                                                   " is constant on the controls");
-      Eigen::MatrixXd corr = sd.cwiseInverse().asDiagonal() * cov * sd.cwiseInverse().asDiagonal();
-      sorted_eigh(corr, lam, u);
-      Eigen::VectorXd inv = (lam.array().max(0.0) + eps).rsqrt();
-      w = sd.cwiseInverse().asDiagonal() * u * inv.asDiagonal();
-      if (how == Whiten::zca_cor) w = w * u.transpose();
-    }
-    for (size_t r : g.rows[k]) x.row(r) = ((x.row(r).cast<double>() - mu) * w).cast<float>();
+    Sphering s = fit_sphering(gather(x, g.controls[k]), how, eps);
+    for (size_t r : g.rows[k])
+      x.row(r) = (((x.row(r).cast<double>() - s.center).array() / s.scale.array()).matrix() * s.w).cast<float>();
   }
 }
 
@@ -160,7 +203,8 @@ RowMatrixF tvn_on_controls(const RowMatrixF& x_in, const Table& meta, const std:
   return x;
 }
 
-RowMatrixF pca_centerscale(const RowMatrixF& x_in, const Table& meta, const std::string& batch_col, int64_t n_components) {
+RowMatrixF pca_centerscale(const RowMatrixF& x_in, const Table& meta, const std::string& batch_col,
+                           int64_t n_components) {
   RowMatrixF x = x_in;
   scale_on_controls(x, meta, NormSpec{batch_col, "", ""}, Scale::standard, 0.0);
   std::vector<size_t> all(x.rows());

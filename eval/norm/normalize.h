@@ -1,10 +1,11 @@
 // Profile normalisation on plain feature matrices, each step fitted on negative controls (or all rows) within
 // groups of a metadata column (plate, batch), as pycytominer / EFAAR do:
 //  - standardize: (x - mean_ctrl) / std_ctrl (population std, ddof 0, as sklearn's StandardScaler);
-//  - robust MAD: (x - median_ctrl) / MAD_ctrl, MAD scaled x1.4826 ("mad_robustize") or raw;
-//  - spherize (whitening) fitted on controls: PCA, ZCA, PCA-cor, ZCA-cor with regulariser eps, computed with a full
-//    eigendecomposition (not pycytominer's sliced eigenvector window, pycytominer issue #747);
-//  - PCA (sklearn semantics: centred, components by SVD, sign flip as sklearn's svd_flip);
+//  - robust MAD: (x - median_ctrl) / (MAD_ctrl + eps) as pycytominer 1.7.1's mad_robustize (RobustMAD: MAD from
+//    scipy's median_abs_deviation(scale=1/1.4826), i.e. x1.4826), scipy's scale="normal" (x1.482602218505602) or raw;
+//  - spherize (whitening) fitted on controls as pycytominer 1.7.1's Spherize (center=True): PCA, ZCA, PCA-cor,
+//    ZCA-cor, eps added to the singular values of the centred (or standardised) control matrix;
+//  - PCA (sklearn semantics, eval/norm/pca.h);
 //  - EFAAR: centre-scale on controls (per batch), TVN (centre-scale -> PCA on controls -> centre-scale ->
 //    per-batch (Cov_ctrl + 0.5 I)^(-1/2)), PCA-centerscale;
 //  - aggregation (mean/median) by any columns; feature filtering (zero MAD, low variance).
@@ -13,7 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "eval/metrics/features.h"
+#include "eval/profiles.h"
+#include "eval/norm/pca.h"
 #include "util/table.h"
 
 namespace tabula::eval {
@@ -30,23 +32,19 @@ struct FitGroups {
 };
 FitGroups fit_groups(const Table& meta, const NormSpec& spec);
 
-enum class Scale { standard, mad, mad_raw };
-// In-place per-group standardize / robust-MAD. A feature whose control std/MAD is 0 is left centred and unscaled
-// (sklearn's StandardScaler behaviour for std; pycytominer would divide by eps).
+// mad: pycytominer's mad_robustize (MAD x 1.4826); mad_normal: scipy's scale="normal"; mad_raw: the MAD itself.
+enum class Scale { standard, mad, mad_normal, mad_raw };
+// In-place per-group standardize / robust-MAD (pycytominer.normalize run on each group, samples = the controls).
+// A feature whose control std is 0 is left centred and unscaled (sklearn's StandardScaler); a zero MAD divides by
+// eps as pycytominer does (and throws when eps is 0).
 void scale_on_controls(RowMatrixF& x, const Table& meta, const NormSpec& spec, Scale how, double eps = 0.0);
 
 enum class Whiten { pca, zca, pca_cor, zca_cor };
-// Fits whitening on the control rows of each group and applies it to the group's rows (centred on the control
-// mean). eps regularises the eigenvalues: W = diag(1/sqrt(lambda + eps)) U^T (PCA) or U diag(..) U^T (ZCA); the
-// "-cor" variants whiten the correlation matrix after scaling by the control std.
+// Fits whitening on the n control rows of each group and applies it to the group's rows (centred on the control
+// mean; the "-cor" variants also divided by the controls' population std): with the SVD X_ctrl = U S V^T,
+// W = V diag(sqrt(n - 1) / (S + eps)) (PCA) or that times V^T (ZCA), as pycytominer. PCA-whitened columns have
+// the sign convention of sklearn's svd_flip (pycytominer's are whatever LAPACK returns).
 void spherize(RowMatrixF& x, const Table& meta, const NormSpec& spec, Whiten how, double eps = 1e-6);
-
-// sklearn.decomposition.PCA(n_components).fit(fit_rows).transform(all rows) with svd_flip sign convention.
-// n_components <= 0 keeps min(n_fit, D). Returns [N, k].
-RowMatrixF pca(const RowMatrixF& x, const std::vector<size_t>& fit_rows, int64_t n_components,
-               std::vector<double>* explained_variance = nullptr);
-RowMatrixD pca_f64(const RowMatrixD& x, const std::vector<size_t>& fit_rows, int64_t n_components,
-                   std::vector<double>* explained_variance = nullptr);
 
 // EFAAR efaar.py.
 void centerscale_on_controls(RowMatrixF& x, const Table& meta, const std::string& pert_col,

@@ -117,6 +117,16 @@ TEST(MetricsCli, RecallKnnRegressCkaCorrRun) {
   Table rec = read_csv((dir / "recall/recall.csv").string());
   Table want = read_csv(metrics_fixture("recall/expected.csv"));
   EXPECT_EQ(rec.column("recall_0.05_0.95")[0], format_number(want.number(0, want.index("recall_0.05_0.95"))));
+  // A pair given high-first is EFAAR's sorted pair, under EFAAR's name.
+  r = run_tabula("eval recall --features " + metrics_fixture("recall/features.npy") + " --meta " +
+                 metrics_fixture("recall/meta.csv") + " --pert-col gene --relationships " +
+                 metrics_fixture("recall/relationships.csv") + " --thresholds 0.8:0.2,0.05:0.95 --out " +
+                 (dir / "recall2").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  rec = read_csv((dir / "recall2/recall.csv").string());
+  EXPECT_EQ(rec.columns(), (std::vector<std::string>{"source", "null_distribution_size", "query_distribution_size",
+                                                     "recall_0.2_0.8", "recall_0.05_0.95"}));
+  EXPECT_EQ(rec.column("recall_0.2_0.8")[0], format_number(want.number(0, want.index("recall_0.2_0.8"))));
 
   r = run_tabula("eval knn --features " + metrics_fixture("knn/features.npy") + " --meta " + metrics_fixture("knn/meta.csv") +
                  " --label-col label --split-col split --k 10,20 --out " + (dir / "knn").string());
@@ -153,9 +163,19 @@ TEST(MetricsCli, NormalizeThenMapAndLinear) {
   auto r = run_tabula("eval normalize --features " + (dir / "emb.npy").string() +
                       " --method mad --group-col plate --control pert=DMSO --out " + (dir / "mad").string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  // pycytominer's mad_robustize to float32 rounding (its x1.4826 differs from scipy's "normal" by 1.5e-6 relative).
   RowMatrixF y = load_features((dir / "mad/emb.npy").string());
   RowMatrixF want = load_features(metrics_fixture("norm/mad.npy"));
-  EXPECT_LT((y - want).cwiseAbs().maxCoeff(), 1e-4);
+  ASSERT_EQ(y.rows(), want.rows());
+  for (int64_t i = 0; i < y.size(); ++i)
+    ASSERT_LE(std::abs(y.data()[i] - want.data()[i]), 1.2e-7 * std::abs(want.data()[i])) << "element " << i;
+  r = run_tabula("eval normalize --features " + (dir / "emb.npy").string() +
+                 " --method mad-normal --group-col plate --control pert=DMSO --out " + (dir / "madn").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  y = load_features((dir / "madn/emb.npy").string());
+  want = load_features(metrics_fixture("norm/mad_normal.npy"));
+  for (int64_t i = 0; i < y.size(); ++i)
+    ASSERT_LE(std::abs(y.data()[i] - want.data()[i]), 1.2e-7 * std::abs(want.data()[i])) << "element " << i;
   r = run_tabula("eval normalize --features " + (dir / "mad").string() + ":emb --method aggregate --by pert --out " +
                  (dir / "agg").string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -174,4 +194,44 @@ TEST(MetricsCli, NormalizeThenMapAndLinear) {
   Table lin = read_csv((dir / "lin/linear.csv").string());
   Table probe = read_csv(metrics_fixture("linear/probe.csv"));
   EXPECT_DOUBLE_EQ(lin.number(0, lin.index("test_top1")), probe.number(0, probe.index("test_top1")));
+}
+
+TEST(MetricsCli, RegressRunsHestsPipeline) {
+  fs::path dir = work_dir();
+  const std::string base = "eval regress --features " + metrics_fixture("hest/features.npy") + " --meta " +
+                           metrics_fixture("hest/meta.csv") + " --targets " + metrics_fixture("hest/targets.npy") +
+                           " --fold-col patient --out ";
+  auto r = run_tabula(base + (dir / "auto").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // regress.csv against HEST's train_test_reg (float64 pipeline, randomized PCA with random_state=1).
+  Table got = read_csv((dir / "auto/regress.csv").string());
+  Table want = read_csv(metrics_fixture("hest/expected.csv"));
+  ASSERT_EQ(got.rows(), 4u * 50u);
+  size_t checked = 0;
+  for (size_t w = 0; w < want.rows(); ++w) {
+    if (want.column("method")[w] != "hest") continue;
+    for (size_t g = 0; g < got.rows(); ++g) {
+      if (got.column("fold")[g] != want.column("fold")[w]) continue;
+      std::string col = "t";
+      col += got.column("target")[g].substr(7);  // target_N
+      EXPECT_NEAR(got.number(g, got.index("pearson")), want.number(w, want.index(col)), 1e-6);
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 200u);
+  Table folds = read_csv((dir / "auto/folds.csv").string());
+  EXPECT_EQ(folds.column("pca_solver"), std::vector<std::string>(4, "randomized"));
+  // --pca-solver exact: scikit-learn's full SVD.
+  r = run_tabula(base + (dir / "exact").string() + " --pca-solver exact");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_csv((dir / "exact/folds.csv").string()).column("pca_solver"), std::vector<std::string>(4, "full"));
+  // Another random_state draws another randomized SVD: HEST's --seed is part of its result.
+  r = run_tabula(base + (dir / "seed2").string() + " --seed 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(read_csv((dir / "seed2/folds.csv").string()).column("pearson_mean"), folds.column("pearson_mean"));
+  r = run_tabula(base + (dir / "bad").string() + " --seed -1");
+  EXPECT_EQ(r.exit_code, 2);
+  r = run_tabula(base + (dir / "bad").string() + " --pca-solver arpack");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("auto, exact or randomized"), std::string::npos) << r.err;
 }

@@ -1,5 +1,5 @@
-// EFAAR relationship recall: fixture from EFAAR's compute_recall / aggregate / filter_relationships, reimplemented
-// line by line in weights_tools/reference/metrics_fixtures.py, on sklearn's cosine_similarity.
+// EFAAR relationship recall: fixture from efaar_benchmarking 1.0's own aggregate and known_relationship_benchmark
+// (compute_recall, filter_relationships, sklearn's cosine_similarity), called by metrics_fixtures.py.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -28,11 +28,12 @@ TEST(MetricsRecall, MatchesEfaarExactly) {
     EXPECT_EQ((agg - efaar_agg).cwiseAbs().maxCoeff(), 0.0f) << "aggregation differs from numpy";
     auto pairs = relationship_pairs(agg_meta.column("gene"), rels);
     for (int threads : {1, 2}) {
-      RecallResult res = relationship_recall(agg, pairs, {{0.05, 0.95}, {0.1, 0.9}}, threads);
+      RecallResult res = relationship_recall(agg, pairs, {{0.05, 0.95}, {0.1, 0.9}, {0.8, 0.2}}, threads);
       EXPECT_EQ(res.null_size, static_cast<int64_t>(want.number(r, want.index("null_distribution_size"))));
       EXPECT_EQ(res.query_size, static_cast<int64_t>(want.number(r, want.index("query_distribution_size"))));
       EXPECT_EQ(res.recall[0], want.number(r, want.index("recall_0.05_0.95")));
       EXPECT_EQ(res.recall[1], want.number(r, want.index("recall_0.1_0.9")));
+      EXPECT_EQ(res.recall[2], want.number(r, want.index("recall_0.2_0.8")));  // given as (0.8, 0.2)
     }
   }
   EXPECT_EQ(recall_column_name(0.05, 0.95), "recall_0.05_0.95");

@@ -1,4 +1,6 @@
-// HEST ridge probe (StandardScaler -> PCA(256) -> Ridge lsqr) and k-NN regression against sklearn, per patient fold.
+// HEST ridge probe (StandardScaler -> PCA(256) -> Ridge lsqr) and k-NN regression, per patient fold, against HEST's
+// own train_test_reg and scikit-learn (weights_tools/reference/hest_fixtures.py). 270 training rows: PCA's exact
+// solver; the randomized regime is in test_metrics_hest.cpp.
 #include <gtest/gtest.h>
 
 #include <Eigen/Cholesky>
@@ -42,11 +44,12 @@ TEST(MetricsRegress, RidgeProbeAndKnnMatchHestAndSklearn) {
     auto it = std::find_if(folds.begin(), folds.end(), [&](const FoldScore& f) { return f.fold == fold; });
     ASSERT_NE(it, folds.end());
     ASSERT_EQ(it->pearson.size(), 50u);
-    // ridge_exact: converged ridge vs sklearn Ridge(solver="cholesky") -> tight (the parity criterion).
-    // ridge / ridge_hest_f32: HEST's early-stopped LSQR (float64 / float32 as published). LSQR's stopping iteration
-    // moves with 1e-15 round-off (see regress.h), and HEST's own float32/float64 gap here is ~6e-3, so only a loose
-    // bound is meaningful; the LSQR transcription itself is checked to round-off in LsqrMatchesScipy.
-    double tol = method == "ridge_exact" ? 1e-5 : method.rfind("ridge", 0) == 0 ? 1e-2 : 1e-9;
+    // ridge_exact: the converged ridge (sklearn Ridge(solver="cholesky")), tight. ridge / ridge_hest_f32: HEST's
+    // train_test_reg (early-stopped LSQR, tol 1e-4) on the float64 pipeline / as published in float32. Here 256 of
+    // 260 components are kept from 270 rows, and the trailing ones are so weak that LSQR's stopping iteration moves
+    // with round-off: scaling the scores by (1 + 1e-14 noise) moves sklearn's own Pearson r by up to 4e-3, so only
+    // a loose bound means anything (test_metrics_hest.cpp checks a well-conditioned HEST case to 1e-6).
+    double tol = method == "ridge_exact" ? 1e-6 : method.rfind("ridge", 0) == 0 ? 1e-2 : 1e-9;
     for (int t = 0; t < 50; ++t) {
       std::string col = "t";
       col += std::to_string(t);

@@ -1,11 +1,14 @@
 """Fixtures for tests/eval/test_metrics*.cpp, written by the real tools.
 
 Run from the repository root with the reference venv:
-    /work/venv/bin/python weights_tools/reference/metrics_fixtures.py
+    /work/venv/bin/python weights_tools/reference/metrics_fixtures.py --dinov2 /path/to/dinov2-checkout [CASE ...]
+(the kNN case imports DINOv2's KnnModule from the checkout; matched: commit b8931f7; it also needs torchmetrics and
+omegaconf, which dinov2.eval imports.)
 Writes tests/fixtures/metrics/<case>/... (small .npy/.csv/.json files). Versions are recorded in versions.json.
-copairs 0.5.5, scikit-learn, numpy; EFAAR's compute_recall and HEST's ridge probe are reimplemented below line by
-line from their published sources (recht-lab/EFAAR_benchmarking efaar_benchmarking/benchmarking.py,
-mahmoodlab/HEST src/hest/bench/trainer.py).
+Every reference number comes from the field's own code, called here: copairs, pycytominer (normalize), EFAAR's
+efaar_benchmarking (PyPI 1.0: aggregate, known_relationship_benchmark, centerscale/TVN, embed_by_pca), DINOv2's kNN
+module body, scikit-learn and scipy. HEST's pipeline has its own script, hest_fixtures.py (it imports HEST's code
+from a checkout). The versions used are recorded in tests/fixtures/metrics/versions.json.
 """
 import json
 import os
@@ -133,44 +136,11 @@ def map_null_fixtures():
               cases__csv=pd.DataFrame(cases, columns=["n_pos", "n_total", "seed"]), random_ap__npy=nulls)
 
 
-def efaar_compute_recall(null_distribution, query_distribution, recall_threshold_pairs):
-    """EFAAR_benchmarking benchmarking.compute_recall, line by line."""
-    metrics = {}
-    metrics["null_distribution_size"] = null_distribution.shape[0]
-    metrics["query_distribution_size"] = query_distribution.shape[0]
-    sorted_null_distribution = np.sort(null_distribution)
-    query_percentage_ranks_left = np.searchsorted(sorted_null_distribution, query_distribution, side="left") / len(
-        sorted_null_distribution)
-    query_percentage_ranks_right = np.searchsorted(sorted_null_distribution, query_distribution, side="right") / len(
-        sorted_null_distribution)
-    for threshold_pair in recall_threshold_pairs:
-        left_threshold, right_threshold = np.min(threshold_pair), np.max(threshold_pair)
-        metrics[f"recall_{left_threshold}_{right_threshold}"] = sum(
-            (query_percentage_ranks_right <= left_threshold) | (query_percentage_ranks_left >= right_threshold)
-        ) / len(query_distribution)
-    return metrics
-
-
-def efaar_filter_relationships(df):
-    df["sorted_entities"] = df.apply(lambda row: tuple(sorted([row.entity1, row.entity2])), axis=1)
-    df["entity1"] = df.sorted_entities.apply(lambda x: x[0])
-    df["entity2"] = df.sorted_entities.apply(lambda x: x[1])
-    return df[["entity1", "entity2"]].query("entity1!=entity2").drop_duplicates()
-
-
-def efaar_aggregate(embeddings, metadata, pert_col, method="mean"):
-    """EFAAR efaar.aggregate (keys_to_remove empty)."""
-    final_embeddings, unique_perts = [], []
-    metadata = metadata.reset_index(drop=True)
-    aggr_func = np.mean if method == "mean" else np.median
-    for pert, group in metadata.groupby(pert_col):
-        final_embeddings.append(aggr_func(embeddings[group.index.values, :], axis=0))
-        unique_perts.append(pert)
-    return np.vstack(final_embeddings), pd.DataFrame({pert_col: unique_perts})
-
-
 def recall_fixtures():
-    from sklearn.metrics.pairwise import cosine_similarity
+    """EFAAR_benchmarking 1.0's own aggregate + known_relationship_benchmark (compute_recall, filter_relationships,
+    sklearn's cosine_similarity) on a relationship file it reads from a benchmark folder."""
+    from sklearn.utils import Bunch
+    efaar, benchmarking = import_efaar()
     rng = np.random.default_rng(11)
     n_genes, reps, d = 90, 3, 16
     genes = [f"G{g:03d}" for g in range(n_genes)]
@@ -192,39 +162,39 @@ def recall_fixtures():
         rels.append((genes[i], genes[j]))
     rels += [(genes[1], genes[0]), (genes[5], genes[5]), ("NOTINMAP", genes[3])]  # reversed dup, self, unknown
     rel_df = pd.DataFrame(rels, columns=["entity1", "entity2"])
-    thr = [(0.05, 0.95), (0.1, 0.9)]
-    out = {}
-    for method in ["mean", "median"]:
-        agg, agg_meta = efaar_aggregate(feats, meta, "gene", method)
-        agg = agg.astype(np.float32)
-        features = pd.DataFrame(agg).set_index(agg_meta["gene"]).rename_axis(index=None)
-        cossim_matrix = pd.DataFrame(cosine_similarity(features, features), index=features.index,
-                                     columns=features.index)
-        cossim_values = cossim_matrix.values[np.triu_indices(cossim_matrix.shape[0], k=1)]
-        r = efaar_filter_relationships(rel_df.copy())
-        r = r[r.entity1.isin(features.index) & r.entity2.isin(features.index)]
-        query = np.array([cossim_matrix.loc[e1, e2] for e1, e2 in r.itertuples(index=False)])
-        m = efaar_compute_recall(cossim_values, query, thr)
-        out[method] = m
-        save_case("recall", **{f"agg_{method}__npy": agg})
-    res = pd.DataFrame([dict(aggregate=k, **v) for k, v in out.items()])
-    save_case("recall", features__npy=feats, meta__csv=meta, relationships__csv=rel_df, expected__csv=res)
+    # The last pair is given high-first: EFAAR sorts it and names it recall_0.2_0.8.
+    thr = [(0.05, 0.95), (0.1, 0.9), (0.8, 0.2)]
+    bench_dir = tempfile.mkdtemp()
+    res = []
+    try:
+        rel_df.to_csv(os.path.join(bench_dir, "relationships.txt"), index=False)
+        for method in ["mean", "median"]:
+            agg = efaar.aggregate(feats, meta, "gene", method=method)
+            save_case("recall", **{f"agg_{method}__npy": agg.features.values.astype(np.float32)})
+            m = benchmarking.known_relationship_benchmark(Bunch(features=agg.features, metadata=agg.metadata), "gene",
+                                                          benchmark_sources=["relationships"], recall_thr_pairs=thr,
+                                                          min_req_entity_cnt=1, benchmark_data_dir=bench_dir)
+            res.append(m.assign(aggregate=method))
+    finally:
+        shutil.rmtree(bench_dir)
+    save_case("recall", features__npy=feats, meta__csv=meta, relationships__csv=rel_df,
+              expected__csv=pd.concat(res, ignore_index=True))
 
 # ------------------------------------------------------------------------------------------------------ kNN
 def dinov2_knn_probas(train, train_labels, test, ks, T, num_classes):
-    """dinov2/eval/knn.py KnnModule.forward on one rank, features normalised as ModelWithNormalize does."""
+    """dinov2/eval/knn.py's own KnnModule (a checkout passed with --dinov2) in one process: a one-rank gloo group
+    serves its broadcast/gather; features L2-normalised as its ModelWithNormalize does."""
     import torch
-    from torch.nn.functional import normalize, one_hot, softmax
+    import torch.distributed as dist
+    from torch.nn.functional import normalize
+    from dinov2.eval.knn import KnnModule
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", init_method="file://" + tempfile.mktemp(), rank=0, world_size=1)
     train = normalize(torch.from_numpy(train), dim=1, p=2)
     test = normalize(torch.from_numpy(test), dim=1, p=2)
-    similarity = torch.mm(test, train.T)
-    candidates = torch.from_numpy(train_labels).view(1, -1).expand(len(similarity), -1)
-    topk_sims, indices = similarity.topk(max(ks), largest=True, sorted=True)
-    neighbors_labels = torch.gather(candidates, 1, indices)
-    topk_sims_transform = softmax(topk_sims / T, 1)
-    matmul = torch.mul(one_hot(neighbors_labels, num_classes=num_classes),
-                       topk_sims_transform.view(len(test), -1, 1))
-    return {k: torch.sum(matmul[:, :k, :], 1).numpy() for k in ks}
+    knn = KnnModule(train, torch.from_numpy(train_labels), ks, T, torch.device("cpu"), num_classes=num_classes)
+    with torch.no_grad():
+        return {k: v.numpy() for k, v in knn(test).items()}
 
 
 def knn_fixtures():
@@ -306,171 +276,83 @@ def cka_fixtures():
     save_case("cka", x__npy=x, y__npy=y, z__npy=z, expected__csv=pd.DataFrame(rows), corr__csv=corr,
               scores__csv=pd.DataFrame(dict(a=s1, b=s2)))
 
-# ----------------------------------------------------------------------------------------------- HEST probe
-def hest_train_test_reg(X_train, X_test, y_train, y_test, max_iter=1000, random_state=0):
-    """HEST src/hest/bench/trainer.py train_test_reg, method='ridge' (Pearson part), line by line."""
-    from scipy.stats import pearsonr
-    from sklearn.linear_model import Ridge
-    alpha = 100 / (X_train.shape[1] * y_train.shape[1])
-    reg = Ridge(solver='lsqr', alpha=alpha, random_state=random_state, fit_intercept=False, max_iter=max_iter)
-    reg.fit(X_train, y_train)
-    preds_all = reg.predict(X_test)
-    return [pearsonr(y_test[:, t], preds_all[:, t])[0] for t in range(y_test.shape[1])]
-
-
-def regress_fixtures():
-    import torch
-    from scipy.stats import pearsonr
-    from sklearn.decomposition import PCA
-    from sklearn.neighbors import KNeighborsRegressor
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-    rng = np.random.default_rng(41)
-    n_pat, per, d, g = 4, 90, 260, 50
-    n = n_pat * per
-    patient = np.repeat([f"pat{i}" for i in range(n_pat)], per)
-    x = rng.normal(size=(n, d)).astype(np.float32)
-    x[:, :8] += (np.arange(n_pat).repeat(per)[:, None] * 0.3)  # patient batch effect
-    w = rng.normal(size=(d, g)) * 0.08
-    counts = rng.poisson(np.exp(np.clip(x @ w, -3, 3)) * 3)
-    y = np.log1p(counts).astype(np.float64)
-    rows = []
-    for pat in sorted(set(patient)):
-        te, tr = patient == pat, patient != pat
-        # benchmark.py: Pipeline(StandardScaler, PCA(latent_dim=256, random_state=seed)) -> torch.Tensor (float32)
-        pipe = Pipeline([('scaler', StandardScaler()), ('PCA', PCA(n_components=256, random_state=0))])
-        X_train, X_test = torch.Tensor(pipe.fit_transform(x[tr])), torch.Tensor(pipe.transform(x[te]))
-        r = hest_train_test_reg(X_train, X_test, y[tr], y[te], random_state=0)
-        rows.append(dict(method="ridge_hest_f32", fold=pat, **{f"t{t}": r[t] for t in range(g)}))
-        # The same pipeline in float64: HEST's float32 LSQR stops early (tol 1e-4) on float32 round-off, so its
-        # numbers move by ~1e-3 with the precision alone; the float64 run is the reference for tight parity.
-        pipe = Pipeline([('scaler', StandardScaler()), ('PCA', PCA(n_components=256, random_state=0))])
-        X_train, X_test = pipe.fit_transform(x[tr].astype(np.float64)), pipe.transform(x[te].astype(np.float64))
-        r = hest_train_test_reg(X_train, X_test, y[tr], y[te], random_state=0)
-        rows.append(dict(method="ridge", fold=pat, **{f"t{t}": r[t] for t in range(g)}))
-        # Converged ridge (same alpha, no intercept): well defined to round-off, the tight parity reference.
-        from sklearn.linear_model import Ridge
-        alpha = 100 / (X_train.shape[1] * g)
-        pred = Ridge(solver="cholesky", alpha=alpha, fit_intercept=False).fit(X_train, y[tr]).predict(X_test)
-        r = [pearsonr(y[te][:, t], pred[:, t])[0] for t in range(g)]
-        rows.append(dict(method="ridge_exact", fold=pat, **{f"t{t}": r[t] for t in range(g)}))
-        for k in (1, 5):
-            pred = KNeighborsRegressor(n_neighbors=k).fit(x[tr], y[tr]).predict(x[te])
-            r = [pearsonr(y[te][:, t], pred[:, t])[0] for t in range(g)]
-            rows.append(dict(method=f"knn{k}", fold=pat, **{f"t{t}": r[t] for t in range(g)}))
-    # scipy's lsqr on a small well-conditioned problem: iterates are stable there, so the transcription can be
-    # checked to round-off, iteration count included.
-    from scipy.sparse.linalg import lsqr
-    a_small = rng.normal(size=(40, 7))
-    b_small = rng.normal(size=40)
-    sol = lsqr(a_small, b_small, damp=0.3, atol=1e-6, btol=1e-6, iter_lim=100)
-    save_case("regress", lsqr_a__npy=a_small, lsqr_b__npy=b_small, lsqr_x__npy=sol[0],
-              lsqr__csv=pd.DataFrame(dict(damp=[0.3], tol=[1e-6], itn=[sol[2]])))
-    save_case("regress", features__npy=x, targets__npy=y, meta__csv=pd.DataFrame(dict(patient=patient)),
-              expected__csv=pd.DataFrame(rows))
-
 # ----------------------------------------------------------------------------------------------- normalisation
-def np_spherize(xc, x, method, eps):
-    """Whitening fitted on control rows xc, applied to x (full eigendecomposition; pycytominer issue #747 fixed).
-    Eigenvectors: eigenvalues descending, largest-|.| loading positive (sklearn's svd_flip convention)."""
-    mu = xc.mean(0)
-    cov = np.cov(xc, rowvar=False, ddof=1)
-
-    def eigh_sorted(a):
-        lam, u = np.linalg.eigh(a)
-        lam, u = lam[::-1], u[:, ::-1]
-        signs = np.sign(u[np.argmax(np.abs(u), axis=0), range(u.shape[1])])
-        return lam, u * signs
-
-    if method in ("pca", "zca"):
-        lam, u = eigh_sorted(cov)
-        w = u @ np.diag(1 / np.sqrt(np.maximum(lam, 0) + eps))
-        if method == "zca":
-            w = w @ u.T
-    else:
-        sd = np.sqrt(np.diag(cov))
-        corr = cov / np.outer(sd, sd)
-        lam, u = eigh_sorted(corr)
-        w = np.diag(1 / sd) @ u @ np.diag(1 / np.sqrt(np.maximum(lam, 0) + eps))
-        if method == "zca-cor":
-            w = w @ u.T
-    return (x - mu) @ w
+def import_efaar():
+    """efaar_benchmarking 1.0 (PyPI) as published. Its modules import scvi-tools (efaar.embed_by_scvi_anndata) and
+    geomloss (benchmarking's signal metrics) at the top; neither is used by the functions called here, so they are
+    replaced by empty modules when absent instead of installing their (large) dependency trees."""
+    import types
+    for name in ["scvi", "scvi.model", "geomloss"]:
+        try:
+            __import__(name)
+        except ImportError:
+            mod = types.ModuleType(name)
+            mod.SCVI = mod.SamplesLoss = None
+            sys.modules[name] = mod
+    import efaar_benchmarking.benchmarking as benchmarking
+    import efaar_benchmarking.efaar as efaar
+    return efaar, benchmarking
 
 
-def efaar_centerscale_on_controls(embeddings, metadata, pert_col, control_key, batch_col=None):
-    from sklearn.preprocessing import StandardScaler
-    embeddings = embeddings.copy()
-    if batch_col is not None:
-        for batch in metadata[batch_col].unique():
-            batch_ind = metadata[batch_col] == batch
-            batch_control_ind = batch_ind & (metadata[pert_col] == control_key)
-            embeddings[batch_ind] = StandardScaler().fit(embeddings[batch_control_ind]).transform(embeddings[batch_ind])
-        return embeddings
-    control_ind = metadata[pert_col] == control_key
-    return StandardScaler().fit(embeddings[control_ind]).transform(embeddings)
+def pycytominer_per_group(x, meta, group_col, samples, **kwargs):
+    """pycytominer.normalize run on each group (plate) separately, as JUMP's pipelines do per plate; features are
+    handed over as float64 (the exact values of the float32 inputs), the precision tabula computes in."""
+    from pycytominer import normalize
+    cols = [f"f{j}" for j in range(x.shape[1])]
+    out = np.empty(x.shape, dtype=np.float64)
+    for g in sorted(meta[group_col].unique()):
+        rows = (meta[group_col] == g).values
+        df = pd.concat([meta[rows].reset_index(drop=True).add_prefix("Metadata_"),
+                        pd.DataFrame(x[rows].astype(np.float64), columns=cols)], axis=1)
+        res = normalize(df, features=cols, meta_features=[c for c in df.columns if c.startswith("Metadata_")],
+                        samples=samples, **kwargs)
+        out[rows] = res[[c for c in res.columns if not c.startswith("Metadata_")]].values
+    return out
 
 
-def efaar_tvn_on_controls(embeddings, metadata, pert_col, control_key, batch_col=None):
-    from scipy import linalg
+def norm_case(name, x, meta):
+    from scipy.stats import median_abs_deviation
+    efaar, _ = import_efaar()
+    samples = "Metadata_pert == 'DMSO'"
+    out = {}
+    out["standardize"] = pycytominer_per_group(x, meta, "plate", samples, method="standardize")
+    out["mad"] = pycytominer_per_group(x, meta, "plate", samples, method="mad_robustize")
+    for m in ["PCA", "ZCA", "PCA-cor", "ZCA-cor"]:
+        out["spherize_" + m.lower()] = pycytominer_per_group(x, meta, "plate", samples, method="spherize",
+                                                             spherize_method=m)
+    # Not pycytominer methods: scipy's own MAD scalings, applied as RobustMAD applies its MAD.
+    for key, scale in [("mad_normal", "normal"), ("mad_raw", 1.0)]:
+        y = np.empty(x.shape, dtype=np.float64)
+        for p in sorted(meta["plate"].unique()):
+            rows = (meta["plate"] == p).values
+            ctrl = x[rows & (meta["pert"] == "DMSO").values].astype(np.float64)
+            y[rows] = (x[rows] - np.median(ctrl, axis=0)) / (median_abs_deviation(ctrl, scale=scale) + 1e-18)
+        out[key] = y
+    x64 = x.astype(np.float64)
+    out["tvn"] = efaar.tvn_on_controls(x64, meta, "pert", "DMSO", "plate")
+    out["centerscale"] = efaar.centerscale_on_controls(x64, meta, "pert", "DMSO", "plate")
+    out["pca_centerscale"] = efaar.embed_by_pca(x64, meta, 4, "plate")
     from sklearn.decomposition import PCA
-    embeddings = embeddings.copy()
-    embeddings = efaar_centerscale_on_controls(embeddings, metadata, pert_col, control_key)
-    ctrl_ind = metadata[pert_col] == control_key
-    embeddings = PCA().fit(embeddings[ctrl_ind]).transform(embeddings)
-    embeddings = efaar_centerscale_on_controls(embeddings, metadata, pert_col, control_key)
-    if batch_col is not None:
-        for batch in metadata[batch_col].unique():
-            batch_ind = metadata[batch_col] == batch
-            batch_control_ind = batch_ind & (metadata[pert_col] == control_key)
-            source_cov = np.cov(embeddings[batch_control_ind], rowvar=False, ddof=1) + 0.5 * np.eye(embeddings.shape[1])
-            source_cov_half_inv = linalg.fractional_matrix_power(source_cov, -0.5)
-            embeddings[batch_ind] = np.matmul(embeddings[batch_ind], source_cov_half_inv)
-    return embeddings
-
-
-def efaar_embed_by_pca(features, metadata, variance_or_ncomp, batch_col):
-    from sklearn.decomposition import PCA
-    from sklearn.preprocessing import StandardScaler
-    features = features.copy()
-    for batch in metadata[batch_col].unique():
-        ind = (metadata[batch_col] == batch).values
-        features[ind, :] = StandardScaler().fit_transform(features[ind, :])
-    return PCA(variance_or_ncomp).fit_transform(features)
+    ctrl = (meta["pert"] == "DMSO").values
+    out["pca_controls"] = PCA(3).fit(x64[ctrl]).transform(x64)
+    save_case(name, features__npy=x, meta__csv=meta, **{f"{k}__npy": v.astype(np.float32) for k, v in out.items()})
 
 
 def norm_fixtures():
-    from scipy.stats import median_abs_deviation
-    from sklearn.decomposition import PCA
-    from sklearn.preprocessing import StandardScaler
     rng = np.random.default_rng(51)
     n, d = 120, 6
     plate = np.repeat(["P1", "P2"], n // 2)
     pert = np.where(rng.random(n) < 0.3, "DMSO", [f"c{i}" for i in rng.integers(0, 10, n)])
     mix = rng.normal(size=(d, d))
     x = (rng.normal(size=(n, d)) @ mix + (plate == "P2")[:, None] * 2.0).astype(np.float32)
-    meta = pd.DataFrame(dict(plate=plate, pert=pert))
-    out = {}
-    std = np.empty_like(x, dtype=np.float64); mad = std.copy(); madr = std.copy()
-    sph = {m: std.copy() for m in ["pca", "zca", "pca-cor", "zca-cor"]}
-    for p in ["P1", "P2"]:
-        rows = plate == p
-        ctrl = rows & (pert == "DMSO")
-        std[rows] = StandardScaler().fit(x[ctrl]).transform(x[rows])
-        med = np.median(x[ctrl].astype(np.float64), axis=0)
-        # pycytominer RobustMAD: (x - median) / (MAD + epsilon), MAD with scale="normal" (x1.4826) or raw
-        mad[rows] = (x[rows] - med) / (median_abs_deviation(x[ctrl].astype(np.float64), scale="normal") + 1e-18)
-        madr[rows] = (x[rows] - med) / (median_abs_deviation(x[ctrl].astype(np.float64), scale=1.0) + 1e-18)
-        for m in sph:
-            sph[m][rows] = np_spherize(x[ctrl].astype(np.float64), x[rows].astype(np.float64), m, 1e-6)
-    out["standardize"], out["mad"], out["mad_raw"] = std, mad, madr
-    for m in sph:
-        out["spherize_" + m] = sph[m]
-    out["tvn"] = efaar_tvn_on_controls(x, meta, "pert", "DMSO", "plate")
-    out["pca_centerscale"] = efaar_embed_by_pca(x, meta, 4, "plate")
-    ctrl = pert == "DMSO"
-    out["pca_controls"] = PCA(3).fit(x[ctrl]).transform(x)
-    save_case("norm", features__npy=x, meta__csv=meta,
-              **{f"{k}__npy": v.astype(np.float32) for k, v in out.items()})
+    x[::7] *= 30  # outliers far from the controls: |z| of tens, where a MAD factor's relative error shows
+    norm_case("norm", x, pd.DataFrame(dict(plate=plate, pert=pert)))
+    # Fewer controls than features in each plate (n <= d): pycytominer's rank branch of Spherize.
+    n, d = 40, 12
+    plate = np.repeat(["P1", "P2"], n // 2)
+    pert = np.tile(np.where(np.arange(n // 2) < 8, "DMSO", "cpd"), 2)
+    x = (rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) + 1.0).astype(np.float32)
+    norm_case("norm_wide", x, pd.DataFrame(dict(plate=plate, pert=pert)))
 
 # ----------------------------------------------------------------------------------------------- linear probe
 def linear_fixtures():
@@ -508,11 +390,18 @@ def linear_fixtures():
 if __name__ == "__main__":
     import copairs, sklearn
     os.makedirs(OUT, exist_ok=True)
-    which = sys.argv[1:] or ["map", "recall", "knn", "cka", "regress", "norm", "linear"]
+    args = sys.argv[1:]
+    if "--dinov2" in args:  # a checkout of github.com/facebookresearch/dinov2, for the kNN fixture
+        i = args.index("--dinov2")
+        sys.path.insert(0, args[i + 1])
+        del args[i:i + 2]
+    which = args or ["map", "recall", "knn", "cka", "norm", "linear"]
     for w in which:
         globals()[f"{w}_fixtures"]()
     from importlib.metadata import version
+    import scipy
     versions = dict(copairs=version("copairs"), sklearn=sklearn.__version__, numpy=np.__version__,
-                    pandas=pd.__version__)
+                    pandas=pd.__version__, scipy=scipy.__version__, pycytominer=version("pycytominer"),
+                    efaar_benchmarking=version("efaar-benchmarking"))
     with open(os.path.join(OUT, "versions.json"), "w") as f:
         json.dump(versions, f, indent=1, sort_keys=True)
