@@ -79,6 +79,11 @@ TEST(CliEmbed, EveryInputKindOfTheReadme) {
   r = run_tabula("embed --arch resnet18 --seed 0 --size 32 --data " + q(cp / "load_data.csv") + " --out " + q(dir / "e5"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(has(r.out, "avgpool [2560]")) << r.out;
+  // RxRx3-core: the folder holding metadata_rxrx3_core.csv and images/<experiment>/Plate<n>/<address>_s1_<ch>.jp2.
+  r = run_tabula("embed --arch resnet18 --seed 0 --size 32 --data " + q(tabula::test::fixture("data/rxrx3_core")) +
+                 " --out " + q(dir / "e7"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(has(r.out, ": 3 rows")) << r.out;
   // A preprocessed float32 [N, C, H, W] .npy, used as is.
   r = run_tabula("preprocess --data " + q(tis / "metadata.csv") + " --out " + q(dir / "x.npy") + " --resize 40 --crop 32 --channels rgb:0,1,2");
   ASSERT_EQ(r.exit_code, 0) << r.err;
