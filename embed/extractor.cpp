@@ -139,8 +139,9 @@ class NetworkExtractor : public Extractor {
  private:
   Tensor on_device(const Tensor& x) const { return device_ >= 0 ? upload(x, device_) : x; }
 
-  // The taps of `names` whose pooled features differ from every earlier one's, on one deterministic non-constant
-  // image (equal there means the same tensor: e.g. avgpool and layer4 average-pooled).
+  // The taps of `names` whose pooled features differ from every later one's, on one deterministic non-constant
+  // image (equal there means the same tensor: a ResNet's layer4 average-pooled is its avgpool, the feature output,
+  // which stays).
   std::vector<std::string> without_duplicates(const std::vector<std::string>& names, const Shape& input) {
     TapSet probe_taps;
     for (const std::string& n : names) probe_taps.capture(n, pools_.at(n));
@@ -148,17 +149,17 @@ class NetworkExtractor : public Extractor {
     float* v = probe.data<float>();
     for (int64_t i = 0; i < probe.numel(); ++i) v[i] = static_cast<float>((i * 7919) % 1009) / 1009.0f - 0.5f;
     model_->forward(on_device(probe), probe_taps);
+    std::vector<Tensor> values;
+    for (const std::string& n : names) values.push_back(probe_taps.captured().at(n).contiguous());
+    auto same = [](const Tensor& a, const Tensor& b) {
+      return a.numel() == b.numel() &&
+             std::memcmp(a.data<float>(), b.data<float>(), sizeof(float) * static_cast<size_t>(a.numel())) == 0;
+    };
     std::vector<std::string> kept;
-    std::vector<Tensor> seen;
-    for (const std::string& n : names) {
-      Tensor t = probe_taps.captured().at(n).contiguous();
+    for (size_t i = 0; i < names.size(); ++i) {
       bool dup = false;
-      for (const Tensor& s : seen)
-        dup = dup || (s.numel() == t.numel() &&
-                      std::memcmp(s.data<float>(), t.data<float>(), sizeof(float) * static_cast<size_t>(t.numel())) == 0);
-      if (dup) continue;
-      kept.push_back(n);
-      seen.push_back(t);
+      for (size_t j = i + 1; j < names.size(); ++j) dup = dup || same(values[i], values[j]);
+      if (!dup) kept.push_back(names[i]);
     }
     return kept;
   }
