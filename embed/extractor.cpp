@@ -1,7 +1,7 @@
 #include "embed/extractor.h"
 
 #include <algorithm>
-#include <cstring>
+#include <cmath>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -78,6 +78,12 @@ class NetworkExtractor : public Extractor {
                            "; `tabula hooks " + arch + "` lists all " + std::to_string(names.size()));
       const Shape& shape = it->second;
       Pool p = given ? *given : natural_pool(name, shape, has_cls);
+      if (shape.size() == 2) {  // already one vector per image (fc_norm, head, x_norm_clstoken)
+        if (p != Pool::none)
+          warnings->push_back(name + " is already a vector per image " + shape_text(shape) + "; --pool " + pool +
+                              " does not apply to it, kept as is");
+        p = Pool::none;
+      }
       if ((p == Pool::cls || p == Pool::cls_mean) && (shape.size() != 3 || !has_cls))
         throw SettingError("--pool " + pool + ": tap '" + name + "' of " + arch + " is " +
                            (shape.size() == 3 ? "a token sequence without a class token" : "not a token sequence") +
@@ -141,7 +147,8 @@ class NetworkExtractor : public Extractor {
 
   // The taps of `names` whose pooled features differ from every later one's, on one deterministic non-constant
   // image (equal there means the same tensor: a ResNet's layer4 average-pooled is its avgpool, the feature output,
-  // which stays).
+  // which stays). Equal within 1e-4 relative (L2), so that a device whose pooling rounds differently from the
+  // model's own avgpool still drops the same taps; different layers differ by far more.
   std::vector<std::string> without_duplicates(const std::vector<std::string>& names, const Shape& input) {
     TapSet probe_taps;
     for (const std::string& n : names) probe_taps.capture(n, pools_.at(n));
@@ -152,8 +159,14 @@ class NetworkExtractor : public Extractor {
     std::vector<Tensor> values;
     for (const std::string& n : names) values.push_back(probe_taps.captured().at(n).contiguous());
     auto same = [](const Tensor& a, const Tensor& b) {
-      return a.numel() == b.numel() &&
-             std::memcmp(a.data<float>(), b.data<float>(), sizeof(float) * static_cast<size_t>(a.numel())) == 0;
+      if (a.numel() != b.numel()) return false;
+      const float *x = a.data<float>(), *y = b.data<float>();
+      double diff = 0, norm = 0;
+      for (int64_t i = 0; i < a.numel(); ++i) {
+        diff += (double(x[i]) - y[i]) * (double(x[i]) - y[i]);
+        norm += double(y[i]) * y[i];
+      }
+      return diff <= 1e-8 * norm;
     };
     std::vector<std::string> kept;
     for (size_t i = 0; i < names.size(); ++i) {

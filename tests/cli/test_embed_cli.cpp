@@ -171,6 +171,12 @@ TEST(CliEmbed, AttentionMapsAreNotPooledIntoAConstant) {
                  q(tis / "metadata.csv") + " --out " + q(dir / "e2"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(has(r.err, "constant")) << r.err;
+  // A tap that is already a vector (fc_norm): the pooling does not apply and is said not to, no engine message.
+  r = run_tabula("embed --arch " + arch + " --seed 0 --size 32 --layers fc_norm --pool max --data " +
+                 q(tis / "metadata.csv") + " --out " + q(dir / "e3"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(has(r.err, "does not apply")) << r.err;
+  EXPECT_FALSE(has(r.err, "ref::")) << r.err;
 }
 
 TEST(CliEmbed, MistypedLayersAndPoolingsSuggest) {
