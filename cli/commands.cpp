@@ -335,7 +335,8 @@ int run_tabula(int argc, char** argv) {
         const std::string typed = first + " " + argv[2];
         std::vector<std::string> near = closest(typed, members, 2);
         std::string hint = " (see 'tabula " + first + "')";
-        if (!near.empty()) hint = " (did you mean '" + near[0] + "'" + (near.size() > 1 ? " or '" + near[1] + "'" : "") + "?)";
+        if (!near.empty())
+          hint = " (did you mean '" + near[0] + "'" + (near.size() > 1 ? " or '" + near[1] + "'" : "") + "?)";
         std::cerr << "tabula: unknown command '" << typed << "'" << hint << "\n";
         return 2;
       }
@@ -350,7 +351,8 @@ int run_tabula(int argc, char** argv) {
       }
       std::vector<std::string> near = closest(first, names, 2);
       std::string hint = " (see 'tabula --help')";
-      if (!near.empty()) hint = " (did you mean '" + near[0] + "'" + (near.size() > 1 ? " or '" + near[1] + "'" : "") + "?)";
+      if (!near.empty())
+        hint = " (did you mean '" + near[0] + "'" + (near.size() > 1 ? " or '" + near[1] + "'" : "") + "?)";
       std::cerr << "tabula: unknown command '" << first << "'" << hint << "\n";
       return 2;
     }

@@ -282,7 +282,8 @@ Plan build_plan(const EmbedOptions& opt, const Inputs& in, const Setup& s) {
   run.set("precision", json::Value::string(opt.precision));
   run.set("device", json::Value::string(opt.device));
   run.set("batch", json::Value::integer(opt.batch));
-  p.chunk_rows = opt.chunk_rows > 0 ? opt.chunk_rows : std::max<int64_t>(1, 4 * opt.batch / std::max(1, s.inputs_per_sample));
+  p.chunk_rows = opt.chunk_rows > 0 ? opt.chunk_rows
+                                    : std::max<int64_t>(1, 4 * opt.batch / std::max(1, s.inputs_per_sample));
   run.set("chunk_rows", json::Value::integer(p.chunk_rows));
   json::Value layers = json::Value::array();
   for (const auto& [name, dim] : s.ex->layers()) {
@@ -345,7 +346,8 @@ void check_same_settings(const std::string& out, const json::Value& now, bool fi
   if (changes.empty()) return;
   throw std::runtime_error(out + ": " + (finished ? "the finished embedding there" : "the unfinished run there") +
                            " was made with other settings: " + changes + " (keep them, or " +
-                           (finished ? "use a new --out, or --force to overwrite it" : "start over with --force") + ")");
+                           (finished ? "use a new --out, or --force to overwrite it" : "start over with --force") +
+                           ")");
 }
 
 // Never overwrite a finished run or foreign files without --force. Returns true when a finished folder already
@@ -368,8 +370,10 @@ bool prepare_output(const EmbedOptions& opt, const Plan& plan, const Setup& s,
     if (!ours.count(n) && !(n.size() > 4 && n.substr(n.size() - 4) == ".npy" && fs::exists(out + "/run.json")))
       foreign = true;
   }
-  if (foreign) throw std::runtime_error(out + ": holds files that are not a tabula embedding; choose a new or empty folder");
-  if (finished && !opt.force) throw std::runtime_error(out + ": holds a finished embedding; use --force to overwrite it");
+  if (foreign)
+    throw std::runtime_error(out + ": holds files that are not a tabula embedding; choose a new or empty folder");
+  if (finished && !opt.force)
+    throw std::runtime_error(out + ": holds a finished embedding; use --force to overwrite it");
   if (any && opt.force) {
     for (const auto& e : fs::directory_iterator(out)) fs::remove_all(e.path());
   } else if (any && !opt.resume && fs::exists(EmbeddingStore::partial_dir(out))) {
@@ -426,7 +430,8 @@ class ChunkLoop {
       const auto t0 = Clock::now();
       auto feats = ex_.run(batch);
       forward_seconds += seconds_since(t0);
-      for (size_t l = 0; l < feats.size(); ++l) per_layer_[l].insert(per_layer_[l].end(), feats[l].begin(), feats[l].end());
+      for (size_t l = 0; l < feats.size(); ++l)
+        per_layer_[l].insert(per_layer_[l].end(), feats[l].begin(), feats[l].end());
       for (size_t i = done_; i < end; ++i) flat_[i] = Image();  // free the pixels early
       done_ = end;
     }

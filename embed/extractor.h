@@ -33,10 +33,11 @@ struct Extractor {
 
 // `requested`: tap names; empty: the model's default taps; {"all"}: every stage / block output plus the model's
 // feature output, leaving out any tap whose features equal a later one's (a ResNet's layer4 average-pooled is its
-// avgpool: the sweep is layer1, layer2, layer3, avgpool). `pool`: empty for each tap's natural pooling (feature maps: avg; token sequences: the class
-// token, else the patch mean; attention maps: max, since their rows sum to 1 and avg would be the constant 1/N).
-// Notes for the user (a pooling chosen for them, a constant feature) go to `warnings`.
-// device: -1 for the CPU, else the GPU the weights move to (select_device has set the precision).
+// avgpool: the sweep is layer1, layer2, layer3, avgpool). `pool`: empty for each tap's natural pooling (feature
+// maps: avg; token sequences: the class token, else the patch mean; attention maps: max, since their rows sum to 1
+// and avg would be the constant 1/N; vectors: as they are). Notes for the user (a pooling chosen for them, a
+// constant feature) go to `warnings`. device: -1 for the CPU, else the GPU the weights move to (select_device has
+// set the precision).
 std::unique_ptr<Extractor> make_network_extractor(std::unique_ptr<Model> model, const Shape& input,
                                                   std::vector<std::string> requested, const std::string& pool,
                                                   int device, std::vector<std::string>* warnings);

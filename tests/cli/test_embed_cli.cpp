@@ -47,6 +47,11 @@ fs::path tissue(const fs::path& dir) {
   return dir / "tis";
 }
 
+// `tabula embed` of resnet18 (seed 0, 32 px) from `data` into `out`.
+tabula::test::RunResult embed(const fs::path& data, const fs::path& out) {
+  return run_tabula("embed --arch resnet18 --seed 0 --size 32 --data " + q(data) + " --out " + q(out));
+}
+
 std::string header(const fs::path& csv) {
   std::string t = tabula::read_file_text(csv.string());
   return t.substr(0, t.find('\n'));
@@ -58,7 +63,7 @@ TEST(CliEmbed, EveryInputKindOfTheReadme) {
   fs::path cp = cellpainting(dir), tis = tissue(dir);
   // A folder of images (one patient's PNG patches), read like `preprocess` reads it.
   fs::copy(tis / "patches" / "P01", dir / "folder");
-  auto r = run_tabula("embed --arch resnet18 --seed 0 --size 32 --data " + q(dir / "folder") + " --out " + q(dir / "e1"));
+  auto r = embed(dir / "folder", dir / "e1");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(has(r.out, ": 4 rows")) << r.out;
   EXPECT_EQ(header(dir / "e1" / "index.csv"), "path,name,folder");
@@ -66,26 +71,26 @@ TEST(CliEmbed, EveryInputKindOfTheReadme) {
   EXPECT_EQ(run.find("data")->find("kind")->as_string(), "folder");
   EXPECT_EQ(run.find("data")->find("sha256")->as_string().size(), 64u);
   // A plain CSV (metadata.csv: one path column + metadata): the path column stays in index.csv.
-  r = run_tabula("embed --arch resnet18 --seed 0 --size 32 --data " + q(tis / "metadata.csv") + " --out " + q(dir / "e2"));
+  r = embed(tis / "metadata.csv", dir / "e2");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(header(dir / "e2" / "index.csv").substr(0, 14), "path,patch_id,") << header(dir / "e2" / "index.csv");
   // HEST .h5 patch files: one file, and the folder of them.
-  r = run_tabula("embed --arch resnet18 --seed 0 --size 32 --data " + q(tis / "hest" / "P01.h5") + " --out " + q(dir / "e3"));
+  r = embed(tis / "hest" / "P01.h5", dir / "e3");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = run_tabula("embed --arch resnet18 --seed 0 --size 32 --data " + q(tis / "hest") + " --out " + q(dir / "e4"));
+  r = embed(tis / "hest", dir / "e4");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(has(r.out, ": 8 rows")) << r.out;
   // JUMP load_data.csv (and its folder), per-channel.
-  r = run_tabula("embed --arch resnet18 --seed 0 --size 32 --data " + q(cp / "load_data.csv") + " --out " + q(dir / "e5"));
+  r = embed(cp / "load_data.csv", dir / "e5");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(has(r.out, "avgpool [2560]")) << r.out;
   // RxRx3-core: the folder holding metadata_rxrx3_core.csv and images/<experiment>/Plate<n>/<address>_s1_<ch>.jp2.
-  r = run_tabula("embed --arch resnet18 --seed 0 --size 32 --data " + q(tabula::test::fixture("data/rxrx3_core")) +
-                 " --out " + q(dir / "e7"));
+  r = embed(tabula::test::fixture("data/rxrx3_core"), dir / "e7");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(has(r.out, ": 3 rows")) << r.out;
   // A preprocessed float32 [N, C, H, W] .npy, used as is.
-  r = run_tabula("preprocess --data " + q(tis / "metadata.csv") + " --out " + q(dir / "x.npy") + " --resize 40 --crop 32 --channels rgb:0,1,2");
+  r = run_tabula("preprocess --data " + q(tis / "metadata.csv") + " --out " + q(dir / "x.npy") +
+                 " --resize 40 --crop 32 --channels rgb:0,1,2");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   r = run_tabula("embed --arch resnet18 --seed 0 --data " + q(dir / "x.npy") + " --out " + q(dir / "e6"));
   ASSERT_EQ(r.exit_code, 0) << r.err;

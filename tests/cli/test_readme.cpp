@@ -69,10 +69,11 @@ std::vector<std::string> readme_commands() {
 }
 
 std::string map_paths(std::string cmd) {
-  for (const auto& [real, synth] : kPathMap)
-    cmd = std::regex_replace(cmd, std::regex(std::string("(--data )") + std::regex_replace(real, std::regex(R"([./])"), R"(\$&)") +
-                                             "(\\s|$)"),
+  for (const auto& [real, synth] : kPathMap) {
+    const std::string escaped = std::regex_replace(real, std::regex(R"([./])"), R"(\$&)");
+    cmd = std::regex_replace(cmd, std::regex(std::string("(--data )") + escaped + "(\\s|$)"),
                              std::string("$1") + synth + "$2");
+  }
   if (cmd.rfind("tabula embed ", 0) == 0) cmd += " --size 32";
   return cmd;
 }

@@ -284,7 +284,8 @@ TEST(H5ad, EmbedWritesNumericCountsNamedFeaturesAndALayerList) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto got = describe(dir + "/e/embedding.h5ad");
   // n_aggregated (2 sites per well) and Metadata_Site-like integer columns: int64 arrays, not string categories.
-  EXPECT_NE(got["obs/n_aggregated @encoding-type"].find("[array]"), std::string::npos) << got["obs/n_aggregated @encoding-type"];
+  const std::string& enc = got["obs/n_aggregated @encoding-type"];
+  EXPECT_NE(enc.find("[array]"), std::string::npos) << enc;
   EXPECT_NE(got["obs/n_aggregated"].find("class=0 size=8 sign=1"), std::string::npos) << got["obs/n_aggregated"];
   EXPECT_NE(got["obs/n_aggregated"].find(" 2,2,2,"), std::string::npos) << got["obs/n_aggregated"];
   // var names: X is avgpool, per-channel: 5 channels x 512 features, each named by its channel.
