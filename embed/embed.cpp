@@ -333,7 +333,14 @@ void check_same_settings(const std::string& out, const json::Value& now, bool fi
   if (!fs::exists(where)) return;  // a journal from before settings were stored: the run key still guards it
   const json::Value stored = json::parse_file(where);
   std::string changes = describe_changes(stored, now, where);
-  if (finished) {
+  if (!finished) {
+    // The journal's key includes the build, so an unfinished run continues only with the binary that started it.
+    const json::Value *a = stored.find("tabula"), *b = now.find("tabula");
+    const std::string had = a ? json::dump(*a) : "(none)", want = b ? json::dump(*b) : "(none)";
+    if (had != want)
+      changes += (changes.empty() ? "" : "; ") + std::string("tabula build: ") + had + " in " + where + ", " + want +
+                 " now";
+  } else {
     std::string had;
     if (const json::Value* agg = stored.find("aggregate"))
       for (const json::Value& c : agg->find("by")->as_array()) had += (had.empty() ? "" : ",") + c.as_string();
