@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "util/suggest.h"
+
 namespace tabula::cli {
 
 std::string Args::get(const std::string& flag) const {
@@ -62,7 +64,13 @@ Args parse_args(const Command& cmd, int argc, char** argv, int first) {
     const Flag* spec = nullptr;
     for (const Flag& f : cmd.flags)
       if (f.name == name) spec = &f;
-    if (!spec) throw UsageError("tabula " + cmd.name + ": unknown flag '--" + name + "'" + hint);
+    if (!spec) {
+      std::vector<std::string> names;
+      for (const Flag& f : cmd.flags) names.push_back(f.name);
+      names.push_back("help");
+      const std::string near = did_you_mean(name, names, "--");
+      throw UsageError("tabula " + cmd.name + ": unknown flag '--" + name + "'" + (near.empty() ? hint : near));
+    }
     if (spec->value_name.empty()) {
       if (inline_value) throw UsageError("tabula " + cmd.name + ": --" + name + " takes no value" + hint);
       value.assign(1, '1');  // not `= "1"`: GCC 12 -Wrestrict false positive
@@ -81,8 +89,18 @@ Args parse_args(const Command& cmd, int argc, char** argv, int first) {
   int n = static_cast<int>(a.positional_.size());
   if (n < cmd.min_positional)
     throw UsageError("tabula " + cmd.name + ": missing argument (usage: tabula " + cmd.name + " " + cmd.usage + ")");
-  if (n > cmd.max_positional)
-    throw UsageError("tabula " + cmd.name + ": unexpected argument '" + a.positional_[cmd.max_positional] + "'" + hint);
+  if (n > cmd.max_positional) {
+    const std::string& stray = a.positional_[cmd.max_positional];
+    // `--layers layer3, layer4`: the shell split a list at the space after a comma.
+    for (int i = first; i + 1 < argc; ++i) {
+      const std::string prev = argv[i];
+      if (argv[i + 1] == stray && !prev.empty() && prev.back() == ',' && i > first &&
+          std::string(argv[i - 1]).rfind("--", 0) == 0)
+        throw UsageError("tabula " + cmd.name + ": unexpected argument '" + stray + "' (a list is one argument: " +
+                         argv[i - 1] + " " + prev + stray + ", or quote it)");
+    }
+    throw UsageError("tabula " + cmd.name + ": unexpected argument '" + stray + "'" + hint);
+  }
   return a;
 }
 
@@ -111,8 +129,11 @@ std::vector<std::string> split_list(const std::string& s, char sep) {
   std::vector<std::string> out;
   std::string cur;
   std::istringstream in(s);
-  while (std::getline(in, cur, sep))
-    if (!cur.empty()) out.push_back(cur);
+  while (std::getline(in, cur, sep)) {
+    // "layer3, layer4" (a space after the comma, quoted) is the list layer3,layer4.
+    const size_t b = cur.find_first_not_of(" \t"), e = cur.find_last_not_of(" \t");
+    if (b != std::string::npos) out.push_back(cur.substr(b, e - b + 1));
+  }
   return out;
 }
 

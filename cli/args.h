@@ -55,9 +55,13 @@ struct Command {
 
 // Parses argv[first..argc) for `cmd`. Throws UsageError.
 Args parse_args(const Command& cmd, int argc, char** argv, int first);
+// Refuses (UsageError naming the closest names) an arch whose name is not one `tabula models` lists; key=value forms
+// (resnet:..., vit:..., NAME:key=value) are checked by name only, and the baselines pixels / nuclei pass when
+// `baselines` is set.
+void check_arch_name(const std::string& command, const std::string& arch, bool baselines = false);
 std::string command_help(const Command& cmd);
 
-// Splits "a,b,c" (empty items dropped).
+// Splits "a,b,c" (spaces around items trimmed, empty items dropped).
 std::vector<std::string> split_list(const std::string& s, char sep = ',');
 
 }  // namespace tabula::cli

@@ -28,6 +28,7 @@ int cmd_bench(const Args& args) {
     o.weights = std::make_shared<const WeightMap>(load_weight_map(args.get("weights"), args.get("key")));
     o.weights_read_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   }
+  check_arch_name("bench", args.positional().at(0));
   const BenchResult r = bench_model(args.positional().at(0), o);
   std::cout << r.summary() << "\n" << r.key_values();
   return 0;

@@ -12,6 +12,10 @@ namespace tabula::cli {
 int cmd_embed(const Args& a) {
   EmbedOptions o;
   o.arch = a.get("arch");
+  check_arch_name("embed", o.arch, true);
+  if (a.has("weights") && a.has("seed")) throw UsageError("tabula embed: give --weights or --seed, not both");
+  if (!a.has("weights") && !a.has("seed") && o.arch.rfind("pixels", 0) != 0 && o.arch.rfind("nuclei", 0) != 0)
+    throw UsageError("tabula embed: give --weights FILE (trained) or --seed N (untrained) for " + o.arch);
   o.weights = a.get("weights");
   o.weights_key = a.get("key");
   if (a.has("seed")) o.seed = static_cast<uint64_t>(a.get_int("seed"));
@@ -42,7 +46,6 @@ int cmd_embed(const Args& a) {
     if (o.shard_count < 1 || o.shard_index >= o.shard_count)
       throw UsageError("tabula embed: --shard " + s + ": need 0 <= I < N");
   }
-  if (a.has("weights") && a.has("seed")) throw UsageError("tabula embed: give --weights or --seed, not both");
   EmbedSummary s = run_embed(o);
   if (mpi::world().rank != 0) return 0;  // rank 0 reports the run
   std::cout << s.out << ": " << s.rows << " rows";

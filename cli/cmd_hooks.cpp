@@ -8,6 +8,7 @@ namespace tabula::cli {
 
 int cmd_hooks(const Args& args) {
   const std::string arch = args.positional().at(0);
+  check_arch_name("hooks", arch);
   auto model = build_model_skeleton(arch);
   Shape in = model->default_input_shape(args.get_int("batch"));
   if (args.has("size")) {

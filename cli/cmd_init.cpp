@@ -11,6 +11,7 @@ namespace tabula::cli {
 
 int cmd_init(const Args& a) {
   const std::string arch = a.positional().at(0);
+  check_arch_name("init", arch);
   const long long seed = a.get_int("seed");
   if (seed < 0) throw UsageError("tabula init: --seed must be >= 0");
   // Every arch `tabula models` lists (named archs, aliases, key=value forms) can be initialised.

@@ -4,8 +4,11 @@
 #include <exception>
 #include <iostream>
 #include <string>
+#include <vector>
 
+#include "embed/extractor.h"
 #include "util/mpi.h"
+#include "util/suggest.h"
 #include "engine/system.h"
 
 namespace tabula::cli {
@@ -326,18 +329,36 @@ int run_tabula(int argc, char** argv) {
       for (const Command& c : commands())
         if (c.name == first) cmd = &c, consumed = 1;
     if (!cmd) {
-      // A group name alone ("tabula eval") lists its members.
-      bool group = false;
+      std::vector<std::string> members, names;
       for (const Command& c : commands()) {
-        if (c.name.rfind(first + " ", 0) == 0) {
-          if (!group) std::cout << "tabula " << first << " subcommands:\n";
-          group = true;
-          std::cout << "  " << c.name << std::string(c.name.size() < 22 ? 22 - c.name.size() : 1, ' ') << c.summary
-                    << "\n";
-        }
+        names.push_back(c.name.substr(0, c.name.find(' ')));
+        if (c.name.rfind(first + " ", 0) == 0) members.push_back(c.name);
       }
-      if (group) return argc >= 3 && std::string(argv[2]) != "--help" ? 2 : 0;
-      std::cerr << "tabula: unknown command '" << first << "' (see 'tabula --help')\n";
+      const bool sub = argc >= 3 && std::string(argv[2]).rfind("-", 0) != 0;
+      if (!members.empty() && sub) {
+        // "tabula eval mAP": a member of the group, mistyped.
+        const std::string typed = first + " " + argv[2];
+        std::vector<std::string> near = closest(typed, members, 2);
+        std::string hint = " (see 'tabula " + first + "')";
+        if (!near.empty())
+          hint = " (did you mean '" + near[0] + "'" + (near.size() > 1 ? " or '" + near[1] + "'" : "") + "?)";
+        std::cerr << "tabula: unknown command '" << typed << "'" << hint << "\n";
+        return 2;
+      }
+      if (!members.empty()) {
+        // A group name alone ("tabula eval") lists its members.
+        std::cout << "tabula " << first << " subcommands:\n";
+        for (const Command& c : commands())
+          if (c.name.rfind(first + " ", 0) == 0)
+            std::cout << "  " << c.name << std::string(c.name.size() < 22 ? 22 - c.name.size() : 1, ' ') << c.summary
+                      << "\n";
+        return argc >= 3 && std::string(argv[2]) != "--help" && std::string(argv[2]) != "-h" ? 2 : 0;
+      }
+      std::vector<std::string> near = closest(first, names, 2);
+      std::string hint = " (see 'tabula --help')";
+      if (!near.empty())
+        hint = " (did you mean '" + near[0] + "'" + (near.size() > 1 ? " or '" + near[1] + "'" : "") + "?)";
+      std::cerr << "tabula: unknown command '" << first << "'" << hint << "\n";
       return 2;
     }
     for (int i = 1 + consumed; i < argc; ++i) {
@@ -354,6 +375,11 @@ int run_tabula(int argc, char** argv) {
     return rc;
   } catch (const UsageError& e) {
     std::cerr << e.what() << "\n";
+    if (mpi::active()) mpi::abort(2);
+    return 2;
+  } catch (const SettingError& e) {
+    // A setting typed that cannot work (an unknown tap, a pooling the tap does not allow): a usage error too.
+    std::cerr << "tabula: error: " << e.what() << "\n";
     if (mpi::active()) mpi::abort(2);
     return 2;
   } catch (const std::exception& e) {

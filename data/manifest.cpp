@@ -166,7 +166,8 @@ Manifest read_csv_manifest(const std::string& csv, const ManifestOptions& opt) {
       if (t.rows[r][size_t(c)].empty()) throw std::runtime_error(where(t, r) + ": empty path in column '" + t.header[size_t(c)] + "'");
       m.samples[r].channel_paths.push_back(resolve(base, "", t.rows[r][size_t(c)]));
     }
-  keep_meta(m, t, cols, false);
+  // The path columns stay in index.csv too: they are how a user finds the image behind a row.
+  keep_meta(m, t, {}, false);
   return m;
 }
 

@@ -9,7 +9,7 @@
 //           Plate<plate>/<address>_s1_<ch>.jp2 (its Hugging Face keys, <experiment>/Plate<n>/<address>_s1_<ch>,
 //           as files); channels probed.
 //   csv     one row per image, one column per channel path (columns chosen explicitly, or every column whose
-//           values are all image file names); every other column is metadata.
+//           values are all image file names); every column, the paths included, is metadata.
 //   folder  every image file under a folder (sorted); metadata path, name, folder (e.g. a class label).
 //   hest    HEST patch .h5 files (one file or a folder of them); metadata sample, barcode, x, y.
 // read_manifest(path) picks the kind: a .h5 -> hest; a CSV with FileName_Orig* -> jump, with experiment/plate/

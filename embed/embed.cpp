@@ -1,3 +1,6 @@
+// run_embed in its phases: resolve the inputs, the model and its taps, the settings (run.json and the run key),
+// the output folder (and --resume against the stored settings), the batch loop over the pending chunks, then the
+// folder's files (LAYER.npy, index.csv, aggregation, .h5ad, run.json last).
 #include "embed/embed.h"
 
 #include <algorithm>
@@ -5,42 +8,45 @@
 #include <cmath>
 #include <exception>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 
-#include "engine/fileio.h"
-#include "util/mpi.h"
-#include "util/npy.h"
-#include "engine/ops.h"
-#include "util/sha256.h"
-#include "engine/system.h"
-#include "engine/threads.h"
 #include "data/manifest.h"
 #include "data/pipeline.h"
 #include "data/preprocess.h"
+#include "embed/extractor.h"
 #include "embed/h5ad.h"
 #include "embed/progress.h"
 #include "embed/ranks.h"
+#include "embed/run_settings.h"
 #include "embed/store.h"
-#include "models/baselines.h"
+#include "engine/fileio.h"
+#include "engine/ops.h"
+#include "engine/system.h"
+#include "engine/threads.h"
 #include "models/device.h"
 #include "models/registry.h"
-#include "models/vit.h"
 #include "tabula/build_info.h"
-#include "weights_tools/checkpoint.h"
 #include "util/json.h"
+#include "util/mpi.h"
+#include "util/npy.h"
+#include "util/sha256.h"
+#include "weights_tools/checkpoint.h"
 #include "weights_tools/layout.h"
 
 namespace tabula {
 
 namespace fs = std::filesystem;
 using data::Image;
+using Clock = std::chrono::steady_clock;
 
 namespace {
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 std::vector<std::string> split_csv_list(const std::string& s) {
   std::vector<std::string> out;
@@ -51,189 +57,513 @@ std::vector<std::string> split_csv_list(const std::string& s) {
   return out;
 }
 
-// ---- the thing that turns model inputs into features: a network with taps, or a baseline ----------------------
+std::string json_str(const json::Value& v) { return json::dump(v); }
 
-struct Extractor {
-  virtual ~Extractor() = default;
-  // Output layers (in order) and their width per model input.
-  virtual const std::vector<std::pair<std::string, int64_t>>& layers() const = 0;
-  // inputs: B images of one shape -> per layer [B, dim] values (row-major).
-  virtual std::vector<std::vector<float>> run(const std::vector<const Image*>& inputs) = 0;
-  virtual std::string pool_description() const = 0;
-};
-
-// Pooling that makes sense for a tap's output when the user gave none: feature maps -> avg, token sequences ->
-// the CLS token when the model has one (else the patch mean), already pooled vectors -> as they are.
-Pool natural_pool(const Shape& tap_shape, bool has_cls) {
-  if (tap_shape.size() == 4) return Pool::avg;
-  if (tap_shape.size() == 3) return has_cls ? Pool::cls : Pool::mean;
-  return Pool::none;
-}
-
-class NetworkExtractor : public Extractor {
- public:
-  // device: -1 for the CPU, else the GPU the weights move to (select_device has set the precision).
-  NetworkExtractor(std::unique_ptr<Model> model, const Shape& input, std::vector<std::string> requested,
-                   const std::string& pool, int device)
-      : model_(std::move(model)), device_(device) {
-    if (device_ >= 0) model_->to_device(device_);
-    auto taps = model_->list_taps(input);
-    std::map<std::string, Shape> shape_of;
-    for (const TapInfo& t : taps) shape_of[t.name] = t.shape;
-    if (requested.empty()) requested = model_->default_taps();
-    if (requested.size() == 1 && requested[0] == "all") {
-      // Every stage / block output (a layer sweep), plus the model's feature output.
-      static const std::regex stage(R"(^(layer\d+|blocks\.\d+)$)");
-      requested.clear();
-      for (const TapInfo& t : taps)
-        if (std::regex_match(t.name, stage)) requested.push_back(t.name);
-      for (const std::string& d : model_->default_taps()) requested.push_back(d);
-    }
-    bool has_cls = false;
-    if (!model_->arch().is_resnet()) has_cls = model_->arch().vit().class_token;
-    for (const std::string& name : requested) {
-      auto it = shape_of.find(name);
-      if (it == shape_of.end()) {
-        std::string known;
-        for (size_t i = 0; i < taps.size() && i < 12; ++i) known += (i ? ", " : "") + taps[i].name;
-        throw std::invalid_argument("--layers: " + model_->arch().name + " has no tap '" + name +
-                                    "' (see `tabula hooks " + model_->arch().name + "`; first taps: " + known + ", ...)");
-      }
-      Pool p = natural_pool(it->second, has_cls);
-      if (!pool.empty()) {
-        auto given = pool_from_name(pool);
-        if (!given) throw std::invalid_argument("--pool: unknown pooling '" + pool + "' (avg|cls|mean|cls+mean|max|gem|none)");
-        p = *given;
-      }
-      taps_.capture(name, p);
-      pools_[name] = p;
-    }
-    // Widths from a 1-image forward of zeros: exact, whatever the pooling does to the shape.
-    Tensor probe = Tensor::zeros({1, input[1], input[2], input[3]});
-    model_->forward(on_device(probe), taps_);
-    for (const std::string& key : taps_.capture_keys()) {
-      const Tensor& t = taps_.captured().at(key);
-      layers_.push_back({key, t.numel() / t.size(0)});
-    }
-  }
-
-  const std::vector<std::pair<std::string, int64_t>>& layers() const override { return layers_; }
-
-  std::vector<std::vector<float>> run(const std::vector<const Image*>& inputs) override {
-    const Image& first = *inputs[0];
-    const int64_t B = static_cast<int64_t>(inputs.size());
-    Tensor x = Tensor::empty({B, first.channels, first.height, first.width});
-    float* p = x.data<float>();
-    for (const Image* im : inputs) {
-      if (im->channels != first.channels || im->height != first.height || im->width != first.width)
-        throw std::runtime_error("model inputs of one batch differ in shape (" + im->source + ")");
-      p = std::copy(im->pixels.begin(), im->pixels.end(), p);
-    }
-    model_->forward(on_device(x), taps_);  // captures come back to the host pooled
-    std::vector<std::vector<float>> out;
-    for (const auto& [key, dim] : layers_) {
-      Tensor t = taps_.captured().at(key).contiguous();
-      if (t.numel() != B * dim) throw std::runtime_error("tap " + key + " changed width between batches");
-      const float* v = t.data<float>();
-      out.emplace_back(v, v + B * dim);
-    }
-    return out;
-  }
-
-  std::string pool_description() const override {
-    std::string s;
-    for (const auto& [name, p] : pools_) s += (s.empty() ? "" : ",") + name + "=" + std::string(pool_name(p));
-    return s;
-  }
-
- private:
-  Tensor on_device(const Tensor& x) const { return device_ >= 0 ? upload(x, device_) : x; }
-
-  std::unique_ptr<Model> model_;
-  int device_ = -1;
-  TapSet taps_;
-  std::map<std::string, Pool> pools_;
-  std::vector<std::pair<std::string, int64_t>> layers_;
-};
-
-// key=value options after "pixels:" / "nuclei:".
-std::map<std::string, std::string> baseline_options(const std::string& arch) {
-  std::map<std::string, std::string> kv;
-  auto colon = arch.find(':');
-  if (colon == std::string::npos) return kv;
-  try {
-    for (auto& [k, v] : parse_key_values(arch.substr(colon + 1), /*lists=*/false)) kv[k] = v;
-  } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument("arch " + arch + ": " + e.what());
-  }
-  return kv;
-}
-
-class BaselineExtractor : public Extractor {
- public:
-  BaselineExtractor(const std::string& arch, int channels) : name_(arch.substr(0, arch.find(':'))) {
-    auto kv = baseline_options(arch);
-    auto take = [&](const char* key, auto& field) {
-      auto it = kv.find(key);
-      if (it == kv.end()) return;
-      field = static_cast<std::decay_t<decltype(field)>>(std::stod(it->second));
-      kv.erase(it);
-    };
-    int64_t dim = 0;
-    if (name_ == "pixels") {
-      take("hist", pixels_.hist_bins);
-      take("grid", pixels_.grid);
-      dim = static_cast<int64_t>(baselines::pixel_feature_names(channels, pixels_).size());
-    } else {
-      take("dna", nuclei_.dna_channel);
-      take("sigma", nuclei_.sigma);
-      take("min_area", nuclei_.min_area);
-      take("min_distance", nuclei_.min_distance);
-      take("radius", nuclei_.graph_radius);
-      int invert = 0;
-      take("invert", invert);
-      nuclei_.invert = invert != 0;
-      dim = static_cast<int64_t>(baselines::nuclei_feature_names().size());
-    }
-    if (!kv.empty()) throw std::invalid_argument("arch " + arch + ": unknown option '" + kv.begin()->first + "'");
-    layers_.push_back({name_, dim});
-  }
-  const std::vector<std::pair<std::string, int64_t>>& layers() const override { return layers_; }
-  std::vector<std::vector<float>> run(const std::vector<const Image*>& inputs) override {
-    std::vector<float> out;
-    for (const Image* im : inputs) {
-      auto f = name_ == "pixels"
-                   ? baselines::pixel_features(im->pixels.data(), im->channels, im->height, im->width, pixels_)
-                   : baselines::nuclei_features(im->pixels.data(), im->channels, im->height, im->width, nuclei_);
-      out.insert(out.end(), f.begin(), f.end());
-    }
-    return {out};
-  }
-  std::string pool_description() const override { return "none (baseline features)"; }
-
- private:
-  std::string name_;
-  baselines::PixelsConfig pixels_;
-  baselines::NucleiConfig nuclei_;
-  std::vector<std::pair<std::string, int64_t>> layers_;
-};
-
-bool is_baseline(const std::string& arch) {
-  std::string base = arch.substr(0, arch.find(':'));
-  return base == "pixels" || base == "nuclei";
-}
-
-// ---- inputs: a manifest through the data pipeline, or a ready tensor ---------------------------------------------
+// ---- phase 1: the inputs -----------------------------------------------------------------------------------------
 
 struct Inputs {
   bool from_npy = false;
   data::Manifest manifest;
   NpyArray npy;  // [N, C, H, W] f32
   int64_t rows = 0;
-  std::string describe;
+  std::string sha256, sha256_of;  // what identifies the data in run.json
 };
 
-std::string json_str(const json::Value& v) { return json::dump(v); }
+NpyArray read_input_npy(const std::string& path) {
+  NpyArray a = read_npy(path);
+  if (a.dtype != DType::f32 || a.shape.size() != 4)
+    throw std::invalid_argument(path + ": --data .npy must be float32 [N, C, H, W], got " +
+                                std::string(dtype_name(a.dtype)) + " with " + std::to_string(a.shape.size()) + " dims");
+  if (a.shape[0] == 0 || a.shape[1] == 0 || a.shape[2] == 0 || a.shape[3] == 0)
+    throw std::invalid_argument(path + ": --data .npy has shape [" + std::to_string(a.shape[0]) + ", " +
+                                std::to_string(a.shape[1]) + ", " + std::to_string(a.shape[2]) + ", " +
+                                std::to_string(a.shape[3]) + "]; every dimension must be at least 1");
+  const float* v = a.as<float>();
+  const size_t n = static_cast<size_t>(a.data.size() / sizeof(float));
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(v[i]))
+      throw std::invalid_argument(path + ": element " + std::to_string(i) + " (row " +
+                                  std::to_string(static_cast<int64_t>(i) / (a.shape[1] * a.shape[2] * a.shape[3])) +
+                                  ") is NaN or infinite; replace or mask such values before embedding");
+  return a;
+}
+
+// A manifest file is identified by its bytes; a folder (of images or HEST .h5 files) by its file list: each file's
+// path under the folder and size, one per line (hashing every image would read the whole data set twice).
+void fingerprint(const std::string& data, Inputs* in) {
+  if (in->from_npy || fs::is_regular_file(in->manifest.source)) {
+    in->sha256 = sha256_file(in->from_npy ? data : in->manifest.source);
+    in->sha256_of = "file";
+    return;
+  }
+  std::set<std::string> files;
+  for (const data::Sample& s : in->manifest.samples) {
+    for (const std::string& p : s.channel_paths) files.insert(p);
+    if (!s.h5_path.empty()) files.insert(s.h5_path);
+  }
+  std::string listing;
+  for (const std::string& f : files) {
+    std::error_code ec;
+    const auto size = fs::file_size(f, ec);
+    listing += fs::relative(f, in->manifest.source).string() + " " + (ec ? "?" : std::to_string(size)) + "\n";
+  }
+  in->sha256 = sha256_hex(listing.data(), listing.size());
+  in->sha256_of = "file list (path and size of each file)";
+}
+
+Inputs read_inputs(const EmbedOptions& opt) {
+  Inputs in;
+  if (fs::path(opt.data).extension() == ".npy") {
+    in.from_npy = true;
+    in.npy = read_input_npy(opt.data);
+    in.rows = in.npy.shape[0];
+  } else {
+    in.manifest = data::read_manifest(opt.data);
+    in.rows = static_cast<int64_t>(in.manifest.samples.size());
+    if (in.rows == 0) throw std::invalid_argument(opt.data + ": the manifest lists no images");
+  }
+  fingerprint(opt.data, &in);
+  return in;
+}
+
+// The index.csv columns rows are averaged over (--aggregate), checked before any work.
+std::vector<std::string> aggregate_columns(const EmbedOptions& opt, const Inputs& in) {
+  if (opt.format != "npy" && opt.format != "h5ad")
+    throw SettingError("--format " + opt.format + ": expected npy or h5ad");
+  if (opt.aggregate.empty()) return {};
+  if (in.from_npy) throw SettingError("--aggregate needs a manifest's metadata; a .npy input has none");
+  if (opt.shard_count > 1)
+    throw SettingError("--aggregate with --shard: a well's sites may fall in different shards; embed the shards "
+                       "without it, merge them, then aggregate with `tabula eval normalize --method aggregate --by "
+                       "COLS`");
+  const auto& cols = in.manifest.meta_columns;
+  std::vector<std::string> by = opt.aggregate == "well" ? well_columns(cols) : split_csv_list(opt.aggregate);
+  for (const auto& c : by)
+    if (std::find(cols.begin(), cols.end(), c) == cols.end())
+      throw SettingError("--aggregate: " + opt.data + " has no metadata column '" + c + "'");
+  return by;
+}
+
+// ---- phase 2: the model (or baseline), its preprocessing and taps -----------------------------------------------
+
+struct Setup {
+  data::Transform tf;
+  data::ChannelStrategy strategy;
+  std::unique_ptr<Extractor> ex;
+  int data_channels = 0;
+  int inputs_per_sample = 1;
+  std::vector<std::string> input_labels;  // per model input of a sample (per-channel: the channel names)
+  std::string weights_sha256;
+};
+
+std::unique_ptr<Model> load_model(const EmbedOptions& opt) {
+  if (opt.weights.empty()) return build_model_seed(opt.arch, *opt.seed);
+  WeightMap wm = load_weight_map(opt.weights, opt.weights_key);  // its errors name the file already
+  try {
+    return build_model(opt.arch, wm);
+  } catch (const std::exception& e) {  // weights for another arch: say which file
+    throw std::runtime_error(opt.weights + ": " + e.what());
+  }
+}
+
+// The arch's reference eval transform at the crop size asked for.
+data::Transform reference_transform(const Model& model, int size) {
+  const ArchConfig& ac = model.arch();
+  const int crop = size > 0 ? size : static_cast<int>(model.default_input_shape()[2]);
+  if (ac.is_resnet()) return data::transform_torchvision(static_cast<int>(std::lround(crop * 256.0 / 224.0)), crop);
+  if (ac.vit().flavor == ViTConfig::Flavor::dinov2 || ac.name.find("dinov2") != std::string::npos) {
+    data::Transform tf = data::transform_dinov2(crop);
+    tf.resize = static_cast<int>(std::lround(crop * 256.0 / 224.0));
+    return tf;
+  }
+  if (const auto cfg = timm_pretrained_cfg(ac.name)) {
+    // The timm name's own pretrained_cfg (e.g. crop_pct 1.0 for *_384, CLIP mean/std, ImageNet mean for DINO).
+    return data::transform_timm(crop, cfg->crop_pct,
+                                cfg->interpolation == "bilinear" ? data::Interp::bilinear : data::Interp::bicubic,
+                                {cfg->mean.begin(), cfg->mean.end()}, {cfg->std.begin(), cfg->std.end()});
+  }
+  // timm's default pretrained config for ViTs: crop_pct 0.9, bicubic, mean = std = 0.5.
+  return data::transform_timm(crop, 0.9, data::Interp::bicubic, {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f});
+}
+
+Setup build_setup(const EmbedOptions& opt, const Inputs& in, int device, std::vector<std::string>* warnings) {
+  Setup s;
+  const bool baseline = is_baseline(opt.arch);
+  std::unique_ptr<Model> model;
+  if (!baseline) {
+    model = load_model(opt);
+    s.tf = reference_transform(*model, opt.size);
+  } else {
+    s.tf.resize = 0;
+    s.tf.crop = 0;
+    s.tf.do_normalize = false;  // baselines see the intensity-scaled field at full resolution
+  }
+  if (!opt.intensity.empty()) s.tf.intensity = opt.intensity;
+  // Channels as decoded (an RGB file listed once in a CSV is 3 channels): read from the first sample.
+  data::Image first;
+  if (!in.from_npy) first = data::load_sample(in.manifest, 0);
+  s.data_channels = in.from_npy ? static_cast<int>(in.npy.shape[1]) : first.channels;
+  if (baseline) s.strategy = data::parse_channel_strategy("all");
+  else if (!opt.channels.empty()) s.strategy = data::parse_channel_strategy(opt.channels);
+  else s.strategy = data::parse_channel_strategy(s.data_channels == 3 ? "rgb" : "per-channel");
+  const bool per_channel = !in.from_npy && s.strategy.mode == data::ChannelMode::per_channel;
+  s.inputs_per_sample = per_channel ? s.data_channels : 1;
+  if (per_channel) {
+    for (int c = 0; c < s.data_channels; ++c)
+      s.input_labels.push_back(c < static_cast<int>(first.channel_names.size()) ? first.channel_names[c]
+                                                                                : "ch" + std::to_string(c));
+  }
+  if (baseline) {
+    if (device >= 0) throw SettingError("--device " + opt.device + ": the " + opt.arch + " baseline runs on the cpu");
+    s.ex = make_baseline_extractor(opt.arch, s.data_channels);
+  } else {
+    Shape input;
+    if (in.from_npy) input = {1, in.npy.shape[1], in.npy.shape[2], in.npy.shape[3]};
+    else input = {1, s.strategy.mode == data::ChannelMode::all ? s.data_channels : 3, s.tf.crop, s.tf.crop};
+    s.weights_sha256 = opt.weights.empty() ? "" : sha256_file(opt.weights);
+    s.ex = make_network_extractor(std::move(model), input, opt.layers, opt.pool, device, warnings);
+  }
+  return s;
+}
+
+// ---- phase 3: the settings (run.json, the run key) and this shard's rows ------------------------------------------
+
+struct Plan {
+  json::Value run;     // run.json (without "aggregate", added at the end)
+  std::string run_key; // SHA-256 of the keyed settings: resume refuses another
+  int64_t chunk_rows = 0;
+  RowRange rows;       // this shard's rows
+};
+
+json::Value weights_entry(const EmbedOptions& opt, const Setup& s) {
+  json::Value w = json::Value::object();
+  if (is_baseline(opt.arch)) {
+    w.set("kind", json::Value::string("none (baseline)"));
+  } else if (opt.weights.empty()) {
+    w.set("kind", json::Value::string("untrained"));
+    w.set("seed", json::Value::integer(static_cast<int64_t>(*opt.seed)));
+    w.set("init", json::Value::string("torch.manual_seed(seed) + the reference constructor's init (torch 2.15 / "
+                                      "torchvision 0.29 / timm 1.0.31)"));
+  } else {
+    w.set("kind", json::Value::string("file"));
+    w.set("path", json::Value::string(fs::absolute(opt.weights).string()));
+    w.set("sha256", json::Value::string(s.weights_sha256));
+    if (!opt.weights_key.empty()) w.set("key", json::Value::string(opt.weights_key));
+  }
+  return w;
+}
+
+Plan build_plan(const EmbedOptions& opt, const Inputs& in, const Setup& s) {
+  Plan p;
+  json::Value& run = p.run;
+  run = json::Value::object();
+  json::Value tab = json::Value::object();
+  tab.set("version", json::Value::string(TABULA_VERSION));
+  tab.set("git", json::Value::string(TABULA_GIT_HASH));
+  run.set("tabula", tab);
+  run.set("arch", json::Value::string(opt.arch));
+  run.set("weights", weights_entry(opt, s));
+  json::Value d = json::Value::object();
+  d.set("path", json::Value::string(fs::absolute(opt.data).string()));
+  d.set("kind", json::Value::string(in.from_npy ? "npy" : in.manifest.kind));
+  d.set("sha256", json::Value::string(in.sha256));
+  if (in.sha256_of != "file") d.set("sha256_of", json::Value::string(in.sha256_of));
+  d.set("rows", json::Value::integer(in.rows));
+  run.set("data", d);
+  run.set("preprocessing", json::Value::string(in.from_npy ? "preprocessed tensor (used as is)" : s.tf.describe()));
+  run.set("channels", json::Value::string(in.from_npy ? "as given" : s.strategy.to_string()));
+  if (!s.input_labels.empty()) {
+    // Per-channel runs: each layer's features are these inputs' features concatenated, in this order.
+    json::Value labels = json::Value::array();
+    for (const auto& l : s.input_labels) labels.as_array().push_back(json::Value::string(l));
+    run.set("inputs", labels);
+  }
+  run.set("pool", json::Value::string(s.ex->pool_description()));
+  run.set("precision", json::Value::string(opt.precision));
+  run.set("device", json::Value::string(opt.device));
+  run.set("batch", json::Value::integer(opt.batch));
+  p.chunk_rows = opt.chunk_rows > 0 ? opt.chunk_rows
+                                    : std::max<int64_t>(1, 4 * opt.batch / std::max(1, s.inputs_per_sample));
+  run.set("chunk_rows", json::Value::integer(p.chunk_rows));
+  json::Value layers = json::Value::array();
+  for (const auto& [name, dim] : s.ex->layers()) {
+    json::Value l = json::Value::object();
+    l.set("name", json::Value::string(name));
+    l.set("dim", json::Value::integer(dim * s.inputs_per_sample));
+    if (auto names = s.ex->feature_names(name); !names.empty()) {
+      json::Value f = json::Value::array();
+      for (const auto& n : names) f.as_array().push_back(json::Value::string(n));
+      l.set("features", f);
+    }
+    layers.as_array().push_back(l);
+  }
+  run.set("layers", layers);
+  run.set("threads", json::Value::integer(get_num_threads()));
+  // Shard: whole chunks, so the batches of every chunk are those of the unsharded run.
+  const int64_t nchunks = (in.rows + p.chunk_rows - 1) / p.chunk_rows;
+  RowRange shard_chunks = shard_rows(nchunks, opt.shard_index, opt.shard_count);
+  p.rows = {std::min(in.rows, shard_chunks.begin * p.chunk_rows), std::min(in.rows, shard_chunks.end * p.chunk_rows)};
+  if (opt.shard_count > 1) {
+    json::Value sh = json::Value::object();
+    sh.set("index", json::Value::integer(opt.shard_index));
+    sh.set("count", json::Value::integer(opt.shard_count));
+    sh.set("begin", json::Value::integer(p.rows.begin));
+    sh.set("end", json::Value::integer(p.rows.end));
+    run.set("shard", sh);
+  }
+  // The thread count does not change a single bit (engine/threads.h), so it is not part of the key: a run resumed
+  // with other threads or another number of ranks continues the same journal.
+  json::Value keyed = json::Value::object();
+  for (const auto& [k, v] : run.as_object())
+    if (k != "threads") keyed.set(k, v);
+  const std::string text = json_str(keyed);
+  p.run_key = sha256_hex(text.data(), text.size());
+  return p;
+}
+
+// ---- phase 4: the output folder -------------------------------------------------------------------------------------
+
+std::string settings_path(const std::string& out) { return EmbeddingStore::partial_dir(out) + "/settings.json"; }
+
+// --resume against the settings stored with the run: a finished folder's run.json, an unfinished run's
+// .partial/settings.json. Throws naming every changed setting.
+void check_same_settings(const std::string& out, const json::Value& now, bool finished, const EmbedOptions& opt,
+                         const std::vector<std::string>& aggregate_by) {
+  const std::string where = finished ? out + "/run.json" : settings_path(out);
+  if (!fs::exists(where)) return;  // a journal from before settings were stored: the run key still guards it
+  const json::Value stored = json::parse_file(where);
+  std::string changes = describe_changes(stored, now, where);
+  if (!finished) {
+    // The journal's key includes the build, so an unfinished run continues only with the binary that started it.
+    const json::Value *a = stored.find("tabula"), *b = now.find("tabula");
+    const std::string had = a ? json::dump(*a) : "(none)", want = b ? json::dump(*b) : "(none)";
+    if (had != want)
+      changes += (changes.empty() ? "" : "; ") + std::string("tabula build: ") + had + " in " + where + ", " + want +
+                 " now";
+  } else {
+    std::string had;
+    if (const json::Value* agg = stored.find("aggregate"))
+      for (const json::Value& c : agg->find("by")->as_array()) had += (had.empty() ? "" : ",") + c.as_string();
+    std::string want;
+    for (const auto& c : aggregate_by) want += (want.empty() ? "" : ",") + c;
+    if (had != want)
+      changes += (changes.empty() ? "" : "; ") + std::string("--aggregate: ") + (had.empty() ? "(none)" : had) +
+                 " in " + where + ", " + (want.empty() ? "(none)" : want) + " now";
+  }
+  if (changes.empty()) return;
+  throw std::runtime_error(out + ": " + (finished ? "the finished embedding there" : "the unfinished run there") +
+                           " was made with other settings: " + changes + " (keep them, or " +
+                           (finished ? "use a new --out, or --force to overwrite it" : "start over with --force") +
+                           ")");
+}
+
+// Never overwrite a finished run or foreign files without --force. Returns true when a finished folder already
+// holds this very run (--resume: nothing to do).
+bool prepare_output(const EmbedOptions& opt, const Plan& plan, const Setup& s,
+                    const std::vector<std::string>& aggregate_by) {
+  const std::string& out = opt.out;
+  const bool finished = fs::exists(out + "/run.json") && !fs::exists(EmbeddingStore::partial_dir(out));
+  if (opt.resume && !opt.force && fs::exists(out))
+    check_same_settings(out, plan.run, finished, opt, aggregate_by);
+  if (finished && opt.resume && !opt.force) return true;
+  if (!fs::exists(out)) return false;
+  if (!fs::is_directory(out)) throw std::runtime_error(out + ": exists and is not a folder");
+  std::set<std::string> ours = {"run.json", "index.csv", ".partial", "embedding.h5ad"};
+  for (const auto& [name, dim] : s.ex->layers()) ours.insert(name + ".npy");
+  bool foreign = false, any = false;
+  for (const auto& e : fs::directory_iterator(out)) {
+    any = true;
+    std::string n = e.path().filename().string();
+    if (!ours.count(n) && !(n.size() > 4 && n.substr(n.size() - 4) == ".npy" && fs::exists(out + "/run.json")))
+      foreign = true;
+  }
+  if (foreign)
+    throw std::runtime_error(out + ": holds files that are not a tabula embedding; choose a new or empty folder");
+  if (finished && !opt.force)
+    throw std::runtime_error(out + ": holds a finished embedding; use --force to overwrite it");
+  if (any && opt.force) {
+    for (const auto& e : fs::directory_iterator(out)) fs::remove_all(e.path());
+  } else if (any && !opt.resume && fs::exists(EmbeddingStore::partial_dir(out))) {
+    throw std::runtime_error(out + ": holds an unfinished run; continue it with --resume or start over with --force");
+  }
+  return false;
+}
+
+// A run that fails before it has finished a chunk leaves nothing behind: the folder is removed if this run created
+// it (or emptied of what this run wrote). Once a chunk is journalled, the folder is kept: `--resume` continues it.
+struct RemoveOnError {
+  std::string dir;
+  bool created, armed = true;
+  int exceptions = std::uncaught_exceptions();
+  ~RemoveOnError() {
+    if (!armed || std::uncaught_exceptions() <= exceptions) return;
+    std::error_code ec;
+    if (created) fs::remove_all(dir, ec);
+    else fs::remove_all(EmbeddingStore::partial_dir(dir), ec);
+  }
+};
+
+// ---- phase 5: the batch loop over this rank's pending chunks ------------------------------------------------------
+
+// Collects one chunk's model inputs in order (per sample, its inputs in channel order), runs each batch as soon as
+// its inputs have arrived (the model starts on the first batch instead of waiting for the whole chunk to decode),
+// and stores the chunk when its last sample is through. Batches never span chunks, so they are the same whatever
+// is resumed or sharded.
+class ChunkLoop {
+ public:
+  ChunkLoop(Extractor& ex, EmbeddingStore& store, std::vector<RowRange> pending, int batch, int inputs_per_sample,
+            std::function<void(size_t chunk_index, int64_t rows)> chunk_stored)
+      : ex_(ex), store_(store), pending_(std::move(pending)), batch_(static_cast<size_t>(batch)),
+        inputs_per_sample_(inputs_per_sample), chunk_stored_(std::move(chunk_stored)),
+        per_layer_(ex.layers().size()) {}
+
+  void add_sample(std::vector<Image>& inputs) {
+    for (Image& im : inputs) flat_.push_back(std::move(im));
+    ++samples_;
+    const RowRange& c = pending_[chunk_i_];
+    const bool complete = samples_ == c.size();
+    run_batches(complete);
+    if (complete) store_chunk(c);
+  }
+
+  double forward_seconds = 0, write_seconds = 0;
+
+ private:
+  void run_batches(bool chunk_complete) {
+    while (flat_.size() - done_ >= batch_ || (chunk_complete && done_ < flat_.size())) {
+      const size_t end = std::min(flat_.size(), done_ + batch_);
+      std::vector<const Image*> batch;
+      for (size_t i = done_; i < end; ++i) batch.push_back(&flat_[i]);
+      const auto t0 = Clock::now();
+      auto feats = ex_.run(batch);
+      forward_seconds += seconds_since(t0);
+      for (size_t l = 0; l < feats.size(); ++l)
+        per_layer_[l].insert(per_layer_[l].end(), feats[l].begin(), feats[l].end());
+      for (size_t i = done_; i < end; ++i) flat_[i] = Image();  // free the pixels early
+      done_ = end;
+    }
+  }
+
+  void store_chunk(const RowRange& c) {
+    // Per sample: its inputs' features concatenated in channel order (per-channel strategy), per layer.
+    const auto& dims = ex_.layers();
+    std::vector<LayerRows> rows;
+    for (size_t l = 0; l < dims.size(); ++l)
+      rows.push_back(LayerRows{dims[l].first, dims[l].second * inputs_per_sample_, std::move(per_layer_[l])});
+    const auto t0 = Clock::now();
+    store_.put(c, rows);
+    write_seconds += seconds_since(t0);
+    chunk_stored_(chunk_i_, c.size());
+    flat_.clear();
+    done_ = 0;
+    samples_ = 0;
+    per_layer_.assign(dims.size(), {});
+    ++chunk_i_;
+  }
+
+  Extractor& ex_;
+  EmbeddingStore& store_;
+  std::vector<RowRange> pending_;
+  size_t batch_;
+  int inputs_per_sample_;
+  std::function<void(size_t, int64_t)> chunk_stored_;
+  std::vector<Image> flat_;
+  size_t done_ = 0;  // inputs of flat_ already through the model
+  int64_t samples_ = 0;
+  size_t chunk_i_ = 0;
+  std::vector<std::vector<float>> per_layer_;
+};
+
+struct LoopStats {
+  double loop_seconds = 0;
+  int decode_threads = 0, prefetch_samples = 0;
+};
+
+// Feeds the pending rows (global row numbers, in order) through the loop: from the .npy as is, or through the
+// prefetching decode + preprocess pipeline.
+LoopStats feed(const EmbedOptions& opt, const Inputs& in, const Setup& s, const std::vector<int64_t>& rows,
+               int64_t chunk_rows, ChunkLoop& loop) {
+  LoopStats st;
+  const auto t0 = Clock::now();
+  if (in.from_npy) {
+    const int64_t per = in.npy.shape[1] * in.npy.shape[2] * in.npy.shape[3];
+    const float* base = in.npy.as<float>();
+    for (int64_t r : rows) {
+      Image im(static_cast<int>(in.npy.shape[1]), static_cast<int>(in.npy.shape[2]), static_cast<int>(in.npy.shape[3]));
+      std::copy(base + r * per, base + (r + 1) * per, im.pixels.begin());
+      im.source = opt.data + " row " + std::to_string(r);
+      std::vector<Image> one;
+      one.push_back(std::move(im));
+      loop.add_sample(one);
+    }
+  } else if (!rows.empty()) {
+    data::Manifest sub = in.manifest;
+    sub.samples.clear();
+    for (int64_t r : rows) sub.samples.push_back(in.manifest.samples[static_cast<size_t>(r)]);
+    data::PipelineOptions po;
+    // Decode up to two chunks ahead, so the workers keep decoding while the model runs and a slow field (or a
+    // burst of them) does not starve it (bench/RESULTS_data.md). Memory: 2 chunks of model inputs (ResNet-50,
+    // 5 channels, batch 16: 24 samples, ~72 MB).
+    po.capacity = static_cast<int>(std::clamp<int64_t>(2 * chunk_rows, 8, 256));
+    st.decode_threads = po.threads;
+    st.prefetch_samples = po.capacity;
+    data::for_each_preprocessed(sub, s.tf, s.strategy, po, [&](size_t, std::vector<Image>& inputs) {
+      if (static_cast<int>(inputs.size()) != s.inputs_per_sample)
+        throw std::runtime_error(opt.data + ": a sample gave " + std::to_string(inputs.size()) +
+                                 " model inputs, expected " + std::to_string(s.inputs_per_sample) +
+                                 " (all images need the same channels)");
+      loop.add_sample(inputs);
+    });
+  }
+  st.loop_seconds = seconds_since(t0);
+  return st;
+}
+
+// ---- phase 6: the folder's files ------------------------------------------------------------------------------------
+
+// index.csv, aggregation, the .h5ad, then run.json last: its presence marks the folder complete. Returns the rows.
+int64_t write_outputs(const EmbedOptions& opt, const Inputs& in, const RowRange& rows,
+                      const std::vector<std::string>& layer_names, const std::vector<std::string>& aggregate_by,
+                      json::Value& run) {
+  std::string index;
+  if (in.from_npy) {
+    index = "index\n";
+    for (int64_t r = rows.begin; r < rows.end; ++r) index += std::to_string(r) + "\n";
+  } else {
+    std::vector<size_t> idx;
+    for (int64_t r = rows.begin; r < rows.end; ++r) idx.push_back(static_cast<size_t>(r));
+    index = data::index_csv(in.manifest, idx);
+  }
+  write_file_atomic(opt.out + "/index.csv", index);
+  int64_t out_rows = rows.size();
+  if (!aggregate_by.empty()) {
+    out_rows = aggregate_embedding(opt.out, layer_names, aggregate_by);
+    json::Value agg = json::Value::object();
+    json::Value by = json::Value::array();
+    for (const auto& c : aggregate_by) by.as_array().push_back(json::Value::string(c));
+    agg.set("by", by);
+    agg.set("method", json::Value::string("mean"));
+    agg.set("rows", json::Value::integer(out_rows));
+    run.set("aggregate", agg);
+  }
+  if (opt.format == "h5ad") write_embedding_h5ad(opt.out, "", "", json_str(run));
+  write_file_atomic(opt.out + "/run.json", json_str(run) + "\n");
+  return out_rows;
+}
+
+EmbedSummary summary_of(const EmbedOptions& opt, const Setup& s, int64_t rows, int64_t computed,
+                        Clock::time_point t0) {
+  EmbedSummary sum;
+  sum.out = opt.out;
+  sum.rows = rows;
+  sum.computed_rows = computed;
+  for (const auto& [name, dim] : s.ex->layers()) {
+    sum.layers.push_back(name);
+    sum.dims.push_back(dim * s.inputs_per_sample);
+  }
+  sum.seconds = seconds_since(t0);
+  return sum;
+}
 
 }  // namespace
 
@@ -257,7 +587,7 @@ WeightMap load_weight_map(const std::string& path, const std::string& key) {
 // ---- run_embed -------------------------------------------------------------------------------------------------
 
 EmbedSummary run_embed(const EmbedOptions& opt) {
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = Clock::now();
   // Under mpirun/srun: this process is one rank of the run (embed/ranks.h).
   const mpi::World single;
   const mpi::World& world = opt.use_mpi ? mpi::world() : single;
@@ -267,238 +597,34 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
   const std::string device_name =
       dist ? mpi::bind_device(opt.device, world.local_rank, static_cast<int>(cuda_devices().size())) : opt.device;
   const int device = select_device(device_name, opt.precision);
-  if (opt.batch < 1) throw std::invalid_argument("--batch must be >= 1");
+  if (opt.batch < 1) throw SettingError("--batch must be >= 1");
   if (opt.weights.empty() == !opt.seed.has_value() && !is_baseline(opt.arch))
-    throw std::invalid_argument("give exactly one of --weights FILE and --seed N");
+    throw SettingError("give exactly one of --weights FILE and --seed N");
   if (opt.threads > 0) set_num_threads(opt.threads);
   else if (dist) set_num_threads(mpi::default_threads_per_rank());  // the node's cores shared among its ranks
 
-  // Inputs.
-  Inputs in;
-  if (fs::path(opt.data).extension() == ".npy") {
-    in.from_npy = true;
-    in.npy = read_npy(opt.data);
-    if (in.npy.dtype != DType::f32 || in.npy.shape.size() != 4)
-      throw std::invalid_argument(opt.data + ": --data .npy must be float32 [N, C, H, W], got " +
-                                  std::string(dtype_name(in.npy.dtype)) + " with " + std::to_string(in.npy.shape.size()) + " dims");
-    in.rows = in.npy.shape[0];
-    if (in.rows == 0 || in.npy.shape[1] == 0 || in.npy.shape[2] == 0 || in.npy.shape[3] == 0)
-      throw std::invalid_argument(opt.data + ": --data .npy has shape [" + std::to_string(in.npy.shape[0]) + ", " +
-                                  std::to_string(in.npy.shape[1]) + ", " + std::to_string(in.npy.shape[2]) + ", " +
-                                  std::to_string(in.npy.shape[3]) + "]; every dimension must be at least 1");
-    {
-      const float* v = in.npy.as<float>();
-      const size_t n = static_cast<size_t>(in.npy.data.size() / sizeof(float));
-      for (size_t i = 0; i < n; ++i)
-        if (!std::isfinite(v[i]))
-          throw std::invalid_argument(opt.data + ": element " + std::to_string(i) + " (row " +
-                                      std::to_string(static_cast<int64_t>(i) / (in.npy.shape[1] * in.npy.shape[2] * in.npy.shape[3])) +
-                                      ") is NaN or infinite; replace or mask such values before embedding");
-    }
-    in.describe = "preprocessed tensor (used as is)";
-  } else {
-    in.manifest = data::read_manifest(opt.data);
-    in.rows = static_cast<int64_t>(in.manifest.samples.size());
-    if (in.rows == 0) throw std::invalid_argument(opt.data + ": the manifest lists no images");
-  }
+  const Inputs in = read_inputs(opt);
+  const std::vector<std::string> aggregate_by = aggregate_columns(opt, in);
+  std::vector<std::string> warnings;
+  const Setup s = build_setup(opt, in, device, &warnings);
+  if (root && !opt.quiet)
+    for (const std::string& w : warnings) std::fprintf(stderr, "tabula embed: note: %s\n", w.c_str());
+  Plan plan = build_plan(opt, in, s);
+  const RowRange rows = plan.rows;
 
-  // Output options, checked before any work.
-  if (opt.format != "npy" && opt.format != "h5ad")
-    throw std::invalid_argument("--format " + opt.format + ": expected npy or h5ad");
-  std::vector<std::string> aggregate_by;
-  if (!opt.aggregate.empty()) {
-    if (in.from_npy) throw std::invalid_argument("--aggregate needs a manifest's metadata; a .npy input has none");
-    if (opt.shard_count > 1)
-      throw std::invalid_argument("--aggregate with --shard: a well's sites may fall in different shards; embed the "
-                                  "shards without it, merge them, then aggregate with `tabula eval normalize "
-                                  "--method aggregate --by COLS`");
-    aggregate_by = opt.aggregate == "well" ? well_columns(in.manifest.meta_columns) : split_csv_list(opt.aggregate);
-    for (const auto& c : aggregate_by)
-      if (std::find(in.manifest.meta_columns.begin(), in.manifest.meta_columns.end(), c) == in.manifest.meta_columns.end())
-        throw std::invalid_argument("--aggregate: " + opt.data + " has no metadata column '" + c + "'");
-  }
-
-  // Preprocessing: the arch's reference eval transform, with the user's overrides.
-  const bool baseline = is_baseline(opt.arch);
-  data::Transform tf;
-  data::ChannelStrategy strategy;
-  std::unique_ptr<Model> model;
-  std::string weights_desc;
-  if (!baseline) {
-    if (opt.weights.empty()) {
-      model = build_model_seed(opt.arch, *opt.seed);
-    } else {
-      WeightMap wm = load_weight_map(opt.weights, opt.weights_key);  // its errors name the file already
-      try {
-        model = build_model(opt.arch, wm);
-      } catch (const std::exception& e) {  // weights for another arch: say which file
-        throw std::runtime_error(opt.weights + ": " + e.what());
-      }
-    }
-    const ArchConfig& ac = model->arch();
-    const int default_size = static_cast<int>(model->default_input_shape()[2]);
-    const int crop = opt.size > 0 ? opt.size : default_size;
-    if (ac.is_resnet()) {
-      tf = data::transform_torchvision(static_cast<int>(std::lround(crop * 256.0 / 224.0)), crop);
-    } else if (ac.vit().flavor == ViTConfig::Flavor::dinov2 || ac.name.find("dinov2") != std::string::npos) {
-      tf = data::transform_dinov2(crop);
-      tf.resize = static_cast<int>(std::lround(crop * 256.0 / 224.0));
-    } else if (const auto cfg = timm_pretrained_cfg(ac.name)) {
-      // The timm name's own pretrained_cfg (e.g. crop_pct 1.0 for *_384, CLIP mean/std, ImageNet mean for DINO).
-      tf = data::transform_timm(crop, cfg->crop_pct,
-                                cfg->interpolation == "bilinear" ? data::Interp::bilinear : data::Interp::bicubic,
-                                {cfg->mean.begin(), cfg->mean.end()}, {cfg->std.begin(), cfg->std.end()});
-    } else {
-      // timm's default pretrained config for ViTs: crop_pct 0.9, bicubic, mean = std = 0.5.
-      tf = data::transform_timm(crop, 0.9, data::Interp::bicubic, {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f});
-    }
-  } else {
-    tf.resize = 0;
-    tf.crop = 0;
-    tf.do_normalize = false;  // baselines see the intensity-scaled field at full resolution
-  }
-  if (!opt.intensity.empty()) tf.intensity = opt.intensity;
-  // Channels as decoded (an RGB file listed once in a CSV is 3 channels): read from the first sample.
-  const int data_channels = in.from_npy ? static_cast<int>(in.npy.shape[1]) : data::load_sample(in.manifest, 0).channels;
-  if (baseline) strategy = data::parse_channel_strategy("all");
-  else if (!opt.channels.empty()) strategy = data::parse_channel_strategy(opt.channels);
-  else strategy = data::parse_channel_strategy(data_channels == 3 ? "rgb" : "per-channel");
-  int inputs_per_sample = strategy.mode == data::ChannelMode::per_channel ? data_channels : 1;
-  if (in.from_npy) inputs_per_sample = 1;
-
-  // The extractor and the shape of one model input.
-  std::unique_ptr<Extractor> ex;
-  if (baseline) {
-    if (device >= 0) throw std::invalid_argument("--device " + opt.device + ": the " + opt.arch + " baseline runs on the cpu");
-    ex = std::make_unique<BaselineExtractor>(opt.arch, data_channels);
-  } else {
-    Shape input;
-    if (in.from_npy) input = {1, in.npy.shape[1], in.npy.shape[2], in.npy.shape[3]};
-    else input = {1, strategy.mode == data::ChannelMode::all ? data_channels : 3, tf.crop, tf.crop};
-    weights_desc = opt.weights.empty() ? "" : sha256_file(opt.weights);
-    ex = std::make_unique<NetworkExtractor>(std::move(model), input, opt.layers, opt.pool, device);
-  }
-
-  // Settings that determine the numbers: they make the run key (resume refuses a different one) and run.json.
-  json::Value run = json::Value::object();
-  json::Value tab = json::Value::object();
-  tab.set("version", json::Value::string(TABULA_VERSION));
-  tab.set("git", json::Value::string(TABULA_GIT_HASH));
-  run.set("tabula", tab);
-  run.set("arch", json::Value::string(opt.arch));
-  json::Value w = json::Value::object();
-  if (baseline) {
-    w.set("kind", json::Value::string("none (baseline)"));
-  } else if (opt.weights.empty()) {
-    w.set("kind", json::Value::string("untrained"));
-    w.set("seed", json::Value::integer(static_cast<int64_t>(*opt.seed)));
-    w.set("init", json::Value::string("torch.manual_seed(seed) + the reference constructor's init (torch 2.15 / torchvision 0.29 / timm 1.0.31)"));
-  } else {
-    w.set("kind", json::Value::string("file"));
-    w.set("path", json::Value::string(fs::absolute(opt.weights).string()));
-    w.set("sha256", json::Value::string(weights_desc));
-    if (!opt.weights_key.empty()) w.set("key", json::Value::string(opt.weights_key));
-  }
-  run.set("weights", w);
-  json::Value d = json::Value::object();
-  d.set("path", json::Value::string(fs::absolute(opt.data).string()));
-  d.set("kind", json::Value::string(in.from_npy ? "npy" : in.manifest.kind));
-  d.set("sha256", json::Value::string(sha256_file(in.from_npy ? opt.data : (fs::is_directory(opt.data) ? in.manifest.source : opt.data))));
-  d.set("rows", json::Value::integer(in.rows));
-  run.set("data", d);
-  run.set("preprocessing", json::Value::string(in.from_npy ? in.describe : tf.describe()));
-  run.set("channels", json::Value::string(in.from_npy ? "as given" : strategy.to_string()));
-  run.set("pool", json::Value::string(ex->pool_description()));
-  run.set("precision", json::Value::string(opt.precision));
-  run.set("device", json::Value::string(opt.device));
-  run.set("batch", json::Value::integer(opt.batch));
-  const int64_t chunk_rows = opt.chunk_rows > 0 ? opt.chunk_rows
-                                                : std::max<int64_t>(1, 4 * opt.batch / std::max(1, inputs_per_sample));
-  run.set("chunk_rows", json::Value::integer(chunk_rows));
-  json::Value layers = json::Value::array();
-  for (const auto& [name, dim] : ex->layers()) {
-    json::Value l = json::Value::object();
-    l.set("name", json::Value::string(name));
-    l.set("dim", json::Value::integer(dim * inputs_per_sample));
-    layers.as_array().push_back(l);
-  }
-  run.set("layers", layers);
-  run.set("threads", json::Value::integer(get_num_threads()));
-
-  // Shard: whole chunks, so the batches of every chunk are those of the unsharded run.
-  const int64_t nchunks = (in.rows + chunk_rows - 1) / chunk_rows;
-  RowRange shard_chunks = shard_rows(nchunks, opt.shard_index, opt.shard_count);
-  RowRange rows{std::min(in.rows, shard_chunks.begin * chunk_rows), std::min(in.rows, shard_chunks.end * chunk_rows)};
-  json::Value run_for_key = run;
-  if (opt.shard_count > 1) {
-    json::Value s = json::Value::object();
-    s.set("index", json::Value::integer(opt.shard_index));
-    s.set("count", json::Value::integer(opt.shard_count));
-    s.set("begin", json::Value::integer(rows.begin));
-    s.set("end", json::Value::integer(rows.end));
-    run.set("shard", s);
-  }
-  // The thread count does not change a single bit (engine/threads.h), so it is not part of the key: a run resumed
-  // with other threads or another number of ranks continues the same journal.
-  json::Value keyed = json::Value::object();
-  for (const auto& [k, v] : run.as_object())
-    if (k != "threads") keyed.set(k, v);
-  const std::string run_key = sha256_hex(json_str(keyed).data(), json_str(keyed).size());
-
-  // The output folder: never overwrite a finished run or foreign files without --force. Rank 0 alone looks and
-  // decides; the other ranks learn the outcome (and the pending chunks) from its broadcast.
-  const std::string out = opt.out;
-  const bool finished = root && fs::exists(out + "/run.json") && !fs::exists(EmbeddingStore::partial_dir(out));
-  const bool complete = finished && opt.resume && !opt.force;
-  if (dist && mpi::broadcast(complete ? "complete" : "open") == "complete") {
-    EmbedSummary s;
-    s.out = out;
-    s.rows = rows.size();
+  // Rank 0 alone looks at the folder and decides; the other ranks learn the outcome from its broadcast.
+  const std::string& out = opt.out;
+  const bool complete = root && prepare_output(opt, plan, s, aggregate_by);
+  if ((dist && mpi::broadcast(complete ? "complete" : "open") == "complete") || complete) {
     if (root && !opt.quiet) std::fprintf(stderr, "tabula embed: %s is already complete\n", out.c_str());
-    return s;
-  }
-  if (complete) {
-    EmbedSummary s;
-    s.out = out;
-    s.rows = rows.size();
-    if (!opt.quiet) std::fprintf(stderr, "tabula embed: %s is already complete\n", out.c_str());
     // --resume --format h5ad on a finished folder adds the AnnData file from what the folder holds.
-    if (opt.format == "h5ad" && !fs::exists(out + "/embedding.h5ad")) write_embedding_h5ad(out);
-    return s;
+    if (root && opt.format == "h5ad" && !fs::exists(out + "/embedding.h5ad")) write_embedding_h5ad(out);
+    EmbedSummary done;
+    done.out = out;
+    done.rows = rows.size();
+    return done;
   }
-  if (root && fs::exists(out)) {
-    if (!fs::is_directory(out)) throw std::runtime_error(out + ": exists and is not a folder");
-    std::set<std::string> ours = {"run.json", "index.csv", ".partial", "embedding.h5ad"};
-    for (const auto& [name, dim] : ex->layers()) ours.insert(name + ".npy");
-    bool foreign = false, any = false;
-    for (const auto& e : fs::directory_iterator(out)) {
-      any = true;
-      std::string n = e.path().filename().string();
-      if (!ours.count(n) && !(n.size() > 4 && n.substr(n.size() - 4) == ".npy" && fs::exists(out + "/run.json")))
-        foreign = true;
-    }
-    if (foreign) throw std::runtime_error(out + ": holds files that are not a tabula embedding; choose a new or empty folder");
-    if (finished && !opt.force) throw std::runtime_error(out + ": holds a finished embedding; use --force to overwrite it");
-    if (any && opt.force) {
-      for (const auto& e : fs::directory_iterator(out)) fs::remove_all(e.path());
-    } else if (any && !opt.resume && fs::exists(EmbeddingStore::partial_dir(out))) {
-      throw std::runtime_error(out + ": holds an unfinished run; continue it with --resume or start over with --force");
-    }
-  }
-  // A run that fails before it has finished a chunk leaves nothing behind: the folder is removed if this run
-  // created it (or emptied of what this run wrote). Once a chunk is journalled, the folder is kept: `--resume`
-  // continues from it.
-  struct RemoveOnError {
-    std::string dir;
-    bool created, armed = true;
-    int exceptions = std::uncaught_exceptions();
-    ~RemoveOnError() {
-      if (!armed || std::uncaught_exceptions() <= exceptions) return;
-      std::error_code ec;
-      if (created) fs::remove_all(dir, ec);
-      else fs::remove_all(EmbeddingStore::partial_dir(dir), ec);
-    }
-  } remove_on_error{out, root && !fs::exists(out)};
+  RemoveOnError remove_on_error{out, root && !fs::exists(out)};
   // Only rank 0 owns the folder; an earlier run's progress is not ours to delete.
   if (!root || fs::exists(EmbeddingStore::partial_dir(out))) remove_on_error.armed = false;
   if (root) fs::create_directories(out);
@@ -506,14 +632,17 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
   // each rank re-hashes a share of the journalled chunks (chunk k: rank k mod size) and the pending chunks are the
   // union of what the ranks found missing or damaged; a fresh run's pending chunks are all of them.
   auto my_share = [&](int64_t chunk_index) { return chunk_index % world.size == world.rank; };
+  const auto mode = opt.resume ? EmbeddingStore::Mode::resume : EmbeddingStore::Mode::fresh;
   std::optional<EmbeddingStore> opened;
-  if (root)
-    opened.emplace(out, rows.size(), chunk_rows, run_key,
-                   opt.resume ? EmbeddingStore::Mode::resume : EmbeddingStore::Mode::fresh, 0,
+  if (root) {
+    opened.emplace(out, rows.size(), plan.chunk_rows, plan.run_key, mode, 0,
                    dist ? std::function<bool(int64_t)>(my_share) : nullptr);
+    // The settings by name, for a later --resume to say what changed (the journal holds only their hash).
+    if (!fs::exists(settings_path(out))) write_file_atomic(settings_path(out), json_str(plan.run) + "\n");
+  }
   mpi::barrier();
   if (!root)
-    opened.emplace(out, rows.size(), chunk_rows, run_key,
+    opened.emplace(out, rows.size(), plan.chunk_rows, plan.run_key,
                    opt.resume ? EmbeddingStore::Mode::resume : EmbeddingStore::Mode::attach, world.rank, my_share);
   EmbeddingStore& store = *opened;
   std::vector<RowRange> pending_all = store.pending();
@@ -529,8 +658,7 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
   int64_t rows_done_before = rows.size();
   for (const RowRange& c : pending_all) rows_done_before -= c.size();
 
-  // Work: this rank's share of the pending chunks (relative to the shard), as one stream through the prefetching
-  // pipeline.
+  // Work: this rank's share of the pending chunks (relative to the shard), as one stream.
   std::vector<RowRange> pending = chunks_of_rank(pending_all, world.rank, world.size);
   if (dist && !opt.quiet)
     std::fprintf(stderr, "tabula embed: rank %d/%d on %s (node-local %d/%d): device %s, %d threads, %zu of %zu pending chunks\n",
@@ -548,96 +676,14 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
   if (!note.empty()) progress.set_note(note);
   progress.skip(rows_done_before);
   int ranks_finished = 0;
-
-  const auto& layer_dims = ex->layers();
-  using Clock = std::chrono::steady_clock;
-  auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
-  double forward_s = 0, write_s = 0, loop_s = 0;
-  size_t chunk_i = 0;
-  // The current chunk's model inputs in order (per sample, its inputs in channel order). Batches never span
-  // chunks, so they are the same whatever is resumed or sharded; within a chunk, each batch runs as soon as its
-  // inputs have arrived (the model starts on the first batch instead of waiting for the whole chunk to decode).
-  std::vector<Image> chunk_flat;
-  size_t chunk_done = 0;  // inputs of chunk_flat already through the model
-  int64_t chunk_samples = 0;
-  std::vector<std::vector<float>> per_layer(layer_dims.size());
-  auto run_batches = [&](bool chunk_complete) {
-    const size_t B = static_cast<size_t>(opt.batch);
-    while (chunk_flat.size() - chunk_done >= B || (chunk_complete && chunk_done < chunk_flat.size())) {
-      const size_t end = std::min(chunk_flat.size(), chunk_done + B);
-      std::vector<const Image*> batch;
-      for (size_t i = chunk_done; i < end; ++i) batch.push_back(&chunk_flat[i]);
-      const auto tf0 = Clock::now();
-      auto feats = ex->run(batch);
-      forward_s += since(tf0);
-      for (size_t l = 0; l < feats.size(); ++l) per_layer[l].insert(per_layer[l].end(), feats[l].begin(), feats[l].end());
-      for (size_t i = chunk_done; i < end; ++i) chunk_flat[i] = Image();  // free the pixels early
-      chunk_done = end;
-    }
-  };
-  auto add_sample = [&](std::vector<Image>& inputs) {
-    for (Image& im : inputs) chunk_flat.push_back(std::move(im));
-    ++chunk_samples;
-    const RowRange& c = pending[chunk_i];
-    const bool chunk_complete = chunk_samples == c.size();
-    run_batches(chunk_complete);
-    if (!chunk_complete) return;
-    // Per sample: its inputs' features concatenated in channel order (per-channel strategy), per layer.
-    std::vector<LayerRows> rows_out;
-    for (size_t l = 0; l < layer_dims.size(); ++l) {
-      LayerRows lr{layer_dims[l].first, layer_dims[l].second * inputs_per_sample, std::move(per_layer[l])};
-      rows_out.push_back(std::move(lr));
-    }
-    const auto tw0 = Clock::now();
-    store.put(c, rows_out);
-    write_s += since(tw0);
+  ChunkLoop loop(*s.ex, store, pending, opt.batch, s.inputs_per_sample, [&](size_t chunk_i, int64_t n) {
     remove_on_error.armed = false;  // progress worth keeping for --resume
     exit_if_test_hook(world.rank, static_cast<int64_t>(chunk_i) + 1);
-    if (root) progress.advance(c.size() + mpi::poll_progress(&ranks_finished));
-    else mpi::post_progress(c.size());
-    chunk_flat.clear();
-    chunk_done = 0;
-    chunk_samples = 0;
-    per_layer.assign(layer_dims.size(), {});
-    ++chunk_i;
-  };
-  int summary_decode_threads = 0, summary_prefetch = 0;
-  if (in.from_npy) {
-    const auto tl0 = Clock::now();
-    const int64_t per = in.npy.shape[1] * in.npy.shape[2] * in.npy.shape[3];
-    const float* base = in.npy.as<float>();
-    for (const RowRange& c : pending) {
-      for (int64_t r = c.begin; r < c.end; ++r) {
-        Image im(static_cast<int>(in.npy.shape[1]), static_cast<int>(in.npy.shape[2]), static_cast<int>(in.npy.shape[3]));
-        const float* src = base + (rows.begin + r) * per;
-        std::copy(src, src + per, im.pixels.begin());
-        im.source = opt.data + " row " + std::to_string(rows.begin + r);
-        std::vector<Image> one;
-        one.push_back(std::move(im));
-        add_sample(one);
-      }
-    }
-    loop_s = since(tl0);
-  } else if (!global_rows.empty()) {
-    data::Manifest sub = in.manifest;
-    sub.samples.clear();
-    for (int64_t r : global_rows) sub.samples.push_back(in.manifest.samples[static_cast<size_t>(r)]);
-    data::PipelineOptions po;
-    // Decode up to two chunks ahead, so the workers keep decoding while the model runs and a slow field (or a
-    // burst of them) does not starve it (bench/RESULTS_data.md). Memory: 2 chunks of model inputs (ResNet-50,
-    // 5 channels, batch 16: 24 samples, ~72 MB).
-    po.capacity = static_cast<int>(std::clamp<int64_t>(2 * chunk_rows, 8, 256));
-    summary_decode_threads = po.threads;
-    summary_prefetch = po.capacity;
-    const auto tl0 = Clock::now();
-    data::for_each_preprocessed(sub, tf, strategy, po, [&](size_t, std::vector<Image>& inputs) {
-      if (static_cast<int>(inputs.size()) != inputs_per_sample)
-        throw std::runtime_error(opt.data + ": a sample gave " + std::to_string(inputs.size()) + " model inputs, expected " +
-                                 std::to_string(inputs_per_sample) + " (all images need the same channels)");
-      add_sample(inputs);
-    });
-    loop_s = since(tl0);
-  }
+    if (root) progress.advance(n + mpi::poll_progress(&ranks_finished));
+    else mpi::post_progress(n);
+  });
+  const LoopStats stats = feed(opt, in, s, global_rows, plan.chunk_rows, loop);
+
   if (dist) {
     // Rank 0 keeps the bar moving until every rank is done, then adopts their journal lines and assembles.
     if (root) {
@@ -649,63 +695,22 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
     for (size_t r = 1; r < lines.size(); ++r) store.adopt(lines[r]);
     if (!root) {
       mpi::barrier();  // returns once rank 0 has written the folder: the job ends complete
-      EmbedSummary s;
-      s.out = out;
-      s.rows = rows.size();
-      s.computed_rows = static_cast<int64_t>(global_rows.size());
-      for (const auto& [name, dim] : ex->layers()) {
-        s.layers.push_back(name);
-        s.dims.push_back(dim * inputs_per_sample);
-      }
-      s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      return s;
+      return summary_of(opt, s, rows.size(), static_cast<int64_t>(global_rows.size()), t0);
     }
   }
-  std::vector<std::string> layer_names = store.finalize();
-
-  // index.csv, then run.json last: its presence marks the folder complete.
-  std::string index;
-  if (in.from_npy) {
-    index = "index\n";
-    for (int64_t r = rows.begin; r < rows.end; ++r) index += std::to_string(r) + "\n";
-  } else {
-    std::vector<size_t> idx;
-    for (int64_t r = rows.begin; r < rows.end; ++r) idx.push_back(static_cast<size_t>(r));
-    index = data::index_csv(in.manifest, idx);
-  }
-  write_file_atomic(out + "/index.csv", index);
-  int64_t out_rows = rows.size();
-  if (!aggregate_by.empty()) {
-    out_rows = aggregate_embedding(out, layer_names, aggregate_by);
-    json::Value agg = json::Value::object();
-    json::Value by = json::Value::array();
-    for (const auto& c : aggregate_by) by.as_array().push_back(json::Value::string(c));
-    agg.set("by", by);
-    agg.set("method", json::Value::string("mean"));
-    agg.set("rows", json::Value::integer(out_rows));
-    run.set("aggregate", agg);
-  }
-  if (opt.format == "h5ad") write_embedding_h5ad(out, "", "", json_str(run));
-  write_file_atomic(out + "/run.json", json_str(run) + "\n");
+  const std::vector<std::string> layer_names = store.finalize();
+  const int64_t out_rows = write_outputs(opt, in, rows, layer_names, aggregate_by, plan.run);
   progress.finish();
   if (dist) mpi::barrier();
 
-  EmbedSummary s;
-  s.out = out;
-  s.rows = out_rows;
-  s.computed_rows = static_cast<int64_t>(global_rows.size());
-  for (const auto& [name, dim] : layer_dims) {
-    s.layers.push_back(name);
-    s.dims.push_back(dim * inputs_per_sample);
-  }
-  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  s.forward_seconds = forward_s;
-  s.write_seconds = write_s;
-  s.wait_seconds = std::max(0.0, loop_s - forward_s - write_s);  // the rest of the loop: waiting for inputs (+ copies)
-  s.decode_threads = summary_decode_threads;
-  s.prefetch_samples = summary_prefetch;
-  (void)run_for_key;
-  return s;
+  EmbedSummary sum = summary_of(opt, s, out_rows, static_cast<int64_t>(global_rows.size()), t0);
+  sum.forward_seconds = loop.forward_seconds;
+  sum.write_seconds = loop.write_seconds;
+  // The rest of the loop: waiting for inputs (+ copies).
+  sum.wait_seconds = std::max(0.0, stats.loop_seconds - loop.forward_seconds - loop.write_seconds);
+  sum.decode_threads = stats.decode_threads;
+  sum.prefetch_samples = stats.prefetch_samples;
+  return sum;
 }
 
 // ---- merge ---------------------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 // `tabula embed`: manifest (or a preprocessed .npy) -> prefetching decoder -> batches -> model with the
 // requested taps and pooling -> one LAYER.npy per tap + index.csv + run.json in an embedding folder
 // (DESIGN.md §4). Resumable (EmbeddingStore's journal), shardable (--shard I/N, whole chunks per shard, so a
-// merge of shards is byte-identical to the unsharded run), never overwriting a finished folder without --force.
+// merge of shards is byte-identical to the unsharded run), never overwriting a finished folder without --force, and
+// refusing --resume on a folder made with other settings, naming each (embed/run_settings.h).
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -23,7 +24,9 @@ struct EmbedOptions {
   std::optional<uint64_t> seed;     // untrained weights of this seed (torch.manual_seed(seed))
   std::string data;                 // manifest (JUMP/RxRx/CSV/folder/HEST) or a float32 [N, C, H, W] .npy
   std::string out;
-  std::vector<std::string> layers;  // tap names or patterns; empty: the model's default taps; {"all"}: every stage
+  // Tap names; empty: the model's default taps; {"all"}: every stage / block plus the feature output, without a
+  // stage equal to it (embed/extractor.h).
+  std::vector<std::string> layers;
   std::string pool;                 // avg|cls|mean|cls+mean|max|gem|none; empty: the arch's natural pooling
   std::string channels;             // per-channel|rgb:i,j,k|mean|all; empty: rgb for 3-channel data, else per-channel
   int size = 0;                     // crop size override (resize scales with it); 0: the arch's default

@@ -5,6 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <regex>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -136,8 +139,36 @@ class Writer {
     encoding(ds, "numeric-scalar", "0.2.0");
   }
 
-  // An obs column as anndata writes a pandas string column (after AnnData.strings_to_categoricals).
+  // An obs column as anndata writes the column pandas.read_csv(index.csv, keep_default_na=False) gives: integers
+  // as int64, other decimal numbers as float64, anything else a string column (after
+  // AnnData.strings_to_categoricals).
   void obs_column(hid_t obs, const std::string& name, const std::vector<std::string>& values) {
+    static const std::regex integer(R"([+-]?[0-9]+)"), decimal(R"([+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?)");
+    auto all = [&](const std::regex& re) {
+      for (const auto& v : values)
+        if (!std::regex_match(v, re)) return false;
+      return !values.empty();
+    };
+    const hsize_t rows = values.size();
+    if (all(integer)) {
+      std::vector<int64_t> x;
+      bool fits = true;
+      for (const auto& v : values) {
+        errno = 0;
+        x.push_back(std::strtoll(v.c_str(), nullptr, 10));
+        fits = fits && errno != ERANGE;
+      }
+      if (fits) {
+        array(obs, name, H5T_STD_I64LE, H5T_NATIVE_INT64, {rows}, x.data());
+        return;
+      }
+    }
+    if (all(decimal)) {
+      std::vector<double> x;
+      for (const auto& v : values) x.push_back(std::strtod(v.c_str(), nullptr));
+      array(obs, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, {rows}, x.data());
+      return;
+    }
     std::vector<std::string> cats(values.begin(), values.end());
     std::sort(cats.begin(), cats.end());  // pandas sorts string categories (code point order = UTF-8 byte order)
     cats.erase(std::unique(cats.begin(), cats.end()), cats.end());
@@ -203,15 +234,18 @@ class Writer {
       }
       case json::Value::Kind::array: {
         const auto& a = v.as_array();
-        bool strings = !a.empty(), numbers = !a.empty(), ints = true;
+        bool strings = !a.empty(), numbers = !a.empty(), ints = true, named = !a.empty();
         for (const auto& x : a) {
+          const json::Value* n = x.is_object() ? x.find("name") : nullptr;
+          named = named && n && n->is_string();
           strings = strings && x.is_string();
           numbers = numbers && x.is_number();
           ints = ints && integer_literal(x);
         }
-        if (strings) {
+        if (strings || named) {
+          // Objects with a "name" each (run.json's layers) -> the list of their names.
           std::vector<std::string> s;
-          for (const auto& x : a) s.push_back(x.as_string());
+          for (const auto& x : a) s.push_back(named ? x.find("name")->as_string() : x.as_string());
           string_array(parent, name, s);
         } else if (numbers && ints) {
           std::vector<int64_t> s;
@@ -252,6 +286,7 @@ void write_h5ad(const std::string& path, const H5adContent& c) {
       fail("obs column name '" + c.obs_columns[k] + "' cannot be stored (empty, '_index', duplicate or with '/')");
   }
   if (!c.x.data || c.x.cols < 1) fail("X is missing");
+  if (!c.var_names.empty() && static_cast<int64_t>(c.var_names.size()) != c.x.cols) fail("var names: wrong count");
   for (const auto& l : c.obsm)
     if (!l.data || l.name.empty() || l.name.find('/') != std::string::npos) fail("obsm entry '" + l.name + "' cannot be stored");
   json::Value run;
@@ -281,8 +316,9 @@ void write_h5ad(const std::string& path, const H5adContent& c) {
         H5 var(w.group(f, "var", "dataframe", "0.2.0"), H5Gclose);
         w.attr_str(var, "_index", "_index");
         w.attr_str_array(var, "column-order", {});
-        std::vector<std::string> ids;
-        for (int64_t i = 0; i < c.x.cols; ++i) ids.push_back(std::to_string(i));
+        std::vector<std::string> ids = c.var_names;
+        if (ids.empty())
+          for (int64_t i = 0; i < c.x.cols; ++i) ids.push_back(std::to_string(i));
         w.string_array(var, "_index", ids);
       }
       {
@@ -320,6 +356,30 @@ void write_h5ad(const std::string& path, const H5adContent& c) {
   }
 }
 
+// X's feature names: a baseline's own names (the layer's "features" in run.json); per-channel runs "LAYER.CHANNEL.j"
+// (run.json's "inputs", each input's features in turn); else "LAYER.j".
+static std::vector<std::string> var_names(const json::Value& run, const std::string& layer, int64_t cols) {
+  std::vector<std::string> out;
+  for (const json::Value& l : run.find("layers")->as_array()) {
+    const json::Value* f = l.find("features");
+    if (l.find("name")->as_string() != layer || !f || !f->is_array()) continue;
+    for (const json::Value& n : f->as_array()) out.push_back(n.as_string());
+    if (static_cast<int64_t>(out.size()) == cols) return out;
+    out.clear();
+  }
+  std::vector<std::string> inputs;
+  if (const json::Value* in = run.find("inputs"); in && in->is_array())
+    for (const json::Value& n : in->as_array()) inputs.push_back(n.as_string());
+  if (inputs.size() > 1 && cols % static_cast<int64_t>(inputs.size()) == 0) {
+    const int64_t per = cols / static_cast<int64_t>(inputs.size());
+    for (const std::string& in : inputs)
+      for (int64_t j = 0; j < per; ++j) out.push_back(layer + "." + in + "." + std::to_string(j));
+    return out;
+  }
+  for (int64_t j = 0; j < cols; ++j) out.push_back(layer + "." + std::to_string(j));
+  return out;
+}
+
 std::string write_embedding_h5ad(const std::string& dir, const std::string& x_layer, const std::string& out_path,
                                  const std::string& run_json_text) {
   const std::string run_text = run_json_text.empty() ? read_file_text(dir + "/run.json") : run_json_text;
@@ -351,6 +411,7 @@ std::string write_embedding_h5ad(const std::string& dir, const std::string& x_la
     if (l == xl) c.x = h;
     else c.obsm.push_back(h);
   }
+  c.var_names = var_names(run, xl, c.x.cols);
   const std::string path = out_path.empty() ? dir + "/embedding.h5ad" : out_path;
   write_h5ad(path, c);
   return path;

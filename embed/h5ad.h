@@ -3,14 +3,18 @@
 //   /            encoding-type anndata 0.1.0
 //   X            float32 [n_obs, n_vars] (one layer), encoding-type array 0.2.0
 //   obs          dataframe 0.2.0: _index = row ids, column-order = the metadata columns in order; each column as
-//                anndata's write_h5ad stores a string column: categorical 0.2.0 (categories = sorted distinct values,
-//                codes int8/16/32/64 as pandas picks them, ordered = False) when it has fewer distinct values than
-//                rows (AnnData.strings_to_categoricals), else string-array 0.2.0
-//   var          dataframe with _index "0".."n_vars-1" (anndata's default var names), no columns
+//                anndata's write_h5ad stores the column pandas.read_csv(keep_default_na=False) makes of it: integers
+//                as an int64 array, decimal numbers as float64 (array 0.2.0), else a string column: categorical
+//                0.2.0 (categories = sorted distinct values, codes int8/16/32/64 as pandas picks them, ordered =
+//                False) when it has fewer distinct values than rows (AnnData.strings_to_categoricals), else
+//                string-array 0.2.0
+//   var          dataframe with _index = X's feature names: a baseline's names, "LAYER.CHANNEL.j" for per-channel
+//                runs, else "LAYER.j"; no columns
 //   obsm/<name>  float32 [n_obs, d] per other layer
 //   uns/run      run.json as a nested dict (objects -> dict, strings -> string, integers -> int64 numeric-scalar,
 //                other numbers -> float64, booleans -> bool, arrays of strings -> string-array, of numbers ->
-//                array, anything else -> dict keyed "0", "1", ...; null entries are left out)
+//                array, of objects with a "name" each (the layers) -> string-array of the names, anything else ->
+//                dict keyed "0", "1", ...; null entries are left out)
 //   uns/run_json the run.json text itself
 //   layers, obsm, obsp, varm, varp: dict groups, as anndata writes them.
 // Strings are variable-length UTF-8 (h5py's str), attributes too. No object timestamps: the same embedding gives
@@ -35,6 +39,7 @@ struct H5adContent {
   std::vector<std::vector<std::string>> obs_values;    // per column, size rows
   H5adLayer x;                                         // X
   std::vector<H5adLayer> obsm;                         // the other layers
+  std::vector<std::string> var_names;                  // X's column names (empty: "0".."n_vars-1")
   std::string run_json;                                // uns/run_json, and parsed into uns/run (empty: neither)
 };
 

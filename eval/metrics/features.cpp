@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -19,6 +20,7 @@
 
 #include "util/npy.h"
 #include "engine/system.h"
+#include "util/suggest.h"
 
 namespace tabula::eval {
 
@@ -52,7 +54,14 @@ FeatureSource resolve_features(const std::string& features_arg, const std::strin
       throw std::runtime_error("--features " + features_arg + ": not a .npy file, a folder or DIR:LAYER");
     }
   }
-  if (!fs::exists(s.npy_path)) throw std::runtime_error("--features: " + s.npy_path + " does not exist");
+  if (!fs::exists(s.npy_path)) {
+    std::vector<std::string> layers;  // the layers the folder holds, for a "did you mean"
+    if (!dir.empty() && fs::is_directory(dir))
+      for (const auto& e : fs::directory_iterator(dir))
+        if (e.path().extension() == ".npy") layers.push_back(e.path().stem().string());
+    std::sort(layers.begin(), layers.end());
+    throw std::runtime_error("--features: " + s.npy_path + " does not exist" + did_you_mean(s.layer, layers));
+  }
   if (!meta_arg.empty()) {
     s.meta_path = meta_arg;
   } else if (!dir.empty() && fs::exists(fs::path(dir) / "index.csv")) {

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "engine/fileio.h"
+#include "util/json.h"
 #include "util/mpi.h"
 #include "util/npy.h"
 #include "eval/metrics/cka.h"
@@ -477,17 +478,32 @@ void run_normalize(const NormalizeJob& job) {
     throw std::runtime_error("unknown normalisation method '" + m + "'");
   }
   std::string name = layer.empty() ? "features" : layer;
+  // Several layers may be normalised into one folder: they share index.csv (refused if their rows differ) and
+  // normalize.json holds one record per layer.
+  const std::string index_path = out_path(job.out_dir, "index.csv"), record_path = out_path(job.out_dir, "normalize.json");
+  json::Value records = json::Value::object();
+  if (fs::exists(record_path)) {
+    json::Value old = json::parse_file(record_path);
+    if (const json::Value* l = old.find("layers"); l && l->is_object()) records = *l;
+  }
+  if (!records.as_object().empty() && !records.find(name) && fs::exists(index_path) &&
+      read_csv(index_path).rows() != meta.rows())
+    throw std::runtime_error(job.out_dir + ": holds layers with " + std::to_string(read_csv(index_path).rows()) +
+                             " rows in index.csv, this one has " + std::to_string(meta.rows()) + "; use another --out");
   write_npy(out_path(job.out_dir, name + ".npy"), {x.rows(), x.cols()}, x.data());
-  write_csv(out_path(job.out_dir, "index.csv"), meta);
-  Json j;
-  j.str("step", "normalize");
-  j.str("method", m);
-  j.str("features", job.in.features);
-  j.str("group_col", job.group_col);
-  j.str("control", job.control);
-  j.num("rows", static_cast<double>(x.rows()));
-  j.num("cols", static_cast<double>(x.cols()));
-  j.write(out_path(job.out_dir, "normalize.json"));
+  write_csv(index_path, meta);
+  json::Value r = json::Value::object();
+  r.set("method", json::Value::string(m));
+  r.set("features", json::Value::string(job.in.features));
+  r.set("group_col", json::Value::string(job.group_col));
+  r.set("control", json::Value::string(job.control));
+  r.set("rows", json::Value::integer(static_cast<int64_t>(x.rows())));
+  r.set("cols", json::Value::integer(static_cast<int64_t>(x.cols())));
+  records.set(name, r);
+  json::Value doc = json::Value::object();
+  doc.set("step", json::Value::string("normalize"));
+  doc.set("layers", records);
+  write_file_atomic(record_path, json::dump(doc) + "\n");
 }
 
 }  // namespace tabula::eval

@@ -53,7 +53,7 @@ TEST(CliData, PreprocessWritesModelInputs) {
   tabula::NpyArray x = tabula::read_npy((dir / "x.npy").string());
   EXPECT_EQ(x.shape, (std::vector<int64_t>{5, 3, 224, 224}));
   std::string idx = tabula::read_file_text((dir / "x.index.csv").string());
-  EXPECT_EQ(idx.substr(0, idx.find('\n')), "patch_id,patient,x,y,nuclei_per_kpx,nuclear_area,elongation,tumour_frac,"
+  EXPECT_EQ(idx.substr(0, idx.find('\n')), "path,patch_id,patient,x,y,nuclei_per_kpx,nuclear_area,elongation,tumour_frac,"
                                            "stroma_frac,lymphocyte_frac,input");
   r = run_tabula("preprocess --data '" + (dir / "t").string() + "' --out '" + (dir / "y.npy").string() + "' --channels rgb:0,1");
   EXPECT_EQ(r.exit_code, 2);

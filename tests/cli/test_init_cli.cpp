@@ -43,8 +43,9 @@ TEST(InitCli, Resnet18Seed0EqualsTorch) {
 TEST(InitCli, BadArchAndMissingSeedAreErrors) {
   auto dir = test::scratch_dir();
   auto bad = test::run_tabula("init resnet1000 --seed 0 --out '" + (dir / "x.safetensors").string() + "'");
-  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_EQ(bad.exit_code, 2);  // a mistyped name is a usage error
   EXPECT_NE(bad.err.find("resnet1000"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("did you mean resnet10"), std::string::npos) << bad.err;
   EXPECT_FALSE(std::filesystem::exists(dir / "x.safetensors"));
   EXPECT_EQ(test::run_tabula("init resnet18 --out x.safetensors").exit_code, 2);
 }

@@ -168,7 +168,8 @@ TEST(DataManifest, GenericCsvAndFolder) {
   Manifest m = read_manifest((dir / "list.csv").string());
   EXPECT_EQ(m.kind, "csv");
   EXPECT_EQ(m.channel_names, (std::vector<std::string>{"nuclei", "actin"}));
-  EXPECT_EQ(m.meta_columns, (std::vector<std::string>{"treatment", "dose"}));
+  // The path columns stay metadata: index.csv shows which image a row is.
+  EXPECT_EQ(m.meta_columns, (std::vector<std::string>{"treatment", "path_nuclei", "path_actin", "dose"}));
   Image img = load_sample(m, 1);
   ASSERT_EQ(img.channels, 2);
   EXPECT_EQ(img.at(0, 0, 0), 2.0f);

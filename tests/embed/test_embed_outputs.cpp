@@ -271,3 +271,29 @@ TEST(Aggregate, RxRx3CoreMetadataIsAnRxRxManifest) {
   EXPECT_EQ(data::load_sample(m, 0).channels, 6);
   EXPECT_EQ(well_columns(m.meta_columns), (std::vector<std::string>{"well_id"}));
 }
+
+// Through the binary, as a scanpy user opens it: counts are numbers, features are named by channel, the layers are
+// a list (issue #21).
+TEST(H5ad, EmbedWritesNumericCountsNamedFeaturesAndALayerList) {
+  const auto dir = test::scratch_dir().string() + "-data";
+  fs::remove_all(dir);
+  auto r = test::run_tabula("synth cellpainting --size 64 --batches 1 --plates 1 --sites 2 --out '" + dir + "/cp'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_tabula("embed --arch resnet18 --seed 0 --size 32 --layers layer3,avgpool --aggregate well "
+                       "--format h5ad --data '" + dir + "/cp/load_data.csv' --out '" + dir + "/e'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto got = describe(dir + "/e/embedding.h5ad");
+  // n_aggregated (2 sites per well) and Metadata_Site-like integer columns: int64 arrays, not string categories.
+  const std::string& enc = got["obs/n_aggregated @encoding-type"];
+  EXPECT_NE(enc.find("[array]"), std::string::npos) << enc;
+  EXPECT_NE(got["obs/n_aggregated"].find("class=0 size=8 sign=1"), std::string::npos) << got["obs/n_aggregated"];
+  EXPECT_NE(got["obs/n_aggregated"].find(" 2,2,2,"), std::string::npos) << got["obs/n_aggregated"];
+  // var names: X is avgpool, per-channel: 5 channels x 512 features, each named by its channel.
+  const std::string& var = got["var/_index"];
+  EXPECT_NE(var.find("(2560,)"), std::string::npos) << var.substr(0, 200);
+  EXPECT_NE(var.find("[avgpool.DNA.0]"), std::string::npos) << var.substr(0, 200);
+  EXPECT_NE(var.find("[avgpool.Mito.511]"), std::string::npos) << var.substr(var.size() - 200);
+  // uns/run/layers: the layer names as a list (a string array), not a dict of dicts.
+  EXPECT_NE(got["uns/run/layers"].find("[layer3][avgpool]"), std::string::npos) << got["uns/run/layers"];
+  EXPECT_NE(got["uns/run/layers @encoding-type"].find("[string-array]"), std::string::npos);
+}

@@ -4,8 +4,9 @@ well-level means numpy/pandas give for it.
 
 Writes tests/fixtures/embed/h5ad/: an embedding folder as `tabula embed` leaves it (index.csv, layer1.npy,
 avgpool.npy, run.json), `reference.h5ad` written by anndata.AnnData(...).write_h5ad (X = the last layer of
-run.json, obsm = the others, obs = index.csv read as strings with row ids "0".."n-1", uns["run"] = json.load of
-run.json with the documented mapping, uns["run_json"] = its text), and the well means:
+run.json, obsm = the others, obs = index.csv as pandas.read_csv(keep_default_na=False) reads it (integer columns
+int64) with row ids "0".."n-1", var names "LAYER.j", uns["run"] = json.load of run.json with the documented mapping
+(the layers as the list of their names), uns["run_json"] = its text), and the well means:
 `well_<layer>.npy` = numpy's float32 x[rows].mean(axis=0) per (Metadata_Plate, Metadata_Well), pandas groupby order, `well_index.csv`.
 Run: /path/to/venv/bin/python weights_tools/reference/embed_fixtures.py   (needs numpy, pandas, anndata, h5py)
 """
@@ -57,6 +58,8 @@ def to_uns(v):
     if isinstance(v, float):
         return np.float64(v)
     if isinstance(v, list):
+        if v and all(isinstance(x, dict) and isinstance(x.get("name"), str) for x in v):
+            return np.array([x["name"] for x in v], dtype=object)
         if v and all(isinstance(x, str) for x in v):
             return np.array(v, dtype=object)
         if v and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
@@ -67,10 +70,12 @@ def to_uns(v):
     return v
 
 
-obs = pd.read_csv(os.path.join(OUT, "index.csv"), dtype=str, keep_default_na=False)
+obs = pd.read_csv(os.path.join(OUT, "index.csv"), keep_default_na=False)
 obs.index = pd.Index([str(i) for i in range(n)])
 names = [l["name"] for l in run["layers"]]
-a = ad.AnnData(X=layers[names[-1]], obs=obs)
+x_dim = layers[names[-1]].shape[1]
+a = ad.AnnData(X=layers[names[-1]], obs=obs,
+               var=pd.DataFrame(index=pd.Index([f"{names[-1]}.{j}" for j in range(x_dim)])))
 for l in names[:-1]:
     a.obsm[l] = layers[l]
 a.uns["run"] = to_uns(run)
