@@ -75,7 +75,8 @@ dist-mpi:
 	JOBS=$(JOBS) bash .ci/dist mpi
 dist-cuda:
 	JOBS=$(JOBS) bash .ci/dist cuda
-test-deploy: dist build
+test-deploy: dist configure
+	cmake --build $(BUILD) -j $(JOBS) --target tabula
 	bash tests/deploy/minroot.sh dist/tabula-*-linux-x86_64.tar.gz $(BUILD)/tabula
 
 clean:
