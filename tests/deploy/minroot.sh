@@ -39,7 +39,7 @@ if [ ! -x "$root/bin/sh" ]; then
   mv "$root.tmp" "$root"
 fi
 # The root is what a bare node has: no headers, no Python, no compiler, no CUDA.
-chroot "$root" dpkg-query -W -f '${Package}\n' | grep -E -- '-dev$|^python3?$|^gcc|^libcuda|^libcudnn' &&
+chroot "$root" dpkg-query -W -f '${Package}\n' | grep -E -- '-dev$|^python3?(\.[0-9]+)?$|^(gcc|g\+\+|cpp)(-[0-9]+)?$|^libcuda|^libcudnn' &&
   fail "$root has development packages, Python or CUDA installed"
 [ -e "$root/usr/bin/python3" ] && fail "$root has Python"
 
