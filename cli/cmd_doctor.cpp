@@ -22,7 +22,7 @@
 #include "cli/args.h"
 #include "engine/device_ops.h"
 #include "engine/hooks.h"
-#include "engine/mpi.h"
+#include "util/mpi.h"
 #include "engine/ops.h"
 #include "engine/system.h"
 #include "engine/threads.h"
