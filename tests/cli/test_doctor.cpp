@@ -2,6 +2,7 @@
 // every CPU dispatch level this machine offers.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <regex>
 #include <string>
 
@@ -67,4 +68,18 @@ TEST(Doctor, SaysWhyCudaIsUnavailable) {
               (line.find("runtime") != std::string::npos && line.find("cuDNN") != std::string::npos))
       << line;
   EXPECT_TRUE(line.find("NVIDIA driver") != std::string::npos || line.find("NVRM") != std::string::npos) << line;
+}
+
+TEST(Doctor, ShowsTheRankLayoutUnderMpirunAndPrintsOnce) {
+  if (!TABULA_HAVE_MPI) GTEST_SKIP() << "this build has no MPI";
+  if (std::system("command -v mpirun >/dev/null 2>&1") != 0) GTEST_SKIP() << "mpirun is not installed (openmpi-bin)";
+  auto r = run_tabula_prefixed("mpirun --allow-run-as-root --oversubscribe -np 2", "doctor");
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("OMPI_COMM_WORLD_SIZE=2"), std::string::npos) << r.out;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("rank 0/2 on .*: local rank 0/2, [0-9]+ threads by default"))) << r.out;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("rank 1/2 on .*: local rank 1/2, [0-9]+ threads by default"))) << r.out;
+  // Rank 0 alone prints the report and the self-check.
+  EXPECT_EQ(r.out.find("cpu:"), r.out.rfind("cpu:")) << r.out;
+  EXPECT_EQ(r.out.find("result:"), r.out.rfind("result:")) << r.out;
+  expect_self_check_ok(r.out);
 }
