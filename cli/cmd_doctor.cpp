@@ -87,7 +87,8 @@ void report_memory_and_disk(const std::string& out) {
   std::printf("memory:   %s available of %s", gib(meminfo("MemAvailable")).c_str(), gib(meminfo("MemTotal")).c_str());
   // A batch job's limit is its cgroup's, not the node's (Slurm's ConstrainRAMSpace).
   const std::string limit = first_line("/sys/fs/cgroup/memory.max");
-  if (!limit.empty() && limit != "max") std::printf("; this job's cgroup limit %s", gib(std::atof(limit.c_str())).c_str());
+  if (!limit.empty() && limit != "max")
+    std::printf("; this job's cgroup limit %s", gib(std::atof(limit.c_str())).c_str());
   std::printf("\n");
   // --out need not exist yet: its nearest existing parent holds the files.
   std::filesystem::path p = std::filesystem::absolute(out).lexically_normal();
@@ -202,11 +203,13 @@ void check_cpu_ops(Checks& c) {
   Conv2dOptions stem;
   stem.stride = {2, 2};
   stem.padding = {3, 3};
-  op("conv2d 7x7 stride 2", [&] { return ops::conv2d(img, w7, {}, stem); }, [&] { return ref::conv2d(img, w7, {}, stem); });
+  op("conv2d 7x7 stride 2", [&] { return ops::conv2d(img, w7, {}, stem); },
+     [&] { return ref::conv2d(img, w7, {}, stem); });
   const Tensor tok = rnd({2, 37, 96}), wl = rnd({192, 96}), bl = rnd({192}), g = rnd({96}), be = rnd({96});
   op("linear + bias + gelu", [&] { return ops::linear(tok, wl, bl, Activation::gelu); },
      [&] { return ref::linear(tok, wl, bl, Activation::gelu); });
-  op("layer_norm", [&] { return ops::layer_norm(tok, g, be, 1e-6); }, [&] { return ref::layer_norm(tok, g, be, 1e-6); });
+  op("layer_norm", [&] { return ops::layer_norm(tok, g, be, 1e-6); },
+     [&] { return ref::layer_norm(tok, g, be, 1e-6); });
   const Tensor q = rnd({2, 3, 37, 32}), k = rnd({2, 3, 37, 32}), v = rnd({2, 3, 37, 32});
   op("scaled_dot_product_attention", [&] { return ops::scaled_dot_product_attention(q, k, v); },
      [&] { return ref::scaled_dot_product_attention(q, k, v); });

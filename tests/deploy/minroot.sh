@@ -39,7 +39,8 @@ if [ ! -x "$root/bin/sh" ]; then
   mv "$root.tmp" "$root"
 fi
 # The root is what a bare node has: no headers, no Python, no compiler, no CUDA.
-chroot "$root" dpkg-query -W -f '${Package}\n' | grep -E -- '-dev$|^python3?(\.[0-9]+)?$|^(gcc|g\+\+|cpp)(-[0-9]+)?$|^libcuda|^libcudnn' &&
+unwanted='-dev$|^python3?(\.[0-9]+)?$|^(gcc|g\+\+|cpp)(-[0-9]+)?$|^libcuda|^libcudnn'
+chroot "$root" dpkg-query -W -f '${Package}\n' | grep -E -- "$unwanted" &&
   fail "$root has development packages, Python or CUDA installed"
 [ -e "$root/usr/bin/python3" ] && fail "$root has Python"
 
@@ -76,8 +77,10 @@ commands=(
   "tabula doctor --out $check/out > doctor.txt"
   "tabula demo --quick --out demo --threads 2 --quiet > demo.txt"
   "tabula synth cellpainting --quick --out synth > /dev/null"
-  "tabula embed --arch resnet18 --seed 0 --data synth/load_data.csv --out emb --layers layer3,avgpool --threads 2 --quiet"
-  "tabula eval map --features emb:avgpool --pos-sameby Metadata_JCP2022 --neg-sameby Metadata_Plate --neg-diffby Metadata_pert_type --null-size 1000 --out map > /dev/null"
+  "tabula embed --arch resnet18 --seed 0 --data synth/load_data.csv --out emb --layers layer3,avgpool --threads 2 \
+     --quiet"
+  "tabula eval map --features emb:avgpool --pos-sameby Metadata_JCP2022 --neg-sameby Metadata_Plate \
+     --neg-diffby Metadata_pert_type --null-size 1000 --out map > /dev/null"
 )
 for c in "${commands[@]}"; do
   echo "minroot: [root, nobody, no network] $c"
