@@ -7,7 +7,8 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_LABELS := $(if $(filter true,$(CI)),-LE "gpu|long",)
 DEMO_ARGS ?=
 
-.PHONY: all deps configure build test test-long test-gpu demo sanitize fuzz fuzz-long clean
+.PHONY: all deps configure build test test-long test-gpu demo sanitize fuzz fuzz-long dist dist-mpi dist-cuda \
+        test-deploy clean
 
 all: build
 
@@ -64,5 +65,19 @@ fuzz-long:
 	cmake --build build-fuzz -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
 	FUZZ_RUNS=$(FUZZ_RUNS) bash tests/fuzz/long_run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
+# Deployment (README "Deploy on a cluster"): dist/tabula-<version>-linux-x86_64.tar.gz, a binary whose only shared
+# libraries are glibc's (static libstdc++, libtiff, HDF5, ...: cmake/static.cmake), built in build-dist/. dist-mpi
+# links the node's Open MPI (shared), dist-cuda the CUDA backend. test-deploy runs the tarball in a minimal Debian
+# root as a non-root user without network (root + debootstrap; minutes; not part of `make test`).
+dist:
+	JOBS=$(JOBS) bash .ci/dist cpu
+dist-mpi:
+	JOBS=$(JOBS) bash .ci/dist mpi
+dist-cuda:
+	JOBS=$(JOBS) bash .ci/dist cuda
+test-deploy: dist configure
+	cmake --build $(BUILD) -j $(JOBS) --target tabula
+	bash tests/deploy/minroot.sh dist/tabula-*-linux-x86_64.tar.gz $(BUILD)/tabula
+
 clean:
-	rm -rf $(BUILD) build-asan build-fuzz
+	rm -rf $(BUILD) build-asan build-fuzz build-dist build-dist-mpi build-dist-cuda dist

@@ -40,6 +40,7 @@ int cmd_preprocess(const Args&);
 int cmd_models(const Args&);
 int cmd_hooks(const Args&);
 int cmd_bench(const Args&);
+int cmd_doctor(const Args&);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
@@ -90,6 +91,12 @@ const std::vector<Command>& commands() {
         {"threads", "T", "threads (0: all cores)", false, "0"},
         {"quiet", "", "no progress output", false, ""}},
        0, 0, cmd_demo},
+      {"doctor", "what this node offers and what tabula will use on it, then a short self-check (ops and tiny forwards per backend)",
+       "[--out DIR] [--no-check]", "tabula doctor --out /scratch/$USER/run",
+       {{"out", "DIR", "the folder runs will write to: its free disk space and whether it is writable", false, "."},
+        {"threads", "T", "threads for the self-check (0: the default, as embed uses)", false, "0"},
+        {"no-check", "", "only the report, no self-check", false, ""}},
+       0, 0, cmd_doctor},
       {"report", "build the HTML report (figures, within-noise notes, provenance) from study folders",
        "RUN_DIR... --out report.html [--title T]",
        "tabula report tabula-demo --out report.html",

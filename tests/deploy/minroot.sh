@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# The deploy test (issue #24): the dist tarball works on a bare node, without root and without network, and gives
+# the same bytes as the build tree's binary.
+#
+#   bash tests/deploy/minroot.sh dist/tabula-VERSION-linux-x86_64.tar.gz build/tabula [CUDA_TARBALL]
+#
+# 1. A minimal Debian root (debootstrap --variant=minbase: no -dev packages, no Python, no compiler), made once and
+#    cached under $TABULA_MINROOT_CACHE (default /var/cache/tabula-deploy; making it needs the network, reruns
+#    don't).
+# 2. The tarball unpacked there; every run as user nobody (uid 65534) in a fresh network namespace (loopback only)
+#    with its own /proc: `tabula doctor`, `tabula demo --quick`, `tabula synth` + `embed` + `eval map`.
+# 3. The same commands with the build tree's binary on this machine, in the same absolute folder, and every
+#    output file compared byte for byte.
+# 4. With a CUDA tarball: in the same root (no CUDA libraries), `--device cuda` must fail with a message naming
+#    the missing library, and `--device cpu` must still work.
+# Needs root (chroot, namespaces) and takes minutes: it is `make test-deploy`, not part of `make test`.
+set -euo pipefail
+tarball=$(readlink -f "${1:?usage: minroot.sh TARBALL REFERENCE_BINARY [CUDA_TARBALL]}")
+reference=$(readlink -f "${2:?usage: minroot.sh TARBALL REFERENCE_BINARY [CUDA_TARBALL]}")
+cuda_tarball=${3:+$(readlink -f "$3")}
+cache=${TABULA_MINROOT_CACHE:-/var/cache/tabula-deploy}
+suite=${TABULA_MINROOT_SUITE:-bookworm}
+mirror=${TABULA_MINROOT_MIRROR:-http://deb.debian.org/debian}
+root=$cache/$suite-minbase
+check=/tmp/tabula-deploy-check  # the same absolute path inside the root and on this machine (run.json has paths)
+uid=65534
+
+fail() { echo "minroot: FAIL: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || fail "needs root (chroot + network namespace); run it as root or in CI's root job"
+for tool in unshare chroot setpriv tar cmp; do command -v $tool >/dev/null || fail "needs $tool"; done
+
+if [ ! -x "$root/bin/sh" ]; then
+  command -v debootstrap >/dev/null || fail "needs debootstrap to make the root once: apt-get install debootstrap"
+  echo "minroot: making $root (debootstrap --variant=minbase $suite; needs the network once)"
+  rm -rf "$root.tmp"
+  mkdir -p "$cache"
+  debootstrap --variant=minbase "$suite" "$root.tmp" "$mirror" >"$cache/debootstrap.log" 2>&1 ||
+    fail "debootstrap failed, see $cache/debootstrap.log"
+  mv "$root.tmp" "$root"
+fi
+# The root is what a bare node has: no headers, no Python, no compiler, no CUDA.
+unwanted='-dev$|^python3?(\.[0-9]+)?$|^(gcc|g\+\+|cpp)(-[0-9]+)?$|^libcuda|^libcudnn'
+chroot "$root" dpkg-query -W -f '${Package}\n' | grep -E -- "$unwanted" &&
+  fail "$root has development packages, Python or CUDA installed"
+[ -e "$root/usr/bin/python3" ] && fail "$root has Python"
+
+# Runs "$@" (a shell command line) inside the root as nobody, without network, in $check.
+in_root() {
+  unshare --net --mount --pid --fork --mount-proc="$root/proc" \
+    chroot "$root" setpriv --reuid=$uid --regid=$uid --clear-groups \
+    env -i HOME=$check PATH=/opt/tabula/bin:/usr/bin:/bin LANG=C.UTF-8 sh -c "cd $check && $*"
+}
+# The same on this machine with the reference binary (as root: only the bytes are compared).
+on_host() { (cd $check && env PATH="$(dirname "$reference"):$PATH" sh -c "$*"); }
+
+unpack() {  # tarball -> $root/opt/tabula (bin/ lib/ README.txt licenses/)
+  rm -rf "$root/opt/tabula" "$root/opt/unpack"
+  mkdir -p "$root/opt/unpack"
+  tar -xzf "$1" -C "$root/opt/unpack"
+  mv "$root/opt/unpack"/tabula-* "$root/opt/tabula"
+  rmdir "$root/opt/unpack"
+}
+fresh_check_dir() {  # $1: where (the root's copy or this machine's)
+  rm -rf "$1"
+  mkdir -p "$1"
+  chown $uid:$uid "$1"
+}
+
+unpack "$tarball"
+fresh_check_dir "$root$check"
+echo "minroot: network inside: $(in_root 'cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d " " | tr "\n" " "')"
+[ "$(in_root 'id -u')" = $uid ] || fail "not running as uid $uid"
+in_root 'touch /opt/tabula/bin/x 2>/dev/null' && fail "nobody can write the unpacked tree"
+
+# The commands both binaries run. --threads 2: outputs do not depend on it, but run.json records it.
+commands=(
+  "tabula doctor --out $check/out > doctor.txt"
+  "tabula demo --quick --out demo --threads 2 --quiet > demo.txt"
+  "tabula synth cellpainting --quick --out synth > /dev/null"
+  "tabula embed --arch resnet18 --seed 0 --data synth/load_data.csv --out emb --layers layer3,avgpool --threads 2 \
+     --quiet"
+  "tabula eval map --features emb:avgpool --pos-sameby Metadata_JCP2022 --neg-sameby Metadata_Plate \
+     --neg-diffby Metadata_pert_type --null-size 1000 --out map > /dev/null"
+)
+for c in "${commands[@]}"; do
+  echo "minroot: [root, nobody, no network] $c"
+  start=$(date +%s)
+  in_root "$c" || fail "in the minimal root: $c"
+  echo "minroot:   $(( $(date +%s) - start )) s"
+done
+grep -q '^result: *ok' "$root$check/doctor.txt" || fail "doctor's self-check: $(cat "$root$check/doctor.txt")"
+sed -n '1,/^self-check/p' "$root$check/doctor.txt" | sed 's/^/minroot:   doctor: /'
+
+fresh_check_dir "$check"
+for c in "${commands[@]}"; do
+  on_host "$c" || fail "with the reference binary $reference: $c"
+done
+# Byte-identical outputs, except doctor's report (it describes the environment: free disk, the cgroup, ...) and the
+# demo's stdout (timings).
+ndiff=0 nfiles=0
+while IFS= read -r f; do
+  case $f in ./doctor.txt | ./demo.txt) continue ;; esac
+  nfiles=$((nfiles + 1))
+  if ! cmp -s "$root$check/$f" "$check/$f"; then
+    echo "minroot: differs: $f" >&2
+    ndiff=$((ndiff + 1))
+  fi
+done < <(cd "$check" && find . -type f | sort)
+extra=$(diff <(cd "$check" && find . -type f | sort) <(cd "$root$check" && find . -type f | sort) || true)
+[ -z "$extra" ] || fail "the two runs wrote different files: $extra"
+[ $ndiff -eq 0 ] || fail "$ndiff of $nfiles output files differ between the minimal root and the build tree"
+echo "minroot: $nfiles output files byte-identical to the build tree's binary"
+
+if [ -n "$cuda_tarball" ]; then
+  unpack "$cuda_tarball"
+  fresh_check_dir "$root$check"
+  in_root "tabula synth cellpainting --quick --out synth > /dev/null" || fail "cuda build: synth"
+  emb="tabula embed --arch resnet18 --seed 0 --data synth/load_data.csv --layers layer3,avgpool --quiet --threads 2"
+  if in_root "$emb --out emb-cuda --device cuda 2> cuda.err"; then
+    fail "cuda build: --device cuda worked in a root without CUDA libraries"
+  fi
+  grep -qE 'lib(cudart|cublas|cublasLt|cudnn|cuda)[^ ]*\.so' "$root$check/cuda.err" ||
+    fail "cuda build: the error does not name the missing library: $(cat "$root$check/cuda.err")"
+  echo "minroot: cuda build without CUDA libraries: $(head -c 300 "$root$check/cuda.err")"
+  in_root "$emb --out emb-cpu --device cpu" || fail "cuda build: --device cpu fails without CUDA libraries"
+  cmp -s "$root$check/emb-cpu/avgpool.npy" "$check/emb/avgpool.npy" ||
+    fail "cuda build: --device cpu gives other bytes than the CPU build"
+  echo "minroot: cuda build: --device cpu works and matches the CPU build"
+fi
+echo "minroot: ok"
