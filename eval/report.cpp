@@ -487,7 +487,7 @@ std::optional<Predictions> read_predictions(const Study& st, const Model& m, std
   if (layer.empty() || !fs::exists(file)) return std::nullopt;
   tabula::Table t = tabula::read_csv(file);
   Predictions p;
-  const size_t id = t.index("patch_id"), g = t.index("target"), v = t.index("predicted");
+  const size_t id = 0, g = t.index("target"), v = t.index("predicted");
   for (size_t r = 0; r < t.rows(); ++r) {
     p.key.push_back(t.at(r, id) + "|" + t.at(r, g));
     p.gene.push_back(t.at(r, g));
@@ -719,10 +719,11 @@ std::vector<NoiseNote> noise_notes(const Study& st, const ReportOptions& opt) {
 std::string source_of(const Row& r, const Model& m) {
   const std::string base = "eval/" + r.dataset + "/" + m.label + "/" + r.layer + "/";
   if (r.metric.rfind("mAP ", 0) == 0 || r.metric.rfind("retrieved ", 0) == 0) return base + "map/mean_average_precision.csv";
-  if (r.metric.rfind("MoA recall", 0) == 0) return base + "recall/summary.json";
-  if (r.metric.rfind("MoA kNN", 0) == 0) return base + "knn/summary.json";
+  if (r.metric.find(" recall (") != std::string::npos) return base + "recall/summary.json";
+  if (r.metric.find(" kNN top-1") != std::string::npos) return base + "knn/summary.json";
+  if (r.metric.find(" linear probe top-1") != std::string::npos) return base + "linear/summary.json";
   if (r.metric.find("(ridge)") != std::string::npos) return base + "ridge/summary.json";
-  if (r.metric.find("(1-NN)") != std::string::npos) return base + "knn/summary.json";
+  if (r.metric.find("(1-NN)") != std::string::npos) return base + "regress-1nn/summary.json";
   return "summary.csv";
 }
 
