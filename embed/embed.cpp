@@ -404,7 +404,17 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
   json::Value d = json::Value::object();
   d.set("path", json::Value::string(fs::absolute(opt.data).string()));
   d.set("kind", json::Value::string(in.from_npy ? "npy" : in.manifest.kind));
-  d.set("sha256", json::Value::string(sha256_file(in.from_npy ? opt.data : (fs::is_directory(opt.data) ? in.manifest.source : opt.data))));
+  // A folder has no bytes of its own: its sha256 is that of the listing (index.csv text) the manifest reads.
+  std::string data_sha;
+  if (!in.from_npy && fs::is_directory(in.manifest.source)) {
+    std::vector<size_t> all(in.manifest.samples.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    const std::string listing = data::index_csv(in.manifest, all);
+    data_sha = sha256_hex(listing.data(), listing.size());
+  } else {
+    data_sha = sha256_file(in.from_npy ? opt.data : (fs::is_directory(opt.data) ? in.manifest.source : opt.data));
+  }
+  d.set("sha256", json::Value::string(data_sha));
   d.set("rows", json::Value::integer(in.rows));
   run.set("data", d);
   run.set("preprocessing", json::Value::string(in.from_npy ? in.describe : tf.describe()));
