@@ -18,6 +18,7 @@ int cmd_study(const Args& a) {
       if (w.find('=') == std::string::npos) throw UsageError("study: --weights expects ARCH=FILE, got '" + w + "'");
       o.models.push_back(w);
     }
+  for (const std::string& m : o.models) parse_study_model(m);  // a typo fails before any work
   StudyDataset d;
   d.data = a.get("data");
   d.name = a.get("name");

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -52,9 +53,9 @@ const char* kStyle =
     "nav#toc{background:#f7f7f7;border:1px solid #e3e3e3;padding:6px 14px;font-size:13px;columns:2;max-width:900px}"
     "nav#toc a{display:block}.legend{display:flex;flex-wrap:wrap;gap:4px 16px;font-size:12px;margin:6px 0}"
     ".lg svg{vertical-align:middle}tr.matches td{background:#fff6f6}"
-    ".exrow{display:flex;align-items:center;gap:10px;margin:4px 0}.excls{width:150px;font-size:12px;font-weight:bold}"
+    ".exrow{display:flex;align-items:center;gap:10px;margin:4px 0}.excls{width:120px;font-size:12px;font-weight:bold}"
     ".eximgs{display:flex;gap:6px}figure{margin:0;font-size:10px;color:#555;text-align:center}"
-    "figure img{display:block;width:120px;height:auto;image-rendering:pixelated}";
+    "figure img{display:block;width:104px;height:auto;image-rendering:pixelated}";
 
 // Sorting and filtering of the every-number table (inline: the report stays one offline file). Written without
 // '<' and '&' so the page stays well-formed XML as well as HTML.
@@ -82,17 +83,30 @@ struct Section {
   std::string id, heading, html;
 };
 
+// Charts read side by side share their y-range: every "mAP <class>" of a dataset, every "retrieved <class>".
+std::string range_group(const std::string& metric) {
+  for (const char* g : {"mAP", "retrieved"})
+    if (metric == g || metric.rfind(std::string(g) + " ", 0) == 0) return g;
+  return metric;
+}
+
 void add_curves(const Study& st, const ReportOptions& opt, std::vector<Section>& out) {
   std::vector<std::string> datasets;
   for (const auto& [ds, metric] : metric_list(st))
     if (std::find(datasets.begin(), datasets.end(), ds) == datasets.end()) datasets.push_back(ds);
   for (const std::string& ds : datasets) {
-    std::ostringstream h;
-    h << "<div class=\"grid\">\n";
+    std::map<std::string, std::pair<double, double>> ranges;
     for (const auto& [d, metric] : metric_list(st)) {
       if (d != ds) continue;
-      h << layer_curves(st, opt, ds, metric) << "\n";
+      std::pair<double, double> r{NAN, NAN};
+      layer_curves(st, opt, ds, metric, {NAN, NAN}, &r);
+      auto& g = ranges.try_emplace(range_group(metric), r).first->second;
+      if (std::isfinite(r.first)) g = {std::fmin(g.first, r.first), std::fmax(g.second, r.second)};
     }
+    std::ostringstream h;
+    h << legend(st) << "<div class=\"grid\">\n";
+    for (const auto& [d, metric] : metric_list(st))
+      if (d == ds) h << layer_curves(st, opt, ds, metric, ranges[range_group(metric)]) << "\n";
     h << "</div>\n";
     out.push_back({"curves-" + slug(ds), dataset_heading(ds), h.str()});
   }
@@ -111,9 +125,12 @@ ReportResult write_report(const ReportOptions& opt) {
   if (std::string d = data_description(st); !d.empty()) {
     std::ostringstream h;
     h << d;
+    h << "<div class=\"grid\">";
     for (const DatasetInfo& ds : st.datasets)
       if (std::string ex = example_images(st, ds.name); !ex.empty())
-        h << "<h3 id=\"examples-" << slug(ds.name) << "\">Example images: " << esc(ds.name) << "</h3>\n" << ex;
+        h << "<div><h3 id=\"examples-" << slug(ds.name) << "\">Example images: " << esc(ds.name) << "</h3>\n" << ex
+          << "</div>";
+    h << "</div>\n";
     sec.push_back({"data", "The data", h.str()});
   }
   if (!st.plain) add_curves(st, opt, sec);

@@ -33,14 +33,18 @@ std::vector<Point> points(const Study& st, const ReportOptions& opt, const Model
 }  // namespace
 
 std::string layer_curves(const Study& st, const ReportOptions& opt, const std::string& dataset,
-                         const std::string& metric) {
+                         const std::string& metric, std::pair<double, double> range,
+                         std::pair<double, double>* range_out) {
   // Panels: one per architecture (its seeds and trained weights together), in model order.
   std::vector<std::string> archs;
   std::map<std::string, std::vector<Point>> pts;
   std::map<std::string, std::vector<std::string>> layer_names;  // arch -> layer names in order
   double lo = INFINITY, hi = -INFINITY;
   for (const Model& m : st.models) {
+    // A baseline's interval is in the within-noise table; across a whole panel it would hide the curves.
     std::vector<Point> p = points(st, opt, m, dataset, metric);
+    if (m.kind == "baseline")
+      for (Point& q : p) q.lo = q.hi = NAN;
     if (p.empty()) continue;
     for (const Point& q : p)
       for (double v : {q.value, q.lo, q.hi})
@@ -57,18 +61,23 @@ std::string layer_curves(const Study& st, const ReportOptions& opt, const std::s
   if (!std::isfinite(lo)) return "";
   const double chance = chance_level(st, dataset, metric);
   if (std::isfinite(chance)) lo = std::min(lo, chance), hi = std::max(hi, chance);
+  if (range_out) *range_out = {lo, hi};
+  if (std::isfinite(range.first)) lo = std::min(lo, range.first), hi = std::max(hi, range.second);
   if (hi - lo < 1e-9) hi = lo + 1;
   const double pad = 0.06 * (hi - lo);
-  lo -= pad, hi += pad;
+  // Fractions and correlations stay inside their natural bounds: no "-0.06" tick on a fraction axis.
+  lo = lo >= 0 ? std::max(0.0, lo - pad) : lo - pad;
+  hi = hi <= 1 ? std::min(1.0, hi + pad) : hi + pad;
+  if (hi - lo < 1e-9) hi = lo + 1;
   if (archs.empty()) archs.push_back("");  // baselines only: one panel
   size_t max_name = 4;
   for (const auto& [a, names] : layer_names)
     for (const std::string& n : names) max_name = std::max(max_name, n.size());
-  const double L = 56, T = 44, B = 24 + 5.2 * static_cast<double>(std::min<size_t>(max_name, 22)), H = 250 + B;
-  const double legend_w = 190, gap = 46;
+  const double L = 56, T = 44, B = 30 + 5.2 * static_cast<double>(std::min<size_t>(max_name, 22)), H = 240 + B;
+  const double legend_w = 24, gap = 40;
   std::vector<double> widths;
   for (const std::string& a : archs)
-    widths.push_back(std::clamp(24.0 * static_cast<double>(std::max<size_t>(layer_names[a].size(), 1)), 150.0, 380.0));
+    widths.push_back(std::clamp(22.0 * static_cast<double>(std::max<size_t>(layer_names[a].size(), 1)), 140.0, 300.0));
   double W = L + legend_w;
   for (double w : widths) W += w + gap;
   auto Y = [&](double v) { return T + (1 - (v - lo) / (hi - lo)) * (H - T - B); };
@@ -98,9 +107,6 @@ std::string layer_curves(const Study& st, const ReportOptions& opt, const std::s
       if (m.kind == "baseline") {
         const Point& q = p.back();
         if (!std::isfinite(q.value)) continue;
-        if (std::isfinite(q.lo))
-          s << "<rect x=\"" << x0 << "\" y=\"" << Y(q.hi) << "\" width=\"" << pw << "\" height=\"" << Y(q.lo) - Y(q.hi)
-            << "\" fill=\"" << m.style.colour << "\" fill-opacity=\"0.08\"/>";
         s << "<line x1=\"" << x0 << "\" y1=\"" << Y(q.value) << "\" x2=\"" << right << "\" y2=\"" << Y(q.value) << "\" "
           << line_attrs(m.style) << "><title>" << esc(m.shown) << ": " << fmt(q.value, 4) << "</title></line>";
         continue;
@@ -128,24 +134,10 @@ std::string layer_curves(const Study& st, const ReportOptions& opt, const std::s
     x0 = right + gap;
   }
   ylabel(s, 14, (T + H - B) / 2, metric.rfind("retrieved", 0) == 0 ? "fraction retrieved (BH p < 0.05)" : metric);
-  // Legend: every model with its line style, then the chance level.
-  const double lx = W - legend_w + 6;
-  int row = 0;
-  for (const Model& m : st.models) {
-    if (!pts.count(m.shown)) continue;
-    const double ly = T + 6 + 15 * row++;
-    s << "<line x1=\"" << lx << "\" y1=\"" << ly << "\" x2=\"" << lx + 24 << "\" y2=\"" << ly << "\" "
-      << line_attrs(m.style) << "/><text x=\"" << lx + 29 << "\" y=\"" << ly + 4 << "\" font-size=\"10\">"
-      << esc(m.shown) << "</text>";
-  }
-  if (std::isfinite(chance)) {
-    const double ly = T + 6 + 15 * row++;
-    s << "<line x1=\"" << lx << "\" y1=\"" << ly << "\" x2=\"" << lx + 24 << "\" y2=\"" << ly
-      << "\" stroke=\"#777\" stroke-dasharray=\"1,2\"/><text x=\"" << lx + 29 << "\" y=\"" << ly + 4
-      << "\" font-size=\"10\">chance (" << fmt(chance, 2) << ")</text>";
-  }
-  s << "<text x=\"" << lx << "\" y=\"" << T + 10 + 15 * row << "\" font-size=\"9\" fill=\"#555\">band: 95 % bootstrap CI"
-    << "</text></svg>";
+  // The models' legend is the report's (the same styles everywhere); here only what is particular to the chart.
+  s << "<text x=\"" << L << "\" y=\"" << H - 4 << "\" font-size=\"9\" fill=\"#555\">"
+    << (std::isfinite(chance) ? "dotted grey: chance (" + fmt(chance, 2) + "); " : std::string())
+    << "bands: 95 % bootstrap CI</text></svg>";
   return s.str();
 }
 

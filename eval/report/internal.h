@@ -96,7 +96,9 @@ std::string fmt(double v, int digits = 3);
 std::string slug(const std::string& s);  // an id: letters, digits and '-'
 // <svg id=...> with a <title> (what screen readers and tooltips show) and a visible bold title.
 std::string svg_open(const std::string& id, double w, double h, const std::string& title, double title_x);
-// Horizontal grid lines with tick labels at 5 levels of [lo, hi] on the y axis, plus both axes.
+// Round tick values (steps of 1, 2, 2.5 or 5 x 10^k, about 4 of them) inside [lo, hi].
+std::vector<double> nice_ticks(double lo, double hi);
+// Horizontal grid lines with tick labels at nice_ticks(lo, hi) on the y axis, plus both axes.
 void axes(std::ostringstream& s, double L, double T, double right, double bottom, double lo, double hi,
           const std::function<double(double)>& Y);
 void ylabel(std::ostringstream& s, double x, double y, const std::string& text);
@@ -109,8 +111,11 @@ std::string base64(const std::string& bytes);
 
 // Per-layer curves of one metric: one panel per architecture (x = its layer names), a shared y-range, baselines as
 // horizontal lines, 95 % bootstrap bands where per-unit values exist, the chance level.
+// `range`: the y-range to use (shared by the charts compared side by side, e.g. mAP of every phenotype class);
+// NaNs: the chart's own. `range_out`: the range the chart's values and intervals need.
 std::string layer_curves(const Study& st, const ReportOptions& opt, const std::string& dataset,
-                         const std::string& metric);
+                         const std::string& metric, std::pair<double, double> range = {NAN, NAN},
+                         std::pair<double, double>* range_out = nullptr);
 std::string cka_heatmap(const std::string& id, const std::string& title, const std::string& csv_path);
 std::string compound_bars(const Study& st, const ReportOptions& opt, std::string* caption);
 std::string prediction_panels(const Study& st, std::string* caption);

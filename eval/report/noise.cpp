@@ -12,6 +12,8 @@ std::vector<NoiseNote> noise_notes(const Study& st, const ReportOptions& opt) {
   const auto metrics = metric_list(st);
   auto fams = families(st);
   for (const auto& [ds, metric] : metrics) {
+    // Retrieval is a 0/1 per compound: its intervals say little with a dozen compounds; mAP carries it.
+    if (metric == "retrieved" || metric.rfind("retrieved ", 0) == 0) continue;
     for (const Model& b : st.models) {
       if (b.kind != "baseline") continue;
       std::string bl = last_layer(st, b.shown, ds);
@@ -95,18 +97,13 @@ std::string overlap_svg(const NoiseNote& n, double lo, double hi) {
 
 }  // namespace
 
-std::string noise_table(const std::vector<NoiseNote>& notes) {
-  if (notes.empty()) return "<p class=\"note\">No metric here has per-unit values to compare a baseline with a network.</p>\n";
-  std::vector<const NoiseNote*> order;
-  for (const NoiseNote& n : notes) order.push_back(&n);
-  // Matches first: they are the finding (a baseline the data cannot tell apart from a network).
-  std::stable_sort(order.begin(), order.end(), [](const NoiseNote* a, const NoiseNote* b) {
-    return (a->verdict == "matches") > (b->verdict == "matches");
-  });
+namespace {
+
+std::string rows_html(const std::vector<const NoiseNote*>& rows) {
   std::ostringstream h;
-  h << "<table id=\"noise-table\" class=\"noise\"><tr><th>metric</th><th>baseline [95 % CI]</th><th>network family at "
-    << "its best layer [95 % CI]</th><th>intervals (grey: baseline, blue: network; pink: overlap)</th><th>verdict</th></tr>\n";
-  for (const NoiseNote* n : order) {
+  h << "<table class=\"noise\"><tr><th>metric</th><th>baseline [95 % CI]</th><th>network family at its best layer "
+    << "[95 % CI]</th><th>intervals (black: baseline, blue: network; pink: overlap)</th><th>verdict</th></tr>\n";
+  for (const NoiseNote* n : rows) {
     const double lo = std::min(n->baseline_lo, n->family_lo), hi = std::max(n->baseline_hi, n->family_hi);
     const double pad = std::max(0.02, 0.08 * (hi - lo));
     h << "<tr class=\"" << n->verdict << "\"><td>" << esc(n->metric) << "</td><td>" << esc(n->baseline) << " "
@@ -117,6 +114,24 @@ std::string noise_table(const std::vector<NoiseNote>& notes) {
       << "</td></tr>\n";
   }
   h << "</table>\n";
+  return h.str();
+}
+
+}  // namespace
+
+std::string noise_table(const std::vector<NoiseNote>& notes) {
+  if (notes.empty()) return "<p class=\"note\">No metric here has per-unit values to compare a baseline with a network.</p>\n";
+  // The matches are the finding (a baseline the data cannot tell apart from a network); the rest is collapsed.
+  std::vector<const NoiseNote*> match, other;
+  for (const NoiseNote& n : notes) (n.verdict == "matches" ? match : other).push_back(&n);
+  std::ostringstream h;
+  h << "<div id=\"noise-table\">";
+  if (match.empty()) h << "<p class=\"note\">No baseline matches a network within noise.</p>\n";
+  else h << rows_html(match);
+  if (!other.empty())
+    h << "<details><summary>" << other.size() << " comparisons that are not within noise</summary>\n" << rows_html(other)
+      << "</details>\n";
+  h << "</div>\n";
   return h.str();
 }
 

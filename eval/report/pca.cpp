@@ -59,12 +59,16 @@ std::pair<std::string, double> panel(const Projection& p, const std::vector<std:
   for (size_t i : p.rows)
     if (std::find(levels.begin(), levels.end(), cats[i]) == levels.end()) levels.push_back(cats[i]);
   std::sort(levels.begin(), levels.end());
-  const double S = 210, M = 10;
+  const double S = 196, M = 8;
   const size_t shown = std::min<size_t>(levels.size(), 12);
   const double H = S + 22 + 13 * static_cast<double>((shown + 1) / 2);
-  auto range = [](const std::vector<double>& v) {
-    auto [lo, hi] = std::minmax_element(v.begin(), v.end());
-    return std::make_pair(*lo, std::max(*hi, *lo + 1e-12));
+  // The 2nd to 98th percentile fills the panel (a few outlying wells would squeeze everything else into a corner);
+  // points beyond it sit on the edge.
+  auto range = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const double lo = v[v.size() / 50], hi = v[v.size() - 1 - v.size() / 50];
+    const double pad = 0.05 * std::max(hi - lo, 1e-12);
+    return std::make_pair(lo - pad, hi + pad);
   };
   const auto [x0, x1] = range(p.x);
   const auto [y0, y1] = range(p.y);
@@ -74,8 +78,9 @@ std::pair<std::string, double> panel(const Projection& p, const std::vector<std:
     << "\" height=\"" << S - 2 * M << "\" fill=\"none\" stroke=\"#ccc\"/>";
   for (size_t i = 0; i < p.rows.size(); ++i) {
     const size_t c = std::find(levels.begin(), levels.end(), cats[p.rows[i]]) - levels.begin();
-    s << "<circle cx=\"" << M + 4 + (p.x[i] - x0) / (x1 - x0) * (S - 2 * M - 8) << "\" cy=\""
-      << 18 + 4 + (1 - (p.y[i] - y0) / (y1 - y0)) * (S - 2 * M - 8) << "\" r=\"2.3\" fill=\"" << category_colour(c)
+    const double u = std::clamp((p.x[i] - x0) / (x1 - x0), 0.0, 1.0), v = std::clamp((p.y[i] - y0) / (y1 - y0), 0.0, 1.0);
+    s << "<circle cx=\"" << M + 4 + u * (S - 2 * M - 8) << "\" cy=\"" << 18 + 4 + (1 - v) * (S - 2 * M - 8)
+      << "\" r=\"2.3\" fill=\"" << category_colour(c)
       << "\" fill-opacity=\"0.75\"><title>" << esc(cats[p.rows[i]]) << "</title></circle>";
   }
   for (size_t c = 0; c < shown; ++c) {
@@ -127,12 +132,12 @@ std::string pca_panels(const Study& st, const std::string& dataset, std::string*
         groups.push_back(g);
       }
       if (groups.empty()) continue;
-      const double W = 215 * static_cast<double>(groups.size()) + 10;
+      const double W = std::max(200 * static_cast<double>(groups.size()) + 10, 430.0);
       out << svg_open("pca-" + slug(dataset + "-" + m.shown + "-" + layer), W, H + 40,
                       m.shown + " · " + layer + " · PC1 " + fmt(100 * p->var1, 0) + " %, PC2 " + fmt(100 * p->var2, 0) + " %",
                       W / 2);
       for (size_t g = 0; g < groups.size(); ++g)
-        out << "<g transform=\"translate(" << 5 + 215 * static_cast<double>(g) << ",28)\">" << groups[g] << "</g>";
+        out << "<g transform=\"translate(" << 5 + 200 * static_cast<double>(g) << ",28)\">" << groups[g] << "</g>";
       out << "</svg>\n";
     }
   }

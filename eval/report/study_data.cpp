@@ -105,6 +105,7 @@ void load_plain(const std::string& run, bool prefix, Study& st) {
     if (rel == ".") rel = tag;
     if (prefix) rel = tag + "/" + rel;
     if (f.filename() == "cka.csv") {
+      if (auto p = rel.find("_vs_"); p != std::string::npos) rel = rel.substr(0, p) + " vs " + rel.substr(p + 4);
       st.cka.push_back({rel, f.string()});
       continue;
     }

@@ -45,11 +45,27 @@ std::string svg_open(const std::string& id, double w, double h, const std::strin
   return s.str();
 }
 
+std::vector<double> nice_ticks(double lo, double hi) {
+  const double raw = (hi - lo) / 4;
+  const double mag = std::pow(10.0, std::floor(std::log10(std::max(raw, 1e-12))));
+  double step = mag;
+  for (double m : {1.0, 2.0, 2.5, 5.0, 10.0})
+    if (m * mag >= raw) {
+      step = m * mag;
+      break;
+    }
+  std::vector<double> t;
+  for (double v = std::ceil(lo / step - 1e-9) * step; v <= hi + 1e-9 * step; v += step) t.push_back(std::abs(v) < 1e-12 ? 0 : v);
+  return t;
+}
+
 void axes(std::ostringstream& s, double L, double T, double right, double bottom, double lo, double hi,
           const std::function<double(double)>& Y) {
-  for (int k = 0; k <= 4; ++k) {
-    double v = lo + (hi - lo) * k / 4;
-    s << "<text x=\"" << L - 6 << "\" y=\"" << Y(v) + 4 << "\" text-anchor=\"end\" font-size=\"10\">" << fmt(v, 2)
+  const std::vector<double> ticks = nice_ticks(lo, hi);
+  const double step = ticks.size() > 1 ? ticks[1] - ticks[0] : 1;
+  const int digits = step >= 1 ? 0 : step >= 0.1 && std::abs(step * 10 - std::round(step * 10)) < 1e-9 ? 1 : 2;
+  for (double v : ticks) {
+    s << "<text x=\"" << L - 6 << "\" y=\"" << Y(v) + 4 << "\" text-anchor=\"end\" font-size=\"10\">" << fmt(v, digits)
       << "</text><line x1=\"" << L << "\" y1=\"" << Y(v) << "\" x2=\"" << right << "\" y2=\"" << Y(v)
       << "\" stroke=\"#e4e4e4\"/>";
   }

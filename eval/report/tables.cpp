@@ -61,7 +61,10 @@ std::string data_description(const Study& st) {
     tabula::Table t = tabula::read_csv(idx);
     std::vector<std::string> parts;
     auto has = [&](const std::string& c) { return !c.empty() && t.has(c); };
-    if (has(d.batch_col)) parts.push_back(std::to_string(count(t.column(d.batch_col)).size()) + " batches");
+    if (has(d.batch_col)) {
+      const size_t batches = count(t.column(d.batch_col)).size();
+      parts.push_back(std::to_string(batches) + (batches == 1 ? " batch" : " batches"));
+    }
     if (has(d.plate_col)) {
       auto plates = count(t.column(d.plate_col));
       parts.push_back(std::to_string(plates.size()) + " plates (" + spread(values(plates), "plate") + ")");
@@ -106,19 +109,22 @@ std::string example_images(const Study& st, const std::string& dataset) {
   const std::string dir = st.runs.at(0) + "/examples/" + dataset;
   if (!fs::exists(dir + "/examples.csv")) return "";
   tabula::Table t = tabula::read_csv(dir + "/examples.csv");
+  // One row per class, classes in name order (controls, written "control (...)", sort among them).
+  std::map<std::string, std::vector<size_t>> by;
+  for (size_t r = 0; r < t.rows(); ++r) by[t.at(r, t.index("class"))].push_back(r);
   std::ostringstream h;
-  std::string last;
-  for (size_t r = 0; r < t.rows(); ++r) {
-    const std::string cls = t.at(r, t.index("class")), file = dir + "/" + t.at(r, t.index("file"));
-    if (!fs::exists(file)) continue;
-    std::ifstream f(file, std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    if (cls != last) h << (last.empty() ? "" : "</div></div>\n") << "<div class=\"exrow\"><div class=\"excls\">" << esc(cls)
-                       << "</div><div class=\"eximgs\">", last = cls;
-    h << "<figure><img alt=\"" << esc(cls + ": " + t.at(r, t.index("caption"))) << "\" src=\"data:image/png;base64,"
-      << base64(bytes) << "\"><figcaption>" << esc(t.at(r, t.index("caption"))) << "</figcaption></figure>";
+  for (const auto& [cls, rows] : by) {
+    h << "<div class=\"exrow\"><div class=\"excls\">" << esc(cls) << "</div><div class=\"eximgs\">";
+    for (size_t r : rows) {
+      const std::string file = dir + "/" + t.at(r, t.index("file"));
+      if (!fs::exists(file)) continue;
+      std::ifstream f(file, std::ios::binary);
+      const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+      h << "<figure><img alt=\"" << esc(cls + ": " + t.at(r, t.index("caption"))) << "\" src=\"data:image/png;base64,"
+        << base64(bytes) << "\"><figcaption>" << esc(t.at(r, t.index("caption"))) << "</figcaption></figure>";
+    }
+    h << "</div></div>\n";
   }
-  if (!last.empty()) h << "</div></div>\n";
   return h.str();
 }
 
