@@ -125,7 +125,7 @@ const std::vector<Command>& commands() {
         {"title", "T", "report heading", false, ""},
         {"quiet", "", "no progress output", false, ""}},
        0, 0, cmd_study},
-      {"report", "build the HTML report (figures, within-noise notes, provenance) from study folders",
+      {"report", "build the HTML report (figures, within-noise table, provenance) from study folders or eval outputs",
        "RUN_DIR... --out report.html [--title T]",
        "tabula report tabula-demo --out report.html",
        {{"out", "FILE", "the report (one self-contained HTML file, written atomically)", true, ""},
