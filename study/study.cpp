@@ -25,7 +25,9 @@ using study::step;
 StudyModel parse_study_model(const std::string& s) {
   StudyModel m;
   if (s.empty()) throw std::invalid_argument("study: an empty model name");
-  if (auto at = s.rfind('@'); at != std::string::npos) {
+  const bool baseline = s.rfind("pixels", 0) == 0 || s.rfind("nuclei", 0) == 0;
+  const auto at = s.rfind('@'), eq = s.rfind('=');  // the last: key=value archs hold '=' themselves
+  if (at != std::string::npos && (eq == std::string::npos || eq < at)) {
     m.arch = s.substr(0, at);
     const std::string seed = s.substr(at + 1);
     if (seed.empty() || seed.find_first_not_of("0123456789") != std::string::npos)
@@ -33,11 +35,13 @@ StudyModel parse_study_model(const std::string& s) {
     m.seed = std::stoull(seed);
     m.family = m.arch;
     m.label = m.arch.substr(0, m.arch.find(':')) + "-s" + seed;  // key=value archs: "resnet-s0"
-  } else if (auto eq = s.find('='); eq != std::string::npos && s.rfind("pixels", 0) != 0 && s.rfind("nuclei", 0) != 0) {
+  } else if (eq != std::string::npos && !baseline) {
     m.arch = s.substr(0, eq);
     m.weights = s.substr(eq + 1);
+    if (m.arch.empty() || m.weights.empty())
+      throw std::invalid_argument("study: model '" + s + "': trained weights are ARCH=FILE");
     m.family = m.arch;
-    m.label = m.arch + "-" + fs::path(m.weights).stem().string();
+    m.label = m.arch.substr(0, m.arch.find(':')) + "-" + fs::path(m.weights).stem().string();
   } else {
     m.arch = s;
     m.baseline = true;

@@ -100,9 +100,12 @@ TEST(StudyCli, ImageFolderKnnAndLinearProbe) {
   auto r = test::run_tabula("synth natural --quick --out '" + nat + "'");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("48 images"), std::string::npos) << r.out;
+  // Trained weights of a key=value arch (ARCH=FILE: the '=' after the arch's own): here a seed's weights from a file.
+  ASSERT_EQ(test::run_tabula("init '" + std::string(kResnet) + "' --seed 7 --out '" + d + "/w.safetensors'").exit_code, 0);
   r = test::run_tabula("study --quiet --size 32 --k 3 --data '" + nat + "' --out '" + out + "' --models '" + kResnet +
-                       "@0;" + kVit + "@0;pixels'");
+                       "@0;" + kVit + "@0;pixels;" + kResnet + "=" + d + "/w.safetensors'");
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(out + "/eval/cka/resnet-s0_vs_resnet-w/cka.csv"));  // the untrained twin vs the weights
   EXPECT_EQ(metrics(out + "/summary.csv"), (std::set<std::string>{"class kNN top-1", "class linear probe top-1"}));
   // The ImageFolder's label travels into index.csv; the split is stratified: 12 images a class -> 3 test, 3 val.
   tabula::Table idx = tabula::read_csv(out + "/embed/data/pixels/index.csv");
@@ -117,6 +120,7 @@ TEST(StudyCli, ImageFolderKnnAndLinearProbe) {
                         "pca-data-resnet-s0-layer1", "examples-data", "data-table"});
   EXPECT_NE(html.find("chance (0.25)"), std::string::npos);  // 4 classes
   EXPECT_NE(html.find("4 classes of label (12 per class)"), std::string::npos);
+  EXPECT_NE(html.find("stroke-width=\"3.0\""), std::string::npos);  // the trained model: thick solid line
 }
 
 TEST(StudyCli, InconsistentColumnsAreUsageErrors) {
