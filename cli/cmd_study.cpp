@@ -50,7 +50,8 @@ int cmd_study(const Args& a) {
   d.pca_components = a.get_int("pca");
   d.dark_nuclei = a.has("dark-nuclei");
   // An ImageFolder's class is its label: kNN and the linear probe need no flag.
-  if (d.label_col.empty() && data::read_manifest(d.data).kind == "imagefolder") d.label_col = "label", d.label_name = "class";
+  if (d.label_col.empty() && data::read_manifest(d.data).kind == "imagefolder")
+    d.label_col = "label", d.label_name = "class";
   o.datasets = {d};
   o.null_size = a.get_int("null-size");
   o.size = static_cast<int>(a.get_int("size"));

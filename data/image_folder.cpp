@@ -61,8 +61,10 @@ bool is_imagefolder(const std::string& dir) {
   if (!fs::is_directory(dir)) return false;
   bool sub = false;
   for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.is_directory()) sub = true;
-    else if (has_image_extension(e.path().filename().string())) return false;
+    if (e.is_directory())
+      sub = true;
+    else if (has_image_extension(e.path().filename().string()))
+      return false;
   }
   return sub;
 }
@@ -87,7 +89,8 @@ Manifest read_imagefolder_manifest(const std::string& dir) {
       const std::string name = f.filename().string();
       if (!has_image_extension(name)) continue;
       if (!decodable(name))
-        throw std::runtime_error(f.string() + ": torchvision's ImageFolder would read this file, tabula cannot decode " +
+        throw std::runtime_error(f.string() +
+                                 ": torchvision's ImageFolder would read this file, tabula cannot decode " +
                                  f.extension().string() + " (convert it to PNG, JPEG or TIFF)");
       Sample s;
       s.channel_paths = {f.string()};

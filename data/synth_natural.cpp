@@ -37,27 +37,34 @@ const char* kNaturalClasses[] = {"disc", "square", "triangle", "ring", "cross", 
 double shape_distance(int cls, double u, double v) {
   const double r = std::sqrt(u * u + v * v);
   switch (cls) {
-    case 1: return std::max(std::abs(u), std::abs(v)) - 0.8;
+    case 1:
+      return std::max(std::abs(u), std::abs(v)) - 0.8;
     case 2: {
       const double s3 = std::sqrt(3.0);
       return std::max({-v - 0.5, (s3 * u + v) / 2 - 0.5, (-s3 * u + v) / 2 - 0.5}) * 1.1;
     }
-    case 3: return std::abs(r - 0.72) - 0.24;
-    case 4: return std::min(std::max(std::abs(u) - 0.3, std::abs(v) - 0.95), std::max(std::abs(u) - 0.95, std::abs(v) - 0.3));
-    default: return r - 0.95;  // disc and the textured discs
+    case 3:
+      return std::abs(r - 0.72) - 0.24;
+    case 4:
+      return std::min(std::max(std::abs(u) - 0.3, std::abs(v) - 0.95), std::max(std::abs(u) - 0.95, std::abs(v) - 0.3));
+    default:
+      return r - 0.95;  // disc and the textured discs
   }
 }
 
 // Which of the object's two colours a texture class paints at (u, v): 0 or 1.
 int texture(int cls, double u, double v, double freq) {
   switch (cls) {
-    case 5: return std::sin(u * freq) > 0;
-    case 6: return (std::sin(u * freq) > 0) != (std::sin(v * freq) > 0);
+    case 5:
+      return std::sin(u * freq) > 0;
+    case 6:
+      return (std::sin(u * freq) > 0) != (std::sin(v * freq) > 0);
     case 7: {
       const double pu = std::remainder(u * freq / (2 * M_PI), 1.0), pv = std::remainder(v * freq / (2 * M_PI), 1.0);
       return pu * pu + pv * pv < 0.09;
     }
-    default: return 0;
+    default:
+      return 0;
   }
 }
 
@@ -85,7 +92,8 @@ Image render_natural(uint64_t seed, int cls, int index, int size) {
       const auto& fg = texture(cls, u, v, freq) ? fg_b : fg_a;
       for (int c = 0; c < 3; ++c) {
         const double back = bg_a[size_t(c)] * (1 - t) + bg_b[size_t(c)] * t;
-        img.at(c, y, x) = float(std::clamp(back * (1 - cover) + fg[size_t(c)] * cover + noise_sd * r.normal_fast(), 0.0, 255.0));
+        img.at(c, y, x) =
+            float(std::clamp(back * (1 - cover) + fg[size_t(c)] * cover + noise_sd * r.normal_fast(), 0.0, 255.0));
       }
     }
   return img;

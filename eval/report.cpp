@@ -128,8 +128,8 @@ ReportResult write_report(const ReportOptions& opt) {
     h << "<div class=\"grid\">";
     for (const DatasetInfo& ds : st.datasets)
       if (std::string ex = example_images(st, ds.name); !ex.empty())
-        h << "<div><h3 id=\"examples-" << slug(ds.name) << "\">Example images: " << esc(ds.name) << "</h3>\n" << ex
-          << "</div>";
+        h << "<div><h3 id=\"examples-" << slug(ds.name) << "\">Example images: " << esc(ds.name) << "</h3>\n"
+          << ex << "</div>";
     h << "</div>\n";
     sec.push_back({"data", "The data", h.str()});
   }
@@ -143,7 +143,8 @@ ReportResult write_report(const ReportOptions& opt) {
   if (!st.cka.empty()) {
     std::ostringstream h;
     h << "<div class=\"grid\">\n";
-    for (const auto& [title, file] : st.cka) h << cka_heatmap("cka-" + slug(title), "linear CKA: " + title, file) << "\n";
+    for (const auto& [title, file] : st.cka)
+      h << cka_heatmap("cka-" + slug(title), "linear CKA: " + title, file) << "\n";
     h << "</div><p class=\"cap\">Linear CKA between every layer of one model (rows) and every layer of the other "
       << "(columns) on the same images: 1 = the same representation up to rotation and scale. Two random seeds of one "
       << "architecture agree closely in early layers and drift apart with depth.</p>\n";
@@ -182,10 +183,12 @@ ReportResult write_report(const ReportOptions& opt) {
                    "not.</li></ul>\n"});
   }
   if (!st.models.empty())
-    sec.push_back({"provenance", "Provenance",
-                   "<details><summary>Every embedding's <code>run.json</code>: architecture, weights (seed and "
-                   "initialisation scheme, or the file's SHA-256), tabula version and git hash, preprocessing, channels, "
-                   "pooling, precision, device, threads</summary>\n" + provenance_table(st) + "</details>\n"});
+    sec.push_back(
+        {"provenance", "Provenance",
+         "<details><summary>Every embedding's <code>run.json</code>: architecture, weights (seed and "
+         "initialisation scheme, or the file's SHA-256), tabula version and git hash, preprocessing, channels, "
+         "pooling, precision, device, threads</summary>\n" +
+             provenance_table(st) + "</details>\n"});
   sec.push_back({"every-number", "Every number", numbers_table(st)});
 
   std::ostringstream html;

@@ -15,8 +15,10 @@ StudyOptions demo_study(const DemoOptions& opt) {
   s.out = opt.out;
   s.models = opt.models;
   if (s.models.empty()) {
-    if (opt.quick) s.models = {"resnet18@0", "resnet18@1", "vit_tiny_patch16_224@0", "vit_tiny_patch16_224@1", "pixels", "nuclei"};
-    else s.models = {"resnet50@0", "resnet50@1", "vit_small_patch16_224@0", "vit_small_patch16_224@1", "pixels", "nuclei"};
+    if (opt.quick)
+      s.models = {"resnet18@0", "resnet18@1", "vit_tiny_patch16_224@0", "vit_tiny_patch16_224@1", "pixels", "nuclei"};
+    else
+      s.models = {"resnet50@0", "resnet50@1", "vit_small_patch16_224@0", "vit_small_patch16_224@1", "pixels", "nuclei"};
   }
   for (const std::string& w : opt.weights) s.models.push_back(w);
   s.null_size = opt.quick ? 1000 : 10000;

@@ -133,7 +133,8 @@ data::Image thumbnail(const data::Image& im, int max_side) {
         for (int dy = 0; dy < step; ++dy)
           for (int dx = 0; dx < step; ++dx) s += im.at(c, y * step + dy, x * step + dx);
         const double t = std::clamp((s / (step * step) - lo) / (hi - lo), 0.0, 1.0) * 255;
-        if (im.channels == 1 || im.channels == 3) out.at(im.channels == 1 ? 0 : c, y, x) = float(t);
+        if (im.channels == 1 || im.channels == 3)
+          out.at(im.channels == 1 ? 0 : c, y, x) = float(t);
         else
           for (int k = 0; k < 3; ++k) out.at(k, y, x) = std::min(255.0f, out.at(k, y, x) + float(t * rgb[k]));
       }
@@ -165,8 +166,10 @@ void write_examples(const StudyDataset& d, const std::string& class_col, const s
     if (cls.empty() || count[cls] >= per_class) continue;
     const std::string file = "example_" + std::to_string(t.rows()) + ".png";
     data::write_png(out_dir + "/" + file, thumbnail(data::load_sample(m, i), 160));
-    std::string caption = c_compound >= 0 ? meta[size_t(c_compound)] : fs::path(m.samples[i].channel_paths.empty()
-                                                                                    ? "" : m.samples[i].channel_paths[0]).filename().string();
+    std::string caption =
+        c_compound >= 0
+            ? meta[size_t(c_compound)]
+            : fs::path(m.samples[i].channel_paths.empty() ? "" : m.samples[i].channel_paths[0]).filename().string();
     t.add_row({cls, file, caption});
     ++count[cls];
   }

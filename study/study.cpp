@@ -76,7 +76,8 @@ struct Ctx {
 // Replicate retrieval (copairs mAP, JUMP's phenotypic-activity preset: positives = the same compound, negatives =
 // the controls on the same plate), summarised per phenotype class when the classes are known.
 void replicate_map(const Ctx& c, const StudyDataset& d, const std::string& feats, const std::string& ev,
-                   const std::map<std::string, std::string>& phenotype, const std::function<void(std::string, double)>& add) {
+                   const std::map<std::string, std::string>& phenotype,
+                   const std::function<void(std::string, double)>& add) {
   const std::string ctrl_col = d.control.substr(0, d.control.find('='));
   step(ev + "/map/.done", [&] {
     eval::MapJob j;
@@ -240,8 +241,7 @@ std::map<std::string, std::string> read_phenotypes(const StudyDataset& d) {
   std::map<std::string, std::string> out;
   if (d.phenotype_csv.empty()) return out;
   tabula::Table t = tabula::read_csv(d.phenotype_csv);
-  for (size_t r = 0; r < t.rows(); ++r)
-    out[t.at(r, t.index(d.compound_col))] = t.at(r, t.index(d.phenotype_col));
+  for (size_t r = 0; r < t.rows(); ++r) out[t.at(r, t.index(d.compound_col))] = t.at(r, t.index(d.phenotype_col));
   return out;
 }
 
@@ -251,12 +251,16 @@ void write_study_json(const StudyOptions& opt, const std::vector<StudyModel>& mo
   Value ds = Value::array();
   for (const StudyDataset& d : opt.datasets) {
     Value o = Value::object();
-    for (const auto& [k, v] : std::vector<std::pair<const char*, std::string>>{
-             {"name", d.name}, {"data", d.data}, {"plate_col", d.plate_col}, {"batch_col", d.batch_col},
-             {"control", d.control}, {"compound_col", d.compound_col}, {"phenotype_csv", d.phenotype_csv},
-             {"phenotype_col", d.phenotype_col}, {"relationships", d.relationships}, {"label_col", d.label_col},
-             {"group_col", d.group_col}, {"split_col", d.split_col}, {"targets", d.targets},
-             {"target_id", d.target_id}, {"fold_col", d.fold_col}})
+    const std::vector<std::pair<const char*, std::string>> fields = {
+        {"name", d.name},           {"data", d.data},
+        {"plate_col", d.plate_col}, {"batch_col", d.batch_col},
+        {"control", d.control},     {"compound_col", d.compound_col},
+        {"phenotype_csv", d.phenotype_csv}, {"phenotype_col", d.phenotype_col},
+        {"relationships", d.relationships}, {"label_col", d.label_col},
+        {"group_col", d.group_col}, {"split_col", d.split_col},
+        {"targets", d.targets},     {"target_id", d.target_id},
+        {"fold_col", d.fold_col}};
+    for (const auto& [k, v] : fields)
       o.set(k, Value::string(v));
     o.set("knn_k", Value::integer(d.knn_k));
     ds.as_array().push_back(o);
@@ -355,7 +359,8 @@ StudyResult run_study(const StudyOptions& opt) {
   for (const Row& r : rows) {
     std::ostringstream v;
     v << std::setprecision(10) << r.value;
-    sum.add_row({r.dataset, r.model, r.layer, std::to_string(r.layer_index), std::to_string(r.layers), r.metric, v.str()});
+    sum.add_row(
+        {r.dataset, r.model, r.layer, std::to_string(r.layer_index), std::to_string(r.layers), r.metric, v.str()});
   }
   StudyResult res;
   res.summary_csv = opt.out + "/summary.csv";

@@ -22,7 +22,8 @@ std::string cka_heatmap(const std::string& id, const std::string& title, const s
     for (const std::string& n : v) longest = std::max(longest, n.size());
   const double L = 30 + 5.5 * static_cast<double>(std::min<size_t>(longest, 24)), T = 36;
   const double gw = cell * static_cast<double>(lb.size()), gh = cell * static_cast<double>(la.size());
-  const double W = std::max(L + gw + 110, 420.0), H = T + gh + 30 + 5.0 * static_cast<double>(std::min<size_t>(longest, 24));
+  const double W = std::max(L + gw + 110, 420.0),
+               H = T + gh + 30 + 5.0 * static_cast<double>(std::min<size_t>(longest, 24));
   std::ostringstream s;
   s << std::fixed << std::setprecision(1) << svg_open(id, W, H, title, W / 2);
   for (size_t r = 0; r < t.rows(); ++r) {

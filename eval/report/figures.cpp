@@ -73,8 +73,12 @@ std::string compound_bars(const Study& st, const ReportOptions& opt, std::string
   if (fam_names.empty() || compounds.empty()) return "";
   // Compounds grouped by phenotype class (when known), in ID order within a class.
   std::vector<std::string> order(compounds.begin(), compounds.end());
-  auto cls = [&](const std::string& c) { auto it = st.phenotype.find(c); return it == st.phenotype.end() ? std::string("") : it->second; };
-  std::stable_sort(order.begin(), order.end(), [&](const std::string& a, const std::string& b) { return cls(a) < cls(b); });
+  auto cls = [&](const std::string& c) {
+    auto it = st.phenotype.find(c);
+    return it == st.phenotype.end() ? std::string("") : it->second;
+  };
+  std::stable_sort(order.begin(), order.end(),
+                   [&](const std::string& a, const std::string& b) { return cls(a) < cls(b); });
 
   const double bw = std::clamp(26.0 / static_cast<double>(fam_names.size()), 3.0, 9.0);
   const double group = bw * static_cast<double>(fam_names.size()) + 8;
@@ -83,14 +87,15 @@ std::string compound_bars(const Study& st, const ReportOptions& opt, std::string
   auto Y = [&](double v) { return T + (1 - v) * (H - T - B); };
   std::ostringstream s;
   s << std::fixed << std::setprecision(1)
-    << svg_open("compound-bars", W, H, "Per-compound replicate mAP against the controls (each model's feature output)", W / 2);
+    << svg_open("compound-bars", W, H, "Per-compound replicate mAP against the controls (each model's feature output)",
+                W / 2);
   axes(s, L, T, W - R, H - B, 0, 1, Y);
   ylabel(s, 14, (T + H - B) / 2, "mAP (bar: mean over seeds; whisker: 95 % CI)");
   // Legend on one row under the title.
   double lx = L;
   for (size_t f = 0; f < fam_names.size(); ++f) {
-    s << "<rect x=\"" << lx << "\" y=\"28\" width=\"10\" height=\"10\" fill=\"" << fam_colour[fam_names[f]] << "\"/><text x=\""
-      << lx + 13 << "\" y=\"37\" font-size=\"10\">" << esc(fam_names[f]) << "</text>";
+    s << "<rect x=\"" << lx << "\" y=\"28\" width=\"10\" height=\"10\" fill=\"" << fam_colour[fam_names[f]]
+      << "\"/><text x=\"" << lx + 13 << "\" y=\"37\" font-size=\"10\">" << esc(fam_names[f]) << "</text>";
     lx += 20 + 6.0 * static_cast<double>(fam_names[f].size());
   }
   s << "<text x=\"" << lx + 6 << "\" y=\"37\" font-size=\"10\">* BH p &lt; 0.05 in every seed, + in some</text>";
@@ -138,7 +143,8 @@ std::string compound_bars(const Study& st, const ReportOptions& opt, std::string
   s << "</svg>";
   std::ostringstream cap;
   cap << "Bars: each compound's mAP at the model's feature output (";
-  for (size_t f = 0; f < fam_names.size(); ++f) cap << (f ? "; " : "") << esc(fam_names[f]) << ": " << esc(fam_layer[fam_names[f]]);
+  for (size_t f = 0; f < fam_names.size(); ++f)
+    cap << (f ? "; " : "") << esc(fam_names[f]) << ": " << esc(fam_layer[fam_names[f]]);
   cap << "), averaged over the seeds of an untrained family. Whiskers: 95 % percentile-bootstrap interval ("
       << opt.bootstrap << " resamples) of the mean over the compound's replicate APs, pooled over seeds. "
       << "* = Benjamini–Hochberg corrected p &lt; 0.05 in every seed, + = in some seeds.";
@@ -151,7 +157,7 @@ namespace {
 // ---- held-out prediction scatter (the paper's Figure 1b) ---------------------------------------------------------
 
 struct Predictions {
-  std::vector<std::string> key;     // patch|gene, in file order
+  std::vector<std::string> key;  // patch|gene, in file order
   std::vector<std::string> gene;
   std::vector<double> predicted;
 };
@@ -213,7 +219,8 @@ double pearson(const std::vector<double>& a, const std::vector<double>& b) {
 // Mean over genes of the Pearson r between two models' predictions of that gene.
 double mean_gene_r(const Predictions& a, const std::vector<double>& pb_by_a_order) {
   std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> by;
-  for (size_t i = 0; i < a.gene.size(); ++i) by[a.gene[i]].first.push_back(a.predicted[i]), by[a.gene[i]].second.push_back(pb_by_a_order[i]);
+  for (size_t i = 0; i < a.gene.size(); ++i)
+    by[a.gene[i]].first.push_back(a.predicted[i]), by[a.gene[i]].second.push_back(pb_by_a_order[i]);
   double s = 0;
   int n = 0;
   for (const auto& [g, ab] : by) {
@@ -223,8 +230,8 @@ double mean_gene_r(const Predictions& a, const std::vector<double>& pb_by_a_orde
   return n ? s / n : NAN;
 }
 
-std::string scatter(const std::string& id, const std::string& title, const std::string& xl, const std::string& yl, const std::vector<double>& x,
-                    const std::vector<double>& y, double r) {
+std::string scatter(const std::string& id, const std::string& title, const std::string& xl, const std::string& yl,
+                    const std::vector<double>& x, const std::vector<double>& y, double r) {
   const double W = 380, H = 330, L = 52, T = 30, B = 44, R = 14;
   double lo = -3.5, hi = 3.5;
   auto X = [&](double v) { return L + (std::clamp(v, lo, hi) - lo) / (hi - lo) * (W - L - R); };
@@ -238,10 +245,11 @@ std::string scatter(const std::string& id, const std::string& title, const std::
   size_t step = std::max<size_t>(1, x.size() / 1500);
   for (size_t i = 0; i < x.size(); i += step)
     if (std::isfinite(x[i]) && std::isfinite(y[i]))
-      s << "<circle cx=\"" << X(x[i]) << "\" cy=\"" << Y(y[i]) << "\" r=\"1.3\" fill=\"#1f77b4\" fill-opacity=\"0.35\"/>";
+      s << "<circle cx=\"" << X(x[i]) << "\" cy=\"" << Y(y[i])
+        << "\" r=\"1.3\" fill=\"#1f77b4\" fill-opacity=\"0.35\"/>";
   s << "<text x=\"" << L + 8 << "\" y=\"" << T + 14 << "\" font-size=\"12\">r = " << fmt(r, 3) << "</text>"
-    << "<text x=\"" << (L + W - R) / 2 << "\" y=\"" << H - 10 << "\" text-anchor=\"middle\" font-size=\"11\">" << esc(xl)
-    << "</text>";
+    << "<text x=\"" << (L + W - R) / 2 << "\" y=\"" << H - 10 << "\" text-anchor=\"middle\" font-size=\"11\">"
+    << esc(xl) << "</text>";
   ylabel(s, 14, (T + H - B) / 2, yl);
   s << "</svg>";
   return s.str();
@@ -287,13 +295,15 @@ std::string prediction_panels(const Study& st, std::string* caption) {
     pb_aligned.predicted = b_in_a;
     std::vector<double> za = zscore_by_gene(*pa), zb = zscore_by_gene(pb_aligned);
     double r = mean_gene_r(*pa, b_in_a);
-    out << scatter("scatter-" + slug(a->shown + "-" + b->shown), "Predictions: " + b->shown + " vs " + a->shown, a->shown + " (" + la + "), z per gene",
-                   b->shown + " (" + lb + "), z per gene", za, zb, r)
+    out << scatter("scatter-" + slug(a->shown + "-" + b->shown), "Predictions: " + b->shown + " vs " + a->shown,
+                   a->shown + " (" + la + "), z per gene", b->shown + " (" + lb + "), z per gene", za, zb, r)
         << "\n";
     ++panels;
   }
   if (!panels) return "";
-  *caption = std::string(trained ? "Trained vs untrained: " : "No trained weights in this study, so each untrained network is paired with the structure-only nuclei baseline: ") +
+  *caption = std::string(trained ? "Trained vs untrained: "
+                                 : "No trained weights in this study, so each untrained network is paired with the "
+                                   "structure-only nuclei baseline: ") +
              "each point is one tissue patch and gene; x and y are the two models' held-out (patient-level fold) ridge "
              "predictions of log1p expression, z-scored per gene. r is the mean over genes of the Pearson correlation "
              "between the two models' predictions: near 1, the models predict the same thing whatever their features.";

@@ -33,12 +33,12 @@ struct Style {
 
 // A model of the study: where its files are and what it is (from its run.json).
 struct Model {
-  std::string run;    // study folder
-  std::string label;  // folder name under embed/<dataset>/
-  std::string shown;  // legend name (label, or "run/label" with several runs)
-  std::string kind;   // untrained | trained | baseline
-  std::string arch;   // run.json's arch (baselines: their name)
-  std::string family; // seeds of one untrained arch share a family; others are their own
+  std::string run;     // study folder
+  std::string label;   // folder name under embed/<dataset>/
+  std::string shown;   // legend name (label, or "run/label" with several runs)
+  std::string kind;    // untrained | trained | baseline
+  std::string arch;    // run.json's arch (baselines: their name)
+  std::string family;  // seeds of one untrained arch share a family; others are their own
   std::vector<std::pair<std::string, std::string>> provenance;  // dataset -> run.json path
   Style style;
 };
@@ -46,18 +46,18 @@ struct Model {
 // What study.json says about a dataset (empty fields: not given; a demo folder written before study.json existed
 // gets the demo's columns).
 struct DatasetInfo {
-  std::string name, data, plate_col, batch_col, control, compound_col, phenotype_col, label_col, group_col,
-      targets, target_id, fold_col, phenotype_csv;
+  std::string name, data, plate_col, batch_col, control, compound_col, phenotype_col, label_col, group_col, targets,
+      target_id, fold_col, phenotype_csv;
 };
 
 struct Study {
   std::vector<Row> rows;
-  std::vector<Model> models;                     // in order of first appearance in summary.csv
-  std::map<std::string, std::string> phenotype;  // compound -> phenotype class
+  std::vector<Model> models;                             // in order of first appearance in summary.csv
+  std::map<std::string, std::string> phenotype;          // compound -> phenotype class
   std::vector<std::pair<std::string, std::string>> cka;  // (title, cka.csv)
-  std::vector<DatasetInfo> datasets;             // from study.json (first run), in its order
+  std::vector<DatasetInfo> datasets;                     // from study.json (first run), in its order
   std::vector<std::string> runs;
-  bool plain = false;                            // a folder of eval outputs, not a study
+  bool plain = false;  // a folder of eval outputs, not a study
 };
 
 Study load_study(const ReportOptions& opt);
@@ -82,9 +82,9 @@ std::vector<double> units(const Study& st, const Model& m, const std::string& da
 double chance_level(const Study& st, const std::string& dataset, const std::string& metric);
 
 struct MapFiles {
-  std::map<std::string, double> map;                // compound -> mAP
-  std::map<std::string, bool> significant;          // compound -> below_corrected_p
-  std::map<std::string, std::vector<double>> aps;   // compound -> replicate APs
+  std::map<std::string, double> map;               // compound -> mAP
+  std::map<std::string, bool> significant;         // compound -> below_corrected_p
+  std::map<std::string, std::vector<double>> aps;  // compound -> replicate APs
 };
 std::optional<MapFiles> read_map(const std::string& dir, const std::string& compound_col);
 std::string compound_column(const Study& st, const std::string& dataset);
@@ -102,9 +102,9 @@ std::vector<double> nice_ticks(double lo, double hi);
 void axes(std::ostringstream& s, double L, double T, double right, double bottom, double lo, double hi,
           const std::function<double(double)>& Y);
 void ylabel(std::ostringstream& s, double x, double y, const std::string& text);
-std::string viridis(double t);           // t in [0, 1] -> "#rrggbb"
-const char* category_colour(size_t i);   // 12 distinguishable colours, then grey
-std::string line_attrs(const Style& st); // stroke, stroke-width, stroke-dasharray
+std::string viridis(double t);            // t in [0, 1] -> "#rrggbb"
+const char* category_colour(size_t i);    // 12 distinguishable colours, then grey
+std::string line_attrs(const Style& st);  // stroke, stroke-width, stroke-dasharray
 std::string base64(const std::string& bytes);
 
 // ---- figures and tables ----------------------------------------------------------------------------------------

@@ -61,11 +61,15 @@ std::vector<NoiseNote> noise_notes(const Study& st, const ReportOptions& opt) {
         note.family_value = sum / n, note.family_lo = lo, note.family_hi = hi;
         note.verdict = bci.second < lo ? "below" : bci.first > hi ? "exceeds" : "matches";
         std::ostringstream t;
-        t << "<b>" << esc(b.shown) << "</b> " << (note.verdict == "matches" ? "matches" : note.verdict == "exceeds" ? "beats" : "falls below")
+        t << "<b>" << esc(b.shown) << "</b> "
+          << (note.verdict == "matches"   ? "matches"
+              : note.verdict == "exceeds" ? "beats"
+                                          : "falls below")
           << " <b>" << esc(fam) << "</b> on <i>" << esc(note.metric) << "</i>"
           << (note.verdict == "matches" ? " within noise" : "") << ": " << fmt(bv) << " [" << fmt(bci.first) << ", "
-          << fmt(bci.second) << "] vs " << fmt(note.family_value) << " [" << fmt(lo) << ", " << fmt(hi) << "] at its best layer ("
-          << esc(best) << ")" << (note.verdict == "matches" ? " — the intervals overlap." : " — the intervals do not overlap.");
+          << fmt(bci.second) << "] vs " << fmt(note.family_value) << " [" << fmt(lo) << ", " << fmt(hi)
+          << "] at its best layer (" << esc(best) << ")"
+          << (note.verdict == "matches" ? " — the intervals overlap." : " — the intervals do not overlap.");
         note.text = t.str();
         notes.push_back(note);
       }
@@ -73,7 +77,6 @@ std::vector<NoiseNote> noise_notes(const Study& st, const ReportOptions& opt) {
   }
   return notes;
 }
-
 
 namespace {
 
@@ -87,7 +90,8 @@ std::string overlap_svg(const NoiseNote& n, double lo, double hi) {
     << "] vs " << esc(n.family) << " [" << fmt(n.family_lo) << ", " << fmt(n.family_hi) << "]</title>";
   const double olo = std::max(n.baseline_lo, n.family_lo), ohi = std::min(n.baseline_hi, n.family_hi);
   if (olo <= ohi)
-    s << "<rect x=\"" << X(olo) << "\" y=\"2\" width=\"" << std::max(1.0, X(ohi) - X(olo)) << "\" height=\"22\" fill=\"#fdd\"/>";
+    s << "<rect x=\"" << X(olo) << "\" y=\"2\" width=\"" << std::max(1.0, X(ohi) - X(olo))
+      << "\" height=\"22\" fill=\"#fdd\"/>";
   s << "<line x1=\"" << X(n.baseline_lo) << "\" y1=\"8\" x2=\"" << X(n.baseline_hi) << "\" y2=\"8\" stroke=\"#555\" "
     << "stroke-width=\"4\"/><circle cx=\"" << X(n.baseline_value) << "\" cy=\"8\" r=\"3\" fill=\"#000\"/>"
     << "<line x1=\"" << X(n.family_lo) << "\" y1=\"19\" x2=\"" << X(n.family_hi) << "\" y2=\"19\" stroke=\"#1f77b4\" "
@@ -110,7 +114,9 @@ std::string rows_html(const std::vector<const NoiseNote*>& rows) {
       << fmt(n->baseline_value) << " [" << fmt(n->baseline_lo) << ", " << fmt(n->baseline_hi) << "]</td><td>"
       << esc(n->family) << " @ " << esc(n->family_layer) << " " << fmt(n->family_value) << " [" << fmt(n->family_lo)
       << ", " << fmt(n->family_hi) << "]</td><td>" << overlap_svg(*n, lo - pad, hi + pad) << "</td><td>"
-      << (n->verdict == "matches" ? "<b>within noise</b>" : n->verdict == "exceeds" ? "baseline higher" : "network higher")
+      << (n->verdict == "matches"   ? "<b>within noise</b>"
+          : n->verdict == "exceeds" ? "baseline higher"
+                                    : "network higher")
       << "</td></tr>\n";
   }
   h << "</table>\n";
@@ -120,17 +126,20 @@ std::string rows_html(const std::vector<const NoiseNote*>& rows) {
 }  // namespace
 
 std::string noise_table(const std::vector<NoiseNote>& notes) {
-  if (notes.empty()) return "<p class=\"note\">No metric here has per-unit values to compare a baseline with a network.</p>\n";
+  if (notes.empty())
+    return "<p class=\"note\">No metric here has per-unit values to compare a baseline with a network.</p>\n";
   // The matches are the finding (a baseline the data cannot tell apart from a network); the rest is collapsed.
   std::vector<const NoiseNote*> match, other;
   for (const NoiseNote& n : notes) (n.verdict == "matches" ? match : other).push_back(&n);
   std::ostringstream h;
   h << "<div id=\"noise-table\">";
-  if (match.empty()) h << "<p class=\"note\">No baseline matches a network within noise.</p>\n";
-  else h << rows_html(match);
+  if (match.empty())
+    h << "<p class=\"note\">No baseline matches a network within noise.</p>\n";
+  else
+    h << rows_html(match);
   if (!other.empty())
-    h << "<details><summary>" << other.size() << " comparisons that are not within noise</summary>\n" << rows_html(other)
-      << "</details>\n";
+    h << "<details><summary>" << other.size() << " comparisons that are not within noise</summary>\n"
+      << rows_html(other) << "</details>\n";
   h << "</div>\n";
   return h.str();
 }

@@ -18,8 +18,8 @@ namespace {
 
 struct Projection {
   std::vector<double> x, y;
-  std::vector<size_t> rows;  // which rows of the table they are
-  double var1 = 0, var2 = 0; // fraction of the variance on each axis
+  std::vector<size_t> rows;   // which rows of the table they are
+  double var1 = 0, var2 = 0;  // fraction of the variance on each axis
 };
 
 // The first two principal components (from the Gram matrix: cheap when rows << features), at most 1500 rows.
@@ -78,17 +78,21 @@ std::pair<std::string, double> panel(const Projection& p, const std::vector<std:
     << "\" height=\"" << S - 2 * M << "\" fill=\"none\" stroke=\"#ccc\"/>";
   for (size_t i = 0; i < p.rows.size(); ++i) {
     const size_t c = std::find(levels.begin(), levels.end(), cats[p.rows[i]]) - levels.begin();
-    const double u = std::clamp((p.x[i] - x0) / (x1 - x0), 0.0, 1.0), v = std::clamp((p.y[i] - y0) / (y1 - y0), 0.0, 1.0);
+    const double u = std::clamp((p.x[i] - x0) / (x1 - x0), 0.0, 1.0),
+                 v = std::clamp((p.y[i] - y0) / (y1 - y0), 0.0, 1.0);
     s << "<circle cx=\"" << M + 4 + u * (S - 2 * M - 8) << "\" cy=\"" << 18 + 4 + (1 - v) * (S - 2 * M - 8)
-      << "\" r=\"2.3\" fill=\"" << category_colour(c)
-      << "\" fill-opacity=\"0.75\"><title>" << esc(cats[p.rows[i]]) << "</title></circle>";
+      << "\" r=\"2.3\" fill=\"" << category_colour(c) << "\" fill-opacity=\"0.75\"><title>" << esc(cats[p.rows[i]])
+      << "</title></circle>";
   }
   for (size_t c = 0; c < shown; ++c) {
     const double lx = M + static_cast<double>(c % 2) * (S / 2), ly = S + 10 + 13 * static_cast<double>(c / 2);
     std::ostringstream name;
-    if (c + 1 == shown && levels.size() > shown) name << "+" << levels.size() - shown + 1 << " more (grey)";
-    else if (levels[c].size() > 18) name << levels[c].substr(0, 17) << "…";
-    else name << levels[c];
+    if (c + 1 == shown && levels.size() > shown)
+      name << "+" << levels.size() - shown + 1 << " more (grey)";
+    else if (levels[c].size() > 18)
+      name << levels[c].substr(0, 17) << "…";
+    else
+      name << levels[c];
     s << "<circle cx=\"" << lx + 4 << "\" cy=\"" << ly - 3 << "\" r=\"3.5\" fill=\"" << category_colour(c)
       << "\"/><text x=\"" << lx + 10 << "\" y=\"" << ly << "\" font-size=\"9\">" << esc(name.str()) << "</text>";
   }
@@ -111,14 +115,16 @@ std::string pca_panels(const Study& st, const std::string& dataset, std::string*
     if (m.kind == "baseline" || !fams.insert(m.family).second) continue;  // one seed per family
     std::vector<std::string> layers;
     for (const Row& r : st.rows)
-      if (r.model == m.shown && r.dataset == dataset && std::find(layers.begin(), layers.end(), r.layer) == layers.end())
+      if (r.model == m.shown && r.dataset == dataset &&
+          std::find(layers.begin(), layers.end(), r.layer) == layers.end())
         layers.push_back(r.layer);
     if (layers.empty()) continue;
     std::vector<std::string> pick = {layers.front(), layers[layers.size() / 2], layers.back()};
     pick.erase(std::unique(pick.begin(), pick.end()), pick.end());
     for (const std::string& layer : pick) {
       const std::string norm = eval_dir(m, dataset, layer) + "/norm";
-      const std::string dir = fs::exists(norm + "/" + layer + ".npy") ? norm : m.run + "/embed/" + dataset + "/" + m.label;
+      const std::string dir =
+          fs::exists(norm + "/" + layer + ".npy") ? norm : m.run + "/embed/" + dataset + "/" + m.label;
       if (!fs::exists(dir + "/" + layer + ".npy") || !fs::exists(dir + "/index.csv")) continue;
       auto p = project(dir + "/" + layer + ".npy");
       tabula::Table meta = tabula::read_csv(dir + "/index.csv");
@@ -133,18 +139,20 @@ std::string pca_panels(const Study& st, const std::string& dataset, std::string*
       }
       if (groups.empty()) continue;
       const double W = std::max(200 * static_cast<double>(groups.size()) + 10, 430.0);
-      out << svg_open("pca-" + slug(dataset + "-" + m.shown + "-" + layer), W, H + 40,
-                      m.shown + " · " + layer + " · PC1 " + fmt(100 * p->var1, 0) + " %, PC2 " + fmt(100 * p->var2, 0) + " %",
-                      W / 2);
+      out << svg_open(
+          "pca-" + slug(dataset + "-" + m.shown + "-" + layer), W, H + 40,
+          m.shown + " · " + layer + " · PC1 " + fmt(100 * p->var1, 0) + " %, PC2 " + fmt(100 * p->var2, 0) + " %",
+          W / 2);
       for (size_t g = 0; g < groups.size(); ++g)
         out << "<g transform=\"translate(" << 5 + 200 * static_cast<double>(g) << ",28)\">" << groups[g] << "</g>";
       out << "</svg>\n";
     }
   }
-  *caption = "The first two principal components of each network's first, middle and last layer (its first seed; the "
-             "features the metrics saw, per-plate normalised where the study normalises), one point per image, "
-             "coloured by each metadata column. Points of one plate or batch gathering apart from the others show a "
-             "batch effect that normalisation did not remove.";
+  *caption =
+      "The first two principal components of each network's first, middle and last layer (its first seed; the "
+      "features the metrics saw, per-plate normalised where the study normalises), one point per image, "
+      "coloured by each metadata column. Points of one plate or batch gathering apart from the others show a "
+      "batch effect that normalisation did not remove.";
   return out.str();
 }
 

@@ -35,8 +35,10 @@ std::vector<std::pair<std::string, std::vector<const Model*>>> families(const St
   std::vector<std::pair<std::string, std::vector<const Model*>>> out;
   for (const Model& m : st.models) {
     auto it = std::find_if(out.begin(), out.end(), [&](const auto& f) { return f.first == m.family; });
-    if (it == out.end()) out.push_back({m.family, {&m}});
-    else it->second.push_back(&m);
+    if (it == out.end())
+      out.push_back({m.family, {&m}});
+    else
+      it->second.push_back(&m);
   }
   return out;
 }
@@ -70,8 +72,18 @@ std::vector<DatasetInfo> read_datasets(const std::string& run) {
   std::vector<DatasetInfo> out;
   const std::string file = run + "/study.json";
   if (!fs::exists(file)) {
-    DatasetInfo c{"cellpainting", "", "Metadata_Plate", "Metadata_Batch", "Metadata_pert_type=negcon",
-                  "Metadata_JCP2022", "Metadata_phenotype", "Metadata_moa", "Metadata_Plate", "", "", "",
+    DatasetInfo c{"cellpainting",
+                  "",
+                  "Metadata_Plate",
+                  "Metadata_Batch",
+                  "Metadata_pert_type=negcon",
+                  "Metadata_JCP2022",
+                  "Metadata_phenotype",
+                  "Metadata_moa",
+                  "Metadata_Plate",
+                  "",
+                  "",
+                  "",
                   run + "/data/cellpainting/compounds.csv"};
     DatasetInfo t;
     t.name = "tissue", t.fold_col = "patient";
@@ -126,8 +138,9 @@ void load_plain(const std::string& run, bool prefix, Study& st) {
     }
   }
   if (st.rows.empty() && st.cka.empty())
-    throw std::runtime_error(run + ": no summary.csv (a study folder) and no summary.json or cka.csv under it "
-                                   "(a folder of `tabula eval` outputs)");
+    throw std::runtime_error(run +
+                             ": no summary.csv (a study folder) and no summary.json or cka.csv under it "
+                             "(a folder of `tabula eval` outputs)");
 }
 
 Model read_model(const std::string& run, const std::string& label, const std::string& shown,
@@ -177,9 +190,12 @@ void assign_styles(Study& st) {
     auto it = std::find(groups.begin(), groups.end(), g);
     if (it == groups.end()) it = groups.insert(groups.end(), g);
     m.style.colour = category_colour(static_cast<size_t>(it - groups.begin()));
-    if (m.kind == "baseline") m.style.dash = "2,3", m.style.width = 2;
-    else if (m.kind == "trained") m.style.width = 3;
-    else m.style.dash = dashes[seeds[g]++ % 4], m.style.width = 1.7;
+    if (m.kind == "baseline")
+      m.style.dash = "2,3", m.style.width = 2;
+    else if (m.kind == "trained")
+      m.style.width = 3;
+    else
+      m.style.dash = dashes[seeds[g]++ % 4], m.style.width = 1.7;
   }
 }
 
@@ -195,7 +211,8 @@ Study load_study(const ReportOptions& opt) {
     if (!fs::is_directory(run)) throw std::runtime_error(run + ": no such folder");
     const std::string tag = tag_of(run);
     if (prefix && !names.insert(tag).second)
-      throw std::runtime_error(run + ": two study folders share the name '" + tag + "' (their models would be confused)");
+      throw std::runtime_error(run + ": two study folders share the name '" + tag +
+                               "' (their models would be confused)");
     const std::string summary = run + "/summary.csv";
     if (!fs::exists(summary)) {
       st.plain = true;
@@ -251,7 +268,8 @@ Study load_study(const ReportOptions& opt) {
       std::sort(dirs.begin(), dirs.end());
       for (const std::string& d : dirs) {
         std::string title = d;
-        if (auto p = title.find("_vs_"); p != std::string::npos) title = title.substr(0, p) + " vs " + title.substr(p + 4);
+        if (auto p = title.find("_vs_"); p != std::string::npos)
+          title = title.substr(0, p) + " vs " + title.substr(p + 4);
         st.cka.push_back({(prefix ? tag + ": " : "") + title, run + "/eval/cka/" + d + "/cka.csv"});
       }
     }

@@ -10,11 +10,16 @@ namespace tabula::report {
 std::string esc(const std::string& s) {
   std::string o;
   for (char c : s) {
-    if (c == '<') o += "&lt;";
-    else if (c == '>') o += "&gt;";
-    else if (c == '&') o += "&amp;";
-    else if (c == '"') o += "&quot;";
-    else o += c;
+    if (c == '<')
+      o += "&lt;";
+    else if (c == '>')
+      o += "&gt;";
+    else if (c == '&')
+      o += "&amp;";
+    else if (c == '"')
+      o += "&quot;";
+    else
+      o += c;
   }
   return o;
 }
@@ -29,8 +34,10 @@ std::string fmt(double v, int digits) {
 std::string slug(const std::string& s) {
   std::string o;
   for (char c : s) {
-    if (std::isalnum(static_cast<unsigned char>(c))) o += char(std::tolower(static_cast<unsigned char>(c)));
-    else if (!o.empty() && o.back() != '-') o += '-';
+    if (std::isalnum(static_cast<unsigned char>(c)))
+      o += char(std::tolower(static_cast<unsigned char>(c)));
+    else if (!o.empty() && o.back() != '-')
+      o += '-';
   }
   while (!o.empty() && o.back() == '-') o.pop_back();
   return o;
@@ -38,10 +45,10 @@ std::string slug(const std::string& s) {
 
 std::string svg_open(const std::string& id, double w, double h, const std::string& title, double title_x) {
   std::ostringstream s;
-  s << std::fixed << std::setprecision(1) << "<svg id=\"" << esc(id) << "\" xmlns=\"http://www.w3.org/2000/svg\" width=\""
-    << w << "\" height=\"" << h << "\" viewBox=\"0 0 " << w << " " << h << "\" role=\"img\"><title>" << esc(title)
-    << "</title><text x=\"" << title_x << "\" y=\"18\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\">"
-    << esc(title) << "</text>";
+  s << std::fixed << std::setprecision(1) << "<svg id=\"" << esc(id)
+    << "\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" << w << "\" height=\"" << h << "\" viewBox=\"0 0 " << w << " "
+    << h << "\" role=\"img\"><title>" << esc(title) << "</title><text x=\"" << title_x
+    << "\" y=\"18\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\">" << esc(title) << "</text>";
   return s.str();
 }
 
@@ -55,7 +62,8 @@ std::vector<double> nice_ticks(double lo, double hi) {
       break;
     }
   std::vector<double> t;
-  for (double v = std::ceil(lo / step - 1e-9) * step; v <= hi + 1e-9 * step; v += step) t.push_back(std::abs(v) < 1e-12 ? 0 : v);
+  for (double v = std::ceil(lo / step - 1e-9) * step; v <= hi + 1e-9 * step; v += step)
+    t.push_back(std::abs(v) < 1e-12 ? 0 : v);
   return t;
 }
 
@@ -82,8 +90,8 @@ void ylabel(std::ostringstream& s, double x, double y, const std::string& text) 
 // matplotlib's viridis at 9 evenly spaced points, linearly interpolated: perceptually uniform, so 0.6 and 0.95
 // look as different as they are.
 std::string viridis(double t) {
-  static const double k[9][3] = {{68, 1, 84},    {71, 44, 122},  {59, 81, 139},   {44, 113, 142}, {33, 144, 141},
-                                 {39, 173, 129}, {92, 200, 99},  {170, 220, 50},  {253, 231, 37}};
+  static const double k[9][3] = {{68, 1, 84},    {71, 44, 122}, {59, 81, 139},  {44, 113, 142}, {33, 144, 141},
+                                 {39, 173, 129}, {92, 200, 99}, {170, 220, 50}, {253, 231, 37}};
   t = std::clamp(std::isfinite(t) ? t : 0.0, 0.0, 1.0) * 8;
   const int i = std::min(7, static_cast<int>(t));
   const double f = t - i;

@@ -53,7 +53,8 @@ std::vector<int> values(const std::map<std::string, int>& m) {
 
 std::string data_description(const Study& st) {
   std::ostringstream h;
-  h << "<table id=\"data-table\"><thead><tr><th>dataset</th><th>images</th><th>what it holds</th></tr></thead><tbody>\n";
+  h << "<table id=\"data-table\"><thead><tr><th>dataset</th><th>images</th><th>what it "
+       "holds</th></tr></thead><tbody>\n";
   int n = 0;
   for (const DatasetInfo& d : st.datasets) {
     const std::string idx = index_of(st, d.name);
@@ -73,7 +74,8 @@ std::string data_description(const Study& st) {
     if (auto eq = d.control.find('='); eq != std::string::npos && t.has(d.control.substr(0, eq))) {
       const auto& c = t.column(d.control.substr(0, eq));
       int k = 0;
-      for (size_t r = 0; r < t.rows(); ++r) ctrl[r] = c[r] == d.control.substr(eq + 1), treated[r] = !ctrl[r], k += ctrl[r];
+      for (size_t r = 0; r < t.rows(); ++r)
+        ctrl[r] = c[r] == d.control.substr(eq + 1), treated[r] = !ctrl[r], k += ctrl[r];
       parts.push_back(std::to_string(k) + " control images (" + esc(d.control) + ")");
     }
     if (has(d.compound_col)) {
@@ -89,13 +91,15 @@ std::string data_description(const Study& st) {
     }
     if (has(d.label_col)) {
       auto lab = count(t.column(d.label_col));
-      parts.push_back(std::to_string(lab.size()) + " classes of " + esc(d.label_col) + " (" + spread(values(lab), "class") + ")");
+      parts.push_back(std::to_string(lab.size()) + " classes of " + esc(d.label_col) + " (" +
+                      spread(values(lab), "class") + ")");
     }
     if (!d.targets.empty() && fs::exists(d.targets)) {
       tabula::Table tg = tabula::read_csv(d.targets);
       parts.push_back(std::to_string(tg.cols() - (d.target_id.empty() ? 0 : 1)) + " regression targets");
     }
-    if (has(d.fold_col)) parts.push_back(std::to_string(count(t.column(d.fold_col)).size()) + " folds by " + esc(d.fold_col));
+    if (has(d.fold_col))
+      parts.push_back(std::to_string(count(t.column(d.fold_col)).size()) + " folds by " + esc(d.fold_col));
     std::string what;
     for (size_t i = 0; i < parts.size(); ++i) what += (i ? "; " : "") + parts[i];
     h << "<tr><td>" << esc(d.name) << "</td><td class=\"num\">" << t.rows() << "</td><td>" << what << "</td></tr>\n";
@@ -132,7 +136,8 @@ std::string legend(const Study& st) {
   std::ostringstream h;
   h << "<div id=\"legend\" class=\"legend\">";
   for (const Model& m : st.models)
-    h << "<span class=\"lg\"><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"30\" height=\"10\"><line x1=\"1\" y1=\"5\" "
+    h << "<span class=\"lg\"><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"30\" height=\"10\"><line x1=\"1\" "
+         "y1=\"5\" "
       << "x2=\"29\" y2=\"5\" " << line_attrs(m.style) << "/></svg> " << esc(m.shown) << " <small>(" << esc(m.kind)
       << (m.kind == "baseline" ? "" : ", " + esc(m.arch)) << ")</small></span>";
   h << "</div>\n";
@@ -146,7 +151,8 @@ std::string source_of(const Row& r, const Model* m) {
   if (!r.source.empty()) return r.source;
   if (!m) return "summary.csv";
   const std::string base = "eval/" + r.dataset + "/" + m->label + "/" + r.layer + "/";
-  if (r.metric.rfind("mAP", 0) == 0 || r.metric.rfind("retrieved", 0) == 0) return base + "map/mean_average_precision.csv";
+  if (r.metric.rfind("mAP", 0) == 0 || r.metric.rfind("retrieved", 0) == 0)
+    return base + "map/mean_average_precision.csv";
   if (r.metric.find(" recall (") != std::string::npos) return base + "recall/summary.json";
   if (r.metric.find(" kNN top-1") != std::string::npos) return base + "knn/summary.json";
   if (r.metric.find(" linear probe top-1") != std::string::npos) return base + "linear/summary.json";
@@ -160,7 +166,8 @@ std::string source_of(const Row& r, const Model* m) {
 std::string numbers_table(const Study& st) {
   std::ostringstream h;
   h << "<details id=\"numbers\"><summary>Every number (" << st.rows.size() << " rows): click a column to sort, type to "
-    << "filter</summary>\n<p><input id=\"numbers-filter\" type=\"search\" placeholder=\"filter rows (e.g. layer3 mAP)\" "
+    << "filter</summary>\n<p><input id=\"numbers-filter\" type=\"search\" placeholder=\"filter rows (e.g. layer3 "
+       "mAP)\" "
     << "oninput=\"tabulaFilter(this.value)\"></p>\n<table id=\"numbers-table\"><thead><tr>";
   int c = 0;
   for (const char* name : {"dataset", "model", "layer", "metric", "value", "from (relative to the study folder)"})
@@ -177,7 +184,8 @@ std::string numbers_table(const Study& st) {
 std::string provenance_table(const Study& st) {
   std::ostringstream h;
   h << "<table><tr><th>model</th><th>dataset</th><th>arch</th><th>weights</th><th>tabula</th><th>preprocessing</th>"
-    << "<th>channels</th><th>pool</th><th>precision</th><th>device</th><th>threads</th><th>data (rows, sha256)</th></tr>\n";
+    << "<th>channels</th><th>pool</th><th>precision</th><th>device</th><th>threads</th><th>data (rows, "
+       "sha256)</th></tr>\n";
   for (const Model& m : st.models)
     for (const auto& [ds, file] : m.provenance) {
       json::Value v = json::parse_file(file);
@@ -189,9 +197,13 @@ std::string provenance_table(const Study& st) {
       std::string weights;
       if (const json::Value* w = v.find("weights")) {
         std::string kind = str(w->find("kind"));
-        if (kind == "untrained") weights = "seed " + str(w->find("seed")) + "; " + str(w->find("init"));
-        else if (kind == "file") weights = "sha256 " + str(w->find("sha256")) + " (" + fs::path(str(w->find("path"))).filename().string() + ")";
-        else weights = kind;
+        if (kind == "untrained")
+          weights = "seed " + str(w->find("seed")) + "; " + str(w->find("init"));
+        else if (kind == "file")
+          weights =
+              "sha256 " + str(w->find("sha256")) + " (" + fs::path(str(w->find("path"))).filename().string() + ")";
+        else
+          weights = kind;
       }
       std::string tab;
       if (const json::Value* t = v.find("tabula")) tab = str(t->find("version")) + " (git " + str(t->find("git")) + ")";
@@ -203,11 +215,12 @@ std::string provenance_table(const Study& st) {
       std::string id = "prov-" + m.shown + "-" + ds;
       for (char& c : id)
         if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') c = '_';
-      h << "<tr id=\"" << esc(id) << "\"><td>" << esc(m.shown) << "</td><td>" << esc(ds) << "</td><td>" << esc(str(v.find("arch")))
-        << "</td><td>" << esc(weights) << "</td><td>" << esc(tab) << "</td><td>" << esc(str(v.find("preprocessing")))
-        << "</td><td>" << esc(str(v.find("channels"))) << "</td><td>" << esc(str(v.find("pool"))) << "</td><td>"
-        << esc(str(v.find("precision"))) << "</td><td>" << esc(str(v.find("device"))) << "</td><td>"
-        << esc(str(v.find("threads"))) << "</td><td>" << esc(data) << "</td></tr>\n";
+      h << "<tr id=\"" << esc(id) << "\"><td>" << esc(m.shown) << "</td><td>" << esc(ds) << "</td><td>"
+        << esc(str(v.find("arch"))) << "</td><td>" << esc(weights) << "</td><td>" << esc(tab) << "</td><td>"
+        << esc(str(v.find("preprocessing"))) << "</td><td>" << esc(str(v.find("channels"))) << "</td><td>"
+        << esc(str(v.find("pool"))) << "</td><td>" << esc(str(v.find("precision"))) << "</td><td>"
+        << esc(str(v.find("device"))) << "</td><td>" << esc(str(v.find("threads"))) << "</td><td>" << esc(data)
+        << "</td></tr>\n";
     }
   h << "</table>\n";
   return h.str();

@@ -11,7 +11,8 @@ namespace tabula::report {
 namespace fs = std::filesystem;
 
 std::optional<MapFiles> read_map(const std::string& dir, const std::string& compound_col) {
-  if (!fs::exists(dir + "/mean_average_precision.csv") || !fs::exists(dir + "/average_precision.csv")) return std::nullopt;
+  if (!fs::exists(dir + "/mean_average_precision.csv") || !fs::exists(dir + "/average_precision.csv"))
+    return std::nullopt;
   MapFiles f;
   tabula::Table m = tabula::read_csv(dir + "/mean_average_precision.csv");
   const bool ref = m.has("Metadata_Reference_Index");
@@ -78,7 +79,7 @@ std::vector<double> units(const Study& st, const Model& m, const std::string& da
 
 double chance_level(const Study& st, const std::string& dataset, const std::string& metric) {
   if (metric.find("Pearson r") != std::string::npos) return 0;
-  if (metric.find("recall (0.05, 0.95)") != std::string::npos) return 0.1;  // 5 % + 5 % of random pairs
+  if (metric.find("recall (0.05, 0.95)") != std::string::npos) return 0.1;       // 5 % + 5 % of random pairs
   if (metric == "retrieved" || metric.rfind("retrieved ", 0) == 0) return 0.05;  // the significance level
   for (const Model& m : st.models) {
     const std::string layer = last_layer(st, m.shown, dataset);

@@ -30,8 +30,11 @@ TEST(DataImageFolder, ClassesOrderAndExtensionsAsTorchvision) {
   EXPECT_EQ(m.meta_columns, (std::vector<std::string>{"path", "label", "class_index"}));
   // torchvision: [('a/b.tif', 0), ('a/z.png', 0), ('a/X/w.JPG', 0), ('a/x/y.png', 0), ('b/img1.PNG', 1)]
   // (.jp2 is not in IMG_EXTENSIONS, so ImageFolder skips it; the walk visits a/ before a/X/ before a/x/).
-  std::vector<std::vector<std::string>> want = {{"a/b.tif", "a", "0"}, {"a/z.png", "a", "0"}, {"a/X/w.JPG", "a", "0"},
-                                                {"a/x/y.png", "a", "0"}, {"b/img1.PNG", "b", "1"}};
+  std::vector<std::vector<std::string>> want = {{"a/b.tif", "a", "0"},
+                                                {"a/z.png", "a", "0"},
+                                                {"a/X/w.JPG", "a", "0"},
+                                                {"a/x/y.png", "a", "0"},
+                                                {"b/img1.PNG", "b", "1"}};
   ASSERT_EQ(m.samples.size(), want.size());
   for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(m.samples[i].meta, want[i]) << i;
   EXPECT_EQ(m.samples[4].channel_paths, (std::vector<std::string>{(d / "b/img1.PNG").string()}));

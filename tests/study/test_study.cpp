@@ -46,10 +46,13 @@ TEST(StudyCli, CellPaintingSetEveryMetricAndResume) {
   fs::remove_all(cp), fs::remove_all(out);
   ASSERT_EQ(test::run_tabula("synth cellpainting --quick --out '" + cp + "'").exit_code, 0);
   const std::string args = "study --quiet --size 32 --null-size 200 --k 5 --data '" + cp + "/load_data.csv' --out '" +
-                           out + "' --name cp --plate-col Metadata_Plate --batch-col Metadata_Batch "
-                           "--control Metadata_pert_type=negcon --compound-col Metadata_JCP2022 --phenotypes '" + cp +
-                           "/compounds.csv' --relationships '" + cp + "/relationships.csv' --label-col Metadata_moa "
-                           "--group-col Metadata_Plate --models '" + kResnet + "@0;" + kResnet + "@1;pixels'";
+                           out +
+                           "' --name cp --plate-col Metadata_Plate --batch-col Metadata_Batch "
+                           "--control Metadata_pert_type=negcon --compound-col Metadata_JCP2022 --phenotypes '" +
+                           cp + "/compounds.csv' --relationships '" + cp +
+                           "/relationships.csv' --label-col Metadata_moa "
+                           "--group-col Metadata_Plate --models '" +
+                           kResnet + "@0;" + kResnet + "@1;pixels'";
   auto r = test::run_tabula(args);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("report: "), std::string::npos) << r.out;
@@ -81,8 +84,10 @@ TEST(StudyCli, TissueSetRegressionByPatient) {
   fs::remove_all(tissue), fs::remove_all(out);
   ASSERT_EQ(test::run_tabula("synth tissue --quick --out '" + tissue + "'").exit_code, 0);
   auto r = test::run_tabula("study --quiet --size 32 --data '" + tissue + "/metadata.csv' --out '" + out +
-                            "' --targets '" + tissue + "/expression.csv' --target-id patch_id --fold-col patient "
-                            "--log1p --pca 8 --dark-nuclei --models '" + kResnet + "@0;nuclei'");
+                            "' --targets '" + tissue +
+                            "/expression.csv' --target-id patch_id --fold-col patient "
+                            "--log1p --pca 8 --dark-nuclei --models '" +
+                            kResnet + "@0;nuclei'");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto m = metrics(out + "/summary.csv");
   EXPECT_EQ(m, (std::set<std::string>{"target Pearson r (ridge)", "target Pearson r (1-NN)"}));
@@ -101,7 +106,8 @@ TEST(StudyCli, ImageFolderKnnAndLinearProbe) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("48 images"), std::string::npos) << r.out;
   // Trained weights of a key=value arch (ARCH=FILE: the '=' after the arch's own): here a seed's weights from a file.
-  ASSERT_EQ(test::run_tabula("init '" + std::string(kResnet) + "' --seed 7 --out '" + d + "/w.safetensors'").exit_code, 0);
+  ASSERT_EQ(test::run_tabula("init '" + std::string(kResnet) + "' --seed 7 --out '" + d + "/w.safetensors'").exit_code,
+            0);
   r = test::run_tabula("study --quiet --size 32 --k 3 --data '" + nat + "' --out '" + out + "' --models '" + kResnet +
                        "@0;" + kVit + "@0;pixels;" + kResnet + "=" + d + "/w.safetensors'");
   ASSERT_EQ(r.exit_code, 0) << r.err;
