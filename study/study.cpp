@@ -270,7 +270,19 @@ void write_study_json(const StudyOptions& opt, const std::vector<StudyModel>& mo
   for (const StudyModel& m : models) ms.as_array().push_back(Value::string(m.label));
   root.set("models", ms);
   root.set("null_size", Value::integer(opt.null_size));
-  write_file_atomic(opt.out + "/study.json", json::dump(root) + "\n");
+  // A rerun resumes from the step markers, so it must be the same study: other columns or another null size would
+  // keep stale numbers beside new ones. Models may be added (each has folders of its own).
+  const std::string file = opt.out + "/study.json";
+  if (fs::exists(file)) {
+    const Value old = json::parse_file(file);
+    for (const char* key : {"datasets", "null_size"}) {
+      const Value* o = old.find(key);
+      if (!o || json::dump(*o) != json::dump(*root.find(key)))
+        throw std::runtime_error(file + ": this folder holds a study with other '" + key + "' (" +
+                                 (o ? json::dump(*o) : "none") + "); use another --out or remove the folder");
+    }
+  }
+  write_file_atomic(file, json::dump(root) + "\n");
 }
 
 // Each model's number at its last layer (its feature output), per metric.

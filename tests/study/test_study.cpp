@@ -73,6 +73,11 @@ TEST(StudyCli, CellPaintingSetEveryMetricAndResume) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(read_file_text(out + "/summary.csv"), before);
   EXPECT_EQ(fs::last_write_time(out + "/embed/cp/pixels/pixels.npy"), stamp);
+  // The same folder with other columns: refused (the step markers would keep stale numbers), nothing rewritten.
+  r = test::run_tabula(args + " --k 3");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("study.json: this folder holds a study with other 'datasets'"), std::string::npos) << r.err;
+  EXPECT_EQ(read_file_text(out + "/summary.csv"), before);
   // `tabula report` on the study folder writes the report the study wrote.
   r = test::run_tabula("report '" + out + "' --out '" + out + "/again.html'");
   ASSERT_EQ(r.exit_code, 0) << r.err;
