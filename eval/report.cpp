@@ -146,8 +146,8 @@ ReportResult write_report(const ReportOptions& opt) {
     for (const auto& [title, file] : st.cka)
       h << cka_heatmap("cka-" + slug(title), "linear CKA: " + title, file) << "\n";
     h << "</div><p class=\"cap\">Linear CKA between every layer of one model (rows) and every layer of the other "
-      << "(columns) on the same images: 1 = the same representation up to rotation and scale. Two random seeds of one "
-      << "architecture agree closely in early layers and drift apart with depth.</p>\n";
+      << "(columns) on the same images: 1 = the same representation up to rotation and scale; the diagonal compares "
+      << "the same layer of the two.</p>\n";
     sec.push_back({"cka", "Layer × layer CKA between models", h.str()});
   }
   for (const DatasetInfo& ds : st.datasets)

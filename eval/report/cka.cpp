@@ -8,6 +8,16 @@
 
 namespace tabula::report {
 
+namespace {
+
+// Two decimals without the leading zero (".95"), so the value fits a small cell; "1.00" stays as it is.
+std::string cell_text(double v) {
+  std::string t = fmt(v, 2);
+  return t.rfind("0.", 0) == 0 ? t.substr(1) : t;
+}
+
+}  // namespace
+
 std::string cka_heatmap(const std::string& id, const std::string& title, const std::string& csv_path) {
   tabula::Table t = tabula::read_csv(csv_path);
   std::vector<std::string> la, lb;
@@ -36,7 +46,7 @@ std::string cka_heatmap(const std::string& id, const std::string& title, const s
     if (values && std::isfinite(v))
       s << "<text x=\"" << x + cell / 2 << "\" y=\"" << y + cell / 2 + 3 << "\" text-anchor=\"middle\" font-size=\""
         << std::min(10.0, cell / 2.6) << "\" fill=\"" << (v > 0.6 ? "#000" : "#fff") << "\">"
-        << fmt(v, 2).substr(v < 1 && v >= 0 ? 1 : 0) << "</text>";
+        << cell_text(v) << "</text>";
   }
   for (size_t i = 0; i < la.size(); ++i)
     s << "<text x=\"" << L - 4 << "\" y=\"" << T + cell * (static_cast<double>(i) + 0.5) + 3
