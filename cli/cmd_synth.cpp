@@ -1,4 +1,4 @@
-// `tabula synth cellpainting|tissue`: the synthetic datasets as ordinary files (argument parsing only; the
+// `tabula synth cellpainting|tissue|natural`: the synthetic datasets as ordinary files (argument parsing only; the
 // generators are data/synth.cpp).
 #include <filesystem>
 #include <iostream>
@@ -18,7 +18,7 @@ int cmd_synth(const Args& args) {
   const int threads = int(args.get_int("threads"));
   // --quick is a fixed small layout; silently ignoring a size flag next to it would surprise.
   if (args.has("quick"))
-    for (const char* f : {"batches", "plates", "sites", "size", "patients", "patches"})
+    for (const char* f : {"batches", "plates", "sites", "size", "patients", "patches", "classes", "images"})
       if (args.has(f)) throw UsageError(std::string("synth: --quick fixes the layout; drop --quick to set --") + f);
   data::SynthSummary s;
   if (kind == "cellpainting") {
@@ -40,8 +40,16 @@ int cmd_synth(const Args& args) {
     if (args.has("patches")) c.patches_per_patient = int(args.get_int("patches"));
     if (args.has("size")) c.size = int(args.get_int("size"));
     s = data::synth_tissue(out, c);
+  } else if (kind == "natural") {
+    data::NaturalConfig c;
+    c.seed = uint64_t(seed);
+    c.quick = args.has("quick");
+    if (args.has("classes")) c.classes = int(args.get_int("classes"));
+    if (args.has("images")) c.images_per_class = int(args.get_int("images"));
+    if (args.has("size")) c.size = int(args.get_int("size"));
+    s = data::synth_natural(out, c);
   } else {
-    throw UsageError("synth: unknown dataset '" + kind + "' (cellpainting or tissue)");
+    throw UsageError("synth: unknown dataset '" + kind + "' (cellpainting, tissue or natural)");
   }
   std::cout << "tabula synth " << kind << ": " << s.images << " images, " << s.files << " files in " << out << " ("
             << s.seconds << " s); manifest: " << s.manifest << "\n";

@@ -10,6 +10,7 @@
 #include "util/npy.h"
 #include "util/csv.h"
 #include "data/hest.h"
+#include "data/image_folder.h"
 #include "data/preprocess.h"
 
 namespace tabula::data {
@@ -234,6 +235,7 @@ Manifest read_manifest(const std::string& path, const ManifestOptions& opt) {
       (e.path().extension() == ".h5" ? h5 : other) = true;
     }
     if (h5 && !other) return read_hest_manifest(path);
+    if (is_imagefolder(path)) return read_imagefolder_manifest(path);
     return read_folder_manifest(path);
   }
   const std::string ext = fs::path(path).extension().string();

@@ -11,10 +11,13 @@
 //   csv     one row per image, one column per channel path (columns chosen explicitly, or every column whose
 //           values are all image file names); every column, the paths included, is metadata.
 //   folder  every image file under a folder (sorted); metadata path, name, folder (e.g. a class label).
+//   imagefolder  torchvision's ImageFolder (DIR/<class>/<image>): metadata path, label, class_index
+//           (data/image_folder.h).
 //   hest    HEST patch .h5 files (one file or a folder of them); metadata sample, barcode, x, y.
 // read_manifest(path) picks the kind: a .h5 -> hest; a CSV with FileName_Orig* -> jump, with experiment/plate/
 // well -> rxrx, else csv; a folder with load_data.csv -> jump, metadata.csv or metadata_rxrx3_core.csv -> rxrx
-// or csv, *.h5 only -> hest, else folder.
+// or csv, *.h5 only -> hest, only sub-folders (no image
+// at the top level) -> imagefolder, else folder.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -33,7 +36,7 @@ struct Sample {
 };
 
 struct Manifest {
-  std::string kind;    // jump, rxrx, csv, folder, hest
+  std::string kind;    // jump, rxrx, csv, folder, imagefolder, hest
   std::string source;  // the path it was read from
   std::vector<std::string> channel_names;
   std::vector<std::string> meta_columns;

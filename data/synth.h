@@ -1,5 +1,6 @@
 // Synthetic datasets, generated deterministically from a seed and written as ordinary files (16-bit TIFF +
-// a JUMP-style load_data.csv for Cell Painting; PNG + CSV + HEST-style .h5 for tissue), so every other command
+// a JUMP-style load_data.csv for Cell Painting; PNG + CSV + HEST-style .h5 for tissue; an ImageFolder of PNGs
+// for the natural-image-like set), so every other command
 // reads them exactly as it reads real data. Same seed + same binary -> byte-identical files, whatever the
 // thread count (each field/patch draws from its own counter-based stream).
 #pragma once
@@ -48,6 +49,14 @@ struct TissueConfig {
   bool write_h5 = true;    // HEST-style <patient>.h5 (img, barcode, coords) besides the PNGs
 };
 
+struct NaturalConfig {
+  uint64_t seed = 0;
+  int classes = 8;             // at most natural_classes().size()
+  int images_per_class = 20;
+  int size = 96;               // image side in pixels
+  bool quick = false;          // 4 classes x 12 images, 48 px
+};
+
 struct SynthSummary {
   std::string manifest;    // the file `tabula embed --data` takes
   int64_t images = 0, files = 0;
@@ -61,6 +70,11 @@ SynthSummary synth_cellpainting(const std::string& dir, const CellPaintingConfig
 // Writes DIR/metadata.csv (path + patient/coords/structure columns), DIR/expression.csv (counts per gene),
 // DIR/patches/<patient>/<id>.png, DIR/hest/<patient>.h5 and DIR/README.txt.
 SynthSummary synth_tissue(const std::string& dir, const TissueConfig& cfg);
+
+// Writes an ImageFolder-style natural-image-like set: DIR/<class>/<class>_<NNNN>.png and DIR/README.txt
+// (data/synth_natural.cpp).
+SynthSummary synth_natural(const std::string& dir, const NaturalConfig& cfg);
+const std::vector<std::string>& natural_classes();
 
 // The Cell Painting channel names in JUMP order.
 const std::vector<std::string>& cellpainting_channels();

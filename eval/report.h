@@ -1,20 +1,13 @@
-// `tabula report`: one self-contained HTML file (inline SVG, no script, no network) from the folders a study wrote
-// (`tabula demo --out DIR`, or the same layout written by hand):
+// `tabula report`: one self-contained HTML file (inline SVG, a few lines of inline script for the sortable table,
+// no network) from the folders a study wrote (`tabula study` / `tabula demo`, study/study.h lists the layout), or
+// from a plain folder of `tabula eval` outputs (every summary.json and cka.csv under it).
 //
-//   DIR/summary.csv                                  every number, tidy: dataset, model, layer, layer_index,
-//                                                    n_layers, metric, value
-//   DIR/embed/<dataset>/<model>/run.json             provenance of each embedding (arch, weights sha256 or seed +
-//                                                    init, tabula version + git hash, preprocessing, ...)
-//   DIR/eval/cellpainting/<model>/<layer>/map/       copairs-style average_precision.csv + mean_average_precision.csv
-//   DIR/eval/tissue/<model>/<layer>/ridge/regress.csv   per-fold, per-gene Pearson r
-//   DIR/eval/tissue/<model>/<layer>/predictions/predictions.csv   held-out ridge predictions (patch, gene)
-//   DIR/eval/cka/<a>_vs_<b>/cka.csv                  layer x layer CKA
-//   DIR/data/cellpainting/compounds.csv              optional: each compound's phenotype class (groups the bars)
-//
-// Panels: per-layer metric curves (every model; baselines dashed), per-compound mAP bars with 95 % error bars and
-// significance marks, held-out prediction scatter between model pairs with their correlation, CKA heatmaps,
-// plain-language "within noise" notes, a provenance table and a table of every number with the file it came from.
-// Everything but summary.csv is optional: a panel whose inputs are absent is left out (and says so).
+// Sections: the data (plates, compounds, replicates, controls, classes; example images per class); per-layer
+// curves (one panel per architecture with its layer names, shared y-range, one hue per architecture and a line
+// style per seed, 95 % bootstrap bands, chance level); per-compound mAP bars; held-out prediction scatters; CKA
+// heatmaps (viridis, values in cells); per-layer PCA coloured by label, plate, batch and fold; the "within noise"
+// table; provenance; every number (sortable, filterable). A table of contents links them. A section whose inputs
+// are absent is left out. The pieces live in eval/report/.
 #pragma once
 #include <cstdint>
 #include <string>

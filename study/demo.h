@@ -1,13 +1,15 @@
-// `tabula demo`: the paper's study on the embedded synthetic data, in one command. Generates the Cell Painting
-// and tissue datasets, embeds them with untrained networks (two seeds each), the pixels and nuclei baselines and
-// any user weights, every layer; evaluates replicate mAP (JUMP's phenotypic-activity preset), MoA relationship
-// recall, kNN MoA classification held out by plate, tissue ridge and 1-NN regression (HEST), and layer x layer
-// CKA between the two seeds; writes summary.csv (every number, tidy) and report.html. Every step is resumable:
-// rerunning the same command continues where it stopped.
+// `tabula demo`: `tabula study` (study/study.h) on the embedded synthetic data. Generates the Cell Painting,
+// tissue and natural-image-like datasets, then studies them with untrained networks (two seeds each), the pixels
+// and nuclei baselines and any user weights, every layer: replicate mAP (JUMP's phenotypic-activity preset), MoA
+// relationship recall and kNN MoA classification held out by plate on Cell Painting; ridge and 1-NN regression of
+// expression (HEST) on tissue; kNN and linear-probe classification on the natural-like set; CKA between seeds.
+// Every step is resumable: rerunning the same command continues where it stopped.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "study/study.h"
 
 namespace tabula {
 
@@ -23,11 +25,10 @@ struct DemoOptions {
   std::string device = "cpu", precision = "fp32";  // where the networks run (--device cuda[:N], --precision)
 };
 
-struct DemoResult {
-  std::string summary_csv, report_html;
-  std::string table;  // the short text table printed at the end
-};
+using DemoResult = StudyResult;
 
+// The study the demo runs on the synthetic data it generated under opt.out/data/ (exposed for the tests).
+StudyOptions demo_study(const DemoOptions& opt);
 DemoResult run_demo(const DemoOptions& opt);
 
 }  // namespace tabula

@@ -1,7 +1,8 @@
-// `tabula report` on a small hand-made study folder (the layout `tabula demo` writes), so every panel's inputs and
-// expected outcome are known: per-layer curves, per-compound bars with intervals and significance marks, the
-// trained-vs-untrained prediction scatter, CKA, within-noise notes, provenance. Also: headless Chromium renders
-// the report without a console error (skipped where chromium is not installed).
+// `tabula report` on a small hand-made study folder (the layout `tabula demo` wrote before study.json existed), so
+// every panel's inputs and expected outcome are known: per-layer curves with layer-name ticks, bands and chance,
+// per-compound bars with intervals and significance marks, the trained-vs-untrained prediction scatter, CKA with
+// values, the within-noise table, provenance, the sortable table; and on a plain folder of `tabula eval` outputs.
+// Also: headless Chromium renders the report without a console error (skipped where chromium is not installed).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -126,14 +127,34 @@ TEST(Report, EveryPanelFromAStudyFolder) {
   ReportResult r = write_report(o);
   const std::string html = read_file_text(o.out);
   EXPECT_EQ(test::well_formed(html), "");
-  // 3 metric curves + per-compound bars + 1 trained-vs-untrained scatter + 1 CKA heatmap.
+  // 3 metric curves + per-compound bars + 1 trained-vs-untrained scatter + 1 CKA heatmap, each found by its id.
   EXPECT_EQ(r.panels, 6);
-  EXPECT_EQ(count(html, "<svg"), 6u);
-  // Every figure has a visible title and its axes are labelled.
+  EXPECT_EQ(count(html, "<svg id="), 6u);
+  for (const char* id : {"curve-cellpainting-map-morphology", "curve-cellpainting-retrieved-morphology",
+                         "curve-tissue-expression-pearson-r-ridge", "compound-bars", "scatter-resnet-trained-resnet-s0",
+                         "cka-resnet-s0-vs-resnet-s1"})
+    EXPECT_NE(html.find("<svg id=\"" + std::string(id) + "\""), std::string::npos) << id;
+  // Every figure has a visible title and its axes are labelled: layer names as x ticks, one panel per arch.
   EXPECT_EQ(count(html, "font-weight=\"bold\""), 6u);
-  EXPECT_NE(html.find("relative depth (first layer = 0, last = 1)"), std::string::npos);
+  EXPECT_NE(html.find("rotate(-50)\" text-anchor=\"end\" font-size=\"9\">layer1</text>"), std::string::npos);
+  EXPECT_NE(html.find(">resnet18</text>"), std::string::npos);  // the panel's architecture
+  EXPECT_NE(html.find("bands: 95 % bootstrap CI"), std::string::npos);
+  EXPECT_NE(html.find("<polygon fill=\"#1f77b4\" fill-opacity=\"0.12\""), std::string::npos);  // a CI band
+  EXPECT_NE(html.find("chance (0.15)"), std::string::npos);  // 3 positives of 20 pairs
   EXPECT_NE(html.find("mAP (bar: mean over seeds; whisker: 95 % CI)"), std::string::npos);
-  EXPECT_NE(html.find("layer of the first model"), std::string::npos);
+  EXPECT_NE(html.find("layer of resnet-s0"), std::string::npos);
+  // CKA: viridis cells with their values; 0.6 and 0.95 get clearly different colours.
+  EXPECT_NE(html.find(">.95</text>"), std::string::npos);
+  EXPECT_NE(html.find(">.60</text>"), std::string::npos);
+  // One hue per architecture, a dash per seed: the two resnet seeds share the colour, not the dash.
+  EXPECT_NE(html.find("stroke=\"#1f77b4\" stroke-width=\"1.7\" stroke-dasharray=\"7,3\""), std::string::npos);
+  EXPECT_NE(html.find("stroke=\"#1f77b4\" stroke-width=\"3.0\""), std::string::npos);  // trained: thick solid
+  // Table of contents, collapsed and sortable every-number table.
+  EXPECT_NE(html.find("<nav id=\"toc\">"), std::string::npos);
+  EXPECT_NE(html.find("<a href=\"#every-number\">"), std::string::npos);
+  EXPECT_NE(html.find("<details id=\"numbers\">"), std::string::npos);
+  EXPECT_NE(html.find("onclick=\"tabulaSort(4)\""), std::string::npos);
+  EXPECT_NE(html.find("function tabulaFilter("), std::string::npos);
   // Bars: the resnet family's C1 is significant in both seeds (*), the inactive compounds in none.
   EXPECT_NE(html.find("C1 resnet (untrained): mAP 0.780"), std::string::npos);  // mean of 0.79 and 0.77
   EXPECT_NE(html.find("significant in 2/2"), std::string::npos);
@@ -156,11 +177,10 @@ TEST(Report, EveryPanelFromAStudyFolder) {
   }
   EXPECT_TRUE(nuclei_matches);
   EXPECT_FALSE(pixels_matches);
-  EXPECT_NE(html.find("<i>cellpainting: mAP morphology</i>: <b>nuclei</b> (0.790 [0.780, 0.800]) is within noise of "
-                      "<b>resnet (untrained)</b> (0.790 [0.770, 0.810] at avgpool)"),
+  EXPECT_NE(html.find("<tr class=\"matches\"><td>cellpainting: mAP morphology</td><td>nuclei 0.790 [0.780, 0.800]</td>"
+                      "<td>resnet (untrained) @ avgpool 0.790 [0.770, 0.810]</td>"),
             std::string::npos);
-  EXPECT_NE(html.find("<b>pixels</b> falls below <b>resnet (untrained)</b> on <i>cellpainting: mAP morphology</i>"),
-            std::string::npos);
+  EXPECT_NE(html.find("<tr class=\"below\"><td>cellpainting: mAP morphology</td><td>pixels "), std::string::npos);
   EXPECT_NE(html.find("<b>Within noise</b> means the two 95 % intervals overlap"), std::string::npos);
   // Provenance: seed + init, weights sha256, version + git hash, every run.json field asked for.
   EXPECT_NE(html.find("seed 0; torch.manual_seed(seed)"), std::string::npos);
@@ -185,8 +205,8 @@ TEST(Report, CliSeveralStudiesAndErrors) {
   EXPECT_EQ(test::well_formed(html), "");
   EXPECT_NE(html.find("a/resnet-s0"), std::string::npos);  // models carry their study's name
   EXPECT_NE(html.find("b/nuclei"), std::string::npos);
-  // A folder without summary.csv: one line naming it, no file written.
-  r = test::run_tabula("report '" + a + "/eval' --out '" + a + "/bad.html'");
+  // A folder with neither summary.csv nor eval outputs: one line naming it, no file written.
+  r = test::run_tabula("report '" + a + "/embed' --out '" + a + "/bad.html'");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("summary.csv"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(a + "/bad.html"));
@@ -198,6 +218,20 @@ TEST(Report, CliSeveralStudiesAndErrors) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("summary.csv:"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("layer_index"), std::string::npos) << r.err;
+}
+
+// A plain folder of `tabula eval` outputs (no study): every summary.json number and every CKA heatmap.
+TEST(Report, CliPlainFolderOfEvalOutputs) {
+  const std::string a = make_study("plain");
+  put(fs::path(a) / "eval/knn-r18/summary.json", R"J({"metric":"knn","layer":"avgpool","top1_k10":0.625,"kind":"dinov2"})J");
+  auto r = test::run_tabula("report '" + a + "/eval' --out '" + a + "/plain.html'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string html = read_file_text(a + "/plain.html");
+  EXPECT_EQ(test::well_formed(html), "");
+  EXPECT_NE(html.find("<svg id=\"cka-cka-resnet-s0-vs-resnet-s1\""), std::string::npos);
+  EXPECT_NE(html.find("<td>knn-r18</td><td>avgpool</td><td>knn: top1_k10</td><td class=\"num\">0.6250</td>"),
+            std::string::npos);
+  EXPECT_NE(html.find("<code>knn-r18/summary.json</code>"), std::string::npos);
 }
 
 TEST(Report, BootstrapIntervalIsDeterministicAndBracketsTheMean) {
@@ -219,7 +253,7 @@ TEST(Report, BootstrapIntervalIsDeterministicAndBracketsTheMean) {
 
 // Headless Chromium loads the report with an error hook injected before anything else: any script error, failed
 // resource load or console message other than our own fails the test, and the number of SVG elements the browser
-// built (in the SVG namespace, with a non-empty layout box) must equal the number of <svg> tags written.
+// built (in the SVG namespace, with a non-empty layout box, with an id: the figures) must equal the figures written.
 TEST(Report, RendersInHeadlessChromiumWithoutConsoleErrors) {
   std::string browser;
   for (const char* b : {"chromium", "chromium-browser", "google-chrome"})
@@ -237,7 +271,7 @@ TEST(Report, RendersInHeadlessChromiumWithoutConsoleErrors) {
   const std::string hook =
       "<script>window.addEventListener('error',function(e){console.log('TABULA-ERROR '+(e.message||"
       "(e.target&&e.target.outerHTML)||'?'))},true);window.addEventListener('load',function(){var n=0;"
-      "document.querySelectorAll('svg').forEach(function(s){var b=s.getBoundingClientRect();"
+      "document.querySelectorAll('svg[id]').forEach(function(s){var b=s.getBoundingClientRect();"
       "if(s.namespaceURI==='http://www.w3.org/2000/svg'&&b.width>0&&b.height>0)n++});"
       "console.log('TABULA-SVG '+n)});</script>";
   html.insert(html.find("<head>") + 6, hook);
@@ -278,6 +312,7 @@ TEST(Report, MissingOptionalInputsDropTheirPanels) {
   const std::string html = read_file_text(o.out);
   EXPECT_EQ(test::well_formed(html), "");
   EXPECT_EQ(r.panels, 4);  // 3 metric curves + the bars (without class labels); no scatter, no CKA
+  EXPECT_EQ(count(html, "<svg id="), 4u);
   EXPECT_EQ(html.find("Do different representations"), std::string::npos);
   EXPECT_EQ(html.find("Layer × layer CKA"), std::string::npos);
   EXPECT_EQ(html.find("C1 pixels:"), std::string::npos);  // no map files for pixels: no bar

@@ -1,5 +1,6 @@
-// `tabula demo` end to end on the quick datasets with tiny networks: every model and metric lands in
-// summary.csv, the report is well-formed HTML with one SVG per metric, and a rerun resumes without recomputing.
+// `tabula demo` end to end on the quick datasets with tiny networks: every model and metric (Cell Painting, tissue,
+// natural-image-like) lands in summary.csv, the report is well-formed HTML with one figure per metric, and a rerun
+// resumes without recomputing.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -34,19 +35,23 @@ TEST(Demo, QuickRunWritesEveryMetricAndAWellFormedReport) {
   EXPECT_EQ(models, (std::set<std::string>{"resnet-s0", "resnet-s1", "pixels", "nuclei"}));
   for (const char* m : {"mAP morphology", "mAP density", "mAP intensity", "mAP none", "retrieved morphology",
                         "MoA recall (0.05, 0.95)", "MoA kNN top-1 (plate held out)", "expression Pearson r (ridge)",
-                        "expression Pearson r (1-NN)"})
+                        "expression Pearson r (1-NN)", "class kNN top-1", "class linear probe top-1"})
     EXPECT_TRUE(metrics.count(m)) << m;
   std::string html = read_file_text(dir + "/report.html");
   EXPECT_EQ(test::well_formed(html), "");
-  size_t svgs = 0;
-  for (size_t p = 0; (p = html.find("<svg", p)) != std::string::npos; ++p) ++svgs;
+  size_t figures = 0;
+  for (size_t p = 0; (p = html.find("<svg id=", p)) != std::string::npos; ++p) ++figures;
   // One chart per metric, the per-compound bars, one prediction scatter (the untrained family vs nuclei: no trained
-  // weights in this run) and the seed-vs-seed CKA heatmap.
-  EXPECT_EQ(svgs, metrics.size() + 3);
+  // weights in this run), the seed-vs-seed CKA heatmap and 3 PCA figures (first, middle, last layer) per dataset.
+  EXPECT_EQ(figures, metrics.size() + 3 + 9);
+  for (const char* id : {"curve-natural-class-knn-top-1", "curve-cellpainting-map-morphology", "compound-bars",
+                         "cka-resnet-s0-vs-resnet-s1", "pca-cellpainting-resnet-s0-layer1", "pca-natural-resnet-s0-avgpool",
+                         "examples-cellpainting", "examples-natural"})
+    EXPECT_NE(html.find("id=\"" + std::string(id) + "\""), std::string::npos) << id;
   EXPECT_NE(html.find("Per-compound replicate mAP"), std::string::npos);
   EXPECT_NE(html.find("Predictions: nuclei vs resnet-s0"), std::string::npos);
   EXPECT_NE(html.find("<b>Within noise</b> means"), std::string::npos);
-  EXPECT_NE(html.find("<h2>Provenance</h2>"), std::string::npos);
+  EXPECT_NE(html.find("<h2 id=\"provenance\">Provenance</h2>"), std::string::npos);
   {
     // The scatter's held-out predictions are the ridge step's: their per-fold, per-gene Pearson r is regress.csv's.
     const std::string ev = dir + "/eval/tissue/resnet-s0/avgpool";
