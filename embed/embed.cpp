@@ -1,4 +1,6 @@
 #include "embed/embed.h"
+#include "models/cards/cards.h"
+#include "data/transform.h"
 
 #include <algorithm>
 #include <chrono>
@@ -257,7 +259,47 @@ WeightMap load_weight_map(const std::string& path, const std::string& key) {
 
 // ---- run_embed -------------------------------------------------------------------------------------------------
 
-EmbedSummary run_embed(const EmbedOptions& opt) {
+json::Value card_json(const cards::ModelCard& c, const std::string& overrides) {
+  json::Value o = json::Value::object();
+  o.set("name", json::Value::string(c.name));
+  o.set("arch", json::Value::string(c.arch));
+  if (!overrides.empty()) o.set("arch_overrides", json::Value::string(overrides));
+  o.set("weights_published", json::Value::string(c.weights));
+  o.set("layout", json::Value::string(c.layout));
+  o.set("embedding", json::Value::string(c.embedding));
+  json::Value src = json::Value::array();
+  for (const cards::Source& s : c.sources) {
+    json::Value e = json::Value::object();
+    e.set("fact", json::Value::string(s.fact));
+    e.set("url", json::Value::string(s.url));
+    src.as_array().push_back(e);
+  }
+  o.set("sources", src);
+  return o;
+}
+
+// --model NAME[:k=v]: the card's arch, taps and pooling become the run's defaults (given flags still win).
+EmbedOptions apply_card(const EmbedOptions& given, const cards::ModelCard** card, std::string* overrides) {
+  EmbedOptions o = given;
+  *card = nullptr;
+  if (given.model.empty()) return o;
+  if (!given.arch.empty()) throw std::invalid_argument("give --model NAME or --arch ARCH, not both");
+  const cards::CardChoice ch = cards::choose_card(given.model);
+  *card = ch.card;
+  *overrides = ch.overrides;
+  o.arch = ch.arch;
+  if (o.layers.empty()) {
+    o.layers = ch.card->taps;
+    if (o.pool.empty()) o.pool = ch.card->pool;
+  }
+  return o;
+}
+
+EmbedSummary run_embed(const EmbedOptions& options) {
+  const cards::ModelCard* card = nullptr;
+  std::string card_overrides;
+  const EmbedOptions opt = apply_card(options, &card, &card_overrides);
+  if (opt.arch.empty()) throw std::invalid_argument("give --arch ARCH or --model NAME");
   const auto t0 = std::chrono::steady_clock::now();
   // Under mpirun/srun: this process is one rank of the run (embed/ranks.h).
   const mpi::World single;
@@ -319,12 +361,12 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
         throw std::invalid_argument("--aggregate: " + opt.data + " has no metadata column '" + c + "'");
   }
 
-  // Preprocessing: the arch's reference eval transform, with the user's overrides.
+  // Preprocessing: the card's or the arch's reference eval transform, with the user's overrides (data/transform.h).
   const bool baseline = is_baseline(opt.arch);
-  data::Transform tf;
-  data::ChannelStrategy strategy;
   std::unique_ptr<Model> model;
   std::string weights_desc;
+  data::Transform defaults;
+  std::string origin;
   if (!baseline) {
     if (opt.weights.empty()) {
       model = build_model_seed(opt.arch, *opt.seed);
@@ -336,34 +378,32 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
         throw std::runtime_error(opt.weights + ": " + e.what());
       }
     }
-    const ArchConfig& ac = model->arch();
-    const int default_size = static_cast<int>(model->default_input_shape()[2]);
-    const int crop = opt.size > 0 ? opt.size : default_size;
-    if (ac.is_resnet()) {
-      tf = data::transform_torchvision(static_cast<int>(std::lround(crop * 256.0 / 224.0)), crop);
-    } else if (ac.vit().flavor == ViTConfig::Flavor::dinov2 || ac.name.find("dinov2") != std::string::npos) {
-      tf = data::transform_dinov2(crop);
-      tf.resize = static_cast<int>(std::lround(crop * 256.0 / 224.0));
-    } else if (const auto cfg = timm_pretrained_cfg(ac.name)) {
-      // The timm name's own pretrained_cfg (e.g. crop_pct 1.0 for *_384, CLIP mean/std, ImageNet mean for DINO).
-      tf = data::transform_timm(crop, cfg->crop_pct,
-                                cfg->interpolation == "bilinear" ? data::Interp::bilinear : data::Interp::bicubic,
-                                {cfg->mean.begin(), cfg->mean.end()}, {cfg->std.begin(), cfg->std.end()});
+    if (card) {
+      defaults = data::card_transform(card->transform), origin = "card " + card->name;
     } else {
-      // timm's default pretrained config for ViTs: crop_pct 0.9, bicubic, mean = std = 0.5.
-      tf = data::transform_timm(crop, 0.9, data::Interp::bicubic, {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f});
+      defaults = data::arch_transform(model->arch(), static_cast<int>(model->default_input_shape()[2]));
+      origin = "arch " + opt.arch;
     }
   } else {
-    tf.resize = 0;
-    tf.crop = 0;
-    tf.do_normalize = false;  // baselines see the intensity-scaled field at full resolution
+    defaults = data::preset_transform("none");  // baselines see the intensity-scaled field at full resolution
+    origin = "baseline " + opt.arch;
   }
-  if (!opt.intensity.empty()) tf.intensity = opt.intensity;
-  // Channels as decoded (an RGB file listed once in a CSV is 3 channels): read from the first sample.
-  const int data_channels = in.from_npy ? static_cast<int>(in.npy.shape[1]) : data::load_sample(in.manifest, 0).channels;
-  if (baseline) strategy = data::parse_channel_strategy("all");
-  else if (!opt.channels.empty()) strategy = data::parse_channel_strategy(opt.channels);
-  else strategy = data::parse_channel_strategy(data_channels == 3 ? "rgb" : "per-channel");
+  // The first sample decides channels and the resize implementation (8-bit: Pillow's, as the references run).
+  data::Image first;
+  if (in.from_npy) {
+    first = data::Image(static_cast<int>(in.npy.shape[1]), 1, 1);
+  } else {
+    first = data::load_sample(in.manifest, 0);
+  }
+  data::TransformFlags flags = opt.transform;
+  if (opt.size > 0 && !flags.size) flags.size = opt.size;
+  if (!opt.intensity.empty() && !flags.intensity) flags.intensity = opt.intensity;
+  if (!opt.channels.empty() && !flags.channels) flags.channels = opt.channels;
+  if (baseline) flags.channels = "all";
+  const data::TransformSpec spec = data::resolve_transform(defaults, origin, flags, first);
+  const data::Transform& tf = spec.t;
+  const data::ChannelStrategy& strategy = spec.channels;
+  const int data_channels = first.channels;
   int inputs_per_sample = strategy.mode == data::ChannelMode::per_channel ? data_channels : 1;
   if (in.from_npy) inputs_per_sample = 1;
 
@@ -374,8 +414,12 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
     ex = std::make_unique<BaselineExtractor>(opt.arch, data_channels);
   } else {
     Shape input;
-    if (in.from_npy) input = {1, in.npy.shape[1], in.npy.shape[2], in.npy.shape[3]};
-    else input = {1, strategy.mode == data::ChannelMode::all ? data_channels : 3, tf.crop, tf.crop};
+    if (in.from_npy) {
+      input = {1, in.npy.shape[1], in.npy.shape[2], in.npy.shape[3]};
+    } else {  // the first sample's model input decides the shape (no crop: the resized image's size)
+      const data::Image x = data::preprocess_image(first, tf, strategy).at(0);
+      input = {1, x.channels, x.height, x.width};
+    }
     weights_desc = opt.weights.empty() ? "" : sha256_file(opt.weights);
     ex = std::make_unique<NetworkExtractor>(std::move(model), input, opt.layers, opt.pool, device);
   }
@@ -407,7 +451,9 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
   d.set("sha256", json::Value::string(sha256_file(in.from_npy ? opt.data : (fs::is_directory(opt.data) ? in.manifest.source : opt.data))));
   d.set("rows", json::Value::integer(in.rows));
   run.set("data", d);
-  run.set("preprocessing", json::Value::string(in.from_npy ? in.describe : tf.describe()));
+  run.set("preprocessing", json::Value::string(in.from_npy ? in.describe : spec.describe()));
+  if (!in.from_npy) run.set("transform", spec.to_json());
+  if (card) run.set("card", card_json(*card, card_overrides));
   run.set("channels", json::Value::string(in.from_npy ? "as given" : strategy.to_string()));
   run.set("pool", json::Value::string(ex->pool_description()));
   run.set("precision", json::Value::string(opt.precision));
