@@ -7,6 +7,7 @@
 #include "data/pipeline.h"
 #include "data/transform.h"
 #include "models/cards/cards.h"
+#include "models/cards/timm_tags.h"
 #include "models/registry.h"
 
 namespace tabula::cli {
@@ -25,9 +26,15 @@ int cmd_preprocess(const Args& args) {
     const cards::CardChoice ch = cards::choose_card(args.get("model"));
     defaults = card_transform(ch.card->transform), origin = "card " + ch.card->name;
   } else if (args.has("arch")) {
-    auto model = build_model_skeleton(args.get("arch"));
-    defaults = arch_transform(model->arch(), static_cast<int>(model->default_input_shape()[2]));
-    origin = "arch " + args.get("arch");
+    const cards::TaggedArch tagged = cards::split_timm_tag(args.get("arch"));
+    if (tagged.tag) {
+      defaults = timm_tag_transform(*tagged.tag);
+      origin = std::string("timm pretrained_cfg ") + tagged.tag->name;
+    } else {
+      auto model = build_model_skeleton(tagged.arch);
+      defaults = arch_transform(model->arch(), static_cast<int>(model->default_input_shape()[2]));
+      origin = "arch " + tagged.arch;
+    }
   } else {
     defaults = preset_transform("torchvision"), origin = "preset torchvision";
   }

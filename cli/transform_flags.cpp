@@ -46,6 +46,15 @@ data::TransformFlags read_transform_flags(const Args& a) {
   if (a.has("size")) f.size = static_cast<int>(a.get_int("size"));
   f.no_antialias = a.has("no-antialias");
   f.no_normalize = a.has("no-normalize");
+  // A malformed value is a usage error (exit 2) before any data is read: resolve against a stand-in 8-bit RGB image
+  // (what depends on the data -- channel indices, the Pillow path -- is checked again on the real first image).
+  data::Image probe(3, 1, 1);
+  probe.bits = 8, probe.max_value = 255.0f;
+  try {
+    data::resolve_transform(data::preset_transform("none"), "", f, probe);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
   return f;
 }
 

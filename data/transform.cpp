@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "models/cards/cards.h"
+#include "models/cards/timm_tags.h"
 #include "models/param_specs.h"
 #include "models/registry.h"
 
@@ -87,6 +88,17 @@ Transform arch_transform(const ArchConfig& ac, int crop) {
     t = transform_timm(crop, 0.9, Interp::bicubic, {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f});
   }
   t.resize_impl = "auto";  // the references run on PIL images
+  return t;
+}
+
+Transform timm_tag_transform(const cards::TimmTag& tag) {
+  const std::string mode = tag.crop_mode;
+  if (mode != "center" && mode != "squash")
+    throw std::invalid_argument(std::string(tag.name) + ": timm crop_mode '" + mode + "' is not supported (center, squash)");
+  Transform t = transform_timm(tag.input_size, tag.crop_pct, parse_interp(tag.interpolation),
+                               {tag.mean.begin(), tag.mean.end()}, {tag.std.begin(), tag.std.end()});
+  if (mode == "squash") t.resize_h = t.resize_w = t.resize;
+  t.resize_impl = "auto";  // timm's eval transform runs on PIL images
   return t;
 }
 

@@ -15,6 +15,7 @@ namespace tabula {
 struct ArchConfig;
 namespace cards {
 struct CardTransform;
+struct TimmTag;
 }
 }  // namespace tabula
 
@@ -58,6 +59,10 @@ Transform arch_transform(const ArchConfig& arch, int size);
 // A model card's transform (models/cards/cards.h) as a Transform: ToTensor's intensity, the card's Resize,
 // CenterCrop and Normalize.
 Transform card_transform(const cards::CardTransform& c);
+
+// timm's transforms_imagenet_eval for a pretrained tag's cfg: Resize(floor(input_size / crop_pct), interpolation)
+// (crop_mode squash: to that square) -> CenterCrop(input_size) -> Normalize(mean, std).
+Transform timm_tag_transform(const cards::TimmTag& tag);
 
 // The defaults, the flags on top, then resize_impl "auto" resolved against the data's first image: Pillow's
 // resampling for 8-bit integer images (the reference pipelines run on PIL images) when the intensity step is

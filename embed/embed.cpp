@@ -1,5 +1,6 @@
 #include "embed/embed.h"
 #include "models/cards/cards.h"
+#include "models/cards/timm_tags.h"
 #include "data/transform.h"
 
 #include <algorithm>
@@ -279,10 +280,17 @@ json::Value card_json(const cards::ModelCard& c, const std::string& overrides) {
 }
 
 // --model NAME[:k=v]: the card's arch, taps and pooling become the run's defaults (given flags still win).
-EmbedOptions apply_card(const EmbedOptions& given, const cards::ModelCard** card, std::string* overrides) {
+EmbedOptions apply_card(const EmbedOptions& given, const cards::ModelCard** card, std::string* overrides,
+                        const cards::TimmTag** tag) {
   EmbedOptions o = given;
   *card = nullptr;
-  if (given.model.empty()) return o;
+  *tag = nullptr;
+  if (given.model.empty()) {  // a timm name with a pretrained tag: the arch plus the tag's eval transform
+    const cards::TaggedArch t = cards::split_timm_tag(given.arch);
+    o.arch = t.arch;
+    *tag = t.tag;
+    return o;
+  }
   if (!given.arch.empty()) throw std::invalid_argument("give --model NAME or --arch ARCH, not both");
   const cards::CardChoice ch = cards::choose_card(given.model);
   *card = ch.card;
@@ -297,8 +305,9 @@ EmbedOptions apply_card(const EmbedOptions& given, const cards::ModelCard** card
 
 EmbedSummary run_embed(const EmbedOptions& options) {
   const cards::ModelCard* card = nullptr;
+  const cards::TimmTag* timm_tag = nullptr;
   std::string card_overrides;
-  const EmbedOptions opt = apply_card(options, &card, &card_overrides);
+  const EmbedOptions opt = apply_card(options, &card, &card_overrides, &timm_tag);
   if (opt.arch.empty()) throw std::invalid_argument("give --arch ARCH or --model NAME");
   const auto t0 = std::chrono::steady_clock::now();
   // Under mpirun/srun: this process is one rank of the run (embed/ranks.h).
@@ -380,6 +389,8 @@ EmbedSummary run_embed(const EmbedOptions& options) {
     }
     if (card) {
       defaults = data::card_transform(card->transform), origin = "card " + card->name;
+    } else if (timm_tag) {
+      defaults = data::timm_tag_transform(*timm_tag), origin = std::string("timm pretrained_cfg ") + timm_tag->name;
     } else {
       defaults = data::arch_transform(model->arch(), static_cast<int>(model->default_input_shape()[2]));
       origin = "arch " + opt.arch;

@@ -211,6 +211,30 @@ TEST(CliCards, EmbedAndPreprocessShareTransformFlagsAndDefaults) {
   EXPECT_EQ(run.find("transform")->find("resize_impl")->as_string(), "tensor");
   // Bad values are errors naming the flag.
   const auto bad = run_tabula("preprocess --interp cubic --data " + q(manifest) + " --out " + q((dir / "z.npy").string()));
-  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_EQ(bad.exit_code, 2);  // a usage error, before any data is read
   EXPECT_NE(bad.err.find("--interp"), std::string::npos) << bad.err;
+}
+
+TEST(CliCards, TimmPretrainedTagsUseTheirOwnEvalTransform) {
+  // weights_tools/reference/card_fixtures.py: timm.data.create_transform(**resolve_data_config(model=...)) of each
+  // tagged model on the rects images; tabula resolves the tag from its generated table.
+  const fs::path dir = scratch_dir();
+  const json::Value tags = json::parse_file(fixture("cards/tags/tags.json").string());
+  ASSERT_GE(tags.as_object().size(), 3u);
+  for (const auto& [name, want] : tags.as_object()) {
+    const std::string x = (dir / (name + ".npy")).string();
+    const auto r = run_tabula("preprocess --arch " + name + " --data " +
+                              q(fixture("cards/images/rects.csv").string()) + " --out " + q(x));
+    ASSERT_EQ(r.exit_code, 0) << name << ": " << r.err;
+    EXPECT_NE(r.out.find("timm pretrained_cfg " + name), std::string::npos) << r.out;
+    const NpyArray a = read_npy(x);
+    std::vector<int64_t> shape;
+    for (const auto& d : want.find("shape")->as_array()) shape.push_back(d.as_int64());
+    EXPECT_EQ(a.shape, shape) << name;
+    EXPECT_EQ(sha256_hex(a.data.data(), a.data.size()), want.find("sha256")->as_string()) << name;
+  }
+  const auto bad = run_tabula("preprocess --arch vit_small_patch16_224.no_such_tag --data " +
+                              q(fixture("cards/images/rects.csv").string()) + " --out " + q((dir / "b.npy").string()));
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("augreg_in21k_ft_in1k"), std::string::npos) << bad.err;
 }

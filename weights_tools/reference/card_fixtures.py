@@ -268,6 +268,17 @@ def main():
                          lambda m, d: (save_torch(m, os.path.join(d, "weights.pth")), "weights.pth")[1],
                          f"dim={dim},depth=2,heads={heads}", 300 + i * 2 + reg, ["blocks.0", "blocks.1"], "none",
                          "head", "none")
+    # timm names with pretrained tags: the tag's own eval transform (resolve_data_config + create_transform).
+    tags = {}
+    for tag in ["vit_small_patch16_224.augreg_in21k_ft_in1k", "resnet50.a1_in1k", "vit_base_patch14_dinov2.lvd142m",
+                "vit_base_patch16_224_miil.in21k"]:
+        m = timm.create_model(tag, pretrained=False)
+        tf = timm.data.create_transform(**timm.data.resolve_data_config({}, model=m))
+        x = torch.stack([tf(im) for im in IMAGE_SETS["rects"]]).numpy().astype(np.float32)
+        tags[tag] = dict(shape=list(x.shape), sha256=hashlib.sha256(x.tobytes()).hexdigest(), transform=repr(tf))
+    os.makedirs(os.path.join(ROOT, "tags"), exist_ok=True)
+    with open(os.path.join(ROOT, "tags", "tags.json"), "w") as fh:
+        json.dump(tags, fh, indent=1)
     with open(os.path.join(ROOT, "versions.json"), "w") as fh:
         json.dump({"torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__,
                    "transformers": transformers.__version__, "pillow": PIL.__version__,
