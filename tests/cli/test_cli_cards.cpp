@@ -238,3 +238,32 @@ TEST(CliCards, TimmPretrainedTagsUseTheirOwnEvalTransform) {
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.err.find("augreg_in21k_ft_in1k"), std::string::npos) << bad.err;
 }
+
+TEST(CliCards, RealImagesThroughEmbedEqualTimmAndTorchvisionPipelinesOnPil) {
+  // The untrained weights of seed 0 (torch-identical init) and the models' own eval transforms, applied by torchvision
+  // / timm to PIL images of real photographs, against `tabula embed --arch NAME --seed 0` on the same PNG files.
+  const fs::path dir = scratch_dir();
+  const json::Value want = json::parse_file(fixture("cards/tags/pipelines.json").string());
+  ASSERT_EQ(want.as_object().size(), 2u);
+  for (const auto& [arch, w] : want.as_object()) {
+    const std::string layer = w.find("layer")->as_string(), out = (dir / arch).string();
+    const auto r = run_tabula("embed --arch " + arch + " --seed 0 --data " + q(fixture("cards/images/rects.csv").string()) +
+                              " --layers " + layer + (layer == "norm" ? " --pool cls" : "") + " --out " + q(out) + " --quiet");
+    ASSERT_EQ(r.exit_code, 0) << arch << ": " << r.err;
+    const NpyArray got = read_npy(out + "/" + layer + ".npy");
+    const auto& rows = w.find("values")->as_array();
+    ASSERT_EQ(got.shape[0], int64_t(rows.size()));
+    const std::vector<float> g = got.to_f32();
+    double worst = 0, scale = 0;
+    size_t k = 0;
+    for (const auto& row : rows) {
+      ASSERT_EQ(int64_t(row.as_array().size()), got.shape[1]);
+      for (const auto& v : row.as_array()) {
+        worst = std::max(worst, std::fabs(double(g[k++]) - v.as_double()));
+        scale = std::max(scale, std::fabs(v.as_double()));
+      }
+    }
+    EXPECT_LE(worst / scale, 1e-5) << arch;
+    std::printf("  %s: rel diff %.2g\n", arch.c_str(), worst / scale);
+  }
+}

@@ -276,7 +276,26 @@ def main():
         tf = timm.data.create_transform(**timm.data.resolve_data_config({}, model=m))
         x = torch.stack([tf(im) for im in IMAGE_SETS["rects"]]).numpy().astype(np.float32)
         tags[tag] = dict(shape=list(x.shape), sha256=hashlib.sha256(x.tobytes()).hexdigest(), transform=repr(tf))
+    # Whole pipelines as their users run them on PIL images, with the untrained weights torch builds for seed 0 (which
+    # `tabula embed --seed 0` reproduces): torchvision's resnet18 with ResNet18_Weights' transforms(), pooled by
+    # avgpool; timm's tagged ViT-S/16 with its create_transform, forward_features' CLS token after the norm.
+    torch.manual_seed(0)
+    r18 = torchvision.models.resnet18().eval()
+    tf = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms()
+    feats = tap_hooks({"avgpool": r18.avgpool})
+    with torch.no_grad():
+        r18(torch.stack([tf(im) for im in IMAGE_SETS["rects"]]))
+    pipelines = {"resnet18": dict(layer="avgpool", values=feats["avgpool"].flatten(1).numpy().tolist(), transform=repr(tf))}
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_small_patch16_224.augreg_in21k_ft_in1k", pretrained=False).eval()
+    tf = timm.data.create_transform(**timm.data.resolve_data_config({}, model=vit))
+    with torch.no_grad():
+        cls = vit.forward_features(torch.stack([tf(im) for im in IMAGE_SETS["rects"]]))[:, 0]
+    pipelines["vit_small_patch16_224.augreg_in21k_ft_in1k"] = dict(layer="norm", values=cls.numpy().tolist(),
+                                                                   transform=repr(tf))
     os.makedirs(os.path.join(ROOT, "tags"), exist_ok=True)
+    with open(os.path.join(ROOT, "tags", "pipelines.json"), "w") as fh:
+        json.dump(pipelines, fh)
     with open(os.path.join(ROOT, "tags", "tags.json"), "w") as fh:
         json.dump(tags, fh, indent=1)
     with open(os.path.join(ROOT, "versions.json"), "w") as fh:
