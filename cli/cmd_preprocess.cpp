@@ -1,13 +1,14 @@
 // `tabula preprocess`: the exact model input tensors for a manifest, for inspection (argument parsing only; the
 // transform is resolved as `tabula embed` resolves it, data/transform.h; the work is data/pipeline.cpp).
 #include <iostream>
+#include <memory>
+#include <tuple>
 
 #include "cli/args.h"
 #include "cli/transform_flags.h"
 #include "data/pipeline.h"
 #include "data/transform.h"
-#include "models/cards/cards.h"
-#include "models/cards/timm_tags.h"
+#include "embed/model_choice.h"
 #include "models/registry.h"
 
 namespace tabula::cli {
@@ -19,24 +20,15 @@ int cmd_preprocess(const Args& args) {
   mo.illumination = !args.has("no-illum");
   Manifest m = read_manifest(args.get("data"), mo);
   if (m.samples.empty()) throw std::invalid_argument(args.get("data") + ": the manifest lists no images");
-  // The defaults `tabula embed` would use: the card's transform, the arch's reference transform, or torchvision's.
-  Transform defaults;
-  std::string origin;
-  if (args.has("model")) {
-    const cards::CardChoice ch = cards::choose_card(args.get("model"));
-    defaults = card_transform(ch.card->transform), origin = "card " + ch.card->name;
-  } else if (args.has("arch")) {
-    const cards::TaggedArch tagged = cards::split_timm_tag(args.get("arch"));
-    if (tagged.tag) {
-      defaults = timm_tag_transform(*tagged.tag);
-      origin = std::string("timm pretrained_cfg ") + tagged.tag->name;
-    } else {
-      auto model = build_model_skeleton(tagged.arch);
-      defaults = arch_transform(model->arch(), static_cast<int>(model->default_input_shape()[2]));
-      origin = "arch " + tagged.arch;
-    }
-  } else {
-    defaults = preset_transform("torchvision"), origin = "preset torchvision";
+  // The defaults `tabula embed` would use: the card's, the timm tag's, the arch's reference transform, or
+  // torchvision's when no model is named.
+  Transform defaults = preset_transform("torchvision");
+  std::string origin = "preset torchvision";
+  if (args.has("model") || args.has("arch")) {
+    const ModelChoice choice = choose_model(args.get("model"), args.get("arch"));
+    std::unique_ptr<Model> skeleton;
+    if (!choice.card && !choice.tag) skeleton = build_model_skeleton(choice.arch);
+    std::tie(defaults, origin) = default_transform(choice, skeleton.get());
   }
   const TransformSpec spec = resolve_transform(defaults, origin, read_transform_flags(args), load_sample(m, 0));
   PipelineOptions po;

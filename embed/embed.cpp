@@ -1,6 +1,5 @@
 #include "embed/embed.h"
-#include "models/cards/cards.h"
-#include "models/cards/timm_tags.h"
+#include "embed/model_choice.h"
 #include "data/transform.h"
 
 #include <algorithm>
@@ -260,55 +259,21 @@ WeightMap load_weight_map(const std::string& path, const std::string& key) {
 
 // ---- run_embed -------------------------------------------------------------------------------------------------
 
-json::Value card_json(const cards::ModelCard& c, const std::string& overrides) {
-  json::Value o = json::Value::object();
-  o.set("name", json::Value::string(c.name));
-  o.set("arch", json::Value::string(c.arch));
-  if (!overrides.empty()) o.set("arch_overrides", json::Value::string(overrides));
-  o.set("weights_published", json::Value::string(c.weights));
-  o.set("layout", json::Value::string(c.layout));
-  o.set("embedding", json::Value::string(c.embedding));
-  json::Value src = json::Value::array();
-  for (const cards::Source& s : c.sources) {
-    json::Value e = json::Value::object();
-    e.set("fact", json::Value::string(s.fact));
-    e.set("url", json::Value::string(s.url));
-    src.as_array().push_back(e);
-  }
-  o.set("sources", src);
-  return o;
-}
-
-// --model NAME[:k=v]: the card's arch, taps and pooling become the run's defaults (given flags still win).
-EmbedOptions apply_card(const EmbedOptions& given, const cards::ModelCard** card, std::string* overrides,
-                        const cards::TimmTag** tag) {
+// --model NAME[:k=v] / --arch NAME[.tag]: what to build; a card's taps and pooling become the defaults.
+EmbedOptions apply_model_choice(const EmbedOptions& given, ModelChoice* choice) {
   EmbedOptions o = given;
-  *card = nullptr;
-  *tag = nullptr;
-  if (given.model.empty()) {  // a timm name with a pretrained tag: the arch plus the tag's eval transform
-    const cards::TaggedArch t = cards::split_timm_tag(given.arch);
-    o.arch = t.arch;
-    *tag = t.tag;
-    return o;
-  }
-  if (!given.arch.empty()) throw std::invalid_argument("give --model NAME or --arch ARCH, not both");
-  const cards::CardChoice ch = cards::choose_card(given.model);
-  *card = ch.card;
-  *overrides = ch.overrides;
-  o.arch = ch.arch;
-  if (o.layers.empty()) {
-    o.layers = ch.card->taps;
-    if (o.pool.empty()) o.pool = ch.card->pool;
+  *choice = choose_model(given.model, given.arch);
+  o.arch = choice->arch;
+  if (choice->card && o.layers.empty()) {
+    o.layers = choice->card->taps;
+    if (o.pool.empty()) o.pool = choice->card->pool;
   }
   return o;
 }
 
 EmbedSummary run_embed(const EmbedOptions& options) {
-  const cards::ModelCard* card = nullptr;
-  const cards::TimmTag* timm_tag = nullptr;
-  std::string card_overrides;
-  const EmbedOptions opt = apply_card(options, &card, &card_overrides, &timm_tag);
-  if (opt.arch.empty()) throw std::invalid_argument("give --arch ARCH or --model NAME");
+  ModelChoice choice;
+  const EmbedOptions opt = apply_model_choice(options, &choice);
   const auto t0 = std::chrono::steady_clock::now();
   // Under mpirun/srun: this process is one rank of the run (embed/ranks.h).
   const mpi::World single;
@@ -374,8 +339,6 @@ EmbedSummary run_embed(const EmbedOptions& options) {
   const bool baseline = is_baseline(opt.arch);
   std::unique_ptr<Model> model;
   std::string weights_desc;
-  data::Transform defaults;
-  std::string origin;
   if (!baseline) {
     if (opt.weights.empty()) {
       model = build_model_seed(opt.arch, *opt.seed);
@@ -387,18 +350,8 @@ EmbedSummary run_embed(const EmbedOptions& options) {
         throw std::runtime_error(opt.weights + ": " + e.what());
       }
     }
-    if (card) {
-      defaults = data::card_transform(card->transform), origin = "card " + card->name;
-    } else if (timm_tag) {
-      defaults = data::timm_tag_transform(*timm_tag), origin = std::string("timm pretrained_cfg ") + timm_tag->name;
-    } else {
-      defaults = data::arch_transform(model->arch(), static_cast<int>(model->default_input_shape()[2]));
-      origin = "arch " + opt.arch;
-    }
-  } else {
-    defaults = data::preset_transform("none");  // baselines see the intensity-scaled field at full resolution
-    origin = "baseline " + opt.arch;
   }
+  const auto [defaults, origin] = default_transform(choice, model.get());
   // The first sample decides channels and the resize implementation (8-bit: Pillow's, as the references run).
   data::Image first;
   if (in.from_npy) {
@@ -464,7 +417,8 @@ EmbedSummary run_embed(const EmbedOptions& options) {
   run.set("data", d);
   run.set("preprocessing", json::Value::string(in.from_npy ? in.describe : spec.describe()));
   if (!in.from_npy) run.set("transform", spec.to_json());
-  if (card) run.set("card", card_json(*card, card_overrides));
+  if (choice.card) run.set("card", card_json(choice));
+  if (choice.tag) run.set("timm_tag", json::Value::string(choice.tag->name));
   run.set("channels", json::Value::string(in.from_npy ? "as given" : strategy.to_string()));
   run.set("pool", json::Value::string(ex->pool_description()));
   run.set("precision", json::Value::string(opt.precision));
