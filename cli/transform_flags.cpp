@@ -18,8 +18,9 @@ std::vector<Flag> transform_flags() {
        ""},
       {"percentiles", "LO,HI", "percentiles for --intensity percentile (default 1,99)", false, ""},
       {"channels", "S", "per-channel|rgb:i,j,k|mean|all (default: rgb for 3 channels, else per-channel)", false, ""},
-      {"resize-impl", "auto|pil|tensor", "pil: resize 8-bit images as Pillow does (the references run on PIL images); "
-                                         "tensor: torch's float resize; auto: pil for 8-bit data", false, ""},
+      {"resize-impl", "auto|pil|uint8|tensor", "pil: resize 8-bit images as Pillow does (the references run on PIL "
+                                               "images); uint8: as torch resizes uint8 tensors (transforms.v2); "
+                                               "tensor: torch's float resize; auto: pil for 8-bit data", false, ""},
   };
 }
 

@@ -65,7 +65,25 @@ std::vector<int32_t> fixed_point(const PilCoeffs& c) {
 }
 
 // clip8(ss) = clip8_lookups[ss >> PRECISION_BITS], an arithmetic shift clamped to 0..255.
-inline uint8_t clip8(int32_t ss) { return uint8_t(std::clamp(ss >> kPrecisionBits, 0, 255)); }
+inline uint8_t clip8(int32_t ss, int precision = kPrecisionBits) { return uint8_t(std::clamp(ss >> precision, 0, 255)); }
+
+// ATen's compute_index_ranges_int16_weights: the precision from the largest weight, then int16 weights rounded half
+// away from zero.
+std::vector<int32_t> torch_fixed_point(const PilCoeffs& c, int* precision) {
+  double wt_max = 0;
+  for (size_t i = 0; i < c.first.size(); ++i)
+    for (int k = 0; k < c.count[i]; ++k) wt_max = std::max(wt_max, c.k[i * size_t(c.ksize) + size_t(k)]);
+  int p = 0;
+  for (p = 0; p < 22; ++p)
+    if (int(0.5 + wt_max * double(1 << (p + 1))) >= (1 << 15)) break;
+  *precision = p;
+  std::vector<int32_t> kk(c.k.size());
+  for (size_t i = 0; i < c.k.size(); ++i) {
+    const double v = c.k[i] * double(1 << p);
+    kk[i] = int16_t(v < 0 ? v - 0.5 : v + 0.5);
+  }
+  return kk;
+}
 
 }  // namespace
 
@@ -105,8 +123,8 @@ namespace {
 
 // One horizontal pass (rows of w_in -> w_out) or vertical pass (columns of h_in -> h_out) of ImagingResample*_8bpc.
 void pass_horizontal(const uint8_t* src, int rows, int in_w, uint8_t* dst, int out_w, const PilCoeffs& c,
-                     const std::vector<int32_t>& kk) {
-  const int32_t half = 1 << (kPrecisionBits - 1);
+                     const std::vector<int32_t>& kk, int precision = kPrecisionBits) {
+  const int32_t half = precision > 0 ? 1 << (precision - 1) : 0;
   for (int y = 0; y < rows; ++y) {
     const uint8_t* row = src + size_t(y) * in_w;
     for (int xx = 0; xx < out_w; ++xx) {
@@ -114,21 +132,21 @@ void pass_horizontal(const uint8_t* src, int rows, int in_w, uint8_t* dst, int o
       const uint8_t* s = row + c.first[size_t(xx)];
       int32_t ss = half;
       for (int x = 0; x < c.count[size_t(xx)]; ++x) ss += int32_t(s[x]) * k[x];
-      dst[size_t(y) * out_w + xx] = clip8(ss);
+      dst[size_t(y) * out_w + xx] = clip8(ss, precision);
     }
   }
 }
 
 void pass_vertical(const uint8_t* src, int width, uint8_t* dst, int out_h, const PilCoeffs& c,
-                   const std::vector<int32_t>& kk) {
-  const int32_t half = 1 << (kPrecisionBits - 1);
+                   const std::vector<int32_t>& kk, int precision = kPrecisionBits) {
+  const int32_t half = precision > 0 ? 1 << (precision - 1) : 0;
   for (int yy = 0; yy < out_h; ++yy) {
     const int32_t* k = &kk[size_t(yy) * size_t(c.ksize)];
     const int ymin = c.first[size_t(yy)], n = c.count[size_t(yy)];
     for (int xx = 0; xx < width; ++xx) {
       int32_t ss = half;
       for (int y = 0; y < n; ++y) ss += int32_t(src[size_t(ymin + y) * width + xx]) * k[y];
-      dst[size_t(yy) * width + xx] = clip8(ss);
+      dst[size_t(yy) * width + xx] = clip8(ss, precision);
     }
   }
 }
@@ -167,6 +185,38 @@ void pil_resize_u8(const uint8_t* in, int planes, int in_h, int in_w, uint8_t* o
     } else {
       pass_horizontal(src, in_h, in_w, tmp.data(), out_w, ch, kh);
       pass_vertical(tmp.data(), out_w, dst, out_h, cv, kv);
+    }
+  }
+}
+
+void torch_resize_u8(const uint8_t* in, int planes, int in_h, int in_w, uint8_t* out, int out_h, int out_w,
+                     PilFilter filter) {
+  if (in_h <= 0 || in_w <= 0 || out_h <= 0 || out_w <= 0)
+    throw std::invalid_argument("uint8 resize: sizes must be positive");
+  if (filter != PilFilter::bilinear && filter != PilFilter::bicubic)
+    throw std::invalid_argument("torch's uint8 resize takes bilinear or bicubic");
+  const bool horizontal = out_w != in_w, vertical = out_h != in_h;
+  const size_t in_plane = size_t(in_h) * in_w, out_plane = size_t(out_h) * out_w;
+  if (!horizontal && !vertical) {
+    std::copy(in, in + in_plane * size_t(planes), out);
+    return;
+  }
+  PilCoeffs ch, cv;
+  std::vector<int32_t> kh, kv;
+  int ph = 0, pv = 0;
+  if (horizontal) ch = pil_precompute_coeffs(in_w, out_w, filter), kh = torch_fixed_point(ch, &ph);
+  if (vertical) cv = pil_precompute_coeffs(in_h, out_h, filter), kv = torch_fixed_point(cv, &pv);
+  std::vector<uint8_t> tmp(size_t(in_h) * out_w);
+  for (int p = 0; p < planes; ++p) {
+    const uint8_t* src = in + size_t(p) * in_plane;
+    uint8_t* dst = out + size_t(p) * out_plane;
+    if (!vertical) {
+      pass_horizontal(src, in_h, in_w, dst, out_w, ch, kh, ph);
+    } else if (!horizontal) {
+      pass_vertical(src, in_w, dst, out_h, cv, kv, pv);
+    } else {
+      pass_horizontal(src, in_h, in_w, tmp.data(), out_w, ch, kh, ph);
+      pass_vertical(tmp.data(), out_w, dst, out_h, cv, kv, pv);
     }
   }
 }

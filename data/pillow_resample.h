@@ -35,4 +35,11 @@ PilCoeffs pil_precompute_coeffs(int in_size, int out_size, PilFilter filter);
 void pil_resize_u8(const uint8_t* in, int planes, int in_h, int in_w, uint8_t* out, int out_h, int out_w,
                    PilFilter filter);
 
+// torch's own uint8 resize (F.interpolate / torchvision's Resize on a uint8 tensor, antialias=True, bilinear or
+// bicubic: ATen's UpSampleKernel uint8 path, ported from Pillow-SIMD): the same double weights as Pillow, but as
+// int16 with a precision chosen per dimension (the largest p <= 22 with round(max weight * 2^(p+1)) < 2^15), always
+// the horizontal pass first. Differs from Pillow by 1 in a few pixels per thousand.
+void torch_resize_u8(const uint8_t* in, int planes, int in_h, int in_w, uint8_t* out, int out_h, int out_w,
+                     PilFilter filter);
+
 }  // namespace tabula::data

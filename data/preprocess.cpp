@@ -430,19 +430,24 @@ Transform transform_timm(int img_size, double crop_pct, Interp interp, std::vect
 
 namespace {
 
-// Resize -> CenterCrop on the 8-bit image, as torchvision runs them on a PIL image; ToTensor (x / 255) is the
-// intensity step after them.
+// Resize -> CenterCrop on the 8-bit image, as torchvision runs them on a PIL image ("pil") or on a uint8 tensor
+// ("uint8", torchvision.transforms.v2 after ToImage); ToTensor / ToDtype(scale=True) (x / 255) is the intensity step
+// after them.
 Image pil_geometry(const Image& img, const Transform& t) {
   if (img.is_float || img.bits != 8 || img.max_value != 255.0f)
-    throw std::invalid_argument(where(img) + ": --resize-impl pil resamples 8-bit images as Pillow does; this image "
+    throw std::invalid_argument(where(img) + ": --resize-impl " + t.resize_impl + " resamples 8-bit images; this image "
                                 "has " + std::to_string(img.bits) + "-bit" + (img.is_float ? " float" : "") +
                                 " samples (use --resize-impl tensor)");
   if (t.intensity != "unit" && t.intensity != "none")
-    throw std::invalid_argument("--resize-impl pil: intensity '" + t.intensity + "' rescales values before resizing, "
-                                "which a PIL image cannot hold; use --intensity unit or --resize-impl tensor");
+    throw std::invalid_argument("--resize-impl " + t.resize_impl + ": intensity '" + t.intensity + "' rescales values "
+                                "before resizing, which an 8-bit image cannot hold; use --intensity unit or "
+                                "--resize-impl tensor");
   if (!t.antialias)
-    throw std::invalid_argument("--resize-impl pil: Pillow always antialiases (torchvision ignores antialias=False on "
-                                "PIL images); drop --no-antialias or use --resize-impl tensor");
+    throw std::invalid_argument("--resize-impl " + t.resize_impl + ": the 8-bit paths antialias (torchvision ignores "
+                                "antialias=False on PIL images); drop --no-antialias or use --resize-impl tensor");
+  if (t.resize_impl == "uint8" && t.interp != Interp::bilinear && t.interp != Interp::bicubic)
+    throw std::invalid_argument(std::string("--resize-impl uint8: torch resizes uint8 tensors bilinear or bicubic, not ") +
+                                interp_name(t.interp));
   Image x = img;
   int oh = 0, ow = 0;
   if (t.resize_h > 0 && t.resize_w > 0) {
@@ -461,7 +466,8 @@ Image pil_geometry(const Image& img, const Transform& t) {
                                     ") is not an 8-bit value; --resize-impl pil needs the decoded 8-bit pixels");
       in[i] = uint8_t(v);
     }
-    pil_resize_u8(in.data(), img.channels, img.height, img.width, out.data(), oh, ow, pil_filter(t.interp));
+    if (t.resize_impl == "uint8") torch_resize_u8(in.data(), img.channels, img.height, img.width, out.data(), oh, ow, pil_filter(t.interp));
+    else pil_resize_u8(in.data(), img.channels, img.height, img.width, out.data(), oh, ow, pil_filter(t.interp));
     x = like(img, img.channels, oh, ow);
     for (size_t i = 0; i < out.size(); ++i) x.pixels[i] = float(out[i]);
   }
@@ -470,7 +476,13 @@ Image pil_geometry(const Image& img, const Transform& t) {
                                 (oh > 0 ? " after resizing" : "") + " is smaller than the " + std::to_string(t.crop) +
                                 "x" + std::to_string(t.crop) + " crop; resize it first (--resize) or choose a smaller --crop");
   if (t.crop > 0) x = center_crop(x, t.crop, t.crop);
-  return t.intensity == "unit" ? scale_to_unit(x) : x;
+  if (t.intensity != "unit") return x;
+  if (t.resize_impl == "pil") return scale_to_unit(x);  // ToTensor: x.float().div(255)
+  // transforms.v2.ToDtype(float32, scale=True): x.to(float32).mul_(1.0 / 255), the factor rounded to float first.
+  const float inv = float(1.0 / 255.0);
+  for (float& v : x.pixels) v *= inv;
+  x.max_value = 1.0f;
+  return x;
 }
 
 }  // namespace
@@ -487,9 +499,9 @@ PilFilter pil_filter(Interp mode) {
 }
 
 Image apply_geometry(const Image& img, const Transform& t) {
-  if (t.resize_impl == "pil") return pil_geometry(img, t);
+  if (t.resize_impl == "pil" || t.resize_impl == "uint8") return pil_geometry(img, t);
   if (t.resize_impl != "tensor")
-    throw std::invalid_argument("resize implementation '" + t.resize_impl + "': expected pil or tensor");
+    throw std::invalid_argument("resize implementation '" + t.resize_impl + "': expected pil, uint8 or tensor");
   Image x;
   if (t.intensity == "unit") x = scale_to_unit(img);
   else if (t.intensity == "percentile") x = percentile_scale(img, t.pct_lo, t.pct_hi);

@@ -85,7 +85,8 @@ struct Transform {
   std::vector<float> mean{0.485f, 0.456f, 0.406f}, std{0.229f, 0.224f, 0.225f};
   bool do_normalize = true;
   // Where Resize and CenterCrop run: "pil" = on the 8-bit image as Pillow does (pil_resize_u8, uint8 results,
-  // then ToTensor), "tensor" = on the intensity-scaled float image (torch_interpolate). resolve_transform
+  // then ToTensor), "uint8" = transforms.v2 on a uint8 tensor (ToImage; torch_resize_u8; ToDtype(scale=True)
+  // multiplies by float(1/255) where ToTensor divides by 255), "tensor" = on the intensity-scaled float image (torch_interpolate). resolve_transform
   // (data/transform.h) turns "auto" into one of them; apply_geometry refuses "auto".
   std::string resize_impl = "tensor";
 

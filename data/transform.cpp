@@ -110,8 +110,7 @@ Transform card_transform(const cards::CardTransform& c) {
   t.interp = parse_interp(c.interp);
   t.mean.assign(c.mean.begin(), c.mean.end());
   t.std.assign(c.std.begin(), c.std.end());
-  // A card whose reference runs on tensors keeps the tensor path even for 8-bit data.
-  t.resize_impl = c.on_pil ? "auto" : "tensor";
+  t.resize_impl = c.resize_impl;
   return t;
 }
 
@@ -173,12 +172,14 @@ TransformSpec resolve_transform(Transform t, std::string origin, const Transform
   if (f.channels) changed("channels");
 
   const std::string impl = f.resize_impl ? *f.resize_impl : t.resize_impl;
-  if (impl != "auto" && impl != "pil" && impl != "tensor")
-    throw std::invalid_argument("--resize-impl '" + impl + "': expected auto, pil or tensor");
+  if (impl != "auto" && impl != "pil" && impl != "uint8" && impl != "tensor")
+    throw std::invalid_argument("--resize-impl '" + impl + "': expected auto, pil, uint8 or tensor");
   if (f.resize_impl) changed("resize-impl");
   const bool eight_bit = !first.is_float && first.bits == 8 && first.max_value == 255.0f;
   if (impl == "auto") {
     t.resize_impl = eight_bit && t.antialias && (t.intensity == "unit" || t.intensity == "none") ? "pil" : "tensor";
+  } else if (impl == "uint8" && !f.resize_impl && !eight_bit) {
+    t.resize_impl = "tensor";  // a card whose reference resizes uint8 tensors, given 16-bit or float data
   } else {
     t.resize_impl = impl;
   }
@@ -186,9 +187,9 @@ TransformSpec resolve_transform(Transform t, std::string origin, const Transform
       (t.resize > 0 || (t.resize_h > 0 && t.resize_w > 0)))
     throw std::invalid_argument(std::string("--interp ") + interp_name(t.interp) + " exists only on Pillow's path (8-bit "
                                 "images, --resize-impl pil); tensors resize bilinear or bicubic");
-  if (t.resize_impl == "pil" && !eight_bit)
+  if ((t.resize_impl == "pil" || t.resize_impl == "uint8") && !eight_bit)
     throw std::invalid_argument((first.source.empty() ? std::string("the data") : first.source) +
-                                ": --resize-impl pil needs 8-bit images, this one has " + std::to_string(first.bits) +
+                                ": --resize-impl " + t.resize_impl + " needs 8-bit images, this one has " + std::to_string(first.bits) +
                                 "-bit" + (first.is_float ? " float" : "") + " samples");
   spec.t = std::move(t);
   spec.origin = std::move(origin);

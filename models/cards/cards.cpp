@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <stdexcept>
+#include <tuple>
 #include <utility>
 
 namespace tabula::cards {
@@ -192,6 +193,33 @@ std::vector<ModelCard> build() {
                                       "hidden 1024, 24 layers, 16 heads, patch 16, image 224)"},
                      {"transform, embedding", kHest}};
   v.push_back(phikon2);
+
+  // kaiko.ai's torch hub backbones: timm ViTs (dynamic_img_size=True, num_classes=0), torchvision.transforms.v2 on a
+  // uint8 tensor (ToImage, Resize(224), CenterCrop(224), ToDtype(scale=True), Normalize(0.5)).
+  constexpr const char* kKaikoHub = "https://github.com/kaiko-ai/towards_large_pathology_fms/blob/main/hubconf.py";
+  constexpr const char* kKaikoReadme = "https://github.com/kaiko-ai/towards_large_pathology_fms/blob/main/README.md";
+  for (auto [tag, size, patch, dim, depth, heads] : {std::tuple{"vits16", "S", 16, 384, 12, 6}, {"vits8", "S", 8, 384, 12, 6},
+                                                    {"vitb16", "B", 16, 768, 12, 12}, {"vitb8", "B", 8, 768, 12, 12}}) {
+    ModelCard k;
+    k.name = std::string("kaiko-") + tag;
+    k.aliases = {std::string("kaiko-ai/towards_large_pathology_fms:") + tag};
+    if (std::string(tag) == "vitb8") k.aliases.push_back("kaiko_base_8");
+    k.what = std::string("kaiko.ai ViT-") + size + "/" + std::to_string(patch) + " pathology backbone (DINO on TCGA)";
+    k.arch = "vit:dim=" + std::to_string(dim) + ",depth=" + std::to_string(depth) + ",heads=" + std::to_string(heads) +
+             ",patch=" + std::to_string(patch) + ",img=224,classes=0,dynamic_img_size=1";
+    k.weights = std::string("https://github.com/kaiko-ai/towards_large_pathology_fms/releases/download/0.0.1/") + tag +
+                ".pth";
+    k.layout = "timm-vit";
+    k.transform.resize = 224, k.transform.crop = 224, k.transform.interp = "bilinear";
+    k.transform.mean = {0.5f, 0.5f, 0.5f}, k.transform.std = {0.5f, 0.5f, 0.5f};
+    k.transform.resize_impl = "uint8";
+    k.taps = {"head"};
+    k.pool = "none";
+    k.embedding = "model(x): the CLS token after the final norm";
+    k.sources = {{"architecture, weights", kKaikoHub}, {"transform, embedding", kKaikoReadme}};
+    if (std::string(tag) == "vitb8") k.sources.push_back({"use in HEST", kHest});
+    v.push_back(k);
+  }
 
   ModelCard r50;
   r50.name = "resnet50-hest";

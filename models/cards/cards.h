@@ -10,15 +10,16 @@
 
 namespace tabula::cards {
 
-// The authors' eval transform, as their code states it (torchvision transforms on a PIL image unless `on_pil` is
-// false): Resize (shorter side, or exact HxW) -> CenterCrop -> ToTensor -> Normalize.
+// The authors' eval transform, as their code states it: Resize (shorter side, or exact HxW) -> CenterCrop ->
+// ToTensor -> Normalize, by torchvision on a PIL image (resize_impl "auto": Pillow's resampling for 8-bit data) or
+// by torchvision.transforms.v2 on a uint8 tensor ("uint8": torch's uint8 resampling).
 struct CardTransform {
   int resize = 0;                  // shorter side; 0 = no Resize
   int resize_h = 0, resize_w = 0;  // Resize((h, w)) instead, when both > 0
   int crop = 0;                    // CenterCrop; 0 = none
   std::string interp = "bilinear";  // torchvision's Resize default is bilinear
   std::array<float, 3> mean{0.485f, 0.456f, 0.406f}, std{0.229f, 0.224f, 0.225f};
-  bool on_pil = true;
+  std::string resize_impl = "auto";
 };
 
 struct Source {

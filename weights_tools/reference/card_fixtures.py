@@ -151,7 +151,7 @@ def run_card(name, build, geometric, norm, images, rule, taps_of, save, override
     os.makedirs(d)
     model = build(seed)
     weights = save(model, d)
-    tf = T.Compose(geometric + [T.ToTensor(), T.Normalize(*norm)])
+    tf = geometric if callable(geometric) else T.Compose(geometric + [T.ToTensor(), T.Normalize(*norm)])
     x = torch.stack([tf(im) for im in images])
     taps = tap_hooks(taps_of(model))
     with torch.no_grad():
@@ -197,6 +197,22 @@ def main():
                  lambda m: {"blocks.0": m.blocks[0], "blocks.1": m.blocks[1]},
                  lambda m, d: (save_torch(m, os.path.join(d, "pytorch_model.bin")), "pytorch_model.bin")[1],
                  TAB_SHRINK, seed, ["blocks.0", "blocks.1"], "none", last, pool)
+
+    # kaiko.ai hub backbones: torchvision.transforms.v2 on a uint8 tensor (their README's preprocessing).
+    from torchvision.transforms import v2
+
+    def kaiko_transform(im):
+        return v2.Compose([v2.ToImage(), v2.Resize(size=224), v2.CenterCrop(size=224),
+                           v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))])(im)
+    for i, (tag, timm_name) in enumerate([("vits16", "vit_small_patch16_224"), ("vits8", "vit_small_patch8_224"),
+                                          ("vitb16", "vit_base_patch16_224"), ("vitb8", "vit_base_patch8_224")]):
+        name = "kaiko-" + tag
+        if not want(name):
+            continue
+        run_card(name, timm_card(timm_name, dict(dynamic_img_size=True, num_classes=0), SHRINK), kaiko_transform,
+                 None, IMAGE_SETS["rects"], cls_rule, lambda m: {"blocks.0": m.blocks[0], "blocks.1": m.blocks[1]},
+                 lambda m, d, tag=tag: (save_torch(m, os.path.join(d, tag + ".pth")), tag + ".pth")[1],
+                 TAB_SHRINK, 150 + i, ["blocks.0", "blocks.1"], "none", "head", "none")
 
     # Hugging Face: Phikon (ViTModel, no pooler) and Phikon-v2 (Dinov2Model); last_hidden_state[:, 0] (HEST).
     from safetensors.torch import save_file

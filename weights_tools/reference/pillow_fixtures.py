@@ -3,7 +3,7 @@
 IHC, retina and cell images, cropped small), for every resampling filter torchvision/timm can ask for, at up- and
 downscales (strong ones too, where Pillow's support widens), one-dimension changes and odd ratios; plus torchvision
 eval chains applied to the PIL images (Resize -> CenterCrop -> ToTensor -> Normalize), the way timm/torchvision
-users run them.
+users run them; and torch's own uint8 resampling (transforms.v2 on uint8 tensors) at the same sizes.
 
 Run from the repository root:  /work/venv/bin/python weights_tools/reference/pillow_fixtures.py
 Inputs and outputs are PNG (lossless uint8); cases.csv lists every resize, chains.csv every chain.
@@ -65,6 +65,23 @@ def main():
         wr = csv.writer(fh)
         wr.writerow(["input", "filter", "width", "height", "output"])
         wr.writerows(rows)
+
+    # torch's own uint8 resampling (torchvision.transforms.v2 Resize on a uint8 tensor, antialias=True): bilinear and
+    # bicubic, the sizes above for the RGB inputs.
+    from torchvision.transforms import v2
+    trows = []
+    for name in ("ihc", "retina", "ihc_big"):
+        t = v2.ToImage()(ims[name])
+        for (w, h) in SIZES[name]:
+            for interp in ("bilinear", "bicubic"):
+                o = v2.functional.resize(t, [h, w], interpolation=IM(interp), antialias=True)
+                fn = f"torch_{name}_{interp}_{w}x{h}.png"
+                Image.fromarray(o.permute(1, 2, 0).numpy()).save(os.path.join(ROOT, fn))
+                trows.append([name, interp, w, h, fn])
+    with open(os.path.join(ROOT, "torch_cases.csv"), "w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(["input", "filter", "width", "height", "output"])
+        wr.writerows(trows)
 
     # Eval chains on PIL images, as torchvision/timm users run them; float32 CHW outputs.
     imagenet = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
