@@ -4,6 +4,7 @@
 #include <regex>
 
 #include "cli/args.h"
+#include "cli/transform_flags.h"
 #include "util/mpi.h"
 #include "embed/embed.h"
 
@@ -12,10 +13,14 @@ namespace tabula::cli {
 int cmd_embed(const Args& a) {
   EmbedOptions o;
   o.arch = a.get("arch");
-  check_arch_name("embed", o.arch, true);
+  o.model = a.get("model");
+  if (o.arch.empty() == o.model.empty()) throw UsageError("tabula embed: give --arch ARCH or --model NAME (one of them)");
+  if (!o.arch.empty()) check_arch_name("embed", o.arch, true);
   if (a.has("weights") && a.has("seed")) throw UsageError("tabula embed: give --weights or --seed, not both");
   if (!a.has("weights") && !a.has("seed") && o.arch.rfind("pixels", 0) != 0 && o.arch.rfind("nuclei", 0) != 0)
-    throw UsageError("tabula embed: give --weights FILE (trained) or --seed N (untrained) for " + o.arch);
+    throw UsageError("tabula embed: give --weights FILE (trained) or --seed N (untrained) for " +
+                     (o.arch.empty() ? o.model : o.arch));
+  o.transform = read_transform_flags(a);
   o.weights = a.get("weights");
   o.weights_key = a.get("key");
   if (a.has("seed")) o.seed = static_cast<uint64_t>(a.get_int("seed"));
@@ -23,9 +28,6 @@ int cmd_embed(const Args& a) {
   o.out = a.get("out");
   if (a.has("layers")) o.layers = split_list(a.get("layers"));
   o.pool = a.get("pool");
-  o.channels = a.get("channels");
-  o.size = static_cast<int>(a.get_int("size"));
-  o.intensity = a.get("intensity");
   o.device = a.get("device");
   o.precision = a.get("precision");
   o.batch = static_cast<int>(a.get_int("batch"));

@@ -1,85 +1,44 @@
-// `tabula preprocess`: the exact model input tensors for a manifest, for inspection (argument parsing only;
-// the work is data/pipeline.cpp).
+// `tabula preprocess`: the exact model input tensors for a manifest, for inspection (argument parsing only; the
+// transform is resolved as `tabula embed` resolves it, data/transform.h; the work is data/pipeline.cpp).
 #include <iostream>
+#include <memory>
+#include <tuple>
 
 #include "cli/args.h"
+#include "cli/transform_flags.h"
 #include "data/pipeline.h"
+#include "data/transform.h"
+#include "embed/model_choice.h"
+#include "models/registry.h"
 
 namespace tabula::cli {
 
-namespace {
-std::vector<float> floats(const std::string& flag, const std::string& s) {
-  std::vector<float> v;
-  for (const auto& x : split_list(s)) {
-    try {
-      size_t used = 0;
-      v.push_back(std::stof(x, &used));
-      if (used != x.size()) throw std::invalid_argument(x);
-    } catch (const std::exception&) {
-      throw UsageError("--" + flag + ": '" + x + "' is not a number");
-    }
-  }
-  return v;
-}
-}  // namespace
-
 int cmd_preprocess(const Args& args) {
   using namespace tabula::data;
-  const std::string preset = args.get("preset");
-  Transform t;
-  if (preset == "torchvision") t = transform_torchvision();
-  else if (preset == "dinov2") t = transform_dinov2();
-  else if (preset == "timm") t = transform_timm(224, 0.9, Interp::bicubic, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f});
-  else if (preset == "none") t.resize = 0, t.crop = 0, t.do_normalize = false;
-  else throw UsageError("--preset must be torchvision, dinov2, timm or none");
-  if (args.has("resize")) {
-    const std::string r = args.get("resize");
-    auto side = [&](const std::string& x) {
-      try {
-        size_t used = 0;
-        const int n = std::stoi(x, &used);
-        if (used == x.size() && n >= 0) return n;
-      } catch (const std::exception&) {
-      }
-      throw UsageError("--resize takes N (shorter side) or HxW, got '" + r + "'");
-    };
-    const size_t x = r.find('x');
-    if (x == std::string::npos) t.resize = side(r), t.resize_h = t.resize_w = 0;
-    else t.resize_h = side(r.substr(0, x)), t.resize_w = side(r.substr(x + 1));
-  }
-  if (args.has("crop")) t.crop = int(args.get_int("crop"));
-  if (args.has("interp")) {
-    const std::string i = args.get("interp");
-    if (i != "bilinear" && i != "bicubic") throw UsageError("--interp must be bilinear or bicubic");
-    t.interp = i == "bilinear" ? Interp::bilinear : Interp::bicubic;
-  }
-  if (args.has("no-antialias")) t.antialias = false;
-  t.intensity = args.get("intensity");
-  if (t.intensity != "unit" && t.intensity != "percentile" && t.intensity != "minmax" && t.intensity != "none")
-    throw UsageError("--intensity must be unit, percentile, minmax or none");
-  auto pct = floats("percentiles", args.get("percentiles"));
-  if (pct.size() != 2) throw UsageError("--percentiles takes LO,HI");
-  t.pct_lo = pct[0], t.pct_hi = pct[1];
-  if (args.has("mean")) t.mean = floats("mean", args.get("mean"));
-  if (args.has("std")) t.std = floats("std", args.get("std"));
-  if (args.has("no-normalize")) t.do_normalize = false;
-  ChannelStrategy s;
-  try {
-    s = parse_channel_strategy(args.get("channels"));
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(std::string("--channels: ") + e.what());
-  }
+  if (args.has("model") && args.has("arch")) throw UsageError("tabula preprocess: give --model or --arch, not both");
   ManifestOptions mo;
   mo.illumination = !args.has("no-illum");
   Manifest m = read_manifest(args.get("data"), mo);
+  if (m.samples.empty()) throw std::invalid_argument(args.get("data") + ": the manifest lists no images");
+  // The defaults `tabula embed` would use: the card's, the timm tag's, the arch's reference transform, or
+  // torchvision's when no model is named.
+  Transform defaults = preset_transform("torchvision");
+  std::string origin = "preset torchvision";
+  if (args.has("model") || args.has("arch")) {
+    const ModelChoice choice = choose_model(args.get("model"), args.get("arch"));
+    std::unique_ptr<Model> skeleton;
+    if (!choice.card && !choice.tag) skeleton = build_model_skeleton(choice.arch);
+    std::tie(defaults, origin) = default_transform(choice, skeleton.get());
+  }
+  const TransformSpec spec = resolve_transform(defaults, origin, read_transform_flags(args), load_sample(m, 0));
   PipelineOptions po;
   po.threads = int(args.get_int("threads"));
   po.limit = args.get_int("limit");
-  PreprocessSummary r = preprocess_to_npy(m, t, s, po, args.get("out"));
+  PreprocessSummary r = preprocess_to_npy(m, spec.t, spec.channels, po, args.get("out"));
   std::cout << "tabula preprocess: " << r.samples << " samples (" << m.kind << " manifest) -> " << r.inputs
             << " inputs [" << r.shape[0] << ", " << r.shape[1] << ", " << r.shape[2] << ", " << r.shape[3] << "] in "
             << args.get("out") << " (" << r.seconds << " s)\n"
-            << "transform: " << t.describe() << " channels=" << s.to_string() << "\n";
+            << "transform (" << spec.origin << "): " << spec.describe() << "\n";
   return 0;
 }
 

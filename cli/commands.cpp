@@ -1,4 +1,5 @@
 #include "cli/commands.h"
+#include "cli/transform_flags.h"
 
 #include <cstdio>
 #include <exception>
@@ -46,9 +47,13 @@ int cmd_doctor(const Args&);
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"embed", "embed images (or a preprocessed .npy) with a model's layers into an embedding folder",
-       "--arch ARCH (--weights FILE | --seed N) --data MANIFEST --out DIR [--layers T1,T2|all] [--pool P]",
+       "(--arch ARCH | --model NAME) (--weights FILE | --seed N) --data MANIFEST --out DIR [--layers T1,T2|all] "
+       "[--pool P] [transform flags]",
        "tabula embed --arch resnet50 --seed 0 --data synth/load_data.csv --out emb/resnet50-s0 --layers layer3,avgpool",
-       {{"arch", "ARCH", "model arch (tabula models), or a baseline: pixels[:hist=16,grid=4], nuclei[:dna=0]", true, ""},
+       with_transform_flags({{"arch", "ARCH", "model arch (tabula models), or a baseline: pixels[:hist=16,grid=4], "
+                                              "nuclei[:dna=0]", false, ""},
+        {"model", "NAME", "a model card (tabula models --trained): arch, transform, embedding rule; NAME:k=v,... "
+                          "overrides arch keys", false, ""},
         {"weights", "FILE", "safetensors or PyTorch checkpoint (torchvision/timm/DINOv2 hub/HF layouts)", false, ""},
         {"key", "K", "nested checkpoint entry (teacher, model, ...)", false, ""},
         {"seed", "N", "untrained weights: those torch.manual_seed(N) + the reference constructor give", false, ""},
@@ -56,9 +61,6 @@ const std::vector<Command>& commands() {
         {"out", "DIR", "embedding folder: LAYER.npy, index.csv, run.json", true, ""},
         {"layers", "T1,T2|all", "taps by PyTorch module name (tabula hooks ARCH); all = every stage/block", false, ""},
         {"pool", "P", "avg|cls|mean|cls+mean|max|gem|none (default: avg for maps, cls for tokens)", false, ""},
-        {"channels", "S", "per-channel|rgb:i,j,k|mean|all (default: rgb for 3 channels, else per-channel)", false, ""},
-        {"size", "S", "input (crop) size; the resize scales with it", false, "0"},
-        {"intensity", "M", "unit|percentile|minmax|none scaling of raw pixels", false, ""},
         {"device", "D", "cpu | cuda[:N] (the networks; baselines run on the cpu)", false, "cpu"},
         {"precision", "P", "fp32 (tf32|bf16|fp16 on GPU)", false, "fp32"},
         {"batch", "B", "model inputs per batch", false, "16"},
@@ -70,7 +72,7 @@ const std::vector<Command>& commands() {
                         "obs = index.csv, uns = run.json); with --resume on a finished DIR, adds the file", false, "npy"},
         {"aggregate", "well|C1,C2", "one row per well (mean over its sites/crops; plate + well columns found in the "
                                     "metadata) or per group of the named columns; not with --shard", false, ""},
-        {"quiet", "", "no progress output", false, ""}},
+        {"quiet", "", "no progress output", false, ""}}),
        0, 0, cmd_embed},
       {"init", "write the untrained weights PyTorch builds for a seed (torch.manual_seed + the constructor)",
        "ARCH --seed N --out W.safetensors", "tabula init resnet50 --seed 0 --out resnet50-s0.safetensors",
@@ -298,27 +300,22 @@ const std::vector<Command>& commands() {
         {"force", "", "write into a non-empty output folder", false, ""}},
        1, 1, cmd_synth},
       {"preprocess", "write the exact model input tensors of a manifest to a .npy (with an index.csv)",
-       "--data MANIFEST --out X.npy [--preset torchvision|dinov2|timm|none] [--channels per-channel|rgb:i,j,k|mean|all]",
+       "--data MANIFEST --out X.npy [--model NAME | --arch ARCH | --preset P] [transform flags]",
        "tabula preprocess --data cp/load_data.csv --out x.npy --preset dinov2 --intensity percentile --limit 8",
-       {{"data", "MANIFEST", "load_data.csv, RxRx metadata.csv, a CSV of image paths, an image folder or HEST .h5", true, ""},
+       with_transform_flags({
+        {"data", "MANIFEST", "load_data.csv, RxRx metadata.csv, a CSV of image paths, an image folder or HEST .h5", true, ""},
         {"out", "X.npy", "output array (float32 [N, C, H, W]); X.index.csv is written beside it", true, ""},
-        {"preset", "NAME", "eval transform: torchvision (resize 256 bilinear, crop 224), dinov2 (256 bicubic, 224), timm (crop_pct 0.9 bicubic), none", false, "torchvision"},
-        {"resize", "N|HxW", "shorter side N, or exact size HxW (0: none)", false, ""},
-        {"crop", "N", "centre crop (0: none)", false, ""},
-        {"interp", "MODE", "bilinear or bicubic", false, ""},
-        {"no-antialias", "", "resize without antialiasing (torchvision antialias=False)", false, ""},
-        {"intensity", "MODE", "unit (x / type max), percentile (per image and channel), minmax, none", false, "unit"},
-        {"percentiles", "LO,HI", "percentiles for --intensity percentile", false, "1,99"},
-        {"mean", "M,..", "Normalize mean (1 or C values)", false, ""},
-        {"std", "S,..", "Normalize std (1 or C values)", false, ""},
-        {"no-normalize", "", "skip Normalize", false, ""},
-        {"channels", "STRATEGY", "per-channel, rgb:i,j,k, mean or all", false, "per-channel"},
+        {"model", "NAME", "the tensors `embed --model NAME` feeds the model (its card's transform)", false, ""},
+        {"arch", "ARCH", "the tensors `embed --arch ARCH` feeds the model (its reference transform)", false, ""},
         {"no-illum", "", "ignore the illumination functions of a load_data.csv", false, ""},
         {"limit", "N", "first N samples only (-1: all)", false, "-1"},
-        {"threads", "T", "decode/preprocess threads", false, "2"}},
+        {"threads", "T", "decode/preprocess threads", false, "2"}}),
        0, 0, cmd_preprocess},
-      {"models", "list architectures: parameters, GFLOPs at the default size, default taps", "[ARCH...]",
-       "tabula models", {}, 0, 1000, cmd_models},
+      {"models", "list architectures (parameters, GFLOPs at the default size, default taps), or the model cards",
+       "[ARCH...] [--trained]", "tabula models --trained",
+       {{"trained", "", "list the model cards: name, arch, parameters, weights source, transform, embedding rule", false,
+         ""}},
+       0, 1000, cmd_models},
       {"hooks", "list every tap of an architecture with its output shape", "ARCH [--size S] [--batch B]",
        "tabula hooks vit_base_patch16_224",
        {{"size", "S", "input height = width (default: the arch's default input size)", false, ""},

@@ -31,10 +31,35 @@ void cubic_coeffs(double t, double c[4]) {
   c[3] = cc2(2.0 - t);
 }
 
+void require_tensor_mode(Interp mode) {
+  if (mode != Interp::bilinear && mode != Interp::bicubic)
+    throw std::invalid_argument(std::string("interpolate: ") + interp_name(mode) +
+                                " resampling exists only for 8-bit images on the Pillow path (torchvision's tensor "
+                                "Resize takes bilinear or bicubic)");
+}
+
 }  // namespace
+
+const char* interp_name(Interp mode) {
+  switch (mode) {
+    case Interp::bilinear: return "bilinear";
+    case Interp::bicubic: return "bicubic";
+    case Interp::lanczos: return "lanczos";
+    case Interp::box: return "box";
+    case Interp::hamming: return "hamming";
+  }
+  return "?";
+}
+
+Interp parse_interp(const std::string& name) {
+  for (Interp m : {Interp::bilinear, Interp::bicubic, Interp::lanczos, Interp::box, Interp::hamming})
+    if (name == interp_name(m)) return m;
+  throw std::invalid_argument("interpolation '" + name + "': expected bilinear, bicubic, lanczos, box or hamming");
+}
 
 InterpWeights torch_interp_weights(int64_t in_size, int64_t out_size, Interp mode, bool antialias) {
   if (in_size <= 0 || out_size <= 0) throw std::invalid_argument("interpolate: sizes must be positive");
+  require_tensor_mode(mode);
   InterpWeights W;
   W.first.resize(size_t(out_size));
   W.count.resize(size_t(out_size));
@@ -182,6 +207,7 @@ void interpolate_non_separable(const float* in, int64_t planes, int64_t in_h, in
 
 void torch_interpolate(const float* in, int64_t planes, int64_t in_h, int64_t in_w, float* out, int64_t out_h,
                        int64_t out_w, Interp mode, bool antialias) {
+  require_tensor_mode(mode);
   if (!antialias) {
     if (in_h == out_h && in_w == out_w) {
       std::copy(in, in + planes * in_h * in_w, out);  // ATen returns a copy for identical sizes

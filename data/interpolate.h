@@ -18,11 +18,17 @@
 //  with interpolate_offset uses) and align_corners=True.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace tabula::data {
 
-enum class Interp { bilinear, bicubic };
+// bilinear and bicubic exist on both paths (tensor: torch_interpolate; PIL images: pil_resize_u8); lanczos, box and
+// hamming only on PIL images, as torchvision's Resize accepts them only there.
+enum class Interp { bilinear, bicubic, lanczos, box, hamming };
+const char* interp_name(Interp mode);
+// "bilinear" | "bicubic" | "lanczos" | "box" | "hamming"; throws std::invalid_argument listing them.
+Interp parse_interp(const std::string& name);
 
 // Resizes `planes` planes of in_h x in_w (contiguous, plane after plane) to out_h x out_w.
 void torch_interpolate(const float* in, int64_t planes, int64_t in_h, int64_t in_w, float* out, int64_t out_h,

@@ -6,6 +6,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "data/pillow_resample.h"
 #include "models/baselines.h"
 
 namespace tabula::data {
@@ -390,7 +391,7 @@ std::string Transform::describe() const {
   if (resize_h > 0 && resize_w > 0) s << " resize=" << resize_h << "x" << resize_w;
   else if (resize > 0) s << " resize=" << resize;
   if (resize > 0 || (resize_h > 0 && resize_w > 0))
-    s << " interp=" << (interp == Interp::bilinear ? "bilinear" : "bicubic") << " antialias=" << (antialias ? 1 : 0);
+    s << " interp=" << interp_name(interp) << " antialias=" << (antialias ? 1 : 0) << " resize_impl=" << resize_impl;
   if (crop > 0) s << " crop=" << crop;
   if (do_normalize) {
     s << " mean=";
@@ -427,7 +428,80 @@ Transform transform_timm(int img_size, double crop_pct, Interp interp, std::vect
   return t;
 }
 
+namespace {
+
+// Resize -> CenterCrop on the 8-bit image, as torchvision runs them on a PIL image ("pil") or on a uint8 tensor
+// ("uint8", torchvision.transforms.v2 after ToImage); ToTensor / ToDtype(scale=True) (x / 255) is the intensity step
+// after them.
+Image pil_geometry(const Image& img, const Transform& t) {
+  if (img.is_float || img.bits != 8 || img.max_value != 255.0f)
+    throw std::invalid_argument(where(img) + ": --resize-impl " + t.resize_impl + " resamples 8-bit images; this image "
+                                "has " + std::to_string(img.bits) + "-bit" + (img.is_float ? " float" : "") +
+                                " samples (use --resize-impl tensor)");
+  if (t.intensity != "unit" && t.intensity != "none")
+    throw std::invalid_argument("--resize-impl " + t.resize_impl + ": intensity '" + t.intensity + "' rescales values "
+                                "before resizing, which an 8-bit image cannot hold; use --intensity unit or "
+                                "--resize-impl tensor");
+  if (!t.antialias)
+    throw std::invalid_argument("--resize-impl " + t.resize_impl + ": the 8-bit paths antialias (torchvision ignores "
+                                "antialias=False on PIL images); drop --no-antialias or use --resize-impl tensor");
+  if (t.resize_impl == "uint8" && t.interp != Interp::bilinear && t.interp != Interp::bicubic)
+    throw std::invalid_argument(std::string("--resize-impl uint8: torch resizes uint8 tensors bilinear or bicubic, not ") +
+                                interp_name(t.interp));
+  Image x = img;
+  int oh = 0, ow = 0;
+  if (t.resize_h > 0 && t.resize_w > 0) {
+    oh = t.resize_h, ow = t.resize_w;
+  } else if (t.resize > 0) {
+    const int shorter = std::min(img.height, img.width), longer = std::max(img.height, img.width);
+    const int new_long = int(double(t.resize) * double(longer) / double(shorter));
+    oh = img.height <= img.width ? t.resize : new_long, ow = img.height <= img.width ? new_long : t.resize;
+  }
+  if (oh > 0 && (oh != img.height || ow != img.width)) {
+    std::vector<uint8_t> in(img.pixels.size()), out(size_t(img.channels) * size_t(oh) * size_t(ow));
+    for (size_t i = 0; i < in.size(); ++i) {
+      const float v = img.pixels[i];
+      if (!(v >= 0.0f && v <= 255.0f) || v != std::floor(v))
+        throw std::invalid_argument(where(img) + ": sample " + std::to_string(i) + " (" + std::to_string(v) +
+                                    ") is not an 8-bit value; --resize-impl pil needs the decoded 8-bit pixels");
+      in[i] = uint8_t(v);
+    }
+    if (t.resize_impl == "uint8") torch_resize_u8(in.data(), img.channels, img.height, img.width, out.data(), oh, ow, pil_filter(t.interp));
+    else pil_resize_u8(in.data(), img.channels, img.height, img.width, out.data(), oh, ow, pil_filter(t.interp));
+    x = like(img, img.channels, oh, ow);
+    for (size_t i = 0; i < out.size(); ++i) x.pixels[i] = float(out[i]);
+  }
+  if (t.crop > 0 && (x.height < t.crop || x.width < t.crop))
+    throw std::invalid_argument(where(img) + ": " + std::to_string(x.width) + "x" + std::to_string(x.height) +
+                                (oh > 0 ? " after resizing" : "") + " is smaller than the " + std::to_string(t.crop) +
+                                "x" + std::to_string(t.crop) + " crop; resize it first (--resize) or choose a smaller --crop");
+  if (t.crop > 0) x = center_crop(x, t.crop, t.crop);
+  if (t.intensity != "unit") return x;
+  if (t.resize_impl == "pil") return scale_to_unit(x);  // ToTensor: x.float().div(255)
+  // transforms.v2.ToDtype(float32, scale=True): x.to(float32).mul_(1.0 / 255), the factor rounded to float first.
+  const float inv = float(1.0 / 255.0);
+  for (float& v : x.pixels) v *= inv;
+  x.max_value = 1.0f;
+  return x;
+}
+
+}  // namespace
+
+PilFilter pil_filter(Interp mode) {
+  switch (mode) {
+    case Interp::bilinear: return PilFilter::bilinear;
+    case Interp::bicubic: return PilFilter::bicubic;
+    case Interp::lanczos: return PilFilter::lanczos;
+    case Interp::box: return PilFilter::box;
+    case Interp::hamming: return PilFilter::hamming;
+  }
+  throw std::invalid_argument("unknown interpolation");
+}
+
 Image apply_geometry(const Image& img, const Transform& t) {
+  if (t.resize_impl == "pil" || t.resize_impl == "uint8") return pil_geometry(img, t);
+  if (t.resize_impl != "tensor")
+    throw std::invalid_argument("resize implementation '" + t.resize_impl + "': expected pil, uint8 or tensor");
   Image x;
   if (t.intensity == "unit") x = scale_to_unit(img);
   else if (t.intensity == "percentile") x = percentile_scale(img, t.pct_lo, t.pct_hi);

@@ -9,6 +9,7 @@
 
 #include "data/image.h"
 #include "data/interpolate.h"
+#include "data/pillow_resample.h"
 
 namespace tabula::data {
 
@@ -83,6 +84,11 @@ struct Transform {
   int crop = 224;                  // centre crop; 0 = none
   std::vector<float> mean{0.485f, 0.456f, 0.406f}, std{0.229f, 0.224f, 0.225f};
   bool do_normalize = true;
+  // Where Resize and CenterCrop run: "pil" = on the 8-bit image as Pillow does (pil_resize_u8, uint8 results,
+  // then ToTensor), "uint8" = transforms.v2 on a uint8 tensor (ToImage; torch_resize_u8; ToDtype(scale=True)
+  // multiplies by float(1/255) where ToTensor divides by 255), "tensor" = on the intensity-scaled float image (torch_interpolate). resolve_transform
+  // (data/transform.h) turns "auto" into one of them; apply_geometry refuses "auto".
+  std::string resize_impl = "tensor";
 
   std::string describe() const;  // one line for run.json / logs
 };
@@ -92,6 +98,8 @@ Transform transform_torchvision(int resize = 256, int crop = 224);
 Transform transform_dinov2(int crop = 224);
 // timm's transforms_imagenet_eval: Resize(floor(img_size / crop_pct), interp) -> CenterCrop(img_size).
 Transform transform_timm(int img_size, double crop_pct, Interp interp, std::vector<float> mean, std::vector<float> std);
+// The Pillow filter of an interpolation mode (all five exist there).
+PilFilter pil_filter(Interp mode);
 // The geometric and intensity part of the chain: intensity scaling, resize, centre crop (no normalisation).
 Image apply_geometry(const Image& img, const Transform& t);
 // The whole chain for one image: apply_geometry -> channel strategy -> Normalize on each model input.

@@ -2,6 +2,8 @@
 // the output folder (and --resume against the stored settings), the batch loop over the pending chunks, then the
 // folder's files (LAYER.npy, index.csv, aggregation, .h5ad, run.json last).
 #include "embed/embed.h"
+#include "embed/model_choice.h"
+#include "data/transform.h"
 
 #include <algorithm>
 #include <chrono>
@@ -147,6 +149,8 @@ std::vector<std::string> aggregate_columns(const EmbedOptions& opt, const Inputs
 // ---- phase 2: the model (or baseline), its preprocessing and taps -----------------------------------------------
 
 struct Setup {
+  ModelChoice choice;       // --model card / --arch (timm tag): what was built and why
+  data::TransformSpec spec; // the resolved transform (card/arch defaults + flags), recorded whole in run.json
   data::Transform tf;
   data::ChannelStrategy strategy;
   std::unique_ptr<Extractor> ex;
@@ -166,46 +170,29 @@ std::unique_ptr<Model> load_model(const EmbedOptions& opt) {
   }
 }
 
-// The arch's reference eval transform at the crop size asked for.
-data::Transform reference_transform(const Model& model, int size) {
-  const ArchConfig& ac = model.arch();
-  const int crop = size > 0 ? size : static_cast<int>(model.default_input_shape()[2]);
-  if (ac.is_resnet()) return data::transform_torchvision(static_cast<int>(std::lround(crop * 256.0 / 224.0)), crop);
-  if (ac.vit().flavor == ViTConfig::Flavor::dinov2 || ac.name.find("dinov2") != std::string::npos) {
-    data::Transform tf = data::transform_dinov2(crop);
-    tf.resize = static_cast<int>(std::lround(crop * 256.0 / 224.0));
-    return tf;
-  }
-  if (const auto cfg = timm_pretrained_cfg(ac.name)) {
-    // The timm name's own pretrained_cfg (e.g. crop_pct 1.0 for *_384, CLIP mean/std, ImageNet mean for DINO).
-    return data::transform_timm(crop, cfg->crop_pct,
-                                cfg->interpolation == "bilinear" ? data::Interp::bilinear : data::Interp::bicubic,
-                                {cfg->mean.begin(), cfg->mean.end()}, {cfg->std.begin(), cfg->std.end()});
-  }
-  // timm's default pretrained config for ViTs: crop_pct 0.9, bicubic, mean = std = 0.5.
-  return data::transform_timm(crop, 0.9, data::Interp::bicubic, {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f});
-}
-
-Setup build_setup(const EmbedOptions& opt, const Inputs& in, int device, std::vector<std::string>* warnings) {
+Setup build_setup(const EmbedOptions& opt, const ModelChoice& choice, const Inputs& in, int device,
+                  std::vector<std::string>* warnings) {
   Setup s;
+  s.choice = choice;
   const bool baseline = is_baseline(opt.arch);
   std::unique_ptr<Model> model;
-  if (!baseline) {
-    model = load_model(opt);
-    s.tf = reference_transform(*model, opt.size);
-  } else {
-    s.tf.resize = 0;
-    s.tf.crop = 0;
-    s.tf.do_normalize = false;  // baselines see the intensity-scaled field at full resolution
-  }
-  if (!opt.intensity.empty()) s.tf.intensity = opt.intensity;
-  // Channels as decoded (an RGB file listed once in a CSV is 3 channels): read from the first sample.
+  if (!baseline) model = load_model(opt);
+  // The card's or the arch's reference eval transform, with the user's overrides (data/transform.h). The first
+  // sample decides channels and the resize implementation (8-bit: Pillow's, as the references run); channels as
+  // decoded (an RGB file listed once in a CSV is 3 channels).
+  const auto [defaults, origin] = default_transform(choice, model.get());
   data::Image first;
-  if (!in.from_npy) first = data::load_sample(in.manifest, 0);
-  s.data_channels = in.from_npy ? static_cast<int>(in.npy.shape[1]) : first.channels;
-  if (baseline) s.strategy = data::parse_channel_strategy("all");
-  else if (!opt.channels.empty()) s.strategy = data::parse_channel_strategy(opt.channels);
-  else s.strategy = data::parse_channel_strategy(s.data_channels == 3 ? "rgb" : "per-channel");
+  if (in.from_npy) first = data::Image(static_cast<int>(in.npy.shape[1]), 1, 1);
+  else first = data::load_sample(in.manifest, 0);
+  data::TransformFlags flags = opt.transform;
+  if (opt.size > 0 && !flags.size) flags.size = opt.size;
+  if (!opt.intensity.empty() && !flags.intensity) flags.intensity = opt.intensity;
+  if (!opt.channels.empty() && !flags.channels) flags.channels = opt.channels;
+  if (baseline) flags.channels = "all";
+  s.spec = data::resolve_transform(defaults, origin, flags, first);
+  s.tf = s.spec.t;
+  s.strategy = s.spec.channels;
+  s.data_channels = first.channels;
   const bool per_channel = !in.from_npy && s.strategy.mode == data::ChannelMode::per_channel;
   s.inputs_per_sample = per_channel ? s.data_channels : 1;
   if (per_channel) {
@@ -218,8 +205,12 @@ Setup build_setup(const EmbedOptions& opt, const Inputs& in, int device, std::ve
     s.ex = make_baseline_extractor(opt.arch, s.data_channels);
   } else {
     Shape input;
-    if (in.from_npy) input = {1, in.npy.shape[1], in.npy.shape[2], in.npy.shape[3]};
-    else input = {1, s.strategy.mode == data::ChannelMode::all ? s.data_channels : 3, s.tf.crop, s.tf.crop};
+    if (in.from_npy) {
+      input = {1, in.npy.shape[1], in.npy.shape[2], in.npy.shape[3]};
+    } else {  // the first sample's model input decides the shape (no crop: the resized image's size)
+      const data::Image x = data::preprocess_image(first, s.tf, s.strategy).at(0);
+      input = {1, x.channels, x.height, x.width};
+    }
     s.weights_sha256 = opt.weights.empty() ? "" : sha256_file(opt.weights);
     s.ex = make_network_extractor(std::move(model), input, opt.layers, opt.pool, device, warnings);
   }
@@ -270,7 +261,10 @@ Plan build_plan(const EmbedOptions& opt, const Inputs& in, const Setup& s) {
   if (in.sha256_of != "file") d.set("sha256_of", json::Value::string(in.sha256_of));
   d.set("rows", json::Value::integer(in.rows));
   run.set("data", d);
-  run.set("preprocessing", json::Value::string(in.from_npy ? "preprocessed tensor (used as is)" : s.tf.describe()));
+  run.set("preprocessing", json::Value::string(in.from_npy ? "preprocessed tensor (used as is)" : s.spec.describe()));
+  if (!in.from_npy) run.set("transform", s.spec.to_json());
+  if (s.choice.card) run.set("card", card_json(s.choice));
+  if (s.choice.tag) run.set("timm_tag", json::Value::string(s.choice.tag->name));
   run.set("channels", json::Value::string(in.from_npy ? "as given" : s.strategy.to_string()));
   if (!s.input_labels.empty()) {
     // Per-channel runs: each layer's features are these inputs' features concatenated, in this order.
@@ -586,7 +580,21 @@ WeightMap load_weight_map(const std::string& path, const std::string& key) {
 
 // ---- run_embed -------------------------------------------------------------------------------------------------
 
-EmbedSummary run_embed(const EmbedOptions& opt) {
+// --model NAME[:k=v] / --arch NAME[.tag]: what to build; a card's taps and pooling become the defaults.
+EmbedOptions apply_model_choice(const EmbedOptions& given, ModelChoice* choice) {
+  EmbedOptions o = given;
+  *choice = choose_model(given.model, given.arch);
+  o.arch = choice->arch;
+  if (choice->card && o.layers.empty()) {
+    o.layers = choice->card->taps;
+    if (o.pool.empty()) o.pool = choice->card->pool;
+  }
+  return o;
+}
+
+EmbedSummary run_embed(const EmbedOptions& options) {
+  ModelChoice choice;
+  const EmbedOptions opt = apply_model_choice(options, &choice);
   const auto t0 = Clock::now();
   // Under mpirun/srun: this process is one rank of the run (embed/ranks.h).
   const mpi::World single;
@@ -606,7 +614,7 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
   const Inputs in = read_inputs(opt);
   const std::vector<std::string> aggregate_by = aggregate_columns(opt, in);
   std::vector<std::string> warnings;
-  const Setup s = build_setup(opt, in, device, &warnings);
+  const Setup s = build_setup(opt, choice, in, device, &warnings);
   if (root && !opt.quiet)
     for (const std::string& w : warnings) std::fprintf(stderr, "tabula embed: note: %s\n", w.c_str());
   Plan plan = build_plan(opt, in, s);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "data/transform.h"
 #include "models/model.h"
 
 namespace tabula {
@@ -19,6 +20,8 @@ WeightMap load_weight_map(const std::string& path, const std::string& key = "");
 
 struct EmbedOptions {
   std::string arch;                 // any registry arch, or a baseline: pixels[:hist=..,grid=..], nuclei[:dna=..]
+  std::string model;                // a model card NAME[:k=v,...] (models/cards): arch, transform, taps, pooling
+  data::TransformFlags transform;   // the transform flags (data/transform.h), over the card's or arch's defaults
   std::string weights;              // safetensors / torch checkpoint (any supported layout); empty: --seed
   std::string weights_key;          // nested checkpoint entry (--key)
   std::optional<uint64_t> seed;     // untrained weights of this seed (torch.manual_seed(seed))
