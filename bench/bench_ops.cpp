@@ -84,7 +84,8 @@ BENCHMARK(BM_FmaPeak)->Iterations(1)->Unit(benchmark::kMillisecond);
 void BM_Linear(benchmark::State& state) {
   const int64_t M = batch() * state.range(0), K = state.range(1), N = state.range(2);
   std::mt19937_64 g(1);
-  Tensor x = validate::random_tensor({M, K}, g), w = validate::random_tensor({N, K}, g), b = validate::random_tensor({N}, g);
+  Tensor x = validate::random_tensor({M, K}, g), w = validate::random_tensor({N, K}, g),
+         b = validate::random_tensor({N}, g);
   const Activation act = state.range(3) ? Activation::gelu : Activation::none;
   run_timed(state, 2.0 * M * N * K, [&] { benchmark::DoNotOptimize(ops::linear(x, w, b, act)); });
   state.SetLabel(std::string(ops::gemm_kernel_name()) + (state.range(3) ? " +bias+gelu" : " +bias"));
@@ -97,7 +98,8 @@ BENCHMARK(BM_Linear)->Args({197, 768, 2304, 0})->Args({197, 768, 768, 0})->Args(
 void BM_LinearPacked(benchmark::State& state) {
   const int64_t M = batch() * state.range(0), K = state.range(1), N = state.range(2);
   std::mt19937_64 g(1);
-  Tensor x = validate::random_tensor({M, K}, g), w = validate::random_tensor({N, K}, g), b = validate::random_tensor({N}, g);
+  Tensor x = validate::random_tensor({M, K}, g), w = validate::random_tensor({N, K}, g),
+         b = validate::random_tensor({N}, g);
   const PackedLinear pw(w);
   const Activation act = state.range(3) ? Activation::gelu : Activation::none;
   run_timed(state, 2.0 * M * N * K, [&] { benchmark::DoNotOptimize(ops::linear(x, pw, b, act)); });
@@ -179,7 +181,8 @@ BENCHMARK(BM_ConvPacked)
 // model runs it with: BN scale/shift, then ReLU (conv1), residual + ReLU (conv3), nothing (downsample).
 // Args: Cin, Cout, stride, H (input), role (0 conv1, 1 conv3, 2 downsample).
 void BM_ResNet50Pointwise(benchmark::State& state) {
-  const int64_t cin = state.range(0), cout = state.range(1), s = state.range(2), H = state.range(3), Ho = (H - 1) / s + 1;
+  const int64_t cin = state.range(0), cout = state.range(1), s = state.range(2), H = state.range(3),
+                Ho = (H - 1) / s + 1;
   const int64_t role = state.range(4);
   std::mt19937_64 g(4);
   Tensor x = to_channels_last(validate::random_tensor({batch(), cin, H, H}, g));
@@ -266,9 +269,11 @@ void BM_VitBBlock(benchmark::State& state) {
   const int64_t B = batch(), N = state.range(0), C = 768, H = 12, D = 64;
   std::mt19937_64 g(6);
   auto rnd = [&](Shape s, float sc) { return validate::random_tensor(s, g, sc); };
-  Tensor x = rnd({B, N, C}, 1.f), ln1w = rnd({C}, 1.f), ln1b = rnd({C}, .1f), ln2w = rnd({C}, 1.f), ln2b = rnd({C}, .1f);
+  Tensor x = rnd({B, N, C}, 1.f), ln1w = rnd({C}, 1.f), ln1b = rnd({C}, .1f), ln2w = rnd({C}, 1.f),
+         ln2b = rnd({C}, .1f);
   Tensor qkv_w = rnd({3 * C, C}, .03f), qkv_b = rnd({3 * C}, .01f), proj_w = rnd({C, C}, .03f), proj_b = rnd({C}, .01f);
-  Tensor fc1_w = rnd({4 * C, C}, .03f), fc1_b = rnd({4 * C}, .01f), fc2_w = rnd({C, 4 * C}, .02f), fc2_b = rnd({C}, .01f);
+  Tensor fc1_w = rnd({4 * C, C}, .03f), fc1_b = rnd({4 * C}, .01f), fc2_w = rnd({C, 4 * C}, .02f),
+         fc2_b = rnd({C}, .01f);
   // weights packed once, as models/vit.cpp does at load
   const PackedLinear qkv_p(qkv_w), proj_p(proj_w), fc1_p(fc1_w), fc2_p(fc2_w);
   auto block = [&] {
@@ -290,7 +295,8 @@ void BM_ResNet50Bottleneck(benchmark::State& state) {
   const int64_t B = batch(), C = 1024, W = 256, S = 14;
   std::mt19937_64 g(7);
   auto rnd = [&](Shape s, float sc) { return validate::random_tensor(s, g, sc); };
-  Tensor x = rnd({B, C, S, S}, 1.f), w1 = rnd({W, C, 1, 1}, .03f), w2 = rnd({W, W, 3, 3}, .02f), w3 = rnd({C, W, 1, 1}, .06f);
+  Tensor x = rnd({B, C, S, S}, 1.f), w1 = rnd({W, C, 1, 1}, .03f), w2 = rnd({W, W, 3, 3}, .02f),
+         w3 = rnd({C, W, 1, 1}, .06f);
   Tensor b1 = rnd({W}, .1f), b2 = rnd({W}, .1f), b3 = rnd({C}, .1f);
   Conv2dOptions pad1;
   pad1.padding = {1, 1};

@@ -83,7 +83,8 @@ void BM_GpuConv(benchmark::State& state) {
   const C cs[] = {{3, 224, 64, 7, 2, 3}, {64, 56, 64, 3, 1, 1}, {256, 14, 1024, 1, 1, 0}};
   const C c = cs[state.range(0)];
   const int64_t B = gpu_batch(), ho = (c.hw + 2 * c.pad - c.k) / c.stride + 1;
-  Tensor x = gpu_random({B, c.cin, c.hw, c.hw}, g), w = gpu_random({c.cout, c.cin, c.k, c.k}, g), b = gpu_random({c.cout}, g);
+  Tensor x = gpu_random({B, c.cin, c.hw, c.hw}, g), w = gpu_random({c.cout, c.cin, c.k, c.k}, g),
+         b = gpu_random({c.cout}, g);
   Tensor r = gpu_random({B, c.cout, ho, ho}, g);
   Conv2dOptions o{{c.stride, c.stride}, {c.pad, c.pad}, {1, 1}, 1};
   time_op(state, 2.0 * B * c.cout * ho * ho * c.cin * c.k * c.k, [&] { ops::conv2d(x, w, b, o, Activation::relu, r); });
@@ -99,7 +100,11 @@ void BM_GpuAttention(benchmark::State& state) {
   Tensor q = gpu_random({B, H, N, D}, g), k = gpu_random({B, H, N, D}, g), v = gpu_random({B, H, N, D}, g);
   time_op(state, 4.0 * B * H * N * N * D, [&] { ops::scaled_dot_product_attention(q, k, v); });
 }
-BENCHMARK(BM_GpuAttention)->ArgsProduct({{197}, {12}, {0, 2}})->Args({257, 16, 2})->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GpuAttention)
+    ->ArgsProduct({{197}, {12}, {0, 2}})
+    ->Args({257, 16, 2})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 
 // Row ops are bandwidth-bound: reported as TFLOP/s of ~5 flops/element for comparability only.
 void BM_GpuLayerNorm(benchmark::State& state) {

@@ -114,7 +114,8 @@ struct Arena::FreeList {
     if (!record.empty() && (!on_plan || record.size() != plan.size())) {
       std::vector<size_t> order(record.size());
       for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-      std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return record[a].bytes > record[b].bytes; });
+      std::stable_sort(order.begin(), order.end(),
+                       [&](size_t a, size_t b) { return record[a].bytes > record[b].bytes; });
       std::vector<size_t> placed;
       plan.assign(record.size(), {0, 0});
       plan_bytes = 0;

@@ -36,6 +36,8 @@ void write_file_atomic(const std::string& path, const void* data, size_t n);
 // die of the signal as before (an interrupted command leaves neither a partial output nor a stray temp file).
 // Signals the process ignores (nohup) stay ignored. Called once by the CLI's main.
 void install_interrupt_cleanup();
-inline void write_file_atomic(const std::string& path, std::string_view s) { write_file_atomic(path, s.data(), s.size()); }
+inline void write_file_atomic(const std::string& path, std::string_view s) {
+  write_file_atomic(path, s.data(), s.size());
+}
 
 }  // namespace tabula

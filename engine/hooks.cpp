@@ -113,7 +113,8 @@ bool TapSet::tap(std::string_view name, Tensor& x, const TapContext& ctx) {
   int64_t index = -1;
   if (!order_.empty()) {
     auto it = std::find(order_.begin(), order_.end(), name);
-    if (it == order_.end()) op_error("TapSet", "the forward reached tap '" + std::string(name) + "' that bind() did not list");
+    if (it == order_.end())
+      op_error("TapSet", "the forward reached tap '" + std::string(name) + "' that bind() did not list");
     index = it - order_.begin();
   }
   const std::string where = "tap '" + std::string(name) + "'";
@@ -129,7 +130,8 @@ bool TapSet::tap(std::string_view name, Tensor& x, const TapContext& ctx) {
         break;
       case HookAction::replace:
         if (h.value.shape() != x.shape())
-          op_error("TapSet", "replace at " + where + ": value " + h.value.str() + " does not match the output " + x.str());
+          op_error("TapSet",
+                   "replace at " + where + ": value " + h.value.str() + " does not match the output " + x.str());
         x = place(h.value.to(DType::f32).contiguous().clone());
         break;
       case HookAction::scale:

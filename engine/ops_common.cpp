@@ -52,7 +52,8 @@ std::pair<Tensor, Tensor> fold_batch_norm(const Tensor& conv_weight, const Tenso
   Tensor w = conv_weight.clone();
   Tensor b = Tensor::empty({Cout});
   const int64_t per = w.numel() / std::max<int64_t>(Cout, 1);
-  auto g = bn_weight.contiguous(), be = bn_bias.contiguous(), m = running_mean.contiguous(), v = running_var.contiguous();
+  auto g = bn_weight.contiguous(), be = bn_bias.contiguous(), m = running_mean.contiguous(),
+       v = running_var.contiguous();
   Tensor cb = conv_bias.defined() ? conv_bias.contiguous() : Tensor();
   for (int64_t o = 0; o < Cout; ++o) {
     double s = g.data<float>()[o] / std::sqrt(static_cast<double>(v.data<float>()[o]) + eps);
@@ -106,7 +107,8 @@ ConvShapes conv2d_shapes(std::string_view op, const Tensor& x, const Tensor& w, 
     op_error(op, "kernel larger than the padded input " + x.str());
   if (b.defined()) {
     check_f32_cpu(op, b, "bias");
-    if (b.numel() != s.Cout) op_error(op, "bias " + b.str() + " does not match " + std::to_string(s.Cout) + " output channels");
+    if (b.numel() != s.Cout)
+      op_error(op, "bias " + b.str() + " does not match " + std::to_string(s.Cout) + " output channels");
   }
   if (residual.defined()) {
     check_f32_cpu(op, residual, "residual");
@@ -119,7 +121,8 @@ ConvShapes conv2d_shapes(std::string_view op, const Tensor& x, const Tensor& w, 
 void check_pool_args(std::string_view op, std::array<int64_t, 2> k, std::array<int64_t, 2> s,
                      std::array<int64_t, 2> p, std::array<int64_t, 2> d) {
   for (int i = 0; i < 2; ++i) {
-    if (k[i] < 1 || s[i] < 1 || d[i] < 1 || p[i] < 0) op_error(op, "kernel, stride, dilation must be >= 1, padding >= 0");
+    if (k[i] < 1 || s[i] < 1 || d[i] < 1 || p[i] < 0)
+      op_error(op, "kernel, stride, dilation must be >= 1, padding >= 0");
     if (p[i] * 2 > k[i]) op_error(op, "pad should be at most half of effective kernel size");  // torch's check
   }
 }
@@ -188,7 +191,8 @@ Shape cat_shape(std::string_view op, const std::vector<Tensor>& xs, int64_t dim)
   out[d] = 0;
   for (size_t i = 0; i < xs.size(); ++i) {
     check_f32_cpu(op, xs[i], "tensor " + std::to_string(i));
-    if (xs[i].dim() != xs[0].dim()) op_error(op, "tensor " + std::to_string(i) + " " + xs[i].str() + " has a different rank");
+    if (xs[i].dim() != xs[0].dim())
+      op_error(op, "tensor " + std::to_string(i) + " " + xs[i].str() + " has a different rank");
     for (int64_t j = 0; j < xs[i].dim(); ++j)
       if (j != d && xs[i].size(j) != xs[0].size(j))
         op_error(op, "tensor " + std::to_string(i) + " " + xs[i].str() + " differs from " + xs[0].str() +
@@ -210,7 +214,8 @@ std::pair<int64_t, int64_t> interpolate_size(std::string_view op, int64_t H, int
     Ho = static_cast<int64_t>(std::floor(static_cast<double>(H) * (*o.scale_factor)[0]));
     Wo = static_cast<int64_t>(std::floor(static_cast<double>(W) * (*o.scale_factor)[1]));
   }
-  if (Ho <= 0 || Wo <= 0) op_error(op, "output size must be positive, got " + std::to_string(Ho) + "x" + std::to_string(Wo));
+  if (Ho <= 0 || Wo <= 0)
+    op_error(op, "output size must be positive, got " + std::to_string(Ho) + "x" + std::to_string(Wo));
   return {Ho, Wo};
 }
 

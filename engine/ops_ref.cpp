@@ -71,7 +71,8 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
   if (x_in.dim() < 2) op_error("ref::batch_norm", "input must have a channel dim, got " + x_in.str());
   const int64_t C = x_in.size(1);
   for (const Tensor* t : {&mean, &var})
-    if (!t->defined() || t->numel() != C) op_error("ref::batch_norm", "running stats must have " + std::to_string(C) + " elements");
+    if (!t->defined() || t->numel() != C)
+      op_error("ref::batch_norm", "running stats must have " + std::to_string(C) + " elements");
   Tensor x = x_in.contiguous();
   Tensor y = Tensor::empty(x.shape());
   const int64_t N = x.size(0), inner = x.numel() / std::max<int64_t>(N * C, 1);
@@ -240,7 +241,8 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
       for (int64_t j = 0; j < N; ++j) {
         double acc = 0;
         const float* bp = b.data<float>() + (b_shared ? 0 : p * K * N);
-        for (int64_t k = 0; k < K; ++k) acc += static_cast<double>(a.data<float>()[(p * M + i) * K + k]) * bp[k * N + j];
+        for (int64_t k = 0; k < K; ++k)
+          acc += static_cast<double>(a.data<float>()[(p * M + i) * K + k]) * bp[k * N + j];
         y.data<float>()[(p * M + i) * N + j] = static_cast<float>(acc);
       }
   return y;
@@ -333,8 +335,12 @@ static Tensor binary(std::string_view op, const Tensor& a, const Tensor& b, F f)
   for (int64_t i = 0; i < y.numel(); ++i) y.data<float>()[i] = f(ae.data<float>()[i], be.data<float>()[i]);
   return y;
 }
-Tensor add(const Tensor& a, const Tensor& b) { return binary("ref::add", a, b, [](float u, float v) { return u + v; }); }
-Tensor mul(const Tensor& a, const Tensor& b) { return binary("ref::mul", a, b, [](float u, float v) { return u * v; }); }
+Tensor add(const Tensor& a, const Tensor& b) {
+  return binary("ref::add", a, b, [](float u, float v) { return u + v; });
+}
+Tensor mul(const Tensor& a, const Tensor& b) {
+  return binary("ref::mul", a, b, [](float u, float v) { return u * v; });
+}
 Tensor mul(const Tensor& a, float s) {
   check_f32_cpu("ref::mul", a, "a");
   Tensor x = a.contiguous(), y = Tensor::empty(a.shape());
@@ -455,7 +461,8 @@ Tensor interpolate(const Tensor& x_in, const InterpolateOptions& o) {
         double acc = 0;
         for (size_t a = 0; a < th.index[oh].size(); ++a)
           for (size_t b = 0; b < tw.index[ow].size(); ++b)
-            acc += th.weight[oh][a] * tw.weight[ow][b] * x.data<float>()[(nc * H + th.index[oh][a]) * W + tw.index[ow][b]];
+            acc +=
+                th.weight[oh][a] * tw.weight[ow][b] * x.data<float>()[(nc * H + th.index[oh][a]) * W + tw.index[ow][b]];
         y.data<float>()[(nc * Ho + oh) * Wo + ow] = static_cast<float>(acc);
       }
   return y;
@@ -472,14 +479,16 @@ Tensor pool(const Tensor& x_in, Pool p, int64_t num_prefix) {
   std::function<float(int64_t, int64_t, int64_t)> at;
   if (x.dim() == 4) {
     if (p == Pool::cls || p == Pool::mean || p == Pool::cls_mean)
-      op_error("ref::pool", std::string(pool_name(p)) + " pooling needs tokens [B, N, C], got a feature map " + x.str());
+      op_error("ref::pool",
+               std::string(pool_name(p)) + " pooling needs tokens [B, N, C], got a feature map " + x.str());
     B = x.size(0), C = x.size(1), L = x.size(2) * x.size(3), first = 0;
     at = [&](int64_t b, int64_t l, int64_t c) { return x.data<float>()[(b * C + c) * L + l]; };
   } else if (x.dim() == 3) {
     B = x.size(0), L = x.size(1), C = x.size(2), first = num_prefix;
     if (num_prefix < 0) op_error("ref::pool", "negative number of prefix tokens");
     if (p != Pool::cls && first >= L)
-      op_error("ref::pool", "no patch tokens to pool: " + std::to_string(L) + " tokens, " + std::to_string(num_prefix) + " prefix");
+      op_error("ref::pool",
+               "no patch tokens to pool: " + std::to_string(L) + " tokens, " + std::to_string(num_prefix) + " prefix");
     if ((p == Pool::cls || p == Pool::cls_mean) && num_prefix < 1)
       op_error("ref::pool", "cls pooling needs a prefix (class) token");
     at = [&](int64_t b, int64_t l, int64_t c) { return x.data<float>()[(b * L + l) * C + c]; };

@@ -72,7 +72,8 @@ inline float uniform_float(TorchGenerator& gen, float from, float to) {
 
 // at::uniform_real_distribution<double>: 53 random bits of random64().
 inline double uniform_double(TorchGenerator& gen) {
-  return static_cast<double>(gen.random64() & ((uint64_t{1} << 53) - 1)) * (1.0 / static_cast<double>(uint64_t{1} << 53));
+  return static_cast<double>(gen.random64() & ((uint64_t{1} << 53) - 1)) *
+         (1.0 / static_cast<double>(uint64_t{1} << 53));
 }
 
 // ---- avx_mathfun.h (Cephes single precision, as compiled into torch's AVX2 kernels), one lane ----------
@@ -192,8 +193,8 @@ bool normal_fill_uses_avx2() { return cpu_features().has_avx2_fma(); }
 
 void uniform_(float* data, size_t n, double from_d, double to_d, TorchGenerator& gen) {
   if (!(from_d <= to_d))
-    throw std::invalid_argument("uniform_ expects to return a [from, to) range, but found from=" + std::to_string(from_d) +
-                                " > to=" + std::to_string(to_d));
+    throw std::invalid_argument("uniform_ expects to return a [from, to) range, but found from=" +
+                                std::to_string(from_d) + " > to=" + std::to_string(to_d));
   const float from = static_cast<float>(from_d), to = static_cast<float>(to_d);
   for (size_t i = 0; i < n; ++i) {
     const float v = uniform_float(gen, from, to);

@@ -98,7 +98,8 @@ void normal_fill_16_avx2(float* data, float mean, float std) {
   __m256 sin_theta, cos_theta;
   sincos8(theta, &sin_theta, &cos_theta);
   _mm256_storeu_ps(data, _mm256_fmadd_ps(_mm256_mul_ps(radius, cos_theta), _mm256_set1_ps(std), _mm256_set1_ps(mean)));
-  _mm256_storeu_ps(data + 8, _mm256_fmadd_ps(_mm256_mul_ps(radius, sin_theta), _mm256_set1_ps(std), _mm256_set1_ps(mean)));
+  _mm256_storeu_ps(data + 8,
+                   _mm256_fmadd_ps(_mm256_mul_ps(radius, sin_theta), _mm256_set1_ps(std), _mm256_set1_ps(mean)));
 }
 
 }  // namespace tabula::detail

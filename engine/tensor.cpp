@@ -309,7 +309,8 @@ Tensor Tensor::select(int64_t d, int64_t index) const {
   d = wrap_dim(d);
   if (index < 0) index += shape_[d];
   if (index < 0 || index >= shape_[d])
-    op_error("Tensor::select", "index " + std::to_string(index) + " out of range for dim " + std::to_string(d) + " of " + str());
+    op_error("Tensor::select",
+             "index " + std::to_string(index) + " out of range for dim " + std::to_string(d) + " of " + str());
   Tensor t = *this;
   t.offset_ += index * strides_[d];
   t.shape_.erase(t.shape_.begin() + d);

@@ -77,7 +77,11 @@ class Tensor {
 
   // Typed access to the first element; throws when T does not match dtype() (f16/bf16 read as uint16_t).
   template <class T> T* data() { check_type(sizeof(T), type_tag<T>()); return static_cast<T*>(raw()); }
-  template <class T> const T* data() const { check_type(sizeof(T), type_tag<T>()); return static_cast<const T*>(raw()); }
+  template <class T>
+  const T* data() const {
+    check_type(sizeof(T), type_tag<T>());
+    return static_cast<const T*>(raw());
+  }
   void* raw() const;
 
   // Element access by multi-index (slow; for tests and references).

@@ -25,7 +25,9 @@ double scalar_chains(long iterations) {
 
 double measure_fma_peak_gflops_per_core(double seconds) {
   const CpuFeatures& f = cpu_features();
-  double (*run)(long) = f.has_avx512() ? detail::fma_chains_avx512 : f.has_avx2_fma() ? detail::fma_chains_avx2 : scalar_chains;
+  double (*run)(long) = f.has_avx512()     ? detail::fma_chains_avx512
+                        : f.has_avx2_fma() ? detail::fma_chains_avx2
+                                           : scalar_chains;
   const double flop_per_iter = f.has_avx512() ? 24 * 16 * 2 : f.has_avx2_fma() ? 12 * 8 * 2 : 8 * 2;
   using clock = std::chrono::steady_clock;
   // Timed in thread CPU time: on a shared machine wall time would count the time other processes ran.

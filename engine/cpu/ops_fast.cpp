@@ -81,8 +81,8 @@ void im2col(const float* xg, const detail::ConvShapes& s, const Conv2dOptions& o
 }
 }  // namespace
 
-Tensor CpuBackend::conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dOptions& o, Activation act,
-              const Tensor& residual) {
+Tensor CpuBackend::conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dOptions& o,
+                          Activation act, const Tensor& residual) {
   auto s = detail::conv2d_shapes("ops::conv2d", x_in, w_in, b_in, o, residual);
   Tensor x = x_in.contiguous(), w = w_in.contiguous();
   Tensor bias = b_in.defined() ? b_in.contiguous() : Tensor();
@@ -155,13 +155,14 @@ Tensor CpuBackend::conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& 
   return y;
 }
 
-Tensor CpuBackend::batch_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, const Tensor& mean, const Tensor& var,
-                  double eps) {
+Tensor CpuBackend::batch_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, const Tensor& mean,
+                              const Tensor& var, double eps) {
   check_f32_cpu("ops::batch_norm", x_in, "input");
   if (x_in.dim() < 2) op_error("ops::batch_norm", "input must have a channel dim, got " + x_in.str());
   const int64_t N = x_in.size(0), C = x_in.size(1);
   for (const Tensor* t : {&mean, &var})
-    if (!t->defined() || t->numel() != C) op_error("ops::batch_norm", "running stats must have " + std::to_string(C) + " elements");
+    if (!t->defined() || t->numel() != C)
+      op_error("ops::batch_norm", "running stats must have " + std::to_string(C) + " elements");
   // y = x * scale + shift with scale, shift computed once per channel in double (as the folded conv would)
   std::vector<float> scale(C), shift(C);
   Tensor m = mean.contiguous(), v = var.contiguous();
@@ -237,8 +238,8 @@ Tensor CpuBackend::swiglu(const Tensor& x_in) {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Pooling: one (n, c) plane per work item.
-Tensor CpuBackend::max_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64_t, 2> s, std::array<int64_t, 2> p,
-                  std::array<int64_t, 2> d, bool ceil_mode) {
+Tensor CpuBackend::max_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64_t, 2> s,
+                              std::array<int64_t, 2> p, std::array<int64_t, 2> d, bool ceil_mode) {
   auto [N, C, H, W] = check_4d("ops::max_pool2d", x_in);
   detail::check_pool_args("ops::max_pool2d", k, s, p, d);
   auto [Ho, Wo] = detail::pool_output_hw("ops::max_pool2d", H, W, k, s, p, d, ceil_mode);
@@ -283,8 +284,8 @@ Tensor CpuBackend::max_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std:
   return y;
 }
 
-Tensor CpuBackend::avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64_t, 2> s, std::array<int64_t, 2> p,
-                  bool ceil_mode, bool count_include_pad) {
+Tensor CpuBackend::avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64_t, 2> s,
+                              std::array<int64_t, 2> p, bool ceil_mode, bool count_include_pad) {
   auto [N, C, H, W] = check_4d("ops::avg_pool2d", x_in);
   detail::check_pool_args("ops::avg_pool2d", k, s, p, {1, 1});
   auto [Ho, Wo] = detail::pool_output_hw("ops::avg_pool2d", H, W, k, s, p, {1, 1}, ceil_mode);
@@ -448,7 +449,7 @@ Tensor CpuBackend::softmax(const Tensor& x_in, int64_t dim) {
 // Flash-style attention: per (batch*head, block of kBQ queries), stream over keys in blocks of kBK with an online
 // softmax (running max m, running sum l, rescaled accumulator), so only a kBQ x kBK score tile ever exists.
 Tensor CpuBackend::scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
-                                    std::optional<double> scale_opt, Tensor* attn_probs) {
+                                                std::optional<double> scale_opt, Tensor* attn_probs) {
   auto [B, H, Nq, Nk, D, Dv] = detail::sdpa_shapes("ops::scaled_dot_product_attention", q_in, k_in, v_in);
   const float scale = static_cast<float>(scale_opt ? *scale_opt : 1.0 / std::sqrt(static_cast<double>(D)));
   if (attn_probs) {
@@ -487,7 +488,8 @@ Tensor CpuBackend::scaled_dot_product_attention(const Tensor& q_in, const Tensor
   // Per (batch, head): K^T and V packed once into the GEMM micro-kernel's panels (engine/packed.h), then query
   // blocks of kBQ rows: S = Q_blk K^T (a full row of Nk scores per query: kBQ x Nk, never Nq x Nk), the row
   // softmax's exponentials, O_blk = P V, and the rows scaled by 1 / sum. Exact (one pass over all keys per row).
-  constexpr int64_t kBQ = 96;  // a multiple of the micro-kernel rows (12, AVX2: 6): only the last block has a partial panel
+  // a multiple of the micro-kernel rows (12, AVX2: 6): only the last block has a partial panel
+  constexpr int64_t kBQ = 96;
   const detail::RowKernels& rk = detail::row_kernels();
   parallel_for(B * H, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> kt(static_cast<size_t>(detail::packed_b_floats(D, Nk))),
@@ -529,7 +531,8 @@ static Tensor binary(std::string_view op, const Tensor& a_in, const Tensor& b_in
   // b's shape must be a suffix of a's (after dropping leading 1s) for the fast path
   Shape bs = b_in.shape();
   while (!bs.empty() && bs.front() == 1) bs.erase(bs.begin());
-  const bool suffix = bs.size() <= s.size() && std::equal(bs.begin(), bs.end(), s.end() - static_cast<int64_t>(bs.size()));
+  const bool suffix =
+      bs.size() <= s.size() && std::equal(bs.begin(), bs.end(), s.end() - static_cast<int64_t>(bs.size()));
   if (!suffix) return op == "ops::add" ? ref::add(a_in, b_in) : ref::mul(a_in, b_in);
   Tensor a = a_in.contiguous(), b = b_in.contiguous();
   Tensor y = Tensor::empty(s);

@@ -80,7 +80,8 @@ PackedMatrix PackedMatrix::pack(int64_t K, int64_t N, const float* src, int64_t 
 PackedConv2d::PackedConv2d(const Tensor& weight, const Conv2dOptions& o) : opt(o) {
   check_f32_cpu("PackedConv2d", weight, "weight");
   if (weight.dim() != 4) op_error("PackedConv2d", "weight must be [Cout, Cin, kh, kw], got " + weight.str());
-  if (o.groups != 1) op_error("PackedConv2d", "grouped convolutions are not packed (groups=" + std::to_string(o.groups) + ")");
+  if (o.groups != 1)
+    op_error("PackedConv2d", "grouped convolutions are not packed (groups=" + std::to_string(o.groups) + ")");
   cout = weight.size(0), cin = weight.size(1), kh = weight.size(2), kw = weight.size(3);
   const Tensor w = weight.contiguous();
   const float* wp = w.data<float>();
@@ -124,7 +125,8 @@ std::pair<Tensor, Tensor> batch_norm_scale_shift(const Tensor& gamma, const Tens
   const Tensor m = mean.contiguous(), v = var.contiguous();
   for (int64_t c = 0; c < C; ++c) {
     // the same expression as ops::batch_norm, so the fused and the tapped (unfused) paths agree
-    const double sc = (g.defined() ? g.data<float>()[c] : 1.0) / std::sqrt(static_cast<double>(v.data<float>()[c]) + eps);
+    const double sc =
+        (g.defined() ? g.data<float>()[c] : 1.0) / std::sqrt(static_cast<double>(v.data<float>()[c]) + eps);
     scale.data<float>()[c] = static_cast<float>(sc);
     shift.data<float>()[c] = static_cast<float>((b.defined() ? b.data<float>()[c] : 0.0) - m.data<float>()[c] * sc);
   }
@@ -321,7 +323,8 @@ void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels
         for (int64_t r = 0; r < mc; ++r) {
           const int64_t p = A.row0 + i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
           const int64_t ih0 = oh * A.o.stride[0] - A.o.padding[0], iw0 = ow * A.o.stride[1] - A.o.padding[1];
-          origin[static_cast<size_t>(r)] = {n, ih0, iw0, ((n * A.H + ih0) * A.W + iw0) * A.C, iw0 >= 0 && iw0 + A.kw <= A.W};
+          origin[static_cast<size_t>(r)] = {n, ih0, iw0, ((n * A.H + ih0) * A.W + iw0) * A.C,
+                                            iw0 >= 0 && iw0 + A.kw <= A.W};
         }
       }
       if (A.kind == ASource::Kind::tap_rows) cols.resize(static_cast<size_t>(mc * K));  // border rows' gathers
@@ -528,7 +531,8 @@ void check_channel_vector(std::string_view op, const Tensor& t, int64_t C, std::
   if (!t.defined()) return;
   check_f32_cpu(op, t, name);
   if (t.numel() != C)
-    op_error(op, std::string(name) + " " + t.str() + " must have " + std::to_string(C) + " elements (one per output channel)");
+    op_error(op, std::string(name) + " " + t.str() + " must have " + std::to_string(C) +
+                     " elements (one per output channel)");
 }
 
 }  // namespace

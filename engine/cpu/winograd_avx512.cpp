@@ -52,7 +52,8 @@ void input_transform(const WinogradGeometry& g, const float* x, int64_t t0, int6
       for (int i = 0; i < 6; ++i) {
         __m512 d[6], o[6];
         for (int j = 0; j < 6; ++j)
-          d[j] = row_in[i] && col_in[j] ? _mm512_maskz_loadu_ps(m, x + off0 + (i * g.W + j) * C + c0) : _mm512_setzero_ps();
+          d[j] = row_in[i] && col_in[j] ? _mm512_maskz_loadu_ps(m, x + off0 + (i * g.W + j) * C + c0)
+                                        : _mm512_setzero_ps();
         bt6(d, o);  // (d B)[i][k] = (B^T d^T)[k][i]: the same 1-D transform along the row
         for (int k = 0; k < 6; ++k) _mm512_store_ps(wbuf + (i * 6 + k) * L, o[k]);
       }
@@ -66,8 +67,8 @@ void input_transform(const WinogradGeometry& g, const float* x, int64_t t0, int6
   }
 }
 
-void output_transform(const WinogradGeometry& g, const float* mres, int64_t ps, int64_t t0, int64_t t1, const WinogradEpilogue& ep,
-                      float* y) {
+void output_transform(const WinogradGeometry& g, const float* mres, int64_t ps, int64_t t0, int64_t t1,
+                      const WinogradEpilogue& ep, float* y) {
   const int64_t Co = g.Cout, per_image = g.th * g.tw;
   const bool relu = ep.act == Activation::relu, other_act = !relu && ep.act != Activation::none;
   const __m512 zero = _mm512_setzero_ps();
@@ -106,7 +107,8 @@ void output_transform(const WinogradGeometry& g, const float* mres, int64_t ps, 
     }
     if (other_act)  // GELU, SiLU, ...: on the tile's finished pixels
       for (int64_t i = 0; i < nh; ++i)
-        for (int64_t j = 0; j < nw; ++j) activation_inplace(y + ((n * g.Ho + oh0 + i) * g.Wo + ow0 + j) * Co, Co, ep.act);
+        for (int64_t j = 0; j < nw; ++j)
+          activation_inplace(y + ((n * g.Ho + oh0 + i) * g.Wo + ow0 + j) * Co, Co, ep.act);
   }
 }
 }  // namespace

@@ -82,7 +82,8 @@ inline void input_transform(const WinogradGeometry& g, const float* x, int64_t t
         }
       }
       for (int64_t j = 0; j < kWinoAlpha; ++j) bt_1d(d + j * L, kWinoAlpha * L, tmp + j * L, kWinoAlpha * L);  // B^T d
-      for (int64_t i = 0; i < kWinoAlpha; ++i) bt_1d(tmp + i * kWinoAlpha * L, L, out + i * kWinoAlpha * L, L);  // (.) B
+      for (int64_t i = 0; i < kWinoAlpha; ++i)
+        bt_1d(tmp + i * kWinoAlpha * L, L, out + i * kWinoAlpha * L, L);  // (.) B
       for (int64_t xi = 0; xi < kWinoPoints; ++xi) {
         if (nl == L) std::memcpy(vt + xi * ps + c0, out + xi * L, sizeof(float) * L);  // (a fixed-size copy)
         else std::memcpy(vt + xi * ps + c0, out + xi * L, sizeof(float) * static_cast<size_t>(nl));

@@ -179,13 +179,15 @@ struct Strides3 {
 template <typename T>
 __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>)
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   else
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 template <typename T>
 __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
@@ -203,9 +205,9 @@ __device__ __forceinline__ uint32_t pack2(T lo, T hi) {
 __device__ __forceinline__ uint32_t ld32(const void* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
 template <typename T, int D>
-__global__ void __launch_bounds__(kFaThreads) flash_attention_kernel(T* out, Strides3 os, const T* q, Strides3 qs, const T* k,
-                                                                     Strides3 ks, const T* v, Strides3 vs, int H, int Nq,
-                                                                     int Nk, float scale) {
+__global__ void __launch_bounds__(kFaThreads)
+    flash_attention_kernel(T* out, Strides3 os, const T* q, Strides3 qs, const T* k, Strides3 ks, const T* v,
+                           Strides3 vs, int H, int Nq, int Nk, float scale) {
   constexpr int LDT = D + 8, CH = D / 8, KS = D / 16, NT = D / 8;
   extern __shared__ __align__(16) unsigned char smem[];
   T* Ks = reinterpret_cast<T*>(smem);
@@ -298,7 +300,8 @@ __global__ void __launch_bounds__(kFaThreads) flash_attention_kernel(T* out, Str
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         const int r = kk * 16 + 2 * t;
-        mma16816<T>(o[nt], pa[kk], pack2<T>(vc[r * LDT], vc[(r + 1) * LDT]), pack2<T>(vc[(r + 8) * LDT], vc[(r + 9) * LDT]));
+        mma16816<T>(o[nt], pa[kk], pack2<T>(vc[r * LDT], vc[(r + 1) * LDT]),
+                    pack2<T>(vc[(r + 8) * LDT], vc[(r + 9) * LDT]));
       }
     }
   }
@@ -312,22 +315,24 @@ __global__ void __launch_bounds__(kFaThreads) flash_attention_kernel(T* out, Str
   }
 }
 template <typename T, int D>
-void launch_flash(T* out, Strides3 os, const T* q, Strides3 qs, const T* k, Strides3 ks, const T* v, Strides3 vs, int64_t B, int H,
-                  int Nq, int Nk, float scale, int dev) {
+void launch_flash(T* out, Strides3 os, const T* q, Strides3 qs, const T* k, Strides3 ks, const T* v, Strides3 vs,
+                  int64_t B, int H, int Nq, int Nk, float scale, int dev) {
   constexpr size_t shm = flash_smem_bytes<D>();
   static const bool attr = [] {
-    TABULA_CUDA_CHECK(cudaFuncSetAttribute(flash_attention_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shm)));
+    TABULA_CUDA_CHECK(cudaFuncSetAttribute(flash_attention_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(shm)));
     return true;
   }();
   (void)attr;
   const int64_t blocks = B * H * ((Nq + kFaRows - 1) / kFaRows);
-  flash_attention_kernel<T, D><<<static_cast<unsigned>(blocks), kFaThreads, shm, stream(dev)>>>(out, os, q, qs, k, ks, v, vs, H, Nq, Nk, scale);
+  flash_attention_kernel<T, D>
+      <<<static_cast<unsigned>(blocks), kFaThreads, shm, stream(dev)>>>(out, os, q, qs, k, ks, v, vs, H, Nq, Nk, scale);
 }
 
 }  // namespace
 
 Tensor CudaBackend::scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
-                                    std::optional<double> scale_opt, Tensor* attn_probs) {
+                                                 std::optional<double> scale_opt, Tensor* attn_probs) {
   const OpTimer timer("scaled_dot_product_attention", q_in);
   const char* op = "cuda::scaled_dot_product_attention";
   const int dev = common_device(op, {&q_in, &k_in, &v_in});
@@ -354,7 +359,8 @@ Tensor CudaBackend::scaled_dot_product_attention(const Tensor& q_in, const Tenso
       B * H * ((Nq + kFaRows - 1) / kFaRows) <= 0x7fffffff) {
     // q/k/v read in place when each row of D is 16-byte aligned; else one dense copy each.
     auto rows_ok = [](const Tensor& t) {
-      return t.stride(3) == 1 && t.stride(0) % 8 == 0 && t.stride(1) % 8 == 0 && t.stride(2) % 8 == 0 && aligned(t.raw(), 16);
+      return t.stride(3) == 1 && t.stride(0) % 8 == 0 && t.stride(1) % 8 == 0 && t.stride(2) % 8 == 0 &&
+             aligned(t.raw(), 16);
     };
     Tensor q = rows_ok(q_in) ? q_in : dense(q_in, dev), k = rows_ok(k_in) ? k_in : dense(k_in, dev);
     Tensor v = rows_ok(v_in) ? v_in : dense(v_in, dev);
@@ -363,9 +369,10 @@ Tensor CudaBackend::scaled_dot_product_attention(const Tensor& q_in, const Tenso
     Tensor out = empty({B, Nq, H, D}, dev, ydt).permute({0, 2, 1, 3});
     auto s3 = [](const Tensor& t) { return Strides3{t.stride(0), t.stride(1), t.stride(2)}; };
     const int Hi = static_cast<int>(H), Nqi = static_cast<int>(Nq), Nki = static_cast<int>(Nk);
-#define TABULA_FLASH(T, DD)                                                                                                  \
-  launch_flash<T, DD>(static_cast<T*>(out.raw()), s3(out), static_cast<const T*>(q.raw()), s3(q), static_cast<const T*>(k.raw()), \
-                      s3(k), static_cast<const T*>(v.raw()), s3(v), B, Hi, Nqi, Nki, scale, dev)
+#define TABULA_FLASH(T, DD)                                                                                          \
+  launch_flash<T, DD>(static_cast<T*>(out.raw()), s3(out), static_cast<const T*>(q.raw()), s3(q),                    \
+                      static_cast<const T*>(k.raw()), s3(k), static_cast<const T*>(v.raw()), s3(v), B, Hi, Nqi, Nki, \
+                      scale, dev)
     if (ydt == DType::bf16) {
       if (D == 64) TABULA_FLASH(__nv_bfloat16, 64);
       else if (D == 80) TABULA_FLASH(__nv_bfloat16, 80);
@@ -387,23 +394,25 @@ Tensor CudaBackend::scaled_dot_product_attention(const Tensor& q_in, const Tenso
     Tensor out = empty({B, H, Nq, Dv}, dev, ydt);
     if (rows == 0) return out;
     const int64_t per = Nq * Nk;
-    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(BH, static_cast<int64_t>(kAttnScoresBudget / (static_cast<size_t>(per) * 6))));
+    const int64_t chunk = std::max<int64_t>(
+        1, std::min<int64_t>(BH, static_cast<int64_t>(kAttnScoresBudget / (static_cast<size_t>(per) * 6))));
     Tensor S = empty({chunk * per}, dev), P = empty({chunk * per}, dev, opd);
     const unsigned threads = Nk >= 256 ? 256 : 128;
     for (int64_t c0 = 0; c0 < BH; c0 += chunk) {
       const int64_t cnt = std::min(chunk, BH - c0);
       // column-major S^T[Nk, Nq] = K[Nk, D] . Q^T[D, Nq] per (batch, head)
-      lt_matmul(dev, true, at_elem(k, c0 * Nk * D), D, Nk * D, at_elem(q, c0 * Nq * D), D, Nq * D, S.raw(), DType::f32, Nk, Nq,
-                D, cnt, nullptr, g_precision);
+      lt_matmul(dev, true, at_elem(k, c0 * Nk * D), D, Nk * D, at_elem(q, c0 * Nq * D), D, Nq * D, S.raw(), DType::f32,
+                Nk, Nq, D, cnt, nullptr, g_precision);
       if (Nk <= kWarpRowMax)
-        launch_warp_rows<SoftmaxWarp>(cnt * Nq, static_cast<int>(Nk), dev, P.raw(), et(P), static_cast<const float*>(S.raw()), cnt * Nq,
-                                      static_cast<int>(Nk), scale);
+        launch_warp_rows<SoftmaxWarp>(cnt * Nq, static_cast<int>(Nk), dev, P.raw(), et(P),
+                                      static_cast<const float*>(S.raw()), cnt * Nq, static_cast<int>(Nk), scale);
       else
-        scaled_softmax_kernel<<<static_cast<unsigned>(cnt * Nq), threads, 0, stream(dev)>>>(P.raw(), et(P), fptr(S), Nk, scale);
+        scaled_softmax_kernel<<<static_cast<unsigned>(cnt * Nq), threads, 0, stream(dev)>>>(P.raw(), et(P), fptr(S), Nk,
+                                                                                            scale);
       LAUNCH_CHECK();
       // column-major O^T[Dv, Nq] = V^T[Dv, Nk] . P^T[Nk, Nq]
-      lt_matmul(dev, false, at_elem(v, c0 * Nk * Dv), Dv, Nk * Dv, P.raw(), Nk, Nq * Nk, at_elem(out, c0 * Nq * Dv), ydt, Dv, Nq,
-                Nk, cnt, nullptr, g_precision);
+      lt_matmul(dev, false, at_elem(v, c0 * Nk * Dv), Dv, Nk * Dv, P.raw(), Nk, Nq * Nk, at_elem(out, c0 * Nq * Dv),
+                ydt, Dv, Nq, Nk, cnt, nullptr, g_precision);
     }
     return out;
   }
@@ -422,9 +431,11 @@ Tensor CudaBackend::scaled_dot_product_attention(const Tensor& q_in, const Tenso
   if (static_cast<size_t>(BH * Nq * Nk) * sizeof(float) <= kAttnScoresBudget) {
     Tensor probs = empty({B, H, Nq, Nk}, dev);
     Tensor ql = lowered(q, dev, qk_p), kl = lowered(k, dev, qk_p);
-    lt_matmul(dev, true, kl.raw(), D, Nk * D, ql.raw(), D, Nq * D, probs.raw(), DType::f32, Nk, Nq, D, BH, nullptr, qk_p);
+    lt_matmul(dev, true, kl.raw(), D, Nk * D, ql.raw(), D, Nq * D, probs.raw(), DType::f32, Nk, Nq, D, BH, nullptr,
+              qk_p);
     const unsigned threads = Nk >= 256 ? 256 : 128;
-    scaled_softmax_kernel<<<static_cast<unsigned>(BH * Nq), threads, 0, stream(dev)>>>(probs.raw(), ET::f32, fptr(probs), Nk, scale);
+    scaled_softmax_kernel<<<static_cast<unsigned>(BH * Nq), threads, 0, stream(dev)>>>(probs.raw(), ET::f32,
+                                                                                       fptr(probs), Nk, scale);
     LAUNCH_CHECK();
     Tensor vr = v;
     if (qk_p != Precision::fp32) {
@@ -432,8 +443,8 @@ Tensor CudaBackend::scaled_dot_product_attention(const Tensor& q_in, const Tenso
       round_kernel<<<blocks_for(v.numel()), 256, 0, stream(dev)>>>(fptr_mut(vr), fptr(v), v.numel(), qk_p);
       LAUNCH_CHECK();
     }
-    lt_matmul(dev, false, vr.raw(), Dv, Nk * Dv, probs.raw(), Nk, Nq * Nk, out.raw(), DType::f32, Dv, Nq, Nk, BH, nullptr,
-              Precision::fp32);
+    lt_matmul(dev, false, vr.raw(), Dv, Nk * Dv, probs.raw(), Nk, Nq * Nk, out.raw(), DType::f32, Dv, Nq, Nk, BH,
+              nullptr, Precision::fp32);
     if (attn_probs) *attn_probs = probs;
     return result(out);
   }
@@ -444,9 +455,11 @@ Tensor CudaBackend::scaled_dot_product_attention(const Tensor& q_in, const Tenso
     // The row of Nk scores, plus 16 bytes: compute-sanitizer saw the compiler's vectorised reads of the row's
     // tail (LDS of 3 floats at the last element) step past an allocation of exactly Nk floats.
     const size_t shm = (static_cast<size_t>(Nk) + 4) * sizeof(float);
-    if (shm > 200 * 1024) op_error(op, "exact attention keeps a row of scores in shared memory: Nk=" + std::to_string(Nk) + " is too long");
+    if (shm > 200 * 1024)
+      op_error(op, "exact attention keeps a row of scores in shared memory: Nk=" + std::to_string(Nk) + " is too long");
     if (shm > 48 * 1024)
-      TABULA_CUDA_CHECK(cudaFuncSetAttribute(attention_exact_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shm)));
+      TABULA_CUDA_CHECK(cudaFuncSetAttribute(attention_exact_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(shm)));
     attention_exact_kernel<<<static_cast<unsigned>(rows), 128, shm, stream(dev)>>>(
         fptr_mut(out), probs.defined() ? fptr_mut(probs) : nullptr, fptr(q), fptr(k), fptr(v), Nq, Nk,
         static_cast<int>(D), static_cast<int>(Dv), scale, g_precision);

@@ -50,8 +50,8 @@ uint32_t alignment_of(const void* p) {
 // (`d_type`; a bias has D's type). C (optional, laid out and typed as D) is added: D = A B + C + bias (beta = 1).
 // Row-major callers swap operands (see linear/matmul).
 void lt_matmul(int dev, bool trans_a, const void* A, int64_t lda, int64_t stride_a, const void* B, int64_t ldb,
-               int64_t stride_b, void* D, DType d_type, int64_t m, int64_t n, int64_t k, int64_t batch, const void* bias,
-               Precision p, const void* C) {
+               int64_t stride_b, void* D, DType d_type, int64_t m, int64_t n, int64_t k, int64_t batch,
+               const void* bias, Precision p, const void* C) {
   Blas& bl = blas(dev);
   const cudaDataType_t in_type = p == Precision::bf16 ? CUDA_R_16BF : p == Precision::fp16 ? CUDA_R_16F : CUDA_R_32F;
   const cudaDataType_t d_cuda = cuda_type(d_type);
@@ -74,7 +74,8 @@ void lt_matmul(int dev, bool trans_a, const void* A, int64_t lda, int64_t stride
       const cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;  // GELU stays a separate erf kernel: Lt's is tanh-GELU
       TABULA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof(ep)));
       TABULA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
-      TABULA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &d_cuda, sizeof(d_cuda)));
+      TABULA_CUBLAS_CHECK(
+          cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &d_cuda, sizeof(d_cuda)));
     }
     TABULA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, in_type, trans_a ? k : m, trans_a ? m : k, lda));
     TABULA_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, in_type, k, n, ldb));
@@ -84,7 +85,8 @@ void lt_matmul(int dev, bool trans_a, const void* A, int64_t lda, int64_t stride
       const int64_t sd = m * n;
       for (auto [l, s] : {std::pair{la, stride_a}, std::pair{lb, stride_b}, std::pair{ld, sd}}) {
         TABULA_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof(bc)));
-        TABULA_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &s, sizeof(s)));
+        TABULA_CUBLAS_CHECK(
+            cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &s, sizeof(s)));
       }
     }
     const uint32_t al_a = alignment_of(A), al_b = alignment_of(B), al_d = alignment_of(D);
@@ -92,8 +94,9 @@ void lt_matmul(int dev, bool trans_a, const void* A, int64_t lda, int64_t stride
     const std::string key = std::to_string(static_cast<int>(p)) + (trans_a ? "T" : "N") + std::to_string(m) + "," +
                             std::to_string(n) + "," + std::to_string(k) + "," + std::to_string(lda) + "," +
                             std::to_string(ldb) + "," + std::to_string(batch) + "," + std::to_string(stride_a) + "," +
-                            std::to_string(stride_b) + (bias ? "b" : "") + (C ? "c" : "") + std::string(dtype_name(d_type)) + "@" +
-                            std::to_string(al_a) + "," + std::to_string(al_b) + "," + std::to_string(al_c) + "," + std::to_string(al_d);
+                            std::to_string(stride_b) + (bias ? "b" : "") + (C ? "c" : "") +
+                            std::string(dtype_name(d_type)) + "@" + std::to_string(al_a) + "," + std::to_string(al_b) +
+                            "," + std::to_string(al_c) + "," + std::to_string(al_d);
     cublasLtMatmulAlgo_t algo;
     {
       std::lock_guard<std::mutex> lock(g_blas_mu);
@@ -116,9 +119,10 @@ void lt_matmul(int dev, bool trans_a, const void* A, int64_t lda, int64_t stride
         cublasLtMatmulPreferenceDestroy(pref);
         TABULA_CUBLAS_CHECK(st);
         if (found == 0)
-          throw std::runtime_error("cuda::matmul: cuBLASLt has no algorithm for m=" + std::to_string(m) + " n=" +
-                                   std::to_string(n) + " k=" + std::to_string(k) + " in " +
-                                   std::string(precision_name(p)) + " with a " + std::string(dtype_name(d_type)) + " result");
+          throw std::runtime_error("cuda::matmul: cuBLASLt has no algorithm for m=" + std::to_string(m) +
+                                   " n=" + std::to_string(n) + " k=" + std::to_string(k) + " in " +
+                                   std::string(precision_name(p)) + " with a " + std::string(dtype_name(d_type)) +
+                                   " result");
         algo = res.algo;
         bl.algos.emplace(key, algo);
       }
@@ -142,8 +146,9 @@ Tensor weight_operand(std::string_view op, const Tensor& w, int dev) {
   if (d != dev) op_error(op, "weight on cuda:" + std::to_string(d) + ", input on cuda:" + std::to_string(dev));
   if (w.dtype() == DType::f32) return lowered(w, dev, g_precision);
   if (w.dtype() != operand_dtype())
-    op_error(op, "weight " + w.str() + " was converted for another precision: " + std::string(precision_name(g_precision)) +
-                     " needs " + std::string(dtype_name(operand_dtype())) + " (or f32)");
+    op_error(op, "weight " + w.str() +
+                     " was converted for another precision: " + std::string(precision_name(g_precision)) + " needs " +
+                     std::string(dtype_name(operand_dtype())) + " (or f32)");
   if (!w.is_contiguous() || !aligned(w.raw()))
     op_error(op, "a converted weight must be the contiguous tensor convert_weight returned, got a view " + w.str());
   return w;
@@ -158,13 +163,15 @@ Tensor convert_weight(const Tensor& w) {
 
 // The result has the input's storage type: f32 activations give f32 (the GEMM rounds its operands to the
 // precision), 16-bit activations give 16-bit results written by the GEMM itself, bias included.
-Tensor CudaBackend::linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Activation act, const Tensor& residual) {
+Tensor CudaBackend::linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Activation act,
+                           const Tensor& residual) {
   const OpTimer timer("linear", x_in, w_in);
   const int dev = common_device("cuda::linear", {&x_in, &b_in, &residual});
   if (w_in.dim() != 2 || x_in.dim() < 1 || x_in.size(-1) != w_in.size(1))
     op_error("cuda::linear", "input " + x_in.str() + " does not match weight " + w_in.str());
   const int64_t K = w_in.size(1), N = w_in.size(0), M = K ? x_in.numel() / K : 0;
-  if (b_in.defined() && b_in.numel() != N) op_error("cuda::linear", "bias must have " + std::to_string(N) + " elements, got " + b_in.str());
+  if (b_in.defined() && b_in.numel() != N)
+    op_error("cuda::linear", "bias must have " + std::to_string(N) + " elements, got " + b_in.str());
   Shape os = x_in.shape();
   os.back() = N;
   const DType ydt = x_in.dtype();
@@ -175,12 +182,13 @@ Tensor CudaBackend::linear(const Tensor& x_in, const Tensor& w_in, const Tensor&
   Tensor b = b_in.defined() ? dense_as(b_in, dev, ydt) : Tensor();
   Tensor r;
   if (residual.defined()) {
-    if (residual.shape() != y.shape()) op_error("cuda::linear", "residual must be " + y.str() + ", got " + residual.str());
+    if (residual.shape() != y.shape())
+      op_error("cuda::linear", "residual must be " + y.str() + ", got " + residual.str());
     r = dense_as(residual, dev, ydt);
   }
   // Row-major Y[M, N] = X[M, K] W[N, K]^T  <=>  column-major Y^T[N, M] = W^T . X^T with W stored K x N (ld K).
-  lt_matmul(dev, true, w.raw(), K, 0, x.raw(), K, 0, y.raw(), ydt, N, M, K, 1, b.defined() ? b.raw() : nullptr, g_precision,
-            r.defined() ? r.raw() : nullptr);
+  lt_matmul(dev, true, w.raw(), K, 0, x.raw(), K, 0, y.raw(), ydt, N, M, K, 1, b.defined() ? b.raw() : nullptr,
+            g_precision, r.defined() ? r.raw() : nullptr);
   if (act != Activation::none) apply_activation(y, y, act, dev);
   return y;
 }
@@ -188,7 +196,8 @@ Tensor CudaBackend::linear(const Tensor& x_in, const Tensor& w_in, const Tensor&
 Tensor CudaBackend::matmul(const Tensor& a_in, const Tensor& b_in) {
   const OpTimer timer("matmul", a_in);
   const int dev = common_device("cuda::matmul", {&a_in, &b_in});
-  if (a_in.dim() < 2 || b_in.dim() < 2) op_error("cuda::matmul", "operands must be at least 2-D, got " + a_in.str() + " and " + b_in.str());
+  if (a_in.dim() < 2 || b_in.dim() < 2)
+    op_error("cuda::matmul", "operands must be at least 2-D, got " + a_in.str() + " and " + b_in.str());
   const int64_t M = a_in.size(-2), K = a_in.size(-1), N = b_in.size(-1);
   if (b_in.size(-2) != K) op_error("cuda::matmul", "inner dims differ: " + a_in.str() + " @ " + b_in.str());
   int64_t batch = 1;
@@ -196,7 +205,8 @@ Tensor CudaBackend::matmul(const Tensor& a_in, const Tensor& b_in) {
   if (b_in.dim() > 2) {
     if (b_in.dim() != a_in.dim()) op_error("cuda::matmul", "batch dims differ: " + a_in.str() + " @ " + b_in.str());
     for (int64_t d = 0; d + 2 < a_in.dim(); ++d)
-      if (a_in.size(d) != b_in.size(d)) op_error("cuda::matmul", "batch dims differ: " + a_in.str() + " @ " + b_in.str());
+      if (a_in.size(d) != b_in.size(d))
+        op_error("cuda::matmul", "batch dims differ: " + a_in.str() + " @ " + b_in.str());
   }
   Shape os = a_in.shape();
   os.back() = N;

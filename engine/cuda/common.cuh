@@ -39,13 +39,15 @@ inline int common_device(std::string_view op, std::initializer_list<const Tensor
   for (const Tensor* t : ts) {
     if (!t->defined()) continue;
     const DType d = t->dtype();
-    if (d != DType::f32 && d != DType::bf16 && d != DType::f16) op_error(op, "expected f32, bf16 or f16 tensors, got " + t->str());
+    if (d != DType::f32 && d != DType::bf16 && d != DType::f16)
+      op_error(op, "expected f32, bf16 or f16 tensors, got " + t->str());
     if (d != DType::f32) {
       if (half != DType::f32 && half != d) op_error(op, "bf16 and f16 tensors mixed in one call: " + t->str());
       half = d;
     }
     const int dv = device_of(op, *t);
-    if (dev >= 0 && dv != dev) op_error(op, "tensors on different devices (cuda:" + std::to_string(dev) + ", cuda:" + std::to_string(dv) + ")");
+    if (dev >= 0 && dv != dev)
+      op_error(op, "tensors on different devices (cuda:" + std::to_string(dev) + ", cuda:" + std::to_string(dv) + ")");
     dev = dv;
   }
   if (dev < 0) op_error(op, "no defined input");
@@ -69,7 +71,9 @@ inline bool aligned(const void* p, size_t a = 256) { return reinterpret_cast<uin
 
 // ---- element types: kernels take void* plus the element type and compute in fp32 ----
 enum class ET : int { f32, bf16, f16 };
-inline ET et(const Tensor& t) { return t.dtype() == DType::bf16 ? ET::bf16 : t.dtype() == DType::f16 ? ET::f16 : ET::f32; }
+inline ET et(const Tensor& t) {
+  return t.dtype() == DType::bf16 ? ET::bf16 : t.dtype() == DType::f16 ? ET::f16 : ET::f32;
+}
 __device__ __forceinline__ float ld(const void* p, int64_t i, ET t) {
   if (t == ET::bf16) return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
   if (t == ET::f16) return __half2float(static_cast<const __half*>(p)[i]);
@@ -147,7 +151,8 @@ inline Tensor dense_channels_last(const Tensor& x, int dev, DType dt) {
 }
 // A fresh tensor laid out like x when x is contiguous or channels-last (element-wise results keep the layout).
 inline Tensor empty_like_layout(const Tensor& x, int dev, DType dt) {
-  if (!x.is_contiguous() && is_channels_last(x)) return empty_channels_last(x.size(0), x.size(1), x.size(2), x.size(3), dev, dt);
+  if (!x.is_contiguous() && is_channels_last(x))
+    return empty_channels_last(x.size(0), x.size(1), x.size(2), x.size(3), dev, dt);
   return empty(x.shape(), dev, dt);
 }
 // Contiguous or channels-last, 256-byte aligned: dense memory that element-wise kernels walk with one index.
@@ -175,7 +180,8 @@ inline bool vec8_ok(const Tensor& t) {
 
 // y = act(y + bias[channel] + residual) after cuDNN/cuBLAS, residual laid out like y; channel = (i / inner) %
 // channels: inner = H*W for NCHW, 1 for channels-last or [rows, C] (elementwise.cu).
-void epilogue(Tensor& y, int dev, const float* bias, int64_t inner, int64_t channels, const Tensor& residual, Activation a);
+void epilogue(Tensor& y, int dev, const float* bias, int64_t inner, int64_t channels, const Tensor& residual,
+              Activation a);
 // y = act(x) over dense memory of the same layout (y may be x: in place) (elementwise.cu).
 void apply_activation(Tensor& y, const Tensor& x, Activation act, int dev);
 
@@ -237,8 +243,8 @@ inline void* at_elem(Tensor& t, int64_t elems) {
 // (`d_type`; a bias has D's type). C (optional, laid out and typed as D) is added: D = A B + C + bias (beta = 1).
 // Row-major callers swap operands (see linear/matmul).
 void lt_matmul(int dev, bool trans_a, const void* A, int64_t lda, int64_t stride_a, const void* B, int64_t ldb,
-               int64_t stride_b, void* D, DType d_type, int64_t m, int64_t n, int64_t k, int64_t batch, const void* bias,
-               Precision p, const void* C = nullptr);  // blas.cu
+               int64_t stride_b, void* D, DType d_type, int64_t m, int64_t n, int64_t k, int64_t batch,
+               const void* bias, Precision p, const void* C = nullptr);  // blas.cu
 
 // With TABULA_CUDA_PROFILE set, every op of the backend records its device time with CUDA events (eager forwards
 // only, not inside graph capture). Only the outermost op on a thread is timed: an op built on another (relu on

@@ -12,7 +12,8 @@ namespace {
 #define TABULA_CUDNN_CHECK(call) check_cudnn((call), #call, __FILE__, __LINE__)
 void check_cudnn(cudnnStatus_t s, const char* what, const char* file, int line) {
   if (s == CUDNN_STATUS_SUCCESS) return;
-  throw std::runtime_error(std::string(file) + ":" + std::to_string(line) + ": " + what + ": " + cudnnGetErrorString(s));
+  throw std::runtime_error(std::string(file) + ":" + std::to_string(line) + ": " + what + ": " +
+                           cudnnGetErrorString(s));
 }
 
 std::mutex g_dnn_mu;
@@ -40,8 +41,9 @@ struct ConvPlan {
   cudnnConvolutionFwdAlgo_t algo{};
   size_t workspace = 0;
 
-  ConvPlan(Dnn& dn, const char* op, cudnnTensorFormat_t fmt, cudnnDataType_t dt, cudnnMathType_t math, const std::string& key_prefix,
-           const Shape& xs, const Shape& ws, int64_t Ho, int64_t Wo, const Conv2dOptions& o, bool gemm_first) {
+  ConvPlan(Dnn& dn, const char* op, cudnnTensorFormat_t fmt, cudnnDataType_t dt, cudnnMathType_t math,
+           const std::string& key_prefix, const Shape& xs, const Shape& ws, int64_t Ho, int64_t Wo,
+           const Conv2dOptions& o, bool gemm_first) {
     try {
       auto I = [](int64_t v) { return static_cast<int>(v); };
       TABULA_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
@@ -51,15 +53,15 @@ struct ConvPlan {
       TABULA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, fmt, dt, I(xs[0]), I(xs[1]), I(xs[2]), I(xs[3])));
       TABULA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, fmt, dt, I(xs[0]), I(ws[0]), I(Ho), I(Wo)));
       TABULA_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, dt, fmt, I(ws[0]), I(ws[1]), I(ws[2]), I(ws[3])));
-      TABULA_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(c, I(o.padding[0]), I(o.padding[1]), I(o.stride[0]), I(o.stride[1]),
-                                                         I(o.dilation[0]), I(o.dilation[1]), CUDNN_CROSS_CORRELATION,
-                                                         CUDNN_DATA_FLOAT));
+      TABULA_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(c, I(o.padding[0]), I(o.padding[1]), I(o.stride[0]),
+                                                         I(o.stride[1]), I(o.dilation[0]), I(o.dilation[1]),
+                                                         CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
       TABULA_CUDNN_CHECK(cudnnSetConvolutionGroupCount(c, I(o.groups)));
       TABULA_CUDNN_CHECK(cudnnSetConvolutionMathType(c, math));
       const std::string key = key_prefix + ":" + shape_str(xs) + shape_str(ws) + std::to_string(o.stride[0]) + "," +
-                              std::to_string(o.stride[1]) + "," + std::to_string(o.padding[0]) + "," + std::to_string(o.padding[1]) +
-                              "," + std::to_string(o.dilation[0]) + "," + std::to_string(o.dilation[1]) + "," +
-                              std::to_string(o.groups);
+                              std::to_string(o.stride[1]) + "," + std::to_string(o.padding[0]) + "," +
+                              std::to_string(o.padding[1]) + "," + std::to_string(o.dilation[0]) + "," +
+                              std::to_string(o.dilation[1]) + "," + std::to_string(o.groups);
       auto it = dn.algos.find(key);
       if (it != dn.algos.end()) {
         std::tie(algo, workspace) = it->second;
@@ -67,9 +69,11 @@ struct ConvPlan {
       }
       cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
       int found = 0;
-      TABULA_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(dn.h, x, w, c, y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &found, perf));
+      TABULA_CUDNN_CHECK(
+          cudnnGetConvolutionForwardAlgorithm_v7(dn.h, x, w, c, y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &found, perf));
       auto usable = [&](const cudnnConvolutionFwdAlgoPerf_t& a) {
-        return a.status == CUDNN_STATUS_SUCCESS && a.determinism == CUDNN_DETERMINISTIC && a.memory <= (size_t{1} << 30);
+        return a.status == CUDNN_STATUS_SUCCESS && a.determinism == CUDNN_DETERMINISTIC &&
+               a.memory <= (size_t{1} << 30);
       };
       auto gemm_like = [](cudnnConvolutionFwdAlgo_t a) {
         return a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM || a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM ||
@@ -80,7 +84,9 @@ struct ConvPlan {
         if (usable(perf[i]) && gemm_like(perf[i].algo)) algo = perf[i].algo, workspace = perf[i].memory, ok = true;
       for (int i = 0; i < found && !ok; ++i)
         if (usable(perf[i])) algo = perf[i].algo, workspace = perf[i].memory, ok = true;
-      if (!ok) op_error(op, "cuDNN offers no deterministic algorithm for " + key_prefix + " " + shape_str(xs) + " * " + shape_str(ws));
+      if (!ok)
+        op_error(op, "cuDNN offers no deterministic algorithm for " + key_prefix + " " + shape_str(xs) + " * " +
+                         shape_str(ws));
       dn.algos.emplace(key, std::make_pair(algo, workspace));
     } catch (...) {
       release();
@@ -122,7 +128,8 @@ Tensor conv2d_nhwc(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, c
     const int64_t K = C * kh * kw, M = N * Ho * Wo;
     const bool bias_in_gemm = b_in.defined() && !residual.defined() && act == Activation::none;
     Tensor b16 = bias_in_gemm ? dense_as(b_in, dev, dt) : Tensor();
-    lt_matmul(dev, true, wk.raw(), K, 0, patches.raw(), K, 0, y.raw(), dt, Cout, M, K, 1, bias_in_gemm ? b16.raw() : nullptr, p16);
+    lt_matmul(dev, true, wk.raw(), K, 0, patches.raw(), K, 0, y.raw(), dt, Cout, M, K, 1,
+              bias_in_gemm ? b16.raw() : nullptr, p16);
     if (!bias_in_gemm && (b_in.defined() || residual.defined() || act != Activation::none)) {
       Tensor b = b_in.defined() ? dense_as(b_in, dev, DType::f32) : Tensor();
       Tensor r = residual.defined() ? dense_channels_last(residual, dev, residual.dtype()) : Tensor();
@@ -141,12 +148,14 @@ Tensor conv2d_nhwc(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, c
   Tensor y = empty_channels_last(N, Cout, Ho, Wo, dev, dt);
   Dnn& dn = dnn(dev);
   TABULA_CUDNN_CHECK(cudnnSetStream(dn.h, stream(dev)));
-  const ConvPlan plan(dn, op, CUDNN_TENSOR_NHWC, dt == DType::bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF, CUDNN_TENSOR_OP_MATH,
-                      "nhwc" + std::string(dtype_name(dt)), x.shape(), w_in.shape(), Ho, Wo, o, /*gemm_first=*/false);
+  const ConvPlan plan(dn, op, CUDNN_TENSOR_NHWC, dt == DType::bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF,
+                      CUDNN_TENSOR_OP_MATH, "nhwc" + std::string(dtype_name(dt)), x.shape(), w_in.shape(), Ho, Wo, o,
+                      /*gemm_first=*/false);
   Tensor ws = plan.workspace ? empty({static_cast<int64_t>(plan.workspace)}, dev, DType::u8) : Tensor();
   const float alpha = 1.f, beta = 0.f;
   TABULA_CUDNN_CHECK(cudnnConvolutionForward(dn.h, &alpha, plan.x, x.raw(), plan.w, w.raw(), plan.c, plan.algo,
-                                             ws.defined() ? ws.raw() : nullptr, plan.workspace, &beta, plan.y, y.raw()));
+                                             ws.defined() ? ws.raw() : nullptr, plan.workspace, &beta, plan.y,
+                                             y.raw()));
   if (b_in.defined() || residual.defined() || act != Activation::none) {
     Tensor b = b_in.defined() ? dense_as(b_in, dev, DType::f32) : Tensor();
     Tensor r = residual.defined() ? dense_channels_last(residual, dev, residual.dtype()) : Tensor();
@@ -156,17 +165,19 @@ Tensor conv2d_nhwc(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, c
 }
 }  // namespace
 
-Tensor CudaBackend::conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dOptions& o, Activation act,
-              const Tensor& residual) {
+Tensor CudaBackend::conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dOptions& o,
+                           Activation act, const Tensor& residual) {
   const OpTimer timer("conv2d", x_in, w_in);
   const char* op = "cuda::conv2d";
   const int dev = common_device(op, {&x_in, &w_in, &b_in, &residual});
-  if (x_in.dim() != 4 || w_in.dim() != 4) op_error(op, "expects x [N, C, H, W] and weight [Cout, Cin/g, kh, kw], got " + x_in.str() + ", " + w_in.str());
+  if (x_in.dim() != 4 || w_in.dim() != 4)
+    op_error(op, "expects x [N, C, H, W] and weight [Cout, Cin/g, kh, kw], got " + x_in.str() + ", " + w_in.str());
   const int64_t N = x_in.size(0), C = x_in.size(1), H = x_in.size(2), W = x_in.size(3);
   const int64_t Cout = w_in.size(0), kh = w_in.size(2), kw = w_in.size(3), g = o.groups;
   if (g < 1 || C % g || Cout % g || w_in.size(1) != C / g)
     op_error(op, "weight " + w_in.str() + " does not match input " + x_in.str() + " with groups=" + std::to_string(g));
-  if (b_in.defined() && b_in.numel() != Cout) op_error(op, "bias must have " + std::to_string(Cout) + " elements, got " + b_in.str());
+  if (b_in.defined() && b_in.numel() != Cout)
+    op_error(op, "bias must have " + std::to_string(Cout) + " elements, got " + b_in.str());
   for (int a = 0; a < 2; ++a)
     if (o.stride[a] < 1 || o.dilation[a] < 1 || o.padding[a] < 0)
       op_error(op, "stride and dilation must be >= 1 and padding >= 0, got stride " + std::to_string(o.stride[a]) +
@@ -182,8 +193,10 @@ Tensor CudaBackend::conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor&
   Dnn& dn = dnn(dev);
   TABULA_CUDNN_CHECK(cudnnSetStream(dn.h, stream(dev)));
   // fp32: plain FMA math (no TF32); every other precision lets cuDNN use tensor cores on the f32 data.
-  const ConvPlan plan(dn, op, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, g_precision == Precision::fp32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH,
-                      std::to_string(static_cast<int>(g_precision)), x.shape(), w.shape(), Ho, Wo, o, /*gemm_first=*/true);
+  const ConvPlan plan(dn, op, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
+                      g_precision == Precision::fp32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH,
+                      std::to_string(static_cast<int>(g_precision)), x.shape(), w.shape(), Ho, Wo, o,
+                      /*gemm_first=*/true);
   Tensor ws = plan.workspace ? empty({static_cast<int64_t>(plan.workspace)}, dev, DType::u8) : Tensor();
   const float alpha = 1.f, beta = 0.f;
   // cuDNN's fused form y = act(conv(x) + alpha2 * z + bias) is exactly act(conv + bias + residual) for ReLU or
@@ -207,7 +220,8 @@ Tensor CudaBackend::conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor&
     };
     try {
       TABULA_CUDNN_CHECK(cudnnCreateTensorDescriptor(&bd));
-      TABULA_CUDNN_CHECK(cudnnSetTensor4dDescriptor(bd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, static_cast<int>(Cout), 1, 1));
+      TABULA_CUDNN_CHECK(
+          cudnnSetTensor4dDescriptor(bd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, static_cast<int>(Cout), 1, 1));
       TABULA_CUDNN_CHECK(cudnnCreateActivationDescriptor(&ad));
       TABULA_CUDNN_CHECK(cudnnSetActivationDescriptor(
           ad, act == Activation::relu ? CUDNN_ACTIVATION_RELU : CUDNN_ACTIVATION_IDENTITY, CUDNN_PROPAGATE_NAN, 0.0));
@@ -216,8 +230,8 @@ Tensor CudaBackend::conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor&
       // 0 * NaN (an uninitialised or poisoned y) would be NaN, so y starts as zeros.
       if (!r.defined()) TABULA_CUDA_CHECK(cudaMemsetAsync(y.raw(), 0, y.nbytes(), stream(dev)));
       TABULA_CUDNN_CHECK(cudnnConvolutionBiasActivationForward(
-          dn.h, &alpha, plan.x, x.raw(), plan.w, w.raw(), plan.c, plan.algo, ws.defined() ? ws.raw() : nullptr, plan.workspace,
-          &alpha2, plan.y, r.defined() ? r.raw() : y.raw(), bd, b.raw(), ad, plan.y, y.raw()));
+          dn.h, &alpha, plan.x, x.raw(), plan.w, w.raw(), plan.c, plan.algo, ws.defined() ? ws.raw() : nullptr,
+          plan.workspace, &alpha2, plan.y, r.defined() ? r.raw() : y.raw(), bd, b.raw(), ad, plan.y, y.raw()));
     } catch (...) {
       cleanup();
       throw;
@@ -225,7 +239,8 @@ Tensor CudaBackend::conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor&
     cleanup();
   } else {
     TABULA_CUDNN_CHECK(cudnnConvolutionForward(dn.h, &alpha, plan.x, x.raw(), plan.w, w.raw(), plan.c, plan.algo,
-                                               ws.defined() ? ws.raw() : nullptr, plan.workspace, &beta, plan.y, y.raw()));
+                                               ws.defined() ? ws.raw() : nullptr, plan.workspace, &beta, plan.y,
+                                               y.raw()));
   }
   if (!fused && (b_in.defined() || residual.defined() || act != Activation::none)) {
     Tensor b = b_in.defined() ? dense_as(b_in, dev, DType::f32) : Tensor();

@@ -8,7 +8,8 @@ namespace {
 // last dim, whose stride is 1 on both sides when V > 1), converting the element type. vec16: same type and every
 // run of V elements is a 16-byte aligned chunk on both sides, copied as one uint4.
 template <int V>
-__global__ void copy_kernel(void* dst, Strides ds, ET dt, const void* src, Strides ss, ET stype, int64_t groups, bool vec16) {
+__global__ void copy_kernel(void* dst, Strides ds, ET dt, const void* src, Strides ss, ET stype, int64_t groups,
+                            bool vec16) {
   const int64_t g = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (g >= groups) return;
   const int64_t i = g * V, so = offset_of(ss, i), dof = offset_of(ds, i);
@@ -49,16 +50,24 @@ void copy_into(std::string_view op, Tensor& dst_in, const Tensor& src_in, int de
       }
     }
   }
-  const bool vec16 = V > 1 && dst.dtype() == src.dtype() && static_cast<size_t>(V) * es == 16 && aligned(dst.raw(), 16) &&
-                     aligned(src.raw(), 16);
+  const bool vec16 = V > 1 && dst.dtype() == src.dtype() && static_cast<size_t>(V) * es == 16 &&
+                     aligned(dst.raw(), 16) && aligned(src.raw(), 16);
   const Strides ds = make_strides(op, dst), ss = make_strides(op, src);
   const int64_t groups = n / V;
   const unsigned nb = blocks_for(groups);
   switch (V) {
-    case 8: copy_kernel<8><<<nb, 256, 0, stream(dev)>>>(dst.raw(), ds, et(dst), src.raw(), ss, et(src), groups, vec16); break;
-    case 4: copy_kernel<4><<<nb, 256, 0, stream(dev)>>>(dst.raw(), ds, et(dst), src.raw(), ss, et(src), groups, vec16); break;
-    case 2: copy_kernel<2><<<nb, 256, 0, stream(dev)>>>(dst.raw(), ds, et(dst), src.raw(), ss, et(src), groups, vec16); break;
-    default: copy_kernel<1><<<nb, 256, 0, stream(dev)>>>(dst.raw(), ds, et(dst), src.raw(), ss, et(src), groups, false); break;
+    case 8:
+      copy_kernel<8><<<nb, 256, 0, stream(dev)>>>(dst.raw(), ds, et(dst), src.raw(), ss, et(src), groups, vec16);
+      break;
+    case 4:
+      copy_kernel<4><<<nb, 256, 0, stream(dev)>>>(dst.raw(), ds, et(dst), src.raw(), ss, et(src), groups, vec16);
+      break;
+    case 2:
+      copy_kernel<2><<<nb, 256, 0, stream(dev)>>>(dst.raw(), ds, et(dst), src.raw(), ss, et(src), groups, vec16);
+      break;
+    default:
+      copy_kernel<1><<<nb, 256, 0, stream(dev)>>>(dst.raw(), ds, et(dst), src.raw(), ss, et(src), groups, false);
+      break;
   }
   LAUNCH_CHECK();
 }
@@ -86,10 +95,12 @@ Tensor CudaBackend::cat(const std::vector<Tensor>& xs, int64_t dim) {
   Shape out = xs[0].shape();
   out[dim] = 0;
   for (size_t i = 0; i < xs.size(); ++i) {
-    if (xs[i].dim() != nd) op_error("cuda::cat", "tensor " + std::to_string(i) + " " + xs[i].str() + " has a different rank");
+    if (xs[i].dim() != nd)
+      op_error("cuda::cat", "tensor " + std::to_string(i) + " " + xs[i].str() + " has a different rank");
     for (int64_t d = 0; d < nd; ++d)
       if (d != dim && xs[i].size(d) != xs[0].size(d))
-        op_error("cuda::cat", "tensor " + std::to_string(i) + " " + xs[i].str() + " differs from " + xs[0].str() + " outside dim " + std::to_string(dim));
+        op_error("cuda::cat", "tensor " + std::to_string(i) + " " + xs[i].str() + " differs from " + xs[0].str() +
+                                  " outside dim " + std::to_string(dim));
     out[dim] += xs[i].size(dim);
   }
   Tensor y = empty(out, dev, ydt);

@@ -129,7 +129,9 @@ void* stream_for(int device) {
   return c.stream;
 }
 
-void synchronize(int device) { TABULA_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_for(device)))); }
+void synchronize(int device) {
+  TABULA_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_for(device))));
+}
 
 int current_device() { return g_current_device; }
 void set_current_device(int device) {
@@ -177,7 +179,9 @@ Tensor empty(const Shape& shape, int device, DType dtype) {
 }
 
 int device_of(std::string_view op, const Tensor& t) {
-  if (!t.defined() || t.device() != Device::cuda) op_error(op, "expected a cuda tensor, got " + (t.defined() ? t.str() + " on the cpu" : std::string("an undefined tensor")));
+  if (!t.defined() || t.device() != Device::cuda)
+    op_error(op, "expected a cuda tensor, got " +
+                     (t.defined() ? t.str() + " on the cpu" : std::string("an undefined tensor")));
   cudaPointerAttributes a{};
   TABULA_CUDA_CHECK(cudaPointerGetAttributes(&a, t.raw()));
   return a.device;
@@ -185,7 +189,8 @@ int device_of(std::string_view op, const Tensor& t) {
 
 Tensor to_device(const Tensor& host_in, int device) {
   if (!host_in.defined()) return {};
-  if (host_in.device() != Device::cpu) op_error("cuda::to_device", "expected a cpu tensor, got " + host_in.str() + " on cuda");
+  if (host_in.device() != Device::cpu)
+    op_error("cuda::to_device", "expected a cpu tensor, got " + host_in.str() + " on cuda");
   Tensor host = host_in.contiguous();
   Tensor d = empty(host.shape(), device, host.dtype());
   cudaStream_t s = static_cast<cudaStream_t>(stream_for(device));
@@ -197,7 +202,8 @@ Tensor to_device(const Tensor& host_in, int device) {
 Tensor to_host(const Tensor& dev) {
   if (!dev.defined()) return {};
   const int device = device_of("cuda::to_host", dev);
-  if (!dev.is_contiguous()) op_error("cuda::to_host", "expected a contiguous cuda tensor, got " + dev.str() + " (use cuda::contiguous)");
+  if (!dev.is_contiguous())
+    op_error("cuda::to_host", "expected a contiguous cuda tensor, got " + dev.str() + " (use cuda::contiguous)");
   Tensor h = Tensor::heap(dev.shape(), dev.dtype());
   cudaStream_t s = static_cast<cudaStream_t>(stream_for(device));
   if (dev.nbytes()) TABULA_CUDA_CHECK(cudaMemcpyAsync(h.raw(), dev.raw(), dev.nbytes(), cudaMemcpyDeviceToHost, s));
@@ -216,7 +222,8 @@ void upload_async(const Tensor& host_in, PinnedBuffer& pinned, Tensor& dst) {
   if (host.nbytes() != dst.nbytes() || !dst.is_contiguous())
     op_error("cuda::upload_async", "host " + host.str() + " does not fit the contiguous destination " + dst.str());
   if (host.nbytes() > pinned.size())
-    op_error("cuda::upload_async", std::to_string(host.nbytes()) + " bytes into a pinned buffer of " + std::to_string(pinned.size()));
+    op_error("cuda::upload_async",
+             std::to_string(host.nbytes()) + " bytes into a pinned buffer of " + std::to_string(pinned.size()));
   std::memcpy(pinned.data(), host.raw(), host.nbytes());
   TABULA_CUDA_CHECK(cudaMemcpyAsync(dst.raw(), pinned.data(), host.nbytes(), cudaMemcpyHostToDevice,
                                     static_cast<cudaStream_t>(stream_for(device))));
@@ -265,7 +272,8 @@ Graph::~Graph() {
 }
 
 void Graph::replay() {
-  TABULA_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), static_cast<cudaStream_t>(stream_for(device_))));
+  TABULA_CUDA_CHECK(
+      cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), static_cast<cudaStream_t>(stream_for(device_))));
 }
 
 }  // namespace tabula::cuda

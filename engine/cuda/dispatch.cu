@@ -97,9 +97,11 @@ void print_op_profile(int forwards) {
   g_prof.clear();
   std::vector<std::pair<std::string, std::pair<double, int>>> rows(by.begin(), by.end());
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
-  std::fprintf(stderr, "device time per op and forward (TABULA_CUDA_PROFILE, %d eager forwards): %.2f ms\n", forwards, total);
+  std::fprintf(stderr, "device time per op and forward (TABULA_CUDA_PROFILE, %d eager forwards): %.2f ms\n", forwards,
+               total);
   for (const auto& [key, v] : rows)
-    std::fprintf(stderr, "%9.3f ms %5.1f%% %6d calls  %s\n", v.first, 100.0 * v.first / total, v.second / forwards, key.c_str());
+    std::fprintf(stderr, "%9.3f ms %5.1f%% %6d calls  %s\n", v.first, 100.0 * v.first / total, v.second / forwards,
+                 key.c_str());
 }
 
 }  // namespace tabula::cuda

@@ -56,8 +56,8 @@ __global__ void add_vec8_kernel(T* y, const T* a, const T* b, int64_t n8) {
 enum class BinOp { add, mul };
 __device__ __forceinline__ float bin_apply(float u, float v, BinOp op) { return op == BinOp::add ? u + v : u * v; }
 // General broadcasting form: both operands through their (expanded) strides; y contiguous.
-__global__ void binary_kernel(void* y, ET yt, const void* a, Strides sa, ET at, const void* b, Strides sb, ET bt, int64_t n,
-                              BinOp op) {
+__global__ void binary_kernel(void* y, ET yt, const void* a, Strides sa, ET at, const void* b, Strides sb, ET bt,
+                              int64_t n, BinOp op) {
   int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   st(y, i, bin_apply(ld(a, offset_of(sa, i), at), ld(b, offset_of(sb, i), bt), op), yt);
@@ -82,23 +82,26 @@ Tensor binary(std::string_view op, const Tensor& a, const Tensor& b, BinOp kind)
   // flat index over dense memory, and the result keeps a's layout (channels-last stays channels-last).
   if (a.shape() == out && dense_any_layout(a)) {
     const bool same = b.shape() == a.shape() && b.strides() == a.strides() && aligned(b.raw());
-    const bool lastdim = b.dim() == 1 && a.dim() >= 1 && b.size(0) == a.size(-1) && a.is_contiguous() && b.is_contiguous();
+    const bool lastdim =
+        b.dim() == 1 && a.dim() >= 1 && b.size(0) == a.size(-1) && a.is_contiguous() && b.is_contiguous();
     if (same || lastdim) {
       Tensor y = empty_like_layout(a, dev, ydt);
       const int64_t n = y.numel();
       if (same && kind == BinOp::add && a.dtype() == b.dtype() && a.dtype() == ydt && vec8_ok(a) && vec8_ok(b) && n) {
         if (ydt == DType::bf16)
-          add_vec8_kernel<<<blocks_for(n / 8), 256, 0, stream(dev)>>>(static_cast<__nv_bfloat16*>(y.raw()),
-                                                                      static_cast<const __nv_bfloat16*>(a.raw()),
-                                                                      static_cast<const __nv_bfloat16*>(b.raw()), n / 8);
+          add_vec8_kernel<<<blocks_for(n / 8), 256, 0, stream(dev)>>>(
+              static_cast<__nv_bfloat16*>(y.raw()), static_cast<const __nv_bfloat16*>(a.raw()),
+              static_cast<const __nv_bfloat16*>(b.raw()), n / 8);
         else
-          add_vec8_kernel<<<blocks_for(n / 8), 256, 0, stream(dev)>>>(static_cast<__half*>(y.raw()), static_cast<const __half*>(a.raw()),
+          add_vec8_kernel<<<blocks_for(n / 8), 256, 0, stream(dev)>>>(static_cast<__half*>(y.raw()),
+                                                                      static_cast<const __half*>(a.raw()),
                                                                       static_cast<const __half*>(b.raw()), n / 8);
         LAUNCH_CHECK();
         return y;
       }
-      if (n) binary_flat_kernel<<<blocks_for(n), 256, 0, stream(dev)>>>(y.raw(), et(y), a.raw(), et(a), b.raw(), et(b), n,
-                                                                      same ? 0 : b.size(0), kind);
+      if (n)
+        binary_flat_kernel<<<blocks_for(n), 256, 0, stream(dev)>>>(y.raw(), et(y), a.raw(), et(a), b.raw(), et(b), n,
+                                                                   same ? 0 : b.size(0), kind);
       LAUNCH_CHECK();
       return y;
     }
@@ -112,8 +115,8 @@ Tensor binary(std::string_view op, const Tensor& a, const Tensor& b, BinOp kind)
     while (u.dim() < static_cast<int64_t>(out.size())) u = u.unsqueeze(0);
     return u.expand(out);
   };
-  binary_kernel<<<blocks_for(n), 256, 0, stream(dev)>>>(y.raw(), et(y), a.raw(), make_strides(op, expanded(a)), et(a), b.raw(),
-                                                        make_strides(op, expanded(b)), et(b), n, kind);
+  binary_kernel<<<blocks_for(n), 256, 0, stream(dev)>>>(y.raw(), et(y), a.raw(), make_strides(op, expanded(a)), et(a),
+                                                        b.raw(), make_strides(op, expanded(b)), et(b), n, kind);
   LAUNCH_CHECK();
   return y;
 }
@@ -139,8 +142,8 @@ __global__ void hardswish_kernel(void* y, ET yt, const void* x, ET xt, int64_t n
 // ---- epilogue after cuDNN/cuBLAS: y = act(y + bias[channel] + residual), residual laid out like y ----
 // channel = (i / inner) % channels: inner = H*W for NCHW, 1 for channels-last or [rows, C].
 template <typename Index>
-__global__ void epilogue_kernel(void* y, ET yt, Index n, const float* bias, Index inner, Index channels, const void* residual,
-                                ET rt, Activation a) {
+__global__ void epilogue_kernel(void* y, ET yt, Index n, const float* bias, Index inner, Index channels,
+                                const void* residual, ET rt, Activation a) {
   const Index i = static_cast<Index>(blockIdx.x) * static_cast<Index>(blockDim.x) + static_cast<Index>(threadIdx.x);
   if (i >= n) return;
   float v = ld(y, i, yt);
@@ -148,17 +151,19 @@ __global__ void epilogue_kernel(void* y, ET yt, Index n, const float* bias, Inde
   if (residual) v += ld(residual, i, rt);
   st(y, i, act_apply(v, a), yt);
 }
-void epilogue(Tensor& y, int dev, const float* bias, int64_t inner, int64_t channels, const Tensor& residual, Activation a) {
+void epilogue(Tensor& y, int dev, const float* bias, int64_t inner, int64_t channels, const Tensor& residual,
+              Activation a) {
   const int64_t n = y.numel();
   if (n == 0) return;
-  if (inner == 1 && channels % 8 == 0 && vec8_ok(y) && (!residual.defined() || (residual.dtype() == y.dtype() && vec8_ok(residual)))) {
+  if (inner == 1 && channels % 8 == 0 && vec8_ok(y) &&
+      (!residual.defined() || (residual.dtype() == y.dtype() && vec8_ok(residual)))) {
     const void* r = residual.defined() ? residual.raw() : nullptr;
     if (y.dtype() == DType::bf16)
-      epilogue_vec8_kernel<<<blocks_for(n / 8), 256, 0, stream(dev)>>>(static_cast<__nv_bfloat16*>(y.raw()), n / 8, bias, channels,
-                                                                       static_cast<const __nv_bfloat16*>(r), a);
+      epilogue_vec8_kernel<<<blocks_for(n / 8), 256, 0, stream(dev)>>>(
+          static_cast<__nv_bfloat16*>(y.raw()), n / 8, bias, channels, static_cast<const __nv_bfloat16*>(r), a);
     else
-      epilogue_vec8_kernel<<<blocks_for(n / 8), 256, 0, stream(dev)>>>(static_cast<__half*>(y.raw()), n / 8, bias, channels,
-                                                                       static_cast<const __half*>(r), a);
+      epilogue_vec8_kernel<<<blocks_for(n / 8), 256, 0, stream(dev)>>>(static_cast<__half*>(y.raw()), n / 8, bias,
+                                                                       channels, static_cast<const __half*>(r), a);
     LAUNCH_CHECK();
     return;
   }
@@ -166,9 +171,11 @@ void epilogue(Tensor& y, int dev, const float* bias, int64_t inner, int64_t chan
   const ET rt = residual.defined() ? et(residual) : ET::f32;
   if (n < (int64_t{1} << 31))  // 32-bit index math: the division by `channels` is several times cheaper
     epilogue_kernel<int32_t><<<blocks_for(n), 256, 0, stream(dev)>>>(y.raw(), et(y), static_cast<int32_t>(n), bias,
-                                                                     static_cast<int32_t>(inner), static_cast<int32_t>(channels), r, rt, a);
+                                                                     static_cast<int32_t>(inner),
+                                                                     static_cast<int32_t>(channels), r, rt, a);
   else
-    epilogue_kernel<int64_t><<<blocks_for(n), 256, 0, stream(dev)>>>(y.raw(), et(y), n, bias, inner, channels, r, rt, a);
+    epilogue_kernel<int64_t>
+        <<<blocks_for(n), 256, 0, stream(dev)>>>(y.raw(), et(y), n, bias, inner, channels, r, rt, a);
   LAUNCH_CHECK();
 }
 
@@ -178,11 +185,11 @@ void apply_activation(Tensor& y, const Tensor& x, Activation act, int dev) {
   if (n == 0) return;
   if (vec8_ok(x) && vec8_ok(y)) {
     if (x.dtype() == DType::bf16)
-      act_vec8_kernel<<<blocks_for(n / 8), 256, 0, stream(dev)>>>(static_cast<__nv_bfloat16*>(y.raw()),
-                                                                  static_cast<const __nv_bfloat16*>(x.raw()), n / 8, act);
+      act_vec8_kernel<<<blocks_for(n / 8), 256, 0, stream(dev)>>>(
+          static_cast<__nv_bfloat16*>(y.raw()), static_cast<const __nv_bfloat16*>(x.raw()), n / 8, act);
     else
-      act_vec8_kernel<<<blocks_for(n / 8), 256, 0, stream(dev)>>>(static_cast<__half*>(y.raw()), static_cast<const __half*>(x.raw()),
-                                                                  n / 8, act);
+      act_vec8_kernel<<<blocks_for(n / 8), 256, 0, stream(dev)>>>(static_cast<__half*>(y.raw()),
+                                                                  static_cast<const __half*>(x.raw()), n / 8, act);
   } else {
     act_kernel<<<blocks_for(n), 256, 0, stream(dev)>>>(y.raw(), et(y), x.raw(), et(x), n, act);
   }
@@ -215,7 +222,8 @@ Tensor CudaBackend::hardswish(const Tensor& x_in) {
   const int dev = common_device("cuda::hardswish", {&x_in});
   Tensor x = dense_any_layout(x_in) ? x_in : dense(x_in, dev);
   Tensor y = empty_like_layout(x, dev, x.dtype());
-  if (x.numel()) hardswish_kernel<<<blocks_for(x.numel()), 256, 0, stream(dev)>>>(y.raw(), et(y), x.raw(), et(x), x.numel());
+  if (x.numel())
+    hardswish_kernel<<<blocks_for(x.numel()), 256, 0, stream(dev)>>>(y.raw(), et(y), x.raw(), et(x), x.numel());
   LAUNCH_CHECK();
   return y;
 }
@@ -230,7 +238,8 @@ Tensor CudaBackend::swiglu(const Tensor& x_in) {
   os.back() = C / 2;
   Tensor y = empty(os, dev, x.dtype());
   const int64_t rows = C ? x.numel() / C : 0;
-  if (y.numel()) swiglu_kernel<<<blocks_for(y.numel()), 256, 0, stream(dev)>>>(y.raw(), et(y), x.raw(), et(x), rows, C / 2);
+  if (y.numel())
+    swiglu_kernel<<<blocks_for(y.numel()), 256, 0, stream(dev)>>>(y.raw(), et(y), x.raw(), et(x), rows, C / 2);
   LAUNCH_CHECK();
   return y;
 }
@@ -248,7 +257,8 @@ Tensor CudaBackend::mul(const Tensor& x_in, float s) {
   const int dev = common_device("cuda::mul", {&x_in});
   Tensor x = dense_any_layout(x_in) ? x_in : dense(x_in, dev);
   Tensor y = empty_like_layout(x, dev, x.dtype());
-  if (x.numel()) scale_kernel<<<blocks_for(x.numel()), 256, 0, stream(dev)>>>(y.raw(), et(y), x.raw(), et(x), x.numel(), s);
+  if (x.numel())
+    scale_kernel<<<blocks_for(x.numel()), 256, 0, stream(dev)>>>(y.raw(), et(y), x.raw(), et(x), x.numel(), s);
   LAUNCH_CHECK();
   return y;
 }

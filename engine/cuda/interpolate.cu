@@ -6,8 +6,8 @@ namespace {
 
 // ---- interpolate: separable taps computed on the host by detail::interpolate_taps (the reference's own) ----
 __global__ void interpolate_kernel(void* y, ET yt, const void* x, ET xt, int64_t NC, int64_t H, int64_t W, int64_t Ho,
-                                   int64_t Wo, const int64_t* ih, const float* wh, int th, const int64_t* iw, const float* ww,
-                                   int tw) {
+                                   int64_t Wo, const int64_t* ih, const float* wh, int th, const int64_t* iw,
+                                   const float* ww, int tw) {
   int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= NC * Ho * Wo) return;
   const int64_t ow = i % Wo, oh = (i / Wo) % Ho, nc = i / (Wo * Ho);
@@ -28,7 +28,8 @@ std::pair<Tensor, Tensor> taps_on_device(const detail::InterpTaps& t, int dev, i
   size_t T = 1;
   for (const auto& v : t.index) T = std::max(T, v.size());
   const int64_t out = static_cast<int64_t>(t.index.size());
-  Tensor idx = Tensor::heap({out, static_cast<int64_t>(T)}, DType::i64), w = Tensor::heap({out, static_cast<int64_t>(T)}, DType::f32);
+  Tensor idx = Tensor::heap({out, static_cast<int64_t>(T)}, DType::i64),
+         w = Tensor::heap({out, static_cast<int64_t>(T)}, DType::f32);
   for (int64_t i = 0; i < out; ++i)
     for (size_t j = 0; j < T; ++j) {
       const bool in = j < t.index[i].size();
@@ -55,8 +56,9 @@ Tensor CudaBackend::interpolate(const Tensor& x_in, const InterpolateOptions& o)
   auto [iw, ww] = taps_on_device(detail::interpolate_taps(W, Wo, sw, o), dev, tw);
   Tensor x = dense(x_in, dev), y = empty({N, C, Ho, Wo}, dev, x.dtype());
   if (y.numel())
-    interpolate_kernel<<<blocks_for(y.numel()), 256, 0, stream(dev)>>>(
-        y.raw(), et(y), x.raw(), et(x), N * C, H, W, Ho, Wo, ih.data<int64_t>(), fptr(wh), th, iw.data<int64_t>(), fptr(ww), tw);
+    interpolate_kernel<<<blocks_for(y.numel()), 256, 0, stream(dev)>>>(y.raw(), et(y), x.raw(), et(x), N * C, H, W, Ho,
+                                                                       Wo, ih.data<int64_t>(), fptr(wh), th,
+                                                                       iw.data<int64_t>(), fptr(ww), tw);
   LAUNCH_CHECK();
   // The tap tables go back to the cache on return; a later allocation reusing them is ordered after this kernel
   // on the same stream, so no synchronisation is needed.

@@ -6,7 +6,8 @@ namespace tabula::cuda {
 namespace {
 
 // F.layer_norm over rows of C: two passes (mean, then centred variance, biased as torch), fp32 statistics.
-__global__ void layer_norm_kernel(void* y, ET yt, const void* x, ET xt, const float* w, const float* b, int64_t C, float eps) {
+__global__ void layer_norm_kernel(void* y, ET yt, const void* x, ET xt, const float* w, const float* b, int64_t C,
+                                  float eps) {
   __shared__ float shm[32];
   const int64_t r0 = blockIdx.x * C;
   float s = 0.f;
@@ -41,8 +42,8 @@ __global__ void softmax_kernel(void* y, ET yt, const void* x, ET xt, int64_t C) 
 
 // F.layer_norm of rows of C <= 32 * PER: mean, then the centred variance (biased), fp32 statistics.
 template <int PER>
-__global__ void layer_norm_warp_kernel(void* y, ET yt, const void* x, ET xt, const float* w, const float* b, int64_t rows, int C,
-                                       float eps) {
+__global__ void layer_norm_warp_kernel(void* y, ET yt, const void* x, ET xt, const float* w, const float* b,
+                                       int64_t rows, int C, float eps) {
   const int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x & 31;
   if (row >= rows) return;
@@ -77,8 +78,8 @@ __global__ void layer_norm_warp_kernel(void* y, ET yt, const void* x, ET xt, con
 }
 template <int PER>
 struct LayerNormWarp {
-  static void launch(unsigned blocks, int dev, void* y, ET yt, const void* x, ET xt, const float* w, const float* b, int64_t rows,
-                     int C, float eps) {
+  static void launch(unsigned blocks, int dev, void* y, ET yt, const void* x, ET xt, const float* w, const float* b,
+                     int64_t rows, int C, float eps) {
     layer_norm_warp_kernel<PER><<<blocks, 128, 0, stream(dev)>>>(y, yt, x, xt, w, b, rows, C, eps);
   }
 };
@@ -102,7 +103,8 @@ __global__ void bn_coeff_kernel(float* scale, float* shift, const float* w, cons
 
 // LayerNorm over 16-bit rows with C % 8 == 0, C <= 256 * PV: a warp per row, 16-byte loads, the row in registers.
 template <typename T, int PV>
-__global__ void layer_norm_vec_kernel(T* y, const T* x, const float* w, const float* b, int64_t rows, int C, float eps) {
+__global__ void layer_norm_vec_kernel(T* y, const T* x, const float* w, const float* b, int64_t rows, int C,
+                                      float eps) {
   const int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x & 31, chunks = C / 8;
   if (row >= rows) return;
@@ -170,14 +172,15 @@ bool layer_norm_vec(void* y, const void* x, const float* w, const float* b, int6
 
 }  // namespace
 
-Tensor CudaBackend::batch_norm(const Tensor& x_in, const Tensor& w, const Tensor& b, const Tensor& mean, const Tensor& var,
-                  double eps) {
+Tensor CudaBackend::batch_norm(const Tensor& x_in, const Tensor& w, const Tensor& b, const Tensor& mean,
+                               const Tensor& var, double eps) {
   const OpTimer timer("batch_norm", x_in);
   const int dev = common_device("cuda::batch_norm", {&x_in, &w, &b, &mean, &var});
   if (x_in.dim() < 2) op_error("cuda::batch_norm", "expects [N, C, ...], got " + x_in.str());
   const int64_t C = x_in.size(1);
   for (const Tensor* t : {&w, &b, &mean, &var})
-    if (t->defined() && t->numel() != C) op_error("cuda::batch_norm", "per-channel tensors must have " + std::to_string(C) + " elements, got " + t->str());
+    if (t->defined() && t->numel() != C)
+      op_error("cuda::batch_norm", "per-channel tensors must have " + std::to_string(C) + " elements, got " + t->str());
   if (!mean.defined() || !var.defined()) op_error("cuda::batch_norm", "running_mean and running_var are required");
   // Channels-last input keeps its layout (channel = i % C); anything else is made contiguous NCHW.
   const bool cl = !x_in.is_contiguous() && is_channels_last(x_in) && aligned(x_in.raw());
@@ -191,8 +194,8 @@ Tensor CudaBackend::batch_norm(const Tensor& x_in, const Tensor& w, const Tensor
   LAUNCH_CHECK();
   const int64_t inner = cl ? 1 : (C ? x.numel() / (x.size(0) * C) : 1);
   if (x.numel())
-    channel_affine_kernel<<<blocks_for(x.numel()), 256, 0, stream(dev)>>>(y.raw(), et(y), x.raw(), et(x), x.numel(),
-                                                                          std::max<int64_t>(inner, 1), C, fptr(sc), fptr(sh));
+    channel_affine_kernel<<<blocks_for(x.numel()), 256, 0, stream(dev)>>>(
+        y.raw(), et(y), x.raw(), et(x), x.numel(), std::max<int64_t>(inner, 1), C, fptr(sc), fptr(sh));
   LAUNCH_CHECK();
   return y;
 }
@@ -205,15 +208,19 @@ Tensor CudaBackend::layer_norm(const Tensor& x_in, const Tensor& w, const Tensor
     if (t->defined() && t->numel() != C)
       op_error("cuda::layer_norm", "weight/bias must have " + std::to_string(C) + " elements, got " + t->str());
   Tensor x = dense(x_in, dev), y = empty(x.shape(), dev, x.dtype());
-  Tensor wd = w.defined() ? dense_as(w, dev, DType::f32) : Tensor(), bd = b.defined() ? dense_as(b, dev, DType::f32) : Tensor();
+  Tensor wd = w.defined() ? dense_as(w, dev, DType::f32) : Tensor(),
+         bd = b.defined() ? dense_as(b, dev, DType::f32) : Tensor();
   const float* wp = wd.defined() ? fptr(wd) : nullptr;
   const float* bp = bd.defined() ? fptr(bd) : nullptr;
-  const bool vec = rows > 0 && x.dtype() == y.dtype() && aligned(x.raw(), 16) &&
-                   ((x.dtype() == DType::bf16 && layer_norm_vec<__nv_bfloat16>(y.raw(), x.raw(), wp, bp, rows, static_cast<int>(C), static_cast<float>(eps), dev)) ||
-                    (x.dtype() == DType::f16 && layer_norm_vec<__half>(y.raw(), x.raw(), wp, bp, rows, static_cast<int>(C), static_cast<float>(eps), dev)));
+  const bool vec =
+      rows > 0 && x.dtype() == y.dtype() && aligned(x.raw(), 16) &&
+      ((x.dtype() == DType::bf16 && layer_norm_vec<__nv_bfloat16>(y.raw(), x.raw(), wp, bp, rows, static_cast<int>(C),
+                                                                  static_cast<float>(eps), dev)) ||
+       (x.dtype() == DType::f16 &&
+        layer_norm_vec<__half>(y.raw(), x.raw(), wp, bp, rows, static_cast<int>(C), static_cast<float>(eps), dev)));
   if (!vec && rows > 0 && C <= kWarpRowMax)
-    launch_warp_rows<LayerNormWarp>(rows, static_cast<int>(C), dev, y.raw(), et(y), static_cast<const void*>(x.raw()), et(x), wp, bp,
-                                    rows, static_cast<int>(C), static_cast<float>(eps));
+    launch_warp_rows<LayerNormWarp>(rows, static_cast<int>(C), dev, y.raw(), et(y), static_cast<const void*>(x.raw()),
+                                    et(x), wp, bp, rows, static_cast<int>(C), static_cast<float>(eps));
   else if (!vec && rows > 0)
     layer_norm_kernel<<<static_cast<unsigned>(rows), 256, 0, stream(dev)>>>(y.raw(), et(y), x.raw(), et(x), wp, bp, C,
                                                                            static_cast<float>(eps));

@@ -55,8 +55,8 @@ Tensor convert_weight(const Tensor& weight);
 
 // With TABULA_CUDA_PROFILE set, every op reached through ops:: on a device tensor is timed with CUDA events
 // (eager forwards only, not inside graph capture; an op built on another counts once); print_op_profile prints
-// the device ms per forward of each op and input shape to stderr, largest first, and clears the records. `tabula bench --device cuda` (without
-// --graph) clears before and prints after its timed forwards.
+// the device ms per forward of each op and input shape to stderr, largest first, and clears the records.
+// `tabula bench --device cuda` (without --graph) clears before and prints after its timed forwards.
 void clear_op_profile();
 void print_op_profile(int forwards);
 

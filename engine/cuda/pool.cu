@@ -47,11 +47,12 @@ __device__ __forceinline__ void out_coords(const Map4& m, int64_t i, int64_t& n,
   }
 }
 Map4 map4(const Tensor& x, int64_t Ho, int64_t Wo, bool out_cl) {
-  return {x.size(0), x.size(1), x.size(2), x.size(3), Ho, Wo, x.stride(0), x.stride(1), x.stride(2), x.stride(3), out_cl};
+  return {x.size(0),   x.size(1),   x.size(2),   x.size(3),   Ho,    Wo,
+          x.stride(0), x.stride(1), x.stride(2), x.stride(3), out_cl};
 }
 
-__global__ void max_pool_kernel(void* y, ET yt, const void* x, ET xt, Map4 m, int kh, int kw, int sh, int sw, int ph, int pw,
-                                int dh, int dw) {
+__global__ void max_pool_kernel(void* y, ET yt, const void* x, ET xt, Map4 m, int kh, int kw, int sh, int sw, int ph,
+                                int pw, int dh, int dw) {
   int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= m.N * m.C * m.Ho * m.Wo) return;
   int64_t n, c, oh, ow;
@@ -74,8 +75,8 @@ __global__ void max_pool_kernel(void* y, ET yt, const void* x, ET xt, Map4 m, in
 // Channels-last 16-bit max pooling, 8 channels (one 16-byte load) per thread: output pixel (n, oh, ow), channels
 // c8*8 .. c8*8+7; x and y dense channels-last with C % 8 == 0.
 template <typename T>
-__global__ void max_pool_cl_vec8_kernel(T* y, const T* x, int64_t N, int C, int H, int W, int Ho, int Wo, int kh, int kw, int sh,
-                                        int sw, int ph, int pw, int dh, int dw) {
+__global__ void max_pool_cl_vec8_kernel(T* y, const T* x, int64_t N, int C, int H, int W, int Ho, int Wo, int kh,
+                                        int kw, int sh, int sw, int ph, int pw, int dh, int dw) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const int C8 = C / 8;
   if (i >= N * Ho * Wo * C8) return;
@@ -133,7 +134,8 @@ Tensor CudaBackend::pool(const Tensor& x_in, Pool p, int64_t num_prefix) {
   Tensor x;
   if (x_in.dim() == 4) {
     if (p == Pool::cls || p == Pool::mean || p == Pool::cls_mean)
-      op_error("cuda::pool", std::string(pool_name(p)) + " pooling needs tokens [B, N, C], got a feature map " + x_in.str());
+      op_error("cuda::pool",
+               std::string(pool_name(p)) + " pooling needs tokens [B, N, C], got a feature map " + x_in.str());
     const bool cl = !x_in.is_contiguous() && is_channels_last(x_in);
     x = cl ? x_in : dense(x_in, dev);
     B = x.size(0), C = x.size(1), L = x.size(2) * x.size(3), first = 0;
@@ -144,7 +146,8 @@ Tensor CudaBackend::pool(const Tensor& x_in, Pool p, int64_t num_prefix) {
     B = x.size(0), L = x.size(1), C = x.size(2), first = num_prefix;
     if (num_prefix < 0) op_error("cuda::pool", "negative number of prefix tokens");
     if (p != Pool::cls && first >= L)
-      op_error("cuda::pool", "no patch tokens to pool: " + std::to_string(L) + " tokens, " + std::to_string(num_prefix) + " prefix");
+      op_error("cuda::pool",
+               "no patch tokens to pool: " + std::to_string(L) + " tokens, " + std::to_string(num_prefix) + " prefix");
     if ((p == Pool::cls || p == Pool::cls_mean) && num_prefix < 1)
       op_error("cuda::pool", "cls pooling needs a prefix (class) token");
     sb = L * C, sl = C, sc = 1;
@@ -158,8 +161,8 @@ Tensor CudaBackend::pool(const Tensor& x_in, Pool p, int64_t num_prefix) {
   return y;
 }
 
-Tensor CudaBackend::max_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64_t, 2> s, std::array<int64_t, 2> pd,
-                  std::array<int64_t, 2> d, bool ceil_mode) {
+Tensor CudaBackend::max_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std::array<int64_t, 2> s,
+                               std::array<int64_t, 2> pd, std::array<int64_t, 2> d, bool ceil_mode) {
   const OpTimer timer("max_pool2d", x_in);
   const int dev = common_device("cuda::max_pool2d", {&x_in});
   if (x_in.dim() != 4) op_error("cuda::max_pool2d", "expects [N, C, H, W], got " + x_in.str());
@@ -171,10 +174,10 @@ Tensor CudaBackend::max_pool2d(const Tensor& x_in, std::array<int64_t, 2> k, std
   if (cl && C % 8 == 0 && x_in.dtype() != DType::f32 && aligned(x_in.raw(), 16) && y.numel()) {
     const int64_t n = y.numel() / 8;
     auto I = [](int64_t v) { return static_cast<int>(v); };
-#define TABULA_MAXPOOL8(T)                                                                                                    \
-  max_pool_cl_vec8_kernel<T><<<blocks_for(n), 256, 0, stream(dev)>>>(static_cast<T*>(y.raw()), static_cast<const T*>(x_in.raw()), N, \
-                                                                      I(C), I(H), I(W), I(Ho), I(Wo), I(k[0]), I(k[1]), I(s[0]),     \
-                                                                      I(s[1]), I(pd[0]), I(pd[1]), I(d[0]), I(d[1]))
+#define TABULA_MAXPOOL8(T)                                                                                     \
+  max_pool_cl_vec8_kernel<T><<<blocks_for(n), 256, 0, stream(dev)>>>(                                          \
+      static_cast<T*>(y.raw()), static_cast<const T*>(x_in.raw()), N, I(C), I(H), I(W), I(Ho), I(Wo), I(k[0]), \
+      I(k[1]), I(s[0]), I(s[1]), I(pd[0]), I(pd[1]), I(d[0]), I(d[1]))
     if (x_in.dtype() == DType::bf16) TABULA_MAXPOOL8(__nv_bfloat16);
     else TABULA_MAXPOOL8(__half);
 #undef TABULA_MAXPOOL8
@@ -198,7 +201,8 @@ Tensor CudaBackend::adaptive_avg_pool2d(const Tensor& x_in, std::array<int64_t, 
   const int64_t N = x_in.size(0), C = x_in.size(1);
   // A channels-last input gives a channels-last result, except 1x1 (the same memory either way: contiguous).
   const bool cl = !x_in.is_contiguous() && is_channels_last(x_in) && os[0] * os[1] > 1;
-  Tensor y = cl ? empty_channels_last(N, C, os[0], os[1], dev, x_in.dtype()) : empty({N, C, os[0], os[1]}, dev, x_in.dtype());
+  Tensor y =
+      cl ? empty_channels_last(N, C, os[0], os[1], dev, x_in.dtype()) : empty({N, C, os[0], os[1]}, dev, x_in.dtype());
   if (y.numel())
     adaptive_avg_kernel<<<blocks_for(y.numel()), 256, 0, stream(dev)>>>(y.raw(), et(y), x_in.raw(), et(x_in),
                                                                         map4(x_in, os[0], os[1], cl));

@@ -145,7 +145,10 @@ std::vector<OpCase> row_cases() {
     cases.push_back({"hardswish " + x.str(), {x}, [](In t) { return ops::hardswish(t[0]); },
                      [](In t) { return ref::hardswish(t[0]); }, {1e-6, 1e-5}});
     Tensor x2 = random_tensor({B, L, 2 * C}, g, 4.0f);
-    OpCase sw{"swiglu " + x2.str(), {x2}, [](In t) { return ops::swiglu(t[0]); }, [](In t) { return ref::swiglu(t[0]); },
+    OpCase sw{"swiglu " + x2.str(),
+              {x2},
+              [](In t) { return ops::swiglu(t[0]); },
+              [](In t) { return ref::swiglu(t[0]); },
               {1e-6, 1e-5}};
     sw.cuda_tol = Tolerance{};
     cases.push_back(sw);
@@ -376,7 +379,10 @@ std::vector<OpCase> model_row_cases() {
                      [](In t) { return ref::softmax(t[0], 1); }, {1e-6, 1e-4}});
   }
   Tensor s = random_tensor({2, 12, 1370}, g, 8.f);
-  cases.push_back({"softmax 1370", {s}, [](In t) { return ops::softmax(t[0]); }, [](In t) { return ref::softmax(t[0]); },
+  cases.push_back({"softmax 1370",
+                   {s},
+                   [](In t) { return ops::softmax(t[0]); },
+                   [](In t) { return ref::softmax(t[0]); },
                    {1e-6, 1e-4}});
   Tensor x = random_tensor({2, 13, 5, 7}, g);
   Tensor w = random_tensor({13}, g), b = random_tensor({13}, g), m = random_tensor({13}, g);
@@ -411,8 +417,15 @@ std::vector<OpCase> model_pool_cases() {
     Tensor x = random_tensor({uni(g2, 1, 3), uni(g2, 1, 9), uni(g2, 3, 20), uni(g2, 3, 20)}, g2);
     const int64_t k = pick(g2, {2, 3}), s = pick(g2, {1, 2}), p = k / 2;
     const bool ceil = c % 2;
-    cases.push_back({"max_pool2d " + x.str(), {x}, [=](In in) { return ops::max_pool2d(in[0], {k, k}, {s, s}, {p, p}, {1, 1}, ceil); },
-                     [=](In in) { return ref::max_pool2d(in[0], {k, k}, {s, s}, {p, p}, {1, 1}, ceil); }, Tolerance{}});
+    cases.push_back({"max_pool2d " + x.str(),
+                     {x},
+                     [=](In in) {
+                       return ops::max_pool2d(in[0], {k, k}, {s, s}, {p, p}, {1, 1}, ceil);
+                     },
+                     [=](In in) {
+                       return ref::max_pool2d(in[0], {k, k}, {s, s}, {p, p}, {1, 1}, ceil);
+                     },
+                     Tolerance{}});
     const std::array<int64_t, 2> os{uni(g2, 1, 5), uni(g2, 1, 5)};
     cases.push_back({"adaptive_avg_pool2d " + x.str(), {x}, [=](In in) { return ops::adaptive_avg_pool2d(in[0], os); },
                      [=](In in) { return ref::adaptive_avg_pool2d(in[0], os); }, Tolerance{}});
@@ -436,7 +449,8 @@ std::vector<OpCase> model_pool_cases() {
 std::vector<OpCase> model_cat_interpolate_cases() {
   std::vector<OpCase> cases;
   auto g = rng_for("cat");
-  Tensor cls = random_tensor({2, 1, 96}, g), reg = random_tensor({2, 4, 96}, g), patches = random_tensor({2, 256, 96}, g);
+  Tensor cls = random_tensor({2, 1, 96}, g), reg = random_tensor({2, 4, 96}, g),
+         patches = random_tensor({2, 256, 96}, g);
   cases.push_back({"token cat", {cls, reg, patches}, [](In t) { return ops::cat({t[0], t[1], t[2]}, 1); },
                    [](In t) { return ref::cat({t[0], t[1], t[2]}, 1); }, Tolerance{}});
   Tensor a = random_tensor({3, 5}, g), b = random_tensor({3, 2}, g);
@@ -552,7 +566,8 @@ std::vector<OpCase> model_attention_cases() {
       add("sdpa D=" + std::to_string(D) + " N=" + std::to_string(N), q, k, v, std::nullopt);
     }
   // the probabilities tap (exact kernel) and a cross-attention shape with Nq != Nk and Dv != D
-  Tensor q = random_tensor({2, 3, 261, 64}, g), k = random_tensor({2, 3, 261, 64}, g), v = random_tensor({2, 3, 261, 64}, g);
+  Tensor q = random_tensor({2, 3, 261, 64}, g), k = random_tensor({2, 3, 261, 64}, g),
+         v = random_tensor({2, 3, 261, 64}, g);
   OpCase probs{"sdpa probabilities", {q, k, v},
                [](In t) {
                  Tensor p;
@@ -567,7 +582,8 @@ std::vector<OpCase> model_attention_cases() {
                {1e-7, 1e-4}};
   probs.rule = PrecisionRule::attention, probs.rounded = {0, 1, 2};
   cases.push_back(probs);
-  Tensor qc = random_tensor({1, 2, 5, 80}, g), kc = random_tensor({1, 2, 33, 80}, g), vc = random_tensor({1, 2, 33, 48}, g);
+  Tensor qc = random_tensor({1, 2, 5, 80}, g), kc = random_tensor({1, 2, 33, 80}, g),
+         vc = random_tensor({1, 2, 33, 48}, g);
   add("cross attention", qc, kc, vc, 0.3);
   // DINOv2 ViT-L/14 at 518 px: 1370 tokens (one head keeps the CPU reference fast)
   Tensor ql = random_tensor({1, 1, 1370, 64}, g), kl = random_tensor({1, 1, 1370, 64}, g);
@@ -645,7 +661,8 @@ void run_op_cases(const std::string& family, Device device) {
     }
     if (!c.on_cuda) continue;
     std::vector<Precision> precisions = {Precision::fp32};
-    if (c.rule != PrecisionRule::fp32) precisions = {Precision::fp32, Precision::tf32, Precision::bf16, Precision::fp16};
+    if (c.rule != PrecisionRule::fp32)
+      precisions = {Precision::fp32, Precision::tf32, Precision::bf16, Precision::fp16};
     std::vector<Tensor> din;
     for (const Tensor& t : c.in) din.push_back(t.defined() ? b.to_device(t, 0) : Tensor());
     for (Precision p : precisions) {

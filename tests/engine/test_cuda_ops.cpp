@@ -34,7 +34,8 @@ TEST(CudaDevice, ParsesDeviceNames) {
   EXPECT_EQ(parse_device("cuda:3"), 3);
   EXPECT_EQ(parse_device("cuda:12"), 12);
   EXPECT_EQ(parse_device("cuda:999"), 999);
-  for (const char* bad : {"", "gpu", "cuda:", "cuda:x", "cuda:-1", "cuda:1a", "CUDA:0", "cuda:1000", "cuda:123456", " cuda"})
+  for (const char* bad :
+       {"", "gpu", "cuda:", "cuda:x", "cuda:-1", "cuda:1a", "CUDA:0", "cuda:1000", "cuda:123456", " cuda"})
     EXPECT_THROW(parse_device(bad), std::invalid_argument) << bad;
 }
 
@@ -112,7 +113,8 @@ TEST(GpuDevice, PinnedUploadMatches) {
 TEST(GpuDevice, CachingAllocatorServesAWarmForwardWithoutMalloc) {
   REQUIRE_GPU();
   auto g = rng_for("allocator");
-  Tensor x = dev(random_tensor({2, 197, 96}, g)), w = dev(random_tensor({384, 96}, g)), b = dev(random_tensor({384}, g));
+  Tensor x = dev(random_tensor({2, 197, 96}, g)), w = dev(random_tensor({384, 96}, g)),
+         b = dev(random_tensor({384}, g));
   auto step = [&] { return ops::pool(ops::layer_norm(ops::linear(x, w, b, Activation::gelu), {}, {}), Pool::avg, 1); };
   cuda::to_host(step());  // warm-up: fills the cache and the cuBLASLt algorithm cache
   const auto before = cuda::allocator_stats(0);
@@ -130,8 +132,11 @@ TEST(GpuOps, ConvertedWeightsAndContiguousCopies) {
     // a weight converted once (convert_weight) gives the same bits as rounding it on every call
     Tensor x = random_tensor({13, 96}, g), w = random_tensor({40, 96}, g), b = random_tensor({40}, g);
     Tensor wc = cuda::convert_weight(dev(w));
-    EXPECT_EQ(wc.dtype(), p == cuda::Precision::bf16 ? DType::bf16 : p == cuda::Precision::fp16 ? DType::f16 : DType::f32);
-    Tensor once = cuda::to_host(ops::linear(dev(x), wc, dev(b))), per_call = cuda::to_host(ops::linear(dev(x), dev(w), dev(b)));
+    EXPECT_EQ(wc.dtype(), p == cuda::Precision::bf16   ? DType::bf16
+                          : p == cuda::Precision::fp16 ? DType::f16
+                                                       : DType::f32);
+    Tensor once = cuda::to_host(ops::linear(dev(x), wc, dev(b))),
+           per_call = cuda::to_host(ops::linear(dev(x), dev(w), dev(b)));
     EXPECT_EQ(std::memcmp(once.data<float>(), per_call.data<float>(), once.nbytes()), 0) << cuda::precision_name(p);
     if (p == cuda::Precision::bf16) {
       PrecisionScope other(cuda::Precision::fp16);
@@ -140,8 +145,10 @@ TEST(GpuOps, ConvertedWeightsAndContiguousCopies) {
   }
   auto gc = rng_for("cat");
   Tensor patches = random_tensor({2, 256, 96}, gc), x = random_tensor({2, 3, 4, 5}, gc);
-  EXPECT_GPU_MATCHES(cuda::contiguous(dev(x).permute({0, 2, 3, 1})), x.permute({0, 2, 3, 1}).contiguous(), Tolerance{}, "permute");
-  EXPECT_GPU_MATCHES(cuda::contiguous(dev(patches).slice(1, 1, 200, 3)), patches.slice(1, 1, 200, 3).contiguous(), Tolerance{}, "slice");
+  EXPECT_GPU_MATCHES(cuda::contiguous(dev(x).permute({0, 2, 3, 1})), x.permute({0, 2, 3, 1}).contiguous(), Tolerance{},
+                     "permute");
+  EXPECT_GPU_MATCHES(cuda::contiguous(dev(patches).slice(1, 1, 200, 3)), patches.slice(1, 1, 200, 3).contiguous(),
+                     Tolerance{}, "slice");
 }
 
 TEST(GpuOps, BitwiseDeterministicRunToRun) {
@@ -164,7 +171,8 @@ TEST(GpuOps, BitwiseDeterministicRunToRun) {
     };
     Tensor a = forward(), c = forward();
     ASSERT_EQ(a.nbytes(), c.nbytes());
-    EXPECT_EQ(std::memcmp(a.data<float>(), c.data<float>(), a.nbytes()), 0) << "two runs differ in " << cuda::precision_name(p);
+    EXPECT_EQ(std::memcmp(a.data<float>(), c.data<float>(), a.nbytes()), 0)
+        << "two runs differ in " << cuda::precision_name(p);
   }
 }
 
@@ -183,17 +191,18 @@ struct VitBlockWeights {
 };
 
 // timm's ViT Block (DINOv2 flavour with LayerScale): x + ls1 * attn(norm1(x)); x + ls2 * mlp(norm2(x)).
-#define TABULA_VIT_BLOCK(NS, CONTIG)                                                                          \
-  [](const Tensor& xb, const VitBlockWeights& wb, int64_t heads) {                                                 \
-    const int64_t nb = xb.size(0), nt = xb.size(1), nc = xb.size(2);                                                \
-    Tensor h = NS::layer_norm(xb, wb.ln1_w, wb.ln1_b, 1e-6);                                                    \
-    Tensor qkv = NS::linear(h, wb.qkv_w, wb.qkv_b).view({nb, nt, 3, heads, nc / heads}).permute({2, 0, 3, 1, 4});         \
-    Tensor q = CONTIG(qkv.select(0, 0)), k = CONTIG(qkv.select(0, 1)), v = CONTIG(qkv.select(0, 2));          \
-    Tensor a = CONTIG(NS::scaled_dot_product_attention(q, k, v).transpose(1, 2)).view({nb, nt, nc});             \
+#define TABULA_VIT_BLOCK(NS, CONTIG)                                                                              \
+  [](const Tensor& xb, const VitBlockWeights& wb, int64_t heads) {                                                \
+    const int64_t nb = xb.size(0), nt = xb.size(1), nc = xb.size(2);                                              \
+    Tensor h = NS::layer_norm(xb, wb.ln1_w, wb.ln1_b, 1e-6);                                                      \
+    Tensor qkv = NS::linear(h, wb.qkv_w, wb.qkv_b).view({nb, nt, 3, heads, nc / heads}).permute({2, 0, 3, 1, 4}); \
+    Tensor q = CONTIG(qkv.select(0, 0)), k = CONTIG(qkv.select(0, 1)), v = CONTIG(qkv.select(0, 2));              \
+    Tensor a = CONTIG(NS::scaled_dot_product_attention(q, k, v).transpose(1, 2)).view({nb, nt, nc});              \
     Tensor y = NS::add(xb, NS::layer_scale(NS::linear(a, wb.proj_w, wb.proj_b), wb.ls1));                         \
-    Tensor m = NS::linear(NS::linear(NS::layer_norm(y, wb.ln2_w, wb.ln2_b, 1e-6), wb.fc1_w, wb.fc1_b, Activation::gelu), \
-                          wb.fc2_w, wb.fc2_b);                                                                  \
-    return NS::pool(NS::add(y, NS::layer_scale(m, wb.ls2)), Pool::cls_mean, 1);                               \
+    Tensor m =                                                                                                    \
+        NS::linear(NS::linear(NS::layer_norm(y, wb.ln2_w, wb.ln2_b, 1e-6), wb.fc1_w, wb.fc1_b, Activation::gelu), \
+                   wb.fc2_w, wb.fc2_b);                                                                           \
+    return NS::pool(NS::add(y, NS::layer_scale(m, wb.ls2)), Pool::cls_mean, 1);                                   \
   }
 
 Tensor host_contig(const Tensor& t) { return t.contiguous(); }
@@ -204,17 +213,29 @@ TEST(GpuModels, VitBlockMatchesReferenceEveryPrecision) {
   auto g = rng_for("vit_block");
   const int64_t B = 2, N = 197, C = 192, H = 3;  // ViT-Ti/16 width: 1 CLS + 196 patch tokens
   auto lin = [&](int64_t o, int64_t i) { return random_tensor({o, i}, g, 1.f / std::sqrt(float(i))); };
-  VitBlockWeights w{validate::uniform_tensor({C}, g, 0.5f, 1.5f), random_tensor({C}, g, 0.1f), lin(3 * C, C),
-                    random_tensor({3 * C}, g, 0.1f), lin(C, C), random_tensor({C}, g, 0.1f), random_tensor({C}, g, 0.5f),
-                    validate::uniform_tensor({C}, g, 0.5f, 1.5f), random_tensor({C}, g, 0.1f), lin(4 * C, C),
-                    random_tensor({4 * C}, g, 0.1f), lin(C, 4 * C), random_tensor({C}, g, 0.1f), random_tensor({C}, g, 0.5f)};
+  VitBlockWeights w{validate::uniform_tensor({C}, g, 0.5f, 1.5f),
+                    random_tensor({C}, g, 0.1f),
+                    lin(3 * C, C),
+                    random_tensor({3 * C}, g, 0.1f),
+                    lin(C, C),
+                    random_tensor({C}, g, 0.1f),
+                    random_tensor({C}, g, 0.5f),
+                    validate::uniform_tensor({C}, g, 0.5f, 1.5f),
+                    random_tensor({C}, g, 0.1f),
+                    lin(4 * C, C),
+                    random_tensor({4 * C}, g, 0.1f),
+                    lin(C, 4 * C),
+                    random_tensor({C}, g, 0.1f),
+                    random_tensor({C}, g, 0.5f)};
   Tensor x = random_tensor({B, N, C}, g);
   auto ref_block = TABULA_VIT_BLOCK(ref, host_contig);
   auto gpu_block = TABULA_VIT_BLOCK(ops, cuda::contiguous);
   const Tensor want = ref_block(x, w, H);
   VitBlockWeights wd;
-  Tensor* src[] = {&w.ln1_w, &w.ln1_b, &w.qkv_w, &w.qkv_b, &w.proj_w, &w.proj_b, &w.ls1, &w.ln2_w, &w.ln2_b, &w.fc1_w, &w.fc1_b, &w.fc2_w, &w.fc2_b, &w.ls2};
-  Tensor* dst[] = {&wd.ln1_w, &wd.ln1_b, &wd.qkv_w, &wd.qkv_b, &wd.proj_w, &wd.proj_b, &wd.ls1, &wd.ln2_w, &wd.ln2_b, &wd.fc1_w, &wd.fc1_b, &wd.fc2_w, &wd.fc2_b, &wd.ls2};
+  Tensor* src[] = {&w.ln1_w, &w.ln1_b, &w.qkv_w, &w.qkv_b, &w.proj_w, &w.proj_b, &w.ls1,
+                   &w.ln2_w, &w.ln2_b, &w.fc1_w, &w.fc1_b, &w.fc2_w,  &w.fc2_b,  &w.ls2};
+  Tensor* dst[] = {&wd.ln1_w, &wd.ln1_b, &wd.qkv_w, &wd.qkv_b, &wd.proj_w, &wd.proj_b, &wd.ls1,
+                   &wd.ln2_w, &wd.ln2_b, &wd.fc1_w, &wd.fc1_b, &wd.fc2_w,  &wd.fc2_b,  &wd.ls2};
   for (size_t i = 0; i < std::size(src); ++i) *dst[i] = dev(*src[i]);
   for (cuda::Precision p : kAllPrecisions) {
     PrecisionScope ps(p);
@@ -233,8 +254,11 @@ TEST(GpuModels, ResNetBottleneckMatchesReferenceEveryPrecision) {
   auto g = rng_for("bottleneck");
   // torchvision Bottleneck (BN folded into the convs), after the stem's max-pool, then global average pooling
   Tensor x = random_tensor({2, 64, 29, 29}, g);
-  auto conv_w = [&](int64_t o, int64_t i, int64_t k) { return random_tensor({o, i, k, k}, g, 1.f / std::sqrt(float(i * k * k))); };
-  Tensor w1 = conv_w(32, 64, 1), b1 = random_tensor({32}, g, 0.1f), w2 = conv_w(32, 32, 3), b2 = random_tensor({32}, g, 0.1f);
+  auto conv_w = [&](int64_t o, int64_t i, int64_t k) {
+    return random_tensor({o, i, k, k}, g, 1.f / std::sqrt(float(i * k * k)));
+  };
+  Tensor w1 = conv_w(32, 64, 1), b1 = random_tensor({32}, g, 0.1f), w2 = conv_w(32, 32, 3),
+         b2 = random_tensor({32}, g, 0.1f);
   Tensor w3 = conv_w(64, 32, 1), b3 = random_tensor({64}, g, 0.1f);
   const Conv2dOptions pad1{{1, 1}, {1, 1}, {1, 1}, 1};
   auto ref_block = [&] {
@@ -275,8 +299,16 @@ TEST(GpuOps, BadShapesThrowNamingTheOp) {
   expect_error([&] { ops::conv2d(d({1, 6, 8, 8}), d({4, 4, 3, 3}), {}, {{1, 1}, {0, 0}, {1, 1}, 2}); }, "cuda::conv2d");
   expect_error([&] { ops::conv2d(d({1, 3, 2, 2}), d({4, 3, 3, 3}), {}); }, "cuda::conv2d");
   expect_error([&] { ops::conv2d(d({1, 3, 8, 8}), d({4, 3, 3, 3}), {}, {{0, 1}, {0, 0}, {1, 1}, 1}); }, "cuda::conv2d");
-  expect_error([&] { ops::scaled_dot_product_attention(d({1, 2, 5, 64}), d({1, 2, 6, 64}), d({1, 2, 5, 64})); }, "cuda::scaled_dot_product_attention");
-  expect_error([&] { ops::scaled_dot_product_attention(d({1, 1, 2, 300}), d({1, 1, 2, 300}), d({1, 1, 2, 300})); }, "cuda::scaled_dot_product_attention");
+  expect_error(
+      [&] {
+        ops::scaled_dot_product_attention(d({1, 2, 5, 64}), d({1, 2, 6, 64}), d({1, 2, 5, 64}));
+      },
+      "cuda::scaled_dot_product_attention");
+  expect_error(
+      [&] {
+        ops::scaled_dot_product_attention(d({1, 1, 2, 300}), d({1, 1, 2, 300}), d({1, 1, 2, 300}));
+      },
+      "cuda::scaled_dot_product_attention");
   expect_error([&] { ops::layer_norm(d({2, 8}), d({7}), {}); }, "cuda::layer_norm");
   expect_error([&] { ops::swiglu(d({2, 7})); }, "cuda::swiglu");
   expect_error([&] { ops::layer_scale(d({2, 8}), d({4})); }, "cuda::layer_scale");
@@ -327,7 +359,8 @@ namespace {
 Tensor host_f32(const Tensor& d) { return cuda::to_host(cuda::contiguous(d)).to(DType::f32); }
 // The host value a 16-bit device tensor holds: x rounded to bf16/fp16, as f32.
 DType half_of(cuda::Precision p) { return p == cuda::Precision::bf16 ? DType::bf16 : DType::f16; }
-// Output rounding to 16 bits (unit roundoff u = 2^-8 for bf16, 2^-11 for fp16; 2u allowed) on top of the fp32 noise `abs`.
+// Output rounding to 16 bits (unit roundoff u = 2^-8 for bf16, 2^-11 for fp16; 2u allowed) on top of the fp32 noise
+// `abs`.
 double unit_roundoff(cuda::Precision p) { return p == cuda::Precision::bf16 ? 1.0 / 256 : 1.0 / 2048; }
 Tolerance half_tol(cuda::Precision p, double abs) { return {abs, 2 * unit_roundoff(p)}; }
 // A GEMM/conv result rounded to 16 bits before its bias/residual/activation epilogue (cuBLASLt and cuDNN write the
@@ -383,10 +416,12 @@ TEST(GpuOps16, ElementwiseRowOpsAndPools) {
     EXPECT_GPU16_MATCHES(ops::add(xd, xd), ref::add(x, x), half_tol(p, 1e-6), "add same layout");
     EXPECT_GPU16_MATCHES(ops::layer_scale(xd, dev(w)), ref::layer_scale(x, w), half_tol(p, 1e-6), "layer_scale");
     EXPECT_GPU16_MATCHES(ops::mul(xd, 0.5f), ref::mul(x, 0.5f), half_tol(p, 1e-6), "mul scalar");
-    EXPECT_GPU16_MATCHES(ops::layer_norm(xd, dev(w), dev(b), 1e-6), ref::layer_norm(x, w, b, 1e-6), half_tol(p, 1e-4), "layer_norm");
+    EXPECT_GPU16_MATCHES(ops::layer_norm(xd, dev(w), dev(b), 1e-6), ref::layer_norm(x, w, b, 1e-6), half_tol(p, 1e-4),
+                         "layer_norm");
     EXPECT_GPU16_MATCHES(ops::softmax(xd), ref::softmax(x), half_tol(p, 1e-6), "softmax");
     for (Activation a : {Activation::relu, Activation::gelu, Activation::silu})
-      EXPECT_GPU16_MATCHES(ops::activation(xd, a), ref::activation(x, a), half_tol(p, 1e-6), "activation " << static_cast<int>(a));
+      EXPECT_GPU16_MATCHES(ops::activation(xd, a), ref::activation(x, a), half_tol(p, 1e-6),
+                           "activation " << static_cast<int>(a));
     EXPECT_EQ(ops::layer_norm(xd, dev(w), dev(b)).dtype(), h);
     for (Pool pl : {Pool::avg, Pool::cls, Pool::max, Pool::gem}) {
       Tensor got = ops::pool(xd, pl, 1);
@@ -399,9 +434,12 @@ TEST(GpuOps16, ElementwiseRowOpsAndPools) {
     Tensor mp = ops::max_pool2d(md, {3, 3}, {2, 2}, {1, 1});
     EXPECT_EQ(mp.stride(1), 1) << "max_pool2d keeps channels-last";
     EXPECT_GPU16_MATCHES(mp, ref::max_pool2d(m, {3, 3}, {2, 2}, {1, 1}), (Tolerance{0, 0}), "max_pool2d channels-last");
-    EXPECT_GPU16_MATCHES(ops::adaptive_avg_pool2d(md, {1, 1}), ref::adaptive_avg_pool2d(m, {1, 1}), half_tol(p, 1e-6), "global avg");
-    EXPECT_GPU16_MATCHES(ops::adaptive_avg_pool2d(md, {2, 3}), ref::adaptive_avg_pool2d(m, {2, 3}), half_tol(p, 1e-6), "adaptive avg");
-    EXPECT_GPU_MATCHES(ops::pool(md, Pool::avg), ref::pool(m, Pool::avg), (Tolerance{1e-5, 1e-4}), "pool channels-last");
+    EXPECT_GPU16_MATCHES(ops::adaptive_avg_pool2d(md, {1, 1}), ref::adaptive_avg_pool2d(m, {1, 1}), half_tol(p, 1e-6),
+                         "global avg");
+    EXPECT_GPU16_MATCHES(ops::adaptive_avg_pool2d(md, {2, 3}), ref::adaptive_avg_pool2d(m, {2, 3}), half_tol(p, 1e-6),
+                         "adaptive avg");
+    EXPECT_GPU_MATCHES(ops::pool(md, Pool::avg), ref::pool(m, Pool::avg), (Tolerance{1e-5, 1e-4}),
+                       "pool channels-last");
     EXPECT_GPU16_MATCHES(ops::relu(md), ref::relu(m), (Tolerance{0, 0}), "relu channels-last");
   }
 }
@@ -413,7 +451,8 @@ TEST(GpuOps16, LinearConvAttentionIn16Bits) {
     PrecisionScope ps(p);
     const DType h = half_of(p);
     for (int64_t K : {96, 768, 100}) {
-      Tensor x = rounded(random_tensor({2, 197, K}, g), p), w = random_tensor({3 * 96, K}, g, 0.2f), b = random_tensor({3 * 96}, g);
+      Tensor x = rounded(random_tensor({2, 197, K}, g), p), w = random_tensor({3 * 96, K}, g, 0.2f),
+             b = random_tensor({3 * 96}, g);
       Tensor wd = cuda::convert_weight(dev(w));
       const double rk = std::sqrt(static_cast<double>(K));
       for (Activation a : {Activation::none, Activation::gelu}) {
@@ -421,18 +460,21 @@ TEST(GpuOps16, LinearConvAttentionIn16Bits) {
         EXPECT_EQ(y.dtype(), h);
         // the bias is stored in 16 bits as the model keeps it (upload_activation_param)
         const double amax = max_abs(ref::linear(x, rounded(w, p), {}));
-        EXPECT_GPU16_MATCHES(y, ref::linear(x, rounded(w, p), rounded(b, p), a), epilogue_tol(p, amax, 2e-5 * rk), "linear K=" << K);
+        EXPECT_GPU16_MATCHES(y, ref::linear(x, rounded(w, p), rounded(b, p), a), epilogue_tol(p, amax, 2e-5 * rk),
+                             "linear K=" << K);
       }
       // the residual add inside the GEMM (cuBLASLt's C operand), as a ViT block's x + proj(...)
       Tensor res = rounded(random_tensor({2, 197, 3 * 96}, g), p);
       EXPECT_GPU16_MATCHES(ops::linear(dev(x).to(h), wd, dev(b).to(h), Activation::none, dev(res).to(h)),
-                           ref::add(ref::linear(x, rounded(w, p), rounded(b, p)), res), epilogue_tol(p, max_abs(ref::linear(x, rounded(w, p), {})), 2e-5 * rk),
+                           ref::add(ref::linear(x, rounded(w, p), rounded(b, p)), res),
+                           epilogue_tol(p, max_abs(ref::linear(x, rounded(w, p), {})), 2e-5 * rk),
                            "linear + residual K=" << K);
       {
         PrecisionScope f32(cuda::Precision::fp32);  // the f32 form of the same
         Tensor xf = random_tensor({3, 5, K}, g), rf = random_tensor({3, 5, 3 * 96}, g);
-        EXPECT_GPU_MATCHES(ops::linear(dev(xf), dev(w), dev(b), Activation::none, dev(rf)), ref::add(ref::linear(xf, w, b), rf),
-                           gemm_tol(cuda::Precision::fp32, K), "f32 linear + residual K=" << K);
+        EXPECT_GPU_MATCHES(ops::linear(dev(xf), dev(w), dev(b), Activation::none, dev(rf)),
+                           ref::add(ref::linear(xf, w, b), rf), gemm_tol(cuda::Precision::fp32, K),
+                           "f32 linear + residual K=" << K);
       }
     }
     struct Case { Shape x, w; Conv2dOptions o; };
@@ -460,7 +502,8 @@ TEST(GpuOps16, LinearConvAttentionIn16Bits) {
       // a channels-last 16-bit input is read in place: the result of one conv feeds the next
       Tensor w2 = random_tensor({8, c.w[0], 1, 1}, g, 0.5f);
       EXPECT_GPU16_MATCHES(ops::conv2d(y, dev(w2), {}, {}), ref::conv2d(host_f32(y), rounded(w2, p), {}, {}),
-                           half_tol(p, 2e-5 * std::sqrt(static_cast<double>(c.w[0]))), "conv2d of a channels-last result");
+                           half_tol(p, 2e-5 * std::sqrt(static_cast<double>(c.w[0]))),
+                           "conv2d of a channels-last result");
     }
     for (int64_t N : {197, 257, 50}) {
       for (int64_t D : {64, 80, 128, 32}) {  // 64-128: the tensor-core flash kernel; 32: the GEMM path
@@ -468,18 +511,20 @@ TEST(GpuOps16, LinearConvAttentionIn16Bits) {
         Tensor v = rounded(random_tensor({2, 3, N, D}, g), p);
         Tensor o = ops::scaled_dot_product_attention(dev(q).to(h), dev(k).to(h), dev(v).to(h));
         EXPECT_EQ(o.dtype(), h);
-        EXPECT_GPU16_MATCHES(o, ref::scaled_dot_product_attention(q, k, v),
-                             (Tolerance{p == cuda::Precision::bf16 ? 3e-3 : 5e-4, p == cuda::Precision::bf16 ? 8e-3 : 1e-3}),
-                             "sdpa 16-bit N=" << N << " D=" << D);
+        EXPECT_GPU16_MATCHES(
+            o, ref::scaled_dot_product_attention(q, k, v),
+            (Tolerance{p == cuda::Precision::bf16 ? 3e-3 : 5e-4, p == cuda::Precision::bf16 ? 8e-3 : 1e-3}),
+            "sdpa 16-bit N=" << N << " D=" << D);
         // strided q/k/v views of one packed qkv tensor, as the ViT forward passes them
         Tensor qkv = rounded(random_tensor({2, N, 3, 3, D}, g), p);
         Tensor qv = qkv.permute({2, 0, 3, 1, 4});
         Tensor dq = dev(qkv).to(h).permute({2, 0, 3, 1, 4});
-        EXPECT_GPU16_MATCHES(ops::scaled_dot_product_attention(dq.select(0, 0), dq.select(0, 1), dq.select(0, 2)),
-                             ref::scaled_dot_product_attention(qv.select(0, 0).contiguous(), qv.select(0, 1).contiguous(),
-                                                               qv.select(0, 2).contiguous()),
-                             (Tolerance{p == cuda::Precision::bf16 ? 3e-3 : 5e-4, p == cuda::Precision::bf16 ? 8e-3 : 1e-3}),
-                             "sdpa 16-bit strided views N=" << N);
+        EXPECT_GPU16_MATCHES(
+            ops::scaled_dot_product_attention(dq.select(0, 0), dq.select(0, 1), dq.select(0, 2)),
+            ref::scaled_dot_product_attention(qv.select(0, 0).contiguous(), qv.select(0, 1).contiguous(),
+                                              qv.select(0, 2).contiguous()),
+            (Tolerance{p == cuda::Precision::bf16 ? 3e-3 : 5e-4, p == cuda::Precision::bf16 ? 8e-3 : 1e-3}),
+            "sdpa 16-bit strided views N=" << N);
       }
     }
     // the attention-probabilities tap stays exact (fp32 probabilities) and the output takes the inputs' type

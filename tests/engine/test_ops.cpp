@@ -61,7 +61,8 @@ TEST(Ops, DeterministicAcrossThreadCounts) {
   auto g = rng_for("determinism");
   Tensor x = random_tensor({2, 19, 15, 15}, g), w = random_tensor({37, 19, 3, 3}, g), b = random_tensor({37}, g);
   Tensor tok = random_tensor({2, 197, 96}, g), lw = random_tensor({200, 96}, g), lb = random_tensor({200}, g);
-  Tensor q = random_tensor({2, 3, 261, 32}, g), k = random_tensor({2, 3, 261, 32}, g), v = random_tensor({2, 3, 261, 32}, g);
+  Tensor q = random_tensor({2, 3, 261, 32}, g), k = random_tensor({2, 3, 261, 32}, g),
+         v = random_tensor({2, 3, 261, 32}, g);
   Tensor big_a = random_tensor({300, 700}, g), big_b = random_tensor({700, 520}, g);
   Conv2dOptions o;
   o.padding = {1, 1};
@@ -91,7 +92,8 @@ TEST(Ops, DeterministicAcrossThreadCounts) {
     auto many = run_all();
     for (size_t i = 0; i < one.size(); ++i) {
       ASSERT_EQ(one[i].shape(), many[i].shape());
-      EXPECT_EQ(std::memcmp(one[i].raw(), many[i].raw(), one[i].nbytes()), 0) << "op #" << i << " with " << t << " threads";
+      EXPECT_EQ(std::memcmp(one[i].raw(), many[i].raw(), one[i].nbytes()), 0)
+          << "op #" << i << " with " << t << " threads";
     }
   }
   set_num_threads(saved);
@@ -108,10 +110,11 @@ TEST(Ops, FoldBatchNormMatchesConvThenBatchNorm) {
     Conv2dOptions o;
     o.padding = {k / 2, k / 2};
     auto [wf, bf] = fold_batch_norm(w, cb, gm, bt, mu, var, 1e-5);
-    EXPECT_VALID(validate::check([&] { return ops::conv2d(x, wf, bf, o, Activation::relu); },
-                                 [&] { return ref::relu(ref::batch_norm(ref::conv2d(x, w, cb, o), gm, bt, mu, var, 1e-5)); },
-                                 {1e-4, 1e-4}),
-                 "folded conv+bn+relu " << w.str());
+    EXPECT_VALID(
+        validate::check([&] { return ops::conv2d(x, wf, bf, o, Activation::relu); },
+                        [&] { return ref::relu(ref::batch_norm(ref::conv2d(x, w, cb, o), gm, bt, mu, var, 1e-5)); },
+                        {1e-4, 1e-4}),
+        "folded conv+bn+relu " << w.str());
   }
 }
 
@@ -128,7 +131,8 @@ TEST(Ops, ErrorsNameTheOpAndArgument) {
   EXPECT_THROW(ops::layer_norm(Tensor::zeros({2, 5}), Tensor::zeros({4}), {}), std::invalid_argument);
   EXPECT_THROW(ops::add(Tensor::zeros({2, 5}), Tensor::zeros({3})), std::invalid_argument);
   EXPECT_THROW(ops::pool(Tensor::zeros({2, 3, 4, 4}), Pool::cls), std::invalid_argument);
-  EXPECT_THROW(ops::conv2d(Tensor::zeros({1, 3, 8, 8}, DType::f16), Tensor::zeros({4, 3, 3, 3}), {}), std::invalid_argument);
+  EXPECT_THROW(ops::conv2d(Tensor::zeros({1, 3, 8, 8}, DType::f16), Tensor::zeros({4, 3, 3, 3}), {}),
+               std::invalid_argument);
   EXPECT_THROW(ops::interpolate(x, {}), std::invalid_argument);  // neither size nor scale_factor
   EXPECT_THROW(ops::max_pool2d(Tensor::zeros({1, 1, 2, 2}), {3, 3}, {1, 1}), std::invalid_argument);
   EXPECT_THROW(ref::avg_pool2d(Tensor::zeros({1, 1, 2, 2}), {3, 3}, {1, 1}), std::invalid_argument);
@@ -227,7 +231,8 @@ TEST(Ops, MaxIntoEveryIsaSameBits) {
     for (const auto& k : isas) {
       std::vector<float> got(best0);
       k.max_into(got.data(), v.data(), n);
-      EXPECT_EQ(std::memcmp(got.data(), want.data(), sizeof(float) * static_cast<size_t>(n)), 0) << k.name << " n " << n;
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), sizeof(float) * static_cast<size_t>(n)), 0)
+          << k.name << " n " << n;
     }
   }
 }

@@ -103,7 +103,8 @@ TEST(OpsTorch, Pools) {
     expect_close(f(x, {3, 3}, {2, 2}, {1, 1}, true, true), "avg_pool_ceil_pad");
   }
   for (auto* f : {&ref::adaptive_avg_pool2d, &ops::adaptive_avg_pool2d}) expect_close(f(x, {3, 4}), "adaptive_avg");
-  for (auto* f : {&ref::adaptive_max_pool2d, &ops::adaptive_max_pool2d}) expect_close(f(x, {4, 3}), "adaptive_max", {0, 0});
+  for (auto* f : {&ref::adaptive_max_pool2d, &ops::adaptive_max_pool2d})
+    expect_close(f(x, {4, 3}), "adaptive_max", {0, 0});
 }
 
 TEST(OpsTorch, Attention261Tokens) {

@@ -75,12 +75,12 @@ TEST(Packed, Conv2dEveryPathAgainstReference) {
     Tensor res = c % 4 == 1 ? random_tensor({N, cout, Ho, Wo}, g) : Tensor();
     if (res.defined() && c % 8 == 1) res = to_channels_last(res);
     Tensor got;
-    EXPECT_VALID(validate::check([&] { return got = ops::conv2d(x, pw, scale, shift, act, res); },
-                                 [&] { return test::reference_packed_conv(x, w, o, scale, shift, act, res); }, {1e-4, 1e-4}),
-                 "packed conv2d x=" << x.str() << " w=" << w.str() << " stride=" << o.stride[0] << ","
-                                    << o.stride[1] << " pad=" << o.padding[0] << "," << o.padding[1]
-                                    << " dil=" << o.dilation[0] << "," << o.dilation[1]
-                                    << " act=" << static_cast<int>(act));
+    EXPECT_VALID(
+        validate::check([&] { return got = ops::conv2d(x, pw, scale, shift, act, res); },
+                        [&] { return test::reference_packed_conv(x, w, o, scale, shift, act, res); }, {1e-4, 1e-4}),
+        "packed conv2d x=" << x.str() << " w=" << w.str() << " stride=" << o.stride[0] << "," << o.stride[1]
+                           << " pad=" << o.padding[0] << "," << o.padding[1] << " dil=" << o.dilation[0] << ","
+                           << o.dilation[1] << " act=" << static_cast<int>(act));
     EXPECT_TRUE(is_channels_last(got));
   }
 }
@@ -131,7 +131,8 @@ TEST(Packed, Conv2dIntoResidualSameBitsInPlace) {
   EXPECT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0);
   // the input as its own residual (1x1, Cin = Cout): never written over while it is read
   const PackedConv2d sq(random_tensor({16, 16, 1, 1}, g), {});
-  const Tensor xs = to_channels_last(x.clone()), want_sq = ops::conv2d(xs, sq, Tensor(), Tensor(), Activation::none, xs);
+  const Tensor xs = to_channels_last(x.clone()),
+               want_sq = ops::conv2d(xs, sq, Tensor(), Tensor(), Activation::none, xs);
   const Tensor got_sq = ops::conv2d_into_residual(xs, sq, Tensor(), Tensor(), Activation::none, xs);
   EXPECT_NE(got_sq.data<float>(), xs.data<float>());
   EXPECT_EQ(std::memcmp(got_sq.raw(), want_sq.raw(), want_sq.nbytes()), 0);
@@ -182,12 +183,11 @@ TEST(Packed, BatchNormScaleShiftMatchesBatchNorm) {
   o.padding = {1, 1};
   const PackedConv2d pw(w, o);
   auto [scale, shift] = batch_norm_scale_shift(gm, bt, mu, var, 1e-5);
-  EXPECT_VALID(validate::check([&] { return ops::conv2d(x, pw, scale, shift, Activation::relu); },
-                               [&] {
-                                 return ref::relu(ref::batch_norm(ref::conv2d(x, w, Tensor(), o), gm, bt, mu, var, 1e-5));
-                               },
-                               {1e-4, 1e-4}),
-               "conv + bn + relu");
+  EXPECT_VALID(
+      validate::check([&] { return ops::conv2d(x, pw, scale, shift, Activation::relu); },
+                      [&] { return ref::relu(ref::batch_norm(ref::conv2d(x, w, Tensor(), o), gm, bt, mu, var, 1e-5)); },
+                      {1e-4, 1e-4}),
+      "conv + bn + relu");
 }
 
 TEST(Packed, LinearAgainstReference) {
@@ -263,7 +263,8 @@ TEST(Packed, EveryIndirectKernelAgainstScalar) {
     const int64_t MR = k.mr, NR = k.nr, nseg = 3, len = 37, ldc = NR + 5, ldr = NR + 3;
     std::vector<float> rows(static_cast<size_t>(nseg * MR * len)), zero(static_cast<size_t>(len), 0.f);
     std::vector<float> bp(static_cast<size_t>(nseg * len * NR)), c0(static_cast<size_t>(MR * ldc));
-    std::vector<float> scale(static_cast<size_t>(NR)), shift(static_cast<size_t>(NR)), res(static_cast<size_t>(MR * ldr));
+    std::vector<float> scale(static_cast<size_t>(NR)), shift(static_cast<size_t>(NR)),
+        res(static_cast<size_t>(MR * ldr));
     for (auto* v : {&rows, &bp, &c0, &scale, &shift, &res})
       for (float& x : *v) x = u(g);
     std::vector<const float*> a(static_cast<size_t>(nseg * MR));
@@ -282,21 +283,25 @@ TEST(Packed, EveryIndirectKernelAgainstScalar) {
           double want = 0;
           for (int64_t s = 0; s < nseg; ++s)
             for (int64_t kk = 0; kk < len; ++kk)
-              want += static_cast<double>(a[static_cast<size_t>(s * MR + i)][kk]) * bp[static_cast<size_t>((s * len + kk) * NR + j)];
+              want += static_cast<double>(a[static_cast<size_t>(s * MR + i)][kk]) *
+                      bp[static_cast<size_t>((s * len + kk) * NR + j)];
           if (accumulate) want += c0[static_cast<size_t>(i * ldc + j)];
           if (with_ep) {
-            want = want * scale[static_cast<size_t>(j)] + shift[static_cast<size_t>(j)] + res[static_cast<size_t>(i * ldr + j)];
+            want = want * scale[static_cast<size_t>(j)] + shift[static_cast<size_t>(j)] +
+                   res[static_cast<size_t>(i * ldr + j)];
             if (!(want > 0) && !std::isnan(want)) want = 0;
           }
           const float got = c[static_cast<size_t>(i * ldc + j)];
           if (std::isnan(want)) {
             EXPECT_TRUE(std::isnan(got)) << k.name << " variant " << variant << " (" << i << ", " << j << ")";
           } else {
-            EXPECT_NEAR(got, want, 1e-4 * (1 + std::fabs(want))) << k.name << " variant " << variant << " (" << i << ", " << j << ")";
+            EXPECT_NEAR(got, want, 1e-4 * (1 + std::fabs(want)))
+                << k.name << " variant " << variant << " (" << i << ", " << j << ")";
           }
         }
       for (int64_t i = 0; i < MR; ++i)  // columns past the tile are never written
-        for (int64_t j = NR; j < ldc; ++j) EXPECT_EQ(c[static_cast<size_t>(i * ldc + j)], c0[static_cast<size_t>(i * ldc + j)]);
+        for (int64_t j = NR; j < ldc; ++j)
+          EXPECT_EQ(c[static_cast<size_t>(i * ldc + j)], c0[static_cast<size_t>(i * ldc + j)]);
     }
   }
 }
@@ -353,9 +358,13 @@ TEST(Packed, ErrorsNameTheOpAndArgument) {
     }
     return std::string("no error");
   };
-  EXPECT_NE(msg([&] { ops::conv2d(random_tensor({1, 5, 8, 8}, g), pw, Tensor(), Tensor()); }).find("ops::conv2d(packed)"),
+  EXPECT_NE(msg([&] {
+              ops::conv2d(random_tensor({1, 5, 8, 8}, g), pw, Tensor(), Tensor());
+            }).find("ops::conv2d(packed)"),
             std::string::npos);
-  EXPECT_NE(msg([&] { ops::conv2d(random_tensor({1, 4, 8, 8}, g), pw, random_tensor({7}, g), Tensor()); }).find("scale"),
+  EXPECT_NE(msg([&] {
+              ops::conv2d(random_tensor({1, 4, 8, 8}, g), pw, random_tensor({7}, g), Tensor());
+            }).find("scale"),
             std::string::npos);
   EXPECT_NE(msg([&] { ops::conv2d(random_tensor({1, 4, 8, 8}, g), PackedConv2d(), Tensor(), Tensor()); })
                 .find("not packed"),

@@ -58,7 +58,8 @@ TEST(Tensor, DtypesConvertAsTorch) {
   // Out of range and negative values into narrow integers, as torch 2.15 on x86 gives them (printed by
   // torch.tensor([...]).to(dtype)): no undefined behaviour (the sanitizer build checks).
   Tensor w = Tensor::from_vector({5}, {-2.7f, 65519.f, 300.7f, -300.2f, 1e10f});
-  const std::vector<float> u8 = {254, 239, 44, 212, 0}, i8 = {-2, -17, 44, -44, 0}, i32 = {-2, 65519, 300, -300, -2147483648.f};
+  const std::vector<float> u8 = {254, 239, 44, 212, 0}, i8 = {-2, -17, 44, -44, 0},
+                           i32 = {-2, 65519, 300, -300, -2147483648.f};
   for (int64_t k = 0; k < 5; ++k) {
     EXPECT_EQ(w.to(DType::u8).at({k}), u8[size_t(k)]) << k;
     EXPECT_EQ(w.to(DType::i8).at({k}), i8[size_t(k)]) << k;

@@ -53,7 +53,8 @@ TEST(Winograd, AgainstReferenceOnRandomShapes) {
     Tensor x = random_tensor({N, cin, H, W}, g);
     if (c % 2) x = to_channels_last(x);
     // weights of a trained conv's scale (He init: std sqrt(2 / (9 Cin))), so outputs are O(1) like the inputs
-    Tensor w = random_tensor({cout, cin, 3, 3}, g, static_cast<float>(std::sqrt(6.0 / (9.0 * static_cast<double>(cin)))));
+    Tensor w =
+        random_tensor({cout, cin, 3, 3}, g, static_cast<float>(std::sqrt(6.0 / (9.0 * static_cast<double>(cin)))));
     const PackedConv2d pw(w, o);
     ASSERT_TRUE(pw.wino.defined()) << "a " << cin << " -> " << cout << " 3x3 stride-1 conv takes Winograd";
     Tensor scale = c % 3 == 0 ? Tensor() : random_tensor({cout}, g);
@@ -170,7 +171,8 @@ TEST(Winograd, WhichConvsTakeIt) {
 TEST(Winograd, EveryTransformBodyAgainstDouble) {
   static constexpr double BT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
                                       {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
-  static constexpr double AT[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+  static constexpr double AT[4][6] = {
+      {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
   auto g = rng_for("winograd_bodies");
   detail::WinogradGeometry geo;
   geo.N = 2, geo.H = 9, geo.W = 7, geo.C = 19, geo.Cout = 21, geo.pad_h = 1, geo.pad_w = 1;
@@ -188,7 +190,8 @@ TEST(Winograd, EveryTransformBodyAgainstDouble) {
     k.input(geo, xp, 0, T, v.data(), T * C);
     std::vector<float> y(static_cast<size_t>(geo.N * geo.Ho * geo.Wo * Co), std::nanf(""));
     detail::WinogradEpilogue ep;
-    ep.scale = sc.data<float>(), ep.shift = sh.data<float>(), ep.residual = res.data<float>(), ep.act = Activation::relu;
+    ep.scale = sc.data<float>(), ep.shift = sh.data<float>(), ep.residual = res.data<float>(),
+    ep.act = Activation::relu;
     k.output(geo, m.data<float>(), T * Co, 0, T, ep, y.data());
     int bad = 0;
     for (int64_t t = 0; t < T; ++t) {
@@ -198,7 +201,8 @@ TEST(Winograd, EveryTransformBodyAgainstDouble) {
         for (int i = 0; i < 6; ++i)
           for (int j = 0; j < 6; ++j) {
             const int64_t ih = ty * 4 - 1 + i, iw = tx * 4 - 1 + j;
-            d[i][j] = ih < 0 || ih >= geo.H || iw < 0 || iw >= geo.W ? 0.0 : xp[((n * geo.H + ih) * geo.W + iw) * C + c];
+            d[i][j] =
+                ih < 0 || ih >= geo.H || iw < 0 || iw >= geo.W ? 0.0 : xp[((n * geo.H + ih) * geo.W + iw) * C + c];
           }
         for (int i = 0; i < 6; ++i)
           for (int j = 0; j < 6; ++j) {
@@ -216,7 +220,8 @@ TEST(Winograd, EveryTransformBodyAgainstDouble) {
             if (oh >= geo.Ho || ow >= geo.Wo) continue;
             double want = 0;
             for (int a = 0; a < 6; ++a)
-              for (int b = 0; b < 6; ++b) want += AT[io][a] * m.data<float>()[(a * 6 + b) * T * Co + t * Co + c] * AT[jo][b];
+              for (int b = 0; b < 6; ++b)
+                want += AT[io][a] * m.data<float>()[(a * 6 + b) * T * Co + t * Co + c] * AT[jo][b];
             const int64_t p = (n * geo.Ho + oh) * geo.Wo + ow;
             want = want * sc.data<float>()[c] + sh.data<float>()[c] + res.data<float>()[p * Co + c];
             want = std::max(want, 0.0);
@@ -225,6 +230,7 @@ TEST(Winograd, EveryTransformBodyAgainstDouble) {
           }
     }
     EXPECT_EQ(bad, 0) << name << " transforms";
-    EXPECT_TRUE(std::none_of(y.begin(), y.end(), [](float f) { return std::isnan(f); })) << name << ": unwritten output";
+    EXPECT_TRUE(std::none_of(y.begin(), y.end(), [](float f) { return std::isnan(f); }))
+        << name << ": unwritten output";
   }
 }
