@@ -50,7 +50,8 @@ class Linear final : public Layer {
   // act(x W^T + b), the activation in the GEMM epilogue.
   Tensor operator()(const Tensor& x, Activation act = Activation::none) const;
   // x W^T + b + residual. On a GPU the add runs inside the GEMM (cuBLASLt's C operand); on the CPU it follows
-  // the GEMM (the same bits as adding the branch to the residual afterwards).
+  // the GEMM (the same bits as adding the branch to the residual afterwards). The choice is made here, not in
+  // the models, until ops::linear takes the residual on both backends.
   Tensor operator()(const Tensor& x, const Tensor& residual) const;
 
  private:
