@@ -18,7 +18,7 @@
 #include "engine/validate.h"
 #include "models/registry.h"
 #include "models/vit.h"
-#include "eval/embed/embed.h"
+#include "embed/embed.h"
 #include "weights_tools/checkpoint.h"
 #include "weights_tools/layout.h"
 #include "tests/models/model_fixtures.h"
