@@ -74,6 +74,8 @@ TEST(ModuleTree, StateDictOrderIsRegistrationConstructionOrderIsDeclaration) {
   EXPECT_EQ(pre, (std::vector<std::string>{"", "block", "block.conv1", "block.downsample", "block.downsample.0"}));
   EXPECT_EQ(post, (std::vector<std::string>{"block.conv1", "block.downsample.0", "block.downsample", "block", ""}));
   EXPECT_THROW(t.add(root, "again", down), std::logic_error);
+  t.param(t.make("Linear"), "weight", {1});  // made, never registered: its key would be lost
+  EXPECT_THROW(t.specs(), std::logic_error);
 }
 
 // Constructor draws: kept where the init pass leaves them (equal to reset_parameters() from the generator at
