@@ -58,18 +58,21 @@ def pca_fixtures():
     from sklearn.decomposition import PCA
     rng = np.random.default_rng(71)
     cases = []
-    for name, (n, d), k, seed in [("tall_k20", (510, 60), 20, 1), ("tall_k5", (510, 60), 5, 1),
-                                  ("wide_k12", (60, 510), 12, 7)]:
+    # forced_k25: svd_solver="randomized" asked for explicitly where k + n_oversamples exceeds the columns.
+    for name, (n, d), k, seed, solver in [("tall_k20", (510, 60), 20, 1, "auto"), ("tall_k5", (510, 60), 5, 1, "auto"),
+                                          ("wide_k12", (60, 510), 12, 7, "auto"),
+                                          ("forced_k25", (80, 30), 25, 3, "randomized")]:
         # A decaying spectrum, so the leading components are well separated and round-off stays round-off.
         x = rng.normal(size=(n + 40, d)) @ np.diag(np.linspace(3, 0.1, d)) @ rng.normal(size=(d, d)) / np.sqrt(d)
         fit, test = x[:n], x[n:]
-        pca = PCA(n_components=k, random_state=seed)
+        pca = PCA(n_components=k, random_state=seed, svd_solver=solver)
         scores = pca.fit_transform(fit)
         save(f"pca_{name}_x.npy", x)
         save(f"pca_{name}_fit_scores.npy", scores)
         save(f"pca_{name}_test_scores.npy", pca.transform(test))
         save(f"pca_{name}_components.npy", pca.components_)
-        cases.append(dict(name=name, n_fit=n, n_test=40, d=d, k=k, seed=seed, solver=pca._fit_svd_solver))
+        cases.append(dict(name=name, n_fit=n, n_test=40, d=d, k=k, seed=seed, svd_solver=solver,
+                          solver=pca._fit_svd_solver))
     save("pca_cases.csv", pd.DataFrame(cases))
 
 
