@@ -36,8 +36,9 @@ if(NOT TABULA_CUDA STREQUAL "OFF")
   # the node's CUDA module (LD_LIBRARY_PATH). `.a` is still preferred where both exist.
   set(CMAKE_FIND_LIBRARY_SUFFIXES .a .so)
   set(CMAKE_CUDA_RUNTIME_LIBRARY Static)
-  set(CMAKE_BUILD_RPATH_USE_ORIGIN ON)
-  set(CMAKE_BUILD_RPATH "\$ORIGIN/../lib")
+  # Exactly this RUNPATH, also in the build tree (no path of the build machine's toolkit leaks into the binary).
+  set(CMAKE_BUILD_WITH_INSTALL_RPATH ON)
+  set(CMAKE_INSTALL_RPATH "\$ORIGIN/../lib")
 endif()
 
 # Adds a static archive's own dependencies to an imported or interface target; `names` are -l names.

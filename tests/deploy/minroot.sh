@@ -114,6 +114,10 @@ echo "minroot: $nfiles output files byte-identical to the build tree's binary"
 if [ -n "$cuda_tarball" ]; then
   unpack "$cuda_tarball"
   fresh_check_dir "$root$check"
+  # A binary that links cuBLASLt/cuDNN directly does not even start here: the CUDA backend has to be a module
+  # loaded on first use (DESIGN.md section 7) for --device cpu to work on a node without CUDA libraries.
+  in_root "tabula --version > version.txt 2> version.err" ||
+    fail "cuda build: does not start without CUDA libraries: $(cat "$root$check/version.err")"
   in_root "tabula synth cellpainting --quick --out synth > /dev/null" || fail "cuda build: synth"
   emb="tabula embed --arch resnet18 --seed 0 --data synth/load_data.csv --layers layer3,avgpool --quiet --threads 2"
   if in_root "$emb --out emb-cuda --device cuda 2> cuda.err"; then
