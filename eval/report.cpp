@@ -83,10 +83,13 @@ struct Section {
   std::string id, heading, html;
 };
 
-// Charts read side by side share their y-range: every "mAP <class>" of a dataset, every "retrieved <class>".
+// Charts read side by side share their y-range: every "mAP <class>" of a dataset, every "retrieved <class>", the
+// kNN and linear-probe accuracies, the ridge and 1-NN correlations.
 std::string range_group(const std::string& metric) {
   for (const char* g : {"mAP", "retrieved"})
     if (metric == g || metric.rfind(std::string(g) + " ", 0) == 0) return g;
+  for (const char* g : {"top-1", "Pearson r"})
+    if (metric.find(g) != std::string::npos) return g;
   return metric;
 }
 
