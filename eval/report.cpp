@@ -57,14 +57,15 @@ const char* kStyle =
     ".eximgs{display:flex;gap:6px}figure{margin:0;font-size:10px;color:#555;text-align:center}"
     "figure img{display:block;width:104px;height:auto;image-rendering:pixelated}";
 
-// Sorting and filtering of the every-number table (inline: the report stays one offline file). Written without
-// '<' and '&' so the page stays well-formed XML as well as HTML.
+// Sorting (numbers as numbers, text as text, n/a last) and filtering of the every-number table (inline: the report
+// stays one offline file). Written without '<' and '&' so the page stays well-formed XML as well as HTML.
 const char* kScript =
     "function tabulaSort(col){var t=document.getElementById('numbers-table');var b=t.tBodies[0];"
     "var rows=Array.prototype.slice.call(b.rows);"
     "var dir=t.getAttribute('data-col')===String(col)?-Number(t.getAttribute('data-dir')):1;"
     "rows.sort(function(a,c){var x=a.cells[col].textContent,y=c.cells[col].textContent;"
-    "var nx=parseFloat(x),ny=parseFloat(y);return dir*((isNaN(nx)||isNaN(ny))?x.localeCompare(y):nx-ny);});"
+    "var nx=parseFloat(x),ny=parseFloat(y);if(isNaN(nx)!==isNaN(ny))return isNaN(nx)?1:-1;"
+    "return dir*(isNaN(nx)?x.localeCompare(y):nx-ny);});"
     "rows.forEach(function(r){b.appendChild(r);});t.setAttribute('data-col',String(col));"
     "t.setAttribute('data-dir',String(dir));}"
     "function tabulaFilter(q){q=q.toLowerCase();var rows=document.getElementById('numbers-table').tBodies[0].rows;"
@@ -83,10 +84,13 @@ struct Section {
   std::string id, heading, html;
 };
 
-// Charts read side by side share their y-range: every "mAP <class>" of a dataset, every "retrieved <class>".
+// Charts read side by side share their y-range: every "mAP <class>" of a dataset, every "retrieved <class>", the
+// kNN and linear-probe accuracies, the ridge and 1-NN correlations.
 std::string range_group(const std::string& metric) {
   for (const char* g : {"mAP", "retrieved"})
     if (metric == g || metric.rfind(std::string(g) + " ", 0) == 0) return g;
+  for (const char* g : {"top-1", "Pearson r"})
+    if (metric.find(g) != std::string::npos) return g;
   return metric;
 }
 

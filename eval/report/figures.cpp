@@ -83,7 +83,9 @@ std::string compound_bars(const Study& st, const ReportOptions& opt, std::string
   const double bw = std::clamp(26.0 / static_cast<double>(fam_names.size()), 3.0, 9.0);
   const double group = bw * static_cast<double>(fam_names.size()) + 8;
   const double L = 56, T = 54, B = 96, R = 20;
-  const double W = std::max(L + group * static_cast<double>(order.size()) + R, 560.0), H = 360;
+  double legend_w = L + 240;  // the legend row: one swatch and name per family, then the significance key
+  for (const std::string& f : fam_names) legend_w += 20 + 6.0 * static_cast<double>(f.size());
+  const double W = std::max({L + group * static_cast<double>(order.size()) + R, 560.0, legend_w}), H = 360;
   auto Y = [&](double v) { return T + (1 - v) * (H - T - B); };
   std::ostringstream s;
   s << std::fixed << std::setprecision(1)

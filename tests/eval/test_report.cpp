@@ -273,7 +273,10 @@ TEST(Report, RendersInHeadlessChromiumWithoutConsoleErrors) {
       "(e.target&&e.target.outerHTML)||'?'))},true);window.addEventListener('load',function(){var n=0;"
       "document.querySelectorAll('svg[id]').forEach(function(s){var b=s.getBoundingClientRect();"
       "if(s.namespaceURI==='http://www.w3.org/2000/svg'&&b.width>0&&b.height>0)n++});"
-      "console.log('TABULA-SVG '+n)});</script>";
+      "console.log('TABULA-SVG '+n);tabulaSort(4);tabulaSort(4);tabulaFilter('tissue');"
+      "var r=document.getElementById('numbers-table').tBodies[0].rows,v=0;"
+      "for(var i=0;i!==r.length;i++)if(r[i].style.display!=='none')v++;"
+      "console.log('TABULA-TABLE '+r[0].cells[4].textContent+' '+v)});</script>";
   html.insert(html.find("<head>") + 6, hook);
   const std::string page = study + "/hooked.html", err = study + "/chromium.err", dom = study + "/chromium.dom";
   put(page, html);
@@ -283,6 +286,7 @@ TEST(Report, RendersInHeadlessChromiumWithoutConsoleErrors) {
   std::istringstream lines(read_file_text(err));
   std::string line;
   int svg_seen = -1;
+  std::string table;
   while (std::getline(lines, line)) {
     if (line.find("CONSOLE") == std::string::npos) continue;  // chromium's own (dbus, gpu) chatter is not the page's
     auto p = line.find("\"TABULA-SVG ");
@@ -290,9 +294,15 @@ TEST(Report, RendersInHeadlessChromiumWithoutConsoleErrors) {
       svg_seen = std::atoi(line.c_str() + p + 12);
       continue;
     }
+    if ((p = line.find("\"TABULA-TABLE ")) != std::string::npos) {
+      table = line.substr(p + 14, line.find('"', p + 1) - p - 14);
+      continue;
+    }
     ADD_FAILURE() << "console: " << line;
   }
   EXPECT_EQ(svg_seen, r.panels) << read_file_text(err);
+  // The every-number table sorts by value (clicked twice: descending) and filters: 8 tissue rows stay visible.
+  EXPECT_EQ(table, "1.0000 8") << read_file_text(err);
   EXPECT_NE(read_file_text(dom).find("Per-compound replicate mAP"), std::string::npos);
 }
 
