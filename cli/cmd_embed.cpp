@@ -14,7 +14,8 @@ int cmd_embed(const Args& a) {
   EmbedOptions o;
   o.arch = a.get("arch");
   o.model = a.get("model");
-  if (o.arch.empty() == o.model.empty()) throw UsageError("tabula embed: give --arch ARCH or --model NAME (one of them)");
+  if (o.arch.empty() == o.model.empty())
+    throw UsageError("tabula embed: give --arch ARCH or --model NAME (one of them)");
   o.transform = read_transform_flags(a);
   o.weights = a.get("weights");
   o.weights_key = a.get("key");
