@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "data/image.h"
 #include "tests/test_util.h"
 #include "util/json.h"
 #include "util/npy.h"
@@ -283,4 +284,31 @@ TEST(CliCards, RealImagesThroughEmbedEqualTimmAndTorchvisionPipelinesOnPil) {
     EXPECT_LE(worst / scale, 1e-5) << arch;
     std::printf("  %s: rel diff %.2g\n", arch.c_str(), worst / scale);
   }
+}
+
+TEST(CliCards, SixteenBitDataTakesTheTensorPathAndPilRefusesIt) {
+  // The references' 8-bit paths (PIL, uint8 tensors) cannot hold 16-bit samples: auto resolves to the float path,
+  // an explicit --resize-impl pil is an error naming the file.
+  const fs::path dir = scratch_dir();
+  data::Image im(3, 240, 260);
+  for (size_t i = 0; i < im.pixels.size(); ++i) im.pixels[i] = float((i * 2654435761u) % 65536u);
+  data::write_tiff((dir / "a.tif").string(), im, 16, false);
+  {
+    std::FILE* f = std::fopen((dir / "m.csv").string().c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("id,image\na,a.tif\n", f);
+    std::fclose(f);
+  }
+  const std::string m = q((dir / "m.csv").string());
+  for (const char* card : {"uni", "kaiko-vits16"}) {
+    const auto r = run_tabula(std::string("preprocess --model ") + card + " --data " + m + " --out " +
+                              q((dir / (std::string(card) + ".npy")).string()));
+    ASSERT_EQ(r.exit_code, 0) << card << ": " << r.err;
+    EXPECT_NE(r.out.find("resize_impl=tensor"), std::string::npos) << r.out;
+  }
+  const auto bad =
+      run_tabula("preprocess --model uni --resize-impl pil --data " + m + " --out " + q((dir / "bad.npy").string()));
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("a.tif"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("8-bit"), std::string::npos) << bad.err;
 }
