@@ -126,9 +126,15 @@ TransformSpec resolve_transform(Transform t, std::string origin, const Transform
   if (f.preset) t = preset_transform(*f.preset), origin = "preset " + *f.preset, changed("preset");
   if (f.size) {
     if (*f.size <= 0) throw std::invalid_argument("--size must be positive");
-    // The crop becomes `size` and the resize keeps its ratio to the crop (256/224 stays 256/224).
-    if (t.crop > 0 && t.resize > 0) t.resize = int(std::lround(double(t.resize) * *f.size / t.crop));
-    t.crop = *f.size;
+    // The model input side: the crop becomes `size` and the resize keeps its ratio to it (256/224 stays 256/224);
+    // a transform that resizes without cropping resizes to `size`; one that does neither crops to `size`.
+    if (t.crop > 0 && t.resize > 0) {
+      t.resize = int(std::lround(double(t.resize) * *f.size / t.crop)), t.crop = *f.size;
+    } else if (t.resize > 0) {
+      t.resize = *f.size;
+    } else {
+      t.crop = *f.size;
+    }
     changed("size");
   }
   if (f.resize) {

@@ -26,7 +26,7 @@ struct TransformFlags {
   std::optional<std::string> preset;  // torchvision | dinov2 | timm | none (replaces the model's default)
   std::optional<std::string> resize;  // "N" (shorter side), "HxW", "0" (none)
   std::optional<int> crop;            // centre crop, 0 = none
-  std::optional<int> size;            // crop size with the resize scaled by the same factor (embed --size)
+  std::optional<int> size;            // model input side: the crop (the resize scaled with it), else the resize
   std::optional<std::string> interp;  // bilinear | bicubic | lanczos | box | hamming
   bool no_antialias = false;
   std::optional<std::string> mean, std;  // "a,b,c" or "a"
