@@ -391,7 +391,7 @@ std::string Transform::describe() const {
   if (resize_h > 0 && resize_w > 0) s << " resize=" << resize_h << "x" << resize_w;
   else if (resize > 0) s << " resize=" << resize;
   if (resize > 0 || (resize_h > 0 && resize_w > 0))
-    s << " interp=" << interp_name(interp) << " antialias=" << (antialias ? 1 : 0) << " resize_impl=" << resize_impl;
+    s << " interp=" << interp_name(interp) << " antialias=" << (antialias ? 1 : 0);
   if (crop > 0) s << " crop=" << crop;
   if (do_normalize) {
     s << " mean=";
@@ -399,6 +399,7 @@ std::string Transform::describe() const {
     s << " std=";
     for (size_t i = 0; i < std.size(); ++i) s << (i ? "," : "") << std[i];
   }
+  if (resize > 0 || (resize_h > 0 && resize_w > 0)) s << " resize_impl=" << resize_impl;
   return s.str();
 }
 
