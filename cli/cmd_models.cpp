@@ -29,9 +29,10 @@ int list_cards() {
     for (const auto& a : c.aliases) aliases += (aliases.empty() ? "" : ", ") + a;
     if (!aliases.empty()) std::printf("%-18s also %s\n", "", aliases.c_str());
   }
-  std::printf("\n`tabula embed --model NAME --weights FILE` runs the published weights, `--model NAME --seed S` the "
-              "untrained twin\n(same arch, transform and embedding rule). Sources for every fact: run.json's \"card\" "
-              "or models/cards/cards.cpp.\n");
+  std::printf(
+      "\n`tabula embed --model NAME --weights FILE` runs the published weights, `--model NAME --seed S` the "
+      "untrained twin\n(same arch, transform and embedding rule). Sources for every fact: run.json's \"card\" "
+      "or models/cards/cards.cpp.\n");
   return 0;
 }
 
@@ -46,13 +47,15 @@ int cmd_models(const Args& args) {
     const ModelInfo m = model_info(a);
     std::string taps;
     for (const auto& t : m.default_taps) taps += (taps.empty() ? "" : ",") + t;
-    const std::string input = std::to_string(m.input[1]) + "x" + std::to_string(m.input[2]) + "x" + std::to_string(m.input[3]);
-    std::printf("%-32s %-19s %10.2f %9.2f  %-14s %s\n", a.c_str(), m.family.c_str(), static_cast<double>(m.params) / 1e6,
-                m.gmacs, input.c_str(), taps.c_str());
+    const std::string input =
+        std::to_string(m.input[1]) + "x" + std::to_string(m.input[2]) + "x" + std::to_string(m.input[3]);
+    std::printf("%-32s %-19s %10.2f %9.2f  %-14s %s\n", a.c_str(), m.family.c_str(),
+                static_cast<double>(m.params) / 1e6, m.gmacs, input.c_str(), taps.c_str());
   }
-  std::printf("\nGFLOPs: multiply-adds of one image's forward at the default input size, as torchvision's docs count "
-              "them.\nAny size: resnet:layers=2,2,2,2,block=basic,... or vit:dim=64,depth=2,heads=4,patch=8,img=32,... "
-              "(see `tabula hooks --help`).\nModel cards (trained models by name): tabula models --trained.\n");
+  std::printf(
+      "\nGFLOPs: multiply-adds of one image's forward at the default input size, as torchvision's docs count "
+      "them.\nAny size: resnet:layers=2,2,2,2,block=basic,... or vit:dim=64,depth=2,heads=4,patch=8,img=32,... "
+      "(see `tabula hooks --help`).\nModel cards (trained models by name): tabula models --trained.\n");
   return 0;
 }
 

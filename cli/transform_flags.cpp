@@ -4,8 +4,10 @@ namespace tabula::cli {
 
 std::vector<Flag> transform_flags() {
   return {
-      {"preset", "NAME", "eval transform instead of the model's: torchvision (resize 256 bilinear, crop 224), dinov2 "
-                         "(256 bicubic, 224), timm (crop_pct 0.9 bicubic), none", false, ""},
+      {"preset", "NAME",
+       "eval transform instead of the model's: torchvision (resize 256 bilinear, crop 224), dinov2 "
+       "(256 bicubic, 224), timm (crop_pct 0.9 bicubic), none",
+       false, ""},
       {"resize", "N|HxW", "Resize: shorter side N, or exact HxW (0: none)", false, ""},
       {"crop", "N", "CenterCrop (0: none)", false, ""},
       {"size", "S", "input (crop) size; the resize scales with it", false, ""},
@@ -18,9 +20,11 @@ std::vector<Flag> transform_flags() {
        ""},
       {"percentiles", "LO,HI", "percentiles for --intensity percentile (default 1,99)", false, ""},
       {"channels", "S", "per-channel|rgb:i,j,k|mean|all (default: rgb for 3 channels, else per-channel)", false, ""},
-      {"resize-impl", "auto|pil|uint8|tensor", "pil: resize 8-bit images as Pillow does (the references run on PIL "
-                                               "images); uint8: as torch resizes uint8 tensors (transforms.v2); "
-                                               "tensor: torch's float resize; auto: pil for 8-bit data", false, ""},
+      {"resize-impl", "auto|pil|uint8|tensor",
+       "pil: resize 8-bit images as Pillow does (the references run on PIL "
+       "images); uint8: as torch resizes uint8 tensors (transforms.v2); "
+       "tensor: torch's float resize; auto: pil for 8-bit data",
+       false, ""},
   };
 }
 

@@ -45,11 +45,16 @@ struct Filter {
 };
 Filter filter_of(PilFilter f) {
   switch (f) {
-    case PilFilter::box: return {box_filter, 0.5};
-    case PilFilter::bilinear: return {bilinear_filter, 1.0};
-    case PilFilter::hamming: return {hamming_filter, 1.0};
-    case PilFilter::bicubic: return {bicubic_filter, 2.0};
-    case PilFilter::lanczos: return {lanczos_filter, 3.0};
+    case PilFilter::box:
+      return {box_filter, 0.5};
+    case PilFilter::bilinear:
+      return {bilinear_filter, 1.0};
+    case PilFilter::hamming:
+      return {hamming_filter, 1.0};
+    case PilFilter::bicubic:
+      return {bicubic_filter, 2.0};
+    case PilFilter::lanczos:
+      return {lanczos_filter, 3.0};
   }
   throw std::invalid_argument("unknown Pillow filter");
 }
@@ -65,7 +70,9 @@ std::vector<int32_t> fixed_point(const PilCoeffs& c) {
 }
 
 // clip8(ss) = clip8_lookups[ss >> PRECISION_BITS], an arithmetic shift clamped to 0..255.
-inline uint8_t clip8(int32_t ss, int precision = kPrecisionBits) { return uint8_t(std::clamp(ss >> precision, 0, 255)); }
+inline uint8_t clip8(int32_t ss, int precision = kPrecisionBits) {
+  return uint8_t(std::clamp(ss >> precision, 0, 255));
+}
 
 // ATen's compute_index_ranges_int16_weights: the precision from the largest weight, then int16 weights rounded half
 // away from zero.

@@ -391,7 +391,7 @@ std::string Transform::describe() const {
   if (resize_h > 0 && resize_w > 0) s << " resize=" << resize_h << "x" << resize_w;
   else if (resize > 0) s << " resize=" << resize;
   if (resize > 0 || (resize_h > 0 && resize_w > 0))
-    s << " interp=" << interp_name(interp) << " antialias=" << (antialias ? 1 : 0) << " resize_impl=" << resize_impl;
+    s << " interp=" << interp_name(interp) << " antialias=" << (antialias ? 1 : 0);
   if (crop > 0) s << " crop=" << crop;
   if (do_normalize) {
     s << " mean=";
@@ -399,6 +399,7 @@ std::string Transform::describe() const {
     s << " std=";
     for (size_t i = 0; i < std.size(); ++i) s << (i ? "," : "") << std[i];
   }
+  if (resize > 0 || (resize_h > 0 && resize_w > 0)) s << " resize_impl=" << resize_impl;
   return s.str();
 }
 
@@ -446,8 +447,8 @@ Image pil_geometry(const Image& img, const Transform& t) {
     throw std::invalid_argument("--resize-impl " + t.resize_impl + ": the 8-bit paths antialias (torchvision ignores "
                                 "antialias=False on PIL images); drop --no-antialias or use --resize-impl tensor");
   if (t.resize_impl == "uint8" && t.interp != Interp::bilinear && t.interp != Interp::bicubic)
-    throw std::invalid_argument(std::string("--resize-impl uint8: torch resizes uint8 tensors bilinear or bicubic, not ") +
-                                interp_name(t.interp));
+    throw std::invalid_argument(std::string("--resize-impl uint8: torch resizes uint8 tensors bilinear or bicubic, ") +
+                                "not " + interp_name(t.interp));
   Image x = img;
   int oh = 0, ow = 0;
   if (t.resize_h > 0 && t.resize_w > 0) {
@@ -466,15 +467,16 @@ Image pil_geometry(const Image& img, const Transform& t) {
                                     ") is not an 8-bit value; --resize-impl pil needs the decoded 8-bit pixels");
       in[i] = uint8_t(v);
     }
-    if (t.resize_impl == "uint8") torch_resize_u8(in.data(), img.channels, img.height, img.width, out.data(), oh, ow, pil_filter(t.interp));
-    else pil_resize_u8(in.data(), img.channels, img.height, img.width, out.data(), oh, ow, pil_filter(t.interp));
+    const auto resize = t.resize_impl == "uint8" ? torch_resize_u8 : pil_resize_u8;
+    resize(in.data(), img.channels, img.height, img.width, out.data(), oh, ow, pil_filter(t.interp));
     x = like(img, img.channels, oh, ow);
     for (size_t i = 0; i < out.size(); ++i) x.pixels[i] = float(out[i]);
   }
   if (t.crop > 0 && (x.height < t.crop || x.width < t.crop))
     throw std::invalid_argument(where(img) + ": " + std::to_string(x.width) + "x" + std::to_string(x.height) +
                                 (oh > 0 ? " after resizing" : "") + " is smaller than the " + std::to_string(t.crop) +
-                                "x" + std::to_string(t.crop) + " crop; resize it first (--resize) or choose a smaller --crop");
+                                "x" + std::to_string(t.crop) +
+                                " crop; resize it first (--resize) or choose a smaller --crop");
   if (t.crop > 0) x = center_crop(x, t.crop, t.crop);
   if (t.intensity != "unit") return x;
   if (t.resize_impl == "pil") return scale_to_unit(x);  // ToTensor: x.float().div(255)

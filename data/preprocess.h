@@ -86,8 +86,9 @@ struct Transform {
   bool do_normalize = true;
   // Where Resize and CenterCrop run: "pil" = on the 8-bit image as Pillow does (pil_resize_u8, uint8 results,
   // then ToTensor), "uint8" = transforms.v2 on a uint8 tensor (ToImage; torch_resize_u8; ToDtype(scale=True)
-  // multiplies by float(1/255) where ToTensor divides by 255), "tensor" = on the intensity-scaled float image (torch_interpolate). resolve_transform
-  // (data/transform.h) turns "auto" into one of them; apply_geometry refuses "auto".
+  // multiplies by float(1/255) where ToTensor divides by 255), "tensor" = on the intensity-scaled float image
+  // (torch_interpolate). resolve_transform (data/transform.h) turns "auto" into one of them; apply_geometry refuses
+  // "auto".
   std::string resize_impl = "tensor";
 
   std::string describe() const;  // one line for run.json / logs

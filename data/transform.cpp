@@ -64,11 +64,16 @@ json::Value floats_json(const std::vector<float>& v) {
 Transform preset_transform(const std::string& name) {
   // The presets' references (torchvision weights, DINOv2, timm) run on PIL images: Pillow's path for 8-bit data.
   Transform t;
-  if (name == "torchvision") t = transform_torchvision();
-  else if (name == "dinov2") t = transform_dinov2();
-  else if (name == "timm") t = transform_timm(224, 0.9, Interp::bicubic, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f});
-  else if (name == "none") t.resize = 0, t.crop = 0, t.do_normalize = false;
-  else throw std::invalid_argument("--preset '" + name + "': expected torchvision, dinov2, timm or none");
+  if (name == "torchvision")
+    t = transform_torchvision();
+  else if (name == "dinov2")
+    t = transform_dinov2();
+  else if (name == "timm")
+    t = transform_timm(224, 0.9, Interp::bicubic, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f});
+  else if (name == "none")
+    t.resize = 0, t.crop = 0, t.do_normalize = false;
+  else
+    throw std::invalid_argument("--preset '" + name + "': expected torchvision, dinov2, timm or none");
   t.resize_impl = "auto";
   return t;
 }
@@ -94,7 +99,8 @@ Transform arch_transform(const ArchConfig& ac, int crop) {
 Transform timm_tag_transform(const cards::TimmTag& tag) {
   const std::string mode = tag.crop_mode;
   if (mode != "center" && mode != "squash")
-    throw std::invalid_argument(std::string(tag.name) + ": timm crop_mode '" + mode + "' is not supported (center, squash)");
+    throw std::invalid_argument(std::string(tag.name) + ": timm crop_mode '" + mode +
+                                "' is not supported (center, squash)");
   Transform t = transform_timm(tag.input_size, tag.crop_pct, parse_interp(tag.interpolation),
                                {tag.mean.begin(), tag.mean.end()}, {tag.std.begin(), tag.std.end()});
   if (mode == "squash") t.resize_h = t.resize_w = t.resize;
@@ -120,16 +126,24 @@ TransformSpec resolve_transform(Transform t, std::string origin, const Transform
   if (f.preset) t = preset_transform(*f.preset), origin = "preset " + *f.preset, changed("preset");
   if (f.size) {
     if (*f.size <= 0) throw std::invalid_argument("--size must be positive");
-    // The crop becomes `size` and the resize keeps its ratio to the crop (256/224 stays 256/224).
-    if (t.crop > 0 && t.resize > 0) t.resize = int(std::lround(double(t.resize) * *f.size / t.crop));
-    t.crop = *f.size;
+    // The model input side: the crop becomes `size` and the resize keeps its ratio to it (256/224 stays 256/224);
+    // a transform that resizes without cropping resizes to `size`; one that does neither crops to `size`.
+    if (t.crop > 0 && t.resize > 0) {
+      t.resize = int(std::lround(double(t.resize) * *f.size / t.crop)), t.crop = *f.size;
+    } else if (t.resize > 0) {
+      t.resize = *f.size;
+    } else {
+      t.crop = *f.size;
+    }
     changed("size");
   }
   if (f.resize) {
     const std::string& r = *f.resize;
     const size_t x = r.find('x');
-    if (x == std::string::npos) t.resize = parse_side("resize", r, r), t.resize_h = t.resize_w = 0;
-    else t.resize_h = parse_side("resize", r, r.substr(0, x)), t.resize_w = parse_side("resize", r, r.substr(x + 1));
+    if (x == std::string::npos)
+      t.resize = parse_side("resize", r, r), t.resize_h = t.resize_w = 0;
+    else
+      t.resize_h = parse_side("resize", r, r.substr(0, x)), t.resize_w = parse_side("resize", r, r.substr(x + 1));
     changed("resize");
   }
   if (f.crop) {
@@ -185,11 +199,12 @@ TransformSpec resolve_transform(Transform t, std::string origin, const Transform
   }
   if (t.resize_impl == "tensor" && t.interp != Interp::bilinear && t.interp != Interp::bicubic &&
       (t.resize > 0 || (t.resize_h > 0 && t.resize_w > 0)))
-    throw std::invalid_argument(std::string("--interp ") + interp_name(t.interp) + " exists only on Pillow's path (8-bit "
+    throw std::invalid_argument(std::string("--interp ") + interp_name(t.interp) +
+                                " exists only on Pillow's path (8-bit "
                                 "images, --resize-impl pil); tensors resize bilinear or bicubic");
   if ((t.resize_impl == "pil" || t.resize_impl == "uint8") && !eight_bit)
-    throw std::invalid_argument((first.source.empty() ? std::string("the data") : first.source) +
-                                ": --resize-impl " + t.resize_impl + " needs 8-bit images, this one has " + std::to_string(first.bits) +
+    throw std::invalid_argument((first.source.empty() ? std::string("the data") : first.source) + ": --resize-impl " +
+                                t.resize_impl + " needs 8-bit images, this one has " + std::to_string(first.bits) +
                                 "-bit" + (first.is_float ? " float" : "") + " samples");
   spec.t = std::move(t);
   spec.origin = std::move(origin);

@@ -16,20 +16,20 @@ struct ArchConfig;
 namespace cards {
 struct CardTransform;
 struct TimmTag;
-}
+}  // namespace cards
 }  // namespace tabula
 
 namespace tabula::data {
 
 // The transform flags as typed (absent = keep the default).
 struct TransformFlags {
-  std::optional<std::string> preset;       // torchvision | dinov2 | timm | none (replaces the model's default)
-  std::optional<std::string> resize;       // "N" (shorter side), "HxW", "0" (none)
-  std::optional<int> crop;                 // centre crop, 0 = none
-  std::optional<int> size;                 // crop size with the resize scaled by the same factor (embed --size)
-  std::optional<std::string> interp;       // bilinear | bicubic | lanczos | box | hamming
+  std::optional<std::string> preset;  // torchvision | dinov2 | timm | none (replaces the model's default)
+  std::optional<std::string> resize;  // "N" (shorter side), "HxW", "0" (none)
+  std::optional<int> crop;            // centre crop, 0 = none
+  std::optional<int> size;            // model input side: the crop (the resize scaled with it), else the resize
+  std::optional<std::string> interp;  // bilinear | bicubic | lanczos | box | hamming
   bool no_antialias = false;
-  std::optional<std::string> mean, std;    // "a,b,c" or "a"
+  std::optional<std::string> mean, std;  // "a,b,c" or "a"
   bool no_normalize = false;
   std::optional<std::string> intensity;    // unit | percentile | minmax | none
   std::optional<std::string> percentiles;  // "LO,HI"
@@ -38,9 +38,9 @@ struct TransformFlags {
 };
 
 struct TransformSpec {
-  Transform t;              // resize_impl resolved to pil or tensor
+  Transform t;  // resize_impl resolved to pil or tensor
   ChannelStrategy channels;
-  std::string origin;       // where the defaults came from: "card uni", "arch resnet50", "preset dinov2", ...
+  std::string origin;  // where the defaults came from: "card uni", "arch resnet50", "preset dinov2", ...
   std::vector<std::string> overridden;  // the flags that changed a default
   json::Value to_json() const;          // every field, for run.json
   std::string describe() const;         // one line for logs

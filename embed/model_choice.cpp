@@ -5,7 +5,8 @@
 namespace tabula {
 
 ModelChoice choose_model(const std::string& model_flag, const std::string& arch_flag) {
-  if (model_flag.empty() == arch_flag.empty()) throw std::invalid_argument("give --arch ARCH or --model NAME (one of them)");
+  if (model_flag.empty() == arch_flag.empty())
+    throw std::invalid_argument("give --arch ARCH or --model NAME (one of them)");
   ModelChoice c;
   if (!model_flag.empty()) {
     const cards::CardChoice ch = cards::choose_card(model_flag);

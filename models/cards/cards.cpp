@@ -10,9 +10,11 @@ namespace tabula::cards {
 
 namespace {
 
-constexpr const char* kHest = "https://github.com/mahmoodlab/HEST/blob/main/src/hest/bench/cpath_model_zoo/inference_models.py";
+constexpr const char* kHest =
+    "https://github.com/mahmoodlab/HEST/blob/main/src/hest/bench/cpath_model_zoo/inference_models.py";
 constexpr const char* kDinov2Transforms =
-    "https://github.com/facebookresearch/dinov2/blob/main/dinov2/data/transforms.py (make_classification_eval_transform)";
+    "https://github.com/facebookresearch/dinov2/blob/main/dinov2/data/transforms.py "
+    "(make_classification_eval_transform)";
 constexpr const char* kDinov2Hub = "https://github.com/facebookresearch/dinov2/blob/main/dinov2/hub/backbones.py";
 
 // torchvision's Resize(256, bicubic) -> CenterCrop(224) -> ImageNet Normalize: DINOv2's eval transform.
@@ -28,7 +30,8 @@ CardTransform to_tensor_normalize(std::array<float, 3> mean, std::array<float, 3
   return t;
 }
 constexpr std::array<float, 3> kImageNetMean{0.485f, 0.456f, 0.406f}, kImageNetStd{0.229f, 0.224f, 0.225f};
-constexpr std::array<float, 3> kHOptimusMean{0.707223f, 0.578729f, 0.703617f}, kHOptimusStd{0.211883f, 0.230117f, 0.177517f};
+constexpr std::array<float, 3> kHOptimusMean{0.707223f, 0.578729f, 0.703617f},
+    kHOptimusStd{0.211883f, 0.230117f, 0.177517f};
 
 ModelCard dinov2_card(const std::string& size, const std::string& what, bool reg) {
   ModelCard c;
@@ -45,8 +48,9 @@ ModelCard dinov2_card(const std::string& size, const std::string& what, bool reg
   c.embedding = "CLS token after the final norm (x_norm_clstoken; the hub model's forward)";
   c.sources = {{"architecture, weights", kDinov2Hub},
                {"transform", kDinov2Transforms},
-               {"embedding", "https://github.com/facebookresearch/dinov2/blob/main/dinov2/models/vision_transformer.py "
-                             "(forward: head(x_norm_clstoken), head = Identity)"}};
+               {"embedding",
+                "https://github.com/facebookresearch/dinov2/blob/main/dinov2/models/vision_transformer.py "
+                "(forward: head(x_norm_clstoken), head = Identity)"}};
   return c;
 }
 
@@ -66,10 +70,11 @@ std::vector<ModelCard> build() {
   uni.taps = {"head"};
   uni.pool = "none";
   uni.embedding = "model(x): the CLS token after the final norm (timm global_pool='token', num_classes=0)";
-  uni.sources = {{"architecture, transform, embedding", "https://huggingface.co/MahmoodLab/UNI (timm.create_model("
-                                                        "\"vit_large_patch16_224\", img_size=224, patch_size=16, "
-                                                        "init_values=1e-5, num_classes=0, dynamic_img_size=True); "
-                                                        "transforms.Resize(224), ToTensor, Normalize(ImageNet))"},
+  uni.sources = {{"architecture, transform, embedding",
+                  "https://huggingface.co/MahmoodLab/UNI (timm.create_model("
+                  "\"vit_large_patch16_224\", img_size=224, patch_size=16, "
+                  "init_values=1e-5, num_classes=0, dynamic_img_size=True); "
+                  "transforms.Resize(224), ToTensor, Normalize(ImageNet))"},
                  {"use in HEST", kHest}};
   v.push_back(uni);
 
@@ -77,19 +82,21 @@ std::vector<ModelCard> build() {
   uni2.name = "uni2-h";
   uni2.aliases = {"MahmoodLab/UNI2-h", "uni_v2"};
   uni2.what = "UNI2-h (Mahmood Lab), ViT-H/14-style (1536 wide, 24 blocks, SwiGLU, 8 registers)";
-  uni2.arch = "vit:dim=1536,depth=24,heads=24,patch=14,img=224,init_values=1e-5,mlp_ratio=5.33334,classes=0,"
-              "no_embed_class=1,mlp=swiglu_packed,act=silu,reg=8,dynamic_img_size=1";
+  uni2.arch =
+      "vit:dim=1536,depth=24,heads=24,patch=14,img=224,init_values=1e-5,mlp_ratio=5.33334,classes=0,"
+      "no_embed_class=1,mlp=swiglu_packed,act=silu,reg=8,dynamic_img_size=1";
   uni2.weights = "https://huggingface.co/MahmoodLab/UNI2-h/blob/main/pytorch_model.bin";
   uni2.layout = "timm-vit";
   uni2.transform.resize = 224;
   uni2.taps = {"head"};
   uni2.pool = "none";
   uni2.embedding = "model(x): the CLS token after the final norm";
-  uni2.sources = {{"architecture, transform, embedding", "https://huggingface.co/MahmoodLab/UNI2-h (timm_kwargs: "
-                                                         "img_size 224, patch_size 14, depth 24, num_heads 24, "
-                                                         "init_values 1e-5, embed_dim 1536, mlp_ratio 2.66667*2, "
-                                                         "no_embed_class, SwiGLUPacked, SiLU, reg_tokens 8; "
-                                                         "Resize(224), ToTensor, Normalize(ImageNet))"}};
+  uni2.sources = {{"architecture, transform, embedding",
+                   "https://huggingface.co/MahmoodLab/UNI2-h (timm_kwargs: "
+                   "img_size 224, patch_size 14, depth 24, num_heads 24, "
+                   "init_values 1e-5, embed_dim 1536, mlp_ratio 2.66667*2, "
+                   "no_embed_class, SwiGLUPacked, SiLU, reg_tokens 8; "
+                   "Resize(224), ToTensor, Normalize(ImageNet))"}};
   v.push_back(uni2);
 
   for (int gen : {0, 1}) {
@@ -97,9 +104,11 @@ std::vector<ModelCard> build() {
     h.name = "h-optimus-" + std::to_string(gen);
     h.aliases = {"bioptimus/H-optimus-" + std::to_string(gen)};
     if (gen == 0) h.aliases.push_back("hoptimus0");
-    h.what = std::string("H-optimus-") + std::to_string(gen) + " (Bioptimus), ViT-g/14 with 4 registers, 1.1 B parameters";
-    h.arch = "vit:dim=1536,depth=40,heads=24,patch=14,img=224,init_values=1e-5,mlp_ratio=5.33334,classes=0,"
-             "no_embed_class=1,mlp=swiglu_packed,act=silu,reg=4";
+    h.what =
+        std::string("H-optimus-") + std::to_string(gen) + " (Bioptimus), ViT-g/14 with 4 registers, 1.1 B parameters";
+    h.arch =
+        "vit:dim=1536,depth=40,heads=24,patch=14,img=224,init_values=1e-5,mlp_ratio=5.33334,classes=0,"
+        "no_embed_class=1,mlp=swiglu_packed,act=silu,reg=4";
     h.weights = "https://huggingface.co/bioptimus/H-optimus-" + std::to_string(gen) + "/blob/main/pytorch_model.bin";
     h.layout = "timm-vit";
     h.transform = to_tensor_normalize(kHOptimusMean, kHOptimusStd);  // no resize: 224-pixel tiles at 0.5 um/px
@@ -124,8 +133,10 @@ std::vector<ModelCard> build() {
     c.aliases = {gen == 1 ? "paige-ai/Virchow" : "paige-ai/Virchow2"};
     c.what = std::string(gen == 1 ? "Virchow" : "Virchow2") + " (Paige), ViT-H/14 with SwiGLU" +
              (gen == 2 ? " and 4 registers" : "");
-    c.arch = "vit:dim=1280,depth=32,heads=16,patch=14,img=224,init_values=1e-5,mlp_ratio=5.3375,classes=0,"
-             "global_pool=,mlp=swiglu_packed,act=silu,dynamic_img_size=1" + std::string(gen == 2 ? ",reg=4" : "");
+    c.arch =
+        "vit:dim=1280,depth=32,heads=16,patch=14,img=224,init_values=1e-5,mlp_ratio=5.3375,classes=0,"
+        "global_pool=,mlp=swiglu_packed,act=silu,dynamic_img_size=1" +
+        std::string(gen == 2 ? ",reg=4" : "");
     c.weights = std::string("https://huggingface.co/paige-ai/") + (gen == 1 ? "Virchow" : "Virchow2") +
                 "/blob/main/pytorch_model.bin";
     c.layout = "timm-vit";
@@ -146,20 +157,23 @@ std::vector<ModelCard> build() {
   giga.name = "prov-gigapath";
   giga.aliases = {"prov-gigapath/prov-gigapath", "gigapath"};
   giga.what = "Prov-GigaPath tile encoder (Microsoft / Providence), ViT-g/16 with SwiGLU";
-  giga.arch = "vit:dim=1536,depth=40,heads=24,patch=16,img=224,init_values=1e-5,mlp_ratio=5.33334,classes=0,"
-              "mlp=swiglu_packed,act=silu";
+  giga.arch =
+      "vit:dim=1536,depth=40,heads=24,patch=16,img=224,init_values=1e-5,mlp_ratio=5.33334,classes=0,"
+      "mlp=swiglu_packed,act=silu";
   giga.weights = "https://huggingface.co/prov-gigapath/prov-gigapath/blob/main/pytorch_model.bin";
   giga.layout = "timm-vit";
   giga.transform.resize = 256, giga.transform.crop = 224, giga.transform.interp = "bicubic";
   giga.taps = {"head"};
   giga.pool = "none";
   giga.embedding = "model(x): the CLS token after the final norm";
-  giga.sources = {{"architecture", "https://huggingface.co/prov-gigapath/prov-gigapath (config.json: "
-                                   "vit_giant_patch14_dinov2 with img_size 224, patch_size 16, init_values 1e-5, "
-                                   "mlp_ratio 5.33334, num_classes 0)"},
+  giga.sources = {{"architecture",
+                   "https://huggingface.co/prov-gigapath/prov-gigapath (config.json: "
+                   "vit_giant_patch14_dinov2 with img_size 224, patch_size 16, init_values 1e-5, "
+                   "mlp_ratio 5.33334, num_classes 0)"},
                   {"transform, embedding", kHest},
-                  {"transform", "https://github.com/prov-gigapath/prov-gigapath (Resize(256, BICUBIC), CenterCrop(224),"
-                                " ToTensor, Normalize(ImageNet))"}};
+                  {"transform",
+                   "https://github.com/prov-gigapath/prov-gigapath (Resize(256, BICUBIC), CenterCrop(224),"
+                   " ToTensor, Normalize(ImageNet))"}};
   v.push_back(giga);
 
   ModelCard phikon;
@@ -173,8 +187,9 @@ std::vector<ModelCard> build() {
   phikon.taps = {"head"};
   phikon.pool = "none";
   phikon.embedding = "last_hidden_state[:, 0]: the CLS token after the final layernorm (ViTModel, no pooler)";
-  phikon.sources = {{"architecture", "https://huggingface.co/owkin/phikon/blob/main/config.json (ViTModel, hidden 768, "
-                                     "12 layers, 12 heads, patch 16, layer_norm_eps 1e-12)"},
+  phikon.sources = {{"architecture",
+                     "https://huggingface.co/owkin/phikon/blob/main/config.json (ViTModel, hidden 768, "
+                     "12 layers, 12 heads, patch 16, layer_norm_eps 1e-12)"},
                     {"transform, embedding", kHest}};
   v.push_back(phikon);
 
@@ -189,8 +204,9 @@ std::vector<ModelCard> build() {
   phikon2.taps = {"x_norm_clstoken"};
   phikon2.pool = "none";
   phikon2.embedding = "last_hidden_state[:, 0]: the CLS token after the final layernorm";
-  phikon2.sources = {{"architecture", "https://huggingface.co/owkin/phikon-v2/blob/main/config.json (Dinov2Model, "
-                                      "hidden 1024, 24 layers, 16 heads, patch 16, image 224)"},
+  phikon2.sources = {{"architecture",
+                      "https://huggingface.co/owkin/phikon-v2/blob/main/config.json (Dinov2Model, "
+                      "hidden 1024, 24 layers, 16 heads, patch 16, image 224)"},
                      {"transform, embedding", kHest}};
   v.push_back(phikon2);
 
@@ -198,8 +214,10 @@ std::vector<ModelCard> build() {
   // uint8 tensor (ToImage, Resize(224), CenterCrop(224), ToDtype(scale=True), Normalize(0.5)).
   constexpr const char* kKaikoHub = "https://github.com/kaiko-ai/towards_large_pathology_fms/blob/main/hubconf.py";
   constexpr const char* kKaikoReadme = "https://github.com/kaiko-ai/towards_large_pathology_fms/blob/main/README.md";
-  for (auto [tag, size, patch, dim, depth, heads] : {std::tuple{"vits16", "S", 16, 384, 12, 6}, {"vits8", "S", 8, 384, 12, 6},
-                                                    {"vitb16", "B", 16, 768, 12, 12}, {"vitb8", "B", 8, 768, 12, 12}}) {
+  for (auto [tag, size, patch, dim, depth, heads] : {std::tuple{"vits16", "S", 16, 384, 12, 6},
+                                                     {"vits8", "S", 8, 384, 12, 6},
+                                                     {"vitb16", "B", 16, 768, 12, 12},
+                                                     {"vitb8", "B", 8, 768, 12, 12}}) {
     ModelCard k;
     k.name = std::string("kaiko-") + tag;
     k.aliases = {std::string("kaiko-ai/towards_large_pathology_fms:") + tag};
@@ -207,8 +225,8 @@ std::vector<ModelCard> build() {
     k.what = std::string("kaiko.ai ViT-") + size + "/" + std::to_string(patch) + " pathology backbone (DINO on TCGA)";
     k.arch = "vit:dim=" + std::to_string(dim) + ",depth=" + std::to_string(depth) + ",heads=" + std::to_string(heads) +
              ",patch=" + std::to_string(patch) + ",img=224,classes=0,dynamic_img_size=1";
-    k.weights = std::string("https://github.com/kaiko-ai/towards_large_pathology_fms/releases/download/0.0.1/") + tag +
-                ".pth";
+    k.weights =
+        std::string("https://github.com/kaiko-ai/towards_large_pathology_fms/releases/download/0.0.1/") + tag + ".pth";
     k.layout = "timm-vit";
     k.transform.resize = 224, k.transform.crop = 224, k.transform.interp = "bilinear";
     k.transform.mean = {0.5f, 0.5f, 0.5f}, k.transform.std = {0.5f, 0.5f, 0.5f};
@@ -269,8 +287,8 @@ CardChoice choose_card(const std::string& spec) {
   if (!ch.card) {
     std::string names;
     for (const ModelCard& c : model_cards()) names += (names.empty() ? "" : ", ") + c.name;
-    throw std::invalid_argument("--model " + name + ": no such model card (tabula models --trained lists them: " +
-                                names + ")");
+    throw std::invalid_argument("--model " + name +
+                                ": no such model card (tabula models --trained lists them: " + names + ")");
   }
   ch.arch = ch.card->arch;
   if (colon == std::string::npos) return ch;
@@ -292,8 +310,10 @@ CardChoice choose_card(const std::string& spec) {
         throw std::invalid_argument("--model " + spec + ": expected key=value after ':', got '" + item + "'");
       const std::string k = item.substr(0, eq), val = item.substr(eq + 1);
       auto it = std::find_if(kv.begin(), kv.end(), [&](const auto& p) { return p.first == k; });
-      if (it != kv.end() && is_override) it->second = val;
-      else kv.emplace_back(k, val);
+      if (it != kv.end() && is_override)
+        it->second = val;
+      else
+        kv.emplace_back(k, val);
     }
   };
   if (arch_colon != std::string::npos) split(ch.arch.substr(arch_colon + 1), false);

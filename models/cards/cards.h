@@ -14,9 +14,9 @@ namespace tabula::cards {
 // ToTensor -> Normalize, by torchvision on a PIL image (resize_impl "auto": Pillow's resampling for 8-bit data) or
 // by torchvision.transforms.v2 on a uint8 tensor ("uint8": torch's uint8 resampling).
 struct CardTransform {
-  int resize = 0;                  // shorter side; 0 = no Resize
-  int resize_h = 0, resize_w = 0;  // Resize((h, w)) instead, when both > 0
-  int crop = 0;                    // CenterCrop; 0 = none
+  int resize = 0;                   // shorter side; 0 = no Resize
+  int resize_h = 0, resize_w = 0;   // Resize((h, w)) instead, when both > 0
+  int crop = 0;                     // CenterCrop; 0 = none
   std::string interp = "bilinear";  // torchvision's Resize default is bilinear
   std::array<float, 3> mean{0.485f, 0.456f, 0.406f}, std{0.229f, 0.224f, 0.225f};
   std::string resize_impl = "auto";
@@ -28,16 +28,16 @@ struct Source {
 };
 
 struct ModelCard {
-  std::string name;                 // the authors' repo name in lowercase
+  std::string name;                  // the authors' repo name in lowercase
   std::vector<std::string> aliases;  // hub ids (bioptimus/H-optimus-0, ...), also accepted
-  std::string what;                 // one line
-  std::string arch;                 // tabula arch string (key=value form)
-  std::string weights;              // where the authors publish the weights (file name at the hub)
-  std::string layout;               // the published file's layout: timm-vit, hf-vit, hf-dinov2, dinov2-hub, torchvision
+  std::string what;                  // one line
+  std::string arch;                  // tabula arch string (key=value form)
+  std::string weights;               // where the authors publish the weights (file name at the hub)
+  std::string layout;  // the published file's layout: timm-vit, hf-vit, hf-dinov2, dinov2-hub, torchvision
   CardTransform transform;
-  std::vector<std::string> taps;    // the embedding's tap(s); empty: the model's default output
-  std::string pool;                 // how the tap becomes the embedding: cls, cls+mean, avg
-  std::string embedding;            // the rule in words
+  std::vector<std::string> taps;  // the embedding's tap(s); empty: the model's default output
+  std::string pool;               // how the tap becomes the embedding: cls, cls+mean, avg
+  std::string embedding;          // the rule in words
   std::vector<Source> sources;
 };
 

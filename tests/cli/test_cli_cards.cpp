@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "data/image.h"
 #include "tests/test_util.h"
 #include "util/json.h"
 #include "util/npy.h"
@@ -102,7 +103,8 @@ TEST(CliCards, EmbedByCardMatchesTheAuthorsEmbeddingAndTaps) {
     auto r = run_tabula("embed --model " + q(c.model()) + " --weights " + q(c.weights) + " --data " + q(c.manifest()) +
                         " --out " + q(out) + " --quiet");
     ASSERT_EQ(r.exit_code, 0) << c.card << ": " << r.err;
-    const double e = rel_diff(read_npy(out + "/" + c.embedding_layer + ".npy"), read_npy((c.dir / "embedding.npy").string()));
+    const double e =
+        rel_diff(read_npy(out + "/" + c.embedding_layer + ".npy"), read_npy((c.dir / "embedding.npy").string()));
     EXPECT_LE(e, 1e-5) << c.card;
     // run.json records the card and the resolved transform.
     const json::Value run = json::parse_file(out + "/run.json");
@@ -112,7 +114,8 @@ TEST(CliCards, EmbedByCardMatchesTheAuthorsEmbeddingAndTaps) {
     ASSERT_NE(run.find("transform"), nullptr);
     EXPECT_EQ(run.find("transform")->find("origin")->as_string(), "card " + c.card);
     // 8-bit RGB: Pillow's resampling where the reference runs on PIL images, torch's uint8 path where on uint8 tensors
-    EXPECT_EQ(run.find("transform")->find("resize_impl")->as_string(), c.card.rfind("kaiko-", 0) == 0 ? "uint8" : "pil");
+    EXPECT_EQ(run.find("transform")->find("resize_impl")->as_string(),
+              c.card.rfind("kaiko-", 0) == 0 ? "uint8" : "pil");
 
     const std::string taps_out = (dir / (c.card + "-taps")).string();
     std::string layers;
@@ -138,12 +141,14 @@ TEST(CliCards, PreprocessedTensorIsWhatEmbedFeedsTheModel) {
     ASSERT_NE(it, all.end());
     const std::string x = (dir / (card + ".npy")).string();
     ASSERT_EQ(run_tabula("preprocess --model " + q(it->model()) + " --data " + q(it->manifest()) + " --out " + q(x))
-                  .exit_code, 0);
+                  .exit_code,
+              0);
     const std::string a = (dir / (card + "-m")).string(), b = (dir / (card + "-x")).string();
     const std::string common = "embed --model " + q(it->model()) + " --weights " + q(it->weights) + " --quiet ";
     ASSERT_EQ(run_tabula(common + "--data " + q(it->manifest()) + " --out " + q(a)).exit_code, 0);
     ASSERT_EQ(run_tabula(common + "--data " + q(x) + " --out " + q(b)).exit_code, 0);
-    const NpyArray ea = read_npy(a + "/" + it->embedding_layer + ".npy"), eb = read_npy(b + "/" + it->embedding_layer + ".npy");
+    const NpyArray ea = read_npy(a + "/" + it->embedding_layer + ".npy"),
+                   eb = read_npy(b + "/" + it->embedding_layer + ".npy");
     EXPECT_EQ(ea.data, eb.data) << card;
   }
 }
@@ -153,9 +158,13 @@ TEST(CliCards, UntrainedTwinHasTheCardsTransformAndEmbeddingRule) {
   const std::string manifest = fixture("cards/images/rects.csv").string();
   const std::string trained = (dir / "trained").string(), twin = (dir / "twin").string();
   const std::string model = "virchow2:dim=48,depth=2,heads=4";
-  ASSERT_EQ(run_tabula("embed --model " + model + " --weights " + q(fixture("cards/virchow2/pytorch_model.bin").string()) +
-                       " --data " + q(manifest) + " --out " + q(trained) + " --quiet").exit_code, 0);
-  const auto r = run_tabula("embed --model " + model + " --seed 3 --data " + q(manifest) + " --out " + q(twin) + " --quiet");
+  ASSERT_EQ(
+      run_tabula("embed --model " + model + " --weights " + q(fixture("cards/virchow2/pytorch_model.bin").string()) +
+                 " --data " + q(manifest) + " --out " + q(trained) + " --quiet")
+          .exit_code,
+      0);
+  const auto r =
+      run_tabula("embed --model " + model + " --seed 3 --data " + q(manifest) + " --out " + q(twin) + " --quiet");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json::Value a = json::parse_file(trained + "/run.json"), b = json::parse_file(twin + "/run.json");
   EXPECT_EQ(json::dump(*a.find("transform")), json::dump(*b.find("transform")));
@@ -164,9 +173,11 @@ TEST(CliCards, UntrainedTwinHasTheCardsTransformAndEmbeddingRule) {
   EXPECT_EQ(read_npy(twin + "/norm.npy").shape, (std::vector<int64_t>{2, 96}));  // CLS ‖ mean patch, as the card says
   // Hub ids are accepted; unknown names are errors listing the cards.
   EXPECT_EQ(run_tabula("embed --model paige-ai/Virchow2:dim=48,depth=2,heads=4 --seed 3 --data " + q(manifest) +
-                       " --out " + q((dir / "hub").string()) + " --quiet").exit_code, 0);
-  const auto bad = run_tabula("embed --model no-such-model --seed 0 --data " + q(manifest) + " --out " +
-                              q((dir / "bad").string()));
+                       " --out " + q((dir / "hub").string()) + " --quiet")
+                .exit_code,
+            0);
+  const auto bad =
+      run_tabula("embed --model no-such-model --seed 0 --data " + q(manifest) + " --out " + q((dir / "bad").string()));
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.err.find("h-optimus-0"), std::string::npos) << bad.err;
 }
@@ -174,8 +185,9 @@ TEST(CliCards, UntrainedTwinHasTheCardsTransformAndEmbeddingRule) {
 TEST(CliCards, EmbedAndPreprocessShareTransformFlagsAndDefaults) {
   auto flag_lines = [](const std::string& help) {
     std::vector<std::string> v;
-    for (const char* f : {"--preset ", "--resize ", "--crop ", "--size ", "--interp ", "--no-antialias ", "--mean ",
-                          "--std ", "--no-normalize ", "--intensity ", "--percentiles ", "--channels ", "--resize-impl "}) {
+    for (const char* f :
+         {"--preset ", "--resize ", "--crop ", "--size ", "--interp ", "--no-antialias ", "--mean ", "--std ",
+          "--no-normalize ", "--intensity ", "--percentiles ", "--channels ", "--resize-impl "}) {
       const size_t nl = help.find(std::string("\n  ") + f);
       const size_t at = nl == std::string::npos ? nl : nl + 1;
       v.push_back(at == std::string::npos ? "" : help.substr(at, help.find('\n', at) - at));
@@ -192,7 +204,8 @@ TEST(CliCards, EmbedAndPreprocessShareTransformFlagsAndDefaults) {
   // applies the arch's transform as embed does: 3 x 224 x 224 from one input per image.
   const fs::path dir = scratch_dir();
   const std::string manifest = fixture("cards/images/rects.csv").string();
-  const auto r = run_tabula("preprocess --arch resnet18 --data " + q(manifest) + " --out " + q((dir / "x.npy").string()));
+  const auto r =
+      run_tabula("preprocess --arch resnet18 --data " + q(manifest) + " --out " + q((dir / "x.npy").string()));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("channels=rgb:0,1,2"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("resize_impl=pil"), std::string::npos) << r.out;
@@ -205,13 +218,16 @@ TEST(CliCards, EmbedAndPreprocessShareTransformFlagsAndDefaults) {
   EXPECT_NE(r2.out.find("resize_impl=tensor"), std::string::npos) << r2.out;
   const std::string out = (dir / "e").string();
   ASSERT_EQ(run_tabula("embed --model uni:dim=48,depth=2,heads=4 --seed 0 --resize-impl tensor --interp bicubic "
-                       "--data " + q(fixture("cards/images/rects16.csv").string()) + " --out " + q(out) + " --quiet")
-                .exit_code, 0);
+                       "--data " +
+                       q(fixture("cards/images/rects16.csv").string()) + " --out " + q(out) + " --quiet")
+                .exit_code,
+            0);
   const json::Value run = json::parse_file(out + "/run.json");
   EXPECT_EQ(run.find("transform")->find("interp")->as_string(), "bicubic");
   EXPECT_EQ(run.find("transform")->find("resize_impl")->as_string(), "tensor");
   // Bad values are errors naming the flag.
-  const auto bad = run_tabula("preprocess --interp cubic --data " + q(manifest) + " --out " + q((dir / "z.npy").string()));
+  const auto bad =
+      run_tabula("preprocess --interp cubic --data " + q(manifest) + " --out " + q((dir / "z.npy").string()));
   EXPECT_EQ(bad.exit_code, 2);  // a usage error, before any data is read
   EXPECT_NE(bad.err.find("--interp"), std::string::npos) << bad.err;
 }
@@ -224,8 +240,8 @@ TEST(CliCards, TimmPretrainedTagsUseTheirOwnEvalTransform) {
   ASSERT_GE(tags.as_object().size(), 3u);
   for (const auto& [name, want] : tags.as_object()) {
     const std::string x = (dir / (name + ".npy")).string();
-    const auto r = run_tabula("preprocess --arch " + name + " --data " +
-                              q(fixture("cards/images/rects.csv").string()) + " --out " + q(x));
+    const auto r = run_tabula("preprocess --arch " + name + " --data " + q(fixture("cards/images/rects.csv").string()) +
+                              " --out " + q(x));
     ASSERT_EQ(r.exit_code, 0) << name << ": " << r.err;
     EXPECT_NE(r.out.find("timm pretrained_cfg " + name), std::string::npos) << r.out;
     const NpyArray a = read_npy(x);
@@ -248,8 +264,9 @@ TEST(CliCards, RealImagesThroughEmbedEqualTimmAndTorchvisionPipelinesOnPil) {
   ASSERT_EQ(want.as_object().size(), 2u);
   for (const auto& [arch, w] : want.as_object()) {
     const std::string layer = w.find("layer")->as_string(), out = (dir / arch).string();
-    const auto r = run_tabula("embed --arch " + arch + " --seed 0 --data " + q(fixture("cards/images/rects.csv").string()) +
-                              " --layers " + layer + (layer == "norm" ? " --pool cls" : "") + " --out " + q(out) + " --quiet");
+    const auto r =
+        run_tabula("embed --arch " + arch + " --seed 0 --data " + q(fixture("cards/images/rects.csv").string()) +
+                   " --layers " + layer + (layer == "norm" ? " --pool cls" : "") + " --out " + q(out) + " --quiet");
     ASSERT_EQ(r.exit_code, 0) << arch << ": " << r.err;
     const NpyArray got = read_npy(out + "/" + layer + ".npy");
     const auto& rows = w.find("values")->as_array();
@@ -267,4 +284,31 @@ TEST(CliCards, RealImagesThroughEmbedEqualTimmAndTorchvisionPipelinesOnPil) {
     EXPECT_LE(worst / scale, 1e-5) << arch;
     std::printf("  %s: rel diff %.2g\n", arch.c_str(), worst / scale);
   }
+}
+
+TEST(CliCards, SixteenBitDataTakesTheTensorPathAndPilRefusesIt) {
+  // The references' 8-bit paths (PIL, uint8 tensors) cannot hold 16-bit samples: auto resolves to the float path,
+  // an explicit --resize-impl pil is an error naming the file.
+  const fs::path dir = scratch_dir();
+  data::Image im(3, 240, 260);
+  for (size_t i = 0; i < im.pixels.size(); ++i) im.pixels[i] = float((i * 2654435761u) % 65536u);
+  data::write_tiff((dir / "a.tif").string(), im, 16, false);
+  {
+    std::FILE* f = std::fopen((dir / "m.csv").string().c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("id,image\na,a.tif\n", f);
+    std::fclose(f);
+  }
+  const std::string m = q((dir / "m.csv").string());
+  for (const char* card : {"uni", "kaiko-vits16"}) {
+    const auto r = run_tabula(std::string("preprocess --model ") + card + " --data " + m + " --out " +
+                              q((dir / (std::string(card) + ".npy")).string()));
+    ASSERT_EQ(r.exit_code, 0) << card << ": " << r.err;
+    EXPECT_NE(r.out.find("resize_impl=tensor"), std::string::npos) << r.out;
+  }
+  const auto bad =
+      run_tabula("preprocess --model uni --resize-impl pil --data " + m + " --out " + q((dir / "bad.npy").string()));
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("a.tif"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("8-bit"), std::string::npos) << bad.err;
 }

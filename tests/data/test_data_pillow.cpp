@@ -8,8 +8,8 @@
 #include <map>
 
 #include "data/image.h"
-#include "data/preprocess.h"
 #include "data/pillow_resample.h"
+#include "data/preprocess.h"
 #include "tests/test_util.h"
 #include "util/csv.h"
 #include "util/npy.h"

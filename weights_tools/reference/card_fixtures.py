@@ -2,13 +2,15 @@
 """Writes tests/fixtures/cards/: one fidelity fixture per model card (models/cards/cards.cpp).
 
 For each card the model is built with the authors' own code path -- timm.create_model with the card's kwargs,
-transformers' ViTModel / Dinov2Model, the DINOv2 hub's DinoVisionTransformer -- in a narrower, shallower variant of the same geometry
-(the `override` below, which tabula receives as `--model CARD:override`), with every parameter and buffer drawn at
-random (LayerScale gammas and norm weights near 1, so that every block matters), and saved in the published
-checkpoint's format and key names (timm/hub: torch.save of the state_dict; Hugging Face:
-model.safetensors of the model class). The authors' eval transform (torchvision transforms on PIL images, as their
-model cards and HEST write it) runs on real 8-bit photographs (scikit-image's IHC and retina images, cropped), and
-the authors' embedding rule and two block outputs are stored.
+transformers' ViTModel / Dinov2Model, the DINOv2 hub's DinoVisionTransformer -- in a narrower, shallower variant of
+the same geometry (the `override` below, which tabula receives as `--model CARD:override`), with every parameter and
+buffer drawn at random (LayerScale gammas and norm weights near 1, so that every block matters), and saved in the
+published checkpoint's format and key names (timm/hub: torch.save of the state_dict; Hugging Face: model.safetensors
+with transformers 4's names, as published). The authors' eval transform (torchvision transforms on PIL images as
+their model cards and HEST write it; kaiko's transforms.v2 on uint8 tensors) runs on real 8-bit photographs
+(scikit-image's IHC and retina images, cropped), and the authors' embedding rule and two block outputs are stored.
+Also: timm pretrained tags' eval transforms (tags/tags.json) and two whole pipelines with seed-0 weights
+(tags/pipelines.json).
 
 Run from the repository root:
     /work/venv/bin/python weights_tools/reference/card_fixtures.py --dinov2 /path/to/dinov2-checkout
@@ -203,7 +205,8 @@ def main():
 
     def kaiko_transform(im):
         return v2.Compose([v2.ToImage(), v2.Resize(size=224), v2.CenterCrop(size=224),
-                           v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))])(im)
+                           v2.ToDtype(torch.float32, scale=True),
+                           v2.Normalize(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))])(im)
     for i, (tag, timm_name) in enumerate([("vits16", "vit_small_patch16_224"), ("vits8", "vit_small_patch8_224"),
                                           ("vitb16", "vit_base_patch16_224"), ("vitb8", "vit_base_patch8_224")]):
         name = "kaiko-" + tag
@@ -301,7 +304,8 @@ def main():
     feats = tap_hooks({"avgpool": r18.avgpool})
     with torch.no_grad():
         r18(torch.stack([tf(im) for im in IMAGE_SETS["rects"]]))
-    pipelines = {"resnet18": dict(layer="avgpool", values=feats["avgpool"].flatten(1).numpy().tolist(), transform=repr(tf))}
+    pipelines = {"resnet18": dict(layer="avgpool", values=feats["avgpool"].flatten(1).numpy().tolist(),
+                                  transform=repr(tf))}
     torch.manual_seed(0)
     vit = timm.create_model("vit_small_patch16_224.augreg_in21k_ft_in1k", pretrained=False).eval()
     tf = timm.data.create_transform(**timm.data.resolve_data_config({}, model=vit))
