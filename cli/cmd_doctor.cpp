@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "cli/args.h"
-#include "engine/device_ops.h"
+#include "engine/backend.h"
 #include "engine/hooks.h"
 #include "util/mpi.h"
 #include "engine/ops.h"

@@ -6,7 +6,9 @@
 #include "cli/args.h"
 #include "data/transform.h"
 #include "models/cards/cards.h"
-#include "models/param_specs.h"
+#include "models/arch.h"
+#include "models/registry.h"
+#include "models/vit.h"
 #include "models/registry.h"
 
 namespace tabula::cli {
@@ -16,13 +18,12 @@ namespace {
 int list_cards() {
   std::printf("%-18s %-12s %-18s %-44s %s\n", "model", "params(M)", "layout", "transform", "embedding");
   for (const cards::ModelCard& c : cards::model_cards()) {
-    const ModelArch m = parse_model_arch(c.arch);
     data::TransformSpec spec;
     spec.t = data::card_transform(c.transform);
     std::string tf = spec.t.describe();
     const size_t i = tf.find("intensity=unit ");
     if (i == 0) tf = tf.substr(15);
-    std::printf("%-18s %-12.1f %-18s %-44s %s\n", c.name.c_str(), static_cast<double>(param_count(m.arch)) / 1e6,
+    std::printf("%-18s %-12.1f %-18s %-44s %s\n", c.name.c_str(), static_cast<double>(param_count(c.arch)) / 1e6,
                 c.layout.c_str(), tf.c_str(), c.embedding.c_str());
     std::printf("%-18s arch %s\n%-18s weights %s\n", "", c.arch.c_str(), "", c.weights.c_str());
     std::string aliases;

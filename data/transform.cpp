@@ -6,7 +6,9 @@
 
 #include "models/cards/cards.h"
 #include "models/cards/timm_tags.h"
-#include "models/param_specs.h"
+#include "models/arch.h"
+#include "models/registry.h"
+#include "models/vit.h"
 #include "models/registry.h"
 
 namespace tabula::data {

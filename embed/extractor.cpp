@@ -10,6 +10,7 @@
 #include "models/baselines.h"
 #include "models/device.h"
 #include "models/key_values.h"
+#include "models/vit.h"
 #include "util/suggest.h"
 
 namespace tabula {
