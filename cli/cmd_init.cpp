@@ -3,7 +3,7 @@
 #include <memory>
 
 #include "cli/args.h"
-#include "models/param_specs.h"
+#include "models/registry.h"
 #include "models/registry.h"
 #include "weights_tools/safetensors.h"
 
@@ -13,9 +13,8 @@ int cmd_init(const Args& a) {
   const std::string arch = a.positional().at(0);
   const long long seed = a.get_int("seed");
   if (seed < 0) throw UsageError("tabula init: --seed must be >= 0");
-  // The registry's names (parse_arch's plus the extra timm names, and the forward-only dynamic_img_size key), so
-  // every arch `tabula models` lists can be initialised.
-  std::vector<NamedTensor> tensors = init_weights(parse_model_arch(arch).arch, static_cast<uint64_t>(seed));
+  // Every arch `tabula models` lists (named archs, aliases, key=value forms) can be initialised.
+  std::vector<NamedTensor> tensors = init_weights(parse_arch(arch), static_cast<uint64_t>(seed));
   weights::StateDict sd;
   int64_t params = 0;
   for (NamedTensor& t : tensors) {

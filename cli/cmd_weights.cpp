@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "cli/args.h"
+#include "models/registry.h"
 #include "weights_tools/convert.h"
 
 namespace tabula::cli {
@@ -20,6 +21,10 @@ int cmd_weights_convert(const Args& args) {
   o.in = args.positional()[0];
   o.out = args.get("out");
   o.arch = args.get("arch");
+  // The names the model registry expects for the arch (an unknown arch is an error naming the known ones).
+  const ArchConfig arch = parse_arch(o.arch);
+  for (const ParamSpec& s : canonical_specs(o.arch)) o.expected.push_back({s.name, s.shape});
+  o.arch_layout = arch.is_resnet() ? weights::Layout::torchvision_resnet : weights::Layout::timm_vit;
   o.key = args.get("key");
   o.allow_missing = args.has("allow-missing");
   if (args.has("dtype")) {

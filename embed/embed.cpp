@@ -29,6 +29,7 @@
 #include "models/baselines.h"
 #include "models/device.h"
 #include "models/registry.h"
+#include "models/vit.h"
 #include "tabula/build_info.h"
 #include "weights_tools/checkpoint.h"
 #include "util/json.h"
@@ -160,12 +161,10 @@ std::map<std::string, std::string> baseline_options(const std::string& arch) {
   std::map<std::string, std::string> kv;
   auto colon = arch.find(':');
   if (colon == std::string::npos) return kv;
-  std::stringstream in(arch.substr(colon + 1));
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    auto eq = item.find('=');
-    if (eq == std::string::npos) throw std::invalid_argument("arch " + arch + ": expected key=value, got '" + item + "'");
-    kv[item.substr(0, eq)] = item.substr(eq + 1);
+  try {
+    for (auto& [k, v] : parse_key_values(arch.substr(colon + 1), /*lists=*/false)) kv[k] = v;
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("arch " + arch + ": " + e.what());
   }
   return kv;
 }

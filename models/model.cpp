@@ -4,6 +4,9 @@
 #include <set>
 #include <stdexcept>
 
+#include "models/device.h"
+#include "models/layers.h"
+
 namespace tabula {
 
 std::string LoadReport::message() const {
@@ -27,11 +30,12 @@ bool is_batch_counter(const std::string& k) {
 }
 }  // namespace
 
-ParamStore::ParamStore(const ArchConfig& arch, const WeightMap& weights, bool strict, LoadReport* report)
-    : arch_(arch.name) {
+ParamStore::ParamStore(const std::string& arch, const std::vector<ParamSpec>& specs, const WeightMap& weights,
+                       bool strict, LoadReport* report)
+    : arch_(arch) {
   LoadReport r;
   std::set<std::string> expected;
-  for (const ParamSpec& sp : param_specs(arch)) {
+  for (const ParamSpec& sp : specs) {
     expected.insert(sp.name);
     if (is_batch_counter(sp.name)) continue;  // BatchNorm's step counter: unused in eval
     auto it = weights.find(sp.name);
@@ -55,12 +59,12 @@ ParamStore::ParamStore(const ArchConfig& arch, const WeightMap& weights, bool st
     throw std::invalid_argument("arch '" + arch_ + "': the weights do not match the model: " + r.message());
 }
 
-ParamStore ParamStore::skeleton(const ArchConfig& arch) {
+ParamStore ParamStore::skeleton(const std::string& arch, const std::vector<ParamSpec>& specs) {
   ParamStore p;
-  p.arch_ = arch.name;
+  p.arch_ = arch;
   p.skeleton_ = true;
   const Tensor zero = Tensor::zeros({1});
-  for (const ParamSpec& sp : param_specs(arch)) {
+  for (const ParamSpec& sp : specs) {
     if (is_batch_counter(sp.name)) continue;
     Shape ones(sp.shape.size(), 1);
     p.t_[sp.name] = sp.shape.empty() ? zero.view({}) : zero.view(ones).expand(sp.shape);
@@ -106,9 +110,21 @@ WeightMap to_weight_map(std::vector<NamedTensor> tensors) {
   return m;
 }
 
+void Model::load(const ParamStore& params) {
+  for (const auto& layer : tree_->layers()) layer->load(params);
+  skeleton_ = params.is_skeleton();
+  if (!skeleton_)
+    for (const auto& layer : tree_->layers()) layer->prepare(-1);
+}
+
+void Model::check_weights() const {
+  if (skeleton_) throw std::logic_error("arch '" + arch_.name + "': model built without weights (structure only)");
+}
+
 void Model::to_device(int device) {
-  throw std::invalid_argument("arch '" + arch().name + "' runs on the cpu only (--device cuda:" + std::to_string(device) +
-                              " is for the networks)");
+  check_weights();
+  act_dtype_ = activation_dtype(device);
+  for (const auto& layer : tree_->layers()) layer->prepare(device);
 }
 
 }  // namespace tabula

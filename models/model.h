@@ -1,13 +1,15 @@
-// The interface every model implements (ResNet, ViT/DINOv2), and what the registry hands out.
+// The interface every model implements (ResNet, ViT/DINOv2), and what the registry hands out. A model's
+// constructor declares its module tree (models/module_tree.h) with the layers of models/layers.h; `load` then
+// gives every layer its tensors, and `to_device` moves them.
 #pragma once
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "engine/tensor.h"
-#include "models/param_specs.h"
 #include "engine/hooks.h"
+#include "engine/tensor.h"
+#include "models/arch.h"
 
 namespace tabula {
 
@@ -16,13 +18,18 @@ struct TapInfo {
   Shape shape;       // output shape for the given input
 };
 
-// Weights by state_dict key. Any float dtype is accepted (converted to f32 at load).
-using WeightMap = std::map<std::string, Tensor>;
+class ParamStore;
 
 class Model {
  public:
+  explicit Model(const ArchConfig& arch) : arch_(arch), tree_(std::make_unique<ModuleTree>()) {}
   virtual ~Model() = default;
-  virtual const ArchConfig& arch() const = 0;
+  const ArchConfig& arch() const { return arch_; }
+  // The module tree the constructor declared (state_dict layout, init replay, the layers).
+  const ModuleTree& tree() const { return *tree_; }
+  // Gives every layer its tensors by name (a skeleton store: shapes only, and the forward then throws), then
+  // prepares their CPU forms (packed weights).
+  void load(const ParamStore& params);
   // [batch, C, H, W] at the model's default (pretrained) input size.
   virtual Shape default_input_shape(int64_t batch = 1) const = 0;
   // Runs the forward on x [B, C, H, W] (f32, CPU). Binds `taps` to tap_order(x.shape()) (so a hook pattern
@@ -50,9 +57,21 @@ class Model {
   virtual void check_input(const Shape& input) const = 0;
   // Moves the weights to GPU `device` (cuda:N), once, before the first forward there; every later forward then
   // takes inputs on that device and runs each op there (ops:: dispatches on the tensor's device), and captures
-  // come back to the host pooled. Call cuda::set_precision first: linear weights are converted for it. Models
-  // that only run on the CPU (the baselines) throw.
-  virtual void to_device(int device);
+  // come back to the host pooled. Call cuda::set_precision first: linear weights are converted for it.
+  void to_device(int device);
+
+ protected:
+  ModuleTree& module_tree() { return *tree_; }
+  // Throws for a model built without weights (structure only).
+  void check_weights() const;
+  // The activations' storage type (f32 on the CPU; bf16/f16 on a GPU in those precisions).
+  DType act_dtype() const { return act_dtype_; }
+
+ private:
+  ArchConfig arch_;
+  std::unique_ptr<ModuleTree> tree_;
+  bool skeleton_ = true;
+  DType act_dtype_ = DType::f32;
 };
 
 // A tap point: passes x through `taps` (which may replace it) and returns what the forward continues with.
@@ -68,15 +87,16 @@ struct LoadReport {
   std::string message() const;  // "missing keys: a, b; unexpected keys: c"
 };
 
-// Weights resolved against the arch's param_specs: shape-checked f32 tensors by key.
+// Weights resolved against a model's state_dict layout: shape-checked f32 tensors by key.
 class ParamStore {
  public:
   // Throws std::invalid_argument naming the key for a shape mismatch or a non-float tensor; with strict, also
   // for any missing or unexpected key (LoadReport::message()).
-  ParamStore(const ArchConfig& arch, const WeightMap& weights, bool strict, LoadReport* report = nullptr);
+  ParamStore(const std::string& arch, const std::vector<ParamSpec>& specs, const WeightMap& weights, bool strict,
+             LoadReport* report = nullptr);
   // A skeleton: every parameter a zero-stride view of one zero (shapes only, no memory), for list_taps and
   // gmacs of models too large to initialise just to print their structure.
-  static ParamStore skeleton(const ArchConfig& arch);
+  static ParamStore skeleton(const std::string& arch, const std::vector<ParamSpec>& specs);
   const Tensor& operator[](const std::string& key) const;  // throws naming the key when absent
   bool has(const std::string& key) const { return t_.count(key) != 0; }
   bool is_skeleton() const { return skeleton_; }

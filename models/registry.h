@@ -1,40 +1,34 @@
-// Arch name -> model. Names are parse_arch()'s (torchvision / timm / DINOv2 hub names and the key=value forms),
-// plus a few more timm names defined here as key=value overrides of those. The forward-only ViT key
-// `dynamic_img_size=1` (timm's constructor flag; it adds no parameters), e.g.
-// `vit:dim=64,depth=2,heads=4,patch=8,img=32,dynamic_img_size=1`, ends up in both ModelArch::vit and ViTConfig.
+// Arch name -> model: the families (models/arch.h) listed once, in registry.cpp, and what users get from a name.
+// Names are the families' named archs, their aliases (timm names defined as keys over a named arch) and the
+// key=value forms (parse_arch). The timm key `dynamic_img_size=1` (a constructor flag that adds no parameters),
+// e.g. `vit:dim=64,depth=2,heads=4,patch=8,img=32,dynamic_img_size=1`, lets a ViT take any multiple of its patch.
 #pragma once
 #include <array>
 #include <cstdint>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "models/arch.h"
 #include "models/model.h"
-#include "models/vit.h"
 
 namespace tabula {
 
-struct ModelArch {
-  ArchConfig arch;  // arch.name is the name as the user typed it
-  ViTOptions vit;
-};
-
-// Throws std::invalid_argument naming the arch and the offending key (parse_arch's messages).
-ModelArch parse_model_arch(const std::string& arch);
-// Every named arch `tabula models` lists (parse_arch's names and the registry's extra timm names).
-std::vector<std::string> model_names();
-
 // Builds the model and loads `weights` (state_dict keys of the reference; f16/bf16 converted). Missing keys
 // and shape mismatches always throw naming the key; unexpected keys throw when strict (else only reported).
-// A DINOv2 hub arch also takes tabula's canonical (timm-named) form of a hub checkpoint, as load_weight_map /
-// `tabula weights convert` write it (no mask_token; reg_token; fc1/fc2 for w12/w3; CLS position in cls_token).
+// A family whose own names differ from tabula's canonical ones (the DINOv2 hub: no mask_token; reg_token;
+// fc1/fc2 for w12/w3; CLS position in cls_token) also takes the canonical form, as load_weight_map /
+// `tabula weights convert` write it (ModelConfig::from_canonical).
 std::unique_ptr<Model> build_model(const std::string& arch, const WeightMap& weights, bool strict = true,
                                    LoadReport* report = nullptr);
 // The untrained model of `seed` (init_weights: the weights PyTorch builds after torch.manual_seed(seed)).
 std::unique_ptr<Model> build_model_seed(const std::string& arch, uint64_t seed);
 // The structure without weights (no memory): list_taps, gmacs, default_taps; its forward throws.
 std::unique_ptr<Model> build_model_skeleton(const std::string& arch);
+// The state_dict layout under tabula's canonical names, what `tabula weights convert --arch` checks a file
+// against. Throws std::invalid_argument for an unknown arch (parse_arch's message).
+std::vector<ParamSpec> canonical_specs(const std::string& arch);
 
 }  // namespace tabula
 

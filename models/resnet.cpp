@@ -6,41 +6,67 @@
 #include "engine/ops.h"
 #include "engine/packed.h"
 #include "models/device.h"
+#include "models/layers.h"
+#include "models/model.h"
 
 namespace tabula {
 namespace {
 
-// nn.Conv2d(bias=False) followed by nn.BatchNorm2d. Ungrouped convs keep one copy of the weights, packed at load
-// for the fast CPU path (engine/packed.h), with the BatchNorm applied as a per-channel scale/shift in the conv's
-// epilogue; grouped convs (ResNeXt) keep the original and the BN-folded weights for the generic conv path.
-struct ConvBN {
-  std::string conv, bn;  // module names
+// nn.Conv2d(bias=False) followed by nn.BatchNorm2d, two modules registered side by side (conv1, bn1 or
+// downsample.0, downsample.1). Ungrouped convs keep one copy of the weights, packed at load for the fast CPU
+// path (engine/packed.h), with the BatchNorm applied as a per-channel scale/shift in the conv's epilogue; grouped
+// convs (ResNeXt) keep the original and the BN-folded weights for the generic conv path.
+class ConvBN final : public Layer {
+ public:
+  ConvBN(ModuleTree& t, Module& parent, const std::string& conv_local, const std::string& bn_local, int64_t in,
+         int64_t out, int64_t kernel, Conv2dOptions o)
+      : opt(o), wshape{out, in / o.groups, kernel, kernel} {
+    conv_ = &t.child(parent, conv_local, "Conv2d");
+    t.reset_weight_bias(*conv_, wshape, false);
+    bn_ = &t.child(parent, bn_local, "BatchNorm2d");
+    t.param(*bn_, "weight", {out}, {CtorInit::constant, 1.0});
+    t.param(*bn_, "bias", {out});
+    t.buffer(*bn_, "running_mean", {out});
+    t.buffer(*bn_, "running_var", {out}, {CtorInit::constant, 1.0});
+    t.buffer(*bn_, "num_batches_tracked", {}, {}, DType::i64);
+  }
+
+  std::string conv, bn;  // module names (known once the tree is complete: set by load)
   Conv2dOptions opt;
   Shape wshape;  // [Cout, Cin / groups, kh, kw]
-  Tensor gamma, beta, mean, var;
-  PackedConv2d packed;  // groups == 1
-  Tensor scale, shift;  // BatchNorm as y = conv * scale + shift (groups == 1)
-  Tensor w, wf, bf;     // groups > 1 (and every conv after to_device): original and folded
 
-  void load(const ParamStore& p, const std::string& conv_name, const std::string& bn_name, Conv2dOptions o) {
-    conv = conv_name;
-    bn = bn_name;
-    opt = o;
-    const Tensor& weight = p[conv + ".weight"];
-    wshape = weight.shape();
+  void load(const ParamStore& p) override {
+    conv = conv_->name();
+    bn = bn_->name();
+    w = p[conv + ".weight"];
     gamma = p[bn + ".weight"];
     beta = p[bn + ".bias"];
     mean = p[bn + ".running_mean"];
     var = p[bn + ".running_var"];
-    if (p.is_skeleton()) return;  // shapes only: nothing to pack or fold
-    if (o.groups == 1) {
-      packed = PackedConv2d(weight, o);
-      std::tie(scale, shift) = batch_norm_scale_shift(gamma, beta, mean, var, 1e-5);
-    } else {
-      w = weight;
-      std::tie(wf, bf) = fold_batch_norm(w, Tensor(), gamma, beta, mean, var, 1e-5);
-    }
   }
+  void prepare(int device) override {
+    if (device < 0) {
+      if (opt.groups == 1) {
+        packed = PackedConv2d(w, opt);
+        std::tie(scale, shift) = batch_norm_scale_shift(gamma, beta, mean, var, 1e-5);
+        w = Tensor();
+      } else {
+        std::tie(wf, bf) = fold_batch_norm(w, Tensor(), gamma, beta, mean, var, 1e-5);
+      }
+      return;
+    }
+    // The GPU takes the torch layout: the weight comes back out of the packed copy (exactly), BN is folded as
+    // for grouped convs, and the CPU-only packed copy is released.
+    if (packed.defined()) {
+      w = packed.weight();
+      std::tie(wf, bf) = fold_batch_norm(w, Tensor(), gamma, beta, mean, var, 1e-5);
+      packed = PackedConv2d();
+      scale = shift = Tensor();
+    }
+    for (Tensor* t : {&gamma, &beta, &mean, &var, &bf}) *t = upload(*t, device);
+    for (Tensor* t : {&w, &wf}) *t = upload_conv_weight(*t, device);  // 16-bit channels-last in those precisions
+  }
+
   int64_t out_channels() const { return wshape[0]; }
   int64_t macs_per_output() const { return wshape[1] * wshape[2] * wshape[3]; }
   // conv -> tap -> bn -> tap, as the two torch modules.
@@ -48,18 +74,6 @@ struct ConvBN {
     Tensor y = packed.defined() ? ops::conv2d(x, packed, Tensor(), Tensor()) : ops::conv2d(x, w, Tensor(), opt);
     y = tap(taps, conv, y);
     return tap(taps, bn, ops::batch_norm(y, gamma, beta, mean, var, 1e-5));
-  }
-  // The GPU takes the torch layout: the weight comes back out of the packed copy (exactly), BN is folded as for
-  // grouped convs, and the CPU-only packed copy is released.
-  void to_device(int dev) {
-    if (packed.defined()) {
-      w = packed.weight();
-      std::tie(wf, bf) = fold_batch_norm(w, Tensor(), gamma, beta, mean, var, 1e-5);
-      packed = PackedConv2d();
-      scale = shift = Tensor();
-    }
-    for (Tensor* t : {&gamma, &beta, &mean, &var, &bf}) *t = upload(*t, dev);
-    for (Tensor* t : {&w, &wf}) *t = upload_conv_weight(*t, dev);  // 16-bit channels-last once, in those precisions
   }
   // act(bn(conv(x)) + residual) in one conv.
   Tensor fused(const Tensor& x, Activation act, const Tensor& residual = {}) const {
@@ -79,6 +93,14 @@ struct ConvBN {
       return ops::conv2d_into_residual(x, packed, scale, shift, act, std::move(residual));
     return fused(x, act, residual);
   }
+
+ private:
+  Module* conv_;
+  Module* bn_;
+  Tensor gamma, beta, mean, var;
+  PackedConv2d packed;  // groups == 1, on the CPU
+  Tensor scale, shift;  // BatchNorm as y = conv * scale + shift (with `packed`)
+  Tensor w, wf, bf;     // the conv weight as loaded; folded weight and bias (groups > 1, and on a GPU)
 };
 
 Conv2dOptions conv_opt(int64_t stride, int64_t pad, int64_t groups = 1) {
@@ -92,88 +114,92 @@ Conv2dOptions conv_opt(int64_t stride, int64_t pad, int64_t groups = 1) {
 struct Block {
   std::string name;  // "layer1.0"
   bool bottleneck = false;
-  ConvBN c1, c2, c3;  // c3 only for Bottleneck
-  bool has_down = false;
-  ConvBN down;  // downsample.0 / downsample.1
+  ConvBN* c1 = nullptr;
+  ConvBN* c2 = nullptr;
+  ConvBN* c3 = nullptr;    // Bottleneck only
+  ConvBN* down = nullptr;  // downsample.0 / downsample.1, when the block changes shape
+  std::vector<const ConvBN*> convs() const {
+    std::vector<const ConvBN*> v;
+    for (const ConvBN* c : {c1, c2, c3, down})
+      if (c) v.push_back(c);
+    return v;
+  }
 };
 
 int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
 
 class ResNet final : public Model {
  public:
-  ResNet(const ArchConfig& arch, const ParamStore& p) : arch_(arch), c_(arch.resnet()), skeleton_(p.is_skeleton()) {
-    stem_.load(p, "conv1", "bn1", conv_opt(2, 3));
+  // torchvision ResNet.__init__ and _make_layer: the module tree in construction order.
+  explicit ResNet(const ArchConfig& arch) : Model(arch), c_(*arch.as<ResNetConfig>()) {
+    ModuleTree& t = module_tree();
+    Module& root = t.root();
+    stem_ = &t.layer<ConvBN>(root, "conv1", "bn1", c_.in_chans, 64, 7, conv_opt(2, 3));
     int64_t inplanes = 64;
     const int64_t e = c_.expansion();
     const bool bottleneck = c_.block == ResNetConfig::Block::bottleneck;
     for (int li = 0; li < 4; ++li) {
       const int64_t planes = int64_t{64} << li;
+      Module& layer = t.child(root, "layer" + std::to_string(li + 1), "Sequential");
       for (int bi = 0; bi < c_.layers[static_cast<size_t>(li)]; ++bi) {
         Block b;
-        b.name = "layer" + std::to_string(li + 1) + "." + std::to_string(bi);
+        b.name = layer.local + "." + std::to_string(bi);
         b.bottleneck = bottleneck;
         const int64_t stride = (bi == 0 && li > 0) ? 2 : 1;
-        const std::string& n = b.name;
+        // _make_layer builds the downsample before the block that registers it last.
+        Module* down = nullptr;
+        if (bi == 0 && (stride != 1 || inplanes != planes * e)) {
+          down = &t.make("Sequential");
+          b.down = &t.layer<ConvBN>(*down, "0", "1", inplanes, planes * e, 1, conv_opt(stride, 0));
+        }
+        Module& m = t.child(layer, std::to_string(bi), bottleneck ? "Bottleneck" : "BasicBlock");
         if (bottleneck) {
           // torchvision Bottleneck: 1x1, 3x3 (stride, groups), 1x1 expansion.
-          b.c1.load(p, n + ".conv1", n + ".bn1", conv_opt(1, 0));
-          b.c2.load(p, n + ".conv2", n + ".bn2", conv_opt(stride, 1, c_.groups));
-          b.c3.load(p, n + ".conv3", n + ".bn3", conv_opt(1, 0));
+          const int64_t width = c_.width(planes);
+          b.c1 = &t.layer<ConvBN>(m, "conv1", "bn1", inplanes, width, 1, conv_opt(1, 0));
+          b.c2 = &t.layer<ConvBN>(m, "conv2", "bn2", width, width, 3, conv_opt(stride, 1, c_.groups));
+          b.c3 = &t.layer<ConvBN>(m, "conv3", "bn3", width, planes * e, 1, conv_opt(1, 0));
         } else {
-          b.c1.load(p, n + ".conv1", n + ".bn1", conv_opt(stride, 1));
-          b.c2.load(p, n + ".conv2", n + ".bn2", conv_opt(1, 1));
+          b.c1 = &t.layer<ConvBN>(m, "conv1", "bn1", inplanes, planes, 3, conv_opt(stride, 1));
+          b.c2 = &t.layer<ConvBN>(m, "conv2", "bn2", planes, planes, 3, conv_opt(1, 1));
         }
-        b.has_down = bi == 0 && (stride != 1 || inplanes != planes * e);
-        if (b.has_down) b.down.load(p, n + ".downsample.0", n + ".downsample.1", conv_opt(stride, 0));
+        if (down) t.add(m, "downsample", *down);
         blocks_.push_back(std::move(b));
         inplanes = planes * e;
       }
     }
-    fc_w_ = p["fc.weight"];
-    fc_b_ = p["fc.bias"];
+    fc_ = &t.layer<Linear>(root, "fc", 512 * e, c_.num_classes);
   }
 
-  const ArchConfig& arch() const override { return arch_; }
   Shape default_input_shape(int64_t batch) const override { return {batch, c_.in_chans, 224, 224}; }
-
-  void to_device(int dev) override {
-    if (skeleton_) throw std::logic_error("arch '" + arch_.name + "': model built without weights (structure only)");
-    act_dtype_ = activation_dtype(dev);
-    stem_.to_device(dev);
-    for (Block& b : blocks_)
-      for (ConvBN* c : {&b.c1, &b.c2, &b.c3, &b.down}) c->to_device(dev);
-    fc_w_ = upload_linear_weight(fc_w_, dev);
-    fc_b_ = upload_activation_param(fc_b_, dev);
-  }
 
   void check_input(const Shape& s) const override {
     if (s.size() != 4 || s[1] != c_.in_chans || s[2] < 1 || s[3] < 1)
-      throw std::invalid_argument("arch '" + arch_.name + "': input must be [B, " + std::to_string(c_.in_chans) +
+      throw std::invalid_argument("arch '" + arch().name + "': input must be [B, " + std::to_string(c_.in_chans) +
                                   ", H, W], got " + shape_str(s));
     // Any H, W >= 1 works, as in torchvision: every padded window keeps at least one output pixel.
-    if (s[0] < 1) throw std::invalid_argument("arch '" + arch_.name + "': empty batch in input " + shape_str(s));
+    if (s[0] < 1) throw std::invalid_argument("arch '" + arch().name + "': empty batch in input " + shape_str(s));
   }
 
   Tensor forward(const Tensor& x_in, TapSet& taps) override {
-    if (skeleton_) throw std::logic_error("arch '" + arch_.name + "': model built without weights (structure only)");
+    check_weights();
     check_input(x_in.shape());
     taps.bind(tap_order(x_in.shape()));
-    // The input in the activations' storage type (f32 on the CPU; bf16/fp16 on a GPU in those precisions).
-    const Tensor xa = x_in.to(act_dtype_);
+    const Tensor xa = x_in.to(act_dtype());
     Tensor x;
     if (taps.wants("conv1") || taps.wants("bn1") || taps.wants("relu")) {
       if (taps.wants("conv1") || taps.wants("bn1")) {
-        x = stem_.unfused(xa, taps);
+        x = stem_->unfused(xa, taps);
         x = tap(taps, "relu", ops::relu(x));
       } else {
-        x = tap(taps, "relu", stem_.fused(xa, Activation::relu));
+        x = tap(taps, "relu", stem_->fused(xa, Activation::relu));
       }
       if (taps.done()) return x;
       x = ops::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
     } else {
       // nothing observes the stem's conv, BN or ReLU: conv + BN + ReLU and the max-pool in bands of rows, so the
       // 112x112x64 map never leaves L2 (ops::conv2d_max_pool2d, the same bits)
-      x = stem_.fused_max_pool(xa, {3, 3}, {2, 2}, {1, 1});
+      x = stem_->fused_max_pool(xa, {3, 3}, {2, 2}, {1, 1});
     }
     x = tap(taps, "maxpool", x);
     if (taps.done()) return x;
@@ -189,7 +215,7 @@ class ResNet final : public Model {
     x = tap(taps, "avgpool", ops::adaptive_avg_pool2d(x, {1, 1}));
     if (taps.done()) return x;
     x = x.flatten(1);  // torch.flatten(x, 1)
-    return tap(taps, "fc", ops::linear(x, fc_w_, fc_b_));
+    return tap(taps, "fc", (*fc_)(x));
   }
 
   std::vector<TapInfo> list_taps(const Shape& input) const override {
@@ -219,28 +245,28 @@ class ResNet final : public Model {
           return sh;
         };
         // named_modules order = registration order: conv1, bn1, [relu,] conv2, bn2, [conv3, bn3,] [relu,] downsample
-        Shape s1 = conv(b.c1, b.bottleneck ? 1 : 3);
-        t.push_back({b.c1.conv, s1});
-        t.push_back({b.c1.bn, s1});
+        Shape s1 = conv(*b.c1, b.bottleneck ? 1 : 3);
+        t.push_back({b.c1->conv, s1});
+        t.push_back({b.c1->bn, s1});
         const int64_t h1 = s1[2], w1 = s1[3];
-        Shape s2{B, b.c2.out_channels(), conv_out(h1, 3, b.c2.opt.stride[0], 1), conv_out(w1, 3, b.c2.opt.stride[0], 1)};
+        Shape s2{B, b.c2->out_channels(), conv_out(h1, 3, b.c2->opt.stride[0], 1), conv_out(w1, 3, b.c2->opt.stride[0], 1)};
         Shape block_out = s2;
         if (!b.bottleneck) {
           t.push_back({b.name + ".relu", s2});
-          t.push_back({b.c2.conv, s2});
-          t.push_back({b.c2.bn, s2});
+          t.push_back({b.c2->conv, s2});
+          t.push_back({b.c2->bn, s2});
         } else {
-          t.push_back({b.c2.conv, s2});
-          t.push_back({b.c2.bn, s2});
-          block_out = {B, b.c3.out_channels(), s2[2], s2[3]};
-          t.push_back({b.c3.conv, block_out});
-          t.push_back({b.c3.bn, block_out});
+          t.push_back({b.c2->conv, s2});
+          t.push_back({b.c2->bn, s2});
+          block_out = {B, b.c3->out_channels(), s2[2], s2[3]};
+          t.push_back({b.c3->conv, block_out});
+          t.push_back({b.c3->bn, block_out});
           t.push_back({b.name + ".relu", block_out});
         }
-        if (b.has_down) {
+        if (b.down) {
           t.push_back({b.name + ".downsample", block_out});
-          t.push_back({b.down.conv, block_out});
-          t.push_back({b.down.bn, block_out});
+          t.push_back({b.down->conv, block_out});
+          t.push_back({b.down->bn, block_out});
         }
         t[block_pos].shape = block_out;
         h = block_out[2];
@@ -264,17 +290,17 @@ class ResNet final : public Model {
       const ConvBN* cb = find_conv(ti.name);
       if (cb) macs += static_cast<double>(shape_numel(ti.shape)) * static_cast<double>(cb->macs_per_output());
     }
-    macs += static_cast<double>(fc_w_.numel());
+    macs += 512.0 * c_.expansion() * c_.num_classes;  // fc
     return macs / 1e9;
   }
 
  private:
   const ConvBN* find_conv(const std::string& name) const {
-    if (name == stem_.conv) return &stem_;
+    if (name == stem_->conv) return stem_;
     for (const Block& b : blocks_) {
       if (name.compare(0, b.name.size() + 1, b.name + ".") != 0) continue;
-      for (const ConvBN* cb : {&b.c1, &b.c2, &b.c3, &b.down})
-        if (!cb->conv.empty() && cb->conv == name) return cb;
+      for (const ConvBN* cb : b.convs())
+        if (cb->conv == name) return cb;
     }
     return nullptr;
   }
@@ -282,8 +308,8 @@ class ResNet final : public Model {
   // Does any hook act inside the block (on a pre-fold output, the shared ReLU or the downsample)?
   static bool wants_inside(const Block& b, const TapSet& taps) {
     if (taps.wants(b.name + ".relu") || taps.wants(b.name + ".downsample")) return true;
-    for (const ConvBN* cb : {&b.c1, &b.c2, &b.c3, &b.down})
-      if (!cb->conv.empty() && (taps.wants(cb->conv) || taps.wants(cb->bn))) return true;
+    for (const ConvBN* cb : b.convs())
+      if (taps.wants(cb->conv) || taps.wants(cb->bn)) return true;
     return false;
   }
 
@@ -293,39 +319,33 @@ class ResNet final : public Model {
   Tensor block_forward(const Block& b, Tensor x, TapSet& taps) const {
     const std::string& n = b.name;
     if (!wants_inside(b, taps)) {
-      Tensor identity = b.has_down ? b.down.fused(x, Activation::none) : x;
-      Tensor out = b.c1.fused(x, Activation::relu);
+      Tensor identity = b.down ? b.down->fused(x, Activation::none) : x;
+      Tensor out = b.c1->fused(x, Activation::relu);
       x = Tensor();
-      if (!b.bottleneck) return b.c2.fused_into(out, Activation::relu, std::move(identity));
-      out = b.c2.fused(out, Activation::relu);
-      return b.c3.fused_into(out, Activation::relu, std::move(identity));
+      if (!b.bottleneck) return b.c2->fused_into(out, Activation::relu, std::move(identity));
+      out = b.c2->fused(out, Activation::relu);
+      return b.c3->fused_into(out, Activation::relu, std::move(identity));
     }
     const std::string relu = n + ".relu";
-    Tensor out = tap(taps, relu, ops::relu(b.c1.unfused(x, taps)));
-    out = b.c2.unfused(out, taps);
+    Tensor out = tap(taps, relu, ops::relu(b.c1->unfused(x, taps)));
+    out = b.c2->unfused(out, taps);
     if (b.bottleneck) {
       out = tap(taps, relu, ops::relu(out));
-      out = b.c3.unfused(out, taps);
+      out = b.c3->unfused(out, taps);
     }
     Tensor identity = x;
-    if (b.has_down) identity = tap(taps, n + ".downsample", b.down.unfused(x, taps));
+    if (b.down) identity = tap(taps, n + ".downsample", b.down->unfused(x, taps));
     return tap(taps, relu, ops::relu(ops::add(out, identity)));
   }
 
-  ArchConfig arch_;
   ResNetConfig c_;
-  bool skeleton_;
-  DType act_dtype_ = DType::f32;  // storage type of the activations (to_device: bf16/f16 in those precisions)
-  ConvBN stem_;
+  ConvBN* stem_;
   std::vector<Block> blocks_;
-  Tensor fc_w_, fc_b_;
+  Linear* fc_;
 };
 
 }  // namespace
 
-std::unique_ptr<Model> make_resnet(const ArchConfig& arch, const ParamStore& params) {
-  if (!arch.is_resnet()) throw std::invalid_argument("arch '" + arch.name + "' is not a ResNet");
-  return std::make_unique<ResNet>(arch, params);
-}
+std::unique_ptr<Model> ResNetConfig::construct(const ArchConfig& arch) const { return std::make_unique<ResNet>(arch); }
 
 }  // namespace tabula

@@ -6,14 +6,38 @@
 // Fast path: every BatchNorm is folded into the conv before it at load, and bias + residual + ReLU run in the
 // conv's GEMM epilogue. A block (or the stem) that holds a wanted pre-fold tap (conv1, bn1, ...) runs unfused
 // with the original weights, so the tapped value is torch's own.
+//
+// Files: resnet_arch.cpp (config keys, named archs, init_weights), resnet.cpp (the module).
 #pragma once
+#include <array>
 #include <memory>
 
-#include "models/model.h"
+#include "models/arch.h"
 
 namespace tabula {
 
-// `params` resolved for `arch` (a skeleton gives a model whose forward throws: list_taps/gmacs only).
-std::unique_ptr<Model> make_resnet(const ArchConfig& arch, const ParamStore& params);
+// torchvision.models.ResNet(block, layers, num_classes, zero_init_residual, groups, width_per_group).
+struct ResNetConfig final : ModelConfig {
+  enum class Block { basic, bottleneck };
+  Block block = Block::bottleneck;
+  std::array<int, 4> layers{3, 4, 6, 3};
+  int num_classes = 1000;
+  bool zero_init_residual = false;
+  int groups = 1;
+  int width_per_group = 64;
+  int in_chans = 3;  // torchvision fixes 3; more channels (microscopy) change only conv1's shape
+
+  int expansion() const { return block == Block::basic ? 1 : 4; }
+  // Bottleneck: width = int(planes * (base_width / 64.)) * groups.
+  int64_t width(int64_t planes) const;
+
+  std::unique_ptr<ModelConfig> clone() const override { return std::make_unique<ResNetConfig>(*this); }
+  std::string family() const override { return "torchvision ResNet"; }
+  void apply_keys(const KeyValues& keys) override;
+  std::unique_ptr<Model> construct(const ArchConfig& arch) const override;
+  void init_weights(const ModuleTree& tree, InitState& state) const override;
+};
+
+const Family& resnet_family();
 
 }  // namespace tabula

@@ -1,72 +1,37 @@
 #include "models/vit.h"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
-#include "engine/device_ops.h"
 #include "engine/ops.h"
-#include "engine/packed.h"
-#include "models/device.h"
+#include "models/layers.h"
+#include "models/model.h"
 
 namespace tabula {
 namespace {
 
-struct LayerNormP {
-  Tensor w, b;
-  bool on = false;
-  void load(const ParamStore& p, const std::string& n) {
-    on = true;
-    w = p[n + ".weight"];
-    b = p[n + ".bias"];
-  }
-  double eps = 1e-6;  // timm's LayerNorm and DINOv2's: 1e-6; CLIP towers 1e-5 (ViTConfig::norm_eps)
-  Tensor operator()(const Tensor& x) const { return on ? ops::layer_norm(x, w, b, eps) : x; }
-  void to_device(int dev) {
-    w = upload(w, dev);
-    b = upload(b, dev);
-  }
-};
-
-struct LinearP {
-  PackedLinear w;  // packed once at load for the fast CPU path; the only copy of the weight kept
-  Tensor b;
-  Tensor dw;  // after to_device: the torch-layout weight on the GPU (converted for the precision), w released
-  void load(const ParamStore& p, const std::string& n) {
-    if (!p.is_skeleton()) w = PackedLinear(p[n + ".weight"]);
-    if (p.has(n + ".bias")) b = p[n + ".bias"];
-  }
-  bool defined() const { return w.defined() || dw.defined(); }
-  Tensor operator()(const Tensor& x, Activation act = Activation::none) const {
-    return dw.defined() ? ops::linear(x, dw, b, act) : ops::linear(x, w, b, act);
-  }
-  // x W^T + b + residual with the add in the GEMM (GPU weights only: see ViT::block_forward).
-  Tensor operator()(const Tensor& x, const Tensor& residual) const {
-    if (!residual.defined()) return (*this)(x);
-    if (!dw.defined()) throw std::logic_error("LinearP: the fused residual add is a GPU path");
-    return linear_residual(x, dw, b, residual);
-  }
-  void to_device(int dev) {
-    if (w.defined()) dw = upload_linear_weight(w.weight(), dev);
-    w = PackedLinear();
-    b = upload_activation_param(b, dev);
-  }
-};
-
 struct BlockP {
   std::string name;
-  LayerNormP norm1, norm2;
-  LinearP qkv, proj, fc1, fc2;
-  Tensor ls1, ls2;  // LayerScale gamma, undefined when init_values is None (nn.Identity)
-  LayerNormP q_norm, k_norm;  // qk_norm (off: nn.Identity)
-  LinearP fc1_x;              // timm SwiGLU's value branch (fc1 holds its gate, fc1_g); DINOv2: fc1 = w12, fc2 = w3
+  LayerNorm* norm1 = nullptr;
+  LayerNorm* norm2 = nullptr;
+  Linear* qkv = nullptr;
+  Linear* proj = nullptr;
+  LayerNorm* q_norm = nullptr;  // qk_norm (off: nn.Identity)
+  LayerNorm* k_norm = nullptr;
+  Parameter* ls1 = nullptr;  // LayerScale gamma (nn.Identity when init_values is None)
+  Parameter* ls2 = nullptr;
+  Linear* fc1 = nullptr;    // Mlp / GluMlp fc1, SwiGLU fc1_g, SwiGLUFFNFused w12
+  Linear* fc1_x = nullptr;  // SwiGLU's value branch
+  Linear* fc2 = nullptr;    // fc2 / w3
 };
 
 // timm AttentionPoolLatent (global_pool='map'): one latent query attends over the patch tokens, then
 // x + mlp(norm(x)), pooled as the latent token.
 struct AttnPoolP {
-  Tensor latent;
-  LinearP q, kv, proj, fc1, fc2;
-  LayerNormP norm;
+  Parameter* latent = nullptr;
+  Linear *q = nullptr, *kv = nullptr, *proj = nullptr, *fc1 = nullptr, *fc2 = nullptr;
+  LayerNorm* norm = nullptr;
 };
 
 Activation activation_of(const std::string& act) {
@@ -75,92 +40,65 @@ Activation activation_of(const std::string& act) {
   return Activation::gelu;
 }
 
+const char* mlp_type(ViTConfig::Mlp mlp) {
+  switch (mlp) {
+    case ViTConfig::Mlp::swiglu_packed: return "GluMlp";
+    case ViTConfig::Mlp::swiglu: return "SwiGLU";
+    case ViTConfig::Mlp::swiglufused: return "SwiGLUFFNFused";
+    case ViTConfig::Mlp::mlp: break;
+  }
+  return "Mlp";
+}
+
 class ViT final : public Model {
  public:
-  ViT(const ArchConfig& arch, const ParamStore& p, const ViTOptions& opt)
-      : arch_(arch), c_(arch.vit()), opt_(opt), hub_(c_.flavor == ViTConfig::Flavor::dinov2),
-        skeleton_(p.is_skeleton()), act_(activation_of(c_.act)), quick_gelu_(c_.act == "quick_gelu") {
-    opt_.dynamic_img_size = opt_.dynamic_img_size || c_.dynamic_img_size;  // the ViTConfig key or the option
-    if (hub_ && opt_.dynamic_img_size)
-      throw std::invalid_argument("arch '" + arch.name + "': dynamic_img_size is a timm option; the DINOv2 hub "
-                                  "model always interpolates its pos-embed");
-    if (p.has("cls_token")) cls_ = p["cls_token"];
-    if (p.has("reg_token")) reg_ = p["reg_token"];
-    if (p.has("register_tokens")) reg_ = p["register_tokens"];
-    pos_ = p["pos_embed"];
-    patch_w_ = p["patch_embed.proj.weight"];
-    if (p.has("patch_embed.proj.bias")) patch_b_ = p["patch_embed.proj.bias"];
-    if (!hub_ && c_.pre_norm) norm_pre_.load(p, "norm_pre");
-    for (int i = 0; i < c_.depth; ++i) {
-      BlockP b;
-      b.name = "blocks." + std::to_string(i);
-      b.norm1.load(p, b.name + ".norm1");
-      b.norm2.load(p, b.name + ".norm2");
-      b.qkv.load(p, b.name + ".attn.qkv");
-      b.proj.load(p, b.name + ".attn.proj");
-      if (c_.mlp == ViTConfig::Mlp::swiglu) {
-        b.fc1.load(p, b.name + ".mlp.fc1_g");
-        b.fc1_x.load(p, b.name + ".mlp.fc1_x");
-        b.fc2.load(p, b.name + ".mlp.fc2");
-      } else if (c_.mlp == ViTConfig::Mlp::swiglufused) {
-        b.fc1.load(p, b.name + ".mlp.w12");
-        b.fc2.load(p, b.name + ".mlp.w3");
-      } else {
-        b.fc1.load(p, b.name + ".mlp.fc1");
-        b.fc2.load(p, b.name + ".mlp.fc2");
-      }
-      if (c_.qk_norm) {
-        b.q_norm.load(p, b.name + ".attn.q_norm");
-        b.k_norm.load(p, b.name + ".attn.k_norm");
-      }
-      if (p.has(b.name + ".ls1.gamma")) b.ls1 = p[b.name + ".ls1.gamma"];
-      if (p.has(b.name + ".ls2.gamma")) b.ls2 = p[b.name + ".ls2.gamma"];
-      blocks_.push_back(std::move(b));
+  // timm VisionTransformer.__init__ / DinoVisionTransformer.__init__: the module tree in construction order (a
+  // module's own parameters come first in the state_dict whenever they are declared).
+  explicit ViT(const ArchConfig& arch)
+      : Model(arch), c_(*arch.as<ViTConfig>()), hub_(c_.flavor == ViTConfig::Flavor::dinov2),
+        act_(activation_of(c_.act)), quick_gelu_(c_.act == "quick_gelu") {
+    ModuleTree& t = module_tree();
+    Module& root = t.root();
+    const int64_t D = c_.embed_dim, P = c_.patch_size;
+    // PatchEmbed: proj = Conv2d(in_chans, D, P, stride=P), bias=not pre_norm in timm; norm is nn.Identity.
+    Conv2dOptions po;
+    po.stride = {P, P};
+    Module& pe = t.child(root, "patch_embed", "PatchEmbed");
+    patch_ = &t.layer<Conv2d>(pe, "proj", c_.in_chans, D, P, po, hub_ || !c_.pre_norm);
+    if (hub_) {
+      cls_ = &t.layer<Parameter>(root, "cls_token", Shape{1, 1, D});
+      pos_ = &t.layer<Parameter>(root, "pos_embed", Shape{1, c_.num_patches() + 1, D});
+      if (c_.reg_tokens) reg_ = &t.layer<Parameter>(root, "register_tokens", Shape{1, c_.reg_tokens, D});
+    } else {
+      if (c_.class_token) cls_ = &t.layer<Parameter>(root, "cls_token", Shape{1, 1, D});
+      if (c_.reg_tokens) reg_ = &t.layer<Parameter>(root, "reg_token", Shape{1, c_.reg_tokens, D});
+      const int64_t pos_len = c_.num_patches() + (c_.no_embed_class ? 0 : c_.num_prefix_tokens());
+      // timm <= 1.0.22 drew pos_embed = torch.randn(...) * .02 here (overwritten by init_weights).
+      const CtorInit pos_init = c_.legacy_init ? CtorInit{CtorInit::randn, 0.02} : CtorInit{};
+      pos_ = &t.layer<Parameter>(root, "pos_embed", Shape{1, pos_len, D}, pos_init);
+      if (c_.pre_norm) norm_pre_ = &t.layer<LayerNorm>(root, "norm_pre", D, c_.norm_eps);
     }
-    if (p.has("norm.weight")) norm_.load(p, "norm");
-    if (p.has("fc_norm.weight")) fc_norm_.load(p, "fc_norm");
-    if (p.has("attn_pool.latent")) {
-      attn_pool_.latent = p["attn_pool.latent"];
-      attn_pool_.q.load(p, "attn_pool.q");
-      attn_pool_.kv.load(p, "attn_pool.kv");
-      attn_pool_.proj.load(p, "attn_pool.proj");
-      attn_pool_.norm.load(p, "attn_pool.norm");
-      attn_pool_.fc1.load(p, "attn_pool.mlp.fc1");
-      attn_pool_.fc2.load(p, "attn_pool.mlp.fc2");
+    Module& blocks = t.child(root, "blocks", "Sequential");
+    for (int i = 0; i < c_.depth; ++i) blocks_.push_back(make_block(t, blocks, i));
+    if (hub_) {
+      norm_ = &t.layer<LayerNorm>(root, "norm", D, c_.norm_eps);
+      mask_token_ = &t.layer<Parameter>(root, "mask_token", Shape{1, D});  // training only
+      return;
     }
-    // timm builds every norm with the one norm_layer (partial(LayerNorm, eps=...)).
-    for (LayerNormP* ln : {&norm_pre_, &norm_, &fc_norm_, &attn_pool_.norm}) ln->eps = c_.norm_eps;
-    for (BlockP& b : blocks_)
-      for (LayerNormP* ln : {&b.norm1, &b.norm2, &b.q_norm, &b.k_norm}) ln->eps = c_.norm_eps;
-    if (p.has("head.weight")) head_.load(p, "head");
+    if (c_.final_norm && !c_.use_fc_norm()) norm_ = &t.layer<LayerNorm>(root, "norm", D, c_.norm_eps);
+    if (c_.global_pool == "map") make_attn_pool(t, root);
+    if (c_.final_norm && c_.use_fc_norm()) fc_norm_ = &t.layer<LayerNorm>(root, "fc_norm", D, c_.norm_eps);
+    if (c_.num_classes > 0) head_ = &t.layer<Linear>(root, "head", D, c_.num_classes);
   }
 
-  const ArchConfig& arch() const override { return arch_; }
   Shape default_input_shape(int64_t batch) const override { return {batch, c_.in_chans, c_.img_size, c_.img_size}; }
 
-  void to_device(int dev) override {
-    if (skeleton_) throw std::logic_error("arch '" + arch_.name + "': model built without weights (structure only)");
-    act_dtype_ = activation_dtype(dev);
-    for (Tensor* t : {&cls_, &reg_, &pos_, &patch_b_}) *t = upload(*t, dev);
-    patch_w_ = upload_conv_weight(patch_w_, dev);
-    for (LayerNormP* n : {&norm_pre_, &norm_, &fc_norm_, &attn_pool_.norm}) n->to_device(dev);
-    for (BlockP& b : blocks_) {
-      for (LayerNormP* n : {&b.norm1, &b.norm2, &b.q_norm, &b.k_norm}) n->to_device(dev);
-      for (LinearP* l : {&b.qkv, &b.proj, &b.fc1, &b.fc2, &b.fc1_x}) l->to_device(dev);
-      b.ls1 = upload(b.ls1, dev);
-      b.ls2 = upload(b.ls2, dev);
-    }
-    attn_pool_.latent = upload(attn_pool_.latent, dev);
-    for (LinearP* l : {&attn_pool_.q, &attn_pool_.kv, &attn_pool_.proj, &attn_pool_.fc1, &attn_pool_.fc2}) l->to_device(dev);
-    head_.to_device(dev);
-  }
-
   void check_input(const Shape& s) const override {
-    const std::string what = "arch '" + arch_.name + "': ";
+    const std::string what = "arch '" + arch().name + "': ";
     if (s.size() != 4 || s[1] != c_.in_chans || s[0] < 1)
       throw std::invalid_argument(what + "input must be [B, " + std::to_string(c_.in_chans) + ", H, W], got " +
                                   shape_str(s));
-    const bool any_size = hub_ || opt_.dynamic_img_size;
+    const bool any_size = hub_ || c_.dynamic_img_size;
     if (!any_size && (s[2] != c_.img_size || s[3] != c_.img_size))
       throw std::invalid_argument(what + "input must be " + std::to_string(c_.img_size) + "x" +
                                   std::to_string(c_.img_size) + " (timm strict_img_size; add dynamic_img_size=1 "
@@ -171,19 +109,16 @@ class ViT final : public Model {
   }
 
   Tensor forward(const Tensor& x_in, TapSet& taps) override {
-    if (skeleton_) throw std::logic_error("arch '" + arch_.name + "': model built without weights (structure only)");
+    check_weights();
     check_input(x_in.shape());
     taps.bind(tap_order(x_in.shape()));
     const int64_t B = x_in.size(0), D = c_.embed_dim;
     const int64_t gh = x_in.size(2) / c_.patch_size, gw = x_in.size(3) / c_.patch_size;
     // PatchEmbed: proj (conv k=s=patch), flatten(2).transpose(1, 2) (NHWC for dynamic_img_size), norm (Identity).
-    Conv2dOptions po;
-    po.stride = {c_.patch_size, c_.patch_size};
-    // The input in the activations' storage type (f32 on the CPU; bf16/fp16 on a GPU in those precisions).
-    Tensor x = T(taps, "patch_embed.proj", ops::conv2d(x_in.to(act_dtype_), patch_w_, patch_b_, po));
+    Tensor x = T(taps, "patch_embed.proj", (*patch_)(x_in.to(act_dtype())));
     // flatten(2).transpose(1, 2) as the [B, gh, gw, D] permute reshaped: no copy when the conv returned
     // channels-last (the CPU fast path and 16-bit GPU convs do), one copy otherwise.
-    x = opt_.dynamic_img_size ? x.permute({0, 2, 3, 1}).contiguous() : x.permute({0, 2, 3, 1}).reshape({B, gh * gw, D});
+    x = c_.dynamic_img_size ? x.permute({0, 2, 3, 1}).contiguous() : x.permute({0, 2, 3, 1}).reshape({B, gh * gw, D});
     x = T(taps, "patch_embed.norm", x, kPatches);
     x = T(taps, "patch_embed", x, kPatches);
     if (taps.done()) return x;
@@ -194,7 +129,7 @@ class ViT final : public Model {
       if (taps.done()) return x;
     }
     x = T(taps, "blocks", x);
-    x = T(taps, "norm", norm_(x));
+    x = T(taps, "norm", apply(norm_, x));
     if (taps.done()) return x;
     const int64_t prefix = c_.num_prefix_tokens();
     if (hub_) {
@@ -213,9 +148,9 @@ class ViT final : public Model {
       pooled = ops::mul(ops::add(ops::pool(x, Pool::max, prefix), ops::pool(x, Pool::avg, prefix)), 0.5f);
     else if (gp == "map")  // attn_pool(x[:, num_prefix_tokens:]) (pool_include_prefix=False)
       pooled = attention_pool(x.slice(1, prefix, x.size(1)), taps);
-    x = T(taps, "fc_norm", fc_norm_(pooled));
+    x = T(taps, "fc_norm", apply(fc_norm_, pooled));
     x = T(taps, "head_drop", x);
-    if (head_.defined()) x = head_(x);
+    if (head_) x = (*head_)(x);
     return T(taps, "head", x);
   }
 
@@ -225,7 +160,7 @@ class ViT final : public Model {
     const int64_t gh = input[2] / c_.patch_size, gw = input[3] / c_.patch_size;
     const int64_t N = gh * gw + c_.num_prefix_tokens(), H = c_.num_heads, hd = D / H, Hm = c_.mlp_hidden();
     const Shape tok{B, N, D};
-    const Shape pe = opt_.dynamic_img_size ? Shape{B, gh, gw, D} : Shape{B, gh * gw, D};
+    const Shape pe = c_.dynamic_img_size ? Shape{B, gh, gw, D} : Shape{B, gh * gw, D};
     std::vector<TapInfo> t;
     t.push_back({"patch_embed", pe});
     t.push_back({"patch_embed.proj", {B, D, gh, gw}});
@@ -283,7 +218,7 @@ class ViT final : public Model {
       return t;
     }
     const Shape pooled = c_.global_pool.empty() ? tok : Shape{B, D};
-    if (attn_pool_.latent.defined()) attn_pool_taps(t, B, gh * gw);
+    if (attn_pool_.latent) attn_pool_taps(t, B, gh * gw);
     t.push_back({"fc_norm", pooled});
     t.push_back({"head_drop", pooled});
     Shape head = pooled;
@@ -310,13 +245,66 @@ class ViT final : public Model {
       const double h2 = static_cast<double>(c_.mlp_fc2_in());
       macs += c_.depth * (N * D * 3 * D + 2 * N * N * D + N * D * D + N * D * (h1 + h2));
     }
-    if (attn_pool_.latent.defined())  // q (one latent), kv over the patches, attention, proj, mlp
+    if (attn_pool_.latent)  // q (one latent), kv over the patches, attention, proj, mlp
       macs += D * D + P * D * 2 * D + 2 * P * D + D * D + 2 * D * Hm;
     if (!hub_ && c_.num_classes > 0) macs += (c_.global_pool.empty() ? N : 1.0) * D * c_.num_classes;
     return macs / 1e9;
   }
 
  private:
+  // timm Block / DINOv2 NestedTensorBlock: norm1, attn (qkv, q_norm, k_norm, proj), ls1, norm2, mlp, ls2.
+  BlockP make_block(ModuleTree& t, Module& blocks, int i) {
+    const int64_t D = c_.embed_dim, hd = D / c_.num_heads, H1 = c_.mlp_fc1_out(), H2 = c_.mlp_fc2_in();
+    const double eps = c_.norm_eps;
+    BlockP b;
+    Module& m = t.child(blocks, std::to_string(i), hub_ ? "NestedTensorBlock" : "Block");
+    b.name = m.name();
+    b.norm1 = &t.layer<LayerNorm>(m, "norm1", D, eps);
+    Module& attn = t.child(m, "attn", "Attention");
+    b.qkv = &t.layer<Linear>(attn, "qkv", D, 3 * D, c_.qkv_bias);
+    if (c_.qk_norm) {
+      b.q_norm = &t.layer<LayerNorm>(attn, "q_norm", hd, eps);
+      b.k_norm = &t.layer<LayerNorm>(attn, "k_norm", hd, eps);
+    }
+    b.proj = &t.layer<Linear>(attn, "proj", D, D);
+    const CtorInit gamma{CtorInit::constant, c_.init_values.value_or(0.0)};
+    if (c_.init_values) b.ls1 = &t.layer<Parameter>(t.child(m, "ls1", "LayerScale"), "gamma", Shape{D}, gamma);
+    b.norm2 = &t.layer<LayerNorm>(m, "norm2", D, eps);
+    Module& mlp = t.child(m, "mlp", mlp_type(c_.mlp));
+    switch (c_.mlp) {
+      case ViTConfig::Mlp::swiglu:
+        b.fc1 = &t.layer<Linear>(mlp, "fc1_g", D, H1);
+        b.fc1_x = &t.layer<Linear>(mlp, "fc1_x", D, H1);
+        b.fc2 = &t.layer<Linear>(mlp, "fc2", H2, D);
+        break;
+      case ViTConfig::Mlp::swiglufused:
+        b.fc1 = &t.layer<Linear>(mlp, "w12", D, H1);
+        b.fc2 = &t.layer<Linear>(mlp, "w3", H2, D);
+        break;
+      default:  // Mlp, GluMlp
+        b.fc1 = &t.layer<Linear>(mlp, "fc1", D, H1);
+        b.fc2 = &t.layer<Linear>(mlp, "fc2", H2, D);
+    }
+    if (c_.init_values) b.ls2 = &t.layer<Parameter>(t.child(m, "ls2", "LayerScale"), "gamma", Shape{D}, gamma);
+    return b;
+  }
+
+  // AttentionPoolLatent(embed_dim, num_heads, mlp_ratio, norm_layer, act_layer): q, kv, proj, norm, mlp (timm
+  // Mlp, hidden int(D * mlp_ratio)); its constructor ends with init_weights(), which draws the latent.
+  void make_attn_pool(ModuleTree& t, Module& root) {
+    const int64_t D = c_.embed_dim;
+    Module& m = t.child(root, "attn_pool", "AttentionPoolLatent");
+    attn_pool_.q = &t.layer<Linear>(m, "q", D, D);
+    attn_pool_.kv = &t.layer<Linear>(m, "kv", D, 2 * D);
+    attn_pool_.proj = &t.layer<Linear>(m, "proj", D, D);
+    attn_pool_.norm = &t.layer<LayerNorm>(m, "norm", D, c_.norm_eps);
+    Module& mlp = t.child(m, "mlp", "Mlp");
+    attn_pool_.fc1 = &t.layer<Linear>(mlp, "fc1", D, c_.mlp_hidden());
+    attn_pool_.fc2 = &t.layer<Linear>(mlp, "fc2", c_.mlp_hidden(), D);
+    const double std = std::pow(static_cast<double>(D), -0.5);
+    attn_pool_.latent = &t.layer<Parameter>(m, "latent", Shape{1, 1, D}, CtorInit{CtorInit::trunc_tf, std});
+  }
+
   // Tap point with what hooks need to pool tokens and ablate heads. Patch-only outputs (patch_embed,
   // x_norm_patchtokens) have no prefix tokens.
   enum Tokens { kWithPrefix, kPatches };
@@ -331,22 +319,23 @@ class ViT final : public Model {
   // timm VisionTransformer._pos_embed (+ pos_drop, patch_drop, norm_pre). x: [B, gh*gw, D].
   Tensor timm_pos_embed(Tensor x, int64_t gh, int64_t gw, TapSet& taps) const {
     const int64_t B = x.size(0), D = c_.embed_dim;
-    Tensor pos = pos_;
+    const Tensor& pos0 = **pos_;
+    Tensor pos = pos0;
     const int64_t g = c_.grid();
-    if (opt_.dynamic_img_size && (gh != g || gw != g)) {
+    if (c_.dynamic_img_size && (gh != g || gw != g)) {
       // resample_abs_pos_embed(new_size=(gh, gw), old_size=grid, bicubic, antialias=True); prefix kept.
       const int64_t np = c_.no_embed_class ? 0 : c_.num_prefix_tokens();
-      Tensor grid = pos_.slice(1, np, pos_.size(1)).reshape({1, g, g, D}).permute({0, 3, 1, 2});
+      Tensor grid = pos0.slice(1, np, pos0.size(1)).reshape({1, g, g, D}).permute({0, 3, 1, 2});
       InterpolateOptions io;
       io.size = std::array<int64_t, 2>{gh, gw};
       io.mode = InterpMode::bicubic;
       io.antialias = true;
       Tensor r = ops::interpolate(grid, io).permute({0, 2, 3, 1}).reshape({1, gh * gw, D});
-      pos = np ? ops::cat({pos_.slice(1, 0, np), r}, 1) : r;
+      pos = np ? ops::cat({pos0.slice(1, 0, np), r}, 1) : r;
     }
     std::vector<Tensor> prefix;
-    if (cls_.defined()) prefix.push_back(cls_.expand({B, -1, -1}));
-    if (reg_.defined()) prefix.push_back(reg_.expand({B, -1, -1}));
+    if (cls_) prefix.push_back((**cls_).expand({B, -1, -1}));
+    if (reg_) prefix.push_back((**reg_).expand({B, -1, -1}));
     if (c_.no_embed_class) {
       // deit-3 / big_vision: pos-embed covers the patches only; add, then prepend the prefix tokens.
       x = ops::add(x, pos);
@@ -363,18 +352,19 @@ class ViT final : public Model {
     }
     x = T(taps, "pos_drop", x);
     x = T(taps, "patch_drop", x);
-    return T(taps, "norm_pre", norm_pre_(x));
+    return T(taps, "norm_pre", apply(norm_pre_, x));
   }
 
   // DinoVisionTransformer.prepare_tokens_with_masks (no masks) with interpolate_pos_encoding. x: [B, gh*gw, D].
   Tensor hub_prepare_tokens(const Tensor& x_patches, int64_t gh, int64_t gw) const {
     const int64_t B = x_patches.size(0), D = c_.embed_dim;
-    Tensor x = ops::cat({cls_.expand({B, -1, -1}), x_patches}, 1);
-    const int64_t N = pos_.size(1) - 1, npatch = gh * gw;
-    Tensor pos = pos_;
+    const Tensor& pos0 = **pos_;
+    Tensor x = ops::cat({(**cls_).expand({B, -1, -1}), x_patches}, 1);
+    const int64_t N = pos0.size(1) - 1, npatch = gh * gw;
+    Tensor pos = pos0;
     if (npatch != N || gh != gw) {
       const int64_t M = c_.grid();  // int(sqrt(N)); param_specs makes the pos-embed grid square
-      Tensor patch_pos = pos_.slice(1, 1, pos_.size(1)).reshape({1, M, M, D}).permute({0, 3, 1, 2});
+      Tensor patch_pos = pos0.slice(1, 1, pos0.size(1)).reshape({1, M, M, D}).permute({0, 3, 1, 2});
       InterpolateOptions io;
       io.mode = InterpMode::bicubic;
       io.antialias = c_.interpolate_antialias;
@@ -387,52 +377,51 @@ class ViT final : public Model {
       }
       Tensor r = ops::interpolate(patch_pos, io);
       if (r.size(2) != gh || r.size(3) != gw)
-        throw std::runtime_error("arch '" + arch_.name + "': pos-embed interpolation gave " + shape_str(r.shape()) +
+        throw std::runtime_error("arch '" + arch().name + "': pos-embed interpolation gave " + shape_str(r.shape()) +
                                  " for a " + std::to_string(gh) + "x" + std::to_string(gw) + " patch grid");
       r = r.permute({0, 2, 3, 1}).reshape({1, npatch, D});
-      pos = ops::cat({pos_.slice(1, 0, 1), r}, 1);
+      pos = ops::cat({pos0.slice(1, 0, 1), r}, 1);
     }
     x = ops::add(x, pos);
-    if (reg_.defined())
-      x = ops::cat({x.slice(1, 0, 1), reg_.expand({B, -1, -1}), x.slice(1, 1, x.size(1))}, 1);
+    if (reg_) x = ops::cat({x.slice(1, 0, 1), (**reg_).expand({B, -1, -1}), x.slice(1, 1, x.size(1))}, 1);
     return x;
   }
 
   // timm Block.forward / DINOv2 NestedTensorBlock.forward (eval: drop paths are identities):
   //   x = x + ls1(attn(norm1(x))); x = x + ls2(mlp(norm2(x)))
   //
-  // On a GPU each residual add runs inside the GEMM that ends its branch (proj, fc2/w3: cuBLASLt's C operand) when
-  // nothing observes the branch before the add: no LayerScale and no hook on the modules in between. The hooks
-  // that are not asked for pass the value through, so those names then carry x + branch -- never seen by anyone.
+  // Each residual add is handed to the Linear that ends its branch (proj, fc2/w3; on a GPU it runs inside the GEMM,
+  // cuBLASLt's C operand) when nothing observes the branch before the add: no LayerScale and no hook on the
+  // modules in between. The hooks that are not asked for pass the value through, so those names then carry
+  // x + branch -- never seen by anyone.
   Tensor block_forward(const BlockP& b, const Tensor& x, TapSet& taps) const {
     const std::string& n = b.name;
     auto unobserved = [&](std::initializer_list<const char*> modules) {
       return std::none_of(modules.begin(), modules.end(), [&](const char* m) { return taps.wants(n + m); });
     };
-    const bool gpu = on_gpu(x);
-    const bool fuse1 = gpu && !b.ls1.defined() && unobserved({".attn", ".attn.proj", ".attn.proj_drop", ".ls1", ".drop_path1"});
-    Tensor a = attention(b, T(taps, n + ".norm1", b.norm1(x)), taps, fuse1 ? x : Tensor());
-    a = T(taps, n + ".ls1", b.ls1.defined() ? ops::layer_scale(a, b.ls1) : a);
+    const bool fuse1 = !b.ls1 && unobserved({".attn", ".attn.proj", ".attn.proj_drop", ".ls1", ".drop_path1"});
+    Tensor a = attention(b, T(taps, n + ".norm1", (*b.norm1)(x)), taps, fuse1 ? x : Tensor());
+    a = T(taps, n + ".ls1", b.ls1 ? ops::layer_scale(a, **b.ls1) : a);
     a = T(taps, n + ".drop_path1", a);
     Tensor y = fuse1 ? a : ops::add(x, a);
-    const bool fuse2 = gpu && !b.ls2.defined() &&
+    const bool fuse2 = !b.ls2 &&
                        unobserved({".mlp", ".mlp.fc2", ".mlp.w3", ".mlp.drop", ".mlp.drop2", ".ls2", ".drop_path2"});
-    Tensor m = T(taps, n + ".mlp", mlp(b, T(taps, n + ".norm2", b.norm2(y)), taps, fuse2 ? y : Tensor()));
-    m = T(taps, n + ".ls2", b.ls2.defined() ? ops::layer_scale(m, b.ls2) : m);
+    Tensor m = T(taps, n + ".mlp", mlp(b, T(taps, n + ".norm2", (*b.norm2)(y)), taps, fuse2 ? y : Tensor()));
+    m = T(taps, n + ".ls2", b.ls2 ? ops::layer_scale(m, **b.ls2) : m);
     m = T(taps, n + ".drop_path2", m);
     return fuse2 ? m : ops::add(y, m);
   }
 
-  // residual (GPU, see block_forward): added by the proj GEMM.
+  // residual (see block_forward): added by proj.
   Tensor attention(const BlockP& b, const Tensor& x, TapSet& taps, const Tensor& residual = {}) const {
     const std::string n = b.name + ".attn";
     const int64_t B = x.size(0), N = x.size(1), D = c_.embed_dim, H = c_.num_heads, hd = D / H;
     // qkv(x).reshape(B, N, 3, H, hd).permute(2, 0, 3, 1, 4) -> q, k, v: [B, H, N, hd] (strided views)
-    Tensor qkv = T(taps, n + ".qkv", b.qkv(x)).reshape({B, N, 3, H, hd}).permute({2, 0, 3, 1, 4});
+    Tensor qkv = T(taps, n + ".qkv", (*b.qkv)(x)).reshape({B, N, 3, H, hd}).permute({2, 0, 3, 1, 4});
     Tensor q = qkv.select(0, 0), k = qkv.select(0, 1), v = qkv.select(0, 2);
     if (!hub_) {
-      q = T(taps, n + ".q_norm", b.q_norm(q));  // LayerNorm(head_dim) per head when qk_norm, else Identity
-      k = T(taps, n + ".k_norm", b.k_norm(k));
+      q = T(taps, n + ".q_norm", apply(b.q_norm, q));  // LayerNorm(head_dim) per head when qk_norm, else Identity
+      k = T(taps, n + ".k_norm", apply(b.k_norm, k));
     }
     const bool want_probs = taps.wants(n + ".softmax") || taps.wants(n + ".attn_drop");
     Tensor probs;
@@ -448,7 +437,7 @@ class ViT final : public Model {
     }
     o = o.transpose(1, 2).reshape({B, N, D});
     if (!hub_) o = T(taps, n + ".norm", o);
-    o = T(taps, n + ".proj", b.proj(o, residual));
+    o = T(taps, n + ".proj", (*b.proj)(o, residual));
     o = T(taps, n + ".proj_drop", o);
     return T(taps, n, o);
   }
@@ -458,15 +447,15 @@ class ViT final : public Model {
     const std::string n = b.name + ".mlp";
     Tensor h;
     if (taps.wants(n + ".fc1")) {
-      h = activation(T(taps, n + ".fc1", b.fc1(x)));
+      h = activation(T(taps, n + ".fc1", (*b.fc1)(x)));
     } else {
       // bias + activation (exact GELU by default) fused into the GEMM epilogue
-      h = quick_gelu_ ? activation(b.fc1(x)) : b.fc1(x, act_);
+      h = quick_gelu_ ? activation((*b.fc1)(x)) : (*b.fc1)(x, act_);
     }
     h = T(taps, n + ".act", h);
     h = T(taps, hub_ ? n + ".drop" : n + ".drop1", h);
     if (!hub_) h = T(taps, n + ".norm", h);
-    Tensor y = T(taps, n + ".fc2", b.fc2(h, residual));
+    Tensor y = T(taps, n + ".fc2", (*b.fc2)(h, residual));
     return T(taps, hub_ ? n + ".drop" : n + ".drop2", y);
   }
 
@@ -476,12 +465,12 @@ class ViT final : public Model {
     Tensor h;
     if (c_.mlp == ViTConfig::Mlp::swiglu) {
       // x_gate = fc1_g(x); x = fc1_x(x); x = act(x_gate) * x
-      Tensor gate = T(taps, n + ".fc1_g", b.fc1(x));
-      Tensor val = T(taps, n + ".fc1_x", b.fc1_x(x));
+      Tensor gate = T(taps, n + ".fc1_g", (*b.fc1)(x));
+      Tensor val = T(taps, n + ".fc1_x", (*b.fc1_x)(x));
       h = ops::mul(T(taps, n + ".act", activation(gate)), val);
     } else {
       // GluMlp(gate_last=False) / SwiGLUFFN: x1, x2 = fc1(x).chunk(2, dim=-1); act(x1) * x2
-      Tensor f = T(taps, n + (hub_ ? ".w12" : ".fc1"), b.fc1(x));
+      Tensor f = T(taps, n + (hub_ ? ".w12" : ".fc1"), (*b.fc1)(x));
       const int64_t last = f.dim() - 1, half = f.size(last) / 2;
       if (!hub_ && (act_ != Activation::silu || quick_gelu_ || taps.wants(n + ".act"))) {
         Tensor a = T(taps, n + ".act", activation(f.slice(last, 0, half)));
@@ -494,7 +483,7 @@ class ViT final : public Model {
       h = T(taps, n + ".drop1", h);
       h = T(taps, n + ".norm", h);
     }
-    Tensor y = T(taps, n + (hub_ ? ".w3" : ".fc2"), b.fc2(h, residual));
+    Tensor y = T(taps, n + (hub_ ? ".w3" : ".fc2"), (*b.fc2)(h, residual));
     return hub_ ? y : T(taps, n + ".drop2", y);
   }
 
@@ -525,9 +514,9 @@ class ViT final : public Model {
     const AttnPoolP& a = attn_pool_;
     const int64_t B = x.size(0), P = x.size(1), D = c_.embed_dim, H = c_.num_heads, hd = D / H;
     // q = self.q(latent.expand(B, -1, -1)).reshape(B, 1, H, hd).transpose(1, 2)
-    Tensor q = TP(taps, "attn_pool.q", a.q(a.latent.expand({B, -1, -1}))).reshape({B, 1, H, hd}).transpose(1, 2);
+    Tensor q = TP(taps, "attn_pool.q", (*a.q)((**a.latent).expand({B, -1, -1}))).reshape({B, 1, H, hd}).transpose(1, 2);
     // kv = self.kv(x).reshape(B, P, 2, H, hd).permute(2, 0, 3, 1, 4)
-    Tensor kv = TP(taps, "attn_pool.kv", a.kv(x)).reshape({B, P, 2, H, hd}).permute({2, 0, 3, 1, 4});
+    Tensor kv = TP(taps, "attn_pool.kv", (*a.kv)(x)).reshape({B, P, 2, H, hd}).permute({2, 0, 3, 1, 4});
     Tensor k = kv.select(0, 0), v = kv.select(0, 1);
     q = TP(taps, "attn_pool.q_norm", q);
     k = TP(taps, "attn_pool.k_norm", k);
@@ -541,15 +530,15 @@ class ViT final : public Model {
       o = ops::scaled_dot_product_attention(q, k, v);
     }
     Tensor y = o.transpose(1, 2).reshape({B, 1, D});
-    y = TP(taps, "attn_pool.proj", a.proj(y));
+    y = TP(taps, "attn_pool.proj", (*a.proj)(y));
     y = TP(taps, "attn_pool.proj_drop", y);
     // x = x + self.mlp(self.norm(x)); timm Mlp: fc1 -> act -> drop1 -> norm -> fc2 -> drop2
-    Tensor m = TP(taps, "attn_pool.norm", a.norm(y));
-    m = activation(TP(taps, "attn_pool.mlp.fc1", a.fc1(m)));
+    Tensor m = TP(taps, "attn_pool.norm", (*a.norm)(y));
+    m = activation(TP(taps, "attn_pool.mlp.fc1", (*a.fc1)(m)));
     m = TP(taps, "attn_pool.mlp.act", m);
     m = TP(taps, "attn_pool.mlp.drop1", m);
     m = TP(taps, "attn_pool.mlp.norm", m);
-    m = TP(taps, "attn_pool.mlp.fc2", a.fc2(m));
+    m = TP(taps, "attn_pool.mlp.fc2", (*a.fc2)(m));
     m = TP(taps, "attn_pool.mlp.drop2", m);
     m = TP(taps, "attn_pool.mlp", m);
     y = ops::add(y, m);
@@ -587,25 +576,20 @@ class ViT final : public Model {
   // A tap inside the attention pool: its tensors hold no prefix tokens.
   Tensor TP(TapSet& taps, const std::string& name, Tensor x) const { return T(taps, name, std::move(x), kPatches); }
 
-  ArchConfig arch_;
   ViTConfig c_;
-  ViTOptions opt_;
-  bool hub_, skeleton_;
+  bool hub_;
   Activation act_;
   bool quick_gelu_;
-  DType act_dtype_ = DType::f32;  // storage type of the activations (to_device: bf16/f16 in those precisions)
-  AttnPoolP attn_pool_;
-  Tensor cls_, reg_, pos_, patch_w_, patch_b_;
-  LayerNormP norm_pre_, norm_, fc_norm_;
+  Conv2d* patch_ = nullptr;
+  Parameter *cls_ = nullptr, *reg_ = nullptr, *pos_ = nullptr, *mask_token_ = nullptr;
+  LayerNorm *norm_pre_ = nullptr, *norm_ = nullptr, *fc_norm_ = nullptr;
   std::vector<BlockP> blocks_;
-  LinearP head_;
+  AttnPoolP attn_pool_;
+  Linear* head_ = nullptr;
 };
 
 }  // namespace
 
-std::unique_ptr<Model> make_vit(const ArchConfig& arch, const ParamStore& params, const ViTOptions& opt) {
-  if (arch.is_resnet()) throw std::invalid_argument("arch '" + arch.name + "' is not a ViT");
-  return std::make_unique<ViT>(arch, params, opt);
-}
+std::unique_ptr<Model> ViTConfig::construct(const ArchConfig& arch) const { return std::make_unique<ViT>(arch); }
 
 }  // namespace tabula

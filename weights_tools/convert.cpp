@@ -8,7 +8,6 @@
 #include <stdexcept>
 
 #include "util/sha256.h"
-#include "weights_tools/arch_keys.h"
 #include "weights_tools/pos_embed.h"
 #include "weights_tools/safetensors.h"
 
@@ -90,53 +89,48 @@ ConvertResult convert_weights(const ConvertOptions& opts) {
     throw std::runtime_error(opts.in + ": the parameter names match no known layout (torchvision-resnet, timm-vit, "
                              "dinov2-hub, hf-dinov2, hf-vit); first names: " + join(r.source.sd.names()));
   StateDict sd = apply_plan(r.source.sd, r.plan);
-  o << "layout: " << layout_name(r.plan.from) << " -> " << layout_name(arch_layout(opts.arch)) << " names\n";
+  o << "layout: " << layout_name(r.plan.from) << " -> " << layout_name(opts.arch_layout) << " names\n";
   for (const auto& [name, why] : r.plan.dropped) o << "dropped " << name << ": " << why << "\n";
 
-  const bool resnet_arch = arch_layout(opts.arch) == Layout::torchvision_resnet;
+  const bool resnet_arch = opts.arch_layout == Layout::torchvision_resnet;
   const bool resnet_file = r.plan.from == Layout::torchvision_resnet;
   if (resnet_arch != resnet_file)
     throw std::runtime_error(opts.in + ": " + std::string(layout_name(r.plan.from)) + " weights cannot be used for arch '" +
                              opts.arch + "'");
 
-  if (auto expected = arch_keys(opts.arch)) {
-    r.arch_checked = true;
-    r.check = check_keys(shaped_names(sd), *expected);
-    // A pos_embed for another image size differs only in its token count: resample its grid as timm's
-    // loader does (checkpoint_filter_fn -> resample_abs_pos_embed), keeping the prefix tokens.
-    WeightTensor* pos = sd.find("pos_embed");
-    for (const ShapedName& e : *expected) {
-      if (e.name != "pos_embed" || !pos || pos->shape == e.shape) continue;
-      if (pos->shape.size() != 3 || e.shape.size() != 3 || pos->shape[0] != 1 || pos->shape[2] != e.shape[2]) continue;
-      const int64_t tokens = e.shape[1];
-      const int64_t grid = static_cast<int64_t>(std::sqrt(static_cast<double>(tokens)));
-      const int64_t prefix = tokens - grid * grid;
-      const int64_t old_grid = static_cast<int64_t>(std::sqrt(static_cast<double>(pos->shape[1] - prefix)));
-      if (pos->shape[1] - prefix <= 0 || old_grid * old_grid != pos->shape[1] - prefix)
-        throw std::runtime_error("pos_embed " + pos->shape_string() + " cannot be resampled to arch '" + opts.arch +
-                                 "' (" + std::to_string(prefix) + " prefix tokens leave no square grid)");
-      *pos = resample_abs_pos_embed(*pos, grid, grid, prefix);
-      r.resampled_pos_embed = true;
-      o << "pos_embed resampled from " << old_grid << "x" << old_grid << " to " << grid << "x" << grid
-        << " patches (timm resample_abs_pos_embed: bicubic, antialias; " << prefix << " prefix tokens kept)\n";
-      r.check = check_keys(shaped_names(sd), *expected);
-    }
-    require_loadable(r.check, opts.allow_missing);
-    std::set<std::string> unused(r.check.unused.begin(), r.check.unused.end());
-    std::vector<WeightTensor> kept;
-    for (WeightTensor& t : sd.tensors) {
-      if (unused.count(t.name)) r.dropped_unused.push_back(t.name);
-      else kept.push_back(std::move(t));
-    }
-    sd.tensors = std::move(kept);
-    o << "arch " << opts.arch << ": " << expected->size() - r.check.missing.size() << " of " << expected->size()
-      << " expected keys present\n";
-    if (!r.check.missing.empty()) o << "missing (allowed by --allow-missing): " << join(r.check.missing) << "\n";
-    if (!r.dropped_unused.empty()) o << "not used by " << opts.arch << " (left out): " << join(r.dropped_unused) << "\n";
-  } else {
-    o << "arch check: no key list for '" << opts.arch << "' in weights_tools; names mapped but NOT checked against "
-      << "the model\n";
+  const std::vector<ShapedName>& expected = opts.expected;
+  r.check = check_keys(shaped_names(sd), expected);
+  // A pos_embed for another image size differs only in its token count: resample its grid as timm's
+  // loader does (checkpoint_filter_fn -> resample_abs_pos_embed), keeping the prefix tokens.
+  WeightTensor* pos = sd.find("pos_embed");
+  for (const ShapedName& e : expected) {
+    if (e.name != "pos_embed" || !pos || pos->shape == e.shape) continue;
+    if (pos->shape.size() != 3 || e.shape.size() != 3 || pos->shape[0] != 1 || pos->shape[2] != e.shape[2]) continue;
+    const int64_t tokens = e.shape[1];
+    const int64_t grid = static_cast<int64_t>(std::sqrt(static_cast<double>(tokens)));
+    const int64_t prefix = tokens - grid * grid;
+    const int64_t old_grid = static_cast<int64_t>(std::sqrt(static_cast<double>(pos->shape[1] - prefix)));
+    if (pos->shape[1] - prefix <= 0 || old_grid * old_grid != pos->shape[1] - prefix)
+      throw std::runtime_error("pos_embed " + pos->shape_string() + " cannot be resampled to arch '" + opts.arch +
+                               "' (" + std::to_string(prefix) + " prefix tokens leave no square grid)");
+    *pos = resample_abs_pos_embed(*pos, grid, grid, prefix);
+    r.resampled_pos_embed = true;
+    o << "pos_embed resampled from " << old_grid << "x" << old_grid << " to " << grid << "x" << grid
+      << " patches (timm resample_abs_pos_embed: bicubic, antialias; " << prefix << " prefix tokens kept)\n";
+    r.check = check_keys(shaped_names(sd), expected);
   }
+  require_loadable(r.check, opts.allow_missing);
+  std::set<std::string> unused(r.check.unused.begin(), r.check.unused.end());
+  std::vector<WeightTensor> kept;
+  for (WeightTensor& t : sd.tensors) {
+    if (unused.count(t.name)) r.dropped_unused.push_back(t.name);
+    else kept.push_back(std::move(t));
+  }
+  sd.tensors = std::move(kept);
+  o << "arch " << opts.arch << ": " << expected.size() - r.check.missing.size() << " of " << expected.size()
+    << " expected keys present\n";
+  if (!r.check.missing.empty()) o << "missing (allowed by --allow-missing): " << join(r.check.missing) << "\n";
+  if (!r.dropped_unused.empty()) o << "not used by " << opts.arch << " (left out): " << join(r.dropped_unused) << "\n";
 
   if (opts.dtype) {
     for (WeightTensor& t : sd.tensors)

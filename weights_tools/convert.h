@@ -19,6 +19,10 @@ std::string inspect_weights(const std::string& path, const InspectOptions& opts 
 
 struct ConvertOptions {
   std::string in, out, arch, key;
+  // What `arch` is, from the model registry (models/registry.h canonical_specs): its state_dict under the
+  // canonical names, in order, and the layout those names follow (torchvision-resnet or timm-vit).
+  std::vector<ShapedName> expected;
+  Layout arch_layout = Layout::timm_vit;
   std::optional<DType> dtype;  // nullopt: keep each tensor's dtype
   bool allow_missing = false;
   Layout layout = Layout::unknown;  // force a source layout (unknown: detect)
@@ -27,7 +31,6 @@ struct ConvertOptions {
 struct ConvertResult {
   Checkpoint source;        // what was read (and how it was chosen)
   LayoutPlan plan;          // how names were mapped
-  bool arch_checked = false;  // false: no key list for this arch (reported, not passed)
   KeyCheck check;
   bool resampled_pos_embed = false;  // pos_embed grid resized to the arch's (timm resample_abs_pos_embed)
   std::vector<std::string> dropped_unused;  // provided keys the arch does not have, left out of the output

@@ -3,7 +3,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "models/param_specs.h"
+#include "models/registry.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 256) return 0;

@@ -18,6 +18,7 @@
 #include "engine/validate.h"
 #include "models/registry.h"
 #include "embed/embed.h"
+#include "models/vit.h"
 #include "weights_tools/checkpoint.h"
 #include "weights_tools/layout.h"
 #include "tests/models/model_fixtures.h"
@@ -44,8 +45,8 @@ const Tensor& captured(const TapSet& t, const std::string& name) {
 }
 
 std::unique_ptr<Model> build_case(const ForwardCase& c) {
-  ModelArch m = parse_model_arch(c.arch);
-  std::vector<NamedTensor> sd = init_weights(m.arch, c.seed);
+  const ArchConfig arch = parse_arch(c.arch);
+  std::vector<NamedTensor> sd = init_weights(arch, c.seed);
   const double sum = test::perturb(sd);
   // The weights are torch's: init_weights replays torch's init (timm's trunc_normal_ within 2 ULP), and the
   // perturbation is exact.
@@ -224,7 +225,7 @@ TEST(ModelRegistry, ParamCountsMatchTorch) {
     if (line.empty() || line[0] == '#') continue;
     const size_t tab = line.find('\t');
     const std::string arch = line.substr(0, tab);
-    EXPECT_EQ(param_count(parse_model_arch(arch).arch), std::stoll(line.substr(tab + 1))) << arch;
+    EXPECT_EQ(param_count(parse_arch(arch)), std::stoll(line.substr(tab + 1))) << arch;
     checked.insert(arch);
   }
   for (const auto& n : model_names()) EXPECT_TRUE(checked.count(n)) << "no torch parameter count for " << n;
@@ -286,17 +287,16 @@ TEST(ModelRegistry, GmacsAsTorchvisionReports) {
 }
 
 TEST(ModelRegistry, ExtraTimmNamesAndDynamicKey) {
-  EXPECT_EQ(parse_model_arch("vit_small_patch8_224").arch.vit().patch_size, 8);
-  EXPECT_EQ(parse_model_arch("vit_small_patch8_224").arch.name, "vit_small_patch8_224");
-  ModelArch m = parse_model_arch("vit_base_patch16_224:dynamic_img_size=1,classes=3");
-  EXPECT_TRUE(m.vit.dynamic_img_size);
-  EXPECT_TRUE(m.arch.vit().dynamic_img_size);
+  EXPECT_EQ(parse_arch("vit_small_patch8_224").vit().patch_size, 8);
+  EXPECT_EQ(parse_arch("vit_small_patch8_224").name, "vit_small_patch8_224");
+  const ArchConfig m = parse_arch("vit_base_patch16_224:dynamic_img_size=1,classes=3");
+  EXPECT_TRUE(m.vit().dynamic_img_size);
   EXPECT_TRUE(parse_arch("vit:dynamic_img_size=1").vit().dynamic_img_size);  // a ViTConfig key too
   EXPECT_THROW(parse_arch("vit:flavor=dinov2,dynamic_img_size=1"), std::invalid_argument);
-  EXPECT_EQ(m.arch.vit().num_classes, 3);
-  EXPECT_THROW(parse_model_arch("resnet18:dynamic_img_size=1"), std::invalid_argument);
-  EXPECT_THROW(parse_model_arch("vit:dynamic_img_size=maybe"), std::invalid_argument);
-  EXPECT_THROW(parse_model_arch("vit_nonesuch"), std::invalid_argument);
+  EXPECT_EQ(m.vit().num_classes, 3);
+  EXPECT_THROW(parse_arch("resnet18:dynamic_img_size=1"), std::invalid_argument);
+  EXPECT_THROW(parse_arch("vit:dynamic_img_size=maybe"), std::invalid_argument);
+  EXPECT_THROW(parse_arch("vit_nonesuch"), std::invalid_argument);
 }
 
 // ---- loading errors name the key ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@
 #include "util/table.h"
 #include "models/device.h"
 #include "models/registry.h"
+#include "models/vit.h"
 #include "tests/test_util.h"
 
 #if TABULA_HAVE_CUDA

@@ -20,7 +20,9 @@
 #include "engine/rng.h"
 #include "util/sha256.h"
 #include "engine/system.h"
-#include "models/param_specs.h"
+#include "models/registry.h"
+#include "models/resnet.h"
+#include "models/vit.h"
 #include "tests/test_util.h"
 
 namespace tabula {

@@ -93,7 +93,7 @@ TEST(ModelCli, InitTakesRegistryNamesAndKeys) {
     const std::string out = (dir / "w.safetensors").string();
     auto r = run_tabula("init '" + arch + "' --seed 3 --out '" + out + "'");
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    const auto want = tabula::init_weights(tabula::parse_model_arch(arch).arch, 3);
+    const auto want = tabula::init_weights(tabula::parse_arch(arch), 3);
     const auto sd = tabula::weights::read_safetensors(out);
     ASSERT_EQ(sd.tensors.size(), want.size());
     std::map<std::string, std::string> got;  // the file lists tensors by name

@@ -1,0 +1,95 @@
+#include "models/layers.h"
+
+#include "models/device.h"
+#include "models/model.h"
+
+namespace tabula {
+
+namespace {
+std::string join(const Module& m, const std::string& local) {
+  const std::string p = m.name();
+  return p.empty() ? local : p + "." + local;
+}
+}  // namespace
+
+Parameter::Parameter(ModuleTree& t, Module& owner, const std::string& local, Shape shape, CtorInit init)
+    : owner_(&owner), local_(local) {
+  t.param(owner, local, std::move(shape), init);
+}
+
+void Parameter::load(const ParamStore& p) { value_ = p[join(*owner_, local_)]; }
+
+void Parameter::prepare(int device) {
+  if (device >= 0) value_ = upload(value_, device);
+}
+
+Linear::Linear(ModuleTree& t, Module& parent, const std::string& local, int64_t in, int64_t out, bool bias)
+    : module_(&t.child(parent, local, "Linear")), has_bias_(bias) {
+  t.reset_weight_bias(*module_, {out, in}, bias);
+}
+
+void Linear::load(const ParamStore& p) {
+  const std::string n = module_->name();
+  weight_ = p[n + ".weight"];
+  if (has_bias_) bias_ = p[n + ".bias"];
+}
+
+void Linear::prepare(int device) {
+  if (device < 0) {
+    packed_ = PackedLinear(weight_);
+    weight_ = Tensor();
+    return;
+  }
+  weight_ = upload_linear_weight(packed_.defined() ? packed_.weight() : weight_, device);
+  packed_ = PackedLinear();
+  bias_ = upload_activation_param(bias_, device);
+}
+
+Tensor Linear::operator()(const Tensor& x, Activation act) const {
+  return packed_.defined() ? ops::linear(x, packed_, bias_, act) : ops::linear(x, weight_, bias_, act);
+}
+
+Tensor Linear::operator()(const Tensor& x, const Tensor& residual) const {
+  if (!residual.defined()) return (*this)(x);
+  if (packed_.defined()) return ops::add(residual, ops::linear(x, packed_, bias_));
+  return linear_residual(x, weight_, bias_, residual);
+}
+
+LayerNorm::LayerNorm(ModuleTree& t, Module& parent, const std::string& local, int64_t dim, double eps)
+    : module_(&t.child(parent, local, "LayerNorm")), eps_(eps) {
+  Module& m = *module_;
+  t.param(m, "weight", {dim}, {CtorInit::constant, 1.0});
+  t.param(m, "bias", {dim});
+}
+
+void LayerNorm::load(const ParamStore& p) {
+  const std::string n = module_->name();
+  weight_ = p[n + ".weight"];
+  bias_ = p[n + ".bias"];
+}
+
+void LayerNorm::prepare(int device) {
+  if (device < 0) return;
+  weight_ = upload(weight_, device);
+  bias_ = upload(bias_, device);
+}
+
+Conv2d::Conv2d(ModuleTree& t, Module& parent, const std::string& local, int64_t in, int64_t out, int64_t kernel,
+               const Conv2dOptions& opt, bool bias)
+    : module_(&t.child(parent, local, "Conv2d")), has_bias_(bias), opt_(opt) {
+  t.reset_weight_bias(*module_, {out, in / opt.groups, kernel, kernel}, bias);
+}
+
+void Conv2d::load(const ParamStore& p) {
+  const std::string n = module_->name();
+  weight_ = p[n + ".weight"];
+  if (has_bias_) bias_ = p[n + ".bias"];
+}
+
+void Conv2d::prepare(int device) {
+  if (device < 0) return;
+  weight_ = upload_conv_weight(weight_, device);
+  bias_ = upload(bias_, device);
+}
+
+}  // namespace tabula

@@ -1,0 +1,96 @@
+// The layers models are built from, each the torch module it mirrors: it declares its parameters in the module
+// tree when constructed (name, shape, constructor init), takes its tensors from a ParamStore by those names, and
+// keeps the forms each backend reads (`prepare`), so a model's forward never asks where it runs.
+//   Parameter  a bare nn.Parameter (cls_token, pos_embed, LayerScale's gamma)
+//   Linear     nn.Linear: packed once for the CPU GEMM; on a GPU the torch layout in the precision's type
+//   LayerNorm  nn.LayerNorm(dim, eps)
+//   Conv2d     nn.Conv2d (ViT's patch embedding; ResNet's conv + BatchNorm pairs live in models/resnet.cpp)
+#pragma once
+#include <string>
+
+#include "engine/ops.h"
+#include "engine/packed.h"
+#include "models/module_tree.h"
+
+namespace tabula {
+
+class ParamStore;
+
+// Layers keep their module, not its name: a module made before it is registered (ModuleTree::make) gets its
+// name when it is added, and load() reads it then.
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  // Takes the layer's tensors by their state_dict names (a skeleton store: shapes only).
+  virtual void load(const ParamStore& p) = 0;
+  // -1: the CPU forms (after load); N: moves everything to GPU N in the forms its kernels read.
+  virtual void prepare(int device) = 0;
+};
+
+class Parameter final : public Layer {
+ public:
+  Parameter(ModuleTree& t, Module& owner, const std::string& local, Shape shape, CtorInit init = {});
+  void load(const ParamStore& p) override;
+  void prepare(int device) override;
+  const Tensor& operator*() const { return value_; }
+
+ private:
+  Module* owner_;
+  std::string local_;
+  Tensor value_;
+};
+
+class Linear final : public Layer {
+ public:
+  Linear(ModuleTree& t, Module& parent, const std::string& local, int64_t in, int64_t out, bool bias = true);
+  void load(const ParamStore& p) override;
+  void prepare(int device) override;
+  // act(x W^T + b), the activation in the GEMM epilogue.
+  Tensor operator()(const Tensor& x, Activation act = Activation::none) const;
+  // x W^T + b + residual. On a GPU the add runs inside the GEMM (cuBLASLt's C operand); on the CPU it follows
+  // the GEMM (the same bits as adding the branch to the residual afterwards).
+  Tensor operator()(const Tensor& x, const Tensor& residual) const;
+
+ private:
+  Module* module_;
+  bool has_bias_;
+  Tensor weight_;       // torch layout: after load (released by prepare(-1)) and on a GPU
+  PackedLinear packed_; // the CPU form, the only copy kept there
+  Tensor bias_;
+};
+
+class LayerNorm final : public Layer {
+ public:
+  LayerNorm(ModuleTree& t, Module& parent, const std::string& local, int64_t dim, double eps);
+  void load(const ParamStore& p) override;
+  void prepare(int device) override;
+  Tensor operator()(const Tensor& x) const { return ops::layer_norm(x, weight_, bias_, eps_); }
+
+ private:
+  Module* module_;
+  double eps_;
+  Tensor weight_, bias_;
+};
+
+class Conv2d final : public Layer {
+ public:
+  Conv2d(ModuleTree& t, Module& parent, const std::string& local, int64_t in, int64_t out, int64_t kernel,
+         const Conv2dOptions& opt, bool bias = true);
+  void load(const ParamStore& p) override;
+  void prepare(int device) override;
+  Tensor operator()(const Tensor& x) const { return ops::conv2d(x, weight_, bias_, opt_); }
+
+ private:
+  Module* module_;
+  bool has_bias_;
+  Conv2dOptions opt_;
+  Tensor weight_, bias_;
+};
+
+// An optional module (nn.Identity when absent): apply(norm, x).
+template <class L>
+Tensor apply(const L* layer, const Tensor& x) {
+  return layer ? (*layer)(x) : x;
+}
+
+}  // namespace tabula

@@ -1,0 +1,113 @@
+#include "models/module_tree.h"
+
+#include <functional>
+#include <stdexcept>
+
+#include "models/layers.h"
+
+namespace tabula {
+
+std::string Module::name() const {
+  if (!parent) return local;
+  const std::string p = parent->name();
+  return p.empty() ? local : p + "." + local;
+}
+
+std::string Param::name() const {
+  const std::string p = owner->name();
+  return p.empty() ? local : p + "." + local;
+}
+
+ModuleTree::ModuleTree() {
+  modules_.emplace_back();
+  root_ = &modules_.back();
+  root_->type = "Model";
+}
+
+ModuleTree::~ModuleTree() = default;
+
+Module& ModuleTree::make(const std::string& type) {
+  modules_.emplace_back();
+  Module& m = modules_.back();
+  m.type = type;
+  return m;
+}
+
+void ModuleTree::add(Module& parent, const std::string& local, Module& m) {
+  if (m.parent) throw std::logic_error("module '" + m.name() + "' is registered twice");
+  m.local = local;
+  m.parent = &parent;
+  parent.children.push_back(&m);
+}
+
+Module& ModuleTree::child(Module& parent, const std::string& local, const std::string& type) {
+  Module& m = make(type);
+  add(parent, local, m);
+  return m;
+}
+
+size_t ModuleTree::buffer(Module& m, const std::string& local, Shape shape, CtorInit init, DType dt) {
+  const size_t i = param(m, local, std::move(shape), init);
+  params_[i].is_buffer = true;
+  params_[i].dtype = dt;
+  return i;
+}
+
+size_t ModuleTree::param(Module& m, const std::string& local, Shape shape, CtorInit init) {
+  Param p;
+  p.local = local;
+  p.owner = &m;
+  p.shape = std::move(shape);
+  p.init = init;
+  params_.push_back(std::move(p));
+  m.params.push_back(params_.size() - 1);
+  ctor_order_.push_back(params_.size() - 1);
+  return params_.size() - 1;
+}
+
+void ModuleTree::reset_weight_bias(Module& m, Shape weight, bool bias) {
+  const int64_t out = weight.empty() ? 0 : weight[0];
+  param(m, "weight", std::move(weight), {CtorInit::reset});
+  if (bias) param(m, "bias", {out}, {CtorInit::reset_bias});
+}
+
+std::vector<size_t> ModuleTree::state_dict_order() const {
+  std::vector<size_t> order;
+  std::function<void(const Module&)> walk = [&](const Module& m) {
+    order.insert(order.end(), m.params.begin(), m.params.end());
+    for (const Module* c : m.children) walk(*c);
+  };
+  walk(*root_);
+  return order;
+}
+
+std::vector<ParamSpec> ModuleTree::specs() const {
+  std::vector<ParamSpec> s;
+  for (size_t i : state_dict_order()) {
+    const Param& p = params_[i];
+    s.push_back({p.name(), p.shape, p.dtype, p.is_buffer});
+  }
+  return s;
+}
+
+std::vector<const Module*> ModuleTree::modules() const {
+  std::vector<const Module*> out;
+  std::function<void(const Module&)> walk = [&](const Module& m) {
+    out.push_back(&m);
+    for (const Module* c : m.children) walk(*c);
+  };
+  walk(*root_);
+  return out;
+}
+
+std::vector<const Module*> ModuleTree::modules_post_order() const {
+  std::vector<const Module*> out;
+  std::function<void(const Module&)> walk = [&](const Module& m) {
+    for (const Module* c : m.children) walk(*c);
+    out.push_back(&m);
+  };
+  walk(*root_);
+  return out;
+}
+
+}  // namespace tabula
