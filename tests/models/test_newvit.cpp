@@ -1,0 +1,214 @@
+// The channel-agnostic ViT (OpenPhenom / CA-MAE) and DINOv3 against the authors' code:
+// weights_tools/reference/newvit_fixtures.py writes tests/fixtures/newvit/ (the init state_dicts of two seeds, the
+// perturbed weights in the published layouts, and hooked outputs on 1/3/5/6 channels and square/rectangular
+// inputs, batch 1 and 3).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "embed/embed.h"
+#include "engine/ops.h"
+#include "models/ca_vit.h"
+#include "models/model.h"
+#include "models/registry.h"
+#include "tests/models/model_fixtures.h"
+#include "tests/test_util.h"
+#include "util/npy.h"
+#include "weights_tools/safetensors.h"
+
+using namespace tabula;
+
+namespace {
+
+const std::map<std::string, std::string> kArch = {
+    {"ca_vit_tiny", "ca_vit:dim=32,depth=2,heads=4,patch=8,img=32,max_chans=11"},
+    {"dinov3_tiny", "dinov3:dim=32,depth=2,heads=2,patch=8,img=32"},
+    {"dinov3_tiny_swiglu", "dinov3:dim=32,depth=2,heads=2,patch=8,img=32,ffn_ratio=6,ffn=swiglu"},
+};
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string p; std::getline(ss, p, sep);) out.push_back(p);
+  return out;
+}
+
+Shape shape_of(const std::string& s) {
+  Shape out;
+  for (const auto& p : split(s, ',')) out.push_back(std::stoll(p));
+  return out;
+}
+
+struct Case {
+  std::string id, model;
+  uint64_t seed = 0;
+  Shape input;
+};
+struct Tap {
+  Shape shape;
+  int64_t stride = 1;
+};
+
+std::vector<Case> cases() {
+  std::vector<Case> out;
+  std::ifstream f(test::fixture("newvit/cases.tsv"));
+  for (std::string line; std::getline(f, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const auto c = split(line, '\t');
+    out.push_back({c[0], c[1], std::stoull(c[2]), shape_of(c[3])});
+  }
+  return out;
+}
+
+std::map<std::string, Tap> taps_of(const std::string& case_id) {
+  std::map<std::string, Tap> out;
+  std::ifstream f(test::fixture("newvit/taps.tsv"));
+  for (std::string line; std::getline(f, line);) {
+    const auto c = split(line, '\t');
+    if (c.size() == 5 && c[0] == case_id) out[c[1]] = {shape_of(c[2]), std::stoll(c[3])};
+  }
+  return out;
+}
+
+// max |got - want| / max |want| over the stored (sampled) values.
+double rel_error(const Tensor& got_in, const std::string& case_id, const std::string& tap, const Tap& t) {
+  const NpyArray a = read_npy(test::fixture("newvit/" + case_id + "." + tap + ".npy").string());
+  const std::vector<float> want = a.to_f32();
+  EXPECT_EQ(got_in.shape(), t.shape) << case_id << " " << tap;
+  const Tensor got = got_in.contiguous();
+  double err = 0, scale = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    err = std::max(err, std::fabs(static_cast<double>(got.data<float>()[i * t.stride]) - want[i]));
+    scale = std::max(scale, std::fabs(static_cast<double>(want[i])));
+  }
+  return err / std::max(scale, 1e-30);
+}
+
+// The input newvit_fixtures.py feeds: CA-ViT gets uint8 pixel values, DINOv3 the hash values themselves.
+Tensor fixture_input(const Case& c) {
+  if (c.model.rfind("ca_vit", 0) == 0) {
+    Tensor h = test::hash_input(c.input, c.seed * 10 + static_cast<uint64_t>(c.input[1]));
+    float* p = h.data<float>();
+    for (int64_t i = 0; i < h.numel(); ++i) p[i] = std::min(255.0f, std::max(0.0f, std::floor((p[i] + 1) * 128)));
+    return h;
+  }
+  return test::hash_input(c.input, c.seed * 10 + static_cast<uint64_t>(c.input[2] + c.input[3]));
+}
+
+WeightMap weights_file(const std::string& name) {
+  return load_weight_map(test::fixture("newvit/" + name).string(), "");
+}
+
+// The published layouts of each fixture model.
+std::vector<std::string> layouts(const std::string& model) {
+  if (model.rfind("ca_vit", 0) == 0) return {"model.safetensors", "model.safetensors.pt"};
+  return {"hub.pth", "hf.safetensors"};
+}
+
+// Runs one case with all its taps captured ("none": whole tensors) and checks each against torch.
+void check_case(const Case& c, Model& model, const std::string& layout) {
+  const auto expected = taps_of(c.id);
+  ASSERT_FALSE(expected.empty()) << c.id;
+  const bool ca = c.model.rfind("ca_vit", 0) == 0;
+  Tensor x = fixture_input(c);
+  TapSet taps;
+  for (const auto& [name, t] : expected) {
+    if (name == "input_norm" || name == "predict" || name == "predict_channelwise") continue;
+    // the fixture's forward_features is tabula's `norm` (an Identity with global_pool=avg)
+    taps.capture(name == "forward_features" ? "norm" : name, Pool::none);
+  }
+  if (ca) {
+    x = self_standardize(x);
+    EXPECT_LE(rel_error(x, c.id, "input_norm", expected.at("input_norm")), 1e-5) << c.id;
+  }
+  model.forward(x, taps);
+  const auto& got = taps.captured();
+  for (const auto& [name, t] : expected) {
+    if (name == "input_norm" || name == "predict" || name == "predict_channelwise") continue;
+    const std::string key = name == "forward_features" ? "norm" : name;
+    ASSERT_TRUE(got.count(key)) << c.id << ": no capture of " << key;
+    EXPECT_LE(rel_error(got.at(key), c.id, name, t), 1e-5) << c.id << " " << layout << " " << name;
+  }
+  if (!ca) return;
+  // MAEModel.predict: mean of the patch tokens; return_channelwise_embeddings: the mean per channel's tokens
+  const Tensor& feats = got.at("norm");
+  EXPECT_LE(rel_error(ops::pool(feats, Pool::avg, 1), c.id, "predict", expected.at("predict")), 1e-5) << c.id;
+  const int64_t B = feats.size(0), C = c.input[1], D = feats.size(2), g2 = (feats.size(1) - 1) / C;
+  Tensor per = ops::pool(feats.slice(1, 1, feats.size(1)).reshape({B * C, g2, D}), Pool::mean, 0).reshape({B, C * D});
+  EXPECT_LE(rel_error(per, c.id, "predict_channelwise", expected.at("predict_channelwise")), 1e-5) << c.id;
+}
+
+}  // namespace
+
+TEST(NewViT, InitMatchesTheAuthorsConstructorsForTwoSeeds) {
+  for (const auto& [id, arch] : kArch)
+    for (uint64_t seed : {0, 1}) {
+      const auto got = init_weights(arch, seed);
+      const auto want = weights::read_safetensors(test::fixture("newvit/" + id + "_s" + std::to_string(seed) +
+                                                                ".init.safetensors").string());
+      ASSERT_EQ(got.size(), want.tensors.size()) << id;
+      for (size_t i = 0; i < got.size(); ++i) {
+        const auto& w = want.tensors[i];
+        // safetensors sorts its keys: find by name; the order is checked against param_specs by the loaders
+        const auto* wt = want.find(got[i].name);
+        ASSERT_NE(wt, nullptr) << id << ": " << got[i].name;
+        ASSERT_EQ(got[i].shape, Shape(wt->shape.begin(), wt->shape.end())) << id << ": " << got[i].name;
+        const std::vector<float> ref = wt->to_f32();
+        int64_t worst = 0;
+        for (size_t k = 0; k < ref.size(); ++k) {
+          const float a = got[i].f32()[k], b = ref[k];
+          if (a == b || (std::isnan(a) && std::isnan(b))) continue;
+          const float ulp = std::nextafter(std::fabs(b), INFINITY) - std::fabs(b);
+          worst = std::max<int64_t>(worst, static_cast<int64_t>(std::ceil(std::fabs(a - b) / ulp)));
+        }
+        // timm's erfinv-based trunc_normal_ and torch's Sleef sin/cos/pow: within 2 ULP; everything else exact
+        EXPECT_LE(worst, 2) << id << " seed " << seed << ": " << got[i].name;
+        (void)w;
+      }
+    }
+}
+
+TEST(NewViT, StateDictOrderIsTheReferences) {
+  // torch's state_dict order (the init fixture lists keys sorted: compare with the hub .pth, which keeps order)
+  const auto specs = param_specs(parse_arch(kArch.at("dinov3_tiny")));
+  const WeightMap hub = weights_file("dinov3_tiny_s0.hub.pth");
+  EXPECT_EQ(specs.size(), hub.size());
+  EXPECT_EQ(specs[0].name, "cls_token");
+  EXPECT_EQ(specs[1].name, "storage_tokens");
+  EXPECT_EQ(specs[2].name, "mask_token");
+  EXPECT_EQ(specs[3].name, "patch_embed.proj.weight");
+  EXPECT_EQ(specs[5].name, "rope_embed.periods");
+}
+
+TEST(NewViT, ForwardMatchesTheReferenceOnEveryTapInBothLayouts) {
+  int ran = 0;
+  for (const Case& c : cases()) {
+    for (const std::string& layout : layouts(c.model)) {
+      const std::string file = c.model + "_s" + std::to_string(c.seed) + "." + layout;
+      auto model = build_model(kArch.at(c.model), weights_file(file), true);
+      check_case(c, *model, layout);
+      ++ran;
+    }
+  }
+  EXPECT_EQ(ran, 2 * (8 + 12));  // 8 CA-ViT cases, 12 DINOv3 cases, two layouts each
+}
+
+TEST(NewViT, ChannelAgnosticAcceptsUpToMaxChannels) {
+  auto model = build_model_seed("ca_vit:dim=16,depth=1,heads=2,patch=8,img=16,max_chans=3", 0);
+  EXPECT_NO_THROW(model->forward(Tensor::zeros({1, 3, 16, 16})));
+  EXPECT_NO_THROW(model->forward(Tensor::zeros({2, 1, 16, 16})));
+  EXPECT_THROW(model->forward(Tensor::zeros({1, 4, 16, 16})), std::invalid_argument);
+  EXPECT_THROW(model->forward(Tensor::zeros({1, 3, 24, 16})), std::invalid_argument);
+  EXPECT_EQ(model->list_taps({2, 3, 16, 16})[0].shape, (Shape{2, 12, 16}));  // patch_embed: C x (H/P)(W/P) tokens
+}
+
+TEST(NewViT, NamedArchsHaveThePublishedSizes) {
+  // parameters() of the reference constructors (pos_embed counts: it is an nn.Parameter in vit.py)
+  EXPECT_EQ(param_count("ca_vit_small_patch16_256"), 22459776);
+  EXPECT_EQ(param_count("dinov3_vits16"), 21601152);
+  EXPECT_EQ(param_count("dinov3_vitb16"), 85669632);
+  EXPECT_THROW(parse_arch("dinov3:dim=36,heads=6"), std::invalid_argument);  // head_dim 6 is not a multiple of 4
+  EXPECT_THROW(parse_arch("ca_vit:global_pool=map"), std::invalid_argument);
+}
