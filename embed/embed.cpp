@@ -27,7 +27,9 @@
 #include "embed/ranks.h"
 #include "embed/store.h"
 #include "models/baselines.h"
+#include "models/ca_vit.h"
 #include "models/device.h"
+#include "models/dinov3.h"
 #include "models/registry.h"
 #include "models/vit.h"
 #include "tabula/build_info.h"
@@ -90,7 +92,8 @@ class NetworkExtractor : public Extractor {
       for (const std::string& d : model_->default_taps()) requested.push_back(d);
     }
     bool has_cls = false;
-    if (!model_->arch().is_resnet()) has_cls = model_->arch().vit().class_token;
+    if (!model_->arch().is_resnet())  // the token models other than timm's ViT (CA-ViT, DINOv3) all have one
+      has_cls = !model_->arch().as<ViTConfig>() || model_->arch().vit().class_token;
     for (const std::string& name : requested) {
       auto it = shape_of.find(name);
       if (it == shape_of.end()) {
@@ -340,7 +343,13 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
     const int crop = opt.size > 0 ? opt.size : default_size;
     if (ac.is_resnet()) {
       tf = data::transform_torchvision(static_cast<int>(std::lround(crop * 256.0 / 224.0)), crop);
-    } else if (ac.vit().flavor == ViTConfig::Flavor::dinov2 || ac.name.find("dinov2") != std::string::npos) {
+    } else if (ac.as<CaViTConfig>()) {
+      // OpenPhenom's crops as they are (256 px); its intensity convention is self_standardize (models/ca_vit.h)
+      tf.resize = 0;
+      tf.crop = crop;
+      tf.do_normalize = false;
+    } else if (ac.as<Dinov3Config>() || ac.vit().flavor == ViTConfig::Flavor::dinov2 ||
+               ac.name.find("dinov2") != std::string::npos) {  // DINOv3 evaluates with DINOv2's transform
       tf = data::transform_dinov2(crop);
       tf.resize = static_cast<int>(std::lround(crop * 256.0 / 224.0));
     } else if (const auto cfg = timm_pretrained_cfg(ac.name)) {
@@ -362,6 +371,7 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
   const int data_channels = in.from_npy ? static_cast<int>(in.npy.shape[1]) : data::load_sample(in.manifest, 0).channels;
   if (baseline) strategy = data::parse_channel_strategy("all");
   else if (!opt.channels.empty()) strategy = data::parse_channel_strategy(opt.channels);
+  else if (model && model->arch().as<CaViTConfig>()) strategy = data::parse_channel_strategy("all");  // any count
   else strategy = data::parse_channel_strategy(data_channels == 3 ? "rgb" : "per-channel");
   int inputs_per_sample = strategy.mode == data::ChannelMode::per_channel ? data_channels : 1;
   if (in.from_npy) inputs_per_sample = 1;

@@ -212,3 +212,86 @@ TEST(NewViT, NamedArchsHaveThePublishedSizes) {
   EXPECT_THROW(parse_arch("dinov3:dim=36,heads=6"), std::invalid_argument);  // head_dim 6 is not a multiple of 4
   EXPECT_THROW(parse_arch("ca_vit:global_pool=map"), std::invalid_argument);
 }
+
+// ---- through the `tabula` binary ----------------------------------------------------------------------------
+
+namespace {
+
+const Case& find_case(const std::string& id) {
+  static const std::vector<Case> all = cases();
+  for (const Case& c : all)
+    if (c.id == id) return c;
+  throw std::runtime_error("no fixture case " + id);
+}
+
+std::string embed_cmd(const std::string& arch, const std::string& weights, const std::string& npy,
+                      const std::string& out, const std::string& extra = "") {
+  return "embed --arch '" + arch + "' --weights '" + test::fixture("newvit/" + weights).string() + "' --data '" + npy +
+         "' --out '" + out + "' --quiet " + extra;
+}
+
+Tensor read_tensor(const std::string& path) {
+  const NpyArray a = read_npy(path);
+  return Tensor::from_vector(a.shape, a.to_f32());
+}
+
+}  // namespace
+
+TEST(NewViTCli, EmbedOpenPhenomLayoutGivesThePredictEmbedding) {
+  // MAEModel.predict = mean of the patch tokens of forward_features: `--layers norm --pool mean` (norm is the
+  // Identity after the last block); the checkpoint as MAEModel.save_pretrained writes it (a torch pickle named
+  // model.safetensors) and as real safetensors.
+  const Case& c = find_case("ca_vit_tiny_s1_c6_b3");
+  const auto dir = test::scratch_dir();
+  const std::string npy = (dir / "x.npy").string();
+  const Tensor x = self_standardize(fixture_input(c));
+  write_npy(npy, x.shape(), x.data<float>());
+  for (const char* layout : {"model.safetensors.pt", "model.safetensors"}) {
+    const std::string out = (dir / layout).string();
+    auto r = test::run_tabula(embed_cmd(kArch.at(c.model), std::string("ca_vit_tiny_s1.") + layout, npy, out,
+                                        "--layers norm --pool mean"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_LE(rel_error(read_tensor(out + "/norm.npy"), c.id, "predict", taps_of(c.id).at("predict")), 1e-5) << layout;
+  }
+}
+
+TEST(NewViTCli, EmbedDinov3BothLayoutsGiveTheClassToken) {
+  const Case& c = find_case("dinov3_tiny_swiglu_s1_b3_32x48");
+  const auto dir = test::scratch_dir();
+  const std::string npy = (dir / "x.npy").string();
+  const Tensor x = fixture_input(c);
+  write_npy(npy, x.shape(), x.data<float>());
+  for (const char* layout : {"hub.pth", "hf.safetensors"}) {
+    const std::string out = (dir / layout).string();
+    auto r = test::run_tabula(embed_cmd(kArch.at(c.model), std::string("dinov3_tiny_swiglu_s1.") + layout, npy, out));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_LE(rel_error(read_tensor(out + "/x_norm_clstoken.npy"), c.id, "x_norm_clstoken",
+                        taps_of(c.id).at("x_norm_clstoken")), 1e-5) << layout;
+  }
+}
+
+TEST(NewViTCli, InitHooksAndModelsKnowTheNewArchs) {
+  const auto dir = test::scratch_dir();
+  const std::string out = (dir / "ca.safetensors").string();
+  auto r = test::run_tabula("init '" + kArch.at("ca_vit_tiny") + "' --seed 1 --out '" + out + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto got = weights::read_safetensors(out);
+  const auto want = weights::read_safetensors(test::fixture("newvit/ca_vit_tiny_s1.init.safetensors").string());
+  ASSERT_EQ(got.tensors.size(), want.tensors.size());
+  const auto* w = got.find("patch_embed.proj.weight");  // drawn after timm's init pass: exact
+  ASSERT_NE(w, nullptr);
+  EXPECT_EQ(w->to_f32(), want.find("patch_embed.proj.weight")->to_f32());
+  auto hooks = test::run_tabula("hooks ca_vit_small_patch16_256");
+  EXPECT_EQ(hooks.exit_code, 0) << hooks.err;
+  EXPECT_NE(hooks.out.find("blocks.11.mlp_out_proj"), std::string::npos);
+  EXPECT_NE(hooks.out.find("[1, 1537, 384]"), std::string::npos);  // 6 channels x 256 patches + CLS
+  auto rect = test::run_tabula("hooks dinov3_vits16plus --size 224");
+  EXPECT_EQ(rect.exit_code, 0) << rect.err;
+  EXPECT_NE(rect.out.find("blocks.0.mlp.w3"), std::string::npos);
+  auto models = test::run_tabula("models");
+  for (const char* n : {"ca_vit_small_patch16_256", "ca_vit_large_patch16_256", "dinov3_vitl16", "dinov3_vit7b16"})
+    EXPECT_NE(models.out.find(n), std::string::npos) << n;
+  auto bad = test::run_tabula("hooks 'dinov3:dim=36,heads=6'");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("multiple of 4 * heads"), std::string::npos) << bad.err;
+}
