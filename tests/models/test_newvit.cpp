@@ -16,6 +16,7 @@
 #include "tests/models/model_fixtures.h"
 #include "tests/test_util.h"
 #include "util/npy.h"
+#include "util/sha256.h"
 #include "weights_tools/safetensors.h"
 
 using namespace tabula;
@@ -294,4 +295,34 @@ TEST(NewViTCli, InitHooksAndModelsKnowTheNewArchs) {
   auto bad = test::run_tabula("hooks 'dinov3:dim=36,heads=6'");
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.err.find("multiple of 4 * heads"), std::string::npos) << bad.err;
+}
+
+// Full-size configs against the sha256 of the reference init (newvit_fixtures.py named_rows): DINOv3 (torch's
+// trunc_normal_, normal_, uniform_) bit-identical; the CA-ViT bit-identical except timm's erfinv-based
+// trunc_normal_ Linear weights and the sin-cos table (within 2 ULP, checked on the small configs above).
+TEST(LongNewViT, FullSizeInitMatchesTheReferenceHashes) {
+  std::ifstream f(test::fixture("newvit/named.tsv"));
+  std::map<std::pair<std::string, uint64_t>, std::vector<std::vector<std::string>>> rows;
+  for (std::string line; std::getline(f, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const auto r = split(line, '\t');
+    rows[{r[0], std::stoull(r[1])}].push_back(r);
+  }
+  ASSERT_EQ(rows.size(), 6u);
+  for (const auto& [key, want] : rows) {
+    const auto got = init_weights(key.first, key.second);
+    ASSERT_EQ(got.size(), want.size()) << key.first;
+    int exact = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].name, want[i][2]) << key.first << ": state_dict order";
+      const bool same = sha256_hex(got[i].bytes.data(), got[i].bytes.size()) == want[i][4];
+      exact += same;
+      const bool timm_erfinv = key.first.rfind("ca_vit", 0) == 0 &&
+                               (got[i].name == "pos_embed" || got[i].name.find("proj.weight") != std::string::npos);
+      if (!timm_erfinv) {
+        EXPECT_TRUE(same) << key.first << " seed " << key.second << ": " << got[i].name;
+      }
+    }
+    EXPECT_GT(exact, 0);
+  }
 }
