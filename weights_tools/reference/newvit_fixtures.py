@@ -35,7 +35,8 @@ Writes tests/fixtures/newvit/:
   <id>_s<seed>.{model.safetensors.pt,model.safetensors}   CA-ViT, HF MAEModel layout (pickle / safetensors)
   <id>_s<seed>.{hub.pth,hf.safetensors}                   DINOv3, hub .pth / transformers layout
   ops.*.npy        single-op cases: 2D sin-cos table, RoPE sin/cos tables, rope_apply
-  named.tsv        full-size configs: parameter count and per-tensor sha256 of the init state_dict
+  named.tsv        full-size configs: per-tensor sha256 of the init state_dict
+  params.tsv       parameter counts of every named arch (built on the meta device)
 
 Usage:
   /work/venv/bin/python weights_tools/reference/newvit_fixtures.py --maes /path/to/maes_microscopy-checkout \
@@ -358,6 +359,25 @@ def named_rows(mae_modules, maes_vit):
     return rows
 
 
+def named_params(mae_modules, maes_vit):
+    """sum(p.numel() for p in parameters()) of every named arch tabula registers, built on the meta device."""
+    from dinov3.hub import backbones
+    ca = {"ca_vit_small_patch16_256": maes_vit.vit_small_patch16_256,
+          "ca_vit_base_patch16_256": maes_vit.vit_base_patch16_256,
+          "ca_vit_large_patch16_256": maes_vit.vit_large_patch16_256}
+    rows = []
+    with torch.device("meta"):
+        for name, ctor in ca.items():
+            vb = mae_modules.MAEEncoder(maes_vit.sincos_positional_encoding_vit(ctor(global_pool="avg")),
+                                        max_in_chans=11, channel_agnostic=True).vit_backbone
+            rows.append(f"{name}\t{sum(p.numel() for p in vb.parameters())}")
+        for name in ("dinov3_vits16", "dinov3_vits16plus", "dinov3_vitb16", "dinov3_vitl16", "dinov3_vith16plus",
+                     "dinov3_vit7b16"):
+            m = getattr(backbones, name)(pretrained=False)
+            rows.append(f"{name}\t{sum(p.numel() for p in m.parameters())}")
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--maes", required=True, help="a recursionpharma/maes_microscopy checkout")
@@ -379,6 +399,9 @@ def main():
     dinov3_cases(rec)
     rec.write(versions)
     op_cases(a.out, maes_vit)
+    with open(os.path.join(a.out, "params.tsv"), "w") as f:
+        f.write(f"# arch\tsum(p.numel() for p in parameters())\t{versions}\n")
+        f.write("\n".join(named_params(mae_modules, maes_vit)) + "\n")
     if not a.no_named:
         with open(os.path.join(a.out, "named.tsv"), "w") as f:
             f.write(f"# made by\t{versions}\n# arch\tseed\tname\tshape\tsha256\n")
