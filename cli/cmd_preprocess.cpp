@@ -55,8 +55,9 @@ int cmd_preprocess(const Args& args) {
   }
   if (args.has("no-antialias")) t.antialias = false;
   t.intensity = args.get("intensity");
-  if (t.intensity != "unit" && t.intensity != "percentile" && t.intensity != "minmax" && t.intensity != "none")
-    throw UsageError("--intensity must be unit, percentile, minmax or none");
+  if (t.intensity != "unit" && t.intensity != "percentile" && t.intensity != "minmax" && t.intensity != "none" &&
+      t.intensity != "self-standardize")
+    throw UsageError("--intensity must be unit, percentile, minmax, none or self-standardize");
   auto pct = floats("percentiles", args.get("percentiles"));
   if (pct.size() != 2) throw UsageError("--percentiles takes LO,HI");
   t.pct_lo = pct[0], t.pct_hi = pct[1];

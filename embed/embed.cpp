@@ -344,10 +344,11 @@ EmbedSummary run_embed(const EmbedOptions& opt) {
     if (ac.is_resnet()) {
       tf = data::transform_torchvision(static_cast<int>(std::lround(crop * 256.0 / 224.0)), crop);
     } else if (ac.as<CaViTConfig>()) {
-      // OpenPhenom's crops as they are (256 px); its intensity convention is self_standardize (models/ca_vit.h)
+      // OpenPhenom's crops as they are (256 px), / 255 and self-standardised (MAEModel.input_norm)
       tf.resize = 0;
       tf.crop = crop;
       tf.do_normalize = false;
+      tf.intensity = "self-standardize";
     } else if (ac.as<Dinov3Config>() || ac.vit().flavor == ViTConfig::Flavor::dinov2 ||
                ac.name.find("dinov2") != std::string::npos) {  // DINOv3 evaluates with DINOv2's transform
       tf = data::transform_dinov2(crop);

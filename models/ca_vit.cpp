@@ -80,26 +80,6 @@ WeightMap CaViTConfig::from_canonical(const WeightMap& w) const {
   return out;
 }
 
-Tensor self_standardize(const Tensor& pixels) {
-  check_f32_cpu("self_standardize", pixels, "pixels");
-  if (pixels.dim() != 4) op_error("self_standardize", "pixels must be [B, C, H, W], got " + pixels.str());
-  const Tensor x = pixels.contiguous();
-  Tensor y = Tensor::empty(x.shape());
-  const int64_t planes = x.size(0) * x.size(1), n = x.size(2) * x.size(3);
-  for (int64_t p = 0; p < planes; ++p) {
-    const float* in = x.data<float>() + p * n;
-    float* out = y.data<float>() + p * n;
-    for (int64_t i = 0; i < n; ++i) out[i] = in[i] / 255.0f;
-    double mean = 0, var = 0;
-    for (int64_t i = 0; i < n; ++i) mean += out[i];
-    mean /= static_cast<double>(n);
-    for (int64_t i = 0; i < n; ++i) var += (out[i] - mean) * (out[i] - mean);
-    const double inv = 1.0 / std::sqrt(var / static_cast<double>(n) + 1e-5);
-    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>((out[i] - mean) * inv);
-  }
-  return y;
-}
-
 // ---- the module ----------------------------------------------------------------------------------------------
 
 namespace {

@@ -9,7 +9,8 @@
 //
 // The embedding OpenPhenom publishes (MAEModel.predict): forward_features (no final norm), then the mean of the
 // patch tokens, or with return_channelwise_embeddings the mean per channel's token group (C x D features).
-// Its inputs are uint8 images / 255, self-standardised per image and channel (InstanceNorm2d, eps 1e-5).
+// Its inputs are uint8 images / 255, self-standardised per image and channel (InstanceNorm2d, eps 1e-5):
+// `--intensity self-standardize` (data/preprocess.h), the default tabula embed gives this family.
 //
 // Taps (timm module names): patch_embed, pos_drop, patch_drop, norm_pre, blocks.N (in_norm, in_proj, q_norm,
 // k_norm, attn.softmax (tabula's extra: the attention maps), mlp_act, attn_out_proj, mlp_out_proj, ls), blocks,
@@ -53,11 +54,5 @@ struct CaViTConfig final : ModelConfig {
 };
 
 const Family& ca_vit_family();
-
-// MAEModel.input_norm, the model's input convention: Normalizer (pixels.float() / 255), then InstanceNorm2d
-// (affine=False, track_running_stats=False, eps 1e-5): each image's each channel standardised by its own mean and
-// biased variance. pixels: [B, C, H, W] in the 0-255 range. Transform code calls this for
-// `--intensity self-standardize`.
-Tensor self_standardize(const Tensor& pixels);
 
 }  // namespace tabula

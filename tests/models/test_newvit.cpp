@@ -10,6 +10,8 @@
 
 #include "embed/embed.h"
 #include "engine/ops.h"
+#include "engine/validate.h"
+#include "data/preprocess.h"
 #include "models/ca_vit.h"
 #include "models/model.h"
 #include "models/registry.h"
@@ -87,6 +89,20 @@ double rel_error(const Tensor& got_in, const std::string& case_id, const std::st
   return err / std::max(scale, 1e-30);
 }
 
+// MAEModel.input_norm through tabula's transform step: x / 255, then data::self_standardize per image.
+Tensor input_norm(const Tensor& pixels) {
+  Tensor out = Tensor::empty(pixels.shape());
+  const int64_t B = pixels.size(0), C = pixels.size(1), H = pixels.size(2), W = pixels.size(3);
+  for (int64_t b = 0; b < B; ++b) {
+    data::Image img(static_cast<int>(C), static_cast<int>(H), static_cast<int>(W));
+    const float* src = pixels.data<float>() + b * C * H * W;
+    for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = src[i] / 255.0f;
+    const data::Image s = data::self_standardize(img);
+    std::copy(s.pixels.begin(), s.pixels.end(), out.data<float>() + b * C * H * W);
+  }
+  return out;
+}
+
 // The input newvit_fixtures.py feeds: CA-ViT gets uint8 pixel values, DINOv3 the hash values themselves.
 Tensor fixture_input(const Case& c) {
   if (c.model.rfind("ca_vit", 0) == 0) {
@@ -121,7 +137,7 @@ void check_case(const Case& c, Model& model, const std::string& layout) {
     taps.capture(name == "forward_features" ? "norm" : name, Pool::none);
   }
   if (ca) {
-    x = self_standardize(x);
+    x = input_norm(x);
     EXPECT_LE(rel_error(x, c.id, "input_norm", expected.at("input_norm")), 1e-5) << c.id;
   }
   model.forward(x, taps);
@@ -245,7 +261,7 @@ TEST(NewViTCli, EmbedOpenPhenomLayoutGivesThePredictEmbedding) {
   const Case& c = find_case("ca_vit_tiny_s1_c6_b3");
   const auto dir = test::scratch_dir();
   const std::string npy = (dir / "x.npy").string();
-  const Tensor x = self_standardize(fixture_input(c));
+  const Tensor x = input_norm(fixture_input(c));
   write_npy(npy, x.shape(), x.data<float>());
   for (const char* layout : {"model.safetensors.pt", "model.safetensors"}) {
     const std::string out = (dir / layout).string();
@@ -325,4 +341,35 @@ TEST(LongNewViT, FullSizeInitMatchesTheReferenceHashes) {
     }
     EXPECT_GT(exact, 0);
   }
+}
+
+TEST(NewViTCli, EmbedRxRx3CoreLayoutSelfStandardized) {
+  // The RxRx3-core layout (metadata_rxrx3_core.csv + images/<experiment>/Plate<plate>/<address>_s1_<ch>.jp2):
+  // the CA-ViT's default transform is the crop as it is, / 255, self-standardised, all channels in one input.
+  // `tabula preprocess` with those settings gives the same model inputs, each channel standardised.
+  const auto dir = test::scratch_dir();
+  const std::string arch = "ca_vit:dim=32,depth=1,heads=2,patch=4,img=8";
+  const std::string data = test::fixture("data/rxrx3_core").string();
+  auto r = test::run_tabula("embed --arch '" + arch + "' --seed 0 --data '" + data + "' --out '" +
+                            (dir / "e").string() + "' --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto p = test::run_tabula("preprocess --data '" + data + "' --out '" + (dir / "x.npy").string() +
+                            "' --preset none --resize 0 --crop 8 --channels all --intensity self-standardize");
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  const Tensor x = read_tensor((dir / "x.npy").string());
+  ASSERT_EQ(x.shape(), (Shape{3, 6, 8, 8}));
+  for (int64_t plane = 0; plane < 18; ++plane) {
+    double mean = 0, sq = 0;
+    for (int64_t i = 0; i < 64; ++i) mean += x.data<float>()[plane * 64 + i];
+    mean /= 64;
+    for (int64_t i = 0; i < 64; ++i) sq += std::pow(x.data<float>()[plane * 64 + i] - mean, 2);
+    EXPECT_NEAR(mean, 0.0, 1e-6);
+    EXPECT_NEAR(sq / 64, 1.0, 1e-2);  // var / (var + 1e-5): below 1 for the dimmest 8-bit planes
+  }
+  auto e = test::run_tabula("embed --arch '" + arch + "' --seed 0 --data '" + (dir / "x.npy").string() + "' --out '" +
+                            (dir / "n").string() + "' --quiet");
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  const Tensor a = read_tensor((dir / "e/norm.npy").string()), b = read_tensor((dir / "n/norm.npy").string());
+  ASSERT_EQ(a.shape(), (Shape{3, 32}));
+  EXPECT_TRUE(validate::compare(a, b, {0, 0}).ok);
 }
