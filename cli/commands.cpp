@@ -50,7 +50,7 @@ const std::vector<Command>& commands() {
         {"data", "MANIFEST", "load_data.csv / RxRx metadata.csv / CSV / image folder / HEST .h5, or X.npy [N,C,H,W]", true, ""},
         {"out", "DIR", "embedding folder: LAYER.npy, index.csv, run.json", true, ""},
         {"layers", "T1,T2|all", "taps by PyTorch module name (tabula hooks ARCH); all = every stage/block", false, ""},
-        {"pool", "P", "avg|cls|mean|cls+mean|max|gem|none (default: avg for maps, cls for tokens)", false, ""},
+        {"pool", "P", "avg|cls|mean|cls+mean|max|gem|none|mean-per-channel (ca_vit: C x D) (default: avg for maps, cls for tokens)", false, ""},
         {"channels", "S", "per-channel|rgb:i,j,k|mean|all (default: rgb for 3 channels, else per-channel)", false, ""},
         {"size", "S", "input (crop) size; the resize scales with it", false, "0"},
         {"intensity", "M", "unit|percentile|minmax|none|self-standardize scaling of raw pixels", false, ""},

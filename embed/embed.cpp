@@ -103,9 +103,19 @@ class NetworkExtractor : public Extractor {
                                     "' (see `tabula hooks " + model_->arch().name + "`; first taps: " + known + ", ...)");
       }
       Pool p = natural_pool(it->second, has_cls);
-      if (!pool.empty()) {
+      if (pool == kMeanPerChannel) {
+        // The channel-agnostic ViT's tokens come in one group per input channel (MAEModel.predict with
+        // return_channelwise_embeddings): the whole tap is captured and reduced per group after the forward.
+        if (!model_->arch().as<CaViTConfig>() || it->second.size() != 3)
+          throw std::invalid_argument("--pool mean-per-channel needs a channel-agnostic model's token tap (ca_vit "
+                                      "archs), got " + model_->arch().name + " tap '" + name + "'");
+        per_channel_.insert(name);
+        p = Pool::none;
+      } else if (!pool.empty()) {
         auto given = pool_from_name(pool);
-        if (!given) throw std::invalid_argument("--pool: unknown pooling '" + pool + "' (avg|cls|mean|cls+mean|max|gem|none)");
+        if (!given)
+          throw std::invalid_argument("--pool: unknown pooling '" + pool +
+                                      "' (avg|cls|mean|cls+mean|max|gem|none|mean-per-channel)");
         p = *given;
       }
       taps_.capture(name, p);
@@ -114,8 +124,9 @@ class NetworkExtractor : public Extractor {
     // Widths from a 1-image forward of zeros: exact, whatever the pooling does to the shape.
     Tensor probe = Tensor::zeros({1, input[1], input[2], input[3]});
     model_->forward(on_device(probe), taps_);
+    groups_ = input[1];
     for (const std::string& key : taps_.capture_keys()) {
-      const Tensor& t = taps_.captured().at(key);
+      const Tensor t = captured(key);
       layers_.push_back({key, t.numel() / t.size(0)});
     }
   }
@@ -135,7 +146,7 @@ class NetworkExtractor : public Extractor {
     model_->forward(on_device(x), taps_);  // captures come back to the host pooled
     std::vector<std::vector<float>> out;
     for (const auto& [key, dim] : layers_) {
-      Tensor t = taps_.captured().at(key).contiguous();
+      Tensor t = captured(key).contiguous();
       if (t.numel() != B * dim) throw std::runtime_error("tap " + key + " changed width between batches");
       const float* v = t.data<float>();
       out.emplace_back(v, v + B * dim);
@@ -145,17 +156,32 @@ class NetworkExtractor : public Extractor {
 
   std::string pool_description() const override {
     std::string s;
-    for (const auto& [name, p] : pools_) s += (s.empty() ? "" : ",") + name + "=" + std::string(pool_name(p));
+    for (const auto& [name, p] : pools_)
+      s += (s.empty() ? "" : ",") + name + "=" + std::string(per_channel_.count(name) ? kMeanPerChannel : pool_name(p));
     return s;
   }
 
  private:
+  static constexpr const char* kMeanPerChannel = "mean-per-channel";
+
+  // A capture, reduced to the mean of each channel's token group ([B, C x D], channel-major) for the taps given
+  // --pool mean-per-channel. Tokens: the prefix (CLS; none for patch_embed) then C groups of equal size.
+  Tensor captured(const std::string& key) const {
+    const Tensor& t = taps_.captured().at(key);
+    if (!per_channel_.count(key)) return t;
+    const int64_t B = t.size(0), N = t.size(1), D = t.size(2), prefix = N % groups_, per = (N - prefix) / groups_;
+    const Tensor groups = t.slice(1, prefix, N).contiguous().reshape({B * groups_, per, D});
+    return ops::pool(groups, Pool::mean, 0).reshape({B, groups_ * D});
+  }
+
   Tensor on_device(const Tensor& x) const { return device_ >= 0 ? upload(x, device_) : x; }
 
   std::unique_ptr<Model> model_;
   int device_ = -1;
   TapSet taps_;
   std::map<std::string, Pool> pools_;
+  std::set<std::string> per_channel_;
+  int64_t groups_ = 1;  // channels of one model input
   std::vector<std::pair<std::string, int64_t>> layers_;
 };
 

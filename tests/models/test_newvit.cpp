@@ -373,3 +373,27 @@ TEST(NewViTCli, EmbedRxRx3CoreLayoutSelfStandardized) {
   ASSERT_EQ(a.shape(), (Shape{3, 32}));
   EXPECT_TRUE(validate::compare(a, b, {0, 0}).ok);
 }
+
+TEST(NewViTCli, PoolMeanPerChannelIsTheChannelwisePredict) {
+  // MAEModel.predict with return_channelwise_embeddings: the mean of each channel's 16 patch tokens, C x D
+  const Case& c = find_case("ca_vit_tiny_s0_c3_b3");
+  const auto dir = test::scratch_dir();
+  const std::string npy = (dir / "x.npy").string();
+  const Tensor x = input_norm(fixture_input(c));
+  write_npy(npy, x.shape(), x.data<float>());
+  const std::string out = (dir / "e").string();
+  auto r = test::run_tabula(embed_cmd(kArch.at(c.model), "ca_vit_tiny_s0.model.safetensors", npy, out,
+                                      "--layers norm --pool mean-per-channel"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Tensor got = read_tensor(out + "/norm.npy");
+  EXPECT_EQ(got.shape(), (Shape{3, 3 * 32}));
+  EXPECT_LE(rel_error(got, c.id, "predict_channelwise", taps_of(c.id).at("predict_channelwise")), 1e-5);
+  std::ifstream run(out + "/run.json");
+  const std::string json((std::istreambuf_iterator<char>(run)), std::istreambuf_iterator<char>());
+  EXPECT_NE(json.find("norm=mean-per-channel"), std::string::npos);
+  // a model without channel groups refuses it, naming the flag
+  auto bad = test::run_tabula("embed --arch 'dinov3:dim=32,depth=1,heads=2,patch=8,img=32' --seed 0 --data '" + npy +
+                              "' --out '" + (dir / "b").string() + "' --pool mean-per-channel");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("--pool mean-per-channel"), std::string::npos) << bad.err;
+}
