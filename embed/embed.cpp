@@ -92,7 +92,9 @@ class NetworkExtractor : public Extractor {
       for (const std::string& d : model_->default_taps()) requested.push_back(d);
     }
     bool has_cls = false;
-    if (!model_->arch().is_resnet())  // the token models other than timm's ViT (CA-ViT, DINOv3) all have one
+    // The token models other than timm's ViT have a class token; the CA-ViT's published embedding
+    // (MAEModel.predict) is the patch mean nonetheless, so its taps default to that.
+    if (!model_->arch().is_resnet() && !model_->arch().as<CaViTConfig>())
       has_cls = !model_->arch().as<ViTConfig>() || model_->arch().vit().class_token;
     for (const std::string& name : requested) {
       auto it = shape_of.find(name);

@@ -45,7 +45,7 @@ struct CaViTConfig final : ModelConfig {
   int mlp_hidden() const { return static_cast<int>(embed_dim * mlp_ratio); }
 
   std::unique_ptr<ModelConfig> clone() const override { return std::make_unique<CaViTConfig>(*this); }
-  std::string family() const override { return "channel-agnostic ViT (CA-MAE)"; }
+  std::string family() const override { return "CA-MAE ViT"; }
   void apply_keys(const KeyValues& keys) override;
   std::unique_ptr<Model> construct(const ArchConfig& arch) const override;
   void init_weights(const ModuleTree& tree, InitState& state) const override;

@@ -44,7 +44,14 @@ struct RopeCase {
 const RopeCase kRope[] = {{"rope_d32_h2_4x4_separate_b100", 32, 2, 4, 4, RopeNormalize::separate, 100},
                           {"rope_d64_h4_4x6_separate_b100", 64, 4, 4, 6, RopeNormalize::separate, 100},
                           {"rope_d64_h2_3x5_max_b100", 64, 2, 3, 5, RopeNormalize::max, 100},
-                          {"rope_d48_h3_5x2_min_b10000", 48, 3, 5, 2, RopeNormalize::min, 10000}};
+                          {"rope_d48_h3_5x2_min_b10000", 48, 3, 5, 2, RopeNormalize::min, 10000},
+                          // base 0 here: min_period 0.5, max_period 40 instead of a base
+                          {"rope_d96_h2_3x4_separate_p0.5-40", 96, 2, 3, 4, RopeNormalize::separate, 0}};
+
+std::vector<float> periods_of(const RopeCase& c) {
+  const int64_t hd = c.dim / c.heads;
+  return c.base > 0 ? rope_periods(hd, c.base) : rope_periods(hd, std::nullopt, 0.5, 40.0);
+}
 
 }  // namespace
 
@@ -67,7 +74,7 @@ TEST(PosEncoding, SinCosTableMatchesMaesMicroscopy) {
 TEST(PosEncoding, RopeTablesMatchDinov3) {
   for (const RopeCase& c : kRope) {
     const int64_t hd = c.dim / c.heads;
-    const auto [sin, cos] = rope_sin_cos(rope_periods(hd, c.base), c.h, c.w, c.norm);
+    const auto [sin, cos] = rope_sin_cos(periods_of(c), c.h, c.w, c.norm);
     ASSERT_EQ(sin.shape(), (Shape{c.h * c.w, hd}));
     const std::string n = c.name;
     EXPECT_TRUE(validate::compare(sin, load(n + ".sin", sin.shape()), {1e-6, 0}).ok) << n;

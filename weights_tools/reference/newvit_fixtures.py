@@ -323,11 +323,13 @@ def op_cases(out, maes_vit):
         np.save(os.path.join(out, f"ops.{name}.npy"), t.reshape(-1).numpy())
         rows.append(f"{name}\t{','.join(map(str, t.shape))}")
     for dim, heads, H, W, norm, base in [(32, 2, 4, 4, "separate", 100.0), (64, 4, 4, 6, "separate", 100.0),
-                                         (64, 2, 3, 5, "max", 100.0), (48, 3, 5, 2, "min", 10000.0)]:
-        rope = RopePositionEmbedding(dim, num_heads=heads, base=base, normalize_coords=norm,
-                                     rescale_coords=2.0, dtype=torch.float32).eval()
+                                         (64, 2, 3, 5, "max", 100.0), (48, 3, 5, 2, "min", 10000.0),
+                                         (96, 2, 3, 4, "separate", None)]:
+        periods = dict(base=base) if base else dict(base=None, min_period=0.5, max_period=40.0)
+        rope = RopePositionEmbedding(dim, num_heads=heads, normalize_coords=norm, rescale_coords=2.0,
+                                     dtype=torch.float32, **periods).eval()
         sin, cos = rope(H=H, W=W)
-        name = f"rope_d{dim}_h{heads}_{H}x{W}_{norm}_b{int(base)}"
+        name = f"rope_d{dim}_h{heads}_{H}x{W}_{norm}_" + (f"b{int(base)}" if base else "p0.5-40")
         np.save(os.path.join(out, f"ops.{name}.sin.npy"), sin.reshape(-1).numpy())
         np.save(os.path.join(out, f"ops.{name}.cos.npy"), cos.reshape(-1).numpy())
         rows.append(f"{name}\t{','.join(map(str, sin.shape))}")
