@@ -448,7 +448,9 @@ Image apply_geometry(const Image& img, const Transform& t) {
   else if (t.intensity == "percentile") x = percentile_scale(img, t.pct_lo, t.pct_hi);
   else if (t.intensity == "minmax") x = minmax_scale(img);
   else if (t.intensity == "none") x = img;
-  else throw std::invalid_argument("unknown intensity scaling '" + t.intensity + "' (unit, percentile, minmax, none, self-standardize)");
+  else
+    throw std::invalid_argument("unknown intensity scaling '" + t.intensity +
+                                "' (unit, percentile, minmax, none, self-standardize)");
   if (t.resize_h > 0 && t.resize_w > 0) x = resize_exact(x, t.resize_h, t.resize_w, t.interp, t.antialias);
   else if (t.resize > 0) x = resize_shorter(x, t.resize, t.interp, t.antialias);
   // torchvision's CenterCrop zero-pads an image smaller than the crop; here that is an error, since a padded
