@@ -118,6 +118,9 @@ WeightMap hub_from_hf(const Dinov3Config& c, const WeightMap& w) {
   const int64_t D = c.embed_dim;
   WeightMap out;
   out["cls_token"] = get("embeddings.cls_token");
+  if (out["cls_token"].size(-1) != D)
+    throw std::invalid_argument("DINOv3 transformers weights: 'embeddings.cls_token' has width " +
+                                std::to_string(out["cls_token"].size(-1)) + ", the arch needs " + std::to_string(D));
   if (c.n_storage_tokens) out["storage_tokens"] = get("embeddings.register_tokens");
   out["mask_token"] = get("embeddings.mask_token").reshape({1, D});
   out["patch_embed.proj.weight"] = get("embeddings.patch_embeddings.weight");

@@ -212,6 +212,24 @@ TEST(NewViT, ForwardMatchesTheReferenceOnEveryTapInBothLayouts) {
   EXPECT_EQ(ran, 2 * (8 + 12));  // 8 CA-ViT cases, 12 DINOv3 cases, two layouts each
 }
 
+TEST(NewViT, TransformersLayoutWithoutTheModelPrefix) {
+  // Files saved by transformers before 5.x name the blocks "layer.N." (5.x renames them to "model.layer.N.")
+  WeightMap hf = weights_file("dinov3_tiny_s1.hf.safetensors"), old;
+  for (const auto& [k, t] : hf) old[k.rfind("model.", 0) == 0 ? k.substr(6) : k] = t;
+  ASSERT_TRUE(old.count("layer.0.norm1.weight"));
+  const Tensor x = test::hash_input({1, 3, 32, 32}, 5);
+  const Tensor a = build_model(kArch.at("dinov3_tiny"), hf)->forward(x);
+  const Tensor b = build_model(kArch.at("dinov3_tiny"), old)->forward(x);
+  EXPECT_TRUE(validate::compare(a, b, {0, 0}).ok);
+  // weights of another width: the message names the key
+  try {
+    build_model("dinov3_vits16", hf);
+    ADD_FAILURE();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("embeddings.cls_token"), std::string::npos) << e.what();
+  }
+}
+
 TEST(NewViT, ChannelAgnosticAcceptsUpToMaxChannels) {
   auto model = build_model_seed("ca_vit:dim=16,depth=1,heads=2,patch=8,img=16,max_chans=3", 0);
   EXPECT_NO_THROW(model->forward(Tensor::zeros({1, 3, 16, 16})));
