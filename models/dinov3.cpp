@@ -270,7 +270,7 @@ class Dinov3 final : public Model {
     xn = T(taps, "norm", xn);
     if (taps.done()) return xn;
     Tensor cls_out = T(taps, "x_norm_clstoken", xn.select(1, 0).contiguous(), 0);
-    T(taps, "x_storage_tokens", xn.slice(1, 1, prefix), 0);
+    if (storage_) T(taps, "x_storage_tokens", xn.slice(1, 1, prefix), 0);
     T(taps, "x_norm_patchtokens", xn.slice(1, prefix, xn.size(1)), 0);
     return T(taps, "head", cls_out, 0);  // head = nn.Identity
   }
@@ -308,7 +308,7 @@ class Dinov3 final : public Model {
     }
     t.push_back({"norm", tok});
     t.push_back({"x_norm_clstoken", {B, D}});
-    t.push_back({"x_storage_tokens", {B, c_.n_storage_tokens, D}});
+    if (c_.n_storage_tokens) t.push_back({"x_storage_tokens", {B, c_.n_storage_tokens, D}});
     t.push_back({"x_norm_patchtokens", {B, gh * gw, D}});
     t.push_back({"head", {B, D}});
     return t;
