@@ -19,13 +19,13 @@ Tensor upload_activation_param(const Tensor& host, int device);
 // ([Cout, kh, kw, Cin/g], the NHWC filter cuDNN reads; the tensor keeps its torch shape), else as upload().
 Tensor upload_conv_weight(const Tensor& host, int device);
 
+// x W^T + bias + residual on the GPU with the add inside the GEMM (cuda::linear's residual); x on a GPU.
+Tensor linear_residual(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual);
+
 // `--device` / `--precision` as typed: "cpu" with fp32, or "cuda[:N]" with fp32|tf32|bf16|fp16 (sets the CUDA
 // precision process-wide). Returns the GPU index, -1 for the CPU. Throws std::invalid_argument naming the value
 // for a bad name, a precision other than fp32 on the CPU, cuda in a build without the backend or a device index
 // this machine does not have.
-// act(x W^T + bias + residual) on the GPU with the add inside the GEMM (cuda::linear's residual); x on a GPU.
-Tensor linear_residual(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual);
-
 int select_device(const std::string& device, const std::string& precision);
 // Waits until the work queued on GPU `device` is done (no-op for -1), so host timings measure it.
 void synchronize_device(int device);

@@ -87,12 +87,13 @@ std::vector<NamedTensor> InitState::finish() {
     const std::optional<size_t> bias = reset_bias_of(tree_, tree_.at(i));
     const bool keep_w = !written_[i], keep_b = bias && !written_[*bias];
     if (!keep_w && !keep_b) continue;
+    // Drawn in place where the values are kept; what the init pass overwrote is drawn into scratch and dropped.
     TorchGenerator g = *reset_at_[i];
-    NamedTensor w = tensors_[i];
-    std::vector<float> b(bias ? static_cast<size_t>(tensors_[*bias].numel()) : 0);
-    default_reset_parameters(w.f32(), w.shape, bias ? b.data() : nullptr, g);
-    if (keep_w) tensors_[i].bytes = std::move(w.bytes);
-    if (keep_b) std::copy(b.begin(), b.end(), tensors_[*bias].f32());
+    NamedTensor& w = tensors_[i];
+    std::vector<float> scratch_w(keep_w ? 0 : static_cast<size_t>(w.numel()));
+    std::vector<float> scratch_b(bias && !keep_b ? static_cast<size_t>(tensors_[*bias].numel()) : 0);
+    float* b = bias ? (keep_b ? tensors_[*bias].f32() : scratch_b.data()) : nullptr;
+    default_reset_parameters(keep_w ? w.f32() : scratch_w.data(), w.shape, b, g);
   }
   std::vector<NamedTensor> out;
   out.reserve(tensors_.size());

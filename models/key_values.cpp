@@ -9,6 +9,7 @@ namespace tabula {
 
 KeyValues parse_key_values(const std::string& text, bool lists) {
   KeyValues kv;
+  if (text.empty()) return kv;
   size_t pos = 0;
   while (pos <= text.size()) {
     size_t comma = text.find(',', pos);

@@ -16,7 +16,7 @@ struct KeyValueError : std::invalid_argument {
 
 using KeyValues = std::vector<std::pair<std::string, std::string>>;
 
-// "a=1,b=2" -> {a: "1", b: "2"} in the order given. With `lists`, a piece without '=' continues the previous
+// "a=1,b=2" -> {a: "1", b: "2"} in the order given ("" -> none). With `lists`, a piece without '=' continues the previous
 // value ("layers=2,2,2,2" -> {layers: "2,2,2,2"}); without, it is an error. Throws KeyValueError with a
 // message the caller prefixes with what it parses ("expected key=value, got 'x'", "empty key in '=1'",
 // "key 'a' given twice").

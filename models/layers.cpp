@@ -1,5 +1,6 @@
 #include "models/layers.h"
 
+#include "engine/device_ops.h"
 #include "models/device.h"
 #include "models/model.h"
 
@@ -23,8 +24,9 @@ void Parameter::prepare(int device) {
   if (device >= 0) value_ = upload(value_, device);
 }
 
-Linear::Linear(ModuleTree& t, Module& parent, const std::string& local, int64_t in, int64_t out, bool bias)
-    : module_(&t.child(parent, local, "Linear")), has_bias_(bias) {
+Linear::Linear(ModuleTree& t, Module& parent, const std::string& local, int64_t in, int64_t out, bool bias,
+               bool pack)
+    : module_(&t.child(parent, local, "Linear")), has_bias_(bias), pack_(pack) {
   t.reset_weight_bias(*module_, {out, in}, bias);
 }
 
@@ -36,6 +38,7 @@ void Linear::load(const ParamStore& p) {
 
 void Linear::prepare(int device) {
   if (device < 0) {
+    if (!pack_) return;
     packed_ = PackedLinear(weight_);
     weight_ = Tensor();
     return;
@@ -52,6 +55,7 @@ Tensor Linear::operator()(const Tensor& x, Activation act) const {
 Tensor Linear::operator()(const Tensor& x, const Tensor& residual) const {
   if (!residual.defined()) return (*this)(x);
   if (packed_.defined()) return ops::add(residual, ops::linear(x, packed_, bias_));
+  if (!on_gpu(x)) return ops::add(residual, ops::linear(x, weight_, bias_));
   return linear_residual(x, weight_, bias_, residual);
 }
 

@@ -42,19 +42,22 @@ class Parameter final : public Layer {
 
 class Linear final : public Layer {
  public:
-  Linear(ModuleTree& t, Module& parent, const std::string& local, int64_t in, int64_t out, bool bias = true);
+  // `pack`: the CPU keeps the weight packed for the blocked GEMM (else the plain GEMM on the torch layout).
+  Linear(ModuleTree& t, Module& parent, const std::string& local, int64_t in, int64_t out, bool bias = true,
+         bool pack = true);
   void load(const ParamStore& p) override;
   void prepare(int device) override;
   // act(x W^T + b), the activation in the GEMM epilogue.
   Tensor operator()(const Tensor& x, Activation act = Activation::none) const;
   // x W^T + b + residual. On a GPU the add runs inside the GEMM (cuBLASLt's C operand); on the CPU it follows
-  // the GEMM (the same bits as adding the branch to the residual afterwards).
+  // the GEMM (the same bits as adding the branch to the residual afterwards). The choice is made here, not in
+  // the models, until ops::linear takes the residual on both backends.
   Tensor operator()(const Tensor& x, const Tensor& residual) const;
 
  private:
   Module* module_;
-  bool has_bias_;
-  Tensor weight_;       // torch layout: after load (released by prepare(-1)) and on a GPU
+  bool has_bias_, pack_;
+  Tensor weight_;       // torch layout: after load (released by prepare(-1) when packed) and on a GPU
   PackedLinear packed_; // the CPU form, the only copy kept there
   Tensor bias_;
 };

@@ -78,6 +78,8 @@ std::vector<size_t> ModuleTree::state_dict_order() const {
     for (const Module* c : m.children) walk(*c);
   };
   walk(*root_);
+  if (order.size() != params_.size())
+    throw std::logic_error("module tree: a module made with make() was never registered with add()");
   return order;
 }
 

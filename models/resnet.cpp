@@ -168,7 +168,7 @@ class ResNet final : public Model {
         inplanes = planes * e;
       }
     }
-    fc_ = &t.layer<Linear>(root, "fc", 512 * e, c_.num_classes);
+    fc_ = &t.layer<Linear>(root, "fc", 512 * e, c_.num_classes, true, /*pack=*/false);  // one row per image
   }
 
   Shape default_input_shape(int64_t batch) const override { return {batch, c_.in_chans, 224, 224}; }
@@ -249,7 +249,8 @@ class ResNet final : public Model {
         t.push_back({b.c1->conv, s1});
         t.push_back({b.c1->bn, s1});
         const int64_t h1 = s1[2], w1 = s1[3];
-        Shape s2{B, b.c2->out_channels(), conv_out(h1, 3, b.c2->opt.stride[0], 1), conv_out(w1, 3, b.c2->opt.stride[0], 1)};
+        const int64_t s2s = b.c2->opt.stride[0];
+        Shape s2{B, b.c2->out_channels(), conv_out(h1, 3, s2s, 1), conv_out(w1, 3, s2s, 1)};
         Shape block_out = s2;
         if (!b.bottleneck) {
           t.push_back({b.name + ".relu", s2});

@@ -195,17 +195,17 @@ class ViT final : public Model {
       if (c_.mlp != ViTConfig::Mlp::mlp) {
         mlp_glu_taps(t, n + ".mlp", {B, N, D});
       } else {
-      t.push_back({n + ".mlp.fc1", {B, N, Hm}});
-      t.push_back({n + ".mlp.act", {B, N, Hm}});
-      if (hub_) {
-        t.push_back({n + ".mlp.fc2", tok});
-        t.push_back({n + ".mlp.drop", tok});  // Mlp's one Dropout, called after act and after fc2: the last call
-      } else {
-        t.push_back({n + ".mlp.drop1", {B, N, Hm}});
-        t.push_back({n + ".mlp.norm", {B, N, Hm}});
-        t.push_back({n + ".mlp.fc2", tok});
-        t.push_back({n + ".mlp.drop2", tok});
-      }
+        t.push_back({n + ".mlp.fc1", {B, N, Hm}});
+        t.push_back({n + ".mlp.act", {B, N, Hm}});
+        if (hub_) {
+          t.push_back({n + ".mlp.fc2", tok});
+          t.push_back({n + ".mlp.drop", tok});  // Mlp's one Dropout, called after act and after fc2: the last call
+        } else {
+          t.push_back({n + ".mlp.drop1", {B, N, Hm}});
+          t.push_back({n + ".mlp.norm", {B, N, Hm}});
+          t.push_back({n + ".mlp.fc2", tok});
+          t.push_back({n + ".mlp.drop2", tok});
+        }
       }
       t.push_back({n + ".ls2", tok});
       t.push_back({n + ".drop_path2", tok});
@@ -370,8 +370,9 @@ class ViT final : public Model {
       io.antialias = c_.interpolate_antialias;
       if (c_.interpolate_offset != 0.0) {
         // The hub's "historical kludge": a scale factor (g + offset) / M, so floor(M * s) == g.
-        io.scale_factor = std::array<double, 2>{(static_cast<double>(gh) + c_.interpolate_offset) / static_cast<double>(M),
-                                                (static_cast<double>(gw) + c_.interpolate_offset) / static_cast<double>(M)};
+        const double m = static_cast<double>(M);
+        io.scale_factor = std::array<double, 2>{(static_cast<double>(gh) + c_.interpolate_offset) / m,
+                                                (static_cast<double>(gw) + c_.interpolate_offset) / m};
       } else {
         io.size = std::array<int64_t, 2>{gh, gw};
       }

@@ -12,7 +12,8 @@
 // blocks.N.norm1, blocks.N.attn, blocks.N.attn.qkv, blocks.N.ls1, blocks.N.mlp.fc1, norm, attn_pool.*, fc_norm,
 // head, ...;
 // hub: patch_embed, blocks.N..., norm, head) plus blocks.N.attn.softmax (the attention maps [B, heads, N, N])
-// and attn_pool.softmax (the latent query's map [B, heads, 1, P]), and, for the hub flavour, x_norm_clstoken / x_norm_patchtokens (forward_features' outputs).
+// and attn_pool.softmax (the latent query's map [B, heads, 1, P]), and, for the hub flavour, x_norm_clstoken /
+// x_norm_patchtokens (forward_features' outputs).
 //
 // Files: vit_arch.cpp (config keys, named archs and aliases, init_weights), vit.cpp (the module).
 #pragma once

@@ -253,6 +253,9 @@ void ViTConfig::init_weights(const ModuleTree& tree, InitState& s) const {
 
 namespace {
 
+// timm's names of SwiGLUFFNFused's linears -> the hub's.
+const std::pair<std::string, std::string> kHubMlpNames[] = {{".mlp.fc1.", ".mlp.w12."}, {".mlp.fc2.", ".mlp.w3."}};
+
 WeightMap hub_names_from_canonical(const ViTConfig& c, const WeightMap& w) {
   WeightMap out;
   const int64_t D = c.embed_dim;
@@ -260,7 +263,7 @@ WeightMap hub_names_from_canonical(const ViTConfig& c, const WeightMap& w) {
     std::string name = k;
     if (k == "reg_token") name = "register_tokens";
     if (c.mlp == ViTConfig::Mlp::swiglufused && k.rfind("blocks.", 0) == 0) {
-      for (const auto& [from, to] : {std::pair<std::string, std::string>{".mlp.fc1.", ".mlp.w12."}, {".mlp.fc2.", ".mlp.w3."}}) {
+      for (const auto& [from, to] : kHubMlpNames) {
         const size_t at = name.find(from);
         if (at != std::string::npos) name.replace(at, from.size(), to);
       }
@@ -268,7 +271,8 @@ WeightMap hub_names_from_canonical(const ViTConfig& c, const WeightMap& w) {
     out[name] = t;
   }
   auto pos = out.find("pos_embed");
-  if (pos != out.end() && pos->second.dim() == 3 && pos->second.size(1) == c.num_patches() && pos->second.size(2) == D) {
+  if (pos != out.end() && pos->second.dim() == 3 && pos->second.size(1) == c.num_patches() &&
+      pos->second.size(2) == D) {
     Tensor cls_row = Tensor::zeros({1, 1, D});
     pos->second = ops::cat({cls_row, pos->second.to(DType::f32).contiguous()}, 1);
   }
@@ -294,7 +298,7 @@ std::vector<ParamSpec> ViTConfig::canonical_specs(const std::vector<ParamSpec>& 
     if (s.name == "mask_token") continue;
     if (s.name == "register_tokens") s.name = "reg_token";
     if (s.name == "pos_embed" && reg_tokens) s.shape[1] -= 1;  // the CLS position folded into cls_token
-    for (const auto& [from, to] : {std::pair<std::string, std::string>{".mlp.w12.", ".mlp.fc1."}, {".mlp.w3.", ".mlp.fc2."}}) {
+    for (const auto& [to, from] : kHubMlpNames) {
       const size_t at = s.name.find(from);
       if (at != std::string::npos) s.name.replace(at, from.size(), to);
     }
@@ -378,75 +382,91 @@ const Family& vit_family() {
       "vit",
       std::make_shared<ViTConfig>(),
       {
-      {"vit_tiny_patch16_224", cfg(timm_vit(16, 192, 12, 3))},
-      {"vit_small_patch16_224", cfg(timm_vit(16, 384, 12, 6))},
-      {"vit_base_patch16_224", cfg(timm_vit(16, 768, 12, 12))},
-      {"vit_large_patch16_224", cfg(timm_vit(16, 1024, 24, 16))},
-      {"vit_small_patch14_dinov2", cfg(timm_dinov2(384, 12, 6, 0))},
-      {"vit_base_patch14_dinov2", cfg(timm_dinov2(768, 12, 12, 0))},
-      {"vit_small_patch14_reg4_dinov2", cfg(timm_dinov2(384, 12, 6, 4))},
-      {"vit_base_patch14_reg4_dinov2", cfg(timm_dinov2(768, 12, 12, 4))},
-      {"vit_giant_patch14_dinov2", cfg(timm_dinov2_giant(0))},
-      {"vit_giant_patch14_reg4_dinov2", cfg(timm_dinov2_giant(4))},
-      {"dinov2_vits14", cfg(hub_dinov2(384, 12, 6, false))},
-      {"dinov2_vitb14", cfg(hub_dinov2(768, 12, 12, false))},
-      {"dinov2_vitl14", cfg(hub_dinov2(1024, 24, 16, false))},
-      {"dinov2_vits14_reg", cfg(hub_dinov2(384, 12, 6, true))},
-      {"dinov2_vitb14_reg", cfg(hub_dinov2(768, 12, 12, true))},
-      {"dinov2_vitl14_reg", cfg(hub_dinov2(1024, 24, 16, true))},
-      {"dinov2_vitg14", cfg(hub_dinov2_giant(false))},
-      {"dinov2_vitg14_reg", cfg(hub_dinov2_giant(true))},
+        {"vit_tiny_patch16_224", cfg(timm_vit(16, 192, 12, 3))},
+        {"vit_small_patch16_224", cfg(timm_vit(16, 384, 12, 6))},
+        {"vit_base_patch16_224", cfg(timm_vit(16, 768, 12, 12))},
+        {"vit_large_patch16_224", cfg(timm_vit(16, 1024, 24, 16))},
+        {"vit_small_patch14_dinov2", cfg(timm_dinov2(384, 12, 6, 0))},
+        {"vit_base_patch14_dinov2", cfg(timm_dinov2(768, 12, 12, 0))},
+        {"vit_small_patch14_reg4_dinov2", cfg(timm_dinov2(384, 12, 6, 4))},
+        {"vit_base_patch14_reg4_dinov2", cfg(timm_dinov2(768, 12, 12, 4))},
+        {"vit_giant_patch14_dinov2", cfg(timm_dinov2_giant(0))},
+        {"vit_giant_patch14_reg4_dinov2", cfg(timm_dinov2_giant(4))},
+        {"dinov2_vits14", cfg(hub_dinov2(384, 12, 6, false))},
+        {"dinov2_vitb14", cfg(hub_dinov2(768, 12, 12, false))},
+        {"dinov2_vitl14", cfg(hub_dinov2(1024, 24, 16, false))},
+        {"dinov2_vits14_reg", cfg(hub_dinov2(384, 12, 6, true))},
+        {"dinov2_vitb14_reg", cfg(hub_dinov2(768, 12, 12, true))},
+        {"dinov2_vitl14_reg", cfg(hub_dinov2(1024, 24, 16, true))},
+        {"dinov2_vitg14", cfg(hub_dinov2_giant(false))},
+        {"dinov2_vitg14_reg", cfg(hub_dinov2_giant(true))},
       },
       // timm names defined as keys over a named arch (timm model_args; tests/models checks each one's parameter
       // count against timm's).
       {
-      {"vit_small_patch8_224", "vit_small_patch16_224:patch=8,classes=0"},  // timm default cfg: DINO v1 ViT-S/8, no head
-      {"vit_base_patch8_224", "vit_base_patch16_224:patch=8"},  // timm default cfg has a head (DINO v1 B/8: classes=0)
-      {"vit_small_patch32_224", "vit_small_patch16_224:patch=32"},
-      {"vit_base_patch32_224", "vit_base_patch16_224:patch=32"},
-      {"vit_large_patch32_224", "vit_large_patch16_224:patch=32,classes=0"},  // timm: no head (in21k cfg)
-      {"vit_large_patch14_224", "vit_large_patch16_224:patch=14"},
-      {"vit_huge_patch14_224", "vit_large_patch16_224:patch=14,dim=1280,depth=32,heads=16,classes=0"},
-      {"vit_large_patch14_dinov2", "vit_base_patch14_dinov2:dim=1024,depth=24,heads=16"},
-      {"vit_large_patch14_reg4_dinov2", "vit_base_patch14_reg4_dinov2:dim=1024,depth=24,heads=16"},
-      {"vit_tiny_patch16_384", "vit_tiny_patch16_224:img=384"},
-      {"vit_small_patch16_384", "vit_small_patch16_224:img=384"},
-      {"vit_base_patch16_384", "vit_base_patch16_224:img=384"},
-      {"vit_large_patch16_384", "vit_large_patch16_224:img=384"},
-      // timm's *_gap_* models: no class token, mean of the patch tokens, final norm before the pool (fc_norm=False)
-      {"vit_base_patch16_gap_224", "vit_base_patch16_224:heads=16,class_token=0,global_pool=avg,fc_norm=0"},
-      {"vit_huge_patch14_gap_224",
-       "vit_large_patch16_224:patch=14,dim=1280,depth=32,heads=16,class_token=0,global_pool=avg,fc_norm=0,classes=0"},
-      // ViT-g/14 of "Scaling Vision Transformers": mlp_ratio=48/11 (repr of the float, so int(1408 * r) = 6144)
-      {"vit_giant_patch14_224", "vit_large_patch16_224:patch=14,dim=1408,depth=40,heads=16,mlp_ratio=4.363636363636363"},
-      // SigLIP image towers: no class token, attention-pool head (AttentionPoolLatent) or patch mean, no classifier
-      {"vit_base_patch16_siglip_224", "vit_base_patch16_224:class_token=0,global_pool=map,classes=0"},
-      {"vit_base_patch16_siglip_gap_224", "vit_base_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0"},
-      {"vit_base_patch16_224_miil", "vit_base_patch16_224:qkv_bias=0,classes=11221"},  // timm default cfg: in21k head
-      {"vit_base_patch16_siglip_256", "vit_base_patch16_224:class_token=0,global_pool=map,classes=0,img=256"},
-      {"vit_base_patch16_siglip_gap_256", "vit_base_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0,img=256"},
-      {"vit_base_patch16_siglip_384", "vit_base_patch16_224:class_token=0,global_pool=map,classes=0,img=384"},
-      {"vit_base_patch16_siglip_gap_384", "vit_base_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0,img=384"},
-      {"vit_base_patch16_siglip_512", "vit_base_patch16_224:class_token=0,global_pool=map,classes=0,img=512"},
-      {"vit_base_patch16_siglip_gap_512", "vit_base_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0,img=512"},
-      {"vit_large_patch16_siglip_256", "vit_large_patch16_224:class_token=0,global_pool=map,classes=0,img=256"},
-      {"vit_large_patch16_siglip_gap_256", "vit_large_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0,img=256"},
-      {"vit_large_patch16_siglip_384", "vit_large_patch16_224:class_token=0,global_pool=map,classes=0,img=384"},
-      {"vit_large_patch16_siglip_gap_384", "vit_large_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0,img=384"},
-      {"vit_large_patch16_siglip_512", "vit_large_patch16_224:class_token=0,global_pool=map,classes=0,img=512"},
-      {"vit_large_patch16_siglip_gap_512", "vit_large_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0,img=512"},
-      {"vit_base_patch16_plus_240", "vit_base_patch16_224:dim=896,heads=14,img=240,init_values=1e-5"},
-      // CLIP image towers (timm's, quick_gelu variants excluded): pre_norm (no patch bias), LayerNorm eps 1e-5
-      {"vit_base_patch16_clip_224", "vit_base_patch16_224:pre_norm=1,norm_eps=1e-5"},
-      {"vit_large_patch14_clip_224", "vit_large_patch16_224:patch=14,pre_norm=1,norm_eps=1e-5"},
-      {"vit_huge_patch14_clip_224", "vit_large_patch16_224:patch=14,dim=1280,depth=32,heads=16,pre_norm=1,norm_eps=1e-5"},
-      {"vit_huge_patch14_clip_378", "vit_large_patch16_224:patch=14,dim=1280,depth=32,heads=16,pre_norm=1,norm_eps=1e-5,img=378,classes=1024"},
-      // QuickGELU CLIP towers (OpenAI / MetaCLIP / DFN weights); timm's default cfgs keep the projection as `head`
-      {"vit_base_patch16_clip_quickgelu_224", "vit_base_patch16_224:pre_norm=1,norm_eps=1e-5,act=quick_gelu,classes=512"},
-      {"vit_large_patch14_clip_quickgelu_224", "vit_large_patch16_224:patch=14,pre_norm=1,norm_eps=1e-5,act=quick_gelu,classes=768"},
-      {"vit_large_patch14_clip_quickgelu_336", "vit_large_patch16_224:patch=14,pre_norm=1,norm_eps=1e-5,act=quick_gelu,classes=768,img=336"},
-      {"vit_huge_patch14_clip_quickgelu_224", "vit_large_patch16_224:patch=14,dim=1280,depth=32,heads=16,pre_norm=1,norm_eps=1e-5,act=quick_gelu,classes=1024"},
-      {"vit_huge_patch14_clip_quickgelu_378", "vit_large_patch16_224:patch=14,dim=1280,depth=32,heads=16,pre_norm=1,norm_eps=1e-5,act=quick_gelu,classes=1024,img=378"},
+        {"vit_small_patch8_224", "vit_small_patch16_224:patch=8,classes=0"},  // timm default cfg: DINO v1 S/8
+        {"vit_base_patch8_224", "vit_base_patch16_224:patch=8"},  // timm default cfg: a head (DINO v1 B/8: none)
+        {"vit_small_patch32_224", "vit_small_patch16_224:patch=32"},
+        {"vit_base_patch32_224", "vit_base_patch16_224:patch=32"},
+        {"vit_large_patch32_224", "vit_large_patch16_224:patch=32,classes=0"},  // timm: no head (in21k cfg)
+        {"vit_large_patch14_224", "vit_large_patch16_224:patch=14"},
+        {"vit_huge_patch14_224", "vit_large_patch16_224:patch=14,dim=1280,depth=32,heads=16,classes=0"},
+        {"vit_large_patch14_dinov2", "vit_base_patch14_dinov2:dim=1024,depth=24,heads=16"},
+        {"vit_large_patch14_reg4_dinov2", "vit_base_patch14_reg4_dinov2:dim=1024,depth=24,heads=16"},
+        {"vit_tiny_patch16_384", "vit_tiny_patch16_224:img=384"},
+        {"vit_small_patch16_384", "vit_small_patch16_224:img=384"},
+        {"vit_base_patch16_384", "vit_base_patch16_224:img=384"},
+        {"vit_large_patch16_384", "vit_large_patch16_224:img=384"},
+        // timm's *_gap_* models: no class token, mean of the patch tokens, final norm before the pool (fc_norm=False)
+        {"vit_base_patch16_gap_224", "vit_base_patch16_224:heads=16,class_token=0,global_pool=avg,fc_norm=0"},
+        {"vit_huge_patch14_gap_224",
+         "vit_large_patch16_224:patch=14,dim=1280,depth=32,heads=16,class_token=0,global_pool=avg,fc_norm=0,classes=0"},
+        // ViT-g/14 of "Scaling Vision Transformers": mlp_ratio=48/11 (repr of the float, so int(1408 * r) = 6144)
+        {"vit_giant_patch14_224",
+         "vit_large_patch16_224:patch=14,dim=1408,depth=40,heads=16,mlp_ratio=4.363636363636363"},
+        // SigLIP image towers: no class token, attention-pool head (AttentionPoolLatent) or patch mean, no classifier
+        {"vit_base_patch16_siglip_224", "vit_base_patch16_224:class_token=0,global_pool=map,classes=0"},
+        {"vit_base_patch16_siglip_gap_224", "vit_base_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0"},
+        {"vit_base_patch16_224_miil", "vit_base_patch16_224:qkv_bias=0,classes=11221"},  // timm default cfg: in21k head
+        {"vit_base_patch16_siglip_256", "vit_base_patch16_224:class_token=0,global_pool=map,classes=0,img=256"},
+        {"vit_base_patch16_siglip_gap_256",
+         "vit_base_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0,img=256"},
+        {"vit_base_patch16_siglip_384", "vit_base_patch16_224:class_token=0,global_pool=map,classes=0,img=384"},
+        {"vit_base_patch16_siglip_gap_384",
+         "vit_base_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0,img=384"},
+        {"vit_base_patch16_siglip_512", "vit_base_patch16_224:class_token=0,global_pool=map,classes=0,img=512"},
+        {"vit_base_patch16_siglip_gap_512",
+         "vit_base_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0,img=512"},
+        {"vit_large_patch16_siglip_256", "vit_large_patch16_224:class_token=0,global_pool=map,classes=0,img=256"},
+        {"vit_large_patch16_siglip_gap_256",
+         "vit_large_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0,img=256"},
+        {"vit_large_patch16_siglip_384", "vit_large_patch16_224:class_token=0,global_pool=map,classes=0,img=384"},
+        {"vit_large_patch16_siglip_gap_384",
+         "vit_large_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0,img=384"},
+        {"vit_large_patch16_siglip_512", "vit_large_patch16_224:class_token=0,global_pool=map,classes=0,img=512"},
+        {"vit_large_patch16_siglip_gap_512",
+         "vit_large_patch16_224:class_token=0,global_pool=avg,fc_norm=0,classes=0,img=512"},
+        {"vit_base_patch16_plus_240", "vit_base_patch16_224:dim=896,heads=14,img=240,init_values=1e-5"},
+        // CLIP image towers (timm's, quick_gelu variants excluded): pre_norm (no patch bias), LayerNorm eps 1e-5
+        {"vit_base_patch16_clip_224", "vit_base_patch16_224:pre_norm=1,norm_eps=1e-5"},
+        {"vit_large_patch14_clip_224", "vit_large_patch16_224:patch=14,pre_norm=1,norm_eps=1e-5"},
+        {"vit_huge_patch14_clip_224",
+         "vit_large_patch16_224:patch=14,dim=1280,depth=32,heads=16,pre_norm=1,norm_eps=1e-5"},
+        {"vit_huge_patch14_clip_378",
+         "vit_large_patch16_224:patch=14,dim=1280,depth=32,heads=16,pre_norm=1,norm_eps=1e-5,img=378,classes=1024"},
+        // QuickGELU CLIP towers (OpenAI / MetaCLIP / DFN weights); timm's default cfgs keep the projection as `head`
+        {"vit_base_patch16_clip_quickgelu_224",
+         "vit_base_patch16_224:pre_norm=1,norm_eps=1e-5,act=quick_gelu,classes=512"},
+        {"vit_large_patch14_clip_quickgelu_224",
+         "vit_large_patch16_224:patch=14,pre_norm=1,norm_eps=1e-5,act=quick_gelu,classes=768"},
+        {"vit_large_patch14_clip_quickgelu_336",
+         "vit_large_patch16_224:patch=14,pre_norm=1,norm_eps=1e-5,act=quick_gelu,classes=768,img=336"},
+        {"vit_huge_patch14_clip_quickgelu_224",
+         "vit_large_patch16_224:patch=14,dim=1280,depth=32,heads=16,pre_norm=1,norm_eps=1e-5,act=quick_gelu,"
+         "classes=1024"},
+        {"vit_huge_patch14_clip_quickgelu_378",
+         "vit_large_patch16_224:patch=14,dim=1280,depth=32,heads=16,pre_norm=1,norm_eps=1e-5,act=quick_gelu,"
+         "classes=1024,img=378"},
       }};
   return f;
 }
