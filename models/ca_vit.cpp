@@ -106,7 +106,7 @@ class CaViT final : public Model {
     Module& root = t.root();
     const int64_t D = c_.embed_dim, P = c_.patch_size;
     // timm's PatchEmbed(in_chans=6).proj: constructed first (its reset_parameters draws), then replaced.
-    t.reset_weight_bias(t.make("Conv2d"), {D, c_.backbone_in_chans, P, P}, true);
+    t.reset_weight_bias(t.make_replaced("Conv2d"), {D, c_.backbone_in_chans, P, P}, true);
     // The replacement's Conv2d(1, D, P) draws after init_weights (CaViTConfig::init_weights writes it).
     Module& proj = t.child(t.child(root, "patch_embed", "ChannelAgnosticPatchEmbed"), "proj", "Conv2d");
     proj_w_ = &t.layer<Parameter>(proj, "weight", Shape{D, 1, P, P});

@@ -212,6 +212,17 @@ TEST(NewViT, ForwardMatchesTheReferenceOnEveryTapInBothLayouts) {
   EXPECT_EQ(ran, 2 * (8 + 12));  // 8 CA-ViT cases, 12 DINOv3 cases, two layouts each
 }
 
+TEST(NewViT, ReplacedModuleDrawsButHasNoKeys) {
+  // ModuleTree::make_replaced, for the 6-channel patch conv vit.py builds and swaps out
+  ModuleTree t;
+  Module& ghost = t.make_replaced("Conv2d");
+  t.reset_weight_bias(ghost, {2, 1, 1, 1}, true);
+  t.param(t.root(), "w", {1});
+  EXPECT_EQ(t.specs().size(), 1u);
+  EXPECT_EQ(t.construction_order().size(), 3u);
+  EXPECT_THROW(t.add(t.root(), "ghost", ghost), std::logic_error);
+}
+
 TEST(NewViT, TransformersLayoutWithoutTheModelPrefix) {
   // Files saved by transformers before 5.x name the blocks "layer.N." (5.x renames them to "model.layer.N.")
   WeightMap hf = weights_file("dinov3_tiny_s1.hf.safetensors"), old;
