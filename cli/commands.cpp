@@ -60,7 +60,7 @@ const std::vector<Command>& commands() {
         {"data", "MANIFEST", "load_data.csv / RxRx metadata.csv / CSV / image folder / HEST .h5, or X.npy [N,C,H,W]", true, ""},
         {"out", "DIR", "embedding folder: LAYER.npy, index.csv, run.json", true, ""},
         {"layers", "T1,T2|all", "taps by PyTorch module name (tabula hooks ARCH); all = every stage/block", false, ""},
-        {"pool", "P", "avg|cls|mean|cls+mean|max|gem|none (default: avg for maps, cls for tokens)", false, ""},
+        {"pool", "P", "avg|cls|mean|cls+mean|max|gem|none|mean-per-channel (ca_vit: C x D) (default: avg for maps, cls for tokens)", false, ""},
         {"device", "D", "cpu | cuda[:N] (the networks; baselines run on the cpu)", false, "cpu"},
         {"precision", "P", "fp32 (tf32|bf16|fp16 on GPU)", false, "fp32"},
         {"batch", "B", "model inputs per batch", false, "16"},

@@ -16,7 +16,8 @@ std::vector<Flag> transform_flags() {
       {"mean", "M,..", "Normalize mean (1 or C values)", false, ""},
       {"std", "S,..", "Normalize std (1 or C values)", false, ""},
       {"no-normalize", "", "skip Normalize", false, ""},
-      {"intensity", "MODE", "unit (x / type max, as ToTensor), percentile (per image and channel), minmax, none", false,
+      {"intensity", "MODE", "unit (x / type max, as ToTensor), percentile (per image and channel), minmax, none, self-standardize "
+       "(unit, then per channel after the crop: OpenPhenom)", false,
        ""},
       {"percentiles", "LO,HI", "percentiles for --intensity percentile (default 1,99)", false, ""},
       {"channels", "S", "per-channel|rgb:i,j,k|mean|all (default: rgb for 3 channels, else per-channel)", false, ""},

@@ -108,6 +108,21 @@ Image normalize(const Image& img, const std::vector<float>& mean, const std::vec
   return out;
 }
 
+Image self_standardize(const Image& img) {
+  Image out = img;
+  const size_t n = img.plane_size();
+  for (int c = 0; c < img.channels; ++c) {
+    float* p = out.plane(c);
+    double mean = 0, var = 0;
+    for (size_t i = 0; i < n; ++i) mean += p[i];
+    mean /= static_cast<double>(n);
+    for (size_t i = 0; i < n; ++i) var += (p[i] - mean) * (p[i] - mean);
+    const double inv = 1.0 / std::sqrt(var / static_cast<double>(n) + 1e-5);
+    for (size_t i = 0; i < n; ++i) p[i] = static_cast<float>((p[i] - mean) * inv);
+  }
+  return out;
+}
+
 Image scale_to_unit(const Image& img) {
   Image out = img;
   if (img.max_value == 1.0f) return out;
@@ -505,11 +520,13 @@ Image apply_geometry(const Image& img, const Transform& t) {
   if (t.resize_impl != "tensor")
     throw std::invalid_argument("resize implementation '" + t.resize_impl + "': expected pil, uint8 or tensor");
   Image x;
-  if (t.intensity == "unit") x = scale_to_unit(img);
+  if (t.intensity == "unit" || t.intensity == "self-standardize") x = scale_to_unit(img);
   else if (t.intensity == "percentile") x = percentile_scale(img, t.pct_lo, t.pct_hi);
   else if (t.intensity == "minmax") x = minmax_scale(img);
   else if (t.intensity == "none") x = img;
-  else throw std::invalid_argument("unknown intensity scaling '" + t.intensity + "' (unit, percentile, minmax, none)");
+  else
+    throw std::invalid_argument("unknown intensity scaling '" + t.intensity +
+                                "' (unit, percentile, minmax, none, self-standardize)");
   if (t.resize_h > 0 && t.resize_w > 0) x = resize_exact(x, t.resize_h, t.resize_w, t.interp, t.antialias);
   else if (t.resize > 0) x = resize_shorter(x, t.resize, t.interp, t.antialias);
   // torchvision's CenterCrop zero-pads an image smaller than the crop; here that is an error, since a padded
@@ -525,7 +542,9 @@ Image apply_geometry(const Image& img, const Transform& t) {
 
 std::vector<Image> preprocess_image(const Image& img, const Transform& t, const ChannelStrategy& s) {
   std::vector<Image> inputs = apply_channel_strategy(apply_geometry(img, t), s);
-  if (t.do_normalize)
+  if (t.intensity == "self-standardize")
+    for (Image& in : inputs) in = self_standardize(in);
+  else if (t.do_normalize)
     for (Image& in : inputs) in = normalize(in, t.mean, t.std);
   return inputs;
 }

@@ -75,7 +75,9 @@ std::vector<Image> apply_channel_strategy(const Image& img, const ChannelStrateg
 
 // A whole eval transform chain, as the references build it.
 struct Transform {
-  std::string intensity = "unit";  // "unit" (x / max_value), "percentile", "minmax", "none"
+  // "unit" (x / max_value), "percentile", "minmax", "none", or "self-standardize" (Recursion's CA-MAE /
+  // OpenPhenom: x / max_value, then each model input's channels standardised after the crop, in place of Normalize)
+  std::string intensity = "unit";
   double pct_lo = 1.0, pct_hi = 99.0;
   int resize = 256;                // shorter side; 0 = no resize
   int resize_h = 0, resize_w = 0;  // exact size instead of shorter side when both > 0
@@ -101,6 +103,9 @@ Transform transform_dinov2(int crop = 224);
 Transform transform_timm(int img_size, double crop_pct, Interp interp, std::vector<float> mean, std::vector<float> std);
 // The Pillow filter of an interpolation mode (all five exist there).
 PilFilter pil_filter(Interp mode);
+// MAEModel.input_norm's second half: InstanceNorm2d(affine=False, track_running_stats=False, eps 1e-5), i.e.
+// every channel minus its mean, over sqrt(biased variance + 1e-5) (statistics in double).
+Image self_standardize(const Image& img);
 // The geometric and intensity part of the chain: intensity scaling, resize, centre crop (no normalisation).
 Image apply_geometry(const Image& img, const Transform& t);
 // The whole chain for one image: apply_geometry -> channel strategy -> Normalize on each model input.

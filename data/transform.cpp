@@ -7,6 +7,8 @@
 #include "models/cards/cards.h"
 #include "models/cards/timm_tags.h"
 #include "models/arch.h"
+#include "models/ca_vit.h"
+#include "models/dinov3.h"
 #include "models/registry.h"
 #include "models/vit.h"
 #include "models/registry.h"
@@ -85,7 +87,14 @@ Transform arch_transform(const ArchConfig& ac, int crop) {
   Transform t;
   if (ac.is_resnet()) {
     t = transform_torchvision(resize, crop);
-  } else if (ac.vit().flavor == ViTConfig::Flavor::dinov2 || ac.name.find("dinov2") != std::string::npos) {
+  } else if (ac.as<CaViTConfig>()) {
+    // OpenPhenom's crops as they are (256 px), / 255 and self-standardised (MAEModel.input_norm)
+    t.resize = 0;
+    t.crop = crop;
+    t.do_normalize = false;
+    t.intensity = "self-standardize";
+  } else if (ac.as<Dinov3Config>() || ac.vit().flavor == ViTConfig::Flavor::dinov2 ||
+             ac.name.find("dinov2") != std::string::npos) {  // DINOv3 evaluates with DINOv2's transform
     t = transform_dinov2(crop);
     t.resize = resize;
   } else if (const auto cfg = timm_pretrained_cfg(ac.name)) {
@@ -170,8 +179,9 @@ TransformSpec resolve_transform(Transform t, std::string origin, const Transform
   if (f.no_normalize) t.do_normalize = false, changed("no-normalize");
   if (f.intensity) {
     const std::string& i = *f.intensity;
-    if (i != "unit" && i != "percentile" && i != "minmax" && i != "none")
-      throw std::invalid_argument("--intensity '" + i + "': expected unit, percentile, minmax or none");
+    if (i != "unit" && i != "percentile" && i != "minmax" && i != "none" && i != "self-standardize")
+      throw std::invalid_argument("--intensity '" + i + "': expected unit, percentile, minmax, none or "
+                                  "self-standardize");
     t.intensity = i, changed("intensity");
   }
   if (f.percentiles) {

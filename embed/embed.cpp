@@ -26,6 +26,7 @@
 #include "embed/ranks.h"
 #include "embed/run_settings.h"
 #include "embed/store.h"
+#include "models/ca_vit.h"
 #include "engine/fileio.h"
 #include "engine/ops.h"
 #include "engine/system.h"
@@ -189,6 +190,7 @@ Setup build_setup(const EmbedOptions& opt, const ModelChoice& choice, const Inpu
   if (!opt.intensity.empty() && !flags.intensity) flags.intensity = opt.intensity;
   if (!opt.channels.empty() && !flags.channels) flags.channels = opt.channels;
   if (baseline) flags.channels = "all";
+  if (!flags.channels && model && model->arch().as<CaViTConfig>()) flags.channels = "all";  // any channel count
   s.spec = data::resolve_transform(defaults, origin, flags, first);
   s.tf = s.spec.t;
   s.strategy = s.spec.channels;

@@ -4,11 +4,13 @@
 #include <cmath>
 #include <map>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "engine/ops.h"
 #include "models/baselines.h"
 #include "models/device.h"
+#include "models/ca_vit.h"
 #include "models/key_values.h"
 #include "models/vit.h"
 #include "util/suggest.h"
@@ -65,14 +67,21 @@ class NetworkExtractor : public Extractor {
         if (std::find(requested.begin(), requested.end(), d) == requested.end()) requested.push_back(d);
     }
     std::optional<Pool> given;
-    if (!pool.empty()) {
+    const bool per_channel = pool == kMeanPerChannel;
+    if (per_channel && !model_->arch().as<CaViTConfig>())
+      throw SettingError("--pool mean-per-channel needs a channel-agnostic model (ca_vit archs), got " + arch);
+    if (!pool.empty() && !per_channel) {
       given = pool_from_name(pool);
       if (!given)
         throw SettingError("--pool: unknown pooling '" + pool + "'" +
-                           did_you_mean(pool, {"avg", "cls", "mean", "cls+mean", "max", "gem", "none"}) +
-                           " (avg|cls|mean|cls+mean|max|gem|none)");
+                           did_you_mean(pool, {"avg", "cls", "mean", "cls+mean", "max", "gem", "none", kMeanPerChannel}) +
+                           " (avg|cls|mean|cls+mean|max|gem|none|mean-per-channel)");
     }
-    const bool has_cls = !model_->arch().is_resnet() && model_->arch().vit().class_token;
+    // The token models other than timm's ViT have a class token; the CA-ViT's published embedding
+    // (MAEModel.predict) is the patch mean nonetheless, so its taps default to that.
+    bool has_cls = false;
+    if (!model_->arch().is_resnet() && !model_->arch().as<CaViTConfig>())
+      has_cls = !model_->arch().as<ViTConfig>() || model_->arch().vit().class_token;
     for (const std::string& name : requested) {
       auto it = shape_of.find(name);
       if (it == shape_of.end())
@@ -80,6 +89,14 @@ class NetworkExtractor : public Extractor {
                            "; `tabula hooks " + arch + "` lists all " + std::to_string(names.size()));
       const Shape& shape = it->second;
       Pool p = given ? *given : natural_pool(name, shape, has_cls);
+      if (per_channel) {
+        // The channel-agnostic ViT's tokens come in one group per input channel (MAEModel.predict with
+        // return_channelwise_embeddings): the whole tap is captured and reduced per group after the forward.
+        if (shape.size() != 3)
+          throw SettingError("--pool mean-per-channel needs a token tap, got '" + name + "' " + shape_text(shape));
+        per_channel_.insert(name);
+        p = Pool::none;
+      }
       if (shape.size() == 2) {  // already one vector per image (fc_norm, head, x_norm_clstoken)
         if (p != Pool::none)
           warnings->push_back(name + " is already a vector per image " + shape_text(shape) + "; --pool " + pool +
@@ -109,8 +126,9 @@ class NetworkExtractor : public Extractor {
     // Widths from a 1-image forward of zeros: exact, whatever the pooling does to the shape.
     Tensor probe = Tensor::zeros({1, input[1], input[2], input[3]});
     model_->forward(on_device(probe), taps_);
+    groups_ = input[1];
     for (const std::string& key : taps_.capture_keys()) {
-      const Tensor& t = taps_.captured().at(key);
+      const Tensor t = captured(key);
       layers_.push_back({key, t.numel() / t.size(0)});
     }
   }
@@ -130,7 +148,7 @@ class NetworkExtractor : public Extractor {
     model_->forward(on_device(x), taps_);  // captures come back to the host pooled
     std::vector<std::vector<float>> out;
     for (const auto& [key, dim] : layers_) {
-      Tensor t = taps_.captured().at(key).contiguous();
+      Tensor t = captured(key).contiguous();
       if (t.numel() != B * dim) throw std::runtime_error("tap " + key + " changed width between batches");
       const float* v = t.data<float>();
       out.emplace_back(v, v + B * dim);
@@ -140,11 +158,24 @@ class NetworkExtractor : public Extractor {
 
   std::string pool_description() const override {
     std::string s;
-    for (const auto& [name, p] : pools_) s += (s.empty() ? "" : ",") + name + "=" + std::string(pool_name(p));
+    for (const auto& [name, p] : pools_)
+      s += (s.empty() ? "" : ",") + name + "=" + std::string(per_channel_.count(name) ? kMeanPerChannel : pool_name(p));
     return s;
   }
 
  private:
+  static constexpr const char* kMeanPerChannel = "mean-per-channel";
+
+  // A capture, reduced to the mean of each channel's token group ([B, C x D], channel-major) for the taps given
+  // --pool mean-per-channel. Tokens: the prefix (CLS; none for patch_embed) then C groups of equal size.
+  Tensor captured(const std::string& key) const {
+    const Tensor& t = taps_.captured().at(key);
+    if (!per_channel_.count(key)) return t;
+    const int64_t B = t.size(0), N = t.size(1), D = t.size(2), prefix = N % groups_, per = (N - prefix) / groups_;
+    const Tensor groups = t.slice(1, prefix, N).contiguous().reshape({B * groups_, per, D});
+    return ops::pool(groups, Pool::mean, 0).reshape({B, groups_ * D});
+  }
+
   Tensor on_device(const Tensor& x) const { return device_ >= 0 ? upload(x, device_) : x; }
 
   // The taps of `names` whose pooled features differ from every later one's, on one deterministic non-constant
@@ -183,6 +214,8 @@ class NetworkExtractor : public Extractor {
   int device_ = -1;
   TapSet taps_;
   std::map<std::string, Pool> pools_;
+  std::set<std::string> per_channel_;
+  int64_t groups_ = 1;  // channels of one model input
   std::vector<std::pair<std::string, int64_t>> layers_;
 };
 

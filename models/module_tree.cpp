@@ -33,7 +33,14 @@ Module& ModuleTree::make(const std::string& type) {
   return m;
 }
 
+Module& ModuleTree::make_replaced(const std::string& type) {
+  Module& m = make(type);
+  m.replaced = true;
+  return m;
+}
+
 void ModuleTree::add(Module& parent, const std::string& local, Module& m) {
+  if (m.replaced) throw std::logic_error("module tree: a replaced module cannot be registered");
   if (m.parent) throw std::logic_error("module '" + m.name() + "' is registered twice");
   m.local = local;
   m.parent = &parent;
@@ -78,7 +85,9 @@ std::vector<size_t> ModuleTree::state_dict_order() const {
     for (const Module* c : m.children) walk(*c);
   };
   walk(*root_);
-  if (order.size() != params_.size())
+  size_t replaced = 0;
+  for (const Module& m : modules_) replaced += m.replaced ? m.params.size() : 0;
+  if (order.size() + replaced != params_.size())
     throw std::logic_error("module tree: a module made with make() was never registered with add()");
   return order;
 }

@@ -50,6 +50,7 @@ struct Module {
   Module* parent = nullptr;
   std::vector<size_t> params;      // own parameters and buffers (indices into the tree), registration order
   std::vector<Module*> children;   // registration order
+  bool replaced = false;           // see ModuleTree::make_replaced
   std::string name() const;        // the dotted path ("blocks.0.attn.qkv")
 };
 
@@ -76,6 +77,9 @@ class ModuleTree {
   // A module created now and registered later (add): see the header comment.
   Module& make(const std::string& type);
   void add(Module& parent, const std::string& local, Module& m);
+  // A module constructed and then replaced by another before the state_dict exists (vit.py swaps timm's
+  // patch embedding for its own): its constructor draws count, its parameters have no keys.
+  Module& make_replaced(const std::string& type);
 
   // A parameter (or buffer) of `m`, registered now; its constructor value follows `init`.
   size_t param(Module& m, const std::string& local, Shape shape, CtorInit init = {});

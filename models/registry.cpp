@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "models/ca_vit.h"
+#include "models/dinov3.h"
 #include "models/resnet.h"
 #include "models/vit.h"
 
@@ -15,6 +17,8 @@ const std::vector<const Family*>& families() {
   static const std::vector<const Family*> f = {
       &resnet_family(),
       &vit_family(),
+      &ca_vit_family(),
+      &dinov3_family(),
   };
   return f;
 }

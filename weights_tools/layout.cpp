@@ -81,6 +81,9 @@ LayoutGuess detect_layout(const std::vector<ShapedName>& keys_in) {
     }
     return g;
   }
+  // DINOv3's hub files (storage tokens, RoPE periods) keep their own names: models/dinov3.cpp reads them.
+  for (const char* k : {"storage_tokens", "rope_embed.periods"})
+    if (has_key(keys, k)) return g;
   for (const char* k : {"mask_token", "register_tokens"}) {
     if (has_key(keys, k)) {
       g.layout = Layout::dinov2_hub;

@@ -217,16 +217,18 @@ TEST(ModelTaps, NamedModulesSiglipAttentionPool) {
 // ---- registry: parameter counts, GFLOPs ------------------------------------------------------------------------
 
 TEST(ModelRegistry, ParamCountsMatchTorch) {
-  std::ifstream f(test::fixture("models/params.tsv"));
-  ASSERT_TRUE(f);
-  std::string line;
   std::set<std::string> checked;
-  while (std::getline(f, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t tab = line.find('\t');
-    const std::string arch = line.substr(0, tab);
-    EXPECT_EQ(param_count(parse_arch(arch)), std::stoll(line.substr(tab + 1))) << arch;
-    checked.insert(arch);
+  // models_fixtures.py (torchvision, timm, DINOv2) and newvit_fixtures.py (CA-ViT, DINOv3)
+  for (const char* file : {"models/params.tsv", "newvit/params.tsv"}) {
+    std::ifstream f(test::fixture(file));
+    ASSERT_TRUE(f) << file;
+    for (std::string line; std::getline(f, line);) {
+      if (line.empty() || line[0] == '#') continue;
+      const size_t tab = line.find('\t');
+      const std::string arch = line.substr(0, tab);
+      EXPECT_EQ(param_count(parse_arch(arch)), std::stoll(line.substr(tab + 1))) << arch;
+      checked.insert(arch);
+    }
   }
   for (const auto& n : model_names()) EXPECT_TRUE(checked.count(n)) << "no torch parameter count for " << n;
 }

@@ -388,6 +388,11 @@ TEST(Archs, ParamCountsMatchReferences) {
       {"dinov2_vitl14_reg", 304372736},
       {"vit_giant_patch14_dinov2", 1136479232}, {"vit_giant_patch14_reg4_dinov2", 1136483840},
       {"dinov2_vitg14", 1136480768},   {"dinov2_vitg14_reg", 1136486912},
+      // tests/fixtures/newvit/params.tsv
+      {"ca_vit_small_patch16_256", 22459776}, {"ca_vit_base_patch16_256", 87383808},
+      {"ca_vit_large_patch16_256", 305368064}, {"dinov3_vits16", 21601152},
+      {"dinov3_vits16plus", 28697472}, {"dinov3_vitb16", 85669632}, {"dinov3_vitl16", 303154176},
+      {"dinov3_vith16plus", 840633600}, {"dinov3_vit7b16", 6716043264},
   };
   EXPECT_EQ(named_archs().size(), expected.size());
   for (const auto& name : named_archs()) {
