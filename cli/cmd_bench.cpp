@@ -4,7 +4,7 @@
 #include "cli/args.h"
 #include <chrono>
 
-#include "eval/embed/embed.h"
+#include "embed/embed.h"
 #include "models/bench.h"
 
 namespace tabula::cli {

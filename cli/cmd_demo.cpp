@@ -1,9 +1,9 @@
-// `tabula demo`: the whole study on the embedded synthetic datasets (eval/demo.h).
+// `tabula demo`: the whole study on the embedded synthetic datasets (study/demo.h).
 #include <iostream>
 
 #include "cli/args.h"
 #include "engine/threads.h"
-#include "eval/demo.h"
+#include "study/demo.h"
 #include "models/device.h"
 
 namespace tabula::cli {

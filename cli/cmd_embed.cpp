@@ -4,8 +4,8 @@
 #include <regex>
 
 #include "cli/args.h"
-#include "engine/mpi.h"
-#include "eval/embed/embed.h"
+#include "util/mpi.h"
+#include "embed/embed.h"
 
 namespace tabula::cli {
 

@@ -2,7 +2,7 @@
 #include <iostream>
 
 #include "cli/args.h"
-#include "engine/mpi.h"
+#include "util/mpi.h"
 #include "eval/metrics/run.h"
 
 namespace tabula::cli {

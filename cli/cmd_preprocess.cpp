@@ -1,9 +1,9 @@
 // `tabula preprocess`: the exact model input tensors for a manifest, for inspection (argument parsing only;
-// the work is eval/data/pipeline.cpp).
+// the work is data/pipeline.cpp).
 #include <iostream>
 
 #include "cli/args.h"
-#include "eval/data/pipeline.h"
+#include "data/pipeline.h"
 
 namespace tabula::cli {
 

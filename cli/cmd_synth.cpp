@@ -1,10 +1,10 @@
 // `tabula synth cellpainting|tissue`: the synthetic datasets as ordinary files (argument parsing only; the
-// generators are eval/data/synth.cpp).
+// generators are data/synth.cpp).
 #include <filesystem>
 #include <iostream>
 
 #include "cli/args.h"
-#include "eval/data/synth.h"
+#include "data/synth.h"
 
 namespace tabula::cli {
 

@@ -5,7 +5,7 @@
 #include <iostream>
 #include <string>
 
-#include "engine/mpi.h"
+#include "util/mpi.h"
 #include "engine/system.h"
 
 namespace tabula::cli {

@@ -14,8 +14,8 @@
 #include <stdexcept>
 
 #include "engine/fileio.h"
-#include "eval/table.h"
-#include "weights_tools/json.h"
+#include "util/table.h"
+#include "util/json.h"
 
 namespace tabula {
 
@@ -163,7 +163,7 @@ std::string line_chart(const std::string& title, const std::string& yl, const st
   return s.str();
 }
 
-std::string cka_heatmap(const std::string& title, const eval::Table& t) {
+std::string cka_heatmap(const std::string& title, const tabula::Table& t) {
   std::vector<std::string> la, lb;
   for (size_t r = 0; r < t.rows(); ++r) {
     if (std::find(la.begin(), la.end(), t.at(r, 0)) == la.end()) la.push_back(t.at(r, 0));
@@ -238,7 +238,7 @@ Study load_study(const ReportOptions& opt) {
     const std::string summary = run + "/summary.csv";
     if (!fs::exists(summary))
       throw std::runtime_error(run + ": no summary.csv (a study folder as `tabula demo --out DIR` writes it)");
-    eval::Table t = eval::read_csv(summary);
+    tabula::Table t = tabula::read_csv(summary);
     const std::string tag = fs::path(run).lexically_normal().filename().string().empty()
                                 ? fs::path(run).lexically_normal().parent_path().filename().string()
                                 : fs::path(run).lexically_normal().filename().string();
@@ -293,7 +293,7 @@ Study load_study(const ReportOptions& opt) {
       st.models.push_back(m);
     }
     if (st.phenotype.empty() && fs::exists(run + "/data/cellpainting/compounds.csv")) {
-      eval::Table c = eval::read_csv(run + "/data/cellpainting/compounds.csv");
+      tabula::Table c = tabula::read_csv(run + "/data/cellpainting/compounds.csv");
       if (c.has("Metadata_JCP2022") && c.has("Metadata_phenotype"))
         for (size_t r = 0; r < c.rows(); ++r)
           st.phenotype[c.at(r, c.index("Metadata_JCP2022"))] = c.at(r, c.index("Metadata_phenotype"));
@@ -340,7 +340,7 @@ struct MapFiles {
 std::optional<MapFiles> read_map(const std::string& dir) {
   if (!fs::exists(dir + "/mean_average_precision.csv") || !fs::exists(dir + "/average_precision.csv")) return std::nullopt;
   MapFiles f;
-  eval::Table m = eval::read_csv(dir + "/mean_average_precision.csv");
+  tabula::Table m = tabula::read_csv(dir + "/mean_average_precision.csv");
   const bool ref = m.has("Metadata_Reference_Index");
   const size_t id = m.index("Metadata_JCP2022"), v = m.index("mean_average_precision"), sig = m.index("below_corrected_p");
   for (size_t r = 0; r < m.rows(); ++r) {
@@ -348,7 +348,7 @@ std::optional<MapFiles> read_map(const std::string& dir) {
     f.map[m.at(r, id)] = m.number(r, v);
     f.significant[m.at(r, id)] = m.at(r, sig) == "True";
   }
-  eval::Table a = eval::read_csv(dir + "/average_precision.csv");
+  tabula::Table a = tabula::read_csv(dir + "/average_precision.csv");
   const size_t aid = a.index("Metadata_JCP2022"), ap = a.index("average_precision");
   for (size_t r = 0; r < a.rows(); ++r)
     if (f.map.count(a.at(r, aid)) && a.at(r, ap) != "nan" && !a.at(r, ap).empty())
@@ -485,7 +485,7 @@ std::optional<Predictions> read_predictions(const Study& st, const Model& m, std
   std::string layer = last_layer(st, m.shown, "tissue");
   std::string file = m.run + "/eval/tissue/" + m.label + "/" + layer + "/predictions/predictions.csv";
   if (layer.empty() || !fs::exists(file)) return std::nullopt;
-  eval::Table t = eval::read_csv(file);
+  tabula::Table t = tabula::read_csv(file);
   Predictions p;
   const size_t id = t.index("patch_id"), g = t.index("target"), v = t.index("predicted");
   for (size_t r = 0; r < t.rows(); ++r) {
@@ -636,7 +636,7 @@ std::vector<double> units(const Study& st, const Model& m, const std::string& da
   } else if (dataset == "tissue" && metric == "expression Pearson r (ridge)") {
     std::string file = m.run + "/eval/tissue/" + m.label + "/" + layer + "/ridge/regress.csv";
     if (!fs::exists(file)) return v;
-    eval::Table t = eval::read_csv(file);
+    tabula::Table t = tabula::read_csv(file);
     std::map<std::string, std::pair<double, int>> g;
     for (size_t r = 0; r < t.rows(); ++r) {
       double x = t.number(r, t.index("pearson"));
@@ -837,7 +837,7 @@ ReportResult write_report(const ReportOptions& opt) {
   if (!st.cka.empty()) {
     html << "<h2>Layer × layer CKA between models</h2><div class=\"grid\">\n";
     for (const auto& [title, file] : st.cka) {
-      std::string h = cka_heatmap("linear CKA: " + title, eval::read_csv(file));
+      std::string h = cka_heatmap("linear CKA: " + title, tabula::read_csv(file));
       count_svg(h);
       html << h << "\n";
     }

@@ -11,7 +11,7 @@ namespace tabula {
 namespace {
 
 // nn.Conv2d(bias=False) followed by nn.BatchNorm2d. Ungrouped convs keep one copy of the weights, packed at load
-// for the fast CPU path (engine/packed.h), with the BatchNorm applied as a per-channel scale/shift in the conv's
+// for the fast CPU path (engine/cpu/packed.h), with the BatchNorm applied as a per-channel scale/shift in the conv's
 // epilogue; grouped convs (ResNeXt) keep the original and the BN-folded weights for the generic conv path.
 struct ConvBN {
   std::string conv, bn;  // module names

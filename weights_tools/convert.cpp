@@ -7,7 +7,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "engine/sha256.h"
+#include "util/sha256.h"
 #include "weights_tools/arch_keys.h"
 #include "weights_tools/pos_embed.h"
 #include "weights_tools/safetensors.h"

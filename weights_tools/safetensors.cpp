@@ -7,7 +7,7 @@
 #include <stdexcept>
 
 #include "engine/fileio.h"
-#include "weights_tools/json.h"
+#include "util/json.h"
 
 namespace tabula::weights {
 

@@ -17,7 +17,7 @@
 #include <mutex>
 #include <thread>
 
-#include "engine/npy.h"
+#include "util/npy.h"
 #include "engine/system.h"
 
 namespace tabula::eval {
@@ -84,7 +84,7 @@ std::string find_non_finite(const RowMatrixF& x) {
 
 namespace {
 // Layout of the common case (little-endian float32, C order, 2-D, file size consistent with the header): where the
-// data starts and its shape. Anything else returns false and takes engine/npy's general reader.
+// data starts and its shape. Anything else returns false and takes util/npy's general reader.
 struct NpyF32Layout {
   int64_t offset = 0, rows = 0, cols = 0;
 };

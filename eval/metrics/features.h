@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "eval/table.h"
+#include "util/table.h"
 
 namespace tabula::eval {
 

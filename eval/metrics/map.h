@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "eval/metrics/features.h"
-#include "eval/table.h"
+#include "util/table.h"
 
 namespace tabula::eval {
 

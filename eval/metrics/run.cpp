@@ -8,8 +8,8 @@
 #include <stdexcept>
 
 #include "engine/fileio.h"
-#include "engine/mpi.h"
-#include "engine/npy.h"
+#include "util/mpi.h"
+#include "util/npy.h"
 #include "eval/metrics/cka.h"
 #include "eval/metrics/linear.h"
 #include "eval/metrics/recall.h"

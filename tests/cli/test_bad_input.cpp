@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "engine/fileio.h"
-#include "engine/npy.h"
-#include "eval/data/image.h"
+#include "util/npy.h"
+#include "data/image.h"
 #include "tests/test_util.h"
 
 using namespace tabula;

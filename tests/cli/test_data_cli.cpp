@@ -4,7 +4,7 @@
 #include <filesystem>
 
 #include "engine/fileio.h"
-#include "engine/npy.h"
+#include "util/npy.h"
 #include "tests/test_util.h"
 
 using tabula::test::run_tabula;

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "engine/fileio.h"
-#include "eval/data/image.h"
+#include "data/image.h"
 #include "tests/test_util.h"
 
 using namespace tabula;

@@ -4,7 +4,7 @@
 #include <map>
 #include <sstream>
 
-#include "engine/sha256.h"
+#include "util/sha256.h"
 #include "tests/test_util.h"
 #include "weights_tools/safetensors.h"
 

@@ -4,8 +4,8 @@
 #include <fstream>
 
 #include "engine/fileio.h"
-#include "engine/npy.h"
-#include "engine/sha256.h"
+#include "util/npy.h"
+#include "util/sha256.h"
 #include "tests/test_util.h"
 
 using namespace tabula;

@@ -2,7 +2,7 @@
 // writes tests/fixtures/engine/<case>.<array>.npy; the parameters below mirror that script case by case.
 #include <gtest/gtest.h>
 
-#include "engine/npy.h"
+#include "util/npy.h"
 #include "engine/ops.h"
 #include "engine/validate.h"
 #include "tests/test_util.h"

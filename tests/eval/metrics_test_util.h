@@ -4,7 +4,7 @@
 #include <string>
 
 #include "eval/metrics/features.h"
-#include "eval/table.h"
+#include "util/table.h"
 #include "tests/test_util.h"
 
 namespace tabula::test {
@@ -13,7 +13,7 @@ inline std::string metrics_fixture(const std::string& rel) { return fixture("met
 
 // key,value CSV -> map
 inline std::map<std::string, std::string> read_params(const std::string& path) {
-  eval::Table t = eval::read_csv(path);
+  tabula::Table t = tabula::read_csv(path);
   std::map<std::string, std::string> m;
   for (size_t r = 0; r < t.rows(); ++r) m[t.at(r, t.index("key"))] = t.at(r, t.index("value"));
   return m;

@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "engine/npy.h"
-#include "eval/table.h"
+#include "util/npy.h"
+#include "util/table.h"
 #include "tests/eval/metrics_test_util.h"
 
 using namespace tabula;

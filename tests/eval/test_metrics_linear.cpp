@@ -1,7 +1,7 @@
 // Linear probe against sklearn's LogisticRegression (lbfgs, multinomial, L2) and the C sweep protocol.
 #include <gtest/gtest.h>
 
-#include "engine/npy.h"
+#include "util/npy.h"
 #include "eval/metrics/knn.h"
 #include "eval/metrics/linear.h"
 #include "tests/eval/metrics_test_util.h"

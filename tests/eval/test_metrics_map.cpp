@@ -9,7 +9,7 @@
 #include <random>
 
 #include "engine/fileio.h"
-#include "engine/npy.h"
+#include "util/npy.h"
 #include "eval/metrics/map.h"
 #include "tests/eval/metrics_test_util.h"
 

@@ -4,7 +4,7 @@
 
 #include <random>
 
-#include "engine/npy.h"
+#include "util/npy.h"
 #include "eval/metrics/recall.h"
 #include "eval/norm/normalize.h"
 #include "tests/eval/metrics_test_util.h"

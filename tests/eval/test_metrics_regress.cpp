@@ -4,7 +4,7 @@
 #include <Eigen/Cholesky>
 #include <map>
 
-#include "engine/npy.h"
+#include "util/npy.h"
 #include "eval/metrics/regress.h"
 #include "tests/eval/metrics_test_util.h"
 

@@ -12,7 +12,7 @@
 
 #include "engine/fileio.h"
 #include "eval/report.h"
-#include "eval/table.h"
+#include "util/table.h"
 #include "tests/eval/html_check.h"
 #include "tests/test_util.h"
 

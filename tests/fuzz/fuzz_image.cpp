@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <stdexcept>
 
-#include "eval/data/image.h"
+#include "data/image.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   tabula::data::DecodeLimits limits;

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "weights_tools/json.h"
+#include "util/json.h"
 
 namespace {
 void walk(const tabula::json::Value& v, int depth) {

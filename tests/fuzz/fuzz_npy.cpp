@@ -2,7 +2,7 @@
 #include <cstdint>
 #include <stdexcept>
 
-#include "engine/npy.h"
+#include "util/npy.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

@@ -5,7 +5,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "engine/npy.h"
+#include "util/npy.h"
 #include "tests/test_util.h"
 
 namespace tabula::test {

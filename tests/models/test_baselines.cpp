@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "engine/npy.h"
+#include "util/npy.h"
 #include "models/baselines.h"
 #include "tests/test_util.h"
 

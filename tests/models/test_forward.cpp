@@ -17,7 +17,7 @@
 #include "engine/threads.h"
 #include "engine/validate.h"
 #include "models/registry.h"
-#include "eval/embed/embed.h"
+#include "embed/embed.h"
 #include "weights_tools/checkpoint.h"
 #include "weights_tools/layout.h"
 #include "tests/models/model_fixtures.h"

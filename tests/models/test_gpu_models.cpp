@@ -13,9 +13,9 @@
 
 #include "engine/backend.h"
 #include "engine/hooks.h"
-#include "engine/npy.h"
+#include "util/npy.h"
 #include "engine/system.h"
-#include "eval/table.h"
+#include "util/table.h"
 #include "models/device.h"
 #include "models/registry.h"
 #include "tests/test_util.h"
@@ -237,7 +237,7 @@ TEST(GpuModels, EmbedOnCudaEqualsCpuWithinPrecision) {
                               "--neg-sameby Metadata_Plate --neg-diffby Metadata_JCP2022 --reference-index "
                               "Metadata_pert_type=negcon --out '" + mdir + "'");
     EXPECT_EQ(r.exit_code, 0) << r.err;
-    eval::Table t = eval::read_csv(mdir + "/mean_average_precision.csv");
+    tabula::Table t = tabula::read_csv(mdir + "/mean_average_precision.csv");
     std::map<std::string, double> m;
     for (size_t i = 0; i < t.rows(); ++i)
       m[t.column("Metadata_JCP2022")[i]] = std::stod(t.column("mean_average_precision")[i]);

@@ -16,9 +16,9 @@
 
 #include "engine/fileio.h"
 #include "engine/init.h"
-#include "engine/npy.h"
+#include "util/npy.h"
 #include "engine/rng.h"
-#include "engine/sha256.h"
+#include "util/sha256.h"
 #include "engine/system.h"
 #include "models/param_specs.h"
 #include "tests/test_util.h"

@@ -5,7 +5,7 @@
 #include <map>
 #include <sstream>
 
-#include "engine/sha256.h"
+#include "util/sha256.h"
 #include "engine/system.h"
 #include "models/registry.h"
 #include "tests/test_util.h"

@@ -1,4 +1,4 @@
-// engine/mpi.cpp as a build without MPI compiles it (TABULA_HAVE_MPI=0; this binary is built from that one file):
+// util/mpi.cpp as a build without MPI compiles it (TABULA_HAVE_MPI=0; this binary is built from that one file):
 // a plain process is one rank, and a process that a launcher started as one of several ranks refuses to run
 // instead of redoing the whole job in every copy.
 #include <gtest/gtest.h>
@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <stdexcept>
 
-#include "engine/mpi.h"
+#include "util/mpi.h"
 
 using namespace tabula;
 

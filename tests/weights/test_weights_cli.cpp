@@ -4,7 +4,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "engine/sha256.h"
+#include "util/sha256.h"
 #include "tests/weights/weights_test_util.h"
 #include "weights_tools/pos_embed.h"
 #include "weights_tools/safetensors.h"

@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/sha256.h"
+#include "util/sha256.h"
 #include "tests/test_util.h"
-#include "weights_tools/json.h"
+#include "util/json.h"
 #include "weights_tools/weight_tensor.h"
 
 namespace tabula::test {

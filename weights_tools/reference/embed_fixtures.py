@@ -47,7 +47,7 @@ with open(os.path.join(OUT, "run.json"), "w") as f:
 
 
 def to_uns(v):
-    """run.json -> what tabula writes into uns/run (see eval/embed/h5ad.h)."""
+    """run.json -> what tabula writes into uns/run (see embed/h5ad.h)."""
     if isinstance(v, dict):
         return {k: to_uns(x) for k, x in v.items() if x is not None}
     if isinstance(v, bool):
