@@ -94,7 +94,7 @@ void BM_Linear(benchmark::State& state) {
 BENCHMARK(BM_Linear)->Args({197, 768, 2304, 0})->Args({197, 768, 768, 0})->Args({197, 768, 3072, 1})
     ->Args({197, 3072, 768, 0})->Args({197, 768, 3072, 0})->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// The same linears with the weight packed once (engine/packed.h), as the ViT runs them.
+// The same linears with the weight packed once (engine/cpu/packed.h), as the ViT runs them.
 void BM_LinearPacked(benchmark::State& state) {
   const int64_t M = batch() * state.range(0), K = state.range(1), N = state.range(2);
   std::mt19937_64 g(1);

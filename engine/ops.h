@@ -47,7 +47,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, bool tra
           bool trans_b, float* c, int64_t ldc, const GemmEpilogue& ep = {});
 // Which micro-kernel gemm() dispatches to on this machine: "avx512", "avx2" or "generic".
 const char* gemm_kernel_name();
-// Whether PackedConv2d (engine/packed.h) transforms the weights of eligible 3x3 stride-1 convs for the Winograd
+// Whether PackedConv2d (engine/cpu/packed.h) transforms the weights of eligible 3x3 stride-1 convs for the Winograd
 // F(4x4, 3x3) path at construction (winograd_conv_eligible). On by default; a conv packed while it is off runs
 // the direct path (no transformed copy: 4x less memory for those weights). Process-wide; affects weights packed
 // afterwards only. The environment variable TABULA_WINOGRAD=0 makes off the initial state.

@@ -485,7 +485,7 @@ Tensor CpuBackend::scaled_dot_product_attention(const Tensor& q_in, const Tensor
   Tensor out_bnhd = Tensor::empty({B, Nq, H, Dv});
   float* const outp = out_bnhd.data<float>();
   const int64_t ldo = H * Dv;
-  // Per (batch, head): K^T and V packed once into the GEMM micro-kernel's panels (engine/packed.h), then query
+  // Per (batch, head): K^T and V packed once into the GEMM micro-kernel's panels (engine/cpu/packed.h), then query
   // blocks of kBQ rows: S = Q_blk K^T (a full row of Nk scores per query: kBQ x Nk, never Nq x Nk), the row
   // softmax's exponentials, O_blk = P V, and the rows scaled by 1 / sum. Exact (one pass over all keys per row).
   // a multiple of the micro-kernel rows (12, AVX2: 6): only the last block has a partial panel

@@ -52,7 +52,7 @@ struct PackedConv2d {
   int64_t cout = 0, cin = 0, kh = 0, kw = 0;
   Conv2dOptions opt;
   PackedMatrix b;
-  // Winograd F(4x4, 3x3) weights (engine/winograd.h), transformed and packed at load for the 3x3 stride-1 convs
+  // Winograd F(4x4, 3x3) weights (engine/cpu/winograd.h), transformed and packed at load for the 3x3 stride-1 convs
   // where that path is faster (winograd_conv_eligible); K = 36 * Cin rows, point-major (rows xi * Cin + ci).
   // Undefined otherwise, or when ops::set_winograd_enabled(false) was in effect at construction.
   PackedMatrix wino;

@@ -1,4 +1,4 @@
-// Packed weights (engine/packed.h) against the unpacked reference, through the one validator: the batched
+// Packed weights (engine/cpu/packed.h) against the unpacked reference, through the one validator: the batched
 // channels-last conv on all three A paths (1x1 GEMM, per-tap pointers, im2col for < 16 input channels) with the
 // BatchNorm scale/shift + residual + activation epilogue, the packed linear, the channels-last pools, the layout
 // conversion, thread-count determinism and the error messages. Shapes include the odd ones models meet: 7x7 maps,

@@ -1,4 +1,4 @@
-// Winograd F(4x4, 3x3) behind the packed conv (engine/winograd.h, packed.cpp) against the reference convolution
+// Winograd F(4x4, 3x3) behind the packed conv (engine/cpu/winograd.h, packed.cpp) against the reference convolution
 // (double accumulation) through the one validator: odd maps (tiles cut at the right / bottom edge: 7x7, 13x13, a
 // 1x1 output), padding 0/1/2, channel counts that are not multiples of the 16-lane transforms or the 32-wide
 // panels, batch 1, both input layouts, and every epilogue (BatchNorm scale/shift, bias only, residual, ReLU,
