@@ -3,7 +3,7 @@
 #include "util/table.h"
 #include "tests/test_util.h"
 
-using namespace tabula::eval;
+using namespace tabula;
 
 TEST(Table, ParsesQuotesNewlinesCrlfAndBom) {
   Table t = parse_csv("\xEF\xBB\xBF" "a,b,c\r\n1,\"x, y\",\"say \"\"hi\"\"\"\r\n2,\"two\nlines\",\r\n\n", "t.csv");
