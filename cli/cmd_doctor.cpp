@@ -31,7 +31,6 @@
 #include "models/registry.h"
 
 #if TABULA_HAVE_CUDA
-#include "engine/cuda/ops.h"
 #include "engine/cuda/runtime.h"
 #endif
 

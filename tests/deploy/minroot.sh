@@ -8,7 +8,8 @@
 #    cached under $TABULA_MINROOT_CACHE (default /var/cache/tabula-deploy; making it needs the network, reruns
 #    don't).
 # 2. The tarball unpacked there; every run as user nobody (uid 65534) in a fresh network namespace (loopback only)
-#    with its own /proc: `tabula doctor`, `tabula demo --quick`, `tabula synth` + `embed` + `eval map`.
+#    with its own /proc: `tabula doctor`, `tabula demo --quick`, `tabula synth` + `embed` + `eval map`, and an
+#    embed of a HEST .h5 into an .h5ad.
 # 3. The same commands with the build tree's binary on this machine, in the same absolute folder, and every
 #    output file compared byte for byte.
 # 4. With a CUDA tarball: in the same root (no CUDA libraries), `--device cuda` must fail with a message naming
@@ -81,6 +82,10 @@ commands=(
      --quiet"
   "tabula eval map --features emb:avgpool --pos-sameby Metadata_JCP2022 --neg-sameby Metadata_Plate \
      --neg-diffby Metadata_pert_type --null-size 1000 --out map > /dev/null"
+  # HDF5 both ways (the static libhdf5.a): a HEST .h5 in, an AnnData .h5ad out.
+  "tabula synth tissue --quick --out tissue > /dev/null"
+  "tabula embed --arch vit:dim=64,depth=2,heads=2,patch=16,img=64 --seed 0 --data tissue/hest/P02.h5 --size 64 \
+     --format h5ad --out emb-h5 --threads 2 --quiet"
 )
 for c in "${commands[@]}"; do
   echo "minroot: [root, nobody, no network] $c"
