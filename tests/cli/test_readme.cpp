@@ -31,6 +31,10 @@ const std::vector<Skip> kSkip = {
     {"^tabula report tabula-demo", "reads a `tabula demo` folder (the study tests run demo + report)"},
     {"^tabula merge emb/r50/shard-\\*", "joins the Slurm array's shards, which need a GPU (tests/embed merges shards)"},
     {"^srun |^mpirun ", "needs an MPI launcher and a cluster (tests/embed/test_mpi.cpp runs mpirun where present)"},
+    {"^tabula study ", "runs every layer of full-size networks and trained weights (tests/study/test_study.cpp runs "
+                       "`tabula study` through the binary on synthetic Cell Painting, tissue and ImageFolder sets)"},
+    {"\\$TASK/patches|emb/idc-", "the HEST-1k walkthrough: needs the downloaded IDC patches and the H-optimus-0 "
+                                  "weights (tests/cli/test_cli_cards.cpp runs the card on its fixture)"},
 };
 
 // README path -> synthetic path (relative to the working folder).
