@@ -1,5 +1,7 @@
 #include "data/hest.h"
 
+#include "data/hdf5.h"
+
 #include <hdf5.h>
 
 #include <cstdio>
@@ -23,17 +25,7 @@ void quiet_hdf5() {
   std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
 }
 
-struct H5Handle {  // closes any HDF5 id with its matching close function
-  hid_t id = -1;
-  herr_t (*close)(hid_t) = nullptr;
-  H5Handle(hid_t i, herr_t (*c)(hid_t)) : id(i), close(c) {}
-  ~H5Handle() {
-    if (id >= 0 && close) close(id);
-  }
-  H5Handle(const H5Handle&) = delete;
-  H5Handle& operator=(const H5Handle&) = delete;
-  operator hid_t() const { return id; }
-};
+using data::H5Handle;
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) { throw std::runtime_error(path + ": " + what); }
 

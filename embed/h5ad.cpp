@@ -16,6 +16,7 @@
 
 #include "engine/fileio.h"
 #include "util/npy.h"
+#include "data/hdf5.h"
 #include "data/hest.h"
 #include "util/table.h"
 #include "util/json.h"
@@ -24,17 +25,7 @@ namespace tabula {
 
 namespace {
 
-struct H5 {  // closes any HDF5 id with its matching close function
-  hid_t id = -1;
-  herr_t (*close)(hid_t) = nullptr;
-  H5(hid_t i, herr_t (*c)(hid_t)) : id(i), close(c) {}
-  ~H5() {
-    if (id >= 0 && close) close(id);
-  }
-  H5(const H5&) = delete;
-  H5& operator=(const H5&) = delete;
-  operator hid_t() const { return id; }
-};
+using H5 = data::H5Handle;
 
 class Writer {
  public:
