@@ -9,6 +9,7 @@
 #include "data/pipeline.h"
 #include "data/transform.h"
 #include "embed/model_choice.h"
+#include "models/ca_vit.h"
 #include "models/registry.h"
 
 namespace tabula::cli {
@@ -30,9 +31,11 @@ int cmd_preprocess(const Args& args) {
     std::unique_ptr<Model> skeleton;
     if (!choice.card && !choice.tag) skeleton = build_model_skeleton(choice.arch);
     std::tie(defaults, origin) = default_transform(choice, skeleton.get());
-    // as `tabula embed` does: the card's channel strategy unless --channels is given
+    // as `tabula embed` does: the card's channel strategy unless --channels is given; a channel-agnostic arch
+    // takes every channel in one input
     if (!flags.channels && choice.card && !choice.card->transform.channels.empty())
       flags.channels = choice.card->transform.channels;
+    if (!flags.channels && skeleton && skeleton->arch().as<CaViTConfig>()) flags.channels = "all";
   }
   const TransformSpec spec = resolve_transform(defaults, origin, flags, load_sample(m, 0));
   PipelineOptions po;

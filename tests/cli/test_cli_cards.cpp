@@ -395,6 +395,13 @@ TEST(CliCards, OpenPhenomIsMaeModelPredictOnUint8Channels) {
     const std::string tf = json::dump(*run.find("transform"));
     EXPECT_NE(tf.find("self-standardize"), std::string::npos) << tf;
   }
+  // preprocess writes what embed feeds the model: all 6 channels in one input, as with --arch ca_vit_*
+  for (const std::string& choice : {"--model " + q(model), std::string("--arch ca_vit_small_patch16_256")}) {
+    const fs::path x = dir / (std::to_string(choice.size()) + ".npy");
+    const auto p = run_tabula("preprocess " + choice + " --size 32 --data " + q(manifest) + " --out " + q(x.string()));
+    ASSERT_EQ(p.exit_code, 0) << p.err;
+    EXPECT_EQ(read_out(x).shape, (std::vector<int64_t>{3, 6, 32, 32})) << choice;
+  }
   // the hub id names the same card
   const auto alias =
       run_tabula("embed --model " + q(std::string("recursionpharma/OpenPhenom:") + kCaViTTiny) + " --weights " +
