@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -503,4 +504,27 @@ TEST(CliCards, Dinov3CardsPreprocessAsTheirEvalTransform) {
     for (int64_t i = 0; i < every.numel(); ++i) worst = std::max(worst, std::fabs(double(p[i * 29]) - w[i]));
     EXPECT_LE(worst, 1e-6) << card;
   }
+}
+
+TEST(CliCards, OpenPhenomCardRunsTheRxRx3CoreLayout) {
+  // docs/walkthroughs.md's RxRx3-core run by card (metadata_rxrx3_core.csv + per-channel .jp2, wells aggregated):
+  // the card's defaults are the ca_vit arch's (crop, / 255, self-standardise, all channels, norm + patch mean)
+  const fs::path dir = scratch_dir();
+  const std::string data = fixture("data/rxrx3_core").string();
+  const std::string common = " --seed 0 --data " + q(data) + " --aggregate well --quiet --out ";
+  auto r = run_tabula("embed --model 'openphenom:dim=32,depth=1,heads=2,patch=4,img=8' --size 8" + common +
+                      q((dir / "card").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_tabula("embed --arch 'ca_vit:dim=32,depth=1,heads=2,patch=4,img=8' --layers norm --pool mean" + common +
+                 q((dir / "arch").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const NpyArray card = read_out(dir / "card" / "norm.npy"), arch = read_out(dir / "arch" / "norm.npy");
+  EXPECT_EQ(card.shape, (std::vector<int64_t>{3, 32}));
+  EXPECT_EQ(card.data, arch.data);
+  auto text = [](const fs::path& p) {
+    std::ifstream f(p);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  EXPECT_EQ(text(dir / "card" / "index.csv"), text(dir / "arch" / "index.csv"));
+  EXPECT_FALSE(text(dir / "card" / "index.csv").empty());
 }
