@@ -9,6 +9,7 @@
 #include "data/pipeline.h"
 #include "data/transform.h"
 #include "embed/model_choice.h"
+#include "models/ca_vit.h"
 #include "models/registry.h"
 
 namespace tabula::cli {
@@ -24,13 +25,19 @@ int cmd_preprocess(const Args& args) {
   // torchvision's when no model is named.
   Transform defaults = preset_transform("torchvision");
   std::string origin = "preset torchvision";
+  TransformFlags flags = read_transform_flags(args);
   if (args.has("model") || args.has("arch")) {
     const ModelChoice choice = choose_model(args.get("model"), args.get("arch"));
     std::unique_ptr<Model> skeleton;
     if (!choice.card && !choice.tag) skeleton = build_model_skeleton(choice.arch);
     std::tie(defaults, origin) = default_transform(choice, skeleton.get());
+    // as `tabula embed` does: the card's channel strategy unless --channels is given; a channel-agnostic arch
+    // takes every channel in one input
+    if (!flags.channels && choice.card && !choice.card->transform.channels.empty())
+      flags.channels = choice.card->transform.channels;
+    if (!flags.channels && skeleton && skeleton->arch().as<CaViTConfig>()) flags.channels = "all";
   }
-  const TransformSpec spec = resolve_transform(defaults, origin, read_transform_flags(args), load_sample(m, 0));
+  const TransformSpec spec = resolve_transform(defaults, origin, flags, load_sample(m, 0));
   PipelineOptions po;
   po.threads = int(args.get_int("threads"));
   po.limit = args.get_int("limit");

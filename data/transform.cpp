@@ -121,7 +121,8 @@ Transform timm_tag_transform(const cards::TimmTag& tag) {
 
 Transform card_transform(const cards::CardTransform& c) {
   Transform t;
-  t.intensity = "unit";
+  t.intensity = c.intensity;
+  t.do_normalize = c.normalize;
   t.resize = c.resize, t.resize_h = c.resize_h, t.resize_w = c.resize_w;
   t.crop = c.crop;
   t.interp = parse_interp(c.interp);

@@ -56,8 +56,8 @@ Transform preset_transform(const std::string& name);
 // (crop_pct 0.9, bicubic, mean = std = 0.5).
 Transform arch_transform(const ArchConfig& arch, int size);
 
-// A model card's transform (models/cards/cards.h) as a Transform: ToTensor's intensity, the card's Resize,
-// CenterCrop and Normalize.
+// A model card's transform (models/cards/cards.h) as a Transform: the card's intensity step (ToTensor's / 255 for
+// most), Resize, CenterCrop and Normalize (or none).
 Transform card_transform(const cards::CardTransform& c);
 
 // timm's transforms_imagenet_eval for a pretrained tag's cfg: Resize(floor(input_size / crop_pct), interpolation)

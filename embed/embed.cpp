@@ -190,6 +190,8 @@ Setup build_setup(const EmbedOptions& opt, const ModelChoice& choice, const Inpu
   if (!opt.intensity.empty() && !flags.intensity) flags.intensity = opt.intensity;
   if (!opt.channels.empty() && !flags.channels) flags.channels = opt.channels;
   if (baseline) flags.channels = "all";
+  if (!flags.channels && choice.card && !choice.card->transform.channels.empty())
+    flags.channels = choice.card->transform.channels;
   if (!flags.channels && model && model->arch().as<CaViTConfig>()) flags.channels = "all";  // any channel count
   s.spec = data::resolve_transform(defaults, origin, flags, first);
   s.tf = s.spec.t;

@@ -239,6 +239,71 @@ std::vector<ModelCard> build() {
     v.push_back(k);
   }
 
+  // DINOv3 (Meta, LVD-1689M): the torch hub backbones and their transformers ports. The eval transform of their
+  // k-NN and linear evaluations is make_classification_eval_transform: torchvision.transforms.v2 on the uint8 image
+  // (ToImage, Resize(256, bicubic), CenterCrop(224), ToDtype(scale=True), Normalize(ImageNet)); their k-NN
+  // evaluation classifies the backbone's output, the CLS token after the final norm.
+  constexpr const char* kDinov3Hub = "https://github.com/facebookresearch/dinov3/blob/main/dinov3/hub/backbones.py";
+  constexpr const char* kDinov3Transforms =
+      "https://github.com/facebookresearch/dinov3/blob/main/dinov3/data/transforms.py "
+      "(make_classification_eval_transform: v2.ToImage, v2.Resize(256, BICUBIC), v2.CenterCrop(224), "
+      "v2.ToDtype(float32, scale=True), v2.Normalize(ImageNet))";
+  constexpr const char* kDinov3Knn =
+      "https://github.com/facebookresearch/dinov3/blob/main/dinov3/eval/knn.py (features = model(x): the "
+      "backbone's forward, head(x_norm_clstoken) with head = Identity)";
+  for (auto [tag, what, hash] : {std::tuple{"vits16", "ViT-S/16 (21 M)", "08c60483"},
+                                 {"vits16plus", "ViT-S+/16 (29 M, SwiGLU)", "4057cbaa"},
+                                 {"vitb16", "ViT-B/16 (86 M)", "73cec8be"},
+                                 {"vitl16", "ViT-L/16 (300 M)", "8aa4cbdd"},
+                                 {"vith16plus", "ViT-H+/16 (840 M, SwiGLU)", "7c1da9a5"}}) {
+    ModelCard d;
+    const std::string t = tag;
+    d.name = "dinov3-" + t;
+    d.aliases = {"facebook/dinov3-" + t + "-pretrain-lvd1689m", "dinov3_" + t};
+    d.what = std::string("DINOv3 ") + what + " with 4 registers and RoPE (Meta, LVD-1689M), torch hub backbone";
+    d.arch = "dinov3_" + t;
+    d.weights = "https://dl.fbaipublicfiles.com/dinov3/dinov3_" + t + "/dinov3_" + t + "_pretrain_lvd1689m-" + hash +
+                ".pth (hub; by request form), or https://huggingface.co/facebook/dinov3-" + t +
+                "-pretrain-lvd1689m/blob/main/model.safetensors (transformers DINOv3ViTModel)";
+    d.layout = "dinov3-hub|hf-dinov3";
+    d.transform.resize = 256, d.transform.crop = 224, d.transform.interp = "bicubic";
+    d.transform.resize_impl = "uint8";
+    d.taps = {"x_norm_clstoken"};
+    d.pool = "none";
+    d.embedding = "the CLS token after the final norm (x_norm_clstoken; the hub model's forward)";
+    d.sources = {{"architecture, weights", kDinov3Hub},
+                 {"transform", kDinov3Transforms},
+                 {"embedding", kDinov3Knn},
+                 {"hub id, transformers layout", "https://huggingface.co/facebook/dinov3-" + t + "-pretrain-lvd1689m"}};
+    v.push_back(d);
+  }
+
+  // OpenPhenom-S/16 (Recursion): the channel-agnostic MAE whose encoder is the only public trained model of the
+  // RxRx3-core benchmark. MAEModel.predict: input_norm (/ 255, then per-image, per-channel self-standardisation),
+  // the encoder on all channels at once, and the mean of the patch tokens of the last block (norm is Identity).
+  ModelCard ph;
+  ph.name = "openphenom";
+  ph.aliases = {"recursionpharma/OpenPhenom", "phenom-ca-mae-s16", "openphenom-s16"};
+  ph.what = "OpenPhenom-S/16 (Recursion), channel-agnostic MAE ViT-S/16 on RxRx3 and JUMP-CP, any channel count";
+  ph.arch = "ca_vit_small_patch16_256";
+  ph.weights = "https://huggingface.co/recursionpharma/OpenPhenom/blob/main/model.safetensors";
+  ph.layout = "recursion-mae";  // MAEModel's state dict: encoder.vit_backbone.* (decoder keys ignored)
+  ph.transform.crop = 256;      // 256-pixel crops as the model was trained on; no resize
+  ph.transform.intensity = "self-standardize";
+  ph.transform.normalize = false;
+  ph.transform.channels = "all";
+  ph.taps = {"norm"};
+  ph.pool = "mean";
+  ph.embedding = "MAEModel.predict: mean of the patch tokens (CLS excluded) of the last block's output";
+  ph.sources = {{"architecture (vit_small_patch16_256, ParallelScalingBlock, qk_norm, sin-cos pos, ChannelAgnostic"
+                 "PatchEmbed)",
+                 "https://github.com/recursionpharma/maes_microscopy/blob/main/vit.py"},
+                {"transform (input_norm: / 255, SelfStandardize), embedding (predict: patch-token mean)",
+                 "https://github.com/recursionpharma/maes_microscopy/blob/main/huggingface_mae.py"},
+                {"weights, usage (model.predict on uint8 crops of shape N x C x 256 x 256)",
+                 "https://huggingface.co/recursionpharma/OpenPhenom"}};
+  v.push_back(ph);
+
   ModelCard r50;
   r50.name = "resnet50-hest";
   r50.aliases = {"resnet50_trunc", "resnet50.tv_in1k"};

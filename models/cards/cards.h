@@ -20,6 +20,9 @@ struct CardTransform {
   std::string interp = "bilinear";  // torchvision's Resize default is bilinear
   std::array<float, 3> mean{0.485f, 0.456f, 0.406f}, std{0.229f, 0.224f, 0.225f};
   std::string resize_impl = "auto";
+  std::string intensity = "unit";  // ToTensor's / 255 (data/transform.h lists the others)
+  bool normalize = true;           // false: no Normalize(mean, std) after the intensity step
+  std::string channels;            // the channel strategy ("all": every channel in one input); empty: the default
 };
 
 struct Source {
@@ -33,7 +36,7 @@ struct ModelCard {
   std::string what;                  // one line
   std::string arch;                  // tabula arch string (key=value form)
   std::string weights;               // where the authors publish the weights (file name at the hub)
-  std::string layout;  // the published file's layout: timm-vit, hf-vit, hf-dinov2, dinov2-hub, torchvision
+  std::string layout;  // the published file's layout: timm-vit, hf-vit, hf-dinov2, dinov2-hub, torchvision, ...
   CardTransform transform;
   std::vector<std::string> taps;  // the embedding's tap(s); empty: the model's default output
   std::string pool;               // how the tap becomes the embedding: cls, cls+mean, avg

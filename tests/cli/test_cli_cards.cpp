@@ -7,7 +7,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -311,4 +314,217 @@ TEST(CliCards, SixteenBitDataTakesTheTensorPathAndPilRefusesIt) {
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.err.find("a.tif"), std::string::npos) << bad.err;
   EXPECT_NE(bad.err.find("8-bit"), std::string::npos) << bad.err;
+}
+
+// ---- the cards of the new architectures, on the tiny fixtures of tests/fixtures/newvit (newvit_fixtures.py: the
+// authors' code, random weights in the published layouts). The card's arch narrowed with NAME:k=v to the fixture's
+// geometry; everything else (layout, transform, embedding rule) is the card's.
+
+namespace {
+
+const char* kCaViTTiny = "dim=32,depth=2,heads=4,patch=8,img=32,max_chans=11";  // newvit's ca_vit_tiny
+const char* kDinov3Tiny = "dim=32,depth=2,heads=2,patch=8,img=32";              // dinov3_tiny(_swiglu)
+
+// newvit_fixtures.py's input (tests/models/model_fixtures.cpp hash_input): values in [-1, 1).
+std::vector<float> newvit_hash(int64_t n, uint64_t seed) {
+  std::vector<float> out(static_cast<size_t>(n));
+  const uint64_t m = 0xFFFFFFFFull;
+  for (int64_t i = 0; i < n; ++i) {
+    uint64_t s = (static_cast<uint64_t>(i) * 2654435761ull + seed * 40503ull + 12345ull) & m;
+    s = ((s ^ (s >> 15)) * 2246822519ull) & m;
+    s = ((s ^ (s >> 13)) * 3266489917ull) & m;
+    s = s ^ (s >> 16);
+    out[size_t(i)] = static_cast<float>(static_cast<double>(s >> 8) / static_cast<double>(1 << 23) - 1.0);
+  }
+  return out;
+}
+
+NpyArray newvit_tap(const std::string& file) { return read_npy(fixture("newvit/" + file).string()); }
+
+// rel_diff for newvit's taps, stored flat (taps.tsv holds their shapes): same values in the same order
+double rel_diff_flat(NpyArray got, const NpyArray& want) {
+  EXPECT_EQ(got.numel(), want.numel());
+  got.shape = want.shape;
+  return rel_diff(got, want);
+}
+
+NpyArray read_out(const fs::path& p) { return read_npy(p.string()); }
+
+// ca_vit_tiny_s1_c6_b3's uint8 pixels (3 samples x 6 channels of 32 x 32) as one 8-bit PNG per channel, listed in a
+// CSV manifest with one column per channel: the RxRx-like input MAEModel.predict gets as a uint8 tensor.
+std::string openphenom_manifest(const fs::path& dir) {
+  const int B = 3, C = 6, S = 32;
+  std::vector<float> v = newvit_hash(int64_t(B) * C * S * S, 1 * 10 + C);
+  std::string csv = "c0,c1,c2,c3,c4,c5\n";
+  for (int b = 0; b < B; ++b) {
+    for (int c = 0; c < C; ++c) {
+      data::Image img(1, S, S);
+      const float* src = v.data() + (size_t(b) * C + c) * S * S;
+      for (int i = 0; i < S * S; ++i)
+        img.pixels[size_t(i)] = std::min(255.0f, std::max(0.0f, std::floor((src[i] + 1) * 128)));
+      const std::string name = std::string("s") + std::to_string(b) + "_c" + std::to_string(c) + ".png";
+      data::write_png((dir / name).string(), img);
+      if (c) csv += ",";
+      csv += name;
+    }
+    csv += "\n";
+  }
+  std::ofstream((dir / "metadata.csv").string()) << csv;
+  return (dir / "metadata.csv").string();
+}
+
+}  // namespace
+
+TEST(CliCards, OpenPhenomIsMaeModelPredictOnUint8Channels) {
+  // The card's transform (/ 255, self-standardise per image and channel, every channel in one input), its
+  // published layout (MAEModel.save_pretrained: a torch pickle named model.safetensors) and its embedding rule
+  // (predict: the patch-token mean of the last block) on 8-bit PNGs equal MAEModel.predict on the uint8 tensor.
+  const fs::path dir = scratch_dir();
+  const std::string manifest = openphenom_manifest(dir);
+  const std::string model = std::string("openphenom:") + kCaViTTiny;
+  for (const char* file : {"ca_vit_tiny_s1.model.safetensors.pt", "ca_vit_tiny_s1.model.safetensors"}) {
+    const fs::path out = dir / file;
+    // --size 32: the card crops 256-pixel fields; the fixture's are 32 pixels
+    const auto r =
+        run_tabula("embed --model " + q(model) + " --weights " + q(fixture("newvit/" + std::string(file)).string()) +
+                   " --data " + q(manifest) + " --size 32 --out " + q(out.string()) + " --quiet");
+    ASSERT_EQ(r.exit_code, 0) << file << ": " << r.err;
+    EXPECT_LE(rel_diff_flat(read_out(out / "norm.npy"), newvit_tap("ca_vit_tiny_s1_c6_b3.predict.npy")), 1e-5) << file;
+    EXPECT_EQ(read_out(out / "norm.npy").shape, (std::vector<int64_t>{3, 32}));
+    const json::Value run = json::parse_file((out / "run.json").string());
+    EXPECT_EQ(run.find("card")->find("name")->as_string(), "openphenom");
+    const std::string tf = json::dump(*run.find("transform"));
+    EXPECT_NE(tf.find("self-standardize"), std::string::npos) << tf;
+  }
+  // preprocess writes what embed feeds the model: all 6 channels in one input, as with --arch ca_vit_*
+  for (const std::string& choice : {"--model " + q(model), std::string("--arch ca_vit_small_patch16_256")}) {
+    const fs::path x = dir / (std::to_string(choice.size()) + ".npy");
+    const auto p = run_tabula("preprocess " + choice + " --size 32 --data " + q(manifest) + " --out " + q(x.string()));
+    ASSERT_EQ(p.exit_code, 0) << p.err;
+    EXPECT_EQ(read_out(x).shape, (std::vector<int64_t>{3, 6, 32, 32})) << choice;
+  }
+  // the hub id names the same card
+  const auto alias =
+      run_tabula("embed --model " + q(std::string("recursionpharma/OpenPhenom:") + kCaViTTiny) + " --weights " +
+                 q(fixture("newvit/ca_vit_tiny_s1.model.safetensors").string()) + " --data " + q(manifest) +
+                 " --size 32 --out " + q((dir / "alias").string()) + " --quiet");
+  ASSERT_EQ(alias.exit_code, 0) << alias.err;
+  EXPECT_LE(rel_diff_flat(read_out(dir / "alias" / "norm.npy"), newvit_tap("ca_vit_tiny_s1_c6_b3.predict.npy")), 1e-5);
+}
+
+TEST(CliCards, OpenPhenomUntrainedTwin) {
+  // --seed S builds the torch-identical init (the fixture's timm init, seed 1) under the card's transform and rule
+  const fs::path dir = scratch_dir();
+  const std::string manifest = openphenom_manifest(dir);
+  const std::string model = std::string("openphenom:") + kCaViTTiny;
+  const std::string common = " --data " + q(manifest) + " --size 32 --quiet --out ";
+  auto r = run_tabula("embed --model " + q(model) + " --seed 1" + common + q((dir / "twin").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_tabula("embed --model " + q(model) + " --weights " +
+                 q(fixture("newvit/ca_vit_tiny_s1.init.safetensors").string()) + common + q((dir / "init").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const NpyArray twin = read_out(dir / "twin" / "norm.npy"), init = read_out(dir / "init" / "norm.npy");
+  EXPECT_EQ(twin.shape, (std::vector<int64_t>{3, 32}));
+  EXPECT_LE(rel_diff(twin, init), 1e-6);  // the init is torch's within 2 ULP (trunc_normal's SIMD erfinv)
+  // the full-size twin (ViT-S/16, 384 wide) on one 6-channel field: the card's defaults as they are
+  const fs::path big = dir / "big";
+  fs::create_directories(big);
+  std::string csv = "c0,c1,c2,c3,c4,c5\n";
+  const std::vector<float> v = newvit_hash(6 * 256 * 256, 7);
+  for (int c = 0; c < 6; ++c) {
+    data::Image img(1, 256, 256);
+    for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = std::floor((v[size_t(c) * 65536 + i] + 1) * 127);
+    data::write_png((big / ("c" + std::to_string(c) + ".png")).string(), img);
+    if (c) csv += ",";
+    csv += "c" + std::to_string(c) + ".png";
+  }
+  std::ofstream((big / "metadata.csv").string()) << csv << "\n";
+  r = run_tabula("embed --model openphenom --seed 0 --data " + q((big / "metadata.csv").string()) + " --out " +
+                 q((big / "e").string()) + " --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_out(big / "e" / "norm.npy").shape, (std::vector<int64_t>{1, 384}));
+}
+
+TEST(CliCards, Dinov3CardsGiveTheHubModelsClassTokenFromBothLayouts) {
+  // dinov3_tiny_s1_b3_32x48 (and its SwiGLU twin): the CLS token after the final norm, from the torch hub
+  // checkpoint and from the transformers DINOv3ViTModel file. The fixture's input is the tensor itself (.npy).
+  const fs::path dir = scratch_dir();
+  struct Use {
+    std::string card, fixture_model;
+  };
+  const std::vector<Use> uses = {{"dinov3-vits16", "dinov3_tiny"},
+                                 {"dinov3-vitb16", "dinov3_tiny"},
+                                 {"dinov3-vitl16", "dinov3_tiny"},
+                                 {"dinov3-vits16plus", "dinov3_tiny_swiglu"},
+                                 {"dinov3-vith16plus", "dinov3_tiny_swiglu"},
+                                 {"facebook/dinov3-vitb16-pretrain-lvd1689m", "dinov3_tiny"}};
+  const std::vector<float> x = newvit_hash(3 * 3 * 32 * 48, 1 * 10 + 32 + 48);
+  const std::string npy = (dir / "x.npy").string();
+  write_npy(npy, {3, 3, 32, 48}, x.data());
+  for (const Use& u : uses) {
+    for (const char* layout : {"hub.pth", "hf.safetensors"}) {
+      const fs::path out = dir / (u.fixture_model + "_" + std::to_string(&u - uses.data()) + "_" + layout);
+      const std::string weights = fixture("newvit/" + u.fixture_model + "_s1." + layout).string();
+      const auto r = run_tabula("embed --model " + q(u.card + ":" + kDinov3Tiny) + " --weights " + q(weights) +
+                                " --data " + q(npy) + " --out " + q(out.string()) + " --quiet");
+      ASSERT_EQ(r.exit_code, 0) << u.card << " " << layout << ": " << r.err;
+      EXPECT_EQ(read_out(out / "x_norm_clstoken.npy").shape, (std::vector<int64_t>{3, 32}));
+      EXPECT_LE(rel_diff_flat(read_out(out / "x_norm_clstoken.npy"),
+                              newvit_tap(u.fixture_model + "_s1_b3_32x48.x_norm_clstoken.npy")),
+                1e-5)
+          << u.card << " " << layout;
+    }
+  }
+  // the other family's weights do not fit the card (SwiGLU keys in an MLP model): a clear error
+  const auto bad = run_tabula("embed --model " + q(std::string("dinov3-vits16:") + kDinov3Tiny) + " --weights " +
+                              q(fixture("newvit/dinov3_tiny_swiglu_s1.hub.pth").string()) + " --data " + q(npy) +
+                              " --out " + q((dir / "bad").string()) + " --quiet");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("dinov3_tiny_swiglu_s1.hub.pth"), std::string::npos) << bad.err;
+}
+
+TEST(CliCards, Dinov3CardsPreprocessAsTheirEvalTransform) {
+  // make_classification_eval_transform (transforms.v2 on the uint8 image: Resize(256, bicubic), CenterCrop(224),
+  // ToDtype, Normalize(ImageNet)) on real photographs: weights_tools/reference/dinov3_card_transform.py
+  const fs::path dir = scratch_dir();
+  const json::Value m = json::parse_file(fixture("newvit/dinov3_card_transform.json").string());
+  const NpyArray every = newvit_tap("dinov3_card_transform.every29.npy");
+  for (const char* card : {"dinov3-vits16", "dinov3-vith16plus"}) {
+    const std::string x = (dir / (std::string(card) + ".npy")).string();
+    const auto r = run_tabula(std::string("preprocess --model ") + card + " --data " +
+                              q(fixture("cards/images/rects.csv").string()) + " --out " + q(x));
+    ASSERT_EQ(r.exit_code, 0) << card << ": " << r.err;
+    const NpyArray a = read_npy(x);
+    EXPECT_EQ(a.shape, (std::vector<int64_t>{2, 3, 224, 224}));
+    if (a.numel() != 2 * 3 * 224 * 224) continue;
+    EXPECT_EQ(sha256_hex(a.data.data(), a.data.size()), m.find("input_sha256")->as_string()) << card;
+    const float* p = a.as<float>();
+    const float* w = every.as<float>();
+    double worst = 0;
+    for (int64_t i = 0; i < every.numel(); ++i) worst = std::max(worst, std::fabs(double(p[i * 29]) - w[i]));
+    EXPECT_LE(worst, 1e-6) << card;
+  }
+}
+
+TEST(CliCards, OpenPhenomCardRunsTheRxRx3CoreLayout) {
+  // docs/walkthroughs.md's RxRx3-core run by card (metadata_rxrx3_core.csv + per-channel .jp2, wells aggregated):
+  // the card's defaults are the ca_vit arch's (crop, / 255, self-standardise, all channels, norm + patch mean)
+  const fs::path dir = scratch_dir();
+  const std::string data = fixture("data/rxrx3_core").string();
+  const std::string common = " --seed 0 --data " + q(data) + " --aggregate well --quiet --out ";
+  auto r = run_tabula("embed --model 'openphenom:dim=32,depth=1,heads=2,patch=4,img=8' --size 8" + common +
+                      q((dir / "card").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_tabula("embed --arch 'ca_vit:dim=32,depth=1,heads=2,patch=4,img=8' --layers norm --pool mean" + common +
+                 q((dir / "arch").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const NpyArray card = read_out(dir / "card" / "norm.npy"), arch = read_out(dir / "arch" / "norm.npy");
+  EXPECT_EQ(card.shape, (std::vector<int64_t>{3, 32}));
+  EXPECT_EQ(card.data, arch.data);
+  auto text = [](const fs::path& p) {
+    std::ifstream f(p);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  EXPECT_EQ(text(dir / "card" / "index.csv"), text(dir / "arch" / "index.csv"));
+  EXPECT_FALSE(text(dir / "card" / "index.csv").empty());
 }
