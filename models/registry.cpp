@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "models/ca_vit.h"
+#include "models/conch.h"
 #include "models/dinov3.h"
 #include "models/resnet.h"
 #include "models/vit.h"
@@ -19,6 +20,7 @@ const std::vector<const Family*>& families() {
       &vit_family(),
       &ca_vit_family(),
       &dinov3_family(),
+      &conch_family(),
   };
   return f;
 }
