@@ -318,6 +318,36 @@ std::vector<ModelCard> build() {
   r50.sources = {{"architecture, transform, embedding", kHest},
                  {"weights", "https://huggingface.co/timm/resnet50.tv_in1k (torchvision's IMAGENET1K_V1 weights)"}};
   v.push_back(r50);
+
+  // CONCH v1 (Mahmood Lab): the vision tower of their CoCa. create_model_from_pretrained('conch_ViT-B-16',
+  // 'hf_hub:MahmoodLab/conch') returns the model and its preprocess, image_transform(448, OpenAI CLIP mean/std);
+  // the README's feature extraction (and HEST's) is encode_image(image, proj_contrast=False, normalize=False).
+  constexpr const char* kConch = "https://github.com/mahmoodlab/CONCH/blob/main/conch/open_clip_custom/";
+  ModelCard conch;
+  conch.name = "conch";
+  conch.aliases = {"MahmoodLab/CONCH", "MahmoodLab/conch", "conch_v1", "conch_ViT-B-16"};
+  conch.what = "CONCH v1 (Mahmood Lab), CoCa vision tower: ViT-B/16 at 448 + attentional pooler, H&E image-caption pairs";
+  conch.arch = "conch_vit_b16";
+  conch.weights = "https://huggingface.co/MahmoodLab/CONCH/blob/main/pytorch_model.bin (gated; whole CoCa)";
+  conch.layout = "conch-coca";  // visual.* of the CoCa state dict; text.*, text_decoder.*, logit_scale ignored
+  conch.transform.resize = 448, conch.transform.crop = 448, conch.transform.interp = "bicubic";
+  conch.transform.mean = {0.48145466f, 0.4578275f, 0.40821073f};
+  conch.transform.std = {0.26862954f, 0.26130258f, 0.27577711f};
+  conch.taps = {"visual.ln_contrast"};
+  conch.pool = "none";
+  conch.embedding = "encode_image(proj_contrast=False, normalize=False): ln_contrast of the attentional pooler's "
+                    "query output (512-d), before the contrastive projection";
+  conch.sources = {
+      {"architecture (conch_ViT-B-16: timm VisionTransformer trunk, AttentionalPooler x2, ln_contrast, proj_contrast)",
+       std::string(kConch) + "coca_model.py, vision_tower.py, transformer.py, model_configs/conch_ViT-B-16.json"},
+      {"transform (image_transform: Resize(448, BICUBIC), CenterCrop(448), ToTensor, Normalize(OPENAI_DATASET_MEAN, "
+       "OPENAI_DATASET_STD))",
+       std::string(kConch) + "factory.py, transform.py, constants.py"},
+      {"embedding (README: encode_image(image, proj_contrast=False, normalize=False) for linear probes and MIL)",
+       "https://github.com/mahmoodlab/CONCH/blob/main/README.md"},
+      {"use in HEST (ConchInferenceEncoder: the same preprocess and encode_image call)", kHest},
+      {"weights", "https://huggingface.co/MahmoodLab/CONCH"}};
+  v.push_back(conch);
   return v;
 }
 

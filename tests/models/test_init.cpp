@@ -393,6 +393,8 @@ TEST(Archs, ParamCountsMatchReferences) {
       {"ca_vit_large_patch16_256", 305368064}, {"dinov3_vits16", 21601152},
       {"dinov3_vits16plus", 28697472}, {"dinov3_vitb16", 85669632}, {"dinov3_vitl16", 303154176},
       {"dinov3_vith16plus", 840633600}, {"dinov3_vit7b16", 6716043264},
+      // tests/fixtures/conch/params.tsv
+      {"conch_vit_b16", 90392832},
   };
   EXPECT_EQ(named_archs().size(), expected.size());
   for (const auto& name : named_archs()) {

@@ -26,6 +26,7 @@ Writes tests/fixtures/conch/:
                                   Pooler taps are stored batch-first, as tabula shows them (MultiheadAttention's
                                   output permuted from [Lq, B, d]; ln_q's [Lq, d] repeated per image).
   named.tsv                       full-size conch_ViT-B-16 vision tower: per-tensor sha256 of the init, seeds 0, 1
+  params.tsv                      its sum(p.numel() for p in parameters()) under both of tabula's names
 and tests/fixtures/cards/conch/ (the model-cards fidelity fixture, card_fixtures.run_card): the tiny CoCa saved as
 pytorch_model.bin, CONCH's own eval transform (transform.image_transform(448, OPENAI mean/std): Resize(448,
 bicubic) on the PIL image, CenterCrop(448), ToTensor, Normalize) on the `tiles` photographs, the embedding
@@ -163,9 +164,18 @@ def named_rows():
             raw = t.detach().contiguous().numpy().tobytes()
             rows.append(f"conch_vit_b16\t{seed}\tvisual.{k}\t{','.join(map(str, t.shape))}\t"
                         f"{hashlib.sha256(raw).hexdigest()}")
-        if seed == 0:
-            rows.append(f"# parameters\t{sum(p.numel() for p in v.parameters())}")
     return rows
+
+
+def params_rows():
+    """sum(p.numel() for p in visual.parameters()) of the published config, built on the meta device."""
+    import conch.open_clip_custom as occ
+    with open(os.path.join(os.path.dirname(occ.__file__), "model_configs", "conch_ViT-B-16.json")) as f:
+        cfg = json.load(f)
+    with torch.device("meta"):
+        v = vision_tower(cfg["vision_cfg"], cfg["embed_dim"], cfg["embed_dim_caption"])
+    n = sum(p.numel() for p in v.parameters())
+    return [f"conch_vit_b16\t{n}", f"conch_ViT-B-16\t{n}"]
 
 
 class EncodeImage(torch.nn.Module):
@@ -218,6 +228,8 @@ def main():
         f.write(f"# made by\t{versions}\n# case\tmodel id\tseed\tinput shape\ttaps\n" + "\n".join(cases) + "\n")
     with open(os.path.join(a.out, "taps.tsv"), "w") as f:
         f.write("# case\ttap\tshape\tstride\tmax_abs\n" + "\n".join(taps) + "\n")
+    with open(os.path.join(a.out, "params.tsv"), "w") as f:
+        f.write(f"# arch\tsum(p.numel() for p in parameters())\t{versions}\n" + "\n".join(params_rows()) + "\n")
     if not a.no_named:
         with open(os.path.join(a.out, "named.tsv"), "w") as f:
             f.write(f"# made by\t{versions}\n# arch\tseed\tname\tshape\tsha256\n" + "\n".join(named_rows()) + "\n")
