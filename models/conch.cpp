@@ -32,7 +32,8 @@ void ConchConfig::apply_keys(const KeyValues& kv) {
     else if (k == "queries_caption" || k == "n_queries_caption") queries_caption = parse_int_value(k, v, 1);
     else if (k == "legacy_init") legacy_init = parse_bool_value(k, v);
     else
-      fail("unknown key '" + k + "' (conch keys: dim, depth, heads, patch, img, mlp_ratio, embed_dim, caption_dim, "
+      fail("unknown key '" + k +
+           "' (conch keys: dim, depth, heads, patch, img, mlp_ratio, embed_dim, caption_dim, "
            "pool_heads, queries_contrast, queries_caption, legacy_init)");
   }
   auto divisible = [&](int dim, int h, const char* what) {

@@ -326,7 +326,8 @@ std::vector<ModelCard> build() {
   ModelCard conch;
   conch.name = "conch";
   conch.aliases = {"MahmoodLab/CONCH", "MahmoodLab/conch", "conch_v1", "conch_ViT-B-16"};
-  conch.what = "CONCH v1 (Mahmood Lab), CoCa vision tower: ViT-B/16 at 448 + attentional pooler, H&E image-caption pairs";
+  conch.what = "CONCH v1 (Mahmood Lab), CoCa vision tower: ViT-B/16 at 448 + attentional pooler, on H&E image-caption "
+               "pairs";
   conch.arch = "conch_vit_b16";
   conch.weights = "https://huggingface.co/MahmoodLab/CONCH/blob/main/pytorch_model.bin (gated; whole CoCa)";
   conch.layout = "conch-coca";  // visual.* of the CoCa state dict; text.*, text_decoder.*, logit_scale ignored

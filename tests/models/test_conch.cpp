@@ -137,8 +137,8 @@ bool timm_erfinv(const std::string& name) {
 TEST(Conch, InitMatchesTheVisionTowerConstructorForTwoSeeds) {
   for (uint64_t seed : {0, 1}) {
     const auto got = init_weights(kTiny, seed);
-    const auto want =
-        weights::read_safetensors(test::fixture("conch/conch_tiny_s" + std::to_string(seed) + ".init.safetensors").string());
+    const auto want = weights::read_safetensors(
+        test::fixture("conch/conch_tiny_s" + std::to_string(seed) + ".init.safetensors").string());
     ASSERT_EQ(got.size(), want.tensors.size());
     for (const NamedTensor& g : got) {
       const auto* w = want.find(g.name);
@@ -166,7 +166,7 @@ TEST(Conch, StateDictIsThePublishedLayoutInTorchsOrder) {
     EXPECT_EQ(specs[i].name, want[i].first) << i;
     EXPECT_EQ(specs[i].shape, want[i].second) << specs[i].name;
   }
-  EXPECT_EQ(specs[0].name, "visual.proj_contrast");  // VisualModel's own parameter comes before its children
+  EXPECT_EQ(specs[0].name, "visual.proj_contrast");   // VisualModel's own parameter comes before its children
   EXPECT_EQ(param_count("conch_vit_b16"), 90392832);  // sum(p.numel() for p in visual.parameters())
   EXPECT_EQ(param_count("conch_ViT-B-16"), 90392832);
 }
@@ -256,8 +256,8 @@ TEST(LongConch, FullSizeInitMatchesTheReferenceHashes) {
     for (size_t i = 0; i < got.size(); ++i) {
       EXPECT_EQ(got[i].name, want[i][2]);
       if (timm_erfinv(got[i].name)) continue;
-      EXPECT_EQ(sha256_hex(got[i].bytes.data(), got[i].bytes.size()), want[i][4]) << "seed " << seed << ": "
-                                                                                  << got[i].name;
+      EXPECT_EQ(sha256_hex(got[i].bytes.data(), got[i].bytes.size()), want[i][4])
+          << "seed " << seed << ": " << got[i].name;
     }
   }
 }
@@ -324,9 +324,10 @@ TEST(ConchCli, ModelsHooksAndInitKnowTheArch) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto got = weights::read_safetensors(out);
   const auto want = weights::read_safetensors(test::fixture("conch/conch_tiny_s1.init.safetensors").string());
-  for (const char* name : {"visual.proj_contrast", "visual.attn_pool_contrast.query",
-                           "visual.attn_pool_contrast.attn.k_proj_weight", "visual.attn_pool_caption.attn.in_proj_weight",
-                           "visual.attn_pool_caption.attn.out_proj.weight", "visual.trunk.patch_embed.proj.weight"}) {
+  for (const char* name :
+       {"visual.proj_contrast", "visual.attn_pool_contrast.query", "visual.attn_pool_contrast.attn.k_proj_weight",
+        "visual.attn_pool_caption.attn.in_proj_weight", "visual.attn_pool_caption.attn.out_proj.weight",
+        "visual.trunk.patch_embed.proj.weight"}) {
     ASSERT_NE(got.find(name), nullptr) << name;
     EXPECT_EQ(got.find(name)->to_f32(), want.find(name)->to_f32()) << name;
   }
@@ -361,4 +362,27 @@ TEST(ConchCli, UntrainedTwinOnSyntheticTissueAndTheArchTransform) {
   ASSERT_EQ(m.exit_code, 0) << m.err;
   EXPECT_EQ(read_npy((dir / "a.npy").string()).data, read_npy((dir / "m.npy").string()).data);
   EXPECT_EQ(read_npy((dir / "a.npy").string()).shape, (std::vector<int64_t>{4, 3, 448, 448}));
+}
+
+// The full-size untrained twin end to end (about 30 s on the shared 2-core machine): `embed --model conch --seed 0`
+// on the cards' 224-pixel tiles (Resize to 448 bicubic by Pillow, crop, OpenAI CLIP statistics) against PyTorch's
+// torch.manual_seed(0); _build_vision_tower(conch_ViT-B-16) on CONCH's own transform (conch_fixtures.py).
+TEST(LongConchCli, FullSizeUntrainedTwinEqualsTheAuthorsTowerOnTiles) {
+  const auto dir = test::scratch_dir();
+  const std::string out = (dir / "twin").string();
+  auto r = test::run_tabula("embed --model conch --seed 0 --data " +
+                            q(test::fixture("cards/images/tiles.csv").string()) + " --out " + q(out) + " --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const NpyArray got = read_npy(out + "/visual.ln_contrast.npy"),
+                 want = read_npy(test::fixture("conch/twin_s0_tiles.npy").string());
+  ASSERT_EQ(got.shape, want.shape);
+  ASSERT_EQ(got.shape, (std::vector<int64_t>{2, 512}));
+  const std::vector<float> g = got.to_f32(), w = want.to_f32();
+  double err = 0, scale = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    err = std::max(err, std::fabs(double(g[i]) - w[i]));
+    scale = std::max(scale, std::fabs(double(w[i])));
+  }
+  EXPECT_LE(err / scale, 1e-5);
+  std::printf("  conch seed-0 twin on tiles: rel diff %.2g\n", err / scale);
 }

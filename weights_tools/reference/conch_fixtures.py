@@ -27,6 +27,9 @@ Writes tests/fixtures/conch/:
                                   output permuted from [Lq, B, d]; ln_q's [Lq, d] repeated per image).
   named.tsv                       full-size conch_ViT-B-16 vision tower: per-tensor sha256 of the init, seeds 0, 1
   params.tsv                      its sum(p.numel() for p in parameters()) under both of tabula's names
+  twin_s0_tiles.npy               the full-size untrained twin end to end: torch.manual_seed(0);
+                                  _build_vision_tower(conch_ViT-B-16), CONCH's transform on the cards' `tiles`
+                                  photographs, encode_image(proj_contrast=False, normalize=False) -> [2, 512]
 and tests/fixtures/cards/conch/ (the model-cards fidelity fixture, card_fixtures.run_card): the tiny CoCa saved as
 pytorch_model.bin, CONCH's own eval transform (transform.image_transform(448, OPENAI mean/std): Resize(448,
 bicubic) on the PIL image, CenterCrop(448), ToTensor, Normalize) on the `tiles` photographs, the embedding
@@ -178,6 +181,25 @@ def params_rows():
     return [f"conch_vit_b16\t{n}", f"conch_ViT-B-16\t{n}"]
 
 
+def twin_embedding(out):
+    """`tabula embed --model conch --seed 0` on the tiles, as PyTorch computes it."""
+    import card_fixtures as cf
+    import conch.open_clip_custom as occ
+    from PIL import Image
+    from conch.open_clip_custom.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+    from conch.open_clip_custom.transform import image_transform
+    with open(os.path.join(os.path.dirname(occ.__file__), "model_configs", "conch_ViT-B-16.json")) as f:
+        cfg = json.load(f)
+    torch.manual_seed(0)
+    v = vision_tower(cfg["vision_cfg"], cfg["embed_dim"], cfg["embed_dim_caption"]).eval()
+    tf = image_transform(448, mean=OPENAI_DATASET_MEAN, std=OPENAI_DATASET_STD)
+    tiles = os.path.join(cf.ROOT, "images", "tiles")
+    x = torch.stack([tf(Image.open(os.path.join(tiles, f)).convert("RGB")) for f in ("a.png", "b.png")])
+    with torch.no_grad():
+        emb = v.forward_no_head(x, normalize=False)  # what CoCa.encode_image(proj_contrast=False) calls
+    np.save(os.path.join(out, "twin_s0_tiles.npy"), emb.numpy().astype(np.float32))
+
+
 class EncodeImage(torch.nn.Module):
     """encode_image(x, proj_contrast=False, normalize=False) as a module (what card_fixtures.run_card calls)."""
 
@@ -233,6 +255,7 @@ def main():
     if not a.no_named:
         with open(os.path.join(a.out, "named.tsv"), "w") as f:
             f.write(f"# made by\t{versions}\n# arch\tseed\tname\tshape\tsha256\n" + "\n".join(named_rows()) + "\n")
+    twin_embedding(a.out)
     card_fixture()
 
 
