@@ -589,6 +589,31 @@ std::vector<OpCase> model_attention_cases() {
   Tensor ql = random_tensor({1, 1, 1370, 64}, g), kl = random_tensor({1, 1, 1370, 64}, g);
   Tensor vl = random_tensor({1, 1, 1370, 64}, g);
   add("sdpa 1370 tokens", ql, kl, vl, std::nullopt);
+  // CONCH's attentional poolers (models/conch.cpp): learned queries over the 785 tokens of a 448-px image, k and v
+  // strided views of one [B, N, 2, H, hd] projection; the contrastive one (1 query, head dim 64) also with its map
+  auto kv_views = [&](int64_t B, int64_t N, int64_t H, int64_t hd) {
+    Tensor kv = random_tensor({B, N, 2, H, hd}, g).permute({2, 0, 3, 1, 4});
+    return std::pair{kv.select(0, 0), kv.select(0, 1)};
+  };
+  const auto [kp, vp] = kv_views(2, 785, 8, 64);
+  Tensor qp = random_tensor({1, 8, 1, 64}, g).expand({2, 8, 1, 64}).contiguous();
+  add("CONCH contrastive pooler", qp, kp, vp, std::nullopt);
+  OpCase pooler_map{"CONCH contrastive pooler map", {qp, kp, vp},
+                    [](In t) {
+                      Tensor p;
+                      ops::scaled_dot_product_attention(t[0], t[1], t[2], std::nullopt, &p);
+                      return p;
+                    },
+                    [](In t) {
+                      Tensor p;
+                      ref::scaled_dot_product_attention(t[0], t[1], t[2], std::nullopt, &p);
+                      return p;
+                    },
+                    {1e-7, 1e-4}};
+  pooler_map.rule = PrecisionRule::attention, pooler_map.rounded = {0, 1, 2};
+  cases.push_back(pooler_map);
+  const auto [kc2, vc2] = kv_views(1, 785, 8, 96);
+  add("CONCH captioning pooler", random_tensor({1, 8, 256, 96}, g), kc2, vc2, std::nullopt);
   return cases;
 }
 
