@@ -84,6 +84,7 @@ void expect_gpu_matches_cpu(const std::string& arch, const Shape& input, const s
     // feature maps and token sequences pooled on the device; [B, C] outputs (fc, head, cls) as they are
     // (a LayerNorm output without affine has mean ~0 over its normalised dim: q_norm/k_norm are compared whole)
     const bool whole = t == "fc" || t == "head" || t == "x_norm_clstoken" || t == "attn_pool" ||
+                       t == "visual.ln_contrast" || t == "visual.proj_contrast" ||
                        t.find("q_norm") != std::string::npos || t.find("k_norm") != std::string::npos;
     const Pool p = whole ? Pool::none : Pool::avg;
     cpu_taps.capture(t, p);
@@ -154,6 +155,20 @@ TEST(GpuModels, ViTOptionsMatchCpu) {
   expect_gpu_matches_cpu(timm_opts, {2, 3, 64, 64}, {"blocks.1", "attn_pool"}, "bf16", 0.9999, 5e-2);
   const char* fused = "vit:flavor=dinov2,dim=64,depth=2,heads=2,patch=14,img=56,mlp=swiglufused,init_values=1.0";
   expect_gpu_matches_cpu(fused, {2, 3, 56, 56}, {"blocks.1", "x_norm_clstoken"}, "fp32", 0.999999, 1e-4);
+}
+
+TEST(GpuModels, ConchPoolersMatchCpu) {
+  REQUIRE_GPU();
+  // CONCH's attentional poolers on the device: the shared query's projection, [k; v] in one GEMM (separate
+  // q/k/v weights stacked at upload), the cross-attention and its map, proj_contrast; 48 px resamples the pos-embed.
+  const char* conch = "conch:dim=64,depth=2,heads=4,embed_dim=48,caption_dim=64,img=64";
+  const std::vector<std::string> taps = {"visual.trunk.blocks.1", "visual.attn_pool_contrast.attn.softmax",
+                                         "visual.attn_pool_contrast", "visual.ln_contrast", "visual.proj_contrast",
+                                         "visual.ln_caption"};
+  expect_gpu_matches_cpu(conch, {2, 3, 64, 64}, taps, "fp32", 0.999999, 1e-4);
+  expect_gpu_matches_cpu(conch, {2, 3, 48, 48}, taps, "fp32", 0.999999, 1e-4);
+  expect_gpu_matches_cpu(conch, {2, 3, 64, 64}, {"visual.trunk.blocks.1", "visual.ln_contrast"}, "bf16", 0.9999,
+                         5e-2);
 }
 
 TEST(GpuModels, Dinov2InterpolatesPosEmbedOnTheDevice) {
