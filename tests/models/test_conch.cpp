@@ -156,6 +156,23 @@ TEST(Conch, InitMatchesTheVisionTowerConstructorForTwoSeeds) {
   }
 }
 
+TEST(Conch, TrunkInitIsTimmsVisionTransformerInBothTimmGenerations) {
+  // The trunk is drawn first, by timm's own constructor: its tensors equal the vit family's for the same
+  // VisionTransformer(...) kwargs, with timm >= 1.0.23's draws and with legacy_init (timm <= 1.0.22's randn pos_embed).
+  for (const std::string legacy : {"0", "1"}) {
+    const auto conch = init_weights(kTiny + ",legacy_init=" + legacy, 5);
+    const auto vit = init_weights(
+        "vit:dim=32,depth=2,heads=4,patch=16,img=448,classes=0,dynamic_img_size=1,legacy_init=" + legacy, 5);
+    std::map<std::string, const NamedTensor*> by_name;
+    for (const NamedTensor& t : conch) by_name[t.name] = &t;
+    for (const NamedTensor& t : vit) {
+      const auto it = by_name.find("visual.trunk." + t.name);
+      ASSERT_NE(it, by_name.end()) << t.name;
+      EXPECT_EQ(it->second->bytes, t.bytes) << "legacy_init=" << legacy << ": " << t.name;
+    }
+  }
+}
+
 TEST(Conch, StateDictIsThePublishedLayoutInTorchsOrder) {
   // named.tsv lists the full-size tower's state_dict in order, with the published `visual.` names
   std::ifstream f(test::fixture("conch/named.tsv"));
