@@ -325,7 +325,7 @@ std::vector<ModelCard> build() {
   constexpr const char* kConch = "https://github.com/mahmoodlab/CONCH/blob/main/conch/open_clip_custom/";
   ModelCard conch;
   conch.name = "conch";
-  conch.aliases = {"MahmoodLab/CONCH", "MahmoodLab/conch", "conch_v1", "conch_ViT-B-16"};
+  conch.aliases = {"MahmoodLab/CONCH", "conch_v1", "conch_ViT-B-16"};  // matched case-insensitively
   conch.what = "CONCH v1 (Mahmood Lab), CoCa vision tower: ViT-B/16 at 448 + attentional pooler, on H&E image-caption "
                "pairs";
   conch.arch = "conch_vit_b16";
