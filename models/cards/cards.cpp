@@ -180,7 +180,7 @@ std::vector<ModelCard> build() {
   phikon.name = "phikon";
   phikon.aliases = {"owkin/phikon"};
   phikon.what = "Phikon (Owkin), ViT-B/16 iBOT-trained on TCGA, Hugging Face ViTModel";
-  phikon.arch = "vit:dim=768,depth=12,heads=12,patch=16,img=224,classes=0,norm_eps=1e-12";
+  phikon.arch = "vit:dim=768,depth=12,heads=12,patch=16,img=224,classes=0,norm_eps=1e-12,hf_init=vit";
   phikon.weights = "https://huggingface.co/owkin/phikon/blob/main/model.safetensors";
   phikon.layout = "hf-vit";
   phikon.transform = to_tensor_normalize(kImageNetMean, kImageNetStd);
@@ -197,7 +197,7 @@ std::vector<ModelCard> build() {
   phikon2.name = "phikon-v2";
   phikon2.aliases = {"owkin/phikon-v2", "phikon_v2"};
   phikon2.what = "Phikon-v2 (Owkin), ViT-L/16 DINOv2-trained on PANCAN-XL, Hugging Face Dinov2Model";
-  phikon2.arch = "vit:flavor=dinov2,dim=1024,depth=24,heads=16,patch=16,img=224,init_values=1e-5";
+  phikon2.arch = "vit:flavor=dinov2,dim=1024,depth=24,heads=16,patch=16,img=224,init_values=1e-5,hf_init=dinov2";
   phikon2.weights = "https://huggingface.co/owkin/phikon-v2/blob/main/model.safetensors";
   phikon2.layout = "hf-dinov2";
   phikon2.transform = to_tensor_normalize(kImageNetMean, kImageNetStd);

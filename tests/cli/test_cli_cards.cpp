@@ -15,10 +15,12 @@
 #include <vector>
 
 #include "data/image.h"
+#include "models/cards/cards.h"
 #include "tests/test_util.h"
 #include "util/json.h"
 #include "util/npy.h"
 #include "util/sha256.h"
+#include "weights_tools/safetensors.h"
 
 using namespace tabula;
 using tabula::test::fixture;
@@ -183,6 +185,42 @@ TEST(CliCards, UntrainedTwinHasTheCardsTransformAndEmbeddingRule) {
       run_tabula("embed --model no-such-model --seed 0 --data " + q(manifest) + " --out " + q((dir / "bad").string()));
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.err.find("h-optimus-0"), std::string::npos) << bad.err;
+}
+
+TEST(CliCards, HuggingFaceCardsUntrainedTwinIsTheTransformersConstructor) {
+  // phikon (ViTModel) and phikon-v2 (Dinov2Model): `--seed S` gives the weights torch.manual_seed(S) + the class's
+  // constructor give (post_init's _init_weights; weights_tools/reference/hf_init_fixtures.py), bit for bit, and the
+  // card's untrained twin embeds with them.
+  const fs::path dir = scratch_dir();
+  const json::Value cases = json::parse_file(fixture("cards/hf_init/cases.json").string());
+  ASSERT_EQ(cases.find("cases")->as_array().size(), 4u);
+  for (const auto& c : cases.find("cases")->as_array()) {
+    const std::string card = c.find("card")->as_string(), over = c.find("override")->as_string();
+    const std::string seed = std::to_string(c.find("seed")->as_int64());
+    const std::string want_file = fixture("cards/hf_init/" + c.find("file")->as_string()).string();
+    const std::string arch = cards::choose_card(card + ":" + over).arch;
+    const std::string got_file = (dir / c.find("file")->as_string()).string();
+    const auto r = run_tabula("init " + q(arch) + " --seed " + seed + " --out " + q(got_file));
+    ASSERT_EQ(r.exit_code, 0) << arch << ": " << r.err;
+    const weights::StateDict got = weights::read_safetensors(got_file), want = weights::read_safetensors(want_file);
+    ASSERT_EQ(got.names().size(), want.names().size()) << card;
+    for (const auto& t : want.tensors) {
+      const weights::WeightTensor* g = got.find(t.name);
+      ASSERT_NE(g, nullptr) << card << " " << t.name;
+      EXPECT_EQ(g->shape, t.shape) << t.name;
+      EXPECT_TRUE(g->nbytes() == t.nbytes() && std::equal(t.data, t.data + t.nbytes(), g->data))
+          << card << " seed " << seed << " " << t.name;
+    }
+    // Through the card: the twin's embedding is the embedding of those weights.
+    const std::string m = fixture("cards/images/tiles.csv").string(), model = q(card + ":" + over);
+    const std::string a = (dir / (card + seed + "twin")).string(), b = (dir / (card + seed + "file")).string();
+    ASSERT_EQ(run_tabula("embed --model " + model + " --seed " + seed + " --data " + q(m) + " --out " + q(a) +
+                         " --quiet").exit_code, 0);
+    ASSERT_EQ(run_tabula("embed --model " + model + " --weights " + q(want_file) + " --data " + q(m) + " --out " +
+                         q(b) + " --quiet").exit_code, 0);
+    const std::string layer = card == "phikon" ? "/head.npy" : "/x_norm_clstoken.npy";
+    EXPECT_EQ(read_npy(a + layer).data, read_npy(b + layer).data) << card;
+  }
 }
 
 TEST(CliCards, EmbedAndPreprocessShareTransformFlagsAndDefaults) {
