@@ -127,6 +127,32 @@ std::vector<ModelCard> build() {
     v.push_back(h);
   }
 
+  // H0-mini: a ViT-B/14 with 4 registers distilled from H-optimus-1, loaded by timm from the hub.
+  ModelCard h0;
+  h0.name = "h0-mini";
+  h0.aliases = {"bioptimus/H0-mini"};
+  h0.what = "H0-mini (Bioptimus), ViT-B/14 with 4 registers and SwiGLU, distilled from H-optimus-1";
+  h0.arch =
+      "vit:dim=768,depth=12,heads=12,patch=14,img=224,init_values=1e-5,reg=4,no_embed_class=1,classes=0,"
+      "global_pool=,mlp=swiglu_packed,act=silu";
+  h0.weights = "https://huggingface.co/bioptimus/H0-mini (timm hf-hub checkpoint)";
+  h0.layout = "timm-vit";
+  h0.transform.resize = 224, h0.transform.crop = 224, h0.transform.interp = "bicubic";
+  h0.transform.mean = kHOptimusMean, h0.transform.std = kHOptimusStd;
+  h0.taps = {"norm"};
+  h0.pool = "cls+mean";
+  h0.embedding = "CLS token concatenated with the mean of the patch tokens (output[:, num_prefix_tokens:]), 1536 wide";
+  h0.sources = {
+      {"embedding (output_type cls+patch_mean, embedding_dim 1536), patch 14, 224-pixel tiles at 0.5 um/px, "
+       "mean/std (0.707, 0.579, 0.704) / (0.212, 0.230, 0.178) as rounded there",
+       "https://docs.bioptimus.com/sdk-reference/models/types (ModelSpec example for h0-mini)"},
+      {"NOT VERIFIED from a public source here (written from the model card as remembered; its config.json could "
+       "not be read): timm.create_model(\"hf-hub:bioptimus/H0-mini\", mlp_layer=SwiGLUPacked, act_layer=SiLU) "
+       "on vit_base_patch14_reg4_dinov2 with global_pool '', the unrounded H-optimus mean/std, and "
+       "create_transform(resolve_data_config(...)) = Resize(224, bicubic), CenterCrop(224) (crop_pct 1.0)",
+       "https://huggingface.co/bioptimus/H0-mini"}};
+  v.push_back(h0);
+
   for (int gen : {1, 2}) {
     ModelCard c;
     c.name = gen == 1 ? "virchow" : "virchow2";
@@ -210,6 +236,47 @@ std::vector<ModelCard> build() {
                      {"transform, embedding", kHest}};
   v.push_back(phikon2);
 
+  // Hibou (HistAI): DINOv2's DinoVisionTransformer as HistAI's build_model() sets it up (SwiGLUFFNFused, LayerScale
+  // 1e-5, 4 registers, pos-embed resampled by size with antialias), the hub model's forward = CLS after the norm.
+  constexpr const char* kHibouBuild = "https://github.com/HistAI/hibou/blob/main/hibou/models/__init__.py";
+  constexpr const char* kHibouExample = "https://github.com/HistAI/hibou/blob/main/example.ipynb";
+  for (auto [tag, size, dim, depth, heads] : {std::tuple{"b", "B", 768, 12, 12}, {"l", "L", 1024, 24, 16}}) {
+    const std::string t = tag;
+    ModelCard hb;
+    hb.name = "hibou-" + t;
+    hb.aliases = {std::string("histai/hibou-") + (t == "b" ? "b" : "L")};
+    hb.what = std::string("Hibou-") + size + " (HistAI), ViT-" + size +
+              "/14 with 4 registers and SwiGLU, DINOv2-trained on private H&E/IHC slides";
+    hb.arch = "vit:flavor=dinov2,dim=" + std::to_string(dim) + ",depth=" + std::to_string(depth) +
+              ",heads=" + std::to_string(heads) +
+              ",patch=14,img=224,init_values=1e-5,mlp=swiglufused,reg=4,interpolate_antialias=1,interpolate_offset=0";
+    hb.weights = t == "b" ? "https://huggingface.co/histai/hibou-b/blob/main/model.safetensors, or hibou-b.pth "
+                            "(the Google Drive link in github.com/HistAI/hibou's README; DinoVisionTransformer keys)"
+                          : "https://huggingface.co/histai/hibou-L/blob/main/model.safetensors";
+    hb.layout = "dinov2-hub|hf-dinov2";
+    hb.transform.resize_h = hb.transform.resize_w = 224, hb.transform.crop = 224, hb.transform.interp = "bicubic";
+    hb.transform.mean = {0.7068f, 0.5755f, 0.7220f}, hb.transform.std = {0.1950f, 0.2316f, 0.1816f};
+    hb.taps = {"head"};
+    hb.pool = "none";
+    hb.embedding = "model(x) = head(x_norm_clstoken): the CLS token after the final norm (the HF model's "
+                   "pooler_output, which example.ipynb compares with it)";
+    hb.sources = {{"architecture (build_model: patch 14, img 224, layerscale 1e-5, swiglufused, 4 registers, "
+                   "interpolate_offset 0, interpolate_antialias True; vit_base / vit_large)",
+                   kHibouBuild},
+                  {"transform (Resize((224, 224), BICUBIC), CenterCrop(224), Normalize(mean=[0.7068, 0.5755, 0.7220], "
+                   "std=[0.1950, 0.2316, 0.1816])), embedding",
+                   kHibouExample}};
+    if (t == "l")
+      hb.sources.push_back({"NOT VERIFIED from a public source here: that Hibou-L uses build_model's defaults "
+                            "with arch vit_large (the repository's code ships Hibou-B; Hibou-L is only on the hub, "
+                            "whose config.json and custom modeling_dinov2.py could not be read)",
+                            "https://huggingface.co/histai/hibou-L"});
+    hb.sources.push_back({"NOT VERIFIED from a public source here: the key names of the hub's model.safetensors "
+                          "(HistAI's customised transformers Dinov2 with registers); read as hf-dinov2",
+                          "https://huggingface.co/histai/hibou-" + std::string(t == "b" ? "b" : "L")});
+    v.push_back(hb);
+  }
+
   // kaiko.ai's torch hub backbones: timm ViTs (dynamic_img_size=True, num_classes=0), torchvision.transforms.v2 on a
   // uint8 tensor (ToImage, Resize(224), CenterCrop(224), ToDtype(scale=True), Normalize(0.5)).
   constexpr const char* kKaikoHub = "https://github.com/kaiko-ai/towards_large_pathology_fms/blob/main/hubconf.py";
@@ -238,6 +305,33 @@ std::vector<ModelCard> build() {
     if (std::string(tag) == "vitb8") k.sources.push_back({"use in HEST", kHest});
     v.push_back(k);
   }
+  // vitl14: timm's vit_large_patch14_reg4_dinov2 (518-pixel pos-embed, 4 registers, LayerScale) fed the DINOv2 hub
+  // checkpoint through timm's _convert_dinov2. The hub entry alone builds it with a fixed 518 input, which rejects
+  // the README's 224 crops; kaiko's eva builds it with dynamic_img_size=True, as this card does.
+  ModelCard kl;
+  kl.name = "kaiko-vitl14";
+  kl.aliases = {"kaiko-ai/towards_large_pathology_fms:vitl14", "kaiko_vitl14"};
+  kl.what = "kaiko.ai ViT-L/14 pathology backbone with 4 registers (DINOv2 on TCGA)";
+  kl.arch = "vit:dim=1024,depth=24,heads=16,patch=14,img=518,init_values=1e-5,reg=4,no_embed_class=1,classes=0,"
+            "dynamic_img_size=1";
+  kl.weights = "https://github.com/kaiko-ai/towards_large_pathology_fms/releases/download/0.0.1/vitl14.pth";
+  kl.layout = "dinov2-hub";  // the DINOv2 hub's names (register_tokens, pos_embed with the CLS row, mask_token)
+  kl.transform = v.back().transform;
+  kl.taps = {"head"};
+  kl.pool = "none";
+  kl.embedding = "model(x): the CLS token after the final norm (global_pool='token', num_classes=0)";
+  kl.sources = {{"architecture (timm.create_model(\"vit_large_patch14_reg4_dinov2\"); state dict through "
+                 "vision_transformer._convert_dinov2), weights",
+                 kKaikoHub},
+                {"dynamic_img_size=True (eva's pathology/kaiko_vitl14)",
+                 "https://github.com/kaiko-ai/eva/blob/main/src/eva/vision/models/networks/backbones/pathology/"
+                 "kaiko.py"},
+                {"timm arch (patch 14, 1024 wide, 24 blocks, init_values 1e-5, reg_tokens 4, no_embed_class; "
+                 "pretrained_cfg img_size 518, num_classes 0)",
+                 "https://github.com/huggingface/pytorch-image-models/blob/main/timm/models/vision_transformer.py "
+                 "(vit_large_patch14_reg4_dinov2)"},
+                {"transform, embedding", kKaikoReadme}};
+  v.push_back(kl);
 
   // DINOv3 (Meta, LVD-1689M): the torch hub backbones and their transformers ports. The eval transform of their
   // k-NN and linear evaluations is make_classification_eval_transform: torchvision.transforms.v2 on the uint8 image

@@ -126,6 +126,7 @@ def timm_cards():
     virchow = dict(img_size=224, init_values=1e-5, num_classes=0, mlp_ratio=5.3375, global_pool="",
                    dynamic_img_size=True, **SWIGLU)
     giga = dict(img_size=224, in_chans=3, patch_size=16, init_values=1e-5, mlp_ratio=5.33334, num_classes=0)
+    h0 = dict(img_size=224, num_classes=0, global_pool="", **SWIGLU)
     resize = lambda size, interp: [T.Resize(size, interpolation=T.InterpolationMode(interp))]
     return [
         # card, timm name, kwargs, transform (before ToTensor), normalisation, images, rule, weight file
@@ -139,6 +140,9 @@ def timm_cards():
          IMAGENET, "rects", cls_mean_rule(5)),
         ("prov-gigapath", "vit_giant_patch14_dinov2", giga, resize(256, "bicubic") + [T.CenterCrop(224)], IMAGENET,
          "rects", cls_rule),
+        # H0-mini: timm's eval transform for its pretrained_cfg (224, crop_pct 1.0, bicubic) is Resize + CenterCrop
+        ("h0-mini", "vit_base_patch14_reg4_dinov2", h0, resize(224, "bicubic") + [T.CenterCrop(224)], HOPTIMUS,
+         "rects", cls_mean_rule(5)),
     ]
 
 
@@ -184,6 +188,7 @@ def images_name(images):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dinov2", help="folder holding the dinov2 package (facebookresearch/dinov2)")
+    ap.add_argument("--hibou", help="folder holding the hibou package (github.com/HistAI/hibou at c453bbe)")
     ap.add_argument("--only", nargs="*")
     a = ap.parse_args()
     IMAGE_SETS.update(write_images())
@@ -216,6 +221,34 @@ def main():
                  None, IMAGE_SETS["rects"], cls_rule, lambda m: {"blocks.0": m.blocks[0], "blocks.1": m.blocks[1]},
                  lambda m, d, tag=tag: (save_torch(m, os.path.join(d, tag + ".pth")), tag + ".pth")[1],
                  TAB_SHRINK, 150 + i, ["blocks.0", "blocks.1"], "none", "head", "none")
+
+    # kaiko.ai vitl14: hubconf.py builds timm's vit_large_patch14_reg4_dinov2 (eva: dynamic_img_size=True) and loads
+    # the DINOv2-hub-format checkpoint through timm's _convert_dinov2. The fixture is written in the hub format (the
+    # CLS row of pos_embed split off the class token, register_tokens, mask_token) and loaded back exactly so.
+    if want("kaiko-vitl14"):
+        from timm.models import vision_transformer as tvit
+
+        def kaiko_l(seed):
+            torch.manual_seed(seed)
+            m = randomise(timm.create_model("vit_large_patch14_reg4_dinov2", pretrained=False, dynamic_img_size=True,
+                                            **SHRINK), seed)
+            sd = {k: v.clone() for k, v in m.state_dict().items()}
+            g = torch.Generator().manual_seed(seed + 1)
+            row = 0.1 * torch.randn(1, 1, sd["cls_token"].shape[-1], generator=g)
+            hub = {"cls_token": sd.pop("cls_token") - row, "register_tokens": sd.pop("reg_token"),
+                   "pos_embed": torch.cat([row, sd.pop("pos_embed")], 1),
+                   "mask_token": torch.zeros(1, row.shape[-1])}
+            hub.update(sd)
+            m.load_state_dict(tvit._convert_dinov2({k: v.clone() for k, v in hub.items()}, m), strict=True)
+            m.hub_state_dict = hub
+            return m.eval()
+
+        def save_hub(m, d):
+            torch.save({k: v.contiguous() for k, v in m.hub_state_dict.items()}, os.path.join(d, "vitl14.pth"))
+            return "vitl14.pth"
+        run_card("kaiko-vitl14", kaiko_l, kaiko_transform, None, IMAGE_SETS["rects"], cls_rule,
+                 lambda m: {"blocks.0": m.blocks[0], "blocks.1": m.blocks[1]}, save_hub, TAB_SHRINK, 155,
+                 ["blocks.0", "blocks.1"], "none", "head", "none")
 
     # Hugging Face: Phikon (ViTModel, no pooler) and Phikon-v2 (Dinov2Model); last_hidden_state[:, 0] (HEST).
     from safetensors.torch import save_file
@@ -287,6 +320,31 @@ def main():
                          lambda m, d: (save_torch(m, os.path.join(d, "weights.pth")), "weights.pth")[1],
                          f"dim={dim},depth=2,heads={heads}", 300 + i * 2 + reg, ["blocks.0", "blocks.1"], "none",
                          "head", "none")
+    # Hibou-B/L: HistAI's own DinoVisionTransformer (github.com/HistAI/hibou, hibou/models) with build_model()'s
+    # settings, narrowed; their example.ipynb's transform; model(x) = head(x_norm_clstoken). Saved as the state_dict
+    # build_model() loads (hibou-b.pth).
+    if a.hibou:
+        # hibou/__init__.py also imports the CellViT head (OpenCV); only hibou/models is needed
+        sys.path.insert(0, os.path.join(a.hibou, "hibou"))
+        from models import vision_transformer as hvit
+        hibou_tf = [T.Resize((224, 224), interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop((224, 224))]
+        hibou_norm = ((0.7068, 0.5755, 0.7220), (0.1950, 0.2316, 0.1816))
+        for i, (size, heads) in enumerate([("b", 4), ("l", 6)]):
+            name = "hibou-" + size
+            if not want(name):
+                continue
+            kw = dict(img_size=224, patch_size=14, init_values=1e-5, ffn_layer="swiglufused", block_chunks=0,
+                      qkv_bias=True, proj_bias=True, ffn_bias=True, num_register_tokens=4, interpolate_offset=0,
+                      interpolate_antialias=True, embed_dim=48, depth=2, num_heads=heads, mlp_ratio=4,
+                      block_fn=partial(hvit.Block, attn_class=hvit.MemEffAttention))
+
+            def build(seed, kw=kw):
+                torch.manual_seed(seed)
+                return randomise(hvit.DinoVisionTransformer(**kw), seed)
+            run_card(name, build, hibou_tf, hibou_norm, IMAGE_SETS["rects"], cls_rule,
+                     lambda m: {"blocks.0": m.blocks[0], "blocks.1": m.blocks[1]},
+                     lambda m, d, n=name: (save_torch(m, os.path.join(d, n + ".pth")), n + ".pth")[1],
+                     f"dim=48,depth=2,heads={heads}", 400 + i, ["blocks.0", "blocks.1"], "none", "head", "none")
     # timm names with pretrained tags: the tag's own eval transform (resolve_data_config + create_transform).
     tags = {}
     for tag in ["vit_small_patch16_224.augreg_in21k_ft_in1k", "resnet50.a1_in1k", "vit_base_patch14_dinov2.lvd142m",
@@ -321,7 +379,7 @@ def main():
     with open(os.path.join(ROOT, "versions.json"), "w") as fh:
         json.dump({"torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__,
                    "transformers": transformers.__version__, "pillow": PIL.__version__,
-                   "dinov2": "facebookresearch/dinov2 b8931f7"}, fh, indent=1)
+                   "dinov2": "facebookresearch/dinov2 b8931f7", "hibou": "HistAI/hibou c453bbe"}, fh, indent=1)
 
 
 if __name__ == "__main__":
