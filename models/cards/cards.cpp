@@ -6,6 +6,8 @@
 #include <tuple>
 #include <utility>
 
+#include "models/key_values.h"
+
 namespace tabula::cards {
 
 namespace {
@@ -402,15 +404,23 @@ std::vector<ModelCard> build() {
   r50.name = "resnet50-hest";
   r50.aliases = {"resnet50_trunc", "resnet50.tv_in1k"};
   r50.what = "ImageNet ResNet-50 (torchvision IMAGENET1K_V1) truncated after layer3, HEST's baseline encoder";
-  r50.arch = "resnet:layers=3,4,6,3,block=bottleneck";
+  // HEST builds it with timm (features_only, num_classes=0): timm's ResNet init is torchvision's with
+  // zero_init_residual (timm's zero_init_last) and no fc draws (classes=0) -- the untrained twin follows it.
+  r50.arch = "resnet:layers=3,4,6,3,block=bottleneck,zero_init_residual=1,classes=0";
   r50.weights = "https://download.pytorch.org/models/resnet50-0676ba61.pth";
   r50.layout = "torchvision-resnet";
   r50.transform = to_tensor_normalize(kImageNetMean, kImageNetStd);
   r50.taps = {"layer3"};
   r50.pool = "avg";
-  r50.embedding = "layer3 output, AdaptiveAvgPool2d(1) (timm features_only, out_indices=[3])";
-  r50.sources = {{"architecture, transform, embedding", kHest},
-                 {"weights", "https://huggingface.co/timm/resnet50.tv_in1k (torchvision's IMAGENET1K_V1 weights)"}};
+  r50.embedding = "layer3 output, AdaptiveAvgPool2d(1) (timm features_only, out_indices=[3]); layer4 never runs";
+  r50.sources = {{"architecture (timm.create_model(\"resnet50.tv_in1k\", features_only=True, out_indices=[3], "
+                  "num_classes=0)), transform (get_eval_transforms: ToTensor, Normalize(ImageNet)), embedding "
+                  "(AdaptiveAvgPool2d(1) of the layer3 map)",
+                  kHest},
+                 {"weights", "https://huggingface.co/timm/resnet50.tv_in1k (torchvision's IMAGENET1K_V1 weights)"},
+                 {"init (zero_init_last=True; fc Identity for num_classes=0)",
+                  "https://github.com/huggingface/pytorch-image-models/blob/main/timm/models/resnet.py "
+                  "(ResNet.__init__, init_weights)"}};
   v.push_back(r50);
   return v;
 }
@@ -452,31 +462,23 @@ CardChoice choose_card(const std::string& spec) {
   ch.arch = ch.card->arch;
   if (colon == std::string::npos) return ch;
   ch.overrides = spec.substr(colon + 1);
-  // The card's keys in order, each overridden in place; new keys appended.
+  // The card's keys in order, each overridden in place; new keys appended. List values (layers=3,4,6,3) are
+  // parsed as the arch parser parses them.
   const size_t arch_colon = ch.arch.find(':');
   std::string head = arch_colon == std::string::npos ? ch.arch : ch.arch.substr(0, arch_colon);
-  std::vector<std::pair<std::string, std::string>> kv;
-  auto split = [&](const std::string& list, bool is_override) {
-    size_t start = 0;
-    while (start < list.size()) {
-      size_t comma = list.find(',', start);
-      if (comma == std::string::npos) comma = list.size();
-      const std::string item = list.substr(start, comma - start);
-      start = comma + 1;
-      if (item.empty()) continue;
-      const size_t eq = item.find('=');
-      if (eq == std::string::npos)
-        throw std::invalid_argument("--model " + spec + ": expected key=value after ':', got '" + item + "'");
-      const std::string k = item.substr(0, eq), val = item.substr(eq + 1);
+  KeyValues kv;
+  try {
+    if (arch_colon != std::string::npos) kv = parse_key_values(ch.arch.substr(arch_colon + 1));
+    for (const auto& [k, val] : parse_key_values(ch.overrides)) {
       auto it = std::find_if(kv.begin(), kv.end(), [&](const auto& p) { return p.first == k; });
-      if (it != kv.end() && is_override)
+      if (it != kv.end())
         it->second = val;
       else
         kv.emplace_back(k, val);
     }
-  };
-  if (arch_colon != std::string::npos) split(ch.arch.substr(arch_colon + 1), false);
-  split(ch.overrides, true);
+  } catch (const KeyValueError& e) {
+    throw std::invalid_argument("--model " + spec + ": " + e.what());
+  }
   ch.arch = head + ":";
   for (size_t i = 0; i < kv.size(); ++i) ch.arch += (i ? "," : "") + kv[i].first + "=" + kv[i].second;
   return ch;

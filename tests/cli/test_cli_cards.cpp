@@ -134,6 +134,19 @@ TEST(CliCards, EmbedByCardMatchesTheAuthorsEmbeddingAndTaps) {
       EXPECT_LE(t, 1e-5) << c.card << " " << c.taps[i];
     }
     std::printf("  %-18s embedding rel diff %.2g\n", c.card.c_str(), e);
+    // Where the fixture also holds the untrained twin's embedding (the reference constructor after
+    // torch.manual_seed(seed), e.g. resnet50-hest's timm features model): `--seed` gives it.
+    if (!fs::exists(c.dir / "twin.json")) continue;
+    const json::Value twin = json::parse_file((c.dir / "twin.json").string());
+    const std::string twin_out = (dir / (c.card + "-twin")).string();
+    r = run_tabula("embed --model " + q(c.card + ":" + twin.find("override")->as_string()) + " --seed " +
+                   std::to_string(twin.find("seed")->as_int64()) + " --data " + q(c.manifest()) + " --out " +
+                   q(twin_out) + " --quiet");
+    ASSERT_EQ(r.exit_code, 0) << c.card << ": " << r.err;
+    EXPECT_LE(rel_diff(read_npy(twin_out + "/" + c.embedding_layer + ".npy"),
+                       read_npy((c.dir / twin.find("embedding")->as_string()).string())),
+              1e-5)
+        << c.card << " twin";
   }
 }
 

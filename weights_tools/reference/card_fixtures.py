@@ -15,8 +15,7 @@ Also: timm pretrained tags' eval transforms (tags/tags.json) and two whole pipel
 Run from the repository root:
     /work/venv/bin/python weights_tools/reference/card_fixtures.py --dinov2 /path/to/dinov2-checkout
 (the folder holding the `dinov2` package, facebookresearch/dinov2 at b8931f7; only the dinov2-* cards need it).
-resnet50-hest has no fixture here: torchvision's layout keeps layer4 (a 1024 -> 2048 downsample at any width), so
-even the narrowest published-layout checkpoint is over 8 MB.
+resnet50-hest is narrowed with timm's channels= (stage widths), which keeps the file small with layer4 included.
 """
 import argparse
 import hashlib
@@ -320,6 +319,39 @@ def main():
                          lambda m, d: (save_torch(m, os.path.join(d, "weights.pth")), "weights.pth")[1],
                          f"dim={dim},depth=2,heads={heads}", 300 + i * 2 + reg, ["blocks.0", "blocks.1"], "none",
                          "head", "none")
+    # resnet50-hest: HEST's ResNet50InferenceEncoder, timm.create_model("resnet50.tv_in1k", features_only=True,
+    # out_indices=[3], num_classes=0) -> layer3 -> AdaptiveAvgPool2d(1), on HEST's eval transform (ToTensor,
+    # Normalize(ImageNet); 224-pixel patches). Narrowed with timm's channels=(8, 16, 32, 64) (same depths, strides and
+    # expansion; the stem stays 64 wide); the weight file is the whole network in torchvision's layout, as
+    # resnet50-0676ba61.pth (layer4 and a 10-class fc included), of which HEST's model loads up to layer3. Also the
+    # untrained twin: the embedding of the features model timm builds after torch.manual_seed(3).
+    if want("resnet50-hest"):
+        narrow = dict(channels=(8, 16, 32, 64))
+        hest_kw = dict(features_only=True, out_indices=[3], num_classes=0, **narrow)
+
+        def hest_build(seed):
+            torch.manual_seed(seed)
+            full = randomise(timm.create_model("resnet50", pretrained=False, num_classes=10, **narrow), seed)
+            m = timm.create_model("resnet50.tv_in1k", pretrained=False, **hest_kw)
+            sd = full.state_dict()
+            m.load_state_dict({k: sd[k] for k in m.state_dict()}, strict=True)
+            m.__dict__["full"] = full  # kept beside the model, not registered as a submodule
+            return m.eval()
+
+        def hest_rule(out):
+            return torch.nn.AdaptiveAvgPool2d(1)(out[0]).squeeze(-1).squeeze(-1)
+        run_card("resnet50-hest", hest_build, [], IMAGENET, IMAGE_SETS["tiles"], hest_rule,
+                 lambda m: {"layer1": m.layer1, "layer2": m.layer2},
+                 lambda m, d: (save_torch(m.full, os.path.join(d, "resnet50.pth")), "resnet50.pth")[1],
+                 "channels=8,16,32,64", 160, ["layer1", "layer2"], "avg", "layer3", "avg")
+        torch.manual_seed(3)
+        twin = timm.create_model("resnet50.tv_in1k", pretrained=False, **hest_kw).eval()
+        x = torch.stack([T.Compose([T.ToTensor(), T.Normalize(*IMAGENET)])(im) for im in IMAGE_SETS["tiles"]])
+        with torch.no_grad():
+            np.save(os.path.join(ROOT, "resnet50-hest", "twin_s3_embedding.npy"), hest_rule(twin(x)).numpy())
+        with open(os.path.join(ROOT, "resnet50-hest", "twin.json"), "w") as fh:
+            json.dump(dict(seed=3, override="channels=8,16,32,64", embedding="twin_s3_embedding.npy"), fh)
+
     # Hibou-B/L: HistAI's own DinoVisionTransformer (github.com/HistAI/hibou, hibou/models) with build_model()'s
     # settings, narrowed; their example.ipynb's transform; model(x) = head(x_norm_clstoken). Saved as the state_dict
     # build_model() loads (hibou-b.pth).
