@@ -72,11 +72,13 @@ std::vector<ModelCard> build() {
   uni.taps = {"head"};
   uni.pool = "none";
   uni.embedding = "model(x): the CLS token after the final norm (timm global_pool='token', num_classes=0)";
-  uni.sources = {{"architecture, transform, embedding",
-                  "https://huggingface.co/MahmoodLab/UNI (timm.create_model("
-                  "\"vit_large_patch16_224\", img_size=224, patch_size=16, "
-                  "init_values=1e-5, num_classes=0, dynamic_img_size=True); "
-                  "transforms.Resize(224), ToTensor, Normalize(ImageNet))"},
+  uni.sources = {{"architecture, transform (no crop), embedding",
+                  "https://github.com/mahmoodlab/UNI/blob/main/README_old.md (timm.create_model("
+                  "\"vit_large_patch16_224\", img_size=224, patch_size=16, init_values=1e-5, num_classes=0, "
+                  "dynamic_img_size=True); transforms.Resize(224), ToTensor, Normalize(ImageNet))"},
+                 {"note: the repository's get_encoder() adds CenterCrop(224) (center_crop=True by default; the same "
+                  "for square tiles); HEST builds it with init_values=1.0 and the hub's pretrained_cfg transform",
+                  "https://github.com/mahmoodlab/UNI/blob/main/uni/get_encoder/get_encoder.py"},
                  {"use in HEST", kHest}};
   v.push_back(uni);
 
@@ -89,16 +91,18 @@ std::vector<ModelCard> build() {
       "no_embed_class=1,mlp=swiglu_packed,act=silu,reg=8,dynamic_img_size=1";
   uni2.weights = "https://huggingface.co/MahmoodLab/UNI2-h/blob/main/pytorch_model.bin";
   uni2.layout = "timm-vit";
-  uni2.transform.resize = 224;
+  uni2.transform.resize = 224, uni2.transform.crop = 224;  // the README's manual transform crops, unlike UNI's
   uni2.taps = {"head"};
   uni2.pool = "none";
   uni2.embedding = "model(x): the CLS token after the final norm";
   uni2.sources = {{"architecture, transform, embedding",
-                   "https://huggingface.co/MahmoodLab/UNI2-h (timm_kwargs: "
-                   "img_size 224, patch_size 14, depth 24, num_heads 24, "
-                   "init_values 1e-5, embed_dim 1536, mlp_ratio 2.66667*2, "
-                   "no_embed_class, SwiGLUPacked, SiLU, reg_tokens 8; "
-                   "Resize(224), ToTensor, Normalize(ImageNet))"}};
+                   "https://github.com/mahmoodlab/UNI/blob/main/README.md (timm_kwargs: model_name "
+                   "vit_giant_patch14_224, img_size 224, patch_size 14, depth 24, num_heads 24, init_values 1e-5, "
+                   "embed_dim 1536, mlp_ratio 2.66667*2, num_classes 0, no_embed_class, SwiGLUPacked, SiLU, "
+                   "reg_tokens 8, dynamic_img_size; Resize(224), CenterCrop(224), ToTensor, Normalize(ImageNet))"},
+                  {"same kwargs and crop (get_encoder's center_crop=True)",
+                   "https://github.com/mahmoodlab/UNI/blob/main/uni/get_encoder/get_encoder.py"},
+                  {"weights", "https://huggingface.co/MahmoodLab/UNI2-h"}};
   v.push_back(uni2);
 
   for (int gen : {0, 1}) {
@@ -148,11 +152,14 @@ std::vector<ModelCard> build() {
       {"embedding (output_type cls+patch_mean, embedding_dim 1536), patch 14, 224-pixel tiles at 0.5 um/px, "
        "mean/std (0.707, 0.579, 0.704) / (0.212, 0.230, 0.178) as rounded there",
        "https://docs.bioptimus.com/sdk-reference/models/types (ModelSpec example for h0-mini)"},
-      {"NOT VERIFIED from a public source here (written from the model card as remembered; its config.json could "
-       "not be read): timm.create_model(\"hf-hub:bioptimus/H0-mini\", mlp_layer=SwiGLUPacked, act_layer=SiLU) "
-       "on vit_base_patch14_reg4_dinov2 with global_pool '', the unrounded H-optimus mean/std, and "
-       "create_transform(resolve_data_config(...)) = Resize(224, bicubic), CenterCrop(224) (crop_pct 1.0)",
-       "https://huggingface.co/bioptimus/H0-mini"}};
+      {"timm.create_model(\"hf-hub:bioptimus/H0-mini\", mlp_layer=SwiGLUPacked, act_layer=SiLU), model(x) a token "
+       "sequence with 5 prefix tokens (patch tokens output[:, 5:]), create_transform(resolve_data_config("
+       "model.pretrained_cfg)); HEST itself keeps the CLS token only (return_cls=True)",
+       kHest},
+      {"NOT VERIFIED from a public source here (the hub's config.json could not be read): vit_base_patch14_reg4_dinov2 "
+       "(768 wide, 12 blocks, init_values 1e-5) with global_pool '', and a pretrained_cfg of 224 px, crop_pct 1.0, "
+       "bicubic and the unrounded H-optimus mean/std",
+       "https://huggingface.co/bioptimus/H0-mini/blob/main/config.json"}};
   v.push_back(h0);
 
   for (int gen : {1, 2}) {
@@ -177,7 +184,14 @@ std::vector<ModelCard> build() {
                   std::string("https://huggingface.co/paige-ai/") + (gen == 1 ? "Virchow" : "Virchow2") +
                       " (mlp_layer=SwiGLUPacked, act_layer=SiLU; resolve_data_config: Resize(224, bicubic), "
                       "CenterCrop(224), Normalize(ImageNet); torch.cat([class_token, patch_tokens.mean(1)]))"},
-                 {"use in HEST", kHest}};
+                 {"use in HEST (create_transform(resolve_data_config(model.pretrained_cfg)), SwiGLUPacked, SiLU; "
+                  "CLS + patch mean from output[:, 1:] / output[:, 5:])",
+                  kHest},
+                 {"NOT VERIFIED from a public source here: the hub config.json's pretrained_cfg (crop_pct 1.0, "
+                  "bicubic, ImageNet mean/std, as remembered), which resolve_data_config turns into the transform "
+                  "above",
+                  std::string("https://huggingface.co/paige-ai/") + (gen == 1 ? "Virchow" : "Virchow2") +
+                      "/blob/main/config.json"}};
     v.push_back(c);
   }
 
@@ -215,10 +229,14 @@ std::vector<ModelCard> build() {
   phikon.taps = {"head"};
   phikon.pool = "none";
   phikon.embedding = "last_hidden_state[:, 0]: the CLS token after the final layernorm (ViTModel, no pooler)";
-  phikon.sources = {{"architecture",
-                     "https://huggingface.co/owkin/phikon/blob/main/config.json (ViTModel, hidden 768, "
-                     "12 layers, 12 heads, patch 16, layer_norm_eps 1e-12)"},
-                    {"transform, embedding", kHest}};
+  phikon.sources = {{"class, transform, embedding (ViTModel.from_pretrained(\"owkin/phikon\", "
+                     "add_pooling_layer=False); ToTensor, Normalize(ImageNet); last_hidden_state[:, 0])",
+                     kHest},
+                    {"NOT VERIFIED from a public source here: config.json's hidden 768, 12 layers, 12 heads, patch 16, "
+                     "layer_norm_eps 1e-12, initializer_range 0.02 (ViTConfig's defaults, as remembered)",
+                     "https://huggingface.co/owkin/phikon/blob/main/config.json"},
+                    {"untrained twin: ViTModel's _init_weights (weights_tools/reference/hf_init_fixtures.py)",
+                     "https://github.com/huggingface/transformers/blob/main/src/transformers/models/vit/modeling_vit.py"}};
   v.push_back(phikon);
 
   ModelCard phikon2;
@@ -232,10 +250,15 @@ std::vector<ModelCard> build() {
   phikon2.taps = {"x_norm_clstoken"};
   phikon2.pool = "none";
   phikon2.embedding = "last_hidden_state[:, 0]: the CLS token after the final layernorm";
-  phikon2.sources = {{"architecture",
-                      "https://huggingface.co/owkin/phikon-v2/blob/main/config.json (Dinov2Model, "
-                      "hidden 1024, 24 layers, 16 heads, patch 16, image 224)"},
-                     {"transform, embedding", kHest}};
+  phikon2.sources = {{"class, transform, embedding (AutoModel.from_pretrained(\"owkin/phikon-v2\"); ToTensor, "
+                      "Normalize(ImageNet); last_hidden_state[:, 0])",
+                      kHest},
+                     {"NOT VERIFIED from a public source here: config.json's Dinov2Model with hidden 1024, 24 layers, "
+                      "16 heads, patch 16, image 224, layerscale 1e-5 (as remembered)",
+                      "https://huggingface.co/owkin/phikon-v2/blob/main/config.json"},
+                     {"untrained twin: Dinov2Model's _init_weights (weights_tools/reference/hf_init_fixtures.py)",
+                      "https://github.com/huggingface/transformers/blob/main/src/transformers/models/dinov2/"
+                      "modeling_dinov2.py"}};
   v.push_back(phikon2);
 
   // Hibou (HistAI): DINOv2's DinoVisionTransformer as HistAI's build_model() sets it up (SwiGLUFFNFused, LayerScale
@@ -268,11 +291,19 @@ std::vector<ModelCard> build() {
                   {"transform (Resize((224, 224), BICUBIC), CenterCrop(224), Normalize(mean=[0.7068, 0.5755, 0.7220], "
                    "std=[0.1950, 0.2316, 0.1816])), embedding",
                    kHibouExample}};
-    if (t == "l")
-      hb.sources.push_back({"NOT VERIFIED from a public source here: that Hibou-L uses build_model's defaults "
-                            "with arch vit_large (the repository's code ships Hibou-B; Hibou-L is only on the hub, "
-                            "whose config.json and custom modeling_dinov2.py could not be read)",
+    if (t == "b")
+      hb.sources.push_back({"85.7 M parameters, as the hub lists (a plain-MLP ViT-B/14 would be 86.6 M)",
+                            "https://huggingface.co/collections/histai/hibou-foundation-models"});
+    if (t == "l") {
+      hb.sources.push_back({"4 registers (patch tokens last_hidden_state[:, 5:]), CLS = last_hidden_state[:, 0]; "
+                            "HEST uses the hub's AutoImageProcessor as the transform",
+                            kHest});
+      hb.sources.push_back({"NOT VERIFIED from a public source here: that Hibou-L otherwise uses build_model's "
+                            "settings with vit_large (SwiGLU, LayerScale 1e-5) and example.ipynb's transform (the "
+                            "repository's code ships Hibou-B; the hub's config.json, preprocessor_config.json and "
+                            "custom modeling_dinov2.py could not be read)",
                             "https://huggingface.co/histai/hibou-L"});
+    }
     hb.sources.push_back({"NOT VERIFIED from a public source here: the key names of the hub's model.safetensors "
                           "(HistAI's customised transformers Dinov2 with registers); read as hf-dinov2",
                           "https://huggingface.co/histai/hibou-" + std::string(t == "b" ? "b" : "L")});

@@ -130,7 +130,8 @@ def timm_cards():
     return [
         # card, timm name, kwargs, transform (before ToTensor), normalisation, images, rule, weight file
         ("uni", "vit_large_patch16_224", uni, resize(224, "bilinear"), IMAGENET, "rects16", cls_rule),
-        ("uni2-h", "vit_giant_patch14_224", uni2, resize(224, "bilinear"), IMAGENET, "rects", cls_rule),
+        ("uni2-h", "vit_giant_patch14_224", uni2, resize(224, "bilinear") + [T.CenterCrop(224)], IMAGENET, "rects",
+         cls_rule),
         ("h-optimus-0", "vit_giant_patch14_reg4_dinov2", hopt, [], HOPTIMUS, "tiles", cls_rule),
         ("h-optimus-1", "vit_giant_patch14_reg4_dinov2", hopt, [], HOPTIMUS, "tiles", cls_rule),
         ("virchow", "vit_huge_patch14_224", virchow, resize(224, "bicubic") + [T.CenterCrop(224)], IMAGENET, "rects",
