@@ -102,6 +102,14 @@ def timm_card(timm_name, kwargs, shrink):
     return build
 
 
+def timm_twin(timm_name, kwargs, shrink):
+    """The untrained model the authors' constructor gives after torch.manual_seed(seed) (what --seed reproduces)."""
+    def build(seed):
+        torch.manual_seed(seed)
+        return timm.create_model(timm_name, pretrained=False, **kwargs, **shrink).eval()
+    return build
+
+
 def cls_rule(out):
     return out
 
@@ -151,7 +159,7 @@ def save_torch(model, path):
 
 
 def run_card(name, build, geometric, norm, images, rule, taps_of, save, override, seed, tab_taps, tap_pool,
-             embed_layer, embed_pool):
+             embed_layer, embed_pool, twin=None, twin_seed=7):
     d = os.path.join(ROOT, name)
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
@@ -175,6 +183,12 @@ def run_card(name, build, geometric, norm, images, rule, taps_of, save, override
                 embedding_layer=embed_layer, embedding_pool=embed_pool, taps=tab_taps, tap_pool=tap_pool)
     with open(os.path.join(d, "meta.json"), "w") as fh:
         json.dump(meta, fh, indent=1)
+    if twin is not None:  # the untrained twin's embedding of the same input
+        with torch.no_grad():
+            t = rule(twin(twin_seed)(x)).float().numpy()
+        np.save(os.path.join(d, f"twin_s{twin_seed}_embedding.npy"), t)
+        with open(os.path.join(d, "twin.json"), "w") as fh:
+            json.dump(dict(seed=twin_seed, override=override, embedding=f"twin_s{twin_seed}_embedding.npy"), fh)
     print(name, "embedding", tuple(emb.shape), "weights", os.path.getsize(os.path.join(d, weights)), "bytes")
 
 
@@ -203,7 +217,8 @@ def main():
         run_card(name, timm_card(timm_name, kwargs, SHRINK), geo, norm, IMAGE_SETS[imgs], rule,
                  lambda m: {"blocks.0": m.blocks[0], "blocks.1": m.blocks[1]},
                  lambda m, d: (save_torch(m, os.path.join(d, "pytorch_model.bin")), "pytorch_model.bin")[1],
-                 TAB_SHRINK, seed, ["blocks.0", "blocks.1"], "none", last, pool)
+                 TAB_SHRINK, seed, ["blocks.0", "blocks.1"], "none", last, pool,
+                 twin=timm_twin(timm_name, kwargs, SHRINK))
 
     # kaiko.ai hub backbones: torchvision.transforms.v2 on a uint8 tensor (their README's preprocessing).
     from torchvision.transforms import v2
@@ -220,7 +235,8 @@ def main():
         run_card(name, timm_card(timm_name, dict(dynamic_img_size=True, num_classes=0), SHRINK), kaiko_transform,
                  None, IMAGE_SETS["rects"], cls_rule, lambda m: {"blocks.0": m.blocks[0], "blocks.1": m.blocks[1]},
                  lambda m, d, tag=tag: (save_torch(m, os.path.join(d, tag + ".pth")), tag + ".pth")[1],
-                 TAB_SHRINK, 150 + i, ["blocks.0", "blocks.1"], "none", "head", "none")
+                 TAB_SHRINK, 150 + i, ["blocks.0", "blocks.1"], "none", "head", "none",
+                 twin=timm_twin(timm_name, dict(dynamic_img_size=True, num_classes=0), SHRINK))
 
     # kaiko.ai vitl14: hubconf.py builds timm's vit_large_patch14_reg4_dinov2 (eva: dynamic_img_size=True) and loads
     # the DINOv2-hub-format checkpoint through timm's _convert_dinov2. The fixture is written in the hub format (the
@@ -248,7 +264,8 @@ def main():
             return "vitl14.pth"
         run_card("kaiko-vitl14", kaiko_l, kaiko_transform, None, IMAGE_SETS["rects"], cls_rule,
                  lambda m: {"blocks.0": m.blocks[0], "blocks.1": m.blocks[1]}, save_hub, TAB_SHRINK, 155,
-                 ["blocks.0", "blocks.1"], "none", "head", "none")
+                 ["blocks.0", "blocks.1"], "none", "head", "none",
+                 twin=timm_twin("vit_large_patch14_reg4_dinov2", dict(dynamic_img_size=True), SHRINK))
 
     # Hugging Face: Phikon (ViTModel, no pooler) and Phikon-v2 (Dinov2Model); last_hidden_state[:, 0] (HEST).
     from safetensors.torch import save_file
@@ -374,10 +391,15 @@ def main():
             def build(seed, kw=kw):
                 torch.manual_seed(seed)
                 return randomise(hvit.DinoVisionTransformer(**kw), seed)
+
+            def twin(seed, kw=kw):
+                torch.manual_seed(seed)
+                return hvit.DinoVisionTransformer(**kw).eval()
             run_card(name, build, hibou_tf, hibou_norm, IMAGE_SETS["rects"], cls_rule,
                      lambda m: {"blocks.0": m.blocks[0], "blocks.1": m.blocks[1]},
                      lambda m, d, n=name: (save_torch(m, os.path.join(d, n + ".pth")), n + ".pth")[1],
-                     f"dim=48,depth=2,heads={heads}", 400 + i, ["blocks.0", "blocks.1"], "none", "head", "none")
+                     f"dim=48,depth=2,heads={heads}", 400 + i, ["blocks.0", "blocks.1"], "none", "head", "none",
+                     twin=twin)
     # timm names with pretrained tags: the tag's own eval transform (resolve_data_config + create_transform).
     tags = {}
     for tag in ["vit_small_patch16_224.augreg_in21k_ft_in1k", "resnet50.a1_in1k", "vit_base_patch14_dinov2.lvd142m",
