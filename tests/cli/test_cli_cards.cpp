@@ -579,3 +579,29 @@ TEST(CliCards, OpenPhenomCardRunsTheRxRx3CoreLayout) {
   EXPECT_EQ(text(dir / "card" / "index.csv"), text(dir / "arch" / "index.csv"));
   EXPECT_FALSE(text(dir / "card" / "index.csv").empty());
 }
+
+TEST(LongCliCards, FullSizeTwinsOfTheNewCards) {
+  // The cards as published (no narrowing): the untrained twin runs the card's transform and embedding rule at full
+  // size -- H0-mini's CLS ‖ patch mean is 2 x 768 wide, Hibou-B's CLS 768, resnet50-hest's pooled layer3 1024.
+  const fs::path dir = scratch_dir();
+  struct Want {
+    std::string card, layer, images;
+    int64_t width;
+  };
+  for (const Want& w : {Want{"h0-mini", "norm", "rects", 1536}, Want{"hibou-b", "head", "rects", 768},
+                        Want{"resnet50-hest", "layer3", "tiles", 1024}}) {
+    const std::string out = (dir / w.card).string();
+    const auto r = run_tabula("embed --model " + w.card + " --seed 0 --data " +
+                              q(fixture("cards/images/" + w.images + ".csv").string()) + " --out " + q(out) +
+                              " --quiet");
+    ASSERT_EQ(r.exit_code, 0) << w.card << ": " << r.err;
+    EXPECT_EQ(read_npy(out + "/" + w.layer + ".npy").shape, (std::vector<int64_t>{2, w.width})) << w.card;
+  }
+  // preprocess --model hibou-b: Resize((224, 224)) squashes the 256 x 288 crops, then CenterCrop(224) is a no-op
+  const std::string x = (dir / "hibou.npy").string();
+  const auto p = run_tabula("preprocess --model hibou-b --data " + q(fixture("cards/images/rects.csv").string()) +
+                            " --out " + q(x));
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_NE(p.out.find("resize=224x224"), std::string::npos) << p.out;
+  EXPECT_EQ(read_npy(x).shape, (std::vector<int64_t>{2, 3, 224, 224}));
+}
