@@ -99,7 +99,8 @@ void ViTConfig::apply_keys(const KeyValues& kv) {
     else if (k == "interpolate_antialias") c.interpolate_antialias = parse_bool_value(k, v);
     else if (k == "interpolate_offset") c.interpolate_offset = parse_number_value(k, v);
     else if (k == "hf_init") {
-      if (v != "" && v != "vit" && v != "dinov2") fail("key 'hf_init' is vit (ViTModel) or dinov2 (Dinov2Model), got '" + v + "'");
+      if (v != "" && v != "vit" && v != "dinov2")
+        fail("key 'hf_init' is vit (ViTModel) or dinov2 (Dinov2Model), got '" + v + "'");
       c.hf_init = v;
     }
     else if (k == "pre_norm") c.pre_norm = parse_bool_value(k, v);

@@ -236,7 +236,8 @@ std::vector<ModelCard> build() {
                      "layer_norm_eps 1e-12, initializer_range 0.02 (ViTConfig's defaults, as remembered)",
                      "https://huggingface.co/owkin/phikon/blob/main/config.json"},
                     {"untrained twin: ViTModel's _init_weights (weights_tools/reference/hf_init_fixtures.py)",
-                     "https://github.com/huggingface/transformers/blob/main/src/transformers/models/vit/modeling_vit.py"}};
+                     "https://github.com/huggingface/transformers/blob/main/src/transformers/models/vit/"
+                     "modeling_vit.py"}};
   v.push_back(phikon);
 
   ModelCard phikon2;

@@ -234,6 +234,14 @@ TEST(CliCards, HuggingFaceCardsUntrainedTwinIsTheTransformersConstructor) {
     const std::string layer = card == "phikon" ? "/head.npy" : "/x_norm_clstoken.npy";
     EXPECT_EQ(read_npy(a + layer).data, read_npy(b + layer).data) << card;
   }
+  // hf_init names one of the two classes, on the geometry that class has
+  for (const char* bad : {"vit:dim=48,depth=1,heads=4,classes=0,hf_init=bert",
+                          "vit:dim=48,depth=1,heads=4,classes=0,reg=4,hf_init=vit",
+                          "vit:dim=48,depth=1,heads=4,classes=0,hf_init=dinov2"}) {
+    const auto r = run_tabula(std::string("init '") + bad + "' --seed 0 --out " + q((dir / "bad.safetensors").string()));
+    EXPECT_NE(r.exit_code, 0) << bad;
+    EXPECT_NE(r.err.find("hf_init"), std::string::npos) << bad << ": " << r.err;
+  }
 }
 
 TEST(CliCards, EmbedAndPreprocessShareTransformFlagsAndDefaults) {
