@@ -93,9 +93,9 @@ void hf_init_weights(const ViTConfig& c, InitState& s) {
   ctor.randn(int64_t(c.num_patches() + 1) * D);  // position_embeddings
   for (int i = 0; i < c.depth; ++i) {
     for (int k = 0; k < 3; ++k) ctor.reset({D, D}, c.qkv_bias);  // q_proj, k_proj, v_proj
-    ctor.reset({D, D}, true);                                      // o_proj
-    ctor.reset({H, D}, true);                                      // mlp.fc1
-    ctor.reset({D, H}, true);                                      // mlp.fc2
+    ctor.reset({D, D}, true);                                    // o_proj
+    ctor.reset({H, D}, true);                                    // mlp.fc1
+    ctor.reset({D, H}, true);                                    // mlp.fc2
   }
   if (dinov2) {  // Dinov2Encoder's own post_init(), then the model's (embeddings, layernorm)
     for (int i = 0; i < c.depth; ++i) init_layer(c, s, i, true);

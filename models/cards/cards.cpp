@@ -284,8 +284,9 @@ std::vector<ModelCard> build() {
     hb.transform.mean = {0.7068f, 0.5755f, 0.7220f}, hb.transform.std = {0.1950f, 0.2316f, 0.1816f};
     hb.taps = {"head"};
     hb.pool = "none";
-    hb.embedding = "model(x) = head(x_norm_clstoken): the CLS token after the final norm (the HF model's "
-                   "pooler_output, which example.ipynb compares with it)";
+    hb.embedding =
+        "model(x) = head(x_norm_clstoken): the CLS token after the final norm (the HF model's "
+        "pooler_output, which example.ipynb compares with it)";
     hb.sources = {{"architecture (build_model: patch 14, img 224, layerscale 1e-5, swiglufused, 4 registers, "
                    "interpolate_offset 0, interpolate_antialias True; vit_base / vit_large)",
                    kHibouBuild},
@@ -296,18 +297,21 @@ std::vector<ModelCard> build() {
       hb.sources.push_back({"85.7 M parameters, as the hub lists (a plain-MLP ViT-B/14 would be 86.6 M)",
                             "https://huggingface.co/collections/histai/hibou-foundation-models"});
     if (t == "l") {
-      hb.sources.push_back({"4 registers (patch tokens last_hidden_state[:, 5:]), CLS = last_hidden_state[:, 0]; "
-                            "HEST uses the hub's AutoImageProcessor as the transform",
-                            kHest});
-      hb.sources.push_back({"NOT VERIFIED from a public source here: that Hibou-L otherwise uses build_model's "
-                            "settings with vit_large (SwiGLU, LayerScale 1e-5) and example.ipynb's transform (the "
-                            "repository's code ships Hibou-B; the hub's config.json, preprocessor_config.json and "
-                            "custom modeling_dinov2.py could not be read)",
-                            "https://huggingface.co/histai/hibou-L"});
+      hb.sources.push_back(
+          {"4 registers (patch tokens last_hidden_state[:, 5:]), CLS = last_hidden_state[:, 0]; "
+           "HEST uses the hub's AutoImageProcessor as the transform",
+           kHest});
+      hb.sources.push_back(
+          {"NOT VERIFIED from a public source here: that Hibou-L otherwise uses build_model's "
+           "settings with vit_large (SwiGLU, LayerScale 1e-5) and example.ipynb's transform (the "
+           "repository's code ships Hibou-B; the hub's config.json, preprocessor_config.json and "
+           "custom modeling_dinov2.py could not be read)",
+           "https://huggingface.co/histai/hibou-L"});
     }
-    hb.sources.push_back({"NOT VERIFIED from a public source here: the key names of the hub's model.safetensors "
-                          "(HistAI's customised transformers Dinov2 with registers); read as hf-dinov2",
-                          "https://huggingface.co/histai/hibou-" + std::string(t == "b" ? "b" : "L")});
+    hb.sources.push_back(
+        {"NOT VERIFIED from a public source here: the key names of the hub's model.safetensors "
+         "(HistAI's customised transformers Dinov2 with registers); read as hf-dinov2",
+         "https://huggingface.co/histai/hibou-" + std::string(t == "b" ? "b" : "L")});
     v.push_back(hb);
   }
 
@@ -346,8 +350,9 @@ std::vector<ModelCard> build() {
   kl.name = "kaiko-vitl14";
   kl.aliases = {"kaiko-ai/towards_large_pathology_fms:vitl14", "kaiko_vitl14"};
   kl.what = "kaiko.ai ViT-L/14 pathology backbone with 4 registers (DINOv2 on TCGA)";
-  kl.arch = "vit:dim=1024,depth=24,heads=16,patch=14,img=518,init_values=1e-5,reg=4,no_embed_class=1,classes=0,"
-            "dynamic_img_size=1";
+  kl.arch =
+      "vit:dim=1024,depth=24,heads=16,patch=14,img=518,init_values=1e-5,reg=4,no_embed_class=1,classes=0,"
+      "dynamic_img_size=1";
   kl.weights = "https://github.com/kaiko-ai/towards_large_pathology_fms/releases/download/0.0.1/vitl14.pth";
   kl.layout = "dinov2-hub";  // the DINOv2 hub's names (register_tokens, pos_embed with the CLS row, mask_token)
   kl.transform = v.back().transform;
@@ -503,10 +508,8 @@ CardChoice choose_card(const std::string& spec) {
     if (arch_colon != std::string::npos) kv = parse_key_values(ch.arch.substr(arch_colon + 1));
     for (const auto& [k, val] : parse_key_values(ch.overrides)) {
       auto it = std::find_if(kv.begin(), kv.end(), [&](const auto& p) { return p.first == k; });
-      if (it != kv.end())
-        it->second = val;
-      else
-        kv.emplace_back(k, val);
+      if (it != kv.end()) it->second = val;
+      else kv.emplace_back(k, val);
     }
   } catch (const KeyValueError& e) {
     throw std::invalid_argument("--model " + spec + ": " + e.what());
