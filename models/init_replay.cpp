@@ -16,7 +16,7 @@ std::optional<size_t> reset_bias_of(const ModuleTree& tree, const Param& weight)
 }
 }  // namespace
 
-InitState::InitState(const ModuleTree& tree, uint64_t seed) : tree_(tree), gen_(seed) {
+InitState::InitState(const ModuleTree& tree, uint64_t seed) : tree_(tree), seed_(seed), gen_(seed) {
   tensors_.resize(tree.size());
   written_.assign(tree.size(), false);
   reset_at_.resize(tree.size());

@@ -32,6 +32,9 @@ class InitState {
   InitState(const ModuleTree& tree, uint64_t seed);
 
   TorchGenerator& gen() { return gen_; }
+  // torch.manual_seed's argument: an init pass whose reference builds its modules in another order than the tree
+  // (Hugging Face's classes) replays its own constructors from a fresh generator.
+  uint64_t seed() const { return seed_; }
   bool has(const std::string& name) const { return index_.count(name) != 0; }
   // The tensor an init pass overwrites (marks it as re-initialised); throws std::logic_error for a name the
   // tree does not have.
@@ -45,6 +48,7 @@ class InitState {
 
  private:
   const ModuleTree& tree_;
+  uint64_t seed_;
   TorchGenerator gen_;
   std::vector<NamedTensor> tensors_;  // by parameter index
   std::vector<bool> written_;

@@ -139,7 +139,7 @@ class ResNet final : public Model {
     const int64_t e = c_.expansion();
     const bool bottleneck = c_.block == ResNetConfig::Block::bottleneck;
     for (int li = 0; li < 4; ++li) {
-      const int64_t planes = int64_t{64} << li;
+      const int64_t planes = c_.channels[static_cast<size_t>(li)];
       Module& layer = t.child(root, "layer" + std::to_string(li + 1), "Sequential");
       for (int bi = 0; bi < c_.layers[static_cast<size_t>(li)]; ++bi) {
         Block b;
@@ -168,7 +168,9 @@ class ResNet final : public Model {
         inplanes = planes * e;
       }
     }
-    fc_ = &t.layer<Linear>(root, "fc", 512 * e, c_.num_classes, true, /*pack=*/false);  // one row per image
+    // classes=0: timm's num_classes=0, fc is nn.Identity (no parameters, no draws)
+    if (c_.num_classes > 0)
+      fc_ = &t.layer<Linear>(root, "fc", c_.channels[3] * e, c_.num_classes, true, /*pack=*/false);  // a row per image
   }
 
   Shape default_input_shape(int64_t batch) const override { return {batch, c_.in_chans, 224, 224}; }
@@ -215,7 +217,7 @@ class ResNet final : public Model {
     x = tap(taps, "avgpool", ops::adaptive_avg_pool2d(x, {1, 1}));
     if (taps.done()) return x;
     x = x.flatten(1);  // torch.flatten(x, 1)
-    return tap(taps, "fc", (*fc_)(x));
+    return tap(taps, "fc", fc_ ? (*fc_)(x) : x);
   }
 
   std::vector<TapInfo> list_taps(const Shape& input) const override {
@@ -276,8 +278,8 @@ class ResNet final : public Model {
       }
       t[layer_pos].shape = out;
     }
-    t.push_back({"avgpool", {B, 512 * c_.expansion(), 1, 1}});
-    t.push_back({"fc", {B, c_.num_classes}});
+    t.push_back({"avgpool", {B, int64_t{c_.channels[3]} * c_.expansion(), 1, 1}});
+    t.push_back({"fc", {B, c_.num_classes > 0 ? c_.num_classes : int64_t{c_.channels[3]} * c_.expansion()}});
     return t;
   }
 
@@ -291,7 +293,7 @@ class ResNet final : public Model {
       const ConvBN* cb = find_conv(ti.name);
       if (cb) macs += static_cast<double>(shape_numel(ti.shape)) * static_cast<double>(cb->macs_per_output());
     }
-    macs += 512.0 * c_.expansion() * c_.num_classes;  // fc
+    macs += double(c_.channels[3]) * c_.expansion() * c_.num_classes;  // fc
     return macs / 1e9;
   }
 
@@ -342,7 +344,7 @@ class ResNet final : public Model {
   ResNetConfig c_;
   ConvBN* stem_;
   std::vector<Block> blocks_;
-  Linear* fc_;
+  Linear* fc_ = nullptr;
 };
 
 }  // namespace

@@ -26,6 +26,9 @@ struct ResNetConfig final : ModelConfig {
   int groups = 1;
   int width_per_group = 64;
   int in_chans = 3;  // torchvision fixes 3; more channels (microscopy) change only conv1's shape
+  // Each stage's `planes` (timm ResNet(channels=...); torchvision's are 64, 128, 256, 512): narrower variants of a
+  // geometry, for fixtures. The stem stays 64 wide, as in both.
+  std::array<int, 4> channels{64, 128, 256, 512};
 
   int expansion() const { return block == Block::basic ? 1 : 4; }
   // Bottleneck: width = int(planes * (base_width / 64.)) * groups.
@@ -36,6 +39,8 @@ struct ResNetConfig final : ModelConfig {
   void apply_keys(const KeyValues& keys) override;
   std::unique_ptr<Model> construct(const ArchConfig& arch) const override;
   void init_weights(const ModuleTree& tree, InitState& state) const override;
+  // classes=0: a checkpoint's fc.weight / fc.bias are left out, as timm's loader filters the classifier.
+  WeightMap from_canonical(const WeightMap& weights) const override;
 };
 
 const Family& resnet_family();

@@ -29,6 +29,18 @@ void ResNetConfig::apply_keys(const KeyValues& keys) {
       if (xs.size() != 4)
         throw KeyValueError("key 'layers' needs 4 block counts (e.g. layers=2,2,2,2), got '" + v + "'");
       for (size_t i = 0; i < 4; ++i) layers[i] = xs[i];
+    } else if (k == "channels") {
+      std::vector<int> xs;
+      size_t p = 0;
+      while (p <= v.size()) {
+        size_t q = v.find(',', p);
+        if (q == std::string::npos) q = v.size();
+        xs.push_back(parse_int_value(k, v.substr(p, q - p), 1, kMaxSize / 4));
+        p = q + 1;
+      }
+      if (xs.size() != 4)
+        throw KeyValueError("key 'channels' needs 4 stage widths (timm's default 64,128,256,512), got '" + v + "'");
+      for (size_t i = 0; i < 4; ++i) channels[i] = xs[i];
     } else if (k == "block") {
       if (v == "basic") block = Block::basic;
       else if (v == "bottleneck") block = Block::bottleneck;
@@ -38,7 +50,7 @@ void ResNetConfig::apply_keys(const KeyValues& keys) {
     } else if (k == "groups") {
       groups = parse_int_value(k, v, 1);
     } else if (k == "classes" || k == "num_classes") {
-      num_classes = parse_int_value(k, v, 1);
+      num_classes = parse_int_value(k, v, 0);
     } else if (k == "zero_init_residual") {
       zero_init_residual = parse_bool_value(k, v);
     } else if (k == "chans" || k == "in_chans") {
@@ -47,16 +59,25 @@ void ResNetConfig::apply_keys(const KeyValues& keys) {
       throw KeyValueError("dynamic_img_size is a ViT key (ResNets take any input size)");
     } else {
       throw KeyValueError("unknown key '" + k + "' (resnet keys: layers, block, width, groups, classes, "
-                                  "zero_init_residual, chans)");
+                                  "zero_init_residual, chans, channels)");
     }
   }
   if (block == Block::basic && (groups != 1 || width_per_group != 64))
     throw KeyValueError("BasicBlock only supports groups=1 and width=64 (as torchvision)");
-  // layer4's 3x3 conv is int(512 * width / 64) * groups channels wide.
-  if (int64_t{8} * width_per_group * groups > kMaxSize)
-    throw KeyValueError("width * groups must be at most " + std::to_string(kMaxSize / 8) +
-                                " (layer4 would be " + std::to_string(int64_t{8} * width_per_group * groups) +
-                                " channels wide)");
+  // Each stage's 3x3 conv is int(planes * width / 64) * groups channels wide (layer4's: 512 * width / 8 * groups).
+  for (int planes : channels)
+    if (static_cast<double>(planes) * width_per_group / 64.0 * groups > kMaxSize)
+      throw KeyValueError("width * groups must be at most " + std::to_string(kMaxSize / 8) +
+                          " (layer4 would be " + std::to_string(int64_t{planes} * width_per_group / 64 * groups) +
+                          " channels wide)");
+}
+
+WeightMap ResNetConfig::from_canonical(const WeightMap& weights) const {
+  if (num_classes > 0 || (!weights.count("fc.weight") && !weights.count("fc.bias"))) return weights;
+  WeightMap out = weights;
+  out.erase("fc.weight");
+  out.erase("fc.bias");
+  return out;
 }
 
 // ResNet.__init__'s loop over self.modules(): kaiming_normal_(fan_out, relu) for every Conv2d, BatchNorm weight 1

@@ -74,6 +74,10 @@ struct ViTConfig final : ModelConfig {
   bool legacy_init = false;
   // timm VisionTransformer(weight_init=...): "" (timm's default), "jax", "jax_nlhb" or "moco".
   std::string weight_init;
+  // The untrained twin of a Hugging Face class (key `hf_init=`): "vit" replays transformers' ViTModel(config,
+  // add_pooling_layer=False), "dinov2" its Dinov2Model -- their constructors in their own order, then post_init()'s
+  // _init_weights (transformers 5.x, initializer_range 0.02). Empty: timm's / the hub's init.
+  std::string hf_init;
   // DINOv2 hub forward-time settings (no parameters).
   bool interpolate_antialias = false;
   double interpolate_offset = 0.1;
@@ -97,5 +101,8 @@ struct ViTConfig final : ModelConfig {
 };
 
 const Family& vit_family();
+
+// The untrained weights of transformers' ViTModel / Dinov2Model for the state's seed (models/vit_hf_init.cpp).
+void hf_init_weights(const ViTConfig& c, InitState& s);
 
 }  // namespace tabula

@@ -98,6 +98,11 @@ void ViTConfig::apply_keys(const KeyValues& kv) {
     }
     else if (k == "interpolate_antialias") c.interpolate_antialias = parse_bool_value(k, v);
     else if (k == "interpolate_offset") c.interpolate_offset = parse_number_value(k, v);
+    else if (k == "hf_init") {
+      if (v != "" && v != "vit" && v != "dinov2")
+        fail("key 'hf_init' is vit (ViTModel) or dinov2 (Dinov2Model), got '" + v + "'");
+      c.hf_init = v;
+    }
     else if (k == "pre_norm") c.pre_norm = parse_bool_value(k, v);
     else if (k == "final_norm") c.final_norm = parse_bool_value(k, v);
     else if (k == "legacy_init") c.legacy_init = parse_bool_value(k, v);
@@ -118,7 +123,7 @@ void ViTConfig::apply_keys(const KeyValues& kv) {
       fail("unknown key '" + k + "' (vit keys: dim, depth, heads, patch, img, chans, classes, mlp_ratio, "
                      "qkv_bias, qk_norm, mlp, act, init_values, class_token, no_embed_class, reg, global_pool, "
                      "fc_norm, pre_norm, final_norm, flavor, legacy_init, weight_init, dynamic_img_size, norm_eps, "
-                     "interpolate_antialias, interpolate_offset)");
+                     "interpolate_antialias, interpolate_offset, hf_init)");
     }
   }
   if (c.embed_dim % c.num_heads != 0)
@@ -141,6 +146,16 @@ void ViTConfig::apply_keys(const KeyValues& kv) {
                        std::to_string(c.mlp_hidden()) + " must be even (timm GluMlp asserts it)");
   if (c.weight_init == "jax_nlhb" && c.num_classes <= 0)
     fail("weight_init=jax_nlhb sets the head bias to -log(classes): it needs classes > 0");
+  if (c.hf_init == "vit" &&
+      (c.flavor != ViTConfig::Flavor::timm || !c.class_token || c.no_embed_class || c.reg_tokens || c.init_values ||
+       c.mlp != ViTConfig::Mlp::mlp || c.qk_norm || c.num_classes != 0 || c.pre_norm || !c.final_norm ||
+       c.use_fc_norm() || !c.weight_init.empty() || c.legacy_init))
+    fail("hf_init=vit is transformers' ViTModel: a timm-flavour ViT with a class token, no registers, no LayerScale, "
+         "the plain MLP, a final norm and no head (classes=0)");
+  if (c.hf_init == "dinov2" && (c.flavor != ViTConfig::Flavor::dinov2 || c.reg_tokens || !c.init_values ||
+                                c.mlp != ViTConfig::Mlp::mlp))
+    fail("hf_init=dinov2 is transformers' Dinov2Model: flavor=dinov2 with init_values (layerscale_value), no "
+         "registers and the plain MLP");
   if (c.flavor == ViTConfig::Flavor::dinov2) {
     if (c.legacy_init) fail("legacy_init is a timm setting (timm < 1.0.23), not a DINOv2 one");
     if (!c.weight_init.empty()) fail("weight_init is a timm setting, not a DINOv2 one");
@@ -193,6 +208,7 @@ void attn_pool_init(const Module& m, InitState& s, int64_t dim) {
 }  // namespace
 
 void ViTConfig::init_weights(const ModuleTree& tree, InitState& s) const {
+  if (!hf_init.empty()) return hf_init_weights(*this, s);
   const bool dinov2 = flavor == Flavor::dinov2;
   auto trunc = [&](const std::string& name) {
     if (dinov2) trunc_normal_(s.f32(name), s.numel(name), s.gen(), 0.0, 0.02);

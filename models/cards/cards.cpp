@@ -6,6 +6,8 @@
 #include <tuple>
 #include <utility>
 
+#include "models/key_values.h"
+
 namespace tabula::cards {
 
 namespace {
@@ -70,11 +72,13 @@ std::vector<ModelCard> build() {
   uni.taps = {"head"};
   uni.pool = "none";
   uni.embedding = "model(x): the CLS token after the final norm (timm global_pool='token', num_classes=0)";
-  uni.sources = {{"architecture, transform, embedding",
-                  "https://huggingface.co/MahmoodLab/UNI (timm.create_model("
-                  "\"vit_large_patch16_224\", img_size=224, patch_size=16, "
-                  "init_values=1e-5, num_classes=0, dynamic_img_size=True); "
-                  "transforms.Resize(224), ToTensor, Normalize(ImageNet))"},
+  uni.sources = {{"architecture, transform (no crop), embedding",
+                  "https://github.com/mahmoodlab/UNI/blob/main/README_old.md (timm.create_model("
+                  "\"vit_large_patch16_224\", img_size=224, patch_size=16, init_values=1e-5, num_classes=0, "
+                  "dynamic_img_size=True); transforms.Resize(224), ToTensor, Normalize(ImageNet))"},
+                 {"note: the repository's get_encoder() adds CenterCrop(224) (center_crop=True by default; the same "
+                  "for square tiles); HEST builds it with init_values=1.0 and the hub's pretrained_cfg transform",
+                  "https://github.com/mahmoodlab/UNI/blob/main/uni/get_encoder/get_encoder.py"},
                  {"use in HEST", kHest}};
   v.push_back(uni);
 
@@ -87,16 +91,18 @@ std::vector<ModelCard> build() {
       "no_embed_class=1,mlp=swiglu_packed,act=silu,reg=8,dynamic_img_size=1";
   uni2.weights = "https://huggingface.co/MahmoodLab/UNI2-h/blob/main/pytorch_model.bin";
   uni2.layout = "timm-vit";
-  uni2.transform.resize = 224;
+  uni2.transform.resize = 224, uni2.transform.crop = 224;  // the README's manual transform crops, unlike UNI's
   uni2.taps = {"head"};
   uni2.pool = "none";
   uni2.embedding = "model(x): the CLS token after the final norm";
   uni2.sources = {{"architecture, transform, embedding",
-                   "https://huggingface.co/MahmoodLab/UNI2-h (timm_kwargs: "
-                   "img_size 224, patch_size 14, depth 24, num_heads 24, "
-                   "init_values 1e-5, embed_dim 1536, mlp_ratio 2.66667*2, "
-                   "no_embed_class, SwiGLUPacked, SiLU, reg_tokens 8; "
-                   "Resize(224), ToTensor, Normalize(ImageNet))"}};
+                   "https://github.com/mahmoodlab/UNI/blob/main/README.md (timm_kwargs: model_name "
+                   "vit_giant_patch14_224, img_size 224, patch_size 14, depth 24, num_heads 24, init_values 1e-5, "
+                   "embed_dim 1536, mlp_ratio 2.66667*2, num_classes 0, no_embed_class, SwiGLUPacked, SiLU, "
+                   "reg_tokens 8, dynamic_img_size; Resize(224), CenterCrop(224), ToTensor, Normalize(ImageNet))"},
+                  {"same kwargs and crop (get_encoder's center_crop=True)",
+                   "https://github.com/mahmoodlab/UNI/blob/main/uni/get_encoder/get_encoder.py"},
+                  {"weights", "https://huggingface.co/MahmoodLab/UNI2-h"}};
   v.push_back(uni2);
 
   for (int gen : {0, 1}) {
@@ -127,6 +133,35 @@ std::vector<ModelCard> build() {
     v.push_back(h);
   }
 
+  // H0-mini: a ViT-B/14 with 4 registers distilled from H-optimus-1, loaded by timm from the hub.
+  ModelCard h0;
+  h0.name = "h0-mini";
+  h0.aliases = {"bioptimus/H0-mini"};
+  h0.what = "H0-mini (Bioptimus), ViT-B/14 with 4 registers and SwiGLU, distilled from H-optimus-1";
+  h0.arch =
+      "vit:dim=768,depth=12,heads=12,patch=14,img=224,init_values=1e-5,reg=4,no_embed_class=1,classes=0,"
+      "global_pool=,mlp=swiglu_packed,act=silu";
+  h0.weights = "https://huggingface.co/bioptimus/H0-mini (timm hf-hub checkpoint)";
+  h0.layout = "timm-vit";
+  h0.transform.resize = 224, h0.transform.crop = 224, h0.transform.interp = "bicubic";
+  h0.transform.mean = kHOptimusMean, h0.transform.std = kHOptimusStd;
+  h0.taps = {"norm"};
+  h0.pool = "cls+mean";
+  h0.embedding = "CLS token concatenated with the mean of the patch tokens (output[:, num_prefix_tokens:]), 1536 wide";
+  h0.sources = {
+      {"embedding (output_type cls+patch_mean, embedding_dim 1536), patch 14, 224-pixel tiles at 0.5 um/px, "
+       "mean/std (0.707, 0.579, 0.704) / (0.212, 0.230, 0.178) as rounded there",
+       "https://docs.bioptimus.com/sdk-reference/models/types (ModelSpec example for h0-mini)"},
+      {"timm.create_model(\"hf-hub:bioptimus/H0-mini\", mlp_layer=SwiGLUPacked, act_layer=SiLU), model(x) a token "
+       "sequence with 5 prefix tokens (patch tokens output[:, 5:]), create_transform(resolve_data_config("
+       "model.pretrained_cfg)); HEST itself keeps the CLS token only (return_cls=True)",
+       kHest},
+      {"NOT VERIFIED from a public source here (the hub's config.json could not be read): vit_base_patch14_reg4_dinov2 "
+       "(768 wide, 12 blocks, init_values 1e-5) with global_pool '', and a pretrained_cfg of 224 px, crop_pct 1.0, "
+       "bicubic and the unrounded H-optimus mean/std",
+       "https://huggingface.co/bioptimus/H0-mini/blob/main/config.json"}};
+  v.push_back(h0);
+
   for (int gen : {1, 2}) {
     ModelCard c;
     c.name = gen == 1 ? "virchow" : "virchow2";
@@ -149,7 +184,14 @@ std::vector<ModelCard> build() {
                   std::string("https://huggingface.co/paige-ai/") + (gen == 1 ? "Virchow" : "Virchow2") +
                       " (mlp_layer=SwiGLUPacked, act_layer=SiLU; resolve_data_config: Resize(224, bicubic), "
                       "CenterCrop(224), Normalize(ImageNet); torch.cat([class_token, patch_tokens.mean(1)]))"},
-                 {"use in HEST", kHest}};
+                 {"use in HEST (create_transform(resolve_data_config(model.pretrained_cfg)), SwiGLUPacked, SiLU; "
+                  "CLS + patch mean from output[:, 1:] / output[:, 5:])",
+                  kHest},
+                 {"NOT VERIFIED from a public source here: the hub config.json's pretrained_cfg (crop_pct 1.0, "
+                  "bicubic, ImageNet mean/std, as remembered), which resolve_data_config turns into the transform "
+                  "above",
+                  std::string("https://huggingface.co/paige-ai/") + (gen == 1 ? "Virchow" : "Virchow2") +
+                      "/blob/main/config.json"}};
     v.push_back(c);
   }
 
@@ -180,35 +222,98 @@ std::vector<ModelCard> build() {
   phikon.name = "phikon";
   phikon.aliases = {"owkin/phikon"};
   phikon.what = "Phikon (Owkin), ViT-B/16 iBOT-trained on TCGA, Hugging Face ViTModel";
-  phikon.arch = "vit:dim=768,depth=12,heads=12,patch=16,img=224,classes=0,norm_eps=1e-12";
+  phikon.arch = "vit:dim=768,depth=12,heads=12,patch=16,img=224,classes=0,norm_eps=1e-12,hf_init=vit";
   phikon.weights = "https://huggingface.co/owkin/phikon/blob/main/model.safetensors";
   phikon.layout = "hf-vit";
   phikon.transform = to_tensor_normalize(kImageNetMean, kImageNetStd);
   phikon.taps = {"head"};
   phikon.pool = "none";
   phikon.embedding = "last_hidden_state[:, 0]: the CLS token after the final layernorm (ViTModel, no pooler)";
-  phikon.sources = {{"architecture",
-                     "https://huggingface.co/owkin/phikon/blob/main/config.json (ViTModel, hidden 768, "
-                     "12 layers, 12 heads, patch 16, layer_norm_eps 1e-12)"},
-                    {"transform, embedding", kHest}};
+  phikon.sources = {{"class, transform, embedding (ViTModel.from_pretrained(\"owkin/phikon\", "
+                     "add_pooling_layer=False); ToTensor, Normalize(ImageNet); last_hidden_state[:, 0])",
+                     kHest},
+                    {"NOT VERIFIED from a public source here: config.json's hidden 768, 12 layers, 12 heads, patch 16, "
+                     "layer_norm_eps 1e-12, initializer_range 0.02 (ViTConfig's defaults, as remembered)",
+                     "https://huggingface.co/owkin/phikon/blob/main/config.json"},
+                    {"untrained twin: ViTModel's _init_weights (weights_tools/reference/hf_init_fixtures.py)",
+                     "https://github.com/huggingface/transformers/blob/main/src/transformers/models/vit/"
+                     "modeling_vit.py"}};
   v.push_back(phikon);
 
   ModelCard phikon2;
   phikon2.name = "phikon-v2";
   phikon2.aliases = {"owkin/phikon-v2", "phikon_v2"};
   phikon2.what = "Phikon-v2 (Owkin), ViT-L/16 DINOv2-trained on PANCAN-XL, Hugging Face Dinov2Model";
-  phikon2.arch = "vit:flavor=dinov2,dim=1024,depth=24,heads=16,patch=16,img=224,init_values=1e-5";
+  phikon2.arch = "vit:flavor=dinov2,dim=1024,depth=24,heads=16,patch=16,img=224,init_values=1e-5,hf_init=dinov2";
   phikon2.weights = "https://huggingface.co/owkin/phikon-v2/blob/main/model.safetensors";
   phikon2.layout = "hf-dinov2";
   phikon2.transform = to_tensor_normalize(kImageNetMean, kImageNetStd);
   phikon2.taps = {"x_norm_clstoken"};
   phikon2.pool = "none";
   phikon2.embedding = "last_hidden_state[:, 0]: the CLS token after the final layernorm";
-  phikon2.sources = {{"architecture",
-                      "https://huggingface.co/owkin/phikon-v2/blob/main/config.json (Dinov2Model, "
-                      "hidden 1024, 24 layers, 16 heads, patch 16, image 224)"},
-                     {"transform, embedding", kHest}};
+  phikon2.sources = {{"class, transform, embedding (AutoModel.from_pretrained(\"owkin/phikon-v2\"); ToTensor, "
+                      "Normalize(ImageNet); last_hidden_state[:, 0])",
+                      kHest},
+                     {"NOT VERIFIED from a public source here: config.json's Dinov2Model with hidden 1024, 24 layers, "
+                      "16 heads, patch 16, image 224, layerscale 1e-5 (as remembered)",
+                      "https://huggingface.co/owkin/phikon-v2/blob/main/config.json"},
+                     {"untrained twin: Dinov2Model's _init_weights (weights_tools/reference/hf_init_fixtures.py)",
+                      "https://github.com/huggingface/transformers/blob/main/src/transformers/models/dinov2/"
+                      "modeling_dinov2.py"}};
   v.push_back(phikon2);
+
+  // Hibou (HistAI): DINOv2's DinoVisionTransformer as HistAI's build_model() sets it up (SwiGLUFFNFused, LayerScale
+  // 1e-5, 4 registers, pos-embed resampled by size with antialias), the hub model's forward = CLS after the norm.
+  constexpr const char* kHibouBuild = "https://github.com/HistAI/hibou/blob/main/hibou/models/__init__.py";
+  constexpr const char* kHibouExample = "https://github.com/HistAI/hibou/blob/main/example.ipynb";
+  for (auto [tag, size, dim, depth, heads] : {std::tuple{"b", "B", 768, 12, 12}, {"l", "L", 1024, 24, 16}}) {
+    const std::string t = tag;
+    ModelCard hb;
+    hb.name = "hibou-" + t;
+    hb.aliases = {std::string("histai/hibou-") + (t == "b" ? "b" : "L")};
+    hb.what = std::string("Hibou-") + size + " (HistAI), ViT-" + size +
+              "/14 with 4 registers and SwiGLU, DINOv2-trained on private H&E/IHC slides";
+    hb.arch = "vit:flavor=dinov2,dim=" + std::to_string(dim) + ",depth=" + std::to_string(depth) +
+              ",heads=" + std::to_string(heads) +
+              ",patch=14,img=224,init_values=1e-5,mlp=swiglufused,reg=4,interpolate_antialias=1,interpolate_offset=0";
+    hb.weights = t == "b" ? "https://huggingface.co/histai/hibou-b/blob/main/model.safetensors, or hibou-b.pth "
+                            "(the Google Drive link in github.com/HistAI/hibou's README; DinoVisionTransformer keys)"
+                          : "https://huggingface.co/histai/hibou-L/blob/main/model.safetensors";
+    hb.layout = "dinov2-hub|hf-dinov2";
+    hb.transform.resize_h = hb.transform.resize_w = 224, hb.transform.crop = 224, hb.transform.interp = "bicubic";
+    hb.transform.mean = {0.7068f, 0.5755f, 0.7220f}, hb.transform.std = {0.1950f, 0.2316f, 0.1816f};
+    hb.taps = {"head"};
+    hb.pool = "none";
+    hb.embedding =
+        "model(x) = head(x_norm_clstoken): the CLS token after the final norm (the HF model's "
+        "pooler_output, which example.ipynb compares with it)";
+    hb.sources = {{"architecture (build_model: patch 14, img 224, layerscale 1e-5, swiglufused, 4 registers, "
+                   "interpolate_offset 0, interpolate_antialias True; vit_base / vit_large)",
+                   kHibouBuild},
+                  {"transform (Resize((224, 224), BICUBIC), CenterCrop(224), Normalize(mean=[0.7068, 0.5755, 0.7220], "
+                   "std=[0.1950, 0.2316, 0.1816])), embedding",
+                   kHibouExample}};
+    if (t == "b")
+      hb.sources.push_back({"85.7 M parameters, as the hub lists (a plain-MLP ViT-B/14 would be 86.6 M)",
+                            "https://huggingface.co/collections/histai/hibou-foundation-models"});
+    if (t == "l") {
+      hb.sources.push_back(
+          {"4 registers (patch tokens last_hidden_state[:, 5:]), CLS = last_hidden_state[:, 0]; "
+           "HEST uses the hub's AutoImageProcessor as the transform",
+           kHest});
+      hb.sources.push_back(
+          {"NOT VERIFIED from a public source here: that Hibou-L otherwise uses build_model's "
+           "settings with vit_large (SwiGLU, LayerScale 1e-5) and example.ipynb's transform (the "
+           "repository's code ships Hibou-B; the hub's config.json, preprocessor_config.json and "
+           "custom modeling_dinov2.py could not be read)",
+           "https://huggingface.co/histai/hibou-L"});
+    }
+    hb.sources.push_back(
+        {"NOT VERIFIED from a public source here: the key names of the hub's model.safetensors "
+         "(HistAI's customised transformers Dinov2 with registers); read as hf-dinov2",
+         "https://huggingface.co/histai/hibou-" + std::string(t == "b" ? "b" : "L")});
+    v.push_back(hb);
+  }
 
   // kaiko.ai's torch hub backbones: timm ViTs (dynamic_img_size=True, num_classes=0), torchvision.transforms.v2 on a
   // uint8 tensor (ToImage, Resize(224), CenterCrop(224), ToDtype(scale=True), Normalize(0.5)).
@@ -238,6 +343,34 @@ std::vector<ModelCard> build() {
     if (std::string(tag) == "vitb8") k.sources.push_back({"use in HEST", kHest});
     v.push_back(k);
   }
+  // vitl14: timm's vit_large_patch14_reg4_dinov2 (518-pixel pos-embed, 4 registers, LayerScale) fed the DINOv2 hub
+  // checkpoint through timm's _convert_dinov2. The hub entry alone builds it with a fixed 518 input, which rejects
+  // the README's 224 crops; kaiko's eva builds it with dynamic_img_size=True, as this card does.
+  ModelCard kl;
+  kl.name = "kaiko-vitl14";
+  kl.aliases = {"kaiko-ai/towards_large_pathology_fms:vitl14", "kaiko_vitl14"};
+  kl.what = "kaiko.ai ViT-L/14 pathology backbone with 4 registers (DINOv2 on TCGA)";
+  kl.arch =
+      "vit:dim=1024,depth=24,heads=16,patch=14,img=518,init_values=1e-5,reg=4,no_embed_class=1,classes=0,"
+      "dynamic_img_size=1";
+  kl.weights = "https://github.com/kaiko-ai/towards_large_pathology_fms/releases/download/0.0.1/vitl14.pth";
+  kl.layout = "dinov2-hub";  // the DINOv2 hub's names (register_tokens, pos_embed with the CLS row, mask_token)
+  kl.transform = v.back().transform;
+  kl.taps = {"head"};
+  kl.pool = "none";
+  kl.embedding = "model(x): the CLS token after the final norm (global_pool='token', num_classes=0)";
+  kl.sources = {{"architecture (timm.create_model(\"vit_large_patch14_reg4_dinov2\"); state dict through "
+                 "vision_transformer._convert_dinov2), weights",
+                 kKaikoHub},
+                {"dynamic_img_size=True (eva's pathology/kaiko_vitl14)",
+                 "https://github.com/kaiko-ai/eva/blob/main/src/eva/vision/models/networks/backbones/pathology/"
+                 "kaiko.py"},
+                {"timm arch (patch 14, 1024 wide, 24 blocks, init_values 1e-5, reg_tokens 4, no_embed_class; "
+                 "pretrained_cfg img_size 518, num_classes 0)",
+                 "https://github.com/huggingface/pytorch-image-models/blob/main/timm/models/vision_transformer.py "
+                 "(vit_large_patch14_reg4_dinov2)"},
+                {"transform, embedding", kKaikoReadme}};
+  v.push_back(kl);
 
   // DINOv3 (Meta, LVD-1689M): the torch hub backbones and their transformers ports. The eval transform of their
   // k-NN and linear evaluations is make_classification_eval_transform: torchvision.transforms.v2 on the uint8 image
@@ -308,15 +441,23 @@ std::vector<ModelCard> build() {
   r50.name = "resnet50-hest";
   r50.aliases = {"resnet50_trunc", "resnet50.tv_in1k"};
   r50.what = "ImageNet ResNet-50 (torchvision IMAGENET1K_V1) truncated after layer3, HEST's baseline encoder";
-  r50.arch = "resnet:layers=3,4,6,3,block=bottleneck";
+  // HEST builds it with timm (features_only, num_classes=0): timm's ResNet init is torchvision's with
+  // zero_init_residual (timm's zero_init_last) and no fc draws (classes=0) -- the untrained twin follows it.
+  r50.arch = "resnet:layers=3,4,6,3,block=bottleneck,zero_init_residual=1,classes=0";
   r50.weights = "https://download.pytorch.org/models/resnet50-0676ba61.pth";
   r50.layout = "torchvision-resnet";
   r50.transform = to_tensor_normalize(kImageNetMean, kImageNetStd);
   r50.taps = {"layer3"};
   r50.pool = "avg";
-  r50.embedding = "layer3 output, AdaptiveAvgPool2d(1) (timm features_only, out_indices=[3])";
-  r50.sources = {{"architecture, transform, embedding", kHest},
-                 {"weights", "https://huggingface.co/timm/resnet50.tv_in1k (torchvision's IMAGENET1K_V1 weights)"}};
+  r50.embedding = "layer3 output, AdaptiveAvgPool2d(1) (timm features_only, out_indices=[3]); layer4 never runs";
+  r50.sources = {{"architecture (timm.create_model(\"resnet50.tv_in1k\", features_only=True, out_indices=[3], "
+                  "num_classes=0)), transform (get_eval_transforms: ToTensor, Normalize(ImageNet)), embedding "
+                  "(AdaptiveAvgPool2d(1) of the layer3 map)",
+                  kHest},
+                 {"weights", "https://huggingface.co/timm/resnet50.tv_in1k (torchvision's IMAGENET1K_V1 weights)"},
+                 {"init (zero_init_last=True; fc Identity for num_classes=0)",
+                  "https://github.com/huggingface/pytorch-image-models/blob/main/timm/models/resnet.py "
+                  "(ResNet.__init__, init_weights)"}};
   v.push_back(r50);
 
   // CONCH v1 (Mahmood Lab): the vision tower of their CoCa. create_model_from_pretrained('conch_ViT-B-16',
@@ -389,31 +530,21 @@ CardChoice choose_card(const std::string& spec) {
   ch.arch = ch.card->arch;
   if (colon == std::string::npos) return ch;
   ch.overrides = spec.substr(colon + 1);
-  // The card's keys in order, each overridden in place; new keys appended.
+  // The card's keys in order, each overridden in place; new keys appended. List values (layers=3,4,6,3) are
+  // parsed as the arch parser parses them.
   const size_t arch_colon = ch.arch.find(':');
   std::string head = arch_colon == std::string::npos ? ch.arch : ch.arch.substr(0, arch_colon);
-  std::vector<std::pair<std::string, std::string>> kv;
-  auto split = [&](const std::string& list, bool is_override) {
-    size_t start = 0;
-    while (start < list.size()) {
-      size_t comma = list.find(',', start);
-      if (comma == std::string::npos) comma = list.size();
-      const std::string item = list.substr(start, comma - start);
-      start = comma + 1;
-      if (item.empty()) continue;
-      const size_t eq = item.find('=');
-      if (eq == std::string::npos)
-        throw std::invalid_argument("--model " + spec + ": expected key=value after ':', got '" + item + "'");
-      const std::string k = item.substr(0, eq), val = item.substr(eq + 1);
+  KeyValues kv;
+  try {
+    if (arch_colon != std::string::npos) kv = parse_key_values(ch.arch.substr(arch_colon + 1));
+    for (const auto& [k, val] : parse_key_values(ch.overrides)) {
       auto it = std::find_if(kv.begin(), kv.end(), [&](const auto& p) { return p.first == k; });
-      if (it != kv.end() && is_override)
-        it->second = val;
-      else
-        kv.emplace_back(k, val);
+      if (it != kv.end()) it->second = val;
+      else kv.emplace_back(k, val);
     }
-  };
-  if (arch_colon != std::string::npos) split(ch.arch.substr(arch_colon + 1), false);
-  split(ch.overrides, true);
+  } catch (const KeyValueError& e) {
+    throw std::invalid_argument("--model " + spec + ": " + e.what());
+  }
   ch.arch = head + ":";
   for (size_t i = 0; i < kv.size(); ++i) ch.arch += (i ? "," : "") + kv[i].first + "=" + kv[i].second;
   return ch;

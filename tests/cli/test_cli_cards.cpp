@@ -15,10 +15,12 @@
 #include <vector>
 
 #include "data/image.h"
+#include "models/cards/cards.h"
 #include "tests/test_util.h"
 #include "util/json.h"
 #include "util/npy.h"
 #include "util/sha256.h"
+#include "weights_tools/safetensors.h"
 
 using namespace tabula;
 using tabula::test::fixture;
@@ -132,6 +134,19 @@ TEST(CliCards, EmbedByCardMatchesTheAuthorsEmbeddingAndTaps) {
       EXPECT_LE(t, 1e-5) << c.card << " " << c.taps[i];
     }
     std::printf("  %-18s embedding rel diff %.2g\n", c.card.c_str(), e);
+    // Where the fixture also holds the untrained twin's embedding (the reference constructor after
+    // torch.manual_seed(seed), e.g. resnet50-hest's timm features model): `--seed` gives it.
+    if (!fs::exists(c.dir / "twin.json")) continue;
+    const json::Value twin = json::parse_file((c.dir / "twin.json").string());
+    const std::string twin_out = (dir / (c.card + "-twin")).string();
+    r = run_tabula("embed --model " + q(c.card + ":" + twin.find("override")->as_string()) + " --seed " +
+                   std::to_string(twin.find("seed")->as_int64()) + " --data " + q(c.manifest()) + " --out " +
+                   q(twin_out) + " --quiet");
+    ASSERT_EQ(r.exit_code, 0) << c.card << ": " << r.err;
+    EXPECT_LE(rel_diff(read_npy(twin_out + "/" + c.embedding_layer + ".npy"),
+                       read_npy((c.dir / twin.find("embedding")->as_string()).string())),
+              1e-5)
+        << c.card << " twin";
   }
 }
 
@@ -183,6 +198,50 @@ TEST(CliCards, UntrainedTwinHasTheCardsTransformAndEmbeddingRule) {
       run_tabula("embed --model no-such-model --seed 0 --data " + q(manifest) + " --out " + q((dir / "bad").string()));
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.err.find("h-optimus-0"), std::string::npos) << bad.err;
+}
+
+TEST(CliCards, HuggingFaceCardsUntrainedTwinIsTheTransformersConstructor) {
+  // phikon (ViTModel) and phikon-v2 (Dinov2Model): `--seed S` gives the weights torch.manual_seed(S) + the class's
+  // constructor give (post_init's _init_weights; weights_tools/reference/hf_init_fixtures.py), bit for bit, and the
+  // card's untrained twin embeds with them.
+  const fs::path dir = scratch_dir();
+  const json::Value cases = json::parse_file(fixture("cards/hf_init/cases.json").string());
+  ASSERT_EQ(cases.find("cases")->as_array().size(), 4u);
+  for (const auto& c : cases.find("cases")->as_array()) {
+    const std::string card = c.find("card")->as_string(), over = c.find("override")->as_string();
+    const std::string seed = std::to_string(c.find("seed")->as_int64());
+    const std::string want_file = fixture("cards/hf_init/" + c.find("file")->as_string()).string();
+    const std::string arch = cards::choose_card(card + ":" + over).arch;
+    const std::string got_file = (dir / c.find("file")->as_string()).string();
+    const auto r = run_tabula("init " + q(arch) + " --seed " + seed + " --out " + q(got_file));
+    ASSERT_EQ(r.exit_code, 0) << arch << ": " << r.err;
+    const weights::StateDict got = weights::read_safetensors(got_file), want = weights::read_safetensors(want_file);
+    ASSERT_EQ(got.names().size(), want.names().size()) << card;
+    for (const auto& t : want.tensors) {
+      const weights::WeightTensor* g = got.find(t.name);
+      ASSERT_NE(g, nullptr) << card << " " << t.name;
+      EXPECT_EQ(g->shape, t.shape) << t.name;
+      EXPECT_TRUE(g->nbytes() == t.nbytes() && std::equal(t.data, t.data + t.nbytes(), g->data))
+          << card << " seed " << seed << " " << t.name;
+    }
+    // Through the card: the twin's embedding is the embedding of those weights.
+    const std::string m = fixture("cards/images/tiles.csv").string(), model = q(card + ":" + over);
+    const std::string a = (dir / (card + seed + "twin")).string(), b = (dir / (card + seed + "file")).string();
+    ASSERT_EQ(run_tabula("embed --model " + model + " --seed " + seed + " --data " + q(m) + " --out " + q(a) +
+                         " --quiet").exit_code, 0);
+    ASSERT_EQ(run_tabula("embed --model " + model + " --weights " + q(want_file) + " --data " + q(m) + " --out " +
+                         q(b) + " --quiet").exit_code, 0);
+    const std::string layer = card == "phikon" ? "/head.npy" : "/x_norm_clstoken.npy";
+    EXPECT_EQ(read_npy(a + layer).data, read_npy(b + layer).data) << card;
+  }
+  // hf_init names one of the two classes, on the geometry that class has
+  for (const char* bad : {"vit:dim=48,depth=1,heads=4,classes=0,hf_init=bert",
+                          "vit:dim=48,depth=1,heads=4,classes=0,reg=4,hf_init=vit",
+                          "vit:dim=48,depth=1,heads=4,classes=0,hf_init=dinov2"}) {
+    const auto r = run_tabula(std::string("init '") + bad + "' --seed 0 --out " + q((dir / "bad.safetensors").string()));
+    EXPECT_NE(r.exit_code, 0) << bad;
+    EXPECT_NE(r.err.find("hf_init"), std::string::npos) << bad << ": " << r.err;
+  }
 }
 
 TEST(CliCards, EmbedAndPreprocessShareTransformFlagsAndDefaults) {
@@ -527,4 +586,30 @@ TEST(CliCards, OpenPhenomCardRunsTheRxRx3CoreLayout) {
   };
   EXPECT_EQ(text(dir / "card" / "index.csv"), text(dir / "arch" / "index.csv"));
   EXPECT_FALSE(text(dir / "card" / "index.csv").empty());
+}
+
+TEST(LongCliCards, FullSizeTwinsOfTheNewCards) {
+  // The cards as published (no narrowing): the untrained twin runs the card's transform and embedding rule at full
+  // size -- H0-mini's CLS ‖ patch mean is 2 x 768 wide, Hibou-B's CLS 768, resnet50-hest's pooled layer3 1024.
+  const fs::path dir = scratch_dir();
+  struct Want {
+    std::string card, layer, images;
+    int64_t width;
+  };
+  for (const Want& w : {Want{"h0-mini", "norm", "rects", 1536}, Want{"hibou-b", "head", "rects", 768},
+                        Want{"resnet50-hest", "layer3", "tiles", 1024}}) {
+    const std::string out = (dir / w.card).string();
+    const auto r = run_tabula("embed --model " + w.card + " --seed 0 --data " +
+                              q(fixture("cards/images/" + w.images + ".csv").string()) + " --out " + q(out) +
+                              " --quiet");
+    ASSERT_EQ(r.exit_code, 0) << w.card << ": " << r.err;
+    EXPECT_EQ(read_npy(out + "/" + w.layer + ".npy").shape, (std::vector<int64_t>{2, w.width})) << w.card;
+  }
+  // preprocess --model hibou-b: Resize((224, 224)) squashes the 256 x 288 crops, then CenterCrop(224) is a no-op
+  const std::string x = (dir / "hibou.npy").string();
+  const auto p = run_tabula("preprocess --model hibou-b --data " + q(fixture("cards/images/rects.csv").string()) +
+                            " --out " + q(x));
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_NE(p.out.find("resize=224x224"), std::string::npos) << p.out;
+  EXPECT_EQ(read_npy(x).shape, (std::vector<int64_t>{2, 3, 224, 224}));
 }

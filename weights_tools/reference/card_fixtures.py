@@ -15,8 +15,7 @@ Also: timm pretrained tags' eval transforms (tags/tags.json) and two whole pipel
 Run from the repository root:
     /work/venv/bin/python weights_tools/reference/card_fixtures.py --dinov2 /path/to/dinov2-checkout
 (the folder holding the `dinov2` package, facebookresearch/dinov2 at b8931f7; only the dinov2-* cards need it).
-resnet50-hest has no fixture here: torchvision's layout keeps layer4 (a 1024 -> 2048 downsample at any width), so
-even the narrowest published-layout checkpoint is over 8 MB.
+resnet50-hest is narrowed with timm's channels= (stage widths), which keeps the file small with layer4 included.
 """
 import argparse
 import hashlib
@@ -103,6 +102,14 @@ def timm_card(timm_name, kwargs, shrink):
     return build
 
 
+def timm_twin(timm_name, kwargs, shrink):
+    """The untrained model the authors' constructor gives after torch.manual_seed(seed) (what --seed reproduces)."""
+    def build(seed):
+        torch.manual_seed(seed)
+        return timm.create_model(timm_name, pretrained=False, **kwargs, **shrink).eval()
+    return build
+
+
 def cls_rule(out):
     return out
 
@@ -126,11 +133,13 @@ def timm_cards():
     virchow = dict(img_size=224, init_values=1e-5, num_classes=0, mlp_ratio=5.3375, global_pool="",
                    dynamic_img_size=True, **SWIGLU)
     giga = dict(img_size=224, in_chans=3, patch_size=16, init_values=1e-5, mlp_ratio=5.33334, num_classes=0)
+    h0 = dict(img_size=224, num_classes=0, global_pool="", **SWIGLU)
     resize = lambda size, interp: [T.Resize(size, interpolation=T.InterpolationMode(interp))]
     return [
         # card, timm name, kwargs, transform (before ToTensor), normalisation, images, rule, weight file
         ("uni", "vit_large_patch16_224", uni, resize(224, "bilinear"), IMAGENET, "rects16", cls_rule),
-        ("uni2-h", "vit_giant_patch14_224", uni2, resize(224, "bilinear"), IMAGENET, "rects", cls_rule),
+        ("uni2-h", "vit_giant_patch14_224", uni2, resize(224, "bilinear") + [T.CenterCrop(224)], IMAGENET, "rects",
+         cls_rule),
         ("h-optimus-0", "vit_giant_patch14_reg4_dinov2", hopt, [], HOPTIMUS, "tiles", cls_rule),
         ("h-optimus-1", "vit_giant_patch14_reg4_dinov2", hopt, [], HOPTIMUS, "tiles", cls_rule),
         ("virchow", "vit_huge_patch14_224", virchow, resize(224, "bicubic") + [T.CenterCrop(224)], IMAGENET, "rects",
@@ -139,6 +148,9 @@ def timm_cards():
          IMAGENET, "rects", cls_mean_rule(5)),
         ("prov-gigapath", "vit_giant_patch14_dinov2", giga, resize(256, "bicubic") + [T.CenterCrop(224)], IMAGENET,
          "rects", cls_rule),
+        # H0-mini: timm's eval transform for its pretrained_cfg (224, crop_pct 1.0, bicubic) is Resize + CenterCrop
+        ("h0-mini", "vit_base_patch14_reg4_dinov2", h0, resize(224, "bicubic") + [T.CenterCrop(224)], HOPTIMUS,
+         "rects", cls_mean_rule(5)),
     ]
 
 
@@ -147,7 +159,7 @@ def save_torch(model, path):
 
 
 def run_card(name, build, geometric, norm, images, rule, taps_of, save, override, seed, tab_taps, tap_pool,
-             embed_layer, embed_pool):
+             embed_layer, embed_pool, twin=None, twin_seed=7):
     d = os.path.join(ROOT, name)
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
@@ -171,6 +183,12 @@ def run_card(name, build, geometric, norm, images, rule, taps_of, save, override
                 embedding_layer=embed_layer, embedding_pool=embed_pool, taps=tab_taps, tap_pool=tap_pool)
     with open(os.path.join(d, "meta.json"), "w") as fh:
         json.dump(meta, fh, indent=1)
+    if twin is not None:  # the untrained twin's embedding of the same input
+        with torch.no_grad():
+            t = rule(twin(twin_seed)(x)).float().numpy()
+        np.save(os.path.join(d, f"twin_s{twin_seed}_embedding.npy"), t)
+        with open(os.path.join(d, "twin.json"), "w") as fh:
+            json.dump(dict(seed=twin_seed, override=override, embedding=f"twin_s{twin_seed}_embedding.npy"), fh)
     print(name, "embedding", tuple(emb.shape), "weights", os.path.getsize(os.path.join(d, weights)), "bytes")
 
 
@@ -184,6 +202,7 @@ def images_name(images):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dinov2", help="folder holding the dinov2 package (facebookresearch/dinov2)")
+    ap.add_argument("--hibou", help="folder holding the hibou package (github.com/HistAI/hibou at c453bbe)")
     ap.add_argument("--only", nargs="*")
     a = ap.parse_args()
     IMAGE_SETS.update(write_images())
@@ -198,7 +217,8 @@ def main():
         run_card(name, timm_card(timm_name, kwargs, SHRINK), geo, norm, IMAGE_SETS[imgs], rule,
                  lambda m: {"blocks.0": m.blocks[0], "blocks.1": m.blocks[1]},
                  lambda m, d: (save_torch(m, os.path.join(d, "pytorch_model.bin")), "pytorch_model.bin")[1],
-                 TAB_SHRINK, seed, ["blocks.0", "blocks.1"], "none", last, pool)
+                 TAB_SHRINK, seed, ["blocks.0", "blocks.1"], "none", last, pool,
+                 twin=timm_twin(timm_name, kwargs, SHRINK))
 
     # kaiko.ai hub backbones: torchvision.transforms.v2 on a uint8 tensor (their README's preprocessing).
     from torchvision.transforms import v2
@@ -215,7 +235,37 @@ def main():
         run_card(name, timm_card(timm_name, dict(dynamic_img_size=True, num_classes=0), SHRINK), kaiko_transform,
                  None, IMAGE_SETS["rects"], cls_rule, lambda m: {"blocks.0": m.blocks[0], "blocks.1": m.blocks[1]},
                  lambda m, d, tag=tag: (save_torch(m, os.path.join(d, tag + ".pth")), tag + ".pth")[1],
-                 TAB_SHRINK, 150 + i, ["blocks.0", "blocks.1"], "none", "head", "none")
+                 TAB_SHRINK, 150 + i, ["blocks.0", "blocks.1"], "none", "head", "none",
+                 twin=timm_twin(timm_name, dict(dynamic_img_size=True, num_classes=0), SHRINK))
+
+    # kaiko.ai vitl14: hubconf.py builds timm's vit_large_patch14_reg4_dinov2 (eva: dynamic_img_size=True) and loads
+    # the DINOv2-hub-format checkpoint through timm's _convert_dinov2. The fixture is written in the hub format (the
+    # CLS row of pos_embed split off the class token, register_tokens, mask_token) and loaded back exactly so.
+    if want("kaiko-vitl14"):
+        from timm.models import vision_transformer as tvit
+
+        def kaiko_l(seed):
+            torch.manual_seed(seed)
+            m = randomise(timm.create_model("vit_large_patch14_reg4_dinov2", pretrained=False, dynamic_img_size=True,
+                                            **SHRINK), seed)
+            sd = {k: v.clone() for k, v in m.state_dict().items()}
+            g = torch.Generator().manual_seed(seed + 1)
+            row = 0.1 * torch.randn(1, 1, sd["cls_token"].shape[-1], generator=g)
+            hub = {"cls_token": sd.pop("cls_token") - row, "register_tokens": sd.pop("reg_token"),
+                   "pos_embed": torch.cat([row, sd.pop("pos_embed")], 1),
+                   "mask_token": torch.zeros(1, row.shape[-1])}
+            hub.update(sd)
+            m.load_state_dict(tvit._convert_dinov2({k: v.clone() for k, v in hub.items()}, m), strict=True)
+            m.hub_state_dict = hub
+            return m.eval()
+
+        def save_hub(m, d):
+            torch.save({k: v.contiguous() for k, v in m.hub_state_dict.items()}, os.path.join(d, "vitl14.pth"))
+            return "vitl14.pth"
+        run_card("kaiko-vitl14", kaiko_l, kaiko_transform, None, IMAGE_SETS["rects"], cls_rule,
+                 lambda m: {"blocks.0": m.blocks[0], "blocks.1": m.blocks[1]}, save_hub, TAB_SHRINK, 155,
+                 ["blocks.0", "blocks.1"], "none", "head", "none",
+                 twin=timm_twin("vit_large_patch14_reg4_dinov2", dict(dynamic_img_size=True), SHRINK))
 
     # Hugging Face: Phikon (ViTModel, no pooler) and Phikon-v2 (Dinov2Model); last_hidden_state[:, 0] (HEST).
     from safetensors.torch import save_file
@@ -287,6 +337,69 @@ def main():
                          lambda m, d: (save_torch(m, os.path.join(d, "weights.pth")), "weights.pth")[1],
                          f"dim={dim},depth=2,heads={heads}", 300 + i * 2 + reg, ["blocks.0", "blocks.1"], "none",
                          "head", "none")
+    # resnet50-hest: HEST's ResNet50InferenceEncoder, timm.create_model("resnet50.tv_in1k", features_only=True,
+    # out_indices=[3], num_classes=0) -> layer3 -> AdaptiveAvgPool2d(1), on HEST's eval transform (ToTensor,
+    # Normalize(ImageNet); 224-pixel patches). Narrowed with timm's channels=(8, 16, 32, 64) (same depths, strides and
+    # expansion; the stem stays 64 wide); the weight file is the whole network in torchvision's layout, as
+    # resnet50-0676ba61.pth (layer4 and a 10-class fc included), of which HEST's model loads up to layer3. Also the
+    # untrained twin: the embedding of the features model timm builds after torch.manual_seed(3).
+    if want("resnet50-hest"):
+        narrow = dict(channels=(8, 16, 32, 64))
+        hest_kw = dict(features_only=True, out_indices=[3], num_classes=0, **narrow)
+
+        def hest_build(seed):
+            torch.manual_seed(seed)
+            full = randomise(timm.create_model("resnet50", pretrained=False, num_classes=10, **narrow), seed)
+            m = timm.create_model("resnet50.tv_in1k", pretrained=False, **hest_kw)
+            sd = full.state_dict()
+            m.load_state_dict({k: sd[k] for k in m.state_dict()}, strict=True)
+            m.__dict__["full"] = full  # kept beside the model, not registered as a submodule
+            return m.eval()
+
+        def hest_rule(out):
+            return torch.nn.AdaptiveAvgPool2d(1)(out[0]).squeeze(-1).squeeze(-1)
+        run_card("resnet50-hest", hest_build, [], IMAGENET, IMAGE_SETS["tiles"], hest_rule,
+                 lambda m: {"layer1": m.layer1, "layer2": m.layer2},
+                 lambda m, d: (save_torch(m.full, os.path.join(d, "resnet50.pth")), "resnet50.pth")[1],
+                 "channels=8,16,32,64", 160, ["layer1", "layer2"], "avg", "layer3", "avg")
+        torch.manual_seed(3)
+        twin = timm.create_model("resnet50.tv_in1k", pretrained=False, **hest_kw).eval()
+        x = torch.stack([T.Compose([T.ToTensor(), T.Normalize(*IMAGENET)])(im) for im in IMAGE_SETS["tiles"]])
+        with torch.no_grad():
+            np.save(os.path.join(ROOT, "resnet50-hest", "twin_s3_embedding.npy"), hest_rule(twin(x)).numpy())
+        with open(os.path.join(ROOT, "resnet50-hest", "twin.json"), "w") as fh:
+            json.dump(dict(seed=3, override="channels=8,16,32,64", embedding="twin_s3_embedding.npy"), fh)
+
+    # Hibou-B/L: HistAI's own DinoVisionTransformer (github.com/HistAI/hibou, hibou/models) with build_model()'s
+    # settings, narrowed; their example.ipynb's transform; model(x) = head(x_norm_clstoken). Saved as the state_dict
+    # build_model() loads (hibou-b.pth).
+    if a.hibou:
+        # hibou/__init__.py also imports the CellViT head (OpenCV); only hibou/models is needed
+        sys.path.insert(0, os.path.join(a.hibou, "hibou"))
+        from models import vision_transformer as hvit
+        hibou_tf = [T.Resize((224, 224), interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop((224, 224))]
+        hibou_norm = ((0.7068, 0.5755, 0.7220), (0.1950, 0.2316, 0.1816))
+        for i, (size, heads) in enumerate([("b", 4), ("l", 6)]):
+            name = "hibou-" + size
+            if not want(name):
+                continue
+            kw = dict(img_size=224, patch_size=14, init_values=1e-5, ffn_layer="swiglufused", block_chunks=0,
+                      qkv_bias=True, proj_bias=True, ffn_bias=True, num_register_tokens=4, interpolate_offset=0,
+                      interpolate_antialias=True, embed_dim=48, depth=2, num_heads=heads, mlp_ratio=4,
+                      block_fn=partial(hvit.Block, attn_class=hvit.MemEffAttention))
+
+            def build(seed, kw=kw):
+                torch.manual_seed(seed)
+                return randomise(hvit.DinoVisionTransformer(**kw), seed)
+
+            def twin(seed, kw=kw):
+                torch.manual_seed(seed)
+                return hvit.DinoVisionTransformer(**kw).eval()
+            run_card(name, build, hibou_tf, hibou_norm, IMAGE_SETS["rects"], cls_rule,
+                     lambda m: {"blocks.0": m.blocks[0], "blocks.1": m.blocks[1]},
+                     lambda m, d, n=name: (save_torch(m, os.path.join(d, n + ".pth")), n + ".pth")[1],
+                     f"dim=48,depth=2,heads={heads}", 400 + i, ["blocks.0", "blocks.1"], "none", "head", "none",
+                     twin=twin)
     # timm names with pretrained tags: the tag's own eval transform (resolve_data_config + create_transform).
     tags = {}
     for tag in ["vit_small_patch16_224.augreg_in21k_ft_in1k", "resnet50.a1_in1k", "vit_base_patch14_dinov2.lvd142m",
@@ -321,7 +434,7 @@ def main():
     with open(os.path.join(ROOT, "versions.json"), "w") as fh:
         json.dump({"torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__,
                    "transformers": transformers.__version__, "pillow": PIL.__version__,
-                   "dinov2": "facebookresearch/dinov2 b8931f7"}, fh, indent=1)
+                   "dinov2": "facebookresearch/dinov2 b8931f7", "hibou": "HistAI/hibou c453bbe"}, fh, indent=1)
 
 
 if __name__ == "__main__":
