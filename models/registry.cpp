@@ -8,6 +8,7 @@
 #include "models/ca_vit.h"
 #include "models/dinov3.h"
 #include "models/resnet.h"
+#include "models/swin.h"
 #include "models/vit.h"
 
 namespace tabula {
@@ -19,6 +20,7 @@ const std::vector<const Family*>& families() {
       &vit_family(),
       &ca_vit_family(),
       &dinov3_family(),
+      &swin_family(),
   };
   return f;
 }
