@@ -208,6 +208,23 @@ TEST(Swin, CheckpointBuffersAreCheckedAndMisplacedWeightsNamed) {
   }
 }
 
+TEST(Swin, HeadOfAnOldLayoutFileIsDroppedWithoutClassesAndKeptWithThem) {
+  // HEST loads a file with a classifier into the Identity-headed model with strict=False: the head is ignored
+  WeightMap w = weights_file("ctp_tiny_i32_s1.ctranspath.pth");
+  ASSERT_FALSE(w.count("head.weight"));  // as published: TransPath loads it strict into the Identity head
+  w["head.weight"] = Tensor::zeros({5, 32});
+  w["head.bias"] = Tensor::zeros({5});
+  const Case& c = find_case("ctp_tiny_s1_b1_32x32");
+  const Tensor a = build_model(c.arch, w, true)->forward(fixture_input(c));
+  EXPECT_LE(rel_error(a, c.id, "head", taps_of(c.id).at("head")), 1e-5);
+  // with classes, the 0.5 classifier `head.*` becomes timm 1.0's `head.fc.*`
+  std::string arch = c.arch;
+  arch.replace(arch.find("classes=0"), 9, "classes=5");
+  const Tensor logits = build_model(arch, w, true)->forward(fixture_input(c));
+  EXPECT_EQ(logits.shape(), (Shape{1, 5}));
+  EXPECT_EQ(logits.at({0, 2}), 0.0f);
+}
+
 TEST(Swin, KeysAreChecked) {
   EXPECT_THROW(parse_arch("swin:depths=2,2,heads=3"), std::invalid_argument);
   EXPECT_THROW(parse_arch("swin:embed_layer=convstem,dim=12"), std::invalid_argument);
@@ -317,4 +334,29 @@ TEST(SwinCli, ModelsHooksAndInitKnowTheFamily) {
   auto bad = test::run_tabula("hooks 'swin:depths=2,2,heads=3'");
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.err.find("one value per stage"), std::string::npos) << bad.err;
+}
+
+TEST(SwinCli, EmbedCTransPathCardUntrainedOnSyntheticTissue) {
+  // `embed --model ctranspath --seed 0` on HEST-like synthetic patches: the card's transform (ToTensor, ImageNet
+  // Normalize, no resize) and rule (the pooled features), the weights of the seed; the same numbers as preprocess +
+  // the library's forward with init_weights("ctranspath", 0).
+  const auto dir = test::scratch_dir();
+  auto s = test::run_tabula("synth tissue --out '" + (dir / "t").string() + "' --patients 1 --patches 3");
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  const std::string data = (dir / "t" / "metadata.csv").string();
+  auto r = test::run_tabula("embed --model ctranspath --seed 0 --data '" + data + "' --out '" + (dir / "e").string() +
+                            "' --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Tensor got = read_tensor((dir / "e" / "head.npy").string());
+  ASSERT_EQ(got.shape(), (Shape{3, 768}));
+  std::ifstream run((dir / "e" / "run.json").string());
+  const std::string json((std::istreambuf_iterator<char>(run)), std::istreambuf_iterator<char>());
+  EXPECT_NE(json.find("\"origin\":\"card ctranspath\""), std::string::npos) << json.substr(0, 400);
+  auto p = test::run_tabula("preprocess --model ctranspath --data '" + data + "' --out '" + (dir / "x.npy").string() +
+                            "'");
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  const Tensor x = read_tensor((dir / "x.npy").string());
+  ASSERT_EQ(x.shape(), (Shape{3, 3, 224, 224}));
+  const Tensor want = build_model_seed("ctranspath", 0)->forward(x);
+  EXPECT_TRUE(validate::compare(got, want, {1e-6, 1e-5}).ok);
 }

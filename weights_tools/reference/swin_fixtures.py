@@ -31,12 +31,14 @@ Writes tests/fixtures/swin/:
   <id>_i<img>_s<seed>.init.safetensors / .timm.safetensors / .ctranspath.pth
   named.tsv        full-size configs: per-tensor sha256 of the init state_dict (two seeds)
   params.tsv       parameter counts of every named arch (meta device)
+and tests/fixtures/cards/ctranspath/ (the card's fidelity fixture, card_fixtures.py's format; see card_fixture).
 
 Usage: /work/venv/bin/python weights_tools/reference/swin_fixtures.py [--out tests/fixtures/swin]
 Versions matched: torch 2.15.0, timm 1.0.31.
 """
 import argparse
 import hashlib
+import json
 import os
 import re
 import sys
@@ -129,8 +131,9 @@ def perturb(module):
     module.load_state_dict(sd)
 
 
-def ctranspath_layout(model, num_classes_head=10):
-    """timm 1.0's state_dict in the timm 0.5.4 / original Swin names of ctranspath.pth."""
+def ctranspath_layout(model):
+    """timm 1.0's state_dict in the timm 0.5.4 / original Swin names of ctranspath.pth (TransPath's own loader sets
+    head = nn.Identity() and then load_state_dict(td['model'], strict=True): no head keys, the buffers present)."""
     from timm.models.swin_transformer import get_relative_position_index
     sd = model.state_dict()
     out = {}
@@ -142,16 +145,51 @@ def ctranspath_layout(model, num_classes_head=10):
             out[k.replace("bias_table", "index")] = get_relative_position_index(*blk.attn.window_size)
     for name, blk in model.named_modules():
         if type(blk).__name__ == "SwinTransformerBlock" and blk.attn_mask is not None:
-            out[name.replace(".blocks.", ".blocks.") + ".attn_mask"] = blk.attn_mask.clone()
-    g = torch.Generator().manual_seed(7)
-    out["head.weight"] = torch.randn(num_classes_head, model.num_features, generator=g)
-    out["head.bias"] = torch.zeros(num_classes_head)
-    # 0.5.4 order: each stage's blocks, then its downsample
-    def order(key):
+            out[name + ".attn_mask"] = blk.attn_mask.clone()
+
+    def order(key):  # 0.5.4 order: each stage's blocks, then its downsample
         m = re.match(r"layers\.(\d+)\.(blocks|downsample)", key)
-        return (0, 0, 0) if key.startswith("patch_embed") else (
-            (1, int(m.group(1)), 0 if m.group(2) == "blocks" else 1) if m else (2, 0, 0))
+        if key.startswith("patch_embed"):
+            return (0, 0, 0)
+        return (1, int(m.group(1)), 0 if m.group(2) == "blocks" else 1) if m else (2, 0, 0)
     return dict(sorted(out.items(), key=lambda kv: order(kv[0])))
+
+
+def card_fixture(root):
+    """tests/fixtures/cards/ctranspath/ in card_fixtures.py's format (read by tests/cli/test_cli_cards.cpp): the card's
+    geometry narrowed (`override`), random weights in ctranspath.pth's layout, HEST's transform (ToTensor, ImageNet
+    Normalize, no resize) on the 224-pixel `tiles` images, HEST's embedding (model(x), head = Identity: [B, 768] at
+    full width) and two stage outputs as timm_ctp holds them ([B, L, C], flattened per image)."""
+    from PIL import Image
+    from torchvision import transforms as T
+    d = os.path.join(root, "ctranspath")
+    os.makedirs(d, exist_ok=True)
+    override = "dim=8"  # (a card override takes single values) heads 3, 6, 12, 24 on 8, 16, 32, 64: head_dim 2
+    torch.manual_seed(3)
+    import timm
+    model = timm.create_model("swin_tiny_patch4_window7_224", embed_layer=ConvStem, num_classes=0,
+                              embed_dim=8).eval()
+    perturb(model)
+    torch.save({"model": ctranspath_layout(model)}, os.path.join(d, "ctranspath.pth"))
+    tf = T.Compose([T.ToTensor(), T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    images = [Image.open(os.path.join(root, "images", "tiles", f)).convert("RGB") for f in ("a.png", "b.png")]
+    x = torch.stack([tf(im) for im in images])
+    taps = ["layers.0", "layers.1.downsample"]
+    got, hs = hooked(model, taps)
+    with torch.no_grad():
+        emb = model(x)
+    for h in hs:
+        h.remove()
+    flat = x.numpy().astype(np.float32)
+    np.save(os.path.join(d, "input_every29.npy"), flat.reshape(-1)[::29].copy())
+    np.save(os.path.join(d, "embedding.npy"), emb.numpy().astype(np.float32))
+    for i, k in enumerate(sorted(taps)):
+        np.save(os.path.join(d, f"tap{i}.npy"), got[k].reshape(got[k].shape[0], -1).numpy().astype(np.float32))
+    meta = dict(card="ctranspath", override=override, images="tiles", weights="ctranspath.pth",
+                input_shape=list(flat.shape), input_sha256=hashlib.sha256(flat.tobytes()).hexdigest(),
+                embedding_layer="head", embedding_pool="none", taps=sorted(taps), tap_pool="none")
+    with open(os.path.join(d, "meta.json"), "w") as fh:
+        json.dump(meta, fh, indent=1)
 
 
 def save_st(path, sd):
@@ -261,7 +299,10 @@ def named_params():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "swin"))
+    ap.add_argument("--cards", default=os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "cards"),
+                    help="the card fixtures' folder (its images/ are card_fixtures.py's); ctranspath/ is written there")
     a = ap.parse_args()
+    card_fixture(a.cards)
     os.makedirs(a.out, exist_ok=True)
     import timm
     torch.set_num_threads(1)
