@@ -1,5 +1,6 @@
 #include "models/swin.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <stdexcept>
@@ -8,6 +9,7 @@
 #include "engine/backend.h"
 #include "engine/init.h"
 #include "engine/ops.h"
+#include "engine/threads.h"
 #include "models/device.h"
 #include "models/layers.h"
 #include "models/model.h"
@@ -266,6 +268,55 @@ Tensor pad_hw(const Tensor& x, int64_t ph, int64_t pw) {
   return y;
 }
 
+// The CPU form of _attn's data movement, one pass each way: the cyclic shift by -shift, the zero padding to whole
+// windows and window_partition as one gather into [B * windows, N, C]; window_reverse, the crop, the shift back and
+// the block's residual add as one gather out of it. Pure copies and one add per element: the bits of the tensor ops.
+Tensor partition_windows_cpu(const Tensor& x, const WindowShift& w, int64_t Hp, int64_t Wp) {
+  const int64_t B = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
+  const int64_t nh = Hp / w.wh, nw = Wp / w.ww, N = w.wh * w.ww;
+  Tensor out = Tensor::empty({B * nh * nw, N, C});
+  const float* xp = x.data<float>();
+  float* op = out.data<float>();
+  const int64_t rows = B * Hp;  // one padded, shifted image row per item
+  parallel_for(rows, grain_for(rows, Wp * C), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r / Hp, hs = r % Hp, a = hs / w.wh, i = hs % w.wh;
+      for (int64_t ws = 0; ws < Wp; ++ws) {
+        float* dst = op + (((b * nh + a) * nw + ws / w.ww) * N + i * w.ww + ws % w.ww) * C;
+        if (hs >= H || ws >= W) {
+          std::fill(dst, dst + C, 0.0f);
+          continue;
+        }
+        const float* src = xp + ((b * H + (hs + w.sh) % H) * W + (ws + w.sw) % W) * C;
+        std::copy(src, src + C, dst);
+      }
+    }
+  });
+  return out;
+}
+
+Tensor reverse_windows_add_cpu(const Tensor& o, const Tensor& x, const WindowShift& w, int64_t Hp, int64_t Wp) {
+  const int64_t B = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
+  const int64_t nh = Hp / w.wh, nw = Wp / w.ww, N = w.wh * w.ww;
+  Tensor y = Tensor::empty(x.shape());
+  const float* xp = x.data<float>();
+  const float* opp = o.data<float>();
+  float* yp = y.data<float>();
+  parallel_for(B * H, grain_for(B * H, W * C), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r / H, h = r % H, hs = (h - w.sh % H + H) % H, a = hs / w.wh, i = hs % w.wh;
+      for (int64_t c = 0; c < W; ++c) {
+        const int64_t cs = (c - w.sw % W + W) % W;
+        const float* src = opp + (((b * nh + a) * nw + cs / w.ww) * N + i * w.ww + cs % w.ww) * C;
+        const float* xr = xp + (r * W + c) * C;
+        float* dst = yp + (r * W + c) * C;
+        for (int64_t k = 0; k < C; ++k) dst[k] = xr[k] + src[k];
+      }
+    }
+  });
+  return y;
+}
+
 class Swin final : public Model {
  public:
   // SwinTransformer.__init__, in construction order.
@@ -482,8 +533,7 @@ class Swin final : public Model {
   Tensor block_forward(const BlockP& b, const Tensor& x, TapSet& taps) {
     const std::string& n = b.name;
     const int64_t B = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
-    const Tensor y =
-        ops::add(x, window_attention(b, T4(taps, n + ".norm1", (*b.norm1)(x)), taps)).reshape({B, H * W, C});
+    const Tensor y = attn_residual(b, x, T4(taps, n + ".norm1", (*b.norm1)(x)), taps).reshape({B, H * W, C});
     const Tensor h = T(taps, n + ".norm2", (*b.norm2)(y));
     const std::string m = n + ".mlp";
     Tensor out;
@@ -497,24 +547,31 @@ class Swin final : public Model {
     return out.reshape({B, H, W, C});
   }
 
-  // SwinTransformerBlock._attn: roll by -shift, pad to whole windows, window_partition, WindowAttention,
-  // window_reverse, crop, roll back.
-  Tensor window_attention(const BlockP& b, const Tensor& x, TapSet& taps) {
-    const int64_t B = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
+  // x + SwinTransformerBlock._attn(h): roll by -shift, pad to whole windows, window_partition, WindowAttention,
+  // window_reverse, crop, roll back (one gather each way on the CPU), then the residual.
+  Tensor attn_residual(const BlockP& b, const Tensor& x, const Tensor& h, TapSet& taps) {
+    const int64_t B = h.size(0), H = h.size(1), W = h.size(2), C = h.size(3);
     const int64_t wh = b.win.wh, ww = b.win.ww, N = wh * ww;
     const bool shift = b.win.sh || b.win.sw;
-    Tensor s = shift ? roll(roll(x, -b.win.sh, 1), -b.win.sw, 2) : x;
     const int64_t ph = (wh - H % wh) % wh, pw = (ww - W % ww) % ww;
-    s = pad_hw(s, ph, pw);
     const int64_t Hp = H + ph, Wp = W + pw, nh = Hp / wh, nw = Wp / ww;
-    const Tensor win =
-        s.reshape({B, nh, wh, nw, ww, C}).permute({0, 1, 3, 2, 4, 5}).contiguous().reshape({B * nh * nw, N, C});
-    const Tensor mask = shift ? attn_mask(b.win, Hp, Wp, x) : Tensor();
+    const Tensor mask = shift ? attn_mask(b.win, Hp, Wp, h) : Tensor();
+    const bool cpu = !on_gpu(h) && h.dtype() == DType::f32;
+    Tensor win;
+    if (cpu) {
+      win = partition_windows_cpu(h.contiguous(), b.win, Hp, Wp);
+    } else {
+      Tensor s = shift ? roll(roll(h, -b.win.sh, 1), -b.win.sw, 2) : h;
+      s = pad_hw(s, ph, pw);
+      win = s.reshape({B, nh, wh, nw, ww, C}).permute({0, 1, 3, 2, 4, 5}).contiguous().reshape({B * nh * nw, N, C});
+    }
     Tensor o = attention(b, win, mask, taps);
+    if (cpu && !on_gpu(o) && o.dtype() == DType::f32)
+      return reverse_windows_add_cpu(o.contiguous(), x.contiguous(), b.win, Hp, Wp);
     o = o.reshape({B, nh, nw, wh, ww, C}).permute({0, 1, 3, 2, 4, 5}).contiguous().reshape({B, Hp, Wp, C});
     if (ph || pw) o = o.slice(1, 0, H).slice(2, 0, W);
     if (shift) o = roll(roll(o, b.win.sh, 1), b.win.sw, 2);
-    return o.contiguous();
+    return ops::add(x, o.contiguous());
   }
 
   // WindowAttention.forward on [B * windows, N, C].
