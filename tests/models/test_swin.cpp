@@ -225,6 +225,29 @@ TEST(Swin, HeadOfAnOldLayoutFileIsDroppedWithoutClassesAndKeptWithThem) {
   EXPECT_EQ(logits.at({0, 2}), 0.0f);
 }
 
+TEST(Swin, NamedArchsUseTimmsPretrainedEvalTransform) {
+  std::ifstream f(test::fixture("swin/pretrained_cfgs.tsv"));
+  int n = 0;
+  for (std::string line; std::getline(f, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const auto c = split(line, '\t');
+    ASSERT_EQ(c.size(), 7u) << line;
+    const auto cfg = timm_pretrained_cfg(c[0]);
+    ASSERT_TRUE(cfg.has_value()) << c[0];
+    EXPECT_EQ(cfg->input_size, std::stoi(c[2])) << c[0];
+    EXPECT_EQ(cfg->crop_pct, std::stod(c[3])) << c[0];
+    EXPECT_EQ(cfg->interpolation, c[4]) << c[0];
+    const auto mean = split(c[5], ','), sd = split(c[6], ',');
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(cfg->mean[i], static_cast<float>(std::stod(mean[i]))) << c[0];
+      EXPECT_EQ(cfg->std[i], static_cast<float>(std::stod(sd[i]))) << c[0];
+    }
+    EXPECT_EQ(build_model_skeleton(c[0])->default_input_shape(1)[2], cfg->input_size) << c[0];
+    ++n;
+  }
+  EXPECT_EQ(n, 6);
+}
+
 TEST(Swin, KeysAreChecked) {
   EXPECT_THROW(parse_arch("swin:depths=2,2,heads=3"), std::invalid_argument);
   EXPECT_THROW(parse_arch("swin:embed_layer=convstem,dim=12"), std::invalid_argument);

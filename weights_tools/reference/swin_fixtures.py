@@ -31,6 +31,7 @@ Writes tests/fixtures/swin/:
   <id>_i<img>_s<seed>.init.safetensors / .timm.safetensors / .ctranspath.pth
   named.tsv        full-size configs: per-tensor sha256 of the init state_dict (two seeds)
   params.tsv       parameter counts of every named arch (meta device)
+  pretrained_cfgs.tsv   timm's default pretrained_cfg of every named Swin (the eval transform)
 and tests/fixtures/cards/ctranspath/ (the card's fidelity fixture, card_fixtures.py's format; see card_fixture).
 
 Usage: /work/venv/bin/python weights_tools/reference/swin_fixtures.py [--out tests/fixtures/swin]
@@ -261,6 +262,8 @@ def tiny_cases(out):
 
 
 NAMED = ["swin_tiny_patch4_window7_224", "ctranspath"]
+SWIN_NAMES = ["swin_tiny_patch4_window7_224", "swin_small_patch4_window7_224", "swin_base_patch4_window7_224",
+              "swin_base_patch4_window12_384", "swin_large_patch4_window7_224", "swin_large_patch4_window12_384"]
 
 
 def named_model(name):
@@ -286,13 +289,23 @@ def named_params():
     import timm
     rows = []
     with torch.device("meta"):
-        for name in ("swin_tiny_patch4_window7_224", "swin_small_patch4_window7_224", "swin_base_patch4_window7_224",
-                     "swin_base_patch4_window12_384", "swin_large_patch4_window7_224",
-                     "swin_large_patch4_window12_384"):
+        for name in SWIN_NAMES:
             m = timm.create_model(name)
             rows.append(f"{name}\t{sum(p.numel() for p in m.parameters())}")
         m = named_model("ctranspath")
         rows.append(f"ctranspath\t{sum(p.numel() for p in m.parameters())}")
+    return rows
+
+
+def pretrained_rows():
+    """timm's default pretrained_cfg (first tag) of every named Swin: the eval transform `tabula embed` uses."""
+    import timm
+    rows = []
+    for arch in SWIN_NAMES:
+        c = timm.models.get_pretrained_cfg(arch)
+        assert c.crop_mode == "center" and c.input_size[1] == c.input_size[2], arch
+        rows.append(f"{arch}\t{c.tag}\t{c.input_size[1]}\t{c.crop_pct!r}\t{c.interpolation}\t"
+                    f"{','.join(repr(float(v)) for v in c.mean)}\t{','.join(repr(float(v)) for v in c.std)}")
     return rows
 
 
@@ -315,6 +328,9 @@ def main():
         f.write("# case\ttap\tshape\tstride\tmax_abs\n" + "\n".join(taps) + "\n")
     with open(os.path.join(a.out, "params.tsv"), "w") as f:
         f.write(f"# arch\tsum(p.numel() for p in parameters())\t{versions}\n" + "\n".join(named_params()) + "\n")
+    with open(os.path.join(a.out, "pretrained_cfgs.tsv"), "w") as f:
+        f.write(f"# arch\ttag\tinput size\tcrop_pct\tinterpolation\tmean\tstd\t{versions}\n")
+        f.write("\n".join(pretrained_rows()) + "\n")
     with open(os.path.join(a.out, "named.tsv"), "w") as f:
         f.write(f"# made by\t{versions}\n# arch\tseed\tname\tshape\tsha256\n" + "\n".join(named_rows()) + "\n")
 
