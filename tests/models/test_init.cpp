@@ -393,6 +393,11 @@ TEST(Archs, ParamCountsMatchReferences) {
       {"ca_vit_large_patch16_256", 305368064}, {"dinov3_vits16", 21601152},
       {"dinov3_vits16plus", 28697472}, {"dinov3_vitb16", 85669632}, {"dinov3_vitl16", 303154176},
       {"dinov3_vith16plus", 840633600}, {"dinov3_vit7b16", 6716043264},
+      // tests/fixtures/swin/params.tsv
+      {"swin_tiny_patch4_window7_224", 28288354}, {"swin_small_patch4_window7_224", 49606258},
+      {"swin_base_patch4_window7_224", 87768224}, {"swin_base_patch4_window12_384", 87903584},
+      {"swin_large_patch4_window7_224", 196532476}, {"swin_large_patch4_window12_384", 196735516},
+      {"ctranspath", 27520038},
   };
   EXPECT_EQ(named_archs().size(), expected.size());
   for (const auto& name : named_archs()) {
