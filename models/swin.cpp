@@ -422,10 +422,11 @@ class Swin final : public Model {
         const std::string& n = b.name;
         t.push_back({n, tok});
         t.push_back({n + ".norm1", tok});
-        t.push_back({n + ".attn", {Bw, N, C}});
-        t.push_back({n + ".attn.qkv", {Bw, N, 3 * A}});
-        t.push_back({n + ".attn.softmax", {Bw, b.heads, N, N}});
-        t.push_back({n + ".attn.proj", {Bw, N, C}});
+        const int64_t nW = Bw / B;
+        t.push_back({n + ".attn", {B, nW * N, C}});
+        t.push_back({n + ".attn.qkv", {B, nW * N, 3 * A}});
+        t.push_back({n + ".attn.softmax", {B, nW * b.heads, N, N}});
+        t.push_back({n + ".attn.proj", {B, nW * N, C}});
         t.push_back({n + ".norm2", tok});
         t.push_back({n + ".mlp", tok});
         t.push_back({n + ".mlp.fc1", {B, h * w, Hf}});
@@ -509,6 +510,14 @@ class Swin final : public Model {
     taps.tap(name, x, ctx);
     return x;
   }
+  // A per-window output [B * windows, ...], tapped per image: [B, windows * N, C] for tokens (window by window),
+  // [B, windows * heads, N, N] for attention maps (the same memory; embed's rows stay images).
+  Tensor TW(TapSet& taps, const std::string& name, const Tensor& x, int64_t images) const {
+    Shape per = x.shape();
+    per[0] = images;
+    per[1] = x.size(1) * (x.size(0) / images);
+    return T(taps, name, x.reshape(per)).reshape(x.shape());
+  }
   // An NHWC map, tapped as its [B, H*W, C] token sequence.
   Tensor T4(TapSet& taps, const std::string& name, const Tensor& x) const {
     const int64_t B = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
@@ -565,7 +574,7 @@ class Swin final : public Model {
       s = pad_hw(s, ph, pw);
       win = s.reshape({B, nh, wh, nw, ww, C}).permute({0, 1, 3, 2, 4, 5}).contiguous().reshape({B * nh * nw, N, C});
     }
-    Tensor o = attention(b, win, mask, taps);
+    Tensor o = attention(b, win, mask, B, taps);
     if (cpu && !on_gpu(o) && o.dtype() == DType::f32)
       return reverse_windows_add_cpu(o.contiguous(), x.contiguous(), b.win, Hp, Wp);
     o = o.reshape({B, nh, nw, wh, ww, C}).permute({0, 1, 3, 2, 4, 5}).contiguous().reshape({B, Hp, Wp, C});
@@ -575,22 +584,22 @@ class Swin final : public Model {
   }
 
   // WindowAttention.forward on [B * windows, N, C].
-  Tensor attention(const BlockP& b, const Tensor& x, const Tensor& mask, TapSet& taps) const {
+  Tensor attention(const BlockP& b, const Tensor& x, const Tensor& mask, int64_t images, TapSet& taps) const {
     const std::string n = b.name + ".attn";
     const int64_t Bw = x.size(0), N = x.size(1), H = b.heads, hd = b.head_dim;
-    Tensor qkv = T(taps, n + ".qkv", (*b.qkv)(x)).reshape({Bw, N, 3, H, hd}).permute({2, 0, 3, 1, 4});
+    Tensor qkv = TW(taps, n + ".qkv", (*b.qkv)(x), images).reshape({Bw, N, 3, H, hd}).permute({2, 0, 3, 1, 4});
     const Tensor q = qkv.select(0, 0), k = qkv.select(0, 1), v = qkv.select(0, 2);
     Tensor o;
     if (taps.wants(n + ".softmax")) {
       Tensor probs;
       o = ops::biased_attention(q, k, v, **b.bias, mask, std::nullopt, &probs);
-      Tensor p2 = T(taps, n + ".softmax", probs);
+      Tensor p2 = TW(taps, n + ".softmax", probs, images);
       if (!p2.shares_storage_with(probs)) o = ops::matmul(p2, v);
     } else {
       o = ops::biased_attention(q, k, v, **b.bias, mask);
     }
-    o = T(taps, n + ".proj", (*b.proj)(o.transpose(1, 2).reshape({Bw, N, H * hd})));
-    return T(taps, n, o);
+    o = TW(taps, n + ".proj", (*b.proj)(o.transpose(1, 2).reshape({Bw, N, H * hd})), images);
+    return TW(taps, n, o, images);
   }
 
   // SwinTransformerBlock.get_attn_mask for the padded map Hp x Wp: region labels 0..8 from the slices

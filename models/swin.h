@@ -21,8 +21,8 @@
 // Taps (timm module names): patch_embed.proj, patch_embed.norm, patch_embed, layers.N.downsample (.norm,
 // .reduction), layers.N.blocks.M (norm1, attn (qkv, softmax (tabula's extra), proj), norm2, mlp (fc1, act, fc2)),
 // layers.N.blocks, layers.N, layers, norm, head.global_pool, head.fc, head. NHWC maps [B, H, W, C] are tapped as
-// token sequences [B, H*W, C] (so pools average over positions); a block's attention taps are per window,
-// [B * windows, window tokens, ...].
+// token sequences [B, H*W, C] (so pools average over positions); a block's attention taps hold its windows one after
+// the other per image: [B, windows * N, C] (qkv, proj, attn) and [B, windows * heads, N, N] (softmax).
 #pragma once
 #include <memory>
 #include <string>

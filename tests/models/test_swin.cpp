@@ -339,8 +339,8 @@ TEST(SwinCli, ModelsHooksAndInitKnowTheFamily) {
   ASSERT_EQ(hooks.exit_code, 0) << hooks.err;
   EXPECT_NE(hooks.out.find("layers.3.downsample.reduction"), std::string::npos);
   EXPECT_NE(hooks.out.find("layers.2.blocks.5.attn.softmax"), std::string::npos);
-  EXPECT_NE(hooks.out.find("[64, 3, 49, 49]"), std::string::npos);  // stage 0: 8 x 8 windows of 7 x 7, 3 heads
-  EXPECT_NE(hooks.out.find("[1, 49, 768]"), std::string::npos);     // layers.3 / norm: 7 x 7 tokens
+  EXPECT_NE(hooks.out.find("[1, 192, 49, 49]"), std::string::npos);  // stage 0: 8 x 8 windows of 7 x 7, 3 heads
+  EXPECT_NE(hooks.out.find("[1, 49, 768]"), std::string::npos);      // layers.3 / norm: 7 x 7 tokens
   auto stem = test::run_tabula("hooks ctranspath");
   ASSERT_EQ(stem.exit_code, 0) << stem.err;
   EXPECT_NE(stem.out.find("patch_embed.proj "), std::string::npos);
@@ -375,8 +375,8 @@ TEST(SwinCli, EmbedCTransPathCardUntrainedOnSyntheticTissue) {
   std::ifstream run((dir / "e" / "run.json").string());
   const std::string json((std::istreambuf_iterator<char>(run)), std::istreambuf_iterator<char>());
   EXPECT_NE(json.find("\"origin\":\"card ctranspath\""), std::string::npos) << json.substr(0, 400);
-  auto p = test::run_tabula("preprocess --model ctranspath --data '" + data + "' --out '" + (dir / "x.npy").string() +
-                            "'");
+  auto p =
+      test::run_tabula("preprocess --model ctranspath --data '" + data + "' --out '" + (dir / "x.npy").string() + "'");
   ASSERT_EQ(p.exit_code, 0) << p.err;
   const Tensor x = read_tensor((dir / "x.npy").string());
   ASSERT_EQ(x.shape(), (Shape{3, 3, 224, 224}));
