@@ -354,6 +354,16 @@ TEST(SwinCli, ModelsHooksAndInitKnowTheFamily) {
   ASSERT_EQ(got.tensors.size(), want.tensors.size());
   // the patch conv keeps its constructor draws (no erfinv): exact
   EXPECT_EQ(got.find("patch_embed.proj.weight")->to_f32(), want.find("patch_embed.proj.weight")->to_f32());
+  // a block's attention output, per image: embed's rows stay images (the mean over every window token)
+  const Tensor x = test::hash_input({2, 3, 32, 32}, 4);
+  const std::string npy = (dir / "x.npy").string();
+  write_npy(npy, x.shape(), x.data<float>());
+  auto e =
+      test::run_tabula("embed --arch '" + c.arch + "' --seed 1 --data '" + npy + "' --out '" + (dir / "e").string() +
+                       "' --layers layers.0.blocks.1.attn,layers.0.blocks.1.attn.softmax --quiet");
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  EXPECT_EQ(read_tensor((dir / "e" / "layers.0.blocks.1.attn.npy").string()).shape(), (Shape{2, 8}));
+  EXPECT_EQ(read_tensor((dir / "e" / "layers.0.blocks.1.attn.softmax.npy").string()).shape(), (Shape{2, 4 * 2}));
   auto bad = test::run_tabula("hooks 'swin:depths=2,2,heads=3'");
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.err.find("one value per stage"), std::string::npos) << bad.err;
