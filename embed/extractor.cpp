@@ -12,6 +12,7 @@
 #include "models/device.h"
 #include "models/ca_vit.h"
 #include "models/key_values.h"
+#include "models/swin.h"
 #include "models/vit.h"
 #include "util/suggest.h"
 
@@ -80,7 +81,7 @@ class NetworkExtractor : public Extractor {
     // The token models other than timm's ViT have a class token; the CA-ViT's published embedding
     // (MAEModel.predict) is the patch mean nonetheless, so its taps default to that.
     bool has_cls = false;
-    if (!model_->arch().is_resnet() && !model_->arch().as<CaViTConfig>())
+    if (!model_->arch().is_resnet() && !model_->arch().as<CaViTConfig>() && !model_->arch().as<SwinConfig>())
       has_cls = !model_->arch().as<ViTConfig>() || model_->arch().vit().class_token;
     for (const std::string& name : requested) {
       auto it = shape_of.find(name);

@@ -108,7 +108,14 @@ using Int2 = std::array<int64_t, 2>;
   OP(layer_scale, (const Tensor& x, const Tensor& gamma), (x, gamma))                                               \
   OP(interpolate, (const Tensor& x, const InterpolateOptions& opt), (x, opt))                                       \
   /* See Pool. Returns [B, C] ([B, 2C] for cls_mean), or x itself for none. */                                      \
-  OP(pool, (const Tensor& x, Pool p, int64_t num_prefix = 1), (x, p, num_prefix))
+  OP(pool, (const Tensor& x, Pool p, int64_t num_prefix = 1), (x, p, num_prefix))                                  \
+  /* timm WindowAttention (Swin): softmax(q k^T * scale + bias[h] + mask[b % nW]) @ v for q/k/v [B, H, N, D];       \
+     bias [H, N, N] (the relative position bias) or undefined; mask [nW, N, N] (the shifted windows' 0 / -100        \
+     mask, B a multiple of nW) or undefined. scale defaults to D^-0.5; attn_probs as scaled_dot_product_attention. */ \
+  OP(biased_attention, (const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias,                       \
+                        const Tensor& mask = {}, std::optional<double> scale = std::nullopt,                        \
+                        Tensor* attn_probs = nullptr),                                                              \
+     (q, k, v, bias, mask, scale, attn_probs))
 // clang-format on
 
 #define TABULA_UNPAREN(...) __VA_ARGS__

@@ -184,6 +184,27 @@ SdpaShapes sdpa_shapes(std::string_view op, const Tensor& q, const Tensor& k, co
   return {q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), v.size(3)};
 }
 
+std::pair<SdpaShapes, int64_t> biased_attention_shapes(std::string_view op, const Tensor& q, const Tensor& k,
+                                                       const Tensor& v, const Tensor& bias, const Tensor& mask) {
+  for (auto [t, name] : {std::pair{&q, "query"}, std::pair{&k, "key"}, std::pair{&v, "value"}})
+    if (t->dim() != 4) op_error(op, std::string(name) + " must be [B, heads, N, head_dim], got " + t->str());
+  if (k.size(0) != q.size(0) || k.size(1) != q.size(1) || k.size(3) != q.size(3) || v.size(0) != q.size(0) ||
+      v.size(1) != q.size(1) || v.size(2) != k.size(2) || k.size(2) != q.size(2))
+    op_error(op, "query " + q.str() + ", key " + k.str() + ", value " + v.str() + " are inconsistent");
+  const int64_t B = q.size(0), H = q.size(1), N = q.size(2);
+  if (bias.defined() && bias.shape() != Shape{H, N, N})
+    op_error(op, "bias must be [heads, N, N] = [" + std::to_string(H) + ", " + std::to_string(N) + ", " +
+                     std::to_string(N) + "], got " + bias.str());
+  int64_t nW = 1;
+  if (mask.defined()) {
+    if (mask.dim() != 3 || mask.size(1) != N || mask.size(2) != N || mask.size(0) < 1 || B % mask.size(0) != 0)
+      op_error(op, "mask must be [windows, N, N] with the batch " + std::to_string(B) +
+                       " a multiple of the windows, got " + mask.str() + " for N=" + std::to_string(N));
+    nW = mask.size(0);
+  }
+  return {{B, H, N, N, q.size(3), v.size(3)}, nW};
+}
+
 Shape cat_shape(std::string_view op, const std::vector<Tensor>& xs, int64_t dim) {
   if (xs.empty()) op_error(op, "needs at least one tensor");
   Shape out = xs[0].shape();

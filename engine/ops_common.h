@@ -50,6 +50,10 @@ struct SdpaShapes {
   int64_t B, H, Nq, Nk, D, Dv;
 };
 SdpaShapes sdpa_shapes(std::string_view op, const Tensor& q, const Tensor& k, const Tensor& v);
+// biased_attention: q/k/v [B, H, N, D] with Nq == Nk, bias [H, N, N] or undefined, mask [nW, N, N] with B % nW == 0
+// or undefined (shapes only: each backend checks its devices). Returns the shapes and nW (1 without a mask).
+std::pair<SdpaShapes, int64_t> biased_attention_shapes(std::string_view op, const Tensor& q, const Tensor& k,
+                                                       const Tensor& v, const Tensor& bias, const Tensor& mask);
 
 Shape cat_shape(std::string_view op, const std::vector<Tensor>& xs, int64_t dim);
 std::pair<int64_t, int64_t> interpolate_size(std::string_view op, int64_t H, int64_t W, const InterpolateOptions& o);

@@ -325,6 +325,52 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
   return out;
 }
 
+// timm WindowAttention's unfused path: (q * scale) @ k^T + bias + mask, softmax, @ v (in double here).
+Tensor biased_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& bias_in,
+                        const Tensor& mask_in, std::optional<double> scale_opt, Tensor* attn_probs) {
+  const char* op = "ref::biased_attention";
+  for (auto [t, name] : {std::pair{&q_in, "query"}, std::pair{&k_in, "key"}, std::pair{&v_in, "value"}})
+    check_f32_cpu(op, *t, name);
+  if (bias_in.defined()) check_f32_cpu(op, bias_in, "bias");
+  if (mask_in.defined()) check_f32_cpu(op, mask_in, "mask");
+  const auto [sh, nW] = detail::biased_attention_shapes(op, q_in, k_in, v_in, bias_in, mask_in);
+  const auto [B, H, N, Nk, D, Dv] = sh;
+  const double scale = scale_opt ? *scale_opt : 1.0 / std::sqrt(static_cast<double>(D));
+  Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
+  const Tensor bias = bias_in.defined() ? bias_in.contiguous() : Tensor();
+  const Tensor mask = mask_in.defined() ? mask_in.contiguous() : Tensor();
+  Tensor out = Tensor::empty({B, H, N, Dv});
+  Tensor probs = Tensor::empty({B, H, N, N});
+  std::vector<double> s(static_cast<size_t>(N));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < N; ++i) {
+        const int64_t bh = b * H + h;
+        const float* qi = q.data<float>() + (bh * N + i) * D;
+        double mx = -std::numeric_limits<double>::infinity();
+        for (int64_t j = 0; j < N; ++j) {
+          const float* kj = k.data<float>() + (bh * N + j) * D;
+          double acc = 0;
+          for (int64_t d = 0; d < D; ++d) acc += static_cast<double>(qi[d]) * kj[d];
+          s[j] = acc * scale;
+          if (bias.defined()) s[j] += bias.data<float>()[(h * N + i) * N + j];
+          if (mask.defined()) s[j] += mask.data<float>()[((b % nW) * N + i) * N + j];
+          mx = std::max(mx, s[j]);
+        }
+        double sum = 0;
+        for (int64_t j = 0; j < N; ++j) sum += (s[j] = std::exp(s[j] - mx));
+        float* pr = probs.data<float>() + (bh * N + i) * N;
+        for (int64_t j = 0; j < N; ++j) pr[j] = static_cast<float>(s[j] / sum);
+        for (int64_t d = 0; d < Dv; ++d) {
+          double acc = 0;
+          for (int64_t j = 0; j < N; ++j) acc += s[j] / sum * v.data<float>()[(bh * N + j) * Dv + d];
+          out.data<float>()[(bh * N + i) * Dv + d] = static_cast<float>(acc);
+        }
+      }
+  if (attn_probs) *attn_probs = probs;
+  return out;
+}
+
 template <class F>
 static Tensor binary(std::string_view op, const Tensor& a, const Tensor& b, F f) {
   check_f32_cpu(op, a, "a");

@@ -53,6 +53,9 @@ InitState::InitState(const ModuleTree& tree, uint64_t seed) : tree_(tree), seed_
       case CtorInit::trunc_tf:
         timm_trunc_normal_tf_(t.f32(), n, gen_, 0.0, p.init.value);
         break;
+      case CtorInit::trunc:
+        timm_trunc_normal_(t.f32(), n, gen_, 0.0, p.init.value);
+        break;
     }
   }
 }

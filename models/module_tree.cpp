@@ -1,5 +1,6 @@
 #include "models/module_tree.h"
 
+#include <algorithm>
 #include <functional>
 #include <stdexcept>
 
@@ -119,6 +120,13 @@ std::vector<const Module*> ModuleTree::modules_post_order() const {
   };
   walk(*root_);
   return out;
+}
+
+void ModuleTree::draw_now(size_t param) {
+  auto it = std::find(ctor_order_.begin(), ctor_order_.end(), param);
+  if (it == ctor_order_.end()) throw std::logic_error("module tree: draw_now of an unknown parameter");
+  ctor_order_.erase(it);
+  ctor_order_.push_back(param);
 }
 
 }  // namespace tabula

@@ -36,6 +36,7 @@ struct CtorInit {
     reset_bias,   // the bias half of `reset` (drawn with its weight)
     randn,        // torch.randn(shape) * value (timm <= 1.0.22's pos_embed)
     trunc_tf,     // timm trunc_normal_tf_(std=value) (AttentionPoolLatent's latent, in its constructor)
+    trunc,        // timm trunc_normal_(std=value) (Swin's relative_position_bias_table, in its constructor)
   };
   Kind kind = constant;
   double value = 0.0;
@@ -84,6 +85,9 @@ class ModuleTree {
   // A parameter (or buffer) of `m`, registered now; its constructor value follows `init`.
   size_t param(Module& m, const std::string& local, Shape shape, CtorInit init = {});
   size_t buffer(Module& m, const std::string& local, Shape shape, CtorInit init = {}, DType dt = DType::f32);
+  // A parameter registered earlier whose constructor value is drawn now: timm's WindowAttention registers its
+  // relative_position_bias_table first (state_dict order) and fills it after building qkv and proj.
+  void draw_now(size_t param);
   // nn.Linear / nn.Conv2d: weight and (optional) bias drawn by reset_parameters().
   void reset_weight_bias(Module& m, Shape weight, bool bias);
 

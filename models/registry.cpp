@@ -9,6 +9,7 @@
 #include "models/conch.h"
 #include "models/dinov3.h"
 #include "models/resnet.h"
+#include "models/swin.h"
 #include "models/vit.h"
 
 namespace tabula {
@@ -21,6 +22,7 @@ const std::vector<const Family*>& families() {
       &ca_vit_family(),
       &dinov3_family(),
       &conch_family(),
+      &swin_family(),
   };
   return f;
 }
@@ -239,6 +241,13 @@ std::optional<TimmPretrainedCfg> timm_pretrained_cfg(const std::string& arch) {
       {"vit_large_patch14_clip_quickgelu_336", {336, 1.0, "bicubic", kOpenAiClip}},  // openai
       {"vit_huge_patch14_clip_quickgelu_224", {224, 1.0, "bicubic", kOpenAiClip}},  // dfn5b
       {"vit_huge_patch14_clip_quickgelu_378", {378, 1.0, "bicubic", kOpenAiClip}},  // dfn5b
+      // Swin (tests/fixtures/swin/pretrained_cfgs.tsv, weights_tools/reference/swin_fixtures.py)
+      {"swin_tiny_patch4_window7_224", {224, 0.9, "bicubic", kImageNet}},  // ms_in1k
+      {"swin_small_patch4_window7_224", {224, 0.9, "bicubic", kImageNet}},  // ms_in22k_ft_in1k
+      {"swin_base_patch4_window7_224", {224, 0.9, "bicubic", kImageNet}},  // ms_in22k_ft_in1k
+      {"swin_base_patch4_window12_384", {384, 1.0, "bicubic", kImageNet}},  // ms_in22k_ft_in1k
+      {"swin_large_patch4_window7_224", {224, 0.9, "bicubic", kImageNet}},  // ms_in22k_ft_in1k
+      {"swin_large_patch4_window12_384", {384, 1.0, "bicubic", kImageNet}},  // ms_in22k_ft_in1k
   };
   const auto it = table.find(arch.substr(0, arch.find(':')));
   if (it == table.end()) return std::nullopt;

@@ -66,6 +66,10 @@ LayoutGuess detect_layout(const std::vector<ShapedName>& keys_in) {
       break;
     }
   }
+  // Swin files (timm's, or the original / timm 0.5 layout of ctranspath.pth) keep their own names: models/swin.cpp
+  // maps them. Their `layers.N.` would otherwise read as transformers' block prefix.
+  static const std::regex swin_block(R"(^layers\.\d+\.blocks\.\d+\.)");
+  if (find_matching(keys, swin_block)) return g;
   static const std::regex hf_block(R"(^(encoder\.layer|layers)\.\d+\.)");
   static const std::regex hf_dinov2_mark(R"(\.(layer_scale1\.lambda1|norm1\.weight|mlp\.weights_in\.weight)$)");
   static const std::regex hub_chunked(R"(^blocks\.\d+\.\d+\.)");

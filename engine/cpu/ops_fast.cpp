@@ -520,6 +520,76 @@ Tensor CpuBackend::scaled_dot_product_attention(const Tensor& q_in, const Tensor
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Window attention (Swin): windows of a few dozen tokens, so per (window, head) the whole N x N score block fits in
+// cache: S = Q K^T by the packed GEMM, then per row s * scale + bias + mask, softmax, O = P V; each task writes its
+// own rows (the bits do not depend on the thread count).
+Tensor CpuBackend::biased_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& bias_in,
+                                    const Tensor& mask_in, std::optional<double> scale_opt, Tensor* attn_probs) {
+  const char* op = "ops::biased_attention";
+  for (auto [t, name] : {std::pair{&q_in, "query"}, std::pair{&k_in, "key"}, std::pair{&v_in, "value"}})
+    check_f32_cpu(op, *t, name);
+  if (bias_in.defined()) check_f32_cpu(op, bias_in, "bias");
+  if (mask_in.defined()) check_f32_cpu(op, mask_in, "mask");
+  const auto [sh, nW] = detail::biased_attention_shapes(op, q_in, k_in, v_in, bias_in, mask_in);
+  const auto [B, H, N, Nk, D, Dv] = sh;
+  const float scale = static_cast<float>(scale_opt ? *scale_opt : 1.0 / std::sqrt(static_cast<double>(D)));
+  const Tensor q = q_in.stride(3) == 1 ? q_in : q_in.contiguous();
+  const Tensor k = k_in.stride(3) == 1 ? k_in : k_in.contiguous();
+  const Tensor v = v_in.stride(3) == 1 ? v_in : v_in.contiguous();
+  const Tensor bias = bias_in.defined() ? bias_in.contiguous() : Tensor();
+  const Tensor mask = mask_in.defined() ? mask_in.contiguous() : Tensor();
+  // [B, N, H, Dv] storage, returned as its [B, H, N, Dv] permutation (the caller's transpose(1, 2) is then a view)
+  Tensor out_bnhd = Tensor::empty({B, N, H, Dv});
+  Tensor probs = attn_probs ? Tensor::empty({B, H, N, N}) : Tensor();
+  float* const outp = out_bnhd.data<float>();
+  const int64_t ldo = H * Dv;
+  const detail::RowKernels& rk = detail::row_kernels();
+  parallel_for(B * H, std::max<int64_t>(1, 4096 / std::max<int64_t>(N * N, 1)), [&](int64_t t0, int64_t t1) {
+    std::vector<float> kt(static_cast<size_t>(detail::packed_b_floats(D, N))),
+        vp(static_cast<size_t>(detail::packed_b_floats(N, Dv))), s(static_cast<size_t>(N * N)), inv(N);
+    for (int64_t bh = t0; bh < t1; ++bh) {
+      const int64_t b = bh / H, h = bh % H;
+      const float* qb = q.data<float>() + b * q.stride(0) + h * q.stride(1);
+      const float* kb = k.data<float>() + b * k.stride(0) + h * k.stride(1);
+      const float* vb = v.data<float>() + b * v.stride(0) + h * v.stride(1);
+      detail::pack_b_panels(D, N, kb, 1, k.stride(2), kt.data());  // B[d, j] = K[j, d]
+      detail::pack_b_panels(N, Dv, vb, v.stride(2), 1, vp.data());
+      detail::gemm_packed_b(N, N, D, qb, q.stride(2), kt.data(), s.data(), N);
+      const float* bh_bias = bias.defined() ? bias.data<float>() + h * N * N : nullptr;
+      const float* bh_mask = mask.defined() ? mask.data<float>() + (b % nW) * N * N : nullptr;
+      for (int64_t i = 0; i < N; ++i) {
+        float* si = s.data() + i * N;
+        if (bh_bias) {
+          const float* bi = bh_bias + i * N;
+          for (int64_t j = 0; j < N; ++j) si[j] = si[j] * scale + bi[j];
+        } else {
+          for (int64_t j = 0; j < N; ++j) si[j] *= scale;
+        }
+        if (bh_mask) {
+          const float* mi = bh_mask + i * N;
+          for (int64_t j = 0; j < N; ++j) si[j] += mi[j];
+        }
+        const float mx = rk.scale_max(si, N, 1.0f);
+        inv[static_cast<size_t>(i)] = 1.f / rk.exp_sum(si, N, mx);
+      }
+      if (probs.defined()) {
+        float* pr = probs.data<float>() + bh * N * N;
+        for (int64_t i = 0; i < N; ++i) {
+          const float r = inv[static_cast<size_t>(i)];
+          for (int64_t j = 0; j < N; ++j) pr[i * N + j] = s[static_cast<size_t>(i * N + j)] * r;
+        }
+      }
+      float* o = outp + b * N * ldo + h * Dv;
+      detail::gemm_packed_b(N, Dv, N, s.data(), N, vp.data(), o, ldo);
+      for (int64_t i = 0; i < N; ++i)
+        for (int64_t d = 0; d < Dv; ++d) o[i * ldo + d] *= inv[static_cast<size_t>(i)];
+    }
+  });
+  if (attn_probs) *attn_probs = probs;
+  return out_bnhd.permute({0, 2, 1, 3});
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Elementwise binary ops: same shape, or b broadcast along leading dims (bias / LayerScale / residual); other
 // broadcasts take the reference path.
 template <class F>

@@ -158,6 +158,43 @@ __global__ void attention_exact_kernel(float* out, float* probs, const float* q,
   }
 }
 
+// Window attention (Swin's WindowAttention): as the exact kernel, with the head's relative position bias and the
+// window's shift mask added to the scaled scores. One block per query row; windows are short (49 or 144 tokens),
+// so the row lives in shared memory and q, k, v are read from global memory (cached) without tiling.
+__global__ void biased_attention_kernel(float* out, float* probs, const float* q, const float* k, const float* v,
+                                        const float* bias, const float* mask, int64_t H, int64_t N, int64_t nW, int D,
+                                        int Dv, float scale, Precision p) {
+  extern __shared__ float srow[];
+  __shared__ float shm[32];
+  const int64_t row = blockIdx.x, bh = row / N, i = row % N, h = bh % H, w = (bh / H) % nW;
+  const float* qr = q + row * D;
+  for (int64_t j = threadIdx.x; j < N; j += blockDim.x) {
+    const float* kj = k + (bh * N + j) * D;
+    float s = 0.f;
+    for (int d = 0; d < D; ++d) s += round_to(qr[d], p) * round_to(kj[d], p);
+    s *= scale;
+    if (bias) s += bias[(h * N + i) * N + j];
+    if (mask) s += mask[(w * N + i) * N + j];
+    srow[j] = s;
+  }
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < N; j += blockDim.x) mx = fmaxf(mx, srow[j]);
+  mx = block_max(mx, shm);
+  float sum = 0.f;
+  for (int64_t j = threadIdx.x; j < N; j += blockDim.x) sum += (srow[j] = expf(srow[j] - mx));
+  const float inv = 1.f / block_sum(sum, shm);  // block_sum's barriers also publish srow
+  for (int64_t j = threadIdx.x; j < N; j += blockDim.x) {
+    srow[j] *= inv;
+    if (probs) probs[row * N + j] = srow[j];
+  }
+  __syncthreads();
+  for (int d = threadIdx.x; d < Dv; d += blockDim.x) {
+    float a = 0.f;
+    for (int64_t j = 0; j < N; ++j) a += srow[j] * round_to(v[(bh * N + j) * Dv + d], p);
+    out[row * Dv + d] = a;
+  }
+}
+
 // Tensor-core attention for 16-bit q/k/v (head dim D in {64, 80, 96, 128}), FlashAttention-2 style: a block
 // takes 128 query rows of one (batch, head), a warp 16 of them, and streams the keys in tiles of 64 through shared
 // memory with an online softmax. Everything per row stays in registers in the PTX mma.m16n8k16 fragment layouts:
@@ -473,5 +510,38 @@ Tensor CudaBackend::scaled_dot_product_attention(const Tensor& q_in, const Tenso
       fptr_mut(out), fptr(q), fptr(k), fptr(v), Nq, Nk, static_cast<int>(D), static_cast<int>(Dv), scale, g_precision);
   LAUNCH_CHECK();
   return result(out);
+}
+
+Tensor CudaBackend::biased_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& bias_in,
+                                     const Tensor& mask_in, std::optional<double> scale_opt, Tensor* attn_probs) {
+  const OpTimer timer("biased_attention", q_in);
+  const char* op = "cuda::biased_attention";
+  const int dev = common_device(op, {&q_in, &k_in, &v_in, &bias_in, &mask_in});  // (undefined ones are skipped)
+  const auto [sh, nW] = detail::biased_attention_shapes(op, q_in, k_in, v_in, bias_in, mask_in);
+  const auto [B, H, N, Nk, D, Dv] = sh;
+  if (N == 0) op_error(op, "no keys");
+  const float scale = static_cast<float>(scale_opt ? *scale_opt : 1.0 / std::sqrt(static_cast<double>(D)));
+  const DType ydt = result_dtype({&q_in, &k_in, &v_in});
+  const bool half = g_precision == Precision::bf16 || g_precision == Precision::fp16;
+  // f32 throughout; in the 16-bit precisions q, k, v are rounded to the storage type on load (as the reference is
+  // given them), the bias, mask, scores and sums stay fp32.
+  Tensor q = dense_as(q_in, dev, DType::f32), k = dense_as(k_in, dev, DType::f32), v = dense_as(v_in, dev, DType::f32);
+  Tensor bias = bias_in.defined() ? dense_as(bias_in, dev, DType::f32) : Tensor();
+  Tensor mask = mask_in.defined() ? dense_as(mask_in, dev, DType::f32) : Tensor();
+  Tensor out = empty({B, H, N, Dv}, dev);
+  Tensor probs = attn_probs ? empty({B, H, N, N}, dev) : Tensor();
+  const int64_t rows = B * H * N;
+  if (rows > 0) {
+    if (rows > 0x7fffffff) op_error(op, "too many query rows for one launch: " + q_in.str());
+    const size_t shm = (static_cast<size_t>(N) + 4) * sizeof(float);  // + 16 bytes: see attention_exact_kernel
+    if (shm > 48 * 1024) op_error(op, "a window of " + std::to_string(N) + " tokens is too long for cuda");
+    biased_attention_kernel<<<static_cast<unsigned>(rows), N >= 256 ? 256 : 64, shm, stream(dev)>>>(
+        fptr_mut(out), probs.defined() ? fptr_mut(probs) : nullptr, fptr(q), fptr(k), fptr(v),
+        bias.defined() ? fptr(bias) : nullptr, mask.defined() ? fptr(mask) : nullptr, H, N, nW, static_cast<int>(D),
+        static_cast<int>(Dv), scale, half ? g_precision : Precision::fp32);
+    LAUNCH_CHECK();
+  }
+  if (attn_probs) *attn_probs = probs;
+  return ydt == DType::f32 ? out : dense_as(out, dev, ydt);
 }
 }  // namespace tabula::cuda

@@ -490,6 +490,37 @@ std::vector<ModelCard> build() {
       {"use in HEST (ConchInferenceEncoder: the same preprocess and encode_image call)", kHest},
       {"weights", "https://huggingface.co/MahmoodLab/CONCH"}};
   v.push_back(conch);
+  // CTransPath (Wang et al. 2022): Swin-T whose patch embedding is a ConvStem (two 3x3/2 conv + BN + ReLU, a 1x1
+  // conv), as HEST builds it on timm 0.5.4 (timm_ctp) with the head replaced by nn.Identity: the embedding is
+  // forward_features' average of the final-norm tokens. ctranspath.pth holds {'model': state_dict} in timm 0.5's
+  // names (downsample at the end of a stage, relative_position_index and attn_mask buffers): models/swin.cpp maps
+  // them; HEST drops attn_mask and loads with strict=False.
+  ModelCard ctp;
+  ctp.name = "ctranspath";
+  ctp.aliases = {"TransPath", "ctranspath-swin-t"};
+  ctp.what = "CTransPath (Wang et al.), Swin-T with a convolutional stem, SRCL-trained on TCGA + PAIP H&E";
+  ctp.arch = "ctranspath";
+  ctp.weights = "https://drive.google.com/file/d/1DoDx_70_TLj98gTf6YTXnu4tFhsFocDX/view (ctranspath.pth)";
+  ctp.layout = "swin-timm0.5";
+  ctp.transform = to_tensor_normalize(kImageNetMean, kImageNetStd);  // HEST: no resize, 224-pixel patches
+  ctp.taps = {"head"};
+  ctp.pool = "none";
+  ctp.embedding = "model(x) with head = Identity: mean over positions of the final LayerNorm's output (768-d)";
+  ctp.sources = {
+      {"architecture (ConvStem, swin_tiny_patch4_window7_224 with embed_layer=ConvStem)",
+       "https://github.com/mahmoodlab/HEST/blob/main/src/hest/bench/cpath_model_zoo/ctranspath/ctran.py"},
+      {"weights loading (torch.load(path)['model'], attn_mask dropped, strict=False), head = Identity, transform "
+       "(get_eval_transforms(imagenet mean, std): ToTensor, Normalize)",
+       kHest},
+      {"transform", "https://github.com/mahmoodlab/HEST/blob/main/src/hest/bench/cpath_model_zoo/utils/"
+                    "transform_utils.py (get_eval_transforms), utils/constants.py (IMAGENET_MEAN, IMAGENET_STD)"},
+      {"embedding (timm 0.5.4 SwinTransformer.forward_features: norm, avgpool over tokens, flatten)",
+       "https://github.com/huggingface/pytorch-image-models/blob/v0.5.4/timm/models/swin_transformer.py"},
+      {"checkpoint layout (head = Identity, then load_state_dict(td['model'], strict=True): no head keys, the "
+       "0.5 buffers present); its own transform adds Resize(224), a no-op on HEST's 224-pixel patches",
+       "https://github.com/Xiyue-Wang/TransPath/blob/main/get_features_CTransPath.py"},
+      {"original ConvStem", "https://github.com/Xiyue-Wang/TransPath/blob/main/ctran.py"}};
+  v.push_back(ctp);
   return v;
 }
 

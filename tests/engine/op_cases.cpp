@@ -617,6 +617,59 @@ std::vector<OpCase> model_attention_cases() {
   return cases;
 }
 
+// Swin's window attention: the relative position bias per head and the shifted windows' 0 / -100 mask per window
+// (window b % nW of a batch of B = images x nW windows), with and without each, and the probabilities tap.
+std::vector<OpCase> window_attention_cases() {
+  std::vector<OpCase> cases;
+  auto g = rng_for("window_attention");
+  for (int c = 0; c < kCases; ++c) {
+    const int64_t nW = pick(g, {1, 4, 9}), B = nW * pick(g, {1, 2}), H = pick(g, {1, 3, 4});
+    const int64_t N = pick(g, {1, 4, 16, 49, uni(g, 2, 150)}), D = pick(g, {8, 16, 32, 33});
+    Tensor q = random_tensor({B, H, N, D}, g, 2.f), k = random_tensor({B, H, N, D}, g, 2.f);
+    Tensor v = random_tensor({B, H, N, D}, g);
+    Tensor bias = c % 4 == 3 ? Tensor() : random_tensor({H, N, N}, g, 0.5f);
+    Tensor mask;
+    if (c % 3 != 1) {  // region labels per token, -100 between tokens of different regions (timm's get_attn_mask)
+      std::vector<float> m(static_cast<size_t>(nW * N * N));
+      std::vector<int64_t> region(static_cast<size_t>(N));
+      for (int64_t w = 0; w < nW; ++w) {
+        for (auto& r : region) r = uni(g, 0, 3);
+        for (int64_t i = 0; i < N; ++i)
+          for (int64_t j = 0; j < N; ++j)
+            m[static_cast<size_t>((w * N + i) * N + j)] = region[i] == region[j] ? 0.f : -100.f;
+      }
+      mask = Tensor::from_vector({nW, N, N}, m);
+    }
+    std::optional<double> scale;
+    if (c % 5 == 2) scale = 0.3;
+    const std::string what = "window attention q=" + q.str() + " bias=" + bias.str() + " mask=" + mask.str();
+    OpCase s{what, {q, k, v, bias, mask},
+             [=](In t) { return ops::biased_attention(t[0], t[1], t[2], t[3], t[4], scale); },
+             [=](In t) { return ref::biased_attention(t[0], t[1], t[2], t[3], t[4], scale); }, {1e-5, 1e-4}};
+    s.cuda_tol = Tolerance{1e-5, 2e-4};
+    s.rule = PrecisionRule::attention, s.rounded = {0, 1, 2};
+    cases.push_back(s);
+    if (c % 4 == 0) {
+      OpCase sp = s;
+      sp.what = "window attention probs " + what;
+      sp.op = [=](In t) {
+        Tensor p;
+        ops::biased_attention(t[0], t[1], t[2], t[3], t[4], scale, &p);
+        return p;
+      };
+      sp.reference = [=](In t) {
+        Tensor p;
+        ref::biased_attention(t[0], t[1], t[2], t[3], t[4], scale, &p);
+        return p;
+      };
+      sp.tol = {1e-6, 1e-4};
+      sp.cuda_tol = Tolerance{1e-7, 1e-4};
+      cases.push_back(sp);
+    }
+  }
+  return cases;
+}
+
 const std::map<std::string, std::vector<OpCase> (*)()>& families() {
   static const std::map<std::string, std::vector<OpCase> (*)()> f = {
       {"conv2d", conv2d_cases},
@@ -633,6 +686,7 @@ const std::map<std::string, std::vector<OpCase> (*)()>& families() {
       {"model_linear", model_linear_cases},
       {"model_conv2d", model_conv2d_cases},
       {"model_attention", model_attention_cases},
+      {"window_attention", window_attention_cases},
   };
   return f;
 }

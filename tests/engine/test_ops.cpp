@@ -141,6 +141,20 @@ TEST(Ops, ErrorsNameTheOpAndArgument) {
   EXPECT_THROW(ops::scaled_dot_product_attention(Tensor::zeros({1, 2, 3, 4}), Tensor::zeros({1, 2, 3, 5}),
                                                  Tensor::zeros({1, 2, 3, 4})),
                std::invalid_argument);
+  // biased_attention: the bias must be [heads, N, N], the mask [windows, N, N] with the batch a multiple of windows
+  const Tensor q = Tensor::zeros({4, 2, 9, 8});
+  for (auto [bias, mask] : {std::pair{Tensor::zeros({3, 9, 9}), Tensor()},
+                            std::pair{Tensor::zeros({2, 9, 9}), Tensor::zeros({3, 9, 9})},
+                            std::pair{Tensor(), Tensor::zeros({2, 9, 8})}}) {
+    try {
+      ops::biased_attention(q, q, q, bias, mask);
+      ADD_FAILURE() << bias.str() << " " << mask.str();
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("ops::biased_attention"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(ref::biased_attention(q, q, q, bias, mask), std::invalid_argument);
+  }
+  EXPECT_NO_THROW(ops::biased_attention(q, q, q, Tensor::zeros({2, 9, 9}), Tensor::zeros({2, 9, 9})));
 }
 
 // The validator itself must catch what it exists to catch.

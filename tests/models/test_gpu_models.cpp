@@ -190,6 +190,18 @@ TEST(GpuModels, AttentionMapsAndInterventionsActAsOnCpu) {
                          interventions);
 }
 
+TEST(GpuModels, SwinShiftedPaddedWindowsMatchCpu) {
+  REQUIRE_GPU();
+  // Shifted windows and their masks, padding to whole windows (40 px: 10 -> 5 -> 3 token maps), odd patch merging:
+  // biased_attention and the tensor-op window partition on the device; then CTransPath's ConvStem (BN folded).
+  const char* swin = "swin:dim=16,depths=2,2,2,heads=2,2,4,window=4,img=40,classes=10";
+  const std::vector<std::string> taps = {"patch_embed", "layers.0.blocks.1", "layers.1", "layers.2", "norm", "head"};
+  expect_gpu_matches_cpu(swin, {3, 3, 40, 40}, taps, "fp32", 0.999999, 1e-4);
+  expect_gpu_matches_cpu(swin, {3, 3, 40, 40}, taps, "bf16", 0.9999, 5e-2);
+  expect_gpu_matches_cpu("swin:dim=16,depths=2,2,heads=2,4,window=4,img=32,classes=0,embed_layer=convstem",
+                         {2, 3, 32, 32}, {"patch_embed", "layers.1", "head"}, "fp32", 0.999999, 1e-4);
+}
+
 TEST(GpuModels, BitwiseDeterministicRunToRun) {
   REQUIRE_GPU();
 #if TABULA_HAVE_CUDA

@@ -395,6 +395,11 @@ TEST(Archs, ParamCountsMatchReferences) {
       {"dinov3_vith16plus", 840633600}, {"dinov3_vit7b16", 6716043264},
       // tests/fixtures/conch/params.tsv
       {"conch_vit_b16", 90392832},
+      // tests/fixtures/swin/params.tsv
+      {"swin_tiny_patch4_window7_224", 28288354}, {"swin_small_patch4_window7_224", 49606258},
+      {"swin_base_patch4_window7_224", 87768224}, {"swin_base_patch4_window12_384", 87903584},
+      {"swin_large_patch4_window7_224", 196532476}, {"swin_large_patch4_window12_384", 196735516},
+      {"ctranspath", 27520038},
   };
   EXPECT_EQ(named_archs().size(), expected.size());
   for (const auto& name : named_archs()) {
