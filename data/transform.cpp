@@ -93,8 +93,9 @@ Transform arch_transform(const ArchConfig& ac, int crop) {
     t.crop = crop;
     t.do_normalize = false;
     t.intensity = "self-standardize";
-  } else if (ac.as<Dinov3Config>() || ac.vit().flavor == ViTConfig::Flavor::dinov2 ||
-             ac.name.find("dinov2") != std::string::npos) {  // DINOv3 evaluates with DINOv2's transform
+  } else if (ac.as<Dinov3Config>() || (ac.as<ViTConfig>() && ac.vit().flavor == ViTConfig::Flavor::dinov2) ||
+             ac.name.find("dinov2") != std::string::npos ||
+             ac.name.find("dinov3") != std::string::npos) {  // DINOv3 evaluates with DINOv2's transform
     t = transform_dinov2(crop);
     t.resize = resize;
   } else if (const auto cfg = timm_pretrained_cfg(ac.name)) {

@@ -12,6 +12,8 @@
 
 namespace tabula {
 
+const Family& convnext_family();  // models/convnext.cpp
+
 // The families, one line each, in the order `tabula models` lists them.
 const std::vector<const Family*>& families() {
   static const std::vector<const Family*> f = {
@@ -19,6 +21,7 @@ const std::vector<const Family*>& families() {
       &vit_family(),
       &ca_vit_family(),
       &dinov3_family(),
+      &convnext_family(),
   };
   return f;
 }
@@ -237,6 +240,14 @@ std::optional<TimmPretrainedCfg> timm_pretrained_cfg(const std::string& arch) {
       {"vit_large_patch14_clip_quickgelu_336", {336, 1.0, "bicubic", kOpenAiClip}},  // openai
       {"vit_huge_patch14_clip_quickgelu_224", {224, 1.0, "bicubic", kOpenAiClip}},  // dfn5b
       {"vit_huge_patch14_clip_quickgelu_378", {378, 1.0, "bicubic", kOpenAiClip}},  // dfn5b
+      {"convnext_atto", {224, 0.875, "bicubic", kImageNet}},  // d2_in1k
+      {"convnext_femto", {224, 0.875, "bicubic", kImageNet}},  // d1_in1k
+      {"convnext_pico", {224, 0.875, "bicubic", kImageNet}},  // d1_in1k
+      {"convnext_nano", {224, 0.95, "bicubic", kImageNet}},  // in12k_ft_in1k
+      {"convnext_tiny", {224, 0.95, "bicubic", kImageNet}},  // in12k_ft_in1k
+      {"convnext_small", {224, 0.95, "bicubic", kImageNet}},  // in12k_ft_in1k
+      {"convnext_base", {224, 0.875, "bicubic", kImageNet}},  // fb_in22k_ft_in1k
+      {"convnext_large", {224, 0.875, "bicubic", kImageNet}},  // fb_in22k_ft_in1k
   };
   const auto it = table.find(arch.substr(0, arch.find(':')));
   if (it == table.end()) return std::nullopt;

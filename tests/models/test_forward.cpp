@@ -218,8 +218,8 @@ TEST(ModelTaps, NamedModulesSiglipAttentionPool) {
 
 TEST(ModelRegistry, ParamCountsMatchTorch) {
   std::set<std::string> checked;
-  // models_fixtures.py (torchvision, timm, DINOv2) and newvit_fixtures.py (CA-ViT, DINOv3)
-  for (const char* file : {"models/params.tsv", "newvit/params.tsv"}) {
+  // models_fixtures.py (torchvision, timm, DINOv2), newvit_fixtures.py (CA-ViT, DINOv3), convnext_fixtures.py
+  for (const char* file : {"models/params.tsv", "newvit/params.tsv", "convnext/params.tsv"}) {
     std::ifstream f(test::fixture(file));
     ASSERT_TRUE(f) << file;
     for (std::string line; std::getline(f, line);) {
