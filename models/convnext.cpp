@@ -144,49 +144,51 @@ namespace {
 
 int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
 
-// A 1x1 nn.Conv2d (Mlp(use_conv=True): conv_mlp's fc1 / fc2) run as a Linear over channels-last pixels: the
-// weight [out, in, 1, 1] is [out, in] in memory, so the GEMM is the same as nn.Linear's.
-class PointwiseConv final : public Layer {
+// Mlp's fc1 / fc2 over channels-last pixels: nn.Linear ([out, in]), or the 1x1 nn.Conv2d of conv_mlp
+// ([out, in, 1, 1], the same numbers in memory), so either is one GEMM over [B * H * W, in]. On the CPU the
+// weight is packed once; fc2 may also carry the block's LayerScale for the fused form (scaled()).
+class PixelLinear final : public Layer {
  public:
-  PointwiseConv(ModuleTree& t, Module& parent, const std::string& local, int64_t in, int64_t out, bool bias)
-      : module_(&t.child(parent, local, "Conv2d")), has_bias_(bias) {
-    t.reset_weight_bias(*module_, {out, in, 1, 1}, bias);
+  PixelLinear(ModuleTree& t, Module& parent, const std::string& local, int64_t in, int64_t out, bool conv)
+      : module_(&t.child(parent, local, conv ? "Conv2d" : "Linear")) {
+    t.reset_weight_bias(*module_, conv ? Shape{out, in, 1, 1} : Shape{out, in}, true);
   }
+  // The block's gamma (loaded before any prepare runs): scaled() then needs no pass of its own.
+  void set_layer_scale(const Parameter* gamma) { gamma_ = gamma; }
   void load(const ParamStore& p) override {
     const std::string n = module_->name();
     const Tensor& w = p[n + ".weight"];
     weight_ = w.reshape({w.size(0), w.size(1)});
-    if (has_bias_) bias_ = p[n + ".bias"];
+    bias_ = p[n + ".bias"];
   }
   void prepare(int device) override {
     if (device < 0) {
       packed_ = PackedLinear(weight_.contiguous());
       weight_ = Tensor();
+      if (gamma_) shift_ = ops::mul(bias_, **gamma_);
       return;
     }
     weight_ = upload_linear_weight(packed_.defined() ? packed_.weight() : weight_, device);
     packed_ = PackedLinear();
+    shift_ = Tensor();
     bias_ = upload_activation_param(bias_, device);
   }
   // x [..., in] -> act(x W^T + b) [..., out]
   Tensor operator()(const Tensor& x, Activation act = Activation::none) const {
     return packed_.defined() ? ops::linear(x, packed_, bias_, act) : ops::linear(x, weight_, bias_, act);
   }
+  // (x W^T + b) * gamma + residual in the GEMM's epilogue, as x W^T * gamma + b * gamma (within an ulp or two of
+  // torch's mul after the Linear); undefined where there is no fused form (on a GPU, or without gamma).
+  Tensor scaled(const Tensor& x, const Tensor& residual) const {
+    if (!packed_.defined() || !gamma_) return Tensor();
+    return ops::linear_scale_shift(x, packed_, **gamma_, shift_, residual);
+  }
 
  private:
   Module* module_;
-  bool has_bias_;
-  Tensor weight_, bias_;
+  const Parameter* gamma_ = nullptr;
+  Tensor weight_, bias_, shift_;
   PackedLinear packed_;
-};
-
-// Mlp's fc1 / fc2: nn.Linear, or the 1x1 conv of conv_mlp; either way a GEMM over NHWC pixels.
-struct Fc {
-  Linear* linear = nullptr;
-  PointwiseConv* conv = nullptr;
-  Tensor operator()(const Tensor& x, Activation act = Activation::none) const {
-    return linear ? (*linear)(x, act) : (*conv)(x, act);
-  }
 };
 
 struct BlockP {
@@ -194,7 +196,7 @@ struct BlockP {
   int64_t dim = 0;
   Conv2d* conv_dw = nullptr;
   LayerNorm* norm = nullptr;  // LayerNorm (channels last) or LayerNorm2d (conv_mlp): the same numbers
-  Fc fc1, fc2;
+  PixelLinear *fc1 = nullptr, *fc2 = nullptr;
   Parameter* gamma = nullptr;
 };
 
@@ -390,15 +392,12 @@ class ConvNeXt final : public Model {
     b.conv_dw = &t.layer<Conv2d>(m, "conv_dw", C, C, k, o, c_.conv_bias);
     b.norm = &t.layer<LayerNorm>(m, "norm", C, c_.norm_eps);
     Module& mlp = t.child(m, "mlp", "Mlp");
-    if (c_.conv_mlp) {
-      b.fc1.conv = &t.layer<PointwiseConv>(mlp, "fc1", C, 4 * C, true);
-      b.fc2.conv = &t.layer<PointwiseConv>(mlp, "fc2", 4 * C, C, true);
-    } else {
-      b.fc1.linear = &t.layer<Linear>(mlp, "fc1", C, 4 * C, true);
-      b.fc2.linear = &t.layer<Linear>(mlp, "fc2", 4 * C, C, true);
-    }
-    if (c_.ls_init_value)
+    b.fc1 = &t.layer<PixelLinear>(mlp, "fc1", C, 4 * C, c_.conv_mlp);
+    b.fc2 = &t.layer<PixelLinear>(mlp, "fc2", 4 * C, C, c_.conv_mlp);
+    if (c_.ls_init_value) {
       b.gamma = &t.layer<Parameter>(m, "gamma", Shape{C}, CtorInit{CtorInit::constant, *c_.ls_init_value});
+      b.fc2->set_layer_scale(b.gamma);
+    }
     return b;
   }
 
@@ -419,13 +418,20 @@ class ConvNeXt final : public Model {
     y = tap_pix(taps, n + ".norm", (*b.norm)(y));
     const std::string m = n + ".mlp";
     if (taps.wants(m + ".fc1")) {
-      y = tap_pix(taps, m + ".fc1", b.fc1(y));
+      y = tap_pix(taps, m + ".fc1", (*b.fc1)(y));
       y = ops::gelu(y);
     } else {
-      y = b.fc1(y, Activation::gelu);
+      y = (*b.fc1)(y, Activation::gelu);
     }
     y = tap_pix(taps, m + ".norm", tap_pix(taps, m + ".drop1", tap_pix(taps, m + ".act", y)));
-    y = tap_pix(taps, m + ".drop2", tap_pix(taps, m + ".fc2", b.fc2(y)));
+    // nothing observes fc2's output before the residual: fc2, gamma and the add in one GEMM epilogue
+    const bool observed = taps.wants(m + ".fc2") || taps.wants(m + ".drop2") || taps.wants(m) ||
+                          taps.wants(n + ".drop_path") || taps.wants(n + ".shortcut");
+    if (!observed) {
+      Tensor out = b.fc2->scaled(y, to_nhwc(x));
+      if (out.defined()) return to_nchw(out);
+    }
+    y = tap_pix(taps, m + ".drop2", tap_pix(taps, m + ".fc2", (*b.fc2)(y)));
     y = tap_pix(taps, m, y);
     if (b.gamma) y = ops::layer_scale(y, **b.gamma);  // x.mul(gamma.reshape(1, -1, 1, 1))
     y = to_nhwc(tap(taps, n + ".drop_path", to_nchw(y)));
