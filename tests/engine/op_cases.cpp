@@ -91,17 +91,21 @@ std::vector<OpCase> depthwise_conv2d_cases() {
   auto g = rng_for("depthwise_conv2d");
   for (int c = 0; c < kCases; ++c) {
     const int64_t N = pick(g, {1, 2, 3});
-    const int64_t C = pick(g, {2, 3, 17, 64, 96, 130});
-    const int64_t k = pick(g, {3, 5, 7, 7});
+    int64_t C = pick(g, {2, 3, 17, 64, 96, 130});
+    int64_t k = pick(g, {3, 5, 7, 7});
     Conv2dOptions o;
-    o.groups = C;
     o.stride = {pick(g, {1, 1, 2}), pick(g, {1, 1, 2})};
     o.dilation = {pick(g, {1, 1, 2}), pick(g, {1, 1, 2})};
     o.padding = c % 2 ? Int2{k / 2, k / 2} : Int2{uni(g, 0, k / 2 + 1), uni(g, 0, k / 2)};
-    const int64_t H = std::max(pick(g, {7, 14, uni(g, 5, 20)}), o.dilation[0] * (k - 1) + 1);
-    const int64_t W = std::max(pick(g, {7, 9, 28, uni(g, 5, 20)}), o.dilation[1] * (k - 1) + 1);
+    int64_t H = std::max(pick(g, {7, 14, uni(g, 5, 20)}), o.dilation[0] * (k - 1) + 1);
+    int64_t W = std::max(pick(g, {7, 9, 28, uni(g, 5, 20)}), o.dilation[1] * (k - 1) + 1);
+    if (c < 2) {  // ConvNeXt's conv_dw (7x7, pad 3) with interior strips; then a channel tail and stride 2
+      o.stride = {1, c + 1}, o.dilation = {1, 1}, o.padding = {3, 3}, H = 12, W = c ? 45 : 28;
+      k = 7, C = c ? 130 : 96;
+    }
     Tensor x = random_tensor({N, H, W, C}, g).permute({0, 3, 1, 2});  // channels-last memory
     if (c % 3 == 0) x = x.contiguous();                                // and plain NCHW
+    o.groups = C;
     Tensor w = random_tensor({C, 1, k, k}, g, 0.5f);
     Tensor b = c % 4 == 3 ? Tensor() : random_tensor({C}, g);
     const Activation act = c % 5 == 1 ? Activation::gelu : c % 5 == 2 ? Activation::relu : Activation::none;
