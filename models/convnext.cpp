@@ -13,6 +13,7 @@
 // norm, and norms.3 = norm again); from_canonical maps them as timm's checkpoint_filter_fn does.
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <optional>
 #include <regex>
 #include <stdexcept>
@@ -117,7 +118,8 @@ void ConvNeXtConfig::init_weights(const ModuleTree& tree, InitState& s) const {
 // DINOv3 / the original ConvNeXt names -> timm's (timm convnext.checkpoint_filter_fn); timm names pass through.
 WeightMap ConvNeXtConfig::from_canonical(const WeightMap& w) const {
   if (!w.count("downsample_layers.0.0.weight")) return w;
-  static const std::regex block(R"(^stages\.([0-9]+)\.([0-9]+)\.)"), down(R"(^downsample_layers\.([0-9]+)\.([0-9]+)\.)");
+  static const std::regex block(R"(^stages\.([0-9]+)\.([0-9]+)\.)");
+  static const std::regex down(R"(^downsample_layers\.([0-9]+)\.([0-9]+)\.)");
   WeightMap out;
   for (const auto& [key, t] : w) {
     if (key.rfind("norms.", 0) == 0 || key.rfind("projectors.", 0) == 0) continue;  // norms.3 is `norm` again
@@ -297,7 +299,8 @@ class ConvNeXt final : public Model {
   std::vector<TapInfo> list_taps(const Shape& input) const override {
     check_input(input);
     const int64_t B = input[0];
-    int64_t h = conv_out(input[2], c_.patch_size, c_.patch_size, 0), w = conv_out(input[3], c_.patch_size, c_.patch_size, 0);
+    const int64_t P = c_.patch_size;
+    int64_t h = conv_out(input[2], P, P, 0), w = conv_out(input[3], P, P, 0);
     std::vector<TapInfo> t;
     const Shape s0{B, c_.dims[0], h, w};
     t.push_back({"stem", s0});
@@ -434,8 +437,8 @@ class ConvNeXt final : public Model {
     y = tap_pix(taps, m + ".drop2", tap_pix(taps, m + ".fc2", (*b.fc2)(y)));
     y = tap_pix(taps, m, y);
     if (b.gamma) y = ops::layer_scale(y, **b.gamma);  // x.mul(gamma.reshape(1, -1, 1, 1))
+    const Tensor shortcut = tap(taps, n + ".shortcut", x);  // (tap_order: named_modules' order)
     y = to_nhwc(tap(taps, n + ".drop_path", to_nchw(y)));
-    const Tensor shortcut = tap(taps, n + ".shortcut", x);
     return to_nchw(ops::add(y, to_nhwc(shortcut)));  // drop_path(x) + shortcut(shortcut)
   }
 

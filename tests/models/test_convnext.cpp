@@ -261,6 +261,32 @@ TEST(ConvNeXt, KeysAndInputsAreChecked) {
   EXPECT_EQ(shape(atto, "stages.0.blocks.0.mlp.fc1"), (Shape{1, 160, 56, 56}));
 }
 
+// The tap list is torch's named_modules() (every module, in its order) with the shapes forward hooks see.
+TEST(ConvNeXt, TapsAreTimmsNamedModulesWithTheirShapes) {
+  for (const char* arch : {"convnext_atto", "convnext_tiny"}) {
+    SCOPED_TRACE(arch);
+    std::ifstream f(test::fixture("convnext/named_modules_" + std::string(arch) + ".tsv"));
+    ASSERT_TRUE(f);
+    std::vector<std::pair<std::string, std::string>> want;
+    for (std::string line; std::getline(f, line);)
+      if (!line.empty() && line[0] != '#') {
+        const auto c = split(line, '\t');
+        want.emplace_back(c[0], c[1]);
+      }
+    const auto got = build_model_skeleton(arch)->list_taps({1, 3, 224, 224});
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].name, want[i].first);
+      std::string compact;
+      for (const int64_t d : got[i].shape) {
+        if (!compact.empty()) compact.push_back(',');
+        compact.append(std::to_string(d));
+      }
+      EXPECT_EQ(compact, want[i].second) << got[i].name;
+    }
+  }
+}
+
 // Full-size configs against the sha256 of timm's init (convnext_fixtures.py named_rows): every constant exact; the
 // trunc_normal_ weights exact or (on other CPUs) within the 2 ULP the small configs check.
 TEST(LongConvNeXt, FullSizeInitMatchesTimmHashes) {
@@ -336,4 +362,26 @@ TEST(ConvNeXtCli, ModelsHooksInitAndEmbed) {
     EXPECT_LE(rel_error(emb, c.id, dino ? "x_norm_clstoken" : "head.flatten", taps_of(c.id).at("head.flatten")),
               1e-5) << layout;
   }
+}
+
+// convnext_tiny on a small synthetic tissue set (8 RGB patches, 64 px): the default tap (forward_head's
+// pre-logits) and a block, pooled, the same bytes whatever the thread count.
+TEST(ConvNeXtCli, EmbedTinyOnASyntheticSet) {
+  const auto dir = test::scratch_dir();
+  auto s = test::run_tabula("synth tissue --patients 2 --patches 4 --size 64 --out '" + (dir / "tis").string() + "'");
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  std::vector<std::vector<uint8_t>> bytes;
+  for (const char* threads : {"1", "2"}) {
+    const std::string out = (dir / (std::string("e") + threads)).string();
+    auto r = test::run_tabula("embed --arch convnext_tiny --seed 0 --size 64 --threads " + std::string(threads) +
+                              " --layers head.pre_logits,stages.2.blocks.8 --data '" +
+                              (dir / "tis" / "metadata.csv").string() + "' --out '" + out + "' --quiet");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const NpyArray emb = read_npy(out + "/head.pre_logits.npy"), blk = read_npy(out + "/stages.2.blocks.8.npy");
+    EXPECT_EQ(emb.shape, (std::vector<int64_t>{8, 768}));
+    EXPECT_EQ(blk.shape, (std::vector<int64_t>{8, 384}));
+    for (float v : emb.to_f32()) ASSERT_TRUE(std::isfinite(v));
+    bytes.push_back(emb.data);
+  }
+  EXPECT_EQ(bytes[0], bytes[1]);
 }

@@ -20,6 +20,7 @@ Writes tests/fixtures/convnext/:
   <id>_s<seed>.init.safetensors                the init state_dict
   <id>_s<seed>.model.safetensors, <id>_s0.pytorch_model.bin   perturbed weights, timm layout
   <id>_s1.dinov3.pth                           the same weights, DINOv3 layout (conv_mlp=False configs)
+  named_modules_<arch>.tsv                     every module's output shape (convnext_atto, convnext_tiny)
   named.tsv, params.tsv, pretrained_cfgs.tsv (timm's default tag of each named arch: its eval transform)
 
 Usage: /work/venv/bin/python weights_tools/reference/convnext_fixtures.py --dinov3 /path/to/dinov3-checkout
@@ -130,6 +131,21 @@ def named_rows():
     return rows
 
 
+def named_module_rows(name):
+    """Every named module of a full-size model with its output shape at [1, 3, 224, 224] (last call wins)."""
+    import timm
+    model = timm.create_model(name, pretrained=False).eval()
+    shapes, hs = {}, []
+    for n, m in model.named_modules():
+        if n:
+            hs.append(m.register_forward_hook(lambda _m, _i, o, n=n: shapes.__setitem__(n, tuple(o.shape))))
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 224, 224))
+    for h in hs:
+        h.remove()
+    return [f"{n}\t{','.join(map(str, shapes[n])) if n in shapes else '-'}" for n, _ in model.named_modules() if n]
+
+
 def named_params():
     import timm
     rows = []
@@ -162,6 +178,10 @@ def main():
     rec.write(versions)
     with open(os.path.join(a.out, "params.tsv"), "w") as f:
         f.write(f"# arch\tsum(p.numel() for p in parameters())\t{versions}\n" + "\n".join(named_params()) + "\n")
+    for name in ("convnext_atto", "convnext_tiny"):
+        with open(os.path.join(a.out, f"named_modules_{name}.tsv"), "w") as f:
+            f.write(f"# {name}: named_modules() at [1, 3, 224, 224] ('-': module not called)\t{versions}\n")
+            f.write("\n".join(named_module_rows(name)) + "\n")
     with open(os.path.join(a.out, "pretrained_cfgs.tsv"), "w") as f:  # the default tag's eval transform
         f.write(f"# arch\ttag\tinput size\tcrop_pct\tinterpolation\tmean\tstd\t{versions}\n")
         for size in ("atto", "femto", "pico", "nano", "tiny", "small", "base", "large"):
