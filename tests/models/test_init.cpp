@@ -393,6 +393,10 @@ TEST(Archs, ParamCountsMatchReferences) {
       {"ca_vit_large_patch16_256", 305368064}, {"dinov3_vits16", 21601152},
       {"dinov3_vits16plus", 28697472}, {"dinov3_vitb16", 85669632}, {"dinov3_vitl16", 303154176},
       {"dinov3_vith16plus", 840633600}, {"dinov3_vit7b16", 6716043264},
+      // tests/fixtures/convnext/params.tsv
+      {"convnext_atto", 3695520}, {"convnext_femto", 5217784}, {"convnext_pico", 9045672},
+      {"convnext_nano", 15593560}, {"convnext_tiny", 28589128}, {"convnext_small", 50223688},
+      {"convnext_base", 88591464}, {"convnext_large", 197767336},
   };
   EXPECT_EQ(named_archs().size(), expected.size());
   for (const auto& name : named_archs()) {
