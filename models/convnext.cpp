@@ -6,11 +6,13 @@
 //   NormMlpClassifierHead: global avg pool -> LayerNorm2d (head.norm) -> flatten -> fc (Identity when classes=0).
 // Activations stay channels-last in memory (an NCHW tensor whose strides are NHWC's): the depthwise conv reads and
 // writes that layout on the CPU and every per-pixel op (LayerNorm, the MLP, LayerScale, the residual) is then a
-// row op on the contiguous [B, H, W, C] view. Taps carry timm's module names and torch's shapes.
+// row op on the contiguous [B, H, W, C] view; fc2, gamma and the residual add share one GEMM epilogue on the CPU
+// unless a tap observes them. Taps carry timm's module names and torch's shapes.
 // DINOv3 (facebookresearch/dinov3, models/convnext.py) is the original ConvNeXt code: the same computation
 // (its channels-first LayerNorm is written out, its head is LayerNorm(mean over H, W) = timm's head.norm with
 // classes=0, its x_norm_clstoken) under other names (downsample_layers.N, stages.N.M.dwconv / pwconv1 / pwconv2,
-// norm, and norms.3 = norm again); from_canonical maps them as timm's checkpoint_filter_fn does.
+// norm, and norms.3 = norm again); from_canonical maps them as timm's checkpoint_filter_fn does. The untrained
+// weights of every arch here are timm's (DINOv3's own init_weights, torch's trunc_normal_, is not replayed).
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -45,7 +47,7 @@ struct ConvNeXtConfig final : ModelConfig {
   bool conv_mlp = false;
   bool conv_bias = true;
   double norm_eps = 1e-6;  // norm_eps=None: timm's LayerNorm / LayerNorm2d default
-  int img_size = 224;      // the default input (pretrained_cfg input_size); any size of at least 32 * patch / 4 runs
+  int img_size = 224;      // the default input (pretrained_cfg input_size); any H, W >= 8 * patch run
 
   std::unique_ptr<ModelConfig> clone() const override { return std::make_unique<ConvNeXtConfig>(*this); }
   std::string family() const override { return "timm ConvNeXt"; }
