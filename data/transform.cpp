@@ -99,7 +99,8 @@ Transform arch_transform(const ArchConfig& ac, int crop) {
     t.resize = crop, t.crop = crop, t.interp = Interp::bicubic;
     t.mean = {0.48145466f, 0.4578275f, 0.40821073f}, t.std = {0.26862954f, 0.26130258f, 0.27577711f};
   } else if (ac.as<Dinov3Config>() || (ac.as<ViTConfig>() && ac.vit().flavor == ViTConfig::Flavor::dinov2) ||
-             ac.name.find("dinov2") != std::string::npos) {  // DINOv3 evaluates with DINOv2's transform
+             ac.name.find("dinov2") != std::string::npos ||
+             ac.name.find("dinov3") != std::string::npos) {  // DINOv3 evaluates with DINOv2's transform
     t = transform_dinov2(crop);
     t.resize = resize;
   } else if (const auto cfg = timm_pretrained_cfg(ac.name)) {

@@ -14,6 +14,8 @@
 
 namespace tabula {
 
+const Family& convnext_family();  // models/convnext.cpp
+
 // The families, one line each, in the order `tabula models` lists them.
 const std::vector<const Family*>& families() {
   static const std::vector<const Family*> f = {
@@ -23,6 +25,7 @@ const std::vector<const Family*>& families() {
       &dinov3_family(),
       &conch_family(),
       &swin_family(),
+      &convnext_family(),
   };
   return f;
 }
@@ -248,6 +251,14 @@ std::optional<TimmPretrainedCfg> timm_pretrained_cfg(const std::string& arch) {
       {"swin_base_patch4_window12_384", {384, 1.0, "bicubic", kImageNet}},  // ms_in22k_ft_in1k
       {"swin_large_patch4_window7_224", {224, 0.9, "bicubic", kImageNet}},  // ms_in22k_ft_in1k
       {"swin_large_patch4_window12_384", {384, 1.0, "bicubic", kImageNet}},  // ms_in22k_ft_in1k
+      {"convnext_atto", {224, 0.875, "bicubic", kImageNet}},  // d2_in1k
+      {"convnext_femto", {224, 0.875, "bicubic", kImageNet}},  // d1_in1k
+      {"convnext_pico", {224, 0.875, "bicubic", kImageNet}},  // d1_in1k
+      {"convnext_nano", {224, 0.95, "bicubic", kImageNet}},  // in12k_ft_in1k
+      {"convnext_tiny", {224, 0.95, "bicubic", kImageNet}},  // in12k_ft_in1k
+      {"convnext_small", {224, 0.95, "bicubic", kImageNet}},  // in12k_ft_in1k
+      {"convnext_base", {224, 0.875, "bicubic", kImageNet}},  // fb_in22k_ft_in1k
+      {"convnext_large", {224, 0.875, "bicubic", kImageNet}},  // fb_in22k_ft_in1k
   };
   const auto it = table.find(arch.substr(0, arch.find(':')));
   if (it == table.end()) return std::nullopt;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/cpu/backend.h"
+#include "engine/cpu/depthwise.h"
 #include "engine/ops.h"
 #include "engine/ops_common.h"
 #include "engine/cpu/packed.h"
@@ -84,6 +85,9 @@ void im2col(const float* xg, const detail::ConvShapes& s, const Conv2dOptions& o
 Tensor CpuBackend::conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dOptions& o,
                           Activation act, const Tensor& residual) {
   auto s = detail::conv2d_shapes("ops::conv2d", x_in, w_in, b_in, o, residual);
+  // depthwise (groups = C_in = C_out): a window sum per pixel across channels, channels-last in and out
+  if (o.groups > 1 && o.groups == s.C && s.Cout == s.C)
+    return detail::depthwise_conv2d(x_in, w_in, b_in, o, act, residual);
   Tensor x = x_in.contiguous(), w = w_in.contiguous();
   Tensor bias = b_in.defined() ? b_in.contiguous() : Tensor();
   Tensor res = residual.defined() ? residual.contiguous() : Tensor();

@@ -696,17 +696,21 @@ Tensor conv2d_max_pool2d(const Tensor& x_in, const PackedConv2d& w, const Tensor
   return y;
 }
 
-Tensor linear(const Tensor& x_in, const PackedLinear& w, const Tensor& b_in, Activation act, const Tensor& residual) {
-  constexpr std::string_view op = "ops::linear(packed)";
+namespace {
+// act(x W^T * scale + shift + residual); scale undefined: act(x W^T + shift + residual) (shift = the bias).
+Tensor packed_linear(std::string_view op, const Tensor& x_in, const PackedLinear& w, const Tensor& scale_in,
+                     const Tensor& b_in, Activation act, const Tensor& residual) {
   if (!w.defined()) op_error(op, "weights were not packed");
   if (on_gpu(x_in)) op_error(op, "packed weights are a CPU layout (Model::to_device uploads the torch layout)");
   check_f32_cpu(op, x_in, "input");
   if (x_in.dim() < 1 || x_in.size(-1) != w.in_features)
     op_error(op, "input " + x_in.str() + " must end in " + std::to_string(w.in_features) + " features");
-  check_channel_vector(op, b_in, w.out_features, "bias");
+  check_channel_vector(op, b_in, w.out_features, scale_in.defined() ? "shift" : "bias");
+  check_channel_vector(op, scale_in, w.out_features, "scale");
   const int64_t K = w.in_features, M = x_in.numel() / std::max<int64_t>(K, 1);
   const Tensor x = x_in.contiguous();
   const Tensor b = b_in.defined() ? b_in.contiguous() : Tensor();
+  const Tensor sc = scale_in.defined() ? scale_in.contiguous() : Tensor();
   Shape ys = x.shape();
   ys.back() = w.out_features;
   const Tensor r = detail::linear_residual(op, residual, ys);
@@ -725,12 +729,24 @@ Tensor linear(const Tensor& x_in, const PackedLinear& w, const Tensor& b_in, Act
   A.a = x.data<float>();
   A.lda = K;
   Epilogue ep;
+  ep.scale = sc.defined() ? sc.data<float>() : nullptr;
   ep.shift = b.defined() ? b.data<float>() : nullptr;
   ep.residual = r.defined() ? r.data<float>() : nullptr;
   ep.ldr = w.out_features;
   ep.act = act;
   indirect_gemm(M, A, dense_plan(K), panels_of(w.b), y.data<float>(), w.out_features, ep);
   return y;
+}
+}  // namespace
+
+Tensor linear(const Tensor& x, const PackedLinear& w, const Tensor& b, Activation act, const Tensor& residual) {
+  return packed_linear("ops::linear(packed)", x, w, Tensor(), b, act, residual);
+}
+
+Tensor linear_scale_shift(const Tensor& x, const PackedLinear& w, const Tensor& scale, const Tensor& shift,
+                          const Tensor& residual) {
+  if (!scale.defined()) op_error("ops::linear_scale_shift", "scale is required");
+  return packed_linear("ops::linear_scale_shift", x, w, scale, shift, Activation::none, residual);
 }
 
 }  // namespace ops

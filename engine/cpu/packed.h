@@ -120,6 +120,11 @@ Tensor conv2d_max_pool2d(const Tensor& x, const PackedConv2d& w, const Tensor& s
 // (residual: the result's shape or undefined, as ops::linear).
 Tensor linear(const Tensor& x, const PackedLinear& w, const Tensor& bias = {}, Activation act = Activation::none,
               const Tensor& residual = {});
+// (x @ W^T) * scale + shift + residual with per-feature scale and shift in the GEMM epilogue (as the packed conv's
+// folded BatchNorm): a Linear followed by a LayerScale, shift = bias * scale (ConvNeXt's fc2 and gamma before the
+// residual add). Within an ulp or two of torch's (x @ W^T + bias) * scale, rounded once instead of twice.
+Tensor linear_scale_shift(const Tensor& x, const PackedLinear& w, const Tensor& scale, const Tensor& shift,
+                          const Tensor& residual = {});
 }  // namespace ops
 
 }  // namespace tabula

@@ -1,8 +1,9 @@
 // F.conv2d on cuDNN: NCHW fp32 (fused bias + residual + ReLU where cuDNN allows), NHWC tensor-core convolutions
-// for 16-bit activations.
+// for 16-bit activations; depthwise convolutions by a direct channels-last kernel.
 #include "engine/cuda/common.cuh"
 #include <cudnn.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 
@@ -106,6 +107,55 @@ struct ConvPlan {
   }
 };
 
+// Depthwise convolution (groups = C_in = C_out, ConvNeXt's conv_dw) on channels-last maps: one thread per output
+// value, consecutive threads on consecutive channels (coalesced loads of x and y); the window summed in fp32 in
+// (i, j) order, then bias, residual and activation, stored in the activations' type. cuDNN's grouped NCHW path
+// would need the channels-last activations transposed both ways around every block.
+struct DwGeom {
+  int64_t N, C, H, W, kh, kw, Ho, Wo, sh, sw, ph, pw, dh, dw;
+};
+__global__ void depthwise_kernel(const void* x, ET xt, const float* w, const float* bias, const void* res, ET rt,
+                                 void* y, ET yt, DwGeom g, Activation act) {
+  const int64_t n_out = g.N * g.Ho * g.Wo * g.C;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < n_out;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t c = idx % g.C, pix = idx / g.C;
+    const int64_t ow = pix % g.Wo, oh = (pix / g.Wo) % g.Ho, n = pix / (g.Wo * g.Ho);
+    const float* wc = w + c * g.kh * g.kw;
+    float acc = 0.f;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+      if (ih < 0 || ih >= g.H) continue;
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const int64_t iw = ow * g.sw - g.pw + j * g.dw;
+        if (iw < 0 || iw >= g.W) continue;
+        acc = fmaf(ld(x, ((n * g.H + ih) * g.W + iw) * g.C + c, xt), wc[i * g.kw + j], acc);
+      }
+    }
+    if (bias) acc += bias[c];
+    if (res) acc += ld(res, idx, rt);
+    st(y, idx, act_apply(acc, act), yt);
+  }
+}
+
+Tensor depthwise_conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dOptions& o,
+                        Activation act, const Tensor& residual, int dev, int64_t Ho, int64_t Wo) {
+  const Tensor x = dense_channels_last(x_in, dev, x_in.dtype());
+  const Tensor w = dense_as(w_in, dev, DType::f32);  // [C, 1, kh, kw]: any stored layout is this order
+  const Tensor b = b_in.defined() ? dense_as(b_in, dev, DType::f32) : Tensor();
+  const Tensor r = residual.defined() ? dense_channels_last(residual, dev, residual.dtype()) : Tensor();
+  const DwGeom g{x.size(0), x.size(1), x.size(2), x.size(3), w.size(2), w.size(3), Ho, Wo,
+                 o.stride[0], o.stride[1], o.padding[0], o.padding[1], o.dilation[0], o.dilation[1]};
+  Tensor y = empty_channels_last(g.N, g.C, Ho, Wo, dev, x.dtype());
+  const int64_t n = g.N * g.C * Ho * Wo;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(blocks_for(n), int64_t{1} << 20));
+  depthwise_kernel<<<blocks, 256, 0, stream(dev)>>>(x.raw(), et(x), fptr(w), b.defined() ? fptr(b) : nullptr,
+                                                     r.defined() ? r.raw() : nullptr, r.defined() ? et(r) : ET::f32,
+                                                     y.raw(), et(y), g, act);
+  LAUNCH_CHECK();
+  return y;
+}
+
 // 16-bit activations: NHWC convolution on the tensor cores. x channels-last in its 16-bit type, the weight
 // rearranged to [Cout, kh, kw, Cin/g] and rounded per call (f32 parameters stay f32 in the model), fp32
 // accumulation; bias, residual and activation in fp32 in one pass over the 16-bit result.
@@ -188,6 +238,7 @@ Tensor CudaBackend::conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor&
   if (residual.defined() && residual.shape() != Shape{N, Cout, Ho, Wo})
     op_error(op, "residual must be " + shape_str({N, Cout, Ho, Wo}) + ", got " + residual.str());
   if (N * Cout * Ho * Wo == 0) return empty({N, Cout, Ho, Wo}, dev, x_in.dtype());
+  if (g > 1 && g == C && Cout == C) return depthwise_conv2d(x_in, w_in, b_in, o, act, residual, dev, Ho, Wo);
   if (x_in.dtype() != DType::f32) return conv2d_nhwc(x_in, w_in, b_in, o, act, residual, dev, Ho, Wo);
   Tensor x = dense(x_in, dev), w = dense_as(w_in, dev, DType::f32), y = empty({N, Cout, Ho, Wo}, dev);
   Dnn& dn = dnn(dev);

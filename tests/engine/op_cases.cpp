@@ -84,6 +84,48 @@ std::vector<OpCase> conv2d_cases() {
   return cases;
 }
 
+// Depthwise convs (groups = C_in = C_out, ConvNeXt's conv_dw): the CPU's channels-last window-sum path, fed
+// NCHW and channels-last inputs, with every epilogue; channel counts across the kernel's 64-channel blocks.
+std::vector<OpCase> depthwise_conv2d_cases() {
+  std::vector<OpCase> cases;
+  auto g = rng_for("depthwise_conv2d");
+  for (int c = 0; c < kCases; ++c) {
+    const int64_t N = pick(g, {1, 2, 3});
+    int64_t C = pick(g, {2, 3, 17, 64, 96, 130});
+    int64_t k = pick(g, {3, 5, 7, 7});
+    Conv2dOptions o;
+    o.stride = {pick(g, {1, 1, 2}), pick(g, {1, 1, 2})};
+    o.dilation = {pick(g, {1, 1, 2}), pick(g, {1, 1, 2})};
+    o.padding = c % 2 ? Int2{k / 2, k / 2} : Int2{uni(g, 0, k / 2 + 1), uni(g, 0, k / 2)};
+    int64_t H = std::max(pick(g, {7, 14, uni(g, 5, 20)}), o.dilation[0] * (k - 1) + 1);
+    int64_t W = std::max(pick(g, {7, 9, 28, uni(g, 5, 20)}), o.dilation[1] * (k - 1) + 1);
+    if (c < 2) {  // ConvNeXt's conv_dw (7x7, pad 3) with interior strips; then a channel tail and stride 2
+      o.stride = {1, c + 1}, o.dilation = {1, 1}, o.padding = {3, 3}, H = 12, W = c ? 45 : 28;
+      k = 7, C = c ? 130 : 96;
+    }
+    Tensor x = random_tensor({N, H, W, C}, g).permute({0, 3, 1, 2});  // channels-last memory
+    if (c % 3 == 0) x = x.contiguous();                                // and plain NCHW
+    o.groups = C;
+    Tensor w = random_tensor({C, 1, k, k}, g, 0.5f);
+    Tensor b = c % 4 == 3 ? Tensor() : random_tensor({C}, g);
+    const Activation act = c % 5 == 1 ? Activation::gelu : c % 5 == 2 ? Activation::relu : Activation::none;
+    const int64_t Ho = (H + 2 * o.padding[0] - o.dilation[0] * (k - 1) - 1) / o.stride[0] + 1;
+    const int64_t Wo = (W + 2 * o.padding[1] - o.dilation[1] * (k - 1) - 1) / o.stride[1] + 1;
+    Tensor res = c % 4 == 1 ? random_tensor({N, C, Ho, Wo}, g) : Tensor();
+    std::ostringstream what;
+    what << "depthwise conv2d x=" << x.str() << (x.is_contiguous() ? "" : " channels-last") << " k=" << k
+         << " stride=" << o.stride[0] << "," << o.stride[1] << " pad=" << o.padding[0] << "," << o.padding[1]
+         << " dil=" << o.dilation[0] << "," << o.dilation[1] << " act=" << static_cast<int>(act)
+         << (res.defined() ? " +residual" : "");
+    OpCase oc{what.str(), {x, w, b, res}, [=](In in) { return ops::conv2d(in[0], in[1], in[2], o, act, in[3]); },
+              [=](In in) { return ref::conv2d(in[0], in[1], in[2], o, act, in[3]); }, {1e-5, 1e-5}};
+    oc.rule = PrecisionRule::conv;
+    oc.K = k * k;
+    cases.push_back(oc);
+  }
+  return cases;
+}
+
 std::vector<OpCase> linear_matmul_cases() {
   std::vector<OpCase> cases;
   auto g = rng_for("linear");
@@ -687,6 +729,7 @@ const std::map<std::string, std::vector<OpCase> (*)()>& families() {
       {"model_conv2d", model_conv2d_cases},
       {"model_attention", model_attention_cases},
       {"window_attention", window_attention_cases},
+      {"depthwise_conv2d", depthwise_conv2d_cases},
   };
   return f;
 }

@@ -206,6 +206,31 @@ TEST(Packed, LinearAgainstReference) {
   }
 }
 
+// ConvNeXt's fc2 + LayerScale + residual: (x W^T + b) * gamma + r with scale and shift in the epilogue.
+TEST(Packed, LinearScaleShiftIsLinearThenLayerScaleThenAdd) {
+  auto g = rng_for("packed_linear_scale_shift");
+  for (int c = 0; c < 12; ++c) {
+    const int64_t rows = pick(g, {1, 7, 49, 196, uni(g, 1, 300)});
+    const int64_t in = pick(g, {8, 19, 384}), out = pick(g, {1, 17, 96});
+    Tensor x = random_tensor({2, rows, in}, g);
+    Tensor w = random_tensor({out, in}, g, 0.2f);
+    Tensor b = random_tensor({out}, g), gamma = random_tensor({out}, g);
+    Tensor r = c % 2 ? random_tensor({2, rows, out}, g) : Tensor();
+    const PackedLinear pw(w);
+    const Tensor shift = ops::mul(b, gamma);
+    EXPECT_VALID(validate::check([&] { return ops::linear_scale_shift(x, pw, gamma, shift, r); },
+                                 [&] {
+                                   Tensor y = ref::layer_scale(ref::linear(x, w, b), gamma);
+                                   return r.defined() ? ref::add(y, r) : y;
+                                 },
+                                 {1e-5, 1e-4}),
+                 "linear_scale_shift x=" << x.str() << " w=" << w.str());
+  }
+  EXPECT_THROW(ops::linear_scale_shift(random_tensor({2, 4}, g), PackedLinear(random_tensor({3, 4}, g)), Tensor(),
+                                       Tensor()),
+               std::invalid_argument);
+}
+
 TEST(Packed, ChannelsLastPoolsAndLayout) {
   auto g = rng_for("packed_pools");
   for (int c = 0; c < kCases; ++c) {

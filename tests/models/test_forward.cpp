@@ -219,8 +219,9 @@ TEST(ModelTaps, NamedModulesSiglipAttentionPool) {
 TEST(ModelRegistry, ParamCountsMatchTorch) {
   std::set<std::string> checked;
   // models_fixtures.py (torchvision, timm, DINOv2), newvit_fixtures.py (CA-ViT, DINOv3), conch_fixtures.py (CONCH),
-  // swin_fixtures.py (Swin)
-  for (const char* file : {"models/params.tsv", "newvit/params.tsv", "conch/params.tsv", "swin/params.tsv"}) {
+  // swin_fixtures.py (Swin), convnext_fixtures.py (ConvNeXt)
+  for (const char* file :
+       {"models/params.tsv", "newvit/params.tsv", "conch/params.tsv", "swin/params.tsv", "convnext/params.tsv"}) {
     std::ifstream f(test::fixture(file));
     ASSERT_TRUE(f) << file;
     for (std::string line; std::getline(f, line);) {

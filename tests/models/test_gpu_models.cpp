@@ -285,3 +285,16 @@ TEST(GpuModels, EmbedOnCudaEqualsCpuWithinPrecision) {
     else EXPECT_LE(std::abs(sum_gpu - sum_cpu) / static_cast<double>(cpu_map.size()), 0.02) << "mean mAP, bf16";
   }
 }
+
+// ConvNeXt: channels-last activations, the direct depthwise kernel, LayerNorm over channels; the Linear MLP and
+// the 1x1-conv MLP (conv_mlp). The CPU side fuses fc2 + LayerScale + residual where no tap looks; the GPU does not.
+TEST(GpuModels, ConvNeXtEveryTapMatchesCpuInEachPrecision) {
+  REQUIRE_GPU();
+  const std::vector<std::string> taps = {"stem", "stages.0.blocks.0.conv_dw", "stages.0.blocks.0", "stages.1",
+                                         "stages.2.blocks.0", "stages.3", "head"};
+  for (const char* arch : {"convnext:dims=32,48,64,96,depths=1,2,1,1,classes=10",
+                           "convnext:dims=16,32,48,64,depths=1,1,2,1,conv_mlp=1,classes=10"}) {
+    expect_gpu_matches_cpu(arch, {3, 3, 96, 128}, taps, "fp32", 0.999999, 1e-4);
+    expect_gpu_matches_cpu(arch, {3, 3, 96, 128}, taps, "bf16", 0.9999, 5e-2);
+  }
+}

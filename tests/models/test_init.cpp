@@ -400,6 +400,10 @@ TEST(Archs, ParamCountsMatchReferences) {
       {"swin_base_patch4_window7_224", 87768224}, {"swin_base_patch4_window12_384", 87903584},
       {"swin_large_patch4_window7_224", 196532476}, {"swin_large_patch4_window12_384", 196735516},
       {"ctranspath", 27520038},
+      // tests/fixtures/convnext/params.tsv
+      {"convnext_atto", 3695520}, {"convnext_femto", 5217784}, {"convnext_pico", 9045672},
+      {"convnext_nano", 15593560}, {"convnext_tiny", 28589128}, {"convnext_small", 50223688},
+      {"convnext_base", 88591464}, {"convnext_large", 197767336},
   };
   EXPECT_EQ(named_archs().size(), expected.size());
   for (const auto& name : named_archs()) {
