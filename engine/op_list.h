@@ -108,7 +108,11 @@ using Int2 = std::array<int64_t, 2>;
   OP(layer_scale, (const Tensor& x, const Tensor& gamma), (x, gamma))                                               \
   OP(interpolate, (const Tensor& x, const InterpolateOptions& opt), (x, opt))                                       \
   /* See Pool. Returns [B, C] ([B, 2C] for cls_mean), or x itself for none. */                                      \
-  OP(pool, (const Tensor& x, Pool p, int64_t num_prefix = 1), (x, p, num_prefix))
+  OP(pool, (const Tensor& x, Pool p, int64_t num_prefix = 1), (x, p, num_prefix))                                     \
+  /* DINOv3 SelfAttention.apply_rope on one of q / k: x [..., N, head_dim] (any strides), sin / cos [HW, head_dim]    \
+     (engine/pos_encoding.h). The last HW tokens get x * cos + rotate_half(x) * sin (rotate_half: [-x2, x1] for       \
+     the halves x = [x1, x2]), the N - HW prefix tokens (class, storage) pass unchanged. */                           \
+  OP(rope_apply, (const Tensor& x, const Tensor& sin, const Tensor& cos), (x, sin, cos))
 // clang-format on
 
 #define TABULA_UNPAREN(...) __VA_ARGS__

@@ -158,7 +158,8 @@ class CaViT final : public Model {
     // i.e. one conv over the B*C single-channel images, tokens ordered channel by channel.
     Conv2dOptions po;
     po.stride = {c_.patch_size, c_.patch_size};
-    Tensor per = ops::conv2d(x_in.contiguous().reshape({B * C, 1, c_.img_size, c_.img_size}), **proj_w_, **proj_b_, po);
+    const Tensor xa = x_in.to(act_dtype()).contiguous();
+    Tensor per = ops::conv2d(xa.reshape({B * C, 1, c_.img_size, c_.img_size}), **proj_w_, **proj_b_, po);
     Tensor x = per.reshape({B, C, D, g2}).permute({0, 1, 3, 2}).reshape({B, C * g2, D});
     x = T(taps, "patch_embed", x, 0);
     if (taps.done()) return x;

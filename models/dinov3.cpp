@@ -263,7 +263,7 @@ class Dinov3 final : public Model {
     const int64_t B = x_in.size(0), D = c_.embed_dim, gh = x_in.size(2) / c_.patch_size;
     const int64_t gw = x_in.size(3) / c_.patch_size, prefix = c_.num_prefix_tokens();
     // PatchEmbed(flatten_embedding=False): [B, H, W, D]; prepare_tokens_with_masks flattens it
-    Tensor x = T(taps, "patch_embed", (*patch_)(x_in).permute({0, 2, 3, 1}).contiguous(), 0);
+    Tensor x = T(taps, "patch_embed", (*patch_)(x_in.to(act_dtype())).permute({0, 2, 3, 1}).contiguous(), 0);
     if (taps.done()) return x;
     // cls_token + 0 * mask_token (no masks), then cat(cls, storage, patches)
     Tensor cls = ops::add(**cls_, ops::mul(**mask_token_, 0.0f).reshape({1, 1, D})).expand({B, -1, -1});
@@ -271,10 +271,13 @@ class Dinov3 final : public Model {
     if (storage_) parts.push_back((**storage_).expand({B, -1, -1}));
     parts.push_back(x.reshape({B, gh * gw, D}));
     x = ops::cat(parts, 1);
-    // rope_embed(H, W) from the periods buffer (eval: no coordinate augmentation); the same for every block
+    // rope_embed(H, W) from the periods buffer (eval: no coordinate augmentation); the same for every block. Built
+    // on the host (the buffer stays there), then placed beside the class token: f32 on every device, as apply_rope
+    // computes in the tables' dtype.
     const Tensor& pt = (**periods_).contiguous();
     const std::vector<float> periods(pt.data<float>(), pt.data<float>() + pt.numel());
-    const auto [sin, cos] = rope_sin_cos(periods, gh, gw, rope_normalize_of(c_.rope_normalize));
+    const auto [sin_h, cos_h] = rope_sin_cos(periods, gh, gw, rope_normalize_of(c_.rope_normalize));
+    const Tensor sin = to_device_like(sin_h, **cls_), cos = to_device_like(cos_h, **cls_);
     for (const BlockP& b : blocks_) {
       x = T(taps, b.name, block_forward(b, x, sin, cos, taps));
       if (taps.done()) return x;
