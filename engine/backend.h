@@ -83,5 +83,11 @@ Backend& backend_for(std::string_view op, const Args&... args) {
 
 // A host copy of any tensor (itself when already on the CPU).
 inline Tensor to_host(const Tensor& t) { return on_gpu(t) ? backend("to_host", t.device()).to_host(t) : t; }
+// A host tensor placed where `like` lives, in like's storage type (itself when `like` is on the CPU): a table a
+// forward builds on the host (DINOv3's RoPE sin/cos) goes beside the tensors it meets, without the model asking
+// where it runs.
+inline Tensor to_device_like(const Tensor& host, const Tensor& like) {
+  return on_gpu(like) ? backend("to_device", like.device()).to_device_like(host, like) : host;
+}
 
 }  // namespace tabula

@@ -110,6 +110,7 @@ void TapSet::reset() {
 }
 
 bool TapSet::tap(std::string_view name, Tensor& x, const TapContext& ctx) {
+  if (trace_) trace_->emplace_back(std::string(name), x.shape());
   int64_t index = -1;
   if (!order_.empty()) {
     auto it = std::find(order_.begin(), order_.end(), name);

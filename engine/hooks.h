@@ -14,6 +14,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "engine/ops.h"
@@ -67,6 +68,9 @@ class TapSet {
   void reset();
 
   const std::vector<Hook>& hooks() const { return hooks_; }
+  // Records every tap the forward passes, in order, with the shape it had there (the tests' check that a
+  // model's declared tap list is what its forward does); nullptr stops recording.
+  void trace(std::vector<std::pair<std::string, Shape>>* out) { trace_ = out; }
 
  private:
   std::string key_for(std::string_view name, const Hook& h) const;
@@ -75,6 +79,7 @@ class TapSet {
   int64_t stop_after_ = -1;         // index in order_ of the deepest capture, -1: never stop
   std::map<std::string, Tensor> captured_;
   bool done_ = false;
+  std::vector<std::pair<std::string, Shape>>* trace_ = nullptr;
 };
 
 }  // namespace tabula

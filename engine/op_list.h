@@ -115,7 +115,11 @@ using Int2 = std::array<int64_t, 2>;
   OP(biased_attention, (const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias,                       \
                         const Tensor& mask = {}, std::optional<double> scale = std::nullopt,                        \
                         Tensor* attn_probs = nullptr),                                                              \
-     (q, k, v, bias, mask, scale, attn_probs))
+     (q, k, v, bias, mask, scale, attn_probs)) \
+  /* DINOv3 SelfAttention.apply_rope on one of q / k: x [..., N, head_dim] (any strides), sin / cos [HW, head_dim]    \
+     (engine/pos_encoding.h). The last HW tokens get x * cos + rotate_half(x) * sin (rotate_half: [-x2, x1] for       \
+     the halves x = [x1, x2]), the N - HW prefix tokens (class, storage) pass unchanged. */                           \
+  OP(rope_apply, (const Tensor& x, const Tensor& sin, const Tensor& cos), (x, sin, cos))
 // clang-format on
 
 #define TABULA_UNPAREN(...) __VA_ARGS__

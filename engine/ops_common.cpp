@@ -1,5 +1,6 @@
 #include "engine/ops_common.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -171,6 +172,19 @@ MatmulShapes matmul_shapes(std::string_view op, const Tensor& a, const Tensor& b
   out.push_back(M);
   out.push_back(N);
   return {shape_numel(batch_a), M, K, N, out};
+}
+
+RopeShapes rope_shapes(std::string_view op, const Tensor& x, const Tensor& sin, const Tensor& cos) {
+  if (!x.defined() || !sin.defined() || !cos.defined()) op_error(op, "input, sin and cos must all be defined");
+  if (x.dim() < 2) op_error(op, "input must be [..., N, head_dim], got " + x.str());
+  const int64_t n = x.size(-2), hd = x.size(-1);
+  if (sin.dim() != 2 || sin.shape() != cos.shape() || sin.size(1) != hd || hd % 2 != 0)
+    op_error(op, "sin and cos must both be [HW, head_dim] with an even head_dim matching the input " + x.str() +
+                     ", got " + sin.str() + " and " + cos.str());
+  if (sin.size(0) > n)
+    op_error(op, "sin/cos cover " + std::to_string(sin.size(0)) + " positions but the input has " +
+                     std::to_string(n) + " tokens");
+  return {x.numel() / std::max<int64_t>(n * hd, 1), n, hd, sin.size(0), n - sin.size(0)};
 }
 
 SdpaShapes sdpa_shapes(std::string_view op, const Tensor& q, const Tensor& k, const Tensor& v) {

@@ -46,6 +46,13 @@ struct MatmulShapes {
 };
 MatmulShapes matmul_shapes(std::string_view op, const Tensor& a, const Tensor& b);
 
+// rope_apply: x [..., N, head_dim] as `rows` matrices [N, head_dim]; sin / cos [hw, head_dim] cover the last hw
+// tokens, the first `prefix` pass unchanged. Shape checks only (each backend checks its devices first).
+struct RopeShapes {
+  int64_t rows, n, hd, hw, prefix;
+};
+RopeShapes rope_shapes(std::string_view op, const Tensor& x, const Tensor& sin, const Tensor& cos);
+
 struct SdpaShapes {
   int64_t B, H, Nq, Nk, D, Dv;
 };

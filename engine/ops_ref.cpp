@@ -566,6 +566,37 @@ Tensor pool(const Tensor& x_in, Pool p, int64_t num_prefix) {
   return y;
 }
 
+// DINOv3 apply_rope on one of q / k, in double, rounded once: y = x * cos + rotate_half(x) * sin.
+Tensor rope_apply(const Tensor& x_in, const Tensor& sin_in, const Tensor& cos_in) {
+  check_f32_cpu("ref::rope_apply", x_in, "input");
+  check_f32_cpu("ref::rope_apply", sin_in, "sin");
+  check_f32_cpu("ref::rope_apply", cos_in, "cos");
+  const detail::RopeShapes s = detail::rope_shapes("ref::rope_apply", x_in, sin_in, cos_in);
+  const Tensor x = x_in.contiguous(), sn = sin_in.contiguous(), cs = cos_in.contiguous();
+  Tensor y = Tensor::empty(x.shape());
+  const float* xp = x.data<float>();
+  const float* sp = sn.data<float>();
+  const float* cp = cs.data<float>();
+  float* yp = y.data<float>();
+  const int64_t half = s.hd / 2;
+  for (int64_t r = 0; r < s.rows; ++r)
+    for (int64_t t = 0; t < s.n; ++t) {
+      const float* xr = xp + (r * s.n + t) * s.hd;
+      float* yr = yp + (r * s.n + t) * s.hd;
+      if (t < s.prefix) {
+        std::copy(xr, xr + s.hd, yr);
+        continue;
+      }
+      const float* sr = sp + (t - s.prefix) * s.hd;
+      const float* cr = cp + (t - s.prefix) * s.hd;
+      for (int64_t d = 0; d < s.hd; ++d) {
+        const double rot = d < half ? -static_cast<double>(xr[d + half]) : static_cast<double>(xr[d - half]);
+        yr[d] = static_cast<float>(static_cast<double>(xr[d]) * cr[d] + rot * sr[d]);
+      }
+    }
+  return y;
+}
+
 }  // namespace tabula::ref
 
 namespace tabula::detail {

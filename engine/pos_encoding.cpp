@@ -3,7 +3,6 @@
 #include <cmath>
 #include <string>
 
-#include "engine/threads.h"
 
 namespace tabula {
 
@@ -94,113 +93,5 @@ Tensor sincos_2d_pos_embed(int64_t dim, int64_t length, double scale, bool class
     std::copy(o, o + grid * dim, o + m * grid * dim);
   return out;
 }
-
-namespace {
-
-struct RopeShapes {
-  int64_t rows, n, hd, hw, prefix;
-};
-
-RopeShapes check_rope(std::string_view op, const Tensor& x, const Tensor& sin, const Tensor& cos) {
-  check_f32_cpu(op, x, "input");
-  check_f32_cpu(op, sin, "sin");
-  check_f32_cpu(op, cos, "cos");
-  if (x.dim() < 2) op_error(op, "input must be [..., N, head_dim], got " + x.str());
-  const int64_t n = x.size(-2), hd = x.size(-1);
-  if (sin.dim() != 2 || sin.shape() != cos.shape() || sin.size(1) != hd || hd % 2 != 0)
-    op_error(op, "sin and cos must both be [HW, head_dim] with an even head_dim matching the input " + x.str() +
-                     ", got " + sin.str() + " and " + cos.str());
-  if (sin.size(0) > n)
-    op_error(op, "sin/cos cover " + std::to_string(sin.size(0)) + " positions but the input has " +
-                     std::to_string(n) + " tokens");
-  return {x.numel() / std::max<int64_t>(n * hd, 1), n, hd, sin.size(0), n - sin.size(0)};
-}
-
-}  // namespace
-
-namespace ref {
-
-Tensor rope_apply(const Tensor& x_in, const Tensor& sin_in, const Tensor& cos_in) {
-  const RopeShapes s = check_rope("ref::rope_apply", x_in, sin_in, cos_in);
-  const Tensor x = x_in.contiguous(), sn = sin_in.contiguous(), cs = cos_in.contiguous();
-  Tensor y = Tensor::empty(x.shape());
-  const float* xp = x.data<float>();
-  const float* sp = sn.data<float>();
-  const float* cp = cs.data<float>();
-  float* yp = y.data<float>();
-  const int64_t half = s.hd / 2;
-  for (int64_t r = 0; r < s.rows; ++r)
-    for (int64_t t = 0; t < s.n; ++t) {
-      const float* xr = xp + (r * s.n + t) * s.hd;
-      float* yr = yp + (r * s.n + t) * s.hd;
-      if (t < s.prefix) {
-        std::copy(xr, xr + s.hd, yr);
-        continue;
-      }
-      const float* sr = sp + (t - s.prefix) * s.hd;
-      const float* cr = cp + (t - s.prefix) * s.hd;
-      for (int64_t d = 0; d < s.hd; ++d) {
-        const double rot = d < half ? -static_cast<double>(xr[d + half]) : static_cast<double>(xr[d - half]);
-        yr[d] = static_cast<float>(static_cast<double>(xr[d]) * cr[d] + rot * sr[d]);
-      }
-    }
-  return y;
-}
-
-}  // namespace ref
-
-namespace ops {
-
-Tensor rope_apply(const Tensor& x, const Tensor& sin_in, const Tensor& cos_in) {
-  const RopeShapes s = check_rope("ops::rope_apply", x, sin_in, cos_in);
-  const Tensor sn = sin_in.contiguous(), cs = cos_in.contiguous();
-  Tensor y = Tensor::empty(x.shape());
-  // q / k arrive as strided views of the qkv output ([B, H, N, hd] over [B, N, 3, H, hd] memory): read them
-  // through their strides, one [N, hd] matrix per leading index, with unit stride along head_dim.
-  const int64_t nd = x.dim();
-  const bool unit = x.stride(nd - 1) == 1;
-  const Tensor xc = unit ? x : x.contiguous();
-  const int64_t st_t = xc.stride(nd - 2);
-  std::vector<int64_t> lead_shape(xc.shape().begin(), xc.shape().end() - 2);
-  std::vector<int64_t> lead_stride(xc.strides().begin(), xc.strides().end() - 2);
-  const float* xbase = xc.data<float>();
-  const float* sp = sn.data<float>();
-  const float* cp = cs.data<float>();
-  float* yp = y.data<float>();
-  const int64_t half = s.hd / 2;
-  parallel_for(s.rows, grain_for(s.rows, s.n * s.hd), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      int64_t off = 0, rem = r;
-      for (int64_t d = static_cast<int64_t>(lead_shape.size()) - 1; d >= 0; --d) {
-        off += (rem % lead_shape[d]) * lead_stride[d];
-        rem /= lead_shape[d];
-      }
-      const float* xm = xbase + off;
-      float* ym = yp + r * s.n * s.hd;
-      for (int64_t t = 0; t < s.n; ++t) {
-        const float* xr = xm + t * st_t;
-        float* yr = ym + t * s.hd;
-        if (t < s.prefix) {
-          std::copy(xr, xr + s.hd, yr);
-          continue;
-        }
-        const float* sr = sp + (t - s.prefix) * s.hd;
-        const float* cr = cp + (t - s.prefix) * s.hd;
-        // torch: (x * cos) + (rotate_half(x) * sin), each product and the sum rounded to f32
-        for (int64_t d = 0; d < half; ++d) {
-          const float a = xr[d] * cr[d], b = -xr[d + half] * sr[d];
-          yr[d] = a + b;
-        }
-        for (int64_t d = half; d < s.hd; ++d) {
-          const float a = xr[d] * cr[d], b = xr[d - half] * sr[d];
-          yr[d] = a + b;
-        }
-      }
-    }
-  });
-  return y;
-}
-
-}  // namespace ops
 
 }  // namespace tabula

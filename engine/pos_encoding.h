@@ -3,9 +3,8 @@
 // of Recursion's channel-agnostic MAE (maes_microscopy/vit.py generate_2d_sincos_pos_embeddings).
 //
 // The tables are computed in float32 step by step as torch does (each op rounded to f32), so they match torch's up
-// to its sin/cos/pow implementation (Sleef on AVX-512/AVX2 builds: within 1-2 ULP of libm). rope_apply exists
-// twice, as every op: ref:: (the specification, in double, rounded once) and ops:: (f32 with torch's rounding
-// order, threaded over rows).
+// to its sin/cos/pow implementation (Sleef on AVX-512/AVX2 builds: within 1-2 ULP of libm). Applying the RoPE
+// tables to q / k is an op like any other (rope_apply in engine/op_list.h: ref::, the CPU and CUDA backends).
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -34,16 +33,5 @@ std::pair<Tensor, Tensor> rope_sin_cos(const std::vector<float>& periods, int64_
 // with w_k = 1 / scale ** (k / (dim / 4)), the grid repeated per modality, a zero row first for the class token.
 Tensor sincos_2d_pos_embed(int64_t dim, int64_t length, double scale = 10000.0, bool class_token = true,
                            int64_t num_modality = 1);
-
-namespace ref {
-// DINOv3 SelfAttention.apply_rope for one of q / k: x [..., N, head_dim] (any strides); the last sin.size(0)
-// tokens get x * cos + rotate_half(x) * sin (rotate_half: [-x2, x1] for x = [x1, x2] halves), the N - HW prefix
-// tokens (class + storage) pass unchanged. Returns a contiguous tensor of x's shape.
-Tensor rope_apply(const Tensor& x, const Tensor& sin, const Tensor& cos);
-}  // namespace ref
-
-namespace ops {
-Tensor rope_apply(const Tensor& x, const Tensor& sin, const Tensor& cos);
-}  // namespace ops
 
 }  // namespace tabula

@@ -107,16 +107,33 @@ class CaViT final : public Model {
     const int64_t D = c_.embed_dim, P = c_.patch_size;
     // timm's PatchEmbed(in_chans=6).proj: constructed first (its reset_parameters draws), then replaced.
     t.reset_weight_bias(t.make_replaced("Conv2d"), {D, c_.backbone_in_chans, P, P}, true);
-    // The replacement's Conv2d(1, D, P) draws after init_weights (CaViTConfig::init_weights writes it).
-    Module& proj = t.child(t.child(root, "patch_embed", "ChannelAgnosticPatchEmbed"), "proj", "Conv2d");
+    // The replacement's Conv2d(1, D, P) draws after init_weights (CaViTConfig::init_weights writes it). Its
+    // output, C x g^2 patch tokens [B, C * g^2, D], each a dot product of P * P pixels.
+    Module& pe = t.tap(t.child(root, "patch_embed", "ChannelAgnosticPatchEmbed"), [this](const Shape& in) {
+      return Shape{in[0], num_tokens(in) - 1, c_.embed_dim};
+    });
+    pe.macs = [P](const Shape& out) { return static_cast<double>(shape_numel(out)) * static_cast<double>(P * P); };
+    Module& proj = t.child(pe, "proj", "Conv2d");
     proj_w_ = &t.layer<Parameter>(proj, "weight", Shape{D, 1, P, P});
     proj_b_ = &t.layer<Parameter>(proj, "bias", Shape{D});
     cls_ = &t.layer<Parameter>(root, "cls_token", Shape{1, 1, D});
     pos_ = &t.layer<Parameter>(root, "pos_embed", Shape{1, 1 + c_.max_in_chans * c_.grid() * c_.grid(), D});
-    Module& blocks = t.child(root, "blocks", "Sequential");
+    const ShapeRule tok = tokens(D), pooled = [D](const Shape& in) { return Shape{in[0], D}; };
+    t.tap(root, "pos_drop", "Dropout", tok);
+    t.tap(root, "patch_drop", "Identity", tok);
+    t.tap(root, "norm_pre", "Identity", tok);
+    Module& blocks = t.tap(t.child(root, "blocks", "Sequential"), tok);
     for (int i = 0; i < c_.depth; ++i) blocks_.push_back(make_block(t, blocks, i));
-    if (c_.global_pool == "avg") fc_norm_ = &t.layer<LayerNorm>(root, "fc_norm", D, c_.norm_eps);
-    else norm_ = &t.layer<LayerNorm>(root, "norm", D, c_.norm_eps);
+    // global_pool 'avg': norm is an Identity and fc_norm a LayerNorm; 'token': the other way round
+    if (c_.global_pool == "avg") {
+      t.tap(root, "norm", "Identity", tok);
+      fc_norm_ = &t.tap(t.layer<LayerNorm>(root, "fc_norm", D, c_.norm_eps), pooled);
+    } else {
+      norm_ = &t.tap(t.layer<LayerNorm>(root, "norm", D, c_.norm_eps), tok);
+      t.tap(root, "fc_norm", "Identity", pooled);
+    }
+    t.tap(root, "head_drop", "Dropout", pooled);
+    t.tap(root, "head", "Identity", pooled);
   }
 
   Shape default_input_shape(int64_t batch) const override { return {batch, 6, c_.img_size, c_.img_size}; }
@@ -141,7 +158,8 @@ class CaViT final : public Model {
     // i.e. one conv over the B*C single-channel images, tokens ordered channel by channel.
     Conv2dOptions po;
     po.stride = {c_.patch_size, c_.patch_size};
-    Tensor per = ops::conv2d(x_in.contiguous().reshape({B * C, 1, c_.img_size, c_.img_size}), **proj_w_, **proj_b_, po);
+    const Tensor xa = x_in.to(act_dtype()).contiguous();
+    Tensor per = ops::conv2d(xa.reshape({B * C, 1, c_.img_size, c_.img_size}), **proj_w_, **proj_b_, po);
     Tensor x = per.reshape({B, C, D, g2}).permute({0, 1, 3, 2}).reshape({B, C * g2, D});
     x = T(taps, "patch_embed", x, 0);
     if (taps.done()) return x;
@@ -166,68 +184,49 @@ class CaViT final : public Model {
     return T(taps, "head", pooled);
   }
 
-  std::vector<TapInfo> list_taps(const Shape& input) const override {
-    check_input(input);
-    const int64_t B = input[0], C = input[1], D = c_.embed_dim, H = c_.num_heads, hd = D / H;
-    const int64_t N = 1 + C * c_.grid() * c_.grid(), Hm = c_.mlp_hidden();
-    const Shape tok{B, N, D};
-    std::vector<TapInfo> t;
-    t.push_back({"patch_embed", {B, N - 1, D}});
-    t.push_back({"pos_drop", tok});
-    t.push_back({"patch_drop", tok});
-    t.push_back({"norm_pre", tok});
-    t.push_back({"blocks", tok});
-    for (const ParallelBlockP& b : blocks_) {
-      const std::string& n = b.name;
-      t.push_back({n, tok});
-      t.push_back({n + ".in_norm", tok});
-      t.push_back({n + ".in_proj", {B, N, Hm + 3 * D}});
-      if (b.q_norm) {
-        t.push_back({n + ".q_norm", {B, N, H, hd}});
-        t.push_back({n + ".k_norm", {B, N, H, hd}});
-      }
-      t.push_back({n + ".attn.softmax", {B, H, N, N}});
-      t.push_back({n + ".mlp_act", {B, N, Hm}});
-      t.push_back({n + ".attn_out_proj", tok});
-      t.push_back({n + ".mlp_out_proj", tok});
-      t.push_back({n + ".ls", tok});
-    }
-    t.push_back({"norm", tok});
-    t.push_back({"fc_norm", {B, D}});
-    t.push_back({"head_drop", {B, D}});
-    t.push_back({"head", {B, D}});
-    return t;
-  }
-
   // MAEModel.predict's input: the last block's tokens (`norm` is an Identity), pooled over the patch tokens.
   std::vector<std::string> default_taps() const override { return {"norm"}; }
-
-  double gmacs(const Shape& input) const override {
-    check_input(input);
-    const double D = c_.embed_dim, Hm = c_.mlp_hidden(), P = c_.patch_size;
-    const double patches = static_cast<double>(input[1]) * c_.grid() * c_.grid(), N = patches + 1;
-    const double macs = patches * D * P * P + c_.depth * (N * D * (Hm + 3 * D) + 2 * N * N * D + N * D * (D + Hm));
-    return macs / 1e9;
-  }
 
  private:
   ParallelBlockP make_block(ModuleTree& t, Module& blocks, int i) {
     const int64_t D = c_.embed_dim, Hm = c_.mlp_hidden(), hd = D / c_.num_heads;
+    const ShapeRule tok = tokens(D);
     ParallelBlockP b;
-    Module& m = t.child(blocks, std::to_string(i), "ParallelScalingBlock");
+    Module& m = t.tap(t.child(blocks, std::to_string(i), "ParallelScalingBlock"), tok);
     b.name = m.name();
-    b.in_norm = &t.layer<LayerNorm>(m, "in_norm", D, c_.norm_eps);
-    b.in_proj = &t.layer<Linear>(m, "in_proj", D, Hm + 3 * D, c_.qkv_bias);
+    b.in_norm = &t.tap(t.layer<LayerNorm>(m, "in_norm", D, c_.norm_eps), tok);
+    b.in_proj = &t.tap(t.layer<Linear>(m, "in_proj", D, Hm + 3 * D, c_.qkv_bias), tokens(Hm + 3 * D));
     if (!c_.qkv_bias) b.mlp_bias = &t.layer<Parameter>(m, "mlp_bias", Shape{Hm});
+    // per head, before the transpose: [B, N, H, hd]; nn.Identity without qk_norm
+    const ShapeRule heads = [this](const Shape& in) {
+      return Shape{in[0], num_tokens(in), c_.num_heads, c_.embed_dim / c_.num_heads};
+    };
     if (c_.qk_norm) {
-      b.q_norm = &t.layer<LayerNorm>(m, "q_norm", hd, c_.norm_eps);
-      b.k_norm = &t.layer<LayerNorm>(m, "k_norm", hd, c_.norm_eps);
+      b.q_norm = &t.tap(t.layer<LayerNorm>(m, "q_norm", hd, c_.norm_eps), heads);
+      b.k_norm = &t.tap(t.layer<LayerNorm>(m, "k_norm", hd, c_.norm_eps), heads);
+    } else {
+      t.tap(m, "q_norm", "Identity", heads);
+      t.tap(m, "k_norm", "Identity", heads);
     }
-    b.attn_out_proj = &t.layer<Linear>(m, "attn_out_proj", D, D);
-    b.mlp_out_proj = &t.layer<Linear>(m, "mlp_out_proj", Hm, D);
-    b.ls = &t.layer<Parameter>(t.child(m, "ls", "LayerScale"), "gamma", Shape{D},
+    // tabula's attention maps [B, H, N, N] (the block has no attn module): q k^T and probs v, 2 * hd MACs each
+    const double hdd = static_cast<double>(hd);
+    const ShapeRule maps = [this](const Shape& in) {
+      return Shape{in[0], c_.num_heads, num_tokens(in), num_tokens(in)};
+    };
+    const MacRule maps_macs = [hdd](const Shape& o) { return 2.0 * hdd * static_cast<double>(shape_numel(o)); };
+    t.tap(m, "attn.softmax", "Softmax", maps, maps_macs);
+    t.tap(m, "mlp_act", "GELU", tokens(Hm));
+    b.attn_out_proj = &t.tap(t.layer<Linear>(m, "attn_out_proj", D, D), tok);
+    b.mlp_out_proj = &t.tap(t.layer<Linear>(m, "mlp_out_proj", Hm, D), tok);
+    b.ls = &t.layer<Parameter>(t.tap(t.child(m, "ls", "LayerScale"), tok), "gamma", Shape{D},
                                CtorInit{CtorInit::constant, c_.init_values});
     return b;
+  }
+
+  // The taps' output shapes for an input [B, C, H, W]: N = 1 + C * g^2 tokens (class token first).
+  int64_t num_tokens(const Shape& in) const { return 1 + in[1] * c_.grid() * c_.grid(); }
+  ShapeRule tokens(int64_t width) const {
+    return [this, width](const Shape& in) { return Shape{in[0], num_tokens(in), width}; };
   }
 
   Tensor T(TapSet& taps, const std::string& name, Tensor x, int64_t prefix = 1) const {

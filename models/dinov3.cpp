@@ -213,19 +213,37 @@ class Dinov3 final : public Model {
     ModuleTree& t = module_tree();
     Module& root = t.root();
     const int64_t D = c_.embed_dim, P = c_.patch_size;
+    const ShapeRule tok = tokens(D);
+    // PatchEmbed(flatten_embedding=False): [B, H / P, W / P, D]; its proj is not a tap (its MACs count)
     Conv2dOptions po;
     po.stride = {P, P};
-    patch_ = &t.layer<Conv2d>(t.child(root, "patch_embed", "PatchEmbed"), "proj", c_.in_chans, D, P, po, true);
+    Module& pe = t.tap(t.child(root, "patch_embed", "PatchEmbed"), [this](const Shape& in) {
+      return Shape{in[0], in[2] / c_.patch_size, in[3] / c_.patch_size, c_.embed_dim};
+    });
+    patch_ = &t.untapped(t.layer<Conv2d>(pe, "proj", c_.in_chans, D, P, po, true), [this](const Shape& in) {
+      return Shape{in[0], c_.embed_dim, in[2] / c_.patch_size, in[3] / c_.patch_size};
+    });
     cls_ = &t.layer<Parameter>(root, "cls_token", Shape{1, 1, D});
     if (c_.n_storage_tokens) storage_ = &t.layer<Parameter>(root, "storage_tokens", Shape{1, c_.n_storage_tokens, D});
     Module& rope = t.child(root, "rope_embed", "RopePositionEmbedding");
     periods_ = &t.layer<Buffer>(rope, "periods", Shape{c_.head_dim() / 4});
-    Module& blocks = t.child(root, "blocks", "ModuleList");
+    Module& blocks = t.tap(t.child(root, "blocks", "ModuleList"), tok);
     for (int i = 0; i < c_.depth; ++i) blocks_.push_back(make_block(t, blocks, i));
-    norm_ = &t.layer<LayerNorm>(root, "norm", D, c_.norm_eps);
+    norm_ = &t.tap(t.layer<LayerNorm>(root, "norm", D, c_.norm_eps), tok);  // (the patches' only, when untied)
     if (c_.untie_cls_and_patch_norms) cls_norm_ = &t.layer<LayerNorm>(root, "cls_norm", D, c_.norm_eps);
     if (c_.untie_global_and_local_cls_norm) t.layer<LayerNorm>(root, "local_cls_norm", D, c_.norm_eps);
     mask_token_ = &t.layer<Parameter>(root, "mask_token", Shape{1, D});
+    // forward_features()' outputs; head = nn.Identity
+    const ShapeRule cls = [D](const Shape& in) { return Shape{in[0], D}; };
+    t.tap(root, "x_norm_clstoken", "Output", cls);
+    if (c_.n_storage_tokens)
+      t.tap(root, "x_storage_tokens", "Output", [this](const Shape& in) {
+        return Shape{in[0], c_.n_storage_tokens, c_.embed_dim};
+      });
+    t.tap(root, "x_norm_patchtokens", "Output", [this](const Shape& in) {
+      return Shape{in[0], num_tokens(in) - c_.num_prefix_tokens(), c_.embed_dim};
+    });
+    t.tap(root, "head", "Identity", cls);
   }
 
   Shape default_input_shape(int64_t batch) const override { return {batch, c_.in_chans, c_.img_size, c_.img_size}; }
@@ -245,7 +263,7 @@ class Dinov3 final : public Model {
     const int64_t B = x_in.size(0), D = c_.embed_dim, gh = x_in.size(2) / c_.patch_size;
     const int64_t gw = x_in.size(3) / c_.patch_size, prefix = c_.num_prefix_tokens();
     // PatchEmbed(flatten_embedding=False): [B, H, W, D]; prepare_tokens_with_masks flattens it
-    Tensor x = T(taps, "patch_embed", (*patch_)(x_in).permute({0, 2, 3, 1}).contiguous(), 0);
+    Tensor x = T(taps, "patch_embed", (*patch_)(x_in.to(act_dtype())).permute({0, 2, 3, 1}).contiguous(), 0);
     if (taps.done()) return x;
     // cls_token + 0 * mask_token (no masks), then cat(cls, storage, patches)
     Tensor cls = ops::add(**cls_, ops::mul(**mask_token_, 0.0f).reshape({1, 1, D})).expand({B, -1, -1});
@@ -253,10 +271,13 @@ class Dinov3 final : public Model {
     if (storage_) parts.push_back((**storage_).expand({B, -1, -1}));
     parts.push_back(x.reshape({B, gh * gw, D}));
     x = ops::cat(parts, 1);
-    // rope_embed(H, W) from the periods buffer (eval: no coordinate augmentation); the same for every block
+    // rope_embed(H, W) from the periods buffer (eval: no coordinate augmentation); the same for every block. Built
+    // on the host (the buffer stays there), then placed beside the class token: f32 on every device, as apply_rope
+    // computes in the tables' dtype.
     const Tensor& pt = (**periods_).contiguous();
     const std::vector<float> periods(pt.data<float>(), pt.data<float>() + pt.numel());
-    const auto [sin, cos] = rope_sin_cos(periods, gh, gw, rope_normalize_of(c_.rope_normalize));
+    const auto [sin_h, cos_h] = rope_sin_cos(periods, gh, gw, rope_normalize_of(c_.rope_normalize));
+    const Tensor sin = to_device_like(sin_h, **cls_), cos = to_device_like(cos_h, **cls_);
     for (const BlockP& b : blocks_) {
       x = T(taps, b.name, block_forward(b, x, sin, cos, taps));
       if (taps.done()) return x;
@@ -275,88 +296,59 @@ class Dinov3 final : public Model {
     return T(taps, "head", cls_out, 0);  // head = nn.Identity
   }
 
-  std::vector<TapInfo> list_taps(const Shape& input) const override {
-    check_input(input);
-    const int64_t B = input[0], D = c_.embed_dim, H = c_.num_heads, P = c_.patch_size;
-    const int64_t gh = input[2] / P, gw = input[3] / P, N = gh * gw + c_.num_prefix_tokens();
-    const int64_t Hf = c_.ffn_hidden();
-    const Shape tok{B, N, D};
-    std::vector<TapInfo> t;
-    t.push_back({"patch_embed", {B, gh, gw, D}});
-    t.push_back({"blocks", tok});
-    for (const BlockP& b : blocks_) {
-      const std::string& n = b.name;
-      t.push_back({n, tok});
-      t.push_back({n + ".norm1", tok});
-      t.push_back({n + ".attn", tok});
-      t.push_back({n + ".attn.qkv", {B, N, 3 * D}});
-      t.push_back({n + ".attn.softmax", {B, H, N, N}});
-      t.push_back({n + ".attn.proj", tok});
-      if (b.ls1) t.push_back({n + ".ls1", tok});
-      t.push_back({n + ".norm2", tok});
-      t.push_back({n + ".mlp", tok});
-      if (b.fc1) {
-        t.push_back({n + ".mlp.fc1", {B, N, Hf}});
-        t.push_back({n + ".mlp.act", {B, N, Hf}});
-        t.push_back({n + ".mlp.fc2", tok});
-      } else {
-        t.push_back({n + ".mlp.w1", {B, N, Hf}});
-        t.push_back({n + ".mlp.w2", {B, N, Hf}});
-        t.push_back({n + ".mlp.w3", tok});
-      }
-      if (b.ls2) t.push_back({n + ".ls2", tok});
-    }
-    t.push_back({"norm", tok});
-    t.push_back({"x_norm_clstoken", {B, D}});
-    if (c_.n_storage_tokens) t.push_back({"x_storage_tokens", {B, c_.n_storage_tokens, D}});
-    t.push_back({"x_norm_patchtokens", {B, gh * gw, D}});
-    t.push_back({"head", {B, D}});
-    return t;
-  }
-
   std::vector<std::string> default_taps() const override { return {"x_norm_clstoken"}; }
-
-  double gmacs(const Shape& input) const override {
-    check_input(input);
-    const double D = c_.embed_dim, P = c_.patch_size;
-    const double patches = static_cast<double>((input[2] / c_.patch_size) * (input[3] / c_.patch_size));
-    const double N = patches + c_.num_prefix_tokens(), Hf = static_cast<double>(c_.ffn_hidden());
-    const double ffn = c_.ffn_layer == "mlp" ? 2 * N * D * Hf : 3 * N * D * Hf;
-    const double macs = patches * D * c_.in_chans * P * P + c_.depth * (N * D * 4 * D + 2 * N * N * D + ffn);
-    return macs / 1e9;
-  }
 
  private:
   // SelfAttentionBlock: norm1, attn (qkv: LinearKMaskedBias, proj), ls1, norm2, mlp, ls2.
   BlockP make_block(ModuleTree& t, Module& blocks, int i) {
     const int64_t D = c_.embed_dim, Hf = c_.ffn_hidden();
+    const ShapeRule tok = tokens(D), hidden = tokens(Hf);
     BlockP b;
-    Module& m = t.child(blocks, std::to_string(i), "SelfAttentionBlock");
+    Module& m = t.tap(t.child(blocks, std::to_string(i), "SelfAttentionBlock"), tok);
     b.name = m.name();
-    b.norm1 = &t.layer<LayerNorm>(m, "norm1", D, c_.norm_eps);
-    Module& attn = t.child(m, "attn", "SelfAttention");
-    b.qkv = &t.layer<Linear>(attn, "qkv", D, 3 * D, c_.qkv_bias);
+    b.norm1 = &t.tap(t.layer<LayerNorm>(m, "norm1", D, c_.norm_eps), tok);
+    Module& attn = t.tap(t.child(m, "attn", "SelfAttention"), tok);
+    b.qkv = &t.tap(t.layer<Linear>(attn, "qkv", D, 3 * D, c_.qkv_bias), tokens(3 * D));
     if (c_.mask_k_bias) {  // LinearKMaskedBias: nn.Linear's parameters, then bias_mask (NaN until init_weights)
       Module& qkv = *attn.children.back();
       qkv.type = "LinearKMaskedBias";
       t.buffer(qkv, "bias_mask", {3 * D}, CtorInit{CtorInit::constant, std::nan("")});
     }
-    b.proj = &t.layer<Linear>(attn, "proj", D, D, c_.proj_bias);
+    // tabula's softmax: the attention maps [B, H, N, N]; q k^T and probs v, 2 * head_dim MACs per entry
+    const double hd = c_.head_dim();
+    const ShapeRule maps = [this](const Shape& in) {
+      return Shape{in[0], c_.num_heads, num_tokens(in), num_tokens(in)};
+    };
+    const MacRule maps_macs = [hd](const Shape& o) { return 2.0 * hd * static_cast<double>(shape_numel(o)); };
+    t.tap(attn, "softmax", "Softmax", maps, maps_macs);
+    b.proj = &t.tap(t.layer<Linear>(attn, "proj", D, D, c_.proj_bias), tok);
     const CtorInit ls{CtorInit::constant, c_.layerscale_init.value_or(0.0)};
-    if (c_.layerscale_init) b.ls1 = &t.layer<Parameter>(t.child(m, "ls1", "LayerScale"), "gamma", Shape{D}, ls);
-    b.norm2 = &t.layer<LayerNorm>(m, "norm2", D, c_.norm_eps);
+    auto layer_scale = [&](const char* local) {
+      return &t.layer<Parameter>(t.tap(t.child(m, local, "LayerScale"), tok), "gamma", Shape{D}, ls);
+    };
+    if (c_.layerscale_init) b.ls1 = layer_scale("ls1");
+    b.norm2 = &t.tap(t.layer<LayerNorm>(m, "norm2", D, c_.norm_eps), tok);
     if (c_.ffn_layer == "mlp") {
-      Module& mlp = t.child(m, "mlp", "Mlp");
-      b.fc1 = &t.layer<Linear>(mlp, "fc1", D, Hf, c_.ffn_bias);
-      b.fc2 = &t.layer<Linear>(mlp, "fc2", Hf, D, c_.ffn_bias);
+      Module& mlp = t.tap(t.child(m, "mlp", "Mlp"), tok);
+      b.fc1 = &t.tap(t.layer<Linear>(mlp, "fc1", D, Hf, c_.ffn_bias), hidden);
+      t.tap(mlp, "act", "GELU", hidden);
+      b.fc2 = &t.tap(t.layer<Linear>(mlp, "fc2", Hf, D, c_.ffn_bias), tok);
     } else {
-      Module& mlp = t.child(m, "mlp", "SwiGLUFFN");
-      b.w1 = &t.layer<Linear>(mlp, "w1", D, Hf, c_.ffn_bias);
-      b.w2 = &t.layer<Linear>(mlp, "w2", D, Hf, c_.ffn_bias);
-      b.w3 = &t.layer<Linear>(mlp, "w3", Hf, D, c_.ffn_bias);
+      Module& mlp = t.tap(t.child(m, "mlp", "SwiGLUFFN"), tok);
+      b.w1 = &t.tap(t.layer<Linear>(mlp, "w1", D, Hf, c_.ffn_bias), hidden);
+      b.w2 = &t.tap(t.layer<Linear>(mlp, "w2", D, Hf, c_.ffn_bias), hidden);
+      b.w3 = &t.tap(t.layer<Linear>(mlp, "w3", Hf, D, c_.ffn_bias), tok);
     }
-    if (c_.layerscale_init) b.ls2 = &t.layer<Parameter>(t.child(m, "ls2", "LayerScale"), "gamma", Shape{D}, ls);
+    if (c_.layerscale_init) b.ls2 = layer_scale("ls2");
     return b;
+  }
+
+  // The taps' output shapes for an input [B, C, H, W]: N tokens (class, storage, H / P * W / P patches).
+  int64_t num_tokens(const Shape& in) const {
+    return (in[2] / c_.patch_size) * (in[3] / c_.patch_size) + c_.num_prefix_tokens();
+  }
+  ShapeRule tokens(int64_t width) const {
+    return [this, width](const Shape& in) { return Shape{in[0], num_tokens(in), width}; };
   }
 
   Tensor T(TapSet& taps, const std::string& name, Tensor x, int64_t prefix = -1) const {

@@ -11,6 +11,13 @@ std::string join(const Module& m, const std::string& local) {
   const std::string p = m.name();
   return p.empty() ? local : p + "." + local;
 }
+
+// Every output element of a Linear or Conv2d is a dot product of `per_output` terms.
+MacRule macs_per_output(int64_t per_output) {
+  return [per_output](const Shape& out) {
+    return static_cast<double>(shape_numel(out)) * static_cast<double>(per_output);
+  };
+}
 }  // namespace
 
 Parameter::Parameter(ModuleTree& t, Module& owner, const std::string& local, Shape shape, CtorInit init)
@@ -28,6 +35,7 @@ Linear::Linear(ModuleTree& t, Module& parent, const std::string& local, int64_t 
                bool pack)
     : module_(&t.child(parent, local, "Linear")), has_bias_(bias), pack_(pack) {
   t.reset_weight_bias(*module_, {out, in}, bias);
+  module_->macs = macs_per_output(in);
 }
 
 void Linear::load(const ParamStore& p) {
@@ -80,6 +88,7 @@ Conv2d::Conv2d(ModuleTree& t, Module& parent, const std::string& local, int64_t 
                const Conv2dOptions& opt, bool bias)
     : module_(&t.child(parent, local, "Conv2d")), has_bias_(bias), opt_(opt) {
   t.reset_weight_bias(*module_, {out, in / opt.groups, kernel, kernel}, bias);
+  module_->macs = macs_per_output(in / opt.groups * kernel * kernel);
 }
 
 void Conv2d::load(const ParamStore& p) {

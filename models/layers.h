@@ -5,6 +5,8 @@
 //   Linear     nn.Linear: packed once for the CPU GEMM; on a GPU the torch layout in the precision's type
 //   LayerNorm  nn.LayerNorm(dim, eps)
 //   Conv2d     nn.Conv2d (ViT's patch embedding; ResNet's conv + BatchNorm pairs live in models/resnet.cpp)
+// Linear and Conv2d count their multiply-accumulates from the output shape a model declares for them
+// (ModuleTree::tap); module() is the module they declared.
 #pragma once
 #include <string>
 
@@ -52,6 +54,7 @@ class Linear final : public Layer {
   // x W^T + b + residual, the add inside the GEMM's epilogue on either backend (cuBLASLt's C operand on a GPU):
   // (acc + b) + x has the bits of x + (acc + b).
   Tensor operator()(const Tensor& x, const Tensor& residual) const;
+  Module& module() const { return *module_; }
 
  private:
   Module* module_;
@@ -67,6 +70,7 @@ class LayerNorm final : public Layer {
   void load(const ParamStore& p) override;
   void prepare(int device) override;
   Tensor operator()(const Tensor& x) const { return ops::layer_norm(x, weight_, bias_, eps_); }
+  Module& module() const { return *module_; }
 
  private:
   Module* module_;
@@ -81,6 +85,7 @@ class Conv2d final : public Layer {
   void load(const ParamStore& p) override;
   void prepare(int device) override;
   Tensor operator()(const Tensor& x) const { return ops::conv2d(x, weight_, bias_, opt_); }
+  Module& module() const { return *module_; }
 
  private:
   Module* module_;

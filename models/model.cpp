@@ -78,6 +78,20 @@ const Tensor& ParamStore::operator[](const std::string& key) const {
   return it->second;
 }
 
+std::vector<TapInfo> Model::list_taps(const Shape& input) const {
+  check_input(input);
+  std::vector<TapInfo> t;
+  for (auto& [name, shape] : tree_->taps(input)) t.push_back({std::move(name), std::move(shape)});
+  return t;
+}
+
+double Model::gmacs(const Shape& input) const {
+  check_input(input);
+  Shape one = input;
+  one[0] = 1;
+  return tree_->macs(one) / 1e9;
+}
+
 std::vector<std::string> Model::tap_order(const Shape& input) const {
   std::vector<std::string> order, open;  // open: containers whose children are still being listed
   auto inside = [](const std::string& child, const std::string& parent) {

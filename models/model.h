@@ -44,15 +44,18 @@ class Model {
   }
   // Every tap the forward passes, in the reference's named_modules() order, with its output shape for `input`
   // (computed from the config, no forward run). Throws std::invalid_argument for an input the model rejects.
-  virtual std::vector<TapInfo> list_taps(const Shape& input) const = 0;
+  // Derived from the module tree (the modules the constructor declared with ModuleTree::tap); a family that
+  // writes its own list still may override it.
+  virtual std::vector<TapInfo> list_taps(const Shape& input) const;
   // The same names in the order the forward first passes them (what TapSet::bind needs): list_taps in
   // post-order, i.e. a container module ("layer1", "blocks.3", "blocks.3.attn") after everything inside it.
   std::vector<std::string> tap_order(const Shape& input) const;
   // The taps `tabula embed` captures when none are given (the model's feature output).
   virtual std::vector<std::string> default_taps() const = 0;
   // Multiply-accumulates of one image's forward, in billions, as torchvision's "GFLOPS" column counts
-  // (conv/linear/attention matmuls; elementwise ops excluded).
-  virtual double gmacs(const Shape& input) const = 0;
+  // (conv/linear/attention matmuls; elementwise ops excluded). Derived from the module tree (the MacRule of
+  // every Linear, Conv2d and attention map, at its declared output shape for a batch of one); overridable.
+  virtual double gmacs(const Shape& input) const;
   // Checks an input shape before running (message names the expected shape).
   virtual void check_input(const Shape& input) const = 0;
   // Moves the weights to GPU `device` (cuda:N), once, before the first forward there; every later forward then

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <functional>
 #include <stdexcept>
+#include <unordered_map>
 
 #include "models/layers.h"
 
@@ -12,6 +13,30 @@ std::string Module::name() const {
   if (!parent) return local;
   const std::string p = parent->name();
   return p.empty() ? local : p + "." + local;
+}
+
+namespace {
+// The shapes of one walk over the tree (one input), per thread: set by ModuleTree::taps / macs.
+thread_local std::unordered_map<const Module*, Shape>* t_shapes = nullptr;
+
+struct ShapeMemo {
+  std::unordered_map<const Module*, Shape> shapes;
+  std::unordered_map<const Module*, Shape>* outer;
+  ShapeMemo() : outer(t_shapes) { t_shapes = &shapes; }
+  ~ShapeMemo() { t_shapes = outer; }
+  ShapeMemo(const ShapeMemo&) = delete;
+  ShapeMemo& operator=(const ShapeMemo&) = delete;
+};
+}  // namespace
+
+Shape Module::shape(const Shape& input) const {
+  if (!out) throw std::logic_error("module tree: '" + name() + "' has no output shape");
+  if (!t_shapes) return out(input);
+  auto it = t_shapes->find(this);
+  if (it != t_shapes->end()) return it->second;
+  Shape s = out(input);
+  t_shapes->emplace(this, s);
+  return s;
 }
 
 std::string Param::name() const {
@@ -77,6 +102,44 @@ void ModuleTree::reset_weight_bias(Module& m, Shape weight, bool bias) {
   const int64_t out = weight.empty() ? 0 : weight[0];
   param(m, "weight", std::move(weight), {CtorInit::reset});
   if (bias) param(m, "bias", {out}, {CtorInit::reset_bias});
+}
+
+Module& ModuleTree::tap(Module& m, ShapeRule out) {
+  untapped(m, std::move(out));
+  m.tap = true;
+  return m;
+}
+
+Module& ModuleTree::tap(Module& parent, const std::string& local, const std::string& type, ShapeRule out,
+                        MacRule macs) {
+  Module& m = tap(child(parent, local, type), std::move(out));
+  m.macs = std::move(macs);
+  return m;
+}
+
+Module& ModuleTree::untapped(Module& m, ShapeRule out) {
+  if (!out) throw std::logic_error("module tree: '" + m.local + "' declared without an output shape");
+  m.out = std::move(out);
+  return m;
+}
+
+std::vector<std::pair<std::string, Shape>> ModuleTree::taps(const Shape& input) const {
+  ShapeMemo memo;
+  std::vector<std::pair<std::string, Shape>> t;
+  for (const Module* m : modules())
+    if (m->tap) t.emplace_back(m->name(), m->shape(input));
+  return t;
+}
+
+double ModuleTree::macs(const Shape& input) const {
+  ShapeMemo memo;
+  double macs = 0;
+  for (const Module* m : modules()) {
+    if (!m->macs) continue;
+    if (!m->out) throw std::logic_error("module tree: '" + m->name() + "' counts MACs but has no output shape");
+    macs += m->macs(m->shape(input));
+  }
+  return macs;
 }
 
 std::vector<size_t> ModuleTree::state_dict_order() const {

@@ -4,7 +4,11 @@
 //   - the state_dict layout (param_specs): own parameters first, then the children, in registration order;
 //   - the untrained weights (init_weights): the constructor draws replayed in construction order, then the
 //     model's init_weights() pass over modules(), exactly as torch draws them for a seed;
-//   - the loading: every layer (models/layers.h) takes its tensors from a ParamStore under its own names.
+//   - the loading: every layer (models/layers.h) takes its tensors from a ParamStore under its own names;
+//   - the tap list and the MAC count (Model::list_taps, Model::gmacs): a module declared a tap (`tap`) carries
+//     its output shape as a rule of the model input, the modules without parameters (activations, dropouts,
+//     identities, pooling, tabula's attn.softmax) included, each declared where the reference's __init__
+//     registers it; Linear and Conv2d count their multiply-accumulates from that shape.
 // A module constructed before it is registered (torchvision's downsample, built by _make_layer and handed to
 // the block) is made with `make` and registered later with `add`, so its draws come first and its keys last.
 #pragma once
@@ -13,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/dtype.h"
@@ -45,6 +50,11 @@ struct CtorInit {
 class ModuleTree;
 class Layer;
 
+// A module's output shape for the model input [B, C, H, W], computed from the config (no forward runs).
+using ShapeRule = std::function<Shape(const Shape& input)>;
+// The multiply-accumulates a module computes, given its output shape (nn.Linear: numel(out) * in_features).
+using MacRule = std::function<double(const Shape& out)>;
+
 struct Module {
   std::string local;  // name inside the parent ("qkv"); "" for the root
   std::string type;   // the torch class ("Linear", "Conv2d", "LayerNorm", "GluMlp", ...): what init passes test
@@ -52,7 +62,13 @@ struct Module {
   std::vector<size_t> params;      // own parameters and buffers (indices into the tree), registration order
   std::vector<Module*> children;   // registration order
   bool replaced = false;           // see ModuleTree::make_replaced
+  ShapeRule out;                   // its output shape (ModuleTree::tap / untapped); empty: not a tap
+  bool tap = false;                // listed by Model::list_taps (`tabula hooks`), passed by the forward
+  MacRule macs;                    // set by the layers that compute (Linear, Conv2d) and the attention maps
   std::string name() const;        // the dotted path ("blocks.0.attn.qkv")
+  // out(input), computed once per module during ModuleTree::taps / macs: what a rule that builds on another
+  // module's shape calls (ResNet's chain of convs), so the walk stays linear in the number of modules.
+  Shape shape(const Shape& input) const;
 };
 
 struct Param {
@@ -91,6 +107,27 @@ class ModuleTree {
   // nn.Linear / nn.Conv2d: weight and (optional) bias drawn by reset_parameters().
   void reset_weight_bias(Module& m, Shape weight, bool bias);
 
+  // Declares `m` a tap with its output shape: the forward passes it under m.name().
+  Module& tap(Module& m, ShapeRule out);
+  // A module without parameters (activation, dropout, nn.Identity, pooling, a forward_features output, tabula's
+  // attn.softmax), declared where the reference's __init__ registers it (it draws nothing, so only its place in
+  // named_modules() matters), and a tap. `local` may hold a dot where the reference has no module to hold it
+  // (ParallelScalingBlock's "attn.softmax").
+  Module& tap(Module& parent, const std::string& local, const std::string& type, ShapeRule out, MacRule macs = {});
+  // A module whose MACs count although the forward does not tap it (DINOv3's patch_embed.proj).
+  Module& untapped(Module& m, ShapeRule out);
+  // The same for a layer (Linear, LayerNorm, Conv2d: anything with module()).
+  template <class L>
+  L& tap(L& layer, ShapeRule out) {
+    tap(layer.module(), std::move(out));
+    return layer;
+  }
+  template <class L>
+  L& untapped(L& layer, ShapeRule out) {
+    untapped(layer.module(), std::move(out));
+    return layer;
+  }
+
   // Layers (models/layers.h) register here so that load / prepare reach every one of them.
   template <class L, class... Args>
   L& layer(Args&&... args) {
@@ -106,6 +143,10 @@ class ModuleTree {
   // named_modules() order (pre-order) and named_apply(depth_first=True)'s (post-order).
   std::vector<const Module*> modules() const;
   std::vector<const Module*> modules_post_order() const;
+  // The taps (Module::tap) in named_modules() order, with their output shapes for `input`.
+  std::vector<std::pair<std::string, Shape>> taps(const Shape& input) const;
+  // Multiply-accumulates of the forward on `input` (every module with a MacRule; its out rule gives the shape).
+  double macs(const Shape& input) const;
 
   const Param& at(size_t i) const { return params_[i]; }
   size_t size() const { return params_.size(); }

@@ -12,6 +12,13 @@
 namespace tabula {
 namespace {
 
+int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
+
+// The output shape of a module that keeps its input's (`m`'s output) shape: ReLU, a block, a layer.
+ShapeRule same_as(const Module* m) {
+  return [m](const Shape& in) { return m->shape(in); };
+}
+
 // nn.Conv2d(bias=False) followed by nn.BatchNorm2d, two modules registered side by side (conv1, bn1 or
 // downsample.0, downsample.1). Ungrouped convs keep one copy of the weights, packed at load for the fast CPU
 // path (engine/cpu/packed.h), with the BatchNorm applied as a per-channel scale/shift in the conv's epilogue; grouped
@@ -29,6 +36,20 @@ class ConvBN final : public Layer {
     t.buffer(*bn_, "running_mean", {out});
     t.buffer(*bn_, "running_var", {out}, {CtorInit::constant, 1.0});
     t.buffer(*bn_, "num_batches_tracked", {}, {}, DType::i64);
+  }
+
+  // The output shape of the conv and the BN (both taps) for a model input, from the shape of `from`'s output
+  // (nullptr: the input image); the conv counts its MACs.
+  const Module& declare_shapes(ModuleTree& t, const Module* from) {
+    const ShapeRule out = [this, from](const Shape& in) {
+      const Shape x = from ? from->shape(in) : in;
+      return Shape{x[0], wshape[0], conv_out(x[2], wshape[2], opt.stride[0], opt.padding[0]),
+                   conv_out(x[3], wshape[3], opt.stride[1], opt.padding[1])};
+    };
+    t.tap(*conv_, out).macs = [this](const Shape& o) {
+      return static_cast<double>(shape_numel(o)) * static_cast<double>(macs_per_output());
+    };
+    return t.tap(*bn_, out);
   }
 
   std::string conv, bn;  // module names (known once the tree is complete: set by load)
@@ -126,8 +147,6 @@ struct Block {
   }
 };
 
-int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
-
 class ResNet final : public Model {
  public:
   // torchvision ResNet.__init__ and _make_layer: the module tree in construction order.
@@ -135,6 +154,12 @@ class ResNet final : public Model {
     ModuleTree& t = module_tree();
     Module& root = t.root();
     stem_ = &t.layer<ConvBN>(root, "conv1", "bn1", c_.in_chans, 64, 7, conv_opt(2, 3));
+    const Module* x = &stem_->declare_shapes(t, nullptr);  // the module whose output feeds the next
+    x = &t.tap(root, "relu", "ReLU", same_as(x));
+    x = &t.tap(root, "maxpool", "MaxPool2d", [x](const Shape& in) {
+      const Shape s = x->shape(in);
+      return Shape{s[0], s[1], conv_out(s[2], 3, 2, 1), conv_out(s[3], 3, 2, 1)};
+    });
     int64_t inplanes = 64;
     const int64_t e = c_.expansion();
     const bool bottleneck = c_.block == ResNetConfig::Block::bottleneck;
@@ -151,26 +176,47 @@ class ResNet final : public Model {
         if (bi == 0 && (stride != 1 || inplanes != planes * e)) {
           down = &t.make("Sequential");
           b.down = &t.layer<ConvBN>(*down, "0", "1", inplanes, planes * e, 1, conv_opt(stride, 0));
+          t.tap(*down, same_as(&b.down->declare_shapes(t, x)));
         }
         Module& m = t.child(layer, std::to_string(bi), bottleneck ? "Bottleneck" : "BasicBlock");
+        // named_modules() order: conv1, bn1, [relu,] conv2, bn2, [conv3, bn3, relu,] downsample
+        const Module* y;
         if (bottleneck) {
           // torchvision Bottleneck: 1x1, 3x3 (stride, groups), 1x1 expansion.
           const int64_t width = c_.width(planes);
           b.c1 = &t.layer<ConvBN>(m, "conv1", "bn1", inplanes, width, 1, conv_opt(1, 0));
+          y = &b.c1->declare_shapes(t, x);
           b.c2 = &t.layer<ConvBN>(m, "conv2", "bn2", width, width, 3, conv_opt(stride, 1, c_.groups));
+          y = &b.c2->declare_shapes(t, y);
           b.c3 = &t.layer<ConvBN>(m, "conv3", "bn3", width, planes * e, 1, conv_opt(1, 0));
+          y = &b.c3->declare_shapes(t, y);
+          t.tap(m, "relu", "ReLU", same_as(y));  // the one ReLU, called 3 times: the last call's shape
         } else {
           b.c1 = &t.layer<ConvBN>(m, "conv1", "bn1", inplanes, planes, 3, conv_opt(stride, 1));
+          y = &b.c1->declare_shapes(t, x);
+          Module& relu = t.child(m, "relu", "ReLU");  // shape below
           b.c2 = &t.layer<ConvBN>(m, "conv2", "bn2", planes, planes, 3, conv_opt(1, 1));
+          y = &b.c2->declare_shapes(t, y);
+          t.tap(relu, same_as(y));
         }
         if (down) t.add(m, "downsample", *down);
+        x = &t.tap(m, same_as(y));
         blocks_.push_back(std::move(b));
         inplanes = planes * e;
       }
+      t.tap(layer, same_as(x));
     }
+    x = &t.tap(root, "avgpool", "AdaptiveAvgPool2d", [x](const Shape& in) {
+      const Shape s = x->shape(in);
+      return Shape{s[0], s[1], 1, 1};
+    });
     // classes=0: timm's num_classes=0, fc is nn.Identity (no parameters, no draws)
-    if (c_.num_classes > 0)
-      fc_ = &t.layer<Linear>(root, "fc", c_.channels[3] * e, c_.num_classes, true, /*pack=*/false);  // a row per image
+    if (c_.num_classes > 0) {
+      fc_ = &t.tap(t.layer<Linear>(root, "fc", c_.channels[3] * e, c_.num_classes, true, /*pack=*/false),  // a row per image
+                   [this](const Shape& in) { return Shape{in[0], c_.num_classes}; });
+    } else {
+      t.tap(root, "fc", "Identity", [this, e](const Shape& in) { return Shape{in[0], c_.channels[3] * e}; });
+    }
   }
 
   Shape default_input_shape(int64_t batch) const override { return {batch, c_.in_chans, 224, 224}; }
@@ -220,94 +266,9 @@ class ResNet final : public Model {
     return tap(taps, "fc", fc_ ? (*fc_)(x) : x);
   }
 
-  std::vector<TapInfo> list_taps(const Shape& input) const override {
-    check_input(input);
-    const int64_t B = input[0];
-    std::vector<TapInfo> t;
-    int64_t h = conv_out(input[2], 7, 2, 3), w = conv_out(input[3], 7, 2, 3);
-    t.push_back({"conv1", {B, 64, h, w}});
-    t.push_back({"bn1", {B, 64, h, w}});
-    t.push_back({"relu", {B, 64, h, w}});
-    h = conv_out(h, 3, 2, 1);
-    w = conv_out(w, 3, 2, 1);
-    t.push_back({"maxpool", {B, 64, h, w}});
-    size_t bi = 0;
-    for (int li = 0; li < 4; ++li) {
-      const std::string layer = "layer" + std::to_string(li + 1);
-      const size_t layer_pos = t.size();
-      t.push_back({layer, {}});
-      Shape out;
-      for (int k = 0; k < c_.layers[static_cast<size_t>(li)]; ++k, ++bi) {
-        const Block& b = blocks_[bi];
-        const size_t block_pos = t.size();
-        t.push_back({b.name, {}});
-        auto conv = [&](const ConvBN& cb, int64_t kk) {
-          const int64_t s = cb.opt.stride[0], p = cb.opt.padding[0];
-          Shape sh{B, cb.out_channels(), conv_out(h, kk, s, p), conv_out(w, kk, s, p)};
-          return sh;
-        };
-        // named_modules order = registration order: conv1, bn1, [relu,] conv2, bn2, [conv3, bn3,] [relu,] downsample
-        Shape s1 = conv(*b.c1, b.bottleneck ? 1 : 3);
-        t.push_back({b.c1->conv, s1});
-        t.push_back({b.c1->bn, s1});
-        const int64_t h1 = s1[2], w1 = s1[3];
-        const int64_t s2s = b.c2->opt.stride[0];
-        Shape s2{B, b.c2->out_channels(), conv_out(h1, 3, s2s, 1), conv_out(w1, 3, s2s, 1)};
-        Shape block_out = s2;
-        if (!b.bottleneck) {
-          t.push_back({b.name + ".relu", s2});
-          t.push_back({b.c2->conv, s2});
-          t.push_back({b.c2->bn, s2});
-        } else {
-          t.push_back({b.c2->conv, s2});
-          t.push_back({b.c2->bn, s2});
-          block_out = {B, b.c3->out_channels(), s2[2], s2[3]};
-          t.push_back({b.c3->conv, block_out});
-          t.push_back({b.c3->bn, block_out});
-          t.push_back({b.name + ".relu", block_out});
-        }
-        if (b.down) {
-          t.push_back({b.name + ".downsample", block_out});
-          t.push_back({b.down->conv, block_out});
-          t.push_back({b.down->bn, block_out});
-        }
-        t[block_pos].shape = block_out;
-        h = block_out[2];
-        w = block_out[3];
-        out = block_out;
-      }
-      t[layer_pos].shape = out;
-    }
-    t.push_back({"avgpool", {B, int64_t{c_.channels[3]} * c_.expansion(), 1, 1}});
-    t.push_back({"fc", {B, c_.num_classes > 0 ? c_.num_classes : int64_t{c_.channels[3]} * c_.expansion()}});
-    return t;
-  }
-
   std::vector<std::string> default_taps() const override { return {"avgpool"}; }
 
-  double gmacs(const Shape& input) const override {
-    Shape one = input;
-    one[0] = 1;
-    double macs = 0;
-    for (const TapInfo& ti : list_taps(one)) {
-      const ConvBN* cb = find_conv(ti.name);
-      if (cb) macs += static_cast<double>(shape_numel(ti.shape)) * static_cast<double>(cb->macs_per_output());
-    }
-    macs += double(c_.channels[3]) * c_.expansion() * c_.num_classes;  // fc
-    return macs / 1e9;
-  }
-
  private:
-  const ConvBN* find_conv(const std::string& name) const {
-    if (name == stem_->conv) return stem_;
-    for (const Block& b : blocks_) {
-      if (name.compare(0, b.name.size() + 1, b.name + ".") != 0) continue;
-      for (const ConvBN* cb : b.convs())
-        if (cb->conv == name) return cb;
-    }
-    return nullptr;
-  }
-
   // Does any hook act inside the block (on a pre-fold output, the shared ReLU or the downsample)?
   static bool wants_inside(const Block& b, const TapSet& taps) {
     if (taps.wants(b.name + ".relu") || taps.wants(b.name + ".downsample")) return true;

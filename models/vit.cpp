@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <stdexcept>
 
 #include "engine/ops.h"
@@ -60,11 +61,20 @@ class ViT final : public Model {
     ModuleTree& t = module_tree();
     Module& root = t.root();
     const int64_t D = c_.embed_dim, P = c_.patch_size;
+    const ShapeRule tok = tokens(D);
     // PatchEmbed: proj = Conv2d(in_chans, D, P, stride=P), bias=not pre_norm in timm; norm is nn.Identity.
+    // Its output: [B, gh * gw, D], or [B, gh, gw, D] (NHWC) with dynamic_img_size.
+    const ShapeRule patches = [this](const Shape& in) {
+      const int64_t gh = in[2] / c_.patch_size, gw = in[3] / c_.patch_size;
+      return c_.dynamic_img_size ? Shape{in[0], gh, gw, c_.embed_dim} : Shape{in[0], gh * gw, c_.embed_dim};
+    };
     Conv2dOptions po;
     po.stride = {P, P};
-    Module& pe = t.child(root, "patch_embed", "PatchEmbed");
-    patch_ = &t.layer<Conv2d>(pe, "proj", c_.in_chans, D, P, po, hub_ || !c_.pre_norm);
+    Module& pe = t.tap(t.child(root, "patch_embed", "PatchEmbed"), patches);
+    patch_ = &t.tap(t.layer<Conv2d>(pe, "proj", c_.in_chans, D, P, po, hub_ || !c_.pre_norm), [this](const Shape& in) {
+      return Shape{in[0], c_.embed_dim, in[2] / c_.patch_size, in[3] / c_.patch_size};
+    });
+    t.tap(pe, "norm", "Identity", patches);
     if (hub_) {
       cls_ = &t.layer<Parameter>(root, "cls_token", Shape{1, 1, D});
       pos_ = &t.layer<Parameter>(root, "pos_embed", Shape{1, c_.num_patches() + 1, D});
@@ -76,19 +86,39 @@ class ViT final : public Model {
       // timm <= 1.0.22 drew pos_embed = torch.randn(...) * .02 here (overwritten by init_weights).
       const CtorInit pos_init = c_.legacy_init ? CtorInit{CtorInit::randn, 0.02} : CtorInit{};
       pos_ = &t.layer<Parameter>(root, "pos_embed", Shape{1, pos_len, D}, pos_init);
-      if (c_.pre_norm) norm_pre_ = &t.layer<LayerNorm>(root, "norm_pre", D, c_.norm_eps);
+      t.tap(root, "pos_drop", "Dropout", tok);
+      t.tap(root, "patch_drop", "Identity", tok);
+      norm_pre_ = norm_or_identity(t, root, "norm_pre", c_.pre_norm, tok);
     }
-    Module& blocks = t.child(root, "blocks", "Sequential");
+    Module& blocks = t.tap(t.child(root, "blocks", "Sequential"), tok);
     for (int i = 0; i < c_.depth; ++i) blocks_.push_back(make_block(t, blocks, i));
     if (hub_) {
-      norm_ = &t.layer<LayerNorm>(root, "norm", D, c_.norm_eps);
+      norm_ = &t.tap(t.layer<LayerNorm>(root, "norm", D, c_.norm_eps), tok);
       mask_token_ = &t.layer<Parameter>(root, "mask_token", Shape{1, D});  // training only
+      // forward_features()' outputs; head = nn.Identity
+      const ShapeRule cls = [D](const Shape& in) { return Shape{in[0], D}; };
+      t.tap(root, "x_norm_clstoken", "Output", cls);
+      t.tap(root, "x_norm_patchtokens", "Output", [this](const Shape& in) {
+        return Shape{in[0], (in[2] / c_.patch_size) * (in[3] / c_.patch_size), c_.embed_dim};
+      });
+      t.tap(root, "head", "Identity", cls);
       return;
     }
-    if (c_.final_norm && !c_.use_fc_norm()) norm_ = &t.layer<LayerNorm>(root, "norm", D, c_.norm_eps);
+    norm_ = norm_or_identity(t, root, "norm", c_.final_norm && !c_.use_fc_norm(), tok);
     if (c_.global_pool == "map") make_attn_pool(t, root);
-    if (c_.final_norm && c_.use_fc_norm()) fc_norm_ = &t.layer<LayerNorm>(root, "fc_norm", D, c_.norm_eps);
-    if (c_.num_classes > 0) head_ = &t.layer<Linear>(root, "head", D, c_.num_classes);
+    // forward_head: pool -> fc_norm -> head_drop -> head
+    const ShapeRule pooled = [this](const Shape& in) {
+      return c_.global_pool.empty() ? tokens(c_.embed_dim)(in) : Shape{in[0], c_.embed_dim};
+    };
+    fc_norm_ = norm_or_identity(t, root, "fc_norm", c_.final_norm && c_.use_fc_norm(), pooled);
+    t.tap(root, "head_drop", "Dropout", pooled);
+    const ShapeRule head = [this, pooled](const Shape& in) {
+      Shape s = pooled(in);
+      s.back() = c_.num_classes;
+      return s;
+    };
+    if (c_.num_classes > 0) head_ = &t.tap(t.layer<Linear>(root, "head", D, c_.num_classes), head);
+    else t.tap(root, "head", "Identity", pooled);
   }
 
   Shape default_input_shape(int64_t batch) const override { return {batch, c_.in_chans, c_.img_size, c_.img_size}; }
@@ -154,101 +184,9 @@ class ViT final : public Model {
     return T(taps, "head", x);
   }
 
-  std::vector<TapInfo> list_taps(const Shape& input) const override {
-    check_input(input);
-    const int64_t B = input[0], D = c_.embed_dim;
-    const int64_t gh = input[2] / c_.patch_size, gw = input[3] / c_.patch_size;
-    const int64_t N = gh * gw + c_.num_prefix_tokens(), H = c_.num_heads, hd = D / H, Hm = c_.mlp_hidden();
-    const Shape tok{B, N, D};
-    const Shape pe = c_.dynamic_img_size ? Shape{B, gh, gw, D} : Shape{B, gh * gw, D};
-    std::vector<TapInfo> t;
-    t.push_back({"patch_embed", pe});
-    t.push_back({"patch_embed.proj", {B, D, gh, gw}});
-    t.push_back({"patch_embed.norm", pe});
-    if (!hub_) {
-      t.push_back({"pos_drop", tok});
-      t.push_back({"patch_drop", tok});
-      t.push_back({"norm_pre", tok});
-    }
-    t.push_back({"blocks", tok});
-    for (const BlockP& b : blocks_) {
-      const std::string& n = b.name;
-      t.push_back({n, tok});
-      t.push_back({n + ".norm1", tok});
-      t.push_back({n + ".attn", tok});
-      t.push_back({n + ".attn.qkv", {B, N, 3 * D}});
-      if (!hub_) {
-        t.push_back({n + ".attn.q_norm", {B, H, N, hd}});
-        t.push_back({n + ".attn.k_norm", {B, H, N, hd}});
-      }
-      t.push_back({n + ".attn.softmax", {B, H, N, N}});
-      if (!hub_) {
-        t.push_back({n + ".attn.attn_drop", {B, H, N, N}});
-        t.push_back({n + ".attn.norm", tok});
-      }
-      t.push_back({n + ".attn.proj", tok});
-      t.push_back({n + ".attn.proj_drop", tok});
-      t.push_back({n + ".ls1", tok});
-      t.push_back({n + ".drop_path1", tok});
-      t.push_back({n + ".norm2", tok});
-      t.push_back({n + ".mlp", tok});
-      if (c_.mlp != ViTConfig::Mlp::mlp) {
-        mlp_glu_taps(t, n + ".mlp", {B, N, D});
-      } else {
-        t.push_back({n + ".mlp.fc1", {B, N, Hm}});
-        t.push_back({n + ".mlp.act", {B, N, Hm}});
-        if (hub_) {
-          t.push_back({n + ".mlp.fc2", tok});
-          t.push_back({n + ".mlp.drop", tok});  // Mlp's one Dropout, called after act and after fc2: the last call
-        } else {
-          t.push_back({n + ".mlp.drop1", {B, N, Hm}});
-          t.push_back({n + ".mlp.norm", {B, N, Hm}});
-          t.push_back({n + ".mlp.fc2", tok});
-          t.push_back({n + ".mlp.drop2", tok});
-        }
-      }
-      t.push_back({n + ".ls2", tok});
-      t.push_back({n + ".drop_path2", tok});
-    }
-    t.push_back({"norm", tok});
-    if (hub_) {
-      t.push_back({"x_norm_clstoken", {B, D}});
-      t.push_back({"x_norm_patchtokens", {B, gh * gw, D}});
-      t.push_back({"head", {B, D}});
-      return t;
-    }
-    const Shape pooled = c_.global_pool.empty() ? tok : Shape{B, D};
-    if (attn_pool_.latent) attn_pool_taps(t, B, gh * gw);
-    t.push_back({"fc_norm", pooled});
-    t.push_back({"head_drop", pooled});
-    Shape head = pooled;
-    if (c_.num_classes > 0) head.back() = c_.num_classes;
-    t.push_back({"head", head});
-    return t;
-  }
-
   std::vector<std::string> default_taps() const override {
     if (hub_) return {"x_norm_clstoken"};
     return {c_.num_classes > 0 ? "head_drop" : "head"};
-  }
-
-  double gmacs(const Shape& input) const override {
-    check_input(input);
-    const double D = c_.embed_dim, Hm = c_.mlp_hidden();
-    const double P = static_cast<double>((input[2] / c_.patch_size) * (input[3] / c_.patch_size));
-    const double N = P + c_.num_prefix_tokens();
-    double macs = P * D * c_.in_chans * c_.patch_size * c_.patch_size;
-    if (c_.mlp == ViTConfig::Mlp::mlp) {
-      macs += c_.depth * (N * D * 3 * D + 2 * N * N * D + N * D * D + 2 * N * D * Hm);
-    } else {  // fc1 (both halves / fc1_g + fc1_x / w12) and fc2 (w3)
-      const double h1 = static_cast<double>(c_.mlp_fc1_out()) * (c_.mlp == ViTConfig::Mlp::swiglu ? 2 : 1);
-      const double h2 = static_cast<double>(c_.mlp_fc2_in());
-      macs += c_.depth * (N * D * 3 * D + 2 * N * N * D + N * D * D + N * D * (h1 + h2));
-    }
-    if (attn_pool_.latent)  // q (one latent), kv over the patches, attention, proj, mlp
-      macs += D * D + P * D * 2 * D + 2 * P * D + D * D + 2 * D * Hm;
-    if (!hub_ && c_.num_classes > 0) macs += (c_.global_pool.empty() ? N : 1.0) * D * c_.num_classes;
-    return macs / 1e9;
   }
 
  private:
@@ -256,51 +194,145 @@ class ViT final : public Model {
   BlockP make_block(ModuleTree& t, Module& blocks, int i) {
     const int64_t D = c_.embed_dim, hd = D / c_.num_heads, H1 = c_.mlp_fc1_out(), H2 = c_.mlp_fc2_in();
     const double eps = c_.norm_eps;
+    const ShapeRule tok = tokens(D), heads = per_head(tokens_of()), maps = attention_maps(tokens_of());
     BlockP b;
-    Module& m = t.child(blocks, std::to_string(i), hub_ ? "NestedTensorBlock" : "Block");
+    Module& m = t.tap(t.child(blocks, std::to_string(i), hub_ ? "NestedTensorBlock" : "Block"), tok);
     b.name = m.name();
-    b.norm1 = &t.layer<LayerNorm>(m, "norm1", D, eps);
-    Module& attn = t.child(m, "attn", "Attention");
-    b.qkv = &t.layer<Linear>(attn, "qkv", D, 3 * D, c_.qkv_bias);
+    b.norm1 = &t.tap(t.layer<LayerNorm>(m, "norm1", D, eps), tok);
+    // timm Attention: qkv, q_norm, k_norm, attn_drop, norm, proj, proj_drop (and tabula's softmax, the maps)
+    Module& attn = t.tap(t.child(m, "attn", "Attention"), tok);
+    b.qkv = &t.tap(t.layer<Linear>(attn, "qkv", D, 3 * D, c_.qkv_bias), tokens(3 * D));
     if (c_.qk_norm) {
       b.q_norm = &t.layer<LayerNorm>(attn, "q_norm", hd, eps);
       b.k_norm = &t.layer<LayerNorm>(attn, "k_norm", hd, eps);
     }
-    b.proj = &t.layer<Linear>(attn, "proj", D, D);
-    const CtorInit gamma{CtorInit::constant, c_.init_values.value_or(0.0)};
-    if (c_.init_values) b.ls1 = &t.layer<Parameter>(t.child(m, "ls1", "LayerScale"), "gamma", Shape{D}, gamma);
-    b.norm2 = &t.layer<LayerNorm>(m, "norm2", D, eps);
-    Module& mlp = t.child(m, "mlp", mlp_type(c_.mlp));
-    switch (c_.mlp) {
-      case ViTConfig::Mlp::swiglu:
-        b.fc1 = &t.layer<Linear>(mlp, "fc1_g", D, H1);
-        b.fc1_x = &t.layer<Linear>(mlp, "fc1_x", D, H1);
-        b.fc2 = &t.layer<Linear>(mlp, "fc2", H2, D);
-        break;
-      case ViTConfig::Mlp::swiglufused:
-        b.fc1 = &t.layer<Linear>(mlp, "w12", D, H1);
-        b.fc2 = &t.layer<Linear>(mlp, "w3", H2, D);
-        break;
-      default:  // Mlp, GluMlp
-        b.fc1 = &t.layer<Linear>(mlp, "fc1", D, H1);
-        b.fc2 = &t.layer<Linear>(mlp, "fc2", H2, D);
+    if (!hub_) {
+      tap_norm_or_identity(t, attn, "q_norm", b.q_norm, heads);
+      tap_norm_or_identity(t, attn, "k_norm", b.k_norm, heads);
     }
-    if (c_.init_values) b.ls2 = &t.layer<Parameter>(t.child(m, "ls2", "LayerScale"), "gamma", Shape{D}, gamma);
+    t.tap(attn, "softmax", "Softmax", maps, attention_macs());
+    if (!hub_) {
+      t.tap(attn, "attn_drop", "Dropout", maps);
+      t.tap(attn, "norm", "Identity", tok);
+    }
+    b.proj = &t.tap(t.layer<Linear>(attn, "proj", D, D), tok);
+    t.tap(attn, "proj_drop", "Dropout", tok);
+    const CtorInit gamma{CtorInit::constant, c_.init_values.value_or(0.0)};
+    b.ls1 = layer_scale(t, m, "ls1", gamma, tok);
+    t.tap(m, "drop_path1", "Identity", tok);
+    b.norm2 = &t.tap(t.layer<LayerNorm>(m, "norm2", D, eps), tok);
+    Module& mlp = t.tap(t.child(m, "mlp", mlp_type(c_.mlp)), tok);
+    const ShapeRule hidden1 = tokens(H1), hidden2 = tokens(H2);
+    switch (c_.mlp) {
+      case ViTConfig::Mlp::swiglu:  // fc1_g, fc1_x, act, drop, norm, fc2, drop
+        b.fc1 = &t.tap(t.layer<Linear>(mlp, "fc1_g", D, H1), hidden1);
+        b.fc1_x = &t.tap(t.layer<Linear>(mlp, "fc1_x", D, H1), hidden1);
+        timm_mlp_middle(t, mlp, hidden2);
+        b.fc2 = &t.tap(t.layer<Linear>(mlp, "fc2", H2, D), tok);
+        t.tap(mlp, "drop2", "Dropout", tok);
+        break;
+      case ViTConfig::Mlp::swiglufused:  // SwiGLUFFNFused: w12, w3 (F.silu is not a module)
+        b.fc1 = &t.tap(t.layer<Linear>(mlp, "w12", D, H1), hidden1);
+        b.fc2 = &t.tap(t.layer<Linear>(mlp, "w3", H2, D), tok);
+        break;
+      default:  // timm Mlp / GluMlp: fc1, act, drop1, norm, fc2, drop2; DINOv2 Mlp: fc1, act, fc2, drop
+        b.fc1 = &t.tap(t.layer<Linear>(mlp, "fc1", D, H1), hidden1);
+        if (hub_) t.tap(mlp, "act", "GELU", hidden2);
+        else timm_mlp_middle(t, mlp, hidden2);
+        b.fc2 = &t.tap(t.layer<Linear>(mlp, "fc2", H2, D), tok);
+        // timm's drop2; the hub Mlp's one Dropout, called after act and after fc2 (the last call is fc2's)
+        t.tap(mlp, hub_ ? "drop" : "drop2", "Dropout", tok);
+    }
+    b.ls2 = layer_scale(t, m, "ls2", gamma, tok);
+    t.tap(m, "drop_path2", "Identity", tok);
     return b;
+  }
+
+  // timm Mlp / GluMlp / SwiGLU between the first linear(s) and fc2: act, drop1, norm (Identity).
+  static void timm_mlp_middle(ModuleTree& t, Module& mlp, const ShapeRule& hidden) {
+    t.tap(mlp, "act", "GELU", hidden);
+    t.tap(mlp, "drop1", "Dropout", hidden);
+    t.tap(mlp, "norm", "Identity", hidden);
+  }
+
+  // LayerScale(gamma) when init_values is set, else nn.Identity.
+  Parameter* layer_scale(ModuleTree& t, Module& block, const char* local, const CtorInit& gamma,
+                         const ShapeRule& tok) const {
+    if (!c_.init_values) {
+      t.tap(block, local, "Identity", tok);
+      return nullptr;
+    }
+    return &t.layer<Parameter>(t.tap(t.child(block, local, "LayerScale"), tok), "gamma", Shape{c_.embed_dim}, gamma);
+  }
+
+  // A LayerNorm when `norm`, else nn.Identity; a tap either way.
+  LayerNorm* norm_or_identity(ModuleTree& t, Module& parent, const char* local, bool norm,
+                              const ShapeRule& out) const {
+    if (norm) return &t.tap(t.layer<LayerNorm>(parent, local, c_.embed_dim, c_.norm_eps), out);
+    t.tap(parent, local, "Identity", out);
+    return nullptr;
+  }
+  // The same for a LayerNorm already declared (q_norm / k_norm, made before the qkv split's taps).
+  static void tap_norm_or_identity(ModuleTree& t, Module& parent, const char* local, LayerNorm* norm,
+                                   const ShapeRule& out) {
+    if (norm) t.tap(*norm, out);
+    else t.tap(parent, local, "Identity", out);
+  }
+
+  // The taps' output shapes for an input [B, C, H, W]: N tokens (prefix + gh * gw patches) of `width`.
+  int64_t num_tokens(const Shape& in) const {
+    return (in[2] / c_.patch_size) * (in[3] / c_.patch_size) + c_.num_prefix_tokens();
+  }
+  std::function<int64_t(const Shape&)> tokens_of() const {
+    return [this](const Shape& in) { return num_tokens(in); };
+  }
+  ShapeRule tokens(int64_t width) const {
+    return [this, width](const Shape& in) { return Shape{in[0], num_tokens(in), width}; };
+  }
+  // q / k per head, [B, H, n, hd], for n queries or keys.
+  ShapeRule per_head(std::function<int64_t(const Shape&)> n) const {
+    return [this, n](const Shape& in) {
+      return Shape{in[0], c_.num_heads, n(in), c_.embed_dim / c_.num_heads};
+    };
+  }
+  // The attention maps [B, H, queries, keys].
+  ShapeRule attention_maps(std::function<int64_t(const Shape&)> queries,
+                           std::function<int64_t(const Shape&)> keys = {}) const {
+    return [this, queries, keys](const Shape& in) {
+      return Shape{in[0], c_.num_heads, queries(in), keys ? keys(in) : queries(in)};
+    };
+  }
+  // q k^T and probs v: 2 * head_dim multiply-accumulates per map entry.
+  MacRule attention_macs() const {
+    const double hd = c_.embed_dim / c_.num_heads;
+    return [hd](const Shape& maps) { return 2.0 * hd * static_cast<double>(shape_numel(maps)); };
   }
 
   // AttentionPoolLatent(embed_dim, num_heads, mlp_ratio, norm_layer, act_layer): q, kv, proj, norm, mlp (timm
   // Mlp, hidden int(D * mlp_ratio)); its constructor ends with init_weights(), which draws the latent.
   void make_attn_pool(ModuleTree& t, Module& root) {
-    const int64_t D = c_.embed_dim;
-    Module& m = t.child(root, "attn_pool", "AttentionPoolLatent");
-    attn_pool_.q = &t.layer<Linear>(m, "q", D, D);
-    attn_pool_.kv = &t.layer<Linear>(m, "kv", D, 2 * D);
-    attn_pool_.proj = &t.layer<Linear>(m, "proj", D, D);
-    attn_pool_.norm = &t.layer<LayerNorm>(m, "norm", D, c_.norm_eps);
-    Module& mlp = t.child(m, "mlp", "Mlp");
-    attn_pool_.fc1 = &t.layer<Linear>(mlp, "fc1", D, c_.mlp_hidden());
-    attn_pool_.fc2 = &t.layer<Linear>(mlp, "fc2", c_.mlp_hidden(), D);
+    const int64_t D = c_.embed_dim, Hm = c_.mlp_hidden();
+    // One latent query over the P patch tokens: [B, 1, width] and [B, P, width].
+    const auto one = [](const Shape&) { return int64_t{1}; };
+    const auto patches = [this](const Shape& in) { return (in[2] / c_.patch_size) * (in[3] / c_.patch_size); };
+    const auto latent = [](int64_t w) -> ShapeRule { return [w](const Shape& in) { return Shape{in[0], 1, w}; }; };
+    const ShapeRule pooled = [D](const Shape& in) { return Shape{in[0], D}; };
+    Module& m = t.tap(t.child(root, "attn_pool", "AttentionPoolLatent"), pooled);
+    attn_pool_.q = &t.tap(t.layer<Linear>(m, "q", D, D), latent(D));
+    attn_pool_.kv = &t.tap(t.layer<Linear>(m, "kv", D, 2 * D), [patches, D](const Shape& in) {
+      return Shape{in[0], patches(in), 2 * D};
+    });
+    t.tap(m, "q_norm", "Identity", per_head(one));
+    t.tap(m, "k_norm", "Identity", per_head(patches));
+    t.tap(m, "softmax", "Softmax", attention_maps(one, patches), attention_macs());  // the latent's map
+    attn_pool_.proj = &t.tap(t.layer<Linear>(m, "proj", D, D), latent(D));
+    t.tap(m, "proj_drop", "Dropout", latent(D));
+    attn_pool_.norm = &t.tap(t.layer<LayerNorm>(m, "norm", D, c_.norm_eps), latent(D));
+    Module& mlp = t.tap(t.child(m, "mlp", "Mlp"), latent(D));
+    attn_pool_.fc1 = &t.tap(t.layer<Linear>(mlp, "fc1", D, Hm), latent(Hm));
+    timm_mlp_middle(t, mlp, latent(Hm));
+    attn_pool_.fc2 = &t.tap(t.layer<Linear>(mlp, "fc2", Hm, D), latent(D));
+    t.tap(mlp, "drop2", "Dropout", latent(D));
     const double std = std::pow(static_cast<double>(D), -0.5);
     attn_pool_.latent = &t.layer<Parameter>(m, "latent", Shape{1, 1, D}, CtorInit{CtorInit::trunc_tf, std});
   }
@@ -488,27 +520,6 @@ class ViT final : public Model {
     return hub_ ? y : T(taps, n + ".drop2", y);
   }
 
-  void mlp_glu_taps(std::vector<TapInfo>& t, const std::string& n, const Shape& tok) const {
-    const int64_t B = tok[0], N = tok[1];
-    const int64_t h1 = c_.mlp_fc1_out(), h2 = c_.mlp_fc2_in();
-    if (hub_) {  // SwiGLUFFN: w12, w3 (F.silu is not a module)
-      t.push_back({n + ".w12", {B, N, h1}});
-      t.push_back({n + ".w3", tok});
-      return;
-    }
-    if (c_.mlp == ViTConfig::Mlp::swiglu) {
-      t.push_back({n + ".fc1_g", {B, N, h1}});
-      t.push_back({n + ".fc1_x", {B, N, h1}});
-    } else {
-      t.push_back({n + ".fc1", {B, N, h1}});
-    }
-    t.push_back({n + ".act", {B, N, h2}});
-    t.push_back({n + ".drop1", {B, N, h2}});
-    t.push_back({n + ".norm", {B, N, h2}});
-    t.push_back({n + ".fc2", tok});
-    t.push_back({n + ".drop2", tok});
-  }
-
   // AttentionPoolLatent.forward (latent_len 1, pool_type 'token', no pos_embed, q_norm/k_norm Identity).
   // x: the patch tokens [B, P, D]. Returns [B, D].
   Tensor attention_pool(const Tensor& x, TapSet& taps) const {
@@ -544,27 +555,6 @@ class ViT final : public Model {
     m = TP(taps, "attn_pool.mlp", m);
     y = ops::add(y, m);
     return TP(taps, "attn_pool", y.select(1, 0).contiguous());  // pool_type 'token': x[:, 0]
-  }
-
-  void attn_pool_taps(std::vector<TapInfo>& t, int64_t B, int64_t P) const {
-    const int64_t D = c_.embed_dim, H = c_.num_heads, hd = D / H, Hm = c_.mlp_hidden();
-    const Shape one{B, 1, D};
-    t.push_back({"attn_pool", {B, D}});
-    t.push_back({"attn_pool.q", one});
-    t.push_back({"attn_pool.kv", {B, P, 2 * D}});
-    t.push_back({"attn_pool.q_norm", {B, H, 1, hd}});
-    t.push_back({"attn_pool.k_norm", {B, H, P, hd}});
-    t.push_back({"attn_pool.softmax", {B, H, 1, P}});  // the latent's attention map (tabula's extra tap)
-    t.push_back({"attn_pool.proj", one});
-    t.push_back({"attn_pool.proj_drop", one});
-    t.push_back({"attn_pool.norm", one});
-    t.push_back({"attn_pool.mlp", one});
-    t.push_back({"attn_pool.mlp.fc1", {B, 1, Hm}});
-    t.push_back({"attn_pool.mlp.act", {B, 1, Hm}});
-    t.push_back({"attn_pool.mlp.drop1", {B, 1, Hm}});
-    t.push_back({"attn_pool.mlp.norm", {B, 1, Hm}});
-    t.push_back({"attn_pool.mlp.fc2", one});
-    t.push_back({"attn_pool.mlp.drop2", one});
   }
 
   // The MLP activation (ViTConfig::act). timm's quick_gelu, x * sigmoid(1.702 * x) (CLIP's QuickGELU), is written

@@ -747,6 +747,58 @@ Tensor CpuBackend::pool(const Tensor& x_in, Pool p, int64_t num_prefix) {
   return y;
 }
 
+// DINOv3 apply_rope with torch's f32 rounding: (x * cos) + (rotate_half(x) * sin), each product and the sum
+// rounded to f32. q / k arrive as strided views of the qkv output ([B, H, N, hd] over [B, N, 3, H, hd] memory):
+// read through their strides, one [N, hd] matrix per leading index, with unit stride along head_dim.
+Tensor CpuBackend::rope_apply(const Tensor& x, const Tensor& sin_in, const Tensor& cos_in) {
+  check_f32_cpu("ops::rope_apply", x, "input");
+  check_f32_cpu("ops::rope_apply", sin_in, "sin");
+  check_f32_cpu("ops::rope_apply", cos_in, "cos");
+  const detail::RopeShapes s = detail::rope_shapes("ops::rope_apply", x, sin_in, cos_in);
+  const Tensor sn = sin_in.contiguous(), cs = cos_in.contiguous();
+  Tensor y = Tensor::empty(x.shape());
+  const int64_t nd = x.dim();
+  const Tensor xc = x.stride(nd - 1) == 1 ? x : x.contiguous();
+  const int64_t st_t = xc.stride(nd - 2);
+  const std::vector<int64_t> lead_shape(xc.shape().begin(), xc.shape().end() - 2);
+  const std::vector<int64_t> lead_stride(xc.strides().begin(), xc.strides().end() - 2);
+  const float* xbase = xc.data<float>();
+  const float* sp = sn.data<float>();
+  const float* cp = cs.data<float>();
+  float* yp = y.data<float>();
+  const int64_t half = s.hd / 2;
+  parallel_for(s.rows, grain_for(s.rows, s.n * s.hd), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      int64_t off = 0, rem = r;
+      for (int64_t d = static_cast<int64_t>(lead_shape.size()) - 1; d >= 0; --d) {
+        off += (rem % lead_shape[d]) * lead_stride[d];
+        rem /= lead_shape[d];
+      }
+      const float* xm = xbase + off;
+      float* ym = yp + r * s.n * s.hd;
+      for (int64_t t = 0; t < s.n; ++t) {
+        const float* xr = xm + t * st_t;
+        float* yr = ym + t * s.hd;
+        if (t < s.prefix) {
+          std::copy(xr, xr + s.hd, yr);
+          continue;
+        }
+        const float* sr = sp + (t - s.prefix) * s.hd;
+        const float* cr = cp + (t - s.prefix) * s.hd;
+        for (int64_t d = 0; d < half; ++d) {
+          const float a = xr[d] * cr[d], b = -xr[d + half] * sr[d];
+          yr[d] = a + b;
+        }
+        for (int64_t d = half; d < s.hd; ++d) {
+          const float a = xr[d] * cr[d], b = xr[d - half] * sr[d];
+          yr[d] = a + b;
+        }
+      }
+    }
+  });
+  return y;
+}
+
 }  // namespace tabula
 
 namespace tabula::detail {

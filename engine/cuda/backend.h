@@ -1,7 +1,7 @@
 // The CUDA backend (tabula_engine_cuda): every op of engine/op_list.h on device tensors, same semantics as
 // tabula::ref, issued on the device's stream (device.h) so a sequence of ops runs in order with no host
-// synchronisation. Each op's definition lives in the file of its family (elementwise, norm, pool, attention, blas,
-// conv, interpolate, copy .cu); dispatch.cu holds the device primitives and registers the backend at start-up.
+// synchronisation. Each op's definition lives in the file of its family (elementwise, norm, pool, attention, rope,
+// blas, conv, interpolate, copy .cu); dispatch.cu holds the device primitives and registers the backend at start-up.
 // Precision and storage types: engine/cuda/ops.h.
 #pragma once
 #include "engine/backend.h"

@@ -712,6 +712,29 @@ std::vector<OpCase> window_attention_cases() {
   return cases;
 }
 
+// DINOv3's RoPE on q / k as the model calls it: a strided view of the qkv output [B, N, 3, H, hd] (q or k), the
+// tables covering the patch tokens after 0, 1 or 5 prefix tokens (class, storage); head dims of the configs.
+std::vector<OpCase> rope_cases() {
+  std::vector<OpCase> cases;
+  auto g = rng_for("rope");
+  for (int c = 0; c < kCases; ++c) {
+    const int64_t B = pick(g, {1, 2, 3}), H = pick(g, {1, 2, 6}), hd = pick(g, {4, 16, 32, 64, 80});
+    const int64_t gh = pick(g, {1, 3, 4, 14}), gw = pick(g, {1, 5, 4, 14}), prefix = pick(g, {0, 1, 5});
+    const int64_t N = prefix + gh * gw, which = pick(g, {0, 1});
+    Tensor qkv = random_tensor({B, N, 3 * H * hd}, g), sin = random_tensor({gh * gw, hd}, g),
+           cos = random_tensor({gh * gw, hd}, g);
+    auto view = [=](const Tensor& t) { return t.reshape({B, N, 3, H, hd}).permute({2, 0, 3, 1, 4}).select(0, which); };
+    cases.push_back({"rope_apply " + shape_str({B, H, N, hd}) + " prefix=" + std::to_string(prefix), {qkv, sin, cos},
+                     [=](In t) { return ops::rope_apply(view(t[0]), t[1], t[2]); },
+                     [=](In t) { return ref::rope_apply(view(t[0]), t[1], t[2]); }, {1e-6, 1e-5}});
+    if (c == 0)  // a contiguous input
+      cases.push_back({"rope_apply contiguous", {view(qkv).contiguous(), sin, cos},
+                       [](In t) { return ops::rope_apply(t[0], t[1], t[2]); },
+                       [](In t) { return ref::rope_apply(t[0], t[1], t[2]); }, {1e-6, 1e-5}});
+  }
+  return cases;
+}
+
 const std::map<std::string, std::vector<OpCase> (*)()>& families() {
   static const std::map<std::string, std::vector<OpCase> (*)()> f = {
       {"conv2d", conv2d_cases},
@@ -730,6 +753,7 @@ const std::map<std::string, std::vector<OpCase> (*)()>& families() {
       {"model_attention", model_attention_cases},
       {"window_attention", window_attention_cases},
       {"depthwise_conv2d", depthwise_conv2d_cases},
+      {"rope", rope_cases},
   };
   return f;
 }

@@ -171,6 +171,20 @@ TEST(GpuModels, ConchPoolersMatchCpu) {
                          5e-2);
 }
 
+TEST(GpuModels, Dinov3AndCaViTMatchCpu) {
+  REQUIRE_GPU();
+  // DINOv3: RoPE on the device (ops::rope_apply; the tables built on the host and placed there), storage tokens,
+  // SwiGLU, a rectangular input. CA-ViT: one conv over every channel, 5 channels.
+  const char* d3 = "dinov3:dim=64,depth=2,heads=2,patch=16,ffn=swiglu";
+  const std::vector<std::string> d3_taps = {"patch_embed", "blocks.0.attn", "blocks.1", "norm", "x_norm_clstoken"};
+  expect_gpu_matches_cpu(d3, {2, 3, 64, 48}, d3_taps, "fp32", 0.999999, 1e-4);
+  expect_gpu_matches_cpu(d3, {2, 3, 64, 48}, {"blocks.1", "x_norm_clstoken"}, "bf16", 0.9999, 5e-2);
+  const char* ca = "ca_vit:dim=64,depth=2,heads=2,patch=16,img=64";
+  const std::vector<std::string> ca_taps = {"patch_embed", "blocks.0", "blocks.1.attn.softmax", "norm", "head"};
+  expect_gpu_matches_cpu(ca, {2, 5, 64, 64}, ca_taps, "fp32", 0.999999, 1e-4);
+  expect_gpu_matches_cpu(ca, {2, 5, 64, 64}, {"blocks.1", "head"}, "bf16", 0.9999, 5e-2);
+}
+
 TEST(GpuModels, Dinov2InterpolatesPosEmbedOnTheDevice) {
   REQUIRE_GPU();
   // 84 px on a 56-px (4x4 grid) model: the hub's bicubic pos-embed interpolation runs on the GPU; registers too.

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <random>
 
+#include "engine/ops.h"
 #include "engine/pos_encoding.h"
 #include "engine/validate.h"
 #include "tests/models/model_fixtures.h"
