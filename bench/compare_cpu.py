@@ -138,7 +138,8 @@ def main():
     med = {k: median([w for w, _ in v]) for k, v in samples.items()}
     cpu = {k: median([c for _, c in v]) for k, v in samples.items()}
     ref = tabulas[-1][0]
-    print(f"\n{args.arch}, {'fp32 and bf16' if args.bf16 else 'fp32'}, batch {args.batch}, {args.threads} threads, {cpu_model()}, "
+    precisions = "fp32 and bf16" if args.bf16 else "fp32"
+    print(f"\n{args.arch}, {precisions}, batch {args.batch}, {args.threads} threads, {cpu_model()}, "
           f"{args.rounds} interleaved rounds, load average {os.getloadavg()[0]:.1f}")
     print(f"| engine | images/s (best) | images/s (median) | CPU s/batch | {ref} ÷ engine (best) | "
           f"{ref} ÷ engine (CPU time) |")

@@ -10,6 +10,8 @@
 // K is cut into blocks of at most KC = 256 k (for convs: whole (tap, channel chunk) segments) in a fixed way that
 // depends only on the shapes; each C element is the micro-kernel's FMA chain over one block, added to C block by
 // block in order. The tiling into tasks may depend on the thread count; the arithmetic of an element never does.
+// Weights packed in bf16 (PackedType::bf16) run the same driver over bf16 copies of the activations (rounded once
+// per op by round_activations) with the AVX512-BF16 kernel; k then comes in pairs, so every segment has even length.
 #include "engine/cpu/packed.h"
 
 #include <algorithm>
