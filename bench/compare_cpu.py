@@ -7,6 +7,8 @@ Peers are measured in one process run, one after the other, on the same machine,
   * PyTorch eager, torch.set_num_threads(T), inference_mode;
   * tabula: `tabula bench ARCH --seed SEED --batch B --threads T`, whose weights equal torch's for the seed.
 Prints a Markdown table row per peer with images/s and the ratio tabula/peer.
+With --bf16 the bf16 engines join the same rounds: `tabula bench --precision bf16` and PyTorch eager under
+torch.autocast("cpu", dtype=torch.bfloat16) (PyTorch's own CPU bf16 path), and the ratios are tabula bf16's.
 
 The build machine is shared, so the peers run in interleaved rounds (ORT, PyTorch, tabula, then again) and the
 table gives, per engine, the best and the median wall time per batch over all rounds and the median process CPU
@@ -76,6 +78,7 @@ def main():
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every engine")
     ap.add_argument("--ort-spin", action="store_true", help="leave ORT's intra-op spinning on (its default)")
+    ap.add_argument("--bf16", action="store_true", help="also tabula --precision bf16 and PyTorch bf16 autocast")
     args = ap.parse_args()
 
     import numpy as np
@@ -104,32 +107,46 @@ def main():
         torch_name = "PyTorch " + torch.__version__ + " eager"
         cmd = [args.tabula, "bench", args.arch, "--seed", str(args.seed), "--batch", str(args.batch),
                "--threads", str(args.threads), "--iters", str(args.iters), "--warmup", str(args.warmup)]
+        tabulas = [("tabula bf16" if args.bf16 else "tabula", [])]
+        if args.bf16:
+            tabulas = [("tabula fp32", []), ("tabula bf16", ["--precision", "bf16"])]
+
+        def torch_bf16():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return model(x)
+
         for _ in range(args.rounds):
             samples.setdefault(ort_name, []).extend(
                 time_loop(lambda: sess.run(None, {"x": xn}), args.iters, args.warmup))
             if not args.skip_torch:
                 with torch.inference_mode():
                     samples.setdefault(torch_name, []).extend(time_loop(lambda: model(x), args.iters, args.warmup))
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            m = re.search(r"([0-9.]+) ms/batch \(median; min ([0-9.]+); cpu ([0-9.]+)\)", out)
-            if not m:
-                raise SystemExit("could not parse tabula bench output:\n" + out)
-            # tabula reports median / min / mean CPU per round: keep the round's median and min as samples
-            med, mn, cpu = (float(g) / 1000 for g in m.groups())
-            samples.setdefault("tabula", []).extend([(med, cpu), (mn, cpu)])
-            tabula_out = out
+                    if args.bf16:
+                        samples.setdefault("PyTorch " + torch.__version__ + " bf16 autocast", []).extend(
+                            time_loop(torch_bf16, args.iters, args.warmup))
+            for name, extra in tabulas:
+                out = subprocess.run(cmd + extra, check=True, capture_output=True, text=True).stdout
+                m = re.search(r"([0-9.]+) ms/batch \(median; min ([0-9.]+); cpu ([0-9.]+)\)", out)
+                if not m:
+                    raise SystemExit("could not parse tabula bench output:\n" + out)
+                # tabula reports median / min / mean CPU per round: keep the round's median and min as samples
+                med, mn, cpu = (float(g) / 1000 for g in m.groups())
+                samples.setdefault(name, []).extend([(med, cpu), (mn, cpu)])
+                tabula_out += out
 
     best = {k: min(w for w, _ in v) for k, v in samples.items()}
     med = {k: median([w for w, _ in v]) for k, v in samples.items()}
     cpu = {k: median([c for _, c in v]) for k, v in samples.items()}
-    print(f"\n{args.arch}, fp32, batch {args.batch}, {args.threads} threads, {cpu_model()}, "
+    ref = tabulas[-1][0]
+    precisions = "fp32 and bf16" if args.bf16 else "fp32"
+    print(f"\n{args.arch}, {precisions}, batch {args.batch}, {args.threads} threads, {cpu_model()}, "
           f"{args.rounds} interleaved rounds, load average {os.getloadavg()[0]:.1f}")
-    print("| engine | images/s (best) | images/s (median) | CPU s/batch | tabula ÷ engine (best) | "
-          "tabula ÷ engine (CPU time) |")
+    print(f"| engine | images/s (best) | images/s (median) | CPU s/batch | {ref} ÷ engine (best) | "
+          f"{ref} ÷ engine (CPU time) |")
     print("|---|---:|---:|---:|---:|---:|")
     for name in samples:
         print(f"| {name} | {args.batch / best[name]:.2f} | {args.batch / med[name]:.2f} | {cpu[name]:.2f} | "
-              f"{best[name] / best['tabula']:.2f}× | {cpu[name] / cpu['tabula']:.2f}× |")
+              f"{best[name] / best[ref]:.2f}× | {cpu[name] / cpu[ref]:.2f}× |")
     print("\n" + tabula_out.strip())
 
 

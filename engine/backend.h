@@ -15,9 +15,10 @@
 
 namespace tabula {
 
-// How matrix products run on a GPU (process-wide, set once by --precision; the CPU is always fp32):
-//   fp32  full fp32 (no TF32); tf32  TF32 tensor-core math on f32 data;
-//   bf16 / fp16  GEMM operands rounded to bf16/fp16, fp32 accumulation (engine/cuda/ops.h).
+// How matrix products run (process-wide, set once by --precision):
+//   fp32  full fp32 (no TF32); tf32  TF32 tensor-core math on f32 data (GPU);
+//   bf16 / fp16  GEMM operands rounded to bf16/fp16, fp32 accumulation (engine/cuda/ops.h). The CPU takes fp32 or
+//   bf16 (engine/cpu/packed.h: ops::set_cpu_precision).
 enum class Precision { fp32, tf32, bf16, fp16 };
 std::string_view precision_name(Precision p);  // "fp32", "tf32", "bf16", "fp16"
 std::optional<Precision> precision_from_name(std::string_view s);

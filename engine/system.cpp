@@ -38,13 +38,17 @@ static CpuFeatures detect() {
       f.avx512bw = zmm && (b & bit_AVX512BW);
       f.avx512dq = zmm && (b & bit_AVX512DQ);
       f.avx512vl = zmm && (b & bit_AVX512VL);
+      // AMX-BF16 (edx bit 22) with AMX-TILE (bit 24), and XCR0's XTILECFG/XTILEDATA (bits 17, 18)
+      f.amx_bf16 = (d & (1u << 22)) && (d & (1u << 24)) && (xcr0 & 0x60000) == 0x60000;
     }
+    if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avx512bf16 = zmm && (a & (1u << 5));  // AVX512_BF16
   }
 #endif
   if (const char* cap = std::getenv("TABULA_CPU")) {
     std::string_view cap_name(cap);
     if (cap_name == "generic") f = CpuFeatures{};
     if (cap_name == "generic" || cap_name == "avx2") f.avx512f = f.avx512bw = f.avx512dq = f.avx512vl = false;
+    if (cap_name == "generic" || cap_name == "avx2" || cap_name == "avx512") f.avx512bf16 = f.amx_bf16 = false;
   }
   return f;
 }
@@ -69,6 +73,8 @@ std::string cpu_features_string() {
   add(f.avx512bw, "avx512bw");
   add(f.avx512dq, "avx512dq");
   add(f.avx512vl, "avx512vl");
+  add(f.avx512bf16, "avx512bf16");
+  add(f.amx_bf16, "amx-bf16");
   return s.empty() ? "generic" : s;
 }
 

@@ -61,7 +61,7 @@ bool reset_peak_rss() {
 }
 
 std::string BenchResult::where() const {
-  if (device == "cpu") return std::to_string(threads) + " threads, fp32 cpu (" + gemm_kernel + " gemm)";
+  if (device == "cpu") return std::to_string(threads) + " threads, " + precision + " cpu (" + gemm_kernel + " gemm)";
   return precision + " " + device + (graph ? " (CUDA graph)" : " (eager)");
 }
 
@@ -102,6 +102,8 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
   if (opt.iters < 1 || opt.warmup < 0) throw std::invalid_argument("bench: --iters must be >= 1 and --warmup >= 0");
   if (opt.threads < 0) throw std::invalid_argument("bench: --threads must be >= 0");
   set_num_threads(opt.threads);
+  // before the build: the CPU packs its weights for the precision (bf16) when the model is built
+  const int dev = select_device(opt.device, opt.precision);
   const auto l0 = std::chrono::steady_clock::now();
   auto model = opt.weights ? build_model(arch, *opt.weights) : build_model_seed(arch, opt.seed);
   const double build_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - l0).count();
@@ -115,7 +117,6 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
   float* p = x.data<float>();
   for (int64_t i = 0; i < x.numel(); ++i) p[i] = nd(rng);
 
-  const int dev = select_device(opt.device, opt.precision);
   if (opt.graph && dev < 0) throw std::invalid_argument("bench: --graph is for --device cuda");
   if (dev >= 0) {
     model->to_device(dev);

@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 
+#include "engine/backend.h"
 #include "engine/cuda/device_name.h"
 #include "engine/ops.h"
 #include "engine/system.h"
@@ -64,8 +65,15 @@ Tensor upload_conv_weight(const Tensor& host, int device) {
 int select_device(const std::string& device, const std::string& precision) {
   const int index = cuda::parse_device(device);
   if (index < 0) {
-    if (precision != "fp32")
-      throw std::invalid_argument("--precision " + precision + ": cpu forwards are fp32 (tf32/bf16/fp16 are for --device cuda)");
+    // fp32, or bf16 GEMMs and convs where the CPU has AVX512-BF16 (weights packed afterwards take it)
+    if (precision == "bf16") {
+      cpu_backend().set_precision(Precision::bf16);
+    } else if (precision == "fp32") {
+      cpu_backend().set_precision(Precision::fp32);
+    } else {
+      throw std::invalid_argument("--precision " + precision +
+                                  ": cpu forwards are fp32 or bf16 (tf32/fp16 are for --device cuda)");
+    }
     return -1;
   }
 #if TABULA_HAVE_CUDA

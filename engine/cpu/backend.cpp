@@ -1,5 +1,7 @@
 #include "engine/cpu/backend.h"
 
+#include "engine/cpu/packed.h"
+
 #include <string>
 
 namespace tabula {
@@ -11,9 +13,8 @@ Tensor CpuBackend::to_device(const Tensor& host, int index) {
 
 Tensor CpuBackend::to_device_like(const Tensor& host, const Tensor&) { return host; }
 
-void CpuBackend::set_precision(Precision p) {
-  if (p != Precision::fp32)
-    op_error("set_precision", "cpu forwards are fp32, not " + std::string(precision_name(p)));
-}
+void CpuBackend::set_precision(Precision p) { ops::set_cpu_precision(p); }
+
+Precision CpuBackend::precision() const { return ops::cpu_precision(); }
 
 }  // namespace tabula

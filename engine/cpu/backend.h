@@ -16,7 +16,7 @@ class CpuBackend final : public Backend {
   Tensor to_device(const Tensor& host, int index) override;
   Tensor to_device_like(const Tensor& host, const Tensor& like) override;
   void set_precision(Precision p) override;
-  Precision precision() const override { return Precision::fp32; }
+  Precision precision() const override;  // fp32 or bf16 (ops::set_cpu_precision)
   Tensor convert_weight(const Tensor& weight) override { return weight; }
   std::vector<CudaDeviceInfo> devices() const override { return {}; }
   std::string runtime_version() const override { return {}; }

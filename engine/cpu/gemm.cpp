@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engine/cpu/gemm_kernels.h"
+#include "engine/cpu/packed.h"
 #include "engine/ops.h"
 #include "engine/cpu/rowops.h"
 #include "engine/system.h"
@@ -85,7 +86,11 @@ static const GemmKernelInfo& selected_kernel() {
 
 namespace ops {
 
-const char* gemm_kernel_name() { return detail::selected_kernel().name; }
+const char* gemm_kernel_name() {
+  // under --precision bf16 the packed weights' GEMMs (convs, linears) run the bf16 kernel
+  if (cpu_precision() == Precision::bf16 && detail::gemm_bf16_kernel()) return detail::gemm_bf16_kernel()->name;
+  return detail::selected_kernel().name;
+}
 
 namespace {
 constexpr int64_t KC = 256;  // fixed: part of the numerical definition of the result (see above)

@@ -44,4 +44,24 @@ GemmIndirectKernelInfo gemm_indirect_kernel_generic();
 // The kernel this machine dispatches to (chosen once, like the packed GEMM's).
 const GemmIndirectKernelInfo& gemm_indirect_kernel();
 
+// The bf16 twin of the indirect kernel (--precision bf16 on the CPU): A rows and B panels hold bf16 (uint16_t bit
+// patterns), `len` is even and bp holds nseg * len / 2 rows of NR (k, k + 1) pairs (PackedMatrix's bf16 layout);
+// each C element accumulates in fp32 as `vdpbf16ps` does: per pair, acc += a[k+1] * b[k+1], then acc += a[k] * b[k]
+// (products exact, each sum rounded to nearest even, bf16 subnormals read as zero, fp32 subnormal sums flushed).
+// The epilogue is the fp32 kernel's. round_rows writes dst[r * ldd + j] = bf16(src[r * lds + j]) (torch's
+// round-to-nearest-even, dtype.h f32_to_bf16) for j < cols and zero for cols <= j < ldd.
+using GemmBf16Kernel = void (*)(int64_t nseg, int64_t len, const uint16_t* const* a, const uint16_t* bp, float* c,
+                                int64_t ldc, bool accumulate, const TileEpilogue* ep);
+using RoundRowsBf16 = void (*)(int64_t rows, int64_t cols, const float* src, int64_t lds, uint16_t* dst,
+                               int64_t ldd);
+struct GemmBf16KernelInfo {
+  GemmBf16Kernel fn;
+  RoundRowsBf16 round_rows;
+  int mr, nr;
+  const char* name;
+};
+GemmBf16KernelInfo gemm_bf16_kernel_avx512bf16();  // gemm_bf16_avx512bf16.cpp; only when has_avx512_bf16()
+// The bf16 kernel of this machine, or nullptr when it has none (no AVX512-BF16; AMX tiles are not used yet).
+const GemmBf16KernelInfo* gemm_bf16_kernel();
+
 }  // namespace tabula::detail

@@ -10,6 +10,8 @@
 // K is cut into blocks of at most KC = 256 k (for convs: whole (tap, channel chunk) segments) in a fixed way that
 // depends only on the shapes; each C element is the micro-kernel's FMA chain over one block, added to C block by
 // block in order. The tiling into tasks may depend on the thread count; the arithmetic of an element never does.
+// Weights packed in bf16 (PackedType::bf16) run the same driver over bf16 copies of the activations (rounded once
+// per op by round_activations) with the AVX512-BF16 kernel; k then comes in pairs, so every segment has even length.
 #include "engine/cpu/packed.h"
 
 #include <algorithm>
@@ -34,7 +36,6 @@ constexpr int64_t KC = 256;       // k per block: fixed, part of the numerical d
 constexpr int64_t kMaxNC = 512;   // columns per task: a KC x NC block of packed weights stays in L2
 constexpr int64_t kMinTapCin = 16;  // below this a conv gathers im2col rows instead of one pointer per tap
 
-alignas(64) const float kZeroRow[KC] = {};  // the A row of a tap in the padding (segments are <= KC long)
 // Winograd weights take 4x the memory of the direct ones (36 vs 9 values per (Cin, Cout) pair), and they are kept
 // in addition (PackedConv2d::weight() must return the exact torch weights). ResNet-50's layer4 3x3 convs
 // (512 x 512 on 7x7 maps) ran 1.7x faster with Winograd but would add 75 MiB of weights for ~2 % of the forward
@@ -67,17 +68,61 @@ void pack_b_panels(int64_t K, int64_t N, const float* src, int64_t sk, int64_t s
 }
 }  // namespace detail
 
-PackedMatrix PackedMatrix::pack(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn) {
+namespace detail {
+namespace {
+int64_t bf16_nr() {
+  const GemmBf16KernelInfo* k = gemm_bf16_kernel();
+  if (!k) op_error("pack_b_panels_bf16", "bf16 packing needs a CPU with AVX512-BF16");
+  return k->nr;
+}
+}  // namespace
+
+int64_t packed_b_bf16_elems(int64_t K, int64_t N) {
+  const int64_t nr = bf16_nr();
+  return (N + nr - 1) / nr * nr * ((K + 1) / 2 * 2);
+}
+
+void pack_b_panels_bf16(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn, uint16_t* dst) {
+  const int64_t nr = bf16_nr(), panels = (N + nr - 1) / nr, Kp = (K + 1) / 2 * 2;
+  parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p)
+      for (int64_t k = 0; k < Kp; ++k) {
+        uint16_t* row = dst + p * Kp * nr + (k / 2) * 2 * nr + k % 2;  // element (k, n0 + j) at row[2 * j]
+        const int64_t n0 = p * nr, nn = k < K ? std::min(nr, N - n0) : 0;
+        for (int64_t j = 0; j < nn; ++j) row[2 * j] = f32_to_bf16(src[k * sk + (n0 + j) * sn]);
+        for (int64_t j = nn; j < nr; ++j) row[2 * j] = 0;
+      }
+  });
+}
+}  // namespace detail
+
+PackedMatrix PackedMatrix::pack(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn, PackedType type) {
   PackedMatrix m;
   m.K_ = K;
   m.N_ = N;
+  m.type_ = type;
+  if (type == PackedType::bf16) {
+    m.nr_ = detail::bf16_nr();
+    m.data_ = Tensor::heap({std::max<int64_t>(detail::packed_b_bf16_elems(K, N), 1)}, DType::bf16);
+    detail::pack_b_panels_bf16(K, N, src, sk, sn, m.data_.data<uint16_t>());
+    return m;
+  }
   m.nr_ = detail::gemm_indirect_kernel().nr;
   m.data_ = Tensor::heap({std::max<int64_t>(detail::packed_b_floats(K, N), 1)});
   detail::pack_b_panels(K, N, src, sk, sn, m.data_.data<float>());
   return m;
 }
 
-PackedConv2d::PackedConv2d(const Tensor& weight, const Conv2dOptions& o) : opt(o) {
+float PackedMatrix::at(int64_t k, int64_t n) const {
+  if (type_ == PackedType::f32) return panel(n / nr_)[k * nr_ + n % nr_];
+  return bf16_to_f32(panel_bf16(n / nr_)[(k / 2) * 2 * nr_ + (n % nr_) * 2 + k % 2]);
+}
+
+PackedType default_packed_type() {
+  return ops::cpu_precision() == Precision::bf16 ? PackedType::bf16 : PackedType::f32;
+}
+
+PackedConv2d::PackedConv2d(const Tensor& weight, const Conv2dOptions& o, PackedType type) : opt(o) {
   check_f32_cpu("PackedConv2d", weight, "weight");
   if (weight.dim() != 4) op_error("PackedConv2d", "weight must be [Cout, Cin, kh, kw], got " + weight.str());
   if (o.groups != 1)
@@ -93,8 +138,9 @@ PackedConv2d::PackedConv2d(const Tensor& weight, const Conv2dOptions& o) : opt(o
       for (int64_t i = 0; i < kh; ++i)
         for (int64_t j = 0; j < kw; ++j)
           bt[static_cast<size_t>(((i * kw + j) * cin + ci) * cout + co)] = wp[((co * cin + ci) * kh + i) * kw + j];
-  b = PackedMatrix::pack(K, cout, bt.data(), cout, 1);
-  if (ops::winograd_enabled() && winograd_conv_eligible(cout, cin, kh, kw, o)) {
+  const bool winograd = ops::winograd_enabled() && winograd_conv_eligible(cout, cin, kh, kw, o);
+  b = PackedMatrix::pack(K, cout, bt.data(), cout, 1, winograd ? PackedType::f32 : type);
+  if (winograd) {
     const std::vector<float> u = detail::winograd_weight_transform(wp, cout, cin);
     wino = PackedMatrix::pack(detail::kWinoPoints * cin, cout, u.data(), cout, 1);
   }
@@ -106,12 +152,12 @@ bool winograd_conv_eligible(int64_t cout, int64_t cin, int64_t kh, int64_t kw, c
          o.groups == 1 && cin >= 16 && cout >= 16 && cin * cout <= kWinoMaxWeights;
 }
 
-PackedLinear::PackedLinear(const Tensor& weight) {
+PackedLinear::PackedLinear(const Tensor& weight, PackedType type) {
   check_f32_cpu("PackedLinear", weight, "weight");
   if (weight.dim() != 2) op_error("PackedLinear", "weight must be [out, in], got " + weight.str());
   out_features = weight.size(0), in_features = weight.size(1);
   const Tensor w = weight.contiguous();
-  b = PackedMatrix::pack(in_features, out_features, w.data<float>(), 1, in_features);
+  b = PackedMatrix::pack(in_features, out_features, w.data<float>(), 1, in_features, type);
 }
 
 std::pair<Tensor, Tensor> batch_norm_scale_shift(const Tensor& gamma, const Tensor& beta, const Tensor& mean,
@@ -224,17 +270,19 @@ KPlan row_plan(int64_t kh, int64_t len, int64_t dilation_h) {
   return p;
 }
 
-// Where the rows of A are.
+// Where the rows of A are. T: float (the fp32 GEMM) or uint16_t (bf16 bit patterns, the activations already
+// rounded by round_activations below).
+template <class T>
 struct ASource {
   enum class Kind { dense, taps, tap_rows, im2col } kind = Kind::dense;
-  const float* a = nullptr;  // dense: row r at a + r * lda; taps / tap_rows / im2col: the channels-last input
+  const T* a = nullptr;  // dense: row r at a + r * lda; taps / tap_rows / im2col: the channels-last input
   int64_t lda = 0;
   int64_t row0 = 0;  // the GEMM's row r is row (output pixel) row0 + r of this source (a band of a conv's output)
   // conv geometry (taps / im2col)
   int64_t H = 0, W = 0, C = 0, Ho = 0, Wo = 0, kh = 0, kw = 0;
   Conv2dOptions o;
   // Pointer to input pixel row (n, ih, iw)'s channels, or nullptr in the padding.
-  const float* pixel(int64_t n, int64_t ih, int64_t iw) const {
+  const T* pixel(int64_t n, int64_t ih, int64_t iw) const {
     if (ih < 0 || ih >= H || iw < 0 || iw >= W) return nullptr;
     return a + ((n * H + ih) * W + iw) * C;
   }
@@ -257,15 +305,53 @@ inline float epilogue_scalar(float v, const Epilogue& ep, int64_t r, int64_t j) 
   return v;
 }
 
-// B as packed panels (a PackedMatrix's, or a scratch buffer packed by detail::pack_b_panels).
+// B as packed panels (a PackedMatrix's, or a scratch buffer packed by detail::pack_b_panels). K: rows as stored
+// (bf16: pairs of rows, so a k offset is k * nr elements in either type).
+template <class T>
 struct BPanels {
-  const float* data;
+  const T* data;
   int64_t K, N, nr;
-  const float* panel(int64_t p) const { return data + p * K * nr; }
+  const T* panel(int64_t p) const { return data + p * K * nr; }
   int64_t rows() const { return K; }
   int64_t cols() const { return N; }
 };
-BPanels panels_of(const PackedMatrix& m) { return {m.panel(0), m.rows(), m.cols(), m.nr()}; }
+BPanels<float> panels_of(const PackedMatrix& m) { return {m.panel(0), m.rows(), m.cols(), m.nr()}; }
+BPanels<uint16_t> bf16_panels_of(const PackedMatrix& m) {
+  return {m.panel_bf16(0), m.stored_rows(), m.cols(), m.nr()};
+}
+
+// The micro-kernel for each element type, behind one call signature.
+template <class T>
+struct MicroKernel;
+template <>
+struct MicroKernel<float> {
+  const detail::GemmIndirectKernelInfo& k = detail::gemm_indirect_kernel();
+  int64_t mr() const { return k.mr; }
+  int64_t nr() const { return k.nr; }
+  void operator()(int64_t nseg, int64_t len, const float* const* a, const float* bp, float* c, int64_t ldc,
+                  bool accumulate, const detail::TileEpilogue* ep) const {
+    k.fn(nseg, len, a, bp, c, ldc, accumulate, ep);
+  }
+};
+template <>
+struct MicroKernel<uint16_t> {
+  const detail::GemmBf16KernelInfo* k = detail::gemm_bf16_kernel();
+  MicroKernel() {
+    if (!k) op_error("indirect_gemm", "bf16 weights on a CPU without AVX512-BF16");
+  }
+  int64_t mr() const { return k->mr; }
+  int64_t nr() const { return k->nr; }
+  void operator()(int64_t nseg, int64_t len, const uint16_t* const* a, const uint16_t* bp, float* c, int64_t ldc,
+                  bool accumulate, const detail::TileEpilogue* ep) const {
+    k->fn(nseg, len, a, bp, c, ldc, accumulate, ep);
+  }
+};
+
+template <class T>
+const T* zero_row() {
+  alignas(64) static const T zeros[KC] = {};  // the A row of a tap in the padding (segments are <= KC long)
+  return zeros;
+}
 
 // `count` independent GEMMs of the same shape in one parallel loop (Winograd's 36 transform points): GEMM b reads
 // the dense A at a + b * a_step, the rows k_step * b .. of B, and writes C + b * c_step.
@@ -273,197 +359,294 @@ struct GemmBatch {
   int64_t count = 1, a_step = 0, k_step = 0, c_step = 0;
 };
 
-void indirect_gemm(int64_t M, const ASource& A, const KPlan& plan, const BPanels& B, float* C_all,
-                   int64_t ldc, const Epilogue& ep, const GemmBatch& batch = {}) {
-  const detail::GemmIndirectKernelInfo& kern = detail::gemm_indirect_kernel();
-  const int64_t MR = kern.mr, NR = kern.nr, N = B.cols();
-  if (B.nr != NR) op_error("indirect_gemm", "weights were packed for another micro-kernel");
-  if (M <= 0 || N <= 0) return;
-  // >= 8 tasks per thread (dynamic scheduling evens out the rest). Few rows (ResNet layer4: M = 784) are made up
-  // for by narrower column blocks first (down to 128 columns), rows per task (MC) only then: every task streams
-  // its column block of the weights over all of K, so a task of few rows reads many weight bytes per FLOP
-  // (layer4's 3x3 convs, K = 4608: +12-24 %).
+// How C is cut into tasks: column blocks of NC, row blocks of MC.
+struct TaskTiling {
+  int64_t MC, NC, mtiles, ntiles;
+};
+
+// >= 8 tasks per thread (dynamic scheduling evens out the rest). Few rows (ResNet layer4: M = 784) are made up
+// for by narrower column blocks first (down to 128 columns), rows per task (MC) only then: every task streams
+// its column block of the weights over all of K, so a task of few rows reads many weight bytes per FLOP
+// (layer4's 3x3 convs, K = 4608: +12-24 %).
+TaskTiling task_tiling(int64_t M, int64_t N, int64_t MR, int64_t NR, int64_t count) {
   const int64_t want = 8 * static_cast<int64_t>(get_num_threads());
   int64_t ntiles = (N + kMaxNC - 1) / kMaxNC;
   auto nc_for = [&](int64_t nt) { return ((N + nt - 1) / nt + NR - 1) / NR * NR; };
-  while (((M + 8 * MR - 1) / (8 * MR)) * ntiles * batch.count < want && nc_for(ntiles + 1) >= 128 &&
+  while (((M + 8 * MR - 1) / (8 * MR)) * ntiles * count < want && nc_for(ntiles + 1) >= 128 &&
          nc_for(ntiles + 1) < nc_for(ntiles))
     ++ntiles;
   const int64_t NC = nc_for(ntiles);
   ntiles = (N + NC - 1) / NC;
   int64_t MC = 8 * MR;
-  while (MC > MR && ((M + MC - 1) / MC) * ntiles * batch.count < want) MC -= MR;
-  const int64_t mtiles = (M + MC - 1) / MC;
-  const bool relu_in_kernel = ep.act == Activation::relu || ep.act == Activation::none;
-  const int64_t K = B.rows();
+  while (MC > MR && ((M + MC - 1) / MC) * ntiles * count < want) MC -= MR;
+  return {MC, NC, (M + MC - 1) / MC, ntiles};
+}
 
-  parallel_for(batch.count * mtiles * ntiles, 1, [&](int64_t t0, int64_t t1) {
-    thread_local std::vector<const float*> ptrs;
-    thread_local std::vector<float> cols;  // im2col rows / border kernel rows of this task (Cin < 16 convs)
-    // taps: each row's output pixel as (n, first input row, first input column), computed once per task so that
-    // the per-segment pointer setup below does no integer division
-    struct RowOrigin {
-      int64_t n, ih0, iw0;
-      int64_t off;        // tap_rows: offset of input pixel (n, ih0, iw0) in floats (used only inside the map)
-      bool inside_w;      // tap_rows: the window's kw columns are all inside the map
-    };
-    thread_local std::vector<RowOrigin> origin;
-    alignas(64) float tile[16 * 32];
-    for (int64_t bt = t0; bt < t1; ++bt) {
-      const int64_t gb = bt / (mtiles * ntiles), t = bt % (mtiles * ntiles);
-      const float* const abase = A.a + gb * batch.a_step;
-      float* const C = C_all + gb * batch.c_step;
-      const int64_t kbase = gb * batch.k_step;
-      // column-block-major: consecutive tasks (on both threads) share one KC x NC block of weights, which stays in
-      // L2 while the rows stream (for ViT-B's fc1, N = 3072: +10 % over row-major, the other shapes alike)
-      const int64_t i0 = (t % mtiles) * MC, j0 = (t / mtiles) * NC;
-      const int64_t mc = std::min(MC, M - i0), nc = std::min(NC, N - j0);
-      if (A.kind == ASource::Kind::taps || A.kind == ASource::Kind::tap_rows) {
-        origin.resize(static_cast<size_t>(mc));
-        for (int64_t r = 0; r < mc; ++r) {
-          const int64_t p = A.row0 + i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
-          const int64_t ih0 = oh * A.o.stride[0] - A.o.padding[0], iw0 = ow * A.o.stride[1] - A.o.padding[1];
-          origin[static_cast<size_t>(r)] = {n, ih0, iw0, ((n * A.H + ih0) * A.W + iw0) * A.C,
-                                            iw0 >= 0 && iw0 + A.kw <= A.W};
+// taps: each row's output pixel as (n, first input row, first input column), computed once per task so that
+// the per-segment pointer setup does no integer division
+struct RowOrigin {
+  int64_t n, ih0, iw0;
+  int64_t off;    // tap_rows: offset of input pixel (n, ih0, iw0) in elements (used only inside the map)
+  bool inside_w;  // tap_rows: the window's kw columns are all inside the map
+};
+
+// Per-thread buffers of a task, reused across tasks and calls.
+template <class T>
+struct TaskScratch {
+  std::vector<const T*> ptrs;  // row pointers of every micro-panel for every segment of a K block
+  std::vector<T> cols;         // im2col rows / border kernel rows of this task (Cin < 16 convs)
+  std::vector<RowOrigin> origin;
+};
+template <class T>
+TaskScratch<T>& task_scratch() {
+  thread_local TaskScratch<T> s;
+  return s;
+}
+
+// C[M, N] (row stride ldc) = A @ B over the K plan, then the epilogue: one task per (GEMM of the batch, row block,
+// column block), column-block-major.
+template <class T>
+class IndirectGemm {
+ public:
+  IndirectGemm(int64_t M, const ASource<T>& A, const KPlan& plan, const BPanels<T>& B, float* C_all, int64_t ldc,
+               const Epilogue& ep, const GemmBatch& batch)
+      : M_(M), A_(A), plan_(plan), B_(B), C_all_(C_all), ldc_(ldc), ep_(ep), batch_(batch) {
+    MR_ = kern_.mr(), NR_ = kern_.nr();
+    if (B.nr != NR_) op_error("indirect_gemm", "weights were packed for another micro-kernel");
+    tiling_ = task_tiling(M, B.cols(), MR_, NR_, batch.count);
+  }
+
+  void run() const {
+    if (M_ <= 0 || B_.cols() <= 0) return;
+    parallel_for(batch_.count * tiling_.mtiles * tiling_.ntiles, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t bt = t0; bt < t1; ++bt) task(bt);
+    });
+  }
+
+ private:
+  // Where one task writes: C block [i0, i0 + mc) x [j0, j0 + nc) of GEMM gb of the batch.
+  struct Task {
+    const T* abase;
+    float* C;
+    int64_t kbase, i0, j0, mc, nc;
+  };
+
+  void task(int64_t bt) const {
+    const TaskTiling& g = tiling_;
+    const int64_t gb = bt / (g.mtiles * g.ntiles), t = bt % (g.mtiles * g.ntiles);
+    // column-block-major: consecutive tasks (on both threads) share one KC x NC block of weights, which stays in
+    // L2 while the rows stream (for ViT-B's fc1, N = 3072: +10 % over row-major, the other shapes alike)
+    Task tk;
+    tk.abase = A_.a + gb * batch_.a_step;
+    tk.C = C_all_ + gb * batch_.c_step;
+    tk.kbase = gb * batch_.k_step;
+    tk.i0 = (t % g.mtiles) * g.MC, tk.j0 = (t / g.mtiles) * g.NC;
+    tk.mc = std::min(g.MC, M_ - tk.i0), tk.nc = std::min(g.NC, B_.cols() - tk.j0);
+    TaskScratch<T>& s = task_scratch<T>();
+    using Kind = typename ASource<T>::Kind;
+    if (A_.kind == Kind::taps || A_.kind == Kind::tap_rows) row_origins(tk, s);
+    if (A_.kind == Kind::tap_rows) s.cols.resize(static_cast<size_t>(tk.mc * B_.rows()));  // border rows' gathers
+    if (A_.kind == Kind::im2col) gather_im2col(tk, s);
+    for (size_t bi = 0; bi < plan_.blocks.size(); ++bi) {
+      const KBlock& kb = plan_.blocks[bi];
+      row_pointers(tk, kb, s);
+      micro_panels(tk, kb, bi > 0, bi + 1 == plan_.blocks.size(), s);
+    }
+    // activations the kernels do not apply (GELU, SiLU): on the finished rows while they are in cache
+    if (!relu_in_kernel())
+      for (int64_t i = 0; i < tk.mc; ++i) detail::activation_inplace(tk.C + (tk.i0 + i) * ldc_ + tk.j0, tk.nc, ep_.act);
+  }
+
+  bool relu_in_kernel() const { return ep_.act == Activation::relu || ep_.act == Activation::none; }
+
+  void row_origins(const Task& tk, TaskScratch<T>& s) const {
+    const ASource<T>& A = A_;
+    s.origin.resize(static_cast<size_t>(tk.mc));
+    for (int64_t r = 0; r < tk.mc; ++r) {
+      const int64_t p = A.row0 + tk.i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
+      const int64_t ih0 = oh * A.o.stride[0] - A.o.padding[0], iw0 = ow * A.o.stride[1] - A.o.padding[1];
+      s.origin[static_cast<size_t>(r)] = {n, ih0, iw0, ((n * A.H + ih0) * A.W + iw0) * A.C,
+                                          iw0 >= 0 && iw0 + A.kw <= A.W};
+    }
+  }
+
+  // rows i0 .. i0 + mc of the im2col matrix, k = (i * kw + j) * C + c as the packed weight; k past kh * kw * C
+  // (bf16: the pad that completes the last pair) zero.
+  void gather_im2col(const Task& tk, TaskScratch<T>& s) const {
+    const ASource<T>& A = A_;
+    const int64_t K = B_.rows();
+    s.cols.resize(static_cast<size_t>(tk.mc * K));
+    // (plain loops, not memcpy: a tap is only C < 16 values; with dilation 1 a tap row's kw pixels are one
+    // contiguous run of kw * C values in the channels-last input)
+    for (int64_t r = 0; r < tk.mc; ++r) {
+      const int64_t p = A.row0 + tk.i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
+      T* dst = s.cols.data() + r * K;
+      T* const end = dst + K;
+      const int64_t iw0 = ow * A.o.stride[1] - A.o.padding[1];
+      const bool row_inside = A.o.dilation[1] == 1 && iw0 >= 0 && iw0 + A.kw <= A.W;
+      for (int64_t i = 0; i < A.kh; ++i) {
+        const int64_t ih = oh * A.o.stride[0] - A.o.padding[0] + i * A.o.dilation[0];
+        if (row_inside && ih >= 0 && ih < A.H) {
+          const T* src = A.a + ((n * A.H + ih) * A.W + iw0) * A.C;
+          for (int64_t e = 0; e < A.kw * A.C; ++e) dst[e] = src[e];
+          dst += A.kw * A.C;
+          continue;
+        }
+        for (int64_t j = 0; j < A.kw; ++j, dst += A.C) {
+          const T* src = A.pixel(n, ih, iw0 + j * A.o.dilation[1]);
+          for (int64_t c = 0; c < A.C; ++c) dst[c] = src ? src[c] : T{};
         }
       }
-      if (A.kind == ASource::Kind::tap_rows) cols.resize(static_cast<size_t>(mc * K));  // border rows' gathers
-      if (A.kind == ASource::Kind::im2col) {
-        // rows i0 .. i0 + mc of the im2col matrix, k = (i * kw + j) * C + c as the packed weight
-        cols.resize(static_cast<size_t>(mc * K));
-        // (plain loops, not memcpy: a tap is only C < 16 floats; with dilation 1 a tap row's kw pixels are one
-        // contiguous run of kw * C floats in the channels-last input)
-        for (int64_t r = 0; r < mc; ++r) {
-          const int64_t p = A.row0 + i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
-          float* dst = cols.data() + r * K;
-          const int64_t iw0 = ow * A.o.stride[1] - A.o.padding[1];
-          const bool row_inside = A.o.dilation[1] == 1 && iw0 >= 0 && iw0 + A.kw <= A.W;
-          for (int64_t i = 0; i < A.kh; ++i) {
-            const int64_t ih = oh * A.o.stride[0] - A.o.padding[0] + i * A.o.dilation[0];
-            if (row_inside && ih >= 0 && ih < A.H) {
-              const float* src = A.a + ((n * A.H + ih) * A.W + iw0) * A.C;
-              for (int64_t e = 0; e < A.kw * A.C; ++e) dst[e] = src[e];
-              dst += A.kw * A.C;
-              continue;
-            }
-            for (int64_t j = 0; j < A.kw; ++j, dst += A.C) {
-              const float* src = A.pixel(n, ih, iw0 + j * A.o.dilation[1]);
-              for (int64_t c = 0; c < A.C; ++c) dst[c] = src ? src[c] : 0.f;
-            }
+      while (dst < end) *dst++ = T{};
+    }
+  }
+
+  // Row pointers of every micro-panel of the task for every segment of the block.
+  void row_pointers(const Task& tk, const KBlock& kb, TaskScratch<T>& s) const {
+    const ASource<T>& A = A_;
+    using Kind = typename ASource<T>::Kind;
+    const int64_t K = B_.rows(), panels = (tk.mc + MR_ - 1) / MR_;
+    s.ptrs.resize(static_cast<size_t>(panels * kb.nseg * MR_));
+    for (int64_t pi = 0; pi < panels; ++pi) {
+      const int64_t ir = pi * MR_, r0 = tk.i0 + ir, ni = std::min(MR_, tk.mc - ir);
+      for (int64_t sgi = 0; sgi < kb.nseg; ++sgi) {
+        const Segment& sg = plan_.segs[static_cast<size_t>(kb.seg0 + sgi)];
+        const T** dst = s.ptrs.data() + (pi * kb.nseg + sgi) * MR_;
+        for (int64_t i = 0; i < MR_; ++i) {
+          if (i >= ni) {
+            dst[i] = zero_row<T>();
+            continue;
           }
-        }
-      }
-      const int64_t panels = (mc + MR - 1) / MR;
-      for (size_t bi = 0; bi < plan.blocks.size(); ++bi) {
-        const KBlock& kb = plan.blocks[bi];
-        const bool accumulate = bi > 0, last = bi + 1 == plan.blocks.size();
-        // row pointers of every micro-panel of the task for every segment of the block
-        ptrs.resize(static_cast<size_t>(panels * kb.nseg * MR));
-        for (int64_t pi = 0; pi < panels; ++pi) {
-          const int64_t ir = pi * MR, r0 = i0 + ir, ni = std::min(MR, mc - ir);
-          for (int64_t s = 0; s < kb.nseg; ++s) {
-            const Segment& sg = plan.segs[static_cast<size_t>(kb.seg0 + s)];
-            const float** dst = ptrs.data() + (pi * kb.nseg + s) * MR;
-            for (int64_t i = 0; i < MR; ++i) {
-              if (i >= ni) {
-                dst[i] = kZeroRow;
-                continue;
-              }
-              const int64_t r = r0 + i;
-              switch (A.kind) {
-                case ASource::Kind::dense: dst[i] = abase + (A.row0 + r) * A.lda + sg.c0; break;
-                case ASource::Kind::im2col: dst[i] = cols.data() + (ir + i) * K + sg.c0; break;
-                case ASource::Kind::tap_rows: {
-                  // one kernel row of the window: kw * C consecutive floats of the channels-last input, in place
-                  // when the row is inside the map, else gathered with its zeros into this task's buffer
-                  const RowOrigin& o = origin[static_cast<size_t>(ir + i)];
-                  const int64_t ih = o.ih0 + sg.dh;
-                  if (ih < 0 || ih >= A.H) {
-                    dst[i] = kZeroRow;
-                  } else if (o.inside_w) {
-                    dst[i] = A.a + o.off + sg.dh * A.W * A.C;
-                  } else {
-                    float* g = cols.data() + (ir + i) * K + sg.c0;
-                    for (int64_t j = 0; j < A.kw; ++j, g += A.C) {
-                      const float* src = A.pixel(o.n, ih, o.iw0 + j);
-                      for (int64_t c = 0; c < A.C; ++c) g[c] = src ? src[c] : 0.f;
-                    }
-                    dst[i] = cols.data() + (ir + i) * K + sg.c0;
-                  }
-                  break;
+          const int64_t r = r0 + i;
+          switch (A.kind) {
+            case Kind::dense: dst[i] = tk.abase + (A.row0 + r) * A.lda + sg.c0; break;
+            case Kind::im2col: dst[i] = s.cols.data() + (ir + i) * K + sg.c0; break;
+            case Kind::tap_rows: {
+              // one kernel row of the window: kw * C consecutive values of the channels-last input, in place
+              // when the row is inside the map, else gathered with its zeros into this task's buffer
+              const RowOrigin& o = s.origin[static_cast<size_t>(ir + i)];
+              const int64_t ih = o.ih0 + sg.dh;
+              if (ih < 0 || ih >= A.H) {
+                dst[i] = zero_row<T>();
+              } else if (o.inside_w) {
+                dst[i] = A.a + o.off + sg.dh * A.W * A.C;
+              } else {
+                T* g = s.cols.data() + (ir + i) * K + sg.c0;
+                for (int64_t j = 0; j < A.kw; ++j, g += A.C) {
+                  const T* src = A.pixel(o.n, ih, o.iw0 + j);
+                  for (int64_t c = 0; c < A.C; ++c) g[c] = src ? src[c] : T{};
                 }
-                case ASource::Kind::taps: {
-                  const RowOrigin& o = origin[static_cast<size_t>(ir + i)];
-                  const float* px = A.pixel(o.n, o.ih0 + sg.dh, o.iw0 + sg.dw);
-                  dst[i] = px ? px + sg.c0 : kZeroRow;
-                  break;
-                }
+                dst[i] = s.cols.data() + (ir + i) * K + sg.c0;
               }
+              break;
+            }
+            case Kind::taps: {
+              const RowOrigin& o = s.origin[static_cast<size_t>(ir + i)];
+              const T* px = A.pixel(o.n, o.ih0 + sg.dh, o.iw0 + sg.dw);
+              dst[i] = px ? px + sg.c0 : zero_row<T>();
+              break;
             }
           }
         }
-        auto tile_at = [&](int64_t pi, int64_t jr) {
-          const int64_t r0 = i0 + pi * MR, ni = std::min(MR, mc - pi * MR);
-          const int64_t j = j0 + jr, nj = std::min(NR, nc - jr);
-          const float* bp = B.panel(j / NR) + (kbase + kb.k0) * NR;
-          const float* const* ap = ptrs.data() + pi * kb.nseg * MR;
-          float* cp = C + r0 * ldc + j;
-          if (ni == MR && nj == NR) {
-            detail::TileEpilogue te;
-            const bool use_ep = last && (ep.scale || ep.shift || ep.residual || ep.act == Activation::relu);
-            if (use_ep) {
-              te.scale = ep.scale ? ep.scale + j : nullptr;
-              te.shift = ep.shift ? ep.shift + j : nullptr;
-              te.residual = ep.residual ? ep.residual + r0 * ep.ldr + j : nullptr;
-              te.ldr = ep.ldr;
-              te.relu = ep.act == Activation::relu;
-            }
-            kern.fn(kb.nseg, kb.len, ap, bp, cp, ldc, accumulate, use_ep ? &te : nullptr);
-          } else {
-            // partial tile: through a scratch tile, epilogue on the valid part
-            if (accumulate)
-              for (int64_t i = 0; i < ni; ++i) std::memcpy(tile + i * NR, cp + i * ldc, nj * sizeof(float));
-            kern.fn(kb.nseg, kb.len, ap, bp, tile, NR, accumulate, nullptr);
-            for (int64_t i = 0; i < ni; ++i)
-              for (int64_t jj = 0; jj < nj; ++jj)
-                cp[i * ldc + jj] = last ? epilogue_scalar(tile[i * NR + jj], ep, r0 + i, j + jj) : tile[i * NR + jj];
-          }
-        };
-        // A micro-panel (12 rows x the block's k) stays in L1 while the block's packed weight panels stream from
-        // L2. (The BLIS order, weight panel in L1 and A from L2, measured the same here; with KC = 128 for dense A,
-        // so that a weight panel fits L1 beside the streaming rows, 1-3 % slower on ResNet-50's 1x1 convs.)
-        // With at most two column panels per task (N <= 64 on AVX-512: layer1's 256 -> 64 convs) a micro-panel's rows
-        // serve only two kernel calls, so the next micro-panel's rows are prefetched while this one computes
-        // (ResNet-50 layer1 conv1: +9 %; N = 128 and wider measured the same or up to 3 % slower with it). Not for the
-        // RGB stem's kernel rows: its input image is small enough to stay in L2, and the 168 prefetches per
-        // micro-panel cost more than they save (stem +2.7 %).
-        // With 3-8 column panels, a dense A and K in one block (layer1's 64 -> 256 and 256 -> 128 convs on 56x56
-        // maps) the prefetches are spread over the micro-panel's kernel calls instead, a share before each call
-        // (those convs +2-6 %; a burst before the first call did less there, and with K in several blocks, e.g.
-        // layer3's 1024 -> 256, spreading them cost 3-5 %).
-        const int64_t calls = (nc + NR - 1) / NR;
-        const bool burst = nc <= 2 * NR && A.kind != ASource::Kind::tap_rows;
-        const bool spread = !burst && calls <= 8 && plan.blocks.size() == 1 && A.kind == ASource::Kind::dense;
-        const int64_t lines_per_row = (kb.len + 15) / 16, lines = kb.nseg * MR * lines_per_row;
-        for (int64_t pi = 0; pi < panels; ++pi) {
-          const float* const* nx = pi + 1 < panels ? ptrs.data() + (pi + 1) * kb.nseg * MR : nullptr;
-          if (burst && nx) {
-            for (int64_t q = 0; q < kb.nseg * MR; ++q)
-              for (int64_t off = 0; off < kb.len; off += 16) __builtin_prefetch(nx[q] + off, 0, 3);
-          }
-          for (int64_t c = 0; c < calls; ++c) {
-            if (spread && nx)
-              for (int64_t e = c * lines / calls, e1 = (c + 1) * lines / calls; e < e1; ++e)
-                __builtin_prefetch(nx[e / lines_per_row] + (e % lines_per_row) * 16, 0, 3);
-            tile_at(pi, c * NR);
-          }
-        }
-        // activations the kernels do not apply (GELU, SiLU): on the finished rows while they are in cache
-        if (last && !relu_in_kernel)
-          for (int64_t i = 0; i < mc; ++i) detail::activation_inplace(C + (i0 + i) * ldc + j0, nc, ep.act);
       }
     }
+  }
+
+  // One MR x NR tile: micro-panel pi, columns jr.. of the task's block; full tiles run the epilogue in the kernel,
+  // partial ones go through a scratch tile with the epilogue on the valid part.
+  void tile(const Task& tk, const KBlock& kb, const T* const* ptrs, int64_t pi, int64_t jr, bool accumulate,
+            bool last) const {
+    const int64_t r0 = tk.i0 + pi * MR_, ni = std::min(MR_, tk.mc - pi * MR_);
+    const int64_t j = tk.j0 + jr, nj = std::min(NR_, tk.nc - jr);
+    const T* bp = B_.panel(j / NR_) + (tk.kbase + kb.k0) * NR_;
+    const T* const* ap = ptrs + pi * kb.nseg * MR_;
+    float* cp = tk.C + r0 * ldc_ + j;
+    if (ni == MR_ && nj == NR_) {
+      detail::TileEpilogue te;
+      const bool use_ep = last && (ep_.scale || ep_.shift || ep_.residual || ep_.act == Activation::relu);
+      if (use_ep) {
+        te.scale = ep_.scale ? ep_.scale + j : nullptr;
+        te.shift = ep_.shift ? ep_.shift + j : nullptr;
+        te.residual = ep_.residual ? ep_.residual + r0 * ep_.ldr + j : nullptr;
+        te.ldr = ep_.ldr;
+        te.relu = ep_.act == Activation::relu;
+      }
+      kern_(kb.nseg, kb.len, ap, bp, cp, ldc_, accumulate, use_ep ? &te : nullptr);
+      return;
+    }
+    alignas(64) float scratch[16 * 32];
+    if (accumulate)
+      for (int64_t i = 0; i < ni; ++i) std::memcpy(scratch + i * NR_, cp + i * ldc_, nj * sizeof(float));
+    kern_(kb.nseg, kb.len, ap, bp, scratch, NR_, accumulate, nullptr);
+    for (int64_t i = 0; i < ni; ++i)
+      for (int64_t jj = 0; jj < nj; ++jj)
+        cp[i * ldc_ + jj] = last ? epilogue_scalar(scratch[i * NR_ + jj], ep_, r0 + i, j + jj) : scratch[i * NR_ + jj];
+  }
+
+  // A micro-panel (12 rows x the block's k) stays in L1 while the block's packed weight panels stream from
+  // L2. (The BLIS order, weight panel in L1 and A from L2, measured the same here; with KC = 128 for dense A,
+  // so that a weight panel fits L1 beside the streaming rows, 1-3 % slower on ResNet-50's 1x1 convs.)
+  // With at most two column panels per task (N <= 64 on AVX-512: layer1's 256 -> 64 convs) a micro-panel's rows
+  // serve only two kernel calls, so the next micro-panel's rows are prefetched while this one computes
+  // (ResNet-50 layer1 conv1: +9 %; N = 128 and wider measured the same or up to 3 % slower with it). Not for the
+  // RGB stem's kernel rows: its input image is small enough to stay in L2, and the 168 prefetches per
+  // micro-panel cost more than they save (stem +2.7 %).
+  // With 3-8 column panels, a dense A and K in one block (layer1's 64 -> 256 and 256 -> 128 convs on 56x56
+  // maps) the prefetches are spread over the micro-panel's kernel calls instead, a share before each call
+  // (those convs +2-6 %; a burst before the first call did less there, and with K in several blocks, e.g.
+  // layer3's 1024 -> 256, spreading them cost 3-5 %).
+  void micro_panels(const Task& tk, const KBlock& kb, bool accumulate, bool last, const TaskScratch<T>& s) const {
+    using Kind = typename ASource<T>::Kind;
+    constexpr int64_t per_line = 64 / static_cast<int64_t>(sizeof(T));  // elements per cache line
+    const int64_t panels = (tk.mc + MR_ - 1) / MR_, calls = (tk.nc + NR_ - 1) / NR_;
+    const bool burst = tk.nc <= 2 * NR_ && A_.kind != Kind::tap_rows;
+    const bool spread = !burst && calls <= 8 && plan_.blocks.size() == 1 && A_.kind == Kind::dense;
+    const int64_t lines_per_row = (kb.len + per_line - 1) / per_line, lines = kb.nseg * MR_ * lines_per_row;
+    const T* const* ptrs = s.ptrs.data();
+    for (int64_t pi = 0; pi < panels; ++pi) {
+      const T* const* nx = pi + 1 < panels ? ptrs + (pi + 1) * kb.nseg * MR_ : nullptr;
+      if (burst && nx) {
+        for (int64_t q = 0; q < kb.nseg * MR_; ++q)
+          for (int64_t off = 0; off < kb.len; off += per_line) __builtin_prefetch(nx[q] + off, 0, 3);
+      }
+      for (int64_t c = 0; c < calls; ++c) {
+        if (spread && nx)
+          for (int64_t e = c * lines / calls, e1 = (c + 1) * lines / calls; e < e1; ++e)
+            __builtin_prefetch(nx[e / lines_per_row] + (e % lines_per_row) * per_line, 0, 3);
+        tile(tk, kb, ptrs, pi, c * NR_, accumulate, last);
+      }
+    }
+  }
+
+  MicroKernel<T> kern_;
+  int64_t M_;
+  const ASource<T>& A_;
+  const KPlan& plan_;
+  BPanels<T> B_;
+  float* C_all_;
+  int64_t ldc_;
+  Epilogue ep_;
+  GemmBatch batch_;
+  int64_t MR_ = 0, NR_ = 0;
+  TaskTiling tiling_{};
+};
+
+template <class T>
+void indirect_gemm(int64_t M, const ASource<T>& A, const KPlan& plan, const BPanels<T>& B, float* C_all,
+                   int64_t ldc, const Epilogue& ep, const GemmBatch& batch = {}) {
+  IndirectGemm<T>(M, A, plan, B, C_all, ldc, ep, batch).run();
+}
+
+// The bf16 copy of activations that a bf16 GEMM reads: rows of `cols` values (stride lds) rounded to bf16, with
+// row stride ldd >= cols (the zeros past cols complete the last k pair). From the activation allocator.
+Tensor round_activations(int64_t rows, int64_t cols, const float* src, int64_t lds, int64_t ldd) {
+  Tensor t = Tensor::empty({std::max<int64_t>(rows * ldd, 1)}, DType::bf16);
+  uint16_t* dst = t.data<uint16_t>();
+  const detail::RoundRowsBf16 round = detail::gemm_bf16_kernel()->round_rows;
+  parallel_for(rows, grain_for(rows, std::max<int64_t>(cols, 1)), [&](int64_t r0, int64_t r1) {
+    round(r1 - r0, cols, src + r0 * lds, lds, dst + r0 * ldd, ldd);
   });
+  return t;
 }
 
 }  // namespace
@@ -476,10 +659,10 @@ void gemm_packed_b(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda,
     for (int64_t i = 0; i < M; ++i) std::fill_n(c + i * ldc, N, 0.f);
     return;
   }
-  ASource A;
+  ASource<float> A;
   A.a = a;
   A.lda = lda;
-  indirect_gemm(M, A, dense_plan(K), BPanels{bpanels, K, N, gemm_indirect_kernel().nr}, c, ldc, Epilogue{});
+  indirect_gemm(M, A, dense_plan(K), BPanels<float>{bpanels, K, N, gemm_indirect_kernel().nr}, c, ldc, Epilogue{});
 }
 }  // namespace detail
 
@@ -510,8 +693,8 @@ void winograd_conv(const Tensor& x, const PackedConv2d& w, const detail::ConvSha
   WinogradEpilogue wep;
   wep.scale = ep.scale, wep.shift = ep.shift, wep.residual = ep.residual, wep.act = ep.act;
   const float* xp = x.data<float>();
-  ASource A;
-  A.kind = ASource::Kind::dense;
+  ASource<float> A;
+  A.kind = ASource<float>::Kind::dense;
   A.a = V;
   A.lda = C;
   const KPlan plan = dense_plan(C);
@@ -558,33 +741,83 @@ Tensor PackedLinear::weight() const {
 namespace {
 
 // The packed conv's A operand and K plan for a direct (non-Winograd) conv of these shapes.
-std::pair<ASource, KPlan> direct_conv_source(const Tensor& x, const PackedConv2d& w, const detail::ConvShapes& s) {
-  ASource A;
+template <class T>
+struct DirectConv {
+  ASource<T> A;
+  KPlan plan;
+  Tensor rounded;  // bf16: the input rounded to bf16, which A points into
+};
+
+DirectConv<float> direct_conv_source(const Tensor& x, const PackedConv2d& w, const detail::ConvShapes& s) {
+  DirectConv<float> d;
+  ASource<float>& A = d.A;
+  using Kind = ASource<float>::Kind;
   A.a = x.data<float>();
   A.H = s.H, A.W = s.W, A.C = s.C, A.Ho = s.Ho, A.Wo = s.Wo, A.kh = s.kh, A.kw = s.kw;
   A.o = w.opt;
   const bool pointwise = s.kh == 1 && s.kw == 1 && w.opt.stride[0] == 1 && w.opt.stride[1] == 1 &&
                          w.opt.padding[0] == 0 && w.opt.padding[1] == 0;
-  KPlan plan;
   if (pointwise) {  // a 1x1 conv on a channels-last map is a GEMM on [N*H*W, Cin]
-    A.kind = ASource::Kind::dense;
+    A.kind = Kind::dense;
     A.lda = s.C;
-    plan = dense_plan(s.C);
+    d.plan = dense_plan(s.C);
   } else if (s.C >= kMinTapCin) {
-    A.kind = ASource::Kind::taps;
-    plan = tap_plan(s.kh, s.kw, w.opt, s.C);
+    A.kind = Kind::taps;
+    d.plan = tap_plan(s.kh, s.kw, w.opt, s.C);
   } else {
     if (w.opt.dilation[1] == 1 && s.kw * s.C <= KC) {
       // (the RGB stem) one segment per kernel row: its kw pixels are kw * C consecutive floats, read in place
       // except where the window crosses the map's left or right edge (gathered) -- no im2col copy of every row
-      A.kind = ASource::Kind::tap_rows;
-      plan = row_plan(s.kh, s.kw * s.C, w.opt.dilation[0]);
+      A.kind = Kind::tap_rows;
+      d.plan = row_plan(s.kh, s.kw * s.C, w.opt.dilation[0]);
     } else {
-      A.kind = ASource::Kind::im2col;
-      plan = dense_plan(s.C * s.kh * s.kw);
+      A.kind = Kind::im2col;
+      d.plan = dense_plan(s.C * s.kh * s.kw);
     }
   }
-  return {A, plan};
+  return d;
+}
+
+// The same for bf16 weights: A reads a bf16 copy of the input. The kernel takes k in pairs, so every segment has
+// an even length: a 1x1 conv's rows are padded to an even Cin; a k x k conv over an even Cin >= 16 reads taps in
+// place; any other (the RGB stem) gathers im2col rows, padded to an even K, whose pairs may span two taps.
+DirectConv<uint16_t> direct_conv_source_bf16(const Tensor& x, const PackedConv2d& w, const detail::ConvShapes& s) {
+  DirectConv<uint16_t> d;
+  ASource<uint16_t>& A = d.A;
+  using Kind = ASource<uint16_t>::Kind;
+  A.H = s.H, A.W = s.W, A.C = s.C, A.Ho = s.Ho, A.Wo = s.Wo, A.kh = s.kh, A.kw = s.kw;
+  A.o = w.opt;
+  const bool pointwise = s.kh == 1 && s.kw == 1 && w.opt.stride[0] == 1 && w.opt.stride[1] == 1 &&
+                         w.opt.padding[0] == 0 && w.opt.padding[1] == 0;
+  const int64_t pixels = s.N * s.H * s.W, Cp = (s.C + 1) / 2 * 2;
+  if (pointwise) {
+    d.rounded = round_activations(pixels, s.C, x.data<float>(), s.C, Cp);
+    A.kind = Kind::dense;
+    A.lda = Cp;
+    d.plan = dense_plan(Cp);
+  } else {
+    d.rounded = round_activations(pixels, s.C, x.data<float>(), s.C, s.C);
+    if (s.C >= kMinTapCin && s.C % 2 == 0) {
+      A.kind = Kind::taps;
+      d.plan = tap_plan(s.kh, s.kw, w.opt, s.C);
+    } else {
+      A.kind = Kind::im2col;
+      d.plan = dense_plan(w.b.stored_rows());
+    }
+  }
+  A.a = d.rounded.data<uint16_t>();
+  return d;
+}
+
+// f(A, plan, B) with the direct conv's operands in the weights' type.
+template <class F>
+Tensor with_direct_conv(const Tensor& x, const PackedConv2d& w, const detail::ConvShapes& s, F&& f) {
+  if (w.b.type() == PackedType::bf16) {
+    const DirectConv<uint16_t> d = direct_conv_source_bf16(x, w, s);
+    return f(d.A, d.plan, bf16_panels_of(w.b));
+  }
+  const DirectConv<float> d = direct_conv_source(x, w, s);
+  return f(d.A, d.plan, panels_of(w.b));
 }
 
 // ops::conv2d and ops::conv2d_into_residual (reuse_residual: the result may be written over the residual).
@@ -619,10 +852,11 @@ Tensor packed_conv2d(std::string_view op, const Tensor& x_in, const PackedConv2d
     return y;
   }
 
-  const auto [A, plan] = direct_conv_source(x, w, s);
-  Tensor y = output(plan.blocks.size() == 1);
-  indirect_gemm(s.N * s.Ho * s.Wo, A, plan, panels_of(w.b), y.data<float>(), s.Cout, ep);
-  return y;
+  return with_direct_conv(x, w, s, [&](const auto& A, const KPlan& plan, const auto& B) {
+    Tensor y = output(plan.blocks.size() == 1);
+    indirect_gemm(s.N * s.Ho * s.Wo, A, plan, B, y.data<float>(), s.Cout, ep);
+    return y;
+  });
 }
 
 }  // namespace
@@ -660,40 +894,41 @@ Tensor conv2d_max_pool2d(const Tensor& x_in, const PackedConv2d& w, const Tensor
   ep.shift = shift.defined() ? shift.data<float>() : nullptr;
   ep.act = act;
   ep.ldr = s.Cout;
-  const auto [A0, plan] = direct_conv_source(x, w, s);
-  // Bands of pooled rows whose conv rows (~1 MiB, the rows shared by two bands computed by both) stay in L2 from the
-  // conv's stores to the pooling's loads: a fixed rule from the shapes (ResNet-50's stem: 17 pooled rows from 35
-  // conv rows, 3 % of the conv recomputed).
-  const int64_t row_bytes = s.Wo * s.Cout * static_cast<int64_t>(sizeof(float));
-  const int64_t band = std::max<int64_t>(1, ((int64_t{1} << 20) / row_bytes - k[0]) / st[0] + 1);
-  const int64_t bands = (Hp + band - 1) / band;
-  Tensor y = empty_channels_last(s.N, s.Cout, Hp, Wp);
-  float* const yp = y.data<float>();
-  // one band of conv rows per thread, from the activation allocator (planned with the rest of the forward); a task
-  // takes a free slot (at most one task per thread runs at a time)
-  const int64_t slot_floats = std::min(s.Ho, (band - 1) * st[0] + k[0]) * s.Wo * s.Cout;
-  const int nslots = get_num_threads();
-  Tensor scratch = Tensor::empty({nslots * slot_floats});
-  std::unique_ptr<std::atomic<bool>[]> busy(new std::atomic<bool>[static_cast<size_t>(nslots)]());
-  parallel_for(s.N * bands, 1, [&](int64_t t0, int64_t t1) {
-    int slot = 0;
-    while (busy[static_cast<size_t>(slot)].exchange(true)) slot = (slot + 1) % nslots;
-    float* const conv_rows = scratch.data<float>() + slot * slot_floats;
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t n = t / bands, ph0 = (t % bands) * band, ph1 = std::min(Hp, ph0 + band);
-      // the conv rows the band's windows reach inside the map
-      const int64_t r0 = std::max<int64_t>(0, ph0 * st[0] - pad[0]);
-      const int64_t r1 = std::min(s.Ho, (ph1 - 1) * st[0] - pad[0] + k[0]);
-      ASource A = A0;
-      A.row0 = (n * s.Ho + r0) * s.Wo;
-      // (inside a parallel_for chunk the GEMM runs on this thread: each band is one task)
-      indirect_gemm((r1 - r0) * s.Wo, A, plan, panels_of(w.b), conv_rows, s.Cout, ep);
-      detail::max_pool_rows_channels_last(conv_rows, r0, r1, s.Wo, s.Cout, yp + (n * Hp + ph0) * Wp * s.Cout, ph0,
-                                          ph1, Wp, k, st, pad, {1, 1});
-    }
-    busy[static_cast<size_t>(slot)].store(false);
+  return with_direct_conv(x, w, s, [&](const auto& A0, const KPlan& plan, const auto& B) {
+    // Bands of pooled rows whose conv rows (~1 MiB, the rows shared by two bands computed by both) stay in L2 from the
+    // conv's stores to the pooling's loads: a fixed rule from the shapes (ResNet-50's stem: 17 pooled rows from 35
+    // conv rows, 3 % of the conv recomputed).
+    const int64_t row_bytes = s.Wo * s.Cout * static_cast<int64_t>(sizeof(float));
+    const int64_t band = std::max<int64_t>(1, ((int64_t{1} << 20) / row_bytes - k[0]) / st[0] + 1);
+    const int64_t bands = (Hp + band - 1) / band;
+    Tensor y = empty_channels_last(s.N, s.Cout, Hp, Wp);
+    float* const yp = y.data<float>();
+    // one band of conv rows per thread, from the activation allocator (planned with the rest of the forward); a task
+    // takes a free slot (at most one task per thread runs at a time)
+    const int64_t slot_floats = std::min(s.Ho, (band - 1) * st[0] + k[0]) * s.Wo * s.Cout;
+    const int nslots = get_num_threads();
+    Tensor scratch = Tensor::empty({nslots * slot_floats});
+    std::unique_ptr<std::atomic<bool>[]> busy(new std::atomic<bool>[static_cast<size_t>(nslots)]());
+    parallel_for(s.N * bands, 1, [&](int64_t t0, int64_t t1) {
+      int slot = 0;
+      while (busy[static_cast<size_t>(slot)].exchange(true)) slot = (slot + 1) % nslots;
+      float* const conv_rows = scratch.data<float>() + slot * slot_floats;
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t n = t / bands, ph0 = (t % bands) * band, ph1 = std::min(Hp, ph0 + band);
+        // the conv rows the band's windows reach inside the map
+        const int64_t r0 = std::max<int64_t>(0, ph0 * st[0] - pad[0]);
+        const int64_t r1 = std::min(s.Ho, (ph1 - 1) * st[0] - pad[0] + k[0]);
+        auto A = A0;
+        A.row0 = (n * s.Ho + r0) * s.Wo;
+        // (inside a parallel_for chunk the GEMM runs on this thread: each band is one task)
+        indirect_gemm((r1 - r0) * s.Wo, A, plan, B, conv_rows, s.Cout, ep);
+        detail::max_pool_rows_channels_last(conv_rows, r0, r1, s.Wo, s.Cout, yp + (n * Hp + ph0) * Wp * s.Cout, ph0,
+                                            ph1, Wp, k, st, pad, {1, 1});
+      }
+      busy[static_cast<size_t>(slot)].store(false);
+    });
+    return y;
   });
-  return y;
 }
 
 namespace {
@@ -724,16 +959,24 @@ Tensor packed_linear(std::string_view op, const Tensor& x_in, const PackedLinear
     if (act != Activation::none) detail::activation_inplace(y.data<float>(), y.numel(), act);
     return y;
   }
-  ASource A;
-  A.kind = ASource::Kind::dense;
-  A.a = x.data<float>();
-  A.lda = K;
   Epilogue ep;
   ep.scale = sc.defined() ? sc.data<float>() : nullptr;
   ep.shift = b.defined() ? b.data<float>() : nullptr;
   ep.residual = r.defined() ? r.data<float>() : nullptr;
   ep.ldr = w.out_features;
   ep.act = act;
+  if (w.b.type() == PackedType::bf16) {  // x rounded to bf16 rows, padded to an even K
+    const int64_t Kp = w.b.stored_rows();
+    const Tensor xb = round_activations(M, K, x.data<float>(), K, Kp);
+    ASource<uint16_t> A;
+    A.a = xb.data<uint16_t>();
+    A.lda = Kp;
+    indirect_gemm(M, A, dense_plan(Kp), bf16_panels_of(w.b), y.data<float>(), w.out_features, ep);
+    return y;
+  }
+  ASource<float> A;
+  A.a = x.data<float>();
+  A.lda = K;
   indirect_gemm(M, A, dense_plan(K), panels_of(w.b), y.data<float>(), w.out_features, ep);
   return y;
 }

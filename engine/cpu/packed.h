@@ -15,39 +15,64 @@
 #include <cstdint>
 #include <utility>
 
+#include "engine/backend.h"
 #include "engine/ops.h"
 
 namespace tabula {
 
-// The B operand [K, N] of C = A @ B in the indirect micro-kernel's layout: panel p holds columns
-// [p * nr, p * nr + nr) as K consecutive rows of nr floats, columns past N zero. nr is the kernel's (32 for
-// AVX-512), chosen when packing on the machine that runs it.
+// What packed weights hold. f32: the fp32 GEMM (and the exact torch weights). bf16: weights rounded once to bf16
+// (round to nearest even) for the AVX512-BF16 micro-kernel; the activations are rounded to bf16 as they enter that
+// GEMM, it accumulates in fp32, and everything after it (bias, BatchNorm, residual, activation) stays fp32 -- the
+// numerics contract of the CUDA bf16 path.
+enum class PackedType { f32, bf16 };
+
+// The B operand [K, N] of C = A @ B in the indirect micro-kernel's layout.
+//   f32:  panel p holds columns [p * nr, p * nr + nr) as K consecutive rows of nr floats, columns past N zero.
+//   bf16: panel p holds ceil(K / 2) rows of nr (k, k + 1) pairs: uint16_t element (k, n) of the panel at
+//         (k / 2) * 2 * nr + (n - p * nr) * 2 + k % 2, k past K and columns past N zero (one row of a panel is what
+//         one `vdpbf16ps` multiplies: 16 columns x one pair, per 64 bytes).
+// nr is the kernel's (32 for AVX-512 and AVX512-BF16), chosen when packing on the machine that runs it.
+//
+// Packing API (for code that holds weights elsewhere, e.g. memory-mapped): PackedMatrix::pack reads B from any fp32
+// pointer with strides and allocates its own buffer; detail::pack_b_panels / pack_b_panels_bf16 (below) write the
+// same layouts into a caller's buffer of packed_b_floats / packed_b_bf16_elems elements.
 class PackedMatrix {
  public:
   PackedMatrix() = default;
-  // element (k, n) of B is src[k * sk + n * sn]
-  static PackedMatrix pack(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn);
+  // element (k, n) of B is src[k * sk + n * sn]; bf16 needs the CPU's bf16 kernel (ops::set_cpu_precision's check)
+  static PackedMatrix pack(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn,
+                           PackedType type = PackedType::f32);
   bool defined() const { return data_.defined(); }
+  PackedType type() const { return type_; }
   int64_t rows() const { return K_; }
   int64_t cols() const { return N_; }
   int64_t nr() const { return nr_; }
-  const float* panel(int64_t p) const { return data_.data<float>() + p * K_ * nr_; }
-  float at(int64_t k, int64_t n) const { return panel(n / nr_)[k * nr_ + n % nr_]; }  // element (k, n) of B
+  // rows as stored: K, or K rounded up to even for bf16 (the zero row that completes the last pair)
+  int64_t stored_rows() const { return type_ == PackedType::bf16 ? (K_ + 1) / 2 * 2 : K_; }
+  const float* panel(int64_t p) const { return data_.data<float>() + p * K_ * nr_; }  // f32 only
+  const uint16_t* panel_bf16(int64_t p) const { return data_.data<uint16_t>() + p * stored_rows() * nr_; }
+  float at(int64_t k, int64_t n) const;  // element (k, n) of B as stored (bf16: the rounded value)
   size_t nbytes() const { return data_.defined() ? data_.nbytes() : 0; }
 
  private:
   Tensor data_;
+  PackedType type_ = PackedType::f32;
   int64_t K_ = 0, N_ = 0, nr_ = 0;
 };
+
+// The type weights packed now get: bf16 after ops::set_cpu_precision(Precision::bf16), else f32.
+PackedType default_packed_type();
 
 // nn.Conv2d weight [Cout, Cin, kh, kw] (groups = 1) packed with k = (i * kw + j) * Cin + ci, the order in which a
 // channels-last input holds one output pixel's receptive field.
 struct PackedConv2d {
   PackedConv2d() = default;
-  PackedConv2d(const Tensor& weight, const Conv2dOptions& opt);
+  // type bf16: the direct path's weights in bf16, except for a conv that takes the Winograd path, which stays
+  // fp32 (its transformed weights and GEMM; winograd_conv_eligible says where that beats the bf16 direct conv).
+  PackedConv2d(const Tensor& weight, const Conv2dOptions& opt, PackedType type = default_packed_type());
   bool defined() const { return b.defined(); }
-  // The weight it was packed from, [Cout, Cin, kh, kw] (exact: packing only moves floats). Model::to_device
-  // uploads this, since the GPU path takes the torch layout.
+  // The weight it was packed from, [Cout, Cin, kh, kw] (exact when b is f32: packing only moves floats; bf16: the
+  // rounded values). Model::to_device uploads this, since the GPU path takes the torch layout.
   Tensor weight() const;
   int64_t cout = 0, cin = 0, kh = 0, kw = 0;
   Conv2dOptions opt;
@@ -68,9 +93,9 @@ bool winograd_conv_eligible(int64_t cout, int64_t cin, int64_t kh, int64_t kw, c
 // nn.Linear weight [out, in] packed as B = weight^T [in, out].
 struct PackedLinear {
   PackedLinear() = default;
-  explicit PackedLinear(const Tensor& weight);
+  explicit PackedLinear(const Tensor& weight, PackedType type = default_packed_type());
   bool defined() const { return b.defined(); }
-  Tensor weight() const;  // the [out, in] weight it was packed from (exact)
+  Tensor weight() const;  // the [out, in] weight it was packed from (exact for f32, rounded for bf16)
   int64_t out_features = 0, in_features = 0;
   PackedMatrix b;
 };
@@ -91,11 +116,21 @@ namespace detail {
 // gemm_packed_b parallelises over rows unless called from inside a parallel_for chunk (then it runs inline).
 int64_t packed_b_floats(int64_t K, int64_t N);
 void pack_b_panels(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn, float* dst);
+// The bf16 layout (PackedMatrix) into `dst` of packed_b_bf16_elems(K, N) uint16_t.
+int64_t packed_b_bf16_elems(int64_t K, int64_t N);
+void pack_b_panels_bf16(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn, uint16_t* dst);
 void gemm_packed_b(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* bpanels, float* c,
                    int64_t ldc);
 }  // namespace detail
 
 namespace ops {
+// The CPU's GEMM precision, process-wide (--precision with --device cpu): fp32 (the default) or bf16, which
+// weights packed afterwards take (default_packed_type). bf16 throws std::invalid_argument on a CPU without
+// AVX512-BF16, naming the CPU and what it offers; tf32 and fp16 throw too (GPU only). Ops on packed weights follow
+// the weights' type, whatever the current setting.
+void set_cpu_precision(Precision p);
+Precision cpu_precision();
+
 // act(conv2d(x, w) * scale + shift + residual), scale and shift per output channel ([Cout]; undefined = 1 and 0):
 // a conv with a bias (shift = bias), or a conv followed by an eval-mode BatchNorm (batch_norm_scale_shift), then
 // the block's residual add and ReLU, in one pass. x: [N, Cin, H, W] in any layout (channels-last is read in

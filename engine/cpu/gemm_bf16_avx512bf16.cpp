@@ -1,0 +1,132 @@
+// AVX512-BF16 GEMM micro-kernel: the 12 x 32 register tile of gemm_avx512.cpp's indirect kernel, with
+// `vdpbf16ps` in place of the fp32 FMA -- per instruction 16 columns x one k pair, twice the multiply-adds of an
+// fp32 FMA. A rows are bf16 (row pointers, pairs (k, k + 1) broadcast as one 32-bit value); B panels hold bf16
+// pairs (PackedMatrix's bf16 layout, packed.h); accumulation and the epilogue are fp32. Compiled with
+// -mavx512bf16; dispatched only when cpu_features().has_avx512_bf16().
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "engine/cpu/gemm_kernels.h"
+
+namespace tabula::detail {
+
+namespace {
+constexpr int MR = 12, NR = 32;
+
+inline __m512i broadcast_pair(const uint16_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return _mm512_set1_epi32(v);
+}
+
+// The tile's C and residual lines are requested before the dot products (as in the fp32 kernel: the stores and
+// residual loads of a short-K tile would otherwise stall the epilogue).
+inline void prefetch_tile(float* c, int64_t ldc, bool accumulate, const TileEpilogue* ep) {
+  if (!accumulate)
+    for (int i = 0; i < MR; ++i) {
+      __builtin_prefetch(c + i * ldc, 1, 3);
+      __builtin_prefetch(c + i * ldc + 16, 1, 3);
+    }
+  if (ep && ep->residual)
+    for (int i = 0; i < MR; ++i) {
+      __builtin_prefetch(ep->residual + i * ep->ldr, 0, 3);
+      __builtin_prefetch(ep->residual + i * ep->ldr + 16, 0, 3);
+    }
+}
+
+// C (+)= acc, then scale/shift, residual and ReLU in fp32: the same operations, in the same order, as the fp32
+// kernel's epilogue.
+inline void store_tile(__m512 (&acc)[MR][2], float* c, int64_t ldc, bool accumulate, const TileEpilogue* ep) {
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 sc0 = zero, sc1 = zero, sh0 = zero, sh1 = zero;
+  if (ep && ep->scale) sc0 = _mm512_loadu_ps(ep->scale), sc1 = _mm512_loadu_ps(ep->scale + 16);
+  if (ep && ep->shift) sh0 = _mm512_loadu_ps(ep->shift), sh1 = _mm512_loadu_ps(ep->shift + 16);
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i) {
+    float* ci = c + i * ldc;
+    __m512 v0 = acc[i][0], v1 = acc[i][1];
+    if (accumulate) v0 = _mm512_add_ps(_mm512_loadu_ps(ci), v0), v1 = _mm512_add_ps(_mm512_loadu_ps(ci + 16), v1);
+    if (ep) {
+      if (ep->scale) v0 = _mm512_fmadd_ps(v0, sc0, sh0), v1 = _mm512_fmadd_ps(v1, sc1, sh1);
+      else if (ep->shift) v0 = _mm512_add_ps(v0, sh0), v1 = _mm512_add_ps(v1, sh1);
+      if (ep->residual) {
+        const float* r = ep->residual + i * ep->ldr;
+        v0 = _mm512_add_ps(v0, _mm512_loadu_ps(r)), v1 = _mm512_add_ps(v1, _mm512_loadu_ps(r + 16));
+      }
+      if (ep->relu) v0 = _mm512_mask_max_ps(v0, 0xffff, zero, v0), v1 = _mm512_mask_max_ps(v1, 0xffff, zero, v1);
+    }
+    _mm512_storeu_ps(ci, v0);
+    _mm512_storeu_ps(ci + 16, v1);
+  }
+}
+
+// One segment of `len` (even) k: per k pair, two B vectors (32 columns x the pair) and 12 broadcast A pairs.
+inline void dot_segment(__m512 (&acc)[MR][2], int64_t len, const uint16_t* const* a, const uint16_t*& bp) {
+  const uint16_t *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
+  const uint16_t *a6 = a[6], *a7 = a[7], *a8 = a[8], *a9 = a[9], *a10 = a[10], *a11 = a[11];
+  for (int64_t k = 0; k < len; k += 2, bp += 2 * NR) {
+    // the weight panel 8 k pairs ahead into L1 (a prefetch never faults past the panel's end)
+    const uintptr_t ahead = reinterpret_cast<uintptr_t>(bp) + 8 * 2 * NR * sizeof(uint16_t);
+    _mm_prefetch(reinterpret_cast<const char*>(ahead), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(ahead + 64), _MM_HINT_T0);
+    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp), b1 = (__m512bh)_mm512_loadu_si512(bp + NR);
+#define TABULA_BF16_ROW(i)                                                  \
+  {                                                                         \
+    const __m512bh ai = (__m512bh)broadcast_pair(a##i + k);                 \
+    acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);                        \
+    acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);                        \
+  }
+    TABULA_BF16_ROW(0) TABULA_BF16_ROW(1) TABULA_BF16_ROW(2) TABULA_BF16_ROW(3)
+    TABULA_BF16_ROW(4) TABULA_BF16_ROW(5) TABULA_BF16_ROW(6) TABULA_BF16_ROW(7)
+    TABULA_BF16_ROW(8) TABULA_BF16_ROW(9) TABULA_BF16_ROW(10) TABULA_BF16_ROW(11)
+#undef TABULA_BF16_ROW
+  }
+}
+
+void igemm_bf16_12x32(int64_t nseg, int64_t len, const uint16_t* const* a, const uint16_t* bp, float* c,
+                      int64_t ldc, bool accumulate, const TileEpilogue* ep) {
+  __m512 acc[MR][2];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  prefetch_tile(c, ldc, accumulate, ep);
+  for (int64_t s = 0; s < nseg; ++s, a += MR) dot_segment(acc, len, a, bp);
+  store_tile(acc, c, ldc, accumulate, ep);
+}
+
+// torch's f32 -> bf16 rounding (dtype.h f32_to_bf16) on 16 lanes: round to nearest even on the bit pattern, a NaN
+// stays a (quiet) NaN. Integer arithmetic, so the bits are f32_to_bf16's exactly, subnormals included. (The
+// zero-masked forms of the shift and the narrowing: GCC 12 warns about the plain ones' undefined pass-through.)
+inline __m256i round_to_bf16(__m512 x) {
+  constexpr __mmask16 all = 0xffff;
+  const __m512i u = _mm512_castps_si512(x);
+  const __m512i lsb = _mm512_and_si512(_mm512_maskz_srli_epi32(all, u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                                _mm512_set1_epi32(0x7f800000));
+  const __m512i quiet = _mm512_or_si512(u, _mm512_set1_epi32(0x400000));
+  return _mm512_maskz_cvtepi32_epi16(all, _mm512_maskz_srli_epi32(all, _mm512_mask_mov_epi32(rounded, nan, quiet), 16));
+}
+
+void round_rows_bf16_avx512(int64_t rows, int64_t cols, const float* src, int64_t lds, uint16_t* dst,
+                            int64_t ldd) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* s = src + r * lds;
+    uint16_t* d = dst + r * ldd;
+    int64_t j = 0;
+    for (; j + 16 <= cols; j += 16)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + j), round_to_bf16(_mm512_loadu_ps(s + j)));
+    if (j < cols) {
+      const __mmask16 m = static_cast<__mmask16>((1u << (cols - j)) - 1);
+      _mm256_mask_storeu_epi16(d + j, m, round_to_bf16(_mm512_maskz_loadu_ps(m, s + j)));
+    }
+    for (int64_t e = cols; e < ldd; ++e) d[e] = 0;
+  }
+}
+}  // namespace
+
+GemmBf16KernelInfo gemm_bf16_kernel_avx512bf16() {
+  return {igemm_bf16_12x32, round_rows_bf16_avx512, MR, NR, "avx512-bf16"};
+}
+
+}  // namespace tabula::detail
