@@ -3,6 +3,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "engine/file_pages.h"
 #include "engine/ops.h"
 #include "engine/cpu/packed.h"
 #include "models/device.h"
@@ -49,6 +50,7 @@ class ConvBN final : public Layer {
       if (opt.groups == 1) {
         packed = PackedConv2d(w, opt);
         std::tie(scale, shift) = batch_norm_scale_shift(gamma, beta, mean, var, 1e-5);
+        release_file_pages(w);  // the packed copy is the only one read from now on
         w = Tensor();
       } else {
         std::tie(wf, bf) = fold_batch_norm(w, Tensor(), gamma, beta, mean, var, 1e-5);
