@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "engine/arena.h"
+#include "engine/file_pages.h"
 #include "engine/ops.h"
 #include "engine/threads.h"
 #include "models/device.h"
@@ -75,8 +76,9 @@ std::string BenchResult::key_values() const {
     out += buf;
   }
   if (load_ms() > 0) {
-    std::snprintf(buf, sizeof buf, "load_ms: %.1f\nload_map_ms: %.1f\nload_parse_ms: %.1f\nload_pack_ms: %.1f\n",
-                  load_ms(), map_ms, parse_ms, pack_ms);
+    std::snprintf(buf, sizeof buf,
+                  "load_ms: %.1f\nload_map_ms: %.1f\nload_parse_ms: %.1f\nload_pack_ms: %.1f\nload_released_mb: %.1f\n",
+                  load_ms(), map_ms, parse_ms, pack_ms, released_mb);
     out += buf;
   }
   return out;
@@ -111,6 +113,7 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
   const int dev = select_device(opt.device, opt.precision);
   if (opt.graph && dev < 0) throw std::invalid_argument("bench: --graph is for --device cuda");
   const auto l0 = std::chrono::steady_clock::now();
+  const uint64_t released0 = page_release_stats().bytes;
   std::unique_ptr<Model> model;
   if (opt.weights) {  // prepared straight for the device: a GPU run never packs for the CPU first
     BuildOptions bo;
@@ -208,6 +211,7 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
     r.map_ms = opt.map_ms;
     r.parse_ms = opt.parse_ms;
     r.pack_ms = build_ms;
+    r.released_mb = static_cast<double>(page_release_stats().bytes - released0) / (1024.0 * 1024.0);
   }
   return r;
 }

@@ -39,6 +39,7 @@ struct BenchResult {
   // Weights from a file: mapping it, parsing it, building the model (converting, packing or uploading each weight
   // and releasing its mapped pages); 0 for seeds.
   double map_ms = 0, parse_ms = 0, pack_ms = 0;
+  double released_mb = 0;  // mapped weight pages given back once their layers held their own copies
   double load_ms() const { return map_ms + parse_ms + pack_ms; }
   std::string summary() const;  // one line: "... ms/batch ... images/s ... peak RSS ..."
   std::string key_values() const;
