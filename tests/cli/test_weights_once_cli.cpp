@@ -18,7 +18,13 @@ namespace {
 
 const char* kArch = "vit:dim=64,depth=2,heads=4,patch=8,img=32";
 
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+// Shell-quoted (appending piecewise: GCC 12 reports a false -Wrestrict for `const char* + std::string&&`).
+std::string q(const fs::path& p) {
+  std::string s(1, '\'');
+  s += p.string();
+  s += '\'';
+  return s;
+}
 
 // The number after "key: " on its own line of `text` (-1 when absent).
 double value_of(const std::string& text, const std::string& key) {
