@@ -137,12 +137,16 @@ struct FreeDeleter {
   void operator()(float* p) const { std::free(p); }
 };
 
-const float* trunc_normal_table(const TruncNormalTail& tail) {
+// Callers hold table_mutex() while they build and read the table.
+std::mutex& table_mutex() {
   static std::mutex mutex;
+  return mutex;
+}
+
+const float* trunc_normal_table(const TruncNormalTail& tail) {
   static std::unique_ptr<TruncNormalTail> key;
   static std::unique_ptr<float[], FreeDeleter> table;
   constexpr size_t kSize = size_t{1} << kTableBits, kBytes = kSize * sizeof(float), kHugePage = size_t{2} << 20;
-  std::lock_guard<std::mutex> lock(mutex);
   if (key && *key == tail) return table.get();
   if (!table) {
     table.reset(static_cast<float*>(std::aligned_alloc(kHugePage, kBytes)));
@@ -165,8 +169,9 @@ void timm_trunc_normal_(float* w, size_t n, TorchGenerator& gen, double mean, do
   const double l = norm_cdf((a - mean) / std);
   const double u = norm_cdf((b - mean) / std);
   const double from = 2 * l - 1, to = 2 * u - 1;
-  const TruncNormalTail tail{static_cast<float>(from), static_cast<float>(to), static_cast<float>(std * std::sqrt(2.0)),
-                             static_cast<float>(mean), static_cast<float>(a), static_cast<float>(b)};
+  const TruncNormalTail tail{static_cast<float>(from), static_cast<float>(to),
+                             static_cast<float>(std * std::sqrt(2.0)), static_cast<float>(mean),
+                             static_cast<float>(a), static_cast<float>(b)};
   if (n < kTableMinElements) {
     uniform_(w, n, from, to, gen);
     detail::parallel_chunks(n, 1 << 16, [w, tail](size_t b0, size_t e) {
@@ -175,6 +180,7 @@ void timm_trunc_normal_(float* w, size_t n, TorchGenerator& gen, double mean, do
     return;
   }
   if (!(from <= to)) uniform_(w, 0, from, to, gen);  // uniform_'s error for an empty range
+  std::lock_guard<std::mutex> lock(table_mutex());
   const float* table = trunc_normal_table(tail);
   // The draws, in order, held as their bits in the output; then each looked up (independently: any threads),
   // the table line of a draw a little ahead prefetched so that many lookups are in flight at once.

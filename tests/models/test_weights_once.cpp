@@ -87,5 +87,19 @@ TEST(WeightsOnce, LoadedModelAfterReleaseMatchesTheSeedModel) {
   EXPECT_TRUE(same_bits(converted->forward(x), build_model(kArch, in_memory)->forward(x)));
 }
 
+// A torch.save zip checkpoint (HF layout: q, k, v joined into qkv by the layout mapping) is mapped the same way:
+// its linears' pages are released once packed, and the model computes what one built from heap copies does.
+TEST(WeightsOnce, TorchZipCheckpointIsReleasedToo) {
+  const char* arch = "vit:dim=32,depth=2,heads=2,patch=8,img=32,init_values=1,classes=0";
+  const std::string path = test::fixture("weights/hf_dinov2.bin").string();
+  WeightMap in_memory;
+  for (const auto& [k, t] : load_weight_map(path)) in_memory[k] = t.clone();
+  const PageReleaseStats s0 = page_release_stats();
+  auto from_file = load_model_file(arch, path, "", -1, "test", true, nullptr);
+  EXPECT_GT(page_release_stats().releases, s0.releases);
+  const Tensor x = input(2);
+  EXPECT_TRUE(same_bits(from_file->forward(x), build_model(arch, in_memory)->forward(x)));
+}
+
 }  // namespace
 }  // namespace tabula
