@@ -2,7 +2,6 @@
 #include <iostream>
 
 #include "cli/args.h"
-#include <chrono>
 
 #include "embed/embed.h"
 #include "models/bench.h"
@@ -24,9 +23,11 @@ int cmd_bench(const Args& args) {
     throw UsageError("tabula bench: --batch and --iters must be >= 1, --warmup, --threads and --size >= 0");
   if (args.has("weights")) {
     if (args.has("seed")) throw UsageError("tabula bench: give --weights or --seed, not both");
-    const auto t0 = std::chrono::steady_clock::now();
-    o.weights = std::make_shared<const WeightMap>(load_weight_map(args.get("weights"), args.get("key")));
-    o.weights_read_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    o.load_progress = load_progress_line("tabula bench", false);
+    WeightLoadTimes t;
+    o.weights = std::make_shared<const WeightMap>(load_weight_map(args.get("weights"), args.get("key"), &t));
+    o.map_ms = t.map_ms;
+    o.parse_ms = t.parse_ms;
   }
   check_arch_name("bench", args.positional().at(0));
   const BenchResult r = bench_model(args.positional().at(0), o);

@@ -161,14 +161,13 @@ struct Setup {
   std::string weights_sha256;
 };
 
-std::unique_ptr<Model> load_model(const EmbedOptions& opt) {
+// A weight file goes straight to `device` (packed for the CPU, or uploaded), its load phases on stderr.
+std::unique_ptr<Model> load_model(const EmbedOptions& opt, int device) {
   if (opt.weights.empty()) return build_model_seed(opt.arch, *opt.seed);
-  WeightMap wm = load_weight_map(opt.weights, opt.weights_key);  // its errors name the file already
-  try {
-    return build_model(opt.arch, wm);
-  } catch (const std::exception& e) {  // weights for another arch: say which file
-    throw std::runtime_error(opt.weights + ": " + e.what());
-  }
+  WeightLoadTimes times;
+  auto model = load_model_file(opt.arch, opt.weights, opt.weights_key, device, "tabula embed", opt.quiet, &times);
+  if (!opt.quiet) std::fprintf(stderr, "tabula embed: weights loaded: %s\n", times.summary().c_str());
+  return model;
 }
 
 Setup build_setup(const EmbedOptions& opt, const ModelChoice& choice, const Inputs& in, int device,
@@ -177,7 +176,7 @@ Setup build_setup(const EmbedOptions& opt, const ModelChoice& choice, const Inpu
   s.choice = choice;
   const bool baseline = is_baseline(opt.arch);
   std::unique_ptr<Model> model;
-  if (!baseline) model = load_model(opt);
+  if (!baseline) model = load_model(opt, device);
   // The card's or the arch's reference eval transform, with the user's overrides (data/transform.h). The first
   // sample decides channels and the resize implementation (8-bit: Pillow's, as the references run); channels as
   // decoded (an RGB file listed once in a CSV is 3 channels).
@@ -564,23 +563,6 @@ EmbedSummary summary_of(const EmbedOptions& opt, const Setup& s, int64_t rows, i
 }
 
 }  // namespace
-
-WeightMap load_weight_map(const std::string& path, const std::string& key) {
-  weights::LoadOptions lo;
-  lo.key = key;
-  weights::Checkpoint ck = weights::load_checkpoint(path, lo);
-  weights::LayoutPlan plan;
-  weights::StateDict sd = weights::to_canonical(ck.sd, &plan);
-  if (!plan.problems.empty()) throw std::runtime_error(path + ": " + plan.problems[0]);
-  WeightMap wm;
-  for (const weights::WeightTensor& t : sd.tensors) {
-    Shape shape(t.shape.begin(), t.shape.end());
-    // Zero-copy view into the file mapping (or the loader's buffer), kept alive by its storage owner.
-    wm[t.name] = Tensor::from_external(const_cast<uint8_t*>(t.data), shape, t.dtype,
-                                       std::const_pointer_cast<void>(t.storage));
-  }
-  return wm;
-}
 
 // ---- run_embed -------------------------------------------------------------------------------------------------
 

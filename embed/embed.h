@@ -10,13 +10,10 @@
 #include <vector>
 
 #include "data/transform.h"
+#include "embed/weights_load.h"
 #include "models/model.h"
 
 namespace tabula {
-
-// A weight file (safetensors or torch.save checkpoint, any supported layout) as reference-named tensors: zero-copy
-// views into the file mapping where the bytes allow. `key` picks a nested checkpoint entry (teacher, model, ...).
-WeightMap load_weight_map(const std::string& path, const std::string& key = "");
 
 struct EmbedOptions {
   std::string arch;                 // any registry arch, or a baseline: pixels[:hist=..,grid=..], nuclei[:dna=..]

@@ -1,7 +1,13 @@
 #include "engine/init.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -107,19 +113,91 @@ void trunc_normal_(float* w, size_t n, TorchGenerator& gen, double mean, double 
   }
 }
 
+namespace {
+
+// timm_trunc_normal_ after its uniform_: erfinv_, mul_(std * sqrt(2)), add_(mean), clamp_(a, b), per element.
+struct TruncNormalTail {
+  float from, to, scale, shift, fa, fb;
+  float operator()(float u) const {
+    float v = static_cast<float>(calc_erfinv(static_cast<double>(u))) * scale;
+    v = v + shift;
+    return std::min(std::max(v, fa), fb);  // clamp_(min=a, max=b)
+  }
+  bool operator==(const TruncNormalTail& o) const { return std::memcmp(this, &o, sizeof *this) == 0; }
+};
+
+// Each value of timm_trunc_normal_ is a function of one 24-bit draw alone (uniform_ keeps 24 bits of it), so for
+// big tensors the 2^24 possible values are computed once (in erfinv_'s double precision, as below) and every
+// element looks its draw up: the same bits at a fraction of the erf/exp calls (ViT-g's 1.1 billion weights all
+// draw with one set of parameters). One table is kept, for the last parameters that asked for one.
+constexpr size_t kTableBits = 24;
+constexpr size_t kTableMinElements = size_t{1} << 22;
+
+struct FreeDeleter {
+  void operator()(float* p) const { std::free(p); }
+};
+
+// Callers hold table_mutex() while they build and read the table.
+std::mutex& table_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+const float* trunc_normal_table(const TruncNormalTail& tail) {
+  static std::unique_ptr<TruncNormalTail> key;
+  static std::unique_ptr<float[], FreeDeleter> table;
+  constexpr size_t kSize = size_t{1} << kTableBits, kBytes = kSize * sizeof(float), kHugePage = size_t{2} << 20;
+  if (key && *key == tail) return table.get();
+  if (!table) {
+    table.reset(static_cast<float*>(std::aligned_alloc(kHugePage, kBytes)));
+    if (!table) throw std::bad_alloc();
+    // 64 MiB read at random: on 2 MiB pages the lookups do not also miss the TLB (a hint; may be refused).
+    ::madvise(table.get(), kBytes, MADV_HUGEPAGE);
+  }
+  key.reset();
+  float* t = table.get();
+  detail::parallel_chunks(kSize, 1 << 16, [t, tail](size_t b, size_t e) {
+    for (size_t d = b; d < e; ++d) t[d] = tail(detail::uniform_value(static_cast<uint32_t>(d), tail.from, tail.to));
+  });
+  key = std::make_unique<TruncNormalTail>(tail);
+  return t;
+}
+
+}  // namespace
+
 void timm_trunc_normal_(float* w, size_t n, TorchGenerator& gen, double mean, double std, double a, double b) {
   const double l = norm_cdf((a - mean) / std);
   const double u = norm_cdf((b - mean) / std);
-  uniform_(w, n, 2 * l - 1, 2 * u - 1, gen);
-  erfinv_(w, n);
-  const float scale = static_cast<float>(std * std::sqrt(2.0));
-  const float shift = static_cast<float>(mean);
-  const float fa = static_cast<float>(a), fb = static_cast<float>(b);
-  for (size_t i = 0; i < n; ++i) {
-    float v = w[i] * scale;
-    v = v + shift;
-    w[i] = std::min(std::max(v, fa), fb);  // clamp_(min=a, max=b)
+  const double from = 2 * l - 1, to = 2 * u - 1;
+  const TruncNormalTail tail{static_cast<float>(from), static_cast<float>(to),
+                             static_cast<float>(std * std::sqrt(2.0)), static_cast<float>(mean),
+                             static_cast<float>(a), static_cast<float>(b)};
+  if (n < kTableMinElements) {
+    uniform_(w, n, from, to, gen);
+    detail::parallel_chunks(n, 1 << 16, [w, tail](size_t b0, size_t e) {
+      for (size_t i = b0; i < e; ++i) w[i] = tail(w[i]);
+    });
+    return;
   }
+  if (!(from <= to)) uniform_(w, 0, from, to, gen);  // uniform_'s error for an empty range
+  std::lock_guard<std::mutex> lock(table_mutex());
+  const float* table = trunc_normal_table(tail);
+  // The draws, in order, held as their bits in the output; then each looked up (independently: any threads),
+  // the table line of a draw a little ahead prefetched so that many lookups are in flight at once.
+  gen.fill_random(reinterpret_cast<uint32_t*>(w), n);
+  detail::parallel_chunks(n, 1 << 16, [w, table](size_t b0, size_t e) {
+    constexpr size_t kAhead = 48;
+    constexpr uint32_t kMask = (1u << kTableBits) - 1;
+    for (size_t i = b0; i < e; ++i) {
+      uint32_t d;
+      if (i + kAhead < e) {
+        std::memcpy(&d, w + i + kAhead, 4);
+        __builtin_prefetch(table + (d & kMask));
+      }
+      std::memcpy(&d, w + i, 4);
+      w[i] = table[d & kMask];
+    }
+  });
 }
 
 void timm_trunc_normal_tf_(float* w, size_t n, TorchGenerator& gen, double mean, double std, double a, double b) {

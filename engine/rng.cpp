@@ -53,6 +53,24 @@ void Mt19937::discard(uint64_t n) {
   }
 }
 
+void Mt19937::fill(uint32_t* out, size_t n) {
+  while (n > 0) {
+    if (index_ >= kN) twist();
+    const size_t take = std::min<size_t>(n, static_cast<size_t>(kN - index_));
+    const uint32_t* s = state_ + index_;
+    for (size_t k = 0; k < take; ++k) {
+      uint32_t y = s[k];
+      y ^= y >> 11;
+      y ^= (y << 7) & 0x9d2c5680u;
+      y ^= (y << 15) & 0xefc60000u;
+      out[k] = y ^ (y >> 18);
+    }
+    index_ += static_cast<int>(take);
+    out += take;
+    n -= take;
+  }
+}
+
 void TorchGenerator::manual_seed(uint64_t seed) {
   seed_ = seed;
   engine_.seed_with(static_cast<uint32_t>(seed & 0xffffffffu));  // at::mt19937 keeps the low 32 bits
@@ -162,10 +180,17 @@ inline void normal_fill_16_body(float* data, float mean, float std) {
   }
 }
 
-// Runs fn(begin, end) over [0, n) in contiguous chunks on up to hardware_concurrency threads. Only for
-// element-wise work after all random draws are taken, so the result is the same for any thread count.
-template <class Fn>
-void parallel_chunks(size_t n, size_t grain, Fn fn) {
+}  // namespace
+
+namespace detail {
+
+float uniform_value(uint32_t draw, float from, float to) {
+  const float x = static_cast<float>(draw & ((1u << 24) - 1)) * (1.0f / static_cast<float>(1u << 24));
+  const float v = __builtin_fmaf(x, to - from, from);
+  return v == to ? from : v;  // torch: a value rounded up to the bound is mapped back to `from`
+}
+
+void parallel_chunks(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn) {
   const size_t hw = std::max(1u, std::thread::hardware_concurrency());
   const size_t nthreads = std::min<size_t>(std::min<size_t>(hw, 16), n / grain);
   if (nthreads <= 1) {
@@ -182,10 +207,6 @@ void parallel_chunks(size_t n, size_t grain, Fn fn) {
   for (auto& th : pool) th.join();
 }
 
-}  // namespace
-
-namespace detail {
-
 void normal_fill_16_portable(float* data, float mean, float std) { normal_fill_16_body(data, mean, std); }
 bool normal_fill_uses_avx2() { return cpu_features().has_avx2_fma(); }
 
@@ -196,10 +217,7 @@ void uniform_(float* data, size_t n, double from_d, double to_d, TorchGenerator&
     throw std::invalid_argument("uniform_ expects to return a [from, to) range, but found from=" +
                                 std::to_string(from_d) + " > to=" + std::to_string(to_d));
   const float from = static_cast<float>(from_d), to = static_cast<float>(to_d);
-  for (size_t i = 0; i < n; ++i) {
-    const float v = uniform_float(gen, from, to);
-    data[i] = v == to ? from : v;  // torch: a value rounded up to the bound is mapped back to `from`
-  }
+  for (size_t i = 0; i < n; ++i) data[i] = detail::uniform_value(gen.random(), from, to);
 }
 
 void normal_(float* data, size_t n, double mean_d, double std_d, TorchGenerator& gen) {
@@ -209,7 +227,7 @@ void normal_(float* data, size_t n, double mean_d, double std_d, TorchGenerator&
     auto fill16 = detail::normal_fill_uses_avx2() ? detail::normal_fill_16_avx2 : detail::normal_fill_16_portable;
     for (size_t i = 0; i < n; ++i) data[i] = uniform_float(gen, 0.0f, 1.0f);
     // Box-Muller blocks are independent once the uniforms are drawn.
-    parallel_chunks(n / 16, 1 << 15, [&](size_t b, size_t e) {
+    detail::parallel_chunks(n / 16, 1 << 15, [&](size_t b, size_t e) {
       for (size_t blk = b; blk < e; ++blk) fill16(data + 16 * blk, mean, std);
     });
     if (n % 16 != 0) {  // torch recomputes the last 16 values from fresh uniforms
@@ -266,7 +284,7 @@ double calc_erfinv(double y) {
 }
 
 void erfinv_(float* data, size_t n) {
-  parallel_chunks(n, 1 << 16, [data](size_t b, size_t e) {
+  detail::parallel_chunks(n, 1 << 16, [data](size_t b, size_t e) {
     for (size_t i = b; i < e; ++i) data[i] = static_cast<float>(calc_erfinv(static_cast<double>(data[i])));
   });
 }

@@ -21,6 +21,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 
 namespace tabula {
@@ -42,6 +43,8 @@ class Mt19937 {
     return y ^ (y >> 18);
   }
   void discard(uint64_t n);
+  // The next n outputs, in order (operator() n times), a state block at a time so the tempering vectorises.
+  void fill(uint32_t* out, size_t n);
 
  private:
   void twist();
@@ -66,6 +69,8 @@ class TorchGenerator {
     return (hi << 32) | lo;
   }
   void discard(uint64_t n) { engine_.discard(n); }
+  // random() n times into out.
+  void fill_random(uint32_t* out, size_t n) { engine_.fill(out, n); }
 
   std::optional<double> next_double_normal_sample;  // at::normal_distribution<double>'s cached sine half
 
@@ -87,6 +92,12 @@ void erfinv_(float* data, size_t n);
 double calc_erfinv(double y);
 
 namespace detail {
+// The float uniform_(from, to) makes of one 32-bit draw (what uniform_ stores for it).
+float uniform_value(uint32_t draw, float from, float to);
+// Runs fn(begin, end) over [0, n) in contiguous chunks on up to hardware_concurrency threads (at most 16), one
+// chunk when n < 2 * grain. For element-wise work after every random draw is taken, so the result is the same
+// for any thread count.
+void parallel_chunks(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn);
 // One 16-element Box-Muller block as torch's AVX2 NormalFill16 computes it: 8-wide AVX2 intrinsics
 // (engine/rng_avx2.cpp, used when the CPU has AVX2+FMA) and a portable lane-by-lane replay (explicit fmaf
 // calls). Tests check they agree bitwise.

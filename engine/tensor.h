@@ -37,6 +37,9 @@ struct Storage {
   Device device = Device::cpu;
   std::shared_ptr<void> owner;
   enum class Kind : uint8_t { heap, arena, external } kind = Kind::heap;
+  // External memory inside a read-only file mapping (weights): its pages may be given back once copied
+  // elsewhere (engine/file_pages.h), since a page touched again is read back from the file.
+  bool file_mapped = false;
 };
 
 class Tensor {

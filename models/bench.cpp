@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "engine/arena.h"
+#include "engine/file_pages.h"
 #include "engine/ops.h"
 #include "engine/threads.h"
 #include "models/device.h"
@@ -74,6 +75,12 @@ std::string BenchResult::key_values() const {
     std::snprintf(buf, sizeof buf, "peak_gpu_mem_mb: %.1f\n", peak_gpu_mem_mb);
     out += buf;
   }
+  if (load_ms() > 0) {
+    std::snprintf(buf, sizeof buf,
+                  "load_ms: %.1f\nload_map_ms: %.1f\nload_parse_ms: %.1f\nload_pack_ms: %.1f\nload_released_mb: %.1f\n",
+                  load_ms(), map_ms, parse_ms, pack_ms, released_mb);
+    out += buf;
+  }
   return out;
 }
 
@@ -90,8 +97,9 @@ std::string BenchResult::summary() const {
     std::snprintf(buf, sizeof buf, ", peak GPU memory %.0f MiB", peak_gpu_mem_mb);
     out += buf;
   }
-  if (load_ms > 0) {
-    std::snprintf(buf, sizeof buf, ", weights loaded in %.0f ms", load_ms);
+  if (load_ms() > 0) {
+    std::snprintf(buf, sizeof buf, ", weights loaded in %.0f ms (map %.1f, parse %.1f, pack %.0f)", load_ms(), map_ms,
+                  parse_ms, pack_ms);
     out += buf;
   }
   return out;
@@ -104,8 +112,18 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
   set_num_threads(opt.threads);
   // before the build: the CPU packs its weights for the precision (bf16) when the model is built
   const int dev = select_device(opt.device, opt.precision);
+  if (opt.graph && dev < 0) throw std::invalid_argument("bench: --graph is for --device cuda");
   const auto l0 = std::chrono::steady_clock::now();
-  auto model = opt.weights ? build_model(arch, *opt.weights) : build_model_seed(arch, opt.seed);
+  const uint64_t released0 = page_release_stats().bytes;
+  std::unique_ptr<Model> model;
+  if (opt.weights) {  // prepared straight for the device: a GPU run never packs for the CPU first
+    BuildOptions bo;
+    bo.device = dev;
+    bo.progress = opt.load_progress;
+    model = build_model(arch, *opt.weights, bo);
+  } else {
+    model = build_model_seed(arch, opt.seed);
+  }
   const double build_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - l0).count();
   Shape in = model->default_input_shape(opt.batch);
   if (opt.size > 0) in[2] = in[3] = opt.size;
@@ -117,7 +135,6 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
   float* p = x.data<float>();
   for (int64_t i = 0; i < x.numel(); ++i) p[i] = nd(rng);
 
-  if (opt.graph && dev < 0) throw std::invalid_argument("bench: --graph is for --device cuda");
   if (dev >= 0) {
     model->to_device(dev);
     x = upload(x, dev);
@@ -191,7 +208,12 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
   one[0] = 1;
   r.gmacs_per_image = model->gmacs(one);
   r.gemm_kernel = ops::gemm_kernel_name();
-  if (opt.weights) r.load_ms = opt.weights_read_ms + build_ms;
+  if (opt.weights) {
+    r.map_ms = opt.map_ms;
+    r.parse_ms = opt.parse_ms;
+    r.pack_ms = build_ms;
+    r.released_mb = static_cast<double>(page_release_stats().bytes - released0) / (1024.0 * 1024.0);
+  }
   return r;
 }
 

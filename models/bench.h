@@ -14,8 +14,9 @@ struct BenchOptions {
   uint64_t seed = 0;
   int iters = 5, warmup = 2;
   int64_t size = 0;  // input height = width; 0: the arch's default input size
-  std::shared_ptr<const WeightMap> weights;  // trained weights (already read); null: the untrained model of `seed`
-  double weights_read_ms = 0;                // time the caller spent reading the weight file (reported)
+  std::shared_ptr<const WeightMap> weights;  // trained weights (mapped and parsed); null: the untrained model of `seed`
+  double map_ms = 0, parse_ms = 0;           // the caller's phases of reading the weight file (reported)
+  LoadProgress load_progress;                // while the weights are packed / uploaded (Model::load)
   std::string device = "cpu", precision = "fp32";  // --device cpu|cuda[:N], --precision (see select_device)
   bool graph = false;  // cuda: capture the forward once as a CUDA graph and time its replays
 };
@@ -35,7 +36,11 @@ struct BenchResult {
   double peak_gpu_mem_mb = 0;        // the caching allocator's peak bytes in use (cuda)
   double gmacs_per_image = 0;
   std::string gemm_kernel;
-  double load_ms = 0;  // weights: reading the file + building the model (folding BN, converting dtypes); 0 for seeds
+  // Weights from a file: mapping it, parsing it, building the model (converting, packing or uploading each weight
+  // and releasing its mapped pages); 0 for seeds.
+  double map_ms = 0, parse_ms = 0, pack_ms = 0;
+  double released_mb = 0;  // mapped weight pages given back once their layers held their own copies
+  double load_ms() const { return map_ms + parse_ms + pack_ms; }
   std::string summary() const;  // one line: "... ms/batch ... images/s ... peak RSS ..."
   std::string key_values() const;
   std::string where() const;       // "2 threads, fp32 cpu (avx512 gemm)" / "bf16 cuda:0 (CUDA graph)"  // "images/s: N", "latency_ms: N", ... one per line (bench/gpu_compare.py reads them)

@@ -4,6 +4,7 @@
 
 #include "engine/backend.h"
 #include "engine/cuda/device_name.h"
+#include "engine/file_pages.h"
 #include "engine/ops.h"
 #include "engine/system.h"
 #if TABULA_HAVE_CUDA
@@ -15,7 +16,9 @@ namespace tabula {
 Tensor upload(const Tensor& host, int device) {
   if (!host.defined()) return {};
 #if TABULA_HAVE_CUDA
-  return cuda::to_device(host.to(DType::f32), device);
+  Tensor on_device = cuda::to_device(host.to(DType::f32), device);
+  release_file_pages(host);  // a weight read from a file mapping now lives on the GPU
+  return on_device;
 #else
   (void)device;
   throw std::invalid_argument("--device cuda: this tabula was built without the CUDA backend");
@@ -56,6 +59,7 @@ Tensor upload_conv_weight(const Tensor& host, int device) {
   // [Cout, Cin/g, kh, kw] -> KRSC storage in the 16-bit type, viewed back in the torch shape.
   Tensor krsc = host.to(DType::f32).permute({0, 2, 3, 1}).contiguous().to(dt);
 #if TABULA_HAVE_CUDA
+  release_file_pages(host);
   return cuda::to_device(krsc, device).permute({0, 3, 1, 2});
 #else
   return upload(krsc, device);

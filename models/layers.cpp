@@ -1,6 +1,7 @@
 #include "models/layers.h"
 
 #include "engine/backend.h"
+#include "engine/file_pages.h"
 #include "models/device.h"
 #include "models/model.h"
 
@@ -48,6 +49,7 @@ void Linear::prepare(int device) {
   if (device < 0) {
     if (!pack_) return;
     packed_ = PackedLinear(weight_);
+    release_file_pages(weight_);  // the packed copy is the only one read from now on
     weight_ = Tensor();
     return;
   }

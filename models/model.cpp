@@ -4,6 +4,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "engine/file_pages.h"
 #include "models/device.h"
 #include "models/layers.h"
 
@@ -50,7 +51,7 @@ ParamStore::ParamStore(const std::string& arch, const std::vector<ParamSpec>& sp
     if (t.dtype() != DType::f32 && t.dtype() != DType::f16 && t.dtype() != DType::bf16 && t.dtype() != DType::f64)
       throw std::invalid_argument("arch '" + arch_ + "': weight '" + sp.name + "' has dtype " +
                                   std::string(dtype_name(t.dtype())) + ", expected a float type");
-    t_[sp.name] = t.to(DType::f32).contiguous();
+    t_[sp.name] = t;  // converted when a layer takes it (operator[]), so one converted copy lives at a time
   }
   for (const auto& [k, v] : weights)
     if (!expected.count(k) && !is_batch_counter(k)) r.unexpected.push_back(k);
@@ -72,10 +73,14 @@ ParamStore ParamStore::skeleton(const std::string& arch, const std::vector<Param
   return p;
 }
 
-const Tensor& ParamStore::operator[](const std::string& key) const {
+Tensor ParamStore::operator[](const std::string& key) const {
   auto it = t_.find(key);
   if (it == t_.end()) throw std::invalid_argument("arch '" + arch_ + "': no weight '" + key + "'");
-  return it->second;
+  const Tensor& src = it->second;
+  if (skeleton_) return src;
+  Tensor t = src.to(DType::f32).contiguous();
+  if (!t.shares_storage_with(src)) release_file_pages(src);  // the copy is what the layer keeps
+  return t;
 }
 
 std::vector<TapInfo> Model::list_taps(const Shape& input) const {
@@ -124,11 +129,17 @@ WeightMap to_weight_map(std::vector<NamedTensor> tensors) {
   return m;
 }
 
-void Model::load(const ParamStore& params) {
-  for (const auto& layer : tree_->layers()) layer->load(params);
+void Model::load(const ParamStore& params, int device, const LoadProgress& progress) {
   skeleton_ = params.is_skeleton();
-  if (!skeleton_)
-    for (const auto& layer : tree_->layers()) layer->prepare(-1);
+  if (skeleton_) device = -1;
+  if (device >= 0) act_dtype_ = activation_dtype(device);
+  const auto& layers = tree_->layers();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    layers[i]->load(params);
+    if (!skeleton_) layers[i]->prepare(device);
+    if (progress) progress(i + 1, layers.size());
+  }
+  device_ = device;
 }
 
 void Model::check_weights() const {
@@ -137,8 +148,10 @@ void Model::check_weights() const {
 
 void Model::to_device(int device) {
   check_weights();
+  if (device == device_) return;
   act_dtype_ = activation_dtype(device);
   for (const auto& layer : tree_->layers()) layer->prepare(device);
+  device_ = device;
 }
 
 }  // namespace tabula

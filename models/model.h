@@ -2,6 +2,7 @@
 // constructor declares its module tree (models/module_tree.h) with the layers of models/layers.h; `load` then
 // gives every layer its tensors, and `to_device` moves them.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -20,6 +21,9 @@ struct TapInfo {
 
 class ParamStore;
 
+// Called by Model::load after each layer has its weights in their final form (`done` of `total` layers).
+using LoadProgress = std::function<void(size_t done, size_t total)>;
+
 class Model {
  public:
   explicit Model(const ArchConfig& arch) : arch_(arch), tree_(std::make_unique<ModuleTree>()) {}
@@ -27,9 +31,12 @@ class Model {
   const ArchConfig& arch() const { return arch_; }
   // The module tree the constructor declared (state_dict layout, init replay, the layers).
   const ModuleTree& tree() const { return *tree_; }
-  // Gives every layer its tensors by name (a skeleton store: shapes only, and the forward then throws), then
-  // prepares their CPU forms (packed weights).
-  void load(const ParamStore& params);
+  // Gives every layer its tensors by name (a skeleton store: shapes only, and the forward then throws) and
+  // prepares them, layer by layer: the CPU forms (packed weights) for device -1, else straight to GPU `device`
+  // (as to_device, without packing for the CPU first; call cuda::set_precision before). A source range read from
+  // a file mapping is released as soon as its layer holds its own copy (engine/file_pages.h), so a weights file
+  // is never held beside its packed copy.
+  void load(const ParamStore& params, int device = -1, const LoadProgress& progress = {});
   // [batch, C, H, W] at the model's default (pretrained) input size.
   virtual Shape default_input_shape(int64_t batch = 1) const = 0;
   // Runs the forward on x [B, C, H, W] (f32, CPU). Binds `taps` to tap_order(x.shape()) (so a hook pattern
@@ -61,7 +68,10 @@ class Model {
   // Moves the weights to GPU `device` (cuda:N), once, before the first forward there; every later forward then
   // takes inputs on that device and runs each op there (ops:: dispatches on the tensor's device), and captures
   // come back to the host pooled. Call cuda::set_precision first: linear weights are converted for it.
+  // A no-op when the model was loaded onto that device already (load(params, device)).
   void to_device(int device);
+  // -1 on the CPU, else the GPU the weights are on.
+  int device() const { return device_; }
 
  protected:
   ModuleTree& module_tree() { return *tree_; }
@@ -75,6 +85,7 @@ class Model {
   std::unique_ptr<ModuleTree> tree_;
   bool skeleton_ = true;
   DType act_dtype_ = DType::f32;
+  int device_ = -1;
 };
 
 // A tap point: passes x through `taps` (which may replace it) and returns what the forward continues with.
@@ -100,7 +111,9 @@ class ParamStore {
   // A skeleton: every parameter a zero-stride view of one zero (shapes only, no memory), for list_taps and
   // gmacs of models too large to initialise just to print their structure.
   static ParamStore skeleton(const std::string& arch, const std::vector<ParamSpec>& specs);
-  const Tensor& operator[](const std::string& key) const;  // throws naming the key when absent
+  // The weight as f32, contiguous (a view of the file's bytes when they are already that; a 16-bit source is
+  // converted here, when its layer asks, and its mapped pages released). Throws naming the key when absent.
+  Tensor operator[](const std::string& key) const;
   bool has(const std::string& key) const { return t_.count(key) != 0; }
   bool is_skeleton() const { return skeleton_; }
 

@@ -133,21 +133,28 @@ ArchConfig parse_arch(const std::string& arch) {
 }
 
 namespace {
-std::unique_ptr<Model> construct_loaded(const ArchConfig& arch, const WeightMap& weights, bool strict,
-                                        LoadReport* report) {
+std::unique_ptr<Model> construct_loaded(const ArchConfig& arch, const WeightMap& weights, const BuildOptions& o) {
   std::unique_ptr<Model> model = arch.config->construct(arch);
-  model->load(ParamStore(arch.name, model->tree().specs(), arch.config->from_canonical(weights), strict, report));
+  model->load(ParamStore(arch.name, model->tree().specs(), arch.config->from_canonical(weights), o.strict, o.report),
+              o.device, o.progress);
   return model;
 }
 }  // namespace
 
 std::unique_ptr<Model> build_model(const std::string& arch, const WeightMap& weights, bool strict, LoadReport* report) {
-  return construct_loaded(parse_arch(arch), weights, strict, report);
+  BuildOptions o;
+  o.strict = strict;
+  o.report = report;
+  return construct_loaded(parse_arch(arch), weights, o);
+}
+
+std::unique_ptr<Model> build_model(const std::string& arch, const WeightMap& weights, const BuildOptions& opt) {
+  return construct_loaded(parse_arch(arch), weights, opt);
 }
 
 std::unique_ptr<Model> build_model_seed(const std::string& arch, uint64_t seed) {
   const ArchConfig a = parse_arch(arch);
-  return construct_loaded(a, to_weight_map(init_weights(a, seed)), true, nullptr);
+  return construct_loaded(a, to_weight_map(init_weights(a, seed)), BuildOptions{});
 }
 
 std::unique_ptr<Model> build_model_skeleton(const std::string& arch) {

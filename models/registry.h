@@ -22,6 +22,13 @@ namespace tabula {
 // `tabula weights convert` write it (ModelConfig::from_canonical).
 std::unique_ptr<Model> build_model(const std::string& arch, const WeightMap& weights, bool strict = true,
                                    LoadReport* report = nullptr);
+struct BuildOptions {
+  bool strict = true;
+  LoadReport* report = nullptr;
+  int device = -1;        // where the weights are prepared: -1 the CPU (packed), N straight onto GPU N
+  LoadProgress progress;  // called after each layer (Model::load)
+};
+std::unique_ptr<Model> build_model(const std::string& arch, const WeightMap& weights, const BuildOptions& opt);
 // The untrained model of `seed` (init_weights: the weights PyTorch builds after torch.manual_seed(seed)).
 std::unique_ptr<Model> build_model_seed(const std::string& arch, uint64_t seed);
 // The structure without weights (no memory): list_taps, gmacs, default_taps; its forward throws.

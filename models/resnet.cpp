@@ -3,6 +3,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "engine/file_pages.h"
 #include "engine/ops.h"
 #include "engine/cpu/packed.h"
 #include "models/device.h"
@@ -70,6 +71,7 @@ class ConvBN final : public Layer {
       if (opt.groups == 1) {
         packed = PackedConv2d(w, opt);
         std::tie(scale, shift) = batch_norm_scale_shift(gamma, beta, mean, var, 1e-5);
+        release_file_pages(w);  // the packed copy is the only one read from now on
         w = Tensor();
       } else {
         std::tie(wf, bf) = fold_batch_norm(w, Tensor(), gamma, beta, mean, var, 1e-5);
@@ -80,10 +82,11 @@ class ConvBN final : public Layer {
     // for grouped convs, and the CPU-only packed copy is released.
     if (packed.defined()) {
       w = packed.weight();
-      std::tie(wf, bf) = fold_batch_norm(w, Tensor(), gamma, beta, mean, var, 1e-5);
       packed = PackedConv2d();
       scale = shift = Tensor();
     }
+    // Loaded straight onto the GPU (Model::load with a device), nothing was folded yet.
+    if (!wf.defined()) std::tie(wf, bf) = fold_batch_norm(w, Tensor(), gamma, beta, mean, var, 1e-5);
     for (Tensor* t : {&gamma, &beta, &mean, &var, &bf}) *t = upload(*t, device);
     for (Tensor* t : {&w, &wf}) *t = upload_conv_weight(*t, device);  // 16-bit channels-last in those precisions
   }

@@ -1,5 +1,6 @@
 #include "weights_tools/checkpoint.h"
 
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 
@@ -214,11 +215,30 @@ void strip_wrappers(Checkpoint& ck) {
 
 }  // namespace
 
+namespace {
+double ms_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+Checkpoint load_checkpoint_parsed(const std::string& path, const LoadOptions& opts, Checkpoint ck,
+                                  std::shared_ptr<const MappedFile> file);
+}  // namespace
+
 Checkpoint load_checkpoint(const std::string& path, const LoadOptions& opts) {
+  const auto t0 = std::chrono::steady_clock::now();
   Checkpoint ck;
   ck.path = path;
   auto file = MappedFile::open(path);
   ck.format = detect(file->data(), file->size());
+  ck.map_ms = ms_since(t0);
+  const auto t1 = std::chrono::steady_clock::now();
+  ck = load_checkpoint_parsed(path, opts, std::move(ck), std::move(file));
+  ck.parse_ms = ms_since(t1);
+  return ck;
+}
+
+namespace {
+Checkpoint load_checkpoint_parsed(const std::string& path, const LoadOptions& opts, Checkpoint ck,
+                                  std::shared_ptr<const MappedFile> file) {
   switch (ck.format) {
     case FileFormat::safetensors:
       ck.sd = parse_safetensors(file->data(), file->size(), file, path, true);
@@ -308,5 +328,6 @@ Checkpoint load_checkpoint(const std::string& path, const LoadOptions& opts) {
   if (opts.strip_prefixes) strip_wrappers(ck);
   return ck;
 }
+}  // namespace
 
 }  // namespace tabula::weights

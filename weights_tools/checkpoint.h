@@ -36,6 +36,8 @@ struct Checkpoint {
   std::vector<std::string> dropped;          // tensors outside the chosen prefix (e.g. DINO head.*)
   std::vector<std::string> skipped;          // non-tensor entries inside the state dict
   size_t copied_tensors = 0;                 // tensors that could not be zero-copy views (non-contiguous)
+  double map_ms = 0;    // opening and memory-mapping the file, detecting its format
+  double parse_ms = 0;  // the safetensors header or the zip directory + pickle, choosing the state dict
 };
 
 // Throws std::runtime_error naming the file (and the key, global or opcode) on any problem.

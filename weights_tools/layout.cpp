@@ -12,6 +12,8 @@
 #include <set>
 #include <stdexcept>
 
+#include "engine/file_pages.h"
+
 namespace tabula::weights {
 
 std::string_view layout_name(Layout l) {
@@ -339,6 +341,8 @@ StateDict apply_plan(const StateDict& sd, const LayoutPlan& plan) {
           bytes.insert(bytes.end(), p.data, p.data + p.nbytes());
         }
         out.tensors.push_back(make_owned_tensor(op.out, first.dtype, op.shape, std::move(bytes)));
+        for (const std::string& n : op.in)  // the pieces are not read again: only the joined copy is kept
+          if (src(n).mapped) release_mapped_range(src(n).data, src(n).nbytes());
         break;
       }
       case MapOp::Kind::cls_plus_pos0: {

@@ -4,6 +4,7 @@
 // is checked value by value within 2 ULP.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -102,6 +103,19 @@ TEST(TorchGenerator, Mt19937MatchesStdWithDiscards) {
   }
 }
 
+TEST(TorchGenerator, Mt19937FillIsTheSameStream) {
+  Mt19937 ours(11);
+  std::mt19937 ref(11);
+  std::mt19937 sizes(3);
+  std::vector<uint32_t> buf;
+  for (int round = 0; round < 300; ++round) {
+    buf.resize(sizes() % 2000);  // blocks of every length and phase against the 624-word state
+    ours.fill(buf.data(), buf.size());
+    for (size_t k = 0; k < buf.size(); ++k) ASSERT_EQ(buf[k], static_cast<uint32_t>(ref())) << round << " " << k;
+    ASSERT_EQ(ours(), static_cast<uint32_t>(ref()));
+  }
+}
+
 TEST(TorchGenerator, ManualSeedClearsCachedNormal) {
   TorchGenerator g(3);
   float x[3];
@@ -142,6 +156,23 @@ TEST(Init, CalcErfinvEdges) {
   // scipy.special.erfinv values; 1e-12 is far below float32 resolution (6e-8 relative), which is what matters.
   EXPECT_NEAR(calc_erfinv(0.5), 0.4769362762044699, 1e-12);
   EXPECT_NEAR(calc_erfinv(-0.999), -2.326753765513524, 1e-12);
+}
+
+// Big tensors take timm_trunc_normal_'s table of the 2^24 values a draw can give; the bits must be those of the
+// element-wise path (uniform_, erfinv_, mul_, add_, clamp_), and the generator must advance by one draw each.
+TEST(Init, TruncNormalTableEqualsElementwise) {
+  const size_t n = (size_t{1} << 22) + 5;  // the table's threshold, plus a ragged tail
+  for (uint64_t seed : {7u, 8u}) {  // the second call finds the table cached
+    TorchGenerator g(seed), ref_gen(seed);
+    std::vector<float> got(n), want(n);
+    timm_trunc_normal_(got.data(), n, g, 0.0, 0.02);
+    uniform_(want.data(), n, 2 * 0.0 - 1, 2 * 1.0 - 1, ref_gen);  // norm_cdf(+-2 / 0.02) is 0 and 1 in double
+    erfinv_(want.data(), n);
+    const float scale = static_cast<float>(0.02 * std::sqrt(2.0));
+    for (float& v : want) v = std::min(std::max(v * scale + 0.0f, -2.0f), 2.0f);
+    ASSERT_EQ(std::memcmp(got.data(), want.data(), n * sizeof(float)), 0) << "seed " << seed;
+    EXPECT_EQ(g.random(), ref_gen.random());
+  }
 }
 
 TEST(Init, FansAndGains) {
