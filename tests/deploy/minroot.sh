@@ -6,7 +6,9 @@
 #
 # 1. A minimal Debian root (debootstrap --variant=minbase: no -dev packages, no Python, no compiler), made once and
 #    cached under $TABULA_MINROOT_CACHE (default /var/cache/tabula-deploy; making it needs the network, reruns
-#    don't).
+#    don't). TABULA_MINROOT_SUITE/_MIRROR pick another release: Ubuntu 22.04 (glibc 2.35, the stated floor) is
+#    TABULA_MINROOT_SUITE=jammy TABULA_MINROOT_MIRROR=http://archive.ubuntu.com/ubuntu, with
+#    TABULA_MINROOT_DEBOOTSTRAP_ARGS=--no-check-gpg on a Debian host without Ubuntu's archive keyring.
 # 2. The tarball unpacked there; every run as user nobody (uid 65534) in a fresh network namespace (loopback only)
 #    with its own /proc: `tabula doctor`, `tabula demo --quick`, `tabula synth` + `embed` + `eval map`, and an
 #    embed of a HEST .h5 into an .h5ad.
@@ -37,7 +39,9 @@ if [ ! -x "$root/bin/sh" ]; then
   echo "minroot: making $root (debootstrap --variant=minbase $suite; needs the network once)"
   rm -rf "$root.tmp"
   mkdir -p "$cache"
-  debootstrap --variant=minbase "$suite" "$root.tmp" "$mirror" >"$cache/debootstrap.log" 2>&1 ||
+  # shellcheck disable=SC2086  # TABULA_MINROOT_DEBOOTSTRAP_ARGS is a list of flags
+  debootstrap --variant=minbase ${TABULA_MINROOT_DEBOOTSTRAP_ARGS:-} "$suite" "$root.tmp" "$mirror" \
+    >"$cache/debootstrap.log" 2>&1 ||
     fail "debootstrap failed, see $cache/debootstrap.log"
   mv "$root.tmp" "$root"
 fi
@@ -130,6 +134,25 @@ extra=$(diff <(cd "$check" && find . -type f | sort) <(cd "$root$check" && find 
 [ -z "$extra" ] || fail "the two runs wrote different files: $extra"
 [ $ndiff -eq 0 ] || fail "$ndiff of $nfiles output files differ between the minimal root and the build tree"
 echo "minroot: $nfiles output files byte-identical to the build tree's binary"
+
+# No jbigkit (GPL) in the static binary (cmake/tiff_no_jbig.c): a 1x1 TIFF tagged JBIG (compression 34661) is
+# refused with a message naming the codec, where a libtiff with JBIG would try to decode it.
+jbig=$root$check/jbig
+mkdir -p "$jbig"
+{
+  printf 'II*\0\10\0\0\0\11\0'
+  for entry in '\0\1\3\0\1\0\0\0\1\0\0\0' '\1\1\3\0\1\0\0\0\1\0\0\0' '\2\1\3\0\1\0\0\0\10\0\0\0' \
+               '\3\1\3\0\1\0\0\0\145\207\0\0' '\6\1\3\0\1\0\0\0\1\0\0\0' '\21\1\4\0\1\0\0\0\172\0\0\0' \
+               '\25\1\3\0\1\0\0\0\1\0\0\0' '\26\1\3\0\1\0\0\0\1\0\0\0' '\27\1\4\0\1\0\0\0\1\0\0\0'; do
+    printf "$entry"
+  done
+  printf '\0\0\0\0\200'
+} > "$jbig/img.tif"
+chown -R $uid:$uid "$jbig"
+in_root "tabula preprocess --data jbig --out jbig.npy --size 1 2> jbig.err" && fail "a JBIG TIFF was decoded"
+grep -q 'JBIG compression is not supported' "$root$check/jbig.err" ||
+  fail "a JBIG TIFF: the error does not name the codec: $(cat "$root$check/jbig.err")"
+echo "minroot: JBIG codec left out: $(cat "$root$check/jbig.err")"
 
 if [ -n "$cuda_tarball" ]; then
   unpack "$cuda_tarball"
