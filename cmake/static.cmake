@@ -68,6 +68,11 @@ function(tabula_static_finish)
   # nor libjbig.a is linked (the link fails on jbg_* if the codec were still reached).
   list(REMOVE_ITEM tiff_libs tiff jbig)
   target_sources(tabula PRIVATE ${PROJECT_SOURCE_DIR}/cmake/tiff_no_jbig.c)
+  # glibc 2.35 is the floor (.ci/glibc_floor): cmake/glibc_compat.c says why the static libstdc++ needs this.
+  target_sources(tabula PRIVATE ${PROJECT_SOURCE_DIR}/cmake/glibc_compat.c)
+  if(TARGET tabula_cuda)
+    target_sources(tabula_cuda PRIVATE ${PROJECT_SOURCE_DIR}/cmake/glibc_compat.c)
+  endif()
   list(REMOVE_DUPLICATES tiff_libs)
   tabula_static_add_libs(TIFF::TIFF ${tiff_libs})
   foreach(lib IN LISTS TIFF_LIBRARY PNG_LIBRARIES JPEG_LIBRARIES OPENJP2_LINK_LIBRARIES)
