@@ -10,7 +10,9 @@ arch=${3:-resnet50}
 rounds=${4:-3}
 args=(bench "$arch" --batch 16 --threads 2 --iters 3 --warmup 1)
 # "...: 1234.5 ms/batch (median; min 1200.1; cpu 2400.3), ..." -> "1234.5 2400.3"
-measure() { "$1" "${args[@]}" 2>&1 | sed -n 's/.*: \([0-9.]*\) ms\/batch (median; min [0-9.]*; cpu \([0-9.]*\)).*/\1 \2/p'; }
+measure() {
+  "$1" "${args[@]}" 2>&1 | sed -n 's/.*: \([0-9.]*\) ms\/batch (median; min [0-9.]*; cpu \([0-9.]*\)).*/\1 \2/p'
+}
 echo "round  dist wall/cpu ms  build wall/cpu ms  ratio wall  ratio cpu  (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 for r in $(seq 1 "$rounds"); do
   read -r aw ac < <(measure "$a")
