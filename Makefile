@@ -68,7 +68,8 @@ fuzz-long:
 # Deployment (README "Deploy on a cluster"): dist/tabula-<version>-linux-x86_64.tar.gz, a binary whose only shared
 # libraries are glibc's (static libstdc++, libtiff, HDF5, ...: cmake/static.cmake), built in build-dist/. dist-mpi
 # links the node's Open MPI (shared), dist-cuda the CUDA backend. test-deploy runs the tarball in a minimal Debian
-# root as a non-root user without network (root + debootstrap; minutes; not part of `make test`).
+# root as a non-root user without network (root + debootstrap; minutes; not part of `make test`), and the CUDA
+# tarball there too when dist/ has one (`make dist-cuda test-deploy`).
 dist:
 	JOBS=$(JOBS) bash .ci/dist cpu
 dist-mpi:
@@ -77,7 +78,8 @@ dist-cuda:
 	JOBS=$(JOBS) bash .ci/dist cuda
 test-deploy: dist configure
 	cmake --build $(BUILD) -j $(JOBS) --target tabula
-	bash tests/deploy/minroot.sh dist/tabula-*-linux-x86_64.tar.gz $(BUILD)/tabula
+	bash tests/deploy/minroot.sh dist/tabula-*-linux-x86_64.tar.gz $(BUILD)/tabula \
+	  $(wildcard dist/tabula-*-linux-x86_64-cuda.tar.gz)
 
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz build-dist build-dist-mpi build-dist-cuda dist

@@ -20,9 +20,11 @@ set -u
 pack() {
   local build=$1 dest=$2
   rm -rf "$dest" && mkdir -p "$dest/lib"
-  cp "$build/tabula" "$build/tests/test_engine" "$build/tests/test_models" "$build/tabula_bench_ops" "$dest/" 2>/dev/null
+  # libtabula_cuda.so: the CUDA backend `tabula` loads from beside itself (engine/cuda_module.h).
+  cp "$build/tabula" "$build/libtabula_cuda.so" "$build/tests/test_engine" "$build/tests/test_models" \
+     "$build/tabula_bench_ops" "$dest/" 2>/dev/null
   # Every shared library the binaries load, except glibc's and CUDA's (taken from the GPU machine).
-  ldd "$dest"/tabula "$dest"/test_* "$dest"/tabula_bench_ops | awk '/=> \//{print $1, $3}' | sort -u |
+  ldd "$dest"/tabula "$dest"/libtabula_cuda.so "$dest"/test_* "$dest"/tabula_bench_ops | awk '/=> \//{print $1, $3}' | sort -u |
     grep -vE '^(libc|libm|libdl|libpthread|librt|libresolv|libcudart|libcublasLt|libcublas|libcudnn[a-z_]*)\.so' |
     while read -r _ path; do cp -L "$path" "$dest/lib/"; done
   du -sh "$dest"

@@ -30,10 +30,6 @@
 #include "models/device.h"
 #include "models/registry.h"
 
-#if TABULA_HAVE_CUDA
-#include "engine/cuda/runtime.h"
-#endif
-
 namespace tabula::cli {
 namespace {
 
@@ -114,11 +110,14 @@ int report_cuda() {
     std::printf("cuda:     this binary has no CUDA backend (a CPU build); %s\n", driver_text.c_str());
     return 0;
   }
-#if TABULA_HAVE_CUDA
-  std::printf("cuda:     runtime %s, cuDNN %s; %s\n", cuda::runtime_version_string().c_str(),
-              cuda::cudnn_version_string().c_str(), driver_text.c_str());
-#endif
-  const auto devs = cuda_devices();
+  // The backend module is loaded here (engine/cuda_module.h): when it cannot be, the reason names the library.
+  const Backend* gpu = find_backend(Device::cuda);
+  if (!gpu) {
+    std::printf("cuda:     unavailable: %s; %s\n", unavailable_reason(Device::cuda).c_str(), driver_text.c_str());
+    return 0;
+  }
+  std::printf("cuda:     %s; %s\n", gpu->runtime_version().c_str(), driver_text.c_str());
+  const auto devs = gpu->devices();
   if (devs.empty()) std::printf("          no usable CUDA device (CUDA_VISIBLE_DEVICES, driver, or none installed)\n");
   for (const auto& d : devs)
     std::printf("          device %d: %s (sm_%d%d, %zu MiB)\n", d.index, d.name.c_str(), d.sm_major, d.sm_minor,
@@ -245,7 +244,6 @@ void check_cpu_model(Checks& c, const char* arch, const char* label, int threads
 
 // The same tiny model on GPU `dev` in fp32 against its CPU forward (the tolerance of the GPU model tests).
 void check_gpu_model(Checks& c, const char* arch, const char* label, int dev_index) {
-#if TABULA_HAVE_CUDA
   const Tensor x = fixed_input({2, 3, 64, 64});
   auto cpu = build_model_seed(arch, 0);
   const Tensor want = cpu->forward(x);
@@ -254,9 +252,6 @@ void check_gpu_model(Checks& c, const char* arch, const char* label, int dev_ind
   gpu->to_device(dev);
   const double r = max_rel(gpu->forward(upload(x, dev)), want);
   c.result("cuda:" + std::to_string(dev_index) + " " + label + " forward (fp32) vs cpu", r <= 1e-3, rel_text(r));
-#else
-  (void)c, (void)arch, (void)label, (void)dev_index;
-#endif
 }
 
 int self_check(int n_gpus) {

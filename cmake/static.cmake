@@ -6,7 +6,8 @@
 # - every library found after this file is included is looked up as a `.a` (CMAKE_FIND_LIBRARY_SUFFIXES), so
 #   libtiff, libpng, libjpeg(-turbo), OpenJPEG, zlib and HDF5 come from Debian's static archives;
 # - the libraries those archives use themselves (static archives carry no dependency list) are added from
-#   pkg-config --static for libtiff (webp, Lerc, jbig, zstd, lzma, jpeg, deflate, z) and by name for HDF5;
+#   pkg-config --static for libtiff (webp, Lerc, zstd, lzma, jpeg, deflate, z; not jbig: see below) and by name for
+#   HDF5;
 # - no MPI unless TABULA_MPI=ON (then the node's shared libmpi).
 #
 # HDF5: Debian's libhdf5.a is built with the ROS3 (S3) driver, so its settings name -lcrypto -lcurl. Only the
@@ -31,14 +32,16 @@ set(CMAKE_FIND_LIBRARY_SUFFIXES .a)
 set(HDF5_USE_STATIC_LIBRARIES ON)
 add_link_options(-static-libstdc++ -static-libgcc)
 if(NOT TABULA_CUDA STREQUAL "OFF")
-  # The CUDA variant: the CUDA runtime static; cuBLAS(Lt) and cuDNN stay shared (NVIDIA ships no static cuDNN
-  # for every version, and they are large), found at run time from a lib/ beside bin/ ($ORIGIN/../lib) or from
-  # the node's CUDA module (LD_LIBRARY_PATH). `.a` is still preferred where both exist.
+  # The CUDA variant: the binary is the CPU one (glibc alone) and the CUDA backend is the module
+  # libtabula_cuda.so in lib/ (engine/cuda_module.h), loaded when a CUDA device is asked for. The module has the
+  # CUDA runtime and libstdc++ static inside it; cuBLASLt and cuDNN stay shared (NVIDIA ships no static cuDNN for
+  # every version, and they are large), found at run time beside the module ($ORIGIN: lib/) or from the node's
+  # CUDA module (LD_LIBRARY_PATH). `.a` is still preferred where both exist.
   set(CMAKE_FIND_LIBRARY_SUFFIXES .a .so)
   set(CMAKE_CUDA_RUNTIME_LIBRARY Static)
-  # Exactly this RUNPATH, also in the build tree (no path of the build machine's toolkit leaks into the binary).
+  # Exactly the RUNPATH the targets set ($ORIGIN for the module, none for the binary), also in the build tree: no
+  # path of the build machine's toolkit leaks into the tarball.
   set(CMAKE_BUILD_WITH_INSTALL_RPATH ON)
-  set(CMAKE_INSTALL_RPATH "\$ORIGIN/../lib")
 endif()
 
 # Adds a static archive's own dependencies to an imported or interface target; `names` are -l names.
@@ -61,7 +64,15 @@ endfunction()
 function(tabula_static_finish)
   pkg_check_modules(TABULA_TIFF_STATIC REQUIRED libtiff-4)
   set(tiff_libs ${TABULA_TIFF_STATIC_STATIC_LIBRARIES})
-  list(REMOVE_ITEM tiff_libs tiff)
+  # No jbigkit (GPL-2.0-or-later): cmake/tiff_no_jbig.c stands in for libtiff's JBIG codec, so neither tif_jbig.o
+  # nor libjbig.a is linked (the link fails on jbg_* if the codec were still reached).
+  list(REMOVE_ITEM tiff_libs tiff jbig)
+  target_sources(tabula PRIVATE ${PROJECT_SOURCE_DIR}/cmake/tiff_no_jbig.c)
+  # glibc 2.35 is the floor (.ci/glibc_floor): cmake/glibc_compat.c says why the static libstdc++ needs this.
+  target_sources(tabula PRIVATE ${PROJECT_SOURCE_DIR}/cmake/glibc_compat.c)
+  if(TARGET tabula_cuda)
+    target_sources(tabula_cuda PRIVATE ${PROJECT_SOURCE_DIR}/cmake/glibc_compat.c)
+  endif()
   list(REMOVE_DUPLICATES tiff_libs)
   tabula_static_add_libs(TIFF::TIFF ${tiff_libs})
   foreach(lib IN LISTS TIFF_LIBRARY PNG_LIBRARIES JPEG_LIBRARIES OPENJP2_LINK_LIBRARIES)
@@ -78,16 +89,19 @@ function(tabula_static_finish)
   endif()
   set_property(TARGET tabula_hdf5 PROPERTY INTERFACE_LINK_LIBRARIES ${hdf5_archive})
   tabula_static_add_libs(tabula_hdf5 sz aec z dl m)
-  # The engine links the CUDA runtime by name (CUDA::cudart, shared): the static one here.
-  if(TARGET tabula_engine_cuda)
+  # The CUDA backend links the CUDA runtime by name (CUDA::cudart, shared): the static one here.
+  foreach(target tabula_engine_cuda tabula_cuda)
+    if(NOT TARGET ${target})
+      continue()
+    endif()
     foreach(prop LINK_LIBRARIES INTERFACE_LINK_LIBRARIES)
-      get_target_property(libs tabula_engine_cuda ${prop})
+      get_target_property(libs ${target} ${prop})
       if(libs)
         list(TRANSFORM libs REPLACE "^CUDA::cudart$" "CUDA::cudart_static")
-        set_property(TARGET tabula_engine_cuda PROPERTY ${prop} ${libs})
+        set_property(TARGET ${target} PROPERTY ${prop} ${libs})
       endif()
     endforeach()
-  endif()
+  endforeach()
   message(STATUS "tabula: static link (glibc only); libtiff needs: ${tiff_libs}")
 endfunction()
 cmake_language(DEFER DIRECTORY ${PROJECT_SOURCE_DIR} CALL tabula_static_finish)

@@ -588,8 +588,11 @@ EmbedSummary run_embed(const EmbedOptions& options) {
   const bool dist = world.size > 1;
   const bool root = world.rank == 0;
   // Each rank takes one GPU of its node (by node-local rank) when --device cuda names none.
+  // (cuda_devices() loads the CUDA backend: not for a cpu run.)
   const std::string device_name =
-      dist ? mpi::bind_device(opt.device, world.local_rank, static_cast<int>(cuda_devices().size())) : opt.device;
+      dist && opt.device != "cpu"
+          ? mpi::bind_device(opt.device, world.local_rank, static_cast<int>(cuda_devices().size()))
+          : opt.device;
   const int device = select_device(device_name, opt.precision);
   if (opt.batch < 1) throw SettingError("--batch must be >= 1");
   if (opt.weights.empty() == !opt.seed.has_value() && !is_baseline(opt.arch))

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "engine/cpu/backend.h"
+#include "engine/cuda_module.h"
 
 namespace tabula {
 
@@ -39,14 +40,31 @@ void register_backend(Device d, Backend* b) {
   g_cuda.store(b);
 }
 
-Backend* find_backend(Device d) { return d == Device::cpu ? &cpu_backend() : g_cuda.load(); }
+Backend* find_backend(Device d) {
+  if (d == Device::cpu) return &cpu_backend();
+  if (Backend* b = g_cuda.load()) return b;  // linked in (GPU tests) or loaded before
+  Backend* loaded = load_cuda_module(nullptr);
+  if (loaded) g_cuda.store(loaded);
+  return loaded;
+}
+
+std::string unavailable_reason(Device d) {
+  if (find_backend(d)) return {};
+  std::string why;
+  load_cuda_module(&why);
+  return why;
+}
 
 Backend& backend(std::string_view op, Device d) {
   Backend* b = find_backend(d);
   if (!b)
-    throw std::invalid_argument(std::string(op) + ": tensor on " + std::string(device_name(d)) +
-                                " but this build has no backend for it");
+    throw std::invalid_argument(std::string(op) + ": tensor on " + std::string(device_name(d)) + " but " +
+                                unavailable_reason(d));
   return *b;
+}
+
+std::unique_ptr<CapturedForward> Backend::capture(int, const std::function<Tensor()>&) {
+  throw std::invalid_argument(std::string(device_name(device())) + " cannot capture a forward as a graph");
 }
 
 }  // namespace tabula

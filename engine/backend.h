@@ -1,9 +1,14 @@
 // Backend: what a device must provide for a model forward to run on it -- every op of engine/op_list.h (one pure
 // virtual each) and the device primitives (copies between host and device, dtype conversion, precision, weight
-// conversion). The CPU backend (engine/cpu/) is always present; the CUDA backend (engine/cuda/) registers itself
-// when it is linked in, and ops::<op> given a tensor on a GPU hands the call to it -- so a model forward written
-// against ops:: runs unchanged on either device, as a torch module does after .cuda().
+// conversion) and runtime (synchronisation, graphs, memory statistics). The CPU backend (engine/cpu/) is always
+// present; the CUDA backend (engine/cuda/) is loaded when a CUDA device is first asked for, and ops::<op> given a
+// tensor on a GPU hands the call to it -- so a model forward written against ops:: runs unchanged on either
+// device, as a torch module does after .cuda(). Code outside engine/cuda/ reaches the GPU only through this
+// interface: the `tabula` binary has no link dependency on CUDA.
 #pragma once
+#include <cstddef>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -22,6 +27,15 @@ namespace tabula {
 enum class Precision { fp32, tf32, bf16, fp16 };
 std::string_view precision_name(Precision p);  // "fp32", "tf32", "bf16", "fp16"
 std::optional<Precision> precision_from_name(std::string_view s);
+
+// A whole forward recorded once and replayed per batch (a CUDA graph: engine/cuda/device.h says what the forward
+// may do). Backend::capture makes one.
+class CapturedForward {
+ public:
+  virtual ~CapturedForward() = default;
+  virtual void replay() = 0;                   // queued on the device; Backend::synchronize waits for it
+  virtual const Tensor& output() const = 0;    // written by every replay
+};
 
 class Backend {
  public:
@@ -48,16 +62,30 @@ class Backend {
   // ("runtime 13.0, cuDNN 9.x.y"; empty for the CPU).
   virtual std::vector<CudaDeviceInfo> devices() const = 0;
   virtual std::string runtime_version() const = 0;
+
+  // ---- device runtime: what a caller needs beyond the ops (no-ops on the CPU) ----
+  virtual void set_current_device(int index) { (void)index; }  // where ops run when no tensor says
+  virtual void synchronize(int index) { (void)index; }         // waits for the work queued on device `index`
+  virtual size_t peak_bytes_in_use(int index) const { (void)index; return 0; }  // the caching allocator's peak
+  // The forward captured on device `index` (throws std::invalid_argument where the backend cannot capture).
+  virtual std::unique_ptr<CapturedForward> capture(int index, const std::function<Tensor()>& forward);
+  // TABULA_CUDA_PROFILE's per-op device times: forget those so far / print them per forward to stderr.
+  virtual void clear_op_profile() {}
+  virtual void print_op_profile(int forwards) { (void)forwards; }
 };
 
 // Declares the overrides of every op in a backend class (engine/cpu/backend.h, engine/cuda/backend.h).
 #define TABULA_BACKEND_OVERRIDE(name, params, args) Tensor name params override;
 
-// The CPU backend (always present) and the registry of device backends. A backend registers once, at start-up
-// (engine/cuda/dispatch.cu); backend() throws std::invalid_argument naming `op` when `d` has none.
+// The CPU backend (always present) and the registry of device backends. The CUDA backend is the module
+// libtabula_cuda.so, loaded on the first find_backend(Device::cuda) (engine/cuda_module.h); a program that links
+// the backend in (the GPU test binaries) registers it at start-up instead (engine/cuda/register.cpp).
+// find_backend returns nullptr when `d` has none (unavailable_reason says why); backend() throws
+// std::invalid_argument naming `op` and the reason.
 Backend& cpu_backend();
 void register_backend(Device d, Backend* b);
 Backend* find_backend(Device d);
+std::string unavailable_reason(Device d);  // empty when find_backend(d) has a backend
 Backend& backend(std::string_view op, Device d);
 
 inline bool on_gpu(const Tensor& t) { return t.defined() && t.device() != Device::cpu; }

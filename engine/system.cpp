@@ -105,12 +105,14 @@ std::string build_summary() {
   o << ")\n";
   o << "cpu: " << cpu_model_name() << "; features: " << cpu_features_string() << "\n";
   o << "cuda: ";
+  const Backend* b = cuda_built() ? find_backend(Device::cuda) : nullptr;  // loads the CUDA module
   if (!cuda_built()) {
     o << "not built\n";
+  } else if (!b) {
+    o << "built, unavailable: " << unavailable_reason(Device::cuda) << "\n";
   } else {
-    const Backend* b = find_backend(Device::cuda);
-    o << "built (" << (b ? b->runtime_version() : std::string("backend not registered")) << ")";
-    auto devs = cuda_devices();
+    o << "built (" << b->runtime_version() << ")";
+    auto devs = b->devices();
     if (devs.empty()) o << "; no device visible\n";
     for (const auto& d : devs)
       o << "; device " << d.index << ": " << d.name << " (sm_" << d.sm_major << d.sm_minor << ", "

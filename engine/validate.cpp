@@ -1,16 +1,25 @@
 #include "engine/validate.h"
 
+#include <sys/random.h>
+
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <sstream>
+#include <stdexcept>
 
 namespace tabula::validate {
 
 uint64_t run_seed() {
   static const uint64_t seed = [] {
     if (const char* e = std::getenv("TABULA_TEST_SEED")) return static_cast<uint64_t>(std::strtoull(e, nullptr, 10));
-    std::random_device rd;
-    return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+    // getrandom(2) rather than std::random_device: libstdc++'s random_device pulls in glibc 2.36's arc4random,
+    // which alone would raise the minimum glibc of the deployed binary (README "Deploy on a cluster").
+    uint64_t s = 0;
+    if (getrandom(&s, sizeof s, 0) != static_cast<ssize_t>(sizeof s))
+      throw std::runtime_error(std::string("validate::run_seed: getrandom failed: ") + std::strerror(errno));
+    return s;
   }();
   return seed;
 }

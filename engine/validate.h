@@ -14,7 +14,7 @@
 
 namespace tabula::validate {
 
-// The run's base seed: TABULA_TEST_SEED if set, else from std::random_device (fixed for the process).
+// The run's base seed: TABULA_TEST_SEED if set, else from getrandom(2) (fixed for the process).
 uint64_t run_seed();
 
 // Uniform in [-scale, -scale/64] U [scale/64, scale]: random signs and magnitudes, never (near) zero.

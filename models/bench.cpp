@@ -17,15 +17,12 @@
 #include <vector>
 
 #include "engine/arena.h"
+#include "engine/backend.h"
 #include "engine/file_pages.h"
 #include "engine/ops.h"
 #include "engine/threads.h"
 #include "models/device.h"
 #include "models/registry.h"
-#if TABULA_HAVE_CUDA
-#include "engine/cuda/device.h"
-#include "engine/cuda/ops.h"
-#endif
 
 namespace tabula {
 
@@ -156,26 +153,23 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
     }
     arena.reset();
   };
-#if TABULA_HAVE_CUDA
-  std::unique_ptr<cuda::Graph> graph;
+  Backend* gpu = dev >= 0 ? &backend("bench", Device::cuda) : nullptr;
+  std::unique_ptr<CapturedForward> graph;
   if (opt.graph) {
     run();  // eager first: fills the allocator and the cuBLASLt/cuDNN algorithm caches
-    graph = std::make_unique<cuda::Graph>(dev, [&] { return model->forward(x); });
+    graph = gpu->capture(dev, [&] { return model->forward(x); });
     run = [&] {
       graph->replay();
       synchronize_device(dev);
     };
   }
-#endif
   for (int i = 0; i < opt.warmup; ++i) run();
 #ifdef __GLIBC__
   malloc_trim(0);  // heap pages the sizing forward freed go back to the system before the peak is measured
 #endif
   reset_peak_rss();
   std::vector<double> ms;
-#if TABULA_HAVE_CUDA
-  if (dev >= 0) cuda::clear_op_profile();  // TABULA_CUDA_PROFILE: only the timed forwards are reported
-#endif
+  if (gpu) gpu->clear_op_profile();  // TABULA_CUDA_PROFILE: only the timed forwards are reported
   const double cpu0 = process_cpu_ms();
   for (int i = 0; i < opt.iters; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -184,9 +178,7 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
     ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
   const double cpu_total = process_cpu_ms() - cpu0;
-#if TABULA_HAVE_CUDA
-  if (dev >= 0) cuda::print_op_profile(opt.iters);
-#endif
+  if (gpu) gpu->print_op_profile(opt.iters);
   std::sort(ms.begin(), ms.end());
   BenchResult r;
   r.arch = arch;

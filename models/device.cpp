@@ -7,43 +7,36 @@
 #include "engine/file_pages.h"
 #include "engine/ops.h"
 #include "engine/system.h"
-#if TABULA_HAVE_CUDA
-#include "engine/cuda/ops.h"
-#endif
 
 namespace tabula {
 
+namespace {
+// The CUDA backend (loaded on first use: engine/cuda_module.h); a clear error naming `what` when there is none.
+Backend& gpu(const std::string& what) {
+  Backend* b = find_backend(Device::cuda);
+  if (!b) throw std::invalid_argument(what + ": " + unavailable_reason(Device::cuda));
+  return *b;
+}
+}  // namespace
+
 Tensor upload(const Tensor& host, int device) {
   if (!host.defined()) return {};
-#if TABULA_HAVE_CUDA
-  Tensor on_device = cuda::to_device(host.to(DType::f32), device);
+  Tensor on_device = gpu("--device cuda").to_device(host.to(DType::f32), device);
   release_file_pages(host);  // a weight read from a file mapping now lives on the GPU
   return on_device;
-#else
-  (void)device;
-  throw std::invalid_argument("--device cuda: this tabula was built without the CUDA backend");
-#endif
 }
 
 Tensor upload_linear_weight(const Tensor& host, int device) {
   if (!host.defined()) return {};
-#if TABULA_HAVE_CUDA
-  return cuda::convert_weight(upload(host, device));
-#else
-  return upload(host, device);
-#endif
+  return gpu("--device cuda").convert_weight(upload(host, device));
 }
 
 DType activation_dtype(int device) {
-#if TABULA_HAVE_CUDA
   if (device >= 0) {
-    const cuda::Precision p = cuda::precision();
-    if (p == cuda::Precision::bf16) return DType::bf16;
-    if (p == cuda::Precision::fp16) return DType::f16;
+    const Precision p = gpu("--device cuda").precision();
+    if (p == Precision::bf16) return DType::bf16;
+    if (p == Precision::fp16) return DType::f16;
   }
-#else
-  (void)device;
-#endif
   return DType::f32;
 }
 
@@ -58,12 +51,9 @@ Tensor upload_conv_weight(const Tensor& host, int device) {
   if (dt == DType::f32 || host.dim() != 4) return upload(host, device);
   // [Cout, Cin/g, kh, kw] -> KRSC storage in the 16-bit type, viewed back in the torch shape.
   Tensor krsc = host.to(DType::f32).permute({0, 2, 3, 1}).contiguous().to(dt);
-#if TABULA_HAVE_CUDA
+  Tensor on_device = gpu("--device cuda").to_device(krsc, device).permute({0, 3, 1, 2});
   release_file_pages(host);
-  return cuda::to_device(krsc, device).permute({0, 3, 1, 2});
-#else
-  return upload(krsc, device);
-#endif
+  return on_device;
 }
 
 int select_device(const std::string& device, const std::string& precision) {
@@ -80,37 +70,26 @@ int select_device(const std::string& device, const std::string& precision) {
     }
     return -1;
   }
-#if TABULA_HAVE_CUDA
-  const auto p = cuda::precision_from_name(precision);
+  const auto p = precision_from_name(precision);
   if (!p) throw std::invalid_argument("--precision: expected fp32, tf32, bf16 or fp16, got '" + precision + "'");
-  const auto devices = cuda_devices();
+  Backend& b = gpu("--device " + device);
+  const auto devices = b.devices();
   if (devices.empty()) throw std::invalid_argument("--device " + device + ": no CUDA device on this machine");
   if (index >= static_cast<int>(devices.size()))
     throw std::invalid_argument("--device " + device + ": this machine has " + std::to_string(devices.size()) +
                                 " CUDA device(s), cuda:0 to cuda:" + std::to_string(devices.size() - 1));
-  cuda::set_precision(*p);
-  cuda::set_current_device(index);
+  b.set_precision(*p);
+  b.set_current_device(index);
   return index;
-#else
-  throw std::invalid_argument("--device " + device + ": this tabula was built without the CUDA backend");
-#endif
 }
 
 void synchronize_device(int device) {
-#if TABULA_HAVE_CUDA
-  if (device >= 0) cuda::synchronize(device);
-#else
-  (void)device;
-#endif
+  if (device >= 0) gpu("--device cuda").synchronize(device);
 }
 
 double peak_device_mem_mb(int device) {
-#if TABULA_HAVE_CUDA
-  if (device >= 0) return static_cast<double>(cuda::allocator_stats(device).peak_bytes_in_use) / (1024.0 * 1024.0);
-#else
-  (void)device;
-#endif
-  return 0;
+  if (device < 0) return 0;
+  return static_cast<double>(gpu("--device cuda").peak_bytes_in_use(device)) / (1024.0 * 1024.0);
 }
 
 }  // namespace tabula

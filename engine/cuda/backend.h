@@ -1,7 +1,9 @@
 // The CUDA backend (tabula_engine_cuda): every op of engine/op_list.h on device tensors, same semantics as
 // tabula::ref, issued on the device's stream (device.h) so a sequence of ops runs in order with no host
 // synchronisation. Each op's definition lives in the file of its family (elementwise, norm, pool, attention, rope,
-// blas, conv, interpolate, copy .cu); dispatch.cu holds the device primitives and registers the backend at start-up.
+// blas, conv, interpolate, copy .cu); dispatch.cu holds the device primitives and the runtime calls. The one instance
+// reaches the engine through module.cpp (libtabula_cuda.so, loaded on first use: engine/cuda_module.h) or, where
+// the backend is linked in (GPU test binaries), through register.cpp.
 // Precision and storage types: engine/cuda/ops.h.
 #pragma once
 #include "engine/backend.h"
@@ -23,6 +25,15 @@ class CudaBackend final : public Backend {
   Tensor convert_weight(const Tensor& weight) override;
   std::vector<CudaDeviceInfo> devices() const override;
   std::string runtime_version() const override;
+
+  void set_current_device(int index) override;
+  void synchronize(int index) override;
+  size_t peak_bytes_in_use(int index) const override;
+  std::unique_ptr<CapturedForward> capture(int index, const std::function<Tensor()>& forward) override;
+  void clear_op_profile() override;
+  void print_op_profile(int forwards) override;
 };
+
+CudaBackend& backend_instance();  // the process's one CUDA backend (dispatch.cu)
 
 }  // namespace tabula::cuda

@@ -22,14 +22,35 @@ std::string CudaBackend::runtime_version() const {
   return "runtime " + runtime_version_string() + ", cuDNN " + cudnn_version_string();
 }
 
+void CudaBackend::set_current_device(int index) { cuda::set_current_device(index); }
+void CudaBackend::synchronize(int index) { cuda::synchronize(index); }
+size_t CudaBackend::peak_bytes_in_use(int index) const { return allocator_stats(index).peak_bytes_in_use; }
+void CudaBackend::clear_op_profile() { cuda::clear_op_profile(); }
+void CudaBackend::print_op_profile(int forwards) { cuda::print_op_profile(forwards); }
+
 namespace {
-// Registered before main(): whoever links tabula_engine_cuda (whole, see engine/CMakeLists.txt) has the backend.
-// Nothing here touches the CUDA runtime, so a process that never uses a GPU never initialises one.
-const bool g_registered = [] {
+class CapturedGraph final : public CapturedForward {
+ public:
+  CapturedGraph(int device, const std::function<Tensor()>& forward) : graph_(device, forward) {}
+  void replay() override { graph_.replay(); }
+  const Tensor& output() const override { return graph_.output(); }
+
+ private:
+  Graph graph_;
+};
+}  // namespace
+
+std::unique_ptr<CapturedForward> CudaBackend::capture(int index, const std::function<Tensor()>& forward) {
+  return std::make_unique<CapturedGraph>(index, forward);
+}
+
+// Constructing it touches no CUDA runtime, so a process that never uses a GPU never initialises one.
+CudaBackend& backend_instance() {
   static CudaBackend backend;
-  register_backend(Device::cuda, &backend);
-  return true;
-}();
+  return backend;
+}
+
+namespace {
 
 // ---- per-op device time (TABULA_CUDA_PROFILE=1) ----
 struct ProfRec {
@@ -47,7 +68,6 @@ bool profiling() {
 }  // namespace
 
 OpTimer::OpTimer(const char* name, const Tensor& x, const Tensor& w) {
-  (void)g_registered;
   outer_ = t_op_depth++ == 0;
   if (!outer_ || !profiling() || !on_gpu(x)) return;
   try {
