@@ -157,24 +157,27 @@ class PixelLinear final : public Layer {
       : module_(&t.child(parent, local, conv ? "Conv2d" : "Linear")) {
     t.reset_weight_bias(*module_, conv ? Shape{out, in, 1, 1} : Shape{out, in}, true);
   }
-  // The block's gamma (loaded before any prepare runs): scaled() then needs no pass of its own.
+  // The block's gamma, which this layer reads itself (layers are loaded and prepared one by one, and the gamma
+  // comes after fc2): scaled() then needs no pass of its own.
   void set_layer_scale(const Parameter* gamma) { gamma_ = gamma; }
   void load(const ParamStore& p) override {
     const std::string n = module_->name();
     const Tensor& w = p[n + ".weight"];
     weight_ = w.reshape({w.size(0), w.size(1)});
     bias_ = p[n + ".bias"];
+    if (gamma_) gamma_value_ = p[gamma_->name()];
   }
   void prepare(int device) override {
     if (device < 0) {
       packed_ = PackedLinear(weight_.contiguous());
       weight_ = Tensor();
-      if (gamma_) shift_ = ops::mul(bias_, **gamma_);
+      if (gamma_) shift_ = ops::mul(bias_, gamma_value_);
       return;
     }
     weight_ = upload_linear_weight(packed_.defined() ? packed_.weight() : weight_, device);
     packed_ = PackedLinear();
     shift_ = Tensor();
+    gamma_value_ = Tensor();
     bias_ = upload_activation_param(bias_, device);
   }
   // x [..., in] -> act(x W^T + b) [..., out]
@@ -185,13 +188,13 @@ class PixelLinear final : public Layer {
   // torch's mul after the Linear); undefined where there is no fused form (on a GPU, or without gamma).
   Tensor scaled(const Tensor& x, const Tensor& residual) const {
     if (!packed_.defined() || !gamma_) return Tensor();
-    return ops::linear_scale_shift(x, packed_, **gamma_, shift_, residual);
+    return ops::linear_scale_shift(x, packed_, gamma_value_, shift_, residual);
   }
 
  private:
   Module* module_;
   const Parameter* gamma_ = nullptr;
-  Tensor weight_, bias_, shift_;
+  Tensor weight_, bias_, shift_, gamma_value_;
   PackedLinear packed_;
 };
 

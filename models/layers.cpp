@@ -26,7 +26,9 @@ Parameter::Parameter(ModuleTree& t, Module& owner, const std::string& local, Sha
   t.param(owner, local, std::move(shape), init);
 }
 
-void Parameter::load(const ParamStore& p) { value_ = p[join(*owner_, local_)]; }
+void Parameter::load(const ParamStore& p) { value_ = p[name()]; }
+
+std::string Parameter::name() const { return join(*owner_, local_); }
 
 void Parameter::prepare(int device) {
   if (device >= 0) value_ = upload(value_, device);

@@ -35,6 +35,7 @@ class Parameter final : public Layer {
   void load(const ParamStore& p) override;
   void prepare(int device) override;
   const Tensor& operator*() const { return value_; }
+  std::string name() const;  // its state_dict key
 
  private:
   Module* owner_;
