@@ -100,6 +100,14 @@ TEST(ModelTaps, DeclaredTapsAreWhatTheForwardPassesCaViT) {
   }
 }
 
+TEST(ModelTaps, DeclaredTapsAreWhatTheForwardPassesConvNeXt) {
+  for (const Shape& in : {Shape{2, 3, 64, 64}, Shape{1, 3, 72, 40}}) {
+    check_forward_passes_declared_taps("convnext:depths=1,2,1,1,dims=8,16,16,24,classes=3", in);
+    check_forward_passes_declared_taps("convnext:depths=1,1,0,1,dims=8,8,16,16,conv_mlp=1,classes=0,ls_init=none",
+                                       in);
+  }
+}
+
 // The MAC count is the sum of what the declared Linear / Conv2d / attention-map modules compute at their declared
 // output shapes for one image (torchvision's "GFLOPS" column): checked here on a tiny ViT by hand.
 TEST(ModelTaps, GmacsSumTheDeclaredModules) {
