@@ -130,6 +130,17 @@ TEST(ModelTaps, DeclaredTapsAreWhatTheForwardPassesConch) {
   }
 }
 
+// Swin's window attention taps are per image ([B, windows * N, C], the maps [B, windows * heads, N, N]); the
+// second size pads to whole windows, the odd grid pads in PatchMerging.
+TEST(ModelTaps, DeclaredTapsAreWhatTheForwardPassesSwin) {
+  for (const Shape& in : {Shape{2, 3, 64, 64}, Shape{1, 3, 56, 40}}) {
+    check_forward_passes_declared_taps("swin:dim=16,depths=2,2,heads=1,2,window=4,img=64,classes=3", in);
+    check_forward_passes_declared_taps("swin:dim=16,depths=2,1,heads=2,2,window=4,img=64,embed_layer=convstem,"
+                                       "classes=0",
+                                       in);
+  }
+}
+
 // The MAC count is the sum of what the declared Linear / Conv2d / attention-map modules compute at their declared
 // output shapes for one image (torchvision's "GFLOPS" column): checked here on a tiny ViT by hand.
 TEST(ModelTaps, GmacsSumTheDeclaredModules) {
