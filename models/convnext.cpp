@@ -158,7 +158,8 @@ class PixelLinear final : public Layer {
     module_->macs = [in](const Shape& o) { return static_cast<double>(shape_numel(o)) * static_cast<double>(in); };
   }
   Module& module() const { return *module_; }
-  // The block's gamma (loaded before any prepare runs): scaled() then needs no pass of its own.
+  // The block's gamma (a layer declared before this one, so loaded before prepare() runs): scaled() then
+  // needs no pass of its own.
   void set_layer_scale(const Parameter* gamma) { gamma_ = gamma; }
   void load(const ParamStore& p) override {
     const std::string n = module_->name();
@@ -358,6 +359,11 @@ class ConvNeXt final : public Model {
     o.groups = C;
     b.conv_dw = &t.tap(t.layer<Conv2d>(m, "conv_dw", C, C, k, o, c_.conv_bias), sh);
     b.norm = &t.tap(t.layer<LayerNorm>(m, "norm", C, c_.norm_eps), pix);
+    // gamma (registered after mlp in torch) is declared first so that Model::load gives it its value before fc2's
+    // prepare() folds it into the epilogue; it draws nothing and a module's own parameters come first in the
+    // state_dict either way.
+    if (c_.ls_init_value)
+      b.gamma = &t.layer<Parameter>(m, "gamma", Shape{C}, CtorInit{CtorInit::constant, *c_.ls_init_value});
     Module& mlp = t.tap(t.child(m, "mlp", "Mlp"), pix);  // Mlp.__init__: fc1, act, drop1, norm, fc2, drop2
     b.fc1 = &t.tap(t.layer<PixelLinear>(mlp, "fc1", C, 4 * C, c_.conv_mlp), hid);
     t.tap(mlp, "act", "GELU", hid);
@@ -365,10 +371,7 @@ class ConvNeXt final : public Model {
     t.tap(mlp, "norm", "Identity", hid);
     b.fc2 = &t.tap(t.layer<PixelLinear>(mlp, "fc2", 4 * C, C, c_.conv_mlp), pix);
     t.tap(mlp, "drop2", "Dropout", pix);
-    if (c_.ls_init_value) {
-      b.gamma = &t.layer<Parameter>(m, "gamma", Shape{C}, CtorInit{CtorInit::constant, *c_.ls_init_value});
-      b.fc2->set_layer_scale(b.gamma);
-    }
+    if (b.gamma) b.fc2->set_layer_scale(b.gamma);
     t.tap(m, "shortcut", "Identity", sh);
     t.tap(m, "drop_path", "Identity", sh);
     return b;
