@@ -234,6 +234,7 @@ class MultiheadAttention final : public Layer {
   }
 
   bool packed_in() const { return kv_dim_ == d_; }  // _qkv_same_embed_dim
+  Module& module() const { return *module_; }
 
  private:
   Module* module_;
@@ -258,22 +259,39 @@ class Conch final : public Model {
   explicit Conch(const ArchConfig& arch) : Model(arch), c_(*arch.as<ConchConfig>()) {
     ModuleTree& t = module_tree();
     Module& visual = t.child(t.root(), "visual", "VisualModel");
-    Module& trunk = t.child(visual, "trunk", "VisionTransformer");
     const int64_t D = c_.width, P = c_.patch_size, E = c_.embed_dim, Ec = c_.embed_dim_caption;
+    const ShapeRule tok = tokens(D);
+    Module& trunk = t.tap(t.child(visual, "trunk", "VisionTransformer"), tok);  // forward_features
+    // PatchEmbed(output_fmt NHWC): proj, norm (Identity)
+    const ShapeRule grid = [this](const Shape& in) {
+      return Shape{in[0], in[2] / c_.patch_size, in[3] / c_.patch_size, c_.width};
+    };
+    Module& pe = t.tap(t.child(trunk, "patch_embed", "PatchEmbed"), grid);
     Conv2dOptions po;
     po.stride = {P, P};
-    patch_ = &t.layer<Conv2d>(t.child(trunk, "patch_embed", "PatchEmbed"), "proj", 3, D, P, po, true);
+    patch_ = &t.tap(t.layer<Conv2d>(pe, "proj", 3, D, P, po, true), [this](const Shape& in) {
+      return Shape{in[0], c_.width, in[2] / c_.patch_size, in[3] / c_.patch_size};
+    });
+    t.tap(pe, "norm", "Identity", grid);
     cls_ = &t.layer<Parameter>(trunk, "cls_token", Shape{1, 1, D});
     const CtorInit pos_init = c_.legacy_init ? CtorInit{CtorInit::randn, 0.02} : CtorInit{};
     pos_ = &t.layer<Parameter>(trunk, "pos_embed", Shape{1, 1 + c_.grid() * c_.grid(), D}, pos_init);
-    Module& blocks = t.child(trunk, "blocks", "Sequential");
+    t.tap(trunk, "pos_drop", "Dropout", tok);
+    t.tap(trunk, "patch_drop", "Identity", tok);
+    t.tap(trunk, "norm_pre", "Identity", tok);
+    Module& blocks = t.tap(t.child(trunk, "blocks", "Sequential"), tok);
     for (int i = 0; i < c_.depth; ++i) blocks_.push_back(make_block(t, blocks, i));
-    norm_ = &t.layer<LayerNorm>(trunk, "norm", D, 1e-6);
-    contrast_ = make_pooler(t, visual, "attn_pool_contrast", E, c_.queries_contrast);
-    ln_contrast_ = &t.layer<LayerNorm>(visual, "ln_contrast", E, 1e-5);
+    norm_ = &t.tap(t.layer<LayerNorm>(trunk, "norm", D, 1e-6), tok);
+    // The embedding's forward counts the contrastive pooler's MACs, not the captioning one's (not on that path).
+    contrast_ = make_pooler(t, visual, "attn_pool_contrast", E, c_.queries_contrast, true);
+    const ShapeRule emb = [this](const Shape& in) { return Shape{in[0], c_.embed_dim}; };
+    ln_contrast_ = &t.tap(t.layer<LayerNorm>(visual, "ln_contrast", E, 1e-5), emb);
     proj_contrast_ = &t.layer<Parameter>(visual, "proj_contrast", Shape{E, E});
-    caption_ = make_pooler(t, visual, "attn_pool_caption", Ec, c_.queries_caption);
-    ln_caption_ = &t.layer<LayerNorm>(visual, "ln_caption", Ec, 1e-5);
+    t.tap(visual, "proj_contrast", "Matmul", emb);  // x @ proj_contrast: a parameter in torch, tapped by its name
+    caption_ = make_pooler(t, visual, "attn_pool_caption", Ec, c_.queries_caption, false);
+    ln_caption_ = &t.tap(t.layer<LayerNorm>(visual, "ln_caption", Ec, 1e-5), [this](const Shape& in) {
+      return Shape{in[0], c_.queries_caption, c_.embed_dim_caption};
+    });
   }
 
   Shape default_input_shape(int64_t batch) const override { return {batch, 3, c_.img_size, c_.img_size}; }
@@ -327,93 +345,88 @@ class Conch final : public Model {
     return emb;
   }
 
-  std::vector<TapInfo> list_taps(const Shape& input) const override {
-    check_input(input);
-    const int64_t B = input[0], D = c_.width, H = c_.heads, hd = D / H, Hm = c_.mlp_hidden();
-    const int64_t gh = input[2] / c_.patch_size, gw = input[3] / c_.patch_size, N = gh * gw + 1;
-    const Shape tok{B, N, D}, pe{B, gh, gw, D};
-    const std::string t = kTrunk;
-    std::vector<TapInfo> v;
-    v.push_back({"visual.trunk", tok});
-    v.push_back({t + "patch_embed", pe});
-    v.push_back({t + "patch_embed.proj", {B, D, gh, gw}});
-    v.push_back({t + "patch_embed.norm", pe});
-    v.push_back({t + "pos_drop", tok});
-    v.push_back({t + "patch_drop", tok});
-    v.push_back({t + "norm_pre", tok});
-    v.push_back({t + "blocks", tok});
-    for (const BlockP& b : blocks_) {
-      const std::string& n = b.name;
-      for (const char* s : {"", ".norm1", ".attn"}) v.push_back({n + s, tok});
-      v.push_back({n + ".attn.qkv", {B, N, 3 * D}});
-      v.push_back({n + ".attn.q_norm", {B, H, N, hd}});
-      v.push_back({n + ".attn.k_norm", {B, H, N, hd}});
-      v.push_back({n + ".attn.softmax", {B, H, N, N}});
-      v.push_back({n + ".attn.attn_drop", {B, H, N, N}});
-      for (const char* s : {".attn.norm", ".attn.proj", ".attn.proj_drop", ".ls1", ".drop_path1", ".norm2", ".mlp"})
-        v.push_back({n + s, tok});
-      for (const char* s : {".mlp.fc1", ".mlp.act", ".mlp.drop1", ".mlp.norm"}) v.push_back({n + s, {B, N, Hm}});
-      for (const char* s : {".mlp.fc2", ".mlp.drop2", ".ls2", ".drop_path2"}) v.push_back({n + s, tok});
-    }
-    v.push_back({t + "norm", tok});
-    pooler_taps(v, contrast_, B, N);
-    v.push_back({"visual.ln_contrast", {B, c_.embed_dim}});
-    v.push_back({"visual.proj_contrast", {B, c_.embed_dim}});
-    pooler_taps(v, caption_, B, N);
-    v.push_back({"visual.ln_caption", {B, caption_.queries, caption_.d}});
-    return v;
-  }
-
   std::vector<std::string> default_taps() const override { return {"visual.ln_contrast"}; }
 
-  // The embedding's forward: the trunk and the contrastive pooler (the captioning pooler is not on that path).
-  double gmacs(const Shape& input) const override {
-    check_input(input);
-    const double D = c_.width, Hm = c_.mlp_hidden(), P = c_.patch_size, E = c_.embed_dim, Q = c_.queries_contrast;
-    const double patches = static_cast<double>((input[2] / c_.patch_size) * (input[3] / c_.patch_size));
-    const double N = patches + 1;
-    double macs = patches * D * 3 * P * P;
-    macs += c_.depth * (N * D * 3 * D + 2 * N * N * D + N * D * D + 2 * N * D * Hm);
-    macs += Q * E * E + N * D * 2 * E + 2 * Q * N * E + Q * E * E;
-    return macs / 1e9;
+ private:
+  // The trunk's tokens (class token + patches) for the model input, `width` wide: [B, N, width].
+  int64_t num_tokens(const Shape& in) const { return (in[2] / c_.patch_size) * (in[3] / c_.patch_size) + 1; }
+  ShapeRule tokens(int64_t width) const {
+    return [this, width](const Shape& in) { return Shape{in[0], num_tokens(in), width}; };
   }
 
- private:
+  // timm Block.__init__: norm1, attn (qkv, q_norm, k_norm, attn_drop, norm, proj, proj_drop), ls1, drop_path1,
+  // norm2, mlp (fc1, act, drop1, norm, fc2, drop2), ls2, drop_path2; tabula's attn.softmax before attn_drop.
   BlockP make_block(ModuleTree& t, Module& blocks, int i) {
     const int64_t D = c_.width, Hm = c_.mlp_hidden();
+    const ShapeRule tok = tokens(D), hidden = tokens(Hm);
+    const ShapeRule heads = [this](const Shape& in) {
+      return Shape{in[0], c_.heads, num_tokens(in), c_.width / c_.heads};
+    };
+    const ShapeRule maps = [this](const Shape& in) {
+      const int64_t N = num_tokens(in);
+      return Shape{in[0], c_.heads, N, N};
+    };
+    // q k^T and attn v: 2 * head_dim products per map entry
+    const MacRule attention = [this](const Shape& out) {
+      return 2.0 * static_cast<double>(shape_numel(out)) * static_cast<double>(c_.width / c_.heads);
+    };
     BlockP b;
-    Module& m = t.child(blocks, std::to_string(i), "Block");
+    Module& m = t.tap(t.child(blocks, std::to_string(i), "Block"), tok);
     b.name = m.name();
-    b.norm1 = &t.layer<LayerNorm>(m, "norm1", D, 1e-6);
-    Module& attn = t.child(m, "attn", "Attention");
-    b.qkv = &t.layer<Linear>(attn, "qkv", D, 3 * D, true);
-    b.proj = &t.layer<Linear>(attn, "proj", D, D);
-    b.norm2 = &t.layer<LayerNorm>(m, "norm2", D, 1e-6);
-    Module& mlp = t.child(m, "mlp", "Mlp");
-    b.fc1 = &t.layer<Linear>(mlp, "fc1", D, Hm);
-    b.fc2 = &t.layer<Linear>(mlp, "fc2", Hm, D);
+    b.norm1 = &t.tap(t.layer<LayerNorm>(m, "norm1", D, 1e-6), tok);
+    Module& attn = t.tap(t.child(m, "attn", "Attention"), tok);
+    b.qkv = &t.tap(t.layer<Linear>(attn, "qkv", D, 3 * D, true), tokens(3 * D));
+    t.tap(attn, "q_norm", "Identity", heads);
+    t.tap(attn, "k_norm", "Identity", heads);
+    t.tap(attn, "softmax", "Softmax", maps, attention);
+    t.tap(attn, "attn_drop", "Dropout", maps);
+    t.tap(attn, "norm", "Identity", tok);
+    b.proj = &t.tap(t.layer<Linear>(attn, "proj", D, D), tok);
+    t.tap(attn, "proj_drop", "Dropout", tok);
+    t.tap(m, "ls1", "Identity", tok);
+    t.tap(m, "drop_path1", "Identity", tok);
+    b.norm2 = &t.tap(t.layer<LayerNorm>(m, "norm2", D, 1e-6), tok);
+    Module& mlp = t.tap(t.child(m, "mlp", "Mlp"), tok);
+    b.fc1 = &t.tap(t.layer<Linear>(mlp, "fc1", D, Hm), hidden);
+    t.tap(mlp, "act", "GELU", hidden);
+    t.tap(mlp, "drop1", "Dropout", hidden);
+    t.tap(mlp, "norm", "Identity", hidden);
+    b.fc2 = &t.tap(t.layer<Linear>(mlp, "fc2", Hm, D), tok);
+    t.tap(mlp, "drop2", "Dropout", tok);
+    t.tap(m, "ls2", "Identity", tok);
+    t.tap(m, "drop_path2", "Identity", tok);
     return b;
   }
 
-  PoolerP make_pooler(ModuleTree& t, Module& visual, const std::string& local, int64_t d, int64_t queries) {
+  // AttentionalPooler.__init__: query, attn (then tabula's attn.softmax), ln_q, ln_k. With `count`, its MACs:
+  // the query and out projections on attn ([B, Lq, d]: 2 d products per output), the maps and the k/v projection
+  // of the N context tokens on attn.softmax ([B, heads, Lq, N]).
+  PoolerP make_pooler(ModuleTree& t, Module& visual, const std::string& local, int64_t d, int64_t queries,
+                      bool count) {
     PoolerP p;
-    Module& m = t.child(visual, local, "AttentionalPooler");
+    const ShapeRule out = [d, queries](const Shape& in) { return Shape{in[0], queries, d}; };
+    Module& m = t.tap(t.child(visual, local, "AttentionalPooler"), out);
     p.name = m.name();
     p.d = d, p.queries = queries;
     p.query = &t.layer<Parameter>(m, "query", Shape{queries, d});
     p.attn = &t.layer<MultiheadAttention>(m, d, c_.width, c_.pool_heads);
-    p.ln_q = &t.layer<LayerNorm>(m, "ln_q", d, 1e-5);
-    p.ln_k = &t.layer<LayerNorm>(m, "ln_k", c_.width, 1e-5);
+    Module& attn = t.tap(p.attn->module(), out);
+    const ShapeRule maps = [this, queries](const Shape& in) {
+      return Shape{in[0], c_.pool_heads, queries, num_tokens(in)};
+    };
+    MacRule map_macs;
+    if (count) {
+      const double dd = static_cast<double>(d), hd = static_cast<double>(d / c_.pool_heads);
+      attn.macs = [dd](const Shape& o) { return static_cast<double>(shape_numel(o)) * 2.0 * dd; };
+      map_macs = [this, dd, hd](const Shape& o) {
+        const double kv = static_cast<double>(o[0] * o[3]) * static_cast<double>(c_.width) * 2.0 * dd;
+        return 2.0 * static_cast<double>(shape_numel(o)) * hd + kv;
+      };
+    }
+    t.tap(attn, "softmax", "Softmax", maps, map_macs);
+    p.ln_q = &t.tap(t.layer<LayerNorm>(m, "ln_q", d, 1e-5), out);
+    p.ln_k = &t.tap(t.layer<LayerNorm>(m, "ln_k", c_.width, 1e-5), tokens(c_.width));
     return p;
-  }
-
-  void pooler_taps(std::vector<TapInfo>& v, const PoolerP& p, int64_t B, int64_t N) const {
-    const Shape out{B, p.queries, p.d};
-    v.push_back({p.name, out});
-    v.push_back({p.name + ".attn", out});
-    v.push_back({p.name + ".attn.softmax", {B, c_.pool_heads, p.queries, N}});
-    v.push_back({p.name + ".ln_q", out});
-    v.push_back({p.name + ".ln_k", {B, N, c_.width}});
   }
 
   // Tap point; `prefix`: the tokens before the patches (the class token), 0 for pooled / query outputs.

@@ -15,7 +15,6 @@
 // weights of every arch here are timm's (DINOv3's own init_weights, torch's trunc_normal_, is not replayed).
 #include <algorithm>
 #include <array>
-#include <cmath>
 #include <optional>
 #include <regex>
 #include <stdexcept>
@@ -156,7 +155,9 @@ class PixelLinear final : public Layer {
   PixelLinear(ModuleTree& t, Module& parent, const std::string& local, int64_t in, int64_t out, bool conv)
       : module_(&t.child(parent, local, conv ? "Conv2d" : "Linear")) {
     t.reset_weight_bias(*module_, conv ? Shape{out, in, 1, 1} : Shape{out, in}, true);
+    module_->macs = [in](const Shape& o) { return static_cast<double>(shape_numel(o)) * static_cast<double>(in); };
   }
+  Module& module() const { return *module_; }
   // The block's gamma, which this layer reads itself (layers are loaded and prepared one by one, and the gamma
   // comes after fc2): scaled() then needs no pass of its own.
   void set_layer_scale(const Parameter* gamma) { gamma_ = gamma; }
@@ -225,34 +226,54 @@ class ConvNeXt final : public Model {
     ModuleTree& t = module_tree();
     Module& root = t.root();
     const double eps = c_.norm_eps;
-    Module& stem = t.child(root, "stem", "Sequential");
+    const ShapeRule s0 = stage(0);
+    Module& stem = t.tap(t.child(root, "stem", "Sequential"), s0);
     Conv2dOptions so;
     so.stride = {c_.patch_size, c_.patch_size};
-    stem_conv_ = &t.layer<Conv2d>(stem, "0", c_.in_chans, c_.dims[0], c_.patch_size, so, c_.conv_bias);
-    stem_norm_ = &t.layer<LayerNorm>(stem, "1", c_.dims[0], eps);
-    Module& stages = t.child(root, "stages", "Sequential");
+    stem_conv_ = &t.tap(t.layer<Conv2d>(stem, "0", c_.in_chans, c_.dims[0], c_.patch_size, so, c_.conv_bias), s0);
+    stem_norm_ = &t.tap(t.layer<LayerNorm>(stem, "1", c_.dims[0], eps), s0);
+    const ShapeRule last = stage(3);
+    Module& stages = t.tap(t.child(root, "stages", "Sequential"), last);
     int64_t prev = c_.dims[0];
     for (int i = 0; i < 4; ++i) {
       StageP s;
-      Module& st = t.child(stages, std::to_string(i), "ConvNeXtStage");
+      const ShapeRule sh = stage(i);
+      Module& st = t.tap(t.child(stages, std::to_string(i), "ConvNeXtStage"), sh);
       s.name = st.name();
       const int64_t out = c_.dims[i];
-      if (i > 0 || prev != out) {  // stride 2 for i > 0; stage 0 only changes channels if dims differ (never)
-        Module& ds = t.child(st, "downsample", "Sequential");
-        s.down_norm = &t.layer<LayerNorm>(ds, "0", prev, eps);
+      if (i > 0) {  // stride 2; stage 0 keeps dims[0] channels at stride 1: nn.Identity
+        Module& ds = t.tap(t.child(st, "downsample", "Sequential"), sh);
+        s.down_norm = &t.tap(t.layer<LayerNorm>(ds, "0", prev, eps), stage(i - 1));
         Conv2dOptions o;
-        const int64_t k = i > 0 ? 2 : 1;
-        o.stride = {k, k};
-        s.down_conv = &t.layer<Conv2d>(ds, "1", prev, out, k, o, c_.conv_bias);
+        o.stride = {2, 2};
+        s.down_conv = &t.tap(t.layer<Conv2d>(ds, "1", prev, out, 2, o, c_.conv_bias), sh);
+      } else {
+        t.tap(st, "downsample", "Identity", sh);
       }
-      Module& blocks = t.child(st, "blocks", "Sequential");
-      for (int j = 0; j < c_.depths[i]; ++j) s.blocks.push_back(make_block(t, blocks, j, out));
+      Module& blocks = t.tap(t.child(st, "blocks", "Sequential"), sh);
+      for (int j = 0; j < c_.depths[i]; ++j) s.blocks.push_back(make_block(t, blocks, j, i));
       stages_.push_back(std::move(s));
       prev = out;
     }
-    Module& head = t.child(root, "head", "NormMlpClassifierHead");
-    head_norm_ = &t.layer<LayerNorm>(head, "norm", prev, eps);
-    if (c_.num_classes > 0) head_fc_ = &t.layer<Linear>(head, "fc", prev, c_.num_classes, true, /*pack=*/false);
+    t.tap(root, "norm_pre", "Identity", last);
+    // NormMlpClassifierHead.__init__: global_pool (pool, flatten), norm, flatten, pre_logits, drop, fc
+    const ShapeRule pooled = [this](const Shape& in) { return Shape{in[0], c_.dims[3], 1, 1}; };
+    const ShapeRule flat = [this](const Shape& in) { return Shape{in[0], c_.dims[3]}; };
+    const ShapeRule logits = [this](const Shape& in) {
+      return Shape{in[0], c_.num_classes > 0 ? c_.num_classes : c_.dims[3]};
+    };
+    Module& head = t.tap(t.child(root, "head", "NormMlpClassifierHead"), logits);
+    Module& gp = t.tap(t.child(head, "global_pool", "SelectAdaptivePool2d"), pooled);
+    t.tap(gp, "pool", "AdaptiveAvgPool2d", pooled);
+    t.tap(gp, "flatten", "Identity", pooled);
+    head_norm_ = &t.tap(t.layer<LayerNorm>(head, "norm", prev, eps), pooled);
+    t.tap(head, "flatten", "Flatten", flat);
+    t.tap(head, "pre_logits", "Identity", flat);
+    t.tap(head, "drop", "Dropout", flat);
+    if (c_.num_classes > 0)
+      head_fc_ = &t.tap(t.layer<Linear>(head, "fc", prev, c_.num_classes, true, /*pack=*/false), logits);
+    else
+      t.tap(head, "fc", "Identity", flat);
   }
 
   Shape default_input_shape(int64_t batch) const override { return {batch, c_.in_chans, c_.img_size, c_.img_size}; }
@@ -301,111 +322,58 @@ class ConvNeXt final : public Model {
     return tap(taps, "head", x);
   }
 
-  std::vector<TapInfo> list_taps(const Shape& input) const override {
-    check_input(input);
-    const int64_t B = input[0];
-    const int64_t P = c_.patch_size;
-    int64_t h = conv_out(input[2], P, P, 0), w = conv_out(input[3], P, P, 0);
-    std::vector<TapInfo> t;
-    const Shape s0{B, c_.dims[0], h, w};
-    t.push_back({"stem", s0});
-    t.push_back({"stem.0", s0});
-    t.push_back({"stem.1", s0});
-    int64_t C = c_.dims[0];
-    t.push_back({"stages", {}});
-    const size_t stages_pos = t.size() - 1;
-    for (size_t i = 0; i < stages_.size(); ++i) {
-      const StageP& s = stages_[i];
-      const size_t pos = t.size();
-      t.push_back({s.name, {}});
-      if (s.down_conv) {
-        const int64_t k = i > 0 ? 2 : 1;
-        const Shape in{B, C, h, w};
-        h = conv_out(h, k, k, 0);
-        w = conv_out(w, k, k, 0);
-        C = c_.dims[i];
-        t.push_back({s.name + ".downsample", {B, C, h, w}});
-        t.push_back({s.name + ".downsample.0", in});
-        t.push_back({s.name + ".downsample.1", {B, C, h, w}});
-      } else {
-        t.push_back({s.name + ".downsample", {B, C, h, w}});
-      }
-      const Shape sh{B, C, h, w}, cl{B, h, w, C}, hid = c_.conv_mlp ? Shape{B, 4 * C, h, w} : Shape{B, h, w, 4 * C};
-      const Shape pix = c_.conv_mlp ? sh : cl;  // what norm / mlp / fc2 output: NCHW with conv_mlp, else NHWC
-      t.push_back({s.name + ".blocks", sh});
-      for (const BlockP& b : s.blocks) {
-        const std::string& n = b.name;
-        t.push_back({n, sh});
-        t.push_back({n + ".conv_dw", sh});
-        t.push_back({n + ".norm", pix});
-        t.push_back({n + ".mlp", pix});
-        t.push_back({n + ".mlp.fc1", hid});
-        t.push_back({n + ".mlp.act", hid});
-        t.push_back({n + ".mlp.drop1", hid});
-        t.push_back({n + ".mlp.norm", hid});
-        t.push_back({n + ".mlp.fc2", pix});
-        t.push_back({n + ".mlp.drop2", pix});
-        t.push_back({n + ".shortcut", sh});
-        t.push_back({n + ".drop_path", sh});
-      }
-      t[pos].shape = sh;
-    }
-    const Shape last{B, C, h, w};
-    t[stages_pos].shape = last;
-    t.push_back({"norm_pre", last});
-    t.push_back({"head", {B, head_fc_ ? c_.num_classes : C}});
-    t.push_back({"head.global_pool", {B, C, 1, 1}});
-    t.push_back({"head.global_pool.pool", {B, C, 1, 1}});
-    t.push_back({"head.global_pool.flatten", {B, C, 1, 1}});
-    t.push_back({"head.norm", {B, C, 1, 1}});
-    t.push_back({"head.flatten", {B, C}});
-    t.push_back({"head.pre_logits", {B, C}});
-    t.push_back({"head.drop", {B, C}});
-    t.push_back({"head.fc", {B, head_fc_ ? c_.num_classes : C}});
-    return t;
-  }
-
   // forward_head(pre_logits=True): LayerNorm of the pooled last stage (DINOv3's x_norm_clstoken)
   std::vector<std::string> default_taps() const override { return {"head.pre_logits"}; }
 
-  double gmacs(const Shape& input) const override {
-    check_input(input);
-    const double P = c_.patch_size;
-    double h = static_cast<double>(input[2] / c_.patch_size), w = static_cast<double>(input[3] / c_.patch_size);
-    double macs = h * w * c_.dims[0] * c_.in_chans * P * P, C = c_.dims[0];
-    for (size_t i = 0; i < 4; ++i) {
-      if (i > 0) {
-        h = std::floor(h / 2);
-        w = std::floor(w / 2);
-        macs += h * w * c_.dims[i] * C * 4;
-        C = c_.dims[i];
-      }
-      const double k = c_.kernel_size;
-      macs += c_.depths[i] * h * w * (C * k * k + 8 * C * C);
+ private:
+  // The feature map of stage i (after its downsample) for the model input: [B, dims[i], h, w].
+  Shape stage_shape(const Shape& in, int i) const {
+    const int64_t P = c_.patch_size;
+    int64_t h = conv_out(in[2], P, P, 0), w = conv_out(in[3], P, P, 0);
+    for (int s = 1; s <= i; ++s) {
+      h = conv_out(h, 2, 2, 0);
+      w = conv_out(w, 2, 2, 0);
     }
-    if (head_fc_) macs += C * c_.num_classes;
-    return macs / 1e9;
+    return {in[0], c_.dims[i], h, w};
+  }
+  ShapeRule stage(int i) const {
+    return [this, i](const Shape& in) { return stage_shape(in, i); };
+  }
+  // A per-pixel module's output at stage i with `widen` x the channels: NCHW with conv_mlp, else NHWC.
+  ShapeRule pixels(int i, int64_t widen) const {
+    return [this, i, widen](const Shape& in) {
+      const Shape s = stage_shape(in, i);
+      return c_.conv_mlp ? Shape{s[0], widen * s[1], s[2], s[3]} : Shape{s[0], s[2], s[3], widen * s[1]};
+    };
   }
 
- private:
-  BlockP make_block(ModuleTree& t, Module& blocks, int j, int64_t C) {
+  // ConvNeXtBlock.__init__ (conv_dw, norm, mlp, gamma, shortcut, drop_path) of stage i.
+  BlockP make_block(ModuleTree& t, Module& blocks, int j, int i) {
+    const int64_t C = c_.dims[i];
+    const ShapeRule sh = stage(i), pix = pixels(i, 1), hid = pixels(i, 4);
     BlockP b;
-    Module& m = t.child(blocks, std::to_string(j), "ConvNeXtBlock");
+    Module& m = t.tap(t.child(blocks, std::to_string(j), "ConvNeXtBlock"), sh);
     b.name = m.name();
     b.dim = C;
     Conv2dOptions o;
     const int64_t k = c_.kernel_size;
     o.padding = {k / 2, k / 2};
     o.groups = C;
-    b.conv_dw = &t.layer<Conv2d>(m, "conv_dw", C, C, k, o, c_.conv_bias);
-    b.norm = &t.layer<LayerNorm>(m, "norm", C, c_.norm_eps);
-    Module& mlp = t.child(m, "mlp", "Mlp");
-    b.fc1 = &t.layer<PixelLinear>(mlp, "fc1", C, 4 * C, c_.conv_mlp);
-    b.fc2 = &t.layer<PixelLinear>(mlp, "fc2", 4 * C, C, c_.conv_mlp);
+    b.conv_dw = &t.tap(t.layer<Conv2d>(m, "conv_dw", C, C, k, o, c_.conv_bias), sh);
+    b.norm = &t.tap(t.layer<LayerNorm>(m, "norm", C, c_.norm_eps), pix);
+    Module& mlp = t.tap(t.child(m, "mlp", "Mlp"), pix);  // Mlp.__init__: fc1, act, drop1, norm, fc2, drop2
+    b.fc1 = &t.tap(t.layer<PixelLinear>(mlp, "fc1", C, 4 * C, c_.conv_mlp), hid);
+    t.tap(mlp, "act", "GELU", hid);
+    t.tap(mlp, "drop1", "Dropout", hid);
+    t.tap(mlp, "norm", "Identity", hid);
+    b.fc2 = &t.tap(t.layer<PixelLinear>(mlp, "fc2", 4 * C, C, c_.conv_mlp), pix);
+    t.tap(mlp, "drop2", "Dropout", pix);
     if (c_.ls_init_value) {
       b.gamma = &t.layer<Parameter>(m, "gamma", Shape{C}, CtorInit{CtorInit::constant, *c_.ls_init_value});
       b.fc2->set_layer_scale(b.gamma);
     }
+    t.tap(m, "shortcut", "Identity", sh);
+    t.tap(m, "drop_path", "Identity", sh);
     return b;
   }
 

@@ -194,13 +194,17 @@ class RelPosBias final : public Layer {
 // nn.Conv2d(bias=False) + nn.BatchNorm2d (eval) + ReLU of the ConvStem, BN folded into the conv at load.
 class ConvBNReLU final : public Layer {
  public:
-  ConvBNReLU(ModuleTree& t, Module& seq, int index, int64_t in, int64_t out) {
+  // `shape`: the conv's output for the model input (not a tap; its MACs count).
+  ConvBNReLU(ModuleTree& t, Module& seq, int index, int64_t in, int64_t out, ShapeRule shape) {
     Conv2dOptions o;
     o.stride = {2, 2};
     o.padding = {1, 1};
     opt_ = o;
     conv_ = &t.child(seq, std::to_string(index), "Conv2d");
     t.reset_weight_bias(*conv_, {out, in, 3, 3}, false);
+    t.untapped(*conv_, std::move(shape)).macs = [in](const Shape& y) {
+      return static_cast<double>(shape_numel(y)) * static_cast<double>(in * 9);
+    };
     bn_ = &t.child(seq, std::to_string(index + 1), "BatchNorm2d");
     t.param(*bn_, "weight", {out}, {CtorInit::constant, 1.0});
     t.param(*bn_, "bias", {out});
@@ -324,25 +328,37 @@ class Swin final : public Model {
     ModuleTree& t = module_tree();
     Module& root = t.root();
     const int64_t D = c_.embed_dim;
+    const ShapeRule grid = [this](const Shape& in) {  // PatchEmbed.proj's output
+      return Shape{in[0], c_.embed_dim, in[2] / c_.patch_size, in[3] / c_.patch_size};
+    };
     if (c_.embed_layer == "convstem") {
-      Module& pe = t.child(root, "patch_embed", "ConvStem");
-      Module& seq = t.child(pe, "proj", "Sequential");
-      stem_[0] = &t.layer<ConvBNReLU>(seq, 0, 3, D / 8);
-      stem_[1] = &t.layer<ConvBNReLU>(seq, 3, D / 8, D / 4);
-      stem_out_ = &t.layer<Conv2d>(seq, "6", D / 4, D, 1, Conv2dOptions{}, true);
-      patch_norm_ = &t.layer<LayerNorm>(pe, "norm", D, 1e-5);
+      Module& pe = t.tap(t.child(root, "patch_embed", "ConvStem"), tokens(-1));
+      Module& seq = t.tap(t.child(pe, "proj", "Sequential"), grid);
+      // stride-2 3x3 convs to D / 8 (2x the grid) and D / 4 (the grid) channels, then a 1x1 conv to D
+      stem_[0] = &t.layer<ConvBNReLU>(seq, 0, 3, D / 8, [this](const Shape& in) {
+        return Shape{in[0], c_.embed_dim / 8, 2 * (in[2] / c_.patch_size), 2 * (in[3] / c_.patch_size)};
+      });
+      stem_[1] = &t.layer<ConvBNReLU>(seq, 3, D / 8, D / 4, [this](const Shape& in) {
+        return Shape{in[0], c_.embed_dim / 4, in[2] / c_.patch_size, in[3] / c_.patch_size};
+      });
+      stem_out_ = &t.untapped(t.layer<Conv2d>(seq, "6", D / 4, D, 1, Conv2dOptions{}, true), grid);
+      patch_norm_ = &t.tap(t.layer<LayerNorm>(pe, "norm", D, 1e-5), tokens(-1));
     } else {
-      Module& pe = t.child(root, "patch_embed", "PatchEmbed");
+      Module& pe = t.tap(t.child(root, "patch_embed", "PatchEmbed"), tokens(-1));
       Conv2dOptions po;
       po.stride = {c_.patch_size, c_.patch_size};
-      patch_ = &t.layer<Conv2d>(pe, "proj", c_.in_chans, D, c_.patch_size, po, true);
-      patch_norm_ = &t.layer<LayerNorm>(pe, "norm", D, 1e-5);
+      patch_ = &t.tap(t.layer<Conv2d>(pe, "proj", c_.in_chans, D, c_.patch_size, po, true), grid);
+      patch_norm_ = &t.tap(t.layer<LayerNorm>(pe, "norm", D, 1e-5), tokens(-1));
     }
-    Module& layers = t.child(root, "layers", "Sequential");
+    const ShapeRule last = tokens(c_.stages() - 1);
+    Module& layers = t.tap(t.child(root, "layers", "Sequential"), last);
     for (int i = 0; i < c_.stages(); ++i) stages_.push_back(make_stage(t, layers, i));
-    norm_ = &t.layer<LayerNorm>(root, "norm", c_.num_features(), 1e-5);
-    Module& head = t.child(root, "head", "ClassifierHead");
-    if (c_.num_classes > 0) fc_ = &t.layer<Linear>(head, "fc", c_.num_features(), c_.num_classes, true);
+    norm_ = &t.tap(t.layer<LayerNorm>(root, "norm", c_.num_features(), 1e-5), last);
+    const ShapeRule pooled = [this](const Shape& in) { return Shape{in[0], c_.num_features()}; };
+    const ShapeRule logits = [this](const Shape& in) { return Shape{in[0], c_.num_classes}; };
+    Module& head = t.tap(t.child(root, "head", "ClassifierHead"), c_.num_classes > 0 ? logits : pooled);
+    t.tap(head, "global_pool", "SelectAdaptivePool2d", pooled);
+    if (c_.num_classes > 0) fc_ = &t.tap(t.layer<Linear>(head, "fc", c_.num_features(), c_.num_classes, true), logits);
   }
 
   Shape default_input_shape(int64_t batch) const override { return {batch, c_.in_chans, c_.img_size, c_.img_size}; }
@@ -389,116 +405,70 @@ class Swin final : public Model {
     return T(taps, "head", pooled);
   }
 
-  std::vector<TapInfo> list_taps(const Shape& input) const override {
-    check_input(input);
-    const int64_t B = input[0], D = c_.embed_dim;
-    const int64_t gh = input[2] / c_.patch_size, gw = input[3] / c_.patch_size;
-    std::vector<TapInfo> t;
-    t.push_back({"patch_embed", {B, gh * gw, D}});
-    t.push_back({"patch_embed.proj", {B, D, gh, gw}});
-    t.push_back({"patch_embed.norm", {B, gh * gw, D}});
-    t.push_back({"layers", {B, 0, 0}});  // filled below
-    const size_t layers_at = t.size() - 1;
-    int64_t h = gh, w = gw;
-    for (const StageP& s : stages_) {
-      const int64_t C = s.dim;
-      if (s.reduction) {
-        const int64_t Cin = C / 2;
-        const int64_t h2 = (h + 1) / 2, w2 = (w + 1) / 2;
-        t.push_back({s.name, {B, h2 * w2, C}});
-        t.push_back({s.name + ".downsample", {B, h2 * w2, C}});
-        t.push_back({s.name + ".downsample.norm", {B, h2 * w2, 4 * Cin}});
-        t.push_back({s.name + ".downsample.reduction", {B, h2 * w2, C}});
-        h = h2, w = w2;
-      } else {
-        t.push_back({s.name, {B, h * w, C}});
-      }
-      const Shape tok{B, h * w, C};
-      t.push_back({s.name + ".blocks", tok});
-      for (const BlockP& b : s.blocks) {
-        const int64_t N = b.win.wh * b.win.ww, A = b.heads * b.head_dim;
-        const int64_t Bw = B * ((h + b.win.wh - 1) / b.win.wh) * ((w + b.win.ww - 1) / b.win.ww);
-        const int64_t Hf = static_cast<int64_t>(static_cast<double>(C) * c_.mlp_ratio);
-        const std::string& n = b.name;
-        t.push_back({n, tok});
-        t.push_back({n + ".norm1", tok});
-        const int64_t nW = Bw / B;
-        t.push_back({n + ".attn", {B, nW * N, C}});
-        t.push_back({n + ".attn.qkv", {B, nW * N, 3 * A}});
-        t.push_back({n + ".attn.softmax", {B, nW * b.heads, N, N}});
-        t.push_back({n + ".attn.proj", {B, nW * N, C}});
-        t.push_back({n + ".norm2", tok});
-        t.push_back({n + ".mlp", tok});
-        t.push_back({n + ".mlp.fc1", {B, h * w, Hf}});
-        t.push_back({n + ".mlp.act", {B, h * w, Hf}});
-        t.push_back({n + ".mlp.fc2", tok});
-      }
-    }
-    const int64_t F = c_.num_features();
-    t[layers_at].shape = {B, h * w, F};
-    t.push_back({"norm", {B, h * w, F}});
-    t.push_back({"head", {B, fc_ ? c_.num_classes : F}});
-    t.push_back({"head.global_pool", {B, F}});
-    if (fc_) t.push_back({"head.fc", {B, c_.num_classes}});
-    return t;
-  }
-
   std::vector<std::string> default_taps() const override { return {"head"}; }
 
-  double gmacs(const Shape& input) const override {
-    check_input(input);
-    double h = static_cast<double>(input[2] / c_.patch_size), w = static_cast<double>(input[3] / c_.patch_size);
-    const double D = c_.embed_dim;
-    double macs = c_.embed_layer == "convstem"
-                      ? (h * 2) * (w * 2) * (D / 8) * 27 + h * w * (D / 4) * (D / 8) * 9 + h * w * D * (D / 4)
-                      : h * w * D * c_.in_chans * c_.patch_size * c_.patch_size;
-    for (const StageP& s : stages_) {
-      const double C = static_cast<double>(s.dim);
-      if (s.reduction) {
-        h = std::ceil(h / 2), w = std::ceil(w / 2);
-        macs += h * w * 2 * C * C;  // Linear(4 * C/2, C)
-      }
-      for (const BlockP& b : s.blocks) {
-        const double N = static_cast<double>(b.win.wh * b.win.ww), A = static_cast<double>(b.heads * b.head_dim);
-        const double tokens = std::ceil(h / b.win.wh) * b.win.wh * std::ceil(w / b.win.ww) * b.win.ww;
-        macs += tokens * C * 3 * A + 2 * tokens * N * A + tokens * A * C + 2 * h * w * C * C * c_.mlp_ratio;
-      }
-    }
-    if (fc_) macs += static_cast<double>(c_.num_features()) * c_.num_classes;
-    return macs / 1e9;
+ private:
+  // The token grid of stage i (-1: the patch embedding) for the model input: PatchMerging pads odd sizes.
+  std::pair<int64_t, int64_t> grid_of(const Shape& in, int i) const {
+    int64_t h = in[2] / c_.patch_size, w = in[3] / c_.patch_size;
+    for (int s = 1; s <= i; ++s) h = (h + 1) / 2, w = (w + 1) / 2;
+    return {h, w};
+  }
+  // Stage i's tokens [B, h * w, width] (width 0: the stage's dim; stage -1: the embedding's).
+  ShapeRule tokens(int i, int64_t width = 0) const {
+    return [this, i, width](const Shape& in) {
+      const auto [h, w] = grid_of(in, i);
+      return Shape{in[0], h * w, width ? width : i < 0 ? c_.embed_dim : c_.dim(i)};
+    };
+  }
+  // A window attention output of stage i, tapped per image: [B, windows * N, width] for tokens; the maps
+  // [B, windows * heads, N, N] for width 0.
+  ShapeRule windows(int i, const WindowShift& win, int64_t width, int64_t heads = 0) const {
+    return [this, i, win, width, heads](const Shape& in) {
+      const auto [h, w] = grid_of(in, i);
+      const int64_t N = win.wh * win.ww, nW = ((h + win.wh - 1) / win.wh) * ((w + win.ww - 1) / win.ww);
+      return heads ? Shape{in[0], nW * heads, N, N} : Shape{in[0], nW * N, width};
+    };
   }
 
- private:
+  // SwinTransformerStage.__init__ (downsample, blocks) with each SwinTransformerBlock's norm1, attn (qkv, proj;
+  // tabula's attn.softmax between), norm2, mlp (fc1, act, fc2): the modules the forward taps.
   StageP make_stage(ModuleTree& t, Module& layers, int i) {
     StageP s;
-    Module& m = t.child(layers, std::to_string(i), "SwinTransformerStage");
+    const ShapeRule tok = tokens(i);
+    Module& m = t.tap(t.child(layers, std::to_string(i), "SwinTransformerStage"), tok);
     s.name = m.name();
     s.dim = c_.dim(i);
     if (i > 0) {
-      Module& ds = t.child(m, "downsample", "PatchMerging");
-      s.merge_norm = &t.layer<LayerNorm>(ds, "norm", 2 * s.dim, 1e-5);
-      s.reduction = &t.layer<Linear>(ds, "reduction", 2 * s.dim, s.dim, false);
+      Module& ds = t.tap(t.child(m, "downsample", "PatchMerging"), tok);
+      s.merge_norm = &t.tap(t.layer<LayerNorm>(ds, "norm", 2 * s.dim, 1e-5), tokens(i, 2 * s.dim));
+      s.reduction = &t.tap(t.layer<Linear>(ds, "reduction", 2 * s.dim, s.dim, false), tok);
     }
     const auto [rh, rw] = stage_resolution(c_.grid(), c_.grid(), i);
-    Module& blocks = t.child(m, "blocks", "Sequential");
+    Module& blocks = t.tap(t.child(m, "blocks", "Sequential"), tok);
     for (int j = 0; j < c_.depths[static_cast<size_t>(i)]; ++j) {
       BlockP b;
-      Module& bm = t.child(blocks, std::to_string(j), "SwinTransformerBlock");
+      Module& bm = t.tap(t.child(blocks, std::to_string(j), "SwinTransformerBlock"), tok);
       b.name = bm.name();
       b.win = window_shift(rh, rw, c_.window_size, j % 2 == 1);
       b.heads = c_.num_heads[static_cast<size_t>(i)];
       b.head_dim = s.dim / b.heads;
       const int64_t A = b.heads * b.head_dim, Hf = static_cast<int64_t>(static_cast<double>(s.dim) * c_.mlp_ratio);
-      b.norm1 = &t.layer<LayerNorm>(bm, "norm1", s.dim, 1e-5);
-      Module& attn = t.child(bm, "attn", "WindowAttention");
+      b.norm1 = &t.tap(t.layer<LayerNorm>(bm, "norm1", s.dim, 1e-5), tok);
+      Module& attn = t.tap(t.child(bm, "attn", "WindowAttention"), windows(i, b.win, s.dim));
       b.bias = &t.layer<RelPosBias>(attn, b.win, b.heads);
-      b.qkv = &t.layer<Linear>(attn, "qkv", s.dim, 3 * A, c_.qkv_bias);
-      b.proj = &t.layer<Linear>(attn, "proj", A, s.dim, true);
+      b.qkv = &t.tap(t.layer<Linear>(attn, "qkv", s.dim, 3 * A, c_.qkv_bias), windows(i, b.win, 3 * A));
+      // q k^T and attn v over the padded windows: 2 * head_dim products per map entry
+      const double hd = static_cast<double>(b.head_dim);
+      t.tap(attn, "softmax", "Softmax", windows(i, b.win, 0, b.heads),
+            [hd](const Shape& o) { return 2.0 * static_cast<double>(shape_numel(o)) * hd; });
+      b.proj = &t.tap(t.layer<Linear>(attn, "proj", A, s.dim, true), windows(i, b.win, s.dim));
       t.draw_now(b.bias->param_index());  // WindowAttention.reset_parameters(), at the end of its __init__
-      b.norm2 = &t.layer<LayerNorm>(bm, "norm2", s.dim, 1e-5);
-      Module& mlp = t.child(bm, "mlp", "Mlp");
-      b.fc1 = &t.layer<Linear>(mlp, "fc1", s.dim, Hf, true);
-      b.fc2 = &t.layer<Linear>(mlp, "fc2", Hf, s.dim, true);
+      b.norm2 = &t.tap(t.layer<LayerNorm>(bm, "norm2", s.dim, 1e-5), tok);
+      Module& mlp = t.tap(t.child(bm, "mlp", "Mlp"), tok);
+      b.fc1 = &t.tap(t.layer<Linear>(mlp, "fc1", s.dim, Hf, true), tokens(i, Hf));
+      t.tap(mlp, "act", "GELU", tokens(i, Hf));
+      b.fc2 = &t.tap(t.layer<Linear>(mlp, "fc2", Hf, s.dim, true), tok);
       s.blocks.push_back(b);
     }
     return s;
