@@ -1,15 +1,25 @@
 #include "tests/models/model_fixtures.h"
 
+#include <gtest/gtest.h>
+
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 
-#include "util/npy.h"
+#include "models/registry.h"
 #include "tests/test_util.h"
+#include "util/npy.h"
 
 namespace tabula::test {
 namespace {
+
+bool ends_with(const std::string& s, const std::string& suf) {
+  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+
+}  // namespace
 
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> out;
@@ -24,12 +34,6 @@ Shape parse_shape(const std::string& s) {
   for (const auto& p : split(s, ',')) sh.push_back(std::stoll(p));
   return sh;
 }
-
-bool ends_with(const std::string& s, const std::string& suf) {
-  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
-}
-
-}  // namespace
 
 std::vector<ForwardCase> forward_cases() {
   std::vector<ForwardCase> cases;
@@ -129,6 +133,88 @@ double tap_error(const Tensor& got_in, const std::string& case_id, const TapFixt
     *why = o.str();
   }
   return std::isnan(worst) ? INFINITY : rel;
+}
+
+Tensor read_tensor(const std::string& npy_path) {
+  const NpyArray a = read_npy(npy_path);
+  return Tensor::from_vector(a.shape, a.to_f32());
+}
+
+void expect_timm_pretrained_cfg(const std::vector<std::string>& c) {
+  ASSERT_EQ(c.size(), 7u) << c[0];
+  const auto cfg = timm_pretrained_cfg(c[0]);
+  ASSERT_TRUE(cfg.has_value()) << c[0];
+  EXPECT_EQ(cfg->input_size, std::stoi(c[2])) << c[0];
+  EXPECT_EQ(cfg->crop_pct, std::stod(c[3])) << c[0];
+  EXPECT_EQ(cfg->interpolation, c[4]) << c[0];
+  const auto mean = split(c[5], ','), sd = split(c[6], ',');
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(cfg->mean[i], static_cast<float>(std::stod(mean[i]))) << c[0];
+    EXPECT_EQ(cfg->std[i], static_cast<float>(std::stod(sd[i]))) << c[0];
+  }
+}
+
+Tensor hash_input_hw(const Shape& input, uint64_t seed) {
+  return hash_input(input, seed * 10 + static_cast<uint64_t>(input[2] + input[3]));
+}
+
+std::vector<std::vector<std::string>> FixtureFolder::rows(const std::string& file) const {
+  std::ifstream f(fixture(dir_ + "/" + file));
+  if (!f) throw std::runtime_error("missing fixture " + dir_ + "/" + file);
+  std::vector<std::vector<std::string>> out;
+  for (std::string line; std::getline(f, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    out.push_back(split(line, '\t'));
+  }
+  return out;
+}
+
+std::map<std::pair<std::string, uint64_t>, std::vector<std::vector<std::string>>> FixtureFolder::init_hashes() const {
+  std::map<std::pair<std::string, uint64_t>, std::vector<std::vector<std::string>>> out;
+  for (auto& r : rows("named.tsv")) {
+    if (r.size() != 5) throw std::runtime_error(dir_ + "/named.tsv: a row of " + std::to_string(r.size()) + " columns");
+    out[{r[0], std::stoull(r[1])}].push_back(std::move(r));
+  }
+  return out;
+}
+
+std::vector<FixtureCase> FixtureFolder::cases() const {
+  std::vector<FixtureCase> out;
+  for (const auto& c : case_rows()) {
+    if (c.size() < 4) throw std::runtime_error(dir_ + "/cases.tsv: case " + c[0] + " has under 4 columns");
+    out.push_back({c[0], c[1], std::stoull(c[2]), parse_shape(c[3])});
+  }
+  return out;
+}
+
+std::map<std::string, SampledTap> FixtureFolder::taps(const std::string& case_id) const {
+  std::map<std::string, SampledTap> out;
+  std::ifstream f(fixture(dir_ + "/taps.tsv"));
+  for (std::string line; std::getline(f, line);) {
+    const auto c = split(line, '\t');
+    if (c.size() == 5 && c[0] == case_id) out[c[1]] = {parse_shape(c[2]), std::stoll(c[3])};
+  }
+  return out;
+}
+
+double FixtureFolder::rel_error(const Tensor& got_in, const std::string& case_id, const std::string& tap,
+                                const SampledTap& t) const {
+  const NpyArray a = read_npy(fixture(dir_ + "/" + case_id + "." + tap + ".npy").string());
+  const std::vector<float> want = a.to_f32();
+  if (match_ == ShapeMatch::exact) {
+    EXPECT_EQ(got_in.shape(), t.shape) << case_id << " " << tap;
+    if (got_in.shape() != t.shape) return INFINITY;
+  } else {
+    EXPECT_EQ(got_in.numel(), shape_numel(t.shape)) << case_id << " " << tap << ": " << got_in.str();
+    if (got_in.numel() != shape_numel(t.shape)) return INFINITY;
+  }
+  const Tensor got = got_in.contiguous();
+  double err = 0, scale = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    err = std::max(err, std::fabs(static_cast<double>(got.data<float>()[i * t.stride]) - want[i]));
+    scale = std::max(scale, std::fabs(static_cast<double>(want[i])));
+  }
+  return err / std::max(scale, 1e-30);
 }
 
 }  // namespace tabula::test

@@ -5,9 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "embed/embed.h"
 #include "engine/validate.h"
@@ -26,68 +24,13 @@ namespace {
 
 const std::string kTiny = "conch:dim=32,depth=2,heads=4,embed_dim=24,caption_dim=32";
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string p; std::getline(ss, p, sep);) out.push_back(p);
-  return out;
-}
+const test::FixtureFolder kFixtures("conch", test::ShapeMatch::exact);
 
-Shape shape_of(const std::string& s) {
-  Shape out;
-  for (const auto& p : split(s, ',')) out.push_back(std::stoll(p));
-  return out;
-}
+using Case = test::FixtureCase;
 
-struct Case {
-  std::string id;
-  uint64_t seed = 0;
-  Shape input;
-};
-struct Tap {
-  Shape shape;
-  int64_t stride = 1;
-};
+std::vector<Case> cases() { return kFixtures.cases(); }
 
-std::vector<Case> cases() {
-  std::vector<Case> out;
-  std::ifstream f(test::fixture("conch/cases.tsv"));
-  for (std::string line; std::getline(f, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    const auto c = split(line, '\t');
-    out.push_back({c[0], std::stoull(c[2]), shape_of(c[3])});
-  }
-  return out;
-}
-
-std::map<std::string, Tap> taps_of(const std::string& case_id) {
-  std::map<std::string, Tap> out;
-  std::ifstream f(test::fixture("conch/taps.tsv"));
-  for (std::string line; std::getline(f, line);) {
-    const auto c = split(line, '\t');
-    if (c.size() == 5 && c[0] == case_id) out[c[1]] = {shape_of(c[2]), std::stoll(c[3])};
-  }
-  return out;
-}
-
-// max |got - want| / max |want| over the stored (sampled) values.
-double rel_error(const Tensor& got_in, const std::string& case_id, const std::string& tap, const Tap& t) {
-  const NpyArray a = read_npy(test::fixture("conch/" + case_id + "." + tap + ".npy").string());
-  const std::vector<float> want = a.to_f32();
-  EXPECT_EQ(got_in.shape(), t.shape) << case_id << " " << tap;
-  const Tensor got = got_in.contiguous();
-  if (got.numel() != shape_numel(t.shape)) return 1e30;
-  double err = 0, scale = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    err = std::max(err, std::fabs(static_cast<double>(got.data<float>()[i * t.stride]) - want[i]));
-    scale = std::max(scale, std::fabs(static_cast<double>(want[i])));
-  }
-  return err / std::max(scale, 1e-30);
-}
-
-Tensor fixture_input(const Case& c) {
-  return test::hash_input(c.input, c.seed * 10 + static_cast<uint64_t>(c.input[2] + c.input[3]));
-}
+Tensor fixture_input(const Case& c) { return test::hash_input_hw(c.input, c.seed); }
 
 WeightMap checkpoint(uint64_t seed) {
   return load_weight_map(test::fixture("conch/conch_tiny_s" + std::to_string(seed) + ".pytorch_model.bin").string(),
@@ -105,7 +48,7 @@ std::string tabula_tap(const std::string& fixture_tap) {
 double worst_seen = 0;  // over every case and tap (printed)
 
 void check_case(const Case& c, Model& model) {
-  const auto expected = taps_of(c.id);
+  const auto expected = kFixtures.taps(c.id);
   ASSERT_GE(expected.size(), 15u) << c.id;
   TapSet taps;
   std::set<std::string> names;
@@ -116,7 +59,7 @@ void check_case(const Case& c, Model& model) {
   for (const auto& [name, t] : expected) {
     const std::string key = tabula_tap(name);
     ASSERT_TRUE(got.count(key)) << c.id << ": no capture of " << key;
-    const double e = rel_error(got.at(key), c.id, name, t);
+    const double e = kFixtures.rel_error(got.at(key), c.id, name, t);
     worst_seen = std::max(worst_seen, e);
     EXPECT_LE(e, 1e-5) << c.id << " " << name;
   }
@@ -175,12 +118,10 @@ TEST(Conch, TrunkInitIsTimmsVisionTransformerInBothTimmGenerations) {
 
 TEST(Conch, StateDictIsThePublishedLayoutInTorchsOrder) {
   // named.tsv lists the full-size tower's state_dict in order, with the published `visual.` names
-  std::ifstream f(test::fixture("conch/named.tsv"));
   std::vector<std::pair<std::string, Shape>> want;
-  for (std::string line; std::getline(f, line);) {
-    const auto r = split(line, '\t');
-    if (line[0] != '#' && r[1] == "0") want.emplace_back(r[2], shape_of(r[3]));
-  }
+  for (const auto& [key, rows] : kFixtures.init_hashes())
+    if (key.second == 0)
+      for (const auto& r : rows) want.emplace_back(r[2], test::parse_shape(r[3]));
   const auto specs = param_specs(parse_arch("conch_vit_b16"));
   ASSERT_EQ(specs.size(), want.size());
   for (size_t i = 0; i < specs.size(); ++i) {
@@ -264,15 +205,10 @@ TEST(Conch, TapsStopEarlyAndAttentionMapsSumToOne) {
 // Full size: per-tensor sha256 of the reference init (conch_fixtures.py named_rows), bit-identical except timm's
 // erfinv-based trunc_normal_ (pos_embed and the trunk's Linear weights: within 2 ULP on the tiny variant above).
 TEST(LongConch, FullSizeInitMatchesTheReferenceHashes) {
-  std::ifstream f(test::fixture("conch/named.tsv"));
-  std::map<uint64_t, std::vector<std::vector<std::string>>> rows;
-  for (std::string line; std::getline(f, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    const auto r = split(line, '\t');
-    rows[std::stoull(r[1])].push_back(r);
-  }
+  const auto rows = kFixtures.init_hashes();
   ASSERT_EQ(rows.size(), 2u);
-  for (const auto& [seed, want] : rows) {
+  for (const auto& [key, want] : rows) {
+    const uint64_t seed = key.second;
     const auto got = init_weights("conch_vit_b16", seed);
     ASSERT_EQ(got.size(), want.size());
     for (size_t i = 0; i < got.size(); ++i) {
@@ -287,11 +223,6 @@ TEST(LongConch, FullSizeInitMatchesTheReferenceHashes) {
 // ---- through the `tabula` binary ----------------------------------------------------------------------------
 
 namespace {
-
-Tensor read_tensor(const std::string& path) {
-  const NpyArray a = read_npy(path);
-  return Tensor::from_vector(a.shape, a.to_f32());
-}
 
 std::string q(const std::string& s) { return "'" + s + "'"; }
 
@@ -312,20 +243,22 @@ TEST(ConchCli, EmbedThePublishedCheckpointGivesEncodeImage) {
   auto r = test::run_tabula("embed --arch " + q(kTiny) + " --weights " + q(weights) + " --data " + q(npy) + " --out " +
                             q(out) + " --quiet");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const auto want = taps_of(c.id);
-  EXPECT_LE(rel_error(read_tensor(out + "/visual.ln_contrast.npy"), c.id, "encode_image", want.at("encode_image")),
+  const auto want = kFixtures.taps(c.id);
+  EXPECT_LE(kFixtures.rel_error(test::read_tensor(out + "/visual.ln_contrast.npy"), c.id, "encode_image",
+                                want.at("encode_image")),
             1e-5);
   // the projected embedding and the captioning tokens by name
   const std::string out2 = (dir / "p").string();
   r = test::run_tabula("embed --arch " + q(kTiny) + " --weights " + q(weights) + " --data " + q(npy) + " --out " +
                        q(out2) + " --layers visual.proj_contrast,visual.ln_caption --pool none --quiet");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_LE(rel_error(read_tensor(out2 + "/visual.proj_contrast.npy"), c.id, "encode_image_proj",
-                      want.at("encode_image_proj")),
+  EXPECT_LE(kFixtures.rel_error(test::read_tensor(out2 + "/visual.proj_contrast.npy"), c.id, "encode_image_proj",
+                                want.at("encode_image_proj")),
             1e-5);
-  const Tensor cap = read_tensor(out2 + "/visual.ln_caption.npy");
+  const Tensor cap = test::read_tensor(out2 + "/visual.ln_caption.npy");
   EXPECT_EQ(cap.shape(), (Shape{3, 256 * 32}));
-  EXPECT_LE(rel_error(cap.reshape({3, 256, 32}), c.id, "visual.ln_caption", want.at("visual.ln_caption")), 1e-5);
+  EXPECT_LE(kFixtures.rel_error(cap.reshape({3, 256, 32}), c.id, "visual.ln_caption", want.at("visual.ln_caption")),
+            1e-5);
 }
 
 TEST(ConchCli, ModelsHooksAndInitKnowTheArch) {
@@ -366,7 +299,7 @@ TEST(ConchCli, UntrainedTwinOnSyntheticTissueAndTheArchTransform) {
   auto r = test::run_tabula("embed --model " + q(model) + " --seed 0 --data " + q(data) + " --out " +
                             q((dir / "twin").string()) + " --quiet");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const Tensor e = read_tensor((dir / "twin/visual.ln_contrast.npy").string());
+  const Tensor e = test::read_tensor((dir / "twin/visual.ln_contrast.npy").string());
   EXPECT_EQ(e.shape(), (Shape{4, 24}));
   const json::Value run = json::parse_file((dir / "twin/run.json").string());
   EXPECT_EQ(run.find("weights")->find("kind")->as_string(), "untrained");

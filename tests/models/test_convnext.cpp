@@ -5,9 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "embed/embed.h"
 #include "engine/ops.h"
@@ -28,68 +26,13 @@ const std::map<std::string, std::string> kArch = {
     {"cnx_convmlp", "convnext:dims=8,16,24,32,depths=1,1,2,1,conv_mlp=1,classes=0,kernel=5"},
 };
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string p; std::getline(ss, p, sep);) out.push_back(p);
-  return out;
-}
+const test::FixtureFolder kFixtures("convnext", test::ShapeMatch::exact);
 
-Shape shape_of(const std::string& s) {
-  Shape out;
-  for (const auto& p : split(s, ',')) out.push_back(std::stoll(p));
-  return out;
-}
+using Case = test::FixtureCase;
 
-struct Case {
-  std::string id, model;
-  uint64_t seed = 0;
-  Shape input;
-};
-struct Tap {
-  Shape shape;
-  int64_t stride = 1;
-};
+std::vector<Case> cases() { return kFixtures.cases(); }
 
-std::vector<Case> cases() {
-  std::vector<Case> out;
-  std::ifstream f(test::fixture("convnext/cases.tsv"));
-  for (std::string line; std::getline(f, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    const auto c = split(line, '\t');
-    out.push_back({c[0], c[1], std::stoull(c[2]), shape_of(c[3])});
-  }
-  return out;
-}
-
-std::map<std::string, Tap> taps_of(const std::string& case_id) {
-  std::map<std::string, Tap> out;
-  std::ifstream f(test::fixture("convnext/taps.tsv"));
-  for (std::string line; std::getline(f, line);) {
-    const auto c = split(line, '\t');
-    if (c.size() == 5 && c[0] == case_id) out[c[1]] = {shape_of(c[2]), std::stoll(c[3])};
-  }
-  return out;
-}
-
-// max |got - want| / max |want| over the stored (sampled) values.
-double rel_error(const Tensor& got_in, const std::string& case_id, const std::string& tap, const Tap& t) {
-  const NpyArray a = read_npy(test::fixture("convnext/" + case_id + "." + tap + ".npy").string());
-  const std::vector<float> want = a.to_f32();
-  EXPECT_EQ(got_in.shape(), t.shape) << case_id << " " << tap;
-  if (got_in.shape() != t.shape) return INFINITY;
-  const Tensor got = got_in.contiguous();
-  double err = 0, scale = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    err = std::max(err, std::fabs(static_cast<double>(got.data<float>()[i * t.stride]) - want[i]));
-    scale = std::max(scale, std::fabs(static_cast<double>(want[i])));
-  }
-  return err / std::max(scale, 1e-30);
-}
-
-Tensor fixture_input(const Case& c) {
-  return test::hash_input(c.input, c.seed * 10 + static_cast<uint64_t>(c.input[2] + c.input[3]));
-}
+Tensor fixture_input(const Case& c) { return test::hash_input_hw(c.input, c.seed); }
 
 WeightMap weights_file(const std::string& name) {
   return load_weight_map(test::fixture("convnext/" + name).string(), "");
@@ -114,7 +57,7 @@ std::string dinov3_arch(const std::string& model) {
 std::string tabula_tap(const std::string& name) { return name == "x_norm_clstoken" ? "head.flatten" : name; }
 
 void check_case(const Case& c, Model& model, const std::string& layout) {
-  const auto expected = taps_of(c.id);
+  const auto expected = kFixtures.taps(c.id);
   ASSERT_FALSE(expected.empty()) << c.id;
   TapSet taps;
   std::set<std::string> keys;
@@ -126,7 +69,7 @@ void check_case(const Case& c, Model& model, const std::string& layout) {
     if (layout == "dinov3.pth" && (name == "head.fc" || name == "head")) continue;  // DINOv3: no classifier
     const std::string key = tabula_tap(name);
     ASSERT_TRUE(got.count(key)) << c.id << ": no capture of " << key;
-    EXPECT_LE(rel_error(got.at(key), c.id, name, t), 1e-5) << c.id << " " << layout << " " << name;
+    EXPECT_LE(kFixtures.rel_error(got.at(key), c.id, name, t), 1e-5) << c.id << " " << layout << " " << name;
   }
 }
 
@@ -204,11 +147,8 @@ TEST(ConvNeXt, UntrainedModelRunsTheFixtureInit) {
 }
 
 TEST(ConvNeXt, NamedArchsHaveTimmsSizes) {
-  std::ifstream f(test::fixture("convnext/params.tsv"));
   int n = 0;
-  for (std::string line; std::getline(f, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    const auto r = split(line, '\t');
+  for (const auto& r : kFixtures.rows("params.tsv")) {
     EXPECT_EQ(param_count(r[0]), std::stoll(r[1])) << r[0];
     ++n;
   }
@@ -217,22 +157,10 @@ TEST(ConvNeXt, NamedArchsHaveTimmsSizes) {
 
 // The default transform of each named arch is timm's default pretrained_cfg's (embed without --preset).
 TEST(ConvNeXt, TimmPretrainedCfgsMatchTimm) {
-  std::ifstream f(test::fixture("convnext/pretrained_cfgs.tsv"));
   int n = 0;
-  for (std::string line; std::getline(f, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    const auto c = split(line, '\t');
-    ASSERT_EQ(c.size(), 7u) << line;
-    const auto cfg = timm_pretrained_cfg(c[0]);
-    ASSERT_TRUE(cfg.has_value()) << c[0];
-    EXPECT_EQ(cfg->input_size, std::stoi(c[2])) << c[0];
-    EXPECT_EQ(cfg->crop_pct, std::stod(c[3])) << c[0];
-    EXPECT_EQ(cfg->interpolation, c[4]) << c[0];
-    const auto mean = split(c[5], ','), sd = split(c[6], ',');
-    for (size_t i = 0; i < 3; ++i) {
-      EXPECT_EQ(cfg->mean[i], static_cast<float>(std::stod(mean[i]))) << c[0];
-      EXPECT_EQ(cfg->std[i], static_cast<float>(std::stod(sd[i]))) << c[0];
-    }
+  for (const auto& c : kFixtures.rows("pretrained_cfgs.tsv")) {
+    test::expect_timm_pretrained_cfg(c);
+    if (HasFatalFailure()) return;
     ++n;
   }
   EXPECT_EQ(n, 8);
@@ -265,14 +193,8 @@ TEST(ConvNeXt, KeysAndInputsAreChecked) {
 TEST(ConvNeXt, TapsAreTimmsNamedModulesWithTheirShapes) {
   for (const char* arch : {"convnext_atto", "convnext_tiny"}) {
     SCOPED_TRACE(arch);
-    std::ifstream f(test::fixture("convnext/named_modules_" + std::string(arch) + ".tsv"));
-    ASSERT_TRUE(f);
     std::vector<std::pair<std::string, std::string>> want;
-    for (std::string line; std::getline(f, line);)
-      if (!line.empty() && line[0] != '#') {
-        const auto c = split(line, '\t');
-        want.emplace_back(c[0], c[1]);
-      }
+    for (const auto& c : kFixtures.rows("named_modules_" + std::string(arch) + ".tsv")) want.emplace_back(c[0], c[1]);
     const auto got = build_model_skeleton(arch)->list_taps({1, 3, 224, 224});
     ASSERT_EQ(got.size(), want.size());
     for (size_t i = 0; i < got.size(); ++i) {
@@ -290,13 +212,7 @@ TEST(ConvNeXt, TapsAreTimmsNamedModulesWithTheirShapes) {
 // Full-size configs against the sha256 of timm's init (convnext_fixtures.py named_rows): every constant exact; the
 // trunc_normal_ weights exact or (on other CPUs) within the 2 ULP the small configs check.
 TEST(LongConvNeXt, FullSizeInitMatchesTimmHashes) {
-  std::ifstream f(test::fixture("convnext/named.tsv"));
-  std::map<std::pair<std::string, uint64_t>, std::vector<std::vector<std::string>>> rows;
-  for (std::string line; std::getline(f, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    const auto r = split(line, '\t');
-    rows[{r[0], std::stoull(r[1])}].push_back(r);
-  }
+  const auto rows = kFixtures.init_hashes();
   ASSERT_EQ(rows.size(), 4u);
   for (const auto& [key, want] : rows) {
     const auto got = init_weights(key.first, key.second);
@@ -359,8 +275,10 @@ TEST(ConvNeXtCli, ModelsHooksInitAndEmbed) {
     ASSERT_EQ(e.exit_code, 0) << e.err;
     const NpyArray a = read_npy(out + "/head.pre_logits.npy");
     const Tensor emb = Tensor::from_vector(a.shape, a.to_f32());
-    EXPECT_LE(rel_error(emb, c.id, dino ? "x_norm_clstoken" : "head.flatten", taps_of(c.id).at("head.flatten")),
-              1e-5) << layout;
+    EXPECT_LE(kFixtures.rel_error(emb, c.id, dino ? "x_norm_clstoken" : "head.flatten",
+                                  kFixtures.taps(c.id).at("head.flatten")),
+              1e-5)
+        << layout;
   }
 }
 

@@ -6,7 +6,6 @@
 
 #include <cmath>
 #include <fstream>
-#include <sstream>
 
 #include "embed/embed.h"
 #include "engine/ops.h"
@@ -31,63 +30,11 @@ const std::map<std::string, std::string> kArch = {
     {"dinov3_tiny_swiglu", "dinov3:dim=32,depth=2,heads=2,patch=8,img=32,ffn_ratio=6,ffn=swiglu"},
 };
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string p; std::getline(ss, p, sep);) out.push_back(p);
-  return out;
-}
+const test::FixtureFolder kFixtures("newvit", test::ShapeMatch::exact);
 
-Shape shape_of(const std::string& s) {
-  Shape out;
-  for (const auto& p : split(s, ',')) out.push_back(std::stoll(p));
-  return out;
-}
+using Case = test::FixtureCase;
 
-struct Case {
-  std::string id, model;
-  uint64_t seed = 0;
-  Shape input;
-};
-struct Tap {
-  Shape shape;
-  int64_t stride = 1;
-};
-
-std::vector<Case> cases() {
-  std::vector<Case> out;
-  std::ifstream f(test::fixture("newvit/cases.tsv"));
-  for (std::string line; std::getline(f, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    const auto c = split(line, '\t');
-    out.push_back({c[0], c[1], std::stoull(c[2]), shape_of(c[3])});
-  }
-  return out;
-}
-
-std::map<std::string, Tap> taps_of(const std::string& case_id) {
-  std::map<std::string, Tap> out;
-  std::ifstream f(test::fixture("newvit/taps.tsv"));
-  for (std::string line; std::getline(f, line);) {
-    const auto c = split(line, '\t');
-    if (c.size() == 5 && c[0] == case_id) out[c[1]] = {shape_of(c[2]), std::stoll(c[3])};
-  }
-  return out;
-}
-
-// max |got - want| / max |want| over the stored (sampled) values.
-double rel_error(const Tensor& got_in, const std::string& case_id, const std::string& tap, const Tap& t) {
-  const NpyArray a = read_npy(test::fixture("newvit/" + case_id + "." + tap + ".npy").string());
-  const std::vector<float> want = a.to_f32();
-  EXPECT_EQ(got_in.shape(), t.shape) << case_id << " " << tap;
-  const Tensor got = got_in.contiguous();
-  double err = 0, scale = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    err = std::max(err, std::fabs(static_cast<double>(got.data<float>()[i * t.stride]) - want[i]));
-    scale = std::max(scale, std::fabs(static_cast<double>(want[i])));
-  }
-  return err / std::max(scale, 1e-30);
-}
+std::vector<Case> cases() { return kFixtures.cases(); }
 
 // MAEModel.input_norm through tabula's transform step: x / 255, then data::self_standardize per image.
 Tensor input_norm(const Tensor& pixels) {
@@ -111,7 +58,7 @@ Tensor fixture_input(const Case& c) {
     for (int64_t i = 0; i < h.numel(); ++i) p[i] = std::min(255.0f, std::max(0.0f, std::floor((p[i] + 1) * 128)));
     return h;
   }
-  return test::hash_input(c.input, c.seed * 10 + static_cast<uint64_t>(c.input[2] + c.input[3]));
+  return test::hash_input_hw(c.input, c.seed);
 }
 
 WeightMap weights_file(const std::string& name) {
@@ -126,7 +73,7 @@ std::vector<std::string> layouts(const std::string& model) {
 
 // Runs one case with all its taps captured ("none": whole tensors) and checks each against torch.
 void check_case(const Case& c, Model& model, const std::string& layout) {
-  const auto expected = taps_of(c.id);
+  const auto expected = kFixtures.taps(c.id);
   ASSERT_FALSE(expected.empty()) << c.id;
   const bool ca = c.model.rfind("ca_vit", 0) == 0;
   Tensor x = fixture_input(c);
@@ -138,7 +85,7 @@ void check_case(const Case& c, Model& model, const std::string& layout) {
   }
   if (ca) {
     x = input_norm(x);
-    EXPECT_LE(rel_error(x, c.id, "input_norm", expected.at("input_norm")), 1e-5) << c.id;
+    EXPECT_LE(kFixtures.rel_error(x, c.id, "input_norm", expected.at("input_norm")), 1e-5) << c.id;
   }
   model.forward(x, taps);
   const auto& got = taps.captured();
@@ -146,15 +93,15 @@ void check_case(const Case& c, Model& model, const std::string& layout) {
     if (name == "input_norm" || name == "predict" || name == "predict_channelwise") continue;
     const std::string key = name == "forward_features" ? "norm" : name;
     ASSERT_TRUE(got.count(key)) << c.id << ": no capture of " << key;
-    EXPECT_LE(rel_error(got.at(key), c.id, name, t), 1e-5) << c.id << " " << layout << " " << name;
+    EXPECT_LE(kFixtures.rel_error(got.at(key), c.id, name, t), 1e-5) << c.id << " " << layout << " " << name;
   }
   if (!ca) return;
   // MAEModel.predict: mean of the patch tokens; return_channelwise_embeddings: the mean per channel's tokens
   const Tensor& feats = got.at("norm");
-  EXPECT_LE(rel_error(ops::pool(feats, Pool::avg, 1), c.id, "predict", expected.at("predict")), 1e-5) << c.id;
+  EXPECT_LE(kFixtures.rel_error(ops::pool(feats, Pool::avg, 1), c.id, "predict", expected.at("predict")), 1e-5) << c.id;
   const int64_t B = feats.size(0), C = c.input[1], D = feats.size(2), g2 = (feats.size(1) - 1) / C;
   Tensor per = ops::pool(feats.slice(1, 1, feats.size(1)).reshape({B * C, g2, D}), Pool::mean, 0).reshape({B, C * D});
-  EXPECT_LE(rel_error(per, c.id, "predict_channelwise", expected.at("predict_channelwise")), 1e-5) << c.id;
+  EXPECT_LE(kFixtures.rel_error(per, c.id, "predict_channelwise", expected.at("predict_channelwise")), 1e-5) << c.id;
 }
 
 }  // namespace
@@ -276,11 +223,6 @@ std::string embed_cmd(const std::string& arch, const std::string& weights, const
          "' --out '" + out + "' --quiet " + extra;
 }
 
-Tensor read_tensor(const std::string& path) {
-  const NpyArray a = read_npy(path);
-  return Tensor::from_vector(a.shape, a.to_f32());
-}
-
 }  // namespace
 
 TEST(NewViTCli, EmbedOpenPhenomLayoutGivesThePredictEmbedding) {
@@ -299,7 +241,10 @@ TEST(NewViTCli, EmbedOpenPhenomLayoutGivesThePredictEmbedding) {
     auto r = test::run_tabula(embed_cmd(kArch.at(c.model), std::string("ca_vit_tiny_s1.") + layout, npy, out,
                                         pickle ? "" : "--layers norm --pool mean"));
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_LE(rel_error(read_tensor(out + "/norm.npy"), c.id, "predict", taps_of(c.id).at("predict")), 1e-5) << layout;
+    EXPECT_LE(
+        kFixtures.rel_error(test::read_tensor(out + "/norm.npy"), c.id, "predict", kFixtures.taps(c.id).at("predict")),
+        1e-5)
+        << layout;
   }
 }
 
@@ -313,8 +258,10 @@ TEST(NewViTCli, EmbedDinov3BothLayoutsGiveTheClassToken) {
     const std::string out = (dir / layout).string();
     auto r = test::run_tabula(embed_cmd(kArch.at(c.model), std::string("dinov3_tiny_swiglu_s1.") + layout, npy, out));
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_LE(rel_error(read_tensor(out + "/x_norm_clstoken.npy"), c.id, "x_norm_clstoken",
-                        taps_of(c.id).at("x_norm_clstoken")), 1e-5) << layout;
+    EXPECT_LE(kFixtures.rel_error(test::read_tensor(out + "/x_norm_clstoken.npy"), c.id, "x_norm_clstoken",
+                                  kFixtures.taps(c.id).at("x_norm_clstoken")),
+              1e-5)
+        << layout;
   }
 }
 
@@ -348,13 +295,7 @@ TEST(NewViTCli, InitHooksAndModelsKnowTheNewArchs) {
 // trunc_normal_, normal_, uniform_) bit-identical; the CA-ViT bit-identical except timm's erfinv-based
 // trunc_normal_ Linear weights and the sin-cos table (within 2 ULP, checked on the small configs above).
 TEST(LongNewViT, FullSizeInitMatchesTheReferenceHashes) {
-  std::ifstream f(test::fixture("newvit/named.tsv"));
-  std::map<std::pair<std::string, uint64_t>, std::vector<std::vector<std::string>>> rows;
-  for (std::string line; std::getline(f, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    const auto r = split(line, '\t');
-    rows[{r[0], std::stoull(r[1])}].push_back(r);
-  }
+  const auto rows = kFixtures.init_hashes();
   ASSERT_EQ(rows.size(), 6u);
   for (const auto& [key, want] : rows) {
     const auto got = init_weights(key.first, key.second);
@@ -387,7 +328,7 @@ TEST(NewViTCli, EmbedRxRx3CoreLayoutSelfStandardized) {
   auto p = test::run_tabula("preprocess --data '" + data + "' --out '" + (dir / "x.npy").string() +
                             "' --preset none --resize 0 --crop 8 --channels all --intensity self-standardize");
   ASSERT_EQ(p.exit_code, 0) << p.err;
-  const Tensor x = read_tensor((dir / "x.npy").string());
+  const Tensor x = test::read_tensor((dir / "x.npy").string());
   ASSERT_EQ(x.shape(), (Shape{3, 6, 8, 8}));
   for (int64_t plane = 0; plane < 18; ++plane) {
     double mean = 0, sq = 0;
@@ -400,7 +341,8 @@ TEST(NewViTCli, EmbedRxRx3CoreLayoutSelfStandardized) {
   auto e = test::run_tabula("embed --arch '" + arch + "' --seed 0 --data '" + (dir / "x.npy").string() + "' --out '" +
                             (dir / "n").string() + "' --quiet");
   ASSERT_EQ(e.exit_code, 0) << e.err;
-  const Tensor a = read_tensor((dir / "e/norm.npy").string()), b = read_tensor((dir / "n/norm.npy").string());
+  const Tensor a = test::read_tensor((dir / "e/norm.npy").string()),
+               b = test::read_tensor((dir / "n/norm.npy").string());
   ASSERT_EQ(a.shape(), (Shape{3, 32}));
   EXPECT_TRUE(validate::compare(a, b, {0, 0}).ok);
 }
@@ -416,9 +358,10 @@ TEST(NewViTCli, PoolMeanPerChannelIsTheChannelwisePredict) {
   auto r = test::run_tabula(embed_cmd(kArch.at(c.model), "ca_vit_tiny_s0.model.safetensors", npy, out,
                                       "--layers norm --pool mean-per-channel"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const Tensor got = read_tensor(out + "/norm.npy");
+  const Tensor got = test::read_tensor(out + "/norm.npy");
   EXPECT_EQ(got.shape(), (Shape{3, 3 * 32}));
-  EXPECT_LE(rel_error(got, c.id, "predict_channelwise", taps_of(c.id).at("predict_channelwise")), 1e-5);
+  EXPECT_LE(kFixtures.rel_error(got, c.id, "predict_channelwise", kFixtures.taps(c.id).at("predict_channelwise")),
+            1e-5);
   std::ifstream run(out + "/run.json");
   const std::string json((std::istreambuf_iterator<char>(run)), std::istreambuf_iterator<char>());
   EXPECT_NE(json.find("norm=mean-per-channel"), std::string::npos);

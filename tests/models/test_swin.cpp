@@ -6,7 +6,6 @@
 
 #include <cmath>
 #include <fstream>
-#include <sstream>
 
 #include "embed/embed.h"
 #include "engine/ops.h"
@@ -23,18 +22,9 @@ using namespace tabula;
 
 namespace {
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string p; std::getline(ss, p, sep);) out.push_back(p);
-  return out;
-}
-
-Shape shape_of(const std::string& s) {
-  Shape out;
-  for (const auto& p : split(s, ',')) out.push_back(std::stoll(p));
-  return out;
-}
+// Swin's NHWC maps are tabula's [B, H*W, C] token view of timm's [B, H, W, C]: the same values in the same
+// order, so only the element counts must agree.
+const test::FixtureFolder kFixtures("swin", test::ShapeMatch::numel);
 
 struct Case {
   std::string id, weights;
@@ -42,19 +32,11 @@ struct Case {
   Shape input;
   std::string arch;
 };
-struct Tap {
-  Shape shape;
-  int64_t stride = 1;
-};
 
 std::vector<Case> cases() {
   std::vector<Case> out;
-  std::ifstream f(test::fixture("swin/cases.tsv"));
-  for (std::string line; std::getline(f, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    const auto c = split(line, '\t');
-    out.push_back({c[0], c[1], std::stoull(c[2]), shape_of(c[3]), c[4]});
-  }
+  for (const auto& c : kFixtures.case_rows())
+    out.push_back({c[0], c[1], std::stoull(c[2]), test::parse_shape(c[3]), c[4]});
   return out;
 }
 
@@ -65,35 +47,7 @@ const Case& find_case(const std::string& id) {
   throw std::runtime_error("no fixture case " + id);
 }
 
-std::map<std::string, Tap> taps_of(const std::string& case_id) {
-  std::map<std::string, Tap> out;
-  std::ifstream f(test::fixture("swin/taps.tsv"));
-  for (std::string line; std::getline(f, line);) {
-    const auto c = split(line, '\t');
-    if (c.size() == 5 && c[0] == case_id) out[c[1]] = {shape_of(c[2]), std::stoll(c[3])};
-  }
-  return out;
-}
-
-// max |got - want| / max |want| over the stored (sampled) values. NHWC maps are tabula's [B, H*W, C] token view of
-// timm's [B, H, W, C]: the same values in the same order, so the element counts must agree.
-double rel_error(const Tensor& got_in, const std::string& case_id, const std::string& tap, const Tap& t) {
-  const NpyArray a = read_npy(test::fixture("swin/" + case_id + "." + tap + ".npy").string());
-  const std::vector<float> want = a.to_f32();
-  EXPECT_EQ(got_in.numel(), shape_numel(t.shape)) << case_id << " " << tap << ": " << got_in.str();
-  if (got_in.numel() != shape_numel(t.shape)) return INFINITY;
-  const Tensor got = got_in.contiguous();
-  double err = 0, scale = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    err = std::max(err, std::fabs(static_cast<double>(got.data<float>()[i * t.stride]) - want[i]));
-    scale = std::max(scale, std::fabs(static_cast<double>(want[i])));
-  }
-  return err / std::max(scale, 1e-30);
-}
-
-Tensor fixture_input(const Case& c) {
-  return test::hash_input(c.input, c.seed * 10 + static_cast<uint64_t>(c.input[2] + c.input[3]));
-}
+Tensor fixture_input(const Case& c) { return test::hash_input_hw(c.input, c.seed); }
 
 WeightMap weights_file(const std::string& name) { return load_weight_map(test::fixture("swin/" + name).string(), ""); }
 
@@ -105,7 +59,7 @@ std::vector<std::string> layouts(const Case& c) {
 }
 
 void check_case(const Case& c, Model& model, const std::string& layout) {
-  const auto expected = taps_of(c.id);
+  const auto expected = kFixtures.taps(c.id);
   ASSERT_FALSE(expected.empty()) << c.id;
   TapSet taps;
   for (const auto& [name, t] : expected) taps.capture(name, Pool::none);
@@ -113,9 +67,9 @@ void check_case(const Case& c, Model& model, const std::string& layout) {
   const auto& got = taps.captured();
   for (const auto& [name, t] : expected) {
     ASSERT_TRUE(got.count(name)) << c.id << ": no capture of " << name;
-    EXPECT_LE(rel_error(got.at(name), c.id, name, t), 1e-5) << c.id << " " << layout << " " << name;
+    EXPECT_LE(kFixtures.rel_error(got.at(name), c.id, name, t), 1e-5) << c.id << " " << layout << " " << name;
   }
-  EXPECT_LE(rel_error(out, c.id, "head", expected.at("head")), 1e-5) << c.id << " " << layout;
+  EXPECT_LE(kFixtures.rel_error(out, c.id, "head", expected.at("head")), 1e-5) << c.id << " " << layout;
 }
 
 }  // namespace
@@ -160,11 +114,8 @@ TEST(Swin, StateDictOrderAndCountsAreTimms) {
   bool merge = false;
   for (const auto& s : specs) merge |= s.name == "layers.1.downsample.reduction.weight";
   EXPECT_TRUE(merge);
-  std::ifstream f(test::fixture("swin/params.tsv"));
   int n = 0;
-  for (std::string line; std::getline(f, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    const auto r = split(line, '\t');
+  for (const auto& r : kFixtures.rows("params.tsv")) {
     EXPECT_EQ(param_count(r[0]), std::stoll(r[1])) << r[0];
     ++n;
   }
@@ -216,7 +167,7 @@ TEST(Swin, HeadOfAnOldLayoutFileIsDroppedWithoutClassesAndKeptWithThem) {
   w["head.bias"] = Tensor::zeros({5});
   const Case& c = find_case("ctp_tiny_s1_b1_32x32");
   const Tensor a = build_model(c.arch, w, true)->forward(fixture_input(c));
-  EXPECT_LE(rel_error(a, c.id, "head", taps_of(c.id).at("head")), 1e-5);
+  EXPECT_LE(kFixtures.rel_error(a, c.id, "head", kFixtures.taps(c.id).at("head")), 1e-5);
   // with classes, the 0.5 classifier `head.*` becomes timm 1.0's `head.fc.*`
   std::string arch = c.arch;
   arch.replace(arch.find("classes=0"), 9, "classes=5");
@@ -226,23 +177,11 @@ TEST(Swin, HeadOfAnOldLayoutFileIsDroppedWithoutClassesAndKeptWithThem) {
 }
 
 TEST(Swin, NamedArchsUseTimmsPretrainedEvalTransform) {
-  std::ifstream f(test::fixture("swin/pretrained_cfgs.tsv"));
   int n = 0;
-  for (std::string line; std::getline(f, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    const auto c = split(line, '\t');
-    ASSERT_EQ(c.size(), 7u) << line;
-    const auto cfg = timm_pretrained_cfg(c[0]);
-    ASSERT_TRUE(cfg.has_value()) << c[0];
-    EXPECT_EQ(cfg->input_size, std::stoi(c[2])) << c[0];
-    EXPECT_EQ(cfg->crop_pct, std::stod(c[3])) << c[0];
-    EXPECT_EQ(cfg->interpolation, c[4]) << c[0];
-    const auto mean = split(c[5], ','), sd = split(c[6], ',');
-    for (size_t i = 0; i < 3; ++i) {
-      EXPECT_EQ(cfg->mean[i], static_cast<float>(std::stod(mean[i]))) << c[0];
-      EXPECT_EQ(cfg->std[i], static_cast<float>(std::stod(sd[i]))) << c[0];
-    }
-    EXPECT_EQ(build_model_skeleton(c[0])->default_input_shape(1)[2], cfg->input_size) << c[0];
+  for (const auto& c : kFixtures.rows("pretrained_cfgs.tsv")) {
+    test::expect_timm_pretrained_cfg(c);
+    if (HasFatalFailure()) return;
+    EXPECT_EQ(build_model_skeleton(c[0])->default_input_shape(1)[2], std::stoi(c[2])) << c[0];
     ++n;
   }
   EXPECT_EQ(n, 6);
@@ -262,13 +201,7 @@ TEST(Swin, KeysAreChecked) {
 // erfinv-based trunc_normal_ ones (Linear weights, bias tables: within 2 ULP, checked on the tiny configs above)
 // bit-identical, for swin_tiny_patch4_window7_224 and CTransPath's ConvStem variant, two seeds each.
 TEST(LongSwin, FullSizeInitMatchesTimmHashes) {
-  std::ifstream f(test::fixture("swin/named.tsv"));
-  std::map<std::pair<std::string, uint64_t>, std::vector<std::vector<std::string>>> rows;
-  for (std::string line; std::getline(f, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    const auto r = split(line, '\t');
-    rows[{r[0], std::stoull(r[1])}].push_back(r);
-  }
+  const auto rows = kFixtures.init_hashes();
   ASSERT_EQ(rows.size(), 4u);
   for (const auto& [key, want] : rows) {
     const auto got = init_weights(key.first, key.second);
@@ -290,13 +223,6 @@ TEST(LongSwin, FullSizeInitMatchesTimmHashes) {
 
 // ---- through the `tabula` binary ----------------------------------------------------------------------------
 
-namespace {
-Tensor read_tensor(const std::string& path) {
-  const NpyArray a = read_npy(path);
-  return Tensor::from_vector(a.shape, a.to_f32());
-}
-}  // namespace
-
 TEST(SwinCli, EmbedCTransPathCheckpointGivesHestsFeatures) {
   // ctranspath.pth's layout ({'model': state_dict}, timm 0.5.4 names) through `tabula embed`: the default tap
   // `head` (pooled, no classifier) is what HEST's CTransPath encoder returns.
@@ -310,10 +236,10 @@ TEST(SwinCli, EmbedCTransPathCheckpointGivesHestsFeatures) {
                             test::fixture("swin/" + c.weights + ".ctranspath.pth").string() + "' --data '" + npy +
                             "' --out '" + out + "' --quiet --layers head,layers.1 --pool avg");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const auto taps = taps_of(c.id);
-  EXPECT_LE(rel_error(read_tensor(out + "/head.npy"), c.id, "head", taps.at("head")), 1e-5);
+  const auto taps = kFixtures.taps(c.id);
+  EXPECT_LE(kFixtures.rel_error(test::read_tensor(out + "/head.npy"), c.id, "head", taps.at("head")), 1e-5);
   // an NHWC stage output with --pool avg: one C-vector per image, the mean over positions
-  const Tensor l1 = read_tensor(out + "/layers.1.npy");
+  const Tensor l1 = test::read_tensor(out + "/layers.1.npy");
   ASSERT_EQ(l1.shape(), (Shape{3, 32}));
   TapSet t;
   t.capture("layers.1", Pool::none);
@@ -362,8 +288,8 @@ TEST(SwinCli, ModelsHooksAndInitKnowTheFamily) {
       test::run_tabula("embed --arch '" + c.arch + "' --seed 1 --data '" + npy + "' --out '" + (dir / "e").string() +
                        "' --layers layers.0.blocks.1.attn,layers.0.blocks.1.attn.softmax --quiet");
   ASSERT_EQ(e.exit_code, 0) << e.err;
-  EXPECT_EQ(read_tensor((dir / "e" / "layers.0.blocks.1.attn.npy").string()).shape(), (Shape{2, 8}));
-  EXPECT_EQ(read_tensor((dir / "e" / "layers.0.blocks.1.attn.softmax.npy").string()).shape(), (Shape{2, 4 * 2}));
+  EXPECT_EQ(test::read_tensor((dir / "e" / "layers.0.blocks.1.attn.npy").string()).shape(), (Shape{2, 8}));
+  EXPECT_EQ(test::read_tensor((dir / "e" / "layers.0.blocks.1.attn.softmax.npy").string()).shape(), (Shape{2, 4 * 2}));
   auto bad = test::run_tabula("hooks 'swin:depths=2,2,heads=3'");
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.err.find("one value per stage"), std::string::npos) << bad.err;
@@ -380,7 +306,7 @@ TEST(SwinCli, EmbedCTransPathCardUntrainedOnSyntheticTissue) {
   auto r = test::run_tabula("embed --model ctranspath --seed 0 --data '" + data + "' --out '" + (dir / "e").string() +
                             "' --quiet");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const Tensor got = read_tensor((dir / "e" / "head.npy").string());
+  const Tensor got = test::read_tensor((dir / "e" / "head.npy").string());
   ASSERT_EQ(got.shape(), (Shape{3, 768}));
   std::ifstream run((dir / "e" / "run.json").string());
   const std::string json((std::istreambuf_iterator<char>(run)), std::istreambuf_iterator<char>());
@@ -388,7 +314,7 @@ TEST(SwinCli, EmbedCTransPathCardUntrainedOnSyntheticTissue) {
   auto p =
       test::run_tabula("preprocess --model ctranspath --data '" + data + "' --out '" + (dir / "x.npy").string() + "'");
   ASSERT_EQ(p.exit_code, 0) << p.err;
-  const Tensor x = read_tensor((dir / "x.npy").string());
+  const Tensor x = test::read_tensor((dir / "x.npy").string());
   ASSERT_EQ(x.shape(), (Shape{3, 3, 224, 224}));
   const Tensor want = build_model_seed("ctranspath", 0)->forward(x);
   EXPECT_TRUE(validate::compare(got, want, {1e-6, 1e-5}).ok);
