@@ -56,11 +56,8 @@ ModelCard dinov2_card(const std::string& size, const std::string& what, bool reg
   return c;
 }
 
-std::vector<ModelCard> build() {
-  std::vector<ModelCard> v;
-  for (auto [s, w] : {std::pair{"s", "S"}, {"b", "B"}, {"l", "L"}, {"g", "g"}})
-    for (bool reg : {false, true}) v.push_back(dinov2_card(s, w, reg));
-
+// UNI and UNI2-h (Mahmood Lab).
+void uni_cards(std::vector<ModelCard>& v) {
   ModelCard uni;
   uni.name = "uni";
   uni.aliases = {"MahmoodLab/UNI", "uni_v1"};
@@ -104,7 +101,10 @@ std::vector<ModelCard> build() {
                    "https://github.com/mahmoodlab/UNI/blob/main/uni/get_encoder/get_encoder.py"},
                   {"weights", "https://huggingface.co/MahmoodLab/UNI2-h"}};
   v.push_back(uni2);
+}
 
+// H-optimus-0/1 and H0-mini (Bioptimus).
+void bioptimus_cards(std::vector<ModelCard>& v) {
   for (int gen : {0, 1}) {
     ModelCard h;
     h.name = "h-optimus-" + std::to_string(gen);
@@ -161,7 +161,10 @@ std::vector<ModelCard> build() {
        "bicubic and the unrounded H-optimus mean/std",
        "https://huggingface.co/bioptimus/H0-mini/blob/main/config.json"}};
   v.push_back(h0);
+}
 
+// Virchow/Virchow2 (Paige) and Prov-GigaPath.
+void paige_gigapath_cards(std::vector<ModelCard>& v) {
   for (int gen : {1, 2}) {
     ModelCard c;
     c.name = gen == 1 ? "virchow" : "virchow2";
@@ -217,7 +220,10 @@ std::vector<ModelCard> build() {
                    "https://github.com/prov-gigapath/prov-gigapath (Resize(256, BICUBIC), CenterCrop(224),"
                    " ToTensor, Normalize(ImageNet))"}};
   v.push_back(giga);
+}
 
+// Phikon/Phikon-v2 (Owkin) and Hibou (HistAI).
+void owkin_histai_cards(std::vector<ModelCard>& v) {
   ModelCard phikon;
   phikon.name = "phikon";
   phikon.aliases = {"owkin/phikon"};
@@ -314,7 +320,10 @@ std::vector<ModelCard> build() {
          "https://huggingface.co/histai/hibou-" + std::string(t == "b" ? "b" : "L")});
     v.push_back(hb);
   }
+}
 
+// kaiko.ai.
+void kaiko_cards(std::vector<ModelCard>& v) {
   // kaiko.ai's torch hub backbones: timm ViTs (dynamic_img_size=True, num_classes=0), torchvision.transforms.v2 on a
   // uint8 tensor (ToImage, Resize(224), CenterCrop(224), ToDtype(scale=True), Normalize(0.5)).
   constexpr const char* kKaikoHub = "https://github.com/kaiko-ai/towards_large_pathology_fms/blob/main/hubconf.py";
@@ -371,7 +380,10 @@ std::vector<ModelCard> build() {
                  "(vit_large_patch14_reg4_dinov2)"},
                 {"transform, embedding", kKaikoReadme}};
   v.push_back(kl);
+}
 
+// DINOv3 (Meta) and OpenPhenom (Recursion).
+void dinov3_openphenom_cards(std::vector<ModelCard>& v) {
   // DINOv3 (Meta, LVD-1689M): the torch hub backbones and their transformers ports. The eval transform of their
   // k-NN and linear evaluations is make_classification_eval_transform: torchvision.transforms.v2 on the uint8 image
   // (ToImage, Resize(256, bicubic), CenterCrop(224), ToDtype(scale=True), Normalize(ImageNet)); their k-NN
@@ -436,7 +448,10 @@ std::vector<ModelCard> build() {
                 {"weights, usage (model.predict on uint8 crops of shape N x C x 256 x 256)",
                  "https://huggingface.co/recursionpharma/OpenPhenom"}};
   v.push_back(ph);
+}
 
+// HEST's ResNet-50, CONCH and CTransPath.
+void hest_baseline_cards(std::vector<ModelCard>& v) {
   ModelCard r50;
   r50.name = "resnet50-hest";
   r50.aliases = {"resnet50_trunc", "resnet50.tv_in1k"};
@@ -521,6 +536,15 @@ std::vector<ModelCard> build() {
        "https://github.com/Xiyue-Wang/TransPath/blob/main/get_features_CTransPath.py"},
       {"original ConvStem", "https://github.com/Xiyue-Wang/TransPath/blob/main/ctran.py"}};
   v.push_back(ctp);
+}
+
+std::vector<ModelCard> build() {
+  std::vector<ModelCard> v;
+  for (auto [s, w] : {std::pair{"s", "S"}, {"b", "B"}, {"l", "L"}, {"g", "g"}})
+    for (bool reg : {false, true}) v.push_back(dinov2_card(s, w, reg));
+  for (auto add : {uni_cards, bioptimus_cards, paige_gigapath_cards, owkin_histai_cards, kaiko_cards,
+                   dinov3_openphenom_cards, hest_baseline_cards})
+    add(v);
   return v;
 }
 
