@@ -11,6 +11,7 @@
 #include "models/device.h"
 #include "models/layers.h"
 #include "models/model.h"
+#include "models/vit_block.h"
 
 namespace tabula {
 
@@ -126,13 +127,6 @@ WeightMap ConchConfig::from_canonical(const WeightMap& w_in) const {
 // ---- the module --------------------------------------------------------------------------------------------------
 
 namespace {
-
-// timm Block (init_values=None, qk_norm=False, Mlp with exact GELU).
-struct BlockP {
-  std::string name;
-  LayerNorm *norm1 = nullptr, *norm2 = nullptr;
-  Linear *qkv = nullptr, *proj = nullptr, *fc1 = nullptr, *fc2 = nullptr;
-};
 
 // One input projection of nn.MultiheadAttention, F.linear(x, W, b) with rows of its in_proj weights and bias: kept
 // packed for the CPU GEMM, or in the torch layout on a GPU.
@@ -280,7 +274,13 @@ class Conch final : public Model {
     t.tap(trunk, "patch_drop", "Identity", tok);
     t.tap(trunk, "norm_pre", "Identity", tok);
     Module& blocks = t.tap(t.child(trunk, "blocks", "Sequential"), tok);
-    for (int i = 0; i < c_.depth; ++i) blocks_.push_back(make_block(t, blocks, i));
+    // timm Block(init_values=None, qk_norm=False, Mlp with exact GELU, LayerNorm eps 1e-6)
+    ViTBlockConfig bc;
+    bc.dim = D;
+    bc.num_heads = c_.heads;
+    bc.fc1_out = bc.fc2_in = c_.mlp_hidden();
+    bc.num_tokens = [this](const Shape& in) { return num_tokens(in); };
+    for (int i = 0; i < c_.depth; ++i) blocks_.emplace_back(t, blocks, i, bc);
     norm_ = &t.tap(t.layer<LayerNorm>(trunk, "norm", D, 1e-6), tok);
     // The embedding's forward counts the contrastive pooler's MACs, not the captioning one's (not on that path).
     contrast_ = make_pooler(t, visual, "attn_pool_contrast", E, c_.queries_contrast, true);
@@ -324,8 +324,8 @@ class Conch final : public Model {
     x = T(taps, t + "patch_drop", x);
     x = T(taps, t + "norm_pre", x);
     if (taps.done()) return x;
-    for (const BlockP& b : blocks_) {
-      x = T(taps, b.name, block_forward(b, x, taps));
+    for (const ViTBlock& b : blocks_) {
+      x = b(x, taps);
       if (taps.done()) return x;
     }
     x = T(taps, t + "blocks", x);
@@ -352,50 +352,6 @@ class Conch final : public Model {
   int64_t num_tokens(const Shape& in) const { return (in[2] / c_.patch_size) * (in[3] / c_.patch_size) + 1; }
   ShapeRule tokens(int64_t width) const {
     return [this, width](const Shape& in) { return Shape{in[0], num_tokens(in), width}; };
-  }
-
-  // timm Block.__init__: norm1, attn (qkv, q_norm, k_norm, attn_drop, norm, proj, proj_drop), ls1, drop_path1,
-  // norm2, mlp (fc1, act, drop1, norm, fc2, drop2), ls2, drop_path2; tabula's attn.softmax before attn_drop.
-  BlockP make_block(ModuleTree& t, Module& blocks, int i) {
-    const int64_t D = c_.width, Hm = c_.mlp_hidden();
-    const ShapeRule tok = tokens(D), hidden = tokens(Hm);
-    const ShapeRule heads = [this](const Shape& in) {
-      return Shape{in[0], c_.heads, num_tokens(in), c_.width / c_.heads};
-    };
-    const ShapeRule maps = [this](const Shape& in) {
-      const int64_t N = num_tokens(in);
-      return Shape{in[0], c_.heads, N, N};
-    };
-    // q k^T and attn v: 2 * head_dim products per map entry
-    const MacRule attention = [this](const Shape& out) {
-      return 2.0 * static_cast<double>(shape_numel(out)) * static_cast<double>(c_.width / c_.heads);
-    };
-    BlockP b;
-    Module& m = t.tap(t.child(blocks, std::to_string(i), "Block"), tok);
-    b.name = m.name();
-    b.norm1 = &t.tap(t.layer<LayerNorm>(m, "norm1", D, 1e-6), tok);
-    Module& attn = t.tap(t.child(m, "attn", "Attention"), tok);
-    b.qkv = &t.tap(t.layer<Linear>(attn, "qkv", D, 3 * D, true), tokens(3 * D));
-    t.tap(attn, "q_norm", "Identity", heads);
-    t.tap(attn, "k_norm", "Identity", heads);
-    t.tap(attn, "softmax", "Softmax", maps, attention);
-    t.tap(attn, "attn_drop", "Dropout", maps);
-    t.tap(attn, "norm", "Identity", tok);
-    b.proj = &t.tap(t.layer<Linear>(attn, "proj", D, D), tok);
-    t.tap(attn, "proj_drop", "Dropout", tok);
-    t.tap(m, "ls1", "Identity", tok);
-    t.tap(m, "drop_path1", "Identity", tok);
-    b.norm2 = &t.tap(t.layer<LayerNorm>(m, "norm2", D, 1e-6), tok);
-    Module& mlp = t.tap(t.child(m, "mlp", "Mlp"), tok);
-    b.fc1 = &t.tap(t.layer<Linear>(mlp, "fc1", D, Hm), hidden);
-    t.tap(mlp, "act", "GELU", hidden);
-    t.tap(mlp, "drop1", "Dropout", hidden);
-    t.tap(mlp, "norm", "Identity", hidden);
-    b.fc2 = &t.tap(t.layer<Linear>(mlp, "fc2", Hm, D), tok);
-    t.tap(mlp, "drop2", "Dropout", tok);
-    t.tap(m, "ls2", "Identity", tok);
-    t.tap(m, "drop_path2", "Identity", tok);
-    return b;
   }
 
   // AttentionalPooler.__init__: query, attn (then tabula's attn.softmax), ln_q, ln_k. With `count`, its MACs:
@@ -456,56 +412,6 @@ class Conch final : public Model {
     return ops::add(ops::cat({(**cls_).expand({B, -1, -1}), patches}, 1), pos);
   }
 
-  // timm Block.forward: x = x + attn(norm1(x)); x = x + mlp(norm2(x)). Each residual add runs in the epilogue of
-  // the branch's last Linear when no hook observes the branch before the add (as vit.cpp does).
-  Tensor block_forward(const BlockP& b, const Tensor& x, TapSet& taps) const {
-    const std::string& n = b.name;
-    auto unobserved = [&](std::initializer_list<const char*> modules) {
-      return std::none_of(modules.begin(), modules.end(), [&](const char* m) { return taps.wants(n + m); });
-    };
-    const bool fuse1 = unobserved({".attn", ".attn.proj", ".attn.proj_drop", ".ls1", ".drop_path1"});
-    Tensor a = attention(b, T(taps, n + ".norm1", (*b.norm1)(x)), taps, fuse1 ? x : Tensor());
-    a = T(taps, n + ".ls1", a);
-    a = T(taps, n + ".drop_path1", a);
-    Tensor y = fuse1 ? a : ops::add(x, a);
-    const bool fuse2 = unobserved({".mlp", ".mlp.fc2", ".mlp.drop2", ".ls2", ".drop_path2"});
-    Tensor m = T(taps, n + ".mlp", mlp(b, T(taps, n + ".norm2", (*b.norm2)(y)), taps, fuse2 ? y : Tensor()));
-    m = T(taps, n + ".ls2", m);
-    m = T(taps, n + ".drop_path2", m);
-    return fuse2 ? m : ops::add(y, m);
-  }
-
-  Tensor attention(const BlockP& b, const Tensor& x, TapSet& taps, const Tensor& residual) const {
-    const std::string n = b.name + ".attn";
-    const int64_t B = x.size(0), N = x.size(1), D = c_.width, H = c_.heads, hd = D / H;
-    Tensor qkv = T(taps, n + ".qkv", (*b.qkv)(x)).reshape({B, N, 3, H, hd}).permute({2, 0, 3, 1, 4});
-    Tensor q = T(taps, n + ".q_norm", qkv.select(0, 0)), k = T(taps, n + ".k_norm", qkv.select(0, 1));
-    Tensor v = qkv.select(0, 2);
-    Tensor o;
-    if (taps.wants(n + ".softmax") || taps.wants(n + ".attn_drop")) {
-      Tensor probs;
-      o = ops::scaled_dot_product_attention(q, k, v, std::nullopt, &probs);
-      Tensor p2 = T(taps, n + ".attn_drop", T(taps, n + ".softmax", probs));
-      if (!p2.shares_storage_with(probs)) o = ops::matmul(p2, v);
-    } else {
-      o = ops::scaled_dot_product_attention(q, k, v);
-    }
-    o = T(taps, n + ".norm", o.transpose(1, 2).reshape({B, N, D}));
-    o = T(taps, n + ".proj", (*b.proj)(o, residual));
-    o = T(taps, n + ".proj_drop", o);
-    return T(taps, n, o);
-  }
-
-  Tensor mlp(const BlockP& b, const Tensor& x, TapSet& taps, const Tensor& residual) const {
-    const std::string n = b.name + ".mlp";
-    Tensor h = taps.wants(n + ".fc1") ? ops::gelu(T(taps, n + ".fc1", (*b.fc1)(x))) : (*b.fc1)(x, Activation::gelu);
-    h = T(taps, n + ".act", h);
-    h = T(taps, n + ".drop1", h);
-    h = T(taps, n + ".norm", h);
-    Tensor y = T(taps, n + ".fc2", (*b.fc2)(h, residual));
-    return T(taps, n + ".drop2", y);
-  }
-
   // AttentionalPooler.forward: x = ln_k(x); q = ln_q(query); attn(q repeated per image, x, x); batch-first out.
   Tensor pooler(const PoolerP& p, const Tensor& x, TapSet& taps) const {
     const int64_t B = x.size(0);
@@ -524,7 +430,7 @@ class Conch final : public Model {
   ConchConfig c_;
   Conv2d* patch_ = nullptr;
   Parameter *cls_ = nullptr, *pos_ = nullptr, *proj_contrast_ = nullptr;
-  std::vector<BlockP> blocks_;
+  std::vector<ViTBlock> blocks_;
   LayerNorm *norm_ = nullptr, *ln_contrast_ = nullptr, *ln_caption_ = nullptr;
   PoolerP contrast_, caption_;
 };

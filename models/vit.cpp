@@ -8,24 +8,10 @@
 #include "engine/ops.h"
 #include "models/layers.h"
 #include "models/model.h"
+#include "models/vit_block.h"
 
 namespace tabula {
 namespace {
-
-struct BlockP {
-  std::string name;
-  LayerNorm* norm1 = nullptr;
-  LayerNorm* norm2 = nullptr;
-  Linear* qkv = nullptr;
-  Linear* proj = nullptr;
-  LayerNorm* q_norm = nullptr;  // qk_norm (off: nn.Identity)
-  LayerNorm* k_norm = nullptr;
-  Parameter* ls1 = nullptr;  // LayerScale gamma (nn.Identity when init_values is None)
-  Parameter* ls2 = nullptr;
-  Linear* fc1 = nullptr;    // Mlp / GluMlp fc1, SwiGLU fc1_g, SwiGLUFFNFused w12
-  Linear* fc1_x = nullptr;  // SwiGLU's value branch
-  Linear* fc2 = nullptr;    // fc2 / w3
-};
 
 // timm AttentionPoolLatent (global_pool='map'): one latent query attends over the patch tokens, then
 // x + mlp(norm(x)), pooled as the latent token.
@@ -35,29 +21,13 @@ struct AttnPoolP {
   LayerNorm* norm = nullptr;
 };
 
-Activation activation_of(const std::string& act) {
-  if (act == "silu") return Activation::silu;
-  if (act == "gelu_tanh") return Activation::gelu_tanh;
-  return Activation::gelu;
-}
-
-const char* mlp_type(ViTConfig::Mlp mlp) {
-  switch (mlp) {
-    case ViTConfig::Mlp::swiglu_packed: return "GluMlp";
-    case ViTConfig::Mlp::swiglu: return "SwiGLU";
-    case ViTConfig::Mlp::swiglufused: return "SwiGLUFFNFused";
-    case ViTConfig::Mlp::mlp: break;
-  }
-  return "Mlp";
-}
-
 class ViT final : public Model {
  public:
   // timm VisionTransformer.__init__ / DinoVisionTransformer.__init__: the module tree in construction order (a
   // module's own parameters come first in the state_dict whenever they are declared).
   explicit ViT(const ArchConfig& arch)
       : Model(arch), c_(*arch.as<ViTConfig>()), hub_(c_.flavor == ViTConfig::Flavor::dinov2),
-        act_(activation_of(c_.act)), quick_gelu_(c_.act == "quick_gelu") {
+        act_(c_.act) {
     ModuleTree& t = module_tree();
     Module& root = t.root();
     const int64_t D = c_.embed_dim, P = c_.patch_size;
@@ -91,7 +61,21 @@ class ViT final : public Model {
       norm_pre_ = norm_or_identity(t, root, "norm_pre", c_.pre_norm, tok);
     }
     Module& blocks = t.tap(t.child(root, "blocks", "Sequential"), tok);
-    for (int i = 0; i < c_.depth; ++i) blocks_.push_back(make_block(t, blocks, i));
+    ViTBlockConfig bc;
+    bc.dim = D;
+    bc.num_heads = c_.num_heads;
+    bc.fc1_out = c_.mlp_fc1_out();
+    bc.fc2_in = c_.mlp_fc2_in();
+    bc.qkv_bias = c_.qkv_bias;
+    bc.qk_norm = c_.qk_norm;
+    bc.norm_eps = c_.norm_eps;
+    bc.init_values = c_.init_values;
+    bc.mlp = c_.mlp;
+    bc.act = c_.act;
+    bc.hub = hub_;
+    bc.num_tokens = tokens_of();
+    bc.num_prefix_tokens = c_.num_prefix_tokens();
+    for (int i = 0; i < c_.depth; ++i) blocks_.emplace_back(t, blocks, i, bc);
     if (hub_) {
       norm_ = &t.tap(t.layer<LayerNorm>(root, "norm", D, c_.norm_eps), tok);
       mask_token_ = &t.layer<Parameter>(root, "mask_token", Shape{1, D});  // training only
@@ -154,8 +138,8 @@ class ViT final : public Model {
     if (taps.done()) return x;
     x = hub_ ? hub_prepare_tokens(x, gh, gw) : timm_pos_embed(x.reshape({B, gh * gw, D}), gh, gw, taps);
     if (taps.done()) return x;
-    for (const BlockP& b : blocks_) {
-      x = T(taps, b.name, block_forward(b, x, taps));
+    for (const ViTBlock& b : blocks_) {
+      x = b(x, taps);
       if (taps.done()) return x;
     }
     x = T(taps, "blocks", x);
@@ -190,93 +174,12 @@ class ViT final : public Model {
   }
 
  private:
-  // timm Block / DINOv2 NestedTensorBlock: norm1, attn (qkv, q_norm, k_norm, proj), ls1, norm2, mlp, ls2.
-  BlockP make_block(ModuleTree& t, Module& blocks, int i) {
-    const int64_t D = c_.embed_dim, hd = D / c_.num_heads, H1 = c_.mlp_fc1_out(), H2 = c_.mlp_fc2_in();
-    const double eps = c_.norm_eps;
-    const ShapeRule tok = tokens(D), heads = per_head(tokens_of()), maps = attention_maps(tokens_of());
-    BlockP b;
-    Module& m = t.tap(t.child(blocks, std::to_string(i), hub_ ? "NestedTensorBlock" : "Block"), tok);
-    b.name = m.name();
-    b.norm1 = &t.tap(t.layer<LayerNorm>(m, "norm1", D, eps), tok);
-    // timm Attention: qkv, q_norm, k_norm, attn_drop, norm, proj, proj_drop (and tabula's softmax, the maps)
-    Module& attn = t.tap(t.child(m, "attn", "Attention"), tok);
-    b.qkv = &t.tap(t.layer<Linear>(attn, "qkv", D, 3 * D, c_.qkv_bias), tokens(3 * D));
-    if (c_.qk_norm) {
-      b.q_norm = &t.layer<LayerNorm>(attn, "q_norm", hd, eps);
-      b.k_norm = &t.layer<LayerNorm>(attn, "k_norm", hd, eps);
-    }
-    if (!hub_) {
-      tap_norm_or_identity(t, attn, "q_norm", b.q_norm, heads);
-      tap_norm_or_identity(t, attn, "k_norm", b.k_norm, heads);
-    }
-    t.tap(attn, "softmax", "Softmax", maps, attention_macs());
-    if (!hub_) {
-      t.tap(attn, "attn_drop", "Dropout", maps);
-      t.tap(attn, "norm", "Identity", tok);
-    }
-    b.proj = &t.tap(t.layer<Linear>(attn, "proj", D, D), tok);
-    t.tap(attn, "proj_drop", "Dropout", tok);
-    const CtorInit gamma{CtorInit::constant, c_.init_values.value_or(0.0)};
-    b.ls1 = layer_scale(t, m, "ls1", gamma, tok);
-    t.tap(m, "drop_path1", "Identity", tok);
-    b.norm2 = &t.tap(t.layer<LayerNorm>(m, "norm2", D, eps), tok);
-    Module& mlp = t.tap(t.child(m, "mlp", mlp_type(c_.mlp)), tok);
-    const ShapeRule hidden1 = tokens(H1), hidden2 = tokens(H2);
-    switch (c_.mlp) {
-      case ViTConfig::Mlp::swiglu:  // fc1_g, fc1_x, act, drop, norm, fc2, drop
-        b.fc1 = &t.tap(t.layer<Linear>(mlp, "fc1_g", D, H1), hidden1);
-        b.fc1_x = &t.tap(t.layer<Linear>(mlp, "fc1_x", D, H1), hidden1);
-        timm_mlp_middle(t, mlp, hidden2);
-        b.fc2 = &t.tap(t.layer<Linear>(mlp, "fc2", H2, D), tok);
-        t.tap(mlp, "drop2", "Dropout", tok);
-        break;
-      case ViTConfig::Mlp::swiglufused:  // SwiGLUFFNFused: w12, w3 (F.silu is not a module)
-        b.fc1 = &t.tap(t.layer<Linear>(mlp, "w12", D, H1), hidden1);
-        b.fc2 = &t.tap(t.layer<Linear>(mlp, "w3", H2, D), tok);
-        break;
-      default:  // timm Mlp / GluMlp: fc1, act, drop1, norm, fc2, drop2; DINOv2 Mlp: fc1, act, fc2, drop
-        b.fc1 = &t.tap(t.layer<Linear>(mlp, "fc1", D, H1), hidden1);
-        if (hub_) t.tap(mlp, "act", "GELU", hidden2);
-        else timm_mlp_middle(t, mlp, hidden2);
-        b.fc2 = &t.tap(t.layer<Linear>(mlp, "fc2", H2, D), tok);
-        // timm's drop2; the hub Mlp's one Dropout, called after act and after fc2 (the last call is fc2's)
-        t.tap(mlp, hub_ ? "drop" : "drop2", "Dropout", tok);
-    }
-    b.ls2 = layer_scale(t, m, "ls2", gamma, tok);
-    t.tap(m, "drop_path2", "Identity", tok);
-    return b;
-  }
-
-  // timm Mlp / GluMlp / SwiGLU between the first linear(s) and fc2: act, drop1, norm (Identity).
-  static void timm_mlp_middle(ModuleTree& t, Module& mlp, const ShapeRule& hidden) {
-    t.tap(mlp, "act", "GELU", hidden);
-    t.tap(mlp, "drop1", "Dropout", hidden);
-    t.tap(mlp, "norm", "Identity", hidden);
-  }
-
-  // LayerScale(gamma) when init_values is set, else nn.Identity.
-  Parameter* layer_scale(ModuleTree& t, Module& block, const char* local, const CtorInit& gamma,
-                         const ShapeRule& tok) const {
-    if (!c_.init_values) {
-      t.tap(block, local, "Identity", tok);
-      return nullptr;
-    }
-    return &t.layer<Parameter>(t.tap(t.child(block, local, "LayerScale"), tok), "gamma", Shape{c_.embed_dim}, gamma);
-  }
-
   // A LayerNorm when `norm`, else nn.Identity; a tap either way.
   LayerNorm* norm_or_identity(ModuleTree& t, Module& parent, const char* local, bool norm,
                               const ShapeRule& out) const {
     if (norm) return &t.tap(t.layer<LayerNorm>(parent, local, c_.embed_dim, c_.norm_eps), out);
     t.tap(parent, local, "Identity", out);
     return nullptr;
-  }
-  // The same for a LayerNorm already declared (q_norm / k_norm, made before the qkv split's taps).
-  static void tap_norm_or_identity(ModuleTree& t, Module& parent, const char* local, LayerNorm* norm,
-                                   const ShapeRule& out) {
-    if (norm) t.tap(*norm, out);
-    else t.tap(parent, local, "Identity", out);
   }
 
   // The taps' output shapes for an input [B, C, H, W]: N tokens (prefix + gh * gw patches) of `width`.
@@ -302,12 +205,6 @@ class ViT final : public Model {
       return Shape{in[0], c_.num_heads, queries(in), keys ? keys(in) : queries(in)};
     };
   }
-  // q k^T and probs v: 2 * head_dim multiply-accumulates per map entry.
-  MacRule attention_macs() const {
-    const double hd = c_.embed_dim / c_.num_heads;
-    return [hd](const Shape& maps) { return 2.0 * hd * static_cast<double>(shape_numel(maps)); };
-  }
-
   // AttentionPoolLatent(embed_dim, num_heads, mlp_ratio, norm_layer, act_layer): q, kv, proj, norm, mlp (timm
   // Mlp, hidden int(D * mlp_ratio)); its constructor ends with init_weights(), which draws the latent.
   void make_attn_pool(ModuleTree& t, Module& root) {
@@ -324,13 +221,14 @@ class ViT final : public Model {
     });
     t.tap(m, "q_norm", "Identity", per_head(one));
     t.tap(m, "k_norm", "Identity", per_head(patches));
-    t.tap(m, "softmax", "Softmax", attention_maps(one, patches), attention_macs());  // the latent's map
+    t.tap(m, "softmax", "Softmax", attention_maps(one, patches),
+          attention_macs(c_.embed_dim / c_.num_heads));  // the latent's map
     attn_pool_.proj = &t.tap(t.layer<Linear>(m, "proj", D, D), latent(D));
     t.tap(m, "proj_drop", "Dropout", latent(D));
     attn_pool_.norm = &t.tap(t.layer<LayerNorm>(m, "norm", D, c_.norm_eps), latent(D));
     Module& mlp = t.tap(t.child(m, "mlp", "Mlp"), latent(D));
     attn_pool_.fc1 = &t.tap(t.layer<Linear>(mlp, "fc1", D, Hm), latent(Hm));
-    timm_mlp_middle(t, mlp, latent(Hm));
+    declare_timm_mlp_middle(t, mlp, latent(Hm));
     attn_pool_.fc2 = &t.tap(t.layer<Linear>(mlp, "fc2", Hm, D), latent(D));
     t.tap(mlp, "drop2", "Dropout", latent(D));
     const double std = std::pow(static_cast<double>(D), -0.5);
@@ -420,106 +318,6 @@ class ViT final : public Model {
     return x;
   }
 
-  // timm Block.forward / DINOv2 NestedTensorBlock.forward (eval: drop paths are identities):
-  //   x = x + ls1(attn(norm1(x))); x = x + ls2(mlp(norm2(x)))
-  //
-  // Each residual add is handed to the Linear that ends its branch (proj, fc2/w3; on a GPU it runs inside the GEMM,
-  // cuBLASLt's C operand) when nothing observes the branch before the add: no LayerScale and no hook on the
-  // modules in between. The hooks that are not asked for pass the value through, so those names then carry
-  // x + branch -- never seen by anyone.
-  Tensor block_forward(const BlockP& b, const Tensor& x, TapSet& taps) const {
-    const std::string& n = b.name;
-    auto unobserved = [&](std::initializer_list<const char*> modules) {
-      return std::none_of(modules.begin(), modules.end(), [&](const char* m) { return taps.wants(n + m); });
-    };
-    const bool fuse1 = !b.ls1 && unobserved({".attn", ".attn.proj", ".attn.proj_drop", ".ls1", ".drop_path1"});
-    Tensor a = attention(b, T(taps, n + ".norm1", (*b.norm1)(x)), taps, fuse1 ? x : Tensor());
-    a = T(taps, n + ".ls1", b.ls1 ? ops::layer_scale(a, **b.ls1) : a);
-    a = T(taps, n + ".drop_path1", a);
-    Tensor y = fuse1 ? a : ops::add(x, a);
-    const bool fuse2 = !b.ls2 &&
-                       unobserved({".mlp", ".mlp.fc2", ".mlp.w3", ".mlp.drop", ".mlp.drop2", ".ls2", ".drop_path2"});
-    Tensor m = T(taps, n + ".mlp", mlp(b, T(taps, n + ".norm2", (*b.norm2)(y)), taps, fuse2 ? y : Tensor()));
-    m = T(taps, n + ".ls2", b.ls2 ? ops::layer_scale(m, **b.ls2) : m);
-    m = T(taps, n + ".drop_path2", m);
-    return fuse2 ? m : ops::add(y, m);
-  }
-
-  // residual (see block_forward): added by proj.
-  Tensor attention(const BlockP& b, const Tensor& x, TapSet& taps, const Tensor& residual = {}) const {
-    const std::string n = b.name + ".attn";
-    const int64_t B = x.size(0), N = x.size(1), D = c_.embed_dim, H = c_.num_heads, hd = D / H;
-    // qkv(x).reshape(B, N, 3, H, hd).permute(2, 0, 3, 1, 4) -> q, k, v: [B, H, N, hd] (strided views)
-    Tensor qkv = T(taps, n + ".qkv", (*b.qkv)(x)).reshape({B, N, 3, H, hd}).permute({2, 0, 3, 1, 4});
-    Tensor q = qkv.select(0, 0), k = qkv.select(0, 1), v = qkv.select(0, 2);
-    if (!hub_) {
-      q = T(taps, n + ".q_norm", apply(b.q_norm, q));  // LayerNorm(head_dim) per head when qk_norm, else Identity
-      k = T(taps, n + ".k_norm", apply(b.k_norm, k));
-    }
-    const bool want_probs = taps.wants(n + ".softmax") || taps.wants(n + ".attn_drop");
-    Tensor probs;
-    Tensor o;
-    if (want_probs) {
-      // The attention maps are materialised (and may be replaced by an intervention): o = probs @ v.
-      o = ops::scaled_dot_product_attention(q, k, v, std::nullopt, &probs);
-      Tensor p2 = T(taps, n + ".softmax", probs);
-      if (!hub_) p2 = T(taps, n + ".attn_drop", p2);
-      if (!p2.shares_storage_with(probs)) o = ops::matmul(p2, v);
-    } else {
-      o = ops::scaled_dot_product_attention(q, k, v);
-    }
-    o = o.transpose(1, 2).reshape({B, N, D});
-    if (!hub_) o = T(taps, n + ".norm", o);
-    o = T(taps, n + ".proj", (*b.proj)(o, residual));
-    o = T(taps, n + ".proj_drop", o);
-    return T(taps, n, o);
-  }
-
-  Tensor mlp(const BlockP& b, const Tensor& x, TapSet& taps, const Tensor& residual = {}) const {
-    if (c_.mlp != ViTConfig::Mlp::mlp) return glu_mlp(b, x, taps, residual);
-    const std::string n = b.name + ".mlp";
-    Tensor h;
-    if (taps.wants(n + ".fc1")) {
-      h = activation(T(taps, n + ".fc1", (*b.fc1)(x)));
-    } else {
-      // bias + activation (exact GELU by default) fused into the GEMM epilogue
-      h = quick_gelu_ ? activation((*b.fc1)(x)) : (*b.fc1)(x, act_);
-    }
-    h = T(taps, n + ".act", h);
-    h = T(taps, hub_ ? n + ".drop" : n + ".drop1", h);
-    if (!hub_) h = T(taps, n + ".norm", h);
-    Tensor y = T(taps, n + ".fc2", (*b.fc2)(h, residual));
-    return T(taps, hub_ ? n + ".drop" : n + ".drop2", y);
-  }
-
-  // The gated MLPs (ViTConfig::Mlp): timm GluMlp (SwiGLUPacked) and SwiGLU, DINOv2 SwiGLUFFNFused.
-  Tensor glu_mlp(const BlockP& b, const Tensor& x, TapSet& taps, const Tensor& residual = {}) const {
-    const std::string n = b.name + ".mlp";
-    Tensor h;
-    if (c_.mlp == ViTConfig::Mlp::swiglu) {
-      // x_gate = fc1_g(x); x = fc1_x(x); x = act(x_gate) * x
-      Tensor gate = T(taps, n + ".fc1_g", (*b.fc1)(x));
-      Tensor val = T(taps, n + ".fc1_x", (*b.fc1_x)(x));
-      h = ops::mul(T(taps, n + ".act", activation(gate)), val);
-    } else {
-      // GluMlp(gate_last=False) / SwiGLUFFN: x1, x2 = fc1(x).chunk(2, dim=-1); act(x1) * x2
-      Tensor f = T(taps, n + (hub_ ? ".w12" : ".fc1"), (*b.fc1)(x));
-      const int64_t last = f.dim() - 1, half = f.size(last) / 2;
-      if (!hub_ && (act_ != Activation::silu || quick_gelu_ || taps.wants(n + ".act"))) {
-        Tensor a = T(taps, n + ".act", activation(f.slice(last, 0, half)));
-        h = ops::mul(a, f.slice(last, half, 2 * half));
-      } else {  // no hook on act: the fused op
-        h = ops::swiglu(f);  // silu(x1) * x2
-      }
-    }
-    if (!hub_) {
-      h = T(taps, n + ".drop1", h);
-      h = T(taps, n + ".norm", h);
-    }
-    Tensor y = T(taps, n + (hub_ ? ".w3" : ".fc2"), (*b.fc2)(h, residual));
-    return hub_ ? y : T(taps, n + ".drop2", y);
-  }
-
   // AttentionPoolLatent.forward (latent_len 1, pool_type 'token', no pos_embed, q_norm/k_norm Identity).
   // x: the patch tokens [B, P, D]. Returns [B, D].
   Tensor attention_pool(const Tensor& x, TapSet& taps) const {
@@ -546,7 +344,7 @@ class ViT final : public Model {
     y = TP(taps, "attn_pool.proj_drop", y);
     // x = x + self.mlp(self.norm(x)); timm Mlp: fc1 -> act -> drop1 -> norm -> fc2 -> drop2
     Tensor m = TP(taps, "attn_pool.norm", (*a.norm)(y));
-    m = activation(TP(taps, "attn_pool.mlp.fc1", (*a.fc1)(m)));
+    m = act_(TP(taps, "attn_pool.mlp.fc1", (*a.fc1)(m)));
     m = TP(taps, "attn_pool.mlp.act", m);
     m = TP(taps, "attn_pool.mlp.drop1", m);
     m = TP(taps, "attn_pool.mlp.norm", m);
@@ -557,24 +355,16 @@ class ViT final : public Model {
     return TP(taps, "attn_pool", y.select(1, 0).contiguous());  // pool_type 'token': x[:, 0]
   }
 
-  // The MLP activation (ViTConfig::act). timm's quick_gelu, x * sigmoid(1.702 * x) (CLIP's QuickGELU), is written
-  // as silu(1.702 x) / 1.702: the engine has no sigmoid op; the two roundings more stay within a few ULP.
-  Tensor activation(const Tensor& x) const {
-    if (!quick_gelu_) return ops::activation(x, act_);
-    return ops::mul(ops::silu(ops::mul(x, 1.702f)), 1.0f / 1.702f);
-  }
-
   // A tap inside the attention pool: its tensors hold no prefix tokens.
   Tensor TP(TapSet& taps, const std::string& name, Tensor x) const { return T(taps, name, std::move(x), kPatches); }
 
   ViTConfig c_;
   bool hub_;
-  Activation act_;
-  bool quick_gelu_;
+  MlpActivation act_;  // AttentionPoolLatent's MLP (the blocks keep their own)
   Conv2d* patch_ = nullptr;
   Parameter *cls_ = nullptr, *reg_ = nullptr, *pos_ = nullptr, *mask_token_ = nullptr;
   LayerNorm *norm_pre_ = nullptr, *norm_ = nullptr, *fc_norm_ = nullptr;
-  std::vector<BlockP> blocks_;
+  std::vector<ViTBlock> blocks_;
   AttnPoolP attn_pool_;
   Linear* head_ = nullptr;
 };
