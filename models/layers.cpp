@@ -1,5 +1,7 @@
 #include "models/layers.h"
 
+#include <stdexcept>
+
 #include "engine/backend.h"
 #include "engine/file_pages.h"
 #include "models/device.h"
@@ -19,7 +21,19 @@ MacRule macs_per_output(int64_t per_output) {
     return static_cast<double>(shape_numel(out)) * static_cast<double>(per_output);
   };
 }
+
+thread_local const Layer* t_preparing = nullptr;  // the layer PrepareScope marks
 }  // namespace
+
+PrepareScope::PrepareScope(const Layer& layer) : outer_(t_preparing) { t_preparing = &layer; }
+
+PrepareScope::~PrepareScope() { t_preparing = outer_; }
+
+void Parameter::check_not_read_by_other_prepare() const {
+  if (t_preparing && t_preparing != this)
+    throw std::logic_error("parameter '" + name() + "' read by another layer's prepare(): a layer may prepare only "
+                           "the tensors its own load() took (models/layers.h, the Layer rule)");
+}
 
 Parameter::Parameter(ModuleTree& t, Module& owner, const std::string& local, Shape shape, CtorInit init)
     : owner_(&owner), local_(local) {

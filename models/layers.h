@@ -20,13 +20,34 @@ class ParamStore;
 
 // Layers keep their module, not its name: a module made before it is registered (ModuleTree::make) gets its
 // name when it is added, and load() reads it then.
+//
+// The Layer rule: Model::load loads and prepares the layers one after another in declaration order (so a weight
+// file is never held beside its prepared copy), and Model::to_device prepares them one by one again. A layer's
+// prepare() may therefore read only the tensors its own load() took: another layer's may not be loaded yet
+// (declared later) or may already be in its packed or device form. A layer that needs another module's tensor
+// takes it itself in load(), by name (ConvNeXt's fc2 reads its block's gamma). PrepareScope checks the one route
+// by which layers reach each other's tensors, a Parameter's value: read while another layer prepares, it throws.
 class Layer {
  public:
   virtual ~Layer() = default;
   // Takes the layer's tensors by their state_dict names (a skeleton store: shapes only).
   virtual void load(const ParamStore& p) = 0;
-  // -1: the CPU forms (after load); N: moves everything to GPU N in the forms its kernels read.
+  // -1: the CPU forms (after load); N: moves everything to GPU N in the forms its kernels read. Reads only what
+  // load() took (the Layer rule above).
   virtual void prepare(int device) = 0;
+};
+
+// Marks `layer` as the one being prepared while it lives (Model::load, Model::to_device): a Parameter's value read
+// by any other layer in the meantime throws std::logic_error naming the parameter (the Layer rule).
+class PrepareScope {
+ public:
+  explicit PrepareScope(const Layer& layer);
+  ~PrepareScope();
+  PrepareScope(const PrepareScope&) = delete;
+  PrepareScope& operator=(const PrepareScope&) = delete;
+
+ private:
+  const Layer* outer_;
 };
 
 class Parameter final : public Layer {
@@ -34,10 +55,16 @@ class Parameter final : public Layer {
   Parameter(ModuleTree& t, Module& owner, const std::string& local, Shape shape, CtorInit init = {});
   void load(const ParamStore& p) override;
   void prepare(int device) override;
-  const Tensor& operator*() const { return value_; }
+  // Its value; throws when another layer's prepare() reads it (the Layer rule).
+  const Tensor& operator*() const {
+    check_not_read_by_other_prepare();
+    return value_;
+  }
   std::string name() const;  // its state_dict key
 
  private:
+  void check_not_read_by_other_prepare() const;
+
   Module* owner_;
   std::string local_;
   Tensor value_;

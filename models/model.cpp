@@ -136,7 +136,10 @@ void Model::load(const ParamStore& params, int device, const LoadProgress& progr
   const auto& layers = tree_->layers();
   for (size_t i = 0; i < layers.size(); ++i) {
     layers[i]->load(params);
-    if (!skeleton_) layers[i]->prepare(device);
+    if (!skeleton_) {
+      PrepareScope preparing(*layers[i]);
+      layers[i]->prepare(device);
+    }
     if (progress) progress(i + 1, layers.size());
   }
   device_ = device;
@@ -150,7 +153,10 @@ void Model::to_device(int device) {
   check_weights();
   if (device == device_) return;
   act_dtype_ = activation_dtype(device);
-  for (const auto& layer : tree_->layers()) layer->prepare(device);
+  for (const auto& layer : tree_->layers()) {
+    PrepareScope preparing(*layer);
+    layer->prepare(device);
+  }
   device_ = device;
 }
 
