@@ -1,5 +1,6 @@
 #include "weights_tools/convert.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -75,6 +76,20 @@ std::string inspect_weights(const std::string& path, const InspectOptions& opts)
   return o.str();
 }
 
+// The tensors the arch expects in its state_dict order, then the others in theirs (a model's mapping returns them
+// sorted by name).
+static StateDict in_expected_order(StateDict sd, const std::vector<ShapedName>& expected) {
+  std::map<std::string, size_t> rank;
+  for (const ShapedName& e : expected) rank.emplace(e.name, rank.size());
+  auto rank_of = [&](const WeightTensor& t) {
+    auto it = rank.find(t.name);
+    return it == rank.end() ? rank.size() : it->second;
+  };
+  std::stable_sort(sd.tensors.begin(), sd.tensors.end(),
+                   [&](const WeightTensor& a, const WeightTensor& b) { return rank_of(a) < rank_of(b); });
+  return sd;
+}
+
 ConvertResult convert_weights(const ConvertOptions& opts) {
   ConvertResult r;
   LoadOptions lo;
@@ -85,11 +100,32 @@ ConvertResult convert_weights(const ConvertOptions& opts) {
   describe_source(o, r.source);
 
   r.plan = plan_layout(shaped_names(r.source.sd), opts.layout);
-  if (r.plan.from == Layout::unknown)
-    throw std::runtime_error(opts.in + ": the parameter names match no known layout (torchvision-resnet, timm-vit, "
-                             "dinov2-hub, hf-dinov2, hf-vit); first names: " + join(r.source.sd.names()));
+  if (r.plan.from == Layout::unknown) {
+    std::string names;
+    for (int i = 0; i < static_cast<int>(Layout::unknown); ++i)
+      names += (i ? ", " : "") + std::string(layout_name(static_cast<Layout>(i)));
+    throw std::runtime_error(opts.in + ": the parameter names match no known layout (" + names +
+                             "); first names: " + join(r.source.sd.names()));
+  }
   StateDict sd = apply_plan(r.source.sd, r.plan);
-  o << "layout: " << layout_name(r.plan.from) << " -> " << layout_name(opts.arch_layout) << " names\n";
+  if (owned_by_model(r.plan.from)) {
+    if (!opts.arch_names)
+      throw std::runtime_error(opts.in + ": " + std::string(layout_name(r.plan.from)) +
+                               " names are mapped by their model, and none was given");
+    StateDict mapped = in_expected_order(opts.arch_names(sd), opts.expected);
+    o << "layout: " << layout_name(r.plan.from) << " -> arch " << opts.arch << "'s names (its model's mapping)\n";
+    // Renamed tensors keep their bytes: a source tensor whose bytes no output holds was left out by the mapping.
+    std::set<const uint8_t*> used;
+    for (const WeightTensor& t : mapped.tensors) used.insert(t.data);
+    std::vector<std::string> left;
+    for (const WeightTensor& t : sd.tensors)
+      if (!used.count(t.data)) left.push_back(t.name);
+    if (!left.empty())
+      o << "left out by the model (derived buffers, other towers, training only): " << join(left) << "\n";
+    sd = std::move(mapped);
+  } else {
+    o << "layout: " << layout_name(r.plan.from) << " -> " << layout_name(opts.arch_layout) << " names\n";
+  }
   for (const auto& [name, why] : r.plan.dropped) o << "dropped " << name << ": " << why << "\n";
 
   const bool resnet_arch = opts.arch_layout == Layout::torchvision_resnet;
@@ -100,6 +136,13 @@ ConvertResult convert_weights(const ConvertOptions& opts) {
 
   const std::vector<ShapedName>& expected = opts.expected;
   r.check = check_keys(shaped_names(sd), expected);
+  // A file of one of these families for another arch's model shares a few generic names (norm.weight) at most.
+  const size_t fitting = expected.size() - r.check.missing.size() - r.check.shape_mismatches.size();
+  if (owned_by_model(r.plan.from) && 2 * fitting < expected.size())
+    throw std::runtime_error(opts.in + ": " + std::string(layout_name(r.plan.from)) +
+                             " weights cannot be used for arch '" + opts.arch + "' (only " +
+                             std::to_string(fitting) + " of its " + std::to_string(expected.size()) +
+                             " keys are in the file with its shapes)");
   // A pos_embed for another image size differs only in its token count: resample its grid as timm's
   // loader does (checkpoint_filter_fn -> resample_abs_pos_embed), keeping the prefix tokens.
   WeightTensor* pos = sd.find("pos_embed");

@@ -1,5 +1,6 @@
 // The work behind `tabula weights inspect` and `tabula weights convert` (the CLI only parses arguments).
 #pragma once
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,6 +24,9 @@ struct ConvertOptions {
   // canonical names, in order, and the layout those names follow (torchvision-resnet or timm-vit).
   std::vector<ShapedName> expected;
   Layout arch_layout = Layout::timm_vit;
+  // The arch's own mapping of its family's published names onto its canonical ones (the model's
+  // ModelConfig::from_canonical, which loading uses too), for the layouts owned_by_model().
+  std::function<StateDict(const StateDict&)> arch_names;
   std::optional<DType> dtype;  // nullopt: keep each tensor's dtype
   bool allow_missing = false;
   Layout layout = Layout::unknown;  // force a source layout (unknown: detect)

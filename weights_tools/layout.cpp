@@ -23,15 +23,29 @@ std::string_view layout_name(Layout l) {
     case Layout::dinov2_hub: return "dinov2-hub";
     case Layout::hf_dinov2: return "hf-dinov2";
     case Layout::hf_vit: return "hf-vit";
+    case Layout::timm_swin: return "timm-swin";
+    case Layout::original_swin: return "original-swin";
+    case Layout::timm_convnext: return "timm-convnext";
+    case Layout::original_convnext: return "original-convnext";
+    case Layout::conch_coca: return "conch-coca";
     case Layout::unknown: return "unknown";
   }
   return "?";
 }
 
 Layout layout_from_name(const std::string& s) {
-  for (Layout l : {Layout::torchvision_resnet, Layout::timm_vit, Layout::dinov2_hub, Layout::hf_dinov2, Layout::hf_vit})
+  std::string names;
+  for (int i = 0; i < static_cast<int>(Layout::unknown); ++i) {
+    const Layout l = static_cast<Layout>(i);
     if (s == layout_name(l)) return l;
-  throw std::runtime_error("unknown layout '" + s + "' (torchvision-resnet, timm-vit, dinov2-hub, hf-dinov2, hf-vit)");
+    names += (i ? ", " : "") + std::string(layout_name(l));
+  }
+  throw std::runtime_error("unknown layout '" + s + "' (" + names + ")");
+}
+
+bool owned_by_model(Layout l) {
+  return l == Layout::timm_swin || l == Layout::original_swin || l == Layout::timm_convnext ||
+         l == Layout::original_convnext || l == Layout::conch_coca;
 }
 
 std::vector<ShapedName> shaped_names(const StateDict& sd) {
@@ -68,10 +82,26 @@ LayoutGuess detect_layout(const std::vector<ShapedName>& keys_in) {
       break;
     }
   }
-  // Swin files (timm's, or the original / timm 0.5 layout of ctranspath.pth) keep their own names: models/swin.cpp
-  // maps them. Their `layers.N.` would otherwise read as transformers' block prefix.
+  // The layouts their models map (owned_by_model), recognised first: Swin's `layers.N.` would otherwise read as
+  // transformers' block prefix. The original Swin keeps a stage's patch merging at its end (models/swin.cpp tells
+  // the two apart by the same key).
   static const std::regex swin_block(R"(^layers\.\d+\.blocks\.\d+\.)");
-  if (find_matching(keys, swin_block)) return g;
+  static const std::regex timm_convnext_block(R"(^stages\.\d+\.blocks\.\d+\.conv_dw\.weight$)");
+  auto found = [&g](Layout l, const std::string& evidence) {
+    g.layout = l;
+    g.evidence = evidence;
+    return g;
+  };
+  if (const ShapedName* s = find_matching(keys, swin_block))
+    return has_key(keys, "layers.0.downsample.reduction.weight")
+               ? found(Layout::original_swin, "layers.0.downsample.reduction.weight")
+               : found(Layout::timm_swin, s->name);
+  if (has_key(keys, "downsample_layers.0.0.weight"))
+    return found(Layout::original_convnext, "downsample_layers.0.0.weight");
+  if (const ShapedName* s = find_matching(keys, timm_convnext_block)) return found(Layout::timm_convnext, s->name);
+  // CONCH: the whole CoCa model, model.visual's state_dict, or either saved from DataParallel
+  for (const char* k : {"visual.trunk.cls_token", "trunk.cls_token", "module.visual.trunk.cls_token"})
+    if (has_key(keys, k)) return found(Layout::conch_coca, k);
   static const std::regex hf_block(R"(^(encoder\.layer|layers)\.\d+\.)");
   static const std::regex hf_dinov2_mark(R"(\.(layer_scale1\.lambda1|norm1\.weight|mlp\.weights_in\.weight)$)");
   static const std::regex hub_chunked(R"(^blocks\.\d+\.\d+\.)");

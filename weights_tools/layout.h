@@ -9,6 +9,10 @@
 //   - registers: DINOv2 (hub and HF) keep the CLS position inside pos_embed, timm's `_reg` models do not
 //     (no_embed_class): cls_token += pos_embed[:, 0], pos_embed = pos_embed[:, 1:], exactly timm's
 //     _convert_dinov2.
+// The families whose published names only their model knows how to read are recognised here and mapped there
+// (ModelConfig::from_canonical, one mapping for loading and converting; see owned_by_model): timm's Swin and the
+// original / timm 0.5 Swin of ctranspath.pth (models/swin.cpp), timm's ConvNeXt and the original / DINOv3 hub
+// ConvNeXt (models/convnext.cpp), CONCH's CoCa `visual.*` (models/conch.cpp).
 #pragma once
 #include <string>
 #include <utility>
@@ -18,9 +22,26 @@
 
 namespace tabula::weights {
 
-enum class Layout { torchvision_resnet, timm_vit, dinov2_hub, hf_dinov2, hf_vit, unknown };
-std::string_view layout_name(Layout l);  // "torchvision-resnet", "timm-vit", "dinov2-hub", "hf-dinov2", "hf-vit", "unknown"
+enum class Layout {
+  torchvision_resnet,
+  timm_vit,
+  dinov2_hub,
+  hf_dinov2,
+  hf_vit,
+  timm_swin,          // timm >= 0.9 SwinTransformer: downsample at the start of a stage, head.fc
+  original_swin,      // the original Swin / timm 0.5 (ctranspath.pth): downsample at the end of a stage, head
+  timm_convnext,      // timm ConvNeXt: stem, stages.N.blocks.M, conv_dw, mlp.fc1 / fc2, head.norm / head.fc
+  original_convnext,  // the original ConvNeXt / DINOv3 hub: downsample_layers, stages.N.M, dwconv, pwconv1 / 2
+  conch_coca,         // CONCH's CoCa (open_clip): visual.trunk.* (timm ViT), the attentional poolers, the text tower
+  unknown
+};
+// "torchvision-resnet", "timm-vit", "dinov2-hub", "hf-dinov2", "hf-vit", "timm-swin", "original-swin",
+// "timm-convnext", "original-convnext", "conch-coca", "unknown"
+std::string_view layout_name(Layout l);
 Layout layout_from_name(const std::string& s);  // throws listing the names
+// A layout whose names pass through here unchanged and are mapped by the model the file is for
+// (ModelConfig::from_canonical): the Swin, ConvNeXt and CONCH layouts.
+bool owned_by_model(Layout l);
 
 struct ShapedName {
   std::string name;
