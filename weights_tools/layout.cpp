@@ -24,7 +24,7 @@ std::string_view layout_name(Layout l) {
     case Layout::hf_dinov2: return "hf-dinov2";
     case Layout::hf_vit: return "hf-vit";
     case Layout::timm_swin: return "timm-swin";
-    case Layout::original_swin: return "original-swin";
+    case Layout::swin_timm05: return "swin-timm0.5";
     case Layout::timm_convnext: return "timm-convnext";
     case Layout::original_convnext: return "original-convnext";
     case Layout::conch_coca: return "conch-coca";
@@ -44,7 +44,7 @@ Layout layout_from_name(const std::string& s) {
 }
 
 bool owned_by_model(Layout l) {
-  return l == Layout::timm_swin || l == Layout::original_swin || l == Layout::timm_convnext ||
+  return l == Layout::timm_swin || l == Layout::swin_timm05 || l == Layout::timm_convnext ||
          l == Layout::original_convnext || l == Layout::conch_coca;
 }
 
@@ -94,7 +94,7 @@ LayoutGuess detect_layout(const std::vector<ShapedName>& keys_in) {
   };
   if (const ShapedName* s = find_matching(keys, swin_block))
     return has_key(keys, "layers.0.downsample.reduction.weight")
-               ? found(Layout::original_swin, "layers.0.downsample.reduction.weight")
+               ? found(Layout::swin_timm05, "layers.0.downsample.reduction.weight")
                : found(Layout::timm_swin, s->name);
   if (has_key(keys, "downsample_layers.0.0.weight"))
     return found(Layout::original_convnext, "downsample_layers.0.0.weight");

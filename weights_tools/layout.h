@@ -29,13 +29,13 @@ enum class Layout {
   hf_dinov2,
   hf_vit,
   timm_swin,          // timm >= 0.9 SwinTransformer: downsample at the start of a stage, head.fc
-  original_swin,      // the original Swin / timm 0.5 (ctranspath.pth): downsample at the end of a stage, head
+  swin_timm05,        // the original Swin / timm 0.5 (ctranspath.pth): downsample at the end of a stage, head
   timm_convnext,      // timm ConvNeXt: stem, stages.N.blocks.M, conv_dw, mlp.fc1 / fc2, head.norm / head.fc
   original_convnext,  // the original ConvNeXt / DINOv3 hub: downsample_layers, stages.N.M, dwconv, pwconv1 / 2
   conch_coca,         // CONCH's CoCa (open_clip): visual.trunk.* (timm ViT), the attentional poolers, the text tower
   unknown
 };
-// "torchvision-resnet", "timm-vit", "dinov2-hub", "hf-dinov2", "hf-vit", "timm-swin", "original-swin",
+// "torchvision-resnet", "timm-vit", "dinov2-hub", "hf-dinov2", "hf-vit", "timm-swin", "swin-timm0.5",
 // "timm-convnext", "original-convnext", "conch-coca", "unknown"
 std::string_view layout_name(Layout l);
 Layout layout_from_name(const std::string& s);  // throws listing the names

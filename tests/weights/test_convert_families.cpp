@@ -38,7 +38,7 @@ struct Case {
 
 const std::vector<Case>& cases() {
   static const std::vector<Case> c = {
-      {"swin/ctp_tiny_i32_s0.ctranspath.pth", kCtp, "original-swin", "swin/ctp_tiny_i32_s0.timm.safetensors", 73,
+      {"swin/ctp_tiny_i32_s0.ctranspath.pth", kCtp, "swin-timm0.5", "swin/ctp_tiny_i32_s0.timm.safetensors", 73,
        "layers.0.blocks.1.attn_mask"},
       {"swin/swin_tiny_i32_s0.timm.safetensors", kSwin, "timm-swin", "swin/swin_tiny_i32_s0.timm.safetensors", 92,
        ""},
@@ -122,7 +122,7 @@ TEST(WeightsConvertFamilies, AFamilyFileForAnotherArchIsAClearError) {
   auto r = run_tabula("weights convert " + q(fix("swin/ctp_tiny_i32_s0.ctranspath.pth")) +
                       " --arch vit:dim=32,depth=2,heads=2,patch=8,img=32 --out " + q(out));
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_TRUE(has(r.err, "ctp_tiny_i32_s0.ctranspath.pth: original-swin weights cannot be used for arch 'vit:"))
+  EXPECT_TRUE(has(r.err, "ctp_tiny_i32_s0.ctranspath.pth: swin-timm0.5 weights cannot be used for arch 'vit:"))
       << r.err;
   r = run_tabula("weights convert " + q(fix("conch/conch_tiny_s0.pytorch_model.bin")) + " --arch " + q(kCnx) +
                  " --out " + q(out));
