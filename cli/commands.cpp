@@ -159,7 +159,7 @@ const std::vector<Command>& commands() {
         {"dtype", "DTYPE", "f32, f16 or bf16 for floating-point tensors (default: keep)", false, ""},
         {"key", "K", "nested state dict to use, e.g. teacher or model/teacher (default: detected)", false, ""},
         {"layout", "L", "source layout instead of detecting it: torchvision-resnet, timm-vit, dinov2-hub, hf-dinov2, hf-vit, "
-                        "timm-swin, swin-timm0.5, timm-convnext, original-convnext, conch-coca", false, ""},
+                        "timm-swin, swin-timm0.5, timm-convnext, original-convnext, conch-coca, recursion-mae", false, ""},
         {"allow-missing", "", "write even when the file lacks keys the arch has", false, ""}},
        1, 1, cmd_weights_convert},
       {"eval map", "replicate-retrieval mAP with copairs semantics (AP, mAP, p-values, BH)",

@@ -28,6 +28,7 @@ std::string_view layout_name(Layout l) {
     case Layout::timm_convnext: return "timm-convnext";
     case Layout::original_convnext: return "original-convnext";
     case Layout::conch_coca: return "conch-coca";
+    case Layout::recursion_mae: return "recursion-mae";
     case Layout::unknown: return "unknown";
   }
   return "?";
@@ -45,7 +46,7 @@ Layout layout_from_name(const std::string& s) {
 
 bool owned_by_model(Layout l) {
   return l == Layout::timm_swin || l == Layout::swin_timm05 || l == Layout::timm_convnext ||
-         l == Layout::original_convnext || l == Layout::conch_coca;
+         l == Layout::original_convnext || l == Layout::conch_coca || l == Layout::recursion_mae;
 }
 
 std::vector<ShapedName> shaped_names(const StateDict& sd) {
@@ -102,6 +103,8 @@ LayoutGuess detect_layout(const std::vector<ShapedName>& keys_in) {
   // CONCH: the whole CoCa model, model.visual's state_dict, or either saved from DataParallel
   for (const char* k : {"visual.trunk.cls_token", "trunk.cls_token", "module.visual.trunk.cls_token"})
     if (has_key(keys, k)) return found(Layout::conch_coca, k);
+  if (has_key(keys, "encoder.vit_backbone.cls_token"))
+    return found(Layout::recursion_mae, "encoder.vit_backbone.cls_token");
   static const std::regex hf_block(R"(^(encoder\.layer|layers)\.\d+\.)");
   static const std::regex hf_dinov2_mark(R"(\.(layer_scale1\.lambda1|norm1\.weight|mlp\.weights_in\.weight)$)");
   static const std::regex hub_chunked(R"(^blocks\.\d+\.\d+\.)");

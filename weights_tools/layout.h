@@ -12,7 +12,8 @@
 // The families whose published names only their model knows how to read are recognised here and mapped there
 // (ModelConfig::from_canonical, one mapping for loading and converting; see owned_by_model): timm's Swin and the
 // original / timm 0.5 Swin of ctranspath.pth (models/swin.cpp), timm's ConvNeXt and the original / DINOv3 hub
-// ConvNeXt (models/convnext.cpp), CONCH's CoCa `visual.*` (models/conch.cpp).
+// ConvNeXt (models/convnext.cpp), CONCH's CoCa `visual.*` (models/conch.cpp), Recursion's MAEModel
+// `encoder.vit_backbone.*` (models/ca_vit.cpp).
 #pragma once
 #include <string>
 #include <utility>
@@ -33,14 +34,15 @@ enum class Layout {
   timm_convnext,      // timm ConvNeXt: stem, stages.N.blocks.M, conv_dw, mlp.fc1 / fc2, head.norm / head.fc
   original_convnext,  // the original ConvNeXt / DINOv3 hub: downsample_layers, stages.N.M, dwconv, pwconv1 / 2
   conch_coca,         // CONCH's CoCa (open_clip): visual.trunk.* (timm ViT), the attentional poolers, the text tower
+  recursion_mae,      // Recursion's MAEModel (OpenPhenom): encoder.vit_backbone.*, the decoder
   unknown
 };
 // "torchvision-resnet", "timm-vit", "dinov2-hub", "hf-dinov2", "hf-vit", "timm-swin", "swin-timm0.5",
-// "timm-convnext", "original-convnext", "conch-coca", "unknown"
+// "timm-convnext", "original-convnext", "conch-coca", "recursion-mae", "unknown"
 std::string_view layout_name(Layout l);
 Layout layout_from_name(const std::string& s);  // throws listing the names
 // A layout whose names pass through here unchanged and are mapped by the model the file is for
-// (ModelConfig::from_canonical): the Swin, ConvNeXt and CONCH layouts.
+// (ModelConfig::from_canonical): the Swin, ConvNeXt, CONCH and CA-MAE layouts.
 bool owned_by_model(Layout l);
 
 struct ShapedName {

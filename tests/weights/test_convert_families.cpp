@@ -1,6 +1,6 @@
 // `tabula weights convert` on the layouts only their models map (weights_tools/layout.h owned_by_model): Swin (timm,
-// and ctranspath.pth's original / timm 0.5 names), ConvNeXt (timm, and the original / DINOv3 hub names) and CONCH's
-// CoCa `visual.*`. The files are the models' own fixtures (weights_tools/reference/{swin,convnext,conch}_fixtures.py
+// and ctranspath.pth's original / timm 0.5 names), ConvNeXt (timm, and the original / DINOv3 hub names), CONCH's
+// CoCa `visual.*` and Recursion's MAEModel `encoder.vit_backbone.*`. The files are the models' own fixtures (weights_tools/reference/{swin,convnext,conch}_fixtures.py
 // wrote each set of weights in every layout), so a converted file must equal the timm-layout one tensor by tensor.
 #include <gtest/gtest.h>
 
@@ -31,23 +31,26 @@ const std::string kConch = "conch:dim=32,depth=2,heads=4,embed_dim=24,caption_di
 
 struct Case {
   std::string file, arch, layout;
-  std::string want;     // the same weights in timm's layout; empty: the source's own tensors under the same names
+  std::string want;     // the same weights in timm's layout; empty: the source's own tensors, `strip` removed
   size_t tensors;       // what the converted file holds
   std::string left_out; // a source tensor the report names as left out by the model ("": none)
+  std::string strip;    // the prefix of the source's names the model drops
 };
 
 const std::vector<Case>& cases() {
   static const std::vector<Case> c = {
       {"swin/ctp_tiny_i32_s0.ctranspath.pth", kCtp, "swin-timm0.5", "swin/ctp_tiny_i32_s0.timm.safetensors", 73,
-       "layers.0.blocks.1.attn_mask"},
+       "layers.0.blocks.1.attn_mask", ""},
       {"swin/swin_tiny_i32_s0.timm.safetensors", kSwin, "timm-swin", "swin/swin_tiny_i32_s0.timm.safetensors", 92,
-       ""},
+       "", ""},
       // the DINOv3 hub's backbone has no classifier: every tensor but head.fc
       {"convnext/cnx_cl_s1.dinov3.pth", kCnx + ",classes=0", "original-convnext",
-       "convnext/cnx_cl_s1.model.safetensors", 63, ""},
+       "convnext/cnx_cl_s1.model.safetensors", 63, "", ""},
       {"convnext/cnx_cl_s0.pytorch_model.bin", kCnx + ",classes=10", "timm-convnext",
-       "convnext/cnx_cl_s0.model.safetensors", 65, ""},
-      {"conch/conch_tiny_s0.pytorch_model.bin", kConch, "conch-coca", "", 55, "text.token_embedding.weight"},
+       "convnext/cnx_cl_s0.model.safetensors", 65, "", ""},
+      {"conch/conch_tiny_s0.pytorch_model.bin", kConch, "conch-coca", "", 55, "text.token_embedding.weight", ""},
+      {"newvit/ca_vit_tiny_s1.model.safetensors", "ca_vit:dim=32,depth=2,heads=4,patch=8,img=32,max_chans=11",
+       "recursion-mae", "", 32, "decoder.context_norm.weight", "encoder.vit_backbone."},
   };
   return c;
 }
@@ -82,7 +85,7 @@ TEST(WeightsConvertFamilies, ConvertedFilesEqualTheTimmLayoutTensorByTensor) {
     EXPECT_EQ(got.metadata.at("tabula.source_layout"), c.layout);
     const StateDict want = c.want.empty() ? load_checkpoint(fix(c.file)).sd : read_safetensors(fix(c.want));
     for (const WeightTensor& t : got.tensors) {
-      const WeightTensor* w = want.find(t.name);
+      const WeightTensor* w = want.find(c.strip + t.name);
       ASSERT_NE(w, nullptr) << c.file << ": " << t.name << " is not in " << (c.want.empty() ? c.file : c.want);
       EXPECT_EQ(t.shape, w->shape) << c.file << ": " << t.name;
       EXPECT_EQ(test::tensor_sha(t), test::tensor_sha(*w)) << c.file << ": " << t.name;
@@ -96,7 +99,7 @@ TEST(WeightsConvertFamilies, EmbeddingsFromTheConvertedFileAreTheSourceFilesByte
   std::vector<float> x(2 * 3 * 32 * 32);
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 37) % 101) / 50.0f - 1.0f;
   write_npy(npy, {2, 3, 32, 32}, x.data());
-  for (const Case& c : {cases()[0], cases()[2], cases()[4]}) {
+  for (const Case& c : {cases()[0], cases()[2], cases()[4], cases()[5]}) {
     const std::string conv = (dir / "conv.safetensors").string();
     auto r = run_tabula("weights convert " + q(fix(c.file)) + " --arch " + q(c.arch) + " --out " + q(conv));
     ASSERT_EQ(r.exit_code, 0) << r.err;
