@@ -214,16 +214,11 @@ class MultiheadAttention final : public Layer {
     q = q.contiguous();
     Tensor kv = kv_(context).reshape({B, N, 2, H, hd}).permute({2, 0, 3, 1, 4});
     Tensor k = kv.select(0, 0), v = kv.select(0, 1);
-    Tensor o;
-    if (taps.wants(softmax_tap)) {
-      Tensor probs;
-      o = ops::scaled_dot_product_attention(q, k, v, std::nullopt, &probs);
-      Tensor p2 = probs;
-      taps.tap(softmax_tap, p2, ctx);
-      if (!p2.shares_storage_with(probs)) o = ops::matmul(p2, v);
-    } else {
-      o = ops::scaled_dot_product_attention(q, k, v);
-    }
+    const Tensor o = attention_with_maps(q, k, v, taps.wants(softmax_tap), [&](const Tensor& maps) {
+      Tensor p = maps;
+      taps.tap(softmax_tap, p, ctx);
+      return p;
+    });
     return out_(o.transpose(1, 2).reshape({B, Lq, d_}));
   }
 

@@ -330,15 +330,8 @@ class ViT final : public Model {
     Tensor k = kv.select(0, 0), v = kv.select(0, 1);
     q = TP(taps, "attn_pool.q_norm", q);
     k = TP(taps, "attn_pool.k_norm", k);
-    Tensor o;
-    if (taps.wants("attn_pool.softmax")) {
-      Tensor probs;
-      o = ops::scaled_dot_product_attention(q, k, v, std::nullopt, &probs);
-      Tensor p2 = TP(taps, "attn_pool.softmax", probs);
-      if (!p2.shares_storage_with(probs)) o = ops::matmul(p2, v);
-    } else {
-      o = ops::scaled_dot_product_attention(q, k, v);
-    }
+    const Tensor o = attention_with_maps(q, k, v, taps.wants("attn_pool.softmax"),
+                                         [&](const Tensor& maps) { return TP(taps, "attn_pool.softmax", maps); });
     Tensor y = o.transpose(1, 2).reshape({B, 1, D});
     y = TP(taps, "attn_pool.proj", (*a.proj)(y));
     y = TP(taps, "attn_pool.proj_drop", y);

@@ -21,6 +21,15 @@ MacRule attention_macs(int64_t head_dim) {
   return [hd](const Shape& maps) { return 2.0 * hd * static_cast<double>(shape_numel(maps)); };
 }
 
+Tensor attention_with_maps(const Tensor& q, const Tensor& k, const Tensor& v, bool observed,
+                           const std::function<Tensor(const Tensor&)>& tap_maps) {
+  if (!observed) return ops::scaled_dot_product_attention(q, k, v);
+  Tensor probs;
+  const Tensor o = ops::scaled_dot_product_attention(q, k, v, std::nullopt, &probs);
+  const Tensor tapped = tap_maps(probs);
+  return tapped.shares_storage_with(probs) ? o : ops::matmul(tapped, v);
+}
+
 void declare_timm_mlp_middle(ModuleTree& t, Module& mlp, const ShapeRule& hidden) {
   t.tap(mlp, "act", "GELU", hidden);
   t.tap(mlp, "drop1", "Dropout", hidden);
@@ -163,17 +172,11 @@ Tensor ViTBlock::attention(const Tensor& x, TapSet& taps, const Tensor& residual
     q = T(taps, n + ".q_norm", apply(q_norm_, q));  // LayerNorm(head_dim) per head when qk_norm, else Identity
     k = T(taps, n + ".k_norm", apply(k_norm_, k));
   }
-  Tensor o;
-  if (taps.wants(n + ".softmax") || taps.wants(n + ".attn_drop")) {
-    // The attention maps are materialised (and may be replaced by an intervention): o = probs @ v.
-    Tensor probs;
-    o = ops::scaled_dot_product_attention(q, k, v, std::nullopt, &probs);
-    Tensor p2 = T(taps, n + ".softmax", probs);
-    if (!c_.hub) p2 = T(taps, n + ".attn_drop", p2);
-    if (!p2.shares_storage_with(probs)) o = ops::matmul(p2, v);
-  } else {
-    o = ops::scaled_dot_product_attention(q, k, v);
-  }
+  const bool observed = taps.wants(n + ".softmax") || taps.wants(n + ".attn_drop");
+  Tensor o = attention_with_maps(q, k, v, observed, [&](const Tensor& maps) {
+    Tensor p = T(taps, n + ".softmax", maps);
+    return c_.hub ? p : T(taps, n + ".attn_drop", p);
+  });
   o = o.transpose(1, 2).reshape({B, N, D});
   if (!c_.hub) o = T(taps, n + ".norm", o);
   o = T(taps, n + ".proj", (*proj_)(o, residual));

@@ -38,6 +38,11 @@ class MlpActivation {
 // q k^T and probs v: 2 * head_dim multiply-accumulates per attention-map entry.
 MacRule attention_macs(int64_t head_dim);
 
+// F.scaled_dot_product_attention(q, k, v) whose maps a hook may observe: when `observed`, the maps softmax(q k^T *
+// scale) are materialised and passed through `tap_maps`; a hook that replaced them gives o = maps @ v.
+Tensor attention_with_maps(const Tensor& q, const Tensor& k, const Tensor& v, bool observed,
+                           const std::function<Tensor(const Tensor&)>& tap_maps);
+
 // timm Mlp / GluMlp / SwiGLU between the first linear(s) and fc2: act, drop1, norm (Identity), all taps.
 void declare_timm_mlp_middle(ModuleTree& t, Module& mlp, const ShapeRule& hidden);
 
