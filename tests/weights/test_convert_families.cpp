@@ -66,6 +66,12 @@ TEST(WeightsConvertFamilies, DetectsTheLayoutsTheirModelsMap) {
   }
   EXPECT_FALSE(owned_by_model(Layout::timm_vit));
   EXPECT_FALSE(owned_by_model(Layout::unknown));
+  // `tabula weights inspect` names them, with the key that decided
+  auto r = run_tabula("weights inspect --no-hash " + q(fix("swin/ctp_tiny_i32_s0.ctranspath.pth")));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(has(r.out, "layout: swin-timm0.5 (from 'layers.0.downsample.reduction.weight')")) << r.out;
+  r = run_tabula("weights inspect --no-hash " + q(fix("conch/conch_tiny_s0.pytorch_model.bin")));
+  EXPECT_TRUE(has(r.out, "layout: conch-coca (from 'visual.trunk.cls_token')")) << r.out;
 }
 
 TEST(WeightsConvertFamilies, ConvertedFilesEqualTheTimmLayoutTensorByTensor) {
