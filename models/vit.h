@@ -15,7 +15,8 @@
 // and attn_pool.softmax (the latent query's map [B, heads, 1, P]), and, for the hub flavour, x_norm_clstoken /
 // x_norm_patchtokens (forward_features' outputs).
 //
-// Files: vit_arch.cpp (config keys, named archs and aliases, init_weights), vit.cpp (the module).
+// Files: vit_arch.cpp (config keys, named archs and aliases, init_weights), vit.cpp (the module), vit_block.cpp
+// (its blocks: timm Block / NestedTensorBlock, shared with conch.cpp).
 #pragma once
 #include <memory>
 #include <optional>
