@@ -273,14 +273,16 @@ class CudaPreprocessor final : public DevicePreprocessor {
     const size_t hw = plan.plane_size();
     if (planes.size() != size_t(plan.channels)) op_error("cuda::preprocess", "illumination planes != channels");
     TABULA_CUDA_CHECK(cudaSetDevice(dev_));
-    float* d = nullptr;
-    TABULA_CUDA_CHECK(cudaMalloc(&d, planes.size() * hw * sizeof(float)));
-    for (size_t c = 0; c < planes.size(); ++c) {
-      if (planes[c].size() != hw) op_error("cuda::preprocess", "illumination plane size differs from the image's");
-      TABULA_CUDA_CHECK(cudaMemcpy(d + c * hw, planes[c].data(), hw * sizeof(float), cudaMemcpyHostToDevice));
-    }
-    // Freed in stream order after the last job that read it (jobs hold a reference until they are submitted).
+    for (const std::vector<float>& pl : planes)
+      if (pl.size() != hw) op_error("cuda::preprocess", "illumination plane size differs from the image's");
+    // From the stream-ordered pool on the preprocessing stream, freed there in order after the last job that read
+    // it (jobs hold a reference until they are submitted). Pageable sources: the copies return once they are done.
     cudaStream_t s = stream_;
+    float* d = nullptr;
+    TABULA_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&d), planes.size() * hw * sizeof(float), s));
+    for (size_t c = 0; c < planes.size(); ++c)
+      TABULA_CUDA_CHECK(cudaMemcpyAsync(d + c * hw, planes[c].data(), hw * sizeof(float), cudaMemcpyHostToDevice, s));
+    TABULA_CUDA_CHECK(cudaStreamSynchronize(s));
     std::shared_ptr<float> buf(d, [s](float* p) { cudaFreeAsync(p, s); });
     // A plate's functions serve all its images; a long run meets many plates, so keep a bounded set.
     if (illum_.size() >= 8) illum_.clear();
