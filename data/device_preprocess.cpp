@@ -241,7 +241,8 @@ PreprocessPlan device_plan(const Image& img, bool illumination, const Transform&
   if (!u8 && t.resize_impl != "tensor")
     throw std::invalid_argument("resize implementation '" + t.resize_impl + "': expected pil, uint8 or tensor");
   const auto [rh, rw] = resized_size(img, t);
-  if (rh > 0 && (rh <= 0 || rw <= 0)) throw std::invalid_argument(where(img) + ": resize to a non-positive size");
+  if ((rh != 0 || rw != 0) && (rh <= 0 || rw <= 0))
+    throw std::invalid_argument(where(img) + ": resize to a non-positive size");
   if (u8) {
     check_u8_path(img, illumination, t);
     plan.u8_path = true;
