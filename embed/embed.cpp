@@ -165,15 +165,21 @@ struct Setup {
   std::unique_ptr<DevicePreprocessor> prep;  // --preprocess device: the transform runs on the model's GPU
 };
 
-// --preprocess device: where it cannot run, a usage error naming why; else the device's preprocessor. The first
-// sample's plan is built once here so that a transform the device path does not do fails before any work.
-std::unique_ptr<DevicePreprocessor> device_preprocessor(const EmbedOptions& opt, const Inputs& in, const Setup& s,
-                                                        const data::Image& first, int device) {
-  if (opt.preprocess == "cpu") return nullptr;
+// --preprocess: a usage error where the value cannot work (checked before anything is loaded).
+void check_preprocess_option(const EmbedOptions& opt, int device) {
+  if (opt.preprocess == "cpu") return;
   if (opt.preprocess != "device") throw SettingError("--preprocess " + opt.preprocess + ": expected cpu or device");
   if (device < 0)
     throw SettingError("--preprocess device needs --device cuda[:N] (on the cpu the decode workers preprocess)");
-  if (in.from_npy) throw SettingError("--preprocess device: " + opt.data + " is already preprocessed (a .npy input)");
+  if (fs::path(opt.data).extension() == ".npy")
+    throw SettingError("--preprocess device: " + opt.data + " is already preprocessed (a .npy input)");
+}
+
+// --preprocess device: the device's preprocessor. The first sample's plan is built once here so that a transform
+// the device path does not do is a usage error before any sample is decoded.
+std::unique_ptr<DevicePreprocessor> device_preprocessor(const EmbedOptions& opt, const Inputs& in, const Setup& s,
+                                                        const data::Image& first, int device) {
+  if (opt.preprocess != "device") return nullptr;
   try {
     data::device_plan(first, !in.manifest.samples[0].illum_paths.empty(), s.tf, s.strategy);
   } catch (const std::invalid_argument& e) {
@@ -679,6 +685,7 @@ EmbedSummary run_embed(const EmbedOptions& options) {
           : opt.device;
   const int device = select_device(device_name, opt.precision);
   if (opt.batch < 1) throw SettingError("--batch must be >= 1");
+  check_preprocess_option(opt, device);
   if (opt.weights.empty() == !opt.seed.has_value() && !is_baseline(opt.arch))
     throw SettingError("give exactly one of --weights FILE and --seed N");
   if (opt.threads > 0) set_num_threads(opt.threads);

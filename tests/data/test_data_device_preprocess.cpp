@@ -367,6 +367,16 @@ TEST(GpuDevicePreprocess, KernelsEqualCpuPathBitForBit) {
                             on_device(*dev, u8, t, parse_channel_strategy("rgb"))))
           << impl << " " << t.describe();
     }
+  // Pillow's vertical-first order, and a crop without resize.
+  const Image tall = random_image(RawSample::u8, 1, 480, 200, 98);
+  Transform v = tensor_transform(0, 0, Interp::bicubic, "unit");
+  v.resize_impl = "pil";
+  v.resize_h = 120, v.resize_w = 190;
+  EXPECT_TRUE(same_bits(cpu_path(tall, v, parse_channel_strategy("per-channel")),
+                        on_device(*dev, tall, v, parse_channel_strategy("per-channel"))));
+  const Transform crop = tensor_transform(0, 150, Interp::bilinear, "minmax");
+  EXPECT_TRUE(same_bits(cpu_path(u8, crop, parse_channel_strategy("all")),
+                        on_device(*dev, u8, crop, parse_channel_strategy("all"))));
 }
 
 TEST(GpuDevicePreprocess, JumpSizedFieldWithIllumination) {
