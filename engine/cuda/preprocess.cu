@@ -48,7 +48,10 @@ __global__ void select_init(SelectState* st, int channels, unsigned long long r0
 }
 
 // Pass `pass` of the radix select: per channel (blockIdx.y) and rank, the 256-bin histogram of the digit of the
-// keys that match the rank's prefix so far. Shared-memory counts, then one global add per bin and block.
+// keys that match the rank's prefix so far. Microscopy planes put most keys in a few bins (16-bit data share their
+// top byte), so the threads of a warp with the same digit add once (__match_any_sync) to shared-memory counts, and
+// each block adds its counts to the global histogram once per bin. blockDim is a multiple of 32 and the loop bound
+// warp-uniform, so every lane takes part in the warp votes.
 __global__ void radix_hist(const float* v, int64_t hw, int nranks, int pass, const SelectState* st, uint32_t* hist) {
   __shared__ uint32_t sh[kRanks][256];
   const int c = blockIdx.y;
@@ -57,10 +60,17 @@ __global__ void radix_hist(const float* v, int64_t hw, int nranks, int pass, con
   uint32_t prefix[kRanks];
   for (int r = 0; r < nranks; ++r) prefix[r] = st[c].prefix[r];
   const float* plane = v + c * hw;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < hw; i += int64_t(gridDim.x) * blockDim.x) {
-    const uint32_t key = prep::order_key(plane[i]);
-    for (int r = 0; r < nranks; ++r)
-      if (prep::radix_match(key, pass, prefix[r])) atomicAdd(&sh[r][prep::radix_digit(key, pass)], 1u);
+  const int lane = threadIdx.x & 31;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t w0 = blockIdx.x * int64_t(blockDim.x) + (threadIdx.x - lane); w0 < hw; w0 += stride) {
+    const int64_t i = w0 + lane;
+    const uint32_t key = i < hw ? prep::order_key(plane[i]) : 0u;
+    for (int r = 0; r < nranks; ++r) {
+      const bool counted = i < hw && prep::radix_match(key, pass, prefix[r]);
+      const int digit = counted ? prep::radix_digit(key, pass) : 256;  // 256: not counted
+      const unsigned peers = __match_any_sync(0xffffffffu, digit);
+      if (counted && lane == __ffs(peers) - 1) atomicAdd(&sh[r][digit], unsigned(__popc(peers)));
+    }
   }
   __syncthreads();
   for (int b = threadIdx.x; b < nranks * 256; b += blockDim.x)
