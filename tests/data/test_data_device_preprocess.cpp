@@ -214,6 +214,19 @@ TEST(DevicePreprocessEmulation, IlluminationDivisionBeforeScaling) {
   }
 }
 
+TEST(DevicePreprocessEmulation, JumpSizedFieldBitForBit) {
+  // The JUMP shape: 1080 x 1080 16-bit channels, illumination, 1st/99th percentiles, Resize(256) -> CenterCrop(224).
+  const Image raw = random_image(RawSample::u16, 2, 1080, 1080, 31);
+  std::vector<std::vector<float>> illum(2, std::vector<float>(raw.plane_size()));
+  for (int c = 0; c < 2; ++c)
+    for (size_t i = 0; i < raw.plane_size(); ++i) illum[size_t(c)][i] = 0.6f + 0.8f * float((i * 31 + c) % 1000) / 1e3f;
+  Image divided = raw;
+  divide_illumination(divided, illum, {});
+  const Transform t = tensor_transform(256, 224, Interp::bilinear, "percentile");
+  EXPECT_TRUE(same_bits(cpu_path(divided, t, parse_channel_strategy("per-channel")),
+                        emulated(raw, t, parse_channel_strategy("per-channel"), illum)));
+}
+
 TEST(DevicePreprocessPlan, RefusesWhatTheDevicePathDoesNotDo) {
   const Image u16 = random_image(RawSample::u16, 3, 40, 40, 1);
   const ChannelStrategy rgb = parse_channel_strategy("rgb");
