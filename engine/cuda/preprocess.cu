@@ -250,7 +250,8 @@ class CudaPreprocessor final : public DevicePreprocessor {
       const PreprocessPlan& p = s.job->plan();
       if (p.out_channels != p0.out_channels || p.out_h != p0.out_h || p.out_w != p0.out_w)
         op_error("cuda::preprocess", "model inputs of one batch differ in shape");
-      if (s.first < 0 || s.count < 0 || s.first + s.count > p.inputs) op_error("cuda::preprocess", "slice out of range");
+      if (s.first < 0 || s.count < 0 || s.first + s.count > p.inputs)
+        op_error("cuda::preprocess", "slice out of range");
       n += s.count;
     }
     TABULA_CUDA_CHECK(cudaSetDevice(dev_));
