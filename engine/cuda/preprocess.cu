@@ -199,7 +199,10 @@ class CudaJob final : public PreprocessJob {
  public:
   CudaJob(CudaPreprocessor& owner, const PreprocessPlan& plan, std::shared_ptr<float> illum);
   ~CudaJob() override;
-  void* staging() override { return slot_.ptr; }
+  void* staging() override {
+    if (!slot_.ptr) op_error("cuda::preprocess", "staging() after submit()");
+    return slot_.ptr;
+  }
   void submit() override;
   const PreprocessPlan& plan() const override { return plan_; }
   const float* output() const { return out_; }
@@ -323,8 +326,7 @@ CudaJob::~CudaJob() {
     cudaStreamWaitEvent(owner_.model_stream(), done_, 0);
     cudaFreeAsync(out_, owner_.model_stream());
   }
-  if (!submitted_) slot_.recorded = false;
-  owner_.pinned().give(slot_);
+  if (slot_.ptr) owner_.pinned().give(slot_);  // a job never submitted
   cudaEventDestroy(done_);
 }
 
@@ -436,6 +438,10 @@ void CudaJob::submit() {
   TABULA_CUDA_CHECK(cudaEventRecord(done_, s));
   for (void* d : scratch) TABULA_CUDA_CHECK(cudaFreeAsync(d, s));
   illum_.reset();  // the buffer's free (if the cache dropped it) is queued after these kernels
+  // The staging buffer is free again once the copy has run (its event): hand it back now, so pinned memory stays
+  // at about one buffer per decode worker however many jobs wait for the model.
+  owner_.pinned().give(slot_);
+  slot_ = {};
   submitted_ = true;
 }
 
