@@ -12,6 +12,9 @@
 #     sanitize the Gpu* op tests under compute-sanitizer memcheck; the device preprocessing kernels under memcheck,
 #              racecheck (the radix select's shared-memory histograms) and synccheck
 #     bench    the Gpu op micro-benchmarks (TFLOP/s per op and precision)
+#     prep     embed --preprocess cpu vs device, same run, on JUMP-like fields (64 fields of 5 x 1080^2 u16, deflate
+#              TIFF, illumination; ResNet-50 bf16, percentiles, per-channel): fields/s, embed's busy breakdown, and
+#              whether the two embeddings are byte-identical (they should be: same inputs, same forward)
 #     compare  bench/gpu_compare.py: tabula vs PyTorch eager (+ torch.compile unless NO_COMPILE=1) in one run
 #     giant    DINOv2 ViT-g/14 (dinov2_vitg14) forwards in bf16 (tabula bench, batch GIANT_BATCH, default 32)
 #     profile  device time per op (TABULA_CUDA_PROFILE) of `tabula bench` for PROFILE_ARCHS (default resnet50 and
@@ -72,6 +75,22 @@ run() {
           echo "preprocess $tool:"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Race|FAILED|PASSED" \
             "$out/sanitize_preprocess_$tool.log" | head -20
         done
+        ;;
+      prep)
+        local w=/tmp/tabula-devprep
+        [ -f "$w/cp/load_data.csv" ] || "$bin/tabula" synth cellpainting --out "$w/cp" --batches 1 --plates 1 \
+          --sites 2 --size 1080 >/dev/null
+        local fields=$(( $(wc -l <"$w/cp/load_data.csv") - 1 ))
+        for where in cpu device cpu device; do
+          local t0=$(date +%s.%N)
+          timeout 200 "$bin/tabula" embed --arch resnet50 --seed 0 --device cuda --precision bf16 --batch 80 \
+            --intensity percentile --data "$w/cp/load_data.csv" --out "$w/out-$where" --force --preprocess $where \
+            >/dev/null 2>"$w/err-$where" || tail -3 "$w/err-$where"
+          local t1=$(date +%s.%N)
+          awk -v w=$where -v n=$fields -v a="$t0" -v b="$t1" 'BEGIN { printf "%s: %d fields in %.1f s = %.2f fields/s; ", w, n, b - a, n / (b - a) }'
+          grep "model busy" "$w/err-$where" | sed 's/^tabula embed: //' || echo "(no summary: see $w/err-$where)"
+        done | tee "$out/prep.log"
+        cmp "$w/out-cpu/avgpool.npy" "$w/out-device/avgpool.npy" && echo "prep: embeddings byte-identical" | tee -a "$out/prep.log"
         ;;
       bench)
         timeout 240 "$bin/tabula_bench_ops" --benchmark_filter=Gpu --benchmark_min_time=0.05 2>&1 | tee "$out/bench_ops.log" | tail -80
