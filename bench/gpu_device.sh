@@ -61,8 +61,10 @@ run() {
         timeout 300 "$bin/test_engine" --gtest_filter='Gpu*:Cuda*' 2>&1 | tee "$out/gtest.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |OK \]|Failure|error|rel|abs" | head -150
         [ -x "$bin/test_models" ] && timeout 300 "$bin/test_models" --gtest_filter='Gpu*' 2>&1 | tee -a "$out/gtest.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |OK \]|Failure|error" | head -80
         # Device preprocessing: the kernels bit for bit against data/preprocess, then embed --preprocess device vs cpu.
-        [ -x "$bin/test_data" ] && timeout 120 "$bin/test_data" --gtest_filter='GpuDevicePreprocess*:Device*' 2>&1 | tee -a "$out/gtest.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |OK \]|Failure|error|differ" | head -40
-        [ -x "$bin/test_cli" ] && timeout 120 "$bin/test_cli" --gtest_filter='GpuCliDevicePreprocess*' 2>&1 | tee -a "$out/gtest.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |OK \]|Failure|error" | head -20
+        [ -x "$bin/test_data" ] && timeout 120 "$bin/test_data" --gtest_filter='GpuDevicePreprocess*:Device*' 2>&1 |
+          tee -a "$out/gtest.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |OK \]|Failure|error|differ" | head -40
+        [ -x "$bin/test_cli" ] && timeout 120 "$bin/test_cli" --gtest_filter='GpuCliDevicePreprocess*' 2>&1 |
+          tee -a "$out/gtest.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |OK \]|Failure|error" | head -20
         ;;
       sanitize)
         timeout 240 compute-sanitizer --tool memcheck --print-limit 20 "$bin/test_engine" --gtest_filter='GpuOps*:GpuDevice*:Gpu/GpuOpCases*' >"$out/sanitize.log" 2>&1
@@ -87,10 +89,12 @@ run() {
             --intensity percentile --data "$w/cp/load_data.csv" --out "$w/out-$where" --force --preprocess $where \
             >/dev/null 2>"$w/err-$where" || tail -3 "$w/err-$where"
           local t1=$(date +%s.%N)
-          awk -v w=$where -v n=$fields -v a="$t0" -v b="$t1" 'BEGIN { printf "%s: %d fields in %.1f s = %.2f fields/s; ", w, n, b - a, n / (b - a) }'
+          awk -v w=$where -v n=$fields -v a="$t0" -v b="$t1" \
+            'BEGIN { printf "%s: %d fields in %.1f s = %.2f fields/s; ", w, n, b - a, n / (b - a) }'
           grep "model busy" "$w/err-$where" | sed 's/^tabula embed: //' || echo "(no summary: see $w/err-$where)"
         done | tee "$out/prep.log"
-        cmp "$w/out-cpu/avgpool.npy" "$w/out-device/avgpool.npy" && echo "prep: embeddings byte-identical" | tee -a "$out/prep.log"
+        cmp "$w/out-cpu/avgpool.npy" "$w/out-device/avgpool.npy" &&
+          echo "prep: embeddings byte-identical" | tee -a "$out/prep.log"
         ;;
       bench)
         timeout 240 "$bin/tabula_bench_ops" --benchmark_filter=Gpu --benchmark_min_time=0.05 2>&1 | tee "$out/bench_ops.log" | tail -80
