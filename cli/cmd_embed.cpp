@@ -30,6 +30,7 @@ int cmd_embed(const Args& a) {
   o.pool = a.get("pool");
   o.device = a.get("device");
   o.precision = a.get("precision");
+  o.preprocess = a.get("preprocess");
   o.batch = static_cast<int>(a.get_int("batch"));
   o.threads = static_cast<int>(a.get_int("threads"));
   o.resume = a.has("resume");

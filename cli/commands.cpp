@@ -63,6 +63,9 @@ const std::vector<Command>& commands() {
         {"pool", "P", "avg|cls|mean|cls+mean|max|gem|none|mean-per-channel (ca_vit: C x D) (default: avg for maps, cls for tokens)", false, ""},
         {"device", "D", "cpu | cuda[:N] (the networks; baselines run on the cpu)", false, "cpu"},
         {"precision", "P", "fp32 or bf16 (cpu: AVX512-BF16); tf32|fp16 on GPU", false, "fp32"},
+        {"preprocess", "WHERE", "cpu | device: where the transform runs; device (with --device cuda) sends the "
+                                "decoded planes to the GPU as stored and preprocesses there (not yet checked on a "
+                                "GPU, hence not the default)", false, "cpu"},
         {"batch", "B", "model inputs per batch", false, "16"},
         {"shard", "I/N", "embed only shard I (0-based) of N; combine with tabula merge", false, ""},
         {"resume", "", "continue an interrupted run in DIR", false, ""},

@@ -30,6 +30,12 @@ struct PilCoeffs {
   std::vector<double> k;
 };
 PilCoeffs pil_precompute_coeffs(int in_size, int out_size, PilFilter filter);
+// The fixed-point weights pil_resize_u8 sums (normalize_coeffs_8bpc, PRECISION_BITS 22), and those of
+// torch_resize_u8 with the precision it picks (*precision); what a device resize uploads (data/device_preprocess.h).
+std::vector<int32_t> pil_fixed_coeffs(const PilCoeffs& c);
+std::vector<int32_t> torch_u8_fixed_coeffs(const PilCoeffs& c, int* precision);
+// Whether pil_resize_u8 runs its vertical pass first for this size change (Pillow 13's rule, see the .cpp).
+bool pil_vertical_first(int in_h, int in_w, int out_h, int out_w);
 
 // Resizes `planes` uint8 planes of in_h x in_w (contiguous) to out_h x out_w as Image.resize does.
 void pil_resize_u8(const uint8_t* in, int planes, int in_h, int in_w, uint8_t* out, int out_h, int out_w,

@@ -17,8 +17,10 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "data/device_preprocess.h"
 #include "data/manifest.h"
 #include "data/pipeline.h"
+#include "data/prefetch.h"
 #include "data/preprocess.h"
 #include "embed/extractor.h"
 #include "embed/h5ad.h"
@@ -27,6 +29,7 @@
 #include "embed/run_settings.h"
 #include "embed/store.h"
 #include "models/ca_vit.h"
+#include "engine/backend.h"
 #include "engine/fileio.h"
 #include "engine/ops.h"
 #include "engine/system.h"
@@ -159,7 +162,31 @@ struct Setup {
   int inputs_per_sample = 1;
   std::vector<std::string> input_labels;  // per model input of a sample (per-channel: the channel names)
   std::string weights_sha256;
+  std::unique_ptr<DevicePreprocessor> prep;  // --preprocess device: the transform runs on the model's GPU
 };
+
+// --preprocess: a usage error where the value cannot work (checked before anything is loaded).
+void check_preprocess_option(const EmbedOptions& opt, int device) {
+  if (opt.preprocess == "cpu") return;
+  if (opt.preprocess != "device") throw SettingError("--preprocess " + opt.preprocess + ": expected cpu or device");
+  if (device < 0)
+    throw SettingError("--preprocess device needs --device cuda[:N] (on the cpu the decode workers preprocess)");
+  if (fs::path(opt.data).extension() == ".npy")
+    throw SettingError("--preprocess device: " + opt.data + " is already preprocessed (a .npy input)");
+}
+
+// --preprocess device: the device's preprocessor. The first sample's plan is built once here so that a transform
+// the device path does not do is a usage error before any sample is decoded.
+std::unique_ptr<DevicePreprocessor> device_preprocessor(const EmbedOptions& opt, const Inputs& in, const Setup& s,
+                                                        const data::Image& first, int device) {
+  if (opt.preprocess != "device") return nullptr;
+  try {
+    data::device_plan(first, !in.manifest.samples[0].illum_paths.empty(), s.tf, s.strategy);
+  } catch (const std::invalid_argument& e) {
+    throw SettingError(e.what());
+  }
+  return backend("--preprocess device", Device::cuda).preprocessor(device);
+}
 
 // A weight file goes straight to `device` (packed for the CPU, or uploaded), its load phases on stderr.
 std::unique_ptr<Model> load_model(const EmbedOptions& opt, int device) {
@@ -217,6 +244,7 @@ Setup build_setup(const EmbedOptions& opt, const ModelChoice& choice, const Inpu
     s.weights_sha256 = opt.weights.empty() ? "" : sha256_file(opt.weights);
     s.ex = make_network_extractor(std::move(model), input, opt.layers, opt.pool, device, warnings);
   }
+  s.prep = device_preprocessor(opt, in, s, first, device);
   return s;
 }
 
@@ -278,6 +306,7 @@ Plan build_plan(const EmbedOptions& opt, const Inputs& in, const Setup& s) {
   run.set("pool", json::Value::string(s.ex->pool_description()));
   run.set("precision", json::Value::string(opt.precision));
   run.set("device", json::Value::string(opt.device));
+  if (s.prep) run.set("preprocess_on", json::Value::string("device"));
   run.set("batch", json::Value::integer(opt.batch));
   p.chunk_rows = opt.chunk_rows > 0 ? opt.chunk_rows
                                     : std::max<int64_t>(1, 4 * opt.batch / std::max(1, s.inputs_per_sample));
@@ -408,14 +437,27 @@ struct RemoveOnError {
 // is resumed or sharded.
 class ChunkLoop {
  public:
+  // dev: the device preprocessor whose jobs add_job receives (nullptr: host images through add_sample).
   ChunkLoop(Extractor& ex, EmbeddingStore& store, std::vector<RowRange> pending, int batch, int inputs_per_sample,
-            std::function<void(size_t chunk_index, int64_t rows)> chunk_stored)
+            DevicePreprocessor* dev, std::function<void(size_t chunk_index, int64_t rows)> chunk_stored)
       : ex_(ex), store_(store), pending_(std::move(pending)), batch_(static_cast<size_t>(batch)),
-        inputs_per_sample_(inputs_per_sample), chunk_stored_(std::move(chunk_stored)),
+        inputs_per_sample_(inputs_per_sample), dev_(dev), chunk_stored_(std::move(chunk_stored)),
         per_layer_(ex.layers().size()) {}
 
   void add_sample(std::vector<Image>& inputs) {
     for (Image& im : inputs) flat_.push_back(std::move(im));
+    sample_added();
+  }
+  // A sample preprocessed on the device: its job holds inputs_per_sample model inputs there.
+  void add_job(std::unique_ptr<PreprocessJob> job) {
+    jobs_.push_back(std::move(job));
+    sample_added();
+  }
+
+  double forward_seconds = 0, write_seconds = 0;
+
+ private:
+  void sample_added() {
     ++samples_;
     const RowRange& c = pending_[chunk_i_];
     const bool complete = samples_ == c.size();
@@ -423,22 +465,40 @@ class ChunkLoop {
     if (complete) store_chunk(c);
   }
 
-  double forward_seconds = 0, write_seconds = 0;
+  size_t available() const { return dev_ ? jobs_.size() * static_cast<size_t>(inputs_per_sample_) : flat_.size(); }
 
- private:
   void run_batches(bool chunk_complete) {
-    while (flat_.size() - done_ >= batch_ || (chunk_complete && done_ < flat_.size())) {
-      const size_t end = std::min(flat_.size(), done_ + batch_);
-      std::vector<const Image*> batch;
-      for (size_t i = done_; i < end; ++i) batch.push_back(&flat_[i]);
+    while (available() - done_ >= batch_ || (chunk_complete && done_ < available())) {
+      const size_t end = std::min(available(), done_ + batch_);
       const auto t0 = Clock::now();
-      auto feats = ex_.run(batch);
+      auto feats = dev_ ? run_device(done_, end) : run_host(done_, end);
       forward_seconds += seconds_since(t0);
       for (size_t l = 0; l < feats.size(); ++l)
         per_layer_[l].insert(per_layer_[l].end(), feats[l].begin(), feats[l].end());
-      for (size_t i = done_; i < end; ++i) flat_[i] = Image();  // free the pixels early
       done_ = end;
     }
+  }
+
+  std::vector<std::vector<float>> run_host(size_t begin, size_t end) {
+    std::vector<const Image*> batch;
+    for (size_t i = begin; i < end; ++i) batch.push_back(&flat_[i]);
+    auto feats = ex_.run(batch);
+    for (size_t i = begin; i < end; ++i) flat_[i] = Image();  // free the pixels early
+    return feats;
+  }
+
+  // Model inputs [begin, end) as slices of the samples' jobs (a batch may start or end inside a sample).
+  std::vector<std::vector<float>> run_device(size_t begin, size_t end) {
+    const size_t per = static_cast<size_t>(inputs_per_sample_);
+    std::vector<JobSlice> slices;
+    for (size_t i = begin; i < end;) {
+      const size_t j = i / per, first = i % per, count = std::min(per - first, end - i);
+      slices.push_back({jobs_[j].get(), static_cast<int>(first), static_cast<int>(count)});
+      i += count;
+    }
+    auto feats = ex_.run_tensor(dev_->gather(slices));
+    for (size_t j = begin / per; j < jobs_.size() && (j + 1) * per <= end; ++j) jobs_[j].reset();  // all used
+    return feats;
   }
 
   void store_chunk(const RowRange& c) {
@@ -452,6 +512,7 @@ class ChunkLoop {
     write_seconds += seconds_since(t0);
     chunk_stored_(chunk_i_, c.size());
     flat_.clear();
+    jobs_.clear();
     done_ = 0;
     samples_ = 0;
     per_layer_.assign(dims.size(), {});
@@ -463,13 +524,37 @@ class ChunkLoop {
   std::vector<RowRange> pending_;
   size_t batch_;
   int inputs_per_sample_;
+  DevicePreprocessor* dev_;
   std::function<void(size_t, int64_t)> chunk_stored_;
   std::vector<Image> flat_;
+  std::vector<std::unique_ptr<PreprocessJob>> jobs_;
   size_t done_ = 0;  // inputs of flat_ already through the model
   int64_t samples_ = 0;
   size_t chunk_i_ = 0;
   std::vector<std::vector<float>> per_layer_;
 };
+
+// --preprocess device: the workers decode each sample without dividing out illumination and submit it (raw planes
+// into pinned memory, then the upload and the transform on the device's preprocessing stream); the loop gathers the
+// device's model inputs into batches.
+void feed_device(const EmbedOptions& opt, const Setup& s, data::Manifest sub, const data::PipelineOptions& po,
+                 ChunkLoop& loop) {
+  std::vector<std::vector<std::string>> illum;
+  for (data::Sample& smp : sub.samples) illum.push_back(std::move(smp.illum_paths)), smp.illum_paths.clear();
+  const int64_t n = static_cast<int64_t>(sub.samples.size());
+  data::Prefetcher<std::unique_ptr<PreprocessJob>> pf(n, po.threads, po.capacity, [&](int64_t i) {
+    const data::Image img = data::load_sample(sub, static_cast<size_t>(i), po.decode);
+    if (img.is_float) data::check_finite(img);
+    std::unique_ptr<PreprocessJob> job = data::submit_sample(*s.prep, img, illum[static_cast<size_t>(i)], s.tf,
+                                                             s.strategy);
+    if (job->plan().inputs != s.inputs_per_sample)
+      throw std::runtime_error(opt.data + ": " + img.source + " gave " + std::to_string(job->plan().inputs) +
+                               " model inputs, expected " + std::to_string(s.inputs_per_sample) +
+                               " (all images need the same channels)");
+    return job;
+  });
+  for (int64_t i = 0; i < n; ++i) loop.add_job(std::move(*pf.next()));
+}
 
 struct LoopStats {
   double loop_seconds = 0;
@@ -504,6 +589,11 @@ LoopStats feed(const EmbedOptions& opt, const Inputs& in, const Setup& s, const 
     po.capacity = static_cast<int>(std::clamp<int64_t>(2 * chunk_rows, 8, 256));
     st.decode_threads = po.threads;
     st.prefetch_samples = po.capacity;
+    if (s.prep) {
+      feed_device(opt, s, sub, po, loop);
+      st.loop_seconds = seconds_since(t0);
+      return st;
+    }
     data::for_each_preprocessed(sub, s.tf, s.strategy, po, [&](size_t, std::vector<Image>& inputs) {
       if (static_cast<int>(inputs.size()) != s.inputs_per_sample)
         throw std::runtime_error(opt.data + ": a sample gave " + std::to_string(inputs.size()) +
@@ -595,6 +685,7 @@ EmbedSummary run_embed(const EmbedOptions& options) {
           : opt.device;
   const int device = select_device(device_name, opt.precision);
   if (opt.batch < 1) throw SettingError("--batch must be >= 1");
+  check_preprocess_option(opt, device);
   if (opt.weights.empty() == !opt.seed.has_value() && !is_baseline(opt.arch))
     throw SettingError("give exactly one of --weights FILE and --seed N");
   if (opt.threads > 0) set_num_threads(opt.threads);
@@ -673,7 +764,7 @@ EmbedSummary run_embed(const EmbedOptions& options) {
   if (!note.empty()) progress.set_note(note);
   progress.skip(rows_done_before);
   int ranks_finished = 0;
-  ChunkLoop loop(*s.ex, store, pending, opt.batch, s.inputs_per_sample, [&](size_t chunk_i, int64_t n) {
+  ChunkLoop loop(*s.ex, store, pending, opt.batch, s.inputs_per_sample, s.prep.get(), [&](size_t chunk_i, int64_t n) {
     remove_on_error.armed = false;  // progress worth keeping for --resume
     exit_if_test_hook(world.rank, static_cast<int64_t>(chunk_i) + 1);
     if (root) progress.advance(n + mpi::poll_progress(&ranks_finished));

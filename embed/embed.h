@@ -33,6 +33,9 @@ struct EmbedOptions {
   std::string intensity;            // unit|percentile|minmax|none; empty: unit
   std::string device = "cpu";
   std::string precision = "fp32";
+  // Where the transform runs: "cpu" (data/preprocess.h, on the decode workers) or "device" (--device cuda: the
+  // decoded planes go to the GPU as stored and data/device_preprocess.h's plan runs there).
+  std::string preprocess = "cpu";
   int batch = 16;
   int shard_index = 0, shard_count = 1;
   bool resume = false, force = false;

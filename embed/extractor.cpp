@@ -146,7 +146,12 @@ class NetworkExtractor : public Extractor {
         throw std::runtime_error("model inputs of one batch differ in shape (" + im->source + ")");
       p = std::copy(im->pixels.begin(), im->pixels.end(), p);
     }
-    model_->forward(on_device(x), taps_);  // captures come back to the host pooled
+    return run_tensor(on_device(x));
+  }
+
+  std::vector<std::vector<float>> run_tensor(const Tensor& x) override {
+    const int64_t B = x.size(0);
+    model_->forward(x, taps_);  // captures come back to the host pooled
     std::vector<std::vector<float>> out;
     for (const auto& [key, dim] : layers_) {
       Tensor t = captured(key).contiguous();

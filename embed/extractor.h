@@ -25,6 +25,10 @@ struct Extractor {
   virtual const std::vector<std::pair<std::string, int64_t>>& layers() const = 0;
   // inputs: B images of one shape -> per layer [B, dim] values (row-major).
   virtual std::vector<std::vector<float>> run(const std::vector<const data::Image*>& inputs) = 0;
+  // The same for a batch already on the model's device, [B, C, H, W] (device preprocessing's output). Networks only.
+  virtual std::vector<std::vector<float>> run_tensor(const Tensor& batch) {
+    throw std::invalid_argument("this extractor takes host images only");
+  }
   // "tap=pool,..." (run.json's "pool").
   virtual std::string pool_description() const = 0;
   // Per layer, names of its `dim` features when they have names (baselines), else empty.

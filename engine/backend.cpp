@@ -67,4 +67,9 @@ std::unique_ptr<CapturedForward> Backend::capture(int, const std::function<Tenso
   throw std::invalid_argument(std::string(device_name(device())) + " cannot capture a forward as a graph");
 }
 
+std::unique_ptr<DevicePreprocessor> Backend::preprocessor(int) {
+  throw std::invalid_argument(std::string(device_name(device())) +
+                              " has no device preprocessing (--preprocess device needs --device cuda)");
+}
+
 }  // namespace tabula

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "engine/op_list.h"
+#include "engine/preprocess_plan.h"
 #include "engine/system.h"
 
 namespace tabula {
@@ -72,6 +73,11 @@ class Backend {
   // TABULA_CUDA_PROFILE's per-op device times: forget those so far / print them per forward to stderr.
   virtual void clear_op_profile() {}
   virtual void print_op_profile(int forwards) { (void)forwards; }
+
+  // ---- preprocessing on the device (engine/preprocess_plan.h) ----
+  // Raw planes in, model inputs out, on device `index`; throws std::invalid_argument where the backend has none
+  // (the CPU preprocesses with data/preprocess.h).
+  virtual std::unique_ptr<DevicePreprocessor> preprocessor(int index);
 };
 
 // Declares the overrides of every op in a backend class (engine/cpu/backend.h, engine/cuda/backend.h).

@@ -32,6 +32,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<CapturedForward> capture(int index, const std::function<Tensor()>& forward) override;
   void clear_op_profile() override;
   void print_op_profile(int forwards) override;
+  std::unique_ptr<DevicePreprocessor> preprocessor(int index) override;  // preprocess.cu
 };
 
 CudaBackend& backend_instance();  // the process's one CUDA backend (dispatch.cu)
