@@ -137,6 +137,71 @@ void BM_IndirectKernel(benchmark::State& state) {
 }
 BENCHMARK(BM_IndirectKernel)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// `vdpbf16ps` chains: the bf16 GEMM's ceiling (twice the FMA peak where a 512-bit vdpbf16ps issues as often as an
+// fp32 FMA).
+void BM_Bf16Peak(benchmark::State& state) {
+  if (!detail::gemm_bf16_kernel()) return state.SkipWithError("no AVX512-BF16 on this CPU");
+  double per_core = 0, fma = 0;
+  for (auto _ : state) per_core = measure_bf16_peak_gflops_per_core(0.2), fma = measure_fma_peak_gflops_per_core(0.2);
+  state.counters["GFLOP/s/core"] = per_core;
+  state.counters["x_fma_peak"] = per_core / fma;
+}
+BENCHMARK(BM_Bf16Peak)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// The bf16 micro-kernel alone on one thread, as BM_IndirectKernel: MR rows of kc k and a kc x NR panel resident in
+// L1 (arg 1 = 0), or (arg 1 = 1) the A rows in L1 and a KC x 512 block of weight panels streamed from L2 panel by
+// panel, as the driver runs a task's columns; % of the vdpbf16ps peak measured in the same process.
+void BM_Bf16Kernel(benchmark::State& state) {
+  const detail::GemmBf16KernelInfo* k = detail::gemm_bf16_kernel();
+  if (!k) return state.SkipWithError("no AVX512-BF16 on this CPU");
+  const int64_t kc = state.range(0), panels = state.range(1) ? 512 / k->nr : 1;
+  std::mt19937_64 g(8);
+  std::uniform_int_distribution<int> u(0x3c00, 0x4000);  // bf16 bit patterns of moderate positive values
+  std::vector<uint16_t> a(static_cast<size_t>(k->mr * kc)), b(static_cast<size_t>(panels * kc * k->nr));
+  for (uint16_t& x : a) x = static_cast<uint16_t>(u(g));
+  for (uint16_t& x : b) x = static_cast<uint16_t>(u(g));
+  std::vector<const uint16_t*> rows;
+  for (int i = 0; i < k->mr; ++i) rows.push_back(a.data() + i * kc);
+  alignas(64) float c[32 * 64];
+  const int64_t reps = 2000 / panels;
+  const double t_cpu0 = process_cpu_seconds();
+  double seconds = 0;
+  for (auto _ : state) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (int64_t r = 0; r < reps; ++r)
+      for (int64_t p = 0; p < panels; ++p)
+        k->fn(1, kc, rows.data(), b.data() + p * kc * k->nr, c + (p % 2) * 32, 64, r > 0, nullptr);
+    benchmark::DoNotOptimize(c[0]);
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  const double cpu = process_cpu_seconds() - t_cpu0;
+  const double flop = 2.0 * k->mr * k->nr * kc * reps * panels * static_cast<double>(state.iterations());
+  const double per_core = measure_bf16_peak_gflops_per_core(0.1);
+  state.counters["GFLOP/s"] = flop / seconds / 1e9;
+  state.counters["%peak(core)"] = 100.0 * flop / seconds / 1e9 / per_core;
+  state.counters["%peak(core,cpu)"] = 100.0 * flop / cpu / 1e9 / per_core;
+  state.SetLabel(k->name);
+}
+BENCHMARK(BM_Bf16Kernel)->Args({64, 0})->Args({256, 0})->Args({256, 1})->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// BM_LinearPacked with bf16 weights (--precision bf16): % of the vdpbf16ps peak in "%bf16peak(cpu)".
+void BM_LinearPackedBf16(benchmark::State& state) {
+  if (!detail::gemm_bf16_kernel()) return state.SkipWithError("no AVX512-BF16 on this CPU");
+  const int64_t M = batch() * state.range(0), K = state.range(1), N = state.range(2);
+  std::mt19937_64 g(1);
+  Tensor x = validate::random_tensor({M, K}, g), w = validate::random_tensor({N, K}, g),
+         b = validate::random_tensor({N}, g);
+  const PackedLinear pw(w, PackedType::bf16);
+  const Activation act = state.range(3) ? Activation::gelu : Activation::none;
+  run_timed(state, 2.0 * M * N * K, [&] { benchmark::DoNotOptimize(ops::linear(x, pw, b, act)); });
+  state.counters["%bf16peak(cpu)"] =
+      100.0 * state.counters["GFLOP/s(cpu)"] / (measure_bf16_peak_gflops_per_core(0.1) * get_num_threads());
+  state.SetLabel(state.range(3) ? "bf16 packed +bias+gelu" : "bf16 packed +bias");
+}
+BENCHMARK(BM_LinearPackedBf16)->Args({197, 768, 2304, 0})->Args({197, 768, 768, 0})->Args({197, 768, 3072, 1})
+    ->Args({197, 3072, 768, 0})->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // ResNet-50 convolutions as the model runs them: weights packed once, channels-last activations, the whole batch
 // in one GEMM, BN scale/shift + ReLU in the epilogue. Args: Cin, Cout, k, stride, H (input), and 1 = Winograd
 // F(4x4, 3x3) weights where the conv is eligible (as models load them), 0 = the direct path.
@@ -264,8 +329,12 @@ void BM_LayerNorm(benchmark::State& state) {
 BENCHMARK(BM_LayerNorm)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // One ViT-B/16 encoder block written with the op API the way a model's forward is (timm Block: x + attn(norm1(x)),
-// x + mlp(norm2(x))), at batch 16 x 197 tokens: the whole-block rate, all ops included.
+// x + mlp(norm2(x))), at batch 16 x 197 tokens: the whole-block rate, all ops included. Arg 1 = 1: the linears'
+// weights in bf16 (--precision bf16), "%bf16peak(cpu)" against the vdpbf16ps peak.
 void BM_VitBBlock(benchmark::State& state) {
+  const bool bf16 = state.range(1) != 0;
+  if (bf16 && !detail::gemm_bf16_kernel()) return state.SkipWithError("no AVX512-BF16 on this CPU");
+  const PackedType type = bf16 ? PackedType::bf16 : PackedType::f32;
   const int64_t B = batch(), N = state.range(0), C = 768, H = 12, D = 64;
   std::mt19937_64 g(6);
   auto rnd = [&](Shape s, float sc) { return validate::random_tensor(s, g, sc); };
@@ -275,7 +344,7 @@ void BM_VitBBlock(benchmark::State& state) {
   Tensor fc1_w = rnd({4 * C, C}, .03f), fc1_b = rnd({4 * C}, .01f), fc2_w = rnd({C, 4 * C}, .02f),
          fc2_b = rnd({C}, .01f);
   // weights packed once, as models/vit.cpp does at load
-  const PackedLinear qkv_p(qkv_w), proj_p(proj_w), fc1_p(fc1_w), fc2_p(fc2_w);
+  const PackedLinear qkv_p(qkv_w, type), proj_p(proj_w, type), fc1_p(fc1_w, type), fc2_p(fc2_w, type);
   auto block = [&] {
     Tensor h = ops::layer_norm(x, ln1w, ln1b, 1e-6);
     Tensor qkv = ops::linear(h, qkv_p, qkv_b).view({B, N, 3, H, D}).permute({2, 0, 3, 1, 4});  // [3, B, H, N, D]
@@ -287,8 +356,11 @@ void BM_VitBBlock(benchmark::State& state) {
   };
   const double flop = 2.0 * B * N * C * (3 * C + C + 8 * C) + 4.0 * B * H * N * N * D;
   run_timed(state, flop, [&] { benchmark::DoNotOptimize(block()); });
+  if (bf16)
+    state.counters["%bf16peak(cpu)"] =
+        100.0 * state.counters["GFLOP/s(cpu)"] / (measure_bf16_peak_gflops_per_core(0.1) * get_num_threads());
 }
-BENCHMARK(BM_VitBBlock)->Arg(197)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_VitBBlock)->Args({197, 0})->Args({197, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // One ResNet-50 bottleneck (layer3: 1024 -> 256 -> 256 -> 1024 at 14x14, BN folded, ReLU and residual fused).
 void BM_ResNet50Bottleneck(benchmark::State& state) {

@@ -23,14 +23,11 @@ double scalar_chains(long iterations) {
 }
 }  // namespace
 
-double measure_fma_peak_gflops_per_core(double seconds) {
-  const CpuFeatures& f = cpu_features();
-  double (*run)(long) = f.has_avx512()     ? detail::fma_chains_avx512
-                        : f.has_avx2_fma() ? detail::fma_chains_avx2
-                                           : scalar_chains;
-  const double flop_per_iter = f.has_avx512() ? 24 * 16 * 2 : f.has_avx2_fma() ? 12 * 8 * 2 : 8 * 2;
+namespace {
+// The best GFLOP/s of `run` over about `seconds`, timed in thread CPU time: on a shared machine wall time would
+// count the time other processes ran.
+double best_rate(double (*run)(long), double flop_per_iter, double seconds) {
   using clock = std::chrono::steady_clock;
-  // Timed in thread CPU time: on a shared machine wall time would count the time other processes ran.
   auto thread_seconds = [] {
     timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
@@ -51,6 +48,21 @@ double measure_fma_peak_gflops_per_core(double seconds) {
     best = std::max(best, flop_per_iter * static_cast<double>(iters) / dt / 1e9);
   }
   return best;
+}
+}  // namespace
+
+double measure_fma_peak_gflops_per_core(double seconds) {
+  const CpuFeatures& f = cpu_features();
+  double (*run)(long) = f.has_avx512()     ? detail::fma_chains_avx512
+                        : f.has_avx2_fma() ? detail::fma_chains_avx2
+                                           : scalar_chains;
+  const double flop_per_iter = f.has_avx512() ? 24 * 16 * 2 : f.has_avx2_fma() ? 12 * 8 * 2 : 8 * 2;
+  return best_rate(run, flop_per_iter, seconds);
+}
+
+double measure_bf16_peak_gflops_per_core(double seconds) {
+  if (!cpu_features().has_avx512_bf16()) return 0;
+  return best_rate(detail::dpbf16_chains_avx512bf16, 24 * 16 * 2 * 2, seconds);
 }
 
 }  // namespace tabula

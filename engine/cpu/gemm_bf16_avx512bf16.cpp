@@ -5,6 +5,7 @@
 // -mavx512bf16; dispatched only when cpu_features().has_avx512_bf16().
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -123,10 +124,75 @@ void round_rows_bf16_avx512(int64_t rows, int64_t cols, const float* src, int64_
     for (int64_t e = cols; e < ldd; ++e) d[e] = 0;
   }
 }
+// The pairs of `n` (<= 16) values of rows r0 and r1 (r1 null: the zero that completes the last pair) as 32-bit
+// (k, k + 1) units, zero in the lanes past n.
+inline __m512i pair_lanes(const float* r0, const float* r1, int64_t n) {
+  constexpr __mmask16 all = 0xffff;  // (zero-masked forms: GCC 12 warns about the plain ones, as above)
+  const __mmask16 m = n >= 16 ? all : static_cast<__mmask16>((1u << n) - 1);
+  const __m512i lo = _mm512_maskz_cvtepu16_epi32(all, round_to_bf16(_mm512_maskz_loadu_ps(m, r0)));
+  if (!r1) return lo;
+  const __m512i hi = _mm512_maskz_cvtepu16_epi32(all, round_to_bf16(_mm512_maskz_loadu_ps(m, r1)));
+  return _mm512_or_si512(lo, _mm512_maskz_slli_epi32(all, hi, 16));
+}
+
+// Panels [p0, p1) of packed_b_bf16's layout (packed.h): panel p holds Kp / 2 rows of NR 32-bit (k, k + 1) pairs.
+// Rows of B contiguous (sn == 1: activations, attention's V): 16 columns of two rows per step. Columns contiguous
+// (sk == 1: nn.Linear weights [out, in], attention's K^T): a column's consecutive k are already its pairs, rounded
+// 16 k at a time and written one pair per panel row. Otherwise one element at a time.
+void pack_bf16_avx512(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn, uint16_t* dst, int64_t p0,
+                      int64_t p1) {
+  const int64_t Kp = (K + 1) / 2 * 2, pairs = Kp / 2;
+  for (int64_t p = p0; p < p1; ++p) {
+    uint32_t* panel = reinterpret_cast<uint32_t*>(dst + p * Kp * NR);
+    const int64_t n0 = p * NR, nn = std::min<int64_t>(NR, N - n0);
+    if (sn == 1) {
+      for (int64_t q = 0; q < pairs; ++q) {
+        const float* r0 = src + 2 * q * sk + n0;
+        const float* r1 = 2 * q + 1 < K ? r0 + sk : nullptr;
+        for (int64_t j = 0; j < NR; j += 16)
+          _mm512_storeu_si512(panel + q * NR + j, j < nn ? pair_lanes(r0 + j, r1 ? r1 + j : nullptr, nn - j)
+                                                         : _mm512_setzero_si512());
+      }
+      continue;
+    }
+    for (int64_t j = 0; j < NR; ++j) {
+      if (j >= nn) {
+        for (int64_t q = 0; q < pairs; ++q) panel[q * NR + j] = 0;
+        continue;
+      }
+      const float* col = src + (n0 + j) * sn;
+      if (sk == 1) {
+        alignas(64) uint16_t r[32];
+        for (int64_t k0 = 0; k0 < K; k0 += 32) {
+          const int64_t n = std::min<int64_t>(32, K - k0);
+          const __mmask16 m0 = n >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << n) - 1);
+          const __mmask16 m1 = n >= 32 ? __mmask16(0xffff) : n <= 16 ? __mmask16(0)
+                                                                     : static_cast<__mmask16>((1u << (n - 16)) - 1);
+          _mm256_store_si256(reinterpret_cast<__m256i*>(r), round_to_bf16(_mm512_maskz_loadu_ps(m0, col + k0)));
+          _mm256_store_si256(reinterpret_cast<__m256i*>(r + 16),
+                             round_to_bf16(_mm512_maskz_loadu_ps(m1, col + k0 + 16)));
+          for (int64_t e = 0; e < (n + 1) / 2; ++e) {
+            uint32_t v;
+            std::memcpy(&v, r + 2 * e, sizeof v);
+            panel[(k0 / 2 + e) * NR + j] = v;
+          }
+        }
+        continue;
+      }
+      for (int64_t q = 0; q < pairs; ++q) {
+        const float v0 = col[2 * q * sk], v1 = 2 * q + 1 < K ? col[(2 * q + 1) * sk] : 0.f;
+        alignas(64) uint16_t r[16];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(r), round_to_bf16(_mm512_setr_ps(
+                                                              v0, v1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)));
+        panel[q * NR + j] = uint32_t{r[0]} | uint32_t{r[1]} << 16;
+      }
+    }
+  }
+}
 }  // namespace
 
 GemmBf16KernelInfo gemm_bf16_kernel_avx512bf16() {
-  return {igemm_bf16_12x32, round_rows_bf16_avx512, MR, NR, "avx512-bf16"};
+  return {igemm_bf16_12x32, round_rows_bf16_avx512, pack_bf16_avx512, MR, NR, "avx512-bf16"};
 }
 
 }  // namespace tabula::detail

@@ -54,9 +54,14 @@ using GemmBf16Kernel = void (*)(int64_t nseg, int64_t len, const uint16_t* const
                                 int64_t ldc, bool accumulate, const TileEpilogue* ep);
 using RoundRowsBf16 = void (*)(int64_t rows, int64_t cols, const float* src, int64_t lds, uint16_t* dst,
                                int64_t ldd);
+// pack writes panels [p0, p1) of B [K, N] (element (k, n) at src[k * sk + n * sn]) in PackedMatrix's bf16 layout
+// for this kernel's nr into dst (the whole packed matrix), rounded as round_rows rounds.
+using PackBf16 = void (*)(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn, uint16_t* dst, int64_t p0,
+                          int64_t p1);
 struct GemmBf16KernelInfo {
   GemmBf16Kernel fn;
   RoundRowsBf16 round_rows;
+  PackBf16 pack;
   int mr, nr;
   const char* name;
 };

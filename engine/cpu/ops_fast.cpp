@@ -12,6 +12,7 @@
 
 #include "engine/cpu/backend.h"
 #include "engine/cpu/depthwise.h"
+#include "engine/cpu/gemm_kernels.h"
 #include "engine/ops.h"
 #include "engine/ops_common.h"
 #include "engine/cpu/packed.h"
@@ -450,6 +451,49 @@ Tensor CpuBackend::softmax(const Tensor& x_in, int64_t dim) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+namespace {
+// The attention of sdpa below with its two GEMMs in bf16 (--precision bf16), the numerics of the CUDA bf16 path:
+// Q, K and V rounded to bf16 (as a bf16 qkv output is), S = Q K^T accumulated in fp32, the softmax in fp32, its
+// unnormalised probabilities rounded to bf16 for O = P V (fp32 accumulation), then O scaled by 1 / (the fp32 sum).
+// Odd D or Nk get the zero that completes the last k pair. q, k, v: rows of D / Dv contiguous; out: [B, Nq, H, Dv].
+void sdpa_bf16(const Tensor& q, const Tensor& k, const Tensor& v, int64_t B, int64_t H, int64_t Nq, int64_t Nk,
+               int64_t D, int64_t Dv, float scale, float* outp, int64_t kBQ) {
+  const detail::RowKernels& rk = detail::row_kernels();
+  const detail::RoundRowsBf16 round = detail::gemm_bf16_kernel()->round_rows;
+  const int64_t Dp = (D + 1) / 2 * 2, Nkp = (Nk + 1) / 2 * 2, ldo = H * Dv;
+  parallel_for(B * H, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<uint16_t> kt(static_cast<size_t>(detail::packed_b_bf16_elems(D, Nk))),
+        vp(static_cast<size_t>(detail::packed_b_bf16_elems(Nk, Dv))), q16(static_cast<size_t>(kBQ * Dp)),
+        p16(static_cast<size_t>(kBQ * Nkp));
+    std::vector<float> s(static_cast<size_t>(kBQ * Nk)), inv(static_cast<size_t>(kBQ));
+    for (int64_t bh = t0; bh < t1; ++bh) {
+      const int64_t b = bh / H, h = bh % H;
+      const float* qb = q.data<float>() + b * q.stride(0) + h * q.stride(1);
+      const float* kb = k.data<float>() + b * k.stride(0) + h * k.stride(1);
+      const float* vb = v.data<float>() + b * v.stride(0) + h * v.stride(1);
+      detail::pack_b_panels_bf16(D, Nk, kb, 1, k.stride(2), kt.data());  // B[d, j] = K[j, d]
+      detail::pack_b_panels_bf16(Nk, Dv, vb, v.stride(2), 1, vp.data());
+      for (int64_t i0 = 0; i0 < Nq; i0 += kBQ) {
+        const int64_t nq = std::min(kBQ, Nq - i0);
+        round(nq, D, qb + i0 * q.stride(2), q.stride(2), q16.data(), Dp);
+        detail::gemm_packed_b_bf16(nq, Nk, Dp, q16.data(), Dp, kt.data(), s.data(), Nk);
+        for (int64_t i = 0; i < nq; ++i) {
+          float* si = s.data() + i * Nk;
+          const float mx = rk.scale_max(si, Nk, scale);
+          inv[static_cast<size_t>(i)] = 1.f / rk.exp_sum(si, Nk, mx);
+        }
+        round(nq, Nk, s.data(), Nk, p16.data(), Nkp);
+        float* o = outp + (b * Nq + i0) * ldo + h * Dv;
+        detail::gemm_packed_b_bf16(nq, Dv, Nkp, p16.data(), Nkp, vp.data(), o, ldo);
+        for (int64_t i = 0; i < nq; ++i)
+          for (int64_t d = 0; d < Dv; ++d) o[i * ldo + d] *= inv[static_cast<size_t>(i)];
+      }
+    }
+  });
+}
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
 // Flash-style attention: per (batch*head, block of kBQ queries), stream over keys in blocks of kBK with an online
 // softmax (running max m, running sum l, rescaled accumulator), so only a kBQ x kBK score tile ever exists.
 Tensor CpuBackend::scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
@@ -494,6 +538,10 @@ Tensor CpuBackend::scaled_dot_product_attention(const Tensor& q_in, const Tensor
   // softmax's exponentials, O_blk = P V, and the rows scaled by 1 / sum. Exact (one pass over all keys per row).
   // a multiple of the micro-kernel rows (12, AVX2: 6): only the last block has a partial panel
   constexpr int64_t kBQ = 96;
+  if (ops::cpu_precision() == Precision::bf16) {
+    sdpa_bf16(q, k, v, B, H, Nq, Nk, D, Dv, scale, outp, kBQ);
+    return out_bnhd.permute({0, 2, 1, 3});
+  }
   const detail::RowKernels& rk = detail::row_kernels();
   parallel_for(B * H, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> kt(static_cast<size_t>(detail::packed_b_floats(D, Nk))),

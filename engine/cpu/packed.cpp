@@ -20,6 +20,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "engine/backend.h"
@@ -83,16 +84,9 @@ int64_t packed_b_bf16_elems(int64_t K, int64_t N) {
 }
 
 void pack_b_panels_bf16(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn, uint16_t* dst) {
-  const int64_t nr = bf16_nr(), panels = (N + nr - 1) / nr, Kp = (K + 1) / 2 * 2;
-  parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p)
-      for (int64_t k = 0; k < Kp; ++k) {
-        uint16_t* row = dst + p * Kp * nr + (k / 2) * 2 * nr + k % 2;  // element (k, n0 + j) at row[2 * j]
-        const int64_t n0 = p * nr, nn = k < K ? std::min(nr, N - n0) : 0;
-        for (int64_t j = 0; j < nn; ++j) row[2 * j] = f32_to_bf16(src[k * sk + (n0 + j) * sn]);
-        for (int64_t j = nn; j < nr; ++j) row[2 * j] = 0;
-      }
-  });
+  const int64_t nr = bf16_nr(), panels = (N + nr - 1) / nr;
+  const PackBf16 pack = gemm_bf16_kernel()->pack;
+  parallel_for(panels, 1, [&](int64_t p0, int64_t p1) { pack(K, N, src, sk, sn, dst, p0, p1); });
 }
 }  // namespace detail
 
@@ -663,6 +657,20 @@ void gemm_packed_b(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda,
   A.a = a;
   A.lda = lda;
   indirect_gemm(M, A, dense_plan(K), BPanels<float>{bpanels, K, N, gemm_indirect_kernel().nr}, c, ldc, Epilogue{});
+}
+
+void gemm_packed_b_bf16(int64_t M, int64_t N, int64_t K, const uint16_t* a, int64_t lda, const uint16_t* bpanels,
+                        float* c, int64_t ldc) {
+  if (K % 2 != 0) op_error("gemm_packed_b_bf16", "K must be even (bf16 pairs), got " + std::to_string(K));
+  if (M <= 0 || N <= 0) return;
+  if (K == 0) {
+    for (int64_t i = 0; i < M; ++i) std::fill_n(c + i * ldc, N, 0.f);
+    return;
+  }
+  ASource<uint16_t> A;
+  A.a = a;
+  A.lda = lda;
+  indirect_gemm(M, A, dense_plan(K), BPanels<uint16_t>{bpanels, K, N, bf16_nr()}, c, ldc, Epilogue{});
 }
 }  // namespace detail
 

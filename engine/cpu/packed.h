@@ -121,6 +121,11 @@ int64_t packed_b_bf16_elems(int64_t K, int64_t N);
 void pack_b_panels_bf16(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn, uint16_t* dst);
 void gemm_packed_b(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* bpanels, float* c,
                    int64_t ldc);
+// The bf16 twin (AVX512-BF16 only): A rows of K bf16 values (K even: a row's zero past the real K completes the last
+// pair), B in pack_b_panels_bf16's layout of K rows, C in fp32 -- the attention's Q K^T and P V with
+// --precision bf16. The bits depend only on the shapes, never on the thread count.
+void gemm_packed_b_bf16(int64_t M, int64_t N, int64_t K, const uint16_t* a, int64_t lda, const uint16_t* bpanels,
+                        float* c, int64_t ldc);
 }  // namespace detail
 
 namespace ops {

@@ -11,6 +11,7 @@
 #include <limits>
 #include <random>
 
+#include "engine/cpu/fma_peak.h"
 #include "engine/cpu/gemm_kernels.h"
 #include "engine/cpu/packed.h"
 #include "engine/dtype.h"
@@ -129,6 +130,39 @@ TEST(GemmBf16, PackedLayoutAndWeights) {
   EXPECT_EQ(std::memcmp(back.raw(), want.contiguous().raw(), want.nbytes()), 0);
   EXPECT_EQ(p.b.panel_bf16(0)[19 / 2 * 2 * p.b.nr() + 1], 0);  // (k = 19, n = 0): the pad
   EXPECT_LT(p.b.nbytes(), PackedLinear(w, PackedType::f32).b.nbytes());
+}
+
+// pack_b_panels_bf16's three source layouts (rows contiguous, columns contiguous, neither) against the layout's
+// definition element by element: f32_to_bf16 of element (k, n), zero past K and N; odd K, N past a panel, and
+// values on rounding ties, NaN and subnormals.
+TEST(GemmBf16, PackMatchesLayoutDefinitionBitForBit) {
+  SKIP_WITHOUT_BF16();
+  auto g = rng_for("bf16_pack_layouts");
+  std::uniform_real_distribution<float> u(-2.f, 2.f);
+  const int64_t nr = detail::gemm_bf16_kernel()->nr;
+  for (const auto& [K, N] : {std::pair<int64_t, int64_t>{37, 45}, {64, 197}, {197, 64}, {1, 3}, {70, 32}}) {
+    std::vector<float> m(static_cast<size_t>(K * N + 5));
+    for (float& x : m) x = u(g);
+    const uint32_t specials[] = {0x3f808000u, 0x3f818000u, 0x7fc00001u, 0x00000123u, 0x807fffffu, 0x7f7fffffu};
+    for (size_t i = 0; i < std::size(specials); ++i) std::memcpy(&m[i * 7 % m.size()], &specials[i], 4);
+    // (sk, sn): rows contiguous; columns contiguous; a column stride of N + 1 and k stride 1 is covered by the
+    // second, so the third reads every other element of a wider row
+    for (const auto& [sk, sn] : {std::pair<int64_t, int64_t>{N, 1}, {1, K}, {2 * N, 2}}) {
+      if ((K - 1) * sk + (N - 1) * sn >= static_cast<int64_t>(m.size())) m.resize(static_cast<size_t>((K - 1) * sk + (N - 1) * sn + 1), 1.5f);
+      std::vector<uint16_t> got(static_cast<size_t>(detail::packed_b_bf16_elems(K, N)), 0xffff);
+      detail::pack_b_panels_bf16(K, N, m.data(), sk, sn, got.data());
+      const int64_t Kp = (K + 1) / 2 * 2, panels = (N + nr - 1) / nr;
+      ASSERT_EQ(static_cast<int64_t>(got.size()), panels * Kp * nr);
+      for (int64_t p = 0; p < panels; ++p)
+        for (int64_t k = 0; k < Kp; ++k)
+          for (int64_t j = 0; j < nr; ++j) {
+            const int64_t n = p * nr + j;
+            const uint16_t want = k < K && n < N ? f32_to_bf16(m[static_cast<size_t>(k * sk + n * sn)]) : 0;
+            ASSERT_EQ(got[static_cast<size_t>(p * Kp * nr + (k / 2) * 2 * nr + j * 2 + k % 2)], want)
+                << "K " << K << " N " << N << " sk " << sk << " sn " << sn << " at (" << k << ", " << n << ")";
+          }
+    }
+  }
 }
 
 TEST(GemmBf16, LinearAgainstRoundedReference) {
@@ -266,4 +300,93 @@ TEST(GemmBf16, PrecisionSwitch) {
   EXPECT_EQ(PackedLinear(Tensor::zeros({4, 6})).b.type(), PackedType::bf16);
   ops::set_cpu_precision(Precision::fp32);
   EXPECT_EQ(PackedLinear(Tensor::zeros({4, 6})).b.type(), PackedType::f32);
+}
+
+// The vdpbf16ps peak probe (bench_ops' "% of bf16 peak"): a positive rate where the bf16 kernel exists, 0 elsewhere.
+TEST(GemmBf16, PeakProbe) {
+  const double peak = measure_bf16_peak_gflops_per_core(0.02);
+  if (!detail::gemm_bf16_kernel()) {
+    EXPECT_EQ(peak, 0.0);
+    return;
+  }
+  EXPECT_GT(peak, 1.0);
+}
+
+namespace {
+struct Bf16Precision {
+  Bf16Precision() { ops::set_cpu_precision(Precision::bf16); }
+  ~Bf16Precision() { ops::set_cpu_precision(Precision::fp32); }
+  Bf16Precision(const Bf16Precision&) = delete;
+  Bf16Precision& operator=(const Bf16Precision&) = delete;
+};
+
+// Attention as --precision bf16 defines it, in double: S = bf16(Q) bf16(K)^T, P = exp(S * scale - max) rounded to
+// bf16, O = P bf16(V) / sum(unrounded P). [B, H, N, D] contiguous inputs.
+std::vector<double> attention_bf16_emulated(const Tensor& q, const Tensor& k, const Tensor& v, float scale) {
+  const int64_t BH = q.size(0) * q.size(1), Nq = q.size(2), Nk = k.size(2), D = q.size(3), Dv = v.size(3);
+  const Tensor qr = rounded(q), kr = rounded(k), vr = rounded(v);
+  const float *qp = qr.data<float>(), *kp = kr.data<float>(), *vp = vr.data<float>();
+  std::vector<double> out(static_cast<size_t>(BH * Nq * Dv)), p(static_cast<size_t>(Nk));
+  for (int64_t bh = 0; bh < BH; ++bh)
+    for (int64_t i = 0; i < Nq; ++i) {
+      double mx = -1e300, sum = 0;
+      for (int64_t j = 0; j < Nk; ++j) {
+        double sc = 0;
+        for (int64_t d = 0; d < D; ++d) sc += double(qp[(bh * Nq + i) * D + d]) * kp[(bh * Nk + j) * D + d];
+        p[static_cast<size_t>(j)] = static_cast<float>(sc) * scale;
+        mx = std::max(mx, p[static_cast<size_t>(j)]);
+      }
+      for (double& x : p) x = std::exp(x - mx), sum += x;
+      for (int64_t e = 0; e < Dv; ++e) {
+        double o = 0;
+        for (int64_t j = 0; j < Nk; ++j)
+          o += double(bf16_to_f32(f32_to_bf16(static_cast<float>(p[static_cast<size_t>(j)])))) *
+               vp[(bh * Nk + j) * Dv + e];
+        out[static_cast<size_t>((bh * Nq + i) * Dv + e)] = o / sum;
+      }
+    }
+  return out;
+}
+}  // namespace
+
+// With --precision bf16 the CPU attention runs Q K^T and P V on the bf16 kernel (the CUDA bf16 path's numerics):
+// against the double emulation above (two query blocks, odd D / Dv / Nk padded to a pair), not the fp32 path's
+// result, and the same bits for 1, 2 and 3 threads. With a hook asking for the probabilities it stays fp32.
+TEST(GemmBf16, AttentionInBf16) {
+  SKIP_WITHOUT_BF16();
+  auto g = rng_for("bf16_attention");
+  struct Case {
+    int64_t B, H, Nq, Nk, D, Dv;
+  };
+  for (const Case& c : {Case{2, 3, 101, 101, 64, 64}, Case{1, 2, 13, 37, 7, 9}}) {
+    const Tensor q = random_tensor({c.B, c.H, c.Nq, c.D}, g), k = random_tensor({c.B, c.H, c.Nk, c.D}, g),
+                 v = random_tensor({c.B, c.H, c.Nk, c.Dv}, g);
+    const float scale = 1.f / std::sqrt(static_cast<float>(c.D));
+    const Tensor fp32 = ops::scaled_dot_product_attention(q, k, v).contiguous();
+    Tensor probs;
+    const Tensor hooked32 = ops::scaled_dot_product_attention(q, k, v, std::nullopt, &probs).contiguous();
+    const Bf16Precision bf16;
+    const Tensor got = ops::scaled_dot_product_attention(q, k, v).contiguous();
+    const std::vector<double> want = attention_bf16_emulated(q, k, v, scale);
+    double worst = 0, mean = 0, from_fp32 = 0;
+    for (int64_t i = 0; i < got.numel(); ++i) {
+      const double e = std::fabs(got.data<float>()[i] - want[static_cast<size_t>(i)]);
+      worst = std::max(worst, e), mean += e / static_cast<double>(got.numel());
+      from_fp32 = std::max(from_fp32, double(std::fabs(got.data<float>()[i] - fp32.data<float>()[i])));
+    }
+    // an fp32 score one ulp off the double one can move a probability across a bf16 rounding boundary (one bf16
+    // ulp, 2^-8 relative, of one term): rare and small; everything else is fp32 accumulation order
+    EXPECT_LT(worst, 2e-3) << "D " << c.D;
+    EXPECT_LT(mean, 2e-5) << "D " << c.D;
+    EXPECT_GT(from_fp32, 1e-5) << "D " << c.D << ": the bf16 path did not run";
+    const Tensor hooked = ops::scaled_dot_product_attention(q, k, v, std::nullopt, &probs).contiguous();
+    EXPECT_EQ(std::memcmp(hooked.raw(), hooked32.raw(), hooked32.nbytes()), 0) << "D " << c.D;
+    const int saved = get_num_threads();
+    for (int t : {1, 2, 3}) {
+      set_num_threads(t);
+      const Tensor again = ops::scaled_dot_product_attention(q, k, v).contiguous();
+      EXPECT_EQ(std::memcmp(again.raw(), got.raw(), got.nbytes()), 0) << t << " threads, D " << c.D;
+    }
+    set_num_threads(saved);
+  }
 }
