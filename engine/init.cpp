@@ -10,6 +10,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 // torch's scalar ops here are plain float multiplies and adds: no contraction into FMAs.
 #if defined(__clang__)
@@ -193,21 +194,38 @@ void timm_trunc_normal_(float* w, size_t n, TorchGenerator& gen, double mean, do
   if (!(from <= to)) uniform_(w, 0, from, to, gen);  // uniform_'s error for an empty range
   const float* table = trunc_normal_table(tail);
   // The draws, in order, held as their bits in the output; then each looked up (independently: any threads),
-  // the table line of a draw a little ahead prefetched so that many lookups are in flight at once.
-  gen.fill_random(reinterpret_cast<uint32_t*>(w), n);
-  detail::parallel_chunks(n, 1 << 16, [w, table](size_t b0, size_t e) {
-    constexpr size_t kAhead = 48;
-    constexpr uint32_t kMask = (1u << kTableBits) - 1;
-    for (size_t i = b0; i < e; ++i) {
-      uint32_t d;
-      if (i + kAhead < e) {
-        std::memcpy(&d, w + i + kAhead, 4);
-        __builtin_prefetch(table + (d & kMask));
+  // the table line of a draw a little ahead prefetched so that many lookups are in flight at once. The draws are
+  // taken a stretch at a time on this thread (one sequence: it cannot be split) while the stretch before is
+  // looked up on the others, so the generator and the first touch of the output's pages overlap the lookups.
+  auto look_up = [w, table](size_t begin, size_t count) {
+    detail::parallel_chunks(count, 1 << 16, [w = w + begin, table](size_t b0, size_t e) {
+      constexpr size_t kAhead = 48;
+      constexpr uint32_t kMask = (1u << kTableBits) - 1;
+      for (size_t i = b0; i < e; ++i) {
+        uint32_t d;
+        if (i + kAhead < e) {
+          std::memcpy(&d, w + i + kAhead, 4);
+          __builtin_prefetch(table + (d & kMask));
+        }
+        std::memcpy(&d, w + i, 4);
+        w[i] = table[d & kMask];
       }
-      std::memcpy(&d, w + i, 4);
-      w[i] = table[d & kMask];
+    });
+  };
+  struct Joined {  // joined however the loop is left
+    std::thread thread;
+    void join() {
+      if (thread.joinable()) thread.join();
     }
-  });
+    ~Joined() { join(); }
+  } looking;
+  constexpr size_t kStretch = size_t{1} << 21;
+  for (size_t begin = 0; begin < n; begin += kStretch) {
+    const size_t count = std::min(kStretch, n - begin);
+    gen.fill_random(reinterpret_cast<uint32_t*>(w + begin), count);
+    looking.join();
+    looking.thread = std::thread(look_up, begin, count);
+  }
 }
 
 void timm_trunc_normal_tf_(float* w, size_t n, TorchGenerator& gen, double mean, double std, double a, double b) {
