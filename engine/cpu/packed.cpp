@@ -52,18 +52,16 @@ namespace {
 #define MADV_POPULATE_WRITE 23
 #endif
 // Packing a big weight from its file mapping into fresh memory took a page fault per 4 KiB on either side (ViT-g:
-// ~2 M faults, a third of its load time). The whole pages inside [p, p + bytes) are mapped in one call instead:
-// the source's from the page cache, the destination's on 2 MiB pages where the kernel grants them. Only hints:
-// an old kernel's refusal changes nothing, and neither call alters a byte.
-void populate(const void* p, size_t bytes, bool for_write) {
-  constexpr size_t kMin = size_t{1} << 20, kPage = 4096;
-  if (bytes < kMin) return;
+// 1.1 M faults). The whole pages of each share a packing thread takes are mapped in one call instead (25 K faults
+// left), the source's from the page cache. Not asked for 2 MiB pages: with them ViT-g's load took twice the CPU
+// time (THP defrag is `madvise` on the test VM, so the kernel compacts memory synchronously for such pages). Only
+// hints: an old kernel's refusal changes nothing, and neither call alters a byte.
+void advise(const void* p, size_t bytes, int advice, size_t min_bytes) {
+  constexpr size_t kPage = 4096;
+  if (bytes < min_bytes) return;
   const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + kPage - 1) / kPage * kPage;
   const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + bytes) / kPage * kPage;
-  if (e <= b) return;
-  void* start = reinterpret_cast<void*>(b);
-  if (for_write) ::madvise(start, e - b, MADV_HUGEPAGE);
-  ::madvise(start, e - b, for_write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, advice);
 }
 }  // namespace
 
@@ -75,11 +73,14 @@ int64_t packed_b_floats(int64_t K, int64_t N) {
 
 void pack_b_panels(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn, float* dst) {
   const int64_t nr = gemm_indirect_kernel().nr, panels = (N + nr - 1) / nr;
+  constexpr size_t kMinShare = size_t{64} << 10;
   parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
-    // Each thread maps its own share of both sides (a linear weight's rows n0.. are contiguous when sk == 1).
-    populate(dst + p0 * K * nr, static_cast<size_t>((p1 - p0) * K * nr) * sizeof(float), true);
+    // Each share's own pages of both sides (a linear weight's rows n0.. are contiguous when sk == 1).
+    advise(dst + p0 * K * nr, static_cast<size_t>((p1 - p0) * K * nr) * sizeof(float), MADV_POPULATE_WRITE,
+           kMinShare);
     if (sk == 1 && sn == K)
-      populate(src + p0 * nr * K, static_cast<size_t>((std::min(N, p1 * nr) - p0 * nr) * K) * sizeof(float), false);
+      advise(src + p0 * nr * K, static_cast<size_t>((std::min(N, p1 * nr) - p0 * nr) * K) * sizeof(float),
+             MADV_POPULATE_READ, kMinShare);
     for (int64_t p = p0; p < p1; ++p)
       for (int64_t k = 0; k < K; ++k) {
         float* row = dst + (p * K + k) * nr;
