@@ -1,7 +1,5 @@
 #include "engine/fileio.h"
 
-#include "engine/direct_write.h"
-
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -13,6 +11,8 @@
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
+
+#include "engine/direct_write.h"
 
 namespace tabula {
 
