@@ -12,6 +12,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "engine/direct_write.h"
+
 namespace tabula {
 
 // ---- temp files of AtomicFiles in flight, removed if the process is interrupted --------------------------------
@@ -104,20 +106,27 @@ std::string read_file_text(const std::string& path) {
   return std::string(b.begin(), b.end());
 }
 
-AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
+AtomicFile::AtomicFile(std::string path, PageCache cache) : path_(std::move(path)) {
   tmp_ = path_ + ".tmp." + std::to_string(::getpid());
-  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  constexpr int kFlags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
+  if (cache == PageCache::bypass) {
+    fd_ = ::open(tmp_.c_str(), kFlags | O_DIRECT, 0644);  // EINVAL where the file system has no O_DIRECT
+    if (fd_ >= 0) direct_ = std::make_unique<DirectWriter>(fd_, tmp_);
+  }
+  if (fd_ < 0) fd_ = ::open(tmp_.c_str(), kFlags, 0644);
   if (fd_ < 0) throw io_error(tmp_, "cannot create");
   register_temp(tmp_);
 }
 
 AtomicFile::~AtomicFile() {
+  direct_.reset();  // its writer thread stops before the file is closed
   if (fd_ >= 0) ::close(fd_);
   if (!committed_) ::unlink(tmp_.c_str());
   unregister_temp(tmp_);
 }
 
 void AtomicFile::write(const void* data, size_t n) {
+  if (direct_) return direct_->write(data, n);
   const char* p = static_cast<const char*>(data);
   while (n > 0) {
     ssize_t put = ::write(fd_, p, n);
@@ -131,6 +140,7 @@ void AtomicFile::write(const void* data, size_t n) {
 }
 
 void AtomicFile::commit() {
+  if (direct_) direct_->finish();  // every block written and the length set; the fsync makes them durable
   if (::fsync(fd_) != 0) throw io_error(path_, "fsync failed");
   if (::close(fd_) != 0) {
     fd_ = -1;

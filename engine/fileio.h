@@ -1,6 +1,7 @@
 // Whole-file reads and atomic writes: a reader never sees a half-written output (temp file + fsync + rename).
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,9 +14,13 @@ std::string read_file_text(const std::string& path);
 
 // Writes `path` atomically: `path.tmp.<pid>` is written, fsync'ed and renamed over `path`; on failure the temp
 // file is removed and an existing `path` is left untouched.
+// PageCache::bypass writes the bytes with O_DIRECT (engine/direct_write.h) where the file system allows it, for
+// outputs of gigabytes that nothing reads back at once; elsewhere (tmpfs) it writes through the page cache.
+class DirectWriter;
 class AtomicFile {
  public:
-  explicit AtomicFile(std::string path);
+  enum class PageCache { use, bypass };
+  explicit AtomicFile(std::string path, PageCache cache = PageCache::use);
   ~AtomicFile();  // not committed: the temp file is removed
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
@@ -28,6 +33,7 @@ class AtomicFile {
   std::string path_, tmp_;
   int fd_ = -1;
   bool committed_ = false;
+  std::unique_ptr<DirectWriter> direct_;  // set when the temp file is open with O_DIRECT
 };
 
 void write_file_atomic(const std::string& path, const void* data, size_t n);

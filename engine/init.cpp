@@ -10,6 +10,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 // torch's scalar ops here are plain float multiplies and adds: no contraction into FMAs.
 #if defined(__clang__)
@@ -129,9 +130,11 @@ struct TruncNormalTail {
 // Each value of timm_trunc_normal_ is a function of one 24-bit draw alone (uniform_ keeps 24 bits of it), so for
 // big tensors the 2^24 possible values are computed once (in erfinv_'s double precision, as below) and every
 // element looks its draw up: the same bits at a fraction of the erf/exp calls (ViT-g's 1.1 billion weights all
-// draw with one set of parameters). One table is kept, for the last parameters that asked for one.
+// draw with one set of parameters). One table is kept, for the last parameters that asked for one; smaller tensors
+// with the same parameters (ViT-g's attention projections, 2.4 M weights each) read it too once it exists.
 constexpr size_t kTableBits = 24;
 constexpr size_t kTableMinElements = size_t{1} << 22;
+constexpr size_t kTableReuseMinElements = size_t{1} << 16;
 
 struct FreeDeleter {
   void operator()(float* p) const { std::free(p); }
@@ -143,8 +146,14 @@ std::mutex& table_mutex() {
   return mutex;
 }
 
-const float* trunc_normal_table(const TruncNormalTail& tail) {
+// The table's parameters (null while there is none), and the table.
+std::unique_ptr<TruncNormalTail>& table_key() {
   static std::unique_ptr<TruncNormalTail> key;
+  return key;
+}
+
+const float* trunc_normal_table(const TruncNormalTail& tail) {
+  std::unique_ptr<TruncNormalTail>& key = table_key();
   static std::unique_ptr<float[], FreeDeleter> table;
   constexpr size_t kSize = size_t{1} << kTableBits, kBytes = kSize * sizeof(float), kHugePage = size_t{2} << 20;
   if (key && *key == tail) return table.get();
@@ -172,7 +181,10 @@ void timm_trunc_normal_(float* w, size_t n, TorchGenerator& gen, double mean, do
   const TruncNormalTail tail{static_cast<float>(from), static_cast<float>(to),
                              static_cast<float>(std * std::sqrt(2.0)), static_cast<float>(mean),
                              static_cast<float>(a), static_cast<float>(b)};
-  if (n < kTableMinElements) {
+  std::unique_lock<std::mutex> lock(table_mutex());
+  const bool table_ready = table_key() && *table_key() == tail;
+  if (n < kTableMinElements && !(table_ready && n >= kTableReuseMinElements)) {
+    lock.unlock();
     uniform_(w, n, from, to, gen);
     detail::parallel_chunks(n, 1 << 16, [w, tail](size_t b0, size_t e) {
       for (size_t i = b0; i < e; ++i) w[i] = tail(w[i]);
@@ -180,24 +192,40 @@ void timm_trunc_normal_(float* w, size_t n, TorchGenerator& gen, double mean, do
     return;
   }
   if (!(from <= to)) uniform_(w, 0, from, to, gen);  // uniform_'s error for an empty range
-  std::lock_guard<std::mutex> lock(table_mutex());
   const float* table = trunc_normal_table(tail);
   // The draws, in order, held as their bits in the output; then each looked up (independently: any threads),
-  // the table line of a draw a little ahead prefetched so that many lookups are in flight at once.
-  gen.fill_random(reinterpret_cast<uint32_t*>(w), n);
-  detail::parallel_chunks(n, 1 << 16, [w, table](size_t b0, size_t e) {
-    constexpr size_t kAhead = 48;
-    constexpr uint32_t kMask = (1u << kTableBits) - 1;
-    for (size_t i = b0; i < e; ++i) {
-      uint32_t d;
-      if (i + kAhead < e) {
-        std::memcpy(&d, w + i + kAhead, 4);
-        __builtin_prefetch(table + (d & kMask));
+  // the table line of a draw a little ahead prefetched so that many lookups are in flight at once. The draws are
+  // taken a stretch at a time on this thread (one sequence: it cannot be split) while the stretch before is
+  // looked up on the others, so the generator and the first touch of the output's pages overlap the lookups.
+  auto look_up = [w, table](size_t begin, size_t count) {
+    detail::parallel_chunks(count, 1 << 16, [w = w + begin, table](size_t b0, size_t e) {
+      constexpr size_t kAhead = 48;
+      constexpr uint32_t kMask = (1u << kTableBits) - 1;
+      for (size_t i = b0; i < e; ++i) {
+        uint32_t d;
+        if (i + kAhead < e) {
+          std::memcpy(&d, w + i + kAhead, 4);
+          __builtin_prefetch(table + (d & kMask));
+        }
+        std::memcpy(&d, w + i, 4);
+        w[i] = table[d & kMask];
       }
-      std::memcpy(&d, w + i, 4);
-      w[i] = table[d & kMask];
+    });
+  };
+  struct Joined {  // joined however the loop is left
+    std::thread thread;
+    void join() {
+      if (thread.joinable()) thread.join();
     }
-  });
+    ~Joined() { join(); }
+  } looking;
+  constexpr size_t kStretch = size_t{1} << 21;
+  for (size_t begin = 0; begin < n; begin += kStretch) {
+    const size_t count = std::min(kStretch, n - begin);
+    gen.fill_random(reinterpret_cast<uint32_t*>(w + begin), count);
+    looking.join();
+    looking.thread = std::thread(look_up, begin, count);
+  }
 }
 
 void timm_trunc_normal_tf_(float* w, size_t n, TorchGenerator& gen, double mean, double std, double a, double b) {

@@ -212,12 +212,28 @@ bool normal_fill_uses_avx2() { return cpu_features().has_avx2_fma(); }
 
 }  // namespace detail
 
+namespace {
+// The next n draws, in order, held as their bits in `data` (a state block at a time), then each replaced by
+// value(draw): element-wise, so on any number of threads with the same result.
+template <class Value>
+void draws_then(float* data, size_t n, TorchGenerator& gen, Value value) {
+  gen.fill_random(reinterpret_cast<uint32_t*>(data), n);
+  detail::parallel_chunks(n, 1 << 16, [data, value](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) {
+      uint32_t d;
+      std::memcpy(&d, data + i, 4);
+      data[i] = value(d);
+    }
+  });
+}
+}  // namespace
+
 void uniform_(float* data, size_t n, double from_d, double to_d, TorchGenerator& gen) {
   if (!(from_d <= to_d))
     throw std::invalid_argument("uniform_ expects to return a [from, to) range, but found from=" +
                                 std::to_string(from_d) + " > to=" + std::to_string(to_d));
   const float from = static_cast<float>(from_d), to = static_cast<float>(to_d);
-  for (size_t i = 0; i < n; ++i) data[i] = detail::uniform_value(gen.random(), from, to);
+  draws_then(data, n, gen, [from, to](uint32_t d) { return detail::uniform_value(d, from, to); });
 }
 
 void normal_(float* data, size_t n, double mean_d, double std_d, TorchGenerator& gen) {
@@ -225,7 +241,10 @@ void normal_(float* data, size_t n, double mean_d, double std_d, TorchGenerator&
   if (n >= 16) {
     const float mean = static_cast<float>(mean_d), std = static_cast<float>(std_d);
     auto fill16 = detail::normal_fill_uses_avx2() ? detail::normal_fill_16_avx2 : detail::normal_fill_16_portable;
-    for (size_t i = 0; i < n; ++i) data[i] = uniform_float(gen, 0.0f, 1.0f);
+    // uniform_float(gen, 0, 1): fma(x, 1, 0) is x itself
+    draws_then(data, n, gen, [](uint32_t d) {
+      return static_cast<float>(d & ((1u << 24) - 1)) * (1.0f / static_cast<float>(1u << 24));
+    });
     // Box-Muller blocks are independent once the uniforms are drawn.
     detail::parallel_chunks(n / 16, 1 << 15, [&](size_t b, size_t e) {
       for (size_t blk = b; blk < e; ++blk) fill16(data + 16 * blk, mean, std);

@@ -220,7 +220,12 @@ void write_safetensors(const std::string& path, const StateDict& sd) {
   uint8_t len[8];
   uint64_t n = header.size();
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
-  AtomicFile f(path);
+  uint64_t payload = 0;
+  for (const WeightTensor& t : sd.tensors) payload += t.nbytes();
+  // Weights files of more than a few tens of MB are written past the page cache: copying them into it and then
+  // waiting for its writeback is most of the time `tabula init` of a big model takes (engine/direct_write.h).
+  constexpr uint64_t kBypassBytes = uint64_t{32} << 20;
+  AtomicFile f(path, payload >= kBypassBytes ? AtomicFile::PageCache::bypass : AtomicFile::PageCache::use);
   f.write(len, 8);
   f.write(header);
   for (const WeightTensor* t : writer_order(sd))

@@ -25,9 +25,9 @@ StateDict read_safetensors(const std::string& path);
 StateDict parse_safetensors(const uint8_t* data, size_t size, std::shared_ptr<const void> owner,
                             const std::string& source, bool mapped);
 
-// Writes atomically. Tensors are laid out as the reference writer lays them out (by dtype, largest
-// alignment first, then by name), so every tensor is aligned for its dtype; the header is padded with spaces
-// to a multiple of 8 bytes. Duplicate names are refused.
+// Writes atomically (past the page cache from 32 MiB of tensor data on). Tensors are laid out as the reference
+// writer lays them out (by dtype, largest alignment first, then by name), so every tensor is aligned for its dtype;
+// the header is padded with spaces to a multiple of 8 bytes. Duplicate names are refused.
 void write_safetensors(const std::string& path, const StateDict& sd);
 // The header JSON the writer produces (for tests).
 std::string safetensors_header(const StateDict& sd);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/cuda/runtime.h"
+#include "engine/staging_ring.h"
 
 namespace tabula::cuda {
 
@@ -187,15 +188,63 @@ int device_of(std::string_view op, const Tensor& t) {
   return a.device;
 }
 
+namespace {
+// The ring's device side: copies and events on the device's one stream.
+class StreamCopyEngine final : public StagingCopyEngine {
+ public:
+  StreamCopyEngine(int device, int slots) : stream_(static_cast<cudaStream_t>(stream_for(device))), events_(slots) {
+    int current = 0;  // events belong to the device current at creation; the caller's current device is kept
+    TABULA_CUDA_CHECK(cudaGetDevice(&current));
+    TABULA_CUDA_CHECK(cudaSetDevice(device));
+    for (cudaEvent_t& e : events_) TABULA_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    TABULA_CUDA_CHECK(cudaSetDevice(current));
+  }
+  void copy_async(void* device_dst, const void* pinned_src, size_t bytes) override {
+    TABULA_CUDA_CHECK(cudaMemcpyAsync(device_dst, pinned_src, bytes, cudaMemcpyHostToDevice, stream_));
+  }
+  void record(int slot) override { TABULA_CUDA_CHECK(cudaEventRecord(events_[static_cast<size_t>(slot)], stream_)); }
+  void wait(int slot) override { TABULA_CUDA_CHECK(cudaEventSynchronize(events_[static_cast<size_t>(slot)])); }
+
+ private:
+  cudaStream_t stream_;
+  std::vector<cudaEvent_t> events_;
+};
+
+// 4 x 8 MiB of pinned memory per device, made on its first upload and kept for the process (freeing pinned
+// memory and events at exit races the driver's own teardown, as for the streams).
+struct UploadRing {
+  static constexpr int kSlots = 4;
+  static constexpr size_t kSlotBytes = size_t{8} << 20;
+  explicit UploadRing(int device) : engine(device, kSlots), ring(engine, allocate(), kSlotBytes) {}
+  static std::vector<void*> allocate() {
+    std::vector<void*> slots(kSlots);
+    for (void*& p : slots) TABULA_CUDA_CHECK(cudaMallocHost(&p, kSlotBytes));
+    return slots;
+  }
+  StreamCopyEngine engine;
+  StagingRing ring;
+};
+
+StagingRing& upload_ring(int device) {
+  check_index(device);
+  static std::mutex mu;
+  static UploadRing* rings[kMaxDevices] = {};
+  std::lock_guard<std::mutex> lock(mu);
+  if (!rings[device]) rings[device] = new UploadRing(device);
+  return rings[device]->ring;
+}
+}  // namespace
+
 Tensor to_device(const Tensor& host_in, int device) {
   if (!host_in.defined()) return {};
   if (host_in.device() != Device::cpu)
     op_error("cuda::to_device", "expected a cpu tensor, got " + host_in.str() + " on cuda");
   Tensor host = host_in.contiguous();
   Tensor d = empty(host.shape(), device, host.dtype());
-  cudaStream_t s = static_cast<cudaStream_t>(stream_for(device));
-  if (host.nbytes()) TABULA_CUDA_CHECK(cudaMemcpyAsync(d.raw(), host.raw(), host.nbytes(), cudaMemcpyHostToDevice, s));
-  TABULA_CUDA_CHECK(cudaStreamSynchronize(s));
+  // Through the pinned ring: a weight in a file mapping is read once into reused page-locked slots, never staged
+  // whole; the stream is still synchronised, so to_device stays a blocking copy for its callers.
+  if (host.nbytes()) upload_ring(device).upload(d.raw(), host.raw(), host.nbytes());
+  TABULA_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_for(device))));
   return d;
 }
 

@@ -46,7 +46,8 @@ Tensor empty(const Shape& shape, int device, DType dtype = DType::f32);
 int device_of(std::string_view op, const Tensor& t);
 
 // Host -> device (any strided CPU tensor; made contiguous first) and device -> host (contiguous result on the
-// heap). Both synchronise the stream so the host buffer may be reused/read right away.
+// heap). Both synchronise the stream so the host buffer may be reused/read right away. Uploads go through a ring of
+// reused pinned slots (engine/staging_ring.h), so a weight is never staged whole in host memory.
 Tensor to_device(const Tensor& host, int device);
 Tensor to_host(const Tensor& dev);
 

@@ -110,6 +110,17 @@ TEST(GpuDevice, PinnedUploadMatches) {
   EXPECT_EQ(cuda::to_host(d).to_vector(), h.to_vector());
 }
 
+// to_device goes through the pinned staging ring (4 slots of 8 MiB): a tensor of many slots, one that ends inside a
+// slot, and small ones between them come back whole.
+TEST(GpuDevice, UploadsThroughTheStagingRingRoundTrip) {
+  REQUIRE_GPU();
+  auto g = rng_for("ring");
+  for (int64_t n : {int64_t{20'000'003}, int64_t{7}, int64_t{2'097'152}, int64_t{1}}) {
+    Tensor h = random_tensor({n}, g);
+    EXPECT_EQ(cuda::to_host(dev(h)).to_vector(), h.to_vector()) << n << " floats";
+  }
+}
+
 TEST(GpuDevice, CachingAllocatorServesAWarmForwardWithoutMalloc) {
   REQUIRE_GPU();
   auto g = rng_for("allocator");

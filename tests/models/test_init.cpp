@@ -160,9 +160,11 @@ TEST(Init, CalcErfinvEdges) {
 
 // Big tensors take timm_trunc_normal_'s table of the 2^24 values a draw can give; the bits must be those of the
 // element-wise path (uniform_, erfinv_, mul_, add_, clamp_), and the generator must advance by one draw each.
+// Once the table exists, smaller tensors with the same parameters read it too.
 TEST(Init, TruncNormalTableEqualsElementwise) {
-  const size_t n = (size_t{1} << 22) + 5;  // the table's threshold, plus a ragged tail
-  for (uint64_t seed : {7u, 8u}) {  // the second call finds the table cached
+  for (uint64_t seed : {7u, 8u, 9u}) {  // the later calls find the table cached
+    const size_t n = seed == 9u ? (size_t{1} << 16) + 3  // the smallest tensor that reuses the table
+                                : (size_t{1} << 22) + 5;  // the table's threshold, plus a ragged tail
     TorchGenerator g(seed), ref_gen(seed);
     std::vector<float> got(n), want(n);
     timm_trunc_normal_(got.data(), n, g, 0.0, 0.02);
@@ -173,6 +175,27 @@ TEST(Init, TruncNormalTableEqualsElementwise) {
     ASSERT_EQ(std::memcmp(got.data(), want.data(), n * sizeof(float)), 0) << "seed " << seed;
     EXPECT_EQ(g.random(), ref_gen.random());
   }
+}
+
+// Parameters with a shift, asymmetric bounds and a uniform range short of (-1, 1): the table (built anew for them)
+// still gives the element-wise bits, out to the bounds.
+TEST(Init, TruncNormalTableEqualsElementwiseShiftedAndClamped) {
+  const size_t n = (size_t{1} << 22) + 3;
+  const double mean = 0.5, std = 1.0, a = -1.0, b = 2.5;
+  TorchGenerator g(3), ref_gen(3);
+  std::vector<float> got(n), want(n);
+  timm_trunc_normal_(got.data(), n, g, mean, std, a, b);
+  const double l = 0.5 * (1 + std::erf((a - mean) / std / std::sqrt(2.0)));
+  const double u = 0.5 * (1 + std::erf((b - mean) / std / std::sqrt(2.0)));
+  uniform_(want.data(), n, 2 * l - 1, 2 * u - 1, ref_gen);
+  erfinv_(want.data(), n);
+  const float scale = static_cast<float>(std * std::sqrt(2.0)), shift = static_cast<float>(mean);
+  for (float& v : want) v = std::min(std::max(v * scale + shift, static_cast<float>(a)), static_cast<float>(b));
+  const auto [lo, hi] = std::minmax_element(want.begin(), want.end());
+  EXPECT_LT(*lo, a + 1e-5);
+  EXPECT_GT(*hi, b - 1e-5);
+  ASSERT_EQ(std::memcmp(got.data(), want.data(), n * sizeof(float)), 0);
+  EXPECT_EQ(g.random(), ref_gen.random());
 }
 
 TEST(Init, FansAndGains) {
