@@ -97,7 +97,15 @@ toff_t mem_seek(thandle_t h, toff_t off, int whence) {
 }
 int mem_close(thandle_t) { return 0; }
 toff_t mem_size(thandle_t h) { return static_cast<MemFile*>(h)->size; }
-int mem_map(thandle_t, void**, toff_t*) { return 0; }
+// Reading, the bytes are already in memory: handing them to libtiff as a "mapped file" lets it decode strips and
+// tiles from them in place instead of first copying each into its own raw-data buffer.
+int mem_map(thandle_t h, void** base, toff_t* size) {
+  auto* f = static_cast<MemFile*>(h);
+  if (f->out || !f->in) return 0;
+  *base = const_cast<uint8_t*>(f->in);
+  *size = f->size;
+  return 1;
+}
 void mem_unmap(thandle_t, void*, toff_t) {}
 
 struct TiffCloser {
@@ -128,33 +136,56 @@ PageInfo page_info(TIFF* t) {
   return p;
 }
 
-// One sample of a decoded strip/tile as float (libtiff has already swapped to host byte order).
-float sample_at(const uint8_t* buf, size_t i, const PageInfo& p) {
+// Converts n samples of one type, `stride` samples apart, to float (libtiff has already swapped them to host byte
+// order). One loop per sample type, so that the common case (stride 1) vectorises: a per-sample switch on the type
+// cost more than libtiff's inflate on a 16-bit field.
+template <class T>
+void convert_samples(const uint8_t* src, size_t n, size_t stride, float* dst) {
+  if (stride == 1) {
+    for (size_t i = 0; i < n; ++i) {
+      T v;
+      std::memcpy(&v, src + sizeof(T) * i, sizeof(T));
+      dst[i] = float(v);
+    }
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    T v;
+    std::memcpy(&v, src + sizeof(T) * i * stride, sizeof(T));
+    dst[i] = float(v);
+  }
+}
+using ConvertFn = void (*)(const uint8_t*, size_t, size_t, float*);
+ConvertFn converter_of(const PageInfo& p) {
   switch (p.format) {
-    case SAMPLEFORMAT_IEEEFP:
-      if (p.bps == 32) { float v; std::memcpy(&v, buf + 4 * i, 4); return v; }
-      { double v; std::memcpy(&v, buf + 8 * i, 8); return float(v); }
+    case SAMPLEFORMAT_IEEEFP: return p.bps == 32 ? convert_samples<float> : convert_samples<double>;
     case SAMPLEFORMAT_INT:
-      if (p.bps == 8) return float(int8_t(buf[i]));
-      if (p.bps == 16) { int16_t v; std::memcpy(&v, buf + 2 * i, 2); return float(v); }
-      { int32_t v; std::memcpy(&v, buf + 4 * i, 4); return float(v); }
+      return p.bps == 8 ? convert_samples<int8_t> : p.bps == 16 ? convert_samples<int16_t> : convert_samples<int32_t>;
     default:
-      if (p.bps == 8) return float(buf[i]);
-      if (p.bps == 16) { uint16_t v; std::memcpy(&v, buf + 2 * i, 2); return float(v); }
-      { uint32_t v; std::memcpy(&v, buf + 4 * i, 4); return float(v); }
+      return p.bps == 8 ? convert_samples<uint8_t> : p.bps == 16 ? convert_samples<uint16_t> : convert_samples<uint32_t>;
   }
 }
 
-// Reads the current directory into channels [c0, c0 + spp) of `img`.
+// Reads the current directory into channels [c0, c0 + spp) of `img`. Strips and tiles are decoded by libtiff into
+// one strip/tile buffer and converted from there straight into the destination planes' rows; with the
+// input mapped (decode_tiff), an uncompressed strip is copied once, from the file's bytes into that buffer.
 void read_tiff_page(TIFF* t, const PageInfo& p, Image& img, int c0, const std::string& name, int page) {
   const std::string where = name + ": page " + std::to_string(page);
   const size_t bytes_per_sample = p.bps / 8;
   const bool separate = p.planar == PLANARCONFIG_SEPARATE && p.spp > 1;
   const int spb = separate ? 1 : p.spp;  // samples per pixel inside one strip/tile
   const int planes = separate ? p.spp : 1;
+  const ConvertFn convert = converter_of(p);
   auto decode_error = [&](const char* what) -> std::runtime_error {
     std::string msg = where + ": " + what + (tiff_error.empty() ? "" : " (" + tiff_error + ")");
     return std::runtime_error(msg);
+  };
+  // Row y of block `buf` (row pitch `pitch` pixels), columns [0, n), into image row y_img from column x0.
+  auto put_rows = [&](const uint8_t* buf, size_t pitch, int pl, uint32_t rows, uint32_t n, uint32_t y0, uint32_t x0) {
+    for (uint32_t y = 0; y < rows; ++y)
+      for (int s = 0; s < spb; ++s)
+        convert(buf + (size_t(y) * pitch * spb + size_t(s)) * bytes_per_sample, n, size_t(spb),
+                img.plane(c0 + pl + s) + size_t(y0 + y) * img.width + x0);
   };
   if (TIFFIsTiled(t)) {
     uint32_t tw = 0, th = 0;
@@ -170,11 +201,7 @@ void read_tiff_page(TIFF* t, const PageInfo& p, Image& img, int c0, const std::s
           uint32_t tile = TIFFComputeTile(t, x0, y0, 0, uint16_t(pl));
           tmsize_t got = TIFFReadEncodedTile(t, tile, buf.data(), tmsize_t(tile_bytes));
           if (got < tmsize_t(tile_bytes)) throw decode_error("truncated or corrupt tile");
-          uint32_t hh = std::min(th, p.height - y0), ww = std::min(tw, p.width - x0);
-          for (uint32_t y = 0; y < hh; ++y)
-            for (uint32_t x = 0; x < ww; ++x)
-              for (int s = 0; s < spb; ++s)
-                img.at(c0 + pl + s, int(y0 + y), int(x0 + x)) = sample_at(buf.data(), (size_t(y) * tw + x) * spb + s, p);
+          put_rows(buf.data(), tw, pl, std::min(th, p.height - y0), std::min(tw, p.width - x0), y0, x0);
         }
   } else {
     uint32_t rps = 0;
@@ -189,10 +216,7 @@ void read_tiff_page(TIFF* t, const PageInfo& p, Image& img, int c0, const std::s
         tmsize_t want = tmsize_t(row_bytes * rows);
         tmsize_t got = TIFFReadEncodedStrip(t, strip, buf.data(), want);
         if (got < want) throw decode_error("truncated or corrupt strip");
-        for (uint32_t y = 0; y < rows; ++y)
-          for (uint32_t x = 0; x < p.width; ++x)
-            for (int s = 0; s < spb; ++s)
-              img.at(c0 + pl + s, int(y0 + y), int(x)) = sample_at(buf.data(), (size_t(y) * p.width + x) * spb + s, p);
+        put_rows(buf.data(), p.width, pl, rows, p.width, y0, 0);
       }
   }
 }
@@ -291,8 +315,8 @@ Image decode_tiff(const uint8_t* bytes, size_t n, const std::string& name, const
   MemFile mf;
   mf.in = bytes;
   mf.size = n;
-  // "m": never memory-map (we are already in memory); "h": read only the header eagerly.
-  TIFF* t = TIFFClientOpen(name.c_str(), "rm", &mf, mem_read, mem_write, mem_seek, mem_close, mem_size, mem_map, mem_unmap);
+  // No "m": libtiff reads strips straight from the bytes through mem_map.
+  TIFF* t = TIFFClientOpen(name.c_str(), "r", &mf, mem_read, mem_write, mem_seek, mem_close, mem_size, mem_map, mem_unmap);
   if (!t) fail(name, "not a readable TIFF" + (tiff_error.empty() ? std::string() : " (" + tiff_error + ")"));
   TiffCloser closer{t};
 
