@@ -169,7 +169,10 @@ ConvertFn converter_of(const PageInfo& p) {
 // Reads the current directory into channels [c0, c0 + spp) of `img`. Strips and tiles are decoded by libtiff into
 // one strip/tile buffer and converted from there straight into the destination planes' rows; with the
 // input mapped (decode_tiff), an uncompressed strip is copied once, from the file's bytes into that buffer.
-void read_tiff_page(TIFF* t, const PageInfo& p, Image& img, int c0, const std::string& name, int page) {
+// divisors: null, or one plane of height * width values per channel of the page, divided out row by row right after
+// the conversion (while the row is in cache; the same single float division as divide_illumination).
+void read_tiff_page(TIFF* t, const PageInfo& p, Image& img, int c0, const std::string& name, int page,
+                    const float* const* divisors) {
   const std::string where = name + ": page " + std::to_string(page);
   const size_t bytes_per_sample = p.bps / 8;
   const bool separate = p.planar == PLANARCONFIG_SEPARATE && p.spp > 1;
@@ -183,9 +186,13 @@ void read_tiff_page(TIFF* t, const PageInfo& p, Image& img, int c0, const std::s
   // Row y of block `buf` (row pitch `pitch` pixels), columns [0, n), into image row y_img from column x0.
   auto put_rows = [&](const uint8_t* buf, size_t pitch, int pl, uint32_t rows, uint32_t n, uint32_t y0, uint32_t x0) {
     for (uint32_t y = 0; y < rows; ++y)
-      for (int s = 0; s < spb; ++s)
-        convert(buf + (size_t(y) * pitch * spb + size_t(s)) * bytes_per_sample, n, size_t(spb),
-                img.plane(c0 + pl + s) + size_t(y0 + y) * img.width + x0);
+      for (int s = 0; s < spb; ++s) {
+        const size_t at = size_t(y0 + y) * img.width + x0;
+        float* dst = img.plane(c0 + pl + s) + at;
+        convert(buf + (size_t(y) * pitch * spb + size_t(s)) * bytes_per_sample, n, size_t(spb), dst);
+        if (divisors && divisors[pl + s])
+          for (uint32_t x = 0; x < n; ++x) dst[x] /= divisors[pl + s][at + x];
+      }
   };
   if (TIFFIsTiled(t)) {
     uint32_t tw = 0, th = 0;
@@ -309,7 +316,13 @@ OmeLayout ome_layout(const std::string& xml, int n_pages, const std::string& nam
 
 }  // namespace
 
-Image decode_tiff(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim) {
+namespace {
+
+// decode_tiff, or with `into`: the pixels go to channels [c0, c0 + channels) of *into (which must have the file's
+// height and width), divided by divisors[k] when given, and the returned image holds the header only; with
+// header_only nothing is decoded.
+Image decode_tiff_impl(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim, Image* into,
+                       int c0, const float* const* divisors, bool header_only = false) {
   install_tiff_handlers();
   tiff_error.clear();
   MemFile mf;
@@ -371,21 +384,48 @@ Image decode_tiff(const uint8_t* bytes, size_t n, const std::string& name, const
   }
   check_shape(name, channels, first.height, first.width, lim);
 
-  Image img(int(channels), int(first.height), int(first.width));
+  if (into && (int64_t(first.height) != into->height || int64_t(first.width) != into->width ||
+               c0 + channels > into->channels))
+    fail(name, std::to_string(first.width) + "x" + std::to_string(first.height) + "x" + std::to_string(channels) +
+                   " does not fit channels " + std::to_string(c0) + ".. of a " + std::to_string(into->width) + "x" +
+                   std::to_string(into->height) + "x" + std::to_string(into->channels) + " image");
+  Image img = into || header_only ? Image() : Image(int(channels), int(first.height), int(first.width));
+  img.channels = int(channels), img.height = int(first.height), img.width = int(first.width);
   img.source = name;
   img.bits = first.bps == 64 ? 32 : first.bps;
   img.is_float = first.format == SAMPLEFORMAT_IEEEFP;
   img.max_value = img.is_float ? 1.0f
                   : first.format == SAMPLEFORMAT_INT ? float((uint64_t(1) << (first.bps - 1)) - 1)
                                                       : float((uint64_t(1) << first.bps) - 1);
+  if (header_only) return img;
   int c = 0;
   for (int i : use) {
     if (!TIFFSetDirectory(t, tdir_t(i))) fail(name, "cannot read page " + std::to_string(i) + " (" + tiff_error + ")");
-    read_tiff_page(t, pages[size_t(i)], img, c, name, i);
+    read_tiff_page(t, pages[size_t(i)], into ? *into : img, (into ? c0 : 0) + c, name, i, divisors ? divisors + c : nullptr);
     c += pages[size_t(i)].spp;
   }
   if (!ome.names.empty() && int(ome.names.size()) == img.channels) img.channel_names = ome.names;
   return img;
+}
+
+}  // namespace
+
+Image decode_tiff(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim) {
+  return decode_tiff_impl(bytes, n, name, lim, nullptr, 0, nullptr);
+}
+
+Image decode_tiff_into(const uint8_t* bytes, size_t n, const std::string& name, Image& dst, int c0,
+                       const float* const* divisors, const DecodeLimits& lim) {
+  return decode_tiff_impl(bytes, n, name, lim, &dst, c0, divisors);
+}
+
+Image read_tiff_header(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim) {
+  return decode_tiff_impl(bytes, n, name, lim, nullptr, 0, nullptr, true);
+}
+
+bool is_tiff(const uint8_t* b, size_t n) {
+  return n >= 4 && ((b[0] == 'I' && b[1] == 'I' && (b[2] == 42 || b[2] == 43) && b[3] == 0) ||
+                    (b[0] == 'M' && b[1] == 'M' && b[2] == 0 && (b[3] == 42 || b[3] == 43)));
 }
 
 // ---- PNG (libpng) ----------------------------------------------------------------------------------------
@@ -714,9 +754,7 @@ Image decode_jp2(const uint8_t* bytes, size_t n, const std::string& name, const 
 
 Image decode_image(const uint8_t* b, size_t n, const std::string& name, const DecodeLimits& lim) {
   if (n == 0) fail(name, "empty file");
-  if (n >= 4 && ((b[0] == 'I' && b[1] == 'I' && (b[2] == 42 || b[2] == 43) && b[3] == 0) ||
-                 (b[0] == 'M' && b[1] == 'M' && b[2] == 0 && (b[3] == 42 || b[3] == 43))))
-    return decode_tiff(b, n, name, lim);
+  if (is_tiff(b, n)) return decode_tiff(b, n, name, lim);
   if (n >= 8 && std::memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0) return decode_png(b, n, name, lim);
   if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return decode_jpeg(b, n, name, lim);
   if (n >= 4 && ((b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 0x0C) || (b[0] == 0xFF && b[1] == 0x4F)))

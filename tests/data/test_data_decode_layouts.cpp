@@ -11,6 +11,7 @@
 
 #include "data/image.h"
 #include "data/manifest.h"
+#include "data/preprocess.h"
 #include "data/synth.h"
 #include "engine/fileio.h"
 #include "tests/test_util.h"
@@ -145,4 +146,49 @@ TEST(DataDecodeLayouts, EmbedGivesTheSameFeaturesForUncompressedAndDeflateFields
       ++compared;
     }
   EXPECT_GT(compared, 0);
+}
+
+TEST(DataDecodeLayouts, StackedTiffChannelsWithIlluminationEqualTheGeneralPath) {
+  fs::path dir = tabula::test::scratch_dir().string() + "-stack";
+  fs::remove_all(dir);
+  CellPaintingConfig c;
+  c.quick = true;
+  synth_cellpainting(dir.string(), c);
+  const Manifest m = read_manifest(dir.string());
+  ASSERT_GT(m.samples.size(), 2u);
+  ASSERT_EQ(m.samples[0].illum_paths.size(), m.samples[0].channel_paths.size());
+  for (size_t i : {size_t(0), m.samples.size() - 1}) {
+    const Sample& s = m.samples[i];
+    // The general path by hand: decode each file, stack, divide.
+    Image want = read_image(s.channel_paths[0]);
+    for (size_t k = 1; k < s.channel_paths.size(); ++k) {
+      Image one = read_image(s.channel_paths[k]);
+      want.pixels.insert(want.pixels.end(), one.pixels.begin(), one.pixels.end());
+      ++want.channels;
+    }
+    std::vector<std::vector<float>> illum;
+    for (const auto& p : s.illum_paths) illum.push_back(read_npy(p).to_f32());
+    divide_illumination(want, illum, m.channel_names);
+    const Image got = load_sample(m, i);
+    ASSERT_EQ(got.channels, want.channels);
+    EXPECT_EQ(std::memcmp(got.pixels.data(), want.pixels.data(), want.pixels.size() * 4), 0) << "sample " << i;
+    EXPECT_EQ(got.bits, 16);
+    EXPECT_EQ(got.max_value, 65535.0f);
+    EXPECT_EQ(got.channel_names, m.channel_names);
+  }
+  // A zero in an illumination function: the sample is still refused, naming the channel and the pixel. (A new file:
+  // illumination functions are cached by path.)
+  NpyArray a = read_npy(m.samples[0].illum_paths[1]);
+  std::vector<float> v = a.to_f32();
+  v[5] = 0.0f;
+  const std::string bad = (dir / "illum_with_a_zero.npy").string();
+  write_npy(bad, a.shape, v.data());
+  Manifest broken = m;
+  broken.samples[0].illum_paths[1] = bad;
+  try {
+    load_sample(broken, 0);
+    ADD_FAILURE() << "a zero illumination value was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("is not positive at pixel 5"), std::string::npos) << e.what();
+  }
 }
