@@ -9,9 +9,12 @@
 //   DataPreprocessField/<codec>  load_sample + preprocess_image with the cpg0016-style transform (percentile 1/99
 //                                per channel, Resize(224) bilinear antialias, CenterCrop(224), per-channel, Normalize)
 //   DataPercentileScale/<kind>   percentile_scale of one 5 x 1080 x 1080 field: u16 integers or illumination-divided
+//   DataDecodeFieldThreads/<codec>/threads:<T>   decode only, the strips of each file shared by T threads (wall time:
+//                                the latency of one field when fewer fields than cores are in flight)
 //
-// Only public data-layer API is used, so the same file measures an older build (bench/data_decode.sh runs a
-// before and an after binary alternately in one run). Files go to $BENCH_DATA_DIR (default /tmp/tabula-bench-data).
+// Apart from DataDecodeFieldThreads (DecodeLimits::threads, issue #22), only data-layer API older than issue #22 is
+// used, so the same file measures an older build (bench/data_decode.sh runs a before and an after binary
+// alternately in one run). Files go to $BENCH_DATA_DIR (default /tmp/tabula-bench-data).
 #include <benchmark/benchmark.h>
 #include <tiffio.h>
 
@@ -114,6 +117,28 @@ void BM_DataDecodeField(benchmark::State& state) {
   }
   report(state);
 }
+
+#ifndef TABULA_BENCH_DATA_BEFORE_22
+void BM_DataDecodeFieldThreads(benchmark::State& state) {
+  const Manifest& m = manifest_of(kCodecs[state.range(0)]);
+  std::vector<std::vector<std::vector<uint8_t>>> bytes;
+  for (int f = 0; f < kFields; ++f) {
+    bytes.emplace_back();
+    for (const std::string& p : m.samples[size_t(f)].channel_paths) bytes.back().push_back(read_file_bytes(p));
+  }
+  DecodeLimits lim;
+  lim.threads = int(state.range(1));
+  int f = 0;
+  for (auto _ : state) {
+    for (const auto& b : bytes[size_t(f)])
+      benchmark::DoNotOptimize(decode_image(b.data(), b.size(), "field", lim).pixels.data());
+    f = (f + 1) % kFields;
+  }
+  state.counters["fields_per_s"] = benchmark::Counter(double(state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_DataDecodeFieldThreads)->ArgNames({"codec", "threads"})->ArgsProduct({{1, 2}, {1, 2}})
+    ->UseRealTime()->Unit(benchmark::kMillisecond);
+#endif
 
 void BM_DataLoadField(benchmark::State& state) {
   const Manifest& m = manifest_of(kCodecs[state.range(0)]);

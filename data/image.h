@@ -32,6 +32,10 @@ struct DecodeLimits {
   int64_t max_side = 1 << 17;             // pixels per side
   int64_t max_samples = int64_t(1) << 31;  // channels * height * width of the decoded image
   int max_channels = 4096;                // pages * samples per pixel
+  // Not a limit, but read with them: threads decoding the strips/tiles of one compressed TIFF page (deflate, LZW,
+  // ...) at once. Workers decoding different images (the pipeline's prefetch) use the cores already; more threads
+  // per image shorten the latency of one image when there are fewer images in flight than cores.
+  int threads = 1;
 };
 
 // Decodes by content (magic bytes), not by extension: TIFF (II*/MM*), PNG, JPEG, JPEG 2000 (JP2 box or raw

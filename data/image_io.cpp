@@ -13,6 +13,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "engine/fileio.h"
 #include "data/image.h"
@@ -169,10 +170,27 @@ ConvertFn converter_of(const PageInfo& p) {
 // Reads the current directory into channels [c0, c0 + spp) of `img`. Strips and tiles are decoded by libtiff into
 // one strip/tile buffer and converted from there straight into the destination planes' rows; with the
 // input mapped (decode_tiff), an uncompressed strip is copied once, from the file's bytes into that buffer.
+// One strip or tile of a page: where its decoded rows go.
+struct Block {
+  uint32_t id = 0;
+  int plane = 0;                  // sample plane (planar "separate"), else 0
+  uint32_t y0 = 0, x0 = 0, rows = 0, cols = 0;
+};
+
+struct TiffBytes {
+  const uint8_t* bytes = nullptr;
+  size_t n = 0;
+};
+
+// Reads the current directory into channels [c0, c0 + spp) of `img`. Strips and tiles are decoded by libtiff into
+// one strip/tile buffer and converted from there straight into the destination planes' rows; with the input mapped
+// (decode_tiff), an uncompressed strip is copied once, from the file's bytes into that buffer.
 // divisors: null, or one plane of height * width values per channel of the page, divided out row by row right after
 // the conversion (while the row is in cache; the same single float division as divide_illumination).
-void read_tiff_page(TIFF* t, const PageInfo& p, Image& img, int c0, const std::string& name, int page,
-                    const float* const* divisors) {
+// threads > 1: the compressed blocks of the page are shared among that many threads, each with its own TIFF handle
+// on the same bytes (libtiff's codec state is per handle); every block is written by one thread to its own rows.
+void read_tiff_page(TIFF* t, const TiffBytes& file, const PageInfo& p, Image& img, int c0, const std::string& name,
+                    int page, const float* const* divisors, int threads) {
   const std::string where = name + ": page " + std::to_string(page);
   const size_t bytes_per_sample = p.bps / 8;
   const bool separate = p.planar == PLANARCONFIG_SEPARATE && p.spp > 1;
@@ -183,49 +201,81 @@ void read_tiff_page(TIFF* t, const PageInfo& p, Image& img, int c0, const std::s
     std::string msg = where + ": " + what + (tiff_error.empty() ? "" : " (" + tiff_error + ")");
     return std::runtime_error(msg);
   };
-  // Row y of block `buf` (row pitch `pitch` pixels), columns [0, n), into image row y_img from column x0.
-  auto put_rows = [&](const uint8_t* buf, size_t pitch, int pl, uint32_t rows, uint32_t n, uint32_t y0, uint32_t x0) {
-    for (uint32_t y = 0; y < rows; ++y)
-      for (int s = 0; s < spb; ++s) {
-        const size_t at = size_t(y0 + y) * img.width + x0;
-        float* dst = img.plane(c0 + pl + s) + at;
-        convert(buf + (size_t(y) * pitch * spb + size_t(s)) * bytes_per_sample, n, size_t(spb), dst);
-        if (divisors && divisors[pl + s])
-          for (uint32_t x = 0; x < n; ++x) dst[x] /= divisors[pl + s][at + x];
-      }
-  };
-  if (TIFFIsTiled(t)) {
+  const bool tiled = TIFFIsTiled(t);
+  std::vector<Block> blocks;
+  size_t block_bytes = 0, pitch = p.width;  // pitch: pixels per row of a decoded block
+  if (tiled) {
     uint32_t tw = 0, th = 0;
     TIFFGetField(t, TIFFTAG_TILEWIDTH, &tw);
     TIFFGetField(t, TIFFTAG_TILELENGTH, &th);
     if (tw == 0 || th == 0 || tw > (1u << 16) || th > (1u << 16)) throw decode_error("invalid tile size");
-    const size_t tile_bytes = size_t(tw) * th * spb * bytes_per_sample;
-    if (TIFFTileSize64(t) < tile_bytes) throw decode_error("tile size disagrees with the tile dimensions");
-    std::vector<uint8_t> buf(tile_bytes);
+    block_bytes = size_t(tw) * th * spb * bytes_per_sample;
+    if (TIFFTileSize64(t) < block_bytes) throw decode_error("tile size disagrees with the tile dimensions");
+    pitch = tw;
     for (int pl = 0; pl < planes; ++pl)
       for (uint32_t y0 = 0; y0 < p.height; y0 += th)
-        for (uint32_t x0 = 0; x0 < p.width; x0 += tw) {
-          uint32_t tile = TIFFComputeTile(t, x0, y0, 0, uint16_t(pl));
-          tmsize_t got = TIFFReadEncodedTile(t, tile, buf.data(), tmsize_t(tile_bytes));
-          if (got < tmsize_t(tile_bytes)) throw decode_error("truncated or corrupt tile");
-          put_rows(buf.data(), tw, pl, std::min(th, p.height - y0), std::min(tw, p.width - x0), y0, x0);
-        }
+        for (uint32_t x0 = 0; x0 < p.width; x0 += tw)
+          blocks.push_back({TIFFComputeTile(t, x0, y0, 0, uint16_t(pl)), pl, y0, x0, std::min(th, p.height - y0),
+                            std::min(tw, p.width - x0)});
   } else {
     uint32_t rps = 0;
     TIFFGetFieldDefaulted(t, TIFFTAG_ROWSPERSTRIP, &rps);
     rps = std::min(rps == 0 ? p.height : rps, p.height);
-    const size_t row_bytes = size_t(p.width) * spb * bytes_per_sample;
-    std::vector<uint8_t> buf(row_bytes * rps);
+    block_bytes = size_t(p.width) * spb * bytes_per_sample * rps;
     for (int pl = 0; pl < planes; ++pl)
-      for (uint32_t y0 = 0; y0 < p.height; y0 += rps) {
-        uint32_t rows = std::min(rps, p.height - y0);
-        uint32_t strip = TIFFComputeStrip(t, y0, uint16_t(pl));
-        tmsize_t want = tmsize_t(row_bytes * rows);
-        tmsize_t got = TIFFReadEncodedStrip(t, strip, buf.data(), want);
-        if (got < want) throw decode_error("truncated or corrupt strip");
-        put_rows(buf.data(), p.width, pl, rows, p.width, y0, 0);
-      }
+      for (uint32_t y0 = 0; y0 < p.height; y0 += rps)
+        blocks.push_back({TIFFComputeStrip(t, y0, uint16_t(pl)), pl, y0, 0, std::min(rps, p.height - y0), p.width});
   }
+  // Blocks first, first + step, ... through handle tt.
+  auto decode_blocks = [&](TIFF* tt, size_t first, size_t step) {
+    std::vector<uint8_t> buf(block_bytes);
+    for (size_t k = first; k < blocks.size(); k += step) {
+      const Block& b = blocks[k];
+      if (tiled) {
+        if (TIFFReadEncodedTile(tt, b.id, buf.data(), tmsize_t(block_bytes)) < tmsize_t(block_bytes))
+          throw decode_error("truncated or corrupt tile");
+      } else {
+        const tmsize_t want = tmsize_t(size_t(p.width) * spb * bytes_per_sample * b.rows);
+        if (TIFFReadEncodedStrip(tt, b.id, buf.data(), want) < want) throw decode_error("truncated or corrupt strip");
+      }
+      for (uint32_t y = 0; y < b.rows; ++y)
+        for (int s = 0; s < spb; ++s) {
+          const size_t at = size_t(b.y0 + y) * img.width + b.x0;
+          float* dst = img.plane(c0 + b.plane + s) + at;
+          convert(buf.data() + (size_t(y) * pitch * spb + size_t(s)) * bytes_per_sample, b.cols, size_t(spb), dst);
+          if (divisors && divisors[b.plane + s])
+            for (uint32_t x = 0; x < b.cols; ++x) dst[x] /= divisors[b.plane + s][at + x];
+        }
+    }
+  };
+  const size_t workers = p.compression == COMPRESSION_NONE ? 1 : std::min(size_t(std::max(threads, 1)), blocks.size() / 2);
+  if (workers <= 1) return decode_blocks(t, 0, 1);
+  std::vector<std::exception_ptr> errors(workers);
+  std::vector<std::thread> pool;
+  for (size_t w = 1; w < workers; ++w)
+    pool.emplace_back([&, w] {
+      try {
+        MemFile mf;
+        mf.in = file.bytes;
+        mf.size = file.n;
+        TIFF* tt = TIFFClientOpen(name.c_str(), "r", &mf, mem_read, mem_write, mem_seek, mem_close, mem_size, mem_map,
+                                  mem_unmap);
+        if (!tt) throw decode_error("cannot reopen for a decoding thread");
+        TiffCloser closer{tt};
+        if (!TIFFSetDirectory(tt, tdir_t(page))) throw decode_error("cannot reopen the page for a decoding thread");
+        decode_blocks(tt, w, workers);
+      } catch (...) {
+        errors[w] = std::current_exception();
+      }
+    });
+  try {
+    decode_blocks(t, 0, workers);
+  } catch (...) {
+    errors[0] = std::current_exception();
+  }
+  for (auto& th : pool) th.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
 }
 
 // ---- OME-XML: just what decides channel order (Pixels DimensionOrder/SizeC/Z/T, TiffData, Channel names) ---
@@ -401,7 +451,8 @@ Image decode_tiff_impl(const uint8_t* bytes, size_t n, const std::string& name, 
   int c = 0;
   for (int i : use) {
     if (!TIFFSetDirectory(t, tdir_t(i))) fail(name, "cannot read page " + std::to_string(i) + " (" + tiff_error + ")");
-    read_tiff_page(t, pages[size_t(i)], into ? *into : img, (into ? c0 : 0) + c, name, i, divisors ? divisors + c : nullptr);
+    read_tiff_page(t, TiffBytes{bytes, n}, pages[size_t(i)], into ? *into : img, (into ? c0 : 0) + c, name, i,
+                   divisors ? divisors + c : nullptr, lim.threads);
     c += pages[size_t(i)].spp;
   }
   if (!ome.names.empty() && int(ome.names.size()) == img.channels) img.channel_names = ome.names;

@@ -192,3 +192,32 @@ TEST(DataDecodeLayouts, StackedTiffChannelsWithIlluminationEqualTheGeneralPath) 
     EXPECT_NE(std::string(e.what()).find("is not positive at pixel 5"), std::string::npos) << e.what();
   }
 }
+
+TEST(DataDecodeLayouts, StripsDecodedBySeveralThreadsGiveTheSameValues) {
+  DecodeLimits lim;
+  int threaded = 0;
+  for (int threads : {2, 3, 8}) {
+    lim.threads = threads;
+    for (const fs::path& f : layout_files()) {
+      SCOPED_TRACE(f.filename().string() + " threads " + std::to_string(threads));
+      const std::vector<uint8_t> bytes = read_file_bytes(f.string());
+      expect_same_as_tifffile(decode_image(bytes.data(), bytes.size(), f.string(), lim), f);
+      threaded += f.filename().string().find("deflate") != std::string::npos ||
+                  f.filename().string().find("lzw") != std::string::npos;
+    }
+  }
+  EXPECT_GE(threaded, 3 * 8);  // compressed files, several strips or tiles each: the threaded path ran
+  // A corrupt strip in a thread other than the first is still an error naming the file.
+  const fs::path f = fixture("data/decode_layouts/u16_le_deflate_strip5.tif");
+  std::vector<uint8_t> bytes = read_file_bytes(f.string());
+  const Image clean = decode_image(bytes.data(), bytes.size(), "x.tif");
+  // Overwrite the middle of the file (strip data: the IFD is at the start or the end) with zeros.
+  std::fill(bytes.begin() + long(bytes.size() / 2), bytes.begin() + long(bytes.size() / 2) + 64, uint8_t(0));
+  lim.threads = 4;
+  try {
+    const Image broken = decode_image(bytes.data(), bytes.size(), "broken.tif", lim);
+    EXPECT_NE(broken.pixels, clean.pixels);  // zlib may not notice every change, but the values must
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("broken.tif: ", 0), 0u) << e.what();
+  }
+}
