@@ -112,7 +112,8 @@ void BM_DataDecodeField(benchmark::State& state) {
   }
   int f = 0;
   for (auto _ : state) {
-    for (const auto& b : bytes[size_t(f)]) benchmark::DoNotOptimize(decode_image(b.data(), b.size(), "field").pixels.data());
+    for (const auto& b : bytes[size_t(f)])
+      benchmark::DoNotOptimize(decode_image(b.data(), b.size(), "field").pixels.data());
     f = (f + 1) % kFields;
   }
   report(state);
@@ -186,4 +187,5 @@ BENCHMARK(BM_DataDecodeField)->Apply(codec_args);
 BENCHMARK(BM_DataLoadField)->Apply(codec_args);
 BENCHMARK(BM_DataPreprocessField)->Apply(codec_args);
 // Arg: 0 the u16 integers as decoded, 1 illumination-divided floats.
-BENCHMARK(BM_DataPercentileScale)->ArgName("illum")->Arg(0)->Arg(1)->MeasureProcessCPUTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_DataPercentileScale)->ArgName("illum")->Arg(0)->Arg(1)->MeasureProcessCPUTime()
+    ->Unit(benchmark::kMillisecond);

@@ -163,7 +163,9 @@ ConvertFn converter_of(const PageInfo& p) {
     case SAMPLEFORMAT_INT:
       return p.bps == 8 ? convert_samples<int8_t> : p.bps == 16 ? convert_samples<int16_t> : convert_samples<int32_t>;
     default:
-      return p.bps == 8 ? convert_samples<uint8_t> : p.bps == 16 ? convert_samples<uint16_t> : convert_samples<uint32_t>;
+      return p.bps == 8    ? convert_samples<uint8_t>
+             : p.bps == 16 ? convert_samples<uint16_t>
+                           : convert_samples<uint32_t>;
   }
 }
 
@@ -248,7 +250,8 @@ void read_tiff_page(TIFF* t, const TiffBytes& file, const PageInfo& p, Image& im
         }
     }
   };
-  const size_t workers = p.compression == COMPRESSION_NONE ? 1 : std::min(size_t(std::max(threads, 1)), blocks.size() / 2);
+  const size_t workers =
+      p.compression == COMPRESSION_NONE ? 1 : std::min(size_t(std::max(threads, 1)), blocks.size() / 2);
   if (workers <= 1) return decode_blocks(t, 0, 1);
   std::vector<std::exception_ptr> errors(workers);
   std::vector<std::thread> pool;
@@ -379,7 +382,8 @@ Image decode_tiff_impl(const uint8_t* bytes, size_t n, const std::string& name, 
   mf.in = bytes;
   mf.size = n;
   // No "m": libtiff reads strips straight from the bytes through mem_map.
-  TIFF* t = TIFFClientOpen(name.c_str(), "r", &mf, mem_read, mem_write, mem_seek, mem_close, mem_size, mem_map, mem_unmap);
+  TIFF* t =
+      TIFFClientOpen(name.c_str(), "r", &mf, mem_read, mem_write, mem_seek, mem_close, mem_size, mem_map, mem_unmap);
   if (!t) fail(name, "not a readable TIFF" + (tiff_error.empty() ? std::string() : " (" + tiff_error + ")"));
   TiffCloser closer{t};
 

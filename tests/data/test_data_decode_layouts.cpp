@@ -87,9 +87,10 @@ TEST(DataDecodeLayouts, PreprocessThroughTheBinaryGivesTifffileValues) {
   fs::create_directories(dir);
   // One grey image per row (the single-sample layouts, all 29 x 37), values as decoded: no scaling, no resize.
   std::vector<fs::path> grey;
-  for (const fs::path& f : layout_files())
-    if (f.filename().string().find("rgb") == std::string::npos && f.filename().string().find("separate") == std::string::npos)
-      grey.push_back(f);
+  for (const fs::path& f : layout_files()) {
+    const std::string name = f.filename().string();
+    if (name.find("rgb") == std::string::npos && name.find("separate") == std::string::npos) grey.push_back(f);
+  }
   ASSERT_GE(grey.size(), 20u);
   std::string csv = "image\n";
   for (const fs::path& f : grey) csv += f.string() + "\n";

@@ -16,7 +16,8 @@ import imagecodecs
 import numpy as np
 import tifffile
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "fixtures", "data", "decode_layouts")
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "..", "..", "tests", "fixtures", "data", "decode_layouts")
 rng = np.random.default_rng(22)
 H, W = 29, 37
 
@@ -65,5 +66,6 @@ for order in "<>":
           photometric="minisblack", planarconfig="separate", tile=(16, 16), compression="zlib")
 write("u8_packbits_strip6.tif", samples("u1", (H, W)), rowsperstrip=6, compression="packbits")
 with open(os.path.join(OUT, "cases.json"), "w") as f:
-    json.dump({"tifffile": tifffile.__version__, "imagecodecs": imagecodecs.__version__, "numpy": np.__version__, "cases": cases}, f, indent=1, sort_keys=True)
+    versions = {"tifffile": tifffile.__version__, "imagecodecs": imagecodecs.__version__, "numpy": np.__version__}
+    json.dump({**versions, "cases": cases}, f, indent=1, sort_keys=True)
 print(f"{len(cases)} files in {os.path.normpath(OUT)}")
