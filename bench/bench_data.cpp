@@ -13,8 +13,9 @@
 //                                the latency of one field when fewer fields than cores are in flight)
 //
 // Apart from DataDecodeFieldThreads (DecodeLimits::threads, issue #22), only data-layer API older than issue #22 is
-// used, so the same file measures an older build (bench/data_decode.sh runs a before and an after binary
-// alternately in one run). Files go to $BENCH_DATA_DIR (default /tmp/tabula-bench-data).
+// used, so the same file measures an older build (compiled there with -DTABULA_BENCH_DATA_BEFORE_22);
+// bench/data_decode.sh runs a before and an after binary alternately in one run. Files go to $BENCH_DATA_DIR
+// (default /tmp/tabula-bench-data).
 #include <benchmark/benchmark.h>
 #include <tiffio.h>
 
