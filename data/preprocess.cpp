@@ -261,7 +261,11 @@ std::vector<double> percentiles(const float* v, size_t n, const std::vector<doub
 // it vectorises; the clones give the division 4 or 8 lanes (subtraction and division are exact IEEE operations in
 // every instruction set, so each clone gives the same bits). no-trapping-math lets the compares vectorise (as
 // masked blends: NaN keeps std::clamp's result); no floating-point exception is ever observed here.
+#if defined(__clang__)  // clang assumes no trapping math by default, and has no optimize attribute
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#else
 __attribute__((target_clones("avx512f", "avx2", "default"), optimize("no-trapping-math")))
+#endif
 void scale_plane(float* p, size_t n, double lo, double range, bool clip) {
   if (clip)
     for (size_t i = 0; i < n; ++i) {
