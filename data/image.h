@@ -32,6 +32,10 @@ struct DecodeLimits {
   int64_t max_side = 1 << 17;             // pixels per side
   int64_t max_samples = int64_t(1) << 31;  // channels * height * width of the decoded image
   int max_channels = 4096;                // pages * samples per pixel
+  // Not a limit, but read with them: threads decoding the strips/tiles of one compressed TIFF page (deflate, LZW,
+  // ...) at once. Workers decoding different images (the pipeline's prefetch) use the cores already; more threads
+  // per image shorten the latency of one image when there are fewer images in flight than cores.
+  int threads = 1;
 };
 
 // Decodes by content (magic bytes), not by extension: TIFF (II*/MM*), PNG, JPEG, JPEG 2000 (JP2 box or raw
@@ -41,6 +45,16 @@ Image read_image(const std::string& path, const DecodeLimits& limits = {});
 Image decode_image(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
 
 Image decode_tiff(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
+// A TIFF decoded straight into channels [c0, c0 + its channels) of dst, whose height and width it must have (else an
+// error naming the file); each channel k of the file is divided by divisors[k] (height * width values) when divisors
+// and divisors[k] are not null, in the same pass as the sample conversion and with the same single float division
+// as divide_illumination. Returns the file's header (channels, size, bits, max_value, is_float) without pixels.
+// Stacks one-channel files into one image without a copy per channel.
+Image decode_tiff_into(const uint8_t* bytes, size_t n, const std::string& name, Image& dst, int c0,
+                       const float* const* divisors = nullptr, const DecodeLimits& limits = {});
+// What decode_tiff would return, without the pixels (the headers are checked as decode_tiff checks them).
+Image read_tiff_header(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
+bool is_tiff(const uint8_t* bytes, size_t n);  // the TIFF / BigTIFF magic, either byte order
 Image decode_png(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
 Image decode_jpeg(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
 Image decode_jp2(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "engine/fileio.h"
 #include "data/image.h"
@@ -97,7 +98,15 @@ toff_t mem_seek(thandle_t h, toff_t off, int whence) {
 }
 int mem_close(thandle_t) { return 0; }
 toff_t mem_size(thandle_t h) { return static_cast<MemFile*>(h)->size; }
-int mem_map(thandle_t, void**, toff_t*) { return 0; }
+// Reading, the bytes are already in memory: handing them to libtiff as a "mapped file" lets it decode strips and
+// tiles from them in place instead of first copying each into its own raw-data buffer.
+int mem_map(thandle_t h, void** base, toff_t* size) {
+  auto* f = static_cast<MemFile*>(h);
+  if (f->out || !f->in) return 0;
+  *base = const_cast<uint8_t*>(f->in);
+  *size = f->size;
+  return 1;
+}
 void mem_unmap(thandle_t, void*, toff_t) {}
 
 struct TiffCloser {
@@ -128,73 +137,148 @@ PageInfo page_info(TIFF* t) {
   return p;
 }
 
-// One sample of a decoded strip/tile as float (libtiff has already swapped to host byte order).
-float sample_at(const uint8_t* buf, size_t i, const PageInfo& p) {
+// Converts n samples of one type, `stride` samples apart, to float (libtiff has already swapped them to host byte
+// order). One loop per sample type, so that the common case (stride 1) vectorises: a per-sample switch on the type
+// cost more than libtiff's inflate on a 16-bit field.
+template <class T>
+void convert_samples(const uint8_t* src, size_t n, size_t stride, float* dst) {
+  if (stride == 1) {
+    for (size_t i = 0; i < n; ++i) {
+      T v;
+      std::memcpy(&v, src + sizeof(T) * i, sizeof(T));
+      dst[i] = float(v);
+    }
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    T v;
+    std::memcpy(&v, src + sizeof(T) * i * stride, sizeof(T));
+    dst[i] = float(v);
+  }
+}
+using ConvertFn = void (*)(const uint8_t*, size_t, size_t, float*);
+ConvertFn converter_of(const PageInfo& p) {
   switch (p.format) {
-    case SAMPLEFORMAT_IEEEFP:
-      if (p.bps == 32) { float v; std::memcpy(&v, buf + 4 * i, 4); return v; }
-      { double v; std::memcpy(&v, buf + 8 * i, 8); return float(v); }
+    case SAMPLEFORMAT_IEEEFP: return p.bps == 32 ? convert_samples<float> : convert_samples<double>;
     case SAMPLEFORMAT_INT:
-      if (p.bps == 8) return float(int8_t(buf[i]));
-      if (p.bps == 16) { int16_t v; std::memcpy(&v, buf + 2 * i, 2); return float(v); }
-      { int32_t v; std::memcpy(&v, buf + 4 * i, 4); return float(v); }
+      return p.bps == 8 ? convert_samples<int8_t> : p.bps == 16 ? convert_samples<int16_t> : convert_samples<int32_t>;
     default:
-      if (p.bps == 8) return float(buf[i]);
-      if (p.bps == 16) { uint16_t v; std::memcpy(&v, buf + 2 * i, 2); return float(v); }
-      { uint32_t v; std::memcpy(&v, buf + 4 * i, 4); return float(v); }
+      return p.bps == 8    ? convert_samples<uint8_t>
+             : p.bps == 16 ? convert_samples<uint16_t>
+                           : convert_samples<uint32_t>;
   }
 }
 
-// Reads the current directory into channels [c0, c0 + spp) of `img`.
-void read_tiff_page(TIFF* t, const PageInfo& p, Image& img, int c0, const std::string& name, int page) {
+// Reads the current directory into channels [c0, c0 + spp) of `img`. Strips and tiles are decoded by libtiff into
+// one strip/tile buffer and converted from there straight into the destination planes' rows; with the
+// input mapped (decode_tiff), an uncompressed strip is copied once, from the file's bytes into that buffer.
+// One strip or tile of a page: where its decoded rows go.
+struct Block {
+  uint32_t id = 0;
+  int plane = 0;                  // sample plane (planar "separate"), else 0
+  uint32_t y0 = 0, x0 = 0, rows = 0, cols = 0;
+};
+
+struct TiffBytes {
+  const uint8_t* bytes = nullptr;
+  size_t n = 0;
+};
+
+// Reads the current directory into channels [c0, c0 + spp) of `img`. Strips and tiles are decoded by libtiff into
+// one strip/tile buffer and converted from there straight into the destination planes' rows; with the input mapped
+// (decode_tiff), an uncompressed strip is copied once, from the file's bytes into that buffer.
+// divisors: null, or one plane of height * width values per channel of the page, divided out row by row right after
+// the conversion (while the row is in cache; the same single float division as divide_illumination).
+// threads > 1: the compressed blocks of the page are shared among that many threads, each with its own TIFF handle
+// on the same bytes (libtiff's codec state is per handle); every block is written by one thread to its own rows.
+void read_tiff_page(TIFF* t, const TiffBytes& file, const PageInfo& p, Image& img, int c0, const std::string& name,
+                    int page, const float* const* divisors, int threads) {
   const std::string where = name + ": page " + std::to_string(page);
   const size_t bytes_per_sample = p.bps / 8;
   const bool separate = p.planar == PLANARCONFIG_SEPARATE && p.spp > 1;
   const int spb = separate ? 1 : p.spp;  // samples per pixel inside one strip/tile
   const int planes = separate ? p.spp : 1;
+  const ConvertFn convert = converter_of(p);
   auto decode_error = [&](const char* what) -> std::runtime_error {
     std::string msg = where + ": " + what + (tiff_error.empty() ? "" : " (" + tiff_error + ")");
     return std::runtime_error(msg);
   };
-  if (TIFFIsTiled(t)) {
+  const bool tiled = TIFFIsTiled(t);
+  std::vector<Block> blocks;
+  size_t block_bytes = 0, pitch = p.width;  // pitch: pixels per row of a decoded block
+  if (tiled) {
     uint32_t tw = 0, th = 0;
     TIFFGetField(t, TIFFTAG_TILEWIDTH, &tw);
     TIFFGetField(t, TIFFTAG_TILELENGTH, &th);
     if (tw == 0 || th == 0 || tw > (1u << 16) || th > (1u << 16)) throw decode_error("invalid tile size");
-    const size_t tile_bytes = size_t(tw) * th * spb * bytes_per_sample;
-    if (TIFFTileSize64(t) < tile_bytes) throw decode_error("tile size disagrees with the tile dimensions");
-    std::vector<uint8_t> buf(tile_bytes);
+    block_bytes = size_t(tw) * th * spb * bytes_per_sample;
+    if (TIFFTileSize64(t) < block_bytes) throw decode_error("tile size disagrees with the tile dimensions");
+    pitch = tw;
     for (int pl = 0; pl < planes; ++pl)
       for (uint32_t y0 = 0; y0 < p.height; y0 += th)
-        for (uint32_t x0 = 0; x0 < p.width; x0 += tw) {
-          uint32_t tile = TIFFComputeTile(t, x0, y0, 0, uint16_t(pl));
-          tmsize_t got = TIFFReadEncodedTile(t, tile, buf.data(), tmsize_t(tile_bytes));
-          if (got < tmsize_t(tile_bytes)) throw decode_error("truncated or corrupt tile");
-          uint32_t hh = std::min(th, p.height - y0), ww = std::min(tw, p.width - x0);
-          for (uint32_t y = 0; y < hh; ++y)
-            for (uint32_t x = 0; x < ww; ++x)
-              for (int s = 0; s < spb; ++s)
-                img.at(c0 + pl + s, int(y0 + y), int(x0 + x)) = sample_at(buf.data(), (size_t(y) * tw + x) * spb + s, p);
-        }
+        for (uint32_t x0 = 0; x0 < p.width; x0 += tw)
+          blocks.push_back({TIFFComputeTile(t, x0, y0, 0, uint16_t(pl)), pl, y0, x0, std::min(th, p.height - y0),
+                            std::min(tw, p.width - x0)});
   } else {
     uint32_t rps = 0;
     TIFFGetFieldDefaulted(t, TIFFTAG_ROWSPERSTRIP, &rps);
     rps = std::min(rps == 0 ? p.height : rps, p.height);
-    const size_t row_bytes = size_t(p.width) * spb * bytes_per_sample;
-    std::vector<uint8_t> buf(row_bytes * rps);
+    block_bytes = size_t(p.width) * spb * bytes_per_sample * rps;
     for (int pl = 0; pl < planes; ++pl)
-      for (uint32_t y0 = 0; y0 < p.height; y0 += rps) {
-        uint32_t rows = std::min(rps, p.height - y0);
-        uint32_t strip = TIFFComputeStrip(t, y0, uint16_t(pl));
-        tmsize_t want = tmsize_t(row_bytes * rows);
-        tmsize_t got = TIFFReadEncodedStrip(t, strip, buf.data(), want);
-        if (got < want) throw decode_error("truncated or corrupt strip");
-        for (uint32_t y = 0; y < rows; ++y)
-          for (uint32_t x = 0; x < p.width; ++x)
-            for (int s = 0; s < spb; ++s)
-              img.at(c0 + pl + s, int(y0 + y), int(x)) = sample_at(buf.data(), (size_t(y) * p.width + x) * spb + s, p);
-      }
+      for (uint32_t y0 = 0; y0 < p.height; y0 += rps)
+        blocks.push_back({TIFFComputeStrip(t, y0, uint16_t(pl)), pl, y0, 0, std::min(rps, p.height - y0), p.width});
   }
+  // Blocks first, first + step, ... through handle tt.
+  auto decode_blocks = [&](TIFF* tt, size_t first, size_t step) {
+    std::vector<uint8_t> buf(block_bytes);
+    for (size_t k = first; k < blocks.size(); k += step) {
+      const Block& b = blocks[k];
+      if (tiled) {
+        if (TIFFReadEncodedTile(tt, b.id, buf.data(), tmsize_t(block_bytes)) < tmsize_t(block_bytes))
+          throw decode_error("truncated or corrupt tile");
+      } else {
+        const tmsize_t want = tmsize_t(size_t(p.width) * spb * bytes_per_sample * b.rows);
+        if (TIFFReadEncodedStrip(tt, b.id, buf.data(), want) < want) throw decode_error("truncated or corrupt strip");
+      }
+      for (uint32_t y = 0; y < b.rows; ++y)
+        for (int s = 0; s < spb; ++s) {
+          const size_t at = size_t(b.y0 + y) * img.width + b.x0;
+          float* dst = img.plane(c0 + b.plane + s) + at;
+          convert(buf.data() + (size_t(y) * pitch * spb + size_t(s)) * bytes_per_sample, b.cols, size_t(spb), dst);
+          if (divisors && divisors[b.plane + s])
+            for (uint32_t x = 0; x < b.cols; ++x) dst[x] /= divisors[b.plane + s][at + x];
+        }
+    }
+  };
+  const size_t workers =
+      p.compression == COMPRESSION_NONE ? 1 : std::min(size_t(std::max(threads, 1)), blocks.size() / 2);
+  if (workers <= 1) return decode_blocks(t, 0, 1);
+  std::vector<std::exception_ptr> errors(workers);
+  std::vector<std::thread> pool;
+  for (size_t w = 1; w < workers; ++w)
+    pool.emplace_back([&, w] {
+      try {
+        MemFile mf;
+        mf.in = file.bytes;
+        mf.size = file.n;
+        TIFF* tt = TIFFClientOpen(name.c_str(), "r", &mf, mem_read, mem_write, mem_seek, mem_close, mem_size, mem_map,
+                                  mem_unmap);
+        if (!tt) throw decode_error("cannot reopen for a decoding thread");
+        TiffCloser closer{tt};
+        if (!TIFFSetDirectory(tt, tdir_t(page))) throw decode_error("cannot reopen the page for a decoding thread");
+        decode_blocks(tt, w, workers);
+      } catch (...) {
+        errors[w] = std::current_exception();
+      }
+    });
+  try {
+    decode_blocks(t, 0, workers);
+  } catch (...) {
+    errors[0] = std::current_exception();
+  }
+  for (auto& th : pool) th.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
 }
 
 // ---- OME-XML: just what decides channel order (Pixels DimensionOrder/SizeC/Z/T, TiffData, Channel names) ---
@@ -285,14 +369,21 @@ OmeLayout ome_layout(const std::string& xml, int n_pages, const std::string& nam
 
 }  // namespace
 
-Image decode_tiff(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim) {
+namespace {
+
+// decode_tiff, or with `into`: the pixels go to channels [c0, c0 + channels) of *into (which must have the file's
+// height and width), divided by divisors[k] when given, and the returned image holds the header only; with
+// header_only nothing is decoded.
+Image decode_tiff_impl(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim, Image* into,
+                       int c0, const float* const* divisors, bool header_only = false) {
   install_tiff_handlers();
   tiff_error.clear();
   MemFile mf;
   mf.in = bytes;
   mf.size = n;
-  // "m": never memory-map (we are already in memory); "h": read only the header eagerly.
-  TIFF* t = TIFFClientOpen(name.c_str(), "rm", &mf, mem_read, mem_write, mem_seek, mem_close, mem_size, mem_map, mem_unmap);
+  // No "m": libtiff reads strips straight from the bytes through mem_map.
+  TIFF* t =
+      TIFFClientOpen(name.c_str(), "r", &mf, mem_read, mem_write, mem_seek, mem_close, mem_size, mem_map, mem_unmap);
   if (!t) fail(name, "not a readable TIFF" + (tiff_error.empty() ? std::string() : " (" + tiff_error + ")"));
   TiffCloser closer{t};
 
@@ -347,21 +438,49 @@ Image decode_tiff(const uint8_t* bytes, size_t n, const std::string& name, const
   }
   check_shape(name, channels, first.height, first.width, lim);
 
-  Image img(int(channels), int(first.height), int(first.width));
+  if (into && (int64_t(first.height) != into->height || int64_t(first.width) != into->width ||
+               c0 + channels > into->channels))
+    fail(name, std::to_string(first.width) + "x" + std::to_string(first.height) + "x" + std::to_string(channels) +
+                   " does not fit channels " + std::to_string(c0) + ".. of a " + std::to_string(into->width) + "x" +
+                   std::to_string(into->height) + "x" + std::to_string(into->channels) + " image");
+  Image img = into || header_only ? Image() : Image(int(channels), int(first.height), int(first.width));
+  img.channels = int(channels), img.height = int(first.height), img.width = int(first.width);
   img.source = name;
   img.bits = first.bps == 64 ? 32 : first.bps;
   img.is_float = first.format == SAMPLEFORMAT_IEEEFP;
   img.max_value = img.is_float ? 1.0f
                   : first.format == SAMPLEFORMAT_INT ? float((uint64_t(1) << (first.bps - 1)) - 1)
                                                       : float((uint64_t(1) << first.bps) - 1);
+  if (header_only) return img;
   int c = 0;
   for (int i : use) {
     if (!TIFFSetDirectory(t, tdir_t(i))) fail(name, "cannot read page " + std::to_string(i) + " (" + tiff_error + ")");
-    read_tiff_page(t, pages[size_t(i)], img, c, name, i);
+    read_tiff_page(t, TiffBytes{bytes, n}, pages[size_t(i)], into ? *into : img, (into ? c0 : 0) + c, name, i,
+                   divisors ? divisors + c : nullptr, lim.threads);
     c += pages[size_t(i)].spp;
   }
   if (!ome.names.empty() && int(ome.names.size()) == img.channels) img.channel_names = ome.names;
   return img;
+}
+
+}  // namespace
+
+Image decode_tiff(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim) {
+  return decode_tiff_impl(bytes, n, name, lim, nullptr, 0, nullptr);
+}
+
+Image decode_tiff_into(const uint8_t* bytes, size_t n, const std::string& name, Image& dst, int c0,
+                       const float* const* divisors, const DecodeLimits& lim) {
+  return decode_tiff_impl(bytes, n, name, lim, &dst, c0, divisors);
+}
+
+Image read_tiff_header(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim) {
+  return decode_tiff_impl(bytes, n, name, lim, nullptr, 0, nullptr, true);
+}
+
+bool is_tiff(const uint8_t* b, size_t n) {
+  return n >= 4 && ((b[0] == 'I' && b[1] == 'I' && (b[2] == 42 || b[2] == 43) && b[3] == 0) ||
+                    (b[0] == 'M' && b[1] == 'M' && b[2] == 0 && (b[3] == 42 || b[3] == 43)));
 }
 
 // ---- PNG (libpng) ----------------------------------------------------------------------------------------
@@ -690,9 +809,7 @@ Image decode_jp2(const uint8_t* bytes, size_t n, const std::string& name, const 
 
 Image decode_image(const uint8_t* b, size_t n, const std::string& name, const DecodeLimits& lim) {
   if (n == 0) fail(name, "empty file");
-  if (n >= 4 && ((b[0] == 'I' && b[1] == 'I' && (b[2] == 42 || b[2] == 43) && b[3] == 0) ||
-                 (b[0] == 'M' && b[1] == 'M' && b[2] == 0 && (b[3] == 42 || b[3] == 43))))
-    return decode_tiff(b, n, name, lim);
+  if (is_tiff(b, n)) return decode_tiff(b, n, name, lim);
   if (n >= 8 && std::memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0) return decode_png(b, n, name, lim);
   if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return decode_jpeg(b, n, name, lim);
   if (n >= 4 && ((b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 0x0C) || (b[0] == 0xFF && b[1] == 0x4F)))

@@ -5,8 +5,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 
+#include "engine/fileio.h"
 #include "util/npy.h"
 #include "util/csv.h"
 #include "data/hest.h"
@@ -250,22 +252,63 @@ Manifest read_manifest(const std::string& path, const ManifestOptions& opt) {
 }
 
 namespace {
-// Illumination functions are shared by every image of a plate or batch: read each file once.
-std::vector<float> illum_cached(const std::string& path) {
+// Illumination functions are shared by every image of a plate or batch: read each file once (and hand out the one
+// copy: a field-sized vector per channel per sample was a noticeable part of decoding).
+struct IllumFunction {
+  std::vector<float> values;
+  bool positive = true;  // every value > 0 (divide_illumination refuses the others, naming the pixel)
+};
+std::shared_ptr<const IllumFunction> illum_cached(const std::string& path) {
   static std::mutex m;
-  static std::map<std::string, std::shared_ptr<const std::vector<float>>> cache;
+  static std::map<std::string, std::shared_ptr<const IllumFunction>> cache;
   {
     std::lock_guard<std::mutex> g(m);
     auto it = cache.find(path);
-    if (it != cache.end()) return *it->second;
+    if (it != cache.end()) return it->second;
   }
   NpyArray a = read_npy(path);
   if (a.shape.size() != 2) throw std::runtime_error(path + ": an illumination function must be a 2-D array (H x W)");
-  auto v = std::make_shared<const std::vector<float>>(a.to_f32());
+  auto f = std::make_shared<IllumFunction>();
+  f->values = a.to_f32();
+  for (float x : f->values) f->positive &= x > 0.0f;
+  std::shared_ptr<const IllumFunction> v = std::move(f);
   std::lock_guard<std::mutex> g(m);
   if (cache.size() > 256) cache.clear();
   cache[path] = v;
-  return *v;
+  return v;
+}
+
+// One-channel TIFF files decoded straight into the planes of the stacked image, the illumination divided out in the
+// same pass (the same values as the general path below, without a copy per channel or a second pass). Returns
+// nothing for whatever this does not handle (another format, a multi-channel file, channels of different sizes or
+// sample types, an illumination function that does not fit or is not positive everywhere): the general path then
+// decodes the sample and says what is wrong.
+std::optional<Image> load_tiff_channels(const Sample& s, const DecodeLimits& limits) {
+  const size_t n = s.channel_paths.size();
+  std::vector<std::shared_ptr<const IllumFunction>> illum;
+  for (const auto& p : s.illum_paths) illum.push_back(illum_cached(p));
+  if (!illum.empty() && illum.size() != n) return std::nullopt;
+  for (const auto& f : illum)
+    if (!f->positive) return std::nullopt;
+  Image out;
+  for (size_t c = 0; c < n; ++c) {
+    const std::vector<uint8_t> bytes = read_file_bytes(s.channel_paths[c]);
+    if (!is_tiff(bytes.data(), bytes.size())) return std::nullopt;
+    const Image h = read_tiff_header(bytes.data(), bytes.size(), s.channel_paths[c], limits);
+    if (h.channels != 1) return std::nullopt;
+    if (c == 0) {
+      if (int64_t(n) * h.height * h.width > limits.max_samples) return std::nullopt;
+      out = Image(int(n), h.height, h.width);
+      out.bits = h.bits, out.is_float = h.is_float, out.max_value = h.max_value;
+    }
+    if (h.height != out.height || h.width != out.width || h.bits != out.bits || h.is_float != out.is_float ||
+        h.max_value != out.max_value)
+      return std::nullopt;
+    if (!illum.empty() && illum[c]->values.size() != out.plane_size()) return std::nullopt;
+    const float* divisor = illum.empty() ? nullptr : illum[c]->values.data();
+    decode_tiff_into(bytes.data(), bytes.size(), s.channel_paths[c], out, int(c), &divisor, limits);
+  }
+  return out;
 }
 }  // namespace
 
@@ -274,6 +317,12 @@ Image load_sample(const Manifest& m, size_t i, const DecodeLimits& limits) {
   const Sample& s = m.samples[i];
   const std::string row = m.source + " (sample " + std::to_string(i) + ")";
   if (!s.h5_path.empty()) return read_hest_patch(s.h5_path, s.h5_index, limits);
+  if (s.channel_paths.size() > 1)
+    if (std::optional<Image> img = load_tiff_channels(s, limits)) {
+      if (int(m.channel_names.size()) == img->channels) img->channel_names = m.channel_names;
+      img->source = row;
+      return std::move(*img);
+    }
   Image out;
   // Channels of one sample stacked from one file each must each be one plane of the same sample type: an RGB
   // file among grey ones would shift every later channel, and an 8-bit channel stacked with 16-bit ones would
@@ -308,7 +357,7 @@ Image load_sample(const Manifest& m, size_t i, const DecodeLimits& limits) {
   out.source = s.channel_paths.size() == 1 ? s.channel_paths[0] : row;
   if (!s.illum_paths.empty()) {
     std::vector<std::vector<float>> illum;
-    for (const auto& p : s.illum_paths) illum.push_back(illum_cached(p));
+    for (const auto& p : s.illum_paths) illum.push_back(illum_cached(p)->values);
     divide_illumination(out, illum, m.channel_names);
   }
   return out;

@@ -29,7 +29,7 @@ void for_each_preprocessed(const Manifest& m, const Transform& t, const ChannelS
   Prefetcher<std::vector<Image>> pf(n, o.threads, o.capacity, [&](int64_t i) {
     Image img = load_sample(m, size_t(i), o.decode);
     check_finite(img);
-    return preprocess_image(img, t, s);
+    return preprocess_image(std::move(img), t, s);
   });
   for (int64_t i = 0; i < n; ++i) {
     std::optional<std::vector<Image>> inputs = pf.next();

@@ -1,6 +1,7 @@
 // Preprocessing: torchvision's eval transforms on float images (Resize, CenterCrop, Normalize) with the same
 // arithmetic, plus what microscopy needs before them (intensity scaling of 16-bit fields, tiling, single-cell
-// crops). Every function takes and returns an Image (float CHW); none changes its input.
+// crops). Every function takes and returns an Image (float CHW); none changes its input. The overloads taking an
+// Image&& give the same values computed in the argument's memory (the pipeline's decoded fields are not copied).
 #pragma once
 #include <array>
 #include <cstdint>
@@ -26,15 +27,20 @@ Image center_crop(const Image& img, int crop_h, int crop_w);
 Image crop_reflect(const Image& img, int top, int left, int h, int w);
 // (x - mean[c]) / std[c] per channel; mean/std of size 1 apply to every channel.
 Image normalize(const Image& img, const std::vector<float>& mean, const std::vector<float>& std);
+Image normalize(Image&& img, const std::vector<float>& mean, const std::vector<float>& std);  // in img's memory
 
 // Intensity scaling, per channel (each channel scaled on its own):
 // x / max_value: uint8 -> [0, 1] as ToTensor does, uint16 -> [0, 1] (x / 65535, exact in float's 24 bits).
 Image scale_to_unit(const Image& img);
+Image scale_to_unit(Image&& img);
 // (x - P_lo) / (P_hi - P_lo) clipped to [0, 1], P = numpy.percentile(channel, p, method="linear"): the JUMP
 // embedder's per-image, per-channel intensity normalisation (1st/99th percentile by default).
+// Order statistics by counting: one pass over 16-bit integer samples, two passes (radix selection) over any floats.
 Image percentile_scale(const Image& img, double lo_pct = 1.0, double hi_pct = 99.0, bool clip = true);
+Image percentile_scale(Image&& img, double lo_pct = 1.0, double hi_pct = 99.0, bool clip = true);
 // (x - min) / (max - min) per channel; a constant channel becomes 0.
 Image minmax_scale(const Image& img);
+Image minmax_scale(Image&& img);
 // numpy.percentile(v, q) with the default "linear" method (for tests and callers that need the value).
 double percentile_linear(std::vector<float> v, double q);
 
@@ -108,9 +114,11 @@ PilFilter pil_filter(Interp mode);
 Image self_standardize(const Image& img);
 // The geometric and intensity part of the chain: intensity scaling, resize, centre crop (no normalisation).
 Image apply_geometry(const Image& img, const Transform& t);
+Image apply_geometry(Image&& img, const Transform& t);  // intensity scaling in img's memory (no field-sized copy)
 // The whole chain for one image: apply_geometry -> channel strategy -> Normalize on each model input.
 // (Scaling happens per source channel before channels are mixed; resizing before replication is exact
 // because replication copies values.)
 std::vector<Image> preprocess_image(const Image& img, const Transform& t, const ChannelStrategy& s);
+std::vector<Image> preprocess_image(Image&& img, const Transform& t, const ChannelStrategy& s);
 
 }  // namespace tabula::data

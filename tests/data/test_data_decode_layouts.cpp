@@ -1,0 +1,224 @@
+// The TIFF decoder's typed conversion paths against tifffile (weights_tools/reference/decode_layout_fixtures.py):
+// every sample type in both byte orders, short last strips, partial edge tiles, planar and contiguous pixels,
+// uncompressed / deflate / LZW / PackBits; values must be identical. Also through the binary (`tabula preprocess`
+// and `tabula embed` on the same fields stored uncompressed and deflate-compressed).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "data/image.h"
+#include "data/manifest.h"
+#include "data/preprocess.h"
+#include "data/synth.h"
+#include "engine/fileio.h"
+#include "tests/test_util.h"
+#include "util/npy.h"
+
+using namespace tabula;
+using namespace tabula::data;
+using tabula::test::fixture;
+using tabula::test::run_tabula;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<fs::path> layout_files() {
+  std::vector<fs::path> out;
+  for (const auto& e : fs::directory_iterator(fixture("data/decode_layouts")))
+    if (e.path().extension() == ".tif") out.push_back(e.path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Bitwise equality of the decoded planes with tifffile's array (CHW float32).
+void expect_same_as_tifffile(const Image& img, const fs::path& tif) {
+  NpyArray want = read_npy(tif.string() + ".npy");
+  ASSERT_EQ(want.shape, (std::vector<int64_t>{img.channels, img.height, img.width})) << tif;
+  ASSERT_EQ(want.dtype, DType::f32);
+  size_t differ = 0, first = 0;
+  for (size_t i = 0; i < img.pixels.size(); ++i)
+    if (std::memcmp(&img.pixels[i], want.as<float>() + i, 4) != 0 && differ++ == 0) first = i;
+  EXPECT_EQ(differ, 0u) << tif.filename() << ": first at " << first << ": " << img.pixels[first] << " vs "
+                        << want.as<float>()[first];
+}
+
+std::string q(const fs::path& p) {
+  std::string s = "'";  // (appended piecewise: GCC 12 reports a false -Wrestrict for "'" + std::string)
+  s += p.string();
+  s += "'";
+  return s;
+}
+
+}  // namespace
+
+TEST(DataDecodeLayouts, EveryLayoutMatchesTifffile) {
+  const std::vector<fs::path> files = layout_files();
+  ASSERT_GE(files.size(), 33u);
+  for (const fs::path& f : files) {
+    SCOPED_TRACE(f.filename().string());
+    expect_same_as_tifffile(read_image(f.string()), f);
+  }
+}
+
+TEST(DataDecodeLayouts, TruncatedFilesAreErrorsNamingTheFile) {
+  // The decoder reads strips from the file's bytes in place; a file cut anywhere must fail cleanly (or, cut in
+  // bytes no strip uses, still decode to the same values).
+  int failed = 0;
+  for (const fs::path& f : layout_files()) {
+    const std::vector<uint8_t> bytes = read_file_bytes(f.string());
+    for (size_t keep : {size_t(8), bytes.size() / 3, bytes.size() / 2, bytes.size() - 9}) {
+      try {
+        expect_same_as_tifffile(decode_image(bytes.data(), keep, "cut.tif"), f);
+      } catch (const std::runtime_error& e) {
+        ++failed;
+        EXPECT_EQ(std::string(e.what()).rfind("cut.tif: ", 0), 0u) << e.what();
+      }
+    }
+  }
+  EXPECT_GT(failed, 0);
+}
+
+TEST(DataDecodeLayouts, PreprocessThroughTheBinaryGivesTifffileValues) {
+  fs::path dir = tabula::test::scratch_dir().string() + "-layouts";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  // One grey image per row (the single-sample layouts, all 29 x 37), values as decoded: no scaling, no resize.
+  std::vector<fs::path> grey;
+  for (const fs::path& f : layout_files()) {
+    const std::string name = f.filename().string();
+    if (name.find("rgb") == std::string::npos && name.find("separate") == std::string::npos) grey.push_back(f);
+  }
+  ASSERT_GE(grey.size(), 20u);
+  std::string csv = "image\n";
+  for (const fs::path& f : grey) csv += f.string() + "\n";
+  write_file_atomic((dir / "list.csv").string(), csv);
+  auto r = run_tabula("preprocess --data " + q(dir / "list.csv") + " --out " + q(dir / "x.npy") +
+                      " --channels all --intensity none --resize 0 --crop 0 --no-normalize");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  NpyArray x = read_npy((dir / "x.npy").string());
+  ASSERT_EQ(x.shape, (std::vector<int64_t>{int64_t(grey.size()), 1, 29, 37}));
+  for (size_t i = 0; i < grey.size(); ++i) {
+    Image row(1, 29, 37);
+    std::memcpy(row.pixels.data(), x.as<float>() + i * row.pixels.size(), row.pixels.size() * 4);
+    SCOPED_TRACE(grey[i].filename().string());
+    expect_same_as_tifffile(row, grey[i]);
+  }
+}
+
+TEST(DataDecodeLayouts, EmbedGivesTheSameFeaturesForUncompressedAndDeflateFields) {
+  fs::path dir = tabula::test::scratch_dir().string() + "-fields";
+  fs::remove_all(dir);
+  CellPaintingConfig c;
+  c.quick = true;
+  synth_cellpainting((dir / "deflate").string(), c);
+  // The same fields re-encoded without compression (the illumination files and load_data.csv copied as they are).
+  fs::copy(dir / "deflate", dir / "none", fs::copy_options::recursive);
+  int rewritten = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir / "none"))
+    if (e.path().extension() == ".tiff" || e.path().extension() == ".tif") {
+      write_tiff(e.path().string(), read_image(e.path().string()), 16, false);
+      ++rewritten;
+    }
+  ASSERT_GT(rewritten, 0);
+  // The first 6 fields are enough.
+  for (const char* codec : {"deflate", "none"}) {
+    const fs::path csv = dir / codec / "load_data.csv";
+    const std::string text = read_file_text(csv.string());
+    size_t at = 0;
+    for (int line = 0; line < 7 && at != std::string::npos; ++line) at = text.find('\n', at + (line > 0));
+    write_file_atomic(csv.string(), text.substr(0, at + 1));
+  }
+  for (const char* codec : {"deflate", "none"}) {
+    auto r = run_tabula("embed --arch vit:dim=32,depth=1,heads=2,patch=16,img=64 --seed 0 --size 64 "
+                        "--intensity percentile --data " + q(dir / codec / "load_data.csv") + " --out " +
+                        q(dir / (std::string("e-") + codec)));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  const std::string index = read_file_text((dir / "e-none" / "index.csv").string());
+  EXPECT_EQ(std::count(index.begin(), index.end(), '\n'), 7) << index;  // header + 6 fields
+  int compared = 0;
+  for (const auto& e : fs::directory_iterator(dir / "e-deflate"))
+    if (e.path().extension() == ".npy") {
+      EXPECT_EQ(read_file_bytes(e.path().string()), read_file_bytes((dir / "e-none" / e.path().filename()).string()))
+          << e.path().filename();
+      ++compared;
+    }
+  EXPECT_GT(compared, 0);
+}
+
+TEST(DataDecodeLayouts, StackedTiffChannelsWithIlluminationEqualTheGeneralPath) {
+  fs::path dir = tabula::test::scratch_dir().string() + "-stack";
+  fs::remove_all(dir);
+  CellPaintingConfig c;
+  c.quick = true;
+  synth_cellpainting(dir.string(), c);
+  const Manifest m = read_manifest(dir.string());
+  ASSERT_GT(m.samples.size(), 2u);
+  ASSERT_EQ(m.samples[0].illum_paths.size(), m.samples[0].channel_paths.size());
+  for (size_t i : {size_t(0), m.samples.size() - 1}) {
+    const Sample& s = m.samples[i];
+    // The general path by hand: decode each file, stack, divide.
+    Image want = read_image(s.channel_paths[0]);
+    for (size_t k = 1; k < s.channel_paths.size(); ++k) {
+      Image one = read_image(s.channel_paths[k]);
+      want.pixels.insert(want.pixels.end(), one.pixels.begin(), one.pixels.end());
+      ++want.channels;
+    }
+    std::vector<std::vector<float>> illum;
+    for (const auto& p : s.illum_paths) illum.push_back(read_npy(p).to_f32());
+    divide_illumination(want, illum, m.channel_names);
+    const Image got = load_sample(m, i);
+    ASSERT_EQ(got.channels, want.channels);
+    EXPECT_EQ(std::memcmp(got.pixels.data(), want.pixels.data(), want.pixels.size() * 4), 0) << "sample " << i;
+    EXPECT_EQ(got.bits, 16);
+    EXPECT_EQ(got.max_value, 65535.0f);
+    EXPECT_EQ(got.channel_names, m.channel_names);
+  }
+  // A zero in an illumination function: the sample is still refused, naming the channel and the pixel. (A new file:
+  // illumination functions are cached by path.)
+  NpyArray a = read_npy(m.samples[0].illum_paths[1]);
+  std::vector<float> v = a.to_f32();
+  v[5] = 0.0f;
+  const std::string bad = (dir / "illum_with_a_zero.npy").string();
+  write_npy(bad, a.shape, v.data());
+  Manifest broken = m;
+  broken.samples[0].illum_paths[1] = bad;
+  try {
+    load_sample(broken, 0);
+    ADD_FAILURE() << "a zero illumination value was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("is not positive at pixel 5"), std::string::npos) << e.what();
+  }
+}
+
+TEST(DataDecodeLayouts, StripsDecodedBySeveralThreadsGiveTheSameValues) {
+  DecodeLimits lim;
+  int threaded = 0;
+  for (int threads : {2, 3, 8}) {
+    lim.threads = threads;
+    for (const fs::path& f : layout_files()) {
+      SCOPED_TRACE(f.filename().string() + " threads " + std::to_string(threads));
+      const std::vector<uint8_t> bytes = read_file_bytes(f.string());
+      expect_same_as_tifffile(decode_image(bytes.data(), bytes.size(), f.string(), lim), f);
+      threaded += f.filename().string().find("deflate") != std::string::npos ||
+                  f.filename().string().find("lzw") != std::string::npos;
+    }
+  }
+  EXPECT_GE(threaded, 3 * 8);  // compressed files, several strips or tiles each: the threaded path ran
+  // A corrupt strip in a thread other than the first is still an error naming the file.
+  const fs::path f = fixture("data/decode_layouts/u16_le_deflate_strip5.tif");
+  std::vector<uint8_t> bytes = read_file_bytes(f.string());
+  const Image clean = decode_image(bytes.data(), bytes.size(), "x.tif");
+  // Overwrite the middle of the file (strip data: the IFD is at the start or the end) with zeros.
+  std::fill(bytes.begin() + long(bytes.size() / 2), bytes.begin() + long(bytes.size() / 2) + 64, uint8_t(0));
+  lim.threads = 4;
+  try {
+    const Image broken = decode_image(bytes.data(), bytes.size(), "broken.tif", lim);
+    EXPECT_NE(broken.pixels, clean.pixels);  // zlib may not notice every change, but the values must
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("broken.tif: ", 0), 0u) << e.what();
+  }
+}
