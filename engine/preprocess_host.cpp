@@ -8,15 +8,6 @@
 
 namespace tabula {
 
-size_t raw_sample_bytes(RawSample s) {
-  switch (s) {
-    case RawSample::u8: return 1;
-    case RawSample::u16: return 2;
-    case RawSample::f32: return 4;
-  }
-  throw std::invalid_argument("unknown raw sample type");
-}
-
 const char* raw_sample_name(RawSample s) {
   switch (s) {
     case RawSample::u8: return "u8";

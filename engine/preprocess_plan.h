@@ -22,7 +22,8 @@ namespace tabula {
 
 // Sample types of raw planes as decoders deliver them.
 enum class RawSample : int32_t { u8 = 0, u16 = 1, f32 = 2 };
-size_t raw_sample_bytes(RawSample s);
+// Inline: libtabula_cuda.so calls it, and the binary exports only the engine functions it links itself.
+inline size_t raw_sample_bytes(RawSample s) { return s == RawSample::u8 ? 1 : s == RawSample::u16 ? 2 : 4; }
 const char* raw_sample_name(RawSample s);
 
 // One resampling (or cropping) pass over every plane: dst[p][y][x] for a dst_h x dst_w window.
