@@ -87,6 +87,10 @@ void Dinov3Config::init_weights(const ModuleTree& tree, InitState& s) const {
   std::copy(p.begin(), p.end(), s.f32("rope_embed.periods"));
   normal_(s.f32("cls_token"), s.numel("cls_token"), 0.0, 0.02, s.gen());
   if (n_storage_tokens > 0) normal_(s.f32("storage_tokens"), s.numel("storage_tokens"), 0.0, 0.02, s.gen());
+  // Each tensor is handed on (InitState::done) once the pass has left it, in the forward's order: the prologue's
+  // tensors, then block by block (a streamed load or reference holds one block's fp32 weights at a time).
+  for (const char* name : {"rope_embed.periods", "cls_token", "storage_tokens", "mask_token"})
+    if (s.has(name)) s.done(name);
   for (const Module* m : tree.modules_post_order()) {
     const std::string n = m->name();
     if (m->type == "Linear" || m->type == "LinearKMaskedBias") {
@@ -102,6 +106,10 @@ void Dinov3Config::init_weights(const ModuleTree& tree, InitState& s) const {
       uniform_init(s.f32(n + ".proj.weight"), s.shape(n + ".proj.weight"), -bound, bound, s.gen());
       uniform_init(s.f32(n + ".proj.bias"), s.shape(n + ".proj.bias"), -bound, bound, s.gen());
     }
+    // (not a PatchEmbed's proj: its parent writes it next)
+    if (m->type == "Linear" || m->type == "LinearKMaskedBias" || m->type == "PatchEmbed" ||
+        m->type == "SelfAttentionBlock")
+      s.done(*m);
   }
 }
 
