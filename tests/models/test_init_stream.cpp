@@ -10,10 +10,12 @@
 #include <random>
 #include <stdexcept>
 
+#include "engine/fileio.h"
 #include "models/dinov3.h"
 #include "models/registry.h"
 #include "tests/test_util.h"
 #include "util/npy.h"
+#include "weights_tools/safetensors.h"
 
 namespace tabula {
 namespace {
@@ -162,6 +164,67 @@ TEST(InitStream, BenchStreamedThroughTheBinary) {
   const auto bf16 = test::run_tabula("bench '" + arch + "' --precision bf16 --streamed " + xs + " --out " + ref);
   EXPECT_NE(bf16.exit_code, 0);
   EXPECT_NE(bf16.err.find("fp32"), std::string::npos) << bf16.err;
+}
+
+weights::StateDict state_dict_of(std::vector<NamedTensor>& tensors) {
+  weights::StateDict sd;
+  for (NamedTensor& t : tensors) {
+    weights::WeightTensor w;
+    w.name = t.name;
+    w.dtype = t.dtype;
+    w.shape.assign(t.shape.begin(), t.shape.end());
+    w.data = t.bytes.data();
+    sd.tensors.push_back(std::move(w));
+  }
+  return sd;
+}
+
+TEST(InitStream, InitFileThroughTheBinaryIsWhatTheWholeStateDictWrites) {
+  const std::filesystem::path d = test::scratch_dir();
+  for (const std::string arch : {"dinov3:dim=32,depth=3,heads=2,img=32", "resnet:layers=1,1,1,1,block=basic,classes=3"}) {
+    const std::string got = (d / "got.safetensors").string(), want = (d / "want.safetensors").string();
+    const auto r = test::run_tabula("init '" + arch + "' --seed 4 --out " + got);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::vector<NamedTensor> whole = init_weights(arch, 4);
+    weights::StateDict sd = state_dict_of(whole);
+    sd.metadata["format"] = "pt";
+    sd.metadata["tabula_arch"] = arch;
+    sd.metadata["tabula_seed"] = "4";
+    sd.metadata["tabula_init"] =
+        "torch.manual_seed(seed) + the reference constructor (torch 2.15, torchvision 0.29, timm 1.0.31)";
+    weights::write_safetensors(want, sd);
+    EXPECT_EQ(read_file_bytes(got), read_file_bytes(want)) << arch;
+  }
+}
+
+TEST(InitStream, SafetensorsWriterRefusesWhatTheLayoutDoesNotSay) {
+  const std::filesystem::path d = test::scratch_dir();
+  const std::string path = (d / "w.safetensors").string();
+  std::vector<NamedTensor> ts(2);
+  ts[0] = {"a", {2, 3}, DType::f32, std::vector<uint8_t>(24, 1)};
+  ts[1] = {"b", {4}, DType::f32, std::vector<uint8_t>(16, 2)};
+  const weights::StateDict layout = state_dict_of(ts);
+  {
+    weights::SafetensorsWriter w(path, layout);
+    EXPECT_THROW(w.write("c", ts[0].bytes.data(), 24), std::runtime_error);
+    EXPECT_THROW(w.write("a", ts[0].bytes.data(), 20), std::runtime_error);
+    w.write("b", ts[1].bytes.data(), 16);  // out of the file's order
+    EXPECT_THROW(w.write("b", ts[1].bytes.data(), 16), std::runtime_error);
+    try {
+      w.commit();
+      ADD_FAILURE() << "commit with 'a' missing";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("'a'"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_FALSE(std::filesystem::exists(path));  // nothing appears unless committed
+  weights::SafetensorsWriter w(path, layout);
+  w.write("b", ts[1].bytes.data(), 16);
+  w.write("a", ts[0].bytes.data(), 24);
+  w.commit();
+  const std::string want = (d / "want.safetensors").string();
+  weights::write_safetensors(want, layout);
+  EXPECT_EQ(read_file_bytes(path), read_file_bytes(want));
 }
 
 }  // namespace
