@@ -75,12 +75,19 @@ ParamStore ParamStore::skeleton(const std::string& arch, const std::vector<Param
   return p;
 }
 
+ParamStore ParamStore::recording(const std::string& arch, const std::vector<ParamSpec>& specs) {
+  ParamStore p = skeleton(arch, specs);
+  p.skeleton_ = false;
+  p.views_only_ = true;
+  return p;
+}
+
 Tensor ParamStore::operator[](const std::string& key) const {
   auto it = t_.find(key);
   if (it == t_.end()) throw std::invalid_argument("arch '" + arch_ + "': no weight '" + key + "'");
   if (record_) record_->push_back(key);
   const Tensor& src = it->second;
-  if (skeleton_) return src;
+  if (skeleton_ || views_only_) return src;
   Tensor t = src.to(DType::f32).contiguous();
   if (!t.shares_storage_with(src)) release_file_pages(src);  // the copy is what the layer keeps
   return t;
@@ -147,7 +154,7 @@ void Model::load(const ParamStore& params, int device, const LoadProgress& progr
 
 const std::vector<std::vector<std::string>>& Model::layer_keys() {
   if (!layer_keys_.empty() || tree_->layers().empty()) return layer_keys_;
-  const ParamStore sk = ParamStore::skeleton(arch_.name, tree_->specs());
+  const ParamStore sk = ParamStore::recording(arch_.name, tree_->specs());
   for (const auto& layer : tree_->layers()) {
     std::vector<std::string> keys;
     sk.record(&keys);

@@ -91,7 +91,7 @@ class Model {
   DType act_dtype() const { return act_dtype_; }
 
  private:
-  // The state_dict keys each layer reads (layers() order), recorded from a load of a skeleton store; computed
+  // The state_dict keys each layer reads (layers() order), recorded from a load of ParamStore::recording; computed
   // before the weights are loaded (it loads every layer).
   const std::vector<std::vector<std::string>>& layer_keys();
 
@@ -129,6 +129,9 @@ class ParamStore {
   // The weight as f32, contiguous (a view of the file's bytes when they are already that; a 16-bit source is
   // converted here, when its layer asks, and its mapped pages released). Throws naming the key when absent.
   Tensor operator[](const std::string& key) const;
+  // A skeleton that does not say it is one (is_skeleton() false), so that a layer reads every key it reads
+  // when loading real weights: what Model::load_streamed records each layer's keys from.
+  static ParamStore recording(const std::string& arch, const std::vector<ParamSpec>& specs);
   bool has(const std::string& key) const { return t_.count(key) != 0; }
   bool is_skeleton() const { return skeleton_; }
   // Every key operator[] is asked for from now on is appended to `keys` (nullptr: stop).
@@ -138,7 +141,7 @@ class ParamStore {
   ParamStore() = default;
   std::string arch_;
   std::map<std::string, Tensor> t_;
-  bool skeleton_ = false;
+  bool skeleton_ = false, views_only_ = false;
   mutable std::vector<std::string>* record_ = nullptr;
 };
 

@@ -25,6 +25,7 @@ const std::vector<std::string> kArchs = {
     "vit:dim=16,depth=2,heads=2,patch=8,img=16,classes=2,reg=2",
     "ca_vit:dim=32,depth=2,heads=2,patch=8,img=32",
     "swin:dim=8,depths=2,2,2,heads=2,2,4,window=4,classes=10,img=32",
+    "swin:dim=16,depths=2,1,heads=2,2,window=4,img=64,embed_layer=convstem,classes=0",  // layers that fold at load
     "convnext:dims=8,16,24,32,depths=1,1,2,1,conv_mlp=1,classes=0,kernel=5",
     "conch:dim=32,depth=2,heads=4,embed_dim=24,caption_dim=32",
     "dinov3:dim=32,depth=3,heads=2,img=32",
