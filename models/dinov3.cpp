@@ -108,7 +108,7 @@ void Dinov3Config::init_weights(const ModuleTree& tree, InitState& s) const {
       uniform_init(s.f32(n + ".proj.weight"), s.shape(n + ".proj.weight"), -bound, bound, s.gen());
       uniform_init(s.f32(n + ".proj.bias"), s.shape(n + ".proj.bias"), -bound, bound, s.gen());
     }
-    // (not a PatchEmbed's proj: its parent writes it next)
+    // done as the pass leaves the module; not at PatchEmbed's Conv2d, which its parent writes after it
     if (m->type == "Linear" || m->type == "LinearKMaskedBias" || m->type == "PatchEmbed" ||
         m->type == "SelfAttentionBlock")
       s.done(*m);
