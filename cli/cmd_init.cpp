@@ -3,7 +3,7 @@
 #include <memory>
 
 #include "cli/args.h"
-#include "models/registry.h"
+#include "models/model.h"
 #include "models/registry.h"
 #include "weights_tools/safetensors.h"
 
@@ -15,26 +15,27 @@ int cmd_init(const Args& a) {
   const long long seed = a.get_int("seed");
   if (seed < 0) throw UsageError("tabula init: --seed must be >= 0");
   // Every arch `tabula models` lists (named archs, aliases, key=value forms) can be initialised.
-  std::vector<NamedTensor> tensors = init_weights(parse_arch(arch), static_cast<uint64_t>(seed));
-  weights::StateDict sd;
-  int64_t params = 0;
-  for (NamedTensor& t : tensors) {
-    auto bytes = std::make_shared<std::vector<uint8_t>>(std::move(t.bytes));
+  const ArchConfig config = parse_arch(arch);
+  const std::unique_ptr<Model> model = config.config->construct(config);
+  // The layout is known from the module tree, so each tensor goes to its place in the file as soon as the init
+  // pass hands it on (a 7B model's 27 GB are never in memory at once); the file appears only once complete.
+  weights::StateDict layout;
+  for (const ParamSpec& sp : model->tree().specs()) {
     weights::WeightTensor w;
-    w.name = t.name;
-    w.dtype = t.dtype;
-    w.shape.assign(t.shape.begin(), t.shape.end());
-    w.data = bytes->data();
-    w.storage = bytes;
-    if (t.dtype == DType::f32) params += t.numel();
-    sd.tensors.push_back(std::move(w));
+    w.name = sp.name;
+    w.dtype = sp.dtype;
+    w.shape.assign(sp.shape.begin(), sp.shape.end());
+    layout.tensors.push_back(std::move(w));
   }
-  sd.metadata["format"] = "pt";
-  sd.metadata["tabula_arch"] = arch;
-  sd.metadata["tabula_seed"] = std::to_string(seed);
-  sd.metadata["tabula_init"] = "torch.manual_seed(seed) + the reference constructor (torch 2.15, torchvision 0.29, timm 1.0.31)";
-  weights::write_safetensors(a.get("out"), sd);
-  std::cout << a.get("out") << ": " << sd.tensors.size() << " tensors of " << arch << " (seed " << seed << ")\n";
+  layout.metadata["format"] = "pt";
+  layout.metadata["tabula_arch"] = arch;
+  layout.metadata["tabula_seed"] = std::to_string(seed);
+  layout.metadata["tabula_init"] = "torch.manual_seed(seed) + the reference constructor (torch 2.15, torchvision 0.29, timm 1.0.31)";
+  weights::SafetensorsWriter out(a.get("out"), layout);
+  init_weights(config, model->tree(), static_cast<uint64_t>(seed),
+               [&](NamedTensor&& t) { out.write(t.name, t.bytes.data(), t.bytes.size()); });
+  out.commit();
+  std::cout << a.get("out") << ": " << layout.tensors.size() << " tensors of " << arch << " (seed " << seed << ")\n";
   return 0;
 }
 

@@ -339,7 +339,10 @@ const std::vector<Command>& commands() {
         {"size", "S", "input height = width (0: the arch's default)", false, "0"},
         {"device", "D", "cpu | cuda[:N]", false, "cpu"},
         {"precision", "P", "fp32|bf16 (cpu: bf16 needs AVX512-BF16); fp32|tf32|bf16|fp16 on cuda", false, "fp32"},
-        {"graph", "", "cuda: capture the forward as one CUDA graph and time its replays", false, ""}},
+        {"graph", "", "cuda: capture the forward as one CUDA graph and time its replays", false, ""},
+        {"streamed", "IN.npy", "no timing loop: the fp32 reference forward of --seed's weights on IN.npy [N, C, H, W], "
+                               "one block's weights in memory at a time (DINOv3, e.g. the 7B); needs --out", false, ""},
+        {"out", "OUT.npy", "--streamed: where x_norm_clstoken [N, D] goes", false, ""}},
        1, 1, cmd_bench},
   };
   return table;

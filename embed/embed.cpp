@@ -190,7 +190,12 @@ std::unique_ptr<DevicePreprocessor> device_preprocessor(const EmbedOptions& opt,
 
 // A weight file goes straight to `device` (packed for the CPU, or uploaded), its load phases on stderr.
 std::unique_ptr<Model> load_model(const EmbedOptions& opt, int device) {
-  if (opt.weights.empty()) return build_model_seed(opt.arch, *opt.seed);
+  if (opt.weights.empty()) {  // the init pass streams into the layers (a 7B never exists in fp32 at once)
+    BuildOptions bo;
+    bo.device = device;
+    bo.progress = load_progress_line("tabula embed", opt.quiet);
+    return build_model_seed(opt.arch, *opt.seed, bo);
+  }
   WeightLoadTimes times;
   auto model = load_model_file(opt.arch, opt.weights, opt.weights_key, device, "tabula embed", opt.quiet, &times);
   if (!opt.quiet) std::fprintf(stderr, "tabula embed: weights loaded: %s\n", times.summary().c_str());

@@ -139,6 +139,20 @@ void AtomicFile::write(const void* data, size_t n) {
   }
 }
 
+void AtomicFile::write_at(const void* data, size_t n, uint64_t offset) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t put = ::pwrite(fd_, p, n, static_cast<off_t>(offset));
+    if (put < 0) {
+      if (errno == EINTR) continue;
+      throw io_error(path_, "write failed");
+    }
+    p += put;
+    n -= static_cast<size_t>(put);
+    offset += static_cast<uint64_t>(put);
+  }
+}
+
 void AtomicFile::commit() {
   if (direct_) direct_->finish();  // every block written and the length set; the fsync makes them durable
   if (::fsync(fd_) != 0) throw io_error(path_, "fsync failed");

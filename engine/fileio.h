@@ -26,6 +26,9 @@ class AtomicFile {
   AtomicFile& operator=(const AtomicFile&) = delete;
   void write(const void* data, size_t n);
   void write(std::string_view s) { write(s.data(), s.size()); }
+  // At byte `offset` of the file (pwrite; the sequential position is not moved): a file whose layout is known up
+  // front filled in the order its parts become available.
+  void write_at(const void* data, size_t n, uint64_t offset);
   void commit();  // fsync + rename; throws on failure (disk full is reported here or in write)
   const std::string& path() const { return path_; }
 

@@ -52,6 +52,11 @@ std::vector<NamedTensor> init_weights(const ArchConfig& arch, uint64_t seed) {
   arch.config->init_weights(model->tree(), state);
   return state.finish();
 }
+void init_weights(const ArchConfig& arch, const ModuleTree& tree, uint64_t seed, const InitSink& sink) {
+  InitState state(tree, seed, sink);
+  arch.config->init_weights(tree, state);
+  state.finish();
+}
 std::vector<NamedTensor> init_weights(const std::string& arch, uint64_t seed) {
   return init_weights(parse_arch(arch), seed);
 }

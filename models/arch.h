@@ -91,6 +91,10 @@ int64_t param_count(const std::string& arch);
 // weight_init=jax, the patch embedding (lecun_normal_) within 3 ULP; see engine/rng.h.
 std::vector<NamedTensor> init_weights(const ArchConfig& arch, uint64_t seed);
 std::vector<NamedTensor> init_weights(const std::string& arch, uint64_t seed);
+// The same tensors handed to `sink` as each becomes final (models/init_replay.h), for the module tree of `arch`
+// (a model's own tree(), or one built for the purpose): what streams a large model's init into a file or into
+// Model::load_streamed without the whole fp32 state_dict in memory.
+void init_weights(const ArchConfig& arch, const ModuleTree& tree, uint64_t seed, const InitSink& sink);
 
 // The message quotes the user's bytes: control bytes (a NUL would end what() early) are shown as \xNN.
 [[noreturn]] void bad_arch(const std::string& arch, const std::string& why);

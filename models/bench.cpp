@@ -119,7 +119,10 @@ BenchResult bench_model(const std::string& arch, const BenchOptions& opt) {
     bo.progress = opt.load_progress;
     model = build_model(arch, *opt.weights, bo);
   } else {
-    model = build_model_seed(arch, opt.seed);
+    BuildOptions bo;  // the init pass streams into the layers, prepared straight for the device
+    bo.device = dev;
+    bo.progress = opt.load_progress;
+    model = build_model_seed(arch, opt.seed, bo);
   }
   const double build_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - l0).count();
   Shape in = model->default_input_shape(opt.batch);

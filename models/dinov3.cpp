@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
+#include <tuple>
 #include <stdexcept>
 
 #include "engine/init.h"
@@ -87,6 +89,10 @@ void Dinov3Config::init_weights(const ModuleTree& tree, InitState& s) const {
   std::copy(p.begin(), p.end(), s.f32("rope_embed.periods"));
   normal_(s.f32("cls_token"), s.numel("cls_token"), 0.0, 0.02, s.gen());
   if (n_storage_tokens > 0) normal_(s.f32("storage_tokens"), s.numel("storage_tokens"), 0.0, 0.02, s.gen());
+  // Each tensor is handed on (InitState::done) once the pass has left it, in the forward's order: the prologue's
+  // tensors, then block by block (a streamed load or reference holds one block's fp32 weights at a time).
+  for (const char* name : {"rope_embed.periods", "cls_token", "storage_tokens", "mask_token"})
+    if (s.has(name)) s.done(name);
   for (const Module* m : tree.modules_post_order()) {
     const std::string n = m->name();
     if (m->type == "Linear" || m->type == "LinearKMaskedBias") {
@@ -102,6 +108,10 @@ void Dinov3Config::init_weights(const ModuleTree& tree, InitState& s) const {
       uniform_init(s.f32(n + ".proj.weight"), s.shape(n + ".proj.weight"), -bound, bound, s.gen());
       uniform_init(s.f32(n + ".proj.bias"), s.shape(n + ".proj.bias"), -bound, bound, s.gen());
     }
+    // done as the pass leaves the module; not at PatchEmbed's Conv2d, which its parent writes after it
+    if (m->type == "Linear" || m->type == "LinearKMaskedBias" || m->type == "PatchEmbed" ||
+        m->type == "SelfAttentionBlock")
+      s.done(*m);
   }
 }
 
@@ -260,35 +270,19 @@ class Dinov3 final : public Model {
     check_weights();
     check_input(x_in.shape());
     taps.bind(tap_order(x_in.shape()));
-    const int64_t B = x_in.size(0), D = c_.embed_dim, gh = x_in.size(2) / c_.patch_size;
-    const int64_t gw = x_in.size(3) / c_.patch_size, prefix = c_.num_prefix_tokens();
+    const int64_t gh = x_in.size(2) / c_.patch_size, gw = x_in.size(3) / c_.patch_size;
+    const int64_t prefix = c_.num_prefix_tokens();
     // PatchEmbed(flatten_embedding=False): [B, H, W, D]; prepare_tokens_with_masks flattens it
-    Tensor x = T(taps, "patch_embed", (*patch_)(x_in.to(act_dtype())).permute({0, 2, 3, 1}).contiguous(), 0);
+    Tensor x = T(taps, "patch_embed", patch_embed(x_in), 0);
     if (taps.done()) return x;
-    // cls_token + 0 * mask_token (no masks), then cat(cls, storage, patches)
-    Tensor cls = ops::add(**cls_, ops::mul(**mask_token_, 0.0f).reshape({1, 1, D})).expand({B, -1, -1});
-    std::vector<Tensor> parts{cls};
-    if (storage_) parts.push_back((**storage_).expand({B, -1, -1}));
-    parts.push_back(x.reshape({B, gh * gw, D}));
-    x = ops::cat(parts, 1);
-    // rope_embed(H, W) from the periods buffer (eval: no coordinate augmentation); the same for every block. Built
-    // on the host (the buffer stays there), then placed beside the class token: f32 on every device, as apply_rope
-    // computes in the tables' dtype.
-    const Tensor& pt = (**periods_).contiguous();
-    const std::vector<float> periods(pt.data<float>(), pt.data<float>() + pt.numel());
-    const auto [sin_h, cos_h] = rope_sin_cos(periods, gh, gw, rope_normalize_of(c_.rope_normalize));
-    const Tensor sin = to_device_like(sin_h, **cls_), cos = to_device_like(cos_h, **cls_);
+    x = prepare_tokens(x);
+    const auto [sin, cos] = rope_tables(gh, gw);
     for (const BlockP& b : blocks_) {
       x = T(taps, b.name, block_forward(b, x, sin, cos, taps));
       if (taps.done()) return x;
     }
     x = T(taps, "blocks", x);
-    Tensor xn;
-    if (cls_norm_)  // untied: cls_norm on the class and storage tokens, norm on the patches
-      xn = ops::cat({(*cls_norm_)(x.slice(1, 0, prefix)), (*norm_)(x.slice(1, prefix, x.size(1)))}, 1);
-    else
-      xn = (*norm_)(x);
-    xn = T(taps, "norm", xn);
+    Tensor xn = T(taps, "norm", final_norm(x));
     if (taps.done()) return xn;
     Tensor cls_out = T(taps, "x_norm_clstoken", xn.select(1, 0).contiguous(), 0);
     if (storage_) T(taps, "x_storage_tokens", xn.slice(1, 1, prefix), 0);
@@ -298,7 +292,91 @@ class Dinov3 final : public Model {
 
   std::vector<std::string> default_taps() const override { return {"x_norm_clstoken"}; }
 
+  // x_norm_clstoken of the untrained model of `seed` while its weights are generated: the init pass hands the
+  // prologue's tensors, then each block's, then the final norm's on (init_weights declares them done in forward
+  // order); each stage runs as soon as its layers are loaded and a block's weights are dropped once it ran. The
+  // ops are the forward's, so the result has its bits.
+  Tensor forward_streamed(const Tensor& x_in, uint64_t seed, const LoadProgress& progress) {
+    check_input(x_in.shape());
+    const int64_t gh = x_in.size(2) / c_.patch_size, gw = x_in.size(3) / c_.patch_size;
+    const size_t last = blocks_.size() + 1;  // stages: 0 prologue, 1..depth the blocks, depth + 1 the norm
+    auto stage_layers = [&](size_t stage) {
+      std::vector<Layer*> l;
+      if (stage == 0) l = {patch_, cls_, storage_, mask_token_, periods_};
+      else if (stage == last) l = {norm_, cls_norm_};
+      else {
+        const BlockP& b = blocks_[stage - 1];
+        l = {b.norm1, b.qkv, b.proj, b.ls1, b.norm2, b.fc1, b.fc2, b.w1, b.w2, b.w3, b.ls2};
+      }
+      l.erase(std::remove(l.begin(), l.end(), nullptr), l.end());
+      return l;
+    };
+    std::set<const Layer*> loaded;
+    size_t next = 0;
+    Tensor x, sin, cos, out;
+    TapSet none;
+    auto advance = [&] {
+      for (; next <= last; ++next) {
+        const std::vector<Layer*> need = stage_layers(next);
+        for (const Layer* l : need)
+          if (!loaded.count(l)) return;
+        if (next == 0) {
+          x = prepare_tokens(patch_embed(x_in));
+          std::tie(sin, cos) = rope_tables(gh, gw);
+        } else if (next == last) {
+          out = final_norm(x).select(1, 0).contiguous();
+        } else {
+          x = block_forward(blocks_[next - 1], x, sin, cos, none);
+          for (Layer* l : need) {
+            unload(*l);
+            loaded.erase(l);
+          }
+        }
+      }
+    };
+    load_streamed([&](const InitSink& sink) { init_weights(arch(), tree(), seed, sink); }, -1, progress,
+                  [&](Layer& l) {
+                    loaded.insert(&l);
+                    advance();
+                  });
+    if (next != last + 1)
+      throw std::logic_error("arch '" + arch().name + "': streamed forward: the weights did not come in forward order");
+    return out;
+  }
+
  private:
+  // PatchEmbed: [B, H / P, W / P, D].
+  Tensor patch_embed(const Tensor& x_in) const {
+    return (*patch_)(x_in.to(act_dtype())).permute({0, 2, 3, 1}).contiguous();
+  }
+
+  // prepare_tokens_with_masks without masks: cls_token + 0 * mask_token, then cat(cls, storage, patches).
+  Tensor prepare_tokens(const Tensor& patches) const {
+    const int64_t B = patches.size(0), D = c_.embed_dim;
+    Tensor cls = ops::add(**cls_, ops::mul(**mask_token_, 0.0f).reshape({1, 1, D})).expand({B, -1, -1});
+    std::vector<Tensor> parts{cls};
+    if (storage_) parts.push_back((**storage_).expand({B, -1, -1}));
+    parts.push_back(patches.reshape({B, patches.size(1) * patches.size(2), D}));
+    return ops::cat(parts, 1);
+  }
+
+  // rope_embed(H, W) from the periods buffer (eval: no coordinate augmentation); the same for every block. Built
+  // on the host (the buffer stays there), then placed beside the class token: f32 on every device, as apply_rope
+  // computes in the tables' dtype.
+  std::pair<Tensor, Tensor> rope_tables(int64_t gh, int64_t gw) const {
+    const Tensor& pt = (**periods_).contiguous();
+    const std::vector<float> periods(pt.data<float>(), pt.data<float>() + pt.numel());
+    const auto [sin_h, cos_h] = rope_sin_cos(periods, gh, gw, rope_normalize_of(c_.rope_normalize));
+    return {to_device_like(sin_h, **cls_), to_device_like(cos_h, **cls_)};
+  }
+
+  // norm (untied: cls_norm on the class and storage tokens, norm on the patches).
+  Tensor final_norm(const Tensor& x) const {
+    const int64_t prefix = c_.num_prefix_tokens();
+    if (cls_norm_) return ops::cat({(*cls_norm_)(x.slice(1, 0, prefix)), (*norm_)(x.slice(1, prefix, x.size(1)))}, 1);
+    return (*norm_)(x);
+  }
+
   // SelfAttentionBlock: norm1, attn (qkv: LinearKMaskedBias, proj), ls1, norm2, mlp, ls2.
   BlockP make_block(ModuleTree& t, Module& blocks, int i) {
     const int64_t D = c_.embed_dim, Hf = c_.ffn_hidden();
@@ -433,6 +511,13 @@ std::shared_ptr<const ModelConfig> cfg(const Dinov3Config& c) { return std::make
 }  // namespace
 
 std::unique_ptr<Model> Dinov3Config::construct(const ArchConfig& arch) const { return std::make_unique<Dinov3>(arch); }
+
+Tensor dinov3_streamed_forward(const std::string& arch, uint64_t seed, const Tensor& x, const LoadProgress& progress) {
+  const ArchConfig a = parse_arch(arch);
+  if (!a.as<Dinov3Config>()) throw std::invalid_argument("arch '" + arch + "': the streamed forward is for DINOv3");
+  Dinov3 model(a);
+  return model.forward_streamed(x, seed, progress);
+}
 
 // dinov3/hub/backbones.py (LVD-1689M weights; dinov3_vitl16's SAT-493M weights add local_cls_norm:
 // dinov3_vitl16:untie_global_and_local_cls_norm=1).

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "models/arch.h"
+#include "models/model.h"
 
 namespace tabula {
 
@@ -59,5 +60,12 @@ struct Dinov3Config final : ModelConfig {
 };
 
 const Family& dinov3_family();
+
+// x_norm_clstoken [B, D] of the untrained model of `seed` on x [B, C, H, W], computed while the weights are
+// generated, with one block's weights in memory at a time (at the CPU precision set: fp32 for the reference of a
+// model whose fp32 weights do not fit, DINOv3-7B's 27 GB); bit for bit build_model_seed(arch, seed)'s forward.
+// Throws std::invalid_argument for an arch that is not DINOv3.
+Tensor dinov3_streamed_forward(const std::string& arch, uint64_t seed, const Tensor& x,
+                               const LoadProgress& progress = {});
 
 }  // namespace tabula

@@ -1,6 +1,8 @@
 #include "models/model.h"
 
+#include <algorithm>
 #include <cstring>
+#include <unordered_map>
 #include <set>
 #include <stdexcept>
 
@@ -73,11 +75,19 @@ ParamStore ParamStore::skeleton(const std::string& arch, const std::vector<Param
   return p;
 }
 
+ParamStore ParamStore::recording(const std::string& arch, const std::vector<ParamSpec>& specs) {
+  ParamStore p = skeleton(arch, specs);
+  p.skeleton_ = false;
+  p.views_only_ = true;
+  return p;
+}
+
 Tensor ParamStore::operator[](const std::string& key) const {
   auto it = t_.find(key);
   if (it == t_.end()) throw std::invalid_argument("arch '" + arch_ + "': no weight '" + key + "'");
+  if (record_) record_->push_back(key);
   const Tensor& src = it->second;
-  if (skeleton_) return src;
+  if (skeleton_ || views_only_) return src;
   Tensor t = src.to(DType::f32).contiguous();
   if (!t.shares_storage_with(src)) release_file_pages(src);  // the copy is what the layer keeps
   return t;
@@ -143,6 +153,101 @@ void Model::load(const ParamStore& params, int device, const LoadProgress& progr
     if (progress) progress(i + 1, layers.size());
   }
   device_ = device;
+}
+
+const std::vector<std::vector<std::string>>& Model::layer_keys() {
+  if (!layer_keys_.empty() || tree_->layers().empty()) return layer_keys_;
+  const ParamStore sk = ParamStore::recording(arch_.name, tree_->specs());
+  for (const auto& layer : tree_->layers()) {
+    std::vector<std::string> keys;
+    sk.record(&keys);
+    layer->load(sk);
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    layer_keys_.push_back(std::move(keys));
+  }
+  sk.record(nullptr);
+  return layer_keys_;
+}
+
+void Model::load_streamed(const std::function<void(const InitSink&)>& produce, int device,
+                          const LoadProgress& progress, const std::function<void(Layer&)>& on_loaded) {
+  const auto& layers = tree_->layers();
+  const auto& keys = layer_keys();
+  std::unordered_map<std::string, ParamSpec> spec_of;
+  for (const ParamSpec& sp : tree_->specs()) spec_of[sp.name] = sp;
+  std::unordered_map<std::string, std::vector<size_t>> readers;  // key -> the layers that read it
+  std::vector<size_t> waiting(layers.size());                    // per layer: keys not arrived yet
+  for (size_t i = 0; i < layers.size(); ++i) {
+    waiting[i] = keys[i].size();
+    for (const std::string& k : keys[i]) readers[k].push_back(i);
+  }
+  struct Arrived {
+    Tensor t;
+    size_t readers_left;
+  };
+  std::unordered_map<std::string, Arrived> arrived;
+  skeleton_ = false;
+  act_dtype_ = device >= 0 ? activation_dtype(device) : DType::f32;
+  size_t done = 0;
+  auto load_layer = [&](size_t i) {
+    std::vector<ParamSpec> specs;
+    WeightMap wm;
+    for (const std::string& k : keys[i]) {
+      specs.push_back(spec_of.at(k));
+      wm[k] = arrived.at(k).t;
+    }
+    layers[i]->load(ParamStore(arch_.name, specs, wm, true));
+    wm.clear();
+    layers[i]->prepare(device);
+    for (const std::string& k : keys[i]) {
+      auto it = arrived.find(k);
+      if (--it->second.readers_left == 0) arrived.erase(it);
+    }
+    ++done;
+    if (progress) progress(done, layers.size());
+    if (on_loaded) on_loaded(*layers[i]);
+  };
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (waiting[i] == 0) load_layer(i);
+  const InitSink sink = [&](NamedTensor&& nt) {
+    auto r = readers.find(nt.name);
+    if (r == readers.end()) return;  // a tensor no layer reads (DINOv3's bias_mask: folded in at init)
+    auto bytes = std::make_shared<std::vector<uint8_t>>(std::move(nt.bytes));
+    Tensor t = Tensor::from_external(bytes->data(), nt.shape, nt.dtype, bytes);
+    arrived[nt.name] = {std::move(t), r->second.size()};
+    for (size_t i : r->second)
+      if (--waiting[i] == 0) load_layer(i);
+  };
+  produce(sink);
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (waiting[i] != 0)
+      throw std::logic_error("arch '" + arch_.name + "': streamed load: the weights of the layer reading '" +
+                             keys[i].front() + "' never came");
+  device_ = device;
+}
+
+void Model::unload(Layer& layer) {
+  const auto& layers = tree_->layers();
+  const auto& keys = layer_keys();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (layers[i].get() != &layer) continue;
+    const std::vector<ParamSpec> all = tree_->specs();
+    std::vector<ParamSpec> specs;
+    WeightMap wm;
+    for (const std::string& k : keys[i]) {
+      ParamSpec sp;
+      sp.name = k;
+      for (const ParamSpec& s : all)
+        if (s.name == k) sp.shape = Shape(s.shape.size(), 1);
+      specs.push_back(sp);
+      wm[k] = Tensor::zeros(sp.shape);
+    }
+    layer.load(ParamStore(arch_.name, specs, wm, true));
+    layer.prepare(device_);
+    return;
+  }
+  throw std::logic_error("arch '" + arch_.name + "': unload: not one of this model's layers");
 }
 
 void Model::check_weights() const {

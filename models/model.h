@@ -37,6 +37,13 @@ class Model {
   // a file mapping is released as soon as its layer holds its own copy (engine/file_pages.h), so a weights file
   // is never held beside its packed copy.
   void load(const ParamStore& params, int device = -1, const LoadProgress& progress = {});
+  // The same for weights an init pass hands on as they become final (InitState's sink): `produce` runs the pass
+  // with the sink it is given; each layer is loaded and prepared as soon as every tensor it reads has arrived,
+  // and an arrived fp32 tensor is dropped once no layer still waits for it, so the peak is the prepared weights
+  // plus the tensors of the layers not complete yet. `on_loaded` hears of each layer once prepared. Throws
+  // std::logic_error naming a layer whose tensors never came.
+  void load_streamed(const std::function<void(const InitSink&)>& produce, int device = -1,
+                     const LoadProgress& progress = {}, const std::function<void(Layer&)>& on_loaded = {});
   // [batch, C, H, W] at the model's default (pretrained) input size.
   virtual Shape default_input_shape(int64_t batch = 1) const = 0;
   // Runs the forward on x [B, C, H, W] (f32, CPU). Binds `taps` to tap_order(x.shape()) (so a hook pattern
@@ -75,14 +82,22 @@ class Model {
 
  protected:
   ModuleTree& module_tree() { return *tree_; }
+  // Drops a loaded layer's weights (one the streamed reference has run and will not run again): it keeps
+  // one-element placeholders.
+  void unload(Layer& layer);
   // Throws for a model built without weights (structure only).
   void check_weights() const;
   // The activations' storage type (f32 on the CPU; bf16/f16 on a GPU in those precisions).
   DType act_dtype() const { return act_dtype_; }
 
  private:
+  // The state_dict keys each layer reads (layers() order), recorded from a load of ParamStore::recording; computed
+  // before the weights are loaded (it loads every layer).
+  const std::vector<std::vector<std::string>>& layer_keys();
+
   ArchConfig arch_;
   std::unique_ptr<ModuleTree> tree_;
+  std::vector<std::vector<std::string>> layer_keys_;
   bool skeleton_ = true;
   DType act_dtype_ = DType::f32;
   int device_ = -1;
@@ -114,14 +129,20 @@ class ParamStore {
   // The weight as f32, contiguous (a view of the file's bytes when they are already that; a 16-bit source is
   // converted here, when its layer asks, and its mapped pages released). Throws naming the key when absent.
   Tensor operator[](const std::string& key) const;
+  // A skeleton that does not say it is one (is_skeleton() false), so that a layer reads every key it reads
+  // when loading real weights: what Model::load_streamed records each layer's keys from.
+  static ParamStore recording(const std::string& arch, const std::vector<ParamSpec>& specs);
   bool has(const std::string& key) const { return t_.count(key) != 0; }
   bool is_skeleton() const { return skeleton_; }
+  // Every key operator[] is asked for from now on is appended to `keys` (nullptr: stop).
+  void record(std::vector<std::string>* keys) const { record_ = keys; }
 
  private:
   ParamStore() = default;
   std::string arch_;
   std::map<std::string, Tensor> t_;
-  bool skeleton_ = false;
+  bool skeleton_ = false, views_only_ = false;
+  mutable std::vector<std::string>* record_ = nullptr;
 };
 
 // init_weights() as a WeightMap (the untrained weights of a seed).

@@ -153,8 +153,17 @@ std::unique_ptr<Model> build_model(const std::string& arch, const WeightMap& wei
 }
 
 std::unique_ptr<Model> build_model_seed(const std::string& arch, uint64_t seed) {
+  return build_model_seed(arch, seed, BuildOptions{});
+}
+
+std::unique_ptr<Model> build_model_seed(const std::string& arch, uint64_t seed, const BuildOptions& opt) {
   const ArchConfig a = parse_arch(arch);
-  return construct_loaded(a, to_weight_map(init_weights(a, seed)), BuildOptions{});
+  std::unique_ptr<Model> model = a.config->construct(a);
+  // The init pass's tensors go straight into the layers (the untrained weights carry the tree's own names, so
+  // no from_canonical): a model is never held beside its full fp32 state_dict.
+  const ModuleTree& tree = model->tree();
+  model->load_streamed([&](const InitSink& sink) { init_weights(a, tree, seed, sink); }, opt.device, opt.progress);
+  return model;
 }
 
 std::unique_ptr<Model> build_model_skeleton(const std::string& arch) {

@@ -29,6 +29,9 @@ struct BuildOptions {
   LoadProgress progress;  // called after each layer (Model::load)
 };
 std::unique_ptr<Model> build_model(const std::string& arch, const WeightMap& weights, const BuildOptions& opt);
+// The untrained model of `seed` with the weights prepared for opt.device and progress reported (strict and report
+// do not apply): the init pass streams into the layers (Model::load_streamed).
+std::unique_ptr<Model> build_model_seed(const std::string& arch, uint64_t seed, const BuildOptions& opt);
 // The untrained model of `seed` (init_weights: the weights PyTorch builds after torch.manual_seed(seed)).
 std::unique_ptr<Model> build_model_seed(const std::string& arch, uint64_t seed);
 // The structure without weights (no memory): list_taps, gmacs, default_taps; its forward throws.

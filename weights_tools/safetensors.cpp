@@ -233,4 +233,36 @@ void write_safetensors(const std::string& path, const StateDict& sd) {
   f.commit();
 }
 
+SafetensorsWriter::SafetensorsWriter(const std::string& path, const StateDict& layout) : file_(path) {
+  const std::string header = safetensors_header(layout);
+  uint8_t len[8];
+  const uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
+  file_.write(len, 8);
+  file_.write(header);
+  uint64_t offset = 8 + n;
+  for (const WeightTensor* t : writer_order(layout)) {
+    slots_[t->name] = {offset, t->nbytes(), false};
+    offset += t->nbytes();
+  }
+}
+
+void SafetensorsWriter::write(const std::string& name, const void* data, size_t nbytes) {
+  auto it = slots_.find(name);
+  if (it == slots_.end()) throw std::runtime_error(file_.path() + ": no tensor '" + name + "' in the layout");
+  Slot& s = it->second;
+  if (s.written) throw std::runtime_error(file_.path() + ": tensor '" + name + "' written twice");
+  if (nbytes != s.nbytes)
+    throw std::runtime_error(file_.path() + ": tensor '" + name + "' has " + std::to_string(nbytes) +
+                             " bytes, the layout says " + std::to_string(s.nbytes));
+  if (nbytes) file_.write_at(data, nbytes, s.offset);
+  s.written = true;
+}
+
+void SafetensorsWriter::commit() {
+  for (const auto& [name, s] : slots_)
+    if (!s.written) throw std::runtime_error(file_.path() + ": tensor '" + name + "' was never written");
+  file_.commit();
+}
+
 }  // namespace tabula::weights

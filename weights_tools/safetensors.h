@@ -7,10 +7,12 @@
 // no duplicate names, header at most 100 MB and a JSON object.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "engine/fileio.h"
 #include "weights_tools/weight_tensor.h"
 
 namespace tabula::weights {
@@ -31,5 +33,28 @@ StateDict parse_safetensors(const uint8_t* data, size_t size, std::shared_ptr<co
 void write_safetensors(const std::string& path, const StateDict& sd);
 // The header JSON the writer produces (for tests).
 std::string safetensors_header(const StateDict& sd);
+
+// The file write_safetensors writes, filled tensor by tensor in whatever order the tensors become available (an
+// init pass streaming a model too large to hold): the layout (names, dtypes, shapes, metadata; no data) is known
+// up front, so the header goes first and each tensor straight to its offset. Atomic as write_safetensors: nothing
+// appears at `path` unless commit() succeeds.
+class SafetensorsWriter {
+ public:
+  SafetensorsWriter(const std::string& path, const StateDict& layout);
+  // Throws std::runtime_error naming the file and tensor for an unknown name, a size that is not the layout's,
+  // or a second write.
+  void write(const std::string& name, const void* data, size_t nbytes);
+  // Throws naming a tensor never written.
+  void commit();
+
+ private:
+  struct Slot {
+    uint64_t offset = 0;
+    size_t nbytes = 0;
+    bool written = false;
+  };
+  AtomicFile file_;
+  std::map<std::string, Slot> slots_;
+};
 
 }  // namespace tabula::weights
