@@ -1,6 +1,7 @@
 // `tabula init ARCH --seed N --out W.safetensors`: the untrained weights PyTorch builds for the seed.
 #include <iostream>
 #include <memory>
+#include <utility>
 
 #include "cli/args.h"
 #include "models/model.h"
@@ -33,7 +34,7 @@ int cmd_init(const Args& a) {
   layout.metadata["tabula_init"] = "torch.manual_seed(seed) + the reference constructor (torch 2.15, torchvision 0.29, timm 1.0.31)";
   weights::SafetensorsWriter out(a.get("out"), layout);
   init_weights(config, model->tree(), static_cast<uint64_t>(seed),
-               [&](NamedTensor&& t) { out.write(t.name, t.bytes.data(), t.bytes.size()); });
+               [&](NamedTensor&& t) { out.write(t.name, std::move(t.bytes)); });
   out.commit();
   std::cout << a.get("out") << ": " << layout.tensors.size() << " tensors of " << arch << " (seed " << seed << ")\n";
   return 0;

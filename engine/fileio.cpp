@@ -140,6 +140,12 @@ void AtomicFile::write(const void* data, size_t n) {
 }
 
 void AtomicFile::write_at(const void* data, size_t n, uint64_t offset) {
+  if (direct_) {  // O_DIRECT wants aligned offsets and lengths: finish the sequential part, then write buffered
+    direct_->finish();
+    direct_.reset();
+    const int flags = ::fcntl(fd_, F_GETFL);
+    if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0) throw io_error(tmp_, "cannot end O_DIRECT");
+  }
   const char* p = static_cast<const char*>(data);
   while (n > 0) {
     ssize_t put = ::pwrite(fd_, p, n, static_cast<off_t>(offset));

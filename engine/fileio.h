@@ -27,8 +27,10 @@ class AtomicFile {
   void write(const void* data, size_t n);
   void write(std::string_view s) { write(s.data(), s.size()); }
   // At byte `offset` of the file (pwrite; the sequential position is not moved): a file whose layout is known up
-  // front filled in the order its parts become available.
+  // front filled in the order its parts become available. On a file bypassing the page cache it first ends the
+  // bypass (what was written sequentially is flushed; from then on writes go through the page cache).
   void write_at(const void* data, size_t n, uint64_t offset);
+  bool bypassing() const { return direct_ != nullptr; }
   void commit();  // fsync + rename; throws on failure (disk full is reported here or in write)
   const std::string& path() const { return path_; }
 

@@ -6,6 +6,8 @@
 #include <set>
 #include <stdexcept>
 
+#include <unistd.h>
+
 #include "engine/fileio.h"
 #include "util/json.h"
 
@@ -215,17 +217,29 @@ std::string safetensors_header(const StateDict& sd) {
   return text;
 }
 
+namespace {
+// Weights files of more than a few tens of MB are written past the page cache: copying them into it and then
+// waiting for its writeback is most of the time `tabula init` of a big model takes (engine/direct_write.h).
+constexpr uint64_t kBypassBytes = uint64_t{32} << 20;
+
+uint64_t payload_bytes(const StateDict& sd) {
+  uint64_t payload = 0;
+  for (const WeightTensor& t : sd.tensors) payload += t.nbytes();
+  return payload;
+}
+
+uint64_t quarter_of_memory() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) / 4 : uint64_t{1} << 30;
+}
+}  // namespace
+
 void write_safetensors(const std::string& path, const StateDict& sd) {
   std::string header = safetensors_header(sd);
   uint8_t len[8];
   uint64_t n = header.size();
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
-  uint64_t payload = 0;
-  for (const WeightTensor& t : sd.tensors) payload += t.nbytes();
-  // Weights files of more than a few tens of MB are written past the page cache: copying them into it and then
-  // waiting for its writeback is most of the time `tabula init` of a big model takes (engine/direct_write.h).
-  constexpr uint64_t kBypassBytes = uint64_t{32} << 20;
-  AtomicFile f(path, payload >= kBypassBytes ? AtomicFile::PageCache::bypass : AtomicFile::PageCache::use);
+  AtomicFile f(path, payload_bytes(sd) >= kBypassBytes ? AtomicFile::PageCache::bypass : AtomicFile::PageCache::use);
   f.write(len, 8);
   f.write(header);
   for (const WeightTensor* t : writer_order(sd))
@@ -233,7 +247,10 @@ void write_safetensors(const std::string& path, const StateDict& sd) {
   f.commit();
 }
 
-SafetensorsWriter::SafetensorsWriter(const std::string& path, const StateDict& layout) : file_(path) {
+
+SafetensorsWriter::SafetensorsWriter(const std::string& path, const StateDict& layout, uint64_t hold_limit)
+    : file_(path, payload_bytes(layout) >= kBypassBytes ? AtomicFile::PageCache::bypass : AtomicFile::PageCache::use),
+      early_limit_(hold_limit ? hold_limit : quarter_of_memory()) {
   const std::string header = safetensors_header(layout);
   uint8_t len[8];
   const uint64_t n = header.size();
@@ -243,11 +260,12 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path, const StateDict& l
   uint64_t offset = 8 + n;
   for (const WeightTensor* t : writer_order(layout)) {
     slots_[t->name] = {offset, t->nbytes(), false};
+    order_.push_back(t->name);
     offset += t->nbytes();
   }
 }
 
-void SafetensorsWriter::write(const std::string& name, const void* data, size_t nbytes) {
+SafetensorsWriter::Slot& SafetensorsWriter::slot(const std::string& name, size_t nbytes) {
   auto it = slots_.find(name);
   if (it == slots_.end()) throw std::runtime_error(file_.path() + ": no tensor '" + name + "' in the layout");
   Slot& s = it->second;
@@ -255,8 +273,50 @@ void SafetensorsWriter::write(const std::string& name, const void* data, size_t 
   if (nbytes != s.nbytes)
     throw std::runtime_error(file_.path() + ": tensor '" + name + "' has " + std::to_string(nbytes) +
                              " bytes, the layout says " + std::to_string(s.nbytes));
+  return s;
+}
+
+void SafetensorsWriter::write(const std::string& name, const void* data, size_t nbytes) {
+  if (file_.bypassing()) {
+    const auto* p = static_cast<const uint8_t*>(data);
+    return write(name, std::vector<uint8_t>(p, p + nbytes));
+  }
+  Slot& s = slot(name, nbytes);
   if (nbytes) file_.write_at(data, nbytes, s.offset);
   s.written = true;
+}
+
+void SafetensorsWriter::write(const std::string& name, std::vector<uint8_t>&& bytes) {
+  if (!file_.bypassing()) return write(name, bytes.data(), bytes.size());
+  Slot& s = slot(name, bytes.size());
+  if (order_[next_] == name) {
+    write_next(name, bytes.data(), bytes.size());
+    while (next_ < order_.size()) {  // the tensors that waited for this one
+      const auto it = early_.find(order_[next_]);
+      if (it == early_.end()) break;
+      early_bytes_ -= it->second.size();
+      write_next(it->first, it->second.data(), it->second.size());
+      early_.erase(it);
+    }
+    return;
+  }
+  s.written = true;
+  if (early_bytes_ + bytes.size() <= early_limit_) {
+    early_bytes_ += bytes.size();
+    early_[name] = std::move(bytes);
+    return;
+  }
+  for (const auto& [n, b] : early_)  // the first write_at ends the bypass
+    if (!b.empty()) file_.write_at(b.data(), b.size(), slots_.at(n).offset);
+  early_.clear();
+  early_bytes_ = 0;
+  if (!bytes.empty()) file_.write_at(bytes.data(), bytes.size(), s.offset);
+}
+
+void SafetensorsWriter::write_next(const std::string& name, const void* data, size_t nbytes) {
+  if (nbytes) file_.write(data, nbytes);
+  slots_.at(name).written = true;
+  ++next_;
 }
 
 void SafetensorsWriter::commit() {

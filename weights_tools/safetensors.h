@@ -40,10 +40,14 @@ std::string safetensors_header(const StateDict& sd);
 // appears at `path` unless commit() succeeds.
 class SafetensorsWriter {
  public:
-  SafetensorsWriter(const std::string& path, const StateDict& layout);
+  // hold_limit: bytes of early tensors held before the bypass ends (0: a quarter of the memory).
+  SafetensorsWriter(const std::string& path, const StateDict& layout, uint64_t hold_limit = 0);
   // Throws std::runtime_error naming the file and tensor for an unknown name, a size that is not the layout's,
   // or a second write.
   void write(const std::string& name, const void* data, size_t nbytes);
+  // The same, taking the bytes over: a tensor that arrives before those in front of it in the file is held (not
+  // copied) while the file is written past the page cache (from 32 MiB of tensors, as write_safetensors).
+  void write(const std::string& name, std::vector<uint8_t>&& bytes);
   // Throws naming a tensor never written.
   void commit();
 
@@ -53,8 +57,17 @@ class SafetensorsWriter {
     size_t nbytes = 0;
     bool written = false;
   };
+  Slot& slot(const std::string& name, size_t nbytes);  // checks the name and size; refuses a second write
+  void write_next(const std::string& name, const void* data, size_t nbytes);  // the next tensor in file order
   AtomicFile file_;
   std::map<std::string, Slot> slots_;
+  // While the file bypasses the page cache it is written front to back: tensors in file order, the next one to
+  // write, and those that arrived early. Once the early ones would pass a quarter of the memory (a streaming init
+  // hands tensors on in forward order, not the file's), the bypass ends and every tensor goes to its offset.
+  std::vector<std::string> order_;
+  size_t next_ = 0;
+  std::map<std::string, std::vector<uint8_t>> early_;
+  uint64_t early_bytes_ = 0, early_limit_ = 0;
 };
 
 }  // namespace tabula::weights
