@@ -110,24 +110,11 @@ void plan_geometry(PreprocessPlan& plan, const Image& img, const Transform& t, b
 
 // The 8-bit paths' conditions, as pil_geometry states them for the CPU.
 void check_u8_path(const Image& img, bool illumination, const Transform& t) {
-  if (img.is_float || img.bits != 8 || img.max_value != 255.0f)
-    throw std::invalid_argument(where(img) + ": --resize-impl " + t.resize_impl + " resamples 8-bit images; this image "
-                                "has " + std::to_string(img.bits) + "-bit" + (img.is_float ? " float" : "") +
-                                " samples (use --resize-impl tensor)");
+  check_8bit_resize(img, t);
   if (illumination)
     throw std::invalid_argument(where(img) + ": --resize-impl " + t.resize_impl + " resamples 8-bit images, and "
                                 "illumination division makes them floating-point (use --resize-impl tensor or "
                                 "--no-illum)");
-  if (t.intensity != "unit" && t.intensity != "none")
-    throw std::invalid_argument("--resize-impl " + t.resize_impl + ": intensity '" + t.intensity + "' rescales values "
-                                "before resizing, which an 8-bit image cannot hold; use --intensity unit or "
-                                "--resize-impl tensor");
-  if (!t.antialias)
-    throw std::invalid_argument("--resize-impl " + t.resize_impl + ": the 8-bit paths antialias (torchvision ignores "
-                                "antialias=False on PIL images); drop --no-antialias or use --resize-impl tensor");
-  if (t.resize_impl == "uint8" && t.interp != Interp::bilinear && t.interp != Interp::bicubic)
-    throw std::invalid_argument(std::string("--resize-impl uint8: torch resizes uint8 tensors bilinear or bicubic, ") +
-                                "not " + interp_name(t.interp));
 }
 
 void plan_intensity(PreprocessPlan& plan, const Image& img, const Transform& t) {

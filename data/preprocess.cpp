@@ -518,12 +518,7 @@ Transform transform_timm(int img_size, double crop_pct, Interp interp, std::vect
   return t;
 }
 
-namespace {
-
-// Resize -> CenterCrop on the 8-bit image, as torchvision runs them on a PIL image ("pil") or on a uint8 tensor
-// ("uint8", torchvision.transforms.v2 after ToImage); ToTensor / ToDtype(scale=True) (x / 255) is the intensity step
-// after them.
-Image pil_geometry(const Image& img, const Transform& t) {
+void check_8bit_resize(const Image& img, const Transform& t) {
   if (img.is_float || img.bits != 8 || img.max_value != 255.0f)
     throw std::invalid_argument(where(img) + ": --resize-impl " + t.resize_impl + " resamples 8-bit images; this image "
                                 "has " + std::to_string(img.bits) + "-bit" + (img.is_float ? " float" : "") +
@@ -538,6 +533,15 @@ Image pil_geometry(const Image& img, const Transform& t) {
   if (t.resize_impl == "uint8" && t.interp != Interp::bilinear && t.interp != Interp::bicubic)
     throw std::invalid_argument(std::string("--resize-impl uint8: torch resizes uint8 tensors bilinear or bicubic, ") +
                                 "not " + interp_name(t.interp));
+}
+
+namespace {
+
+// Resize -> CenterCrop on the 8-bit image, as torchvision runs them on a PIL image ("pil") or on a uint8 tensor
+// ("uint8", torchvision.transforms.v2 after ToImage); ToTensor / ToDtype(scale=True) (x / 255) is the intensity step
+// after them.
+Image pil_geometry(const Image& img, const Transform& t) {
+  check_8bit_resize(img, t);
   Image x = img;
   int oh = 0, ow = 0;
   if (t.resize_h > 0 && t.resize_w > 0) {

@@ -112,6 +112,9 @@ PilFilter pil_filter(Interp mode);
 // MAEModel.input_norm's second half: InstanceNorm2d(affine=False, track_running_stats=False, eps 1e-5), i.e.
 // every channel minus its mean, over sqrt(biased variance + 1e-5) (statistics in double).
 Image self_standardize(const Image& img);
+// Throws std::invalid_argument naming the image or flag where t's 8-bit resize paths ("pil", "uint8") cannot run
+// on img (not 8-bit, an intensity rule before the resize, no antialias, uint8 with another filter).
+void check_8bit_resize(const Image& img, const Transform& t);
 // The geometric and intensity part of the chain: intensity scaling, resize, centre crop (no normalisation).
 Image apply_geometry(const Image& img, const Transform& t);
 Image apply_geometry(Image&& img, const Transform& t);  // intensity scaling in img's memory (no field-sized copy)
