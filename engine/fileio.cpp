@@ -108,14 +108,28 @@ std::string read_file_text(const std::string& path) {
 
 AtomicFile::AtomicFile(std::string path, PageCache cache) : path_(std::move(path)) {
   tmp_ = path_ + ".tmp." + std::to_string(::getpid());
+  // Registered before it exists: a signal at any point after the open must find the name to remove (setting up the
+  // O_DIRECT writer takes milliseconds).
+  register_temp(tmp_);
   constexpr int kFlags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
   if (cache == PageCache::bypass) {
     fd_ = ::open(tmp_.c_str(), kFlags | O_DIRECT, 0644);  // EINVAL where the file system has no O_DIRECT
-    if (fd_ >= 0) direct_ = std::make_unique<DirectWriter>(fd_, tmp_);
+    if (fd_ >= 0) {
+      try {
+        direct_ = std::make_unique<DirectWriter>(fd_, tmp_);
+      } catch (...) {  // no destructor runs for a constructor that throws
+        ::close(fd_);
+        ::unlink(tmp_.c_str());
+        unregister_temp(tmp_);
+        throw;
+      }
+    }
   }
   if (fd_ < 0) fd_ = ::open(tmp_.c_str(), kFlags, 0644);
-  if (fd_ < 0) throw io_error(tmp_, "cannot create");
-  register_temp(tmp_);
+  if (fd_ < 0) {
+    unregister_temp(tmp_);
+    throw io_error(tmp_, "cannot create");
+  }
 }
 
 AtomicFile::~AtomicFile() {
