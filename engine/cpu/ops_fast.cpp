@@ -452,39 +452,85 @@ Tensor CpuBackend::softmax(const Tensor& x_in, int64_t dim) {
 
 // ---------------------------------------------------------------------------------------------------------------
 namespace {
-// The attention of sdpa below with its two GEMMs in bf16 (--precision bf16), the numerics of the CUDA bf16 path:
-// Q, K and V rounded to bf16 (as a bf16 qkv output is), S = Q K^T accumulated in fp32, the softmax in fp32, its
-// unnormalised probabilities rounded to bf16 for O = P V (fp32 accumulation), then O scaled by 1 / (the fp32 sum).
-// Odd D or Nk get the zero that completes the last k pair. q, k, v: rows of D / Dv contiguous; out: [B, Nq, H, Dv].
-void sdpa_bf16(const Tensor& q, const Tensor& k, const Tensor& v, int64_t B, int64_t H, int64_t Nq, int64_t Nk,
-               int64_t D, int64_t Dv, float scale, float* outp, int64_t kBQ) {
+// The two precisions of the attention's GEMMs, as sdpa_blocks reads them: the element type of the GEMM operands,
+// K^T and V packed into the micro-kernel's panels (engine/cpu/packed.h), an fp32 block turned into a GEMM's A rows
+// (`len` = their length: K, padded to a pair in bf16), and the GEMM into fp32.
+struct AttentionFp32 {
+  using Elem = float;
+  static int64_t len(int64_t cols) { return cols; }
+  static int64_t packed_elems(int64_t K, int64_t N) { return detail::packed_b_floats(K, N); }
+  static void pack(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn, float* dst) {
+    detail::pack_b_panels(K, N, src, sk, sn, dst);
+  }
+  // fp32 rows are read where they are: no scratch
+  static int64_t scratch_elems(int64_t, int64_t) { return 0; }
+  static const float* a_rows(int64_t, int64_t, const float* src, int64_t lds, float*, int64_t& lda) {
+    lda = lds;
+    return src;
+  }
+  static void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* b, float* c,
+                   int64_t ldc) {
+    detail::gemm_packed_b(M, N, K, a, lda, b, c, ldc);
+  }
+};
+
+// --precision bf16, the numerics of the CUDA bf16 path: Q, K and V rounded to bf16 (as a bf16 qkv output is),
+// S = Q K^T accumulated in fp32, the softmax in fp32, its unnormalised probabilities rounded to bf16 for O = P V
+// (fp32 accumulation), then O scaled by 1 / (the fp32 sum). Odd D or Nk get the zero that completes the last k pair.
+struct AttentionBf16 {
+  using Elem = uint16_t;
+  static int64_t len(int64_t cols) { return (cols + 1) / 2 * 2; }
+  static int64_t packed_elems(int64_t K, int64_t N) { return detail::packed_b_bf16_elems(K, N); }
+  static void pack(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn, uint16_t* dst) {
+    detail::pack_b_panels_bf16(K, N, src, sk, sn, dst);
+  }
+  static int64_t scratch_elems(int64_t rows, int64_t cols) { return rows * len(cols); }
+  static const uint16_t* a_rows(int64_t rows, int64_t cols, const float* src, int64_t lds, uint16_t* scratch,
+                                int64_t& lda) {
+    lda = len(cols);
+    detail::gemm_bf16_kernel()->round_rows(rows, cols, src, lds, scratch, lda);
+    return scratch;
+  }
+  static void gemm(int64_t M, int64_t N, int64_t K, const uint16_t* a, int64_t lda, const uint16_t* b, float* c,
+                   int64_t ldc) {
+    detail::gemm_packed_b_bf16(M, N, K, a, lda, b, c, ldc);
+  }
+};
+
+// Per (batch, head): K^T and V packed once, then query blocks of kBQ rows: S = Q_blk K^T (a full row of Nk scores
+// per query: kBQ x Nk, never Nq x Nk), the row softmax's exponentials, O_blk = P V, and the rows scaled by 1 / sum.
+// Exact (one pass over all keys per row). q, k, v: rows of D / Dv contiguous; out: [B, Nq, H, Dv].
+template <class Prec>
+void sdpa_blocks(const Tensor& q, const Tensor& k, const Tensor& v, int64_t B, int64_t H, int64_t Nq, int64_t Nk,
+                 int64_t D, int64_t Dv, float scale, float* outp, int64_t kBQ) {
+  using Elem = typename Prec::Elem;
   const detail::RowKernels& rk = detail::row_kernels();
-  const detail::RoundRowsBf16 round = detail::gemm_bf16_kernel()->round_rows;
-  const int64_t Dp = (D + 1) / 2 * 2, Nkp = (Nk + 1) / 2 * 2, ldo = H * Dv;
+  const int64_t ldo = H * Dv;
   parallel_for(B * H, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<uint16_t> kt(static_cast<size_t>(detail::packed_b_bf16_elems(D, Nk))),
-        vp(static_cast<size_t>(detail::packed_b_bf16_elems(Nk, Dv))), q16(static_cast<size_t>(kBQ * Dp)),
-        p16(static_cast<size_t>(kBQ * Nkp));
+    std::vector<Elem> kt(static_cast<size_t>(Prec::packed_elems(D, Nk))),
+        vp(static_cast<size_t>(Prec::packed_elems(Nk, Dv))), qa(static_cast<size_t>(Prec::scratch_elems(kBQ, D))),
+        pa(static_cast<size_t>(Prec::scratch_elems(kBQ, Nk)));
     std::vector<float> s(static_cast<size_t>(kBQ * Nk)), inv(static_cast<size_t>(kBQ));
     for (int64_t bh = t0; bh < t1; ++bh) {
       const int64_t b = bh / H, h = bh % H;
       const float* qb = q.data<float>() + b * q.stride(0) + h * q.stride(1);
       const float* kb = k.data<float>() + b * k.stride(0) + h * k.stride(1);
       const float* vb = v.data<float>() + b * v.stride(0) + h * v.stride(1);
-      detail::pack_b_panels_bf16(D, Nk, kb, 1, k.stride(2), kt.data());  // B[d, j] = K[j, d]
-      detail::pack_b_panels_bf16(Nk, Dv, vb, v.stride(2), 1, vp.data());
+      Prec::pack(D, Nk, kb, 1, k.stride(2), kt.data());  // B[d, j] = K[j, d]
+      Prec::pack(Nk, Dv, vb, v.stride(2), 1, vp.data());
       for (int64_t i0 = 0; i0 < Nq; i0 += kBQ) {
         const int64_t nq = std::min(kBQ, Nq - i0);
-        round(nq, D, qb + i0 * q.stride(2), q.stride(2), q16.data(), Dp);
-        detail::gemm_packed_b_bf16(nq, Nk, Dp, q16.data(), Dp, kt.data(), s.data(), Nk);
+        int64_t lda = 0;
+        const Elem* qr = Prec::a_rows(nq, D, qb + i0 * q.stride(2), q.stride(2), qa.data(), lda);
+        Prec::gemm(nq, Nk, Prec::len(D), qr, lda, kt.data(), s.data(), Nk);
         for (int64_t i = 0; i < nq; ++i) {
           float* si = s.data() + i * Nk;
           const float mx = rk.scale_max(si, Nk, scale);
           inv[static_cast<size_t>(i)] = 1.f / rk.exp_sum(si, Nk, mx);
         }
-        round(nq, Nk, s.data(), Nk, p16.data(), Nkp);
+        const Elem* pr = Prec::a_rows(nq, Nk, s.data(), Nk, pa.data(), lda);
         float* o = outp + (b * Nq + i0) * ldo + h * Dv;
-        detail::gemm_packed_b_bf16(nq, Dv, Nkp, p16.data(), Nkp, vp.data(), o, ldo);
+        Prec::gemm(nq, Dv, Prec::len(Nk), pr, lda, vp.data(), o, ldo);
         for (int64_t i = 0; i < nq; ++i)
           for (int64_t d = 0; d < Dv; ++d) o[i * ldo + d] *= inv[static_cast<size_t>(i)];
       }
@@ -494,8 +540,8 @@ void sdpa_bf16(const Tensor& q, const Tensor& k, const Tensor& v, int64_t B, int
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------------------
-// Flash-style attention: per (batch*head, block of kBQ queries), stream over keys in blocks of kBK with an online
-// softmax (running max m, running sum l, rescaled accumulator), so only a kBQ x kBK score tile ever exists.
+// softmax(q k^T * scale) v. With attn_probs (a hook asked for the map) the probabilities are materialised; else
+// sdpa_blocks keeps one block of kBQ query rows' scores at a time.
 Tensor CpuBackend::scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
                                                 std::optional<double> scale_opt, Tensor* attn_probs) {
   auto [B, H, Nq, Nk, D, Dv] = detail::sdpa_shapes("ops::scaled_dot_product_attention", q_in, k_in, v_in);
@@ -531,43 +577,12 @@ Tensor CpuBackend::scaled_dot_product_attention(const Tensor& q_in, const Tensor
   const Tensor k = k_in.stride(3) == 1 ? k_in : k_in.contiguous();
   const Tensor v = v_in.stride(3) == 1 ? v_in : v_in.contiguous();
   Tensor out_bnhd = Tensor::empty({B, Nq, H, Dv});
-  float* const outp = out_bnhd.data<float>();
-  const int64_t ldo = H * Dv;
-  // Per (batch, head): K^T and V packed once into the GEMM micro-kernel's panels (engine/cpu/packed.h), then query
-  // blocks of kBQ rows: S = Q_blk K^T (a full row of Nk scores per query: kBQ x Nk, never Nq x Nk), the row
-  // softmax's exponentials, O_blk = P V, and the rows scaled by 1 / sum. Exact (one pass over all keys per row).
   // a multiple of the micro-kernel rows (12, AVX2: 6): only the last block has a partial panel
   constexpr int64_t kBQ = 96;
-  if (ops::cpu_precision() == Precision::bf16) {
-    sdpa_bf16(q, k, v, B, H, Nq, Nk, D, Dv, scale, outp, kBQ);
-    return out_bnhd.permute({0, 2, 1, 3});
-  }
-  const detail::RowKernels& rk = detail::row_kernels();
-  parallel_for(B * H, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<float> kt(static_cast<size_t>(detail::packed_b_floats(D, Nk))),
-        vp(static_cast<size_t>(detail::packed_b_floats(Nk, Dv))), s(static_cast<size_t>(kBQ * Nk)), inv(kBQ);
-    for (int64_t bh = t0; bh < t1; ++bh) {
-      const int64_t b = bh / H, h = bh % H;
-      const float* qb = q.data<float>() + b * q.stride(0) + h * q.stride(1);
-      const float* kb = k.data<float>() + b * k.stride(0) + h * k.stride(1);
-      const float* vb = v.data<float>() + b * v.stride(0) + h * v.stride(1);
-      detail::pack_b_panels(D, Nk, kb, 1, k.stride(2), kt.data());  // B[d, j] = K[j, d]
-      detail::pack_b_panels(Nk, Dv, vb, v.stride(2), 1, vp.data());
-      for (int64_t i0 = 0; i0 < Nq; i0 += kBQ) {
-        const int64_t nq = std::min(kBQ, Nq - i0);
-        detail::gemm_packed_b(nq, Nk, D, qb + i0 * q.stride(2), q.stride(2), kt.data(), s.data(), Nk);
-        for (int64_t i = 0; i < nq; ++i) {
-          float* si = s.data() + i * Nk;
-          const float mx = rk.scale_max(si, Nk, scale);
-          inv[static_cast<size_t>(i)] = 1.f / rk.exp_sum(si, Nk, mx);
-        }
-        float* o = outp + (b * Nq + i0) * ldo + h * Dv;
-        detail::gemm_packed_b(nq, Dv, Nk, s.data(), Nk, vp.data(), o, ldo);
-        for (int64_t i = 0; i < nq; ++i)
-          for (int64_t d = 0; d < Dv; ++d) o[i * ldo + d] *= inv[static_cast<size_t>(i)];
-      }
-    }
-  });
+  if (ops::cpu_precision() == Precision::bf16)
+    sdpa_blocks<AttentionBf16>(q, k, v, B, H, Nq, Nk, D, Dv, scale, out_bnhd.data<float>(), kBQ);
+  else
+    sdpa_blocks<AttentionFp32>(q, k, v, B, H, Nq, Nk, D, Dv, scale, out_bnhd.data<float>(), kBQ);
   return out_bnhd.permute({0, 2, 1, 3});
 }
 
