@@ -1,15 +1,19 @@
 // Helpers shared by the op test files (tests/engine): a random stream per op name (seeded from the run seed, so
-// TABULA_TEST_SEED replays a failure), shape pickers, and the validator's report as a gtest expectation.
+// TABULA_TEST_SEED replays a failure), shape pickers, the validator's report as a gtest expectation, the direct
+// conv paths on demand and the same-bits-for-any-thread-count check.
 #pragma once
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <initializer_list>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "engine/ops.h"
+#include "engine/threads.h"
 #include "engine/validate.h"
 
 namespace tabula::test {
@@ -35,6 +39,38 @@ inline Tensor reference_packed_conv(const Tensor& x, const Tensor& w, const Conv
   if (shift.defined()) y = ref::add(y, shift.reshape({1, C, 1, 1}));
   if (residual.defined()) y = ref::add(y, residual);
   return ref::activation(y, act);
+}
+
+// While it lives, the direct (tap / GEMM / im2col) paths: 3x3 stride-1 convs are packed without the Winograd copy
+// (that path has its own tests in test_winograd.cpp).
+struct WinogradOff {
+  WinogradOff() { ops::set_winograd_enabled(false); }
+  ~WinogradOff() { ops::set_winograd_enabled(true); }
+  WinogradOff(const WinogradOff&) = delete;
+  WinogradOff& operator=(const WinogradOff&) = delete;
+};
+
+// Runs `run` with one thread, then with each count in `threads`, and expects every output to have the bits of the
+// one-thread run (the engine's rule: the thread count never changes a bit). The thread count is restored.
+inline void expect_same_bits_across_threads(const std::function<std::vector<Tensor>()>& run,
+                                            std::initializer_list<int> threads = {2, 3},
+                                            const std::string& what = "op") {
+  struct Restore {
+    int saved = get_num_threads();
+    ~Restore() { set_num_threads(saved); }
+  } restore;
+  set_num_threads(1);
+  const std::vector<Tensor> one = run();
+  for (int t : threads) {
+    set_num_threads(t);
+    const std::vector<Tensor> many = run();
+    ASSERT_EQ(many.size(), one.size()) << what << "s with " << t << " threads";
+    for (size_t i = 0; i < one.size(); ++i) {
+      ASSERT_EQ(many[i].shape(), one[i].shape()) << what << " #" << i << " with " << t << " threads";
+      EXPECT_EQ(std::memcmp(one[i].contiguous().raw(), many[i].contiguous().raw(), one[i].nbytes()), 0)
+          << what << " #" << i << " with " << t << " threads";
+    }
+  }
 }
 
 }  // namespace tabula::test

@@ -25,6 +25,8 @@ using namespace tabula;
 using test::pick;
 using test::rng_for;
 using test::uni;
+using test::WinogradOff;
+using test::expect_same_bits_across_threads;
 using validate::random_tensor;
 
 namespace {
@@ -37,13 +39,6 @@ Tensor rounded(const Tensor& t) { return t.defined() ? t.to(DType::bf16).to(DTyp
 // fp32 sum as vdpbf16ps rounds it: subnormal results flushed to (signed) zero.
 float ftz(float v) { return std::fabs(v) < std::numeric_limits<float>::min() ? std::copysign(0.f, v) : v; }
 float bf16_daz(uint16_t h) { return (h & 0x7f80) == 0 ? 0.f : bf16_to_f32(h); }
-
-struct WinogradOff {
-  WinogradOff() { ops::set_winograd_enabled(false); }
-  ~WinogradOff() { ops::set_winograd_enabled(true); }
-  WinogradOff(const WinogradOff&) = delete;
-  WinogradOff& operator=(const WinogradOff&) = delete;
-};
 
 }  // namespace
 
@@ -148,7 +143,8 @@ TEST(GemmBf16, PackMatchesLayoutDefinitionBitForBit) {
     // (sk, sn): rows contiguous; columns contiguous; a column stride of N + 1 and k stride 1 is covered by the
     // second, so the third reads every other element of a wider row
     for (const auto& [sk, sn] : {std::pair<int64_t, int64_t>{N, 1}, {1, K}, {2 * N, 2}}) {
-      if ((K - 1) * sk + (N - 1) * sn >= static_cast<int64_t>(m.size())) m.resize(static_cast<size_t>((K - 1) * sk + (N - 1) * sn + 1), 1.5f);
+      const int64_t span = (K - 1) * sk + (N - 1) * sn + 1;
+      if (span > static_cast<int64_t>(m.size())) m.resize(static_cast<size_t>(span), 1.5f);
       std::vector<uint16_t> got(static_cast<size_t>(detail::packed_b_bf16_elems(K, N)), 0xffff);
       detail::pack_b_panels_bf16(K, N, m.data(), sk, sn, got.data());
       const int64_t Kp = (K + 1) / 2 * 2, panels = (N + nr - 1) / nr;
@@ -273,17 +269,7 @@ TEST(GemmBf16, DeterministicAcrossThreadCounts) {
                                ops::conv2d(rgb, p7, Tensor(), Tensor(), Activation::relu),
                                ops::linear(tok, pl, lb, Activation::gelu)};
   };
-  const int saved = get_num_threads();
-  set_num_threads(1);
-  const auto one = run_all();
-  for (int t : {2, 3}) {
-    set_num_threads(t);
-    const auto many = run_all();
-    for (size_t i = 0; i < one.size(); ++i)
-      EXPECT_EQ(std::memcmp(one[i].contiguous().raw(), many[i].contiguous().raw(), one[i].nbytes()), 0)
-          << "op #" << i << " with " << t << " threads";
-  }
-  set_num_threads(saved);
+  expect_same_bits_across_threads(run_all);
 }
 
 TEST(GemmBf16, PrecisionSwitch) {
@@ -381,12 +367,7 @@ TEST(GemmBf16, AttentionInBf16) {
     EXPECT_GT(from_fp32, 1e-5) << "D " << c.D << ": the bf16 path did not run";
     const Tensor hooked = ops::scaled_dot_product_attention(q, k, v, std::nullopt, &probs).contiguous();
     EXPECT_EQ(std::memcmp(hooked.raw(), hooked32.raw(), hooked32.nbytes()), 0) << "D " << c.D;
-    const int saved = get_num_threads();
-    for (int t : {1, 2, 3}) {
-      set_num_threads(t);
-      const Tensor again = ops::scaled_dot_product_attention(q, k, v).contiguous();
-      EXPECT_EQ(std::memcmp(again.raw(), got.raw(), got.nbytes()), 0) << t << " threads, D " << c.D;
-    }
-    set_num_threads(saved);
+    expect_same_bits_across_threads([&] { return std::vector<Tensor>{ops::scaled_dot_product_attention(q, k, v)}; },
+                                    {2, 3}, "attention (D " + std::to_string(c.D) + ")");
   }
 }

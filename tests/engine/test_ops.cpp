@@ -3,6 +3,7 @@
 // validator itself, and the vectorised math of every ISA. A failing case prints the run seed: rerun with
 // TABULA_TEST_SEED=<seed> to replay it.
 #include <gtest/gtest.h>
+#include <gtest/gtest-spi.h>
 
 #include <cstring>
 #include <limits>
@@ -18,6 +19,7 @@ using validate::random_tensor;
 using test::pick;
 using test::rng_for;
 using test::uni;
+using test::expect_same_bits_across_threads;
 
 namespace {
 constexpr int kCases = 24;
@@ -84,19 +86,23 @@ TEST(Ops, DeterministicAcrossThreadCounts) {
     r.push_back(ops::cat({tok, tok.narrow(1, 0, 5)}, 1));
     return r;
   };
-  const int saved = get_num_threads();
-  set_num_threads(1);
-  auto one = run_all();
-  for (int t : {2, 3}) {
-    set_num_threads(t);
-    auto many = run_all();
-    for (size_t i = 0; i < one.size(); ++i) {
-      ASSERT_EQ(one[i].shape(), many[i].shape());
-      EXPECT_EQ(std::memcmp(one[i].raw(), many[i].raw(), one[i].nbytes()), 0)
-          << "op #" << i << " with " << t << " threads";
-    }
-  }
-  set_num_threads(saved);
+  expect_same_bits_across_threads(run_all);
+}
+
+// The check above (op_test_util.h) fails on a bit or a shape that depends on the thread count, and leaves the
+// thread count as it found it.
+TEST(Ops, TestHelperSameBitsAcrossThreadsCatchesThreadDependentOutputs) {
+  set_num_threads(2);
+  expect_same_bits_across_threads([] { return std::vector<Tensor>{Tensor::full({3}, 1.5f)}; });
+  EXPECT_EQ(get_num_threads(), 2);
+  EXPECT_NONFATAL_FAILURE(expect_same_bits_across_threads([] {
+    return std::vector<Tensor>{Tensor::full({3}, 1.5f), Tensor::full({5}, static_cast<float>(get_num_threads()))};
+  }, {3}), "op #1 with 3 threads");
+  EXPECT_FATAL_FAILURE(expect_same_bits_across_threads([] {
+    return std::vector<Tensor>{Tensor::zeros({get_num_threads()})};
+  }, {3}, "map"), "map #0 with 3 threads");
+  EXPECT_EQ(get_num_threads(), 2);
+  set_num_threads(0);
 }
 
 TEST(Ops, FoldBatchNormMatchesConvThenBatchNorm) {

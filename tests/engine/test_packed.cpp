@@ -25,22 +25,12 @@ using validate::random_tensor;
 using test::pick;
 using test::rng_for;
 using test::uni;
+using test::WinogradOff;
+using test::expect_same_bits_across_threads;
 
 namespace {
 
 constexpr int kCases = 24;
-
-
-
-
-// The direct (tap / GEMM / im2col) paths: 3x3 stride-1 convs are packed without the Winograd copy here (that path
-// has its own tests in test_winograd.cpp).
-struct WinogradOff {
-  WinogradOff() { ops::set_winograd_enabled(false); }
-  ~WinogradOff() { ops::set_winograd_enabled(true); }
-  WinogradOff(const WinogradOff&) = delete;
-  WinogradOff& operator=(const WinogradOff&) = delete;
-};
 
 }  // namespace
 
@@ -357,19 +347,7 @@ TEST(Packed, DeterministicAcrossThreadCounts) {
     r.push_back(ops::conv2d(small, p4, Tensor(), Tensor(), Activation::relu));  // few rows: columns split first
     return r;
   };
-  const int saved = get_num_threads();
-  set_num_threads(1);
-  auto one = run_all();
-  for (int t : {2, 3}) {
-    set_num_threads(t);
-    auto many = run_all();
-    for (size_t i = 0; i < one.size(); ++i) {
-      ASSERT_EQ(one[i].shape(), many[i].shape());
-      EXPECT_EQ(std::memcmp(one[i].contiguous().raw(), many[i].contiguous().raw(), one[i].nbytes()), 0)
-          << "op #" << i << " with " << t << " threads";
-    }
-  }
-  set_num_threads(saved);
+  expect_same_bits_across_threads(run_all);
 }
 
 TEST(Packed, ErrorsNameTheOpAndArgument) {

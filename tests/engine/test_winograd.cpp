@@ -24,10 +24,10 @@ using namespace tabula;
 using test::pick;
 using test::rng_for;
 using test::uni;
+using test::expect_same_bits_across_threads;
 using validate::random_tensor;
 
 namespace {
-
 
 Conv2dOptions padded(int64_t p) {
   Conv2dOptions o;
@@ -118,23 +118,24 @@ TEST(Winograd, DeterministicAcrossThreadCountsAndChunks) {
     return std::vector<Tensor>{ops::conv2d(xb, pb, Tensor(), sb, Activation::relu),
                                ops::conv2d(xs, ps, ss, ss, Activation::none)};
   };
-  const int saved = get_num_threads();
-  set_num_threads(1);
-  const auto one = run_all();
-  for (int t : {2, 3}) {
-    set_num_threads(t);
-    const auto many = run_all();
-    for (size_t i = 0; i < one.size(); ++i)
-      EXPECT_EQ(std::memcmp(one[i].contiguous().raw(), many[i].contiguous().raw(), one[i].nbytes()), 0)
-          << "conv #" << i << " with " << t << " threads";
-  }
-  set_num_threads(saved);
+  expect_same_bits_across_threads(run_all, {2, 3}, "conv");
   // the multi-chunk conv agrees with the direct path (itself checked against the reference in test_packed)
   ops::set_winograd_enabled(false);
   const PackedConv2d direct(wb, padded(1));
   ops::set_winograd_enabled(true);
-  EXPECT_VALID(validate::compare(one[0], ops::conv2d(xb, direct, Tensor(), sb, Activation::relu), {1e-4, 1e-4}),
+  EXPECT_VALID(validate::compare(ops::conv2d(xb, pb, Tensor(), sb, Activation::relu),
+                                 ops::conv2d(xb, direct, Tensor(), sb, Activation::relu), {1e-4, 1e-4}),
                "multi-chunk winograd vs direct");
+}
+
+// The tests' WinogradOff (op_test_util.h): direct paths while it lives, Winograd again after.
+TEST(Winograd, TestHelperWinogradOffSwitchesItOffForItsScope) {
+  const Tensor w = Tensor::zeros({24, 20, 3, 3});
+  {
+    const test::WinogradOff direct_paths;
+    EXPECT_FALSE(PackedConv2d(w, padded(1)).wino.defined());
+  }
+  EXPECT_TRUE(PackedConv2d(w, padded(1)).wino.defined());
 }
 
 TEST(Winograd, WhichConvsTakeIt) {
