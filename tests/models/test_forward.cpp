@@ -21,6 +21,7 @@
 #include "embed/embed.h"
 #include "weights_tools/checkpoint.h"
 #include "weights_tools/layout.h"
+#include "tests/engine/op_test_util.h"
 #include "tests/models/model_fixtures.h"
 #include "tests/test_util.h"
 
@@ -454,15 +455,7 @@ TEST(ModelForwardBehaviour, SameBitsForAnyThreadCount) {
                                  "vit:flavor=dinov2,dim=32,depth=1,heads=2,patch=8,img=32,mlp=swiglufused"}) {
     auto m = build_model_seed(arch, 9);
     const Tensor x = test::hash_input({3, 3, 32, 32}, 9);
-    set_num_threads(1);
-    const Tensor a = m->forward(x);
-    for (int threads : {1, 2, 3, 2}) {
-      set_num_threads(threads);
-      const Tensor b = m->forward(x);
-      ASSERT_EQ(a.shape(), b.shape()) << arch;
-      EXPECT_EQ(std::memcmp(a.contiguous().raw(), b.contiguous().raw(), a.nbytes()), 0) << arch << ", " << threads << " threads";
-    }
-    set_num_threads(0);
+    test::expect_same_bits_across_threads([&] { return std::vector<Tensor>{m->forward(x)}; }, {1, 2, 3, 2}, arch);
   }
 }
 
