@@ -25,6 +25,15 @@ MacRule macs_per_output(int64_t per_output) {
 thread_local const Layer* t_preparing = nullptr;  // the layer PrepareScope marks
 }  // namespace
 
+void Layer::release() {
+  throw std::logic_error("Layer::release: this layer type keeps its tensors (only models/layers.h's layers release "
+                         "theirs)");
+}
+
+void throw_no_weights(const std::string& layer) {
+  throw std::logic_error("layer '" + layer + "' run without its weights: released (Model::unload) or never loaded");
+}
+
 PrepareScope::PrepareScope(const Layer& layer) : outer_(t_preparing) { t_preparing = &layer; }
 
 PrepareScope::~PrepareScope() { t_preparing = outer_; }
@@ -74,13 +83,22 @@ void Linear::prepare(int device) {
   bias_ = upload_activation_param(bias_, device);
 }
 
+void Linear::release() {
+  weight_ = Tensor();
+  packed_ = PackedLinear();
+  bias_ = Tensor();
+}
+
 Tensor Linear::operator()(const Tensor& x, Activation act) const {
-  return packed_.defined() ? ops::linear(x, packed_, bias_, act) : ops::linear(x, weight_, bias_, act);
+  if (packed_.defined()) return ops::linear(x, packed_, bias_, act);
+  if (!weight_.defined()) throw_no_weights(module_->name());
+  return ops::linear(x, weight_, bias_, act);
 }
 
 Tensor Linear::operator()(const Tensor& x, const Tensor& residual) const {
-  return packed_.defined() ? ops::linear(x, packed_, bias_, Activation::none, residual)
-                           : ops::linear(x, weight_, bias_, Activation::none, residual);
+  if (packed_.defined()) return ops::linear(x, packed_, bias_, Activation::none, residual);
+  if (!weight_.defined()) throw_no_weights(module_->name());
+  return ops::linear(x, weight_, bias_, Activation::none, residual);
 }
 
 LayerNorm::LayerNorm(ModuleTree& t, Module& parent, const std::string& local, int64_t dim, double eps)
@@ -102,6 +120,11 @@ void LayerNorm::prepare(int device) {
   bias_ = upload(bias_, device);
 }
 
+void LayerNorm::release() {
+  weight_ = Tensor();
+  bias_ = Tensor();
+}
+
 Conv2d::Conv2d(ModuleTree& t, Module& parent, const std::string& local, int64_t in, int64_t out, int64_t kernel,
                const Conv2dOptions& opt, bool bias)
     : module_(&t.child(parent, local, "Conv2d")), has_bias_(bias), opt_(opt) {
@@ -119,6 +142,11 @@ void Conv2d::prepare(int device) {
   if (device < 0) return;
   weight_ = upload_conv_weight(weight_, device);
   bias_ = upload(bias_, device);
+}
+
+void Conv2d::release() {
+  weight_ = Tensor();
+  bias_ = Tensor();
 }
 
 }  // namespace tabula

@@ -5,6 +5,7 @@
 //   Linear     nn.Linear: packed once for the CPU GEMM; on a GPU the torch layout in the precision's type
 //   LayerNorm  nn.LayerNorm(dim, eps)
 //   Conv2d     nn.Conv2d (ViT's patch embedding; ResNet's conv + BatchNorm pairs live in models/resnet.cpp)
+// Each can release its tensors (Model::unload); run while it holds none, it throws naming its module.
 // Linear and Conv2d count their multiply-accumulates from the output shape a model declares for them
 // (ModuleTree::tap); module() is the module they declared.
 #pragma once
@@ -35,7 +36,14 @@ class Layer {
   // -1: the CPU forms (after load); N: moves everything to GPU N in the forms its kernels read. Reads only what
   // load() took (the Layer rule above).
   virtual void prepare(int device) = 0;
+  // Drops the tensors load() took and every form prepare() made, so that a streamed forward holds only the blocks
+  // it has still to run (Model::unload); load() brings them back. The layers below override it; the default, for
+  // a layer no model releases, throws std::logic_error.
+  virtual void release();
 };
+
+// Thrown when a layer holding no tensors (released, or never loaded) is run: names the layer.
+[[noreturn]] void throw_no_weights(const std::string& layer);
 
 // Marks `layer` as the one being prepared while it lives (Model::load, Model::to_device): a Parameter's value read
 // by any other layer in the meantime throws std::logic_error naming the parameter (the Layer rule).
@@ -55,9 +63,11 @@ class Parameter final : public Layer {
   Parameter(ModuleTree& t, Module& owner, const std::string& local, Shape shape, CtorInit init = {});
   void load(const ParamStore& p) override;
   void prepare(int device) override;
-  // Its value; throws when another layer's prepare() reads it (the Layer rule).
+  void release() override { value_ = Tensor(); }
+  // Its value; throws when another layer's prepare() reads it (the Layer rule) or when it holds none.
   const Tensor& operator*() const {
     check_not_read_by_other_prepare();
+    if (!value_.defined()) throw_no_weights(name());
     return value_;
   }
   std::string name() const;  // its state_dict key
@@ -77,6 +87,7 @@ class Linear final : public Layer {
          bool pack = true);
   void load(const ParamStore& p) override;
   void prepare(int device) override;
+  void release() override;
   // act(x W^T + b), the activation in the GEMM epilogue.
   Tensor operator()(const Tensor& x, Activation act = Activation::none) const;
   // x W^T + b + residual, the add inside the GEMM's epilogue on either backend (cuBLASLt's C operand on a GPU):
@@ -97,7 +108,12 @@ class LayerNorm final : public Layer {
   LayerNorm(ModuleTree& t, Module& parent, const std::string& local, int64_t dim, double eps);
   void load(const ParamStore& p) override;
   void prepare(int device) override;
-  Tensor operator()(const Tensor& x) const { return ops::layer_norm(x, weight_, bias_, eps_); }
+  void release() override;
+  // (ops::layer_norm reads an undefined weight as elementwise_affine=False: a released norm must not run as one)
+  Tensor operator()(const Tensor& x) const {
+    if (!weight_.defined()) throw_no_weights(module_->name());
+    return ops::layer_norm(x, weight_, bias_, eps_);
+  }
   Module& module() const { return *module_; }
 
  private:
@@ -112,7 +128,11 @@ class Conv2d final : public Layer {
          const Conv2dOptions& opt, bool bias = true);
   void load(const ParamStore& p) override;
   void prepare(int device) override;
-  Tensor operator()(const Tensor& x) const { return ops::conv2d(x, weight_, bias_, opt_); }
+  void release() override;
+  Tensor operator()(const Tensor& x) const {
+    if (!weight_.defined()) throw_no_weights(module_->name());
+    return ops::conv2d(x, weight_, bias_, opt_);
+  }
   Module& module() const { return *module_; }
 
  private:

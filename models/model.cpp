@@ -228,23 +228,9 @@ void Model::load_streamed(const std::function<void(const InitSink&)>& produce, i
 }
 
 void Model::unload(Layer& layer) {
-  const auto& layers = tree_->layers();
-  const auto& keys = layer_keys();
-  for (size_t i = 0; i < layers.size(); ++i) {
-    if (layers[i].get() != &layer) continue;
-    const std::vector<ParamSpec> all = tree_->specs();
-    std::vector<ParamSpec> specs;
-    WeightMap wm;
-    for (const std::string& k : keys[i]) {
-      ParamSpec sp;
-      sp.name = k;
-      for (const ParamSpec& s : all)
-        if (s.name == k) sp.shape = Shape(s.shape.size(), 1);
-      specs.push_back(sp);
-      wm[k] = Tensor::zeros(sp.shape);
-    }
-    layer.load(ParamStore(arch_.name, specs, wm, true));
-    layer.prepare(device_);
+  for (const auto& l : tree_->layers()) {
+    if (l.get() != &layer) continue;
+    layer.release();
     return;
   }
   throw std::logic_error("arch '" + arch_.name + "': unload: not one of this model's layers");

@@ -82,8 +82,8 @@ class Model {
 
  protected:
   ModuleTree& module_tree() { return *tree_; }
-  // Drops a loaded layer's weights (one the streamed reference has run and will not run again): it keeps
-  // one-element placeholders.
+  // Drops a loaded layer's weights (one the streamed reference has run and will not run again): Layer::release.
+  // Throws std::logic_error for a layer not of this model.
   void unload(Layer& layer);
   // Throws for a model built without weights (structure only).
   void check_weights() const;
