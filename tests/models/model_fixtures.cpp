@@ -21,6 +21,15 @@ bool ends_with(const std::string& s, const std::string& suf) {
 
 }  // namespace
 
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> out;
   std::string cur;

@@ -2,13 +2,16 @@
 // of its deterministic input and parameter perturbation, and the reader of the per-architecture fixture folders.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
 #include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "engine/tensor.h"
+#include "models/arch.h"
 #include "models/model.h"
 
 namespace tabula::test {
@@ -27,6 +30,22 @@ struct ForwardCase {
   double weight_abs_sum = 0;
   std::vector<std::string> taps;
   std::vector<TapFixture> expected;  // the taps and "__out__"
+};
+
+// what() of the exception `fn` throws; "" when it throws none.
+std::string error_of(const std::function<void()>& fn);
+
+// The ModelConfig of a toy Model `M` a test writes (family "toy", no keys, no init): `Self` is the config itself,
+// which may carry the toy's own fields (M reads them with arch.as<Self>()).
+template <class Self, class M>
+struct ToyModelConfig : ModelConfig {
+  std::unique_ptr<ModelConfig> clone() const override {
+    return std::make_unique<Self>(static_cast<const Self&>(*this));
+  }
+  std::string family() const override { return "toy"; }
+  void apply_keys(const KeyValues&) override {}
+  std::unique_ptr<Model> construct(const ArchConfig& arch) const override { return std::make_unique<M>(arch); }
+  void init_weights(const ModuleTree&, InitState&) const override {}
 };
 
 // gtest prints a parameter with this (test names in ctest stay readable and stable).

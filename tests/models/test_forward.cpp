@@ -29,6 +29,7 @@ namespace tabula {
 namespace {
 
 using test::ForwardCase;
+using test::error_of;
 
 constexpr double kTol = 1e-5;
 
@@ -305,15 +306,6 @@ TEST(ModelRegistry, ExtraTimmNamesAndDynamicKey) {
 }
 
 // ---- loading errors name the key ------------------------------------------------------------------------------
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(ModelLoad, ErrorsNameTheKey) {
   const std::string arch = "vit:dim=16,depth=1,heads=2,patch=8,img=16,classes=2";

@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
-#include <functional>
 #include <memory>
 #include <random>
 #include <stdexcept>
@@ -14,6 +13,7 @@
 #include "models/arch.h"
 #include "models/layers.h"
 #include "models/model.h"
+#include "tests/models/model_fixtures.h"
 
 namespace tabula {
 namespace {
@@ -24,14 +24,6 @@ class Keeper final : public Layer {
   explicit Keeper(ModuleTree&) {}
   void load(const ParamStore&) override {}
   void prepare(int) override {}
-};
-
-struct ToyConfig final : ModelConfig {
-  std::unique_ptr<ModelConfig> clone() const override { return std::make_unique<ToyConfig>(*this); }
-  std::string family() const override { return "toy"; }
-  void apply_keys(const KeyValues&) override {}
-  std::unique_ptr<Model> construct(const ArchConfig& arch) const override;
-  void init_weights(const ModuleTree&, InitState&) const override {}
 };
 
 class Toy final : public Model {
@@ -64,16 +56,7 @@ class Toy final : public Model {
   Keeper* keeper_ = nullptr;
 };
 
-std::unique_ptr<Model> ToyConfig::construct(const ArchConfig& arch) const { return std::make_unique<Toy>(arch); }
-
-std::string thrown_by(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::logic_error& e) {
-    return e.what();
-  }
-  return "";
-}
+struct ToyConfig final : test::ToyModelConfig<ToyConfig, Toy> {};
 
 TEST(LayerRelease, ReleasedLayerThrowsNamingItAndLoadBringsItBack) {
   auto cfg = std::make_shared<ToyConfig>();
@@ -91,17 +74,17 @@ TEST(LayerRelease, ReleasedLayerThrowsNamingItAndLoadBringsItBack) {
   const std::vector<Layer*> layers = toy.released_kinds();
   for (size_t i = 0; i < layers.size(); ++i) {
     toy.unload(*layers[i]);
-    const std::string e = thrown_by([&] { (void)m->forward(x); });
+    const std::string e = test::error_of([&] { (void)m->forward(x); });
     EXPECT_NE(e.find(std::string("layer '") + names[i] + "' run without its weights"), std::string::npos)
         << names[i] << ": " << e;
     m->load(params);
     const Tensor again = m->forward(x);
     EXPECT_EQ(std::memcmp(again.raw(), want.raw(), want.nbytes()), 0) << names[i] << " reloaded";
   }
-  EXPECT_NE(thrown_by([&] { toy.unload(toy.keeper()); }).find("keeps its tensors"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { toy.unload(toy.keeper()); }).find("keeps its tensors"), std::string::npos);
   const std::unique_ptr<Model> other = cfg->construct(arch);
-  EXPECT_NE(thrown_by([&] { toy.unload(dynamic_cast<Toy&>(*other).keeper()); }).find("arch 'toy': unload: not one of this model's layers"),
-            std::string::npos);
+  const std::string foreign = test::error_of([&] { toy.unload(dynamic_cast<Toy&>(*other).keeper()); });
+  EXPECT_NE(foreign.find("arch 'toy': unload: not one of this model's layers"), std::string::npos) << foreign;
 }
 
 }  // namespace

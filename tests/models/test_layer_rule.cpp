@@ -10,6 +10,7 @@
 #include "models/arch.h"
 #include "models/layers.h"
 #include "models/model.h"
+#include "tests/models/model_fixtures.h"
 
 namespace tabula {
 namespace {
@@ -28,14 +29,10 @@ class Peeker final : public Layer {
   Tensor seen_;
 };
 
-struct ToyConfig final : ModelConfig {
+class Toy;
+struct ToyConfig final : test::ToyModelConfig<ToyConfig, Toy> {
   bool peeker_first = true;  // the peeker declared before the parameter it reads, else after
   bool peek = true;          // false: a model that keeps the rule
-  std::unique_ptr<ModelConfig> clone() const override { return std::make_unique<ToyConfig>(*this); }
-  std::string family() const override { return "toy"; }
-  void apply_keys(const KeyValues&) override {}
-  std::unique_ptr<Model> construct(const ArchConfig& arch) const override;
-  void init_weights(const ModuleTree&, InitState&) const override {}
 };
 
 class Toy final : public Model {
@@ -55,8 +52,6 @@ class Toy final : public Model {
  private:
   Parameter* gamma_ = nullptr;
 };
-
-std::unique_ptr<Model> ToyConfig::construct(const ArchConfig& arch) const { return std::make_unique<Toy>(arch); }
 
 std::string load_error(bool peek, bool peeker_first) {
   auto cfg = std::make_shared<ToyConfig>();
