@@ -16,7 +16,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "engine/system.h"
@@ -31,6 +33,38 @@ namespace {
 
 constexpr int kCases = 24;
 using In = const std::vector<Tensor>&;
+
+// The attention map a hook captures, as a case: `attend(reference, inputs, &probs)` runs the op (ref:: when
+// `reference`, else ops::) and the case compares the probabilities it wrote; q, k and v are rounded in 16-bit
+// precisions (the attention rule).
+using Attend = std::function<void(bool reference, In, Tensor* probs)>;
+OpCase probs_case(std::string what, std::vector<Tensor> in, const Attend& attend, Tolerance tol,
+                  std::optional<Tolerance> cuda_tol = std::nullopt) {
+  OpCase c{std::move(what), std::move(in),
+           [attend](In t) {
+             Tensor p;
+             attend(false, t, &p);
+             return p;
+           },
+           [attend](In t) {
+             Tensor p;
+             attend(true, t, &p);
+             return p;
+           },
+           tol};
+  c.cuda_tol = cuda_tol;
+  c.rule = PrecisionRule::attention, c.rounded = {0, 1, 2};
+  return c;
+}
+
+OpCase sdpa_probs_case(std::string what, std::vector<Tensor> qkv, std::optional<double> scale, Tolerance tol,
+                       std::optional<Tolerance> cuda_tol = std::nullopt) {
+  const Attend attend = [scale](bool reference, In t, Tensor* p) {
+    if (reference) ref::scaled_dot_product_attention(t[0], t[1], t[2], scale, p);
+    else ops::scaled_dot_product_attention(t[0], t[1], t[2], scale, p);
+  };
+  return probs_case(std::move(what), std::move(qkv), attend, tol, cuda_tol);
+}
 
 // ---- random shapes per op -----------------------------------------------------------------------------------
 
@@ -232,20 +266,8 @@ std::vector<OpCase> sdpa_cases() {
         return ref::scaled_dot_product_attention(t[0], t[1], t[2], scale, &p);
       };
       cases.push_back(sp);
-      sp.what = "sdpa probs q=" + q.str();
-      sp.op = [=](In t) {
-        Tensor p;
-        ops::scaled_dot_product_attention(t[0], t[1], t[2], scale, &p);
-        return p;
-      };
-      sp.reference = [=](In t) {
-        Tensor p;
-        ref::scaled_dot_product_attention(t[0], t[1], t[2], scale, &p);
-        return p;
-      };
-      sp.tol = {1e-6, 1e-4};
-      sp.cuda_tol = Tolerance{1e-7, 1e-4};
-      cases.push_back(sp);
+      cases.push_back(
+          sdpa_probs_case("sdpa probs q=" + q.str(), {q, k, v}, scale, {1e-6, 1e-4}, Tolerance{1e-7, 1e-4}));
     }
   }
   return cases;
@@ -610,20 +632,7 @@ std::vector<OpCase> model_attention_cases() {
   // the probabilities tap (exact kernel) and a cross-attention shape with Nq != Nk and Dv != D
   Tensor q = random_tensor({2, 3, 261, 64}, g), k = random_tensor({2, 3, 261, 64}, g),
          v = random_tensor({2, 3, 261, 64}, g);
-  OpCase probs{"sdpa probabilities", {q, k, v},
-               [](In t) {
-                 Tensor p;
-                 ops::scaled_dot_product_attention(t[0], t[1], t[2], std::nullopt, &p);
-                 return p;
-               },
-               [](In t) {
-                 Tensor p;
-                 ref::scaled_dot_product_attention(t[0], t[1], t[2], std::nullopt, &p);
-                 return p;
-               },
-               {1e-7, 1e-4}};
-  probs.rule = PrecisionRule::attention, probs.rounded = {0, 1, 2};
-  cases.push_back(probs);
+  cases.push_back(sdpa_probs_case("sdpa probabilities", {q, k, v}, std::nullopt, {1e-7, 1e-4}));
   Tensor qc = random_tensor({1, 2, 5, 80}, g), kc = random_tensor({1, 2, 33, 80}, g),
          vc = random_tensor({1, 2, 33, 48}, g);
   add("cross attention", qc, kc, vc, 0.3);
@@ -640,20 +649,7 @@ std::vector<OpCase> model_attention_cases() {
   const auto [kp, vp] = kv_views(2, 785, 8, 64);
   Tensor qp = random_tensor({1, 8, 1, 64}, g).expand({2, 8, 1, 64}).contiguous();
   add("CONCH contrastive pooler", qp, kp, vp, std::nullopt);
-  OpCase pooler_map{"CONCH contrastive pooler map", {qp, kp, vp},
-                    [](In t) {
-                      Tensor p;
-                      ops::scaled_dot_product_attention(t[0], t[1], t[2], std::nullopt, &p);
-                      return p;
-                    },
-                    [](In t) {
-                      Tensor p;
-                      ref::scaled_dot_product_attention(t[0], t[1], t[2], std::nullopt, &p);
-                      return p;
-                    },
-                    {1e-7, 1e-4}};
-  pooler_map.rule = PrecisionRule::attention, pooler_map.rounded = {0, 1, 2};
-  cases.push_back(pooler_map);
+  cases.push_back(sdpa_probs_case("CONCH contrastive pooler map", {qp, kp, vp}, std::nullopt, {1e-7, 1e-4}));
   const auto [kc2, vc2] = kv_views(1, 785, 8, 96);
   add("CONCH captioning pooler", random_tensor({1, 8, 256, 96}, g), kc2, vc2, std::nullopt);
   return cases;
@@ -692,21 +688,12 @@ std::vector<OpCase> window_attention_cases() {
     s.rule = PrecisionRule::attention, s.rounded = {0, 1, 2};
     cases.push_back(s);
     if (c % 4 == 0) {
-      OpCase sp = s;
-      sp.what = "window attention probs " + what;
-      sp.op = [=](In t) {
-        Tensor p;
-        ops::biased_attention(t[0], t[1], t[2], t[3], t[4], scale, &p);
-        return p;
+      const Attend attend = [scale](bool reference, In t, Tensor* p) {
+        if (reference) ref::biased_attention(t[0], t[1], t[2], t[3], t[4], scale, p);
+        else ops::biased_attention(t[0], t[1], t[2], t[3], t[4], scale, p);
       };
-      sp.reference = [=](In t) {
-        Tensor p;
-        ref::biased_attention(t[0], t[1], t[2], t[3], t[4], scale, &p);
-        return p;
-      };
-      sp.tol = {1e-6, 1e-4};
-      sp.cuda_tol = Tolerance{1e-7, 1e-4};
-      cases.push_back(sp);
+      cases.push_back(probs_case("window attention probs " + what, {q, k, v, bias, mask}, attend, {1e-6, 1e-4},
+                                 Tolerance{1e-7, 1e-4}));
     }
   }
   return cases;
