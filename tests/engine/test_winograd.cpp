@@ -35,6 +35,12 @@ Conv2dOptions padded(int64_t p) {
   return o;
 }
 
+// Packed without the Winograd copy: the direct paths, the baseline Winograd is compared with.
+PackedConv2d packed_direct(const Tensor& w, const Conv2dOptions& o) {
+  const test::WinogradOff direct_paths;
+  return PackedConv2d(w, o);
+}
+
 }  // namespace
 
 TEST(Winograd, AgainstReferenceOnRandomShapes) {
@@ -84,9 +90,7 @@ TEST(Winograd, ErrorAtResNetChannelCounts) {
     Tensor x = random_tensor({1, cin, 14, 14}, g);
     Tensor w = random_tensor({32, cin, 3, 3}, g, static_cast<float>(std::sqrt(6.0 / (9.0 * static_cast<double>(cin)))));
     const Tensor want = ref::conv2d(x, w, Tensor(), o);
-    ops::set_winograd_enabled(false);
-    const PackedConv2d direct(w, o);
-    ops::set_winograd_enabled(true);
+    const PackedConv2d direct = packed_direct(w, o);
     const PackedConv2d wino(w, o);
     ASSERT_FALSE(direct.wino.defined());
     ASSERT_TRUE(wino.wino.defined());
@@ -120,22 +124,10 @@ TEST(Winograd, DeterministicAcrossThreadCountsAndChunks) {
   };
   expect_same_bits_across_threads(run_all, {2, 3}, "conv");
   // the multi-chunk conv agrees with the direct path (itself checked against the reference in test_packed)
-  ops::set_winograd_enabled(false);
-  const PackedConv2d direct(wb, padded(1));
-  ops::set_winograd_enabled(true);
+  const PackedConv2d direct = packed_direct(wb, padded(1));
   EXPECT_VALID(validate::compare(ops::conv2d(xb, pb, Tensor(), sb, Activation::relu),
                                  ops::conv2d(xb, direct, Tensor(), sb, Activation::relu), {1e-4, 1e-4}),
                "multi-chunk winograd vs direct");
-}
-
-// The tests' WinogradOff (op_test_util.h): direct paths while it lives, Winograd again after.
-TEST(Winograd, TestHelperWinogradOffSwitchesItOffForItsScope) {
-  const Tensor w = Tensor::zeros({24, 20, 3, 3});
-  {
-    const test::WinogradOff direct_paths;
-    EXPECT_FALSE(PackedConv2d(w, padded(1)).wino.defined());
-  }
-  EXPECT_TRUE(PackedConv2d(w, padded(1)).wino.defined());
 }
 
 TEST(Winograd, WhichConvsTakeIt) {
@@ -153,12 +145,11 @@ TEST(Winograd, WhichConvsTakeIt) {
   EXPECT_FALSE(winograd_conv_eligible(8, 64, 3, 3, s1));      // too few output channels to fill the panels
   EXPECT_FALSE(winograd_conv_eligible(512, 512, 3, 3, s1));   // ResNet layer4: 4x the weight memory for ~2 % time
   EXPECT_TRUE(winograd_conv_eligible(256, 256, 3, 3, s1));    // ResNet layer3
-  // switched off: packed without the transformed copy; the torch-layout weight comes back exactly either way
+  // switched off (the tests' WinogradOff, op_test_util.h): packed without the transformed copy, and with it again
+  // once the switch is back; the torch-layout weight comes back exactly either way
   auto g = rng_for("winograd_switch");
   Tensor w = random_tensor({24, 20, 3, 3}, g);
-  ops::set_winograd_enabled(false);
-  const PackedConv2d off(w, s1);
-  ops::set_winograd_enabled(true);
+  const PackedConv2d off = packed_direct(w, s1);
   const PackedConv2d on(w, s1);
   EXPECT_FALSE(off.wino.defined());
   EXPECT_TRUE(on.wino.defined());
