@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "data/device_preprocess.h"
 #include "data/image.h"
 #include "data/manifest.h"
 #include "data/preprocess.h"
@@ -39,10 +40,10 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr int kFields = 8;  // fields cycled through (the folder holds 32)
-const char* kCodecs[] = {"none", "deflate", "lzw"};
+const char* kCodecs[] = {"none", "deflate", "lzw", "deflate_nopred"};
 
 // One page per channel, as tifffile / CellProfiler write single-channel fields: 16-bit, 8 KiB strips.
-void write_tiff_codec(const std::string& path, const Image& img, uint16_t compression) {
+void write_tiff_codec(const std::string& path, const Image& img, uint16_t compression, bool predictor) {
   TIFF* t = TIFFOpen(path.c_str(), "w");
   if (!t) throw std::runtime_error(path + ": cannot create");
   TIFFSetField(t, TIFFTAG_IMAGEWIDTH, uint32_t(img.width));
@@ -53,7 +54,7 @@ void write_tiff_codec(const std::string& path, const Image& img, uint16_t compre
   TIFFSetField(t, TIFFTAG_PLANARCONFIG, uint16_t(PLANARCONFIG_CONTIG));
   TIFFSetField(t, TIFFTAG_ROWSPERSTRIP, uint32_t(std::max(1, 8192 / (2 * img.width))));
   TIFFSetField(t, TIFFTAG_COMPRESSION, compression);
-  if (compression != COMPRESSION_NONE) TIFFSetField(t, TIFFTAG_PREDICTOR, uint16_t(PREDICTOR_HORIZONTAL));
+  if (predictor) TIFFSetField(t, TIFFTAG_PREDICTOR, uint16_t(PREDICTOR_HORIZONTAL));
   std::vector<uint16_t> row(size_t(img.width));
   for (int y = 0; y < img.height; ++y) {
     for (int x = 0; x < img.width; ++x) row[size_t(x)] = uint16_t(img.at(0, y, x));
@@ -83,7 +84,8 @@ std::string field_folder(const std::string& codec) {
   for (const auto& e : fs::recursive_directory_iterator(tmp))
     if (e.path().extension() == ".tif" || e.path().extension() == ".tiff")
       write_tiff_codec(e.path().string(), read_image(e.path().string()),
-                       codec == "none" ? COMPRESSION_NONE : COMPRESSION_LZW);
+                       codec == "none" ? COMPRESSION_NONE : codec == "lzw" ? COMPRESSION_LZW : COMPRESSION_ADOBE_DEFLATE,
+                       codec != "none");
   fs::rename(tmp, dir);
   return dir.string();
 }
@@ -140,6 +142,48 @@ void BM_DataDecodeFieldThreads(benchmark::State& state) {
 }
 BENCHMARK(BM_DataDecodeFieldThreads)->ArgNames({"codec", "threads"})->ArgsProduct({{1, 2}, {1, 2}})
     ->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// What the CPU does per field with `embed --preprocess device`: the 5 files' samples into one 5-plane uint16 staging
+// buffer. path 0: as before issue #22's native decode (decode into float planes, convert back to uint16, as
+// load_sample + write_raw_planes did); 1: decode_tiff_native from the bytes in memory; 2: the same with the files read
+// (from the page cache) inside the loop, i.e. all the CPU work of load_and_submit but the job.
+void BM_DataStageField(benchmark::State& state) {
+  const Manifest& m = manifest_of(kCodecs[state.range(0)]);
+  const int path = int(state.range(1));
+  std::vector<std::vector<std::vector<uint8_t>>> bytes;
+  for (int f = 0; f < kFields; ++f) {
+    bytes.emplace_back();
+    for (const std::string& p : m.samples[size_t(f)].channel_paths) bytes.back().push_back(read_file_bytes(p));
+  }
+  const Image h = read_tiff_header(bytes[0][0].data(), bytes[0][0].size(), "field");
+  const size_t plane_bytes = h.plane_size() * 2;
+  std::vector<uint8_t> staging(5 * plane_bytes);
+  int f = 0;
+  for (auto _ : state) {
+    if (path == 0) {
+      Image field(5, h.height, h.width);
+      field.bits = 16, field.max_value = 65535.0f;
+      for (int c = 0; c < 5; ++c) {
+        const auto& b = bytes[size_t(f)][size_t(c)];
+        decode_tiff_into(b.data(), b.size(), "field", field, c);
+      }
+      write_raw_planes(field, RawSample::u16, staging.data());
+    } else {
+      for (int c = 0; c < 5; ++c) {
+        std::vector<uint8_t> read;
+        if (path == 2) read = read_file_bytes(m.samples[size_t(f)].channel_paths[size_t(c)]);
+        const auto& b = path == 2 ? read : bytes[size_t(f)][size_t(c)];
+        decode_tiff_native(b.data(), b.size(), "field", staging.data() + size_t(c) * plane_bytes, plane_bytes);
+      }
+    }
+    benchmark::DoNotOptimize(staging.data());
+    f = (f + 1) % kFields;
+  }
+  report(state);
+}
+BENCHMARK(BM_DataStageField)->ArgNames({"codec", "path"})->ArgsProduct({{0, 1, 2, 3}, {0, 1, 2}})
+    ->MeasureProcessCPUTime()->Unit(benchmark::kMillisecond);
+
 #endif
 
 void BM_DataLoadField(benchmark::State& state) {
@@ -178,12 +222,12 @@ void BM_DataPercentileScale(benchmark::State& state) {
 }
 
 void codec_args(benchmark::internal::Benchmark* b) {
-  b->ArgName("codec")->Arg(0)->Arg(1)->Arg(2)->MeasureProcessCPUTime()->Unit(benchmark::kMillisecond);
+  b->ArgName("codec")->Arg(0)->Arg(1)->Arg(2)->Arg(3)->MeasureProcessCPUTime()->Unit(benchmark::kMillisecond);
 }
 
 }  // namespace
 
-// Arg: 0 none, 1 deflate, 2 lzw.
+// Arg: 0 none, 1 deflate + predictor, 2 lzw + predictor, 3 deflate without predictor.
 BENCHMARK(BM_DataDecodeField)->Apply(codec_args);
 BENCHMARK(BM_DataLoadField)->Apply(codec_args);
 BENCHMARK(BM_DataPreprocessField)->Apply(codec_args);

@@ -52,6 +52,13 @@ Image decode_tiff(const uint8_t* bytes, size_t n, const std::string& name, const
 // Stacks one-channel files into one image without a copy per channel.
 Image decode_tiff_into(const uint8_t* bytes, size_t n, const std::string& name, Image& dst, int c0,
                        const float* const* divisors = nullptr, const DecodeLimits& limits = {});
+// The samples as the file stores them, in host byte order (8/16/32-bit integers, 32/64-bit floats: 1, 2, 4 or 8
+// bytes each), channel after channel in decode_tiff's order, written to dst, which holds dst_bytes (fewer than the
+// image needs is an error naming the file). No float conversion, and one-sample-per-pixel strips are decoded (or,
+// uncompressed, copied from `bytes`) straight into dst: what `--preprocess device` uploads as it is. Returns the
+// header (as read_tiff_header) without pixels.
+Image decode_tiff_native(const uint8_t* bytes, size_t n, const std::string& name, void* dst, size_t dst_bytes,
+                         const DecodeLimits& limits = {});
 // What decode_tiff would return, without the pixels (the headers are checked as decode_tiff checks them).
 Image read_tiff_header(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
 bool is_tiff(const uint8_t* bytes, size_t n);  // the TIFF / BigTIFF magic, either byte order

@@ -14,6 +14,7 @@
 
 #include "data/decode_common.h"
 #include "data/image.h"
+#include "data/tiff_predictor.h"
 #include "engine/fileio.h"
 
 namespace tabula::data {
@@ -97,6 +98,7 @@ struct PageInfo {
   uint16_t spp = 1, bps = 0, format = SAMPLEFORMAT_UINT, planar = PLANARCONFIG_CONTIG, photometric = 0;
   uint16_t compression = COMPRESSION_NONE;
   uint32_t subfile = 0;  // NewSubfileType: bit 0 = reduced-resolution copy (thumbnail, pyramid level)
+  uint16_t predictor = PREDICTOR_NONE;
 };
 
 PageInfo page_info(TIFF* t) {
@@ -110,6 +112,10 @@ PageInfo page_info(TIFF* t) {
   TIFFGetFieldDefaulted(t, TIFFTAG_COMPRESSION, &p.compression);
   if (!TIFFGetField(t, TIFFTAG_PHOTOMETRIC, &p.photometric)) p.photometric = PHOTOMETRIC_MINISBLACK;
   TIFFGetFieldDefaulted(t, TIFFTAG_SUBFILETYPE, &p.subfile);
+  // Only the codecs that take a predictor know the tag (another codec's state is not a predictor's).
+  if (p.compression == COMPRESSION_LZW || p.compression == COMPRESSION_ADOBE_DEFLATE ||
+      p.compression == COMPRESSION_DEFLATE)
+    TIFFGetField(t, TIFFTAG_PREDICTOR, &p.predictor);
   return p;
 }
 
@@ -145,9 +151,33 @@ ConvertFn converter_of(const PageInfo& p) {
   }
 }
 
-// Reads the current directory into channels [c0, c0 + spp) of `img`. Strips and tiles are decoded by libtiff into
-// one strip/tile buffer and converted from there straight into the destination planes' rows; with the
-// input mapped (decode_tiff), an uncompressed strip is copied once, from the file's bytes into that buffer.
+// Native samples: n samples of T, `stride` apart (interleaved pixels), gathered into a plane's row.
+template <class T>
+void gather_samples(const uint8_t* src, size_t n, size_t stride, uint8_t* dst) {
+  for (size_t i = 0; i < n; ++i) std::memcpy(dst + sizeof(T) * i, src + sizeof(T) * i * stride, sizeof(T));
+}
+using GatherFn = void (*)(const uint8_t*, size_t, size_t, uint8_t*);
+GatherFn gatherer_of(size_t bytes_per_sample) {
+  return bytes_per_sample == 1   ? gather_samples<uint8_t>
+         : bytes_per_sample == 2 ? gather_samples<uint16_t>
+         : bytes_per_sample == 4 ? gather_samples<uint32_t>
+                                 : gather_samples<uint64_t>;
+}
+
+// Predictor=2 on integer samples is undone here (tiff_predictor.h), one row at a time before its conversion;
+// libtiff's own pass is switched off on the handle (PREDICTOR_NONE before the first strip is read: libtiff sets up
+// its decoder, and the predictor with it, on the first read of a directory). Floating-point predictors stay
+// libtiff's.
+bool own_predictor(const PageInfo& p) {
+  return p.predictor == PREDICTOR_HORIZONTAL && p.format != SAMPLEFORMAT_IEEEFP &&
+         (p.bps == 8 || p.bps == 16 || p.bps == 32);
+}
+void undo_predictor(uint8_t* row, size_t n, int stride, int bps) {
+  if (bps == 8) undo_horizontal_predictor(row, n, stride);
+  else if (bps == 16) undo_horizontal_predictor(reinterpret_cast<uint16_t*>(row), n, stride);
+  else undo_horizontal_predictor(reinterpret_cast<uint32_t*>(row), n, stride);
+}
+
 // One strip or tile of a page: where its decoded rows go.
 struct Block {
   uint32_t id = 0;
@@ -160,26 +190,40 @@ struct TiffBytes {
   size_t n = 0;
 };
 
-// Reads the current directory into channels [c0, c0 + spp) of `img`. Strips and tiles are decoded by libtiff into
-// one strip/tile buffer and converted from there straight into the destination planes' rows; with the input mapped
-// (decode_tiff), an uncompressed strip is copied once, from the file's bytes into that buffer.
-// divisors: null, or one plane of height * width values per channel of the page, divided out row by row right after
-// the conversion (while the row is in cache; the same single float division as divide_illumination).
+// Where a page's samples go: float planes, channels [c0, c0 + spp) of *img, each divided by divisors[k] when
+// divisors and divisors[k] are not null (row by row right after the conversion, while the row is in cache; the same
+// single float division as divide_illumination); or, with `native`, the samples as the file stores them (host byte
+// order), sample plane k of the page at native + k * height * width * bytes per sample.
+struct PageDest {
+  Image* img = nullptr;
+  int c0 = 0;
+  const float* const* divisors = nullptr;
+  uint8_t* native = nullptr;
+};
+
+// Reads the current directory into `dest`. Strips and tiles are decoded by libtiff into one strip/tile buffer and
+// converted from there straight into the destination's rows; with the input mapped (decode_tiff), an uncompressed
+// strip is copied once, from the file's bytes into that buffer. Native one-sample-per-block strips skip the buffer:
+// libtiff decodes (or, uncompressed, copies) them straight into the destination rows.
 // threads > 1: the compressed blocks of the page are shared among that many threads, each with its own TIFF handle
 // on the same bytes (libtiff's codec state is per handle); every block is written by one thread to its own rows.
-void read_tiff_page(TIFF* t, const TiffBytes& file, const PageInfo& p, Image& img, int c0, const std::string& name,
-                    int page, const float* const* divisors, int threads) {
+void read_tiff_page(TIFF* t, const TiffBytes& file, const PageInfo& p, const PageDest& dest, const std::string& name,
+                    int page, int threads) {
   const std::string where = name + ": page " + std::to_string(page);
   const size_t bytes_per_sample = p.bps / 8;
   const bool separate = p.planar == PLANARCONFIG_SEPARATE && p.spp > 1;
   const int spb = separate ? 1 : p.spp;  // samples per pixel inside one strip/tile
   const int planes = separate ? p.spp : 1;
   const ConvertFn convert = converter_of(p);
+  const GatherFn gather = gatherer_of(bytes_per_sample);
+  const bool predictor = own_predictor(p);
+  const size_t plane_bytes = size_t(p.width) * p.height * bytes_per_sample;
   auto decode_error = [&](const char* what) -> std::runtime_error {
     std::string msg = where + ": " + what + (tiff_error.empty() ? "" : " (" + tiff_error + ")");
     return std::runtime_error(msg);
   };
   const bool tiled = TIFFIsTiled(t);
+  const bool direct = dest.native && !tiled && spb == 1;
   std::vector<Block> blocks;
   size_t block_bytes = 0, pitch = p.width;  // pitch: pixels per row of a decoded block
   if (tiled) {
@@ -204,26 +248,40 @@ void read_tiff_page(TIFF* t, const TiffBytes& file, const PageInfo& p, Image& im
       for (uint32_t y0 = 0; y0 < p.height; y0 += rps)
         blocks.push_back({TIFFComputeStrip(t, y0, uint16_t(pl)), pl, y0, 0, std::min(rps, p.height - y0), p.width});
   }
+  const size_t row_bytes = pitch * spb * bytes_per_sample;
   // Blocks first, first + step, ... through handle tt.
   auto decode_blocks = [&](TIFF* tt, size_t first, size_t step) {
-    std::vector<uint8_t> buf(block_bytes);
+    if (predictor && !TIFFSetField(tt, TIFFTAG_PREDICTOR, uint16_t(PREDICTOR_NONE)))
+      throw decode_error("cannot take over the horizontal predictor");
+    std::vector<uint8_t> buf(direct ? 0 : block_bytes);
     for (size_t k = first; k < blocks.size(); k += step) {
       const Block& b = blocks[k];
+      uint8_t* out = direct ? dest.native + b.plane * plane_bytes + size_t(b.y0) * row_bytes : buf.data();
       if (tiled) {
-        if (TIFFReadEncodedTile(tt, b.id, buf.data(), tmsize_t(block_bytes)) < tmsize_t(block_bytes))
+        if (TIFFReadEncodedTile(tt, b.id, out, tmsize_t(block_bytes)) < tmsize_t(block_bytes))
           throw decode_error("truncated or corrupt tile");
       } else {
-        const tmsize_t want = tmsize_t(size_t(p.width) * spb * bytes_per_sample * b.rows);
-        if (TIFFReadEncodedStrip(tt, b.id, buf.data(), want) < want) throw decode_error("truncated or corrupt strip");
+        const tmsize_t want = tmsize_t(row_bytes * b.rows);
+        if (TIFFReadEncodedStrip(tt, b.id, out, want) < want) throw decode_error("truncated or corrupt strip");
       }
-      for (uint32_t y = 0; y < b.rows; ++y)
+      for (uint32_t y = 0; y < b.rows; ++y) {
+        uint8_t* row = out + size_t(y) * row_bytes;
+        if (predictor) undo_predictor(row, size_t(b.cols) * spb, spb, p.bps);
+        if (direct) continue;
         for (int s = 0; s < spb; ++s) {
-          const size_t at = size_t(b.y0 + y) * img.width + b.x0;
-          float* dst = img.plane(c0 + b.plane + s) + at;
-          convert(buf.data() + (size_t(y) * pitch * spb + size_t(s)) * bytes_per_sample, b.cols, size_t(spb), dst);
-          if (divisors && divisors[b.plane + s])
-            for (uint32_t x = 0; x < b.cols; ++x) dst[x] /= divisors[b.plane + s][at + x];
+          const size_t at = size_t(b.y0 + y) * p.width + b.x0;
+          const uint8_t* src = row + size_t(s) * bytes_per_sample;
+          if (dest.native) {
+            gather(src, b.cols, size_t(spb), dest.native + (b.plane + s) * plane_bytes + at * bytes_per_sample);
+            continue;
+          }
+          float* dst = dest.img->plane(dest.c0 + b.plane + s) + at;
+          convert(src, b.cols, size_t(spb), dst);
+          const float* div = dest.divisors ? dest.divisors[b.plane + s] : nullptr;
+          if (div)
+            for (uint32_t x = 0; x < b.cols; ++x) dst[x] /= div[at + x];
         }
+      }
     }
   };
   const size_t workers =
@@ -348,10 +406,22 @@ OmeLayout ome_layout(const std::string& xml, int n_pages, const std::string& nam
 namespace {
 
 // decode_tiff, or with `into`: the pixels go to channels [c0, c0 + channels) of *into (which must have the file's
-// height and width), divided by divisors[k] when given, and the returned image holds the header only; with
-// header_only nothing is decoded.
-Image decode_tiff_impl(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim, Image* into,
-                       int c0, const float* const* divisors, bool header_only = false) {
+// height and width), divided by divisors[k] when given, and the returned image holds the header only; with `native`
+// the samples as stored go to native[0, native_bytes) (decode_tiff_native); with header_only nothing is decoded.
+struct TiffTarget {
+  Image* into = nullptr;
+  int c0 = 0;
+  const float* const* divisors = nullptr;
+  uint8_t* native = nullptr;
+  size_t native_bytes = 0;
+  bool header_only = false;
+};
+Image decode_tiff_impl(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim,
+                       const TiffTarget& target) {
+  Image* into = target.into;
+  const int c0 = target.c0;
+  const float* const* divisors = target.divisors;
+  const bool header_only = target.header_only;
   install_tiff_handlers();
   tiff_error.clear();
   MemFile mf;
@@ -419,7 +489,13 @@ Image decode_tiff_impl(const uint8_t* bytes, size_t n, const std::string& name, 
     fail(name, std::to_string(first.width) + "x" + std::to_string(first.height) + "x" + std::to_string(channels) +
                    " does not fit channels " + std::to_string(c0) + ".. of a " + std::to_string(into->width) + "x" +
                    std::to_string(into->height) + "x" + std::to_string(into->channels) + " image");
-  Image img = into || header_only ? Image() : Image(int(channels), int(first.height), int(first.width));
+  const size_t sample_bytes = first.bps / 8, plane_bytes = size_t(first.width) * first.height * sample_bytes;
+  if (target.native && size_t(channels) * plane_bytes > target.native_bytes)
+    fail(name, std::to_string(first.width) + "x" + std::to_string(first.height) + "x" + std::to_string(channels) + " " +
+                   std::to_string(first.bps) + "-bit samples need " + std::to_string(size_t(channels) * plane_bytes) +
+                   " bytes, the destination holds " + std::to_string(target.native_bytes));
+  Image img = into || header_only || target.native ? Image()
+                                                   : Image(int(channels), int(first.height), int(first.width));
   img.channels = int(channels), img.height = int(first.height), img.width = int(first.width);
   img.source = name;
   img.bits = first.bps == 64 ? 32 : first.bps;
@@ -431,8 +507,15 @@ Image decode_tiff_impl(const uint8_t* bytes, size_t n, const std::string& name, 
   int c = 0;
   for (int i : use) {
     if (!TIFFSetDirectory(t, tdir_t(i))) fail(name, "cannot read page " + std::to_string(i) + " (" + tiff_error + ")");
-    read_tiff_page(t, TiffBytes{bytes, n}, pages[size_t(i)], into ? *into : img, (into ? c0 : 0) + c, name, i,
-                   divisors ? divisors + c : nullptr, lim.threads);
+    PageDest dest;
+    if (target.native) {
+      dest.native = target.native + size_t(c) * plane_bytes;
+    } else {
+      dest.img = into ? into : &img;
+      dest.c0 = (into ? c0 : 0) + c;
+      dest.divisors = divisors ? divisors + c : nullptr;
+    }
+    read_tiff_page(t, TiffBytes{bytes, n}, pages[size_t(i)], dest, name, i, lim.threads);
     c += pages[size_t(i)].spp;
   }
   if (!ome.names.empty() && int(ome.names.size()) == img.channels) img.channel_names = ome.names;
@@ -442,16 +525,30 @@ Image decode_tiff_impl(const uint8_t* bytes, size_t n, const std::string& name, 
 }  // namespace
 
 Image decode_tiff(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim) {
-  return decode_tiff_impl(bytes, n, name, lim, nullptr, 0, nullptr);
+  return decode_tiff_impl(bytes, n, name, lim, TiffTarget{});
+}
+
+Image decode_tiff_native(const uint8_t* bytes, size_t n, const std::string& name, void* dst, size_t dst_bytes,
+                         const DecodeLimits& lim) {
+  TiffTarget target;
+  target.native = static_cast<uint8_t*>(dst);
+  target.native_bytes = dst_bytes;
+  return decode_tiff_impl(bytes, n, name, lim, target);
 }
 
 Image decode_tiff_into(const uint8_t* bytes, size_t n, const std::string& name, Image& dst, int c0,
                        const float* const* divisors, const DecodeLimits& lim) {
-  return decode_tiff_impl(bytes, n, name, lim, &dst, c0, divisors);
+  TiffTarget target;
+  target.into = &dst;
+  target.c0 = c0;
+  target.divisors = divisors;
+  return decode_tiff_impl(bytes, n, name, lim, target);
 }
 
 Image read_tiff_header(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim) {
-  return decode_tiff_impl(bytes, n, name, lim, nullptr, 0, nullptr, true);
+  TiffTarget target;
+  target.header_only = true;
+  return decode_tiff_impl(bytes, n, name, lim, target);
 }
 
 bool is_tiff(const uint8_t* b, size_t n) {

@@ -548,12 +548,11 @@ void feed_device(const EmbedOptions& opt, const Setup& s, data::Manifest sub, co
   for (data::Sample& smp : sub.samples) illum.push_back(std::move(smp.illum_paths)), smp.illum_paths.clear();
   const int64_t n = static_cast<int64_t>(sub.samples.size());
   data::Prefetcher<std::unique_ptr<PreprocessJob>> pf(n, po.threads, po.capacity, [&](int64_t i) {
-    const data::Image img = data::load_sample(sub, static_cast<size_t>(i), po.decode);
-    if (img.is_float) data::check_finite(img);
-    std::unique_ptr<PreprocessJob> job = data::submit_sample(*s.prep, img, illum[static_cast<size_t>(i)], s.tf,
-                                                             s.strategy);
+    std::unique_ptr<PreprocessJob> job = data::load_and_submit(*s.prep, sub, static_cast<size_t>(i), po.decode,
+                                                               illum[static_cast<size_t>(i)], s.tf, s.strategy);
     if (job->plan().inputs != s.inputs_per_sample)
-      throw std::runtime_error(opt.data + ": " + img.source + " gave " + std::to_string(job->plan().inputs) +
+      throw std::runtime_error(opt.data + ": " + sub.source + " (sample " + std::to_string(i) + ") gave " +
+                               std::to_string(job->plan().inputs) +
                                " model inputs, expected " + std::to_string(s.inputs_per_sample) +
                                " (all images need the same channels)");
     return job;

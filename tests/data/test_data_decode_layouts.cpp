@@ -45,6 +45,35 @@ void expect_same_as_tifffile(const Image& img, const fs::path& tif) {
                         << want.as<float>()[first];
 }
 
+// The file's sample type, from its name (u8_..., i16_..., f64_...): decode_tiff_native's output, converted to float.
+std::vector<float> native_as_float(const std::vector<uint8_t>& raw, const std::string& file) {
+  const std::string type = file.substr(0, file.find('_'));
+  std::vector<float> out;
+  auto as = [&](auto zero) {
+    using T = decltype(zero);
+    for (size_t i = 0; i + sizeof(T) <= raw.size(); i += sizeof(T)) {
+      T v;
+      std::memcpy(&v, raw.data() + i, sizeof(T));
+      out.push_back(float(v));
+    }
+  };
+  if (type == "u8") as(uint8_t());
+  else if (type == "i8") as(int8_t());
+  else if (type == "u16") as(uint16_t());
+  else if (type == "i16") as(int16_t());
+  else if (type == "u32") as(uint32_t());
+  else if (type == "i32") as(int32_t());
+  else if (type == "f32") as(float());
+  else if (type == "f64") as(double());
+  else ADD_FAILURE() << file << ": unknown sample type " << type;
+  return out;
+}
+
+size_t sample_bytes_of(const std::string& file) {
+  const std::string type = file.substr(0, file.find('_'));
+  return type == "u8" || type == "i8" ? 1 : type == "u16" || type == "i16" ? 2 : type == "f64" ? 8 : 4;
+}
+
 std::string q(const fs::path& p) {
   std::string s = "'";  // (appended piecewise: GCC 12 reports a false -Wrestrict for "'" + std::string)
   s += p.string();
@@ -220,5 +249,44 @@ TEST(DataDecodeLayouts, StripsDecodedBySeveralThreadsGiveTheSameValues) {
     EXPECT_NE(broken.pixels, clean.pixels);  // zlib may not notice every change, but the values must
   } catch (const std::runtime_error& e) {
     EXPECT_EQ(std::string(e.what()).rfind("broken.tif: ", 0), 0u) << e.what();
+  }
+}
+
+// What `--preprocess device` uploads: the samples as stored, decoded straight into a buffer (strips of one sample per
+// pixel without an intermediate copy), with one thread and several; the same values as tifffile's.
+TEST(DataDecodeLayouts, NativeSamplesMatchTifffile) {
+  for (int threads : {1, 3}) {
+    DecodeLimits lim;
+    lim.threads = threads;
+    for (const fs::path& f : layout_files()) {
+      const std::string file = f.filename().string();
+      SCOPED_TRACE(file + " threads " + std::to_string(threads));
+      const std::vector<uint8_t> bytes = read_file_bytes(f.string());
+      const Image h = read_tiff_header(bytes.data(), bytes.size(), file, lim);
+      std::vector<uint8_t> raw(size_t(h.channels) * h.plane_size() * sample_bytes_of(file), 0xA5);
+      const Image got = decode_tiff_native(bytes.data(), bytes.size(), file, raw.data(), raw.size(), lim);
+      EXPECT_TRUE(got.pixels.empty());
+      EXPECT_EQ(got.channels, h.channels);
+      EXPECT_EQ(got.bits, h.bits);
+      NpyArray want = read_npy(f.string() + ".npy");
+      const std::vector<float> values = native_as_float(raw, file);
+      ASSERT_EQ(values.size(), size_t(want.numel()));
+      size_t differ = 0;
+      for (size_t i = 0; i < values.size(); ++i) differ += std::memcmp(&values[i], want.as<float>() + i, 4) != 0;
+      EXPECT_EQ(differ, 0u);
+    }
+  }
+}
+
+TEST(DataDecodeLayouts, NativeDestinationTooSmallIsAnErrorNamingTheFile) {
+  const fs::path f = fixture("data/decode_layouts/u16_le_deflate_strip5.tif");
+  const std::vector<uint8_t> bytes = read_file_bytes(f.string());
+  std::vector<uint8_t> raw(29 * 37 * 2 - 1);
+  try {
+    decode_tiff_native(bytes.data(), bytes.size(), "short.tif", raw.data(), raw.size());
+    ADD_FAILURE() << "a destination one byte short was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("short.tif: ", 0), 0u) << e.what();
+    EXPECT_NE(std::string(e.what()).find("need 2146 bytes"), std::string::npos) << e.what();
   }
 }
