@@ -21,7 +21,7 @@ if [[ $parts == *gb* ]]; then
 for i in $(seq "$repeat"); do
   for b in before after; do
     dir=$([ $b = before ] && echo "$before" || echo "$after")
-    "$dir/tabula_bench_ops" --benchmark_filter='BM_Data(Decode|Load|Preprocess)Field/|BM_DataPercentile' \
+    "$dir/tabula_bench_ops" --benchmark_filter='BM_Data(Decode|Load|Preprocess|Stage)Field/|BM_DataPercentile' \
       --benchmark_min_time=1 --benchmark_format=csv 2>/dev/null |
       awk -F, -v b=$b '/^"BM_Data/ { gsub(/"/, "", $1); sub(/\/process_time/, "", $1); print b "," $1 "," $4 }' \
       >> "$work/gb.csv"
@@ -41,7 +41,8 @@ fi
 [[ $parts == *preprocess* ]] || exit 0
 echo
 echo "tabula preprocess, 32 fields, --threads 2 (cpg0016-style: percentile 1/99, resize 224, crop 224, per-channel)"
-for codec in none deflate lzw; do
+for codec in none deflate lzw deflate_nopred; do
+  [ -f "$BENCH_DATA_DIR/$codec/load_data.csv" ] || continue  # deflate_nopred: written by the after build's bench
   for i in $(seq "$repeat"); do
     for b in before after; do
       dir=$([ $b = before ] && echo "$before" || echo "$after")

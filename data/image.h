@@ -38,6 +38,15 @@ struct DecodeLimits {
   int threads = 1;
 };
 
+// DecodeLimits::threads for `workers` threads decoding at most `images` images at a time, one each (the pipelines'
+// prefetch: its samples, or its capacity when that is fewer): workers that never get an image of their own (`tabula
+// preprocess` or `embed` on a few fields, or a capacity below the worker count) lend their cores to the pages of the
+// others; otherwise every worker has an image and 1 is best (more threads per page only add handles and hand-offs;
+// bench/RESULTS_data.md).
+inline int decode_threads_per_image(int workers, int64_t images) {
+  return images > 0 && images < workers ? int(workers / images) : 1;
+}
+
 // Decodes by content (magic bytes), not by extension: TIFF (II*/MM*), PNG, JPEG, JPEG 2000 (JP2 box or raw
 // J2K codestream). Multi-page TIFFs become one channel per page (OME-TIFF: the Z=0, T=0 plane of each
 // channel, in the OME-XML's channel order); multi-sample pixels (RGB) become channels.

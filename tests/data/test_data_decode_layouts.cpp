@@ -290,3 +290,36 @@ TEST(DataDecodeLayouts, NativeDestinationTooSmallIsAnErrorNamingTheFile) {
     EXPECT_NE(std::string(e.what()).find("need 2146 bytes"), std::string::npos) << e.what();
   }
 }
+
+TEST(DataDecodeLayouts, DecodeThreadsGoToPagesOnlyWhenWorkersWouldIdle) {
+  EXPECT_EQ(decode_threads_per_image(2, 100), 1);
+  EXPECT_EQ(decode_threads_per_image(16, 16), 1);
+  EXPECT_EQ(decode_threads_per_image(16, 5), 3);
+  EXPECT_EQ(decode_threads_per_image(16, 1), 16);
+  EXPECT_EQ(decode_threads_per_image(4, 0), 1);
+}
+
+// Fewer fields than --threads: `tabula preprocess` decodes each page with several threads (decode_threads_per_image);
+// the model inputs are the same bytes as with one thread (synth's deflate + predictor fields of 300 x 300).
+TEST(DataDecodeLayouts, PreprocessWithSpareThreadsGivesTheSameInputs) {
+  fs::path dir = tabula::test::scratch_dir().string() + "-threads";
+  fs::remove_all(dir);
+  CellPaintingConfig c;
+  c.batches = 1, c.plates_per_batch = 1, c.sites = 1, c.size = 300, c.threads = 1;
+  synth_cellpainting((dir / "deflate").string(), c);
+  // Two fields only: 6 workers, 3 decoding threads per page.
+  const fs::path csv = dir / "deflate" / "load_data.csv";
+  const std::string text = read_file_text(csv.string());
+  size_t at = 0;
+  for (int line = 0; line < 3 && at != std::string::npos; ++line) at = text.find('\n', at + (line > 0));
+  write_file_atomic((dir / "deflate" / "two.csv").string(), text.substr(0, at + 1));
+  Manifest m = read_manifest((dir / "deflate" / "two.csv").string());
+  ASSERT_EQ(m.samples.size(), 2u);
+  const std::string base = "preprocess --data " + q(dir / "deflate" / "two.csv") +
+                           " --preset torchvision --resize 224 --crop 224 --intensity percentile";
+  auto one = run_tabula(base + " --threads 1 --out " + q(dir / "one.npy"));
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  auto many = run_tabula(base + " --threads 6 --out " + q(dir / "many.npy"));
+  ASSERT_EQ(many.exit_code, 0) << many.err;
+  EXPECT_EQ(read_file_bytes((dir / "one.npy").string()), read_file_bytes((dir / "many.npy").string()));
+}
