@@ -1,6 +1,7 @@
 // Decode and preprocessing cost of JUMP-like fields (issue #22: "decode at the I/O limit"): 5 single-channel
 // 1080 x 1080 uint16 TIFFs per field plus one illumination .npy per channel, as `tabula synth cellpainting
-// --size 1080` writes them, stored three ways (uncompressed, deflate + predictor, LZW). Each benchmark handles one
+// --size 1080` writes them, stored four ways (codec 0 uncompressed, 1 deflate + predictor, 2 LZW + predictor, 3 deflate
+// without predictor). Each benchmark handles one
 // field per iteration and reports process CPU time, so `cpu_s_per_field` is robust to other load on a shared
 // machine; `fields_per_cpu_s` is its inverse (fields/s of one core).
 //
@@ -11,9 +12,13 @@
 //   DataPercentileScale/<kind>   percentile_scale of one 5 x 1080 x 1080 field: u16 integers or illumination-divided
 //   DataDecodeFieldThreads/<codec>/threads:<T>   decode only, the strips of each file shared by T threads (wall time:
 //                                the latency of one field when fewer fields than cores are in flight)
+//   DataStageField/<codec>/path:<P>  what the CPU does per field with `embed --preprocess device`: the 5 files into one
+//                                5-plane uint16 staging buffer; P 0: float decode + conversion back (the way before
+//                                decode_tiff_native), 1: decode_tiff_native from memory, 2: the same reading the files
 //
-// Apart from DataDecodeFieldThreads (DecodeLimits::threads, issue #22), only data-layer API older than issue #22 is
-// used, so the same file measures an older build (compiled there with -DTABULA_BENCH_DATA_BEFORE_22);
+// Apart from DataDecodeFieldThreads and DataStageField (issue #22), only data-layer API older than issue #22 is
+// used, so the same file measures an older build (compiled there with -DTABULA_BENCH_DATA_BEFORE_22; a build with
+// decode_tiff_into but without decode_tiff_native: #define TABULA_BENCH_DATA_BEFORE_NATIVE, runs path 0 only);
 // bench/data_decode.sh runs a before and an after binary alternately in one run. Files go to $BENCH_DATA_DIR
 // (default /tmp/tabula-bench-data).
 #include <benchmark/benchmark.h>
@@ -143,6 +148,9 @@ void BM_DataDecodeFieldThreads(benchmark::State& state) {
 BENCHMARK(BM_DataDecodeFieldThreads)->ArgNames({"codec", "threads"})->ArgsProduct({{1, 2}, {1, 2}})
     ->UseRealTime()->Unit(benchmark::kMillisecond);
 
+#endif
+
+#ifndef TABULA_BENCH_DATA_BEFORE_22
 // What the CPU does per field with `embed --preprocess device`: the 5 files' samples into one 5-plane uint16 staging
 // buffer. path 0: as before issue #22's native decode (decode into float planes, convert back to uint16, as
 // load_sample + write_raw_planes did); 1: decode_tiff_native from the bytes in memory; 2: the same with the files read
@@ -169,12 +177,17 @@ void BM_DataStageField(benchmark::State& state) {
       }
       write_raw_planes(field, RawSample::u16, staging.data());
     } else {
+#ifdef TABULA_BENCH_DATA_BEFORE_NATIVE
+      state.SkipWithError("decode_tiff_native is newer than this build");
+      break;
+#else
       for (int c = 0; c < 5; ++c) {
         std::vector<uint8_t> read;
         if (path == 2) read = read_file_bytes(m.samples[size_t(f)].channel_paths[size_t(c)]);
         const auto& b = path == 2 ? read : bytes[size_t(f)][size_t(c)];
         decode_tiff_native(b.data(), b.size(), "field", staging.data() + size_t(c) * plane_bytes, plane_bytes);
       }
+#endif
     }
     benchmark::DoNotOptimize(staging.data());
     f = (f + 1) % kFields;
