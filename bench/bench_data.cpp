@@ -14,7 +14,9 @@
 //                                the latency of one field when fewer fields than cores are in flight)
 //   DataStageField/<codec>/path:<P>  what the CPU does per field with `embed --preprocess device`: the 5 files into one
 //                                5-plane uint16 staging buffer; P 0: float decode + conversion back (the way before
-//                                decode_tiff_native), 1: decode_tiff_native from memory, 2: the same reading the files
+//                                decode_tiff_native), 1: decode_tiff_native from memory, 2: as load_and_submit, from
+//                                the files (read_tiff_header_file, then read_tiff_native: uncompressed strips pread
+//                                straight into the buffer)
 //
 // Apart from DataDecodeFieldThreads and DataStageField (issue #22), only data-layer API older than issue #22 is
 // used, so the same file measures an older build (compiled there with -DTABULA_BENCH_DATA_BEFORE_22; a build with
@@ -182,10 +184,15 @@ void BM_DataStageField(benchmark::State& state) {
       break;
 #else
       for (int c = 0; c < 5; ++c) {
-        std::vector<uint8_t> read;
-        if (path == 2) read = read_file_bytes(m.samples[size_t(f)].channel_paths[size_t(c)]);
-        const auto& b = path == 2 ? read : bytes[size_t(f)][size_t(c)];
-        decode_tiff_native(b.data(), b.size(), "field", staging.data() + size_t(c) * plane_bytes, plane_bytes);
+        uint8_t* dst = staging.data() + size_t(c) * plane_bytes;
+        if (path == 2) {  // as load_and_submit: the headers first (to plan the job), then the samples
+          const std::string& p = m.samples[size_t(f)].channel_paths[size_t(c)];
+          benchmark::DoNotOptimize(read_tiff_header_file(p));
+          read_tiff_native(p, dst, plane_bytes);
+        } else {
+          const auto& b = bytes[size_t(f)][size_t(c)];
+          decode_tiff_native(b.data(), b.size(), "field", dst, plane_bytes);
+        }
       }
 #endif
     }

@@ -9,7 +9,6 @@
 #include "data/interpolate.h"
 #include "data/pillow_resample.h"
 #include "data/pipeline.h"
-#include "engine/fileio.h"
 #include "util/npy.h"
 
 namespace tabula::data {
@@ -197,21 +196,20 @@ void plan_inputs(PreprocessPlan& plan, const Image& img, const Transform& t, con
   }
 }
 
-// The files of a sample whose samples can go to the staging buffer as stored, with their stacked header (no pixels);
-// nothing when the sample is not such (the general path then decodes it, and says what is wrong with it).
+// The channels per file of a sample whose samples can go to the staging buffer as stored, with their stacked header
+// (no pixels; only the files' headers and directories are read); nothing when the sample is not such (the general
+// path then decodes it, and says what is wrong with it).
 struct NativeSample {
-  std::vector<std::vector<uint8_t>> bytes;  // per file
-  std::vector<int> channels;                // per file
+  std::vector<int> channels;  // per file
   Image header;
 };
 std::optional<NativeSample> native_sample(const Sample& smp, const DecodeLimits& limits) {
   if (!smp.h5_path.empty() || smp.channel_paths.empty()) return std::nullopt;
   NativeSample out;
   for (const std::string& path : smp.channel_paths) {
-    out.bytes.push_back(read_file_bytes(path));
-    const std::vector<uint8_t>& b = out.bytes.back();
-    if (!is_tiff(b.data(), b.size())) return std::nullopt;
-    const Image h = read_tiff_header(b.data(), b.size(), path, limits);
+    const std::optional<Image> tiff = read_tiff_header_file(path, limits);
+    if (!tiff) return std::nullopt;
+    const Image& h = *tiff;
     if (smp.channel_paths.size() > 1 && h.channels != 1) return std::nullopt;
     if (raw_sample_of(h) == RawSample::f32) return std::nullopt;  // float or 32-bit: converted on the CPU
     Image& first = out.header;
@@ -336,10 +334,9 @@ std::unique_ptr<PreprocessJob> load_and_submit(DevicePreprocessor& dev, const Ma
   uint8_t* staging = static_cast<uint8_t*>(job->staging());
   const size_t plane_bytes = header.plane_size() * raw_sample_bytes(plan.sample);
   size_t at = 0;
-  for (size_t f = 0; f < native->bytes.size(); ++f) {
-    const std::vector<uint8_t>& b = native->bytes[f];
+  for (size_t f = 0; f < native->channels.size(); ++f) {
     const size_t n = size_t(native->channels[f]) * plane_bytes;
-    decode_tiff_native(b.data(), b.size(), smp.channel_paths[f], staging + at, n, limits);
+    read_tiff_native(smp.channel_paths[f], staging + at, n, limits);
     at += n;
   }
   job->submit();

@@ -4,6 +4,7 @@
 // limits before anything is allocated, and every failure is a std::runtime_error that names the file.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,12 @@ Image decode_tiff_into(const uint8_t* bytes, size_t n, const std::string& name, 
 // header (as read_tiff_header) without pixels.
 Image decode_tiff_native(const uint8_t* bytes, size_t n, const std::string& name, void* dst, size_t dst_bytes,
                          const DecodeLimits& limits = {});
+// decode_tiff_native reading the file itself: the strips and tiles of uncompressed files go from the file straight
+// into dst (one read each, no buffer of the file's bytes: libtiff reads unmapped uncompressed strips into the caller's
+// buffer); compressed files are read into memory once and decoded from there. Errors name the file.
+Image read_tiff_native(const std::string& path, void* dst, size_t dst_bytes, const DecodeLimits& limits = {});
+// read_tiff_header of a file, reading only its header and directories; nothing when the file is not a TIFF.
+std::optional<Image> read_tiff_header_file(const std::string& path, const DecodeLimits& limits = {});
 // What decode_tiff would return, without the pixels (the headers are checked as decode_tiff checks them).
 Image read_tiff_header(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
 bool is_tiff(const uint8_t* bytes, size_t n);  // the TIFF / BigTIFF magic, either byte order

@@ -1,8 +1,12 @@
 // TIFF decoding (libtiff) and writing. Everything decodes from memory (the file is read once, its size known), so a
 // header's claims can be checked against both the limits and the bytes actually present.
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <tiffio.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -45,10 +49,22 @@ void install_tiff_handlers() {
 struct MemFile {
   std::vector<uint8_t>* out = nullptr;  // writing
   const uint8_t* in = nullptr;          // reading
+  int fd = -1;                          // or reading the file itself (read_tiff_native): pread, nothing mapped
   size_t size = 0, pos = 0;
 };
 tmsize_t mem_read(thandle_t h, void* buf, tmsize_t n) {
   auto* f = static_cast<MemFile*>(h);
+  if (f->fd >= 0) {
+    size_t done = 0;
+    while (done < size_t(n) && f->pos + done < f->size) {
+      const ssize_t k = ::pread(f->fd, static_cast<uint8_t*>(buf) + done, size_t(n) - done, off_t(f->pos + done));
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) break;
+      done += size_t(k);
+    }
+    f->pos += done;
+    return tmsize_t(done);
+  }
   // While writing, libtiff reads back what it wrote (to link directories), so reads come from the output.
   const uint8_t* base = f->out ? f->out->data() : f->in;
   size_t k = f->pos >= f->size ? 0 : std::min<size_t>(size_t(n), f->size - f->pos);
@@ -185,9 +201,11 @@ struct Block {
   uint32_t y0 = 0, x0 = 0, rows = 0, cols = 0;
 };
 
+// The file as decode_tiff_impl reads it: its bytes in memory, or (fd >= 0) the file itself, n bytes long.
 struct TiffBytes {
   const uint8_t* bytes = nullptr;
   size_t n = 0;
+  int fd = -1;
 };
 
 // Where a page's samples go: float planes, channels [c0, c0 + spp) of *img, each divided by divisors[k] when
@@ -294,6 +312,7 @@ void read_tiff_page(TIFF* t, const TiffBytes& file, const PageInfo& p, const Pag
       try {
         MemFile mf;
         mf.in = file.bytes;
+        mf.fd = file.fd;
         mf.size = file.n;
         TIFF* tt = TIFFClientOpen(name.c_str(), "r", &mf, mem_read, mem_write, mem_seek, mem_close, mem_size, mem_map,
                                   mem_unmap);
@@ -415,8 +434,9 @@ struct TiffTarget {
   uint8_t* native = nullptr;
   size_t native_bytes = 0;
   bool header_only = false;
+  bool* compressed = nullptr;  // reading a file descriptor: set, and nothing decoded, when a page is compressed
 };
-Image decode_tiff_impl(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim,
+Image decode_tiff_impl(const TiffBytes& file, const std::string& name, const DecodeLimits& lim,
                        const TiffTarget& target) {
   Image* into = target.into;
   const int c0 = target.c0;
@@ -425,8 +445,9 @@ Image decode_tiff_impl(const uint8_t* bytes, size_t n, const std::string& name, 
   install_tiff_handlers();
   tiff_error.clear();
   MemFile mf;
-  mf.in = bytes;
-  mf.size = n;
+  mf.in = file.bytes;
+  mf.fd = file.fd;
+  mf.size = file.n;
   // No "m": libtiff reads strips straight from the bytes through mem_map.
   TIFF* t =
       TIFFClientOpen(name.c_str(), "r", &mf, mem_read, mem_write, mem_seek, mem_close, mem_size, mem_map, mem_unmap);
@@ -504,6 +525,12 @@ Image decode_tiff_impl(const uint8_t* bytes, size_t n, const std::string& name, 
                   : first.format == SAMPLEFORMAT_INT ? float((uint64_t(1) << (first.bps - 1)) - 1)
                                                       : float((uint64_t(1) << first.bps) - 1);
   if (header_only) return img;
+  if (file.fd >= 0)
+    for (int i : use)
+      if (pages[size_t(i)].compression != COMPRESSION_NONE) {
+        *target.compressed = true;  // read_tiff_native decodes it from the file's bytes instead
+        return img;
+      }
   int c = 0;
   for (int i : use) {
     if (!TIFFSetDirectory(t, tdir_t(i))) fail(name, "cannot read page " + std::to_string(i) + " (" + tiff_error + ")");
@@ -515,7 +542,7 @@ Image decode_tiff_impl(const uint8_t* bytes, size_t n, const std::string& name, 
       dest.c0 = (into ? c0 : 0) + c;
       dest.divisors = divisors ? divisors + c : nullptr;
     }
-    read_tiff_page(t, TiffBytes{bytes, n}, pages[size_t(i)], dest, name, i, lim.threads);
+    read_tiff_page(t, file, pages[size_t(i)], dest, name, i, lim.threads);
     c += pages[size_t(i)].spp;
   }
   if (!ome.names.empty() && int(ome.names.size()) == img.channels) img.channel_names = ome.names;
@@ -525,7 +552,7 @@ Image decode_tiff_impl(const uint8_t* bytes, size_t n, const std::string& name, 
 }  // namespace
 
 Image decode_tiff(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim) {
-  return decode_tiff_impl(bytes, n, name, lim, TiffTarget{});
+  return decode_tiff_impl(TiffBytes{bytes, n}, name, lim, TiffTarget{});
 }
 
 Image decode_tiff_native(const uint8_t* bytes, size_t n, const std::string& name, void* dst, size_t dst_bytes,
@@ -533,7 +560,7 @@ Image decode_tiff_native(const uint8_t* bytes, size_t n, const std::string& name
   TiffTarget target;
   target.native = static_cast<uint8_t*>(dst);
   target.native_bytes = dst_bytes;
-  return decode_tiff_impl(bytes, n, name, lim, target);
+  return decode_tiff_impl(TiffBytes{bytes, n}, name, lim, target);
 }
 
 Image decode_tiff_into(const uint8_t* bytes, size_t n, const std::string& name, Image& dst, int c0,
@@ -542,13 +569,53 @@ Image decode_tiff_into(const uint8_t* bytes, size_t n, const std::string& name, 
   target.into = &dst;
   target.c0 = c0;
   target.divisors = divisors;
-  return decode_tiff_impl(bytes, n, name, lim, target);
+  return decode_tiff_impl(TiffBytes{bytes, n}, name, lim, target);
+}
+
+namespace {
+
+struct Fd {
+  int fd;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+}  // namespace
+
+std::optional<Image> read_tiff_header_file(const std::string& path, const DecodeLimits& lim) {
+  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
+  struct stat st {};
+  uint8_t magic[4] = {};
+  if (::fstat(f.fd, &st) != 0 || ::pread(f.fd, magic, 4, 0) != 4 || !is_tiff(magic, 4)) return std::nullopt;
+  TiffTarget target;
+  target.header_only = true;
+  return decode_tiff_impl(TiffBytes{nullptr, size_t(st.st_size), f.fd}, path, lim, target);
+}
+
+Image read_tiff_native(const std::string& path, void* dst, size_t dst_bytes, const DecodeLimits& lim) {
+  bool compressed = false;
+  {
+    Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+    if (f.fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(f.fd, &st) != 0) fail(path, std::string("cannot stat: ") + std::strerror(errno));
+    TiffTarget target;
+    target.native = static_cast<uint8_t*>(dst);
+    target.native_bytes = dst_bytes;
+    target.compressed = &compressed;
+    Image img = decode_tiff_impl(TiffBytes{nullptr, size_t(st.st_size), f.fd}, path, lim, target);
+    if (!compressed) return img;
+  }
+  const std::vector<uint8_t> bytes = read_file_bytes(path);
+  return decode_tiff_native(bytes.data(), bytes.size(), path, dst, dst_bytes, lim);
 }
 
 Image read_tiff_header(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim) {
   TiffTarget target;
   target.header_only = true;
-  return decode_tiff_impl(bytes, n, name, lim, target);
+  return decode_tiff_impl(TiffBytes{bytes, n}, name, lim, target);
 }
 
 bool is_tiff(const uint8_t* b, size_t n) {

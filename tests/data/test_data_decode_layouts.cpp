@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "data/image.h"
 #include "data/manifest.h"
@@ -322,4 +323,58 @@ TEST(DataDecodeLayouts, PreprocessWithSpareThreadsGivesTheSameInputs) {
   auto many = run_tabula(base + " --threads 6 --out " + q(dir / "many.npy"));
   ASSERT_EQ(many.exit_code, 0) << many.err;
   EXPECT_EQ(read_file_bytes((dir / "one.npy").string()), read_file_bytes((dir / "many.npy").string()));
+}
+
+// read_tiff_native reads uncompressed files' strips from the file straight into the destination (compressed files
+// through their bytes): the same samples as decode_tiff_native for every layout, byte order and codec; the header
+// read from the file is read_tiff_header's; a file that is not a TIFF has none; a truncated file is an error naming it.
+TEST(DataDecodeLayouts, NativeSamplesReadFromTheFileEqualTheDecodedBytes) {
+  int uncompressed = 0;
+  for (const fs::path& f : layout_files()) {
+    const std::string file = f.filename().string();
+    SCOPED_TRACE(file);
+    const std::vector<uint8_t> bytes = read_file_bytes(f.string());
+    const Image h = read_tiff_header(bytes.data(), bytes.size(), file);
+    const std::optional<Image> hf = read_tiff_header_file(f.string());
+    ASSERT_TRUE(hf.has_value());
+    EXPECT_EQ(hf->channels, h.channels);
+    EXPECT_EQ(hf->height, h.height);
+    EXPECT_EQ(hf->width, h.width);
+    EXPECT_EQ(hf->bits, h.bits);
+    EXPECT_EQ(hf->max_value, h.max_value);
+    const size_t n = size_t(h.channels) * h.plane_size() * sample_bytes_of(file);
+    std::vector<uint8_t> want(n, 0x5A), got(n, 0xA5);
+    decode_tiff_native(bytes.data(), bytes.size(), file, want.data(), n);
+    read_tiff_native(f.string(), got.data(), n);
+    EXPECT_EQ(got, want);
+    uncompressed += file.find("strip7") != std::string::npos || file.find("tiled16.tif") != std::string::npos;
+  }
+  EXPECT_GE(uncompressed, 18);
+  EXPECT_FALSE(read_tiff_header_file(fixture("data/decode_layouts/cases.json").string()).has_value());
+  // An uncompressed file cut short inside its strips.
+  const fs::path dir = tabula::test::scratch_dir().string() + "-native-file";
+  fs::create_directories(dir);
+  Image img(1, 64, 50);
+  for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = float(i % 60000);
+  std::vector<uint8_t> bytes = encode_tiff(img, 16, false, "cut.tif");
+  const std::vector<uint8_t> full = bytes;
+  write_file_atomic((dir / "full.tif").string(), full.data(), full.size());
+  std::vector<uint8_t> got(64 * 50 * 2);
+  read_tiff_native((dir / "full.tif").string(), got.data(), got.size());
+  for (size_t i = 0; i < img.pixels.size(); ++i) {
+    uint16_t v;
+    std::memcpy(&v, got.data() + 2 * i, 2);
+    ASSERT_EQ(float(v), img.pixels[i]) << i;
+  }
+  // tifffile writes the directory first (offset 8): the file cut short keeps it, and loses its last strips.
+  const std::vector<uint8_t> tf = read_file_bytes(fixture("data/decode_layouts/u16_le_strip7.tif").string());
+  const fs::path cut = dir / "cut.tif";
+  write_file_atomic(cut.string(), tf.data(), tf.size() * 3 / 4);
+  ASSERT_TRUE(read_tiff_header_file(cut.string()).has_value());
+  try {
+    read_tiff_native(cut.string(), got.data(), got.size());
+    ADD_FAILURE() << "a truncated file was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind(cut.string() + ": ", 0), 0u) << e.what();
+  }
 }
