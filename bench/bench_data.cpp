@@ -92,7 +92,7 @@ std::string field_folder(const std::string& codec) {
     if (e.path().extension() == ".tif" || e.path().extension() == ".tiff")
       write_tiff_codec(e.path().string(), read_image(e.path().string()),
                        codec == "none" ? COMPRESSION_NONE : codec == "lzw" ? COMPRESSION_LZW : COMPRESSION_ADOBE_DEFLATE,
-                       codec != "none");
+                       codec == "lzw");
   fs::rename(tmp, dir);
   return dir.string();
 }
