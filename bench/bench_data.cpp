@@ -91,7 +91,9 @@ std::string field_folder(const std::string& codec) {
   for (const auto& e : fs::recursive_directory_iterator(tmp))
     if (e.path().extension() == ".tif" || e.path().extension() == ".tiff")
       write_tiff_codec(e.path().string(), read_image(e.path().string()),
-                       codec == "none" ? COMPRESSION_NONE : codec == "lzw" ? COMPRESSION_LZW : COMPRESSION_ADOBE_DEFLATE,
+                       codec == "none"  ? COMPRESSION_NONE
+                       : codec == "lzw" ? COMPRESSION_LZW
+                                        : COMPRESSION_ADOBE_DEFLATE,
                        codec == "lzw");
   fs::rename(tmp, dir);
   return dir.string();

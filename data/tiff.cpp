@@ -219,6 +219,46 @@ struct PageDest {
   uint8_t* native = nullptr;
 };
 
+// Reading the file itself (read_tiff_native), an uncompressed page whose strips lie back to back in the file, each
+// exactly its rows, is read with one pread per plane straight into the destination (one read per strip costs a
+// system call per 8 KiB strip, more than the copy). Returns false for any other layout (libtiff's path then reads it).
+bool read_planes_at_once(TIFF* t, const TiffBytes& file, const PageInfo& p, const std::vector<Block>& blocks,
+                         const PageDest& dest) {
+  uint16_t fill = FILLORDER_MSB2LSB;
+  TIFFGetFieldDefaulted(t, TIFFTAG_FILLORDER, &fill);
+  if (fill != FILLORDER_MSB2LSB || (p.bps != 8 && p.bps != 16 && p.bps != 32)) return false;
+  const size_t bytes_per_sample = p.bps / 8, row_bytes = size_t(p.width) * bytes_per_sample;
+  const size_t plane_bytes = row_bytes * p.height;
+  // Every plane's blocks: contiguous in the file, each of exactly its rows, inside the file.
+  std::vector<uint64_t> plane_start(size_t(p.spp), 0);
+  uint64_t next = 0;
+  for (size_t k = 0; k < blocks.size(); ++k) {
+    const Block& b = blocks[k];
+    int err = 0;
+    const uint64_t off = TIFFGetStrileOffsetWithErr(t, b.id, &err);
+    const uint64_t count = TIFFGetStrileByteCountWithErr(t, b.id, &err);
+    if (err || count != row_bytes * b.rows || off > file.n || count > file.n - off) return false;
+    if (b.y0 == 0) plane_start[size_t(b.plane)] = off;
+    else if (off != next) return false;
+    next = off + count;
+  }
+  for (int pl = 0; pl < (p.planar == PLANARCONFIG_SEPARATE ? int(p.spp) : 1); ++pl) {
+    uint8_t* out = dest.native + size_t(pl) * plane_bytes;
+    size_t done = 0;
+    while (done < plane_bytes) {
+      const ssize_t k = ::pread(file.fd, out + done, plane_bytes - done, off_t(plane_start[size_t(pl)] + done));
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) return false;  // the file shrank: libtiff's path says what is wrong
+      done += size_t(k);
+    }
+    if (TIFFIsByteSwapped(t)) {
+      if (p.bps == 16) TIFFSwabArrayOfShort(reinterpret_cast<uint16_t*>(out), tmsize_t(plane_bytes / 2));
+      if (p.bps == 32) TIFFSwabArrayOfLong(reinterpret_cast<uint32_t*>(out), tmsize_t(plane_bytes / 4));
+    }
+  }
+  return true;
+}
+
 // Reads the current directory into `dest`. Strips and tiles are decoded by libtiff into one strip/tile buffer and
 // converted from there straight into the destination's rows; with the input mapped (decode_tiff), an uncompressed
 // strip is copied once, from the file's bytes into that buffer. Native one-sample-per-block strips skip the buffer:
@@ -267,6 +307,8 @@ void read_tiff_page(TIFF* t, const TiffBytes& file, const PageInfo& p, const Pag
         blocks.push_back({TIFFComputeStrip(t, y0, uint16_t(pl)), pl, y0, 0, std::min(rps, p.height - y0), p.width});
   }
   const size_t row_bytes = pitch * spb * bytes_per_sample;
+  if (direct && file.fd >= 0 && p.compression == COMPRESSION_NONE && read_planes_at_once(t, file, p, blocks, dest))
+    return;
   // Blocks first, first + step, ... through handle tt.
   auto decode_blocks = [&](TIFF* tt, size_t first, size_t step) {
     if (predictor && !TIFFSetField(tt, TIFFTAG_PREDICTOR, uint16_t(PREDICTOR_NONE)))
