@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Issue #22, "decode at the I/O limit": CPU cost of decoding and preprocessing JUMP-like fields (5 single-channel
-# 1080 x 1080 uint16 TIFFs per field, uncompressed / deflate / LZW, illumination .npy per channel), for two builds
+# 1080 x 1080 uint16 TIFFs per field, uncompressed / deflate + predictor / LZW + predictor / deflate without predictor,
+# illumination .npy per channel), for two builds
 # in the same run, alternately, so that before/after ratios share the machine's load:
 #   1. bench_data.cpp's Google Benchmark cases (process CPU time per field: decode only, load_sample, load +
-#      cpg0016-style preprocessing, percentile scaling alone), REPEAT rounds of each binary;
+#      cpg0016-style preprocessing, percentile scaling alone, staging for --preprocess device; a case the before build
+#      lacks shows 0.00), REPEAT rounds of each binary;
 #   2. `tabula preprocess` on the same 32-field folders (2 worker threads; CPU seconds and wall per field), the
 #      model inputs written once per build and compared byte for byte.
 # Usage: bash bench/data_decode.sh BEFORE_BUILD AFTER_BUILD [REPEAT] [PARTS]
