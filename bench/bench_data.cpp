@@ -1,6 +1,7 @@
 // Decode and preprocessing cost of JUMP-like fields (issue #22: "decode at the I/O limit"): 5 single-channel
 // 1080 x 1080 uint16 TIFFs per field plus one illumination .npy per channel, as `tabula synth cellpainting
-// --size 1080` writes them, stored three ways (uncompressed, deflate + predictor, LZW). Each benchmark handles one
+// --size 1080` writes them, stored four ways (codec 0 uncompressed, 1 deflate + predictor, 2 LZW + predictor, 3 deflate
+// without predictor). Each benchmark handles one
 // field per iteration and reports process CPU time, so `cpu_s_per_field` is robust to other load on a shared
 // machine; `fields_per_cpu_s` is its inverse (fields/s of one core).
 //
@@ -11,9 +12,15 @@
 //   DataPercentileScale/<kind>   percentile_scale of one 5 x 1080 x 1080 field: u16 integers or illumination-divided
 //   DataDecodeFieldThreads/<codec>/threads:<T>   decode only, the strips of each file shared by T threads (wall time:
 //                                the latency of one field when fewer fields than cores are in flight)
+//   DataStageField/<codec>/path:<P>  what the CPU does per field with `embed --preprocess device`: the 5 files into one
+//                                5-plane uint16 staging buffer; P 0: float decode + conversion back (the way before
+//                                decode_tiff_native), 1: decode_tiff_native from memory, 2: as load_and_submit, from
+//                                the files (read_tiff_header_file, then read_tiff_native: uncompressed strips pread
+//                                straight into the buffer)
 //
-// Apart from DataDecodeFieldThreads (DecodeLimits::threads, issue #22), only data-layer API older than issue #22 is
-// used, so the same file measures an older build (compiled there with -DTABULA_BENCH_DATA_BEFORE_22);
+// Apart from DataDecodeFieldThreads and DataStageField (issue #22), only data-layer API older than issue #22 is
+// used, so the same file measures an older build (compiled there with -DTABULA_BENCH_DATA_BEFORE_22; a build with
+// decode_tiff_into but without decode_tiff_native: #define TABULA_BENCH_DATA_BEFORE_NATIVE, runs path 0 only);
 // bench/data_decode.sh runs a before and an after binary alternately in one run. Files go to $BENCH_DATA_DIR
 // (default /tmp/tabula-bench-data).
 #include <benchmark/benchmark.h>
@@ -26,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "data/device_preprocess.h"
 #include "data/image.h"
 #include "data/manifest.h"
 #include "data/preprocess.h"
@@ -39,10 +47,10 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr int kFields = 8;  // fields cycled through (the folder holds 32)
-const char* kCodecs[] = {"none", "deflate", "lzw"};
+const char* kCodecs[] = {"none", "deflate", "lzw", "deflate_nopred"};
 
 // One page per channel, as tifffile / CellProfiler write single-channel fields: 16-bit, 8 KiB strips.
-void write_tiff_codec(const std::string& path, const Image& img, uint16_t compression) {
+void write_tiff_codec(const std::string& path, const Image& img, uint16_t compression, bool predictor) {
   TIFF* t = TIFFOpen(path.c_str(), "w");
   if (!t) throw std::runtime_error(path + ": cannot create");
   TIFFSetField(t, TIFFTAG_IMAGEWIDTH, uint32_t(img.width));
@@ -53,7 +61,7 @@ void write_tiff_codec(const std::string& path, const Image& img, uint16_t compre
   TIFFSetField(t, TIFFTAG_PLANARCONFIG, uint16_t(PLANARCONFIG_CONTIG));
   TIFFSetField(t, TIFFTAG_ROWSPERSTRIP, uint32_t(std::max(1, 8192 / (2 * img.width))));
   TIFFSetField(t, TIFFTAG_COMPRESSION, compression);
-  if (compression != COMPRESSION_NONE) TIFFSetField(t, TIFFTAG_PREDICTOR, uint16_t(PREDICTOR_HORIZONTAL));
+  if (predictor) TIFFSetField(t, TIFFTAG_PREDICTOR, uint16_t(PREDICTOR_HORIZONTAL));
   std::vector<uint16_t> row(size_t(img.width));
   for (int y = 0; y < img.height; ++y) {
     for (int x = 0; x < img.width; ++x) row[size_t(x)] = uint16_t(img.at(0, y, x));
@@ -83,7 +91,10 @@ std::string field_folder(const std::string& codec) {
   for (const auto& e : fs::recursive_directory_iterator(tmp))
     if (e.path().extension() == ".tif" || e.path().extension() == ".tiff")
       write_tiff_codec(e.path().string(), read_image(e.path().string()),
-                       codec == "none" ? COMPRESSION_NONE : COMPRESSION_LZW);
+                       codec == "none"  ? COMPRESSION_NONE
+                       : codec == "lzw" ? COMPRESSION_LZW
+                                        : COMPRESSION_ADOBE_DEFLATE,
+                       codec == "lzw");
   fs::rename(tmp, dir);
   return dir.string();
 }
@@ -140,6 +151,61 @@ void BM_DataDecodeFieldThreads(benchmark::State& state) {
 }
 BENCHMARK(BM_DataDecodeFieldThreads)->ArgNames({"codec", "threads"})->ArgsProduct({{1, 2}, {1, 2}})
     ->UseRealTime()->Unit(benchmark::kMillisecond);
+
+#endif
+
+#ifndef TABULA_BENCH_DATA_BEFORE_22
+// What the CPU does per field with `embed --preprocess device`: the 5 files' samples into one 5-plane uint16 staging
+// buffer. path 0: as before issue #22's native decode (decode into float planes, convert back to uint16, as
+// load_sample + write_raw_planes did); 1: decode_tiff_native from the bytes in memory; 2: the same with the files read
+// (from the page cache) inside the loop, i.e. all the CPU work of load_and_submit but the job.
+void BM_DataStageField(benchmark::State& state) {
+  const Manifest& m = manifest_of(kCodecs[state.range(0)]);
+  const int path = int(state.range(1));
+  std::vector<std::vector<std::vector<uint8_t>>> bytes;
+  for (int f = 0; f < kFields; ++f) {
+    bytes.emplace_back();
+    for (const std::string& p : m.samples[size_t(f)].channel_paths) bytes.back().push_back(read_file_bytes(p));
+  }
+  const Image h = read_tiff_header(bytes[0][0].data(), bytes[0][0].size(), "field");
+  const size_t plane_bytes = h.plane_size() * 2;
+  std::vector<uint8_t> staging(5 * plane_bytes);
+  int f = 0;
+  for (auto _ : state) {
+    if (path == 0) {
+      Image field(5, h.height, h.width);
+      field.bits = 16, field.max_value = 65535.0f;
+      for (int c = 0; c < 5; ++c) {
+        const auto& b = bytes[size_t(f)][size_t(c)];
+        decode_tiff_into(b.data(), b.size(), "field", field, c);
+      }
+      write_raw_planes(field, RawSample::u16, staging.data());
+    } else {
+#ifdef TABULA_BENCH_DATA_BEFORE_NATIVE
+      state.SkipWithError("decode_tiff_native is newer than this build");
+      break;
+#else
+      for (int c = 0; c < 5; ++c) {
+        uint8_t* dst = staging.data() + size_t(c) * plane_bytes;
+        if (path == 2) {  // as load_and_submit: the headers first (to plan the job), then the samples
+          const std::string& p = m.samples[size_t(f)].channel_paths[size_t(c)];
+          benchmark::DoNotOptimize(read_tiff_header_file(p));
+          read_tiff_native(p, dst, plane_bytes);
+        } else {
+          const auto& b = bytes[size_t(f)][size_t(c)];
+          decode_tiff_native(b.data(), b.size(), "field", dst, plane_bytes);
+        }
+      }
+#endif
+    }
+    benchmark::DoNotOptimize(staging.data());
+    f = (f + 1) % kFields;
+  }
+  report(state);
+}
+BENCHMARK(BM_DataStageField)->ArgNames({"codec", "path"})->ArgsProduct({{0, 1, 2, 3}, {0, 1, 2}})
+    ->MeasureProcessCPUTime()->Unit(benchmark::kMillisecond);
+
 #endif
 
 void BM_DataLoadField(benchmark::State& state) {
@@ -178,12 +244,12 @@ void BM_DataPercentileScale(benchmark::State& state) {
 }
 
 void codec_args(benchmark::internal::Benchmark* b) {
-  b->ArgName("codec")->Arg(0)->Arg(1)->Arg(2)->MeasureProcessCPUTime()->Unit(benchmark::kMillisecond);
+  b->ArgName("codec")->Arg(0)->Arg(1)->Arg(2)->Arg(3)->MeasureProcessCPUTime()->Unit(benchmark::kMillisecond);
 }
 
 }  // namespace
 
-// Arg: 0 none, 1 deflate, 2 lzw.
+// Arg: 0 none, 1 deflate + predictor, 2 lzw + predictor, 3 deflate without predictor.
 BENCHMARK(BM_DataDecodeField)->Apply(codec_args);
 BENCHMARK(BM_DataLoadField)->Apply(codec_args);
 BENCHMARK(BM_DataPreprocessField)->Apply(codec_args);

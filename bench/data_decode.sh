@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Issue #22, "decode at the I/O limit": CPU cost of decoding and preprocessing JUMP-like fields (5 single-channel
-# 1080 x 1080 uint16 TIFFs per field, uncompressed / deflate / LZW, illumination .npy per channel), for two builds
+# 1080 x 1080 uint16 TIFFs per field, uncompressed / deflate + predictor / LZW + predictor / deflate without predictor,
+# illumination .npy per channel), for two builds
 # in the same run, alternately, so that before/after ratios share the machine's load:
 #   1. bench_data.cpp's Google Benchmark cases (process CPU time per field: decode only, load_sample, load +
-#      cpg0016-style preprocessing, percentile scaling alone), REPEAT rounds of each binary;
+#      cpg0016-style preprocessing, percentile scaling alone, staging for --preprocess device; a case the before build
+#      lacks shows 0.00), REPEAT rounds of each binary;
 #   2. `tabula preprocess` on the same 32-field folders (2 worker threads; CPU seconds and wall per field), the
 #      model inputs written once per build and compared byte for byte.
 # Usage: bash bench/data_decode.sh BEFORE_BUILD AFTER_BUILD [REPEAT] [PARTS]
@@ -21,7 +23,7 @@ if [[ $parts == *gb* ]]; then
 for i in $(seq "$repeat"); do
   for b in before after; do
     dir=$([ $b = before ] && echo "$before" || echo "$after")
-    "$dir/tabula_bench_ops" --benchmark_filter='BM_Data(Decode|Load|Preprocess)Field/|BM_DataPercentile' \
+    "$dir/tabula_bench_ops" --benchmark_filter='BM_Data(Decode|Load|Preprocess|Stage)Field/|BM_DataPercentile' \
       --benchmark_min_time=1 --benchmark_format=csv 2>/dev/null |
       awk -F, -v b=$b '/^"BM_Data/ { gsub(/"/, "", $1); sub(/\/process_time/, "", $1); print b "," $1 "," $4 }' \
       >> "$work/gb.csv"
@@ -41,7 +43,8 @@ fi
 [[ $parts == *preprocess* ]] || exit 0
 echo
 echo "tabula preprocess, 32 fields, --threads 2 (cpg0016-style: percentile 1/99, resize 224, crop 224, per-channel)"
-for codec in none deflate lzw; do
+for codec in none deflate lzw deflate_nopred; do
+  [ -f "$BENCH_DATA_DIR/$codec/load_data.csv" ] || continue  # deflate_nopred: written by the after build's bench
   for i in $(seq "$repeat"); do
     for b in before after; do
       dir=$([ $b = before ] && echo "$before" || echo "$after")

@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 
 #include "data/interpolate.h"
 #include "data/pillow_resample.h"
+#include "data/pipeline.h"
 #include "util/npy.h"
 
 namespace tabula::data {
@@ -194,6 +196,37 @@ void plan_inputs(PreprocessPlan& plan, const Image& img, const Transform& t, con
   }
 }
 
+// The channels per file of a sample whose samples can go to the staging buffer as stored, with their stacked header
+// (no pixels; only the files' headers and directories are read); nothing when the sample is not such (the general
+// path then decodes it, and says what is wrong with it).
+struct NativeSample {
+  std::vector<int> channels;  // per file
+  Image header;
+};
+std::optional<NativeSample> native_sample(const Sample& smp, const DecodeLimits& limits) {
+  if (!smp.h5_path.empty() || smp.channel_paths.empty()) return std::nullopt;
+  NativeSample out;
+  for (const std::string& path : smp.channel_paths) {
+    const std::optional<Image> tiff = read_tiff_header_file(path, limits);
+    if (!tiff) return std::nullopt;
+    const Image& h = *tiff;
+    if (smp.channel_paths.size() > 1 && h.channels != 1) return std::nullopt;
+    if (raw_sample_of(h) == RawSample::f32) return std::nullopt;  // float or 32-bit: converted on the CPU
+    Image& first = out.header;
+    if (out.channels.empty()) {
+      first = h;
+    } else {
+      if (h.height != first.height || h.width != first.width || h.bits != first.bits ||
+          h.max_value != first.max_value)
+        return std::nullopt;
+      first.channels += h.channels;
+    }
+    out.channels.push_back(h.channels);
+  }
+  if (int64_t(out.header.channels) * int64_t(out.header.plane_size()) > limits.max_samples) return std::nullopt;
+  return out;
+}
+
 }  // namespace
 
 RawSample raw_sample_of(const Image& img) {
@@ -276,6 +309,36 @@ std::unique_ptr<PreprocessJob> submit_sample(DevicePreprocessor& dev, const Imag
   for (const std::string& p : illum_paths) key += p + "\n";
   std::unique_ptr<PreprocessJob> job = dev.job(plan, key, [&] { return read_illumination(illum_paths, img); });
   write_raw_planes(img, plan.sample, job->staging());
+  job->submit();
+  return job;
+}
+
+
+std::unique_ptr<PreprocessJob> load_and_submit(DevicePreprocessor& dev, const Manifest& m, size_t i,
+                                               const DecodeLimits& limits, const std::vector<std::string>& illum_paths,
+                                               const Transform& t, const ChannelStrategy& s) {
+  if (i >= m.samples.size()) throw std::out_of_range(m.source + ": sample " + std::to_string(i) + " out of range");
+  const Sample& smp = m.samples[i];
+  std::optional<NativeSample> native = native_sample(smp, limits);
+  if (!native) {
+    const Image img = load_sample(m, i, limits);
+    if (img.is_float) check_finite(img);
+    return submit_sample(dev, img, illum_paths, t, s);
+  }
+  Image& header = native->header;
+  header.source = m.source + " (sample " + std::to_string(i) + ")";  // as load_sample names it
+  const PreprocessPlan plan = device_plan(header, !illum_paths.empty(), t, s);
+  std::string key;
+  for (const std::string& p : illum_paths) key += p + "\n";
+  std::unique_ptr<PreprocessJob> job = dev.job(plan, key, [&] { return read_illumination(illum_paths, header); });
+  uint8_t* staging = static_cast<uint8_t*>(job->staging());
+  const size_t plane_bytes = header.plane_size() * raw_sample_bytes(plan.sample);
+  size_t at = 0;
+  for (size_t f = 0; f < native->channels.size(); ++f) {
+    const size_t n = size_t(native->channels[f]) * plane_bytes;
+    read_tiff_native(smp.channel_paths[f], staging + at, n, limits);
+    at += n;
+  }
   job->submit();
   return job;
 }

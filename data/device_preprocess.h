@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "data/image.h"
+#include "data/manifest.h"
 #include "data/preprocess.h"
 #include "engine/preprocess_plan.h"
 
@@ -35,6 +36,16 @@ PreprocessPlan device_plan(const Image& img, bool illumination, const Transform&
 std::unique_ptr<PreprocessJob> submit_sample(DevicePreprocessor& dev, const Image& img,
                                              const std::vector<std::string>& illum_paths, const Transform& t,
                                              const ChannelStrategy& s);
+
+// Sample i of m (its illumination paths cleared; they come as illum_paths) decoded into a submitted job. When its
+// channels are TIFF files of 8- or 16-bit unsigned samples, one size (JUMP-style fields: a one-page file per
+// channel, or one multi-page file), the headers plan the job and every file is decoded straight into its planes of
+// the job's pinned staging buffer as the file stores the samples (read_tiff_native: no float image, no conversion
+// back; uncompressed strips are read from the file straight into the staging buffer, compressed ones decoded there).
+// Anything else is load_sample + check_finite + submit_sample.
+std::unique_ptr<PreprocessJob> load_and_submit(DevicePreprocessor& dev, const Manifest& m, size_t i,
+                                               const DecodeLimits& limits, const std::vector<std::string>& illum_paths,
+                                               const Transform& t, const ChannelStrategy& s);
 
 // The illumination functions of `paths` as divide_illumination checks them: one per channel of img's plane size,
 // every value positive. Errors name the file and channel.

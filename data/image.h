@@ -4,6 +4,7 @@
 // limits before anything is allocated, and every failure is a std::runtime_error that names the file.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,15 @@ struct DecodeLimits {
   int threads = 1;
 };
 
+// DecodeLimits::threads for `workers` threads decoding at most `images` images at a time, one each (the pipelines'
+// prefetch: its samples, or its capacity when that is fewer): workers that never get an image of their own (`tabula
+// preprocess` or `embed` on a few fields, or a capacity below the worker count) lend their cores to the pages of the
+// others; otherwise every worker has an image and 1 is best (more threads per page only add handles and hand-offs;
+// bench/RESULTS_data.md).
+inline int decode_threads_per_image(int workers, int64_t images) {
+  return images > 0 && images < workers ? int(workers / images) : 1;
+}
+
 // Decodes by content (magic bytes), not by extension: TIFF (II*/MM*), PNG, JPEG, JPEG 2000 (JP2 box or raw
 // J2K codestream). Multi-page TIFFs become one channel per page (OME-TIFF: the Z=0, T=0 plane of each
 // channel, in the OME-XML's channel order); multi-sample pixels (RGB) become channels.
@@ -52,6 +62,19 @@ Image decode_tiff(const uint8_t* bytes, size_t n, const std::string& name, const
 // Stacks one-channel files into one image without a copy per channel.
 Image decode_tiff_into(const uint8_t* bytes, size_t n, const std::string& name, Image& dst, int c0,
                        const float* const* divisors = nullptr, const DecodeLimits& limits = {});
+// The samples as the file stores them, in host byte order (8/16/32-bit integers, 32/64-bit floats: 1, 2, 4 or 8
+// bytes each), channel after channel in decode_tiff's order, written to dst, which holds dst_bytes (fewer than the
+// image needs is an error naming the file). No float conversion, and one-sample-per-pixel strips are decoded (or,
+// uncompressed, copied from `bytes`) straight into dst: what `--preprocess device` uploads as it is. Returns the
+// header (as read_tiff_header) without pixels.
+Image decode_tiff_native(const uint8_t* bytes, size_t n, const std::string& name, void* dst, size_t dst_bytes,
+                         const DecodeLimits& limits = {});
+// decode_tiff_native reading the file itself: the strips and tiles of uncompressed files go from the file straight
+// into dst (one read each, no buffer of the file's bytes: libtiff reads unmapped uncompressed strips into the caller's
+// buffer); compressed files are read into memory once and decoded from there. Errors name the file.
+Image read_tiff_native(const std::string& path, void* dst, size_t dst_bytes, const DecodeLimits& limits = {});
+// read_tiff_header of a file, reading only its header and directories; nothing when the file is not a TIFF.
+std::optional<Image> read_tiff_header_file(const std::string& path, const DecodeLimits& limits = {});
 // What decode_tiff would return, without the pixels (the headers are checked as decode_tiff checks them).
 Image read_tiff_header(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
 bool is_tiff(const uint8_t* bytes, size_t n);  // the TIFF / BigTIFF magic, either byte order

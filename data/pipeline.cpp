@@ -26,8 +26,10 @@ void check_finite(const Image& img) {
 void for_each_preprocessed(const Manifest& m, const Transform& t, const ChannelStrategy& s, const PipelineOptions& o,
                            const std::function<void(size_t, std::vector<Image>&)>& sink) {
   const int64_t n = o.limit >= 0 ? std::min<int64_t>(o.limit, int64_t(m.samples.size())) : int64_t(m.samples.size());
+  DecodeLimits limits = o.decode;
+  if (limits.threads <= 1) limits.threads = decode_threads_per_image(o.threads, std::min<int64_t>(n, o.capacity));
   Prefetcher<std::vector<Image>> pf(n, o.threads, o.capacity, [&](int64_t i) {
-    Image img = load_sample(m, size_t(i), o.decode);
+    Image img = load_sample(m, size_t(i), limits);
     check_finite(img);
     return preprocess_image(std::move(img), t, s);
   });

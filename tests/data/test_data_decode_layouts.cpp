@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "data/image.h"
 #include "data/manifest.h"
@@ -43,6 +44,35 @@ void expect_same_as_tifffile(const Image& img, const fs::path& tif) {
     if (std::memcmp(&img.pixels[i], want.as<float>() + i, 4) != 0 && differ++ == 0) first = i;
   EXPECT_EQ(differ, 0u) << tif.filename() << ": first at " << first << ": " << img.pixels[first] << " vs "
                         << want.as<float>()[first];
+}
+
+// The file's sample type, from its name (u8_..., i16_..., f64_...): decode_tiff_native's output, converted to float.
+std::vector<float> native_as_float(const std::vector<uint8_t>& raw, const std::string& file) {
+  const std::string type = file.substr(0, file.find('_'));
+  std::vector<float> out;
+  auto as = [&](auto zero) {
+    using T = decltype(zero);
+    for (size_t i = 0; i + sizeof(T) <= raw.size(); i += sizeof(T)) {
+      T v;
+      std::memcpy(&v, raw.data() + i, sizeof(T));
+      out.push_back(float(v));
+    }
+  };
+  if (type == "u8") as(uint8_t());
+  else if (type == "i8") as(int8_t());
+  else if (type == "u16") as(uint16_t());
+  else if (type == "i16") as(int16_t());
+  else if (type == "u32") as(uint32_t());
+  else if (type == "i32") as(int32_t());
+  else if (type == "f32") as(float());
+  else if (type == "f64") as(double());
+  else ADD_FAILURE() << file << ": unknown sample type " << type;
+  return out;
+}
+
+size_t sample_bytes_of(const std::string& file) {
+  const std::string type = file.substr(0, file.find('_'));
+  return type == "u8" || type == "i8" ? 1 : type == "u16" || type == "i16" ? 2 : type == "f64" ? 8 : 4;
 }
 
 std::string q(const fs::path& p) {
@@ -220,5 +250,131 @@ TEST(DataDecodeLayouts, StripsDecodedBySeveralThreadsGiveTheSameValues) {
     EXPECT_NE(broken.pixels, clean.pixels);  // zlib may not notice every change, but the values must
   } catch (const std::runtime_error& e) {
     EXPECT_EQ(std::string(e.what()).rfind("broken.tif: ", 0), 0u) << e.what();
+  }
+}
+
+// What `--preprocess device` uploads: the samples as stored, decoded straight into a buffer (strips of one sample per
+// pixel without an intermediate copy), with one thread and several; the same values as tifffile's.
+TEST(DataDecodeLayouts, NativeSamplesMatchTifffile) {
+  for (int threads : {1, 3}) {
+    DecodeLimits lim;
+    lim.threads = threads;
+    for (const fs::path& f : layout_files()) {
+      const std::string file = f.filename().string();
+      SCOPED_TRACE(file + " threads " + std::to_string(threads));
+      const std::vector<uint8_t> bytes = read_file_bytes(f.string());
+      const Image h = read_tiff_header(bytes.data(), bytes.size(), file, lim);
+      std::vector<uint8_t> raw(size_t(h.channels) * h.plane_size() * sample_bytes_of(file), 0xA5);
+      const Image got = decode_tiff_native(bytes.data(), bytes.size(), file, raw.data(), raw.size(), lim);
+      EXPECT_TRUE(got.pixels.empty());
+      EXPECT_EQ(got.channels, h.channels);
+      EXPECT_EQ(got.bits, h.bits);
+      NpyArray want = read_npy(f.string() + ".npy");
+      const std::vector<float> values = native_as_float(raw, file);
+      ASSERT_EQ(values.size(), size_t(want.numel()));
+      size_t differ = 0;
+      for (size_t i = 0; i < values.size(); ++i) differ += std::memcmp(&values[i], want.as<float>() + i, 4) != 0;
+      EXPECT_EQ(differ, 0u);
+    }
+  }
+}
+
+TEST(DataDecodeLayouts, NativeDestinationTooSmallIsAnErrorNamingTheFile) {
+  const fs::path f = fixture("data/decode_layouts/u16_le_deflate_strip5.tif");
+  const std::vector<uint8_t> bytes = read_file_bytes(f.string());
+  std::vector<uint8_t> raw(29 * 37 * 2 - 1);
+  try {
+    decode_tiff_native(bytes.data(), bytes.size(), "short.tif", raw.data(), raw.size());
+    ADD_FAILURE() << "a destination one byte short was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("short.tif: ", 0), 0u) << e.what();
+    EXPECT_NE(std::string(e.what()).find("need 2146 bytes"), std::string::npos) << e.what();
+  }
+}
+
+TEST(DataDecodeLayouts, DecodeThreadsGoToPagesOnlyWhenWorkersWouldIdle) {
+  EXPECT_EQ(decode_threads_per_image(2, 100), 1);
+  EXPECT_EQ(decode_threads_per_image(16, 16), 1);
+  EXPECT_EQ(decode_threads_per_image(16, 5), 3);
+  EXPECT_EQ(decode_threads_per_image(16, 1), 16);
+  EXPECT_EQ(decode_threads_per_image(4, 0), 1);
+}
+
+// Fewer fields than --threads: `tabula preprocess` decodes each page with several threads (decode_threads_per_image);
+// the model inputs are the same bytes as with one thread (synth's deflate + predictor fields of 300 x 300).
+TEST(DataDecodeLayouts, PreprocessWithSpareThreadsGivesTheSameInputs) {
+  fs::path dir = tabula::test::scratch_dir().string() + "-threads";
+  fs::remove_all(dir);
+  CellPaintingConfig c;
+  c.batches = 1, c.plates_per_batch = 1, c.sites = 1, c.size = 300, c.threads = 1;
+  synth_cellpainting((dir / "deflate").string(), c);
+  // Two fields only: 6 workers, 3 decoding threads per page.
+  const fs::path csv = dir / "deflate" / "load_data.csv";
+  const std::string text = read_file_text(csv.string());
+  size_t at = 0;
+  for (int line = 0; line < 3 && at != std::string::npos; ++line) at = text.find('\n', at + (line > 0));
+  write_file_atomic((dir / "deflate" / "two.csv").string(), text.substr(0, at + 1));
+  Manifest m = read_manifest((dir / "deflate" / "two.csv").string());
+  ASSERT_EQ(m.samples.size(), 2u);
+  const std::string base = "preprocess --data " + q(dir / "deflate" / "two.csv") +
+                           " --preset torchvision --resize 224 --crop 224 --intensity percentile";
+  auto one = run_tabula(base + " --threads 1 --out " + q(dir / "one.npy"));
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  auto many = run_tabula(base + " --threads 6 --out " + q(dir / "many.npy"));
+  ASSERT_EQ(many.exit_code, 0) << many.err;
+  EXPECT_EQ(read_file_bytes((dir / "one.npy").string()), read_file_bytes((dir / "many.npy").string()));
+}
+
+// read_tiff_native reads uncompressed files' strips from the file straight into the destination (compressed files
+// through their bytes): the same samples as decode_tiff_native for every layout, byte order and codec; the header
+// read from the file is read_tiff_header's; a file that is not a TIFF has none; a truncated file is an error naming it.
+TEST(DataDecodeLayouts, NativeSamplesReadFromTheFileEqualTheDecodedBytes) {
+  int uncompressed = 0;
+  for (const fs::path& f : layout_files()) {
+    const std::string file = f.filename().string();
+    SCOPED_TRACE(file);
+    const std::vector<uint8_t> bytes = read_file_bytes(f.string());
+    const Image h = read_tiff_header(bytes.data(), bytes.size(), file);
+    const std::optional<Image> hf = read_tiff_header_file(f.string());
+    ASSERT_TRUE(hf.has_value());
+    EXPECT_EQ(hf->channels, h.channels);
+    EXPECT_EQ(hf->height, h.height);
+    EXPECT_EQ(hf->width, h.width);
+    EXPECT_EQ(hf->bits, h.bits);
+    EXPECT_EQ(hf->max_value, h.max_value);
+    const size_t n = size_t(h.channels) * h.plane_size() * sample_bytes_of(file);
+    std::vector<uint8_t> want(n, 0x5A), got(n, 0xA5);
+    decode_tiff_native(bytes.data(), bytes.size(), file, want.data(), n);
+    read_tiff_native(f.string(), got.data(), n);
+    EXPECT_EQ(got, want);
+    uncompressed += file.find("strip7") != std::string::npos || file.find("tiled16.tif") != std::string::npos;
+  }
+  EXPECT_GE(uncompressed, 18);
+  EXPECT_FALSE(read_tiff_header_file(fixture("data/decode_layouts/cases.json").string()).has_value());
+  // An uncompressed file cut short inside its strips.
+  const fs::path dir = tabula::test::scratch_dir().string() + "-native-file";
+  fs::create_directories(dir);
+  Image img(1, 64, 50);
+  for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = float(i % 60000);
+  std::vector<uint8_t> bytes = encode_tiff(img, 16, false, "cut.tif");
+  const std::vector<uint8_t> full = bytes;
+  write_file_atomic((dir / "full.tif").string(), full.data(), full.size());
+  std::vector<uint8_t> got(64 * 50 * 2);
+  read_tiff_native((dir / "full.tif").string(), got.data(), got.size());
+  for (size_t i = 0; i < img.pixels.size(); ++i) {
+    uint16_t v;
+    std::memcpy(&v, got.data() + 2 * i, 2);
+    ASSERT_EQ(float(v), img.pixels[i]) << i;
+  }
+  // tifffile writes the directory first (offset 8): the file cut short keeps it, and loses its last strips.
+  const std::vector<uint8_t> tf = read_file_bytes(fixture("data/decode_layouts/u16_le_strip7.tif").string());
+  const fs::path cut = dir / "cut.tif";
+  write_file_atomic(cut.string(), tf.data(), tf.size() * 3 / 4);
+  ASSERT_TRUE(read_tiff_header_file(cut.string()).has_value());
+  try {
+    read_tiff_native(cut.string(), got.data(), got.size());
+    ADD_FAILURE() << "a truncated file was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind(cut.string() + ": ", 0), 0u) << e.what();
   }
 }

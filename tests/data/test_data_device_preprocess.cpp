@@ -13,8 +13,11 @@
 #include <random>
 
 #include "data/device_preprocess.h"
+#include "data/manifest.h"
 #include "data/preprocess.h"
+#include "data/synth.h"
 #include "engine/backend.h"
+#include "engine/fileio.h"
 #include "engine/preprocess_kernels.h"
 #include "engine/preprocess_plan.h"
 #include "engine/system.h"
@@ -340,6 +343,63 @@ TEST(DevicePreprocessDriver, SubmitsStagesIlluminationOnceAndGathersSlices) {
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("Illum1.npy for channel 1 is not positive at pixel 7"), std::string::npos)
         << e.what();
+  }
+}
+
+// load_and_submit decodes JUMP-style fields straight into the staging buffer (decode_tiff_native): the staged bytes
+// and the model inputs must equal the general path's (load_sample + submit_sample) for 16-bit deflate + predictor
+// (synth's), uncompressed and 8-bit fields, and fields it does not take (PNG channels) must go the general way.
+TEST(DevicePreprocessDriver, FieldsDecodedIntoStagingEqualTheGeneralPath) {
+  namespace fs = std::filesystem;
+  const fs::path dir = test::scratch_dir() / "device_preprocess_native";
+  fs::remove_all(dir);
+  CellPaintingConfig c;
+  c.batches = 1, c.plates_per_batch = 1, c.sites = 1, c.size = 70, c.threads = 1;
+  synth_cellpainting(dir.string(), c);
+  Manifest m = read_manifest(dir.string());
+  ASSERT_GE(m.samples.size(), 4u);
+  m.samples.resize(4);
+  std::vector<std::vector<std::string>> illum;
+  for (Sample& smp : m.samples) illum.push_back(std::move(smp.illum_paths)), smp.illum_paths.clear();
+  ASSERT_EQ(illum[0].size(), 5u);
+  // Field 1 uncompressed, field 2 8-bit (deflate + predictor), field 3 PNG channels (the general path).
+  for (const std::string& p : m.samples[1].channel_paths) write_tiff(p, read_image(p), 16, false);
+  for (const std::string& p : m.samples[2].channel_paths) {
+    Image img = read_image(p);
+    for (float& v : img.pixels) v = std::floor(v / 257.0f);
+    write_tiff(p, img, 8, true);
+  }
+  for (const std::string& p : m.samples[3].channel_paths) {
+    Image img = read_image(p);
+    for (float& v : img.pixels) v = std::floor(v / 257.0f);
+    write_png(p, img);  // PNG bytes under the .tif name: images are decoded by content
+  }
+  const Transform t = tensor_transform(40, 32, Interp::bilinear, "percentile");
+  const ChannelStrategy pc = parse_channel_strategy("per-channel");
+  HostPreprocessor dev;
+  for (size_t i = 0; i < m.samples.size(); ++i) {
+    SCOPED_TRACE("field " + std::to_string(i));
+    for (bool with_illum : {false, true}) {
+      const std::vector<std::string> paths = with_illum ? illum[i] : std::vector<std::string>{};
+      auto native = load_and_submit(dev, m, i, {}, paths, t, pc);
+      auto general = submit_sample(dev, load_sample(m, i), paths, t, pc);
+      const auto& a = static_cast<HostPreprocessor::Job&>(*native);
+      const auto& b = static_cast<HostPreprocessor::Job&>(*general);
+      EXPECT_EQ(a.p.sample, i == 2 || i == 3 ? RawSample::u8 : RawSample::u16);
+      EXPECT_EQ(a.raw, b.raw);
+      EXPECT_TRUE(same_bits(a.out, b.out));
+    }
+  }
+  // A broken file is still an error naming it.
+  const std::string broken = m.samples[0].channel_paths[2];
+  std::vector<uint8_t> bytes = read_file_bytes(broken);
+  bytes.resize(bytes.size() / 2);
+  write_file_atomic(broken, bytes.data(), bytes.size());
+  try {
+    load_and_submit(dev, m, 0, {}, {}, t, pc);
+    ADD_FAILURE() << "a truncated channel file was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find(broken), std::string::npos) << e.what();
   }
 }
 

@@ -4,7 +4,7 @@ each with the array tifffile decodes it to (CHW float32 in <file>.npy, the oracl
 
 Every sample type (8/16/32-bit integers, signed and unsigned, 32/64-bit float) in both byte orders, odd strip heights
 (the last strip short), tiles with partial edge tiles, planar (separate) and contiguous multi-sample pixels,
-uncompressed / deflate + predictor / LZW / PackBits. Images are 29 x 37 so every file stays a few kB.
+uncompressed / deflate / LZW / PackBits, with and without the horizontal and floating-point predictors. Images are 29 x 37 so every file stays a few kB.
 
 Run from the repository root with the venv that has tifffile and imagecodecs (LZW encoding):
     /work/venv/bin/python weights_tools/reference/decode_layout_fixtures.py
@@ -65,6 +65,25 @@ for order in "<>":
     write(f"i32_{tag}_separate_tiled16_deflate.tif", samples("i4", (2, H, W)), byteorder=order,
           photometric="minisblack", planarconfig="separate", tile=(16, 16), compression="zlib")
 write("u8_packbits_strip6.tif", samples("u1", (H, W)), rowsperstrip=6, compression="packbits")
+# Horizontal predictor (Predictor=2, undone by tabula's own loop, data/tiff_predictor.h) on every integer width, signed
+# and unsigned, one and three samples per pixel, strips and partial tiles; and the floating-point predictor (3, left
+# to libtiff). Written after the files above so that their random samples stay the same.
+for order in "<>":
+    tag = "le" if order == "<" else "be"
+    write(f"u8_{tag}_deflate_pred_strip5.tif", samples("u1", (H, W)), byteorder=order, rowsperstrip=5,
+          compression="zlib", predictor=2)
+    write(f"i16_{tag}_lzw_pred_strip3.tif", samples("i2", (H, W)), byteorder=order, rowsperstrip=3,
+          compression="lzw", predictor=2)
+    write(f"u16_{tag}_rgb_contig_deflate_pred_strip4.tif", samples("u2", (H, W, 3)), byteorder=order,
+          photometric="rgb", rowsperstrip=4, compression="zlib", predictor=2)
+    write(f"u16_{tag}_tiled16_deflate_pred.tif", samples("u2", (H, W)), byteorder=order, tile=(16, 16),
+          compression="zlib", predictor=2)
+    write(f"u32_{tag}_deflate_pred_strip7.tif", samples("u4", (H, W)), byteorder=order, rowsperstrip=7,
+          compression="zlib", predictor=2)
+    write(f"u8_{tag}_rgb_contig_lzw_pred_tiled16.tif", samples("u1", (H, W, 3)), byteorder=order,
+          photometric="rgb", tile=(16, 16), compression="lzw", predictor=2)
+    write(f"f32_{tag}_deflate_fpred_strip5.tif", samples("f4", (H, W)), byteorder=order, rowsperstrip=5,
+          compression="zlib", predictor=3)
 with open(os.path.join(OUT, "cases.json"), "w") as f:
     versions = {"tifffile": tifffile.__version__, "imagecodecs": imagecodecs.__version__, "numpy": np.__version__}
     json.dump({**versions, "cases": cases}, f, indent=1, sort_keys=True)
