@@ -103,6 +103,7 @@ PackedMatrix PackedMatrix::pack(int64_t K, int64_t N, const float* src, int64_t 
   m.type_ = type;
   if (type == PackedType::bf16) {
     m.nr_ = detail::bf16_nr();
+    m.centres_ = std::make_shared<Bf16Centres>();
     m.data_ = Tensor::heap({std::max<int64_t>(detail::packed_b_bf16_elems(K, N), 1)}, DType::bf16);
     detail::pack_b_panels_bf16(K, N, src, sk, sn, m.data_.data<uint16_t>());
     return m;
@@ -278,6 +279,8 @@ struct ASource {
   const T* a = nullptr;  // dense: row r at a + r * lda; taps / tap_rows / im2col: the channels-last input
   int64_t lda = 0;
   int64_t row0 = 0;  // the GEMM's row r is row (output pixel) row0 + r of this source (a band of a conv's output)
+  // taps / im2col: per image, what a pixel in the padding reads (C values); nullptr: zeros (bf16 centres: -c)
+  const T* const* pad_rows = nullptr;
   // conv geometry (taps / im2col)
   int64_t H = 0, W = 0, C = 0, Ho = 0, Wo = 0, kh = 0, kw = 0;
   Conv2dOptions o;
@@ -294,6 +297,10 @@ struct Epilogue {
   const float* residual = nullptr;  // row r at residual + r * ldr
   int64_t ldr = 0;
   Activation act = Activation::none;
+  // bf16 centres (Bf16Centres): C starts as row wc + centre[row0 + r] * N of wc ([count, N]) for GEMM row r, or
+  // zeros where centre is -1, and the GEMM adds to it
+  const int8_t* centre = nullptr;
+  const float* wc = nullptr;
 };
 
 // act(v * scale + shift + residual) for one element (partial tiles; the kernels do the same in registers).
@@ -447,14 +454,26 @@ class IndirectGemm {
     if (A_.kind == Kind::taps || A_.kind == Kind::tap_rows) row_origins(tk, s);
     if (A_.kind == Kind::tap_rows) s.cols.resize(static_cast<size_t>(tk.mc * B_.rows()));  // border rows' gathers
     if (A_.kind == Kind::im2col) gather_im2col(tk, s);
+    if (ep_.wc) start_from_centres(tk);
     for (size_t bi = 0; bi < plan_.blocks.size(); ++bi) {
       const KBlock& kb = plan_.blocks[bi];
       row_pointers(tk, kb, s);
-      micro_panels(tk, kb, bi > 0, bi + 1 == plan_.blocks.size(), s);
+      micro_panels(tk, kb, bi > 0 || ep_.wc != nullptr, bi + 1 == plan_.blocks.size(), s);
     }
     // activations the kernels do not apply (GELU, SiLU): on the finished rows while they are in cache
     if (!relu_in_kernel())
       for (int64_t i = 0; i < tk.mc; ++i) detail::activation_inplace(tk.C + (tk.i0 + i) * ldc_ + tk.j0, tk.nc, ep_.act);
+  }
+
+  // C block = W c of each row's centre (zeros for none), while the block is in cache; the GEMM then adds to it
+  void start_from_centres(const Task& tk) const {
+    const int64_t N = B_.cols();
+    for (int64_t i = 0; i < tk.mc; ++i) {
+      float* c = tk.C + (tk.i0 + i) * ldc_ + tk.j0;
+      const int j = ep_.centre[A_.row0 + tk.i0 + i];
+      if (j < 0) std::fill_n(c, tk.nc, 0.f);
+      else std::memcpy(c, ep_.wc + j * N + tk.j0, static_cast<size_t>(tk.nc) * sizeof(float));
+    }
   }
 
   bool relu_in_kernel() const { return ep_.act == Activation::relu || ep_.act == Activation::none; }
@@ -494,6 +513,7 @@ class IndirectGemm {
         }
         for (int64_t j = 0; j < A.kw; ++j, dst += A.C) {
           const T* src = A.pixel(n, ih, iw0 + j * A.o.dilation[1]);
+          if (!src && A.pad_rows) src = A.pad_rows[n];
           for (int64_t c = 0; c < A.C; ++c) dst[c] = src ? src[c] : T{};
         }
       }
@@ -543,7 +563,7 @@ class IndirectGemm {
             case Kind::taps: {
               const RowOrigin& o = s.origin[static_cast<size_t>(ir + i)];
               const T* px = A.pixel(o.n, o.ih0 + sg.dh, o.iw0 + sg.dw);
-              dst[i] = px ? px + sg.c0 : zero_row<T>();
+              dst[i] = px ? px + sg.c0 : A.pad_rows ? A.pad_rows[o.n] + sg.c0 : zero_row<T>();
               break;
             }
           }
@@ -649,7 +669,104 @@ Tensor round_activations(int64_t rows, int64_t cols, const float* src, int64_t l
   return t;
 }
 
+// ---- bf16 centres (packed.h Bf16Centres) ------------------------------------------------------------------------
+thread_local bool t_recording_centres = false;
+
+// The centre of each group of `per` consecutive rows (per = 1: of each row): the one nearest to the group's rows
+// (squared distance over at most 16 evenly spaced values of at most 64 evenly spaced rows per group: the choice
+// only needs to tell a class token from a patch token, a dark image from a bright one), -1 when none is nearer
+// than zero (plain rounding). Each group's choice reads only its own rows.
+std::vector<int8_t> choose_centres(int64_t rows, int64_t per, int64_t cols, const float* src, int64_t lds,
+                                   const Bf16Centres& cs) {
+  const int64_t groups = rows / per, J = cs.count(), S = std::min<int64_t>(cols, 16);
+  const int64_t R = std::min<int64_t>(per, 64);
+  std::vector<int8_t> choice(static_cast<size_t>(groups), -1);
+  parallel_for(groups, grain_for(groups, R * S * (J + 1)), [&](int64_t g0, int64_t g1) {
+    std::array<float, ops::kMaxBf16Centres + 1> d{};
+    for (int64_t g = g0; g < g1; ++g) {
+      d.fill(0.f);
+      for (int64_t ri = 0; ri < R; ++ri) {
+        const float* x = src + (g * per + ri * per / R) * lds;
+        for (int64_t si = 0; si < S; ++si) {
+          const int64_t k = si * cols / S;
+          d[0] += x[k] * x[k];
+          for (int64_t j = 0; j < J; ++j) {
+            const float t = x[k] - cs.c[static_cast<size_t>(j * cs.K + k)];
+            d[static_cast<size_t>(j + 1)] += t * t;
+          }
+        }
+      }
+      int64_t best = 0;
+      for (int64_t j = 1; j <= J; ++j)
+        if (d[static_cast<size_t>(j)] < d[static_cast<size_t>(best)]) best = j;
+      choice[static_cast<size_t>(g)] = static_cast<int8_t>(best - 1);
+    }
+  });
+  return choice;
+}
+
+// round_activations of x - c, c the centre of the row's group (none: x itself).
+Tensor round_centred(int64_t rows, int64_t per, int64_t cols, const float* src, int64_t lds, int64_t ldd,
+                     const Bf16Centres& cs, const std::vector<int8_t>& choice) {
+  Tensor t = Tensor::empty({std::max<int64_t>(rows * ldd, 1)}, DType::bf16);
+  uint16_t* dst = t.data<uint16_t>();
+  const detail::RoundRowsBf16 round = detail::gemm_bf16_kernel()->round_rows;
+  parallel_for(rows, grain_for(rows, std::max<int64_t>(2 * cols, 1)), [&](int64_t r0, int64_t r1) {
+    thread_local std::vector<float> dev;
+    dev.resize(static_cast<size_t>(cols));
+    for (int64_t r = r0; r < r1; ++r) {
+      const int j = choice[static_cast<size_t>(r / per)];
+      const float* x = src + r * lds;
+      if (j < 0) {
+        round(1, cols, x, lds, dst + r * ldd, ldd);
+        continue;
+      }
+      const float* c = cs.c.data() + j * cs.K;
+      for (int64_t k = 0; k < cols; ++k) dev[static_cast<size_t>(k)] = x[k] - c[k];
+      round(1, cols, dev.data(), cols, dst + r * ldd, ldd);
+    }
+  });
+  return t;
+}
+
+// Adds centres from a reference forward's input (`rows` rows of cs.K values): its first, middle and mean row,
+// rounded to bf16, and their W c: a GEMM of the centres tiled over the `taps` (k = tap * K + channel, the packed
+// layout) with the bf16 kernel, exact products and fp32 sums.
+void record_centres(const PackedMatrix& b, int64_t taps, const float* x, int64_t rows, int64_t K) {
+  Bf16Centres& cs = *b.centres();
+  if (rows <= 0 || K <= 0 || (cs.K != 0 && cs.K != K) || cs.count() + 3 > ops::kMaxBf16Centres) return;
+  cs.K = K;
+  std::vector<double> mean(static_cast<size_t>(K), 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < K; ++k) mean[static_cast<size_t>(k)] += x[r * K + k];
+  std::vector<std::vector<float>> add = {std::vector<float>(x, x + K),
+                                         std::vector<float>(x + rows / 2 * K, x + rows / 2 * K + K), {}};
+  for (double m : mean) add[2].push_back(static_cast<float>(m / static_cast<double>(rows)));
+  for (const auto& row : add)
+    for (float v : row) {
+      const uint16_t h = f32_to_bf16(v);
+      cs.c.push_back(bf16_to_f32(h));
+      cs.neg.push_back(static_cast<uint16_t>(h ^ 0x8000u));
+    }
+  const int64_t J = cs.count(), N = b.cols(), Kp = b.stored_rows();
+  std::vector<uint16_t> a(static_cast<size_t>(J * Kp), 0);
+  for (int64_t j = 0; j < J; ++j)
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t k = 0; k < K; ++k)
+        a[static_cast<size_t>(j * Kp + t * K + k)] = f32_to_bf16(cs.c[static_cast<size_t>(j * K + k)]);
+  cs.wc.assign(static_cast<size_t>(J * N), 0.f);
+  ASource<uint16_t> A;
+  A.a = a.data();
+  A.lda = Kp;
+  indirect_gemm(J, A, dense_plan(Kp), bf16_panels_of(b), cs.wc.data(), N, Epilogue{});
+}
+
 }  // namespace
+
+namespace ops {
+Bf16CentreRecording::Bf16CentreRecording() : previous_(t_recording_centres) { t_recording_centres = true; }
+Bf16CentreRecording::~Bf16CentreRecording() { t_recording_centres = previous_; }
+}  // namespace ops
 
 namespace detail {
 void gemm_packed_b(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* bpanels, float* c,
@@ -746,6 +863,10 @@ struct DirectConv {
   ASource<T> A;
   KPlan plan;
   Tensor rounded;  // bf16: the input rounded to bf16, which A points into
+  // bf16 with centres: each output row's centre (its image's) and each image's padding row (-c, or zeros)
+  std::vector<int8_t> row_centre;
+  std::vector<const T*> pad_rows;
+  std::vector<T> zeros;
 };
 
 DirectConv<float> direct_conv_source(const Tensor& x, const PackedConv2d& w, const detail::ConvShapes& s) {
@@ -790,13 +911,33 @@ DirectConv<uint16_t> direct_conv_source_bf16(const Tensor& x, const PackedConv2d
   const bool pointwise = s.kh == 1 && s.kw == 1 && w.opt.stride[0] == 1 && w.opt.stride[1] == 1 &&
                          w.opt.padding[0] == 0 && w.opt.padding[1] == 0;
   const int64_t pixels = s.N * s.H * s.W, Cp = (s.C + 1) / 2 * 2;
+  if (t_recording_centres) record_centres(w.b, s.kh * s.kw, x.data<float>(), s.H * s.W, s.C);
+  const Bf16Centres& cs = *w.b.centres();
+  const bool centred = cs.count() > 0 && cs.K == s.C;
+  std::vector<int8_t> image_centre;  // one centre per image: its padding pixels then read -c
+  if (centred) {
+    image_centre = choose_centres(pixels, s.H * s.W, s.C, x.data<float>(), s.C, cs);
+    d.row_centre.resize(static_cast<size_t>(s.N * s.Ho * s.Wo));
+    for (size_t r = 0; r < d.row_centre.size(); ++r)
+      d.row_centre[r] = image_centre[r / static_cast<size_t>(s.Ho * s.Wo)];
+    d.zeros.assign(static_cast<size_t>(s.C), 0);
+    for (int64_t n = 0; n < s.N; ++n) {
+      const int j = image_centre[static_cast<size_t>(n)];
+      d.pad_rows.push_back(j < 0 ? d.zeros.data() : cs.neg.data() + j * cs.K);
+    }
+    A.pad_rows = d.pad_rows.data();
+  }
+  auto round = [&](int64_t ldd) {
+    return centred ? round_centred(pixels, s.H * s.W, s.C, x.data<float>(), s.C, ldd, cs, image_centre)
+                   : round_activations(pixels, s.C, x.data<float>(), s.C, ldd);
+  };
   if (pointwise) {
-    d.rounded = round_activations(pixels, s.C, x.data<float>(), s.C, Cp);
+    d.rounded = round(Cp);
     A.kind = Kind::dense;
     A.lda = Cp;
     d.plan = dense_plan(Cp);
   } else {
-    d.rounded = round_activations(pixels, s.C, x.data<float>(), s.C, s.C);
+    d.rounded = round(s.C);
     if (s.C >= kMinTapCin && s.C % 2 == 0) {
       A.kind = Kind::taps;
       d.plan = tap_plan(s.kh, s.kw, w.opt, s.C);
@@ -809,11 +950,12 @@ DirectConv<uint16_t> direct_conv_source_bf16(const Tensor& x, const PackedConv2d
   return d;
 }
 
-// f(A, plan, B) with the direct conv's operands in the weights' type.
+// f(A, plan, B) with the direct conv's operands in the weights' type (bf16 with centres: set in ep too).
 template <class F>
-Tensor with_direct_conv(const Tensor& x, const PackedConv2d& w, const detail::ConvShapes& s, F&& f) {
+Tensor with_direct_conv(const Tensor& x, const PackedConv2d& w, const detail::ConvShapes& s, Epilogue& ep, F&& f) {
   if (w.b.type() == PackedType::bf16) {
     const DirectConv<uint16_t> d = direct_conv_source_bf16(x, w, s);
+    if (!d.row_centre.empty()) ep.centre = d.row_centre.data(), ep.wc = w.b.centres()->wc.data();
     return f(d.A, d.plan, bf16_panels_of(w.b));
   }
   const DirectConv<float> d = direct_conv_source(x, w, s);
@@ -852,8 +994,9 @@ Tensor packed_conv2d(std::string_view op, const Tensor& x_in, const PackedConv2d
     return y;
   }
 
-  return with_direct_conv(x, w, s, [&](const auto& A, const KPlan& plan, const auto& B) {
-    Tensor y = output(plan.blocks.size() == 1);
+  return with_direct_conv(x, w, s, ep, [&](const auto& A, const KPlan& plan, const auto& B) {
+    // (C starting from the centres' W c would overwrite the residual before the epilogue reads it)
+    Tensor y = output(plan.blocks.size() == 1 && !ep.wc);
     indirect_gemm(s.N * s.Ho * s.Wo, A, plan, B, y.data<float>(), s.Cout, ep);
     return y;
   });
@@ -894,7 +1037,7 @@ Tensor conv2d_max_pool2d(const Tensor& x_in, const PackedConv2d& w, const Tensor
   ep.shift = shift.defined() ? shift.data<float>() : nullptr;
   ep.act = act;
   ep.ldr = s.Cout;
-  return with_direct_conv(x, w, s, [&](const auto& A0, const KPlan& plan, const auto& B) {
+  return with_direct_conv(x, w, s, ep, [&](const auto& A0, const KPlan& plan, const auto& B) {
     // Bands of pooled rows whose conv rows (~1 MiB, the rows shared by two bands computed by both) stay in L2 from the
     // conv's stores to the pooling's loads: a fixed rule from the shapes (ResNet-50's stem: 17 pooled rows from 35
     // conv rows, 3 % of the conv recomputed).
@@ -967,7 +1110,15 @@ Tensor packed_linear(std::string_view op, const Tensor& x_in, const PackedLinear
   ep.act = act;
   if (w.b.type() == PackedType::bf16) {  // x rounded to bf16 rows, padded to an even K
     const int64_t Kp = w.b.stored_rows();
-    const Tensor xb = round_activations(M, K, x.data<float>(), K, Kp);
+    if (t_recording_centres) record_centres(w.b, 1, x.data<float>(), M, K);
+    const Bf16Centres& cs = *w.b.centres();
+    std::vector<int8_t> row_centre;  // the nearest centre of each row (a class token's differs from a patch's)
+    if (cs.count() > 0) {
+      row_centre = choose_centres(M, 1, K, x.data<float>(), K, cs);
+      ep.centre = row_centre.data(), ep.wc = cs.wc.data();
+    }
+    const Tensor xb = cs.count() > 0 ? round_centred(M, 1, K, x.data<float>(), K, Kp, cs, row_centre)
+                                     : round_activations(M, K, x.data<float>(), K, Kp);
     ASource<uint16_t> A;
     A.a = xb.data<uint16_t>();
     A.lda = Kp;
