@@ -297,11 +297,28 @@ struct Epilogue {
   const float* residual = nullptr;  // row r at residual + r * ldr
   int64_t ldr = 0;
   Activation act = Activation::none;
-  // bf16 centres (Bf16Centres): C starts as row wc + centre[row0 + r] * N of wc ([count, N]) for GEMM row r, or
-  // zeros where centre is -1, and the GEMM adds to it
+  // bf16 centres (Bf16Centres): GEMM row r adds W c of its centre j = centre[row0 + r] (-1: none) with the shift,
+  // as the shift row j + 1 of centre_shift ([count + 1, N]: centred_shifts), in place of `shift`
   const int8_t* centre = nullptr;
-  const float* wc = nullptr;
+  const float* centre_shift = nullptr;
 };
+
+// The shifts of the centres' rows: row 0 (no centre) the shift (or zeros), row j + 1 W c_j * scale + shift (so
+// that act(acc * scale + shift') = act((acc + W c) * scale + shift) but for rounding), or W c_j + shift without a
+// scale.
+std::vector<float> centred_shifts(const Bf16Centres& cs, int64_t N, const float* scale, const float* shift) {
+  const int64_t J = cs.count();
+  std::vector<float> t(static_cast<size_t>((J + 1) * N), 0.f);
+  for (int64_t n = 0; n < N; ++n) {
+    const float sh = shift ? shift[n] : 0.f;
+    t[static_cast<size_t>(n)] = sh;
+    for (int64_t j = 0; j < J; ++j) {
+      const float wc = cs.wc[static_cast<size_t>(j * N + n)];
+      t[static_cast<size_t>((j + 1) * N + n)] = scale ? std::fma(wc, scale[n], sh) : wc + sh;
+    }
+  }
+  return t;
+}
 
 // act(v * scale + shift + residual) for one element (partial tiles; the kernels do the same in registers).
 inline float epilogue_scalar(float v, const Epilogue& ep, int64_t r, int64_t j) {
@@ -454,26 +471,14 @@ class IndirectGemm {
     if (A_.kind == Kind::taps || A_.kind == Kind::tap_rows) row_origins(tk, s);
     if (A_.kind == Kind::tap_rows) s.cols.resize(static_cast<size_t>(tk.mc * B_.rows()));  // border rows' gathers
     if (A_.kind == Kind::im2col) gather_im2col(tk, s);
-    if (ep_.wc) start_from_centres(tk);
     for (size_t bi = 0; bi < plan_.blocks.size(); ++bi) {
       const KBlock& kb = plan_.blocks[bi];
       row_pointers(tk, kb, s);
-      micro_panels(tk, kb, bi > 0 || ep_.wc != nullptr, bi + 1 == plan_.blocks.size(), s);
+      micro_panels(tk, kb, bi > 0, bi + 1 == plan_.blocks.size(), s);
     }
     // activations the kernels do not apply (GELU, SiLU): on the finished rows while they are in cache
     if (!relu_in_kernel())
       for (int64_t i = 0; i < tk.mc; ++i) detail::activation_inplace(tk.C + (tk.i0 + i) * ldc_ + tk.j0, tk.nc, ep_.act);
-  }
-
-  // C block = W c of each row's centre (zeros for none), while the block is in cache; the GEMM then adds to it
-  void start_from_centres(const Task& tk) const {
-    const int64_t N = B_.cols();
-    for (int64_t i = 0; i < tk.mc; ++i) {
-      float* c = tk.C + (tk.i0 + i) * ldc_ + tk.j0;
-      const int j = ep_.centre[A_.row0 + tk.i0 + i];
-      if (j < 0) std::fill_n(c, tk.nc, 0.f);
-      else std::memcpy(c, ep_.wc + j * N + tk.j0, static_cast<size_t>(tk.nc) * sizeof(float));
-    }
   }
 
   bool relu_in_kernel() const { return ep_.act == Activation::relu || ep_.act == Activation::none; }
@@ -581,12 +586,20 @@ class IndirectGemm {
     const T* bp = B_.panel(j / NR_) + (tk.kbase + kb.k0) * NR_;
     const T* const* ap = ptrs + pi * kb.nseg * MR_;
     float* cp = tk.C + r0 * ldc_ + j;
-    if (ni == MR_ && nj == NR_) {
+    // with centres: the shift row of the tile's rows' centre (one for all its rows, else the scratch path below)
+    const float* shift = ep_.shift;
+    bool one_shift = true;
+    if (ep_.centre) {
+      const int8_t* rc = ep_.centre + A_.row0 + r0;
+      for (int64_t i = 1; i < ni; ++i) one_shift = one_shift && rc[i] == rc[0];
+      shift = ep_.centre_shift + (rc[0] + 1) * B_.cols();
+    }
+    if (ni == MR_ && nj == NR_ && (one_shift || !last)) {
       detail::TileEpilogue te;
-      const bool use_ep = last && (ep_.scale || ep_.shift || ep_.residual || ep_.act == Activation::relu);
+      const bool use_ep = last && (ep_.scale || shift || ep_.residual || ep_.act == Activation::relu);
       if (use_ep) {
         te.scale = ep_.scale ? ep_.scale + j : nullptr;
-        te.shift = ep_.shift ? ep_.shift + j : nullptr;
+        te.shift = shift ? shift + j : nullptr;
         te.residual = ep_.residual ? ep_.residual + r0 * ep_.ldr + j : nullptr;
         te.ldr = ep_.ldr;
         te.relu = ep_.act == Activation::relu;
@@ -598,9 +611,13 @@ class IndirectGemm {
     if (accumulate)
       for (int64_t i = 0; i < ni; ++i) std::memcpy(scratch + i * NR_, cp + i * ldc_, nj * sizeof(float));
     kern_(kb.nseg, kb.len, ap, bp, scratch, NR_, accumulate, nullptr);
-    for (int64_t i = 0; i < ni; ++i)
+    Epilogue row_ep = ep_;
+    for (int64_t i = 0; i < ni; ++i) {
+      if (ep_.centre) row_ep.shift = ep_.centre_shift + (ep_.centre[A_.row0 + r0 + i] + 1) * B_.cols();
       for (int64_t jj = 0; jj < nj; ++jj)
-        cp[i * ldc_ + jj] = last ? epilogue_scalar(scratch[i * NR_ + jj], ep_, r0 + i, j + jj) : scratch[i * NR_ + jj];
+        cp[i * ldc_ + jj] =
+            last ? epilogue_scalar(scratch[i * NR_ + jj], row_ep, r0 + i, j + jj) : scratch[i * NR_ + jj];
+    }
   }
 
   // A micro-panel (12 rows x the block's k) stays in L1 while the block's packed weight panels stream from
@@ -673,8 +690,8 @@ Tensor round_activations(int64_t rows, int64_t cols, const float* src, int64_t l
 thread_local bool t_recording_centres = false;
 
 // The centre of each group of `per` consecutive rows (per = 1: of each row): the one nearest to the group's rows
-// (squared distance over at most 16 evenly spaced values of at most 64 evenly spaced rows per group: the choice
-// only needs to tell a class token from a patch token, a dark image from a bright one), -1 when none is nearer
+// (squared distance over the first 16 values -- one cache line -- of at most 64 evenly spaced rows per group: the
+// choice only needs to tell a class token from a patch token, a dark image from a bright one), -1 when none is nearer
 // than zero (plain rounding). Each group's choice reads only its own rows.
 std::vector<int8_t> choose_centres(int64_t rows, int64_t per, int64_t cols, const float* src, int64_t lds,
                                    const Bf16Centres& cs) {
@@ -688,7 +705,7 @@ std::vector<int8_t> choose_centres(int64_t rows, int64_t per, int64_t cols, cons
       for (int64_t ri = 0; ri < R; ++ri) {
         const float* x = src + (g * per + ri * per / R) * lds;
         for (int64_t si = 0; si < S; ++si) {
-          const int64_t k = si * cols / S;
+          const int64_t k = si;
           d[0] += x[k] * x[k];
           for (int64_t j = 0; j < J; ++j) {
             const float t = x[k] - cs.c[static_cast<size_t>(j * cs.K + k)];
@@ -710,20 +727,15 @@ Tensor round_centred(int64_t rows, int64_t per, int64_t cols, const float* src, 
                      const Bf16Centres& cs, const std::vector<int8_t>& choice) {
   Tensor t = Tensor::empty({std::max<int64_t>(rows * ldd, 1)}, DType::bf16);
   uint16_t* dst = t.data<uint16_t>();
-  const detail::RoundRowsBf16 round = detail::gemm_bf16_kernel()->round_rows;
-  parallel_for(rows, grain_for(rows, std::max<int64_t>(2 * cols, 1)), [&](int64_t r0, int64_t r1) {
-    thread_local std::vector<float> dev;
-    dev.resize(static_cast<size_t>(cols));
-    for (int64_t r = r0; r < r1; ++r) {
+  const detail::GemmBf16KernelInfo& kern = *detail::gemm_bf16_kernel();
+  parallel_for(rows, grain_for(rows, std::max<int64_t>(cols, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1;) {  // runs of rows with one centre
       const int j = choice[static_cast<size_t>(r / per)];
-      const float* x = src + r * lds;
-      if (j < 0) {
-        round(1, cols, x, lds, dst + r * ldd, ldd);
-        continue;
-      }
-      const float* c = cs.c.data() + j * cs.K;
-      for (int64_t k = 0; k < cols; ++k) dev[static_cast<size_t>(k)] = x[k] - c[k];
-      round(1, cols, dev.data(), cols, dst + r * ldd, ldd);
+      int64_t e = r + 1;
+      while (e < r1 && choice[static_cast<size_t>(e / per)] == j) ++e;
+      if (j < 0) kern.round_rows(e - r, cols, src + r * lds, lds, dst + r * ldd, ldd);
+      else kern.round_rows_centred(e - r, cols, src + r * lds, lds, cs.c.data() + j * cs.K, dst + r * ldd, ldd);
+      r = e;
     }
   });
   return t;
@@ -955,7 +967,11 @@ template <class F>
 Tensor with_direct_conv(const Tensor& x, const PackedConv2d& w, const detail::ConvShapes& s, Epilogue& ep, F&& f) {
   if (w.b.type() == PackedType::bf16) {
     const DirectConv<uint16_t> d = direct_conv_source_bf16(x, w, s);
-    if (!d.row_centre.empty()) ep.centre = d.row_centre.data(), ep.wc = w.b.centres()->wc.data();
+    std::vector<float> shifts;
+    if (!d.row_centre.empty()) {
+      shifts = centred_shifts(*w.b.centres(), w.cout, ep.scale, ep.shift);
+      ep.centre = d.row_centre.data(), ep.centre_shift = shifts.data();
+    }
     return f(d.A, d.plan, bf16_panels_of(w.b));
   }
   const DirectConv<float> d = direct_conv_source(x, w, s);
@@ -995,8 +1011,7 @@ Tensor packed_conv2d(std::string_view op, const Tensor& x_in, const PackedConv2d
   }
 
   return with_direct_conv(x, w, s, ep, [&](const auto& A, const KPlan& plan, const auto& B) {
-    // (C starting from the centres' W c would overwrite the residual before the epilogue reads it)
-    Tensor y = output(plan.blocks.size() == 1 && !ep.wc);
+    Tensor y = output(plan.blocks.size() == 1);
     indirect_gemm(s.N * s.Ho * s.Wo, A, plan, B, y.data<float>(), s.Cout, ep);
     return y;
   });
@@ -1113,9 +1128,11 @@ Tensor packed_linear(std::string_view op, const Tensor& x_in, const PackedLinear
     if (t_recording_centres) record_centres(w.b, 1, x.data<float>(), M, K);
     const Bf16Centres& cs = *w.b.centres();
     std::vector<int8_t> row_centre;  // the nearest centre of each row (a class token's differs from a patch's)
+    std::vector<float> shifts;
     if (cs.count() > 0) {
       row_centre = choose_centres(M, 1, K, x.data<float>(), K, cs);
-      ep.centre = row_centre.data(), ep.wc = cs.wc.data();
+      shifts = centred_shifts(cs, w.out_features, ep.scale, ep.shift);
+      ep.centre = row_centre.data(), ep.centre_shift = shifts.data();
     }
     const Tensor xb = cs.count() > 0 ? round_centred(M, 1, K, x.data<float>(), K, Kp, cs, row_centre)
                                      : round_activations(M, K, x.data<float>(), K, Kp);
