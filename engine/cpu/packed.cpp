@@ -106,6 +106,14 @@ PackedMatrix PackedMatrix::pack(int64_t K, int64_t N, const float* src, int64_t 
     m.centres_ = std::make_shared<Bf16Centres>();
     m.data_ = Tensor::heap({std::max<int64_t>(detail::packed_b_bf16_elems(K, N), 1)}, DType::bf16);
     detail::pack_b_panels_bf16(K, N, src, sk, sn, m.data_.data<uint16_t>());
+    std::vector<float> lo(static_cast<size_t>(K * N));
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t n = 0; n < N; ++n) {
+        const float v = src[k * sk + n * sn];
+        lo[static_cast<size_t>(k * N + n)] = v - bf16_to_f32(f32_to_bf16(v));
+      }
+    m.centres_->w_lo = Tensor::heap({std::max<int64_t>(detail::packed_b_bf16_elems(K, N), 1)}, DType::bf16);
+    detail::pack_b_panels_bf16(K, N, lo.data(), N, 1, m.centres_->w_lo.data<uint16_t>());
     return m;
   }
   m.nr_ = detail::gemm_indirect_kernel().nr;
@@ -744,7 +752,9 @@ Tensor round_centred(int64_t rows, int64_t per, int64_t cols, const float* src, 
 // Adds centres from a reference forward's input (`rows` rows of cs.K values): its first, middle and mean row,
 // rounded to bf16, and their W c: a GEMM of the centres tiled over the `taps` (k = tap * K + channel, the packed
 // layout) with the bf16 kernel, exact products and fp32 sums.
-void record_centres(const PackedMatrix& b, int64_t taps, const float* x, int64_t rows, int64_t K) {
+// exact_weights: W c with the fp32 weights (W' + W_lo); not for a conv with padding, whose padding pixels read -c
+// through the bf16 weights W' (W' c then cancels there exactly; with W c the border pixels would keep W_lo c).
+void record_centres(const PackedMatrix& b, int64_t taps, const float* x, int64_t rows, int64_t K, bool exact_weights) {
   Bf16Centres& cs = *b.centres();
   if (rows <= 0 || K <= 0 || (cs.K != 0 && cs.K != K) || cs.count() + 3 > ops::kMaxBf16Centres) return;
   cs.K = K;
@@ -771,6 +781,17 @@ void record_centres(const PackedMatrix& b, int64_t taps, const float* x, int64_t
   A.a = a.data();
   A.lda = Kp;
   indirect_gemm(J, A, dense_plan(Kp), bf16_panels_of(b), cs.wc.data(), N, Epilogue{});
+  if (exact_weights && cs.w_lo.defined()) {
+    std::vector<float> lo(static_cast<size_t>(J * N));
+    indirect_gemm(J, A, dense_plan(Kp), BPanels<uint16_t>{cs.w_lo.data<uint16_t>(), Kp, N, b.nr()}, lo.data(), N,
+                  Epilogue{});
+    for (size_t i = 0; i < lo.size(); ++i) cs.wc[i] += lo[i];
+  }
+}
+
+// Outside a recording the low halves of the weights are no longer needed (Bf16Centres::w_lo).
+void drop_low_weights(const PackedMatrix& b) {
+  if (!t_recording_centres && b.centres()->w_lo.defined()) b.centres()->w_lo = Tensor();
 }
 
 }  // namespace
@@ -923,7 +944,9 @@ DirectConv<uint16_t> direct_conv_source_bf16(const Tensor& x, const PackedConv2d
   const bool pointwise = s.kh == 1 && s.kw == 1 && w.opt.stride[0] == 1 && w.opt.stride[1] == 1 &&
                          w.opt.padding[0] == 0 && w.opt.padding[1] == 0;
   const int64_t pixels = s.N * s.H * s.W, Cp = (s.C + 1) / 2 * 2;
-  if (t_recording_centres) record_centres(w.b, s.kh * s.kw, x.data<float>(), s.H * s.W, s.C);
+  if (t_recording_centres)
+    record_centres(w.b, s.kh * s.kw, x.data<float>(), s.H * s.W, s.C, w.opt.padding[0] == 0 && w.opt.padding[1] == 0);
+  drop_low_weights(w.b);
   const Bf16Centres& cs = *w.b.centres();
   const bool centred = cs.count() > 0 && cs.K == s.C;
   std::vector<int8_t> image_centre;  // one centre per image: its padding pixels then read -c
@@ -1125,7 +1148,8 @@ Tensor packed_linear(std::string_view op, const Tensor& x_in, const PackedLinear
   ep.act = act;
   if (w.b.type() == PackedType::bf16) {  // x rounded to bf16 rows, padded to an even K
     const int64_t Kp = w.b.stored_rows();
-    if (t_recording_centres) record_centres(w.b, 1, x.data<float>(), M, K);
+    if (t_recording_centres) record_centres(w.b, 1, x.data<float>(), M, K, true);
+    drop_low_weights(w.b);
     const Bf16Centres& cs = *w.b.centres();
     std::vector<int8_t> row_centre;  // the nearest centre of each row (a class token's differs from a patch's)
     std::vector<float> shifts;

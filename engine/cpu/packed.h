@@ -44,7 +44,11 @@ struct Bf16Centres {
   int64_t K = 0;           // values per centre: a linear's in_features, a conv's Cin (one input pixel)
   std::vector<float> c;    // count() centres of K values, each bf16-exact
   std::vector<uint16_t> neg;  // the same negated, as bf16 (a conv's padding pixels)
-  std::vector<float> wc;   // [count(), N]: W c (a conv: summed over its kh x kw taps)
+  std::vector<float> wc;   // [count(), N]: W c (a conv: summed over its kh x kw taps), with the fp32 weights
+  // B - bf16(B) in the bf16 layout, kept from packing until the first forward that records nothing: W c is then
+  // W' c + W_lo c, the fp32 weights' product to ~2^-16, so the bf16 weights' rounding (which moves an untrained
+  // net's common activations by more than the images' differences) touches only the deviation x - c
+  Tensor w_lo;
   int64_t count() const { return K ? static_cast<int64_t>(c.size()) / K : 0; }
 };
 

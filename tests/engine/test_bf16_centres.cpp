@@ -1,5 +1,5 @@
 // Reference-centred bf16 rounding (packed.h Bf16Centres): inputs that share a large common part with a recorded
-// reference come out far closer to the exact product (bf16 weights, unrounded inputs) than with plain rounding,
+// reference come out far closer to the exact fp32 product than with plain rounding (W c uses the fp32 weights),
 // on the linear, the 1x1 GEMM, the per-tap conv and the im2col stem (whose padding pixels must read -c), the
 // fused forms keep the plain op's bits, a row far from every centre keeps plain rounding's bits, and the result
 // of an image depends neither on the rest of the batch nor on the thread count. Skipped without AVX512-BF16.
@@ -74,7 +74,7 @@ TEST(Bf16Centres, LinearNearItsReferenceIsFarMoreAccurate) {
   ASSERT_EQ(centred.b.centres()->count(), 3);
   EXPECT_EQ(plain.b.centres()->count(), 0);
   const Tensor x = around(common, {3, T, in}, 0.05f, g);
-  const Tensor exact = ref::linear(x, centred.weight(), b, Activation::gelu);
+  const Tensor exact = ref::linear(x, w, b, Activation::gelu);
   const double e_centred = max_abs_diff(ops::linear(x, centred, b, Activation::gelu), exact);
   const double e_plain = max_abs_diff(ops::linear(x, plain, b, Activation::gelu), exact);
   EXPECT_LT(e_centred * 30, e_plain) << "centred " << e_centred << " plain " << e_plain;
@@ -84,7 +84,8 @@ TEST(Bf16Centres, LinearNearItsReferenceIsFarMoreAccurate) {
 }
 
 // Maps near a constant reference map (a dark microscopy image): every direct A path, borders included (a padding
-// pixel that read zero instead of -c would be off by W_tap c there), against the exact conv with the bf16 weights.
+// pixel that read zero instead of -c would be off by W_tap c there), against the exact conv (fp32 weights where
+// nothing is padded, else the bf16 weights).
 TEST(Bf16Centres, ConvNearItsReferenceIsFarMoreAccurateAtTheBordersToo) {
   SKIP_WITHOUT_BF16();
   const WinogradOff direct_paths;
@@ -107,7 +108,10 @@ TEST(Bf16Centres, ConvNearItsReferenceIsFarMoreAccurateAtTheBordersToo) {
     }
     ASSERT_EQ(centred.b.centres()->count(), 3);
     const Tensor x = around(level, {2, 12, 12, c.cin}, 0.01f, g).permute({0, 3, 1, 2});
-    const Tensor exact = test::reference_packed_conv(x, centred.weight(), o, scale, shift, Activation::none, {});
+    // W c with the fp32 weights where nothing is padded; a padded conv's padding pixels read -c through the bf16
+    // weights, so its W c takes those too (the product with the bf16 weights is then what it approaches)
+    const Tensor exact =
+        test::reference_packed_conv(x, c.pad ? centred.weight() : w, o, scale, shift, Activation::none, {});
     const double e_centred = max_abs_diff(ops::conv2d(x, centred, scale, shift), exact);
     const double e_plain = max_abs_diff(ops::conv2d(x, plain, scale, shift), exact);
     EXPECT_LT(e_centred * 30, e_plain) << "cin " << c.cin << " k " << c.k << ": centred " << e_centred << " plain "
