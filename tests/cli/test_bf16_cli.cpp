@@ -156,7 +156,8 @@ TEST(Bf16Cli, UntrainedVitKeepsTheWellSignalOfCellPainting) {
     double xy = 0, xx = 0, yy = 0;
     for (int64_t j = 0; j < D; ++j) {
       const double s = std::sqrt(sd[j]) + 1e-30;
-      const double u = (x[static_cast<size_t>(i * D + j)] - m[j]) / s, v = (y[static_cast<size_t>(i * D + j)] - m[j]) / s;
+      const double u = (x[static_cast<size_t>(i * D + j)] - m[j]) / s;
+      const double v = (y[static_cast<size_t>(i * D + j)] - m[j]) / s;
       xy += u * v, xx += u * u, yy += v * v;
     }
     worst = std::min(worst, xy / std::sqrt(xx * yy));
