@@ -124,6 +124,7 @@ void round_rows_bf16_avx512(int64_t rows, int64_t cols, const float* src, int64_
     for (int64_t e = cols; e < ldd; ++e) d[e] = 0;
   }
 }
+
 // The pairs of `n` (<= 16) values of rows r0 and r1 (r1 null: the zero that completes the last pair) as 32-bit
 // (k, k + 1) units, zero in the lanes past n.
 inline __m512i pair_lanes(const float* r0, const float* r1, int64_t n) {
@@ -189,10 +190,31 @@ void pack_bf16_avx512(int64_t K, int64_t N, const float* src, int64_t sk, int64_
     }
   }
 }
+
+// round_rows of src - centre (the same centre row for every row): the deviation in fp32, then rounded.
+void round_rows_centred_bf16_avx512(int64_t rows, int64_t cols, const float* src, int64_t lds, const float* centre,
+                                    uint16_t* dst, int64_t ldd) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* s = src + r * lds;
+    uint16_t* d = dst + r * ldd;
+    int64_t j = 0;
+    for (; j + 16 <= cols; j += 16) {
+      const __m512 v = _mm512_sub_ps(_mm512_loadu_ps(s + j), _mm512_loadu_ps(centre + j));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + j), round_to_bf16(v));
+    }
+    if (j < cols) {
+      const __mmask16 m = static_cast<__mmask16>((1u << (cols - j)) - 1);
+      const __m512 v = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), _mm512_maskz_loadu_ps(m, centre + j));
+      _mm256_mask_storeu_epi16(d + j, m, round_to_bf16(v));
+    }
+    for (int64_t e = cols; e < ldd; ++e) d[e] = 0;
+  }
+}
 }  // namespace
 
 GemmBf16KernelInfo gemm_bf16_kernel_avx512bf16() {
-  return {igemm_bf16_12x32, round_rows_bf16_avx512, pack_bf16_avx512, MR, NR, "avx512-bf16"};
+  return {igemm_bf16_12x32, round_rows_bf16_avx512, pack_bf16_avx512, MR, NR, "avx512-bf16",
+          round_rows_centred_bf16_avx512};
 }
 
 }  // namespace tabula::detail

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "engine/backend.h"
+#include "engine/cpu/bf16_centres.h"
 #include "engine/cpu/gemm_kernels.h"
 #include "engine/ops_common.h"
 #include "engine/cpu/rowops.h"
@@ -125,8 +126,17 @@ PackedMatrix PackedMatrix::pack(int64_t K, int64_t N, const float* src, int64_t 
   m.type_ = type;
   if (type == PackedType::bf16) {
     m.nr_ = detail::bf16_nr();
+    m.centres_ = std::make_shared<Bf16Centres>();
     m.data_ = Tensor::heap({std::max<int64_t>(detail::packed_b_bf16_elems(K, N), 1)}, DType::bf16);
     detail::pack_b_panels_bf16(K, N, src, sk, sn, m.data_.data<uint16_t>());
+    std::vector<float> lo(static_cast<size_t>(K * N));
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t n = 0; n < N; ++n) {
+        const float v = src[k * sk + n * sn];
+        lo[static_cast<size_t>(k * N + n)] = v - bf16_to_f32(f32_to_bf16(v));
+      }
+    m.centres_->w_lo = Tensor::heap({std::max<int64_t>(detail::packed_b_bf16_elems(K, N), 1)}, DType::bf16);
+    detail::pack_b_panels_bf16(K, N, lo.data(), N, 1, m.centres_->w_lo.data<uint16_t>());
     return m;
   }
   m.nr_ = detail::gemm_indirect_kernel().nr;
@@ -300,6 +310,8 @@ struct ASource {
   const T* a = nullptr;  // dense: row r at a + r * lda; taps / tap_rows / im2col: the channels-last input
   int64_t lda = 0;
   int64_t row0 = 0;  // the GEMM's row r is row (output pixel) row0 + r of this source (a band of a conv's output)
+  // taps / im2col: per image, what a pixel in the padding reads (C values); nullptr: zeros (bf16 centres: -c)
+  const T* const* pad_rows = nullptr;
   // conv geometry (taps / im2col)
   int64_t H = 0, W = 0, C = 0, Ho = 0, Wo = 0, kh = 0, kw = 0;
   Conv2dOptions o;
@@ -316,7 +328,12 @@ struct Epilogue {
   const float* residual = nullptr;  // row r at residual + r * ldr
   int64_t ldr = 0;
   Activation act = Activation::none;
+  // bf16 centres (Bf16Centres): GEMM row r adds W c of its centre j = centre[row0 + r] (-1: none) with the shift,
+  // as the shift row j + 1 of centre_shift ([count + 1, N]: centred_shifts), in place of `shift`
+  const int8_t* centre = nullptr;
+  const float* centre_shift = nullptr;
 };
+
 
 // act(v * scale + shift + residual) for one element (partial tiles; the kernels do the same in registers).
 inline float epilogue_scalar(float v, const Epilogue& ep, int64_t r, int64_t j) {
@@ -516,6 +533,7 @@ class IndirectGemm {
         }
         for (int64_t j = 0; j < A.kw; ++j, dst += A.C) {
           const T* src = A.pixel(n, ih, iw0 + j * A.o.dilation[1]);
+          if (!src && A.pad_rows) src = A.pad_rows[n];
           for (int64_t c = 0; c < A.C; ++c) dst[c] = src ? src[c] : T{};
         }
       }
@@ -565,7 +583,7 @@ class IndirectGemm {
             case Kind::taps: {
               const RowOrigin& o = s.origin[static_cast<size_t>(ir + i)];
               const T* px = A.pixel(o.n, o.ih0 + sg.dh, o.iw0 + sg.dw);
-              dst[i] = px ? px + sg.c0 : zero_row<T>();
+              dst[i] = px ? px + sg.c0 : A.pad_rows ? A.pad_rows[o.n] + sg.c0 : zero_row<T>();
               break;
             }
           }
@@ -583,12 +601,20 @@ class IndirectGemm {
     const T* bp = B_.panel(j / NR_) + (tk.kbase + kb.k0) * NR_;
     const T* const* ap = ptrs + pi * kb.nseg * MR_;
     float* cp = tk.C + r0 * ldc_ + j;
-    if (ni == MR_ && nj == NR_) {
+    // with centres: the shift row of the tile's rows' centre (one for all its rows, else the scratch path below)
+    const float* shift = ep_.shift;
+    bool one_shift = true;
+    if (ep_.centre) {
+      const int8_t* rc = ep_.centre + A_.row0 + r0;
+      for (int64_t i = 1; i < ni; ++i) one_shift = one_shift && rc[i] == rc[0];
+      shift = ep_.centre_shift + (rc[0] + 1) * B_.cols();
+    }
+    if (ni == MR_ && nj == NR_ && (one_shift || !last)) {
       detail::TileEpilogue te;
-      const bool use_ep = last && (ep_.scale || ep_.shift || ep_.residual || ep_.act == Activation::relu);
+      const bool use_ep = last && (ep_.scale || shift || ep_.residual || ep_.act == Activation::relu);
       if (use_ep) {
         te.scale = ep_.scale ? ep_.scale + j : nullptr;
-        te.shift = ep_.shift ? ep_.shift + j : nullptr;
+        te.shift = shift ? shift + j : nullptr;
         te.residual = ep_.residual ? ep_.residual + r0 * ep_.ldr + j : nullptr;
         te.ldr = ep_.ldr;
         te.relu = ep_.act == Activation::relu;
@@ -600,9 +626,13 @@ class IndirectGemm {
     if (accumulate)
       for (int64_t i = 0; i < ni; ++i) std::memcpy(scratch + i * NR_, cp + i * ldc_, nj * sizeof(float));
     kern_(kb.nseg, kb.len, ap, bp, scratch, NR_, accumulate, nullptr);
-    for (int64_t i = 0; i < ni; ++i)
+    Epilogue row_ep = ep_;
+    for (int64_t i = 0; i < ni; ++i) {
+      if (ep_.centre) row_ep.shift = ep_.centre_shift + (ep_.centre[A_.row0 + r0 + i] + 1) * B_.cols();
       for (int64_t jj = 0; jj < nj; ++jj)
-        cp[i * ldc_ + jj] = last ? epilogue_scalar(scratch[i * NR_ + jj], ep_, r0 + i, j + jj) : scratch[i * NR_ + jj];
+        cp[i * ldc_ + jj] =
+            last ? epilogue_scalar(scratch[i * NR_ + jj], row_ep, r0 + i, j + jj) : scratch[i * NR_ + jj];
+    }
   }
 
   // A micro-panel (12 rows x the block's k) stays in L1 while the block's packed weight panels stream from
@@ -671,7 +701,63 @@ Tensor round_activations(int64_t rows, int64_t cols, const float* src, int64_t l
   return t;
 }
 
+// ---- bf16 centres (packed.h Bf16Centres; the row-wise pieces in bf16_centres.cpp) ------------------------------
+thread_local bool t_recording_centres = false;
+using detail::centred_shifts;
+using detail::choose_centres;
+using detail::round_centred;
+
+// Adds centres from a reference forward's input (`rows` rows of cs.K values): its first, middle and mean row,
+// rounded to bf16, and their W c: a GEMM of the centres tiled over the `taps` (k = tap * K + channel, the packed
+// layout) with the bf16 kernel, exact products and fp32 sums.
+// exact_weights: W c with the fp32 weights (W' + W_lo); not for a conv with padding, whose padding pixels read -c
+// through the bf16 weights W' (W' c then cancels there exactly; with W c the border pixels would keep W_lo c).
+void record_centres(const PackedMatrix& b, int64_t taps, const float* x, int64_t rows, int64_t K, bool exact_weights) {
+  Bf16Centres& cs = *b.centres();
+  if (rows <= 0 || K <= 0 || (cs.K != 0 && cs.K != K) || cs.count() + 3 > ops::kMaxBf16Centres) return;
+  cs.K = K;
+  std::vector<double> mean(static_cast<size_t>(K), 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < K; ++k) mean[static_cast<size_t>(k)] += x[r * K + k];
+  std::vector<std::vector<float>> add = {std::vector<float>(x, x + K),
+                                         std::vector<float>(x + rows / 2 * K, x + rows / 2 * K + K), {}};
+  for (double m : mean) add[2].push_back(static_cast<float>(m / static_cast<double>(rows)));
+  for (const auto& row : add)
+    for (float v : row) {
+      const uint16_t h = f32_to_bf16(v);
+      cs.c.push_back(bf16_to_f32(h));
+      cs.neg.push_back(static_cast<uint16_t>(h ^ 0x8000u));
+    }
+  const int64_t J = cs.count(), N = b.cols(), Kp = b.stored_rows();
+  std::vector<uint16_t> a(static_cast<size_t>(J * Kp), 0);
+  for (int64_t j = 0; j < J; ++j)
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t k = 0; k < K; ++k)
+        a[static_cast<size_t>(j * Kp + t * K + k)] = f32_to_bf16(cs.c[static_cast<size_t>(j * K + k)]);
+  cs.wc.assign(static_cast<size_t>(J * N), 0.f);
+  ASource<uint16_t> A;
+  A.a = a.data();
+  A.lda = Kp;
+  indirect_gemm(J, A, dense_plan(Kp), bf16_panels_of(b), cs.wc.data(), N, Epilogue{});
+  if (exact_weights && cs.w_lo.defined()) {
+    std::vector<float> lo(static_cast<size_t>(J * N));
+    indirect_gemm(J, A, dense_plan(Kp), BPanels<uint16_t>{cs.w_lo.data<uint16_t>(), Kp, N, b.nr()}, lo.data(), N,
+                  Epilogue{});
+    for (size_t i = 0; i < lo.size(); ++i) cs.wc[i] += lo[i];
+  }
+}
+
+// Outside a recording the low halves of the weights are no longer needed (Bf16Centres::w_lo).
+void drop_low_weights(const PackedMatrix& b) {
+  if (!t_recording_centres && b.centres()->w_lo.defined()) b.centres()->w_lo = Tensor();
+}
+
 }  // namespace
+
+namespace ops {
+Bf16CentreRecording::Bf16CentreRecording() : previous_(t_recording_centres) { t_recording_centres = true; }
+Bf16CentreRecording::~Bf16CentreRecording() { t_recording_centres = previous_; }
+}  // namespace ops
 
 namespace detail {
 void gemm_packed_b(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* bpanels, float* c,
@@ -782,6 +868,10 @@ struct DirectConv {
   ASource<T> A;
   KPlan plan;
   Tensor rounded;  // bf16: the input rounded to bf16, which A points into
+  // bf16 with centres: each output row's centre (its image's) and each image's padding row (-c, or zeros)
+  std::vector<int8_t> row_centre;
+  std::vector<const T*> pad_rows;
+  std::vector<T> zeros;
 };
 
 DirectConv<float> direct_conv_source(const Tensor& x, const PackedConv2d& w, const detail::ConvShapes& s) {
@@ -826,13 +916,35 @@ DirectConv<uint16_t> direct_conv_source_bf16(const Tensor& x, const PackedConv2d
   const bool pointwise = s.kh == 1 && s.kw == 1 && w.opt.stride[0] == 1 && w.opt.stride[1] == 1 &&
                          w.opt.padding[0] == 0 && w.opt.padding[1] == 0;
   const int64_t pixels = s.N * s.H * s.W, Cp = (s.C + 1) / 2 * 2;
+  if (t_recording_centres)
+    record_centres(w.b, s.kh * s.kw, x.data<float>(), s.H * s.W, s.C, w.opt.padding[0] == 0 && w.opt.padding[1] == 0);
+  drop_low_weights(w.b);
+  const Bf16Centres& cs = *w.b.centres();
+  const bool centred = cs.count() > 0 && cs.K == s.C;
+  std::vector<int8_t> image_centre;  // one centre per image: its padding pixels then read -c
+  if (centred) {
+    image_centre = choose_centres(pixels, s.H * s.W, s.C, x.data<float>(), s.C, cs);
+    d.row_centre.resize(static_cast<size_t>(s.N * s.Ho * s.Wo));
+    for (size_t r = 0; r < d.row_centre.size(); ++r)
+      d.row_centre[r] = image_centre[r / static_cast<size_t>(s.Ho * s.Wo)];
+    d.zeros.assign(static_cast<size_t>(s.C), 0);
+    for (int64_t n = 0; n < s.N; ++n) {
+      const int j = image_centre[static_cast<size_t>(n)];
+      d.pad_rows.push_back(j < 0 ? d.zeros.data() : cs.neg.data() + j * cs.K);
+    }
+    A.pad_rows = d.pad_rows.data();
+  }
+  auto round = [&](int64_t ldd) {
+    return centred ? round_centred(pixels, s.H * s.W, s.C, x.data<float>(), s.C, ldd, cs, image_centre)
+                   : round_activations(pixels, s.C, x.data<float>(), s.C, ldd);
+  };
   if (pointwise) {
-    d.rounded = round_activations(pixels, s.C, x.data<float>(), s.C, Cp);
+    d.rounded = round(Cp);
     A.kind = Kind::dense;
     A.lda = Cp;
     d.plan = dense_plan(Cp);
   } else {
-    d.rounded = round_activations(pixels, s.C, x.data<float>(), s.C, s.C);
+    d.rounded = round(s.C);
     if (s.C >= kMinTapCin && s.C % 2 == 0) {
       A.kind = Kind::taps;
       d.plan = tap_plan(s.kh, s.kw, w.opt, s.C);
@@ -845,11 +957,16 @@ DirectConv<uint16_t> direct_conv_source_bf16(const Tensor& x, const PackedConv2d
   return d;
 }
 
-// f(A, plan, B) with the direct conv's operands in the weights' type.
+// f(A, plan, B) with the direct conv's operands in the weights' type (bf16 with centres: set in ep too).
 template <class F>
-Tensor with_direct_conv(const Tensor& x, const PackedConv2d& w, const detail::ConvShapes& s, F&& f) {
+Tensor with_direct_conv(const Tensor& x, const PackedConv2d& w, const detail::ConvShapes& s, Epilogue& ep, F&& f) {
   if (w.b.type() == PackedType::bf16) {
     const DirectConv<uint16_t> d = direct_conv_source_bf16(x, w, s);
+    std::vector<float> shifts;
+    if (!d.row_centre.empty()) {
+      shifts = centred_shifts(*w.b.centres(), w.cout, ep.scale, ep.shift);
+      ep.centre = d.row_centre.data(), ep.centre_shift = shifts.data();
+    }
     return f(d.A, d.plan, bf16_panels_of(w.b));
   }
   const DirectConv<float> d = direct_conv_source(x, w, s);
@@ -888,7 +1005,7 @@ Tensor packed_conv2d(std::string_view op, const Tensor& x_in, const PackedConv2d
     return y;
   }
 
-  return with_direct_conv(x, w, s, [&](const auto& A, const KPlan& plan, const auto& B) {
+  return with_direct_conv(x, w, s, ep, [&](const auto& A, const KPlan& plan, const auto& B) {
     Tensor y = output(plan.blocks.size() == 1);
     indirect_gemm(s.N * s.Ho * s.Wo, A, plan, B, y.data<float>(), s.Cout, ep);
     return y;
@@ -930,7 +1047,7 @@ Tensor conv2d_max_pool2d(const Tensor& x_in, const PackedConv2d& w, const Tensor
   ep.shift = shift.defined() ? shift.data<float>() : nullptr;
   ep.act = act;
   ep.ldr = s.Cout;
-  return with_direct_conv(x, w, s, [&](const auto& A0, const KPlan& plan, const auto& B) {
+  return with_direct_conv(x, w, s, ep, [&](const auto& A0, const KPlan& plan, const auto& B) {
     // Bands of pooled rows whose conv rows (~1 MiB, the rows shared by two bands computed by both) stay in L2 from the
     // conv's stores to the pooling's loads: a fixed rule from the shapes (ResNet-50's stem: 17 pooled rows from 35
     // conv rows, 3 % of the conv recomputed).
@@ -1003,7 +1120,18 @@ Tensor packed_linear(std::string_view op, const Tensor& x_in, const PackedLinear
   ep.act = act;
   if (w.b.type() == PackedType::bf16) {  // x rounded to bf16 rows, padded to an even K
     const int64_t Kp = w.b.stored_rows();
-    const Tensor xb = round_activations(M, K, x.data<float>(), K, Kp);
+    if (t_recording_centres) record_centres(w.b, 1, x.data<float>(), M, K, true);
+    drop_low_weights(w.b);
+    const Bf16Centres& cs = *w.b.centres();
+    std::vector<int8_t> row_centre;  // the nearest centre of each row (a class token's differs from a patch's)
+    std::vector<float> shifts;
+    if (cs.count() > 0) {
+      row_centre = choose_centres(M, 1, K, x.data<float>(), K, cs);
+      shifts = centred_shifts(cs, w.out_features, ep.scale, ep.shift);
+      ep.centre = row_centre.data(), ep.centre_shift = shifts.data();
+    }
+    const Tensor xb = cs.count() > 0 ? round_centred(M, 1, K, x.data<float>(), K, Kp, cs, row_centre)
+                                     : round_activations(M, K, x.data<float>(), K, Kp);
     ASource<uint16_t> A;
     A.a = xb.data<uint16_t>();
     A.lda = Kp;
