@@ -6,9 +6,16 @@
 #include <cmath>
 
 #include "engine/cpu/gemm_kernels.h"
+#include "engine/cpu/indirect_gemm.h"
 #include "engine/threads.h"
 
 namespace tabula::detail {
+
+namespace {
+thread_local bool t_recording_centres = false;
+}  // namespace
+
+bool recording_bf16_centres() { return t_recording_centres; }
 
 // The centre of each group of `per` consecutive rows (per = 1: of each row): the one nearest to the group's rows
 // (squared distance over the first 16 values -- one cache line -- of at most 64 evenly spaced rows per group: the
@@ -79,4 +86,58 @@ std::vector<float> centred_shifts(const Bf16Centres& cs, int64_t N, const float*
   return t;
 }
 
+using namespace igemm;  // NOLINT(google-build-using-namespace)
+
+// Adds centres from a reference forward's input (`rows` rows of cs.K values): its first, middle and mean row,
+// rounded to bf16, and their W c: a GEMM of the centres tiled over the `taps` (k = tap * K + channel, the packed
+// layout) with the bf16 kernel, exact products and fp32 sums.
+// exact_weights: W c with the fp32 weights (W' + W_lo); not for a conv with padding, whose padding pixels read -c
+// through the bf16 weights W' (W' c then cancels there exactly; with W c the border pixels would keep W_lo c).
+void record_centres(const PackedMatrix& b, int64_t taps, const float* x, int64_t rows, int64_t K, bool exact_weights) {
+  Bf16Centres& cs = *b.centres();
+  if (rows <= 0 || K <= 0 || (cs.K != 0 && cs.K != K) || cs.count() + 3 > ops::kMaxBf16Centres) return;
+  cs.K = K;
+  std::vector<double> mean(static_cast<size_t>(K), 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < K; ++k) mean[static_cast<size_t>(k)] += x[r * K + k];
+  std::vector<std::vector<float>> add = {std::vector<float>(x, x + K),
+                                         std::vector<float>(x + rows / 2 * K, x + rows / 2 * K + K), {}};
+  for (double m : mean) add[2].push_back(static_cast<float>(m / static_cast<double>(rows)));
+  for (const auto& row : add)
+    for (float v : row) {
+      const uint16_t h = f32_to_bf16(v);
+      cs.c.push_back(bf16_to_f32(h));
+      cs.neg.push_back(static_cast<uint16_t>(h ^ 0x8000u));
+    }
+  const int64_t J = cs.count(), N = b.cols(), Kp = b.stored_rows();
+  std::vector<uint16_t> a(static_cast<size_t>(J * Kp), 0);
+  for (int64_t j = 0; j < J; ++j)
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t k = 0; k < K; ++k)
+        a[static_cast<size_t>(j * Kp + t * K + k)] = f32_to_bf16(cs.c[static_cast<size_t>(j * K + k)]);
+  cs.wc.assign(static_cast<size_t>(J * N), 0.f);
+  ASource<uint16_t> A;
+  A.a = a.data();
+  A.lda = Kp;
+  indirect_gemm(J, A, dense_plan(Kp), bf16_panels_of(b), cs.wc.data(), N, Epilogue{});
+  if (exact_weights && cs.w_lo.defined()) {
+    std::vector<float> lo(static_cast<size_t>(J * N));
+    indirect_gemm(J, A, dense_plan(Kp), BPanels<uint16_t>{cs.w_lo.data<uint16_t>(), Kp, N, b.nr()}, lo.data(), N,
+                  Epilogue{});
+    for (size_t i = 0; i < lo.size(); ++i) cs.wc[i] += lo[i];
+  }
+}
+
+// Outside a recording the low halves of the weights are no longer needed (Bf16Centres::w_lo).
+void drop_low_weights(const PackedMatrix& b) {
+  if (!t_recording_centres && b.centres()->w_lo.defined()) b.centres()->w_lo = Tensor();
+}
+
 }  // namespace tabula::detail
+
+namespace tabula::ops {
+Bf16CentreRecording::Bf16CentreRecording() : previous_(detail::t_recording_centres) {
+  detail::t_recording_centres = true;
+}
+Bf16CentreRecording::~Bf16CentreRecording() { detail::t_recording_centres = previous_; }
+}  // namespace tabula::ops
