@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
+#include <cstdio>
 
 #include "engine/cpu/gemm_kernels.h"
 #include "engine/cpu/indirect_gemm.h"
@@ -13,7 +15,24 @@ namespace tabula::detail {
 
 namespace {
 thread_local bool t_recording_centres = false;
+constexpr int64_t kLowWeightBudget = int64_t{4} << 30;
+std::atomic<int64_t> g_low_weight_bytes{0};
+std::atomic<bool> g_low_weights_told{false};
 }  // namespace
+
+bool reserve_low_weights(int64_t bytes) {
+  int64_t held = g_low_weight_bytes.load();
+  do {
+    if (held + bytes > kLowWeightBudget) {
+      if (!g_low_weights_told.exchange(true))
+        std::fprintf(stderr,
+                     "tabula: bf16: the weights' fp32 low halves are kept for 4 GiB of weights only; past that the "
+                     "centres' W c uses the bf16 weights (slightly less close to fp32)\n");
+      return false;
+    }
+  } while (!g_low_weight_bytes.compare_exchange_weak(held, held + bytes));
+  return true;
+}
 
 bool recording_bf16_centres() { return t_recording_centres; }
 
@@ -86,14 +105,84 @@ std::vector<float> centred_shifts(const Bf16Centres& cs, int64_t N, const float*
   return t;
 }
 
+CentredShifts linear_centred_shifts(const Bf16Centres& cs, const std::vector<int8_t>& choice, int64_t N,
+                                    const float* scale, const float* shift) {
+  CentredShifts r;
+  r.table = centred_shifts(cs, N, scale, shift);
+  r.index.resize(choice.size());
+  for (size_t i = 0; i < choice.size(); ++i) r.index[i] = choice[i] + 1;
+  return r;
+}
+
+namespace {
+// The kernel taps [first, last) of one axis inside the map for each output position, as ids of the distinct
+// ranges (ranges: their list).
+std::vector<int32_t> tap_ranges(int64_t out, int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dilation,
+                                std::vector<std::pair<int64_t, int64_t>>& ranges) {
+  std::vector<int32_t> id(static_cast<size_t>(out));
+  for (int64_t o = 0; o < out; ++o) {
+    int64_t t0 = 0, t1 = k;
+    while (t0 < k && o * stride - pad + t0 * dilation < 0) ++t0;
+    while (t1 > t0 && o * stride - pad + (t1 - 1) * dilation >= in) --t1;
+    const auto it = std::find(ranges.begin(), ranges.end(), std::make_pair(t0, t1));
+    id[static_cast<size_t>(o)] = static_cast<int32_t>(it - ranges.begin());
+    if (it == ranges.end()) ranges.emplace_back(t0, t1);
+  }
+  return id;
+}
+}  // namespace
+
+CentredShifts conv_centred_shifts(const Bf16Centres& cs, const std::vector<int8_t>& image_centre,
+                                  const ConvGeometry& g, int64_t Cout, const float* scale, const float* shift) {
+  const int64_t J = cs.count(), kh = cs.kh, kw = cs.kw, P = (kh + 1) * (kw + 1);
+  std::vector<std::pair<int64_t, int64_t>> rows, cols;  // the distinct in-map tap ranges
+  std::vector<int32_t> row_id(static_cast<size_t>(g.Ho), 0), col_id(static_cast<size_t>(g.Wo), 0);
+  if (cs.lo_prefix.empty()) {  // W c the same for every pixel
+    rows = {{0, kh}}, cols = {{0, kw}};
+  } else {
+    row_id = tap_ranges(g.Ho, g.H, kh, g.o.stride[0], g.o.padding[0], g.o.dilation[0], rows);
+    col_id = tap_ranges(g.Wo, g.W, kw, g.o.stride[1], g.o.padding[1], g.o.dilation[1], cols);
+  }
+  const int64_t R = static_cast<int64_t>(rows.size()), C = static_cast<int64_t>(cols.size());
+  CentredShifts r;
+  r.table.assign(static_cast<size_t>((1 + J * R * C) * Cout), 0.f);
+  for (int64_t n = 0; n < Cout; ++n) r.table[static_cast<size_t>(n)] = shift ? shift[n] : 0.f;
+  for (int64_t j = 0; j < J; ++j)
+    for (int64_t a = 0; a < R; ++a)
+      for (int64_t b = 0; b < C; ++b) {
+        float* d = r.table.data() + (1 + (j * R + a) * C + b) * Cout;
+        const auto [i0, i1] = rows[static_cast<size_t>(a)];
+        const auto [k0, k1] = cols[static_cast<size_t>(b)];
+        auto pre = [&](int64_t i, int64_t k) { return cs.lo_prefix.data() + (j * P + i * (kw + 1) + k) * Cout; };
+        for (int64_t n = 0; n < Cout; ++n) {
+          float wc = cs.wc[static_cast<size_t>(j * Cout + n)];
+          if (!cs.lo_prefix.empty())
+            wc += static_cast<float>(pre(i1, k1)[n] - pre(i0, k1)[n] - pre(i1, k0)[n] + pre(i0, k0)[n]);
+          const float sh = shift ? shift[n] : 0.f;
+          d[n] = scale ? std::fma(wc, scale[n], sh) : wc + sh;
+        }
+      }
+  r.index.resize(static_cast<size_t>(g.N * g.Ho * g.Wo));
+  for (int64_t n = 0; n < g.N; ++n) {
+    const int j = image_centre[static_cast<size_t>(n)];
+    for (int64_t oh = 0; oh < g.Ho; ++oh)
+      for (int64_t ow = 0; ow < g.Wo; ++ow)
+        r.index[static_cast<size_t>((n * g.Ho + oh) * g.Wo + ow)] =
+            j < 0 ? 0
+                  : static_cast<int32_t>(1 + (j * R + row_id[static_cast<size_t>(oh)]) * C +
+                                         col_id[static_cast<size_t>(ow)]);
+  }
+  return r;
+}
+
 using namespace igemm;  // NOLINT(google-build-using-namespace)
 
 // Adds centres from a reference forward's input (`rows` rows of cs.K values): its first, middle and mean row,
-// rounded to bf16, and their W c: a GEMM of the centres tiled over the `taps` (k = tap * K + channel, the packed
-// layout) with the bf16 kernel, exact products and fp32 sums.
-// exact_weights: W c with the fp32 weights (W' + W_lo); not for a conv with padding, whose padding pixels read -c
-// through the bf16 weights W' (W' c then cancels there exactly; with W c the border pixels would keep W_lo c).
-void record_centres(const PackedMatrix& b, int64_t taps, const float* x, int64_t rows, int64_t K, bool exact_weights) {
+// rounded to bf16, and their W c: a GEMM of the centres tiled over the taps (k = tap * K + channel, the packed
+// layout) with the bf16 kernel, exact products and fp32 sums; with the low halves the same over W_lo, added to W c
+// (unpadded) or kept per tap as prefix sums (padded: the border pixels take only their in-map taps' share).
+void record_centres(const PackedMatrix& b, int64_t kh, int64_t kw, const float* x, int64_t rows, int64_t K,
+                    bool padded) {
   Bf16Centres& cs = *b.centres();
   if (rows <= 0 || K <= 0 || (cs.K != 0 && cs.K != K) || cs.count() + 3 > ops::kMaxBf16Centres) return;
   cs.K = K;
@@ -109,31 +198,65 @@ void record_centres(const PackedMatrix& b, int64_t taps, const float* x, int64_t
       cs.c.push_back(bf16_to_f32(h));
       cs.neg.push_back(static_cast<uint16_t>(h ^ 0x8000u));
     }
-  const int64_t J = cs.count(), N = b.cols(), Kp = b.stored_rows();
-  std::vector<uint16_t> a(static_cast<size_t>(J * Kp), 0);
-  for (int64_t j = 0; j < J; ++j)
-    for (int64_t t = 0; t < taps; ++t)
-      for (int64_t k = 0; k < K; ++k)
-        a[static_cast<size_t>(j * Kp + t * K + k)] = f32_to_bf16(cs.c[static_cast<size_t>(j * K + k)]);
-  cs.wc.assign(static_cast<size_t>(J * N), 0.f);
-  ASource<uint16_t> A;
-  A.a = a.data();
-  A.lda = Kp;
-  indirect_gemm(J, A, dense_plan(Kp), bf16_panels_of(b), cs.wc.data(), N, Epilogue{});
-  if (exact_weights && cs.w_lo.defined()) {
-    std::vector<float> lo(static_cast<size_t>(J * N));
-    indirect_gemm(J, A, dense_plan(Kp), BPanels<uint16_t>{cs.w_lo.data<uint16_t>(), Kp, N, b.nr()}, lo.data(), N,
-                  Epilogue{});
+  const int64_t J = cs.count(), N = b.cols(), Kp = b.stored_rows(), taps = kh * kw;
+  cs.kh = kh, cs.kw = kw;
+  // row (j, t) of `a`: centre j at tap t (one_tap) or at every tap
+  auto centre_rows = [&](bool one_tap) {
+    const int64_t per = one_tap ? taps : 1;
+    std::vector<uint16_t> a(static_cast<size_t>(J * per * Kp), 0);
+    for (int64_t j = 0; j < J; ++j)
+      for (int64_t t = 0; t < taps; ++t)
+        for (int64_t k = 0; k < K; ++k)
+          a[static_cast<size_t>((j * per + (one_tap ? t : 0)) * Kp + t * K + k)] =
+              f32_to_bf16(cs.c[static_cast<size_t>(j * K + k)]);
+    return a;
+  };
+  auto product = [&](const std::vector<uint16_t>& a, const uint16_t* panels, std::vector<float>& out) {
+    const int64_t M = static_cast<int64_t>(a.size()) / Kp;
+    out.assign(static_cast<size_t>(M * N), 0.f);
+    ASource<uint16_t> A;
+    A.a = a.data();
+    A.lda = Kp;
+    indirect_gemm(M, A, dense_plan(Kp), BPanels<uint16_t>{panels, Kp, N, b.nr()}, out.data(), N, Epilogue{});
+  };
+  const std::vector<uint16_t> all = centre_rows(false);
+  product(all, b.panel_bf16(0), cs.wc);
+  cs.lo_prefix.clear();
+  if (!cs.w_lo.defined()) return;
+  std::vector<float> lo;
+  if (!padded) {
+    product(all, cs.w_lo.data<uint16_t>(), lo);
     for (size_t i = 0; i < lo.size(); ++i) cs.wc[i] += lo[i];
+    return;
   }
+  product(centre_rows(true), cs.w_lo.data<uint16_t>(), lo);
+  const int64_t P = (kh + 1) * (kw + 1);
+  cs.lo_prefix.assign(static_cast<size_t>(J * P * N), 0.0);
+  for (int64_t j = 0; j < J; ++j)
+    for (int64_t i = 1; i <= kh; ++i)
+      for (int64_t i2 = 1; i2 <= kw; ++i2) {
+        double* d = cs.lo_prefix.data() + (j * P + i * (kw + 1) + i2) * N;
+        const double* up = d - (kw + 1) * N;
+        const float* t = lo.data() + (j * taps + (i - 1) * kw + (i2 - 1)) * N;
+        for (int64_t n = 0; n < N; ++n) d[n] = double{t[n]} + up[n] + d[n - N] - up[n - N];
+      }
 }
 
 // Outside a recording the low halves of the weights are no longer needed (Bf16Centres::w_lo).
 void drop_low_weights(const PackedMatrix& b) {
-  if (!t_recording_centres && b.centres()->w_lo.defined()) b.centres()->w_lo = Tensor();
+  if (!t_recording_centres) b.centres()->release_low_weights();
 }
 
 }  // namespace tabula::detail
+
+namespace tabula {
+void Bf16Centres::release_low_weights() {
+  if (!w_lo.defined()) return;
+  detail::g_low_weight_bytes -= static_cast<int64_t>(w_lo.nbytes());
+  w_lo = Tensor();
+}
+Bf16Centres::~Bf16Centres() { release_low_weights(); }
+}  // namespace tabula
 
 namespace tabula::ops {
 Bf16CentreRecording::Bf16CentreRecording() : previous_(detail::t_recording_centres) {

@@ -18,11 +18,33 @@ Tensor round_centred(int64_t rows, int64_t per, int64_t cols, const float* src, 
 // [count + 1, N]: row 0 the shift (or zeros), row j + 1 the shift that also adds W c_j.
 std::vector<float> centred_shifts(const Bf16Centres& cs, int64_t N, const float* scale, const float* shift);
 
+// What the epilogue adds per GEMM row (indirect_gemm.h Epilogue::shift_index / shift_table): row r takes
+// table[index[r] * N ..].
+struct CentredShifts {
+  std::vector<int32_t> index;
+  std::vector<float> table;
+};
+// A linear: row r the shift of its centre choice[r] (-1: the plain shift).
+CentredShifts linear_centred_shifts(const Bf16Centres& cs, const std::vector<int8_t>& choice, int64_t N,
+                                    const float* scale, const float* shift);
+// A direct conv (output pixel rows (n, oh, ow)): the shift of image n's centre with, for a padded conv whose low
+// halves were kept, the W_lo c of the pixel's in-map taps only (its border pattern's rectangle of taps).
+struct ConvGeometry {
+  int64_t N, H, W, Ho, Wo;
+  Conv2dOptions o;
+};
+CentredShifts conv_centred_shifts(const Bf16Centres& cs, const std::vector<int8_t>& image_centre,
+                                  const ConvGeometry& g, int64_t Cout, const float* scale, const float* shift);
+
 // Whether a Bf16CentreRecording is alive on this thread.
 bool recording_bf16_centres();
 // Adds centres from a reference forward's input (`rows` rows of K values) to b's Bf16Centres, with their W c over
-// `taps` kernel taps (a linear: 1); exact_weights: W c with the fp32 weights where the low halves are kept.
-void record_centres(const PackedMatrix& b, int64_t taps, const float* x, int64_t rows, int64_t K, bool exact_weights);
+// kh x kw kernel taps (a linear: 1 x 1); padded: a conv whose border pixels see only some taps.
+void record_centres(const PackedMatrix& b, int64_t kh, int64_t kw, const float* x, int64_t rows, int64_t K,
+                    bool padded);
+// Whether a weight's low halves (Bf16Centres::w_lo, `bytes`) may be kept: within a process-wide budget of 4 GiB
+// (a 7B model's would double its packed bytes until the first forward); past it, once, a note on stderr.
+bool reserve_low_weights(int64_t bytes);
 // Outside a recording, frees b's low weight halves (Bf16Centres::w_lo): no longer needed.
 void drop_low_weights(const PackedMatrix& b);
 

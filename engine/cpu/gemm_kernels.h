@@ -30,6 +30,9 @@ struct TileEpilogue {
   const float* residual = nullptr;  // row i at residual + i * ldr
   int64_t ldr = 0;
   bool relu = false;
+  // bf16 kernel only: row i's shift at row_shift[i] (per column), in place of `shift` -- the bf16 centres' W c,
+  // which differs between rows (packed.h Bf16Centres)
+  const float* const* row_shift = nullptr;
 };
 using GemmIndirectKernel = void (*)(int64_t nseg, int64_t len, const float* const* a, const float* bp, float* c,
                                     int64_t ldc, bool accumulate, const TileEpilogue* ep);

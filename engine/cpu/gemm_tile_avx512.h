@@ -32,7 +32,8 @@ inline void prefetch_tile(float* c, int64_t ldc, bool accumulate, const TileEpil
     }
 }
 
-// C (+)= acc, then scale/shift, residual and ReLU in fp32, on the accumulators before the one store.
+// C (+)= acc, then scale/shift (or the row's shift), residual and ReLU in fp32, on the accumulators before the
+// one store.
 inline void store_tile(__m512 (&acc)[MR][2], float* c, int64_t ldc, bool accumulate, const TileEpilogue* ep) {
   const __m512 zero = _mm512_setzero_ps();
   __m512 sc0 = zero, sc1 = zero, sh0 = zero, sh1 = zero;
@@ -44,8 +45,10 @@ inline void store_tile(__m512 (&acc)[MR][2], float* c, int64_t ldc, bool accumul
     __m512 v0 = acc[i][0], v1 = acc[i][1];
     if (accumulate) v0 = _mm512_add_ps(_mm512_loadu_ps(ci), v0), v1 = _mm512_add_ps(_mm512_loadu_ps(ci + 16), v1);
     if (ep) {
-      if (ep->scale) v0 = _mm512_fmadd_ps(v0, sc0, sh0), v1 = _mm512_fmadd_ps(v1, sc1, sh1);
-      else if (ep->shift) v0 = _mm512_add_ps(v0, sh0), v1 = _mm512_add_ps(v1, sh1);
+      __m512 s0 = sh0, s1 = sh1;
+      if (ep->row_shift) s0 = _mm512_loadu_ps(ep->row_shift[i]), s1 = _mm512_loadu_ps(ep->row_shift[i] + 16);
+      if (ep->scale) v0 = _mm512_fmadd_ps(v0, sc0, s0), v1 = _mm512_fmadd_ps(v1, sc1, s1);
+      else if (ep->shift || ep->row_shift) v0 = _mm512_add_ps(v0, s0), v1 = _mm512_add_ps(v1, s1);
       if (ep->residual) {
         const float* r = ep->residual + i * ep->ldr;
         v0 = _mm512_add_ps(v0, _mm512_loadu_ps(r)), v1 = _mm512_add_ps(v1, _mm512_loadu_ps(r + 16));

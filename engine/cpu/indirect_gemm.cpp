@@ -298,23 +298,22 @@ class IndirectGemm {
     const T* bp = B_.panel(j / NR_) + (tk.kbase + kb.k0) * NR_;
     const T* const* ap = ptrs + pi * kb.nseg * MR_;
     float* cp = tk.C + r0 * ldc_ + j;
-    // with centres: the shift row of the tile's rows' centre (one for all its rows, else the scratch path below)
-    const float* shift = ep_.shift;
-    bool one_shift = true;
-    if (ep_.centre) {
-      const int8_t* rc = ep_.centre + A_.row0 + r0;
-      for (int64_t i = 1; i < ni; ++i) one_shift = one_shift && rc[i] == rc[0];
-      shift = ep_.centre_shift + (rc[0] + 1) * B_.cols();
-    }
-    if (ni == MR_ && nj == NR_ && (one_shift || !last)) {
+    if (ni == MR_ && nj == NR_) {
       detail::TileEpilogue te;
-      const bool use_ep = last && (ep_.scale || shift || ep_.residual || ep_.act == Activation::relu);
+      const float* row_shift[16];  // with centres: each row's shift (MR <= 16)
+      const bool use_ep = last && (ep_.scale || ep_.shift || ep_.shift_index || ep_.residual ||
+                                   ep_.act == Activation::relu);
       if (use_ep) {
         te.scale = ep_.scale ? ep_.scale + j : nullptr;
-        te.shift = shift ? shift + j : nullptr;
+        te.shift = ep_.shift ? ep_.shift + j : nullptr;
         te.residual = ep_.residual ? ep_.residual + r0 * ep_.ldr + j : nullptr;
         te.ldr = ep_.ldr;
         te.relu = ep_.act == Activation::relu;
+        if (ep_.shift_index) {
+          const int32_t* index = ep_.shift_index + A_.row0 + r0;
+          for (int64_t i = 0; i < ni; ++i) row_shift[i] = ep_.shift_table + index[i] * B_.cols() + j;
+          te.row_shift = row_shift;
+        }
       }
       kern_(kb.nseg, kb.len, ap, bp, cp, ldc_, accumulate, use_ep ? &te : nullptr);
       return;
@@ -325,7 +324,7 @@ class IndirectGemm {
     kern_(kb.nseg, kb.len, ap, bp, scratch, NR_, accumulate, nullptr);
     Epilogue row_ep = ep_;
     for (int64_t i = 0; i < ni; ++i) {
-      if (ep_.centre) row_ep.shift = ep_.centre_shift + (ep_.centre[A_.row0 + r0 + i] + 1) * B_.cols();
+      if (ep_.shift_index) row_ep.shift = ep_.shift_table + ep_.shift_index[A_.row0 + r0 + i] * B_.cols();
       for (int64_t jj = 0; jj < nj; ++jj)
         cp[i * ldc_ + jj] =
             last ? epilogue_scalar(scratch[i * NR_ + jj], row_ep, r0 + i, j + jj) : scratch[i * NR_ + jj];

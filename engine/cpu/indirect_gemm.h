@@ -61,10 +61,10 @@ struct Epilogue {
   const float* residual = nullptr;  // row r at residual + r * ldr
   int64_t ldr = 0;
   Activation act = Activation::none;
-  // bf16 centres (Bf16Centres): GEMM row r adds W c of its centre j = centre[row0 + r] (-1: none) with the shift,
-  // as the shift row j + 1 of centre_shift ([count + 1, N]: centred_shifts), in place of `shift`
-  const int8_t* centre = nullptr;
-  const float* centre_shift = nullptr;
+  // bf16 centres (Bf16Centres): GEMM row r takes row shift_index[row0 + r] of shift_table ([rows, N]: the shift
+  // with the W c of the row's centre and, for a padded conv, of its in-map taps; bf16_centres.h) in place of `shift`
+  const int32_t* shift_index = nullptr;
+  const float* shift_table = nullptr;
 };
 
 // B as packed panels (a PackedMatrix's, or a scratch buffer packed by detail::pack_b_panels). K: rows as stored

@@ -131,14 +131,17 @@ PackedMatrix PackedMatrix::pack(int64_t K, int64_t N, const float* src, int64_t 
     m.centres_ = std::make_shared<Bf16Centres>();
     m.data_ = Tensor::heap({std::max<int64_t>(detail::packed_b_bf16_elems(K, N), 1)}, DType::bf16);
     detail::pack_b_panels_bf16(K, N, src, sk, sn, m.data_.data<uint16_t>());
-    std::vector<float> lo(static_cast<size_t>(K * N));
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t n = 0; n < N; ++n) {
-        const float v = src[k * sk + n * sn];
-        lo[static_cast<size_t>(k * N + n)] = v - bf16_to_f32(f32_to_bf16(v));
-      }
-    m.centres_->w_lo = Tensor::heap({std::max<int64_t>(detail::packed_b_bf16_elems(K, N), 1)}, DType::bf16);
-    detail::pack_b_panels_bf16(K, N, lo.data(), N, 1, m.centres_->w_lo.data<uint16_t>());
+    // the low halves W - bf16(W), for the centres' W c with the fp32 weights (packed.h Bf16Centres)
+    if (detail::reserve_low_weights(static_cast<int64_t>(m.data_.nbytes()))) {
+      std::vector<float> lo(static_cast<size_t>(K * N));
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t n = 0; n < N; ++n) {
+          const float v = src[k * sk + n * sn];
+          lo[static_cast<size_t>(k * N + n)] = v - bf16_to_f32(f32_to_bf16(v));
+        }
+      m.centres_->w_lo = Tensor::heap({std::max<int64_t>(detail::packed_b_bf16_elems(K, N), 1)}, DType::bf16);
+      detail::pack_b_panels_bf16(K, N, lo.data(), N, 1, m.centres_->w_lo.data<uint16_t>());
+    }
     return m;
   }
   m.nr_ = detail::gemm_indirect_kernel().nr;
@@ -357,8 +360,8 @@ struct DirectConv {
   ASource<T> A;
   KPlan plan;
   Tensor rounded;  // bf16: the input rounded to bf16, which A points into
-  // bf16 with centres: each output row's centre (its image's) and each image's padding row (-c, or zeros)
-  std::vector<int8_t> row_centre;
+  // bf16 with centres: each image's centre and padding row (-c, or zeros)
+  std::vector<int8_t> image_centre;
   std::vector<const T*> pad_rows;
   std::vector<T> zeros;
 };
@@ -406,16 +409,14 @@ DirectConv<uint16_t> direct_conv_source_bf16(const Tensor& x, const PackedConv2d
                          w.opt.padding[0] == 0 && w.opt.padding[1] == 0;
   const int64_t pixels = s.N * s.H * s.W, Cp = (s.C + 1) / 2 * 2;
   if (detail::recording_bf16_centres())
-    detail::record_centres(w.b, s.kh * s.kw, x.data<float>(), s.H * s.W, s.C, w.opt.padding[0] == 0 && w.opt.padding[1] == 0);
+    detail::record_centres(w.b, s.kh, s.kw, x.data<float>(), s.H * s.W, s.C,
+                           w.opt.padding[0] != 0 || w.opt.padding[1] != 0);
   detail::drop_low_weights(w.b);
   const Bf16Centres& cs = *w.b.centres();
   const bool centred = cs.count() > 0 && cs.K == s.C;
-  std::vector<int8_t> image_centre;  // one centre per image: its padding pixels then read -c
+  std::vector<int8_t>& image_centre = d.image_centre;  // one centre per image: its padding pixels then read -c
   if (centred) {
     image_centre = detail::choose_centres(pixels, s.H * s.W, s.C, x.data<float>(), s.C, cs);
-    d.row_centre.resize(static_cast<size_t>(s.N * s.Ho * s.Wo));
-    for (size_t r = 0; r < d.row_centre.size(); ++r)
-      d.row_centre[r] = image_centre[r / static_cast<size_t>(s.Ho * s.Wo)];
     d.zeros.assign(static_cast<size_t>(s.C), 0);
     for (int64_t n = 0; n < s.N; ++n) {
       const int j = image_centre[static_cast<size_t>(n)];
@@ -451,10 +452,11 @@ template <class F>
 Tensor with_direct_conv(const Tensor& x, const PackedConv2d& w, const detail::ConvShapes& s, Epilogue& ep, F&& f) {
   if (w.b.type() == PackedType::bf16) {
     const DirectConv<uint16_t> d = direct_conv_source_bf16(x, w, s);
-    std::vector<float> shifts;
-    if (!d.row_centre.empty()) {
-      shifts = detail::centred_shifts(*w.b.centres(), w.cout, ep.scale, ep.shift);
-      ep.centre = d.row_centre.data(), ep.centre_shift = shifts.data();
+    detail::CentredShifts shifts;
+    if (!d.image_centre.empty()) {
+      shifts = detail::conv_centred_shifts(*w.b.centres(), d.image_centre, {s.N, s.H, s.W, s.Ho, s.Wo, w.opt},
+                                           w.cout, ep.scale, ep.shift);
+      ep.shift_index = shifts.index.data(), ep.shift_table = shifts.table.data();
     }
     return f(d.A, d.plan, bf16_panels_of(w.b));
   }
@@ -609,15 +611,15 @@ Tensor packed_linear(std::string_view op, const Tensor& x_in, const PackedLinear
   ep.act = act;
   if (w.b.type() == PackedType::bf16) {  // x rounded to bf16 rows, padded to an even K
     const int64_t Kp = w.b.stored_rows();
-    if (detail::recording_bf16_centres()) detail::record_centres(w.b, 1, x.data<float>(), M, K, true);
+    if (detail::recording_bf16_centres()) detail::record_centres(w.b, 1, 1, x.data<float>(), M, K, false);
     detail::drop_low_weights(w.b);
     const Bf16Centres& cs = *w.b.centres();
     std::vector<int8_t> row_centre;  // the nearest centre of each row (a class token's differs from a patch's)
-    std::vector<float> shifts;
+    detail::CentredShifts shifts;
     if (cs.count() > 0) {
       row_centre = detail::choose_centres(M, 1, K, x.data<float>(), K, cs);
-      shifts = detail::centred_shifts(cs, w.out_features, ep.scale, ep.shift);
-      ep.centre = row_centre.data(), ep.centre_shift = shifts.data();
+      shifts = detail::linear_centred_shifts(cs, row_centre, w.out_features, ep.scale, ep.shift);
+      ep.shift_index = shifts.index.data(), ep.shift_table = shifts.table.data();
     }
     const Tensor xb = cs.count() > 0 ? detail::round_centred(M, 1, K, x.data<float>(), K, Kp, cs, row_centre)
                                      : round_activations(M, K, x.data<float>(), K, Kp);

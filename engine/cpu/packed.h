@@ -36,19 +36,34 @@ enum class PackedType { f32, bf16 };
 // with W c computed once in fp32 accumulation (c is bf16-exact, so its products are exact) and added to C before
 // the GEMM accumulates: the error then scales with |x - c|. The centres are rows recorded from forwards of
 // reference images (Model::record_bf16_centres: a black and a white image): their first, middle and mean rows
-// (token / pixel). A linear picks per row the centre nearest to it (or none: plain rounding), a conv per image
-// (its padding pixels then read -c, so W c is the same for every output pixel). The choice reads only the row
-// (image), so the result is the same for any batch and thread count; whatever centre is picked, the identity above
-// holds, so the choice decides only how small the rounding error is.
+// (token / pixel). A linear picks per row the centre nearest to it (or none: plain rounding), a conv per image.
+// The choice reads only the row (image), so the result is the same for any batch and thread count; whatever centre
+// is picked, the identity above holds, so the choice decides only how small the rounding error is.
+// W c is the fp32 weights' product where their low halves W_lo = W - bf16(W) were kept from packing (W' c + W_lo c,
+// to ~2^-16: the bf16 weights' rounding, which moves an untrained net's common activations by more than the images'
+// differences, then touches only the deviation x - c), else W' c. A padded conv's padding pixels read -c, so W' c
+// cancels there; its W_lo c is added per output pixel over the taps inside the map only (a border pattern: the
+// sum over a rectangle of taps, from the prefix sums lo_prefix), so each pixel gets sum over its in-map taps of
+// W'_t bf16(x_t - c) + W_t c.
 struct Bf16Centres {
   int64_t K = 0;           // values per centre: a linear's in_features, a conv's Cin (one input pixel)
   std::vector<float> c;    // count() centres of K values, each bf16-exact
   std::vector<uint16_t> neg;  // the same negated, as bf16 (a conv's padding pixels)
-  std::vector<float> wc;   // [count(), N]: W c (a conv: summed over its kh x kw taps), with the fp32 weights
-  // B - bf16(B) in the bf16 layout, kept from packing until the first forward that records nothing: W c is then
-  // W' c + W_lo c, the fp32 weights' product to ~2^-16, so the bf16 weights' rounding (which moves an untrained
-  // net's common activations by more than the images' differences) touches only the deviation x - c
+  // [count(), N]: W c summed over a conv's kh x kw taps; with the fp32 weights, except a padded conv's: W' c
+  std::vector<float> wc;
+  // a padded conv with its low halves kept: [count(), (kh + 1) x (kw + 1), N], entry (j, i, i') the sum of
+  // W_lo_t c_j over the taps t = (a, b) with a < i, b < i'
+  std::vector<double> lo_prefix;
+  int64_t kh = 1, kw = 1;
+  // B - bf16(B) in the bf16 layout, kept from packing until the first forward that records nothing, within a
+  // process-wide budget (bf16_centres.h keep_low_weights)
   Tensor w_lo;
+  Bf16Centres() = default;
+  Bf16Centres(const Bf16Centres&) = delete;
+  Bf16Centres& operator=(const Bf16Centres&) = delete;
+  ~Bf16Centres();
+  // Frees w_lo (and returns its bytes to the budget).
+  void release_low_weights();
   int64_t count() const { return K ? static_cast<int64_t>(c.size()) / K : 0; }
 };
 
