@@ -175,6 +175,17 @@ CentredShifts conv_centred_shifts(const Bf16Centres& cs, const std::vector<int8_
   return r;
 }
 
+void centre_rows(int64_t rows, int64_t cols, const float* src, int64_t lds, float* dst, float* mean) {
+  std::vector<double> m(static_cast<size_t>(cols), 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) m[static_cast<size_t>(c)] += src[r * lds + c];
+  std::vector<float> mf(static_cast<size_t>(cols));
+  for (size_t c = 0; c < mf.size(); ++c) mf[c] = static_cast<float>(m[c] / static_cast<double>(rows));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = src[r * lds + c] - mf[static_cast<size_t>(c)];
+  if (mean) std::copy(mf.begin(), mf.end(), mean);
+}
+
 using namespace igemm;  // NOLINT(google-build-using-namespace)
 
 // Adds centres from a reference forward's input (`rows` rows of cs.K values): its first, middle and mean row,

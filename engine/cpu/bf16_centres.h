@@ -36,6 +36,14 @@ struct ConvGeometry {
 CentredShifts conv_centred_shifts(const Bf16Centres& cs, const std::vector<int8_t>& image_centre,
                                   const ConvGeometry& g, int64_t Cout, const float* scale, const float* shift);
 
+// Attention's K and V in bf16 (ops_fast.cpp sdpa_bf16): `rows` rows of `cols` values (row stride lds) minus their
+// mean over the rows, into dst (dense); mean (if not null) gets the mean. An untrained ViT's keys and values share a
+// common part far larger than what tells its tokens (and images) apart: rounded as they are, their rounding error
+// swamps the class token's output; as deviations it scales with those. K's mean adds the same q.k_mean to every
+// score of a query row, which the softmax cancels; V's comes back exactly as + mean after the normalisation (the
+// probabilities sum to one). Per (image, head), so the result does not depend on the batch.
+void centre_rows(int64_t rows, int64_t cols, const float* src, int64_t lds, float* dst, float* mean);
+
 // Whether a Bf16CentreRecording is alive on this thread.
 bool recording_bf16_centres();
 // Adds centres from a reference forward's input (`rows` rows of K values) to b's Bf16Centres, with their W c over

@@ -12,6 +12,7 @@
 
 #include "engine/cpu/backend.h"
 #include "engine/cpu/depthwise.h"
+#include "engine/cpu/bf16_centres.h"
 #include "engine/cpu/gemm_kernels.h"
 #include "engine/ops.h"
 #include "engine/ops_common.h"
@@ -466,13 +467,18 @@ void sdpa_bf16(const Tensor& q, const Tensor& k, const Tensor& v, int64_t B, int
         vp(static_cast<size_t>(detail::packed_b_bf16_elems(Nk, Dv))), q16(static_cast<size_t>(kBQ * Dp)),
         p16(static_cast<size_t>(kBQ * Nkp));
     std::vector<float> s(static_cast<size_t>(kBQ * Nk)), inv(static_cast<size_t>(kBQ));
+    std::vector<float> kc(static_cast<size_t>(Nk * D)), vc(static_cast<size_t>(Nk * Dv)),
+        vmean(static_cast<size_t>(Dv));
     for (int64_t bh = t0; bh < t1; ++bh) {
       const int64_t b = bh / H, h = bh % H;
       const float* qb = q.data<float>() + b * q.stride(0) + h * q.stride(1);
       const float* kb = k.data<float>() + b * k.stride(0) + h * k.stride(1);
       const float* vb = v.data<float>() + b * v.stride(0) + h * v.stride(1);
-      detail::pack_b_panels_bf16(D, Nk, kb, 1, k.stride(2), kt.data());  // B[d, j] = K[j, d]
-      detail::pack_b_panels_bf16(Nk, Dv, vb, v.stride(2), 1, vp.data());
+      // K and V rounded as deviations from their means over the keys (detail::centre_rows)
+      detail::centre_rows(Nk, D, kb, k.stride(2), kc.data(), nullptr);
+      detail::centre_rows(Nk, Dv, vb, v.stride(2), vc.data(), vmean.data());
+      detail::pack_b_panels_bf16(D, Nk, kc.data(), 1, D, kt.data());  // B[d, j] = K[j, d]
+      detail::pack_b_panels_bf16(Nk, Dv, vc.data(), Dv, 1, vp.data());
       for (int64_t i0 = 0; i0 < Nq; i0 += kBQ) {
         const int64_t nq = std::min(kBQ, Nq - i0);
         round(nq, D, qb + i0 * q.stride(2), q.stride(2), q16.data(), Dp);
@@ -486,7 +492,8 @@ void sdpa_bf16(const Tensor& q, const Tensor& k, const Tensor& v, int64_t B, int
         float* o = outp + (b * Nq + i0) * ldo + h * Dv;
         detail::gemm_packed_b_bf16(nq, Dv, Nkp, p16.data(), Nkp, vp.data(), o, ldo);
         for (int64_t i = 0; i < nq; ++i)
-          for (int64_t d = 0; d < Dv; ++d) o[i * ldo + d] *= inv[static_cast<size_t>(i)];
+          for (int64_t d = 0; d < Dv; ++d)
+            o[i * ldo + d] = o[i * ldo + d] * inv[static_cast<size_t>(i)] + vmean[static_cast<size_t>(d)];
       }
     }
   });
