@@ -6,6 +6,9 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
 
 #include "engine/cpu/gemm_kernels.h"
 #include "engine/cpu/indirect_gemm.h"
@@ -15,19 +18,36 @@ namespace tabula::detail {
 
 namespace {
 thread_local bool t_recording_centres = false;
-constexpr int64_t kLowWeightBudget = int64_t{4} << 30;
 std::atomic<int64_t> g_low_weight_bytes{0};
 std::atomic<bool> g_low_weights_told{false};
+
+// The budget in MiB: TABULA_BF16_LOW_WEIGHTS_MIB, else 4096.
+int64_t low_weight_budget_mib() {
+  static const int64_t mib = [] {
+    const char* e = std::getenv("TABULA_BF16_LOW_WEIGHTS_MIB");
+    if (!e || !*e) return int64_t{4096};
+    char* end = nullptr;
+    const long long v = std::strtoll(e, &end, 10);
+    if (*end != '\0' || v < 0)
+      throw std::invalid_argument(std::string("TABULA_BF16_LOW_WEIGHTS_MIB must be a number of MiB >= 0, got '") +
+                                  e + "'");
+    return static_cast<int64_t>(v);
+  }();
+  return mib;
+}
 }  // namespace
 
 bool reserve_low_weights(int64_t bytes) {
+  const int64_t budget = low_weight_budget_mib() << 20;
   int64_t held = g_low_weight_bytes.load();
   do {
-    if (held + bytes > kLowWeightBudget) {
+    if (held + bytes > budget) {
       if (!g_low_weights_told.exchange(true))
         std::fprintf(stderr,
-                     "tabula: bf16: the weights' fp32 low halves are kept for 4 GiB of weights only; past that the "
-                     "centres' W c uses the bf16 weights (slightly less close to fp32)\n");
+                     "tabula: bf16: the weights' fp32 low halves are kept for %lld MiB of weights only "
+                     "(TABULA_BF16_LOW_WEIGHTS_MIB); past that the centres' W c uses the bf16 weights (slightly less "
+                     "close to fp32)\n",
+                     static_cast<long long>(budget >> 20));
       return false;
     }
   } while (!g_low_weight_bytes.compare_exchange_weak(held, held + bytes));

@@ -50,8 +50,9 @@ bool recording_bf16_centres();
 // kh x kw kernel taps (a linear: 1 x 1); padded: a conv whose border pixels see only some taps.
 void record_centres(const PackedMatrix& b, int64_t kh, int64_t kw, const float* x, int64_t rows, int64_t K,
                     bool padded);
-// Whether a weight's low halves (Bf16Centres::w_lo, `bytes`) may be kept: within a process-wide budget of 4 GiB
-// (a 7B model's would double its packed bytes until the first forward); past it, once, a note on stderr.
+// Whether a weight's low halves (Bf16Centres::w_lo, `bytes`) may be kept: within a process-wide budget,
+// TABULA_BF16_LOW_WEIGHTS_MIB (default 4096: a 7B model's would otherwise double its packed bytes until the first
+// forward); past it, once, a note on stderr.
 bool reserve_low_weights(int64_t bytes);
 // Outside a recording, frees b's low weight halves (Bf16Centres::w_lo): no longer needed.
 void drop_low_weights(const PackedMatrix& b);

@@ -56,7 +56,7 @@ struct Bf16Centres {
   std::vector<double> lo_prefix;
   int64_t kh = 1, kw = 1;
   // B - bf16(B) in the bf16 layout, kept from packing until the first forward that records nothing, within a
-  // process-wide budget (bf16_centres.h keep_low_weights)
+  // process-wide budget (bf16_centres.h reserve_low_weights)
   Tensor w_lo;
   Bf16Centres() = default;
   Bf16Centres(const Bf16Centres&) = delete;

@@ -200,6 +200,40 @@ TEST(LongBf16Cli, UntrainedResNetKeepsTheWellSignalOfCellPainting) {
   }
 }
 
+// The weights' low halves (for W c with the fp32 weights) are kept within TABULA_BF16_LOW_WEIGHTS_MIB: with 0 none
+// is kept, stderr says so once, and the embeddings differ from the default's (W c then uses the bf16 weights) while
+// staying within cosine 0.9999 of it; a bad value is a clear error naming the variable.
+TEST(Bf16Cli, LowWeightBudget) {
+  if (!tabula::detail::gemm_bf16_kernel()) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
+  const fs::path data = photos(), out = tabula::test::scratch_dir();
+  const std::string embed = cat({"embed --arch resnet18 --seed 0 --size 64 --data ", q(data),
+                                 " --threads 2 --quiet --precision bf16 --out "});
+  auto r = run_tabula(embed + q(out / "kept"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(has(r.err, "TABULA_BF16_LOW_WEIGHTS_MIB")) << r.err;
+  r = tabula::test::run_tabula_prefixed("env TABULA_BF16_LOW_WEIGHTS_MIB=0", embed + q(out / "none"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(has(r.err, "low halves are kept for 0 MiB")) << r.err;
+  const auto a = tabula::read_npy((out / "kept" / "avgpool.npy").string());
+  const auto b = tabula::read_npy((out / "none" / "avgpool.npy").string());
+  ASSERT_EQ(a.shape, b.shape);
+  EXPECT_NE(a.data, b.data);
+  const std::vector<float> x = a.to_f32(), y = b.to_f32();
+  const int64_t D = a.shape[1];
+  for (int64_t i = 0; i < a.shape[0]; ++i) {
+    double xy = 0, xx = 0, yy = 0;
+    for (int64_t j = 0; j < D; ++j) {
+      const double u = x[static_cast<size_t>(i * D + j)], v = y[static_cast<size_t>(i * D + j)];
+      xy += u * v, xx += u * u, yy += v * v;
+    }
+    EXPECT_GE(xy / std::sqrt(xx * yy), 0.9999) << "row " << i;
+  }
+  r = tabula::test::run_tabula_prefixed("env TABULA_BF16_LOW_WEIGHTS_MIB=lots", embed + q(out / "bad"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(has(r.err, "TABULA_BF16_LOW_WEIGHTS_MIB") && has(r.err, "'lots'")) << r.err;
+  EXPECT_FALSE(has(r.err, "terminate")) << r.err;
+}
+
 TEST(Bf16Cli, ClearErrors) {
   // A CPU without AVX512-BF16 (TABULA_CPU=avx512 hides it): the error names what is missing and the way out.
   auto r = tabula::test::run_tabula_prefixed(
