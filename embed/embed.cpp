@@ -247,6 +247,10 @@ Setup build_setup(const EmbedOptions& opt, const ModelChoice& choice, const Inpu
       input = {1, x.channels, x.height, x.width};
     }
     s.weights_sha256 = opt.weights.empty() ? "" : sha256_file(opt.weights);
+    // CPU bf16: the GEMMs round around what a black and a white image of this transform give (engine/cpu/packed.h)
+    if (device < 0)
+      model->record_bf16_centres(s.tf.do_normalize ? black_white_inputs(input, s.tf.mean, s.tf.std)
+                                                   : black_white_inputs(input, {}, {}));
     s.ex = make_network_extractor(std::move(model), input, opt.layers, opt.pool, device, warnings);
   }
   s.prep = device_preprocessor(opt, in, s, first, device);

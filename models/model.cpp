@@ -6,6 +6,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "engine/cpu/packed.h"
 #include "engine/file_pages.h"
 #include "models/device.h"
 #include "models/layers.h"
@@ -238,6 +239,29 @@ void Model::unload(Layer& layer) {
 
 void Model::check_weights() const {
   if (skeleton_) throw std::logic_error("arch '" + arch_.name + "': model built without weights (structure only)");
+}
+
+void Model::record_bf16_centres(const std::vector<Tensor>& references) {
+  if (skeleton_ || device_ >= 0 || ops::cpu_precision() != Precision::bf16) return;
+  ops::Bf16CentreRecording recording;
+  for (const Tensor& r : references) forward(r);
+}
+
+std::vector<Tensor> black_white_inputs(const Shape& input, const std::vector<float>& mean,
+                                       const std::vector<float>& std) {
+  if (input.size() != 4) throw std::invalid_argument("black_white_inputs: input must be [B, C, H, W]");
+  const int64_t C = input[1], HW = input[2] * input[3];
+  auto at = [C](const std::vector<float>& v, int64_t c, float none) {
+    return v.empty() ? none : v[v.size() == static_cast<size_t>(C) ? static_cast<size_t>(c) : 0];
+  };
+  std::vector<Tensor> out;
+  for (float level : {0.f, 1.f}) {
+    Tensor t = Tensor::empty({1, C, input[2], input[3]});
+    for (int64_t c = 0; c < C; ++c)
+      std::fill_n(t.data<float>() + c * HW, HW, (level - at(mean, c, 0.f)) / at(std, c, 1.f));
+    out.push_back(t);
+  }
+  return out;
 }
 
 void Model::to_device(int device) {

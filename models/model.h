@@ -79,6 +79,10 @@ class Model {
   void to_device(int device);
   // -1 on the CPU, else the GPU the weights are on.
   int device() const { return device_; }
+  // CPU bf16 (weights packed in bf16): records the centres around which the bf16 GEMMs round their inputs
+  // (engine/cpu/packed.h Bf16Centres) from a forward of each reference input ([1, C, H, W]: black_white_inputs);
+  // once per model, before the forwards whose inputs look like them. A no-op for fp32 weights and on a GPU.
+  void record_bf16_centres(const std::vector<Tensor>& references);
 
  protected:
   ModuleTree& module_tree() { return *tree_; }
@@ -102,6 +106,11 @@ class Model {
   DType act_dtype_ = DType::f32;
   int device_ = -1;
 };
+
+// The model inputs [1, C, H, W] (C, H, W of `input`) of an all-black and an all-white image: per channel
+// (0 - mean) / std and (1 - mean) / std (mean, std: one or C values; empty: no normalisation).
+std::vector<Tensor> black_white_inputs(const Shape& input, const std::vector<float>& mean,
+                                       const std::vector<float>& std);
 
 // A tap point: passes x through `taps` (which may replace it) and returns what the forward continues with.
 inline Tensor tap(TapSet& taps, std::string_view name, Tensor x, const TapContext& ctx = {}) {

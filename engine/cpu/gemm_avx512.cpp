@@ -5,11 +5,13 @@
 #include <cstdint>
 
 #include "engine/cpu/gemm_kernels.h"
+#include "engine/cpu/gemm_tile_avx512.h"
 
 namespace tabula::detail {
 
 namespace {
-constexpr int MR = 12, NR = 32;
+using avx512_tile::MR;
+using avx512_tile::NR;
 
 void kernel_12x32(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, bool accumulate) {
   __m512 acc[MR][2];
@@ -38,26 +40,12 @@ void kernel_12x32(int64_t kc, const float* ap, const float* bp, float* c, int64_
 
 // The indirect kernel (see gemm_kernels.h): the same 12 x 32 register tile, A broadcast straight from 12 row
 // pointers (kept in registers for a segment), so activations are never packed; the epilogue runs on the
-// accumulators before the one store.
+// accumulators before the one store (gemm_tile_avx512.h).
 void igemm_12x32(int64_t nseg, int64_t len, const float* const* a, const float* bp, float* c, int64_t ldc,
                  bool accumulate, const TileEpilogue* ep) {
   __m512 acc[MR][2];
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-  // The tile's output lines (for writing) and residual lines, requested now so that they arrive while the FMAs
-  // run: a conv's output is a fresh map whose lines are in no cache yet, and with a short K (layer1's K = 64:
-  // 64 k per call) the misses of the 24 stores and 24 residual loads would otherwise stall the epilogue (ResNet-50
-  // layer1 1x1 convs +5-13 %, the other 1x1 convs unchanged; measured in bench/RESULTS_engine.md).
-  // When accumulating (a later K block) the tile was written by the previous block and is still cached.
-  if (!accumulate)
-    for (int i = 0; i < MR; ++i) {
-      __builtin_prefetch(c + i * ldc, 1, 3);
-      __builtin_prefetch(c + i * ldc + 16, 1, 3);
-    }
-  if (ep && ep->residual)
-    for (int i = 0; i < MR; ++i) {
-      __builtin_prefetch(ep->residual + i * ep->ldr, 0, 3);
-      __builtin_prefetch(ep->residual + i * ep->ldr + 16, 0, 3);
-    }
+  avx512_tile::prefetch_tile(c, ldc, accumulate, ep);
   for (int64_t s = 0; s < nseg; ++s, a += MR) {
     const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
     const float *a6 = a[6], *a7 = a[7], *a8 = a[8], *a9 = a[9], *a10 = a[10], *a11 = a[11];
@@ -80,29 +68,7 @@ void igemm_12x32(int64_t nseg, int64_t len, const float* const* a, const float* 
 #undef TABULA_IGEMM_ROW
     }
   }
-  const __m512 zero = _mm512_setzero_ps();
-  __m512 sc0 = zero, sc1 = zero, sh0 = zero, sh1 = zero;
-  if (ep && ep->scale) sc0 = _mm512_loadu_ps(ep->scale), sc1 = _mm512_loadu_ps(ep->scale + 16);
-  if (ep && ep->shift) sh0 = _mm512_loadu_ps(ep->shift), sh1 = _mm512_loadu_ps(ep->shift + 16);
-#pragma GCC unroll 12
-  for (int i = 0; i < MR; ++i) {
-    float* ci = c + i * ldc;
-    __m512 v0 = acc[i][0], v1 = acc[i][1];
-    if (accumulate) v0 = _mm512_add_ps(_mm512_loadu_ps(ci), v0), v1 = _mm512_add_ps(_mm512_loadu_ps(ci + 16), v1);
-    if (ep) {
-      if (ep->scale) v0 = _mm512_fmadd_ps(v0, sc0, sh0), v1 = _mm512_fmadd_ps(v1, sc1, sh1);
-      else if (ep->shift) v0 = _mm512_add_ps(v0, sh0), v1 = _mm512_add_ps(v1, sh1);
-      if (ep->residual) {
-        const float* r = ep->residual + i * ep->ldr;
-        v0 = _mm512_add_ps(v0, _mm512_loadu_ps(r)), v1 = _mm512_add_ps(v1, _mm512_loadu_ps(r + 16));
-      }
-      // max(0, v) keeps a NaN (the second operand is returned when either is NaN), as torch.relu does
-      // (the masked form: GCC 12 warns about _mm512_max_ps's undefined pass-through operand)
-      if (ep->relu) v0 = _mm512_mask_max_ps(v0, 0xffff, zero, v0), v1 = _mm512_mask_max_ps(v1, 0xffff, zero, v1);
-    }
-    _mm512_storeu_ps(ci, v0);
-    _mm512_storeu_ps(ci + 16, v1);
-  }
+  avx512_tile::store_tile(acc, c, ldc, accumulate, ep);
 }
 }  // namespace
 

@@ -10,57 +10,20 @@
 #include <cstring>
 
 #include "engine/cpu/gemm_kernels.h"
+#include "engine/cpu/gemm_tile_avx512.h"
 
 namespace tabula::detail {
 
 namespace {
-constexpr int MR = 12, NR = 32;
+using avx512_tile::MR;
+using avx512_tile::NR;
+using avx512_tile::prefetch_tile;
+using avx512_tile::store_tile;
 
 inline __m512i broadcast_pair(const uint16_t* p) {
   int32_t v;
   std::memcpy(&v, p, sizeof v);
   return _mm512_set1_epi32(v);
-}
-
-// The tile's C and residual lines are requested before the dot products (as in the fp32 kernel: the stores and
-// residual loads of a short-K tile would otherwise stall the epilogue).
-inline void prefetch_tile(float* c, int64_t ldc, bool accumulate, const TileEpilogue* ep) {
-  if (!accumulate)
-    for (int i = 0; i < MR; ++i) {
-      __builtin_prefetch(c + i * ldc, 1, 3);
-      __builtin_prefetch(c + i * ldc + 16, 1, 3);
-    }
-  if (ep && ep->residual)
-    for (int i = 0; i < MR; ++i) {
-      __builtin_prefetch(ep->residual + i * ep->ldr, 0, 3);
-      __builtin_prefetch(ep->residual + i * ep->ldr + 16, 0, 3);
-    }
-}
-
-// C (+)= acc, then scale/shift, residual and ReLU in fp32: the same operations, in the same order, as the fp32
-// kernel's epilogue.
-inline void store_tile(__m512 (&acc)[MR][2], float* c, int64_t ldc, bool accumulate, const TileEpilogue* ep) {
-  const __m512 zero = _mm512_setzero_ps();
-  __m512 sc0 = zero, sc1 = zero, sh0 = zero, sh1 = zero;
-  if (ep && ep->scale) sc0 = _mm512_loadu_ps(ep->scale), sc1 = _mm512_loadu_ps(ep->scale + 16);
-  if (ep && ep->shift) sh0 = _mm512_loadu_ps(ep->shift), sh1 = _mm512_loadu_ps(ep->shift + 16);
-#pragma GCC unroll 12
-  for (int i = 0; i < MR; ++i) {
-    float* ci = c + i * ldc;
-    __m512 v0 = acc[i][0], v1 = acc[i][1];
-    if (accumulate) v0 = _mm512_add_ps(_mm512_loadu_ps(ci), v0), v1 = _mm512_add_ps(_mm512_loadu_ps(ci + 16), v1);
-    if (ep) {
-      if (ep->scale) v0 = _mm512_fmadd_ps(v0, sc0, sh0), v1 = _mm512_fmadd_ps(v1, sc1, sh1);
-      else if (ep->shift) v0 = _mm512_add_ps(v0, sh0), v1 = _mm512_add_ps(v1, sh1);
-      if (ep->residual) {
-        const float* r = ep->residual + i * ep->ldr;
-        v0 = _mm512_add_ps(v0, _mm512_loadu_ps(r)), v1 = _mm512_add_ps(v1, _mm512_loadu_ps(r + 16));
-      }
-      if (ep->relu) v0 = _mm512_mask_max_ps(v0, 0xffff, zero, v0), v1 = _mm512_mask_max_ps(v1, 0xffff, zero, v1);
-    }
-    _mm512_storeu_ps(ci, v0);
-    _mm512_storeu_ps(ci + 16, v1);
-  }
 }
 
 // One segment of `len` (even) k: per k pair, two B vectors (32 columns x the pair) and 12 broadcast A pairs.
@@ -124,6 +87,7 @@ void round_rows_bf16_avx512(int64_t rows, int64_t cols, const float* src, int64_
     for (int64_t e = cols; e < ldd; ++e) d[e] = 0;
   }
 }
+
 // The pairs of `n` (<= 16) values of rows r0 and r1 (r1 null: the zero that completes the last pair) as 32-bit
 // (k, k + 1) units, zero in the lanes past n.
 inline __m512i pair_lanes(const float* r0, const float* r1, int64_t n) {
@@ -189,10 +153,31 @@ void pack_bf16_avx512(int64_t K, int64_t N, const float* src, int64_t sk, int64_
     }
   }
 }
+
+// round_rows of src - centre (the same centre row for every row): the deviation in fp32, then rounded.
+void round_rows_centred_bf16_avx512(int64_t rows, int64_t cols, const float* src, int64_t lds, const float* centre,
+                                    uint16_t* dst, int64_t ldd) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* s = src + r * lds;
+    uint16_t* d = dst + r * ldd;
+    int64_t j = 0;
+    for (; j + 16 <= cols; j += 16) {
+      const __m512 v = _mm512_sub_ps(_mm512_loadu_ps(s + j), _mm512_loadu_ps(centre + j));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + j), round_to_bf16(v));
+    }
+    if (j < cols) {
+      const __mmask16 m = static_cast<__mmask16>((1u << (cols - j)) - 1);
+      const __m512 v = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), _mm512_maskz_loadu_ps(m, centre + j));
+      _mm256_mask_storeu_epi16(d + j, m, round_to_bf16(v));
+    }
+    for (int64_t e = cols; e < ldd; ++e) d[e] = 0;
+  }
+}
 }  // namespace
 
 GemmBf16KernelInfo gemm_bf16_kernel_avx512bf16() {
-  return {igemm_bf16_12x32, round_rows_bf16_avx512, pack_bf16_avx512, MR, NR, "avx512-bf16"};
+  return {igemm_bf16_12x32, round_rows_bf16_avx512, pack_bf16_avx512, MR, NR, "avx512-bf16",
+          round_rows_centred_bf16_avx512};
 }
 
 }  // namespace tabula::detail

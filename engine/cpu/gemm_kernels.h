@@ -30,6 +30,9 @@ struct TileEpilogue {
   const float* residual = nullptr;  // row i at residual + i * ldr
   int64_t ldr = 0;
   bool relu = false;
+  // bf16 kernel only: row i's shift at row_shift[i] (per column), in place of `shift` -- the bf16 centres' W c,
+  // which differs between rows (packed.h Bf16Centres)
+  const float* const* row_shift = nullptr;
 };
 using GemmIndirectKernel = void (*)(int64_t nseg, int64_t len, const float* const* a, const float* bp, float* c,
                                     int64_t ldc, bool accumulate, const TileEpilogue* ep);
@@ -58,12 +61,16 @@ using RoundRowsBf16 = void (*)(int64_t rows, int64_t cols, const float* src, int
 // for this kernel's nr into dst (the whole packed matrix), rounded as round_rows rounds.
 using PackBf16 = void (*)(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn, uint16_t* dst, int64_t p0,
                           int64_t p1);
+// round_rows of src - centre (one row of cols values for all rows): packed.h's reference-centred rounding.
+using RoundRowsCentredBf16 = void (*)(int64_t rows, int64_t cols, const float* src, int64_t lds, const float* centre,
+                                      uint16_t* dst, int64_t ldd);
 struct GemmBf16KernelInfo {
   GemmBf16Kernel fn;
   RoundRowsBf16 round_rows;
   PackBf16 pack;
   int mr, nr;
   const char* name;
+  RoundRowsCentredBf16 round_rows_centred;
 };
 GemmBf16KernelInfo gemm_bf16_kernel_avx512bf16();  // gemm_bf16_avx512bf16.cpp; only when has_avx512_bf16()
 // The bf16 kernel of this machine, or nullptr when it has none (no AVX512-BF16; AMX tiles are not used yet).

@@ -12,6 +12,7 @@
 
 #include "engine/cpu/backend.h"
 #include "engine/cpu/depthwise.h"
+#include "engine/cpu/bf16_centres.h"
 #include "engine/cpu/gemm_kernels.h"
 #include "engine/ops.h"
 #include "engine/ops_common.h"
@@ -457,6 +458,7 @@ namespace {
 // (`len` = their length: K, padded to a pair in bf16), and the GEMM into fp32.
 struct AttentionFp32 {
   using Elem = float;
+  static constexpr bool kCentreKV = false;
   static int64_t len(int64_t cols) { return cols; }
   static int64_t packed_elems(int64_t K, int64_t N) { return detail::packed_b_floats(K, N); }
   static void pack(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn, float* dst) {
@@ -474,11 +476,13 @@ struct AttentionFp32 {
   }
 };
 
-// --precision bf16, the numerics of the CUDA bf16 path: Q, K and V rounded to bf16 (as a bf16 qkv output is),
-// S = Q K^T accumulated in fp32, the softmax in fp32, its unnormalised probabilities rounded to bf16 for O = P V
-// (fp32 accumulation), then O scaled by 1 / (the fp32 sum). Odd D or Nk get the zero that completes the last k pair.
+// --precision bf16: Q rounded to bf16, K and V rounded as deviations from their means over the keys
+// (detail::centre_rows: K's mean cancels in the softmax, V's is added back after the normalisation), S = Q K^T
+// accumulated in fp32, the softmax in fp32, its unnormalised probabilities rounded to bf16 for O = P V (fp32
+// accumulation), then O scaled by 1 / (the fp32 sum). Odd D or Nk get the zero that completes the last k pair.
 struct AttentionBf16 {
   using Elem = uint16_t;
+  static constexpr bool kCentreKV = true;
   static int64_t len(int64_t cols) { return (cols + 1) / 2 * 2; }
   static int64_t packed_elems(int64_t K, int64_t N) { return detail::packed_b_bf16_elems(K, N); }
   static void pack(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn, uint16_t* dst) {
@@ -511,13 +515,22 @@ void sdpa_blocks(const Tensor& q, const Tensor& k, const Tensor& v, int64_t B, i
         vp(static_cast<size_t>(Prec::packed_elems(Nk, Dv))), qa(static_cast<size_t>(Prec::scratch_elems(kBQ, D))),
         pa(static_cast<size_t>(Prec::scratch_elems(kBQ, Nk)));
     std::vector<float> s(static_cast<size_t>(kBQ * Nk)), inv(static_cast<size_t>(kBQ));
+    std::vector<float> kc(Prec::kCentreKV ? static_cast<size_t>(Nk * D) : 0),
+        vc(Prec::kCentreKV ? static_cast<size_t>(Nk * Dv) : 0), vmean(static_cast<size_t>(Dv), 0.f);
     for (int64_t bh = t0; bh < t1; ++bh) {
       const int64_t b = bh / H, h = bh % H;
       const float* qb = q.data<float>() + b * q.stride(0) + h * q.stride(1);
       const float* kb = k.data<float>() + b * k.stride(0) + h * k.stride(1);
       const float* vb = v.data<float>() + b * v.stride(0) + h * v.stride(1);
-      Prec::pack(D, Nk, kb, 1, k.stride(2), kt.data());  // B[d, j] = K[j, d]
-      Prec::pack(Nk, Dv, vb, v.stride(2), 1, vp.data());
+      if constexpr (Prec::kCentreKV) {
+        detail::centre_rows(Nk, D, kb, k.stride(2), kc.data(), nullptr);
+        detail::centre_rows(Nk, Dv, vb, v.stride(2), vc.data(), vmean.data());
+        Prec::pack(D, Nk, kc.data(), 1, D, kt.data());  // B[d, j] = K[j, d]
+        Prec::pack(Nk, Dv, vc.data(), Dv, 1, vp.data());
+      } else {
+        Prec::pack(D, Nk, kb, 1, k.stride(2), kt.data());  // B[d, j] = K[j, d]
+        Prec::pack(Nk, Dv, vb, v.stride(2), 1, vp.data());
+      }
       for (int64_t i0 = 0; i0 < Nq; i0 += kBQ) {
         const int64_t nq = std::min(kBQ, Nq - i0);
         int64_t lda = 0;
@@ -532,7 +545,12 @@ void sdpa_blocks(const Tensor& q, const Tensor& k, const Tensor& v, int64_t B, i
         float* o = outp + (b * Nq + i0) * ldo + h * Dv;
         Prec::gemm(nq, Dv, Prec::len(Nk), pr, lda, vp.data(), o, ldo);
         for (int64_t i = 0; i < nq; ++i)
-          for (int64_t d = 0; d < Dv; ++d) o[i * ldo + d] *= inv[static_cast<size_t>(i)];
+          for (int64_t d = 0; d < Dv; ++d) {
+            if constexpr (Prec::kCentreKV)
+              o[i * ldo + d] = o[i * ldo + d] * inv[static_cast<size_t>(i)] + vmean[static_cast<size_t>(d)];
+            else
+              o[i * ldo + d] *= inv[static_cast<size_t>(i)];
+          }
       }
     }
   });

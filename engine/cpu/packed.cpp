@@ -1,4 +1,5 @@
-// Packed weights and the indirect GEMM driver behind ops::conv2d / ops::linear on packed weights (packed.h).
+// Packed weights and ops::conv2d / ops::linear on them (packed.h), through the indirect GEMM driver
+// (indirect_gemm.{h,cpp}).
 //
 // C[M, N] = A[M, K] @ B[K, N] with B packed once (the weights) and A read in place through row pointers:
 //   linear / 1x1 stride-1 conv   A row r = token or pixel r of a row-major / channels-last tensor
@@ -26,7 +27,9 @@
 #include <vector>
 
 #include "engine/backend.h"
+#include "engine/cpu/bf16_centres.h"
 #include "engine/cpu/gemm_kernels.h"
+#include "engine/cpu/indirect_gemm.h"
 #include "engine/ops_common.h"
 #include "engine/cpu/rowops.h"
 #include "engine/threads.h"
@@ -34,9 +37,9 @@
 
 namespace tabula {
 
+using namespace detail::igemm;  // NOLINT(google-build-using-namespace): the driver's types, internal to engine/cpu
+
 namespace {
-constexpr int64_t KC = 256;       // k per block: fixed, part of the numerical definition of the result
-constexpr int64_t kMaxNC = 512;   // columns per task: a KC x NC block of packed weights stays in L2
 constexpr int64_t kMinTapCin = 16;  // below this a conv gathers im2col rows instead of one pointer per tap
 
 // Winograd weights take 4x the memory of the direct ones (36 vs 9 values per (Cin, Cout) pair), and they are kept
@@ -125,8 +128,20 @@ PackedMatrix PackedMatrix::pack(int64_t K, int64_t N, const float* src, int64_t 
   m.type_ = type;
   if (type == PackedType::bf16) {
     m.nr_ = detail::bf16_nr();
+    m.centres_ = std::make_shared<Bf16Centres>();
     m.data_ = Tensor::heap({std::max<int64_t>(detail::packed_b_bf16_elems(K, N), 1)}, DType::bf16);
     detail::pack_b_panels_bf16(K, N, src, sk, sn, m.data_.data<uint16_t>());
+    // the low halves W - bf16(W), for the centres' W c with the fp32 weights (packed.h Bf16Centres)
+    if (detail::reserve_low_weights(static_cast<int64_t>(m.data_.nbytes()))) {
+      std::vector<float> lo(static_cast<size_t>(K * N));
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t n = 0; n < N; ++n) {
+          const float v = src[k * sk + n * sn];
+          lo[static_cast<size_t>(k * N + n)] = v - bf16_to_f32(f32_to_bf16(v));
+        }
+      m.centres_->w_lo = Tensor::heap({std::max<int64_t>(detail::packed_b_bf16_elems(K, N), 1)}, DType::bf16);
+      detail::pack_b_panels_bf16(K, N, lo.data(), N, 1, m.centres_->w_lo.data<uint16_t>());
+    }
     return m;
   }
   m.nr_ = detail::gemm_indirect_kernel().nr;
@@ -236,443 +251,6 @@ Tensor to_channels_last(const Tensor& x_in) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-namespace {
-
-// The K blocking: segments of `len` consecutive k (for a conv: one tap, a chunk of input channels), grouped into
-// blocks of equal-length segments of at most KC k in all.
-struct Segment {
-  int64_t c0;      // conv: first input channel of the chunk; dense A: the k offset
-  int64_t dh, dw;  // conv: the tap's offset from the window origin (i * dilation_h, j * dilation_w)
-};
-struct KBlock {
-  int64_t seg0, nseg, len, k0;
-};
-struct KPlan {
-  std::vector<Segment> segs;
-  std::vector<KBlock> blocks;
-};
-
-// Dense A (rows of K contiguous values): blocks of KC.
-KPlan dense_plan(int64_t K) {
-  KPlan p;
-  for (int64_t k0 = 0; k0 < K; k0 += KC) {
-    p.blocks.push_back({static_cast<int64_t>(p.segs.size()), 1, std::min(KC, K - k0), k0});
-    p.segs.push_back({k0, 0, 0});
-  }
-  return p;
-}
-
-// Conv taps: every tap's Cin channels in chunks of at most KC, consecutive equal chunks grouped up to KC.
-KPlan tap_plan(int64_t kh, int64_t kw, const Conv2dOptions& o, int64_t cin) {
-  KPlan p;
-  std::vector<int64_t> lens;
-  for (int64_t t = 0; t < kh * kw; ++t)
-    for (int64_t c0 = 0; c0 < cin; c0 += KC) {
-      p.segs.push_back({c0, (t / kw) * o.dilation[0], (t % kw) * o.dilation[1]});
-      lens.push_back(std::min(KC, cin - c0));
-    }
-  int64_t k0 = 0;
-  for (size_t s = 0; s < p.segs.size();) {
-    KBlock b{static_cast<int64_t>(s), 0, lens[s], k0};
-    while (s < p.segs.size() && lens[s] == b.len && (b.nseg + 1) * b.len <= KC) ++b.nseg, ++s;
-    k0 += b.nseg * b.len;
-    p.blocks.push_back(b);
-  }
-  return p;
-}
-
-// Rows of a k x k window over few channels: kernel row i is one segment of len = kw * C k (c0 = i * len), grouped
-// into blocks of at most KC.
-KPlan row_plan(int64_t kh, int64_t len, int64_t dilation_h) {
-  KPlan p;
-  for (int64_t i = 0; i < kh; ++i) p.segs.push_back({i * len, i * dilation_h, 0});
-  const int64_t per_block = std::max<int64_t>(1, KC / len);
-  for (int64_t s0 = 0; s0 < kh; s0 += per_block)
-    p.blocks.push_back({s0, std::min(per_block, kh - s0), len, s0 * len});
-  return p;
-}
-
-// Where the rows of A are. T: float (the fp32 GEMM) or uint16_t (bf16 bit patterns, the activations already
-// rounded by round_activations below).
-template <class T>
-struct ASource {
-  enum class Kind { dense, taps, tap_rows, im2col } kind = Kind::dense;
-  const T* a = nullptr;  // dense: row r at a + r * lda; taps / tap_rows / im2col: the channels-last input
-  int64_t lda = 0;
-  int64_t row0 = 0;  // the GEMM's row r is row (output pixel) row0 + r of this source (a band of a conv's output)
-  // conv geometry (taps / im2col)
-  int64_t H = 0, W = 0, C = 0, Ho = 0, Wo = 0, kh = 0, kw = 0;
-  Conv2dOptions o;
-  // Pointer to input pixel row (n, ih, iw)'s channels, or nullptr in the padding.
-  const T* pixel(int64_t n, int64_t ih, int64_t iw) const {
-    if (ih < 0 || ih >= H || iw < 0 || iw >= W) return nullptr;
-    return a + ((n * H + ih) * W + iw) * C;
-  }
-};
-
-struct Epilogue {
-  const float* scale = nullptr;
-  const float* shift = nullptr;
-  const float* residual = nullptr;  // row r at residual + r * ldr
-  int64_t ldr = 0;
-  Activation act = Activation::none;
-};
-
-// act(v * scale + shift + residual) for one element (partial tiles; the kernels do the same in registers).
-inline float epilogue_scalar(float v, const Epilogue& ep, int64_t r, int64_t j) {
-  if (ep.scale) v = std::fma(v, ep.scale[j], ep.shift ? ep.shift[j] : 0.f);
-  else if (ep.shift) v += ep.shift[j];
-  if (ep.residual) v += ep.residual[r * ep.ldr + j];
-  if (ep.act == Activation::relu) v = v > 0.f || std::isnan(v) ? v : 0.f;
-  return v;
-}
-
-// B as packed panels (a PackedMatrix's, or a scratch buffer packed by detail::pack_b_panels). K: rows as stored
-// (bf16: pairs of rows, so a k offset is k * nr elements in either type).
-template <class T>
-struct BPanels {
-  const T* data;
-  int64_t K, N, nr;
-  const T* panel(int64_t p) const { return data + p * K * nr; }
-  int64_t rows() const { return K; }
-  int64_t cols() const { return N; }
-};
-BPanels<float> panels_of(const PackedMatrix& m) { return {m.panel(0), m.rows(), m.cols(), m.nr()}; }
-BPanels<uint16_t> bf16_panels_of(const PackedMatrix& m) {
-  return {m.panel_bf16(0), m.stored_rows(), m.cols(), m.nr()};
-}
-
-// The micro-kernel for each element type, behind one call signature.
-template <class T>
-struct MicroKernel;
-template <>
-struct MicroKernel<float> {
-  const detail::GemmIndirectKernelInfo& k = detail::gemm_indirect_kernel();
-  int64_t mr() const { return k.mr; }
-  int64_t nr() const { return k.nr; }
-  void operator()(int64_t nseg, int64_t len, const float* const* a, const float* bp, float* c, int64_t ldc,
-                  bool accumulate, const detail::TileEpilogue* ep) const {
-    k.fn(nseg, len, a, bp, c, ldc, accumulate, ep);
-  }
-};
-template <>
-struct MicroKernel<uint16_t> {
-  const detail::GemmBf16KernelInfo* k = detail::gemm_bf16_kernel();
-  MicroKernel() {
-    if (!k) op_error("indirect_gemm", "bf16 weights on a CPU without AVX512-BF16");
-  }
-  int64_t mr() const { return k->mr; }
-  int64_t nr() const { return k->nr; }
-  void operator()(int64_t nseg, int64_t len, const uint16_t* const* a, const uint16_t* bp, float* c, int64_t ldc,
-                  bool accumulate, const detail::TileEpilogue* ep) const {
-    k->fn(nseg, len, a, bp, c, ldc, accumulate, ep);
-  }
-};
-
-template <class T>
-const T* zero_row() {
-  alignas(64) static const T zeros[KC] = {};  // the A row of a tap in the padding (segments are <= KC long)
-  return zeros;
-}
-
-// `count` independent GEMMs of the same shape in one parallel loop (Winograd's 36 transform points): GEMM b reads
-// the dense A at a + b * a_step, the rows k_step * b .. of B, and writes C + b * c_step.
-struct GemmBatch {
-  int64_t count = 1, a_step = 0, k_step = 0, c_step = 0;
-};
-
-// How C is cut into tasks: column blocks of NC, row blocks of MC.
-struct TaskTiling {
-  int64_t MC, NC, mtiles, ntiles;
-};
-
-// >= 8 tasks per thread (dynamic scheduling evens out the rest). Few rows (ResNet layer4: M = 784) are made up
-// for by narrower column blocks first (down to 128 columns), rows per task (MC) only then: every task streams
-// its column block of the weights over all of K, so a task of few rows reads many weight bytes per FLOP
-// (layer4's 3x3 convs, K = 4608: +12-24 %).
-TaskTiling task_tiling(int64_t M, int64_t N, int64_t MR, int64_t NR, int64_t count) {
-  const int64_t want = 8 * static_cast<int64_t>(get_num_threads());
-  int64_t ntiles = (N + kMaxNC - 1) / kMaxNC;
-  auto nc_for = [&](int64_t nt) { return ((N + nt - 1) / nt + NR - 1) / NR * NR; };
-  while (((M + 8 * MR - 1) / (8 * MR)) * ntiles * count < want && nc_for(ntiles + 1) >= 128 &&
-         nc_for(ntiles + 1) < nc_for(ntiles))
-    ++ntiles;
-  const int64_t NC = nc_for(ntiles);
-  ntiles = (N + NC - 1) / NC;
-  int64_t MC = 8 * MR;
-  while (MC > MR && ((M + MC - 1) / MC) * ntiles * count < want) MC -= MR;
-  return {MC, NC, (M + MC - 1) / MC, ntiles};
-}
-
-// taps: each row's output pixel as (n, first input row, first input column), computed once per task so that
-// the per-segment pointer setup does no integer division
-struct RowOrigin {
-  int64_t n, ih0, iw0;
-  int64_t off;    // tap_rows: offset of input pixel (n, ih0, iw0) in elements (used only inside the map)
-  bool inside_w;  // tap_rows: the window's kw columns are all inside the map
-};
-
-// Per-thread buffers of a task, reused across tasks and calls.
-template <class T>
-struct TaskScratch {
-  std::vector<const T*> ptrs;  // row pointers of every micro-panel for every segment of a K block
-  std::vector<T> cols;         // im2col rows / border kernel rows of this task (Cin < 16 convs)
-  std::vector<RowOrigin> origin;
-};
-template <class T>
-TaskScratch<T>& task_scratch() {
-  thread_local TaskScratch<T> s;
-  return s;
-}
-
-// C[M, N] (row stride ldc) = A @ B over the K plan, then the epilogue: one task per (GEMM of the batch, row block,
-// column block), column-block-major.
-template <class T>
-class IndirectGemm {
- public:
-  IndirectGemm(int64_t M, const ASource<T>& A, const KPlan& plan, const BPanels<T>& B, float* C_all, int64_t ldc,
-               const Epilogue& ep, const GemmBatch& batch)
-      : M_(M), A_(A), plan_(plan), B_(B), C_all_(C_all), ldc_(ldc), ep_(ep), batch_(batch) {
-    MR_ = kern_.mr(), NR_ = kern_.nr();
-    if (B.nr != NR_) op_error("indirect_gemm", "weights were packed for another micro-kernel");
-    tiling_ = task_tiling(M, B.cols(), MR_, NR_, batch.count);
-  }
-
-  void run() const {
-    if (M_ <= 0 || B_.cols() <= 0) return;
-    parallel_for(batch_.count * tiling_.mtiles * tiling_.ntiles, 1, [&](int64_t t0, int64_t t1) {
-      for (int64_t bt = t0; bt < t1; ++bt) task(bt);
-    });
-  }
-
- private:
-  // Where one task writes: C block [i0, i0 + mc) x [j0, j0 + nc) of GEMM gb of the batch.
-  struct Task {
-    const T* abase;
-    float* C;
-    int64_t kbase, i0, j0, mc, nc;
-  };
-
-  void task(int64_t bt) const {
-    const TaskTiling& g = tiling_;
-    const int64_t gb = bt / (g.mtiles * g.ntiles), t = bt % (g.mtiles * g.ntiles);
-    // column-block-major: consecutive tasks (on both threads) share one KC x NC block of weights, which stays in
-    // L2 while the rows stream (for ViT-B's fc1, N = 3072: +10 % over row-major, the other shapes alike)
-    Task tk;
-    tk.abase = A_.a + gb * batch_.a_step;
-    tk.C = C_all_ + gb * batch_.c_step;
-    tk.kbase = gb * batch_.k_step;
-    tk.i0 = (t % g.mtiles) * g.MC, tk.j0 = (t / g.mtiles) * g.NC;
-    tk.mc = std::min(g.MC, M_ - tk.i0), tk.nc = std::min(g.NC, B_.cols() - tk.j0);
-    TaskScratch<T>& s = task_scratch<T>();
-    using Kind = typename ASource<T>::Kind;
-    if (A_.kind == Kind::taps || A_.kind == Kind::tap_rows) row_origins(tk, s);
-    if (A_.kind == Kind::tap_rows) s.cols.resize(static_cast<size_t>(tk.mc * B_.rows()));  // border rows' gathers
-    if (A_.kind == Kind::im2col) gather_im2col(tk, s);
-    for (size_t bi = 0; bi < plan_.blocks.size(); ++bi) {
-      const KBlock& kb = plan_.blocks[bi];
-      row_pointers(tk, kb, s);
-      micro_panels(tk, kb, bi > 0, bi + 1 == plan_.blocks.size(), s);
-    }
-    // activations the kernels do not apply (GELU, SiLU): on the finished rows while they are in cache
-    if (!relu_in_kernel())
-      for (int64_t i = 0; i < tk.mc; ++i) detail::activation_inplace(tk.C + (tk.i0 + i) * ldc_ + tk.j0, tk.nc, ep_.act);
-  }
-
-  bool relu_in_kernel() const { return ep_.act == Activation::relu || ep_.act == Activation::none; }
-
-  void row_origins(const Task& tk, TaskScratch<T>& s) const {
-    const ASource<T>& A = A_;
-    s.origin.resize(static_cast<size_t>(tk.mc));
-    for (int64_t r = 0; r < tk.mc; ++r) {
-      const int64_t p = A.row0 + tk.i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
-      const int64_t ih0 = oh * A.o.stride[0] - A.o.padding[0], iw0 = ow * A.o.stride[1] - A.o.padding[1];
-      s.origin[static_cast<size_t>(r)] = {n, ih0, iw0, ((n * A.H + ih0) * A.W + iw0) * A.C,
-                                          iw0 >= 0 && iw0 + A.kw <= A.W};
-    }
-  }
-
-  // rows i0 .. i0 + mc of the im2col matrix, k = (i * kw + j) * C + c as the packed weight; k past kh * kw * C
-  // (bf16: the pad that completes the last pair) zero.
-  void gather_im2col(const Task& tk, TaskScratch<T>& s) const {
-    const ASource<T>& A = A_;
-    const int64_t K = B_.rows();
-    s.cols.resize(static_cast<size_t>(tk.mc * K));
-    // (plain loops, not memcpy: a tap is only C < 16 values; with dilation 1 a tap row's kw pixels are one
-    // contiguous run of kw * C values in the channels-last input)
-    for (int64_t r = 0; r < tk.mc; ++r) {
-      const int64_t p = A.row0 + tk.i0 + r, n = p / (A.Ho * A.Wo), oh = (p / A.Wo) % A.Ho, ow = p % A.Wo;
-      T* dst = s.cols.data() + r * K;
-      T* const end = dst + K;
-      const int64_t iw0 = ow * A.o.stride[1] - A.o.padding[1];
-      const bool row_inside = A.o.dilation[1] == 1 && iw0 >= 0 && iw0 + A.kw <= A.W;
-      for (int64_t i = 0; i < A.kh; ++i) {
-        const int64_t ih = oh * A.o.stride[0] - A.o.padding[0] + i * A.o.dilation[0];
-        if (row_inside && ih >= 0 && ih < A.H) {
-          const T* src = A.a + ((n * A.H + ih) * A.W + iw0) * A.C;
-          for (int64_t e = 0; e < A.kw * A.C; ++e) dst[e] = src[e];
-          dst += A.kw * A.C;
-          continue;
-        }
-        for (int64_t j = 0; j < A.kw; ++j, dst += A.C) {
-          const T* src = A.pixel(n, ih, iw0 + j * A.o.dilation[1]);
-          for (int64_t c = 0; c < A.C; ++c) dst[c] = src ? src[c] : T{};
-        }
-      }
-      while (dst < end) *dst++ = T{};
-    }
-  }
-
-  // Row pointers of every micro-panel of the task for every segment of the block.
-  void row_pointers(const Task& tk, const KBlock& kb, TaskScratch<T>& s) const {
-    const ASource<T>& A = A_;
-    using Kind = typename ASource<T>::Kind;
-    const int64_t K = B_.rows(), panels = (tk.mc + MR_ - 1) / MR_;
-    s.ptrs.resize(static_cast<size_t>(panels * kb.nseg * MR_));
-    for (int64_t pi = 0; pi < panels; ++pi) {
-      const int64_t ir = pi * MR_, r0 = tk.i0 + ir, ni = std::min(MR_, tk.mc - ir);
-      for (int64_t sgi = 0; sgi < kb.nseg; ++sgi) {
-        const Segment& sg = plan_.segs[static_cast<size_t>(kb.seg0 + sgi)];
-        const T** dst = s.ptrs.data() + (pi * kb.nseg + sgi) * MR_;
-        for (int64_t i = 0; i < MR_; ++i) {
-          if (i >= ni) {
-            dst[i] = zero_row<T>();
-            continue;
-          }
-          const int64_t r = r0 + i;
-          switch (A.kind) {
-            case Kind::dense: dst[i] = tk.abase + (A.row0 + r) * A.lda + sg.c0; break;
-            case Kind::im2col: dst[i] = s.cols.data() + (ir + i) * K + sg.c0; break;
-            case Kind::tap_rows: {
-              // one kernel row of the window: kw * C consecutive values of the channels-last input, in place
-              // when the row is inside the map, else gathered with its zeros into this task's buffer
-              const RowOrigin& o = s.origin[static_cast<size_t>(ir + i)];
-              const int64_t ih = o.ih0 + sg.dh;
-              if (ih < 0 || ih >= A.H) {
-                dst[i] = zero_row<T>();
-              } else if (o.inside_w) {
-                dst[i] = A.a + o.off + sg.dh * A.W * A.C;
-              } else {
-                T* g = s.cols.data() + (ir + i) * K + sg.c0;
-                for (int64_t j = 0; j < A.kw; ++j, g += A.C) {
-                  const T* src = A.pixel(o.n, ih, o.iw0 + j);
-                  for (int64_t c = 0; c < A.C; ++c) g[c] = src ? src[c] : T{};
-                }
-                dst[i] = s.cols.data() + (ir + i) * K + sg.c0;
-              }
-              break;
-            }
-            case Kind::taps: {
-              const RowOrigin& o = s.origin[static_cast<size_t>(ir + i)];
-              const T* px = A.pixel(o.n, o.ih0 + sg.dh, o.iw0 + sg.dw);
-              dst[i] = px ? px + sg.c0 : zero_row<T>();
-              break;
-            }
-          }
-        }
-      }
-    }
-  }
-
-  // One MR x NR tile: micro-panel pi, columns jr.. of the task's block; full tiles run the epilogue in the kernel,
-  // partial ones go through a scratch tile with the epilogue on the valid part.
-  void tile(const Task& tk, const KBlock& kb, const T* const* ptrs, int64_t pi, int64_t jr, bool accumulate,
-            bool last) const {
-    const int64_t r0 = tk.i0 + pi * MR_, ni = std::min(MR_, tk.mc - pi * MR_);
-    const int64_t j = tk.j0 + jr, nj = std::min(NR_, tk.nc - jr);
-    const T* bp = B_.panel(j / NR_) + (tk.kbase + kb.k0) * NR_;
-    const T* const* ap = ptrs + pi * kb.nseg * MR_;
-    float* cp = tk.C + r0 * ldc_ + j;
-    if (ni == MR_ && nj == NR_) {
-      detail::TileEpilogue te;
-      const bool use_ep = last && (ep_.scale || ep_.shift || ep_.residual || ep_.act == Activation::relu);
-      if (use_ep) {
-        te.scale = ep_.scale ? ep_.scale + j : nullptr;
-        te.shift = ep_.shift ? ep_.shift + j : nullptr;
-        te.residual = ep_.residual ? ep_.residual + r0 * ep_.ldr + j : nullptr;
-        te.ldr = ep_.ldr;
-        te.relu = ep_.act == Activation::relu;
-      }
-      kern_(kb.nseg, kb.len, ap, bp, cp, ldc_, accumulate, use_ep ? &te : nullptr);
-      return;
-    }
-    alignas(64) float scratch[16 * 32];
-    if (accumulate)
-      for (int64_t i = 0; i < ni; ++i) std::memcpy(scratch + i * NR_, cp + i * ldc_, nj * sizeof(float));
-    kern_(kb.nseg, kb.len, ap, bp, scratch, NR_, accumulate, nullptr);
-    for (int64_t i = 0; i < ni; ++i)
-      for (int64_t jj = 0; jj < nj; ++jj)
-        cp[i * ldc_ + jj] = last ? epilogue_scalar(scratch[i * NR_ + jj], ep_, r0 + i, j + jj) : scratch[i * NR_ + jj];
-  }
-
-  // A micro-panel (12 rows x the block's k) stays in L1 while the block's packed weight panels stream from
-  // L2. (The BLIS order, weight panel in L1 and A from L2, measured the same here; with KC = 128 for dense A,
-  // so that a weight panel fits L1 beside the streaming rows, 1-3 % slower on ResNet-50's 1x1 convs.)
-  // With at most two column panels per task (N <= 64 on AVX-512: layer1's 256 -> 64 convs) a micro-panel's rows
-  // serve only two kernel calls, so the next micro-panel's rows are prefetched while this one computes
-  // (ResNet-50 layer1 conv1: +9 %; N = 128 and wider measured the same or up to 3 % slower with it). Not for the
-  // RGB stem's kernel rows: its input image is small enough to stay in L2, and the 168 prefetches per
-  // micro-panel cost more than they save (stem +2.7 %).
-  // With 3-8 column panels, a dense A and K in one block (layer1's 64 -> 256 and 256 -> 128 convs on 56x56
-  // maps) the prefetches are spread over the micro-panel's kernel calls instead, a share before each call
-  // (those convs +2-6 %; a burst before the first call did less there, and with K in several blocks, e.g.
-  // layer3's 1024 -> 256, spreading them cost 3-5 %).
-  void micro_panels(const Task& tk, const KBlock& kb, bool accumulate, bool last, const TaskScratch<T>& s) const {
-    using Kind = typename ASource<T>::Kind;
-    constexpr int64_t per_line = 64 / static_cast<int64_t>(sizeof(T));  // elements per cache line
-    const int64_t panels = (tk.mc + MR_ - 1) / MR_, calls = (tk.nc + NR_ - 1) / NR_;
-    const bool burst = tk.nc <= 2 * NR_ && A_.kind != Kind::tap_rows;
-    const bool spread = !burst && calls <= 8 && plan_.blocks.size() == 1 && A_.kind == Kind::dense;
-    const int64_t lines_per_row = (kb.len + per_line - 1) / per_line, lines = kb.nseg * MR_ * lines_per_row;
-    const T* const* ptrs = s.ptrs.data();
-    for (int64_t pi = 0; pi < panels; ++pi) {
-      const T* const* nx = pi + 1 < panels ? ptrs + (pi + 1) * kb.nseg * MR_ : nullptr;
-      if (burst && nx) {
-        for (int64_t q = 0; q < kb.nseg * MR_; ++q)
-          for (int64_t off = 0; off < kb.len; off += per_line) __builtin_prefetch(nx[q] + off, 0, 3);
-      }
-      for (int64_t c = 0; c < calls; ++c) {
-        if (spread && nx)
-          for (int64_t e = c * lines / calls, e1 = (c + 1) * lines / calls; e < e1; ++e)
-            __builtin_prefetch(nx[e / lines_per_row] + (e % lines_per_row) * per_line, 0, 3);
-        tile(tk, kb, ptrs, pi, c * NR_, accumulate, last);
-      }
-    }
-  }
-
-  MicroKernel<T> kern_;
-  int64_t M_;
-  const ASource<T>& A_;
-  const KPlan& plan_;
-  BPanels<T> B_;
-  float* C_all_;
-  int64_t ldc_;
-  Epilogue ep_;
-  GemmBatch batch_;
-  int64_t MR_ = 0, NR_ = 0;
-  TaskTiling tiling_{};
-};
-
-template <class T>
-void indirect_gemm(int64_t M, const ASource<T>& A, const KPlan& plan, const BPanels<T>& B, float* C_all,
-                   int64_t ldc, const Epilogue& ep, const GemmBatch& batch = {}) {
-  IndirectGemm<T>(M, A, plan, B, C_all, ldc, ep, batch).run();
-}
-
-// The bf16 copy of activations that a bf16 GEMM reads: rows of `cols` values (stride lds) rounded to bf16, with
-// row stride ldd >= cols (the zeros past cols complete the last k pair). From the activation allocator.
-Tensor round_activations(int64_t rows, int64_t cols, const float* src, int64_t lds, int64_t ldd) {
-  Tensor t = Tensor::empty({std::max<int64_t>(rows * ldd, 1)}, DType::bf16);
-  uint16_t* dst = t.data<uint16_t>();
-  const detail::RoundRowsBf16 round = detail::gemm_bf16_kernel()->round_rows;
-  parallel_for(rows, grain_for(rows, std::max<int64_t>(cols, 1)), [&](int64_t r0, int64_t r1) {
-    round(r1 - r0, cols, src + r0 * lds, lds, dst + r0 * ldd, ldd);
-  });
-  return t;
-}
-
-}  // namespace
-
 namespace detail {
 void gemm_packed_b(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* bpanels, float* c,
                    int64_t ldc) {
@@ -782,6 +360,10 @@ struct DirectConv {
   ASource<T> A;
   KPlan plan;
   Tensor rounded;  // bf16: the input rounded to bf16, which A points into
+  // bf16 with centres: each image's centre and padding row (-c, or zeros)
+  std::vector<int8_t> image_centre;
+  std::vector<const T*> pad_rows;
+  std::vector<T> zeros;
 };
 
 DirectConv<float> direct_conv_source(const Tensor& x, const PackedConv2d& w, const detail::ConvShapes& s) {
@@ -826,13 +408,33 @@ DirectConv<uint16_t> direct_conv_source_bf16(const Tensor& x, const PackedConv2d
   const bool pointwise = s.kh == 1 && s.kw == 1 && w.opt.stride[0] == 1 && w.opt.stride[1] == 1 &&
                          w.opt.padding[0] == 0 && w.opt.padding[1] == 0;
   const int64_t pixels = s.N * s.H * s.W, Cp = (s.C + 1) / 2 * 2;
+  if (detail::recording_bf16_centres())
+    detail::record_centres(w.b, s.kh, s.kw, x.data<float>(), s.H * s.W, s.C,
+                           w.opt.padding[0] != 0 || w.opt.padding[1] != 0);
+  detail::drop_low_weights(w.b);
+  const Bf16Centres& cs = *w.b.centres();
+  const bool centred = cs.count() > 0 && cs.K == s.C;
+  std::vector<int8_t>& image_centre = d.image_centre;  // one centre per image: its padding pixels then read -c
+  if (centred) {
+    image_centre = detail::choose_centres(pixels, s.H * s.W, s.C, x.data<float>(), s.C, cs);
+    d.zeros.assign(static_cast<size_t>(s.C), 0);
+    for (int64_t n = 0; n < s.N; ++n) {
+      const int j = image_centre[static_cast<size_t>(n)];
+      d.pad_rows.push_back(j < 0 ? d.zeros.data() : cs.neg.data() + j * cs.K);
+    }
+    A.pad_rows = d.pad_rows.data();
+  }
+  auto round = [&](int64_t ldd) {
+    return centred ? detail::round_centred(pixels, s.H * s.W, s.C, x.data<float>(), s.C, ldd, cs, image_centre)
+                   : round_activations(pixels, s.C, x.data<float>(), s.C, ldd);
+  };
   if (pointwise) {
-    d.rounded = round_activations(pixels, s.C, x.data<float>(), s.C, Cp);
+    d.rounded = round(Cp);
     A.kind = Kind::dense;
     A.lda = Cp;
     d.plan = dense_plan(Cp);
   } else {
-    d.rounded = round_activations(pixels, s.C, x.data<float>(), s.C, s.C);
+    d.rounded = round(s.C);
     if (s.C >= kMinTapCin && s.C % 2 == 0) {
       A.kind = Kind::taps;
       d.plan = tap_plan(s.kh, s.kw, w.opt, s.C);
@@ -845,11 +447,17 @@ DirectConv<uint16_t> direct_conv_source_bf16(const Tensor& x, const PackedConv2d
   return d;
 }
 
-// f(A, plan, B) with the direct conv's operands in the weights' type.
+// f(A, plan, B) with the direct conv's operands in the weights' type (bf16 with centres: set in ep too).
 template <class F>
-Tensor with_direct_conv(const Tensor& x, const PackedConv2d& w, const detail::ConvShapes& s, F&& f) {
+Tensor with_direct_conv(const Tensor& x, const PackedConv2d& w, const detail::ConvShapes& s, Epilogue& ep, F&& f) {
   if (w.b.type() == PackedType::bf16) {
     const DirectConv<uint16_t> d = direct_conv_source_bf16(x, w, s);
+    detail::CentredShifts shifts;
+    if (!d.image_centre.empty()) {
+      shifts = detail::conv_centred_shifts(*w.b.centres(), d.image_centre, {s.N, s.H, s.W, s.Ho, s.Wo, w.opt},
+                                           w.cout, ep.scale, ep.shift);
+      ep.shift_index = shifts.index.data(), ep.shift_table = shifts.table.data();
+    }
     return f(d.A, d.plan, bf16_panels_of(w.b));
   }
   const DirectConv<float> d = direct_conv_source(x, w, s);
@@ -888,7 +496,7 @@ Tensor packed_conv2d(std::string_view op, const Tensor& x_in, const PackedConv2d
     return y;
   }
 
-  return with_direct_conv(x, w, s, [&](const auto& A, const KPlan& plan, const auto& B) {
+  return with_direct_conv(x, w, s, ep, [&](const auto& A, const KPlan& plan, const auto& B) {
     Tensor y = output(plan.blocks.size() == 1);
     indirect_gemm(s.N * s.Ho * s.Wo, A, plan, B, y.data<float>(), s.Cout, ep);
     return y;
@@ -930,7 +538,7 @@ Tensor conv2d_max_pool2d(const Tensor& x_in, const PackedConv2d& w, const Tensor
   ep.shift = shift.defined() ? shift.data<float>() : nullptr;
   ep.act = act;
   ep.ldr = s.Cout;
-  return with_direct_conv(x, w, s, [&](const auto& A0, const KPlan& plan, const auto& B) {
+  return with_direct_conv(x, w, s, ep, [&](const auto& A0, const KPlan& plan, const auto& B) {
     // Bands of pooled rows whose conv rows (~1 MiB, the rows shared by two bands computed by both) stay in L2 from the
     // conv's stores to the pooling's loads: a fixed rule from the shapes (ResNet-50's stem: 17 pooled rows from 35
     // conv rows, 3 % of the conv recomputed).
@@ -1003,7 +611,18 @@ Tensor packed_linear(std::string_view op, const Tensor& x_in, const PackedLinear
   ep.act = act;
   if (w.b.type() == PackedType::bf16) {  // x rounded to bf16 rows, padded to an even K
     const int64_t Kp = w.b.stored_rows();
-    const Tensor xb = round_activations(M, K, x.data<float>(), K, Kp);
+    if (detail::recording_bf16_centres()) detail::record_centres(w.b, 1, 1, x.data<float>(), M, K, false);
+    detail::drop_low_weights(w.b);
+    const Bf16Centres& cs = *w.b.centres();
+    std::vector<int8_t> row_centre;  // the nearest centre of each row (a class token's differs from a patch's)
+    detail::CentredShifts shifts;
+    if (cs.count() > 0) {
+      row_centre = detail::choose_centres(M, 1, K, x.data<float>(), K, cs);
+      shifts = detail::linear_centred_shifts(cs, row_centre, w.out_features, ep.scale, ep.shift);
+      ep.shift_index = shifts.index.data(), ep.shift_table = shifts.table.data();
+    }
+    const Tensor xb = cs.count() > 0 ? detail::round_centred(M, 1, K, x.data<float>(), K, Kp, cs, row_centre)
+                                     : round_activations(M, K, x.data<float>(), K, Kp);
     ASource<uint16_t> A;
     A.a = xb.data<uint16_t>();
     A.lda = Kp;

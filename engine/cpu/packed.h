@@ -13,7 +13,9 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <utility>
+#include <vector>
 
 #include "engine/backend.h"
 #include "engine/ops.h"
@@ -25,6 +27,45 @@ namespace tabula {
 // GEMM, it accumulates in fp32, and everything after it (bias, BatchNorm, residual, activation) stays fp32 -- the
 // numerics contract of the CUDA bf16 path.
 enum class PackedType { f32, bf16 };
+
+// Reference-centred rounding of a bf16 GEMM's activations. Rounding x to bf16 costs an error of ~2^-9 |x| per
+// value; when the inputs of different images share a large common part (untrained networks embed different
+// microscopy wells to cosine ~0.99998: a ViT's class token after attention is an average over all tokens), that
+// error is as large as what tells the images apart. So each A row is rounded as its deviation from a centre c,
+//   y = W bf16(x - c) + W c,
+// with W c computed once in fp32 accumulation (c is bf16-exact, so its products are exact) and added to C before
+// the GEMM accumulates: the error then scales with |x - c|. The centres are rows recorded from forwards of
+// reference images (Model::record_bf16_centres: a black and a white image): their first, middle and mean rows
+// (token / pixel). A linear picks per row the centre nearest to it (or none: plain rounding), a conv per image.
+// The choice reads only the row (image), so the result is the same for any batch and thread count; whatever centre
+// is picked, the identity above holds, so the choice decides only how small the rounding error is.
+// W c is the fp32 weights' product where their low halves W_lo = W - bf16(W) were kept from packing (W' c + W_lo c,
+// to ~2^-16: the bf16 weights' rounding, which moves an untrained net's common activations by more than the images'
+// differences, then touches only the deviation x - c), else W' c. A padded conv's padding pixels read -c, so W' c
+// cancels there; its W_lo c is added per output pixel over the taps inside the map only (a border pattern: the
+// sum over a rectangle of taps, from the prefix sums lo_prefix), so each pixel gets sum over its in-map taps of
+// W'_t bf16(x_t - c) + W_t c.
+struct Bf16Centres {
+  int64_t K = 0;           // values per centre: a linear's in_features, a conv's Cin (one input pixel)
+  std::vector<float> c;    // count() centres of K values, each bf16-exact
+  std::vector<uint16_t> neg;  // the same negated, as bf16 (a conv's padding pixels)
+  // [count(), N]: W c summed over a conv's kh x kw taps; with the fp32 weights, except a padded conv's: W' c
+  std::vector<float> wc;
+  // a padded conv with its low halves kept: [count(), (kh + 1) x (kw + 1), N], entry (j, i, i') the sum of
+  // W_lo_t c_j over the taps t = (a, b) with a < i, b < i'
+  std::vector<double> lo_prefix;
+  int64_t kh = 1, kw = 1;
+  // B - bf16(B) in the bf16 layout, kept from packing until the first forward that records nothing, within a
+  // process-wide budget (bf16_centres.h reserve_low_weights)
+  Tensor w_lo;
+  Bf16Centres() = default;
+  Bf16Centres(const Bf16Centres&) = delete;
+  Bf16Centres& operator=(const Bf16Centres&) = delete;
+  ~Bf16Centres();
+  // Frees w_lo (and returns its bytes to the budget).
+  void release_low_weights();
+  int64_t count() const { return K ? static_cast<int64_t>(c.size()) / K : 0; }
+};
 
 // The B operand [K, N] of C = A @ B in the indirect micro-kernel's layout.
 //   f32:  panel p holds columns [p * nr, p * nr + nr) as K consecutive rows of nr floats, columns past N zero.
@@ -53,9 +94,12 @@ class PackedMatrix {
   const uint16_t* panel_bf16(int64_t p) const { return data_.data<uint16_t>() + p * stored_rows() * nr_; }
   float at(int64_t k, int64_t n) const;  // element (k, n) of B as stored (bf16: the rounded value)
   size_t nbytes() const { return data_.defined() ? data_.nbytes() : 0; }
+  // bf16: the centres its GEMMs round around (shared by copies; empty until recorded); nullptr for f32
+  Bf16Centres* centres() const { return centres_.get(); }
 
  private:
   Tensor data_;
+  std::shared_ptr<Bf16Centres> centres_;
   PackedType type_ = PackedType::f32;
   int64_t K_ = 0, N_ = 0, nr_ = 0;
 };
@@ -135,6 +179,21 @@ namespace ops {
 // the weights' type, whatever the current setting.
 void set_cpu_precision(Precision p);
 Precision cpu_precision();
+
+// While one is alive on this thread, every op on bf16 packed weights adds centres (Bf16Centres) taken from its
+// input, which must be a forward of one reference image: its first, middle and mean row (a conv: pixel), at most
+// kMaxBf16Centres per weight. Model::record_bf16_centres runs the forwards.
+constexpr int64_t kMaxBf16Centres = 6;
+class Bf16CentreRecording {
+ public:
+  Bf16CentreRecording();
+  ~Bf16CentreRecording();
+  Bf16CentreRecording(const Bf16CentreRecording&) = delete;
+  Bf16CentreRecording& operator=(const Bf16CentreRecording&) = delete;
+
+ private:
+  bool previous_;
+};
 
 // act(conv2d(x, w) * scale + shift + residual), scale and shift per output channel ([Cout]; undefined = 1 and 0):
 // a conv with a bias (shift = bias), or a conv followed by an eval-mode BatchNorm (batch_norm_scale_shift), then

@@ -308,9 +308,28 @@ struct Bf16Precision {
 
 // Attention as --precision bf16 defines it, in double: S = bf16(Q) bf16(K)^T, P = exp(S * scale - max) rounded to
 // bf16, O = P bf16(V) / sum(unrounded P). [B, H, N, D] contiguous inputs.
+// [BH, N, C] rows minus their mean over N per bh (the mean in double, then fp32, as detail::centre_rows), rounded
+// to bf16; mean: the means [BH, C].
+Tensor centred_rounded(const Tensor& t, std::vector<float>& mean) {
+  const int64_t BH = t.size(0) * t.size(1), N = t.size(2), C = t.size(3);
+  Tensor c = t.contiguous().clone();
+  float* p = c.data<float>();
+  mean.assign(static_cast<size_t>(BH * C), 0.f);
+  for (int64_t bh = 0; bh < BH; ++bh)
+    for (int64_t e = 0; e < C; ++e) {
+      double m = 0;
+      for (int64_t j = 0; j < N; ++j) m += p[(bh * N + j) * C + e];
+      const float mf = static_cast<float>(m / double(N));
+      mean[static_cast<size_t>(bh * C + e)] = mf;
+      for (int64_t j = 0; j < N; ++j) p[(bh * N + j) * C + e] -= mf;
+    }
+  return rounded(c);
+}
+
 std::vector<double> attention_bf16_emulated(const Tensor& q, const Tensor& k, const Tensor& v, float scale) {
   const int64_t BH = q.size(0) * q.size(1), Nq = q.size(2), Nk = k.size(2), D = q.size(3), Dv = v.size(3);
-  const Tensor qr = rounded(q), kr = rounded(k), vr = rounded(v);
+  std::vector<float> kmean, vmean;
+  const Tensor qr = rounded(q), kr = centred_rounded(k, kmean), vr = centred_rounded(v, vmean);
   const float *qp = qr.data<float>(), *kp = kr.data<float>(), *vp = vr.data<float>();
   std::vector<double> out(static_cast<size_t>(BH * Nq * Dv)), p(static_cast<size_t>(Nk));
   for (int64_t bh = 0; bh < BH; ++bh)
@@ -328,15 +347,16 @@ std::vector<double> attention_bf16_emulated(const Tensor& q, const Tensor& k, co
         for (int64_t j = 0; j < Nk; ++j)
           o += double(bf16_to_f32(f32_to_bf16(static_cast<float>(p[static_cast<size_t>(j)])))) *
                vp[(bh * Nk + j) * Dv + e];
-        out[static_cast<size_t>((bh * Nq + i) * Dv + e)] = o / sum;
+        out[static_cast<size_t>((bh * Nq + i) * Dv + e)] = o / sum + vmean[static_cast<size_t>(bh * Dv + e)];
       }
     }
   return out;
 }
 }  // namespace
 
-// With --precision bf16 the CPU attention runs Q K^T and P V on the bf16 kernel (the CUDA bf16 path's numerics):
-// against the double emulation above (two query blocks, odd D / Dv / Nk padded to a pair), not the fp32 path's
+// With --precision bf16 the CPU attention runs Q K^T and P V on the bf16 kernel (Q, P rounded as the CUDA bf16
+// path; K and V as deviations from their means over the keys, bf16_centres.h centre_rows): against the double
+// emulation above (two query blocks, odd D / Dv / Nk padded to a pair), not the fp32 path's
 // result, and the same bits for 1, 2 and 3 threads. With a hook asking for the probabilities it stays fp32.
 TEST(GemmBf16, AttentionInBf16) {
   SKIP_WITHOUT_BF16();
