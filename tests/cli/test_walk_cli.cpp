@@ -1,0 +1,88 @@
+// A new user's walk through the binary: the mistakes found by following README.md top to bottom, each typed as a
+// user types it. Every one must fail at once (before any model is built or image embedded) with one line naming
+// the flag, file or column, the closest valid spelling where there is one, and exit code 2 for a usage error.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+#include "tests/test_util.h"
+
+using tabula::test::run_tabula;
+using tabula::test::scratch_dir;
+namespace fs = std::filesystem;
+
+namespace {
+
+bool has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
+bool one_line(const std::string& text) { return !text.empty() && text.find('\n') == text.size() - 1; }
+
+// A quick synthetic Cell Painting set (32 fields) in the test's scratch folder: its load_data.csv.
+std::string cellpainting() {
+  const fs::path dir = scratch_dir() / "cp";
+  if (!fs::exists(dir / "load_data.csv")) {
+    auto r = run_tabula("synth cellpainting --quick --out " + dir.string());
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+  }
+  return (dir / "load_data.csv").string();
+}
+
+}  // namespace
+
+// `tabula study` embedded every model before it read a column flag: a typo'd column or control value failed after
+// minutes to hours, naming an internal file (study/eval/.../filtered/index.csv), without a suggestion.
+TEST(CliWalk, StudyColumnTyposFailBeforeAnyWork) {
+  const std::string data = cellpainting();
+  const fs::path out = scratch_dir() / "study";
+  const std::string base = "study --data " + data + " --out " + out.string() + " --models 'resnet18@0;pixels' --quiet";
+  struct Case {
+    std::string flags, expect;
+  };
+  for (const Case& c : {
+           Case{"--plate-col Metadata_plate", "--plate-col: " + data + " has no column 'Metadata_plate' (did you mean "
+                                              "Metadata_Plate?)"},
+           Case{"--plate-col Metadata_Plate --control Metadata_pert_type=negcon --compound-col Metadata_JCP",
+                "no column 'Metadata_JCP' (did you mean Metadata_JCP2022?)"},
+           Case{"--control Metadata_pert_type=negcontrol --compound-col Metadata_JCP2022",
+                "no row of " + data + " has Metadata_pert_type = 'negcontrol' (did you mean negcon?)"},
+           Case{"--control Metadata_perttype=negcon --compound-col Metadata_JCP2022",
+                "--control: " + data + " has no column 'Metadata_perttype' (did you mean Metadata_pert_type?)"},
+           Case{"--label-col xyz", "--label-col: " + data + " has no column 'xyz' (its columns: Metadata_Source"},
+           Case{"--label-col Metadata_moa --group-col Plate", "--group-col: " + data + " has no column 'Plate'"},
+           Case{"--batch-col Metadata_batch", "did you mean Metadata_Batch?"},
+           Case{"--label-col Metadata_moa --split-col split", "--split-col: " + data + " has no column 'split'"},
+       }) {
+    auto r = run_tabula(base + " " + c.flags);
+    EXPECT_EQ(r.exit_code, 2) << c.flags << ": " << r.err;
+    EXPECT_TRUE(has(r.err, c.expect)) << c.flags << ": " << r.err;
+    EXPECT_TRUE(one_line(r.err)) << r.err;
+    EXPECT_FALSE(fs::exists(out)) << c.flags << ": the study started before the check";
+  }
+  // --fold-col on a tissue manifest: the same check.
+  const fs::path tissue = scratch_dir() / "tissue";
+  ASSERT_EQ(run_tabula("synth tissue --quick --out " + tissue.string()).exit_code, 0);
+  auto r = run_tabula("study --data " + (tissue / "metadata.csv").string() + " --out " + out.string() +
+                      " --models pixels --targets " + (tissue / "expression.csv").string() +
+                      " --target-id patch_id --fold-col patients --quiet");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_TRUE(has(r.err, "--fold-col: ") && has(r.err, "did you mean patient?")) << r.err;
+  EXPECT_FALSE(fs::exists(out));
+}
+
+// `--models 'resnet18@0;pixel'` said "give exactly one of --weights FILE and --seed N" (the typo'd baseline was
+// taken for an arch without a seed), and `resnet5@0` printed all ~100 arch names with exit code 1.
+TEST(CliWalk, StudyModelTyposSuggestTheClosestName) {
+  const std::string data = cellpainting();
+  const fs::path out = scratch_dir() / "study";
+  for (const auto& [models, expect] : {std::pair<std::string, std::string>{"resnet18@0;pixel", "did you mean pixels?"},
+                                       {"resnet5@0", "did you mean resnet50?"},
+                                       {"nucleii", "did you mean nuclei?"},
+                                       {"vit_smal_patch16_224=w.safetensors", "vit_small_patch16_224"}}) {
+    auto r = run_tabula("study --data " + data + " --out " + out.string() + " --models '" + models + "' --quiet");
+    EXPECT_EQ(r.exit_code, 2) << models << ": " << r.err;
+    EXPECT_TRUE(has(r.err, "tabula study: unknown arch")) << models << ": " << r.err;
+    EXPECT_TRUE(has(r.err, expect)) << models << ": " << r.err;
+    EXPECT_LT(r.err.size(), 300u) << r.err;
+    EXPECT_FALSE(fs::exists(out));
+  }
+}
