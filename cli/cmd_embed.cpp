@@ -16,6 +16,7 @@ int cmd_embed(const Args& a) {
   o.model = a.get("model");
   if (o.arch.empty() == o.model.empty()) throw UsageError("tabula embed: give --arch ARCH or --model NAME (one of them)");
   if (!o.arch.empty()) check_arch_name("embed", o.arch, true);
+  if (!o.model.empty()) check_card_name("embed", o.model);
   if (a.has("weights") && a.has("seed")) throw UsageError("tabula embed: give --weights or --seed, not both");
   if (!a.has("weights") && !a.has("seed") && o.arch.rfind("pixels", 0) != 0 && o.arch.rfind("nuclei", 0) != 0)
     throw UsageError("tabula embed: give --weights FILE (trained) or --seed N (untrained) for " +

@@ -424,6 +424,7 @@ int run_tabula(int argc, char** argv) {
       if (a == "--") break;
     }
     Args args = parse_args(*cmd, argc, argv, 1 + consumed);
+    if (args.has("device")) check_device_name(cmd->name, args.get("device"));  // a typo'd device is a usage error
     int rc = cmd->run(args);
     mpi::finalize();
     return rc;

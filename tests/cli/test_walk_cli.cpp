@@ -86,3 +86,49 @@ TEST(CliWalk, StudyModelTyposSuggestTheClosestName) {
     EXPECT_FALSE(fs::exists(out));
   }
 }
+
+// An unknown --model card printed all 34 card names with exit code 1 (an unknown --arch: the closest name, exit 2);
+// `preprocess --arch` did not check the name at all before reading the data.
+TEST(CliWalk, ModelCardTyposSuggestTheClosestCard) {
+  const fs::path photos = scratch_dir() / "photos";
+  ASSERT_EQ(run_tabula("synth natural --classes 2 --images 2 --size 48 --out " + photos.string()).exit_code, 0);
+  const std::string out = (scratch_dir() / "out").string();
+  for (const auto& [cmd, expect] : {
+           std::pair<std::string, std::string>{"embed --model phikonv2 --seed 0",
+                                               "tabula embed: unknown model card 'phikonv2' (did you mean phikon-v2?)"},
+           {"embed --model uni2h:depth=1 --seed 0", "unknown model card 'uni2h' (did you mean uni2-h?)"},
+           {"preprocess --model hoptimus0x", "tabula preprocess: unknown model card 'hoptimus0x' (did you mean "
+                                             "h-optimus-0?)"},
+           {"embed --model zzzzzzzz --seed 0", "unknown model card 'zzzzzzzz' (`tabula models --trained` lists"},
+           {"preprocess --arch resnet5", "tabula preprocess: unknown arch 'resnet5' (did you mean resnet50?)"},
+       }) {
+    auto r = run_tabula(cmd + " --data " + photos.string() + " --out " + out);
+    EXPECT_EQ(r.exit_code, 2) << cmd << ": " << r.err;
+    EXPECT_TRUE(has(r.err, expect)) << cmd << ": " << r.err;
+    EXPECT_LT(r.err.size(), 200u) << r.err;
+    EXPECT_FALSE(fs::exists(out));
+  }
+  // Card names are matched whatever their case, hub ids too, as the README says.
+  for (const char* card : {"UNI2-h", "MahmoodLab/UNI2-h"}) {
+    auto r = run_tabula(std::string("preprocess --model ") + card + " --data " + photos.string() + " --out " + out + ".npy");
+    EXPECT_EQ(r.exit_code, 0) << card << ": " << r.err;
+    EXPECT_TRUE(has(r.out + r.err, "transform (card uni2-h)")) << r.out << r.err;
+  }
+}
+
+// `--device gpu` (or cuda:x) was an error while working (exit code 1), found after the data was read; it is a
+// mistyped value like --pool's, so a usage error before any work, in every command that takes --device.
+TEST(CliWalk, MistypedDeviceIsAUsageError) {
+  const std::string data = cellpainting();
+  const std::string out = (scratch_dir() / "out").string();
+  for (const std::string& cmd : {"embed --arch resnet18 --seed 0 --data " + data + " --out " + out + " --device gpu",
+                                "embed --arch pixels --data " + data + " --out " + out + " --device cuda:x",
+                                "study --data " + data + " --out " + out + " --models pixels --device GPU",
+                                "demo --quick --out " + out + " --device cuda0", std::string("bench resnet18 --device gpu:0")}) {
+    auto r = run_tabula(cmd);
+    EXPECT_EQ(r.exit_code, 2) << cmd << ": " << r.err;
+    EXPECT_TRUE(has(r.err, "--device: expected cpu, cuda or cuda:N, got")) << cmd << ": " << r.err;
+    EXPECT_TRUE(one_line(r.err)) << r.err;
+    EXPECT_FALSE(fs::exists(out)) << cmd;
+  }
+}
