@@ -2,6 +2,7 @@
 // user types it. Every one must fail at once (before any model is built or image embedded) with one line naming
 // the flag, file or column, the closest valid spelling where there is one, and exit code 2 for a usage error.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <string>
@@ -39,8 +40,9 @@ TEST(CliWalk, StudyColumnTyposFailBeforeAnyWork) {
     std::string flags, expect;
   };
   for (const Case& c : {
-           Case{"--plate-col Metadata_plate", "--plate-col: " + data + " has no column 'Metadata_plate' (did you mean "
-                                              "Metadata_Plate?)"},
+           Case{"--plate-col Metadata_plate", "--plate-col: " + data +
+                                                  " has no column 'Metadata_plate' (did you mean "
+                                                  "Metadata_Plate?)"},
            Case{"--plate-col Metadata_Plate --control Metadata_pert_type=negcon --compound-col Metadata_JCP",
                 "no column 'Metadata_JCP' (did you mean Metadata_JCP2022?)"},
            Case{"--control Metadata_pert_type=negcontrol --compound-col Metadata_JCP2022",
@@ -97,8 +99,9 @@ TEST(CliWalk, ModelCardTyposSuggestTheClosestCard) {
            std::pair<std::string, std::string>{"embed --model phikonv2 --seed 0",
                                                "tabula embed: unknown model card 'phikonv2' (did you mean phikon-v2?)"},
            {"embed --model uni2h:depth=1 --seed 0", "unknown model card 'uni2h' (did you mean uni2-h?)"},
-           {"preprocess --model hoptimus0x", "tabula preprocess: unknown model card 'hoptimus0x' (did you mean "
-                                             "h-optimus-0?)"},
+           {"preprocess --model hoptimus0x",
+            "tabula preprocess: unknown model card 'hoptimus0x' (did you mean "
+            "h-optimus-0?)"},
            {"embed --model zzzzzzzz --seed 0", "unknown model card 'zzzzzzzz' (`tabula models --trained` lists"},
            {"preprocess --arch resnet5", "tabula preprocess: unknown arch 'resnet5' (did you mean resnet50?)"},
        }) {
@@ -110,7 +113,8 @@ TEST(CliWalk, ModelCardTyposSuggestTheClosestCard) {
   }
   // Card names are matched whatever their case, hub ids too, as the README says.
   for (const char* card : {"UNI2-h", "MahmoodLab/UNI2-h"}) {
-    auto r = run_tabula(std::string("preprocess --model ") + card + " --data " + photos.string() + " --out " + out + ".npy");
+    auto r =
+        run_tabula(std::string("preprocess --model ") + card + " --data " + photos.string() + " --out " + out + ".npy");
     EXPECT_EQ(r.exit_code, 0) << card << ": " << r.err;
     EXPECT_TRUE(has(r.out + r.err, "transform (card uni2-h)")) << r.out << r.err;
   }
@@ -121,14 +125,59 @@ TEST(CliWalk, ModelCardTyposSuggestTheClosestCard) {
 TEST(CliWalk, MistypedDeviceIsAUsageError) {
   const std::string data = cellpainting();
   const std::string out = (scratch_dir() / "out").string();
-  for (const std::string& cmd : {"embed --arch resnet18 --seed 0 --data " + data + " --out " + out + " --device gpu",
-                                "embed --arch pixels --data " + data + " --out " + out + " --device cuda:x",
-                                "study --data " + data + " --out " + out + " --models pixels --device GPU",
-                                "demo --quick --out " + out + " --device cuda0", std::string("bench resnet18 --device gpu:0")}) {
+  for (const std::string& cmd :
+       {"embed --arch resnet18 --seed 0 --data " + data + " --out " + out + " --device gpu",
+        "embed --arch pixels --data " + data + " --out " + out + " --device cuda:x",
+        "study --data " + data + " --out " + out + " --models pixels --device GPU",
+        "demo --quick --out " + out + " --device cuda0", std::string("bench resnet18 --device gpu:0")}) {
     auto r = run_tabula(cmd);
     EXPECT_EQ(r.exit_code, 2) << cmd << ": " << r.err;
     EXPECT_TRUE(has(r.err, "--device: expected cpu, cuda or cuda:N, got")) << cmd << ": " << r.err;
     EXPECT_TRUE(one_line(r.err)) << r.err;
     EXPECT_FALSE(fs::exists(out)) << cmd;
   }
+}
+
+// `tabula init ... --out weights/r18.safetensors` (and preprocess, weights convert) failed on a missing folder with
+// "weights/r18.safetensors.tmp.12071: cannot create", naming the temp file; embed, eval and report make their folder.
+TEST(CliWalk, OutputFileFolderIsMadeOrNamed) {
+  const fs::path dir = scratch_dir();
+  const fs::path w = dir / "weights" / "tiny" / "r.safetensors";
+  const std::string arch = "'resnet:layers=1,1,1,1,block=basic,classes=4'";
+  auto r = run_tabula("init " + arch + " --seed 0 --out " + w.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(w));
+  r = run_tabula("weights convert " + w.string() + " --arch " + arch + " --out " +
+                 (dir / "conv" / "r.safetensors").string());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(dir / "conv" / "r.safetensors"));
+  const fs::path photos = dir / "photos";
+  ASSERT_EQ(run_tabula("synth natural --classes 2 --images 2 --size 48 --out " + photos.string()).exit_code, 0);
+  r = run_tabula("preprocess --data " + photos.string() + " --resize 32 --crop 32 --out " +
+                 (dir / "pp" / "x.npy").string());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(dir / "pp" / "x.npy"));
+  EXPECT_TRUE(fs::exists(dir / "pp" / "x.index.csv"));
+  // A folder that cannot be made (not writable): one line naming the file asked for and the folder, exit 1.
+  std::string prefix;
+  if (::geteuid() == 0) {
+    if (!fs::exists("/usr/bin/setpriv")) GTEST_SKIP() << "running as root without setpriv";
+    prefix = "setpriv --reuid=65534 --regid=65534 --clear-groups";
+  }
+  const fs::path ro = dir / "ro";
+  fs::create_directories(ro);
+  fs::permissions(dir, fs::perms::all, fs::perm_options::add);  // the unprivileged user reaches ro/ ...
+  fs::permissions(ro, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
+                          fs::perms::others_exec);  // ... but cannot write there
+  const std::string target = (ro / "sub" / "r.safetensors").string();
+  r = tabula::test::run_tabula_prefixed(prefix, "init " + arch + " --seed 0 --out " + target);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(has(r.err, target + ": cannot create its folder " + (ro / "sub").string() + ": Permission denied"))
+      << r.err;
+  EXPECT_FALSE(has(r.err, ".tmp.")) << r.err;
+  EXPECT_TRUE(one_line(r.err)) << r.err;
+  r = tabula::test::run_tabula_prefixed(prefix, "init " + arch + " --seed 0 --out " + (ro / "r.safetensors").string());
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(has(r.err, (ro / "r.safetensors").string() + ": cannot create: Permission denied")) << r.err;
+  EXPECT_FALSE(has(r.err, ".tmp.")) << r.err;
 }
