@@ -246,6 +246,15 @@ Setup build_setup(const EmbedOptions& opt, const ModelChoice& choice, const Inpu
       const data::Image x = data::preprocess_image(first, s.tf, s.strategy).at(0);
       input = {1, x.channels, x.height, x.width};
     }
+    try {  // a fixed-size model fed another size: say which input and which flags set it, before any work
+      model->check_input(input);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(
+          (in.from_npy ? opt.data + ": the arrays are " : first.source + ": its model input is ") +
+          std::to_string(input[1]) + "x" + std::to_string(input[2]) + "x" + std::to_string(input[3]) +
+          (in.from_npy ? "" : " (transform " + s.tf.describe() + ")") + ", but " + e.what() +
+          (in.from_npy ? "" : "; set the size with --resize N --crop N"));
+    }
     s.weights_sha256 = opt.weights.empty() ? "" : sha256_file(opt.weights);
     s.ex = make_network_extractor(std::move(model), input, opt.layers, opt.pool, device, warnings);
   }

@@ -181,3 +181,25 @@ TEST(CliWalk, OutputFileFolderIsMadeOrNamed) {
   EXPECT_TRUE(has(r.err, (ro / "r.safetensors").string() + ": cannot create: Permission denied")) << r.err;
   EXPECT_FALSE(has(r.err, ".tmp.")) << r.err;
 }
+
+// A card without a resize (phikon, h-optimus-0: "none (224 tiles)") on other tiles failed with only the arch's
+// 200-character key=value string and "add dynamic_img_size=1", a model edit: now the input file, the transform and
+// the flags that set the size. Checked before any image is embedded.
+TEST(CliWalk, FixedSizeModelOnOtherSizesNamesTheInputAndTheFlags) {
+  const fs::path photos = scratch_dir() / "photos";
+  ASSERT_EQ(run_tabula("synth natural --classes 2 --images 2 --size 48 --out " + photos.string()).exit_code, 0);
+  const std::string arch = "'vit:dim=32,depth=1,heads=2,patch=16,img=64,classes=0'";
+  const fs::path out = scratch_dir() / "emb";
+  auto r = run_tabula("embed --arch " + arch + " --seed 0 --preset none --data " + photos.string() + " --out " +
+                      out.string() + " --quiet");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(has(r.err, (photos / "disc" / "disc_0000.png").string() + ": its model input is 3x48x48")) << r.err;
+  EXPECT_TRUE(has(r.err, "input must be 64x64")) << r.err;
+  EXPECT_TRUE(has(r.err, "set the size with --resize N --crop N")) << r.err;
+  EXPECT_TRUE(one_line(r.err)) << r.err;
+  EXPECT_FALSE(fs::exists(out)) << "an empty or partial folder was left behind";
+  // Following the advice works.
+  r = run_tabula("embed --arch " + arch + " --seed 0 --preset none --resize 64 --crop 64 --data " + photos.string() +
+                 " --out " + out.string() + " --quiet");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
