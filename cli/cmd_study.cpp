@@ -21,11 +21,7 @@ void check_columns(const StudyDataset& d, const data::Manifest& m) {
   const auto column = [&](const std::string& flag, const std::string& col) -> size_t {
     const auto it = std::find(m.meta_columns.begin(), m.meta_columns.end(), col);
     if (it != m.meta_columns.end()) return static_cast<size_t>(it - m.meta_columns.begin());
-    // A column typed short of its end (Metadata_JCP for Metadata_JCP2022) is named over a closer but other one.
-    std::vector<std::string> longer;
-    for (const std::string& c : m.meta_columns)
-      if (c.size() > col.size() && edit_distance(c.substr(0, col.size()), col) == 0) longer.push_back(c);
-    std::string near = did_you_mean(col, longer.empty() ? m.meta_columns : longer);
+    std::string near = did_you_mean(col, m.meta_columns);
     if (near.empty()) {
       near = " (its columns:";
       for (const std::string& c : m.meta_columns) near += " " + c;

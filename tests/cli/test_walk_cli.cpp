@@ -203,3 +203,34 @@ TEST(CliWalk, FixedSizeModelOnOtherSizesNamesTheInputAndTheFlags) {
                  " --out " + out.string() + " --quiet");
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
+
+// eval: `--method madd` was "unknown normalisation method 'madd'" with exit code 1 and no list; a mistyped column
+// listed every column without a suggestion, and a column typed short of its end (Metadata_JCP) was offered a closer
+// but other name (Metadata_moa) by the shared suggester (util/suggest.cpp).
+TEST(CliWalk, EvalTyposSuggestMethodsAndColumns) {
+  const std::string data = cellpainting();
+  const fs::path emb = scratch_dir() / "emb";
+  auto r = run_tabula("embed --arch pixels --data " + data + " --out " + emb.string() + " --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string features = " --features " + emb.string() + ":pixels";
+  const fs::path out = scratch_dir() / "out";
+  r = run_tabula("eval normalize" + features +
+                 " --method madd --group-col Metadata_Plate --control "
+                 "Metadata_pert_type=negcon --out " +
+                 out.string());
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_TRUE(has(r.err, "unknown --method 'madd' (did you mean mad?) (standardize|mad|")) << r.err;
+  EXPECT_TRUE(one_line(r.err)) << r.err;
+  for (const auto& [flags, expect] : {
+           std::pair<std::string, std::string>{"--pos-sameby Metadata_JCP --neg-sameby Metadata_Plate",
+                                               "no column 'Metadata_JCP' (did you mean Metadata_JCP2022?)"},
+           {"--pos-sameby Metadata_JCP2022 --neg-sameby Metadata_plate",
+            "no column 'Metadata_plate' (did you mean Metadata_Plate?) (columns: Metadata_Source"},
+       }) {
+    r = run_tabula("eval map" + features + " " + flags + " --out " + out.string());
+    EXPECT_EQ(r.exit_code, 1) << flags << ": " << r.err;
+    EXPECT_TRUE(has(r.err, (emb / "index.csv").string() + ": " + expect)) << flags << ": " << r.err;
+    EXPECT_TRUE(one_line(r.err)) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(out));
+}
