@@ -263,6 +263,9 @@ void write_study_json(const StudyOptions& opt, const std::vector<StudyModel>& mo
     for (const auto& [k, v] : fields)
       o.set(k, Value::string(v));
     o.set("knn_k", Value::integer(d.knn_k));
+    o.set("log1p", Value::boolean(d.log1p));
+    o.set("pca", Value::integer(d.pca_components));
+    o.set("dark_nuclei", Value::boolean(d.dark_nuclei));
     ds.as_array().push_back(o);
   }
   root.set("datasets", ds);
@@ -270,17 +273,31 @@ void write_study_json(const StudyOptions& opt, const std::vector<StudyModel>& mo
   for (const StudyModel& m : models) ms.as_array().push_back(Value::string(m.label));
   root.set("models", ms);
   root.set("null_size", Value::integer(opt.null_size));
-  // A rerun resumes from the step markers, so it must be the same study: other columns or another null size would
-  // keep stale numbers beside new ones. Models may be added (each has folders of its own).
+  root.set("size", Value::integer(opt.size));
+  root.set("precision", Value::string(opt.precision));
+  // A rerun resumes from the step markers, so it must be the same study: other columns, another null size, input
+  // size or precision would keep stale numbers beside new ones. Models may be added (each has folders of its own).
   const std::string file = opt.out + "/study.json";
   if (fs::exists(file)) {
     const Value old = json::parse_file(file);
-    for (const char* key : {"datasets", "null_size"}) {
-      const Value* o = old.find(key);
-      if (!o || json::dump(*o) != json::dump(*root.find(key)))
-        throw std::runtime_error(file + ": this folder holds a study with other '" + key + "' (" +
-                                 (o ? json::dump(*o) : "none") + "); use another --out or remove the folder");
+    std::string differ;  // "key: X there, Y now" per setting, a dataset's by its field
+    const auto compare = [&](const std::string& name, const Value* was, const Value& now) {
+      if (!was || json::dump(*was) != json::dump(now))
+        differ += (differ.empty() ? "" : "; ") + name + ": " + (was ? json::dump(*was) : "none") + " there, " +
+                  json::dump(now) + " now";
+    };
+    const Value* old_ds = old.find("datasets");
+    if (old_ds && old_ds->is_array() && old_ds->as_array().size() == ds.as_array().size()) {
+      for (size_t i = 0; i < ds.as_array().size(); ++i)
+        for (const auto& [k, v] : ds.as_array()[i].as_object())
+          compare("datasets[" + std::to_string(i) + "]." + k, old_ds->as_array()[i].find(k), v);
+    } else {
+      compare("datasets", old_ds, ds);
     }
+    for (const char* key : {"null_size", "size", "precision"}) compare(key, old.find(key), *root.find(key));
+    if (!differ.empty())
+      throw std::runtime_error(file + ": this folder holds a study with other settings (" + differ +
+                               "); use another --out or remove the folder");
   }
   write_file_atomic(file, json::dump(root) + "\n");
 }

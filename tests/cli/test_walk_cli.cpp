@@ -234,3 +234,34 @@ TEST(CliWalk, EvalTyposSuggestMethodsAndColumns) {
   }
   EXPECT_FALSE(fs::exists(out));
 }
+
+// A study folder rerun with another --size, --pca, --log1p or --dark-nuclei reused every finished step (the
+// markers) and reported the old numbers as the new settings' (study.json kept the columns and null size only).
+TEST(CliWalk, StudyRerunWithOtherSettingsIsRefused) {
+  const fs::path tissue = scratch_dir() / "tissue";
+  ASSERT_EQ(run_tabula("synth tissue --quick --out " + tissue.string()).exit_code, 0);
+  const fs::path out = scratch_dir() / "study";
+  const std::string base = "study --data " + (tissue / "metadata.csv").string() + " --out " + out.string() +
+                           " --models pixels --targets " + (tissue / "expression.csv").string() +
+                           " --target-id patch_id --fold-col patient --pca 8 --quiet";
+  auto r = run_tabula(base);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const fs::path summary = out / "summary.csv";
+  const auto stamp = fs::last_write_time(summary);
+  for (const auto& [flags, expect] : {std::pair<std::string, std::string>{"--size 64", "size: 0 there, 64 now"},
+                                      {"--log1p", "datasets[0].log1p: false there, true now"},
+                                      {"--dark-nuclei", "datasets[0].dark_nuclei: false there, true now"}}) {
+    r = run_tabula(base + " " + flags);
+    EXPECT_EQ(r.exit_code, 1) << flags;
+    EXPECT_TRUE(has(r.err, (out / "study.json").string() + ": this folder holds a study with other settings (" +
+                               expect + "); use another --out"))
+        << flags << ": " << r.err;
+    EXPECT_EQ(fs::last_write_time(summary), stamp) << flags;
+  }
+  r = run_tabula(base.substr(0, base.find(" --pca 8")) + " --pca 4 --quiet");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(has(r.err, "datasets[0].pca: 8 there, 4 now")) << r.err;
+  // The same command still resumes (nothing to do).
+  r = run_tabula(base);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
