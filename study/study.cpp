@@ -228,8 +228,8 @@ std::string embed_model(const Ctx& c, const StudyModel& m, const StudyDataset& d
     e.layers = {"all"};
     e.device = c.opt.device;  // the networks; the baselines always run on the cpu
     e.precision = c.opt.precision;
+    e.size = c.opt.size;  // the networks' input size; a baseline reads the whole image, as at the default size
   }
-  e.size = c.opt.size;
   e.threads = c.opt.threads;
   e.resume = true;
   e.quiet = c.opt.quiet;

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <string>
 
+#include "engine/fileio.h"
 #include "tests/test_util.h"
 
 using tabula::test::run_tabula;
@@ -17,6 +18,7 @@ namespace {
 
 bool has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
 bool one_line(const std::string& text) { return !text.empty() && text.find('\n') == text.size() - 1; }
+std::string read_text(const fs::path& p) { return tabula::read_file_text(p.string()); }
 
 // A quick synthetic Cell Painting set (32 fields) in the test's scratch folder: its load_data.csv.
 std::string cellpainting() {
@@ -264,4 +266,18 @@ TEST(CliWalk, StudyRerunWithOtherSettingsIsRefused) {
   // The same command still resumes (nothing to do).
   r = run_tabula(base);
   EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+// `study --size 64` also set the baselines' crop (they have no resize): on 48-px images the pixels baseline failed
+// ("48x48 is smaller than the 64x64 crop") although --size is the networks' input size; at the default size the
+// baselines read whole images.
+TEST(CliWalk, StudySizeIsTheNetworksInputSizeOnly) {
+  const fs::path photos = scratch_dir() / "photos";
+  ASSERT_EQ(run_tabula("synth natural --classes 2 --images 5 --size 48 --out " + photos.string()).exit_code, 0);
+  const fs::path out = scratch_dir() / "study";
+  auto r = run_tabula("study --data " + photos.string() + " --out " + out.string() +
+                      " --models 'resnet:layers=1,1,1,1,block=basic@0;pixels' --size 64 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(has(read_text(out / "embed" / "data" / "pixels" / "run.json"), "\"crop\":0")) << "baseline cropped";
+  EXPECT_TRUE(has(read_text(out / "embed" / "data" / "resnet-s0" / "run.json"), "\"crop\":64"));
 }
