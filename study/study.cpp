@@ -54,6 +54,17 @@ StudyModel parse_study_model(const std::string& s) {
 
 namespace {
 
+// The training rows of the fold that has fewest: all rows but those of the largest fold.
+int64_t smallest_training_fold(const std::string& index_csv, const std::string& fold_col) {
+  std::map<std::string, int64_t> per_fold;
+  const tabula::Table index = tabula::read_csv(index_csv);
+  const std::vector<std::string>& fold = index.column(fold_col);
+  for (const std::string& f : fold) ++per_fold[f];
+  int64_t largest = 0;
+  for (const auto& [f, n] : per_fold) largest = std::max(largest, n);
+  return static_cast<int64_t>(fold.size()) - largest;
+}
+
 // One number of the study: tidy, as summary.csv holds it.
 struct Row {
   std::string dataset, model, layer;
@@ -185,7 +196,10 @@ void eval_layer(const Ctx& c, const StudyDataset& d, const StudyModel& m, const 
   }
   if (!d.targets.empty()) {
     const std::vector<std::string> targets = study::target_columns(d);
-    const int64_t pca = std::min<int64_t>(d.pca_components, study::layer_dim(dir, layer));
+    // HEST's PCA(256); a narrower representation keeps all its dimensions, and a set smaller than that all its
+    // smallest training fold can hold (scikit-learn's PCA takes at most as many components as rows).
+    const int64_t pca = std::min({d.pca_components, study::layer_dim(dir, layer),
+                                  smallest_training_fold(dir + "/index.csv", d.fold_col)});
     for (const char* method : {"ridge", "knn"}) {
       const std::string sub = std::string(method) == "ridge" ? "ridge" : "regress-1nn";
       step(ev + "/" + sub + "/.done", [&] {
@@ -198,7 +212,7 @@ void eval_layer(const Ctx& c, const StudyDataset& d, const StudyModel& m, const 
         j.opt.method = method;
         j.opt.ridge_solver = "exact";
         j.opt.k = 1;
-        j.opt.pca_components = pca;  // HEST's PCA(256); a narrower representation keeps all its dimensions
+        j.opt.pca_components = pca;
         j.opt.threads = c.opt.threads;
         j.out_dir = ev + "/" + sub;
         eval::run_regress(j);

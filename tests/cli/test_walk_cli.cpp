@@ -281,3 +281,19 @@ TEST(CliWalk, StudySizeIsTheNetworksInputSizeOnly) {
   EXPECT_TRUE(has(read_text(out / "embed" / "data" / "pixels" / "run.json"), "\"crop\":0")) << "baseline cropped";
   EXPECT_TRUE(has(read_text(out / "embed" / "data" / "resnet-s0" / "run.json"), "\"crop\":64"));
 }
+
+// The study's ridge probe asked for PCA(256) clipped to the feature width only: a tissue set whose training folds
+// hold fewer rows than that (here 24) failed after every model was embedded, with "PCA: n_components=64 exceeds
+// min(n_fit_rows=24, n_features=64)" naming no model, layer or flag. It keeps what the smallest fold can hold.
+TEST(CliWalk, StudyRidgeOnFewRowsKeepsWhatTheFoldsHold) {
+  const fs::path tissue = scratch_dir() / "tissue";
+  ASSERT_EQ(run_tabula("synth tissue --quick --out " + tissue.string()).exit_code, 0);
+  const fs::path out = scratch_dir() / "study";
+  auto r = run_tabula("study --data " + (tissue / "metadata.csv").string() + " --out " + out.string() +
+                      " --models 'resnet:layers=1,1,1,1,block=basic@0' --size 32 --targets " +
+                      (tissue / "expression.csv").string() + " --target-id patch_id --fold-col patient --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string summary = read_text(out / "summary.csv");
+  EXPECT_TRUE(has(summary, "resnet-s0,avgpool,3,4,target Pearson r (ridge),0.")) << summary;
+  EXPECT_FALSE(has(summary, "Pearson r (ridge),nan")) << summary;
+}
