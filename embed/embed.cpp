@@ -609,10 +609,10 @@ LoopStats feed(const EmbedOptions& opt, const Inputs& in, const Setup& s, const 
       return st;
     }
     data::for_each_preprocessed(sub, s.tf, s.strategy, po, [&](size_t, std::vector<Image>& inputs) {
-      if (static_cast<int>(inputs.size()) != s.inputs_per_sample)
-        throw std::runtime_error(opt.data + ": a sample gave " + std::to_string(inputs.size()) +
-                                 " model inputs, expected " + std::to_string(s.inputs_per_sample) +
-                                 " (all images need the same channels)");
+      if (static_cast<int>(inputs.size()) != s.inputs_per_sample)  // per-channel: one input per channel
+        throw std::runtime_error(opt.data + ": " + (inputs.empty() ? "a sample" : inputs[0].source) + " gave " +
+                                 std::to_string(inputs.size()) + " model inputs, the first sample " +
+                                 std::to_string(s.inputs_per_sample) + " (all images need the same channels)");
       loop.add_sample(inputs);
     });
   }

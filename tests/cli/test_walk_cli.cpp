@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <string>
 
+#include "data/image.h"
 #include "engine/fileio.h"
 #include "tests/test_util.h"
 
@@ -296,4 +297,24 @@ TEST(CliWalk, StudyRidgeOnFewRowsKeepsWhatTheFoldsHold) {
   const std::string summary = read_text(out / "summary.csv");
   EXPECT_TRUE(has(summary, "resnet-s0,avgpool,3,4,target Pearson r (ridge),0.")) << summary;
   EXPECT_FALSE(has(summary, "Pearson r (ridge),nan")) << summary;
+}
+
+// A folder of a grey image and then an RGB one: "DIR: a sample gave 3 model inputs, expected 1", naming no file.
+TEST(CliWalk, FolderMixingChannelCountsNamesTheImage) {
+  const fs::path dir = scratch_dir() / "mixed";
+  fs::create_directories(dir);
+  tabula::data::Image grey(1, 40, 40), rgb(3, 40, 40);
+  for (size_t i = 0; i < grey.pixels.size(); ++i) grey.pixels[i] = float(i % 251);
+  for (size_t i = 0; i < rgb.pixels.size(); ++i) rgb.pixels[i] = float(i % 241);
+  tabula::data::write_png((dir / "a.png").string(), grey);
+  tabula::data::write_png((dir / "b.png").string(), rgb);
+  const fs::path out = scratch_dir() / "emb";
+  auto r = run_tabula("embed --arch 'resnet:layers=1,1,1,1,block=basic' --seed 0 --resize 32 --crop 32 --data " +
+                      dir.string() + " --out " + out.string() + " --quiet");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(has(r.err, (dir / "b.png").string() + " gave 3 model inputs, the first sample 1 (all images need the "
+                                                    "same channels)"))
+      << r.err;
+  EXPECT_TRUE(one_line(r.err)) << r.err;
+  EXPECT_FALSE(fs::exists(out));
 }
