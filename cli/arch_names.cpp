@@ -63,4 +63,11 @@ void check_device_name(const std::string& command, const std::string& device) {
   }
 }
 
+void check_precision_name(const std::string& command, const std::string& precision) {
+  const std::vector<std::string> known = {"fp32", "tf32", "bf16", "fp16"};
+  if (std::find(known.begin(), known.end(), precision) == known.end())
+    throw UsageError("tabula " + command + ": --precision: expected fp32, tf32, bf16 or fp16, got '" + precision +
+                     "'" + did_you_mean(precision, known));
+}
+
 }  // namespace tabula::cli

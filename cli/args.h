@@ -64,6 +64,8 @@ void check_arch_name(const std::string& command, const std::string& arch, bool b
 void check_card_name(const std::string& command, const std::string& spec);
 // Refuses (UsageError) a --device value that is not cpu, cuda or cuda:N, before any work starts.
 void check_device_name(const std::string& command, const std::string& device);
+// The same for --precision: fp32, tf32, bf16 or fp16 (which of them the device runs is checked when it is chosen).
+void check_precision_name(const std::string& command, const std::string& precision);
 std::string command_help(const Command& cmd);
 
 // Splits "a,b,c" (spaces around items trimmed, empty items dropped).

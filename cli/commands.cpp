@@ -438,7 +438,11 @@ int run_tabula(int argc, char** argv) {
       if (a == "--") break;
     }
     Args args = parse_args(*cmd, argc, argv, 1 + consumed);
-    if (args.has("device")) check_device_name(cmd->name, args.get("device"));  // a typo'd device is a usage error
+    // A mistyped device or precision, or a negative thread count, is a usage error before any work.
+    if (args.has("device")) check_device_name(cmd->name, args.get("device"));
+    if (args.has("precision")) check_precision_name(cmd->name, args.get("precision"));
+    if (args.has("threads") && args.get_int("threads") < 0)
+      throw UsageError("tabula " + cmd->name + ": --threads must be >= 0 (0: all cores), got " + args.get("threads"));
     create_out_parent(*cmd, args);
     int rc = cmd->run(args);
     mpi::finalize();

@@ -318,3 +318,28 @@ TEST(CliWalk, FolderMixingChannelCountsNamesTheImage) {
   EXPECT_TRUE(one_line(r.err)) << r.err;
   EXPECT_FALSE(fs::exists(out));
 }
+
+// `--precision bf17` exited 1 after the data was read ("cpu forwards are fp32 or bf16"), like a failure while
+// working; `--threads -1` was taken silently. Both are usage errors now, in every command that has the flag.
+TEST(CliWalk, MistypedPrecisionAndNegativeThreadsAreUsageErrors) {
+  const std::string data = cellpainting();
+  const std::string out = (scratch_dir() / "out").string();
+  for (const auto& [cmd, expect] : {
+           std::pair<std::string, std::string>{
+               "embed --arch resnet18 --seed 0 --data " + data + " --out " + out + " --precision bf17",
+               "tabula embed: --precision: expected fp32, tf32, bf16 or fp16, got "
+               "'bf17' (did you mean bf16?)"},
+           {"study --data " + data + " --out " + out + " --models pixels --precision FP32", "(did you mean fp32?)"},
+           {"bench resnet18 --precision half", "tabula bench: --precision: expected fp32, tf32, bf16 or fp16"},
+           {"embed --arch pixels --data " + data + " --out " + out + " --threads -1",
+            "tabula embed: --threads must be >= 0 (0: all cores), got -1"},
+           {"eval knn --features x.npy --meta m.csv --label-col c --out " + out + " --threads -2",
+            "tabula eval knn: --threads must be >= 0"},
+       }) {
+    auto r = run_tabula(cmd);
+    EXPECT_EQ(r.exit_code, 2) << cmd << ": " << r.err;
+    EXPECT_TRUE(has(r.err, expect)) << cmd << ": " << r.err;
+    EXPECT_TRUE(one_line(r.err)) << r.err;
+    EXPECT_FALSE(fs::exists(out)) << cmd;
+  }
+}
