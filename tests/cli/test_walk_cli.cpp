@@ -343,3 +343,25 @@ TEST(CliWalk, MistypedPrecisionAndNegativeThreadsAreUsageErrors) {
     EXPECT_FALSE(fs::exists(out)) << cmd;
   }
 }
+
+// `embed --data X.npy --resize 100` embedded the arrays as they were and exited 0: a .npy is used as is, so the
+// flag did nothing, silently. Every transform flag is refused with a .npy now.
+TEST(CliWalk, TransformFlagsWithANpyInputAreRefused) {
+  const fs::path photos = scratch_dir() / "photos";
+  ASSERT_EQ(run_tabula("synth natural --classes 2 --images 2 --size 48 --out " + photos.string()).exit_code, 0);
+  const fs::path x = scratch_dir() / "x.npy";
+  ASSERT_EQ(run_tabula("preprocess --data " + photos.string() + " --resize 32 --crop 32 --out " + x.string()).exit_code,
+            0);
+  const std::string base = "embed --arch 'resnet:layers=1,1,1,1,block=basic' --seed 0 --data " + x.string() +
+                           " --quiet --out " + (scratch_dir() / "emb").string();
+  for (const std::string flags : {"--resize 100", "--size 64", "--mean 0.5", "--no-normalize", "--channels mean"}) {
+    auto r = run_tabula(base + " " + flags);
+    EXPECT_EQ(r.exit_code, 2) << flags << ": " << r.err;
+    EXPECT_TRUE(has(r.err, flags.substr(0, flags.find(' ')) + " does nothing with --data " + x.string() +
+                               ": a .npy holds model inputs already preprocessed and is used as is"))
+        << r.err;
+    EXPECT_FALSE(fs::exists(scratch_dir() / "emb"));
+  }
+  auto r = run_tabula(base);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
