@@ -48,11 +48,13 @@ void check_card_name(const std::string& command, const std::string& spec) {
     const std::string& card = card_of[static_cast<size_t>(std::find(names.begin(), names.end(), n) - names.begin())];
     if (std::find(near.begin(), near.end(), card) == near.end() && near.size() < 2) near.push_back(card);
   }
-  std::string hint;
-  if (!near.empty()) hint = " (did you mean " + near[0] + (near.size() > 1 ? " or " + near[1] : "") + "?)";
-  throw UsageError("tabula " + command + ": unknown model card '" + name + "'" +
-                   (hint.empty() ? " (" : hint + "; ") + "`tabula models --trained` lists every card" +
-                   (hint.empty() ? ")" : ""));
+  if (!near.empty())
+    throw UsageError("tabula " + command + ": unknown model card '" + name + "' (did you mean " + near[0] +
+                     (near.size() > 1 ? " or " + near[1] : "") + "?); `tabula models --trained` lists every card");
+  std::string all;  // nothing close: the card names (a few dozen) say more than a pointer to them
+  for (const cards::ModelCard& c : cards::model_cards()) all += (all.empty() ? "" : ", ") + c.name;
+  throw UsageError("tabula " + command + ": unknown model card '" + name + "' (cards: " + all +
+                   "; `tabula models --trained` describes them)");
 }
 
 void check_device_name(const std::string& command, const std::string& device) {
