@@ -54,9 +54,11 @@ Data make_data(const fs::path& dir) {
 
 std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
+// Images are resized to 32 px; a .npy is used as is (a transform flag with it is a usage error).
 std::string embed(const std::string& data, const fs::path& out, const std::string& extra = "") {
-  return std::string("embed --arch '") + kArch + "' --seed 0 --size 32 --batch 4 --quiet --data " + q(data) +
-         " --out " + q(out) + " " + extra;
+  const bool npy = data.size() > 4 && data.substr(data.size() - 4) == ".npy";
+  return std::string("embed --arch '") + kArch + "' --seed 0" + (npy ? "" : " --size 32") +
+         " --batch 4 --quiet --data " + q(data) + " --out " + q(out) + " " + extra;
 }
 
 // Exit 1, one line "tabula: error: ..." that contains `names`.
