@@ -356,6 +356,13 @@ const std::vector<Command>& commands() {
 static void create_out_parent(const Command& cmd, const Args& args) {
   const auto out = std::find_if(cmd.flags.begin(), cmd.flags.end(), [](const Flag& f) { return f.name == "out"; });
   if (out == cmd.flags.end() || out->value_name == "DIR" || !args.has("out")) return;
+  if (std::filesystem::is_directory(args.get("out"))) {  // e.g. `report study --out study`
+    const std::string example = cmd.name == "report" ? "report.html"
+                                : cmd.name == "preprocess" || cmd.name == "bench" ? "x.npy"
+                                                                                   : "weights.safetensors";
+    throw UsageError("tabula " + cmd.name + ": --out " + args.get("out") + " is a folder; name the file to write (" +
+                     (std::filesystem::path(args.get("out")) / example).string() + ", say)");
+  }
   const std::filesystem::path parent = std::filesystem::path(args.get("out")).parent_path();
   std::error_code ec;
   if (!parent.empty() && !std::filesystem::create_directories(parent, ec) && ec)

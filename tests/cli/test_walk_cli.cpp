@@ -161,6 +161,15 @@ TEST(CliWalk, OutputFileFolderIsMadeOrNamed) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(fs::exists(dir / "pp" / "x.npy"));
   EXPECT_TRUE(fs::exists(dir / "pp" / "x.index.csv"));
+  // --out naming a folder (`report study --out study`) was "study: rename failed: Is a directory" after the work.
+  r = run_tabula("init " + arch + " --seed 0 --out " + (dir / "weights").string());
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_TRUE(has(r.err, "tabula init: --out " + (dir / "weights").string() + " is a folder; name the file to write (" +
+                             (dir / "weights" / "weights.safetensors").string() + ", say)"))
+      << r.err;
+  r = run_tabula("report " + dir.string() + " --out " + dir.string());
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_TRUE(has(r.err, (dir / "report.html").string() + ", say)")) << r.err;
   // A folder that cannot be made (not writable): one line naming the file asked for and the folder, exit 1.
   std::string prefix;
   if (::geteuid() == 0) {
