@@ -451,7 +451,8 @@ std::vector<Image> apply_channel_strategy(const Image& img, const ChannelStrateg
         if (s.rgb[size_t(k)] >= img.channels)
           throw std::invalid_argument(where(img) + ": channel strategy " + s.to_string() + " names channel " +
                                       std::to_string(s.rgb[size_t(k)]) + " but the image has " +
-                                      std::to_string(img.channels));
+                                      std::to_string(img.channels) + " (without --channels the strategy comes "
+                                      "from the first image: all images need the same channels)");
         std::copy(img.plane(s.rgb[size_t(k)]), img.plane(s.rgb[size_t(k)]) + hw, r.plane(k));
       }
       out.push_back(std::move(r));

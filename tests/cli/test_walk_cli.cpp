@@ -326,6 +326,16 @@ TEST(CliWalk, FolderMixingChannelCountsNamesTheImage) {
       << r.err;
   EXPECT_TRUE(one_line(r.err)) << r.err;
   EXPECT_FALSE(fs::exists(out));
+  // RGB first, then grey: the strategy taken from the first image (rgb:0,1,2) is named, and where it came from.
+  tabula::data::write_png((dir / "a.png").string(), rgb);
+  tabula::data::write_png((dir / "b.png").string(), grey);
+  r = run_tabula("embed --arch 'resnet:layers=1,1,1,1,block=basic' --seed 0 --resize 32 --crop 32 --data " +
+                 dir.string() + " --out " + out.string() + " --quiet");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(has(r.err, (dir / "b.png").string() + ": channel strategy rgb:0,1,2 names channel 1 but the image has 1 "
+                                                    "(without --channels the strategy comes from the first image"))
+      << r.err;
+  EXPECT_FALSE(fs::exists(out));
 }
 
 // `--precision bf17` exited 1 after the data was read ("cpu forwards are fp32 or bf16"), like a failure while
