@@ -523,7 +523,8 @@ void check_8bit_resize(const Image& img, const Transform& t) {
   if (img.is_float || img.bits != 8 || img.max_value != 255.0f)
     throw std::invalid_argument(where(img) + ": --resize-impl " + t.resize_impl + " resamples 8-bit images; this image "
                                 "has " + std::to_string(img.bits) + "-bit" + (img.is_float ? " float" : "") +
-                                " samples (use --resize-impl tensor)");
+                                " samples (use --resize-impl tensor; without it the first image's type chooses, and "
+                                "all images need the same)");
   if (t.intensity != "unit" && t.intensity != "none")
     throw std::invalid_argument("--resize-impl " + t.resize_impl + ": intensity '" + t.intensity + "' rescales values "
                                 "before resizing, which an 8-bit image cannot hold; use --intensity unit or "

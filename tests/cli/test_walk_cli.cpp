@@ -384,3 +384,27 @@ TEST(CliWalk, TransformFlagsWithANpyInputAreRefused) {
   auto r = run_tabula(base);
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
+
+// A folder of an 8-bit PNG and then a float TIFF: "--resize-impl pil resamples 8-bit images" named a flag the user
+// never gave (auto chose pil from the first image); the message now says so. --resize-impl tensor embeds both.
+TEST(CliWalk, FolderMixingSampleTypesExplainsTheResizePath) {
+  const fs::path dir = scratch_dir() / "mixed";
+  fs::create_directories(dir);
+  tabula::data::Image grey(1, 40, 40);
+  for (size_t i = 0; i < grey.pixels.size(); ++i) grey.pixels[i] = float(i % 251);
+  tabula::data::write_png((dir / "a.png").string(), grey);
+  for (float& v : grey.pixels) v /= 255.0f;
+  tabula::data::write_tiff((dir / "b.tif").string(), grey, 32, false);
+  const fs::path out = scratch_dir() / "emb";
+  const std::string base = "embed --arch 'resnet:layers=1,1,1,1,block=basic' --seed 0 --resize 32 --crop 32 --data " +
+                           dir.string() + " --out " + out.string() + " --quiet";
+  auto r = run_tabula(base);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(has(r.err, (dir / "b.tif").string() + ": --resize-impl pil resamples 8-bit images; this image has "
+                                                    "32-bit float samples (use --resize-impl tensor; without it the "
+                                                    "first image's type chooses"))
+      << r.err;
+  EXPECT_FALSE(fs::exists(out));
+  r = run_tabula(base + " --resize-impl tensor");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
