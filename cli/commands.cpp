@@ -369,6 +369,19 @@ static void create_out_parent(const Command& cmd, const Args& args) {
     throw std::runtime_error(args.get("out") + ": cannot create its folder " + parent.string() + ": " + ec.message());
 }
 
+// An error's one line. std::filesystem's "filesystem error: cannot create directories: Permission denied [DIR]"
+// reads as the others do: "DIR: cannot create directories: Permission denied".
+static std::string error_text(const std::exception& e) {
+  const auto* fe = dynamic_cast<const std::filesystem::filesystem_error*>(&e);
+  if (!fe || fe->path1().empty()) return e.what();
+  std::string what = fe->what();
+  const std::string prefix = "filesystem error: ";
+  if (what.rfind(prefix, 0) == 0) what = what.substr(prefix.size());
+  const size_t bracket = what.find(" [");
+  if (bracket != std::string::npos) what = what.substr(0, bracket);
+  return fe->path1().string() + ": " + what;
+}
+
 static void print_overview() {
   std::cout << "tabula: what vision backbones learn on microscopy images\n\n"
                "usage: tabula COMMAND [flags]      (tabula COMMAND --help for its flags and an example)\n\n"
@@ -468,10 +481,10 @@ int run_tabula(int argc, char** argv) {
     // what was done for --resume.
     if (mpi::active()) {
       std::cerr << "tabula: error (rank " << mpi::world().rank << "/" << mpi::world().size << " on "
-                << mpi::world().host << "): " << e.what() << "\n";
+                << mpi::world().host << "): " << error_text(e) << "\n";
       mpi::abort(1);
     }
-    std::cerr << "tabula: error: " << e.what() << "\n";
+    std::cerr << "tabula: error: " << error_text(e) << "\n";
     return 1;
   }
 }

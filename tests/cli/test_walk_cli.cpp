@@ -408,3 +408,26 @@ TEST(CliWalk, FolderMixingSampleTypesExplainsTheResizePath) {
   r = run_tabula(base + " --resize-impl tensor");
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
+
+// An output folder that cannot be made read "filesystem error: cannot create directories: Permission denied [DIR]"
+// (std::filesystem's wording); now "DIR: cannot create directories: Permission denied", as every other error.
+TEST(CliWalk, UnwritableOutputFolderIsNamedFirst) {
+  std::string prefix;
+  if (::geteuid() == 0) {
+    if (!fs::exists("/usr/bin/setpriv")) GTEST_SKIP() << "running as root without setpriv";
+    prefix = "setpriv --reuid=65534 --regid=65534 --clear-groups";
+  }
+  const fs::path dir = scratch_dir();
+  const fs::path ro = dir / "ro";
+  fs::create_directories(ro);
+  fs::permissions(dir, fs::perms::all, fs::perm_options::add);
+  fs::permissions(ro, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
+                          fs::perms::others_exec);
+  for (const std::string cmd : {"synth natural --quick --out ", "demo --quick --out "}) {
+    auto r = tabula::test::run_tabula_prefixed(prefix, cmd + (ro / "x").string());
+    EXPECT_EQ(r.exit_code, 1) << cmd << r.err;
+    EXPECT_TRUE(has(r.err, "tabula: error: " + (ro / "x").string() + ": cannot create directories: Permission denied"))
+        << cmd << r.err;
+    EXPECT_TRUE(one_line(r.err)) << r.err;
+  }
+}
