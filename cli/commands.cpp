@@ -82,7 +82,9 @@ const std::vector<Command>& commands() {
        0, 0, cmd_embed},
       {"init", "write the untrained weights PyTorch builds for a seed (torch.manual_seed + the constructor)",
        "ARCH --seed N --out W.safetensors", "tabula init resnet50 --seed 0 --out resnet50-s0.safetensors",
-       {{"seed", "N", "torch.manual_seed(N)", true, ""}, {"out", "FILE", "safetensors file (reference key names)", true, ""}},
+       {{"seed", "N", "torch.manual_seed(N)", true, ""},
+        {"out", "FILE", "safetensors file (reference key names)", true, ""},
+        {"force", "", "overwrite an existing --out file", false, ""}},
        1, 1, cmd_init},
       {"merge", "concatenate the shard folders of one embed run, checking nothing is missing or duplicated",
        "DIR... --out DIR", "tabula merge emb/s0 emb/s1 emb/s2 --out emb/all",
@@ -166,7 +168,8 @@ const std::vector<Command>& commands() {
         {"key", "K", "nested state dict to use, e.g. teacher or model/teacher (default: detected)", false, ""},
         {"layout", "L", "source layout instead of detecting it: torchvision-resnet, timm-vit, dinov2-hub, hf-dinov2, hf-vit, "
                         "timm-swin, swin-timm0.5, timm-convnext, original-convnext, conch-coca, recursion-mae", false, ""},
-        {"allow-missing", "", "write even when the file lacks keys the arch has", false, ""}},
+        {"allow-missing", "", "write even when the file lacks keys the arch has", false, ""},
+        {"force", "", "overwrite an existing --out file", false, ""}},
        1, 1, cmd_weights_convert},
       {"eval map", "replicate-retrieval mAP with copairs semantics (AP, mAP, p-values, BH)",
        "--features DIR[:LAYER]|X.npy --pos-sameby C,.. [--neg-sameby ..] [--neg-diffby ..] --out DIR",
@@ -363,6 +366,10 @@ static void create_out_parent(const Command& cmd, const Args& args) {
     throw UsageError("tabula " + cmd.name + ": --out " + args.get("out") + " is a folder; name the file to write (" +
                      (std::filesystem::path(args.get("out")) / example).string() + ", say)");
   }
+  // A weights file is hours of someone's training or download: init and convert keep one unless told (--force).
+  const bool guarded = std::any_of(cmd.flags.begin(), cmd.flags.end(), [](const Flag& f) { return f.name == "force"; });
+  if (guarded && !args.has("force") && std::filesystem::exists(args.get("out")))
+    throw std::runtime_error(args.get("out") + ": exists; use --force to overwrite it, or another --out");
   const std::filesystem::path parent = std::filesystem::path(args.get("out")).parent_path();
   // A folder that cannot be made is reported when the file is created (AtomicFile names it), after the inputs
   // have been checked: a bad input is the more useful message.

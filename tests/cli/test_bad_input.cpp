@@ -280,7 +280,8 @@ TEST(BadInput, InterruptedWrites) {
       if (pid == 0) {
         const int devnull = ::open("/dev/null", O_WRONLY);
         if (devnull >= 0) ::dup2(devnull, 1);  // the summary line of the runs that finish
-        ::execl(TABULA_BINARY, "tabula", "init", arch.c_str(), "--seed", "1", "--out", w.c_str(), static_cast<char*>(nullptr));
+        ::execl(TABULA_BINARY, "tabula", "init", arch.c_str(), "--seed", "1", "--force", "--out", w.c_str(),
+                static_cast<char*>(nullptr));
         ::_exit(127);
       }
       ASSERT_GT(pid, 0);

@@ -184,8 +184,7 @@ TEST(CliWalk, OutputFileFolderIsMadeOrNamed) {
   const std::string target = (ro / "sub" / "r.safetensors").string();
   r = tabula::test::run_tabula_prefixed(prefix, "init " + arch + " --seed 0 --out " + target);
   EXPECT_EQ(r.exit_code, 1) << r.err;
-  EXPECT_TRUE(has(r.err, target + ": cannot create: the folder " + (ro / "sub").string() + " does not exist"))
-      << r.err;
+  EXPECT_TRUE(has(r.err, target + ": cannot create: the folder " + (ro / "sub").string() + " does not exist")) << r.err;
   EXPECT_FALSE(has(r.err, ".tmp.")) << r.err;
   EXPECT_TRUE(one_line(r.err)) << r.err;
   r = tabula::test::run_tabula_prefixed(prefix, "init " + arch + " --seed 0 --out " + (ro / "r.safetensors").string());
@@ -430,4 +429,25 @@ TEST(CliWalk, UnwritableOutputFolderIsNamedFirst) {
         << cmd << r.err;
     EXPECT_TRUE(one_line(r.err)) << r.err;
   }
+}
+
+// `tabula init resnet18 --seed 0 --out trained.pth` replaced a downloaded checkpoint with random weights, and
+// `weights convert W.pth --out W.pth` rewrote a torch file as safetensors under its name, both silently. A weights
+// file that exists is kept unless --force.
+TEST(CliWalk, WeightsFilesAreNotOverwrittenWithoutForce) {
+  const fs::path dir = scratch_dir();
+  const std::string arch = "'resnet:layers=1,1,1,1,block=basic,classes=4'";
+  const fs::path w = dir / "trained.safetensors";
+  ASSERT_EQ(run_tabula("init " + arch + " --seed 7 --out " + w.string()).exit_code, 0);
+  const std::string before = read_text(w);
+  for (const std::string& cmd : {"init " + arch + " --seed 0 --out " + w.string(),
+                                 "weights convert " + w.string() + " --arch " + arch + " --out " + w.string()}) {
+    auto r = run_tabula(cmd);
+    EXPECT_EQ(r.exit_code, 1) << cmd;
+    EXPECT_TRUE(has(r.err, w.string() + ": exists; use --force to overwrite it, or another --out")) << r.err;
+    EXPECT_EQ(read_text(w), before) << cmd;
+  }
+  auto r = run_tabula("init " + arch + " --seed 0 --out " + w.string() + " --force");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(read_text(w), before);
 }
