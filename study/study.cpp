@@ -229,8 +229,9 @@ void eval_layer(const Ctx& c, const StudyDataset& d, const StudyModel& m, const 
 
 std::string embed_model(const Ctx& c, const StudyModel& m, const StudyDataset& d) {
   const std::string dir = c.opt.out + "/embed/" + d.name + "/" + m.label;
-  if (fs::exists(dir + "/run.json") && !fs::exists(dir + "/.partial")) return dir;
-  c.say("embedding " + d.name + " with " + m.label);
+  // A finished embedding is still handed to run_embed (--resume): it returns at once when the settings are the same
+  // and refuses, naming them, when they are not -- e.g. ARCH=FILE where FILE now holds other weights.
+  if (!fs::exists(dir + "/run.json") || fs::exists(dir + "/.partial")) c.say("embedding " + d.name + " with " + m.label);
   EmbedOptions e;
   e.arch = m.arch;
   if (m.baseline && m.arch == "nuclei" && d.dark_nuclei) e.arch = "nuclei:dna=0,invert=1";

@@ -451,3 +451,25 @@ TEST(CliWalk, WeightsFilesAreNotOverwrittenWithoutForce) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(read_text(w), before);
 }
+
+// A study rerun skipped every finished embedding by its run.json alone: with `--weights ARCH=FILE` where FILE now
+// held other weights (same path), the old embedding and its numbers were kept, silently.
+TEST(CliWalk, StudyRerunNoticesOtherWeightsUnderTheSameFile) {
+  const std::string data = cellpainting();
+  const std::string arch = "resnet:layers=1,1,1,1,block=basic";
+  const fs::path w = scratch_dir() / "w.safetensors";
+  ASSERT_EQ(run_tabula("init '" + arch + "' --seed 1 --out " + w.string()).exit_code, 0);
+  const fs::path out = scratch_dir() / "study";
+  const std::string cmd = "study --data " + data + " --out " + out.string() + " --models pixels --weights '" + arch +
+                          "=" + w.string() + "' --size 32 --null-size 100 --quiet";
+  ASSERT_EQ(run_tabula(cmd).exit_code, 0);
+  const std::string summary = read_text(out / "summary.csv");
+  EXPECT_EQ(run_tabula(cmd).exit_code, 0);  // the same weights: resumes, nothing to do
+  EXPECT_EQ(read_text(out / "summary.csv"), summary);
+  ASSERT_EQ(run_tabula("init '" + arch + "' --seed 2 --force --out " + w.string()).exit_code, 0);
+  auto r = run_tabula(cmd);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(has(r.err, "the finished embedding there was made with other settings: --weights (file contents)"))
+      << r.err;
+  EXPECT_EQ(read_text(out / "summary.csv"), summary);
+}
