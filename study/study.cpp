@@ -296,10 +296,12 @@ void write_study_json(const StudyOptions& opt, const std::vector<StudyModel>& mo
   if (fs::exists(file)) {
     const Value old = json::parse_file(file);
     std::string differ;  // "key: X there, Y now" per setting, a dataset's by its field
+    // A setting the folder's study.json does not hold (written by an older tabula) is not compared: that folder
+    // keeps resuming as it did.
     const auto compare = [&](const std::string& name, const Value* was, const Value& now) {
-      if (!was || json::dump(*was) != json::dump(now))
-        differ += (differ.empty() ? "" : "; ") + name + ": " + (was ? json::dump(*was) : "none") + " there, " +
-                  json::dump(now) + " now";
+      if (was && json::dump(*was) != json::dump(now))
+        differ += (differ.empty() ? "" : "; ") + name + ": " + json::dump(*was) + " there, " + json::dump(now) +
+                  " now";
     };
     const Value* old_ds = old.find("datasets");
     if (old_ds && old_ds->is_array() && old_ds->as_array().size() == ds.as_array().size()) {
