@@ -38,6 +38,7 @@
 #include "models/registry.h"
 #include "tabula/build_info.h"
 #include "util/json.h"
+#include "util/suggest.h"
 #include "util/mpi.h"
 #include "util/npy.h"
 #include "util/sha256.h"
@@ -146,7 +147,7 @@ std::vector<std::string> aggregate_columns(const EmbedOptions& opt, const Inputs
   std::vector<std::string> by = opt.aggregate == "well" ? well_columns(cols) : split_csv_list(opt.aggregate);
   for (const auto& c : by)
     if (std::find(cols.begin(), cols.end(), c) == cols.end())
-      throw SettingError("--aggregate: " + opt.data + " has no metadata column '" + c + "'");
+      throw SettingError("--aggregate: " + opt.data + " has no metadata column '" + c + "'" + did_you_mean(c, cols));
   return by;
 }
 

@@ -473,3 +473,14 @@ TEST(CliWalk, StudyRerunNoticesOtherWeightsUnderTheSameFile) {
       << r.err;
   EXPECT_EQ(read_text(out / "summary.csv"), summary);
 }
+
+// `embed --aggregate Metadata_Plate,Metadata_wel` named the missing column without the one meant.
+TEST(CliWalk, AggregateColumnTypoSuggests) {
+  const std::string data = cellpainting();
+  const fs::path out = scratch_dir() / "emb";
+  auto r = run_tabula("embed --arch pixels --data " + data + " --out " + out.string() +
+                      " --aggregate Metadata_Plate,Metadata_wel --quiet");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_TRUE(has(r.err, "no metadata column 'Metadata_wel' (did you mean Metadata_Well?)")) << r.err;
+  EXPECT_FALSE(fs::exists(out));
+}
