@@ -54,7 +54,7 @@ def main():
                          lambda f=f: subprocess.run([tabula, "weights", "inspect", f], check=True, capture_output=True)))
             rows.append((f"tabula weights convert ({os.path.basename(f)} -> safetensors)", f,
                          lambda f=f: subprocess.run([tabula, "weights", "convert", f, "--arch", "vit_base_patch16_224",
-                                                     "--out", out], check=True, capture_output=True)))
+                                                     "--out", out, "--force"], check=True, capture_output=True)))
         print(f"ViT-B/16 f32 state dict, {size:.0f} MiB, torch {torch.__version__}, {os.cpu_count()} CPUs, "
               f"torch threads {torch.get_num_threads()}")
         print("| what | seconds (best of 3) |\n|---|---|")

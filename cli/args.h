@@ -59,6 +59,13 @@ Args parse_args(const Command& cmd, int argc, char** argv, int first);
 // (resnet:..., vit:..., NAME:key=value) are checked by name only, and the baselines pixels / nuclei pass when
 // `baselines` is set.
 void check_arch_name(const std::string& command, const std::string& arch, bool baselines = false);
+// The same for a model card name (--model NAME[:k=v,...]): card names and their aliases, case ignored as the cards
+// are looked up.
+void check_card_name(const std::string& command, const std::string& spec);
+// Refuses (UsageError) a --device value that is not cpu, cuda or cuda:N, before any work starts.
+void check_device_name(const std::string& command, const std::string& device);
+// The same for --precision: fp32, tf32, bf16 or fp16 (which of them the device runs is checked when it is chosen).
+void check_precision_name(const std::string& command, const std::string& precision);
 std::string command_help(const Command& cmd);
 
 // Splits "a,b,c" (spaces around items trimmed, empty items dropped).

@@ -16,11 +16,19 @@ int cmd_embed(const Args& a) {
   o.model = a.get("model");
   if (o.arch.empty() == o.model.empty()) throw UsageError("tabula embed: give --arch ARCH or --model NAME (one of them)");
   if (!o.arch.empty()) check_arch_name("embed", o.arch, true);
+  if (!o.model.empty()) check_card_name("embed", o.model);
   if (a.has("weights") && a.has("seed")) throw UsageError("tabula embed: give --weights or --seed, not both");
   if (!a.has("weights") && !a.has("seed") && o.arch.rfind("pixels", 0) != 0 && o.arch.rfind("nuclei", 0) != 0)
     throw UsageError("tabula embed: give --weights FILE (trained) or --seed N (untrained) for " +
                      (o.arch.empty() ? o.model : o.arch));
   o.transform = read_transform_flags(a);
+  // A .npy holds model inputs already preprocessed and is used as is: a transform flag would be ignored.
+  if (a.get("data").size() > 4 && a.get("data").substr(a.get("data").size() - 4) == ".npy")
+    for (const Flag& f : transform_flags())
+      if (a.has(f.name))
+        throw UsageError("tabula embed: --" + f.name + " does nothing with --data " + a.get("data") +
+                         ": a .npy holds model inputs already preprocessed and is used as is (tabula preprocess "
+                         "writes such a file from images, with these flags)");
   o.weights = a.get("weights");
   o.weights_key = a.get("key");
   if (a.has("seed")) o.seed = static_cast<uint64_t>(a.get_int("seed"));

@@ -1,9 +1,13 @@
 // `tabula eval ...`: argument parsing only; the work is in eval/metrics/run.h.
+#include <algorithm>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include "cli/args.h"
 #include "util/mpi.h"
 #include "eval/metrics/run.h"
+#include "util/suggest.h"
 
 namespace tabula::cli {
 
@@ -169,6 +173,16 @@ int cmd_eval_normalize(const Args& a) {
   eval::NormalizeJob job;
   job.in = inputs(a);
   job.method = a.get("method");
+  static const std::vector<std::string> methods = {"standardize",      "mad",          "mad-normal",       "mad-raw",
+                                                    "spherize-pca",     "spherize-zca", "spherize-pca-cor",
+                                                    "spherize-zca-cor", "pca",          "tvn",
+                                                    "centerscale",      "pca-centerscale", "aggregate", "filter"};
+  if (std::find(methods.begin(), methods.end(), job.method) == methods.end()) {
+    std::string all;
+    for (const std::string& m : methods) all += (all.empty() ? "" : "|") + m;
+    throw UsageError("tabula eval normalize: unknown --method '" + job.method + "'" +
+                     did_you_mean(job.method, methods) + " (" + all + ")");
+  }
   job.group_col = a.get("group-col");
   job.control = a.get("control");
   job.eps = a.has("eps") ? a.get_double("eps") : -1.0;

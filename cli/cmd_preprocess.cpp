@@ -17,6 +17,8 @@ namespace tabula::cli {
 int cmd_preprocess(const Args& args) {
   using namespace tabula::data;
   if (args.has("model") && args.has("arch")) throw UsageError("tabula preprocess: give --model or --arch, not both");
+  if (args.has("model")) check_card_name("preprocess", args.get("model"));
+  if (args.has("arch")) check_arch_name("preprocess", args.get("arch"), true);
   ManifestOptions mo;
   mo.illumination = !args.has("no-illum");
   Manifest m = read_manifest(args.get("data"), mo);

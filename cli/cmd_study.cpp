@@ -1,13 +1,53 @@
 // `tabula study`: the whole comparison on the user's data (study/study.h); flags -> StudyOptions only.
+#include <algorithm>
 #include <iostream>
+#include <utility>
+#include <vector>
 
 #include "cli/args.h"
 #include "data/manifest.h"
 #include "engine/threads.h"
 #include "models/device.h"
 #include "study/study.h"
+#include "util/suggest.h"
 
 namespace tabula::cli {
+
+namespace {
+
+// Every column flag names a metadata column of the manifest (those index.csv will hold), and --control's value
+// occurs in its column: checked before any work, with the closest column names.
+void check_columns(const StudyDataset& d, const data::Manifest& m) {
+  const auto column = [&](const std::string& flag, const std::string& col) -> size_t {
+    const auto it = std::find(m.meta_columns.begin(), m.meta_columns.end(), col);
+    if (it != m.meta_columns.end()) return static_cast<size_t>(it - m.meta_columns.begin());
+    std::string near = did_you_mean(col, m.meta_columns);
+    if (near.empty()) {
+      near = " (its columns:";
+      for (const std::string& c : m.meta_columns) near += " " + c;
+      near += ")";
+    }
+    throw UsageError("tabula study: " + flag + ": " + m.source + " has no column '" + col + "'" + near);
+  };
+  for (const auto& [flag, col] : {std::pair{"--plate-col", d.plate_col}, {"--batch-col", d.batch_col},
+                                  {"--compound-col", d.compound_col}, {"--label-col", d.label_col},
+                                  {"--group-col", d.group_col}, {"--split-col", d.split_col},
+                                  {"--fold-col", d.fold_col}})
+    if (!col.empty()) column(flag, col);
+  if (d.control.empty()) return;
+  const size_t eq = d.control.find('=');
+  const std::string value = d.control.substr(eq + 1);
+  const size_t c = column("--control", d.control.substr(0, eq));
+  std::vector<std::string> values;
+  for (const data::Sample& s : m.samples) {
+    if (s.meta.at(c) == value) return;
+    if (std::find(values.begin(), values.end(), s.meta[c]) == values.end()) values.push_back(s.meta[c]);
+  }
+  throw UsageError("tabula study: --control " + d.control + ": no row of " + m.source + " has " +
+                   d.control.substr(0, eq) + " = '" + value + "'" + did_you_mean(value, values));
+}
+
+}  // namespace
 
 int cmd_study(const Args& a) {
   StudyOptions o;
@@ -18,7 +58,8 @@ int cmd_study(const Args& a) {
       if (w.find('=') == std::string::npos) throw UsageError("study: --weights expects ARCH=FILE, got '" + w + "'");
       o.models.push_back(w);
     }
-  for (const std::string& m : o.models) parse_study_model(m);  // a typo fails before any work
+  for (const std::string& m : o.models)  // a typo fails before any work, with the closest names
+    check_arch_name("study", parse_study_model(m).arch, /*baselines=*/true);
   StudyDataset d;
   d.data = a.get("data");
   d.name = a.get("name");
@@ -49,9 +90,10 @@ int cmd_study(const Args& a) {
   d.log1p = a.has("log1p");
   d.pca_components = a.get_int("pca");
   d.dark_nuclei = a.has("dark-nuclei");
+  const data::Manifest manifest = data::read_manifest(d.data);
+  check_columns(d, manifest);  // a mistyped column fails now, not after every model has been embedded
   // An ImageFolder's class is its label: kNN and the linear probe need no flag.
-  if (d.label_col.empty() && data::read_manifest(d.data).kind == "imagefolder")
-    d.label_col = "label", d.label_name = "class";
+  if (d.label_col.empty() && manifest.kind == "imagefolder") d.label_col = "label", d.label_name = "class";
   o.datasets = {d};
   o.null_size = a.get_int("null-size");
   o.size = static_cast<int>(a.get_int("size"));

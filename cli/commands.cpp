@@ -1,9 +1,12 @@
 #include "cli/commands.h"
 #include "cli/transform_flags.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <iostream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -79,7 +82,9 @@ const std::vector<Command>& commands() {
        0, 0, cmd_embed},
       {"init", "write the untrained weights PyTorch builds for a seed (torch.manual_seed + the constructor)",
        "ARCH --seed N --out W.safetensors", "tabula init resnet50 --seed 0 --out resnet50-s0.safetensors",
-       {{"seed", "N", "torch.manual_seed(N)", true, ""}, {"out", "FILE", "safetensors file (reference key names)", true, ""}},
+       {{"seed", "N", "torch.manual_seed(N)", true, ""},
+        {"out", "FILE", "safetensors file (reference key names)", true, ""},
+        {"force", "", "overwrite an existing --out file", false, ""}},
        1, 1, cmd_init},
       {"merge", "concatenate the shard folders of one embed run, checking nothing is missing or duplicated",
        "DIR... --out DIR", "tabula merge emb/s0 emb/s1 emb/s2 --out emb/all",
@@ -163,7 +168,8 @@ const std::vector<Command>& commands() {
         {"key", "K", "nested state dict to use, e.g. teacher or model/teacher (default: detected)", false, ""},
         {"layout", "L", "source layout instead of detecting it: torchvision-resnet, timm-vit, dinov2-hub, hf-dinov2, hf-vit, "
                         "timm-swin, swin-timm0.5, timm-convnext, original-convnext, conch-coca, recursion-mae", false, ""},
-        {"allow-missing", "", "write even when the file lacks keys the arch has", false, ""}},
+        {"allow-missing", "", "write even when the file lacks keys the arch has", false, ""},
+        {"force", "", "overwrite an existing --out file", false, ""}},
        1, 1, cmd_weights_convert},
       {"eval map", "replicate-retrieval mAP with copairs semantics (AP, mAP, p-values, BH)",
        "--features DIR[:LAYER]|X.npy --pos-sameby C,.. [--neg-sameby ..] [--neg-diffby ..] --out DIR",
@@ -348,6 +354,42 @@ const std::vector<Command>& commands() {
   return table;
 }
 
+// An output file (--out FILE) goes into its folder, made if missing, as the output folders of embed, eval and
+// report are: `tabula init resnet50 --seed 0 --out weights/r50.safetensors` works on a fresh checkout.
+static void create_out_parent(const Command& cmd, const Args& args) {
+  const auto out = std::find_if(cmd.flags.begin(), cmd.flags.end(), [](const Flag& f) { return f.name == "out"; });
+  if (out == cmd.flags.end() || out->value_name == "DIR" || !args.has("out")) return;
+  if (std::filesystem::is_directory(args.get("out"))) {  // e.g. `report study --out study`
+    const std::string example = cmd.name == "report" ? "report.html"
+                                : cmd.name == "preprocess" || cmd.name == "bench" ? "x.npy"
+                                                                                   : "weights.safetensors";
+    throw UsageError("tabula " + cmd.name + ": --out " + args.get("out") + " is a folder; name the file to write (" +
+                     (std::filesystem::path(args.get("out")) / example).string() + ", say)");
+  }
+  // A weights file is hours of someone's training or download: init and convert keep one unless told (--force).
+  const bool guarded = std::any_of(cmd.flags.begin(), cmd.flags.end(), [](const Flag& f) { return f.name == "force"; });
+  if (guarded && !args.has("force") && std::filesystem::exists(args.get("out")))
+    throw std::runtime_error(args.get("out") + ": exists; use --force to overwrite it, or another --out");
+  const std::filesystem::path parent = std::filesystem::path(args.get("out")).parent_path();
+  // A folder that cannot be made is reported when the file is created (AtomicFile names it), after the inputs
+  // have been checked: a bad input is the more useful message.
+  std::error_code ec;
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+}
+
+// An error's one line. std::filesystem's "filesystem error: cannot create directories: Permission denied [DIR]"
+// reads as the others do: "DIR: cannot create directories: Permission denied".
+static std::string error_text(const std::exception& e) {
+  const auto* fe = dynamic_cast<const std::filesystem::filesystem_error*>(&e);
+  if (!fe || fe->path1().empty()) return e.what();
+  std::string what = fe->what();
+  const std::string prefix = "filesystem error: ";
+  if (what.rfind(prefix, 0) == 0) what = what.substr(prefix.size());
+  const size_t bracket = what.find(" [");
+  if (bracket != std::string::npos) what = what.substr(0, bracket);
+  return fe->path1().string() + ": " + what;
+}
+
 static void print_overview() {
   std::cout << "tabula: what vision backbones learn on microscopy images\n\n"
                "usage: tabula COMMAND [flags]      (tabula COMMAND --help for its flags and an example)\n\n"
@@ -424,6 +466,12 @@ int run_tabula(int argc, char** argv) {
       if (a == "--") break;
     }
     Args args = parse_args(*cmd, argc, argv, 1 + consumed);
+    // A mistyped device or precision, or a negative thread count, is a usage error before any work.
+    if (args.has("device")) check_device_name(cmd->name, args.get("device"));
+    if (args.has("precision")) check_precision_name(cmd->name, args.get("precision"));
+    if (args.has("threads") && args.get_int("threads") < 0)
+      throw UsageError("tabula " + cmd->name + ": --threads must be >= 0 (0: all cores), got " + args.get("threads"));
+    create_out_parent(*cmd, args);
     int rc = cmd->run(args);
     mpi::finalize();
     return rc;
@@ -441,10 +489,10 @@ int run_tabula(int argc, char** argv) {
     // what was done for --resume.
     if (mpi::active()) {
       std::cerr << "tabula: error (rank " << mpi::world().rank << "/" << mpi::world().size << " on "
-                << mpi::world().host << "): " << e.what() << "\n";
+                << mpi::world().host << "): " << error_text(e) << "\n";
       mpi::abort(1);
     }
-    std::cerr << "tabula: error: " << e.what() << "\n";
+    std::cerr << "tabula: error: " << error_text(e) << "\n";
     return 1;
   }
 }

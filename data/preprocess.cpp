@@ -451,7 +451,8 @@ std::vector<Image> apply_channel_strategy(const Image& img, const ChannelStrateg
         if (s.rgb[size_t(k)] >= img.channels)
           throw std::invalid_argument(where(img) + ": channel strategy " + s.to_string() + " names channel " +
                                       std::to_string(s.rgb[size_t(k)]) + " but the image has " +
-                                      std::to_string(img.channels));
+                                      std::to_string(img.channels) + " (without --channels the strategy comes "
+                                      "from the first image: all images need the same channels)");
         std::copy(img.plane(s.rgb[size_t(k)]), img.plane(s.rgb[size_t(k)]) + hw, r.plane(k));
       }
       out.push_back(std::move(r));
@@ -522,7 +523,8 @@ void check_8bit_resize(const Image& img, const Transform& t) {
   if (img.is_float || img.bits != 8 || img.max_value != 255.0f)
     throw std::invalid_argument(where(img) + ": --resize-impl " + t.resize_impl + " resamples 8-bit images; this image "
                                 "has " + std::to_string(img.bits) + "-bit" + (img.is_float ? " float" : "") +
-                                " samples (use --resize-impl tensor)");
+                                " samples (use --resize-impl tensor; without it the first image's type chooses, and "
+                                "all images need the same)");
   if (t.intensity != "unit" && t.intensity != "none")
     throw std::invalid_argument("--resize-impl " + t.resize_impl + ": intensity '" + t.intensity + "' rescales values "
                                 "before resizing, which an 8-bit image cannot hold; use --intensity unit or "

@@ -38,6 +38,7 @@
 #include "models/registry.h"
 #include "tabula/build_info.h"
 #include "util/json.h"
+#include "util/suggest.h"
 #include "util/mpi.h"
 #include "util/npy.h"
 #include "util/sha256.h"
@@ -146,7 +147,7 @@ std::vector<std::string> aggregate_columns(const EmbedOptions& opt, const Inputs
   std::vector<std::string> by = opt.aggregate == "well" ? well_columns(cols) : split_csv_list(opt.aggregate);
   for (const auto& c : by)
     if (std::find(cols.begin(), cols.end(), c) == cols.end())
-      throw SettingError("--aggregate: " + opt.data + " has no metadata column '" + c + "'");
+      throw SettingError("--aggregate: " + opt.data + " has no metadata column '" + c + "'" + did_you_mean(c, cols));
   return by;
 }
 
@@ -245,6 +246,15 @@ Setup build_setup(const EmbedOptions& opt, const ModelChoice& choice, const Inpu
     } else {  // the first sample's model input decides the shape (no crop: the resized image's size)
       const data::Image x = data::preprocess_image(first, s.tf, s.strategy).at(0);
       input = {1, x.channels, x.height, x.width};
+    }
+    try {  // a fixed-size model fed another size: say which input and which flags set it, before any work
+      model->check_input(input);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(
+          (in.from_npy ? opt.data + ": the arrays are " : first.source + ": its model input is ") +
+          std::to_string(input[1]) + "x" + std::to_string(input[2]) + "x" + std::to_string(input[3]) +
+          (in.from_npy ? "" : " (transform " + s.tf.describe() + ")") + ", but " + e.what() +
+          (in.from_npy ? "" : "; set the size with --resize N --crop N"));
     }
     s.weights_sha256 = opt.weights.empty() ? "" : sha256_file(opt.weights);
     // CPU bf16: the GEMMs round around what a black and a white image of this transform give (engine/cpu/packed.h)
@@ -612,10 +622,10 @@ LoopStats feed(const EmbedOptions& opt, const Inputs& in, const Setup& s, const 
       return st;
     }
     data::for_each_preprocessed(sub, s.tf, s.strategy, po, [&](size_t, std::vector<Image>& inputs) {
-      if (static_cast<int>(inputs.size()) != s.inputs_per_sample)
-        throw std::runtime_error(opt.data + ": a sample gave " + std::to_string(inputs.size()) +
-                                 " model inputs, expected " + std::to_string(s.inputs_per_sample) +
-                                 " (all images need the same channels)");
+      if (static_cast<int>(inputs.size()) != s.inputs_per_sample)  // per-channel: one input per channel
+        throw std::runtime_error(opt.data + ": " + (inputs.empty() ? "a sample" : inputs[0].source) + " gave " +
+                                 std::to_string(inputs.size()) + " model inputs, the first sample " +
+                                 std::to_string(s.inputs_per_sample) + " (all images need the same channels)");
       loop.add_sample(inputs);
     });
   }

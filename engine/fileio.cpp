@@ -127,8 +127,16 @@ AtomicFile::AtomicFile(std::string path, PageCache cache) : path_(std::move(path
   }
   if (fd_ < 0) fd_ = ::open(tmp_.c_str(), kFlags, 0644);
   if (fd_ < 0) {
+    const int err = errno;
     unregister_temp(tmp_);
-    throw io_error(tmp_, "cannot create");
+    // Name the file the user asked for, not the temp name; a missing folder is the usual cause, and is not created.
+    const size_t slash = path_.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : path_.substr(0, slash == 0 ? 1 : slash);
+    struct stat st {};
+    if (err == ENOENT && ::stat(dir.c_str(), &st) != 0)
+      throw std::runtime_error(path_ + ": cannot create: the folder " + dir + " does not exist");
+    errno = err;
+    throw io_error(path_, "cannot create");
   }
 }
 

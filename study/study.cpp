@@ -54,6 +54,17 @@ StudyModel parse_study_model(const std::string& s) {
 
 namespace {
 
+// The training rows of the fold that has fewest: all rows but those of the largest fold.
+int64_t smallest_training_fold(const std::string& index_csv, const std::string& fold_col) {
+  std::map<std::string, int64_t> per_fold;
+  const tabula::Table index = tabula::read_csv(index_csv);
+  const std::vector<std::string>& fold = index.column(fold_col);
+  for (const std::string& f : fold) ++per_fold[f];
+  int64_t largest = 0;
+  for (const auto& [f, n] : per_fold) largest = std::max(largest, n);
+  return static_cast<int64_t>(fold.size()) - largest;
+}
+
 // One number of the study: tidy, as summary.csv holds it.
 struct Row {
   std::string dataset, model, layer;
@@ -185,7 +196,10 @@ void eval_layer(const Ctx& c, const StudyDataset& d, const StudyModel& m, const 
   }
   if (!d.targets.empty()) {
     const std::vector<std::string> targets = study::target_columns(d);
-    const int64_t pca = std::min<int64_t>(d.pca_components, study::layer_dim(dir, layer));
+    // HEST's PCA(256); a narrower representation keeps all its dimensions, and a set smaller than that all its
+    // smallest training fold can hold (scikit-learn's PCA takes at most as many components as rows).
+    const int64_t pca = std::min({d.pca_components, study::layer_dim(dir, layer),
+                                  smallest_training_fold(dir + "/index.csv", d.fold_col)});
     for (const char* method : {"ridge", "knn"}) {
       const std::string sub = std::string(method) == "ridge" ? "ridge" : "regress-1nn";
       step(ev + "/" + sub + "/.done", [&] {
@@ -198,7 +212,7 @@ void eval_layer(const Ctx& c, const StudyDataset& d, const StudyModel& m, const 
         j.opt.method = method;
         j.opt.ridge_solver = "exact";
         j.opt.k = 1;
-        j.opt.pca_components = pca;  // HEST's PCA(256); a narrower representation keeps all its dimensions
+        j.opt.pca_components = pca;
         j.opt.threads = c.opt.threads;
         j.out_dir = ev + "/" + sub;
         eval::run_regress(j);
@@ -215,8 +229,9 @@ void eval_layer(const Ctx& c, const StudyDataset& d, const StudyModel& m, const 
 
 std::string embed_model(const Ctx& c, const StudyModel& m, const StudyDataset& d) {
   const std::string dir = c.opt.out + "/embed/" + d.name + "/" + m.label;
-  if (fs::exists(dir + "/run.json") && !fs::exists(dir + "/.partial")) return dir;
-  c.say("embedding " + d.name + " with " + m.label);
+  // A finished embedding is still handed to run_embed (--resume): it returns at once when the settings are the same
+  // and refuses, naming them, when they are not -- e.g. ARCH=FILE where FILE now holds other weights.
+  if (!fs::exists(dir + "/run.json") || fs::exists(dir + "/.partial")) c.say("embedding " + d.name + " with " + m.label);
   EmbedOptions e;
   e.arch = m.arch;
   if (m.baseline && m.arch == "nuclei" && d.dark_nuclei) e.arch = "nuclei:dna=0,invert=1";
@@ -228,8 +243,8 @@ std::string embed_model(const Ctx& c, const StudyModel& m, const StudyDataset& d
     e.layers = {"all"};
     e.device = c.opt.device;  // the networks; the baselines always run on the cpu
     e.precision = c.opt.precision;
+    e.size = c.opt.size;  // the networks' input size; a baseline reads the whole image, as at the default size
   }
-  e.size = c.opt.size;
   e.threads = c.opt.threads;
   e.resume = true;
   e.quiet = c.opt.quiet;
@@ -263,6 +278,9 @@ void write_study_json(const StudyOptions& opt, const std::vector<StudyModel>& mo
     for (const auto& [k, v] : fields)
       o.set(k, Value::string(v));
     o.set("knn_k", Value::integer(d.knn_k));
+    o.set("log1p", Value::boolean(d.log1p));
+    o.set("pca", Value::integer(d.pca_components));
+    o.set("dark_nuclei", Value::boolean(d.dark_nuclei));
     ds.as_array().push_back(o);
   }
   root.set("datasets", ds);
@@ -270,17 +288,33 @@ void write_study_json(const StudyOptions& opt, const std::vector<StudyModel>& mo
   for (const StudyModel& m : models) ms.as_array().push_back(Value::string(m.label));
   root.set("models", ms);
   root.set("null_size", Value::integer(opt.null_size));
-  // A rerun resumes from the step markers, so it must be the same study: other columns or another null size would
-  // keep stale numbers beside new ones. Models may be added (each has folders of its own).
+  root.set("size", Value::integer(opt.size));
+  root.set("precision", Value::string(opt.precision));
+  // A rerun resumes from the step markers, so it must be the same study: other columns, another null size, input
+  // size or precision would keep stale numbers beside new ones. Models may be added (each has folders of its own).
   const std::string file = opt.out + "/study.json";
   if (fs::exists(file)) {
     const Value old = json::parse_file(file);
-    for (const char* key : {"datasets", "null_size"}) {
-      const Value* o = old.find(key);
-      if (!o || json::dump(*o) != json::dump(*root.find(key)))
-        throw std::runtime_error(file + ": this folder holds a study with other '" + key + "' (" +
-                                 (o ? json::dump(*o) : "none") + "); use another --out or remove the folder");
+    std::string differ;  // "key: X there, Y now" per setting, a dataset's by its field
+    // A setting the folder's study.json does not hold (written by an older tabula) is not compared: that folder
+    // keeps resuming as it did.
+    const auto compare = [&](const std::string& name, const Value* was, const Value& now) {
+      if (was && json::dump(*was) != json::dump(now))
+        differ += (differ.empty() ? "" : "; ") + name + ": " + json::dump(*was) + " there, " + json::dump(now) +
+                  " now";
+    };
+    const Value* old_ds = old.find("datasets");
+    if (old_ds && old_ds->is_array() && old_ds->as_array().size() == ds.as_array().size()) {
+      for (size_t i = 0; i < ds.as_array().size(); ++i)
+        for (const auto& [k, v] : ds.as_array()[i].as_object())
+          compare("datasets[" + std::to_string(i) + "]." + k, old_ds->as_array()[i].find(k), v);
+    } else {
+      compare("datasets", old_ds, ds);
     }
+    for (const char* key : {"null_size", "size", "precision"}) compare(key, old.find(key), *root.find(key));
+    if (!differ.empty())
+      throw std::runtime_error(file + ": this folder holds a study with other settings (" + differ +
+                               "); use another --out or remove the folder");
   }
   write_file_atomic(file, json::dump(root) + "\n");
 }

@@ -39,8 +39,10 @@ std::vector<std::string> closest(const std::string& word, const std::vector<std:
                                  size_t max_count) {
   const std::string w = fold(word);
   const size_t budget = std::max<size_t>(1, w.size() / 3);
-  // (distance, numeric distance for names that end in numbers: layer5 -> layer4 before layer1, candidate index)
-  std::vector<std::tuple<size_t, long long, size_t>> scored;
+  // (whether the candidate merely continues the word, distance, numeric distance for names that end in numbers:
+  // layer5 -> layer4 before layer1, candidate index). A name typed short of its end (Metadata_JCP for
+  // Metadata_JCP2022) means the name it starts, not another at a smaller distance (Metadata_moa).
+  std::vector<std::tuple<bool, size_t, long long, size_t>> scored;
   const long long wn = trailing_number(w);
   for (size_t i = 0; i < candidates.size(); ++i) {
     if (candidates[i] == word) continue;
@@ -49,13 +51,14 @@ std::vector<std::string> closest(const std::string& word, const std::vector<std:
     const bool prefix = !w.empty() && (c.rfind(w, 0) == 0 || (c.size() >= 3 && w.rfind(c, 0) == 0));
     const long long cn = trailing_number(c);
     const long long nd = wn >= 0 && cn >= 0 ? (wn > cn ? wn - cn : cn - wn) : 0;
-    if (d <= budget || prefix) scored.push_back({d, nd, i});
+    const bool continues = w.size() >= 4 && c.size() > w.size() && c.rfind(w, 0) == 0;
+    if (d <= budget || prefix) scored.push_back({!continues, d, nd, i});
   }
   std::sort(scored.begin(), scored.end());
   // Only the best distance: a case or '_'/'-' slip (distance 0) gets one answer, not its neighbours too.
   std::vector<std::string> out;
-  for (const auto& [d, nd, i] : scored) {
-    if (out.size() >= max_count || d > std::get<0>(scored.front())) break;
+  for (const auto& [other, d, nd, i] : scored) {
+    if (out.size() >= max_count || other != std::get<0>(scored.front()) || d > std::get<1>(scored.front())) break;
     if (std::find(out.begin(), out.end(), candidates[i]) == out.end()) out.push_back(candidates[i]);
   }
   return out;

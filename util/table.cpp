@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "engine/fileio.h"
+#include "util/suggest.h"
 
 namespace tabula {
 
@@ -27,7 +28,8 @@ size_t Table::index(const std::string& column) const {
   if (i < 0) {
     std::string all;
     for (const auto& n : names_) all += (all.empty() ? "" : ", ") + n;
-    throw std::runtime_error(source_ + ": no column '" + column + "' (columns: " + all + ")");
+    throw std::runtime_error(source_ + ": no column '" + column + "'" + did_you_mean(column, names_) +
+                             " (columns: " + all + ")");
   }
   return static_cast<size_t>(i);
 }

@@ -54,9 +54,11 @@ Data make_data(const fs::path& dir) {
 
 std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
+// Images are resized to 32 px; a .npy is used as is (a transform flag with it is a usage error).
 std::string embed(const std::string& data, const fs::path& out, const std::string& extra = "") {
-  return std::string("embed --arch '") + kArch + "' --seed 0 --size 32 --batch 4 --quiet --data " + q(data) +
-         " --out " + q(out) + " " + extra;
+  const bool npy = data.size() > 4 && data.substr(data.size() - 4) == ".npy";
+  return std::string("embed --arch '") + kArch + "' --seed 0" + (npy ? "" : " --size 32") +
+         " --batch 4 --quiet --data " + q(data) + " --out " + q(out) + " " + extra;
 }
 
 // Exit 1, one line "tabula: error: ..." that contains `names`.
@@ -278,7 +280,8 @@ TEST(BadInput, InterruptedWrites) {
       if (pid == 0) {
         const int devnull = ::open("/dev/null", O_WRONLY);
         if (devnull >= 0) ::dup2(devnull, 1);  // the summary line of the runs that finish
-        ::execl(TABULA_BINARY, "tabula", "init", arch.c_str(), "--seed", "1", "--out", w.c_str(), static_cast<char*>(nullptr));
+        ::execl(TABULA_BINARY, "tabula", "init", arch.c_str(), "--seed", "1", "--force", "--out", w.c_str(),
+                static_cast<char*>(nullptr));
         ::_exit(127);
       }
       ASSERT_GT(pid, 0);

@@ -196,7 +196,7 @@ TEST(CliCards, UntrainedTwinHasTheCardsTransformAndEmbeddingRule) {
             0);
   const auto bad =
       run_tabula("embed --model no-such-model --seed 0 --data " + q(manifest) + " --out " + q((dir / "bad").string()));
-  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_EQ(bad.exit_code, 2);  // a mistyped name is a usage error, as an arch's
   EXPECT_NE(bad.err.find("h-optimus-0"), std::string::npos) << bad.err;
 }
 
@@ -314,7 +314,7 @@ TEST(CliCards, TimmPretrainedTagsUseTheirOwnEvalTransform) {
   }
   const auto bad = run_tabula("preprocess --arch vit_small_patch16_224.no_such_tag --data " +
                               q(fixture("cards/images/rects.csv").string()) + " --out " + q((dir / "b.npy").string()));
-  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_EQ(bad.exit_code, 2);  // checked before the data is read, as embed checks it
   EXPECT_NE(bad.err.find("augreg_in21k_ft_in1k"), std::string::npos) << bad.err;
 }
 

@@ -184,7 +184,7 @@ TEST(InitStream, InitFileThroughTheBinaryIsWhatTheWholeStateDictWrites) {
   const std::filesystem::path d = test::scratch_dir();
   for (const std::string arch : {"dinov3:dim=32,depth=3,heads=2,img=32", "resnet:layers=1,1,1,1,block=basic,classes=3"}) {
     const std::string got = (d / "got.safetensors").string(), want = (d / "want.safetensors").string();
-    const auto r = test::run_tabula("init '" + arch + "' --seed 4 --out " + got);
+    const auto r = test::run_tabula("init '" + arch + "' --seed 4 --force --out " + got);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     std::vector<NamedTensor> whole = init_weights(arch, 4);
     weights::StateDict sd = state_dict_of(whole);

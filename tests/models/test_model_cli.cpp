@@ -91,7 +91,7 @@ TEST(ModelCli, InitTakesRegistryNamesAndKeys) {
                                  "dinov2_vitg14:dim=16,depth=1,heads=2"}) {
     SCOPED_TRACE(arch);
     const std::string out = (dir / "w.safetensors").string();
-    auto r = run_tabula("init '" + arch + "' --seed 3 --out '" + out + "'");
+    auto r = run_tabula("init '" + arch + "' --seed 3 --force --out '" + out + "'");
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const auto want = tabula::init_weights(tabula::parse_arch(arch), 3);
     const auto sd = tabula::weights::read_safetensors(out);

@@ -78,7 +78,9 @@ TEST(StudyCli, CellPaintingSetEveryMetricAndResume) {
   other.replace(other.find("--k 5"), 5, "--k 3");
   r = test::run_tabula(other);
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.err.find("study.json: this folder holds a study with other 'datasets'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("study.json: this folder holds a study with other settings (datasets[0].knn_k: 5 there, 3 now)"),
+            std::string::npos)
+      << r.err;
   EXPECT_EQ(read_file_text(out + "/summary.csv"), before);
   // `tabula report` on the study folder writes the report the study wrote.
   r = test::run_tabula("report '" + out + "' --out '" + out + "/again.html'");

@@ -78,7 +78,7 @@ TEST(WeightsConvertFamilies, ConvertedFilesEqualTheTimmLayoutTensorByTensor) {
   const auto dir = test::scratch_dir();
   for (const Case& c : cases()) {
     const std::string out = (dir / "out.safetensors").string();
-    auto r = run_tabula("weights convert " + q(fix(c.file)) + " --arch " + q(c.arch) + " --out " + q(out));
+    auto r = run_tabula("weights convert --force " + q(fix(c.file)) + " --arch " + q(c.arch) + " --out " + q(out));
     ASSERT_EQ(r.exit_code, 0) << c.file << ": " << r.err;
     EXPECT_TRUE(has(r.out, "layout: " + c.layout + " -> arch " + c.arch + "'s names")) << r.out;
     EXPECT_TRUE(has(r.out, std::to_string(c.tensors) + " of " + std::to_string(c.tensors) + " expected keys present"))
@@ -107,7 +107,7 @@ TEST(WeightsConvertFamilies, EmbeddingsFromTheConvertedFileAreTheSourceFilesByte
   write_npy(npy, {2, 3, 32, 32}, x.data());
   for (const Case& c : {cases()[0], cases()[2], cases()[4], cases()[5]}) {
     const std::string conv = (dir / "conv.safetensors").string();
-    auto r = run_tabula("weights convert " + q(fix(c.file)) + " --arch " + q(c.arch) + " --out " + q(conv));
+    auto r = run_tabula("weights convert --force " + q(fix(c.file)) + " --arch " + q(c.arch) + " --out " + q(conv));
     ASSERT_EQ(r.exit_code, 0) << r.err;
     std::vector<std::string> bytes;
     for (const std::string& w : {fix(c.file), conv}) {
@@ -128,18 +128,18 @@ TEST(WeightsConvertFamilies, EmbeddingsFromTheConvertedFileAreTheSourceFilesByte
 
 TEST(WeightsConvertFamilies, AFamilyFileForAnotherArchIsAClearError) {
   const std::string out = (test::scratch_dir() / "out.safetensors").string();
-  auto r = run_tabula("weights convert " + q(fix("swin/ctp_tiny_i32_s0.ctranspath.pth")) +
+  auto r = run_tabula("weights convert --force " + q(fix("swin/ctp_tiny_i32_s0.ctranspath.pth")) +
                       " --arch vit:dim=32,depth=2,heads=2,patch=8,img=32 --out " + q(out));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(has(r.err, "ctp_tiny_i32_s0.ctranspath.pth: swin-timm0.5 weights cannot be used for arch 'vit:"))
       << r.err;
-  r = run_tabula("weights convert " + q(fix("conch/conch_tiny_s0.pytorch_model.bin")) + " --arch " + q(kCnx) +
+  r = run_tabula("weights convert --force " + q(fix("conch/conch_tiny_s0.pytorch_model.bin")) + " --arch " + q(kCnx) +
                  " --out " + q(out));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(has(r.err, "conch-coca weights cannot be used for arch 'convnext:")) << r.err;
   EXPECT_FALSE(std::filesystem::exists(out));
   // a forced layout of another family is refused the same way
-  r = run_tabula("weights convert " + q(fix("swin/swin_tiny_i32_s0.timm.safetensors")) + " --arch " + q(kSwin) +
+  r = run_tabula("weights convert --force " + q(fix("swin/swin_tiny_i32_s0.timm.safetensors")) + " --arch " + q(kSwin) +
                  " --layout conch-cocoa --out " + q(out));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_TRUE(has(r.err, "conch-coca")) << r.err;  // the message lists the layouts

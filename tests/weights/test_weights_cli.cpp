@@ -50,7 +50,7 @@ TEST(WeightsCli, InspectReportsFormatLayoutCountsDtypesAndSha) {
 
 TEST(WeightsCli, ConvertHubCheckpointMatchesTimmBitForBit) {
   std::string out = (tabula::test::input_dir() / "vit.safetensors").string();
-  auto r = run_tabula("weights convert " + q(wfix("hub_dinov2_reg_chunked.pth")) +
+  auto r = run_tabula("weights convert --force " + q(wfix("hub_dinov2_reg_chunked.pth")) +
                       " --arch vit:dim=32,depth=2,heads=2,patch=14,img=28,reg=4,no_embed_class=1,init_values=1,in_chans=1,mlp_ratio=2,classes=0 --out " + q(out));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(has(r.out, "layout: dinov2-hub -> timm-vit names")) << r.out;
@@ -65,7 +65,7 @@ TEST(WeightsCli, ConvertHubCheckpointMatchesTimmBitForBit) {
   EXPECT_EQ(got.metadata.at("format"), "pt");
 
   // --dtype bf16: each float tensor rounded as torch's .bfloat16()
-  r = run_tabula("weights convert " + q(wfix("hf_vit.safetensors")) +
+  r = run_tabula("weights convert --force " + q(wfix("hf_vit.safetensors")) +
                  " --arch vit:dim=32,depth=2,heads=2,patch=8,img=32,mlp_ratio=2,classes=0 --dtype bf16 --out " + q(out));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(has(r.out, "dropped pooler.dense.weight")) << r.out;
@@ -78,25 +78,25 @@ TEST(WeightsCli, ConvertHubCheckpointMatchesTimmBitForBit) {
 
 TEST(WeightsCli, ConvertRefusesMissingKeysUnlessAllowed) {
   std::string out = (tabula::test::input_dir() / "o.safetensors").string();
-  auto r = run_tabula("weights convert " + q(wfix("hf_dinov2.bin")) + " --arch vit:dim=32,depth=3,heads=2,patch=8,img=32,init_values=1,classes=0 --out " + q(out));
+  auto r = run_tabula("weights convert --force " + q(wfix("hf_dinov2.bin")) + " --arch vit:dim=32,depth=3,heads=2,patch=8,img=32,init_values=1,classes=0 --out " + q(out));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(has(r.err, "14 missing keys: blocks.2.norm1.weight")) << r.err;
   EXPECT_FALSE(std::filesystem::exists(out)) << "nothing is written on failure";
-  r = run_tabula("weights convert " + q(wfix("hf_dinov2.bin")) +
+  r = run_tabula("weights convert --force " + q(wfix("hf_dinov2.bin")) +
                  " --arch vit:dim=32,depth=3,heads=2,patch=8,img=32,init_values=1,classes=0 --allow-missing --out " + q(out));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(has(r.out, "missing (allowed by --allow-missing): blocks.2.norm1.weight")) << r.out;
   EXPECT_EQ(read_safetensors(out).tensors.size(), 34u);
 
   // unused keys (a classifier head the arch does not have) are named and left out
-  r = run_tabula("weights convert " + q(wfix("timm_vit.safetensors")) + " --arch vit:dim=32,depth=2,heads=2,patch=8,img=32,classes=0 --out " + q(out));
+  r = run_tabula("weights convert --force " + q(wfix("timm_vit.safetensors")) + " --arch vit:dim=32,depth=2,heads=2,patch=8,img=32,classes=0 --out " + q(out));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(read_safetensors(out).tensors.size(), 30u);
 }
 
 TEST(WeightsCli, ConvertResamplesPosEmbedToTheArchGrid) {
   std::string out = (tabula::test::input_dir() / "o.safetensors").string();
-  auto r = run_tabula("weights convert " + q(wfix("hf_dinov2.bin")) + " --arch vit:dim=32,depth=2,heads=2,patch=8,img=64,init_values=1,classes=0 --out " + q(out));
+  auto r = run_tabula("weights convert --force " + q(wfix("hf_dinov2.bin")) + " --arch vit:dim=32,depth=2,heads=2,patch=8,img=64,init_values=1,classes=0 --out " + q(out));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(has(r.out, "pos_embed resampled from 4x4 to 8x8 patches")) << r.out;
   StateDict got = read_safetensors(out), src = read_safetensors(wfix("hf_dinov2.expected.safetensors"));
@@ -107,38 +107,38 @@ TEST(WeightsCli, ConvertResamplesPosEmbedToTheArchGrid) {
   WeightTensor want = resample_abs_pos_embed(src.at("pos_embed"), 8, 8, 1);
   EXPECT_EQ(0, std::memcmp(pos.data, want.data, want.nbytes()));
   // end to end against timm's own loader (checkpoint_filter_fn into a model for 48 px images)
-  r = run_tabula("weights convert " + q(wfix("timm_vit.safetensors")) + " --arch vit:dim=32,depth=2,heads=2,patch=8,img=48,classes=0 --out " + q(out));
+  r = run_tabula("weights convert --force " + q(wfix("timm_vit.safetensors")) + " --arch vit:dim=32,depth=2,heads=2,patch=8,img=48,classes=0 --out " + q(out));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::vector<float> mine = read_safetensors(out).at("pos_embed").to_f32();
   std::vector<float> timm = read_safetensors(wfix("timm_vit_img48_pos_embed.safetensors")).at("pos_embed").to_f32();
   ASSERT_EQ(mine.size(), timm.size());
   for (size_t i = 0; i < mine.size(); ++i) EXPECT_NEAR(mine[i], timm[i], 4e-7f * std::max(1.0f, std::abs(timm[i]))) << i;
   // a prefix layout that leaves no square grid is an error, not a guess
-  r = run_tabula("weights convert " + q(wfix("hf_dinov2.bin")) + " --arch vit:dim=32,depth=2,heads=2,patch=8,img=64,init_values=1,reg=4,no_embed_class=1,classes=0 --allow-missing --out " + q(out));
+  r = run_tabula("weights convert --force " + q(wfix("hf_dinov2.bin")) + " --arch vit:dim=32,depth=2,heads=2,patch=8,img=64,init_values=1,reg=4,no_embed_class=1,classes=0 --allow-missing --out " + q(out));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(has(r.err, "cannot be resampled")) << r.err;
 }
 
 TEST(WeightsCli, ConvertErrorsAreClear) {
   std::string out = (tabula::test::input_dir() / "o.safetensors").string();
-  auto r = run_tabula("weights convert " + q(wfix("hf_dinov2.bin")) + " --arch vit:dim=48,depth=2,heads=2,patch=8,img=32,init_values=1,classes=0 --out " + q(out));
+  auto r = run_tabula("weights convert --force " + q(wfix("hf_dinov2.bin")) + " --arch vit:dim=48,depth=2,heads=2,patch=8,img=32,init_values=1,classes=0 --out " + q(out));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(has(r.err, "shape mismatches: ")) << r.err;
   EXPECT_TRUE(has(r.err, "cls_token: file [1, 1, 32] vs model [1, 1, 48]")) << r.err;
-  r = run_tabula("weights convert " + q(wfix("hf_dinov2.bin")) + " --arch resnet50 --out " + q(out));
+  r = run_tabula("weights convert --force " + q(wfix("hf_dinov2.bin")) + " --arch resnet50 --out " + q(out));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(has(r.err, "hf-dinov2 weights cannot be used for arch 'resnet50'")) << r.err;
-  r = run_tabula("weights convert " + q(wfix("pt_plain.pth")) + " --arch resnet18 --out " + q(out));
+  r = run_tabula("weights convert --force " + q(wfix("pt_plain.pth")) + " --arch resnet18 --out " + q(out));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(has(r.err, "match no known layout")) << r.err;
-  r = run_tabula("weights convert " + q(wfix("hf_dinov2.bin")) + " --arch vit:dim=32,heads=2 --dtype f8 --out " + q(out));
+  r = run_tabula("weights convert --force " + q(wfix("hf_dinov2.bin")) + " --arch vit:dim=32,heads=2 --dtype f8 --out " + q(out));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_TRUE(has(r.err, "--dtype must be f32, f16 or bf16")) << r.err;
-  r = run_tabula("weights convert " + q(wfix("hf_dinov2.bin")) + " --out " + q(out));
+  r = run_tabula("weights convert --force " + q(wfix("hf_dinov2.bin")) + " --out " + q(out));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_FALSE(std::filesystem::exists(out));
   // an arch the model registry does not know: an error naming it, nothing written
-  r = run_tabula("weights convert " + q(wfix("timm_vit.safetensors")) + " --arch deit_tiny_patch16_224 --out " + q(out));
+  r = run_tabula("weights convert --force " + q(wfix("timm_vit.safetensors")) + " --arch deit_tiny_patch16_224 --out " + q(out));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(has(r.err, "unknown architecture 'deit_tiny_patch16_224'")) << r.err;
   EXPECT_FALSE(std::filesystem::exists(out));
