@@ -567,11 +567,14 @@ void feed_device(const EmbedOptions& opt, const Setup& s, data::Manifest sub, co
   data::Prefetcher<std::unique_ptr<PreprocessJob>> pf(n, po.threads, po.capacity, [&](int64_t i) {
     std::unique_ptr<PreprocessJob> job = data::load_and_submit(*s.prep, sub, static_cast<size_t>(i), limits,
                                                                illum[static_cast<size_t>(i)], s.tf, s.strategy);
-    if (job->plan().inputs != s.inputs_per_sample)
-      throw std::runtime_error(opt.data + ": " + sub.source + " (sample " + std::to_string(i) + ") gave " +
-                               std::to_string(job->plan().inputs) +
-                               " model inputs, expected " + std::to_string(s.inputs_per_sample) +
+    if (job->plan().inputs != s.inputs_per_sample) {
+      const data::Sample& smp = sub.samples[static_cast<size_t>(i)];
+      const std::string name = smp.channel_paths.empty() ? sub.source + " (sample " + std::to_string(i) + ")"
+                                                         : smp.channel_paths[0];
+      throw std::runtime_error(opt.data + ": " + name + " gave " + std::to_string(job->plan().inputs) +
+                               " model inputs, the first sample " + std::to_string(s.inputs_per_sample) +
                                " (all images need the same channels)");
+    }
     return job;
   });
   for (int64_t i = 0; i < n; ++i) loop.add_job(std::move(*pf.next()));
