@@ -1,0 +1,48 @@
+// More of a new user's walk through the binary: errors that came late or named too little, and a number printed
+// without its reason. Each case runs the built binary as a user types it.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+#include "engine/fileio.h"
+#include "util/table.h"
+#include "tests/test_util.h"
+
+using tabula::test::run_tabula;
+using tabula::test::scratch_dir;
+namespace fs = std::filesystem;
+
+namespace {
+
+bool has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
+bool one_line(const std::string& text) { return !text.empty() && text.find('\n') == text.size() - 1; }
+
+const char* kArch = "resnet:layers=1,1,1,1,block=bottleneck,width=8,classes=10";
+
+}  // namespace
+
+// A JUMP load_data.csv row whose image is missing failed at the row's chunk, naming only the image: with 6 M rows
+// the user had to search the manifest for it. The error names the manifest, the row's line and the sample.
+TEST(CliWalk2, MissingImageNamesTheManifestRow) {
+  const fs::path dir = scratch_dir() / "cp";
+  ASSERT_EQ(run_tabula("synth cellpainting --quick --out " + dir.string()).exit_code, 0);
+  const std::string csv = (dir / "load_data.csv").string();
+  const tabula::Table t = tabula::read_csv(csv);
+  ASSERT_GT(t.rows(), 5u);
+  const size_t row = 5;  // line 7: the header is line 1, sample 0 line 2
+  const std::string image =
+      (dir / t.at(row, t.index("PathName_OrigDNA")) / t.at(row, t.index("FileName_OrigDNA"))).lexically_normal();
+  ASSERT_TRUE(fs::remove(image)) << image;
+  const fs::path out = scratch_dir() / "out";
+  auto r = run_tabula(std::string("embed --arch '") + kArch + "' --seed 0 --size 32 --quiet --data " + csv +
+                      " --out " + out.string());
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(has(r.err, csv + ":7 (sample 5): " + image)) << r.err;
+  EXPECT_TRUE(one_line(r.err)) << r.err;
+  EXPECT_FALSE(fs::exists(out));
+  // preprocess reads through the same loader.
+  r = run_tabula("preprocess --data " + csv + " --out " + (scratch_dir() / "x.npy").string() + " --resize 32 --crop 32");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(has(r.err, csv + ":7 (sample 5): " + image)) << r.err;
+}
