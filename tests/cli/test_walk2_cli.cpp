@@ -46,3 +46,39 @@ TEST(CliWalk2, MissingImageNamesTheManifestRow) {
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_TRUE(has(r.err, csv + ":7 (sample 5): " + image)) << r.err;
 }
+
+// A 1-NN probe whose predictions (or targets) are constant in a fold has an undefined Pearson r there; the study
+// printed a bare "nan" in its table as if something had failed. summary.csv keeps the bare nan (pandas reads it);
+// the printed table and the report's cell say why.
+TEST(CliWalk2, UndefinedPearsonRSaysWhy) {
+  const fs::path tissue = scratch_dir() / "tissue";
+  ASSERT_EQ(run_tabula("synth tissue --quick --out " + tissue.string()).exit_code, 0);
+  // One gene with the same expression in every patch: its r is nan in every fold for every probe (scipy agrees).
+  const std::string expr = (tissue / "expression.csv").string();
+  tabula::Table e = tabula::read_csv(expr);
+  ASSERT_GE(e.cols(), 2u);
+  tabula::Table constant(e.columns());
+  for (size_t i = 0; i < e.rows(); ++i) {
+    std::vector<std::string> row;
+    for (size_t c = 0; c < e.cols(); ++c) row.push_back(c + 1 == e.cols() ? "3" : e.at(i, c));
+    constant.add_row(row);
+  }
+  tabula::write_csv(expr, constant);
+  const fs::path out = scratch_dir() / "study";
+  auto r = run_tabula("study --data " + (tissue / "metadata.csv").string() + " --out " + out.string() +
+                      " --models pixels --targets " + expr +
+                      " --target-id patch_id --fold-col patient --pca 8 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(has(r.out, "nan*")) << r.out;
+  EXPECT_TRUE(has(r.out, "* nan: some target's Pearson r is undefined in a fold")) << r.out;
+  const tabula::Table sum = tabula::read_csv((out / "summary.csv").string());
+  int nan_rows = 0;
+  for (size_t i = 0; i < sum.rows(); ++i)
+    if (has(sum.at(i, sum.index("metric")), "Pearson r")) {
+      EXPECT_EQ(sum.at(i, sum.index("value")), "nan") << "summary.csv stays machine-readable";
+      ++nan_rows;
+    }
+  EXPECT_GT(nan_rows, 0);
+  const std::string html = tabula::read_file_text((out / "report.html").string());
+  EXPECT_TRUE(has(html, "nan (constant prediction)</span>")) << "the report's cell says why";
+}
