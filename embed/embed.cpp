@@ -238,7 +238,7 @@ Setup build_setup(const EmbedOptions& opt, const ModelChoice& choice, const Inpu
   }
   if (baseline) {
     if (device >= 0) throw SettingError("--device " + opt.device + ": the " + opt.arch + " baseline runs on the cpu");
-    s.ex = make_baseline_extractor(opt.arch, s.data_channels);
+    s.ex = make_baseline_extractor(opt.arch, s.data_channels, opt.data);
   } else {
     Shape input;
     if (in.from_npy) {

@@ -82,3 +82,18 @@ TEST(CliWalk2, UndefinedPearsonRSaysWhy) {
   const std::string html = tabula::read_file_text((out / "report.html").string());
   EXPECT_TRUE(has(html, "nan (constant prediction)</span>")) << "the report's cell says why";
 }
+
+// `nuclei:dna=3` on 3-channel data failed at the first batch, after decoding, with "nuclei: dna channel 3 but the
+// image has 3 channel(s)": no file named. It fails before any work, naming the data and the valid range.
+TEST(CliWalk2, NucleiDnaChannelOutOfRangeNamesTheData) {
+  const fs::path photos = scratch_dir() / "photos";
+  ASSERT_EQ(run_tabula("synth natural --classes 2 --images 3 --size 48 --out " + photos.string()).exit_code, 0);
+  const fs::path out = scratch_dir() / "out";
+  auto r = run_tabula("embed --arch nuclei:dna=3 --quiet --data " + photos.string() + " --out " + out.string());
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_TRUE(has(r.err, "arch nuclei:dna=3: dna channel 3, but " + photos.string() +
+                             " has 3 channel(s) (dna= takes 0 to 2)"))
+      << r.err;
+  EXPECT_TRUE(one_line(r.err)) << r.err;
+  EXPECT_FALSE(fs::exists(out));
+}
