@@ -38,13 +38,23 @@ TEST(CliWalk2, MissingImageNamesTheManifestRow) {
   auto r = run_tabula(std::string("embed --arch '") + kArch + "' --seed 0 --size 32 --quiet --data " + csv +
                       " --out " + out.string());
   EXPECT_EQ(r.exit_code, 1) << r.err;
-  EXPECT_TRUE(has(r.err, csv + ":7 (sample 5): " + image)) << r.err;
+  // Found up front (before any model is run), not when its chunk is decoded.
+  EXPECT_TRUE(has(r.err, csv + ":7 (sample 5): " + image + ": no such file (found before embedding)")) << r.err;
   EXPECT_TRUE(one_line(r.err)) << r.err;
   EXPECT_FALSE(fs::exists(out));
-  // preprocess reads through the same loader.
+  // preprocess has no pre-check: its decode names the row.
   r = run_tabula("preprocess --data " + csv + " --out " + (scratch_dir() / "x.npy").string() + " --resize 32 --crop 32");
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_TRUE(has(r.err, csv + ":7 (sample 5): " + image)) << r.err;
+  // A file that is there but broken passes the check; embed's decode names the row too.
+  tabula::write_file_atomic(image, "not an image");
+  r = run_tabula(std::string("embed --arch '") + kArch + "' --seed 0 --size 32 --quiet --data " + csv + " --out " +
+                 out.string());
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(has(r.err, csv + ":7 (sample 5): " + image + ": ")) << r.err;
+  EXPECT_FALSE(has(r.err, "found before embedding")) << r.err;
+  EXPECT_TRUE(one_line(r.err)) << r.err;
+  EXPECT_FALSE(fs::exists(out));
 }
 
 // A 1-NN probe whose predictions (or targets) are constant in a fold has an undefined Pearson r there; the study
