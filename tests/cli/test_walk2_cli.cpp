@@ -43,7 +43,8 @@ TEST(CliWalk2, MissingImageNamesTheManifestRow) {
   EXPECT_TRUE(one_line(r.err)) << r.err;
   EXPECT_FALSE(fs::exists(out));
   // preprocess has no pre-check: its decode names the row.
-  r = run_tabula("preprocess --data " + csv + " --out " + (scratch_dir() / "x.npy").string() + " --resize 32 --crop 32");
+  const fs::path npy = scratch_dir() / "x.npy";
+  r = run_tabula("preprocess --data " + csv + " --out " + npy.string() + " --resize 32 --crop 32");
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_TRUE(has(r.err, csv + ":7 (sample 5): " + image)) << r.err;
   // A file that is there but broken passes the check; embed's decode names the row too.
