@@ -319,14 +319,21 @@ std::unique_ptr<PreprocessJob> load_and_submit(DevicePreprocessor& dev, const Ma
                                                const Transform& t, const ChannelStrategy& s) {
   if (i >= m.samples.size()) throw std::out_of_range(m.source + ": sample " + std::to_string(i) + " out of range");
   const Sample& smp = m.samples[i];
-  std::optional<NativeSample> native = native_sample(smp, limits);
+  // A missing or broken file is named with its manifest row, as load_sample names it.
+  auto with_row = [&](const std::exception& e) { return std::runtime_error(sample_name(m, i) + ": " + e.what()); };
+  std::optional<NativeSample> native;
+  try {
+    native = native_sample(smp, limits);
+  } catch (const std::exception& e) {
+    throw with_row(e);
+  }
   if (!native) {
     const Image img = load_sample(m, i, limits);
     if (img.is_float) check_finite(img);
     return submit_sample(dev, img, illum_paths, t, s);
   }
   Image& header = native->header;
-  header.source = m.source + " (sample " + std::to_string(i) + ")";  // as load_sample names it
+  header.source = sample_name(m, i);
   const PreprocessPlan plan = device_plan(header, !illum_paths.empty(), t, s);
   std::string key;
   for (const std::string& p : illum_paths) key += p + "\n";
@@ -336,7 +343,11 @@ std::unique_ptr<PreprocessJob> load_and_submit(DevicePreprocessor& dev, const Ma
   size_t at = 0;
   for (size_t f = 0; f < native->channels.size(); ++f) {
     const size_t n = size_t(native->channels[f]) * plane_bytes;
-    read_tiff_native(smp.channel_paths[f], staging + at, n, limits);
+    try {
+      read_tiff_native(smp.channel_paths[f], staging + at, n, limits);
+    } catch (const std::exception& e) {
+      throw with_row(e);
+    }
     at += n;
   }
   job->submit();

@@ -44,8 +44,10 @@ void keep_meta(Manifest& m, const CsvTable& t, const std::vector<int>& used, boo
     keep.push_back(int(c));
     m.meta_columns.push_back(t.header[c]);
   }
-  for (size_t r = 0; r < t.rows.size(); ++r)
+  for (size_t r = 0; r < t.rows.size(); ++r) {
     for (int c : keep) m.samples[r].meta.push_back(t.rows[r][size_t(c)]);
+    m.samples[r].line = t.line_of_row[r];  // so that a decode error hours later still names the row
+  }
 }
 
 }  // namespace
@@ -310,13 +312,9 @@ std::optional<Image> load_tiff_channels(const Sample& s, const DecodeLimits& lim
   }
   return out;
 }
-}  // namespace
 
-Image load_sample(const Manifest& m, size_t i, const DecodeLimits& limits) {
-  if (i >= m.samples.size()) throw std::out_of_range(m.source + ": sample " + std::to_string(i) + " out of range");
-  const Sample& s = m.samples[i];
-  const std::string row = m.source + " (sample " + std::to_string(i) + ")";
-  if (!s.h5_path.empty()) return read_hest_patch(s.h5_path, s.h5_index, limits);
+// The image files of one sample (not HEST), decoded and stacked; `row` names the sample in errors.
+Image load_channel_files(const Manifest& m, const Sample& s, const std::string& row, const DecodeLimits& limits) {
   if (s.channel_paths.size() > 1)
     if (std::optional<Image> img = load_tiff_channels(s, limits)) {
       if (int(m.channel_names.size()) == img->channels) img->channel_names = m.channel_names;
@@ -361,6 +359,27 @@ Image load_sample(const Manifest& m, size_t i, const DecodeLimits& limits) {
     divide_illumination(out, illum, m.channel_names);
   }
   return out;
+}
+}  // namespace
+
+std::string sample_name(const Manifest& m, size_t i) {
+  const int line = i < m.samples.size() ? m.samples[i].line : 0;
+  return m.source + (line > 0 ? ":" + std::to_string(line) : std::string()) + " (sample " + std::to_string(i) + ")";
+}
+
+Image load_sample(const Manifest& m, size_t i, const DecodeLimits& limits) {
+  if (i >= m.samples.size()) throw std::out_of_range(m.source + ": sample " + std::to_string(i) + " out of range");
+  const Sample& s = m.samples[i];
+  const std::string row = sample_name(m, i);
+  if (!s.h5_path.empty()) return read_hest_patch(s.h5_path, s.h5_index, limits);
+  // A missing or broken image is often found hours into a run: the error names the manifest row it came from.
+  try {
+    return load_channel_files(m, s, row, limits);
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    if (what.rfind(row, 0) == 0) throw;
+    throw std::runtime_error(row + ": " + what);
+  }
 }
 
 std::string index_csv(const Manifest& m, const std::vector<size_t>& rows) {

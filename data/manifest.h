@@ -33,6 +33,7 @@ struct Sample {
   std::string h5_path;                     // hest: the file and the patch index
   int64_t h5_index = -1;
   std::vector<std::string> meta;           // values of Manifest::meta_columns
+  int line = 0;                            // 1-based line of its row in a CSV manifest; 0 when not from a CSV
 };
 
 struct Manifest {
@@ -55,6 +56,9 @@ Manifest read_rxrx_manifest(const std::string& csv, const ManifestOptions& opt =
 Manifest read_csv_manifest(const std::string& csv, const ManifestOptions& opt = {});
 Manifest read_folder_manifest(const std::string& dir);
 Manifest read_hest_manifest(const std::string& path_or_dir);
+
+// How errors name sample i: "<manifest>:<line> (sample i)", or "<manifest> (sample i)" when it has no CSV line.
+std::string sample_name(const Manifest& m, size_t i);
 
 // Decodes sample i: channels stacked in manifest order (all must agree in size), illumination divided out.
 // Errors name the manifest, the row and the file.

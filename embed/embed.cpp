@@ -19,6 +19,7 @@
 
 #include "data/device_preprocess.h"
 #include "data/manifest.h"
+#include "data/manifest_check.h"
 #include "data/pipeline.h"
 #include "data/prefetch.h"
 #include "data/preprocess.h"
@@ -238,7 +239,7 @@ Setup build_setup(const EmbedOptions& opt, const ModelChoice& choice, const Inpu
   }
   if (baseline) {
     if (device >= 0) throw SettingError("--device " + opt.device + ": the " + opt.arch + " baseline runs on the cpu");
-    s.ex = make_baseline_extractor(opt.arch, s.data_channels);
+    s.ex = make_baseline_extractor(opt.arch, s.data_channels, opt.data);
   } else {
     Shape input;
     if (in.from_npy) {
@@ -742,6 +743,11 @@ EmbedSummary run_embed(const EmbedOptions& options) {
     done.rows = rows.size();
     return done;
   }
+  // A missing image is reported now rather than when its chunk is reached (hours into a large run). Not when the
+  // folder holds progress (its chunks' files were read already) nor under MPI (one rank failing alone would leave
+  // the others waiting at the next broadcast).
+  if (!in.from_npy && !dist && !fs::exists(EmbeddingStore::partial_dir(out)))
+    data::check_images_exist(in.manifest, static_cast<size_t>(rows.begin), static_cast<size_t>(rows.end));
   RemoveOnError remove_on_error{out, root && !fs::exists(out)};
   // Only rank 0 owns the folder; an earlier run's progress is not ours to delete.
   if (!root || fs::exists(EmbeddingStore::partial_dir(out))) remove_on_error.armed = false;

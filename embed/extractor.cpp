@@ -240,7 +240,8 @@ std::map<std::string, std::string> baseline_options(const std::string& arch) {
 
 class BaselineExtractor : public Extractor {
  public:
-  BaselineExtractor(const std::string& arch, int channels) : name_(arch.substr(0, arch.find(':'))) {
+  BaselineExtractor(const std::string& arch, int channels, const std::string& data)
+      : name_(arch.substr(0, arch.find(':'))) {
     auto kv = baseline_options(arch);
     auto take = [&](const char* key, auto& field) {
       auto it = kv.find(key);
@@ -261,6 +262,11 @@ class BaselineExtractor : public Extractor {
       int invert = 0;
       take("invert", invert);
       nuclei_.invert = invert != 0;
+      // Checked here, before any image is decoded: the feature code would only find it at the first batch.
+      if (channels > 0 && (nuclei_.dna_channel < 0 || nuclei_.dna_channel >= channels))
+        throw SettingError("arch " + arch + ": dna channel " + std::to_string(nuclei_.dna_channel) + ", but " +
+                           (data.empty() ? std::string("the data") : data) + " has " + std::to_string(channels) +
+                           " channel(s) (dna= takes 0 to " + std::to_string(channels - 1) + ")");
       names_ = baselines::nuclei_feature_names();
     }
     if (!kv.empty()) {
@@ -303,8 +309,8 @@ std::unique_ptr<Extractor> make_network_extractor(std::unique_ptr<Model> model, 
   return std::make_unique<NetworkExtractor>(std::move(model), input, std::move(requested), pool, device, warnings);
 }
 
-std::unique_ptr<Extractor> make_baseline_extractor(const std::string& arch, int channels) {
-  return std::make_unique<BaselineExtractor>(arch, channels);
+std::unique_ptr<Extractor> make_baseline_extractor(const std::string& arch, int channels, const std::string& data) {
+  return std::make_unique<BaselineExtractor>(arch, channels, data);
 }
 
 bool is_baseline(const std::string& arch) {

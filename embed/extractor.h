@@ -47,7 +47,9 @@ std::unique_ptr<Extractor> make_network_extractor(std::unique_ptr<Model> model, 
                                                   int device, std::vector<std::string>* warnings);
 
 // arch: pixels[:hist=..,grid=..] or nuclei[:dna=..,invert=..,sigma=..,min_area=..,min_distance=..,radius=..].
-std::unique_ptr<Extractor> make_baseline_extractor(const std::string& arch, int channels);
+// channels: the data's channel count (dna= must name one of them); data: its name for errors.
+std::unique_ptr<Extractor> make_baseline_extractor(const std::string& arch, int channels,
+                                                   const std::string& data = "");
 bool is_baseline(const std::string& arch);
 
 }  // namespace tabula

@@ -7,6 +7,7 @@
 #include <functional>
 #include <iomanip>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -332,18 +333,28 @@ std::string short_table(const std::vector<Row>& rows, const std::vector<StudyMod
   tab << std::left << std::setw(40) << "metric (last layer)";
   for (const auto& m : models) tab << std::setw(w) << m.label;
   tab << "\n";
+  bool undefined_r = false;
   for (const auto& [ds, metric] : metrics) {
     tab << std::setw(40) << (ds + ": " + metric).substr(0, 39);
     for (const auto& m : models) {
-      double v = NAN;
+      std::optional<double> v;
       for (const Row& r : rows)
         if (r.dataset == ds && r.metric == metric && r.model == m.label && r.layer_index == r.layers - 1) v = r.value;
       std::ostringstream cell;
-      cell << std::fixed << std::setprecision(3) << v;
+      if (!v) {
+        cell << "-";
+      } else {
+        cell << std::fixed << std::setprecision(3) << *v;
+        // A bare "nan" reads as a failure; for a Pearson r it is the defined result of a constant prediction.
+        if (std::isnan(*v) && metric.find("Pearson r") != std::string::npos) cell << "*", undefined_r = true;
+      }
       tab << std::setw(w) << cell.str();
     }
     tab << "\n";
   }
+  if (undefined_r)
+    tab << "* nan: some target's Pearson r is undefined in a fold (constant predictions or expression there, e.g. a "
+           "1-NN\n  that picks the same training patch for every test patch); scipy.stats.pearsonr gives nan too\n";
   return tab.str();
 }
 

@@ -1,6 +1,7 @@
 // The report's tables and non-chart sections: what the data holds, example images, the model legend,
 // provenance and every number (sortable and filterable).
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -161,6 +162,13 @@ std::string source_of(const Row& r, const Model* m) {
   return "summary.csv";
 }
 
+// The value column: a Pearson r that is nan says why (summary.csv keeps the bare nan that pandas reads).
+std::string value_cell(const Row& r) {
+  if (!std::isnan(r.value) || r.metric.find("Pearson r") == std::string::npos) return fmt(r.value, 4);
+  return "<span title=\"some target's Pearson r is undefined in a fold: its predictions (or its expression) are "
+         "constant there; scipy.stats.pearsonr gives nan too\">nan (constant prediction)</span>";
+}
+
 }  // namespace
 
 std::string numbers_table(const Study& st) {
@@ -175,7 +183,7 @@ std::string numbers_table(const Study& st) {
   h << "</tr></thead><tbody>\n";
   for (const Row& r : st.rows)
     h << "<tr><td>" << esc(r.dataset) << "</td><td>" << esc(r.model) << "</td><td>" << esc(r.layer) << "</td><td>"
-      << esc(r.metric) << "</td><td class=\"num\">" << fmt(r.value, 4) << "</td><td><code>"
+      << esc(r.metric) << "</td><td class=\"num\">" << value_cell(r) << "</td><td><code>"
       << esc(source_of(r, find_model(st, r.model))) << "</code></td></tr>\n";
   h << "</tbody></table></details>\n";
   return h.str();

@@ -93,7 +93,10 @@ TEST(BadInput, MissingFiles) {
   expect_refused(test::run_tabula(embed((root / "nope.csv").string(), out)), (root / "nope.csv").string(), "missing manifest");
   EXPECT_FALSE(fs::exists(out));
   fs::remove(d.dir / "er1.png");
-  expect_refused(test::run_tabula(embed(d.csv, out)), (d.dir / "er1.png").string(), "missing image");
+  // The manifest's row (line 3: the header is line 1) is named with the file: with millions of rows, the file name
+  // alone does not say which row to fix.
+  expect_refused(test::run_tabula(embed(d.csv, out)), d.csv + ":3 (sample 1): " + (d.dir / "er1.png").string(),
+                 "missing image");
   EXPECT_FALSE(fs::exists(out));
   auto r = test::run_tabula(std::string("embed --arch '") + kArch + "' --weights " + q(root / "nope.safetensors") +
                             " --size 32 --quiet --data " + q(d.csv) + " --out " + q(out));
@@ -204,7 +207,7 @@ TEST(BadInput, ImagesSmallerThanTheCrop) {
   Data d = make_data(root / "d");
   const fs::path out = root / "x.npy";
   auto r = test::run_tabula("preprocess --data " + q(d.csv) + " --out " + q(out) + " --resize 0 --crop 64 --no-normalize");
-  expect_refused(r, d.csv + " (sample 0): ", "crop");  // a sample of two channel files: named by row
+  expect_refused(r, d.csv + ":2 (sample 0): ", "crop");  // a sample of two channel files: named by row
   EXPECT_NE(r.err.find("40x40 is smaller than the 64x64 crop"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(out));
   EXPECT_FALSE(fs::exists(root / "x.index.csv"));
