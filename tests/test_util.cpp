@@ -6,10 +6,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 namespace tabula::test {
 
@@ -22,6 +24,36 @@ fs::path fixture(const std::string& rel) {
   return fs::path(dir ? dir : TABULA_FIXTURES_DIR) / rel;
 }
 
+namespace {
+
+// A passed test's scratch folder is removed when it ends (a failed one's is kept to look at): the folders are named
+// by process id, so without this every run of the suite left its files in /tmp (gigabytes after a few runs).
+std::string current_scratch;
+
+struct RemoveScratchOfPassedTests : ::testing::EmptyTestEventListener {
+  void OnTestEnd(const ::testing::TestInfo& info) override {
+    // Only the folder this test made: one made outside a test (a suite's set-up, "no-test") stays for the others.
+    std::string name = std::string(info.test_suite_name()) + "." + info.name() + ".";
+    for (char& c : name)
+      if (c == '/') c = '_';
+    if (!info.result()->Passed() || fs::path(current_scratch).filename().string().rfind(name, 0) != 0) return;
+    // With the folders some tests name after it (its "-data", ".in" siblings).
+    const fs::path dir(current_scratch);
+    const std::string stem = dir.filename().string();
+    std::error_code ec;
+    std::vector<fs::path> made;
+    for (fs::directory_iterator d(dir.parent_path(), ec), e; !ec && d != e; d.increment(ec))
+      if (const std::string f = d->path().filename().string();
+          f.rfind(stem, 0) == 0 &&
+          (f.size() == stem.size() || !std::isdigit(static_cast<unsigned char>(f[stem.size()]))))
+        made.push_back(d->path());
+    for (const fs::path& p : made) fs::remove_all(p, ec);
+    current_scratch.clear();
+  }
+};
+
+}  // namespace
+
 fs::path scratch_dir() {
   const char* base = std::getenv("TABULA_TEST_TMP");
   fs::path root = base ? fs::path(base) : fs::temp_directory_path() / "tabula-tests";
@@ -31,9 +63,13 @@ fs::path scratch_dir() {
     if (c == '/') c = '_';
   fs::path dir = root / (name + "." + std::to_string(::getpid()));
   // Emptied the first time a test asks (left over from an earlier run), then the same folder for the whole test.
-  static std::string current;
-  if (current != dir.string()) {
-    current = dir.string();
+  static bool listening = false;
+  if (!listening) {
+    ::testing::UnitTest::GetInstance()->listeners().Append(new RemoveScratchOfPassedTests);
+    listening = true;
+  }
+  if (current_scratch != dir.string()) {
+    current_scratch = dir.string();
     fs::remove_all(dir);
   }
   fs::create_directories(dir);
