@@ -11,6 +11,10 @@ std::filesystem::path fixture(const std::string& rel);
 // call, the same folder (with what the test put there) at later calls.
 std::filesystem::path scratch_dir();
 
+// What the tests ask of a command's output: does it contain `what`; is it exactly one line (an error message).
+inline bool has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
+inline bool one_line(const std::string& text) { return !text.empty() && text.find('\n') == text.size() - 1; }
+
 struct RunResult {
   int exit_code = -1;
   std::string out, err;

@@ -23,7 +23,7 @@ using tabula::test::run_tabula;
 namespace fs = std::filesystem;
 
 namespace {
-bool has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
+using tabula::test::has;
 std::string q(const fs::path& p) {
   std::string s(1, '\'');
   s += p.string();

@@ -16,7 +16,7 @@ using tabula::test::run_tabula;
 namespace fs = std::filesystem;
 
 namespace {
-bool has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
+using tabula::test::has;
 
 fs::path data_dir() {
   fs::path d = tabula::test::scratch_dir().string() + "-data";

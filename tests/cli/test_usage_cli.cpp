@@ -12,8 +12,8 @@ using tabula::test::run_tabula;
 namespace fs = std::filesystem;
 
 namespace {
-bool has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
-bool one_line(const std::string& text) { return !text.empty() && text.find('\n') == text.size() - 1; }
+using tabula::test::has;
+using tabula::test::one_line;
 }  // namespace
 
 TEST(CliUsage, UnknownCommandSuggestsTheClosest) {

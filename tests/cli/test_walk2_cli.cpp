@@ -15,8 +15,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
-bool one_line(const std::string& text) { return !text.empty() && text.find('\n') == text.size() - 1; }
+using tabula::test::has;
+using tabula::test::one_line;
 
 const char* kArch = "resnet:layers=1,1,1,1,block=bottleneck,width=8,classes=10";
 

@@ -17,8 +17,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
-bool one_line(const std::string& text) { return !text.empty() && text.find('\n') == text.size() - 1; }
+using tabula::test::has;
+using tabula::test::one_line;
 std::string read_text(const fs::path& p) { return tabula::read_file_text(p.string()); }
 
 // A quick synthetic Cell Painting set (32 fields) in the test's scratch folder: its load_data.csv.

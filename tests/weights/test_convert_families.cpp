@@ -20,7 +20,7 @@ using tabula::test::run_tabula;
 
 namespace {
 
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+using tabula::test::has;
 std::string q(const std::string& s) { return "'" + s + "'"; }
 std::string fix(const std::string& rel) { return test::fixture(rel).string(); }
 

@@ -15,7 +15,7 @@ using tabula::test::run_tabula;
 using tabula::test::wfix;
 
 namespace {
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+using tabula::test::has;
 std::string q(const std::string& s) { return "'" + s + "'"; }
 }  // namespace
 
