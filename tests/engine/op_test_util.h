@@ -51,11 +51,11 @@ struct WinogradOff {
   WinogradOff& operator=(const WinogradOff&) = delete;
 };
 
-// ResNet's stem: a 7x7 conv of stride 2 and padding 3.
-inline Conv2dOptions stem_options() {
+// A conv's stride and padding, the same on both axes (ResNet's 7x7 stem: 2, 3).
+inline Conv2dOptions conv_options(int64_t stride, int64_t padding) {
   Conv2dOptions o;
-  o.stride = {2, 2};
-  o.padding = {3, 3};
+  o.stride = {stride, stride};
+  o.padding = {padding, padding};
   return o;
 }
 

@@ -117,7 +117,7 @@ TEST(Bf16Centres, ConvNearItsReferenceIsFarMoreAccurateAtTheBordersToo) {
 TEST(Bf16Centres, FusedFormsKeepTheBits) {
   SKIP_WITHOUT_BF16();
   auto g = rng_for("bf16_centres_fused");
-  const PackedConv2d p7(random_tensor({64, 3, 7, 7}, g), test::stem_options(), PackedType::bf16);
+  const PackedConv2d p7(random_tensor({64, 3, 7, 7}, g), test::conv_options(2, 3), PackedType::bf16);
   const Tensor s = random_tensor({64}, g), h = random_tensor({64}, g);
   const PackedConv2d p1(random_tensor({64, 64, 1, 1}, g), {}, PackedType::bf16);
   const Tensor common = random_tensor({64}, g, 3.f);
@@ -137,8 +137,7 @@ TEST(Bf16Centres, BatchAndThreadCountIndependent) {
   SKIP_WITHOUT_BF16();
   const WinogradOff direct_paths;
   auto g = rng_for("bf16_centres_batch");
-  Conv2dOptions pad1;
-  pad1.padding = {1, 1};
+  const Conv2dOptions pad1 = test::conv_options(1, 1);
   const PackedConv2d p3(random_tensor({37, 32, 3, 3}, g), pad1, PackedType::bf16);
   const PackedLinear pl(random_tensor({200, 300}, g), PackedType::bf16);
   const Tensor level = random_tensor({32}, g, 2.f), common = random_tensor({300}, g, 4.f);
@@ -181,8 +180,7 @@ TEST(Bf16Centres, KeptShiftTableFollowsScaleShiftGeometryAndCentres) {
   SKIP_WITHOUT_BF16();
   const WinogradOff direct_paths;
   auto g = rng_for("bf16_centres_kept_shifts");
-  Conv2dOptions pad1;
-  pad1.padding = {1, 1};
+  const Conv2dOptions pad1 = test::conv_options(1, 1);
   const Tensor w = random_tensor({24, 16, 3, 3}, g, 0.2f), wl = random_tensor({40, 30}, g, 0.2f);
   const Tensor level = random_tensor({16}, g, 2.f), common = random_tensor({30}, g, 3.f);
   const Tensor level2 = random_tensor({16}, g, 2.f), common2 = random_tensor({30}, g, 3.f);
