@@ -30,7 +30,7 @@ namespace tabula {
 enum class PackedType { f32, bf16 };
 
 namespace detail {
-struct ShiftTable;  // bf16_centres.h
+struct ShiftTable;  // bf16_centres.cpp
 }
 
 // Reference-centred rounding of a bf16 GEMM's activations. Rounding x to bf16 costs an error of ~2^-9 |x| per
@@ -63,7 +63,7 @@ struct Bf16Centres {
   // B - bf16(B) in the bf16 layout, kept from packing until the first forward that records nothing, within a
   // process-wide budget (bf16_centres.h reserve_low_weights)
   Tensor w_lo;
-  // The epilogue's shift table (bf16_centres.h ShiftTable) for the last scale, shift and conv geometry an op used
+  // The epilogue's shift table (bf16_centres.cpp ShiftTable) for the last scale, shift and conv geometry an op used
   // these centres with: built on first use, reused while they stay the same, dropped when centres are recorded.
   // Behind a mutex: copies of a PackedMatrix share their centres.
   mutable std::mutex shifts_mutex;
