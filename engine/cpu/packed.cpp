@@ -119,6 +119,36 @@ void pack_b_panels_bf16(int64_t K, int64_t N, const float* src, int64_t sk, int6
   const PackBf16 pack = gemm_bf16_kernel()->pack;
   parallel_for(panels, 1, [&](int64_t p0, int64_t p1) { pack(K, N, src, sk, sn, dst, p0, p1); });
 }
+
+namespace {
+// pack_b_panels_bf16 of B into dst and of its low halves B - bf16(B) into lo_dst (Bf16Centres::w_lo), panel by
+// panel: a panel's low halves are taken while its columns of B are in cache, into a K x nr scratch packed as the
+// panel of a K x nn matrix (the same values, so the same bits as packing all the low halves at once).
+void pack_b_panels_bf16_and_low(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn, uint16_t* dst,
+                                uint16_t* lo_dst) {
+  const int64_t nr = bf16_nr(), panels = (N + nr - 1) / nr, Kp = (K + 1) / 2 * 2;
+  const PackBf16 pack = gemm_bf16_kernel()->pack;
+  parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
+    std::vector<float> lo(static_cast<size_t>(K * nr));
+    for (int64_t p = p0; p < p1; ++p) {
+      pack(K, N, src, sk, sn, dst, p, p + 1);
+      const int64_t n0 = p * nr, nn = std::min(nr, N - n0);
+      auto low = [&](int64_t k, int64_t j) {
+        const float v = src[k * sk + (n0 + j) * sn];
+        lo[static_cast<size_t>(k * nn + j)] = v - bf16_to_f32(f32_to_bf16(v));
+      };
+      if (sk == 1) {  // a linear's weight [out, in]: a column's k are contiguous
+        for (int64_t j = 0; j < nn; ++j)
+          for (int64_t k = 0; k < K; ++k) low(k, j);
+      } else {
+        for (int64_t k = 0; k < K; ++k)
+          for (int64_t j = 0; j < nn; ++j) low(k, j);
+      }
+      pack(K, nn, lo.data(), nn, 1, lo_dst + p * Kp * nr, 0, 1);
+    }
+  });
+}
+}  // namespace
 }  // namespace detail
 
 PackedMatrix PackedMatrix::pack(int64_t K, int64_t N, const float* src, int64_t sk, int64_t sn, PackedType type) {
@@ -129,18 +159,15 @@ PackedMatrix PackedMatrix::pack(int64_t K, int64_t N, const float* src, int64_t 
   if (type == PackedType::bf16) {
     m.nr_ = detail::bf16_nr();
     m.centres_ = std::make_shared<Bf16Centres>();
-    m.data_ = Tensor::heap({std::max<int64_t>(detail::packed_b_bf16_elems(K, N), 1)}, DType::bf16);
-    detail::pack_b_panels_bf16(K, N, src, sk, sn, m.data_.data<uint16_t>());
+    const int64_t elems = std::max<int64_t>(detail::packed_b_bf16_elems(K, N), 1);
+    m.data_ = Tensor::heap({elems}, DType::bf16);
     // the low halves W - bf16(W), for the centres' W c with the fp32 weights (packed.h Bf16Centres)
     if (detail::reserve_low_weights(static_cast<int64_t>(m.data_.nbytes()))) {
-      std::vector<float> lo(static_cast<size_t>(K * N));
-      for (int64_t k = 0; k < K; ++k)
-        for (int64_t n = 0; n < N; ++n) {
-          const float v = src[k * sk + n * sn];
-          lo[static_cast<size_t>(k * N + n)] = v - bf16_to_f32(f32_to_bf16(v));
-        }
-      m.centres_->w_lo = Tensor::heap({std::max<int64_t>(detail::packed_b_bf16_elems(K, N), 1)}, DType::bf16);
-      detail::pack_b_panels_bf16(K, N, lo.data(), N, 1, m.centres_->w_lo.data<uint16_t>());
+      m.centres_->w_lo = Tensor::heap({elems}, DType::bf16);
+      detail::pack_b_panels_bf16_and_low(K, N, src, sk, sn, m.data_.data<uint16_t>(),
+                                         m.centres_->w_lo.data<uint16_t>());
+    } else {
+      detail::pack_b_panels_bf16(K, N, src, sk, sn, m.data_.data<uint16_t>());
     }
     return m;
   }
@@ -456,7 +483,7 @@ Tensor with_direct_conv(const Tensor& x, const PackedConv2d& w, const detail::Co
     if (!d.image_centre.empty()) {
       shifts = detail::conv_centred_shifts(*w.b.centres(), d.image_centre, {s.N, s.H, s.W, s.Ho, s.Wo, w.opt},
                                            w.cout, ep.scale, ep.shift);
-      ep.shift_index = shifts.index.data(), ep.shift_table = shifts.table.data();
+      ep.shift_index = shifts.index.data(), ep.shift_table = shifts.table();
     }
     return f(d.A, d.plan, bf16_panels_of(w.b));
   }
@@ -619,7 +646,7 @@ Tensor packed_linear(std::string_view op, const Tensor& x_in, const PackedLinear
     if (cs.count() > 0) {
       row_centre = detail::choose_centres(M, 1, K, x.data<float>(), K, cs);
       shifts = detail::linear_centred_shifts(cs, row_centre, w.out_features, ep.scale, ep.shift);
-      ep.shift_index = shifts.index.data(), ep.shift_table = shifts.table.data();
+      ep.shift_index = shifts.index.data(), ep.shift_table = shifts.table();
     }
     const Tensor xb = cs.count() > 0 ? detail::round_centred(M, 1, K, x.data<float>(), K, Kp, cs, row_centre)
                                      : round_activations(M, K, x.data<float>(), K, Kp);

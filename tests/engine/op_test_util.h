@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/cpu/packed.h"
 #include "engine/ops.h"
 #include "engine/threads.h"
 #include "engine/validate.h"
@@ -49,6 +50,30 @@ struct WinogradOff {
   WinogradOff(const WinogradOff&) = delete;
   WinogradOff& operator=(const WinogradOff&) = delete;
 };
+
+// A conv's stride and padding, the same on both axes (ResNet's 7x7 stem: 2, 3).
+inline Conv2dOptions conv_options(int64_t stride, int64_t padding) {
+  Conv2dOptions o;
+  o.stride = {stride, stride};
+  o.padding = {padding, padding};
+  return o;
+}
+
+// The fused forms of packed convs keep the plain ops' bits: the stem's conv + ReLU + 3x3/2 max-pool in bands
+// (`stem` on `rgb`) and a 1x1 conv + ReLU written over its residual (`pointwise` on the channels-last `x` with `r`),
+// both with per-channel scale s and shift h.
+inline void expect_fused_forms_keep_the_bits(const PackedConv2d& stem, const Tensor& rgb, const PackedConv2d& pointwise,
+                                             const Tensor& x, const Tensor& r, const Tensor& s, const Tensor& h) {
+  auto same_bits = [](const Tensor& a, const Tensor& b) {
+    return a.shape() == b.shape() && std::memcmp(a.contiguous().raw(), b.contiguous().raw(), a.nbytes()) == 0;
+  };
+  const Tensor fused = ops::conv2d_max_pool2d(rgb, stem, s, h, Activation::relu, {3, 3}, {2, 2}, {1, 1});
+  const Tensor plain = ops::max_pool2d(ops::conv2d(rgb, stem, s, h, Activation::relu), {3, 3}, {2, 2}, {1, 1});
+  EXPECT_TRUE(same_bits(fused, plain)) << "stem conv + max-pool";
+  const Tensor want = ops::conv2d(x, pointwise, s, h, Activation::relu, r);
+  EXPECT_TRUE(same_bits(ops::conv2d_into_residual(x, pointwise, s, h, Activation::relu, r.clone()), want))
+      << "1x1 conv over its residual";
+}
 
 // Runs `run` with one thread, then with each count in `threads`, and expects every output to have the bits of the
 // one-thread run (the engine's rule: the thread count never changes a bit). The thread count is restored.

@@ -224,26 +224,15 @@ TEST(GemmBf16, Conv2dEveryPathAgainstRoundedReference) {
 TEST(GemmBf16, FusedFormsSameBitsAndWinogradStaysFp32) {
   SKIP_WITHOUT_BF16();
   auto g = rng_for("bf16_fused");
-  Conv2dOptions stem;
-  stem.stride = {2, 2};
-  stem.padding = {3, 3};
   const Tensor rgb = random_tensor({2, 3, 40, 40}, g), w7 = random_tensor({64, 3, 7, 7}, g);
   const Tensor s = random_tensor({64}, g), h = random_tensor({64}, g);
-  const PackedConv2d p7(w7, stem, PackedType::bf16);
-  const Tensor fused = ops::conv2d_max_pool2d(rgb, p7, s, h, Activation::relu, {3, 3}, {2, 2}, {1, 1});
-  const Tensor plain = ops::max_pool2d(ops::conv2d(rgb, p7, s, h, Activation::relu), {3, 3}, {2, 2}, {1, 1});
-  ASSERT_EQ(fused.shape(), plain.shape());
-  EXPECT_EQ(std::memcmp(fused.contiguous().raw(), plain.contiguous().raw(), plain.nbytes()), 0);
-
+  const PackedConv2d p7(w7, test::conv_options(2, 3), PackedType::bf16);
   const Tensor x = to_channels_last(random_tensor({2, 64, 9, 9}, g));
   const PackedConv2d p1(random_tensor({64, 64, 1, 1}, g), {}, PackedType::bf16);
   const Tensor r = to_channels_last(random_tensor({2, 64, 9, 9}, g));
-  const Tensor want = ops::conv2d(x, p1, s, h, Activation::relu, r);
-  const Tensor got = ops::conv2d_into_residual(x, p1, s, h, Activation::relu, r.clone());
-  EXPECT_EQ(std::memcmp(got.contiguous().raw(), want.contiguous().raw(), want.nbytes()), 0);
+  test::expect_fused_forms_keep_the_bits(p7, rgb, p1, x, r, s, h);
 
-  Conv2dOptions pad1;
-  pad1.padding = {1, 1};
+  const Conv2dOptions pad1 = test::conv_options(1, 1);
   const PackedConv2d p3(random_tensor({64, 64, 3, 3}, g), pad1, PackedType::bf16);
   ASSERT_TRUE(p3.wino.defined());
   EXPECT_EQ(p3.b.type(), PackedType::f32);
@@ -253,15 +242,12 @@ TEST(GemmBf16, DeterministicAcrossThreadCounts) {
   SKIP_WITHOUT_BF16();
   const WinogradOff direct_paths;
   auto g = rng_for("bf16_determinism");
-  Conv2dOptions pad1, stem;
-  pad1.padding = {1, 1};
-  stem.stride = {2, 2};
-  stem.padding = {3, 3};
+  const Conv2dOptions pad1 = test::conv_options(1, 1);
   const Tensor x = random_tensor({2, 32, 15, 15}, g), rgb = random_tensor({2, 3, 30, 30}, g);
   const Tensor tok = random_tensor({2, 197, 300}, g), lb = random_tensor({200}, g);
   const PackedConv2d p3(random_tensor({37, 32, 3, 3}, g), pad1, PackedType::bf16);
   const PackedConv2d p1(random_tensor({70, 32, 1, 1}, g), {}, PackedType::bf16);
-  const PackedConv2d p7(random_tensor({64, 3, 7, 7}, g), stem, PackedType::bf16);
+  const PackedConv2d p7(random_tensor({64, 3, 7, 7}, g), test::conv_options(2, 3), PackedType::bf16);
   const PackedLinear pl(random_tensor({200, 300}, g), PackedType::bf16);
   auto run_all = [&] {
     return std::vector<Tensor>{ops::conv2d(x, p3, Tensor(), Tensor(), Activation::relu),
