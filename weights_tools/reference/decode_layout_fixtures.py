@@ -4,7 +4,8 @@ each with the array tifffile decodes it to (CHW float32 in <file>.npy, the oracl
 
 Every sample type (8/16/32-bit integers, signed and unsigned, 32/64-bit float) in both byte orders, odd strip heights
 (the last strip short), tiles with partial edge tiles, planar (separate) and contiguous multi-sample pixels,
-uncompressed / deflate / LZW / PackBits, with and without the horizontal and floating-point predictors, and BigTIFF. Images are 29 x 37 so every file stays a few kB.
+uncompressed / deflate / LZW / PackBits, with and without the horizontal and floating-point predictors, and BigTIFF.
+Images are 29 x 37 so every file stays a few kB.
 
 Run from the repository root with the venv that has tifffile and imagecodecs (LZW encoding):
     /work/venv/bin/python weights_tools/reference/decode_layout_fixtures.py
