@@ -204,8 +204,13 @@ struct NativeSample {
   std::vector<TiffFile> files;
   Image header;
 };
+// Files a native sample holds open at once, from their headers to their samples: a sample of more goes the general
+// way (one file open at a time), so that every prefetch worker holding a sample stays far below the 1,024 open files
+// per process that many systems allow.
+constexpr size_t kMaxOpenFiles = 32;
 std::optional<NativeSample> native_sample(const Sample& smp, const DecodeLimits& limits) {
-  if (!smp.h5_path.empty() || smp.channel_paths.empty()) return std::nullopt;
+  if (!smp.h5_path.empty() || smp.channel_paths.empty() || smp.channel_paths.size() > kMaxOpenFiles)
+    return std::nullopt;
   NativeSample out;
   for (const std::string& path : smp.channel_paths) {
     std::optional<TiffFile> tiff = TiffFile::open(path, limits);
