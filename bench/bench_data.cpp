@@ -15,12 +15,13 @@
 //   DataStageField/<codec>/path:<P>  what the CPU does per field with `embed --preprocess device`: the 5 files into one
 //                                5-plane uint16 staging buffer; P 0: float decode + conversion back (the way before
 //                                decode_tiff_native), 1: decode_tiff_native from memory, 2: as load_and_submit, from
-//                                the files (read_tiff_header_file, then read_tiff_native: uncompressed strips pread
-//                                straight into the buffer)
+//                                the files (TiffFile: each file opened once, its header read, then its samples;
+//                                uncompressed strips pread straight into the buffer, compressed files read whole once)
 //
 // Apart from DataDecodeFieldThreads and DataStageField (issue #22), only data-layer API older than issue #22 is
 // used, so the same file measures an older build (compiled there with -DTABULA_BENCH_DATA_BEFORE_22; a build with
-// decode_tiff_into but without decode_tiff_native: #define TABULA_BENCH_DATA_BEFORE_NATIVE, runs path 0 only);
+// decode_tiff_into but without decode_tiff_native: #define TABULA_BENCH_DATA_BEFORE_NATIVE, runs path 0 only; one
+// with read_tiff_header_file + read_tiff_native instead of TiffFile: #define TABULA_BENCH_DATA_BEFORE_TIFFFILE);
 // bench/data_decode.sh runs a before and an after binary alternately in one run. Files go to $BENCH_DATA_DIR
 // (default /tmp/tabula-bench-data).
 #include <benchmark/benchmark.h>
@@ -30,6 +31,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -187,10 +189,16 @@ void BM_DataStageField(benchmark::State& state) {
 #else
       for (int c = 0; c < 5; ++c) {
         uint8_t* dst = staging.data() + size_t(c) * plane_bytes;
-        if (path == 2) {  // as load_and_submit: the headers first (to plan the job), then the samples
+        if (path == 2) {  // as load_and_submit: the header first (to plan the job), then the samples
           const std::string& p = m.samples[size_t(f)].channel_paths[size_t(c)];
+#ifdef TABULA_BENCH_DATA_BEFORE_TIFFFILE
           benchmark::DoNotOptimize(read_tiff_header_file(p));
           read_tiff_native(p, dst, plane_bytes);
+#else
+          std::optional<TiffFile> file = TiffFile::open(p);
+          benchmark::DoNotOptimize(file->header().channels);
+          file->read_native(dst, plane_bytes);
+#endif
         } else {
           const auto& b = bytes[size_t(f)][size_t(c)];
           decode_tiff_native(b.data(), b.size(), "field", dst, plane_bytes);

@@ -196,32 +196,39 @@ void plan_inputs(PreprocessPlan& plan, const Image& img, const Transform& t, con
   }
 }
 
-// The channels per file of a sample whose samples can go to the staging buffer as stored, with their stacked header
-// (no pixels; only the files' headers and directories are read); nothing when the sample is not such (the general
-// path then decodes it, and says what is wrong with it).
+// The files of a sample whose samples can go to the staging buffer as stored, opened with their headers and
+// directories read (no pixels yet), with their stacked header; nothing when the sample is not such (the general path
+// then decodes it, and says what is wrong with it). Each file is opened and read once: its samples are read later
+// through the same TiffFile.
 struct NativeSample {
-  std::vector<int> channels;  // per file
+  std::vector<TiffFile> files;
   Image header;
 };
+// Files a native sample holds open at once, from their headers to their samples: a sample of more goes the general
+// way (one file open at a time), so that every prefetch worker holding a sample stays far below the 1,024 open files
+// per process that many systems allow.
+constexpr size_t kMaxOpenFiles = 32;
 std::optional<NativeSample> native_sample(const Sample& smp, const DecodeLimits& limits) {
-  if (!smp.h5_path.empty() || smp.channel_paths.empty()) return std::nullopt;
+  if (!smp.h5_path.empty() || smp.channel_paths.empty() || smp.channel_paths.size() > kMaxOpenFiles)
+    return std::nullopt;
   NativeSample out;
   for (const std::string& path : smp.channel_paths) {
-    const std::optional<Image> tiff = read_tiff_header_file(path, limits);
+    std::optional<TiffFile> tiff = TiffFile::open(path, limits);
     if (!tiff) return std::nullopt;
-    const Image& h = *tiff;
+    const Image& h = tiff->header();
     if (smp.channel_paths.size() > 1 && h.channels != 1) return std::nullopt;
     if (raw_sample_of(h) == RawSample::f32) return std::nullopt;  // float or 32-bit: converted on the CPU
     Image& first = out.header;
-    if (out.channels.empty()) {
+    if (out.files.empty()) {
       first = h;
     } else {
       if (h.height != first.height || h.width != first.width || h.bits != first.bits ||
           h.max_value != first.max_value)
         return std::nullopt;
       first.channels += h.channels;
+      first.channel_names.clear();  // one file's names do not name the stack
     }
-    out.channels.push_back(h.channels);
+    out.files.push_back(std::move(*tiff));
   }
   if (int64_t(out.header.channels) * int64_t(out.header.plane_size()) > limits.max_samples) return std::nullopt;
   return out;
@@ -341,10 +348,10 @@ std::unique_ptr<PreprocessJob> load_and_submit(DevicePreprocessor& dev, const Ma
   uint8_t* staging = static_cast<uint8_t*>(job->staging());
   const size_t plane_bytes = header.plane_size() * raw_sample_bytes(plan.sample);
   size_t at = 0;
-  for (size_t f = 0; f < native->channels.size(); ++f) {
-    const size_t n = size_t(native->channels[f]) * plane_bytes;
+  for (TiffFile& file : native->files) {
+    const size_t n = size_t(file.header().channels) * plane_bytes;
     try {
-      read_tiff_native(smp.channel_paths[f], staging + at, n, limits);
+      file.read_native(staging + at, n);
     } catch (const std::exception& e) {
       throw with_row(e);
     }

@@ -40,8 +40,9 @@ std::unique_ptr<PreprocessJob> submit_sample(DevicePreprocessor& dev, const Imag
 // Sample i of m (its illumination paths cleared; they come as illum_paths) decoded into a submitted job. When its
 // channels are TIFF files of 8- or 16-bit unsigned samples, one size (JUMP-style fields: a one-page file per
 // channel, or one multi-page file), the headers plan the job and every file is decoded straight into its planes of
-// the job's pinned staging buffer as the file stores the samples (read_tiff_native: no float image, no conversion
-// back; uncompressed strips are read from the file straight into the staging buffer, compressed ones decoded there).
+// the job's pinned staging buffer as the file stores the samples (TiffFile: each file opened once, its header read
+// once; no float image, no conversion back; uncompressed strips are read from the file straight into the staging
+// buffer, compressed files read whole once and decoded there).
 // Anything else is load_sample + check_finite + submit_sample.
 std::unique_ptr<PreprocessJob> load_and_submit(DevicePreprocessor& dev, const Manifest& m, size_t i,
                                                const DecodeLimits& limits, const std::vector<std::string>& illum_paths,

@@ -4,6 +4,7 @@
 // limits before anything is allocated, and every failure is a std::runtime_error that names the file.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -69,12 +70,30 @@ Image decode_tiff_into(const uint8_t* bytes, size_t n, const std::string& name, 
 // header (as read_tiff_header) without pixels.
 Image decode_tiff_native(const uint8_t* bytes, size_t n, const std::string& name, void* dst, size_t dst_bytes,
                          const DecodeLimits& limits = {});
-// decode_tiff_native reading the file itself: the strips and tiles of uncompressed files go from the file straight
-// into dst (one read each, no buffer of the file's bytes: libtiff reads unmapped uncompressed strips into the caller's
-// buffer); compressed files are read into memory once and decoded from there. Errors name the file.
-Image read_tiff_native(const std::string& path, void* dst, size_t dst_bytes, const DecodeLimits& limits = {});
-// read_tiff_header of a file, reading only its header and directories; nothing when the file is not a TIFF.
-std::optional<Image> read_tiff_header_file(const std::string& path, const DecodeLimits& limits = {});
+// A TIFF file opened for `--preprocess device`: opened, and its header and directories read, once; the header plans
+// the job, then read_native reads the samples through the same descriptor and libtiff handle (the file is opened
+// and read once per field, not once for the header and again for the samples).
+class TiffFile {
+ public:
+  // Nothing when the file is not a TIFF (its magic); a missing file or a bad header is an error naming the file.
+  static std::optional<TiffFile> open(const std::string& path, const DecodeLimits& limits = {});
+  // What read_tiff_header returns for the file's bytes (no pixels).
+  const Image& header() const;
+  // decode_tiff_native's samples, written to dst (dst_bytes; fewer than the image needs is an error naming the
+  // file). Uncompressed strips and tiles go from the file straight into dst (one pread per plane where the strips
+  // lie back to back; no buffer of the file's bytes); a compressed file is read whole, with one read, and decoded
+  // from memory. A file cut short is an error naming it.
+  Image read_native(void* dst, size_t dst_bytes);
+
+  TiffFile(TiffFile&&) noexcept;
+  TiffFile& operator=(TiffFile&&) noexcept;
+  ~TiffFile();
+
+ private:
+  struct State;
+  explicit TiffFile(std::unique_ptr<State> s);
+  std::unique_ptr<State> s_;
+};
 // What decode_tiff would return, without the pixels (the headers are checked as decode_tiff checks them).
 Image read_tiff_header(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& limits = {});
 bool is_tiff(const uint8_t* bytes, size_t n);  // the TIFF / BigTIFF magic, either byte order

@@ -1,5 +1,5 @@
-// TIFF decoding (libtiff) and writing. Everything decodes from memory (the file is read once, its size known), so a
-// header's claims can be checked against both the limits and the bytes actually present.
+// TIFF decoding (libtiff) and writing. Everything decodes from bytes whose size is known (in memory, or a file through
+// its descriptor: TiffFile), so a header's claims can be checked against both the limits and the bytes present.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <tiffio.h>
@@ -11,10 +11,13 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "data/decode_common.h"
 #include "data/image.h"
@@ -49,7 +52,7 @@ void install_tiff_handlers() {
 struct MemFile {
   std::vector<uint8_t>* out = nullptr;  // writing
   const uint8_t* in = nullptr;          // reading
-  int fd = -1;                          // or reading the file itself (read_tiff_native): pread, nothing mapped
+  int fd = -1;                          // or reading the file itself (TiffFile): pread, nothing mapped
   size_t size = 0, pos = 0;
 };
 tmsize_t mem_read(thandle_t h, void* buf, tmsize_t n) {
@@ -219,7 +222,7 @@ struct PageDest {
   uint8_t* native = nullptr;
 };
 
-// Reading the file itself (read_tiff_native), an uncompressed page whose strips lie back to back in the file, each
+// Reading the file itself (TiffFile::read_native), an uncompressed page whose strips lie back to back in the file, each
 // exactly its rows, is read with one pread per plane straight into the destination (one read per strip costs a
 // system call per 8 KiB strip, more than the copy). Returns false for any other layout (libtiff's path then reads it).
 bool read_planes_at_once(TIFF* t, const TiffBytes& file, const PageInfo& p, const std::vector<Block>& blocks,
@@ -466,38 +469,33 @@ OmeLayout ome_layout(const std::string& xml, int n_pages, const std::string& nam
 
 namespace {
 
-// decode_tiff, or with `into`: the pixels go to channels [c0, c0 + channels) of *into (which must have the file's
-// height and width), divided by divisors[k] when given, and the returned image holds the header only; with `native`
-// the samples as stored go to native[0, native_bytes) (decode_tiff_native); with header_only nothing is decoded.
-struct TiffTarget {
-  Image* into = nullptr;
-  int c0 = 0;
-  const float* const* divisors = nullptr;
-  uint8_t* native = nullptr;
-  size_t native_bytes = 0;
-  bool header_only = false;
-  bool* compressed = nullptr;  // reading a file descriptor: set, and nothing decoded, when a page is compressed
+// A TIFF opened and its directories read: every page's header checked before any pixel is allocated, the pages that
+// become channels, and the image's header (decode_tiff's, without pixels). The handle stays open for the pixels.
+struct OpenTiff {
+  struct Close {
+    void operator()(TIFF* t) const { TIFFClose(t); }
+  };
+  std::unique_ptr<MemFile> mf;  // the handle reads through it (so it must not move); closed after the handle
+  std::unique_ptr<TIFF, Close> t;
+  std::vector<PageInfo> pages;
+  std::vector<int> use;  // pages that become channels, in channel order
+  Image header;
 };
-Image decode_tiff_impl(const TiffBytes& file, const std::string& name, const DecodeLimits& lim,
-                       const TiffTarget& target) {
-  Image* into = target.into;
-  const int c0 = target.c0;
-  const float* const* divisors = target.divisors;
-  const bool header_only = target.header_only;
+
+OpenTiff open_tiff(const TiffBytes& file, const std::string& name, const DecodeLimits& lim) {
   install_tiff_handlers();
   tiff_error.clear();
-  MemFile mf;
-  mf.in = file.bytes;
-  mf.fd = file.fd;
-  mf.size = file.n;
+  OpenTiff o;
+  o.mf = std::make_unique<MemFile>();
+  o.mf->in = file.bytes;
+  o.mf->fd = file.fd;
+  o.mf->size = file.n;
   // No "m": libtiff reads strips straight from the bytes through mem_map.
-  TIFF* t =
-      TIFFClientOpen(name.c_str(), "r", &mf, mem_read, mem_write, mem_seek, mem_close, mem_size, mem_map, mem_unmap);
-  if (!t) fail(name, "not a readable TIFF" + (tiff_error.empty() ? std::string() : " (" + tiff_error + ")"));
-  TiffCloser closer{t};
-
-  // Pass 1: every page's header, checked before any pixel allocation.
-  std::vector<PageInfo> pages;
+  o.t.reset(TIFFClientOpen(name.c_str(), "r", o.mf.get(), mem_read, mem_write, mem_seek, mem_close, mem_size, mem_map,
+                           mem_unmap));
+  if (!o.t) fail(name, "not a readable TIFF" + (tiff_error.empty() ? std::string() : " (" + tiff_error + ")"));
+  TIFF* t = o.t.get();
+  std::vector<PageInfo>& pages = o.pages;
   do {
     if (int(pages.size()) >= lim.max_channels) fail(name, "more than " + std::to_string(lim.max_channels) + " pages");
     PageInfo p = page_info(t);
@@ -526,8 +524,8 @@ Image decode_tiff_impl(const TiffBytes& file, const std::string& name, const Dec
     char* desc = nullptr;
     if (TIFFGetField(t, TIFFTAG_IMAGEDESCRIPTION, &desc) && desc) description = desc;
   }
-  OmeLayout ome = ome_layout(description, int(pages.size()), name);
-  std::vector<int> use;  // pages that become channels, in channel order
+  const OmeLayout ome = ome_layout(description, int(pages.size()), name);
+  std::vector<int>& use = o.use;
   if (!ome.channel_ifd.empty()) use = ome.channel_ifd;
   else
     for (int i = 0; i < int(pages.size()); ++i)
@@ -546,19 +544,7 @@ Image decode_tiff_impl(const TiffBytes& file, const std::string& name, const Dec
     channels += p.spp;
   }
   check_shape(name, channels, first.height, first.width, lim);
-
-  if (into && (int64_t(first.height) != into->height || int64_t(first.width) != into->width ||
-               c0 + channels > into->channels))
-    fail(name, std::to_string(first.width) + "x" + std::to_string(first.height) + "x" + std::to_string(channels) +
-                   " does not fit channels " + std::to_string(c0) + ".. of a " + std::to_string(into->width) + "x" +
-                   std::to_string(into->height) + "x" + std::to_string(into->channels) + " image");
-  const size_t sample_bytes = first.bps / 8, plane_bytes = size_t(first.width) * first.height * sample_bytes;
-  if (target.native && size_t(channels) * plane_bytes > target.native_bytes)
-    fail(name, std::to_string(first.width) + "x" + std::to_string(first.height) + "x" + std::to_string(channels) + " " +
-                   std::to_string(first.bps) + "-bit samples need " + std::to_string(size_t(channels) * plane_bytes) +
-                   " bytes, the destination holds " + std::to_string(target.native_bytes));
-  Image img = into || header_only || target.native ? Image()
-                                                   : Image(int(channels), int(first.height), int(first.width));
+  Image& img = o.header;
   img.channels = int(channels), img.height = int(first.height), img.width = int(first.width);
   img.source = name;
   img.bits = first.bps == 64 ? 32 : first.bps;
@@ -566,29 +552,59 @@ Image decode_tiff_impl(const TiffBytes& file, const std::string& name, const Dec
   img.max_value = img.is_float ? 1.0f
                   : first.format == SAMPLEFORMAT_INT ? float((uint64_t(1) << (first.bps - 1)) - 1)
                                                       : float((uint64_t(1) << first.bps) - 1);
-  if (header_only) return img;
-  if (file.fd >= 0)
-    for (int i : use)
-      if (pages[size_t(i)].compression != COMPRESSION_NONE) {
-        *target.compressed = true;  // read_tiff_native decodes it from the file's bytes instead
-        return img;
-      }
+  if (!ome.names.empty() && int(ome.names.size()) == img.channels) img.channel_names = ome.names;
+  return o;
+}
+
+// Where open_tiff's pixels go: decode_tiff's own image (nothing set), or with `into` channels [c0, c0 + channels) of
+// *into (which must have the file's height and width), divided by divisors[k] when given; or with `native` the
+// samples as stored, to native[0, native_bytes) (decode_tiff_native). The returned image holds the header only
+// unless it is decode_tiff's.
+struct TiffTarget {
+  Image* into = nullptr;
+  int c0 = 0;
+  const float* const* divisors = nullptr;
+  uint8_t* native = nullptr;
+  size_t native_bytes = 0;
+};
+Image read_tiff_pixels(OpenTiff& o, const TiffBytes& file, const std::string& name, const DecodeLimits& lim,
+                       const TiffTarget& target) {
+  Image* into = target.into;
+  const Image& h = o.header;
+  const PageInfo& first = o.pages[size_t(o.use[0])];
+  if (into && (h.height != into->height || h.width != into->width || target.c0 + h.channels > into->channels))
+    fail(name, std::to_string(h.width) + "x" + std::to_string(h.height) + "x" + std::to_string(h.channels) +
+                   " does not fit channels " + std::to_string(target.c0) + ".. of a " + std::to_string(into->width) +
+                   "x" + std::to_string(into->height) + "x" + std::to_string(into->channels) + " image");
+  const size_t sample_bytes = first.bps / 8, plane_bytes = h.plane_size() * sample_bytes;
+  if (target.native && size_t(h.channels) * plane_bytes > target.native_bytes)
+    fail(name, std::to_string(h.width) + "x" + std::to_string(h.height) + "x" + std::to_string(h.channels) + " " +
+                   std::to_string(first.bps) + "-bit samples need " + std::to_string(size_t(h.channels) * plane_bytes) +
+                   " bytes, the destination holds " + std::to_string(target.native_bytes));
+  Image img = h;
+  if (!into && !target.native) img.pixels.assign(size_t(h.channels) * h.plane_size(), 0.0f);
+  TIFF* t = o.t.get();
   int c = 0;
-  for (int i : use) {
+  for (int i : o.use) {
     if (!TIFFSetDirectory(t, tdir_t(i))) fail(name, "cannot read page " + std::to_string(i) + " (" + tiff_error + ")");
     PageDest dest;
     if (target.native) {
       dest.native = target.native + size_t(c) * plane_bytes;
     } else {
       dest.img = into ? into : &img;
-      dest.c0 = (into ? c0 : 0) + c;
-      dest.divisors = divisors ? divisors + c : nullptr;
+      dest.c0 = (into ? target.c0 : 0) + c;
+      dest.divisors = target.divisors ? target.divisors + c : nullptr;
     }
-    read_tiff_page(t, file, pages[size_t(i)], dest, name, i, lim.threads);
-    c += pages[size_t(i)].spp;
+    read_tiff_page(t, file, o.pages[size_t(i)], dest, name, i, lim.threads);
+    c += o.pages[size_t(i)].spp;
   }
-  if (!ome.names.empty() && int(ome.names.size()) == img.channels) img.channel_names = ome.names;
   return img;
+}
+
+Image decode_tiff_impl(const TiffBytes& file, const std::string& name, const DecodeLimits& lim,
+                       const TiffTarget& target) {
+  OpenTiff o = open_tiff(file, name, lim);
+  return read_tiff_pixels(o, file, name, lim, target);
 }
 
 }  // namespace
@@ -625,39 +641,65 @@ struct Fd {
 
 }  // namespace
 
-std::optional<Image> read_tiff_header_file(const std::string& path, const DecodeLimits& lim) {
-  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-  if (f.fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
+// The descriptor, then the handle on it: the handle closes first (members are destroyed in reverse order).
+struct TiffFile::State {
+  Fd fd{-1};
+  std::string path;
+  size_t size = 0;
+  DecodeLimits limits;
+  OpenTiff tiff;
+};
+
+TiffFile::TiffFile(std::unique_ptr<State> s) : s_(std::move(s)) {}
+TiffFile::TiffFile(TiffFile&&) noexcept = default;
+TiffFile& TiffFile::operator=(TiffFile&&) noexcept = default;
+TiffFile::~TiffFile() = default;
+
+std::optional<TiffFile> TiffFile::open(const std::string& path, const DecodeLimits& lim) {
+  auto s = std::make_unique<State>();
+  s->fd.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (s->fd.fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
   struct stat st {};
   uint8_t magic[4] = {};
-  if (::fstat(f.fd, &st) != 0 || ::pread(f.fd, magic, 4, 0) != 4 || !is_tiff(magic, 4)) return std::nullopt;
-  TiffTarget target;
-  target.header_only = true;
-  return decode_tiff_impl(TiffBytes{nullptr, size_t(st.st_size), f.fd}, path, lim, target);
+  if (::fstat(s->fd.fd, &st) != 0 || ::pread(s->fd.fd, magic, 4, 0) != 4 || !is_tiff(magic, 4)) return std::nullopt;
+  s->path = path;
+  s->size = size_t(st.st_size);
+  s->limits = lim;
+  s->tiff = open_tiff(TiffBytes{nullptr, s->size, s->fd.fd}, path, lim);
+  return TiffFile(std::move(s));
 }
 
-Image read_tiff_native(const std::string& path, void* dst, size_t dst_bytes, const DecodeLimits& lim) {
+const Image& TiffFile::header() const { return s_->tiff.header; }
+
+Image TiffFile::read_native(void* dst, size_t dst_bytes) {
+  State& s = *s_;
+  TiffTarget target;
+  target.native = static_cast<uint8_t*>(dst);
+  target.native_bytes = dst_bytes;
   bool compressed = false;
-  {
-    Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-    if (f.fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
-    struct stat st {};
-    if (::fstat(f.fd, &st) != 0) fail(path, std::string("cannot stat: ") + std::strerror(errno));
-    TiffTarget target;
-    target.native = static_cast<uint8_t*>(dst);
-    target.native_bytes = dst_bytes;
-    target.compressed = &compressed;
-    Image img = decode_tiff_impl(TiffBytes{nullptr, size_t(st.st_size), f.fd}, path, lim, target);
-    if (!compressed) return img;
+  for (int i : s.tiff.use) compressed = compressed || s.tiff.pages[size_t(i)].compression != COMPRESSION_NONE;
+  if (!compressed) {
+    tiff_error.clear();
+    return read_tiff_pixels(s.tiff, TiffBytes{nullptr, s.size, s.fd.fd}, s.path, s.limits, target);
   }
-  const std::vector<uint8_t> bytes = read_file_bytes(path);
-  return decode_tiff_native(bytes.data(), bytes.size(), path, dst, dst_bytes, lim);
+  // A compressed file is read whole, with one read, and decoded from memory: libtiff reading each strip through the
+  // descriptor would cost a system call per strip, and decoding from mapped bytes spares it a copy per strip. The
+  // directories are parsed again, from memory.
+  std::vector<uint8_t> bytes(s.size);
+  size_t done = 0;
+  while (done < s.size) {
+    const ssize_t k = ::pread(s.fd.fd, bytes.data() + done, s.size - done, off_t(done));
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) fail(s.path, std::string("cannot read: ") + std::strerror(errno));
+    if (k == 0) break;
+    done += size_t(k);
+  }
+  bytes.resize(done);  // the file shrank since it was opened: the decode says what is missing
+  return decode_tiff_impl(TiffBytes{bytes.data(), bytes.size()}, s.path, s.limits, target);
 }
 
 Image read_tiff_header(const uint8_t* bytes, size_t n, const std::string& name, const DecodeLimits& lim) {
-  TiffTarget target;
-  target.header_only = true;
-  return decode_tiff_impl(TiffBytes{bytes, n}, name, lim, target);
+  return open_tiff(TiffBytes{bytes, n}, name, lim).header;
 }
 
 bool is_tiff(const uint8_t* b, size_t n) {

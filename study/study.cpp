@@ -123,10 +123,17 @@ void replicate_map(const Ctx& c, const StudyDataset& d, const std::string& feats
   for (const auto& [cls, sn] : hit) add("retrieved" + cls, sn.first / sn.second);
 }
 
+// One model's embedding of one dataset, with what the evaluations of its layers share (read once, not per layer).
+struct Embedding {
+  std::string dir;
+  std::map<std::string, std::string> phenotype;  // compound -> phenotype class; empty when not given
+  int64_t smallest_training_fold = 0;             // rows; only when the dataset has regression targets
+};
+
 // Every metric the dataset's columns support, at one layer of one model.
-void eval_layer(const Ctx& c, const StudyDataset& d, const StudyModel& m, const std::string& dir,
-                const std::string& layer, bool last, const std::map<std::string, std::string>& phenotype,
-                const std::function<void(std::string, double)>& add) {
+void eval_layer(const Ctx& c, const StudyDataset& d, const StudyModel& m, const Embedding& e,
+                const std::string& layer, bool last, const std::function<void(std::string, double)>& add) {
+  const std::string& dir = e.dir;
   const std::string ev = c.opt.out + "/eval/" + d.name + "/" + m.label + "/" + layer;
   std::string feats = dir + ":" + layer, meta;
   if (!d.plate_col.empty()) {
@@ -148,7 +155,7 @@ void eval_layer(const Ctx& c, const StudyDataset& d, const StudyModel& m, const 
     });
     feats = ev + "/norm:" + layer;
   }
-  if (!d.compound_col.empty() && !d.control.empty()) replicate_map(c, d, feats, ev, phenotype, add);
+  if (!d.compound_col.empty() && !d.control.empty()) replicate_map(c, d, feats, ev, e.phenotype, add);
   if (!d.relationships.empty() && !d.compound_col.empty()) {
     step(ev + "/recall/.done", [&] {
       eval::RecallJob j;
@@ -199,8 +206,7 @@ void eval_layer(const Ctx& c, const StudyDataset& d, const StudyModel& m, const 
     const std::vector<std::string> targets = study::target_columns(d);
     // HEST's PCA(256); a narrower representation keeps all its dimensions, and a set smaller than that all its
     // smallest training fold can hold (scikit-learn's PCA takes at most as many components as rows).
-    const int64_t pca = std::min({d.pca_components, study::layer_dim(dir, layer),
-                                  smallest_training_fold(dir + "/index.csv", d.fold_col)});
+    const int64_t pca = std::min({d.pca_components, study::layer_dim(dir, layer), e.smallest_training_fold});
     for (const char* method : {"ridge", "knn"}) {
       const std::string sub = std::string(method) == "ridge" ? "ridge" : "regress-1nn";
       step(ev + "/" + sub + "/.done", [&] {
@@ -388,11 +394,13 @@ StudyResult run_study(const StudyOptions& opt) {
   }
   for (const StudyModel& m : models)
     for (const StudyDataset& d : opt.datasets) {
-      const std::string dir = embed_model(c, m, d);
-      const auto phenotype = read_phenotypes(d);
-      const auto layers = study::run_layers(dir);
+      Embedding e;
+      e.dir = embed_model(c, m, d);
+      e.phenotype = read_phenotypes(d);
+      if (!d.targets.empty()) e.smallest_training_fold = smallest_training_fold(e.dir + "/index.csv", d.fold_col);
+      const auto layers = study::run_layers(e.dir);
       for (size_t li = 0; li < layers.size(); ++li)
-        eval_layer(c, d, m, dir, layers[li], li + 1 == layers.size(), phenotype, [&](std::string metric, double v) {
+        eval_layer(c, d, m, e, layers[li], li + 1 == layers.size(), [&](std::string metric, double v) {
           rows.push_back({d.name, m.label, layers[li], int(li), int(layers.size()), std::move(metric), v});
         });
     }

@@ -325,56 +325,115 @@ TEST(DataDecodeLayouts, PreprocessWithSpareThreadsGivesTheSameInputs) {
   EXPECT_EQ(read_file_bytes((dir / "one.npy").string()), read_file_bytes((dir / "many.npy").string()));
 }
 
-// read_tiff_native reads uncompressed files' strips from the file straight into the destination (compressed files
-// through their bytes): the same samples as decode_tiff_native for every layout, byte order and codec; the header
-// read from the file is read_tiff_header's; a file that is not a TIFF has none; a truncated file is an error naming it.
+// TiffFile reads uncompressed files' strips from the file straight into the destination (compressed files through
+// their bytes, read once): the same samples as decode_tiff_native for every layout, byte order, codec and BigTIFF;
+// its header is read_tiff_header's; a file that is not a TIFF has none; a truncated file is an error naming it.
 TEST(DataDecodeLayouts, NativeSamplesReadFromTheFileEqualTheDecodedBytes) {
-  int uncompressed = 0;
+  int uncompressed = 0, bigtiff = 0;
   for (const fs::path& f : layout_files()) {
     const std::string file = f.filename().string();
     SCOPED_TRACE(file);
     const std::vector<uint8_t> bytes = read_file_bytes(f.string());
     const Image h = read_tiff_header(bytes.data(), bytes.size(), file);
-    const std::optional<Image> hf = read_tiff_header_file(f.string());
-    ASSERT_TRUE(hf.has_value());
-    EXPECT_EQ(hf->channels, h.channels);
-    EXPECT_EQ(hf->height, h.height);
-    EXPECT_EQ(hf->width, h.width);
-    EXPECT_EQ(hf->bits, h.bits);
-    EXPECT_EQ(hf->max_value, h.max_value);
+    std::optional<TiffFile> tf = TiffFile::open(f.string());
+    ASSERT_TRUE(tf.has_value());
+    const Image& hf = tf->header();
+    EXPECT_EQ(hf.channels, h.channels);
+    EXPECT_EQ(hf.height, h.height);
+    EXPECT_EQ(hf.width, h.width);
+    EXPECT_EQ(hf.bits, h.bits);
+    EXPECT_EQ(hf.max_value, h.max_value);
+    EXPECT_EQ(hf.is_float, h.is_float);
+    EXPECT_TRUE(hf.pixels.empty());
     const size_t n = size_t(h.channels) * h.plane_size() * sample_bytes_of(file);
     std::vector<uint8_t> want(n, 0x5A), got(n, 0xA5);
     decode_tiff_native(bytes.data(), bytes.size(), file, want.data(), n);
-    read_tiff_native(f.string(), got.data(), n);
+    const Image r = tf->read_native(got.data(), n);
     EXPECT_EQ(got, want);
+    EXPECT_EQ(r.channels, h.channels);
+    EXPECT_TRUE(r.pixels.empty());
+    // And tifffile's values, not only decode_tiff_native's.
+    const NpyArray oracle = read_npy(f.string() + ".npy");
+    EXPECT_EQ(native_as_float(got, file), std::vector<float>(oracle.as<float>(), oracle.as<float>() + oracle.numel()));
+    // A destination one byte short is an error naming the file, before anything is read.
+    std::optional<TiffFile> again = TiffFile::open(f.string());
+    try {
+      again->read_native(got.data(), n - 1);
+      ADD_FAILURE() << "a short destination was accepted";
+    } catch (const std::runtime_error& e) {
+      EXPECT_EQ(std::string(e.what()).rfind(f.string() + ": ", 0), 0u) << e.what();
+    }
     uncompressed += file.find("strip7") != std::string::npos || file.find("tiled16.tif") != std::string::npos;
+    bigtiff += file.find("bigtiff") != std::string::npos;
   }
   EXPECT_GE(uncompressed, 18);
-  EXPECT_FALSE(read_tiff_header_file(fixture("data/decode_layouts/cases.json").string()).has_value());
-  // An uncompressed file cut short inside its strips.
+  EXPECT_EQ(bigtiff, 2);
+  EXPECT_FALSE(TiffFile::open(fixture("data/decode_layouts/cases.json").string()).has_value());
+  try {
+    TiffFile::open(fixture("data/decode_layouts/missing.tif").string());
+    ADD_FAILURE() << "a missing file was opened";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("missing.tif: cannot open"), std::string::npos) << e.what();
+  }
+  // An uncompressed file written by tabula (its strips back to back: one read per plane).
   const fs::path dir = tabula::test::scratch_dir().string() + "-native-file";
   fs::create_directories(dir);
   Image img(1, 64, 50);
   for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = float(i % 60000);
-  std::vector<uint8_t> bytes = encode_tiff(img, 16, false, "cut.tif");
-  const std::vector<uint8_t> full = bytes;
-  write_file_atomic((dir / "full.tif").string(), full.data(), full.size());
+  write_tiff((dir / "full.tif").string(), img, 16, false);
   std::vector<uint8_t> got(64 * 50 * 2);
-  read_tiff_native((dir / "full.tif").string(), got.data(), got.size());
+  TiffFile::open((dir / "full.tif").string())->read_native(got.data(), got.size());
   for (size_t i = 0; i < img.pixels.size(); ++i) {
     uint16_t v;
     std::memcpy(&v, got.data() + 2 * i, 2);
     ASSERT_EQ(float(v), img.pixels[i]) << i;
   }
-  // tifffile writes the directory first (offset 8): the file cut short keeps it, and loses its last strips.
-  const std::vector<uint8_t> tf = read_file_bytes(fixture("data/decode_layouts/u16_le_strip7.tif").string());
-  const fs::path cut = dir / "cut.tif";
-  write_file_atomic(cut.string(), tf.data(), tf.size() * 3 / 4);
-  ASSERT_TRUE(read_tiff_header_file(cut.string()).has_value());
-  try {
-    read_tiff_native(cut.string(), got.data(), got.size());
-    ADD_FAILURE() << "a truncated file was accepted";
-  } catch (const std::runtime_error& e) {
-    EXPECT_EQ(std::string(e.what()).rfind(cut.string() + ": ", 0), 0u) << e.what();
+  // tifffile writes the directory first (offset 8): a file cut short keeps it, and loses its last strips; the header
+  // still opens, the samples are an error naming the file (uncompressed, compressed, BigTIFF).
+  for (const char* name : {"u16_le_strip7.tif", "u16_le_deflate_strip5.tif", "u16_le_tiled16_deflate_pred.tif",
+                           "u16_be_bigtiff_deflate_pred_strip5.tif", "u16_le_bigtiff_strip7.tif"}) {
+    SCOPED_TRACE(name);
+    const std::vector<uint8_t> tf = read_file_bytes(fixture(std::string("data/decode_layouts/") + name).string());
+    const fs::path cut = dir / (std::string("cut_") + name);
+    write_file_atomic(cut.string(), tf.data(), tf.size() * 3 / 4);
+    std::optional<TiffFile> file = TiffFile::open(cut.string());
+    ASSERT_TRUE(file.has_value());
+    std::vector<uint8_t> dst(size_t(file->header().channels) * file->header().plane_size() * 2);
+    try {
+      file->read_native(dst.data(), dst.size());
+      ADD_FAILURE() << "a truncated file was accepted";
+    } catch (const std::runtime_error& e) {
+      EXPECT_EQ(std::string(e.what()).rfind(cut.string() + ": ", 0), 0u) << e.what();
+    }
+  }
+}
+
+// A TiffFile is opened once: its samples are read through the descriptor it opened with its header, so a file
+// replaced on disk between the two (a new file renamed over it) still gives the opened file's samples, for
+// uncompressed and compressed files alike (the old way opened the path again for the samples, and read the new one).
+TEST(DataDecodeLayouts, TiffFileReadsTheFileItOpened) {
+  const fs::path dir = tabula::test::scratch_dir().string() + "-opened-once";
+  fs::create_directories(dir);
+  Image a(2, 30, 41), b(2, 30, 41);
+  for (size_t i = 0; i < a.pixels.size(); ++i) a.pixels[i] = float(i % 50000), b.pixels[i] = float(7 + i % 3);
+  for (bool compress : {false, true}) {
+    SCOPED_TRACE(compress ? "deflate" : "uncompressed");
+    const std::string path = (dir / (compress ? "z.tif" : "u.tif")).string();
+    write_tiff(path, a, 16, compress);
+    std::optional<TiffFile> file = TiffFile::open(path);
+    ASSERT_TRUE(file.has_value());
+    write_tiff(path, b, 16, compress);  // atomically: a new file under the same name
+    std::vector<uint8_t> got(a.pixels.size() * 2);
+    file->read_native(got.data(), got.size());
+    for (size_t i = 0; i < a.pixels.size(); ++i) {
+      uint16_t v;
+      std::memcpy(&v, got.data() + 2 * i, 2);
+      ASSERT_EQ(float(v), a.pixels[i]) << i;
+    }
+    // Opened anew, the name gives the new file.
+    TiffFile::open(path)->read_native(got.data(), got.size());
+    uint16_t v;
+    std::memcpy(&v, got.data() + 2, 2);
+    EXPECT_EQ(float(v), b.pixels[1]);
   }
 }

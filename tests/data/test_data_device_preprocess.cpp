@@ -4,6 +4,7 @@
 // strategy; the radix select must find the very order statistics numpy's percentile rule uses. The GPU suite at the
 // end runs the CUDA executor against the CPU path and skips without a device.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cmath>
@@ -401,6 +402,49 @@ TEST(DevicePreprocessDriver, FieldsDecodedIntoStagingEqualTheGeneralPath) {
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find(broken), std::string::npos) << e.what();
   }
+}
+
+// A native sample keeps its files open from their headers to their samples; a sample of many files goes the general
+// way, one file open at a time, so it still loads where the process may open few files (here: 16 more than it has).
+TEST(DevicePreprocessDriver, SampleOfManyFilesLoadsUnderALowOpenFileLimit) {
+  namespace fs = std::filesystem;
+  const fs::path dir = test::scratch_dir() / "device_preprocess_many";
+  fs::create_directories(dir);
+  Manifest m;
+  m.source = "many.csv";
+  m.samples.emplace_back();
+  for (int c = 0; c < 40; ++c) {
+    Image img(1, 12, 10);
+    for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = float((i * 37 + size_t(c) * 101) % 65536);
+    const std::string p = (dir / ("ch" + std::to_string(c) + ".tif")).string();
+    write_tiff(p, img, 16, c % 2 == 1);
+    m.samples[0].channel_paths.push_back(p);
+  }
+  Transform t = tensor_transform(0, 8, Interp::bilinear, "percentile");
+  t.do_normalize = false;
+  const ChannelStrategy all = parse_channel_strategy("all");
+  HostPreprocessor dev;
+  const auto general = submit_sample(dev, load_sample(m, 0), {}, t, all);
+  size_t open_now = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/self/fd")) ++open_now;
+  rlimit was{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &was), 0);
+  rlimit low = was;
+  low.rlim_cur = open_now + 16;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::unique_ptr<PreprocessJob> native;
+  std::string error;
+  try {
+    native = load_and_submit(dev, m, 0, {}, {}, t, all);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &was), 0);
+  ASSERT_TRUE(native) << error;
+  const auto& a = static_cast<HostPreprocessor::Job&>(*native);
+  const auto& b = static_cast<HostPreprocessor::Job&>(*general);
+  EXPECT_EQ(a.raw, b.raw);
+  EXPECT_TRUE(same_bits(a.out, b.out));
 }
 
 // ---- on a device: the CUDA executor against the CPU path (skips without one) ----

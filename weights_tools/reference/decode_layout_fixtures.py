@@ -4,7 +4,8 @@ each with the array tifffile decodes it to (CHW float32 in <file>.npy, the oracl
 
 Every sample type (8/16/32-bit integers, signed and unsigned, 32/64-bit float) in both byte orders, odd strip heights
 (the last strip short), tiles with partial edge tiles, planar (separate) and contiguous multi-sample pixels,
-uncompressed / deflate / LZW / PackBits, with and without the horizontal and floating-point predictors. Images are 29 x 37 so every file stays a few kB.
+uncompressed / deflate / LZW / PackBits, with and without the horizontal and floating-point predictors, and BigTIFF.
+Images are 29 x 37 so every file stays a few kB.
 
 Run from the repository root with the venv that has tifffile and imagecodecs (LZW encoding):
     /work/venv/bin/python weights_tools/reference/decode_layout_fixtures.py
@@ -84,6 +85,10 @@ for order in "<>":
           photometric="rgb", tile=(16, 16), compression="lzw", predictor=2)
     write(f"f32_{tag}_deflate_fpred_strip5.tif", samples("f4", (H, W)), byteorder=order, rowsperstrip=5,
           compression="zlib", predictor=3)
+# BigTIFF (64-bit offsets, the format of large whole-slide and plate scans), uncompressed and compressed.
+write("u16_le_bigtiff_strip7.tif", samples("u2", (H, W)), bigtiff=True, rowsperstrip=7)
+write("u16_be_bigtiff_deflate_pred_strip5.tif", samples("u2", (H, W)), byteorder=">", bigtiff=True, rowsperstrip=5,
+      compression="zlib", predictor=2)
 with open(os.path.join(OUT, "cases.json"), "w") as f:
     versions = {"tifffile": tifffile.__version__, "imagecodecs": imagecodecs.__version__, "numpy": np.__version__}
     json.dump({**versions, "cases": cases}, f, indent=1, sort_keys=True)
