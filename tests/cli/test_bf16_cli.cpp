@@ -162,7 +162,8 @@ void embed_cell_painting(const std::string& arch, const std::string& layers, con
 // so what tells the wells apart sits in the fourth digit of each feature. With plain bf16 rounding of the GEMM
 // inputs and W c through the bf16 weights, the wells' standardised features (each feature's deviation from its mean
 // over the wells, over its spread) agreed with fp32's only to cosine ~0.3-0.5 (vit_tiny, blocks.2); rounding around
-// the reference centres with W c exact keeps them at >= 0.999. The same bytes with another batch size.
+// the reference centres with W c exact keeps them at 0.99982 (bound 0.9995). The same bytes with another batch
+// size.
 TEST(Bf16Cli, UntrainedVitKeepsTheWellSignalOfCellPainting) {
   if (!tabula::detail::gemm_bf16_kernel()) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
   const fs::path out = tabula::test::scratch_dir();
@@ -176,17 +177,18 @@ TEST(Bf16Cli, UntrainedVitKeepsTheWellSignalOfCellPainting) {
   const double worst = worst_standardised_cosine(a, b);
   std::printf("vit_tiny blocks.2 on Cell Painting: lowest cosine of the standardised rows, bf16 vs fp32 %.6f\n",
               worst);
-  EXPECT_GE(worst, 0.999);
+  EXPECT_GE(worst, 0.9995);
 }
 
 // The same for a ResNet, whose padded convs' border pixels take W c over their in-map taps only: with W c through
 // the bf16 weights there (the padding reading -c) resnet18's layer1 agreed only to 0.54 and its avgpool to 0.85;
-// with the fp32 weights' W c per border pattern, 0.9993 and 0.992.
+// with the fp32 weights' W c per border pattern, 0.99932 and 0.99170 (bounds 0.999 and 0.99). What is left is
+// per-pixel rounding noise of the weights and activations around the centres (bench/RESULTS.md, issue 23).
 TEST(LongBf16Cli, UntrainedResNetKeepsTheWellSignalOfCellPainting) {
   if (!tabula::detail::gemm_bf16_kernel()) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
   const fs::path out = tabula::test::scratch_dir();
   embed_cell_painting("resnet18", "layer1,avgpool", out);
-  for (const auto& [layer, bound] : {std::pair{"layer1", 0.998}, {"avgpool", 0.98}}) {
+  for (const auto& [layer, bound] : {std::pair{"layer1", 0.999}, {"avgpool", 0.99}}) {
     const std::string file = std::string(layer) + ".npy";
     EXPECT_EQ(tabula::read_file_text((out / "bf16" / "16" / file).string()),
               tabula::read_file_text((out / "bf16" / "5" / file).string()));
