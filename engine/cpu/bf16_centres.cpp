@@ -7,9 +7,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <memory>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -111,69 +108,27 @@ Tensor round_centred(int64_t rows, int64_t per, int64_t cols, const float* src, 
   return t;
 }
 
-// The epilogue's shift rows for one scale, shift and conv geometry: row 0 the shift (or zeros), row
-// 1 + j * patterns + b the shift that also adds W c_j -- for a padded conv with its low halves kept, W_lo c_j over
-// border pattern b's in-map taps only -- as W c * scale + shift (so that act(acc * scale + shift') =
-// act((acc + W c) * scale + shift) but for rounding), or W c + shift without a scale.
-struct ShiftTable {
-  // what it was built from: scale and shift by value (has_*: given), a conv's geometry (a linear: zeros)
-  std::vector<float> scale, shift;
-  bool has_scale = false, has_shift = false;
-  std::array<int64_t, 10> geometry{};
-  std::vector<float> rows;
-  int64_t patterns = 1;
-  std::vector<int32_t> pattern;  // a conv's output pixel oh * Wo + ow -> its border pattern (empty: all 0)
-};
-
-const float* CentredShifts::table() const { return shifts->rows.data(); }
-
-namespace {
-bool same_values(const std::vector<float>& kept, bool had, const float* v, int64_t n) {
-  if (!v) return !had;
-  return had && static_cast<int64_t>(kept.size()) == n &&
-         std::memcmp(kept.data(), v, static_cast<size_t>(n) * sizeof(float)) == 0;
-}
-
-// cs's table for (scale, shift, geometry) over N columns: the kept one if it was built from the same, else
-// build(table) fills a new one's rows and patterns, which then replaces it. The values (not the pointers) are
-// compared: a layer's bias or folded BatchNorm never changes after load, but a freed tensor's address may be reused.
-template <class Build>
-std::shared_ptr<const ShiftTable> shift_table(const Bf16Centres& cs, int64_t N, const float* scale,
-                                              const float* shift, const std::array<int64_t, 10>& geometry,
-                                              Build&& build) {
-  const std::lock_guard<std::mutex> lock(cs.shifts_mutex);
-  if (const ShiftTable* t = cs.shifts.get())
-    if (t->geometry == geometry && same_values(t->scale, t->has_scale, scale, N) &&
-        same_values(t->shift, t->has_shift, shift, N))
-      return cs.shifts;
-  auto t = std::make_shared<ShiftTable>();
-  t->has_scale = scale != nullptr, t->has_shift = shift != nullptr;
-  if (scale) t->scale.assign(scale, scale + N);
-  if (shift) t->shift.assign(shift, shift + N);
-  t->geometry = geometry;
-  build(*t);
-  cs.shifts = t;
+// The shifts of the centres' rows: row 0 (no centre) the shift (or zeros), row j + 1 W c_j * scale + shift (so
+// that act(acc * scale + shift') = act((acc + W c) * scale + shift) but for rounding), or W c_j + shift without a
+// scale.
+std::vector<float> centred_shifts(const Bf16Centres& cs, int64_t N, const float* scale, const float* shift) {
+  const int64_t J = cs.count();
+  std::vector<float> t(static_cast<size_t>((J + 1) * N), 0.f);
+  for (int64_t n = 0; n < N; ++n) {
+    const float sh = shift ? shift[n] : 0.f;
+    t[static_cast<size_t>(n)] = sh;
+    for (int64_t j = 0; j < J; ++j) {
+      const float wc = cs.wc[static_cast<size_t>(j * N + n)];
+      t[static_cast<size_t>((j + 1) * N + n)] = scale ? std::fma(wc, scale[n], sh) : wc + sh;
+    }
+  }
   return t;
 }
-
-float shifted(float wc, int64_t n, const float* scale, const float* shift) {
-  const float sh = shift ? shift[n] : 0.f;
-  return scale ? std::fma(wc, scale[n], sh) : wc + sh;
-}
-}  // namespace
 
 CentredShifts linear_centred_shifts(const Bf16Centres& cs, const std::vector<int8_t>& choice, int64_t N,
                                     const float* scale, const float* shift) {
   CentredShifts r;
-  r.shifts = shift_table(cs, N, scale, shift, {}, [&](ShiftTable& t) {
-    const int64_t J = cs.count();
-    t.rows.assign(static_cast<size_t>((J + 1) * N), 0.f);
-    for (int64_t n = 0; n < N; ++n) {
-      t.rows[static_cast<size_t>(n)] = shift ? shift[n] : 0.f;
-      for (int64_t j = 0; j < J; ++j)
-        t.rows[static_cast<size_t>((j + 1) * N + n)] = shifted(cs.wc[static_cast<size_t>(j * N + n)], n, scale, shift);
-    }
-  });
+  r.table = centred_shifts(cs, N, scale, shift);
   r.index.resize(choice.size());
   for (size_t i = 0; i < choice.size(); ++i) r.index[i] = choice[i] + 1;
   return r;
@@ -195,34 +150,27 @@ std::vector<int32_t> tap_ranges(int64_t out, int64_t in, int64_t k, int64_t stri
   }
   return id;
 }
+}  // namespace
 
-// A conv's shift rows: per centre, one row per border pattern (a pair of in-map tap ranges, rows x columns).
-void build_conv_shifts(ShiftTable& t, const Bf16Centres& cs, const ConvGeometry& g, int64_t Cout,
-                       const float* scale, const float* shift) {
+CentredShifts conv_centred_shifts(const Bf16Centres& cs, const std::vector<int8_t>& image_centre,
+                                  const ConvGeometry& g, int64_t Cout, const float* scale, const float* shift) {
   const int64_t J = cs.count(), kh = cs.kh, kw = cs.kw, P = (kh + 1) * (kw + 1);
   std::vector<std::pair<int64_t, int64_t>> rows, cols;  // the distinct in-map tap ranges
+  std::vector<int32_t> row_id(static_cast<size_t>(g.Ho), 0), col_id(static_cast<size_t>(g.Wo), 0);
   if (cs.lo_prefix.empty()) {  // W c the same for every pixel
     rows = {{0, kh}}, cols = {{0, kw}};
   } else {
-    const std::vector<int32_t> row_id =
-        tap_ranges(g.Ho, g.H, kh, g.o.stride[0], g.o.padding[0], g.o.dilation[0], rows);
-    const std::vector<int32_t> col_id =
-        tap_ranges(g.Wo, g.W, kw, g.o.stride[1], g.o.padding[1], g.o.dilation[1], cols);
-    t.pattern.resize(static_cast<size_t>(g.Ho * g.Wo));
-    const int32_t C = static_cast<int32_t>(cols.size());
-    for (int64_t oh = 0; oh < g.Ho; ++oh)
-      for (int64_t ow = 0; ow < g.Wo; ++ow)
-        t.pattern[static_cast<size_t>(oh * g.Wo + ow)] = row_id[static_cast<size_t>(oh)] * C +
-                                                          col_id[static_cast<size_t>(ow)];
+    row_id = tap_ranges(g.Ho, g.H, kh, g.o.stride[0], g.o.padding[0], g.o.dilation[0], rows);
+    col_id = tap_ranges(g.Wo, g.W, kw, g.o.stride[1], g.o.padding[1], g.o.dilation[1], cols);
   }
   const int64_t R = static_cast<int64_t>(rows.size()), C = static_cast<int64_t>(cols.size());
-  t.patterns = R * C;
-  t.rows.assign(static_cast<size_t>((1 + J * R * C) * Cout), 0.f);
-  for (int64_t n = 0; n < Cout; ++n) t.rows[static_cast<size_t>(n)] = shift ? shift[n] : 0.f;
+  CentredShifts r;
+  r.table.assign(static_cast<size_t>((1 + J * R * C) * Cout), 0.f);
+  for (int64_t n = 0; n < Cout; ++n) r.table[static_cast<size_t>(n)] = shift ? shift[n] : 0.f;
   for (int64_t j = 0; j < J; ++j)
     for (int64_t a = 0; a < R; ++a)
       for (int64_t b = 0; b < C; ++b) {
-        float* d = t.rows.data() + (1 + (j * R + a) * C + b) * Cout;
+        float* d = r.table.data() + (1 + (j * R + a) * C + b) * Cout;
         const auto [i0, i1] = rows[static_cast<size_t>(a)];
         const auto [k0, k1] = cols[static_cast<size_t>(b)];
         auto pre = [&](int64_t i, int64_t k) { return cs.lo_prefix.data() + (j * P + i * (kw + 1) + k) * Cout; };
@@ -230,29 +178,19 @@ void build_conv_shifts(ShiftTable& t, const Bf16Centres& cs, const ConvGeometry&
           float wc = cs.wc[static_cast<size_t>(j * Cout + n)];
           if (!cs.lo_prefix.empty())
             wc += static_cast<float>(pre(i1, k1)[n] - pre(i0, k1)[n] - pre(i1, k0)[n] + pre(i0, k0)[n]);
-          d[n] = shifted(wc, n, scale, shift);
+          const float sh = shift ? shift[n] : 0.f;
+          d[n] = scale ? std::fma(wc, scale[n], sh) : wc + sh;
         }
       }
-}
-}  // namespace
-
-CentredShifts conv_centred_shifts(const Bf16Centres& cs, const std::vector<int8_t>& image_centre,
-                                  const ConvGeometry& g, int64_t Cout, const float* scale, const float* shift) {
-  const std::array<int64_t, 10> geometry = {g.H, g.W, g.Ho, g.Wo, g.o.stride[0], g.o.stride[1],
-                                            g.o.padding[0], g.o.padding[1], g.o.dilation[0], g.o.dilation[1]};
-  CentredShifts r;
-  r.shifts = shift_table(cs, Cout, scale, shift, geometry,
-                         [&](ShiftTable& t) { build_conv_shifts(t, cs, g, Cout, scale, shift); });
-  const ShiftTable& t = *r.shifts;
-  const int64_t pixels = g.Ho * g.Wo;
-  r.index.resize(static_cast<size_t>(g.N * pixels));
+  r.index.resize(static_cast<size_t>(g.N * g.Ho * g.Wo));
   for (int64_t n = 0; n < g.N; ++n) {
     const int j = image_centre[static_cast<size_t>(n)];
-    int32_t* d = r.index.data() + n * pixels;
-    const int32_t first = j < 0 ? 0 : static_cast<int32_t>(1 + j * t.patterns);
-    if (j < 0 || t.pattern.empty()) std::fill_n(d, pixels, first);
-    else
-      for (int64_t p = 0; p < pixels; ++p) d[p] = first + t.pattern[static_cast<size_t>(p)];
+    for (int64_t oh = 0; oh < g.Ho; ++oh)
+      for (int64_t ow = 0; ow < g.Wo; ++ow)
+        r.index[static_cast<size_t>((n * g.Ho + oh) * g.Wo + ow)] =
+            j < 0 ? 0
+                  : static_cast<int32_t>(1 + (j * R + row_id[static_cast<size_t>(oh)]) * C +
+                                         col_id[static_cast<size_t>(ow)]);
   }
   return r;
 }
@@ -287,10 +225,6 @@ void record_centres(const PackedMatrix& b, int64_t kh, int64_t kw, const float* 
   Bf16Centres& cs = *b.centres();
   if (rows <= 0 || K <= 0 || (cs.K != 0 && cs.K != K) || cs.count() + 3 > ops::kMaxBf16Centres) return;
   cs.K = K;
-  {
-    const std::lock_guard<std::mutex> lock(cs.shifts_mutex);
-    cs.shifts.reset();  // built from the centres before these
-  }
   const std::vector<std::vector<float>> add = {std::vector<float>(x, x + K),
                                                std::vector<float>(x + rows / 2 * K, x + rows / 2 * K + K),
                                                column_means(rows, K, x, K)};

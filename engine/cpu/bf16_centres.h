@@ -2,7 +2,6 @@
 // rounds around, the rounding of x - c, the epilogue shifts that add W c, and the recording of the centres.
 #pragma once
 #include <cstdint>
-#include <memory>
 #include <vector>
 
 #include "engine/cpu/packed.h"
@@ -16,15 +15,14 @@ std::vector<int8_t> choose_centres(int64_t rows, int64_t per, int64_t cols, cons
 // bf16 rows (stride ldd, zeros past cols) of x - c, c the centre of the row's group (none: x itself).
 Tensor round_centred(int64_t rows, int64_t per, int64_t cols, const float* src, int64_t lds, int64_t ldd,
                      const Bf16Centres& cs, const std::vector<int8_t>& choice);
+// [count + 1, N]: row 0 the shift (or zeros), row j + 1 the shift that also adds W c_j.
+std::vector<float> centred_shifts(const Bf16Centres& cs, int64_t N, const float* scale, const float* shift);
+
 // What the epilogue adds per GEMM row (indirect_gemm.h Epilogue::shift_index / shift_table): row r takes
-// table()[index[r] * N ..]. The table depends only on the layer (its centres, scale and shift) and, for a conv, the
-// input's geometry, so it is built once and kept in the centres (ShiftTable); the index reads the choice of
-// centres, which reads x.
-struct ShiftTable;
+// table[index[r] * N ..].
 struct CentredShifts {
-  std::shared_ptr<const ShiftTable> shifts;
   std::vector<int32_t> index;
-  const float* table() const;
+  std::vector<float> table;
 };
 // A linear: row r the shift of its centre choice[r] (-1: the plain shift).
 CentredShifts linear_centred_shifts(const Bf16Centres& cs, const std::vector<int8_t>& choice, int64_t N,

@@ -483,7 +483,7 @@ Tensor with_direct_conv(const Tensor& x, const PackedConv2d& w, const detail::Co
     if (!d.image_centre.empty()) {
       shifts = detail::conv_centred_shifts(*w.b.centres(), d.image_centre, {s.N, s.H, s.W, s.Ho, s.Wo, w.opt},
                                            w.cout, ep.scale, ep.shift);
-      ep.shift_index = shifts.index.data(), ep.shift_table = shifts.table();
+      ep.shift_index = shifts.index.data(), ep.shift_table = shifts.table.data();
     }
     return f(d.A, d.plan, bf16_panels_of(w.b));
   }
@@ -646,7 +646,7 @@ Tensor packed_linear(std::string_view op, const Tensor& x_in, const PackedLinear
     if (cs.count() > 0) {
       row_centre = detail::choose_centres(M, 1, K, x.data<float>(), K, cs);
       shifts = detail::linear_centred_shifts(cs, row_centre, w.out_features, ep.scale, ep.shift);
-      ep.shift_index = shifts.index.data(), ep.shift_table = shifts.table();
+      ep.shift_index = shifts.index.data(), ep.shift_table = shifts.table.data();
     }
     const Tensor xb = cs.count() > 0 ? detail::round_centred(M, 1, K, x.data<float>(), K, Kp, cs, row_centre)
                                      : round_activations(M, K, x.data<float>(), K, Kp);

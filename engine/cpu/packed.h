@@ -14,7 +14,6 @@
 #include <array>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -28,10 +27,6 @@ namespace tabula {
 // GEMM, it accumulates in fp32, and everything after it (bias, BatchNorm, residual, activation) stays fp32 -- the
 // numerics contract of the CUDA bf16 path.
 enum class PackedType { f32, bf16 };
-
-namespace detail {
-struct ShiftTable;  // bf16_centres.cpp
-}
 
 // Reference-centred rounding of a bf16 GEMM's activations. Rounding x to bf16 costs an error of ~2^-9 |x| per
 // value; when the inputs of different images share a large common part (untrained networks embed different
@@ -63,11 +58,6 @@ struct Bf16Centres {
   // B - bf16(B) in the bf16 layout, kept from packing until the first forward that records nothing, within a
   // process-wide budget (bf16_centres.h reserve_low_weights)
   Tensor w_lo;
-  // The epilogue's shift table (bf16_centres.cpp ShiftTable) for the last scale, shift and conv geometry an op used
-  // these centres with: built on first use, reused while they stay the same, dropped when centres are recorded.
-  // Behind a mutex: copies of a PackedMatrix share their centres.
-  mutable std::mutex shifts_mutex;
-  mutable std::shared_ptr<const detail::ShiftTable> shifts;
   Bf16Centres() = default;
   Bf16Centres(const Bf16Centres&) = delete;
   Bf16Centres& operator=(const Bf16Centres&) = delete;
