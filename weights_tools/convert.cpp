@@ -162,7 +162,11 @@ ConvertResult convert_weights(const ConvertOptions& opts) {
       << " patches (timm resample_abs_pos_embed: bicubic, antialias; " << prefix << " prefix tokens kept)\n";
     r.check = check_keys(shaped_names(sd), expected);
   }
-  require_loadable(r.check, opts.allow_missing);
+  try {
+    require_loadable(r.check, opts.allow_missing);
+  } catch (const std::runtime_error& e) {  // say which file and which arch, as every other load error does
+    throw std::runtime_error(opts.in + ": arch '" + opts.arch + "': " + e.what());
+  }
   std::set<std::string> unused(r.check.unused.begin(), r.check.unused.end());
   std::vector<WeightTensor> kept;
   for (WeightTensor& t : sd.tensors) {
