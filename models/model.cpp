@@ -48,9 +48,19 @@ ParamStore::ParamStore(const std::string& arch, const std::vector<ParamSpec>& sp
       continue;
     }
     const Tensor& t = it->second;
-    if (t.shape() != sp.shape)
-      throw std::invalid_argument("arch '" + arch_ + "': weight '" + sp.name + "' has shape " + shape_str(t.shape()) +
-                                  ", the model needs " + shape_str(sp.shape));
+    if (t.shape() != sp.shape) {
+      // A pos_embed of another grid is a checkpoint for another image size: a load does not resample it (the
+      // weights are mapped, not rewritten); `weights convert` does, once, as timm's checkpoint_filter_fn does.
+      const bool pos = sp.name.size() >= 9 && sp.name.compare(sp.name.size() - 9, 9, "pos_embed") == 0 &&
+                       t.shape().size() == 3 && sp.shape.size() == 3 && t.shape()[2] == sp.shape[2];
+      throw std::invalid_argument(
+          "arch '" + arch_ + "': weight '" + sp.name + "' has shape " + shape_str(t.shape()) + ", the model needs " +
+          shape_str(sp.shape) +
+          (pos ? " (weights for another image size: run the arch they were saved for with dynamic_img_size=1, "
+                 "which resamples per input as timm does, or resample them once with `tabula weights convert FILE "
+                 "--arch ARCH --out NEW.safetensors`)"
+               : ""));
+    }
     if (t.dtype() != DType::f32 && t.dtype() != DType::f16 && t.dtype() != DType::bf16 && t.dtype() != DType::f64)
       throw std::invalid_argument("arch '" + arch_ + "': weight '" + sp.name + "' has dtype " +
                                   std::string(dtype_name(t.dtype())) + ", expected a float type");

@@ -32,3 +32,47 @@ TEST(CliWalk4, ConvertMismatchNamesTheFileAndTheArch) {
       << r.err;
   EXPECT_FALSE(fs::exists(out));
 }
+
+namespace {
+std::vector<float> read_floats(const fs::path& npy) {
+  return tabula::read_npy(npy.string()).to_f32();
+}
+}  // namespace
+
+// Weights saved at 32 px run at 16 px with `ARCH:img=16`: the load refused pos_embed's shape and said no more, while
+// the README promises timm's pos-embed resampling (which `weights convert` does). The error now says the two ways
+// that work, and both give timm's result: the same numbers as each other.
+TEST(CliWalk4, PosEmbedOfAnotherSizeSaysHowToResample) {
+  const fs::path dir = scratch_dir();
+  const std::string base = "vit:dim=16,depth=1,heads=2,patch=8,classes=0";
+  const fs::path w = dir / "vit32.safetensors";
+  ASSERT_EQ(run_tabula("init '" + base + ",img=32' --seed 1 --out " + w.string()).exit_code, 0);
+  std::vector<float> x(3 * 16 * 16);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(i * 37 % 101) - 50) / 25.0f;
+  const fs::path npy = dir / "x16.npy";
+  tabula::write_npy(npy.string(), {1, 3, 16, 16}, x.data());
+  const std::string embed = " --data " + npy.string() + " --layers norm --pool none --quiet --out ";
+
+  auto r = run_tabula("embed --arch '" + base + ",img=16' --weights " + w.string() + embed + (dir / "e0").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(has(r.err, w.string() + ": arch '" + base + ",img=16': weight 'pos_embed' has shape [1, 17, 16], "
+                         "the model needs [1, 5, 16] (weights for another image size: run the arch they were saved "
+                         "for with dynamic_img_size=1"))
+      << r.err;
+  EXPECT_TRUE(has(r.err, "tabula weights convert FILE --arch ARCH --out NEW.safetensors")) << r.err;
+
+  const fs::path w16 = dir / "vit16.safetensors";
+  r = run_tabula("weights convert " + w.string() + " --arch '" + base + ",img=16' --out " + w16.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(has(r.out, "pos_embed resampled from 4x4 to 2x2 patches")) << r.out;
+  r = run_tabula("embed --arch '" + base + ",img=16' --weights " + w16.string() + embed + (dir / "e1").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_tabula("embed --arch '" + base + ",img=32,dynamic_img_size=1' --weights " + w.string() + embed +
+                 (dir / "e2").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::vector<float> once = read_floats(dir / "e1" / "norm.npy");
+  const std::vector<float> per_input = read_floats(dir / "e2" / "norm.npy");
+  ASSERT_EQ(once.size(), 5u * 16u);
+  ASSERT_EQ(per_input.size(), once.size());
+  for (size_t i = 0; i < once.size(); ++i) EXPECT_NEAR(per_input[i], once[i], 1e-5f) << i;
+}
