@@ -13,6 +13,8 @@ namespace tabula::cli {
 int cmd_init(const Args& a) {
   const std::string arch = a.positional().at(0);
   check_arch_name("init", arch);
+  if (const std::string why = weights::safetensors_out_name_problem(a.get("out")); !why.empty())
+    throw UsageError("tabula init: --out " + why);
   const long long seed = a.get_int("seed");
   if (seed < 0) throw UsageError("tabula init: --seed must be >= 0");
   // Every arch `tabula models` lists (named archs, aliases, key=value forms) can be initialised.

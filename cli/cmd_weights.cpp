@@ -4,6 +4,7 @@
 #include "cli/args.h"
 #include "models/registry.h"
 #include "weights_tools/convert.h"
+#include "weights_tools/safetensors.h"
 
 namespace tabula::cli {
 
@@ -47,6 +48,8 @@ int cmd_weights_convert(const Args& args) {
   weights::ConvertOptions o;
   o.in = args.positional()[0];
   o.out = args.get("out");
+  if (const std::string why = weights::safetensors_out_name_problem(o.out); !why.empty())
+    throw UsageError("tabula weights convert: --out " + why);
   o.arch = args.get("arch");
   // The names the model registry expects for the arch (an unknown arch is an error naming the known ones).
   const ArchConfig arch = parse_arch(o.arch);

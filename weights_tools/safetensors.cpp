@@ -1,6 +1,7 @@
 #include "weights_tools/safetensors.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <optional>
 #include <set>
@@ -323,6 +324,19 @@ void SafetensorsWriter::commit() {
   for (const auto& [name, s] : slots_)
     if (!s.written) throw std::runtime_error(file_.path() + ": tensor '" + name + "' was never written");
   file_.commit();
+}
+
+std::string safetensors_out_name_problem(const std::string& path) {
+  const size_t dot = path.rfind('.');
+  const size_t slash = path.find_last_of('/');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return "";
+  std::string ext = path.substr(dot);
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (const char* other : {".pth", ".pt", ".bin", ".ckpt", ".pkl", ".pickle", ".tar", ".npy", ".npz", ".h5"})
+    if (ext == other)
+      return path + ": tabula writes safetensors, which torch.load and np.load do not read; name it " +
+             path.substr(0, dot) + ".safetensors (PyTorch: safetensors.torch.load_file)";
+  return "";
 }
 
 }  // namespace tabula::weights

@@ -31,6 +31,10 @@ StateDict parse_safetensors(const uint8_t* data, size_t size, std::shared_ptr<co
 // writer lays them out (by dtype, largest alignment first, then by name), so every tensor is aligned for its dtype;
 // the header is padded with spaces to a multiple of 8 bytes. Duplicate names are refused.
 void write_safetensors(const std::string& path, const StateDict& sd);
+
+// "" when `path` may name a safetensors file to write; else why not: a name ending as torch.save / pickle / numpy
+// files do (.pth, .pt, .bin, .ckpt, .pkl, .npy, ...) would hold safetensors that torch.load and np.load refuse.
+std::string safetensors_out_name_problem(const std::string& path);
 // The header JSON the writer produces (for tests).
 std::string safetensors_header(const StateDict& sd);
 

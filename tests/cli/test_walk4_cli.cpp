@@ -76,3 +76,29 @@ TEST(CliWalk4, PosEmbedOfAnotherSizeSaysHowToResample) {
   ASSERT_EQ(per_input.size(), once.size());
   for (size_t i = 0; i < once.size(); ++i) EXPECT_NEAR(per_input[i], once[i], 1e-5f) << i;
 }
+
+// `tabula init resnet18 --seed 0 --out r18.pth` (and `weights convert ... --out W.pt`) wrote safetensors under a
+// torch name: torch.load(weights_only=True) then failed on it with an unpickling error that does not say why. An
+// --out named as torch / numpy files are is a usage error that names the file and the name to use.
+TEST(CliWalk4, SafetensorsAreNotWrittenUnderATorchName) {
+  const fs::path dir = scratch_dir();
+  const std::string arch = "'resnet:layers=1,1,1,1,block=basic,channels=8,8,8,8,classes=4'";
+  const fs::path w = dir / "w.safetensors";
+  ASSERT_EQ(run_tabula("init " + arch + " --seed 0 --out " + w.string()).exit_code, 0);
+  for (const std::string name : {"r18.pth", "r18.PT", "pytorch_model.bin", "last.ckpt", "w.npy"}) {
+    const fs::path out = dir / name;
+    const std::string stem = (dir / fs::path(name).stem()).string();
+    for (const std::string& cmd : {"init " + arch + " --seed 0 --out " + out.string(),
+                                   "weights convert " + w.string() + " --arch " + arch + " --out " + out.string()}) {
+      auto r = run_tabula(cmd);
+      EXPECT_EQ(r.exit_code, 2) << cmd << "\n" << r.err;
+      EXPECT_TRUE(has(r.err, "--out " + out.string() + ": tabula writes safetensors, which torch.load and np.load "
+                             "do not read; name it " + stem + ".safetensors"))
+          << r.err;
+      EXPECT_FALSE(fs::exists(out)) << cmd;
+    }
+  }
+  // Other names are the user's choice (safetensors files are often named .st or have no extension).
+  auto r = run_tabula("init " + arch + " --seed 0 --out " + (dir / "w.st").string());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
