@@ -11,7 +11,11 @@
 namespace tabula::cli {
 
 int cmd_init(const Args& a) {
-  const std::string arch = a.positional().at(0);
+  // ARCH as a word or, as `embed` and `weights convert` take it, as --arch; one of the two.
+  if (a.positional().empty() == !a.has("arch"))
+    throw UsageError(a.positional().empty() ? "tabula init: which arch? tabula init ARCH --seed N --out FILE"
+                                            : "tabula init: the arch is given twice (ARCH and --arch): give one");
+  const std::string arch = a.has("arch") ? a.get("arch") : a.positional()[0];
   check_arch_name("init", arch);
   if (const std::string why = weights::safetensors_out_name_problem(a.get("out")); !why.empty())
     throw UsageError("tabula init: --out " + why);

@@ -102,3 +102,23 @@ TEST(CliWalk4, SafetensorsAreNotWrittenUnderATorchName) {
   auto r = run_tabula("init " + arch + " --seed 0 --out " + (dir / "w.st").string());
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
+
+// `embed` and `weights convert` take --arch; `tabula init --arch resnet18 ...` was refused as an unknown flag. init
+// takes the arch either way, the same file from both, and says so when it gets none or two.
+TEST(CliWalk4, InitTakesTheArchAsAFlagToo) {
+  const fs::path dir = scratch_dir();
+  const std::string arch = "'resnet:layers=1,1,1,1,block=basic,channels=8,8,8,8,classes=4'";
+  const fs::path a = dir / "a.safetensors", b = dir / "b.safetensors";
+  auto r = run_tabula("init " + arch + " --seed 3 --out " + a.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_tabula("init --arch " + arch + " --seed 3 --out " + b.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(tabula::read_file_bytes(a.string()), tabula::read_file_bytes(b.string()));
+  r = run_tabula("init --seed 3 --out " + (dir / "c.safetensors").string());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(has(r.err, "tabula init: which arch?")) << r.err;
+  r = run_tabula("init resnet18 --arch resnet34 --seed 3 --out " + (dir / "c.safetensors").string());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(has(r.err, "the arch is given twice")) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "c.safetensors"));
+}
