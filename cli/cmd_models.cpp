@@ -56,7 +56,7 @@ int cmd_models(const Args& args) {
   std::printf(
       "\nGFLOPs: multiply-adds of one image's forward at the default input size, as torchvision's docs count "
       "them.\nAny size: resnet:layers=2,2,2,2,block=basic,... or vit:dim=64,depth=2,heads=4,patch=8,img=32,... "
-      "(see `tabula hooks --help`).\nModel cards (trained models by name): tabula models --trained.\n");
+      "(README: Models and untrained weights).\nModel cards (trained models by name): tabula models --trained.\n");
   return 0;
 }
 

@@ -122,3 +122,16 @@ TEST(CliWalk4, InitTakesTheArchAsAFlagToo) {
   EXPECT_TRUE(has(r.err, "the arch is given twice")) << r.err;
   EXPECT_FALSE(fs::exists(dir / "c.safetensors"));
 }
+
+// `tabula models` sent the user to `tabula hooks --help` for the key=value forms; that help has none of them. It
+// names the README section that has them.
+TEST(CliWalk4, ModelsPointsWhereTheKeyValueFormsAre) {
+  auto r = run_tabula("models");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(has(r.out, "tabula hooks --help")) << r.out;
+  EXPECT_TRUE(has(r.out, "(README: Models and untrained weights)")) << r.out;
+  const std::string readme =
+      tabula::read_file_text((tabula::test::fixture("") / ".." / ".." / "README.md").string());
+  EXPECT_TRUE(has(readme, "### Models and untrained weights"));
+  EXPECT_TRUE(has(readme, "`vit:dim=64,depth=2,heads=4,patch=8,img=32,reg=4`"));
+}
