@@ -52,7 +52,9 @@ std::vector<std::string> closest(const std::string& word, const std::vector<std:
     const long long cn = trailing_number(c);
     const long long nd = wn >= 0 && cn >= 0 ? (wn > cn ? wn - cn : cn - wn) : 0;
     const bool continues = w.size() >= 4 && c.size() > w.size() && c.rfind(w, 0) == 0;
-    if (d <= budget || prefix) scored.push_back({!continues, d, nd, i});
+    // A case or '_'/'-' slip of a whole name (distance 0) is that name, before the names it starts (Layer4 ->
+    // layer4, not layer4.0).
+    if (d <= budget || prefix) scored.push_back({d != 0 && !continues, d, nd, i});
   }
   std::sort(scored.begin(), scored.end());
   // Only the best distance: a case or '_'/'-' slip (distance 0) gets one answer, not its neighbours too.

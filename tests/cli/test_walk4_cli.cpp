@@ -135,3 +135,19 @@ TEST(CliWalk4, ModelsPointsWhereTheKeyValueFormsAre) {
   EXPECT_TRUE(has(readme, "### Models and untrained weights"));
   EXPECT_TRUE(has(readme, "`vit:dim=64,depth=2,heads=4,patch=8,img=32,reg=4`"));
 }
+
+// `--layers Layer4` suggested layer4.1 or layer4.0, the names that continue it, not layer4 itself.
+TEST(CliWalk4, LayerInTheWrongCaseSuggestsThatLayer) {
+  const fs::path dir = scratch_dir();
+  std::vector<float> x(3 * 32 * 32, 0.5f);
+  const fs::path npy = dir / "x.npy";
+  tabula::write_npy(npy.string(), {1, 3, 32, 32}, x.data());
+  auto r = run_tabula("embed --arch resnet18 --seed 0 --data " + npy.string() + " --out " + (dir / "e").string() +
+                      " --layers layer3,Layer4 --quiet");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(has(r.err, "resnet18 has no tap 'Layer4' (did you mean layer4?)")) << r.err;
+  r = run_tabula("embed --arch resnet18 --seed 0 --data " + npy.string() + " --out " + (dir / "e").string() +
+                 " --layers layer4.1.bn3 --quiet");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(has(r.err, "no tap 'layer4.1.bn3' (did you mean layer4.1.bn2 or layer4.1.bn1?)")) << r.err;
+}
