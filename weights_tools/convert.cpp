@@ -126,6 +126,10 @@ ConvertResult convert_weights(const ConvertOptions& opts) {
   } else {
     o << "layout: " << layout_name(r.plan.from) << " -> " << layout_name(opts.arch_layout) << " names\n";
   }
+  // The names carry no config, and ViTConfig's LayerNorm eps is not timm's: a run with timm's 1e-6 is ~1e-4 off.
+  if (r.plan.from == Layout::hf_vit)
+    o << "note: a Hugging Face ViTModel normalises with config.layer_norm_eps (1e-12 unless its config.json says "
+         "otherwise); run this file with norm_eps=1e-12 in the arch (timm's default is 1e-6)\n";
   for (const auto& [name, why] : r.plan.dropped) o << "dropped " << name << ": " << why << "\n";
 
   const bool resnet_arch = opts.arch_layout == Layout::torchvision_resnet;

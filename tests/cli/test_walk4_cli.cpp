@@ -2,6 +2,8 @@
 // files the way PyTorch users name and size them. Each case runs the built binary as a user types it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -150,4 +152,30 @@ TEST(CliWalk4, LayerInTheWrongCaseSuggestsThatLayer) {
                  " --layers layer4.1.bn3 --quiet");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_TRUE(has(r.err, "no tap 'layer4.1.bn3' (did you mean layer4.1.bn2 or layer4.1.bn1?)")) << r.err;
+}
+
+// A Hugging Face ViTModel file (phikon's layout) converted for `vit:...` said nothing of its LayerNorm eps: run
+// with timm's 1e-6 instead of ViTConfig's 1e-12 its embedding was ~1e-4 off, silently. Converting it says which
+// eps the file was trained with and how to pass it; the card (`phikon`) and the arch with norm_eps=1e-12 agree.
+TEST(CliWalk4, HfViTFileSaysItsLayerNormEps) {
+  const fs::path dir = scratch_dir();
+  const fs::path card = tabula::test::fixture("cards/phikon");
+  const std::string arch = "vit:dim=48,depth=2,heads=4,patch=16,img=224,classes=0";
+  auto r = run_tabula("weights convert " + (card / "model.safetensors").string() + " --arch '" + arch + "' --out " +
+                      (dir / "w.safetensors").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(has(r.out, "layout: hf-vit")) << r.out;
+  EXPECT_TRUE(has(r.out, "run this file with norm_eps=1e-12 in the arch")) << r.out;
+  // The converted file under the arch with that eps gives the card's embedding (ViTModel's last_hidden_state[:, 0]).
+  r = run_tabula("embed --arch '" + arch + ",norm_eps=1e-12' --weights " + (dir / "w.safetensors").string() +
+                 " --data " + tabula::test::fixture("cards/images/tiles.csv").string() +
+                 " --resize 0 --crop 0 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --layers head --pool none"
+                 " --quiet --out " + (dir / "e").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::vector<float> got = read_floats(dir / "e" / "head.npy");
+  const std::vector<float> want = read_floats(card / "embedding.npy");
+  ASSERT_EQ(got.size(), want.size());
+  float scale = 0;
+  for (float v : want) scale = std::max(scale, std::abs(v));
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 2e-6f * scale) << i;
 }
