@@ -39,6 +39,7 @@ ParamStore::ParamStore(const std::string& arch, const std::vector<ParamSpec>& sp
     : arch_(arch) {
   LoadReport r;
   std::set<std::string> expected;
+  std::string pos_mismatch;
   for (const ParamSpec& sp : specs) {
     expected.insert(sp.name);
     if (is_batch_counter(sp.name)) continue;  // BatchNorm's step counter: unused in eval
@@ -49,17 +50,18 @@ ParamStore::ParamStore(const std::string& arch, const std::vector<ParamSpec>& sp
     }
     const Tensor& t = it->second;
     if (t.shape() != sp.shape) {
-      // A pos_embed of another grid is a checkpoint for another image size: a load does not resample it (the
-      // weights are mapped, not rewritten); `weights convert` does, once, as timm's checkpoint_filter_fn does.
+      const std::string what = "arch '" + arch_ + "': weight '" + sp.name + "' has shape " + shape_str(t.shape()) +
+                               ", the model needs " + shape_str(sp.shape);
+      // A pos_embed of another grid alone is a checkpoint for another image size, worth saying how to run (a load
+      // maps, it does not rewrite); one beside other mismatches (another patch size, width) is another model.
       const bool pos = sp.name.size() >= 9 && sp.name.compare(sp.name.size() - 9, 9, "pos_embed") == 0 &&
                        t.shape().size() == 3 && sp.shape.size() == 3 && t.shape()[2] == sp.shape[2];
-      throw std::invalid_argument(
-          "arch '" + arch_ + "': weight '" + sp.name + "' has shape " + shape_str(t.shape()) + ", the model needs " +
-          shape_str(sp.shape) +
-          (pos ? " (weights for another image size: run the arch they were saved for with dynamic_img_size=1, "
-                 "which resamples per input as timm does, or resample them once with `tabula weights convert FILE "
-                 "--arch ARCH --out NEW.safetensors`)"
-               : ""));
+      if (!pos) throw std::invalid_argument(what);
+      if (pos_mismatch.empty())
+        pos_mismatch = what + " (weights for another image size: run the arch they were saved for with "
+                              "dynamic_img_size=1, which resamples per input as timm does, or resample them once "
+                              "with `tabula weights convert FILE --arch ARCH --out NEW.safetensors`)";
+      continue;
     }
     if (t.dtype() != DType::f32 && t.dtype() != DType::f16 && t.dtype() != DType::bf16 && t.dtype() != DType::f64)
       throw std::invalid_argument("arch '" + arch_ + "': weight '" + sp.name + "' has dtype " +
@@ -71,6 +73,7 @@ ParamStore::ParamStore(const std::string& arch, const std::vector<ParamSpec>& sp
   if (report) *report = r;
   if (!r.missing.empty() || (strict && !r.unexpected.empty()))
     throw std::invalid_argument("arch '" + arch_ + "': the weights do not match the model: " + r.message());
+  if (!pos_mismatch.empty()) throw std::invalid_argument(pos_mismatch);
 }
 
 ParamStore ParamStore::skeleton(const std::string& arch, const std::vector<ParamSpec>& specs) {

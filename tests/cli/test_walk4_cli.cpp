@@ -63,6 +63,14 @@ TEST(CliWalk4, PosEmbedOfAnotherSizeSaysHowToResample) {
       << r.err;
   EXPECT_TRUE(has(r.err, "tabula weights convert FILE --arch ARCH --out NEW.safetensors")) << r.err;
 
+  // Weights of another patch size also have another pos_embed grid: that is another model, not another size.
+  r = run_tabula("embed --arch 'vit:dim=16,depth=1,heads=2,patch=16,classes=0,img=32' --weights " + w.string() +
+                 embed + (dir / "e3").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(has(r.err, "weight 'patch_embed.proj.weight' has shape [16, 3, 8, 8], the model needs [16, 3, 16, 16]"))
+      << r.err;
+  EXPECT_FALSE(has(r.err, "another image size")) << r.err;
+
   const fs::path w16 = dir / "vit16.safetensors";
   r = run_tabula("weights convert " + w.string() + " --arch '" + base + ",img=16' --out " + w16.string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
