@@ -1,7 +1,10 @@
 #include "weights_tools/checkpoint.h"
 
 #include <chrono>
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <vector>
 #include <stdexcept>
 
 #include "weights_tools/safetensors.h"
@@ -223,7 +226,36 @@ Checkpoint load_checkpoint_parsed(const std::string& path, const LoadOptions& op
                                   std::shared_ptr<const MappedFile> file);
 }  // namespace
 
+namespace {
+// A Hugging Face model folder given where a file goes: name the weight files in it (one of them is the answer),
+// and say that a sharded checkpoint's index is not followed.
+void refuse_folder(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(path, ec)) return;
+  std::vector<std::string> files;
+  bool sharded = false;
+  for (const auto& e : std::filesystem::directory_iterator(path, ec)) {
+    const std::string name = e.path().filename().string();
+    const std::string ext = e.path().extension().string();
+    if (name.size() > 11 && name.compare(name.size() - 11, 11, ".index.json") == 0) sharded = true;
+    else if (ext == ".safetensors" || ext == ".bin" || ext == ".pth" || ext == ".pt" || ext == ".ckpt")
+      files.push_back(name);
+  }
+  std::sort(files.begin(), files.end());
+  std::string list;
+  for (size_t i = 0; i < files.size() && i < 6; ++i) list += (i ? ", " : "") + files[i];
+  if (files.size() > 6) list += ", ... (" + std::to_string(files.size()) + " in all)";
+  throw std::runtime_error(
+      path + ": a folder, not a weight file" +
+      (sharded ? "; it holds a sharded checkpoint (*.index.json), which tabula does not join: save the shards as one "
+                 "file (in Python: safetensors.torch.save_file of the merged state dict)"
+               : files.empty() ? "; it holds no .safetensors/.bin/.pth/.pt/.ckpt file"
+                               : "; give the weight file in it: " + list));
+}
+}  // namespace
+
 Checkpoint load_checkpoint(const std::string& path, const LoadOptions& opts) {
+  refuse_folder(path);
   const auto t0 = std::chrono::steady_clock::now();
   Checkpoint ck;
   ck.path = path;

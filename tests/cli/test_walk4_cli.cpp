@@ -187,3 +187,29 @@ TEST(CliWalk4, HfViTFileSaysItsLayerNormEps) {
   for (float v : want) scale = std::max(scale, std::abs(v));
   for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 2e-6f * scale) << i;
 }
+
+// A Hugging Face download is a folder (config.json, model.safetensors): `--weights FOLDER` said only "not a regular
+// file". It names the weight file to give, or says a sharded checkpoint's shards are not joined.
+TEST(CliWalk4, WeightsFolderNamesTheFileInIt) {
+  const fs::path dir = scratch_dir() / "hf";
+  fs::create_directories(dir);
+  const std::string arch = "'resnet:layers=1,1,1,1,block=basic,channels=8,8,8,8,classes=4'";
+  ASSERT_EQ(run_tabula("init " + arch + " --seed 0 --out " + (dir / "model.safetensors").string()).exit_code, 0);
+  tabula::write_file_atomic((dir / "config.json").string(), "{}\n");
+  std::vector<float> x(3 * 32 * 32, 0.5f);
+  const fs::path npy = scratch_dir() / "x.npy";
+  tabula::write_npy(npy.string(), {1, 3, 32, 32}, x.data());
+  const std::string want = dir.string() + ": a folder, not a weight file; give the weight file in it: model.safetensors";
+  auto r = run_tabula("embed --arch " + arch + " --weights " + dir.string() + " --data " + npy.string() + " --out " +
+                      (scratch_dir() / "e").string() + " --quiet");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(has(r.err, want)) << r.err;
+  r = run_tabula("weights inspect " + dir.string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(has(r.err, want)) << r.err;
+  tabula::write_file_atomic((dir / "model.safetensors.index.json").string(), "{}\n");
+  r = run_tabula("weights convert " + dir.string() + " --arch " + arch + " --out " +
+                 (scratch_dir() / "w.safetensors").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(has(r.err, "it holds a sharded checkpoint (*.index.json), which tabula does not join")) << r.err;
+}
