@@ -17,7 +17,13 @@ int cmd_hooks(const Args& args) {
     in[2] = in[3] = s;
   }
   if (in[0] < 1) throw UsageError("tabula hooks: --batch must be >= 1");
-  const auto taps = model->list_taps(in);
+  std::vector<TapInfo> taps;
+  try {
+    taps = model->list_taps(in);
+  } catch (const std::exception& e) {  // a --size the arch does not take is how the command was typed
+    if (!args.has("size")) throw;
+    throw UsageError("tabula hooks: --size " + args.get("size") + ": " + e.what());
+  }
   std::printf("# %s, input %s: %zu taps (name, output shape)\n", arch.c_str(), shape_str(in).c_str(), taps.size());
   for (const auto& t : taps) std::printf("%-40s %s\n", t.name.c_str(), shape_str(t.shape).c_str());
   return 0;

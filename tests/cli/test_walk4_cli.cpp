@@ -213,3 +213,18 @@ TEST(CliWalk4, WeightsFolderNamesTheFileInIt) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(has(r.err, "it holds a sharded checkpoint (*.index.json), which tabula does not join")) << r.err;
 }
+
+// `tabula hooks vit_small_patch16_224 --size 100` failed with exit 1, as a broken model would; a size the arch does
+// not take is a usage error (2) that says which sizes it takes.
+TEST(CliWalk4, HooksSizeTheArchDoesNotTakeIsAUsageError) {
+  auto r = run_tabula("hooks vit_small_patch16_224 --size 100");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(has(r.err, "tabula hooks: --size 100: arch 'vit_small_patch16_224': input must be 224x224")) << r.err;
+  EXPECT_TRUE(has(r.err, "add dynamic_img_size=1 for other sizes")) << r.err;
+  r = run_tabula("hooks vit_small_patch16_224:dynamic_img_size=1 --size 100");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(has(r.err, "multiples of the patch size 16")) << r.err;
+  r = run_tabula("hooks vit_small_patch16_224:dynamic_img_size=1 --size 96");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(has(r.out, "input [1, 3, 96, 96]")) << r.out;
+}
