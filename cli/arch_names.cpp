@@ -30,6 +30,9 @@ void check_arch_name(const std::string& command, const std::string& arch, bool b
   std::vector<std::string> names = model_names();
   for (const std::string& n : names)
     if (n == head) return;
+  if (const cards::ModelCard* card = cards::find_card(head))  // a card where an arch goes: say what it stands for
+    throw UsageError("tabula " + command + ": '" + head + "' is a model card, not an arch: its arch is '" + card->arch +
+                     "' (embed and preprocess take the card itself: --model " + card->name + ")");
   if (baselines) names.insert(names.end(), {"pixels", "nuclei"});
   std::string near = did_you_mean(head, names);
   throw UsageError("tabula " + command + ": unknown arch '" + head + "'" + (near.empty() ? " (" : near + "; ") +

@@ -43,6 +43,7 @@ int cmd_models(const Args& args) {
   if (args.has("trained")) return list_cards();
   std::vector<std::string> archs = args.positional();
   if (archs.empty()) archs = model_names();
+  for (const auto& a : archs) check_arch_name("models", a);  // before the header: a typo prints nothing else
   std::printf("%-32s %-19s %10s %9s  %-14s %s\n", "arch", "family", "params(M)", "GFLOPs", "input", "default taps");
   for (const auto& a : archs) {
     const ModelInfo m = model_info(a);

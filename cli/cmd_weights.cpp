@@ -51,6 +51,7 @@ int cmd_weights_convert(const Args& args) {
   if (const std::string why = weights::safetensors_out_name_problem(o.out); !why.empty())
     throw UsageError("tabula weights convert: --out " + why);
   o.arch = args.get("arch");
+  check_arch_name("weights convert", o.arch);
   // The names the model registry expects for the arch (an unknown arch is an error naming the known ones).
   const ArchConfig arch = parse_arch(o.arch);
   for (const ParamSpec& s : canonical_specs(o.arch)) o.expected.push_back({s.name, s.shape});

@@ -331,7 +331,7 @@ std::string safetensors_out_name_problem(const std::string& path) {
   const size_t slash = path.find_last_of('/');
   if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return "";
   std::string ext = path.substr(dot);
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   for (const char* other : {".pth", ".pt", ".bin", ".ckpt", ".pkl", ".pickle", ".tar", ".npy", ".npz", ".h5"})
     if (ext == other)
       return path + ": tabula writes safetensors, which torch.load and np.load do not read; name it " +

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "engine/fileio.h"
-#include "util/npy.h"
 #include "tests/test_util.h"
+#include "util/npy.h"
 
 using tabula::test::has;
 using tabula::test::run_tabula;
@@ -36,9 +36,7 @@ TEST(CliWalk4, ConvertMismatchNamesTheFileAndTheArch) {
 }
 
 namespace {
-std::vector<float> read_floats(const fs::path& npy) {
-  return tabula::read_npy(npy.string()).to_f32();
-}
+std::vector<float> read_floats(const fs::path& npy) { return tabula::read_npy(npy.string()).to_f32(); }
 }  // namespace
 
 // Weights saved at 32 px run at 16 px with `ARCH:img=16`: the load refused pos_embed's shape and said no more, while
@@ -57,15 +55,16 @@ TEST(CliWalk4, PosEmbedOfAnotherSizeSaysHowToResample) {
 
   auto r = run_tabula("embed --arch '" + base + ",img=16' --weights " + w.string() + embed + (dir / "e0").string());
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_TRUE(has(r.err, w.string() + ": arch '" + base + ",img=16': weight 'pos_embed' has shape [1, 17, 16], "
-                         "the model needs [1, 5, 16] (weights for another image size: run the arch they were saved "
-                         "for with dynamic_img_size=1"))
+  EXPECT_TRUE(has(r.err, w.string() + ": arch '" + base +
+                             ",img=16': weight 'pos_embed' has shape [1, 17, 16], "
+                             "the model needs [1, 5, 16] (weights for another image size: run the arch they were saved "
+                             "for with dynamic_img_size=1"))
       << r.err;
   EXPECT_TRUE(has(r.err, "tabula weights convert FILE --arch ARCH --out NEW.safetensors")) << r.err;
 
   // Weights of another patch size also have another pos_embed grid: that is another model, not another size.
-  r = run_tabula("embed --arch 'vit:dim=16,depth=1,heads=2,patch=16,classes=0,img=32' --weights " + w.string() +
-                 embed + (dir / "e3").string());
+  r = run_tabula("embed --arch 'vit:dim=16,depth=1,heads=2,patch=16,classes=0,img=32' --weights " + w.string() + embed +
+                 (dir / "e3").string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(has(r.err, "weight 'patch_embed.proj.weight' has shape [16, 3, 8, 8], the model needs [16, 3, 16, 16]"))
       << r.err;
@@ -102,8 +101,10 @@ TEST(CliWalk4, SafetensorsAreNotWrittenUnderATorchName) {
                                    "weights convert " + w.string() + " --arch " + arch + " --out " + out.string()}) {
       auto r = run_tabula(cmd);
       EXPECT_EQ(r.exit_code, 2) << cmd << "\n" << r.err;
-      EXPECT_TRUE(has(r.err, "--out " + out.string() + ": tabula writes safetensors, which torch.load and np.load "
-                             "do not read; name it " + stem + ".safetensors"))
+      EXPECT_TRUE(has(r.err, "--out " + out.string() +
+                                 ": tabula writes safetensors, which torch.load and np.load "
+                                 "do not read; name it " +
+                                 stem + ".safetensors"))
           << r.err;
       EXPECT_FALSE(fs::exists(out)) << cmd;
     }
@@ -140,8 +141,7 @@ TEST(CliWalk4, ModelsPointsWhereTheKeyValueFormsAre) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_FALSE(has(r.out, "tabula hooks --help")) << r.out;
   EXPECT_TRUE(has(r.out, "(README: Models and untrained weights)")) << r.out;
-  const std::string readme =
-      tabula::read_file_text((tabula::test::fixture("") / ".." / ".." / "README.md").string());
+  const std::string readme = tabula::read_file_text((tabula::test::fixture("") / ".." / ".." / "README.md").string());
   EXPECT_TRUE(has(readme, "### Models and untrained weights"));
   EXPECT_TRUE(has(readme, "`vit:dim=64,depth=2,heads=4,patch=8,img=32,reg=4`"));
 }
@@ -178,7 +178,8 @@ TEST(CliWalk4, HfViTFileSaysItsLayerNormEps) {
   r = run_tabula("embed --arch '" + arch + ",norm_eps=1e-12' --weights " + (dir / "w.safetensors").string() +
                  " --data " + tabula::test::fixture("cards/images/tiles.csv").string() +
                  " --resize 0 --crop 0 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --layers head --pool none"
-                 " --quiet --out " + (dir / "e").string());
+                 " --quiet --out " +
+                 (dir / "e").string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::vector<float> got = read_floats(dir / "e" / "head.npy");
   const std::vector<float> want = read_floats(card / "embedding.npy");
@@ -199,7 +200,8 @@ TEST(CliWalk4, WeightsFolderNamesTheFileInIt) {
   std::vector<float> x(3 * 32 * 32, 0.5f);
   const fs::path npy = scratch_dir() / "x.npy";
   tabula::write_npy(npy.string(), {1, 3, 32, 32}, x.data());
-  const std::string want = dir.string() + ": a folder, not a weight file; give the weight file in it: model.safetensors";
+  const std::string want =
+      dir.string() + ": a folder, not a weight file; give the weight file in it: model.safetensors";
   auto r = run_tabula("embed --arch " + arch + " --weights " + dir.string() + " --data " + npy.string() + " --out " +
                       (scratch_dir() / "e").string() + " --quiet");
   EXPECT_EQ(r.exit_code, 1);
@@ -227,4 +229,31 @@ TEST(CliWalk4, HooksSizeTheArchDoesNotTakeIsAUsageError) {
   r = run_tabula("hooks vit_small_patch16_224:dynamic_img_size=1 --size 96");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(has(r.out, "input [1, 3, 96, 96]")) << r.out;
+}
+
+// A card name where an arch goes (`init uni`, `weights convert --arch uni`) was an unknown arch; convert and
+// `models ARCH` printed all ~150 arch names with exit 1 (models after its header, exit 0 for its shell). Each now
+// says the name is a card and which arch it stands for, and a typo gets the closest names, exit 2.
+TEST(CliWalk4, CardNameWhereAnArchGoesSaysItsArch) {
+  const fs::path dir = scratch_dir();
+  const std::string arch = "'resnet:layers=1,1,1,1,block=basic,channels=8,8,8,8,classes=4'";
+  const fs::path w = dir / "w.safetensors";
+  ASSERT_EQ(run_tabula("init " + arch + " --seed 0 --out " + w.string()).exit_code, 0);
+  const std::string out = " --out " + (dir / "o.safetensors").string();
+  for (const std::string& cmd : std::vector<std::string>{"init uni --seed 0" + out, "hooks UNI", "models uni",
+                                                         "weights convert " + w.string() + " --arch uni" + out}) {
+    auto r = run_tabula(cmd);
+    EXPECT_EQ(r.exit_code, 2) << cmd;
+    EXPECT_TRUE(has(r.err, "is a model card, not an arch: its arch is 'vit:dim=1024,depth=24")) << cmd << r.err;
+    EXPECT_TRUE(has(r.err, "--model uni)")) << r.err;
+    EXPECT_TRUE(r.out.empty()) << cmd << r.out;
+  }
+  const std::string convert = "weights convert " + w.string() + " --arch resnt50" + out;
+  for (const std::string& cmd : std::vector<std::string>{"models resnt50", convert}) {
+    auto r = run_tabula(cmd);
+    EXPECT_EQ(r.exit_code, 2) << cmd;
+    EXPECT_TRUE(has(r.err, "unknown arch 'resnt50' (did you mean resnet50?)")) << r.err;
+    EXPECT_LT(r.err.size(), 300u) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(dir / "o.safetensors"));
 }
