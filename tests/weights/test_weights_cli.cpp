@@ -137,10 +137,10 @@ TEST(WeightsCli, ConvertErrorsAreClear) {
   r = run_tabula("weights convert --force " + q(wfix("hf_dinov2.bin")) + " --out " + q(out));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_FALSE(std::filesystem::exists(out));
-  // an arch the model registry does not know: an error naming it, nothing written
+  // an arch the model registry does not know: a usage error naming it and the closest name, nothing written
   r = run_tabula("weights convert --force " + q(wfix("timm_vit.safetensors")) + " --arch deit_tiny_patch16_224 --out " + q(out));
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_TRUE(has(r.err, "unknown architecture 'deit_tiny_patch16_224'")) << r.err;
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(has(r.err, "unknown arch 'deit_tiny_patch16_224' (did you mean vit_tiny_patch16_224?)")) << r.err;
   EXPECT_FALSE(std::filesystem::exists(out));
 }
 
