@@ -24,18 +24,16 @@ using tabula::test::one_line;
 
 const char* kArch = "vit:dim=32,depth=1,heads=2,patch=8,img=32";
 
-// A quick synthetic Cell Painting set embedded once per test binary: the folder (LAYER head_drop + index.csv).
-const fs::path& embedded_cellpainting() {
-  static const fs::path emb = [] {
-    const fs::path dir = scratch_dir() / "walk3-cp";
-    const fs::path out = scratch_dir() / "walk3-emb";
-    EXPECT_EQ(run_tabula("synth cellpainting --quick --out " + dir.string()).exit_code, 0);
-    auto r = run_tabula(std::string("embed --arch '") + kArch + "' --seed 0 --size 32 --quiet --data " +
-                        (dir / "load_data.csv").string() + " --out " + out.string());
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return out;
-  }();
-  return emb;
+// A quick synthetic Cell Painting set, embedded, in the test's scratch folder: the embedding folder (LAYER
+// head_drop + index.csv); the set is in scratch_dir()/walk3-cp.
+fs::path embedded_cellpainting() {
+  const fs::path dir = scratch_dir() / "walk3-cp";
+  const fs::path out = scratch_dir() / "walk3-emb";
+  EXPECT_EQ(run_tabula("synth cellpainting --quick --out " + dir.string()).exit_code, 0);
+  auto r = run_tabula(std::string("embed --arch '") + kArch + "' --seed 0 --size 32 --quiet --data " +
+                      (dir / "load_data.csv").string() + " --out " + out.string());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return out;
 }
 
 }  // namespace
@@ -45,7 +43,7 @@ const fs::path& embedded_cellpainting() {
 // first, removed .partial under it ("cc/.partial/journal: cannot open"); with --force it emptied the folder the
 // first was writing. A run holds a lock on its folder; a second run says so before touching anything.
 TEST(CliWalk3, SecondRunOnTheSameOutputFolderIsRefused) {
-  const fs::path& emb = embedded_cellpainting();
+  const fs::path emb = embedded_cellpainting();
   const std::string data = (scratch_dir() / "walk3-cp" / "load_data.csv").string();
   const fs::path out = scratch_dir() / "busy";
   fs::create_directories(out);
@@ -68,4 +66,38 @@ TEST(CliWalk3, SecondRunOnTheSameOutputFolderIsRefused) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(tabula::read_file_bytes((out / "head_drop.npy").string()),
             tabula::read_file_bytes((emb / "head_drop.npy").string()));
+}
+
+// `eval normalize --control Metadata_pert_type=negcn` (a typo) failed naming the first plate ("group 'SYN-P01' has
+// no control rows"), as if that plate lacked controls; `--reference-index ...=negcn` said "no row has that value"
+// without the file or the value meant; `eval recall --drop DMSO` with no such perturbation kept the controls in the
+// map and printed recall as if they had been dropped. Each names the flag, the file, and the closest value.
+TEST(CliWalk3, ControlAndDropValuesThatNoRowHasAreNamed) {
+  const fs::path emb = embedded_cellpainting();
+  const std::string feats = emb.string() + ":head_drop", index = (emb / "index.csv").string();
+  auto r = run_tabula("eval normalize --features " + feats + " --method mad --group-col Metadata_Plate "
+                      "--control Metadata_pert_type=negcn --out " + (scratch_dir() / "n").string());
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(has(r.err, "--control Metadata_pert_type=negcn: no row of " + index +
+                             " has Metadata_pert_type = 'negcn' (did you mean negcon?)")) << r.err;
+  EXPECT_TRUE(one_line(r.err)) << r.err;
+  r = run_tabula("eval map --features " + feats + " --pos-sameby Metadata_JCP2022,Metadata_Reference_Index "
+                 "--neg-sameby Metadata_Plate --neg-diffby Metadata_pert_type,Metadata_Reference_Index "
+                 "--reference-index Metadata_pert_type=negcn --out " + (scratch_dir() / "m").string());
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(has(r.err, "--reference-index Metadata_pert_type=negcn: no row of " + index +
+                             " has Metadata_pert_type = 'negcn' (did you mean negcon?)")) << r.err;
+  const std::string rel = (scratch_dir() / "walk3-cp" / "relationships.csv").string();
+  const std::string recall = "eval recall --features " + feats + " --pert-col Metadata_JCP2022 --relationships " +
+                             rel + " --out " + (scratch_dir() / "r").string() + " --drop ";
+  r = run_tabula(recall + "JCP2022_SYN999");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(has(r.err, "--drop JCP2022_SYN999: no row of " + index + " has Metadata_JCP2022 = 'JCP2022_SYN999'"))
+      << r.err;
+  // Values that are there still run.
+  r = run_tabula(recall + "JCP2022_SYN001");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = run_tabula("eval normalize --features " + feats + " --method mad --group-col Metadata_Plate "
+                 "--control Metadata_pert_type=negcon --out " + (scratch_dir() / "n").string());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
 }
