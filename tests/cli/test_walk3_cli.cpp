@@ -101,3 +101,19 @@ TEST(CliWalk3, ControlAndDropValuesThatNoRowHasAreNamed) {
                  "--control Metadata_pert_type=negcon --out " + (scratch_dir() / "n").string());
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
+
+// A pycytominer user's profiles (one CSV/parquet of Metadata_* columns + features) given as --features got "not a
+// .npy file, a folder or DIR:LAYER" and no way forward; the error now says how to split the table (README too).
+TEST(CliWalk3, ProfilesTableAsFeaturesSaysHowToSplitIt) {
+  const fs::path csv = scratch_dir() / "profiles.csv";
+  tabula::write_file_atomic(csv.string(), "Metadata_Plate,Metadata_JCP2022,f0,f1\nP1,A,0.5,1.5\nP1,A,0.25,1\n");
+  for (const fs::path& f : {csv, scratch_dir() / "profiles.parquet"}) {
+    auto r = run_tabula("eval map --features " + f.string() + " --pos-sameby Metadata_JCP2022 --neg-diffby "
+                        "Metadata_JCP2022 --out " + (scratch_dir() / "m").string());
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_TRUE(has(r.err, "--features " + f.string() + ": not a .npy file, a folder or DIR:LAYER (a profiles "
+                           "table is not read: save its feature columns as a float32 [N, D] .npy and its Metadata_* "
+                           "columns as the --meta CSV")) << r.err;
+    EXPECT_TRUE(one_line(r.err)) << r.err;
+  }
+}
