@@ -11,6 +11,7 @@
 #include <string>
 
 #include "engine/fileio.h"
+#include "util/npy.h"
 #include "tests/test_util.h"
 
 using tabula::test::run_tabula;
@@ -116,4 +117,37 @@ TEST(CliWalk3, ProfilesTableAsFeaturesSaysHowToSplitIt) {
                            "columns as the --meta CSV")) << r.err;
     EXPECT_TRUE(one_line(r.err)) << r.err;
   }
+}
+
+// `np.save("X.npy", df.to_numpy("float32"))` on a pandas table of profiles writes a Fortran-order array (pandas
+// hands out the column-major block); every eval command refused it ("Fortran-order .npy arrays are not
+// supported"). It is read as numpy reads it: eval gives the numbers of the same matrix saved in C order.
+TEST(CliWalk3, FortranOrderFeaturesAreReadAsNumpyReadsThem) {
+  const fs::path emb = embedded_cellpainting();
+  const tabula::NpyArray c = tabula::read_npy((emb / "head_drop.npy").string());
+  ASSERT_EQ(c.shape.size(), 2u);
+  const int64_t n = c.shape[0], d = c.shape[1];
+  std::vector<float> f(static_cast<size_t>(n * d));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < d; ++j) f[static_cast<size_t>(j * n + i)] = c.as<float>()[i * d + j];
+  std::string header = tabula::npy_header(tabula::DType::f32, {n, d});
+  header.replace(header.find("False"), 5, "True");
+  header.insert(header.size() - 1, " ");  // same header length: numpy pads with spaces before the '\n'
+  std::string bytes = header + std::string(reinterpret_cast<const char*>(f.data()), f.size() * sizeof(float));
+  const fs::path fortran = scratch_dir() / "fortran.npy";
+  tabula::write_file_atomic(fortran.string(), bytes);
+  const std::string meta = " --meta " + (emb / "index.csv").string();
+  const std::string map = " --pos-sameby Metadata_JCP2022 --neg-diffby Metadata_JCP2022 --out ";
+  auto r = run_tabula("eval map --features " + fortran.string() + meta + map + (scratch_dir() / "mf").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_tabula("eval map --features " + (emb / "head_drop.npy").string() + meta + map +
+                 (scratch_dir() / "mc").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(tabula::read_file_bytes((scratch_dir() / "mf" / "average_precision.csv").string()),
+            tabula::read_file_bytes((scratch_dir() / "mc" / "average_precision.csv").string()));
+  r = run_tabula("eval normalize --features " + fortran.string() + meta + " --method standardize --out " +
+                 (scratch_dir() / "nf").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const tabula::NpyArray z = tabula::read_npy((scratch_dir() / "nf" / "fortran.npy").string());
+  EXPECT_EQ(z.shape, c.shape);
 }
