@@ -876,6 +876,32 @@ EmbedSummary run_embed(const EmbedOptions& options) {
 
 // ---- merge ---------------------------------------------------------------------------------------------------------
 
+namespace {
+
+// The run.json entries (dotted paths, the shard entry left out) where two shards differ, with both values when they
+// are short: with 32 shard folders the user needs to know which setting a stray one was made with.
+std::string run_json_differences(const json::Value& a, const json::Value& b, const std::string& prefix) {
+  std::vector<std::string> keys;
+  for (const auto& [k, x] : a.as_object()) keys.push_back(k);
+  for (const auto& [k, x] : b.as_object())
+    if (!a.find(k)) keys.push_back(k);
+  std::string out;
+  for (const std::string& k : keys) {
+    if (prefix.empty() && k == "shard") continue;
+    const json::Value* x = a.find(k);
+    const json::Value* y = b.find(k);
+    const std::string dx = x ? json::dump(*x) : "(none)", dy = y ? json::dump(*y) : "(none)";
+    if (dx == dy) continue;
+    std::string d;
+    if (x && y && x->is_object() && y->is_object()) d = run_json_differences(*x, *y, prefix + k + ".");
+    else d = prefix + k + (dx.size() + dy.size() <= 120 ? " " + dx + " vs " + dy : "");
+    out += (out.empty() ? "" : "; ") + d;
+  }
+  return out;
+}
+
+}  // namespace
+
 void merge_embeddings(const std::vector<std::string>& shards, const std::string& out, bool force) {
   if (shards.empty()) throw std::invalid_argument("tabula merge: no shard folders given");
   struct Shard {
@@ -910,7 +936,8 @@ void merge_embeddings(const std::vector<std::string>& shards, const std::string&
   int64_t next = 0;
   for (const Shard& s : list) {
     if (without_shard(s.run) != base)
-      throw std::runtime_error(s.dir + ": comes from a different run than " + list[0].dir + " (run.json settings differ)");
+      throw std::runtime_error(s.dir + ": comes from a different run than " + list[0].dir + " (run.json differs: " +
+                               run_json_differences(list[0].run, s.run, "") + ")");
     if (s.begin != next)
       throw std::runtime_error(s.begin > next ? "tabula merge: rows [" + std::to_string(next) + ", " + std::to_string(s.begin) +
                                                     ") are missing (a shard was not given)"

@@ -151,3 +151,22 @@ TEST(CliWalk3, FortranOrderFeaturesAreReadAsNumpyReadsThem) {
   const tabula::NpyArray z = tabula::read_npy((scratch_dir() / "nf" / "fortran.npy").string());
   EXPECT_EQ(z.shape, c.shape);
 }
+
+// `tabula merge` of 32 Slurm shards, one of them embedded with another seed (or manifest, or tabula build), said
+// only "comes from a different run than ... (run.json settings differ)": the user had to diff run.json files by
+// hand to find out which setting. The message names each differing entry, with both values when short.
+TEST(CliWalk3, MergeOfShardsFromDifferentRunsNamesTheSetting) {
+  const fs::path dir = scratch_dir() / "cp";
+  ASSERT_EQ(run_tabula("synth cellpainting --quick --out " + dir.string()).exit_code, 0);
+  const std::string embed = std::string("embed --arch '") + kArch + "' --size 32 --quiet --data " +
+                            (dir / "load_data.csv").string() + " --shard ";
+  const fs::path s0 = scratch_dir() / "s0", s1 = scratch_dir() / "s1";
+  ASSERT_EQ(run_tabula(embed + "0/2 --seed 0 --out " + s0.string()).exit_code, 0);
+  ASSERT_EQ(run_tabula(embed + "1/2 --seed 1 --out " + s1.string()).exit_code, 0);
+  auto r = run_tabula("merge " + s0.string() + " " + s1.string() + " --out " + (scratch_dir() / "all").string());
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(has(r.err, s1.string() + ": comes from a different run than " + s0.string() +
+                             " (run.json differs: weights.seed 0 vs 1)")) << r.err;
+  EXPECT_TRUE(one_line(r.err)) << r.err;
+  EXPECT_FALSE(fs::exists(scratch_dir() / "all" / "head_drop.npy"));
+}
