@@ -131,8 +131,10 @@ const std::vector<Command>& commands() {
         {"group-col", "C", "kNN holds out the query's group (e.g. a plate); then no linear probe", false, ""},
         {"split-col", "C", "train/val/test column [default: 1/5 test, 1/5 val per class]", false, ""},
         {"k", "K", "kNN neighbours", false, "10"},
-        {"targets", "CSV", "regression targets, one row per image in manifest order (ridge + 1-NN, HEST)", false, ""},
-        {"target-id", "C", "an identifier column of --targets (not a target)", false, ""},
+        {"targets", "CSV", "regression targets (ridge + 1-NN, HEST): one row per image, by --target-id or in manifest "
+                           "order", false, ""},
+        {"target-id", "C", "an identifier column of --targets (not a target); rows are matched to the images by it "
+                           "when the manifest has the column too", false, ""},
         {"fold-col", "C", "regression folds (e.g. patient)", false, ""},
         {"log1p", "", "regress log1p of the targets (expression counts)", false, ""},
         {"pca", "N", "PCA components before the ridge (HEST: 256)", false, "256"},

@@ -9,9 +9,11 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "engine/fileio.h"
 #include "util/npy.h"
+#include "util/table.h"
 #include "tests/test_util.h"
 
 using tabula::test::run_tabula;
@@ -169,4 +171,44 @@ TEST(CliWalk3, MergeOfShardsFromDifferentRunsNamesTheSetting) {
                              " (run.json differs: weights.seed 0 vs 1)")) << r.err;
   EXPECT_TRUE(one_line(r.err)) << r.err;
   EXPECT_FALSE(fs::exists(scratch_dir() / "all" / "head_drop.npy"));
+}
+
+// `tabula study --targets expression.csv --target-id patch_id` took the targets in row order and only left the id
+// column out: an expression table sorted otherwise than the manifest (as exported from an AnnData) gave other,
+// wrong Pearson r with exit code 0. With --target-id the rows are matched by id; a missing or repeated id is named.
+TEST(CliWalk3, StudyTargetsAreMatchedByTheirId) {
+  const fs::path dir = scratch_dir() / "tissue";
+  ASSERT_EQ(run_tabula("synth tissue --quick --out " + dir.string()).exit_code, 0);
+  const tabula::Table ex = tabula::read_csv((dir / "expression.csv").string());
+  std::vector<size_t> reversed(ex.rows());
+  for (size_t r = 0; r < ex.rows(); ++r) reversed[r] = ex.rows() - 1 - r;
+  const fs::path shuffled = scratch_dir() / "expression_reversed.csv";
+  tabula::write_csv(shuffled.string(), ex.select_rows(reversed));
+  const std::string study = "study --data " + (dir / "metadata.csv").string() +
+                            " --target-id patch_id --fold-col patient --log1p --models pixels --quiet --targets ";
+  const fs::path a = scratch_dir() / "a", b = scratch_dir() / "b";
+  auto r = run_tabula(study + (dir / "expression.csv").string() + " --out " + a.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_tabula(study + shuffled.string() + " --out " + b.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(tabula::read_file_bytes((a / "summary.csv").string()),
+            tabula::read_file_bytes((b / "summary.csv").string()));
+  // A repeated id and a missing one.
+  std::vector<size_t> rows(ex.rows());
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = i;
+  rows.push_back(0);
+  const fs::path twice = scratch_dir() / "twice.csv";
+  tabula::write_csv(twice.string(), ex.select_rows(rows));
+  r = run_tabula(study + twice.string() + " --out " + (scratch_dir() / "c").string());
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(has(r.err, twice.string() + ":" + std::to_string(ex.rows() + 2) + ": patch_id '" + ex.at(0, 0) +
+                             "' is given twice (also on line 2)")) << r.err;
+  rows.pop_back();
+  rows.erase(rows.begin());
+  const fs::path missing = scratch_dir() / "missing.csv";
+  tabula::write_csv(missing.string(), ex.select_rows(rows));
+  r = run_tabula(study + missing.string() + " --out " + (scratch_dir() / "d").string());
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(has(r.err, missing.string() + ": no row with patch_id '" + ex.at(0, 0) + "'")) << r.err;
+  EXPECT_TRUE(one_line(r.err)) << r.err;
 }
