@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <numeric>
 #include <sstream>
 #include <stdexcept>
@@ -97,6 +98,27 @@ void check_value_present(const Table& meta, const std::string& column, const std
     hint += ")";
   }
   throw std::runtime_error(flag + ": no row of " + meta.source() + " has " + column + " = '" + value + "'" + hint);
+}
+
+// The rows of a targets table in the metadata's row order, matched by an id column both hold: an expression table
+// sorted otherwise than the embedding (or with rows for spots not embedded) is common.
+Table rows_by_id(const Table& t, const Table& meta, const std::string& id) {
+  const size_t tc = t.index(id);
+  std::map<std::string, size_t> row_of;
+  for (size_t r = 0; r < t.rows(); ++r)
+    if (auto [it, fresh] = row_of.emplace(t.at(r, tc), r); !fresh)
+      throw std::runtime_error(t.source() + ":" + std::to_string(t.line(r)) + ": " + id + " '" + t.at(r, tc) +
+                               "' is given twice (also on line " + std::to_string(t.line(it->second)) + ")");
+  const std::vector<std::string>& ids = meta.column(id);
+  std::vector<size_t> order(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto it = row_of.find(ids[i]);
+    if (it == row_of.end())
+      throw std::runtime_error(t.source() + ": no row with " + id + " '" + ids[i] + "' (" + meta.source() + ":" +
+                               std::to_string(meta.line(i)) + ")");
+    order[i] = it->second;
+  }
+  return t.select_rows(order);
 }
 
 }  // namespace
@@ -278,7 +300,11 @@ void run_regress(const RegressJob& job) {
     for (int64_t g = 0; g < y.cols(); ++g) names.push_back("target_" + std::to_string(g));
   } else {
     Table t = read_csv(job.targets);
-    names = job.target_cols.empty() ? t.columns() : job.target_cols;
+    if (!job.target_id.empty()) t = rows_by_id(t, meta, job.target_id);
+    names = job.target_cols;
+    if (names.empty())
+      for (const std::string& c : t.columns())
+        if (c != job.target_id) names.push_back(c);
     y.resize(static_cast<int64_t>(t.rows()), static_cast<int64_t>(names.size()));
     for (size_t g = 0; g < names.size(); ++g) {
       std::vector<double> col = t.numbers(names[g]);

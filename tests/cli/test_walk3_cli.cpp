@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -210,5 +211,41 @@ TEST(CliWalk3, StudyTargetsAreMatchedByTheirId) {
   r = run_tabula(study + missing.string() + " --out " + (scratch_dir() / "d").string());
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_TRUE(has(r.err, missing.string() + ": no row with patch_id '" + ex.at(0, 0) + "'")) << r.err;
+  EXPECT_TRUE(one_line(r.err)) << r.err;
+}
+
+// `eval regress --targets expr.csv` took the targets in row order; a table with an id column failed on it ("expected
+// a number") and, with --target-cols, was matched to the embeddings by position only. --target-id matches by id.
+TEST(CliWalk3, EvalRegressTargetsAreMatchedByTheirId) {
+  const fs::path emb = embedded_cellpainting();
+  tabula::Table meta = tabula::read_csv((emb / "index.csv").string());
+  std::vector<std::string> ids;
+  for (size_t r = 0; r < meta.rows(); ++r) ids.push_back(std::to_string(r + 1000));  // ids that are not row numbers
+  meta.add_column("sample", ids);
+  const fs::path meta_csv = scratch_dir() / "meta.csv";
+  tabula::write_csv(meta_csv.string(), meta);
+  std::vector<std::vector<std::string>> rows;
+  for (size_t r = 0; r < meta.rows(); ++r)
+    rows.push_back({ids[r], std::to_string(std::sin(0.7 * static_cast<double>(r))), std::to_string((r * 7) % 5)});
+  tabula::Table ordered({"sample", "g1", "g2"}), reversed({"sample", "g1", "g2"});
+  for (size_t r = 0; r < rows.size(); ++r) ordered.add_row(rows[r]), reversed.add_row(rows[rows.size() - 1 - r]);
+  const fs::path a = scratch_dir() / "ordered.csv", b = scratch_dir() / "reversed.csv";
+  tabula::write_csv(a.string(), ordered);
+  tabula::write_csv(b.string(), reversed);
+  const std::string regress = "eval regress --features " + (emb / "head_drop.npy").string() + " --meta " +
+                              meta_csv.string() + " --fold-col Metadata_Plate --pca 8 --target-id sample --targets ";
+  auto r = run_tabula(regress + a.string() + " --out " + (scratch_dir() / "ra").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_tabula(regress + b.string() + " --out " + (scratch_dir() / "rb").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(tabula::read_file_bytes((scratch_dir() / "ra" / "regress.csv").string()),
+            tabula::read_file_bytes((scratch_dir() / "rb" / "regress.csv").string()));
+  tabula::Table missing({"sample", "g1", "g2"});
+  for (size_t r2 = 1; r2 < rows.size(); ++r2) missing.add_row(rows[r2]);
+  const fs::path c = scratch_dir() / "missing.csv";
+  tabula::write_csv(c.string(), missing);
+  r = run_tabula(regress + c.string() + " --out " + (scratch_dir() / "rc").string());
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(has(r.err, c.string() + ": no row with sample '1000' (" + meta_csv.string() + ":2)")) << r.err;
   EXPECT_TRUE(one_line(r.err)) << r.err;
 }
