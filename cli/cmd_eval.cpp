@@ -102,6 +102,7 @@ int cmd_eval_regress(const Args& a) {
   job.in = inputs(a);
   job.targets = a.get("targets");
   job.target_cols = split_list(a.get("target-cols"));
+  job.target_id = a.get("target-id");
   job.log1p = a.has("log1p");
   job.top_variable = a.get_int("top-variable");
   job.fold_col = a.get("fold-col");

@@ -132,8 +132,10 @@ const std::vector<Command>& commands() {
         {"group-col", "C", "kNN holds out the query's group (e.g. a plate); then no linear probe", false, ""},
         {"split-col", "C", "train/val/test column [default: 1/5 test, 1/5 val per class]", false, ""},
         {"k", "K", "kNN neighbours", false, "10"},
-        {"targets", "CSV", "regression targets, one row per image in manifest order (ridge + 1-NN, HEST)", false, ""},
-        {"target-id", "C", "an identifier column of --targets (not a target)", false, ""},
+        {"targets", "CSV", "regression targets (ridge + 1-NN, HEST): one row per image, by --target-id or in manifest "
+                           "order", false, ""},
+        {"target-id", "C", "an identifier column of --targets (not a target); rows are matched to the images by it "
+                           "when the manifest has the column too", false, ""},
         {"fold-col", "C", "regression folds (e.g. patient)", false, ""},
         {"log1p", "", "regress log1p of the targets (expression counts)", false, ""},
         {"pca", "N", "PCA components before the ridge (HEST: 256)", false, "256"},
@@ -228,7 +230,8 @@ const std::vector<Command>& commands() {
        "--out hest-out",
        {kFeatures, kMeta,
         {"targets", "Y.npy|Y.csv", "targets, one row per feature row ([N, G] .npy or CSV columns)", true, ""},
-        {"target-cols", "C,..", "CSV target columns [default: all]", false, ""},
+        {"target-cols", "C,..", "CSV target columns [default: all but --target-id]", false, ""},
+        {"target-id", "C", "CSV: match target rows to the --meta rows by this id column (else: row order)", false, ""},
         {"log1p", "", "apply log1p to the targets (HEST)", false, ""},
         {"top-variable", "G", "keep the G most variable targets (HEST: 50; 0 = all)", false, "0"},
         {"fold-col", "C", "each distinct value is held out once (HEST: patient)", true, ""},

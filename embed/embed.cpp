@@ -6,6 +6,7 @@
 #include "data/transform.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <exception>
@@ -13,9 +14,14 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "data/device_preprocess.h"
 #include "data/manifest.h"
@@ -435,6 +441,30 @@ bool prepare_output(const EmbedOptions& opt, const Plan& plan, const Setup& s,
   return false;
 }
 
+// One process at a time writes a folder: a second run on the same --out (or a --resume or --force started while
+// the first still runs) would delete or finish the first's chunks under it. An advisory flock on the folder itself
+// (not a file inside: --force and finalize() empty the folder) is held until the run returns; the kernel drops it
+// when the process dies, so a kill -9 leaves no stale lock. File systems without flock (some NFS, Lustre mounts)
+// answer with another errno than EWOULDBLOCK: the run goes on unlocked there, as before.
+class OutputLock {
+ public:
+  explicit OutputLock(const std::string& dir) : fd_(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
+    if (fd_ < 0 || ::flock(fd_, LOCK_EX | LOCK_NB) == 0 || errno != EWOULDBLOCK) return;
+    ::close(fd_);
+    fd_ = -1;
+    throw std::runtime_error(dir + ": another tabula process is writing this folder now; wait for it to finish "
+                             "(then --resume), or choose another --out");
+  }
+  ~OutputLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  OutputLock(const OutputLock&) = delete;
+  OutputLock& operator=(const OutputLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 // A run that fails before it has finished a chunk leaves nothing behind: the folder is removed if this run created
 // it (or emptied of what this run wrote). Once a chunk is journalled, the folder is kept: `--resume` continues it.
 struct RemoveOnError {
@@ -733,6 +763,15 @@ EmbedSummary run_embed(const EmbedOptions& options) {
 
   // Rank 0 alone looks at the folder and decides; the other ranks learn the outcome from its broadcast.
   const std::string& out = opt.out;
+  const bool created = root && !fs::exists(out);
+  std::optional<OutputLock> lock;
+  if (root) {
+    fs::create_directories(out);
+    lock.emplace(out);
+  }
+  // Until the checks below pass, only a folder this run made is removed on an error.
+  RemoveOnError remove_on_error{out, created};
+  remove_on_error.armed = created;
   const bool complete = root && prepare_output(opt, plan, s, aggregate_by);
   if ((dist && mpi::broadcast(complete ? "complete" : "open") == "complete") || complete) {
     if (root && !opt.quiet) std::fprintf(stderr, "tabula embed: %s is already complete\n", out.c_str());
@@ -748,10 +787,8 @@ EmbedSummary run_embed(const EmbedOptions& options) {
   // the others waiting at the next broadcast).
   if (!in.from_npy && !dist && !fs::exists(EmbeddingStore::partial_dir(out)))
     data::check_images_exist(in.manifest, static_cast<size_t>(rows.begin), static_cast<size_t>(rows.end));
-  RemoveOnError remove_on_error{out, root && !fs::exists(out)};
   // Only rank 0 owns the folder; an earlier run's progress is not ours to delete.
-  if (!root || fs::exists(EmbeddingStore::partial_dir(out))) remove_on_error.armed = false;
-  if (root) fs::create_directories(out);
+  remove_on_error.armed = root && !fs::exists(EmbeddingStore::partial_dir(out));
   // Rank 0 opens the run (and with --resume reads every journal); the other ranks join once it has. On --resume
   // each rank re-hashes a share of the journalled chunks (chunk k: rank k mod size) and the pending chunks are the
   // union of what the ranks found missing or damaged; a fresh run's pending chunks are all of them.
@@ -839,6 +876,32 @@ EmbedSummary run_embed(const EmbedOptions& options) {
 
 // ---- merge ---------------------------------------------------------------------------------------------------------
 
+namespace {
+
+// The run.json entries (dotted paths, the shard entry left out) where two shards differ, with both values when they
+// are short: with 32 shard folders the user needs to know which setting a stray one was made with.
+std::string run_json_differences(const json::Value& a, const json::Value& b, const std::string& prefix) {
+  std::vector<std::string> keys;
+  for (const auto& [k, x] : a.as_object()) keys.push_back(k);
+  for (const auto& [k, x] : b.as_object())
+    if (!a.find(k)) keys.push_back(k);
+  std::string out;
+  for (const std::string& k : keys) {
+    if (prefix.empty() && k == "shard") continue;
+    const json::Value* x = a.find(k);
+    const json::Value* y = b.find(k);
+    const std::string dx = x ? json::dump(*x) : "(none)", dy = y ? json::dump(*y) : "(none)";
+    if (dx == dy) continue;
+    std::string d;
+    if (x && y && x->is_object() && y->is_object()) d = run_json_differences(*x, *y, prefix + k + ".");
+    else d = prefix + k + (dx.size() + dy.size() <= 120 ? " " + dx + " vs " + dy : "");
+    out += (out.empty() ? "" : "; ") + d;
+  }
+  return out;
+}
+
+}  // namespace
+
 void merge_embeddings(const std::vector<std::string>& shards, const std::string& out, bool force) {
   if (shards.empty()) throw std::invalid_argument("tabula merge: no shard folders given");
   struct Shard {
@@ -873,7 +936,8 @@ void merge_embeddings(const std::vector<std::string>& shards, const std::string&
   int64_t next = 0;
   for (const Shard& s : list) {
     if (without_shard(s.run) != base)
-      throw std::runtime_error(s.dir + ": comes from a different run than " + list[0].dir + " (run.json settings differ)");
+      throw std::runtime_error(s.dir + ": comes from a different run than " + list[0].dir + " (run.json differs: " +
+                               run_json_differences(list[0].run, s.run, "") + ")");
     if (s.begin != next)
       throw std::runtime_error(s.begin > next ? "tabula merge: rows [" + std::to_string(next) + ", " + std::to_string(s.begin) +
                                                     ") are missing (a shard was not given)"

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <stdexcept>
 
@@ -44,6 +45,35 @@ std::vector<std::string> target_columns(const StudyDataset& d) {
     if (c != d.target_id) cols.push_back(c);
   if (cols.empty()) throw std::runtime_error(d.targets + ": no target columns");
   return cols;
+}
+
+std::string aligned_targets(const StudyDataset& d, const std::string& index_csv, const std::string& out_csv) {
+  if (d.target_id.empty()) return d.targets;
+  const tabula::Table index = tabula::read_csv(index_csv);
+  if (!index.has(d.target_id)) return d.targets;
+  const tabula::Table ex = tabula::read_csv(d.targets);
+  const size_t id_col = ex.index(d.target_id);
+  std::map<std::string, size_t> row_of;
+  for (size_t r = 0; r < ex.rows(); ++r)
+    if (auto [it, fresh] = row_of.emplace(ex.at(r, id_col), r); !fresh)
+      throw std::runtime_error(d.targets + ":" + std::to_string(ex.line(r)) + ": " + d.target_id + " '" +
+                               ex.at(r, id_col) + "' is given twice (also on line " +
+                               std::to_string(ex.line(it->second)) + ")");
+  const std::vector<std::string>& ids = index.column(d.target_id);
+  std::vector<size_t> order(ids.size());
+  bool same = ids.size() == ex.rows();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto it = row_of.find(ids[i]);
+    if (it == row_of.end())
+      throw std::runtime_error(d.targets + ": no row with " + d.target_id + " '" + ids[i] + "' (image " +
+                               std::to_string(i) + " of " + d.data + ")");
+    order[i] = it->second;
+    same = same && order[i] == i;
+  }
+  if (same) return d.targets;
+  std::filesystem::create_directories(std::filesystem::path(out_csv).parent_path());
+  tabula::write_csv(out_csv, ex.select_rows(order));
+  return out_csv;
 }
 
 void write_predictions(const std::string& features, const StudyDataset& d, const std::vector<std::string>& targets,

@@ -34,6 +34,11 @@ void write_predictions(const std::string& features, const StudyDataset& d, const
 
 // The regression targets of a dataset: every column of the targets table but target_id.
 std::vector<std::string> target_columns(const StudyDataset& d);
+// The targets table in the embedding's row order. Without target_id: the table itself (one row per image in manifest
+// order). With it, and index.csv holding that column: the table's rows matched to index.csv's by id (a targets
+// file in another order, or with rows for images not embedded, is common), written to out_csv when the order
+// differs; an id without a row, or given twice, is an error naming the file and line. Returns the path to use.
+std::string aligned_targets(const StudyDataset& d, const std::string& index_csv, const std::string& out_csv);
 
 // index.csv plus a `split` column: within each class (in row order) every 5th row from the first is test, every 5th
 // from the second is val, the rest train -- deterministic, stratified, the same for every model.

@@ -128,6 +128,7 @@ struct Embedding {
   std::string dir;
   std::map<std::string, std::string> phenotype;  // compound -> phenotype class; empty when not given
   int64_t smallest_training_fold = 0;             // rows; only when the dataset has regression targets
+  std::string targets;                            // the targets table in this embedding's row order
 };
 
 // Every metric the dataset's columns support, at one layer of one model.
@@ -212,7 +213,7 @@ void eval_layer(const Ctx& c, const StudyDataset& d, const StudyModel& m, const 
       step(ev + "/" + sub + "/.done", [&] {
         eval::RegressJob j;
         j.in.features = feats;
-        j.targets = d.targets;
+        j.targets = e.targets;
         j.target_cols = targets;
         j.log1p = d.log1p;
         j.fold_col = d.fold_col;
@@ -229,7 +230,10 @@ void eval_layer(const Ctx& c, const StudyDataset& d, const StudyModel& m, const 
     }
     if (last)
       step(ev + "/predictions/.done", [&] {
-        study::write_predictions(feats, d, targets, pca, c.opt.threads, ev + "/predictions/predictions.csv");
+        StudyDataset aligned = d;
+        aligned.targets = e.targets;
+        study::write_predictions(feats, aligned, targets, pca, c.opt.threads,
+                                 ev + "/predictions/predictions.csv");
       });
   }
 }
@@ -397,7 +401,10 @@ StudyResult run_study(const StudyOptions& opt) {
       Embedding e;
       e.dir = embed_model(c, m, d);
       e.phenotype = read_phenotypes(d);
-      if (!d.targets.empty()) e.smallest_training_fold = smallest_training_fold(e.dir + "/index.csv", d.fold_col);
+      if (!d.targets.empty()) {
+        e.smallest_training_fold = smallest_training_fold(e.dir + "/index.csv", d.fold_col);
+        e.targets = study::aligned_targets(d, e.dir + "/index.csv", opt.out + "/targets/" + d.name + ".csv");
+      }
       const auto layers = study::run_layers(e.dir);
       for (size_t li = 0; li < layers.size(); ++li)
         eval_layer(c, d, m, e, layers[li], li + 1 == layers.size(), [&](std::string metric, double v) {

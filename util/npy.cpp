@@ -114,8 +114,8 @@ NpyArray parse_npy(const uint8_t* bytes, size_t n, const std::string& name) {
     throw std::runtime_error(name + ": .npy descr is not a simple dtype: " + descr);
   NpyArray a;
   a.dtype = dtype_of_descr(descr.substr(1, descr.size() - 2), name);
-  if (dict_value(h, "fortran_order", name) != "False")
-    throw std::runtime_error(name + ": Fortran-order .npy arrays are not supported (save with np.ascontiguousarray)");
+  const std::string order = dict_value(h, "fortran_order", name);
+  if (order != "False" && order != "True") throw std::runtime_error(name + ": malformed .npy fortran_order " + order);
   std::string shape = dict_value(h, "shape", name);
   if (shape.size() < 2 || shape.front() != '(' || shape.back() != ')')
     throw std::runtime_error(name + ": malformed .npy shape " + shape);
@@ -142,7 +142,28 @@ NpyArray parse_npy(const uint8_t* bytes, size_t n, const std::string& name) {
   if (have < need)
     throw std::runtime_error(name + ": truncated .npy data: header promises " + std::to_string(need) +
                              " bytes, file has " + std::to_string(have));
-  a.data.assign(bytes + offset + header_len, bytes + offset + header_len + need);
+  const uint8_t* src = bytes + offset + header_len;
+  if (order == "False" || a.shape.size() < 2) {
+    a.data.assign(src, src + need);
+    return a;
+  }
+  // Fortran order (first index fastest), as np.save writes a pandas DataFrame's .to_numpy(): stored C order here.
+  const size_t es = dtype_size(a.dtype);
+  const size_t nd = a.shape.size();
+  std::vector<int64_t> idx(nd, 0), cstride(nd);
+  int64_t st = 1;
+  for (size_t k = nd; k-- > 0;) cstride[k] = st, st *= a.shape[k];
+  a.data.resize(need);
+  int64_t dst = 0;
+  for (int64_t e = 0; e < count; ++e) {
+    std::memcpy(a.data.data() + dst * es, src + e * es, es);
+    for (size_t k = 0; k < nd; ++k) {
+      dst += cstride[k];
+      if (++idx[k] < a.shape[k]) break;
+      dst -= cstride[k] * a.shape[k];
+      idx[k] = 0;
+    }
+  }
   return a;
 }
 

@@ -1,5 +1,6 @@
-// NumPy .npy arrays (format versions 1-3, little-endian, C order): embeddings (LAYER.npy), `--data X.npy`
-// inputs and test fixtures. Headers are checked against the file size before anything is allocated.
+// NumPy .npy arrays (format versions 1-3, little-endian; Fortran order is read into C order): embeddings
+// (LAYER.npy), `--data X.npy` inputs and test fixtures. Headers are checked against the file size before anything
+// is allocated.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -22,8 +23,8 @@ struct NpyArray {
   std::vector<double> to_f64() const;
 };
 
-// Throws std::runtime_error("<path>: ...") for a missing/truncated file, a bad header, Fortran order,
-// big-endian or an unsupported dtype.
+// Throws std::runtime_error("<path>: ...") for a missing/truncated file, a bad header, big-endian or an unsupported
+// dtype.
 NpyArray read_npy(const std::string& path);
 NpyArray parse_npy(const uint8_t* bytes, size_t n, const std::string& name);
 

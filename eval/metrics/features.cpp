@@ -51,7 +51,14 @@ FeatureSource resolve_features(const std::string& features_arg, const std::strin
       s.npy_path = found[0];
       s.layer = fs::path(found[0]).stem().string();
     } else {
-      throw std::runtime_error("--features " + features_arg + ": not a .npy file, a folder or DIR:LAYER");
+      // pycytominer/copairs users hold profiles as one table (Metadata_* columns + features): say how to split it.
+      const std::string ext = fs::path(features_arg).extension().string();
+      const bool table = ext == ".csv" || ext == ".gz" || ext == ".parquet" || ext == ".tsv";
+      throw std::runtime_error("--features " + features_arg + ": not a .npy file, a folder or DIR:LAYER" +
+                               (table ? std::string(" (a profiles table is not read: save its feature columns as a "
+                                                    "float32 [N, D] .npy and its Metadata_* columns as the --meta "
+                                                    "CSV, one row per profile in the same order)")
+                                      : std::string()));
     }
   }
   if (!fs::exists(s.npy_path)) {

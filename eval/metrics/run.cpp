@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <numeric>
 #include <sstream>
 #include <stdexcept>
@@ -11,6 +12,7 @@
 #include "util/json.h"
 #include "util/mpi.h"
 #include "util/npy.h"
+#include "util/suggest.h"
 #include "eval/metrics/cka.h"
 #include "eval/metrics/linear.h"
 #include "eval/metrics/recall.h"
@@ -78,17 +80,59 @@ void load_inputs(const Inputs& in, RowMatrixF* x, Table* meta, std::string* laye
   if (layer) *layer = src.layer;
 }
 
+namespace {
+
+// A control or dropped value that no row has is a typo (negcn, dmso for DMSO): the metric would run without the
+// controls it was asked to use and print a number that looks fine. Names the flag, the file and the closest value.
+void check_value_present(const Table& meta, const std::string& column, const std::string& value,
+                         const std::string& flag) {
+  const auto& col = meta.column(column);
+  if (std::find(col.begin(), col.end(), value) != col.end()) return;
+  std::vector<std::string> values;
+  for (const std::string& v : col)
+    if (std::find(values.begin(), values.end(), v) == values.end()) values.push_back(v);
+  std::string hint = did_you_mean(value, values);
+  if (hint.empty() && values.size() <= 10) {
+    hint = " (its values:";
+    for (const std::string& v : values) hint += " " + v;
+    hint += ")";
+  }
+  throw std::runtime_error(flag + ": no row of " + meta.source() + " has " + column + " = '" + value + "'" + hint);
+}
+
+// The rows of a targets table in the metadata's row order, matched by an id column both hold: an expression table
+// sorted otherwise than the embedding (or with rows for spots not embedded) is common.
+Table rows_by_id(const Table& t, const Table& meta, const std::string& id) {
+  const size_t tc = t.index(id);
+  std::map<std::string, size_t> row_of;
+  for (size_t r = 0; r < t.rows(); ++r)
+    if (auto [it, fresh] = row_of.emplace(t.at(r, tc), r); !fresh)
+      throw std::runtime_error(t.source() + ":" + std::to_string(t.line(r)) + ": " + id + " '" + t.at(r, tc) +
+                               "' is given twice (also on line " + std::to_string(t.line(it->second)) + ")");
+  const std::vector<std::string>& ids = meta.column(id);
+  std::vector<size_t> order(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto it = row_of.find(ids[i]);
+    if (it == row_of.end())
+      throw std::runtime_error(t.source() + ": no row with " + id + " '" + ids[i] + "' (" + meta.source() + ":" +
+                               std::to_string(meta.line(i)) + ")");
+    order[i] = it->second;
+  }
+  return t.select_rows(order);
+}
+
+}  // namespace
+
 void assign_reference_index(Table& meta, const std::string& condition, const std::string& column) {
   size_t eq = condition.find('=');
   if (eq == std::string::npos || eq == 0)
     throw std::runtime_error("--reference-index expects COLUMN=VALUE, got '" + condition + "'");
   const auto& col = meta.column(condition.substr(0, eq));
   std::string value = condition.substr(eq + 1);
+  check_value_present(meta, condition.substr(0, eq), value, "--reference-index " + condition);
   std::vector<std::string> ref(meta.rows(), "-1");
-  size_t hits = 0;
   for (size_t r = 0; r < meta.rows(); ++r)
-    if (col[r] == value) ref[r] = std::to_string(r), ++hits;
-  if (!hits) throw std::runtime_error("--reference-index " + condition + ": no row has that value");
+    if (col[r] == value) ref[r] = std::to_string(r);
   meta.add_column(column, std::move(ref));
 }
 
@@ -154,6 +198,7 @@ void run_recall(const RecallJob& job) {
   load_inputs(job.in, &x, &meta, &layer);
   if (!job.drop.empty()) {
     const auto& pert = meta.column(job.pert_col);
+    for (const std::string& v : job.drop) check_value_present(meta, job.pert_col, v, "--drop " + v);
     std::vector<size_t> keep;
     for (size_t r = 0; r < meta.rows(); ++r)
       if (std::find(job.drop.begin(), job.drop.end(), pert[r]) == job.drop.end()) keep.push_back(r);
@@ -255,7 +300,11 @@ void run_regress(const RegressJob& job) {
     for (int64_t g = 0; g < y.cols(); ++g) names.push_back("target_" + std::to_string(g));
   } else {
     Table t = read_csv(job.targets);
-    names = job.target_cols.empty() ? t.columns() : job.target_cols;
+    if (!job.target_id.empty()) t = rows_by_id(t, meta, job.target_id);
+    names = job.target_cols;
+    if (names.empty())
+      for (const std::string& c : t.columns())
+        if (c != job.target_id) names.push_back(c);
     y.resize(static_cast<int64_t>(t.rows()), static_cast<int64_t>(names.size()));
     for (size_t g = 0; g < names.size(); ++g) {
       std::vector<double> col = t.numbers(names[g]);
@@ -439,7 +488,7 @@ void run_normalize(const NormalizeJob& job) {
       throw std::runtime_error("--control expects COLUMN=VALUE, got '" + job.control + "'");
     spec.control_column = job.control.substr(0, eq);
     spec.control_value = job.control.substr(eq + 1);
-    meta.column(spec.control_column);  // names the column when it is missing
+    check_value_present(meta, spec.control_column, spec.control_value, "--control " + job.control);
   }
   auto need_control = [&] {
     if (spec.control_column.empty()) throw std::runtime_error(job.method + " needs --control COLUMN=VALUE");

@@ -59,7 +59,8 @@ void run_knn(const KnnJob& job);
 struct RegressJob {
   Inputs in;
   std::string targets;  // .npy [N, G] or .csv (columns = targets)
-  std::vector<std::string> target_cols;  // CSV: which columns (default all)
+  std::vector<std::string> target_cols;  // CSV: which columns (default all but target_id)
+  std::string target_id;  // CSV: rows matched to the metadata rows by this column (default: row order)
   bool log1p = false;
   int64_t top_variable = 0;  // keep the G most variable targets (HEST: 50); 0 = all
   std::string fold_col;
